@@ -1,0 +1,136 @@
+"""What every command shares: loading the config, opening the runtime, failing clearly."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import anyio
+import click
+
+from daemon import logs
+from daemon.config import EX_CONFIG, ConfigError, Settings, load_settings
+from daemon.encryption import SecretKeyError
+from daemon.specs import SpecError, SpecT, parse_spec
+from daemon.store.database import SchemaError
+from daemon.sync.engine import SyncRefused
+
+EX_FAILURE = 1
+EX_USAGE = 2
+EX_DATAERR = 65  # sysexits.h: the input data was incorrect
+
+T = TypeVar("T")
+
+CONFIG_OPTION = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    envvar="MLS_SYNC_CONFIG",
+    show_envvar=True,
+    help="Configuration file.  [default: ./config.toml]",
+)
+
+JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+def fail(message: str, code: int = EX_FAILURE) -> NoReturn:
+    click.echo(f"mls-sync: {message}", err=True)
+    sys.exit(code)
+
+
+def settings_from(config_path: Path | None) -> Settings:
+    try:
+        settings = load_settings(config_path)
+    except ConfigError as exc:
+        fail(f"invalid configuration:\n{exc}", EX_CONFIG)
+    logs.configure(settings.logging.level, settings.logging.format)
+    return settings
+
+
+def run(main: Callable[[], Awaitable[T]]) -> T:
+    """Runs a coroutine; known failures become one clear line and an exit code."""
+    try:
+        return anyio.run(main)
+    except (SchemaError, SecretKeyError, SyncRefused) as exc:
+        fail(str(exc))
+    except SpecError as exc:
+        fail(f"invalid input:\n{exc}", EX_USAGE)
+    except LookupError as exc:
+        fail(str(exc.args[0]) if exc.args else str(exc))
+    except ValueError as exc:
+        fail(str(exc), EX_USAGE)
+
+
+def echo_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
+    if not rows:
+        click.echo("(none)")
+        return
+    text = [[_cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(t[i]) for t in text)) for i, c in enumerate(columns)]
+    click.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for t in text:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(t, widths, strict=True)).rstrip())
+
+
+def echo_record(record: Mapping[str, Any]) -> None:
+    width = max(len(k) for k in record)
+    for key, value in record.items():
+        click.echo(f"{key.ljust(width)}  {_cell(value)}")
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    return str(value)
+
+
+def progress_printer(enabled: bool) -> Callable[[str, int, int], None]:
+    """One updating line on a terminal's stderr; silent otherwise."""
+    if not enabled or not sys.stderr.isatty():
+        return lambda cid, done, total: None
+
+    def show(connection_id: str, done: int, total: int) -> None:
+        click.echo(f"\r  {connection_id}: {done}/{total} listings checked", err=True, nl=False)
+        if done >= total:
+            click.echo("", err=True)
+
+    return show
+
+
+def secret_from(env_name: str | None, file: Path | None, prompt: str, required: bool) -> str | None:
+    """A secret from an environment variable, a file, or a hidden prompt; never from argv,
+    where any user of the machine could read it in the process list."""
+    if env_name:
+        value = os.environ.get(env_name, "").strip()
+        if not value:
+            fail(f"--secret-env {env_name}: that environment variable is empty or unset", EX_USAGE)
+        return value
+    if file:
+        try:
+            value = file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            fail(f"--secret-file {file}: {exc.strerror}", EX_USAGE)
+        if not value:
+            fail(f"--secret-file {file}: the file is empty", EX_USAGE)
+        return value
+    if not required:
+        return None
+    if sys.stdin.isatty():
+        return str(click.prompt(prompt, hide_input=True))
+    fail(f"{prompt} is required: pass --secret-env NAME or --secret-file PATH", EX_USAGE)
+
+
+def spec_or_fail(model: type[SpecT], data: dict[str, object], where: str = "") -> SpecT:
+    try:
+        return parse_spec(model, data, where)
+    except SpecError as exc:
+        fail(f"invalid input:\n{exc}", EX_USAGE)

@@ -1,0 +1,72 @@
+"""check-config, generate-key, rotate-key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from daemon.cli.common import CONFIG_OPTION, echo_json, fail, run, settings_from
+from daemon.config import describe
+from daemon.credentials import (
+    API_TOKEN_CREDENTIAL,
+    API_TOKEN_ENV,
+    SECRET_KEY_CREDENTIAL,
+    SECRET_KEY_ENV,
+    read_secret,
+)
+from daemon.encryption import generate_key as new_fernet_key
+from daemon.store import vault
+from daemon.sync.runtime import open_runtime, secret_key_text
+
+
+@click.command("check-config")
+@CONFIG_OPTION
+def check_config(config_path: Path | None) -> None:
+    """Validate the configuration and print the settings in effect.
+
+    Exits 78 (EX_CONFIG) with one line per problem when the file or an MLS_SYNC_* environment
+    variable is invalid; exits 0 and prints the effective settings (secrets masked) otherwise.
+    """
+    settings = settings_from(config_path)
+    effective = describe(settings)
+    key = read_secret(SECRET_KEY_ENV, SECRET_KEY_CREDENTIAL)
+    token = read_secret(API_TOKEN_ENV, API_TOKEN_CREDENTIAL)
+    effective["secrets"] = {
+        "secret_key": f"set ({key.origin})"
+        if key
+        else ("sandbox key file beside the database" if settings.sandbox.enabled else "not set"),
+        "api_token": f"set ({token.origin})" if token else "not set (the /v1 API is off)",
+    }
+    echo_json(effective)
+
+
+@click.command("generate-key")
+def generate_key() -> None:
+    """Print a new encryption key (Fernet) for MLS_SYNC_SECRET_KEY or
+    $CREDENTIALS_DIRECTORY/secret-key.
+
+    To rotate: put the new key first and the old one after it (comma-separated), run
+    `mls-sync rotate-key`, then drop the old key.
+    """
+    click.echo(new_fernet_key())
+
+
+@click.command("rotate-key")
+@CONFIG_OPTION
+def rotate_key(config_path: Path | None) -> None:
+    """Re-encrypt every stored secret with the first configured key.
+
+    Give the keys as "NEW,OLD" in MLS_SYNC_SECRET_KEY (or one per line in the credential
+    file); afterwards the old key can be removed.
+    """
+    settings = settings_from(config_path)
+    if secret_key_text(settings) is None:
+        fail(f"no key configured: set {SECRET_KEY_ENV} to 'NEW_KEY,OLD_KEY'")
+
+    async def main() -> int:
+        async with open_runtime(settings) as rt:
+            return await vault.rotate(rt.db, rt.require_box())
+
+    count = run(main)
+    click.echo(f"re-encrypted {count} secret(s) with the first key")

@@ -1,0 +1,147 @@
+"""sync and history: run a cycle now, and look back at what cycles did."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from daemon.cli.common import (
+    CONFIG_OPTION,
+    JSON_OPTION,
+    echo_json,
+    echo_record,
+    echo_table,
+    fail,
+    progress_printer,
+    run,
+    settings_from,
+)
+from daemon.sandbox.environment import sandbox_running
+from daemon.store import runs
+from daemon.sync.engine import RunReport, SyncEngine
+from daemon.sync.runtime import open_runtime
+
+
+@click.command()
+@CONFIG_OPTION
+@click.option("--connection", "connection_id", metavar="ID", help="Sync only this connection.")
+@click.option("--listing", "listing_id", metavar="ID", help="Sync only this listing (manual sync).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress line.")
+def sync(
+    config_path: Path | None, connection_id: str | None, listing_id: str | None, quiet: bool
+) -> None:
+    """Run one sync cycle now, in this process, and print its summary.
+
+    Asks the MLS for the status of every tracked listing (of one connection, or one listing),
+    makes the local status equal to the MLS status, and records the run in the history.
+    With [sandbox] enabled, the embedded sandbox MLS is started first and its market moves a
+    little, so each run has changes to apply.
+
+    Exits 0 when the cycle ran, even if it recorded errors (see `mls-sync history --run ID`);
+    non-zero only when it could not run.
+    """
+    if connection_id and listing_id:
+        fail("give --connection or --listing, not both", 2)
+    settings = settings_from(config_path)
+
+    async def main() -> RunReport:
+        async with open_runtime(settings, on_progress=progress_printer(not quiet)) as rt:
+            engine = rt.engine
+            if settings.sandbox.enabled:
+                async with sandbox_running(settings.sandbox, rt.db, rt.require_box()) as sb:
+                    moves = sb.move_market(settings.sandbox.moves_per_cycle)
+                    click.echo(
+                        f"sandbox MLS at {sb.url}: {len(moves)} listing(s) moved in the market"
+                    )
+                    for m in moves[:5]:
+                        click.echo(f"  {m.key}: {m.before} -> {m.after}")
+                    return await _one(engine, connection_id, listing_id)
+            return await _one(engine, connection_id, listing_id)
+
+    started = time.monotonic()
+    report = run(main)
+    _print_report(report, time.monotonic() - started)
+
+
+async def _one(engine: SyncEngine, connection_id: str | None, listing_id: str | None) -> RunReport:
+    if listing_id:
+        report, listing = await engine.sync_listing(listing_id)
+        click.echo(
+            f"listing {listing.id} ({listing.listing_key}): status {listing.status}"
+            f" (MLS: {listing.mls_standard_status})"
+        )
+        return report
+    if connection_id:
+        return await engine.sync_connection(connection_id)
+    return await engine.sync_all()
+
+
+def _print_report(report: RunReport, seconds: float) -> None:
+    r = report.run
+    click.echo(f"run {r.id} ({r.trigger}, {r.scope}): {r.outcome} in {seconds:.1f} s")
+    click.echo(
+        f"  connections {r.connections}, listings checked {r.listings_checked}, "
+        f"status changes {r.status_changes}, errors {r.errors}, warnings {r.warnings}, "
+        f"MLS requests {r.mls_requests}"
+    )
+    click.echo(f"  posts due for unpublishing: {report.posts_due}")
+    if report.errors:
+        click.echo(f"  problems (first 50; all: mls-sync history --run {r.id}):")
+        for e in report.errors:
+            where = " ".join(x for x in (e.connection_id, e.listing_id) if x)
+            click.echo(f"    {e.severity} [{e.scope}] {where}: {e.message}")
+
+
+@click.command()
+@CONFIG_OPTION
+@click.option(
+    "--limit",
+    default=20,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="How many runs to show.",
+)
+@click.option("--run", "run_id", type=int, metavar="ID", help="Show one run with its errors.")
+@JSON_OPTION
+def history(config_path: Path | None, limit: int, run_id: int | None, as_json: bool) -> None:
+    """Show the sync history: the last runs (newest first), or one run and its errors."""
+    settings = settings_from(config_path)
+
+    async def main() -> None:
+        async with open_runtime(settings) as rt:
+            if run_id is None:
+                rows = [asdict(r) for r in await runs.recent(rt.db, limit)]
+                if as_json:
+                    echo_json(rows)
+                else:
+                    echo_table(
+                        rows,
+                        [
+                            "id",
+                            "trigger",
+                            "scope",
+                            "started_at",
+                            "outcome",
+                            "connections",
+                            "listings_checked",
+                            "status_changes",
+                            "errors",
+                            "warnings",
+                        ],
+                    )
+                return
+            one = await runs.get(rt.db, run_id)
+            if one is None:
+                raise LookupError(f"no run {run_id}")
+            errors = [asdict(e) for e in await runs.errors_of(rt.db, run_id, 10_000)]
+            if as_json:
+                echo_json({**asdict(one), "problems": errors})
+                return
+            echo_record(asdict(one))
+            click.echo("")
+            echo_table(errors, ["severity", "scope", "connection_id", "listing_id", "message"])
+
+    run(main)

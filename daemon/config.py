@@ -1,0 +1,215 @@
+"""config.toml + environment -> validated, typed settings.
+
+Sources, later wins: the defaults below, config.toml, then `MLS_SYNC_<SECTION>__<KEY>`
+environment variables. Secrets never come from here (see `daemon.secrets`): a secret key in
+config.toml is refused with a hint, so that it cannot end up in a file that is world-readable
+or under version control.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from daemon.models import LocalStatus, StatusMapping
+
+ENV_PREFIX = "MLS_SYNC_"
+ENV_SEPARATOR = "__"
+EX_CONFIG = 78  # sysexits.h: configuration error; systemd's RestartPreventExitStatus=78
+DEFAULT_CONFIG_PATH = Path("config.toml")
+SECRET_KEYS = frozenset({"secret_key", "api_token", "token", "password", "client_secret"})
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names each bad key and value."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseSettings(_Section):
+    path: Path = Field(
+        default=Path("state/mls-sync.db"),
+        description="SQLite file; a relative path is taken from the config file's folder",
+    )
+    busy_timeout_ms: int = Field(default=5000, ge=100, le=600_000)
+
+
+class SyncSettings(_Section):
+    interval_seconds: int = Field(default=900, ge=10, le=86_400)
+    jitter_seconds: int = Field(default=30, ge=0, le=3600)
+    max_concurrent_connections: int = Field(default=4, ge=1, le=256)
+    unpublish_on: tuple[LocalStatus, ...] = Field(default=(LocalStatus.SOLD,), min_length=1)
+    lease_seconds: int = Field(
+        default=600,
+        ge=30,
+        le=86_400,
+        description="how long a connection's sync lease lasts before another process may "
+        "take it over (renewed while the sync runs)",
+    )
+
+
+class MlsSettings(_Section):
+    timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    max_concurrent_requests: int = Field(default=8, ge=1, le=1024)
+    max_attempts: int = Field(default=4, ge=1, le=20)
+    backoff_initial_seconds: float = Field(default=0.5, ge=0, le=60)
+    backoff_max_seconds: float = Field(default=30.0, ge=0, le=3600)
+    max_retry_after_seconds: float = Field(default=120.0, ge=0, le=3600)
+    breaker_after_429s: int = Field(default=3, ge=1, le=100)
+    max_url_length: int = Field(default=2000, ge=256, le=65_536)
+    status_map: dict[str, str] = Field(default_factory=dict)
+    mls_status_map: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _maps_are_valid(self) -> MlsSettings:
+        self.status_mapping()  # raises ValueError naming the bad entry
+        return self
+
+    def status_mapping(self) -> StatusMapping:
+        return StatusMapping.build(self.status_map, self.mls_status_map)
+
+
+class SandboxSettings(_Section):
+    enabled: bool = False
+    connections: int = Field(default=3, ge=1, le=1000)
+    listings: int = Field(default=300, ge=1, le=1_000_000)
+    moves_per_cycle: int = Field(default=12, ge=0, le=100_000)
+    seed: int = 7
+
+
+class LoggingSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Settings(_Section):
+    database: DatabaseSettings = DatabaseSettings()
+    sync: SyncSettings = SyncSettings()
+    mls: MlsSettings = MlsSettings()
+    sandbox: SandboxSettings = SandboxSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+
+def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Reads, merges and validates; raises ConfigError with one line per problem."""
+    environ = os.environ if environ is None else environ
+    path = path or DEFAULT_CONFIG_PATH
+    raw = _read_toml(path)
+    sources: dict[str, str] = {}
+    _refuse_secrets(raw, path)
+    for dotted, value, env_name in _env_overrides(environ):
+        _set_dotted(raw, dotted, value)
+        sources[dotted] = f"environment variable {env_name}"
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, path, sources)) from None
+    db_path = settings.database.path
+    if not db_path.is_absolute():
+        db_path = (path.parent / db_path).resolve()
+    return settings.model_copy(
+        update={"database": settings.database.model_copy(update={"path": db_path})}
+    )
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no such file; pass --config PATH or copy the shipped config.toml"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from None
+
+
+def _refuse_secrets(raw: Mapping[str, Any], path: Path) -> None:
+    for section, body in raw.items():
+        if isinstance(body, Mapping):
+            for key in body:
+                if key in SECRET_KEYS:
+                    raise ConfigError(
+                        f"{path}: [{section}] {key}: secrets are not read from config.toml; "
+                        f"set MLS_SYNC_{key.upper()} or put it in $CREDENTIALS_DIRECTORY"
+                    )
+
+
+def _env_overrides(environ: Mapping[str, str]) -> list[tuple[str, Any, str]]:
+    found = []
+    for name, text in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or ENV_SEPARATOR not in name:
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split(ENV_SEPARATOR)
+        found.append((".".join(parts), _env_value(text), name))
+    return found
+
+
+def _env_value(text: str) -> Any:
+    """An environment value is read as a TOML value (so 30, true and ["sold"] keep their
+    types), or else taken as a plain string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    *sections, key = dotted.split(".")
+    node = raw
+    for part in sections:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    node[key] = value
+
+
+def _explain(exc: ValidationError, path: Path, sources: Mapping[str, str]) -> str:
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = [str(p) for p in err["loc"]]
+        dotted = ".".join(loc)
+        where = sources.get(dotted, str(path))
+        given = err.get("input")
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_keys(loc[:-1])
+            lines.append(
+                f"{where}: {_display_key(loc)}: unknown key (value {given!r}); "
+                f"allowed here: {', '.join(allowed)}"
+            )
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{where}: {_display_key(loc)} = {given!r}: {msg}")
+    return "\n".join(lines)
+
+
+def _display_key(loc: list[str]) -> str:
+    if len(loc) == 1:
+        return f"[{loc[0]}]"
+    return f"[{loc[0]}] {'.'.join(loc[1:])}"
+
+
+def _allowed_keys(section: list[str]) -> list[str]:
+    model: type[BaseModel] = Settings
+    for part in section:
+        field = model.model_fields.get(part)
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return sorted(model.model_fields)
+
+
+def describe(settings: Settings) -> dict[str, Any]:
+    """The effective settings as plain data (for `check-config` and, later, /status)."""
+    return settings.model_dump(mode="json")

@@ -1,0 +1,58 @@
+"""Where the daemon's own secrets come from: the environment or systemd credentials.
+
+Secrets are never read from config.toml. Under systemd, `LoadCredential=secret-key:/etc/...`
+puts the file in `$CREDENTIALS_DIRECTORY`, readable only by the service.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+SECRET_KEY_ENV = "MLS_SYNC_SECRET_KEY"  # noqa: S105 - where to look, not a secret
+SECRET_KEY_CREDENTIAL = "secret-key"  # noqa: S105 - where to look, not a secret
+API_TOKEN_ENV = "MLS_SYNC_API_TOKEN"  # noqa: S105 - where to look, not a secret
+API_TOKEN_CREDENTIAL = "api-token"  # noqa: S105 - where to look, not a secret
+SANDBOX_KEY_FILE = "sandbox-secret-key"
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A secret value and where it came from (the origin may be shown; the value never)."""
+
+    value: str
+    origin: str
+
+    def __repr__(self) -> str:
+        return f"Secret(origin={self.origin!r}, value=<redacted>)"
+
+
+def read_secret(
+    env_name: str, credential: str, environ: Mapping[str, str] | None = None
+) -> Secret | None:
+    environ = os.environ if environ is None else environ
+    if value := environ.get(env_name, "").strip():
+        return Secret(value, f"environment variable {env_name}")
+    if directory := environ.get("CREDENTIALS_DIRECTORY"):
+        path = Path(directory) / credential
+        if path.is_file():
+            value = path.read_text(encoding="utf-8").strip()
+            if value:
+                return Secret(value, f"$CREDENTIALS_DIRECTORY/{credential}")
+    return None
+
+
+def sandbox_secret_key(state_dir: Path) -> Secret:
+    """The sandbox needs a key too (its MLS credentials are encrypted like real ones), but a
+    newcomer has none: make one beside the database, owner-only, and reuse it."""
+    from daemon.encryption import generate_key
+
+    path = state_dir / SANDBOX_KEY_FILE
+    if not path.exists():
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(generate_key() + "\n")
+    return Secret(path.read_text(encoding="utf-8").strip(), f"sandbox key file {path}")

@@ -1,0 +1,1 @@
+"""The RESO Web API connector: auth, queries, paging, rate limits and retries."""

@@ -1,0 +1,89 @@
+"""Bearer tokens for RESO servers: a static token, or OAuth2 client credentials.
+
+A client-credentials token is cached and fetched again shortly before it expires; after a 401
+the caller invalidates it and tries once more with a fresh one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import anyio
+import httpx
+
+from daemon.mls.errors import NeedsReauth, TokenUnavailable
+
+# Refresh this long before the server's stated expiry, so a token never expires in flight.
+REFRESH_MARGIN_SECONDS = 60.0
+DEFAULT_TOKEN_LIFETIME_SECONDS = 3600.0
+
+
+class TokenSource(Protocol):
+    async def token(self, client: httpx.AsyncClient) -> str: ...
+
+    def invalidate(self) -> None: ...
+
+
+@dataclass
+class StaticToken:
+    value: str
+
+    async def token(self, client: httpx.AsyncClient) -> str:
+        return self.value
+
+    def invalidate(self) -> None:
+        """A static token cannot be renewed; the retry simply uses it again."""
+
+
+class ClientCredentials:
+    def __init__(
+        self, token_url: str, client_id: str, client_secret: str, scope: str | None
+    ) -> None:
+        self._url = token_url
+        self._form = {
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": client_secret,
+        }
+        if scope:
+            self._form["scope"] = scope
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self._lock = anyio.Lock()  # one refresh at a time, whatever the number of callers
+        self.fetches = 0
+
+    async def token(self, client: httpx.AsyncClient) -> str:
+        async with self._lock:
+            if self._token is None or anyio.current_time() >= self._expires_at:
+                await self._fetch(client)
+            assert self._token is not None
+            return self._token
+
+    def invalidate(self) -> None:
+        self._token = None
+
+    async def _fetch(self, client: httpx.AsyncClient) -> None:
+        try:
+            resp = await client.post(self._url, data=self._form)
+        except httpx.HTTPError as exc:
+            raise TokenUnavailable(f"token endpoint {self._url}: {type(exc).__name__}") from None
+        self.fetches += 1
+        if resp.status_code in (400, 401, 403):
+            raise NeedsReauth(
+                f"the token endpoint {self._url} refused the client credentials "
+                f"(HTTP {resp.status_code}); update the connection's client id and secret"
+            )
+        if resp.status_code >= 500 or resp.status_code == 429:
+            raise TokenUnavailable(f"token endpoint {self._url}: HTTP {resp.status_code}")
+        try:
+            body = resp.json()
+            token = body["access_token"]
+            lifetime = float(body.get("expires_in", DEFAULT_TOKEN_LIFETIME_SECONDS))
+        except (ValueError, KeyError, TypeError):
+            raise TokenUnavailable(f"token endpoint {self._url}: unreadable answer") from None
+        if not isinstance(token, str) or not token:
+            raise TokenUnavailable(f"token endpoint {self._url}: no access_token in the answer")
+        self._token = token
+        margin = min(REFRESH_MARGIN_SECONDS, lifetime / 10)
+        self._expires_at = anyio.current_time() + max(lifetime - margin, 0.0)

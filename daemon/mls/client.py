@@ -1,0 +1,313 @@
+"""Talking to one RESO server: every request is bounded, retried and classified here.
+
+Order per request (runtime.md): a global concurrency slot first, then this credential's rate
+token right before sending, so the limiter's wait is never spent holding a socket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import NoReturn
+
+import anyio
+import httpx
+from aiolimiter import AsyncLimiter
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from daemon.mls.auth import TokenSource
+from daemon.mls.errors import (
+    CircuitOpen,
+    ConnectionStopped,
+    MlsError,
+    NeedsReauth,
+    RequestTooLong,
+    Retryable,
+    TokenEndpointDown,
+    TokenUnavailable,
+)
+from daemon.mls.payload import BadPayload, Page, parse_page
+from daemon.mls.query import KeyFilter, by_key_url, changes_url
+from daemon.models import MlsRecord
+
+MAX_PAGES = 10_000  # a nextLink chain longer than this is a server bug, not data
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 4
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    max_retry_after: float = 120.0
+    breaker_after_429s: int = 3
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and how to ask one connection's server."""
+
+    connection_id: str
+    base_url: str
+    resource: str = "Property"
+    key_filter: KeyFilter = KeyFilter.IN
+    page_size: int = 200
+    select: str = "ListingKey,StandardStatus,MlsStatus,ModificationTimestamp"
+
+
+@dataclass
+class BatchAnswer:
+    """The MLS's answer for a set of keys: each key is in exactly one of the three."""
+
+    records: dict[str, MlsRecord] = field(default_factory=dict)
+    removed: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def merge(self, other: BatchAnswer) -> None:
+        self.records.update(other.records)
+        self.removed.update(other.removed)
+        self.errors.update(other.errors)
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Retry-After is delay-seconds or an HTTP date (RFC 9110 10.2.3); None if absent/bad."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
+
+
+class MlsClient:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        endpoint: Endpoint,
+        tokens: TokenSource,
+        rate: AsyncLimiter,
+        concurrency: anyio.CapacityLimiter,
+        policy: RetryPolicy,
+        on_request: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.http = http
+        self.endpoint = endpoint
+        self.tokens = tokens
+        self.rate = rate
+        self.concurrency = concurrency
+        self.policy = policy
+        self.on_request = on_request
+        self.consecutive_429s = 0
+        self.stopped: MlsError | None = None
+        self._origin = _origin(httpx.URL(endpoint.base_url))
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def by_key_url(self, keys: Sequence[str]) -> httpx.URL:
+        e = self.endpoint
+        return by_key_url(e.base_url, e.resource, keys, e.key_filter, e.select)
+
+    async def fetch_batch(self, keys: Sequence[str]) -> BatchAnswer:
+        """Current status of `keys`. Keys the server leaves out count as removed; a 413/414
+        splits the batch in two and asks again."""
+        try:
+            pages = [page async for page in self.pages(self.by_key_url(keys))]
+        except RequestTooLong:
+            if len(keys) == 1:
+                raise MlsError(
+                    f"the server refuses a one-key query for {keys[0]!r} as too long"
+                ) from None
+            middle = len(keys) // 2
+            answer = await self.fetch_batch(keys[:middle])
+            answer.merge(await self.fetch_batch(keys[middle:]))
+            return answer
+        return _answer_for(keys, pages)
+
+    async def changes(self, since: datetime) -> AsyncIterator[Page]:
+        """Pages of records modified at or after `since`, oldest first."""
+        e = self.endpoint
+        url = changes_url(e.base_url, e.resource, since, e.page_size, e.select)
+        async for page in self.pages(url):
+            yield page
+
+    async def pages(self, first: httpx.URL) -> AsyncIterator[Page]:
+        """Follows @odata.nextLink as an opaque URL, but only on the configured server."""
+        url: httpx.URL | None = first
+        seen: set[str] = set()
+        while url is not None:
+            if len(seen) >= MAX_PAGES:
+                raise MlsError(f"more than {MAX_PAGES} pages for one query; giving up")
+            seen.add(str(url))
+            page = await self.get_page(url)
+            yield page
+            url = self._next_url(page.next_link, seen)
+
+    def _next_url(self, link: str | None, seen: set[str]) -> httpx.URL | None:
+        if link is None:
+            return None
+        url = httpx.URL(self.endpoint.base_url).join(link)
+        if _origin(url) != self._origin:
+            raise MlsError(
+                f"refused @odata.nextLink to {_origin(url)}: credentials are only sent to "
+                f"the connection's server {self._origin}"
+            )
+        if str(url) in seen:
+            raise MlsError("@odata.nextLink points back to a page already read (a loop)")
+        return url
+
+    # -- one request, retried ----------------------------------------------------------------
+
+    async def get_page(self, url: httpx.URL) -> Page:
+        if self.stopped is not None:
+            raise self.stopped
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.policy.max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception_type(Retryable),
+            reraise=True,
+            sleep=anyio.sleep,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._get_authorized(url)
+        except TokenUnavailable as exc:
+            self.stopped = TokenEndpointDown(f"cannot get an access token: {exc}")
+            raise self.stopped from None
+        except ConnectionStopped as exc:
+            self.stopped = exc
+            raise
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, Retryable) and exc.retry_after is not None:
+            return exc.retry_after
+        backoff = wait_exponential_jitter(
+            initial=self.policy.backoff_initial,
+            max=self.policy.backoff_max,
+            jitter=self.policy.backoff_initial,
+        )
+        return float(backoff(state))
+
+    async def _get_authorized(self, url: httpx.URL) -> Page:
+        """One 401 gets a fresh token and one more try; a second 401 stops the connection."""
+        resp = await self._send(url)
+        if resp.status_code == 401:
+            self.tokens.invalidate()
+            resp = await self._send(url)
+            if resp.status_code == 401:
+                raise NeedsReauth(
+                    f"{self.endpoint.base_url} answered 401 twice: the credentials are no "
+                    "longer accepted. Update the connection's credentials, then resume it."
+                )
+        return self._read(resp)
+
+    async def _send(self, url: httpx.URL) -> httpx.Response:
+        async with self.concurrency:
+            token = await self.tokens.token(self.http)
+            async with self.rate:
+                self.on_request()
+                try:
+                    return await self.http.get(
+                        url,
+                        headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+                    )
+                except httpx.TimeoutException:
+                    raise Retryable(f"timed out waiting for {self.endpoint.base_url}") from None
+                except httpx.TransportError as exc:
+                    raise Retryable(
+                        f"cannot reach {self.endpoint.base_url}: {type(exc).__name__}"
+                    ) from None
+
+    def _read(self, resp: httpx.Response) -> Page:
+        status = resp.status_code
+        if status == 429:
+            self._throttled(resp)
+        self.consecutive_429s = 0
+        if status == 200:
+            try:
+                return parse_page(resp.content)
+            except BadPayload as exc:
+                # A truncated or garbled body is usually transient: worth the retries.
+                raise Retryable(str(exc)) from None
+        if status in (413, 414):
+            raise RequestTooLong(f"HTTP {status}: the query is too long for this server")
+        if status == 503:
+            raise Retryable("HTTP 503", self._retry_after(resp))
+        if status >= 500:
+            raise Retryable(f"HTTP {status} from the MLS server")
+        raise MlsError(f"HTTP {status} from the MLS server: {resp.text[:200]!r}")
+
+    def _throttled(self, resp: httpx.Response) -> NoReturn:
+        self.consecutive_429s += 1
+        delay = self._retry_after(resp)
+        if self.consecutive_429s >= self.policy.breaker_after_429s:
+            raise CircuitOpen(
+                f"{self.consecutive_429s} answers in a row were 429 Too Many Requests; "
+                "leaving this server alone until the next cycle"
+            )
+        raise Retryable("HTTP 429 Too Many Requests", delay)
+
+    def _retry_after(self, resp: httpx.Response) -> float | None:
+        delay = parse_retry_after(resp.headers.get("Retry-After"))
+        if delay is not None and delay > self.policy.max_retry_after:
+            raise CircuitOpen(
+                f"the server asked us to wait {delay:.0f} s (Retry-After), longer than "
+                f"[mls] max_retry_after_seconds = {self.policy.max_retry_after:.0f}; "
+                "trying again next cycle"
+            )
+        return delay
+
+
+def _origin(url: httpx.URL) -> str:
+    return f"{url.scheme}://{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
+
+
+def _answer_for(keys: Sequence[str], pages: list[Page]) -> BatchAnswer:
+    wanted = set(keys)
+    answer = BatchAnswer()
+    unattributed: list[str] = []
+    for page in pages:
+        for rec in page.records:
+            if rec.listing_key in wanted:
+                answer.records[rec.listing_key] = rec
+        for key in page.hidden:
+            if key in wanted:
+                answer.removed[key] = "MlgCanView is false (removed from the feed)"
+                answer.records.pop(key, None)
+        for err in page.errors:
+            if err.listing_key is None:
+                unattributed.append(err.message)
+            elif err.listing_key in wanted:
+                answer.errors[err.listing_key] = err.message
+                answer.records.pop(err.listing_key, None)
+    for key in keys:
+        if key in answer.records or key in answer.removed or key in answer.errors:
+            continue
+        if unattributed:
+            # A record we could not read may have been this one: do not call it removed.
+            answer.errors[key] = (
+                f"not confirmed: the answer held an unreadable record ({unattributed[0]})"
+            )
+        else:
+            answer.removed[key] = "not in the MLS answer (removed from the feed)"
+    return answer
+
+
+def make_limiter(rate_per_second: float) -> AsyncLimiter:
+    """At most `rate_per_second`, without the burst AsyncLimiter(rate, 1) would allow."""
+    return AsyncLimiter(1, 1.0 / rate_per_second)

@@ -1,0 +1,39 @@
+"""What can go wrong talking to an MLS, sorted by how far the failure reaches (invariant 4)."""
+
+from __future__ import annotations
+
+
+class MlsError(Exception):
+    """A request failed; the batch it belongs to fails, the rest of the cycle goes on."""
+
+
+class Retryable(MlsError):
+    """Worth another try: connect error, timeout, 5xx, 429, a truncated answer."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TokenUnavailable(Retryable):
+    """The OAuth token endpoint failed (network, 5xx): retried like any request."""
+
+
+class RequestTooLong(MlsError):
+    """413/414: the server wants fewer keys per request."""
+
+
+class ConnectionStopped(MlsError):
+    """Nothing more is asked of this connection in this cycle."""
+
+
+class NeedsReauth(ConnectionStopped):
+    """Two 401s in a row, or the token endpoint refused the credentials."""
+
+
+class TokenEndpointDown(ConnectionStopped):
+    """The token endpoint kept failing: no batch of this connection can succeed this cycle."""
+
+
+class CircuitOpen(ConnectionStopped):
+    """Repeated 429s (or a Retry-After longer than we wait): leave the server alone."""

@@ -1,0 +1,96 @@
+"""Reading RESO answers. A bad record fails that listing; a bad page fails that request.
+
+Nothing here trusts the server: every field is checked for type, and the problem is named.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
+
+from daemon.models import MlsRecord
+
+
+class BadPayload(Exception):
+    """The answer as a whole is unusable (not JSON, no `value` list, a bad nextLink)."""
+
+
+class _Record(BaseModel):
+    # Servers add fields freely (and MLS Grid adds Mlg*): ignore what we did not ask for.
+    model_config = ConfigDict(extra="ignore")
+
+    ListingKey: StrictStr = Field(min_length=1, max_length=255)
+    StandardStatus: StrictStr | None = Field(default=None, max_length=255)
+    MlsStatus: StrictStr | None = Field(default=None, max_length=255)
+    ModificationTimestamp: datetime | None = None
+    MlgCanView: StrictBool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordError:
+    listing_key: str | None  # None when even the key cannot be read
+    message: str
+
+
+@dataclass(slots=True)
+class Page:
+    records: list[MlsRecord] = field(default_factory=list)
+    # Keys the server marks as not viewable (MlgCanView=false): removed from the feed.
+    hidden: list[str] = field(default_factory=list)
+    errors: list[RecordError] = field(default_factory=list)
+    next_link: str | None = None
+
+
+def parse_page(body: bytes) -> Page:
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadPayload(f"the answer is not JSON ({exc})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("value"), list):
+        raise BadPayload("the answer has no `value` list (is this a RESO Web API resource?)")
+    next_link = doc.get("@odata.nextLink")
+    if next_link is not None and not isinstance(next_link, str):
+        raise BadPayload(f"@odata.nextLink is not a string: {next_link!r:.80}")
+    page = Page(next_link=next_link or None)
+    for raw in doc["value"]:
+        _read_record(raw, page)
+    return page
+
+
+def _read_record(raw: Any, page: Page) -> None:
+    try:
+        rec = _Record.model_validate(raw)
+    except ValidationError as exc:
+        key = raw.get("ListingKey") if isinstance(raw, dict) else None
+        key = key if isinstance(key, str) and key else None
+        page.errors.append(RecordError(key, _describe(exc)))
+        return
+    if rec.ModificationTimestamp is not None and rec.ModificationTimestamp.tzinfo is None:
+        page.errors.append(RecordError(rec.ListingKey, "ModificationTimestamp has no time zone"))
+        return
+    if rec.MlgCanView is False:
+        page.hidden.append(rec.ListingKey)
+        return
+    page.records.append(
+        MlsRecord(
+            listing_key=rec.ListingKey,
+            standard_status=rec.StandardStatus,
+            mls_status=rec.MlsStatus,
+            modification_timestamp=rec.ModificationTimestamp,
+        )
+    )
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False)[:3]:
+        where = ".".join(str(p) for p in err["loc"]) or "record"
+        given = repr(err.get("input"))
+        if len(given) > 60:
+            given = given[:57] + "..."
+        parts.append(f"{where}: {err['msg'].lower()} (got {given})")
+    return "malformed record: " + "; ".join(parts)

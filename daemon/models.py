@@ -1,0 +1,210 @@
+"""Statuses, the RESO -> local mapping and the transition rule. Pure: no I/O, no clock.
+
+Everything that decides what a listing's local status becomes lives here, so that it can be
+tested through tables and reused by the CLI, the cycle and (later) the HTTP API alike.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+
+class LocalStatus(StrEnum):
+    """The statuses a listing can have in mls-sync (the brief's five)."""
+
+    COMING_SOON = "coming_soon"
+    ACTIVE = "active"
+    PENDING = "pending"
+    SOLD = "sold"
+    OFF_MARKET = "off_market"
+
+
+class AuditEvent(StrEnum):
+    """Why a status row was written to the audit log."""
+
+    FIRST_SEEN = "first_seen"  # the listing had no status yet
+    CHANGED = "changed"  # an ordinary change (5.2, 5.5)
+    RESTORED = "restored"  # pending -> active (5.4)
+    REMOVED = "removed"  # the MLS no longer shows the listing
+
+
+# Ignoring a value means: no change, a warning recorded for the listing (RESO's Incomplete).
+IGNORE = "ignore"
+
+# Data Dictionary 1.7 - 2.1 StandardStatus -> local status (../shared/reference/mls-reso.md).
+DEFAULT_STANDARD_STATUS_MAP: Mapping[str, str] = {
+    "Active": LocalStatus.ACTIVE,
+    "Active Under Contract": LocalStatus.PENDING,
+    "Pending": LocalStatus.PENDING,
+    "Closed": LocalStatus.SOLD,
+    "Coming Soon": LocalStatus.COMING_SOON,
+    "Canceled": LocalStatus.OFF_MARKET,
+    "Expired": LocalStatus.OFF_MARKET,
+    "Withdrawn": LocalStatus.OFF_MARKET,
+    "Hold": LocalStatus.OFF_MARKET,
+    "Delete": LocalStatus.OFF_MARKET,
+    "Incomplete": IGNORE,
+}
+
+# A listing that disappears from the feed (absent key, 404, MlgCanView=false) is off the market.
+REMOVED_STATUS = LocalStatus.OFF_MARKET
+
+# Statuses in which a listing may be (re)published by a person; nothing republishes by itself.
+PUBLISHABLE_STATUSES = frozenset({LocalStatus.ACTIVE, LocalStatus.COMING_SOON})
+
+_NOT_ALNUM = re.compile(r"[^0-9a-z]+")
+
+
+def status_token(value: str) -> str:
+    """Folds the display form ("Active Under Contract") and the enum form
+    ("ActiveUnderContract") of a RESO status to one lookup key."""
+    return _NOT_ALNUM.sub("", value.casefold())
+
+
+def is_publishable(status: LocalStatus | None) -> bool:
+    return status in PUBLISHABLE_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class MlsRecord:
+    """What the MLS said about one listing (only the fields we select)."""
+
+    listing_key: str
+    standard_status: str | None
+    mls_status: str | None
+    modification_timestamp: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Removed:
+    """The MLS no longer shows this listing; `reason` says how we know."""
+
+    listing_key: str
+    reason: str
+
+
+Observation = MlsRecord | Removed
+
+
+@dataclass(frozen=True, slots=True)
+class Mapped:
+    status: LocalStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Unmappable:
+    """The MLS value cannot be turned into a local status; `ignored` marks a known value that
+    is deliberately skipped (a warning), as opposed to bad input (an error)."""
+
+    message: str
+    ignored: bool = False
+
+
+@dataclass(frozen=True)
+class StatusMapping:
+    """StandardStatus (and optionally MlsStatus, which wins when it matches) -> local status."""
+
+    standard: Mapping[str, LocalStatus | None]
+    mls_status: Mapping[str, LocalStatus]
+
+    @classmethod
+    def build(
+        cls,
+        standard: Mapping[str, str] | None = None,
+        mls_status: Mapping[str, str] | None = None,
+    ) -> StatusMapping:
+        """`standard` overrides entries of the default table; values are local statuses or
+        "ignore". Raises ValueError naming the bad entry."""
+        merged = {status_token(k): v for k, v in DEFAULT_STANDARD_STATUS_MAP.items()}
+        merged.update({status_token(k): v for k, v in (standard or {}).items()})
+        return cls(
+            standard={k: _local_or_none(k, v) for k, v in merged.items()},
+            mls_status={status_token(k): _local(k, v) for k, v in (mls_status or {}).items()},
+        )
+
+    def map(self, standard_status: str | None, mls_status: str | None) -> Mapped | Unmappable:
+        if mls_status and (override := self.mls_status.get(status_token(mls_status))):
+            return Mapped(override)
+        if standard_status is None or not standard_status.strip():
+            return Unmappable("StandardStatus is missing")
+        token = status_token(standard_status)
+        if token not in self.standard:
+            return Unmappable(
+                f"unknown StandardStatus {standard_status!r} (MlsStatus {mls_status!r}); "
+                "add it to [mls.status_map] if your MLS uses it"
+            )
+        local = self.standard[token]
+        if local is None:
+            return Unmappable(f"StandardStatus {standard_status!r} is ignored", ignored=True)
+        return Mapped(local)
+
+
+def _local_or_none(key: str, value: str) -> LocalStatus | None:
+    return None if value == IGNORE else _local(key, value)
+
+
+def _local(key: str, value: str) -> LocalStatus:
+    try:
+        return LocalStatus(value)
+    except ValueError:
+        allowed = ", ".join(s.value for s in LocalStatus)
+        raise ValueError(
+            f"status {key!r} maps to {value!r}, which is not one of: {allowed}, {IGNORE}"
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to do with one listing after one observation.
+
+    `new_status` is None when nothing changes. `error` is set when the observation cannot be
+    applied (the listing keeps its status); `warning` marks a deliberately ignored value.
+    """
+
+    new_status: LocalStatus | None = None
+    event: AuditEvent | None = None
+    error: str | None = None
+    warning: bool = False
+
+    @property
+    def changes(self) -> bool:
+        return self.new_status is not None
+
+
+UNCHANGED = Decision()
+
+
+def decide(current: LocalStatus | None, seen: Observation, mapping: StatusMapping) -> Decision:
+    """The MLS always wins (5.5): the local status becomes the mapped MLS status.
+
+    pending -> active is a restoration (5.4). Nothing here ever republishes a post.
+    """
+    if isinstance(seen, Removed):
+        target: LocalStatus = REMOVED_STATUS
+    else:
+        mapped = mapping.map(seen.standard_status, seen.mls_status)
+        if isinstance(mapped, Unmappable):
+            return Decision(error=mapped.message, warning=mapped.ignored)
+        target = mapped.status
+    if target == current:
+        return UNCHANGED
+    return Decision(new_status=target, event=_event_for(current, target, seen))
+
+
+def _event_for(current: LocalStatus | None, target: LocalStatus, seen: Observation) -> AuditEvent:
+    if current is None:
+        return AuditEvent.FIRST_SEEN
+    if isinstance(seen, Removed):
+        return AuditEvent.REMOVED
+    if current == LocalStatus.PENDING and target == LocalStatus.ACTIVE:
+        return AuditEvent.RESTORED
+    return AuditEvent.CHANGED
+
+
+def makes_posts_due(status: LocalStatus | None, unpublish_on: Iterable[LocalStatus]) -> bool:
+    """A listing in one of `unpublish_on` must have no published post (invariant 2)."""
+    return status is not None and status in set(unpublish_on)

@@ -1,0 +1,104 @@
+"""From one MLS answer to the writes for one batch of listings. Pure: no I/O, no clock.
+
+The cycle reads the batch's current statuses, calls `plan_batch`, and writes the plan, all in
+one transaction: the new status and its audit row always commit together (invariant 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from daemon.models import (
+    AuditEvent,
+    LocalStatus,
+    MlsRecord,
+    Observation,
+    StatusMapping,
+    decide,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """The listing was seen in the MLS; its raw values are kept for audit and display."""
+
+    listing_id: str
+    standard_status: str | None
+    mls_status: str | None
+    modified_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    listing_id: str
+    from_status: LocalStatus | None
+    to_status: LocalStatus
+    standard_status: str | None
+    mls_status: str | None
+    event: AuditEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    listing_id: str
+    message: str
+    warning: bool = False
+
+
+@dataclass
+class BatchPlan:
+    checked: list[Checked] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for p in self.problems if not p.warning)
+
+    @property
+    def warnings(self) -> int:
+        return sum(1 for p in self.problems if p.warning)
+
+
+def plan_batch(
+    current: Mapping[str, LocalStatus | None],
+    observations: Iterable[tuple[str, Observation]],
+    failures: Iterable[tuple[str, str]],
+    mapping: StatusMapping,
+) -> BatchPlan:
+    """`current`: listing id -> its status now (listings that vanished are left out).
+    `observations`: (listing id, what the MLS said). `failures`: (listing id, why nothing
+    usable came back for it)."""
+    plan = BatchPlan()
+    for listing_id, seen in observations:
+        if listing_id not in current:
+            continue  # removed locally while we were asking: nothing to update
+        decision = decide(current[listing_id], seen, mapping)
+        if isinstance(seen, MlsRecord):
+            plan.checked.append(
+                Checked(
+                    listing_id, seen.standard_status, seen.mls_status, seen.modification_timestamp
+                )
+            )
+        else:
+            plan.checked.append(Checked(listing_id, None, None, None))
+        if decision.error is not None:
+            plan.problems.append(Problem(listing_id, decision.error, decision.warning))
+        elif decision.new_status is not None and decision.event is not None:
+            raw = seen if isinstance(seen, MlsRecord) else None
+            plan.changes.append(
+                Change(
+                    listing_id=listing_id,
+                    from_status=current[listing_id],
+                    to_status=decision.new_status,
+                    standard_status=raw.standard_status if raw else None,
+                    mls_status=raw.mls_status if raw else None,
+                    event=decision.event,
+                )
+            )
+    for listing_id, message in failures:
+        if listing_id in current:
+            plan.problems.append(Problem(listing_id, message))
+    return plan

@@ -1,0 +1,47 @@
+"""Faults the sandbox servers can be told to produce, one request at a time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+FaultKind = Literal["status", "slow", "malformed_json", "truncated"]
+
+
+@dataclass
+class Fault:
+    """`status`: answer with `status` (and Retry-After if given). `slow`: wait `seconds`
+    before answering. `malformed_json` / `truncated`: a 200 whose body is not valid JSON.
+    `times`: how many requests it applies to."""
+
+    kind: FaultKind
+    status: int = 500
+    retry_after: str | None = None
+    seconds: float = 0.0
+    times: int = 1
+    body: str | None = None
+
+
+class FaultQueue:
+    def __init__(self) -> None:
+        self._queue: list[Fault] = []
+        self.injected = 0
+
+    def add(self, fault: Fault) -> None:
+        self._queue.append(fault)
+
+    def clear(self) -> None:
+        self._queue.clear()
+
+    def take(self) -> Fault | None:
+        if not self._queue:
+            return None
+        fault = self._queue[0]
+        fault.times -= 1
+        if fault.times <= 0:
+            self._queue.pop(0)
+        self.injected += 1
+        return fault
+
+    def __len__(self) -> int:
+        return len(self._queue)

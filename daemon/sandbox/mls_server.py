@@ -1,0 +1,282 @@
+"""The sandbox MLS: a RESO Web API subset over real HTTP, for the demo, tests and benchmark.
+
+It answers like the servers in ../shared/reference/mls-reso.md: OData `$filter` (and/or/not,
+eq/ne/gt/ge/lt/le, in), `$select`, `$top`, `$skip`, `$orderby`, `Prefer: odata.maxpagesize`,
+`@odata.nextLink` paging, OAuth2 client credentials or static bearer tokens, and the faults a
+real feed throws (429, 5xx, slowness, garbage, too-long filters, expired tokens). Records are
+kept raw, so a test can plant wrong types or unknown statuses exactly as a server would send
+them.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from daemon.clock import iso, parse_iso
+from daemon.sandbox.faults import Fault, FaultQueue
+from daemon.sandbox.odata_filter import FilterError, compile_filter
+
+DEFAULT_MAX_PAGE_SIZE = 1000
+
+
+@dataclass
+class SandboxMls:
+    """The sandbox's state. Methods are plain Python so that tests, the demo and the admin
+    endpoints all change the MLS the same way."""
+
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    static_tokens: set[str] = field(default_factory=set)
+    clients: dict[str, str] = field(default_factory=dict)  # client id -> secret
+    token_lifetime: float = 3600.0
+    max_page_size: int = DEFAULT_MAX_PAGE_SIZE
+    max_filter_length: int | None = None  # longer filters get 413
+    faults: FaultQueue = field(default_factory=FaultQueue)
+    requests: Counter[str] = field(default_factory=Counter)  # credential -> data requests
+    request_times: list[tuple[float, str]] = field(default_factory=list)
+    token_requests: int = 0
+    _issued: dict[str, tuple[str, float]] = field(default_factory=dict)  # token -> (client, exp)
+    last_stamp: datetime = field(default_factory=lambda: datetime(2000, 1, 1, tzinfo=UTC))
+
+    # -- data --------------------------------------------------------------------------------
+
+    def stamp(self) -> datetime:
+        """A fresh ModificationTimestamp, strictly after the previous one."""
+        now = datetime.now(UTC)
+        self.last_stamp = max(now, self.last_stamp + timedelta(microseconds=1))
+        return self.last_stamp
+
+    def put(
+        self,
+        key: str,
+        standard_status: Any = "Active",
+        mls_status: Any = None,
+        modified: datetime | None = None,
+        **raw: Any,
+    ) -> dict[str, Any]:
+        """Creates or changes a listing, bumping ModificationTimestamp (or setting it)."""
+        record = self.records.setdefault(key, {"ListingKey": key, "MlgCanView": True})
+        record["StandardStatus"] = standard_status
+        record["MlsStatus"] = mls_status if mls_status is not None else standard_status
+        record["ModificationTimestamp"] = modified or self.stamp()
+        record.update(raw)
+        return record
+
+    def set_status(self, key: str, standard_status: Any, mls_status: Any = None) -> None:
+        if key not in self.records:
+            raise KeyError(f"the sandbox MLS has no listing {key!r}")
+        self.put(key, standard_status, mls_status)
+
+    def hide(self, key: str) -> None:
+        """MLS Grid's way of removing a record: MlgCanView=false (and a new timestamp)."""
+        self.records[key]["MlgCanView"] = False
+        self.records[key]["ModificationTimestamp"] = self.stamp()
+
+    def delete(self, key: str) -> None:
+        self.records.pop(key, None)
+
+    def status_of(self, key: str) -> Any:
+        return self.records[key].get("StandardStatus")
+
+    # -- auth --------------------------------------------------------------------------------
+
+    def add_client(self, client_id: str, secret: str) -> None:
+        self.clients[client_id] = secret
+
+    def expire_tokens(self) -> None:
+        """Every issued OAuth token stops working, as after the server's token lifetime."""
+        self._issued.clear()
+
+    def issue(self, client_id: str, secret: str) -> str | None:
+        self.token_requests += 1
+        if self.clients.get(client_id) != secret:
+            return None
+        token = secrets.token_hex(16)
+        self._issued[token] = (client_id, time.monotonic() + self.token_lifetime)
+        return token
+
+    def credential_of(self, token: str) -> str | None:
+        if token in self.static_tokens:
+            return f"token:{token[:6]}"
+        issued = self._issued.get(token)
+        if issued and issued[1] > time.monotonic():
+            return f"client:{issued[0]}"
+        return None
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def query(
+        self, params: Mapping[str, str], prefer: str | None
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Returns (the page of records, the offset after it or -1 when it was the last)."""
+        rows: Iterable[dict[str, Any]] = self.records.values()
+        if text := params.get("$filter"):
+            predicate = compile_filter(text)
+            rows = [r for r in rows if predicate(r)]
+        rows = list(rows)
+        if order := params.get("$orderby"):
+            for part in reversed([p.strip() for p in order.split(",") if p.strip()]):
+                name, _, direction = part.partition(" ")
+                rows.sort(key=_field_sort_key(name), reverse=direction.strip() == "desc")
+        skip = _int(params.get("$skip"), 0, "$skip")
+        size = self.max_page_size
+        if (top := params.get("$top")) is not None:
+            size = min(size, _int(top, 0, "$top"))
+        if prefer and "odata.maxpagesize=" in prefer:
+            size = min(size, _int(prefer.split("odata.maxpagesize=")[1].split(",")[0], 1, "Prefer"))
+        page = rows[skip : skip + size]
+        after = skip + size if skip + size < len(rows) else -1
+        select = params.get("$select")
+        fields = [f.strip() for f in select.split(",")] if select else None
+        return [_project(r, fields) for r in page], after
+
+
+def _int(text: str | None, default: int, what: str) -> int:
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise FilterError(f"{what} must be a whole number, got {text!r}") from None
+    if value < 0:
+        raise FilterError(f"{what} must not be negative")
+    return value
+
+
+def _field_sort_key(name: str) -> Callable[[dict[str, Any]], tuple[int, str]]:
+    return lambda record: _sort_key(record.get(name))
+
+
+def _sort_key(value: Any) -> tuple[int, str]:
+    if isinstance(value, datetime):
+        return (1, iso(value))
+    return (0 if value is None else 2, str(value))
+
+
+def _project(record: Mapping[str, Any], fields: list[str] | None) -> dict[str, Any]:
+    out = {k: v for k, v in record.items() if fields is None or k in fields}
+    if isinstance(out.get("ModificationTimestamp"), datetime):
+        out["ModificationTimestamp"] = iso(out["ModificationTimestamp"])
+    return out
+
+
+def _odata_error(status: int, message: str, **headers: str) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": str(status), "message": message}}, status_code=status, headers=headers
+    )
+
+
+def build_mls_app(mls: SandboxMls, resource: str = "Property") -> Starlette:
+    async def token(request: Request) -> Response:
+        form = {
+            k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()
+        }
+        if form.get("grant_type") != "client_credentials":
+            return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
+        issued = mls.issue(str(form.get("client_id", "")), str(form.get("client_secret", "")))
+        if issued is None:
+            return JSONResponse({"error": "invalid_client"}, status_code=401)
+        return JSONResponse(
+            {"access_token": issued, "token_type": "Bearer", "expires_in": int(mls.token_lifetime)}
+        )
+
+    async def data(request: Request) -> Response:
+        auth = request.headers.get("authorization", "")
+        credential = mls.credential_of(auth.removeprefix("Bearer ").strip())
+        if credential is None:
+            return _odata_error(401, "invalid or expired token", **{"WWW-Authenticate": "Bearer"})
+        mls.requests[credential] += 1
+        mls.request_times.append((time.monotonic(), credential))
+        if fault := mls.faults.take():
+            answer = await _fault_answer(fault)
+            if answer is not None:
+                return answer
+        params = dict(request.query_params)
+        if mls.max_filter_length and len(params.get("$filter", "")) > mls.max_filter_length:
+            return _odata_error(413, "the filter is too long")
+        try:
+            page, after = mls.query(params, request.headers.get("prefer"))
+        except FilterError as exc:
+            return _odata_error(400, str(exc))
+        body: dict[str, Any] = {"@odata.context": f"$metadata#{resource}", "value": page}
+        if after >= 0:
+            body["@odata.nextLink"] = str(request.url.include_query_params(**{"$skip": after}))
+        return Response(json.dumps(body, default=str), media_type="application/json")
+
+    async def admin_listing(request: Request) -> Response:
+        key = request.path_params["key"]
+        if request.method == "DELETE":
+            mls.delete(key)
+            return Response(status_code=204)
+        try:
+            body = await request.json()
+        except ValueError:
+            return JSONResponse({"error": "body is not JSON"}, status_code=400)
+        if not isinstance(body, dict):
+            return JSONResponse({"error": "body must be an object"}, status_code=400)
+        modified = body.pop("ModificationTimestamp", None)
+        record = mls.put(
+            key,
+            body.pop("StandardStatus", "Active"),
+            body.pop("MlsStatus", None),
+            parse_iso(modified) if isinstance(modified, str) else None,
+            **body,
+        )
+        return JSONResponse(_project(record, None))
+
+    async def admin_faults(request: Request) -> Response:
+        if request.method == "DELETE":
+            mls.faults.clear()
+            return Response(status_code=204)
+        try:
+            items = await request.json()
+            for item in items if isinstance(items, list) else [items]:
+                mls.faults.add(Fault(**item))
+        except (ValueError, TypeError) as exc:
+            return JSONResponse({"error": f"bad fault: {exc}"}, status_code=400)
+        return JSONResponse({"queued": len(mls.faults)})
+
+    async def admin_stats(request: Request) -> Response:
+        return JSONResponse(
+            {
+                "listings": len(mls.records),
+                "requests": dict(mls.requests),
+                "token_requests": mls.token_requests,
+                "faults_injected": mls.faults.injected,
+            }
+        )
+
+    return Starlette(
+        routes=[
+            Route("/oauth/token", token, methods=["POST"]),
+            Route(f"/{resource}", data, methods=["GET"]),
+            Route("/admin/listings/{key}", admin_listing, methods=["PUT", "POST", "DELETE"]),
+            Route("/admin/faults", admin_faults, methods=["POST", "DELETE"]),
+            Route("/admin/stats", admin_stats, methods=["GET"]),
+        ]
+    )
+
+
+async def _fault_answer(fault: Fault) -> Response | None:
+    if fault.kind == "slow":
+        await anyio.sleep(fault.seconds)
+        return None
+    if fault.kind == "malformed_json":
+        return Response(fault.body or '{"value": [ {"ListingKey": ', media_type="application/json")
+    if fault.kind == "truncated":
+        return Response('{"value": [', media_type="application/json")
+    headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+    return _odata_error(fault.status, f"injected HTTP {fault.status}", **headers)

@@ -1,0 +1,62 @@
+"""Serving an ASGI app on loopback inside the caller's event loop (Hypercorn).
+
+Hypercorn installs no signal handlers when given a shutdown trigger (runtime.md), so the
+sandbox can live inside the daemon or a test without stealing SIGTERM. Port 0 picks a free one:
+we bind the socket ourselves to learn it, and hand the descriptor to Hypercorn.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+
+LOOPBACK = "127.0.0.1"
+
+
+@asynccontextmanager
+async def serving(app: Any, host: str = LOOPBACK, port: int = 0) -> AsyncIterator[str]:
+    """Yields the base URL (http://127.0.0.1:PORT) while the app is served."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(512)
+    sock.setblocking(False)
+    bound_port = sock.getsockname()[1]
+    config = Config()
+    config.bind = [f"fd://{sock.fileno()}"]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("mls_sync.sandbox.http")
+    config.graceful_timeout = 1.0
+    config.keep_alive_timeout = 30.0
+    stop = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_serve, app, config, stop)
+        sock.detach()  # Hypercorn owns the descriptor from here and closes it
+        await _wait_until_listening(host, bound_port)
+        try:
+            yield f"http://{host}:{bound_port}"
+        finally:
+            stop.set()
+
+
+async def _serve(app: Any, config: Config, stop: anyio.Event) -> None:
+    await serve(app, config, shutdown_trigger=stop.wait)
+
+
+async def _wait_until_listening(host: str, port: int) -> None:
+    with anyio.fail_after(10):
+        while True:
+            try:
+                stream = await anyio.connect_tcp(host, port)
+            except OSError:
+                await anyio.sleep(0.01)
+                continue
+            await stream.aclose()
+            return

@@ -1,0 +1,103 @@
+"""What a person (CLI, CSV, later the HTTP API) may give to define connections and listings.
+
+Validated here, once, so that every entry point refuses the same bad input with the same
+message and nothing half-valid reaches the store (invariant 7).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal, TypeVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from daemon.mls.query import KeyFilter
+from daemon.models import LocalStatus
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+Identifier = Annotated[str, Field(pattern=ID_PATTERN)]
+SpecT = TypeVar("SpecT", bound=BaseModel)
+
+
+class SpecError(ValueError):
+    """Input that cannot be used; the message names each field, the value and the rule."""
+
+
+def _url(value: str, what: str) -> str:
+    try:
+        url = httpx.URL(value)
+    except (httpx.InvalidURL, TypeError):
+        raise ValueError(f"{what} is not a URL") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(f"{what} must be an http(s) URL with a host, like https://mls.example/api")
+    return value.rstrip("/")
+
+
+class ConnectionSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Identifier
+    name: str = Field(min_length=1, max_length=200)
+    base_url: str
+    resource: str = Field(default="Property", pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+    auth_kind: Literal["bearer", "oauth2"] = "bearer"
+    token_url: str | None = None
+    client_id: str | None = Field(default=None, min_length=1, max_length=500)
+    scope: str | None = Field(default=None, max_length=500)
+    mode: Literal["by_key", "incremental"] = "by_key"
+    key_filter: KeyFilter = KeyFilter.IN
+    batch_size: int = Field(default=50, ge=1, le=1000)
+    page_size: int = Field(default=200, ge=1, le=10_000)
+    rate_per_second: float = Field(default=2.0, gt=0, le=1000)
+    overlap_seconds: int = Field(default=1200, ge=0, le=7 * 86_400)
+    full_reconcile_seconds: int = Field(default=86_400, ge=60, le=30 * 86_400)
+    select_mlg_can_view: bool = False
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, v: str) -> str:
+        return _url(v, "base_url")
+
+    @field_validator("token_url")
+    @classmethod
+    def _token_url(cls, v: str | None) -> str | None:
+        return None if v is None else _url(v, "token_url")
+
+    @model_validator(mode="after")
+    def _oauth_needs_endpoint(self) -> ConnectionSpec:
+        if self.auth_kind == "oauth2" and not (self.token_url and self.client_id):
+            raise ValueError("auth_kind 'oauth2' needs token_url and client_id")
+        return self
+
+
+class ListingSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Identifier
+    connection_id: Identifier
+    listing_key: str = Field(min_length=1, max_length=255, pattern=r"^\S(.*\S)?$")
+    status: LocalStatus | None = None
+
+
+def parse_spec(model: type[SpecT], data: dict[str, object], where: str = "") -> SpecT:
+    """Validates, turning pydantic's report into one line per problem."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(explain(exc, where)) from None
+
+
+def explain(exc: ValidationError, where: str = "") -> str:
+    lines = []
+    prefix = f"{where}: " if where else ""
+    for err in exc.errors(include_url=False):
+        field = ".".join(str(p) for p in err["loc"]) or "input"
+        msg = re.sub(r"^Value error, ", "", err["msg"])
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{prefix}{field}: unknown field")
+        elif err["type"] == "missing":
+            lines.append(f"{prefix}{field}: required")
+        else:
+            lines.append(f"{prefix}{field} = {err.get('input')!r}: {msg}")
+    return "\n".join(lines)

@@ -1,0 +1,150 @@
+"""MLS connections: definitions, credentials (encrypted), state and the incremental cursor."""
+
+from __future__ import annotations
+
+import aiosqlite
+
+from daemon.specs import ConnectionSpec
+from daemon.store.database import Database
+from daemon.store.records import ConnectionRow, from_row
+
+_SPEC_COLUMNS = (
+    "name",
+    "base_url",
+    "resource",
+    "auth_kind",
+    "token_url",
+    "client_id",
+    "scope",
+    "mode",
+    "key_filter",
+    "batch_size",
+    "page_size",
+    "rate_per_second",
+    "overlap_seconds",
+    "full_reconcile_seconds",
+    "select_mlg_can_view",
+)
+
+UPSERT = f"""
+INSERT INTO mls_connections
+    (id, {", ".join(_SPEC_COLUMNS)}, secret_encrypted, created_at, updated_at)
+VALUES (:id, {", ".join(":" + c for c in _SPEC_COLUMNS)}, :secret, :now, :now)
+ON CONFLICT (id) DO UPDATE SET
+    {", ".join(f"{c} = excluded.{c}" for c in _SPEC_COLUMNS)},
+    secret_encrypted = coalesce(:secret, secret_encrypted),
+    -- New credentials are the way out of needs_reauth; a paused connection stays paused.
+    state = CASE WHEN state = 'needs_reauth' AND :secret IS NOT NULL THEN 'active' ELSE state END,
+    last_error = CASE WHEN :secret IS NOT NULL THEN NULL ELSE last_error END,
+    updated_at = :now
+"""
+GET = "SELECT * FROM mls_connections WHERE id = ?"
+LIST = "SELECT * FROM mls_connections ORDER BY id"
+LIST_ACTIVE = "SELECT * FROM mls_connections WHERE state = 'active' ORDER BY id"
+SET_STATE = """
+UPDATE mls_connections SET state = :state, last_error = :error, updated_at = :now WHERE id = :id
+"""
+COUNT_LISTINGS = "SELECT count(*) FROM listings WHERE connection_id = ?"
+DELETE_POSTS_OF = """
+DELETE FROM social_posts WHERE listing_id IN (SELECT id FROM listings WHERE connection_id = ?)
+"""
+DELETE_LISTINGS_OF = "DELETE FROM listings WHERE connection_id = ?"
+DELETE = "DELETE FROM mls_connections WHERE id = ?"
+DELETE_LEASE = "DELETE FROM sync_leases WHERE connection_id = ?"
+SAVE_CURSOR = "UPDATE mls_connections SET cursor = :cursor, updated_at = :now WHERE id = :id"
+MARK_RECONCILED = """
+UPDATE mls_connections SET last_full_reconcile_at = :at, updated_at = :at WHERE id = :id
+"""
+MARK_SYNCED = """
+UPDATE mls_connections SET last_synced_at = :at, last_error = :error, updated_at = :at
+WHERE id = :id
+"""
+ALL_SECRETS = "SELECT id, secret_encrypted FROM mls_connections"
+SET_SECRET = "UPDATE mls_connections SET secret_encrypted = ? WHERE id = ?"  # noqa: S105
+
+
+async def upsert(db: Database, spec: ConnectionSpec, secret: str | None, now: str) -> bool:
+    """Creates or updates; `secret` (already encrypted) None keeps the stored one. Returns
+    whether the connection is new."""
+    params = spec.model_dump(mode="json")
+    params["select_mlg_can_view"] = int(spec.select_mlg_can_view)
+    params.update(secret=secret, now=now)
+    async with db.transaction() as conn:
+        existed = await _get(conn, spec.id) is not None
+        if not existed and secret is None:
+            raise ValueError(f"connection {spec.id!r} is new: its credential is required")
+        await conn.execute(UPSERT, params)
+    return not existed
+
+
+async def get(db: Database, connection_id: str) -> ConnectionRow | None:
+    async with db.reading() as conn:
+        return await _get(conn, connection_id)
+
+
+async def _get(conn: aiosqlite.Connection, connection_id: str) -> ConnectionRow | None:
+    async with conn.execute(GET, (connection_id,)) as cur:
+        row = await cur.fetchone()
+    return from_row(ConnectionRow, row) if row else None
+
+
+async def list_all(db: Database, active_only: bool = False) -> list[ConnectionRow]:
+    async with db.reading() as conn, conn.execute(LIST_ACTIVE if active_only else LIST) as cur:
+        return [from_row(ConnectionRow, r) for r in await cur.fetchall()]
+
+
+async def set_state(
+    db: Database, connection_id: str, state: str, error: str | None, now: str
+) -> bool:
+    async with db.transaction() as conn:
+        cur = await conn.execute(
+            SET_STATE, {"id": connection_id, "state": state, "error": error, "now": now}
+        )
+        return cur.rowcount == 1
+
+
+async def remove(db: Database, connection_id: str, with_listings: bool) -> int:
+    """Removes the connection; with its listings (and their posts) only when asked. Returns
+    the number of listings removed. The audit log keeps their history."""
+    async with db.transaction() as conn:
+        async with conn.execute(COUNT_LISTINGS, (connection_id,)) as cur:
+            row = await cur.fetchone()
+        count = int(row[0]) if row else 0
+        if count and not with_listings:
+            raise ValueError(
+                f"connection {connection_id!r} still tracks {count} listing(s); "
+                "remove them first or pass --with-listings"
+            )
+        await conn.execute(DELETE_POSTS_OF, (connection_id,))
+        await conn.execute(DELETE_LISTINGS_OF, (connection_id,))
+        await conn.execute(DELETE_LEASE, (connection_id,))
+        cur2 = await conn.execute(DELETE, (connection_id,))
+        if cur2.rowcount != 1:
+            raise LookupError(f"no connection {connection_id!r}")
+    return count
+
+
+async def save_cursor(
+    conn: aiosqlite.Connection, connection_id: str, cursor: str, now: str
+) -> None:
+    """Called inside the transaction that applies the page, so both commit together."""
+    await conn.execute(SAVE_CURSOR, {"id": connection_id, "cursor": cursor, "now": now})
+
+
+async def mark_reconciled(db: Database, connection_id: str, at: str) -> None:
+    async with db.transaction() as conn:
+        await conn.execute(MARK_RECONCILED, {"id": connection_id, "at": at})
+
+
+async def mark_synced(db: Database, connection_id: str, at: str, error: str | None) -> None:
+    async with db.transaction() as conn:
+        await conn.execute(MARK_SYNCED, {"id": connection_id, "at": at, "error": error})
+
+
+async def all_secrets(conn: aiosqlite.Connection) -> list[tuple[str, str]]:
+    async with conn.execute(ALL_SECRETS) as cur:
+        return [(r[0], r[1]) for r in await cur.fetchall()]
+
+
+async def set_secret(conn: aiosqlite.Connection, connection_id: str, secret: str) -> None:
+    await conn.execute(SET_SECRET, (secret, connection_id))

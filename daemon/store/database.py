@@ -1,0 +1,132 @@
+"""Opening the SQLite file: pragmas, schema migrations, and one lock for every statement.
+
+aiosqlite runs one sqlite3 connection on one thread. Several coroutines share it, so a
+transaction must not interleave with another coroutine's statements: every use goes through
+`Database.lock`, and transactions are short (never held across a network call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+
+import aiosqlite
+import anyio
+
+
+class SchemaError(Exception):
+    """The database cannot be used by this version of mls-sync."""
+
+
+def _migrations() -> list[tuple[int, str, str]]:
+    folder = resources.files("daemon.store") / "migrations"
+    found = []
+    for item in folder.iterdir():
+        if item.name.endswith(".sql"):
+            version = int(item.name.split("_", 1)[0])
+            found.append((version, item.name, item.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+MIGRATIONS = _migrations()
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def _create_private(path: Path) -> None:
+    """Creates the file owner-only before SQLite does, so secrets are never world-readable.
+    (A quick local call at start; not worth a thread.)"""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+
+
+class Database:
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        self.conn = conn
+        self.path = path
+        self.lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path, busy_timeout_ms: int = 5000) -> Database:
+        """Opens (creating if needed, owner-only) and migrates the database."""
+        _create_private(path)
+        try:
+            conn = await aiosqlite.connect(path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise SchemaError(f"{path}: cannot open the database: {exc}") from None
+        conn.row_factory = aiosqlite.Row
+        db = cls(conn, path)
+        try:
+            await db._configure(busy_timeout_ms)
+            await db._migrate()
+        except BaseException:
+            await conn.close()
+            raise
+        return db
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+    async def _configure(self, busy_timeout_ms: int) -> None:
+        try:
+            await self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            await self.conn.execute("PRAGMA journal_mode = WAL")
+            # WAL + NORMAL: a commit survives a process crash; only an OS crash may lose the
+            # last transactions, and never corrupts the file.
+            await self.conn.execute("PRAGMA synchronous = NORMAL")
+            await self.conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.DatabaseError as exc:
+            raise SchemaError(f"{self.path}: not a usable SQLite database: {exc}") from None
+
+    async def schema_version(self) -> int:
+        async with self.conn.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def _migrate(self) -> None:
+        current = await self.schema_version()
+        if current > SCHEMA_VERSION:
+            raise SchemaError(
+                f"{self.path}: the database has schema version {current}, newer than this "
+                f"mls-sync understands ({SCHEMA_VERSION}). Upgrade mls-sync, or point "
+                "[database] path at another file."
+            )
+        for version, name, sql in MIGRATIONS:
+            if version <= current:
+                continue
+            # One transaction per migration: a crash leaves the previous version intact.
+            script = f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {version};\nCOMMIT;"
+            try:
+                await self.conn.executescript(script)
+            except sqlite3.Error as exc:
+                if self.conn.in_transaction:
+                    await self.conn.execute("ROLLBACK")
+                raise SchemaError(f"{self.path}: migration {name} failed: {exc}") from None
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT under the lock; rolls back on any exception."""
+        async with self.lock:
+            await self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                # Shielded: under anyio a cancelled scope would cancel this await too, and
+                # leave the transaction open for the next user of the connection.
+                with anyio.CancelScope(shield=True):
+                    await self.conn.execute("ROLLBACK")
+                raise
+            else:
+                with anyio.CancelScope(shield=True):
+                    await self.conn.execute("COMMIT")
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[aiosqlite.Connection]:
+        """Reads under the lock, so they never see another coroutine's open transaction."""
+        async with self.lock:
+            yield self.conn

@@ -1,0 +1,45 @@
+"""One sync of a connection at a time, across processes (invariant 3).
+
+A lease is a row with a holder and an expiry: taking it is one conditional upsert, so two
+processes cannot both win, and a holder that crashed stops blocking once its lease expires.
+"""
+
+from __future__ import annotations
+
+from daemon.store.database import Database
+
+ACQUIRE = """
+INSERT INTO sync_leases (connection_id, holder, expires_at) VALUES (:id, :holder, :until)
+ON CONFLICT (connection_id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+WHERE sync_leases.expires_at < :now
+"""
+RENEW = """
+UPDATE sync_leases SET expires_at = :until WHERE connection_id = :id AND holder = :holder
+"""
+RELEASE = "DELETE FROM sync_leases WHERE connection_id = :id AND holder = :holder"
+HOLDER = "SELECT holder, expires_at FROM sync_leases WHERE connection_id = ?"
+
+
+async def acquire(db: Database, connection_id: str, holder: str, now: str, until: str) -> bool:
+    async with db.transaction() as conn:
+        cur = await conn.execute(
+            ACQUIRE, {"id": connection_id, "holder": holder, "now": now, "until": until}
+        )
+        return cur.rowcount == 1
+
+
+async def renew(db: Database, connection_id: str, holder: str, until: str) -> bool:
+    async with db.transaction() as conn:
+        cur = await conn.execute(RENEW, {"id": connection_id, "holder": holder, "until": until})
+        return cur.rowcount == 1
+
+
+async def release(db: Database, connection_id: str, holder: str) -> None:
+    async with db.transaction() as conn:
+        await conn.execute(RELEASE, {"id": connection_id, "holder": holder})
+
+
+async def holder_of(db: Database, connection_id: str) -> tuple[str, str] | None:
+    async with db.reading() as conn, conn.execute(HOLDER, (connection_id,)) as cur:
+        row = await cur.fetchone()
+    return (row[0], row[1]) if row else None

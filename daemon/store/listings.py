@@ -1,0 +1,156 @@
+"""Listings: what is tracked, their statuses, and the audit log of every change."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import aiosqlite
+
+from daemon.clock import iso
+from daemon.models import LocalStatus
+from daemon.plan import BatchPlan
+from daemon.specs import ListingSpec
+from daemon.store.database import Database
+from daemon.store.records import ListingRow, StatusChangeRow, TrackedListing, from_row
+
+INSERT = """
+INSERT INTO listings (id, connection_id, listing_key, status, created_at, updated_at)
+VALUES (:id, :connection_id, :listing_key, :status, :now, :now)
+ON CONFLICT (id) DO UPDATE SET
+    connection_id = excluded.connection_id,
+    listing_key = excluded.listing_key,
+    updated_at = excluded.updated_at
+WHERE connection_id IS NOT excluded.connection_id OR listing_key IS NOT excluded.listing_key
+"""
+GET = "SELECT * FROM listings WHERE id = ?"
+LIST = """
+SELECT * FROM listings
+WHERE (:connection_id IS NULL OR connection_id = :connection_id)
+  AND (:status IS NULL OR status = :status OR (:status = 'unknown' AND status IS NULL))
+ORDER BY connection_id, id LIMIT :limit
+"""
+SET_EXCLUDED = "UPDATE listings SET excluded = :excluded, updated_at = :now WHERE id = :id"
+TRACKED = """
+SELECT id, listing_key, status FROM listings
+WHERE connection_id = ? AND excluded = 0 ORDER BY listing_key
+"""
+CURRENT = "SELECT id, status FROM listings WHERE id IN (SELECT value FROM json_each(?))"
+MARK_CHECKED = """
+UPDATE listings SET last_checked_at = :now, mls_standard_status = :standard,
+    mls_status = :mls, mls_modified_at = :modified, last_error = NULL
+WHERE id = :id
+"""
+SET_STATUS = """
+UPDATE listings SET status = :to_status, status_changed_at = :now, updated_at = :now
+WHERE id = :id
+"""
+AUDIT = """
+INSERT INTO status_changes (listing_id, connection_id, from_status, to_status,
+    mls_standard_status, mls_status, event, run_id, changed_at)
+SELECT :id, connection_id, :from_status, :to_status, :standard, :mls, :event, :run_id, :now
+FROM listings WHERE id = :id
+"""
+SET_ERROR = "UPDATE listings SET last_error = :message WHERE id = :id"
+HISTORY = "SELECT * FROM status_changes WHERE listing_id = ? ORDER BY id"
+COUNT_BY_STATUS = """
+SELECT coalesce(status, 'unknown') AS status, count(*) AS n FROM listings GROUP BY 1 ORDER BY 1
+"""
+CONNECTION_EXISTS = "SELECT 1 FROM mls_connections WHERE id = ?"
+
+
+async def add_many(db: Database, specs: Sequence[ListingSpec], now: str) -> int:
+    """Adds or re-points listings in one transaction; an unknown connection refuses them all.
+    An existing listing keeps its status (the MLS, not the caller, decides it)."""
+    rows = [{**s.model_dump(mode="json"), "now": now} for s in specs]
+    async with db.transaction() as conn:
+        for cid in sorted({s.connection_id for s in specs}):
+            async with conn.execute(CONNECTION_EXISTS, (cid,)) as cur:
+                if await cur.fetchone() is None:
+                    raise LookupError(
+                        f"no MLS connection {cid!r}; add it with `mls-sync connections add`"
+                    )
+        cur = await conn.executemany(INSERT, rows)
+        return cur.rowcount
+
+
+async def get(db: Database, listing_id: str) -> ListingRow | None:
+    async with db.reading() as conn, conn.execute(GET, (listing_id,)) as cur:
+        row = await cur.fetchone()
+    return from_row(ListingRow, row) if row else None
+
+
+async def list_some(
+    db: Database, connection_id: str | None, status: str | None, limit: int
+) -> list[ListingRow]:
+    params = {"connection_id": connection_id, "status": status, "limit": limit}
+    async with db.reading() as conn, conn.execute(LIST, params) as cur:
+        return [from_row(ListingRow, r) for r in await cur.fetchall()]
+
+
+async def set_excluded(db: Database, listing_id: str, excluded: bool, now: str) -> bool:
+    async with db.transaction() as conn:
+        cur = await conn.execute(
+            SET_EXCLUDED, {"id": listing_id, "excluded": int(excluded), "now": now}
+        )
+        return cur.rowcount == 1
+
+
+async def tracked(db: Database, connection_id: str) -> list[TrackedListing]:
+    async with db.reading() as conn, conn.execute(TRACKED, (connection_id,)) as cur:
+        rows = await cur.fetchall()
+    return [TrackedListing(r[0], r[1], LocalStatus(r[2]) if r[2] else None) for r in rows]
+
+
+async def current_statuses(
+    conn: aiosqlite.Connection, ids: Sequence[str]
+) -> dict[str, LocalStatus | None]:
+    """One query for the whole batch (json_each binds any number of ids as one parameter)."""
+    async with conn.execute(CURRENT, (json.dumps(list(ids)),)) as cur:
+        rows = await cur.fetchall()
+    return {r[0]: LocalStatus(r[1]) if r[1] else None for r in rows}
+
+
+async def apply_plan(conn: aiosqlite.Connection, plan: BatchPlan, run_id: int, now: str) -> None:
+    """Writes a batch's plan; call inside the transaction that read `current_statuses`."""
+    await conn.executemany(
+        MARK_CHECKED,
+        [
+            {
+                "id": c.listing_id,
+                "now": now,
+                "standard": c.standard_status,
+                "mls": c.mls_status,
+                "modified": iso(c.modified_at) if c.modified_at else None,
+            }
+            for c in plan.checked
+        ],
+    )
+    changes = [
+        {
+            "id": c.listing_id,
+            "from_status": c.from_status,
+            "to_status": c.to_status,
+            "standard": c.standard_status,
+            "mls": c.mls_status,
+            "event": c.event,
+            "run_id": run_id,
+            "now": now,
+        }
+        for c in plan.changes
+    ]
+    await conn.executemany(SET_STATUS, changes)
+    await conn.executemany(AUDIT, changes)
+    await conn.executemany(
+        SET_ERROR, [{"id": p.listing_id, "message": p.message} for p in plan.problems]
+    )
+
+
+async def history(db: Database, listing_id: str) -> list[StatusChangeRow]:
+    async with db.reading() as conn, conn.execute(HISTORY, (listing_id,)) as cur:
+        return [from_row(StatusChangeRow, r) for r in await cur.fetchall()]
+
+
+async def count_by_status(db: Database) -> dict[str, int]:
+    async with db.reading() as conn, conn.execute(COUNT_BY_STATUS) as cur:
+        return {r[0]: int(r[1]) for r in await cur.fetchall()}

@@ -1,0 +1,132 @@
+"""Rows as typed values. The store returns these; nothing outside it sees a sqlite Row."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from daemon.models import LocalStatus
+
+RecordT = TypeVar("RecordT")
+
+
+def from_row(cls: type[RecordT], row: aiosqlite.Row) -> RecordT:
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    # sqlite3.Row is not a dict: `in` would test its values, hence keys().
+    return cls(**{k: row[k] for k in row.keys() if k in names})  # noqa: SIM118
+
+
+@dataclass(frozen=True)
+class ConnectionRow:
+    id: str
+    name: str
+    base_url: str
+    resource: str
+    auth_kind: str
+    token_url: str | None
+    client_id: str | None
+    scope: str | None
+    secret_encrypted: str
+    mode: str
+    key_filter: str
+    batch_size: int
+    page_size: int
+    rate_per_second: float
+    overlap_seconds: int
+    full_reconcile_seconds: int
+    select_mlg_can_view: int
+    state: str
+    last_error: str | None
+    cursor: str | None
+    last_full_reconcile_at: str | None
+    last_synced_at: str | None
+    created_at: str
+    updated_at: str
+
+    def public(self) -> dict[str, Any]:
+        """Everything but the secret, for display."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out.pop("secret_encrypted")
+        out["secret"] = "<set>"  # noqa: S105 - a placeholder shown instead of it
+        return out
+
+
+@dataclass(frozen=True)
+class ListingRow:
+    id: str
+    connection_id: str
+    listing_key: str
+    status: str | None
+    mls_standard_status: str | None
+    mls_status: str | None
+    mls_modified_at: str | None
+    status_changed_at: str | None
+    last_checked_at: str | None
+    last_error: str | None
+    excluded: int
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedListing:
+    """The little the sync needs per listing, loaded once per connection per cycle."""
+
+    id: str
+    listing_key: str
+    status: LocalStatus | None
+
+
+@dataclass(frozen=True)
+class RunRow:
+    id: int
+    trigger: str
+    scope: str
+    holder: str
+    started_at: str
+    finished_at: str | None
+    outcome: str
+    connections: int
+    listings_checked: int
+    status_changes: int
+    posts_unpublished: int
+    errors: int
+    warnings: int
+    mls_requests: int
+
+
+@dataclass(frozen=True)
+class RunErrorRow:
+    id: int
+    run_id: int
+    scope: str
+    severity: str
+    connection_id: str | None
+    listing_id: str | None
+    message: str
+    at: str
+
+
+@dataclass(frozen=True)
+class StatusChangeRow:
+    id: int
+    listing_id: str
+    connection_id: str
+    from_status: str | None
+    to_status: str
+    mls_standard_status: str | None
+    mls_status: str | None
+    event: str
+    run_id: int | None
+    changed_at: str
+
+
+@dataclass(frozen=True)
+class DuePost:
+    id: str
+    listing_id: str
+    account_id: str
+    platform_post_id: str
+    listing_status: str

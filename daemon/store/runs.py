@@ -1,0 +1,146 @@
+"""Sync history: one row per run, its counts, and every error it met (with its scope)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiosqlite
+
+from daemon.store.database import Database
+from daemon.store.records import RunErrorRow, RunRow, from_row
+
+START = """
+INSERT INTO sync_runs (trigger, scope, holder, started_at) VALUES (?, ?, ?, ?) RETURNING id
+"""
+ADD_COUNTS = """
+UPDATE sync_runs SET
+    connections = connections + :connections,
+    listings_checked = listings_checked + :checked,
+    status_changes = status_changes + :changes,
+    posts_unpublished = posts_unpublished + :posts,
+    errors = errors + :errors,
+    warnings = warnings + :warnings,
+    mls_requests = mls_requests + :requests
+WHERE id = :run_id
+"""
+ADD_ERROR = """
+INSERT INTO run_errors (run_id, scope, severity, connection_id, listing_id, message, at)
+VALUES (:run_id, :scope, :severity, :connection_id, :listing_id, :message, :at)
+"""
+FINISH = """
+UPDATE sync_runs SET finished_at = :at,
+    outcome = CASE
+        WHEN :failed THEN 'failed'
+        WHEN errors > 0 THEN 'partial'
+        ELSE 'ok' END
+WHERE id = :run_id
+"""
+GET = "SELECT * FROM sync_runs WHERE id = ?"
+RECENT = "SELECT * FROM sync_runs ORDER BY id DESC LIMIT ?"
+ERRORS_OF = "SELECT * FROM run_errors WHERE run_id = ? ORDER BY id LIMIT ?"
+RUNNING = "SELECT id, holder FROM sync_runs WHERE outcome = 'running'"
+INTERRUPT = """
+UPDATE sync_runs SET outcome = 'interrupted', finished_at = :at WHERE id = :run_id
+"""
+
+
+@dataclass
+class Counts:
+    connections: int = 0
+    checked: int = 0
+    changes: int = 0
+    posts: int = 0
+    errors: int = 0
+    warnings: int = 0
+    requests: int = 0
+
+    def add(self, other: Counts) -> None:
+        for name in vars(self):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass(frozen=True)
+class ErrorEntry:
+    scope: str
+    message: str
+    connection_id: str | None = None
+    listing_id: str | None = None
+    severity: str = "error"
+
+
+async def start(db: Database, trigger: str, scope: str, holder: str, at: str) -> int:
+    async with db.transaction() as conn, conn.execute(START, (trigger, scope, holder, at)) as cur:
+        row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def record(
+    conn: aiosqlite.Connection, run_id: int, counts: Counts, errors: Sequence[ErrorEntry], at: str
+) -> None:
+    """Adds to a run's counts and errors; call inside the transaction that did the work, so
+    the history never disagrees with the data."""
+    await conn.execute(ADD_COUNTS, {"run_id": run_id, **vars(counts)})
+    await conn.executemany(
+        ADD_ERROR,
+        [{"run_id": run_id, "at": at, **vars(e)} for e in errors],
+    )
+
+
+async def record_now(
+    db: Database, run_id: int, counts: Counts, errors: Sequence[ErrorEntry], at: str
+) -> None:
+    async with db.transaction() as conn:
+        await record(conn, run_id, counts, errors, at)
+
+
+async def finish(db: Database, run_id: int, at: str, failed: bool) -> RunRow:
+    async with db.transaction() as conn:
+        await conn.execute(FINISH, {"run_id": run_id, "at": at, "failed": int(failed)})
+        async with conn.execute(GET, (run_id,)) as cur:
+            row = await cur.fetchone()
+    assert row is not None
+    return from_row(RunRow, row)
+
+
+async def get(db: Database, run_id: int) -> RunRow | None:
+    async with db.reading() as conn, conn.execute(GET, (run_id,)) as cur:
+        row = await cur.fetchone()
+    return from_row(RunRow, row) if row else None
+
+
+async def recent(db: Database, limit: int) -> list[RunRow]:
+    async with db.reading() as conn, conn.execute(RECENT, (limit,)) as cur:
+        return [from_row(RunRow, r) for r in await cur.fetchall()]
+
+
+async def errors_of(db: Database, run_id: int, limit: int = 1000) -> list[RunErrorRow]:
+    async with db.reading() as conn, conn.execute(ERRORS_OF, (run_id, limit)) as cur:
+        return [from_row(RunErrorRow, r) for r in await cur.fetchall()]
+
+
+async def interrupt_orphans(db: Database, hostname: str, at: str) -> int:
+    """Runs left 'running' by a process of this host that no longer exists (a crash or a
+    SIGKILL) are marked interrupted. Their committed work stays; the next cycle redoes the
+    rest, since every step is idempotent."""
+    async with db.transaction() as conn:
+        async with conn.execute(RUNNING) as cur:
+            rows = await cur.fetchall()
+        dead = [r[0] for r in rows if _is_dead(r[1], hostname)]
+        await conn.executemany(INTERRUPT, [{"run_id": i, "at": at} for i in dead])
+    return len(dead)
+
+
+def _is_dead(holder: str, hostname: str) -> bool:
+    host, _, pid = holder.rpartition(":")
+    if host != hostname or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

@@ -1,0 +1,98 @@
+"""What all connections share while the process lives: the HTTP client, the global request
+bound, one rate limiter per credential, and cached OAuth tokens.
+
+Created inside the running event loop (aiolimiter binds to the loop it first runs on), once per
+process, so that limits and tokens carry over from one cycle to the next.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+import anyio
+import httpx
+from aiolimiter import AsyncLimiter
+
+from daemon.config import MlsSettings
+from daemon.encryption import SecretBox, SecretKeyError
+from daemon.mls.auth import ClientCredentials, StaticToken, TokenSource
+from daemon.mls.client import Endpoint, MlsClient, RetryPolicy, make_limiter
+from daemon.mls.query import SELECT, SELECT_WITH_MLG, KeyFilter
+from daemon.store.records import ConnectionRow
+
+
+class MlsAccess:
+    def __init__(
+        self, http: httpx.AsyncClient, settings: MlsSettings, box: SecretBox | None
+    ) -> None:
+        self.http = http
+        self.settings = settings
+        self.box = box
+        self.concurrency = anyio.CapacityLimiter(settings.max_concurrent_requests)
+        self._rates: dict[str, tuple[float, AsyncLimiter]] = {}
+        self._tokens: dict[tuple[str, str], TokenSource] = {}
+
+    def policy(self) -> RetryPolicy:
+        s = self.settings
+        return RetryPolicy(
+            max_attempts=s.max_attempts,
+            backoff_initial=s.backoff_initial_seconds,
+            backoff_max=s.backoff_max_seconds,
+            max_retry_after=s.max_retry_after_seconds,
+            breaker_after_429s=s.breaker_after_429s,
+        )
+
+    def client_for(self, row: ConnectionRow, on_request: Callable[[], None]) -> MlsClient:
+        endpoint = Endpoint(
+            connection_id=row.id,
+            base_url=row.base_url,
+            resource=row.resource,
+            key_filter=KeyFilter(row.key_filter),
+            page_size=row.page_size,
+            select=SELECT_WITH_MLG if row.select_mlg_can_view else SELECT,
+        )
+        return MlsClient(
+            http=self.http,
+            endpoint=endpoint,
+            tokens=self._token_source(row),
+            rate=self._limiter(row),
+            concurrency=self.concurrency,
+            policy=self.policy(),
+            on_request=on_request,
+        )
+
+    def _decrypt(self, token: str) -> str:
+        if self.box is None:
+            raise SecretKeyError("no secret key is configured, so credentials cannot be read")
+        return self.box.decrypt(token)
+
+    def _token_source(self, row: ConnectionRow) -> TokenSource:
+        # Keyed by the stored (encrypted) secret too: new credentials get a new token.
+        cache_key = (row.id, row.secret_encrypted)
+        if cache_key not in self._tokens:
+            secret = self._decrypt(row.secret_encrypted)
+            if row.auth_kind == "oauth2" and row.token_url and row.client_id:
+                self._tokens[cache_key] = ClientCredentials(
+                    row.token_url, row.client_id, secret, row.scope
+                )
+            else:
+                self._tokens[cache_key] = StaticToken(secret)
+        return self._tokens[cache_key]
+
+    def _limiter(self, row: ConnectionRow) -> AsyncLimiter:
+        """One limiter per credential, not per connection: two connections sharing a token
+        share its limit (the classic cause of endless 429s). The lowest rate given wins."""
+        credential = self._credential_id(row)
+        known = self._rates.get(credential)
+        if known is None or row.rate_per_second < known[0]:
+            known = (row.rate_per_second, make_limiter(row.rate_per_second))
+            self._rates[credential] = known
+        return known[1]
+
+    def _credential_id(self, row: ConnectionRow) -> str:
+        """Same server and same client id (or same bearer token) = same credential. Only a
+        hash is kept in memory; it never leaves the process."""
+        who = row.client_id if row.auth_kind == "oauth2" else self._decrypt(row.secret_encrypted)
+        text = f"{row.token_url or row.base_url}|{who}"
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

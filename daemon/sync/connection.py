@@ -1,0 +1,227 @@
+"""Syncing one connection inside one run: fetch, decide, write, batch by batch.
+
+Failures stay as small as they can (invariant 4): a bad record fails its listing, a failed
+request its batch; only a 401 pair or a tripped circuit breaker stops the connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import anyio
+import structlog
+
+from daemon.clock import iso, parse_iso
+from daemon.mls.client import BatchAnswer, MlsClient
+from daemon.mls.errors import ConnectionStopped, MlsError
+from daemon.mls.payload import Page
+from daemon.mls.query import KeyFilter, key_batches
+from daemon.models import MlsRecord, Observation, Removed, StatusMapping
+from daemon.plan import plan_batch
+from daemon.store import connections, listings, runs
+from daemon.store.database import Database
+from daemon.store.records import ConnectionRow, TrackedListing
+from daemon.store.runs import Counts, ErrorEntry
+
+log = structlog.get_logger("mls_sync.sync")
+
+# Batches of one connection in flight at once; the per-credential limiter is what really
+# paces them, this only keeps enough requests ready that the limiter is the only wait.
+PARALLEL_BATCHES = 4
+
+
+@dataclass
+class ConnectionSync:
+    db: Database
+    row: ConnectionRow
+    client: MlsClient
+    mapping: StatusMapping
+    run_id: int
+    max_url_length: int
+    clock: Callable[[], datetime]
+    on_progress: Callable[[str, int, int], None] = lambda cid, done, total: None
+    counts: Counts = field(default_factory=Counts)
+    stopped: ConnectionStopped | None = None
+    _done: int = 0
+    _total: int = 0
+
+    # -- by key ------------------------------------------------------------------------------
+
+    async def by_key(self, tracked: Sequence[TrackedListing]) -> None:
+        """Asks for every tracked key, in batches, and applies each answer as it comes."""
+        id_by_key = {t.listing_key: t.id for t in tracked}
+        keys = list(id_by_key)
+        form = KeyFilter(self.row.key_filter)
+        batches = list(
+            key_batches(
+                keys,
+                form,
+                self.row.batch_size,
+                lambda ks: len(str(self.client.by_key_url(ks))),
+                self.max_url_length,
+            )
+        )
+        self._total = len(keys)
+        send, receive = anyio.create_memory_object_stream[list[str]](len(batches) or 1)
+        for batch in batches:
+            send.send_nowait(batch)
+        send.close()
+        async with anyio.create_task_group() as tg, receive:
+            for _ in range(min(PARALLEL_BATCHES, len(batches))):
+                tg.start_soon(self._batch_worker, receive.clone(), id_by_key, tg.cancel_scope)
+
+    async def _batch_worker(
+        self,
+        batches: anyio.abc.ObjectReceiveStream[list[str]],
+        id_by_key: dict[str, str],
+        group: anyio.CancelScope,
+    ) -> None:
+        async with batches:
+            async for keys in batches:
+                try:
+                    answer = await self.client.fetch_batch(keys)
+                except ConnectionStopped as exc:
+                    self.stopped = exc
+                    group.cancel()
+                    return
+                except MlsError as exc:
+                    await self._batch_failed(keys, id_by_key, str(exc))
+                    continue
+                await self._apply_answer(answer, id_by_key)
+
+    async def _apply_answer(self, answer: BatchAnswer, id_by_key: dict[str, str]) -> None:
+        observations: list[tuple[str, Observation]] = [
+            (id_by_key[k], rec) for k, rec in answer.records.items()
+        ]
+        observations += [(id_by_key[k], Removed(k, why)) for k, why in answer.removed.items()]
+        failures = [(id_by_key[k], why) for k, why in answer.errors.items()]
+        await self._apply(observations, failures)
+        self._done += len(answer.records) + len(answer.removed) + len(answer.errors)
+        self.on_progress(self.row.id, self._done, self._total)
+
+    async def _batch_failed(
+        self, keys: Sequence[str], id_by_key: dict[str, str], message: str
+    ) -> None:
+        """The request failed after its retries: one batch error (not one per listing), and
+        each listing keeps its status and shows the reason."""
+        first, last = keys[0], keys[-1]
+        entry = ErrorEntry(
+            "batch",
+            f"{len(keys)} listing(s) {first}..{last} not checked: {message}",
+            self.row.id,
+        )
+        counts = Counts(errors=1)
+        now = iso(self.clock())
+        async with self.db.transaction() as conn:
+            await conn.executemany(
+                listings.SET_ERROR,
+                [{"id": id_by_key[k], "message": f"not checked: {message}"} for k in keys],
+            )
+            await runs.record(conn, self.run_id, counts, [entry], now)
+        self.counts.add(counts)
+        self._done += len(keys)
+        log.warning("batch_failed", connection_id=self.row.id, keys=len(keys), error=message)
+
+    async def _apply(
+        self,
+        observations: Sequence[tuple[str, Observation]],
+        failures: Sequence[tuple[str, str]],
+        cursor: str | None = None,
+    ) -> None:
+        """One transaction: read current statuses, plan, write statuses + audit rows + run
+        counts (+ the cursor in incremental mode, so it never runs ahead of the data)."""
+        ids = [i for i, _ in observations] + [i for i, _ in failures]
+        now = iso(self.clock())
+        async with self.db.transaction() as conn:
+            current = await listings.current_statuses(conn, ids)
+            plan = plan_batch(current, observations, failures, self.mapping)
+            await listings.apply_plan(conn, plan, self.run_id, now)
+            counts = Counts(
+                checked=len(plan.checked),
+                changes=len(plan.changes),
+                errors=plan.errors,
+                warnings=plan.warnings,
+            )
+            entries = [
+                ErrorEntry(
+                    "listing",
+                    p.message,
+                    self.row.id,
+                    p.listing_id,
+                    "warning" if p.warning else "error",
+                )
+                for p in plan.problems
+            ]
+            await runs.record(conn, self.run_id, counts, entries, now)
+            if cursor is not None:
+                await connections.save_cursor(conn, self.row.id, cursor, now)
+        self.counts.add(counts)
+        for change in plan.changes:
+            log.info(
+                "status_changed",
+                connection_id=self.row.id,
+                listing_id=change.listing_id,
+                from_status=change.from_status,
+                to_status=change.to_status,
+                audit_event=change.event,
+                standard_status=change.standard_status,
+            )
+
+    # -- incremental -------------------------------------------------------------------------
+
+    async def incremental(self, tracked: Sequence[TrackedListing]) -> None:
+        """Records changed since the cursor (minus the overlap), oldest first; only tracked
+        listings are applied. The cursor moves with each page's commit (invariant 5)."""
+        assert self.row.cursor is not None
+        cursor = parse_iso(self.row.cursor)
+        since = cursor - timedelta(seconds=self.row.overlap_seconds)
+        id_by_key = {t.listing_key: t.id for t in tracked}
+        latest_seen: dict[str, datetime | None] = {}
+        try:
+            async for page in self.client.changes(since):
+                cursor = await self._apply_page(page, id_by_key, latest_seen, cursor)
+        except ConnectionStopped as exc:
+            self.stopped = exc
+        except MlsError as exc:
+            # The cursor stays at the last committed page: next cycle resumes from there.
+            counts = Counts(errors=1)
+            entry = ErrorEntry("batch", f"incremental query stopped: {exc}", self.row.id)
+            await runs.record_now(self.db, self.run_id, counts, [entry], iso(self.clock()))
+            self.counts.add(counts)
+
+    async def _apply_page(
+        self,
+        page: Page,
+        id_by_key: dict[str, str],
+        latest_seen: dict[str, datetime | None],
+        cursor: datetime,
+    ) -> datetime:
+        observations: list[tuple[str, Observation]] = []
+        for rec in page.records:
+            if rec.modification_timestamp is not None:
+                cursor = max(cursor, rec.modification_timestamp)
+            if rec.listing_key in id_by_key and _is_new(rec, latest_seen):
+                observations.append((id_by_key[rec.listing_key], rec))
+        for key in page.hidden:
+            if key in id_by_key:
+                observations.append((id_by_key[key], Removed(key, "MlgCanView is false")))
+        failures = [
+            (id_by_key[e.listing_key], e.message)
+            for e in page.errors
+            if e.listing_key is not None and e.listing_key in id_by_key
+        ]
+        await self._apply(observations, failures, cursor=iso(cursor))
+        return cursor
+
+
+def _is_new(rec: MlsRecord, latest_seen: dict[str, datetime | None]) -> bool:
+    """De-duplicates the overlap window and records repeated across pages."""
+    ts = rec.modification_timestamp
+    if rec.listing_key in latest_seen:
+        previous = latest_seen[rec.listing_key]
+        if ts is None or (previous is not None and ts <= previous):
+            return False
+    latest_seen[rec.listing_key] = ts
+    return True

@@ -1,0 +1,278 @@
+"""The sync cycle: `sync_all`, `sync_connection`, `sync_listing` (the brief's three actions).
+
+Each call is one run in the sync history. Connections run with bounded concurrency, each under
+a lease so that no connection is ever synced twice at once, also from another process.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import anyio
+import structlog
+
+from daemon.clock import iso, parse_iso, utcnow
+from daemon.config import Settings
+from daemon.mls.errors import CircuitOpen, MlsError, NeedsReauth
+from daemon.store import connections, leases, listings, posts, runs
+from daemon.store.database import Database
+from daemon.store.records import ConnectionRow, ListingRow, RunErrorRow, RunRow
+from daemon.store.runs import Counts, ErrorEntry
+from daemon.sync.access import MlsAccess
+from daemon.sync.connection import ConnectionSync
+
+log = structlog.get_logger("mls_sync.sync")
+
+
+class SyncRefused(Exception):
+    """The sync cannot start (unknown id, paused, excluded, busy); the message says why."""
+
+
+@dataclass
+class RunReport:
+    run: RunRow
+    errors: list[RunErrorRow] = field(default_factory=list)
+    posts_due: int = 0
+
+
+class SyncEngine:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        access: MlsAccess,
+        clock: Callable[[], datetime] = utcnow,
+        on_progress: Callable[[str, int, int], None] = lambda cid, done, total: None,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.access = access
+        self.clock = clock
+        self.on_progress = on_progress
+        self.mapping = settings.mls.status_mapping()
+        self.hostname = socket.gethostname()
+        self.holder = f"{self.hostname}:{os.getpid()}"
+
+    # -- the three entry points ------------------------------------------------------------
+
+    async def sync_all(self, trigger: str = "manual") -> RunReport:
+        targets = await connections.list_all(self.db, active_only=True)
+        return await self._run(trigger, "all", targets)
+
+    async def sync_connection(self, connection_id: str, trigger: str = "manual") -> RunReport:
+        row = await connections.get(self.db, connection_id)
+        if row is None:
+            raise SyncRefused(
+                f"no MLS connection {connection_id!r} (see `mls-sync connections list`)"
+            )
+        _refuse_unless_active(row)
+        return await self._run(trigger, f"connection:{connection_id}", [row])
+
+    async def sync_listing(
+        self, listing_id: str, trigger: str = "manual"
+    ) -> tuple[RunReport, ListingRow]:
+        """The brief's manual sync of one listing: ask the MLS now, apply, report."""
+        listing = await listings.get(self.db, listing_id)
+        if listing is None:
+            raise SyncRefused(f"no listing {listing_id!r} (see `mls-sync listings list`)")
+        if listing.excluded:
+            raise SyncRefused(
+                f"listing {listing_id!r} is excluded from sync; "
+                f"`mls-sync listings include {listing_id}` first"
+            )
+        row = await connections.get(self.db, listing.connection_id)
+        assert row is not None  # foreign key
+        _refuse_unless_active(row)
+        report = await self._run(trigger, f"listing:{listing_id}", [row], only_listing=listing)
+        after = await listings.get(self.db, listing_id)
+        assert after is not None
+        return report, after
+
+    # -- one run ------------------------------------------------------------------------------
+
+    async def _run(
+        self,
+        trigger: str,
+        scope: str,
+        targets: list[ConnectionRow],
+        only_listing: ListingRow | None = None,
+    ) -> RunReport:
+        started = iso(self.clock())
+        await runs.interrupt_orphans(self.db, self.hostname, started)
+        run_id = await runs.start(self.db, trigger, scope, self.holder, started)
+        bound = structlog.contextvars.bound_contextvars(run_id=run_id)
+        with bound:
+            log.info("run_started", trigger=trigger, scope=scope, connections=len(targets))
+            limiter = anyio.CapacityLimiter(self.settings.sync.max_concurrent_connections)
+            stopped: list[str] = []
+
+            async def one(row: ConnectionRow) -> None:
+                async with limiter:
+                    if not await self._sync_one(run_id, row, only_listing):
+                        stopped.append(row.id)
+
+            async with anyio.create_task_group() as tg:
+                for row in targets:
+                    tg.start_soon(one, row)
+            failed = bool(targets) and len(stopped) == len(targets)
+            run = await runs.finish(self.db, run_id, iso(self.clock()), failed)
+            due = await posts.due_for_unpublish(
+                self.db, self.settings.sync.unpublish_on, iso(self.clock())
+            )
+            log.info(
+                "run_finished",
+                outcome=run.outcome,
+                checked=run.listings_checked,
+                changes=run.status_changes,
+                errors=run.errors,
+                posts_due=len(due),
+            )
+        return RunReport(run, await runs.errors_of(self.db, run_id, 50), len(due))
+
+    async def _sync_one(
+        self, run_id: int, row: ConnectionRow, only_listing: ListingRow | None
+    ) -> bool:
+        """Syncs one connection under its lease; returns False when the connection as a whole
+        failed. Every failure is recorded in the run, none escapes to the other connections."""
+        holder = f"{self.holder}:{uuid.uuid4().hex[:8]}"
+        lease_ttl = timedelta(seconds=self.settings.sync.lease_seconds)
+        now = self.clock()
+        if not await leases.acquire(self.db, row.id, holder, iso(now), iso(now + lease_ttl)):
+            current = await leases.holder_of(self.db, row.id)
+            who = f"{current[0]} until {current[1]}" if current else "another process"
+            await self._record(
+                run_id,
+                ErrorEntry(
+                    "connection",
+                    f"skipped: already being synced by {who}",
+                    row.id,
+                    severity="warning",
+                ),
+            )
+            return True
+        with structlog.contextvars.bound_contextvars(connection_id=row.id):
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._keep_lease, row.id, holder, lease_ttl)
+                    ok = await self._sync_under_lease(run_id, row, only_listing)
+                    tg.cancel_scope.cancel()
+                return ok
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await leases.release(self.db, row.id, holder)
+
+    async def _keep_lease(self, connection_id: str, holder: str, ttl: timedelta) -> None:
+        while True:
+            await anyio.sleep(ttl.total_seconds() / 3)
+            await leases.renew(self.db, connection_id, holder, iso(self.clock() + ttl))
+
+    async def _sync_under_lease(
+        self, run_id: int, row: ConnectionRow, only_listing: ListingRow | None
+    ) -> bool:
+        requests = 0
+
+        def count_request() -> None:
+            nonlocal requests
+            requests += 1
+
+        try:
+            client = self.access.client_for(row, count_request)
+        except Exception as exc:  # a secret that no longer decrypts, say
+            await self._record(run_id, ErrorEntry("connection", f"cannot prepare: {exc}", row.id))
+            return False
+        work = ConnectionSync(
+            db=self.db,
+            row=row,
+            client=client,
+            mapping=self.mapping,
+            run_id=run_id,
+            max_url_length=self.settings.mls.max_url_length,
+            clock=self.clock,
+            on_progress=self.on_progress,
+        )
+        error: str | None = None
+        try:
+            await self._dispatch(work, row, only_listing)
+        except MlsError as exc:
+            error = str(exc)
+            await self._record(run_id, ErrorEntry("connection", error, row.id))
+        except Exception as exc:
+            # A bug must not take the other connections down; it is logged with its traceback.
+            log.exception("connection_sync_crashed")
+            leaf = _innermost(exc)
+            error = f"internal error: {type(leaf).__name__}: {leaf}"
+            await self._record(run_id, ErrorEntry("connection", error, row.id))
+        if work.stopped is not None:
+            error = str(work.stopped)
+            await self._stopped(run_id, row, work.stopped)
+        await runs.record_now(
+            self.db, run_id, Counts(connections=1, requests=requests), [], iso(self.clock())
+        )
+        await connections.mark_synced(self.db, row.id, iso(self.clock()), error)
+        return error is None or work.counts.checked > 0
+
+    async def _dispatch(
+        self, work: ConnectionSync, row: ConnectionRow, only_listing: ListingRow | None
+    ) -> None:
+        if only_listing is not None:
+            tracked = [
+                t for t in await listings.tracked(self.db, row.id) if t.id == only_listing.id
+            ]
+            await work.by_key(tracked)
+            return
+        tracked = await listings.tracked(self.db, row.id)
+        if row.mode == "incremental" and row.cursor and not self._reconcile_due(row):
+            await work.incremental(tracked)
+            return
+        started = self.clock()
+        await work.by_key(tracked)
+        if row.mode == "incremental" and work.stopped is None:
+            # A full reconcile: afterwards, changes are read from when it started.
+            cursor = max(parse_iso(row.cursor), started) if row.cursor else started
+            async with self.db.transaction() as conn:
+                await connections.save_cursor(conn, row.id, iso(cursor), iso(self.clock()))
+            await connections.mark_reconciled(self.db, row.id, iso(started))
+
+    def _reconcile_due(self, row: ConnectionRow) -> bool:
+        if row.last_full_reconcile_at is None:
+            return True
+        age = self.clock() - parse_iso(row.last_full_reconcile_at)
+        return age >= timedelta(seconds=row.full_reconcile_seconds)
+
+    async def _stopped(self, run_id: int, row: ConnectionRow, exc: MlsError) -> None:
+        now = iso(self.clock())
+        if isinstance(exc, NeedsReauth):
+            # No further calls until someone updates the credentials (which re-activates it).
+            await connections.set_state(self.db, row.id, "needs_reauth", str(exc), now)
+            log.error("connection_needs_reauth", error=str(exc))
+        elif isinstance(exc, CircuitOpen):
+            log.warning("circuit_open", error=str(exc))
+        await self._record(run_id, ErrorEntry("connection", str(exc), row.id))
+
+    async def _record(self, run_id: int, entry: ErrorEntry) -> None:
+        counts = Counts(errors=1) if entry.severity == "error" else Counts(warnings=1)
+        await runs.record_now(self.db, run_id, counts, [entry], iso(self.clock()))
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    """The first real error inside (nested) exception groups, for a readable message."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _refuse_unless_active(row: ConnectionRow) -> None:
+    if row.state == "paused":
+        raise SyncRefused(
+            f"connection {row.id!r} is paused; `mls-sync connections resume {row.id}`"
+        )
+    if row.state == "needs_reauth":
+        raise SyncRefused(
+            f"connection {row.id!r} needs re-authentication ({row.last_error}); update its "
+            "credentials with `mls-sync connections add` (same id), which re-activates it"
+        )

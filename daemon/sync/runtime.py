@@ -1,0 +1,81 @@
+"""Everything a sync needs, opened together and closed together: the database (migrated), the
+key (checked against the database), the shared HTTP client and the engine."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+
+from daemon.config import Settings
+from daemon.credentials import (
+    SECRET_KEY_CREDENTIAL,
+    SECRET_KEY_ENV,
+    read_secret,
+    sandbox_secret_key,
+)
+from daemon.encryption import SecretBox, SecretKeyError
+from daemon.store import vault
+from daemon.store.database import Database
+from daemon.sync.access import MlsAccess
+from daemon.sync.engine import SyncEngine
+
+USER_AGENT = "mls-sync/0.1 (+RESO Web API client)"
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    box: SecretBox | None
+    http: httpx.AsyncClient
+    engine: SyncEngine
+
+    def require_box(self) -> SecretBox:
+        if self.box is None:
+            raise SecretKeyError(
+                f"no secret key is configured: set {SECRET_KEY_ENV} or provide "
+                f"$CREDENTIALS_DIRECTORY/{SECRET_KEY_CREDENTIAL} (make one with "
+                "`mls-sync generate-key`)"
+            )
+        return self.box
+
+
+def secret_key_text(settings: Settings, environ: Mapping[str, str] | None = None) -> str | None:
+    secret = read_secret(SECRET_KEY_ENV, SECRET_KEY_CREDENTIAL, environ)
+    if secret is None and settings.sandbox.enabled:
+        secret = sandbox_secret_key(settings.database.path.parent)
+    return secret.value if secret else None
+
+
+def http_client(settings: Settings) -> httpx.AsyncClient:
+    mls = settings.mls
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(mls.timeout_seconds),
+        limits=httpx.Limits(
+            max_connections=mls.max_concurrent_requests,
+            max_keepalive_connections=mls.max_concurrent_requests,
+        ),
+        follow_redirects=False,  # a redirect must not carry our bearer token elsewhere
+        trust_env=False,  # proxies from the environment must not reroute MLS traffic
+        headers={"User-Agent": USER_AGENT},
+    )
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: Settings,
+    environ: Mapping[str, str] | None = None,
+    on_progress: Callable[[str, int, int], None] = lambda cid, done, total: None,
+) -> AsyncIterator[Runtime]:
+    db = await Database.open(settings.database.path, settings.database.busy_timeout_ms)
+    try:
+        box = await vault.unlock(db, secret_key_text(settings, environ))
+        async with http_client(settings) as http:
+            access = MlsAccess(http, settings.mls, box)
+            engine = SyncEngine(db, settings, access, on_progress=on_progress)
+            yield Runtime(settings, db, box, http, engine)
+    finally:
+        await db.close()
