@@ -119,10 +119,13 @@ class StatusMapping:
     ) -> StatusMapping:
         """`standard` overrides entries of the default table; values are local statuses or
         "ignore". Raises ValueError naming the bad entry."""
-        merged = {status_token(k): v for k, v in DEFAULT_STANDARD_STATUS_MAP.items()}
-        merged.update({status_token(k): v for k, v in (standard or {}).items()})
+        # Each entry is checked under the key as written, so an error names what is in the file.
+        merged = {
+            status_token(k): _local_or_none(k, v)
+            for k, v in [*DEFAULT_STANDARD_STATUS_MAP.items(), *(standard or {}).items()]
+        }
         return cls(
-            standard={k: _local_or_none(k, v) for k, v in merged.items()},
+            standard=merged,
             mls_status={status_token(k): _local(k, v) for k, v in (mls_status or {}).items()},
         )
 

@@ -113,6 +113,9 @@ class MlsClient:
         self.consecutive_429s = 0
         self.stopped: MlsError | None = None
         self._origin = _origin(httpx.URL(endpoint.base_url))
+        self._backoff = wait_exponential_jitter(
+            multiplier=policy.backoff_initial, max=policy.backoff_max, jitter=policy.backoff_initial
+        )
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -196,12 +199,7 @@ class MlsClient:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, Retryable) and exc.retry_after is not None:
             return exc.retry_after
-        backoff = wait_exponential_jitter(
-            initial=self.policy.backoff_initial,
-            max=self.policy.backoff_max,
-            jitter=self.policy.backoff_initial,
-        )
-        return float(backoff(state))
+        return float(self._backoff(state))
 
     async def _get_authorized(self, url: httpx.URL) -> Page:
         """One 401 gets a fresh token and one more try; a second 401 stops the connection."""

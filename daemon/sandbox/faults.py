@@ -12,13 +12,15 @@ FaultKind = Literal["status", "slow", "malformed_json", "truncated"]
 class Fault:
     """`status`: answer with `status` (and Retry-After if given). `slow`: wait `seconds`
     before answering. `malformed_json` / `truncated`: a 200 whose body is not valid JSON.
-    `times`: how many requests it applies to."""
+    `times`: how many requests it applies to; `after`: how many requests pass untouched
+    first (to hit, say, the second page of a query)."""
 
     kind: FaultKind
     status: int = 500
     retry_after: str | None = None
     seconds: float = 0.0
     times: int = 1
+    after: int = 0
     body: str | None = None
 
 
@@ -37,6 +39,9 @@ class FaultQueue:
         if not self._queue:
             return None
         fault = self._queue[0]
+        if fault.after > 0:
+            fault.after -= 1
+            return None
         fault.times -= 1
         if fault.times <= 0:
             self._queue.pop(0)

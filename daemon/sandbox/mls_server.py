@@ -48,6 +48,9 @@ class SandboxMls:
     requests: Counter[str] = field(default_factory=Counter)  # credential -> data requests
     request_times: list[tuple[float, str]] = field(default_factory=list)
     token_requests: int = 0
+    filters: list[str] = field(default_factory=list)  # the $filter of every data request
+    longest_url: int = 0
+    next_link_base: str | None = None  # to test that a foreign nextLink is refused
     _issued: dict[str, tuple[str, float]] = field(default_factory=dict)  # token -> (client, exp)
     last_stamp: datetime = field(default_factory=lambda: datetime(2000, 1, 1, tzinfo=UTC))
 
@@ -205,6 +208,8 @@ def build_mls_app(mls: SandboxMls, resource: str = "Property") -> Starlette:
             if answer is not None:
                 return answer
         params = dict(request.query_params)
+        mls.filters.append(params.get("$filter", ""))
+        mls.longest_url = max(mls.longest_url, len(str(request.url)))
         if mls.max_filter_length and len(params.get("$filter", "")) > mls.max_filter_length:
             return _odata_error(413, "the filter is too long")
         try:
@@ -213,7 +218,10 @@ def build_mls_app(mls: SandboxMls, resource: str = "Property") -> Starlette:
             return _odata_error(400, str(exc))
         body: dict[str, Any] = {"@odata.context": f"$metadata#{resource}", "value": page}
         if after >= 0:
-            body["@odata.nextLink"] = str(request.url.include_query_params(**{"$skip": after}))
+            link = request.url.include_query_params(**{"$skip": after})
+            if mls.next_link_base:
+                link = link.replace(netloc=mls.next_link_base)
+            body["@odata.nextLink"] = str(link)
         return Response(json.dumps(body, default=str), media_type="application/json")
 
     async def admin_listing(request: Request) -> Response:

@@ -7,6 +7,7 @@ we bind the socket ourselves to learn it, and hand the descriptor to Hypercorn.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from collections.abc import AsyncIterator
@@ -35,24 +36,22 @@ async def serving(app: Any, host: str = LOOPBACK, port: int = 0) -> AsyncIterato
     config.errorlog = logging.getLogger("mls_sync.sandbox.http")
     config.graceful_timeout = 1.0
     config.keep_alive_timeout = 30.0
-    stop = anyio.Event()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(_serve, app, config, stop)
-        sock.detach()  # Hypercorn owns the descriptor from here and closes it
-        await _wait_until_listening(host, bound_port)
-        try:
-            yield f"http://{host}:{bound_port}"
-        finally:
-            stop.set()
+    stop = asyncio.Event()
+    # A plain asyncio task, not a task group: a pytest-asyncio fixture enters and leaves this
+    # context in different tasks, which a cancel scope would refuse.
+    server = asyncio.create_task(serve(app, config, shutdown_trigger=stop.wait))
+    sock.detach()  # Hypercorn owns the descriptor from here and closes it
+    try:
+        await _wait_until_listening(host, bound_port, server)
+        yield f"http://{host}:{bound_port}"
+    finally:
+        stop.set()
+        await server
 
 
-async def _serve(app: Any, config: Config, stop: anyio.Event) -> None:
-    await serve(app, config, shutdown_trigger=stop.wait)
-
-
-async def _wait_until_listening(host: str, port: int) -> None:
+async def _wait_until_listening(host: str, port: int, server: asyncio.Task[None]) -> None:
     with anyio.fail_after(10):
-        while True:
+        while not server.done():
             try:
                 stream = await anyio.connect_tcp(host, port)
             except OSError:
@@ -60,3 +59,4 @@ async def _wait_until_listening(host: str, port: int) -> None:
                 continue
             await stream.aclose()
             return
+        server.result()  # the server died at start: raise its error here

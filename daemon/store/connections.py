@@ -26,17 +26,22 @@ _SPEC_COLUMNS = (
     "select_mlg_can_view",
 )
 
-UPSERT = f"""
+INSERT = f"""
 INSERT INTO mls_connections
     (id, {", ".join(_SPEC_COLUMNS)}, secret_encrypted, created_at, updated_at)
 VALUES (:id, {", ".join(":" + c for c in _SPEC_COLUMNS)}, :secret, :now, :now)
-ON CONFLICT (id) DO UPDATE SET
-    {", ".join(f"{c} = excluded.{c}" for c in _SPEC_COLUMNS)},
+"""
+# SQLite checks NOT NULL on the proposed row before an upsert's conflict clause, so keeping the
+# stored secret takes an UPDATE of its own.
+UPDATE = f"""
+UPDATE mls_connections SET
+    {", ".join(f"{c} = :{c}" for c in _SPEC_COLUMNS)},
     secret_encrypted = coalesce(:secret, secret_encrypted),
     -- New credentials are the way out of needs_reauth; a paused connection stays paused.
     state = CASE WHEN state = 'needs_reauth' AND :secret IS NOT NULL THEN 'active' ELSE state END,
     last_error = CASE WHEN :secret IS NOT NULL THEN NULL ELSE last_error END,
     updated_at = :now
+WHERE id = :id
 """
 GET = "SELECT * FROM mls_connections WHERE id = ?"
 LIST = "SELECT * FROM mls_connections ORDER BY id"
@@ -73,7 +78,7 @@ async def upsert(db: Database, spec: ConnectionSpec, secret: str | None, now: st
         existed = await _get(conn, spec.id) is not None
         if not existed and secret is None:
             raise ValueError(f"connection {spec.id!r} is new: its credential is required")
-        await conn.execute(UPSERT, params)
+        await conn.execute(UPDATE if existed else INSERT, params)
     return not existed
 
 

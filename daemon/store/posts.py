@@ -27,7 +27,7 @@ COUNT_BY_STATUS = "SELECT status, count(*) FROM social_posts GROUP BY 1 ORDER BY
 async def due_for_unpublish(
     db: Database, unpublish_on: Iterable[LocalStatus], now: str
 ) -> list[DuePost]:
-    params = {"statuses": json.dumps([s.value for s in unpublish_on]), "now": now}
+    params = {"statuses": json.dumps([str(s) for s in unpublish_on]), "now": now}
     async with db.reading() as conn, conn.execute(DUE, params) as cur:
         return [from_row(DuePost, r) for r in await cur.fetchall()]
 
@@ -35,3 +35,54 @@ async def due_for_unpublish(
 async def count_by_status(db: Database) -> dict[str, int]:
     async with db.reading() as conn, conn.execute(COUNT_BY_STATUS) as cur:
         return {r[0]: int(r[1]) for r in await cur.fetchall()}
+
+
+ADD_PUBLISHED = """
+INSERT INTO social_posts (id, listing_id, account_id, platform_post_id, status, published_at,
+    created_at, updated_at)
+VALUES (:id, :listing_id, :account_id, :platform_post_id, 'published', :now, :now, :now)
+"""
+ADD_ACCOUNT = """
+INSERT INTO platform_accounts (id, user_id, platform, connected_via, access_token_encrypted,
+    created_at, updated_at)
+VALUES (:id, :user_id, :platform, :connected_via, :token, :now, :now)
+"""
+
+
+async def add_account(
+    db: Database,
+    account_id: str,
+    user_id: str,
+    platform: str,
+    token_encrypted: str,
+    now: str,
+    connected_via: str | None = None,
+) -> None:
+    async with db.transaction() as conn:
+        await conn.execute(
+            ADD_ACCOUNT,
+            {
+                "id": account_id,
+                "user_id": user_id,
+                "platform": platform,
+                "connected_via": connected_via,
+                "token": token_encrypted,
+                "now": now,
+            },
+        )
+
+
+async def add_published(
+    db: Database, post_id: str, listing_id: str, account_id: str, platform_post_id: str, now: str
+) -> None:
+    async with db.transaction() as conn:
+        await conn.execute(
+            ADD_PUBLISHED,
+            {
+                "id": post_id,
+                "listing_id": listing_id,
+                "account_id": account_id,
+                "platform_post_id": platform_post_id,
+                "now": now,
+            },
+        )

@@ -1,0 +1,5 @@
+"""`python -m daemon.cli` is `mls-sync`."""
+
+from daemon.cli import main
+
+main()

@@ -1,0 +1,46 @@
+"""Shared fixtures: real parts only. A real SQLite file in a temp dir, the sandbox MLS served
+over real HTTP on 127.0.0.1, and the same runtime the CLI uses."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from daemon.config import Settings
+from daemon.encryption import generate_key
+from daemon.sandbox.mls_server import SandboxMls, build_mls_app
+from daemon.sandbox.serve import serving
+from daemon.sync.runtime import Runtime, open_runtime
+from tests.helpers import STATIC_TOKEN, make_settings
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def secret_key() -> str:
+    return generate_key()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Fast retries, so fault tests take milliseconds, not the production backoff."""
+    return make_settings(tmp_path)
+
+
+@pytest.fixture
+async def mls() -> AsyncIterator[tuple[SandboxMls, str]]:
+    sandbox = SandboxMls(static_tokens={STATIC_TOKEN})
+    sandbox.add_client("client-1", "client-secret-1")
+    async with serving(build_mls_app(sandbox)) as url:
+        yield sandbox, url
+
+
+@pytest.fixture
+async def runtime(settings: Settings, secret_key: str) -> AsyncIterator[Runtime]:
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        yield rt

@@ -1,0 +1,130 @@
+"""The SQLite file: pragmas, migrations, permissions, and encrypted secrets."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import aiosqlite
+import pytest
+
+from daemon.clock import iso, utcnow
+from daemon.config import Settings
+from daemon.encryption import SecretKeyError, generate_key
+from daemon.sandbox.mls_server import SandboxMls
+from daemon.store import connections, vault
+from daemon.store.database import SCHEMA_VERSION, Database, SchemaError
+from daemon.sync.runtime import open_runtime
+from tests.helpers import STATIC_TOKEN, add_connection, status_of, track
+
+
+async def test_the_database_runs_in_wal_with_foreign_keys_and_a_busy_timeout(
+    tmp_path: Path,
+) -> None:
+    db = await Database.open(tmp_path / "x.db", busy_timeout_ms=4321)
+    try:
+        async with db.reading() as conn:
+            values = {}
+            for pragma in ("journal_mode", "foreign_keys", "busy_timeout", "user_version"):
+                async with conn.execute(f"PRAGMA {pragma}") as cur:
+                    row = await cur.fetchone()
+                    assert row is not None
+                    values[pragma] = row[0]
+    finally:
+        await db.close()
+    assert values == {
+        "journal_mode": "wal",
+        "foreign_keys": 1,
+        "busy_timeout": 4321,
+        "user_version": SCHEMA_VERSION,
+    }
+
+
+async def test_the_database_file_is_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "x.db"
+    db = await Database.open(path)
+    await db.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+async def test_opening_twice_does_not_migrate_twice(tmp_path: Path) -> None:
+    for _ in range(2):
+        db = await Database.open(tmp_path / "x.db")
+        assert await db.schema_version() == SCHEMA_VERSION
+        await db.close()
+
+
+async def test_a_database_newer_than_the_code_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "x.db"
+    async with aiosqlite.connect(path) as conn:
+        await conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(SchemaError, match="newer than this mls-sync understands"):
+        await Database.open(path)
+
+
+async def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "x.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(SchemaError, match="not a usable SQLite database"):
+        await Database.open(path)
+
+
+async def test_credentials_are_not_stored_in_plain_text(
+    settings: Settings, secret_key: str, mls: tuple[SandboxMls, str]
+) -> None:
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        await add_connection(rt, mls[1])
+    for path in settings.database.path.parent.iterdir():
+        assert STATIC_TOKEN.encode() not in path.read_bytes(), path
+
+
+async def test_a_wrong_key_is_refused_before_anything_is_read(
+    settings: Settings, secret_key: str, mls: tuple[SandboxMls, str]
+) -> None:
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        await add_connection(rt, mls[1])
+    with pytest.raises(SecretKeyError, match="does not decrypt"):
+        async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": generate_key()}):
+            pass
+    with pytest.raises(SecretKeyError, match="no secret key is configured"):
+        async with open_runtime(settings, {}):
+            pass
+    with pytest.raises(SecretKeyError, match="not a Fernet key"):
+        async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": "hunter2"}):
+            pass
+
+
+async def test_rotating_the_key_keeps_every_credential_readable(
+    settings: Settings, secret_key: str, mls: tuple[SandboxMls, str]
+) -> None:
+    sandbox, url = mls
+    sandbox.put("A", "Closed")
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        await add_connection(rt, url)
+        await track(rt, "mls-1", ["A"])
+    new_key = generate_key()
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": f"{new_key},{secret_key}"}) as rt:
+        assert await vault.rotate(rt.db, rt.require_box()) == 1
+
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": new_key}) as rt:
+        report = await rt.engine.sync_all()
+        assert report.run.errors == 0
+        assert await status_of(rt, "A") == "sold"
+    with pytest.raises(SecretKeyError):
+        async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}):
+            pass
+
+
+async def test_new_credentials_bring_a_connection_out_of_needs_reauth(
+    settings: Settings, secret_key: str, mls: tuple[SandboxMls, str]
+) -> None:
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        spec = await add_connection(rt, mls[1])
+        await connections.set_state(rt.db, "mls-1", "needs_reauth", "401 twice", iso(utcnow()))
+        await connections.upsert(rt.db, spec, None, iso(utcnow()))  # same definition, no secret
+        row = await connections.get(rt.db, "mls-1")
+        assert row is not None and row.state == "needs_reauth"
+        await connections.upsert(rt.db, spec, rt.require_box().encrypt("new"), iso(utcnow()))
+        row = await connections.get(rt.db, "mls-1")
+        assert row is not None and (row.state, row.last_error) == ("active", None)

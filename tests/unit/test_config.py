@@ -1,0 +1,90 @@
+"""config.toml and MLS_SYNC_* variables: refused clearly, or turned into typed settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from daemon.config import ConfigError, load_settings
+from daemon.models import LocalStatus
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _load(tmp_path: Path, text: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return load_settings(path, env or {})
+
+
+def test_the_shipped_config_is_valid_and_runs_the_sandbox() -> None:
+    settings = load_settings(REPO / "config.toml", {})
+    assert settings.sandbox.enabled is True
+    assert settings.sync.interval_seconds == 900
+    assert settings.database.path == REPO / "state" / "mls-sync.db"
+
+
+def test_an_empty_file_gives_the_defaults(tmp_path: Path) -> None:
+    settings = _load(tmp_path, "")
+    assert settings.sync.unpublish_on == (LocalStatus.SOLD,)
+    assert settings.mls.breaker_after_429s == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "fragments"),
+    [
+        ("[sync]\nintervall = 5\n", ["[sync] intervall", "unknown key", "interval_seconds"]),
+        (
+            "[synk]\n",
+            ["[synk]", "unknown key", "allowed here: database, logging, mls, sandbox, sync"],
+        ),
+        ("[sync]\ninterval_seconds = 'often'\n", ["[sync] interval_seconds = 'often'", "integer"]),
+        (
+            "[sync]\ninterval_seconds = 5\n",
+            ["[sync] interval_seconds = 5", "greater than or equal to 10"],
+        ),
+        ("[sync]\nunpublish_on = ['gone']\n", ["unpublish_on.0 = 'gone'", "'sold'"]),
+        ("[logging]\nlevel = 'loud'\n", ["[logging] level = 'loud'", "'debug', 'info'"]),
+        ("[mls.status_map]\nClosed = 'gone'\n", ["'Closed' maps to 'gone'", "off_market"]),
+        ("[sync\n", ["not valid TOML"]),
+        ("[mls]\ntoken = 'abc'\n", ["secrets are not read from config.toml", "MLS_SYNC_TOKEN"]),
+    ],
+)
+def test_bad_config_names_the_key_the_value_and_what_is_allowed(
+    tmp_path: Path, text: str, fragments: list[str]
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _load(tmp_path, text)
+    for fragment in fragments:
+        assert fragment in str(caught.value)
+
+
+def test_environment_variables_override_the_file_with_their_types(tmp_path: Path) -> None:
+    settings = _load(
+        tmp_path,
+        "[sync]\ninterval_seconds = 900\n",
+        {
+            "MLS_SYNC_SYNC__INTERVAL_SECONDS": "60",
+            "MLS_SYNC_SYNC__UNPUBLISH_ON": '["sold", "off_market"]',
+            "MLS_SYNC_SANDBOX__ENABLED": "false",
+            "MLS_SYNC_DATABASE__PATH": "/var/lib/mls-sync/x.db",
+            "MLS_SYNC_SECRET_KEY": "not a setting, ignored here",
+        },
+    )
+    assert settings.sync.interval_seconds == 60
+    assert settings.sync.unpublish_on == (LocalStatus.SOLD, LocalStatus.OFF_MARKET)
+    assert settings.sandbox.enabled is False
+    assert settings.database.path == Path("/var/lib/mls-sync/x.db")
+
+
+def test_a_bad_environment_value_names_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="environment variable MLS_SYNC_SYNC__INTERVAL_SECONDS"):
+        _load(tmp_path, "", {"MLS_SYNC_SYNC__INTERVAL_SECONDS": "soon"})
+    with pytest.raises(ConfigError, match="unknown key"):
+        _load(tmp_path, "", {"MLS_SYNC_SYNC__NOPE": "1"})
+
+
+def test_a_missing_file_says_how_to_fix_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file; pass --config PATH"):
+        load_settings(tmp_path / "absent.toml", {})

@@ -1,0 +1,122 @@
+"""Building RESO queries and reading RESO answers: pure functions, through tables."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from daemon.mls.client import _answer_for, parse_retry_after
+from daemon.mls.payload import BadPayload, parse_page
+from daemon.mls.query import KeyFilter, by_key_url, key_batches, keys_filter, quote
+
+
+@pytest.mark.parametrize(
+    ("keys", "form", "expected"),
+    [
+        (["a", "b"], KeyFilter.IN, "ListingKey in ('a','b')"),
+        (["a"], KeyFilter.IN, "ListingKey eq 'a'"),
+        (["a", "b"], KeyFilter.OR, "ListingKey eq 'a' or ListingKey eq 'b'"),
+        (["a"], KeyFilter.EACH, "ListingKey eq 'a'"),
+        (["O'Neil"], KeyFilter.OR, "ListingKey eq 'O''Neil'"),
+    ],
+)
+def test_key_filters(keys: list[str], form: KeyFilter, expected: str) -> None:
+    assert keys_filter(keys, form) == expected
+
+
+def test_quote_doubles_single_quotes() -> None:
+    assert quote("a'b''c") == "'a''b''''c'"
+
+
+def test_by_key_url_selects_only_what_the_sync_needs() -> None:
+    url = by_key_url("https://mls.example/odata/", "Property", ["a"], KeyFilter.IN)
+    assert url.params["$select"] == "ListingKey,StandardStatus,MlsStatus,ModificationTimestamp"
+    assert str(url).startswith("https://mls.example/odata/Property?")
+
+
+@pytest.mark.parametrize(
+    ("n", "form", "batch_size", "max_len", "sizes"),
+    [
+        (120, KeyFilter.IN, 50, 100_000, [50, 50, 20]),
+        (3, KeyFilter.EACH, 50, 100_000, [1, 1, 1]),
+        (8, KeyFilter.IN, 50, 45, [2, 2, 2, 2]),
+        (1, KeyFilter.IN, 50, 5, [1]),
+    ],
+)
+def test_key_batches_respect_size_and_url_length(
+    n: int, form: KeyFilter, batch_size: int, max_len: int, sizes: list[int]
+) -> None:
+    keys = [f"k{i:02d}" for i in range(n)]
+    length = lambda ks: 20 * len(ks)  # noqa: E731 - a stand-in for the real URL length
+    batches = list(key_batches(keys, form, batch_size, length, max_len))
+    assert [len(b) for b in batches] == sizes
+    assert [k for b in batches for k in b] == keys
+
+
+NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("120", 120.0),
+        ("0", 0.0),
+        ("Tue, 24 Nov 2026 12:00:30 GMT", 30.0),
+        ("Tue, 24 Nov 2026 11:00:00 GMT", 0.0),
+        ("soon", None),
+        (None, None),
+        ("-5", None),
+    ],
+)
+def test_retry_after_takes_seconds_or_an_http_date(
+    header: str | None, seconds: float | None
+) -> None:
+    assert parse_retry_after(header, NOW) == seconds
+
+
+def test_a_page_is_read_record_by_record() -> None:
+    page = parse_page(
+        b'{"value": ['
+        b'{"ListingKey": "a", "StandardStatus": "Active",'
+        b' "ModificationTimestamp": "2026-01-01T00:00:00Z"},'
+        b'{"ListingKey": "b", "StandardStatus": 7},'
+        b'{"ListingKey": "c", "StandardStatus": "Closed", "MlgCanView": false},'
+        b'{"StandardStatus": "Closed"},'
+        b'{"ListingKey": "d", "ModificationTimestamp": "yesterday"}'
+        b'], "@odata.nextLink": "https://mls.example/Property?$skip=5"}'
+    )
+    assert [r.listing_key for r in page.records] == ["a"]
+    assert page.hidden == ["c"]
+    assert [(e.listing_key, "malformed" in e.message) for e in page.errors] == [
+        ("b", True),
+        (None, True),
+        ("d", True),
+    ]
+    assert page.next_link == "https://mls.example/Property?$skip=5"
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (b"<html>502</html>", "not JSON"),
+        (b'{"value": ', "not JSON"),
+        (b'{"items": []}', "no `value` list"),
+        (b"[]", "no `value` list"),
+        (b'{"value": [], "@odata.nextLink": 5}', "nextLink is not a string"),
+    ],
+)
+def test_an_unusable_page_is_refused_whole(body: bytes, fragment: str) -> None:
+    with pytest.raises(BadPayload, match=fragment):
+        parse_page(body)
+
+
+def test_keys_left_out_are_removed_unless_an_unreadable_record_could_be_them() -> None:
+    clean = parse_page(b'{"value": [{"ListingKey": "a", "StandardStatus": "Active"}]}')
+    answer = _answer_for(["a", "b"], [clean])
+    assert list(answer.records) == ["a"] and list(answer.removed) == ["b"]
+
+    murky = parse_page(b'{"value": [{"ListingKey": "a", "StandardStatus": "Active"}, {"x": 1}]}')
+    answer = _answer_for(["a", "b"], [murky])
+    assert answer.removed == {}
+    assert "not confirmed" in answer.errors["b"]
