@@ -43,12 +43,17 @@ def fail(message: str, code: int = EX_FAILURE) -> NoReturn:
     sys.exit(code)
 
 
-def settings_from(config_path: Path | None) -> Settings:
+def settings_from(config_path: Path | None, verbose: bool = False) -> Settings:
+    """Loads the settings or exits 78. A one-off command logs only warnings and errors unless
+    `verbose`: its summary on stdout says what happened; the daemon logs at the configured level."""
     try:
         settings = load_settings(config_path)
     except ConfigError as exc:
         fail(f"invalid configuration:\n{exc}", EX_CONFIG)
-    logs.configure(settings.logging.level, settings.logging.format)
+    level = settings.logging.level
+    if not verbose and level in ("debug", "info"):
+        level = "warning"
+    logs.configure(level, settings.logging.format)
     return settings
 
 

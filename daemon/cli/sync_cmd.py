@@ -30,8 +30,13 @@ from daemon.sync.runtime import open_runtime
 @click.option("--connection", "connection_id", metavar="ID", help="Sync only this connection.")
 @click.option("--listing", "listing_id", metavar="ID", help="Sync only this listing (manual sync).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress line.")
+@click.option("--verbose", "-v", is_flag=True, help="Log every status change (to stderr).")
 def sync(
-    config_path: Path | None, connection_id: str | None, listing_id: str | None, quiet: bool
+    config_path: Path | None,
+    connection_id: str | None,
+    listing_id: str | None,
+    quiet: bool,
+    verbose: bool,
 ) -> None:
     """Run one sync cycle now, in this process, and print its summary.
 
@@ -45,7 +50,7 @@ def sync(
     """
     if connection_id and listing_id:
         fail("give --connection or --listing, not both", 2)
-    settings = settings_from(config_path)
+    settings = settings_from(config_path, verbose)
 
     async def main() -> RunReport:
         async with open_runtime(settings, on_progress=progress_printer(not quiet)) as rt:

@@ -50,6 +50,8 @@ class SandboxMls:
     token_requests: int = 0
     filters: list[str] = field(default_factory=list)  # the $filter of every data request
     longest_url: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0  # the most data requests ever served at the same time
     next_link_base: str | None = None  # to test that a foreign nextLink is refused
     _issued: dict[str, tuple[str, float]] = field(default_factory=dict)  # token -> (client, exp)
     last_stamp: datetime = field(default_factory=lambda: datetime(2000, 1, 1, tzinfo=UTC))
@@ -203,6 +205,14 @@ def build_mls_app(mls: SandboxMls, resource: str = "Property") -> Starlette:
             return _odata_error(401, "invalid or expired token", **{"WWW-Authenticate": "Bearer"})
         mls.requests[credential] += 1
         mls.request_times.append((time.monotonic(), credential))
+        mls.in_flight += 1
+        mls.max_in_flight = max(mls.max_in_flight, mls.in_flight)
+        try:
+            return await answer(request)
+        finally:
+            mls.in_flight -= 1
+
+    async def answer(request: Request) -> Response:
         if fault := mls.faults.take():
             answer = await _fault_answer(fault)
             if answer is not None:

@@ -146,6 +146,11 @@ async def apply_plan(conn: aiosqlite.Connection, plan: BatchPlan, run_id: int, n
     )
 
 
+async def mark_not_checked(conn: aiosqlite.Connection, ids: Sequence[str], reason: str) -> None:
+    """A batch that failed: its listings keep their status and show why they were not checked."""
+    await conn.executemany(SET_ERROR, [{"id": i, "message": f"not checked: {reason}"} for i in ids])
+
+
 async def history(db: Database, listing_id: str) -> list[StatusChangeRow]:
     async with db.reading() as conn, conn.execute(HISTORY, (listing_id,)) as cur:
         return [from_row(StatusChangeRow, r) for r in await cur.fetchall()]

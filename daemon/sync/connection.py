@@ -115,10 +115,7 @@ class ConnectionSync:
         counts = Counts(errors=1)
         now = iso(self.clock())
         async with self.db.transaction() as conn:
-            await conn.executemany(
-                listings.SET_ERROR,
-                [{"id": id_by_key[k], "message": f"not checked: {message}"} for k in keys],
-            )
+            await listings.mark_not_checked(conn, [id_by_key[k] for k in keys], message)
             await runs.record(conn, self.run_id, counts, [entry], now)
         self.counts.add(counts)
         self._done += len(keys)

@@ -1,0 +1,62 @@
+"""Every MLS request passes the credential's rate limiter and the global concurrency bound."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from daemon.sandbox.faults import Fault
+from daemon.sandbox.mls_server import SandboxMls
+from daemon.sync.runtime import open_runtime
+from tests.helpers import STATIC_TOKEN, add_connection, make_settings, track
+
+Mls = tuple[SandboxMls, str]
+
+
+def _most_in_any_window(times: list[float], window: float) -> int:
+    times = sorted(times)
+    return max(sum(1 for t in times[i:] if t - start < window) for i, start in enumerate(times))
+
+
+async def test_requests_never_exceed_the_credentials_rate(
+    tmp_path: Path, secret_key: str, mls: Mls
+) -> None:
+    """Two connections share one token (and so one limit of 10 requests/s, no burst): the
+    server never sees more than that in any second, whatever the parallelism."""
+    sandbox, url = mls
+    keys = [f"R{i:02d}" for i in range(15)]
+    for key in keys:
+        sandbox.put(key, "Active")
+    settings = make_settings(tmp_path)
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        for cid in ("one", "two"):
+            await add_connection(
+                rt, url, cid, secret=STATIC_TOKEN, key_filter="each", rate_per_second=10.0
+            )
+            await track(rt, cid, keys, prefix=f"{cid}-")
+        report = await rt.engine.sync_all()
+
+    assert report.run.mls_requests == 30
+    times = [t for t, _ in sandbox.request_times]
+    # A leaky bucket of one token dripping every 0.1 s: at most 11 starts in any 1 s window.
+    assert _most_in_any_window(times, 1.0) <= 11
+    assert max(times) - min(times) >= 2.8  # 30 requests at 10/s cannot take less than 2.9 s
+
+
+async def test_the_global_bound_caps_requests_in_flight(
+    tmp_path: Path, secret_key: str, mls: Mls
+) -> None:
+    sandbox, url = mls
+    keys = [f"C{i:02d}" for i in range(8)]
+    for key in keys:
+        sandbox.put(key, "Active")
+    for _ in keys:
+        sandbox.faults.add(Fault("slow", seconds=0.2))
+    settings = make_settings(tmp_path, MLS_SYNC_MLS__MAX_CONCURRENT_REQUESTS="2")
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        for cid in ("one", "two"):
+            await add_connection(rt, url, cid, key_filter="each", rate_per_second=1000.0)
+            await track(rt, cid, keys[:4] if cid == "one" else keys[4:], prefix=f"{cid}-")
+        report = await rt.engine.sync_all()
+
+    assert report.run.errors == 0 and report.run.mls_requests == 8
+    assert sandbox.max_in_flight == 2
