@@ -48,6 +48,7 @@ class SandboxMls:
     requests: Counter[str] = field(default_factory=Counter)  # credential -> data requests
     request_times: list[tuple[float, str]] = field(default_factory=list)
     token_requests: int = 0
+    unauthorized: int = 0  # data requests refused with 401
     filters: list[str] = field(default_factory=list)  # the $filter of every data request
     longest_url: int = 0
     in_flight: int = 0
@@ -202,6 +203,7 @@ def build_mls_app(mls: SandboxMls, resource: str = "Property") -> Starlette:
         auth = request.headers.get("authorization", "")
         credential = mls.credential_of(auth.removeprefix("Bearer ").strip())
         if credential is None:
+            mls.unauthorized += 1
             return _odata_error(401, "invalid or expired token", **{"WWW-Authenticate": "Bearer"})
         mls.requests[credential] += 1
         mls.request_times.append((time.monotonic(), credential))

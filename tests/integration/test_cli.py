@@ -175,3 +175,35 @@ def test_every_command_explains_itself(tmp_path: Path) -> None:
     ):
         result = mls_sync(*args, cwd=tmp_path)
         assert result.returncode == 0 and "Usage: mls-sync" in result.stdout
+
+
+def test_selective_sync_from_the_cli(sandbox_dir: Path) -> None:
+    """pause/resume a connection and exclude/include a listing, then see the effect."""
+    assert mls_sync("sync", cwd=sandbox_dir).returncode == 0
+    steps = [
+        (("connections", "pause", "sandbox-1"), "connection sandbox-1 paused"),
+        (("listings", "exclude", "L-SBX002-000001"), "excluded from sync"),
+    ]
+    for args, said in steps:
+        result = mls_sync(*args, cwd=sandbox_dir)
+        assert result.returncode == 0 and said in result.stdout, result.stderr
+    synced = mls_sync("sync", cwd=sandbox_dir)
+    assert "connections 2, listings checked 199" in synced.stdout
+    refused = mls_sync("sync", "--connection", "sandbox-1", cwd=sandbox_dir)
+    assert refused.returncode == 1 and "is paused" in refused.stderr
+    for args in (
+        ("connections", "resume", "sandbox-1"),
+        ("listings", "include", "L-SBX002-000001"),
+    ):
+        assert mls_sync(*args, cwd=sandbox_dir).returncode == 0
+    assert "listings checked 300" in mls_sync("sync", cwd=sandbox_dir).stdout
+    one = mls_sync("sync", "--listing", "L-SBX002-000001", cwd=sandbox_dir)
+    assert one.returncode == 0 and "listings checked 1" in one.stdout
+
+
+def test_removing_a_connection_with_listings_needs_to_be_asked_for(sandbox_dir: Path) -> None:
+    assert mls_sync("sync", cwd=sandbox_dir).returncode == 0
+    refused = mls_sync("connections", "remove", "sandbox-3", cwd=sandbox_dir)
+    assert refused.returncode == 2 and "--with-listings" in refused.stderr
+    removed = mls_sync("connections", "remove", "sandbox-3", "--with-listings", cwd=sandbox_dir)
+    assert removed.returncode == 0 and "with 100 listing(s)" in removed.stdout

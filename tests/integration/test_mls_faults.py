@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 import time
+
+import anyio
 
 from daemon.sandbox.faults import Fault
 from daemon.sandbox.mls_server import SandboxMls
@@ -323,3 +326,36 @@ async def test_one_connection_failing_does_not_stop_another(runtime: Runtime, ml
     assert await status_of(runtime, "A") == "sold"
     assert report.run.outcome == "partial"
     assert [e.connection_id for e in report.errors] == ["bad"]
+
+
+async def test_an_oauth_token_is_refreshed_before_it_expires(runtime: Runtime, mls: Mls) -> None:
+    """No request ever goes out with a token the server already considers expired."""
+    sandbox, url = mls
+    sandbox.token_lifetime = 1.0
+    sandbox.put("A", "Active")
+    await add_oauth_connection(runtime, url)
+    await track(runtime, "mls-1", ["A"])
+    await runtime.engine.sync_all()
+    await anyio.sleep(1.0)
+
+    report = await runtime.engine.sync_all()
+
+    assert report.run.errors == 0
+    assert (sandbox.token_requests, sandbox.unauthorized) == (2, 0)
+
+
+async def test_a_server_that_cannot_be_reached_is_retried_then_recorded(
+    runtime: Runtime, mls: Mls
+) -> None:
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    await add_connection(runtime, dead)
+    await track(runtime, "mls-1", ["A"])
+
+    report = await runtime.engine.sync_all()
+
+    assert report.run.mls_requests == runtime.settings.mls.max_attempts
+    [error] = report.errors
+    assert error.scope == "batch" and "cannot reach" in error.message
+    assert await status_of(runtime, "A") is None
