@@ -82,6 +82,14 @@ def echo_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Non
         click.echo("  ".join(v.ljust(w) for v, w in zip(t, widths, strict=True)).rstrip())
 
 
+def echo_rows(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], as_json: bool) -> None:
+    """A list command's output: a table for people, or every field as JSON for scripts."""
+    if as_json:
+        echo_json(rows)
+    else:
+        echo_table(rows, columns)
+
+
 def echo_record(record: Mapping[str, Any]) -> None:
     width = max(len(k) for k in record)
     for key, value in record.items():

@@ -12,7 +12,7 @@ from daemon.cli.common import (
     JSON_OPTION,
     echo_json,
     echo_record,
-    echo_table,
+    echo_rows,
     run,
     secret_from,
     settings_from,
@@ -149,10 +149,7 @@ def list_(config_path: Path | None, as_json: bool) -> None:
     async def main() -> None:
         async with open_runtime(settings) as rt:
             rows = [c.public() for c in await store.list_all(rt.db)]
-        if as_json:
-            echo_json(rows)
-        else:
-            echo_table(rows, ["id", "name", "mode", "state", "last_synced_at", "last_error"])
+        echo_rows(rows, ["id", "name", "mode", "state", "last_synced_at", "last_error"], as_json)
 
     run(main)
 

@@ -14,6 +14,7 @@ from daemon.cli.common import (
     JSON_OPTION,
     echo_json,
     echo_record,
+    echo_rows,
     echo_table,
     fail,
     run,
@@ -165,22 +166,20 @@ def list_(
     async def main() -> None:
         async with open_runtime(settings) as rt:
             rows = [asdict(r) for r in await store.list_some(rt.db, connection_id, status, limit)]
-        if as_json:
-            echo_json(rows)
-        else:
-            echo_table(
-                rows,
-                [
-                    "id",
-                    "connection_id",
-                    "listing_key",
-                    "status",
-                    "mls_standard_status",
-                    "excluded",
-                    "last_checked_at",
-                    "last_error",
-                ],
-            )
+        echo_rows(
+            rows,
+            [
+                "id",
+                "connection_id",
+                "listing_key",
+                "status",
+                "mls_standard_status",
+                "excluded",
+                "last_checked_at",
+                "last_error",
+            ],
+            as_json,
+        )
 
     run(main)
 

@@ -13,6 +13,7 @@ from daemon.cli.common import (
     JSON_OPTION,
     echo_json,
     echo_record,
+    echo_rows,
     echo_table,
     fail,
     progress_printer,
@@ -119,24 +120,22 @@ def history(config_path: Path | None, limit: int, run_id: int | None, as_json: b
         async with open_runtime(settings) as rt:
             if run_id is None:
                 rows = [asdict(r) for r in await runs.recent(rt.db, limit)]
-                if as_json:
-                    echo_json(rows)
-                else:
-                    echo_table(
-                        rows,
-                        [
-                            "id",
-                            "trigger",
-                            "scope",
-                            "started_at",
-                            "outcome",
-                            "connections",
-                            "listings_checked",
-                            "status_changes",
-                            "errors",
-                            "warnings",
-                        ],
-                    )
+                echo_rows(
+                    rows,
+                    [
+                        "id",
+                        "trigger",
+                        "scope",
+                        "started_at",
+                        "outcome",
+                        "connections",
+                        "listings_checked",
+                        "status_changes",
+                        "errors",
+                        "warnings",
+                    ],
+                    as_json,
+                )
                 return
             one = await runs.get(rt.db, run_id)
             if one is None:

@@ -16,6 +16,10 @@ WHERE sync_leases.expires_at < :now
 RENEW = """
 UPDATE sync_leases SET expires_at = :until WHERE connection_id = :id AND holder = :holder
 """
+TAKE_OVER = """
+UPDATE sync_leases SET holder = :holder, expires_at = :until
+WHERE connection_id = :id AND holder = :previous
+"""
 RELEASE = "DELETE FROM sync_leases WHERE connection_id = :id AND holder = :holder"
 HOLDER = "SELECT holder, expires_at FROM sync_leases WHERE connection_id = ?"
 
@@ -31,6 +35,17 @@ async def acquire(db: Database, connection_id: str, holder: str, now: str, until
 async def renew(db: Database, connection_id: str, holder: str, until: str) -> bool:
     async with db.transaction() as conn:
         cur = await conn.execute(RENEW, {"id": connection_id, "holder": holder, "until": until})
+        return cur.rowcount == 1
+
+
+async def take_over(
+    db: Database, connection_id: str, previous: str, holder: str, until: str
+) -> bool:
+    """Takes a lease from a holder known to be dead; fails if someone else got there first."""
+    async with db.transaction() as conn:
+        cur = await conn.execute(
+            TAKE_OVER, {"id": connection_id, "previous": previous, "holder": holder, "until": until}
+        )
         return cur.rowcount == 1
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -121,26 +120,14 @@ async def errors_of(db: Database, run_id: int, limit: int = 1000) -> list[RunErr
         return [from_row(RunErrorRow, r) for r in await cur.fetchall()]
 
 
-async def interrupt_orphans(db: Database, hostname: str, at: str) -> int:
-    """Runs left 'running' by a process of this host that no longer exists (a crash or a
-    SIGKILL) are marked interrupted. Their committed work stays; the next cycle redoes the
-    rest, since every step is idempotent."""
+async def running(db: Database) -> list[tuple[int, str]]:
+    """(run id, holder) of every run not finished."""
+    async with db.reading() as conn, conn.execute(RUNNING) as cur:
+        return [(int(r[0]), str(r[1])) for r in await cur.fetchall()]
+
+
+async def interrupt(db: Database, run_ids: Sequence[int], at: str) -> None:
+    """Marks runs whose process died as interrupted. Their committed work stays; the next
+    cycle redoes the rest, since every step is idempotent."""
     async with db.transaction() as conn:
-        async with conn.execute(RUNNING) as cur:
-            rows = await cur.fetchall()
-        dead = [r[0] for r in rows if _is_dead(r[1], hostname)]
-        await conn.executemany(INTERRUPT, [{"run_id": i, "at": at} for i in dead])
-    return len(dead)
-
-
-def _is_dead(holder: str, hostname: str) -> bool:
-    host, _, pid = holder.rpartition(":")
-    if host != hostname or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+        await conn.executemany(INTERRUPT, [{"run_id": i, "at": at} for i in run_ids])

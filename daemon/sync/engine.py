@@ -6,7 +6,6 @@ a lease so that no connection is ever synced twice at once, also from another pr
 
 from __future__ import annotations
 
-import os
 import socket
 import uuid
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from daemon.store.records import ConnectionRow, ListingRow, RunErrorRow, RunRow
 from daemon.store.runs import Counts, ErrorEntry
 from daemon.sync.access import MlsAccess
 from daemon.sync.connection import ConnectionSync
+from daemon.sync.holders import is_dead, this_process
 
 log = structlog.get_logger("mls_sync.sync")
 
@@ -56,7 +56,7 @@ class SyncEngine:
         self.on_progress = on_progress
         self.mapping = settings.mls.status_mapping()
         self.hostname = socket.gethostname()
-        self.holder = f"{self.hostname}:{os.getpid()}"
+        self.holder = this_process()
 
     # -- the three entry points ------------------------------------------------------------
 
@@ -103,7 +103,8 @@ class SyncEngine:
         only_listing: ListingRow | None = None,
     ) -> RunReport:
         started = iso(self.clock())
-        await runs.interrupt_orphans(self.db, self.hostname, started)
+        orphans = [i for i, holder in await runs.running(self.db) if is_dead(holder, self.hostname)]
+        await runs.interrupt(self.db, orphans, started)
         run_id = await runs.start(self.db, trigger, scope, self.holder, started)
         bound = structlog.contextvars.bound_contextvars(run_id=run_id)
         with bound:
@@ -141,8 +142,7 @@ class SyncEngine:
         failed. Every failure is recorded in the run, none escapes to the other connections."""
         holder = f"{self.holder}:{uuid.uuid4().hex[:8]}"
         lease_ttl = timedelta(seconds=self.settings.sync.lease_seconds)
-        now = self.clock()
-        if not await leases.acquire(self.db, row.id, holder, iso(now), iso(now + lease_ttl)):
+        if not await self._take_lease(row.id, holder, lease_ttl):
             current = await leases.holder_of(self.db, row.id)
             who = f"{current[0]} until {current[1]}" if current else "another process"
             await self._record(
@@ -165,6 +165,17 @@ class SyncEngine:
             finally:
                 with anyio.CancelScope(shield=True):
                     await leases.release(self.db, row.id, holder)
+
+    async def _take_lease(self, connection_id: str, holder: str, ttl: timedelta) -> bool:
+        now = self.clock()
+        until = iso(now + ttl)
+        if await leases.acquire(self.db, connection_id, holder, iso(now), until):
+            return True
+        current = await leases.holder_of(self.db, connection_id)
+        if current is not None and is_dead(current[0], self.hostname):
+            log.warning("lease_taken_over", previous_holder=current[0])
+            return await leases.take_over(self.db, connection_id, current[0], holder, until)
+        return False
 
     async def _keep_lease(self, connection_id: str, holder: str, ttl: timedelta) -> None:
         while True:

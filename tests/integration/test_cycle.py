@@ -159,3 +159,20 @@ async def test_a_run_left_running_by_a_dead_process_is_marked_interrupted(
 
     row = await runs.get(runtime.db, orphan)
     assert row is not None and row.outcome == "interrupted"
+
+
+async def test_a_lease_left_by_a_dead_process_on_this_host_is_taken_over_at_once(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """A sync killed mid-run (SIGKILL, a closed pipe) must not block the next one for the
+    whole lease time."""
+    sandbox, url = mls
+    await _two_connections(runtime, sandbox, url)
+    now = utcnow()
+    dead = f"{runtime.engine.hostname}:999999999:abcd"
+    await leases.acquire(runtime.db, "one", dead, iso(now), iso(now + timedelta(minutes=10)))
+
+    report = await runtime.engine.sync_all()
+
+    assert report.errors == []
+    assert await status_of(runtime, "A") == "sold"
