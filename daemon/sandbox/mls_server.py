@@ -56,6 +56,9 @@ class SandboxMls:
     next_link_base: str | None = None  # to test that a foreign nextLink is refused
     _issued: dict[str, tuple[str, float]] = field(default_factory=dict)  # token -> (client, exp)
     last_stamp: datetime = field(default_factory=lambda: datetime(2000, 1, 1, tzinfo=UTC))
+    # Paging re-asks the same query with a new $skip: keep its sorted result until data changes.
+    version: int = 0
+    _results: dict[tuple[str, str], tuple[int, list[dict[str, Any]]]] = field(default_factory=dict)
 
     # -- data --------------------------------------------------------------------------------
 
@@ -79,6 +82,7 @@ class SandboxMls:
         record["MlsStatus"] = mls_status if mls_status is not None else standard_status
         record["ModificationTimestamp"] = modified or self.stamp()
         record.update(raw)
+        self.version += 1
         return record
 
     def set_status(self, key: str, standard_status: Any, mls_status: Any = None) -> None:
@@ -90,9 +94,11 @@ class SandboxMls:
         """MLS Grid's way of removing a record: MlgCanView=false (and a new timestamp)."""
         self.records[key]["MlgCanView"] = False
         self.records[key]["ModificationTimestamp"] = self.stamp()
+        self.version += 1
 
     def delete(self, key: str) -> None:
         self.records.pop(key, None)
+        self.version += 1
 
     def status_of(self, key: str) -> Any:
         return self.records[key].get("StandardStatus")
@@ -128,15 +134,7 @@ class SandboxMls:
         self, params: Mapping[str, str], prefer: str | None
     ) -> tuple[list[dict[str, Any]], int]:
         """Returns (the page of records, the offset after it or -1 when it was the last)."""
-        rows: Iterable[dict[str, Any]] = self.records.values()
-        if text := params.get("$filter"):
-            predicate = compile_filter(text)
-            rows = [r for r in rows if predicate(r)]
-        rows = list(rows)
-        if order := params.get("$orderby"):
-            for part in reversed([p.strip() for p in order.split(",") if p.strip()]):
-                name, _, direction = part.partition(" ")
-                rows.sort(key=_field_sort_key(name), reverse=direction.strip() == "desc")
+        rows = self._matching(params.get("$filter", ""), params.get("$orderby", ""))
         skip = _int(params.get("$skip"), 0, "$skip")
         size = self.max_page_size
         if (top := params.get("$top")) is not None:
@@ -148,6 +146,25 @@ class SandboxMls:
         select = params.get("$select")
         fields = [f.strip() for f in select.split(",")] if select else None
         return [_project(r, fields) for r in page], after
+
+    def _matching(self, text: str, order: str) -> list[dict[str, Any]]:
+        cached = self._results.get((text, order))
+        if cached is not None and cached[0] == self.version:
+            return cached[1]
+        rows: Iterable[dict[str, Any]] = self.records.values()
+        if text:
+            compiled = compile_filter(text)
+            if compiled.keys is not None:
+                rows = [self.records[k] for k in compiled.keys if k in self.records]
+            rows = [r for r in rows if compiled.matches(r)]
+        result = sorted(rows, key=_field_sort_key("ListingKey"))  # a stable order for paging
+        for part in reversed([p.strip() for p in order.split(",") if p.strip()]):
+            name, _, direction = part.partition(" ")
+            result.sort(key=_field_sort_key(name), reverse=direction.strip() == "desc")
+        if len(self._results) > 256:
+            self._results.clear()
+        self._results[(text, order)] = (self.version, result)
+        return result
 
 
 def _int(text: str | None, default: int, what: str) -> int:

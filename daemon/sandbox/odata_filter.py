@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -19,6 +20,16 @@ from odata_query.grammar import ODataLexer, ODataParser
 
 Record = Mapping[str, Any]
 Predicate = Callable[[Record], bool]
+KEY_FIELD = "ListingKey"
+
+
+@dataclass(frozen=True)
+class CompiledFilter:
+    """`matches` decides; `keys`, when not None, is every ListingKey that can match, so a
+    by-key query is a lookup instead of a scan of the whole feed."""
+
+    matches: Predicate
+    keys: frozenset[Any] | None
 
 
 class FilterError(ValueError):
@@ -36,12 +47,34 @@ _COMPARATORS: dict[type[Any], Callable[[Any, Any], bool]] = {
 
 
 @lru_cache(maxsize=1024)
-def compile_filter(text: str) -> Predicate:
+def compile_filter(text: str) -> CompiledFilter:
     try:
         tree = ODataParser().parse(ODataLexer().tokenize(text))
     except ODataException as exc:
         raise FilterError(f"invalid $filter: {exc}") from None
-    return _compile(tree)
+    return CompiledFilter(_compile(tree), _candidate_keys(tree))
+
+
+def _candidate_keys(node: Any) -> frozenset[Any] | None:
+    """The keys a filter can only match, when the tree says so (None: it could match any)."""
+    if isinstance(node, ast.Compare) and _is_key(node.left):
+        if isinstance(node.comparator, ast.Eq) and isinstance(node.right, ast._Literal):
+            return frozenset([_literal(node.right)])
+        if isinstance(node.comparator, ast.In) and isinstance(node.right, ast.List):
+            return frozenset(_literal(v) for v in node.right.val)
+        return None
+    if isinstance(node, ast.BoolOp):
+        left, right = _candidate_keys(node.left), _candidate_keys(node.right)
+        if isinstance(node.op, ast.Or):
+            return None if left is None or right is None else left | right
+        if left is None or right is None:
+            return left if right is None else right
+        return left & right
+    return None
+
+
+def _is_key(node: Any) -> bool:
+    return isinstance(node, ast.Identifier) and node.name == KEY_FIELD
 
 
 def _compile(node: Any) -> Predicate:
