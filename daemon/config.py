@@ -14,7 +14,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from daemon.models import LocalStatus, StatusMapping
 
@@ -76,6 +83,40 @@ class MlsSettings(_Section):
         return StatusMapping.build(self.status_map, self.mls_status_map)
 
 
+class PlatformSettings(_Section):
+    """Where the social platforms are and how hard we may call them. Versions are settings,
+    not code: Meta and LinkedIn retire old ones on a schedule."""
+
+    graph_url: str = "https://graph.facebook.com"
+    graph_version: str = Field(default="v25.0", pattern=r"^v\d+\.\d+$")
+    linkedin_api_url: str = "https://api.linkedin.com"
+    linkedin_oauth_url: str = "https://www.linkedin.com"
+    linkedin_version: str = Field(default="202510", pattern=r"^\d{6}$")
+    timeout_seconds: float = Field(default=20.0, gt=0, le=600)
+    facebook_rate_per_second: float = Field(default=5.0, gt=0, le=1000)
+    instagram_rate_per_second: float = Field(default=5.0, gt=0, le=1000)
+    linkedin_rate_per_second: float = Field(default=2.0, gt=0, le=1000)
+    max_concurrent_per_account: int = Field(default=2, ge=1, le=64)
+    retry_initial_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=86_400,
+        description="first wait before a failed delete is tried again (doubles each time)",
+    )
+    retry_max_seconds: float = Field(default=6 * 3600.0, ge=0, le=7 * 86_400)
+
+    @field_validator("graph_url", "linkedin_api_url", "linkedin_oauth_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL, like https://graph.facebook.com")
+        return v.rstrip("/")
+
+    def rate_for(self, platform: str) -> float:
+        rate: float = getattr(self, f"{platform}_rate_per_second")
+        return rate
+
+
 class SandboxSettings(_Section):
     enabled: bool = False
     connections: int = Field(default=3, ge=1, le=1000)
@@ -93,6 +134,7 @@ class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     sync: SyncSettings = SyncSettings()
     mls: MlsSettings = MlsSettings()
+    platforms: PlatformSettings = PlatformSettings()
     sandbox: SandboxSettings = SandboxSettings()
     logging: LoggingSettings = LoggingSettings()
 

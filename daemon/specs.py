@@ -101,3 +101,58 @@ def explain(exc: ValidationError, where: str = "") -> str:
         else:
             lines.append(f"{prefix}{field} = {err.get('input')!r}: {msg}")
     return "\n".join(lines)
+
+
+PLATFORMS = ("facebook", "instagram", "linkedin")
+POST_ID_PATTERNS = {
+    "facebook": (r"^\d+_\d+$", "{page-id}_{post-id}, e.g. 1093_4417"),
+    "instagram": (r"^\d+$", "the numeric media id, e.g. 17895695668004550"),
+    "linkedin": (r"^urn:li:(share|ugcPost):\S+$", "a post URN, e.g. urn:li:share:7012"),
+}
+
+
+class AccountSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Identifier
+    user_id: str = Field(min_length=1, max_length=200)
+    platform: Literal["facebook", "instagram", "linkedin"]
+    connected_via: Literal["facebook_login", "instagram_login"] | None = None
+    client_id: str | None = Field(default=None, min_length=1, max_length=500)
+    access_token_expires_at: str | None = None
+    refresh_token_expires_at: str | None = None
+
+    @model_validator(mode="after")
+    def _instagram_says_how(self) -> AccountSpec:
+        if self.platform == "instagram" and self.connected_via is None:
+            raise ValueError(
+                "an Instagram account needs connected_via: facebook_login or instagram_login"
+            )
+        if self.platform != "instagram" and self.connected_via is not None:
+            raise ValueError("connected_via is only for Instagram accounts")
+        return self
+
+
+class PostSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Identifier
+    listing_id: Identifier
+    account_id: Identifier
+    platform_post_id: str = Field(min_length=1, max_length=500)
+    permalink: str | None = Field(default=None, max_length=2000)
+    published_at: str | None = None
+
+    @field_validator("permalink")
+    @classmethod
+    def _permalink(cls, v: str | None) -> str | None:
+        return None if v is None else _url(v, "permalink")
+
+
+def check_post_id(platform: str, platform_post_id: str) -> None:
+    """The id must have the shape its platform uses; raises SpecError naming it."""
+    pattern, example = POST_ID_PATTERNS[platform]
+    if not re.match(pattern, platform_post_id):
+        raise SpecError(
+            f"platform_post_id = {platform_post_id!r}: not a {platform} post id ({example})"
+        )

@@ -11,9 +11,10 @@ import pytest
 from daemon.config import Settings
 from daemon.encryption import generate_key
 from daemon.sandbox.mls_server import SandboxMls, build_mls_app
+from daemon.sandbox.platforms_server import SandboxPlatforms, build_platforms_app, platform_env
 from daemon.sandbox.serve import serving
 from daemon.sync.runtime import Runtime, open_runtime
-from tests.helpers import STATIC_TOKEN, make_settings
+from tests.helpers import STATIC_TOKEN, Live, make_settings
 
 
 @pytest.fixture
@@ -44,3 +45,23 @@ async def mls() -> AsyncIterator[tuple[SandboxMls, str]]:
 async def runtime(settings: Settings, secret_key: str) -> AsyncIterator[Runtime]:
     async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
         yield rt
+
+
+@pytest.fixture
+async def platforms() -> AsyncIterator[tuple[SandboxPlatforms, str]]:
+    state = SandboxPlatforms()
+    async with serving(build_platforms_app(state)) as url:
+        yield state, url
+
+
+@pytest.fixture
+async def live(
+    tmp_path: Path,
+    secret_key: str,
+    mls: tuple[SandboxMls, str],
+    platforms: tuple[SandboxPlatforms, str],
+) -> AsyncIterator[Live]:
+    """The runtime with the sandbox MLS and the sandbox platforms, all over loopback HTTP."""
+    settings = make_settings(tmp_path, **platform_env(platforms[1]))
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        yield Live(rt, mls[0], mls[1], platforms[0])

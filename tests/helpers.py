@@ -3,25 +3,44 @@ the same store functions the CLI uses."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from daemon.clock import iso, utcnow
 from daemon.config import Settings, load_settings
-from daemon.specs import ConnectionSpec, ListingSpec
-from daemon.store import connections, listings
+from daemon.sandbox.mls_server import SandboxMls
+from daemon.sandbox.platforms_server import SandboxPlatforms
+from daemon.specs import AccountSpec, ConnectionSpec, ListingSpec, PostSpec
+from daemon.store import accounts, connections, listings, posts
 from daemon.sync.runtime import Runtime
 
 STATIC_TOKEN = "test-static-token-0123456789"
+
+
+@dataclass
+class Live:
+    """A runtime wired to the sandbox MLS and the sandbox platforms."""
+
+    rt: Runtime
+    mls: SandboxMls
+    mls_url: str
+    platforms: SandboxPlatforms
 
 
 def make_settings(tmp_path: Path, **env: str) -> Settings:
     config = tmp_path / "config.toml"
     config.write_text("[database]\npath = 'state/test.db'\n")
     defaults = {
+        # Nothing listens on port 9 of loopback: a test that forgets its sandbox platforms
+        # gets connection errors, never a call to the real Graph API or LinkedIn.
+        "MLS_SYNC_PLATFORMS__GRAPH_URL": "http://127.0.0.1:9/graph",
+        "MLS_SYNC_PLATFORMS__LINKEDIN_API_URL": "http://127.0.0.1:9/linkedin",
+        "MLS_SYNC_PLATFORMS__LINKEDIN_OAUTH_URL": "http://127.0.0.1:9/linkedin",
         "MLS_SYNC_MLS__BACKOFF_INITIAL_SECONDS": "0.01",
         "MLS_SYNC_MLS__BACKOFF_MAX_SECONDS": "0.05",
         "MLS_SYNC_MLS__TIMEOUT_SECONDS": "2",
+        "MLS_SYNC_PLATFORMS__TIMEOUT_SECONDS": "2",
     }
     return load_settings(config, {**defaults, **env})
 
@@ -77,3 +96,42 @@ async def status_of(rt: Runtime, key: str) -> str | None:
     row = await listings.get(rt.db, f"L-{key}")
     assert row is not None
     return row.status
+
+
+async def add_account(
+    rt: Runtime,
+    account_id: str,
+    platform: str,
+    token: str,
+    connected_via: str | None = None,
+    refresh_token: str | None = None,
+    client_id: str | None = None,
+    client_secret: str | None = None,
+) -> None:
+    box = rt.require_box()
+    spec = AccountSpec.model_validate(
+        {
+            "id": account_id,
+            "user_id": "agent-1",
+            "platform": platform,
+            "connected_via": connected_via,
+            "client_id": client_id,
+        }
+    )
+    await accounts.upsert(
+        rt.db,
+        spec,
+        box.encrypt(token),
+        box.encrypt(refresh_token) if refresh_token else None,
+        box.encrypt(client_secret) if client_secret else None,
+        iso(utcnow()),
+    )
+
+
+async def add_post(
+    rt: Runtime, post_id: str, listing_id: str, account_id: str, platform_post_id: str
+) -> None:
+    spec = PostSpec(
+        id=post_id, listing_id=listing_id, account_id=account_id, platform_post_id=platform_post_id
+    )
+    await posts.add(rt.db, spec, iso(utcnow()))

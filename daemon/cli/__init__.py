@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from daemon.cli import connections_cmd, keys_cmd, listings_cmd, sync_cmd
+from daemon.cli import accounts_cmd, connections_cmd, keys_cmd, listings_cmd, posts_cmd, sync_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -20,6 +20,9 @@ def cli() -> None:
       mls-sync history               what the last cycles did
       mls-sync connections --help    manage MLS connections
       mls-sync listings --help       manage tracked listings
+      mls-sync accounts --help       social accounts (Facebook, Instagram, LinkedIn)
+      mls-sync posts --help          their posts; `posts list --status manual_required`
+      mls-sync unpublish --listing ID   take one listing's posts down now
 
     The shipped config.toml runs against an embedded sandbox MLS: no credentials, no network.
     """
@@ -32,6 +35,9 @@ cli.add_command(sync_cmd.sync)
 cli.add_command(sync_cmd.history)
 cli.add_command(connections_cmd.connections)
 cli.add_command(listings_cmd.listings)
+cli.add_command(accounts_cmd.accounts)
+cli.add_command(posts_cmd.posts)
+cli.add_command(posts_cmd.unpublish)
 
 
 def main() -> None:

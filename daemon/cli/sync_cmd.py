@@ -93,7 +93,11 @@ def _print_report(report: RunReport, seconds: float) -> None:
         f"status changes {r.status_changes}, errors {r.errors}, warnings {r.warnings}, "
         f"MLS requests {r.mls_requests}"
     )
-    click.echo(f"  posts due for unpublishing: {report.posts_due}")
+    click.echo(
+        f"  posts: unpublished {r.posts_unpublished}, already gone {r.posts_already_gone}, "
+        f"failed {r.posts_failed} (retried later), need a person {r.posts_manual}"
+        + (f"; {report.posts_due} still due" if report.posts_due else "")
+    )
     if report.errors:
         click.echo(f"  problems (first 50; all: mls-sync history --run {r.id}):")
         for e in report.errors:

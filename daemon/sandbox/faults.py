@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Literal
+
+from starlette.responses import Response
 
 FaultKind = Literal["status", "slow", "malformed_json", "truncated"]
 
@@ -50,3 +53,18 @@ class FaultQueue:
 
     def __len__(self) -> int:
         return len(self._queue)
+
+
+def fault_response(fault: Fault) -> Response | None:
+    """The answer a fault stands for, or None when it only delays (`slow`)."""
+    if fault.kind == "slow":
+        return None
+    if fault.kind == "malformed_json":
+        return Response(fault.body or '{"value": [ {"ListingKey": ', media_type="application/json")
+    if fault.kind == "truncated":
+        return Response('{"value": [', media_type="application/json")
+    headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+    body = fault.body or json.dumps(
+        {"error": {"code": str(fault.status), "message": f"injected HTTP {fault.status}"}}
+    )
+    return Response(body, status_code=fault.status, headers=headers, media_type="application/json")

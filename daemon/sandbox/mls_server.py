@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from daemon.clock import iso, parse_iso
-from daemon.sandbox.faults import Fault, FaultQueue
+from daemon.sandbox.faults import Fault, FaultQueue, fault_response
 from daemon.sandbox.odata_filter import FilterError, compile_filter
 
 DEFAULT_MAX_PAGE_SIZE = 1000
@@ -310,10 +310,4 @@ def build_mls_app(mls: SandboxMls, resource: str = "Property") -> Starlette:
 async def _fault_answer(fault: Fault) -> Response | None:
     if fault.kind == "slow":
         await anyio.sleep(fault.seconds)
-        return None
-    if fault.kind == "malformed_json":
-        return Response(fault.body or '{"value": [ {"ListingKey": ', media_type="application/json")
-    if fault.kind == "truncated":
-        return Response('{"value": [', media_type="application/json")
-    headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
-    return _odata_error(fault.status, f"injected HTTP {fault.status}", **headers)
+    return fault_response(fault)

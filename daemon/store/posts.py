@@ -1,88 +1,144 @@
-"""Social posts, as far as the sync engine needs them: which ones are due to come down.
+"""Social posts: which ones are due to come down, and what each attempt came to.
 
-Level-triggered (invariant 2): this is asked every cycle, not only when a status changes, so a
-crash or a failed delete is simply found again next time.
+Level-triggered (invariant 2): `due_for_unpublish` is asked every cycle, not only when a status
+changes, so a crash or a failed delete is simply found again next time.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
+
+import aiosqlite
 
 from daemon.models import LocalStatus
+from daemon.specs import PostSpec
 from daemon.store.database import Database
-from daemon.store.records import DuePost, from_row
+from daemon.store.records import DuePost, PostRow, from_row
 
-DUE = """
-SELECT p.id, p.listing_id, p.account_id, p.platform_post_id, l.status AS listing_status
+_DUE_COLUMNS = """
+SELECT p.id, p.listing_id, p.account_id, p.platform_post_id, l.status AS listing_status,
+    p.attempts
 FROM social_posts p JOIN listings l ON l.id = p.listing_id
+"""
+DUE = (
+    _DUE_COLUMNS
+    + """
 WHERE p.status = 'published'
   AND l.status IN (SELECT value FROM json_each(:statuses))
   AND (p.next_attempt_at IS NULL OR p.next_attempt_at <= :now)
+  AND (:listing_id IS NULL OR p.listing_id = :listing_id)
+  AND (:connection_id IS NULL OR l.connection_id = :connection_id)
 ORDER BY p.account_id, p.id
 """
+)
+# `mls-sync unpublish --listing`: every published post of the listing, whatever its status.
+PUBLISHED_OF_LISTING = (
+    _DUE_COLUMNS + "WHERE p.status = 'published' AND p.listing_id = ? ORDER BY p.id"
+)
+INSERT = """
+INSERT INTO social_posts (id, listing_id, account_id, platform_post_id, permalink, status,
+    published_at, created_at, updated_at)
+VALUES (:id, :listing_id, :account_id, :platform_post_id, :permalink, 'published',
+    coalesce(:published_at, :now), :now, :now)
+ON CONFLICT (id) DO UPDATE SET listing_id = excluded.listing_id,
+    account_id = excluded.account_id, platform_post_id = excluded.platform_post_id,
+    permalink = excluded.permalink, updated_at = excluded.updated_at
+"""
+DONE = """
+UPDATE social_posts SET status = 'unpublished', unpublished_at = :now, note = :note,
+    attempts = attempts + 1, last_error = NULL, next_attempt_at = NULL, updated_at = :now
+WHERE id = :id AND status = 'published'
+"""
+FAILED = """
+UPDATE social_posts SET attempts = attempts + 1, last_error = :error, next_attempt_at = :next,
+    updated_at = :now
+WHERE id = :id AND status = 'published'
+"""
+MANUAL = """
+UPDATE social_posts SET status = 'manual_required', attempts = attempts + 1, note = :note,
+    last_error = NULL, next_attempt_at = NULL, updated_at = :now
+WHERE id = :id AND status = 'published'
+"""
+_WITH_PLATFORM = """
+SELECT p.*, a.platform FROM social_posts p JOIN platform_accounts a ON a.id = p.account_id
+"""
+GET = _WITH_PLATFORM + "WHERE p.id = ?"
+LIST = (
+    _WITH_PLATFORM
+    + """
+WHERE (:listing_id IS NULL OR p.listing_id = :listing_id)
+  AND (:status IS NULL OR p.status = :status)
+ORDER BY p.listing_id, p.id LIMIT :limit
+"""
+)
 COUNT_BY_STATUS = "SELECT status, count(*) FROM social_posts GROUP BY 1 ORDER BY 1"
 
 
+@dataclass(frozen=True)
+class DueScope:
+    """Which posts a run reconciles: all, one connection's listings, or one listing's."""
+
+    connection_id: str | None = None
+    listing_id: str | None = None
+
+
 async def due_for_unpublish(
-    db: Database, unpublish_on: Iterable[LocalStatus], now: str
+    db: Database, unpublish_on: Iterable[LocalStatus], now: str, scope: DueScope | None = None
 ) -> list[DuePost]:
-    params = {"statuses": json.dumps([str(s) for s in unpublish_on]), "now": now}
+    scope = scope or DueScope()
+    params = {
+        "statuses": json.dumps([str(s) for s in unpublish_on]),
+        "now": now,
+        "listing_id": scope.listing_id,
+        "connection_id": scope.connection_id,
+    }
     async with db.reading() as conn, conn.execute(DUE, params) as cur:
         return [from_row(DuePost, r) for r in await cur.fetchall()]
+
+
+async def published_of_listing(db: Database, listing_id: str) -> list[DuePost]:
+    async with db.reading() as conn, conn.execute(PUBLISHED_OF_LISTING, (listing_id,)) as cur:
+        return [from_row(DuePost, r) for r in await cur.fetchall()]
+
+
+async def add(db: Database, spec: PostSpec, now: str) -> None:
+    """Records a published post (what the app does when it publishes one)."""
+    async with db.transaction() as conn:
+        await conn.execute(INSERT, {**spec.model_dump(mode="json"), "now": now})
+
+
+async def mark_done(conn: aiosqlite.Connection, post_id: str, note: str, now: str) -> bool:
+    """Unpublished. Guarded on status, so a post is never counted as taken down twice."""
+    cur = await conn.execute(DONE, {"id": post_id, "note": note, "now": now})
+    return cur.rowcount == 1
+
+
+async def mark_failed(
+    conn: aiosqlite.Connection, post_id: str, error: str, next_attempt_at: str, now: str
+) -> None:
+    await conn.execute(FAILED, {"id": post_id, "error": error, "next": next_attempt_at, "now": now})
+
+
+async def mark_manual(conn: aiosqlite.Connection, post_id: str, note: str, now: str) -> None:
+    await conn.execute(MANUAL, {"id": post_id, "note": note, "now": now})
+
+
+async def get(db: Database, post_id: str) -> PostRow | None:
+    async with db.reading() as conn, conn.execute(GET, (post_id,)) as cur:
+        row = await cur.fetchone()
+    return from_row(PostRow, row) if row else None
+
+
+async def list_some(
+    db: Database, listing_id: str | None, status: str | None, limit: int
+) -> list[PostRow]:
+    params = {"listing_id": listing_id, "status": status, "limit": limit}
+    async with db.reading() as conn, conn.execute(LIST, params) as cur:
+        return [from_row(PostRow, r) for r in await cur.fetchall()]
 
 
 async def count_by_status(db: Database) -> dict[str, int]:
     async with db.reading() as conn, conn.execute(COUNT_BY_STATUS) as cur:
         return {r[0]: int(r[1]) for r in await cur.fetchall()}
-
-
-ADD_PUBLISHED = """
-INSERT INTO social_posts (id, listing_id, account_id, platform_post_id, status, published_at,
-    created_at, updated_at)
-VALUES (:id, :listing_id, :account_id, :platform_post_id, 'published', :now, :now, :now)
-"""
-ADD_ACCOUNT = """
-INSERT INTO platform_accounts (id, user_id, platform, connected_via, access_token_encrypted,
-    created_at, updated_at)
-VALUES (:id, :user_id, :platform, :connected_via, :token, :now, :now)
-"""
-
-
-async def add_account(
-    db: Database,
-    account_id: str,
-    user_id: str,
-    platform: str,
-    token_encrypted: str,
-    now: str,
-    connected_via: str | None = None,
-) -> None:
-    async with db.transaction() as conn:
-        await conn.execute(
-            ADD_ACCOUNT,
-            {
-                "id": account_id,
-                "user_id": user_id,
-                "platform": platform,
-                "connected_via": connected_via,
-                "token": token_encrypted,
-                "now": now,
-            },
-        )
-
-
-async def add_published(
-    db: Database, post_id: str, listing_id: str, account_id: str, platform_post_id: str, now: str
-) -> None:
-    async with db.transaction() as conn:
-        await conn.execute(
-            ADD_PUBLISHED,
-            {
-                "id": post_id,
-                "listing_id": listing_id,
-                "account_id": account_id,
-                "platform_post_id": platform_post_id,
-                "now": now,
-            },
-        )

@@ -95,6 +95,9 @@ class RunRow:
     errors: int
     warnings: int
     mls_requests: int
+    posts_already_gone: int = 0
+    posts_failed: int = 0
+    posts_manual: int = 0
 
 
 @dataclass(frozen=True)
@@ -129,4 +132,49 @@ class DuePost:
     listing_id: str
     account_id: str
     platform_post_id: str
-    listing_status: str
+    listing_status: str | None
+    attempts: int
+
+
+@dataclass(frozen=True)
+class AccountRow:
+    id: str
+    user_id: str
+    platform: str
+    connected_via: str | None
+    access_token_encrypted: str
+    access_token_expires_at: str | None
+    refresh_token_encrypted: str | None
+    refresh_token_expires_at: str | None
+    client_id: str | None
+    client_secret_encrypted: str | None
+    state: str
+    last_error: str | None
+    created_at: str
+    updated_at: str
+
+    def public(self) -> dict[str, Any]:
+        """Everything but the tokens, for display."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if "encrypted" not in f.name}
+        out["refresh_token"] = "<set>" if self.refresh_token_encrypted else None
+        out["client_secret"] = "<set>" if self.client_secret_encrypted else None
+        return out
+
+
+@dataclass(frozen=True)
+class PostRow:
+    id: str
+    listing_id: str
+    account_id: str
+    platform_post_id: str
+    status: str
+    published_at: str | None
+    unpublished_at: str | None
+    attempts: int
+    last_error: str | None
+    next_attempt_at: str | None
+    created_at: str
+    updated_at: str
+    permalink: str | None = None
+    note: str | None = None
+    platform: str | None = None  # joined from the account where asked for

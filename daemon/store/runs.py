@@ -21,7 +21,10 @@ UPDATE sync_runs SET
     posts_unpublished = posts_unpublished + :posts,
     errors = errors + :errors,
     warnings = warnings + :warnings,
-    mls_requests = mls_requests + :requests
+    mls_requests = mls_requests + :requests,
+    posts_already_gone = posts_already_gone + :posts_gone,
+    posts_failed = posts_failed + :posts_failed,
+    posts_manual = posts_manual + :posts_manual
 WHERE id = :run_id
 """
 ADD_ERROR = """
@@ -54,6 +57,9 @@ class Counts:
     errors: int = 0
     warnings: int = 0
     requests: int = 0
+    posts_gone: int = 0
+    posts_failed: int = 0
+    posts_manual: int = 0
 
     def add(self, other: Counts) -> None:
         for name in vars(self):

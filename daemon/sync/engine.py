@@ -20,11 +20,13 @@ from daemon.config import Settings
 from daemon.mls.errors import CircuitOpen, MlsError, NeedsReauth
 from daemon.store import connections, leases, listings, posts, runs
 from daemon.store.database import Database
+from daemon.store.posts import DueScope
 from daemon.store.records import ConnectionRow, ListingRow, RunErrorRow, RunRow
 from daemon.store.runs import Counts, ErrorEntry
 from daemon.sync.access import MlsAccess
 from daemon.sync.connection import ConnectionSync
 from daemon.sync.holders import is_dead, this_process
+from daemon.sync.unpublish import PostResult, Unpublisher
 
 log = structlog.get_logger("mls_sync.sync")
 
@@ -37,7 +39,8 @@ class SyncRefused(Exception):
 class RunReport:
     run: RunRow
     errors: list[RunErrorRow] = field(default_factory=list)
-    posts_due: int = 0
+    posts: list[PostResult] = field(default_factory=list)
+    posts_due: int = 0  # still due after the run: waiting for a retry or for an account
 
 
 class SyncEngine:
@@ -46,12 +49,14 @@ class SyncEngine:
         db: Database,
         settings: Settings,
         access: MlsAccess,
+        unpublisher: Unpublisher,
         clock: Callable[[], datetime] = utcnow,
         on_progress: Callable[[str, int, int], None] = lambda cid, done, total: None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.access = access
+        self.unpublisher = unpublisher
         self.clock = clock
         self.on_progress = on_progress
         self.mapping = settings.mls.status_mapping()
@@ -120,10 +125,11 @@ class SyncEngine:
             async with anyio.create_task_group() as tg:
                 for row in targets:
                     tg.start_soon(one, row)
+            results = await self._reconcile_posts(run_id, scope)
             failed = bool(targets) and len(stopped) == len(targets)
             run = await runs.finish(self.db, run_id, iso(self.clock()), failed)
             due = await posts.due_for_unpublish(
-                self.db, self.settings.sync.unpublish_on, iso(self.clock())
+                self.db, self.settings.sync.unpublish_on, iso(self.clock()), _due_scope(scope)
             )
             log.info(
                 "run_finished",
@@ -131,9 +137,38 @@ class SyncEngine:
                 checked=run.listings_checked,
                 changes=run.status_changes,
                 errors=run.errors,
-                posts_due=len(due),
+                posts_unpublished=run.posts_unpublished,
+                posts_failed=run.posts_failed,
             )
-        return RunReport(run, await runs.errors_of(self.db, run_id, 50), len(due))
+        return RunReport(run, await runs.errors_of(self.db, run_id, 50), results, len(due))
+
+    async def unpublish_listing(self, listing_id: str, trigger: str = "manual") -> RunReport:
+        """The brief's unpublishListingPosts(): every published post of the listing, now."""
+        if await listings.get(self.db, listing_id) is None:
+            raise SyncRefused(f"no listing {listing_id!r} (see `mls-sync listings list`)")
+        run_id = await runs.start(
+            self.db, trigger, f"unpublish:{listing_id}", self.holder, iso(self.clock())
+        )
+        with structlog.contextvars.bound_contextvars(run_id=run_id):
+            results = await self.unpublisher.unpublish_listing(run_id, listing_id)
+            run = await runs.finish(self.db, run_id, iso(self.clock()), failed=False)
+        return RunReport(run, await runs.errors_of(self.db, run_id, 50), results)
+
+    async def _reconcile_posts(self, run_id: int, scope: str) -> list[PostResult]:
+        """After the statuses: take down what must come down. A failure here is the run's,
+        recorded like any other; the next cycle asks again (level-triggered)."""
+        try:
+            return await self.unpublisher.reconcile(run_id, _due_scope(scope))
+        except Exception as exc:
+            log.exception("unpublish_crashed")
+            leaf = _innermost(exc)
+            await self._record(
+                run_id,
+                ErrorEntry(
+                    "run", f"unpublishing stopped: internal error: {type(leaf).__name__}: {leaf}"
+                ),
+            )
+            return []
 
     async def _sync_one(
         self, run_id: int, row: ConnectionRow, only_listing: ListingRow | None
@@ -268,6 +303,15 @@ class SyncEngine:
     async def _record(self, run_id: int, entry: ErrorEntry) -> None:
         counts = Counts(errors=1) if entry.severity == "error" else Counts(warnings=1)
         await runs.record_now(self.db, run_id, counts, [entry], iso(self.clock()))
+
+
+def _due_scope(scope: str) -> DueScope:
+    kind, _, ident = scope.partition(":")
+    if kind == "connection":
+        return DueScope(connection_id=ident)
+    if kind == "listing":
+        return DueScope(listing_id=ident)
+    return DueScope()
 
 
 def _innermost(exc: BaseException) -> BaseException:

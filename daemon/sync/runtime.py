@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from daemon.clock import utcnow
 from daemon.config import Settings
 from daemon.credentials import (
     SECRET_KEY_CREDENTIAL,
@@ -21,6 +22,7 @@ from daemon.store import vault
 from daemon.store.database import Database
 from daemon.sync.access import MlsAccess
 from daemon.sync.engine import SyncEngine
+from daemon.sync.unpublish import Unpublisher
 
 USER_AGENT = "mls-sync/0.1 (+RESO Web API client)"
 
@@ -32,6 +34,7 @@ class Runtime:
     box: SecretBox | None
     http: httpx.AsyncClient
     engine: SyncEngine
+    platform_http: httpx.AsyncClient
 
     def require_box(self) -> SecretBox:
         if self.box is None:
@@ -64,6 +67,15 @@ def http_client(settings: Settings) -> httpx.AsyncClient:
     )
 
 
+def platform_client(settings: Settings) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.platforms.timeout_seconds),
+        follow_redirects=False,
+        trust_env=False,
+        headers={"User-Agent": USER_AGENT},
+    )
+
+
 @asynccontextmanager
 async def open_runtime(
     settings: Settings,
@@ -73,9 +85,10 @@ async def open_runtime(
     db = await Database.open(settings.database.path, settings.database.busy_timeout_ms)
     try:
         box = await vault.unlock(db, secret_key_text(settings, environ))
-        async with http_client(settings) as http:
+        async with http_client(settings) as http, platform_client(settings) as platform_http:
             access = MlsAccess(http, settings.mls, box)
-            engine = SyncEngine(db, settings, access, on_progress=on_progress)
-            yield Runtime(settings, db, box, http, engine)
+            unpublisher = Unpublisher(db, settings, box, platform_http, utcnow)
+            engine = SyncEngine(db, settings, access, unpublisher, on_progress=on_progress)
+            yield Runtime(settings, db, box, http, engine, platform_http)
     finally:
         await db.close()

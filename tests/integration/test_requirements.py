@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from daemon.clock import iso, utcnow
-from daemon.models import LocalStatus
 from daemon.sandbox.mls_server import SandboxMls
-from daemon.store import listings, posts
+from daemon.store import listings
 from daemon.sync.runtime import Runtime
 from tests.helpers import add_connection, status_of, track
 
@@ -49,33 +47,6 @@ async def test_5_2_listing_record_is_updated_when_the_mls_says_pending_or_sold(
     )
     assert (sold.status, sold.mls_standard_status, sold.mls_status) == ("sold", "Closed", "Sold")
     assert sold.status_changed_at is not None
-
-
-async def test_5_3_a_sold_listing_makes_its_published_posts_due_for_unpublishing(
-    runtime: Runtime, mls: tuple[SandboxMls, str]
-) -> None:
-    """Requirement 5.3 (the engine's half): once sold, every published post of the listing is
-    due; posts of listings still active are not."""
-    sandbox, url = mls
-    sandbox.put("SOLD", "Active")
-    sandbox.put("KEEP", "Active")
-    await add_connection(runtime, url)
-    await track(runtime, "mls-1", ["SOLD", "KEEP"])
-    now = iso(utcnow())
-    await posts.add_account(runtime.db, "fb-1", "agent-1", "facebook", "x", now)
-    await posts.add_published(runtime.db, "post-1", "L-SOLD", "fb-1", "123_456", now)
-    await posts.add_published(runtime.db, "post-2", "L-KEEP", "fb-1", "123_789", now)
-    await runtime.engine.sync_all()
-    assert await posts.due_for_unpublish(runtime.db, [LocalStatus.SOLD], iso(utcnow())) == []
-
-    sandbox.set_status("SOLD", "Closed")
-    report = await runtime.engine.sync_all()
-
-    due = await posts.due_for_unpublish(
-        runtime.db, runtime.settings.sync.unpublish_on, iso(utcnow())
-    )
-    assert [p.id for p in due] == ["post-1"]
-    assert report.posts_due == 1
 
 
 async def test_5_4_pending_back_to_active_is_logged_as_a_restoration(

@@ -1,0 +1,97 @@
+"""Meta's Graph API: reading its error bodies, shared by the Facebook and Instagram adapters."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from daemon.platforms.outcomes import AuthFailed, NeedsPerson, Outcome, RetryLater
+
+THROTTLED = frozenset({4, 17, 32, 613, 80001, 80002, 341})
+TRANSIENT = frozenset({1, 2})
+TOKEN_INVALID = 190
+TEMPORARILY_BLOCKED = 368
+PERMISSION = frozenset({10, *range(200, 300)})
+MISSING_OBJECT = (100, 33)
+CAROUSEL_SLIDE_SUBCODE = 2207073
+
+
+@dataclass(frozen=True)
+class GraphError:
+    status: int
+    code: int | None
+    subcode: int | None
+    message: str
+    transient: bool
+
+    def describe(self) -> str:
+        sub = f"/{self.subcode}" if self.subcode is not None else ""
+        return f"Graph API error {self.code}{sub} (HTTP {self.status}): {self.message}"
+
+
+def read_error(resp: httpx.Response) -> GraphError:
+    try:
+        body: Any = resp.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = None
+    err = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(err, dict):
+        return GraphError(
+            resp.status_code, None, None, resp.text[:200] or resp.reason_phrase, False
+        )
+    return GraphError(
+        status=resp.status_code,
+        code=_int(err.get("code")),
+        subcode=_int(err.get("error_subcode")),
+        message=str(err.get("message", ""))[:300],
+        transient=err.get("is_transient") is True,
+    )
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def classify(error: GraphError, headers: httpx.Headers) -> Outcome:
+    """Every Graph error but 100/33 (which needs a check call) and the Instagram carousel slide
+    (which the Instagram adapter knows) maps to an outcome by its code alone."""
+    text = error.describe()
+    if error.code == TOKEN_INVALID:
+        return AuthFailed(f"{text}; the account must log in again")
+    if error.code in THROTTLED:
+        return RetryLater(f"throttled: {text}", _regain_access_seconds(headers))
+    if error.code in TRANSIENT or error.transient or error.code == TEMPORARILY_BLOCKED:
+        return RetryLater(text)
+    if error.code in PERMISSION:
+        return NeedsPerson(f"permission missing: {text}")
+    if error.status >= 500 or error.status == 429:
+        return RetryLater(text)
+    return NeedsPerson(text)
+
+
+def _regain_access_seconds(headers: httpx.Headers) -> float | None:
+    """X-Business-Use-Case-Usage: {"<id>": [{"estimated_time_to_regain_access": minutes}]}."""
+    raw = headers.get("x-business-use-case-usage")
+    if not raw:
+        return None
+    try:
+        usage = json.loads(raw)
+        minutes = max(
+            float(entry.get("estimated_time_to_regain_access", 0))
+            for entries in usage.values()
+            for entry in entries
+        )
+    except (ValueError, TypeError, AttributeError):
+        return None
+    return minutes * 60 if minutes > 0 else None
+
+
+def success_body(resp: httpx.Response) -> dict[str, Any] | None:
+    try:
+        body = resp.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return body if isinstance(body, dict) else None

@@ -1,0 +1,129 @@
+"""LinkedIn posts: DELETE /rest/posts/{url-encoded urn}, with one token refresh on expiry."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from urllib.parse import quote
+
+import httpx
+
+from daemon.platforms.outcomes import (
+    AccountCredentials,
+    AlreadyGone,
+    AuthFailed,
+    Deleted,
+    NeedsPerson,
+    Outcome,
+    PostTarget,
+    RetryLater,
+)
+
+EXPIRED = "EXPIRED_ACCESS_TOKEN"
+REVOKED = "REVOKED_ACCESS_TOKEN"
+
+# Called with (account id, new access token, its lifetime in seconds) to store it encrypted.
+TokenSaver = Callable[[str, str, float | None], Awaitable[None]]
+
+
+class LinkedInAdapter:
+    platform = "linkedin"
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        api_url: str,
+        oauth_url: str,
+        version: str,
+        save_token: TokenSaver,
+    ) -> None:
+        self.http = http
+        self.api_url = api_url
+        self.oauth_url = oauth_url
+        self.version = version
+        self.save_token = save_token
+
+    async def delete(self, post: PostTarget, account: AccountCredentials) -> Outcome:
+        resp = await self._send(post, account)
+        if isinstance(resp, RetryLater):
+            return resp
+        if resp.status_code == 401 and _error_code(resp) == EXPIRED and account.refresh_token:
+            refreshed = await self._refresh(account)
+            if refreshed is not None:
+                return refreshed
+            resp = await self._send(post, account)
+            if isinstance(resp, RetryLater):
+                return resp
+        return _classify(resp)
+
+    async def _send(
+        self, post: PostTarget, account: AccountCredentials
+    ) -> httpx.Response | RetryLater:
+        url = f"{self.api_url}/rest/posts/{quote(post.platform_post_id, safe='')}"
+        headers = {
+            "Authorization": f"Bearer {account.access_token}",
+            "LinkedIn-Version": self.version,
+            "X-Restli-Protocol-Version": "2.0.0",
+        }
+        try:
+            return await self.http.delete(url, headers=headers)
+        except httpx.HTTPError as exc:
+            return RetryLater(f"LinkedIn unreachable: {type(exc).__name__}")
+
+    async def _refresh(self, account: AccountCredentials) -> Outcome | None:
+        """One refresh with the refresh token; on success the new token is stored (encrypted)
+        and used from now on. Returns an outcome only when the refresh itself failed."""
+        form = {
+            "grant_type": "refresh_token",
+            "refresh_token": account.refresh_token or "",
+            "client_id": account.client_id or "",
+            "client_secret": account.client_secret or "",
+        }
+        try:
+            resp = await self.http.post(f"{self.oauth_url}/oauth/v2/accessToken", data=form)
+        except httpx.HTTPError as exc:
+            return RetryLater(f"LinkedIn token refresh unreachable: {type(exc).__name__}")
+        if resp.status_code >= 500:
+            return RetryLater(f"LinkedIn token refresh: HTTP {resp.status_code}")
+        try:
+            body = resp.json()
+            token = body["access_token"] if resp.status_code == 200 else None
+        except (json.JSONDecodeError, KeyError, TypeError):
+            token = None
+        if not isinstance(token, str) or not token:
+            return AuthFailed(
+                f"the access token expired and the refresh was refused "
+                f"(HTTP {resp.status_code}): the account must log in again"
+            )
+        lifetime = body.get("expires_in")
+        account.access_token = token
+        await self.save_token(
+            account.id, token, float(lifetime) if isinstance(lifetime, int | float) else None
+        )
+        return None
+
+
+def _error_code(resp: httpx.Response) -> str | None:
+    """LinkedIn's `code` string (EXPIRED_ACCESS_TOKEN...): matched by name, not number."""
+    try:
+        body = resp.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    code = body.get("code") if isinstance(body, dict) else None
+    return code if isinstance(code, str) else None
+
+
+def _classify(resp: httpx.Response) -> Outcome:
+    status = resp.status_code
+    if status == 204:
+        return Deleted()
+    if status == 404:
+        return AlreadyGone("LinkedIn has no such post (404): already deleted")
+    if status == 401:
+        code = _error_code(resp) or "401"
+        return AuthFailed(f"LinkedIn refused the token ({code}): the account must log in again")
+    if status == 403:
+        return NeedsPerson(f"LinkedIn refused the delete (403, permission): {resp.text[:200]}")
+    if status == 429 or status >= 500:
+        return RetryLater(f"LinkedIn answered HTTP {status}")
+    return NeedsPerson(f"LinkedIn answered HTTP {status}: {resp.text[:200]}")

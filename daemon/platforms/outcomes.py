@@ -1,0 +1,79 @@
+"""What a delete attempt can come to (../shared/reference/platforms.md, "Outcome classes").
+
+Adapters never raise for a platform's answer: they classify it into one of these, and the
+reconciler decides what each means for the post and the account.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Deleted:
+    """The platform confirmed the delete."""
+
+    note: str = "deleted"
+
+
+@dataclass(frozen=True)
+class AlreadyGone:
+    """The post is not there any more (LinkedIn 404, Facebook 100/33 confirmed by a check)."""
+
+    note: str
+
+
+@dataclass(frozen=True)
+class RetryLater:
+    """Network error, timeout, 5xx, throttling: the post stays published and is tried again."""
+
+    reason: str
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class AuthFailed:
+    """The account's token is no longer accepted: nothing more for it until a person logs in."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class NeedsPerson:
+    """The API cannot (or may not) delete it: a person must, by hand."""
+
+    reason: str
+
+
+Outcome = Deleted | AlreadyGone | RetryLater | AuthFailed | NeedsPerson
+
+
+@dataclass(frozen=True)
+class PostTarget:
+    post_id: str
+    platform_post_id: str
+
+
+@dataclass
+class AccountCredentials:
+    """Decrypted, in memory only, for the length of one reconcile."""
+
+    id: str
+    platform: str
+    connected_via: str | None
+    access_token: str
+    refresh_token: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+
+    def __repr__(self) -> str:
+        return f"AccountCredentials(id={self.id!r}, platform={self.platform!r}, tokens=<redacted>)"
+
+
+class PlatformAdapter(Protocol):
+    """One platform's delete. Never raises for the platform's answer: it classifies it."""
+
+    platform: str
+
+    async def delete(self, post: PostTarget, account: AccountCredentials) -> Outcome: ...

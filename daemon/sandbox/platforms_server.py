@@ -1,0 +1,245 @@
+"""Sandbox social platforms: Meta's Graph API (Facebook Page posts, Instagram media) and
+LinkedIn's Posts API, over real HTTP, answering with the bodies ../shared/reference/platforms.md
+documents. They keep which posts exist, count every successful delete (a post must never get
+two), record every call, and throw the platforms' errors on request.
+
+Served under one base URL: Graph at {base}/graph, LinkedIn at {base}/linkedin.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import parse_qs, unquote
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from daemon.sandbox.faults import Fault, FaultQueue, fault_response
+
+Platform = Literal["facebook", "instagram", "linkedin"]
+PostKind = Literal["post", "story", "carousel_slide"]
+
+
+@dataclass
+class SandboxPost:
+    platform: Platform
+    id: str
+    owner_token: str
+    kind: PostKind = "post"
+    deleted: bool = False
+
+
+@dataclass
+class Call:
+    platform: str
+    method: str
+    path: str
+    token: str | None
+    headers: dict[str, str]
+
+
+@dataclass
+class SandboxPlatforms:
+    posts: dict[str, SandboxPost] = field(default_factory=dict)
+    # token -> state: "ok", "expired" or "revoked"
+    tokens: dict[str, str] = field(default_factory=dict)
+    linkedin_refresh: dict[str, str] = field(default_factory=dict)  # refresh token -> client id
+    faults: dict[str, FaultQueue] = field(
+        default_factory=lambda: {p: FaultQueue() for p in ("facebook", "instagram", "linkedin")}
+    )
+    calls: list[Call] = field(default_factory=list)
+    successful_deletes: Counter[str] = field(default_factory=Counter)
+
+    def publish(
+        self, platform: Platform, post_id: str, token: str, kind: PostKind = "post"
+    ) -> None:
+        self.tokens.setdefault(token, "ok")
+        self.posts[post_id] = SandboxPost(platform, post_id, token, kind)
+
+    def exists(self, post_id: str) -> bool:
+        post = self.posts.get(post_id)
+        return post is not None and not post.deleted
+
+    def inject(self, platform: Platform, fault: Fault) -> None:
+        self.faults[platform].add(fault)
+
+    def calls_to(self, platform: str, method: str = "DELETE") -> list[Call]:
+        return [c for c in self.calls if c.platform == platform and c.method == method]
+
+
+def graph_error(
+    code: int,
+    subcode: int | None = None,
+    status: int = 400,
+    transient: bool = False,
+    message: str = "sandbox Graph error",
+) -> str:
+    error: dict[str, Any] = {
+        "message": message,
+        "type": "OAuthException",
+        "code": code,
+        "fbtrace_id": "SANDBOX",
+        "is_transient": transient,
+    }
+    if subcode is not None:
+        error["error_subcode"] = subcode
+    return json.dumps({"error": error})
+
+
+def graph_fault(
+    code: int,
+    subcode: int | None = None,
+    status: int = 400,
+    times: int = 1,
+    transient: bool = False,
+) -> Fault:
+    return Fault(
+        "status", status=status, times=times, body=graph_error(code, subcode, status, transient)
+    )
+
+
+def linkedin_error(status: int, code: str, message: str = "sandbox LinkedIn error") -> str:
+    return json.dumps(
+        {"status": status, "serviceErrorCode": 65601, "code": code, "message": message}
+    )
+
+
+def build_platforms_app(state: SandboxPlatforms) -> Starlette:
+    def token_of(request: Request) -> str | None:
+        auth = request.headers.get("authorization", "")
+        if auth.startswith("Bearer "):
+            return auth.removeprefix("Bearer ").strip()
+        return request.query_params.get("access_token")
+
+    def record(platform: str, request: Request, token: str | None) -> None:
+        state.calls.append(
+            Call(platform, request.method, request.url.path, token, dict(request.headers))
+        )
+
+    async def faulted(platform: str) -> Response | None:
+        fault = state.faults[platform].take()
+        if fault is None:
+            return None
+        if fault.kind == "slow":
+            await anyio.sleep(fault.seconds)
+        return fault_response(fault)
+
+    def graph_json(body: str, status: int = 400) -> Response:
+        return Response(body, status_code=status, media_type="application/json")
+
+    async def graph_object(request: Request) -> Response:
+        object_id = request.path_params["object_id"]
+        token = token_of(request)
+        post = state.posts.get(object_id)
+        facebook_pages = {
+            p.id.split("_")[0] for p in state.posts.values() if p.platform == "facebook"
+        }
+        if post is not None:
+            platform = post.platform
+        else:
+            platform = (
+                "facebook" if "_" in object_id or object_id in facebook_pages else "instagram"
+            )
+        record(platform, request, token)
+        if (answer := await faulted(platform)) is not None:
+            return answer
+        if token is None or state.tokens.get(token) != "ok":
+            return graph_json(graph_error(190, 463, message="Error validating access token"))
+        if request.method == "GET":  # the token check after 100/33
+            known_pages = {
+                p.id.split("_")[0] for p in state.posts.values() if p.owner_token == token
+            }
+            if object_id == "me" or object_id in known_pages:
+                return JSONResponse({"id": object_id})
+            return graph_json(graph_error(100, 33))
+        if post is None or post.deleted or post.owner_token != token:
+            return graph_json(
+                graph_error(
+                    100,
+                    33,
+                    message=(
+                        f"Unsupported delete request. Object with ID '{object_id}' does not "
+                        "exist, cannot be loaded due to missing permissions, or does not "
+                        "support this operation"
+                    ),
+                )
+            )
+        if post.kind == "story":
+            return JSONResponse({"success": False})
+        if post.kind == "carousel_slide":
+            return graph_json(graph_error(-1, 2207073, message="Media Type Not Supported"))
+        post.deleted = True
+        state.successful_deletes[object_id] += 1
+        if post.platform == "instagram":
+            return JSONResponse({"success": True, "deleted_id": object_id})
+        return JSONResponse({"success": True})
+
+    async def linkedin_post(request: Request) -> Response:
+        urn = unquote(request.path_params["urn"])
+        token = token_of(request)
+        record("linkedin", request, token)
+        if (answer := await faulted("linkedin")) is not None:
+            return answer
+        if request.headers.get("x-restli-protocol-version") != "2.0.0" or not request.headers.get(
+            "linkedin-version"
+        ):
+            return graph_json(
+                linkedin_error(
+                    400, "MISSING_HEADERS", "LinkedIn-Version and X-Restli-Protocol-Version"
+                )
+            )
+        token_state = state.tokens.get(token or "")
+        if token_state == "expired":
+            return graph_json(linkedin_error(401, "EXPIRED_ACCESS_TOKEN"), 401)
+        if token_state != "ok":
+            return graph_json(linkedin_error(401, "REVOKED_ACCESS_TOKEN"), 401)
+        post = state.posts.get(urn)
+        if post is None or post.deleted:
+            return graph_json(linkedin_error(404, "NOT_FOUND"), 404)
+        if post.owner_token != token and state.tokens.get(post.owner_token) != "expired":
+            return graph_json(linkedin_error(403, "ACCESS_DENIED"), 403)
+        post.deleted = True
+        state.successful_deletes[urn] += 1
+        return Response(status_code=204)
+
+    async def linkedin_token(request: Request) -> Response:
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
+        record("linkedin", request, None)
+        client = state.linkedin_refresh.get(form.get("refresh_token", ""))
+        if (
+            form.get("grant_type") != "refresh_token"
+            or client is None
+            or client != form.get("client_id")
+        ):
+            return JSONResponse({"error": "invalid_grant"}, status_code=400)
+        token = secrets.token_hex(16)
+        state.tokens[token] = "ok"
+        # The new token may delete what the old one owned.
+        for post in state.posts.values():
+            if post.platform == "linkedin" and state.tokens.get(post.owner_token) == "expired":
+                post.owner_token = token
+        return JSONResponse({"access_token": token, "expires_in": 5_184_000})
+
+    return Starlette(
+        routes=[
+            Route("/graph/{version}/{object_id}", graph_object, methods=["DELETE", "GET"]),
+            Route("/linkedin/rest/posts/{urn:path}", linkedin_post, methods=["DELETE"]),
+            Route("/linkedin/oauth/v2/accessToken", linkedin_token, methods=["POST"]),
+        ]
+    )
+
+
+def platform_env(base_url: str) -> dict[str, str]:
+    """MLS_SYNC_PLATFORMS__* settings that point mls-sync at these sandbox platforms."""
+    return {
+        "MLS_SYNC_PLATFORMS__GRAPH_URL": f"{base_url}/graph",
+        "MLS_SYNC_PLATFORMS__LINKEDIN_API_URL": f"{base_url}/linkedin",
+        "MLS_SYNC_PLATFORMS__LINKEDIN_OAUTH_URL": f"{base_url}/linkedin",
+    }

@@ -1,0 +1,128 @@
+"""Platform accounts (Facebook Pages, Instagram professional accounts, LinkedIn members or
+organisations) and their tokens, encrypted."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import aiosqlite
+
+from daemon.specs import AccountSpec
+from daemon.store.database import Database
+from daemon.store.records import AccountRow, from_row
+
+INSERT = """
+INSERT INTO platform_accounts (id, user_id, platform, connected_via, access_token_encrypted,
+    access_token_expires_at, refresh_token_encrypted, refresh_token_expires_at, client_id,
+    client_secret_encrypted, created_at, updated_at)
+VALUES (:id, :user_id, :platform, :connected_via, :access_token, :access_token_expires_at,
+    :refresh_token, :refresh_token_expires_at, :client_id, :client_secret, :now, :now)
+"""
+# New tokens are the way out of needs_reauth; a disabled account stays disabled.
+UPDATE = """
+UPDATE platform_accounts SET user_id = :user_id, platform = :platform,
+    connected_via = :connected_via, client_id = :client_id,
+    access_token_encrypted = coalesce(:access_token, access_token_encrypted),
+    access_token_expires_at = :access_token_expires_at,
+    refresh_token_encrypted = coalesce(:refresh_token, refresh_token_encrypted),
+    refresh_token_expires_at = :refresh_token_expires_at,
+    client_secret_encrypted = coalesce(:client_secret, client_secret_encrypted),
+    state = CASE WHEN state = 'needs_reauth' AND :access_token IS NOT NULL THEN 'active'
+                 ELSE state END,
+    last_error = CASE WHEN :access_token IS NOT NULL THEN NULL ELSE last_error END,
+    updated_at = :now
+WHERE id = :id
+"""
+GET = "SELECT * FROM platform_accounts WHERE id = ?"
+LIST = "SELECT * FROM platform_accounts ORDER BY id"
+FOR_IDS = "SELECT * FROM platform_accounts WHERE id IN (SELECT value FROM json_each(?))"
+SET_STATE = """
+UPDATE platform_accounts SET state = :state, last_error = :error, updated_at = :now WHERE id = :id
+"""
+SAVE_NEW_ACCESS = """
+UPDATE platform_accounts SET access_token_encrypted = :token, access_token_expires_at = :expires,
+    updated_at = :now WHERE id = :id
+"""
+COUNT_POSTS = "SELECT count(*) FROM social_posts WHERE account_id = ?"
+DELETE = "DELETE FROM platform_accounts WHERE id = ?"
+
+
+async def upsert(
+    db: Database,
+    spec: AccountSpec,
+    access_token: str | None,
+    refresh_token: str | None,
+    client_secret: str | None,
+    now: str,
+) -> bool:
+    """Creates or updates; tokens are already encrypted, None keeps the stored one. Returns
+    whether the account is new."""
+    params = {
+        **spec.model_dump(mode="json"),
+        "access_token": access_token,
+        "refresh_token": refresh_token,
+        "client_secret": client_secret,
+        "now": now,
+    }
+    async with db.transaction() as conn:
+        async with conn.execute(GET, (spec.id,)) as cur:
+            existed = await cur.fetchone() is not None
+        if not existed and access_token is None:
+            raise ValueError(f"account {spec.id!r} is new: its access token is required")
+        await conn.execute(UPDATE if existed else INSERT, params)
+    return not existed
+
+
+async def get(db: Database, account_id: str) -> AccountRow | None:
+    async with db.reading() as conn, conn.execute(GET, (account_id,)) as cur:
+        row = await cur.fetchone()
+    return from_row(AccountRow, row) if row else None
+
+
+async def list_all(db: Database) -> list[AccountRow]:
+    async with db.reading() as conn, conn.execute(LIST) as cur:
+        return [from_row(AccountRow, r) for r in await cur.fetchall()]
+
+
+async def for_ids(db: Database, ids: Sequence[str]) -> dict[str, AccountRow]:
+    async with db.reading() as conn, conn.execute(FOR_IDS, (json.dumps(list(ids)),)) as cur:
+        return {r["id"]: from_row(AccountRow, r) for r in await cur.fetchall()}
+
+
+async def set_state(db: Database, account_id: str, state: str, error: str | None, now: str) -> bool:
+    async with db.transaction() as conn:
+        cur = await conn.execute(
+            SET_STATE, {"id": account_id, "state": state, "error": error, "now": now}
+        )
+        return cur.rowcount == 1
+
+
+async def mark_needs_reauth(
+    conn: aiosqlite.Connection, account_id: str, reason: str, now: str
+) -> None:
+    """Inside the transaction that records the failed post, so both are written or neither."""
+    await conn.execute(
+        SET_STATE, {"id": account_id, "state": "needs_reauth", "error": reason, "now": now}
+    )
+
+
+async def save_access_token(
+    db: Database, account_id: str, token_encrypted: str, expires_at: str | None, now: str
+) -> None:
+    async with db.transaction() as conn:
+        await conn.execute(
+            SAVE_NEW_ACCESS,
+            {"id": account_id, "token": token_encrypted, "expires": expires_at, "now": now},
+        )
+
+
+async def remove(db: Database, account_id: str) -> None:
+    async with db.transaction() as conn:
+        async with conn.execute(COUNT_POSTS, (account_id,)) as cur:
+            row = await cur.fetchone()
+        if row and row[0]:
+            raise ValueError(f"account {account_id!r} still has {row[0]} post(s) recorded")
+        cur2 = await conn.execute(DELETE, (account_id,))
+        if cur2.rowcount != 1:
+            raise LookupError(f"no account {account_id!r}")

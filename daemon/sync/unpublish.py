@@ -1,0 +1,334 @@
+"""The unpublish reconciler (invariant 2): no published post may belong to a listing whose
+status is in `unpublish_on`. Asked every cycle, so nothing is lost to a crash or a failed call.
+
+Calls are bounded by a rate limiter per platform and a concurrency slot per account; one
+platform failing never stops another. Only one process reconciles at a time (a lease), so a
+post is never deleted by two processes at once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import anyio
+import httpx
+import structlog
+from aiolimiter import AsyncLimiter
+
+from daemon.clock import iso
+from daemon.config import Settings
+from daemon.encryption import SecretBox, SecretKeyError
+from daemon.mls.client import make_limiter
+from daemon.platforms.facebook import FacebookAdapter
+from daemon.platforms.instagram import InstagramAdapter
+from daemon.platforms.linkedin import LinkedInAdapter
+from daemon.platforms.links import retry_delay
+from daemon.platforms.outcomes import (
+    AccountCredentials,
+    AlreadyGone,
+    AuthFailed,
+    Deleted,
+    NeedsPerson,
+    Outcome,
+    PlatformAdapter,
+    PostTarget,
+    RetryLater,
+)
+from daemon.store import accounts, leases, posts, runs
+from daemon.store.database import Database
+from daemon.store.posts import DueScope
+from daemon.store.records import AccountRow, DuePost
+from daemon.store.runs import Counts, ErrorEntry
+from daemon.sync.holders import is_dead, this_process
+
+log = structlog.get_logger("mls_sync.unpublish")
+
+# The lease that makes the reconciler single-flight across processes (not a connection id).
+LEASE = "~unpublish"
+LEASE_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class PostResult:
+    post_id: str
+    listing_id: str
+    account_id: str
+    platform: str
+    outcome: Outcome | None  # None: skipped (account not active, or it failed this run)
+    detail: str
+
+
+@dataclass
+class _Pass:
+    run_id: int
+    creds: dict[str, AccountCredentials]
+    results: list[PostResult] = field(default_factory=list)
+    auth_failed: set[str] = field(default_factory=set)
+    auth_reported: set[str] = field(default_factory=set)  # one account error per run
+    counts: Counts = field(default_factory=Counts)
+
+
+class Unpublisher:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        box: SecretBox | None,
+        http: httpx.AsyncClient,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.db = db
+        self.settings = settings.platforms
+        self.unpublish_on = settings.sync.unpublish_on
+        self.box = box
+        self.clock = clock
+        p = self.settings
+        self.adapters: dict[str, PlatformAdapter] = {
+            "facebook": FacebookAdapter(http, p.graph_url, p.graph_version),
+            "instagram": InstagramAdapter(http, p.graph_url, p.graph_version),
+            "linkedin": LinkedInAdapter(
+                http,
+                p.linkedin_api_url,
+                p.linkedin_oauth_url,
+                p.linkedin_version,
+                self._save_token,
+            ),
+        }
+        self._rates: dict[str, AsyncLimiter] = {}
+        self._slots: dict[str, anyio.CapacityLimiter] = {}
+
+    async def reconcile(self, run_id: int, scope: DueScope) -> list[PostResult]:
+        """Takes down every due post in `scope`; returns what happened to each."""
+        due = await posts.due_for_unpublish(self.db, self.unpublish_on, iso(self.clock()), scope)
+        return await self._take_down(run_id, due)
+
+    async def unpublish_listing(self, run_id: int, listing_id: str) -> list[PostResult]:
+        """The brief's unpublishListingPosts(): every published post of one listing, now,
+        whatever the listing's status and whatever backoff a post is in."""
+        return await self._take_down(run_id, await posts.published_of_listing(self.db, listing_id))
+
+    # -- one pass ----------------------------------------------------------------------------
+
+    async def _take_down(self, run_id: int, due: Sequence[DuePost]) -> list[PostResult]:
+        if not due:
+            return []
+        holder = f"{this_process()}:{uuid.uuid4().hex[:8]}"
+        if not await self._lease(holder):
+            await self._record(
+                run_id,
+                Counts(warnings=1),
+                ErrorEntry(
+                    "run",
+                    "skipped unpublishing: another process is taking posts down right now",
+                    severity="warning",
+                ),
+            )
+            return []
+        try:
+            rows = await accounts.for_ids(self.db, sorted({p.account_id for p in due}))
+            work = _Pass(run_id, {})
+            ready = await self._ready_accounts(work, rows, due)
+            async with anyio.create_task_group() as tg:
+                for post in due:
+                    if post.account_id in ready:
+                        tg.start_soon(self._one, work, post, rows[post.account_id].platform)
+            return work.results
+        finally:
+            with anyio.CancelScope(shield=True):
+                await leases.release(self.db, LEASE, holder)
+
+    async def _lease(self, holder: str) -> bool:
+        now = self.clock()
+        until = iso(now + timedelta(seconds=LEASE_SECONDS))
+        if await leases.acquire(self.db, LEASE, holder, iso(now), until):
+            return True
+        current = await leases.holder_of(self.db, LEASE)
+        if current is not None and is_dead(current[0]):
+            return await leases.take_over(self.db, LEASE, current[0], holder, until)
+        return False
+
+    async def _ready_accounts(
+        self, work: _Pass, rows: dict[str, AccountRow], due: Sequence[DuePost]
+    ) -> set[str]:
+        """Decrypts the tokens of active accounts; every other account gets one message."""
+        ready: set[str] = set()
+        for account_id in sorted({p.account_id for p in due}):
+            row = rows[account_id]
+            waiting = sum(1 for p in due if p.account_id == account_id)
+            if row.state != "active":
+                await self._record(
+                    work.run_id,
+                    Counts(warnings=1),
+                    ErrorEntry(
+                        "account",
+                        f"{row.platform} account {account_id} is {row.state}: "
+                        f"{waiting} post(s) wait ({row.last_error or 'no reason recorded'})",
+                        severity="warning",
+                    ),
+                )
+                continue
+            try:
+                work.creds[account_id] = self._credentials(row)
+            except SecretKeyError as exc:
+                await self._record(
+                    work.run_id,
+                    Counts(errors=1),
+                    ErrorEntry("account", f"cannot read the tokens of account {account_id}: {exc}"),
+                )
+                continue
+            ready.add(account_id)
+        return ready
+
+    def _credentials(self, row: AccountRow) -> AccountCredentials:
+        if self.box is None:
+            raise SecretKeyError("no secret key is configured")
+        decrypt = self.box.decrypt
+        return AccountCredentials(
+            id=row.id,
+            platform=row.platform,
+            connected_via=row.connected_via,
+            access_token=decrypt(row.access_token_encrypted),
+            refresh_token=decrypt(row.refresh_token_encrypted)
+            if row.refresh_token_encrypted
+            else None,
+            client_id=row.client_id,
+            client_secret=(
+                decrypt(row.client_secret_encrypted) if row.client_secret_encrypted else None
+            ),
+        )
+
+    async def _one(self, work: _Pass, post: DuePost, platform: str) -> None:
+        async with self._slot(post.account_id):
+            if post.account_id in work.auth_failed:
+                work.results.append(
+                    PostResult(
+                        post.id,
+                        post.listing_id,
+                        post.account_id,
+                        platform,
+                        None,
+                        "skipped: the account failed auth",
+                    )
+                )
+                return
+            async with self._rate(platform):
+                outcome = await self.adapters[platform].delete(
+                    PostTarget(post.id, post.platform_post_id), work.creds[post.account_id]
+                )
+            if isinstance(outcome, AuthFailed):
+                # Noted before the slot is freed, so no queued post of this account goes out.
+                work.auth_failed.add(post.account_id)
+        await self._apply(work, post, platform, outcome)
+
+    async def _apply(self, work: _Pass, post: DuePost, platform: str, outcome: Outcome) -> None:
+        now = self.clock()
+        at = iso(now)
+        counts = Counts()
+        entries: list[ErrorEntry] = []
+        where = f"{platform} post {post.platform_post_id} ({post.id})"
+        async with self.db.transaction() as conn:
+            if isinstance(outcome, Deleted | AlreadyGone):
+                if await posts.mark_done(conn, post.id, outcome.note, at):
+                    if isinstance(outcome, Deleted):
+                        counts.posts += 1
+                    else:
+                        counts.posts_gone += 1
+            elif isinstance(outcome, NeedsPerson):
+                await posts.mark_manual(conn, post.id, outcome.reason, at)
+                counts.posts_manual += 1
+                counts.warnings += 1
+                entries.append(
+                    ErrorEntry(
+                        "post",
+                        f"{where} needs a person: {outcome.reason}",
+                        listing_id=post.listing_id,
+                        severity="warning",
+                    )
+                )
+            else:
+                reason = outcome.reason
+                delay = (
+                    retry_delay(
+                        post.attempts + 1,
+                        self.settings.retry_initial_seconds,
+                        self.settings.retry_max_seconds,
+                        outcome.retry_after,
+                    )
+                    if isinstance(outcome, RetryLater)
+                    else 0.0
+                )
+                await posts.mark_failed(
+                    conn, post.id, reason, iso(now + timedelta(seconds=delay)), at
+                )
+                counts.posts_failed += 1
+                counts.errors += 1
+                if isinstance(outcome, AuthFailed):
+                    first = post.account_id not in work.auth_reported
+                    work.auth_reported.add(post.account_id)
+                    await accounts.mark_needs_reauth(conn, post.account_id, reason, at)
+                    if first:
+                        entries.append(
+                            ErrorEntry(
+                                "account",
+                                f"{platform} account {post.account_id}: {reason}",
+                                listing_id=post.listing_id,
+                            )
+                        )
+                else:
+                    entries.append(
+                        ErrorEntry(
+                            "post",
+                            f"{where}: {reason}; next try in {delay:.0f} s",
+                            listing_id=post.listing_id,
+                        )
+                    )
+            await runs.record(conn, work.run_id, counts, entries, at)
+        work.counts.add(counts)
+        work.results.append(
+            PostResult(
+                post.id, post.listing_id, post.account_id, platform, outcome, _detail(outcome)
+            )
+        )
+        log.info(
+            "post_outcome",
+            post_id=post.id,
+            listing_id=post.listing_id,
+            platform=platform,
+            outcome=type(outcome).__name__,
+            detail=_detail(outcome),
+        )
+
+    async def _record(self, run_id: int, counts: Counts, entry: ErrorEntry) -> None:
+        await runs.record_now(self.db, run_id, counts, [entry], iso(self.clock()))
+
+    async def _save_token(self, account_id: str, token: str, lifetime: float | None) -> None:
+        """A refreshed LinkedIn token, stored encrypted and used from now on."""
+        if self.box is None:
+            return
+        now = self.clock()
+        expires = iso(now + timedelta(seconds=lifetime)) if lifetime else None
+        await accounts.save_access_token(
+            self.db, account_id, self.box.encrypt(token), expires, iso(now)
+        )
+        log.info("token_refreshed", account_id=account_id)
+
+    def _rate(self, platform: str) -> AsyncLimiter:
+        if platform not in self._rates:
+            self._rates[platform] = make_limiter(self.settings.rate_for(platform))
+        return self._rates[platform]
+
+    def _slot(self, account_id: str) -> anyio.CapacityLimiter:
+        if account_id not in self._slots:
+            self._slots[account_id] = anyio.CapacityLimiter(
+                self.settings.max_concurrent_per_account
+            )
+        return self._slots[account_id]
+
+
+def _detail(outcome: Outcome) -> str:
+    if isinstance(outcome, Deleted | AlreadyGone):
+        return outcome.note
+    return outcome.reason

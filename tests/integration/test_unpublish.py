@@ -1,0 +1,355 @@
+"""Taking a sold listing's posts down, over real HTTP against the sandbox platforms."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import anyio
+
+from daemon.clock import utcnow
+from daemon.models import LocalStatus
+from daemon.sandbox.faults import Fault
+from daemon.sandbox.platforms_server import graph_fault
+from daemon.store import accounts, listings, posts
+from tests.helpers import Live, add_account, add_connection, add_post, status_of, track
+
+
+def post_ids(key: str) -> dict[str, str]:
+    """The platform ids of listing `key`'s posts (K1 -> 1093_441, 1789569561, urn:li:share:701)."""
+    n = key.removeprefix("K")
+    return {
+        "facebook": f"1093_44{n}",
+        "instagram": f"178956956{n}",
+        "linkedin": f"urn:li:share:70{n}",
+    }
+
+
+async def _listing_with_posts(live: Live, key: str = "K1") -> None:
+    """A listing, active in the MLS, with one post on each platform."""
+    live.mls.put(key, "Active")
+    await add_connection(live.rt, live.mls_url)
+    await track(live.rt, "mls-1", [key])
+    ids = post_ids(key)
+    for platform, account, post_id, via in (
+        ("facebook", "fb-page", ids["facebook"], None),
+        ("instagram", "ig-biz", ids["instagram"], "facebook_login"),
+        ("linkedin", "li-member", ids["linkedin"], None),
+    ):
+        token = f"{account}-token"
+        if await accounts.get(live.rt.db, account) is None:
+            await add_account(live.rt, account, platform, token, connected_via=via)
+        live.platforms.publish(platform, post_id, token)  # type: ignore[arg-type]
+        await add_post(live.rt, f"{platform}-{key}", f"L-{key}", account, post_id)
+    await live.rt.engine.sync_all()
+
+
+async def _post_status(live: Live, post_id: str) -> str:
+    row = await posts.get(live.rt.db, post_id)
+    assert row is not None
+    return row.status
+
+
+async def test_the_briefs_manual_test_sold_listing_loses_every_post(live: Live) -> None:
+    """Brief, "Manual Testing": active listing with posts on all three platforms; the MLS says
+    Closed; one sync; the listing is sold, each post is gone from its platform and
+    `unpublished` locally."""
+    await _listing_with_posts(live)
+    assert [await _post_status(live, f"{p}-K1") for p in ("facebook", "instagram", "linkedin")] == [
+        "published"
+    ] * 3
+    live.mls.set_status("K1", "Closed")
+
+    report = await live.rt.engine.sync_all()
+
+    assert await status_of(live.rt, "K1") == "sold"
+    for platform in ("facebook", "instagram", "linkedin"):
+        assert await _post_status(live, f"{platform}-K1") == "unpublished"
+    assert not any(live.platforms.exists(p) for p in live.platforms.posts)
+    assert report.run.posts_unpublished == 3 and report.run.errors == 0
+    assert set(live.platforms.successful_deletes.values()) == {1}
+
+
+async def test_posts_of_a_listing_still_on_the_market_are_left_alone(live: Live) -> None:
+    await _listing_with_posts(live)
+    live.mls.set_status("K1", "Pending")
+    await live.rt.engine.sync_all()
+    assert live.platforms.calls_to("facebook") == []
+    assert await _post_status(live, "facebook-K1") == "published"
+
+
+async def test_off_market_takes_posts_down_only_when_configured(live: Live) -> None:
+    await _listing_with_posts(live)
+    live.mls.set_status("K1", "Withdrawn")
+    await live.rt.engine.sync_all()
+    assert await _post_status(live, "linkedin-K1") == "published"
+
+    live.rt.engine.unpublisher.unpublish_on = (LocalStatus.SOLD, LocalStatus.OFF_MARKET)
+    await live.rt.engine.sync_all()
+    assert await _post_status(live, "linkedin-K1") == "unpublished"
+
+
+# -- outcome classes ---------------------------------------------------------------------------
+
+
+async def _sell(live: Live) -> None:
+    live.mls.set_status("K1", "Closed")
+    await live.rt.engine.sync_all()
+
+
+async def test_facebook_success_false_needs_a_person(live: Live) -> None:
+    await _listing_with_posts(live)
+    live.platforms.posts[post_ids("K1")["facebook"]].kind = "story"
+    await _sell(live)
+    row = await posts.get(live.rt.db, "facebook-K1")
+    assert row is not None and row.status == "manual_required"
+    assert "success" in (row.note or "")
+
+
+async def test_facebook_100_33_is_already_gone_only_after_a_token_check(live: Live) -> None:
+    await _listing_with_posts(live)
+    live.platforms.posts[
+        post_ids("K1")["facebook"]
+    ].deleted = True  # someone deleted it on Facebook
+    await _sell(live)
+    row = await posts.get(live.rt.db, "facebook-K1")
+    assert row is not None and row.status == "unpublished"
+    assert "already deleted" in (row.note or "")
+    assert len(live.platforms.calls_to("facebook", "GET")) == 1
+
+
+async def test_facebook_100_33_without_a_working_token_is_a_permission_problem(live: Live) -> None:
+    await _listing_with_posts(live)
+    live.platforms.inject("facebook", graph_fault(100, 33))
+    live.platforms.inject("facebook", graph_fault(100, 33))  # the check fails too
+    await _sell(live)
+    row = await posts.get(live.rt.db, "facebook-K1")
+    assert row is not None and row.status == "manual_required"
+    assert "permission problem" in (row.note or "")
+    assert live.platforms.exists(post_ids("K1")["facebook"])
+
+
+async def test_facebook_190_marks_the_account_needs_reauth_and_skips_its_other_posts(
+    live: Live,
+) -> None:
+    keys = ["K1", "K2", "K3", "K4"]
+    for key in keys:
+        await _listing_with_posts(live, key)
+    live.platforms.tokens["fb-page-token"] = "revoked"
+    for key in keys:
+        live.mls.set_status(key, "Closed")
+
+    report = await live.rt.engine.sync_all()
+
+    account = await accounts.get(live.rt.db, "fb-page")
+    assert account is not None and account.state == "needs_reauth"
+    # Only the calls already in flight (2 per account) went out; the rest were not tried.
+    tried = len(live.platforms.calls_to("facebook"))
+    assert tried == live.rt.settings.platforms.max_concurrent_per_account
+    account_errors = [e for e in report.errors if e.scope == "account"]
+    assert len(account_errors) == 1 and "190" in account_errors[0].message
+    assert await _post_status(live, "facebook-K1") == "published"
+    assert await _post_status(live, "instagram-K1") == "unpublished"  # other platforms go on
+    again = await live.rt.engine.sync_all()
+    assert len(live.platforms.calls_to("facebook")) == tried
+    assert any("needs_reauth" in e.message for e in again.errors)
+
+
+async def test_throttling_and_transient_errors_keep_the_post_published_and_retry_later(
+    live: Live,
+) -> None:
+    await _listing_with_posts(live)
+    live.platforms.inject("facebook", graph_fault(32))
+    live.platforms.inject("instagram", graph_fault(2, transient=True, status=500))
+    live.platforms.inject("linkedin", Fault("status", status=429))
+
+    await _sell(live)
+
+    for platform in ("facebook", "instagram", "linkedin"):
+        row = await posts.get(live.rt.db, f"{platform}-K1")
+        assert row is not None and row.status == "published" and row.attempts == 1
+        assert row.last_error and row.next_attempt_at
+    await live.rt.engine.sync_all()  # not due yet: no new calls
+    assert len(live.platforms.calls_to("facebook")) == 1
+
+    later = utcnow() + timedelta(hours=1)
+    live.rt.engine.unpublisher.clock = lambda: later
+    await live.rt.engine.sync_all()
+    for platform in ("facebook", "instagram", "linkedin"):
+        assert await _post_status(live, f"{platform}-K1") == "unpublished"
+
+
+async def test_permission_errors_need_a_person(live: Live) -> None:
+    await _listing_with_posts(live)
+    live.platforms.inject("facebook", graph_fault(200))
+    await _sell(live)
+    row = await posts.get(live.rt.db, "facebook-K1")
+    assert row is not None and row.status == "manual_required"
+    assert "permission" in (row.note or "")
+
+
+async def test_a_timeout_is_retried_later(live: Live) -> None:
+    await _listing_with_posts(live)
+    live.platforms.inject("linkedin", Fault("slow", seconds=3))  # the test timeout is 2 s
+    await _sell(live)
+    row = await posts.get(live.rt.db, "linkedin-K1")
+    assert row is not None and row.status == "published" and "unreachable" in (row.last_error or "")
+
+
+async def test_instagram_needs_the_deleted_id_to_match(live: Live) -> None:
+    await _listing_with_posts(live)
+    live.platforms.inject(
+        "instagram", Fault("status", status=200, body='{"success": true, "deleted_id": "999"}')
+    )
+    await _sell(live)
+    row = await posts.get(live.rt.db, "instagram-K1")
+    assert row is not None and row.status == "manual_required"
+
+
+async def test_an_instagram_carousel_slide_needs_a_person(live: Live) -> None:
+    await _listing_with_posts(live)
+    live.platforms.posts[post_ids("K1")["instagram"]].kind = "carousel_slide"
+    await _sell(live)
+    row = await posts.get(live.rt.db, "instagram-K1")
+    assert row is not None and row.status == "manual_required" and "carousel" in (row.note or "")
+
+
+async def test_instagram_login_accounts_go_to_manual_without_any_call(live: Live) -> None:
+    live.mls.put("K1", "Active")
+    await add_connection(live.rt, live.mls_url)
+    await track(live.rt, "mls-1", ["K1"])
+    await add_account(live.rt, "ig-login", "instagram", "t", connected_via="instagram_login")
+    await add_post(live.rt, "ig-1", "L-K1", "ig-login", "555")
+    await _sell(live)
+    row = await posts.get(live.rt.db, "ig-1")
+    assert (
+        row is not None
+        and row.status == "manual_required"
+        and "Instagram Login" in (row.note or "")
+    )
+    assert live.platforms.calls == []
+
+
+async def test_linkedin_404_counts_as_already_gone(live: Live) -> None:
+    await _listing_with_posts(live)
+    live.platforms.posts[post_ids("K1")["linkedin"]].deleted = True
+    live.mls.set_status("K1", "Closed")
+    report = await live.rt.engine.sync_all()
+    assert await _post_status(live, "linkedin-K1") == "unpublished"
+    assert report.run.posts_already_gone == 1 and report.run.posts_unpublished == 2
+
+
+async def test_an_expired_linkedin_token_is_refreshed_stored_and_used_from_then_on(
+    live: Live,
+) -> None:
+    await _listing_with_posts(live, "K1")
+    await _listing_with_posts(live, "K2")
+    row = await accounts.get(live.rt.db, "li-member")
+    assert row is not None
+    await add_account(
+        live.rt,
+        "li-member",
+        "linkedin",
+        "li-member-token",
+        refresh_token="li-refresh",
+        client_id="li-app",
+        client_secret="li-secret",
+    )
+    live.platforms.linkedin_refresh["li-refresh"] = "li-app"
+    live.platforms.tokens["li-member-token"] = "expired"
+    live.mls.set_status("K1", "Closed")
+    await live.rt.engine.sync_all()
+    assert await _post_status(live, "linkedin-K1") == "unpublished"
+
+    stored = await accounts.get(live.rt.db, "li-member")
+    assert stored is not None
+    new_token = live.rt.require_box().decrypt(stored.access_token_encrypted)
+    assert new_token != "li-member-token" and live.platforms.tokens[new_token] == "ok"
+    assert new_token.encode() not in live.rt.db.path.read_bytes()
+
+    live.mls.set_status("K2", "Closed")
+    await live.rt.engine.sync_all()
+    last = live.platforms.calls_to("linkedin")[-1]
+    assert last.token == new_token
+    assert last.headers["x-restli-protocol-version"] == "2.0.0"
+    assert await _post_status(live, "linkedin-K2") == "unpublished"
+
+
+async def test_a_revoked_linkedin_token_needs_reauth(live: Live) -> None:
+    await _listing_with_posts(live)
+    live.platforms.tokens["li-member-token"] = "revoked"
+    await _sell(live)
+    account = await accounts.get(live.rt.db, "li-member")
+    assert account is not None and account.state == "needs_reauth"
+    assert "REVOKED_ACCESS_TOKEN" in (account.last_error or "")
+
+
+# -- resilience --------------------------------------------------------------------------------
+
+
+async def test_one_platform_down_does_not_stop_the_others(live: Live) -> None:
+    await _listing_with_posts(live)
+    live.platforms.inject("facebook", Fault("status", status=503, times=100))
+    live.mls.set_status("K1", "Closed")
+    report = await live.rt.engine.sync_all()
+    assert await _post_status(live, "facebook-K1") == "published"
+    assert await _post_status(live, "instagram-K1") == "unpublished"
+    assert await _post_status(live, "linkedin-K1") == "unpublished"
+    assert report.run.posts_failed == 1 and report.run.outcome == "partial"
+
+
+async def test_a_cycle_killed_between_the_status_change_and_the_deletes_loses_nothing(
+    live: Live,
+) -> None:
+    """The status is committed, then the process dies while the deletes are in flight. The
+    next cycle finds the posts due again (level-triggered) and takes them down, once each."""
+    await _listing_with_posts(live)
+    for platform in ("facebook", "instagram", "linkedin"):
+        live.platforms.inject(platform, Fault("slow", seconds=30))
+    live.mls.set_status("K1", "Closed")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(live.rt.engine.sync_all)
+        with anyio.fail_after(10):
+            # Polling on purpose: the state watched is the database and the platform server.
+            while await status_of(live.rt, "K1") != "sold" or len(live.platforms.calls) < 3:  # noqa: ASYNC110
+                await anyio.sleep(0.02)
+        tg.cancel_scope.cancel()  # the "crash"
+
+    assert await _post_status(live, "facebook-K1") == "published"
+    for platform in ("facebook", "instagram", "linkedin"):
+        live.platforms.faults[platform].clear()
+    await live.rt.engine.sync_all()
+
+    for platform in ("facebook", "instagram", "linkedin"):
+        assert await _post_status(live, f"{platform}-K1") == "unpublished"
+    assert set(live.platforms.successful_deletes.values()) == {1}
+
+
+async def test_two_reconcilers_at_once_never_delete_a_post_twice(live: Live) -> None:
+    for key in ("K1", "K2", "K3"):
+        await _listing_with_posts(live, key)
+        live.mls.set_status(key, "Closed")
+    live.platforms.inject("facebook", Fault("slow", seconds=0.3))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(live.rt.engine.sync_all)
+        tg.start_soon(live.rt.engine.sync_all)
+
+    assert len(live.platforms.successful_deletes) == 9
+    assert set(live.platforms.successful_deletes.values()) == {1}
+    assert len(live.platforms.calls_to("linkedin")) == 3
+
+
+async def test_unpublish_listing_takes_down_every_post_now(live: Live) -> None:
+    """The brief's unpublishListingPosts(), for a listing still active."""
+    await _listing_with_posts(live)
+
+    report = await live.rt.engine.unpublish_listing("L-K1")
+
+    assert sorted((r.platform, type(r.outcome).__name__) for r in report.posts) == [
+        ("facebook", "Deleted"),
+        ("instagram", "Deleted"),
+        ("linkedin", "Deleted"),
+    ]
+    row = await listings.get(live.rt.db, "L-K1")
+    assert row is not None and row.status == "active"
