@@ -17,6 +17,7 @@ from daemon.cli.common import (
     run,
     settings_from,
 )
+from daemon.cli.session import calling_out
 from daemon.clock import iso, utcnow
 from daemon.platforms.links import post_link
 from daemon.specs import PostSpec, SpecError, check_post_id, parse_spec
@@ -152,7 +153,7 @@ def unpublish(config_path: Path | None, listing_id: str) -> None:
     settings = settings_from(config_path)
 
     async def main() -> RunReport:
-        async with open_runtime(settings) as rt:
+        async with calling_out(settings) as rt:
             return await rt.engine.unpublish_listing(listing_id)
 
     report = run(main)

@@ -20,7 +20,8 @@ from daemon.cli.common import (
     run,
     settings_from,
 )
-from daemon.sandbox.environment import sandbox_running
+from daemon.cli.session import calling_out
+from daemon.sandbox.environment import SandboxSession
 from daemon.store import runs
 from daemon.sync.engine import RunReport, SyncEngine
 from daemon.sync.runtime import open_runtime
@@ -53,19 +54,16 @@ def sync(
         fail("give --connection or --listing, not both", 2)
     settings = settings_from(config_path, verbose)
 
+    def move_market(sandbox: SandboxSession) -> None:
+        moves = sandbox.move_market(settings.sandbox.moves_per_cycle)
+        click.echo(f"  the market moved {len(moves)} listing(s), for example:")
+        for m in moves[:5]:
+            click.echo(f"    {m.key}: {m.before} -> {m.after}")
+
     async def main() -> RunReport:
-        async with open_runtime(settings, on_progress=progress_printer(not quiet)) as rt:
-            engine = rt.engine
-            if settings.sandbox.enabled:
-                async with sandbox_running(settings.sandbox, rt.db, rt.require_box()) as sb:
-                    moves = sb.move_market(settings.sandbox.moves_per_cycle)
-                    click.echo(
-                        f"sandbox MLS at {sb.url}: {len(moves)} listing(s) moved in the market"
-                    )
-                    for m in moves[:5]:
-                        click.echo(f"  {m.key}: {m.before} -> {m.after}")
-                    return await _one(engine, connection_id, listing_id)
-            return await _one(engine, connection_id, listing_id)
+        progress = progress_printer(not quiet)
+        async with calling_out(settings, progress, move_market) as rt:
+            return await _one(rt.engine, connection_id, listing_id)
 
     started = time.monotonic()
     report = run(main)
@@ -93,6 +91,9 @@ def _print_report(report: RunReport, seconds: float) -> None:
         f"status changes {r.status_changes}, errors {r.errors}, warnings {r.warnings}, "
         f"MLS requests {r.mls_requests}"
     )
+    if report.changes:
+        kinds = ", ".join(f"{kind} {n}" for kind, n in report.changes.items())
+        click.echo(f"  changes by kind: {kinds}")
     click.echo(
         f"  posts: unpublished {r.posts_unpublished}, already gone {r.posts_already_gone}, "
         f"failed {r.posts_failed} (retried later), need a person {r.posts_manual}"

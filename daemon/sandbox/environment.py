@@ -1,7 +1,10 @@
-"""The embedded sandbox: a sandbox MLS on loopback, wired into the database as ordinary
-connections, so that a newcomer sees the real engine work without credentials or network.
+"""The embedded sandbox: a sandbox MLS and sandbox social platforms on loopback, wired into the
+database as ordinary connections, accounts and posts, so that a newcomer sees the real engine
+work without credentials or network.
 
-Its market is kept in a file beside the database, so successive runs continue one story.
+The servers start first (the runtime must know their URLs), then `wire` records the sandbox
+connections, listings, accounts and posts. The market and the platforms' posts are kept in a
+file beside the database, so successive runs continue one story.
 """
 
 from __future__ import annotations
@@ -17,14 +20,20 @@ from pathlib import Path
 from typing import Any
 
 from daemon.clock import iso, parse_iso, utcnow
-from daemon.config import SandboxSettings
+from daemon.config import SandboxSettings, Settings
 from daemon.encryption import SecretBox
 from daemon.mls.query import KeyFilter
 from daemon.sandbox import market
 from daemon.sandbox.mls_server import SandboxMls, build_mls_app
+from daemon.sandbox.platforms_server import (
+    Platform,
+    SandboxPlatforms,
+    build_platforms_app,
+    platform_env,
+)
 from daemon.sandbox.serve import serving
-from daemon.specs import ConnectionSpec, ListingSpec
-from daemon.store import connections, listings
+from daemon.specs import AccountSpec, ConnectionSpec, ListingSpec, PostSpec
+from daemon.store import accounts, connections, listings, posts
 from daemon.store.database import Database
 
 STATE_FILE = "sandbox-mls.json"
@@ -34,19 +43,80 @@ FLAVOURS: list[dict[str, Any]] = [
     {"mode": "by_key", "key_filter": KeyFilter.OR, "batch_size": 5},
     {"mode": "incremental", "key_filter": KeyFilter.IN, "overlap_seconds": 60},
 ]
+# Sandbox accounts: (id, platform, how Instagram was connected). Their tokens are made up
+# per sandbox and stored encrypted like real ones.
+ACCOUNTS: list[tuple[str, Platform, str | None]] = [
+    ("sandbox-facebook", "facebook", None),
+    ("sandbox-instagram", "instagram", "facebook_login"),
+    ("sandbox-linkedin", "linkedin", None),
+]
+POSTED_SHARE = 0.4  # the share of sandbox listings that were advertised on social media
 
 
 @dataclass
 class SandboxSession:
     mls: SandboxMls
-    url: str
+    platforms: SandboxPlatforms
+    mls_url: str
+    platforms_url: str
     rng: random.Random
     state_path: Path
+    sandbox: SandboxSettings
 
     def move_market(self, count: int) -> list[market.Move]:
         moves = market.move(self.mls, count, self.rng)
-        save(self.mls, self.state_path)
+        save(self, self.state_path)
         return moves
+
+    def settings_for(self, settings: Settings) -> Settings:
+        """The settings with the platform URLs pointing at the sandbox platforms."""
+        base = platform_env(self.platforms_url)
+        update = {
+            "graph_url": base["MLS_SYNC_PLATFORMS__GRAPH_URL"],
+            "linkedin_api_url": base["MLS_SYNC_PLATFORMS__LINKEDIN_API_URL"],
+            "linkedin_oauth_url": base["MLS_SYNC_PLATFORMS__LINKEDIN_OAUTH_URL"],
+        }
+        return settings.model_copy(
+            update={"platforms": settings.platforms.model_copy(update=update)}
+        )
+
+    async def wire(self, db: Database, box: SecretBox) -> None:
+        """(Re)points the sandbox connections at this run's servers and records the sandbox
+        listings, accounts and posts."""
+        now = iso(utcnow())
+        for i, keys in enumerate(_keys(self.sandbox)):
+            cid = connection_id(i)
+            client_id, secret = f"{cid}-client", f"{cid}-secret"
+            self.mls.add_client(client_id, secret)
+            spec = ConnectionSpec(
+                id=cid,
+                name=f"Sandbox MLS #{i + 1}",
+                base_url=self.mls_url,
+                auth_kind="oauth2",
+                token_url=f"{self.mls_url}/oauth/token",
+                client_id=client_id,
+                scope="api",
+                select_mlg_can_view=True,
+                rate_per_second=50.0,
+                **FLAVOURS[i % len(FLAVOURS)],
+            )
+            await connections.upsert(db, spec, box.encrypt(secret), now)
+            await listings.add_many(
+                db, [ListingSpec(id=f"L-{k}", connection_id=cid, listing_key=k) for k in keys], now
+            )
+        for account_id, platform, via in ACCOUNTS:
+            token = _token(platform)
+            self.platforms.tokens.setdefault(token, "ok")
+            spec_a = AccountSpec.model_validate(
+                {
+                    "id": account_id,
+                    "user_id": "sandbox-agent",
+                    "platform": platform,
+                    "connected_via": via,
+                }
+            )
+            await accounts.upsert(db, spec_a, box.encrypt(token), None, None, now)
+        await _record_posts(db, self.platforms, now)
 
 
 def connection_id(i: int) -> str:
@@ -54,84 +124,114 @@ def connection_id(i: int) -> str:
 
 
 @asynccontextmanager
-async def sandbox_running(
-    settings: SandboxSettings, db: Database, box: SecretBox
-) -> AsyncIterator[SandboxSession]:
-    state_path = db.path.parent / STATE_FILE
+async def sandbox_running(settings: Settings) -> AsyncIterator[SandboxSession]:
+    sandbox = settings.sandbox
+    state_path = settings.database.path.parent / STATE_FILE
+    state_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     mls = SandboxMls(max_page_size=100)
-    rng = random.Random(settings.seed)
-    keys_by_connection = _keys(settings)
-    if not load(mls, state_path):
-        market.seed(mls, [k for keys in keys_by_connection for k in keys], rng)
-        save(mls, state_path)
+    platforms = SandboxPlatforms()
+    rng = random.Random(sandbox.seed)
+    if not load(mls, platforms, state_path):
+        keys = [k for ks in _keys(sandbox) for k in ks]
+        market.seed(mls, keys, rng)
+        _publish(platforms, keys, rng)
     # Each run continues the story differently, yet repeatably for the same saved market.
-    rng.seed(f"{settings.seed}:{iso(mls.last_stamp)}")
-    async with serving(build_mls_app(mls)) as url:
-        await _wire(db, box, mls, url, keys_by_connection)
-        yield SandboxSession(mls, url, rng, state_path)
-    save(mls, state_path)
+    rng.seed(f"{sandbox.seed}:{iso(mls.last_stamp)}")
+    async with (
+        serving(build_mls_app(mls)) as mls_url,
+        serving(build_platforms_app(platforms)) as platforms_url,
+    ):
+        session = SandboxSession(mls, platforms, mls_url, platforms_url, rng, state_path, sandbox)
+        save(session, state_path)
+        yield session
+        save(session, state_path)
 
 
-def _keys(settings: SandboxSettings) -> list[list[str]]:
-    per = max(settings.listings // settings.connections, 1)
-    return [[market.listing_key(c + 1, n) for n in range(per)] for c in range(settings.connections)]
+def _keys(sandbox: SandboxSettings) -> list[list[str]]:
+    per = max(sandbox.listings // sandbox.connections, 1)
+    return [[market.listing_key(c + 1, n) for n in range(per)] for c in range(sandbox.connections)]
 
 
-async def _wire(
-    db: Database, box: SecretBox, mls: SandboxMls, url: str, keys_by_connection: list[list[str]]
-) -> None:
-    """(Re)points the sandbox connections at this run's server and tracks their listings."""
-    now = iso(utcnow())
-    for i, keys in enumerate(keys_by_connection):
-        cid = connection_id(i)
-        client_id, secret = f"{cid}-client", f"{cid}-secret"
-        mls.add_client(client_id, secret)
-        spec = ConnectionSpec(
-            id=cid,
-            name=f"Sandbox MLS #{i + 1}",
-            base_url=url,
-            auth_kind="oauth2",
-            token_url=f"{url}/oauth/token",
-            client_id=client_id,
-            scope="api",
-            select_mlg_can_view=True,
-            rate_per_second=50.0,
-            **FLAVOURS[i % len(FLAVOURS)],
+def _publish(platforms: SandboxPlatforms, keys: list[str], rng: random.Random) -> None:
+    """Some listings were advertised: a post on each platform."""
+    for n, key in enumerate(sorted(keys)):
+        if rng.random() >= POSTED_SHARE:
+            continue
+        for _, platform, _ in ACCOUNTS:
+            platforms.publish(
+                platform,
+                _post_id(platform, n),
+                f"sandbox-{platform}-token",
+                listing_key=key,
+            )
+
+
+def _token(platform: str) -> str:
+    return f"sandbox-{platform}-token"
+
+
+def _post_id(platform: Platform, n: int) -> str:
+    return {
+        "facebook": f"1000_{n}",
+        "instagram": f"{17_000_000 + n}",
+        "linkedin": f"urn:li:share:{n}",
+    }[platform]
+
+
+async def _record_posts(db: Database, platforms: SandboxPlatforms, now: str) -> None:
+    """The app recorded each sandbox post when it published it; so do we, once."""
+    for post in platforms.posts.values():
+        key = post.listing_key
+        if key is None:
+            continue
+        spec = PostSpec(
+            id=f"{post.platform}-{key}",
+            listing_id=f"L-{key}",
+            account_id=f"sandbox-{post.platform}",
+            platform_post_id=post.id,
         )
-        await connections.upsert(db, spec, box.encrypt(secret), now)
-        await listings.add_many(
-            db,
-            [ListingSpec(id=f"L-{k}", connection_id=cid, listing_key=k) for k in keys],
-            now,
-        )
+        if await posts.get(db, spec.id) is None:
+            await posts.add(db, spec, now)
 
 
-def save(mls: SandboxMls, path: Path) -> None:
+def save(session: SandboxSession, path: Path) -> None:
     """Written to a temporary file and renamed: a crash leaves the old file or the new one."""
     doc = {
         "records": [
             {**r, "ModificationTimestamp": iso(r["ModificationTimestamp"])}
-            if hasattr(r.get("ModificationTimestamp"), "tzinfo")
+            if isinstance(r.get("ModificationTimestamp"), datetime)
             else r
-            for r in mls.records.values()
-        ]
+            for r in session.mls.records.values()
+        ],
+        "posts": [
+            {
+                "platform": p.platform,
+                "id": p.id,
+                "owner_token": p.owner_token,
+                "deleted": p.deleted,
+                "listing_key": p.listing_key,
+            }
+            for p in session.platforms.posts.values()
+        ],
     }
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc), encoding="utf-8")
     os.replace(tmp, path)
 
 
-def load(mls: SandboxMls, path: Path) -> bool:
+def load(mls: SandboxMls, platforms: SandboxPlatforms, path: Path) -> bool:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return False
-    except ValueError:
-        return False  # a damaged sandbox file is simply re-seeded
+    except (FileNotFoundError, ValueError):
+        return False  # no sandbox yet, or a damaged file: seed a new one
     for rec in doc.get("records", []):
         if isinstance(rec.get("ModificationTimestamp"), str):
             rec["ModificationTimestamp"] = parse_iso(rec["ModificationTimestamp"])
-        mls.records[rec["ListingKey"]] = rec
-        if isinstance(rec.get("ModificationTimestamp"), datetime):
             mls.last_stamp = max(mls.last_stamp, rec["ModificationTimestamp"])
+        mls.records[rec["ListingKey"]] = rec
+    for raw in doc.get("posts", []):
+        post = platforms.publish(
+            raw["platform"], raw["id"], raw["owner_token"], listing_key=raw.get("listing_key")
+        )
+        post.deleted = raw["deleted"]
     return bool(mls.records)

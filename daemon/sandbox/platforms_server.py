@@ -34,6 +34,7 @@ class SandboxPost:
     owner_token: str
     kind: PostKind = "post"
     deleted: bool = False
+    listing_key: str | None = None  # the sandbox's own bookkeeping: which listing it advertises
 
 
 @dataclass
@@ -58,10 +59,17 @@ class SandboxPlatforms:
     successful_deletes: Counter[str] = field(default_factory=Counter)
 
     def publish(
-        self, platform: Platform, post_id: str, token: str, kind: PostKind = "post"
-    ) -> None:
+        self,
+        platform: Platform,
+        post_id: str,
+        token: str,
+        kind: PostKind = "post",
+        listing_key: str | None = None,
+    ) -> SandboxPost:
         self.tokens.setdefault(token, "ok")
-        self.posts[post_id] = SandboxPost(platform, post_id, token, kind)
+        post = SandboxPost(platform, post_id, token, kind, listing_key=listing_key)
+        self.posts[post_id] = post
+        return post
 
     def exists(self, post_id: str) -> bool:
         post = self.posts.get(post_id)

@@ -56,6 +56,10 @@ HISTORY = "SELECT * FROM status_changes WHERE listing_id = ? ORDER BY id"
 COUNT_BY_STATUS = """
 SELECT coalesce(status, 'unknown') AS status, count(*) AS n FROM listings GROUP BY 1 ORDER BY 1
 """
+CHANGES_BY_KIND = """
+SELECT CASE WHEN event = 'changed' THEN to_status ELSE event END AS kind, count(*)
+FROM status_changes WHERE run_id = ? GROUP BY 1 ORDER BY 2 DESC, 1
+"""
 CONNECTION_EXISTS = "SELECT 1 FROM mls_connections WHERE id = ?"
 
 
@@ -158,4 +162,11 @@ async def history(db: Database, listing_id: str) -> list[StatusChangeRow]:
 
 async def count_by_status(db: Database) -> dict[str, int]:
     async with db.reading() as conn, conn.execute(COUNT_BY_STATUS) as cur:
+        return {r[0]: int(r[1]) for r in await cur.fetchall()}
+
+
+async def changes_by_kind(db: Database, run_id: int) -> dict[str, int]:
+    """A run's changes: `sold`, `pending`... for ordinary ones; `restored`, `removed` and
+    `first_seen` by their event."""
+    async with db.reading() as conn, conn.execute(CHANGES_BY_KIND, (run_id,)) as cur:
         return {r[0]: int(r[1]) for r in await cur.fetchall()}

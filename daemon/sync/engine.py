@@ -41,6 +41,7 @@ class RunReport:
     errors: list[RunErrorRow] = field(default_factory=list)
     posts: list[PostResult] = field(default_factory=list)
     posts_due: int = 0  # still due after the run: waiting for a retry or for an account
+    changes: dict[str, int] = field(default_factory=dict)  # status changes by kind
 
 
 class SyncEngine:
@@ -140,7 +141,13 @@ class SyncEngine:
                 posts_unpublished=run.posts_unpublished,
                 posts_failed=run.posts_failed,
             )
-        return RunReport(run, await runs.errors_of(self.db, run_id, 50), results, len(due))
+        return RunReport(
+            run,
+            await runs.errors_of(self.db, run_id, 50),
+            results,
+            len(due),
+            await listings.changes_by_kind(self.db, run_id),
+        )
 
     async def unpublish_listing(self, listing_id: str, trigger: str = "manual") -> RunReport:
         """The brief's unpublishListingPosts(): every published post of the listing, now."""

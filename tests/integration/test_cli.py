@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -18,6 +19,15 @@ def mls_sync(
     *args: str, cwd: Path, env: dict[str, str] | None = None, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("MLS_SYNC_")}
+    # A second guard beside the sandbox: a command that calls out by mistake hits a dead
+    # loopback port, never a real platform (pytest-socket does not reach a subprocess).
+    full_env.update(
+        {
+            "MLS_SYNC_PLATFORMS__GRAPH_URL": "http://127.0.0.1:9/graph",
+            "MLS_SYNC_PLATFORMS__LINKEDIN_API_URL": "http://127.0.0.1:9/linkedin",
+            "MLS_SYNC_PLATFORMS__LINKEDIN_OAUTH_URL": "http://127.0.0.1:9/linkedin",
+        }
+    )
     full_env.update(env or {})
     return subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
         [sys.executable, "-m", "daemon.cli", *args],
@@ -207,3 +217,162 @@ def test_removing_a_connection_with_listings_needs_to_be_asked_for(sandbox_dir: 
     assert refused.returncode == 2 and "--with-listings" in refused.stderr
     removed = mls_sync("connections", "remove", "sandbox-3", "--with-listings", cwd=sandbox_dir)
     assert removed.returncode == 0 and "with 100 listing(s)" in removed.stdout
+
+
+def test_accounts_posts_and_unpublish_from_the_cli(sandbox_dir: Path) -> None:
+    """Record an account and a post for a listing, then take the listing's posts down now."""
+    assert mls_sync("sync", cwd=sandbox_dir).returncode == 0
+    env = {"FB_TOKEN": "sandbox-facebook-token"}
+    steps = [
+        (
+            "accounts",
+            "add",
+            "--id",
+            "my-page",
+            "--user",
+            "agent-7",
+            "--platform",
+            "facebook",
+            "--token-env",
+            "FB_TOKEN",
+        ),
+        (
+            "posts",
+            "add",
+            "my-post",
+            "--listing",
+            "L-SBX001-000000",
+            "--account",
+            "my-page",
+            "--platform-id",
+            "1000_999999",
+        ),
+    ]
+    for args in steps:
+        result = mls_sync(*args, cwd=sandbox_dir, env=env)
+        assert result.returncode == 0, result.stderr
+    bad_id = mls_sync(
+        "posts",
+        "add",
+        "p2",
+        "--listing",
+        "L-SBX001-000000",
+        "--account",
+        "my-page",
+        "--platform-id",
+        "urn:li:share:1",
+        cwd=sandbox_dir,
+    )
+    assert bad_id.returncode == 2 and "not a facebook post id" in bad_id.stderr
+    shown = mls_sync("posts", "show", "my-post", cwd=sandbox_dir)
+    assert "published" in shown.stdout and "https://www.facebook.com/1000_999999" in shown.stdout
+    accounts = mls_sync("accounts", "list", cwd=sandbox_dir)
+    assert "my-page" in accounts.stdout and "sandbox-linkedin" in accounts.stdout
+
+    result = mls_sync("unpublish", "--listing", "L-SBX001-000000", cwd=sandbox_dir)
+
+    assert result.returncode == 0, result.stderr
+    # The sandbox Facebook has no post 1000_999999 (100/33), but the token can still read
+    # page 1000: so it was already deleted. The listing's three sandbox posts are deleted.
+    lines = {line.split()[1]: line for line in result.stdout.splitlines()[1:-1]}
+    assert "AlreadyGone" in lines["my-post"]
+    assert sum("Deleted" in line for line in lines.values()) == 3
+    assert "unpublished 3, already gone 1" in result.stdout
+    after = mls_sync("posts", "list", "--listing", "L-SBX001-000000", "--json", cwd=sandbox_dir)
+    assert {p["status"] for p in json.loads(after.stdout)} == {"unpublished"}
+
+
+def test_no_secret_appears_in_the_database_the_logs_or_any_output(sandbox_dir: Path) -> None:
+    """Tokens and credentials are encrypted at rest, redacted in logs, never printed."""
+    seeded = {
+        "MLS_TOKEN": "mls-bearer-5ecret-7f3a9",
+        "FB_TOKEN": "EAAB-page-token-5ecret-91c2",
+        "LI_REFRESH": "AQX-refresh-5ecret-33aa",
+        "LI_SECRET": "li-client-5ecret-0b1e",
+    }
+    commands = [
+        (
+            "connections",
+            "add",
+            "--id",
+            "extra",
+            "--name",
+            "Extra",
+            "--base-url",
+            "http://127.0.0.1:9/odata",
+            "--secret-env",
+            "MLS_TOKEN",
+        ),
+        (
+            "accounts",
+            "add",
+            "--id",
+            "fb-x",
+            "--user",
+            "u",
+            "--platform",
+            "facebook",
+            "--token-env",
+            "FB_TOKEN",
+        ),
+        (
+            "accounts",
+            "add",
+            "--id",
+            "li-x",
+            "--user",
+            "u",
+            "--platform",
+            "linkedin",
+            "--token-env",
+            "FB_TOKEN",
+            "--refresh-token-env",
+            "LI_REFRESH",
+            "--client-id",
+            "app",
+            "--client-secret-env",
+            "LI_SECRET",
+        ),
+        ("sync", "-v"),
+        ("sync", "-v"),
+        ("history",),
+        ("history", "--run", "2", "--json"),
+        ("connections", "list", "--json"),
+        ("connections", "show", "extra"),
+        ("connections", "show", "sandbox-1", "--json"),
+        ("accounts", "list", "--json"),
+        ("accounts", "show", "li-x", "--json"),
+        ("accounts", "show", "sandbox-facebook"),
+        ("posts", "list", "--json"),
+        ("listings", "list", "--json"),
+        ("check-config",),
+    ]
+    output = ""
+    for args in commands:
+        result = mls_sync(*args, cwd=sandbox_dir, env=seeded)
+        assert result.returncode == 0, (args, result.stderr)
+        output += result.stdout + result.stderr
+    assert "status_changed" in output  # the verbose logs really were captured
+    state = sandbox_dir / "state"
+    files = {p.name: p.read_bytes() for p in state.iterdir() if p.name.startswith("mls-sync.db")}
+    assert "mls-sync.db" in files
+    secrets = [
+        *seeded.values(),
+        "sandbox-facebook-token",
+        "sandbox-1-secret",
+        (state / "sandbox-secret-key").read_text().strip(),
+    ]
+    for secret in secrets:
+        assert secret not in output, secret
+        for name, content in files.items():
+            assert secret.encode() not in content, (secret, name)
+
+
+def test_a_wrong_key_is_refused_clearly_not_with_a_traceback(sandbox_dir: Path) -> None:
+    assert mls_sync("sync", cwd=sandbox_dir).returncode == 0
+    result = mls_sync(
+        "listings", "list", cwd=sandbox_dir, env={"MLS_SYNC_SECRET_KEY": generate_key()}
+    )
+    assert result.returncode == 1
+    assert "does not decrypt the stored secrets" in result.stderr
+    assert "Traceback" not in result.stderr

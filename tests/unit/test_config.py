@@ -37,7 +37,11 @@ def test_an_empty_file_gives_the_defaults(tmp_path: Path) -> None:
         ("[sync]\nintervall = 5\n", ["[sync] intervall", "unknown key", "interval_seconds"]),
         (
             "[synk]\n",
-            ["[synk]", "unknown key", "allowed here: database, logging, mls, platforms, sandbox, sync"],
+            [
+                "[synk]",
+                "unknown key",
+                "allowed here: database, logging, mls, platforms, sandbox, sync",
+            ],
         ),
         ("[sync]\ninterval_seconds = 'often'\n", ["[sync] interval_seconds = 'often'", "integer"]),
         (
