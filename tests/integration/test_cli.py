@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.encryption import generate_key
+from daemon.encryption import SecretBox, generate_key
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -376,3 +376,10 @@ def test_a_wrong_key_is_refused_clearly_not_with_a_traceback(sandbox_dir: Path) 
     assert result.returncode == 1
     assert "does not decrypt the stored secrets" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_generate_key_prints_a_working_fernet_key(tmp_path: Path) -> None:
+    result = mls_sync("generate-key", cwd=tmp_path)
+    key = result.stdout.strip()
+    assert result.returncode == 0 and len(key) == 44
+    assert SecretBox(key).decrypt(SecretBox(key).encrypt("x")) == "x"

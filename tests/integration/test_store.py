@@ -12,10 +12,10 @@ from daemon.clock import iso, utcnow
 from daemon.config import Settings
 from daemon.encryption import SecretKeyError, generate_key
 from daemon.sandbox.mls_server import SandboxMls
-from daemon.store import connections, vault
+from daemon.store import accounts, connections, vault
 from daemon.store.database import SCHEMA_VERSION, Database, SchemaError
 from daemon.sync.runtime import open_runtime
-from tests.helpers import STATIC_TOKEN, add_connection, status_of, track
+from tests.helpers import STATIC_TOKEN, add_account, add_connection, status_of, track
 
 
 async def test_the_database_runs_in_wal_with_foreign_keys_and_a_busy_timeout(
@@ -103,14 +103,26 @@ async def test_rotating_the_key_keeps_every_credential_readable(
     async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
         await add_connection(rt, url)
         await track(rt, "mls-1", ["A"])
+        await add_account(
+            rt,
+            "li",
+            "linkedin",
+            "access",
+            refresh_token="refresh",
+            client_id="app",
+            client_secret="app-secret",
+        )
     new_key = generate_key()
     async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": f"{new_key},{secret_key}"}) as rt:
-        assert await vault.rotate(rt.db, rt.require_box()) == 1
+        assert await vault.rotate(rt.db, rt.require_box()) == 4  # 1 credential + 3 tokens
 
     async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": new_key}) as rt:
         report = await rt.engine.sync_all()
         assert report.run.errors == 0
         assert await status_of(rt, "A") == "sold"
+        account = await accounts.get(rt.db, "li")
+        assert account is not None and account.client_secret_encrypted is not None
+        assert rt.require_box().decrypt(account.client_secret_encrypted) == "app-secret"
     with pytest.raises(SecretKeyError):
         async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}):
             pass

@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import anyio
+import pytest
 
 from daemon.clock import utcnow
 from daemon.models import LocalStatus
 from daemon.sandbox.faults import Fault
-from daemon.sandbox.platforms_server import graph_fault
+from daemon.sandbox.mls_server import SandboxMls
+from daemon.sandbox.platforms_server import SandboxPlatforms, graph_fault, platform_env
 from daemon.store import accounts, listings, posts
-from tests.helpers import Live, add_account, add_connection, add_post, status_of, track
+from daemon.sync.runtime import open_runtime
+from tests.helpers import (
+    Live,
+    add_account,
+    add_connection,
+    add_post,
+    make_settings,
+    status_of,
+    track,
+)
 
 
 def post_ids(key: str) -> dict[str, str]:
@@ -353,3 +365,45 @@ async def test_unpublish_listing_takes_down_every_post_now(live: Live) -> None:
     ]
     row = await listings.get(live.rt.db, "L-K1")
     assert row is not None and row.status == "active"
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [(4, 400), (17, 400), (32, 400), (613, 400), (80001, 400), (1, 500), (368, 400)],
+)
+async def test_every_graph_throttling_or_transient_code_is_retried_later(
+    live: Live, code: int, status: int
+) -> None:
+    await _listing_with_posts(live)
+    live.platforms.inject("facebook", graph_fault(code, status=status))
+    await _sell(live)
+    row = await posts.get(live.rt.db, "facebook-K1")
+    assert row is not None and row.status == "published" and row.next_attempt_at is not None
+    assert str(code) in (row.last_error or "")
+
+
+async def test_platform_calls_never_exceed_the_platform_rate(
+    tmp_path: Path,
+    secret_key: str,
+    mls: tuple[SandboxMls, str],
+    platforms: tuple[SandboxPlatforms, str],
+) -> None:
+    settings = make_settings(
+        tmp_path,
+        **platform_env(platforms[1]),
+        MLS_SYNC_PLATFORMS__LINKEDIN_RATE_PER_SECOND="10",
+        MLS_SYNC_PLATFORMS__MAX_CONCURRENT_PER_ACCOUNT="8",
+    )
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        live = Live(rt, mls[0], mls[1], platforms[0])
+        keys = [f"K{i}" for i in range(1, 16)]
+        for key in keys:
+            await _listing_with_posts(live, key)
+            live.mls.set_status(key, "Closed")
+        await rt.engine.sync_all()
+    assert len(live.platforms.successful_deletes) == 45
+    times = sorted(c.at for c in live.platforms.calls_to("linkedin"))
+    assert len(times) == 15
+    # One token dripping every 0.1 s: at most 11 calls start in any second, and 15 take 1.4 s.
+    assert max(sum(1 for t in times[i:] if t - s < 1.0) for i, s in enumerate(times)) <= 11
+    assert times[-1] - times[0] >= 1.3
