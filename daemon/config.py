@@ -117,6 +117,24 @@ class PlatformSettings(_Section):
         return rate
 
 
+class DaemonSettings(_Section):
+    """`mls-sync run`: the HTTP server and the shutdown behaviour."""
+
+    http_host: str = Field(
+        default="127.0.0.1",
+        description="address the health/status/metrics/API server binds; loopback by default",
+    )
+    http_port: int = Field(default=8787, ge=0, le=65_535)
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0, le=600)
+    startup_grace_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        le=86_400,
+        description="how long /readyz passes before the first cycle has completed",
+    )
+    max_body_bytes: int = Field(default=65_536, ge=1024, le=10_000_000)
+
+
 class SandboxSettings(_Section):
     enabled: bool = False
     connections: int = Field(default=3, ge=1, le=1000)
@@ -135,6 +153,7 @@ class Settings(_Section):
     sync: SyncSettings = SyncSettings()
     mls: MlsSettings = MlsSettings()
     platforms: PlatformSettings = PlatformSettings()
+    daemon: DaemonSettings = DaemonSettings()
     sandbox: SandboxSettings = SandboxSettings()
     logging: LoggingSettings = LoggingSettings()
 

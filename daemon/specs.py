@@ -34,10 +34,11 @@ def _url(value: str, what: str) -> str:
     return value.rstrip("/")
 
 
-class ConnectionSpec(BaseModel):
+class ConnectionFields(BaseModel):
+    """A connection's definition; the id comes from where it is given (CLI, URL path)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: Identifier
     name: str = Field(min_length=1, max_length=200)
     base_url: str
     resource: str = Field(default="Property", pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
@@ -65,19 +66,26 @@ class ConnectionSpec(BaseModel):
         return None if v is None else _url(v, "token_url")
 
     @model_validator(mode="after")
-    def _oauth_needs_endpoint(self) -> ConnectionSpec:
+    def _oauth_needs_endpoint(self) -> ConnectionFields:
         if self.auth_kind == "oauth2" and not (self.token_url and self.client_id):
             raise ValueError("auth_kind 'oauth2' needs token_url and client_id")
         return self
 
 
-class ListingSpec(BaseModel):
+class ConnectionSpec(ConnectionFields):
+    id: Identifier
+
+
+class ListingFields(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: Identifier
     connection_id: Identifier
     listing_key: str = Field(min_length=1, max_length=255, pattern=r"^\S(.*\S)?$")
     status: LocalStatus | None = None
+
+
+class ListingSpec(ListingFields):
+    id: Identifier
 
 
 def parse_spec(model: type[SpecT], data: dict[str, object], where: str = "") -> SpecT:
@@ -111,10 +119,9 @@ POST_ID_PATTERNS = {
 }
 
 
-class AccountSpec(BaseModel):
+class AccountFields(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: Identifier
     user_id: str = Field(min_length=1, max_length=200)
     platform: Literal["facebook", "instagram", "linkedin"]
     connected_via: Literal["facebook_login", "instagram_login"] | None = None
@@ -123,7 +130,7 @@ class AccountSpec(BaseModel):
     refresh_token_expires_at: str | None = None
 
     @model_validator(mode="after")
-    def _instagram_says_how(self) -> AccountSpec:
+    def _instagram_says_how(self) -> AccountFields:
         if self.platform == "instagram" and self.connected_via is None:
             raise ValueError(
                 "an Instagram account needs connected_via: facebook_login or instagram_login"
@@ -133,10 +140,13 @@ class AccountSpec(BaseModel):
         return self
 
 
-class PostSpec(BaseModel):
+class AccountSpec(AccountFields):
+    id: Identifier
+
+
+class PostFields(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: Identifier
     listing_id: Identifier
     account_id: Identifier
     platform_post_id: str = Field(min_length=1, max_length=500)
@@ -147,6 +157,10 @@ class PostSpec(BaseModel):
     @classmethod
     def _permalink(cls, v: str | None) -> str | None:
         return None if v is None else _url(v, "permalink")
+
+
+class PostSpec(PostFields):
+    id: Identifier
 
 
 def check_post_id(platform: str, platform_post_id: str) -> None:

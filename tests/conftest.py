@@ -12,7 +12,7 @@ from daemon.config import Settings
 from daemon.encryption import generate_key
 from daemon.sandbox.mls_server import SandboxMls, build_mls_app
 from daemon.sandbox.platforms_server import SandboxPlatforms, build_platforms_app, platform_env
-from daemon.sandbox.serve import serving
+from daemon.serving import serving
 from daemon.sync.runtime import Runtime, open_runtime
 from tests.helpers import STATIC_TOKEN, Live, make_settings
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import click
 
-from daemon.cli import accounts_cmd, connections_cmd, keys_cmd, listings_cmd, posts_cmd, sync_cmd
+from daemon.cli import (
+    accounts_cmd,
+    connections_cmd,
+    keys_cmd,
+    listings_cmd,
+    posts_cmd,
+    run_cmd,
+    sync_cmd,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -15,6 +23,7 @@ def cli() -> None:
 
     \b
     Start here:
+      mls-sync run                   the daemon (what systemd starts)
       mls-sync check-config          is config.toml valid? what is in effect?
       mls-sync sync                  run one sync cycle now and print a summary
       mls-sync history               what the last cycles did
@@ -28,6 +37,7 @@ def cli() -> None:
     """
 
 
+cli.add_command(run_cmd.run)
 cli.add_command(keys_cmd.check_config)
 cli.add_command(keys_cmd.generate_key)
 cli.add_command(keys_cmd.rotate_key)

@@ -31,7 +31,7 @@ from daemon.sandbox.platforms_server import (
     build_platforms_app,
     platform_env,
 )
-from daemon.sandbox.serve import serving
+from daemon.serving import serving
 from daemon.specs import AccountSpec, ConnectionSpec, ListingSpec, PostSpec
 from daemon.store import accounts, connections, listings, posts
 from daemon.store.database import Database

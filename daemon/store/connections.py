@@ -64,6 +64,7 @@ MARK_SYNCED = """
 UPDATE mls_connections SET last_synced_at = :at, last_error = :error, updated_at = :at
 WHERE id = :id
 """
+COUNT_BY_STATE = "SELECT state, count(*) FROM mls_connections GROUP BY 1"
 ALL_SECRETS = "SELECT id, secret_encrypted FROM mls_connections"
 SET_SECRET = "UPDATE mls_connections SET secret_encrypted = ? WHERE id = ?"  # noqa: S105
 
@@ -153,3 +154,8 @@ async def all_secrets(conn: aiosqlite.Connection) -> list[tuple[str, str]]:
 
 async def set_secret(conn: aiosqlite.Connection, connection_id: str, secret: str) -> None:
     await conn.execute(SET_SECRET, (secret, connection_id))
+
+
+async def count_by_state(db: Database) -> dict[str, int]:
+    async with db.reading() as conn, conn.execute(COUNT_BY_STATE) as cur:
+        return {r[0]: int(r[1]) for r in await cur.fetchall()}

@@ -60,6 +60,10 @@ CHANGES_BY_KIND = """
 SELECT CASE WHEN event = 'changed' THEN to_status ELSE event END AS kind, count(*)
 FROM status_changes WHERE run_id = ? GROUP BY 1 ORDER BY 2 DESC, 1
 """
+TRANSITIONS = """
+SELECT coalesce(from_status, 'none'), to_status, count(*) FROM status_changes
+WHERE run_id = ? GROUP BY 1, 2
+"""
 CONNECTION_EXISTS = "SELECT 1 FROM mls_connections WHERE id = ?"
 
 
@@ -170,3 +174,8 @@ async def changes_by_kind(db: Database, run_id: int) -> dict[str, int]:
     `first_seen` by their event."""
     async with db.reading() as conn, conn.execute(CHANGES_BY_KIND, (run_id,)) as cur:
         return {r[0]: int(r[1]) for r in await cur.fetchall()}
+
+
+async def transitions(db: Database, run_id: int) -> dict[tuple[str, str], int]:
+    async with db.reading() as conn, conn.execute(TRANSITIONS, (run_id,)) as cur:
+        return {(r[0], r[1]): int(r[2]) for r in await cur.fetchall()}

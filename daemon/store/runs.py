@@ -42,6 +42,9 @@ WHERE id = :run_id
 GET = "SELECT * FROM sync_runs WHERE id = ?"
 RECENT = "SELECT * FROM sync_runs ORDER BY id DESC LIMIT ?"
 ERRORS_OF = "SELECT * FROM run_errors WHERE run_id = ? ORDER BY id LIMIT ?"
+ERRORS_BY_SCOPE = """
+SELECT scope, count(*) FROM run_errors WHERE run_id = ? AND severity = 'error' GROUP BY 1
+"""
 RUNNING = "SELECT id, holder FROM sync_runs WHERE outcome = 'running'"
 INTERRUPT = """
 UPDATE sync_runs SET outcome = 'interrupted', finished_at = :at WHERE id = :run_id
@@ -137,3 +140,8 @@ async def interrupt(db: Database, run_ids: Sequence[int], at: str) -> None:
     cycle redoes the rest, since every step is idempotent."""
     async with db.transaction() as conn:
         await conn.executemany(INTERRUPT, [{"run_id": i, "at": at} for i in run_ids])
+
+
+async def errors_by_scope(db: Database, run_id: int) -> dict[str, int]:
+    async with db.reading() as conn, conn.execute(ERRORS_BY_SCOPE, (run_id,)) as cur:
+        return {r[0]: int(r[1]) for r in await cur.fetchall()}

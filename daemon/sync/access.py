@@ -33,6 +33,10 @@ class MlsAccess:
         self._rates: dict[str, tuple[float, AsyncLimiter]] = {}
         self._tokens: dict[tuple[str, str], TokenSource] = {}
 
+    def apply(self, settings: MlsSettings) -> None:
+        self.settings = settings
+        self.concurrency.total_tokens = settings.max_concurrent_requests
+
     def policy(self) -> RetryPolicy:
         s = self.settings
         return RetryPolicy(

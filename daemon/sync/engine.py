@@ -64,6 +64,14 @@ class SyncEngine:
         self.hostname = socket.gethostname()
         self.holder = this_process()
 
+    def apply_settings(self, settings: Settings) -> None:
+        """A reload (SIGHUP): limits, mapping and platform settings take effect from the next
+        request; what needs a restart (database, HTTP address) is the caller's to warn about."""
+        self.settings = settings
+        self.mapping = settings.mls.status_mapping()
+        self.access.apply(settings.mls)
+        self.unpublisher.apply(settings)
+
     # -- the three entry points ------------------------------------------------------------
 
     async def sync_all(self, trigger: str = "manual") -> RunReport:

@@ -100,6 +100,13 @@ class Unpublisher:
         self._rates: dict[str, AsyncLimiter] = {}
         self._slots: dict[str, anyio.CapacityLimiter] = {}
 
+    def apply(self, settings: Settings) -> None:
+        """New limits apply to the next pass (limiters are made again on first use)."""
+        self.settings = settings.platforms
+        self.unpublish_on = settings.sync.unpublish_on
+        self._rates.clear()
+        self._slots.clear()
+
     async def reconcile(self, run_id: int, scope: DueScope) -> list[PostResult]:
         """Takes down every due post in `scope`; returns what happened to each."""
         due = await posts.due_for_unpublish(self.db, self.unpublish_on, iso(self.clock()), scope)

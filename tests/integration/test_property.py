@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from daemon.encryption import generate_key
 from daemon.models import DEFAULT_STANDARD_STATUS_MAP, IGNORE, StatusMapping
 from daemon.sandbox.mls_server import SandboxMls, build_mls_app
-from daemon.sandbox.serve import serving
+from daemon.serving import serving
 from daemon.store import listings
 from daemon.sync.runtime import open_runtime
 from tests.helpers import STATIC_TOKEN, add_connection, make_settings, track

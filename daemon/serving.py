@@ -1,8 +1,10 @@
-"""Serving an ASGI app on loopback inside the caller's event loop (Hypercorn).
+"""Serving an ASGI app inside the caller's event loop (Hypercorn): the daemon's HTTP API and
+the sandbox servers alike.
 
-Hypercorn installs no signal handlers when given a shutdown trigger (runtime.md), so the
-sandbox can live inside the daemon or a test without stealing SIGTERM. Port 0 picks a free one:
-we bind the socket ourselves to learn it, and hand the descriptor to Hypercorn.
+Hypercorn installs no signal handlers when given a shutdown trigger (runtime.md), so it can
+live inside the daemon or a test without stealing SIGTERM. Port 0 picks a free one: we bind the
+socket ourselves to learn it (and to fail early and clearly if the address is taken), and hand
+the descriptor to Hypercorn.
 """
 
 from __future__ import annotations
@@ -24,12 +26,18 @@ LOOPBACK = "127.0.0.1"
 @asynccontextmanager
 async def serving(app: Any, host: str = LOOPBACK, port: int = 0) -> AsyncIterator[str]:
     """Yields the base URL (http://127.0.0.1:PORT) while the app is served."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(512)
+    try:
+        sock.bind((host, port))
+        sock.listen(512)
+    except OSError:
+        sock.close()
+        raise
     sock.setblocking(False)
     bound_port = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
     config = Config()
     config.bind = [f"fd://{sock.fileno()}"]
     config.accesslog = None
@@ -43,7 +51,7 @@ async def serving(app: Any, host: str = LOOPBACK, port: int = 0) -> AsyncIterato
     sock.detach()  # Hypercorn owns the descriptor from here and closes it
     try:
         await _wait_until_listening(host, bound_port, server)
-        yield f"http://{host}:{bound_port}"
+        yield f"http://{shown}:{bound_port}"
     finally:
         stop.set()
         await server

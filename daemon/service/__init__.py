@@ -1,0 +1,1 @@
+"""The running daemon: coordinator, clock, signals, systemd notify, HTTP and metrics."""

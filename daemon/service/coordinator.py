@@ -1,0 +1,118 @@
+"""Deciding when a cycle runs (invariant 3). APScheduler is only the clock.
+
+Every trigger (the timer, SIGUSR1, POST /v1/sync) lands here. One cycle runs at a time;
+triggers that arrive while it runs fold into exactly one follow-up cycle: never dropped, never
+overlapping. (APScheduler would drop a run while one is in flight: runtime.md.)
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import anyio
+import structlog
+
+from daemon.sync.engine import RunReport, SyncEngine
+
+log = structlog.get_logger("mls_sync.coordinator")
+
+RECENT_REPORTS = 20
+
+
+@dataclass
+class Progress:
+    """The running cycle, for /status."""
+
+    trigger: str
+    started_monotonic: float
+    connections: dict[str, tuple[int, int]] = field(default_factory=dict)  # id -> (done, total)
+
+
+class Coordinator:
+    def __init__(
+        self,
+        engine: SyncEngine,
+        on_report: Callable[[RunReport, float], Awaitable[None]] | None = None,
+        before_cycle: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.on_report = on_report
+        self.before_cycle = before_cycle
+        self.pending: str | None = None
+        self.running: Progress | None = None
+        self.stopping = False
+        self.reports: deque[RunReport] = deque(maxlen=RECENT_REPORTS)
+        self.last_completed_monotonic: float | None = None
+        self.cycles = 0
+        self._wake = anyio.Event()
+        self._idle = anyio.Event()
+        self._idle.set()
+        self._scope: anyio.CancelScope | None = None
+        engine.on_progress = self._progress
+
+    def trigger(self, source: str) -> str:
+        """Asks for a full cycle. Returns "started", "queued" (folded into the follow-up of
+        the running cycle) or "refused" (shutting down)."""
+        if self.stopping:
+            return "refused"
+        outcome = "queued" if self.running is not None or self.pending is not None else "started"
+        if self.pending is None:
+            self.pending = source
+        self._wake.set()
+        log.info("sync_triggered", source=source, outcome=outcome)
+        return outcome
+
+    async def run(self) -> None:
+        """The loop: waits for a trigger, runs a cycle, runs the follow-up if one is due."""
+        while not self.stopping:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            while self.pending is not None and not self.stopping:
+                source, self.pending = self.pending, None
+                await self._cycle(source)
+
+    async def _cycle(self, source: str) -> None:
+        self._idle = anyio.Event()
+        self.running = Progress(source, time.monotonic())
+        started = time.monotonic()
+        try:
+            with anyio.CancelScope() as scope:
+                self._scope = scope
+                if self.before_cycle is not None:
+                    await self.before_cycle()
+                report = await self.engine.sync_all(source)
+                self.reports.appendleft(report)
+                self.last_completed_monotonic = time.monotonic()
+                self.cycles += 1
+                if self.on_report is not None:
+                    await self.on_report(report, time.monotonic() - started)
+            if scope.cancelled_caught:
+                log.warning("cycle_cancelled", source=source)
+        except Exception:
+            # The engine records its own failures; this is a bug. Keep the daemon alive and
+            # let the next trigger try again.
+            log.exception("cycle_crashed", source=source)
+        finally:
+            self.running = None
+            self._scope = None
+            self._idle.set()
+
+    async def stop(self, grace: float) -> None:
+        """Takes no new triggers; lets the running cycle finish within `grace`, then cancels
+        it. What it committed stays committed; the next start carries on from there."""
+        self.stopping = True
+        self.pending = None
+        self._wake.set()
+        with anyio.move_on_after(grace):
+            await self._idle.wait()
+        if self._scope is not None:
+            log.warning("cycle_cancelled_at_shutdown", grace_seconds=grace)
+            self._scope.cancel()
+            await self._idle.wait()
+
+    def _progress(self, connection_id: str, done: int, total: int) -> None:
+        if self.running is not None:
+            self.running.connections[connection_id] = (done, total)

@@ -1,0 +1,181 @@
+"""`mls-sync run`: the long-running daemon, one asyncio process (an anyio task group).
+
+Signals are received in one place (anyio's signal receiver): SIGUSR1 syncs now, SIGHUP
+reloads config.toml (a bad file is refused and the old settings kept), SIGTERM/SIGINT stop
+gracefully. Nothing else installs handlers: Hypercorn is given a shutdown trigger instead.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+from pathlib import Path
+
+import anyio
+import structlog
+
+from daemon import logs
+from daemon.clock import utcnow
+from daemon.config import ConfigError, Settings, load_settings
+from daemon.credentials import API_TOKEN_CREDENTIAL, API_TOKEN_ENV, read_secret
+from daemon.sandbox.environment import SandboxSession, sandbox_running
+from daemon.service.api import build_app
+from daemon.service.clock import Clock
+from daemon.service.coordinator import Coordinator
+from daemon.service.metrics import Metrics
+from daemon.service.notify import Notifier
+from daemon.service.state import ServiceState
+from daemon.serving import serving
+from daemon.store import listings, runs
+from daemon.sync.engine import RunReport
+from daemon.sync.runtime import Runtime, open_runtime
+
+log = structlog.get_logger("mls_sync.daemon")
+
+# Changing these needs a restart; a reload says so instead of half-applying them.
+RESTART_ONLY = ("database", "daemon", "sandbox")
+
+
+class StartupError(Exception):
+    """The daemon cannot start (address in use, ...); the message says what to change."""
+
+
+async def run_daemon(
+    config_path: Path | None, settings: Settings, environ: Mapping[str, str] | None = None
+) -> None:
+    notifier = Notifier(environ)
+    async with _world(settings) as (rt, sandbox):
+        metrics = Metrics()
+        coordinator = Coordinator(rt.engine)
+        clock = Clock(coordinator, settings.sync.interval_seconds, settings.sync.jitter_seconds)
+        state = ServiceState(
+            settings=rt.settings,
+            runtime=rt,
+            coordinator=coordinator,
+            clock=clock,
+            metrics=metrics,
+            api_token=read_secret(API_TOKEN_ENV, API_TOKEN_CREDENTIAL, environ),
+            sandbox=sandbox is not None,
+            version=version("mls-sync"),
+        )
+        coordinator.on_report = lambda report, seconds: _after_cycle(state, report, seconds)
+        if sandbox is not None:
+            coordinator.before_cycle = _market_mover(sandbox, settings.sandbox.moves_per_cycle)
+        host, port = settings.daemon.http_host, settings.daemon.http_port
+        try:
+            server = serving(build_app(state), host, port)
+            url = await server.__aenter__()
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen on {host}:{port}: {exc.strerror}; set [daemon] http_port "
+                "(or MLS_SYNC_DAEMON__HTTP_PORT) to a free port"
+            ) from None
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(coordinator.run)
+                clock.start()
+                coordinator.trigger("startup")
+                tg.start_soon(notifier.watchdog_loop)
+                log.info(
+                    "daemon_ready",
+                    url=url,
+                    sandbox=state.sandbox,
+                    interval_seconds=settings.sync.interval_seconds,
+                    api="on" if state.api_token else "off",
+                )
+                notifier.ready(f"serving {url}")
+                await _signals(state, notifier, config_path)
+                state.shutting_down = True
+                notifier.stopping()
+                log.info("daemon_stopping", grace_seconds=settings.daemon.shutdown_grace_seconds)
+                clock.shutdown()
+                await coordinator.stop(settings.daemon.shutdown_grace_seconds)
+                tg.cancel_scope.cancel()
+        finally:
+            await server.__aexit__(None, None, None)
+    log.info("daemon_stopped")
+
+
+@asynccontextmanager
+async def _world(settings: Settings) -> AsyncIterator[tuple[Runtime, SandboxSession | None]]:
+    """The runtime, inside the sandbox when it is enabled."""
+    if not settings.sandbox.enabled:
+        async with open_runtime(settings) as rt:
+            yield rt, None
+        return
+    async with sandbox_running(settings) as sandbox:
+        log.warning(
+            "sandbox_mode",
+            mls=sandbox.mls_url,
+            platforms=sandbox.platforms_url,
+            note="SANDBOX MODE: no real MLS or social platform is contacted",
+        )
+        async with open_runtime(sandbox.settings_for(settings)) as rt:
+            await sandbox.wire(rt.db, rt.require_box())
+            yield rt, sandbox
+
+
+def _market_mover(sandbox: SandboxSession, count: int) -> Callable[[], Awaitable[None]]:
+    async def move() -> None:
+        moves = sandbox.move_market(count)
+        log.info("sandbox_market_moved", listings=len(moves))
+
+    return move
+
+
+async def _signals(state: ServiceState, notifier: Notifier, config_path: Path | None) -> None:
+    """Returns on SIGTERM or SIGINT."""
+    with anyio.open_signal_receiver(
+        signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1
+    ) as received:
+        async for signum in received:
+            if signum == signal.SIGUSR1:
+                state.coordinator.trigger("signal")
+            elif signum == signal.SIGHUP:
+                _reload(state, notifier, config_path)
+            else:
+                log.info("signal_received", signal=signal.Signals(signum).name)
+                return
+
+
+def _reload(state: ServiceState, notifier: Notifier, config_path: Path | None) -> None:
+    notifier.reloading()
+    try:
+        new = load_settings(config_path)
+    except ConfigError as exc:
+        log.error("reload_refused", error=str(exc), note="the previous settings stay in effect")
+        notifier.ready("reload refused: the previous settings stay in effect")
+        return
+    old = state.settings
+    for section in RESTART_ONLY:
+        if getattr(new, section) != getattr(old, section):
+            log.warning(
+                "reload_needs_restart",
+                section=section,
+                note=f"changes to [{section}] take effect at the next start",
+            )
+    effective = new.model_copy(update={s: getattr(old, s) for s in RESTART_ONLY})
+    if state.sandbox:  # keep the sandbox platforms' URLs
+        effective = effective.model_copy(update={"platforms": old.platforms})
+    state.settings = effective
+    state.runtime.engine.apply_settings(effective)
+    state.clock.reschedule(effective.sync.interval_seconds, effective.sync.jitter_seconds)
+    logs.configure(effective.logging.level, effective.logging.format, sys.stdout)
+    log.info(
+        "reloaded", interval_seconds=effective.sync.interval_seconds, level=effective.logging.level
+    )
+    notifier.ready("reloaded")
+
+
+async def _after_cycle(state: ServiceState, report: RunReport, seconds: float) -> None:
+    db = state.runtime.db
+    state.metrics.record_run(
+        report,
+        seconds,
+        await listings.transitions(db, report.run.id),
+        await runs.errors_by_scope(db, report.run.id),
+        utcnow().timestamp(),
+    )

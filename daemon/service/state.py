@@ -1,0 +1,27 @@
+"""What the HTTP server reads and drives: one object, built by the daemon at start."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from daemon.config import Settings
+from daemon.credentials import Secret
+from daemon.service.clock import Clock
+from daemon.service.coordinator import Coordinator
+from daemon.service.metrics import Metrics
+from daemon.sync.runtime import Runtime
+
+
+@dataclass
+class ServiceState:
+    settings: Settings
+    runtime: Runtime
+    coordinator: Coordinator
+    clock: Clock
+    metrics: Metrics
+    api_token: Secret | None
+    sandbox: bool
+    version: str
+    started_monotonic: float = field(default_factory=time.monotonic)
+    shutting_down: bool = False
