@@ -24,7 +24,7 @@ DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600)
 class Metrics:
     def __init__(self) -> None:
         # The *_created series double every counter for no use here.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
         self.registry = CollectorRegistry()
         r = self.registry
         self.cycles = Counter("mls_sync_cycles", "Sync cycles, by outcome", ["outcome"], registry=r)
