@@ -1,0 +1,164 @@
+"""`mls-sync run` as a real subprocess, with a real systemd notify socket to listen on."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+
+API_TOKEN = "e2e-api-token-8c1d"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_config(
+    path: Path, port: int, platforms_url: str, interval: int = 900, grace: float = 20.0
+) -> None:
+    path.write_text(f"""
+[database]
+path = "state/daemon.db"
+[sync]
+interval_seconds = {interval}
+jitter_seconds = 0
+[mls]
+backoff_initial_seconds = 0.01
+backoff_max_seconds = 0.05
+timeout_seconds = 2
+[platforms]
+graph_url = "{platforms_url}/graph"
+linkedin_api_url = "{platforms_url}/linkedin"
+linkedin_oauth_url = "{platforms_url}/linkedin"
+timeout_seconds = 2
+[daemon]
+http_port = {port}
+shutdown_grace_seconds = {grace}
+[sandbox]
+enabled = false
+""")
+
+
+@dataclass
+class Daemon:
+    proc: subprocess.Popen[bytes]
+    url: str
+    notify: socket.socket
+    log_path: Path
+    received: list[str] = field(default_factory=list)
+
+    @classmethod
+    def start(
+        cls,
+        config: Path,
+        port: int,
+        secret_key: str,
+        api_token: str | None = API_TOKEN,
+        watchdog_usec: int | None = None,
+    ) -> Daemon:
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        name = f"mls-sync-e2e-{uuid.uuid4().hex}"
+        notify.bind("\0" + name)  # an abstract socket, as systemd may hand out
+        notify.setblocking(False)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLS_SYNC_")}
+        env.update({"MLS_SYNC_SECRET_KEY": secret_key, "NOTIFY_SOCKET": "@" + name})
+        if api_token:
+            env["MLS_SYNC_API_TOKEN"] = api_token
+        if watchdog_usec:
+            env["WATCHDOG_USEC"] = str(watchdog_usec)
+        log_path = config.parent / f"daemon-{uuid.uuid4().hex[:6]}.log"
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
+                [sys.executable, "-m", "daemon.cli", "run", "--config", str(config)],
+                cwd=config.parent,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        return cls(proc, f"http://127.0.0.1:{port}", notify, log_path)
+
+    def drain(self) -> list[str]:
+        while True:
+            try:
+                self.received.append(self.notify.recv(4096).decode())
+            except BlockingIOError:
+                return self.received
+
+    async def wait_notify(self, text: str, after: int = 0, timeout: float = 20) -> int:
+        """Waits for a datagram containing `text` (at index >= after); returns its index."""
+        with anyio.fail_after(timeout):
+            while True:
+                for i, message in enumerate(self.drain()):
+                    if i >= after and text in message:
+                        return i
+                self._check_alive()
+                await anyio.sleep(0.05)
+
+    def _check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"the daemon exited {self.proc.returncode}:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def send(self, sig: signal.Signals) -> None:
+        self.proc.send_signal(sig)
+
+    async def wait_exit(self, timeout: float) -> tuple[int, float]:
+        started = time.monotonic()
+        with anyio.fail_after(timeout):
+            while self.proc.poll() is None:
+                await anyio.sleep(0.05)
+        return self.proc.returncode, time.monotonic() - started
+
+    async def get(self, path: str, token: str | None = None) -> httpx.Response:
+        async with httpx.AsyncClient(base_url=self.url, timeout=10) as client:
+            return await client.get(path, headers=_auth(token))
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        token: str | None = API_TOKEN,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        async with httpx.AsyncClient(base_url=self.url, timeout=30) as client:
+            return await client.request(
+                method, path, headers={**_auth(token), **(headers or {})}, **kwargs
+            )
+
+    async def wait_for_run(self, minimum_id: int, timeout: float = 20) -> dict[str, Any]:
+        """Waits until a finished run with id >= minimum_id shows in /status."""
+        with anyio.fail_after(timeout):
+            while True:
+                status = (await self.get("/status")).json()
+                done = [
+                    r for r in status["last_runs"] if r["id"] >= minimum_id and r["finished_at"]
+                ]
+                if done:
+                    return dict(done[0])
+                self._check_alive()
+                await anyio.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.notify.close()
+
+
+def _auth(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}

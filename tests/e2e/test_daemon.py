@@ -1,0 +1,266 @@
+"""The daemon end to end: a real subprocess, real signals, real HTTP, a real notify socket,
+against the sandbox MLS and platforms served by the test on loopback."""
+
+from __future__ import annotations
+
+import signal
+import socket
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+
+from daemon.config import load_settings
+from daemon.sandbox.faults import Fault
+from daemon.sandbox.mls_server import SandboxMls
+from daemon.sandbox.platforms_server import SandboxPlatforms
+from daemon.sync.runtime import open_runtime
+from tests.e2e.daemon_process import API_TOKEN, Daemon, free_port, write_config
+from tests.helpers import add_connection, track
+
+Mls = tuple[SandboxMls, str]
+Platforms = tuple[SandboxPlatforms, str]
+StartDaemon = Callable[..., Daemon]
+
+
+@pytest.fixture
+async def prepared(tmp_path: Path, secret_key: str, mls: Mls, platforms: Platforms) -> Path:
+    """A config file and a database holding one connection with two listings."""
+    sandbox, url = mls
+    sandbox.put("K1", "Active")
+    sandbox.put("K2", "Active")
+    config = tmp_path / "config.toml"
+    write_config(config, free_port(), platforms[1])
+    async with open_runtime(load_settings(config, {}), {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        await add_connection(rt, url)
+        await track(rt, "mls-1", ["K1", "K2"])
+    return config
+
+
+@pytest.fixture
+async def start(prepared: Path, secret_key: str) -> AsyncIterator[StartDaemon]:
+    started: list[Daemon] = []
+
+    def launch(**kwargs: object) -> Daemon:
+        port = int(load_settings(prepared, {}).daemon.http_port)
+        daemon = Daemon.start(prepared, port, secret_key, **kwargs)  # type: ignore[arg-type]
+        started.append(daemon)
+        return daemon
+
+    yield launch
+    for daemon in started:
+        daemon.stop()
+
+
+async def test_the_daemon_reports_ready_and_answers_health_status_and_metrics(
+    start: StartDaemon,
+) -> None:
+    daemon = start()
+    await daemon.wait_notify("READY=1")
+    first = await daemon.wait_for_run(1)
+
+    live = await daemon.get("/livez")
+    ready = await daemon.get("/readyz")
+    status = (await daemon.get("/status")).json()
+    metrics = (await daemon.get("/metrics")).text
+
+    assert live.status_code == 200 and live.json() == {"status": "pass"}
+    assert (await daemon.get("/healthz")).status_code == 200
+    assert ready.status_code == 200
+    assert ready.headers["content-type"].startswith("application/health+json")
+    assert ready.json()["status"] == "pass" and "sqlite:responseTime" in ready.json()["checks"]
+    assert first["trigger"] == "startup" and first["listings_checked"] == 2
+    assert (
+        status["sandbox"] is False
+        and status["next_run"]
+        and status["connections"][0]["id"] == "mls-1"
+    )
+    assert status["listings_by_status"] == {"active": 2}
+    assert "mls_sync_listings_checked_total 2.0" in metrics
+    assert 'mls_sync_cycles_total{outcome="ok"} 1.0' in metrics
+    assert "mls_sync_cycle_duration_seconds_bucket" in metrics
+    assert 'mls_sync_connections{state="active"} 1.0' in metrics
+    assert (await daemon.get("/openapi.json")).json()["info"]["title"] == "mls-sync"
+    unknown = await daemon.get("/nope")
+    assert unknown.status_code == 404 and unknown.json()["detail"] == "Not Found"
+
+
+async def test_sigusr1_syncs_a_status_flipped_in_the_mls(start: StartDaemon, mls: Mls) -> None:
+    daemon = start()
+    await daemon.wait_notify("READY=1")
+    await daemon.wait_for_run(1)
+    mls[0].set_status("K1", "Closed")
+
+    daemon.send(signal.SIGUSR1)
+
+    run = await daemon.wait_for_run(2)
+    assert run["trigger"] == "signal" and run["status_changes"] == 1
+    listing = (await daemon.call("GET", "/v1/listings/L-K1")).json()
+    assert listing["status"] == "sold"
+    assert [c["event"] for c in listing["status_changes"]] == ["first_seen", "changed"]
+
+
+async def test_sighup_applies_a_new_interval_and_keeps_the_old_one_on_a_broken_file(
+    start: StartDaemon, prepared: Path
+) -> None:
+    daemon = start()
+    await daemon.wait_notify("READY=1")
+    text = prepared.read_text()
+
+    prepared.write_text(text.replace("interval_seconds = 900", "interval_seconds = 120"))
+    daemon.send(signal.SIGHUP)
+    reloading = await daemon.wait_notify("RELOADING=1")
+    assert "MONOTONIC_USEC=" in daemon.received[reloading]
+    await daemon.wait_notify("READY=1", after=reloading)
+    assert (await daemon.get("/status")).json()["interval_seconds"] == 120
+
+    prepared.write_text(text.replace("interval_seconds = 900", "interval_seconds = 'soon'"))
+    daemon.send(signal.SIGHUP)
+    second = await daemon.wait_notify("RELOADING=1", after=reloading + 1)
+    await daemon.wait_notify("READY=1", after=second)
+    assert (await daemon.get("/status")).json()["interval_seconds"] == 120
+    assert "reload_refused" in daemon.log() and "interval_seconds = 'soon'" in daemon.log()
+    assert (await daemon.get("/livez")).status_code == 200
+
+
+async def test_sigterm_during_a_cycle_exits_0_within_the_grace_and_a_restart_loses_nothing(
+    start: StartDaemon, prepared: Path, mls: Mls
+) -> None:
+    prepared.write_text(
+        prepared.read_text().replace(
+            "shutdown_grace_seconds = 20.0", "shutdown_grace_seconds = 1.5"
+        )
+    )
+    sandbox = mls[0]
+    sandbox.set_status("K1", "Closed")
+    sandbox.faults.add(Fault("slow", seconds=30, times=2))  # the startup cycle hangs in flight
+    daemon = start()
+    await daemon.wait_notify("READY=1")
+    while not sandbox.in_flight:  # noqa: ASYNC110 - watching another process's effect
+        await anyio.sleep(0.05)
+
+    daemon.send(signal.SIGTERM)
+    code, seconds = await daemon.wait_exit(timeout=10)
+
+    assert code == 0 and seconds < 1.5 + 2
+    assert any("STOPPING=1" in m for m in daemon.drain())
+    sandbox.faults.clear()
+    again = start()
+    await again.wait_notify("READY=1")
+    run = await again.wait_for_run(2)
+    assert run["outcome"] == "ok"
+    listing = (await again.call("GET", "/v1/listings/L-K1")).json()
+    assert listing["status"] == "sold"
+    runs = (await again.call("GET", "/v1/runs")).json()
+    assert runs[-1]["outcome"] == "interrupted"  # the killed cycle, marked on restart
+
+
+async def test_the_v1_api_refuses_a_missing_wrong_or_malformed_token(start: StartDaemon) -> None:
+    daemon = start()
+    await daemon.wait_notify("READY=1")
+    for token in (None, "wrong", API_TOKEN + "x", ""):
+        response = await daemon.call("POST", "/v1/sync", token=token)
+        assert response.status_code == 401, token
+        assert response.headers["www-authenticate"] == "Bearer"
+    async with httpx.AsyncClient(base_url=daemon.url) as client:
+        basic = await client.get("/v1/runs", headers={"Authorization": f"Basic {API_TOKEN}"})
+    assert basic.status_code == 401
+    assert (await daemon.call("POST", "/v1/sync")).status_code == 202
+
+
+async def test_without_a_token_the_api_is_off_and_says_so(start: StartDaemon) -> None:
+    daemon = start(api_token=None)
+    await daemon.wait_notify("READY=1")
+    response = await daemon.call("POST", "/v1/sync", token="anything")
+    assert response.status_code == 503 and "API is off" in response.json()["detail"]
+
+
+async def test_a_listing_and_a_post_recorded_through_the_api_come_down_when_sold(
+    start: StartDaemon, mls: Mls, platforms: Platforms
+) -> None:
+    """The app's whole path: record a listing and its published post over /v1, the MLS
+    says Closed, a sync through /v1, and the post is deleted on the platform."""
+    daemon = start()
+    await daemon.wait_notify("READY=1")
+    await daemon.wait_for_run(1)
+    mls[0].put("K9", "Active")
+    platforms[0].publish("linkedin", "urn:li:share:99", "li-token")
+    put = [
+        ("/v1/listings/L-K9", {"connection_id": "mls-1", "listing_key": "K9"}),
+        (
+            "/v1/platform-accounts/li",
+            {"user_id": "agent", "platform": "linkedin", "access_token": "li-token"},
+        ),
+        (
+            "/v1/posts/p-9",
+            {"listing_id": "L-K9", "account_id": "li", "platform_post_id": "urn:li:share:99"},
+        ),
+    ]
+    for path, body in put:
+        response = await daemon.call("PUT", path, json=body)
+        assert response.status_code == 201, response.text
+        assert "li-token" not in response.text
+        again = await daemon.call("PUT", path, json=body)
+        assert again.status_code == 200  # idempotent
+    mls[0].set_status("K9", "Closed")
+
+    result = await daemon.call("POST", "/v1/listings/L-K9/sync")
+
+    assert result.status_code == 200, result.text
+    assert result.json()["listing"]["status"] == "sold"
+    assert [p["outcome"] for p in result.json()["posts"]] == ["Deleted"]
+    assert not platforms[0].exists("urn:li:share:99")
+    post = (await daemon.call("GET", "/v1/posts/p-9")).json()
+    assert post["status"] == "unpublished"
+
+
+async def test_bad_api_bodies_are_refused_and_change_nothing(start: StartDaemon) -> None:
+    daemon = start()
+    await daemon.wait_notify("READY=1")
+    bad = await daemon.call(
+        "PUT",
+        "/v1/mls-connections/x",
+        json={"name": "X", "base_url": "ftp://nope", "batch_size": 0},
+    )
+    assert bad.status_code == 422
+    assert "base_url" in bad.text and "batch_size" in bad.text
+    huge = await daemon.call(
+        "PUT",
+        "/v1/listings/L-big",
+        content=b"{" + b" " * 100_000 + b"}",
+        headers={"Content-Type": "application/json"},
+    )
+    assert huge.status_code == 413
+    unknown_field = await daemon.call(
+        "PUT",
+        "/v1/listings/L-1",
+        json={"connection_id": "mls-1", "listing_key": "K1", "colour": "red"},
+    )
+    assert unknown_field.status_code == 422 and "colour" in unknown_field.text
+    assert (await daemon.call("GET", "/v1/mls-connections/x")).status_code == 404
+    assert (await daemon.call("GET", "/v1/listings/L-big")).status_code == 404
+
+
+async def test_the_watchdog_is_pinged_from_the_event_loop(start: StartDaemon) -> None:
+    daemon = start(watchdog_usec=400_000)  # ping every 0.2 s
+    first = await daemon.wait_notify("WATCHDOG=1")
+    await daemon.wait_notify("WATCHDOG=1", after=first + 1)
+
+
+async def test_a_port_in_use_is_a_clear_error(
+    tmp_path: Path, prepared: Path, secret_key: str
+) -> None:
+    port = int(load_settings(prepared, {}).daemon.http_port)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen(1)
+        daemon = Daemon.start(prepared, port, secret_key)
+        try:
+            code, _ = await daemon.wait_exit(timeout=20)
+        finally:
+            daemon.stop()
+    assert code == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in daemon.log()
+    assert "Traceback" not in daemon.log()
