@@ -138,7 +138,7 @@ async def test_sigterm_during_a_cycle_exits_0_within_the_grace_and_a_restart_los
     sandbox.faults.add(Fault("slow", seconds=30, times=2))  # the startup cycle hangs in flight
     daemon = start()
     await daemon.wait_notify("READY=1")
-    while not sandbox.in_flight:  # noqa: ASYNC110 - watching another process's effect
+    while not sandbox.in_flight:
         await anyio.sleep(0.05)
 
     daemon.send(signal.SIGTERM)

@@ -323,7 +323,7 @@ async def test_a_cycle_killed_between_the_status_change_and_the_deletes_loses_no
         tg.start_soon(live.rt.engine.sync_all)
         with anyio.fail_after(10):
             # Polling on purpose: the state watched is the database and the platform server.
-            while await status_of(live.rt, "K1") != "sold" or len(live.platforms.calls) < 3:  # noqa: ASYNC110
+            while await status_of(live.rt, "K1") != "sold" or len(live.platforms.calls) < 3:
                 await anyio.sleep(0.02)
         tg.cancel_scope.cancel()  # the "crash"
 
