@@ -264,3 +264,22 @@ async def test_a_port_in_use_is_a_clear_error(
     assert code == 1
     assert f"cannot listen on 127.0.0.1:{port}" in daemon.log()
     assert "Traceback" not in daemon.log()
+
+
+async def test_readyz_fails_and_names_the_check_when_no_cycle_completes(
+    start: StartDaemon, prepared: Path, mls: Mls
+) -> None:
+    prepared.write_text(
+        prepared.read_text().replace("[daemon]\n", "[daemon]\nstartup_grace_seconds = 0\n")
+    )
+    mls[0].faults.add(Fault("slow", seconds=30, times=5))  # the first cycle cannot finish
+    daemon = start()
+    await daemon.wait_notify("READY=1")
+
+    ready = await daemon.get("/readyz")
+
+    assert ready.status_code == 503
+    assert ready.json()["status"] == "fail" and ready.json()["output"] == "failing: cycle:age"
+    assert (await daemon.get("/livez")).status_code == 200  # alive, just not ready
+    status = (await daemon.get("/status")).json()
+    assert status["running"]["trigger"] == "startup"
