@@ -137,6 +137,14 @@ class DaemonSettings(_Section):
 
 class SandboxSettings(_Section):
     enabled: bool = False
+    interval_seconds: int = Field(
+        default=30,
+        ge=1,
+        le=86_400,
+        description="`mls-sync run` in sandbox mode syncs this often instead of [sync]'s "
+        "interval, so a newcomer sees the market move",
+    )
+    agents: int = Field(default=3, ge=1, le=100)
     connections: int = Field(default=3, ge=1, le=1000)
     listings: int = Field(default=300, ge=1, le=1_000_000)
     moves_per_cycle: int = Field(default=12, ge=0, le=100_000)

@@ -43,12 +43,12 @@ FLAVOURS: list[dict[str, Any]] = [
     {"mode": "by_key", "key_filter": KeyFilter.OR, "batch_size": 5},
     {"mode": "incremental", "key_filter": KeyFilter.IN, "overlap_seconds": 60},
 ]
-# Sandbox accounts: (id, platform, how Instagram was connected). Their tokens are made up
-# per sandbox and stored encrypted like real ones.
-ACCOUNTS: list[tuple[str, Platform, str | None]] = [
-    ("sandbox-facebook", "facebook", None),
-    ("sandbox-instagram", "instagram", "facebook_login"),
-    ("sandbox-linkedin", "linkedin", None),
+# Each sandbox agent has one account per platform. Tokens are made up per account and stored
+# encrypted like real ones.
+PLATFORMS: list[tuple[Platform, str | None]] = [
+    ("facebook", None),
+    ("instagram", "facebook_login"),
+    ("linkedin", None),
 ]
 POSTED_SHARE = 0.4  # the share of sandbox listings that were advertised on social media
 
@@ -104,18 +104,20 @@ class SandboxSession:
             await listings.add_many(
                 db, [ListingSpec(id=f"L-{k}", connection_id=cid, listing_key=k) for k in keys], now
             )
-        for account_id, platform, via in ACCOUNTS:
-            token = _token(platform)
-            self.platforms.tokens.setdefault(token, "ok")
-            spec_a = AccountSpec.model_validate(
-                {
-                    "id": account_id,
-                    "user_id": "sandbox-agent",
-                    "platform": platform,
-                    "connected_via": via,
-                }
-            )
-            await accounts.upsert(db, spec_a, box.encrypt(token), None, None, now)
+        for agent in range(self.sandbox.agents):
+            for platform, via in PLATFORMS:
+                account_id = _account(agent, platform)
+                token = _token(account_id)
+                self.platforms.tokens.setdefault(token, "ok")
+                spec_a = AccountSpec.model_validate(
+                    {
+                        "id": account_id,
+                        "user_id": f"sandbox-agent-{agent + 1}",
+                        "platform": platform,
+                        "connected_via": via,
+                    }
+                )
+                await accounts.upsert(db, spec_a, box.encrypt(token), None, None, now)
         await _record_posts(db, self.platforms, now)
 
 
@@ -134,7 +136,7 @@ async def sandbox_running(settings: Settings) -> AsyncIterator[SandboxSession]:
     if not load(mls, platforms, state_path):
         keys = [k for ks in _keys(sandbox) for k in ks]
         market.seed(mls, keys, rng)
-        _publish(platforms, keys, rng)
+        _publish(platforms, keys, sandbox.agents, rng)
     # Each run continues the story differently, yet repeatably for the same saved market.
     rng.seed(f"{sandbox.seed}:{iso(mls.last_stamp)}")
     async with (
@@ -152,22 +154,22 @@ def _keys(sandbox: SandboxSettings) -> list[list[str]]:
     return [[market.listing_key(c + 1, n) for n in range(per)] for c in range(sandbox.connections)]
 
 
-def _publish(platforms: SandboxPlatforms, keys: list[str], rng: random.Random) -> None:
-    """Some listings were advertised: a post on each platform."""
+def _publish(platforms: SandboxPlatforms, keys: list[str], agents: int, rng: random.Random) -> None:
+    """Some listings were advertised by their agent: a post on each platform."""
     for n, key in enumerate(sorted(keys)):
         if rng.random() >= POSTED_SHARE:
             continue
-        for _, platform, _ in ACCOUNTS:
-            platforms.publish(
-                platform,
-                _post_id(platform, n),
-                f"sandbox-{platform}-token",
-                listing_key=key,
-            )
+        for platform, _ in PLATFORMS:
+            account_id = _account(n % agents, platform)
+            platforms.publish(platform, _post_id(platform, n), _token(account_id), listing_key=key)
 
 
-def _token(platform: str) -> str:
-    return f"sandbox-{platform}-token"
+def _account(agent: int, platform: str) -> str:
+    return f"sandbox-agent{agent + 1}-{platform}"
+
+
+def _token(account_id: str) -> str:
+    return f"{account_id}-token"
 
 
 def _post_id(platform: Platform, n: int) -> str:
@@ -187,7 +189,7 @@ async def _record_posts(db: Database, platforms: SandboxPlatforms, now: str) -> 
         spec = PostSpec(
             id=f"{post.platform}-{key}",
             listing_id=f"L-{key}",
-            account_id=f"sandbox-{post.platform}",
+            account_id=post.owner_token.removesuffix("-token"),
             platform_post_id=post.id,
         )
         if await posts.get(db, spec.id) is None:
@@ -207,7 +209,8 @@ def save(session: SandboxSession, path: Path) -> None:
             {
                 "platform": p.platform,
                 "id": p.id,
-                "owner_token": p.owner_token,
+                # The account, not its token: a sandbox token follows from its account's name.
+                "account": p.owner_token.removesuffix("-token"),
                 "deleted": p.deleted,
                 "listing_key": p.listing_key,
             }
@@ -231,7 +234,7 @@ def load(mls: SandboxMls, platforms: SandboxPlatforms, path: Path) -> bool:
         mls.records[rec["ListingKey"]] = rec
     for raw in doc.get("posts", []):
         post = platforms.publish(
-            raw["platform"], raw["id"], raw["owner_token"], listing_key=raw.get("listing_key")
+            raw["platform"], raw["id"], _token(raw["account"]), listing_key=raw.get("listing_key")
         )
         post.deleted = raw["deleted"]
     return bool(mls.records)

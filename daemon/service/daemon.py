@@ -50,7 +50,12 @@ async def run_daemon(
     async with _world(settings) as (rt, sandbox):
         metrics = Metrics()
         coordinator = Coordinator(rt.engine)
-        clock = Clock(coordinator, settings.sync.interval_seconds, settings.sync.jitter_seconds)
+        interval = (
+            settings.sandbox.interval_seconds
+            if sandbox is not None
+            else settings.sync.interval_seconds
+        )
+        clock = Clock(coordinator, interval, settings.sync.jitter_seconds)
         state = ServiceState(
             settings=rt.settings,
             runtime=rt,

@@ -222,7 +222,7 @@ def test_removing_a_connection_with_listings_needs_to_be_asked_for(sandbox_dir: 
 def test_accounts_posts_and_unpublish_from_the_cli(sandbox_dir: Path) -> None:
     """Record an account and a post for a listing, then take the listing's posts down now."""
     assert mls_sync("sync", cwd=sandbox_dir).returncode == 0
-    env = {"FB_TOKEN": "sandbox-facebook-token"}
+    env = {"FB_TOKEN": "sandbox-agent1-facebook-token"}
     steps = [
         (
             "accounts",
@@ -267,7 +267,7 @@ def test_accounts_posts_and_unpublish_from_the_cli(sandbox_dir: Path) -> None:
     shown = mls_sync("posts", "show", "my-post", cwd=sandbox_dir)
     assert "published" in shown.stdout and "https://www.facebook.com/1000_999999" in shown.stdout
     accounts = mls_sync("accounts", "list", cwd=sandbox_dir)
-    assert "my-page" in accounts.stdout and "sandbox-linkedin" in accounts.stdout
+    assert "my-page" in accounts.stdout and "sandbox-agent1-linkedin" in accounts.stdout
 
     result = mls_sync("unpublish", "--listing", "L-SBX001-000000", cwd=sandbox_dir)
 
@@ -342,7 +342,7 @@ def test_no_secret_appears_in_the_database_the_logs_or_any_output(sandbox_dir: P
         ("connections", "show", "sandbox-1", "--json"),
         ("accounts", "list", "--json"),
         ("accounts", "show", "li-x", "--json"),
-        ("accounts", "show", "sandbox-facebook"),
+        ("accounts", "show", "sandbox-agent1-facebook"),
         ("posts", "list", "--json"),
         ("listings", "list", "--json"),
         ("check-config",),
@@ -354,11 +354,12 @@ def test_no_secret_appears_in_the_database_the_logs_or_any_output(sandbox_dir: P
         output += result.stdout + result.stderr
     assert "status_changed" in output  # the verbose logs really were captured
     state = sandbox_dir / "state"
-    files = {p.name: p.read_bytes() for p in state.iterdir() if p.name.startswith("mls-sync.db")}
-    assert "mls-sync.db" in files
+    # Every file the daemon writes (database, WAL, sandbox state), but the key file itself.
+    files = {p.name: p.read_bytes() for p in state.iterdir() if p.name != "sandbox-secret-key"}
+    assert {"mls-sync.db", "sandbox-mls.json"} <= set(files)
     secrets = [
         *seeded.values(),
-        "sandbox-facebook-token",
+        "sandbox-agent1-facebook-token",
         "sandbox-1-secret",
         (state / "sandbox-secret-key").read_text().strip(),
     ]
