@@ -7,6 +7,7 @@ import click
 from daemon.cli import (
     accounts_cmd,
     connections_cmd,
+    demo_cmd,
     keys_cmd,
     listings_cmd,
     posts_cmd,
@@ -23,6 +24,7 @@ def cli() -> None:
 
     \b
     Start here:
+      mls-sync demo                  a one-minute walkthrough on the sandbox
       mls-sync run                   the daemon (what systemd starts)
       mls-sync check-config          is config.toml valid? what is in effect?
       mls-sync sync                  run one sync cycle now and print a summary
@@ -38,6 +40,7 @@ def cli() -> None:
 
 
 cli.add_command(run_cmd.run)
+cli.add_command(demo_cmd.demo)
 cli.add_command(keys_cmd.check_config)
 cli.add_command(keys_cmd.generate_key)
 cli.add_command(keys_cmd.rotate_key)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -384,3 +385,17 @@ def test_generate_key_prints_a_working_fernet_key(tmp_path: Path) -> None:
     key = result.stdout.strip()
     assert result.returncode == 0 and len(key) == 44
     assert SecretBox(key).decrypt(SecretBox(key).encrypt("x")) == "x"
+
+
+def test_the_demo_ends_by_itself_with_a_summary_and_everything_in_step(tmp_path: Path) -> None:
+    result = mls_sync(
+        "demo", "--duration", "3", "--interval", "0.5", "--listings", "60", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "mls-sync demo: summary" in out
+    assert re.search(r"in step with the MLS at the end\s*│\s*yes\s*│", out)
+    cycles = int(next(line for line in out.splitlines() if "│ cycles" in line).split("│")[2])
+    assert cycles >= 3
+    assert "posts taken down: facebook" in out
+    assert not (tmp_path / "state").exists()  # the demo used its own scratch database

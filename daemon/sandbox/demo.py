@@ -1,0 +1,95 @@
+"""The demo's bookkeeping: what happened over its cycles, and whether it all ended in step.
+
+Kept apart from the display (cli/demo_cmd.py) so the check that matters, "every listing
+follows the MLS and no sold listing still has a post", is plain code a test can call.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+
+from daemon.models import LocalStatus, StatusMapping
+from daemon.sandbox.environment import SandboxSession
+from daemon.sandbox.faults import Fault
+from daemon.sandbox.platforms_server import graph_fault
+from daemon.store import listings, posts
+from daemon.store.database import Database
+from daemon.sync.engine import RunReport
+
+
+@dataclass
+class DemoStats:
+    cycles: int = 0
+    listings_checked: int = 0
+    mls_requests: int = 0
+    errors: int = 0
+    changes: Counter[str] = field(default_factory=Counter)
+    unpublished: Counter[str] = field(default_factory=Counter)  # platform -> posts taken down
+    faults: Counter[str] = field(default_factory=Counter)  # kind -> injected
+
+    def add(self, report: RunReport) -> None:
+        self.cycles += 1
+        self.listings_checked += report.run.listings_checked
+        self.mls_requests += report.run.mls_requests
+        self.errors += report.run.errors
+        self.changes.update(report.changes)
+        for result in report.posts:
+            if result.outcome is not None and type(result.outcome).__name__ in (
+                "Deleted",
+                "AlreadyGone",
+            ):
+                self.unpublished[result.platform] += 1
+
+
+def inject_faults(session: SandboxSession, rng: random.Random, stats: DemoStats) -> None:
+    """Now and then the MLS or a platform misbehaves, as real ones do."""
+    roll = rng.random()
+    if roll < 0.25:
+        session.mls.faults.add(Fault("status", status=429, retry_after="0"))
+        stats.faults["MLS 429 Too Many Requests"] += 1
+    elif roll < 0.45:
+        session.mls.faults.add(Fault("status", status=503))
+        stats.faults["MLS 503"] += 1
+    elif roll < 0.55:
+        session.mls.faults.add(Fault("malformed_json"))
+        stats.faults["MLS malformed JSON"] += 1
+    if rng.random() < 0.3:
+        session.platforms.inject("facebook", graph_fault(4))
+        stats.faults["Facebook throttled (code 4)"] += 1
+    if rng.random() < 0.2:
+        session.platforms.inject("linkedin", Fault("status", status=500))
+        stats.faults["LinkedIn 500"] += 1
+
+
+@dataclass(frozen=True)
+class Consistency:
+    listings_out_of_step: list[str]
+    sold_with_live_posts: list[str]
+
+    @property
+    def in_step(self) -> bool:
+        return not self.listings_out_of_step and not self.sold_with_live_posts
+
+
+async def check_consistency(
+    db: Database, session: SandboxSession, mapping: StatusMapping
+) -> Consistency:
+    """Every listing's status is its mapped MLS status (off_market when gone from the feed),
+    and no sold listing still has a post alive on a platform."""
+    out_of_step, live_posts = [], []
+    for row in await listings.list_some(db, None, None, 1_000_000):
+        record = session.mls.records.get(row.listing_key)
+        if record is None or record.get("MlgCanView") is False:
+            expected: LocalStatus | None = LocalStatus.OFF_MARKET
+        else:
+            mapped = mapping.map(record.get("StandardStatus"), record.get("MlsStatus"))
+            expected = getattr(mapped, "status", None)
+        if expected is not None and row.status != expected:
+            out_of_step.append(row.id)
+        if row.status == LocalStatus.SOLD:
+            for post in await posts.list_some(db, row.id, None, 100):
+                if session.platforms.exists(post.platform_post_id):
+                    live_posts.append(post.id)
+    return Consistency(out_of_step, live_posts)
