@@ -202,7 +202,10 @@ def _odata_error(status: int, message: str, **headers: str) -> JSONResponse:
     )
 
 
-def build_mls_app(mls: SandboxMls, resource: str = "Property") -> Starlette:
+def build_mls_app(mls: SandboxMls, resource: str = "Property", prefix: str = "") -> Starlette:
+    """`prefix` serves the feed under a path (/feed/7/Property), so one server can play many
+    MLSs, as the benchmark needs."""
+
     async def token(request: Request) -> Response:
         form = {
             k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()
@@ -298,11 +301,13 @@ def build_mls_app(mls: SandboxMls, resource: str = "Property") -> Starlette:
 
     return Starlette(
         routes=[
-            Route("/oauth/token", token, methods=["POST"]),
-            Route(f"/{resource}", data, methods=["GET"]),
-            Route("/admin/listings/{key}", admin_listing, methods=["PUT", "POST", "DELETE"]),
-            Route("/admin/faults", admin_faults, methods=["POST", "DELETE"]),
-            Route("/admin/stats", admin_stats, methods=["GET"]),
+            Route(f"{prefix}/oauth/token", token, methods=["POST"]),
+            Route(f"{prefix}/{resource}", data, methods=["GET"]),
+            Route(
+                f"{prefix}/admin/listings/{{key}}", admin_listing, methods=["PUT", "POST", "DELETE"]
+            ),
+            Route(f"{prefix}/admin/faults", admin_faults, methods=["POST", "DELETE"]),
+            Route(f"{prefix}/admin/stats", admin_stats, methods=["GET"]),
         ]
     )
 

@@ -237,8 +237,26 @@ def build_platforms_app(state: SandboxPlatforms) -> Starlette:
                 post.owner_token = token
         return JSONResponse({"access_token": token, "expires_in": 5_184_000})
 
+    async def admin_publish(request: Request) -> Response:
+        """Bulk set-up for benchmarks: [{"platform", "id", "token"}, ...]."""
+        items = await request.json()
+        for item in items:
+            state.publish(item["platform"], item["id"], item["token"])
+        return JSONResponse({"published": len(items)})
+
+    async def admin_stats(request: Request) -> Response:
+        return JSONResponse(
+            {
+                "successful_deletes": sum(state.successful_deletes.values()),
+                "posts_deleted_twice": sum(1 for n in state.successful_deletes.values() if n > 1),
+                "calls": len(state.calls),
+            }
+        )
+
     return Starlette(
         routes=[
+            Route("/admin/publish", admin_publish, methods=["POST"]),
+            Route("/admin/stats", admin_stats, methods=["GET"]),
             Route("/graph/{version}/{object_id}", graph_object, methods=["DELETE", "GET"]),
             Route("/linkedin/rest/posts/{urn:path}", linkedin_post, methods=["DELETE"]),
             Route("/linkedin/oauth/v2/accessToken", linkedin_token, methods=["POST"]),

@@ -95,8 +95,10 @@ class MlsAccess:
         return known[1]
 
     def _credential_id(self, row: ConnectionRow) -> str:
-        """Same server and same client id (or same bearer token) = same credential. Only a
+        """Same server (scheme, host, port: not the path, since one token often serves several
+        feeds) and same client id or bearer token = same credential, and so one limit. Only a
         hash is kept in memory; it never leaves the process."""
         who = row.client_id if row.auth_kind == "oauth2" else self._decrypt(row.secret_encrypted)
-        text = f"{row.token_url or row.base_url}|{who}"
+        server = httpx.URL(row.token_url or row.base_url)
+        text = f"{server.scheme}://{server.host}:{server.port}|{who}"
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

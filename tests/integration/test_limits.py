@@ -6,6 +6,8 @@ from pathlib import Path
 
 from daemon.sandbox.faults import Fault
 from daemon.sandbox.mls_server import SandboxMls
+from daemon.sandbox.standalone import SHARED_TOKEN, Feeds, feed_key
+from daemon.serving import serving
 from daemon.sync.runtime import open_runtime
 from tests.helpers import STATIC_TOKEN, add_connection, make_settings, track
 
@@ -60,3 +62,29 @@ async def test_the_global_bound_caps_requests_in_flight(
 
     assert report.run.errors == 0 and report.run.mls_requests == 8
     assert sandbox.max_in_flight == 2
+
+
+async def test_one_token_on_several_feeds_of_one_server_shares_one_limit(
+    tmp_path: Path, secret_key: str
+) -> None:
+    """The same token used for /feed/0 and /feed/1 of one server is one credential: the
+    vendor counts its requests together, so must we."""
+    feeds = Feeds(count=2, per_feed=6, seed=1)
+    async with (
+        serving(feeds) as url,
+        open_runtime(make_settings(tmp_path), {"MLS_SYNC_SECRET_KEY": secret_key}) as rt,
+    ):
+        for n in range(2):
+            await add_connection(
+                rt,
+                f"{url}/feed/{n}",
+                f"c{n}",
+                secret=SHARED_TOKEN,
+                key_filter="each",
+                rate_per_second=5.0,
+            )
+            await track(rt, f"c{n}", [feed_key(n, i) for i in range(6)])
+        report = await rt.engine.sync_all()
+    assert report.run.mls_requests == 12 and report.run.errors == 0
+    times = sorted(t for feed in feeds.feeds for t, _ in feed.request_times)
+    assert times[-1] - times[0] >= 11 / 5 - 0.1  # 12 requests at 5/s in all, not 5/s each

@@ -1,0 +1,7 @@
+"""`python -m tests.bench`: see tests/bench/bench.py."""
+
+import sys
+
+from tests.bench.bench import main
+
+main(sys.argv[1:])

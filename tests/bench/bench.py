@@ -1,0 +1,405 @@
+"""The benchmark: how much a cycle costs, and how close it gets to the floors.
+
+    .venv/bin/python -m tests.bench              # full sizes; writes docs/benchmarks.md
+    .venv/bin/python -m tests.bench --smoke      # tiny sizes (the default test run does this)
+
+The sandbox (MLS feeds and platforms) runs as a process of its own; every cycle runs in a
+fresh process of its own too (tests/bench/cycle.py), so the daemon's CPU and peak RSS are its
+own. Scenario A: 100,000 listings over 1,000 connections (each its own feed and credential),
+1% changing per cycle, for each fetch strategy. Scenario B: a shared credential limited to
+20 requests/s over 50 connections, against the floor requests/rate. Scenario C: 10,000 posts
+taken down across the three platforms with per-platform limits, against its floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+
+from daemon.clock import iso, utcnow
+from daemon.config import load_settings
+from daemon.encryption import generate_key
+from daemon.sandbox.standalone import SHARED_TOKEN, feed_key, feed_token
+from daemon.specs import AccountSpec, ConnectionSpec, ListingSpec, PostSpec
+from daemon.store import accounts, connections, listings, posts
+from daemon.sync.runtime import open_runtime
+
+REPO = Path(__file__).resolve().parents[2]
+PLATFORMS = ("facebook", "instagram", "linkedin")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    feeds: int = 1000
+    per_feed: int = 100
+    naive_feeds: int = 100  # naive is measured on a 10% sample: 100,000 requests take minutes
+    b_feeds: int = 50
+    b_per_feed: int = 200
+    b_rate: float = 20.0
+    c_posts: int = 10_000
+    c_rate: float = 300.0
+
+
+SMOKE = Sizes(
+    feeds=20,
+    per_feed=50,
+    naive_feeds=5,
+    b_feeds=5,
+    b_per_feed=100,
+    b_rate=50.0,
+    c_posts=300,
+    c_rate=200.0,
+)
+
+
+@contextmanager
+def sandbox(feeds: int, per_feed: int) -> Iterator[tuple[str, str]]:
+    proc = subprocess.Popen(  # noqa: S603 - our own module
+        [
+            sys.executable,
+            "-m",
+            "daemon.sandbox.standalone",
+            "--feeds",
+            str(feeds),
+            "--listings-per-feed",
+            str(per_feed),
+        ],
+        stdout=subprocess.PIPE,
+        cwd=REPO,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        urls = json.loads(proc.stdout.readline())
+        yield urls["mls"], urls["platforms"]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def write_config(folder: Path, platforms_url: str, **sections: dict[str, Any]) -> Path:
+    body: dict[str, dict[str, Any]] = {
+        "database": {"path": "bench.db"},
+        "sync": {"max_concurrent_connections": 200},
+        "mls": {"max_concurrent_requests": 64, "backoff_initial_seconds": 0.05},
+        "platforms": {
+            "graph_url": f"{platforms_url}/graph",
+            "linkedin_api_url": f"{platforms_url}/linkedin",
+            "linkedin_oauth_url": f"{platforms_url}/linkedin",
+        },
+        "logging": {"level": "warning"},
+    }
+    for name, values in sections.items():
+        body[name] = {**body.get(name, {}), **values}
+    lines = []
+    for name, values in body.items():
+        lines.append(f"[{name}]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+    path = folder / "config.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+async def _prepare(
+    config: Path,
+    key: str,
+    mls_url: str,
+    feeds: int,
+    per_feed: int,
+    connection: dict[str, Any],
+    shared: bool,
+    status: str | None,
+) -> None:
+    async with open_runtime(load_settings(config, {}), {"MLS_SYNC_SECRET_KEY": key}) as rt:
+        box, now = rt.require_box(), iso(utcnow())
+        for n in range(feeds):
+            spec = ConnectionSpec.model_validate(
+                {
+                    "id": f"c{n}",
+                    "name": f"feed {n}",
+                    "base_url": f"{mls_url}/feed/{n}",
+                    **connection,
+                }
+            )
+            token = SHARED_TOKEN if shared else feed_token(n)
+            await connections.upsert(rt.db, spec, box.encrypt(token), now)
+            await listings.add_many(
+                rt.db,
+                [
+                    ListingSpec(
+                        id=f"L-{feed_key(n, i)}",
+                        connection_id=f"c{n}",
+                        listing_key=feed_key(n, i),
+                        status=status,
+                    )
+                    for i in range(per_feed)
+                ],
+                now,
+            )
+
+
+def prepare(
+    config: Path,
+    key: str,
+    mls_url: str,
+    feeds: int,
+    per_feed: int,
+    shared: bool = False,
+    status: str | None = None,
+    **connection: Any,
+) -> None:
+    anyio.run(_prepare, config, key, mls_url, feeds, per_feed, connection, shared, status)
+
+
+def cycle(config: Path, key: str, unpublish_only: bool = False) -> dict[str, Any]:
+    args = [sys.executable, "-m", "tests.bench.cycle", "--config", str(config)]
+    if unpublish_only:
+        args.append("--unpublish-only")
+    env = {**os.environ, "MLS_SYNC_SECRET_KEY": key}  # a key may start with "-": not in argv
+    out = subprocess.run(args, cwd=REPO, capture_output=True, text=True, check=True, env=env)  # noqa: S603
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def move(mls_url: str, count: int) -> list[str]:
+    return list(
+        httpx.post(f"{mls_url}/admin/move", json={"count": count}, timeout=60).json()["moved"]
+    )
+
+
+# -- scenarios ---------------------------------------------------------------------------------
+
+
+def scenario_a(sizes: Sizes, work: Path) -> list[dict[str, Any]]:
+    rows = []
+    plans: list[tuple[str, int, dict[str, Any]]] = [
+        (
+            "naive (one request per listing)",
+            sizes.naive_feeds,
+            {"key_filter": "each", "rate_per_second": 1000.0},
+        ),
+        ("by_key, batches of 50", sizes.feeds, {"key_filter": "in", "batch_size": 50}),
+        ("incremental", sizes.feeds, {"mode": "incremental", "overlap_seconds": 0}),
+    ]
+    for name, feeds, connection in plans:
+        listings_n = feeds * sizes.per_feed
+        with sandbox(feeds, sizes.per_feed) as (mls_url, platforms_url):
+            folder = Path(tempfile.mkdtemp(dir=work))
+            key = generate_key()
+            config = write_config(folder, platforms_url)
+            prepare(config, key, mls_url, feeds, sizes.per_feed, **connection)
+            cycle(config, key)  # the first cycle: every listing first seen (and a cursor)
+            moved = move(mls_url, listings_n // 100)
+            result = cycle(config, key)
+        per_feed_changes = Counter(k.split("-")[0] for k in moved)
+        if "mode" in connection:
+            minimum = sum(math.ceil(c / 200) for c in per_feed_changes.values()) + feeds
+        elif connection["key_filter"] == "each":
+            minimum = listings_n
+        else:
+            minimum = feeds * math.ceil(sizes.per_feed / 50)
+        rows.append(
+            {
+                "strategy": name,
+                "listings": listings_n,
+                "connections": feeds,
+                "minimum_requests": minimum,
+                "ratio_to_minimum": round(result["mls_requests"] / minimum, 3),
+                **result,
+            }
+        )
+    return rows
+
+
+def scenario_b(sizes: Sizes, work: Path) -> dict[str, Any]:
+    with sandbox(sizes.b_feeds, sizes.b_per_feed) as (mls_url, platforms_url):
+        folder = Path(tempfile.mkdtemp(dir=work))
+        key = generate_key()
+        config = write_config(folder, platforms_url)
+        prepare(
+            config,
+            key,
+            mls_url,
+            sizes.b_feeds,
+            sizes.b_per_feed,
+            shared=True,
+            key_filter="in",
+            batch_size=50,
+            rate_per_second=sizes.b_rate,
+        )
+        result = cycle(config, key)
+    # The limiter lets the first request through at once, then one every 1/rate seconds.
+    floor = (result["mls_requests"] - 1) / sizes.b_rate
+    return {
+        "connections": sizes.b_feeds,
+        "rate_per_second": sizes.b_rate,
+        "floor_seconds": round(floor, 2),
+        "wall_over_floor": round(result["wall_seconds"] / floor, 3),
+        **result,
+    }
+
+
+async def _posts(config: Path, key: str, platforms_url: str, count: int) -> dict[str, int]:
+    published, per_platform = [], Counter[str]()
+    async with open_runtime(load_settings(config, {}), {"MLS_SYNC_SECRET_KEY": key}) as rt:
+        box, now = rt.require_box(), iso(utcnow())
+        for platform_name in PLATFORMS:
+            for a in range(10):
+                spec = AccountSpec.model_validate(
+                    {
+                        "id": f"{platform_name}-{a}",
+                        "user_id": f"agent-{a}",
+                        "platform": platform_name,
+                        "connected_via": "facebook_login" if platform_name == "instagram" else None,
+                    }
+                )
+                await accounts.upsert(
+                    rt.db, spec, box.encrypt(f"{platform_name}-{a}-token"), None, None, now
+                )
+        for i in range(count):
+            platform_name = PLATFORMS[i % 3]
+            account = f"{platform_name}-{(i // 3) % 10}"
+            post_id = {
+                "facebook": f"1000_{i}",
+                "instagram": f"{17_000_000 + i}",
+                "linkedin": f"urn:li:share:{i}",
+            }[platform_name]
+            feed, n = divmod(i, 1000)
+            await posts.add(
+                rt.db,
+                PostSpec(
+                    id=f"p{i}",
+                    listing_id=f"L-{feed_key(feed, n)}",
+                    account_id=account,
+                    platform_post_id=post_id,
+                ),
+                now,
+            )
+            published.append(
+                {"platform": platform_name, "id": post_id, "token": f"{account}-token"}
+            )
+            per_platform[platform_name] += 1
+    async with httpx.AsyncClient(timeout=60) as client:
+        await client.post(f"{platforms_url}/admin/publish", json=published)
+    return dict(per_platform)
+
+
+def scenario_c(sizes: Sizes, work: Path) -> dict[str, Any]:
+    feeds = math.ceil(sizes.c_posts / 1000)
+    per_feed = min(1000, sizes.c_posts)
+    with sandbox(feeds, per_feed) as (mls_url, platforms_url):
+        folder = Path(tempfile.mkdtemp(dir=work))
+        key = generate_key()
+        rate = sizes.c_rate
+        config = write_config(
+            folder,
+            platforms_url,
+            platforms={
+                "facebook_rate_per_second": rate,
+                "instagram_rate_per_second": rate,
+                "linkedin_rate_per_second": rate,
+                "max_concurrent_per_account": 16,
+            },
+        )
+        prepare(config, key, mls_url, feeds, per_feed, status="sold")
+        per_platform = anyio.run(_posts, config, key, platforms_url, sizes.c_posts)
+        result = cycle(config, key, unpublish_only=True)
+        stats = httpx.get(f"{platforms_url}/admin/stats", timeout=10).json()
+    floor = (max(per_platform.values()) - 1) / rate
+    return {
+        "posts": sizes.c_posts,
+        "rate_per_platform": rate,
+        "floor_seconds": round(floor, 2),
+        "wall_over_floor": round(result["wall_seconds"] / floor, 3),
+        "successful_deletes": stats["successful_deletes"],
+        "posts_deleted_twice": stats["posts_deleted_twice"],
+        **result,
+    }
+
+
+# -- report ------------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{platform.system()} {platform.release()}, {os.cpu_count()} cores ({cpu}), "
+        f"Python {platform.python_version()}"
+    )
+
+
+def render(a: list[dict[str, Any]], b: dict[str, Any], c: dict[str, Any], command: str) -> str:
+    lines = [
+        "| strategy | listings | MLS requests | minimum | ratio | wall s | daemon CPU s "
+        "| peak RSS MB | changes applied |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in a:
+        lines.append(
+            f"| {r['strategy']} | {r['listings']:,} | {r['mls_requests']:,} "
+            f"| {r['minimum_requests']:,} | {r['ratio_to_minimum']} | {r['wall_seconds']} "
+            f"| {r['cpu_seconds']} | {r['peak_rss_mb']} | {r['status_changes']:,} |"
+        )
+    lines += [
+        "",
+        f"Scenario B (one credential shared by {b['connections']} connections, "
+        f"{b['rate_per_second']:g} requests/s): {b['mls_requests']} requests in "
+        f"{b['wall_seconds']} s against a floor of {b['floor_seconds']} s "
+        f"(wall/floor {b['wall_over_floor']}); CPU {b['cpu_seconds']} s.",
+        "",
+        f"Scenario C ({c['posts']:,} posts, {c['rate_per_platform']:g} deletes/s per platform): "
+        f"{c['successful_deletes']:,} deleted in {c['wall_seconds']} s against a floor of "
+        f"{c['floor_seconds']} s (wall/floor {c['wall_over_floor']}); posts deleted twice: "
+        f"{c['posts_deleted_twice']}; CPU {c['cpu_seconds']} s, peak RSS {c['peak_rss_mb']} MB.",
+        "",
+        f"Machine: {machine()}. Command: `{command}`.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds not minutes")
+    parser.add_argument("--write-docs", type=Path, help="write the results table here")
+    args = parser.parse_args(argv)
+    sizes = SMOKE if args.smoke else Sizes()
+    with tempfile.TemporaryDirectory(prefix="mls-sync-bench-") as work:
+        a = scenario_a(sizes, Path(work))
+        b = scenario_b(sizes, Path(work))
+        c = scenario_c(sizes, Path(work))
+    command = ".venv/bin/python -m tests.bench" + (" --smoke" if args.smoke else "")
+    table = render(a, b, c, command)
+    print(table)
+    if args.write_docs:
+        args.write_docs.write_text(
+            args.write_docs.read_text().split("<!-- results -->")[0]
+            + "<!-- results -->\n"
+            + table
+            + "\n"
+        )
+    return {"a": a, "b": b, "c": c}
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

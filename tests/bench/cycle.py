@@ -1,0 +1,72 @@
+"""One daemon cycle in a process of its own, reporting its own cost as one JSON line.
+
+    python -m tests.bench.cycle --config PATH [--unpublish-only]
+
+CPU is this process's user+system time during the cycle; peak RSS is the process's high-water
+mark (ru_maxrss), start-up included, which is what a daemon pays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from daemon.clock import iso, utcnow
+from daemon.config import load_settings
+from daemon.store import runs
+from daemon.store.posts import DueScope
+from daemon.sync.runtime import open_runtime
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def measure(config: Path, unpublish_only: bool, key: str) -> dict[str, Any]:
+    settings = load_settings(config, {})
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": key}) as rt:
+        cpu, wall = _cpu(), time.perf_counter()
+        if unpublish_only:
+            run_id = await runs.start(rt.db, "bench", "all", rt.engine.holder, iso(utcnow()))
+            results = await rt.engine.unpublisher.reconcile(run_id, DueScope())
+            seconds = time.perf_counter() - wall
+            run = await runs.finish(rt.db, run_id, iso(utcnow()), failed=False)
+            extra = {"posts": len(results)}
+        else:
+            report = await rt.engine.sync_all("bench")
+            seconds = time.perf_counter() - wall
+            run = report.run
+            extra = {}
+        cpu = _cpu() - cpu
+    return {
+        "wall_seconds": round(seconds, 3),
+        "cpu_seconds": round(cpu, 3),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "mls_requests": run.mls_requests,
+        "listings_checked": run.listings_checked,
+        "status_changes": run.status_changes,
+        "posts_unpublished": run.posts_unpublished,
+        "errors": run.errors,
+        **extra,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--unpublish-only", action="store_true")
+    args = parser.parse_args()
+    key = os.environ["MLS_SYNC_SECRET_KEY"]
+    print(json.dumps(anyio.run(measure, args.config, args.unpublish_only, key)))
+
+
+if __name__ == "__main__":
+    main()

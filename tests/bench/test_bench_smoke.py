@@ -1,0 +1,21 @@
+"""The benchmark at tiny sizes, in the default test run: its code works and its figures hold
+together (the full run, with the targets, is `python -m tests.bench`)."""
+
+from __future__ import annotations
+
+from tests.bench.bench import main
+
+
+def test_the_benchmark_runs_and_its_figures_hold_together() -> None:
+    results = main(["--smoke"])
+    by_name = {row["strategy"].split(" ")[0].rstrip(","): row for row in results["a"]}
+    assert by_name["by_key"]["ratio_to_minimum"] == 1.0
+    assert by_name["incremental"]["ratio_to_minimum"] <= 1.1
+    for row in results["a"]:
+        assert row["errors"] == 0
+        assert row["status_changes"] == row["listings"] // 100  # the 1% that moved
+    b = results["b"]
+    assert b["wall_over_floor"] >= 1.0  # the shared credential's limit really holds
+    assert b["wall_seconds"] <= 1.05 * b["floor_seconds"] + 1
+    c = results["c"]
+    assert c["successful_deletes"] == c["posts"] and c["posts_deleted_twice"] == 0
