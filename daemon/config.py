@@ -97,6 +97,13 @@ class PlatformSettings(_Section):
     instagram_rate_per_second: float = Field(default=5.0, gt=0, le=1000)
     linkedin_rate_per_second: float = Field(default=2.0, gt=0, le=1000)
     max_concurrent_per_account: int = Field(default=2, ge=1, le=64)
+    max_concurrent_requests: int = Field(
+        default=32,
+        ge=1,
+        le=1024,
+        description="delete calls in flight over all platforms; also the HTTP pool's size, "
+        "so requests never queue inside the pool (whose queue costs O(queue x connections))",
+    )
     retry_initial_seconds: float = Field(
         default=60.0,
         ge=0,

@@ -113,6 +113,7 @@ class MlsClient:
         self.consecutive_429s = 0
         self.stopped: MlsError | None = None
         self._origin = _origin(httpx.URL(endpoint.base_url))
+        self._urls: dict[tuple[str, ...], httpx.URL] = {}
         self._backoff = wait_exponential_jitter(
             multiplier=policy.backoff_initial, max=policy.backoff_max, jitter=policy.backoff_initial
         )
@@ -120,8 +121,19 @@ class MlsClient:
     # -- queries -----------------------------------------------------------------------------
 
     def by_key_url(self, keys: Sequence[str]) -> httpx.URL:
-        e = self.endpoint
-        return by_key_url(e.base_url, e.resource, keys, e.key_filter, e.select)
+        """Built once per batch: the length check makes it, the request reuses it (quoting 50
+        keys is a measurable share of a cycle's CPU)."""
+        cache_key = tuple(keys)
+        url = self._urls.pop(cache_key, None)
+        if url is None:
+            e = self.endpoint
+            url = by_key_url(e.base_url, e.resource, keys, e.key_filter, e.select)
+        return url
+
+    def url_length(self, keys: Sequence[str]) -> int:
+        url = self.by_key_url(keys)
+        self._urls[tuple(keys)] = url  # kept for the request that follows
+        return len(str(url))
 
     async def fetch_batch(self, keys: Sequence[str]) -> BatchAnswer:
         """Current status of `keys`. Keys the server leaves out count as removed; a 413/414

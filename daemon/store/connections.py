@@ -142,9 +142,11 @@ async def mark_reconciled(db: Database, connection_id: str, at: str) -> None:
         await conn.execute(MARK_RECONCILED, {"id": connection_id, "at": at})
 
 
-async def mark_synced(db: Database, connection_id: str, at: str, error: str | None) -> None:
-    async with db.transaction() as conn:
-        await conn.execute(MARK_SYNCED, {"id": connection_id, "at": at, "error": error})
+async def mark_synced(
+    conn: aiosqlite.Connection, connection_id: str, at: str, error: str | None
+) -> None:
+    """Inside the transaction that records the connection's part of the run."""
+    await conn.execute(MARK_SYNCED, {"id": connection_id, "at": at, "error": error})
 
 
 async def all_secrets(conn: aiosqlite.Connection) -> list[tuple[str, str]]:

@@ -120,20 +120,18 @@ async def current_statuses(
 
 
 async def apply_plan(conn: aiosqlite.Connection, plan: BatchPlan, run_id: int, now: str) -> None:
-    """Writes a batch's plan; call inside the transaction that read `current_statuses`."""
-    await conn.executemany(
-        MARK_CHECKED,
-        [
-            {
-                "id": c.listing_id,
-                "now": now,
-                "standard": c.standard_status,
-                "mls": c.mls_status,
-                "modified": iso(c.modified_at) if c.modified_at else None,
-            }
-            for c in plan.checked
-        ],
-    )
+    """Writes a batch's plan; call inside the transaction that read `current_statuses`.
+    Empty parts are skipped: each statement is a round trip to the database thread."""
+    checked = [
+        {
+            "id": c.listing_id,
+            "now": now,
+            "standard": c.standard_status,
+            "mls": c.mls_status,
+            "modified": iso(c.modified_at) if c.modified_at else None,
+        }
+        for c in plan.checked
+    ]
     changes = [
         {
             "id": c.listing_id,
@@ -147,11 +145,15 @@ async def apply_plan(conn: aiosqlite.Connection, plan: BatchPlan, run_id: int, n
         }
         for c in plan.changes
     ]
-    await conn.executemany(SET_STATUS, changes)
-    await conn.executemany(AUDIT, changes)
-    await conn.executemany(
-        SET_ERROR, [{"id": p.listing_id, "message": p.message} for p in plan.problems]
-    )
+    errors = [{"id": p.listing_id, "message": p.message} for p in plan.problems]
+    for statement, rows in (
+        (MARK_CHECKED, checked),
+        (SET_STATUS, changes),
+        (AUDIT, changes),
+        (SET_ERROR, errors),
+    ):
+        if rows:
+            await conn.executemany(statement, rows)
 
 
 async def mark_not_checked(conn: aiosqlite.Connection, ids: Sequence[str], reason: str) -> None:

@@ -90,11 +90,10 @@ async def record(
 ) -> None:
     """Adds to a run's counts and errors; call inside the transaction that did the work, so
     the history never disagrees with the data."""
-    await conn.execute(ADD_COUNTS, {"run_id": run_id, **vars(counts)})
-    await conn.executemany(
-        ADD_ERROR,
-        [{"run_id": run_id, "at": at, **vars(e)} for e in errors],
-    )
+    if any(vars(counts).values()):
+        await conn.execute(ADD_COUNTS, {"run_id": run_id, **vars(counts)})
+    if errors:
+        await conn.executemany(ADD_ERROR, [{"run_id": run_id, "at": at, **vars(e)} for e in errors])
 
 
 async def record_now(

@@ -59,7 +59,7 @@ class ConnectionSync:
                 keys,
                 form,
                 self.row.batch_size,
-                lambda ks: len(str(self.client.by_key_url(ks))),
+                self.client.url_length,
                 self.max_url_length,
             )
         )

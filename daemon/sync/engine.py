@@ -271,10 +271,10 @@ class SyncEngine:
         if work.stopped is not None:
             error = str(work.stopped)
             await self._stopped(run_id, row, work.stopped)
-        await runs.record_now(
-            self.db, run_id, Counts(connections=1, requests=requests), [], iso(self.clock())
-        )
-        await connections.mark_synced(self.db, row.id, iso(self.clock()), error)
+        at = iso(self.clock())
+        async with self.db.transaction() as conn:
+            await runs.record(conn, run_id, Counts(connections=1, requests=requests), [], at)
+            await connections.mark_synced(conn, row.id, at, error)
         return error is None or work.counts.checked > 0
 
     async def _dispatch(

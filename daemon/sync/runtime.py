@@ -68,8 +68,10 @@ def http_client(settings: Settings) -> httpx.AsyncClient:
 
 
 def platform_client(settings: Settings) -> httpx.AsyncClient:
+    bound = settings.platforms.max_concurrent_requests
     return httpx.AsyncClient(
         timeout=httpx.Timeout(settings.platforms.timeout_seconds),
+        limits=httpx.Limits(max_connections=bound, max_keepalive_connections=bound),
         follow_redirects=False,
         trust_env=False,
         headers={"User-Agent": USER_AGENT},
