@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from daemon.platforms.outcomes import AuthFailed, NeedsPerson, Outcome, RetryLater
+from daemon.platforms.outcomes import AlreadyGone, AuthFailed, NeedsPerson, Outcome, RetryLater
 
 THROTTLED = frozenset({4, 17, 32, 613, 80001, 80002, 341})
 TRANSIENT = frozenset({1, 2})
@@ -95,3 +95,42 @@ def success_body(resp: httpx.Response) -> dict[str, Any] | None:
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
     return body if isinstance(body, dict) else None
+
+
+class GraphAdapter:
+    """What the Facebook and Instagram adapters share: the DELETE on the Graph API, and the
+    check that tells "already deleted" from "not allowed" after an error 100/33."""
+
+    name = "Graph API"
+
+    def __init__(self, http: httpx.AsyncClient, graph_url: str, version: str) -> None:
+        self.http = http
+        self.base = f"{graph_url}/{version}"
+
+    async def _delete(self, object_id: str, token: str) -> httpx.Response | RetryLater:
+        try:
+            return await self.http.delete(f"{self.base}/{object_id}", headers=_bearer(token))
+        except httpx.HTTPError as exc:
+            return RetryLater(f"{self.name} unreachable: {type(exc).__name__}")
+
+    async def _gone_or_forbidden(
+        self, check_object: str, token: str, error: GraphError, gone_note: str
+    ) -> Outcome:
+        """100/33 means "does not exist" OR "no permission". Only if the same token can still
+        read `check_object` is the post really gone; otherwise it is a permission problem."""
+        try:
+            check = await self.http.get(
+                f"{self.base}/{check_object}", params={"fields": "id"}, headers=_bearer(token)
+            )
+        except httpx.HTTPError as exc:
+            return RetryLater(f"{self.name} unreachable for the 100/33 check: {type(exc).__name__}")
+        if check.status_code == 200:
+            return AlreadyGone(gone_note)
+        return NeedsPerson(
+            f"{error.describe()}, and the token cannot read {check_object}: a permission "
+            "problem, not a deleted post"
+        )
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
