@@ -122,7 +122,9 @@ async def _play(
             await anyio.sleep(settings.platforms.retry_max_seconds)
             stats.add(await rt.engine.sync_all("demo"))
             live.update(_table(stats, time.monotonic() - started, duration))
-        consistency = await check_consistency(rt.db, sandbox, rt.engine.mapping)
+        consistency = await check_consistency(
+            rt.db, sandbox.mls, sandbox.platforms, rt.engine.mapping
+        )
     return stats, consistency
 
 

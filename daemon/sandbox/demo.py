@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from daemon.models import LocalStatus, StatusMapping
 from daemon.sandbox.environment import SandboxSession
 from daemon.sandbox.faults import Fault
-from daemon.sandbox.platforms_server import graph_fault
+from daemon.sandbox.mls_server import SandboxMls
+from daemon.sandbox.platforms_server import SandboxPlatforms, graph_fault
 from daemon.store import listings, posts
 from daemon.store.database import Database
 from daemon.sync.engine import RunReport
@@ -74,13 +75,17 @@ class Consistency:
 
 
 async def check_consistency(
-    db: Database, session: SandboxSession, mapping: StatusMapping
+    db: Database,
+    mls: SandboxMls,
+    platforms: SandboxPlatforms,
+    mapping: StatusMapping,
+    unpublish_on: tuple[LocalStatus, ...] = (LocalStatus.SOLD,),
 ) -> Consistency:
     """Every listing's status is its mapped MLS status (off_market when gone from the feed),
-    and no sold listing still has a post alive on a platform."""
+    and no listing in `unpublish_on` still has a post published, locally or on a platform."""
     out_of_step, live_posts = [], []
     for row in await listings.list_some(db, None, None, 1_000_000):
-        record = session.mls.records.get(row.listing_key)
+        record = mls.records.get(row.listing_key)
         if record is None or record.get("MlgCanView") is False:
             expected: LocalStatus | None = LocalStatus.OFF_MARKET
         else:
@@ -88,8 +93,8 @@ async def check_consistency(
             expected = getattr(mapped, "status", None)
         if expected is not None and row.status != expected:
             out_of_step.append(row.id)
-        if row.status == LocalStatus.SOLD:
+        if row.status in unpublish_on:
             for post in await posts.list_some(db, row.id, None, 100):
-                if session.platforms.exists(post.platform_post_id):
+                if post.status == "published" or platforms.exists(post.platform_post_id):
                     live_posts.append(post.id)
     return Consistency(out_of_step, live_posts)
