@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, field
 from typing import Literal
 
 from starlette.responses import Response
@@ -25,6 +26,38 @@ class Fault:
     times: int = 1
     after: int = 0
     body: str | None = None
+
+
+@dataclass
+class FaultRates:
+    """Random faults, each request rolling the dice (the soak test's weather): `server_error`
+    answers 500/502/503, `timeout` holds the answer `timeout_seconds`, `malformed_record`
+    garbles that share of the records in an answer."""
+
+    server_error: float = 0.0
+    timeout: float = 0.0
+    timeout_seconds: float = 5.0
+    malformed_record: float = 0.0
+    seed: int = 1
+    rolled: int = 0
+    _rng: random.Random = field(default_factory=lambda: random.Random(1))
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+
+    def roll(self) -> Fault | None:
+        """A fault for this request, or None."""
+        draw = self._rng.random()
+        if draw < self.server_error:
+            self.rolled += 1
+            return Fault("status", status=self._rng.choice([500, 502, 503]))
+        if draw < self.server_error + self.timeout:
+            self.rolled += 1
+            return Fault("slow", seconds=self.timeout_seconds)
+        return None
+
+    def garble(self) -> bool:
+        return self.malformed_record > 0 and self._rng.random() < self.malformed_record
 
 
 class FaultQueue:

@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from daemon.clock import iso, parse_iso
-from daemon.sandbox.faults import Fault, FaultQueue, fault_response
+from daemon.sandbox.faults import Fault, FaultQueue, FaultRates, fault_response
 from daemon.sandbox.odata_filter import FilterError, compile_filter
 
 DEFAULT_MAX_PAGE_SIZE = 1000
@@ -45,6 +45,8 @@ class SandboxMls:
     max_page_size: int = DEFAULT_MAX_PAGE_SIZE
     max_filter_length: int | None = None  # longer filters get 413
     faults: FaultQueue = field(default_factory=FaultQueue)
+    weather: FaultRates = field(default_factory=FaultRates)
+    garbled: int = 0
     requests: Counter[str] = field(default_factory=Counter)  # credential -> data requests
     request_times: list[tuple[float, str]] = field(default_factory=list)
     token_requests: int = 0
@@ -145,7 +147,12 @@ class SandboxMls:
         after = skip + size if skip + size < len(rows) else -1
         select = params.get("$select")
         fields = [f.strip() for f in select.split(",")] if select else None
-        return [_project(r, fields) for r in page], after
+        out = [_project(r, fields) for r in page]
+        for record in out:
+            if self.weather.garble():  # a record as a broken feed sends it: a wrong type
+                record["StandardStatus"] = 404
+                self.garbled += 1
+        return out, after
 
     def _matching(self, text: str, order: str) -> list[dict[str, Any]]:
         cached = self._results.get((text, order))
@@ -235,7 +242,7 @@ def build_mls_app(mls: SandboxMls, resource: str = "Property", prefix: str = "")
             mls.in_flight -= 1
 
     async def answer(request: Request) -> Response:
-        if fault := mls.faults.take():
+        if fault := (mls.faults.take() or mls.weather.roll()):
             answer = await _fault_answer(fault)
             if answer is not None:
                 return answer

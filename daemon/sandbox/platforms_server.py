@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from daemon.sandbox.faults import Fault, FaultQueue, fault_response
+from daemon.sandbox.faults import Fault, FaultQueue, FaultRates, fault_response
 
 Platform = Literal["facebook", "instagram", "linkedin"]
 PostKind = Literal["post", "story", "carousel_slide"]
@@ -58,6 +58,7 @@ class SandboxPlatforms:
         default_factory=lambda: {p: FaultQueue() for p in ("facebook", "instagram", "linkedin")}
     )
     calls: list[Call] = field(default_factory=list)
+    weather: FaultRates = field(default_factory=FaultRates)
     successful_deletes: Counter[str] = field(default_factory=Counter)
 
     def publish(
@@ -134,7 +135,7 @@ def build_platforms_app(state: SandboxPlatforms) -> Starlette:
         )
 
     async def faulted(platform: str) -> Response | None:
-        fault = state.faults[platform].take()
+        fault = state.faults[platform].take() or state.weather.roll()
         if fault is None:
             return None
         if fault.kind == "slow":
