@@ -1,0 +1,70 @@
+"""Schemathesis against the daemon's own /openapi.json: no generated request gets a 5xx.
+
+The two operations that make the daemon call out (`/v1/sync`, `/v1/listings/{id}/sync`) are
+left out: a generated connection may point anywhere, and nothing may leave 127.0.0.1. Creating
+records makes no outbound call. Short by default; more cases:
+    MLS_SYNC_FUZZ_EXAMPLES=200 .venv/bin/pytest tests/reliability/test_api_fuzz.py -s
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+
+from daemon.config import load_settings
+from daemon.sandbox.platforms_server import SandboxPlatforms
+from tests.e2e.daemon_process import API_TOKEN, Daemon, free_port, write_config
+
+EXAMPLES = os.environ.get("MLS_SYNC_FUZZ_EXAMPLES", "15")
+SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
+
+
+async def test_no_generated_request_gets_a_server_error(
+    tmp_path: Path, secret_key: str, platforms: tuple[SandboxPlatforms, str]
+) -> None:
+    config = tmp_path / "config.toml"
+    port = free_port()
+    write_config(config, port, platforms[1])
+    assert load_settings(config, {}).sandbox.enabled is False
+    daemon = Daemon.start(config, port, secret_key)
+    try:
+        await daemon.wait_notify("READY=1")
+        result = await anyio.to_thread.run_sync(
+            lambda: subprocess.run(  # noqa: S603
+                [
+                    str(SCHEMATHESIS),
+                    "run",
+                    f"{daemon.url}/openapi.json",
+                    "-H",
+                    f"Authorization: Bearer {API_TOKEN}",
+                    "-c",
+                    "not_a_server_error",
+                    "-n",
+                    EXAMPLES,
+                    "--seed",
+                    "1",
+                    "--exclude-path-regex",
+                    "/sync$",
+                    "--report-dir",
+                    str(tmp_path / "reports"),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=600,
+                cwd=tmp_path,
+                check=False,
+            )
+        )
+        assert daemon.proc.poll() is None, daemon.log()
+    finally:
+        daemon.stop()
+    summary = re.search(r"(\d+) generated, (\d+) passed", result.stdout)
+    print(f"\nschemathesis: {summary.group(0) if summary else result.stdout[-300:]}")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert summary is not None and summary.group(1) == summary.group(2)
+    assert "Selected: 20/22" in result.stdout  # everything but the two sync operations
