@@ -25,8 +25,9 @@ from daemon.sandbox.mls_server import SandboxMls
 from daemon.sandbox.platforms_server import SandboxPlatforms
 from daemon.store import listings
 from daemon.sync.runtime import open_runtime
-from tests.e2e.daemon_process import Daemon, free_port, write_config
+from tests.e2e.daemon_process import Daemon
 from tests.helpers import add_account, add_connection, add_post, track
+from tests.reliability.conftest import DaemonConfig
 
 ROUNDS = int(os.environ.get("MLS_SYNC_CRASH_ROUNDS", "5"))
 LISTINGS = int(os.environ.get("MLS_SYNC_CRASH_LISTINGS", "300"))
@@ -39,14 +40,13 @@ async def test_sigkill_at_random_moments_loses_nothing_and_does_nothing_twice(
     secret_key: str,
     mls: tuple[SandboxMls, str],
     platforms: tuple[SandboxPlatforms, str],
+    daemon_config: DaemonConfig,
 ) -> None:
     sandbox, mls_url = mls
-    state, platforms_url = platforms
+    state = platforms[0]
     rng = random.Random(20261124)
     keys = [f"C{n:05d}" for n in range(LISTINGS)]
-    config = tmp_path / "config.toml"
-    port = free_port()
-    write_config(config, port, platforms_url)
+    config, port = daemon_config.path, daemon_config.port
     async with open_runtime(load_settings(config, {}), {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
         await add_connection(rt, mls_url, rate_per_second=20.0, batch_size=25)
         for key in keys:

@@ -13,8 +13,9 @@ from daemon.config import load_settings
 from daemon.sandbox.mls_server import SandboxMls
 from daemon.sandbox.platforms_server import SandboxPlatforms
 from daemon.sync.runtime import open_runtime
-from tests.e2e.daemon_process import API_TOKEN, Daemon, free_port, write_config
+from tests.e2e.daemon_process import API_TOKEN, Daemon
 from tests.helpers import add_connection, track
+from tests.reliability.conftest import DaemonConfig
 
 SECRETS = {
     "mls": "mls-bearer-5ecret-aa11",
@@ -30,13 +31,12 @@ async def test_no_route_without_the_token_and_no_secret_in_any_answer_log_or_fil
     secret_key: str,
     mls: tuple[SandboxMls, str],
     platforms: tuple[SandboxPlatforms, str],
+    daemon_config: DaemonConfig,
 ) -> None:
     sandbox, mls_url = mls
     sandbox.static_tokens.add(SECRETS["mls"])
     sandbox.put("K1", "Closed")
-    config = tmp_path / "config.toml"
-    port = free_port()
-    write_config(config, port, platforms[1])
+    config, port = daemon_config.path, daemon_config.port
     async with open_runtime(load_settings(config, {}), {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
         await add_connection(rt, mls_url, secret=SECRETS["mls"])
         await track(rt, "mls-1", ["K1"])

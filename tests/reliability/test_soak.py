@@ -26,8 +26,9 @@ from daemon.sandbox.faults import Fault, FaultRates
 from daemon.sandbox.mls_server import SandboxMls
 from daemon.sandbox.platforms_server import SandboxPlatforms
 from daemon.sync.runtime import open_runtime
-from tests.e2e.daemon_process import Daemon, free_port, write_config
+from tests.e2e.daemon_process import Daemon
 from tests.helpers import add_account, add_connection, add_post, track
+from tests.reliability.conftest import DaemonConfig
 
 CYCLES = int(os.environ.get("MLS_SYNC_SOAK_CYCLES", "8"))
 LISTINGS = 300
@@ -52,14 +53,13 @@ async def test_the_daemon_survives_a_fault_soak_and_converges_after_it(
     secret_key: str,
     mls: tuple[SandboxMls, str],
     platforms: tuple[SandboxPlatforms, str],
+    daemon_config: DaemonConfig,
 ) -> None:
     sandbox, mls_url = mls
-    state, platforms_url = platforms
+    state = platforms[0]
     rng = random.Random(7)
     keys = [f"W{n:05d}" for n in range(LISTINGS)]
-    config = tmp_path / "config.toml"
-    port = free_port()
-    write_config(config, port, platforms_url)
+    config, port = daemon_config.path, daemon_config.port
     config.write_text(
         config.read_text().replace(
             "[platforms]\n", "[platforms]\nretry_initial_seconds = 0.2\nretry_max_seconds = 1\n"
