@@ -167,10 +167,14 @@ def _reload(state: ServiceState, notifier: Notifier, config_path: Path | None) -
         effective = effective.model_copy(update={"platforms": old.platforms})
     state.settings = effective
     state.runtime.engine.apply_settings(effective)
-    state.clock.reschedule(effective.sync.interval_seconds, effective.sync.jitter_seconds)
+    # In sandbox mode the clock keeps the sandbox's own (restart-only) interval.
+    interval = (
+        effective.sandbox.interval_seconds if state.sandbox else effective.sync.interval_seconds
+    )
+    state.clock.reschedule(interval, effective.sync.jitter_seconds)
     logs.configure(effective.logging.level, effective.logging.format, sys.stdout)
     log.info(
-        "reloaded", interval_seconds=effective.sync.interval_seconds, level=effective.logging.level
+        "reloaded", interval_seconds=interval, level=effective.logging.level
     )
     notifier.ready("reloaded")
 

@@ -84,7 +84,7 @@ async def _readiness(state: ServiceState) -> tuple[dict[str, list[dict[str, Any]
         observedUnit="ms",
     )
     check("scheduler:running", state.clock.running)
-    interval = state.settings.sync.interval_seconds
+    interval = state.clock.interval
     last = state.coordinator.last_completed_monotonic
     uptime = time.monotonic() - state.started_monotonic
     if last is None:
@@ -112,7 +112,7 @@ async def _status(state: ServiceState) -> dict[str, Any]:
         "version": state.version,
         "sandbox": state.sandbox,
         "uptime_seconds": round(time.monotonic() - state.started_monotonic, 1),
-        "interval_seconds": state.settings.sync.interval_seconds,
+        "interval_seconds": state.clock.interval,
         "next_run": iso(next_run) if next_run else None,
         "shutting_down": state.shutting_down,
         "running": None
