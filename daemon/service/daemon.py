@@ -173,9 +173,7 @@ def _reload(state: ServiceState, notifier: Notifier, config_path: Path | None) -
     )
     state.clock.reschedule(interval, effective.sync.jitter_seconds)
     logs.configure(effective.logging.level, effective.logging.format, sys.stdout)
-    log.info(
-        "reloaded", interval_seconds=interval, level=effective.logging.level
-    )
+    log.info("reloaded", interval_seconds=interval, level=effective.logging.level)
     notifier.ready("reloaded")
 
 
