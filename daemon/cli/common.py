@@ -15,6 +15,7 @@ import click
 from daemon import logs
 from daemon.config import EX_CONFIG, ConfigError, Settings, load_settings
 from daemon.encryption import SecretKeyError
+from daemon.sandbox.environment import SandboxSession
 from daemon.specs import SpecError, SpecT, parse_spec
 from daemon.store.database import SchemaError
 from daemon.sync.engine import SyncRefused
@@ -88,6 +89,10 @@ def echo_rows(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], as_json
         echo_json(rows)
     else:
         echo_table(rows, columns)
+
+
+def echo_sandbox(sandbox: SandboxSession) -> None:
+    click.echo(f"sandbox MLS at {sandbox.mls_url}, sandbox platforms at {sandbox.platforms_url}")
 
 
 def echo_record(record: Mapping[str, Any]) -> None:

@@ -18,8 +18,7 @@ from daemon import logs
 from daemon.cli.common import run
 from daemon.config import Settings, load_settings
 from daemon.sandbox.demo import Consistency, DemoStats, check_consistency, inject_faults
-from daemon.sandbox.environment import sandbox_running
-from daemon.sync.runtime import open_runtime
+from daemon.sandbox.environment import runtime_for
 
 
 @click.command()
@@ -95,11 +94,8 @@ async def _play(
 ) -> tuple[DemoStats, Consistency]:
     stats = DemoStats()
     rng = random.Random(seed)  # noqa: S311 - the faults' story, not a secret
-    async with (
-        sandbox_running(settings) as sandbox,
-        open_runtime(sandbox.settings_for(settings)) as rt,
-    ):
-        await sandbox.wire(rt.db, rt.require_box())
+    async with runtime_for(settings) as (rt, sandbox):
+        assert sandbox is not None  # the demo's own settings enable it
         started = time.monotonic()
         with Live(
             _table(stats, 0, duration),

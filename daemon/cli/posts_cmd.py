@@ -13,13 +13,14 @@ from daemon.cli.common import (
     echo_json,
     echo_record,
     echo_rows,
+    echo_sandbox,
     fail,
     run,
     settings_from,
 )
-from daemon.cli.session import calling_out
 from daemon.clock import iso, utcnow
 from daemon.platforms.links import post_link
+from daemon.sandbox.environment import runtime_for
 from daemon.specs import PostSpec, SpecError, check_post_id, parse_spec
 from daemon.store import accounts, listings
 from daemon.store import posts as store
@@ -153,7 +154,7 @@ def unpublish(config_path: Path | None, listing_id: str) -> None:
     settings = settings_from(config_path)
 
     async def main() -> RunReport:
-        async with calling_out(settings) as rt:
+        async with runtime_for(settings, before=echo_sandbox) as (rt, _):
             return await rt.engine.unpublish_listing(listing_id)
 
     report = run(main)

@@ -14,14 +14,14 @@ from daemon.cli.common import (
     echo_json,
     echo_record,
     echo_rows,
+    echo_sandbox,
     echo_table,
     fail,
     progress_printer,
     run,
     settings_from,
 )
-from daemon.cli.session import calling_out
-from daemon.sandbox.environment import SandboxSession
+from daemon.sandbox.environment import SandboxSession, runtime_for
 from daemon.store import runs
 from daemon.sync.engine import RunReport, SyncEngine
 from daemon.sync.runtime import open_runtime
@@ -55,14 +55,14 @@ def sync(
     settings = settings_from(config_path, verbose)
 
     def move_market(sandbox: SandboxSession) -> None:
+        echo_sandbox(sandbox)
         moves = sandbox.move_market(settings.sandbox.moves_per_cycle)
         click.echo(f"  the market moved {len(moves)} listing(s), for example:")
         for m in moves[:5]:
             click.echo(f"    {m.key}: {m.before} -> {m.after}")
 
     async def main() -> RunReport:
-        progress = progress_printer(not quiet)
-        async with calling_out(settings, progress, move_market) as rt:
+        async with runtime_for(settings, progress_printer(not quiet), move_market) as (rt, _):
             return await _one(rt.engine, connection_id, listing_id)
 
     started = time.monotonic()

@@ -51,7 +51,6 @@ class ClientCredentials:
         self._token: str | None = None
         self._expires_at = 0.0
         self._lock = anyio.Lock()  # one refresh at a time, whatever the number of callers
-        self.fetches = 0
 
     async def token(self, client: httpx.AsyncClient) -> str:
         async with self._lock:
@@ -68,7 +67,6 @@ class ClientCredentials:
             resp = await client.post(self._url, data=self._form)
         except httpx.HTTPError as exc:
             raise TokenUnavailable(f"token endpoint {self._url}: {type(exc).__name__}") from None
-        self.fetches += 1
         if resp.status_code in (400, 401, 403):
             raise NeedsReauth(
                 f"the token endpoint {self._url} refused the client credentials "

@@ -19,8 +19,9 @@ from daemon.platforms.outcomes import (
     RetryLater,
 )
 
+# Matched by name, not number. Only an expired token is worth a refresh; REVOKED_ACCESS_TOKEN
+# and any other 401 mean the member must log in again.
 EXPIRED = "EXPIRED_ACCESS_TOKEN"
-REVOKED = "REVOKED_ACCESS_TOKEN"
 
 # Called with (account id, new access token, its lifetime in seconds) to store it encrypted.
 TokenSaver = Callable[[str, str, float | None], Awaitable[None]]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,6 +35,7 @@ from daemon.serving import serving
 from daemon.specs import AccountSpec, ConnectionSpec, ListingSpec, PostSpec
 from daemon.store import accounts, connections, listings, posts
 from daemon.store.database import Database
+from daemon.sync.runtime import Runtime, open_runtime
 
 STATE_FILE = "sandbox-mls.json"
 # One connection of each kind, so the demo exercises every query form.
@@ -238,3 +239,24 @@ def load(mls: SandboxMls, platforms: SandboxPlatforms, path: Path) -> bool:
         )
         post.deleted = raw["deleted"]
     return bool(mls.records)
+
+
+@asynccontextmanager
+async def runtime_for(
+    settings: Settings,
+    on_progress: Callable[[str, int, int], None] = lambda cid, done, total: None,
+    before: Callable[[SandboxSession], None] = lambda session: None,
+) -> AsyncIterator[tuple[Runtime, SandboxSession | None]]:
+    """The runtime for anything that may call out (sync, unpublish, run, demo). With
+    [sandbox] enabled, the sandbox servers start first and every URL points at them, so nothing
+    started from a sandbox config can reach a real MLS or social platform. `before` sees the
+    running sandbox before the runtime opens (to print its URLs, move its market, ...)."""
+    if not settings.sandbox.enabled:
+        async with open_runtime(settings, on_progress=on_progress) as rt:
+            yield rt, None
+        return
+    async with sandbox_running(settings) as sandbox:
+        before(sandbox)
+        async with open_runtime(sandbox.settings_for(settings), on_progress=on_progress) as rt:
+            await sandbox.wire(rt.db, rt.require_box())
+            yield rt, sandbox

@@ -7,8 +7,6 @@ an oversized body, 422 for a body or id that does not validate.
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -53,18 +51,16 @@ def build_app(state: ServiceState) -> FastAPI:
     async def no_key(request: Request, exc: SecretKeyError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
-    return _BodyLimit(app, state.settings.daemon.max_body_bytes)  # type: ignore[return-value]
+    app.add_middleware(BodyLimit, limit=state.settings.daemon.max_body_bytes)
+    return app
 
 
-class _BodyLimit:
+class BodyLimit:
     """Refuses a body over `limit` bytes with 413, whether it declares its length or not."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
         self.limit = limit
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.app, name)  # openapi() and friends, for tests and tools
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

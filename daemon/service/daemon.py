@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Mapping
 from importlib.metadata import version
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from daemon import logs
 from daemon.clock import utcnow
 from daemon.config import ConfigError, Settings, load_settings
 from daemon.credentials import API_TOKEN_CREDENTIAL, API_TOKEN_ENV, read_secret
-from daemon.sandbox.environment import SandboxSession, sandbox_running
+from daemon.sandbox.environment import SandboxSession, runtime_for
 from daemon.service.api import build_app
 from daemon.service.clock import Clock
 from daemon.service.coordinator import Coordinator
@@ -31,7 +30,6 @@ from daemon.service.state import ServiceState
 from daemon.serving import serving
 from daemon.store import listings, runs
 from daemon.sync.engine import RunReport
-from daemon.sync.runtime import Runtime, open_runtime
 
 log = structlog.get_logger("mls_sync.daemon")
 
@@ -47,7 +45,7 @@ async def run_daemon(
     config_path: Path | None, settings: Settings, environ: Mapping[str, str] | None = None
 ) -> None:
     notifier = Notifier(environ)
-    async with _world(settings) as (rt, sandbox):
+    async with runtime_for(settings, before=_announce) as (rt, sandbox):
         metrics = Metrics()
         coordinator = Coordinator(rt.engine)
         interval = (
@@ -104,23 +102,13 @@ async def run_daemon(
     log.info("daemon_stopped")
 
 
-@asynccontextmanager
-async def _world(settings: Settings) -> AsyncIterator[tuple[Runtime, SandboxSession | None]]:
-    """The runtime, inside the sandbox when it is enabled."""
-    if not settings.sandbox.enabled:
-        async with open_runtime(settings) as rt:
-            yield rt, None
-        return
-    async with sandbox_running(settings) as sandbox:
-        log.warning(
-            "sandbox_mode",
-            mls=sandbox.mls_url,
-            platforms=sandbox.platforms_url,
-            note="SANDBOX MODE: no real MLS or social platform is contacted",
-        )
-        async with open_runtime(sandbox.settings_for(settings)) as rt:
-            await sandbox.wire(rt.db, rt.require_box())
-            yield rt, sandbox
+def _announce(sandbox: SandboxSession) -> None:
+    log.warning(
+        "sandbox_mode",
+        mls=sandbox.mls_url,
+        platforms=sandbox.platforms_url,
+        note="SANDBOX MODE: no real MLS or social platform is contacted",
+    )
 
 
 def _market_mover(sandbox: SandboxSession, count: int) -> Callable[[], Awaitable[None]]:

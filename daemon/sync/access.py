@@ -32,6 +32,7 @@ class MlsAccess:
         self.concurrency = anyio.CapacityLimiter(settings.max_concurrent_requests)
         self._rates: dict[str, tuple[float, AsyncLimiter]] = {}
         self._tokens: dict[tuple[str, str], TokenSource] = {}
+        self._credentials: dict[tuple[str, str], str] = {}
 
     def apply(self, settings: MlsSettings) -> None:
         self.settings = settings
@@ -87,7 +88,10 @@ class MlsAccess:
     def _limiter(self, row: ConnectionRow) -> AsyncLimiter:
         """One limiter per credential, not per connection: two connections sharing a token
         share its limit (the classic cause of endless 429s). The lowest rate given wins."""
-        credential = self._credential_id(row)
+        cache_key = (row.id, row.secret_encrypted)
+        if cache_key not in self._credentials:  # decrypting once per stored secret is enough
+            self._credentials[cache_key] = self._credential_id(row)
+        credential = self._credentials[cache_key]
         known = self._rates.get(credential)
         if known is None or row.rate_per_second < known[0]:
             known = (row.rate_per_second, make_limiter(row.rate_per_second))

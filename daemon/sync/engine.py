@@ -18,10 +18,11 @@ import structlog
 from daemon.clock import iso, parse_iso, utcnow
 from daemon.config import Settings
 from daemon.mls.errors import CircuitOpen, MlsError, NeedsReauth
+from daemon.models import LocalStatus
 from daemon.store import connections, leases, listings, posts, runs
 from daemon.store.database import Database
 from daemon.store.posts import DueScope
-from daemon.store.records import ConnectionRow, ListingRow, RunErrorRow, RunRow
+from daemon.store.records import ConnectionRow, ListingRow, RunErrorRow, RunRow, TrackedListing
 from daemon.store.runs import Counts, ErrorEntry
 from daemon.sync.access import MlsAccess
 from daemon.sync.connection import ConnectionSync
@@ -281,10 +282,8 @@ class SyncEngine:
         self, work: ConnectionSync, row: ConnectionRow, only_listing: ListingRow | None
     ) -> None:
         if only_listing is not None:
-            tracked = [
-                t for t in await listings.tracked(self.db, row.id) if t.id == only_listing.id
-            ]
-            await work.by_key(tracked)
+            status = LocalStatus(only_listing.status) if only_listing.status else None
+            await work.by_key([TrackedListing(only_listing.id, only_listing.listing_key, status)])
             return
         tracked = await listings.tracked(self.db, row.id)
         if row.mode == "incremental" and row.cursor and not self._reconcile_due(row):

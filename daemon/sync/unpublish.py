@@ -9,6 +9,7 @@ post is never deleted by two processes at once.
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -167,9 +168,10 @@ class Unpublisher:
     ) -> set[str]:
         """Decrypts the tokens of active accounts; every other account gets one message."""
         ready: set[str] = set()
-        for account_id in sorted({p.account_id for p in due}):
+        waiting_by_account = Counter(p.account_id for p in due)
+        for account_id in sorted(waiting_by_account):
             row = rows[account_id]
-            waiting = sum(1 for p in due if p.account_id == account_id)
+            waiting = waiting_by_account[account_id]
             if row.state != "active":
                 await self._record(
                     work.run_id,
