@@ -98,11 +98,12 @@ class PlatformSettings(_Section):
     linkedin_rate_per_second: float = Field(default=2.0, gt=0, le=1000)
     max_concurrent_per_account: int = Field(default=2, ge=1, le=64)
     max_concurrent_requests: int = Field(
-        default=32,
+        default=16,
         ge=1,
         le=1024,
-        description="delete calls in flight over all platforms; also the HTTP pool's size, "
-        "so requests never queue inside the pool (whose queue costs O(queue x connections))",
+        description="delete calls in flight over all platforms (taken after the rate "
+        "limiter, so it bounds only calls really out); also the HTTP pool's size, so "
+        "requests never queue inside the pool (whose queue costs O(queue x connections))",
     )
     retry_initial_seconds: float = Field(
         default=60.0,

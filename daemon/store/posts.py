@@ -7,8 +7,9 @@ changes, so a crash or a failed delete is simply found again next time.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import aiosqlite
 
@@ -73,6 +74,10 @@ WHERE (:listing_id IS NULL OR p.listing_id = :listing_id)
 ORDER BY p.listing_id, p.id LIMIT :limit
 """
 )
+STILL_PUBLISHED = """
+SELECT id FROM social_posts
+WHERE status = 'published' AND id IN (SELECT value FROM json_each(?))
+"""
 COUNT_BY_STATUS = "SELECT status, count(*) FROM social_posts GROUP BY 1 ORDER BY 1"
 
 
@@ -109,20 +114,36 @@ async def add(db: Database, spec: PostSpec, now: str) -> None:
         await conn.execute(INSERT, {**spec.model_dump(mode="json"), "now": now})
 
 
-async def mark_done(conn: aiosqlite.Connection, post_id: str, note: str, now: str) -> bool:
-    """Unpublished. Guarded on status, so a post is never counted as taken down twice."""
-    cur = await conn.execute(DONE, {"id": post_id, "note": note, "now": now})
-    return cur.rowcount == 1
+@dataclass(frozen=True)
+class Attempt:
+    """What one delete call came to, as the post's row records it."""
+
+    post_id: str
+    result: Literal["done", "failed", "manual"]
+    text: str  # the note (done, manual) or the error (failed)
+    next_attempt_at: str | None = None  # failed only
 
 
-async def mark_failed(
-    conn: aiosqlite.Connection, post_id: str, error: str, next_attempt_at: str, now: str
-) -> None:
-    await conn.execute(FAILED, {"id": post_id, "error": error, "next": next_attempt_at, "now": now})
-
-
-async def mark_manual(conn: aiosqlite.Connection, post_id: str, note: str, now: str) -> None:
-    await conn.execute(MANUAL, {"id": post_id, "note": note, "now": now})
+async def record_attempts(
+    conn: aiosqlite.Connection, attempts: Sequence[Attempt], now: str
+) -> set[str]:
+    """Writes a batch of attempts in the caller's transaction (a few statements, whatever the
+    batch's size). Every update is guarded on status = 'published', so a post is never taken
+    down twice; returns the ids that were still published, so each is counted once."""
+    ids = json.dumps([a.post_id for a in attempts])
+    fresh = {r[0] for r in await conn.execute_fetchall(STILL_PUBLISHED, (ids,))}
+    by_result: dict[str, list[dict[str, str | None]]] = {"done": [], "failed": [], "manual": []}
+    for a in attempts:
+        row: dict[str, str | None] = {"id": a.post_id, "now": now}
+        if a.result == "failed":
+            row |= {"error": a.text, "next": a.next_attempt_at}
+        else:
+            row["note"] = a.text
+        by_result[a.result].append(row)
+    for result, sql in (("done", DONE), ("failed", FAILED), ("manual", MANUAL)):
+        if by_result[result]:
+            await conn.executemany(sql, by_result[result])
+    return fresh
 
 
 async def get(db: Database, post_id: str) -> PostRow | None:
