@@ -15,7 +15,11 @@ def utcnow() -> datetime:
 def iso(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError(f"naive datetime {moment!r}: times must carry a zone")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    # isoformat, not strftime: the same fixed-width text at a third of the cost (it is written
+    # for every listing a cycle checks).
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_iso(text: str) -> datetime:

@@ -6,6 +6,8 @@ processes cannot both win, and a holder that crashed stops blocking once its lea
 
 from __future__ import annotations
 
+import aiosqlite
+
 from daemon.store.database import Database
 
 ACQUIRE = """
@@ -51,7 +53,12 @@ async def take_over(
 
 async def release(db: Database, connection_id: str, holder: str) -> None:
     async with db.transaction() as conn:
-        await conn.execute(RELEASE, {"id": connection_id, "holder": holder})
+        await release_in(conn, connection_id, holder)
+
+
+async def release_in(conn: aiosqlite.Connection, connection_id: str, holder: str) -> None:
+    """Inside a transaction that records the end of the work the lease guarded."""
+    await conn.execute(RELEASE, {"id": connection_id, "holder": holder})
 
 
 async def holder_of(db: Database, connection_id: str) -> tuple[str, str] | None:

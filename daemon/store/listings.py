@@ -105,8 +105,8 @@ async def set_excluded(db: Database, listing_id: str, excluded: bool, now: str) 
 
 
 async def tracked(db: Database, connection_id: str) -> list[TrackedListing]:
-    async with db.reading() as conn, conn.execute(TRACKED, (connection_id,)) as cur:
-        rows = await cur.fetchall()
+    async with db.reading() as conn:
+        rows = await conn.execute_fetchall(TRACKED, (connection_id,))  # one thread round trip
     return [TrackedListing(r[0], r[1], LocalStatus(r[2]) if r[2] else None) for r in rows]
 
 
@@ -114,8 +114,7 @@ async def current_statuses(
     conn: aiosqlite.Connection, ids: Sequence[str]
 ) -> dict[str, LocalStatus | None]:
     """One query for the whole batch (json_each binds any number of ids as one parameter)."""
-    async with conn.execute(CURRENT, (json.dumps(list(ids)),)) as cur:
-        rows = await cur.fetchall()
+    rows = await conn.execute_fetchall(CURRENT, (json.dumps(list(ids)),))
     return {r[0]: LocalStatus(r[1]) if r[1] else None for r in rows}
 
 

@@ -206,16 +206,19 @@ class SyncEngine:
                 ),
             )
             return True
+        released = False  # by the transaction that records the connection's part of the run
         with structlog.contextvars.bound_contextvars(connection_id=row.id):
             try:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._keep_lease, row.id, holder, lease_ttl)
-                    ok = await self._sync_under_lease(run_id, row, only_listing)
+                    ok = await self._sync_under_lease(run_id, row, only_listing, holder)
+                    released = True
                     tg.cancel_scope.cancel()
                 return ok
             finally:
-                with anyio.CancelScope(shield=True):
-                    await leases.release(self.db, row.id, holder)
+                if not released:  # a crash or a cancel on the way: release it anyway
+                    with anyio.CancelScope(shield=True):
+                        await leases.release(self.db, row.id, holder)
 
     async def _take_lease(self, connection_id: str, holder: str, ttl: timedelta) -> bool:
         now = self.clock()
@@ -234,7 +237,7 @@ class SyncEngine:
             await leases.renew(self.db, connection_id, holder, iso(self.clock() + ttl))
 
     async def _sync_under_lease(
-        self, run_id: int, row: ConnectionRow, only_listing: ListingRow | None
+        self, run_id: int, row: ConnectionRow, only_listing: ListingRow | None, holder: str
     ) -> bool:
         requests = 0
 
@@ -276,6 +279,7 @@ class SyncEngine:
         async with self.db.transaction() as conn:
             await runs.record(conn, run_id, Counts(connections=1, requests=requests), [], at)
             await connections.mark_synced(conn, row.id, at, error)
+            await leases.release_in(conn, row.id, holder)  # one transaction, not two
         return error is None or work.counts.checked > 0
 
     async def _dispatch(
