@@ -9,10 +9,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-import anyio
 import click
 
-from daemon import logs
+from daemon import eventloop, logs
 from daemon.config import EX_CONFIG, ConfigError, Settings, load_settings
 from daemon.encryption import SecretKeyError
 from daemon.sandbox.environment import SandboxSession
@@ -61,7 +60,7 @@ def settings_from(config_path: Path | None, verbose: bool = False) -> Settings:
 def run(main: Callable[[], Awaitable[T]]) -> T:
     """Runs a coroutine; known failures become one clear line and an exit code."""
     try:
-        return anyio.run(main)
+        return eventloop.run(main)
     except (SchemaError, SecretKeyError, SyncRefused) as exc:
         fail(str(exc))
     except SpecError as exc:

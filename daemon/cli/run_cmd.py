@@ -5,10 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import anyio
 import click
 
-from daemon import logs
+from daemon import eventloop, logs
 from daemon.cli.common import CONFIG_OPTION, fail, settings_from
 from daemon.encryption import SecretKeyError
 from daemon.service.daemon import StartupError, run_daemon
@@ -32,6 +31,6 @@ def run(config_path: Path | None) -> None:
     settings = settings_from(config_path, verbose=True)
     logs.configure(settings.logging.level, settings.logging.format, sys.stdout)
     try:
-        anyio.run(run_daemon, config_path, settings)
+        eventloop.run(run_daemon, config_path, settings)
     except (StartupError, SchemaError, SecretKeyError) as exc:
         fail(str(exc))

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from daemon import eventloop
 from daemon.sandbox.mls_server import SandboxMls, build_mls_app
 from daemon.sandbox.platforms_server import SandboxPlatforms, build_platforms_app
 from daemon.serving import serving
@@ -114,4 +115,4 @@ async def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(main, sys.argv[1:])
+        eventloop.run(main, sys.argv[1:])

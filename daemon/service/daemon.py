@@ -16,7 +16,7 @@ from pathlib import Path
 import anyio
 import structlog
 
-from daemon import logs
+from daemon import eventloop, logs
 from daemon.clock import utcnow
 from daemon.config import ConfigError, Settings, load_settings
 from daemon.credentials import API_TOKEN_CREDENTIAL, API_TOKEN_ENV, read_secret
@@ -88,6 +88,7 @@ async def run_daemon(
                     sandbox=state.sandbox,
                     interval_seconds=settings.sync.interval_seconds,
                     api="on" if state.api_token else "off",
+                    event_loop=eventloop.name(),
                 )
                 notifier.ready(f"serving {url}")
                 await _signals(state, notifier, config_path)
