@@ -67,8 +67,21 @@ SMOKE = Sizes(
 )
 
 
+@dataclass(frozen=True)
+class Sandbox:
+    mls: str
+    platforms: str
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """The sandbox process's CPU so far: if it nears the wall time of a cycle, the
+        sandbox, not the daemon, is what the cycle waits for."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def sandbox(feeds: int, per_feed: int) -> Iterator[tuple[str, str]]:
+def sandbox(feeds: int, per_feed: int) -> Iterator[Sandbox]:
     proc = subprocess.Popen(  # noqa: S603 - our own module
         [
             sys.executable,
@@ -86,7 +99,7 @@ def sandbox(feeds: int, per_feed: int) -> Iterator[tuple[str, str]]:
     try:
         assert proc.stdout is not None
         urls = json.loads(proc.stdout.readline())
-        yield urls["mls"], urls["platforms"]
+        yield Sandbox(urls["mls"], urls["platforms"], proc.pid)
     finally:
         proc.terminate()
         proc.wait(10)
@@ -102,7 +115,7 @@ def write_config(folder: Path, platforms_url: str, **sections: dict[str, Any]) -
             "linkedin_api_url": f"{platforms_url}/linkedin",
             "linkedin_oauth_url": f"{platforms_url}/linkedin",
         },
-        "logging": {"level": "warning"},
+        "logging": {"level": "info"},  # as shipped
     }
     for name, values in sections.items():
         body[name] = {**body.get(name, {}), **values}
@@ -166,13 +179,26 @@ def prepare(
     anyio.run(_prepare, config, key, mls_url, feeds, per_feed, connection, shared, status)
 
 
-def cycle(config: Path, key: str, unpublish_only: bool = False) -> dict[str, Any]:
+def cycle(config: Path, key: str, server: Sandbox, unpublish_only: bool = False) -> dict[str, Any]:
+    """One cycle in a process of its own; adds the sandbox's CPU during it."""
+    before = server.cpu_seconds()
+    figures = _cycle_process(config, key, unpublish_only)
+    figures["sandbox_cpu_seconds"] = round(server.cpu_seconds() - before, 3)
+    return figures
+
+
+def _cycle_process(config: Path, key: str, unpublish_only: bool) -> dict[str, Any]:
     args = [sys.executable, "-m", "tests.bench.cycle", "--config", str(config)]
     if unpublish_only:
         args.append("--unpublish-only")
     env = {**os.environ, "MLS_SYNC_SECRET_KEY": key}  # a key may start with "-": not in argv
+    profile = os.environ.get("MLS_SYNC_BENCH_PROFILE")  # a folder: py-spy stacks per cycle
+    if profile:
+        out_file = Path(profile) / f"{config.parent.name}-{len(list(Path(profile).iterdir()))}.txt"
+        args = ["py-spy", "record", "-r", "250", "-f", "raw", "-o", str(out_file), "--", *args]
     out = subprocess.run(args, cwd=REPO, capture_output=True, text=True, check=True, env=env)  # noqa: S603
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    figures = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    return dict(json.loads(figures[-1]))  # py-spy, when profiling, prints after it
 
 
 def move(mls_url: str, count: int) -> list[str]:
@@ -197,14 +223,14 @@ def scenario_a(sizes: Sizes, work: Path) -> list[dict[str, Any]]:
     ]
     for name, feeds, connection in plans:
         listings_n = feeds * sizes.per_feed
-        with sandbox(feeds, sizes.per_feed) as (mls_url, platforms_url):
+        with sandbox(feeds, sizes.per_feed) as server:
             folder = Path(tempfile.mkdtemp(dir=work))
             key = generate_key()
-            config = write_config(folder, platforms_url)
-            prepare(config, key, mls_url, feeds, sizes.per_feed, **connection)
-            cycle(config, key)  # the first cycle: every listing first seen (and a cursor)
-            moved = move(mls_url, listings_n // 100)
-            result = cycle(config, key)
+            config = write_config(folder, server.platforms)
+            prepare(config, key, server.mls, feeds, sizes.per_feed, **connection)
+            cycle(config, key, server)  # the first cycle: every listing first seen (and a cursor)
+            moved = move(server.mls, listings_n // 100)
+            result = cycle(config, key, server)
         per_feed_changes = Counter(k.split("-")[0] for k in moved)
         if "mode" in connection:
             minimum = sum(math.ceil(c / 200) for c in per_feed_changes.values()) + feeds
@@ -226,14 +252,14 @@ def scenario_a(sizes: Sizes, work: Path) -> list[dict[str, Any]]:
 
 
 def scenario_b(sizes: Sizes, work: Path) -> dict[str, Any]:
-    with sandbox(sizes.b_feeds, sizes.b_per_feed) as (mls_url, platforms_url):
+    with sandbox(sizes.b_feeds, sizes.b_per_feed) as server:
         folder = Path(tempfile.mkdtemp(dir=work))
         key = generate_key()
-        config = write_config(folder, platforms_url)
+        config = write_config(folder, server.platforms)
         prepare(
             config,
             key,
-            mls_url,
+            server.mls,
             sizes.b_feeds,
             sizes.b_per_feed,
             shared=True,
@@ -241,7 +267,7 @@ def scenario_b(sizes: Sizes, work: Path) -> dict[str, Any]:
             batch_size=50,
             rate_per_second=sizes.b_rate,
         )
-        result = cycle(config, key)
+        result = cycle(config, key, server)
     # The limiter lets the first request through at once, then one every 1/rate seconds.
     floor = (result["mls_requests"] - 1) / sizes.b_rate
     return {
@@ -301,13 +327,13 @@ async def _posts(config: Path, key: str, platforms_url: str, count: int) -> dict
 def scenario_c(sizes: Sizes, work: Path) -> dict[str, Any]:
     feeds = math.ceil(sizes.c_posts / 1000)
     per_feed = min(1000, sizes.c_posts)
-    with sandbox(feeds, per_feed) as (mls_url, platforms_url):
+    with sandbox(feeds, per_feed) as server:
         folder = Path(tempfile.mkdtemp(dir=work))
         key = generate_key()
         rate = sizes.c_rate
         config = write_config(
             folder,
-            platforms_url,
+            server.platforms,
             platforms={
                 "facebook_rate_per_second": rate,
                 "instagram_rate_per_second": rate,
@@ -315,10 +341,10 @@ def scenario_c(sizes: Sizes, work: Path) -> dict[str, Any]:
                 "max_concurrent_per_account": 16,
             },
         )
-        prepare(config, key, mls_url, feeds, per_feed, status="sold")
-        per_platform = anyio.run(_posts, config, key, platforms_url, sizes.c_posts)
-        result = cycle(config, key, unpublish_only=True)
-        stats = httpx.get(f"{platforms_url}/admin/stats", timeout=10).json()
+        prepare(config, key, server.mls, feeds, per_feed, status="sold")
+        per_platform = anyio.run(_posts, config, key, server.platforms, sizes.c_posts)
+        result = cycle(config, key, server, unpublish_only=True)
+        stats = httpx.get(f"{server.platforms}/admin/stats", timeout=10).json()
     floor = (max(per_platform.values()) - 1) / rate
     return {
         "posts": sizes.c_posts,
@@ -382,8 +408,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds not minutes")
     parser.add_argument("--write-docs", type=Path, help="write the results table here")
+    parser.add_argument(
+        "--only",
+        choices=["a", "b", "c"],
+        help="run one scenario and print its figures as JSON (for checking a fix)",
+    )
     args = parser.parse_args(argv)
     sizes = SMOKE if args.smoke else Sizes()
+    if args.only:
+        with tempfile.TemporaryDirectory(prefix="mls-sync-bench-") as work:
+            run = {"a": scenario_a, "b": scenario_b, "c": scenario_c}[args.only]
+            figures = run(sizes, Path(work))
+        print(json.dumps(figures, indent=1))
+        return {args.only: figures}
     with tempfile.TemporaryDirectory(prefix="mls-sync-bench-") as work:
         a = scenario_a(sizes, Path(work))
         b = scenario_b(sizes, Path(work))
