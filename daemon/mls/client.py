@@ -230,6 +230,8 @@ class MlsClient:
         async with self.concurrency:
             token = await self.tokens.token(self.http)
             async with self.rate:
+                if self.stopped is not None:  # the breaker opened while this one waited
+                    raise self.stopped
                 self.on_request()
                 try:
                     return await self.http.get(
