@@ -29,6 +29,21 @@ class Progress:
     trigger: str
     started_monotonic: float
     connections: dict[str, tuple[int, int]] = field(default_factory=dict)  # id -> (done, total)
+    # Kept as the connections report, so /status never sums a thousand entries per answer.
+    listings_done: int = 0
+    listings_total: int = 0
+    connections_finished: int = 0
+
+    def update(self, connection_id: str, done: int, total: int) -> None:
+        was = self.connections.get(connection_id)
+        if was is not None:
+            self.listings_done -= was[0]
+            self.listings_total -= was[1]
+            self.connections_finished -= int(was[0] >= was[1])
+        self.connections[connection_id] = (done, total)
+        self.listings_done += done
+        self.listings_total += total
+        self.connections_finished += int(done >= total)
 
 
 class Coordinator:
@@ -115,4 +130,4 @@ class Coordinator:
 
     def _progress(self, connection_id: str, done: int, total: int) -> None:
         if self.running is not None:
-            self.running.connections[connection_id] = (done, total)
+            self.running.update(connection_id, done, total)

@@ -2,7 +2,8 @@
 
 Signals are received in one place (anyio's signal receiver): SIGUSR1 syncs now, SIGHUP
 reloads config.toml (a bad file is refused and the old settings kept), SIGTERM/SIGINT stop
-gracefully. Nothing else installs handlers: Hypercorn is given a shutdown trigger instead.
+gracefully. Nothing else installs handlers: the HTTP server is a Uvicorn subclass that captures
+no signals (daemon/serving.py).
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ from daemon.config import ConfigError, Settings, load_settings
 from daemon.credentials import API_TOKEN_CREDENTIAL, API_TOKEN_ENV, read_secret
 from daemon.sandbox.environment import SandboxSession, runtime_for
 from daemon.service.api import build_app
+from daemon.service.board import StatusBoard
 from daemon.service.clock import Clock
 from daemon.service.coordinator import Coordinator
 from daemon.service.metrics import Metrics
 from daemon.service.notify import Notifier
 from daemon.service.state import ServiceState
 from daemon.serving import serving
-from daemon.store import listings, runs
+from daemon.store import database, listings, runs
 from daemon.sync.engine import RunReport
 
 log = structlog.get_logger("mls_sync.daemon")
@@ -45,7 +47,10 @@ async def run_daemon(
     config_path: Path | None, settings: Settings, environ: Mapping[str, str] | None = None
 ) -> None:
     notifier = Notifier(environ)
-    async with runtime_for(settings, before=_announce) as (rt, sandbox):
+    async with (
+        runtime_for(settings, before=_announce) as (rt, sandbox),
+        database.reader(rt.db.path, settings.database.busy_timeout_ms) as status_reader,
+    ):
         metrics = Metrics()
         coordinator = Coordinator(rt.engine)
         interval = (
@@ -60,6 +65,7 @@ async def run_daemon(
             coordinator=coordinator,
             clock=clock,
             metrics=metrics,
+            board=StatusBoard(status_reader),
             api_token=read_secret(API_TOKEN_ENV, API_TOKEN_CREDENTIAL, environ),
             sandbox=sandbox is not None,
             version=version("mls-sync"),
@@ -79,6 +85,7 @@ async def run_daemon(
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(coordinator.run)
+                tg.start_soon(state.board.run)
                 clock.start()
                 coordinator.trigger("startup")
                 tg.start_soon(notifier.watchdog_loop)
@@ -161,12 +168,14 @@ def _reload(state: ServiceState, notifier: Notifier, config_path: Path | None) -
         effective.sandbox.interval_seconds if state.sandbox else effective.sync.interval_seconds
     )
     state.clock.reschedule(interval, effective.sync.jitter_seconds)
+    state.recent_answers.clear()  # the next /status shows the new settings
     logs.configure(effective.logging.level, effective.logging.format, sys.stdout)
     log.info("reloaded", interval_seconds=interval, level=effective.logging.level)
     notifier.ready("reloaded")
 
 
 async def _after_cycle(state: ServiceState, report: RunReport, seconds: float) -> None:
+    state.board.changed()  # the finished run shows in the next /status
     db = state.runtime.db
     state.metrics.record_run(
         report,

@@ -6,19 +6,23 @@ application/health+json (draft-inadarei-api-health-check).
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import asdict
 from typing import Any
 
+import anyio
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from daemon.clock import iso
+from daemon.service.board import BoardUnavailable
+from daemon.service.coordinator import Progress
 from daemon.service.state import ServiceState
-from daemon.store import connections, listings, posts, runs
 
 HEALTH_JSON = "application/health+json"
+DATABASE_TIMEOUT = 2.0  # seconds for the database to answer before /readyz says it failed
+RECENT_ANSWER_SECONDS = 0.2  # /readyz and /status answers are reused for this long
 
 
 def health_routes(state: ServiceState) -> APIRouter:
@@ -29,36 +33,94 @@ def health_routes(state: ServiceState) -> APIRouter:
     async def livez() -> dict[str, str]:
         return {"status": "pass"}
 
-    @router.get("/readyz", summary="Database, scheduler and recent cycles are fine")
+    @router.get(
+        "/readyz",
+        summary="Database, scheduler and recent cycles are fine",
+        response_class=Response,
+        responses={200: {"content": {HEALTH_JSON: {}}}, 503: {"content": {HEALTH_JSON: {}}}},
+    )
     async def readyz() -> Response:
-        checks, failing = await _readiness(state)
-        body: dict[str, Any] = {
-            "status": "fail" if failing else "pass",
-            "checks": checks,
-            "notes": ["SANDBOX MODE: the MLS and platforms are simulated on loopback"]
-            if state.sandbox
-            else [],
-        }
-        if failing:
-            body["output"] = "failing: " + ", ".join(failing)
-        return JSONResponse(body, status_code=503 if failing else 200, media_type=HEALTH_JSON)
+        return _response(await readyz_answer(state))
 
-    @router.get("/status", summary="What the daemon is doing and has done")
-    async def status() -> dict[str, Any]:
-        return await _status(state)
+    @router.get(
+        "/status",
+        summary="What the daemon is doing and has done",
+        description="The database part (`as_of` onwards) is a snapshot at most a second old.",
+        response_class=Response,
+        responses={200: {"content": {"application/json": {}}}, 503: {}},
+    )
+    async def status() -> Response:
+        return _response(await status_answer(state))
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics() -> Response:
-        db = state.runtime.db
+        try:
+            snapshot = await state.board.current()
+        except BoardUnavailable as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=503)
         state.metrics.set_state(
-            await connections.count_by_state(db),
-            await listings.count_by_status(db),
-            await posts.count_by_status(db),
+            snapshot.connections_by_state, snapshot.listings_by_status, snapshot.posts_by_status
         )
         state.metrics.cycle_running.set(1 if state.coordinator.running else 0)
         return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return router
+
+
+# -- the polled answers: also served by api.PolledRoutes, without FastAPI's routing -----------
+
+Answer = tuple[int, str, bytes]  # status code, media type, body
+
+
+async def readyz_answer(state: ServiceState) -> Answer:
+    recent = _recent(state, "/readyz", None)
+    if recent is not None:
+        return recent
+    checks, failing = await _readiness(state)
+    body: dict[str, Any] = {
+        "status": "fail" if failing else "pass",
+        "checks": checks,
+        "notes": ["SANDBOX MODE: the MLS and platforms are simulated on loopback"]
+        if state.sandbox
+        else [],
+    }
+    if failing:
+        body["output"] = "failing: " + ", ".join(failing)
+    answer = (503 if failing else 200, HEALTH_JSON, json.dumps(body).encode())
+    state.recent_answers["/readyz"] = (time.monotonic(), None, answer)
+    return answer
+
+
+async def status_answer(state: ServiceState) -> Answer:
+    try:
+        snapshot = await state.board.current()
+    except BoardUnavailable as exc:
+        return 503, "application/json", json.dumps({"detail": str(exc)}).encode()
+    recent = _recent(state, "/status", snapshot)
+    if recent is not None:
+        return recent
+    # The live part is small and rendered per answer; the database part was rendered once per
+    # snapshot. Both are JSON objects with distinct keys: joined into one.
+    live = json.dumps(_live_status(state)).encode()
+    answer = (200, "application/json", live[:-1] + b", " + snapshot.body[1:])
+    state.recent_answers["/status"] = (time.monotonic(), snapshot, answer)
+    return answer
+
+
+def _recent(state: ServiceState, path: str, snapshot: object) -> Answer | None:
+    """The answer given less than RECENT_ANSWER_SECONDS ago from the same snapshot: at a
+    hundred probes a second, most of them need not build it again."""
+    recent = state.recent_answers.get(path)
+    if recent is None or recent[1] is not snapshot:
+        return None
+    if time.monotonic() - recent[0] >= RECENT_ANSWER_SECONDS:
+        return None
+    return recent[2]
+
+
+def _response(answer: Answer) -> Response:
+    status, media_type, body = answer
+    return Response(body, status_code=status, media_type=media_type)
 
 
 async def _readiness(state: ServiceState) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
@@ -72,8 +134,8 @@ async def _readiness(state: ServiceState) -> tuple[dict[str, list[dict[str, Any]
 
     started = time.perf_counter()
     try:
-        async with state.runtime.db.reading() as conn, conn.execute("SELECT 1") as cur:
-            await cur.fetchone()
+        with anyio.fail_after(DATABASE_TIMEOUT):
+            await state.board.ping()
         db_ok = True
     except Exception:  # any failure to answer is "not ready", with the reason in the logs
         db_ok = False
@@ -103,8 +165,7 @@ async def _readiness(state: ServiceState) -> tuple[dict[str, list[dict[str, Any]
     return checks, failing
 
 
-async def _status(state: ServiceState) -> dict[str, Any]:
-    db = state.runtime.db
+def _live_status(state: ServiceState) -> dict[str, Any]:
     coordinator = state.coordinator
     running = coordinator.running
     next_run = state.clock.next_run()
@@ -115,24 +176,19 @@ async def _status(state: ServiceState) -> dict[str, Any]:
         "interval_seconds": state.clock.interval,
         "next_run": iso(next_run) if next_run else None,
         "shutting_down": state.shutting_down,
-        "running": None
-        if running is None
-        else {
-            "trigger": running.trigger,
-            "seconds": round(time.monotonic() - running.started_monotonic, 1),
-            "connections": {
-                cid: {"done": d, "total": t} for cid, (d, t) in running.connections.items()
-            },
-        },
+        "running": None if running is None else _progress(running),
         "follow_up_queued": coordinator.pending is not None,
-        "last_runs": [asdict(r) for r in await runs.recent(db, 5)],
-        "connections": [
-            {
-                k: c.public()[k]
-                for k in ("id", "name", "mode", "state", "last_synced_at", "last_error")
-            }
-            for c in await connections.list_all(db)
-        ],
-        "listings_by_status": await listings.count_by_status(db),
-        "posts_by_status": await posts.count_by_status(db),
+    }
+
+
+def _progress(running: Progress) -> dict[str, Any]:
+    """Totals, not one entry per connection: a thousand connections would make every answer
+    long and costly while a cycle runs."""
+    return {
+        "trigger": running.trigger,
+        "seconds": round(time.monotonic() - running.started_monotonic, 1),
+        "connections_started": len(running.connections),
+        "connections_finished": running.connections_finished,
+        "listings_done": running.listings_done,
+        "listings_total": running.listings_total,
     }

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from daemon.config import Settings
 from daemon.credentials import Secret
+from daemon.service.board import StatusBoard
 from daemon.service.clock import Clock
 from daemon.service.coordinator import Coordinator
 from daemon.service.metrics import Metrics
@@ -20,8 +21,13 @@ class ServiceState:
     coordinator: Coordinator
     clock: Clock
     metrics: Metrics
+    board: StatusBoard
     api_token: Secret | None
     sandbox: bool
     version: str
     started_monotonic: float = field(default_factory=time.monotonic)
+    # Polled answers, reused briefly (service/health.py): path -> (when, snapshot, answer).
+    recent_answers: dict[str, tuple[float, object, tuple[int, str, bytes]]] = field(
+        default_factory=dict
+    )
     shutting_down: bool = False

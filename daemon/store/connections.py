@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiosqlite
 
 from daemon.specs import ConnectionSpec
@@ -46,6 +48,8 @@ WHERE id = :id
 GET = "SELECT * FROM mls_connections WHERE id = ?"
 LIST = "SELECT * FROM mls_connections ORDER BY id"
 LIST_ACTIVE = "SELECT * FROM mls_connections WHERE state = 'active' ORDER BY id"
+SUMMARY_FIELDS = ("id", "name", "mode", "state", "last_synced_at", "last_error")
+SUMMARIES = f"SELECT {', '.join(SUMMARY_FIELDS)} FROM mls_connections ORDER BY id"
 SET_STATE = """
 UPDATE mls_connections SET state = :state, last_error = :error, updated_at = :now WHERE id = :id
 """
@@ -97,6 +101,13 @@ async def _get(conn: aiosqlite.Connection, connection_id: str) -> ConnectionRow 
 async def list_all(db: Database, active_only: bool = False) -> list[ConnectionRow]:
     async with db.reading() as conn, conn.execute(LIST_ACTIVE if active_only else LIST) as cur:
         return [from_row(ConnectionRow, r) for r in await cur.fetchall()]
+
+
+async def summaries(db: Database) -> list[dict[str, Any]]:
+    """What /status shows of every connection: no secrets, no settings, one query."""
+    async with db.reading() as conn:
+        rows = await conn.execute_fetchall(SUMMARIES)
+    return [dict(zip(SUMMARY_FIELDS, r, strict=True)) for r in rows]
 
 
 async def set_state(

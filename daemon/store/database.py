@@ -45,6 +45,11 @@ def _create_private(path: Path) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
 
 
+def _read_only_uri(path: Path) -> str:
+    # A URI, so that any character in the path is escaped and mode=ro can be given.
+    return f"{Path(os.path.abspath(path)).as_uri()}?mode=ro"
+
+
 class Database:
     def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
         self.conn = conn
@@ -68,6 +73,18 @@ class Database:
             await conn.close()
             raise
         return db
+
+    @classmethod
+    async def open_reader(cls, path: Path, busy_timeout_ms: int = 5000) -> Database:
+        """A second, read-only connection to a database `open` has prepared. In WAL mode it
+        reads beside the writer instead of waiting for the writer's lock."""
+        try:
+            conn = await aiosqlite.connect(_read_only_uri(path), uri=True, isolation_level=None)
+            await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        except sqlite3.Error as exc:
+            raise SchemaError(f"{path}: cannot open the database to read: {exc}") from None
+        conn.row_factory = aiosqlite.Row
+        return cls(conn, path)
 
     async def close(self) -> None:
         await self.conn.close()
@@ -130,3 +147,13 @@ class Database:
         """Reads under the lock, so they never see another coroutine's open transaction."""
         async with self.lock:
             yield self.conn
+
+
+@asynccontextmanager
+async def reader(path: Path, busy_timeout_ms: int = 5000) -> AsyncIterator[Database]:
+    """`Database.open_reader`, closed on the way out."""
+    db = await Database.open_reader(path, busy_timeout_ms)
+    try:
+        yield db
+    finally:
+        await db.close()

@@ -1,0 +1,127 @@
+"""What /status, /readyz and /metrics read from the database: a snapshot, refreshed in the
+background through a read-only connection of its own.
+
+These routes are polled (load balancers, dashboards, Prometheus) while a cycle keeps the
+writer's connection busy. Read through the writer, each answer waited its turn behind the
+cycle's transactions, and rendering a thousand connections per answer took CPU from the cycle.
+Now the database part is read beside the writer (WAL lets readers and one writer work at
+once), at most every `max_age` seconds and only while someone is asking, and rendered once per
+refresh. A write that a caller will look for next (a finished cycle, a /v1 change) marks the
+snapshot stale, and the next answer waits for a fresh one. docs/reliability.md has the load
+test's figures.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import anyio
+import structlog
+
+from daemon.clock import iso, utcnow
+from daemon.store import connections, listings, posts, runs
+from daemon.store.database import Database
+
+log = structlog.get_logger("mls_sync.status")
+
+LAST_RUNS = 5
+
+
+class BoardUnavailable(Exception):
+    """The database could not be read for /status."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    taken_at: str
+    connections_by_state: dict[str, int]
+    listings_by_status: dict[str, int]
+    posts_by_status: dict[str, int]
+    body: bytes  # this snapshot's part of /status, a JSON object, rendered once
+
+
+class StatusBoard:
+    def __init__(self, reader: Database, max_age: float = 1.0) -> None:
+        self.reader = reader
+        self.max_age = max_age
+        self._snapshot: Snapshot | None = None
+        self._taken = 0.0
+        self._stale = True
+        self._asked = anyio.Event()  # someone wants a fresher snapshot than the one held
+        self._change = anyio.Event()  # ... and it must not wait for max_age
+        self._refreshed = anyio.Event()
+        self.error: str | None = None  # why the last refresh failed
+        self._ping_lock = anyio.Lock()
+        self._ping_ms: float | None = None
+        self._pinged = 0.0
+
+    async def current(self) -> Snapshot:
+        """The snapshot; waits only for the first one, or for a fresh one after `changed()`."""
+        while self._stale or self._snapshot is None:
+            self._asked.set()
+            await self._refreshed.wait()
+            if self.error is not None:
+                raise BoardUnavailable(self.error)
+        if time.monotonic() - self._taken >= self.max_age:
+            self._asked.set()  # answered from this one; the next answer gets a newer one
+        return self._snapshot
+
+    def changed(self) -> None:
+        """Something a caller will look for next was written: the next answer is fresh."""
+        self._stale = True
+        self._asked.set()
+        self._change.set()
+
+    async def ping(self) -> float:
+        """Milliseconds for the database to answer a query (readiness). Asked at most once per
+        `max_age`, however many probes arrive: they share the last answer."""
+        async with self._ping_lock:
+            if self._ping_ms is None or time.monotonic() - self._pinged >= self.max_age:
+                started = time.perf_counter()
+                async with self.reader.reading() as conn:
+                    await conn.execute_fetchall("SELECT 1")
+                self._ping_ms = (time.perf_counter() - started) * 1000
+                self._pinged = time.monotonic()
+            return self._ping_ms
+
+    async def run(self) -> None:
+        """Refreshes when asked to, never more often than every `max_age` seconds unless a
+        change was announced."""
+        while True:
+            await self._asked.wait()
+            self._asked = anyio.Event()
+            if not self._stale:
+                with anyio.move_on_after(self._taken + self.max_age - time.monotonic()):
+                    await self._change.wait()
+            self._change = anyio.Event()
+            self._stale = False  # a change announced from here on needs the next refresh
+            try:
+                self._snapshot = await _read(self.reader)
+                self._taken = time.monotonic()
+                self.error = None
+            except Exception as exc:  # the routes answer 503; the next ask tries again
+                self.error = f"cannot read the database: {type(exc).__name__}: {exc}"
+                log.error("status_read_failed", error=self.error)
+            self._refreshed.set()
+            self._refreshed = anyio.Event()
+
+
+async def _read(db: Database) -> Snapshot:
+    rows = await connections.summaries(db)
+    by_state: dict[str, int] = {}
+    for row in rows:
+        by_state[row["state"]] = by_state.get(row["state"], 0) + 1
+    listing_counts = await listings.count_by_status(db)
+    post_counts = await posts.count_by_status(db)
+    taken_at = iso(utcnow())
+    part: dict[str, Any] = {
+        "as_of": taken_at,
+        "last_runs": [asdict(r) for r in await runs.recent(db, LAST_RUNS)],
+        "connections": rows,
+        "listings_by_status": listing_counts,
+        "posts_by_status": post_counts,
+    }
+    return Snapshot(taken_at, by_state, listing_counts, post_counts, json.dumps(part).encode())

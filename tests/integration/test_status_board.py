@@ -1,0 +1,85 @@
+"""/status, /readyz and /metrics read a snapshot through a read-only connection of their own:
+they must answer while a cycle holds the writer, and show a change announced before them."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import anyio
+
+from daemon.service.board import StatusBoard
+from daemon.store import database
+from daemon.sync.runtime import Runtime
+from tests.helpers import add_connection, track
+
+
+async def test_status_answers_while_the_writer_holds_a_long_transaction(runtime: Runtime) -> None:
+    await add_connection(runtime, "http://127.0.0.1:9")
+    async with (
+        database.reader(runtime.db.path) as reader,
+        anyio.create_task_group() as tg,
+    ):
+        board = StatusBoard(reader)
+        tg.start_soon(board.run)
+        held = anyio.Event()
+
+        async def hold_the_writer() -> None:
+            async with runtime.db.transaction() as conn:
+                await conn.execute("UPDATE mls_connections SET name = 'renamed'")
+                held.set()
+                await anyio.sleep(3)
+
+        tg.start_soon(hold_the_writer)
+        await held.wait()
+        started = time.perf_counter()
+        with anyio.fail_after(1):
+            snapshot = await board.current()
+            await board.ping()
+        waited = time.perf_counter() - started
+        tg.cancel_scope.cancel()
+
+    part = json.loads(snapshot.body)
+    assert waited < 1
+    # Only what was committed: the rename inside the open transaction is not seen.
+    assert [c["name"] for c in part["connections"]] == ["Test mls-1"]
+
+
+async def test_a_change_announced_shows_in_the_next_answer_not_a_second_later(
+    runtime: Runtime,
+) -> None:
+    await add_connection(runtime, "http://127.0.0.1:9")
+    async with (
+        database.reader(runtime.db.path) as reader,
+        anyio.create_task_group() as tg,
+    ):
+        board = StatusBoard(reader, max_age=60)  # only an announced change refreshes it now
+        tg.start_soon(board.run)
+        before = await board.current()
+        await track(runtime, "mls-1", ["A1", "A2"], status="active")
+        unannounced = await board.current()
+        board.changed()
+        after = await board.current()
+        tg.cancel_scope.cancel()
+
+    assert before.listings_by_status == {}
+    assert unannounced.listings_by_status == {}  # a snapshot, until told
+    assert after.listings_by_status == {"active": 2}
+    assert after.connections_by_state == {"active": 1}
+
+
+async def test_status_is_read_again_at_most_once_per_max_age(runtime: Runtime) -> None:
+    async with (
+        database.reader(runtime.db.path) as reader,
+        anyio.create_task_group() as tg,
+    ):
+        board = StatusBoard(reader, max_age=0.3)
+        tg.start_soon(board.run)
+        taken = set()
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:  # asked hundreds of times
+            taken.add((await board.current()).taken_at)
+            await anyio.sleep(0.002)
+        tg.cancel_scope.cancel()
+
+    assert 2 <= len(taken) <= 5
