@@ -34,7 +34,7 @@ class Runtime:
     box: SecretBox | None
     http: httpx.AsyncClient
     engine: SyncEngine
-    platform_http: httpx.AsyncClient
+    platform_http: Mapping[str, httpx.AsyncClient]  # one client (and pool) per platform
 
     def require_box(self) -> SecretBox:
         if self.box is None:
@@ -68,10 +68,14 @@ def http_client(settings: Settings) -> httpx.AsyncClient:
 
 
 def platform_client(settings: Settings) -> httpx.AsyncClient:
+    """One per platform. httpcore checks every idle connection of a pool on every request
+    (a system call or two each): profiled on 10,000 deletes, that scan was a fifth of the CPU
+    with one pool of 16. A pool per platform, keeping at most 4 idle, scans a few. Its size is
+    the global in-flight bound, so a request never waits inside the pool."""
     bound = settings.platforms.max_concurrent_requests
     return httpx.AsyncClient(
         timeout=httpx.Timeout(settings.platforms.timeout_seconds),
-        limits=httpx.Limits(max_connections=bound, max_keepalive_connections=bound),
+        limits=httpx.Limits(max_connections=bound, max_keepalive_connections=min(bound, 4)),
         follow_redirects=False,
         trust_env=False,
         headers={"User-Agent": USER_AGENT},
@@ -87,7 +91,13 @@ async def open_runtime(
     db = await Database.open(settings.database.path, settings.database.busy_timeout_ms)
     try:
         box = await vault.unlock(db, secret_key_text(settings, environ))
-        async with http_client(settings) as http, platform_client(settings) as platform_http:
+        async with (
+            http_client(settings) as http,
+            platform_client(settings) as facebook,
+            platform_client(settings) as instagram,
+            platform_client(settings) as linkedin,
+        ):
+            platform_http = {"facebook": facebook, "instagram": instagram, "linkedin": linkedin}
             access = MlsAccess(http, settings.mls, box)
             unpublisher = Unpublisher(db, settings, box, platform_http, utcnow)
             engine = SyncEngine(db, settings, access, unpublisher, on_progress=on_progress)
