@@ -27,33 +27,27 @@ HOLDER = "SELECT holder, expires_at FROM sync_leases WHERE connection_id = ?"
 
 
 async def acquire(db: Database, connection_id: str, holder: str, now: str, until: str) -> bool:
-    async with db.transaction() as conn:
-        cur = await conn.execute(
-            ACQUIRE, {"id": connection_id, "holder": holder, "now": now, "until": until}
-        )
-        return cur.rowcount == 1
+    params = {"id": connection_id, "holder": holder, "now": now, "until": until}
+    return await db.write_one(ACQUIRE, params) == 1
 
 
-async def renew(db: Database, connection_id: str, holder: str, until: str) -> bool:
+async def renew_many(db: Database, holders: dict[str, str], until: str) -> None:
+    """Renews several leases (connection id -> holder) in one transaction."""
+    rows = [{"id": cid, "holder": holder, "until": until} for cid, holder in holders.items()]
     async with db.transaction() as conn:
-        cur = await conn.execute(RENEW, {"id": connection_id, "holder": holder, "until": until})
-        return cur.rowcount == 1
+        await conn.executemany(RENEW, rows)
 
 
 async def take_over(
     db: Database, connection_id: str, previous: str, holder: str, until: str
 ) -> bool:
     """Takes a lease from a holder known to be dead; fails if someone else got there first."""
-    async with db.transaction() as conn:
-        cur = await conn.execute(
-            TAKE_OVER, {"id": connection_id, "previous": previous, "holder": holder, "until": until}
-        )
-        return cur.rowcount == 1
+    params = {"id": connection_id, "previous": previous, "holder": holder, "until": until}
+    return await db.write_one(TAKE_OVER, params) == 1
 
 
 async def release(db: Database, connection_id: str, holder: str) -> None:
-    async with db.transaction() as conn:
-        await release_in(conn, connection_id, holder)
+    await db.write_one(RELEASE, {"id": connection_id, "holder": holder})
 
 
 async def release_in(conn: aiosqlite.Connection, connection_id: str, holder: str) -> None:

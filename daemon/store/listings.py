@@ -36,6 +36,11 @@ SELECT id, listing_key, status FROM listings
 WHERE connection_id = ? AND excluded = 0 ORDER BY listing_key
 """
 CURRENT = "SELECT id, status FROM listings WHERE id IN (SELECT value FROM json_each(?))"
+TRACKED_BY_KEYS = """
+SELECT id, listing_key FROM listings
+WHERE connection_id = ? AND excluded = 0
+  AND listing_key IN (SELECT value FROM json_each(?))
+"""
 MARK_CHECKED = """
 UPDATE listings SET last_checked_at = :now, mls_standard_status = :standard,
     mls_status = :mls, mls_modified_at = :modified, last_error = NULL
@@ -108,6 +113,16 @@ async def tracked(db: Database, connection_id: str) -> list[TrackedListing]:
     async with db.reading() as conn:
         rows = await conn.execute_fetchall(TRACKED, (connection_id,))  # one thread round trip
     return [TrackedListing(r[0], r[1], LocalStatus(r[2]) if r[2] else None) for r in rows]
+
+
+async def ids_for_keys(db: Database, connection_id: str, keys: Sequence[str]) -> dict[str, str]:
+    """The tracked listings among `keys` (key -> listing id): what an incremental page needs,
+    instead of the connection's whole tracked list."""
+    if not keys:
+        return {}
+    async with db.reading() as conn:
+        rows = await conn.execute_fetchall(TRACKED_BY_KEYS, (connection_id, json.dumps(list(keys))))
+    return {r[1]: r[0] for r in rows}
 
 
 async def current_statuses(

@@ -168,16 +168,20 @@ class ConnectionSync:
 
     # -- incremental -------------------------------------------------------------------------
 
-    async def incremental(self, tracked: Sequence[TrackedListing]) -> None:
+    async def incremental(self) -> None:
         """Records changed since the cursor (minus the overlap), oldest first; only tracked
-        listings are applied. The cursor moves with each page's commit (invariant 5)."""
+        listings are applied (looked up page by page: a page holds a few of them, the
+        connection may track thousands). The cursor moves with each page's commit
+        (invariant 5)."""
         assert self.row.cursor is not None
         cursor = parse_iso(self.row.cursor)
         since = cursor - timedelta(seconds=self.row.overlap_seconds)
-        id_by_key = {t.listing_key: t.id for t in tracked}
         latest_seen: dict[str, datetime | None] = {}
         try:
             async for page in self.client.changes(since):
+                keys = [r.listing_key for r in page.records] + list(page.hidden)
+                keys += [e.listing_key for e in page.errors if e.listing_key is not None]
+                id_by_key = await listings.ids_for_keys(self.db, self.row.id, keys)
                 cursor = await self._apply_page(page, id_by_key, latest_seen, cursor)
         except ConnectionStopped as exc:
             self.stopped = exc

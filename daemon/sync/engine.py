@@ -126,15 +126,19 @@ class SyncEngine:
             log.info("run_started", trigger=trigger, scope=scope, connections=len(targets))
             limiter = anyio.CapacityLimiter(self.settings.sync.max_concurrent_connections)
             stopped: list[str] = []
+            held: dict[str, str] = {}  # connection id -> lease holder, renewed together
 
             async def one(row: ConnectionRow) -> None:
                 async with limiter:
-                    if not await self._sync_one(run_id, row, only_listing):
+                    if not await self._sync_one(run_id, row, only_listing, held):
                         stopped.append(row.id)
 
-            async with anyio.create_task_group() as tg:
-                for row in targets:
-                    tg.start_soon(one, row)
+            async with anyio.create_task_group() as keeper:
+                keeper.start_soon(self._keep_leases, held)
+                async with anyio.create_task_group() as tg:
+                    for row in targets:
+                        tg.start_soon(one, row)
+                keeper.cancel_scope.cancel()
             results = await self._reconcile_posts(run_id, scope)
             failed = bool(targets) and len(stopped) == len(targets)
             run = await runs.finish(self.db, run_id, iso(self.clock()), failed)
@@ -187,7 +191,11 @@ class SyncEngine:
             return []
 
     async def _sync_one(
-        self, run_id: int, row: ConnectionRow, only_listing: ListingRow | None
+        self,
+        run_id: int,
+        row: ConnectionRow,
+        only_listing: ListingRow | None,
+        held: dict[str, str],
     ) -> bool:
         """Syncs one connection under its lease; returns False when the connection as a whole
         failed. Every failure is recorded in the run, none escapes to the other connections."""
@@ -207,15 +215,14 @@ class SyncEngine:
             )
             return True
         released = False  # by the transaction that records the connection's part of the run
+        held[row.id] = holder
         with structlog.contextvars.bound_contextvars(connection_id=row.id):
             try:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._keep_lease, row.id, holder, lease_ttl)
-                    ok = await self._sync_under_lease(run_id, row, only_listing, holder)
-                    released = True
-                    tg.cancel_scope.cancel()
+                ok = await self._sync_under_lease(run_id, row, only_listing, holder)
+                released = True
                 return ok
             finally:
+                held.pop(row.id, None)
                 if not released:  # a crash or a cancel on the way: release it anyway
                     with anyio.CancelScope(shield=True):
                         await leases.release(self.db, row.id, holder)
@@ -231,10 +238,14 @@ class SyncEngine:
             return await leases.take_over(self.db, connection_id, current[0], holder, until)
         return False
 
-    async def _keep_lease(self, connection_id: str, holder: str, ttl: timedelta) -> None:
+    async def _keep_leases(self, held: dict[str, str]) -> None:
+        """Renews every lease the run holds, a third of the way to expiry: one task and one
+        transaction for all of them, not a task per connection."""
+        ttl = timedelta(seconds=self.settings.sync.lease_seconds)
         while True:
             await anyio.sleep(ttl.total_seconds() / 3)
-            await leases.renew(self.db, connection_id, holder, iso(self.clock() + ttl))
+            if held:
+                await leases.renew_many(self.db, dict(held), iso(self.clock() + ttl))
 
     async def _sync_under_lease(
         self, run_id: int, row: ConnectionRow, only_listing: ListingRow | None, holder: str
@@ -289,12 +300,11 @@ class SyncEngine:
             status = LocalStatus(only_listing.status) if only_listing.status else None
             await work.by_key([TrackedListing(only_listing.id, only_listing.listing_key, status)])
             return
-        tracked = await listings.tracked(self.db, row.id)
         if row.mode == "incremental" and row.cursor and not self._reconcile_due(row):
-            await work.incremental(tracked)
+            await work.incremental()
             return
         started = self.clock()
-        await work.by_key(tracked)
+        await work.by_key(await listings.tracked(self.db, row.id))
         if row.mode == "incremental" and work.stopped is None:
             # A full reconcile: afterwards, changes are read from when it started.
             cursor = max(parse_iso(row.cursor), started) if row.cursor else started

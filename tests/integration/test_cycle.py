@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import anyio
 import pytest
@@ -12,8 +13,8 @@ from daemon.sandbox.faults import Fault
 from daemon.sandbox.mls_server import SandboxMls
 from daemon.store import connections, leases, listings, runs
 from daemon.sync.engine import SyncRefused
-from daemon.sync.runtime import Runtime
-from tests.helpers import add_connection, status_of, track
+from daemon.sync.runtime import Runtime, open_runtime
+from tests.helpers import add_connection, make_settings, status_of, track
 
 Mls = tuple[SandboxMls, str]
 
@@ -176,3 +177,30 @@ async def test_a_lease_left_by_a_dead_process_on_this_host_is_taken_over_at_once
 
     assert report.errors == []
     assert await status_of(runtime, "A") == "sold"
+
+
+@pytest.mark.slow
+async def test_a_sync_longer_than_a_third_of_its_lease_keeps_renewing_it(
+    tmp_path: Path, secret_key: str, mls: Mls
+) -> None:
+    """Leases are renewed for the whole run by one task, a third of the way to expiry (30 s
+    lease: every 10 s); a sync of 13 batches at 1 request/s outlasts that."""
+    sandbox, url = mls
+    keys = [f"K{i}" for i in range(13)]
+    for key in keys:
+        sandbox.put(key, "Active")
+    settings = make_settings(tmp_path, MLS_SYNC_SYNC__LEASE_SECONDS="30")
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        await add_connection(rt, url, batch_size=1, rate_per_second=1.0)
+        await track(rt, "mls-1", keys)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(rt.engine.sync_all)
+            await anyio.sleep(1)
+            first = await leases.holder_of(rt.db, "mls-1")
+            await anyio.sleep(10)
+            later = await leases.holder_of(rt.db, "mls-1")
+        after = await leases.holder_of(rt.db, "mls-1")
+
+    assert first is not None and later is not None
+    assert later[0] == first[0] and later[1] > first[1]  # same holder, later expiry
+    assert after is None  # released when the sync ended
