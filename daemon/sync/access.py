@@ -20,12 +20,11 @@ from daemon.mls.auth import ClientCredentials, StaticToken, TokenSource
 from daemon.mls.client import Endpoint, MlsClient, RetryPolicy, make_limiter
 from daemon.mls.query import SELECT, SELECT_WITH_MLG, KeyFilter
 from daemon.store.records import ConnectionRow
+from daemon.sync.pools import ServerPools
 
 
 class MlsAccess:
-    def __init__(
-        self, http: httpx.AsyncClient, settings: MlsSettings, box: SecretBox | None
-    ) -> None:
+    def __init__(self, http: ServerPools, settings: MlsSettings, box: SecretBox | None) -> None:
         self.http = http
         self.settings = settings
         self.box = box
@@ -58,7 +57,7 @@ class MlsAccess:
             select=SELECT_WITH_MLG if row.select_mlg_can_view else SELECT,
         )
         return MlsClient(
-            http=self.http,
+            http=self.http.for_url(row.base_url),
             endpoint=endpoint,
             tokens=self._token_source(row),
             rate=self._limiter(row),

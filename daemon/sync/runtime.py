@@ -22,6 +22,7 @@ from daemon.store import vault
 from daemon.store.database import Database
 from daemon.sync.access import MlsAccess
 from daemon.sync.engine import SyncEngine
+from daemon.sync.pools import ServerPools
 from daemon.sync.unpublish import Unpublisher
 
 USER_AGENT = "mls-sync/0.1 (+RESO Web API client)"
@@ -32,7 +33,7 @@ class Runtime:
     settings: Settings
     db: Database
     box: SecretBox | None
-    http: httpx.AsyncClient
+    http: ServerPools
     engine: SyncEngine
     platform_http: Mapping[str, httpx.AsyncClient]  # one client (and pool) per platform
 
@@ -53,13 +54,21 @@ def secret_key_text(settings: Settings, environ: Mapping[str, str] | None = None
     return secret.value if secret else None
 
 
+# Idle connections a pool keeps (see ServerPools and platform_client): each costs a little on
+# every request of its pool, each one closed costs a new connection when the next burst comes.
+MLS_KEEP_IDLE = 16
+KEEP_IDLE = 4
+
+
 def http_client(settings: Settings) -> httpx.AsyncClient:
+    """For one MLS server. As large as the global request bound, so a request never waits
+    inside the pool (whose queue costs O(queue x connections) per event)."""
     mls = settings.mls
     return httpx.AsyncClient(
         timeout=httpx.Timeout(mls.timeout_seconds),
         limits=httpx.Limits(
             max_connections=mls.max_concurrent_requests,
-            max_keepalive_connections=mls.max_concurrent_requests,
+            max_keepalive_connections=min(mls.max_concurrent_requests, MLS_KEEP_IDLE),
         ),
         follow_redirects=False,  # a redirect must not carry our bearer token elsewhere
         trust_env=False,  # proxies from the environment must not reroute MLS traffic
@@ -75,7 +84,7 @@ def platform_client(settings: Settings) -> httpx.AsyncClient:
     bound = settings.platforms.max_concurrent_requests
     return httpx.AsyncClient(
         timeout=httpx.Timeout(settings.platforms.timeout_seconds),
-        limits=httpx.Limits(max_connections=bound, max_keepalive_connections=min(bound, 4)),
+        limits=httpx.Limits(max_connections=bound, max_keepalive_connections=min(bound, KEEP_IDLE)),
         follow_redirects=False,
         trust_env=False,
         headers={"User-Agent": USER_AGENT},
@@ -92,7 +101,7 @@ async def open_runtime(
     try:
         box = await vault.unlock(db, secret_key_text(settings, environ))
         async with (
-            http_client(settings) as http,
+            ServerPools(lambda: http_client(settings)) as http,
             platform_client(settings) as facebook,
             platform_client(settings) as instagram,
             platform_client(settings) as linkedin,
