@@ -227,23 +227,26 @@ class MlsClient:
         return self._read(resp)
 
     async def _send(self, url: httpx.URL) -> httpx.Response:
-        async with self.concurrency:
+        # The credential's rate first, then a slot of the global bound: a slot is held only
+        # while a request is really out, never while it waits for its credential's turn
+        # (with 16 slots and 2 requests/s per credential, slots held waiting made a
+        # 100,000-listing cycle take 32 s instead of 9).
+        async with self.rate, self.concurrency:
+            if self.stopped is not None:  # the breaker opened while this one waited
+                raise self.stopped
             token = await self.tokens.token(self.http)
-            async with self.rate:
-                if self.stopped is not None:  # the breaker opened while this one waited
-                    raise self.stopped
-                self.on_request()
-                try:
-                    return await self.http.get(
-                        url,
-                        headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-                    )
-                except httpx.TimeoutException:
-                    raise Retryable(f"timed out waiting for {self.endpoint.base_url}") from None
-                except httpx.TransportError as exc:
-                    raise Retryable(
-                        f"cannot reach {self.endpoint.base_url}: {type(exc).__name__}"
-                    ) from None
+            self.on_request()
+            try:
+                return await self.http.get(
+                    url,
+                    headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+                )
+            except httpx.TimeoutException:
+                raise Retryable(f"timed out waiting for {self.endpoint.base_url}") from None
+            except httpx.TransportError as exc:
+                raise Retryable(
+                    f"cannot reach {self.endpoint.base_url}: {type(exc).__name__}"
+                ) from None
 
     def _read(self, resp: httpx.Response) -> Page:
         status = resp.status_code
