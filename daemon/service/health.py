@@ -22,7 +22,7 @@ from daemon.service.state import ServiceState
 
 HEALTH_JSON = "application/health+json"
 DATABASE_TIMEOUT = 2.0  # seconds for the database to answer before /readyz says it failed
-RECENT_ANSWER_SECONDS = 0.2  # /readyz and /status answers are reused for this long
+RECENT_ANSWER_SECONDS = 0.5  # /readyz and /status answers are reused for this long
 
 
 def health_routes(state: ServiceState) -> APIRouter:

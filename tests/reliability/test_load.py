@@ -43,6 +43,7 @@ class Clients:
 
     def __init__(self, url: str, out: Path) -> None:
         self.out = out
+        self.cpu = 0.0
         self.proc = subprocess.Popen(  # noqa: S603 - our own module
             [
                 sys.executable,
@@ -65,7 +66,12 @@ class Clients:
         line = await anyio.to_thread.run_sync(self.proc.stdout.readline)
         assert line.strip() == "ready", f"the load generator did not start: {line!r}"
 
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> list[tuple[float, float, int]]:
+        self.cpu = self.cpu_seconds()
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(30)
         samples = []
@@ -87,6 +93,7 @@ async def _rounds(daemon: Daemon, mls_url: str, work: Path) -> dict[str, Any]:
     unloaded: list[float] = []
     loaded: list[float] = []
     during: list[tuple[float, float, int]] = []
+    clients_cpu: list[float] = []
     total = 0
     for n in range(ROUNDS):
         for under_load in (False, True):
@@ -107,6 +114,7 @@ async def _rounds(daemon: Daemon, mls_url: str, work: Path) -> dict[str, Any]:
                 unloaded.append(finished - started)
                 continue
             loaded.append(finished - started)
+            clients_cpu.append(clients.cpu)
             total += len(samples)
             during += [s for s in samples if started <= s[0] <= finished]
     latencies = [latency for _, latency, _ in during]
@@ -119,6 +127,7 @@ async def _rounds(daemon: Daemon, mls_url: str, work: Path) -> dict[str, Any]:
         "p50": _percentile(latencies, 0.50),
         "p99": _percentile(latencies, 0.99),
         "max": max(latencies),
+        "clients_cpu": clients_cpu,
     }
 
 
@@ -151,7 +160,8 @@ def test_200_polling_clients_get_fast_answers_while_a_cycle_runs_at_full_speed(
         f"{figures['failures']} failed; latency p50 {figures['p50']:.1f} ms, "
         f"p99 {figures['p99']:.1f} ms, max {figures['max']:.1f} ms; cycle without clients "
         f"{[round(s, 2) for s in figures['unloaded']]} s, with "
-        f"{[round(s, 2) for s in figures['loaded']]} s: median ratio {loaded / unloaded:.3f}"
+        f"{[round(s, 2) for s in figures['loaded']]} s: median ratio {loaded / unloaded:.3f}; "
+        f"the clients' own CPU {[round(s, 2) for s in figures['clients_cpu']]} s"
     )
     # The clients really were asking during the cycles (about one answer each per second).
     assert figures["during"] >= 0.5 * CLIENTS * sum(figures["loaded"])
