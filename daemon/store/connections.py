@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import aiosqlite
@@ -145,7 +146,15 @@ async def save_cursor(
     conn: aiosqlite.Connection, connection_id: str, cursor: str, now: str
 ) -> None:
     """Called inside the transaction that applies the page, so both commit together."""
-    await conn.execute(SAVE_CURSOR, {"id": connection_id, "cursor": cursor, "now": now})
+    await save_cursors(conn, [(connection_id, cursor, now)])
+
+
+async def save_cursors(conn: aiosqlite.Connection, cursors: Sequence[tuple[str, str, str]]) -> None:
+    """(connection id, cursor, now) for each; `save_cursor` for several pages at once."""
+    if cursors:
+        await conn.executemany(
+            SAVE_CURSOR, [{"id": i, "cursor": c, "now": now} for i, c, now in cursors]
+        )
 
 
 async def mark_reconciled(db: Database, connection_id: str, at: str) -> None:
@@ -154,10 +163,14 @@ async def mark_reconciled(db: Database, connection_id: str, at: str) -> None:
 
 
 async def mark_synced(
-    conn: aiosqlite.Connection, connection_id: str, at: str, error: str | None
+    conn: aiosqlite.Connection, synced: Sequence[tuple[str, str, str | None]]
 ) -> None:
-    """Inside the transaction that records the connection's part of the run."""
-    await conn.execute(MARK_SYNCED, {"id": connection_id, "at": at, "error": error})
+    """(connection id, when, its error or None) for each; inside the transaction that
+    records the connections' part of the run."""
+    if synced:
+        await conn.executemany(
+            MARK_SYNCED, [{"id": i, "at": at, "error": error} for i, at, error in synced]
+        )
 
 
 async def all_secrets(conn: aiosqlite.Connection) -> list[tuple[str, str]]:

@@ -6,6 +6,8 @@ processes cannot both win, and a holder that crashed stops blocking once its lea
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import aiosqlite
 
 from daemon.store.database import Database
@@ -50,9 +52,11 @@ async def release(db: Database, connection_id: str, holder: str) -> None:
     await db.write_one(RELEASE, {"id": connection_id, "holder": holder})
 
 
-async def release_in(conn: aiosqlite.Connection, connection_id: str, holder: str) -> None:
-    """Inside a transaction that records the end of the work the lease guarded."""
-    await conn.execute(RELEASE, {"id": connection_id, "holder": holder})
+async def release_in(conn: aiosqlite.Connection, held: Sequence[tuple[str, str]]) -> None:
+    """(connection id, holder) for each; inside a transaction that records the end of the
+    work the leases guarded."""
+    if held:
+        await conn.executemany(RELEASE, [{"id": i, "holder": h} for i, h in held])
 
 
 async def holder_of(db: Database, connection_id: str) -> tuple[str, str] | None:

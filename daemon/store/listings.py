@@ -133,9 +133,12 @@ async def current_statuses(
     return {r[0]: LocalStatus(r[1]) if r[1] else None for r in rows}
 
 
-async def apply_plan(conn: aiosqlite.Connection, plan: BatchPlan, run_id: int, now: str) -> None:
-    """Writes a batch's plan; call inside the transaction that read `current_statuses`.
-    Empty parts are skipped: each statement is a round trip to the database thread."""
+async def apply_plans(
+    conn: aiosqlite.Connection, plans: Sequence[tuple[BatchPlan, int, str]]
+) -> None:
+    """Writes batches' plans (each with its run id and time); call inside the transaction
+    that read `current_statuses`. One statement per kind of write for all of them, and none
+    for an empty kind: each statement is a round trip to the database thread."""
     checked = [
         {
             "id": c.listing_id,
@@ -144,6 +147,7 @@ async def apply_plan(conn: aiosqlite.Connection, plan: BatchPlan, run_id: int, n
             "mls": c.mls_status,
             "modified": iso(c.modified_at) if c.modified_at else None,
         }
+        for plan, _, now in plans
         for c in plan.checked
     ]
     changes = [
@@ -157,9 +161,12 @@ async def apply_plan(conn: aiosqlite.Connection, plan: BatchPlan, run_id: int, n
             "run_id": run_id,
             "now": now,
         }
+        for plan, run_id, now in plans
         for c in plan.changes
     ]
-    errors = [{"id": p.listing_id, "message": p.message} for p in plan.problems]
+    errors = [
+        {"id": p.listing_id, "message": p.message} for plan, _, _ in plans for p in plan.problems
+    ]
     for statement, rows in (
         (MARK_CHECKED, checked),
         (SET_STATUS, changes),

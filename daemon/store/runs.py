@@ -90,10 +90,25 @@ async def record(
 ) -> None:
     """Adds to a run's counts and errors; call inside the transaction that did the work, so
     the history never disagrees with the data."""
-    if any(vars(counts).values()):
-        await conn.execute(ADD_COUNTS, {"run_id": run_id, **vars(counts)})
+    await record_many(conn, [(run_id, counts, errors, at)])
+
+
+async def record_many(
+    conn: aiosqlite.Connection, parts: Sequence[tuple[int, Counts, Sequence[ErrorEntry], str]]
+) -> None:
+    """`record` for several pieces of work at once: one update per run, one insert of all
+    the errors."""
+    per_run: dict[int, Counts] = {}
+    for run_id, counts, _, _ in parts:
+        per_run.setdefault(run_id, Counts()).add(counts)
+    updates = [{"run_id": r, **vars(c)} for r, c in per_run.items() if any(vars(c).values())]
+    if updates:
+        await conn.executemany(ADD_COUNTS, updates)
+    errors = [
+        {"run_id": run_id, "at": at, **vars(e)} for run_id, _, entries, at in parts for e in entries
+    ]
     if errors:
-        await conn.executemany(ADD_ERROR, [{"run_id": run_id, "at": at, **vars(e)} for e in errors])
+        await conn.executemany(ADD_ERROR, errors)
 
 
 async def record_now(

@@ -18,12 +18,12 @@ from daemon.mls.client import BatchAnswer, MlsClient
 from daemon.mls.errors import ConnectionStopped, MlsError
 from daemon.mls.payload import Page
 from daemon.mls.query import KeyFilter, key_batches
-from daemon.models import MlsRecord, Observation, Removed, StatusMapping
-from daemon.plan import plan_batch
-from daemon.store import connections, listings, runs
+from daemon.models import MlsRecord, Observation, Removed
+from daemon.store import listings, runs
 from daemon.store.database import Database
 from daemon.store.records import ConnectionRow, TrackedListing
 from daemon.store.runs import Counts, ErrorEntry
+from daemon.store.sync_writes import BatchWrite, SyncWriter
 
 log = structlog.get_logger("mls_sync.sync")
 
@@ -35,9 +35,9 @@ PARALLEL_BATCHES = 4
 @dataclass
 class ConnectionSync:
     db: Database
+    writer: SyncWriter
     row: ConnectionRow
     client: MlsClient
-    mapping: StatusMapping
     run_id: int
     max_url_length: int
     clock: Callable[[], datetime]
@@ -127,35 +127,15 @@ class ConnectionSync:
         failures: Sequence[tuple[str, str]],
         cursor: str | None = None,
     ) -> None:
-        """One transaction: read current statuses, plan, write statuses + audit rows + run
-        counts (+ the cursor in incremental mode, so it never runs ahead of the data)."""
-        ids = [i for i, _ in observations] + [i for i, _ in failures]
-        now = iso(self.clock())
-        async with self.db.transaction() as conn:
-            current = await listings.current_statuses(conn, ids)
-            plan = plan_batch(current, observations, failures, self.mapping)
-            await listings.apply_plan(conn, plan, self.run_id, now)
-            counts = Counts(
-                checked=len(plan.checked),
-                changes=len(plan.changes),
-                errors=plan.errors,
-                warnings=plan.warnings,
-            )
-            entries = [
-                ErrorEntry(
-                    "listing",
-                    p.message,
-                    self.row.id,
-                    p.listing_id,
-                    "warning" if p.warning else "error",
-                )
-                for p in plan.problems
-            ]
-            await runs.record(conn, self.run_id, counts, entries, now)
-            if cursor is not None:
-                await connections.save_cursor(conn, self.row.id, cursor, now)
-        self.counts.add(counts)
-        for change in plan.changes:
+        """Statuses, audit rows and run counts (+ the cursor in incremental mode, so it never
+        runs ahead of the data) commit together, with other batches' (group commit)."""
+        write = BatchWrite(
+            self.run_id, self.row.id, observations, failures, iso(self.clock()), cursor
+        )
+        applied = await self.writer.submit(write)
+        assert applied is not None  # a BatchWrite's result
+        self.counts.add(applied.counts)
+        for change in applied.plan.changes:
             log.info(
                 "status_changed",
                 connection_id=self.row.id,

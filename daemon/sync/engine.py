@@ -19,11 +19,12 @@ from daemon.clock import iso, parse_iso, utcnow
 from daemon.config import Settings
 from daemon.mls.errors import CircuitOpen, MlsError, NeedsReauth
 from daemon.models import LocalStatus
-from daemon.store import connections, leases, listings, posts, runs
+from daemon.store import connections, leases, listings, posts, runs, sync_writes
 from daemon.store.database import Database
 from daemon.store.posts import DueScope
 from daemon.store.records import ConnectionRow, ListingRow, RunErrorRow, RunRow, TrackedListing
 from daemon.store.runs import Counts, ErrorEntry
+from daemon.store.sync_writes import ConnectionDone, SyncWriter
 from daemon.sync.access import MlsAccess
 from daemon.sync.connection import ConnectionSync
 from daemon.sync.holders import is_dead, this_process
@@ -128,12 +129,14 @@ class SyncEngine:
             stopped: list[str] = []
             held: dict[str, str] = {}  # connection id -> lease holder, renewed together
 
+            writer = sync_writes.writer(self.db, self.mapping)
+
             async def one(row: ConnectionRow) -> None:
                 async with limiter:
-                    if not await self._sync_one(run_id, row, only_listing, held):
+                    if not await self._sync_one(run_id, row, only_listing, held, writer):
                         stopped.append(row.id)
 
-            async with anyio.create_task_group() as keeper:
+            async with writer.running(), anyio.create_task_group() as keeper:
                 keeper.start_soon(self._keep_leases, held)
                 async with anyio.create_task_group() as tg:
                     for row in targets:
@@ -196,6 +199,7 @@ class SyncEngine:
         row: ConnectionRow,
         only_listing: ListingRow | None,
         held: dict[str, str],
+        writer: SyncWriter,
     ) -> bool:
         """Syncs one connection under its lease; returns False when the connection as a whole
         failed. Every failure is recorded in the run, none escapes to the other connections."""
@@ -218,7 +222,7 @@ class SyncEngine:
         held[row.id] = holder
         with structlog.contextvars.bound_contextvars(connection_id=row.id):
             try:
-                ok = await self._sync_under_lease(run_id, row, only_listing, holder)
+                ok = await self._sync_under_lease(run_id, row, only_listing, holder, writer)
                 released = True
                 return ok
             finally:
@@ -248,7 +252,12 @@ class SyncEngine:
                 await leases.renew_many(self.db, dict(held), iso(self.clock() + ttl))
 
     async def _sync_under_lease(
-        self, run_id: int, row: ConnectionRow, only_listing: ListingRow | None, holder: str
+        self,
+        run_id: int,
+        row: ConnectionRow,
+        only_listing: ListingRow | None,
+        holder: str,
+        writer: SyncWriter,
     ) -> bool:
         requests = 0
 
@@ -263,9 +272,9 @@ class SyncEngine:
             return False
         work = ConnectionSync(
             db=self.db,
+            writer=writer,
             row=row,
             client=client,
-            mapping=self.mapping,
             run_id=run_id,
             max_url_length=self.settings.mls.max_url_length,
             clock=self.clock,
@@ -286,11 +295,10 @@ class SyncEngine:
         if work.stopped is not None:
             error = str(work.stopped)
             await self._stopped(run_id, row, work.stopped)
-        at = iso(self.clock())
-        async with self.db.transaction() as conn:
-            await runs.record(conn, run_id, Counts(connections=1, requests=requests), [], at)
-            await connections.mark_synced(conn, row.id, at, error)
-            await leases.release_in(conn, row.id, holder)  # one transaction, not two
+        # The run's counts, the connection's last error and its lease, in one transaction.
+        await writer.submit(
+            ConnectionDone(run_id, row.id, iso(self.clock()), requests, error, holder)
+        )
         return error is None or work.counts.checked > 0
 
     async def _dispatch(

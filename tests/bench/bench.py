@@ -41,6 +41,7 @@ from daemon.sync.runtime import open_runtime
 
 REPO = Path(__file__).resolve().parents[2]
 PLATFORMS = ("facebook", "instagram", "linkedin")
+STRATEGIES = ("naive", "by_key", "incremental")
 
 
 @dataclass(frozen=True)
@@ -220,7 +221,9 @@ def move(mls_url: str, count: int) -> list[str]:
 # -- scenarios ---------------------------------------------------------------------------------
 
 
-def scenario_a(sizes: Sizes, work: Path) -> list[dict[str, Any]]:
+def scenario_a(
+    sizes: Sizes, work: Path, strategies: frozenset[str] = frozenset(STRATEGIES)
+) -> list[dict[str, Any]]:
     rows = []
     plans: list[tuple[str, int, dict[str, Any]]] = [
         (
@@ -232,6 +235,8 @@ def scenario_a(sizes: Sizes, work: Path) -> list[dict[str, Any]]:
         ("incremental", sizes.feeds, {"mode": "incremental", "overlap_seconds": 0}),
     ]
     for name, feeds, connection in plans:
+        if name.split(" ")[0].rstrip(",") not in strategies:
+            continue
         listings_n = feeds * sizes.per_feed
         with sandbox(feeds, sizes.per_feed) as server:
             folder = Path(tempfile.mkdtemp(dir=work))
@@ -437,12 +442,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         choices=["a", "b", "c"],
         help="run one scenario and print its figures as JSON (for checking a fix)",
     )
+    parser.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        action="append",
+        help="with --only a: run this fetch strategy (repeat for several; default all)",
+    )
     args = parser.parse_args(argv)
     sizes = SMOKE if args.smoke else Sizes()
     if args.only:
         with tempfile.TemporaryDirectory(prefix="mls-sync-bench-") as work:
-            run = {"a": scenario_a, "b": scenario_b, "c": scenario_c}[args.only]
-            figures = run(sizes, Path(work))
+            if args.only == "a":
+                chosen = frozenset(args.strategy or STRATEGIES)
+                figures: Any = scenario_a(sizes, Path(work), chosen)
+            else:
+                figures = {"b": scenario_b, "c": scenario_c}[args.only](sizes, Path(work))
         print(json.dumps(figures, indent=1))
         return {args.only: figures}
     with tempfile.TemporaryDirectory(prefix="mls-sync-bench-") as work:

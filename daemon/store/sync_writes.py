@@ -1,0 +1,115 @@
+"""What a sync writes, many pieces per transaction (see `group_commit`).
+
+Two kinds of write: an MLS answer for a batch of listings (planned against the statuses read
+in the same transaction, so the plan, the new statuses, their audit rows, the run's counts and
+the cursor commit together), and the end of one connection's part of a run (its counts, its
+last error, its lease released). A group of them costs the same few statements as one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import aiosqlite
+
+from daemon.models import LocalStatus, Observation, StatusMapping
+from daemon.plan import BatchPlan, plan_batch
+from daemon.store import connections, leases, listings, runs
+from daemon.store.database import Database
+from daemon.store.group_commit import GroupWriter
+from daemon.store.runs import Counts, ErrorEntry
+
+
+@dataclass(frozen=True, slots=True)
+class BatchWrite:
+    """What the MLS said about some listings of one connection (listing ids, not keys)."""
+
+    run_id: int
+    connection_id: str
+    observations: Sequence[tuple[str, Observation]]
+    failures: Sequence[tuple[str, str]]
+    at: str
+    cursor: str | None = None  # incremental: moves with this page's data (invariant 5)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionDone:
+    """A connection's part of a run is over: count it, note its error, free its lease."""
+
+    run_id: int
+    connection_id: str
+    at: str
+    requests: int
+    error: str | None
+    lease_holder: str
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    plan: BatchPlan
+    counts: Counts
+
+
+SyncWrite = BatchWrite | ConnectionDone
+SyncWriter = GroupWriter[SyncWrite, Applied | None]
+
+
+def writer(db: Database, mapping: StatusMapping) -> SyncWriter:
+    return GroupWriter(db, partial(write_group, mapping=mapping))
+
+
+async def write_group(
+    conn: aiosqlite.Connection, writes: Sequence[SyncWrite], mapping: StatusMapping
+) -> list[Applied | None]:
+    """All of `writes`, inside the caller's transaction; one result per write (None for a
+    ConnectionDone)."""
+    batches = [w for w in writes if isinstance(w, BatchWrite)]
+    ids = [i for b in batches for i, _ in b.observations] + [
+        i for b in batches for i, _ in b.failures
+    ]
+    current: dict[str, LocalStatus | None] = (
+        await listings.current_statuses(conn, ids) if ids else {}
+    )
+    results: list[Applied | None] = []
+    plans: list[tuple[BatchPlan, int, str]] = []
+    recorded: list[tuple[int, Counts, Sequence[ErrorEntry], str]] = []
+    for write in writes:
+        if isinstance(write, ConnectionDone):
+            results.append(None)
+            recorded.append(
+                (write.run_id, Counts(connections=1, requests=write.requests), [], write.at)
+            )
+            continue
+        plan = plan_batch(current, write.observations, write.failures, mapping)
+        for change in plan.changes:  # a later write in the group plans from this one
+            current[change.listing_id] = change.to_status
+        counts = Counts(
+            checked=len(plan.checked),
+            changes=len(plan.changes),
+            errors=plan.errors,
+            warnings=plan.warnings,
+        )
+        entries = [
+            ErrorEntry(
+                "listing",
+                p.message,
+                write.connection_id,
+                p.listing_id,
+                "warning" if p.warning else "error",
+            )
+            for p in plan.problems
+        ]
+        plans.append((plan, write.run_id, write.at))
+        recorded.append((write.run_id, counts, entries, write.at))
+        results.append(Applied(plan, counts))
+    await listings.apply_plans(conn, plans)
+    await runs.record_many(conn, recorded)
+    await connections.save_cursors(
+        conn, [(b.connection_id, b.cursor, b.at) for b in batches if b.cursor is not None]
+    )
+    done = [w for w in writes if isinstance(w, ConnectionDone)]
+    await connections.mark_synced(conn, [(d.connection_id, d.at, d.error) for d in done])
+    await leases.release_in(conn, [(d.connection_id, d.lease_holder) for d in done])
+    return results

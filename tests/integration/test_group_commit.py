@@ -1,0 +1,82 @@
+"""Group commit: many tasks' writes share transactions, and one bad write fails only itself."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import aiosqlite
+import anyio
+import pytest
+
+from daemon.store.database import Database
+from daemon.store.group_commit import GroupWriter
+
+
+async def _insert(conn: aiosqlite.Connection, values: Sequence[int]) -> list[int]:
+    await conn.executemany("INSERT INTO scratch (v) VALUES (?)", [(v,) for v in values])
+    return [v * 10 for v in values]
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = await Database.open(tmp_path / "group.db")
+    await database.conn.execute("CREATE TABLE scratch (v INTEGER NOT NULL CHECK (v >= 0))")
+    yield database
+    await database.close()
+
+
+async def _stored(db: Database) -> list[int]:
+    async with db.reading() as conn:
+        rows = await conn.execute_fetchall("SELECT v FROM scratch ORDER BY v")
+    return [r[0] for r in rows]
+
+
+async def _submit_all(writer: GroupWriter[int, int], values: Sequence[int]) -> dict[int, object]:
+    results: dict[int, object] = {}
+
+    async def one(value: int) -> None:
+        try:
+            results[value] = await writer.submit(value)
+        except sqlite3.Error as exc:
+            results[value] = exc
+
+    async with writer.running(), anyio.create_task_group() as tg:
+        for value in values:
+            tg.start_soon(one, value)
+    return results
+
+
+async def test_writes_queued_together_commit_in_one_transaction(db: Database) -> None:
+    writer = GroupWriter(db, _insert)
+
+    results = await _submit_all(writer, range(200))
+
+    assert await _stored(db) == list(range(200))
+    assert results == {v: v * 10 for v in range(200)}  # each submitter gets its own result
+    assert writer.transactions <= 2  # the first on its own, perhaps; then all the rest
+
+
+async def test_a_failing_write_fails_only_its_submitter(db: Database) -> None:
+    writer = GroupWriter(db, _insert)
+
+    results = await _submit_all(writer, [1, 2, -3, 4, 5])
+
+    assert isinstance(results.pop(-3), sqlite3.IntegrityError)
+    assert results == {1: 10, 2: 20, 4: 40, 5: 50}
+    assert await _stored(db) == [1, 2, 4, 5]
+
+
+async def test_a_group_never_exceeds_its_size(db: Database) -> None:
+    writer = GroupWriter(db, _insert, max_group=7)
+
+    await _submit_all(writer, range(50))
+
+    assert await _stored(db) == list(range(50))
+    assert writer.transactions >= 50 // 7
+
+
+async def test_submitting_without_the_writer_running_is_refused(db: Database) -> None:
+    with pytest.raises(RuntimeError, match="running"):
+        await GroupWriter(db, _insert).submit(1)
