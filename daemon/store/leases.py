@@ -6,16 +6,27 @@ processes cannot both win, and a holder that crashed stops blocking once its lea
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import aiosqlite
 
 from daemon.store.database import Database
+from daemon.store.group_commit import GroupWriter
 
 ACQUIRE = """
 INSERT INTO sync_leases (connection_id, holder, expires_at) VALUES (:id, :holder, :until)
 ON CONFLICT (connection_id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
 WHERE sync_leases.expires_at < :now
+"""
+ACQUIRE_MANY = """
+INSERT INTO sync_leases (connection_id, holder, expires_at)
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]')
+FROM json_each(:wanted) WHERE true
+ON CONFLICT (connection_id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+WHERE sync_leases.expires_at < :now
+RETURNING connection_id, holder
 """
 RENEW = """
 UPDATE sync_leases SET expires_at = :until WHERE connection_id = :id AND holder = :holder
@@ -31,6 +42,31 @@ HOLDER = "SELECT holder, expires_at FROM sync_leases WHERE connection_id = ?"
 async def acquire(db: Database, connection_id: str, holder: str, now: str, until: str) -> bool:
     params = {"id": connection_id, "holder": holder, "now": now, "until": until}
     return await db.write_one(ACQUIRE, params) == 1
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRequest:
+    connection_id: str
+    holder: str
+    now: str
+    until: str
+
+
+async def acquire_many(conn: aiosqlite.Connection, wanted: Sequence[LeaseRequest]) -> list[bool]:
+    """`acquire` for several connections in one statement (for group commit): whether each
+    request won its lease. Expiry is judged at the earliest request's time."""
+    rows = [[w.connection_id, w.holder, w.until] for w in wanted]
+    now = min(w.now for w in wanted)
+    won = {
+        (r[0], r[1])
+        for r in await conn.execute_fetchall(ACQUIRE_MANY, {"wanted": json.dumps(rows), "now": now})
+    }
+    return [(w.connection_id, w.holder) in won for w in wanted]
+
+
+def acquirer(db: Database) -> GroupWriter[LeaseRequest, bool]:
+    """Lease requests of many connections, taken in one statement per group."""
+    return GroupWriter(db, acquire_many)
 
 
 async def renew_many(db: Database, holders: dict[str, str], until: str) -> None:

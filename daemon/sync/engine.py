@@ -21,6 +21,7 @@ from daemon.mls.errors import CircuitOpen, MlsError, NeedsReauth
 from daemon.models import LocalStatus
 from daemon.store import connections, leases, listings, posts, runs, sync_writes
 from daemon.store.database import Database
+from daemon.store.group_commit import GroupWriter
 from daemon.store.posts import DueScope
 from daemon.store.records import ConnectionRow, ListingRow, RunErrorRow, RunRow, TrackedListing
 from daemon.store.runs import Counts, ErrorEntry
@@ -127,17 +128,21 @@ class SyncEngine:
             log.info("run_started", trigger=trigger, scope=scope, connections=len(targets))
             limiter = anyio.CapacityLimiter(self.settings.sync.max_concurrent_connections)
             stopped: list[str] = []
-            held: dict[str, str] = {}  # connection id -> lease holder, renewed together
-
-            writer = sync_writes.writer(self.db, self.mapping)
+            shared = _RunShared(
+                run_id, sync_writes.writer(self.db, self.mapping), leases.acquirer(self.db)
+            )
 
             async def one(row: ConnectionRow) -> None:
                 async with limiter:
-                    if not await self._sync_one(run_id, row, only_listing, held, writer):
+                    if not await self._sync_one(shared, row, only_listing):
                         stopped.append(row.id)
 
-            async with writer.running(), anyio.create_task_group() as keeper:
-                keeper.start_soon(self._keep_leases, held)
+            async with (
+                shared.writes.running(),
+                shared.lease_requests.running(),
+                anyio.create_task_group() as keeper,
+            ):
+                keeper.start_soon(self._keep_leases, shared.held)
                 async with anyio.create_task_group() as tg:
                     for row in targets:
                         tg.start_soon(one, row)
@@ -194,22 +199,17 @@ class SyncEngine:
             return []
 
     async def _sync_one(
-        self,
-        run_id: int,
-        row: ConnectionRow,
-        only_listing: ListingRow | None,
-        held: dict[str, str],
-        writer: SyncWriter,
+        self, shared: _RunShared, row: ConnectionRow, only_listing: ListingRow | None
     ) -> bool:
         """Syncs one connection under its lease; returns False when the connection as a whole
         failed. Every failure is recorded in the run, none escapes to the other connections."""
         holder = f"{self.holder}:{uuid.uuid4().hex[:8]}"
         lease_ttl = timedelta(seconds=self.settings.sync.lease_seconds)
-        if not await self._take_lease(row.id, holder, lease_ttl):
+        if not await self._take_lease(shared, row.id, holder, lease_ttl):
             current = await leases.holder_of(self.db, row.id)
             who = f"{current[0]} until {current[1]}" if current else "another process"
             await self._record(
-                run_id,
+                shared.run_id,
                 ErrorEntry(
                     "connection",
                     f"skipped: already being synced by {who}",
@@ -219,22 +219,25 @@ class SyncEngine:
             )
             return True
         released = False  # by the transaction that records the connection's part of the run
-        held[row.id] = holder
+        shared.held[row.id] = holder
         with structlog.contextvars.bound_contextvars(connection_id=row.id):
             try:
-                ok = await self._sync_under_lease(run_id, row, only_listing, holder, writer)
+                ok = await self._sync_under_lease(shared, row, only_listing, holder)
                 released = True
                 return ok
             finally:
-                held.pop(row.id, None)
+                shared.held.pop(row.id, None)
                 if not released:  # a crash or a cancel on the way: release it anyway
                     with anyio.CancelScope(shield=True):
                         await leases.release(self.db, row.id, holder)
 
-    async def _take_lease(self, connection_id: str, holder: str, ttl: timedelta) -> bool:
+    async def _take_lease(
+        self, shared: _RunShared, connection_id: str, holder: str, ttl: timedelta
+    ) -> bool:
         now = self.clock()
         until = iso(now + ttl)
-        if await leases.acquire(self.db, connection_id, holder, iso(now), until):
+        wanted = leases.LeaseRequest(connection_id, holder, iso(now), until)
+        if await shared.lease_requests.submit(wanted):
             return True
         current = await leases.holder_of(self.db, connection_id)
         if current is not None and is_dead(current[0], self.hostname):
@@ -252,13 +255,9 @@ class SyncEngine:
                 await leases.renew_many(self.db, dict(held), iso(self.clock() + ttl))
 
     async def _sync_under_lease(
-        self,
-        run_id: int,
-        row: ConnectionRow,
-        only_listing: ListingRow | None,
-        holder: str,
-        writer: SyncWriter,
+        self, shared: _RunShared, row: ConnectionRow, only_listing: ListingRow | None, holder: str
     ) -> bool:
+        run_id = shared.run_id
         requests = 0
 
         def count_request() -> None:
@@ -272,7 +271,7 @@ class SyncEngine:
             return False
         work = ConnectionSync(
             db=self.db,
-            writer=writer,
+            writer=shared.writes,
             row=row,
             client=client,
             run_id=run_id,
@@ -296,7 +295,7 @@ class SyncEngine:
             error = str(work.stopped)
             await self._stopped(run_id, row, work.stopped)
         # The run's counts, the connection's last error and its lease, in one transaction.
-        await writer.submit(
+        await shared.writes.submit(
             ConnectionDone(run_id, row.id, iso(self.clock()), requests, error, holder)
         )
         return error is None or work.counts.checked > 0
@@ -339,6 +338,17 @@ class SyncEngine:
     async def _record(self, run_id: int, entry: ErrorEntry) -> None:
         counts = Counts(errors=1) if entry.severity == "error" else Counts(warnings=1)
         await runs.record_now(self.db, run_id, counts, [entry], iso(self.clock()))
+
+
+@dataclass
+class _RunShared:
+    """What the connections of one run share: the writers that commit their writes in
+    groups (one transaction for many connections), and the leases held, renewed together."""
+
+    run_id: int
+    writes: SyncWriter
+    lease_requests: GroupWriter[leases.LeaseRequest, bool]
+    held: dict[str, str] = field(default_factory=dict)  # connection id -> lease holder
 
 
 def _due_scope(scope: str) -> DueScope:

@@ -120,7 +120,7 @@ def write_config(folder: Path, platforms_url: str, **sections: dict[str, Any]) -
     body: dict[str, dict[str, Any]] = {
         "database": {"path": "bench.db"},
         "sync": {"max_concurrent_connections": 200},
-        "mls": {"max_concurrent_requests": 16, "backoff_initial_seconds": 0.05},
+        "mls": {"max_concurrent_requests": 8, "backoff_initial_seconds": 0.05},
         "platforms": {
             "graph_url": f"{platforms_url}/graph",
             "linkedin_api_url": f"{platforms_url}/linkedin",

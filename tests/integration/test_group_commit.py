@@ -10,8 +10,10 @@ import aiosqlite
 import anyio
 import pytest
 
+from daemon.store import leases
 from daemon.store.database import Database
 from daemon.store.group_commit import GroupWriter
+from daemon.store.leases import LeaseRequest
 
 
 async def _insert(conn: aiosqlite.Connection, values: Sequence[int]) -> list[int]:
@@ -80,3 +82,28 @@ async def test_a_group_never_exceeds_its_size(db: Database) -> None:
 async def test_submitting_without_the_writer_running_is_refused(db: Database) -> None:
     with pytest.raises(RuntimeError, match="running"):
         await GroupWriter(db, _insert).submit(1)
+
+
+async def test_leases_asked_for_together_are_won_or_lost_each_on_its_own(db: Database) -> None:
+    now, later, earlier = "2026-01-01T12:00:00Z", "2026-01-01T12:10:00Z", "2026-01-01T11:00:00Z"
+    async with db.transaction() as conn:
+        await leases.acquire_many(conn, [LeaseRequest("busy", "other", now, later)])
+        await leases.acquire_many(conn, [LeaseRequest("stale", "crashed", earlier, earlier)])
+    wanted = [
+        LeaseRequest("free", "me", now, later),
+        LeaseRequest("busy", "me", now, later),
+        LeaseRequest("stale", "me", now, later),
+    ]
+
+    async with leases.acquirer(db).running() as acquirer, anyio.create_task_group() as tg:
+        won: dict[str, bool] = {}
+
+        async def ask(request: LeaseRequest) -> None:
+            won[request.connection_id] = await acquirer.submit(request)
+
+        for request in wanted:
+            tg.start_soon(ask, request)
+
+    assert won == {"free": True, "busy": False, "stale": True}
+    assert await leases.holder_of(db, "busy") == ("other", later)
+    assert await leases.holder_of(db, "stale") == ("me", later)
