@@ -30,8 +30,7 @@ class MlsAccess:
         self.box = box
         self.concurrency = anyio.CapacityLimiter(settings.max_concurrent_requests)
         self._rates: dict[str, tuple[float, AsyncLimiter]] = {}
-        self._tokens: dict[tuple[str, str], TokenSource] = {}
-        self._credentials: dict[tuple[str, str], str] = {}
+        self._tokens: dict[tuple[str, str], tuple[TokenSource, str]] = {}
 
     def apply(self, settings: MlsSettings) -> None:
         self.settings = settings
@@ -72,36 +71,39 @@ class MlsAccess:
         return self.box.decrypt(token)
 
     def _token_source(self, row: ConnectionRow) -> TokenSource:
-        # Keyed by the stored (encrypted) secret too: new credentials get a new token.
-        cache_key = (row.id, row.secret_encrypted)
-        if cache_key not in self._tokens:
-            secret = self._decrypt(row.secret_encrypted)
-            if row.auth_kind == "oauth2" and row.token_url and row.client_id:
-                self._tokens[cache_key] = ClientCredentials(
-                    row.token_url, row.client_id, secret, row.scope
-                )
-            else:
-                self._tokens[cache_key] = StaticToken(secret)
-        return self._tokens[cache_key]
+        return self._prepared(row)[0]
 
     def _limiter(self, row: ConnectionRow) -> AsyncLimiter:
         """One limiter per credential, not per connection: two connections sharing a token
         share its limit (the classic cause of endless 429s). The lowest rate given wins."""
-        cache_key = (row.id, row.secret_encrypted)
-        if cache_key not in self._credentials:  # decrypting once per stored secret is enough
-            self._credentials[cache_key] = self._credential_id(row)
-        credential = self._credentials[cache_key]
+        credential = self._prepared(row)[1]
         known = self._rates.get(credential)
         if known is None or row.rate_per_second < known[0]:
             known = (row.rate_per_second, make_limiter(row.rate_per_second))
             self._rates[credential] = known
         return known[1]
 
-    def _credential_id(self, row: ConnectionRow) -> str:
-        """Same server (scheme, host, port: not the path, since one token often serves several
-        feeds) and same client id or bearer token = same credential, and so one limit. Only a
-        hash is kept in memory; it never leaves the process."""
-        who = row.client_id if row.auth_kind == "oauth2" else self._decrypt(row.secret_encrypted)
-        server = httpx.URL(row.token_url or row.base_url)
-        text = f"{server.scheme}://{server.host}:{server.port}|{who}"
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    def _prepared(self, row: ConnectionRow) -> tuple[TokenSource, str]:
+        """The connection's token source and credential id, from one decryption of its
+        stored secret. Keyed by the stored (encrypted) secret too: new credentials get a
+        new token and are judged afresh."""
+        cache_key = (row.id, row.secret_encrypted)
+        if cache_key not in self._tokens:
+            secret = self._decrypt(row.secret_encrypted)
+            source: TokenSource
+            if row.auth_kind == "oauth2" and row.token_url and row.client_id:
+                source = ClientCredentials(row.token_url, row.client_id, secret, row.scope)
+            else:
+                source = StaticToken(secret)
+            self._tokens[cache_key] = (source, _credential_id(row, secret))
+        return self._tokens[cache_key]
+
+
+def _credential_id(row: ConnectionRow, secret: str) -> str:
+    """Same server (scheme, host, port: not the path, since one token often serves several
+    feeds) and same client id or bearer token = same credential, and so one limit. Only a
+    hash is kept in memory; it never leaves the process."""
+    who = row.client_id if row.auth_kind == "oauth2" else secret
+    server = httpx.URL(row.token_url or row.base_url)
+    text = f"{server.scheme}://{server.host}:{server.port}|{who}"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
