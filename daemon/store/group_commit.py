@@ -26,8 +26,10 @@ from daemon.store.database import Database
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
-# Items per transaction: enough that a group never waits for the lock again, small enough
-# that one transaction stays short for the other users of the database.
+# Work per transaction (in the units of the writer's `weight`, by default items): enough
+# that a group rarely waits for the lock again, small enough that preparing it (on the event
+# loop) and running it stay short for everyone else: the HTTP answers the loop also serves,
+# and the other users of the database.
 MAX_GROUP = 500
 
 
@@ -42,17 +44,20 @@ class _Entry(Generic[Item, Result]):
 
 
 class GroupWriter(Generic[Item, Result]):
-    """`write(conn, items)` runs inside one transaction and returns one result per item."""
+    """`write(conn, items)` runs inside one transaction and returns one result per item.
+    A group holds at most `max_group` of `weight` (one item alone may weigh more)."""
 
     def __init__(
         self,
         db: Database,
         write: Callable[[aiosqlite.Connection, Sequence[Item]], Awaitable[Sequence[Result]]],
         max_group: int = MAX_GROUP,
+        weight: Callable[[Item], int] = lambda item: 1,
     ) -> None:
         self._db = db
         self._write = write
         self._max_group = max_group
+        self._weight = weight
         self._pending: list[_Entry[Item, Result]] = []
         self._wake = anyio.Event()
         self._running = False
@@ -88,9 +93,19 @@ class GroupWriter(Generic[Item, Result]):
             await self._wake.wait()
             self._wake = anyio.Event()
             while self._pending:
-                group = self._pending[: self._max_group]
-                del self._pending[: self._max_group]
-                await self._commit(group)
+                await self._commit(self._next_group())
+
+    def _next_group(self) -> list[_Entry[Item, Result]]:
+        """The oldest entries, as many as fit in `max_group` (always at least one)."""
+        taken, total = 0, 0
+        for entry in self._pending:
+            total += self._weight(entry.item)
+            if taken and total > self._max_group:
+                break
+            taken += 1
+        group = self._pending[:taken]
+        del self._pending[:taken]
+        return group
 
     async def _commit(self, group: list[_Entry[Item, Result]]) -> None:
         try:

@@ -56,8 +56,22 @@ SyncWrite = BatchWrite | ConnectionDone
 SyncWriter = GroupWriter[SyncWrite, Applied | None]
 
 
+# Listings per transaction. A group is planned on the event loop in one go, between the HTTP
+# answers the loop also serves: under 200 polling clients, p99 of /status was 105 ms with
+# groups of 1,000 listings (230 ms with 500 batches of 50) and 88 ms with 250.
+LISTINGS_PER_GROUP = 250
+
+
 def writer(db: Database, mapping: StatusMapping) -> SyncWriter:
-    return GroupWriter(db, partial(write_group, mapping=mapping))
+    return GroupWriter(
+        db, partial(write_group, mapping=mapping), LISTINGS_PER_GROUP, weight=_listings
+    )
+
+
+def _listings(write: SyncWrite) -> int:
+    if isinstance(write, BatchWrite):
+        return max(1, len(write.observations) + len(write.failures))
+    return 1
 
 
 async def write_group(
