@@ -21,6 +21,7 @@ from daemon.encryption import SecretBox, SecretKeyError
 from daemon.store import vault
 from daemon.store.database import Database
 from daemon.sync.access import MlsAccess
+from daemon.sync.cookieless import CookielessClient
 from daemon.sync.engine import SyncEngine
 from daemon.sync.pools import ServerPools
 from daemon.sync.unpublish import Unpublisher
@@ -64,7 +65,7 @@ def http_client(settings: Settings) -> httpx.AsyncClient:
     """For one MLS server. As large as the global request bound, so a request never waits
     inside the pool (whose queue costs O(queue x connections) per event)."""
     mls = settings.mls
-    return httpx.AsyncClient(
+    return CookielessClient(
         timeout=httpx.Timeout(mls.timeout_seconds),
         limits=httpx.Limits(
             max_connections=mls.max_concurrent_requests,
@@ -82,7 +83,7 @@ def platform_client(settings: Settings) -> httpx.AsyncClient:
     with one pool of 16. A pool per platform, keeping at most 4 idle, scans a few. Its size is
     the global in-flight bound, so a request never waits inside the pool."""
     bound = settings.platforms.max_concurrent_requests
-    return httpx.AsyncClient(
+    return CookielessClient(
         timeout=httpx.Timeout(settings.platforms.timeout_seconds),
         limits=httpx.Limits(max_connections=bound, max_keepalive_connections=min(bound, KEEP_IDLE)),
         follow_redirects=False,
