@@ -55,11 +55,12 @@ class MlsAccess:
             page_size=row.page_size,
             select=SELECT_WITH_MLG if row.select_mlg_can_view else SELECT,
         )
+        tokens, credential = self._prepared(row)
         return MlsClient(
             http=self.http.for_url(row.base_url),
             endpoint=endpoint,
-            tokens=self._token_source(row),
-            rate=self._limiter(row),
+            tokens=tokens,
+            rate=self._limiter(credential, row.rate_per_second),
             concurrency=self.concurrency,
             policy=self.policy(),
             on_request=on_request,
@@ -70,16 +71,12 @@ class MlsAccess:
             raise SecretKeyError("no secret key is configured, so credentials cannot be read")
         return self.box.decrypt(token)
 
-    def _token_source(self, row: ConnectionRow) -> TokenSource:
-        return self._prepared(row)[0]
-
-    def _limiter(self, row: ConnectionRow) -> AsyncLimiter:
+    def _limiter(self, credential: str, rate_per_second: float) -> AsyncLimiter:
         """One limiter per credential, not per connection: two connections sharing a token
         share its limit (the classic cause of endless 429s). The lowest rate given wins."""
-        credential = self._prepared(row)[1]
         known = self._rates.get(credential)
-        if known is None or row.rate_per_second < known[0]:
-            known = (row.rate_per_second, make_limiter(row.rate_per_second))
+        if known is None or rate_per_second < known[0]:
+            known = (rate_per_second, make_limiter(rate_per_second))
             self._rates[credential] = known
         return known[1]
 

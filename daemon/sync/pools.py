@@ -13,24 +13,30 @@ class ServerPools:
     httpcore checks every idle connection of a pool on each request and each response (a
     system call or two apiece): profiled, with one pool of 64 connections shared by all
     servers, that scan was up to half of an incremental cycle's CPU. A pool per server holds
-    only that server's connections and keeps at most KEEP_IDLE of them idle, while each
-    server still gets its own keep-alive connections (no TLS handshake per request)."""
+    only that server's connections and keeps at most MLS_KEEP_IDLE of them idle (see
+    runtime.http_client), while each server still gets its own keep-alive connections (no
+    TLS handshake per request)."""
 
     def __init__(self, make: Callable[[], httpx.AsyncClient]) -> None:
         self._make = make
         self._clients: dict[tuple[str, str, int | None], httpx.AsyncClient] = {}
+        self._by_url: dict[str, httpx.AsyncClient] = {}  # each connection asks every run
 
     def for_url(self, url: str) -> httpx.AsyncClient:
-        parsed = httpx.URL(url)
-        origin = (parsed.scheme, parsed.host, parsed.port)
-        if origin not in self._clients:
-            self._clients[origin] = self._make()
-        return self._clients[origin]
+        client = self._by_url.get(url)
+        if client is None:
+            parsed = httpx.URL(url)
+            origin = (parsed.scheme, parsed.host, parsed.port)
+            if origin not in self._clients:
+                self._clients[origin] = self._make()
+            client = self._by_url[url] = self._clients[origin]
+        return client
 
     async def aclose(self) -> None:
         for client in self._clients.values():
             await client.aclose()
         self._clients.clear()
+        self._by_url.clear()
 
     async def __aenter__(self) -> ServerPools:
         return self
