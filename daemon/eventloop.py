@@ -5,6 +5,8 @@ uvloop is a dependency on Linux. Measured on the benchmark (docs/benchmarks.md),
 itself (each SQLite call is a round trip to aiosqlite's thread). Nothing in the daemon depends
 on which loop runs; the test suite runs the code on the plain asyncio loop and the daemon, as
 a subprocess, on uvloop.
+
+Every entry point also tunes the garbage collector first (daemon/collector.py).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar, TypeVarTuple
 
 import anyio
+
+from daemon import collector
 
 T = TypeVar("T")
 Args = TypeVarTuple("Args")
@@ -26,4 +30,5 @@ def name() -> str:
 
 
 def run(func: Callable[[*Args], Awaitable[T]], *args: *Args) -> T:
+    collector.tune()
     return anyio.run(func, *args, backend="asyncio", backend_options={"use_uvloop": UVLOOP})

@@ -17,7 +17,7 @@ from pathlib import Path
 import anyio
 import structlog
 
-from daemon import eventloop, logs
+from daemon import collector, eventloop, logs
 from daemon.clock import utcnow
 from daemon.config import ConfigError, Settings, load_settings
 from daemon.credentials import API_TOKEN_CREDENTIAL, API_TOKEN_ENV, read_secret
@@ -98,6 +98,7 @@ async def run_daemon(
                     event_loop=eventloop.name(),
                 )
                 notifier.ready(f"serving {url}")
+                collector.settle()  # what start-up built lives as long as the process
                 await _signals(state, notifier, config_path)
                 state.shutting_down = True
                 notifier.stopping()
