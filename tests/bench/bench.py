@@ -38,6 +38,7 @@ from daemon.sandbox.standalone import SHARED_TOKEN, feed_key, feed_token
 from daemon.specs import AccountSpec, ConnectionSpec, ListingSpec, PostSpec
 from daemon.store import accounts, connections, listings, posts
 from daemon.sync.runtime import open_runtime
+from tests.bench import calibration
 
 REPO = Path(__file__).resolve().parents[2]
 PLATFORMS = ("facebook", "instagram", "linkedin")
@@ -400,7 +401,18 @@ def _runs(r: dict[str, Any]) -> str:
     return f"{r['wall_seconds']} ({', '.join(str(w) for w in r['wall_runs'])})"
 
 
-def render(a: list[dict[str, Any]], b: dict[str, Any], c: dict[str, Any], command: str) -> str:
+def conditions(workload: float, steal: float | None) -> str:
+    stolen = "unknown" if steal is None else f"{steal:.1%}"
+    return (
+        f"Machine: {machine()}; its speed: the fixed workload of tests/bench/calibration.py in "
+        f"{workload} s (0.23-0.26 s on the faster machines seen; lower is faster), CPU stolen "
+        f"by the hypervisor during the run: {stolen}"
+    )
+
+
+def render(
+    a: list[dict[str, Any]], b: dict[str, Any], c: dict[str, Any], command: str, where: str
+) -> str:
     lines = [
         "| strategy | listings | MLS requests | minimum | ratio | wall s: median (runs) "
         "| daemon CPU s | of it, event loop | peak RSS MB | sandbox CPU s | changes applied |",
@@ -428,7 +440,7 @@ def render(a: list[dict[str, Any]], b: dict[str, Any], c: dict[str, Any], comman
         f"{c['loop_thread_cpu_seconds']} s), peak RSS {c['peak_rss_mb']} MB; sandbox CPU "
         f"{c['sandbox_cpu_seconds']} s.",
         "",
-        f"Machine: {machine()}. Command: `{command}`.",
+        f"{where}. Command: `{command}`.",
     ]
     return "\n".join(lines)
 
@@ -459,12 +471,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 figures = {"b": scenario_b, "c": scenario_c}[args.only](sizes, Path(work))
         print(json.dumps(figures, indent=1))
         return {args.only: figures}
+    workload, steal = calibration.workload_seconds(), calibration.StealMeter()
     with tempfile.TemporaryDirectory(prefix="mls-sync-bench-") as work:
         a = scenario_a(sizes, Path(work))
         b = scenario_b(sizes, Path(work))
         c = scenario_c(sizes, Path(work))
     command = ".venv/bin/python -m tests.bench" + (" --smoke" if args.smoke else "")
-    table = render(a, b, c, command)
+    table = render(a, b, c, command, conditions(workload, steal.share()))
     print(table)
     if args.write_docs:
         args.write_docs.write_text(
