@@ -17,7 +17,7 @@ from aiolimiter import AsyncLimiter
 from daemon.config import MlsSettings
 from daemon.encryption import SecretBox, SecretKeyError
 from daemon.mls.auth import ClientCredentials, StaticToken, TokenSource
-from daemon.mls.client import Endpoint, MlsClient, RetryPolicy, make_limiter
+from daemon.mls.client import Endpoint, MlsClient, RetryPolicy, make_mls_limiter
 from daemon.mls.query import SELECT, SELECT_WITH_MLG, KeyFilter
 from daemon.store.records import ConnectionRow
 from daemon.sync.pools import ServerPools
@@ -76,7 +76,7 @@ class MlsAccess:
         share its limit (the classic cause of endless 429s). The lowest rate given wins."""
         known = self._rates.get(credential)
         if known is None or rate_per_second < known[0]:
-            known = (rate_per_second, make_limiter(rate_per_second))
+            known = (rate_per_second, make_mls_limiter(rate_per_second))
             self._rates[credential] = known
         return known[1]
 

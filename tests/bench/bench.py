@@ -34,6 +34,7 @@ import httpx
 from daemon.clock import iso, utcnow
 from daemon.config import load_settings
 from daemon.encryption import generate_key
+from daemon.mls.client import MLS_RATE_MARGIN
 from daemon.sandbox.standalone import SHARED_TOKEN, feed_key, feed_token
 from daemon.specs import AccountSpec, ConnectionSpec, ListingSpec, PostSpec
 from daemon.store import accounts, connections, listings, posts
@@ -293,6 +294,8 @@ def scenario_b(sizes: Sizes, work: Path) -> dict[str, Any]:
         "rate_per_second": sizes.b_rate,
         "floor_seconds": round(floor, 2),
         "wall_over_floor": round(result["wall_seconds"] / floor, 3),
+        # The daemon paces an MLS credential 5% under its configured rate (MLS_RATE_MARGIN).
+        "paced_floor_seconds": round(floor / (1 - MLS_RATE_MARGIN), 2),
         **result,
     }
 
@@ -430,7 +433,9 @@ def render(
         f"Scenario B (one credential shared by {b['connections']} connections, "
         f"{b['rate_per_second']:g} requests/s): {b['mls_requests']} requests in "
         f"{b['wall_seconds']} s against a floor of {b['floor_seconds']} s "
-        f"(wall/floor {b['wall_over_floor']}); CPU {b['cpu_seconds']} s.",
+        f"(wall/floor {b['wall_over_floor']}, target <= {round(1.05 * b['floor_seconds'] + 1, 2)}"
+        f" s; {b['paced_floor_seconds']} s at the pace the daemon keeps, 5% under the rate); "
+        f"CPU {b['cpu_seconds']} s.",
         "",
         f"Scenario C ({c['posts']:,} posts, {c['rate_per_platform']:g} deletes/s per platform): "
         f"{c['successful_deletes']:,} deleted in {_runs(c)} s against a floor of "

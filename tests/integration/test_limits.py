@@ -42,9 +42,11 @@ async def test_requests_never_exceed_the_credentials_rate(
 
     assert report.run.mls_requests == 30
     times = [t for t, _ in sandbox.request_times]
-    # A leaky bucket of one token dripping every 0.1 s: at most 11 starts in any 1 s window.
-    assert _most_in_any_window(times, 1.0) <= 11
-    assert max(times) - min(times) >= 2.8  # 30 requests at 10/s cannot take less than 2.9 s
+    # Not even 11 in a sliding second, when a request that arrives a little late shares its
+    # second with the next ten: the credential's requests leave 5% under its rate.
+    assert _most_in_any_window(times, 1.0) <= 10
+    assert max(times) - min(times) >= 29 / 10  # 30 requests at 10/s cannot take less
+    assert max(times) - min(times) <= 29 / (10 * 0.95) + 0.5  # and the margin is only 5%
 
 
 async def test_the_global_bound_caps_requests_in_flight(

@@ -150,5 +150,5 @@ async def test_the_daemon_survives_a_fault_soak_and_converges_after_it(
     for run_id, _, errors in runs:
         assert errors == recorded.get(run_id, 0), (run_id, errors)  # every error is in the run
     assert errors_total > 0
-    assert max(per_credential.values()) <= RATE + 1
+    assert max(per_credential.values()) <= RATE  # in any sliding second, as the server saw
     assert all(n == 1 for n in state.successful_deletes.values())
