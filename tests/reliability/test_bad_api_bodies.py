@@ -89,7 +89,7 @@ _plausible = st.sampled_from(
 def bodies(draw: st.DrawFn, path: str, fields: list[str]) -> bytes:
     form = draw(st.sampled_from(["one field off", "fields", "any json", "not json"]))
     if form == "one field off":  # the record's own valid body with one field changed
-        body = dict(RECORDS[path])
+        body: dict[str, object] = dict(RECORDS[path])
         body[draw(st.sampled_from(fields))] = draw(_plausible | _values)
         return json.dumps(body).encode()
     if form == "not json":
