@@ -408,7 +408,7 @@ def conditions(workload: float, steal: float | None) -> str:
     stolen = "unknown" if steal is None else f"{steal:.1%}"
     return (
         f"Machine: {machine()}; its speed: the fixed workload of tests/bench/calibration.py in "
-        f"{workload} s (0.23-0.26 s on the faster machines seen; lower is faster), CPU stolen "
+        f"{workload} s (0.23-0.27 s on the faster machines seen; lower is faster), CPU stolen "
         f"by the hypervisor during the run: {stolen}"
     )
 

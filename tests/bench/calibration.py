@@ -32,7 +32,7 @@ _PAGES = 10_000
 
 
 def workload_seconds() -> float:
-    """Best of three runs of the fixed workload (0.23-0.26 s on the faster machines seen)."""
+    """Best of three runs of the fixed workload (0.23-0.27 s on the faster machines seen)."""
     best = float("inf")
     for _ in range(3):
         started = time.perf_counter()
