@@ -3,10 +3,10 @@
 With CPython's defaults (a collection of the youngest generation every 700 net allocations of
 tracked objects), a cycle over 100,000 listings promotes its short-lived objects (MLS pages,
 plans, HTTP exchanges in flight) into the oldest generation fast enough to start a full
-collection about twice a second. Each full one walks every object the process holds (the
-imported modules alone are some 85,000) and stops the event loop for 40-100 ms: those pauses
-were the slowest answers to /readyz and /status under load, and 10% of a cycle's CPU
-(docs/reliability.md, "Load"; docs/benchmarks.md).
+collection about twice a second. Each full one walks every object the process holds (some
+170,000, half of them built at start-up: modules, classes, the app) and stops the event loop
+for 40-100 ms: those pauses were the slowest answers to /readyz and /status under load, and
+about a tenth of a cycle's CPU (docs/reliability.md, "Load"; docs/benchmarks.md).
 
 Two changes, both standard for long-running CPython services:
 - a young generation of 10,000 objects: most of a cycle's objects die (by reference count)
