@@ -28,9 +28,11 @@ OLDER_GENERATIONS = (10, 10)  # the default ratios
 
 
 def tune() -> None:
-    """Called once per process before its event loop starts."""
+    """Called once per process before its event loop starts. Freezes what the imports built
+    without collecting first: a collection here costs about 20 ms, on every CLI command, and
+    finds next to nothing."""
     gc.set_threshold(YOUNG_GENERATION, *OLDER_GENERATIONS)
-    settle()
+    gc.freeze()
 
 
 def settle() -> None:

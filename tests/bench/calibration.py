@@ -45,7 +45,7 @@ def workload_seconds() -> float:
 
 
 class StealMeter:
-    """The share of all CPU time stolen by the hypervisor between start() and share()."""
+    """The share of all CPU time stolen by the hypervisor between its creation and share()."""
 
     def __init__(self) -> None:
         self._start = self._read()
