@@ -10,6 +10,8 @@ transaction of a few statements, however many batches it holds.
 Each item still commits all-or-nothing (a batch's statuses, audit rows and cursor together,
 invariants 1 and 5); a group only adds other items to the same transaction. When a group
 fails, each of its items is retried alone, so an item's error reaches only its own submitter.
+A write may also refuse one item by returning a `Refused` for it: the rest of the group (and
+whatever the write recorded about the refusal) commits, and that item's submitter gets the error.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ Result = TypeVar("Result")
 MAX_GROUP = 500
 
 
+class Refused(Exception):
+    """An item its write declined inside a transaction that commits (returned, not raised)."""
+
+
 class _Entry(Generic[Item, Result]):
     __slots__ = ("done", "error", "item", "result")
 
@@ -50,7 +56,9 @@ class GroupWriter(Generic[Item, Result]):
     def __init__(
         self,
         db: Database,
-        write: Callable[[aiosqlite.Connection, Sequence[Item]], Awaitable[Sequence[Result]]],
+        write: Callable[
+            [aiosqlite.Connection, Sequence[Item]], Awaitable[Sequence[Result | Refused]]
+        ],
         max_group: int = MAX_GROUP,
         weight: Callable[[Item], int] = lambda item: 1,
     ) -> None:
@@ -121,5 +129,8 @@ class GroupWriter(Generic[Item, Result]):
             return
         self.transactions += 1
         for entry, result in zip(group, results, strict=True):
-            entry.result = result
+            if isinstance(result, Refused):
+                entry.error = result
+            else:
+                entry.result = result
             entry.done.set()

@@ -7,7 +7,7 @@ processes cannot both win, and a holder that crashed stops blocking once its lea
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import aiosqlite
@@ -28,9 +28,17 @@ ON CONFLICT (connection_id) DO UPDATE SET holder = excluded.holder, expires_at =
 WHERE sync_leases.expires_at < :now
 RETURNING connection_id, holder
 """
-RENEW = """
-UPDATE sync_leases SET expires_at = :until WHERE connection_id = :id AND holder = :holder
+# Only a lease still held and unexpired is renewed: one that expired may already have been
+# taken (and even released) by another process, whose writes ours must not follow.
+RENEW_MANY = """
+UPDATE sync_leases SET expires_at = :until
+WHERE expires_at >= :now AND EXISTS (
+    SELECT 1 FROM json_each(:held)
+    WHERE json_extract(value, '$[0]') = connection_id AND json_extract(value, '$[1]') = holder
+)
+RETURNING connection_id
 """
+VALID = "SELECT connection_id, holder FROM sync_leases WHERE expires_at >= ?"
 TAKE_OVER = """
 UPDATE sync_leases SET holder = :holder, expires_at = :until
 WHERE connection_id = :id AND holder = :previous
@@ -69,11 +77,20 @@ def acquirer(db: Database) -> GroupWriter[LeaseRequest, bool]:
     return GroupWriter(db, acquire_many)
 
 
-async def renew_many(db: Database, holders: dict[str, str], until: str) -> None:
-    """Renews several leases (connection id -> holder) in one transaction."""
-    rows = [{"id": cid, "holder": holder, "until": until} for cid, holder in holders.items()]
+async def renew_many(db: Database, holders: Mapping[str, str], now: str, until: str) -> set[str]:
+    """Renews several leases (connection id -> holder) in one statement; returns the ids of
+    those renewed. Any other was lost: it expired, or another process holds it now."""
+    held = json.dumps([[cid, holder] for cid, holder in holders.items()])
     async with db.transaction() as conn:
-        await conn.executemany(RENEW, rows)
+        rows = await conn.execute_fetchall(RENEW_MANY, {"held": held, "now": now, "until": until})
+    return {str(r[0]) for r in rows}
+
+
+async def valid_in(conn: aiosqlite.Connection, now: str) -> set[tuple[str, str]]:
+    """(connection id, holder) of every unexpired lease, read inside the transaction that
+    writes under them: the fence. While it runs, the transaction holds SQLite's write lock,
+    so no other process can take a lease over before it commits."""
+    return {(str(r[0]), str(r[1])) for r in await conn.execute_fetchall(VALID, (now,))}
 
 
 async def take_over(

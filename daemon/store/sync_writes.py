@@ -4,21 +4,28 @@ Two kinds of write: an MLS answer for a batch of listings (planned against the s
 in the same transaction, so the plan, the new statuses, their audit rows, the run's counts and
 the cursor commit together), and the end of one connection's part of a run (its counts, its
 last error, its lease released). A group of them costs the same few statements as one.
+
+Every write is fenced: it lands only if its connection's lease is still held by the writer's
+holder and unexpired, checked in the transaction that writes it. A process frozen past its
+lease (a GC pause, a suspended VM) may come back with an MLS answer older than the one its
+successor wrote; that answer writes nothing, and the run records "lease lost".
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 
 import aiosqlite
 
+from daemon.clock import iso
 from daemon.models import LocalStatus, Observation, StatusMapping
 from daemon.plan import BatchPlan, plan_batch
 from daemon.store import connections, leases, listings, runs
 from daemon.store.database import Database
-from daemon.store.group_commit import GroupWriter
+from daemon.store.group_commit import GroupWriter, Refused
 from daemon.store.runs import Counts, ErrorEntry
 
 
@@ -52,6 +59,17 @@ class Applied:
     counts: Counts
 
 
+class LeaseLost(Refused):
+    """This sync no longer holds its connection's lease: what it would write is dropped."""
+
+
+def lease_lost(connection_id: str) -> str:
+    return (
+        f"lease lost: the sync of {connection_id} was paused longer than [sync] lease_seconds "
+        "and another process may have taken it over; it wrote nothing more"
+    )
+
+
 SyncWrite = BatchWrite | ConnectionDone
 SyncWriter = GroupWriter[SyncWrite, Applied | None]
 
@@ -62,10 +80,16 @@ SyncWriter = GroupWriter[SyncWrite, Applied | None]
 LISTINGS_PER_GROUP = 250
 
 
-def writer(db: Database, mapping: StatusMapping) -> SyncWriter:
-    return GroupWriter(
-        db, partial(write_group, mapping=mapping), LISTINGS_PER_GROUP, weight=_listings
-    )
+def writer(
+    db: Database,
+    mapping: StatusMapping,
+    holders: Mapping[str, str],
+    clock: Callable[[], datetime],
+) -> SyncWriter:
+    """`holders`: the lease holder of each connection the run syncs (connection id -> holder),
+    as the run holds them; a connection not in it holds no lease and writes nothing."""
+    write = partial(write_group, mapping=mapping, holders=holders, clock=clock)
+    return GroupWriter(db, write, LISTINGS_PER_GROUP, weight=_listings)
 
 
 def _listings(write: SyncWrite) -> int:
@@ -75,21 +99,36 @@ def _listings(write: SyncWrite) -> int:
 
 
 async def write_group(
-    conn: aiosqlite.Connection, writes: Sequence[SyncWrite], mapping: StatusMapping
-) -> list[Applied | None]:
-    """All of `writes`, inside the caller's transaction; one result per write (None for a
-    ConnectionDone)."""
-    batches = [w for w in writes if isinstance(w, BatchWrite)]
+    conn: aiosqlite.Connection,
+    writes: Sequence[SyncWrite],
+    mapping: StatusMapping,
+    holders: Mapping[str, str],
+    clock: Callable[[], datetime],
+) -> list[Applied | Refused | None]:
+    """All of `writes` whose lease holds, inside the caller's transaction; one result per
+    write (None for a ConnectionDone, LeaseLost for a BatchWrite without its lease)."""
+    # Read after BEGIN IMMEDIATE: no lease can change hands until this transaction ends.
+    valid = await leases.valid_in(conn, iso(clock()))
+
+    def holds_lease(w: SyncWrite) -> bool:
+        holder = w.lease_holder if isinstance(w, ConnectionDone) else holders.get(w.connection_id)
+        return (w.connection_id, holder) in valid
+
+    kept = [w for w in writes if holds_lease(w)]
+    batches = [w for w in kept if isinstance(w, BatchWrite)]
     ids = [i for b in batches for i, _ in b.observations] + [
         i for b in batches for i, _ in b.failures
     ]
     current: dict[str, LocalStatus | None] = (
         await listings.current_statuses(conn, ids) if ids else {}
     )
-    results: list[Applied | None] = []
+    results: list[Applied | Refused | None] = []
     plans: list[tuple[BatchPlan, int, str]] = []
     recorded: list[tuple[int, Counts, Sequence[ErrorEntry], str]] = []
     for write in writes:
+        if not holds_lease(write):
+            results.append(_refuse(write, recorded))
+            continue
         if isinstance(write, ConnectionDone):
             results.append(None)
             recorded.append(
@@ -123,7 +162,25 @@ async def write_group(
     await connections.save_cursors(
         conn, [(b.connection_id, b.cursor, b.at) for b in batches if b.cursor is not None]
     )
-    done = [w for w in writes if isinstance(w, ConnectionDone)]
+    done = [w for w in kept if isinstance(w, ConnectionDone)]
     await connections.mark_synced(conn, [(d.connection_id, d.at, d.error) for d in done])
     await leases.release_in(conn, [(d.connection_id, d.lease_holder) for d in done])
     return results
+
+
+def _refuse(
+    write: SyncWrite, recorded: list[tuple[int, Counts, Sequence[ErrorEntry], str]]
+) -> LeaseLost | None:
+    """A write whose lease is gone: only the run's own counts and the error are recorded."""
+    if isinstance(write, ConnectionDone):  # the connection's state is its new holder's now
+        recorded.append(
+            (write.run_id, Counts(connections=1, requests=write.requests), [], write.at)
+        )
+        return None
+    message = lease_lost(write.connection_id)
+    listings_dropped = len(write.observations) + len(write.failures)
+    entry = ErrorEntry(
+        "connection", f"{message} ({listings_dropped} listing(s) not written)", write.connection_id
+    )
+    recorded.append((write.run_id, Counts(errors=1), [entry], write.at))
+    return LeaseLost(message)

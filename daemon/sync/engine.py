@@ -25,7 +25,7 @@ from daemon.store.group_commit import GroupWriter
 from daemon.store.posts import DueScope
 from daemon.store.records import ConnectionRow, ListingRow, RunErrorRow, RunRow, TrackedListing
 from daemon.store.runs import Counts, ErrorEntry
-from daemon.store.sync_writes import ConnectionDone, SyncWriter
+from daemon.store.sync_writes import ConnectionDone, LeaseLost, SyncWriter
 from daemon.sync.access import MlsAccess
 from daemon.sync.connection import ConnectionSync
 from daemon.sync.holders import is_dead, this_process
@@ -128,8 +128,12 @@ class SyncEngine:
             log.info("run_started", trigger=trigger, scope=scope, connections=len(targets))
             limiter = anyio.CapacityLimiter(self.settings.sync.max_concurrent_connections)
             stopped: list[str] = []
+            held: dict[str, str] = {}
             shared = _RunShared(
-                run_id, sync_writes.writer(self.db, self.mapping), leases.acquirer(self.db)
+                run_id,
+                sync_writes.writer(self.db, self.mapping, held, self.clock),
+                leases.acquirer(self.db),
+                held,
             )
 
             async def one(row: ConnectionRow) -> None:
@@ -142,7 +146,7 @@ class SyncEngine:
                 shared.lease_requests.running(),
                 anyio.create_task_group() as keeper,
             ):
-                keeper.start_soon(self._keep_leases, shared.held)
+                keeper.start_soon(self._keep_leases, shared)
                 async with anyio.create_task_group() as tg:
                     for row in targets:
                         tg.start_soon(one, row)
@@ -227,6 +231,7 @@ class SyncEngine:
                 return ok
             finally:
                 shared.held.pop(row.id, None)
+                shared.stop_work.pop(row.id, None)
                 if not released:  # a crash or a cancel on the way: release it anyway
                     with anyio.CancelScope(shield=True):
                         await leases.release(self.db, row.id, holder)
@@ -245,14 +250,24 @@ class SyncEngine:
             return await leases.take_over(self.db, connection_id, current[0], holder, until)
         return False
 
-    async def _keep_leases(self, held: dict[str, str]) -> None:
+    async def _keep_leases(self, shared: _RunShared) -> None:
         """Renews every lease the run holds, a third of the way to expiry: one task and one
-        transaction for all of them, not a task per connection."""
+        transaction for all of them, not a task per connection. A lease it cannot renew was
+        lost (this process was paused past its expiry): that connection's sync stops at once."""
         ttl = timedelta(seconds=self.settings.sync.lease_seconds)
         while True:
             await anyio.sleep(ttl.total_seconds() / 3)
-            if held:
-                await leases.renew_many(self.db, dict(held), iso(self.clock() + ttl))
+            if not shared.held:
+                continue
+            asked = dict(shared.held)
+            now = self.clock()
+            renewed = await leases.renew_many(self.db, asked, iso(now), iso(now + ttl))
+            for cid, holder in asked.items():
+                if cid not in renewed and shared.held.get(cid) == holder:
+                    log.error("lease_lost", connection_id=cid)
+                    del shared.held[cid]  # its writes are refused from now on
+                    if (work := shared.stop_work.get(cid)) is not None:
+                        work.cancel()
 
     async def _sync_under_lease(
         self, shared: _RunShared, row: ConnectionRow, only_listing: ListingRow | None, holder: str
@@ -279,18 +294,7 @@ class SyncEngine:
             clock=self.clock,
             on_progress=self.on_progress,
         )
-        error: str | None = None
-        try:
-            await self._dispatch(work, row, only_listing)
-        except MlsError as exc:
-            error = str(exc)
-            await self._record(run_id, ErrorEntry("connection", error, row.id))
-        except Exception as exc:
-            # A bug must not take the other connections down; it is logged with its traceback.
-            log.exception("connection_sync_crashed")
-            leaf = _innermost(exc)
-            error = f"internal error: {type(leaf).__name__}: {leaf}"
-            await self._record(run_id, ErrorEntry("connection", error, row.id))
+        error = await self._work(shared, work, row, only_listing)
         if work.stopped is not None:
             error = str(work.stopped)
             await self._stopped(run_id, row, work.stopped)
@@ -299,6 +303,38 @@ class SyncEngine:
             ConnectionDone(run_id, row.id, iso(self.clock()), requests, error, holder)
         )
         return error is None or work.counts.checked > 0
+
+    async def _work(
+        self,
+        shared: _RunShared,
+        work: ConnectionSync,
+        row: ConnectionRow,
+        only_listing: ListingRow | None,
+    ) -> str | None:
+        """The connection's sync, stopped at once if its lease is lost; returns the error
+        that ended it (recorded in the run), if any."""
+        run_id = shared.run_id
+        error: str | None = None
+        with anyio.CancelScope() as scope:
+            shared.stop_work[row.id] = scope
+            try:
+                await self._dispatch(work, row, only_listing)
+            except MlsError as exc:
+                error = str(exc)
+                await self._record(run_id, ErrorEntry("connection", error, row.id))
+            except Exception as exc:
+                leaf = _innermost(exc)
+                if isinstance(leaf, LeaseLost):  # recorded with the write it refused
+                    log.error("lease_lost", connection_id=row.id)
+                    return str(leaf)
+                # A bug must not take the other connections down; logged with its traceback.
+                log.exception("connection_sync_crashed")
+                error = f"internal error: {type(leaf).__name__}: {leaf}"
+                await self._record(run_id, ErrorEntry("connection", error, row.id))
+        if scope.cancelled_caught:  # by _keep_leases
+            error = sync_writes.lease_lost(row.id)
+            await self._record(run_id, ErrorEntry("connection", error, row.id))
+        return error
 
     async def _dispatch(
         self, work: ConnectionSync, row: ConnectionRow, only_listing: ListingRow | None
@@ -349,6 +385,7 @@ class _RunShared:
     writes: SyncWriter
     lease_requests: GroupWriter[leases.LeaseRequest, bool]
     held: dict[str, str] = field(default_factory=dict)  # connection id -> lease holder
+    stop_work: dict[str, anyio.CancelScope] = field(default_factory=dict)  # on a lost lease
 
 
 def _due_scope(scope: str) -> DueScope:

@@ -12,7 +12,7 @@ import pytest
 
 from daemon.store import leases
 from daemon.store.database import Database
-from daemon.store.group_commit import GroupWriter
+from daemon.store.group_commit import GroupWriter, Refused
 from daemon.store.leases import LeaseRequest
 
 
@@ -68,6 +68,31 @@ async def test_a_failing_write_fails_only_its_submitter(db: Database) -> None:
     assert isinstance(results.pop(-3), sqlite3.IntegrityError)
     assert results == {1: 10, 2: 20, 4: 40, 5: 50}
     assert await _stored(db) == [1, 2, 4, 5]
+
+
+async def _insert_even(conn: aiosqlite.Connection, values: Sequence[int]) -> list[int | Refused]:
+    """Refuses odd values (as a sync refuses a write whose lease is lost), inserts the rest."""
+    await _insert(conn, [v for v in values if v % 2 == 0])
+    return [v * 10 if v % 2 == 0 else Refused(f"odd: {v}") for v in values]
+
+
+async def test_a_refused_write_fails_its_submitter_while_its_group_commits(db: Database) -> None:
+    writer: GroupWriter[int, int] = GroupWriter(db, _insert_even)
+    results: dict[int, object] = {}
+
+    async def one(value: int) -> None:
+        try:
+            results[value] = await writer.submit(value)
+        except Refused as exc:
+            results[value] = str(exc)
+
+    async with writer.running(), anyio.create_task_group() as tg:
+        for value in range(6):
+            tg.start_soon(one, value)
+
+    assert results == {0: 0, 1: "odd: 1", 2: 20, 3: "odd: 3", 4: 40, 5: "odd: 5"}
+    assert await _stored(db) == [0, 2, 4]
+    assert writer.transactions <= 2  # refusing items does not split the group into retries
 
 
 async def test_a_group_never_exceeds_its_size(db: Database) -> None:
