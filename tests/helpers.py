@@ -3,9 +3,16 @@ the same store functions the CLI uses."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import anyio
 
 from daemon.clock import iso, utcnow
 from daemon.config import Settings, load_settings
@@ -16,6 +23,14 @@ from daemon.store import accounts, connections, listings, posts
 from daemon.sync.runtime import Runtime
 
 STATIC_TOKEN = "test-static-token-0123456789"
+
+# Nothing listens on port 9 of loopback: a test that forgets its sandbox platforms gets
+# connection errors, never a call to the real Graph API or LinkedIn.
+LOOPBACK_ONLY = {
+    "MLS_SYNC_PLATFORMS__GRAPH_URL": "http://127.0.0.1:9/graph",
+    "MLS_SYNC_PLATFORMS__LINKEDIN_API_URL": "http://127.0.0.1:9/linkedin",
+    "MLS_SYNC_PLATFORMS__LINKEDIN_OAUTH_URL": "http://127.0.0.1:9/linkedin",
+}
 
 
 @dataclass
@@ -32,11 +47,7 @@ def make_settings(tmp_path: Path, **env: str) -> Settings:
     config = tmp_path / "config.toml"
     config.write_text("[database]\npath = 'state/test.db'\n")
     defaults = {
-        # Nothing listens on port 9 of loopback: a test that forgets its sandbox platforms
-        # gets connection errors, never a call to the real Graph API or LinkedIn.
-        "MLS_SYNC_PLATFORMS__GRAPH_URL": "http://127.0.0.1:9/graph",
-        "MLS_SYNC_PLATFORMS__LINKEDIN_API_URL": "http://127.0.0.1:9/linkedin",
-        "MLS_SYNC_PLATFORMS__LINKEDIN_OAUTH_URL": "http://127.0.0.1:9/linkedin",
+        **LOOPBACK_ONLY,
         "MLS_SYNC_MLS__BACKOFF_INITIAL_SECONDS": "0.01",
         "MLS_SYNC_MLS__BACKOFF_MAX_SECONDS": "0.05",
         "MLS_SYNC_MLS__TIMEOUT_SECONDS": "2",
@@ -135,3 +146,33 @@ async def add_post(
         id=post_id, listing_id=listing_id, account_id=account_id, platform_post_id=platform_post_id
     )
     await posts.add(rt.db, spec, iso(utcnow()))
+
+
+@contextmanager
+def cli_sync(
+    tmp_path: Path, secret_key: str, *args: str, **env: str
+) -> Iterator[subprocess.Popen[str]]:
+    """`mls-sync sync ARGS` as a subprocess, on `tmp_path/config.toml` as `make_settings`
+    wrote it (killed if left running). Poll it: the sandbox servers answer from the test's loop."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("MLS_SYNC_")}
+    full_env.update({**LOOPBACK_ONLY, "MLS_SYNC_SECRET_KEY": secret_key, **env})
+    proc = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
+        [sys.executable, "-m", "daemon.cli", "sync", "-q", "--config", "config.toml", *args],
+        cwd=tmp_path,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 30) -> None:
+    with anyio.fail_after(timeout):
+        while not condition():
+            await anyio.sleep(0.01)

@@ -22,6 +22,7 @@ from daemon.sync.engine import SyncRefused
 EX_FAILURE = 1
 EX_USAGE = 2
 EX_DATAERR = 65  # sysexits.h: the input data was incorrect
+EX_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
 
 T = TypeVar("T")
 
@@ -57,10 +58,14 @@ def settings_from(config_path: Path | None, verbose: bool = False) -> Settings:
     return settings
 
 
-def run(main: Callable[[], Awaitable[T]]) -> T:
-    """Runs a coroutine; known failures become one clear line and an exit code."""
+def run(main: Callable[[], Awaitable[T]], interrupted: str = "interrupted") -> T:
+    """Runs a coroutine; known failures become one clear line and an exit code. Ctrl-C
+    cancels the coroutine (which records what it must on the way out), then exits 130
+    saying `interrupted`."""
     try:
         return eventloop.run(main)
+    except KeyboardInterrupt:
+        fail(interrupted, EX_INTERRUPTED)
     except (SchemaError, SecretKeyError, SyncRefused) as exc:
         fail(str(exc))
     except SpecError as exc:

@@ -46,6 +46,10 @@ ERRORS_BY_SCOPE = """
 SELECT scope, count(*) FROM run_errors WHERE run_id = ? AND severity = 'error' GROUP BY 1
 """
 RUNNING = "SELECT id, holder FROM sync_runs WHERE outcome = 'running'"
+END = """
+UPDATE sync_runs SET outcome = :outcome, finished_at = :at
+WHERE id = :run_id AND outcome = 'running'
+"""
 INTERRUPT = """
 UPDATE sync_runs SET outcome = 'interrupted', finished_at = :at WHERE id = :run_id
 """
@@ -125,6 +129,15 @@ async def finish(db: Database, run_id: int, at: str, failed: bool) -> RunRow:
             row = await cur.fetchone()
     assert row is not None
     return from_row(RunRow, row)
+
+
+async def end_in(
+    conn: aiosqlite.Connection, run_id: int, outcome: str, at: str, error: ErrorEntry | None
+) -> None:
+    """Ends a run cut short (`interrupted`, `failed`) with the error that cut it, if any."""
+    if error is not None:
+        await record(conn, run_id, Counts(errors=1), [error], at)
+    await conn.execute(END, {"run_id": run_id, "outcome": outcome, "at": at})
 
 
 async def get(db: Database, run_id: int) -> RunRow | None:

@@ -7,8 +7,10 @@ a lease so that no connection is ever synced twice at once, also from another pr
 from __future__ import annotations
 
 import socket
+import sqlite3
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -32,6 +34,11 @@ from daemon.sync.holders import is_dead, this_process
 from daemon.sync.unpublish import PostResult, Unpublisher
 
 log = structlog.get_logger("mls_sync.sync")
+
+# How long a run cut short keeps trying to record its end and free its leases (the database
+# error that cut it may be a lock that passes), and the pause between tries.
+END_RETRY_SECONDS = 10.0
+END_RETRY_PAUSE = 0.25
 
 
 class SyncRefused(Exception):
@@ -123,11 +130,8 @@ class SyncEngine:
         orphans = [i for i, holder in await runs.running(self.db) if is_dead(holder, self.hostname)]
         await runs.interrupt(self.db, orphans, started)
         run_id = await runs.start(self.db, trigger, scope, self.holder, started)
-        bound = structlog.contextvars.bound_contextvars(run_id=run_id)
-        with bound:
+        with structlog.contextvars.bound_contextvars(run_id=run_id):
             log.info("run_started", trigger=trigger, scope=scope, connections=len(targets))
-            limiter = anyio.CapacityLimiter(self.settings.sync.max_concurrent_connections)
-            stopped: list[str] = []
             held: dict[str, str] = {}
             shared = _RunShared(
                 run_id,
@@ -135,25 +139,13 @@ class SyncEngine:
                 leases.acquirer(self.db),
                 held,
             )
-
-            async def one(row: ConnectionRow) -> None:
-                async with limiter:
-                    if not await self._sync_one(shared, row, only_listing):
-                        stopped.append(row.id)
-
-            async with (
-                shared.writes.running(),
-                shared.lease_requests.running(),
-                anyio.create_task_group() as keeper,
-            ):
-                keeper.start_soon(self._keep_leases, shared)
-                async with anyio.create_task_group() as tg:
-                    for row in targets:
-                        tg.start_soon(one, row)
-                keeper.cancel_scope.cancel()
-            results = await self._reconcile_posts(run_id, scope)
-            failed = bool(targets) and len(stopped) == len(targets)
-            run = await runs.finish(self.db, run_id, iso(self.clock()), failed)
+            try:
+                failed = await self._sync_targets(shared, targets, only_listing)
+                results = await self._reconcile_posts(run_id, scope)
+                run = await runs.finish(self.db, run_id, iso(self.clock()), failed)
+            except BaseException as exc:  # Ctrl-C, SIGTERM, a database error...
+                await self._cut_short(run_id, shared.taken, exc)
+                raise
             due = await posts.due_for_unpublish(
                 self.db, self.settings.sync.unpublish_on, iso(self.clock()), _due_scope(scope)
             )
@@ -174,6 +166,59 @@ class SyncEngine:
             await listings.changes_by_kind(self.db, run_id),
         )
 
+    async def _sync_targets(
+        self, shared: _RunShared, targets: list[ConnectionRow], only_listing: ListingRow | None
+    ) -> bool:
+        """Syncs each connection under its lease; True when every one of them failed."""
+        limiter = anyio.CapacityLimiter(self.settings.sync.max_concurrent_connections)
+        stopped: list[str] = []
+
+        async def one(row: ConnectionRow) -> None:
+            async with limiter:
+                if not await self._sync_one(shared, row, only_listing):
+                    stopped.append(row.id)
+
+        async with (
+            shared.writes.running(),
+            shared.lease_requests.running(),
+            anyio.create_task_group() as keeper,
+        ):
+            keeper.start_soon(self._keep_leases, shared)
+            async with anyio.create_task_group() as tg:
+                for row in targets:
+                    tg.start_soon(one, row)
+            keeper.cancel_scope.cancel()
+        return bool(targets) and len(stopped) == len(targets)
+
+    async def _cut_short(
+        self, run_id: int, taken: Sequence[tuple[str, str]], exc: BaseException
+    ) -> None:
+        """A run cut by a signal, a cancel or an error still ends: its row says `interrupted`
+        or `failed` (with the error), and every lease it took is freed. Tried again for a
+        while, since a database error that stopped the run may be a passing lock."""
+        leaf = _innermost(exc)
+        interrupted = isinstance(leaf, anyio.get_cancelled_exc_class() | KeyboardInterrupt)
+        outcome = "interrupted" if interrupted else "failed"
+        error = None if interrupted else ErrorEntry("run", f"run stopped: {_describe(leaf)}")
+        deadline = anyio.current_time() + END_RETRY_SECONDS
+        with anyio.CancelScope(shield=True):
+            while True:
+                try:
+                    async with self.db.transaction() as conn:
+                        await runs.end_in(conn, run_id, outcome, iso(self.clock()), error)
+                        await leases.release_in(conn, taken)
+                except sqlite3.Error as retry:
+                    if anyio.current_time() >= deadline:
+                        log.error("run_end_not_recorded", outcome=outcome, error=str(retry))
+                        return
+                    await anyio.sleep(END_RETRY_PAUSE)
+                    continue
+                if error is None:
+                    log.info("run_interrupted")
+                else:
+                    log.warning("run_failed", error=error.message)
+                return
+
     async def unpublish_listing(self, listing_id: str, trigger: str = "manual") -> RunReport:
         """The brief's unpublishListingPosts(): every published post of the listing, now."""
         if await listings.get(self.db, listing_id) is None:
@@ -182,8 +227,12 @@ class SyncEngine:
             self.db, trigger, f"unpublish:{listing_id}", self.holder, iso(self.clock())
         )
         with structlog.contextvars.bound_contextvars(run_id=run_id):
-            results = await self.unpublisher.unpublish_listing(run_id, listing_id)
-            run = await runs.finish(self.db, run_id, iso(self.clock()), failed=False)
+            try:
+                results = await self.unpublisher.unpublish_listing(run_id, listing_id)
+                run = await runs.finish(self.db, run_id, iso(self.clock()), failed=False)
+            except BaseException as exc:
+                await self._cut_short(run_id, [], exc)
+                raise
         return RunReport(run, await runs.errors_of(self.db, run_id, 50), results)
 
     async def _reconcile_posts(self, run_id: int, scope: str) -> list[PostResult]:
@@ -233,8 +282,8 @@ class SyncEngine:
                 shared.held.pop(row.id, None)
                 shared.stop_work.pop(row.id, None)
                 if not released:  # a crash or a cancel on the way: release it anyway
-                    with anyio.CancelScope(shield=True):
-                        await leases.release(self.db, row.id, holder)
+                    with anyio.CancelScope(shield=True), suppress(sqlite3.Error):
+                        await leases.release(self.db, row.id, holder)  # or at the run's end
 
     async def _take_lease(
         self, shared: _RunShared, connection_id: str, holder: str, ttl: timedelta
@@ -243,11 +292,14 @@ class SyncEngine:
         until = iso(now + ttl)
         wanted = leases.LeaseRequest(connection_id, holder, iso(now), until)
         if await shared.lease_requests.submit(wanted):
+            shared.taken.append((connection_id, holder))
             return True
         current = await leases.holder_of(self.db, connection_id)
         if current is not None and is_dead(current[0], self.hostname):
             log.warning("lease_taken_over", previous_holder=current[0])
-            return await leases.take_over(self.db, connection_id, current[0], holder, until)
+            if await leases.take_over(self.db, connection_id, current[0], holder, until):
+                shared.taken.append((connection_id, holder))
+                return True
         return False
 
     async def _keep_leases(self, shared: _RunShared) -> None:
@@ -386,6 +438,7 @@ class _RunShared:
     lease_requests: GroupWriter[leases.LeaseRequest, bool]
     held: dict[str, str] = field(default_factory=dict)  # connection id -> lease holder
     stop_work: dict[str, anyio.CancelScope] = field(default_factory=dict)  # on a lost lease
+    taken: list[tuple[str, str]] = field(default_factory=list)  # every lease, freed at the end
 
 
 def _due_scope(scope: str) -> DueScope:
@@ -395,6 +448,12 @@ def _due_scope(scope: str) -> DueScope:
     if kind == "listing":
         return DueScope(listing_id=ident)
     return DueScope()
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, sqlite3.Error):
+        return f"database error: {error}"
+    return f"internal error: {type(error).__name__}: {error}"
 
 
 def _innermost(exc: BaseException) -> BaseException:

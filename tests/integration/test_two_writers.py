@@ -1,15 +1,9 @@
-"""Two processes on one SQLite file: a sync that lost its lease must not write, and a run
-ends its history row and frees its leases on every way out (signals, database errors)."""
+"""Two processes on one SQLite file: a sync that lost its lease must not write."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,45 +15,9 @@ from daemon.sandbox.mls_server import SandboxMls
 from daemon.store import leases, runs
 from daemon.store.records import RunRow
 from daemon.sync.runtime import open_runtime
-from tests.helpers import add_connection, make_settings, status_of, track
+from tests.helpers import add_connection, cli_sync, make_settings, status_of, track, wait_until
 
 Mls = tuple[SandboxMls, str]
-
-# The environment `make_settings` gives the in-process runtime, for the CLI subprocess too.
-LOOPBACK_ONLY = {
-    "MLS_SYNC_PLATFORMS__GRAPH_URL": "http://127.0.0.1:9/graph",
-    "MLS_SYNC_PLATFORMS__LINKEDIN_API_URL": "http://127.0.0.1:9/linkedin",
-    "MLS_SYNC_PLATFORMS__LINKEDIN_OAUTH_URL": "http://127.0.0.1:9/linkedin",
-}
-
-
-@contextmanager
-def cli_sync(
-    tmp_path: Path, secret_key: str, *args: str, **env: str
-) -> Iterator[subprocess.Popen[str]]:
-    """`mls-sync sync ARGS` as a subprocess on the test's database (killed if left running)."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("MLS_SYNC_")}
-    full_env.update({**LOOPBACK_ONLY, "MLS_SYNC_SECRET_KEY": secret_key, **env})
-    proc = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
-        [sys.executable, "-m", "daemon.cli", "sync", "-q", "--config", "config.toml", *args],
-        cwd=tmp_path,
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=30)
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float = 30) -> None:
-    with anyio.fail_after(timeout):
-        while not condition():
-            await anyio.sleep(0.01)
 
 
 @dataclass

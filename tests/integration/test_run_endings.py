@@ -1,0 +1,127 @@
+"""A run ends on every way out: Ctrl-C, SIGTERM or a database error leave its history row
+`interrupted` or `failed` (never `running`) and free the leases it took."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+from pathlib import Path
+
+import anyio
+
+from daemon.config import load_settings
+from daemon.sandbox.faults import Fault
+from daemon.sandbox.mls_server import SandboxMls
+from daemon.sandbox.platforms_server import SandboxPlatforms
+from daemon.store import leases, runs
+from daemon.store.records import RunRow
+from daemon.sync.runtime import Runtime, open_runtime
+from tests.e2e.daemon_process import Daemon, free_port, write_config
+from tests.helpers import add_connection, cli_sync, make_settings, status_of, track, wait_until
+
+Mls = tuple[SandboxMls, str]
+
+
+async def _last_run(rt: Runtime) -> RunRow:
+    [run] = await runs.recent(rt.db, 1)
+    return run
+
+
+async def test_ctrl_c_on_mls_sync_sync_exits_130_with_the_run_interrupted(
+    tmp_path: Path, secret_key: str, mls: Mls
+) -> None:
+    """Ctrl-C while the MLS holds its answer: exit code 130, the run recorded `interrupted`
+    (not left `running` until the next start), the connection's lease freed."""
+    sandbox, url = mls
+    sandbox.put("A", "Closed")
+    settings = make_settings(tmp_path)
+    keys = {"MLS_SYNC_SECRET_KEY": secret_key}
+    async with open_runtime(settings, keys) as rt:
+        await add_connection(rt, url)
+        await track(rt, "mls-1", ["A"], status="active")
+    sandbox.faults.add(Fault("slow", seconds=30))
+
+    with cli_sync(tmp_path, secret_key, MLS_SYNC_MLS__TIMEOUT_SECONDS="60") as sync:
+        await wait_until(lambda: sandbox.in_flight == 1)
+        sync.send_signal(signal.SIGINT)
+        await wait_until(lambda: sync.poll() is not None, timeout=20)
+        _, err = sync.communicate()
+
+    assert sync.returncode == 130, err
+    assert err == "mls-sync: interrupted; the run is recorded as interrupted (mls-sync history)\n"
+    async with open_runtime(settings, keys) as rt:
+        run = await _last_run(rt)
+        assert (run.outcome, run.finished_at is not None) == ("interrupted", True)
+        assert await leases.holder_of(rt.db, "mls-1") is None
+        assert await status_of(rt, "A") == "active"
+
+
+async def test_sigterm_stops_the_daemon_with_its_run_interrupted_and_its_lease_freed(
+    tmp_path: Path, secret_key: str, mls: Mls, platforms: tuple[SandboxPlatforms, str]
+) -> None:
+    """SIGTERM during a cycle whose MLS answer outlasts the shutdown grace: the daemon exits
+    0 with the cycle's run recorded `interrupted` and no lease left behind."""
+    sandbox, url = mls
+    sandbox.put("A", "Closed")
+    config = tmp_path / "config.toml"
+    write_config(config, free_port(), platforms[1], grace=0.5)
+    settings = load_settings(config, {})
+    keys = {"MLS_SYNC_SECRET_KEY": secret_key}
+    async with open_runtime(settings, keys) as rt:
+        await add_connection(rt, url)
+        await track(rt, "mls-1", ["A"], status="active")
+    sandbox.faults.add(Fault("slow", seconds=30, times=2))
+    daemon = Daemon.start(config, settings.daemon.http_port, secret_key)
+    try:
+        await daemon.wait_notify("READY=1")
+        await wait_until(lambda: sandbox.in_flight == 1)
+        daemon.send(signal.SIGTERM)
+        code, _ = await daemon.wait_exit(timeout=10)
+    finally:
+        daemon.stop()
+
+    assert code == 0, daemon.log()
+    async with open_runtime(settings, keys) as rt:
+        run = await _last_run(rt)
+        assert (run.trigger, run.outcome) == ("startup", "interrupted")
+        assert await leases.holder_of(rt.db, "mls-1") is None
+
+
+async def test_a_database_error_inside_a_run_ends_it_failed_and_frees_its_lease(
+    tmp_path: Path, secret_key: str, mls: Mls
+) -> None:
+    """Another process holds the database's write lock past the busy timeout just as a run
+    writes an MLS answer: the run cannot write, and stops; once the lock is gone its row
+    says `failed`, naming the database error, and its lease is free for the next run."""
+    sandbox, url = mls
+    sandbox.put("A", "Closed")
+    settings = make_settings(tmp_path, MLS_SYNC_DATABASE__BUSY_TIMEOUT_MS="100")
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        await add_connection(rt, url)
+        await track(rt, "mls-1", ["A"], status="active")
+        sandbox.faults.add(Fault("slow", seconds=0.5))
+        stopped_by: list[Exception] = []
+
+        async def cycle() -> None:
+            try:
+                await rt.engine.sync_all()
+            except Exception as exc:
+                stopped_by.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(cycle)
+            await wait_until(lambda: sandbox.in_flight == 1)
+            other = sqlite3.connect(settings.database.path, isolation_level=None)
+            other.execute("BEGIN IMMEDIATE")  # a backup, a CLI command, ... holds the lock
+            await wait_until(lambda: sandbox.in_flight == 0)
+            await anyio.sleep(1.5)  # every write the run tries meanwhile fails
+            other.execute("ROLLBACK")
+            other.close()
+
+        assert stopped_by, "the run should have stopped on the database error"
+        run = await _last_run(rt)
+        problems = [e.message for e in await runs.errors_of(rt.db, run.id)]
+        assert run.outcome == "failed"
+        assert any("database error: database is locked" in p for p in problems), problems
+        assert await leases.holder_of(rt.db, "mls-1") is None
+        assert await status_of(rt, "A") == "active"  # nothing half-written
