@@ -1,11 +1,15 @@
 """Bearer tokens for RESO servers: a static token, or OAuth2 client credentials.
 
 A client-credentials token is cached and fetched again shortly before it expires; after a 401
-the caller invalidates it and tries once more with a fresh one.
+the caller invalidates it and tries once more with a fresh one. A token request is a request to
+the MLS like any other: it waits for the `slot` the caller gives (its credential's rate, the
+global bound), since a vendor counts it against the same limit.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -19,8 +23,12 @@ REFRESH_MARGIN_SECONDS = 60.0
 DEFAULT_TOKEN_LIFETIME_SECONDS = 3600.0
 
 
+# Entered around each request to the server: the credential's rate token, a global slot.
+Slot = Callable[[], AbstractAsyncContextManager[None]]
+
+
 class TokenSource(Protocol):
-    async def token(self, client: httpx.AsyncClient) -> str: ...
+    async def token(self, client: httpx.AsyncClient, slot: Slot) -> str: ...
 
     def invalidate(self) -> None: ...
 
@@ -29,7 +37,7 @@ class TokenSource(Protocol):
 class StaticToken:
     value: str
 
-    async def token(self, client: httpx.AsyncClient) -> str:
+    async def token(self, client: httpx.AsyncClient, slot: Slot) -> str:
         return self.value
 
     def invalidate(self) -> None:
@@ -52,10 +60,11 @@ class ClientCredentials:
         self._expires_at = 0.0
         self._lock = anyio.Lock()  # one refresh at a time, whatever the number of callers
 
-    async def token(self, client: httpx.AsyncClient) -> str:
+    async def token(self, client: httpx.AsyncClient, slot: Slot) -> str:
         async with self._lock:
             if self._token is None or anyio.current_time() >= self._expires_at:
-                await self._fetch(client)
+                async with slot():
+                    await self._fetch(client)
             assert self._token is not None
             return self._token
 

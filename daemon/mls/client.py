@@ -7,6 +7,7 @@ token right before sending, so the limiter's wait is never spent holding a socke
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -226,15 +227,23 @@ class MlsClient:
                 )
         return self._read(resp)
 
-    async def _send(self, url: httpx.URL) -> httpx.Response:
-        # The credential's rate first, then a slot of the global bound: a slot is held only
-        # while a request is really out, never while it waits for its credential's turn
-        # (with 16 slots and 2 requests/s per credential, slots held waiting made a
-        # 100,000-listing cycle take 32 s instead of 9).
+    @asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        """What every request to the server waits for, token requests too (a vendor counts
+        them against the same limit). The credential's rate first, then a slot of the global
+        bound: a slot is held only while a request is really out, never while it waits for
+        its credential's turn (with 16 slots and 2 requests/s per credential, slots held
+        waiting made a 100,000-listing cycle take 32 s instead of 9)."""
         async with self.rate, self.concurrency:
+            yield
+
+    async def _send(self, url: httpx.URL) -> httpx.Response:
+        if self.stopped is not None:
+            raise self.stopped
+        token = await self.tokens.token(self.http, self._slot)  # a fetch takes its own slot
+        async with self._slot():
             if self.stopped is not None:  # the breaker opened while this one waited
                 raise self.stopped
-            token = await self.tokens.token(self.http)
             self.on_request()
             try:
                 return await self.http.get(

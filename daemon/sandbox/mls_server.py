@@ -48,6 +48,7 @@ class SandboxMls:
     weather: FaultRates = field(default_factory=FaultRates)
     garbled: int = 0
     requests: Counter[str] = field(default_factory=Counter)  # credential -> data requests
+    # (arrival, credential) of every request a rate limit counts: data and token requests.
     request_times: list[tuple[float, str]] = field(default_factory=list)
     token_requests: int = 0
     unauthorized: int = 0  # data requests refused with 401
@@ -116,6 +117,7 @@ class SandboxMls:
 
     def issue(self, client_id: str, secret: str) -> str | None:
         self.token_requests += 1
+        self.request_times.append((time.monotonic(), f"client:{client_id}"))
         if self.clients.get(client_id) != secret:
             return None
         token = secrets.token_hex(16)

@@ -12,7 +12,7 @@ from daemon.sandbox.mls_server import SandboxMls
 from daemon.sandbox.standalone import SHARED_TOKEN, Feeds, feed_key
 from daemon.serving import serving
 from daemon.sync.runtime import open_runtime
-from tests.helpers import STATIC_TOKEN, add_connection, make_settings, track
+from tests.helpers import STATIC_TOKEN, add_connection, add_oauth_connection, make_settings, track
 
 Mls = tuple[SandboxMls, str]
 
@@ -47,6 +47,25 @@ async def test_requests_never_exceed_the_credentials_rate(
     assert _most_in_any_window(times, 1.0) <= 10
     assert max(times) - min(times) >= 29 / 10  # 30 requests at 10/s cannot take less
     assert max(times) - min(times) <= 29 / (10 * (1 - MLS_RATE_MARGIN)) + 0.5  # and no more
+
+
+async def test_a_token_request_counts_against_the_credentials_rate(
+    tmp_path: Path, secret_key: str, mls: Mls
+) -> None:
+    """At a limit of 2 requests/s, the POST /token and the reads it opens never make three
+    requests in one sliding second at the MLS."""
+    sandbox, url = mls
+    for key in ("T1", "T2"):
+        sandbox.put(key, "Active")
+    settings = make_settings(tmp_path)
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        await add_oauth_connection(rt, url, key_filter="each", rate_per_second=2.0)
+        await track(rt, "mls-1", ["T1", "T2"])
+        report = await rt.engine.sync_all()
+
+    assert (report.run.errors, report.run.mls_requests, sandbox.token_requests) == (0, 2, 1)
+    assert len(sandbox.request_times) == 3
+    assert _most_in_any_window([t for t, _ in sandbox.request_times], 1.0) <= 2
 
 
 async def test_the_global_bound_caps_requests_in_flight(
