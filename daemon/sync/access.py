@@ -29,7 +29,8 @@ class MlsAccess:
         self.settings = settings
         self.box = box
         self.concurrency = anyio.CapacityLimiter(settings.max_concurrent_requests)
-        self._rates: dict[str, tuple[float, AsyncLimiter]] = {}
+        self._rates: dict[str, tuple[float, AsyncLimiter]] = {}  # credential -> its limiter
+        self._rate_of: dict[str, tuple[str, float]] = {}  # connection -> (credential, rate)
         self._tokens: dict[tuple[str, str], tuple[TokenSource, str]] = {}
 
     def apply(self, settings: MlsSettings) -> None:
@@ -60,7 +61,7 @@ class MlsAccess:
             http=self.http.for_url(row.base_url),
             endpoint=endpoint,
             tokens=tokens,
-            rate=self._limiter(credential, row.rate_per_second),
+            rate=self._limiter(row.id, credential, row.rate_per_second),
             concurrency=self.concurrency,
             policy=self.policy(),
             on_request=on_request,
@@ -71,12 +72,16 @@ class MlsAccess:
             raise SecretKeyError("no secret key is configured, so credentials cannot be read")
         return self.box.decrypt(token)
 
-    def _limiter(self, credential: str, rate_per_second: float) -> AsyncLimiter:
+    def _limiter(self, connection_id: str, credential: str, rate_per_second: float) -> AsyncLimiter:
         """One limiter per credential, not per connection: two connections sharing a token
-        share its limit (the classic cause of endless 429s). The lowest rate given wins."""
+        share its limit (the classic cause of endless 429s). Its rate is the lowest that the
+        connections using the credential have now: a rate changed (raised or lowered) takes
+        effect from the connection's next sync, without a restart."""
+        self._rate_of[connection_id] = (credential, rate_per_second)
+        rate = min(r for c, r in self._rate_of.values() if c == credential)
         known = self._rates.get(credential)
-        if known is None or rate_per_second < known[0]:
-            known = (rate_per_second, make_mls_limiter(rate_per_second))
+        if known is None or known[0] != rate:
+            known = (rate, make_mls_limiter(rate))
             self._rates[credential] = known
         return known[1]
 

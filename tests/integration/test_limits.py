@@ -6,11 +6,13 @@ import bisect
 import time
 from pathlib import Path
 
+from daemon.clock import iso, utcnow
 from daemon.mls.client import MLS_RATE_MARGIN, make_limiter
 from daemon.sandbox.faults import Fault
 from daemon.sandbox.mls_server import SandboxMls
 from daemon.sandbox.standalone import SHARED_TOKEN, Feeds, feed_key
 from daemon.serving import serving
+from daemon.store import connections
 from daemon.sync.runtime import open_runtime
 from tests.helpers import STATIC_TOKEN, add_connection, add_oauth_connection, make_settings, track
 
@@ -66,6 +68,35 @@ async def test_a_token_request_counts_against_the_credentials_rate(
     assert (report.run.errors, report.run.mls_requests, sandbox.token_requests) == (0, 2, 1)
     assert len(sandbox.request_times) == 3
     assert _most_in_any_window([t for t, _ in sandbox.request_times], 1.0) <= 2
+
+
+async def test_a_raised_rate_applies_from_the_next_run_without_a_restart(
+    tmp_path: Path, secret_key: str, mls: Mls
+) -> None:
+    """The same process (as the daemon) syncs at 2 requests/s, then the connection is given
+    20/s (as `connections add --id mls-1 --rate 20` does): the next run goes at the new pace,
+    and back at 2/s when the rate is lowered again."""
+    sandbox, url = mls
+    keys = [f"P{i}" for i in range(4)]
+    for key in keys:
+        sandbox.put(key, "Active")
+    settings = make_settings(tmp_path)
+    spans = []
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        spec = await add_connection(rt, url, key_filter="each", rate_per_second=2.0)
+        await track(rt, "mls-1", keys)
+        for rate in (2.0, 20.0, 2.0):
+            changed = spec.model_copy(update={"rate_per_second": rate})
+            await connections.upsert(rt.db, changed, None, iso(utcnow()))
+            sandbox.request_times.clear()
+            report = await rt.engine.sync_all()
+            assert report.run.mls_requests == 4
+            times = [t for t, _ in sandbox.request_times]
+            spans.append(max(times) - min(times))
+
+    slow, fast, slow_again = spans
+    assert slow >= 3 / 2 and slow_again >= 3 / 2  # 4 requests at 2/s
+    assert fast < 3 / 20 + 0.3
 
 
 async def test_the_global_bound_caps_requests_in_flight(
