@@ -313,7 +313,13 @@ class SyncEngine:
                 continue
             asked = dict(shared.held)
             now = self.clock()
-            renewed = await leases.renew_many(self.db, asked, iso(now), iso(now + ttl))
+            try:
+                renewed = await leases.renew_many(self.db, asked, iso(now), iso(now + ttl))
+            except sqlite3.Error as exc:
+                # A passing lock must not end the run: the next try comes well before expiry,
+                # and if the leases do expire, the fence keeps their writes out.
+                log.warning("lease_renewal_failed", error=str(exc))
+                continue
             for cid, holder in asked.items():
                 if cid not in renewed and shared.held.get(cid) == holder:
                     log.error("lease_lost", connection_id=cid)

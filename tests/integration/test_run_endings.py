@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import anyio
+import pytest
 
 from daemon.config import load_settings
 from daemon.sandbox.faults import Fault
@@ -125,3 +126,41 @@ async def test_a_database_error_inside_a_run_ends_it_failed_and_frees_its_lease(
         assert any("database error: database is locked" in p for p in problems), problems
         assert await leases.holder_of(rt.db, "mls-1") is None
         assert await status_of(rt, "A") == "active"  # nothing half-written
+
+
+@pytest.mark.slow
+async def test_a_database_lock_during_a_lease_renewal_does_not_end_the_run(
+    tmp_path: Path, secret_key: str, mls: Mls
+) -> None:
+    """The first renewal of a 30 s lease (at 10 s) meets another process's write lock past
+    the busy timeout: the run carries on, renews later, and applies the MLS answer."""
+    sandbox, url = mls
+    sandbox.put("A", "Closed")
+    settings = make_settings(
+        tmp_path,
+        MLS_SYNC_DATABASE__BUSY_TIMEOUT_MS="100",
+        MLS_SYNC_SYNC__LEASE_SECONDS="30",
+        MLS_SYNC_MLS__TIMEOUT_SECONDS="30",
+    )
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        await add_connection(rt, url)
+        await track(rt, "mls-1", ["A"], status="active")
+        sandbox.faults.add(Fault("slow", seconds=12))
+        reports = []
+
+        async def cycle() -> None:
+            reports.append(await rt.engine.sync_all())
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(cycle)
+            await wait_until(lambda: sandbox.in_flight == 1)
+            await anyio.sleep(9)
+            other = sqlite3.connect(settings.database.path, isolation_level=None)
+            other.execute("BEGIN IMMEDIATE")
+            await anyio.sleep(2)  # the renewal due at 10 s fails meanwhile
+            other.execute("ROLLBACK")
+            other.close()
+
+        [report] = reports
+        assert (report.run.outcome, report.run.errors) == ("ok", 0)
+        assert await status_of(rt, "A") == "sold"
