@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
@@ -23,6 +25,7 @@ EX_FAILURE = 1
 EX_USAGE = 2
 EX_DATAERR = 65  # sysexits.h: the input data was incorrect
 EX_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
+EX_TERMINATED = 143  # 128 + SIGTERM
 
 T = TypeVar("T")
 
@@ -58,14 +61,20 @@ def settings_from(config_path: Path | None, verbose: bool = False) -> Settings:
     return settings
 
 
-def run(main: Callable[[], Awaitable[T]], interrupted: str = "interrupted") -> T:
-    """Runs a coroutine; known failures become one clear line and an exit code. Ctrl-C
-    cancels the coroutine (which records what it must on the way out), then exits 130
-    saying `interrupted`."""
+class Terminated(Exception):
+    """SIGTERM cancelled the command's coroutine."""
+
+
+def run(main: Callable[[], Awaitable[T]], cut_short: str = "") -> T:
+    """Runs a coroutine; known failures become one clear line and an exit code. Ctrl-C or
+    SIGTERM cancel the coroutine (which records what it must on the way out), then it exits
+    130 saying `interrupted` or 143 saying `terminated`, followed by `cut_short`."""
     try:
-        return eventloop.run(main)
+        return eventloop.run(_until_sigterm, main)
     except KeyboardInterrupt:
-        fail(interrupted, EX_INTERRUPTED)
+        fail(f"interrupted{cut_short}", EX_INTERRUPTED)
+    except Terminated:
+        fail(f"terminated{cut_short}", EX_TERMINATED)
     except (SchemaError, SecretKeyError, SyncRefused) as exc:
         fail(str(exc))
     except SpecError as exc:
@@ -156,3 +165,28 @@ def spec_or_fail(model: type[SpecT], data: dict[str, object], where: str = "") -
         return parse_spec(model, data, where)
     except SpecError as exc:
         fail(f"invalid input:\n{exc}", EX_USAGE)
+
+
+async def _until_sigterm(main: Callable[[], Awaitable[T]]) -> T:
+    """`main()`, cancelled by SIGTERM the way Ctrl-C cancels it: once, so that everything on
+    the way out (recording the run, closing the database) still runs. By default SIGTERM
+    would end the process at once and leave its run recorded as still running."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    terminated = False
+
+    def terminate() -> None:
+        nonlocal terminated
+        terminated = True
+        task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, terminate)
+    try:
+        return await main()
+    except asyncio.CancelledError:
+        if terminated:
+            raise Terminated from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)

@@ -48,8 +48,8 @@ def sync(
     little, so each run has changes to apply.
 
     Exits 0 when the cycle ran, even if it recorded errors (see `mls-sync history --run ID`);
-    130 after Ctrl-C (the run is recorded as interrupted); otherwise non-zero only when it
-    could not run.
+    130 after Ctrl-C, 143 after SIGTERM (the run is recorded as interrupted); otherwise
+    non-zero only when it could not run.
     """
     if connection_id and listing_id:
         fail("give --connection or --listing, not both", 2)
@@ -67,7 +67,7 @@ def sync(
             return await _one(rt.engine, connection_id, listing_id)
 
     started = time.monotonic()
-    report = run(main, "interrupted; the run is recorded as interrupted (mls-sync history)")
+    report = run(main, "; the run is recorded as interrupted (mls-sync history)")
     _print_report(report, time.monotonic() - started)
 
 

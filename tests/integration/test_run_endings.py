@@ -28,11 +28,17 @@ async def _last_run(rt: Runtime) -> RunRow:
     return run
 
 
-async def test_ctrl_c_on_mls_sync_sync_exits_130_with_the_run_interrupted(
-    tmp_path: Path, secret_key: str, mls: Mls
+@pytest.mark.parametrize(
+    ("sig", "code", "said"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+    ids=["ctrl-c", "sigterm"],
+)
+async def test_mls_sync_sync_cut_by_a_signal_records_its_run_interrupted(
+    tmp_path: Path, secret_key: str, mls: Mls, sig: signal.Signals, code: int, said: str
 ) -> None:
-    """Ctrl-C while the MLS holds its answer: exit code 130, the run recorded `interrupted`
-    (not left `running` until the next start), the connection's lease freed."""
+    """Ctrl-C (or SIGTERM) while the MLS holds its answer: exit code 130 (143), one line,
+    the run recorded `interrupted` (not left `running` until the next start), the
+    connection's lease freed."""
     sandbox, url = mls
     sandbox.put("A", "Closed")
     settings = make_settings(tmp_path)
@@ -44,12 +50,12 @@ async def test_ctrl_c_on_mls_sync_sync_exits_130_with_the_run_interrupted(
 
     with cli_sync(tmp_path, secret_key, MLS_SYNC_MLS__TIMEOUT_SECONDS="60") as sync:
         await wait_until(lambda: sandbox.in_flight == 1)
-        sync.send_signal(signal.SIGINT)
+        sync.send_signal(sig)
         await wait_until(lambda: sync.poll() is not None, timeout=20)
         _, err = sync.communicate()
 
-    assert sync.returncode == 130, err
-    assert err == "mls-sync: interrupted; the run is recorded as interrupted (mls-sync history)\n"
+    assert sync.returncode == code, err
+    assert err == f"mls-sync: {said}; the run is recorded as interrupted (mls-sync history)\n"
     async with open_runtime(settings, keys) as rt:
         run = await _last_run(rt)
         assert (run.outcome, run.finished_at is not None) == ("interrupted", True)
