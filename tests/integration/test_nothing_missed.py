@@ -6,13 +6,22 @@ from __future__ import annotations
 
 import socket
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import anyio
+import anyio.abc
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
 
 from daemon.clock import parse_iso
 from daemon.sandbox.faults import Fault
 from daemon.sandbox.mls_server import TOP_IS_TOTAL_PATH, SandboxMls
+from daemon.serving import serving
 from daemon.store import connections
-from daemon.sync.runtime import Runtime
-from tests.helpers import add_connection, status_of, track
+from daemon.sync.runtime import Runtime, open_runtime
+from tests.helpers import add_connection, add_oauth_connection, make_settings, status_of, track
 
 Mls = tuple[SandboxMls, str]
 KEYS = [f"N{i:02d}" for i in range(30)]
@@ -207,3 +216,59 @@ async def test_last_error_tells_of_a_failed_batch_and_a_clean_cycle_clears_it(
 
     row = await connections.get(runtime.db, "mls-1")
     assert row is not None and row.last_error is None
+
+
+async def test_a_server_that_never_answers_is_skipped_after_one_batch_of_timeouts(
+    tmp_path: Path, secret_key: str
+) -> None:
+    """A host that accepts connections and then says nothing: after one batch's worth of
+    timeouts the connection's other 19 batches are not tried, and the error says it timed out."""
+    accepted = 0
+
+    async def silent(stream: anyio.abc.SocketStream) -> None:
+        nonlocal accepted
+        accepted += 1
+        async with stream:
+            await anyio.sleep(30)
+
+    settings = make_settings(tmp_path, MLS_SYNC_MLS__TIMEOUT_SECONDS="0.3")
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)  # noqa: S610 (not Django)
+    async with (
+        open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt,
+        listener,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(listener.serve, silent)
+        await add_connection(rt, f"http://127.0.0.1:{port}", batch_size=5)
+        await track(rt, "mls-1", [f"T{i:03d}" for i in range(100)])
+
+        report = await rt.engine.sync_all()
+        tg.cancel_scope.cancel()
+
+    [error] = report.errors
+    assert "timed out" in error.message and error.scope == "connection"
+    assert accepted <= settings.mls.max_attempts + 4  # the batches already in flight
+
+
+async def test_a_token_endpoint_error_page_is_named_by_its_status_and_never_pasted(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """A token URL with a typo, behind a web server that answers 404 with an HTML page: the
+    run's error says HTTP 404 and carries none of the page."""
+    _, url = mls
+    page = "<html><body><h1>404 Not Found</h1>nginx</body></html>"
+
+    async def not_found(request: Request) -> Response:
+        return HTMLResponse(page, status_code=404)
+
+    app = Starlette(routes=[Route("/oauth/token", not_found, methods=["POST"])])
+    async with serving(app) as proxy:
+        await add_oauth_connection(runtime, proxy)
+        await track(runtime, "mls-1", ["A"])
+
+        report = await runtime.engine.sync_all()
+
+    [error] = report.errors
+    assert "HTTP 404" in error.message
+    assert "<html" not in error.message and "nginx" not in error.message
