@@ -252,11 +252,10 @@ async def test_a_server_that_never_answers_is_skipped_after_one_batch_of_timeout
 
 
 async def test_a_token_endpoint_error_page_is_named_by_its_status_and_never_pasted(
-    runtime: Runtime, mls: Mls
+    runtime: Runtime,
 ) -> None:
     """A token URL with a typo, behind a web server that answers 404 with an HTML page: the
     run's error says HTTP 404 and carries none of the page."""
-    _, url = mls
     page = "<html><body><h1>404 Not Found</h1>nginx</body></html>"
 
     async def not_found(request: Request) -> Response:
