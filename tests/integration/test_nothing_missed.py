@@ -4,6 +4,7 @@ dated in the future or out of range, and servers that cannot be reached."""
 
 from __future__ import annotations
 
+import json
 import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from daemon.clock import parse_iso
+from daemon.clock import iso, parse_iso
 from daemon.sandbox.faults import Fault
 from daemon.sandbox.mls_server import TOP_IS_TOTAL_PATH, SandboxMls
 from daemon.serving import serving
@@ -271,3 +272,27 @@ async def test_a_token_endpoint_error_page_is_named_by_its_status_and_never_past
     [error] = report.errors
     assert "HTTP 404" in error.message
     assert "<html" not in error.message and "nginx" not in error.message
+
+
+async def test_a_continuation_that_cannot_move_forward_is_a_recorded_error(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """A server that answers the keyset continuation with the same full page again: the run
+    says the changes after it cannot be read, instead of `ok`."""
+    sandbox, url = mls
+    await _incremental(runtime, url, KEYS[:5], page_size=5)
+    start = "2026-11-01T00:00:00.000000Z"
+    async with runtime.db.transaction() as conn:
+        await connections.save_cursor(conn, "mls-1", start, start)
+    await connections.mark_reconciled(runtime.db, "mls-1", iso(datetime.now(UTC)))
+    page = [
+        {"ListingKey": k, "StandardStatus": "Closed", "ModificationTimestamp": start}
+        for k in KEYS[:5]
+    ]
+    sandbox.faults.add(Fault("status", status=200, body=json.dumps({"value": page}), times=100))
+
+    report = await runtime.engine.sync_all()
+
+    assert report.run.outcome != "ok"
+    [error] = report.errors
+    assert "cannot be read" in error.message
