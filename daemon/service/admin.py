@@ -155,6 +155,8 @@ def admin_routes(state: ServiceState) -> APIRouter:
         listing_id: str, body: ListingFields, response: Response
     ) -> dict[str, Any]:
         spec = _valid(ListingSpec, {"id": listing_id, **body.model_dump(exclude_unset=True)})
+        if await connections.get(db, spec.connection_id) is None:
+            raise HTTPException(422, _unknown("connection_id", "MLS connection", "mls-connections"))
         existed = await listings.get(db, listing_id) is not None
         await listings.add_many(db, [spec], now())
         response.status_code = 200 if existed else 201
@@ -218,9 +220,11 @@ def admin_routes(state: ServiceState) -> APIRouter:
         spec = _valid(PostSpec, {"id": post_id, **body.model_dump(exclude_unset=True)})
         account = await accounts.get(db, spec.account_id)
         if account is None:
-            raise HTTPException(422, f"account_id: no platform account {spec.account_id!r}")
+            raise HTTPException(
+                422, _unknown("account_id", "platform account", "platform-accounts")
+            )
         if await listings.get(db, spec.listing_id) is None:
-            raise HTTPException(422, f"listing_id: no listing {spec.listing_id!r}")
+            raise HTTPException(422, _unknown("listing_id", "listing", "listings"))
         check_post_id(account.platform, spec.platform_post_id)
         existed = await posts.get(db, post_id) is not None
         await posts.add(db, spec, now())
@@ -265,11 +269,18 @@ def admin_routes(state: ServiceState) -> APIRouter:
 
 
 def _valid(model: Any, data: dict[str, Any]) -> Any:
-    """The path's id and the body, validated together; a 422 names what is wrong."""
+    """The path's id and the body, validated together; a 422 names what is wrong, without
+    the values given."""
     try:
-        return parse_spec(model, data)
+        return parse_spec(model, data, values=False)
     except SpecError as exc:
         raise HTTPException(422, str(exc)) from None
+
+
+def _unknown(field: str, record: str, route: str) -> str:
+    """A body's reference to a missing record, named by its field and not its value: an answer
+    never repeats a body (the value may be a secret pasted into the wrong field)."""
+    return f"{field}: no {record} has this id (PUT /v1/{route}/ID first)"
 
 
 def _listing(row: ListingRow) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """The daemon's HTTP app: health and metrics without auth, the /v1 API with a bearer token.
 
-Errors are JSON with a `detail` that names what is wrong: 401 without a valid token, 404 for
-an unknown route or record, 409 for a request that conflicts with the current state, 413 for
-an oversized body, 422 for a body or id that does not validate.
+Errors are JSON with a `detail` that names what is wrong, and never repeats what was sent:
+401 without a valid token, 404 for an unknown route or record, 409 for a request that
+conflicts with the current state, 413 for an oversized body, 415 for a body not sent as JSON,
+422 for a body, parameter or id that does not validate.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import functools
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from daemon.encryption import SecretKeyError
 from daemon.service.admin import admin_routes
 from daemon.service.health import Answer, health_routes, readyz_answer, status_answer
+from daemon.service.refusals import document_refusals, refusal
 from daemon.service.state import ServiceState
 from daemon.specs import SpecError
 from daemon.sync.engine import SyncRefused
@@ -32,6 +35,11 @@ def build_app(state: ServiceState) -> FastAPI:
     )
     app.include_router(health_routes(state))
     app.include_router(admin_routes(state))
+
+    @app.exception_handler(RequestValidationError)
+    async def unreadable(request: Request, exc: RequestValidationError) -> JSONResponse:
+        status, detail = refusal(request.headers.get("content-type"), exc.errors())
+        return JSONResponse({"detail": detail}, status_code=status)
 
     @app.exception_handler(SyncRefused)
     async def refused(request: Request, exc: SyncRefused) -> JSONResponse:
@@ -54,6 +62,7 @@ def build_app(state: ServiceState) -> FastAPI:
     async def no_key(request: Request, exc: SecretKeyError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
+    document_refusals(app)
     app.add_middleware(BodyLimit, limit=state.settings.daemon.max_body_bytes)
     app.add_middleware(AnnounceWrites, changed=state.board.changed)
     app.add_middleware(  # added last, so outermost
