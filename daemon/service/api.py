@@ -122,7 +122,10 @@ class AnnounceWrites:
 
 
 class BodyLimit:
-    """Refuses a body over `limit` bytes with 413, whether it declares its length or not."""
+    """Refuses a body over `limit` bytes with 413, whether it declares its length or is sent
+    chunked. The body is read whole (at most `limit` bytes) before the app sees it: a limit
+    found while the app reads its body would surface as the app's own parse error, as FastAPI
+    turns any failure of reading a body into 400."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -136,25 +139,52 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await _too_large(send, self.limit)
             return
-        seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge
-            return message
-
         try:
-            await self.app(scope, counted, send)
+            body = await _read_body(receive, self.limit)
         except _TooLarge:
             await _too_large(send, self.limit)
+            return
+        except _Gone:
+            return  # the client left before its body arrived: nobody to answer
+        await self.app(scope, _replaying(body, receive), send)
 
 
 class _TooLarge(Exception):
     pass
+
+
+class _Gone(Exception):
+    pass
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    seen = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise _Gone
+        chunk = message.get("body", b"")
+        seen += len(chunk)
+        if seen > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """The body, read already, as one message; then whatever comes next (a disconnect)."""
+    given = False
+
+    async def replay() -> Message:
+        nonlocal given
+        if given:
+            return await receive()
+        given = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
 
 
 async def _too_large(send: Send, limit: int) -> None:

@@ -4,18 +4,20 @@ subprocess: the answer says what is wrong and how to fix it, never repeats what 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import anyio
 import httpx
 import pytest
 
+from daemon.config import DaemonSettings
 from daemon.encryption import generate_key
 from tests.e2e.daemon_process import API_TOKEN, Daemon, free_port, write_config
 
 NOWHERE = "http://127.0.0.1:9"  # nothing listens there: nothing can leave, nothing answers
 SECRET = "tok-5ecret-0f9e7d"  # stands for any secret a caller may put in a body
 JSON = {"Content-Type": "application/json"}
+LIMIT = DaemonSettings().max_body_bytes
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +104,47 @@ def test_a_json_body_with_a_json_content_type_is_still_accepted(api: httpx.Clien
             "/v1/mls-connections/c-ok", content=body, headers={"Content-Type": content_type}
         )
         assert answer.status_code in (200, 201), answer.text
+
+
+async def _chunks(total: int, size: int = 8192) -> AsyncIterator[bytes]:
+    """A JSON body sent with Transfer-Encoding: chunked (no Content-Length)."""
+    head = b'{"name": "'
+    tail = f'", "base_url": "{NOWHERE}", "secret": "x"}}'.encode()
+    yield head
+    left = total - len(head) - len(tail)
+    while left > 0:
+        yield b"n" * min(size, left)
+        left -= size
+    yield tail
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+async def test_a_body_over_the_limit_gets_413_whether_its_length_is_declared_or_not(
+    api: httpx.Client, declared: bool
+) -> None:
+    total = LIMIT + 10_000
+    async with httpx.AsyncClient(base_url=str(api.base_url), headers=api.headers) as client:
+        if declared:
+            body = b"".join([chunk async for chunk in _chunks(total)])
+            answer = await client.put("/v1/mls-connections/c-big", content=body, headers=JSON)
+        else:
+            answer = await client.put(
+                "/v1/mls-connections/c-big", content=_chunks(total), headers=JSON
+            )
+            assert answer.request.headers["transfer-encoding"] == "chunked"
+        stored = await client.get("/v1/mls-connections/c-big")
+    assert answer.status_code == 413, answer.text
+    assert answer.json()["detail"] == f"request body over {LIMIT} bytes"
+    assert stored.status_code == 404
+
+
+async def test_a_chunked_body_under_the_limit_is_read_whole(api: httpx.Client) -> None:
+    async with httpx.AsyncClient(base_url=str(api.base_url), headers=api.headers) as client:
+        answer = await client.put(
+            "/v1/mls-connections/c-chunked", content=_chunks(150), headers=JSON
+        )
+    assert answer.status_code == 201, answer.text
+    assert set(answer.json()["name"]) == {"n"} and len(answer.json()["name"]) > 80
 
 
 def test_the_openapi_document_describes_a_422_as_it_is_answered(api: httpx.Client) -> None:
