@@ -123,9 +123,17 @@ def admin_routes(state: ServiceState) -> APIRouter:
         return row.public()
 
     @router.delete("/mls-connections/{connection_id}")
-    async def delete_connection(connection_id: str, with_listings: bool = False) -> dict[str, Any]:
-        removed = await connections.remove(db, connection_id, with_listings)
-        return {"removed": connection_id, "listings_removed": removed}
+    async def delete_connection(
+        connection_id: str, with_listings: bool = False, force: bool = False
+    ) -> dict[str, Any]:
+        """409 while it tracks listings (unless with_listings), or while posts of its
+        listings are still live (unless force)."""
+        removed = await connections.remove(db, connection_id, with_listings, force)
+        return {
+            "removed": connection_id,
+            "listings_removed": removed.listings,
+            "live_posts_removed": removed.live_posts,
+        }
 
     async def _set_state(connection_id: str, new_state: str) -> dict[str, Any]:
         row = await connections.get(db, connection_id)

@@ -4,7 +4,8 @@ subprocess: the answer says what is wrong and how to fix it, never repeats what 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import anyio
 import httpx
@@ -153,3 +154,50 @@ def test_the_openapi_document_describes_a_422_as_it_is_answered(api: httpx.Clien
         "detail": {"title": "Detail", "type": "string"}
     }
     assert "ValidationError" not in schemas
+
+
+def _until(check: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_connection_whose_listings_have_live_posts_is_removed_only_when_forced(
+    api: httpx.Client,
+) -> None:
+    """A sold listing's post whose delete waits for a retry keeps its connection until forced:
+    removing it would drop the only record that the post must still come down."""
+    for path, body in {
+        "/v1/mls-connections/c-live": {"name": "C", "base_url": NOWHERE, "secret": "x"},
+        "/v1/listings/L-sold": {"connection_id": "c-live", "listing_key": "K9", "status": "sold"},
+        "/v1/platform-accounts/a-live": {
+            "user_id": "u",
+            "platform": "facebook",
+            "access_token": "t",
+        },
+        "/v1/posts/p-live": {
+            "listing_id": "L-sold",
+            "account_id": "a-live",
+            "platform_post_id": "1_2",
+        },
+    }.items():
+        assert api.put(path, json=body).status_code == 201, path
+    assert api.post("/v1/sync").status_code == 202
+    _until(lambda: api.get("/v1/posts/p-live").json()["attempts"] >= 1)  # nothing answers it
+    waiting = api.get("/v1/posts/p-live").json()
+    assert waiting["status"] == "published" and waiting["next_attempt_at"]
+
+    refused = api.delete("/v1/mls-connections/c-live", params={"with_listings": "true"})
+
+    assert refused.status_code == 409
+    assert "1 post(s) of its listings are still live" in refused.json()["detail"]
+    assert "force" in refused.json()["detail"]
+    for kept in ("/v1/mls-connections/c-live", "/v1/listings/L-sold", "/v1/posts/p-live"):
+        assert api.get(kept).status_code == 200, kept
+    forced = api.delete(
+        "/v1/mls-connections/c-live", params={"with_listings": "true", "force": "true"}
+    )
+    assert forced.status_code == 200, forced.text
+    assert forced.json() == {"removed": "c-live", "listings_removed": 1, "live_posts_removed": 1}
+    assert api.get("/v1/posts/p-live").status_code == 404
