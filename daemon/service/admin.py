@@ -51,19 +51,26 @@ class AccountBody(AccountFields):
     client_secret: SecretStr | None = None
 
 
+def token_refusal(state: ServiceState, request: Request) -> HTTPException | None:
+    """Why a /v1 request may not go on (no API configured, no or a wrong token), or None."""
+    token = state.api_token
+    if token is None:
+        return HTTPException(503, API_OFF)
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    ok = scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode("utf-8"), token.value.encode("utf-8")
+    )
+    if not ok:
+        return HTTPException(
+            401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
+        )
+    return None
+
+
 def admin_routes(state: ServiceState) -> APIRouter:
     def authorized(request: Request) -> None:
-        token = state.api_token
-        if token is None:
-            raise HTTPException(503, API_OFF)
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        ok = scheme.lower() == "bearer" and hmac.compare_digest(
-            given.strip().encode("utf-8"), token.value.encode("utf-8")
-        )
-        if not ok:
-            raise HTTPException(
-                401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
-            )
+        if refused := token_refusal(state, request):
+            raise refused
 
     router = APIRouter(prefix="/v1", tags=["admin"], dependencies=[Depends(authorized)])
     db = state.runtime.db

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from daemon.encryption import SecretKeyError
-from daemon.service.admin import admin_routes
+from daemon.service.admin import admin_routes, token_refusal
 from daemon.service.health import Answer, health_routes, readyz_answer, status_answer
 from daemon.service.refusals import document_refusals, refusal
 from daemon.service.state import ServiceState
@@ -38,6 +38,12 @@ def build_app(state: ServiceState) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def unreadable(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI parses a JSON body before it runs the token check: a caller without the
+        # token hears about that first, and nothing about the body.
+        if request.url.path.startswith("/v1/") and (no := token_refusal(state, request)):
+            return JSONResponse(
+                {"detail": no.detail}, status_code=no.status_code, headers=no.headers
+            )
         status, detail = refusal(request.headers.get("content-type"), exc.errors())
         return JSONResponse({"detail": detail}, status_code=status)
 

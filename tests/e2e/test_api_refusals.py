@@ -201,3 +201,14 @@ def test_a_connection_whose_listings_have_live_posts_is_removed_only_when_forced
     assert forced.status_code == 200, forced.text
     assert forced.json() == {"removed": "c-live", "listings_removed": 1, "live_posts_removed": 1}
     assert api.get("/v1/posts/p-live").status_code == 404
+
+
+@pytest.mark.parametrize("body", [b'{"name": ', b"not json", b"[1]"], ids=["cut", "junk", "array"])
+def test_a_bad_body_without_the_token_gets_401_not_a_word_about_the_body(
+    api: httpx.Client, body: bytes
+) -> None:
+    answer = httpx.put(
+        f"{api.base_url}/v1/mls-connections/c-anon", content=body, headers=JSON, timeout=10
+    )
+    assert answer.status_code == 401, answer.text
+    assert answer.headers["www-authenticate"] == "Bearer"
