@@ -1,9 +1,10 @@
 """The daemon's HTTP app: health and metrics without auth, the /v1 API with a bearer token.
 
-Errors are JSON with a `detail` that names what is wrong, and never repeats what was sent:
-401 without a valid token, 404 for an unknown route or record, 409 for a request that
-conflicts with the current state, 413 for an oversized body, 415 for a body not sent as JSON,
-422 for a body, parameter or id that does not validate.
+Errors are JSON with a `detail` that names what is wrong, and never repeats a value of the
+body or the query string (it may be a secret): 401 without a valid token, 404 for an unknown
+route or record, 409 for a request that conflicts with the current state, 413 for an
+oversized body, 415 for a body not sent as JSON, 422 for a body, parameter or id that does
+not validate.
 """
 
 from __future__ import annotations
