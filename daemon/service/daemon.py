@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from importlib.metadata import version
 from pathlib import Path
 
@@ -37,6 +37,7 @@ log = structlog.get_logger("mls_sync.daemon")
 
 # Changing these needs a restart; a reload says so instead of half-applying them.
 RESTART_ONLY = ("database", "daemon", "sandbox")
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
 
 
 class StartupError(Exception):
@@ -89,17 +90,20 @@ async def run_daemon(
                 clock.start()
                 coordinator.trigger("startup")
                 tg.start_soon(notifier.watchdog_loop)
-                log.info(
-                    "daemon_ready",
-                    url=url,
-                    sandbox=state.sandbox,
-                    interval_seconds=settings.sync.interval_seconds,
-                    api="on" if state.api_token else "off",
-                    event_loop=eventloop.name(),
-                )
-                notifier.ready(f"serving {url}")
-                collector.settle()  # what start-up built lives as long as the process
-                await _signals(state, notifier, config_path)
+                # Handlers first: systemd may send SIGHUP or SIGUSR1 the moment it reads
+                # READY=1, and their default action ends the process.
+                with anyio.open_signal_receiver(*HANDLED_SIGNALS) as received:
+                    log.info(
+                        "daemon_ready",
+                        url=url,
+                        sandbox=state.sandbox,
+                        interval_seconds=settings.sync.interval_seconds,
+                        api="on" if state.api_token else "off",
+                        event_loop=eventloop.name(),
+                    )
+                    notifier.ready(f"serving {url}")
+                    collector.settle()  # what start-up built lives as long as the process
+                    await _signals(received, state, notifier, config_path)
                 state.shutting_down = True
                 notifier.stopping()
                 log.info("daemon_stopping", grace_seconds=settings.daemon.shutdown_grace_seconds)
@@ -128,19 +132,18 @@ def _market_mover(sandbox: SandboxSession, count: int) -> Callable[[], Awaitable
     return move
 
 
-async def _signals(state: ServiceState, notifier: Notifier, config_path: Path | None) -> None:
+async def _signals(
+    received: AsyncIterator[int], state: ServiceState, notifier: Notifier, config_path: Path | None
+) -> None:
     """Returns on SIGTERM or SIGINT."""
-    with anyio.open_signal_receiver(
-        signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1
-    ) as received:
-        async for signum in received:
-            if signum == signal.SIGUSR1:
-                state.coordinator.trigger("signal")
-            elif signum == signal.SIGHUP:
-                _reload(state, notifier, config_path)
-            else:
-                log.info("signal_received", signal=signal.Signals(signum).name)
-                return
+    async for signum in received:
+        if signum == signal.SIGUSR1:
+            state.coordinator.trigger("signal")
+        elif signum == signal.SIGHUP:
+            _reload(state, notifier, config_path)
+        else:
+            log.info("signal_received", signal=signal.Signals(signum).name)
+            return
 
 
 def _reload(state: ServiceState, notifier: Notifier, config_path: Path | None) -> None:

@@ -125,6 +125,33 @@ async def test_sighup_applies_a_new_interval_and_keeps_the_old_one_on_a_broken_f
     assert (await daemon.get("/livez")).status_code == 200
 
 
+async def test_sighup_the_instant_ready_arrives_reloads_instead_of_killing_the_daemon(
+    start: StartDaemon,
+) -> None:
+    """systemd may send SIGHUP (ExecReload) as soon as it reads READY=1."""
+    daemon = start()
+
+    await daemon.signal_on_notify("READY=1", signal.SIGHUP)
+
+    reloading = await daemon.wait_notify("RELOADING=1")
+    await daemon.wait_notify("READY=1", after=reloading)
+    assert (await daemon.get("/livez")).status_code == 200
+    assert "Traceback" not in daemon.log()
+
+
+async def test_sigusr1_the_instant_ready_arrives_asks_for_a_sync_instead_of_killing_the_daemon(
+    start: StartDaemon,
+) -> None:
+    """`systemctl kill -s USR1` right after start is a sync request, not a death."""
+    daemon = start()
+
+    await daemon.signal_on_notify("READY=1", signal.SIGUSR1)
+
+    await daemon.wait_for_run(1)
+    assert (await daemon.get("/livez")).status_code == 200
+    assert '"source": "signal"' in daemon.log() or "source=signal" in daemon.log()
+
+
 async def test_sigterm_during_a_cycle_exits_0_within_the_grace_and_a_restart_loses_nothing(
     start: StartDaemon, prepared: Path, mls: Mls
 ) -> None:
