@@ -151,8 +151,10 @@ def _reload(state: ServiceState, notifier: Notifier, config_path: Path | None) -
     try:
         new = load_settings(config_path)
     except ConfigError as exc:
-        log.error("reload_refused", error=str(exc), note="the previous settings stay in effect")
-        notifier.ready("reload refused: the previous settings stay in effect")
+        _refuse_reload(notifier, str(exc))
+        return
+    except Exception as exc:  # a bug in reading; a reload still never ends the daemon
+        _refuse_reload(notifier, f"unexpected {type(exc).__name__} reading the configuration")
         return
     old = state.settings
     for section in RESTART_ONLY:
@@ -176,6 +178,11 @@ def _reload(state: ServiceState, notifier: Notifier, config_path: Path | None) -
     logs.configure(effective.logging.level, effective.logging.format, sys.stdout)
     log.info("reloaded", interval_seconds=interval, level=effective.logging.level)
     notifier.ready("reloaded")
+
+
+def _refuse_reload(notifier: Notifier, error: str) -> None:
+    log.error("reload_refused", error=error, note="the previous settings stay in effect")
+    notifier.ready("reload refused: the previous settings stay in effect")
 
 
 async def _after_cycle(state: ServiceState, report: RunReport, seconds: float) -> None:

@@ -125,6 +125,29 @@ async def test_sighup_applies_a_new_interval_and_keeps_the_old_one_on_a_broken_f
     assert (await daemon.get("/livez")).status_code == 200
 
 
+async def test_sighup_with_a_file_that_is_not_utf8_keeps_the_old_settings_and_the_daemon(
+    start: StartDaemon, prepared: Path
+) -> None:
+    daemon = start()
+    await daemon.wait_notify("READY=1")
+    text = prepared.read_text()
+    secret_comment = "# caf\u00e9 pw=hunter2\n"
+    prepared.write_bytes(
+        (secret_comment + text.replace("interval_seconds = 900", "interval_seconds = 120")).encode(
+            "latin-1"
+        )
+    )
+
+    daemon.send(signal.SIGHUP)
+
+    reloading = await daemon.wait_notify("RELOADING=1")
+    await daemon.wait_notify("READY=1", after=reloading)
+    assert "reload refused" in daemon.received[-1]
+    assert (await daemon.get("/status")).json()["interval_seconds"] == 900
+    assert "reload_refused" in daemon.log() and "not UTF-8 text (line 1" in daemon.log()
+    assert "hunter2" not in daemon.log()
+
+
 async def test_sighup_the_instant_ready_arrives_reloads_instead_of_killing_the_daemon(
     start: StartDaemon,
 ) -> None:
