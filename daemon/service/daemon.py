@@ -30,7 +30,7 @@ from daemon.service.metrics import Metrics
 from daemon.service.notify import Notifier
 from daemon.service.state import ServiceState
 from daemon.serving import serving
-from daemon.store import database, listings, runs
+from daemon.store import cycle_health, database, listings, runs
 from daemon.sync.engine import RunReport
 
 log = structlog.get_logger("mls_sync.daemon")
@@ -53,6 +53,7 @@ async def run_daemon(
         database.reader(rt.db.path, settings.database.busy_timeout_ms) as status_reader,
     ):
         metrics = Metrics()
+        metrics.set_cycle_health(await cycle_health.latest(rt.db), utcnow().timestamp())
         coordinator = Coordinator(rt.engine)
         interval = (
             settings.sandbox.interval_seconds
@@ -193,5 +194,5 @@ async def _after_cycle(state: ServiceState, report: RunReport, seconds: float) -
         seconds,
         await listings.transitions(db, report.run.id),
         await runs.errors_by_scope(db, report.run.id),
-        utcnow().timestamp(),
     )
+    state.metrics.set_cycle_health(await cycle_health.latest(db), utcnow().timestamp())

@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 API_TOKEN = "e2e-api-token-8c1d"
 
@@ -162,6 +163,15 @@ class Daemon:
                 if done:
                     return dict(done[0])
                 await anyio.sleep(0.1)
+
+    async def metric(self, name: str, **labels: str) -> float | None:
+        """One sample of /metrics, or None when the series is not there."""
+        text = (await self._get_from_live_daemon("/metrics")).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and sample.labels == labels:
+                    return float(sample.value)
+        return None
 
     async def _get_from_live_daemon(self, path: str) -> httpx.Response:
         """A daemon that died says how (its exit status and log), not "connection refused"."""
