@@ -2,8 +2,9 @@
 history: so that a restart starts from what happened, not from zero.
 
 A cycle is a run of every connection (scope 'all'), from the daemon or `mls-sync sync`. It
-"read the MLS" when it ended ok or partial: errors of single listings or posts are counted
-apart (the error rate), and a permanently bad listing must not make every cycle look failed.
+"read the MLS" when it ended ok, or partial with listings checked: errors of single listings
+or posts are counted apart (the error rate), and a permanently bad listing must not make every
+cycle look failed; but a cycle whose every batch failed read nothing.
 A connection is failing in a cycle when the MLS could not be read for it (a connection or a
 batch error), not when one of its records is bad.
 """
@@ -21,7 +22,8 @@ WHERE scope = 'all' AND outcome IN ('ok', 'partial', 'failed') ORDER BY id DESC 
 """
 LAST_READ_THE_MLS = """
 SELECT finished_at FROM sync_runs
-WHERE scope = 'all' AND outcome IN ('ok', 'partial') ORDER BY id DESC LIMIT 1
+WHERE scope = 'all' AND (outcome = 'ok' OR (outcome = 'partial' AND listings_checked > 0))
+ORDER BY id DESC LIMIT 1
 """
 FIRST_STARTED = "SELECT started_at FROM sync_runs WHERE scope = 'all' ORDER BY id LIMIT 1"
 FAILING_IN_RUN = """

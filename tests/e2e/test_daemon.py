@@ -241,9 +241,12 @@ async def test_a_connection_whose_mls_keeps_failing_shows_as_failing_until_a_cle
     mls[0].faults.add(Fault("status", status=503, times=1000))
     daemon = start()
     await daemon.wait_notify("READY=1")
-    await daemon.wait_for_run(1)
+    first = await daemon.wait_for_run(1)
     assert await daemon.metric("mls_sync_connection_failing", connection="mls-1") == 1
     assert await daemon.metric("mls_sync_cycle_started_timestamp_seconds") == 0
+    # A cycle whose every batch failed read nothing: not a success, whatever its outcome says.
+    started = parse_iso(first["started_at"]).timestamp()
+    assert await daemon.metric("mls_sync_last_success_timestamp_seconds") == started
 
     mls[0].faults.clear()
     daemon.send(signal.SIGUSR1)
