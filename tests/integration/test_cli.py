@@ -59,6 +59,25 @@ def test_check_config_refuses_a_bad_file_with_exit_78(tmp_path: Path) -> None:
     assert result.stdout == ""
 
 
+# Latin-1 where UTF-8 is expected: what an editor on another system may save.
+NOT_UTF8_CONFIG = "[sync]\n# caf\u00e9 pw=hunter2\ninterval_seconds = 60\n".encode("latin-1")
+
+
+@pytest.mark.parametrize("command", ["run", "check-config"])
+def test_a_config_file_that_is_not_utf8_exits_78_with_one_line_naming_the_file(
+    tmp_path: Path, command: str
+) -> None:
+    """78 is the exit systemd does not restart on (RestartPreventExitStatus=78)."""
+    (tmp_path / "config.toml").write_bytes(NOT_UTF8_CONFIG)
+    result = mls_sync(command, cwd=tmp_path)
+    assert result.returncode == 78, result.stderr
+    assert result.stderr.splitlines() == [
+        "mls-sync: invalid configuration: config.toml: not UTF-8 text (line 2, column 6); "
+        "save it as UTF-8"
+    ]
+    assert "hunter2" not in result.stderr and result.stdout == ""
+
+
 def test_check_config_prints_the_effective_settings_with_secrets_masked(sandbox_dir: Path) -> None:
     key = generate_key()
     result = mls_sync(
