@@ -275,21 +275,21 @@ def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def _explain(exc: ValidationError, path: Path, sources: Mapping[str, str]) -> str:
+    """One line per problem: where it is (file or variable), the key, the rule. Never the
+    value: a secret put in the wrong place would end up in a terminal or the journal."""
     lines = []
     for err in exc.errors(include_url=False):
         loc = [str(p) for p in err["loc"]]
         dotted = ".".join(loc)
         where = sources.get(dotted, str(path))
-        given = err.get("input")
         if err["type"] == "extra_forbidden":
             allowed = _allowed_keys(loc[:-1])
             lines.append(
-                f"{where}: {_display_key(loc)}: unknown key (value {given!r}); "
-                f"allowed here: {', '.join(allowed)}"
+                f"{where}: {_display_key(loc)}: unknown key; allowed here: {', '.join(allowed)}"
             )
         else:
             msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"{where}: {_display_key(loc)} = {given!r}: {msg}")
+            lines.append(f"{where}: {_display_key(loc)}: {msg}")
     return "\n".join(lines)
 
 

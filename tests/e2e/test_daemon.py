@@ -123,7 +123,8 @@ async def test_sighup_applies_a_new_interval_and_keeps_the_old_one_on_a_broken_f
     second = await daemon.wait_notify("RELOADING=1", after=reloading + 1)
     await daemon.wait_notify("READY=1", after=second)
     assert (await daemon.get("/status")).json()["interval_seconds"] == 120
-    assert "reload_refused" in daemon.log() and "interval_seconds = 'soon'" in daemon.log()
+    assert "reload_refused" in daemon.log() and "interval_seconds" in daemon.log()
+    assert "soon" not in daemon.log()
     assert (await daemon.get("/livez")).status_code == 200
 
 
