@@ -25,28 +25,28 @@ CORPUS = Path(__file__).parent / "bad_configs"
 NAMED = {
     "01_unknown_section": "[synk]",
     "02_unknown_key": "[sync] intervall_seconds",
-    "03_interval_text": "[sync] interval_seconds = 'often'",
-    "04_interval_too_small": "[sync] interval_seconds = 1",
-    "05_interval_too_big": "[sync] interval_seconds = 999999",
-    "06_jitter_negative": "[sync] jitter_seconds = -5",
-    "07_unpublish_on_unknown": "[sync] unpublish_on.0 = 'gone'",
-    "08_unpublish_on_empty": "[sync] unpublish_on = []",
-    "09_concurrency_zero": "[sync] max_concurrent_connections = 0",
-    "10_timeout_zero": "[mls] timeout_seconds = 0",
-    "11_attempts_text": "[mls] max_attempts = 'four'",
+    "03_interval_text": "[sync] interval_seconds",
+    "04_interval_too_small": "[sync] interval_seconds",
+    "05_interval_too_big": "[sync] interval_seconds",
+    "06_jitter_negative": "[sync] jitter_seconds",
+    "07_unpublish_on_unknown": "[sync] unpublish_on.0",
+    "08_unpublish_on_empty": "[sync] unpublish_on",
+    "09_concurrency_zero": "[sync] max_concurrent_connections",
+    "10_timeout_zero": "[mls] timeout_seconds",
+    "11_attempts_text": "[mls] max_attempts",
     "12_status_map_bad_target": "'Closed' maps to 'gone'",
     "13_mls_status_map_bad": "'Sold - Funded' maps to 'finished'",
-    "14_log_level": "[logging] level = 'loud'",
-    "15_log_format": "[logging] format = 'xml'",
+    "14_log_level": "[logging] level",
+    "15_log_format": "[logging] format",
     "16_secret_in_config": "[mls] token",
-    "17_graph_version": "[platforms] graph_version = '25'",
-    "18_graph_url": "[platforms] graph_url = 'graph.facebook.com'",
-    "19_linkedin_version": "[platforms] linkedin_version = '2025-10'",
-    "20_http_port": "[daemon] http_port = 70000",
-    "21_sandbox_enabled_text": "[sandbox] enabled = 'yes please'",
+    "17_graph_version": "[platforms] graph_version",
+    "18_graph_url": "[platforms] graph_url",
+    "19_linkedin_version": "[platforms] linkedin_version",
+    "20_http_port": "[daemon] http_port",
+    "21_sandbox_enabled_text": "[sandbox] enabled",
     "22_not_toml": "not valid TOML",
-    "23_section_is_a_value": "[sync] = 5",
-    "24_busy_timeout": "[database] busy_timeout_ms = 1",
+    "23_section_is_a_value": "[sync]: Input should be a valid dictionary",
+    "24_busy_timeout": "[database] busy_timeout_ms",
 }
 
 
@@ -61,6 +61,15 @@ def test_an_invalid_config_exits_78_naming_the_key(name: str) -> None:
     result = CliRunner().invoke(cli, ["check-config", "--config", str(CORPUS / f"{name}.toml")])
     assert result.exit_code == 78, result.output
     assert NAMED[name] in result.output
+
+
+def test_a_config_error_never_repeats_the_value() -> None:
+    """A secret put in config.toml by mistake is named by its key, never printed."""
+    result = CliRunner().invoke(
+        cli, ["check-config", "--config", str(CORPUS / "16_secret_in_config.toml")]
+    )
+    assert result.exit_code == 78
+    assert "[mls] token" in result.output and "abc" not in result.output
 
 
 JSON_VALUES = st.recursive(

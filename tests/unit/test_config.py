@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -43,19 +44,19 @@ def test_an_empty_file_gives_the_defaults(tmp_path: Path) -> None:
                 "allowed here: daemon, database, logging, mls, platforms, sandbox, sync",
             ],
         ),
-        ("[sync]\ninterval_seconds = 'often'\n", ["[sync] interval_seconds = 'often'", "integer"]),
+        ("[sync]\ninterval_seconds = 'often'\n", ["[sync] interval_seconds: ", "integer"]),
         (
             "[sync]\ninterval_seconds = 5\n",
-            ["[sync] interval_seconds = 5", "greater than or equal to 10"],
+            ["[sync] interval_seconds: ", "greater than or equal to 10"],
         ),
-        ("[sync]\nunpublish_on = ['gone']\n", ["unpublish_on.0 = 'gone'", "'sold'"]),
-        ("[logging]\nlevel = 'loud'\n", ["[logging] level = 'loud'", "'debug', 'info'"]),
+        ("[sync]\nunpublish_on = ['gone']\n", ["unpublish_on.0: ", "'sold'"]),
+        ("[logging]\nlevel = 'loud'\n", ["[logging] level: ", "'debug', 'info'"]),
         ("[mls.status_map]\nClosed = 'gone'\n", ["'Closed' maps to 'gone'", "off_market"]),
         ("[sync\n", ["not valid TOML"]),
         ("[mls]\ntoken = 'abc'\n", ["secrets are not read from config.toml", "MLS_SYNC_TOKEN"]),
     ],
 )
-def test_bad_config_names_the_key_the_value_and_what_is_allowed(
+def test_bad_config_names_the_key_and_what_is_allowed(
     tmp_path: Path, text: str, fragments: list[str]
 ) -> None:
     with pytest.raises(ConfigError) as caught:
@@ -92,3 +93,17 @@ def test_a_bad_environment_value_names_the_variable(tmp_path: Path) -> None:
 def test_a_missing_file_says_how_to_fix_it(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file; pass --config PATH"):
         load_settings(tmp_path / "absent.toml", {})
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("a = " + "[" * 5000, "nested too deeply"),
+        ('[database]\npath = "state\\u0000.db"\n', "must not contain a NUL character"),
+    ],
+)
+def test_a_file_that_cannot_be_used_is_a_config_error_never_a_crash(
+    tmp_path: Path, text: str, fragment: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        _load(tmp_path, text)
