@@ -9,11 +9,13 @@ post is never deleted by two processes at once.
 from __future__ import annotations
 
 import time
+import traceback
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import anyio
 import httpx
@@ -244,6 +246,17 @@ class Unpublisher:
         )
 
     async def _one(self, work: _Pass, post: DuePost, platform: str) -> None:
+        try:
+            outcome = await self._attempt(work, post, platform)
+            if outcome is None:
+                return
+            settled = self._settle(post, platform, outcome)
+        except Exception as exc:  # a bug or a malformed record: this post's outcome only
+            settled = _Settled(post, platform, _unexpected(post, exc), None, None)
+        await self._note(work, settled)
+
+    async def _attempt(self, work: _Pass, post: DuePost, platform: str) -> Outcome | None:
+        """One delete call; None when the post is skipped (its account failed auth)."""
         async with self._slot(post.account_id):
             if post.account_id in work.auth_failed:
                 work.results.append(
@@ -256,7 +269,7 @@ class Unpublisher:
                         "skipped: the account failed auth",
                     )
                 )
-                return
+                return None
             # The rate first: a slot of the global bound is held only while a call is out, so
             # one platform's waiting posts never starve another platform.
             async with self._rate(platform), self._in_flight:
@@ -266,13 +279,10 @@ class Unpublisher:
             if isinstance(outcome, AuthFailed):
                 # Noted before the slot is freed, so no queued post of this account goes out.
                 work.auth_failed.add(post.account_id)
-        await self._apply(work, post, platform, outcome)
+        return outcome
 
-    async def _apply(self, work: _Pass, post: DuePost, platform: str, outcome: Outcome) -> None:
-        """Notes an outcome; outcomes are written in batches (one transaction per batch, not
-        per post: profiled, that was a quarter of the CPU of 10,000 deletes). A crash before
-        a batch is written only means those posts are found again next cycle, and a second
-        delete of a post that is gone counts as done (invariant 2)."""
+    def _settle(self, post: DuePost, platform: str, outcome: Outcome) -> _Settled:
+        """An outcome with its next try, for a failure."""
         delay = None
         if isinstance(outcome, RetryLater):
             delay = retry_delay(
@@ -284,7 +294,15 @@ class Unpublisher:
         elif isinstance(outcome, AuthFailed):
             delay = 0.0  # due again as soon as the account is connected again
         retry_at = iso(self.clock() + timedelta(seconds=delay)) if delay is not None else None
-        work.pending.append(_Settled(post, platform, outcome, delay, retry_at))
+        return _Settled(post, platform, outcome, delay, retry_at)
+
+    async def _note(self, work: _Pass, settled: _Settled) -> None:
+        """Notes an outcome; outcomes are written in batches (one transaction per batch, not
+        per post: profiled, that was a quarter of the CPU of 10,000 deletes). A crash before
+        a batch is written only means those posts are found again next cycle, and a second
+        delete of a post that is gone counts as done (invariant 2)."""
+        post, platform, outcome = settled.post, settled.platform, settled.outcome
+        work.pending.append(settled)
         work.results.append(
             PostResult(
                 post.id, post.listing_id, post.account_id, platform, outcome, _detail(outcome)
@@ -404,6 +422,18 @@ def _account_for(
             listing_id=post.listing_id,
         )
     ]
+
+
+def _unexpected(post: DuePost, exc: Exception) -> NeedsPerson:
+    """An error no adapter expected. Its text is not kept (it may quote a token, as a bad
+    header value does); its type and where it was raised are."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    log.error("post_failed_unexpectedly", post_id=post.id, error=type(exc).__name__, where=where)
+    return NeedsPerson(
+        f"unexpected {type(exc).__name__}{where} while taking it down; check its "
+        "platform_post_id, or report this as a bug"
+    )
 
 
 def _detail(outcome: Outcome) -> str:

@@ -407,3 +407,27 @@ async def test_platform_calls_never_exceed_the_platform_rate(
     # One token dripping every 0.1 s: at most 11 calls start in any second, and 15 take 1.4 s.
     assert max(sum(1 for t in times[i:] if t - s < 1.0) for i, s in enumerate(times)) <= 11
     assert times[-1] - times[0] >= 1.3
+
+
+async def test_a_post_that_fails_unexpectedly_needs_a_person_and_the_others_come_down(
+    live: Live,
+) -> None:
+    """A post recorded with a bad id (a trailing newline, from before ids were fully matched)
+    makes the request fail to build; that post needs a person, every other post comes down,
+    in this pass and the next."""
+    for key in ("K1", "K2"):
+        await _listing_with_posts(live, key)
+    await add_post(live.rt, "facebook-bad", "L-K1", "fb-page", "1093_4417\n")
+    live.mls.set_status("K1", "Closed")
+    live.mls.set_status("K2", "Closed")
+
+    report = await live.rt.engine.sync_all()
+
+    bad = await posts.get(live.rt.db, "facebook-bad")
+    assert bad is not None and bad.status == "manual_required"
+    assert "InvalidURL" in (bad.note or "")
+    for key in ("K1", "K2"):
+        for platform in ("facebook", "instagram", "linkedin"):
+            assert await _post_status(live, f"{platform}-{key}") == "unpublished"
+    assert report.run.posts_unpublished == 6 and report.run.posts_manual == 1
+    assert any("facebook-bad" in e.message and "InvalidURL" in e.message for e in report.errors)
