@@ -47,6 +47,17 @@ ON CONFLICT (id) DO UPDATE SET listing_id = excluded.listing_id,
     account_id = excluded.account_id, platform_post_id = excluded.platform_post_id,
     permalink = excluded.permalink, updated_at = excluded.updated_at
 """
+# A PUT says the post is live. One that was taken down (or handed to a person) and is recorded
+# again is published again, with a clean slate and a note of the change; the right-hand sides
+# all see the row as it was.
+REPUBLISH = """
+UPDATE social_posts SET status = 'published', published_at = coalesce(:published_at, :now),
+    unpublished_at = NULL, attempts = 0, last_error = NULL, next_attempt_at = NULL,
+    note = 'published again (recorded ' || :now || '); was ' || status
+        || coalesce(': ' || note, ''),
+    updated_at = :now
+WHERE id = :id AND status != 'published'
+"""
 DONE = """
 UPDATE social_posts SET status = 'unpublished', unpublished_at = :now, note = :note,
     attempts = attempts + 1, last_error = NULL, next_attempt_at = NULL, updated_at = :now
@@ -109,9 +120,12 @@ async def published_of_listing(db: Database, listing_id: str) -> list[DuePost]:
 
 
 async def add(db: Database, spec: PostSpec, now: str) -> None:
-    """Records a published post (what the app does when it publishes one)."""
+    """Records a published post (what the app does when it publishes one). A post id that was
+    taken down is published again: it comes down again when its listing is sold again."""
+    params = {**spec.model_dump(mode="json"), "now": now}
     async with db.transaction() as conn:
-        await conn.execute(INSERT, {**spec.model_dump(mode="json"), "now": now})
+        await conn.execute(REPUBLISH, params)
+        await conn.execute(INSERT, params)
 
 
 @dataclass(frozen=True)
