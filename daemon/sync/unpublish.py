@@ -64,8 +64,12 @@ class PostResult:
     listing_id: str
     account_id: str
     platform: str
-    outcome: Outcome | None  # None: skipped (account not active, or it failed this run)
+    outcome: Outcome | None  # None: waiting (account not active, or it failed this run)
     detail: str
+
+    @property
+    def outcome_name(self) -> str:
+        return type(self.outcome).__name__ if self.outcome else "Waiting"
 
 
 @dataclass(frozen=True)
@@ -199,21 +203,10 @@ class Unpublisher:
     ) -> set[str]:
         """Decrypts the tokens of active accounts; every other account gets one message."""
         ready: set[str] = set()
-        waiting_by_account = Counter(p.account_id for p in due)
-        for account_id in sorted(waiting_by_account):
+        for account_id in sorted({p.account_id for p in due}):
             row = rows[account_id]
-            waiting = waiting_by_account[account_id]
             if row.state != "active":
-                await self._record(
-                    work.run_id,
-                    Counts(warnings=1),
-                    ErrorEntry(
-                        "account",
-                        f"{row.platform} account {account_id} is {row.state}: "
-                        f"{waiting} post(s) wait ({row.last_error or 'no reason recorded'})",
-                        severity="warning",
-                    ),
-                )
+                await self._wait_for(work, row, [p for p in due if p.account_id == account_id])
                 continue
             try:
                 work.creds[account_id] = self._credentials(row)
@@ -226,6 +219,25 @@ class Unpublisher:
                 continue
             ready.add(account_id)
         return ready
+
+    async def _wait_for(self, work: _Pass, row: AccountRow, waiting: list[DuePost]) -> None:
+        """An account that is not active: one warning in the run, and each of its posts in
+        the results as waiting, with why (so a listing's posts never look absent)."""
+        why = f"{row.platform} account {row.id} is {row.state}"
+        reason = row.last_error or "no reason recorded"
+        await self._record(
+            work.run_id,
+            Counts(warnings=1),
+            ErrorEntry(
+                "account", f"{why}: {len(waiting)} post(s) wait ({reason})", severity="warning"
+            ),
+        )
+        if row.state == "needs_reauth":
+            reason += f"; a new token (`mls-sync accounts add --id {row.id}`) re-activates it"
+        work.results += [
+            PostResult(p.id, p.listing_id, row.id, row.platform, None, f"{why} ({reason})")
+            for p in waiting
+        ]
 
     def _credentials(self, row: AccountRow) -> AccountCredentials:
         if self.box is None:
@@ -266,7 +278,7 @@ class Unpublisher:
                         post.account_id,
                         platform,
                         None,
-                        "skipped: the account failed auth",
+                        "not tried: the account failed auth in this run",
                     )
                 )
                 return None
