@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 import traceback
-import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,18 +40,15 @@ from daemon.platforms.outcomes import (
     PostTarget,
     RetryLater,
 )
-from daemon.store import accounts, leases, posts, runs
+from daemon.store import accounts, posts, runs
 from daemon.store.database import Database
 from daemon.store.posts import DueScope
 from daemon.store.records import AccountRow, DuePost
 from daemon.store.runs import Counts, ErrorEntry
-from daemon.sync.holders import is_dead, this_process
+from daemon.sync.unpublish_lease import LEASE_SECONDS, UnpublishLease
 
 log = structlog.get_logger("mls_sync.unpublish")
 
-# The lease that makes the reconciler single-flight across processes (not a connection id).
-LEASE = "~unpublish"
-LEASE_SECONDS = 600
 # Outcomes are written when this many are waiting, or when the oldest has waited this long.
 FLUSH_POSTS = 100
 FLUSH_SECONDS = 0.5
@@ -95,12 +91,14 @@ class _Settled:
 @dataclass
 class _Pass:
     run_id: int
-    creds: dict[str, AccountCredentials]
+    lease: UnpublishLease
+    creds: dict[str, AccountCredentials] = field(default_factory=dict)
     results: list[PostResult] = field(default_factory=list)
     pending: list[_Settled] = field(default_factory=list)  # noted, not yet written
     auth_failed: set[str] = field(default_factory=set)
     auth_reported: set[str] = field(default_factory=set)  # one account error per run
     counts: Counts = field(default_factory=Counts)
+    unwritten: int = 0  # outcomes not written: the lease was lost
 
 
 class Unpublisher:
@@ -159,8 +157,8 @@ class Unpublisher:
     async def _take_down(self, run_id: int, due: Sequence[DuePost]) -> list[PostResult]:
         if not due:
             return []
-        holder = f"{this_process()}:{uuid.uuid4().hex[:8]}"
-        if not await self._lease(holder):
+        lease = UnpublishLease(self.db, self.clock, LEASE_SECONDS)
+        if not await lease.acquire():
             await self._record(
                 run_id,
                 Counts(warnings=1),
@@ -171,10 +169,22 @@ class Unpublisher:
                 ),
             )
             return []
+        work = _Pass(run_id, lease)
         try:
-            rows = await accounts.for_ids(self.db, sorted({p.account_id for p in due}))
-            work = _Pass(run_id, {})
-            ready = await self._ready_accounts(work, rows, due)
+            await self._under_lease(work, due)
+            return work.results
+        finally:
+            with anyio.CancelScope(shield=True):
+                await lease.release()
+                if lease.lost:
+                    await self._record(run_id, Counts(errors=1), _lease_lost(work.unwritten))
+
+    async def _under_lease(self, work: _Pass, due: Sequence[DuePost]) -> None:
+        """The pass, with its lease renewed while it runs; losing the lease stops it."""
+        rows = await accounts.for_ids(self.db, sorted({p.account_id for p in due}))
+        ready = await self._ready_accounts(work, rows, due)
+        async with anyio.create_task_group() as keeper:
+            keeper.start_soon(work.lease.keep, keeper.cancel_scope.cancel)
             try:
                 async with anyio.create_task_group() as tg:
                     for post in due:
@@ -183,20 +193,7 @@ class Unpublisher:
             finally:
                 with anyio.CancelScope(shield=True):  # what was done is written, even now
                     await self._flush(work)
-            return work.results
-        finally:
-            with anyio.CancelScope(shield=True):
-                await leases.release(self.db, LEASE, holder)
-
-    async def _lease(self, holder: str) -> bool:
-        now = self.clock()
-        until = iso(now + timedelta(seconds=LEASE_SECONDS))
-        if await leases.acquire(self.db, LEASE, holder, iso(now), until):
-            return True
-        current = await leases.holder_of(self.db, LEASE)
-        if current is not None and is_dead(current[0]):
-            return await leases.take_over(self.db, LEASE, current[0], holder, until)
-        return False
+            keeper.cancel_scope.cancel()
 
     async def _ready_accounts(
         self, work: _Pass, rows: dict[str, AccountRow], due: Sequence[DuePost]
@@ -343,6 +340,9 @@ class Unpublisher:
         at = iso(self.clock())
         counts, entries = Counts(), []
         async with self.db.transaction() as conn:
+            if not await work.lease.held_in(conn):  # fenced: a lost lease writes nothing
+                work.unwritten += len(batch)
+                return
             fresh = await posts.record_attempts(conn, [s.attempt() for s in batch], at)
             for settled in batch:
                 entries += _account_for(settled, settled.post.id in fresh, work, counts)
@@ -434,6 +434,15 @@ def _account_for(
             listing_id=post.listing_id,
         )
     ]
+
+
+def _lease_lost(unwritten: int) -> ErrorEntry:
+    return ErrorEntry(
+        "run",
+        "unpublishing stopped: its lease expired or was taken over (this process was paused "
+        f"or too slow); {unwritten} outcome(s) not written, the next pass checks those posts "
+        "again",
+    )
 
 
 def _unexpected(post: DuePost, exc: Exception) -> NeedsPerson:

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
 import anyio
 import pytest
 
-from daemon.clock import utcnow
+from daemon.clock import iso, utcnow
 from daemon.models import LocalStatus
 from daemon.sandbox.faults import Fault
 from daemon.sandbox.mls_server import SandboxMls
 from daemon.sandbox.platforms_server import SandboxPlatforms, graph_fault, platform_env
-from daemon.store import accounts, listings, posts
+from daemon.store import accounts, leases, listings, posts, runs
+from daemon.sync import unpublish
 from daemon.sync.runtime import open_runtime
 from tests.helpers import (
     Live,
@@ -431,3 +433,58 @@ async def test_a_post_that_fails_unexpectedly_needs_a_person_and_the_others_come
             assert await _post_status(live, f"{platform}-{key}") == "unpublished"
     assert report.run.posts_unpublished == 6 and report.run.posts_manual == 1
     assert any("facebook-bad" in e.message and "InvalidURL" in e.message for e in report.errors)
+
+
+def _deletes_per_post(live: Live) -> Counter[str]:
+    return Counter(c.path for c in live.platforms.calls if c.method == "DELETE")
+
+
+async def test_a_pass_longer_than_its_lease_keeps_it_and_no_post_gets_two_deletes(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lease is renewed while the pass runs: a second reconciler that starts after the
+    lease's first term is refused, instead of sending a second DELETE for the same posts."""
+    for key in ("K1", "K2", "K3"):
+        await _listing_with_posts(live, key)
+        live.mls.set_status(key, "Closed")
+    monkeypatch.setattr(unpublish, "LEASE_SECONDS", 0.6)  # 600 s in production
+    live.platforms.inject("facebook", Fault("slow", seconds=1.2, times=3))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(live.rt.engine.sync_all)
+        await anyio.sleep(1.0)  # the first pass is still waiting on Facebook
+        second = await live.rt.engine.sync_all()
+
+    assert any("another process is taking posts down" in e.message for e in second.errors)
+    deletes = _deletes_per_post(live)
+    assert len(deletes) == 9 and set(deletes.values()) == {1}, deletes
+    for key in ("K1", "K2", "K3"):
+        for platform in ("facebook", "instagram", "linkedin"):
+            assert await _post_status(live, f"{platform}-{key}") == "unpublished"
+
+
+async def test_a_reconciler_that_lost_its_lease_writes_nothing_and_stops(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process takes the lease over while this one's deletes are out (as after a long
+    pause): what this one learns afterwards is not written, and it says why."""
+    await _listing_with_posts(live)
+    live.mls.set_status("K1", "Closed")
+    monkeypatch.setattr(unpublish, "LEASE_SECONDS", 0.6)  # 600 s in production
+    live.platforms.inject("facebook", Fault("slow", seconds=1.0))
+    later = iso(utcnow() + timedelta(hours=1))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(live.rt.engine.sync_all)
+        with anyio.fail_after(10):
+            while not live.platforms.calls_to("facebook"):
+                await anyio.sleep(0.02)
+        # A successor that found the lease expired (its clock says an hour later).
+        assert await leases.acquire(live.rt.db, "~unpublish", "host:1:successor", later, later)
+
+    for platform in ("facebook", "instagram", "linkedin"):
+        assert await _post_status(live, f"{platform}-K1") == "published"
+    runs_ = await runs.recent(live.rt.db, 1)
+    problems = await runs.errors_of(live.rt.db, runs_[0].id)
+    assert any("lease expired or was taken over" in e.message for e in problems)
+    assert runs_[0].posts_unpublished == 0
