@@ -14,8 +14,10 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 
+import aiosqlite
 import anyio
 import httpx
 import structlog
@@ -42,6 +44,7 @@ from daemon.platforms.outcomes import (
 )
 from daemon.store import accounts, posts, runs
 from daemon.store.database import Database
+from daemon.store.group_commit import GroupWriter
 from daemon.store.posts import DueScope
 from daemon.store.records import AccountRow, DuePost
 from daemon.store.runs import Counts, ErrorEntry
@@ -92,6 +95,8 @@ class _Settled:
 class _Pass:
     run_id: int
     lease: UnpublishLease
+    # Records "a DELETE is going out" for each post before its call, fenced by the lease.
+    sending: GroupWriter[str, bool]
     creds: dict[str, AccountCredentials] = field(default_factory=dict)
     results: list[PostResult] = field(default_factory=list)
     pending: list[_Settled] = field(default_factory=list)  # noted, not yet written
@@ -169,7 +174,7 @@ class Unpublisher:
                 ),
             )
             return []
-        work = _Pass(run_id, lease)
+        work = _Pass(run_id, lease, GroupWriter(self.db, partial(_mark_sending, lease, self.clock)))
         try:
             await self._under_lease(work, due)
             return work.results
@@ -183,7 +188,7 @@ class Unpublisher:
         """The pass, with its lease renewed while it runs; losing the lease stops it."""
         rows = await accounts.for_ids(self.db, sorted({p.account_id for p in due}))
         ready = await self._ready_accounts(work, rows, due)
-        async with anyio.create_task_group() as keeper:
+        async with anyio.create_task_group() as keeper, work.sending.running():
             keeper.start_soon(work.lease.keep, keeper.cancel_scope.cancel)
             try:
                 async with anyio.create_task_group() as tg:
@@ -279,16 +284,29 @@ class Unpublisher:
                     )
                 )
                 return None
+            if not await work.sending.submit(post.id):
+                return None  # the lease was lost: no call (the pass is stopping)
             # The rate first: a slot of the global bound is held only while a call is out, so
             # one platform's waiting posts never starve another platform.
             async with self._rate(platform), self._in_flight:
-                outcome = await self.adapters[platform].delete(
-                    PostTarget(post.id, post.platform_post_id), work.creds[post.account_id]
-                )
+                outcome = await self._check_then_delete(post, platform, work.creds[post.account_id])
             if isinstance(outcome, AuthFailed):
                 # Noted before the slot is freed, so no queued post of this account goes out.
                 work.auth_failed.add(post.account_id)
         return outcome
+
+    async def _check_then_delete(
+        self, post: DuePost, platform: str, creds: AccountCredentials
+    ) -> Outcome:
+        """The DELETE; if one was sent before and its answer never recorded (a crash, a
+        timeout, a failed try), a read first, and a DELETE only if the post is still there."""
+        adapter, target = self.adapters[platform], PostTarget(post.id, post.platform_post_id)
+        if post.delete_sent_at is not None:
+            checked = await adapter.check(target, creds)
+            if checked is not None:
+                return checked
+            await self._rate(platform).acquire()  # the DELETE is a second call
+        return await adapter.delete(target, creds)
 
     def _settle(self, post: DuePost, platform: str, outcome: Outcome) -> _Settled:
         """An outcome with its next try, for a failure."""
@@ -308,8 +326,8 @@ class Unpublisher:
     async def _note(self, work: _Pass, settled: _Settled) -> None:
         """Notes an outcome; outcomes are written in batches (one transaction per batch, not
         per post: profiled, that was a quarter of the CPU of 10,000 deletes). A crash before
-        a batch is written only means those posts are found again next cycle, and a second
-        delete of a post that is gone counts as done (invariant 2)."""
+        a batch is written only means those posts are found again next cycle, with the DELETE
+        they were sent recorded: each is read before any second DELETE (invariant 2)."""
         post, platform, outcome = settled.post, settled.platform, settled.outcome
         work.pending.append(settled)
         work.results.append(
@@ -434,6 +452,20 @@ def _account_for(
             listing_id=post.listing_id,
         )
     ]
+
+
+async def _mark_sending(
+    lease: UnpublishLease,
+    clock: Callable[[], datetime],
+    conn: aiosqlite.Connection,
+    post_ids: Sequence[str],
+) -> list[bool]:
+    """For the group writer: the DELETEs about to go out, committed before they do; none
+    when the lease was lost."""
+    if not await lease.held_in(conn):
+        return [False] * len(post_ids)
+    await posts.mark_delete_sent(conn, post_ids, iso(clock()))
+    return [True] * len(post_ids)
 
 
 def _lease_lost(unwritten: int) -> ErrorEntry:

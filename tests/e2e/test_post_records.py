@@ -1,38 +1,50 @@
-"""Recording posts over /v1 as the app does, against the daemon as a real process: what a PUT
-accepts, and what it means for a post that was already taken down."""
+"""Posts and the daemon as a real process: what a PUT over /v1 accepts, what it means for a post
+that was already taken down, and what a SIGKILL between a delete and its record leaves."""
 
 from __future__ import annotations
 
+import signal
+import sqlite3
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 from daemon.config import load_settings
+from daemon.sandbox.faults import Fault
 from daemon.sandbox.mls_server import SandboxMls
 from daemon.sandbox.platforms_server import SandboxPlatforms
 from daemon.sync.runtime import open_runtime
 from tests.e2e.daemon_process import Daemon, free_port, write_config
-from tests.helpers import add_account, add_connection, track
+from tests.helpers import add_account, add_connection, add_post, track
 
 Mls = tuple[SandboxMls, str]
 Platforms = tuple[SandboxPlatforms, str]
 
 
 @pytest.fixture
-async def daemon(
-    tmp_path: Path, secret_key: str, mls: Mls, platforms: Platforms
-) -> AsyncIterator[Daemon]:
-    """The daemon, ready, with one listing (L-K1, active) and a Facebook page account."""
+async def prepared(tmp_path: Path, secret_key: str, mls: Mls, platforms: Platforms) -> Path:
+    """A config file and a database with one listing (L-K1, active) and a Facebook page."""
     mls[0].put("K1", "Active")
     config = tmp_path / "config.toml"
-    port = free_port()
-    write_config(config, port, platforms[1])
+    write_config(config, free_port(), platforms[1])
     async with open_runtime(load_settings(config, {}), {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
         await add_connection(rt, mls[1])
         await track(rt, "mls-1", ["K1"])
         await add_account(rt, "fb-page", "facebook", "fb-token")
-    process = Daemon.start(config, port, secret_key)
+    return config
+
+
+def start(config: Path, secret_key: str) -> Daemon:
+    return Daemon.start(config, load_settings(config, {}).daemon.http_port, secret_key)
+
+
+@pytest.fixture
+async def daemon(prepared: Path, secret_key: str) -> AsyncIterator[Daemon]:
+    """The daemon, ready, its first cycle done."""
+    process = start(prepared, secret_key)
     try:
         await process.wait_notify("READY=1")
         await process.wait_for_run(1)
@@ -83,3 +95,50 @@ async def test_re_recorded_post_comes_down_when_the_listing_sells_again(
     assert [p["outcome"] for p in sold_again.json()["posts"]] == ["Deleted"]
     assert not platforms[0].exists("1093_5000")
     assert (await daemon.call("GET", "/v1/posts/p-1")).json()["status"] == "unpublished"
+
+
+async def test_a_post_deleted_just_before_a_sigkill_gets_no_second_delete(
+    prepared: Path, secret_key: str, mls: Mls, platforms: Platforms
+) -> None:
+    """Outcomes are written in batches, so a SIGKILL can land after a post was deleted and
+    before that was written. The DELETE was recorded before it went out: after the restart
+    the post is read, found gone, and not sent a second DELETE."""
+    sandbox = platforms[0]
+    async with open_runtime(load_settings(prepared, {}), {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        await add_account(rt, "li-member", "linkedin", "li-token")
+        sandbox.publish("linkedin", "urn:li:share:1", "li-token")
+        sandbox.publish("facebook", "1093_4417", "fb-token")
+        await add_post(rt, "p-li", "L-K1", "li-member", "urn:li:share:1")
+        await add_post(rt, "p-fb", "L-K1", "fb-page", "1093_4417")
+    mls[0].set_status("K1", "Closed")
+    # Facebook answers late, so LinkedIn's outcome waits in the batch, not yet written.
+    sandbox.inject("facebook", Fault("slow", seconds=1.0))
+    first = start(prepared, secret_key)
+    try:
+        with anyio.fail_after(20):
+            while not sandbox.successful_deletes["urn:li:share:1"]:
+                await anyio.sleep(0.005)
+        first.send(signal.SIGKILL)
+        assert (await first.wait_exit(timeout=10))[0] == -signal.SIGKILL
+    finally:
+        first.stop()
+    with sqlite3.connect(prepared.parent / "state" / "daemon.db") as db:
+        row = db.execute("SELECT status, delete_sent_at FROM social_posts WHERE id = 'p-li'")
+        status, sent_at = row.fetchone()
+    assert status == "published" and sent_at is not None  # deleted, not yet written
+    await anyio.sleep(1.5)  # Facebook finishes the delete it was holding
+
+    second = start(prepared, secret_key)
+    try:
+        await second.wait_notify("READY=1")
+        await second.wait_for_run(2)
+        li = (await second.call("GET", "/v1/posts/p-li")).json()
+        fb = (await second.call("GET", "/v1/posts/p-fb")).json()
+    finally:
+        second.stop()
+
+    assert li["status"] == "unpublished" and "never recorded" in li["note"]
+    assert fb["status"] == "unpublished"
+    deletes = Counter(c.path for c in sandbox.calls if c.method == "DELETE")
+    assert sorted(deletes.values()) == [1, 1], deletes
+    assert sandbox.repeated_deletes == Counter()
