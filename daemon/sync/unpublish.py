@@ -8,6 +8,7 @@ post is never deleted by two processes at once.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 import traceback
 from collections import Counter
@@ -284,8 +285,11 @@ class Unpublisher:
                     )
                 )
                 return None
-            if not await work.sending.submit(post.id):
-                return None  # the lease was lost: no call (the pass is stopping)
+            try:
+                if not await work.sending.submit(post.id):
+                    return None  # the lease was lost: no call (the pass is stopping)
+            except sqlite3.Error as exc:  # busy with another process, say: no call, try later
+                return RetryLater(f"could not record the DELETE before sending it: {exc}")
             # The rate first: a slot of the global bound is held only while a call is out, so
             # one platform's waiting posts never starve another platform.
             async with self._rate(platform), self._in_flight:
