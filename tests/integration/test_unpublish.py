@@ -447,12 +447,12 @@ async def test_a_pass_longer_than_its_lease_keeps_it_and_no_post_gets_two_delete
     for key in ("K1", "K2", "K3"):
         await _listing_with_posts(live, key)
         live.mls.set_status(key, "Closed")
-    monkeypatch.setattr(unpublish, "LEASE_SECONDS", 0.6)  # 600 s in production
-    live.platforms.inject("facebook", Fault("slow", seconds=1.2, times=3))
+    monkeypatch.setattr(unpublish, "LEASE_SECONDS", 1.0)  # 600 s in production
+    live.platforms.inject("facebook", Fault("slow", seconds=1.8, times=3))
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(live.rt.engine.sync_all)
-        await anyio.sleep(1.0)  # the first pass is still waiting on Facebook
+        await anyio.sleep(1.4)  # past the lease's first term; still waiting on Facebook
         second = await live.rt.engine.sync_all()
 
     assert any("another process is taking posts down" in e.message for e in second.errors)
