@@ -47,6 +47,13 @@ class DatabaseSettings(_Section):
     )
     busy_timeout_ms: int = Field(default=5000, ge=100, le=600_000)
 
+    @field_validator("path")
+    @classmethod
+    def _no_nul(cls, v: Path) -> Path:
+        if "\0" in str(v):  # no file system takes one; resolving the path would raise
+            raise ValueError("must not contain a NUL character")
+        return v
+
 
 class SyncSettings(_Section):
     interval_seconds: int = Field(default=900, ge=10, le=86_400)
@@ -197,17 +204,33 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    """Every way a file can be unusable is a ConfigError naming the file and where, never
+    quoting it: a config file may hold a comment or value that must not reach a log."""
     try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: no such file; pass --config PATH or copy the shipped config.toml"
         ) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from None
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        line, column = _line_and_column(data, exc.start)
+        raise ConfigError(
+            f"{path}: not UTF-8 text (line {line}, column {column}); save it as UTF-8"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: arrays or tables nested too deeply to read") from None
+
+
+def _line_and_column(data: bytes, offset: int) -> tuple[int, int]:
+    """1-based, as editors count; the column in bytes."""
+    line_start = data.rfind(b"\n", 0, offset) + 1
+    return data.count(b"\n", 0, offset) + 1, offset - line_start + 1
 
 
 def _refuse_secrets(raw: Mapping[str, Any], path: Path) -> None:

@@ -7,7 +7,8 @@ message and nothing half-valid reaches the store (invariant 7).
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -88,26 +89,32 @@ class ListingSpec(ListingFields):
     id: Identifier
 
 
-def parse_spec(model: type[SpecT], data: dict[str, object], where: str = "") -> SpecT:
-    """Validates, turning pydantic's report into one line per problem."""
+def parse_spec(
+    model: type[SpecT], data: dict[str, object], where: str = "", values: bool = True
+) -> SpecT:
+    """Validates, turning pydantic's report into one line per problem. `values=False` leaves
+    out the values given: an answer to a request must not repeat them (they may be secrets)."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(explain(exc, where)) from None
+        raise SpecError(explain(exc.errors(include_url=False), where, values)) from None
 
 
-def explain(exc: ValidationError, where: str = "") -> str:
+def explain(errors: Sequence[Mapping[str, Any]], where: str = "", values: bool = True) -> str:
+    """One line per error of a pydantic report: the field, and the rule it broke."""
     lines = []
     prefix = f"{where}: " if where else ""
-    for err in exc.errors(include_url=False):
+    for err in errors:
         field = ".".join(str(p) for p in err["loc"]) or "input"
         msg = re.sub(r"^Value error, ", "", err["msg"])
         if err["type"] == "extra_forbidden":
             lines.append(f"{prefix}{field}: unknown field")
         elif err["type"] == "missing":
             lines.append(f"{prefix}{field}: required")
-        else:
+        elif values:
             lines.append(f"{prefix}{field} = {err.get('input')!r}: {msg}")
+        else:
+            lines.append(f"{prefix}{field}: {msg}")
     return "\n".join(lines)
 
 
@@ -166,9 +173,8 @@ class PostSpec(PostFields):
 
 
 def check_post_id(platform: str, platform_post_id: str) -> None:
-    """The id must have the shape its platform uses; raises SpecError naming it."""
+    """The id must have the shape its platform uses; raises SpecError naming the rule (not
+    the id given: the API's answers never repeat input)."""
     pattern, example = POST_ID_PATTERNS[platform]
     if not re.fullmatch(pattern, platform_post_id):
-        raise SpecError(
-            f"platform_post_id = {platform_post_id!r}: not a {platform} post id ({example})"
-        )
+        raise SpecError(f"platform_post_id: not a {platform} post id ({example})")

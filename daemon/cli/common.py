@@ -49,7 +49,10 @@ def settings_from(config_path: Path | None, verbose: bool = False) -> Settings:
     try:
         settings = load_settings(config_path)
     except ConfigError as exc:
-        fail(f"invalid configuration:\n{exc}", EX_CONFIG)
+        problems = str(exc)
+        # One problem fits on one line (what a journal shows); several get one line each.
+        separator = "\n" if "\n" in problems else " "
+        fail(f"invalid configuration:{separator}{problems}", EX_CONFIG)
     level = settings.logging.level
     if not verbose and level in ("debug", "info"):
         level = "warning"

@@ -215,15 +215,22 @@ def resume(config_path: Path | None, connection_id: str) -> None:
     is_flag=True,
     help="Also stop tracking its listings (their audit history is kept).",
 )
-def remove(config_path: Path | None, connection_id: str, with_listings: bool) -> None:
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Also when posts of its listings are still live: their records are dropped, and "
+    "nothing takes them down any more.",
+)
+def remove(config_path: Path | None, connection_id: str, with_listings: bool, force: bool) -> None:
     """Remove a connection and its stored credential."""
     settings = settings_from(config_path)
 
-    async def main() -> int:
+    async def main() -> store.Removed:
         async with open_runtime(settings) as rt:
-            return await store.remove(rt.db, connection_id, with_listings)
+            return await store.remove(rt.db, connection_id, with_listings, force)
 
-    count = run(main)
-    click.echo(
-        f"connection {connection_id} removed" + (f" with {count} listing(s)" if count else "")
-    )
+    removed = run(main)
+    said = f" with {removed.listings} listing(s)" if removed.listings else ""
+    if removed.live_posts:
+        said += f" and {removed.live_posts} live post(s)"
+    click.echo(f"connection {connection_id} removed{said}")

@@ -13,6 +13,7 @@ import anyio
 import httpx
 
 from daemon.mls.errors import NeedsReauth, TokenUnavailable
+from daemon.mls.transport import answer_summary, transport_cause
 
 # Refresh this long before the server's stated expiry, so a token never expires in flight.
 REFRESH_MARGIN_SECONDS = 60.0
@@ -65,23 +66,28 @@ class ClientCredentials:
     async def _fetch(self, client: httpx.AsyncClient) -> None:
         try:
             resp = await client.post(self._url, data=self._form)
-        except httpx.HTTPError as exc:
-            raise TokenUnavailable(f"token endpoint {self._url}: {type(exc).__name__}") from None
+        except httpx.TransportError as exc:
+            raise TokenUnavailable(f"token endpoint {self._url}: {transport_cause(exc)}") from None
         if resp.status_code in (400, 401, 403):
             raise NeedsReauth(
                 f"the token endpoint {self._url} refused the client credentials "
-                f"(HTTP {resp.status_code}); update the connection's client id and secret"
+                f"({answer_summary(resp)}); update the connection's client id and secret"
             )
-        if resp.status_code >= 500 or resp.status_code == 429:
-            raise TokenUnavailable(f"token endpoint {self._url}: HTTP {resp.status_code}")
+        if not 200 <= resp.status_code < 300:
+            # A 404 or a 5xx HTML page: the URL or the server is wrong, not the credentials.
+            raise TokenUnavailable(f"token endpoint {self._url}: {answer_summary(resp)}")
         try:
             body = resp.json()
             token = body["access_token"]
             lifetime = float(body.get("expires_in", DEFAULT_TOKEN_LIFETIME_SECONDS))
         except (ValueError, KeyError, TypeError):
-            raise TokenUnavailable(f"token endpoint {self._url}: unreadable answer") from None
+            raise TokenUnavailable(
+                f"token endpoint {self._url}: a success answer without a readable access_token"
+            ) from None
         if not isinstance(token, str) or not token:
-            raise TokenUnavailable(f"token endpoint {self._url}: no access_token in the answer")
+            raise TokenUnavailable(
+                f"token endpoint {self._url}: a success answer without an access_token"
+            )
         self._token = token
         margin = min(REFRESH_MARGIN_SECONDS, lifetime / 10)
         self._expires_at = anyio.current_time() + max(lifetime - margin, 0.0)

@@ -27,15 +27,24 @@ from daemon.mls.auth import TokenSource
 from daemon.mls.errors import (
     CircuitOpen,
     ConnectionStopped,
+    CursorStuck,
     MlsError,
     NeedsReauth,
     RequestTooLong,
     Retryable,
+    ServerUnreachable,
     TokenEndpointDown,
     TokenUnavailable,
 )
 from daemon.mls.payload import BadPayload, Page, parse_page
-from daemon.mls.query import KeyFilter, by_key_url, changes_url
+from daemon.mls.query import (
+    KeyFilter,
+    by_key_url,
+    changes_after_url,
+    changes_url,
+    page_size_preference,
+)
+from daemon.mls.transport import answer_summary, transport_cause
 from daemon.models import MlsRecord
 
 MAX_PAGES = 10_000  # a nextLink chain longer than this is a server bug, not data
@@ -111,8 +120,10 @@ class MlsClient:
         self.policy = policy
         self.on_request = on_request
         self.consecutive_429s = 0
+        self.unanswered = 0  # attempts in a row that got no answer (connect error, timeout)
         self.stopped: MlsError | None = None
         self._origin = _origin(httpx.URL(endpoint.base_url))
+        self._prefer = page_size_preference(endpoint.page_size)
         self._urls: dict[tuple[str, ...], httpx.URL] = {}
         self._backoff = wait_exponential_jitter(
             multiplier=policy.backoff_initial, max=policy.backoff_max, jitter=policy.backoff_initial
@@ -152,11 +163,33 @@ class MlsClient:
         return _answer_for(keys, pages)
 
     async def changes(self, since: datetime) -> AsyncIterator[Page]:
-        """Pages of records modified at or after `since`, oldest first."""
+        """Pages of records modified at or after `since`, oldest first.
+
+        A query whose nextLink chain ends after exactly `$top` records may have been cut there
+        by a server that reads `$top` as the total (docs/mls-paging.md): it goes on by keyset
+        after the last record read, until a query comes back short."""
         e = self.endpoint
         url = changes_url(e.base_url, e.resource, since, e.page_size, e.select)
-        async for page in self.pages(url):
-            yield page
+        after: tuple[datetime, str] | None = None
+        for _ in range(MAX_PAGES):
+            read = 0
+            last: tuple[datetime, str] | None = None
+            async for page in self.pages(url):
+                read += page.size
+                if page.last_position is not None:
+                    last = max(last, page.last_position) if last else page.last_position
+                yield page
+            if read != e.page_size:
+                return
+            if last is None or (after is not None and last <= after):
+                raise CursorStuck(
+                    f"a full page of {read} records ended the answer, but its records give no "
+                    "later (ModificationTimestamp, ListingKey) to go on from; changes after "
+                    "it cannot be read"
+                )
+            after = last
+            url = changes_after_url(e.base_url, e.resource, after, e.page_size, e.select)
+        raise CursorStuck(f"more than {MAX_PAGES} queries to read the changes; giving up")
 
     async def pages(self, first: httpx.URL) -> AsyncIterator[Page]:
         """Follows @odata.nextLink as an opaque URL, but only on the configured server."""
@@ -237,16 +270,32 @@ class MlsClient:
             token = await self.tokens.token(self.http)
             self.on_request()
             try:
-                return await self.http.get(
+                resp = await self.http.get(
                     url,
-                    headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+                    headers={
+                        "Authorization": f"Bearer {token}",
+                        "Accept": "application/json",
+                        "Prefer": self._prefer,
+                    },
                 )
-            except httpx.TimeoutException:
-                raise Retryable(f"timed out waiting for {self.endpoint.base_url}") from None
             except httpx.TransportError as exc:
-                raise Retryable(
-                    f"cannot reach {self.endpoint.base_url}: {type(exc).__name__}"
-                ) from None
+                raise self._unanswered(transport_cause(exc)) from None
+            self.unanswered = 0
+            return resp
+
+    def _unanswered(self, cause: str) -> MlsError:
+        """A retryable failure, until a whole batch's worth of attempts in a row got no
+        answer: then the connection stops for this cycle with one error that says why, so an
+        unreachable host costs one batch's retries, not every batch's."""
+        self.unanswered += 1
+        where = self.endpoint.base_url
+        if self.unanswered < self.policy.max_attempts:
+            return Retryable(f"cannot reach {where}: {cause}")
+        self.stopped = ServerUnreachable(
+            f"cannot reach {where}: {cause} ({self.unanswered} attempts in a row); its "
+            "remaining requests are skipped until the next cycle"
+        )
+        return self.stopped
 
     def _read(self, resp: httpx.Response) -> Page:
         status = resp.status_code
@@ -265,7 +314,7 @@ class MlsClient:
             raise Retryable("HTTP 503", self._retry_after(resp))
         if status >= 500:
             raise Retryable(f"HTTP {status} from the MLS server")
-        raise MlsError(f"HTTP {status} from the MLS server: {resp.text[:200]!r}")
+        raise MlsError(f"the MLS server answered {answer_summary(resp)}")
 
     def _throttled(self, resp: httpx.Response) -> NoReturn:
         self.consecutive_429s += 1

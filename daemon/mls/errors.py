@@ -19,6 +19,10 @@ class TokenUnavailable(Retryable):
     """The OAuth token endpoint failed (network, 5xx): retried like any request."""
 
 
+class CursorStuck(MlsError):
+    """The changes after some point cannot be read: the cursor cannot move past it."""
+
+
 class RequestTooLong(MlsError):
     """413/414: the server wants fewer keys per request."""
 
@@ -37,3 +41,8 @@ class TokenEndpointDown(ConnectionStopped):
 
 class CircuitOpen(ConnectionStopped):
     """Repeated 429s (or a Retry-After longer than we wait): leave the server alone."""
+
+
+class ServerUnreachable(ConnectionStopped):
+    """Several requests in a row could not reach the server (DNS, refused, timeout, TLS):
+    its other batches would each wait out their retries for nothing."""

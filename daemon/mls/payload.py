@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
@@ -43,6 +43,10 @@ class Page:
     hidden: list[str] = field(default_factory=list)
     errors: list[RecordError] = field(default_factory=list)
     next_link: str | None = None
+    size: int = 0  # records in the answer, readable or not
+    # The greatest (ModificationTimestamp, ListingKey) among the readable records: where a
+    # keyset continuation goes on from (docs/mls-paging.md).
+    last_position: tuple[datetime, str] | None = None
 
 
 class _CleanPage(BaseModel):
@@ -61,7 +65,7 @@ def parse_page(body: bytes) -> Page:
         clean = _CleanPage.model_validate_json(body)
     except ValidationError:
         return _parse_page_by_record(body)
-    page = Page(next_link=clean.next_link or None)
+    page = Page(next_link=clean.next_link or None, size=len(clean.value))
     for rec in clean.value:
         _add(rec, page)
     return page
@@ -77,7 +81,7 @@ def _parse_page_by_record(body: bytes) -> Page:
     next_link = doc.get("@odata.nextLink")
     if next_link is not None and not isinstance(next_link, str):
         raise BadPayload(f"@odata.nextLink is not a string: {next_link!r:.80}")
-    page = Page(next_link=next_link or None)
+    page = Page(next_link=next_link or None, size=len(doc["value"]))
     for raw in doc["value"]:
         _read_record(raw, page)
     return page
@@ -95,9 +99,24 @@ def _read_record(raw: Any, page: Page) -> None:
 
 
 def _add(rec: _Record, page: Page) -> None:
-    if rec.ModificationTimestamp is not None and rec.ModificationTimestamp.tzinfo is None:
-        page.errors.append(RecordError(rec.ListingKey, "ModificationTimestamp has no time zone"))
-        return
+    modified = rec.ModificationTimestamp
+    if modified is not None:
+        if modified.tzinfo is None:
+            page.errors.append(
+                RecordError(rec.ListingKey, "ModificationTimestamp has no time zone")
+            )
+            return
+        try:
+            # In UTC from here on: the store, the cursor and the comparisons all use UTC.
+            modified = modified.astimezone(UTC)
+        except OverflowError:
+            page.errors.append(
+                RecordError(rec.ListingKey, "ModificationTimestamp is out of range in UTC")
+            )
+            return
+        position = (modified, rec.ListingKey)
+        if page.last_position is None or position > page.last_position:
+            page.last_position = position
     if rec.MlgCanView is False:
         page.hidden.append(rec.ListingKey)
         return
@@ -106,7 +125,7 @@ def _add(rec: _Record, page: Page) -> None:
             listing_key=rec.ListingKey,
             standard_status=rec.StandardStatus,
             mls_status=rec.MlsStatus,
-            modification_timestamp=rec.ModificationTimestamp,
+            modification_timestamp=modified,
         )
     )
 

@@ -59,15 +59,45 @@ def changes_url(
     """Records changed at or after `since`, oldest first. `ge` rather than `gt`: records that
     share the cursor's timestamp are asked for again (and applied idempotently) instead of lost.
     """
+    return _changes(
+        base_url, resource, f"ModificationTimestamp ge {odata_timestamp(since)}", page_size, select
+    )
+
+
+def changes_after_url(
+    base_url: str,
+    resource: str,
+    after: tuple[datetime, str],
+    page_size: int,
+    select: str = SELECT,
+) -> httpx.URL:
+    """Keyset continuation: the records after (timestamp, key) in the same order, for servers
+    whose `$top` caps the whole result (docs/mls-paging.md)."""
+    moment, key = odata_timestamp(after[0]), quote(after[1])
+    keyset = (
+        f"ModificationTimestamp gt {moment} or "
+        f"(ModificationTimestamp eq {moment} and ListingKey gt {key})"
+    )
+    return _changes(base_url, resource, keyset, page_size, select)
+
+
+def _changes(
+    base_url: str, resource: str, condition: str, page_size: int, select: str
+) -> httpx.URL:
     return httpx.URL(
         f"{base_url.rstrip('/')}/{resource}",
         params={
-            "$filter": f"ModificationTimestamp ge {odata_timestamp(since)}",
+            "$filter": condition,
             "$select": select,
             "$orderby": "ModificationTimestamp,ListingKey",
             "$top": str(page_size),
         },
     )
+
+
+def page_size_preference(page_size: int) -> str:
+    """The OData way to ask for a page size (`$top` is, by the standard, a total)."""
+    return f"odata.maxpagesize={page_size}"
 
 
 def key_batches(

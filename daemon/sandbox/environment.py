@@ -24,7 +24,7 @@ from daemon.config import SandboxSettings, Settings
 from daemon.encryption import SecretBox
 from daemon.mls.query import KeyFilter
 from daemon.sandbox import market
-from daemon.sandbox.mls_server import SandboxMls, build_mls_app
+from daemon.sandbox.mls_server import TOP_IS_TOTAL_PATH, SandboxMls, build_mls_app
 from daemon.sandbox.platforms_server import (
     Platform,
     SandboxPlatforms,
@@ -42,7 +42,13 @@ STATE_FILE = "sandbox-mls.json"
 FLAVOURS: list[dict[str, Any]] = [
     {"mode": "by_key", "key_filter": KeyFilter.IN},
     {"mode": "by_key", "key_filter": KeyFilter.OR, "batch_size": 5},
-    {"mode": "incremental", "key_filter": KeyFilter.IN, "overlap_seconds": 60},
+    # Incremental against a server that reads `$top` as a total (docs/mls-paging.md).
+    {
+        "mode": "incremental",
+        "key_filter": KeyFilter.IN,
+        "overlap_seconds": 60,
+        "server_path": TOP_IS_TOTAL_PATH,
+    },
 ]
 # Each sandbox agent has one account per platform. Tokens are made up per account and stored
 # encrypted like real ones.
@@ -89,17 +95,19 @@ class SandboxSession:
             cid = connection_id(i)
             client_id, secret = f"{cid}-client", f"{cid}-secret"
             self.mls.add_client(client_id, secret)
+            flavour = dict(FLAVOURS[i % len(FLAVOURS)])
+            path = flavour.pop("server_path", "")
             spec = ConnectionSpec(
                 id=cid,
                 name=f"Sandbox MLS #{i + 1}",
-                base_url=self.mls_url,
+                base_url=f"{self.mls_url}/{path}".rstrip("/"),
                 auth_kind="oauth2",
                 token_url=f"{self.mls_url}/oauth/token",
                 client_id=client_id,
                 scope="api",
                 select_mlg_can_view=True,
                 rate_per_second=50.0,
-                **FLAVOURS[i % len(FLAVOURS)],
+                **flavour,
             )
             await connections.upsert(db, spec, box.encrypt(secret), now)
             await listings.add_many(

@@ -17,7 +17,8 @@ class Fault:
     """`status`: answer with `status` (and Retry-After if given). `slow`: wait `seconds`
     before answering. `malformed_json` / `truncated`: a 200 whose body is not valid JSON.
     `times`: how many requests it applies to; `after`: how many requests pass untouched
-    first (to hit, say, the second page of a query)."""
+    first (to hit, say, the second page of a query). `matching`: the fault applies only to
+    requests whose query contains this text (a key, say), and waits for one that does."""
 
     kind: FaultKind
     status: int = 500
@@ -26,6 +27,7 @@ class Fault:
     times: int = 1
     after: int = 0
     body: str | None = None
+    matching: str | None = None
 
 
 @dataclass
@@ -71,16 +73,25 @@ class FaultQueue:
     def clear(self) -> None:
         self._queue.clear()
 
-    def take(self) -> Fault | None:
-        if not self._queue:
+    def take(self, query: str = "") -> Fault | None:
+        """The fault for a request whose query is `query`: the first queued one that applies."""
+        index = next(
+            (
+                i
+                for i, fault in enumerate(self._queue)
+                if fault.matching is None or fault.matching in query
+            ),
+            None,
+        )
+        if index is None:
             return None
-        fault = self._queue[0]
+        fault = self._queue[index]
         if fault.after > 0:
             fault.after -= 1
             return None
         fault.times -= 1
         if fault.times <= 0:
-            self._queue.pop(0)
+            self._queue.pop(index)
         self.injected += 1
         return fault
 

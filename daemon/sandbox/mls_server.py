@@ -31,6 +31,13 @@ from daemon.sandbox.faults import Fault, FaultQueue, FaultRates, fault_response
 from daemon.sandbox.odata_filter import FilterError, compile_filter
 
 DEFAULT_MAX_PAGE_SIZE = 1000
+# A server that reads `$top` as the whole result's size (Bridge does) pages by the client's
+# `Prefer: odata.maxpagesize`, 10 records when it is not sent, 200 at most
+# (docs/mls-paging.md). The sandbox serves that behaviour under this path segment, so a
+# connection picks it by its base URL.
+TOP_IS_TOTAL_PATH = "top-is-total"
+TOP_IS_TOTAL_DEFAULT_PAGE = 10
+TOP_IS_TOTAL_MAX_PAGE = 200
 
 
 @dataclass
@@ -133,18 +140,29 @@ class SandboxMls:
     # -- queries -----------------------------------------------------------------------------
 
     def query(
-        self, params: Mapping[str, str], prefer: str | None
+        self, params: Mapping[str, str], prefer: str | None, top_is_total: bool = False
     ) -> tuple[list[dict[str, Any]], int]:
-        """Returns (the page of records, the offset after it or -1 when it was the last)."""
+        """Returns (the page of records, the offset after it or -1 when it was the last).
+
+        By default `$top` is a page size, as most RESO servers read it; with `top_is_total`
+        it caps the whole result and only the Prefer header sets the page size."""
         rows = self._matching(params.get("$filter", ""), params.get("$orderby", ""))
         skip = _int(params.get("$skip"), 0, "$skip")
-        size = self.max_page_size
-        if (top := params.get("$top")) is not None:
-            size = min(size, _int(top, 0, "$top"))
-        if prefer and "odata.maxpagesize=" in prefer:
-            size = min(size, _int(prefer.split("odata.maxpagesize=")[1].split(",")[0], 1, "Prefer"))
-        page = rows[skip : skip + size]
-        after = skip + size if skip + size < len(rows) else -1
+        top = params.get("$top")
+        preferred = _preferred_page_size(prefer)
+        end = len(rows)
+        if top_is_total:
+            size = min(preferred or TOP_IS_TOTAL_DEFAULT_PAGE, TOP_IS_TOTAL_MAX_PAGE)
+            if top is not None:
+                end = min(end, _int(top, 0, "$top"))
+        else:
+            size = self.max_page_size
+            if top is not None:
+                size = min(size, _int(top, 0, "$top"))
+            if preferred is not None:
+                size = min(size, preferred)
+        page = rows[skip : min(skip + size, end)]
+        after = skip + size if skip + size < end else -1
         select = params.get("$select")
         fields = [f.strip() for f in select.split(",")] if select else None
         out = [_project(r, fields) for r in page]
@@ -172,6 +190,12 @@ class SandboxMls:
             self._results.clear()
         self._results[(text, order)] = (self.version, result)
         return result
+
+
+def _preferred_page_size(prefer: str | None) -> int | None:
+    if not prefer or "odata.maxpagesize=" not in prefer:
+        return None
+    return _int(prefer.split("odata.maxpagesize=")[1].split(",")[0], 1, "Prefer")
 
 
 def _int(text: str | None, default: int, what: str) -> int:
@@ -227,6 +251,12 @@ def build_mls_app(mls: SandboxMls, resource: str = "Property", prefix: str = "")
         )
 
     async def data(request: Request) -> Response:
+        return await serve(request, top_is_total=False)
+
+    async def data_top_is_total(request: Request) -> Response:
+        return await serve(request, top_is_total=True)
+
+    async def serve(request: Request, top_is_total: bool) -> Response:
         auth = request.headers.get("authorization", "")
         credential = mls.credential_of(auth.removeprefix("Bearer ").strip())
         if credential is None:
@@ -237,12 +267,14 @@ def build_mls_app(mls: SandboxMls, resource: str = "Property", prefix: str = "")
         mls.in_flight += 1
         mls.max_in_flight = max(mls.max_in_flight, mls.in_flight)
         try:
-            return await answer(request)
+            return await answer(request, top_is_total)
         finally:
             mls.in_flight -= 1
 
-    async def answer(request: Request) -> Response:
-        if fault := (mls.faults.take() or mls.weather.roll()):
+    async def answer(request: Request, top_is_total: bool) -> Response:
+        if fault := (
+            mls.faults.take(request.query_params.get("$filter", "")) or mls.weather.roll()
+        ):
             answer = await _fault_answer(fault)
             if answer is not None:
                 return answer
@@ -252,7 +284,7 @@ def build_mls_app(mls: SandboxMls, resource: str = "Property", prefix: str = "")
         if mls.max_filter_length and len(params.get("$filter", "")) > mls.max_filter_length:
             return _odata_error(413, "the filter is too long")
         try:
-            page, after = mls.query(params, request.headers.get("prefer"))
+            page, after = mls.query(params, request.headers.get("prefer"), top_is_total)
         except FilterError as exc:
             return _odata_error(400, str(exc))
         body: dict[str, Any] = {"@odata.context": f"$metadata#{resource}", "value": page}
@@ -310,6 +342,7 @@ def build_mls_app(mls: SandboxMls, resource: str = "Property", prefix: str = "")
         routes=[
             Route(f"{prefix}/oauth/token", token, methods=["POST"]),
             Route(f"{prefix}/{resource}", data, methods=["GET"]),
+            Route(f"{prefix}/{TOP_IS_TOTAL_PATH}/{resource}", data_top_is_total, methods=["GET"]),
             Route(
                 f"{prefix}/admin/listings/{{key}}", admin_listing, methods=["PUT", "POST", "DELETE"]
             ),

@@ -51,19 +51,26 @@ class AccountBody(AccountFields):
     client_secret: SecretStr | None = None
 
 
+def token_refusal(state: ServiceState, request: Request) -> HTTPException | None:
+    """Why a /v1 request may not go on (no API configured, no or a wrong token), or None."""
+    token = state.api_token
+    if token is None:
+        return HTTPException(503, API_OFF)
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    ok = scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode("utf-8"), token.value.encode("utf-8")
+    )
+    if not ok:
+        return HTTPException(
+            401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
+        )
+    return None
+
+
 def admin_routes(state: ServiceState) -> APIRouter:
     def authorized(request: Request) -> None:
-        token = state.api_token
-        if token is None:
-            raise HTTPException(503, API_OFF)
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        ok = scheme.lower() == "bearer" and hmac.compare_digest(
-            given.strip().encode("utf-8"), token.value.encode("utf-8")
-        )
-        if not ok:
-            raise HTTPException(
-                401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
-            )
+        if refused := token_refusal(state, request):
+            raise refused
 
     router = APIRouter(prefix="/v1", tags=["admin"], dependencies=[Depends(authorized)])
     db = state.runtime.db
@@ -123,9 +130,17 @@ def admin_routes(state: ServiceState) -> APIRouter:
         return row.public()
 
     @router.delete("/mls-connections/{connection_id}")
-    async def delete_connection(connection_id: str, with_listings: bool = False) -> dict[str, Any]:
-        removed = await connections.remove(db, connection_id, with_listings)
-        return {"removed": connection_id, "listings_removed": removed}
+    async def delete_connection(
+        connection_id: str, with_listings: bool = False, force: bool = False
+    ) -> dict[str, Any]:
+        """409 while it tracks listings (unless with_listings), or while posts of its
+        listings are still live (unless force)."""
+        removed = await connections.remove(db, connection_id, with_listings, force)
+        return {
+            "removed": connection_id,
+            "listings_removed": removed.listings,
+            "live_posts_removed": removed.live_posts,
+        }
 
     async def _set_state(connection_id: str, new_state: str) -> dict[str, Any]:
         row = await connections.get(db, connection_id)
@@ -155,6 +170,8 @@ def admin_routes(state: ServiceState) -> APIRouter:
         listing_id: str, body: ListingFields, response: Response
     ) -> dict[str, Any]:
         spec = _valid(ListingSpec, {"id": listing_id, **body.model_dump(exclude_unset=True)})
+        if await connections.get(db, spec.connection_id) is None:
+            raise HTTPException(422, _unknown("connection_id", "MLS connection", "mls-connections"))
         existed = await listings.get(db, listing_id) is not None
         await listings.add_many(db, [spec], now())
         response.status_code = 200 if existed else 201
@@ -218,9 +235,11 @@ def admin_routes(state: ServiceState) -> APIRouter:
         spec = _valid(PostSpec, {"id": post_id, **body.model_dump(exclude_unset=True)})
         account = await accounts.get(db, spec.account_id)
         if account is None:
-            raise HTTPException(422, f"account_id: no platform account {spec.account_id!r}")
+            raise HTTPException(
+                422, _unknown("account_id", "platform account", "platform-accounts")
+            )
         if await listings.get(db, spec.listing_id) is None:
-            raise HTTPException(422, f"listing_id: no listing {spec.listing_id!r}")
+            raise HTTPException(422, _unknown("listing_id", "listing", "listings"))
         check_post_id(account.platform, spec.platform_post_id)
         existed = await posts.get(db, post_id) is not None
         await posts.add(db, spec, now())
@@ -265,11 +284,18 @@ def admin_routes(state: ServiceState) -> APIRouter:
 
 
 def _valid(model: Any, data: dict[str, Any]) -> Any:
-    """The path's id and the body, validated together; a 422 names what is wrong."""
+    """The path's id and the body, validated together; a 422 names what is wrong, without
+    the values given."""
     try:
-        return parse_spec(model, data)
+        return parse_spec(model, data, values=False)
     except SpecError as exc:
         raise HTTPException(422, str(exc)) from None
+
+
+def _unknown(field: str, record: str, route: str) -> str:
+    """A body's reference to a missing record, named by its field and not its value: an answer
+    never repeats a body (the value may be a secret pasted into the wrong field)."""
+    return f"{field}: no {record} has this id (PUT /v1/{route}/ID first)"
 
 
 def _listing(row: ListingRow) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """The daemon's HTTP app: health and metrics without auth, the /v1 API with a bearer token.
 
-Errors are JSON with a `detail` that names what is wrong: 401 without a valid token, 404 for
-an unknown route or record, 409 for a request that conflicts with the current state, 413 for
-an oversized body, 422 for a body or id that does not validate.
+Errors are JSON with a `detail` that names what is wrong, and never repeats a value of the
+body or the query string (it may be a secret): 401 without a valid token, 404 for an unknown
+route or record, 409 for a request that conflicts with the current state, 413 for an
+oversized body, 415 for a body not sent as JSON, 422 for a body, parameter or id that does
+not validate.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ import functools
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from daemon.encryption import SecretKeyError
-from daemon.service.admin import admin_routes
+from daemon.service.admin import admin_routes, token_refusal
 from daemon.service.health import Answer, health_routes, readyz_answer, status_answer
+from daemon.service.refusals import document_refusals, refusal
 from daemon.service.state import ServiceState
 from daemon.specs import SpecError
 from daemon.sync.engine import SyncRefused
@@ -32,6 +36,17 @@ def build_app(state: ServiceState) -> FastAPI:
     )
     app.include_router(health_routes(state))
     app.include_router(admin_routes(state))
+
+    @app.exception_handler(RequestValidationError)
+    async def unreadable(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI parses a JSON body before it runs the token check: a caller without the
+        # token hears about that first, and nothing about the body.
+        if request.url.path.startswith("/v1/") and (no := token_refusal(state, request)):
+            return JSONResponse(
+                {"detail": no.detail}, status_code=no.status_code, headers=no.headers
+            )
+        status, detail = refusal(request.headers.get("content-type"), exc.errors())
+        return JSONResponse({"detail": detail}, status_code=status)
 
     @app.exception_handler(SyncRefused)
     async def refused(request: Request, exc: SyncRefused) -> JSONResponse:
@@ -54,6 +69,7 @@ def build_app(state: ServiceState) -> FastAPI:
     async def no_key(request: Request, exc: SecretKeyError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
+    document_refusals(app)
     app.add_middleware(BodyLimit, limit=state.settings.daemon.max_body_bytes)
     app.add_middleware(AnnounceWrites, changed=state.board.changed)
     app.add_middleware(  # added last, so outermost
@@ -113,7 +129,10 @@ class AnnounceWrites:
 
 
 class BodyLimit:
-    """Refuses a body over `limit` bytes with 413, whether it declares its length or not."""
+    """Refuses a body over `limit` bytes with 413, whether it declares its length or is sent
+    chunked. The body is read whole (at most `limit` bytes) before the app sees it: a limit
+    found while the app reads its body would surface as the app's own parse error, as FastAPI
+    turns any failure of reading a body into 400."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -127,25 +146,52 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await _too_large(send, self.limit)
             return
-        seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge
-            return message
-
         try:
-            await self.app(scope, counted, send)
+            body = await _read_body(receive, self.limit)
         except _TooLarge:
             await _too_large(send, self.limit)
+            return
+        except _Gone:
+            return  # the client left before its body arrived: nobody to answer
+        await self.app(scope, _replaying(body, receive), send)
 
 
 class _TooLarge(Exception):
     pass
+
+
+class _Gone(Exception):
+    pass
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    seen = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise _Gone
+        chunk = message.get("body", b"")
+        seen += len(chunk)
+        if seen > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """The body, read already, as one message; then whatever comes next (a disconnect)."""
+    given = False
+
+    async def replay() -> Message:
+        nonlocal given
+        if given:
+            return await receive()
+        given = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
 
 
 async def _too_large(send: Send, limit: int) -> None:

@@ -28,6 +28,7 @@ class Progress:
 
     trigger: str
     started_monotonic: float
+    started_at: float = field(default_factory=time.time)  # Unix time, for /metrics
     connections: dict[str, tuple[int, int]] = field(default_factory=dict)  # id -> (done, total)
     # Kept as the connections report, so /status never sums a thousand entries per answer.
     listings_done: int = 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from importlib.metadata import version
 from pathlib import Path
 
@@ -30,13 +30,14 @@ from daemon.service.metrics import Metrics
 from daemon.service.notify import Notifier
 from daemon.service.state import ServiceState
 from daemon.serving import serving
-from daemon.store import database, listings, runs
+from daemon.store import cycle_health, database, listings, runs
 from daemon.sync.engine import RunReport
 
 log = structlog.get_logger("mls_sync.daemon")
 
 # Changing these needs a restart; a reload says so instead of half-applying them.
 RESTART_ONLY = ("database", "daemon", "sandbox")
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
 
 
 class StartupError(Exception):
@@ -52,6 +53,7 @@ async def run_daemon(
         database.reader(rt.db.path, settings.database.busy_timeout_ms) as status_reader,
     ):
         metrics = Metrics()
+        metrics.set_cycle_health(await cycle_health.latest(rt.db), utcnow().timestamp())
         coordinator = Coordinator(rt.engine)
         interval = (
             settings.sandbox.interval_seconds
@@ -89,17 +91,20 @@ async def run_daemon(
                 clock.start()
                 coordinator.trigger("startup")
                 tg.start_soon(notifier.watchdog_loop)
-                log.info(
-                    "daemon_ready",
-                    url=url,
-                    sandbox=state.sandbox,
-                    interval_seconds=settings.sync.interval_seconds,
-                    api="on" if state.api_token else "off",
-                    event_loop=eventloop.name(),
-                )
-                notifier.ready(f"serving {url}")
-                collector.settle()  # what start-up built lives as long as the process
-                await _signals(state, notifier, config_path)
+                # Handlers first: systemd may send SIGHUP or SIGUSR1 the moment it reads
+                # READY=1, and their default action ends the process.
+                with anyio.open_signal_receiver(*HANDLED_SIGNALS) as received:
+                    log.info(
+                        "daemon_ready",
+                        url=url,
+                        sandbox=state.sandbox,
+                        interval_seconds=settings.sync.interval_seconds,
+                        api="on" if state.api_token else "off",
+                        event_loop=eventloop.name(),
+                    )
+                    notifier.ready(f"serving {url}")
+                    collector.settle()  # what start-up built lives as long as the process
+                    await _signals(received, state, notifier, config_path)
                 state.shutting_down = True
                 notifier.stopping()
                 log.info("daemon_stopping", grace_seconds=settings.daemon.shutdown_grace_seconds)
@@ -128,19 +133,18 @@ def _market_mover(sandbox: SandboxSession, count: int) -> Callable[[], Awaitable
     return move
 
 
-async def _signals(state: ServiceState, notifier: Notifier, config_path: Path | None) -> None:
+async def _signals(
+    received: AsyncIterator[int], state: ServiceState, notifier: Notifier, config_path: Path | None
+) -> None:
     """Returns on SIGTERM or SIGINT."""
-    with anyio.open_signal_receiver(
-        signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1
-    ) as received:
-        async for signum in received:
-            if signum == signal.SIGUSR1:
-                state.coordinator.trigger("signal")
-            elif signum == signal.SIGHUP:
-                _reload(state, notifier, config_path)
-            else:
-                log.info("signal_received", signal=signal.Signals(signum).name)
-                return
+    async for signum in received:
+        if signum == signal.SIGUSR1:
+            state.coordinator.trigger("signal")
+        elif signum == signal.SIGHUP:
+            _reload(state, notifier, config_path)
+        else:
+            log.info("signal_received", signal=signal.Signals(signum).name)
+            return
 
 
 def _reload(state: ServiceState, notifier: Notifier, config_path: Path | None) -> None:
@@ -148,8 +152,10 @@ def _reload(state: ServiceState, notifier: Notifier, config_path: Path | None) -
     try:
         new = load_settings(config_path)
     except ConfigError as exc:
-        log.error("reload_refused", error=str(exc), note="the previous settings stay in effect")
-        notifier.ready("reload refused: the previous settings stay in effect")
+        _refuse_reload(notifier, str(exc))
+        return
+    except Exception as exc:  # a bug in reading; a reload still never ends the daemon
+        _refuse_reload(notifier, f"unexpected {type(exc).__name__} reading the configuration")
         return
     old = state.settings
     for section in RESTART_ONLY:
@@ -175,6 +181,11 @@ def _reload(state: ServiceState, notifier: Notifier, config_path: Path | None) -
     notifier.ready("reloaded")
 
 
+def _refuse_reload(notifier: Notifier, error: str) -> None:
+    log.error("reload_refused", error=error, note="the previous settings stay in effect")
+    notifier.ready("reload refused: the previous settings stay in effect")
+
+
 async def _after_cycle(state: ServiceState, report: RunReport, seconds: float) -> None:
     state.board.changed()  # the finished run shows in the next /status
     db = state.runtime.db
@@ -183,5 +194,5 @@ async def _after_cycle(state: ServiceState, report: RunReport, seconds: float) -
         seconds,
         await listings.transitions(db, report.run.id),
         await runs.errors_by_scope(db, report.run.id),
-        utcnow().timestamp(),
     )
+    state.metrics.set_cycle_health(await cycle_health.latest(db), utcnow().timestamp())

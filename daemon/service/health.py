@@ -61,7 +61,8 @@ def health_routes(state: ServiceState) -> APIRouter:
         state.metrics.set_state(
             snapshot.connections_by_state, snapshot.listings_by_status, snapshot.posts_by_status
         )
-        state.metrics.cycle_running.set(1 if state.coordinator.running else 0)
+        running = state.coordinator.running
+        state.metrics.set_live(running.started_at if running else None, state.clock.interval)
         return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return router

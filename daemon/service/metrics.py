@@ -1,7 +1,9 @@
 """Prometheus metrics, in a registry of their own (so tests and two daemons never mix).
 
 Counters move when a run finishes; gauges of current state (listings and posts by status,
-connections by state) are read from the database at each scrape.
+connections by state) are read from the database at each scrape; the gauges the alerts read
+(systemd/mls-sync.rules.yml) come from the run history, at start and after each cycle, so a
+restart does not reset them.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from prometheus_client import (
 )
 
 from daemon.platforms.outcomes import AlreadyGone, AuthFailed, Deleted, NeedsPerson, RetryLater
+from daemon.store.cycle_health import CycleHealth
 from daemon.sync.engine import RunReport
 
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600)
@@ -63,15 +66,34 @@ class Metrics:
         )
         self.last_success = Gauge(
             "mls_sync_last_success_timestamp_seconds",
-            "Unix time of the last cycle that completed without errors",
+            "Unix time the last cycle ended that read the MLS (ok, or partial with listings "
+            "checked: errors of single listings or posts count in mls_sync_errors_total, not "
+            "here); before any did, when the first cycle started. Read from the run history",
             registry=r,
         )
         self.last_cycle = Gauge(
             "mls_sync_last_cycle_timestamp_seconds",
-            "Unix time of the last completed cycle",
+            "Unix time the last cycle ended, whatever its outcome (0 before the first)",
             registry=r,
         )
         self.cycle_running = Gauge("mls_sync_cycle_running", "1 while a cycle runs", registry=r)
+        self.cycle_started = Gauge(
+            "mls_sync_cycle_started_timestamp_seconds",
+            "Unix time the running cycle started; 0 when none runs",
+            registry=r,
+        )
+        self.interval = Gauge(
+            "mls_sync_interval_seconds",
+            "How often a cycle is due (the setting in effect)",
+            registry=r,
+        )
+        self.connection_failing = Gauge(
+            "mls_sync_connection_failing",
+            "1 when the last cycle could not read the MLS for this connection (a connection or "
+            "batch error: unreachable, refused, credentials); 0 otherwise",
+            ["connection"],
+            registry=r,
+        )
         self.connections = Gauge(
             "mls_sync_connections", "MLS connections, by state", ["state"], registry=r
         )
@@ -86,7 +108,6 @@ class Metrics:
         seconds: float,
         transitions: dict[tuple[str, str], int],
         errors_by_scope: dict[str, int],
-        finished_at: float,
     ) -> None:
         run = report.run
         self.cycles.labels(run.outcome).inc()
@@ -109,9 +130,22 @@ class Metrics:
                     NeedsPerson: "needs_person",
                 }[type(outcome)]
                 self.posts_failed.labels(result.platform, reason).inc()
-        self.last_cycle.set(finished_at)
-        if run.outcome == "ok":
-            self.last_success.set(finished_at)
+
+    def set_cycle_health(self, health: CycleHealth, now: float) -> None:
+        """The gauges the alerts read, from the run history: at start and after each cycle.
+        Before any cycle read the MLS, "last success" is when the first one started (or now,
+        with none yet): a new install is not failing before its first cycle could end."""
+        self.last_cycle.set(health.last_ended_at or 0)
+        self.last_success.set(health.last_read_the_mls_at or health.first_started_at or now)
+        self.connection_failing.clear()  # a removed connection's series goes away
+        for connection_id, failing in health.connection_failing.items():
+            self.connection_failing.labels(connection_id).set(int(failing))
+
+    def set_live(self, cycle_started_at: float | None, interval: float) -> None:
+        """What the coordinator is doing now, at each scrape."""
+        self.cycle_running.set(0 if cycle_started_at is None else 1)
+        self.cycle_started.set(cycle_started_at or 0)
+        self.interval.set(interval)
 
     def set_state(
         self, connections: dict[str, int], listings: dict[str, int], posts: dict[str, int]

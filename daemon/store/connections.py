@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aiosqlite
@@ -55,6 +56,11 @@ SET_STATE = """
 UPDATE mls_connections SET state = :state, last_error = :error, updated_at = :now WHERE id = :id
 """
 COUNT_LISTINGS = "SELECT count(*) FROM listings WHERE connection_id = ?"
+# Live: still on its platform, to be taken down (published) or waiting for a person.
+COUNT_LIVE_POSTS = """
+SELECT count(*) FROM social_posts
+WHERE status != 'unpublished' AND listing_id IN (SELECT id FROM listings WHERE connection_id = ?)
+"""
 DELETE_POSTS_OF = """
 DELETE FROM social_posts WHERE listing_id IN (SELECT id FROM listings WHERE connection_id = ?)
 """
@@ -121,25 +127,49 @@ async def set_state(
         return cur.rowcount == 1
 
 
-async def remove(db: Database, connection_id: str, with_listings: bool) -> int:
-    """Removes the connection; with its listings (and their posts) only when asked. Returns
-    the number of listings removed. The audit log keeps their history."""
+@dataclass(frozen=True)
+class Removed:
+    listings: int
+    live_posts: int
+
+
+async def remove(
+    db: Database, connection_id: str, with_listings: bool, force: bool = False
+) -> Removed:
+    """Removes the connection; with its listings (and their posts) only when asked. The
+    audit log keeps their history.
+
+    A live post's row is what takes it down when its listing sells, or what tells a person to:
+    a connection whose listings still have live posts is removed with them only when forced.
+    """
     async with db.transaction() as conn:
-        async with conn.execute(COUNT_LISTINGS, (connection_id,)) as cur:
-            row = await cur.fetchone()
-        count = int(row[0]) if row else 0
+        count = await _count(conn, COUNT_LISTINGS, connection_id)
         if count and not with_listings:
             raise ValueError(
-                f"connection {connection_id!r} still tracks {count} listing(s); "
-                "remove them first or pass --with-listings"
+                f"connection {connection_id!r} still tracks {count} listing(s); remove them "
+                "first, or remove it with them (--with-listings, or ?with_listings=true over HTTP)"
+            )
+        live = await _count(conn, COUNT_LIVE_POSTS, connection_id)
+        if live and not force:
+            raise ValueError(
+                f"connection {connection_id!r}: {live} post(s) of its listings are still live "
+                "(published, or waiting for a person to remove them by hand), and nothing would "
+                "take them down once their rows are gone; remove it anyway with --force "
+                "(or ?force=true over HTTP)"
             )
         await conn.execute(DELETE_POSTS_OF, (connection_id,))
         await conn.execute(DELETE_LISTINGS_OF, (connection_id,))
         await conn.execute(DELETE_LEASE, (connection_id,))
-        cur2 = await conn.execute(DELETE, (connection_id,))
-        if cur2.rowcount != 1:
+        cur = await conn.execute(DELETE, (connection_id,))
+        if cur.rowcount != 1:
             raise LookupError(f"no connection {connection_id!r}")
-    return count
+    return Removed(count, live)
+
+
+async def _count(conn: aiosqlite.Connection, query: str, connection_id: str) -> int:
+    async with conn.execute(query, (connection_id,)) as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
 
 
 async def save_cursor(

@@ -31,6 +31,11 @@ log = structlog.get_logger("mls_sync.sync")
 # paces them, this only keeps enough requests ready that the limiter is the only wait.
 PARALLEL_BATCHES = 4
 
+# How far past our own clock an MLS timestamp may lie and still move the cursor: servers'
+# clocks run a little ahead of ours, but a record dated next year must not carry the cursor
+# (and with it change detection) into the future (invariant 5).
+CLOCK_SKEW = timedelta(seconds=60)
+
 
 @dataclass
 class ConnectionSync:
@@ -44,6 +49,8 @@ class ConnectionSync:
     on_progress: Callable[[str, int, int], None] = lambda cid, done, total: None
     counts: Counts = field(default_factory=Counts)
     stopped: ConnectionStopped | None = None
+    failed_batches: int = 0  # requests that failed after their retries: keys not checked
+    first_error: str | None = None
     _done: int = 0
     _total: int = 0
 
@@ -118,6 +125,8 @@ class ConnectionSync:
             await listings.mark_not_checked(conn, [id_by_key[k] for k in keys], message)
             await runs.record(conn, self.run_id, counts, [entry], now)
         self.counts.add(counts)
+        self.failed_batches += 1
+        self._note_error(entry.message)
         self._done += len(keys)
         log.warning("batch_failed", connection_id=self.row.id, keys=len(keys), error=message)
 
@@ -135,6 +144,9 @@ class ConnectionSync:
         applied = await self.writer.submit(write)
         assert applied is not None  # a BatchWrite's result
         self.counts.add(applied.counts)
+        for problem in applied.plan.problems:
+            if not problem.warning:
+                self._note_error(f"listing {problem.listing_id}: {problem.message}")
         for change in applied.plan.changes:
             log.info(
                 "status_changed",
@@ -146,6 +158,17 @@ class ConnectionSync:
                 standard_status=change.standard_status,
             )
 
+    def _note_error(self, message: str) -> None:
+        if self.first_error is None:
+            self.first_error = message
+
+    def error_summary(self) -> str | None:
+        """What the connection's `last_error` says after this cycle: None when it was clean."""
+        if self.counts.errors == 0:
+            return None
+        first = f"; first: {self.first_error}" if self.first_error else ""
+        return f"{self.counts.errors} error(s) in run {self.run_id}{first}"
+
     # -- incremental -------------------------------------------------------------------------
 
     async def incremental(self) -> None:
@@ -156,21 +179,32 @@ class ConnectionSync:
         assert self.row.cursor is not None
         cursor = parse_iso(self.row.cursor)
         since = cursor - timedelta(seconds=self.row.overlap_seconds)
+        limit = self.clock() + CLOCK_SKEW
         latest_seen: dict[str, datetime | None] = {}
         try:
             async for page in self.client.changes(since):
                 keys = [r.listing_key for r in page.records] + list(page.hidden)
                 keys += [e.listing_key for e in page.errors if e.listing_key is not None]
                 id_by_key = await listings.ids_for_keys(self.db, self.row.id, keys)
-                cursor = await self._apply_page(page, id_by_key, latest_seen, cursor)
+                cursor = await self._apply_page(page, id_by_key, latest_seen, cursor, limit)
         except ConnectionStopped as exc:
             self.stopped = exc
         except MlsError as exc:
             # The cursor stays at the last committed page: next cycle resumes from there.
-            counts = Counts(errors=1)
-            entry = ErrorEntry("batch", f"incremental query stopped: {exc}", self.row.id)
-            await runs.record_now(self.db, self.run_id, counts, [entry], iso(self.clock()))
-            self.counts.add(counts)
+            await self._record(
+                ErrorEntry("batch", f"incremental query stopped: {exc}", self.row.id)
+            )
+
+    async def _record(self, *entries: ErrorEntry) -> None:
+        counts = Counts(
+            errors=sum(e.severity == "error" for e in entries),
+            warnings=sum(e.severity == "warning" for e in entries),
+        )
+        await runs.record_now(self.db, self.run_id, counts, list(entries), iso(self.clock()))
+        self.counts.add(counts)
+        for entry in entries:
+            if entry.severity == "error":
+                self._note_error(entry.message)
 
     async def _apply_page(
         self,
@@ -178,11 +212,16 @@ class ConnectionSync:
         id_by_key: dict[str, str],
         latest_seen: dict[str, datetime | None],
         cursor: datetime,
+        limit: datetime,
     ) -> datetime:
         observations: list[tuple[str, Observation]] = []
+        ahead: list[ErrorEntry] = []
         for rec in page.records:
-            if rec.modification_timestamp is not None:
-                cursor = max(cursor, rec.modification_timestamp)
+            modified = rec.modification_timestamp
+            if modified is not None and modified > limit:
+                ahead.append(_future_dated(rec.listing_key, modified, id_by_key, self.row.id))
+            elif modified is not None:
+                cursor = max(cursor, modified)
             if rec.listing_key in id_by_key and _is_new(rec, latest_seen):
                 observations.append((id_by_key[rec.listing_key], rec))
         for key in page.hidden:
@@ -193,8 +232,24 @@ class ConnectionSync:
             for e in page.errors
             if e.listing_key is not None and e.listing_key in id_by_key
         ]
+        if ahead:
+            await self._record(*ahead)
         await self._apply(observations, failures, cursor=iso(cursor))
         return cursor
+
+
+def _future_dated(
+    key: str, modified: datetime, id_by_key: dict[str, str], connection_id: str
+) -> ErrorEntry:
+    return ErrorEntry(
+        "listing",
+        f"ListingKey {key!r} has ModificationTimestamp {iso(modified)}, in the future; its "
+        "status is applied, but the change cursor does not follow it (ask the MLS to fix the "
+        "record)",
+        connection_id,
+        id_by_key.get(key),
+        severity="warning",
+    )
 
 
 def _is_new(rec: MlsRecord, latest_seen: dict[str, datetime | None]) -> bool:

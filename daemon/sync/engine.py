@@ -27,7 +27,7 @@ from daemon.store.records import ConnectionRow, ListingRow, RunErrorRow, RunRow,
 from daemon.store.runs import Counts, ErrorEntry
 from daemon.store.sync_writes import ConnectionDone, SyncWriter
 from daemon.sync.access import MlsAccess
-from daemon.sync.connection import ConnectionSync
+from daemon.sync.connection import CLOCK_SKEW, ConnectionSync
 from daemon.sync.holders import is_dead, this_process
 from daemon.sync.unpublish import PostResult, Unpublisher
 
@@ -294,9 +294,11 @@ class SyncEngine:
         if work.stopped is not None:
             error = str(work.stopped)
             await self._stopped(run_id, row, work.stopped)
-        # The run's counts, the connection's last error and its lease, in one transaction.
+        # The run's counts, the connection's last error (cleared by a clean cycle) and its
+        # lease, in one transaction.
+        last_error = error or work.error_summary()
         await shared.writes.submit(
-            ConnectionDone(run_id, row.id, iso(self.clock()), requests, error, holder)
+            ConnectionDone(run_id, row.id, iso(self.clock()), requests, last_error, holder)
         )
         return error is None or work.counts.checked > 0
 
@@ -312,12 +314,21 @@ class SyncEngine:
             return
         started = self.clock()
         await work.by_key(await listings.tracked(self.db, row.id))
-        if row.mode == "incremental" and work.stopped is None:
-            # A full reconcile: afterwards, changes are read from when it started.
-            cursor = max(parse_iso(row.cursor), started) if row.cursor else started
-            async with self.db.transaction() as conn:
-                await connections.save_cursor(conn, row.id, iso(cursor), iso(self.clock()))
-            await connections.mark_reconciled(self.db, row.id, iso(started))
+        if row.mode != "incremental":
+            return
+        if work.stopped is not None or work.failed_batches:
+            # Some listings were not asked: the pass is not done, and the next cycle runs it
+            # again rather than trusting a cursor that skipped them.
+            log.warning("full_reconcile_incomplete", failed_batches=work.failed_batches)
+            return
+        # A full reconcile: afterwards, changes are read from when it started. A cursor that
+        # a future-dated record once pushed ahead is pulled back here.
+        cursor = started
+        if row.cursor and parse_iso(row.cursor) <= started + CLOCK_SKEW:
+            cursor = max(parse_iso(row.cursor), started)
+        async with self.db.transaction() as conn:
+            await connections.save_cursor(conn, row.id, iso(cursor), iso(self.clock()))
+        await connections.mark_reconciled(self.db, row.id, iso(started))
 
     def _reconcile_due(self, row: ConnectionRow) -> bool:
         if row.last_full_reconcile_at is None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 API_TOKEN = "e2e-api-token-8c1d"
 
@@ -106,6 +107,17 @@ class Daemon:
                 self._check_alive()
                 await anyio.sleep(0.05)
 
+    async def signal_on_notify(self, text: str, sig: signal.Signals, timeout: float = 20) -> None:
+        """Sends `sig` the instant a datagram containing `text` arrives (no polling delay)."""
+        with anyio.fail_after(timeout):
+            while True:
+                await anyio.wait_readable(self.notify)
+                before = len(self.received)
+                if any(text in message for message in self.drain()[before:]):
+                    self.send(sig)
+                    return
+                self._check_alive()
+
     def _check_alive(self) -> None:
         if self.proc.poll() is not None:
             raise AssertionError(f"the daemon exited {self.proc.returncode}:\n{self.log()}")
@@ -144,14 +156,34 @@ class Daemon:
         """Waits until a finished run with id >= minimum_id shows in /status."""
         with anyio.fail_after(timeout):
             while True:
-                status = (await self.get("/status")).json()
+                status = (await self._get_from_live_daemon("/status")).json()
                 done = [
                     r for r in status["last_runs"] if r["id"] >= minimum_id and r["finished_at"]
                 ]
                 if done:
                     return dict(done[0])
-                self._check_alive()
                 await anyio.sleep(0.1)
+
+    async def metric(self, name: str, **labels: str) -> float | None:
+        """One sample of /metrics, or None when the series is not there."""
+        text = (await self._get_from_live_daemon("/metrics")).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and sample.labels == labels:
+                    return float(sample.value)
+        return None
+
+    async def _get_from_live_daemon(self, path: str) -> httpx.Response:
+        """A daemon that died says how (its exit status and log), not "connection refused"."""
+        self._check_alive()
+        try:
+            return await self.get(path)
+        except httpx.TransportError:
+            with anyio.move_on_after(2):
+                while self.proc.poll() is None:
+                    await anyio.sleep(0.05)
+            self._check_alive()
+            raise
 
     def stop(self) -> None:
         if self.proc.poll() is None:

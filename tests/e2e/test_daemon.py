@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import anyio
 import httpx
 import pytest
 
+from daemon.clock import parse_iso
 from daemon.config import load_settings
 from daemon.sandbox.faults import Fault
 from daemon.sandbox.mls_server import SandboxMls
@@ -125,6 +127,56 @@ async def test_sighup_applies_a_new_interval_and_keeps_the_old_one_on_a_broken_f
     assert (await daemon.get("/livez")).status_code == 200
 
 
+async def test_sighup_with_a_file_that_is_not_utf8_keeps_the_old_settings_and_the_daemon(
+    start: StartDaemon, prepared: Path
+) -> None:
+    daemon = start()
+    await daemon.wait_notify("READY=1")
+    text = prepared.read_text()
+    secret_comment = "# caf\u00e9 pw=hunter2\n"
+    prepared.write_bytes(
+        (secret_comment + text.replace("interval_seconds = 900", "interval_seconds = 120")).encode(
+            "latin-1"
+        )
+    )
+
+    daemon.send(signal.SIGHUP)
+
+    reloading = await daemon.wait_notify("RELOADING=1")
+    await daemon.wait_notify("READY=1", after=reloading)
+    assert "reload refused" in daemon.received[-1]
+    assert (await daemon.get("/status")).json()["interval_seconds"] == 900
+    assert "reload_refused" in daemon.log() and "not UTF-8 text (line 1" in daemon.log()
+    assert "hunter2" not in daemon.log()
+
+
+async def test_sighup_the_instant_ready_arrives_reloads_instead_of_killing_the_daemon(
+    start: StartDaemon,
+) -> None:
+    """systemd may send SIGHUP (ExecReload) as soon as it reads READY=1."""
+    daemon = start()
+
+    await daemon.signal_on_notify("READY=1", signal.SIGHUP)
+
+    reloading = await daemon.wait_notify("RELOADING=1")
+    await daemon.wait_notify("READY=1", after=reloading)
+    assert (await daemon.get("/livez")).status_code == 200
+    assert "Traceback" not in daemon.log()
+
+
+async def test_sigusr1_the_instant_ready_arrives_asks_for_a_sync_instead_of_killing_the_daemon(
+    start: StartDaemon,
+) -> None:
+    """`systemctl kill -s USR1` right after start is a sync request, not a death."""
+    daemon = start()
+
+    await daemon.signal_on_notify("READY=1", signal.SIGUSR1)
+
+    await daemon.wait_for_run(1)
+    assert (await daemon.get("/livez")).status_code == 200
+    assert '"source": "signal"' in daemon.log() or "source=signal" in daemon.log()
+
+
 async def test_sigterm_during_a_cycle_exits_0_within_the_grace_and_a_restart_loses_nothing(
     start: StartDaemon, prepared: Path, mls: Mls
 ) -> None:
@@ -155,6 +207,52 @@ async def test_sigterm_during_a_cycle_exits_0_within_the_grace_and_a_restart_los
     assert listing["status"] == "sold"
     runs = (await again.call("GET", "/v1/runs")).json()
     assert runs[-1]["outcome"] == "interrupted"  # the killed cycle, marked on restart
+
+
+async def test_a_restart_remembers_the_last_good_cycle_and_one_bad_listing_does_not_fail_it(
+    start: StartDaemon, mls: Mls
+) -> None:
+    """The critical alert reads mls_sync_last_success_timestamp_seconds: a restart must not
+    reset it to 0, and a cycle kept `partial` by one bad listing still read the MLS."""
+    mls[0].set_status("K2", "NotAStatus")  # an error for that listing, every cycle
+    daemon = start()
+    await daemon.wait_notify("READY=1")
+    first = await daemon.wait_for_run(1)
+    assert first["outcome"] == "partial"
+    finished = parse_iso(first["finished_at"]).timestamp()
+    assert await daemon.metric("mls_sync_last_success_timestamp_seconds") == finished
+    daemon.send(signal.SIGTERM)
+    assert (await daemon.wait_exit(timeout=20))[0] == 0
+    mls[0].faults.add(Fault("slow", seconds=30, times=5))  # the next start's cycle hangs
+
+    again = start()
+    await again.wait_notify("READY=1")
+
+    assert await again.metric("mls_sync_last_success_timestamp_seconds") == finished
+    assert await again.metric("mls_sync_last_cycle_timestamp_seconds") == finished
+    started = await again.metric("mls_sync_cycle_started_timestamp_seconds")
+    assert started is not None and finished < started <= time.time()
+    assert await again.metric("mls_sync_interval_seconds") == 900
+
+
+async def test_a_connection_whose_mls_keeps_failing_shows_as_failing_until_a_clean_cycle(
+    start: StartDaemon, mls: Mls
+) -> None:
+    mls[0].faults.add(Fault("status", status=503, times=1000))
+    daemon = start()
+    await daemon.wait_notify("READY=1")
+    first = await daemon.wait_for_run(1)
+    assert await daemon.metric("mls_sync_connection_failing", connection="mls-1") == 1
+    assert await daemon.metric("mls_sync_cycle_started_timestamp_seconds") == 0
+    # A cycle whose every batch failed read nothing: not a success, whatever its outcome says.
+    started = parse_iso(first["started_at"]).timestamp()
+    assert await daemon.metric("mls_sync_last_success_timestamp_seconds") == started
+
+    mls[0].faults.clear()
+    daemon.send(signal.SIGUSR1)
+    assert (await daemon.wait_for_run(2))["outcome"] == "ok"
+
+    assert await daemon.metric("mls_sync_connection_failing", connection="mls-1") == 0
 
 
 async def test_the_v1_api_refuses_a_missing_wrong_or_malformed_token(start: StartDaemon) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -55,6 +57,25 @@ def test_check_config_refuses_a_bad_file_with_exit_78(tmp_path: Path) -> None:
     assert result.returncode == 78
     assert "[sync] interval_seconds = -1" in result.stderr
     assert result.stdout == ""
+
+
+# Latin-1 where UTF-8 is expected: what an editor on another system may save.
+NOT_UTF8_CONFIG = "[sync]\n# caf\u00e9 pw=hunter2\ninterval_seconds = 60\n".encode("latin-1")
+
+
+@pytest.mark.parametrize("command", ["run", "check-config"])
+def test_a_config_file_that_is_not_utf8_exits_78_with_one_line_naming_the_file(
+    tmp_path: Path, command: str
+) -> None:
+    """78 is the exit systemd does not restart on (RestartPreventExitStatus=78)."""
+    (tmp_path / "config.toml").write_bytes(NOT_UTF8_CONFIG)
+    result = mls_sync(command, cwd=tmp_path)
+    assert result.returncode == 78, result.stderr
+    assert result.stderr.splitlines() == [
+        "mls-sync: invalid configuration: config.toml: not UTF-8 text (line 2, column 6); "
+        "save it as UTF-8"
+    ]
+    assert "hunter2" not in result.stderr and result.stdout == ""
 
 
 def test_check_config_prints_the_effective_settings_with_secrets_masked(sandbox_dir: Path) -> None:
@@ -216,8 +237,43 @@ def test_removing_a_connection_with_listings_needs_to_be_asked_for(sandbox_dir: 
     assert mls_sync("sync", cwd=sandbox_dir).returncode == 0
     refused = mls_sync("connections", "remove", "sandbox-3", cwd=sandbox_dir)
     assert refused.returncode == 2 and "--with-listings" in refused.stderr
-    removed = mls_sync("connections", "remove", "sandbox-3", "--with-listings", cwd=sandbox_dir)
+    removed = mls_sync(
+        "connections", "remove", "sandbox-3", "--with-listings", "--force", cwd=sandbox_dir
+    )
     assert removed.returncode == 0 and "with 100 listing(s)" in removed.stdout
+
+
+def test_removing_a_connection_whose_listings_have_live_posts_needs_force(
+    sandbox_dir: Path,
+) -> None:
+    """The posts' rows are what takes them down when their listings sell: not dropped unasked."""
+    assert mls_sync("sync", cwd=sandbox_dir).returncode == 0
+    live = _live_posts_of(sandbox_dir, "sandbox-3")
+    assert live > 0
+
+    refused = mls_sync("connections", "remove", "sandbox-3", "--with-listings", cwd=sandbox_dir)
+
+    assert refused.returncode == 2
+    assert f"{live} post(s) of its listings are still live" in refused.stderr
+    assert "--force" in refused.stderr
+    assert _live_posts_of(sandbox_dir, "sandbox-3") == live
+    assert "sandbox-3" in mls_sync("connections", "list", cwd=sandbox_dir).stdout
+    forced = mls_sync(
+        "connections", "remove", "sandbox-3", "--with-listings", "--force", cwd=sandbox_dir
+    )
+    assert forced.returncode == 0, forced.stderr
+    assert f"with 100 listing(s) and {live} live post(s)" in forced.stdout
+    assert _live_posts_of(sandbox_dir, "sandbox-3") == 0
+
+
+def _live_posts_of(sandbox_dir: Path, connection_id: str) -> int:
+    with closing(sqlite3.connect(sandbox_dir / "state" / "mls-sync.db")) as db:
+        (count,) = db.execute(
+            "SELECT count(*) FROM social_posts p JOIN listings l ON l.id = p.listing_id "
+            "WHERE l.connection_id = ? AND p.status != 'unpublished'",
+            (connection_id,),
+        ).fetchone()
+    return int(count)
 
 
 def test_accounts_posts_and_unpublish_from_the_cli(sandbox_dir: Path) -> None:

@@ -349,6 +349,7 @@ async def test_an_oauth_token_is_refreshed_before_it_expires(runtime: Runtime, m
 async def test_a_server_that_cannot_be_reached_is_retried_then_recorded(
     runtime: Runtime, mls: Mls
 ) -> None:
+    """One batch's attempts, then the connection stops for the cycle and says why."""
     with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
         probe.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
@@ -359,5 +360,5 @@ async def test_a_server_that_cannot_be_reached_is_retried_then_recorded(
 
     assert report.run.mls_requests == runtime.settings.mls.max_attempts
     [error] = report.errors
-    assert error.scope == "batch" and "cannot reach" in error.message
+    assert error.scope == "connection" and "connection refused" in error.message
     assert await status_of(runtime, "A") is None

@@ -14,27 +14,18 @@ The default run tries 60 answers; MLS_SYNC_BAD_ANSWERS=1000 tries more.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass
 
-import anyio
-import anyio.from_thread
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.encryption import generate_key
 from daemon.models import REMOVED_STATUS, Mapped, StatusMapping
 from daemon.sandbox.faults import Fault
-from daemon.sandbox.mls_server import SandboxMls, build_mls_app
-from daemon.serving import serving
 from daemon.store import listings
 from daemon.sync.engine import RunReport
-from daemon.sync.runtime import Runtime, open_runtime
-from tests.helpers import STATIC_TOKEN, add_connection, make_settings, track
+from tests.helpers import add_connection, track
+from tests.reliability.conftest import World
 
 EXAMPLES = int(os.environ.get("MLS_SYNC_BAD_ANSWERS", "60"))
 KEYS = ["K1", "K2", "K3"]
@@ -80,32 +71,6 @@ def answers(draw: st.DrawFn) -> str:
     if form == "not json":
         return draw(_text)
     return text
-
-
-@dataclass
-class World:
-    portal: anyio.from_thread.BlockingPortal
-    rt: Runtime
-    mls: SandboxMls
-    url: str
-    ids: Iterator[int]
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    """One sandbox MLS and one runtime for all the examples, on an event loop in a thread;
-    each example gets a connection and listings of its own."""
-    tmp = tmp_path_factory.mktemp("bad-answers")
-    settings_ = make_settings(tmp, MLS_SYNC_MLS__MAX_ATTEMPTS="2")
-    mls = SandboxMls(static_tokens={STATIC_TOKEN})
-    with (
-        anyio.from_thread.start_blocking_portal() as portal,
-        portal.wrap_async_context_manager(serving(build_mls_app(mls))) as url,
-        portal.wrap_async_context_manager(
-            open_runtime(settings_, {"MLS_SYNC_SECRET_KEY": generate_key()})
-        ) as rt,
-    ):
-        yield World(portal, rt, mls, url, itertools.count())
 
 
 @settings(max_examples=EXAMPLES, deadline=None)

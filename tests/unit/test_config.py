@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,17 @@ def test_a_bad_environment_value_names_the_variable(tmp_path: Path) -> None:
 def test_a_missing_file_says_how_to_fix_it(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file; pass --config PATH"):
         load_settings(tmp_path / "absent.toml", {})
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("a = " + "[" * 5000, "nested too deeply"),
+        ('[database]\npath = "state\\u0000.db"\n', "must not contain a NUL character"),
+    ],
+)
+def test_a_file_that_cannot_be_used_is_a_config_error_never_a_crash(
+    tmp_path: Path, text: str, fragment: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        _load(tmp_path, text)

@@ -1,0 +1,47 @@
+"""What the alerting gauges are built from: the run history, read as a restarted daemon reads
+it (daemon/store/cycle_health.py)."""
+
+from __future__ import annotations
+
+from daemon.clock import parse_iso
+from daemon.sandbox.faults import Fault
+from daemon.sandbox.mls_server import SandboxMls
+from daemon.store import cycle_health
+from daemon.sync.runtime import Runtime
+from tests.helpers import add_connection, track
+
+Mls = tuple[SandboxMls, str]
+
+
+async def test_a_failed_cycle_keeps_the_last_success_and_names_the_failing_connection(
+    runtime: Runtime, mls: Mls
+) -> None:
+    sandbox, url = mls
+    sandbox.put("A", "Active")
+    sandbox.put("B", "Active")
+    await add_connection(runtime, url, "good")
+    await add_connection(runtime, url, "locked-out", secret="a-token-the-mls-refuses")
+    await track(runtime, "good", ["A"])
+    await track(runtime, "locked-out", ["B"])
+    await runtime.engine.sync_connection("good")  # not a cycle: it does not count
+
+    assert (await cycle_health.latest(runtime.db)).last_read_the_mls_at is None
+
+    partial = (await runtime.engine.sync_all()).run  # locked-out: 401, now needs_reauth
+    after_partial = await cycle_health.latest(runtime.db)
+    sandbox.faults.add(Fault("status", status=401, times=1000))
+    failed = (await runtime.engine.sync_all()).run  # good: 401 too; locked-out is skipped
+    after_failed = await cycle_health.latest(runtime.db)
+
+    assert (partial.outcome, failed.outcome) == ("partial", "failed")
+    assert after_partial.connection_failing == {"good": False, "locked-out": True}
+    assert after_failed.last_read_the_mls_at == _unix(partial.finished_at)
+    assert after_failed.last_ended_at == _unix(failed.finished_at)
+    # A connection waiting for credentials is not synced, so not failing in a cycle: its
+    # alert reads mls_sync_connections{state="needs_reauth"}.
+    assert after_failed.connection_failing == {"good": True, "locked-out": False}
+
+
+def _unix(text: str | None) -> float:
+    assert text is not None
+    return parse_iso(text).timestamp()

@@ -1,0 +1,298 @@
+"""A run says `ok` only when nothing was missed (issue 12, items 1-4 and 14-15): incremental
+paging against servers that read `$top` as a total, full passes with failed batches, records
+dated in the future or out of range, and servers that cannot be reached."""
+
+from __future__ import annotations
+
+import json
+import socket
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import anyio
+import anyio.abc
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from daemon.clock import iso, parse_iso
+from daemon.sandbox.faults import Fault
+from daemon.sandbox.mls_server import TOP_IS_TOTAL_PATH, SandboxMls
+from daemon.serving import serving
+from daemon.store import connections
+from daemon.sync.runtime import Runtime, open_runtime
+from tests.helpers import add_connection, add_oauth_connection, make_settings, status_of, track
+
+Mls = tuple[SandboxMls, str]
+KEYS = [f"N{i:02d}" for i in range(30)]
+
+
+async def _incremental(rt: Runtime, url: str, keys: list[str], **fields: object) -> None:
+    await add_connection(rt, url, mode="incremental", overlap_seconds=0, **fields)  # type: ignore[arg-type]
+    await track(rt, "mls-1", keys)
+
+
+async def test_incremental_reads_every_change_from_a_server_whose_top_is_the_total(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """Bridge-style paging: `$top` caps the whole answer and no nextLink says there is more.
+    Twelve changes (five of them sharing one timestamp) with pages of five are all applied,
+    and the cursor reaches the last of them."""
+    sandbox, url = mls
+    for key in KEYS:
+        sandbox.put(key, "Active")
+    await _incremental(runtime, f"{url}/{TOP_IS_TOTAL_PATH}", KEYS, page_size=5)
+    await runtime.engine.sync_all()
+    changed = KEYS[3:15]
+    same = sandbox.stamp()
+    for key in changed[:5]:
+        sandbox.put(key, "Closed", modified=same)
+    for key in changed[5:]:
+        sandbox.set_status(key, "Closed")
+
+    report = await runtime.engine.sync_all()
+
+    assert (report.run.outcome, report.run.errors) == ("ok", 0)
+    assert [await status_of(runtime, k) for k in changed] == ["sold"] * len(changed)
+    row = await connections.get(runtime.db, "mls-1")
+    assert row is not None and row.cursor is not None
+    assert parse_iso(row.cursor) == sandbox.records[changed[-1]]["ModificationTimestamp"]
+
+
+async def test_the_page_size_is_asked_with_the_odata_preference(runtime: Runtime, mls: Mls) -> None:
+    """A server that pages by `Prefer: odata.maxpagesize` (10 records when it is not sent)
+    answers in pages of the connection's size, not in pages of ten."""
+    sandbox, url = mls
+    for key in KEYS:
+        sandbox.put(key, "Pending")
+    await add_connection(runtime, f"{url}/{TOP_IS_TOTAL_PATH}", batch_size=30, page_size=30)
+    await track(runtime, "mls-1", KEYS)
+
+    report = await runtime.engine.sync_all()
+
+    assert (report.run.outcome, report.run.mls_requests) == ("ok", 1)
+    assert {await status_of(runtime, k) for k in KEYS} == {"pending"}
+
+
+async def test_a_failed_batch_in_the_full_pass_is_asked_again_next_cycle(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """Incremental mode's full pass loses one batch to a server error. The pass is not done:
+    the next cycle asks those listings again, though their changes are older than any cursor."""
+    sandbox, url = mls
+    long_ago = datetime(2001, 1, 1, tzinfo=UTC)
+    for key in KEYS[:10]:
+        sandbox.put(key, "Closed", modified=long_ago)
+    await _incremental(runtime, url, KEYS[:10], batch_size=5)
+    attempts = runtime.settings.mls.max_attempts
+    sandbox.faults.add(Fault("status", status=500, times=attempts, matching="'N00'"))
+
+    first = await runtime.engine.sync_all()
+
+    assert (first.run.outcome, first.run.errors) == ("partial", 1)
+    row = await connections.get(runtime.db, "mls-1")
+    assert row is not None and row.last_full_reconcile_at is None
+
+    second = await runtime.engine.sync_all()
+
+    assert (second.run.outcome, second.run.errors) == ("ok", 0)
+    assert {await status_of(runtime, k) for k in KEYS[:10]} == {"sold"}
+
+
+async def test_a_future_dated_record_does_not_carry_the_cursor_into_the_future(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """One record dated next year: its status is applied, a warning names its key, and the
+    changes that follow it are still found."""
+    sandbox, url = mls
+    for key in KEYS[:5]:
+        sandbox.put(key, "Active")
+    await _incremental(runtime, url, KEYS[:5])
+    await runtime.engine.sync_all()
+    sandbox.put("N00", "Pending", modified=datetime.now(UTC) + timedelta(days=365))
+
+    flagged = await runtime.engine.sync_all()
+
+    assert await status_of(runtime, "N00") == "pending"
+    assert flagged.run.warnings == 1 and flagged.run.errors == 0
+    assert "'N00'" in flagged.errors[0].message and "future" in flagged.errors[0].message
+    row = await connections.get(runtime.db, "mls-1")
+    assert row is not None and row.cursor is not None
+    assert parse_iso(row.cursor) < datetime.now(UTC) + timedelta(minutes=5)
+
+    sandbox.set_status("N03", "Closed")
+    await runtime.engine.sync_all()
+
+    assert await status_of(runtime, "N03") == "sold"
+
+
+async def test_a_full_pass_pulls_back_a_cursor_left_in_the_future(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """A cursor that an older version pushed a year ahead is set back by the next full pass,
+    and later changes are found again."""
+    sandbox, url = mls
+    for key in KEYS[:5]:
+        sandbox.put(key, "Active")
+    await _incremental(runtime, url, KEYS[:5], full_reconcile_seconds=60)
+    await runtime.engine.sync_all()
+    async with runtime.db.transaction() as conn:
+        await connections.save_cursor(conn, "mls-1", "2099-01-01T00:00:00.000000Z", "2026-01-01")
+    later = datetime.now(UTC) + timedelta(minutes=2)
+    runtime.engine.clock = lambda: later
+    await runtime.engine.sync_all()  # the full pass is due
+
+    sandbox.put("N02", "Closed", modified=later + timedelta(seconds=1))
+    await runtime.engine.sync_all()
+
+    assert await status_of(runtime, "N02") == "sold"
+
+
+async def test_a_timestamp_out_of_range_in_utc_fails_only_its_listing(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """`9999-12-31T23:00:00-05:00` is past the last moment Python can hold in UTC: that listing
+    gets an error, the others of its batch and connection sync."""
+    sandbox, url = mls
+    for key in KEYS[:4]:
+        sandbox.put(key, "Closed")
+    sandbox.records["N01"]["ModificationTimestamp"] = "9999-12-31T23:00:00-05:00"
+    sandbox.records["N02"]["ModificationTimestamp"] = "0001-01-01T00:30:00+01:00"
+    await add_connection(runtime, url)
+    await track(runtime, "mls-1", KEYS[:4])
+
+    report = await runtime.engine.sync_all()
+
+    assert report.run.errors == 2
+    assert {e.listing_id for e in report.errors} == {"L-N01", "L-N02"}
+    statuses = [await status_of(runtime, k) for k in KEYS[:4]]
+    assert statuses == ["sold", None, None, "sold"]
+
+
+async def test_an_unreachable_server_costs_one_error_not_one_per_batch(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """Nothing listens at the connection's address: after one batch's worth of attempts the
+    rest of its 20 batches are skipped, with one error that says the connection was refused;
+    another connection of the same run carries on."""
+    sandbox, url = mls
+    sandbox.put("OK1", "Closed")
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    await add_connection(runtime, dead, batch_size=5)
+    await track(runtime, "mls-1", [f"D{i:03d}" for i in range(100)])
+    await add_connection(runtime, url, connection_id="mls-2")
+    await track(runtime, "mls-2", ["OK1"], prefix="L2-")
+
+    report = await runtime.engine.sync_all()
+
+    [error] = report.errors
+    assert error.connection_id == "mls-1" and "connection refused" in error.message
+    assert report.run.mls_requests <= runtime.settings.mls.max_attempts + 4  # 4 in flight
+    row = await connections.get(runtime.db, "mls-1")
+    assert row is not None and row.last_error is not None and "refused" in row.last_error
+
+
+async def test_last_error_tells_of_a_failed_batch_and_a_clean_cycle_clears_it(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """`connections list` shows why the last cycle of a connection was not clean."""
+    sandbox, url = mls
+    for key in KEYS[:10]:
+        sandbox.put(key, "Active")
+    await add_connection(runtime, url, batch_size=5)
+    await track(runtime, "mls-1", KEYS[:10])
+    attempts = runtime.settings.mls.max_attempts
+    sandbox.faults.add(Fault("status", status=500, times=attempts, matching="'N05'"))
+
+    await runtime.engine.sync_all()
+
+    row = await connections.get(runtime.db, "mls-1")
+    assert row is not None and row.last_error is not None
+    assert "not checked" in row.last_error and "HTTP 500" in row.last_error
+
+    await runtime.engine.sync_all()
+
+    row = await connections.get(runtime.db, "mls-1")
+    assert row is not None and row.last_error is None
+
+
+async def test_a_server_that_never_answers_is_skipped_after_one_batch_of_timeouts(
+    tmp_path: Path, secret_key: str
+) -> None:
+    """A host that accepts connections and then says nothing: after one batch's worth of
+    timeouts the connection's other 19 batches are not tried, and the error says it timed out."""
+    accepted = 0
+
+    async def silent(stream: anyio.abc.SocketStream) -> None:
+        nonlocal accepted
+        accepted += 1
+        async with stream:
+            await anyio.sleep(30)
+
+    settings = make_settings(tmp_path, MLS_SYNC_MLS__TIMEOUT_SECONDS="0.3")
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)  # noqa: S610 (not Django)
+    async with (
+        open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt,
+        listener,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(listener.serve, silent)
+        await add_connection(rt, f"http://127.0.0.1:{port}", batch_size=5)
+        await track(rt, "mls-1", [f"T{i:03d}" for i in range(100)])
+
+        report = await rt.engine.sync_all()
+        tg.cancel_scope.cancel()
+
+    [error] = report.errors
+    assert "timed out" in error.message and error.scope == "connection"
+    assert accepted <= settings.mls.max_attempts + 4  # the batches already in flight
+
+
+async def test_a_token_endpoint_error_page_is_named_by_its_status_and_never_pasted(
+    runtime: Runtime,
+) -> None:
+    """A token URL with a typo, behind a web server that answers 404 with an HTML page: the
+    run's error says HTTP 404 and carries none of the page."""
+    page = "<html><body><h1>404 Not Found</h1>nginx</body></html>"
+
+    async def not_found(request: Request) -> Response:
+        return HTMLResponse(page, status_code=404)
+
+    app = Starlette(routes=[Route("/oauth/token", not_found, methods=["POST"])])
+    async with serving(app) as proxy:
+        await add_oauth_connection(runtime, proxy)
+        await track(runtime, "mls-1", ["A"])
+
+        report = await runtime.engine.sync_all()
+
+    [error] = report.errors
+    assert "HTTP 404" in error.message
+    assert "<html" not in error.message and "nginx" not in error.message
+
+
+async def test_a_continuation_that_cannot_move_forward_is_a_recorded_error(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """A server that answers the keyset continuation with the same full page again: the run
+    says the changes after it cannot be read, instead of `ok`."""
+    sandbox, url = mls
+    await _incremental(runtime, url, KEYS[:5], page_size=5)
+    start = "2026-11-01T00:00:00.000000Z"
+    async with runtime.db.transaction() as conn:
+        await connections.save_cursor(conn, "mls-1", start, start)
+    await connections.mark_reconciled(runtime.db, "mls-1", iso(datetime.now(UTC)))
+    page = [
+        {"ListingKey": k, "StandardStatus": "Closed", "ModificationTimestamp": start}
+        for k in KEYS[:5]
+    ]
+    sandbox.faults.add(Fault("status", status=200, body=json.dumps({"value": page}), times=100))
+
+    report = await runtime.engine.sync_all()
+
+    assert report.run.outcome != "ok"
+    [error] = report.errors
+    assert "cannot be read" in error.message
