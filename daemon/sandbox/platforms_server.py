@@ -113,9 +113,14 @@ def graph_fault(
     status: int = 400,
     times: int = 1,
     transient: bool = False,
+    headers: dict[str, str] | None = None,
 ) -> Fault:
     return Fault(
-        "status", status=status, times=times, body=graph_error(code, subcode, status, transient)
+        "status",
+        status=status,
+        times=times,
+        body=graph_error(code, subcode, status, transient),
+        headers=headers,
     )
 
 

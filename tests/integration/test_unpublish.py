@@ -9,7 +9,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from daemon.clock import iso, utcnow
+from daemon.clock import iso, parse_iso, utcnow
 from daemon.models import LocalStatus
 from daemon.sandbox.faults import Fault
 from daemon.sandbox.mls_server import SandboxMls
@@ -488,3 +488,34 @@ async def test_a_reconciler_that_lost_its_lease_writes_nothing_and_stops(
     problems = await runs.errors_of(live.rt.db, runs_[0].id)
     assert any("lease expired or was taken over" in e.message for e in problems)
     assert runs_[0].posts_unpublished == 0
+
+
+async def test_an_absurd_wait_asked_by_the_platform_is_capped_and_the_post_retried(
+    live: Live,
+) -> None:
+    """Graph's X-Business-Use-Case-Usage asking for 1e300 minutes (or garbled to Infinity):
+    the post stays published and is tried again within a day, like any throttled post."""
+    await _listing_with_posts(live)
+    usage = '{"1093": [{"estimated_time_to_regain_access": 1e300}]}'
+    live.platforms.inject("facebook", graph_fault(32, headers={"X-Business-Use-Case-Usage": usage}))
+
+    await _sell(live)
+
+    row = await posts.get(live.rt.db, "facebook-K1")
+    assert row is not None and row.status == "published" and row.next_attempt_at is not None
+    assert parse_iso(row.next_attempt_at) <= utcnow() + timedelta(days=1)
+
+
+async def test_a_post_that_failed_a_thousand_times_is_still_retried(live: Live) -> None:
+    """The backoff doubles per attempt up to its cap; a long outage's attempt count must not
+    overflow it."""
+    await _listing_with_posts(live)
+    async with live.rt.db.transaction() as conn:
+        await conn.execute("UPDATE social_posts SET attempts = 5000 WHERE id = 'facebook-K1'")
+    live.platforms.inject("facebook", Fault("status", status=503))
+
+    await _sell(live)
+
+    row = await posts.get(live.rt.db, "facebook-K1")
+    assert row is not None and row.status == "published" and row.attempts == 5001
+    assert "503" in (row.last_error or "")
