@@ -68,6 +68,23 @@ async def test_a_post_id_with_a_trailing_newline_is_refused_and_nothing_is_recor
         assert (await daemon.call("GET", "/v1/posts/p-1")).status_code == 404
 
 
+async def test_every_id_and_key_with_a_trailing_newline_is_refused(daemon: Daemon) -> None:
+    """Ids in the path and a listing key in the body are matched whole too (pydantic's
+    patterns, unlike Python's `re.match` with `$`, take no final newline)."""
+    post = {"listing_id": "L-K1", "account_id": "fb-page", "platform_post_id": "1093_4417"}
+    listing = {"connection_id": "mls-1", "listing_key": "K2"}
+    for path, body in (
+        ("/v1/posts/p-2%0A", post),
+        ("/v1/posts/p-2", {**post, "listing_id": "L-K1\n"}),
+        ("/v1/listings/L-K2%0A", listing),
+        ("/v1/listings/L-K2", {**listing, "listing_key": "K2\n"}),
+    ):
+        response = await daemon.call("PUT", path, json=body)
+        assert response.status_code == 422, (path, body, response.text)
+    assert (await daemon.call("GET", "/v1/posts/p-2")).status_code == 404
+    assert (await daemon.call("GET", "/v1/listings/L-K2")).status_code == 404
+
+
 async def test_re_recorded_post_comes_down_when_the_listing_sells_again(
     daemon: Daemon, mls: Mls, platforms: Platforms
 ) -> None:
