@@ -35,6 +35,15 @@ TAKE_OVER = """
 UPDATE sync_leases SET holder = :holder, expires_at = :until
 WHERE connection_id = :id AND holder = :previous
 """
+# Renews only a lease still held and not yet expired: a holder that was paused past its expiry
+# has lost it, even if nobody has taken it yet.
+RENEW_HELD = """
+UPDATE sync_leases SET expires_at = :until
+WHERE connection_id = :id AND holder = :holder AND expires_at >= :now
+"""
+STILL_HELD = """
+SELECT 1 FROM sync_leases WHERE connection_id = :id AND holder = :holder AND expires_at >= :now
+"""
 RELEASE = "DELETE FROM sync_leases WHERE connection_id = :id AND holder = :holder"
 HOLDER = "SELECT holder, expires_at FROM sync_leases WHERE connection_id = ?"
 
@@ -74,6 +83,19 @@ async def renew_many(db: Database, holders: dict[str, str], until: str) -> None:
     rows = [{"id": cid, "holder": holder, "until": until} for cid, holder in holders.items()]
     async with db.transaction() as conn:
         await conn.executemany(RENEW, rows)
+
+
+async def renew_held(db: Database, lease_id: str, holder: str, now: str, until: str) -> bool:
+    """Extends a lease `holder` still holds, unexpired; False when it has lost it."""
+    params = {"id": lease_id, "holder": holder, "now": now, "until": until}
+    return await db.write_one(RENEW_HELD, params) == 1
+
+
+async def still_held(conn: aiosqlite.Connection, lease_id: str, holder: str, now: str) -> bool:
+    """Inside the transaction of a write the lease guards (fencing): whether `holder` still
+    holds it, unexpired. If not, the caller writes nothing."""
+    params = {"id": lease_id, "holder": holder, "now": now}
+    return bool(await conn.execute_fetchall(STILL_HELD, params))
 
 
 async def take_over(
