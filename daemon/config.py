@@ -95,10 +95,10 @@ class PlatformSettings(_Section):
     not code: Meta and LinkedIn retire old ones on a schedule."""
 
     graph_url: str = "https://graph.facebook.com"
-    graph_version: str = Field(default="v25.0", pattern=r"^v\d+\.\d+$")
+    graph_version: str = Field(default="v25.0", pattern=r"^v[0-9]+\.[0-9]+$")
     linkedin_api_url: str = "https://api.linkedin.com"
     linkedin_oauth_url: str = "https://www.linkedin.com"
-    linkedin_version: str = Field(default="202510", pattern=r"^\d{6}$")
+    linkedin_version: str = Field(default="202510", pattern=r"^[0-9]{6}$")
     timeout_seconds: float = Field(default=20.0, gt=0, le=600)
     facebook_rate_per_second: float = Field(default=5.0, gt=0, le=1000)
     instagram_rate_per_second: float = Field(default=5.0, gt=0, le=1000)

@@ -119,10 +119,12 @@ def explain(errors: Sequence[Mapping[str, Any]], where: str = "", values: bool =
 
 
 PLATFORMS = ("facebook", "instagram", "linkedin")
+# Matched against the whole id (re.fullmatch: a `$` would also match before a final newline)
+# and in ASCII only (`\d` would take any script's digits): the id goes into a URL as it is.
 POST_ID_PATTERNS = {
-    "facebook": (r"^\d+_\d+$", "{page-id}_{post-id}, e.g. 1093_4417"),
-    "instagram": (r"^\d+$", "the numeric media id, e.g. 17895695668004550"),
-    "linkedin": (r"^urn:li:(share|ugcPost):\S+$", "a post URN, e.g. urn:li:share:7012"),
+    "facebook": (r"[0-9]+_[0-9]+", "{page-id}_{post-id}, e.g. 1093_4417"),
+    "instagram": (r"[0-9]+", "the numeric media id, e.g. 17895695668004550"),
+    "linkedin": (r"urn:li:(share|ugcPost):[!-~]+", "a post URN, e.g. urn:li:share:7012"),
 }
 
 
@@ -174,5 +176,5 @@ def check_post_id(platform: str, platform_post_id: str) -> None:
     """The id must have the shape its platform uses; raises SpecError naming the rule (not
     the id given: the API's answers never repeat input)."""
     pattern, example = POST_ID_PATTERNS[platform]
-    if not re.match(pattern, platform_post_id):
+    if not re.fullmatch(pattern, platform_post_id):
         raise SpecError(f"platform_post_id: not a {platform} post id ({example})")

@@ -161,7 +161,7 @@ def unpublish(config_path: Path | None, listing_id: str) -> None:
     if not report.posts:
         click.echo(f"listing {listing_id} has no published post")
     for result in report.posts:
-        outcome = type(result.outcome).__name__ if result.outcome else "Skipped"
+        outcome = result.outcome_name
         click.echo(f"{result.platform:9}  {result.post_id:20}  {outcome:12}  {result.detail}")
     r = report.run
     click.echo(

@@ -29,12 +29,14 @@ class FacebookAdapter(graph.GraphAdapter):
             return NeedsPerson(f"Facebook answered 200 without success: {resp.text[:200]}")
         error = graph.read_error(resp)
         if (error.code, error.subcode) == graph.MISSING_OBJECT:
-            page_id = post.platform_post_id.split("_", 1)[0]
             return await self._gone_or_forbidden(
-                page_id,
+                self._owner(post.platform_post_id),
                 account.access_token,
                 error,
                 "Facebook says the post does not exist; the token can still read its page, "
                 "so it was already deleted",
             )
         return graph.classify(error, resp.headers)
+
+    def _owner(self, object_id: str) -> str:
+        return object_id.split("_", 1)[0]  # the page of {page-id}_{post-id}

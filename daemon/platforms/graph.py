@@ -8,7 +8,15 @@ from typing import Any
 
 import httpx
 
-from daemon.platforms.outcomes import AlreadyGone, AuthFailed, NeedsPerson, Outcome, RetryLater
+from daemon.platforms.outcomes import (
+    AccountCredentials,
+    AlreadyGone,
+    AuthFailed,
+    NeedsPerson,
+    Outcome,
+    PostTarget,
+    RetryLater,
+)
 
 THROTTLED = frozenset({4, 17, 32, 613, 80001, 80002, 341})
 TRANSIENT = frozenset({1, 2})
@@ -112,6 +120,34 @@ class GraphAdapter:
             return await self.http.delete(f"{self.base}/{object_id}", headers=_bearer(token))
         except httpx.HTTPError as exc:
             return RetryLater(f"{self.name} unreachable: {type(exc).__name__}")
+
+    async def check(self, post: PostTarget, account: AccountCredentials) -> Outcome | None:
+        """Before a second DELETE (the first one's answer was never recorded): None when the
+        post is still there, else what it came to. A read, so it deletes nothing."""
+        try:
+            resp = await self.http.get(
+                f"{self.base}/{post.platform_post_id}",
+                params={"fields": "id"},
+                headers=_bearer(account.access_token),
+            )
+        except httpx.HTTPError as exc:
+            return RetryLater(f"{self.name} unreachable for the check: {type(exc).__name__}")
+        if resp.status_code == 200:
+            return None
+        error = read_error(resp)
+        if (error.code, error.subcode) == MISSING_OBJECT:
+            return await self._gone_or_forbidden(
+                self._owner(post.platform_post_id),
+                account.access_token,
+                error,
+                f"{self.name} no longer has it: the DELETE sent before, whose answer was "
+                "never recorded, went through",
+            )
+        return classify(error, resp.headers)
+
+    def _owner(self, object_id: str) -> str:
+        """What the same token must still read for a missing object to count as gone."""
+        return "me"
 
     async def _gone_or_forbidden(
         self, check_object: str, token: str, error: GraphError, gone_note: str

@@ -20,6 +20,11 @@ class InstagramAdapter(graph.GraphAdapter):
     platform = "instagram"
     name = "Instagram"
 
+    async def check(self, post: PostTarget, account: AccountCredentials) -> Outcome | None:
+        if account.connected_via == INSTAGRAM_LOGIN:
+            return None  # no call was made: `delete` says a person must do it
+        return await super().check(post, account)
+
     async def delete(self, post: PostTarget, account: AccountCredentials) -> Outcome:
         if account.connected_via == INSTAGRAM_LOGIN:
             return NeedsPerson(
@@ -43,7 +48,7 @@ class InstagramAdapter(graph.GraphAdapter):
             )
         if (error.code, error.subcode) == graph.MISSING_OBJECT:
             return await self._gone_or_forbidden(
-                "me",
+                self._owner(media_id),
                 account.access_token,
                 error,
                 "Instagram says the media does not exist and the token still works, so it "

@@ -1,4 +1,5 @@
-"""LinkedIn posts: DELETE /rest/posts/{url-encoded urn}, with one token refresh on expiry."""
+"""LinkedIn posts: DELETE /rest/posts/{url-encoded urn} (and GET, to check before a second
+DELETE), with one token refresh on expiry."""
 
 from __future__ import annotations
 
@@ -45,20 +46,40 @@ class LinkedInAdapter:
         self.save_token = save_token
 
     async def delete(self, post: PostTarget, account: AccountCredentials) -> Outcome:
-        resp = await self._send(post, account)
+        resp = await self._call("DELETE", post, account)
+        return _classify(resp) if isinstance(resp, httpx.Response) else resp
+
+    async def check(self, post: PostTarget, account: AccountCredentials) -> Outcome | None:
+        """Before a second DELETE (the first one's answer was never recorded): None when the
+        post is still there, else what it came to. A read, so it deletes nothing."""
+        resp = await self._call("GET", post, account)
+        if not isinstance(resp, httpx.Response):
+            return resp
+        if resp.status_code == 200:
+            return None
+        if resp.status_code == 404:
+            return AlreadyGone(
+                "LinkedIn no longer has it (404): the DELETE sent before, whose answer was "
+                "never recorded, went through"
+            )
+        return _classify(resp)
+
+    async def _call(
+        self, method: str, post: PostTarget, account: AccountCredentials
+    ) -> httpx.Response | Outcome:
+        """One request, with one token refresh if the token expired."""
+        resp = await self._send(method, post, account)
         if isinstance(resp, RetryLater):
             return resp
         if resp.status_code == 401 and _error_code(resp) == EXPIRED and account.refresh_token:
             refreshed = await self._refresh(account)
             if refreshed is not None:
                 return refreshed
-            resp = await self._send(post, account)
-            if isinstance(resp, RetryLater):
-                return resp
-        return _classify(resp)
+            return await self._send(method, post, account)
+        return resp
 
     async def _send(
-        self, post: PostTarget, account: AccountCredentials
+        self, method: str, post: PostTarget, account: AccountCredentials
     ) -> httpx.Response | RetryLater:
         url = f"{self.api_url}/rest/posts/{quote(post.platform_post_id, safe='')}"
         headers = {
@@ -67,7 +88,7 @@ class LinkedInAdapter:
             "X-Restli-Protocol-Version": "2.0.0",
         }
         try:
-            return await self.http.delete(url, headers=headers)
+            return await self.http.request(method, url, headers=headers)
         except httpx.HTTPError as exc:
             return RetryLater(f"LinkedIn unreachable: {type(exc).__name__}")
 

@@ -72,8 +72,13 @@ class AccountCredentials:
 
 
 class PlatformAdapter(Protocol):
-    """One platform's delete. Never raises for the platform's answer: it classifies it."""
+    """One platform's delete, and the read that tells whether an earlier delete went through.
+    Never raises for the platform's answer: it classifies it."""
 
     platform: str
 
     async def delete(self, post: PostTarget, account: AccountCredentials) -> Outcome: ...
+
+    async def check(self, post: PostTarget, account: AccountCredentials) -> Outcome | None:
+        """A read before a second DELETE: None when the post is still there."""
+        ...

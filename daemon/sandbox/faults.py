@@ -28,6 +28,7 @@ class Fault:
     after: int = 0
     body: str | None = None
     matching: str | None = None
+    headers: dict[str, str] | None = None  # more headers for a `status` answer
 
 
 @dataclass
@@ -108,6 +109,7 @@ def fault_response(fault: Fault) -> Response | None:
     if fault.kind == "truncated":
         return Response('{"value": [', media_type="application/json")
     headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+    headers |= fault.headers or {}
     body = fault.body or json.dumps(
         {"error": {"code": str(fault.status), "message": f"injected HTTP {fault.status}"}}
     )

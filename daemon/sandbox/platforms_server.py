@@ -60,6 +60,9 @@ class SandboxPlatforms:
     calls: list[Call] = field(default_factory=list)
     weather: FaultRates = field(default_factory=FaultRates)
     successful_deletes: Counter[str] = field(default_factory=Counter)
+    # DELETEs of a post already deleted ("already gone"): a repeat some platforms count
+    # against the app.
+    repeated_deletes: Counter[str] = field(default_factory=Counter)
 
     def publish(
         self,
@@ -110,9 +113,14 @@ def graph_fault(
     status: int = 400,
     times: int = 1,
     transient: bool = False,
+    headers: dict[str, str] | None = None,
 ) -> Fault:
     return Fault(
-        "status", status=status, times=times, body=graph_error(code, subcode, status, transient)
+        "status",
+        status=status,
+        times=times,
+        body=graph_error(code, subcode, status, transient),
+        headers=headers,
     )
 
 
@@ -163,6 +171,10 @@ def build_platforms_app(state: SandboxPlatforms) -> Starlette:
             return answer
         if token is None or state.tokens.get(token) != "ok":
             return graph_json(graph_error(190, 463, message="Error validating access token"))
+        if request.method == "GET" and post is not None and post.owner_token == token:
+            if post.deleted:
+                return graph_json(graph_error(100, 33))
+            return JSONResponse({"id": object_id})
         if request.method == "GET":  # the token check after 100/33
             known_pages = {
                 p.id.split("_")[0] for p in state.posts.values() if p.owner_token == token
@@ -170,6 +182,8 @@ def build_platforms_app(state: SandboxPlatforms) -> Starlette:
             if object_id == "me" or object_id in known_pages:
                 return JSONResponse({"id": object_id})
             return graph_json(graph_error(100, 33))
+        if post is not None and post.deleted:
+            state.repeated_deletes[object_id] += 1
         if post is None or post.deleted or post.owner_token != token:
             return graph_json(
                 graph_error(
@@ -212,10 +226,14 @@ def build_platforms_app(state: SandboxPlatforms) -> Starlette:
         if token_state != "ok":
             return graph_json(linkedin_error(401, "REVOKED_ACCESS_TOKEN"), 401)
         post = state.posts.get(urn)
+        if post is not None and post.deleted and request.method == "DELETE":
+            state.repeated_deletes[urn] += 1
         if post is None or post.deleted:
             return graph_json(linkedin_error(404, "NOT_FOUND"), 404)
         if post.owner_token != token and state.tokens.get(post.owner_token) != "expired":
             return graph_json(linkedin_error(403, "ACCESS_DENIED"), 403)
+        if request.method == "GET":
+            return JSONResponse({"id": urn, "lifecycleState": "PUBLISHED"})
         post.deleted = True
         state.successful_deletes[urn] += 1
         return Response(status_code=204)
@@ -250,6 +268,7 @@ def build_platforms_app(state: SandboxPlatforms) -> Starlette:
             {
                 "successful_deletes": sum(state.successful_deletes.values()),
                 "posts_deleted_twice": sum(1 for n in state.successful_deletes.values() if n > 1),
+                "repeated_deletes": sum(state.repeated_deletes.values()),
                 "calls": len(state.calls),
             }
         )
@@ -259,7 +278,7 @@ def build_platforms_app(state: SandboxPlatforms) -> Starlette:
             Route("/admin/publish", admin_publish, methods=["POST"]),
             Route("/admin/stats", admin_stats, methods=["GET"]),
             Route("/graph/{version}/{object_id}", graph_object, methods=["DELETE", "GET"]),
-            Route("/linkedin/rest/posts/{urn:path}", linkedin_post, methods=["DELETE"]),
+            Route("/linkedin/rest/posts/{urn:path}", linkedin_post, methods=["DELETE", "GET"]),
             Route("/linkedin/oauth/v2/accessToken", linkedin_token, methods=["POST"]),
         ]
     )

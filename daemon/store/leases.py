@@ -28,21 +28,22 @@ ON CONFLICT (connection_id) DO UPDATE SET holder = excluded.holder, expires_at =
 WHERE sync_leases.expires_at < :now
 RETURNING connection_id, holder
 """
-# Only a lease still held and unexpired is renewed: one that expired may already have been
-# taken (and even released) by another process, whose writes ours must not follow.
-RENEW_MANY = """
-UPDATE sync_leases SET expires_at = :until
-WHERE expires_at >= :now AND EXISTS (
-    SELECT 1 FROM json_each(:held)
-    WHERE json_extract(value, '$[0]') = connection_id AND json_extract(value, '$[1]') = holder
-)
-RETURNING connection_id
-"""
-VALID = "SELECT connection_id, holder FROM sync_leases WHERE expires_at >= ?"
 TAKE_OVER = """
 UPDATE sync_leases SET holder = :holder, expires_at = :until
 WHERE connection_id = :id AND holder = :previous
 """
+# A lease is its holder's until it expires. One that expired is lost, even if nobody has
+# taken it yet: another process may have taken it and released it meanwhile, and writes of its
+# old holder must not follow the newer ones. Renewals and fences alike go by this.
+UNEXPIRED = "expires_at >= :now"
+RENEW_HELD = f"""
+UPDATE sync_leases SET expires_at = :until
+WHERE connection_id = :id AND holder = :holder AND {UNEXPIRED}
+"""
+STILL_HELD = f"""
+SELECT 1 FROM sync_leases WHERE connection_id = :id AND holder = :holder AND {UNEXPIRED}
+"""
+VALID = f"SELECT connection_id, holder FROM sync_leases WHERE {UNEXPIRED}"
 RELEASE = "DELETE FROM sync_leases WHERE connection_id = :id AND holder = :holder"
 HOLDER = "SELECT holder, expires_at FROM sync_leases WHERE connection_id = ?"
 
@@ -78,19 +79,35 @@ def acquirer(db: Database) -> GroupWriter[LeaseRequest, bool]:
 
 
 async def renew_many(db: Database, holders: Mapping[str, str], now: str, until: str) -> set[str]:
-    """Renews several leases (connection id -> holder) in one statement; returns the ids of
-    those renewed. Any other was lost: it expired, or another process holds it now."""
-    held = json.dumps([[cid, holder] for cid, holder in holders.items()])
+    """Renews several leases (connection id -> holder) in one transaction; returns the ids
+    of those renewed. Any other was lost: it expired, or another process holds it now."""
+    renewed = set()
     async with db.transaction() as conn:
-        rows = await conn.execute_fetchall(RENEW_MANY, {"held": held, "now": now, "until": until})
-    return {str(r[0]) for r in rows}
+        for cid, holder in holders.items():
+            params = {"id": cid, "holder": holder, "now": now, "until": until}
+            if (await conn.execute(RENEW_HELD, params)).rowcount == 1:
+                renewed.add(cid)
+    return renewed
 
 
 async def valid_in(conn: aiosqlite.Connection, now: str) -> set[tuple[str, str]]:
     """(connection id, holder) of every unexpired lease, read inside the transaction that
     writes under them: the fence. While it runs, the transaction holds SQLite's write lock,
     so no other process can take a lease over before it commits."""
-    return {(str(r[0]), str(r[1])) for r in await conn.execute_fetchall(VALID, (now,))}
+    return {(str(r[0]), str(r[1])) for r in await conn.execute_fetchall(VALID, {"now": now})}
+
+
+async def renew_held(db: Database, lease_id: str, holder: str, now: str, until: str) -> bool:
+    """Extends a lease `holder` still holds, unexpired; False when it has lost it."""
+    params = {"id": lease_id, "holder": holder, "now": now, "until": until}
+    return await db.write_one(RENEW_HELD, params) == 1
+
+
+async def still_held(conn: aiosqlite.Connection, lease_id: str, holder: str, now: str) -> bool:
+    """Inside the transaction of a write the lease guards (fencing): whether `holder` still
+    holds it, unexpired. If not, the caller writes nothing."""
+    params = {"id": lease_id, "holder": holder, "now": now}
+    return bool(await conn.execute_fetchall(STILL_HELD, params))
 
 
 async def take_over(

@@ -20,7 +20,7 @@ from daemon.store.records import DuePost, PostRow, from_row
 
 _DUE_COLUMNS = """
 SELECT p.id, p.listing_id, p.account_id, p.platform_post_id, l.status AS listing_status,
-    p.attempts
+    p.attempts, p.delete_sent_at
 FROM social_posts p JOIN listings l ON l.id = p.listing_id
 """
 DUE = (
@@ -47,9 +47,21 @@ ON CONFLICT (id) DO UPDATE SET listing_id = excluded.listing_id,
     account_id = excluded.account_id, platform_post_id = excluded.platform_post_id,
     permalink = excluded.permalink, updated_at = excluded.updated_at
 """
+# A PUT says the post is live. One that was taken down (or handed to a person) and is recorded
+# again is published again, with a clean slate and a note of the change; the right-hand sides
+# all see the row as it was.
+REPUBLISH = """
+UPDATE social_posts SET status = 'published', published_at = coalesce(:published_at, :now),
+    unpublished_at = NULL, attempts = 0, last_error = NULL, next_attempt_at = NULL,
+    delete_sent_at = NULL, note = 'published again (recorded ' || :now || '); was ' || status
+        || coalesce(': ' || note, ''),
+    updated_at = :now
+WHERE id = :id AND status != 'published'
+"""
 DONE = """
 UPDATE social_posts SET status = 'unpublished', unpublished_at = :now, note = :note,
-    attempts = attempts + 1, last_error = NULL, next_attempt_at = NULL, updated_at = :now
+    attempts = attempts + 1, last_error = NULL, next_attempt_at = NULL, delete_sent_at = NULL,
+    updated_at = :now
 WHERE id = :id AND status = 'published'
 """
 FAILED = """
@@ -59,8 +71,14 @@ WHERE id = :id AND status = 'published'
 """
 MANUAL = """
 UPDATE social_posts SET status = 'manual_required', attempts = attempts + 1, note = :note,
-    last_error = NULL, next_attempt_at = NULL, updated_at = :now
+    last_error = NULL, next_attempt_at = NULL, delete_sent_at = NULL, updated_at = :now
 WHERE id = :id AND status = 'published'
+"""
+# A failed attempt leaves delete_sent_at as it was: its DELETE may have gone through (a
+# timeout, a 5xx after the fact), so the next try reads the post first.
+DELETE_SENT = """
+UPDATE social_posts SET delete_sent_at = :now
+WHERE status = 'published' AND id IN (SELECT value FROM json_each(:ids))
 """
 _WITH_PLATFORM = """
 SELECT p.*, a.platform FROM social_posts p JOIN platform_accounts a ON a.id = p.account_id
@@ -109,9 +127,12 @@ async def published_of_listing(db: Database, listing_id: str) -> list[DuePost]:
 
 
 async def add(db: Database, spec: PostSpec, now: str) -> None:
-    """Records a published post (what the app does when it publishes one)."""
+    """Records a published post (what the app does when it publishes one). A post id that was
+    taken down is published again: it comes down again when its listing is sold again."""
+    params = {**spec.model_dump(mode="json"), "now": now}
     async with db.transaction() as conn:
-        await conn.execute(INSERT, {**spec.model_dump(mode="json"), "now": now})
+        await conn.execute(REPUBLISH, params)
+        await conn.execute(INSERT, params)
 
 
 @dataclass(frozen=True)
@@ -144,6 +165,11 @@ async def record_attempts(
         if by_result[result]:
             await conn.executemany(sql, by_result[result])
     return fresh
+
+
+async def mark_delete_sent(conn: aiosqlite.Connection, post_ids: Sequence[str], now: str) -> None:
+    """In the caller's transaction, before the DELETEs go out: what a restart must check."""
+    await conn.execute(DELETE_SENT, {"ids": json.dumps(list(post_ids)), "now": now})
 
 
 async def get(db: Database, post_id: str) -> PostRow | None:

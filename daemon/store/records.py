@@ -134,6 +134,7 @@ class DuePost:
     platform_post_id: str
     listing_status: str | None
     attempts: int
+    delete_sent_at: str | None = None  # a DELETE sent, its answer not recorded
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,17 @@ post is never deleted by two processes at once.
 
 from __future__ import annotations
 
+import sqlite3
 import time
-import uuid
+import traceback
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
+from pathlib import Path
 
+import aiosqlite
 import anyio
 import httpx
 import structlog
@@ -39,18 +43,16 @@ from daemon.platforms.outcomes import (
     PostTarget,
     RetryLater,
 )
-from daemon.store import accounts, leases, posts, runs
+from daemon.store import accounts, posts, runs
 from daemon.store.database import Database
+from daemon.store.group_commit import GroupWriter
 from daemon.store.posts import DueScope
 from daemon.store.records import AccountRow, DuePost
 from daemon.store.runs import Counts, ErrorEntry
-from daemon.sync.holders import is_dead, this_process
+from daemon.sync.unpublish_lease import LEASE_SECONDS, UnpublishLease
 
 log = structlog.get_logger("mls_sync.unpublish")
 
-# The lease that makes the reconciler single-flight across processes (not a connection id).
-LEASE = "~unpublish"
-LEASE_SECONDS = 600
 # Outcomes are written when this many are waiting, or when the oldest has waited this long.
 FLUSH_POSTS = 100
 FLUSH_SECONDS = 0.5
@@ -62,8 +64,12 @@ class PostResult:
     listing_id: str
     account_id: str
     platform: str
-    outcome: Outcome | None  # None: skipped (account not active, or it failed this run)
+    outcome: Outcome | None  # None: waiting (account not active, or it failed this run)
     detail: str
+
+    @property
+    def outcome_name(self) -> str:
+        return type(self.outcome).__name__ if self.outcome else "Waiting"
 
 
 @dataclass(frozen=True)
@@ -89,12 +95,16 @@ class _Settled:
 @dataclass
 class _Pass:
     run_id: int
-    creds: dict[str, AccountCredentials]
+    lease: UnpublishLease
+    # Records "a DELETE is going out" for each post before its call, fenced by the lease.
+    sending: GroupWriter[str, bool]
+    creds: dict[str, AccountCredentials] = field(default_factory=dict)
     results: list[PostResult] = field(default_factory=list)
     pending: list[_Settled] = field(default_factory=list)  # noted, not yet written
     auth_failed: set[str] = field(default_factory=set)
     auth_reported: set[str] = field(default_factory=set)  # one account error per run
     counts: Counts = field(default_factory=Counts)
+    unwritten: int = 0  # outcomes not written: the lease was lost
 
 
 class Unpublisher:
@@ -153,8 +163,8 @@ class Unpublisher:
     async def _take_down(self, run_id: int, due: Sequence[DuePost]) -> list[PostResult]:
         if not due:
             return []
-        holder = f"{this_process()}:{uuid.uuid4().hex[:8]}"
-        if not await self._lease(holder):
+        lease = UnpublishLease(self.db, self.clock, LEASE_SECONDS)
+        if not await lease.acquire():
             await self._record(
                 run_id,
                 Counts(warnings=1),
@@ -165,10 +175,22 @@ class Unpublisher:
                 ),
             )
             return []
+        work = _Pass(run_id, lease, GroupWriter(self.db, partial(_mark_sending, lease, self.clock)))
         try:
-            rows = await accounts.for_ids(self.db, sorted({p.account_id for p in due}))
-            work = _Pass(run_id, {})
-            ready = await self._ready_accounts(work, rows, due)
+            await self._under_lease(work, due)
+            return work.results
+        finally:
+            with anyio.CancelScope(shield=True):
+                await lease.release()
+                if lease.lost:
+                    await self._record(run_id, Counts(errors=1), _lease_lost(work.unwritten))
+
+    async def _under_lease(self, work: _Pass, due: Sequence[DuePost]) -> None:
+        """The pass, with its lease renewed while it runs; losing the lease stops it."""
+        rows = await accounts.for_ids(self.db, sorted({p.account_id for p in due}))
+        ready = await self._ready_accounts(work, rows, due)
+        async with anyio.create_task_group() as keeper, work.sending.running():
+            keeper.start_soon(work.lease.keep, keeper.cancel_scope.cancel)
             try:
                 async with anyio.create_task_group() as tg:
                     for post in due:
@@ -177,41 +199,17 @@ class Unpublisher:
             finally:
                 with anyio.CancelScope(shield=True):  # what was done is written, even now
                     await self._flush(work)
-            return work.results
-        finally:
-            with anyio.CancelScope(shield=True):
-                await leases.release(self.db, LEASE, holder)
-
-    async def _lease(self, holder: str) -> bool:
-        now = self.clock()
-        until = iso(now + timedelta(seconds=LEASE_SECONDS))
-        if await leases.acquire(self.db, LEASE, holder, iso(now), until):
-            return True
-        current = await leases.holder_of(self.db, LEASE)
-        if current is not None and is_dead(current[0]):
-            return await leases.take_over(self.db, LEASE, current[0], holder, until)
-        return False
+            keeper.cancel_scope.cancel()
 
     async def _ready_accounts(
         self, work: _Pass, rows: dict[str, AccountRow], due: Sequence[DuePost]
     ) -> set[str]:
         """Decrypts the tokens of active accounts; every other account gets one message."""
         ready: set[str] = set()
-        waiting_by_account = Counter(p.account_id for p in due)
-        for account_id in sorted(waiting_by_account):
+        for account_id in sorted({p.account_id for p in due}):
             row = rows[account_id]
-            waiting = waiting_by_account[account_id]
             if row.state != "active":
-                await self._record(
-                    work.run_id,
-                    Counts(warnings=1),
-                    ErrorEntry(
-                        "account",
-                        f"{row.platform} account {account_id} is {row.state}: "
-                        f"{waiting} post(s) wait ({row.last_error or 'no reason recorded'})",
-                        severity="warning",
-                    ),
-                )
+                await self._wait_for(work, row, [p for p in due if p.account_id == account_id])
                 continue
             try:
                 work.creds[account_id] = self._credentials(row)
@@ -224,6 +222,25 @@ class Unpublisher:
                 continue
             ready.add(account_id)
         return ready
+
+    async def _wait_for(self, work: _Pass, row: AccountRow, waiting: list[DuePost]) -> None:
+        """An account that is not active: one warning in the run, and each of its posts in
+        the results as waiting, with why (so a listing's posts never look absent)."""
+        why = f"{row.platform} account {row.id} is {row.state}"
+        reason = row.last_error or "no reason recorded"
+        await self._record(
+            work.run_id,
+            Counts(warnings=1),
+            ErrorEntry(
+                "account", f"{why}: {len(waiting)} post(s) wait ({reason})", severity="warning"
+            ),
+        )
+        if row.state == "needs_reauth":
+            reason += f"; a new token (`mls-sync accounts add --id {row.id}`) re-activates it"
+        work.results += [
+            PostResult(p.id, p.listing_id, row.id, row.platform, None, f"{why} ({reason})")
+            for p in waiting
+        ]
 
     def _credentials(self, row: AccountRow) -> AccountCredentials:
         if self.box is None:
@@ -244,6 +261,17 @@ class Unpublisher:
         )
 
     async def _one(self, work: _Pass, post: DuePost, platform: str) -> None:
+        try:
+            outcome = await self._attempt(work, post, platform)
+            if outcome is None:
+                return
+            settled = self._settle(post, platform, outcome)
+        except Exception as exc:  # a bug or a malformed record: this post's outcome only
+            settled = _Settled(post, platform, _unexpected(post, exc), None, None)
+        await self._note(work, settled)
+
+    async def _attempt(self, work: _Pass, post: DuePost, platform: str) -> Outcome | None:
+        """One delete call; None when the post is skipped (its account failed auth)."""
         async with self._slot(post.account_id):
             if post.account_id in work.auth_failed:
                 work.results.append(
@@ -253,26 +281,39 @@ class Unpublisher:
                         post.account_id,
                         platform,
                         None,
-                        "skipped: the account failed auth",
+                        "not tried: the account failed auth in this run",
                     )
                 )
-                return
+                return None
+            try:
+                if not await work.sending.submit(post.id):
+                    return None  # the lease was lost: no call (the pass is stopping)
+            except sqlite3.Error as exc:  # busy with another process, say: no call, try later
+                return RetryLater(f"could not record the DELETE before sending it: {exc}")
             # The rate first: a slot of the global bound is held only while a call is out, so
             # one platform's waiting posts never starve another platform.
             async with self._rate(platform), self._in_flight:
-                outcome = await self.adapters[platform].delete(
-                    PostTarget(post.id, post.platform_post_id), work.creds[post.account_id]
-                )
+                outcome = await self._check_then_delete(post, platform, work.creds[post.account_id])
             if isinstance(outcome, AuthFailed):
                 # Noted before the slot is freed, so no queued post of this account goes out.
                 work.auth_failed.add(post.account_id)
-        await self._apply(work, post, platform, outcome)
+        return outcome
 
-    async def _apply(self, work: _Pass, post: DuePost, platform: str, outcome: Outcome) -> None:
-        """Notes an outcome; outcomes are written in batches (one transaction per batch, not
-        per post: profiled, that was a quarter of the CPU of 10,000 deletes). A crash before
-        a batch is written only means those posts are found again next cycle, and a second
-        delete of a post that is gone counts as done (invariant 2)."""
+    async def _check_then_delete(
+        self, post: DuePost, platform: str, creds: AccountCredentials
+    ) -> Outcome:
+        """The DELETE; if one was sent before and its answer never recorded (a crash, a
+        timeout, a failed try), a read first, and a DELETE only if the post is still there."""
+        adapter, target = self.adapters[platform], PostTarget(post.id, post.platform_post_id)
+        if post.delete_sent_at is not None:
+            checked = await adapter.check(target, creds)
+            if checked is not None:
+                return checked
+            await self._rate(platform).acquire()  # the DELETE is a second call
+        return await adapter.delete(target, creds)
+
+    def _settle(self, post: DuePost, platform: str, outcome: Outcome) -> _Settled:
+        """An outcome with its next try, for a failure."""
         delay = None
         if isinstance(outcome, RetryLater):
             delay = retry_delay(
@@ -284,7 +325,15 @@ class Unpublisher:
         elif isinstance(outcome, AuthFailed):
             delay = 0.0  # due again as soon as the account is connected again
         retry_at = iso(self.clock() + timedelta(seconds=delay)) if delay is not None else None
-        work.pending.append(_Settled(post, platform, outcome, delay, retry_at))
+        return _Settled(post, platform, outcome, delay, retry_at)
+
+    async def _note(self, work: _Pass, settled: _Settled) -> None:
+        """Notes an outcome; outcomes are written in batches (one transaction per batch, not
+        per post: profiled, that was a quarter of the CPU of 10,000 deletes). A crash before
+        a batch is written only means those posts are found again next cycle, with the DELETE
+        they were sent recorded: each is read before any second DELETE (invariant 2)."""
+        post, platform, outcome = settled.post, settled.platform, settled.outcome
+        work.pending.append(settled)
         work.results.append(
             PostResult(
                 post.id, post.listing_id, post.account_id, platform, outcome, _detail(outcome)
@@ -313,6 +362,9 @@ class Unpublisher:
         at = iso(self.clock())
         counts, entries = Counts(), []
         async with self.db.transaction() as conn:
+            if not await work.lease.held_in(conn):  # fenced: a lost lease writes nothing
+                work.unwritten += len(batch)
+                return
             fresh = await posts.record_attempts(conn, [s.attempt() for s in batch], at)
             for settled in batch:
                 entries += _account_for(settled, settled.post.id in fresh, work, counts)
@@ -404,6 +456,41 @@ def _account_for(
             listing_id=post.listing_id,
         )
     ]
+
+
+async def _mark_sending(
+    lease: UnpublishLease,
+    clock: Callable[[], datetime],
+    conn: aiosqlite.Connection,
+    post_ids: Sequence[str],
+) -> list[bool]:
+    """For the group writer: the DELETEs about to go out, committed before they do; none
+    when the lease was lost."""
+    if not await lease.held_in(conn):
+        return [False] * len(post_ids)
+    await posts.mark_delete_sent(conn, post_ids, iso(clock()))
+    return [True] * len(post_ids)
+
+
+def _lease_lost(unwritten: int) -> ErrorEntry:
+    return ErrorEntry(
+        "run",
+        "unpublishing stopped: its lease expired or was taken over (this process was paused "
+        f"or too slow); {unwritten} outcome(s) not written, the next pass checks those posts "
+        "again",
+    )
+
+
+def _unexpected(post: DuePost, exc: Exception) -> NeedsPerson:
+    """An error no adapter expected. Its text is not kept (it may quote a token, as a bad
+    header value does); its type and where it was raised are."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    log.error("post_failed_unexpectedly", post_id=post.id, error=type(exc).__name__, where=where)
+    return NeedsPerson(
+        f"unexpected {type(exc).__name__}{where} while taking it down; check its "
+        "platform_post_id, or report this as a bug"
+    )
 
 
 def _detail(outcome: Outcome) -> str:

@@ -339,6 +339,33 @@ def test_accounts_posts_and_unpublish_from_the_cli(sandbox_dir: Path) -> None:
     assert {p["status"] for p in json.loads(after.stdout)} == {"unpublished"}
 
 
+def test_unpublish_says_which_posts_wait_for_an_account_to_log_in_again(
+    sandbox_dir: Path,
+) -> None:
+    """A listing whose post waits on an account that needs re-authentication is not a listing
+    without posts: the command names the post, the account and why."""
+    assert mls_sync("sync", cwd=sandbox_dir).returncode == 0
+    env = {"FB_TOKEN": "a-token-facebook-no-longer-accepts"}
+    account = ("--id", "my-page", "--user", "agent-7", "--platform", "facebook")
+    post = ("my-post", "--listing", "L-SBX001-000000", "--account", "my-page")
+    for args in (
+        ("accounts", "add", *account, "--token-env", "FB_TOKEN"),
+        ("posts", "add", *post, "--platform-id", "1000_999999"),
+    ):
+        assert mls_sync(*args, cwd=sandbox_dir, env=env).returncode == 0
+    first = mls_sync("unpublish", "--listing", "L-SBX001-000000", cwd=sandbox_dir)
+    assert first.returncode == 0 and "AuthFailed" in first.stdout  # Graph 190: needs_reauth
+
+    again = mls_sync("unpublish", "--listing", "L-SBX001-000000", cwd=sandbox_dir)
+
+    assert again.returncode == 0, again.stderr
+    assert "no published post" not in again.stdout
+    waiting = [line for line in again.stdout.splitlines() if "my-post" in line]
+    assert len(waiting) == 1, again.stdout
+    assert "Waiting" in waiting[0] and "my-page" in waiting[0]
+    assert "needs_reauth" in waiting[0] and "190" in waiting[0]
+
+
 def test_no_secret_appears_in_the_database_the_logs_or_any_output(sandbox_dir: Path) -> None:
     """Tokens and credentials are encrypted at rest, redacted in logs, never printed."""
     seeded = {

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
 import anyio
 import pytest
 
-from daemon.clock import utcnow
+from daemon.clock import iso, parse_iso, utcnow
 from daemon.models import LocalStatus
 from daemon.sandbox.faults import Fault
 from daemon.sandbox.mls_server import SandboxMls
 from daemon.sandbox.platforms_server import SandboxPlatforms, graph_fault, platform_env
-from daemon.store import accounts, listings, posts
+from daemon.store import accounts, leases, listings, posts, runs
+from daemon.sync import unpublish
 from daemon.sync.runtime import open_runtime
 from tests.helpers import (
     Live,
@@ -407,3 +409,113 @@ async def test_platform_calls_never_exceed_the_platform_rate(
     # One token dripping every 0.1 s: at most 11 calls start in any second, and 15 take 1.4 s.
     assert max(sum(1 for t in times[i:] if t - s < 1.0) for i, s in enumerate(times)) <= 11
     assert times[-1] - times[0] >= 1.3
+
+
+async def test_a_post_that_fails_unexpectedly_needs_a_person_and_the_others_come_down(
+    live: Live,
+) -> None:
+    """A post recorded with a bad id (a trailing newline, from before ids were fully matched)
+    makes the request fail to build; that post needs a person, every other post comes down,
+    in this pass and the next."""
+    for key in ("K1", "K2"):
+        await _listing_with_posts(live, key)
+    await add_post(live.rt, "facebook-bad", "L-K1", "fb-page", "1093_4417\n")
+    live.mls.set_status("K1", "Closed")
+    live.mls.set_status("K2", "Closed")
+
+    report = await live.rt.engine.sync_all()
+
+    bad = await posts.get(live.rt.db, "facebook-bad")
+    assert bad is not None and bad.status == "manual_required"
+    assert "InvalidURL" in (bad.note or "")
+    for key in ("K1", "K2"):
+        for platform in ("facebook", "instagram", "linkedin"):
+            assert await _post_status(live, f"{platform}-{key}") == "unpublished"
+    assert report.run.posts_unpublished == 6 and report.run.posts_manual == 1
+    assert any("facebook-bad" in e.message and "InvalidURL" in e.message for e in report.errors)
+
+
+def _deletes_per_post(live: Live) -> Counter[str]:
+    return Counter(c.path for c in live.platforms.calls if c.method == "DELETE")
+
+
+async def test_a_pass_longer_than_its_lease_keeps_it_and_no_post_gets_two_deletes(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lease is renewed while the pass runs: a second reconciler that starts after the
+    lease's first term is refused, instead of sending a second DELETE for the same posts."""
+    for key in ("K1", "K2", "K3"):
+        await _listing_with_posts(live, key)
+        live.mls.set_status(key, "Closed")
+    monkeypatch.setattr(unpublish, "LEASE_SECONDS", 1.0)  # 600 s in production
+    live.platforms.inject("facebook", Fault("slow", seconds=1.8, times=3))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(live.rt.engine.sync_all)
+        await anyio.sleep(1.4)  # past the lease's first term; still waiting on Facebook
+        second = await live.rt.engine.sync_all()
+
+    assert any("another process is taking posts down" in e.message for e in second.errors)
+    deletes = _deletes_per_post(live)
+    assert len(deletes) == 9 and set(deletes.values()) == {1}, deletes
+    for key in ("K1", "K2", "K3"):
+        for platform in ("facebook", "instagram", "linkedin"):
+            assert await _post_status(live, f"{platform}-{key}") == "unpublished"
+
+
+async def test_a_reconciler_that_lost_its_lease_writes_nothing_and_stops(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process takes the lease over while this one's deletes are out (as after a long
+    pause): what this one learns afterwards is not written, and it says why."""
+    await _listing_with_posts(live)
+    live.mls.set_status("K1", "Closed")
+    monkeypatch.setattr(unpublish, "LEASE_SECONDS", 0.6)  # 600 s in production
+    live.platforms.inject("facebook", Fault("slow", seconds=1.0))
+    later = iso(utcnow() + timedelta(hours=1))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(live.rt.engine.sync_all)
+        with anyio.fail_after(10):
+            while not live.platforms.calls_to("facebook"):
+                await anyio.sleep(0.02)
+        # A successor that found the lease expired (its clock says an hour later).
+        assert await leases.acquire(live.rt.db, "~unpublish", "host:1:successor", later, later)
+
+    for platform in ("facebook", "instagram", "linkedin"):
+        assert await _post_status(live, f"{platform}-K1") == "published"
+    runs_ = await runs.recent(live.rt.db, 1)
+    problems = await runs.errors_of(live.rt.db, runs_[0].id)
+    assert any("lease expired or was taken over" in e.message for e in problems)
+    assert runs_[0].posts_unpublished == 0
+
+
+async def test_an_absurd_wait_asked_by_the_platform_is_capped_and_the_post_retried(
+    live: Live,
+) -> None:
+    """Graph's X-Business-Use-Case-Usage asking for 1e300 minutes (or garbled to Infinity):
+    the post stays published and is tried again within a day, like any throttled post."""
+    await _listing_with_posts(live)
+    usage = '{"1093": [{"estimated_time_to_regain_access": 1e300}]}'
+    live.platforms.inject("facebook", graph_fault(32, headers={"X-Business-Use-Case-Usage": usage}))
+
+    await _sell(live)
+
+    row = await posts.get(live.rt.db, "facebook-K1")
+    assert row is not None and row.status == "published" and row.next_attempt_at is not None
+    assert parse_iso(row.next_attempt_at) <= utcnow() + timedelta(days=1)
+
+
+async def test_a_post_that_failed_a_thousand_times_is_still_retried(live: Live) -> None:
+    """The backoff doubles per attempt up to its cap; a long outage's attempt count must not
+    overflow it."""
+    await _listing_with_posts(live)
+    async with live.rt.db.transaction() as conn:
+        await conn.execute("UPDATE social_posts SET attempts = 5000 WHERE id = 'facebook-K1'")
+    live.platforms.inject("facebook", Fault("status", status=503))
+
+    await _sell(live)
+
+    row = await posts.get(live.rt.db, "facebook-K1")
+    assert row is not None and row.status == "published" and row.attempts == 5001
+    assert "503" in (row.last_error or "")

@@ -65,6 +65,20 @@ def test_bad_config_names_the_key_and_what_is_allowed(
         assert fragment in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "line",
+    [
+        "graph_version = 'v\uff12\uff15.\uff10'",
+        "linkedin_version = '\u0662\u0660\u0662\u0665\u0661\u0660'",
+    ],
+)
+def test_a_platform_api_version_in_other_digits_is_refused(tmp_path: Path, line: str) -> None:
+    """The version goes into every platform URL: ASCII digits only, matched as a whole."""
+    with pytest.raises(ConfigError) as caught:
+        _load(tmp_path, f"[platforms]\n{line}\n")
+    assert f"[platforms] {line.split(' ')[0]}" in str(caught.value)
+
+
 def test_environment_variables_override_the_file_with_their_types(tmp_path: Path) -> None:
     settings = _load(
         tmp_path,
