@@ -189,7 +189,15 @@ async def save_cursors(conn: aiosqlite.Connection, cursors: Sequence[tuple[str, 
 
 async def mark_reconciled(db: Database, connection_id: str, at: str) -> None:
     async with db.transaction() as conn:
-        await conn.execute(MARK_RECONCILED, {"id": connection_id, "at": at})
+        await mark_reconciled_in(conn, [(connection_id, at)])
+
+
+async def mark_reconciled_in(
+    conn: aiosqlite.Connection, reconciled: Sequence[tuple[str, str]]
+) -> None:
+    """(connection id, when its full pass started) for each, inside the caller's transaction."""
+    if reconciled:
+        await conn.executemany(MARK_RECONCILED, [{"id": i, "at": at} for i, at in reconciled])
 
 
 async def mark_synced(

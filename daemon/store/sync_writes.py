@@ -39,6 +39,7 @@ class BatchWrite:
     failures: Sequence[tuple[str, str]]
     at: str
     cursor: str | None = None  # incremental: moves with this page's data (invariant 5)
+    reconciled_at: str | None = None  # the end of a complete full pass: when it started
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +162,9 @@ async def write_group(
     await runs.record_many(conn, recorded)
     await connections.save_cursors(
         conn, [(b.connection_id, b.cursor, b.at) for b in batches if b.cursor is not None]
+    )
+    await connections.mark_reconciled_in(
+        conn, [(b.connection_id, b.reconciled_at) for b in batches if b.reconciled_at]
     )
     done = [w for w in kept if isinstance(w, ConnectionDone)]
     await connections.mark_synced(conn, [(d.connection_id, d.at, d.error) for d in done])

@@ -135,11 +135,14 @@ class ConnectionSync:
         observations: Sequence[tuple[str, Observation]],
         failures: Sequence[tuple[str, str]],
         cursor: str | None = None,
+        reconciled_at: str | None = None,
     ) -> None:
         """Statuses, audit rows and run counts (+ the cursor in incremental mode, so it never
-        runs ahead of the data) commit together, with other batches' (group commit)."""
+        runs ahead of the data) commit together, with other batches' (group commit), fenced
+        by the lease."""
+        at = iso(self.clock())
         write = BatchWrite(
-            self.run_id, self.row.id, observations, failures, iso(self.clock()), cursor
+            self.run_id, self.row.id, observations, failures, at, cursor, reconciled_at
         )
         applied = await self.writer.submit(write)
         assert applied is not None  # a BatchWrite's result
@@ -157,6 +160,12 @@ class ConnectionSync:
                 audit_event=change.event,
                 standard_status=change.standard_status,
             )
+
+    async def full_pass_done(self, cursor: datetime, started: datetime) -> None:
+        """Incremental mode's full pass got an answer for every batch: changes are read from
+        `cursor` on, and the next full pass is due a period after `started`. Fenced by the
+        lease like every other write of the sync."""
+        await self._apply([], [], cursor=iso(cursor), reconciled_at=iso(started))
 
     def _note_error(self, message: str) -> None:
         if self.first_error is None:

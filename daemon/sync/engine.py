@@ -420,9 +420,7 @@ class SyncEngine:
         cursor = started
         if row.cursor and parse_iso(row.cursor) <= started + CLOCK_SKEW:
             cursor = max(parse_iso(row.cursor), started)
-        async with self.db.transaction() as conn:
-            await connections.save_cursor(conn, row.id, iso(cursor), iso(self.clock()))
-        await connections.mark_reconciled(self.db, row.id, iso(started))
+        await work.full_pass_done(cursor, started)
 
     def _reconcile_due(self, row: ConnectionRow) -> bool:
         if row.last_full_reconcile_at is None:
