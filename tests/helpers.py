@@ -72,6 +72,12 @@ async def add_connection(
     return spec
 
 
+async def add_incremental(rt: Runtime, url: str, keys: list[str], **fields: Any) -> None:
+    """An incremental connection `mls-1` without overlap, tracking `keys`."""
+    await add_connection(rt, url, mode="incremental", overlap_seconds=0, **fields)
+    await track(rt, "mls-1", keys)
+
+
 async def add_oauth_connection(
     rt: Runtime, url: str, connection_id: str = "mls-1", **fields: Any
 ) -> ConnectionSpec:

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,6 +192,28 @@ class Daemon:
             self.proc.kill()
             self.proc.wait(10)
         self.notify.close()
+
+
+# Nothing listens on port 9 of loopback: platforms pointed here can neither leave the machine
+# nor answer.
+NOWHERE = "http://127.0.0.1:9"
+
+
+@contextmanager
+def api_client(folder: Path, secret_key: str) -> Iterator[httpx.Client]:
+    """`mls-sync run` (no cycles of its own, platforms nowhere) started in `folder`, and a
+    client that holds its API token; the daemon must still be alive at the end."""
+    port = free_port()
+    write_config(folder / "config.toml", port, NOWHERE, interval=86_400)
+    daemon = Daemon.start(folder / "config.toml", port, secret_key)
+    try:
+        anyio.run(daemon.wait_notify, "READY=1")
+        headers = {"Authorization": f"Bearer {API_TOKEN}"}
+        with httpx.Client(base_url=daemon.url, headers=headers, timeout=10) as client:
+            yield client
+        assert daemon.proc.poll() is None, daemon.log()
+    finally:
+        daemon.stop()
 
 
 def _auth(token: str | None) -> dict[str, str]:

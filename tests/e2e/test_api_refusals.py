@@ -7,15 +7,13 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 
-import anyio
 import httpx
 import pytest
 
 from daemon.config import DaemonSettings
 from daemon.encryption import generate_key
-from tests.e2e.daemon_process import API_TOKEN, Daemon, free_port, write_config
+from tests.e2e.daemon_process import NOWHERE, api_client
 
-NOWHERE = "http://127.0.0.1:9"  # nothing listens there: nothing can leave, nothing answers
 SECRET = "tok-5ecret-0f9e7d"  # stands for any secret a caller may put in a body
 JSON = {"Content-Type": "application/json"}
 LIMIT = DaemonSettings().max_body_bytes
@@ -24,18 +22,8 @@ LIMIT = DaemonSettings().max_body_bytes
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     """The daemon with the API on, and a client holding its token."""
-    tmp = tmp_path_factory.mktemp("api-refusals")
-    port = free_port()
-    write_config(tmp / "config.toml", port, NOWHERE, interval=86_400)
-    daemon = Daemon.start(tmp / "config.toml", port, generate_key())
-    try:
-        anyio.run(daemon.wait_notify, "READY=1")
-        headers = {"Authorization": f"Bearer {API_TOKEN}"}
-        with httpx.Client(base_url=daemon.url, headers=headers, timeout=10) as client:
-            yield client
-        assert daemon.proc.poll() is None, daemon.log()
-    finally:
-        daemon.stop()
+    with api_client(tmp_path_factory.mktemp("api-refusals"), generate_key()) as client:
+        yield client
 
 
 REFUSED_BODIES = {

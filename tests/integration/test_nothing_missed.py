@@ -22,15 +22,17 @@ from daemon.sandbox.mls_server import TOP_IS_TOTAL_PATH, SandboxMls
 from daemon.serving import serving
 from daemon.store import connections
 from daemon.sync.runtime import Runtime, open_runtime
-from tests.helpers import add_connection, add_oauth_connection, make_settings, status_of, track
+from tests.helpers import (
+    add_connection,
+    add_incremental,
+    add_oauth_connection,
+    make_settings,
+    status_of,
+    track,
+)
 
 Mls = tuple[SandboxMls, str]
 KEYS = [f"N{i:02d}" for i in range(30)]
-
-
-async def _incremental(rt: Runtime, url: str, keys: list[str], **fields: object) -> None:
-    await add_connection(rt, url, mode="incremental", overlap_seconds=0, **fields)  # type: ignore[arg-type]
-    await track(rt, "mls-1", keys)
 
 
 async def test_incremental_reads_every_change_from_a_server_whose_top_is_the_total(
@@ -42,7 +44,7 @@ async def test_incremental_reads_every_change_from_a_server_whose_top_is_the_tot
     sandbox, url = mls
     for key in KEYS:
         sandbox.put(key, "Active")
-    await _incremental(runtime, f"{url}/{TOP_IS_TOTAL_PATH}", KEYS, page_size=5)
+    await add_incremental(runtime, f"{url}/{TOP_IS_TOTAL_PATH}", KEYS, page_size=5)
     await runtime.engine.sync_all()
     changed = KEYS[3:15]
     same = sandbox.stamp()
@@ -84,7 +86,7 @@ async def test_a_failed_batch_in_the_full_pass_is_asked_again_next_cycle(
     long_ago = datetime(2001, 1, 1, tzinfo=UTC)
     for key in KEYS[:10]:
         sandbox.put(key, "Closed", modified=long_ago)
-    await _incremental(runtime, url, KEYS[:10], batch_size=5)
+    await add_incremental(runtime, url, KEYS[:10], batch_size=5)
     attempts = runtime.settings.mls.max_attempts
     sandbox.faults.add(Fault("status", status=500, times=attempts, matching="'N00'"))
 
@@ -108,7 +110,7 @@ async def test_a_future_dated_record_does_not_carry_the_cursor_into_the_future(
     sandbox, url = mls
     for key in KEYS[:5]:
         sandbox.put(key, "Active")
-    await _incremental(runtime, url, KEYS[:5])
+    await add_incremental(runtime, url, KEYS[:5])
     await runtime.engine.sync_all()
     sandbox.put("N00", "Pending", modified=datetime.now(UTC) + timedelta(days=365))
 
@@ -135,7 +137,7 @@ async def test_a_full_pass_pulls_back_a_cursor_left_in_the_future(
     sandbox, url = mls
     for key in KEYS[:5]:
         sandbox.put(key, "Active")
-    await _incremental(runtime, url, KEYS[:5], full_reconcile_seconds=60)
+    await add_incremental(runtime, url, KEYS[:5], full_reconcile_seconds=60)
     await runtime.engine.sync_all()
     async with runtime.db.transaction() as conn:
         await connections.save_cursor(conn, "mls-1", "2099-01-01T00:00:00.000000Z", "2026-01-01")
@@ -280,7 +282,7 @@ async def test_a_continuation_that_cannot_move_forward_is_a_recorded_error(
     """A server that answers the keyset continuation with the same full page again: the run
     says the changes after it cannot be read, instead of `ok`."""
     sandbox, url = mls
-    await _incremental(runtime, url, KEYS[:5], page_size=5)
+    await add_incremental(runtime, url, KEYS[:5], page_size=5)
     start = "2026-11-01T00:00:00.000000Z"
     async with runtime.db.transaction() as conn:
         await connections.save_cursor(conn, "mls-1", start, start)

@@ -11,7 +11,7 @@ from daemon.sandbox.faults import Fault
 from daemon.sandbox.mls_server import SandboxMls
 from daemon.store import connections, listings
 from daemon.sync.runtime import Runtime
-from tests.helpers import add_connection, status_of, track
+from tests.helpers import add_connection, add_incremental, status_of, track
 
 Mls = tuple[SandboxMls, str]
 KEYS = [f"Q{i:02d}" for i in range(10)]
@@ -94,18 +94,13 @@ async def test_a_next_link_to_another_server_is_refused(runtime: Runtime, mls: M
 # -- incremental ------------------------------------------------------------------------------
 
 
-async def _incremental(rt: Runtime, url: str, keys: list[str], **fields: object) -> None:
-    await add_connection(rt, url, mode="incremental", overlap_seconds=0, **fields)  # type: ignore[arg-type]
-    await track(rt, "mls-1", keys)
-
-
 async def test_incremental_starts_with_a_full_pass_then_asks_only_for_changes(
     runtime: Runtime, mls: Mls
 ) -> None:
     sandbox, url = mls
     for key in KEYS:
         sandbox.put(key, "Active")
-    await _incremental(runtime, url, KEYS)
+    await add_incremental(runtime, url, KEYS)
 
     first = await runtime.engine.sync_all()
     sandbox.set_status("Q03", "Closed")
@@ -123,7 +118,7 @@ async def test_incremental_applies_only_tracked_listings(runtime: Runtime, mls: 
     sandbox, url = mls
     for key in KEYS:
         sandbox.put(key, "Active")
-    await _incremental(runtime, url, KEYS[:2])
+    await add_incremental(runtime, url, KEYS[:2])
     await runtime.engine.sync_all()
     for key in KEYS:
         sandbox.set_status(key, "Closed")
@@ -144,7 +139,7 @@ async def test_incremental_never_misses_changes_sharing_the_timestamp_of_a_page_
     sandbox.max_page_size = 3
     for key in KEYS:
         sandbox.put(key, "Active")
-    await _incremental(runtime, url, KEYS)
+    await add_incremental(runtime, url, KEYS)
     await runtime.engine.sync_all()
     same = datetime.now(UTC) + timedelta(seconds=5)
     for key in KEYS:
@@ -170,7 +165,7 @@ async def test_incremental_runs_a_full_reconcile_when_it_is_due(runtime: Runtime
     sandbox, url = mls
     for key in KEYS:
         sandbox.put(key, "Active")
-    await _incremental(runtime, url, KEYS, full_reconcile_seconds=60)
+    await add_incremental(runtime, url, KEYS, full_reconcile_seconds=60)
     await runtime.engine.sync_all()
     # A change the incremental feed will never show (the server lost it): only a full pass finds it.
     sandbox.put("Q05", "Closed", modified=datetime(2001, 1, 1, tzinfo=UTC))

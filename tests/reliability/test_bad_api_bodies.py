@@ -20,17 +20,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
 import httpx
 import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from daemon.encryption import generate_key
-from tests.e2e.daemon_process import API_TOKEN, Daemon, free_port, write_config
+from tests.e2e.daemon_process import NOWHERE, api_client
 
 EXAMPLES = int(os.environ.get("MLS_SYNC_BAD_BODIES", "150"))
-NOWHERE = "http://127.0.0.1:9"  # nothing listens there: nothing can leave, nothing answers
 MARKER = "mk-5ecret-61d0"  # stands for a secret: no refusal may repeat it
 RECORDS = {
     "/v1/mls-connections/c1": {"name": "C", "base_url": f"{NOWHERE}/mls", "secret": "s3cret-1"},
@@ -48,21 +46,11 @@ class Api:
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    tmp = tmp_path_factory.mktemp("bad-bodies")
-    port = free_port()
-    write_config(tmp / "config.toml", port, NOWHERE, interval=86_400)
-    daemon = Daemon.start(tmp / "config.toml", port, generate_key())
-    try:
-        anyio.run(daemon.wait_notify, "READY=1")
-        headers = {"Authorization": f"Bearer {API_TOKEN}"}
-        with httpx.Client(base_url=daemon.url, headers=headers, timeout=10) as client:
-            for path, body in RECORDS.items():
-                assert client.put(path, json=body).status_code in (200, 201), path
-            schema = client.get("/openapi.json").json()
-            yield Api(client, {path: _fields(schema, path) for path in RECORDS})
-        assert daemon.proc.poll() is None, daemon.log()
-    finally:
-        daemon.stop()
+    with api_client(tmp_path_factory.mktemp("bad-bodies"), generate_key()) as client:
+        for path, body in RECORDS.items():
+            assert client.put(path, json=body).status_code in (200, 201), path
+        schema = client.get("/openapi.json").json()
+        yield Api(client, {path: _fields(schema, path) for path in RECORDS})
 
 
 def _fields(schema: dict[str, Any], path: str) -> list[str]:
