@@ -285,31 +285,34 @@ class Unpublisher:
                     )
                 )
                 return None
-            try:
+            # The rate first: a slot of the global bound is held only while a call is out, so
+            # one platform's waiting posts never starve another platform.
+            await self._rate(platform).acquire()
+            try:  # recorded after the rate wait, so the mark is never older than needed
                 if not await work.sending.submit(post.id):
                     return None  # the lease was lost: no call (the pass is stopping)
             except sqlite3.Error as exc:  # busy with another process, say: no call, try later
                 return RetryLater(f"could not record the DELETE before sending it: {exc}")
-            # The rate first: a slot of the global bound is held only while a call is out, so
-            # one platform's waiting posts never starve another platform.
-            async with self._rate(platform), self._in_flight:
-                outcome = await self._check_then_delete(post, platform, work.creds[post.account_id])
+            async with self._in_flight:
+                outcome = await self._check_then_delete(work, post, platform)
             if isinstance(outcome, AuthFailed):
                 # Noted before the slot is freed, so no queued post of this account goes out.
                 work.auth_failed.add(post.account_id)
         return outcome
 
-    async def _check_then_delete(
-        self, post: DuePost, platform: str, creds: AccountCredentials
-    ) -> Outcome:
+    async def _check_then_delete(self, work: _Pass, post: DuePost, platform: str) -> Outcome | None:
         """The DELETE; if one was sent before and its answer never recorded (a crash, a
-        timeout, a failed try), a read first, and a DELETE only if the post is still there."""
+        timeout, a failed try), a read first, and a DELETE only if the post is still there.
+        None when the lease ran out meanwhile: a successor may be taking the post down."""
         adapter, target = self.adapters[platform], PostTarget(post.id, post.platform_post_id)
+        creds = work.creds[post.account_id]
         if post.delete_sent_at is not None:
             checked = await adapter.check(target, creds)
             if checked is not None:
                 return checked
             await self._rate(platform).acquire()  # the DELETE is a second call
+        if not work.lease.still_running():  # the last moment: after every wait, before sending
+            return None
         return await adapter.delete(target, creds)
 
     def _settle(self, post: DuePost, platform: str, outcome: Outcome) -> _Settled:

@@ -2,13 +2,15 @@
 runs (invariant 3, for posts).
 
 Taken before a pass, renewed a third of the way to its expiry while the pass runs, and checked
-inside the transaction of every write the pass makes (fencing). A reconciler paused past its
-lease (a GC pause, a frozen VM, a suspended process) has lost it, even if nobody took it yet:
-its renewal fails, it writes nothing more, and its pass stops; the next pass finds what it left.
+inside the transaction of every write the pass makes (fencing), and right before every DELETE
+(by the monotonic clock: a term since the last renewal that ran out). A reconciler paused past
+its lease (a GC pause, a frozen VM, a suspended process) has lost it, even if nobody took it
+yet: it sends and writes nothing more, and its pass stops; the next pass finds what it left.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,28 +43,46 @@ class UnpublishLease:
     seconds: float
     holder: str = field(default_factory=_new_holder)
     lost: bool = False
+    # time.monotonic() at which the term since the last renewal (or the taking) runs out.
+    deadline: float = 0.0
     # Stops the pass the lease guards; set by `keep`.
     stop_pass: Callable[[], None] = field(default=lambda: None)
 
     async def acquire(self) -> bool:
-        now = self.clock()
+        started, now = time.monotonic(), self.clock()
         until = iso(now + timedelta(seconds=self.seconds))
-        if await leases.acquire(self.db, LEASE, self.holder, iso(now), until):
-            return True
-        current = await leases.holder_of(self.db, LEASE)
-        if current is not None and is_dead(current[0]):
-            return await leases.take_over(self.db, LEASE, current[0], self.holder, until)
-        return False
+        won = await leases.acquire(self.db, LEASE, self.holder, iso(now), until)
+        if not won:
+            current = await leases.holder_of(self.db, LEASE)
+            won = (
+                current is not None
+                and is_dead(current[0])
+                and await leases.take_over(self.db, LEASE, current[0], self.holder, until)
+            )
+        if won:
+            self.deadline = started + self.seconds
+        return won
 
     async def keep(self, stop_pass: Callable[[], None]) -> None:
         """Renews the lease until cancelled; if it was lost, stops the pass at once."""
         self.stop_pass = stop_pass
         while not self.lost:
             await anyio.sleep(self.seconds / 3)
-            now = self.clock()
+            started, now = time.monotonic(), self.clock()
             until = iso(now + timedelta(seconds=self.seconds))
-            if not await leases.renew_held(self.db, LEASE, self.holder, iso(now), until):
+            if await leases.renew_held(self.db, LEASE, self.holder, iso(now), until):
+                self.deadline = started + self.seconds
+            else:
                 self._lose()
+
+    def still_running(self) -> bool:
+        """Right before a call the lease guards, outside any transaction: whether its term
+        has not run out since it was last renewed. Timed from before that renewal was asked
+        (it is never later than the expiry the database holds), by the monotonic clock, so a
+        pause counts in full; a renewal held up (a database lock) does not extend it."""
+        if not self.lost and time.monotonic() >= self.deadline:
+            self._lose()
+        return not self.lost
 
     async def held_in(self, conn: aiosqlite.Connection) -> bool:
         """In the transaction of a write: whether it may go ahead."""

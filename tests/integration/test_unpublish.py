@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
 import anyio
 import pytest
+from structlog.testing import capture_logs
 
 from daemon.clock import iso, parse_iso, utcnow
 from daemon.models import LocalStatus
@@ -488,6 +492,70 @@ async def test_a_reconciler_that_lost_its_lease_writes_nothing_and_stops(
     problems = await runs.errors_of(live.rt.db, runs_[0].id)
     assert any("lease expired or was taken over" in e.message for e in problems)
     assert runs_[0].posts_unpublished == 0
+
+
+@asynccontextmanager
+async def _write_locked(path: Path) -> AsyncIterator[None]:
+    """Another process holding the database's write lock (a long transaction, say)."""
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        await anyio.to_thread.run_sync(other.execute, "BEGIN IMMEDIATE")
+        yield
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+
+
+async def _marked_sending(live: Live) -> int:
+    async with live.rt.db.reading() as conn:
+        rows = await conn.execute_fetchall(
+            "SELECT count(*) FROM social_posts WHERE delete_sent_at IS NOT NULL"
+        )
+    return int(next(iter(rows))[0])
+
+
+async def test_a_delete_held_past_the_end_of_its_lease_is_never_sent(
+    tmp_path: Path,
+    secret_key: str,
+    mls: tuple[SandboxMls, str],
+    platforms: tuple[SandboxPlatforms, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Deletes queued for the one request slot while the lease runs out unrenewed (another
+    process holds the database) are not sent when the slot frees: a successor may hold the
+    lease by then and delete the same posts. The next pass takes them down, once each."""
+    settings = make_settings(
+        tmp_path, **platform_env(platforms[1]), MLS_SYNC_PLATFORMS__MAX_CONCURRENT_REQUESTS="1"
+    )
+    monkeypatch.setattr(unpublish, "LEASE_SECONDS", 0.6)  # 600 s in production
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        live = Live(rt, mls[0], mls[1], platforms[0])
+        await _listing_with_posts(live)
+        live.mls.set_status("K1", "Closed")
+        for platform in ("facebook", "instagram", "linkedin"):  # the first DELETE out is slow
+            live.platforms.inject(platform, Fault("slow", seconds=3))
+
+        with capture_logs() as logs:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(rt.engine.sync_all)
+                with anyio.fail_after(10):  # one DELETE out, two queued behind it
+                    while not live.platforms.calls or await _marked_sending(live) < 3:
+                        await anyio.sleep(0.02)
+                async with _write_locked(rt.db.path):  # no renewal gets through from now on
+                    with anyio.fail_after(10):
+                        while len(live.platforms.calls) < 2 and not any(
+                            e["event"] == "unpublish_lease_lost" for e in logs
+                        ):
+                            await anyio.sleep(0.02)
+
+        assert [c.path for c in live.platforms.calls] == [live.platforms.calls[0].path]
+        for platform in ("facebook", "instagram", "linkedin"):
+            live.platforms.faults[platform].clear()
+        await rt.engine.sync_all()  # the next pass: a read first, as for any unanswered DELETE
+        for platform in ("facebook", "instagram", "linkedin"):
+            assert await _post_status(live, f"{platform}-K1") == "unpublished"
+        assert set(live.platforms.successful_deletes.values()) == {1}
+        assert not live.platforms.repeated_deletes
 
 
 async def test_an_absurd_wait_asked_by_the_platform_is_capped_and_the_post_retried(
