@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 import sqlite3
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,6 +28,7 @@ from daemon.store.posts import DueScope
 from daemon.store.records import ConnectionRow, ListingRow, RunErrorRow, RunRow, TrackedListing
 from daemon.store.runs import Counts, ErrorEntry
 from daemon.store.sync_writes import ConnectionDone, LeaseLost, SyncWriter
+from daemon.sync import lease_keeping
 from daemon.sync.access import MlsAccess
 from daemon.sync.connection import CLOCK_SKEW, ConnectionSync
 from daemon.sync.holders import is_dead, this_process
@@ -291,41 +292,29 @@ class SyncEngine:
         now = self.clock()
         until = iso(now + ttl)
         wanted = leases.LeaseRequest(connection_id, holder, iso(now), until)
-        if await shared.lease_requests.submit(wanted):
+        if await shared.lease_requests.submit(wanted) or await lease_keeping.take_from_dead(
+            self.db, connection_id, holder, until, self.hostname
+        ):
             shared.taken.append((connection_id, holder))
             return True
-        current = await leases.holder_of(self.db, connection_id)
-        if current is not None and is_dead(current[0], self.hostname):
-            log.warning("lease_taken_over", previous_holder=current[0])
-            if await leases.take_over(self.db, connection_id, current[0], holder, until):
-                shared.taken.append((connection_id, holder))
-                return True
         return False
 
     async def _keep_leases(self, shared: _RunShared) -> None:
-        """Renews every lease the run holds, a third of the way to expiry: one task and one
-        transaction for all of them, not a task per connection. A lease it cannot renew was
-        lost (this process was paused past its expiry): that connection's sync stops at once."""
+        """Renews every lease the run holds: one task and one transaction for all of them,
+        not a task per connection. A lost lease stops its connection's sync at once (the rules
+        are lease_keeping's)."""
         ttl = timedelta(seconds=self.settings.sync.lease_seconds)
-        while True:
-            await anyio.sleep(ttl.total_seconds() / 3)
-            if not shared.held:
-                continue
-            asked = dict(shared.held)
+
+        async def renew(asked: Mapping[str, str]) -> set[str]:
             now = self.clock()
-            try:
-                renewed = await leases.renew_many(self.db, asked, iso(now), iso(now + ttl))
-            except sqlite3.Error as exc:
-                # A passing lock must not end the run: the next try comes well before expiry,
-                # and if the leases do expire, the fence keeps their writes out.
-                log.warning("lease_renewal_failed", error=str(exc))
-                continue
-            for cid, holder in asked.items():
-                if cid not in renewed and shared.held.get(cid) == holder:
-                    log.error("lease_lost", connection_id=cid)
-                    del shared.held[cid]  # its writes are refused from now on
-                    if (work := shared.stop_work.get(cid)) is not None:
-                        work.cancel()
+            return await leases.renew_many(self.db, asked, iso(now), iso(now + ttl))
+
+        def lost(connection_id: str) -> None:
+            del shared.held[connection_id]  # its writes are refused from now on
+            if (work := shared.stop_work.get(connection_id)) is not None:
+                work.cancel()
+
+        await lease_keeping.keep(ttl.total_seconds(), lambda: shared.held, renew, lost)
 
     async def _sync_under_lease(
         self, shared: _RunShared, row: ConnectionRow, only_listing: ListingRow | None, holder: str

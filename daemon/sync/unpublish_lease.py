@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import aiosqlite
-import anyio
 import structlog
 
 from daemon.clock import iso
 from daemon.store import leases
 from daemon.store.database import Database
-from daemon.sync.holders import is_dead, this_process
+from daemon.sync import lease_keeping
+from daemon.sync.holders import this_process
 
 log = structlog.get_logger("mls_sync.unpublish")
 
@@ -51,29 +51,29 @@ class UnpublishLease:
     async def acquire(self) -> bool:
         started, now = time.monotonic(), self.clock()
         until = iso(now + timedelta(seconds=self.seconds))
-        won = await leases.acquire(self.db, LEASE, self.holder, iso(now), until)
-        if not won:
-            current = await leases.holder_of(self.db, LEASE)
-            won = (
-                current is not None
-                and is_dead(current[0])
-                and await leases.take_over(self.db, LEASE, current[0], self.holder, until)
-            )
+        won = await leases.acquire(
+            self.db, LEASE, self.holder, iso(now), until
+        ) or await lease_keeping.take_from_dead(self.db, LEASE, self.holder, until)
         if won:
             self.deadline = started + self.seconds
         return won
 
     async def keep(self, stop_pass: Callable[[], None]) -> None:
-        """Renews the lease until cancelled; if it was lost, stops the pass at once."""
+        """Renews the lease until cancelled (lease_keeping has the rules); if it was lost,
+        stops the pass at once."""
         self.stop_pass = stop_pass
-        while not self.lost:
-            await anyio.sleep(self.seconds / 3)
-            started, now = time.monotonic(), self.clock()
-            until = iso(now + timedelta(seconds=self.seconds))
-            if await leases.renew_held(self.db, LEASE, self.holder, iso(now), until):
-                self.deadline = started + self.seconds
-            else:
-                self._lose()
+        await lease_keeping.keep(self.seconds, self._held, self._renew, lambda _: self._lose())
+
+    def _held(self) -> dict[str, str]:
+        return {} if self.lost else {LEASE: self.holder}
+
+    async def _renew(self, asked: Mapping[str, str]) -> set[str]:
+        started, now = time.monotonic(), self.clock()
+        until = iso(now + timedelta(seconds=self.seconds))
+        if not await leases.renew_held(self.db, LEASE, asked[LEASE], iso(now), until):
+            return set()
+        self.deadline = started + self.seconds
+        return {LEASE}
 
     def still_running(self) -> bool:
         """Right before a call the lease guards, outside any transaction: whether its term
@@ -81,6 +81,7 @@ class UnpublishLease:
         (it is never later than the expiry the database holds), by the monotonic clock, so a
         pause counts in full; a renewal held up (a database lock) does not extend it."""
         if not self.lost and time.monotonic() >= self.deadline:
+            log.error("lease_lost", lease=LEASE, holder=self.holder, why="its term ran out")
             self._lose()
         return not self.lost
 
@@ -89,6 +90,7 @@ class UnpublishLease:
         if not self.lost and not await leases.still_held(
             conn, LEASE, self.holder, iso(self.clock())
         ):
+            log.error("lease_lost", lease=LEASE, holder=self.holder, why="refused by the fence")
             self._lose()
         return not self.lost
 
@@ -96,7 +98,5 @@ class UnpublishLease:
         await leases.release(self.db, LEASE, self.holder)
 
     def _lose(self) -> None:
-        if not self.lost:
-            log.error("unpublish_lease_lost", holder=self.holder)
         self.lost = True
         self.stop_pass()

@@ -544,7 +544,7 @@ async def test_a_delete_held_past_the_end_of_its_lease_is_never_sent(
                 async with _write_locked(rt.db.path):  # no renewal gets through from now on
                     with anyio.fail_after(10):
                         while len(live.platforms.calls) < 2 and not any(
-                            e["event"] == "unpublish_lease_lost" for e in logs
+                            e["event"] == "lease_lost" for e in logs
                         ):
                             await anyio.sleep(0.02)
 
@@ -556,6 +556,51 @@ async def test_a_delete_held_past_the_end_of_its_lease_is_never_sent(
             assert await _post_status(live, f"{platform}-K1") == "unpublished"
         assert set(live.platforms.successful_deletes.values()) == {1}
         assert not live.platforms.repeated_deletes
+
+
+async def test_a_database_lock_during_a_lease_renewal_does_not_stop_the_deletes(
+    tmp_path: Path,
+    secret_key: str,
+    mls: tuple[SandboxMls, str],
+    platforms: tuple[SandboxPlatforms, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another process holds the database while the lease is due for renewal: the renewal
+    is tried again at the next tick (as the sync's leases are), and the pass goes on; the
+    DELETE out meanwhile is answered and recorded, and the run has no error."""
+    settings = make_settings(
+        tmp_path,
+        **platform_env(platforms[1]),
+        MLS_SYNC_DATABASE__BUSY_TIMEOUT_MS="100",
+        MLS_SYNC_PLATFORMS__TIMEOUT_SECONDS="10",
+    )
+    monkeypatch.setattr(unpublish, "LEASE_SECONDS", 1.5)  # 600 s in production
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        live = Live(rt, mls[0], mls[1], platforms[0])
+        await _listing_with_posts(live)
+        live.mls.set_status("K1", "Closed")
+        live.platforms.inject("facebook", Fault("slow", seconds=2.5))
+        reports = []
+
+        async def sync() -> None:
+            reports.append(await rt.engine.sync_all())
+
+        with capture_logs() as logs:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(sync)
+                with anyio.fail_after(10):  # the three DELETEs out, Facebook's still unanswered
+                    while len(live.platforms.calls) < 3 or await _marked_sending(live) < 3:
+                        await anyio.sleep(0.02)
+                async with _write_locked(rt.db.path):
+                    with anyio.fail_after(10):  # a renewal tried while it is held
+                        while not reports and not any(
+                            e["event"] == "lease_renewal_failed" for e in logs
+                        ):
+                            await anyio.sleep(0.02)
+
+        for platform in ("facebook", "instagram", "linkedin"):
+            assert await _post_status(live, f"{platform}-K1") == "unpublished"
+        assert reports[0].run.errors == 0 and reports[0].run.posts_unpublished == 3
 
 
 async def test_an_absurd_wait_asked_by_the_platform_is_capped_and_the_post_retried(

@@ -1,0 +1,61 @@
+"""Keeping leases while the work they guard runs: the rules the sync of connections and the
+unpublish reconciler share.
+
+A lease is renewed a third of the way to its expiry. A renewal that fails on a database error
+(another process holding the write lock, say) does not end the work: it is logged and tried
+again at the next tick, well before the expiry; if the lease does expire meanwhile, the fence
+keeps the work's writes out. A renewal the database refuses means the lease was lost (this
+process was paused past its expiry, or another took it over): its work stops at once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Awaitable, Callable, Mapping
+
+import anyio
+import structlog
+
+from daemon.store import leases
+from daemon.store.database import Database
+from daemon.sync.holders import is_dead
+
+log = structlog.get_logger("mls_sync.leases")
+
+RENEWALS_PER_TERM = 3
+
+
+async def keep(
+    seconds: float,
+    held: Callable[[], Mapping[str, str]],
+    renew: Callable[[Mapping[str, str]], Awaitable[set[str]]],
+    lost: Callable[[str], None],
+) -> None:
+    """Until cancelled: renews the leases `held()` names (lease id -> holder) with `renew`,
+    which returns the ids it renewed; `lost(id)` for each other one its holder still holds."""
+    while True:
+        await anyio.sleep(seconds / RENEWALS_PER_TERM)
+        asked = dict(held())
+        if not asked:
+            continue
+        try:
+            renewed = await renew(asked)
+        except sqlite3.Error as exc:
+            log.warning("lease_renewal_failed", leases=sorted(asked), error=str(exc))
+            continue
+        for lease_id, holder in asked.items():
+            if lease_id not in renewed and held().get(lease_id) == holder:
+                log.error("lease_lost", lease=lease_id, holder=holder)
+                lost(lease_id)
+
+
+async def take_from_dead(
+    db: Database, lease_id: str, holder: str, until: str, hostname: str | None = None
+) -> bool:
+    """A lease someone else holds: taken over at once if that holder is a process of this
+    host that no longer runs (it crashed), instead of waiting for its expiry."""
+    current = await leases.holder_of(db, lease_id)
+    if current is None or not is_dead(current[0], hostname):
+        return False
+    log.warning("lease_taken_over", lease=lease_id, previous_holder=current[0])
+    return await leases.take_over(db, lease_id, current[0], holder, until)
