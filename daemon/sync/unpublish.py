@@ -56,6 +56,10 @@ log = structlog.get_logger("mls_sync.unpublish")
 # Outcomes are written when this many are waiting, or when the oldest has waited this long.
 FLUSH_POSTS = 100
 FLUSH_SECONDS = 0.5
+# How long the pass's last write keeps trying (the database error that held the outcomes back
+# may be a lock that passes), and the pause between tries.
+LAST_WRITE_SECONDS = 10.0
+LAST_WRITE_PAUSE = 0.25
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,8 @@ class _Pass:
     auth_reported: set[str] = field(default_factory=set)  # one account error per run
     counts: Counts = field(default_factory=Counts)
     unwritten: int = 0  # outcomes not written: the lease was lost
+    # After a write that failed (a database lock, say), the next try waits until then.
+    next_write_at: float = 0.0
 
 
 class Unpublisher:
@@ -198,7 +204,7 @@ class Unpublisher:
                             tg.start_soon(self._one, work, post, rows[post.account_id].platform)
             finally:
                 with anyio.CancelScope(shield=True):  # what was done is written, even now
-                    await self._flush(work)
+                    await self._flush_last(work)
             keeper.cancel_scope.cancel()
 
     async def _ready_accounts(
@@ -352,31 +358,52 @@ class Unpublisher:
             outcome=type(outcome).__name__,
             detail=_detail(outcome),
         )
-        first = work.pending[0].noted_at
-        if len(work.pending) >= FLUSH_POSTS or time.monotonic() - first >= FLUSH_SECONDS:
+        if _write_due(work):
             await self._flush(work)
 
-    async def _flush(self, work: _Pass) -> None:
+    async def _flush_last(self, work: _Pass) -> None:
+        """The pass's last write: tried again while a database error lets up, for a while."""
+        with anyio.move_on_after(LAST_WRITE_SECONDS):
+            for _ in range(int(LAST_WRITE_SECONDS / LAST_WRITE_PAUSE)):
+                if await self._flush(work):
+                    break
+                await anyio.sleep(LAST_WRITE_PAUSE)
+        if work.pending:
+            log.error("outcomes_not_written", posts=len(work.pending))
+
+    async def _flush(self, work: _Pass) -> bool:
         """Writes the outcomes noted so far, with their counts and messages, in one
-        transaction."""
+        transaction. On a database error they stay noted, for the next write; False then."""
         batch, work.pending = work.pending, []
         if not batch:
-            return
+            return True
+        try:
+            await self._write(work, batch)
+        except sqlite3.Error as exc:
+            work.pending[:0] = batch
+            work.next_write_at = time.monotonic() + FLUSH_SECONDS
+            log.warning("outcomes_not_written_yet", posts=len(batch), error=str(exc))
+            return False
+        return True
+
+    async def _write(self, work: _Pass, batch: list[_Settled]) -> None:
         at = iso(self.clock())
         counts, entries = Counts(), []
+        reported = set(work.auth_reported)  # kept only if the transaction commits
         async with self.db.transaction() as conn:
             if not await work.lease.held_in(conn):  # fenced: a lost lease writes nothing
                 work.unwritten += len(batch)
                 return
             fresh = await posts.record_attempts(conn, [s.attempt() for s in batch], at)
             for settled in batch:
-                entries += _account_for(settled, settled.post.id in fresh, work, counts)
+                entries += _account_for(settled, settled.post.id in fresh, reported, counts)
                 if isinstance(settled.outcome, AuthFailed):
                     await accounts.mark_needs_reauth(
                         conn, settled.post.account_id, settled.outcome.reason, at
                     )
             await runs.record(conn, work.run_id, counts, entries, at)
         work.counts.add(counts)
+        work.auth_reported = reported
         outcomes = Counter(type(s.outcome).__name__ for s in batch)
         log.info(
             "posts_settled",
@@ -415,10 +442,11 @@ class Unpublisher:
 
 
 def _account_for(
-    settled: _Settled, was_published: bool, work: _Pass, counts: Counts
+    settled: _Settled, was_published: bool, reported: set[str], counts: Counts
 ) -> list[ErrorEntry]:
     """Adds one outcome to the run's counts; returns the messages it leaves in the history
-    (an account's auth failure once per run, not once per post)."""
+    (an account's auth failure once per run, not once per post: `reported` has the accounts
+    whose failure is written already)."""
     post, outcome = settled.post, settled.outcome
     where = f"{settled.platform} post {post.platform_post_id} ({post.id})"
     if isinstance(outcome, Deleted | AlreadyGone):
@@ -442,9 +470,9 @@ def _account_for(
     counts.posts_failed += 1
     counts.errors += 1
     if isinstance(outcome, AuthFailed):
-        if post.account_id in work.auth_reported:
+        if post.account_id in reported:
             return []
-        work.auth_reported.add(post.account_id)
+        reported.add(post.account_id)
         return [
             ErrorEntry(
                 "account",
@@ -459,6 +487,15 @@ def _account_for(
             listing_id=post.listing_id,
         )
     ]
+
+
+def _write_due(work: _Pass) -> bool:
+    """Whether the outcomes noted are due to be written: enough of them, or the oldest has
+    waited long enough (and a write that failed is not retried at once)."""
+    now = time.monotonic()
+    if not work.pending or now < work.next_write_at:
+        return False
+    return len(work.pending) >= FLUSH_POSTS or now - work.pending[0].noted_at >= FLUSH_SECONDS
 
 
 async def _mark_sending(

@@ -603,6 +603,55 @@ async def test_a_database_lock_during_a_lease_renewal_does_not_stop_the_deletes(
         assert reports[0].run.errors == 0 and reports[0].run.posts_unpublished == 3
 
 
+async def test_outcomes_whose_write_meets_a_database_lock_are_written_later_and_the_pass_goes_on(
+    tmp_path: Path,
+    secret_key: str,
+    mls: tuple[SandboxMls, str],
+    platforms: tuple[SandboxPlatforms, str],
+) -> None:
+    """Another process holds the database when a batch of outcomes is due to be written: the
+    batch waits for the next write instead of being dropped, and the deletes still out are
+    answered and recorded; every post is `unpublished`, counted once, with one DELETE."""
+    settings = make_settings(
+        tmp_path,
+        **platform_env(platforms[1]),
+        MLS_SYNC_DATABASE__BUSY_TIMEOUT_MS="100",
+        MLS_SYNC_PLATFORMS__TIMEOUT_SECONDS="10",
+    )
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        live = Live(rt, mls[0], mls[1], platforms[0])
+        for key in ("K1", "K2"):
+            await _listing_with_posts(live, key)
+        for key in ("K1", "K2"):
+            live.mls.set_status(key, "Closed")
+        live.platforms.inject("facebook", Fault("slow", seconds=1.0))  # its outcome: the write
+        live.platforms.inject("linkedin", Fault("slow", seconds=2.5))  # still out meanwhile
+        reports = []
+
+        async def sync() -> None:
+            reports.append(await rt.engine.sync_all())
+
+        with capture_logs() as logs:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(sync)
+                with anyio.fail_after(10):  # every DELETE out; the quick ones answered
+                    while len(live.platforms.successful_deletes) < 4:
+                        await anyio.sleep(0.02)
+                async with _write_locked(rt.db.path):
+                    with anyio.fail_after(10):  # Facebook answers: its batch meets the lock
+                        while not reports and not any(
+                            e["event"] == "outcomes_not_written_yet" for e in logs
+                        ):
+                            await anyio.sleep(0.02)
+
+        for key in ("K1", "K2"):
+            for platform in ("facebook", "instagram", "linkedin"):
+                assert await _post_status(live, f"{platform}-{key}") == "unpublished"
+        assert reports[0].run.posts_unpublished == 6 and reports[0].run.errors == 0
+        deletes = _deletes_per_post(live)
+        assert len(deletes) == 6 and set(deletes.values()) == {1}, deletes
+
+
 async def test_an_absurd_wait_asked_by_the_platform_is_capped_and_the_post_retried(
     live: Live,
 ) -> None:
