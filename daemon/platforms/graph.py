@@ -14,8 +14,10 @@ from daemon.platforms.outcomes import (
     AuthFailed,
     NeedsPerson,
     Outcome,
+    Pace,
     PostTarget,
     RetryLater,
+    no_pace,
 )
 
 THROTTLED = frozenset({4, 17, 32, 613, 80001, 80002, 341})
@@ -70,12 +72,14 @@ def classify(error: GraphError, headers: httpx.Headers) -> Outcome:
     if error.code == TOKEN_INVALID:
         return AuthFailed(f"{text}; the account must log in again")
     if error.code in THROTTLED:
-        return RetryLater(f"throttled: {text}", _regain_access_seconds(headers))
+        return RetryLater(f"throttled: {text}", _regain_access_seconds(headers), refused=True)
     if error.code in TRANSIENT or error.transient or error.code == TEMPORARILY_BLOCKED:
         return RetryLater(text)
     if error.code in PERMISSION:
         return NeedsPerson(f"permission missing: {text}")
-    if error.status >= 500 or error.status == 429:
+    if error.status == 429:
+        return RetryLater(text, refused=True)
+    if error.status >= 500:
         return RetryLater(text)
     return NeedsPerson(text)
 
@@ -111,9 +115,12 @@ class GraphAdapter:
 
     name = "Graph API"
 
-    def __init__(self, http: httpx.AsyncClient, graph_url: str, version: str) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, graph_url: str, version: str, pace: Pace = no_pace
+    ) -> None:
         self.http = http
         self.base = f"{graph_url}/{version}"
+        self.pace = pace
 
     async def _delete(self, object_id: str, token: str) -> httpx.Response | RetryLater:
         try:
@@ -154,6 +161,7 @@ class GraphAdapter:
     ) -> Outcome:
         """100/33 means "does not exist" OR "no permission". Only if the same token can still
         read `check_object` is the post really gone; otherwise it is a permission problem."""
+        await self.pace()
         try:
             check = await self.http.get(
                 f"{self.base}/{check_object}", params={"fields": "id"}, headers=_bearer(token)

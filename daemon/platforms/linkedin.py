@@ -16,8 +16,10 @@ from daemon.platforms.outcomes import (
     Deleted,
     NeedsPerson,
     Outcome,
+    Pace,
     PostTarget,
     RetryLater,
+    no_pace,
 )
 
 # Matched by name, not number. Only an expired token is worth a refresh; REVOKED_ACCESS_TOKEN
@@ -38,12 +40,14 @@ class LinkedInAdapter:
         oauth_url: str,
         version: str,
         save_token: TokenSaver,
+        pace: Pace = no_pace,
     ) -> None:
         self.http = http
         self.api_url = api_url
         self.oauth_url = oauth_url
         self.version = version
         self.save_token = save_token
+        self.pace = pace
 
     async def delete(self, post: PostTarget, account: AccountCredentials) -> Outcome:
         resp = await self._call("DELETE", post, account)
@@ -75,6 +79,7 @@ class LinkedInAdapter:
             refreshed = await self._refresh(account)
             if refreshed is not None:
                 return refreshed
+            await self.pace()
             return await self._send(method, post, account)
         return resp
 
@@ -146,6 +151,8 @@ def _classify(resp: httpx.Response) -> Outcome:
         return AuthFailed(f"LinkedIn refused the token ({code}): the account must log in again")
     if status == 403:
         return NeedsPerson(f"LinkedIn refused the delete (403, permission): {resp.text[:200]}")
-    if status == 429 or status >= 500:
+    if status == 429:
+        return RetryLater("LinkedIn answered HTTP 429 (throttled)", refused=True)
+    if status >= 500:
         return RetryLater(f"LinkedIn answered HTTP {status}")
     return NeedsPerson(f"LinkedIn answered HTTP {status}: {resp.text[:200]}")

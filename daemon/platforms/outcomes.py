@@ -6,6 +6,7 @@ reconciler decides what each means for the post and the account.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -30,6 +31,9 @@ class RetryLater:
 
     reason: str
     retry_after: float | None = None
+    # The platform answered that it did not act (throttled): a DELETE refused so is known
+    # not to have gone through, and needs no read before it is sent again.
+    refused: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,15 @@ class AccountCredentials:
 
     def __repr__(self) -> str:
         return f"AccountCredentials(id={self.id!r}, platform={self.platform!r}, tokens=<redacted>)"
+
+
+# Awaited by an adapter before each call it makes after the first for one post: the
+# reconciler's rate limit (the first call's token the reconciler takes itself).
+Pace = Callable[[], Awaitable[None]]
+
+
+async def no_pace() -> None:
+    return None
 
 
 class PlatformAdapter(Protocol):

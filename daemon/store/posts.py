@@ -75,7 +75,13 @@ UPDATE social_posts SET status = 'manual_required', attempts = attempts + 1, not
 WHERE id = :id AND status = 'published'
 """
 # A failed attempt leaves delete_sent_at as it was: its DELETE may have gone through (a
-# timeout, a 5xx after the fact), so the next try reads the post first.
+# timeout, a 5xx after the fact), so the next try reads the post first. One the platform
+# refused (throttled: it did not delete) clears it: the next try is a DELETE alone.
+REFUSED = """
+UPDATE social_posts SET attempts = attempts + 1, last_error = :error, next_attempt_at = :next,
+    delete_sent_at = NULL, updated_at = :now
+WHERE id = :id AND status = 'published'
+"""
 DELETE_SENT = """
 UPDATE social_posts SET delete_sent_at = :now
 WHERE status = 'published' AND id IN (SELECT value FROM json_each(:ids))
@@ -140,9 +146,10 @@ class Attempt:
     """What one delete call came to, as the post's row records it."""
 
     post_id: str
-    result: Literal["done", "failed", "manual"]
-    text: str  # the note (done, manual) or the error (failed)
-    next_attempt_at: str | None = None  # failed only
+    # refused: failed, and the platform said it did not delete (throttled)
+    result: Literal["done", "failed", "refused", "manual"]
+    text: str  # the note (done, manual) or the error (failed, refused)
+    next_attempt_at: str | None = None  # failed, refused only
 
 
 async def record_attempts(
@@ -153,15 +160,16 @@ async def record_attempts(
     down twice; returns the ids that were still published, so each is counted once."""
     ids = json.dumps([a.post_id for a in attempts])
     fresh = {r[0] for r in await conn.execute_fetchall(STILL_PUBLISHED, (ids,))}
-    by_result: dict[str, list[dict[str, str | None]]] = {"done": [], "failed": [], "manual": []}
+    statements = {"done": DONE, "failed": FAILED, "refused": REFUSED, "manual": MANUAL}
+    by_result: dict[str, list[dict[str, str | None]]] = {result: [] for result in statements}
     for a in attempts:
         row: dict[str, str | None] = {"id": a.post_id, "now": now}
-        if a.result == "failed":
+        if a.result in ("failed", "refused"):
             row |= {"error": a.text, "next": a.next_attempt_at}
         else:
             row["note"] = a.text
         by_result[a.result].append(row)
-    for result, sql in (("done", DONE), ("failed", FAILED), ("manual", MANUAL)):
+    for result, sql in statements.items():
         if by_result[result]:
             await conn.executemany(sql, by_result[result])
     return fresh

@@ -13,7 +13,7 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -93,7 +93,10 @@ class _Settled:
             return posts.Attempt(self.post.id, "done", outcome.note)
         if isinstance(outcome, NeedsPerson):
             return posts.Attempt(self.post.id, "manual", outcome.reason)
-        return posts.Attempt(self.post.id, "failed", outcome.reason, self.retry_at)
+        refused = isinstance(outcome, RetryLater) and outcome.refused
+        return posts.Attempt(
+            self.post.id, "refused" if refused else "failed", outcome.reason, self.retry_at
+        )
 
 
 @dataclass
@@ -128,15 +131,23 @@ class Unpublisher:
         self.box = box
         self.clock = clock
         p = self.settings
+        # A call an adapter makes after the first (Graph's read of the page after 100/33,
+        # LinkedIn's DELETE again after a token refresh) waits for a rate token too.
+        facebook, instagram, linkedin = (
+            partial(self._another_call, name) for name in ("facebook", "instagram", "linkedin")
+        )
         self.adapters: dict[str, PlatformAdapter] = {
-            "facebook": FacebookAdapter(http["facebook"], p.graph_url, p.graph_version),
-            "instagram": InstagramAdapter(http["instagram"], p.graph_url, p.graph_version),
+            "facebook": FacebookAdapter(http["facebook"], p.graph_url, p.graph_version, facebook),
+            "instagram": InstagramAdapter(
+                http["instagram"], p.graph_url, p.graph_version, instagram
+            ),
             "linkedin": LinkedInAdapter(
                 http["linkedin"],
                 p.linkedin_api_url,
                 p.linkedin_oauth_url,
                 p.linkedin_version,
                 self._save_token,
+                linkedin,
             ),
         }
         self._rates: dict[str, AsyncLimiter] = {}
@@ -314,9 +325,11 @@ class Unpublisher:
         creds = work.creds[post.account_id]
         if post.delete_sent_at is not None:
             checked = await adapter.check(target, creds)
+            if isinstance(checked, RetryLater):  # a read refused says nothing of the DELETE
+                return replace(checked, refused=False)
             if checked is not None:
                 return checked
-            await self._rate(platform).acquire()  # the DELETE is a second call
+            await self._another_call(platform)  # the DELETE is a second call
         if not work.lease.still_running():  # the last moment: after every wait, before sending
             return None
         return await adapter.delete(target, creds)
@@ -427,6 +440,16 @@ class Unpublisher:
             self.db, account_id, self.box.encrypt(token), expires, iso(now)
         )
         log.info("token_refreshed", account_id=account_id)
+
+    async def _another_call(self, platform: str) -> None:
+        """Before a post's next call (with a slot of the global bound held for its first):
+        its own rate token, waited for with the slot let go, as for the first."""
+        self._in_flight.release()
+        try:
+            await self._rate(platform).acquire()
+        finally:
+            with anyio.CancelScope(shield=True):  # the caller's `async with` releases it
+                await self._in_flight.acquire()
 
     def _rate(self, platform: str) -> AsyncLimiter:
         if platform not in self._rates:

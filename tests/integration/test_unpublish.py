@@ -652,6 +652,95 @@ async def test_outcomes_whose_write_meets_a_database_lock_are_written_later_and_
         assert len(deletes) == 6 and set(deletes.values()) == {1}, deletes
 
 
+async def _sent_before(live: Live, post_id: str) -> None:
+    """The post's DELETE went out in an earlier pass and its answer was never recorded."""
+    async with live.rt.db.transaction() as conn:
+        await posts.mark_delete_sent(conn, [post_id], iso(utcnow()))
+
+
+def _platform_calls(live: Live, platform: str) -> list[tuple[str, float]]:
+    return [(c.method, c.at) for c in live.platforms.calls if c.platform == platform]
+
+
+async def test_a_post_read_before_its_delete_waits_for_its_rate_without_the_request_slot(
+    tmp_path: Path,
+    secret_key: str,
+    mls: tuple[SandboxMls, str],
+    platforms: tuple[SandboxPlatforms, str],
+) -> None:
+    """A post whose earlier DELETE went unanswered is read first, then waits for its
+    platform's rate before its DELETE; meanwhile the one request slot serves the others."""
+    settings = make_settings(
+        tmp_path,
+        **platform_env(platforms[1]),
+        MLS_SYNC_PLATFORMS__MAX_CONCURRENT_REQUESTS="1",
+        MLS_SYNC_PLATFORMS__FACEBOOK_RATE_PER_SECOND="0.5",
+    )
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        live = Live(rt, mls[0], mls[1], platforms[0])
+        await _listing_with_posts(live)
+        await _sent_before(live, "facebook-K1")
+
+        await _sell(live)
+
+        order = [(c.platform, c.method) for c in live.platforms.calls]
+        assert order.index(("facebook", "GET")) < order.index(("facebook", "DELETE"))
+        assert order[-1] == ("facebook", "DELETE"), order
+        for platform in ("facebook", "instagram", "linkedin"):
+            assert await _post_status(live, f"{platform}-K1") == "unpublished"
+
+
+async def test_the_page_read_after_a_facebook_100_33_keeps_to_the_rate(
+    tmp_path: Path,
+    secret_key: str,
+    mls: tuple[SandboxMls, str],
+    platforms: tuple[SandboxPlatforms, str],
+) -> None:
+    """Facebook answers a DELETE with 100/33 (gone, or no permission); the read of the page
+    that tells which is a call like any other, within Facebook's rate (2 a second here)."""
+    settings = make_settings(
+        tmp_path, **platform_env(platforms[1]), MLS_SYNC_PLATFORMS__FACEBOOK_RATE_PER_SECOND="2"
+    )
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        live = Live(rt, mls[0], mls[1], platforms[0])
+        await _listing_with_posts(live)
+        live.platforms.posts[post_ids("K1")["facebook"]].deleted = True
+
+        await _sell(live)
+
+        calls = _platform_calls(live, "facebook")
+        assert [method for method, _ in calls] == ["DELETE", "GET"]
+        assert calls[1][1] - calls[0][1] >= 0.4, calls
+        assert await _post_status(live, "facebook-K1") == "unpublished"
+
+
+async def test_a_throttled_delete_is_sent_again_without_a_read_first(live: Live) -> None:
+    """Throttled (Graph 32, LinkedIn 429): the platform says it did not delete, so the next
+    try is one DELETE, not a read and a DELETE (which would double the calls while throttled).
+    A throttled read says nothing of the DELETE before it: that one is still read first."""
+    await _listing_with_posts(live)
+    await _sent_before(live, "instagram-K1")
+    live.platforms.inject("facebook", graph_fault(32))
+    live.platforms.inject("instagram", graph_fault(32))  # the read
+    live.platforms.inject("linkedin", Fault("status", status=429))
+
+    await _sell(live)
+
+    async with live.rt.db.reading() as conn:
+        marked = await conn.execute_fetchall(
+            "SELECT id FROM social_posts WHERE status = 'published' AND delete_sent_at IS NOT NULL"
+        )
+    assert [r[0] for r in marked] == ["instagram-K1"]
+    later = utcnow() + timedelta(hours=1)
+    live.rt.engine.unpublisher.clock = lambda: later
+    await live.rt.engine.sync_all()
+    assert [m for m, _ in _platform_calls(live, "facebook")] == ["DELETE", "DELETE"]
+    assert [m for m, _ in _platform_calls(live, "linkedin")] == ["DELETE", "DELETE"]
+    assert [m for m, _ in _platform_calls(live, "instagram")] == ["GET", "GET", "DELETE"]
+    for platform in ("facebook", "instagram", "linkedin"):
+        assert await _post_status(live, f"{platform}-K1") == "unpublished"
+
+
 async def test_an_absurd_wait_asked_by_the_platform_is_capped_and_the_post_retried(
     live: Live,
 ) -> None:
