@@ -21,6 +21,7 @@ from daemon.sandbox.platforms_server import SandboxPlatforms, graph_fault, platf
 from daemon.store import accounts, leases, listings, posts, runs
 from daemon.sync import unpublish
 from daemon.sync.runtime import open_runtime
+from daemon.sync.unpublish_lease import LEASE
 from tests.helpers import (
     Live,
     add_account,
@@ -443,28 +444,54 @@ def _deletes_per_post(live: Live) -> Counter[str]:
     return Counter(c.path for c in live.platforms.calls if c.method == "DELETE")
 
 
+async def _unpublish_lease_expiry(live: Live, later_than: str | None = None) -> str:
+    """Waits for the unpublish lease to be held (and renewed past `later_than`): its expiry."""
+    while True:
+        held = await leases.holder_of(live.rt.db, LEASE)
+        if held is not None and (later_than is None or held[1] > later_than):
+            return held[1]
+        await anyio.sleep(0.02)
+
+
 async def test_a_pass_longer_than_its_lease_keeps_it_and_no_post_gets_two_deletes(
-    live: Live, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    secret_key: str,
+    mls: tuple[SandboxMls, str],
+    platforms: tuple[SandboxPlatforms, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The lease is renewed while the pass runs: a second reconciler that starts after the
     lease's first term is refused, instead of sending a second DELETE for the same posts."""
-    for key in ("K1", "K2", "K3"):
-        await _listing_with_posts(live, key)
-        live.mls.set_status(key, "Closed")
+    settings = make_settings(
+        tmp_path, **platform_env(platforms[1]), MLS_SYNC_PLATFORMS__TIMEOUT_SECONDS="20"
+    )
     monkeypatch.setattr(unpublish, "LEASE_SECONDS", 1.0)  # 600 s in production
-    live.platforms.inject("facebook", Fault("slow", seconds=1.8, times=3))
+    keys = ("K1", "K2", "K3")
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        live = Live(rt, mls[0], mls[1], platforms[0])
+        for key in keys:
+            await _listing_with_posts(live, key)
+        for key in keys:
+            live.mls.set_status(key, "Closed")
+        live.platforms.inject("facebook", Fault("slow", seconds=5, times=2))  # 5 terms
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(live.rt.engine.sync_all)
-        await anyio.sleep(1.4)  # past the lease's first term; still waiting on Facebook
-        second = await live.rt.engine.sync_all()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(rt.engine.sync_all)
+            with anyio.fail_after(10):
+                first_term = await _unpublish_lease_expiry(live)
+                await _unpublish_lease_expiry(live, later_than=first_term)  # renewed
+                while not live.platforms.calls_to("facebook") or utcnow() <= parse_iso(first_term):
+                    await anyio.sleep(0.02)
+            second = await rt.engine.sync_all()
+            deleted_by_then = len(live.platforms.successful_deletes)
 
-    assert any("another process is taking posts down" in e.message for e in second.errors)
-    deletes = _deletes_per_post(live)
-    assert len(deletes) == 9 and set(deletes.values()) == {1}, deletes
-    for key in ("K1", "K2", "K3"):
-        for platform in ("facebook", "instagram", "linkedin"):
-            assert await _post_status(live, f"{platform}-{key}") == "unpublished"
+        assert deleted_by_then < 9  # the first pass was still waiting on Facebook
+        assert any("another process is taking posts down" in e.message for e in second.errors)
+        deletes = _deletes_per_post(live)
+        assert len(deletes) == 9 and set(deletes.values()) == {1}, deletes
+        for key in keys:
+            for platform in ("facebook", "instagram", "linkedin"):
+                assert await _post_status(live, f"{platform}-{key}") == "unpublished"
 
 
 async def test_a_reconciler_that_lost_its_lease_writes_nothing_and_stops(
