@@ -35,7 +35,7 @@ class AuditEvent(StrEnum):
 # Ignoring a value means: no change, a warning recorded for the listing (RESO's Incomplete).
 IGNORE = "ignore"
 
-# Data Dictionary 1.7 - 2.1 StandardStatus -> local status (../shared/reference/mls-reso.md).
+# Data Dictionary 1.7 - 2.1 StandardStatus -> local status (docs/mls-reso.md).
 DEFAULT_STANDARD_STATUS_MAP: Mapping[str, str] = {
     "Active": LocalStatus.ACTIVE,
     "Active Under Contract": LocalStatus.PENDING,
