@@ -1,7 +1,7 @@
 """Talking to one RESO server: every request is bounded, retried and classified here.
 
-Order per request (runtime.md): a global concurrency slot first, then this credential's rate
-token right before sending, so the limiter's wait is never spent holding a socket.
+Order per request (docs/runtime.md): this credential's rate token first, then a slot of the
+global concurrency bound, so the limiter's wait is never spent holding a slot.
 """
 
 from __future__ import annotations
