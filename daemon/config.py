@@ -259,7 +259,7 @@ def _env_value(text: str) -> Any:
     types), or else taken as a plain string."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):  # nested too deeply: no TOML for us
         return text
 
 

@@ -156,7 +156,7 @@ def _local(key: str, value: str) -> LocalStatus:
     except ValueError:
         allowed = ", ".join(s.value for s in LocalStatus)
         raise ValueError(
-            f"status {key!r} maps to {value!r}, which is not one of: {allowed}, {IGNORE}"
+            f"status {key!r} maps to a value that is not one of: {allowed}, {IGNORE}"
         ) from None
 
 
