@@ -404,5 +404,20 @@ def make_limiter(rate_per_second: float) -> AsyncLimiter:
     waiter a little late, and with room for one call only, each late wake-up is lost for
     good; at 300 deletes/s on a loaded loop that added 20% to the floor (benchmark scenario C).
     """
+    return AsyncLimiter(*_bucket(rate_per_second))
+
+
+def retune_mls_limiter(limiter: AsyncLimiter, rate_per_second: float) -> None:
+    """Gives an MLS credential's limiter a new rate, in place: every client already holding it
+    (other connections of the credential, requests waiting their turn) goes at the new pace
+    from its next call, and no second limiter ever runs beside it."""
+    burst, period = _bucket(rate_per_second * (1 - MLS_RATE_MARGIN))
+    limiter.max_rate, limiter.time_period = burst, period
+    # aiolimiter derives its drip rate once, in __init__; it has no setter for a new rate.
+    limiter._rate_per_sec = burst / period
+
+
+def _bucket(rate_per_second: float) -> tuple[int, float]:
+    """(calls the bucket holds, the period they drain in) for `make_limiter`."""
     burst = max(1, int(rate_per_second // 100))
-    return AsyncLimiter(burst, burst / (rate_per_second - (burst - 1)))
+    return burst, burst / (rate_per_second - (burst - 1))

@@ -86,6 +86,7 @@ class SyncEngine:
 
     async def sync_all(self, trigger: str = "manual") -> RunReport:
         targets = await connections.list_all(self.db, active_only=True)
+        self.access.forget_others([t.id for t in targets])
         return await self._run(trigger, "all", targets)
 
     async def sync_connection(self, connection_id: str, trigger: str = "manual") -> RunReport:
@@ -271,17 +272,17 @@ class SyncEngine:
                 ),
             )
             return True
-        released = False  # by the transaction that records the connection's part of the run
+        done = False  # ConnectionDone committed: it released the lease
         shared.held[row.id] = holder
         with structlog.contextvars.bound_contextvars(connection_id=row.id):
             try:
                 ok = await self._sync_under_lease(shared, row, only_listing, holder)
-                released = True
+                done = True
                 return ok
             finally:
                 shared.held.pop(row.id, None)
                 shared.stop_work.pop(row.id, None)
-                if not released:  # a crash or a cancel on the way: release it anyway
+                if not done:  # a crash or a cancel on the way: release it anyway
                     with anyio.CancelScope(shield=True), suppress(sqlite3.Error):
                         await leases.release(self.db, row.id, holder)  # or at the run's end
 
@@ -340,7 +341,11 @@ class SyncEngine:
         try:
             client = self.access.client_for(row, count_request)
         except Exception as exc:  # a secret that no longer decrypts, say
-            await self._record(run_id, ErrorEntry("connection", f"cannot prepare: {exc}", row.id))
+            unprepared = f"cannot prepare: {exc}"
+            await self._record(run_id, ErrorEntry("connection", unprepared, row.id))
+            await shared.writes.submit(
+                ConnectionDone(run_id, row.id, iso(self.clock()), requests, unprepared, holder)
+            )
             return False
         work = ConnectionSync(
             db=self.db,
