@@ -19,7 +19,7 @@ from daemon.mls.errors import ConnectionStopped, MlsError
 from daemon.mls.payload import Page
 from daemon.mls.query import KeyFilter, key_batches
 from daemon.models import MlsRecord, Observation, Removed
-from daemon.store import listings, runs
+from daemon.store import leases, listings, runs
 from daemon.store.database import Database
 from daemon.store.records import ConnectionRow, TrackedListing
 from daemon.store.runs import Counts, ErrorEntry
@@ -46,6 +46,7 @@ class ConnectionSync:
     run_id: int
     max_url_length: int
     clock: Callable[[], datetime]
+    lease_holder: str
     on_progress: Callable[[str, int, int], None] = lambda cid, done, total: None
     counts: Counts = field(default_factory=Counts)
     stopped: ConnectionStopped | None = None
@@ -122,7 +123,9 @@ class ConnectionSync:
         counts = Counts(errors=1)
         now = iso(self.clock())
         async with self.db.transaction() as conn:
-            await listings.mark_not_checked(conn, [id_by_key[k] for k in keys], message)
+            # Fenced: a process that lost its lease leaves the listings to their new syncer.
+            if await leases.still_held(conn, self.row.id, self.lease_holder, now):
+                await listings.mark_not_checked(conn, [id_by_key[k] for k in keys], message)
             await runs.record(conn, self.run_id, counts, [entry], now)
         self.counts.add(counts)
         self.failed_batches += 1

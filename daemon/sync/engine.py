@@ -355,6 +355,7 @@ class SyncEngine:
             run_id=run_id,
             max_url_length=self.settings.mls.max_url_length,
             clock=self.clock,
+            lease_holder=holder,
             on_progress=self.on_progress,
         )
         error = await self._work(shared, work, row, only_listing)
@@ -364,8 +365,9 @@ class SyncEngine:
         # The run's counts, the connection's last error (cleared by a clean cycle) and its
         # lease, in one transaction.
         last_error = error or work.error_summary()
+        reauth = "needs_reauth" if isinstance(work.stopped, NeedsReauth) else None
         await shared.writes.submit(
-            ConnectionDone(run_id, row.id, iso(self.clock()), requests, last_error, holder)
+            ConnectionDone(run_id, row.id, iso(self.clock()), requests, last_error, holder, reauth)
         )
         return error is None or work.counts.checked > 0
 
@@ -434,10 +436,9 @@ class SyncEngine:
         return age >= timedelta(seconds=row.full_reconcile_seconds)
 
     async def _stopped(self, run_id: int, row: ConnectionRow, exc: MlsError) -> None:
-        now = iso(self.clock())
         if isinstance(exc, NeedsReauth):
-            # No further calls until someone updates the credentials (which re-activates it).
-            await connections.set_state(self.db, row.id, "needs_reauth", str(exc), now)
+            # No further calls until someone updates the credentials (which re-activates it);
+            # the state is written with the connection's end of the run, under its lease.
             log.error("connection_needs_reauth", error=str(exc))
         elif isinstance(exc, CircuitOpen):
             log.warning("circuit_open", error=str(exc))
