@@ -256,6 +256,21 @@ async def test_a_connection_whose_mls_keeps_failing_shows_as_failing_until_a_cle
     assert await daemon.metric("mls_sync_connection_failing", connection="mls-1") == 0
 
 
+async def test_every_error_scope_and_cycle_outcome_is_counted_from_0_at_start(
+    start: StartDaemon, mls: Mls
+) -> None:
+    """increase() takes a counter's first sample as its baseline: a series the exporter
+    creates only at its first error loses that error (and a restart recreates them all)."""
+    mls[0].faults.add(Fault("slow", seconds=30, times=5))  # the first cycle does not end
+    daemon = start()
+    await daemon.wait_notify("READY=1")
+
+    for scope in ("run", "connection", "batch", "listing", "post", "account"):
+        assert await daemon.metric("mls_sync_errors_total", scope=scope) == 0, scope
+    for outcome in ("ok", "partial", "failed"):
+        assert await daemon.metric("mls_sync_cycles_total", outcome=outcome) == 0, outcome
+
+
 async def test_the_v1_api_refuses_a_missing_wrong_or_malformed_token(start: StartDaemon) -> None:
     daemon = start()
     await daemon.wait_notify("READY=1")
