@@ -73,9 +73,9 @@ class Metrics:
         )
         self.last_success = Gauge(
             "mls_sync_last_success_timestamp_seconds",
-            "Unix time the last cycle ended that read the MLS (ok, or partial with listings "
-            "checked: errors of single listings or posts count in mls_sync_errors_total, not "
-            "here); before any did, when the first cycle started. Read from the run history",
+            "Unix time the last cycle ended that read the MLS (ok, or partial with a connection "
+            "it could read: errors of single listings or posts count in mls_sync_errors_total, "
+            "not here); before any did, when the first cycle started. Read from the run history",
             registry=r,
         )
         self.last_cycle = Gauge(
