@@ -20,7 +20,7 @@ from daemon.sandbox.mls_server import SandboxMls
 from daemon.sandbox.platforms_server import SandboxPlatforms
 from daemon.sync.runtime import open_runtime
 from tests.e2e.daemon_process import API_TOKEN, Daemon, free_port, write_config
-from tests.helpers import add_connection, track
+from tests.helpers import add_account, add_connection, add_incremental, add_post, track
 
 Mls = tuple[SandboxMls, str]
 Platforms = tuple[SandboxPlatforms, str]
@@ -254,6 +254,67 @@ async def test_a_connection_whose_mls_keeps_failing_shows_as_failing_until_a_cle
     assert (await daemon.wait_for_run(2))["outcome"] == "ok"
 
     assert await daemon.metric("mls_sync_connection_failing", connection="mls-1") == 0
+
+
+async def test_every_error_scope_and_cycle_outcome_is_counted_from_0_at_start(
+    start: StartDaemon, mls: Mls
+) -> None:
+    """increase() takes a counter's first sample as its baseline: a series the exporter
+    creates only at its first error loses that error (and a restart recreates them all)."""
+    mls[0].faults.add(Fault("slow", seconds=30, times=5))  # the first cycle does not end
+    daemon = start()
+    await daemon.wait_notify("READY=1")
+
+    for scope in ("run", "connection", "batch", "listing", "post", "account"):
+        assert await daemon.metric("mls_sync_errors_total", scope=scope) == 0, scope
+    for outcome in ("ok", "partial", "failed"):
+        assert await daemon.metric("mls_sync_cycles_total", outcome=outcome) == 0, outcome
+
+
+async def test_incremental_cycles_that_read_the_mls_while_facebook_is_down_are_successes(
+    tmp_path: Path, secret_key: str, mls: Mls
+) -> None:
+    """Incremental cycles check only listings that changed (often none) while a platform
+    outage makes them `partial`: they still read the MLS, so the last success moves and no
+    listing error counts towards the error rate."""
+    sandbox, url = mls
+    sandbox.put("K1", "Closed")
+    sandbox.put("K2", "Active")
+    config = tmp_path / "config.toml"
+    write_config(config, free_port(), "http://127.0.0.1:9")  # no platform answers there
+    retry_at_once = "[platforms]\nretry_initial_seconds = 0\n"  # the post is due every cycle
+    config.write_text(config.read_text().replace("[platforms]\n", retry_at_once))
+    async with open_runtime(load_settings(config, {}), {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        await add_incremental(rt, url, ["K1", "K2"])
+        await add_account(rt, "fb-page", "facebook", "fb-token")
+        await add_post(rt, "p-1", "L-K1", "fb-page", "1093_4417")
+    daemon = Daemon.start(config, int(load_settings(config, {}).daemon.http_port), secret_key)
+    try:
+        await daemon.wait_notify("READY=1")
+        first = await daemon.wait_for_run(1)  # the full pass: K1 sold, its delete fails
+        daemon.send(signal.SIGUSR1)
+        second = await daemon.wait_for_run(2)  # nothing changed; the delete fails again
+
+        assert (first["listings_checked"], second["listings_checked"]) == (2, 0)
+        assert (first["outcome"], second["outcome"]) == ("partial", "partial")
+        finished = parse_iso(second["finished_at"]).timestamp()
+        last_success = "mls_sync_last_success_timestamp_seconds"
+        assert await _metric_when_settled(daemon, last_success, finished) == finished
+        assert await daemon.metric("mls_sync_connection_failing", connection="mls-1") == 0
+        assert await daemon.metric("mls_sync_errors_total", scope="post") == 2
+        assert await daemon.metric("mls_sync_errors_total", scope="listing") == 0
+        assert await daemon.metric("mls_sync_listings_checked_total") == 2
+    finally:
+        daemon.stop()
+
+
+async def _metric_when_settled(daemon: Daemon, name: str, expected: float) -> float | None:
+    """The metric once it shows `expected`, or its value after 10 s: the gauges are set a
+    moment after /status shows the run finished."""
+    with anyio.move_on_after(10):
+        while await daemon.metric(name) != expected:
+            await anyio.sleep(0.05)
+    return await daemon.metric(name)
 
 
 async def test_the_v1_api_refuses_a_missing_wrong_or_malformed_token(start: StartDaemon) -> None:
