@@ -141,7 +141,7 @@ async def test_incremental_never_misses_changes_sharing_the_timestamp_of_a_page_
         sandbox.put(key, "Active")
     await add_incremental(runtime, url, KEYS)
     await runtime.engine.sync_all()
-    same = datetime.now(UTC) + timedelta(seconds=5)
+    same = sandbox.stamp()
     for key in KEYS:
         sandbox.put(key, "Closed", modified=same)
     sandbox.faults.add(Fault("status", status=500, after=1, times=100))
