@@ -158,6 +158,8 @@ def unpublish(config_path: Path | None, listing_id: str) -> None:
             return await rt.engine.unpublish_listing(listing_id)
 
     report = run(main)
+    # Every published post of the listing has a result, one that waits included (another
+    # process taking posts down, an account that cannot be used): none means none is published.
     if not report.posts:
         click.echo(f"listing {listing_id} has no published post")
     for result in report.posts:
