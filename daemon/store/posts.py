@@ -58,6 +58,7 @@ UPDATE social_posts SET status = 'published', published_at = coalesce(:published
     updated_at = :now
 WHERE id = :id AND status != 'published'
 """
+RECORDED = "SELECT status, platform_post_id, listing_id FROM social_posts WHERE id = ?"
 DONE = """
 UPDATE social_posts SET status = 'unpublished', unpublished_at = :now, note = :note,
     attempts = attempts + 1, last_error = NULL, next_attempt_at = NULL, delete_sent_at = NULL,
@@ -126,13 +127,37 @@ async def published_of_listing(db: Database, listing_id: str) -> list[DuePost]:
         return [from_row(DuePost, r) for r in await cur.fetchall()]
 
 
-async def add(db: Database, spec: PostSpec, now: str) -> None:
-    """Records a published post (what the app does when it publishes one). A post id that was
-    taken down is published again: it comes down again when its listing is sold again."""
+class PostStillLive(ValueError):
+    """A published post's id recorded again for another platform post."""
+
+
+async def add(db: Database, spec: PostSpec, now: str) -> bool:
+    """Records a published post (what the app does when it publishes one); True when the id
+    is new. A post id that was taken down is published again: it comes down again when its
+    listing is sold again. A published one is not re-pointed at another platform post:
+    its record is what takes the live one down (PostStillLive)."""
     params = {**spec.model_dump(mode="json"), "now": now}
     async with db.transaction() as conn:
+        async with conn.execute(RECORDED, (spec.id,)) as cur:
+            recorded = await cur.fetchone()
+        if recorded is not None and (refusal := _replaces_a_live_post(recorded, spec)):
+            raise PostStillLive(refusal)
         await conn.execute(REPUBLISH, params)
         await conn.execute(INSERT, params)
+    return recorded is None
+
+
+def _replaces_a_live_post(recorded: aiosqlite.Row, spec: PostSpec) -> str | None:
+    """Why `spec` may not replace the recorded post, or None. Names the recorded post (not
+    the new id: an answer never repeats input)."""
+    if recorded["status"] != "published" or recorded["platform_post_id"] == spec.platform_post_id:
+        return None
+    return (
+        f"this post id is recorded for platform post {recorded['platform_post_id']}, which is "
+        "still live (published): record the new post under another id (the recorded one still "
+        "comes down when its listing sells), or take the recorded one down first "
+        f"(`mls-sync unpublish --listing {recorded['listing_id']}`)"
+    )
 
 
 @dataclass(frozen=True)
