@@ -14,7 +14,8 @@ from typing import Literal
 import aiosqlite
 
 from daemon.models import LocalStatus
-from daemon.specs import PostSpec
+from daemon.specs import PostSpec, SpecError, check_post_id
+from daemon.store import accounts, listings
 from daemon.store.database import Database
 from daemon.store.records import DuePost, PostRow, from_row
 
@@ -125,6 +126,29 @@ async def due_for_unpublish(
 async def published_of_listing(db: Database, listing_id: str) -> list[DuePost]:
     async with db.reading() as conn, conn.execute(PUBLISHED_OF_LISTING, (listing_id,)) as cur:
         return [from_row(DuePost, r) for r in await cur.fetchall()]
+
+
+class UnknownReference(SpecError):
+    """A post names an account or a listing that is not recorded."""
+
+
+async def record(db: Database, spec: PostSpec, now: str) -> bool:
+    """Records a post as every interface does (PUT /v1/posts, `posts add`): its account and
+    listing must exist and its platform_post_id must have its platform's shape; then `add`.
+    True when the id is new. Messages name the field, never the value given."""
+    account = await accounts.get(db, spec.account_id)
+    if account is None:
+        raise UnknownReference(
+            "account_id: no platform account has this id (add it first: "
+            "`mls-sync accounts add`, or PUT /v1/platform-accounts/ID)"
+        )
+    if await listings.get(db, spec.listing_id) is None:
+        raise UnknownReference(
+            "listing_id: no listing has this id (add it first: `mls-sync listings add`, "
+            "or PUT /v1/listings/ID)"
+        )
+    check_post_id(account.platform, spec.platform_post_id)
+    return await add(db, spec, now)
 
 
 class PostStillLive(ValueError):

@@ -85,6 +85,21 @@ async def test_every_id_and_key_with_a_trailing_newline_is_refused(daemon: Daemo
     assert (await daemon.call("GET", "/v1/listings/L-K2")).status_code == 404
 
 
+async def test_a_post_of_an_unknown_account_or_listing_is_refused_naming_the_field(
+    daemon: Daemon,
+) -> None:
+    """422 naming the field and how to add the record, never the id given; nothing stored."""
+    good = {"listing_id": "L-K1", "account_id": "fb-page", "platform_post_id": "1093_4417"}
+    for field, unknown in (("account_id", "fb-nobody"), ("listing_id", "L-NOPE")):
+        response = await daemon.call("PUT", "/v1/posts/p-1", json={**good, field: unknown})
+
+        assert response.status_code == 422, response.text
+        detail = response.json()["detail"]
+        assert detail.startswith(f"{field}: no ") and "add it first" in detail
+        assert unknown not in response.text
+    assert (await daemon.call("GET", "/v1/posts/p-1")).status_code == 404
+
+
 async def test_re_recorded_post_comes_down_when_the_listing_sells_again(
     daemon: Daemon, mls: Mls, platforms: Platforms
 ) -> None:

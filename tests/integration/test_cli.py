@@ -322,6 +322,11 @@ def test_accounts_posts_and_unpublish_from_the_cli(sandbox_dir: Path) -> None:
         cwd=sandbox_dir,
     )
     assert bad_id.returncode == 2 and "not a facebook post id" in bad_id.stderr
+    other = ("posts", "add", "my-post", "--listing", "L-SBX001-000000", "--account", "my-page")
+    replaced = mls_sync(*other, "--platform-id", "1000_888888", cwd=sandbox_dir)
+    assert replaced.returncode == 2 and "1000_999999, which is still live" in replaced.stderr
+    unknown = mls_sync(*other[:-1], "nobody", "--platform-id", "1000_888888", cwd=sandbox_dir)
+    assert unknown.returncode == 2 and "account_id: no platform account" in unknown.stderr
     shown = mls_sync("posts", "show", "my-post", cwd=sandbox_dir)
     assert "published" in shown.stdout and "https://www.facebook.com/1000_999999" in shown.stdout
     accounts = mls_sync("accounts", "list", cwd=sandbox_dir)
