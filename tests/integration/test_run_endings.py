@@ -94,6 +94,47 @@ async def test_sigterm_stops_the_daemon_with_its_run_interrupted_and_its_lease_f
         assert await leases.holder_of(rt.db, "mls-1") is None
 
 
+@pytest.mark.parametrize(
+    "second", [signal.SIGHUP, signal.SIGUSR1, signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name
+)
+async def test_a_signal_while_the_daemon_stops_does_not_cut_its_stop_short(
+    tmp_path: Path,
+    secret_key: str,
+    mls: Mls,
+    platforms: tuple[SandboxPlatforms, str],
+    second: signal.Signals,
+) -> None:
+    """SIGTERM mid-cycle, then (the instant STOPPING=1 arrives) SIGHUP, SIGUSR1, SIGINT or
+    SIGTERM again: the daemon still stops as a clean stop does, exit 0, its run
+    `interrupted` and its lease freed."""
+    sandbox, url = mls
+    sandbox.put("A", "Closed")
+    config = tmp_path / "config.toml"
+    write_config(config, free_port(), platforms[1], grace=1.0)
+    settings = load_settings(config, {})
+    keys = {"MLS_SYNC_SECRET_KEY": secret_key}
+    async with open_runtime(settings, keys) as rt:
+        await add_connection(rt, url)
+        await track(rt, "mls-1", ["A"], status="active")
+    sandbox.faults.add(Fault("slow", seconds=30, times=2))
+    daemon = Daemon.start(config, settings.daemon.http_port, secret_key)
+    try:
+        await daemon.wait_notify("READY=1")
+        await wait_until(lambda: sandbox.in_flight == 1)
+        daemon.send(signal.SIGTERM)
+        await daemon.signal_on_notify("STOPPING=1", second)
+        code, _ = await daemon.wait_exit(timeout=10)
+    finally:
+        daemon.stop()
+
+    assert code == 0, daemon.log()
+    assert "signal_ignored" in daemon.log()
+    async with open_runtime(settings, keys) as rt:
+        run = await _last_run(rt)
+        assert (run.trigger, run.outcome) == ("startup", "interrupted")
+        assert await leases.holder_of(rt.db, "mls-1") is None
+
+
 async def test_a_database_error_inside_a_run_ends_it_failed_and_frees_its_lease(
     tmp_path: Path, secret_key: str, mls: Mls
 ) -> None:
