@@ -19,7 +19,7 @@ import structlog
 
 from daemon import collector, eventloop, logs
 from daemon.clock import utcnow
-from daemon.config import ConfigError, Settings, load_settings
+from daemon.config import DEFAULT_CONFIG_PATH, ConfigError, Settings, load_settings
 from daemon.credentials import API_TOKEN_CREDENTIAL, API_TOKEN_ENV, read_secret
 from daemon.sandbox.environment import SandboxSession, runtime_for
 from daemon.service.api import build_app
@@ -170,7 +170,9 @@ def _reload(state: ServiceState, notifier: Notifier, config_path: Path | None) -
         _refuse_reload(notifier, str(exc))
         return
     except Exception as exc:  # a bug in reading; a reload still never ends the daemon
-        _refuse_reload(notifier, f"unexpected {type(exc).__name__} reading the configuration")
+        # Named like every refusal; the exception's text is left out, it may quote the file.
+        path = config_path or DEFAULT_CONFIG_PATH
+        _refuse_reload(notifier, f"{path}: unexpected {type(exc).__name__} reading it")
         return
     old = state.settings
     for section in RESTART_ONLY:

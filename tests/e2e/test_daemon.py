@@ -151,6 +151,28 @@ async def test_sighup_with_a_file_that_is_not_utf8_keeps_the_old_settings_and_th
     assert "hunter2" not in daemon.log()
 
 
+async def test_sighup_with_a_file_that_fails_unexpectedly_names_the_file_in_its_refusal(
+    start: StartDaemon, prepared: Path
+) -> None:
+    """An integer of 5,000 digits is more than Python reads (not a TOML error): the reload is
+    refused naming the file, as every refusal does, and the old settings stay."""
+    daemon = start()
+    await daemon.wait_notify("READY=1")
+    too_long = "7" * 5000
+    prepared.write_text(
+        prepared.read_text().replace("interval_seconds = 900", f"interval_seconds = {too_long}")
+    )
+
+    daemon.send(signal.SIGHUP)
+
+    reloading = await daemon.wait_notify("RELOADING=1")
+    await daemon.wait_notify("READY=1", after=reloading)
+    [refusal] = [line for line in daemon.log().splitlines() if "reload_refused" in line]
+    assert str(prepared) in refusal
+    assert too_long[:20] not in daemon.log()
+    assert (await daemon.get("/status")).json()["interval_seconds"] == 900
+
+
 async def test_sighup_the_instant_ready_arrives_reloads_instead_of_killing_the_daemon(
     start: StartDaemon,
 ) -> None:
