@@ -56,12 +56,30 @@ async def start(prepared: Path, secret_key: str) -> AsyncIterator[StartDaemon]:
         daemon.stop()
 
 
+async def metric_when(
+    daemon: Daemon, name: str, settled: Callable[[float | None], bool], **labels: str
+) -> float | None:
+    """The metric once `settled` holds, or its last value after 10 s: a finished run shows in
+    /status a moment before the daemon has set its metrics, so a first read may be early."""
+    deadline = time.monotonic() + 10
+    while True:
+        value = await daemon.metric(name, **labels)
+        if settled(value) or time.monotonic() >= deadline:
+            return value
+        await anyio.sleep(0.05)
+
+
+async def metric_equal(daemon: Daemon, name: str, expected: float, **labels: str) -> float | None:
+    return await metric_when(daemon, name, lambda value: value == expected, **labels)
+
+
 async def test_the_daemon_reports_ready_and_answers_health_status_and_metrics(
     start: StartDaemon,
 ) -> None:
     daemon = start()
     await daemon.wait_notify("READY=1")
     first = await daemon.wait_for_run(1)
+    await metric_equal(daemon, "mls_sync_cycles_total", 1, outcome="ok")
 
     live = await daemon.get("/livez")
     ready = await daemon.get("/readyz")
@@ -151,6 +169,28 @@ async def test_sighup_with_a_file_that_is_not_utf8_keeps_the_old_settings_and_th
     assert "hunter2" not in daemon.log()
 
 
+async def test_sighup_with_a_file_that_fails_unexpectedly_names_the_file_in_its_refusal(
+    start: StartDaemon, prepared: Path
+) -> None:
+    """An integer of 5,000 digits is more than Python reads (not a TOML error): the reload is
+    refused naming the file, as every refusal does, and the old settings stay."""
+    daemon = start()
+    await daemon.wait_notify("READY=1")
+    too_long = "7" * 5000
+    prepared.write_text(
+        prepared.read_text().replace("interval_seconds = 900", f"interval_seconds = {too_long}")
+    )
+
+    daemon.send(signal.SIGHUP)
+
+    reloading = await daemon.wait_notify("RELOADING=1")
+    await daemon.wait_notify("READY=1", after=reloading)
+    [refusal] = [line for line in daemon.log().splitlines() if "reload_refused" in line]
+    assert str(prepared) in refusal
+    assert too_long[:20] not in daemon.log()
+    assert (await daemon.get("/status")).json()["interval_seconds"] == 900
+
+
 async def test_sighup_the_instant_ready_arrives_reloads_instead_of_killing_the_daemon(
     start: StartDaemon,
 ) -> None:
@@ -221,7 +261,9 @@ async def test_a_restart_remembers_the_last_good_cycle_and_one_bad_listing_does_
     first = await daemon.wait_for_run(1)
     assert first["outcome"] == "partial"
     finished = parse_iso(first["finished_at"]).timestamp()
-    assert await daemon.metric("mls_sync_last_success_timestamp_seconds") == finished
+    assert await metric_equal(daemon, "mls_sync_last_success_timestamp_seconds", finished) == (
+        finished
+    )
     daemon.send(signal.SIGTERM)
     assert (await daemon.wait_exit(timeout=20))[0] == 0
     mls[0].faults.add(Fault("slow", seconds=30, times=5))  # the next start's cycle hangs
@@ -231,7 +273,9 @@ async def test_a_restart_remembers_the_last_good_cycle_and_one_bad_listing_does_
 
     assert await again.metric("mls_sync_last_success_timestamp_seconds") == finished
     assert await again.metric("mls_sync_last_cycle_timestamp_seconds") == finished
-    started = await again.metric("mls_sync_cycle_started_timestamp_seconds")
+    started = await metric_when(
+        again, "mls_sync_cycle_started_timestamp_seconds", lambda value: bool(value)
+    )
     assert started is not None and finished < started <= time.time()
     assert await again.metric("mls_sync_interval_seconds") == 900
 
@@ -243,17 +287,19 @@ async def test_a_connection_whose_mls_keeps_failing_shows_as_failing_until_a_cle
     daemon = start()
     await daemon.wait_notify("READY=1")
     first = await daemon.wait_for_run(1)
-    assert await daemon.metric("mls_sync_connection_failing", connection="mls-1") == 1
-    assert await daemon.metric("mls_sync_cycle_started_timestamp_seconds") == 0
+    assert await metric_equal(daemon, "mls_sync_connection_failing", 1, connection="mls-1") == 1
+    assert await metric_equal(daemon, "mls_sync_cycle_started_timestamp_seconds", 0) == 0
     # A cycle whose every batch failed read nothing: not a success, whatever its outcome says.
     started = parse_iso(first["started_at"]).timestamp()
-    assert await daemon.metric("mls_sync_last_success_timestamp_seconds") == started
+    assert await metric_equal(daemon, "mls_sync_last_success_timestamp_seconds", started) == (
+        started
+    )
 
     mls[0].faults.clear()
     daemon.send(signal.SIGUSR1)
     assert (await daemon.wait_for_run(2))["outcome"] == "ok"
 
-    assert await daemon.metric("mls_sync_connection_failing", connection="mls-1") == 0
+    assert await metric_equal(daemon, "mls_sync_connection_failing", 0, connection="mls-1") == 0
 
 
 async def test_every_error_scope_and_cycle_outcome_is_counted_from_0_at_start(
