@@ -117,6 +117,7 @@ def test_a_missing_file_says_how_to_fix_it(tmp_path: Path) -> None:
     [
         ("a = " + "[" * 5000, "nested too deeply"),
         ('[database]\npath = "state\\u0000.db"\n', "must not contain a NUL character"),
+        ("[sync]\ninterval_seconds = " + "9" * 5000 + "\n", "a number too long to read"),
     ],
 )
 def test_a_file_that_cannot_be_used_is_a_config_error_never_a_crash(
