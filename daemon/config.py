@@ -225,6 +225,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     except RecursionError:
         raise ConfigError(f"{path}: arrays or tables nested too deeply to read") from None
+    except ValueError:  # an integer of thousands of digits: Python refuses to convert it
+        raise ConfigError(f"{path}: a number too long to read") from None
 
 
 def _line_and_column(data: bytes, offset: int) -> tuple[int, int]:
@@ -259,7 +261,7 @@ def _env_value(text: str) -> Any:
     types), or else taken as a plain string."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError, ValueError):  # too deep, too long
         return text
 
 

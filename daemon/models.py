@@ -35,7 +35,7 @@ class AuditEvent(StrEnum):
 # Ignoring a value means: no change, a warning recorded for the listing (RESO's Incomplete).
 IGNORE = "ignore"
 
-# Data Dictionary 1.7 - 2.1 StandardStatus -> local status (../shared/reference/mls-reso.md).
+# Data Dictionary 1.7 - 2.1 StandardStatus -> local status (docs/mls-reso.md).
 DEFAULT_STANDARD_STATUS_MAP: Mapping[str, str] = {
     "Active": LocalStatus.ACTIVE,
     "Active Under Contract": LocalStatus.PENDING,
@@ -156,7 +156,7 @@ def _local(key: str, value: str) -> LocalStatus:
     except ValueError:
         allowed = ", ".join(s.value for s in LocalStatus)
         raise ValueError(
-            f"status {key!r} maps to {value!r}, which is not one of: {allowed}, {IGNORE}"
+            f"status {key!r} maps to a value that is not one of: {allowed}, {IGNORE}"
         ) from None
 
 

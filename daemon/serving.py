@@ -1,7 +1,7 @@
 """Serving an ASGI app inside the caller's event loop (Uvicorn, with the httptools parser):
 the daemon's HTTP API and the sandbox servers alike.
 
-Uvicorn always captures SIGINT/SIGTERM in `Server.serve()` (runtime.md), so the server here
+Uvicorn always captures SIGINT/SIGTERM in `Server.serve()` (docs/runtime.md), so the server here
 is a subclass that captures nothing: the daemon receives its signals in one place. Port 0
 picks a free one: we bind the socket ourselves to learn it (and to fail early and clearly if
 the address is taken), and hand it to Uvicorn.

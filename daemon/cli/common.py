@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
+import anyio
 import click
 
 from daemon import eventloop, logs
@@ -26,6 +27,11 @@ EX_USAGE = 2
 EX_DATAERR = 65  # sysexits.h: the input data was incorrect
 EX_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
 EX_TERMINATED = 143  # 128 + SIGTERM
+# What a command cut short by each signal says, and its exit code.
+CUT_BY = {
+    signal.SIGINT: ("interrupted", EX_INTERRUPTED),
+    signal.SIGTERM: ("terminated", EX_TERMINATED),
+}
 
 T = TypeVar("T")
 
@@ -64,20 +70,26 @@ def settings_from(config_path: Path | None, verbose: bool = False) -> Settings:
     return settings
 
 
-class Terminated(Exception):
-    """SIGTERM cancelled the command's coroutine."""
+class CutShort(Exception):
+    """Ctrl-C or SIGTERM cancelled the command's coroutine."""
+
+    def __init__(self, signum: signal.Signals) -> None:
+        super().__init__(signum.name)
+        self.signum = signum
 
 
-def run(main: Callable[[], Awaitable[T]], cut_short: str = "") -> T:
+def run(main: Callable[[], Awaitable[T]], cut_short: Callable[[], str] = lambda: "") -> T:
     """Runs a coroutine; known failures become one clear line and an exit code. Ctrl-C or
     SIGTERM cancel the coroutine (which records what it must on the way out), then it exits
-    130 saying `interrupted` or 143 saying `terminated`, followed by `cut_short`."""
+    130 saying `interrupted` or 143 saying `terminated`, followed by `cut_short()`: what the
+    signal left behind, known only then."""
     try:
-        return eventloop.run(_until_sigterm, main)
-    except KeyboardInterrupt:
-        fail(f"interrupted{cut_short}", EX_INTERRUPTED)
-    except Terminated:
-        fail(f"terminated{cut_short}", EX_TERMINATED)
+        return eventloop.run(_until_signal, main)
+    except KeyboardInterrupt:  # Ctrl-C before or after the event loop
+        fail(f"interrupted{cut_short()}", EX_INTERRUPTED)
+    except CutShort as exc:
+        said, code = CUT_BY[exc.signum]
+        fail(f"{said}{cut_short()}", code)
     except (SchemaError, SecretKeyError, SyncRefused) as exc:
         fail(str(exc))
     except SpecError as exc:
@@ -170,26 +182,27 @@ def spec_or_fail(model: type[SpecT], data: dict[str, object], where: str = "") -
         fail(f"invalid input:\n{exc}", EX_USAGE)
 
 
-async def _until_sigterm(main: Callable[[], Awaitable[T]]) -> T:
-    """`main()`, cancelled by SIGTERM the way Ctrl-C cancels it: once, so that everything on
-    the way out (recording the run, closing the database) still runs. By default SIGTERM
-    would end the process at once and leave its run recorded as still running."""
+async def _until_signal(main: Callable[[], Awaitable[T]]) -> T:
+    """`main()`, cancelled by the first Ctrl-C or SIGTERM through an anyio cancel scope, so
+    that everything on the way out (recording the run, freeing its leases, closing the
+    database) still runs in its shielded scopes. Later signals are ignored: a second
+    Ctrl-C would otherwise raise KeyboardInterrupt anywhere, and SIGTERM by default ends the
+    process at once; either would leave its run recorded as still running."""
     loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    assert task is not None
-    terminated = False
+    scope = anyio.CancelScope()
+    first: list[signal.Signals] = []
 
-    def terminate() -> None:
-        nonlocal terminated
-        terminated = True
-        task.cancel()
+    def cut(signum: signal.Signals) -> None:
+        if not first:
+            first.append(signum)
+            scope.cancel()
 
-    loop.add_signal_handler(signal.SIGTERM, terminate)
+    for signum in CUT_BY:
+        loop.add_signal_handler(signum, cut, signum)
     try:
-        return await main()
-    except asyncio.CancelledError:
-        if terminated:
-            raise Terminated from None
-        raise
+        with scope:
+            return await main()
+        raise CutShort(first[0])
     finally:
-        loop.remove_signal_handler(signal.SIGTERM)
+        for signum in CUT_BY:
+            loop.remove_signal_handler(signum)

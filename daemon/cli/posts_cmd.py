@@ -21,8 +21,7 @@ from daemon.cli.common import (
 from daemon.clock import iso, utcnow
 from daemon.platforms.links import post_link
 from daemon.sandbox.environment import runtime_for
-from daemon.specs import PostSpec, SpecError, check_post_id, parse_spec
-from daemon.store import accounts, listings
+from daemon.specs import PostSpec, SpecError, parse_spec
 from daemon.store import posts as store
 from daemon.sync.engine import RunReport
 from daemon.sync.runtime import open_runtime
@@ -75,13 +74,7 @@ def add(
 
     async def main() -> None:
         async with open_runtime(settings) as rt:
-            account = await accounts.get(rt.db, account_id)
-            if account is None:
-                raise LookupError(f"no account {account_id!r} (see `mls-sync accounts list`)")
-            if await listings.get(rt.db, listing_id) is None:
-                raise LookupError(f"no listing {listing_id!r} (see `mls-sync listings list`)")
-            check_post_id(account.platform, platform_post_id)
-            await store.add(rt.db, spec, iso(utcnow()))
+            await store.record(rt.db, spec, iso(utcnow()))
 
     run(main)
     click.echo(f"post {post_id} recorded as published")
@@ -158,6 +151,8 @@ def unpublish(config_path: Path | None, listing_id: str) -> None:
             return await rt.engine.unpublish_listing(listing_id)
 
     report = run(main)
+    # Every published post of the listing has a result, one that waits included (another
+    # process taking posts down, an account that cannot be used): none means none is published.
     if not report.posts:
         click.echo(f"listing {listing_id} has no published post")
     for result in report.posts:

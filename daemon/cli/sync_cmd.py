@@ -48,8 +48,8 @@ def sync(
     little, so each run has changes to apply.
 
     Exits 0 when the cycle ran, even if it recorded errors (see `mls-sync history --run ID`);
-    130 after Ctrl-C, 143 after SIGTERM (the run is recorded as interrupted); otherwise
-    non-zero only when it could not run.
+    130 after Ctrl-C, 143 after SIGTERM (a run it began is recorded as interrupted; further
+    signals do not cut that short); otherwise non-zero only when it could not run.
     """
     if connection_id and listing_id:
         fail("give --connection or --listing, not both", 2)
@@ -62,12 +62,20 @@ def sync(
         for m in moves[:5]:
             click.echo(f"    {m.key}: {m.before} -> {m.after}")
 
+    began: list[bool] = []
+
     async def main() -> RunReport:
         async with runtime_for(settings, progress_printer(not quiet), move_market) as (rt, _):
+            began.append(True)
             return await _one(rt.engine, connection_id, listing_id)
 
+    def cut_short() -> str:
+        if began:
+            return "; the run is recorded as interrupted (mls-sync history)"
+        return " before its run began; nothing was synced"
+
     started = time.monotonic()
-    report = run(main, "; the run is recorded as interrupted (mls-sync history)")
+    report = run(main, cut_short)
     _print_report(report, time.monotonic() - started)
 
 

@@ -1,7 +1,7 @@
 """Talking to one RESO server: every request is bounded, retried and classified here.
 
-Order per request (runtime.md): a global concurrency slot first, then this credential's rate
-token right before sending, so the limiter's wait is never spent holding a socket.
+Order per request (docs/runtime.md): this credential's rate token first, then a slot of the
+global concurrency bound, so the limiter's wait is never spent holding a slot.
 """
 
 from __future__ import annotations
@@ -168,7 +168,9 @@ class MlsClient:
 
         A query whose nextLink chain ends after exactly `$top` records may have been cut there
         by a server that reads `$top` as the total (docs/mls-paging.md): it goes on by keyset
-        after the last record read, until a query comes back short."""
+        after the last record read, until a query comes back short. (Going on after every
+        answer would cost one more request per connection and cycle: twice the minimum of an
+        incremental cycle.)"""
         e = self.endpoint
         url = changes_url(e.base_url, e.resource, since, e.page_size, e.select)
         after: tuple[datetime, str] | None = None
@@ -404,5 +406,20 @@ def make_limiter(rate_per_second: float) -> AsyncLimiter:
     waiter a little late, and with room for one call only, each late wake-up is lost for
     good; at 300 deletes/s on a loaded loop that added 20% to the floor (benchmark scenario C).
     """
+    return AsyncLimiter(*_bucket(rate_per_second))
+
+
+def retune_mls_limiter(limiter: AsyncLimiter, rate_per_second: float) -> None:
+    """Gives an MLS credential's limiter a new rate, in place: every client already holding it
+    (other connections of the credential, requests waiting their turn) goes at the new pace
+    from its next call, and no second limiter ever runs beside it."""
+    burst, period = _bucket(rate_per_second * (1 - MLS_RATE_MARGIN))
+    limiter.max_rate, limiter.time_period = burst, period
+    # aiolimiter derives its drip rate once, in __init__; it has no setter for a new rate.
+    limiter._rate_per_sec = burst / period
+
+
+def _bucket(rate_per_second: float) -> tuple[int, float]:
+    """(calls the bucket holds, the period they drain in) for `make_limiter`."""
     burst = max(1, int(rate_per_second // 100))
-    return AsyncLimiter(burst, burst / (rate_per_second - (burst - 1)))
+    return burst, burst / (rate_per_second - (burst - 1))

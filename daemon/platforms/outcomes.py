@@ -1,4 +1,4 @@
-"""What a delete attempt can come to (../shared/reference/platforms.md, "Outcome classes").
+"""What a delete attempt can come to (docs/platforms.md, "The five outcomes").
 
 Adapters never raise for a platform's answer: they classify it into one of these, and the
 reconciler decides what each means for the post and the account.

@@ -1,6 +1,6 @@
 """The sandbox MLS: a RESO Web API subset over real HTTP, for the demo, tests and benchmark.
 
-It answers like the servers in ../shared/reference/mls-reso.md: OData `$filter` (and/or/not,
+It answers like the servers in docs/mls-reso.md: OData `$filter` (and/or/not,
 eq/ne/gt/ge/lt/le, in), `$select`, `$top`, `$skip`, `$orderby`, `Prefer: odata.maxpagesize`,
 `@odata.nextLink` paging, OAuth2 client credentials or static bearer tokens, and the faults a
 real feed throws (429, 5xx, slowness, garbage, too-long filters, expired tokens). Records are

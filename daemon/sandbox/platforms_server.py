@@ -1,5 +1,5 @@
 """Sandbox social platforms: Meta's Graph API (Facebook Page posts, Instagram media) and
-LinkedIn's Posts API, over real HTTP, answering with the bodies ../shared/reference/platforms.md
+LinkedIn's Posts API, over real HTTP, answering with the bodies docs/platforms.md
 documents. They keep which posts exist, count every successful delete (a post must never get
 two), record every call, and throw the platforms' errors on request.
 

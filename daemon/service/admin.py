@@ -29,7 +29,6 @@ from daemon.specs import (
     PostFields,
     PostSpec,
     SpecError,
-    check_post_id,
     parse_spec,
 )
 from daemon.store import accounts, connections, listings, posts, runs
@@ -101,7 +100,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
                 {
                     "post_id": p.post_id,
                     "platform": p.platform,
-                    "outcome": type(p.outcome).__name__ if p.outcome else "Skipped",
+                    "outcome": p.outcome_name,
                     "detail": p.detail,
                 }
                 for p in report.posts
@@ -232,18 +231,11 @@ def admin_routes(state: ServiceState) -> APIRouter:
 
     @router.put("/posts/{post_id}", summary="Record a published post")
     async def put_post(post_id: str, body: PostFields, response: Response) -> dict[str, Any]:
+        """422 naming what is wrong (SpecError), or 409 while the id is published for another
+        platform post (PostStillLive)."""
         spec = _valid(PostSpec, {"id": post_id, **body.model_dump(exclude_unset=True)})
-        account = await accounts.get(db, spec.account_id)
-        if account is None:
-            raise HTTPException(
-                422, _unknown("account_id", "platform account", "platform-accounts")
-            )
-        if await listings.get(db, spec.listing_id) is None:
-            raise HTTPException(422, _unknown("listing_id", "listing", "listings"))
-        check_post_id(account.platform, spec.platform_post_id)
-        existed = await posts.get(db, post_id) is not None
-        await posts.add(db, spec, now())
-        response.status_code = 200 if existed else 201
+        created = await posts.record(db, spec, now())
+        response.status_code = 201 if created else 200
         return await get_post(post_id)
 
     @router.get("/posts/{post_id}")

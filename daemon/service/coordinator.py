@@ -2,7 +2,7 @@
 
 Every trigger (the timer, SIGUSR1, POST /v1/sync) lands here. One cycle runs at a time;
 triggers that arrive while it runs fold into exactly one follow-up cycle: never dropped, never
-overlapping. (APScheduler would drop a run while one is in flight: runtime.md.)
+overlapping. (APScheduler would drop a run while one is in flight: docs/runtime.md.)
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Signals are received in one place (anyio's signal receiver): SIGUSR1 syncs now, SIGHUP
 reloads config.toml (a bad file is refused and the old settings kept), SIGTERM/SIGINT stop
-gracefully. Nothing else installs handlers: the HTTP server is a Uvicorn subclass that captures
-no signals (daemon/serving.py).
+gracefully; while it stops, every signal is logged and ignored. Nothing else installs
+handlers: the HTTP server is a Uvicorn subclass that captures no signals (daemon/serving.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import structlog
 
 from daemon import collector, eventloop, logs
 from daemon.clock import utcnow
-from daemon.config import ConfigError, Settings, load_settings
+from daemon.config import DEFAULT_CONFIG_PATH, ConfigError, Settings, load_settings
 from daemon.credentials import API_TOKEN_CREDENTIAL, API_TOKEN_ENV, read_secret
 from daemon.sandbox.environment import SandboxSession, runtime_for
 from daemon.service.api import build_app
@@ -84,16 +84,17 @@ async def run_daemon(
                 f"cannot listen on {host}:{port}: {exc.strerror}; set [daemon] http_port "
                 "(or MLS_SYNC_DAEMON__HTTP_PORT) to a free port"
             ) from None
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(coordinator.run)
-                tg.start_soon(state.board.run)
-                clock.start()
-                coordinator.trigger("startup")
-                tg.start_soon(notifier.watchdog_loop)
-                # Handlers first: systemd may send SIGHUP or SIGUSR1 the moment it reads
-                # READY=1, and their default action ends the process.
-                with anyio.open_signal_receiver(*HANDLED_SIGNALS) as received:
+        # Handlers first: systemd may send SIGHUP or SIGUSR1 the moment it reads READY=1,
+        # and their default action ends the process. They stay until the server has closed:
+        # a signal while stopping must not cut the stop short (the run left `running`).
+        with anyio.open_signal_receiver(*HANDLED_SIGNALS) as received:
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(coordinator.run)
+                    tg.start_soon(state.board.run)
+                    clock.start()
+                    coordinator.trigger("startup")
+                    tg.start_soon(notifier.watchdog_loop)
                     log.info(
                         "daemon_ready",
                         url=url,
@@ -105,14 +106,11 @@ async def run_daemon(
                     notifier.ready(f"serving {url}")
                     collector.settle()  # what start-up built lives as long as the process
                     await _signals(received, state, notifier, config_path)
-                state.shutting_down = True
-                notifier.stopping()
-                log.info("daemon_stopping", grace_seconds=settings.daemon.shutdown_grace_seconds)
-                clock.shutdown()
-                await coordinator.stop(settings.daemon.shutdown_grace_seconds)
-                tg.cancel_scope.cancel()
-        finally:
-            await server.__aexit__(None, None, None)
+                    tg.start_soon(_ignore_signals, received)
+                    await _stop(state, notifier, settings.daemon.shutdown_grace_seconds)
+                    tg.cancel_scope.cancel()
+            finally:
+                await server.__aexit__(None, None, None)
     log.info("daemon_stopped")
 
 
@@ -147,6 +145,23 @@ async def _signals(
             return
 
 
+async def _ignore_signals(received: AsyncIterator[int]) -> None:
+    """While the daemon stops, every signal is logged and ignored: a second SIGTERM or SIGINT
+    does not cut the grace short, and a reload or a sync would not outlive the process."""
+    async for signum in received:
+        log.warning(
+            "signal_ignored", signal=signal.Signals(signum).name, note="the daemon is stopping"
+        )
+
+
+async def _stop(state: ServiceState, notifier: Notifier, grace: float) -> None:
+    state.shutting_down = True
+    notifier.stopping()
+    log.info("daemon_stopping", grace_seconds=grace)
+    state.clock.shutdown()
+    await state.coordinator.stop(grace)
+
+
 def _reload(state: ServiceState, notifier: Notifier, config_path: Path | None) -> None:
     notifier.reloading()
     try:
@@ -155,7 +170,9 @@ def _reload(state: ServiceState, notifier: Notifier, config_path: Path | None) -
         _refuse_reload(notifier, str(exc))
         return
     except Exception as exc:  # a bug in reading; a reload still never ends the daemon
-        _refuse_reload(notifier, f"unexpected {type(exc).__name__} reading the configuration")
+        # Named like every refusal; the exception's text is left out, it may quote the file.
+        path = config_path or DEFAULT_CONFIG_PATH
+        _refuse_reload(notifier, f"{path}: unexpected {type(exc).__name__} reading it")
         return
     old = state.settings
     for section in RESTART_ONLY:

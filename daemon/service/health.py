@@ -1,4 +1,4 @@
-"""Unauthenticated routes: liveness, readiness, status and metrics (runtime.md, "Health").
+"""Unauthenticated routes: liveness, readiness, status and metrics (docs/runtime.md, "Health").
 
 Machines read the status code; the bodies are for people. /readyz speaks
 application/health+json (draft-inadarei-api-health-check).

@@ -18,6 +18,7 @@ from prometheus_client import (
 )
 
 from daemon.platforms.outcomes import AlreadyGone, AuthFailed, Deleted, NeedsPerson, RetryLater
+from daemon.store import runs
 from daemon.store.cycle_health import CycleHealth
 from daemon.sync.engine import RunReport
 
@@ -55,6 +56,12 @@ class Metrics:
         self.errors = Counter(
             "mls_sync_errors", "Errors recorded in runs, by scope", ["scope"], registry=r
         )
+        # Every label at 0 from the start: increase() takes a series' first sample as its
+        # baseline, so a series created at its first error (after each restart) loses it.
+        for outcome in runs.CYCLE_OUTCOMES:
+            self.cycles.labels(outcome)
+        for scope in runs.ERROR_SCOPES:
+            self.errors.labels(scope)
         self.mls_requests = Counter(
             "mls_sync_mls_requests", "Requests sent to MLS servers", registry=r
         )
@@ -66,9 +73,9 @@ class Metrics:
         )
         self.last_success = Gauge(
             "mls_sync_last_success_timestamp_seconds",
-            "Unix time the last cycle ended that read the MLS (ok, or partial with listings "
-            "checked: errors of single listings or posts count in mls_sync_errors_total, not "
-            "here); before any did, when the first cycle started. Read from the run history",
+            "Unix time the last cycle ended that read the MLS (ok, or partial with a connection "
+            "it could read: errors of single listings or posts count in mls_sync_errors_total, "
+            "not here); before any did, when the first cycle started. Read from the run history",
             registry=r,
         )
         self.last_cycle = Gauge(

@@ -51,6 +51,11 @@ def _readable(error: Mapping[str, Any]) -> dict[str, Any]:
         field, msg = ("body",), f"not valid JSON ({reason}{position})"
     elif loc == ("body",) and error["type"] in _NOT_AN_OBJECT:
         msg = "must be a JSON object of the record's fields"
+    elif error["type"] == "extra_forbidden":
+        # The name of an unknown field is input too: a secret pasted as a key is not repeated.
+        field = ("body",)
+        msg = "has a field the record does not have (its fields are listed in /openapi.json)"
+        return {"type": "unknown_field", "loc": field, "msg": msg}
     return {"type": error["type"], "loc": field, "msg": msg}
 
 

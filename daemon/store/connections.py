@@ -121,10 +121,17 @@ async def set_state(
     db: Database, connection_id: str, state: str, error: str | None, now: str
 ) -> bool:
     async with db.transaction() as conn:
-        cur = await conn.execute(
-            SET_STATE, {"id": connection_id, "state": state, "error": error, "now": now}
-        )
-        return cur.rowcount == 1
+        return await set_state_in(conn, connection_id, state, error, now)
+
+
+async def set_state_in(
+    conn: aiosqlite.Connection, connection_id: str, state: str, error: str | None, now: str
+) -> bool:
+    """`set_state` inside the caller's transaction."""
+    cur = await conn.execute(
+        SET_STATE, {"id": connection_id, "state": state, "error": error, "now": now}
+    )
+    return cur.rowcount == 1
 
 
 @dataclass(frozen=True)

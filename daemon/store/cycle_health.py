@@ -1,12 +1,13 @@
 """How the sync cycles have been going, as the alerting metrics need it, read from the run
 history: so that a restart starts from what happened, not from zero.
 
-A cycle is a run of every connection (scope 'all'), from the daemon or `mls-sync sync`. It
-"read the MLS" when it ended ok, or partial with listings checked: errors of single listings
-or posts are counted apart (the error rate), and a permanently bad listing must not make every
-cycle look failed; but a cycle whose every batch failed read nothing.
-A connection is failing in a cycle when the MLS could not be read for it (a connection or a
-batch error), not when one of its records is bad.
+A cycle is a run of every connection (scope 'all'), from the daemon or `mls-sync sync`. A
+connection is failing in a cycle when the MLS could not be read for it (a connection or a
+batch error), not when one of its records or posts is bad. A cycle "read the MLS" when it
+ended ok, or partial with at least one connection it synced not failing: errors of single
+listings or posts are counted apart (the error rate), and an incremental connection that
+found no change read its MLS though it checked no listing. A cycle whose every connection
+failed read nothing.
 """
 
 from __future__ import annotations
@@ -20,17 +21,24 @@ LAST_ENDED = """
 SELECT id, finished_at FROM sync_runs
 WHERE scope = 'all' AND outcome IN ('ok', 'partial', 'failed') ORDER BY id DESC LIMIT 1
 """
-LAST_READ_THE_MLS = """
-SELECT finished_at FROM sync_runs
-WHERE scope = 'all' AND (outcome = 'ok' OR (outcome = 'partial' AND listings_checked > 0))
-ORDER BY id DESC LIMIT 1
+# An error of this run_errors row (alias e) that means its connection's MLS was not read.
+FAILING_ERROR = """
+e.severity = 'error' AND e.scope IN ('connection', 'batch') AND e.connection_id IS NOT NULL
+"""
+FAILING_IN_RUN = (
+    f"SELECT DISTINCT e.connection_id FROM run_errors AS e WHERE e.run_id = ? AND {FAILING_ERROR}"
+)
+# `connections` counts the connections the run synced (a connection whose secret cannot be
+# decrypted is not among them, yet fails: such a cycle errs towards "not read").
+LAST_READ_THE_MLS = f"""
+SELECT r.finished_at FROM sync_runs AS r
+WHERE r.scope = 'all' AND (r.outcome = 'ok' OR (r.outcome = 'partial' AND r.connections > (
+    SELECT count(DISTINCT e.connection_id) FROM run_errors AS e
+    WHERE e.run_id = r.id AND {FAILING_ERROR}
+)))
+ORDER BY r.id DESC LIMIT 1
 """
 FIRST_STARTED = "SELECT started_at FROM sync_runs WHERE scope = 'all' ORDER BY id LIMIT 1"
-FAILING_IN_RUN = """
-SELECT DISTINCT connection_id FROM run_errors
-WHERE run_id = ? AND severity = 'error' AND scope IN ('connection', 'batch')
-    AND connection_id IS NOT NULL
-"""
 CONNECTION_IDS = "SELECT id FROM mls_connections ORDER BY id"
 
 

@@ -88,7 +88,10 @@ class Database:
         return cls(conn, path)
 
     async def close(self) -> None:
-        await self.conn.close()
+        # Finishes even in a cancelled scope (a command cut by Ctrl-C or SIGTERM closes on
+        # the way out): else aiosqlite's thread outlives the event loop.
+        with anyio.CancelScope(shield=True):
+            await self.conn.close()
 
     async def _configure(self, busy_timeout_ms: int) -> None:
         try:

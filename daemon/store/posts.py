@@ -14,7 +14,8 @@ from typing import Literal
 import aiosqlite
 
 from daemon.models import LocalStatus
-from daemon.specs import PostSpec
+from daemon.specs import PostSpec, SpecError, check_post_id
+from daemon.store import accounts, listings
 from daemon.store.database import Database
 from daemon.store.records import DuePost, PostRow, from_row
 
@@ -58,6 +59,7 @@ UPDATE social_posts SET status = 'published', published_at = coalesce(:published
     updated_at = :now
 WHERE id = :id AND status != 'published'
 """
+RECORDED = "SELECT status, platform_post_id, listing_id FROM social_posts WHERE id = ?"
 DONE = """
 UPDATE social_posts SET status = 'unpublished', unpublished_at = :now, note = :note,
     attempts = attempts + 1, last_error = NULL, next_attempt_at = NULL, delete_sent_at = NULL,
@@ -132,13 +134,60 @@ async def published_of_listing(db: Database, listing_id: str) -> list[DuePost]:
         return [from_row(DuePost, r) for r in await cur.fetchall()]
 
 
-async def add(db: Database, spec: PostSpec, now: str) -> None:
-    """Records a published post (what the app does when it publishes one). A post id that was
-    taken down is published again: it comes down again when its listing is sold again."""
+class UnknownReference(SpecError):
+    """A post names an account or a listing that is not recorded."""
+
+
+async def record(db: Database, spec: PostSpec, now: str) -> bool:
+    """Records a post as every interface does (PUT /v1/posts, `posts add`): its account and
+    listing must exist and its platform_post_id must have its platform's shape; then `add`.
+    True when the id is new. Messages name the field, never the value given."""
+    account = await accounts.get(db, spec.account_id)
+    if account is None:
+        raise UnknownReference(
+            "account_id: no platform account has this id (add it first: "
+            "`mls-sync accounts add`, or PUT /v1/platform-accounts/ID)"
+        )
+    if await listings.get(db, spec.listing_id) is None:
+        raise UnknownReference(
+            "listing_id: no listing has this id (add it first: `mls-sync listings add`, "
+            "or PUT /v1/listings/ID)"
+        )
+    check_post_id(account.platform, spec.platform_post_id)
+    return await add(db, spec, now)
+
+
+class PostStillLive(ValueError):
+    """A published post's id recorded again for another platform post."""
+
+
+async def add(db: Database, spec: PostSpec, now: str) -> bool:
+    """Records a published post (what the app does when it publishes one); True when the id
+    is new. A post id that was taken down is published again: it comes down again when its
+    listing is sold again. A published one is not re-pointed at another platform post:
+    its record is what takes the live one down (PostStillLive)."""
     params = {**spec.model_dump(mode="json"), "now": now}
     async with db.transaction() as conn:
+        async with conn.execute(RECORDED, (spec.id,)) as cur:
+            recorded = await cur.fetchone()
+        if recorded is not None and (refusal := _replaces_a_live_post(recorded, spec)):
+            raise PostStillLive(refusal)
         await conn.execute(REPUBLISH, params)
         await conn.execute(INSERT, params)
+    return recorded is None
+
+
+def _replaces_a_live_post(recorded: aiosqlite.Row, spec: PostSpec) -> str | None:
+    """Why `spec` may not replace the recorded post, or None. Names the recorded post (not
+    the new id: an answer never repeats input)."""
+    if recorded["status"] != "published" or recorded["platform_post_id"] == spec.platform_post_id:
+        return None
+    return (
+        f"this post id is recorded for platform post {recorded['platform_post_id']}, which is "
+        "still live (published): record the new post under another id (the recorded one still "
+        "comes down when its listing sells), or take the recorded one down first "
+        f"(`mls-sync unpublish --listing {recorded['listing_id']}`)"
+    )
 
 
 @dataclass(frozen=True)

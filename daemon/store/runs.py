@@ -10,6 +10,11 @@ import aiosqlite
 from daemon.store.database import Database
 from daemon.store.records import RunErrorRow, RunRow, from_row
 
+# The run_errors scopes (its CHECK, migrations/0001_initial.sql), and the outcomes of a run
+# that got to its end (a run cut short is `interrupted`, or `failed` with a 'run' error).
+ERROR_SCOPES = ("run", "connection", "batch", "listing", "post", "account")
+CYCLE_OUTCOMES = ("ok", "partial", "failed")
+
 START = """
 INSERT INTO sync_runs (trigger, scope, holder, started_at) VALUES (?, ?, ?, ?) RETURNING id
 """

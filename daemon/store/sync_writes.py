@@ -52,6 +52,7 @@ class ConnectionDone:
     requests: int
     error: str | None
     lease_holder: str
+    new_state: str | None = None  # needs_reauth after two 401s: set only under the lease
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +169,9 @@ async def write_group(
     )
     done = [w for w in kept if isinstance(w, ConnectionDone)]
     await connections.mark_synced(conn, [(d.connection_id, d.at, d.error) for d in done])
+    for d in done:
+        if d.new_state is not None:
+            await connections.set_state_in(conn, d.connection_id, d.new_state, d.error, d.at)
     await leases.release_in(conn, [(d.connection_id, d.lease_holder) for d in done])
     return results
 

@@ -8,7 +8,7 @@ process, so that limits and tokens carry over from one cycle to the next.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import anyio
 import httpx
@@ -17,7 +17,13 @@ from aiolimiter import AsyncLimiter
 from daemon.config import MlsSettings
 from daemon.encryption import SecretBox, SecretKeyError
 from daemon.mls.auth import ClientCredentials, StaticToken, TokenSource
-from daemon.mls.client import Endpoint, MlsClient, RetryPolicy, make_mls_limiter
+from daemon.mls.client import (
+    Endpoint,
+    MlsClient,
+    RetryPolicy,
+    make_mls_limiter,
+    retune_mls_limiter,
+)
 from daemon.mls.query import SELECT, SELECT_WITH_MLG, KeyFilter
 from daemon.store.records import ConnectionRow
 from daemon.sync.pools import ServerPools
@@ -29,7 +35,7 @@ class MlsAccess:
         self.settings = settings
         self.box = box
         self.concurrency = anyio.CapacityLimiter(settings.max_concurrent_requests)
-        self._rates: dict[str, tuple[float, AsyncLimiter]] = {}  # credential -> its limiter
+        self._rates: dict[str, tuple[float, AsyncLimiter]] = {}  # credential -> rate, limiter
         self._rate_of: dict[str, tuple[str, float]] = {}  # connection -> (credential, rate)
         self._tokens: dict[tuple[str, str], tuple[TokenSource, str]] = {}
 
@@ -80,10 +86,19 @@ class MlsAccess:
         self._rate_of[connection_id] = (credential, rate_per_second)
         rate = min(r for c, r in self._rate_of.values() if c == credential)
         known = self._rates.get(credential)
-        if known is None or known[0] != rate:
+        if known is None:
             known = (rate, make_mls_limiter(rate))
-            self._rates[credential] = known
+        elif known[0] != rate:
+            retune_mls_limiter(known[1], rate)
+            known = (rate, known[1])
+        self._rates[credential] = known
         return known[1]
+
+    def forget_others(self, connection_ids: Collection[str]) -> None:
+        """Connections no longer synced (removed, paused) stop holding their credential's
+        rate down."""
+        for gone in self._rate_of.keys() - set(connection_ids):
+            del self._rate_of[gone]
 
     def _prepared(self, row: ConnectionRow) -> tuple[TokenSource, str]:
         """The connection's token source and credential id, from one decryption of its

@@ -19,7 +19,7 @@ from daemon.mls.errors import ConnectionStopped, MlsError
 from daemon.mls.payload import Page
 from daemon.mls.query import KeyFilter, key_batches
 from daemon.models import MlsRecord, Observation, Removed
-from daemon.store import listings, runs
+from daemon.store import leases, listings, runs
 from daemon.store.database import Database
 from daemon.store.records import ConnectionRow, TrackedListing
 from daemon.store.runs import Counts, ErrorEntry
@@ -46,6 +46,7 @@ class ConnectionSync:
     run_id: int
     max_url_length: int
     clock: Callable[[], datetime]
+    lease_holder: str
     on_progress: Callable[[str, int, int], None] = lambda cid, done, total: None
     counts: Counts = field(default_factory=Counts)
     stopped: ConnectionStopped | None = None
@@ -122,7 +123,9 @@ class ConnectionSync:
         counts = Counts(errors=1)
         now = iso(self.clock())
         async with self.db.transaction() as conn:
-            await listings.mark_not_checked(conn, [id_by_key[k] for k in keys], message)
+            # Fenced: a process that lost its lease leaves the listings to their new syncer.
+            if await leases.still_held(conn, self.row.id, self.lease_holder, now):
+                await listings.mark_not_checked(conn, [id_by_key[k] for k in keys], message)
             await runs.record(conn, self.run_id, counts, [entry], now)
         self.counts.add(counts)
         self.failed_batches += 1
@@ -188,14 +191,14 @@ class ConnectionSync:
         assert self.row.cursor is not None
         cursor = parse_iso(self.row.cursor)
         since = cursor - timedelta(seconds=self.row.overlap_seconds)
-        limit = self.clock() + CLOCK_SKEW
+        limits = _CursorLimits.at(self.clock(), timedelta(seconds=self.row.overlap_seconds))
         latest_seen: dict[str, datetime | None] = {}
         try:
             async for page in self.client.changes(since):
                 keys = [r.listing_key for r in page.records] + list(page.hidden)
                 keys += [e.listing_key for e in page.errors if e.listing_key is not None]
                 id_by_key = await listings.ids_for_keys(self.db, self.row.id, keys)
-                cursor = await self._apply_page(page, id_by_key, latest_seen, cursor, limit)
+                cursor = await self._apply_page(page, id_by_key, latest_seen, cursor, limits)
         except ConnectionStopped as exc:
             self.stopped = exc
         except MlsError as exc:
@@ -221,16 +224,16 @@ class ConnectionSync:
         id_by_key: dict[str, str],
         latest_seen: dict[str, datetime | None],
         cursor: datetime,
-        limit: datetime,
+        limits: _CursorLimits,
     ) -> datetime:
         observations: list[tuple[str, Observation]] = []
         ahead: list[ErrorEntry] = []
         for rec in page.records:
             modified = rec.modification_timestamp
-            if modified is not None and modified > limit:
-                ahead.append(_future_dated(rec.listing_key, modified, id_by_key, self.row.id))
-            elif modified is not None:
-                cursor = max(cursor, modified)
+            if modified is not None:
+                cursor = max(cursor, min(modified, limits.cursor))
+                if modified > limits.warning:
+                    ahead.append(_future_dated(rec.listing_key, modified, id_by_key, self.row.id))
             if rec.listing_key in id_by_key and _is_new(rec, latest_seen):
                 observations.append((id_by_key[rec.listing_key], rec))
         for key in page.hidden:
@@ -245,6 +248,21 @@ class ConnectionSync:
             await self._record(*ahead)
         await self._apply(observations, failures, cursor=iso(cursor))
         return cursor
+
+
+@dataclass(frozen=True)
+class _CursorLimits:
+    """How far an incremental read may move its cursor (invariant 5): to our clock plus the
+    skew allowed for the server's clock, but never further than the overlap reaches back,
+    or the next read would start after changes made in between; and from when a record's
+    timestamp is worth a warning."""
+
+    cursor: datetime
+    warning: datetime
+
+    @classmethod
+    def at(cls, now: datetime, overlap: timedelta) -> _CursorLimits:
+        return cls(now + min(CLOCK_SKEW, overlap), now + CLOCK_SKEW)
 
 
 def _future_dated(

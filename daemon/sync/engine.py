@@ -87,6 +87,7 @@ class SyncEngine:
 
     async def sync_all(self, trigger: str = "manual") -> RunReport:
         targets = await connections.list_all(self.db, active_only=True)
+        self.access.forget_others([t.id for t in targets])
         return await self._run(trigger, "all", targets)
 
     async def sync_connection(self, connection_id: str, trigger: str = "manual") -> RunReport:
@@ -272,17 +273,17 @@ class SyncEngine:
                 ),
             )
             return True
-        released = False  # by the transaction that records the connection's part of the run
+        done = False  # ConnectionDone committed: it released the lease
         shared.held[row.id] = holder
         with structlog.contextvars.bound_contextvars(connection_id=row.id):
             try:
                 ok = await self._sync_under_lease(shared, row, only_listing, holder)
-                released = True
+                done = True
                 return ok
             finally:
                 shared.held.pop(row.id, None)
                 shared.stop_work.pop(row.id, None)
-                if not released:  # a crash or a cancel on the way: release it anyway
+                if not done:  # a crash or a cancel on the way: release it anyway
                     with anyio.CancelScope(shield=True), suppress(sqlite3.Error):
                         await leases.release(self.db, row.id, holder)  # or at the run's end
 
@@ -329,7 +330,11 @@ class SyncEngine:
         try:
             client = self.access.client_for(row, count_request)
         except Exception as exc:  # a secret that no longer decrypts, say
-            await self._record(run_id, ErrorEntry("connection", f"cannot prepare: {exc}", row.id))
+            unprepared = f"cannot prepare: {exc}"
+            await self._record(run_id, ErrorEntry("connection", unprepared, row.id))
+            await shared.writes.submit(
+                ConnectionDone(run_id, row.id, iso(self.clock()), requests, unprepared, holder)
+            )
             return False
         work = ConnectionSync(
             db=self.db,
@@ -339,6 +344,7 @@ class SyncEngine:
             run_id=run_id,
             max_url_length=self.settings.mls.max_url_length,
             clock=self.clock,
+            lease_holder=holder,
             on_progress=self.on_progress,
         )
         error = await self._work(shared, work, row, only_listing)
@@ -348,8 +354,9 @@ class SyncEngine:
         # The run's counts, the connection's last error (cleared by a clean cycle) and its
         # lease, in one transaction.
         last_error = error or work.error_summary()
+        reauth = "needs_reauth" if isinstance(work.stopped, NeedsReauth) else None
         await shared.writes.submit(
-            ConnectionDone(run_id, row.id, iso(self.clock()), requests, last_error, holder)
+            ConnectionDone(run_id, row.id, iso(self.clock()), requests, last_error, holder, reauth)
         )
         return error is None or work.counts.checked > 0
 
@@ -418,10 +425,9 @@ class SyncEngine:
         return age >= timedelta(seconds=row.full_reconcile_seconds)
 
     async def _stopped(self, run_id: int, row: ConnectionRow, exc: MlsError) -> None:
-        now = iso(self.clock())
         if isinstance(exc, NeedsReauth):
-            # No further calls until someone updates the credentials (which re-activates it).
-            await connections.set_state(self.db, row.id, "needs_reauth", str(exc), now)
+            # No further calls until someone updates the credentials (which re-activates it);
+            # the state is written with the connection's end of the run, under its lease.
             log.error("connection_needs_reauth", error=str(exc))
         elif isinstance(exc, CircuitOpen):
             log.warning("circuit_open", error=str(exc))

@@ -64,11 +64,15 @@ LAST_WRITE_PAUSE = 0.25
 
 @dataclass(frozen=True)
 class PostResult:
+    """What one pass did with one post it was asked about: every such post gets one."""
+
     post_id: str
     listing_id: str
     account_id: str
     platform: str
-    outcome: Outcome | None  # None: waiting (account not active, or it failed this run)
+    # None: waiting (its account is not active, failed this run or cannot be read; another
+    # process holds the lease; the pass stopped first), `detail` says which.
+    outcome: Outcome | None
     detail: str
 
     @property
@@ -178,8 +182,10 @@ class Unpublisher:
     # -- one pass ----------------------------------------------------------------------------
 
     async def _take_down(self, run_id: int, due: Sequence[DuePost]) -> list[PostResult]:
+        """A result for each post of `due`, none left out: no result means no post."""
         if not due:
             return []
+        rows = await accounts.for_ids(self.db, sorted({p.account_id for p in due}))
         lease = UnpublishLease(self.db, self.clock, LEASE_SECONDS)
         if not await lease.acquire():
             await self._record(
@@ -191,20 +197,22 @@ class Unpublisher:
                     severity="warning",
                 ),
             )
-            return []
+            return _waiting(due, rows, ANOTHER_PROCESS)
         work = _Pass(run_id, lease, GroupWriter(self.db, partial(_mark_sending, lease, self.clock)))
         try:
-            await self._under_lease(work, due)
-            return work.results
+            await self._under_lease(work, rows, due)
+            unfinished = {p.id for p in due} - {r.post_id for r in work.results}
+            return work.results + _waiting([p for p in due if p.id in unfinished], rows, CUT_OFF)
         finally:
             with anyio.CancelScope(shield=True):
                 await lease.release()
                 if lease.lost:
                     await self._record(run_id, Counts(errors=1), _lease_lost(work.unwritten))
 
-    async def _under_lease(self, work: _Pass, due: Sequence[DuePost]) -> None:
+    async def _under_lease(
+        self, work: _Pass, rows: dict[str, AccountRow], due: Sequence[DuePost]
+    ) -> None:
         """The pass, with its lease renewed while it runs; losing the lease stops it."""
-        rows = await accounts.for_ids(self.db, sorted({p.account_id for p in due}))
         ready = await self._ready_accounts(work, rows, due)
         async with anyio.create_task_group() as keeper, work.sending.running():
             keeper.start_soon(work.lease.keep, keeper.cancel_scope.cancel)
@@ -221,7 +229,8 @@ class Unpublisher:
     async def _ready_accounts(
         self, work: _Pass, rows: dict[str, AccountRow], due: Sequence[DuePost]
     ) -> set[str]:
-        """Decrypts the tokens of active accounts; every other account gets one message."""
+        """Decrypts the tokens of active accounts; every other account gets one message, and
+        its posts a waiting result saying why."""
         ready: set[str] = set()
         for account_id in sorted({p.account_id for p in due}):
             row = rows[account_id]
@@ -231,11 +240,9 @@ class Unpublisher:
             try:
                 work.creds[account_id] = self._credentials(row)
             except SecretKeyError as exc:
-                await self._record(
-                    work.run_id,
-                    Counts(errors=1),
-                    ErrorEntry("account", f"cannot read the tokens of account {account_id}: {exc}"),
-                )
+                why = f"cannot read the tokens of account {account_id}: {exc}"
+                await self._record(work.run_id, Counts(errors=1), ErrorEntry("account", why))
+                work.results += _waiting([p for p in due if p.account_id == account_id], rows, why)
                 continue
             ready.add(account_id)
         return ready
@@ -254,10 +261,7 @@ class Unpublisher:
         )
         if row.state == "needs_reauth":
             reason += f"; a new token (`mls-sync accounts add --id {row.id}`) re-activates it"
-        work.results += [
-            PostResult(p.id, p.listing_id, row.id, row.platform, None, f"{why} ({reason})")
-            for p in waiting
-        ]
+        work.results += _waiting(waiting, {row.id: row}, f"{why} ({reason})")
 
     def _credentials(self, row: AccountRow) -> AccountCredentials:
         if self.box is None:
@@ -533,6 +537,25 @@ async def _mark_sending(
         return [False] * len(post_ids)
     await posts.mark_delete_sent(conn, post_ids, iso(clock()))
     return [True] * len(post_ids)
+
+
+ANOTHER_PROCESS = (
+    "not tried: another process is taking posts down right now (it holds the unpublish "
+    "lease); try again once it is done"
+)
+CUT_OFF = (
+    "not finished: the pass stopped before this post's outcome was known (its lease was "
+    "lost); the next pass checks it"
+)
+
+
+def _waiting(
+    waiting: Sequence[DuePost], rows: Mapping[str, AccountRow], why: str
+) -> list[PostResult]:
+    return [
+        PostResult(p.id, p.listing_id, p.account_id, rows[p.account_id].platform, None, why)
+        for p in waiting
+    ]
 
 
 def _lease_lost(unwritten: int) -> ErrorEntry:

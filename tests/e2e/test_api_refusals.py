@@ -30,6 +30,7 @@ REFUSED_BODIES = {
     "a field of the wrong type": b'{"name": 5, "base_url": "%s", "secret": "%s"}',
     "a URL that is not http": b'{"name": "C", "base_url": "ftp://%s/%s", "secret": "x"}',
     "an unknown field": b'{"name": "C", "base_url": "%s", "token": "%s"}',
+    "a secret pasted as a field name": b'{"name": "C", "base_url": "%s", "%s": "x"}',
     "an array, not an object": b'["%s", "%s"]',
     "JSON cut short": b'{"name": "C", "base_url": "%s", "secret": "%s"',
 }

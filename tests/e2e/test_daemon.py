@@ -20,7 +20,7 @@ from daemon.sandbox.mls_server import SandboxMls
 from daemon.sandbox.platforms_server import SandboxPlatforms
 from daemon.sync.runtime import open_runtime
 from tests.e2e.daemon_process import API_TOKEN, Daemon, free_port, write_config
-from tests.helpers import add_connection, track
+from tests.helpers import add_account, add_connection, add_incremental, add_post, track
 
 Mls = tuple[SandboxMls, str]
 Platforms = tuple[SandboxPlatforms, str]
@@ -56,12 +56,30 @@ async def start(prepared: Path, secret_key: str) -> AsyncIterator[StartDaemon]:
         daemon.stop()
 
 
+async def metric_when(
+    daemon: Daemon, name: str, settled: Callable[[float | None], bool], **labels: str
+) -> float | None:
+    """The metric once `settled` holds, or its last value after 10 s: a finished run shows in
+    /status a moment before the daemon has set its metrics, so a first read may be early."""
+    deadline = time.monotonic() + 10
+    while True:
+        value = await daemon.metric(name, **labels)
+        if settled(value) or time.monotonic() >= deadline:
+            return value
+        await anyio.sleep(0.05)
+
+
+async def metric_equal(daemon: Daemon, name: str, expected: float, **labels: str) -> float | None:
+    return await metric_when(daemon, name, lambda value: value == expected, **labels)
+
+
 async def test_the_daemon_reports_ready_and_answers_health_status_and_metrics(
     start: StartDaemon,
 ) -> None:
     daemon = start()
     await daemon.wait_notify("READY=1")
     first = await daemon.wait_for_run(1)
+    await metric_equal(daemon, "mls_sync_cycles_total", 1, outcome="ok")
 
     live = await daemon.get("/livez")
     ready = await daemon.get("/readyz")
@@ -151,6 +169,28 @@ async def test_sighup_with_a_file_that_is_not_utf8_keeps_the_old_settings_and_th
     assert "hunter2" not in daemon.log()
 
 
+async def test_sighup_with_a_file_that_fails_unexpectedly_names_the_file_in_its_refusal(
+    start: StartDaemon, prepared: Path
+) -> None:
+    """An integer of 5,000 digits is more than Python reads (not a TOML error): the reload is
+    refused naming the file, as every refusal does, and the old settings stay."""
+    daemon = start()
+    await daemon.wait_notify("READY=1")
+    too_long = "7" * 5000
+    prepared.write_text(
+        prepared.read_text().replace("interval_seconds = 900", f"interval_seconds = {too_long}")
+    )
+
+    daemon.send(signal.SIGHUP)
+
+    reloading = await daemon.wait_notify("RELOADING=1")
+    await daemon.wait_notify("READY=1", after=reloading)
+    [refusal] = [line for line in daemon.log().splitlines() if "reload_refused" in line]
+    assert str(prepared) in refusal
+    assert too_long[:20] not in daemon.log()
+    assert (await daemon.get("/status")).json()["interval_seconds"] == 900
+
+
 async def test_sighup_the_instant_ready_arrives_reloads_instead_of_killing_the_daemon(
     start: StartDaemon,
 ) -> None:
@@ -221,7 +261,9 @@ async def test_a_restart_remembers_the_last_good_cycle_and_one_bad_listing_does_
     first = await daemon.wait_for_run(1)
     assert first["outcome"] == "partial"
     finished = parse_iso(first["finished_at"]).timestamp()
-    assert await daemon.metric("mls_sync_last_success_timestamp_seconds") == finished
+    assert await metric_equal(daemon, "mls_sync_last_success_timestamp_seconds", finished) == (
+        finished
+    )
     daemon.send(signal.SIGTERM)
     assert (await daemon.wait_exit(timeout=20))[0] == 0
     mls[0].faults.add(Fault("slow", seconds=30, times=5))  # the next start's cycle hangs
@@ -231,7 +273,9 @@ async def test_a_restart_remembers_the_last_good_cycle_and_one_bad_listing_does_
 
     assert await again.metric("mls_sync_last_success_timestamp_seconds") == finished
     assert await again.metric("mls_sync_last_cycle_timestamp_seconds") == finished
-    started = await again.metric("mls_sync_cycle_started_timestamp_seconds")
+    started = await metric_when(
+        again, "mls_sync_cycle_started_timestamp_seconds", lambda value: bool(value)
+    )
     assert started is not None and finished < started <= time.time()
     assert await again.metric("mls_sync_interval_seconds") == 900
 
@@ -243,17 +287,80 @@ async def test_a_connection_whose_mls_keeps_failing_shows_as_failing_until_a_cle
     daemon = start()
     await daemon.wait_notify("READY=1")
     first = await daemon.wait_for_run(1)
-    assert await daemon.metric("mls_sync_connection_failing", connection="mls-1") == 1
-    assert await daemon.metric("mls_sync_cycle_started_timestamp_seconds") == 0
+    assert await metric_equal(daemon, "mls_sync_connection_failing", 1, connection="mls-1") == 1
+    assert await metric_equal(daemon, "mls_sync_cycle_started_timestamp_seconds", 0) == 0
     # A cycle whose every batch failed read nothing: not a success, whatever its outcome says.
     started = parse_iso(first["started_at"]).timestamp()
-    assert await daemon.metric("mls_sync_last_success_timestamp_seconds") == started
+    assert await metric_equal(daemon, "mls_sync_last_success_timestamp_seconds", started) == (
+        started
+    )
 
     mls[0].faults.clear()
     daemon.send(signal.SIGUSR1)
     assert (await daemon.wait_for_run(2))["outcome"] == "ok"
 
-    assert await daemon.metric("mls_sync_connection_failing", connection="mls-1") == 0
+    assert await metric_equal(daemon, "mls_sync_connection_failing", 0, connection="mls-1") == 0
+
+
+async def test_every_error_scope_and_cycle_outcome_is_counted_from_0_at_start(
+    start: StartDaemon, mls: Mls
+) -> None:
+    """increase() takes a counter's first sample as its baseline: a series the exporter
+    creates only at its first error loses that error (and a restart recreates them all)."""
+    mls[0].faults.add(Fault("slow", seconds=30, times=5))  # the first cycle does not end
+    daemon = start()
+    await daemon.wait_notify("READY=1")
+
+    for scope in ("run", "connection", "batch", "listing", "post", "account"):
+        assert await daemon.metric("mls_sync_errors_total", scope=scope) == 0, scope
+    for outcome in ("ok", "partial", "failed"):
+        assert await daemon.metric("mls_sync_cycles_total", outcome=outcome) == 0, outcome
+
+
+async def test_incremental_cycles_that_read_the_mls_while_facebook_is_down_are_successes(
+    tmp_path: Path, secret_key: str, mls: Mls
+) -> None:
+    """Incremental cycles check only listings that changed (often none) while a platform
+    outage makes them `partial`: they still read the MLS, so the last success moves and no
+    listing error counts towards the error rate."""
+    sandbox, url = mls
+    sandbox.put("K1", "Closed")
+    sandbox.put("K2", "Active")
+    config = tmp_path / "config.toml"
+    write_config(config, free_port(), "http://127.0.0.1:9")  # no platform answers there
+    retry_at_once = "[platforms]\nretry_initial_seconds = 0\n"  # the post is due every cycle
+    config.write_text(config.read_text().replace("[platforms]\n", retry_at_once))
+    async with open_runtime(load_settings(config, {}), {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        await add_incremental(rt, url, ["K1", "K2"])
+        await add_account(rt, "fb-page", "facebook", "fb-token")
+        await add_post(rt, "p-1", "L-K1", "fb-page", "1093_4417")
+    daemon = Daemon.start(config, int(load_settings(config, {}).daemon.http_port), secret_key)
+    try:
+        await daemon.wait_notify("READY=1")
+        first = await daemon.wait_for_run(1)  # the full pass: K1 sold, its delete fails
+        daemon.send(signal.SIGUSR1)
+        second = await daemon.wait_for_run(2)  # nothing changed; the delete fails again
+
+        assert (first["listings_checked"], second["listings_checked"]) == (2, 0)
+        assert (first["outcome"], second["outcome"]) == ("partial", "partial")
+        finished = parse_iso(second["finished_at"]).timestamp()
+        last_success = "mls_sync_last_success_timestamp_seconds"
+        assert await _metric_when_settled(daemon, last_success, finished) == finished
+        assert await daemon.metric("mls_sync_connection_failing", connection="mls-1") == 0
+        assert await daemon.metric("mls_sync_errors_total", scope="post") == 2
+        assert await daemon.metric("mls_sync_errors_total", scope="listing") == 0
+        assert await daemon.metric("mls_sync_listings_checked_total") == 2
+    finally:
+        daemon.stop()
+
+
+async def _metric_when_settled(daemon: Daemon, name: str, expected: float) -> float | None:
+    """The metric once it shows `expected`, or its value after 10 s: the gauges are set a
+    moment after /status shows the run finished."""
+    with anyio.move_on_after(10):
+        while await daemon.metric(name) != expected:
+            await anyio.sleep(0.05)
+    return await daemon.metric(name)
 
 
 async def test_the_v1_api_refuses_a_missing_wrong_or_malformed_token(start: StartDaemon) -> None:
@@ -337,7 +444,10 @@ async def test_bad_api_bodies_are_refused_and_change_nothing(start: StartDaemon)
         "/v1/listings/L-1",
         json={"connection_id": "mls-1", "listing_key": "K1", "colour": "red"},
     )
-    assert unknown_field.status_code == 422 and "colour" in unknown_field.text
+    assert unknown_field.status_code == 422 and "has a field the record does not have" in (
+        unknown_field.text
+    )
+    assert "colour" not in unknown_field.text  # a field's name is input too
     assert (await daemon.call("GET", "/v1/mls-connections/x")).status_code == 404
     assert (await daemon.call("GET", "/v1/listings/L-big")).status_code == 404
 

@@ -85,6 +85,21 @@ async def test_every_id_and_key_with_a_trailing_newline_is_refused(daemon: Daemo
     assert (await daemon.call("GET", "/v1/listings/L-K2")).status_code == 404
 
 
+async def test_a_post_of_an_unknown_account_or_listing_is_refused_naming_the_field(
+    daemon: Daemon,
+) -> None:
+    """422 naming the field and how to add the record, never the id given; nothing stored."""
+    good = {"listing_id": "L-K1", "account_id": "fb-page", "platform_post_id": "1093_4417"}
+    for field, unknown in (("account_id", "fb-nobody"), ("listing_id", "L-NOPE")):
+        response = await daemon.call("PUT", "/v1/posts/p-1", json={**good, field: unknown})
+
+        assert response.status_code == 422, response.text
+        detail = response.json()["detail"]
+        assert detail.startswith(f"{field}: no ") and "add it first" in detail
+        assert unknown not in response.text
+    assert (await daemon.call("GET", "/v1/posts/p-1")).status_code == 404
+
+
 async def test_re_recorded_post_comes_down_when_the_listing_sells_again(
     daemon: Daemon, mls: Mls, platforms: Platforms
 ) -> None:
@@ -114,6 +129,36 @@ async def test_re_recorded_post_comes_down_when_the_listing_sells_again(
     assert [p["outcome"] for p in sold_again.json()["posts"]] == ["Deleted"]
     assert not platforms[0].exists("1093_5000")
     assert (await daemon.call("GET", "/v1/posts/p-1")).json()["status"] == "unpublished"
+
+
+async def test_a_live_post_recorded_for_another_platform_post_is_refused_and_still_comes_down(
+    daemon: Daemon, mls: Mls, platforms: Platforms
+) -> None:
+    """A published post's record is what takes it down: recording that id for another
+    platform post would leave the first one live for good. 409 naming the live one, nothing
+    changed; the new post is recorded under its own id, and both come down with the listing."""
+    sandbox = platforms[0]
+    sandbox.publish("facebook", "1093_4417", "fb-token")
+    sandbox.publish("facebook", "1093_5000", "fb-token")
+    first = {"listing_id": "L-K1", "account_id": "fb-page", "platform_post_id": "1093_4417"}
+    assert (await daemon.call("PUT", "/v1/posts/p-1", json=first)).status_code == 201
+    assert (await daemon.call("PUT", "/v1/posts/p-1", json=first)).status_code == 200  # the same
+
+    refused = await daemon.call(
+        "PUT", "/v1/posts/p-1", json={**first, "platform_post_id": "1093_5000"}
+    )
+
+    assert refused.status_code == 409, refused.text
+    detail = refused.json()["detail"]
+    assert "1093_4417" in detail and "still live" in detail and "1093_5000" not in detail
+    post = (await daemon.call("GET", "/v1/posts/p-1")).json()
+    assert post["platform_post_id"] == "1093_4417" and post["status"] == "published"
+    second = {**first, "platform_post_id": "1093_5000"}
+    assert (await daemon.call("PUT", "/v1/posts/p-2", json=second)).status_code == 201
+    mls[0].set_status("K1", "Closed")
+    sold = await daemon.call("POST", "/v1/listings/L-K1/sync")
+    assert sorted(p["outcome"] for p in sold.json()["posts"]) == ["Deleted", "Deleted"]
+    assert not sandbox.exists("1093_4417") and not sandbox.exists("1093_5000")
 
 
 async def test_a_post_deleted_just_before_a_sigkill_gets_no_second_delete(

@@ -8,7 +8,8 @@ import re
 import sqlite3
 import subprocess
 import sys
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pytest
@@ -321,6 +322,11 @@ def test_accounts_posts_and_unpublish_from_the_cli(sandbox_dir: Path) -> None:
         cwd=sandbox_dir,
     )
     assert bad_id.returncode == 2 and "not a facebook post id" in bad_id.stderr
+    other = ("posts", "add", "my-post", "--listing", "L-SBX001-000000", "--account", "my-page")
+    replaced = mls_sync(*other, "--platform-id", "1000_888888", cwd=sandbox_dir)
+    assert replaced.returncode == 2 and "1000_999999, which is still live" in replaced.stderr
+    unknown = mls_sync(*other[:-1], "nobody", "--platform-id", "1000_888888", cwd=sandbox_dir)
+    assert unknown.returncode == 2 and "account_id: no platform account" in unknown.stderr
     shown = mls_sync("posts", "show", "my-post", cwd=sandbox_dir)
     assert "published" in shown.stdout and "https://www.facebook.com/1000_999999" in shown.stdout
     accounts = mls_sync("accounts", "list", cwd=sandbox_dir)
@@ -364,6 +370,98 @@ def test_unpublish_says_which_posts_wait_for_an_account_to_log_in_again(
     assert len(waiting) == 1, again.stdout
     assert "Waiting" in waiting[0] and "my-page" in waiting[0]
     assert "needs_reauth" in waiting[0] and "190" in waiting[0]
+
+
+# Another process taking posts down: holds the unpublish lease (a row of sync_leases under
+# its own host:pid, for ten minutes) until its stdin closes.
+HOLD_THE_UNPUBLISH_LEASE = """
+import sqlite3, sys
+from contextlib import closing
+from datetime import timedelta
+from daemon.clock import iso, utcnow
+from daemon.sync.holders import this_process
+from daemon.sync.unpublish_lease import LEASE
+with closing(sqlite3.connect(sys.argv[1])) as db, db:
+    db.execute(
+        "INSERT INTO sync_leases (connection_id, holder, expires_at) VALUES (?, ?, ?)",
+        (LEASE, this_process() + ":other", iso(utcnow() + timedelta(minutes=10))),
+    )
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+@contextmanager
+def another_process_taking_posts_down(database: Path) -> Iterator[None]:
+    holder = subprocess.Popen(  # noqa: S603 - our own script
+        [sys.executable, "-c", HOLD_THE_UNPUBLISH_LEASE, str(database)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdin is not None and holder.stdout is not None
+    try:
+        assert holder.stdout.readline() == "held\n"
+        yield
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
+
+def test_unpublish_while_another_process_takes_posts_down_lists_each_post_as_waiting(
+    sandbox_dir: Path,
+) -> None:
+    """Under systemd the daemon is often the one taking posts down: the listing's posts are
+    listed as waiting, with why, not as absent, and none of them is touched."""
+    assert mls_sync("sync", cwd=sandbox_dir).returncode == 0
+    database = sandbox_dir / "state" / "mls-sync.db"
+
+    with another_process_taking_posts_down(database):
+        result = mls_sync("unpublish", "--listing", "L-SBX001-000000", cwd=sandbox_dir)
+
+    assert result.returncode == 0, result.stderr
+    assert "no published post" not in result.stdout
+    waiting = [line for line in result.stdout.splitlines() if "Waiting" in line]
+    assert len(waiting) == 3, result.stdout
+    assert all("another process is taking posts down" in line for line in waiting)
+    after = mls_sync("posts", "list", "--listing", "L-SBX001-000000", "--json", cwd=sandbox_dir)
+    assert {p["status"] for p in json.loads(after.stdout)} == {"published"}
+
+
+def test_unpublish_lists_a_post_whose_account_token_cannot_be_decrypted_as_waiting(
+    sandbox_dir: Path,
+) -> None:
+    """A token encrypted with another key (a row restored from a database with another key,
+    say): the post is listed as waiting, naming its account and the key, not as absent."""
+    assert mls_sync("sync", cwd=sandbox_dir).returncode == 0
+    database = sandbox_dir / "state" / "mls-sync.db"
+    with closing(sqlite3.connect(database)) as db:
+        (listing_id,) = db.execute(
+            "SELECT id FROM listings WHERE id NOT IN (SELECT listing_id FROM social_posts) "
+            "ORDER BY id LIMIT 1"
+        ).fetchone()
+    env = {"FB_TOKEN": "sandbox-agent1-facebook-token"}
+    account = ("--id", "my-page", "--user", "agent-7", "--platform", "facebook")
+    post = ("my-post", "--listing", listing_id, "--account", "my-page")
+    for args in (
+        ("accounts", "add", *account, "--token-env", "FB_TOKEN"),
+        ("posts", "add", *post, "--platform-id", "1000_999999"),
+    ):
+        assert mls_sync(*args, cwd=sandbox_dir, env=env).returncode == 0
+    with closing(sqlite3.connect(database)) as db, db:
+        db.execute(
+            "UPDATE platform_accounts SET access_token_encrypted = ? WHERE id = 'my-page'",
+            (SecretBox(generate_key()).encrypt("a token under another key"),),
+        )
+
+    result = mls_sync("unpublish", "--listing", listing_id, cwd=sandbox_dir)
+
+    assert result.returncode == 0, result.stderr
+    assert "no published post" not in result.stdout
+    waiting = [line for line in result.stdout.splitlines() if "my-post" in line]
+    assert len(waiting) == 1, result.stdout
+    assert "Waiting" in waiting[0] and "cannot read the tokens of account my-page" in waiting[0]
+    assert "secret key does not decrypt" in waiting[0]
 
 
 def test_no_secret_appears_in_the_database_the_logs_or_any_output(sandbox_dir: Path) -> None:

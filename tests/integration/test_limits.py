@@ -99,6 +99,33 @@ async def test_a_raised_rate_applies_from_the_next_run_without_a_restart(
     assert fast < 3 / 20 + 0.3
 
 
+async def test_a_rate_lowered_on_one_of_two_connections_sharing_a_token_holds_in_the_next_run(
+    tmp_path: Path, secret_key: str, mls: Mls
+) -> None:
+    """Two feeds of one token at 10/s; the second is lowered to 4/s. In the next run the token's
+    requests, both connections together, never exceed 4 in any second: one limit per token,
+    never two limiters side by side."""
+    sandbox, url = mls
+    keys = [f"S{i:02d}" for i in range(16)]
+    for key in keys:
+        sandbox.put(key, "Active")
+    settings = make_settings(tmp_path)
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        await add_connection(rt, url, "one", key_filter="each", rate_per_second=10.0)
+        two = await add_connection(rt, url, "two", key_filter="each", rate_per_second=10.0)
+        await track(rt, "one", keys[:8], prefix="one-")
+        await track(rt, "two", keys[8:], prefix="two-")
+        await rt.engine.sync_all()
+        lowered = two.model_copy(update={"rate_per_second": 4.0})  # the one prepared last
+        await connections.upsert(rt.db, lowered, None, iso(utcnow()))
+        sandbox.request_times.clear()
+
+        report = await rt.engine.sync_all()
+
+    assert report.run.mls_requests == 16
+    assert _most_in_any_window([t for t, _ in sandbox.request_times], 1.0) <= 4
+
+
 async def test_the_global_bound_caps_requests_in_flight(
     tmp_path: Path, secret_key: str, mls: Mls
 ) -> None:

@@ -20,7 +20,7 @@ from daemon.clock import iso, parse_iso
 from daemon.sandbox.faults import Fault
 from daemon.sandbox.mls_server import TOP_IS_TOTAL_PATH, SandboxMls
 from daemon.serving import serving
-from daemon.store import connections
+from daemon.store import connections, leases
 from daemon.sync.runtime import Runtime, open_runtime
 from tests.helpers import (
     add_connection,
@@ -298,3 +298,27 @@ async def test_a_continuation_that_cannot_move_forward_is_a_recorded_error(
     assert report.run.outcome != "ok"
     [error] = report.errors
     assert "cannot be read" in error.message
+
+
+async def test_a_connection_that_cannot_be_prepared_fails_every_cycle_and_frees_its_lease(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """Its secret no longer decrypts: each cycle records the error and sets `last_error`, and
+    the next cycle tries again instead of skipping it as "already being synced"."""
+    sandbox, url = mls
+    sandbox.put("A", "Closed")
+    await add_connection(runtime, url)
+    await track(runtime, "mls-1", ["A"])
+    async with runtime.db.transaction() as conn:
+        await connections.set_secret(conn, "mls-1", "not-a-token-this-key-can-open")
+
+    first = await runtime.engine.sync_all()
+    second = await runtime.engine.sync_all()
+
+    for report in (first, second):
+        assert report.run.outcome == "failed"
+        [error] = report.errors
+        assert error.severity == "error" and "cannot prepare" in error.message
+    assert await leases.holder_of(runtime.db, "mls-1") is None
+    row = await connections.get(runtime.db, "mls-1")
+    assert row is not None and row.last_error is not None and "cannot prepare" in row.last_error

@@ -63,6 +63,78 @@ async def test_mls_sync_sync_cut_by_a_signal_records_its_run_interrupted(
         assert await status_of(rt, "A") == "active"
 
 
+@pytest.mark.parametrize(
+    ("sig", "code", "said"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+    ids=["ctrl-c", "sigterm"],
+)
+async def test_a_second_signal_does_not_stop_mls_sync_sync_from_recording_its_run(
+    tmp_path: Path, secret_key: str, mls: Mls, sig: signal.Signals, code: int, said: str
+) -> None:
+    """Ctrl-C (SIGTERM) while the MLS holds its answer and another process holds the
+    database's write lock, so recording the run waits; the same signal again meanwhile: the
+    run is still recorded `interrupted` once the lock is gone, and its lease freed."""
+    sandbox, url = mls
+    sandbox.put("A", "Closed")
+    settings = make_settings(tmp_path, MLS_SYNC_DATABASE__BUSY_TIMEOUT_MS="100")
+    keys = {"MLS_SYNC_SECRET_KEY": secret_key}
+    async with open_runtime(settings, keys) as rt:
+        await add_connection(rt, url)
+        await track(rt, "mls-1", ["A"], status="active")
+    sandbox.faults.add(Fault("slow", seconds=30))
+
+    with cli_sync(
+        tmp_path,
+        secret_key,
+        MLS_SYNC_MLS__TIMEOUT_SECONDS="60",
+        MLS_SYNC_DATABASE__BUSY_TIMEOUT_MS="100",
+    ) as sync:
+        await wait_until(lambda: sandbox.in_flight == 1)
+        other = sqlite3.connect(settings.database.path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # a backup, a CLI command, ... holds the lock
+        sync.send_signal(sig)
+        await anyio.sleep(0.5)
+        sync.send_signal(sig)
+        await anyio.sleep(0.5)
+        other.execute("ROLLBACK")
+        other.close()
+        await wait_until(lambda: sync.poll() is not None, timeout=20)
+        _, err = sync.communicate()
+
+    assert sync.returncode == code, err
+    assert err == f"mls-sync: {said}; the run is recorded as interrupted (mls-sync history)\n"
+    async with open_runtime(settings, keys) as rt:
+        run = await _last_run(rt)
+        assert (run.outcome, run.finished_at is not None) == ("interrupted", True)
+        assert await leases.holder_of(rt.db, "mls-1") is None
+
+
+async def test_mls_sync_sync_cut_before_its_run_began_does_not_claim_a_run(
+    tmp_path: Path, secret_key: str
+) -> None:
+    """SIGTERM while `mls-sync sync` still sets up a 20,000-listing sandbox: exit 143, and
+    the message does not speak of a run, since none was recorded."""
+    settings = make_settings(tmp_path)
+    with cli_sync(
+        tmp_path,
+        secret_key,
+        MLS_SYNC_SANDBOX__ENABLED="true",
+        MLS_SYNC_SANDBOX__LISTINGS="20000",
+        PYTHONUNBUFFERED="1",
+    ) as sync:
+        assert sync.stdout is not None
+        while "the market moved" not in sync.stdout.readline():  # the sandbox is being wired
+            assert sync.poll() is None
+        sync.send_signal(signal.SIGTERM)
+        await wait_until(lambda: sync.poll() is not None, timeout=30)
+        _, err = sync.communicate()
+
+    assert sync.returncode == 143, err
+    assert err == "mls-sync: terminated before its run began; nothing was synced\n"
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        assert await runs.recent(rt.db, 1) == []
+
+
 async def test_sigterm_stops_the_daemon_with_its_run_interrupted_and_its_lease_freed(
     tmp_path: Path, secret_key: str, mls: Mls, platforms: tuple[SandboxPlatforms, str]
 ) -> None:
@@ -88,6 +160,47 @@ async def test_sigterm_stops_the_daemon_with_its_run_interrupted_and_its_lease_f
         daemon.stop()
 
     assert code == 0, daemon.log()
+    async with open_runtime(settings, keys) as rt:
+        run = await _last_run(rt)
+        assert (run.trigger, run.outcome) == ("startup", "interrupted")
+        assert await leases.holder_of(rt.db, "mls-1") is None
+
+
+@pytest.mark.parametrize(
+    "second", [signal.SIGHUP, signal.SIGUSR1, signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name
+)
+async def test_a_signal_while_the_daemon_stops_does_not_cut_its_stop_short(
+    tmp_path: Path,
+    secret_key: str,
+    mls: Mls,
+    platforms: tuple[SandboxPlatforms, str],
+    second: signal.Signals,
+) -> None:
+    """SIGTERM mid-cycle, then (the instant STOPPING=1 arrives) SIGHUP, SIGUSR1, SIGINT or
+    SIGTERM again: the daemon still stops as a clean stop does, exit 0, its run
+    `interrupted` and its lease freed."""
+    sandbox, url = mls
+    sandbox.put("A", "Closed")
+    config = tmp_path / "config.toml"
+    write_config(config, free_port(), platforms[1], grace=1.0)
+    settings = load_settings(config, {})
+    keys = {"MLS_SYNC_SECRET_KEY": secret_key}
+    async with open_runtime(settings, keys) as rt:
+        await add_connection(rt, url)
+        await track(rt, "mls-1", ["A"], status="active")
+    sandbox.faults.add(Fault("slow", seconds=30, times=2))
+    daemon = Daemon.start(config, settings.daemon.http_port, secret_key)
+    try:
+        await daemon.wait_notify("READY=1")
+        await wait_until(lambda: sandbox.in_flight == 1)
+        daemon.send(signal.SIGTERM)
+        await daemon.signal_on_notify("STOPPING=1", second)
+        code, _ = await daemon.wait_exit(timeout=10)
+    finally:
+        daemon.stop()
+
+    assert code == 0, daemon.log()
+    assert "signal_ignored" in daemon.log()
     async with open_runtime(settings, keys) as rt:
         run = await _last_run(rt)
         assert (run.trigger, run.outcome) == ("startup", "interrupted")

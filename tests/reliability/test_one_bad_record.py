@@ -96,7 +96,7 @@ def _answer(spoiled: str, field: str, value: Any) -> str:
 
 
 async def _sync(world: World, mode: str, answer: str) -> tuple[RunReport, str]:
-    """A new connection of the three listings whose MLS answers every request with `answer`;
+    """A new connection of the three listings whose MLS answers its first request with `answer`;
     in incremental mode its full pass is already done, so the cycle reads changes."""
     n = next(world.ids)
     cid, prefix = f"r{n}", f"R{n}-"
@@ -108,7 +108,8 @@ async def _sync(world: World, mode: str, answer: str) -> tuple[RunReport, str]:
             await connections.save_cursor(conn, cid, start, start)
         await connections.mark_reconciled(world.rt.db, cid, iso(utcnow()))
     world.mls.faults.clear()
-    world.mls.faults.add(Fault("status", status=200, body=answer, times=100))
+    # The first request only: what an incremental read asks next goes to the (empty) feed.
+    world.mls.faults.add(Fault("status", status=200, body=answer, times=1))
     try:
         return await world.rt.engine.sync_connection(cid), prefix
     finally:

@@ -51,7 +51,10 @@ def test_an_empty_file_gives_the_defaults(tmp_path: Path) -> None:
         ),
         ("[sync]\nunpublish_on = ['gone']\n", ["unpublish_on.0: ", "'sold'"]),
         ("[logging]\nlevel = 'loud'\n", ["[logging] level: ", "'debug', 'info'"]),
-        ("[mls.status_map]\nClosed = 'gone'\n", ["'Closed' maps to 'gone'", "off_market"]),
+        (
+            "[mls.status_map]\nClosed = 'gone'\n",
+            ["'Closed' maps to a value that is not one of", "off_market"],
+        ),
         ("[sync\n", ["not valid TOML"]),
         ("[mls]\ntoken = 'abc'\n", ["secrets are not read from config.toml", "MLS_SYNC_TOKEN"]),
     ],
@@ -114,6 +117,7 @@ def test_a_missing_file_says_how_to_fix_it(tmp_path: Path) -> None:
     [
         ("a = " + "[" * 5000, "nested too deeply"),
         ('[database]\npath = "state\\u0000.db"\n', "must not contain a NUL character"),
+        ("[sync]\ninterval_seconds = " + "9" * 5000 + "\n", "a number too long to read"),
     ],
 )
 def test_a_file_that_cannot_be_used_is_a_config_error_never_a_crash(
@@ -121,3 +125,19 @@ def test_a_file_that_cannot_be_used_is_a_config_error_never_a_crash(
 ) -> None:
     with pytest.raises(ConfigError, match=re.escape(fragment)):
         _load(tmp_path, text)
+
+
+def test_an_environment_value_nested_too_deeply_is_a_config_error_never_a_crash(
+    tmp_path: Path,
+) -> None:
+    """MLS_SYNC_SYNC__JITTER_SECONDS='[[[[...' names the variable instead of a traceback."""
+    with pytest.raises(ConfigError, match="MLS_SYNC_SYNC__JITTER_SECONDS") as caught:
+        _load(tmp_path, "", {"MLS_SYNC_SYNC__JITTER_SECONDS": "[" * 5000})
+    assert "[[[" not in str(caught.value)
+
+
+def test_a_bad_status_map_target_is_named_by_its_key_never_its_value(tmp_path: Path) -> None:
+    """A value pasted under [mls.status_map] by mistake is not printed back."""
+    with pytest.raises(ConfigError) as caught:
+        _load(tmp_path, "[mls.status_map]\nClosed = 'hunter2-secret'\n")
+    assert "'Closed'" in str(caught.value) and "hunter2" not in str(caught.value)

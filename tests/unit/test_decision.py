@@ -102,7 +102,7 @@ def test_a_matching_mls_status_wins_over_the_standard_status() -> None:
 
 
 def test_a_mapping_to_an_unknown_local_status_is_refused_by_name() -> None:
-    with pytest.raises(ValueError, match="'Closed' maps to 'gone'"):
+    with pytest.raises(ValueError, match="'Closed' maps to a value that is not"):
         StatusMapping.build({"Closed": "gone"})
 
 
