@@ -133,7 +133,11 @@ class Database:
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """BEGIN IMMEDIATE ... COMMIT under the lock; rolls back on any exception."""
         async with self.lock:
-            await self.conn.execute("BEGIN IMMEDIATE")
+            # Shielded (busy_timeout bounds it): a cancel here would abandon the await while
+            # the database thread still runs the BEGIN, leaving the shared connection inside a
+            # transaction. Once it has begun, a cancel lands in the body and rolls back.
+            with anyio.CancelScope(shield=True):
+                await self.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self.conn
             except BaseException:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 import stat
+import threading
 from pathlib import Path
 
 import aiosqlite
+import anyio
 import pytest
 
 from daemon.clock import iso, utcnow
@@ -140,3 +143,29 @@ async def test_new_credentials_bring_a_connection_out_of_needs_reauth(
         await connections.upsert(rt.db, spec, rt.require_box().encrypt("new"), iso(utcnow()))
         row = await connections.get(rt.db, "mls-1")
         assert row is not None and (row.state, row.last_error) == ("active", None)
+
+
+async def test_a_transaction_cancelled_while_waiting_for_the_write_lock_leaves_none_open(
+    tmp_path: Path,
+) -> None:
+    """Another process holds SQLite's write lock; a write waiting for it is cancelled (a lost
+    lease, Ctrl-C). Once the lock is free, the next write still works: the abandoned BEGIN did
+    not leave the shared connection inside a transaction."""
+    path = tmp_path / "x.db"
+    db = await Database.open(path, busy_timeout_ms=2000)
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        # The lock comes free while the cancelled write still waits for it.
+        threading.Timer(0.5, other.execute, ["ROLLBACK"]).start()
+        with anyio.move_on_after(0.2):
+            async with db.transaction() as conn:
+                await conn.execute("SELECT 1")
+        await anyio.sleep(0.5)
+        with anyio.fail_after(5):
+            async with db.transaction() as conn:
+                await conn.execute("PRAGMA user_version")
+            assert not db.conn.in_transaction
+    finally:
+        other.close()
+        await db.close()
