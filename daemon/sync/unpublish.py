@@ -12,11 +12,12 @@ import sqlite3
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
+from typing import Literal
 
 import aiosqlite
 import anyio
@@ -60,6 +61,11 @@ FLUSH_SECONDS = 0.5
 # may be a lock that passes), and the pause between tries.
 LAST_WRITE_SECONDS = 10.0
 LAST_WRITE_PAUSE = 0.25
+
+
+# What recording a DELETE before sending it came to: send it; the post is no longer as the
+# pass read it (no DELETE); the lease was lost (no DELETE, the pass stops).
+Sending = Literal["send", "changed", "lease lost"]
 
 
 @dataclass(frozen=True)
@@ -108,7 +114,7 @@ class _Pass:
     run_id: int
     lease: UnpublishLease
     # Records "a DELETE is going out" for each post before its call, fenced by the lease.
-    sending: GroupWriter[str, bool]
+    sending: GroupWriter[DuePost, Sending]
     creds: dict[str, AccountCredentials] = field(default_factory=dict)
     results: list[PostResult] = field(default_factory=list)
     pending: list[_Settled] = field(default_factory=list)  # noted, not yet written
@@ -171,23 +177,34 @@ class Unpublisher:
 
     async def reconcile(self, run_id: int, scope: DueScope) -> list[PostResult]:
         """Takes down every due post in `scope`; returns what happened to each."""
-        due = await posts.due_for_unpublish(self.db, self.unpublish_on, iso(self.clock()), scope)
+
+        async def due() -> list[DuePost]:
+            now = iso(self.clock())
+            return await posts.due_for_unpublish(self.db, self.unpublish_on, now, scope)
+
         return await self._take_down(run_id, due)
 
     async def unpublish_listing(self, run_id: int, listing_id: str) -> list[PostResult]:
         """The brief's unpublishListingPosts(): every published post of one listing, now,
         whatever the listing's status and whatever backoff a post is in."""
-        return await self._take_down(run_id, await posts.published_of_listing(self.db, listing_id))
+        return await self._take_down(
+            run_id, partial(posts.published_of_listing, self.db, listing_id)
+        )
 
     # -- one pass ----------------------------------------------------------------------------
 
-    async def _take_down(self, run_id: int, due: Sequence[DuePost]) -> list[PostResult]:
-        """A result for each post of `due`, none left out: no result means no post."""
-        if not due:
+    async def _take_down(
+        self, run_id: int, read_due: Callable[[], Awaitable[list[DuePost]]]
+    ) -> list[PostResult]:
+        """A result for each due post, none left out: no result means no post. The posts
+        are read again once the lease is held: another process may have sent their DELETEs
+        (or taken them down) since the first look, which only spares a lease when none is due."""
+        first_look = await read_due()
+        if not first_look:
             return []
-        rows = await accounts.for_ids(self.db, sorted({p.account_id for p in due}))
         lease = UnpublishLease(self.db, self.clock, LEASE_SECONDS)
         if not await lease.acquire():
+            rows = await accounts.for_ids(self.db, sorted({p.account_id for p in first_look}))
             await self._record(
                 run_id,
                 Counts(warnings=1),
@@ -197,9 +214,11 @@ class Unpublisher:
                     severity="warning",
                 ),
             )
-            return _waiting(due, rows, ANOTHER_PROCESS)
+            return _waiting(first_look, rows, ANOTHER_PROCESS)
         work = _Pass(run_id, lease, GroupWriter(self.db, partial(_mark_sending, lease, self.clock)))
         try:
+            due = await read_due()
+            rows = await accounts.for_ids(self.db, sorted({p.account_id for p in due}))
             await self._under_lease(work, rows, due)
             unfinished = {p.id for p in due} - {r.post_id for r in work.results}
             return work.results + _waiting([p for p in due if p.id in unfinished], rows, CUT_OFF)
@@ -310,10 +329,16 @@ class Unpublisher:
             # one platform's waiting posts never starve another platform.
             await self._rate(platform).acquire()
             try:  # recorded after the rate wait, so the mark is never older than needed
-                if not await work.sending.submit(post.id):
-                    return None  # the lease was lost: no call (the pass is stopping)
+                sending = await work.sending.submit(post)
             except sqlite3.Error as exc:  # busy with another process, say: no call, try later
                 return RetryLater(f"could not record the DELETE before sending it: {exc}")
+            if sending == "lease lost":
+                return None  # no call (the pass is stopping)
+            if sending == "changed":
+                work.results.append(
+                    PostResult(post.id, post.listing_id, post.account_id, platform, None, CHANGED)
+                )
+                return None
             async with self._in_flight:
                 outcome = await self._check_then_delete(work, post, platform)
             if isinstance(outcome, AuthFailed):
@@ -529,19 +554,23 @@ async def _mark_sending(
     lease: UnpublishLease,
     clock: Callable[[], datetime],
     conn: aiosqlite.Connection,
-    post_ids: Sequence[str],
-) -> list[bool]:
-    """For the group writer: the DELETEs about to go out, committed before they do; none
-    when the lease was lost."""
+    copies: Sequence[DuePost],
+) -> list[Sending]:
+    """For the group writer: the DELETEs about to go out, committed before they do. None
+    when the lease was lost; none for a post no longer as its copy shows it (changed)."""
     if not await lease.held_in(conn):
-        return [False] * len(post_ids)
-    await posts.mark_delete_sent(conn, post_ids, iso(clock()))
-    return [True] * len(post_ids)
+        return ["lease lost"] * len(copies)
+    marked = await posts.mark_delete_sent(conn, copies, iso(clock()))
+    return ["send" if c.id in marked else "changed" for c in copies]
 
 
 ANOTHER_PROCESS = (
     "not tried: another process is taking posts down right now (it holds the unpublish "
     "lease); try again once it is done"
+)
+CHANGED = (
+    "not tried: another process changed the post (sent its DELETE, took it down or recorded "
+    "it again) since this pass read it; the next pass checks it"
 )
 CUT_OFF = (
     "not finished: the pass stopped before this post's outcome was known (its lease was "

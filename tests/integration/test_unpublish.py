@@ -19,6 +19,8 @@ from daemon.sandbox.faults import Fault
 from daemon.sandbox.mls_server import SandboxMls
 from daemon.sandbox.platforms_server import SandboxPlatforms, graph_fault, platform_env
 from daemon.store import accounts, leases, listings, posts, runs
+from daemon.store.database import Database
+from daemon.store.records import DuePost
 from daemon.sync import unpublish
 from daemon.sync.runtime import open_runtime
 from daemon.sync.unpublish_lease import LEASE
@@ -681,8 +683,11 @@ async def test_outcomes_whose_write_meets_a_database_lock_are_written_later_and_
 
 async def _sent_before(live: Live, post_id: str) -> None:
     """The post's DELETE went out in an earlier pass and its answer was never recorded."""
+    row = await posts.get(live.rt.db, post_id)
+    assert row is not None
+    copy = DuePost(row.id, row.listing_id, row.account_id, row.platform_post_id, None, 0)
     async with live.rt.db.transaction() as conn:
-        await posts.mark_delete_sent(conn, [post_id], iso(utcnow()))
+        assert await posts.mark_delete_sent(conn, [copy], iso(utcnow())) == {post_id}
 
 
 def _platform_calls(live: Live, platform: str) -> list[tuple[str, float]]:
@@ -797,3 +802,40 @@ async def test_a_post_that_failed_a_thousand_times_is_still_retried(live: Live) 
     row = await posts.get(live.rt.db, "facebook-K1")
     assert row is not None and row.status == "published" and row.attempts == 5001
     assert "503" in (row.last_error or "")
+
+
+async def test_posts_another_process_took_down_before_this_one_had_the_lease_get_no_second_delete(
+    tmp_path: Path,
+    secret_key: str,
+    mls: tuple[SandboxMls, str],
+    platforms: tuple[SandboxPlatforms, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another process takes the listing's posts down between this one's look at them and its
+    taking the lease: this one sends no DELETE from its stale copy (README: no post gets a
+    second DELETE without a read first)."""
+    settings = make_settings(tmp_path, **platform_env(platforms[1]))
+    env = {"MLS_SYNC_SECRET_KEY": secret_key}
+    async with open_runtime(settings, env) as rt, open_runtime(settings, env) as other:
+        live = Live(rt, mls[0], mls[1], platforms[0])
+        await _listing_with_posts(live)
+        read = posts.published_of_listing
+        interfered: list[int] = []
+
+        async def then_another_process_takes_them_down(
+            db: Database, listing_id: str
+        ) -> list[DuePost]:
+            seen = await read(db, listing_id)
+            if not interfered:
+                interfered.append(1)
+                await other.engine.unpublish_listing(listing_id)
+            return seen
+
+        monkeypatch.setattr(posts, "published_of_listing", then_another_process_takes_them_down)
+        await rt.engine.unpublish_listing("L-K1")
+
+        assert interfered
+        assert not live.platforms.repeated_deletes, live.platforms.repeated_deletes
+        assert set(_deletes_per_post(live).values()) == {1}, _deletes_per_post(live)
+        for platform in ("facebook", "instagram", "linkedin"):
+            assert await _post_status(live, f"{platform}-K1") == "unpublished"
