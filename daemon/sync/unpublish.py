@@ -13,6 +13,7 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
@@ -61,6 +62,16 @@ FLUSH_SECONDS = 0.5
 # may be a lock that passes), and the pause between tries.
 LAST_WRITE_SECONDS = 10.0
 LAST_WRITE_PAUSE = 0.25
+
+
+# The lease of the pass whose post is being taken down, for the calls an adapter makes after
+# its first (they go through `_another_call`, which knows the platform, not the pass).
+_pass_lease: ContextVar[UnpublishLease | None] = ContextVar("unpublish_pass_lease", default=None)
+
+
+class _LeaseRanOut(Exception):
+    """Raised by `_another_call` out of an adapter: the lease ran out during the wait, so
+    the call must not go out; the post gets no outcome (the next pass checks it)."""
 
 
 # What recording a DELETE before sending it came to: send it; the post is no longer as the
@@ -350,6 +361,15 @@ class Unpublisher:
         """The DELETE; if one was sent before and its answer never recorded (a crash, a
         timeout, a failed try), a read first, and a DELETE only if the post is still there.
         None when the lease ran out meanwhile: a successor may be taking the post down."""
+        token = _pass_lease.set(work.lease)  # for the adapter's further calls (_another_call)
+        try:
+            return await self._calls(work, post, platform)
+        except _LeaseRanOut:
+            return None
+        finally:
+            _pass_lease.reset(token)
+
+    async def _calls(self, work: _Pass, post: DuePost, platform: str) -> Outcome | None:
         adapter, target = self.adapters[platform], PostTarget(post.id, post.platform_post_id)
         creds = work.creds[post.account_id]
         if post.delete_sent_at is not None:
@@ -472,13 +492,18 @@ class Unpublisher:
 
     async def _another_call(self, platform: str) -> None:
         """Before a post's next call (with a slot of the global bound held for its first):
-        its own rate token, waited for with the slot let go, as for the first."""
+        its own rate token, waited for with the slot let go, as for the first. Then the
+        lease, as before the first: the wait may have outlasted it (LinkedIn's DELETE again
+        after a token refresh must not go out then)."""
         self._in_flight.release()
         try:
             await self._rate(platform).acquire()
         finally:
             with anyio.CancelScope(shield=True):  # the caller's `async with` releases it
                 await self._in_flight.acquire()
+        lease = _pass_lease.get()
+        if lease is not None and not lease.still_running():
+            raise _LeaseRanOut
 
     def _rate(self, platform: str) -> AsyncLimiter:
         if platform not in self._rates:

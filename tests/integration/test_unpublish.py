@@ -839,3 +839,62 @@ async def test_posts_another_process_took_down_before_this_one_had_the_lease_get
         assert set(_deletes_per_post(live).values()) == {1}, _deletes_per_post(live)
         for platform in ("facebook", "instagram", "linkedin"):
             assert await _post_status(live, f"{platform}-K1") == "unpublished"
+
+
+async def _expired_linkedin_token(live: Live) -> None:
+    """li-member's token has expired; its refresh token gets a new one from LinkedIn."""
+    await add_account(
+        live.rt,
+        "li-member",
+        "linkedin",
+        "li-member-token",
+        refresh_token="li-refresh",
+        client_id="li-app",
+        client_secret="li-secret",
+    )
+    live.platforms.linkedin_refresh["li-refresh"] = "li-app"
+    live.platforms.tokens["li-member-token"] = "expired"
+
+
+async def test_a_delete_again_after_a_token_refresh_is_not_sent_once_the_lease_ran_out(
+    tmp_path: Path,
+    secret_key: str,
+    mls: tuple[SandboxMls, str],
+    platforms: tuple[SandboxPlatforms, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """LinkedIn's token expired: refreshed, then the DELETE waits for LinkedIn's rate before
+    it goes again; the lease runs out meanwhile (another process holds the database, no
+    renewal gets through). That DELETE is not sent; the next pass reads, then deletes once."""
+    settings = make_settings(
+        tmp_path,
+        **platform_env(platforms[1]),
+        MLS_SYNC_DATABASE__BUSY_TIMEOUT_MS="100",
+        MLS_SYNC_PLATFORMS__LINKEDIN_RATE_PER_SECOND="0.4",  # 2.5 s until the DELETE again
+    )
+    monkeypatch.setattr(unpublish, "LEASE_SECONDS", 0.6)  # 600 s in production
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        live = Live(rt, mls[0], mls[1], platforms[0])
+        await _listing_with_posts(live)
+        await _expired_linkedin_token(live)
+        live.mls.set_status("K1", "Closed")
+
+        with capture_logs() as logs:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(rt.engine.sync_all)
+                with anyio.fail_after(10):
+                    while not any(e["event"] == "token_refreshed" for e in logs):
+                        await anyio.sleep(0.02)
+                async with _write_locked(rt.db.path):  # no renewal gets through from now on
+                    with anyio.fail_after(10):
+                        while len(live.platforms.calls_to("linkedin", "DELETE")) < 2 and not any(
+                            e["event"] == "lease_lost" for e in logs
+                        ):
+                            await anyio.sleep(0.02)
+
+        assert len(live.platforms.calls_to("linkedin", "DELETE")) == 1  # the one answered 401
+        before = len(_platform_calls(live, "linkedin"))
+        await rt.engine.sync_all()
+        assert [m for m, _ in _platform_calls(live, "linkedin")[before:]] == ["GET", "DELETE"]
+        assert await _post_status(live, "linkedin-K1") == "unpublished"
+        assert not live.platforms.repeated_deletes
