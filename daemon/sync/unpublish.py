@@ -480,14 +480,21 @@ class Unpublisher:
         await runs.record_now(self.db, run_id, counts, [entry], iso(self.clock()))
 
     async def _save_token(self, account_id: str, token: str, lifetime: float | None) -> None:
-        """A refreshed LinkedIn token, stored encrypted and used from now on."""
+        """A refreshed LinkedIn token, stored encrypted and used from now on. If the database
+        cannot take it (another process holds it, say), the pass goes on with the token in
+        memory: the DELETE it was refreshed for still goes out, and the next pass refreshes
+        (and saves) it again."""
         if self.box is None:
             return
         now = self.clock()
         expires = iso(now + timedelta(seconds=lifetime)) if lifetime else None
-        await accounts.save_access_token(
-            self.db, account_id, self.box.encrypt(token), expires, iso(now)
-        )
+        try:
+            await accounts.save_access_token(
+                self.db, account_id, self.box.encrypt(token), expires, iso(now)
+            )
+        except sqlite3.Error as exc:
+            log.warning("refreshed_token_not_saved", account_id=account_id, error=str(exc))
+            return
         log.info("token_refreshed", account_id=account_id)
 
     async def _another_call(self, platform: str) -> None:

@@ -898,3 +898,40 @@ async def test_a_delete_again_after_a_token_refresh_is_not_sent_once_the_lease_r
         assert [m for m, _ in _platform_calls(live, "linkedin")[before:]] == ["GET", "DELETE"]
         assert await _post_status(live, "linkedin-K1") == "unpublished"
         assert not live.platforms.repeated_deletes
+
+
+async def test_a_refreshed_linkedin_token_that_cannot_be_saved_is_still_used_for_the_delete(
+    tmp_path: Path,
+    secret_key: str,
+    mls: tuple[SandboxMls, str],
+    platforms: tuple[SandboxPlatforms, str],
+) -> None:
+    """Another process holds the database as LinkedIn hands out a new token: the token is not
+    saved this time (logged), but the DELETE goes out with it and the post comes down,
+    instead of going to a person."""
+    settings = make_settings(
+        tmp_path, **platform_env(platforms[1]), MLS_SYNC_DATABASE__BUSY_TIMEOUT_MS="100"
+    )
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        live = Live(rt, mls[0], mls[1], platforms[0])
+        await _listing_with_posts(live)
+        await _expired_linkedin_token(live)
+        live.platforms.linkedin_refresh_seconds = 1.0  # the lock is taken meanwhile
+        live.mls.set_status("K1", "Closed")
+
+        with capture_logs() as logs:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(rt.engine.sync_all)
+                with anyio.fail_after(10):
+                    while not live.platforms.calls_to("linkedin", "POST"):
+                        await anyio.sleep(0.02)
+                async with _write_locked(rt.db.path):
+                    with anyio.fail_after(10):  # the DELETE again, or the post given up
+                        while len(live.platforms.calls_to("linkedin")) < 2 and not any(
+                            e["event"] == "post_failed_unexpectedly" for e in logs
+                        ):
+                            await anyio.sleep(0.02)
+
+        assert await _post_status(live, "linkedin-K1") == "unpublished"
+        assert any(e["event"] == "refreshed_token_not_saved" for e in logs)
+        assert len(live.platforms.successful_deletes) == 3
