@@ -435,7 +435,9 @@ class Unpublisher:
 
     async def _flush(self, work: _Pass) -> bool:
         """Writes the outcomes noted so far, with their counts and messages, in one
-        transaction. On a database error they stay noted, for the next write; False then."""
+        transaction. On a database error they stay noted, for the next write; False then.
+        Cancelled (a shutdown, a lost lease), they stay noted too: the pass's last write,
+        shielded, still has them."""
         batch, work.pending = work.pending, []
         if not batch:
             return True
@@ -446,6 +448,9 @@ class Unpublisher:
             work.next_write_at = time.monotonic() + FLUSH_SECONDS
             log.warning("outcomes_not_written_yet", posts=len(batch), error=str(exc))
             return False
+        except BaseException:
+            work.pending[:0] = batch
+            raise
         return True
 
     async def _write(self, work: _Pass, batch: list[_Settled]) -> None:

@@ -935,3 +935,36 @@ async def test_a_refreshed_linkedin_token_that_cannot_be_saved_is_still_used_for
         assert await _post_status(live, "linkedin-K1") == "unpublished"
         assert any(e["event"] == "refreshed_token_not_saved" for e in logs)
         assert len(live.platforms.successful_deletes) == 3
+
+
+def _noted(logs: list[dict[str, object]], post_id: str) -> bool:
+    return any(e["event"] == "post_outcome" and e.get("post_id") == post_id for e in logs)
+
+
+async def test_outcomes_being_written_when_the_run_is_cancelled_are_still_written(
+    live: Live,
+) -> None:
+    """The run is cancelled (a shutdown past its grace) while a batch of outcomes waits for
+    the database: the batch is written on the way out, so the deleted posts are `unpublished`
+    and the next pass makes no call for them (not a read each, finding them gone)."""
+    await _listing_with_posts(live)
+    live.mls.set_status("K1", "Closed")
+    live.platforms.inject("facebook", Fault("slow", seconds=1.0))  # its outcome: the write
+
+    with capture_logs() as logs:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(live.rt.engine.sync_all)
+            with anyio.fail_after(10):
+                while not (_noted(logs, "instagram-K1") and _noted(logs, "linkedin-K1")):
+                    await anyio.sleep(0.02)
+            async with live.rt.db.reading():  # the database busy with something else
+                with anyio.fail_after(10):  # Facebook answers: the batch waits to be written
+                    while not _noted(logs, "facebook-K1"):
+                        await anyio.sleep(0.02)
+                tg.cancel_scope.cancel()
+
+    for platform in ("facebook", "instagram", "linkedin"):
+        assert await _post_status(live, f"{platform}-K1") == "unpublished"
+    calls = len(live.platforms.calls)
+    await live.rt.engine.sync_all()
+    assert len(live.platforms.calls) == calls
