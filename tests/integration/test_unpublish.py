@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -937,7 +937,7 @@ async def test_a_refreshed_linkedin_token_that_cannot_be_saved_is_still_used_for
         assert len(live.platforms.successful_deletes) == 3
 
 
-def _noted(logs: list[dict[str, object]], post_id: str) -> bool:
+def _noted(logs: Sequence[Mapping[str, object]], post_id: str) -> bool:
     return any(e["event"] == "post_outcome" and e.get("post_id") == post_id for e in logs)
 
 
