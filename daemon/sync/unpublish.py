@@ -51,6 +51,7 @@ from daemon.store.group_commit import GroupWriter
 from daemon.store.posts import DueScope
 from daemon.store.records import AccountRow, DuePost
 from daemon.store.runs import Counts, ErrorEntry
+from daemon.store.until_written import until_written
 from daemon.sync.unpublish_lease import LEASE_SECONDS, UnpublishLease
 
 log = structlog.get_logger("mls_sync.unpublish")
@@ -233,11 +234,13 @@ class Unpublisher:
             await self._under_lease(work, rows, due)
             unfinished = {p.id for p in due} - {r.post_id for r in work.results}
             return work.results + _waiting([p for p in due if p.id in unfinished], rows, CUT_OFF)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await lease.release()
-                if lease.lost:
-                    await self._record(run_id, Counts(errors=1), _lease_lost(work.unwritten))
+        finally:  # a busy database must not leave the lease held (10 minutes of skips)
+            await until_written(lease.release, "free the unpublish lease")
+            if lease.lost:
+                entry = _lease_lost(work.unwritten)
+                await until_written(
+                    partial(self._record, run_id, Counts(errors=1), entry), "record the lost lease"
+                )
 
     async def _under_lease(
         self, work: _Pass, rows: dict[str, AccountRow], due: Sequence[DuePost]

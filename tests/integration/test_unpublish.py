@@ -968,3 +968,43 @@ async def test_outcomes_being_written_when_the_run_is_cancelled_are_still_writte
     calls = len(live.platforms.calls)
     await live.rt.engine.sync_all()
     assert len(live.platforms.calls) == calls
+
+
+async def test_a_database_lock_as_the_pass_ends_does_not_leave_the_unpublish_lease_held(
+    tmp_path: Path,
+    secret_key: str,
+    mls: tuple[SandboxMls, str],
+    platforms: tuple[SandboxPlatforms, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another process holds the database as the pass ends: freeing the unpublish lease is
+    tried again once the lock is gone, so the next pass is not refused for 10 minutes as if
+    another process were taking posts down."""
+    settings = make_settings(
+        tmp_path, **platform_env(platforms[1]), MLS_SYNC_DATABASE__BUSY_TIMEOUT_MS="100"
+    )
+    monkeypatch.setattr(unpublish, "LAST_WRITE_SECONDS", 0.5)  # 10 s in production
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        live = Live(rt, mls[0], mls[1], platforms[0])
+        await _listing_with_posts(live)
+        live.mls.set_status("K1", "Closed")
+        live.platforms.inject("facebook", Fault("slow", seconds=1.0))
+
+        with capture_logs() as logs:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(rt.engine.sync_all)
+                with anyio.fail_after(10):  # the three DELETEs out, Facebook's unanswered
+                    while len(live.platforms.calls) < 3 or await _marked_sending(live) < 3:
+                        await anyio.sleep(0.02)
+                async with _write_locked(rt.db.path):
+                    with anyio.fail_after(10):  # the pass ends: its lease meets the lock
+                        while not any(
+                            e["event"] in ("unpublish_crashed", "write_not_done_yet") for e in logs
+                        ):
+                            await anyio.sleep(0.02)
+
+        assert await leases.holder_of(rt.db, LEASE) is None
+        second = await rt.engine.sync_all()
+        assert not any("another process" in e.message for e in second.errors), second.errors
+        for platform in ("facebook", "instagram", "linkedin"):
+            assert await _post_status(live, f"{platform}-K1") == "unpublished"
