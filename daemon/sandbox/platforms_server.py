@@ -54,6 +54,8 @@ class SandboxPlatforms:
     # token -> state: "ok", "expired" or "revoked"
     tokens: dict[str, str] = field(default_factory=dict)
     linkedin_refresh: dict[str, str] = field(default_factory=dict)  # refresh token -> client id
+    # How long LinkedIn's token endpoint takes to answer (a test holds the database meanwhile).
+    linkedin_refresh_seconds: float = 0.0
     faults: dict[str, FaultQueue] = field(
         default_factory=lambda: {p: FaultQueue() for p in ("facebook", "instagram", "linkedin")}
     )
@@ -241,6 +243,7 @@ def build_platforms_app(state: SandboxPlatforms) -> Starlette:
     async def linkedin_token(request: Request) -> Response:
         form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
         record("linkedin", request, None)
+        await anyio.sleep(state.linkedin_refresh_seconds)
         client = state.linkedin_refresh.get(form.get("refresh_token", ""))
         if (
             form.get("grant_type") != "refresh_token"

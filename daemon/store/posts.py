@@ -84,9 +84,18 @@ UPDATE social_posts SET attempts = attempts + 1, last_error = :error, next_attem
     delete_sent_at = NULL, updated_at = :now
 WHERE id = :id AND status = 'published'
 """
+# Only for a post still as the pass's copy of it shows it: published, with the same platform id
+# and the same mark. Another process may have sent a DELETE (or taken the post down) since the
+# copy was read; a DELETE from the copy would then be a second one with no read first.
 DELETE_SENT = """
-UPDATE social_posts SET delete_sent_at = :now
-WHERE status = 'published' AND id IN (SELECT value FROM json_each(:ids))
+UPDATE social_posts AS p SET delete_sent_at = :now
+FROM (SELECT json_extract(value, '$.id') AS copy_id,
+        json_extract(value, '$.platform_post_id') AS platform_post_id,
+        json_extract(value, '$.seen') AS seen
+    FROM json_each(:copies)) AS c
+WHERE p.id = c.copy_id AND p.status = 'published' AND p.platform_post_id = c.platform_post_id
+  AND p.delete_sent_at IS c.seen
+RETURNING id
 """
 _WITH_PLATFORM = """
 SELECT p.*, a.platform FROM social_posts p JOIN platform_accounts a ON a.id = p.account_id
@@ -224,9 +233,23 @@ async def record_attempts(
     return fresh
 
 
-async def mark_delete_sent(conn: aiosqlite.Connection, post_ids: Sequence[str], now: str) -> None:
-    """In the caller's transaction, before the DELETEs go out: what a restart must check."""
-    await conn.execute(DELETE_SENT, {"ids": json.dumps(list(post_ids)), "now": now})
+async def mark_delete_sent(
+    conn: aiosqlite.Connection, copies: Sequence[DuePost], now: str
+) -> set[str]:
+    """In the caller's transaction, before the DELETEs go out: what a restart must check.
+    Returns the ids marked: the posts still as their copies show them (only those may get a
+    DELETE without a read)."""
+    params = {
+        "copies": json.dumps(
+            [
+                {"id": c.id, "platform_post_id": c.platform_post_id, "seen": c.delete_sent_at}
+                for c in copies
+            ]
+        ),
+        "now": now,
+    }
+    async with conn.execute(DELETE_SENT, params) as cur:
+        return {r[0] for r in await cur.fetchall()}
 
 
 async def get(db: Database, post_id: str) -> PostRow | None:

@@ -12,11 +12,13 @@ import sqlite3
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
+from typing import Literal
 
 import aiosqlite
 import anyio
@@ -49,6 +51,7 @@ from daemon.store.group_commit import GroupWriter
 from daemon.store.posts import DueScope
 from daemon.store.records import AccountRow, DuePost
 from daemon.store.runs import Counts, ErrorEntry
+from daemon.store.until_written import until_written
 from daemon.sync.unpublish_lease import LEASE_SECONDS, UnpublishLease
 
 log = structlog.get_logger("mls_sync.unpublish")
@@ -60,6 +63,21 @@ FLUSH_SECONDS = 0.5
 # may be a lock that passes), and the pause between tries.
 LAST_WRITE_SECONDS = 10.0
 LAST_WRITE_PAUSE = 0.25
+
+
+# The lease of the pass whose post is being taken down, for the calls an adapter makes after
+# its first (they go through `_another_call`, which knows the platform, not the pass).
+_pass_lease: ContextVar[UnpublishLease | None] = ContextVar("unpublish_pass_lease", default=None)
+
+
+class _LeaseRanOut(Exception):
+    """Raised by `_another_call` out of an adapter: the lease ran out during the wait, so
+    the call must not go out; the post gets no outcome (the next pass checks it)."""
+
+
+# What recording a DELETE before sending it came to: send it; the post is no longer as the
+# pass read it (no DELETE); the lease was lost (no DELETE, the pass stops).
+Sending = Literal["send", "changed", "lease lost"]
 
 
 @dataclass(frozen=True)
@@ -108,7 +126,7 @@ class _Pass:
     run_id: int
     lease: UnpublishLease
     # Records "a DELETE is going out" for each post before its call, fenced by the lease.
-    sending: GroupWriter[str, bool]
+    sending: GroupWriter[DuePost, Sending]
     creds: dict[str, AccountCredentials] = field(default_factory=dict)
     results: list[PostResult] = field(default_factory=list)
     pending: list[_Settled] = field(default_factory=list)  # noted, not yet written
@@ -171,23 +189,34 @@ class Unpublisher:
 
     async def reconcile(self, run_id: int, scope: DueScope) -> list[PostResult]:
         """Takes down every due post in `scope`; returns what happened to each."""
-        due = await posts.due_for_unpublish(self.db, self.unpublish_on, iso(self.clock()), scope)
+
+        async def due() -> list[DuePost]:
+            now = iso(self.clock())
+            return await posts.due_for_unpublish(self.db, self.unpublish_on, now, scope)
+
         return await self._take_down(run_id, due)
 
     async def unpublish_listing(self, run_id: int, listing_id: str) -> list[PostResult]:
         """The brief's unpublishListingPosts(): every published post of one listing, now,
         whatever the listing's status and whatever backoff a post is in."""
-        return await self._take_down(run_id, await posts.published_of_listing(self.db, listing_id))
+        return await self._take_down(
+            run_id, partial(posts.published_of_listing, self.db, listing_id)
+        )
 
     # -- one pass ----------------------------------------------------------------------------
 
-    async def _take_down(self, run_id: int, due: Sequence[DuePost]) -> list[PostResult]:
-        """A result for each post of `due`, none left out: no result means no post."""
-        if not due:
+    async def _take_down(
+        self, run_id: int, read_due: Callable[[], Awaitable[list[DuePost]]]
+    ) -> list[PostResult]:
+        """A result for each due post, none left out: no result means no post. The posts
+        are read again once the lease is held: another process may have sent their DELETEs
+        (or taken them down) since the first look, which only spares a lease when none is due."""
+        first_look = await read_due()
+        if not first_look:
             return []
-        rows = await accounts.for_ids(self.db, sorted({p.account_id for p in due}))
         lease = UnpublishLease(self.db, self.clock, LEASE_SECONDS)
         if not await lease.acquire():
+            rows = await accounts.for_ids(self.db, sorted({p.account_id for p in first_look}))
             await self._record(
                 run_id,
                 Counts(warnings=1),
@@ -197,17 +226,21 @@ class Unpublisher:
                     severity="warning",
                 ),
             )
-            return _waiting(due, rows, ANOTHER_PROCESS)
+            return _waiting(first_look, rows, ANOTHER_PROCESS)
         work = _Pass(run_id, lease, GroupWriter(self.db, partial(_mark_sending, lease, self.clock)))
         try:
+            due = await read_due()
+            rows = await accounts.for_ids(self.db, sorted({p.account_id for p in due}))
             await self._under_lease(work, rows, due)
             unfinished = {p.id for p in due} - {r.post_id for r in work.results}
             return work.results + _waiting([p for p in due if p.id in unfinished], rows, CUT_OFF)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await lease.release()
-                if lease.lost:
-                    await self._record(run_id, Counts(errors=1), _lease_lost(work.unwritten))
+        finally:  # a busy database must not leave the lease held (10 minutes of skips)
+            await until_written(lease.release, "free the unpublish lease")
+            if lease.lost:
+                entry = _lease_lost(work.unwritten)
+                await until_written(
+                    partial(self._record, run_id, Counts(errors=1), entry), "record the lost lease"
+                )
 
     async def _under_lease(
         self, work: _Pass, rows: dict[str, AccountRow], due: Sequence[DuePost]
@@ -310,10 +343,16 @@ class Unpublisher:
             # one platform's waiting posts never starve another platform.
             await self._rate(platform).acquire()
             try:  # recorded after the rate wait, so the mark is never older than needed
-                if not await work.sending.submit(post.id):
-                    return None  # the lease was lost: no call (the pass is stopping)
+                sending = await work.sending.submit(post)
             except sqlite3.Error as exc:  # busy with another process, say: no call, try later
                 return RetryLater(f"could not record the DELETE before sending it: {exc}")
+            if sending == "lease lost":
+                return None  # no call (the pass is stopping)
+            if sending == "changed":
+                work.results.append(
+                    PostResult(post.id, post.listing_id, post.account_id, platform, None, CHANGED)
+                )
+                return None
             async with self._in_flight:
                 outcome = await self._check_then_delete(work, post, platform)
             if isinstance(outcome, AuthFailed):
@@ -325,6 +364,15 @@ class Unpublisher:
         """The DELETE; if one was sent before and its answer never recorded (a crash, a
         timeout, a failed try), a read first, and a DELETE only if the post is still there.
         None when the lease ran out meanwhile: a successor may be taking the post down."""
+        token = _pass_lease.set(work.lease)  # for the adapter's further calls (_another_call)
+        try:
+            return await self._calls(work, post, platform)
+        except _LeaseRanOut:
+            return None
+        finally:
+            _pass_lease.reset(token)
+
+    async def _calls(self, work: _Pass, post: DuePost, platform: str) -> Outcome | None:
         adapter, target = self.adapters[platform], PostTarget(post.id, post.platform_post_id)
         creds = work.creds[post.account_id]
         if post.delete_sent_at is not None:
@@ -390,7 +438,9 @@ class Unpublisher:
 
     async def _flush(self, work: _Pass) -> bool:
         """Writes the outcomes noted so far, with their counts and messages, in one
-        transaction. On a database error they stay noted, for the next write; False then."""
+        transaction. On a database error they stay noted, for the next write; False then.
+        Cancelled (a shutdown, a lost lease), they stay noted too: the pass's last write,
+        shielded, still has them."""
         batch, work.pending = work.pending, []
         if not batch:
             return True
@@ -401,6 +451,9 @@ class Unpublisher:
             work.next_write_at = time.monotonic() + FLUSH_SECONDS
             log.warning("outcomes_not_written_yet", posts=len(batch), error=str(exc))
             return False
+        except BaseException:
+            work.pending[:0] = batch
+            raise
         return True
 
     async def _write(self, work: _Pass, batch: list[_Settled]) -> None:
@@ -435,25 +488,37 @@ class Unpublisher:
         await runs.record_now(self.db, run_id, counts, [entry], iso(self.clock()))
 
     async def _save_token(self, account_id: str, token: str, lifetime: float | None) -> None:
-        """A refreshed LinkedIn token, stored encrypted and used from now on."""
+        """A refreshed LinkedIn token, stored encrypted and used from now on. If the database
+        cannot take it (another process holds it, say), the pass goes on with the token in
+        memory: the DELETE it was refreshed for still goes out, and the next pass refreshes
+        (and saves) it again."""
         if self.box is None:
             return
         now = self.clock()
         expires = iso(now + timedelta(seconds=lifetime)) if lifetime else None
-        await accounts.save_access_token(
-            self.db, account_id, self.box.encrypt(token), expires, iso(now)
-        )
+        try:
+            await accounts.save_access_token(
+                self.db, account_id, self.box.encrypt(token), expires, iso(now)
+            )
+        except sqlite3.Error as exc:
+            log.warning("refreshed_token_not_saved", account_id=account_id, error=str(exc))
+            return
         log.info("token_refreshed", account_id=account_id)
 
     async def _another_call(self, platform: str) -> None:
         """Before a post's next call (with a slot of the global bound held for its first):
-        its own rate token, waited for with the slot let go, as for the first."""
+        its own rate token, waited for with the slot let go, as for the first. Then the
+        lease, as before the first: the wait may have outlasted it (LinkedIn's DELETE again
+        after a token refresh must not go out then)."""
         self._in_flight.release()
         try:
             await self._rate(platform).acquire()
         finally:
             with anyio.CancelScope(shield=True):  # the caller's `async with` releases it
                 await self._in_flight.acquire()
+        lease = _pass_lease.get()
+        if lease is not None and not lease.still_running():
+            raise _LeaseRanOut
 
     def _rate(self, platform: str) -> AsyncLimiter:
         if platform not in self._rates:
@@ -529,19 +594,23 @@ async def _mark_sending(
     lease: UnpublishLease,
     clock: Callable[[], datetime],
     conn: aiosqlite.Connection,
-    post_ids: Sequence[str],
-) -> list[bool]:
-    """For the group writer: the DELETEs about to go out, committed before they do; none
-    when the lease was lost."""
+    copies: Sequence[DuePost],
+) -> list[Sending]:
+    """For the group writer: the DELETEs about to go out, committed before they do. None
+    when the lease was lost; none for a post no longer as its copy shows it (changed)."""
     if not await lease.held_in(conn):
-        return [False] * len(post_ids)
-    await posts.mark_delete_sent(conn, post_ids, iso(clock()))
-    return [True] * len(post_ids)
+        return ["lease lost"] * len(copies)
+    marked = await posts.mark_delete_sent(conn, copies, iso(clock()))
+    return ["send" if c.id in marked else "changed" for c in copies]
 
 
 ANOTHER_PROCESS = (
     "not tried: another process is taking posts down right now (it holds the unpublish "
     "lease); try again once it is done"
+)
+CHANGED = (
+    "not tried: another process changed the post (sent its DELETE, took it down or recorded "
+    "it again) since this pass read it; the next pass checks it"
 )
 CUT_OFF = (
     "not finished: the pass stopped before this post's outcome was known (its lease was "

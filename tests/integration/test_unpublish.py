@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -19,6 +19,8 @@ from daemon.sandbox.faults import Fault
 from daemon.sandbox.mls_server import SandboxMls
 from daemon.sandbox.platforms_server import SandboxPlatforms, graph_fault, platform_env
 from daemon.store import accounts, leases, listings, posts, runs
+from daemon.store.database import Database
+from daemon.store.records import DuePost
 from daemon.sync import unpublish
 from daemon.sync.runtime import open_runtime
 from daemon.sync.unpublish_lease import LEASE
@@ -681,8 +683,11 @@ async def test_outcomes_whose_write_meets_a_database_lock_are_written_later_and_
 
 async def _sent_before(live: Live, post_id: str) -> None:
     """The post's DELETE went out in an earlier pass and its answer was never recorded."""
+    row = await posts.get(live.rt.db, post_id)
+    assert row is not None
+    copy = DuePost(row.id, row.listing_id, row.account_id, row.platform_post_id, None, 0)
     async with live.rt.db.transaction() as conn:
-        await posts.mark_delete_sent(conn, [post_id], iso(utcnow()))
+        assert await posts.mark_delete_sent(conn, [copy], iso(utcnow())) == {post_id}
 
 
 def _platform_calls(live: Live, platform: str) -> list[tuple[str, float]]:
@@ -797,3 +802,209 @@ async def test_a_post_that_failed_a_thousand_times_is_still_retried(live: Live) 
     row = await posts.get(live.rt.db, "facebook-K1")
     assert row is not None and row.status == "published" and row.attempts == 5001
     assert "503" in (row.last_error or "")
+
+
+async def test_posts_another_process_took_down_before_this_one_had_the_lease_get_no_second_delete(
+    tmp_path: Path,
+    secret_key: str,
+    mls: tuple[SandboxMls, str],
+    platforms: tuple[SandboxPlatforms, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another process takes the listing's posts down between this one's look at them and its
+    taking the lease: this one sends no DELETE from its stale copy (README: no post gets a
+    second DELETE without a read first)."""
+    settings = make_settings(tmp_path, **platform_env(platforms[1]))
+    env = {"MLS_SYNC_SECRET_KEY": secret_key}
+    async with open_runtime(settings, env) as rt, open_runtime(settings, env) as other:
+        live = Live(rt, mls[0], mls[1], platforms[0])
+        await _listing_with_posts(live)
+        read = posts.published_of_listing
+        interfered: list[int] = []
+
+        async def then_another_process_takes_them_down(
+            db: Database, listing_id: str
+        ) -> list[DuePost]:
+            seen = await read(db, listing_id)
+            if not interfered:
+                interfered.append(1)
+                await other.engine.unpublish_listing(listing_id)
+            return seen
+
+        monkeypatch.setattr(posts, "published_of_listing", then_another_process_takes_them_down)
+        await rt.engine.unpublish_listing("L-K1")
+
+        assert interfered
+        assert not live.platforms.repeated_deletes, live.platforms.repeated_deletes
+        assert set(_deletes_per_post(live).values()) == {1}, _deletes_per_post(live)
+        for platform in ("facebook", "instagram", "linkedin"):
+            assert await _post_status(live, f"{platform}-K1") == "unpublished"
+
+
+async def _expired_linkedin_token(live: Live) -> None:
+    """li-member's token has expired; its refresh token gets a new one from LinkedIn."""
+    await add_account(
+        live.rt,
+        "li-member",
+        "linkedin",
+        "li-member-token",
+        refresh_token="li-refresh",
+        client_id="li-app",
+        client_secret="li-secret",
+    )
+    live.platforms.linkedin_refresh["li-refresh"] = "li-app"
+    live.platforms.tokens["li-member-token"] = "expired"
+
+
+async def test_a_delete_again_after_a_token_refresh_is_not_sent_once_the_lease_ran_out(
+    tmp_path: Path,
+    secret_key: str,
+    mls: tuple[SandboxMls, str],
+    platforms: tuple[SandboxPlatforms, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """LinkedIn's token expired: refreshed, then the DELETE waits for LinkedIn's rate before
+    it goes again; the lease runs out meanwhile (another process holds the database, no
+    renewal gets through). That DELETE is not sent; the next pass reads, then deletes once."""
+    settings = make_settings(
+        tmp_path,
+        **platform_env(platforms[1]),
+        MLS_SYNC_DATABASE__BUSY_TIMEOUT_MS="100",
+        MLS_SYNC_PLATFORMS__LINKEDIN_RATE_PER_SECOND="0.4",  # 2.5 s until the DELETE again
+    )
+    monkeypatch.setattr(unpublish, "LEASE_SECONDS", 0.6)  # 600 s in production
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        live = Live(rt, mls[0], mls[1], platforms[0])
+        await _listing_with_posts(live)
+        await _expired_linkedin_token(live)
+        live.mls.set_status("K1", "Closed")
+
+        with capture_logs() as logs:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(rt.engine.sync_all)
+                with anyio.fail_after(10):
+                    while not any(e["event"] == "token_refreshed" for e in logs):
+                        await anyio.sleep(0.02)
+                async with _write_locked(rt.db.path):  # no renewal gets through from now on
+                    with anyio.fail_after(10):
+                        while len(live.platforms.calls_to("linkedin", "DELETE")) < 2 and not any(
+                            e["event"] == "lease_lost" for e in logs
+                        ):
+                            await anyio.sleep(0.02)
+
+        assert len(live.platforms.calls_to("linkedin", "DELETE")) == 1  # the one answered 401
+        before = len(_platform_calls(live, "linkedin"))
+        await rt.engine.sync_all()
+        assert [m for m, _ in _platform_calls(live, "linkedin")[before:]] == ["GET", "DELETE"]
+        assert await _post_status(live, "linkedin-K1") == "unpublished"
+        assert not live.platforms.repeated_deletes
+
+
+async def test_a_refreshed_linkedin_token_that_cannot_be_saved_is_still_used_for_the_delete(
+    tmp_path: Path,
+    secret_key: str,
+    mls: tuple[SandboxMls, str],
+    platforms: tuple[SandboxPlatforms, str],
+) -> None:
+    """Another process holds the database as LinkedIn hands out a new token: the token is not
+    saved this time (logged), but the DELETE goes out with it and the post comes down,
+    instead of going to a person."""
+    settings = make_settings(
+        tmp_path, **platform_env(platforms[1]), MLS_SYNC_DATABASE__BUSY_TIMEOUT_MS="100"
+    )
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        live = Live(rt, mls[0], mls[1], platforms[0])
+        await _listing_with_posts(live)
+        await _expired_linkedin_token(live)
+        live.platforms.linkedin_refresh_seconds = 1.0  # the lock is taken meanwhile
+        live.mls.set_status("K1", "Closed")
+
+        with capture_logs() as logs:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(rt.engine.sync_all)
+                with anyio.fail_after(10):
+                    while not live.platforms.calls_to("linkedin", "POST"):
+                        await anyio.sleep(0.02)
+                async with _write_locked(rt.db.path):
+                    with anyio.fail_after(10):  # the DELETE again, or the post given up
+                        while len(live.platforms.calls_to("linkedin")) < 2 and not any(
+                            e["event"] == "post_failed_unexpectedly" for e in logs
+                        ):
+                            await anyio.sleep(0.02)
+
+        assert await _post_status(live, "linkedin-K1") == "unpublished"
+        assert any(e["event"] == "refreshed_token_not_saved" for e in logs)
+        assert len(live.platforms.successful_deletes) == 3
+
+
+def _noted(logs: Sequence[Mapping[str, object]], post_id: str) -> bool:
+    return any(e["event"] == "post_outcome" and e.get("post_id") == post_id for e in logs)
+
+
+async def test_outcomes_being_written_when_the_run_is_cancelled_are_still_written(
+    live: Live,
+) -> None:
+    """The run is cancelled (a shutdown past its grace) while a batch of outcomes waits for
+    the database: the batch is written on the way out, so the deleted posts are `unpublished`
+    and the next pass makes no call for them (not a read each, finding them gone)."""
+    await _listing_with_posts(live)
+    live.mls.set_status("K1", "Closed")
+    live.platforms.inject("facebook", Fault("slow", seconds=1.0))  # its outcome: the write
+
+    with capture_logs() as logs:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(live.rt.engine.sync_all)
+            with anyio.fail_after(10):
+                while not (_noted(logs, "instagram-K1") and _noted(logs, "linkedin-K1")):
+                    await anyio.sleep(0.02)
+            async with live.rt.db.reading():  # the database busy with something else
+                with anyio.fail_after(10):  # Facebook answers: the batch waits to be written
+                    while not _noted(logs, "facebook-K1"):
+                        await anyio.sleep(0.02)
+                tg.cancel_scope.cancel()
+
+    for platform in ("facebook", "instagram", "linkedin"):
+        assert await _post_status(live, f"{platform}-K1") == "unpublished"
+    calls = len(live.platforms.calls)
+    await live.rt.engine.sync_all()
+    assert len(live.platforms.calls) == calls
+
+
+async def test_a_database_lock_as_the_pass_ends_does_not_leave_the_unpublish_lease_held(
+    tmp_path: Path,
+    secret_key: str,
+    mls: tuple[SandboxMls, str],
+    platforms: tuple[SandboxPlatforms, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another process holds the database as the pass ends: freeing the unpublish lease is
+    tried again once the lock is gone, so the next pass is not refused for 10 minutes as if
+    another process were taking posts down."""
+    settings = make_settings(
+        tmp_path, **platform_env(platforms[1]), MLS_SYNC_DATABASE__BUSY_TIMEOUT_MS="100"
+    )
+    monkeypatch.setattr(unpublish, "LAST_WRITE_SECONDS", 0.5)  # 10 s in production
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        live = Live(rt, mls[0], mls[1], platforms[0])
+        await _listing_with_posts(live)
+        live.mls.set_status("K1", "Closed")
+        live.platforms.inject("facebook", Fault("slow", seconds=1.0))
+
+        with capture_logs() as logs:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(rt.engine.sync_all)
+                with anyio.fail_after(10):  # the three DELETEs out, Facebook's unanswered
+                    while len(live.platforms.calls) < 3 or await _marked_sending(live) < 3:
+                        await anyio.sleep(0.02)
+                async with _write_locked(rt.db.path):
+                    with anyio.fail_after(10):  # the pass ends: its lease meets the lock
+                        while not any(
+                            e["event"] in ("unpublish_crashed", "write_not_done_yet") for e in logs
+                        ):
+                            await anyio.sleep(0.02)
+
+        assert await leases.holder_of(rt.db, LEASE) is None
+        second = await rt.engine.sync_all()
+        assert not any("another process" in e.message for e in second.errors), second.errors
+        for platform in ("facebook", "instagram", "linkedin"):
+            assert await _post_status(live, f"{platform}-K1") == "unpublished"
