@@ -266,17 +266,7 @@ async def test_an_expired_linkedin_token_is_refreshed_stored_and_used_from_then_
     await _listing_with_posts(live, "K2")
     row = await accounts.get(live.rt.db, "li-member")
     assert row is not None
-    await add_account(
-        live.rt,
-        "li-member",
-        "linkedin",
-        "li-member-token",
-        refresh_token="li-refresh",
-        client_id="li-app",
-        client_secret="li-secret",
-    )
-    live.platforms.linkedin_refresh["li-refresh"] = "li-app"
-    live.platforms.tokens["li-member-token"] = "expired"
+    await _expired_linkedin_token(live)
     live.mls.set_status("K1", "Closed")
     await live.rt.engine.sync_all()
     assert await _post_status(live, "linkedin-K1") == "unpublished"
