@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import signal
 import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
@@ -140,30 +142,12 @@ async def test_sigterm_stops_the_daemon_with_its_run_interrupted_and_its_lease_f
 ) -> None:
     """SIGTERM during a cycle whose MLS answer outlasts the shutdown grace: the daemon exits
     0 with the cycle's run recorded `interrupted` and no lease left behind."""
-    sandbox, url = mls
-    sandbox.put("A", "Closed")
-    config = tmp_path / "config.toml"
-    write_config(config, free_port(), platforms[1], grace=0.5)
-    settings = load_settings(config, {})
-    keys = {"MLS_SYNC_SECRET_KEY": secret_key}
-    async with open_runtime(settings, keys) as rt:
-        await add_connection(rt, url)
-        await track(rt, "mls-1", ["A"], status="active")
-    sandbox.faults.add(Fault("slow", seconds=30, times=2))
-    daemon = Daemon.start(config, settings.daemon.http_port, secret_key)
-    try:
-        await daemon.wait_notify("READY=1")
-        await wait_until(lambda: sandbox.in_flight == 1)
+    async with _daemon_mid_cycle(tmp_path, secret_key, mls, platforms[1], grace=0.5) as daemon:
         daemon.send(signal.SIGTERM)
         code, _ = await daemon.wait_exit(timeout=10)
-    finally:
-        daemon.stop()
 
     assert code == 0, daemon.log()
-    async with open_runtime(settings, keys) as rt:
-        run = await _last_run(rt)
-        assert (run.trigger, run.outcome) == ("startup", "interrupted")
-        assert await leases.holder_of(rt.db, "mls-1") is None
+    await _assert_interrupted_and_freed(tmp_path, secret_key)
 
 
 @pytest.mark.parametrize(
@@ -179,32 +163,14 @@ async def test_a_signal_while_the_daemon_stops_does_not_cut_its_stop_short(
     """SIGTERM mid-cycle, then (the instant STOPPING=1 arrives) SIGHUP, SIGUSR1, SIGINT or
     SIGTERM again: the daemon still stops as a clean stop does, exit 0, its run
     `interrupted` and its lease freed."""
-    sandbox, url = mls
-    sandbox.put("A", "Closed")
-    config = tmp_path / "config.toml"
-    write_config(config, free_port(), platforms[1], grace=1.0)
-    settings = load_settings(config, {})
-    keys = {"MLS_SYNC_SECRET_KEY": secret_key}
-    async with open_runtime(settings, keys) as rt:
-        await add_connection(rt, url)
-        await track(rt, "mls-1", ["A"], status="active")
-    sandbox.faults.add(Fault("slow", seconds=30, times=2))
-    daemon = Daemon.start(config, settings.daemon.http_port, secret_key)
-    try:
-        await daemon.wait_notify("READY=1")
-        await wait_until(lambda: sandbox.in_flight == 1)
+    async with _daemon_mid_cycle(tmp_path, secret_key, mls, platforms[1], grace=1.0) as daemon:
         daemon.send(signal.SIGTERM)
         await daemon.signal_on_notify("STOPPING=1", second)
         code, _ = await daemon.wait_exit(timeout=10)
-    finally:
-        daemon.stop()
 
     assert code == 0, daemon.log()
     assert "signal_ignored" in daemon.log()
-    async with open_runtime(settings, keys) as rt:
-        run = await _last_run(rt)
-        assert (run.trigger, run.outcome) == ("startup", "interrupted")
-        assert await leases.holder_of(rt.db, "mls-1") is None
+    await _assert_interrupted_and_freed(tmp_path, secret_key)
 
 
 async def test_a_database_error_inside_a_run_ends_it_failed_and_frees_its_lease(
@@ -283,3 +249,36 @@ async def test_a_database_lock_during_a_lease_renewal_does_not_end_the_run(
         [report] = reports
         assert (report.run.outcome, report.run.errors) == ("ok", 0)
         assert await status_of(rt, "A") == "sold"
+
+
+@asynccontextmanager
+async def _daemon_mid_cycle(
+    tmp_path: Path, secret_key: str, mls: Mls, platforms_url: str, grace: float
+) -> AsyncIterator[Daemon]:
+    """`mls-sync run` with one listing whose MLS answer outlasts the shutdown grace, yielded
+    once its first cycle's request is out."""
+    sandbox, url = mls
+    sandbox.put("A", "Closed")
+    config = tmp_path / "config.toml"
+    write_config(config, free_port(), platforms_url, grace=grace)
+    settings = load_settings(config, {})
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        await add_connection(rt, url)
+        await track(rt, "mls-1", ["A"], status="active")
+    sandbox.faults.add(Fault("slow", seconds=30, times=2))
+    daemon = Daemon.start(config, settings.daemon.http_port, secret_key)
+    try:
+        await daemon.wait_notify("READY=1")
+        await wait_until(lambda: sandbox.in_flight == 1)
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+async def _assert_interrupted_and_freed(tmp_path: Path, secret_key: str) -> None:
+    """The daemon's first (startup) run is recorded `interrupted`, and its lease is free."""
+    settings = load_settings(tmp_path / "config.toml", {})
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        run = await _last_run(rt)
+        assert (run.trigger, run.outcome) == ("startup", "interrupted")
+        assert await leases.holder_of(rt.db, "mls-1") is None
