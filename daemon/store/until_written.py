@@ -32,6 +32,7 @@ async def until_written(
                 if anyio.current_time() >= deadline:
                     log.error("write_given_up", what=what, error=str(exc))
                     return False
-                log.warning("write_not_done_yet", what=what, error=str(exc))
+                # Info, not a warning: a passing lock is normal; giving up is the error.
+                log.info("write_not_done_yet", what=what, error=str(exc))
                 await anyio.sleep(PAUSE)
     return False  # not reached: the shielded scope is left only by the returns above

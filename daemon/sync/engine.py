@@ -28,6 +28,7 @@ from daemon.store.posts import DueScope
 from daemon.store.records import ConnectionRow, ListingRow, RunErrorRow, RunRow, TrackedListing
 from daemon.store.runs import Counts, ErrorEntry
 from daemon.store.sync_writes import ConnectionDone, LeaseLost, SyncWriter
+from daemon.store.until_written import until_written
 from daemon.sync import lease_keeping
 from daemon.sync.access import MlsAccess
 from daemon.sync.connection import CLOCK_SKEW, ConnectionSync
@@ -35,11 +36,6 @@ from daemon.sync.holders import is_dead, this_process
 from daemon.sync.unpublish import PostResult, Unpublisher
 
 log = structlog.get_logger("mls_sync.sync")
-
-# How long a run cut short keeps trying to record its end and free its leases (the database
-# error that cut it may be a lock that passes), and the pause between tries.
-END_RETRY_SECONDS = 10.0
-END_RETRY_PAUSE = 0.25
 
 
 class SyncRefused(Exception):
@@ -202,24 +198,18 @@ class SyncEngine:
         interrupted = isinstance(leaf, anyio.get_cancelled_exc_class() | KeyboardInterrupt)
         outcome = "interrupted" if interrupted else "failed"
         error = None if interrupted else ErrorEntry("run", f"run stopped: {_describe(leaf)}")
-        deadline = anyio.current_time() + END_RETRY_SECONDS
-        with anyio.CancelScope(shield=True):
-            while True:
-                try:
-                    async with self.db.transaction() as conn:
-                        await runs.end_in(conn, run_id, outcome, iso(self.clock()), error)
-                        await leases.release_in(conn, taken)
-                except sqlite3.Error as retry:
-                    if anyio.current_time() >= deadline:
-                        log.error("run_end_not_recorded", outcome=outcome, error=str(retry))
-                        return
-                    await anyio.sleep(END_RETRY_PAUSE)
-                    continue
-                if error is None:
-                    log.info("run_interrupted")
-                else:
-                    log.warning("run_failed", error=error.message)
-                return
+
+        async def end() -> None:
+            async with self.db.transaction() as conn:
+                await runs.end_in(conn, run_id, outcome, iso(self.clock()), error)
+                await leases.release_in(conn, taken)
+
+        if not await until_written(end, f"the end of run {run_id} ({outcome})"):
+            return
+        if error is None:
+            log.info("run_interrupted")
+        else:
+            log.warning("run_failed", error=error.message)
 
     async def unpublish_listing(self, listing_id: str, trigger: str = "manual") -> RunReport:
         """The brief's unpublishListingPosts(): every published post of the listing, now."""

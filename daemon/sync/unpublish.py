@@ -60,9 +60,8 @@ log = structlog.get_logger("mls_sync.unpublish")
 FLUSH_POSTS = 100
 FLUSH_SECONDS = 0.5
 # How long the pass's last write keeps trying (the database error that held the outcomes back
-# may be a lock that passes), and the pause between tries.
+# may be a lock that passes).
 LAST_WRITE_SECONDS = 10.0
-LAST_WRITE_PAUSE = 0.25
 
 
 # The lease of the pass whose post is being taken down, for the calls an adapter makes after
@@ -428,12 +427,13 @@ class Unpublisher:
 
     async def _flush_last(self, work: _Pass) -> None:
         """The pass's last write: tried again while a database error lets up, for a while."""
-        with anyio.move_on_after(LAST_WRITE_SECONDS):
-            for _ in range(int(LAST_WRITE_SECONDS / LAST_WRITE_PAUSE)):
-                if await self._flush(work):
-                    break
-                await anyio.sleep(LAST_WRITE_PAUSE)
-        if work.pending:
+
+        async def last() -> None:
+            if not await self._flush(work):  # it logged the error and kept the outcomes
+                raise sqlite3.OperationalError("the outcomes are not written yet")
+
+        what = f"the outcomes of {len(work.pending)} post(s)"
+        if not await until_written(last, what, LAST_WRITE_SECONDS):
             log.error("outcomes_not_written", posts=len(work.pending))
 
     async def _flush(self, work: _Pass) -> bool:
