@@ -116,7 +116,10 @@ async def write_group(
         holder = w.lease_holder if isinstance(w, ConnectionDone) else holders.get(w.connection_id)
         return (w.connection_id, holder) in valid
 
-    kept = [w for w in writes if holds_lease(w)]
+    # Decided once: `holders` may change during the awaits below (a lease lost meanwhile), and
+    # a page must never commit without its cursor, nor the other way round.
+    held = [holds_lease(w) for w in writes]
+    kept = [w for w, ok in zip(writes, held, strict=True) if ok]
     batches = [w for w in kept if isinstance(w, BatchWrite)]
     ids = [i for b in batches for i, _ in b.observations] + [
         i for b in batches for i, _ in b.failures
@@ -127,8 +130,8 @@ async def write_group(
     results: list[Applied | Refused | None] = []
     plans: list[tuple[BatchPlan, int, str]] = []
     recorded: list[tuple[int, Counts, Sequence[ErrorEntry], str]] = []
-    for write in writes:
-        if not holds_lease(write):
+    for write, ok in zip(writes, held, strict=True):
+        if not ok:
             results.append(_refuse(write, recorded))
             continue
         if isinstance(write, ConnectionDone):
