@@ -11,10 +11,10 @@ import pytest
 from daemon.config import Settings
 from daemon.encryption import generate_key
 from daemon.sandbox.mls_server import SandboxMls, build_mls_app
-from daemon.sandbox.platforms_server import SandboxPlatforms, build_platforms_app, platform_env
+from daemon.sandbox.platforms_server import SandboxPlatforms, build_platforms_app
 from daemon.serving import serving
 from daemon.sync.runtime import Runtime, open_runtime
-from tests.helpers import STATIC_TOKEN, Live, make_settings
+from tests.helpers import STATIC_TOKEN, Live, make_settings, open_live
 
 
 @pytest.fixture
@@ -62,6 +62,5 @@ async def live(
     platforms: tuple[SandboxPlatforms, str],
 ) -> AsyncIterator[Live]:
     """The runtime with the sandbox MLS and the sandbox platforms, all over loopback HTTP."""
-    settings = make_settings(tmp_path, **platform_env(platforms[1]))
-    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
-        yield Live(rt, mls[0], mls[1], platforms[0])
+    async with open_live(tmp_path, secret_key, mls, platforms) as ready:
+        yield ready

@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,10 +17,10 @@ import anyio
 from daemon.clock import iso, utcnow
 from daemon.config import Settings, load_settings
 from daemon.sandbox.mls_server import SandboxMls
-from daemon.sandbox.platforms_server import SandboxPlatforms
+from daemon.sandbox.platforms_server import SandboxPlatforms, platform_env
 from daemon.specs import AccountSpec, ConnectionSpec, ListingSpec, PostSpec
 from daemon.store import accounts, connections, listings, posts
-from daemon.sync.runtime import Runtime
+from daemon.sync.runtime import Runtime, open_runtime
 
 STATIC_TOKEN = "test-static-token-0123456789"
 
@@ -54,6 +54,21 @@ def make_settings(tmp_path: Path, **env: str) -> Settings:
         "MLS_SYNC_PLATFORMS__TIMEOUT_SECONDS": "2",
     }
     return load_settings(config, {**defaults, **env})
+
+
+@asynccontextmanager
+async def open_live(
+    tmp_path: Path,
+    secret_key: str,
+    mls: tuple[SandboxMls, str],
+    platforms: tuple[SandboxPlatforms, str],
+    **env: str,
+) -> AsyncIterator[Live]:
+    """The runtime wired to the sandbox MLS and platforms (the `live` fixture), with `env`
+    settings of the test's own."""
+    settings = make_settings(tmp_path, **platform_env(platforms[1]), **env)
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        yield Live(rt, mls[0], mls[1], platforms[0])
 
 
 async def add_connection(

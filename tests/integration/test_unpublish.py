@@ -30,6 +30,7 @@ from tests.helpers import (
     add_connection,
     add_post,
     make_settings,
+    open_live,
     status_of,
     track,
 )
@@ -387,14 +388,15 @@ async def test_platform_calls_never_exceed_the_platform_rate(
     mls: tuple[SandboxMls, str],
     platforms: tuple[SandboxPlatforms, str],
 ) -> None:
-    settings = make_settings(
+    async with open_live(
         tmp_path,
-        **platform_env(platforms[1]),
+        secret_key,
+        mls,
+        platforms,
         MLS_SYNC_PLATFORMS__LINKEDIN_RATE_PER_SECOND="10",
         MLS_SYNC_PLATFORMS__MAX_CONCURRENT_PER_ACCOUNT="8",
-    )
-    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
-        live = Live(rt, mls[0], mls[1], platforms[0])
+    ) as live:
+        rt = live.rt
         keys = [f"K{i}" for i in range(1, 16)]
         for key in keys:
             await _listing_with_posts(live, key)
@@ -454,13 +456,12 @@ async def test_a_pass_longer_than_its_lease_keeps_it_and_no_post_gets_two_delete
 ) -> None:
     """The lease is renewed while the pass runs: a second reconciler that starts after the
     lease's first term is refused, instead of sending a second DELETE for the same posts."""
-    settings = make_settings(
-        tmp_path, **platform_env(platforms[1]), MLS_SYNC_PLATFORMS__TIMEOUT_SECONDS="20"
-    )
     monkeypatch.setattr(unpublish, "LEASE_SECONDS", 1.0)  # 600 s in production
     keys = ("K1", "K2", "K3")
-    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
-        live = Live(rt, mls[0], mls[1], platforms[0])
+    async with open_live(
+        tmp_path, secret_key, mls, platforms, MLS_SYNC_PLATFORMS__TIMEOUT_SECONDS="20"
+    ) as live:
+        rt = live.rt
         for key in keys:
             await _listing_with_posts(live, key)
         for key in keys:
@@ -543,12 +544,11 @@ async def test_a_delete_held_past_the_end_of_its_lease_is_never_sent(
     """Deletes queued for the one request slot while the lease runs out unrenewed (another
     process holds the database) are not sent when the slot frees: a successor may hold the
     lease by then and delete the same posts. The next pass takes them down, once each."""
-    settings = make_settings(
-        tmp_path, **platform_env(platforms[1]), MLS_SYNC_PLATFORMS__MAX_CONCURRENT_REQUESTS="1"
-    )
     monkeypatch.setattr(unpublish, "LEASE_SECONDS", 0.6)  # 600 s in production
-    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
-        live = Live(rt, mls[0], mls[1], platforms[0])
+    async with open_live(
+        tmp_path, secret_key, mls, platforms, MLS_SYNC_PLATFORMS__MAX_CONCURRENT_REQUESTS="1"
+    ) as live:
+        rt = live.rt
         await _listing_with_posts(live)
         live.mls.set_status("K1", "Closed")
         for platform in ("facebook", "instagram", "linkedin"):  # the first DELETE out is slow
@@ -587,15 +587,16 @@ async def test_a_database_lock_during_a_lease_renewal_does_not_stop_the_deletes(
     """Another process holds the database while the lease is due for renewal: the renewal
     is tried again at the next tick (as the sync's leases are), and the pass goes on; the
     DELETE out meanwhile is answered and recorded, and the run has no error."""
-    settings = make_settings(
+    monkeypatch.setattr(unpublish, "LEASE_SECONDS", 1.5)  # 600 s in production
+    async with open_live(
         tmp_path,
-        **platform_env(platforms[1]),
+        secret_key,
+        mls,
+        platforms,
         MLS_SYNC_DATABASE__BUSY_TIMEOUT_MS="100",
         MLS_SYNC_PLATFORMS__TIMEOUT_SECONDS="10",
-    )
-    monkeypatch.setattr(unpublish, "LEASE_SECONDS", 1.5)  # 600 s in production
-    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
-        live = Live(rt, mls[0], mls[1], platforms[0])
+    ) as live:
+        rt = live.rt
         await _listing_with_posts(live)
         live.mls.set_status("K1", "Closed")
         live.platforms.inject("facebook", Fault("slow", seconds=2.5))
@@ -631,14 +632,15 @@ async def test_outcomes_whose_write_meets_a_database_lock_are_written_later_and_
     """Another process holds the database when a batch of outcomes is due to be written: the
     batch waits for the next write instead of being dropped, and the deletes still out are
     answered and recorded; every post is `unpublished`, counted once, with one DELETE."""
-    settings = make_settings(
+    async with open_live(
         tmp_path,
-        **platform_env(platforms[1]),
+        secret_key,
+        mls,
+        platforms,
         MLS_SYNC_DATABASE__BUSY_TIMEOUT_MS="100",
         MLS_SYNC_PLATFORMS__TIMEOUT_SECONDS="10",
-    )
-    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
-        live = Live(rt, mls[0], mls[1], platforms[0])
+    ) as live:
+        rt = live.rt
         for key in ("K1", "K2"):
             await _listing_with_posts(live, key)
         for key in ("K1", "K2"):
@@ -692,14 +694,14 @@ async def test_a_post_read_before_its_delete_waits_for_its_rate_without_the_requ
 ) -> None:
     """A post whose earlier DELETE went unanswered is read first, then waits for its
     platform's rate before its DELETE; meanwhile the one request slot serves the others."""
-    settings = make_settings(
+    async with open_live(
         tmp_path,
-        **platform_env(platforms[1]),
+        secret_key,
+        mls,
+        platforms,
         MLS_SYNC_PLATFORMS__MAX_CONCURRENT_REQUESTS="1",
         MLS_SYNC_PLATFORMS__FACEBOOK_RATE_PER_SECOND="0.5",
-    )
-    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
-        live = Live(rt, mls[0], mls[1], platforms[0])
+    ) as live:
         await _listing_with_posts(live)
         await _sent_before(live, "facebook-K1")
 
@@ -720,11 +722,9 @@ async def test_the_page_read_after_a_facebook_100_33_keeps_to_the_rate(
 ) -> None:
     """Facebook answers a DELETE with 100/33 (gone, or no permission); the read of the page
     that tells which is a call like any other, within Facebook's rate (2 a second here)."""
-    settings = make_settings(
-        tmp_path, **platform_env(platforms[1]), MLS_SYNC_PLATFORMS__FACEBOOK_RATE_PER_SECOND="2"
-    )
-    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
-        live = Live(rt, mls[0], mls[1], platforms[0])
+    async with open_live(
+        tmp_path, secret_key, mls, platforms, MLS_SYNC_PLATFORMS__FACEBOOK_RATE_PER_SECOND="2"
+    ) as live:
         await _listing_with_posts(live)
         live.platforms.posts[post_ids("K1")["facebook"]].deleted = True
 
@@ -856,15 +856,16 @@ async def test_a_delete_again_after_a_token_refresh_is_not_sent_once_the_lease_r
     """LinkedIn's token expired: refreshed, then the DELETE waits for LinkedIn's rate before
     it goes again; the lease runs out meanwhile (another process holds the database, no
     renewal gets through). That DELETE is not sent; the next pass reads, then deletes once."""
-    settings = make_settings(
-        tmp_path,
-        **platform_env(platforms[1]),
-        MLS_SYNC_DATABASE__BUSY_TIMEOUT_MS="100",
-        MLS_SYNC_PLATFORMS__LINKEDIN_RATE_PER_SECOND="0.4",  # 2.5 s until the DELETE again
-    )
     monkeypatch.setattr(unpublish, "LEASE_SECONDS", 0.6)  # 600 s in production
-    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
-        live = Live(rt, mls[0], mls[1], platforms[0])
+    async with open_live(
+        tmp_path,
+        secret_key,
+        mls,
+        platforms,
+        MLS_SYNC_DATABASE__BUSY_TIMEOUT_MS="100",
+        MLS_SYNC_PLATFORMS__LINKEDIN_RATE_PER_SECOND="0.4",
+    ) as live:  # 2.5 s to the DELETE again
+        rt = live.rt
         await _listing_with_posts(live)
         await _expired_linkedin_token(live)
         live.mls.set_status("K1", "Closed")
@@ -899,11 +900,10 @@ async def test_a_refreshed_linkedin_token_that_cannot_be_saved_is_still_used_for
     """Another process holds the database as LinkedIn hands out a new token: the token is not
     saved this time (logged), but the DELETE goes out with it and the post comes down,
     instead of going to a person."""
-    settings = make_settings(
-        tmp_path, **platform_env(platforms[1]), MLS_SYNC_DATABASE__BUSY_TIMEOUT_MS="100"
-    )
-    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
-        live = Live(rt, mls[0], mls[1], platforms[0])
+    async with open_live(
+        tmp_path, secret_key, mls, platforms, MLS_SYNC_DATABASE__BUSY_TIMEOUT_MS="100"
+    ) as live:
+        rt = live.rt
         await _listing_with_posts(live)
         await _expired_linkedin_token(live)
         live.platforms.linkedin_refresh_seconds = 1.0  # the lock is taken meanwhile
@@ -970,12 +970,11 @@ async def test_a_database_lock_as_the_pass_ends_does_not_leave_the_unpublish_lea
     """Another process holds the database as the pass ends: freeing the unpublish lease is
     tried again once the lock is gone, so the next pass is not refused for 10 minutes as if
     another process were taking posts down."""
-    settings = make_settings(
-        tmp_path, **platform_env(platforms[1]), MLS_SYNC_DATABASE__BUSY_TIMEOUT_MS="100"
-    )
     monkeypatch.setattr(unpublish, "LAST_WRITE_SECONDS", 0.5)  # 10 s in production
-    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
-        live = Live(rt, mls[0], mls[1], platforms[0])
+    async with open_live(
+        tmp_path, secret_key, mls, platforms, MLS_SYNC_DATABASE__BUSY_TIMEOUT_MS="100"
+    ) as live:
+        rt = live.rt
         await _listing_with_posts(live)
         live.mls.set_status("K1", "Closed")
         live.platforms.inject("facebook", Fault("slow", seconds=1.0))
