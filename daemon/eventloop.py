@@ -6,7 +6,7 @@ itself (each SQLite call is a round trip to aiosqlite's thread). Nothing in the 
 on which loop runs; the test suite runs the code on the plain asyncio loop and the daemon, as
 a subprocess, on uvloop.
 
-Every entry point also tunes the garbage collector first (daemon/collector.py).
+Every entry point also tunes the garbage collector first (daemon/gc_tuning.py).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import TypeVar, TypeVarTuple
 
 import anyio
 
-from daemon import collector
+from daemon import gc_tuning
 
 T = TypeVar("T")
 Args = TypeVarTuple("Args")
@@ -30,5 +30,5 @@ def name() -> str:
 
 
 def run(func: Callable[[*Args], Awaitable[T]], *args: *Args) -> T:
-    collector.tune()
+    gc_tuning.tune()
     return anyio.run(func, *args, backend="asyncio", backend_options={"use_uvloop": UVLOOP})

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from daemon.mls.query import KeyFilter
+from daemon.enums import AuthKind, KeyFilter, QueryMode
 from daemon.models import LocalStatus
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
@@ -43,11 +43,11 @@ class ConnectionFields(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     base_url: str
     resource: str = Field(default="Property", pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
-    auth_kind: Literal["bearer", "oauth2"] = "bearer"
+    auth_kind: AuthKind = AuthKind.BEARER
     token_url: str | None = None
     client_id: str | None = Field(default=None, min_length=1, max_length=500)
     scope: str | None = Field(default=None, max_length=500)
-    mode: Literal["by_key", "incremental"] = "by_key"
+    mode: QueryMode = QueryMode.BY_KEY
     key_filter: KeyFilter = KeyFilter.IN
     batch_size: int = Field(default=50, ge=1, le=1000)
     page_size: int = Field(default=200, ge=1, le=10_000)
@@ -68,7 +68,7 @@ class ConnectionFields(BaseModel):
 
     @model_validator(mode="after")
     def _oauth_needs_endpoint(self) -> ConnectionFields:
-        if self.auth_kind == "oauth2" and not (self.token_url and self.client_id):
+        if self.auth_kind is AuthKind.OAUTH2 and not (self.token_url and self.client_id):
             raise ValueError("auth_kind 'oauth2' needs token_url and client_id")
         return self
 

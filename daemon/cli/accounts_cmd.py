@@ -17,10 +17,10 @@ from daemon.cli.common import (
     settings_from,
     spec_or_fail,
 )
-from daemon.clock import iso, utcnow
 from daemon.specs import AccountSpec
 from daemon.store import accounts as store
 from daemon.sync.runtime import open_runtime
+from daemon.timestamps import iso, utcnow
 
 
 @click.group()

@@ -18,11 +18,11 @@ from daemon.cli.common import (
     settings_from,
     spec_or_fail,
 )
-from daemon.clock import iso, utcnow
-from daemon.mls.query import KeyFilter
+from daemon.enums import KeyFilter
 from daemon.specs import ConnectionSpec
 from daemon.store import connections as store
 from daemon.sync.runtime import open_runtime
+from daemon.timestamps import iso, utcnow
 
 
 @click.group()

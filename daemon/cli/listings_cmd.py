@@ -21,11 +21,11 @@ from daemon.cli.common import (
     settings_from,
     spec_or_fail,
 )
-from daemon.clock import iso, utcnow
 from daemon.models import LocalStatus, is_publishable
 from daemon.specs import ListingSpec, SpecError, parse_spec
 from daemon.store import listings as store
 from daemon.sync.runtime import open_runtime
+from daemon.timestamps import iso, utcnow
 
 CSV_COLUMNS = ("id", "connection_id", "listing_key")
 STATUS_CHOICES = [s.value for s in LocalStatus]

@@ -18,13 +18,13 @@ from daemon.cli.common import (
     run,
     settings_from,
 )
-from daemon.clock import iso, utcnow
 from daemon.platforms.links import post_link
 from daemon.sandbox.environment import runtime_for
 from daemon.specs import PostSpec, SpecError, parse_spec
 from daemon.store import posts as store
 from daemon.sync.engine import RunReport
 from daemon.sync.runtime import open_runtime
+from daemon.timestamps import iso, utcnow
 
 
 @click.group()

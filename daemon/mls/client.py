@@ -24,6 +24,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from daemon.enums import KeyFilter
 from daemon.mls.auth import TokenSource
 from daemon.mls.errors import (
     CircuitOpen,
@@ -39,7 +40,6 @@ from daemon.mls.errors import (
 )
 from daemon.mls.payload import BadPayload, Page, parse_page
 from daemon.mls.query import (
-    KeyFilter,
     by_key_url,
     changes_after_url,
     changes_url,

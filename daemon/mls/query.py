@@ -8,22 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from enum import StrEnum
 
 import httpx
 
-from daemon.clock import iso
+from daemon.enums import KeyFilter
+from daemon.timestamps import iso
 
 SELECT = "ListingKey,StandardStatus,MlsStatus,ModificationTimestamp"
 # MLS Grid marks removed records with MlgCanView=false; other servers reject unknown fields in
 # $select, so it is only asked for where the connection says the server has it.
 SELECT_WITH_MLG = SELECT + ",MlgCanView"
-
-
-class KeyFilter(StrEnum):
-    IN = "in"
-    OR = "or"
-    EACH = "each"
 
 
 def quote(value: str) -> str:

@@ -19,10 +19,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from daemon.clock import iso, parse_iso, utcnow
 from daemon.config import SandboxSettings, Settings
 from daemon.encryption import SecretBox
-from daemon.mls.query import KeyFilter
+from daemon.enums import KeyFilter
 from daemon.sandbox import market
 from daemon.sandbox.mls_server import TOP_IS_TOTAL_PATH, SandboxMls, build_mls_app
 from daemon.sandbox.platforms_server import (
@@ -36,6 +35,7 @@ from daemon.specs import AccountSpec, ConnectionSpec, ListingSpec, PostSpec
 from daemon.store import accounts, connections, listings, posts
 from daemon.store.database import Database
 from daemon.sync.runtime import Runtime, open_runtime
+from daemon.timestamps import iso, parse_iso, utcnow
 
 STATE_FILE = "sandbox-mls.json"
 # One connection of each kind, so the demo exercises every query form.

@@ -26,9 +26,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from daemon.clock import iso, parse_iso
 from daemon.sandbox.faults import Fault, FaultQueue, FaultRates, fault_response
 from daemon.sandbox.odata_filter import FilterError, compile_filter
+from daemon.timestamps import iso, parse_iso
 
 DEFAULT_MAX_PAGE_SIZE = 1000
 # A server that reads `$top` as the whole result's size (Bridge does) pages by the client's

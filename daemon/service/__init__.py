@@ -1,1 +1,1 @@
-"""The running daemon: coordinator, clock, signals, systemd notify, HTTP and metrics."""
+"""The running daemon: coordinator, scheduler, signals, systemd notify, HTTP and metrics."""

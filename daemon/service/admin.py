@@ -14,7 +14,6 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import SecretStr
 
-from daemon.clock import iso, utcnow
 from daemon.credentials import API_TOKEN_CREDENTIAL, API_TOKEN_ENV
 from daemon.models import LocalStatus, is_publishable
 from daemon.platforms.links import post_link
@@ -33,6 +32,7 @@ from daemon.specs import (
 )
 from daemon.store import accounts, connections, listings, posts, runs
 from daemon.store.records import ListingRow, PostRow
+from daemon.timestamps import iso, utcnow
 
 API_OFF = (
     f"the /v1 API is off: no API token is configured (set {API_TOKEN_ENV} or "

@@ -21,9 +21,9 @@ from typing import Any
 import anyio
 import structlog
 
-from daemon.clock import iso, utcnow
 from daemon.store import connections, listings, posts, runs
 from daemon.store.database import Database
+from daemon.timestamps import iso, utcnow
 
 log = structlog.get_logger("mls_sync.status")
 

@@ -17,21 +17,21 @@ from pathlib import Path
 import anyio
 import structlog
 
-from daemon import collector, eventloop, logs
-from daemon.clock import utcnow
+from daemon import eventloop, gc_tuning, logs
 from daemon.config import DEFAULT_CONFIG_PATH, ConfigError, Settings, load_settings
 from daemon.credentials import API_TOKEN_CREDENTIAL, API_TOKEN_ENV, read_secret
 from daemon.sandbox.environment import SandboxSession, runtime_for
 from daemon.service.api import build_app
 from daemon.service.board import StatusBoard
-from daemon.service.clock import Clock
 from daemon.service.coordinator import Coordinator
 from daemon.service.metrics import Metrics
 from daemon.service.notify import Notifier
+from daemon.service.scheduler import Scheduler
 from daemon.service.state import ServiceState
 from daemon.serving import serving
 from daemon.store import cycle_health, database, listings, runs
 from daemon.sync.engine import RunReport
+from daemon.timestamps import utcnow
 
 log = structlog.get_logger("mls_sync.daemon")
 
@@ -60,12 +60,12 @@ async def run_daemon(
             if sandbox is not None
             else settings.sync.interval_seconds
         )
-        clock = Clock(coordinator, interval, settings.sync.jitter_seconds)
+        scheduler = Scheduler(coordinator, interval, settings.sync.jitter_seconds)
         state = ServiceState(
             settings=rt.settings,
             runtime=rt,
             coordinator=coordinator,
-            clock=clock,
+            scheduler=scheduler,
             metrics=metrics,
             board=StatusBoard(status_reader),
             api_token=read_secret(API_TOKEN_ENV, API_TOKEN_CREDENTIAL, environ),
@@ -92,7 +92,7 @@ async def run_daemon(
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(coordinator.run)
                     tg.start_soon(state.board.run)
-                    clock.start()
+                    scheduler.start()
                     coordinator.trigger("startup")
                     tg.start_soon(notifier.watchdog_loop)
                     log.info(
@@ -104,7 +104,7 @@ async def run_daemon(
                         event_loop=eventloop.name(),
                     )
                     notifier.ready(f"serving {url}")
-                    collector.settle()  # what start-up built lives as long as the process
+                    gc_tuning.settle()  # what start-up built lives as long as the process
                     await _signals(received, state, notifier, config_path)
                     tg.start_soon(_ignore_signals, received)
                     await _stop(state, notifier, settings.daemon.shutdown_grace_seconds)
@@ -158,7 +158,7 @@ async def _stop(state: ServiceState, notifier: Notifier, grace: float) -> None:
     state.shutting_down = True
     notifier.stopping()
     log.info("daemon_stopping", grace_seconds=grace)
-    state.clock.shutdown()
+    state.scheduler.shutdown()
     await state.coordinator.stop(grace)
 
 
@@ -187,11 +187,11 @@ def _reload(state: ServiceState, notifier: Notifier, config_path: Path | None) -
         effective = effective.model_copy(update={"platforms": old.platforms})
     state.settings = effective
     state.runtime.engine.apply_settings(effective)
-    # In sandbox mode the clock keeps the sandbox's own (restart-only) interval.
+    # In sandbox mode the scheduler keeps the sandbox's own (restart-only) interval.
     interval = (
         effective.sandbox.interval_seconds if state.sandbox else effective.sync.interval_seconds
     )
-    state.clock.reschedule(interval, effective.sync.jitter_seconds)
+    state.scheduler.reschedule(interval, effective.sync.jitter_seconds)
     state.recent_answers.clear()  # the next /status shows the new settings
     logs.configure(effective.logging.level, effective.logging.format, sys.stdout)
     log.info("reloaded", interval_seconds=interval, level=effective.logging.level)

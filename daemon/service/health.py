@@ -15,10 +15,10 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from daemon.clock import iso
 from daemon.service.board import BoardUnavailable
 from daemon.service.coordinator import Progress
 from daemon.service.state import ServiceState
+from daemon.timestamps import iso
 
 HEALTH_JSON = "application/health+json"
 DATABASE_TIMEOUT = 2.0  # seconds for the database to answer before /readyz says it failed
@@ -62,7 +62,7 @@ def health_routes(state: ServiceState) -> APIRouter:
             snapshot.connections_by_state, snapshot.listings_by_status, snapshot.posts_by_status
         )
         running = state.coordinator.running
-        state.metrics.set_live(running.started_at if running else None, state.clock.interval)
+        state.metrics.set_live(running.started_at if running else None, state.scheduler.interval)
         return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return router
@@ -146,8 +146,8 @@ async def _readiness(state: ServiceState) -> tuple[dict[str, list[dict[str, Any]
         observedValue=round((time.perf_counter() - started) * 1000, 2),
         observedUnit="ms",
     )
-    check("scheduler:running", state.clock.running)
-    interval = state.clock.interval
+    check("scheduler:running", state.scheduler.running)
+    interval = state.scheduler.interval
     last = state.coordinator.last_completed_monotonic
     uptime = time.monotonic() - state.started_monotonic
     if last is None:
@@ -169,12 +169,12 @@ async def _readiness(state: ServiceState) -> tuple[dict[str, list[dict[str, Any]
 def _live_status(state: ServiceState) -> dict[str, Any]:
     coordinator = state.coordinator
     running = coordinator.running
-    next_run = state.clock.next_run()
+    next_run = state.scheduler.next_run()
     return {
         "version": state.version,
         "sandbox": state.sandbox,
         "uptime_seconds": round(time.monotonic() - state.started_monotonic, 1),
-        "interval_seconds": state.clock.interval,
+        "interval_seconds": state.scheduler.interval,
         "next_run": iso(next_run) if next_run else None,
         "shutting_down": state.shutting_down,
         "running": None if running is None else _progress(running),

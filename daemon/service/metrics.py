@@ -17,6 +17,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from daemon.enums import ConnectionState, PostStatus
+from daemon.models import LocalStatus
 from daemon.platforms.outcomes import AlreadyGone, AuthFailed, Deleted, NeedsPerson, RetryLater
 from daemon.store import runs
 from daemon.store.cycle_health import CycleHealth
@@ -158,13 +160,9 @@ class Metrics:
         self, connections: dict[str, int], listings: dict[str, int], posts: dict[str, int]
     ) -> None:
         for gauge, values, known in (
-            (self.connections, connections, ("active", "paused", "needs_reauth")),
-            (
-                self.listings,
-                listings,
-                ("coming_soon", "active", "pending", "sold", "off_market", "unknown"),
-            ),
-            (self.posts, posts, ("published", "unpublished", "manual_required")),
+            (self.connections, connections, tuple(ConnectionState)),
+            (self.listings, listings, (*LocalStatus, "unknown")),
+            (self.posts, posts, tuple(PostStatus)),
         ):
             for label in {*known, *values}:
                 gauge.labels(label).set(values.get(label, 0))

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from daemon.config import Settings
 from daemon.credentials import Secret
 from daemon.service.board import StatusBoard
-from daemon.service.clock import Clock
 from daemon.service.coordinator import Coordinator
 from daemon.service.metrics import Metrics
+from daemon.service.scheduler import Scheduler
 from daemon.sync.runtime import Runtime
 
 
@@ -19,7 +19,7 @@ class ServiceState:
     settings: Settings
     runtime: Runtime
     coordinator: Coordinator
-    clock: Clock
+    scheduler: Scheduler
     metrics: Metrics
     board: StatusBoard
     api_token: Secret | None

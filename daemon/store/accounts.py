@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import aiosqlite
 
+from daemon.enums import AccountState
 from daemon.specs import AccountSpec
 from daemon.store.database import Database
 from daemon.store.records import AccountRow, from_row
@@ -103,7 +104,8 @@ async def mark_needs_reauth(
 ) -> None:
     """Inside the transaction that records the failed post, so both are written or neither."""
     await conn.execute(
-        SET_STATE, {"id": account_id, "state": "needs_reauth", "error": reason, "now": now}
+        SET_STATE,
+        {"id": account_id, "state": AccountState.NEEDS_REAUTH, "error": reason, "now": now},
     )
 
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from daemon.clock import parse_iso
 from daemon.store.database import Database
+from daemon.timestamps import parse_iso
 
 LAST_ENDED = """
 SELECT id, finished_at FROM sync_runs

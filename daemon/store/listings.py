@@ -7,12 +7,12 @@ from collections.abc import Sequence
 
 import aiosqlite
 
-from daemon.clock import iso
 from daemon.models import LocalStatus
-from daemon.plan import BatchPlan
 from daemon.specs import ListingSpec
 from daemon.store.database import Database
 from daemon.store.records import ListingRow, StatusChangeRow, TrackedListing, from_row
+from daemon.sync.batch_plan import BatchPlan
+from daemon.timestamps import iso
 
 INSERT = """
 INSERT INTO listings (id, connection_id, listing_key, status, created_at, updated_at)

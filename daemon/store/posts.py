@@ -13,6 +13,7 @@ from typing import Literal
 
 import aiosqlite
 
+from daemon.enums import PostStatus
 from daemon.models import LocalStatus
 from daemon.specs import PostSpec, SpecError, check_post_id
 from daemon.store import accounts, listings
@@ -192,7 +193,10 @@ async def add(db: Database, spec: PostSpec, now: str) -> bool:
 def _replaces_a_live_post(recorded: aiosqlite.Row, spec: PostSpec) -> str | None:
     """Why `spec` may not replace the recorded post, or None. Names the recorded post (not
     the new id: an answer never repeats input)."""
-    if recorded["status"] != "published" or recorded["platform_post_id"] == spec.platform_post_id:
+    if (
+        recorded["status"] != PostStatus.PUBLISHED
+        or recorded["platform_post_id"] == spec.platform_post_id
+    ):
         return None
     return (
         f"this post id is recorded for platform post {recorded['platform_post_id']}, which is "

@@ -20,13 +20,13 @@ from functools import partial
 
 import aiosqlite
 
-from daemon.clock import iso
 from daemon.models import LocalStatus, Observation, StatusMapping
-from daemon.plan import BatchPlan, plan_batch
 from daemon.store import connections, leases, listings, runs
 from daemon.store.database import Database
 from daemon.store.group_commit import GroupWriter, Refused
 from daemon.store.runs import Counts, ErrorEntry
+from daemon.sync.batch_plan import BatchPlan, plan_batch
+from daemon.timestamps import iso
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from aiolimiter import AsyncLimiter
 
 from daemon.config import MlsSettings
 from daemon.encryption import SecretBox, SecretKeyError
+from daemon.enums import AuthKind, KeyFilter
 from daemon.mls.auth import ClientCredentials, StaticToken, TokenSource
 from daemon.mls.client import (
     Endpoint,
@@ -24,7 +25,7 @@ from daemon.mls.client import (
     make_mls_limiter,
     retune_mls_limiter,
 )
-from daemon.mls.query import SELECT, SELECT_WITH_MLG, KeyFilter
+from daemon.mls.query import SELECT, SELECT_WITH_MLG
 from daemon.store.records import ConnectionRow
 from daemon.sync.pools import ServerPools
 
@@ -108,7 +109,7 @@ class MlsAccess:
         if cache_key not in self._tokens:
             secret = self._decrypt(row.secret_encrypted)
             source: TokenSource
-            if row.auth_kind == "oauth2" and row.token_url and row.client_id:
+            if row.auth_kind == AuthKind.OAUTH2 and row.token_url and row.client_id:
                 source = ClientCredentials(row.token_url, row.client_id, secret, row.scope)
             else:
                 source = StaticToken(secret)
@@ -120,7 +121,7 @@ def _credential_id(row: ConnectionRow, secret: str) -> str:
     """Same server (scheme, host, port: not the path, since one token often serves several
     feeds) and same client id or bearer token = same credential, and so one limit. Only a
     hash is kept in memory; it never leaves the process."""
-    who = row.client_id if row.auth_kind == "oauth2" else secret
+    who = row.client_id if row.auth_kind == AuthKind.OAUTH2 else secret
     server = httpx.URL(row.token_url or row.base_url)
     text = f"{server.scheme}://{server.host}:{server.port}|{who}"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

@@ -13,17 +13,18 @@ from datetime import datetime, timedelta
 import anyio
 import structlog
 
-from daemon.clock import iso, parse_iso
+from daemon.enums import KeyFilter
 from daemon.mls.client import BatchAnswer, MlsClient
 from daemon.mls.errors import ConnectionStopped, MlsError
 from daemon.mls.payload import Page
-from daemon.mls.query import KeyFilter, key_batches
+from daemon.mls.query import key_batches
 from daemon.models import MlsRecord, Observation, Removed
 from daemon.store import leases, listings, runs
 from daemon.store.database import Database
 from daemon.store.records import ConnectionRow, TrackedListing
 from daemon.store.runs import Counts, ErrorEntry
 from daemon.store.sync_writes import BatchWrite, SyncWriter
+from daemon.timestamps import iso, parse_iso
 
 log = structlog.get_logger("mls_sync.sync")
 

@@ -17,8 +17,8 @@ from datetime import datetime, timedelta
 import anyio
 import structlog
 
-from daemon.clock import iso, parse_iso, utcnow
 from daemon.config import Settings
+from daemon.enums import ConnectionState, QueryMode
 from daemon.mls.errors import CircuitOpen, MlsError, NeedsReauth
 from daemon.models import LocalStatus
 from daemon.store import connections, leases, listings, posts, runs, sync_writes
@@ -34,6 +34,7 @@ from daemon.sync.access import MlsAccess
 from daemon.sync.connection import CLOCK_SKEW, ConnectionSync
 from daemon.sync.holders import is_dead, this_process
 from daemon.sync.unpublish import PostResult, Unpublisher
+from daemon.timestamps import iso, parse_iso, utcnow
 
 log = structlog.get_logger("mls_sync.sync")
 
@@ -344,7 +345,7 @@ class SyncEngine:
         # The run's counts, the connection's last error (cleared by a clean cycle) and its
         # lease, in one transaction.
         last_error = error or work.error_summary()
-        reauth = "needs_reauth" if isinstance(work.stopped, NeedsReauth) else None
+        reauth = ConnectionState.NEEDS_REAUTH if isinstance(work.stopped, NeedsReauth) else None
         await shared.writes.submit(
             ConnectionDone(run_id, row.id, iso(self.clock()), requests, last_error, holder, reauth)
         )
@@ -389,12 +390,12 @@ class SyncEngine:
             status = LocalStatus(only_listing.status) if only_listing.status else None
             await work.by_key([TrackedListing(only_listing.id, only_listing.listing_key, status)])
             return
-        if row.mode == "incremental" and row.cursor and not self._reconcile_due(row):
+        if row.mode == QueryMode.INCREMENTAL and row.cursor and not self._reconcile_due(row):
             await work.incremental()
             return
         started = self.clock()
         await work.by_key(await listings.tracked(self.db, row.id))
-        if row.mode != "incremental":
+        if row.mode != QueryMode.INCREMENTAL:
             return
         if work.stopped is not None or work.failed_batches:
             # Some listings were not asked: the pass is not done, and the next cycle runs it
@@ -464,11 +465,11 @@ def _innermost(exc: BaseException) -> BaseException:
 
 
 def _refuse_unless_active(row: ConnectionRow) -> None:
-    if row.state == "paused":
+    if row.state == ConnectionState.PAUSED:
         raise SyncRefused(
             f"connection {row.id!r} is paused; `mls-sync connections resume {row.id}`"
         )
-    if row.state == "needs_reauth":
+    if row.state == ConnectionState.NEEDS_REAUTH:
         raise SyncRefused(
             f"connection {row.id!r} needs re-authentication ({row.last_error}); update its "
             "credentials with `mls-sync connections add` (same id), which re-activates it"

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import httpx
 
-from daemon.clock import utcnow
 from daemon.config import Settings
 from daemon.credentials import (
     SECRET_KEY_CREDENTIAL,
@@ -25,6 +24,7 @@ from daemon.sync.cookieless import CookielessClient
 from daemon.sync.engine import SyncEngine
 from daemon.sync.pools import ServerPools
 from daemon.sync.unpublish import Unpublisher
+from daemon.timestamps import utcnow
 
 USER_AGENT = "mls-sync/0.1 (+RESO Web API client)"
 

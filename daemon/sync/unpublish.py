@@ -26,9 +26,9 @@ import httpx
 import structlog
 from aiolimiter import AsyncLimiter
 
-from daemon.clock import iso
 from daemon.config import Settings
 from daemon.encryption import SecretBox, SecretKeyError
+from daemon.enums import AccountState
 from daemon.mls.client import make_limiter
 from daemon.platforms.facebook import FacebookAdapter
 from daemon.platforms.instagram import InstagramAdapter
@@ -53,6 +53,7 @@ from daemon.store.records import AccountRow, DuePost
 from daemon.store.runs import Counts, ErrorEntry
 from daemon.store.until_written import until_written
 from daemon.sync.unpublish_lease import LEASE_SECONDS, UnpublishLease
+from daemon.timestamps import iso
 
 log = structlog.get_logger("mls_sync.unpublish")
 
@@ -266,7 +267,7 @@ class Unpublisher:
         ready: set[str] = set()
         for account_id in sorted({p.account_id for p in due}):
             row = rows[account_id]
-            if row.state != "active":
+            if row.state != AccountState.ACTIVE:
                 await self._wait_for(work, row, [p for p in due if p.account_id == account_id])
                 continue
             try:
@@ -291,7 +292,7 @@ class Unpublisher:
                 "account", f"{why}: {len(waiting)} post(s) wait ({reason})", severity="warning"
             ),
         )
-        if row.state == "needs_reauth":
+        if row.state == AccountState.NEEDS_REAUTH:
             reason += f"; a new token (`mls-sync accounts add --id {row.id}`) re-activates it"
         work.results += _waiting(waiting, {row.id: row}, f"{why} ({reason})")
 

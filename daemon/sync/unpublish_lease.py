@@ -19,11 +19,11 @@ from datetime import datetime, timedelta
 import aiosqlite
 import structlog
 
-from daemon.clock import iso
 from daemon.store import leases
 from daemon.store.database import Database
 from daemon.sync import lease_keeping
 from daemon.sync.holders import this_process
+from daemon.timestamps import iso
 
 log = structlog.get_logger("mls_sync.unpublish")
 

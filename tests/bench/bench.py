@@ -31,7 +31,6 @@ from typing import Any
 import anyio
 import httpx
 
-from daemon.clock import iso, utcnow
 from daemon.config import load_settings
 from daemon.encryption import generate_key
 from daemon.mls.client import MLS_RATE_MARGIN
@@ -39,6 +38,7 @@ from daemon.sandbox.standalone import SHARED_TOKEN, feed_key, feed_token
 from daemon.specs import AccountSpec, ConnectionSpec, ListingSpec, PostSpec
 from daemon.store import accounts, connections, listings, posts
 from daemon.sync.runtime import open_runtime
+from daemon.timestamps import iso, utcnow
 from tests.bench import calibration
 
 REPO = Path(__file__).resolve().parents[2]

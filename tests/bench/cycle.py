@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from daemon import eventloop, logs
-from daemon.clock import iso, utcnow
 from daemon.config import load_settings
 from daemon.store import runs
 from daemon.store.posts import DueScope
 from daemon.sync.runtime import open_runtime
+from daemon.timestamps import iso, utcnow
 
 
 def _cpu() -> float:

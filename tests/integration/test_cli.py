@@ -378,7 +378,7 @@ HOLD_THE_UNPUBLISH_LEASE = """
 import sqlite3, sys
 from contextlib import closing
 from datetime import timedelta
-from daemon.clock import iso, utcnow
+from daemon.timestamps import iso, utcnow
 from daemon.sync.holders import this_process
 from daemon.sync.unpublish_lease import LEASE
 with closing(sqlite3.connect(sys.argv[1])) as db, db:

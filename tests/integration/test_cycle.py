@@ -8,12 +8,12 @@ from pathlib import Path
 import anyio
 import pytest
 
-from daemon.clock import iso, utcnow
 from daemon.sandbox.faults import Fault
 from daemon.sandbox.mls_server import SandboxMls
 from daemon.store import connections, leases, listings, runs
 from daemon.sync.engine import SyncRefused
 from daemon.sync.runtime import Runtime, open_runtime
+from daemon.timestamps import iso, utcnow
 from tests.helpers import add_connection, make_settings, status_of, track
 
 Mls = tuple[SandboxMls, str]

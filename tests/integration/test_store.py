@@ -11,13 +11,13 @@ import aiosqlite
 import anyio
 import pytest
 
-from daemon.clock import iso, utcnow
 from daemon.config import Settings
 from daemon.encryption import SecretKeyError, generate_key
 from daemon.sandbox.mls_server import SandboxMls
 from daemon.store import accounts, connections, vault
 from daemon.store.database import SCHEMA_VERSION, Database, SchemaError
 from daemon.sync.runtime import open_runtime
+from daemon.timestamps import iso, utcnow
 from tests.helpers import STATIC_TOKEN, add_account, add_connection, status_of, track
 
 

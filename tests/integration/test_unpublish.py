@@ -13,7 +13,6 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
-from daemon.clock import iso, parse_iso, utcnow
 from daemon.models import LocalStatus
 from daemon.sandbox.faults import Fault
 from daemon.sandbox.mls_server import SandboxMls
@@ -24,6 +23,7 @@ from daemon.store.records import DuePost
 from daemon.sync import unpublish
 from daemon.sync.runtime import open_runtime
 from daemon.sync.unpublish_lease import LEASE
+from daemon.timestamps import iso, parse_iso, utcnow
 from tests.helpers import (
     Live,
     add_account,

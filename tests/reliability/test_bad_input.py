@@ -19,7 +19,7 @@ from daemon.cli import cli
 from daemon.mls.client import _answer_for
 from daemon.mls.payload import BadPayload, parse_page
 from daemon.models import StatusMapping
-from daemon.plan import plan_batch
+from daemon.sync.batch_plan import plan_batch
 
 CORPUS = Path(__file__).parent / "bad_configs"
 NAMED = {

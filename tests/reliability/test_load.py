@@ -25,8 +25,8 @@ from typing import Any
 
 import anyio
 
-from daemon.clock import parse_iso
 from daemon.encryption import generate_key
+from daemon.timestamps import parse_iso
 from tests.bench.bench import REPO, move, prepare, sandbox, write_config
 from tests.e2e.daemon_process import Daemon, free_port
 

@@ -19,10 +19,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from daemon.clock import iso, utcnow
 from daemon.sandbox.faults import Fault
 from daemon.store import connections, listings
 from daemon.sync.engine import RunReport
+from daemon.timestamps import iso, utcnow
 from tests.helpers import add_connection, track
 from tests.reliability.conftest import World
 

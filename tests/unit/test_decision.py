@@ -14,7 +14,7 @@ from daemon.models import (
     is_publishable,
     makes_posts_due,
 )
-from daemon.plan import plan_batch
+from daemon.sync.batch_plan import plan_batch
 
 DEFAULT = StatusMapping.build()
 S = LocalStatus

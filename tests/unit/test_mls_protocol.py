@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from daemon.enums import KeyFilter
 from daemon.mls.client import _answer_for, parse_retry_after
 from daemon.mls.payload import BadPayload, parse_page
-from daemon.mls.query import KeyFilter, by_key_url, key_batches, keys_filter, quote
+from daemon.mls.query import by_key_url, key_batches, keys_filter, quote
 
 
 @pytest.mark.parametrize(

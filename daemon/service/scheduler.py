@@ -16,7 +16,7 @@ from daemon.service.coordinator import Coordinator
 JOB_ID = "sync"
 
 
-class Clock:
+class Scheduler:
     def __init__(self, coordinator: Coordinator, interval: int, jitter: int) -> None:
         self.coordinator = coordinator
         self.interval = interval

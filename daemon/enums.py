@@ -1,0 +1,45 @@
+"""The closed sets of values a stored record's fields take, shared by the store, the sync,
+the operations layer, the API and the CLI. Each is a `StrEnum`: its members compare equal to
+the text the database holds (the CHECK constraints of the migrations list the same values).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ConnectionState(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"  # by a person: no sync until resumed
+    NEEDS_REAUTH = "needs_reauth"  # the MLS refused its credential: new credentials resume it
+
+
+class AccountState(StrEnum):
+    ACTIVE = "active"
+    NEEDS_REAUTH = "needs_reauth"  # the platform refused its token: new tokens resume it
+    DISABLED = "disabled"
+
+
+class PostStatus(StrEnum):
+    PUBLISHED = "published"
+    UNPUBLISHED = "unpublished"
+    MANUAL_REQUIRED = "manual_required"  # only a person can take it down
+
+
+class QueryMode(StrEnum):
+    BY_KEY = "by_key"  # ask for every tracked key each cycle
+    INCREMENTAL = "incremental"  # ask for what changed since the cursor
+
+
+class AuthKind(StrEnum):
+    BEARER = "bearer"  # a static bearer token
+    OAUTH2 = "oauth2"  # OAuth2 client credentials
+
+
+class KeyFilter(StrEnum):
+    """How a server accepts a set of keys (docs/mls-reso.md): string operators are not part
+    of Web API Core, so this is a per-server setting."""
+
+    IN = "in"  # OData 4.01 `ListingKey in (...)`
+    OR = "or"  # an `or`-chain of `eq`
+    EACH = "each"  # one request per key
