@@ -148,6 +148,8 @@ class DaemonSettings(_Section):
         description="how long /readyz passes before the first cycle has completed",
     )
     max_body_bytes: int = Field(default=65_536, ge=1024, le=10_000_000)
+    # A bulk import (POST /v1/listings/import) may be larger: 100,000 CSV rows fit in 8 MiB.
+    max_import_bytes: int = Field(default=8_388_608, ge=1024, le=1_073_741_824)
 
 
 class SandboxSettings(_Section):

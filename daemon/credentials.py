@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from daemon.encryption import SecretBox, SecretKeyError
+
 SECRET_KEY_ENV = "MLS_SYNC_SECRET_KEY"  # noqa: S105 - where to look, not a secret
 SECRET_KEY_CREDENTIAL = "secret-key"  # noqa: S105 - where to look, not a secret
 API_TOKEN_ENV = "MLS_SYNC_API_TOKEN"  # noqa: S105 - where to look, not a secret
@@ -56,3 +58,14 @@ def sandbox_secret_key(state_dir: Path) -> Secret:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(generate_key() + "\n")
     return Secret(path.read_text(encoding="utf-8").strip(), f"sandbox key file {path}")
+
+
+def require_box(box: SecretBox | None) -> SecretBox:
+    """The key, or the error that says how to configure one."""
+    if box is None:
+        raise SecretKeyError(
+            f"no secret key is configured: set {SECRET_KEY_ENV} or provide "
+            f"$CREDENTIALS_DIRECTORY/{SECRET_KEY_CREDENTIAL} (make one with "
+            "`mls-sync generate-key`)"
+        )
+    return box

@@ -10,10 +10,12 @@ import re
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from daemon.errors import Unavailable
+
 _KEY_SEPARATORS = re.compile(r"[\s,]+")
 
 
-class SecretKeyError(Exception):
+class SecretKeyError(Unavailable):
     """The key is missing, malformed or does not decrypt what is stored."""
 
 

@@ -1,43 +1,46 @@
-"""The authenticated /v1 API: triggers, and the records the app keeps in step.
+"""The authenticated /v1 API: thin routes over the operations layer (daemon/ops/).
 
-PUT is an idempotent upsert with ids chosen by the caller (201 when created, 200 when
-updated). Secrets are accepted, stored encrypted and never returned. The bearer token is
-compared in constant time; with no token configured the API is off and says so.
+A route parses its path, query and body, calls `Operations`, and answers with the view it
+returns. PUT is an idempotent upsert with ids chosen by the caller (201 when created, 200 when
+updated). Collections are paged by cursor: `after` (the `next_after` of the page before) and
+`limit`, with a `next` link and a Link header. Secrets are accepted, stored encrypted and
+never returned. Errors are problem details (daemon/service/problems.py).
 """
 
 from __future__ import annotations
 
-import hmac
-from dataclasses import asdict
-from typing import Any
+from typing import Annotated
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import SecretStr
 
-from daemon.credentials import API_TOKEN_CREDENTIAL, API_TOKEN_ENV
-from daemon.models import LocalStatus, is_publishable
-from daemon.platforms.links import post_link
+from daemon.enums import AccountState, ConnectionState, PostStatus
+from daemon.errors import Unavailable
+from daemon.models import LocalStatus
+from daemon.ops.accounts import AccountTokens
+from daemon.ops.context import OpsContext
+from daemon.ops.imports import ImportFormat
+from daemon.ops.manager import Operations
+from daemon.ops.pages import DEFAULT_LIMIT, MAX_LIMIT, Page
+from daemon.ops.views import View
+from daemon.service.auth import Caller, caller, service_state
+from daemon.service.problems import PROBLEM_RESPONSES, UnsupportedBody, problem_responses
 from daemon.service.state import ServiceState
-from daemon.specs import (
-    AccountFields,
-    AccountSpec,
-    ConnectionFields,
-    ConnectionSpec,
-    ListingFields,
-    ListingSpec,
-    PostFields,
-    PostSpec,
-    SpecError,
-    parse_spec,
-)
-from daemon.store import accounts, connections, listings, posts, runs
-from daemon.store.records import ListingRow, PostRow
-from daemon.timestamps import iso, utcnow
+from daemon.specs import AccountFields, ConnectionFields, ListingFields, PostFields, SpecError
 
-API_OFF = (
-    f"the /v1 API is off: no API token is configured (set {API_TOKEN_ENV} or "
-    f"$CREDENTIALS_DIRECTORY/{API_TOKEN_CREDENTIAL})"
-)
+IMPORT_TYPES: dict[str, ImportFormat] = {
+    "text/csv": "csv",
+    "application/x-ndjson": "jsonl",
+    "application/jsonl": "jsonl",
+    "application/json-lines": "jsonl",
+}
+IMPORT_PATH = "/v1/listings/import"
+_STATUS_PATTERN = f"^({'|'.join([*LocalStatus, 'unknown'])})$"
+
+After = Annotated[str | None, Query(max_length=200, description="`next_after` of the page before")]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+Force = Annotated[bool, Query(description="also when live posts would be forgotten")]
 
 
 class ConnectionBody(ConnectionFields):
@@ -50,253 +53,367 @@ class AccountBody(AccountFields):
     client_secret: SecretStr | None = None
 
 
-def token_refusal(state: ServiceState, request: Request) -> HTTPException | None:
-    """Why a /v1 request may not go on (no API configured, no or a wrong token), or None."""
-    token = state.api_token
-    if token is None:
-        return HTTPException(503, API_OFF)
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    ok = scheme.lower() == "bearer" and hmac.compare_digest(
-        given.strip().encode("utf-8"), token.value.encode("utf-8")
-    )
-    if not ok:
-        return HTTPException(
-            401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
-        )
-    return None
+def operations(request: Request, who: Annotated[Caller, Depends(caller)]) -> Operations:
+    """The operations, on behalf of the caller (named in the audit log)."""
+    state = service_state(request)
+    rt = state.runtime
+    ctx = OpsContext(rt.db, rt.box, rt.engine, state.coordinator.trigger, f"token:{who.name}")
+    return Operations(ctx)
+
+
+Ops = Annotated[Operations, Depends(operations)]
 
 
 def admin_routes(state: ServiceState) -> APIRouter:
-    def authorized(request: Request) -> None:
-        if refused := token_refusal(state, request):
-            raise refused
-
-    router = APIRouter(prefix="/v1", tags=["admin"], dependencies=[Depends(authorized)])
-    db = state.runtime.db
-
-    def box_encrypt(secret: SecretStr | None) -> str | None:
-        return state.runtime.require_box().encrypt(secret.get_secret_value()) if secret else None
-
-    def now() -> str:
-        return iso(utcnow())
+    router = APIRouter(prefix="/v1", tags=["admin"], responses=PROBLEM_RESPONSES)
 
     # -- triggers --------------------------------------------------------------------------
 
-    @router.post("/sync", status_code=202, summary="Run a full sync now (coalesced)")
-    async def sync_now() -> dict[str, str]:
-        outcome = state.coordinator.trigger("http")
-        if outcome == "refused":
-            raise HTTPException(503, "shutting down: no new cycles")
-        return {"outcome": outcome}
+    @router.post(
+        "/sync",
+        status_code=202,
+        summary="Run a full sync now (coalesced with any other trigger)",
+        responses=problem_responses(503),
+    )
+    async def sync_now(ops: Ops) -> View:
+        if state.shutting_down:
+            raise Unavailable("shutting down: no new cycles")
+        return await ops.sync.everything("http")
 
-    @router.post("/listings/{listing_id}/sync", summary="Sync one listing now")
-    async def sync_listing(listing_id: str) -> dict[str, Any]:
-        report, listing = await state.runtime.engine.sync_listing(listing_id, "http")
-        return {
-            "listing": _listing(listing),
-            "run": asdict(report.run),
-            "problems": [asdict(e) for e in report.errors],
-            "posts": [
-                {
-                    "post_id": p.post_id,
-                    "platform": p.platform,
-                    "outcome": p.outcome_name,
-                    "detail": p.detail,
-                }
-                for p in report.posts
-            ],
-        }
+    @router.post(
+        "/mls-connections/{connection_id}/sync",
+        summary="Sync one connection now, and answer with its run",
+        responses=problem_responses(404, 409),
+    )
+    async def sync_connection(connection_id: str, ops: Ops) -> View:
+        return await ops.sync.connection(connection_id, "http")
+
+    @router.post(
+        "/listings/{listing_id}/sync",
+        summary="Sync one listing now (the brief's manual sync)",
+        responses=problem_responses(404, 409),
+    )
+    async def sync_listing(listing_id: str, ops: Ops) -> View:
+        return await ops.listings.sync(listing_id, "http")
+
+    @router.post(
+        "/listings/{listing_id}/unpublish",
+        summary="Take every published post of one listing down now",
+        responses=problem_responses(404),
+    )
+    async def unpublish_listing(listing_id: str, ops: Ops) -> View:
+        return await ops.listings.unpublish(listing_id, "http")
 
     # -- MLS connections -------------------------------------------------------------------
 
-    @router.put("/mls-connections/{connection_id}", summary="Create or replace a connection")
+    @router.get("/mls-connections", summary="List connections")
+    async def list_connections(
+        request: Request,
+        response: Response,
+        ops: Ops,
+        state_: Annotated[ConnectionState | None, Query(alias="state")] = None,
+        after: After = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> View:
+        page = await ops.connections.list(state=state_, after=after, limit=limit)
+        return paged(request, response, page)
+
+    @router.put(
+        "/mls-connections/{connection_id}",
+        summary="Create or replace a connection",
+        responses=problem_responses(409, 422),
+    )
     async def put_connection(
-        connection_id: str, body: ConnectionBody, response: Response
-    ) -> dict[str, Any]:
-        spec = _valid(
-            ConnectionSpec,
-            {"id": connection_id, **body.model_dump(exclude={"secret"}, exclude_unset=True)},
-        )
-        created = await connections.upsert(db, spec, box_encrypt(body.secret), now())
+        connection_id: str, body: ConnectionBody, response: Response, ops: Ops
+    ) -> View:
+        fields = body.model_dump(exclude={"secret"}, exclude_unset=True)
+        view, created = await ops.connections.put(connection_id, fields, _plain(body.secret))
         response.status_code = 201 if created else 200
-        return await get_connection(connection_id)
+        return view
 
-    @router.get("/mls-connections/{connection_id}")
-    async def get_connection(connection_id: str) -> dict[str, Any]:
-        row = await connections.get(db, connection_id)
-        if row is None:
-            raise HTTPException(404, f"no MLS connection {connection_id!r}")
-        return row.public()
+    @router.get("/mls-connections/{connection_id}", responses=problem_responses(404))
+    async def get_connection(connection_id: str, ops: Ops) -> View:
+        return await ops.connections.get(connection_id)
 
-    @router.delete("/mls-connections/{connection_id}")
+    @router.delete(
+        "/mls-connections/{connection_id}",
+        summary="Remove a connection and its credential",
+        responses=problem_responses(404, 409),
+    )
     async def delete_connection(
-        connection_id: str, with_listings: bool = False, force: bool = False
-    ) -> dict[str, Any]:
+        connection_id: str, ops: Ops, with_listings: bool = False, force: Force = False
+    ) -> View:
         """409 while it tracks listings (unless with_listings), or while posts of its
         listings are still live (unless force)."""
-        removed = await connections.remove(db, connection_id, with_listings, force)
-        return {
-            "removed": connection_id,
-            "listings_removed": removed.listings,
-            "live_posts_removed": removed.live_posts,
-        }
+        return await ops.connections.remove(connection_id, with_listings=with_listings, force=force)
 
-    async def _set_state(connection_id: str, new_state: str) -> dict[str, Any]:
-        row = await connections.get(db, connection_id)
-        if row is None:
-            raise HTTPException(404, f"no MLS connection {connection_id!r}")
-        if new_state == "active" and row.state == "needs_reauth":
-            raise HTTPException(
-                409,
-                "the connection needs re-authentication: PUT it with a "
-                "new secret, which re-activates it",
-            )
-        await connections.set_state(db, connection_id, new_state, None, now())
-        return await get_connection(connection_id)
+    @router.post("/mls-connections/{connection_id}/pause", responses=problem_responses(404))
+    async def pause(connection_id: str, ops: Ops) -> View:
+        return await ops.connections.pause(connection_id)
 
-    @router.post("/mls-connections/{connection_id}/pause")
-    async def pause(connection_id: str) -> dict[str, Any]:
-        return await _set_state(connection_id, "paused")
-
-    @router.post("/mls-connections/{connection_id}/resume")
-    async def resume(connection_id: str) -> dict[str, Any]:
-        return await _set_state(connection_id, "active")
+    @router.post("/mls-connections/{connection_id}/resume", responses=problem_responses(404, 409))
+    async def resume(connection_id: str, ops: Ops) -> View:
+        return await ops.connections.resume(connection_id)
 
     # -- listings --------------------------------------------------------------------------
 
-    @router.put("/listings/{listing_id}", summary="Track a listing (its status is the MLS's)")
+    @router.get("/listings", summary="List tracked listings")
+    async def list_listings(
+        request: Request,
+        response: Response,
+        ops: Ops,
+        connection_id: Annotated[str | None, Query(max_length=128)] = None,
+        status: Annotated[str | None, Query(pattern=_STATUS_PATTERN)] = None,
+        excluded: bool | None = None,
+        q: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
+        after: After = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> View:
+        """`q` finds listings whose ListingKey contains it; `status=unknown` those the MLS
+        has not answered for yet."""
+        page = await ops.listings.list(
+            connection_id=connection_id,
+            status=status,
+            excluded=excluded,
+            key_contains=q,
+            after=after,
+            limit=limit,
+        )
+        return paged(request, response, page)
+
+    @router.post(
+        "/listings/import",
+        summary="Track many listings: CSV (text/csv) or JSON lines (application/x-ndjson)",
+        responses=problem_responses(415, 422),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "text/csv": {
+                        "schema": {"type": "string"},
+                        "example": "id,connection_id,listing_key,status\nL-1,crmls,K-1,active\n",
+                    },
+                    "application/x-ndjson": {
+                        "schema": {"type": "string"},
+                        "example": '{"id": "L-1", "connection_id": "crmls", '
+                        '"listing_key": "K-1"}\n',
+                    },
+                },
+            }
+        },
+    )
+    async def import_listings(request: Request, ops: Ops) -> View:
+        """Every row is checked before any is written: one bad row and nothing is imported,
+        with a 422 whose `errors` name each bad row by its line."""
+        media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        form = IMPORT_TYPES.get(media)
+        if form is None:
+            raise UnsupportedBody(
+                "send CSV as Content-Type: text/csv or JSON lines as application/x-ndjson"
+            )
+        try:
+            text = (await request.body()).decode("utf-8")
+        except UnicodeDecodeError:
+            raise SpecError("the body is not UTF-8 text") from None
+        return await ops.listings.import_text(text, form, values=False)
+
+    @router.put(
+        "/listings/{listing_id}",
+        summary="Track a listing (its status is the MLS's)",
+        responses=problem_responses(422),
+    )
     async def put_listing(
-        listing_id: str, body: ListingFields, response: Response
-    ) -> dict[str, Any]:
-        spec = _valid(ListingSpec, {"id": listing_id, **body.model_dump(exclude_unset=True)})
-        if await connections.get(db, spec.connection_id) is None:
-            raise HTTPException(422, _unknown("connection_id", "MLS connection", "mls-connections"))
-        existed = await listings.get(db, listing_id) is not None
-        await listings.add_many(db, [spec], now())
-        response.status_code = 200 if existed else 201
-        return await get_listing(listing_id)
+        listing_id: str, body: ListingFields, response: Response, ops: Ops
+    ) -> View:
+        view, created = await ops.listings.put(listing_id, body.model_dump(exclude_unset=True))
+        response.status_code = 201 if created else 200
+        return view
 
-    @router.get("/listings/{listing_id}")
-    async def get_listing(listing_id: str) -> dict[str, Any]:
-        row = await listings.get(db, listing_id)
-        if row is None:
-            raise HTTPException(404, f"no listing {listing_id!r}")
-        out = _listing(row)
-        out["status_changes"] = [asdict(c) for c in await listings.history(db, listing_id)]
-        return out
+    @router.get("/listings/{listing_id}", responses=problem_responses(404))
+    async def get_listing(listing_id: str, ops: Ops) -> View:
+        """The listing with the first 100 rows of its audit trail (all: status-changes)."""
+        return await ops.listings.get(listing_id)
 
-    async def _exclude(listing_id: str, excluded: bool) -> dict[str, Any]:
-        if not await listings.set_excluded(db, listing_id, excluded, now()):
-            raise HTTPException(404, f"no listing {listing_id!r}")
-        return await get_listing(listing_id)
+    @router.get(
+        "/listings/{listing_id}/status-changes",
+        summary="A listing's audit trail, oldest first",
+        responses=problem_responses(404, 422),
+    )
+    async def listing_history(
+        listing_id: str,
+        request: Request,
+        response: Response,
+        ops: Ops,
+        after: After = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> View:
+        page = await ops.listings.history(listing_id, after=after, limit=limit)
+        return paged(request, response, page)
 
-    @router.post("/listings/{listing_id}/exclude")
-    async def exclude(listing_id: str) -> dict[str, Any]:
-        return await _exclude(listing_id, True)
+    @router.delete(
+        "/listings/{listing_id}",
+        summary="Stop tracking a listing (its audit trail stays)",
+        responses=problem_responses(404, 409),
+    )
+    async def delete_listing(listing_id: str, ops: Ops, force: Force = False) -> View:
+        """409 while posts of the listing are live, unless force."""
+        return await ops.listings.remove(listing_id, force=force)
 
-    @router.post("/listings/{listing_id}/include")
-    async def include(listing_id: str) -> dict[str, Any]:
-        return await _exclude(listing_id, False)
+    @router.post("/listings/{listing_id}/exclude", responses=problem_responses(404))
+    async def exclude(listing_id: str, ops: Ops) -> View:
+        return await ops.listings.set_excluded(listing_id, True)
+
+    @router.post("/listings/{listing_id}/include", responses=problem_responses(404))
+    async def include(listing_id: str, ops: Ops) -> View:
+        return await ops.listings.set_excluded(listing_id, False)
 
     # -- platform accounts and posts ---------------------------------------------------------
 
-    @router.put("/platform-accounts/{account_id}")
-    async def put_account(account_id: str, body: AccountBody, response: Response) -> dict[str, Any]:
-        spec = _valid(
-            AccountSpec,
-            {
-                "id": account_id,
-                **body.model_dump(
-                    exclude={"access_token", "refresh_token", "client_secret"}, exclude_unset=True
-                ),
-            },
+    @router.get("/platform-accounts", summary="List platform accounts")
+    async def list_accounts(
+        request: Request,
+        response: Response,
+        ops: Ops,
+        platform: Annotated[str | None, Query(max_length=32)] = None,
+        state_: Annotated[AccountState | None, Query(alias="state")] = None,
+        user_id: Annotated[str | None, Query(max_length=200)] = None,
+        after: After = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> View:
+        page = await ops.accounts.list(
+            platform=platform, state=state_, user_id=user_id, after=after, limit=limit
         )
-        created = await accounts.upsert(
-            db,
-            spec,
-            box_encrypt(body.access_token),
-            box_encrypt(body.refresh_token),
-            box_encrypt(body.client_secret),
-            now(),
+        return paged(request, response, page)
+
+    @router.put(
+        "/platform-accounts/{account_id}",
+        summary="Create or update an account and its tokens",
+        responses=problem_responses(409, 422),
+    )
+    async def put_account(account_id: str, body: AccountBody, response: Response, ops: Ops) -> View:
+        secrets = {"access_token", "refresh_token", "client_secret"}
+        tokens = AccountTokens(
+            _plain(body.access_token), _plain(body.refresh_token), _plain(body.client_secret)
+        )
+        fields = body.model_dump(exclude=secrets, exclude_unset=True)
+        view, created = await ops.accounts.put(account_id, fields, tokens)
+        response.status_code = 201 if created else 200
+        return view
+
+    @router.get("/platform-accounts/{account_id}", responses=problem_responses(404))
+    async def get_account(account_id: str, ops: Ops) -> View:
+        return await ops.accounts.get(account_id)
+
+    @router.delete(
+        "/platform-accounts/{account_id}",
+        summary="Remove an account and its tokens",
+        responses=problem_responses(404, 409),
+    )
+    async def delete_account(account_id: str, ops: Ops) -> View:
+        """409 while posts still refer to it."""
+        return await ops.accounts.remove(account_id)
+
+    @router.get("/posts", summary="List posts")
+    async def list_posts(
+        request: Request,
+        response: Response,
+        ops: Ops,
+        listing_id: Annotated[str | None, Query(max_length=128)] = None,
+        platform: Annotated[str | None, Query(max_length=32)] = None,
+        status: PostStatus | None = None,
+        after: After = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> View:
+        page = await ops.posts.list(
+            listing_id=listing_id, platform=platform, status=status, after=after, limit=limit
+        )
+        return paged(request, response, page)
+
+    @router.put(
+        "/posts/{post_id}", summary="Record a published post", responses=problem_responses(409, 422)
+    )
+    async def put_post(post_id: str, body: PostFields, response: Response, ops: Ops) -> View:
+        """422 naming what is wrong, or 409 while the id is published for another platform
+        post."""
+        view, created = await ops.posts.put(
+            post_id, body.model_dump(exclude_unset=True), values=False
         )
         response.status_code = 201 if created else 200
-        return await get_account(account_id)
+        return view
 
-    @router.get("/platform-accounts/{account_id}")
-    async def get_account(account_id: str) -> dict[str, Any]:
-        row = await accounts.get(db, account_id)
-        if row is None:
-            raise HTTPException(404, f"no platform account {account_id!r}")
-        return row.public()
+    @router.get("/posts/{post_id}", responses=problem_responses(404))
+    async def get_post(post_id: str, ops: Ops) -> View:
+        return await ops.posts.get(post_id)
 
-    @router.put("/posts/{post_id}", summary="Record a published post")
-    async def put_post(post_id: str, body: PostFields, response: Response) -> dict[str, Any]:
-        """422 naming what is wrong (SpecError), or 409 while the id is published for another
-        platform post (PostStillLive)."""
-        spec = _valid(PostSpec, {"id": post_id, **body.model_dump(exclude_unset=True)})
-        created = await posts.record(db, spec, now())
-        response.status_code = 201 if created else 200
-        return await get_post(post_id)
+    @router.delete(
+        "/posts/{post_id}", summary="Forget a post's record", responses=problem_responses(404, 409)
+    )
+    async def delete_post(post_id: str, ops: Ops, force: Force = False) -> View:
+        """409 while the post is live (published, or waiting for a person), unless force."""
+        return await ops.posts.forget(post_id, force=force)
 
-    @router.get("/posts/{post_id}")
-    async def get_post(post_id: str) -> dict[str, Any]:
-        row = await posts.get(db, post_id)
-        if row is None:
-            raise HTTPException(404, f"no post {post_id!r}")
-        return _post(row)
+    @router.post(
+        "/posts/{post_id}/removed-by-hand",
+        summary="Say a person took the post down on its platform",
+        responses=problem_responses(404, 409),
+    )
+    async def removed_by_hand(post_id: str, ops: Ops) -> View:
+        return await ops.posts.removed_by_hand(post_id)
 
     # -- history and what needs a person -------------------------------------------------------
 
-    @router.get("/runs")
-    async def list_runs(limit: int = Query(20, ge=1, le=1000)) -> list[dict[str, Any]]:
-        return [asdict(r) for r in await runs.recent(db, limit)]
+    @router.get("/runs", summary="The sync history, newest first")
+    async def list_runs(
+        request: Request,
+        response: Response,
+        ops: Ops,
+        outcome: Annotated[str | None, Query(max_length=20)] = None,
+        trigger: Annotated[str | None, Query(max_length=20)] = None,
+        after: After = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> View:
+        page = await ops.runs.list(outcome=outcome, trigger=trigger, after=after, limit=limit)
+        return paged(request, response, page)
 
-    @router.get("/runs/{run_id}")
-    async def get_run(run_id: int) -> dict[str, Any]:
-        row = await runs.get(db, run_id)
-        if row is None:
-            raise HTTPException(404, f"no run {run_id}")
-        return {**asdict(row), "problems": [asdict(e) for e in await runs.errors_of(db, run_id)]}
+    @router.get("/runs/{run_id}", responses=problem_responses(404))
+    async def get_run(run_id: int, ops: Ops) -> View:
+        """The run, its changes by kind and its first 50 problems (all: /errors)."""
+        return await ops.runs.get(run_id)
+
+    @router.get("/runs/{run_id}/errors", responses=problem_responses(404, 422))
+    async def run_errors(
+        run_id: int,
+        request: Request,
+        response: Response,
+        ops: Ops,
+        severity: Annotated[str | None, Query(pattern="^(error|warning)$")] = None,
+        connection_id: Annotated[str | None, Query(max_length=128)] = None,
+        after: After = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> View:
+        page = await ops.runs.errors(
+            run_id, severity=severity, connection_id=connection_id, after=after, limit=limit
+        )
+        return paged(request, response, page)
 
     @router.get("/manual-actions", summary="What a person must do")
-    async def manual_actions() -> dict[str, Any]:
-        return {
-            "posts_to_remove_by_hand": [
-                _post(p) for p in await posts.list_some(db, None, "manual_required", 10_000)
-            ],
-            "accounts_to_reauthenticate": [
-                a.public() for a in await accounts.list_all(db) if a.state == "needs_reauth"
-            ],
-            "connections_to_reauthenticate": [
-                c.public() for c in await connections.list_all(db) if c.state == "needs_reauth"
-            ],
-        }
+    async def manual_actions(ops: Ops) -> View:
+        return await ops.sync.manual_actions()
 
     return router
 
 
-def _valid(model: Any, data: dict[str, Any]) -> Any:
-    """The path's id and the body, validated together; a 422 names what is wrong, without
-    the values given."""
-    try:
-        return parse_spec(model, data, values=False)
-    except SpecError as exc:
-        raise HTTPException(422, str(exc)) from None
+def paged(request: Request, response: Response, page: Page) -> View:
+    """The page with a `next` link (the same query, `after` moved on) and a Link header."""
+    view = page.view()
+    view["next"] = None
+    if page.next_after is not None:
+        query = {**request.query_params, "after": page.next_after}
+        nxt = f"{request.url.path}?{urlencode(query)}"
+        view["next"] = nxt
+        response.headers["Link"] = f'<{nxt}>; rel="next"'
+    return view
 
 
-def _unknown(field: str, record: str, route: str) -> str:
-    """A body's reference to a missing record, named by its field and not its value: an answer
-    never repeats a body (the value may be a secret pasted into the wrong field)."""
-    return f"{field}: no {record} has this id (PUT /v1/{route}/ID first)"
-
-
-def _listing(row: ListingRow) -> dict[str, Any]:
-    out = asdict(row)
-    out["publishable"] = is_publishable(LocalStatus(row.status) if row.status else None)
-    return out
-
-
-def _post(row: PostRow) -> dict[str, Any]:
-    out = asdict(row)
-    out["link"] = post_link(row.platform or "", row.platform_post_id, row.permalink)
-    return out
+def _plain(secret: SecretStr | None) -> str | None:
+    return secret.get_secret_value() if secret is not None else None

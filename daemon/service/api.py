@@ -13,17 +13,16 @@ import functools
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from daemon.encryption import SecretKeyError
-from daemon.service.admin import admin_routes, token_refusal
+from daemon.service import problems
+from daemon.service.admin import IMPORT_PATH, admin_routes
+from daemon.service.auth import token_refusal
 from daemon.service.health import Answer, health_routes, readyz_answer, status_answer
-from daemon.service.refusals import document_refusals, refusal
+from daemon.service.problems import PROBLEM_JSON, problem
+from daemon.service.refusals import document_refusals
 from daemon.service.state import ServiceState
-from daemon.specs import SpecError
-from daemon.sync.engine import SyncRefused
 
 
 def build_app(state: ServiceState) -> FastAPI:
@@ -34,43 +33,25 @@ def build_app(state: ServiceState) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+    app.state.service = state
     app.include_router(health_routes(state))
     app.include_router(admin_routes(state))
 
-    @app.exception_handler(RequestValidationError)
-    async def unreadable(request: Request, exc: RequestValidationError) -> JSONResponse:
+    def token_first(request: Request) -> JSONResponse | None:
         # FastAPI parses a JSON body before it runs the token check: a caller without the
         # token hears about that first, and nothing about the body.
         if request.url.path.startswith("/v1/") and (no := token_refusal(state, request)):
-            return JSONResponse(
-                {"detail": no.detail}, status_code=no.status_code, headers=no.headers
-            )
-        status, detail = refusal(request.headers.get("content-type"), exc.errors())
-        return JSONResponse({"detail": detail}, status_code=status)
+            return problem(no.status_code, str(no.detail), headers=no.headers)
+        return None
 
-    @app.exception_handler(SyncRefused)
-    async def refused(request: Request, exc: SyncRefused) -> JSONResponse:
-        status = 404 if str(exc).startswith("no ") else 409
-        return JSONResponse({"detail": str(exc)}, status_code=status)
-
-    @app.exception_handler(SpecError)
-    async def invalid(request: Request, exc: SpecError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
-
-    @app.exception_handler(LookupError)
-    async def missing(request: Request, exc: LookupError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc.args[0] if exc.args else exc)}, status_code=404)
-
-    @app.exception_handler(ValueError)
-    async def conflict(request: Request, exc: ValueError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=409)
-
-    @app.exception_handler(SecretKeyError)
-    async def no_key(request: Request, exc: SecretKeyError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=503)
-
+    problems.install(app, token_first)
     document_refusals(app)
-    app.add_middleware(BodyLimit, limit=state.settings.daemon.max_body_bytes)
+    daemon = state.settings.daemon
+    app.add_middleware(
+        BodyLimit,
+        limit=daemon.max_body_bytes,
+        larger={IMPORT_PATH: daemon.max_import_bytes},
+    )
     app.add_middleware(AnnounceWrites, changed=state.board.changed)
     app.add_middleware(  # added last, so outermost
         PolledRoutes,
@@ -134,22 +115,24 @@ class BodyLimit:
     found while the app reads its body would surface as the app's own parse error, as FastAPI
     turns any failure of reading a body into 400."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, larger: dict[str, int] | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.larger = larger or {}  # path -> its own limit (bulk imports)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.larger.get(scope["path"], self.limit)
         declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await _too_large(send, self.limit)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _too_large(send, limit)
             return
         try:
-            body = await _read_body(receive, self.limit)
+            body = await _read_body(receive, limit)
         except _TooLarge:
-            await _too_large(send, self.limit)
+            await _too_large(send, limit)
             return
         except _Gone:
             return  # the client left before its body arrived: nobody to answer
@@ -195,13 +178,14 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
 
 
 async def _too_large(send: Send, limit: int) -> None:
-    body = f'{{"detail": "request body over {limit} bytes"}}'.encode()
+    answer = problem(413, f"request body over {limit} bytes")
+    body = answer.body
     await send(
         {
             "type": "http.response.start",
             "status": 413,
             "headers": [
-                (b"content-type", b"application/json"),
+                (b"content-type", PROBLEM_JSON.encode()),
                 (b"content-length", str(len(body)).encode()),
             ],
         }

@@ -9,8 +9,10 @@ from collections.abc import Sequence
 import aiosqlite
 
 from daemon.enums import AccountState
+from daemon.errors import Conflict, NotFound
 from daemon.specs import AccountSpec
 from daemon.store.database import Database
+from daemon.store.paging import Slice, read_slice
 from daemon.store.records import AccountRow, from_row
 
 INSERT = """
@@ -57,8 +59,8 @@ async def upsert(
     client_secret: str | None,
     now: str,
 ) -> bool:
-    """Creates or updates; tokens are already encrypted, None keeps the stored one. Returns
-    whether the account is new."""
+    """Creates or updates; tokens are already encrypted, None keeps the stored one (a new
+    account must have an access token: daemon/ops/accounts.py). Returns whether it is new."""
     params = {
         **spec.model_dump(mode="json"),
         "access_token": access_token,
@@ -69,8 +71,6 @@ async def upsert(
     async with db.transaction() as conn:
         async with conn.execute(GET, (spec.id,)) as cur:
             existed = await cur.fetchone() is not None
-        if not existed and access_token is None:
-            raise ValueError(f"account {spec.id!r} is new: its access token is required")
         await conn.execute(UPDATE if existed else INSERT, params)
     return not existed
 
@@ -124,7 +124,29 @@ async def remove(db: Database, account_id: str) -> None:
         async with conn.execute(COUNT_POSTS, (account_id,)) as cur:
             row = await cur.fetchone()
         if row and row[0]:
-            raise ValueError(f"account {account_id!r} still has {row[0]} post(s) recorded")
+            raise Conflict(f"account {account_id!r} still has {row[0]} post(s) recorded")
         cur2 = await conn.execute(DELETE, (account_id,))
         if cur2.rowcount != 1:
-            raise LookupError(f"no account {account_id!r}")
+            raise NotFound(f"no account {account_id!r}")
+
+
+_MATCHING = """
+FROM platform_accounts
+WHERE (:platform IS NULL OR platform = :platform) AND (:state IS NULL OR state = :state)
+  AND (:user_id IS NULL OR user_id = :user_id)
+"""
+PAGE = f"SELECT * {_MATCHING} AND (:after IS NULL OR id > :after) ORDER BY id LIMIT :limit"
+COUNT = f"SELECT count(*) {_MATCHING}"
+
+
+async def page(
+    db: Database,
+    *,
+    platform: str | None = None,
+    state: str | None = None,
+    user_id: str | None = None,
+    after: str | None = None,
+    limit: int,
+) -> Slice[AccountRow]:
+    params = {"platform": platform, "state": state, "user_id": user_id, "after": after}
+    return await read_slice(db, AccountRow, PAGE, COUNT, params, limit)

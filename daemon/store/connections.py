@@ -8,8 +8,10 @@ from typing import Any
 
 import aiosqlite
 
+from daemon.errors import Conflict, NotFound
 from daemon.specs import ConnectionSpec
 from daemon.store.database import Database
+from daemon.store.paging import Slice, read_slice
 from daemon.store.records import ConnectionRow, from_row
 
 _SPEC_COLUMNS = (
@@ -81,15 +83,13 @@ SET_SECRET = "UPDATE mls_connections SET secret_encrypted = ? WHERE id = ?"  # n
 
 
 async def upsert(db: Database, spec: ConnectionSpec, secret: str | None, now: str) -> bool:
-    """Creates or updates; `secret` (already encrypted) None keeps the stored one. Returns
-    whether the connection is new."""
+    """Creates or updates; `secret` (already encrypted) None keeps the stored one (a new
+    connection must have one: daemon/ops/connections.py). Returns whether it is new."""
     params = spec.model_dump(mode="json")
     params["select_mlg_can_view"] = int(spec.select_mlg_can_view)
     params.update(secret=secret, now=now)
     async with db.transaction() as conn:
         existed = await _get(conn, spec.id) is not None
-        if not existed and secret is None:
-            raise ValueError(f"connection {spec.id!r} is new: its credential is required")
         await conn.execute(UPDATE if existed else INSERT, params)
     return not existed
 
@@ -152,13 +152,13 @@ async def remove(
     async with db.transaction() as conn:
         count = await _count(conn, COUNT_LISTINGS, connection_id)
         if count and not with_listings:
-            raise ValueError(
+            raise Conflict(
                 f"connection {connection_id!r} still tracks {count} listing(s); remove them "
                 "first, or remove it with them (--with-listings, or ?with_listings=true over HTTP)"
             )
         live = await _count(conn, COUNT_LIVE_POSTS, connection_id)
         if live and not force:
-            raise ValueError(
+            raise Conflict(
                 f"connection {connection_id!r}: {live} post(s) of its listings are still live "
                 "(published, or waiting for a person to remove them by hand), and nothing would "
                 "take them down once their rows are gone; remove it anyway with --force "
@@ -169,7 +169,7 @@ async def remove(
         await conn.execute(DELETE_LEASE, (connection_id,))
         cur = await conn.execute(DELETE, (connection_id,))
         if cur.rowcount != 1:
-            raise LookupError(f"no connection {connection_id!r}")
+            raise NotFound(f"no connection {connection_id!r}")
     return Removed(count, live)
 
 
@@ -230,3 +230,14 @@ async def set_secret(conn: aiosqlite.Connection, connection_id: str, secret: str
 async def count_by_state(db: Database) -> dict[str, int]:
     async with db.reading() as conn, conn.execute(COUNT_BY_STATE) as cur:
         return {r[0]: int(r[1]) for r in await cur.fetchall()}
+
+
+_MATCHING = "FROM mls_connections WHERE (:state IS NULL OR state = :state)"
+PAGE = f"SELECT * {_MATCHING} AND (:after IS NULL OR id > :after) ORDER BY id LIMIT :limit"
+COUNT = f"SELECT count(*) {_MATCHING}"
+
+
+async def page(
+    db: Database, *, state: str | None = None, after: str | None = None, limit: int
+) -> Slice[ConnectionRow]:
+    return await read_slice(db, ConnectionRow, PAGE, COUNT, {"state": state, "after": after}, limit)

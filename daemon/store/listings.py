@@ -7,9 +7,11 @@ from collections.abc import Sequence
 
 import aiosqlite
 
+from daemon.errors import Conflict, NotFound
 from daemon.models import LocalStatus
 from daemon.specs import ListingSpec
 from daemon.store.database import Database
+from daemon.store.paging import Slice, read_slice
 from daemon.store.records import ListingRow, StatusChangeRow, TrackedListing, from_row
 from daemon.sync.batch_plan import BatchPlan
 from daemon.timestamps import iso
@@ -80,7 +82,7 @@ async def add_many(db: Database, specs: Sequence[ListingSpec], now: str) -> int:
         for cid in sorted({s.connection_id for s in specs}):
             async with conn.execute(CONNECTION_EXISTS, (cid,)) as cur:
                 if await cur.fetchone() is None:
-                    raise LookupError(
+                    raise NotFound(
                         f"no MLS connection {cid!r}; add it with `mls-sync connections add`"
                     )
         cur = await conn.executemany(INSERT, rows)
@@ -202,3 +204,78 @@ async def changes_by_kind(db: Database, run_id: int) -> dict[str, int]:
 async def transitions(db: Database, run_id: int) -> dict[tuple[str, str], int]:
     async with db.reading() as conn, conn.execute(TRANSITIONS, (run_id,)) as cur:
         return {(r[0], r[1]): int(r[2]) for r in await cur.fetchall()}
+
+
+_MATCHING = """
+FROM listings
+WHERE (:connection_id IS NULL OR connection_id = :connection_id)
+  AND (:status IS NULL OR status = :status OR (:status = 'unknown' AND status IS NULL))
+  AND (:excluded IS NULL OR excluded = :excluded)
+  AND (:key_contains IS NULL OR instr(listing_key, :key_contains) > 0)
+"""
+PAGE = f"SELECT * {_MATCHING} AND (:after IS NULL OR id > :after) ORDER BY id LIMIT :limit"
+COUNT = f"SELECT count(*) {_MATCHING}"
+
+
+async def page(
+    db: Database,
+    *,
+    connection_id: str | None = None,
+    status: str | None = None,
+    excluded: bool | None = None,
+    key_contains: str | None = None,
+    after: str | None = None,
+    limit: int,
+) -> Slice[ListingRow]:
+    params = {
+        "connection_id": connection_id,
+        "status": status,
+        "excluded": None if excluded is None else int(excluded),
+        "key_contains": key_contains,
+        "after": after,
+    }
+    return await read_slice(db, ListingRow, PAGE, COUNT, params, limit)
+
+
+HISTORY_PAGE = """
+SELECT * FROM status_changes WHERE listing_id = :listing_id AND (:after IS NULL OR id > :after)
+ORDER BY id LIMIT :limit
+"""
+HISTORY_COUNT = "SELECT count(*) FROM status_changes WHERE listing_id = :listing_id"
+
+
+async def history_page(
+    db: Database, listing_id: str, after: int | None, limit: int
+) -> Slice[StatusChangeRow]:
+    params = {"listing_id": listing_id, "after": after}
+    return await read_slice(db, StatusChangeRow, HISTORY_PAGE, HISTORY_COUNT, params, limit)
+
+
+DELETE_ONE = "DELETE FROM listings WHERE id = ?"
+DELETE_POSTS = "DELETE FROM social_posts WHERE listing_id = ?"
+COUNT_LIVE_POSTS = """
+SELECT count(*) FROM social_posts
+WHERE listing_id = ? AND status IN ('published', 'manual_required')
+"""
+
+
+async def remove(db: Database, listing_id: str, force: bool) -> int:
+    """Stops tracking a listing (its audit trail stays). Returns how many live posts went with
+    it: a live post's row is what takes it down when the listing sells, so a listing with live
+    posts is removed only when forced."""
+    async with db.transaction() as conn:
+        async with conn.execute(COUNT_LIVE_POSTS, (listing_id,)) as cur:
+            row = await cur.fetchone()
+        live = int(row[0]) if row else 0
+        if live and not force:
+            raise Conflict(
+                f"listing {listing_id!r}: {live} of its post(s) are still live (published, or "
+                "waiting for a person to remove them by hand), and nothing would take them down "
+                "once their rows are gone; take them down first (unpublish), or remove it "
+                "anyway with --force (?force=true over HTTP)"
+            )
+        await conn.execute(DELETE_POSTS, (listing_id,))
+        cur = await conn.execute(DELETE_ONE, (listing_id,))
+        if cur.rowcount != 1:
+            raise NotFound(f"no listing {listing_id!r}")
+    return live

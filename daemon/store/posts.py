@@ -14,10 +14,11 @@ from typing import Literal
 import aiosqlite
 
 from daemon.enums import PostStatus
+from daemon.errors import Conflict, NotFound
 from daemon.models import LocalStatus
-from daemon.specs import PostSpec, SpecError, check_post_id
-from daemon.store import accounts, listings
+from daemon.specs import PostSpec
 from daemon.store.database import Database
+from daemon.store.paging import Slice, read_slice
 from daemon.store.records import DuePost, PostRow, from_row
 
 _DUE_COLUMNS = """
@@ -147,30 +148,7 @@ async def published_of_listing(db: Database, listing_id: str) -> list[DuePost]:
         return [from_row(DuePost, r) for r in await cur.fetchall()]
 
 
-class UnknownReference(SpecError):
-    """A post names an account or a listing that is not recorded."""
-
-
-async def record(db: Database, spec: PostSpec, now: str) -> bool:
-    """Records a post as every interface does (PUT /v1/posts, `posts add`): its account and
-    listing must exist and its platform_post_id must have its platform's shape; then `add`.
-    True when the id is new. Messages name the field, never the value given."""
-    account = await accounts.get(db, spec.account_id)
-    if account is None:
-        raise UnknownReference(
-            "account_id: no platform account has this id (add it first: "
-            "`mls-sync accounts add`, or PUT /v1/platform-accounts/ID)"
-        )
-    if await listings.get(db, spec.listing_id) is None:
-        raise UnknownReference(
-            "listing_id: no listing has this id (add it first: `mls-sync listings add`, "
-            "or PUT /v1/listings/ID)"
-        )
-    check_post_id(account.platform, spec.platform_post_id)
-    return await add(db, spec, now)
-
-
-class PostStillLive(ValueError):
+class PostStillLive(Conflict):
     """A published post's id recorded again for another platform post."""
 
 
@@ -276,3 +254,68 @@ async def list_some(
 async def count_by_status(db: Database) -> dict[str, int]:
     async with db.reading() as conn, conn.execute(COUNT_BY_STATUS) as cur:
         return {r[0]: int(r[1]) for r in await cur.fetchall()}
+
+
+_MATCHING = (
+    _WITH_PLATFORM
+    + """
+WHERE (:listing_id IS NULL OR p.listing_id = :listing_id)
+  AND (:status IS NULL OR p.status = :status)
+  AND (:platform IS NULL OR a.platform = :platform)
+"""
+)
+PAGE = _MATCHING + "AND (:after IS NULL OR p.id > :after) ORDER BY p.id LIMIT :limit"
+COUNT = f"SELECT count(*) FROM ({_MATCHING})"
+
+
+async def page(
+    db: Database,
+    *,
+    listing_id: str | None = None,
+    status: str | None = None,
+    platform: str | None = None,
+    after: str | None = None,
+    limit: int,
+) -> Slice[PostRow]:
+    params = {"listing_id": listing_id, "status": status, "platform": platform, "after": after}
+    return await read_slice(db, PostRow, PAGE, COUNT, params, limit)
+
+
+DELETE = "DELETE FROM social_posts WHERE id = ?"
+
+
+async def forget(db: Database, post_id: str, force: bool) -> PostRow:
+    """Drops a post's record. A live post of a listing that is sold (or off the market) is what
+    takes it down or tells a person to: it is never forgotten silently, only when forced."""
+    async with db.transaction() as conn:
+        async with conn.execute(GET, (post_id,)) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"no post {post_id!r}")
+        post = from_row(PostRow, row)
+        if post.status != PostStatus.UNPUBLISHED and not force:
+            raise Conflict(
+                f"post {post_id!r} is {post.status}: its record is what takes it down when its "
+                "listing sells (or lists it for a person); take it down first (unpublish), or "
+                "forget it anyway with --force (?force=true over HTTP)"
+            )
+        await conn.execute(DELETE, (post_id,))
+    return post
+
+
+REMOVED_BY_HAND = """
+UPDATE social_posts SET status = 'unpublished', unpublished_at = :now, next_attempt_at = NULL,
+    note = :note, updated_at = :now
+WHERE id = :id AND status != 'unpublished'
+"""
+
+
+async def mark_removed_by_hand(db: Database, post_id: str, note: str, now: str) -> bool:
+    """A person took the post down on the platform. False when it was not live (already
+    unpublished); NotFound when there is no such post."""
+    params = {"id": post_id, "note": note, "now": now}
+    if await db.write_one(REMOVED_BY_HAND, params):
+        return True
+    if await get(db, post_id) is None:
+        raise NotFound(f"no post {post_id!r}")
+    return False

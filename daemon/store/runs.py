@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import aiosqlite
 
 from daemon.store.database import Database
+from daemon.store.paging import Slice, read_slice
 from daemon.store.records import RunErrorRow, RunRow, from_row
 
 # The run_errors scopes (its CHECK, migrations/0001_initial.sql), and the outcomes of a run
@@ -177,3 +178,52 @@ async def interrupt(db: Database, run_ids: Sequence[int], at: str) -> None:
 async def errors_by_scope(db: Database, run_id: int) -> dict[str, int]:
     async with db.reading() as conn, conn.execute(ERRORS_BY_SCOPE, (run_id,)) as cur:
         return {r[0]: int(r[1]) for r in await cur.fetchall()}
+
+
+_MATCHING = """
+FROM sync_runs WHERE (:outcome IS NULL OR outcome = :outcome)
+  AND (:trigger IS NULL OR trigger = :trigger)
+"""
+# Newest first: a cursor is the oldest id of the slice before.
+PAGE = f"SELECT * {_MATCHING} AND (:after IS NULL OR id < :after) ORDER BY id DESC LIMIT :limit"
+COUNT = f"SELECT count(*) {_MATCHING}"
+
+
+async def page(
+    db: Database,
+    *,
+    outcome: str | None = None,
+    trigger: str | None = None,
+    after: int | None = None,
+    limit: int,
+) -> Slice[RunRow]:
+    params = {"outcome": outcome, "trigger": trigger, "after": after}
+    return await read_slice(db, RunRow, PAGE, COUNT, params, limit)
+
+
+_ERRORS_MATCHING = """
+FROM run_errors WHERE run_id = :run_id AND (:severity IS NULL OR severity = :severity)
+  AND (:connection_id IS NULL OR connection_id = :connection_id)
+"""
+ERRORS_PAGE = (
+    f"SELECT * {_ERRORS_MATCHING} AND (:after IS NULL OR id > :after) ORDER BY id LIMIT :limit"
+)
+ERRORS_COUNT = f"SELECT count(*) {_ERRORS_MATCHING}"
+
+
+async def errors_page(
+    db: Database,
+    run_id: int,
+    *,
+    severity: str | None = None,
+    connection_id: str | None = None,
+    after: int | None = None,
+    limit: int,
+) -> Slice[RunErrorRow]:
+    params = {
+        "run_id": run_id,
+        "severity": severity,
+        "connection_id": connection_id,
+        "after": after,
+    }
+    return await read_slice(db, RunErrorRow, ERRORS_PAGE, ERRORS_COUNT, params, limit)

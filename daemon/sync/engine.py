@@ -19,6 +19,7 @@ import structlog
 
 from daemon.config import Settings
 from daemon.enums import ConnectionState, QueryMode
+from daemon.errors import Conflict, NotFound
 from daemon.mls.errors import CircuitOpen, MlsError, NeedsReauth
 from daemon.models import LocalStatus
 from daemon.store import connections, leases, listings, posts, runs, sync_writes
@@ -39,8 +40,8 @@ from daemon.timestamps import iso, parse_iso, utcnow
 log = structlog.get_logger("mls_sync.sync")
 
 
-class SyncRefused(Exception):
-    """The sync cannot start (unknown id, paused, excluded, busy); the message says why."""
+class SyncRefused(Conflict):
+    """The sync cannot start (paused, excluded, busy); the message says why."""
 
 
 @dataclass
@@ -90,9 +91,7 @@ class SyncEngine:
     async def sync_connection(self, connection_id: str, trigger: str = "manual") -> RunReport:
         row = await connections.get(self.db, connection_id)
         if row is None:
-            raise SyncRefused(
-                f"no MLS connection {connection_id!r} (see `mls-sync connections list`)"
-            )
+            raise NotFound(f"no MLS connection {connection_id!r} (see `mls-sync connections list`)")
         _refuse_unless_active(row)
         return await self._run(trigger, f"connection:{connection_id}", [row])
 
@@ -102,7 +101,7 @@ class SyncEngine:
         """The brief's manual sync of one listing: ask the MLS now, apply, report."""
         listing = await listings.get(self.db, listing_id)
         if listing is None:
-            raise SyncRefused(f"no listing {listing_id!r} (see `mls-sync listings list`)")
+            raise NotFound(f"no listing {listing_id!r} (see `mls-sync listings list`)")
         if listing.excluded:
             raise SyncRefused(
                 f"listing {listing_id!r} is excluded from sync; "
@@ -215,7 +214,7 @@ class SyncEngine:
     async def unpublish_listing(self, listing_id: str, trigger: str = "manual") -> RunReport:
         """The brief's unpublishListingPosts(): every published post of the listing, now."""
         if await listings.get(self.db, listing_id) is None:
-            raise SyncRefused(f"no listing {listing_id!r} (see `mls-sync listings list`)")
+            raise NotFound(f"no listing {listing_id!r} (see `mls-sync listings list`)")
         run_id = await runs.start(
             self.db, trigger, f"unpublish:{listing_id}", self.holder, iso(self.clock())
         )

@@ -14,9 +14,10 @@ from daemon.credentials import (
     SECRET_KEY_CREDENTIAL,
     SECRET_KEY_ENV,
     read_secret,
+    require_box,
     sandbox_secret_key,
 )
-from daemon.encryption import SecretBox, SecretKeyError
+from daemon.encryption import SecretBox
 from daemon.store import vault
 from daemon.store.database import Database
 from daemon.sync.access import MlsAccess
@@ -39,13 +40,7 @@ class Runtime:
     platform_http: Mapping[str, httpx.AsyncClient]  # one client (and pool) per platform
 
     def require_box(self) -> SecretBox:
-        if self.box is None:
-            raise SecretKeyError(
-                f"no secret key is configured: set {SECRET_KEY_ENV} or provide "
-                f"$CREDENTIALS_DIRECTORY/{SECRET_KEY_CREDENTIAL} (make one with "
-                "`mls-sync generate-key`)"
-            )
-        return self.box
+        return require_box(self.box)
 
 
 def secret_key_text(settings: Settings, environ: Mapping[str, str] | None = None) -> str | None:

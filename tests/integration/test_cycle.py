@@ -8,6 +8,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from daemon.errors import NotFound
 from daemon.sandbox.faults import Fault
 from daemon.sandbox.mls_server import SandboxMls
 from daemon.store import connections, leases, listings, runs
@@ -86,9 +87,9 @@ async def test_sync_connection_syncs_only_that_connection(runtime: Runtime, mls:
 
 
 async def test_unknown_ids_are_refused_with_a_clear_message(runtime: Runtime) -> None:
-    with pytest.raises(SyncRefused, match="no MLS connection 'nope'"):
+    with pytest.raises(NotFound, match="no MLS connection 'nope'"):
         await runtime.engine.sync_connection("nope")
-    with pytest.raises(SyncRefused, match="no listing 'nope'"):
+    with pytest.raises(NotFound, match="no listing 'nope'"):
         await runtime.engine.sync_listing("nope")
 
 

@@ -1,0 +1,22 @@
+"""The refusals every layer may raise, by what they mean to whoever asked.
+
+The operations layer (daemon/ops/) and the store raise these; each surface turns them into its
+own form once: the API into a problem answer with a status code (daemon/service/problems.py),
+the CLI into one line on stderr and an exit code (daemon/cli/common.py). A message names what
+is wrong and how to fix it, and never repeats a value given (it may be a secret).
+"""
+
+from __future__ import annotations
+
+
+class NotFound(LookupError):
+    """No record has this id (HTTP 404)."""
+
+
+class Conflict(ValueError):
+    """The request conflicts with the current state (HTTP 409): the message says what to do
+    first, or which flag allows it anyway."""
+
+
+class Unavailable(Exception):
+    """The operation cannot run here and now (HTTP 503): no key configured, shutting down."""

@@ -1,0 +1,83 @@
+"""Platform accounts (the pages and profiles posts are published from) and their tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from daemon.enums import AccountState
+from daemon.errors import Conflict, NotFound
+from daemon.ops import views
+from daemon.ops.context import OpsContext
+from daemon.ops.pages import Page, page_of
+from daemon.ops.views import View
+from daemon.specs import AccountSpec, parse_spec
+from daemon.store import accounts as store
+
+
+@dataclass(frozen=True)
+class AccountTokens:
+    """Given in plain text by the caller; stored encrypted, never shown again."""
+
+    access_token: str | None = None
+    refresh_token: str | None = None
+    client_secret: str | None = None
+
+
+class AccountOps:
+    def __init__(self, ctx: OpsContext) -> None:
+        self.ctx = ctx
+
+    async def list(
+        self,
+        *,
+        platform: str | None = None,
+        state: AccountState | None = None,
+        user_id: str | None = None,
+        after: str | None = None,
+        limit: int,
+    ) -> Page:
+        slice_ = await store.page(
+            self.ctx.db, platform=platform, state=state, user_id=user_id, after=after, limit=limit
+        )
+        return page_of(slice_, views.account)
+
+    async def get(self, account_id: str) -> View:
+        row = await store.get(self.ctx.db, account_id)
+        if row is None:
+            raise NotFound(f"no platform account {account_id!r}")
+        return views.account(row)
+
+    async def put(
+        self, account_id: str, fields: dict[str, Any], tokens: AccountTokens
+    ) -> tuple[View, bool]:
+        """Creates or updates. A new account needs its access token; new tokens re-activate
+        an account that needed re-authentication."""
+        spec = parse_spec(AccountSpec, {**fields, "id": account_id}, values=False)
+        if tokens.access_token is None and await store.get(self.ctx.db, account_id) is None:
+            raise Conflict(
+                f"account {account_id!r} is new: its access token is required "
+                "(--token-env NAME or --token-file PATH; `access_token` over HTTP)"
+            )
+        encrypt = self.ctx.encrypt
+        created = await store.upsert(
+            self.ctx.db,
+            spec,
+            encrypt(tokens.access_token),
+            encrypt(tokens.refresh_token),
+            encrypt(tokens.client_secret),
+            self.ctx.now(),
+        )
+        self.ctx.audit(
+            "created" if created else "replaced",
+            "platform_account",
+            account_id,
+            new_tokens=[k for k, v in vars(tokens).items() if v is not None],
+        )
+        return await self.get(account_id), created
+
+    async def remove(self, account_id: str) -> View:
+        """Refused while posts still refer to it (their rows need the account to come down)."""
+        await store.remove(self.ctx.db, account_id)
+        self.ctx.audit("removed", "platform_account", account_id)
+        return {"removed": account_id}

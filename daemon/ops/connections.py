@@ -1,0 +1,90 @@
+"""MLS connections: define, replace, pause, resume, remove, and read them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from daemon.enums import ConnectionState
+from daemon.errors import Conflict, NotFound
+from daemon.ops import views
+from daemon.ops.context import OpsContext
+from daemon.ops.pages import Page, page_of
+from daemon.ops.views import View
+from daemon.specs import ConnectionSpec, parse_spec
+from daemon.store import connections as store
+
+
+class ConnectionOps:
+    def __init__(self, ctx: OpsContext) -> None:
+        self.ctx = ctx
+
+    async def list(
+        self, *, state: ConnectionState | None = None, after: str | None = None, limit: int
+    ) -> Page:
+        slice_ = await store.page(self.ctx.db, state=state, after=after, limit=limit)
+        return page_of(slice_, views.connection)
+
+    async def get(self, connection_id: str) -> View:
+        row = await store.get(self.ctx.db, connection_id)
+        if row is None:
+            raise NotFound(f"no MLS connection {connection_id!r}")
+        return views.connection(row)
+
+    async def put(
+        self, connection_id: str, fields: dict[str, Any], secret: str | None
+    ) -> tuple[View, bool]:
+        """Creates or replaces the definition. A new connection needs its credential; an
+        existing one keeps its own unless a new one is given, which also re-activates it
+        after a refusal (needs_reauth). Returns the connection and whether it is new."""
+        spec = parse_spec(ConnectionSpec, {**fields, "id": connection_id}, values=False)
+        if secret is None and await store.get(self.ctx.db, connection_id) is None:
+            raise Conflict(
+                f"connection {connection_id!r} is new: its credential is required "
+                "(--secret-env NAME or --secret-file PATH; `secret` over HTTP)"
+            )
+        created = await store.upsert(self.ctx.db, spec, self.ctx.encrypt(secret), self.ctx.now())
+        self.ctx.audit(
+            "created" if created else "replaced",
+            "mls_connection",
+            connection_id,
+            new_secret=secret is not None,
+        )
+        return await self.get(connection_id), created
+
+    async def pause(self, connection_id: str) -> View:
+        await self.get(connection_id)
+        await store.set_state(
+            self.ctx.db, connection_id, ConnectionState.PAUSED, None, self.ctx.now()
+        )
+        self.ctx.audit("paused", "mls_connection", connection_id)
+        return await self.get(connection_id)
+
+    async def resume(self, connection_id: str) -> View:
+        if (await self.get(connection_id))["state"] == ConnectionState.NEEDS_REAUTH:
+            raise Conflict(
+                f"connection {connection_id!r} needs re-authentication: give it new "
+                "credentials (`mls-sync connections add` with the same --id, or PUT it with a "
+                "new secret), which re-activates it"
+            )
+        await store.set_state(
+            self.ctx.db, connection_id, ConnectionState.ACTIVE, None, self.ctx.now()
+        )
+        self.ctx.audit("resumed", "mls_connection", connection_id)
+        return await self.get(connection_id)
+
+    async def remove(self, connection_id: str, *, with_listings: bool, force: bool) -> View:
+        """Refused while it tracks listings (unless with_listings) or while posts of its
+        listings are live (unless force): see store.connections.remove."""
+        removed = await store.remove(self.ctx.db, connection_id, with_listings, force)
+        self.ctx.audit(
+            "removed",
+            "mls_connection",
+            connection_id,
+            listings=removed.listings,
+            live_posts=removed.live_posts,
+        )
+        return {
+            "removed": connection_id,
+            "listings_removed": removed.listings,
+            "live_posts_removed": removed.live_posts,
+        }

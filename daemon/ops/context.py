@@ -1,0 +1,50 @@
+"""What every operation runs with: the database, the key, the engine, and who is asking."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from daemon.credentials import require_box
+from daemon.encryption import SecretBox
+from daemon.errors import Unavailable
+from daemon.store.database import Database
+from daemon.sync.engine import SyncEngine
+from daemon.timestamps import iso, utcnow
+
+audit_log = structlog.get_logger("mls_sync.audit")
+
+# Asks the running daemon for a full cycle: "started", "queued" or "refused" (its coordinator).
+Trigger = Callable[[str], str]
+
+
+@dataclass
+class OpsContext:
+    db: Database
+    box: SecretBox | None
+    engine: SyncEngine | None = None  # None where nothing may contact an MLS or a platform
+    trigger: Trigger | None = None  # set in the daemon: full cycles go through its coordinator
+    actor: str = "cli"  # who asks, for the audit line: "cli", or "token:NAME"
+    clock: Callable[[], datetime] = field(default=utcnow)
+
+    def now(self) -> str:
+        return iso(self.clock())
+
+    def encrypt(self, secret: str | None) -> str | None:
+        if secret is None:
+            return None
+        return require_box(self.box).encrypt(secret)
+
+    def require_engine(self) -> SyncEngine:
+        if self.engine is None:
+            raise Unavailable("this process cannot sync: no engine was opened for it")
+        return self.engine
+
+    def audit(self, action: str, kind: str, record_id: str | int, **facts: Any) -> None:
+        """One line per write: what, which record, who asked. Never a secret: callers pass
+        only ids, counts and flags."""
+        audit_log.info("audit", action=action, record=kind, id=record_id, actor=self.actor, **facts)

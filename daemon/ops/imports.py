@@ -1,0 +1,117 @@
+"""Reading many listings at once, from CSV (a header row) or JSON lines (one object a line).
+Pure: text in, specs or a report of every bad row out. Every row is checked before any is
+written: one bad row and nothing is imported."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from daemon.specs import ListingSpec, SpecError, parse_spec
+
+ImportFormat = Literal["csv", "jsonl"]
+COLUMNS = ("id", "connection_id", "listing_key")
+OPTIONAL_COLUMNS = ("status",)
+MAX_PROBLEMS = 1000  # a report long enough to fix a file by, short enough to read
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    line: int
+    message: str  # names the field and the rule; with the value only where the caller allows
+
+
+class ImportRefused(SpecError):
+    """Nothing was imported; `problems` says what is wrong, line by line."""
+
+    def __init__(self, problems: list[RowProblem]) -> None:
+        shown = problems[:MAX_PROBLEMS]
+        more = len(problems) - len(shown)
+        lines = [p.message for p in shown] + ([f"... and {more} more"] if more else [])
+        super().__init__("nothing imported:\n" + "\n".join(lines))
+        self.problems = shown
+
+
+def read_rows(text: str, form: ImportFormat) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, fields) for each row; raises ImportRefused for a file that cannot be read
+    as `form` at all (a header without the columns, a line that is not a JSON object)."""
+    return _csv_rows(text) if form == "csv" else _json_rows(text)
+
+
+def _csv_rows(text: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
+    header = reader.fieldnames or []
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        expected = f"{','.join(COLUMNS)}[,{','.join(OPTIONAL_COLUMNS)}]"
+        _refuse(1, f"the header lacks {', '.join(missing)} (expected {expected})")
+    unknown = [c for c in header if c not in (*COLUMNS, *OPTIONAL_COLUMNS)]
+    if unknown:
+        _refuse(1, f"unknown column(s) {', '.join(unknown)}")
+    try:
+        for row in reader:
+            fields = {k: v.strip() if isinstance(v, str) else v for k, v in row.items()}
+            if not fields.get("status"):
+                fields.pop("status", None)
+            yield reader.line_num, fields
+    except csv.Error as exc:
+        _refuse(reader.line_num, f"not readable as CSV ({exc})")
+
+
+def _json_rows(text: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    for line, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            fields = json.loads(raw)
+        except ValueError:
+            _refuse(line, "not a JSON object")
+        if not isinstance(fields, dict):
+            _refuse(line, "not a JSON object")
+        yield line, fields
+
+
+def _refuse(line: int, message: str) -> Any:
+    raise ImportRefused([RowProblem(line, f"line {line}: {message}")])
+
+
+def check_rows(
+    rows: Iterable[tuple[int, Mapping[str, Any]]],
+    known_connections: set[str],
+    values: bool,
+) -> list[ListingSpec]:
+    """Every row as a spec, or ImportRefused naming each bad row: invalid fields, an id given
+    twice, an unknown connection. `values=False` keeps the values given out of the messages
+    (an API answer never repeats its body)."""
+    specs: list[ListingSpec] = []
+    problems: list[RowProblem] = []
+    seen: dict[str, int] = {}
+    for line, fields in rows:
+        where = f"line {line}"
+        try:
+            spec = parse_spec(ListingSpec, dict(fields), where=where, values=values)
+        except SpecError as exc:
+            problems.extend(RowProblem(line, m) for m in str(exc).splitlines())
+            continue
+        if spec.id in seen:
+            shown = f"id {spec.id!r}" if values else "this id"
+            problems.append(
+                RowProblem(line, f"{where}: {shown} is already on line {seen[spec.id]}")
+            )
+            continue
+        if spec.connection_id not in known_connections:
+            problems.append(
+                RowProblem(line, f"{where}: connection_id: no MLS connection has this id")
+            )
+            continue
+        seen[spec.id] = line
+        specs.append(spec)
+    if problems:
+        raise ImportRefused(problems)
+    if not specs:
+        raise ImportRefused([RowProblem(0, "no rows to import")])
+    return specs

@@ -1,0 +1,103 @@
+"""Tracked listings: track, import, exclude, include, remove, read, sync one, unpublish one."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from daemon.errors import NotFound
+from daemon.ops import views
+from daemon.ops.context import OpsContext
+from daemon.ops.imports import ImportFormat, check_rows, read_rows
+from daemon.ops.pages import Page, int_cursor, page_of
+from daemon.ops.runs import report_view
+from daemon.ops.views import View
+from daemon.specs import ListingSpec, SpecError, parse_spec
+from daemon.store import connections
+from daemon.store import listings as store
+
+# The audit trail a listing's own view carries; longer ones are read page by page.
+TRAIL_IN_VIEW = 100
+
+
+class ListingOps:
+    def __init__(self, ctx: OpsContext) -> None:
+        self.ctx = ctx
+
+    async def list(
+        self,
+        *,
+        connection_id: str | None = None,
+        status: str | None = None,
+        excluded: bool | None = None,
+        key_contains: str | None = None,
+        after: str | None = None,
+        limit: int,
+    ) -> Page:
+        slice_ = await store.page(
+            self.ctx.db,
+            connection_id=connection_id,
+            status=status,
+            excluded=excluded,
+            key_contains=key_contains,
+            after=after,
+            limit=limit,
+        )
+        return page_of(slice_, views.listing)
+
+    async def get(self, listing_id: str) -> View:
+        """The listing with the start of its audit trail (`status_changes`)."""
+        row = await store.get(self.ctx.db, listing_id)
+        if row is None:
+            raise NotFound(f"no listing {listing_id!r}")
+        trail = await store.history_page(self.ctx.db, listing_id, None, TRAIL_IN_VIEW)
+        return {**views.listing(row), "status_changes": [asdict(c) for c in trail.rows]}
+
+    async def history(self, listing_id: str, *, after: str | None = None, limit: int) -> Page:
+        await self.get(listing_id)
+        slice_ = await store.history_page(self.ctx.db, listing_id, int_cursor(after), limit)
+        return page_of(slice_, views.status_change)
+
+    async def put(self, listing_id: str, fields: dict[str, Any]) -> tuple[View, bool]:
+        """Tracks a listing, or re-points an existing id; its status is the MLS's to decide."""
+        spec = parse_spec(ListingSpec, {**fields, "id": listing_id}, values=False)
+        if await connections.get(self.ctx.db, spec.connection_id) is None:
+            raise SpecError("connection_id: no MLS connection has this id (add it first)")
+        existed = await store.get(self.ctx.db, listing_id) is not None
+        await store.add_many(self.ctx.db, [spec], self.ctx.now())
+        self.ctx.audit("replaced" if existed else "created", "listing", listing_id)
+        return await self.get(listing_id), not existed
+
+    async def import_text(self, text: str, form: ImportFormat, *, values: bool) -> View:
+        """Every row checked first (ImportRefused names each bad one), then all written in
+        one transaction."""
+        known = {c.id for c in await connections.list_all(self.ctx.db)}
+        specs = check_rows(read_rows(text, form), known, values)
+        changed = await store.add_many(self.ctx.db, specs, self.ctx.now())
+        self.ctx.audit("imported", "listing", "*", rows=len(specs), changed=changed)
+        return {"rows": len(specs), "added_or_repointed": changed}
+
+    async def set_excluded(self, listing_id: str, excluded: bool) -> View:
+        if not await store.set_excluded(self.ctx.db, listing_id, excluded, self.ctx.now()):
+            raise NotFound(f"no listing {listing_id!r}")
+        self.ctx.audit("excluded" if excluded else "included", "listing", listing_id)
+        return await self.get(listing_id)
+
+    async def remove(self, listing_id: str, *, force: bool) -> View:
+        """Refused while it has live posts, unless forced (store.listings.remove)."""
+        live = await store.remove(self.ctx.db, listing_id, force)
+        self.ctx.audit("removed", "listing", listing_id, live_posts=live)
+        return {"removed": listing_id, "live_posts_removed": live}
+
+    async def sync(self, listing_id: str, trigger: str) -> View:
+        """The brief's manual sync of one listing: ask the MLS now, apply, report."""
+        report, _ = await self.ctx.require_engine().sync_listing(listing_id, trigger)
+        self.ctx.audit("synced", "listing", listing_id, run=report.run.id)
+        return {"listing": await self.get(listing_id), **report_view(report)}
+
+    async def unpublish(self, listing_id: str, trigger: str) -> View:
+        """The brief's unpublishListingPosts(): every published post of the listing, now,
+        whatever its status."""
+        report = await self.ctx.require_engine().unpublish_listing(listing_id, trigger)
+        self.ctx.audit("unpublished", "listing", listing_id, run=report.run.id)
+        return report_view(report)

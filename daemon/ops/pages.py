@@ -1,0 +1,45 @@
+"""A page of a collection: its items, how many match in all, and the cursor of the next page.
+
+The cursor is the last id of the page (the first id to leave out, newest-first for runs):
+callers pass it back as `after`; a page with no next cursor is the last one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from daemon.ops.views import View
+from daemon.specs import SpecError
+from daemon.store.paging import Slice
+
+RowT = TypeVar("RowT")
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[View]
+    total: int
+    next_after: str | None
+
+    def view(self) -> View:
+        return {"items": self.items, "total": self.total, "next_after": self.next_after}
+
+
+def page_of(slice_: Slice[RowT], view: Callable[[RowT], View]) -> Page:
+    items = [view(r) for r in slice_.rows]
+    last: Any = items[-1]["id"] if items and slice_.more else None
+    return Page(items, slice_.total, None if last is None else str(last))
+
+
+def int_cursor(after: str | None) -> int | None:
+    """A cursor over numeric ids (runs, errors, status changes)."""
+    if after is None:
+        return None
+    if not after.isascii() or not after.isdigit() or len(after) > 18:
+        raise SpecError("after: not a cursor of this collection (use the next_after given)")
+    return int(after)

@@ -1,0 +1,85 @@
+"""The sync history: runs, their errors, and what a run just made in this process did."""
+
+from __future__ import annotations
+
+from daemon.errors import NotFound
+from daemon.ops import views
+from daemon.ops.context import OpsContext
+from daemon.ops.pages import Page, int_cursor, page_of
+from daemon.ops.views import View
+from daemon.store import listings
+from daemon.store import runs as store
+from daemon.sync.engine import RunReport
+
+PROBLEMS_IN_VIEW = 50  # a run's view shows its first errors; all are read page by page
+
+
+class RunOps:
+    def __init__(self, ctx: OpsContext) -> None:
+        self.ctx = ctx
+
+    async def list(
+        self,
+        *,
+        outcome: str | None = None,
+        trigger: str | None = None,
+        after: str | None = None,
+        limit: int,
+    ) -> Page:
+        """Newest first."""
+        slice_ = await store.page(
+            self.ctx.db, outcome=outcome, trigger=trigger, after=int_cursor(after), limit=limit
+        )
+        return page_of(slice_, views.run)
+
+    async def get(self, run_id: int) -> View:
+        row = await store.get(self.ctx.db, run_id)
+        if row is None:
+            raise NotFound(f"no run {run_id}")
+        first = await store.errors_page(self.ctx.db, run_id, limit=PROBLEMS_IN_VIEW)
+        return {
+            **views.run(row),
+            "changes": await listings.changes_by_kind(self.ctx.db, run_id),
+            "problems": [views.run_error(e) for e in first.rows],
+            "problems_total": first.total,
+        }
+
+    async def errors(
+        self,
+        run_id: int,
+        *,
+        severity: str | None = None,
+        connection_id: str | None = None,
+        after: str | None = None,
+        limit: int,
+    ) -> Page:
+        await self.get(run_id)
+        slice_ = await store.errors_page(
+            self.ctx.db,
+            run_id,
+            severity=severity,
+            connection_id=connection_id,
+            after=int_cursor(after),
+            limit=limit,
+        )
+        return page_of(slice_, views.run_error)
+
+
+def report_view(report: RunReport) -> View:
+    """A run just made in this process: the run, what it changed by kind, its first problems
+    and what happened to each post it tried."""
+    return {
+        **views.run(report.run),
+        "changes": report.changes,
+        "posts_due": report.posts_due,
+        "problems": [views.run_error(e) for e in report.errors],
+        "posts": [
+            {
+                "post_id": p.post_id,
+                "platform": p.platform,
+                "outcome": p.outcome_name,
+                "detail": p.detail,
+            }
+            for p in report.posts
+        ],
+    }

@@ -1,0 +1,52 @@
+"""Syncing on demand, and the list of what only a person can do."""
+
+from __future__ import annotations
+
+from daemon.enums import AccountState, ConnectionState, PostStatus
+from daemon.errors import Unavailable
+from daemon.ops import views
+from daemon.ops.context import OpsContext
+from daemon.ops.runs import report_view
+from daemon.ops.views import View
+from daemon.store import accounts, connections, posts
+
+MANUAL_LIST_LIMIT = 10_000
+
+
+class SyncOps:
+    def __init__(self, ctx: OpsContext) -> None:
+        self.ctx = ctx
+
+    async def everything(self, trigger: str) -> View:
+        """A full cycle. In the daemon it goes through the coordinator (coalesced with any
+        other trigger; the cycle runs in the background); elsewhere it runs here and now."""
+        if self.ctx.trigger is not None:
+            outcome = self.ctx.trigger(trigger)
+            if outcome == "refused":
+                raise Unavailable("shutting down: no new cycles")
+            self.ctx.audit("sync_requested", "sync", "all", outcome=outcome)
+            return {"outcome": outcome}
+        report = await self.ctx.require_engine().sync_all(trigger)
+        return report_view(report)
+
+    async def connection(self, connection_id: str, trigger: str) -> View:
+        report = await self.ctx.require_engine().sync_connection(connection_id, trigger)
+        self.ctx.audit("synced", "mls_connection", connection_id, run=report.run.id)
+        return report_view(report)
+
+    async def manual_actions(self) -> View:
+        """Posts to remove by hand, and accounts and connections that need new credentials."""
+        db = self.ctx.db
+        manual = await posts.page(db, status=PostStatus.MANUAL_REQUIRED, limit=MANUAL_LIST_LIMIT)
+        needs = ConnectionState.NEEDS_REAUTH
+        return {
+            "posts_to_remove_by_hand": [views.post(p) for p in manual.rows],
+            "accounts_to_reauthenticate": [
+                views.account(a)
+                for a in (await accounts.page(db, state=AccountState.NEEDS_REAUTH, limit=1000)).rows
+            ],
+            "connections_to_reauthenticate": [
+                views.connection(c)
+                for c in (await connections.page(db, state=needs, limit=1000)).rows
+            ],
+        }

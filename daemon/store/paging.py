@@ -1,0 +1,38 @@
+"""Reading a collection one slice at a time, by keyset: each slice starts after the last id
+of the one before, so a slice is as cheap on the thousandth page as on the first and a row
+added meanwhile neither repeats nor shifts one (an OFFSET would do both)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from daemon.store.database import Database
+from daemon.store.records import from_row
+
+RowT = TypeVar("RowT")
+
+
+@dataclass(frozen=True)
+class Slice(Generic[RowT]):
+    rows: list[RowT]
+    total: int  # rows that match the filters, over every slice
+    more: bool  # another slice follows this one
+
+
+async def read_slice(
+    db: Database,
+    row_type: type[RowT],
+    select: str,
+    count: str,
+    params: Mapping[str, Any],
+    limit: int,
+) -> Slice[RowT]:
+    """`select` takes the filters, `:after` and `:limit`; `count` the filters only. One row
+    more than asked for says whether another slice follows."""
+    async with db.reading() as conn:
+        rows = list(await conn.execute_fetchall(select, {**params, "limit": limit + 1}))
+        counted = await conn.execute_fetchall(count, params)
+    total = int(next(iter(counted))[0])
+    return Slice([from_row(row_type, r) for r in rows[:limit]], total, len(rows) > limit)
