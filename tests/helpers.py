@@ -19,7 +19,7 @@ from daemon.sandbox.mls_server import SandboxMls
 from daemon.sandbox.platforms_server import SandboxPlatforms, platform_env
 from daemon.specs import AccountSpec, ConnectionSpec, ListingSpec, PostSpec
 from daemon.store import accounts, connections, listings, posts
-from daemon.sync.runtime import Runtime, open_runtime
+from daemon.composition import Runtime, open_runtime
 from daemon.timestamps import iso, utcnow
 
 STATIC_TOKEN = "test-static-token-0123456789"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from daemon.cli import (
     accounts_cmd,
     connections_cmd,
-    demo_cmd,
     keys_cmd,
     listings_cmd,
     posts_cmd,
@@ -18,7 +19,21 @@ from daemon.cli import (
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="mls-sync")
-def cli() -> None:
+@click.option(
+    "--api",
+    "api_url",
+    metavar="URL",
+    envvar="MLS_SYNC_API_URL",
+    show_envvar=True,
+    help="Manage the running daemon at URL (e.g. http://127.0.0.1:8080) over its /v1 API, "
+    "instead of this machine's database. The token: MLS_SYNC_API_TOKEN or --api-token-file.",
+)
+@click.option(
+    "--api-token-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Read the API token for --api from this file.",
+)
+def cli(api_url: str | None, api_token_file: Path | None) -> None:
     """Keeps listing statuses in step with the MLS (RESO Web API) and takes a sold listing's
     social posts down.
 
@@ -35,12 +50,14 @@ def cli() -> None:
       mls-sync posts --help          their posts; `posts list --status manual_required`
       mls-sync unpublish --listing ID   take one listing's posts down now
 
+    Management commands work on this machine's database, or, with --api URL, on the running
+    daemon over its /v1 API (same commands, same output).
+
     The shipped config.toml runs against an embedded sandbox MLS: no credentials, no network.
     """
 
 
 cli.add_command(run_cmd.run)
-cli.add_command(demo_cmd.demo)
 cli.add_command(keys_cmd.check_config)
 cli.add_command(keys_cmd.generate_key)
 cli.add_command(keys_cmd.rotate_key)

@@ -1,5 +1,5 @@
 """`python -m daemon.cli` is `mls-sync`."""
 
-from daemon.cli import main
+from daemon.main import main
 
 main()

@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from daemon.cli.common import (
     CONFIG_OPTION,
     JSON_OPTION,
-    echo_json,
-    echo_record,
-    echo_rows,
+    list_options,
     run,
     secret_from,
-    settings_from,
     spec_or_fail,
 )
-from daemon.specs import AccountSpec
-from daemon.store import accounts as store
-from daemon.sync.runtime import open_runtime
-from daemon.timestamps import iso, utcnow
+from daemon.cli.render import echo_done, echo_json, echo_page, echo_view
+from daemon.cli.surface import exists, surface
+from daemon.enums import AccountState
+from daemon.ops.accounts import AccountTokens
+from daemon.specs import PLATFORMS, AccountSpec
 
 
 @click.group()
@@ -35,7 +34,7 @@ def accounts() -> None:
 @CONFIG_OPTION
 @click.option("--id", "id_", required=True, help="Your id for this account.")
 @click.option("--user", "user_id", required=True, help="Whose account it is (your user id).")
-@click.option("--platform", type=click.Choice(["facebook", "instagram", "linkedin"]), required=True)
+@click.option("--platform", type=click.Choice(PLATFORMS), required=True)
 @click.option(
     "--connected-via",
     type=click.Choice(["facebook_login", "instagram_login"]),
@@ -59,6 +58,7 @@ def accounts() -> None:
     metavar="NAME",
     help="LinkedIn: read the app's client secret from this variable.",
 )
+@JSON_OPTION
 def add(
     config_path: Path | None,
     id_: str,
@@ -70,54 +70,71 @@ def add(
     refresh_token_env: str | None,
     client_id: str | None,
     client_secret_env: str | None,
+    as_json: bool,
 ) -> None:
     """Add an account, or update the one with the same --id (new tokens re-activate an
     account that needed re-authentication)."""
-    spec = spec_or_fail(
-        AccountSpec,
-        {
-            "id": id_,
-            "user_id": user_id,
-            "platform": platform,
-            "connected_via": connected_via,
-            "client_id": client_id,
-        },
-    )
-    settings = settings_from(config_path)
+    given = {
+        "user_id": user_id,
+        "platform": platform,
+        "connected_via": connected_via,
+        "client_id": client_id,
+    }
+    fields = {k: v for k, v in given.items() if v is not None}
+    spec_or_fail(AccountSpec, {**fields, "id": id_})  # before anything opens or is asked
+    where = surface(config_path)
 
-    async def main() -> bool:
-        async with open_runtime(settings) as rt:
-            box = rt.require_box()
-            existing = await store.get(rt.db, spec.id)
-            token = secret_from(token_env, token_file, "access token", required=existing is None)
-            refresh = secret_from(refresh_token_env, None, "refresh token", required=False)
-            client_secret = secret_from(client_secret_env, None, "client secret", required=False)
-            return await store.upsert(
-                rt.db,
-                spec,
-                box.encrypt(token) if token else None,
-                box.encrypt(refresh) if refresh else None,
-                box.encrypt(client_secret) if client_secret else None,
-                iso(utcnow()),
+    async def main() -> tuple[dict[str, Any], bool]:
+        async with where.open() as (ops, _):
+            token = None
+            if token_env or token_file:
+                token = secret_from(token_env, token_file, "access token", required=True)
+            elif not await exists(ops.accounts.get, id_):
+                token = secret_from(None, None, "access token", required=True)
+            tokens = AccountTokens(
+                token,
+                secret_from(refresh_token_env, None, "refresh token", required=False),
+                secret_from(client_secret_env, None, "client secret", required=False),
             )
+            return await ops.accounts.put(id_, fields, tokens)
 
-    created = run(main)
-    click.echo(f"account {spec.id} {'added' if created else 'updated'}")
+    view, created = run(main)
+    if as_json:
+        echo_json({**view, "created": created})
+    else:
+        click.echo(f"account {id_} {'added' if created else 'updated'}")
 
 
 @accounts.command("list")
 @CONFIG_OPTION
+@click.option("--platform", type=click.Choice(PLATFORMS), help="Only this platform's.")
+@click.option("--state", type=click.Choice([s.value for s in AccountState]), help="Only these.")
+@click.option("--user", "user_id", metavar="ID", help="Only this user's.")
+@list_options
 @JSON_OPTION
-def list_(config_path: Path | None, as_json: bool) -> None:
+def list_(
+    config_path: Path | None,
+    platform: str | None,
+    state: str | None,
+    user_id: str | None,
+    after: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
     """List accounts and their state (active, needs_reauth, disabled)."""
-    settings = settings_from(config_path)
+    where = surface(config_path)
 
     async def main() -> None:
-        async with open_runtime(settings) as rt:
-            rows = [a.public() for a in await store.list_all(rt.db)]
-        echo_rows(
-            rows, ["id", "user_id", "platform", "connected_via", "state", "last_error"], as_json
-        )
+        async with where.open() as (ops, _):
+            page = await ops.accounts.list(
+                platform=platform,
+                state=AccountState(state) if state else None,
+                user_id=user_id,
+                after=after,
+                limit=limit,
+            )
+        columns = ["id", "user_id", "platform", "connected_via", "state", "last_error"]
+        echo_page(page, columns, as_json, "mls-sync accounts list")
 
     run(main)
 
@@ -128,14 +145,11 @@ def list_(config_path: Path | None, as_json: bool) -> None:
 @JSON_OPTION
 def show(config_path: Path | None, account_id: str, as_json: bool) -> None:
     """Show one account (its tokens are never shown)."""
-    settings = settings_from(config_path)
+    where = surface(config_path)
 
     async def main() -> None:
-        async with open_runtime(settings) as rt:
-            row = await store.get(rt.db, account_id)
-        if row is None:
-            raise LookupError(f"no account {account_id!r} (see `mls-sync accounts list`)")
-        (echo_json if as_json else echo_record)(row.public())
+        async with where.open() as (ops, _):
+            echo_view(await ops.accounts.get(account_id), as_json)
 
     run(main)
 
@@ -143,13 +157,13 @@ def show(config_path: Path | None, account_id: str, as_json: bool) -> None:
 @accounts.command("remove")
 @CONFIG_OPTION
 @click.argument("account_id", metavar="ID")
-def remove(config_path: Path | None, account_id: str) -> None:
+@JSON_OPTION
+def remove(config_path: Path | None, account_id: str, as_json: bool) -> None:
     """Remove an account and its tokens (refused while posts still refer to it)."""
-    settings = settings_from(config_path)
+    where = surface(config_path)
 
-    async def main() -> None:
-        async with open_runtime(settings) as rt:
-            await store.remove(rt.db, account_id)
+    async def main() -> dict[str, Any]:
+        async with where.open() as (ops, _):
+            return await ops.accounts.remove(account_id)
 
-    run(main)
-    click.echo(f"account {account_id} removed")
+    echo_done(run(main), as_json, f"account {account_id} removed")

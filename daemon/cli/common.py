@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -15,16 +14,20 @@ import anyio
 import click
 
 from daemon import eventloop, logs
+from daemon.cli.remote import DaemonUnreachable
 from daemon.config import EX_CONFIG, ConfigError, Settings, load_settings
-from daemon.encryption import SecretKeyError
-from daemon.sandbox.environment import SandboxSession
+from daemon.errors import Unavailable
+from daemon.ops.imports import ImportRefused
+from daemon.ops.pages import DEFAULT_LIMIT, MAX_LIMIT
 from daemon.specs import SpecError, SpecT, parse_spec
 from daemon.store.database import SchemaError
 from daemon.sync.engine import SyncRefused
 
 EX_FAILURE = 1
 EX_USAGE = 2
+EX_PARTIAL = 3  # `sync --strict`: the cycle ran but recorded errors (outcome partial)
 EX_DATAERR = 65  # sysexits.h: the input data was incorrect
+EX_UNAVAILABLE = 69  # sysexits.h: the daemon (--api) did not answer
 EX_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
 EX_TERMINATED = 143  # 128 + SIGTERM
 # What a command cut short by each signal says, and its exit code.
@@ -34,6 +37,7 @@ CUT_BY = {
 }
 
 T = TypeVar("T")
+FC = TypeVar("FC", bound=Callable[..., Any])
 
 CONFIG_OPTION = click.option(
     "--config",
@@ -45,7 +49,23 @@ CONFIG_OPTION = click.option(
     help="Configuration file.  [default: ./config.toml]",
 )
 
-JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+def list_options(command: FC) -> FC:
+    """--limit and --after: a list is read a page at a time."""
+    command = click.option(
+        "--after",
+        metavar="CURSOR",
+        help="Start after this cursor (the one a cut list names on stderr).",
+    )(command)
+    return click.option(
+        "--limit",
+        default=DEFAULT_LIMIT,
+        show_default=True,
+        type=click.IntRange(1, MAX_LIMIT),
+        help="How many to show.",
+    )(command)
 
 
 def fail(message: str, code: int = EX_FAILURE) -> NoReturn:
@@ -90,53 +110,18 @@ def run(main: Callable[[], Awaitable[T]], cut_short: Callable[[], str] = lambda:
     except CutShort as exc:
         said, code = CUT_BY[exc.signum]
         fail(f"{said}{cut_short()}", code)
-    except (SchemaError, SecretKeyError, SyncRefused) as exc:
+    except DaemonUnreachable as exc:
+        fail(str(exc), EX_UNAVAILABLE)
+    except (SchemaError, Unavailable, SyncRefused) as exc:
         fail(str(exc))
+    except ImportRefused as exc:
+        fail(str(exc), EX_DATAERR)
     except SpecError as exc:
         fail(f"invalid input:\n{exc}", EX_USAGE)
     except LookupError as exc:
         fail(str(exc.args[0]) if exc.args else str(exc))
     except ValueError as exc:
         fail(str(exc), EX_USAGE)
-
-
-def echo_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
-    if not rows:
-        click.echo("(none)")
-        return
-    text = [[_cell(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(t[i]) for t in text)) for i, c in enumerate(columns)]
-    click.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
-    for t in text:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(t, widths, strict=True)).rstrip())
-
-
-def echo_rows(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], as_json: bool) -> None:
-    """A list command's output: a table for people, or every field as JSON for scripts."""
-    if as_json:
-        echo_json(rows)
-    else:
-        echo_table(rows, columns)
-
-
-def echo_sandbox(sandbox: SandboxSession) -> None:
-    click.echo(f"sandbox MLS at {sandbox.mls_url}, sandbox platforms at {sandbox.platforms_url}")
-
-
-def echo_record(record: Mapping[str, Any]) -> None:
-    width = max(len(k) for k in record)
-    for key, value in record.items():
-        click.echo(f"{key.ljust(width)}  {_cell(value)}")
-
-
-def echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    return str(value)
 
 
 def progress_printer(enabled: bool) -> Callable[[str, int, int], None]:

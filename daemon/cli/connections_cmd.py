@@ -10,19 +10,15 @@ import click
 from daemon.cli.common import (
     CONFIG_OPTION,
     JSON_OPTION,
-    echo_json,
-    echo_record,
-    echo_rows,
+    list_options,
     run,
     secret_from,
-    settings_from,
     spec_or_fail,
 )
-from daemon.enums import KeyFilter
+from daemon.cli.render import echo_done, echo_json, echo_page, echo_view
+from daemon.cli.surface import exists, surface
+from daemon.enums import AuthKind, ConnectionState, KeyFilter, QueryMode
 from daemon.specs import ConnectionSpec
-from daemon.store import connections as store
-from daemon.sync.runtime import open_runtime
-from daemon.timestamps import iso, utcnow
 
 
 @click.group()
@@ -44,8 +40,8 @@ def connections() -> None:
 @click.option(
     "--auth",
     "auth_kind",
-    type=click.Choice(["bearer", "oauth2"]),
-    default="bearer",
+    type=click.Choice([a.value for a in AuthKind]),
+    default=AuthKind.BEARER.value,
     show_default=True,
     help="A static bearer token, or OAuth2 client credentials.",
 )
@@ -64,15 +60,15 @@ def connections() -> None:
 )
 @click.option(
     "--mode",
-    type=click.Choice(["by_key", "incremental"]),
-    default="by_key",
+    type=click.Choice([m.value for m in QueryMode]),
+    default=QueryMode.BY_KEY.value,
     show_default=True,
     help="Ask for every tracked key, or for what changed since last time.",
 )
 @click.option(
     "--key-filter",
     type=click.Choice([k.value for k in KeyFilter]),
-    default="in",
+    default=KeyFilter.IN.value,
     show_default=True,
     help="How the server accepts a set of keys: `in`, an `or`-chain, "
     "or one request per key (`each`).",
@@ -109,11 +105,13 @@ def connections() -> None:
     is_flag=True,
     help="Ask for MlgCanView (MLS Grid) and treat false as removed.",
 )
+@JSON_OPTION
 def add(
     config_path: Path | None,
     id_: str,
     secret_env: str | None,
     secret_file: Path | None,
+    as_json: bool,
     **fields: Any,
 ) -> None:
     """Add a connection, or replace the definition of one with the same --id.
@@ -121,35 +119,46 @@ def add(
     The credential is required for a new connection; for an existing one it is kept unless a
     new one is given (which also re-activates a connection that needed re-authentication).
     """
-    spec = spec_or_fail(
-        ConnectionSpec, {"id": id_, **{k: v for k, v in fields.items() if v is not None}}
-    )
-    settings = settings_from(config_path)
+    given = {k: v for k, v in fields.items() if v is not None}
+    spec_or_fail(ConnectionSpec, {**given, "id": id_})  # before anything opens or is asked
+    where = surface(config_path)
 
-    async def main() -> bool:
-        async with open_runtime(settings) as rt:
-            existing = await store.get(rt.db, spec.id)
-            secret = secret_from(
-                secret_env, secret_file, "bearer token / client secret", required=existing is None
-            )
-            encrypted = rt.require_box().encrypt(secret) if secret else None
-            return await store.upsert(rt.db, spec, encrypted, iso(utcnow()))
+    async def main() -> tuple[dict[str, Any], bool]:
+        async with where.open() as (ops, _):
+            secret = None
+            if secret_env or secret_file:
+                secret = secret_from(secret_env, secret_file, "credential", required=True)
+            elif not await exists(ops.connections.get, id_):
+                secret = secret_from(None, None, "bearer token / client secret", required=True)
+            return await ops.connections.put(id_, given, secret)
 
-    created = run(main)
-    click.echo(f"connection {spec.id} {'added' if created else 'updated'}")
+    view, created = run(main)
+    if as_json:
+        echo_json({**view, "created": created})
+    else:
+        click.echo(f"connection {id_} {'added' if created else 'updated'}")
 
 
 @connections.command("list")
 @CONFIG_OPTION
+@click.option(
+    "--state", type=click.Choice([s.value for s in ConnectionState]), help="Only in this state."
+)
+@list_options
 @JSON_OPTION
-def list_(config_path: Path | None, as_json: bool) -> None:
+def list_(
+    config_path: Path | None, state: str | None, after: str | None, limit: int, as_json: bool
+) -> None:
     """List connections with their state and last sync."""
-    settings = settings_from(config_path)
+    where = surface(config_path)
 
     async def main() -> None:
-        async with open_runtime(settings) as rt:
-            rows = [c.public() for c in await store.list_all(rt.db)]
-        echo_rows(rows, ["id", "name", "mode", "state", "last_synced_at", "last_error"], as_json)
+        async with where.open() as (ops, _):
+            page = await ops.connections.list(
+                state=ConnectionState(state) if state else None, after=after, limit=limit
+            )
+        columns = ["id", "name", "mode", "state", "last_synced_at", "last_error"]
+        echo_page(page, columns, as_json, "mls-sync connections list")
 
     run(main)
 
@@ -160,51 +169,43 @@ def list_(config_path: Path | None, as_json: bool) -> None:
 @JSON_OPTION
 def show(config_path: Path | None, connection_id: str, as_json: bool) -> None:
     """Show one connection (its credential is never shown)."""
-    settings = settings_from(config_path)
+    where = surface(config_path)
 
     async def main() -> None:
-        async with open_runtime(settings) as rt:
-            row = await store.get(rt.db, connection_id)
-        if row is None:
-            raise LookupError(f"no connection {connection_id!r} (see `mls-sync connections list`)")
-        (echo_json if as_json else echo_record)(row.public())
+        async with where.open() as (ops, _):
+            echo_view(await ops.connections.get(connection_id), as_json)
 
     run(main)
-
-
-def _set_state(config_path: Path | None, connection_id: str, state: str, verb: str) -> None:
-    settings = settings_from(config_path)
-
-    async def main() -> None:
-        async with open_runtime(settings) as rt:
-            row = await store.get(rt.db, connection_id)
-            if row is None:
-                raise LookupError(f"no connection {connection_id!r}")
-            if state == "active" and row.state == "needs_reauth":
-                raise ValueError(
-                    f"connection {connection_id!r} needs re-authentication: give it new "
-                    "credentials with `mls-sync connections add` (same --id)"
-                )
-            await store.set_state(rt.db, connection_id, state, None, iso(utcnow()))
-
-    run(main)
-    click.echo(f"connection {connection_id} {verb}")
 
 
 @connections.command("pause")
 @CONFIG_OPTION
 @click.argument("connection_id", metavar="ID")
-def pause(config_path: Path | None, connection_id: str) -> None:
+@JSON_OPTION
+def pause(config_path: Path | None, connection_id: str, as_json: bool) -> None:
     """Stop syncing a connection until it is resumed (selective sync)."""
-    _set_state(config_path, connection_id, "paused", "paused")
+    where = surface(config_path)
+
+    async def main() -> dict[str, Any]:
+        async with where.open() as (ops, _):
+            return await ops.connections.pause(connection_id)
+
+    echo_done(run(main), as_json, f"connection {connection_id} paused")
 
 
 @connections.command("resume")
 @CONFIG_OPTION
 @click.argument("connection_id", metavar="ID")
-def resume(config_path: Path | None, connection_id: str) -> None:
+@JSON_OPTION
+def resume(config_path: Path | None, connection_id: str, as_json: bool) -> None:
     """Sync a paused connection again from the next cycle."""
-    _set_state(config_path, connection_id, "active", "resumed")
+    where = surface(config_path)
+
+    async def main() -> dict[str, Any]:
+        async with where.open() as (ops, _):
+            return await ops.connections.resume(connection_id)
+
+    echo_done(run(main), as_json, f"connection {connection_id} resumed")
 
 
 @connections.command("remove")
@@ -221,16 +222,21 @@ def resume(config_path: Path | None, connection_id: str) -> None:
     help="Also when posts of its listings are still live: their records are dropped, and "
     "nothing takes them down any more.",
 )
-def remove(config_path: Path | None, connection_id: str, with_listings: bool, force: bool) -> None:
+@JSON_OPTION
+def remove(
+    config_path: Path | None, connection_id: str, with_listings: bool, force: bool, as_json: bool
+) -> None:
     """Remove a connection and its stored credential."""
-    settings = settings_from(config_path)
+    where = surface(config_path)
 
-    async def main() -> store.Removed:
-        async with open_runtime(settings) as rt:
-            return await store.remove(rt.db, connection_id, with_listings, force)
+    async def main() -> dict[str, Any]:
+        async with where.open() as (ops, _):
+            return await ops.connections.remove(
+                connection_id, with_listings=with_listings, force=force
+            )
 
     removed = run(main)
-    said = f" with {removed.listings} listing(s)" if removed.listings else ""
-    if removed.live_posts:
-        said += f" and {removed.live_posts} live post(s)"
-    click.echo(f"connection {connection_id} removed{said}")
+    said = f" with {removed['listings_removed']} listing(s)" if removed["listings_removed"] else ""
+    if removed["live_posts_removed"]:
+        said += f" and {removed['live_posts_removed']} live post(s)"
+    echo_done(removed, as_json, f"connection {connection_id} removed{said}")

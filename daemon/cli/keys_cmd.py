@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
-from daemon.cli.common import CONFIG_OPTION, echo_json, fail, run, settings_from
+from daemon.cli.common import CONFIG_OPTION, fail, run, settings_from
+from daemon.cli.render import echo_json
+from daemon.composition import open_runtime, secret_key_text
 from daemon.config import describe
 from daemon.credentials import (
     API_TOKEN_CREDENTIAL,
@@ -17,7 +19,6 @@ from daemon.credentials import (
 )
 from daemon.encryption import generate_key as new_fernet_key
 from daemon.store import vault
-from daemon.sync.runtime import open_runtime, secret_key_text
 
 
 @click.command("check-config")

@@ -1,10 +1,9 @@
-"""listings add|import|list|show|exclude|include."""
+"""listings add|import|list|show|history|exclude|include|remove."""
 
 from __future__ import annotations
 
-import csv
-from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -12,23 +11,27 @@ from daemon.cli.common import (
     CONFIG_OPTION,
     EX_DATAERR,
     JSON_OPTION,
-    echo_json,
-    echo_record,
-    echo_rows,
-    echo_table,
     fail,
+    list_options,
     run,
-    settings_from,
     spec_or_fail,
 )
-from daemon.models import LocalStatus, is_publishable
-from daemon.specs import ListingSpec, SpecError, parse_spec
-from daemon.store import listings as store
-from daemon.sync.runtime import open_runtime
-from daemon.timestamps import iso, utcnow
+from daemon.cli.render import echo_done, echo_json, echo_page, echo_record, echo_table
+from daemon.cli.surface import surface
+from daemon.models import LocalStatus
+from daemon.ops.imports import ImportFormat
+from daemon.specs import ListingSpec
 
-CSV_COLUMNS = ("id", "connection_id", "listing_key")
 STATUS_CHOICES = [s.value for s in LocalStatus]
+TRAIL_COLUMNS = [
+    "changed_at",
+    "event",
+    "from_status",
+    "to_status",
+    "mls_standard_status",
+    "mls_status",
+    "run_id",
+]
 
 
 @click.group()
@@ -52,134 +55,116 @@ def listings() -> None:
     type=click.Choice(STATUS_CHOICES),
     help="Its local status now, if known (the next sync makes it follow the MLS).",
 )
+@JSON_OPTION
 def add(
     config_path: Path | None,
     listing_id: str,
     connection_id: str,
     listing_key: str,
     status: str | None,
+    as_json: bool,
 ) -> None:
     """Track a listing. An existing ID is re-pointed; its status is left to the MLS."""
-    spec = spec_or_fail(
-        ListingSpec,
-        {
-            "id": listing_id,
-            "connection_id": connection_id,
-            "listing_key": listing_key,
-            "status": status,
-        },
-    )
-    settings = settings_from(config_path)
+    given = {"connection_id": connection_id, "listing_key": listing_key, "status": status}
+    fields = {k: v for k, v in given.items() if v is not None}
+    spec_or_fail(ListingSpec, {**fields, "id": listing_id})  # before anything opens
+    where = surface(config_path)
 
-    async def main() -> int:
-        async with open_runtime(settings) as rt:
-            return await store.add_many(rt.db, [spec], iso(utcnow()))
+    async def main() -> tuple[dict[str, Any], bool]:
+        async with where.open() as (ops, _):
+            return await ops.listings.put(listing_id, fields)
 
-    changed = run(main)
-    click.echo(f"listing {listing_id} {'tracked' if changed else 'unchanged'}")
+    view, created = run(main)
+    echo_done(view, as_json, f"listing {listing_id} {'tracked' if created else 're-pointed'}")
 
 
 @listings.command("import")
 @CONFIG_OPTION
-@click.argument("csv_file", metavar="FILE.csv", type=click.Path(path_type=Path, dir_okay=False))
-def import_(config_path: Path | None, csv_file: Path) -> None:
-    """Track many listings from a CSV file with a header row:
+@click.argument("file", metavar="FILE", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--format",
+    "form",
+    type=click.Choice(["csv", "jsonl"]),
+    help="csv or jsonl (JSON lines). [default: from the file's extension, else csv]",
+)
+@JSON_OPTION
+def import_(config_path: Path | None, file: Path, form: str | None, as_json: bool) -> None:
+    """Track many listings from a CSV file with a header row, or from JSON lines:
 
     \b
       id,connection_id,listing_key[,status]
       L-1001,crmls,3yd-CRMLS-A1001,active
+    \b
+      {"id": "L-1001", "connection_id": "crmls", "listing_key": "3yd-CRMLS-A1001"}
 
     Every row is checked first; if any is bad, each problem is printed with its line number
     and nothing is imported (exit 65).
     """
-    specs = _read_csv(csv_file)
-    settings = settings_from(config_path)
-
-    async def main() -> int:
-        async with open_runtime(settings) as rt:
-            return await store.add_many(rt.db, specs, iso(utcnow()))
-
-    changed = run(main)
-    click.echo(f"{len(specs)} row(s) read, {changed} listing(s) added or re-pointed")
-
-
-def _read_csv(path: Path) -> list[ListingSpec]:
+    chosen: ImportFormat = (
+        "jsonl" if (form or file.suffix.lstrip(".")) in ("jsonl", "ndjson") else "csv"
+    )
     try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            header = reader.fieldnames or []
-            missing = [c for c in CSV_COLUMNS if c not in header]
-            if missing:
-                fail(
-                    f"{path}: the header lacks {', '.join(missing)} "
-                    f"(expected {','.join(CSV_COLUMNS)}[,status])",
-                    EX_DATAERR,
-                )
-            unknown = [c for c in header if c not in (*CSV_COLUMNS, "status")]
-            if unknown:
-                fail(f"{path}: unknown column(s) {', '.join(unknown)}", EX_DATAERR)
-            rows = list(reader)
+        text = file.read_text(encoding="utf-8-sig")
     except OSError as exc:
-        fail(f"{path}: {exc.strerror}", EX_DATAERR)
-    except (csv.Error, UnicodeDecodeError) as exc:
-        fail(f"{path}: not a readable CSV file: {exc}", EX_DATAERR)
-    specs: list[ListingSpec] = []
-    problems: list[str] = []
-    seen: dict[str, int] = {}
-    for line, row in enumerate(rows, start=2):
-        data = {k: (v.strip() if isinstance(v, str) else v) for k, v in row.items()}
-        if not data.get("status"):
-            data.pop("status", None)
-        try:
-            spec = parse_spec(ListingSpec, data, where=f"line {line}")
-        except SpecError as exc:
-            problems.append(str(exc))
-            continue
-        if spec.id in seen:
-            problems.append(f"line {line}: id {spec.id!r} is already on line {seen[spec.id]}")
-            continue
-        seen[spec.id] = line
-        specs.append(spec)
-    if problems:
-        fail(f"{path}: nothing imported:\n" + "\n".join(problems), EX_DATAERR)
-    if not specs:
-        fail(f"{path}: no rows to import", EX_DATAERR)
-    return specs
+        fail(f"{file}: {exc.strerror}", EX_DATAERR)
+    except UnicodeDecodeError:
+        fail(f"{file}: not UTF-8 text", EX_DATAERR)
+    where = surface(config_path)
+
+    async def main() -> dict[str, Any]:
+        async with where.open() as (ops, _):
+            return await ops.listings.import_text(text, chosen, values=not where.is_remote)
+
+    done = run(main)
+    echo_done(
+        done,
+        as_json,
+        f"{done['rows']} row(s) read, {done['added_or_repointed']} listing(s) added or re-pointed",
+    )
 
 
 @listings.command("list")
 @CONFIG_OPTION
 @click.option("--connection", "connection_id", metavar="ID", help="Only this connection's.")
 @click.option("--status", type=click.Choice([*STATUS_CHOICES, "unknown"]), help="Only this status.")
-@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1_000_000))
+@click.option("--excluded/--included", default=None, help="Only excluded, or only included ones.")
+@click.option("--key-contains", metavar="TEXT", help="Only those whose ListingKey contains TEXT.")
+@list_options
 @JSON_OPTION
 def list_(
     config_path: Path | None,
     connection_id: str | None,
     status: str | None,
+    excluded: bool | None,
+    key_contains: str | None,
+    after: str | None,
     limit: int,
     as_json: bool,
 ) -> None:
-    """List tracked listings with their local and MLS status."""
-    settings = settings_from(config_path)
+    """List tracked listings with their local and MLS status, in id order."""
+    where = surface(config_path)
 
     async def main() -> None:
-        async with open_runtime(settings) as rt:
-            rows = [asdict(r) for r in await store.list_some(rt.db, connection_id, status, limit)]
-        echo_rows(
-            rows,
-            [
-                "id",
-                "connection_id",
-                "listing_key",
-                "status",
-                "mls_standard_status",
-                "excluded",
-                "last_checked_at",
-                "last_error",
-            ],
-            as_json,
-        )
+        async with where.open() as (ops, _):
+            page = await ops.listings.list(
+                connection_id=connection_id,
+                status=status,
+                excluded=excluded,
+                key_contains=key_contains,
+                after=after,
+                limit=limit,
+            )
+        columns = [
+            "id",
+            "connection_id",
+            "listing_key",
+            "status",
+            "mls_standard_status",
+            "excluded",
+            "last_checked_at",
+            "last_error",
+        ]
+        echo_page(page, columns, as_json, "mls-sync listings list")
 
     run(main)
 
@@ -189,61 +174,90 @@ def list_(
 @click.argument("listing_id", metavar="ID")
 @JSON_OPTION
 def show(config_path: Path | None, listing_id: str, as_json: bool) -> None:
-    """Show a listing and its audit trail (every status change, with the MLS values)."""
-    settings = settings_from(config_path)
+    """Show a listing and its audit trail (every status change, with the MLS values; the
+    first 100: `listings history ID` pages through all)."""
+    where = surface(config_path)
 
     async def main() -> None:
-        async with open_runtime(settings) as rt:
-            row = await store.get(rt.db, listing_id)
-            if row is None:
-                raise LookupError(f"no listing {listing_id!r} (see `mls-sync listings list`)")
-            trail = [asdict(c) for c in await store.history(rt.db, listing_id)]
-        record = asdict(row)
-        record["publishable"] = is_publishable(LocalStatus(row.status) if row.status else None)
+        async with where.open() as (ops, _):
+            view = await ops.listings.get(listing_id)
         if as_json:
-            echo_json({**record, "status_changes": trail})
+            echo_json(view)
             return
-        echo_record(record)
+        echo_record(view)
         click.echo("")
-        echo_table(
-            trail,
-            [
-                "changed_at",
-                "event",
-                "from_status",
-                "to_status",
-                "mls_standard_status",
-                "mls_status",
-                "run_id",
-            ],
-        )
+        echo_table(view["status_changes"], TRAIL_COLUMNS)
 
     run(main)
 
 
-def _set_excluded(config_path: Path | None, listing_id: str, excluded: bool) -> None:
-    settings = settings_from(config_path)
+@listings.command("history")
+@CONFIG_OPTION
+@click.argument("listing_id", metavar="ID")
+@list_options
+@JSON_OPTION
+def history(
+    config_path: Path | None, listing_id: str, after: str | None, limit: int, as_json: bool
+) -> None:
+    """A listing's whole audit trail, oldest first, a page at a time."""
+    where = surface(config_path)
 
-    async def main() -> bool:
-        async with open_runtime(settings) as rt:
-            return await store.set_excluded(rt.db, listing_id, excluded, iso(utcnow()))
+    async def main() -> None:
+        async with where.open() as (ops, _):
+            page = await ops.listings.history(listing_id, after=after, limit=limit)
+        echo_page(page, TRAIL_COLUMNS, as_json, f"mls-sync listings history {listing_id}")
 
-    if not run(main):
-        fail(f"no listing {listing_id!r}")
-    click.echo(f"listing {listing_id} {'excluded from' if excluded else 'included in'} sync")
+    run(main)
+
+
+def _set_excluded(config_path: Path | None, listing_id: str, excluded: bool, as_json: bool) -> None:
+    where = surface(config_path)
+
+    async def main() -> dict[str, Any]:
+        async with where.open() as (ops, _):
+            return await ops.listings.set_excluded(listing_id, excluded)
+
+    said = "excluded from" if excluded else "included in"
+    echo_done(run(main), as_json, f"listing {listing_id} {said} sync")
 
 
 @listings.command("exclude")
 @CONFIG_OPTION
 @click.argument("listing_id", metavar="ID")
-def exclude(config_path: Path | None, listing_id: str) -> None:
+@JSON_OPTION
+def exclude(config_path: Path | None, listing_id: str, as_json: bool) -> None:
     """Leave a listing out of every sync until it is included again (selective sync)."""
-    _set_excluded(config_path, listing_id, True)
+    _set_excluded(config_path, listing_id, True, as_json)
 
 
 @listings.command("include")
 @CONFIG_OPTION
 @click.argument("listing_id", metavar="ID")
-def include(config_path: Path | None, listing_id: str) -> None:
+@JSON_OPTION
+def include(config_path: Path | None, listing_id: str, as_json: bool) -> None:
     """Sync an excluded listing again from the next cycle."""
-    _set_excluded(config_path, listing_id, False)
+    _set_excluded(config_path, listing_id, False, as_json)
+
+
+@listings.command("remove")
+@CONFIG_OPTION
+@click.argument("listing_id", metavar="ID")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Also when posts of the listing are still live: their records are dropped, and "
+    "nothing takes them down any more.",
+)
+@JSON_OPTION
+def remove(config_path: Path | None, listing_id: str, force: bool, as_json: bool) -> None:
+    """Stop tracking a listing (its audit trail is kept)."""
+    where = surface(config_path)
+
+    async def main() -> dict[str, Any]:
+        async with where.open() as (ops, _):
+            return await ops.listings.remove(listing_id, force=force)
+
+    removed = run(main)
+    live = removed["live_posts_removed"]
+    said = f" with {live} live post(s)" if live else ""
+    echo_done(removed, as_json, f"listing {listing_id} removed{said}")

@@ -1,30 +1,17 @@
-"""posts add|list|show, and unpublish: the social posts of listings."""
+"""posts add|list|show|forget|removed-by-hand, and unpublish: the social posts of listings."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import click
 
-from daemon.cli.common import (
-    CONFIG_OPTION,
-    JSON_OPTION,
-    echo_json,
-    echo_record,
-    echo_rows,
-    echo_sandbox,
-    fail,
-    run,
-    settings_from,
-)
-from daemon.platforms.links import post_link
-from daemon.sandbox.environment import runtime_for
-from daemon.specs import PostSpec, SpecError, parse_spec
-from daemon.store import posts as store
-from daemon.sync.engine import RunReport
-from daemon.sync.runtime import open_runtime
-from daemon.timestamps import iso, utcnow
+from daemon.cli.common import CONFIG_OPTION, JSON_OPTION, list_options, run, spec_or_fail
+from daemon.cli.render import echo_done, echo_environment, echo_json, echo_page, echo_view
+from daemon.cli.surface import surface
+from daemon.enums import PostStatus
+from daemon.specs import PLATFORMS, PostSpec
 
 
 @click.group()
@@ -32,7 +19,8 @@ def posts() -> None:
     """Record and inspect the social posts of listings.
 
     A post is `published` until mls-sync takes it down (`unpublished`) or finds that only a
-    person can (`manual_required`, listed with a link by `posts list --status manual_required`).
+    person can (`manual_required`, listed with a link by `posts list --status manual_required`;
+    once done, say so with `posts removed-by-hand ID`).
     """
 
 
@@ -48,6 +36,7 @@ def posts() -> None:
     help="Facebook {page}_{post}, Instagram media id, or LinkedIn URN.",
 )
 @click.option("--permalink", help="A link to the post, for a person to open if needed.")
+@JSON_OPTION
 def add(
     config_path: Path | None,
     post_id: str,
@@ -55,65 +44,67 @@ def add(
     account_id: str,
     platform_post_id: str,
     permalink: str | None,
+    as_json: bool,
 ) -> None:
     """Record a post that was published for a listing."""
-    try:
-        spec = parse_spec(
-            PostSpec,
-            {
-                "id": post_id,
-                "listing_id": listing_id,
-                "account_id": account_id,
-                "platform_post_id": platform_post_id,
-                "permalink": permalink,
-            },
-        )
-    except SpecError as exc:
-        fail(f"invalid input:\n{exc}", 2)
-    settings = settings_from(config_path)
+    given = {
+        "listing_id": listing_id,
+        "account_id": account_id,
+        "platform_post_id": platform_post_id,
+        "permalink": permalink,
+    }
+    fields = {k: v for k, v in given.items() if v is not None}
+    spec_or_fail(PostSpec, {**fields, "id": post_id})  # before anything opens
+    where = surface(config_path)
 
-    async def main() -> None:
-        async with open_runtime(settings) as rt:
-            await store.record(rt.db, spec, iso(utcnow()))
+    async def main() -> tuple[dict[str, Any], bool]:
+        async with where.open() as (ops, _):
+            return await ops.posts.put(post_id, fields, values=not where.is_remote)
 
-    run(main)
-    click.echo(f"post {post_id} recorded as published")
+    view, _ = run(main)
+    echo_done(view, as_json, f"post {post_id} recorded as published")
 
 
 @posts.command("list")
 @CONFIG_OPTION
 @click.option("--listing", "listing_id", metavar="ID", help="Only this listing's posts.")
-@click.option("--status", type=click.Choice(["published", "unpublished", "manual_required"]))
-@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1_000_000))
+@click.option("--platform", type=click.Choice(PLATFORMS), help="Only this platform's.")
+@click.option("--status", type=click.Choice([s.value for s in PostStatus]))
+@list_options
 @JSON_OPTION
 def list_(
-    config_path: Path | None, listing_id: str | None, status: str | None, limit: int, as_json: bool
+    config_path: Path | None,
+    listing_id: str | None,
+    platform: str | None,
+    status: str | None,
+    after: str | None,
+    limit: int,
+    as_json: bool,
 ) -> None:
     """List posts; `--status manual_required` is the list of posts to remove by hand."""
-    settings = settings_from(config_path)
+    where = surface(config_path)
 
     async def main() -> None:
-        async with open_runtime(settings) as rt:
-            rows = []
-            for p in await store.list_some(rt.db, listing_id, status, limit):
-                row = asdict(p)
-                row["link"] = post_link(p.platform or "", p.platform_post_id, p.permalink)
-                rows.append(row)
-        echo_rows(
-            rows,
-            [
-                "id",
-                "listing_id",
-                "platform",
-                "status",
-                "attempts",
-                "next_attempt_at",
-                "note",
-                "last_error",
-                "link",
-            ],
-            as_json,
-        )
+        async with where.open() as (ops, _):
+            page = await ops.posts.list(
+                listing_id=listing_id,
+                platform=platform,
+                status=PostStatus(status) if status else None,
+                after=after,
+                limit=limit,
+            )
+        columns = [
+            "id",
+            "listing_id",
+            "platform",
+            "status",
+            "attempts",
+            "next_attempt_at",
+            "note",
+            "last_error",
+            "link",
+        ]
+        echo_page(page, columns, as_json, "mls-sync posts list")
 
     run(main)
 
@@ -124,42 +115,80 @@ def list_(
 @JSON_OPTION
 def show(config_path: Path | None, post_id: str, as_json: bool) -> None:
     """Show one post with its attempts, last error and next attempt time."""
-    settings = settings_from(config_path)
+    where = surface(config_path)
 
     async def main() -> None:
-        async with open_runtime(settings) as rt:
-            row = await store.get(rt.db, post_id)
-        if row is None:
-            raise LookupError(f"no post {post_id!r} (see `mls-sync posts list`)")
-        record = asdict(row)
-        record["link"] = post_link(row.platform or "", row.platform_post_id, row.permalink)
-        (echo_json if as_json else echo_record)(record)
+        async with where.open() as (ops, _):
+            echo_view(await ops.posts.get(post_id), as_json)
 
     run(main)
+
+
+@posts.command("removed-by-hand")
+@CONFIG_OPTION
+@click.argument("post_id", metavar="ID")
+@JSON_OPTION
+def removed_by_hand(config_path: Path | None, post_id: str, as_json: bool) -> None:
+    """Say that a person took the post down on its platform (a manual_required post, once
+    done): it is unpublished from now on."""
+    where = surface(config_path)
+
+    async def main() -> dict[str, Any]:
+        async with where.open() as (ops, _):
+            return await ops.posts.removed_by_hand(post_id)
+
+    echo_done(run(main), as_json, f"post {post_id} recorded as removed by hand")
+
+
+@posts.command("forget")
+@CONFIG_OPTION
+@click.argument("post_id", metavar="ID")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Also when the post is live: nothing will take it down or list it for a person.",
+)
+@JSON_OPTION
+def forget(config_path: Path | None, post_id: str, force: bool, as_json: bool) -> None:
+    """Drop a post's record (refused while it is live, unless --force)."""
+    where = surface(config_path)
+
+    async def main() -> dict[str, Any]:
+        async with where.open() as (ops, _):
+            return await ops.posts.forget(post_id, force=force)
+
+    echo_done(run(main), as_json, f"post {post_id} forgotten")
 
 
 @click.command()
 @CONFIG_OPTION
 @click.option("--listing", "listing_id", required=True, metavar="ID")
-def unpublish(config_path: Path | None, listing_id: str) -> None:
+@JSON_OPTION
+def unpublish(config_path: Path | None, listing_id: str, as_json: bool) -> None:
     """Take down every published post of one listing now, whatever its status, and print
     what happened to each (the brief's unpublishListingPosts())."""
-    settings = settings_from(config_path)
+    where = surface(config_path)
 
-    async def main() -> RunReport:
-        async with runtime_for(settings, before=echo_sandbox) as (rt, _):
-            return await rt.engine.unpublish_listing(listing_id)
+    async def main() -> dict[str, Any]:
+        async with where.open(engine=True) as (ops, environment):
+            echo_environment(environment)
+            return await ops.listings.unpublish(listing_id, "manual")
 
     report = run(main)
+    if as_json:
+        echo_json(report)
+        return
     # Every published post of the listing has a result, one that waits included (another
     # process taking posts down, an account that cannot be used): none means none is published.
-    if not report.posts:
+    if not report["posts"]:
         click.echo(f"listing {listing_id} has no published post")
-    for result in report.posts:
-        outcome = result.outcome_name
-        click.echo(f"{result.platform:9}  {result.post_id:20}  {outcome:12}  {result.detail}")
-    r = report.run
+    for result in report["posts"]:
+        click.echo(
+            f"{result['platform']:9}  {result['post_id']:20}  {result['outcome']:12}  "
+            f"{result['detail']}"
+        )
     click.echo(
-        f"run {r.id}: unpublished {r.posts_unpublished}, already gone "
-        f"{r.posts_already_gone}, failed {r.posts_failed}, need a person {r.posts_manual}"
+        f"run {report['id']}: unpublished {report['posts_unpublished']}, already gone "
+        f"{report['posts_already_gone']}, failed {report['posts_failed']}, need a person "
+        f"{report['posts_manual']}"
     )

@@ -9,6 +9,7 @@ import click
 
 from daemon import eventloop, logs
 from daemon.cli.common import CONFIG_OPTION, fail, settings_from
+from daemon.cli.wiring import opener
 from daemon.encryption import SecretKeyError
 from daemon.service.daemon import StartupError, run_daemon
 from daemon.store.database import SchemaError
@@ -31,6 +32,6 @@ def run(config_path: Path | None) -> None:
     settings = settings_from(config_path, verbose=True)
     logs.configure(settings.logging.level, settings.logging.format, sys.stdout)
     try:
-        eventloop.run(run_daemon, config_path, settings)
+        eventloop.run(run_daemon, config_path, settings, opener())
     except (StartupError, SchemaError, SecretKeyError) as exc:
         fail(str(exc))

@@ -3,163 +3,194 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
+import anyio
 import click
 
 from daemon.cli.common import (
     CONFIG_OPTION,
+    EX_PARTIAL,
+    EX_USAGE,
     JSON_OPTION,
-    echo_json,
-    echo_record,
-    echo_rows,
-    echo_sandbox,
-    echo_table,
     fail,
+    list_options,
     progress_printer,
     run,
-    settings_from,
 )
-from daemon.sandbox.environment import SandboxSession, runtime_for
-from daemon.store import runs
-from daemon.sync.engine import RunReport, SyncEngine
-from daemon.sync.runtime import open_runtime
+from daemon.cli.render import (
+    echo_environment,
+    echo_json,
+    echo_page,
+    echo_record,
+)
+from daemon.cli.surface import surface
+from daemon.ops.manager import Operations
+
+RUN_COLUMNS = [
+    "id",
+    "trigger",
+    "scope",
+    "started_at",
+    "outcome",
+    "connections",
+    "listings_checked",
+    "status_changes",
+    "errors",
+    "warnings",
+]
+FOLLOW_EVERY_SECONDS = 1.0
 
 
 @click.command()
 @CONFIG_OPTION
 @click.option("--connection", "connection_id", metavar="ID", help="Sync only this connection.")
 @click.option("--listing", "listing_id", metavar="ID", help="Sync only this listing (manual sync).")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Exit 3 when the run recorded errors (partial), 1 when it failed: for cron and CI.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress line.")
 @click.option("--verbose", "-v", is_flag=True, help="Log every status change (to stderr).")
+@JSON_OPTION
 def sync(
     config_path: Path | None,
     connection_id: str | None,
     listing_id: str | None,
+    strict: bool,
     quiet: bool,
     verbose: bool,
+    as_json: bool,
 ) -> None:
-    """Run one sync cycle now, in this process, and print its summary.
+    """Run one sync cycle now and print its summary.
 
     Asks the MLS for the status of every tracked listing (of one connection, or one listing),
     makes the local status equal to the MLS status, and records the run in the history.
-    With [sandbox] enabled, the embedded sandbox MLS is started first and its market moves a
-    little, so each run has changes to apply.
+    Locally it runs in this process; with --api the running daemon runs it (a full cycle is
+    coalesced with any other trigger) and this command follows it to its end. With [sandbox]
+    enabled, the embedded sandbox MLS is started first and its market moves a little, so each
+    run has changes to apply.
 
-    Exits 0 when the cycle ran, even if it recorded errors (see `mls-sync history --run ID`);
+    \b
+    Exit codes: 0 when the cycle ran, even if it recorded errors (see `mls-sync history
+    --run ID`); with --strict, 3 when it recorded errors (partial) and 1 when it failed;
     130 after Ctrl-C, 143 after SIGTERM (a run it began is recorded as interrupted; further
     signals do not cut that short); otherwise non-zero only when it could not run.
     """
     if connection_id and listing_id:
-        fail("give --connection or --listing, not both", 2)
-    settings = settings_from(config_path, verbose)
-
-    def move_market(sandbox: SandboxSession) -> None:
-        echo_sandbox(sandbox)
-        moves = sandbox.move_market(settings.sandbox.moves_per_cycle)
-        click.echo(f"  the market moved {len(moves)} listing(s), for example:")
-        for m in moves[:5]:
-            click.echo(f"    {m.key}: {m.before} -> {m.after}")
-
+        fail("give --connection or --listing, not both", EX_USAGE)
+    where = surface(config_path, verbose)
     began: list[bool] = []
 
-    async def main() -> RunReport:
-        async with runtime_for(settings, progress_printer(not quiet), move_market) as (rt, _):
+    async def main() -> dict[str, Any]:
+        progress = progress_printer(not quiet and not where.is_remote)
+        async with where.open(engine=True, on_progress=progress) as (ops, environment):
+            echo_environment(environment)
+            if environment is not None:
+                moves = environment.before_cycle()
+                click.echo(f"  the market moved {len(moves)} listing(s), for example:")
+                for move in moves[:5]:
+                    click.echo(f"    {move}")
             began.append(True)
-            return await _one(rt.engine, connection_id, listing_id)
+            return await _one(ops, connection_id, listing_id)
 
     def cut_short() -> str:
+        if where.is_remote:
+            return "; the daemon goes on with the run (mls-sync --api ... history)"
         if began:
             return "; the run is recorded as interrupted (mls-sync history)"
         return " before its run began; nothing was synced"
 
     started = time.monotonic()
     report = run(main, cut_short)
-    _print_report(report, time.monotonic() - started)
+    if as_json:
+        echo_json(report)
+    else:
+        _print_report(report, time.monotonic() - started)
+    if strict and report["outcome"] != "ok":
+        raise SystemExit(EX_PARTIAL if report["outcome"] == "partial" else 1)
 
 
-async def _one(engine: SyncEngine, connection_id: str | None, listing_id: str | None) -> RunReport:
+async def _one(
+    ops: Operations, connection_id: str | None, listing_id: str | None
+) -> dict[str, Any]:
     if listing_id:
-        report, listing = await engine.sync_listing(listing_id)
+        done = await ops.listings.sync(listing_id, "manual")
+        listing = done["listing"]
         click.echo(
-            f"listing {listing.id} ({listing.listing_key}): status {listing.status}"
-            f" (MLS: {listing.mls_standard_status})"
+            f"listing {listing['id']} ({listing['listing_key']}): status {listing['status']}"
+            f" (MLS: {listing['mls_standard_status']})"
         )
-        return report
+        return done
     if connection_id:
-        return await engine.sync_connection(connection_id)
-    return await engine.sync_all()
+        return await ops.sync.connection(connection_id, "manual")
+    asked = await ops.sync.everything("manual")
+    if "run_id" not in asked:
+        return asked  # it ran here
+    # The daemon runs it: follow its run to the end.
+    while True:
+        run = await ops.runs.get(asked["run_id"])
+        if run["outcome"] != "running":
+            return run
+        await anyio.sleep(FOLLOW_EVERY_SECONDS)
 
 
-def _print_report(report: RunReport, seconds: float) -> None:
-    r = report.run
-    click.echo(f"run {r.id} ({r.trigger}, {r.scope}): {r.outcome} in {seconds:.1f} s")
+def _print_report(r: dict[str, Any], seconds: float) -> None:
+    click.echo(f"run {r['id']} ({r['trigger']}, {r['scope']}): {r['outcome']} in {seconds:.1f} s")
     click.echo(
-        f"  connections {r.connections}, listings checked {r.listings_checked}, "
-        f"status changes {r.status_changes}, errors {r.errors}, warnings {r.warnings}, "
-        f"MLS requests {r.mls_requests}"
+        f"  connections {r['connections']}, listings checked {r['listings_checked']}, "
+        f"status changes {r['status_changes']}, errors {r['errors']}, "
+        f"warnings {r['warnings']}, MLS requests {r['mls_requests']}"
     )
-    if report.changes:
-        kinds = ", ".join(f"{kind} {n}" for kind, n in report.changes.items())
+    if r.get("changes"):
+        kinds = ", ".join(f"{kind} {n}" for kind, n in r["changes"].items())
         click.echo(f"  changes by kind: {kinds}")
+    due = r.get("posts_due")
     click.echo(
-        f"  posts: unpublished {r.posts_unpublished}, already gone {r.posts_already_gone}, "
-        f"failed {r.posts_failed} (retried later), need a person {r.posts_manual}"
-        + (f"; {report.posts_due} still due" if report.posts_due else "")
+        f"  posts: unpublished {r['posts_unpublished']}, already gone "
+        f"{r['posts_already_gone']}, failed {r['posts_failed']} (retried later), need a "
+        f"person {r['posts_manual']}" + (f"; {due} still due" if due else "")
     )
-    if report.errors:
-        click.echo(f"  problems (first 50; all: mls-sync history --run {r.id}):")
-        for e in report.errors:
-            where = " ".join(x for x in (e.connection_id, e.listing_id) if x)
-            click.echo(f"    {e.severity} [{e.scope}] {where}: {e.message}")
+    if r.get("problems"):
+        click.echo(f"  problems (first 50; all: mls-sync history --run {r['id']}):")
+        for e in r["problems"]:
+            where = " ".join(x for x in (e["connection_id"], e["listing_id"]) if x)
+            click.echo(f"    {e['severity']} [{e['scope']}] {where}: {e['message']}")
 
 
 @click.command()
 @CONFIG_OPTION
-@click.option(
-    "--limit",
-    default=20,
-    show_default=True,
-    type=click.IntRange(1, 10_000),
-    help="How many runs to show.",
-)
 @click.option("--run", "run_id", type=int, metavar="ID", help="Show one run with its errors.")
+@click.option("--outcome", help="Only runs that ended so (ok, partial, failed, interrupted).")
+@list_options
 @JSON_OPTION
-def history(config_path: Path | None, limit: int, run_id: int | None, as_json: bool) -> None:
+def history(
+    config_path: Path | None,
+    run_id: int | None,
+    outcome: str | None,
+    after: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
     """Show the sync history: the last runs (newest first), or one run and its errors."""
-    settings = settings_from(config_path)
+    where = surface(config_path)
 
     async def main() -> None:
-        async with open_runtime(settings) as rt:
+        async with where.open() as (ops, _):
             if run_id is None:
-                rows = [asdict(r) for r in await runs.recent(rt.db, limit)]
-                echo_rows(
-                    rows,
-                    [
-                        "id",
-                        "trigger",
-                        "scope",
-                        "started_at",
-                        "outcome",
-                        "connections",
-                        "listings_checked",
-                        "status_changes",
-                        "errors",
-                        "warnings",
-                    ],
-                    as_json,
-                )
+                page = await ops.runs.list(outcome=outcome, after=after, limit=limit)
+                echo_page(page, RUN_COLUMNS, as_json, "mls-sync history")
                 return
-            one = await runs.get(rt.db, run_id)
-            if one is None:
-                raise LookupError(f"no run {run_id}")
-            errors = [asdict(e) for e in await runs.errors_of(rt.db, run_id, 10_000)]
-            if as_json:
-                echo_json({**asdict(one), "problems": errors})
-                return
-            echo_record(asdict(one))
-            click.echo("")
-            echo_table(errors, ["severity", "scope", "connection_id", "listing_id", "message"])
+            one = await ops.runs.get(run_id)
+            errors = await ops.runs.errors(run_id, after=after, limit=limit)
+        if as_json:
+            echo_json({**one, "problems": errors.items, "next_after": errors.next_after})
+            return
+        echo_record(one)
+        click.echo("")
+        columns = ["severity", "scope", "connection_id", "listing_id", "message"]
+        echo_page(errors, columns, False, f"mls-sync history --run {run_id}")
 
     run(main)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,8 +18,9 @@ from daemon.timestamps import iso, utcnow
 
 audit_log = structlog.get_logger("mls_sync.audit")
 
-# Asks the running daemon for a full cycle: "started", "queued" or "refused" (its coordinator).
-Trigger = Callable[[str], str]
+# Asks the running daemon's coordinator for a full cycle: "started", "queued" or "refused",
+# and the id of the run that will report it.
+Trigger = Callable[[str], Awaitable[tuple[str, int | None]]]
 
 
 @dataclass

@@ -19,13 +19,14 @@ class SyncOps:
 
     async def everything(self, trigger: str) -> View:
         """A full cycle. In the daemon it goes through the coordinator (coalesced with any
-        other trigger; the cycle runs in the background); elsewhere it runs here and now."""
+        other trigger; the cycle runs in the background) and the answer is the id of the run
+        that will report it; elsewhere it runs here and now and the answer is the run."""
         if self.ctx.trigger is not None:
-            outcome = self.ctx.trigger(trigger)
-            if outcome == "refused":
+            outcome, run_id = await self.ctx.trigger(trigger)
+            if outcome == "refused" or run_id is None:
                 raise Unavailable("shutting down: no new cycles")
-            self.ctx.audit("sync_requested", "sync", "all", outcome=outcome)
-            return {"outcome": outcome}
+            self.ctx.audit("sync_requested", "run", run_id, outcome=outcome)
+            return {"outcome": outcome, "run_id": run_id}
         report = await self.ctx.require_engine().sync_all(trigger)
         return report_view(report)
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import os
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from daemon.composition import Progress, Runtime, open_runtime
 from daemon.config import SandboxSettings, Settings
 from daemon.encryption import SecretBox
 from daemon.enums import KeyFilter
@@ -34,7 +35,6 @@ from daemon.serving import serving
 from daemon.specs import AccountSpec, ConnectionSpec, ListingSpec, PostSpec
 from daemon.store import accounts, connections, listings, posts
 from daemon.store.database import Database
-from daemon.sync.runtime import Runtime, open_runtime
 from daemon.timestamps import iso, parse_iso, utcnow
 
 STATE_FILE = "sandbox-mls.json"
@@ -74,6 +74,24 @@ class SandboxSession:
         moves = market.move(self.mls, count, self.rng)
         save(self, self.state_path)
         return moves
+
+    # -- the composition root's Environment ----------------------------------------------
+
+    @property
+    def interval_seconds(self) -> int:
+        return self.sandbox.interval_seconds
+
+    def describe(self) -> dict[str, str]:
+        return {"mls": self.mls_url, "platforms": self.platforms_url}
+
+    def pin(self, settings: Settings) -> Settings:
+        return self.settings_for(settings)
+
+    def before_cycle(self) -> list[str]:
+        return [
+            f"{m.key}: {m.before} -> {m.after}"
+            for m in self.move_market(self.sandbox.moves_per_cycle)
+        ]
 
     def settings_for(self, settings: Settings) -> Settings:
         """The settings with the platform URLs pointing at the sandbox platforms."""
@@ -251,20 +269,18 @@ def load(mls: SandboxMls, platforms: SandboxPlatforms, path: Path) -> bool:
 
 @asynccontextmanager
 async def runtime_for(
-    settings: Settings,
-    on_progress: Callable[[str, int, int], None] = lambda cid, done, total: None,
-    before: Callable[[SandboxSession], None] = lambda session: None,
+    settings: Settings, on_progress: Progress = lambda cid, done, total: None
 ) -> AsyncIterator[tuple[Runtime, SandboxSession | None]]:
-    """The runtime for anything that may call out (sync, unpublish, run, demo). With
+    """An `Opener` (daemon/composition.py) for a config that may enable the sandbox: with
     [sandbox] enabled, the sandbox servers start first and every URL points at them, so nothing
-    started from a sandbox config can reach a real MLS or social platform. `before` sees the
-    running sandbox before the runtime opens (to print its URLs, move its market, ...)."""
+    started from a sandbox config can reach a real MLS or social platform."""
     if not settings.sandbox.enabled:
         async with open_runtime(settings, on_progress=on_progress) as rt:
             yield rt, None
         return
-    async with sandbox_running(settings) as sandbox:
-        before(sandbox)
-        async with open_runtime(sandbox.settings_for(settings), on_progress=on_progress) as rt:
-            await sandbox.wire(rt.db, rt.require_box())
-            yield rt, sandbox
+    async with (
+        sandbox_running(settings) as sandbox,
+        open_runtime(sandbox.settings_for(settings), on_progress=on_progress) as rt,
+    ):
+        await sandbox.wire(rt.db, rt.require_box())
+        yield rt, sandbox

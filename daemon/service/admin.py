@@ -57,7 +57,7 @@ def operations(request: Request, who: Annotated[Caller, Depends(caller)]) -> Ope
     """The operations, on behalf of the caller (named in the audit log)."""
     state = service_state(request)
     rt = state.runtime
-    ctx = OpsContext(rt.db, rt.box, rt.engine, state.coordinator.trigger, f"token:{who.name}")
+    ctx = OpsContext(rt.db, rt.box, rt.engine, state.coordinator.request, f"token:{who.name}")
     return Operations(ctx)
 
 
@@ -75,10 +75,14 @@ def admin_routes(state: ServiceState) -> APIRouter:
         summary="Run a full sync now (coalesced with any other trigger)",
         responses=problem_responses(503),
     )
-    async def sync_now(ops: Ops) -> View:
+    async def sync_now(ops: Ops, response: Response) -> View:
+        """The answer names the run that will report the cycle (`run_id`, and Location): a
+        cycle asked for while one runs is coalesced into the one follow-up."""
         if state.shutting_down:
             raise Unavailable("shutting down: no new cycles")
-        return await ops.sync.everything("http")
+        view = await ops.sync.everything("http")
+        response.headers["Location"] = f"/v1/runs/{view['run_id']}"
+        return view
 
     @router.post(
         "/mls-connections/{connection_id}/sync",

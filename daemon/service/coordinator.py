@@ -58,6 +58,8 @@ class Coordinator:
         self.on_report = on_report
         self.before_cycle = before_cycle
         self.pending: str | None = None
+        self.pending_run: int | None = None  # the run the pending cycle reports under, if asked
+        self._reserving = anyio.Lock()
         self.running: Progress | None = None
         self.stopping = False
         self.reports: deque[RunReport] = deque(maxlen=RECENT_REPORTS)
@@ -81,6 +83,17 @@ class Coordinator:
         log.info("sync_triggered", source=source, outcome=outcome)
         return outcome
 
+    async def request(self, source: str) -> tuple[str, int | None]:
+        """`trigger`, and the id of the run that will report the cycle it asked for (the
+        pending one, reserved now if need be), so the caller can follow it."""
+        async with self._reserving:
+            if self.stopping:
+                return "refused", None
+            if self.pending_run is None:
+                self.pending_run = await self.engine.reserve_run(source)
+            # No await from here until the loop takes the pending cycle: it takes both.
+            return self.trigger(source), self.pending_run
+
     async def run(self) -> None:
         """The loop: waits for a trigger, runs a cycle, runs the follow-up if one is due."""
         while not self.stopping:
@@ -88,9 +101,10 @@ class Coordinator:
             self._wake = anyio.Event()
             while self.pending is not None and not self.stopping:
                 source, self.pending = self.pending, None
-                await self._cycle(source)
+                run_id, self.pending_run = self.pending_run, None
+                await self._cycle(source, run_id)
 
-    async def _cycle(self, source: str) -> None:
+    async def _cycle(self, source: str, run_id: int | None = None) -> None:
         self._idle = anyio.Event()
         self.running = Progress(source, time.monotonic())
         started = time.monotonic()
@@ -99,7 +113,7 @@ class Coordinator:
                 self._scope = scope
                 if self.before_cycle is not None:
                     await self.before_cycle()
-                report = await self.engine.sync_all(source)
+                report = await self.engine.sync_all(source, run_id)
                 self.reports.appendleft(report)
                 self.last_completed_monotonic = time.monotonic()
                 self.cycles += 1
@@ -122,6 +136,10 @@ class Coordinator:
         self.stopping = True
         self.pending = None
         self._wake.set()
+        async with self._reserving:
+            reserved, self.pending_run = self.pending_run, None
+        if reserved is not None:
+            await self.engine.abandon_run(reserved)
         with anyio.move_on_after(grace):
             await self._idle.wait()
         if self._scope is not None:

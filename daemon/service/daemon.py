@@ -18,9 +18,9 @@ import anyio
 import structlog
 
 from daemon import eventloop, gc_tuning, logs
+from daemon.composition import Environment, Opener
 from daemon.config import DEFAULT_CONFIG_PATH, ConfigError, Settings, load_settings
 from daemon.credentials import API_TOKEN_CREDENTIAL, API_TOKEN_ENV, read_secret
-from daemon.sandbox.environment import SandboxSession, runtime_for
 from daemon.service.api import build_app
 from daemon.service.board import StatusBoard
 from daemon.service.coordinator import Coordinator
@@ -45,21 +45,23 @@ class StartupError(Exception):
 
 
 async def run_daemon(
-    config_path: Path | None, settings: Settings, environ: Mapping[str, str] | None = None
+    config_path: Path | None,
+    settings: Settings,
+    opener: Opener,
+    environ: Mapping[str, str] | None = None,
 ) -> None:
+    """`opener` is the entry point's (daemon/composition.py): the sandbox's, or production."""
     notifier = Notifier(environ)
     async with (
-        runtime_for(settings, before=_announce) as (rt, sandbox),
+        opener(settings, lambda cid, done, total: None) as (rt, sandbox),
         database.reader(rt.db.path, settings.database.busy_timeout_ms) as status_reader,
     ):
+        if sandbox is not None:
+            _announce(sandbox)
         metrics = Metrics()
         metrics.set_cycle_health(await cycle_health.latest(rt.db), utcnow().timestamp())
         coordinator = Coordinator(rt.engine)
-        interval = (
-            settings.sandbox.interval_seconds
-            if sandbox is not None
-            else settings.sync.interval_seconds
-        )
+        interval = sandbox.interval_seconds if sandbox else settings.sync.interval_seconds
         scheduler = Scheduler(coordinator, interval, settings.sync.jitter_seconds)
         state = ServiceState(
             settings=rt.settings,
@@ -69,12 +71,12 @@ async def run_daemon(
             metrics=metrics,
             board=StatusBoard(status_reader),
             api_token=read_secret(API_TOKEN_ENV, API_TOKEN_CREDENTIAL, environ),
-            sandbox=sandbox is not None,
+            sandbox=sandbox,
             version=version("mls-sync"),
         )
         coordinator.on_report = lambda report, seconds: _after_cycle(state, report, seconds)
         if sandbox is not None:
-            coordinator.before_cycle = _market_mover(sandbox, settings.sandbox.moves_per_cycle)
+            coordinator.before_cycle = _world_mover(sandbox)
         host, port = settings.daemon.http_host, settings.daemon.http_port
         try:
             server = serving(build_app(state), host, port)
@@ -98,7 +100,7 @@ async def run_daemon(
                     log.info(
                         "daemon_ready",
                         url=url,
-                        sandbox=state.sandbox,
+                        sandbox=state.sandbox is not None,
                         interval_seconds=settings.sync.interval_seconds,
                         api="on" if state.api_token else "off",
                         event_loop=eventloop.name(),
@@ -114,18 +116,17 @@ async def run_daemon(
     log.info("daemon_stopped")
 
 
-def _announce(sandbox: SandboxSession) -> None:
+def _announce(sandbox: Environment) -> None:
     log.warning(
         "sandbox_mode",
-        mls=sandbox.mls_url,
-        platforms=sandbox.platforms_url,
+        **sandbox.describe(),
         note="SANDBOX MODE: no real MLS or social platform is contacted",
     )
 
 
-def _market_mover(sandbox: SandboxSession, count: int) -> Callable[[], Awaitable[None]]:
+def _world_mover(sandbox: Environment) -> Callable[[], Awaitable[None]]:
     async def move() -> None:
-        moves = sandbox.move_market(count)
+        moves = sandbox.before_cycle()
         log.info("sandbox_market_moved", listings=len(moves))
 
     return move
@@ -183,14 +184,12 @@ def _reload(state: ServiceState, notifier: Notifier, config_path: Path | None) -
                 note=f"changes to [{section}] take effect at the next start",
             )
     effective = new.model_copy(update={s: getattr(old, s) for s in RESTART_ONLY})
-    if state.sandbox:  # keep the sandbox platforms' URLs
-        effective = effective.model_copy(update={"platforms": old.platforms})
+    if state.sandbox is not None:  # keep the sandbox platforms' URLs
+        effective = state.sandbox.pin(effective)
     state.settings = effective
     state.runtime.engine.apply_settings(effective)
     # In sandbox mode the scheduler keeps the sandbox's own (restart-only) interval.
-    interval = (
-        effective.sandbox.interval_seconds if state.sandbox else effective.sync.interval_seconds
-    )
+    interval = state.sandbox.interval_seconds if state.sandbox else effective.sync.interval_seconds
     state.scheduler.reschedule(interval, effective.sync.jitter_seconds)
     state.recent_answers.clear()  # the next /status shows the new settings
     logs.configure(effective.logging.level, effective.logging.format, sys.stdout)

@@ -82,7 +82,7 @@ async def readyz_answer(state: ServiceState) -> Answer:
         "status": "fail" if failing else "pass",
         "checks": checks,
         "notes": ["SANDBOX MODE: the MLS and platforms are simulated on loopback"]
-        if state.sandbox
+        if state.sandbox is not None
         else [],
     }
     if failing:
@@ -172,7 +172,7 @@ def _live_status(state: ServiceState) -> dict[str, Any]:
     next_run = state.scheduler.next_run()
     return {
         "version": state.version,
-        "sandbox": state.sandbox,
+        "sandbox": state.sandbox is not None,
         "uptime_seconds": round(time.monotonic() - state.started_monotonic, 1),
         "interval_seconds": state.scheduler.interval,
         "next_run": iso(next_run) if next_run else None,

@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from daemon.composition import Environment, Runtime
 from daemon.config import Settings
 from daemon.credentials import Secret
 from daemon.service.board import StatusBoard
 from daemon.service.coordinator import Coordinator
 from daemon.service.metrics import Metrics
 from daemon.service.scheduler import Scheduler
-from daemon.sync.runtime import Runtime
 
 
 @dataclass
@@ -23,7 +23,7 @@ class ServiceState:
     metrics: Metrics
     board: StatusBoard
     api_token: Secret | None
-    sandbox: bool
+    sandbox: Environment | None  # the embedded sandbox around the runtime, if enabled
     version: str
     started_monotonic: float = field(default_factory=time.monotonic)
     # Polled answers, reused briefly (service/health.py): path -> (when, snapshot, answer).

@@ -51,6 +51,7 @@ ERRORS_OF = "SELECT * FROM run_errors WHERE run_id = ? ORDER BY id LIMIT ?"
 ERRORS_BY_SCOPE = """
 SELECT scope, count(*) FROM run_errors WHERE run_id = ? AND severity = 'error' GROUP BY 1
 """
+BEGIN_RESERVED = "UPDATE sync_runs SET started_at = :at WHERE id = :id"
 RUNNING = "SELECT id, holder FROM sync_runs WHERE outcome = 'running'"
 END = """
 UPDATE sync_runs SET outcome = :outcome, finished_at = :at
@@ -93,6 +94,13 @@ async def start(db: Database, trigger: str, scope: str, holder: str, at: str) ->
         row = await cur.fetchone()
     assert row is not None
     return int(row[0])
+
+
+async def begin_reserved(db: Database, run_id: int, at: str) -> None:
+    """A reserved run begins: it is timed from now, not from when it was asked for."""
+    await db.write_one(
+        "UPDATE sync_runs SET started_at = :at WHERE id = :id", {"at": at, "id": run_id}
+    )
 
 
 async def record(

@@ -83,10 +83,22 @@ class SyncEngine:
 
     # -- the three entry points ------------------------------------------------------------
 
-    async def sync_all(self, trigger: str = "manual") -> RunReport:
+    async def sync_all(self, trigger: str = "manual", run_id: int | None = None) -> RunReport:
+        """Every active connection. `run_id`: a run reserved by `reserve_run`, reported under."""
         targets = await connections.list_all(self.db, active_only=True)
         self.access.forget_others([t.id for t in targets])
-        return await self._run(trigger, "all", targets)
+        return await self._run(trigger, "all", targets, reserved=run_id)
+
+    async def reserve_run(self, trigger: str) -> int:
+        """The row a full cycle that has yet to begin will report under, so whoever asked for
+        it can follow it (POST /v1/sync answers with its id)."""
+        return await runs.start(self.db, trigger, "all", self.holder, iso(self.clock()))
+
+    async def abandon_run(self, run_id: int) -> None:
+        """A reserved run that will never begin (the daemon is stopping)."""
+        error = ErrorEntry("run", "the daemon stopped before this cycle began")
+        async with self.db.transaction() as conn:
+            await runs.end_in(conn, run_id, "interrupted", iso(self.clock()), error)
 
     async def sync_connection(self, connection_id: str, trigger: str = "manual") -> RunReport:
         row = await connections.get(self.db, connection_id)
@@ -123,11 +135,16 @@ class SyncEngine:
         scope: str,
         targets: list[ConnectionRow],
         only_listing: ListingRow | None = None,
+        reserved: int | None = None,
     ) -> RunReport:
         started = iso(self.clock())
         orphans = [i for i, holder in await runs.running(self.db) if is_dead(holder, self.hostname)]
         await runs.interrupt(self.db, orphans, started)
-        run_id = await runs.start(self.db, trigger, scope, self.holder, started)
+        if reserved is None:
+            run_id = await runs.start(self.db, trigger, scope, self.holder, started)
+        else:
+            run_id = reserved
+            await runs.begin_reserved(self.db, run_id, started)
         with structlog.contextvars.bound_contextvars(run_id=run_id):
             log.info("run_started", trigger=trigger, scope=scope, connections=len(targets))
             held: dict[str, str] = {}

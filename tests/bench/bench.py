@@ -37,7 +37,7 @@ from daemon.mls.client import MLS_RATE_MARGIN
 from daemon.sandbox.standalone import SHARED_TOKEN, feed_key, feed_token
 from daemon.specs import AccountSpec, ConnectionSpec, ListingSpec, PostSpec
 from daemon.store import accounts, connections, listings, posts
-from daemon.sync.runtime import open_runtime
+from daemon.composition import open_runtime
 from daemon.timestamps import iso, utcnow
 from tests.bench import calibration
 

@@ -21,7 +21,7 @@ from daemon import eventloop, logs
 from daemon.config import load_settings
 from daemon.store import runs
 from daemon.store.posts import DueScope
-from daemon.sync.runtime import open_runtime
+from daemon.composition import open_runtime
 from daemon.timestamps import iso, utcnow
 
 

@@ -342,7 +342,7 @@ def test_accounts_posts_and_unpublish_from_the_cli(sandbox_dir: Path) -> None:
     assert sum("Deleted" in line for line in lines.values()) == 3
     assert "unpublished 3, already gone 1" in result.stdout
     after = mls_sync("posts", "list", "--listing", "L-SBX001-000000", "--json", cwd=sandbox_dir)
-    assert {p["status"] for p in json.loads(after.stdout)} == {"unpublished"}
+    assert {p["status"] for p in json.loads(after.stdout)["items"]} == {"unpublished"}
 
 
 def test_unpublish_says_which_posts_wait_for_an_account_to_log_in_again(
@@ -425,7 +425,7 @@ def test_unpublish_while_another_process_takes_posts_down_lists_each_post_as_wai
     assert len(waiting) == 3, result.stdout
     assert all("another process is taking posts down" in line for line in waiting)
     after = mls_sync("posts", "list", "--listing", "L-SBX001-000000", "--json", cwd=sandbox_dir)
-    assert {p["status"] for p in json.loads(after.stdout)} == {"published"}
+    assert {p["status"] for p in json.loads(after.stdout)["items"]} == {"published"}
 
 
 def test_unpublish_lists_a_post_whose_account_token_cannot_be_decrypted_as_waiting(

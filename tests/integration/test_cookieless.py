@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from daemon.config import Settings
-from daemon.sync.runtime import http_client, platform_client
+from daemon.composition import http_client, platform_client
 from tests.helpers import make_settings
 
 

@@ -13,7 +13,7 @@ from daemon.sandbox.faults import Fault
 from daemon.sandbox.mls_server import SandboxMls
 from daemon.store import connections, leases, listings, runs
 from daemon.sync.engine import SyncRefused
-from daemon.sync.runtime import Runtime, open_runtime
+from daemon.composition import Runtime, open_runtime
 from daemon.timestamps import iso, utcnow
 from tests.helpers import add_connection, make_settings, status_of, track
 

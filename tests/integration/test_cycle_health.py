@@ -6,7 +6,7 @@ from __future__ import annotations
 from daemon.sandbox.faults import Fault
 from daemon.sandbox.mls_server import SandboxMls
 from daemon.store import cycle_health
-from daemon.sync.runtime import Runtime
+from daemon.composition import Runtime
 from daemon.timestamps import parse_iso
 from tests.helpers import add_connection, add_incremental, track
 

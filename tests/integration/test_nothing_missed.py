@@ -20,7 +20,7 @@ from daemon.sandbox.faults import Fault
 from daemon.sandbox.mls_server import TOP_IS_TOTAL_PATH, SandboxMls
 from daemon.serving import serving
 from daemon.store import connections, leases
-from daemon.sync.runtime import Runtime, open_runtime
+from daemon.composition import Runtime, open_runtime
 from daemon.timestamps import iso, parse_iso
 from tests.helpers import (
     add_connection,

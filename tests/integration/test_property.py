@@ -15,7 +15,7 @@ from daemon.models import DEFAULT_STANDARD_STATUS_MAP, IGNORE, StatusMapping
 from daemon.sandbox.mls_server import SandboxMls, build_mls_app
 from daemon.serving import serving
 from daemon.store import listings
-from daemon.sync.runtime import open_runtime
+from daemon.composition import open_runtime
 from tests.helpers import STATIC_TOKEN, add_connection, make_settings, track
 
 MAPPING = StatusMapping.build()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from daemon.sandbox.mls_server import SandboxMls
 from daemon.store import listings
-from daemon.sync.runtime import Runtime
+from daemon.composition import Runtime
 from tests.helpers import add_connection, status_of, track
 
 

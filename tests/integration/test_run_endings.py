@@ -18,7 +18,7 @@ from daemon.sandbox.mls_server import SandboxMls
 from daemon.sandbox.platforms_server import SandboxPlatforms
 from daemon.store import leases, runs
 from daemon.store.records import RunRow
-from daemon.sync.runtime import Runtime, open_runtime
+from daemon.composition import Runtime, open_runtime
 from tests.e2e.daemon_process import Daemon, free_port, write_config
 from tests.helpers import add_connection, cli_sync, make_settings, status_of, track, wait_until
 

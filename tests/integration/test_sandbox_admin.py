@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from daemon.sandbox.mls_server import SandboxMls
-from daemon.sync.runtime import Runtime
+from daemon.composition import Runtime
 from tests.helpers import STATIC_TOKEN, add_connection, status_of, track
 
 Mls = tuple[SandboxMls, str]

@@ -10,7 +10,7 @@ import anyio
 
 from daemon.service.board import StatusBoard
 from daemon.store import database
-from daemon.sync.runtime import Runtime
+from daemon.composition import Runtime
 from tests.helpers import add_connection, track
 
 

@@ -16,7 +16,7 @@ from daemon.encryption import SecretKeyError, generate_key
 from daemon.sandbox.mls_server import SandboxMls
 from daemon.store import accounts, connections, vault
 from daemon.store.database import SCHEMA_VERSION, Database, SchemaError
-from daemon.sync.runtime import open_runtime
+from daemon.composition import open_runtime
 from daemon.timestamps import iso, utcnow
 from tests.helpers import STATIC_TOKEN, add_account, add_connection, status_of, track
 

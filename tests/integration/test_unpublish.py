@@ -21,7 +21,7 @@ from daemon.store import accounts, leases, listings, posts, runs
 from daemon.store.database import Database
 from daemon.store.records import DuePost
 from daemon.sync import unpublish
-from daemon.sync.runtime import open_runtime
+from daemon.composition import open_runtime
 from daemon.sync.unpublish_lease import LEASE
 from daemon.timestamps import iso, parse_iso, utcnow
 from tests.helpers import (

@@ -25,7 +25,7 @@ from daemon.sandbox.demo import check_consistency
 from daemon.sandbox.mls_server import SandboxMls
 from daemon.sandbox.platforms_server import SandboxPlatforms
 from daemon.store import listings
-from daemon.sync.runtime import open_runtime
+from daemon.composition import open_runtime
 from tests.e2e.daemon_process import Daemon
 from tests.helpers import add_account, add_connection, add_post, track
 from tests.reliability.conftest import DaemonConfig

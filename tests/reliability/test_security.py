@@ -12,7 +12,7 @@ import httpx
 from daemon.config import load_settings
 from daemon.sandbox.mls_server import SandboxMls
 from daemon.sandbox.platforms_server import SandboxPlatforms
-from daemon.sync.runtime import open_runtime
+from daemon.composition import open_runtime
 from tests.e2e.daemon_process import API_TOKEN, Daemon
 from tests.helpers import add_connection, track
 from tests.reliability.conftest import DaemonConfig

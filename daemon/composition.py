@@ -1,11 +1,17 @@
-"""Everything a sync needs, opened together and closed together: the database (migrated), the
-key (checked against the database), the shared HTTP client and the engine."""
+"""The composition root: everything a process needs, opened together and closed together: the
+database (migrated), the key (checked against the database), the HTTP clients and the engine.
+
+Nothing here knows the sandbox. An entry point (daemon/main.py) chooses an `Opener`: this
+module's `production`, or the sandbox's, which starts its servers around the runtime and hands
+back an `Environment` the daemon and the commands drive through this module's protocol only.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 import httpx
 
@@ -109,3 +115,41 @@ async def open_runtime(
             yield Runtime(settings, db, box, http, engine, platform_http)
     finally:
         await db.close()
+
+
+Progress = Callable[[str, int, int], None]  # connection id, listings done, listings in all
+
+
+class Environment(Protocol):
+    """What surrounds the runtime outside production (the sandbox's servers and market)."""
+
+    @property
+    def interval_seconds(self) -> int:
+        """The cycle interval it wants, in place of [sync] interval_seconds."""
+        ...
+
+    def describe(self) -> dict[str, str]:
+        """Its addresses, for the log and for people."""
+        ...
+
+    def pin(self, settings: Settings) -> Settings:
+        """`settings` still pointing at it (a reloaded config keeps its URLs)."""
+        ...
+
+    def before_cycle(self) -> list[str]:
+        """Moves its world a little before a cycle; one line for people per change."""
+        ...
+
+
+Opener = Callable[
+    [Settings, Progress], AbstractAsyncContextManager[tuple[Runtime, Environment | None]]
+]
+
+
+@asynccontextmanager
+async def production(
+    settings: Settings, on_progress: Progress = lambda cid, done, total: None
+) -> AsyncIterator[tuple[Runtime, Environment | None]]:
+    """The opener of a production process: the runtime, nothing around it."""
+    async with open_runtime(settings, on_progress=on_progress) as rt:
+        yield rt, None

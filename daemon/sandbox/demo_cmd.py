@@ -93,7 +93,7 @@ async def _play(
     settings: Settings, duration: float, interval: float, seed: int, console: Console
 ) -> tuple[DemoStats, Consistency]:
     stats = DemoStats()
-    rng = random.Random(seed)  # noqa: S311 - the faults' story, not a secret
+    rng = random.Random(seed)
     async with runtime_for(settings) as (rt, sandbox):
         assert sandbox is not None  # the demo's own settings enable it
         started = time.monotonic()

@@ -1,0 +1,328 @@
+"""The operations of a running daemon, over its /v1 API: what `mls-sync --api URL` calls.
+
+Each topic subclasses the local one and asks the daemon instead, so every command is written
+once against `Operations` and prints the same whichever it is given. A problem answer becomes
+the error the local operation would have raised, with the daemon's words.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from daemon.enums import AccountState, ConnectionState, PostStatus
+from daemon.errors import Conflict, NotFound, Unavailable
+from daemon.ops.accounts import AccountOps, AccountTokens
+from daemon.ops.connections import ConnectionOps
+from daemon.ops.imports import ImportFormat, ImportRefused, RowProblem
+from daemon.ops.listings import ListingOps
+from daemon.ops.manager import Operations
+from daemon.ops.pages import Page
+from daemon.ops.posts import PostOps
+from daemon.ops.runs import RunOps
+from daemon.ops.sync import SyncOps
+from daemon.ops.views import View
+from daemon.specs import SpecError
+
+IMPORT_TYPES: dict[ImportFormat, str] = {"csv": "text/csv", "jsonl": "application/x-ndjson"}
+
+
+class DaemonUnreachable(Unavailable):
+    """No answer from the daemon's address."""
+
+
+class Api:
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        body: dict[str, Any] | None = None,
+        content: str | None = None,
+        content_type: str | None = None,
+    ) -> tuple[int, View]:
+        query = {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
+        headers = {"Content-Type": content_type} if content_type else {}
+        try:
+            answer = await self.client.request(
+                method, path, params=query, json=body, content=content, headers=headers
+            )
+        except httpx.TransportError as exc:
+            raise DaemonUnreachable(
+                f"no answer from the daemon at {self.client.base_url} "
+                f"({type(exc).__name__}): is it running, and is --api (MLS_SYNC_API_URL) right?"
+            ) from None
+        if answer.status_code >= 400:
+            raise _refusal(answer)
+        view = answer.json()
+        if not isinstance(view, dict):
+            raise Unavailable(f"the daemon answered {method} {path} with no JSON object")
+        return answer.status_code, view
+
+    async def view(self, method: str, path: str, **options: Any) -> View:
+        return (await self.call(method, path, **options))[1]
+
+    async def page(self, path: str, params: dict[str, Any]) -> Page:
+        _, view = await self.call("GET", path, params=params)
+        return Page(view["items"], view["total"], view["next_after"])
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _refusal(answer: httpx.Response) -> Exception:
+    try:
+        body = answer.json()
+        detail = str(body.get("detail", ""))
+    except ValueError:
+        body, detail = {}, answer.text[:200]
+    status = answer.status_code
+    if status == 404:
+        return NotFound(detail)
+    if status == 409:
+        return Conflict(detail)
+    if status == 422 and body.get("errors"):
+        return ImportRefused([RowProblem(e["line"], e["message"]) for e in body["errors"]])
+    if status in (415, 422):
+        return SpecError(detail)
+    if status in (401, 403):
+        return Unavailable(f"the daemon refused the token ({status}): {detail}")
+    return Unavailable(f"the daemon answered {status}: {detail}")
+
+
+def _id(value: str) -> str:
+    return quote(value, safe="")
+
+
+class RemoteConnections(ConnectionOps):
+    def __init__(self, api: Api) -> None:
+        self.api = api
+
+    async def list(
+        self, *, state: ConnectionState | None = None, after: str | None = None, limit: int
+    ) -> Page:
+        return await self.api.page(
+            "/v1/mls-connections", {"state": state, "after": after, "limit": limit}
+        )
+
+    async def get(self, connection_id: str) -> View:
+        return await self.api.view("GET", f"/v1/mls-connections/{_id(connection_id)}")
+
+    async def put(
+        self, connection_id: str, fields: dict[str, Any], secret: str | None
+    ) -> tuple[View, bool]:
+        body = {**fields, **({"secret": secret} if secret is not None else {})}
+        status, view = await self.api.call(
+            "PUT", f"/v1/mls-connections/{_id(connection_id)}", body=body
+        )
+        return view, status == 201
+
+    async def pause(self, connection_id: str) -> View:
+        return await self.api.view("POST", f"/v1/mls-connections/{_id(connection_id)}/pause")
+
+    async def resume(self, connection_id: str) -> View:
+        path = f"/v1/mls-connections/{_id(connection_id)}/resume"
+        return await self.api.view("POST", path)
+
+    async def remove(self, connection_id: str, *, with_listings: bool, force: bool) -> View:
+        params = {"with_listings": with_listings, "force": force}
+        path = f"/v1/mls-connections/{_id(connection_id)}"
+        return await self.api.view("DELETE", path, params=params)
+
+
+class RemoteListings(ListingOps):
+    def __init__(self, api: Api) -> None:
+        self.api = api
+
+    async def list(
+        self,
+        *,
+        connection_id: str | None = None,
+        status: str | None = None,
+        excluded: bool | None = None,
+        key_contains: str | None = None,
+        after: str | None = None,
+        limit: int,
+    ) -> Page:
+        params = {
+            "connection_id": connection_id,
+            "status": status,
+            "excluded": excluded,
+            "q": key_contains,
+            "after": after,
+            "limit": limit,
+        }
+        return await self.api.page("/v1/listings", params)
+
+    async def get(self, listing_id: str) -> View:
+        return await self.api.view("GET", f"/v1/listings/{_id(listing_id)}")
+
+    async def history(self, listing_id: str, *, after: str | None = None, limit: int) -> Page:
+        path = f"/v1/listings/{_id(listing_id)}/status-changes"
+        return await self.api.page(path, {"after": after, "limit": limit})
+
+    async def put(self, listing_id: str, fields: dict[str, Any]) -> tuple[View, bool]:
+        status, view = await self.api.call("PUT", f"/v1/listings/{_id(listing_id)}", body=fields)
+        return view, status == 201
+
+    async def import_text(self, text: str, form: ImportFormat, *, values: bool) -> View:
+        path = "/v1/listings/import"
+        return await self.api.view("POST", path, content=text, content_type=IMPORT_TYPES[form])
+
+    async def set_excluded(self, listing_id: str, excluded: bool) -> View:
+        verb = "exclude" if excluded else "include"
+        return await self.api.view("POST", f"/v1/listings/{_id(listing_id)}/{verb}")
+
+    async def remove(self, listing_id: str, *, force: bool) -> View:
+        path = f"/v1/listings/{_id(listing_id)}"
+        return await self.api.view("DELETE", path, params={"force": force})
+
+    async def sync(self, listing_id: str, trigger: str) -> View:
+        return await self.api.view("POST", f"/v1/listings/{_id(listing_id)}/sync")
+
+    async def unpublish(self, listing_id: str, trigger: str) -> View:
+        return await self.api.view("POST", f"/v1/listings/{_id(listing_id)}/unpublish")
+
+
+class RemoteAccounts(AccountOps):
+    def __init__(self, api: Api) -> None:
+        self.api = api
+
+    async def list(
+        self,
+        *,
+        platform: str | None = None,
+        state: AccountState | None = None,
+        user_id: str | None = None,
+        after: str | None = None,
+        limit: int,
+    ) -> Page:
+        params = {
+            "platform": platform,
+            "state": state,
+            "user_id": user_id,
+            "after": after,
+            "limit": limit,
+        }
+        return await self.api.page("/v1/platform-accounts", params)
+
+    async def get(self, account_id: str) -> View:
+        return await self.api.view("GET", f"/v1/platform-accounts/{_id(account_id)}")
+
+    async def put(
+        self, account_id: str, fields: dict[str, Any], tokens: AccountTokens
+    ) -> tuple[View, bool]:
+        given = {k: v for k, v in vars(tokens).items() if v is not None}
+        path = f"/v1/platform-accounts/{_id(account_id)}"
+        status, view = await self.api.call("PUT", path, body={**fields, **given})
+        return view, status == 201
+
+    async def remove(self, account_id: str) -> View:
+        return await self.api.view("DELETE", f"/v1/platform-accounts/{_id(account_id)}")
+
+
+class RemotePosts(PostOps):
+    def __init__(self, api: Api) -> None:
+        self.api = api
+
+    async def list(
+        self,
+        *,
+        listing_id: str | None = None,
+        platform: str | None = None,
+        status: PostStatus | None = None,
+        after: str | None = None,
+        limit: int,
+    ) -> Page:
+        params = {
+            "listing_id": listing_id,
+            "platform": platform,
+            "status": status,
+            "after": after,
+            "limit": limit,
+        }
+        return await self.api.page("/v1/posts", params)
+
+    async def get(self, post_id: str) -> View:
+        return await self.api.view("GET", f"/v1/posts/{_id(post_id)}")
+
+    async def put(self, post_id: str, fields: dict[str, Any], *, values: bool) -> tuple[View, bool]:
+        status, view = await self.api.call("PUT", f"/v1/posts/{_id(post_id)}", body=fields)
+        return view, status == 201
+
+    async def forget(self, post_id: str, *, force: bool) -> View:
+        path = f"/v1/posts/{_id(post_id)}"
+        return await self.api.view("DELETE", path, params={"force": force})
+
+    async def removed_by_hand(self, post_id: str) -> View:
+        return await self.api.view("POST", f"/v1/posts/{_id(post_id)}/removed-by-hand")
+
+
+class RemoteRuns(RunOps):
+    def __init__(self, api: Api) -> None:
+        self.api = api
+
+    async def list(
+        self,
+        *,
+        outcome: str | None = None,
+        trigger: str | None = None,
+        after: str | None = None,
+        limit: int,
+    ) -> Page:
+        params = {"outcome": outcome, "trigger": trigger, "after": after, "limit": limit}
+        return await self.api.page("/v1/runs", params)
+
+    async def get(self, run_id: int) -> View:
+        return await self.api.view("GET", f"/v1/runs/{run_id}")
+
+    async def errors(
+        self,
+        run_id: int,
+        *,
+        severity: str | None = None,
+        connection_id: str | None = None,
+        after: str | None = None,
+        limit: int,
+    ) -> Page:
+        params = {
+            "severity": severity,
+            "connection_id": connection_id,
+            "after": after,
+            "limit": limit,
+        }
+        return await self.api.page(f"/v1/runs/{run_id}/errors", params)
+
+
+class RemoteSync(SyncOps):
+    def __init__(self, api: Api) -> None:
+        self.api = api
+
+    async def everything(self, trigger: str) -> View:
+        return await self.api.view("POST", "/v1/sync")
+
+    async def connection(self, connection_id: str, trigger: str) -> View:
+        return await self.api.view("POST", f"/v1/mls-connections/{_id(connection_id)}/sync")
+
+    async def manual_actions(self) -> View:
+        return await self.api.view("GET", "/v1/manual-actions")
+
+
+class RemoteOperations(Operations):
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        api = Api(client)
+        self.connections = RemoteConnections(api)
+        self.listings = RemoteListings(api)
+        self.accounts = RemoteAccounts(api)
+        self.posts = RemotePosts(api)
+        self.runs = RemoteRuns(api)
+        self.sync = RemoteSync(api)

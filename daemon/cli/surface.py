@@ -1,0 +1,108 @@
+"""Where a command's operations run: in this process on the configured database, or in the
+running daemon over its API (`mls-sync --api URL`). Commands are written once against
+`Operations` and print the same either way."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import httpx
+
+from daemon.cli.common import EX_USAGE, fail, settings_from
+from daemon.cli.remote import RemoteOperations
+from daemon.cli.wiring import opener
+from daemon.composition import Environment, Progress, production
+from daemon.config import Settings
+from daemon.credentials import API_TOKEN_ENV
+from daemon.errors import NotFound
+from daemon.ops.context import OpsContext
+from daemon.ops.manager import Operations
+
+API_URL_ENV = "MLS_SYNC_API_URL"
+API_TIMEOUT_SECONDS = 600.0  # a one-listing sync or an import of 100,000 rows answers in less
+
+
+@dataclass(frozen=True)
+class Remote:
+    url: str
+    token: str
+
+
+@dataclass(frozen=True)
+class Surface:
+    settings: Settings | None = None  # local
+    remote: Remote | None = None
+
+    @property
+    def is_remote(self) -> bool:
+        return self.remote is not None
+
+    @asynccontextmanager
+    async def open(
+        self, engine: bool = False, on_progress: Progress = lambda cid, done, total: None
+    ) -> AsyncIterator[tuple[Operations, Environment | None]]:
+        """The operations. `engine`: the command syncs or unpublishes here, so a local one
+        opens the runtime as the entry point wires it (inside the sandbox when enabled)."""
+        if self.remote is not None:
+            async with httpx.AsyncClient(
+                base_url=self.remote.url,
+                headers={"Authorization": f"Bearer {self.remote.token}"},
+                timeout=API_TIMEOUT_SECONDS,
+                trust_env=False,
+                follow_redirects=False,
+            ) as client:
+                yield RemoteOperations(client), None
+            return
+        assert self.settings is not None
+        open_with = opener() if engine else production
+        async with open_with(self.settings, on_progress) as (rt, environment):
+            ctx = OpsContext(rt.db, rt.box, rt.engine, actor=f"cli:{_user()}")
+            yield Operations(ctx), environment
+
+
+def surface(config_path: Path | None, verbose: bool = False) -> Surface:
+    """The daemon's API when `--api` (or MLS_SYNC_API_URL) is given, else this machine's
+    config (exits 78 when it is invalid)."""
+    root = click.get_current_context().find_root()
+    url = root.params.get("api_url")
+    if not url:
+        return Surface(settings=settings_from(config_path, verbose))
+    token_file: Path | None = root.params.get("api_token_file")
+    return Surface(remote=Remote(url.rstrip("/"), _token(token_file)))
+
+
+def _token(token_file: Path | None) -> str:
+    if token_file is not None:
+        try:
+            token = token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            fail(f"--api-token-file {token_file}: {exc.strerror}", EX_USAGE)
+        if not token:
+            fail(f"--api-token-file {token_file}: the file is empty", EX_USAGE)
+        return token
+    token = os.environ.get(API_TOKEN_ENV, "").strip()
+    if not token:
+        fail(f"--api needs a token: set {API_TOKEN_ENV} or pass --api-token-file PATH", EX_USAGE)
+    return token
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
+
+
+async def exists(get: Callable[[str], Awaitable[object]], record_id: str) -> bool:
+    """Whether `get` finds the record (an operation's get raises NotFound otherwise)."""
+    try:
+        await get(record_id)
+    except NotFound:
+        return False
+    return True
