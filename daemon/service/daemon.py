@@ -24,6 +24,7 @@ from daemon.sandbox.environment import SandboxSession, runtime_for
 from daemon.service.api import build_app
 from daemon.service.board import StatusBoard
 from daemon.service.coordinator import Coordinator
+from daemon.service.cycle_status import cycle_status
 from daemon.service.metrics import Metrics
 from daemon.service.notify import Notifier
 from daemon.service.scheduler import Scheduler
@@ -52,7 +53,7 @@ async def run_daemon(
         runtime_for(settings, before=_announce) as (rt, sandbox),
         database.reader(rt.db.path, settings.database.busy_timeout_ms) as status_reader,
     ):
-        metrics = Metrics()
+        metrics = Metrics(version("mls-sync"))
         metrics.set_cycle_health(await cycle_health.latest(rt.db), utcnow().timestamp())
         coordinator = Coordinator(rt.engine)
         interval = (
@@ -72,7 +73,9 @@ async def run_daemon(
             sandbox=sandbox is not None,
             version=version("mls-sync"),
         )
-        coordinator.on_report = lambda report, seconds: _after_cycle(state, report, seconds)
+        coordinator.on_report = lambda report, seconds: _after_cycle(
+            state, notifier, report, seconds
+        )
         if sandbox is not None:
             coordinator.before_cycle = _market_mover(sandbox, settings.sandbox.moves_per_cycle)
         host, port = settings.daemon.http_host, settings.daemon.http_port
@@ -203,13 +206,16 @@ def _refuse_reload(notifier: Notifier, error: str) -> None:
     notifier.ready("reload refused: the previous settings stay in effect")
 
 
-async def _after_cycle(state: ServiceState, report: RunReport, seconds: float) -> None:
+async def _after_cycle(
+    state: ServiceState, notifier: Notifier, report: RunReport, seconds: float
+) -> None:
     state.board.changed()  # the finished run shows in the next /status
     db = state.runtime.db
     state.metrics.record_run(
         report,
         seconds,
         await listings.transitions(db, report.run.id),
-        await runs.errors_by_scope(db, report.run.id),
+        await runs.tally(db, report.run),
     )
     state.metrics.set_cycle_health(await cycle_health.latest(db), utcnow().timestamp())
+    notifier.status(cycle_status(report.run))
