@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from daemon.composition import Runtime, open_runtime
 from daemon.config import Settings
 from daemon.encryption import generate_key
 from daemon.sandbox.mls_server import SandboxMls, build_mls_app
 from daemon.sandbox.platforms_server import SandboxPlatforms, build_platforms_app
 from daemon.serving import serving
-from daemon.composition import Runtime, open_runtime
 from tests.helpers import STATIC_TOKEN, Live, make_settings, open_live
 
 

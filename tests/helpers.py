@@ -14,12 +14,12 @@ from typing import Any
 
 import anyio
 
+from daemon.composition import Runtime, open_runtime
 from daemon.config import Settings, load_settings
 from daemon.sandbox.mls_server import SandboxMls
 from daemon.sandbox.platforms_server import SandboxPlatforms, platform_env
 from daemon.specs import AccountSpec, ConnectionSpec, ListingSpec, PostSpec
 from daemon.store import accounts, connections, listings, posts
-from daemon.composition import Runtime, open_runtime
 from daemon.timestamps import iso, utcnow
 
 STATIC_TOKEN = "test-static-token-0123456789"

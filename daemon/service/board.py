@@ -23,6 +23,7 @@ import structlog
 
 from daemon.store import connections, listings, posts, runs
 from daemon.store.database import Database
+from daemon.sync.holders import this_process
 from daemon.timestamps import iso, utcnow
 
 log = structlog.get_logger("mls_sync.status")
@@ -40,6 +41,7 @@ class Snapshot:
     connections_by_state: dict[str, int]
     listings_by_status: dict[str, int]
     posts_by_status: dict[str, int]
+    running_cycle: runs.Tally | None  # this process's cycle, as far as it has got
     body: bytes  # this snapshot's part of /status, a JSON object, rendered once
 
 
@@ -124,4 +126,7 @@ async def _read(db: Database) -> Snapshot:
         "listings_by_status": listing_counts,
         "posts_by_status": post_counts,
     }
-    return Snapshot(taken_at, by_state, listing_counts, post_counts, json.dumps(part).encode())
+    cycle = await runs.running_cycle(db, this_process())
+    return Snapshot(
+        taken_at, by_state, listing_counts, post_counts, cycle, json.dumps(part).encode()
+    )

@@ -24,6 +24,7 @@ from daemon.credentials import API_TOKEN_CREDENTIAL, API_TOKEN_ENV, read_secret
 from daemon.service.api import build_app
 from daemon.service.board import StatusBoard
 from daemon.service.coordinator import Coordinator
+from daemon.service.cycle_status import cycle_status
 from daemon.service.metrics import Metrics
 from daemon.service.notify import Notifier
 from daemon.service.scheduler import Scheduler
@@ -58,7 +59,7 @@ async def run_daemon(
     ):
         if sandbox is not None:
             _announce(sandbox)
-        metrics = Metrics()
+        metrics = Metrics(version("mls-sync"))
         metrics.set_cycle_health(await cycle_health.latest(rt.db), utcnow().timestamp())
         coordinator = Coordinator(rt.engine)
         interval = sandbox.interval_seconds if sandbox else settings.sync.interval_seconds
@@ -74,7 +75,9 @@ async def run_daemon(
             sandbox=sandbox,
             version=version("mls-sync"),
         )
-        coordinator.on_report = lambda report, seconds: _after_cycle(state, report, seconds)
+        coordinator.on_report = lambda report, seconds: _after_cycle(
+            state, notifier, report, seconds
+        )
         if sandbox is not None:
             coordinator.before_cycle = _world_mover(sandbox)
         host, port = settings.daemon.http_host, settings.daemon.http_port
@@ -202,13 +205,16 @@ def _refuse_reload(notifier: Notifier, error: str) -> None:
     notifier.ready("reload refused: the previous settings stay in effect")
 
 
-async def _after_cycle(state: ServiceState, report: RunReport, seconds: float) -> None:
+async def _after_cycle(
+    state: ServiceState, notifier: Notifier, report: RunReport, seconds: float
+) -> None:
     state.board.changed()  # the finished run shows in the next /status
     db = state.runtime.db
     state.metrics.record_run(
         report,
         seconds,
         await listings.transitions(db, report.run.id),
-        await runs.errors_by_scope(db, report.run.id),
+        await runs.tally(db, report.run),
     )
     state.metrics.set_cycle_health(await cycle_health.latest(db), utcnow().timestamp())
+    notifier.status(cycle_status(report.run))

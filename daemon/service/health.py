@@ -61,6 +61,7 @@ def health_routes(state: ServiceState) -> APIRouter:
         state.metrics.set_state(
             snapshot.connections_by_state, snapshot.listings_by_status, snapshot.posts_by_status
         )
+        state.metrics.follow(snapshot.running_cycle)
         running = state.coordinator.running
         state.metrics.set_live(running.started_at if running else None, state.scheduler.interval)
         return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

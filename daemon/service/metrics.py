@@ -1,18 +1,29 @@
-"""Prometheus metrics, in a registry of their own (so tests and two daemons never mix).
+"""Prometheus metrics, in a registry of their own (so tests and two daemons never mix), with
+the process's own (CPU, memory, open files, garbage collector) and the build.
 
-Counters move when a run finishes; gauges of current state (listings and posts by status,
+Errors, listings checked and MLS requests follow the run history while a cycle runs: each
+scrape adds what the running cycle has recorded since the last one, and its end adds the
+rest, so a failed batch shows at the next scrape and nothing is counted twice. The other
+counters move when a cycle ends. Gauges of current state (listings and posts by status,
 connections by state) are read from the database at each scrape; the gauges the alerts read
 (systemd/mls-sync.rules.yml) come from the run history, at start and after each cycle, so a
-restart does not reset them.
+restart does not reset them. Series labelled by connection are as many as the connections: a
+removed connection's go away after the next cycle.
 """
 
 from __future__ import annotations
+
+import platform
 
 from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    GCCollector,
     Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
     disable_created_metrics,
     generate_latest,
 )
@@ -22,17 +33,25 @@ from daemon.models import LocalStatus
 from daemon.platforms.outcomes import AlreadyGone, AuthFailed, Deleted, NeedsPerson, RetryLater
 from daemon.store import runs
 from daemon.store.cycle_health import CycleHealth
+from daemon.store.runs import Tally
 from daemon.sync.engine import RunReport
 
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600)
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, version: str) -> None:
         # The *_created series double every counter for no use here.
         disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
         self.registry = CollectorRegistry()
         r = self.registry
+        # process_*, python_info and python_gc_*, as the default registry (not served) has them.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        Info("mls_sync_build", "The running release", registry=r).info(
+            {"version": version, "python": platform.python_version()}
+        )
         self.cycles = Counter("mls_sync_cycles", "Sync cycles, by outcome", ["outcome"], registry=r)
         self.listings_checked = Counter(
             "mls_sync_listings_checked", "Listings whose MLS status was read", registry=r
@@ -103,6 +122,19 @@ class Metrics:
             ["connection"],
             registry=r,
         )
+        self.connection_errors = Counter(
+            "mls_sync_connection_errors",
+            "Errors recorded against this connection (connection, batch and listing errors)",
+            ["connection"],
+            registry=r,
+        )
+        self.connection_last_success = Gauge(
+            "mls_sync_connection_last_success_timestamp_seconds",
+            "Unix time a run (a cycle, or a sync of this connection) last ended that read its "
+            "MLS without a connection or batch error; 0 if none has. Read from the run history",
+            ["connection"],
+            registry=r,
+        )
         self.connections = Gauge(
             "mls_sync_connections", "MLS connections, by state", ["state"], registry=r
         )
@@ -110,23 +142,32 @@ class Metrics:
             "mls_sync_listings", "Tracked listings, by status", ["status"], registry=r
         )
         self.posts = Gauge("mls_sync_posts", "Social posts, by status", ["status"], registry=r)
+        self._counted: dict[int, Tally] = {}  # run id -> what the counters hold of it
+        self._ended_through = 0  # cycles up to this run id are counted in full
+        self._connection_ids: set[str] = set()  # those with series
+
+    def follow(self, running: Tally | None) -> None:
+        """At each scrape: what the running cycle has recorded so far."""
+        if running is not None and running.run_id > self._ended_through:
+            self._count(running)
 
     def record_run(
         self,
         report: RunReport,
         seconds: float,
         transitions: dict[tuple[str, str], int],
-        errors_by_scope: dict[str, int],
+        tally: Tally,
     ) -> None:
+        """A cycle ended: `tally` is all it recorded (what scrapes counted of it is not
+        counted again)."""
         run = report.run
+        self._count(tally)
+        self._ended_through = max(self._ended_through, run.id)
+        self._counted = {i: t for i, t in self._counted.items() if i > self._ended_through}
         self.cycles.labels(run.outcome).inc()
-        self.listings_checked.inc(run.listings_checked)
-        self.mls_requests.inc(run.mls_requests)
         self.duration.observe(seconds)
         for (old, new), n in transitions.items():
             self.status_changes.labels(old, new).inc(n)
-        for scope, n in errors_by_scope.items():
-            self.errors.labels(scope).inc(n)
         for result in report.posts:
             outcome = result.outcome
             if isinstance(outcome, Deleted | AlreadyGone):
@@ -147,8 +188,26 @@ class Metrics:
         self.last_cycle.set(health.last_ended_at or 0)
         self.last_success.set(health.last_read_the_mls_at or health.first_started_at or now)
         self.connection_failing.clear()  # a removed connection's series goes away
+        self.connection_last_success.clear()
         for connection_id, failing in health.connection_failing.items():
             self.connection_failing.labels(connection_id).set(int(failing))
+            read_at = health.connection_last_read_at.get(connection_id)
+            self.connection_last_success.labels(connection_id).set(read_at or 0)
+            self.connection_errors.labels(connection_id)  # at 0 from the start, for increase()
+        for gone in self._connection_ids - health.connection_failing.keys():
+            self.connection_errors.remove(gone)
+        self._connection_ids = set(health.connection_failing)
+
+    def _count(self, tally: Tally) -> None:
+        added = tally_increase(tally, self._counted.get(tally.run_id))
+        self._counted[tally.run_id] = tally_sum(self._counted.get(tally.run_id), added)
+        self.listings_checked.inc(added.checked)
+        self.mls_requests.inc(added.requests)
+        for (scope, connection_id), n in added.errors.items():
+            self.errors.labels(scope).inc(n)
+            if connection_id is not None:
+                self.connection_errors.labels(connection_id).inc(n)
+                self._connection_ids.add(connection_id)
 
     def set_live(self, cycle_started_at: float | None, interval: float) -> None:
         """What the coordinator is doing now, at each scrape."""
@@ -169,3 +228,32 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def tally_increase(now: Tally, counted: Tally | None) -> Tally:
+    """What `now` adds to what was counted of the same run. Never negative: a snapshot read
+    before the last count may be served after it."""
+    if counted is None:
+        return now
+    errors = {
+        key: n - counted.errors.get(key, 0)
+        for key, n in now.errors.items()
+        if n > counted.errors.get(key, 0)
+    }
+    return Tally(
+        now.run_id,
+        max(0, now.checked - counted.checked),
+        max(0, now.requests - counted.requests),
+        errors,
+    )
+
+
+def tally_sum(counted: Tally | None, added: Tally) -> Tally:
+    if counted is None:
+        return added
+    errors = dict(counted.errors)
+    for key, n in added.errors.items():
+        errors[key] = errors.get(key, 0) + n
+    return Tally(
+        added.run_id, counted.checked + added.checked, counted.requests + added.requests, errors
+    )

@@ -38,8 +38,24 @@ WHERE r.scope = 'all' AND (r.outcome = 'ok' OR (r.outcome = 'partial' AND r.conn
 )))
 ORDER BY r.id DESC LIMIT 1
 """
+# Per connection: the end of the last run of it (a cycle, or a sync of that connection) that
+# read its MLS without a connection or batch error. A run synced the connection if it started
+# after the connection was added and no later than the connection's last sync ended: a paused
+# connection, or one waiting for credentials, is not synced, and its time stands still.
+LAST_READ_BY_CONNECTION = f"""
+SELECT c.id, (
+    SELECT r.finished_at FROM sync_runs AS r
+    WHERE r.scope IN ('all', 'connection:' || c.id)
+        AND r.outcome IN ('ok', 'partial', 'failed')
+        AND r.started_at >= c.created_at AND r.started_at <= c.last_synced_at
+        AND NOT EXISTS (
+            SELECT 1 FROM run_errors AS e
+            WHERE e.run_id = r.id AND e.connection_id = c.id AND {FAILING_ERROR}
+        )
+    ORDER BY r.id DESC LIMIT 1
+) FROM mls_connections AS c ORDER BY c.id
+"""
 FIRST_STARTED = "SELECT started_at FROM sync_runs WHERE scope = 'all' ORDER BY id LIMIT 1"
-CONNECTION_IDS = "SELECT id FROM mls_connections ORDER BY id"
 
 
 @dataclass(frozen=True)
@@ -48,6 +64,7 @@ class CycleHealth:
     last_read_the_mls_at: float | None
     first_started_at: float | None
     connection_failing: dict[str, bool]  # every connection: failing in the last cycle?
+    connection_last_read_at: dict[str, float | None]  # every connection: its MLS last read
 
 
 async def latest(db: Database) -> CycleHealth:
@@ -62,13 +79,14 @@ async def latest(db: Database) -> CycleHealth:
         if ended is not None:
             async with conn.execute(FAILING_IN_RUN, (ended[0],)) as cur:
                 failing = {str(r[0]) for r in await cur.fetchall()}
-        async with conn.execute(CONNECTION_IDS) as cur:
-            ids = [str(r[0]) for r in await cur.fetchall()]
+        async with conn.execute(LAST_READ_BY_CONNECTION) as cur:
+            last_read = {str(r[0]): r[1] for r in await cur.fetchall()}
     return CycleHealth(
         last_ended_at=_unix(ended[1]) if ended else None,
         last_read_the_mls_at=_unix(read[0]) if read else None,
         first_started_at=_unix(first[0]) if first else None,
-        connection_failing={i: i in failing for i in ids},
+        connection_failing={i: i in failing for i in last_read},
+        connection_last_read_at={i: _unix(at) if at else None for i, at in last_read.items()},
     )
 
 

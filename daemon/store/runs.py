@@ -48,9 +48,15 @@ WHERE id = :run_id
 GET = "SELECT * FROM sync_runs WHERE id = ?"
 RECENT = "SELECT * FROM sync_runs ORDER BY id DESC LIMIT ?"
 ERRORS_OF = "SELECT * FROM run_errors WHERE run_id = ? ORDER BY id LIMIT ?"
-ERRORS_BY_SCOPE = """
-SELECT scope, count(*) FROM run_errors WHERE run_id = ? AND severity = 'error' GROUP BY 1
+ERRORS_BY_SCOPE_AND_CONNECTION = """
+SELECT scope, connection_id, count(*) FROM run_errors
+WHERE run_id = ? AND severity = 'error' GROUP BY 1, 2
 """
+# The cycle (a run of every connection) this process is running, if any.
+RUNNING_CYCLE = """
+SELECT * FROM sync_runs WHERE outcome = 'running' AND scope = 'all' AND holder = ?
+ORDER BY id LIMIT 1
+"""  # the oldest: a newer one is reserved for the cycle asked for next (POST /v1/sync)
 BEGIN_RESERVED = "UPDATE sync_runs SET started_at = :at WHERE id = :id"
 RUNNING = "SELECT id, holder FROM sync_runs WHERE outcome = 'running'"
 END = """
@@ -78,6 +84,16 @@ class Counts:
     def add(self, other: Counts) -> None:
         for name in vars(self):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass(frozen=True)
+class Tally:
+    """What a run has counted so far, as /metrics' counters follow it while it runs."""
+
+    run_id: int
+    checked: int
+    requests: int
+    errors: dict[tuple[str, str | None], int]  # (scope, connection id or None) -> errors
 
 
 @dataclass(frozen=True)
@@ -183,11 +199,6 @@ async def interrupt(db: Database, run_ids: Sequence[int], at: str) -> None:
         await conn.executemany(INTERRUPT, [{"run_id": i, "at": at} for i in run_ids])
 
 
-async def errors_by_scope(db: Database, run_id: int) -> dict[str, int]:
-    async with db.reading() as conn, conn.execute(ERRORS_BY_SCOPE, (run_id,)) as cur:
-        return {r[0]: int(r[1]) for r in await cur.fetchall()}
-
-
 _MATCHING = """
 FROM sync_runs WHERE (:outcome IS NULL OR outcome = :outcome)
   AND (:trigger IS NULL OR trigger = :trigger)
@@ -235,3 +246,23 @@ async def errors_page(
         "after": after,
     }
     return await read_slice(db, RunErrorRow, ERRORS_PAGE, ERRORS_COUNT, params, limit)
+
+
+async def tally(db: Database, run: RunRow) -> Tally:
+    """`run`'s counts (as read) and its errors, by scope and connection."""
+    async with db.reading() as conn:
+        return await _tally_in(conn, run)
+
+
+async def running_cycle(db: Database, holder: str) -> Tally | None:
+    """The tally of the cycle `holder` is running, or None when it runs none."""
+    async with db.reading() as conn:
+        async with conn.execute(RUNNING_CYCLE, (holder,)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else await _tally_in(conn, from_row(RunRow, row))
+
+
+async def _tally_in(conn: aiosqlite.Connection, run: RunRow) -> Tally:
+    async with conn.execute(ERRORS_BY_SCOPE_AND_CONNECTION, (run.id,)) as cur:
+        errors = {(r[0], r[1]): int(r[2]) for r in await cur.fetchall()}
+    return Tally(run.id, run.listings_checked, run.mls_requests, errors)

@@ -31,13 +31,13 @@ from typing import Any
 import anyio
 import httpx
 
+from daemon.composition import open_runtime
 from daemon.config import load_settings
 from daemon.encryption import generate_key
 from daemon.mls.client import MLS_RATE_MARGIN
 from daemon.sandbox.standalone import SHARED_TOKEN, feed_key, feed_token
 from daemon.specs import AccountSpec, ConnectionSpec, ListingSpec, PostSpec
 from daemon.store import accounts, connections, listings, posts
-from daemon.composition import open_runtime
 from daemon.timestamps import iso, utcnow
 from tests.bench import calibration
 

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from daemon import eventloop, logs
+from daemon.composition import open_runtime
 from daemon.config import load_settings
 from daemon.store import runs
 from daemon.store.posts import DueScope
-from daemon.composition import open_runtime
 from daemon.timestamps import iso, utcnow
 
 

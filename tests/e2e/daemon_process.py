@@ -168,12 +168,18 @@ class Daemon:
 
     async def metric(self, name: str, **labels: str) -> float | None:
         """One sample of /metrics, or None when the series is not there."""
+        return (await self.scrape()).get(name, labels)
+
+    async def scrape(self) -> Scrape:
+        """Every sample of one /metrics answer: values read together, at one moment."""
         text = (await self._get_from_live_daemon("/metrics")).text
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == name and sample.labels == labels:
-                    return float(sample.value)
-        return None
+        return Scrape(
+            [
+                (sample.name, dict(sample.labels), float(sample.value))
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples
+            ]
+        )
 
     async def _get_from_live_daemon(self, path: str) -> httpx.Response:
         """A daemon that died says how (its exit status and log), not "connection refused"."""
@@ -192,6 +198,20 @@ class Daemon:
             self.proc.kill()
             self.proc.wait(10)
         self.notify.close()
+
+
+@dataclass(frozen=True)
+class Scrape:
+    samples: list[tuple[str, dict[str, str], float]]
+
+    def get(self, name: str, labels: dict[str, str] | None = None) -> float | None:
+        """The sample's value, or None when the series is not there."""
+        wanted = labels or {}
+        return next((v for n, got, v in self.samples if n == name and got == wanted), None)
+
+    def series(self, name: str) -> list[dict[str, str]]:
+        """The labels of every series of `name`."""
+        return [labels for n, labels, _ in self.samples if n == name]
 
 
 # Nothing listens on port 9 of loopback: platforms pointed here can neither leave the machine

@@ -3,23 +3,25 @@ against the sandbox MLS and platforms served by the test on loopback."""
 
 from __future__ import annotations
 
+import platform
 import signal
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
+from importlib.metadata import version
 from pathlib import Path
 
 import anyio
 import httpx
 import pytest
 
+from daemon.composition import open_runtime
 from daemon.config import load_settings
 from daemon.sandbox.faults import Fault
 from daemon.sandbox.mls_server import SandboxMls
 from daemon.sandbox.platforms_server import SandboxPlatforms
-from daemon.composition import open_runtime
 from daemon.timestamps import parse_iso
-from tests.e2e.daemon_process import API_TOKEN, Daemon, free_port, write_config
+from tests.e2e.daemon_process import API_TOKEN, Daemon, Scrape, free_port, write_config
 from tests.helpers import add_account, add_connection, add_incremental, add_post, track
 
 Mls = tuple[SandboxMls, str]
@@ -102,6 +104,15 @@ async def test_the_daemon_reports_ready_and_answers_health_status_and_metrics(
     assert 'mls_sync_cycles_total{outcome="ok"} 1.0' in metrics
     assert "mls_sync_cycle_duration_seconds_bucket" in metrics
     assert 'mls_sync_connections{state="active"} 1.0' in metrics
+    build = {"version": version("mls-sync"), "python": platform.python_version()}
+    assert await daemon.metric("mls_sync_build_info", **build) == 1
+    assert (await daemon.metric("process_resident_memory_bytes") or 0) > 0
+    assert (await daemon.metric("process_open_fds") or 0) > 0
+    outcome = daemon.received[await daemon.wait_notify("STATUS=last cycle")]
+    assert outcome == (
+        f"STATUS=last cycle ok (run 1, ended {first['finished_at'][:19]}Z): "
+        "listings checked 2, status changes 2, posts taken down 0, errors 0"  # new: no status yet
+    )
     assert (await daemon.get("/openapi.json")).json()["info"]["title"] == "mls-sync"
     unknown = await daemon.get("/nope")
     assert unknown.status_code == 404 and unknown.json()["detail"] == "Not Found"
@@ -162,8 +173,8 @@ async def test_sighup_with_a_file_that_is_not_utf8_keeps_the_old_settings_and_th
     daemon.send(signal.SIGHUP)
 
     reloading = await daemon.wait_notify("RELOADING=1")
-    await daemon.wait_notify("READY=1", after=reloading)
-    assert "reload refused" in daemon.received[-1]
+    ready = await daemon.wait_notify("READY=1", after=reloading)
+    assert "reload refused" in daemon.received[ready]  # the cycle's STATUS= may come after
     assert (await daemon.get("/status")).json()["interval_seconds"] == 900
     assert "reload_refused" in daemon.log() and "not UTF-8 text (line 1" in daemon.log()
     assert "hunter2" not in daemon.log()
@@ -260,6 +271,9 @@ async def test_a_restart_remembers_the_last_good_cycle_and_one_bad_listing_does_
     await daemon.wait_notify("READY=1")
     first = await daemon.wait_for_run(1)
     assert first["outcome"] == "partial"
+    said = daemon.received[await daemon.wait_notify("STATUS=last cycle")]
+    assert said.startswith("STATUS=last cycle partial (run 1, ended ")
+    assert said.endswith("errors 1 (mls-sync history --run 1)")
     finished = parse_iso(first["finished_at"]).timestamp()
     assert await metric_equal(daemon, "mls_sync_last_success_timestamp_seconds", finished) == (
         finished
@@ -300,6 +314,56 @@ async def test_a_connection_whose_mls_keeps_failing_shows_as_failing_until_a_cle
     assert (await daemon.wait_for_run(2))["outcome"] == "ok"
 
     assert await metric_equal(daemon, "mls_sync_connection_failing", 0, connection="mls-1") == 0
+
+
+async def test_a_failed_batch_counts_while_its_cycle_runs_and_each_connection_has_its_series(
+    start: StartDaemon, prepared: Path, secret_key: str, mls: Mls
+) -> None:
+    """An error shows in /metrics once recorded, not when the cycle ends (and is not counted
+    again then); each connection has its own error count and last success."""
+    sandbox, url = mls
+    sandbox.put("K3", "Active")
+    async with open_runtime(load_settings(prepared, {}), {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        await add_connection(rt, url, "mls-2")
+        await track(rt, "mls-2", ["K3"])
+    sandbox.faults.add(Fault("status", status=503, times=1000, matching="'K1'"))  # mls-1 fails
+    sandbox.faults.add(Fault("slow", seconds=30, times=2, matching="'K3'"))  # mls-2 times out twice
+    daemon = start()
+    await daemon.wait_notify("READY=1")
+
+    during = await daemon.scrape()
+    with anyio.fail_after(10):
+        while during.get("mls_sync_errors_total", {"scope": "batch"}) != 1:
+            await anyio.sleep(0.05)
+            during = await daemon.scrape()
+    run = await daemon.wait_for_run(1, timeout=30)
+    after = await _scrape_when(
+        daemon, lambda s: s.get("mls_sync_cycles_total", {"outcome": "partial"}) == 1
+    )
+
+    assert during.get("mls_sync_cycle_running") == 1  # counted before the cycle ended
+    assert during.get("mls_sync_connection_errors_total", {"connection": "mls-1"}) == 1
+    assert during.get("mls_sync_connection_errors_total", {"connection": "mls-2"}) == 0
+    assert run["outcome"] == "partial" and run["errors"] == 1
+    assert after.get("mls_sync_errors_total", {"scope": "batch"}) == 1  # not twice
+    assert after.get("mls_sync_connection_errors_total", {"connection": "mls-1"}) == 1
+    assert after.get("mls_sync_connection_errors_total", {"connection": "mls-2"}) == 0
+    assert after.get("mls_sync_listings_checked_total") == 1
+    last_success = "mls_sync_connection_last_success_timestamp_seconds"
+    assert after.get(last_success, {"connection": "mls-1"}) == 0  # never read
+    finished = parse_iso(run["finished_at"]).timestamp()
+    assert after.get(last_success, {"connection": "mls-2"}) == finished
+
+
+async def _scrape_when(daemon: Daemon, settled: Callable[[Scrape], bool]) -> Scrape:
+    """/metrics once `settled` holds, or after 10 s: the counters are set a moment after
+    /status shows the run finished."""
+    scrape = await daemon.scrape()
+    with anyio.move_on_after(10):
+        while not settled(scrape):
+            await anyio.sleep(0.05)
+            scrape = await daemon.scrape()
+    return scrape
 
 
 async def test_every_error_scope_and_cycle_outcome_is_counted_from_0_at_start(

@@ -12,11 +12,11 @@ from pathlib import Path
 import anyio
 import pytest
 
+from daemon.composition import open_runtime
 from daemon.config import load_settings
 from daemon.sandbox.faults import Fault
 from daemon.sandbox.mls_server import SandboxMls
 from daemon.sandbox.platforms_server import SandboxPlatforms
-from daemon.composition import open_runtime
 from tests.e2e.daemon_process import Daemon, free_port, write_config
 from tests.helpers import add_account, add_connection, add_post, track
 

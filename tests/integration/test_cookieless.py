@@ -11,8 +11,8 @@ from typing import ClassVar
 import httpx
 import pytest
 
-from daemon.config import Settings
 from daemon.composition import http_client, platform_client
+from daemon.config import Settings
 from tests.helpers import make_settings
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import anyio
 import pytest
 
+from daemon.composition import Runtime, open_runtime
 from daemon.errors import NotFound
 from daemon.sandbox.faults import Fault
 from daemon.sandbox.mls_server import SandboxMls
 from daemon.store import connections, leases, listings, runs
 from daemon.sync.engine import SyncRefused
-from daemon.composition import Runtime, open_runtime
 from daemon.timestamps import iso, utcnow
 from tests.helpers import add_connection, make_settings, status_of, track
 

@@ -3,11 +3,12 @@ it (daemon/store/cycle_health.py)."""
 
 from __future__ import annotations
 
+from daemon.composition import Runtime
+from daemon.enums import ConnectionState
 from daemon.sandbox.faults import Fault
 from daemon.sandbox.mls_server import SandboxMls
-from daemon.store import cycle_health
-from daemon.composition import Runtime
-from daemon.timestamps import parse_iso
+from daemon.store import connections, cycle_health
+from daemon.timestamps import iso, parse_iso, utcnow
 from tests.helpers import add_connection, add_incremental, track
 
 Mls = tuple[SandboxMls, str]
@@ -40,6 +41,10 @@ async def test_a_failed_cycle_keeps_the_last_success_and_names_the_failing_conne
     # A connection waiting for credentials is not synced, so not failing in a cycle: its
     # alert reads mls_sync_connections{state="needs_reauth"}.
     assert after_failed.connection_failing == {"good": True, "locked-out": False}
+    assert after_failed.connection_last_read_at == {
+        "good": _unix(partial.finished_at),
+        "locked-out": None,  # refused from the start, then waiting for credentials
+    }
 
 
 async def test_a_cycle_reads_the_mls_while_one_connection_is_read_even_with_no_change(
@@ -74,3 +79,37 @@ async def test_a_cycle_reads_the_mls_while_one_connection_is_read_even_with_no_c
 def _unix(text: str | None) -> float:
     assert text is not None
     return parse_iso(text).timestamp()
+
+
+async def test_each_connection_keeps_the_end_of_the_last_run_that_read_its_mls(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """Per connection: a failing batch, a pause or a wait for credentials leave the time of
+    its last read where it was; a sync of that connection alone moves it."""
+    sandbox, url = mls
+    sandbox.put("A", "Active")
+    sandbox.put("B", "Active")
+    await add_connection(runtime, url, "steady")
+    await add_connection(runtime, url, "paused")
+    await track(runtime, "steady", ["A"])
+    await track(runtime, "paused", ["B"])
+    before_any = await cycle_health.latest(runtime.db)
+    both_read = (await runtime.engine.sync_all()).run
+    await connections.set_state(runtime.db, "paused", ConnectionState.PAUSED, None, iso(utcnow()))
+    sandbox.faults.add(Fault("status", status=503, times=1000, matching="'A'"))
+    steady_failed = (await runtime.engine.sync_all()).run
+    after_failure = await cycle_health.latest(runtime.db)
+    sandbox.faults.clear()
+    steady_alone = (await runtime.engine.sync_connection("steady")).run
+    after_alone = await cycle_health.latest(runtime.db)
+
+    assert before_any.connection_last_read_at == {"paused": None, "steady": None}
+    assert steady_failed.outcome == "partial"
+    assert after_failure.connection_last_read_at == {
+        "paused": _unix(both_read.finished_at),  # not synced since: its time stands still
+        "steady": _unix(both_read.finished_at),  # its batch failed: not read
+    }
+    assert after_alone.connection_last_read_at == {
+        "paused": _unix(both_read.finished_at),
+        "steady": _unix(steady_alone.finished_at),
+    }

@@ -7,10 +7,10 @@ import time
 
 import anyio
 
+from daemon.composition import Runtime
 from daemon.sandbox.faults import Fault
 from daemon.sandbox.mls_server import SandboxMls
 from daemon.store import connections, listings, runs
-from daemon.composition import Runtime
 from tests.helpers import add_connection, add_oauth_connection, status_of, track
 
 Mls = tuple[SandboxMls, str]

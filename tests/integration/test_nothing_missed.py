@@ -16,11 +16,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from daemon.composition import Runtime, open_runtime
 from daemon.sandbox.faults import Fault
 from daemon.sandbox.mls_server import TOP_IS_TOTAL_PATH, SandboxMls
 from daemon.serving import serving
 from daemon.store import connections, leases
-from daemon.composition import Runtime, open_runtime
 from daemon.timestamps import iso, parse_iso
 from tests.helpers import (
     add_connection,

@@ -10,12 +10,12 @@ import anyio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from daemon.composition import open_runtime
 from daemon.encryption import generate_key
 from daemon.models import DEFAULT_STANDARD_STATUS_MAP, IGNORE, StatusMapping
 from daemon.sandbox.mls_server import SandboxMls, build_mls_app
 from daemon.serving import serving
 from daemon.store import listings
-from daemon.composition import open_runtime
 from tests.helpers import STATIC_TOKEN, add_connection, make_settings, track
 
 MAPPING = StatusMapping.build()

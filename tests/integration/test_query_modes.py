@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from daemon.composition import Runtime
 from daemon.sandbox.faults import Fault
 from daemon.sandbox.mls_server import SandboxMls
 from daemon.store import connections, listings
-from daemon.composition import Runtime
 from daemon.timestamps import parse_iso
 from tests.helpers import add_connection, add_incremental, status_of, track
 

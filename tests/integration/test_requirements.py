@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from daemon.composition import Runtime
 from daemon.sandbox.mls_server import SandboxMls
 from daemon.store import listings
-from daemon.composition import Runtime
 from tests.helpers import add_connection, status_of, track
 
 

@@ -12,13 +12,13 @@ from pathlib import Path
 import anyio
 import pytest
 
+from daemon.composition import Runtime, open_runtime
 from daemon.config import load_settings
 from daemon.sandbox.faults import Fault
 from daemon.sandbox.mls_server import SandboxMls
 from daemon.sandbox.platforms_server import SandboxPlatforms
 from daemon.store import leases, runs
 from daemon.store.records import RunRow
-from daemon.composition import Runtime, open_runtime
 from tests.e2e.daemon_process import Daemon, free_port, write_config
 from tests.helpers import add_connection, cli_sync, make_settings, status_of, track, wait_until
 

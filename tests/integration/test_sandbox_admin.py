@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from daemon.sandbox.mls_server import SandboxMls
 from daemon.composition import Runtime
+from daemon.sandbox.mls_server import SandboxMls
 from tests.helpers import STATIC_TOKEN, add_connection, status_of, track
 
 Mls = tuple[SandboxMls, str]

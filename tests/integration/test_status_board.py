@@ -8,9 +8,9 @@ import time
 
 import anyio
 
+from daemon.composition import Runtime
 from daemon.service.board import StatusBoard
 from daemon.store import database
-from daemon.composition import Runtime
 from tests.helpers import add_connection, track
 
 

@@ -11,12 +11,12 @@ import aiosqlite
 import anyio
 import pytest
 
+from daemon.composition import open_runtime
 from daemon.config import Settings
 from daemon.encryption import SecretKeyError, generate_key
 from daemon.sandbox.mls_server import SandboxMls
 from daemon.store import accounts, connections, vault
 from daemon.store.database import SCHEMA_VERSION, Database, SchemaError
-from daemon.composition import open_runtime
 from daemon.timestamps import iso, utcnow
 from tests.helpers import STATIC_TOKEN, add_account, add_connection, status_of, track
 

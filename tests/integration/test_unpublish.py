@@ -13,6 +13,7 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
+from daemon.composition import open_runtime
 from daemon.models import LocalStatus
 from daemon.sandbox.faults import Fault
 from daemon.sandbox.mls_server import SandboxMls
@@ -21,7 +22,6 @@ from daemon.store import accounts, leases, listings, posts, runs
 from daemon.store.database import Database
 from daemon.store.records import DuePost
 from daemon.sync import unpublish
-from daemon.composition import open_runtime
 from daemon.sync.unpublish_lease import LEASE
 from daemon.timestamps import iso, parse_iso, utcnow
 from tests.helpers import (

@@ -12,11 +12,11 @@ import anyio
 import anyio.from_thread
 import pytest
 
+from daemon.composition import Runtime, open_runtime
 from daemon.encryption import generate_key
 from daemon.sandbox.mls_server import SandboxMls, build_mls_app
 from daemon.sandbox.platforms_server import SandboxPlatforms
 from daemon.serving import serving
-from daemon.composition import Runtime, open_runtime
 from tests.e2e.daemon_process import free_port, write_config
 from tests.helpers import STATIC_TOKEN, make_settings
 

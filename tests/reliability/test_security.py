@@ -9,10 +9,10 @@ from pathlib import Path
 
 import httpx
 
+from daemon.composition import open_runtime
 from daemon.config import load_settings
 from daemon.sandbox.mls_server import SandboxMls
 from daemon.sandbox.platforms_server import SandboxPlatforms
-from daemon.composition import open_runtime
 from tests.e2e.daemon_process import API_TOKEN, Daemon
 from tests.helpers import add_connection, track
 from tests.reliability.conftest import DaemonConfig

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import anyio
 
+from daemon.composition import open_runtime
 from daemon.config import load_settings
 from daemon.models import StatusMapping
 from daemon.sandbox.demo import check_consistency
 from daemon.sandbox.faults import Fault, FaultRates
 from daemon.sandbox.mls_server import SandboxMls
 from daemon.sandbox.platforms_server import SandboxPlatforms
-from daemon.composition import open_runtime
 from tests.e2e.daemon_process import Daemon
 from tests.helpers import add_account, add_connection, add_post, track
 from tests.reliability.conftest import DaemonConfig
