@@ -14,6 +14,7 @@ from daemon.cli import (
     posts_cmd,
     run_cmd,
     sync_cmd,
+    tokens_cmd,
 )
 
 
@@ -68,6 +69,7 @@ cli.add_command(listings_cmd.listings)
 cli.add_command(accounts_cmd.accounts)
 cli.add_command(posts_cmd.posts)
 cli.add_command(posts_cmd.unpublish)
+cli.add_command(tokens_cmd.tokens)
 
 
 def main() -> None:

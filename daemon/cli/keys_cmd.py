@@ -20,6 +20,8 @@ from daemon.credentials import (
 from daemon.encryption import generate_key as new_fernet_key
 from daemon.store import vault
 
+NO_CONFIGURED_TOKEN = "not set (the /v1 API takes only tokens made by `mls-sync tokens create`)"  # noqa: S105
+
 
 @click.command("check-config")
 @CONFIG_OPTION
@@ -37,7 +39,7 @@ def check_config(config_path: Path | None) -> None:
         "secret_key": f"set ({key.origin})"
         if key
         else ("sandbox key file beside the database" if settings.sandbox.enabled else "not set"),
-        "api_token": f"set ({token.origin})" if token else "not set (the /v1 API is off)",
+        "api_token": f"set ({token.origin})" if token else NO_CONFIGURED_TOKEN,
     }
     echo_json(effective)
 

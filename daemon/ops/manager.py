@@ -11,6 +11,7 @@ from daemon.ops.listings import ListingOps
 from daemon.ops.posts import PostOps
 from daemon.ops.runs import RunOps
 from daemon.ops.sync import SyncOps
+from daemon.ops.tokens import TokenOps
 
 
 class Operations:
@@ -22,3 +23,4 @@ class Operations:
         self.posts = PostOps(ctx)
         self.runs = RunOps(ctx)
         self.sync = SyncOps(ctx)
+        self.tokens = TokenOps(ctx)

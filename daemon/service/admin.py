@@ -24,7 +24,7 @@ from daemon.ops.imports import ImportFormat
 from daemon.ops.manager import Operations
 from daemon.ops.pages import DEFAULT_LIMIT, MAX_LIMIT, Page
 from daemon.ops.views import View
-from daemon.service.auth import Caller, caller, service_state
+from daemon.service.auth import Admin, Caller, Reader, Writer, service_state
 from daemon.service.problems import PROBLEM_RESPONSES, UnsupportedBody, problem_responses
 from daemon.service.state import ServiceState
 from daemon.specs import AccountFields, ConnectionFields, ListingFields, PostFields, SpecError
@@ -53,7 +53,7 @@ class AccountBody(AccountFields):
     client_secret: SecretStr | None = None
 
 
-def operations(request: Request, who: Annotated[Caller, Depends(caller)]) -> Operations:
+def _operations(request: Request, who: Caller) -> Operations:
     """The operations, on behalf of the caller (named in the audit log)."""
     state = service_state(request)
     rt = state.runtime
@@ -61,7 +61,24 @@ def operations(request: Request, who: Annotated[Caller, Depends(caller)]) -> Ope
     return Operations(ctx)
 
 
-Ops = Annotated[Operations, Depends(operations)]
+def _read_ops(request: Request, who: Reader) -> Operations:
+    return _operations(request, who)
+
+
+def _write_ops(request: Request, who: Writer) -> Operations:
+    return _operations(request, who)
+
+
+def _admin_ops(request: Request, who: Admin) -> Operations:
+    return _operations(request, who)
+
+
+# Each route takes exactly one: reads need `read`, changes `write`, and credentials (which
+# also covers a connection's URLs: a new base_url would carry its stored secret elsewhere),
+# `admin` (docs/architecture.md).
+ReadOps = Annotated[Operations, Depends(_read_ops)]
+WriteOps = Annotated[Operations, Depends(_write_ops)]
+AdminOps = Annotated[Operations, Depends(_admin_ops)]
 
 
 def admin_routes(state: ServiceState) -> APIRouter:
@@ -75,7 +92,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
         summary="Run a full sync now (coalesced with any other trigger)",
         responses=problem_responses(503),
     )
-    async def sync_now(ops: Ops, response: Response) -> View:
+    async def sync_now(ops: WriteOps, response: Response) -> View:
         """The answer names the run that will report the cycle (`run_id`, and Location): a
         cycle asked for while one runs is coalesced into the one follow-up."""
         if state.shutting_down:
@@ -89,7 +106,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
         summary="Sync one connection now, and answer with its run",
         responses=problem_responses(404, 409),
     )
-    async def sync_connection(connection_id: str, ops: Ops) -> View:
+    async def sync_connection(connection_id: str, ops: WriteOps) -> View:
         return await ops.sync.connection(connection_id, "http")
 
     @router.post(
@@ -97,7 +114,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
         summary="Sync one listing now (the brief's manual sync)",
         responses=problem_responses(404, 409),
     )
-    async def sync_listing(listing_id: str, ops: Ops) -> View:
+    async def sync_listing(listing_id: str, ops: WriteOps) -> View:
         return await ops.listings.sync(listing_id, "http")
 
     @router.post(
@@ -105,7 +122,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
         summary="Take every published post of one listing down now",
         responses=problem_responses(404),
     )
-    async def unpublish_listing(listing_id: str, ops: Ops) -> View:
+    async def unpublish_listing(listing_id: str, ops: WriteOps) -> View:
         return await ops.listings.unpublish(listing_id, "http")
 
     # -- MLS connections -------------------------------------------------------------------
@@ -114,7 +131,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
     async def list_connections(
         request: Request,
         response: Response,
-        ops: Ops,
+        ops: ReadOps,
         state_: Annotated[ConnectionState | None, Query(alias="state")] = None,
         after: After = None,
         limit: Limit = DEFAULT_LIMIT,
@@ -128,7 +145,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
         responses=problem_responses(409, 422),
     )
     async def put_connection(
-        connection_id: str, body: ConnectionBody, response: Response, ops: Ops
+        connection_id: str, body: ConnectionBody, response: Response, ops: AdminOps
     ) -> View:
         fields = body.model_dump(exclude={"secret"}, exclude_unset=True)
         view, created = await ops.connections.put(connection_id, fields, _plain(body.secret))
@@ -136,7 +153,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
         return view
 
     @router.get("/mls-connections/{connection_id}", responses=problem_responses(404))
-    async def get_connection(connection_id: str, ops: Ops) -> View:
+    async def get_connection(connection_id: str, ops: ReadOps) -> View:
         return await ops.connections.get(connection_id)
 
     @router.delete(
@@ -145,18 +162,18 @@ def admin_routes(state: ServiceState) -> APIRouter:
         responses=problem_responses(404, 409),
     )
     async def delete_connection(
-        connection_id: str, ops: Ops, with_listings: bool = False, force: Force = False
+        connection_id: str, ops: AdminOps, with_listings: bool = False, force: Force = False
     ) -> View:
         """409 while it tracks listings (unless with_listings), or while posts of its
         listings are still live (unless force)."""
         return await ops.connections.remove(connection_id, with_listings=with_listings, force=force)
 
     @router.post("/mls-connections/{connection_id}/pause", responses=problem_responses(404))
-    async def pause(connection_id: str, ops: Ops) -> View:
+    async def pause(connection_id: str, ops: WriteOps) -> View:
         return await ops.connections.pause(connection_id)
 
     @router.post("/mls-connections/{connection_id}/resume", responses=problem_responses(404, 409))
-    async def resume(connection_id: str, ops: Ops) -> View:
+    async def resume(connection_id: str, ops: WriteOps) -> View:
         return await ops.connections.resume(connection_id)
 
     # -- listings --------------------------------------------------------------------------
@@ -165,7 +182,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
     async def list_listings(
         request: Request,
         response: Response,
-        ops: Ops,
+        ops: ReadOps,
         connection_id: Annotated[str | None, Query(max_length=128)] = None,
         status: Annotated[str | None, Query(pattern=_STATUS_PATTERN)] = None,
         excluded: bool | None = None,
@@ -206,7 +223,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
             }
         },
     )
-    async def import_listings(request: Request, ops: Ops) -> View:
+    async def import_listings(request: Request, ops: WriteOps) -> View:
         """Every row is checked before any is written: one bad row and nothing is imported,
         with a 422 whose `errors` name each bad row by its line."""
         media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
@@ -227,14 +244,14 @@ def admin_routes(state: ServiceState) -> APIRouter:
         responses=problem_responses(422),
     )
     async def put_listing(
-        listing_id: str, body: ListingFields, response: Response, ops: Ops
+        listing_id: str, body: ListingFields, response: Response, ops: WriteOps
     ) -> View:
         view, created = await ops.listings.put(listing_id, body.model_dump(exclude_unset=True))
         response.status_code = 201 if created else 200
         return view
 
     @router.get("/listings/{listing_id}", responses=problem_responses(404))
-    async def get_listing(listing_id: str, ops: Ops) -> View:
+    async def get_listing(listing_id: str, ops: ReadOps) -> View:
         """The listing with the first 100 rows of its audit trail (all: status-changes)."""
         return await ops.listings.get(listing_id)
 
@@ -247,7 +264,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
         listing_id: str,
         request: Request,
         response: Response,
-        ops: Ops,
+        ops: ReadOps,
         after: After = None,
         limit: Limit = DEFAULT_LIMIT,
     ) -> View:
@@ -259,16 +276,16 @@ def admin_routes(state: ServiceState) -> APIRouter:
         summary="Stop tracking a listing (its audit trail stays)",
         responses=problem_responses(404, 409),
     )
-    async def delete_listing(listing_id: str, ops: Ops, force: Force = False) -> View:
+    async def delete_listing(listing_id: str, ops: WriteOps, force: Force = False) -> View:
         """409 while posts of the listing are live, unless force."""
         return await ops.listings.remove(listing_id, force=force)
 
     @router.post("/listings/{listing_id}/exclude", responses=problem_responses(404))
-    async def exclude(listing_id: str, ops: Ops) -> View:
+    async def exclude(listing_id: str, ops: WriteOps) -> View:
         return await ops.listings.set_excluded(listing_id, True)
 
     @router.post("/listings/{listing_id}/include", responses=problem_responses(404))
-    async def include(listing_id: str, ops: Ops) -> View:
+    async def include(listing_id: str, ops: WriteOps) -> View:
         return await ops.listings.set_excluded(listing_id, False)
 
     # -- platform accounts and posts ---------------------------------------------------------
@@ -277,7 +294,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
     async def list_accounts(
         request: Request,
         response: Response,
-        ops: Ops,
+        ops: ReadOps,
         platform: Annotated[str | None, Query(max_length=32)] = None,
         state_: Annotated[AccountState | None, Query(alias="state")] = None,
         user_id: Annotated[str | None, Query(max_length=200)] = None,
@@ -294,7 +311,9 @@ def admin_routes(state: ServiceState) -> APIRouter:
         summary="Create or update an account and its tokens",
         responses=problem_responses(409, 422),
     )
-    async def put_account(account_id: str, body: AccountBody, response: Response, ops: Ops) -> View:
+    async def put_account(
+        account_id: str, body: AccountBody, response: Response, ops: AdminOps
+    ) -> View:
         secrets = {"access_token", "refresh_token", "client_secret"}
         tokens = AccountTokens(
             _plain(body.access_token), _plain(body.refresh_token), _plain(body.client_secret)
@@ -305,7 +324,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
         return view
 
     @router.get("/platform-accounts/{account_id}", responses=problem_responses(404))
-    async def get_account(account_id: str, ops: Ops) -> View:
+    async def get_account(account_id: str, ops: ReadOps) -> View:
         return await ops.accounts.get(account_id)
 
     @router.delete(
@@ -313,7 +332,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
         summary="Remove an account and its tokens",
         responses=problem_responses(404, 409),
     )
-    async def delete_account(account_id: str, ops: Ops) -> View:
+    async def delete_account(account_id: str, ops: AdminOps) -> View:
         """409 while posts still refer to it."""
         return await ops.accounts.remove(account_id)
 
@@ -321,7 +340,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
     async def list_posts(
         request: Request,
         response: Response,
-        ops: Ops,
+        ops: ReadOps,
         listing_id: Annotated[str | None, Query(max_length=128)] = None,
         platform: Annotated[str | None, Query(max_length=32)] = None,
         status: PostStatus | None = None,
@@ -336,7 +355,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
     @router.put(
         "/posts/{post_id}", summary="Record a published post", responses=problem_responses(409, 422)
     )
-    async def put_post(post_id: str, body: PostFields, response: Response, ops: Ops) -> View:
+    async def put_post(post_id: str, body: PostFields, response: Response, ops: WriteOps) -> View:
         """422 naming what is wrong, or 409 while the id is published for another platform
         post."""
         view, created = await ops.posts.put(
@@ -346,13 +365,13 @@ def admin_routes(state: ServiceState) -> APIRouter:
         return view
 
     @router.get("/posts/{post_id}", responses=problem_responses(404))
-    async def get_post(post_id: str, ops: Ops) -> View:
+    async def get_post(post_id: str, ops: ReadOps) -> View:
         return await ops.posts.get(post_id)
 
     @router.delete(
         "/posts/{post_id}", summary="Forget a post's record", responses=problem_responses(404, 409)
     )
-    async def delete_post(post_id: str, ops: Ops, force: Force = False) -> View:
+    async def delete_post(post_id: str, ops: WriteOps, force: Force = False) -> View:
         """409 while the post is live (published, or waiting for a person), unless force."""
         return await ops.posts.forget(post_id, force=force)
 
@@ -361,7 +380,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
         summary="Say a person took the post down on its platform",
         responses=problem_responses(404, 409),
     )
-    async def removed_by_hand(post_id: str, ops: Ops) -> View:
+    async def removed_by_hand(post_id: str, ops: WriteOps) -> View:
         return await ops.posts.removed_by_hand(post_id)
 
     # -- history and what needs a person -------------------------------------------------------
@@ -370,7 +389,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
     async def list_runs(
         request: Request,
         response: Response,
-        ops: Ops,
+        ops: ReadOps,
         outcome: Annotated[str | None, Query(max_length=20)] = None,
         trigger: Annotated[str | None, Query(max_length=20)] = None,
         after: After = None,
@@ -380,7 +399,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
         return paged(request, response, page)
 
     @router.get("/runs/{run_id}", responses=problem_responses(404))
-    async def get_run(run_id: int, ops: Ops) -> View:
+    async def get_run(run_id: int, ops: ReadOps) -> View:
         """The run, its changes by kind and its first 50 problems (all: /errors)."""
         return await ops.runs.get(run_id)
 
@@ -389,7 +408,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
         run_id: int,
         request: Request,
         response: Response,
-        ops: Ops,
+        ops: ReadOps,
         severity: Annotated[str | None, Query(pattern="^(error|warning)$")] = None,
         connection_id: Annotated[str | None, Query(max_length=128)] = None,
         after: After = None,
@@ -401,7 +420,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
         return paged(request, response, page)
 
     @router.get("/manual-actions", summary="What a person must do")
-    async def manual_actions(ops: Ops) -> View:
+    async def manual_actions(ops: ReadOps) -> View:
         return await ops.sync.manual_actions()
 
     return router

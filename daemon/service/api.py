@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from daemon.service import problems
 from daemon.service.admin import IMPORT_PATH, admin_routes
-from daemon.service.auth import token_refusal
+from daemon.service.auth import TokenCheck
 from daemon.service.health import Answer, health_routes, readyz_answer, status_answer
 from daemon.service.problems import PROBLEM_JSON, problem
 from daemon.service.refusals import document_refusals
@@ -37,10 +37,13 @@ def build_app(state: ServiceState) -> FastAPI:
     app.include_router(health_routes(state))
     app.include_router(admin_routes(state))
 
-    def token_first(request: Request) -> JSONResponse | None:
+    tokens = TokenCheck(state.runtime.db, state.api_token)
+    app.state.tokens = tokens
+
+    async def token_first(request: Request) -> JSONResponse | None:
         # FastAPI parses a JSON body before it runs the token check: a caller without the
-        # token hears about that first, and nothing about the body.
-        if request.url.path.startswith("/v1/") and (no := token_refusal(state, request)):
+        # token (or its scope) hears about that first, and nothing about the body.
+        if no := await tokens.refusal(request):
             return problem(no.status_code, str(no.detail), headers=no.headers)
         return None
 

@@ -21,6 +21,7 @@ from daemon import eventloop, gc_tuning, logs
 from daemon.composition import Environment, Opener
 from daemon.config import DEFAULT_CONFIG_PATH, ConfigError, Settings, load_settings
 from daemon.credentials import API_TOKEN_CREDENTIAL, API_TOKEN_ENV, read_secret
+from daemon.ops import tokens
 from daemon.service.api import build_app
 from daemon.service.board import StatusBoard
 from daemon.service.coordinator import Coordinator
@@ -105,7 +106,7 @@ async def run_daemon(
                         url=url,
                         sandbox=state.sandbox is not None,
                         interval_seconds=settings.sync.interval_seconds,
-                        api="on" if state.api_token else "off",
+                        api="on" if await tokens.api_is_on(rt.db, state.api_token) else "off",
                         event_loop=eventloop.name(),
                     )
                     notifier.ready(f"serving {url}")

@@ -5,7 +5,7 @@ secret)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -67,14 +67,16 @@ def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 PROBLEM_RESPONSES = problem_responses(401, 403, 413, 422, 503)
 
 
-def install(app: FastAPI, unreadable_first: Any) -> None:
+def install(
+    app: FastAPI, unreadable_first: Callable[[Request], Awaitable[JSONResponse | None]]
+) -> None:
     """Registers the handlers. `unreadable_first(request)` may answer a request whose body
     did not validate before the body is judged (the token check comes first)."""
 
     @app.exception_handler(RequestValidationError)
     async def unreadable(request: Request, exc: RequestValidationError) -> JSONResponse:
-        if (first := unreadable_first(request)) is not None:
-            return first  # type: ignore[no-any-return]
+        if (first := await unreadable_first(request)) is not None:
+            return first
         status, detail = refusal(request.headers.get("content-type"), exc.errors())
         return problem(status, detail)
 

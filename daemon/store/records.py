@@ -163,6 +163,18 @@ class AccountRow:
 
 
 @dataclass(frozen=True)
+class ApiTokenRow:
+    """A named API token; its secret is not here (only its hash is stored, and never read)."""
+
+    id: int
+    name: str
+    scope: str
+    created_at: str
+    last_used_at: str | None
+    revoked_at: str | None
+
+
+@dataclass(frozen=True)
 class PostRow:
     id: str
     listing_id: str
