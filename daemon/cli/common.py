@@ -19,12 +19,14 @@ from daemon.config import EX_CONFIG, ConfigError, Settings, load_settings
 from daemon.encryption import SecretKeyError
 from daemon.sandbox.environment import SandboxSession
 from daemon.specs import SpecError, SpecT, parse_spec
+from daemon.state_dir import StatePathError
 from daemon.store.database import SchemaError
 from daemon.sync.engine import SyncRefused
 
 EX_FAILURE = 1
 EX_USAGE = 2
 EX_DATAERR = 65  # sysexits.h: the input data was incorrect
+EX_CANTCREAT = 73  # sysexits.h: an output file cannot be created (the state path)
 EX_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
 EX_TERMINATED = 143  # 128 + SIGTERM
 # What a command cut short by each signal says, and its exit code.
@@ -90,6 +92,8 @@ def run(main: Callable[[], Awaitable[T]], cut_short: Callable[[], str] = lambda:
     except CutShort as exc:
         said, code = CUT_BY[exc.signum]
         fail(f"{said}{cut_short()}", code)
+    except StatePathError as exc:
+        fail(str(exc), EX_CANTCREAT)
     except (SchemaError, SecretKeyError, SyncRefused) as exc:
         fail(str(exc))
     except SpecError as exc:
