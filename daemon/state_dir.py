@@ -11,9 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-FIX = (
-    "set [database] path (or MLS_SYNC_DATABASE__PATH) to a file in a folder this user can write"
-)
+FIX = "set [database] path (or MLS_SYNC_DATABASE__PATH) to a file in a folder this user can write"
 
 
 class StatePathError(Exception):
