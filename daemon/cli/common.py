@@ -44,7 +44,8 @@ CONFIG_OPTION = click.option(
     default=None,
     envvar="MLS_SYNC_CONFIG",
     show_envvar=True,
-    help="Configuration file.  [default: ./config.toml]",
+    help="Configuration file. Without it: $MLS_SYNC_CONFIG, else ./config.toml, else "
+    "/etc/mls-sync/config.toml.",
 )
 
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")

@@ -3,6 +3,7 @@ subprocess, real files, real exit codes."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,36 @@ def test_a_database_path_that_is_a_folder_is_one_line_and_exit_73(tmp_path: Path
         f"mls-sync: cannot create {tmp_path / 'state'}: it is a folder; set [database] path "
         "(or MLS_SYNC_DATABASE__PATH) to a file in a folder this user can write"
     ]
+
+
+SYSTEM_CONFIG = Path("/etc/mls-sync/config.toml")
+
+
+@pytest.mark.skipif(SYSTEM_CONFIG.exists(), reason=f"{SYSTEM_CONFIG} exists on this machine")
+def test_without_any_config_file_a_command_names_the_places_it_looked_and_exits_78(
+    tmp_path: Path,
+) -> None:
+    result = mls_sync("history", cwd=tmp_path)
+    assert result.returncode == 78, result.stderr
+    assert result.stderr.splitlines() == [
+        f"mls-sync: invalid configuration: no config file: MLS_SYNC_CONFIG is not set, and "
+        f"neither {tmp_path / 'config.toml'} nor {SYSTEM_CONFIG} exists; pass --config PATH, "
+        "set MLS_SYNC_CONFIG, or copy the shipped config.toml (systemd/config.toml for "
+        "production) to one of them"
+    ]
+
+
+def test_config_flag_beats_the_variable_which_beats_the_working_directory(tmp_path: Path) -> None:
+    """Each file sets a different interval; check-config shows which one was read."""
+    for name, seconds in [("config.toml", 100), ("from-env.toml", 200), ("from-flag.toml", 300)]:
+        (tmp_path / name).write_text(f"[sync]\ninterval_seconds = {seconds}\n{SANDBOX_OFF}")
+    variable = {"MLS_SYNC_CONFIG": str(tmp_path / "from-env.toml")}
+    read = {
+        "working directory": mls_sync("check-config", cwd=tmp_path),
+        "variable": mls_sync("check-config", cwd=tmp_path, env=variable),
+        "flag": mls_sync("check-config", "--config", "from-flag.toml", cwd=tmp_path, env=variable),
+    }
+    assert {
+        source: json.loads(result.stdout)["sync"]["interval_seconds"]
+        for source, result in read.items()
+    } == {"working directory": 100, "variable": 200, "flag": 300}
