@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
-from daemon.config import ConfigError, find_config, load_settings
+from daemon.config import ConfigError, Settings, find_config, load_settings
 from daemon.models import LocalStatus
 
 REPO = Path(__file__).resolve().parents[2]
@@ -190,3 +192,31 @@ def test_mls_sync_config_names_the_file_when_no_path_is_given(tmp_path: Path) ->
     (tmp_path / "elsewhere.toml").write_text("[sync]\ninterval_seconds = 60\n")
     environ = {"MLS_SYNC_CONFIG": str(tmp_path / "elsewhere.toml")}
     assert load_settings(None, environ).sync.interval_seconds == 60
+
+
+def _undocumented_keys(text: str) -> list[str]:
+    """Key lines with no comment above them: directly, or above the run of keys they are in
+    (a blank line or a [section] ends a run)."""
+    undocumented, documented = [], False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            documented = True
+        elif not stripped or stripped.startswith("["):
+            documented = False
+        elif not documented:
+            undocumented.append(stripped.split("=")[0].strip())
+    return undocumented
+
+
+def test_the_shipped_config_shows_and_documents_every_section_and_key() -> None:
+    """A new setting fails here until config.toml shows it with a comment saying what it is."""
+    text = (REPO / "config.toml").read_text()
+    shown = tomllib.loads(text)
+    for section, field in Settings.model_fields.items():
+        assert section in shown, f"[{section}] is missing from config.toml"
+        model = field.annotation
+        assert isinstance(model, type) and issubclass(model, BaseModel)
+        missing = sorted(set(model.model_fields) - set(shown[section]))
+        assert not missing, f"[{section}] {', '.join(missing)} missing from config.toml"
+    assert _undocumented_keys(text) == []
