@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from daemon.config import ConfigError, Settings, find_config, load_settings
 from daemon.models import LocalStatus
+from tests.helpers import undocumented_keys
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -194,21 +195,6 @@ def test_mls_sync_config_names_the_file_when_no_path_is_given(tmp_path: Path) ->
     assert load_settings(None, environ).sync.interval_seconds == 60
 
 
-def _undocumented_keys(text: str) -> list[str]:
-    """Key lines with no comment above them: directly, or above the run of keys they are in
-    (a blank line or a [section] ends a run)."""
-    undocumented, documented = [], False
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("#"):
-            documented = True
-        elif not stripped or stripped.startswith("["):
-            documented = False
-        elif not documented:
-            undocumented.append(stripped.split("=")[0].strip())
-    return undocumented
-
-
 def test_the_shipped_config_shows_and_documents_every_section_and_key() -> None:
     """A new setting fails here until config.toml shows it with a comment saying what it is."""
     text = (REPO / "config.toml").read_text()
@@ -219,4 +205,4 @@ def test_the_shipped_config_shows_and_documents_every_section_and_key() -> None:
         assert isinstance(model, type) and issubclass(model, BaseModel)
         missing = sorted(set(model.model_fields) - set(shown[section]))
         assert not missing, f"[{section}] {', '.join(missing)} missing from config.toml"
-    assert _undocumented_keys(text) == []
+    assert undocumented_keys(text) == []
