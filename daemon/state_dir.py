@@ -31,10 +31,11 @@ def create_private_file(path: Path) -> None:
     """Creates the file owner-only (if absent) in a folder made as above, so that a file
     holding secrets is never readable by others, not even for a moment."""
     make_folder(path.parent, path)
-    if path.is_dir():  # SQLite would only say "unable to open database file"
-        raise StatePathError(f"cannot create {path}: it is a folder; {FIX}")
-    if path.exists():
+    if path.is_file():
         return
+    if path.exists():  # SQLite would only say "unable to open database file"
+        what = "a folder" if path.is_dir() else "not a regular file"
+        raise StatePathError(f"cannot create {path}: it is {what}; {FIX}")
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
     except OSError as exc:

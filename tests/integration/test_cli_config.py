@@ -4,6 +4,8 @@ subprocess, real files, real exit codes."""
 from __future__ import annotations
 
 import json
+import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -59,13 +61,29 @@ def test_the_sandbox_with_a_state_path_that_cannot_be_created_exits_73(
     assert f"{tmp_path / 'state'} is a file, not a folder; set [database] path" in line
 
 
-def test_a_database_path_that_is_a_folder_is_one_line_and_exit_73(tmp_path: Path) -> None:
-    (tmp_path / "state").mkdir()
-    (tmp_path / "config.toml").write_text(f'[database]\npath = "state"\n{SANDBOX_OFF}')
+def _a_folder(path: Path) -> None:
+    path.mkdir()
+
+
+def _a_socket(path: Path) -> None:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(path))
+
+
+@pytest.mark.parametrize(
+    ("make", "what"), [(_a_folder, "a folder"), (_a_socket, "not a regular file")]
+)
+def test_a_database_path_that_is_not_a_file_is_one_line_and_exit_73(
+    tmp_path: Path, make: Callable[[Path], None], what: str
+) -> None:
+    """SQLite would say only "unable to open database file" (and its thread, racing the exit,
+    a traceback)."""
+    make(tmp_path / "db")
+    (tmp_path / "config.toml").write_text(f'[database]\npath = "db"\n{SANDBOX_OFF}')
     result = mls_sync("history", cwd=tmp_path, env={"MLS_SYNC_SECRET_KEY": generate_key()})
     assert result.returncode == EX_CANTCREAT, result.stderr
     assert result.stderr.splitlines() == [
-        f"mls-sync: cannot create {tmp_path / 'state'}: it is a folder; set [database] path "
+        f"mls-sync: cannot create {tmp_path / 'db'}: it is {what}; set [database] path "
         "(or MLS_SYNC_DATABASE__PATH) to a file in a folder this user can write"
     ]
 
