@@ -1,16 +1,17 @@
 """config.toml + environment -> validated, typed settings.
 
-Sources, later wins: the defaults below, config.toml, then `MLS_SYNC_<SECTION>__<KEY>`
-environment variables. Secrets never come from here (see `daemon.secrets`): a secret key in
-config.toml is refused with a hint, so that it cannot end up in a file that is world-readable
-or under version control.
+The file is the first of: `--config PATH`, `$MLS_SYNC_CONFIG`, `./config.toml`,
+`/etc/mls-sync/config.toml` (see `find_config`). Sources, later wins: the defaults below, that
+file, then `MLS_SYNC_<SECTION>__<KEY>` environment variables. Secrets never come from here
+(see `daemon.credentials`): a secret key in config.toml is refused with a hint, so that it
+cannot end up in a file that is world-readable or under version control.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,7 +29,9 @@ from daemon.models import LocalStatus, StatusMapping
 ENV_PREFIX = "MLS_SYNC_"
 ENV_SEPARATOR = "__"
 EX_CONFIG = 78  # sysexits.h: configuration error; systemd's RestartPreventExitStatus=78
-DEFAULT_CONFIG_PATH = Path("config.toml")
+CONFIG_ENV = "MLS_SYNC_CONFIG"
+DEFAULT_CONFIG_PATH = Path("config.toml")  # in the working directory
+SYSTEM_CONFIG_PATH = Path("/etc/mls-sync/config.toml")
 SECRET_KEYS = frozenset({"secret_key", "api_token", "token", "password", "client_secret"})
 
 
@@ -183,10 +186,32 @@ class Settings(_Section):
     logging: LoggingSettings = LoggingSettings()
 
 
+def find_config(
+    given: Path | None,
+    environ: Mapping[str, str],
+    cwd: Path,
+    exists: Callable[[Path], bool] = Path.exists,
+) -> Path | None:
+    """The config file, as operators expect: `--config` (`given`), else `$MLS_SYNC_CONFIG`,
+    else the first of `./config.toml` and `/etc/mls-sync/config.toml` that exists; None when
+    none does. A file named explicitly is returned even if absent, so the error names it
+    rather than quietly reading another."""
+    if given is not None:
+        return cwd / given
+    if named := environ.get(CONFIG_ENV, ""):  # an empty variable is unset, as for --config
+        return cwd / named
+    return next((p for p in (cwd / DEFAULT_CONFIG_PATH, SYSTEM_CONFIG_PATH) if exists(p)), None)
+
+
 def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    """Reads, merges and validates; raises ConfigError with one line per problem."""
+    """Reads, merges and validates the file `find_config` finds; raises ConfigError with one
+    line per problem."""
     environ = os.environ if environ is None else environ
-    path = path or DEFAULT_CONFIG_PATH
+    # Relative to the working directory as given, so that messages name "config.toml".
+    found = find_config(path, environ, Path())
+    if found is None:
+        raise ConfigError(_none_found())
+    path = found
     raw = _read_toml(path)
     sources: dict[str, str] = {}
     _refuse_secrets(raw, path)
@@ -202,6 +227,15 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         db_path = (path.parent / db_path).resolve()
     return settings.model_copy(
         update={"database": settings.database.model_copy(update={"path": db_path})}
+    )
+
+
+def _none_found() -> str:
+    here = DEFAULT_CONFIG_PATH.absolute()
+    return (
+        f"no config file: {CONFIG_ENV} is not set, and neither {here} nor "
+        f"{SYSTEM_CONFIG_PATH} exists; pass --config PATH, set {CONFIG_ENV}, or copy the "
+        "shipped config.toml (systemd/config.toml for production) to one of them"
     )
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from daemon.encryption import SecretBox, SecretKeyError
+from daemon.state_dir import cannot_create, make_folder
 
 SECRET_KEY_ENV = "MLS_SYNC_SECRET_KEY"  # noqa: S105 - where to look, not a secret
 SECRET_KEY_CREDENTIAL = "secret-key"  # noqa: S105 - where to look, not a secret
@@ -53,8 +54,11 @@ def sandbox_secret_key(state_dir: Path) -> Secret:
 
     path = state_dir / SANDBOX_KEY_FILE
     if not path.exists():
-        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        make_folder(state_dir, path)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:
+            raise cannot_create(path, exc) from None
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(generate_key() + "\n")
     return Secret(path.read_text(encoding="utf-8").strip(), f"sandbox key file {path}")

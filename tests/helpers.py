@@ -193,6 +193,21 @@ def cli_sync(
         proc.communicate(timeout=30)
 
 
+def undocumented_keys(text: str) -> list[str]:
+    """A config file's keys with no comment above them: directly, or above the run of keys
+    they are in (a blank line or a [section] ends a run)."""
+    undocumented, documented = [], False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            documented = True
+        elif not stripped or stripped.startswith("["):
+            documented = False
+        elif not documented:
+            undocumented.append(stripped.split("=")[0].strip())
+    return undocumented
+
+
 async def wait_until(condition: Callable[[], bool], timeout: float = 30) -> None:
     with anyio.fail_after(timeout):
         while not condition():

@@ -20,6 +20,7 @@ from daemon.errors import Unavailable
 from daemon.ops.imports import ImportRefused
 from daemon.ops.pages import DEFAULT_LIMIT, MAX_LIMIT
 from daemon.specs import SpecError, SpecT, parse_spec
+from daemon.state_dir import StatePathError
 from daemon.store.database import SchemaError
 from daemon.sync.engine import SyncRefused
 
@@ -28,6 +29,7 @@ EX_USAGE = 2
 EX_PARTIAL = 3  # `sync --strict`: the cycle ran but recorded errors (outcome partial)
 EX_DATAERR = 65  # sysexits.h: the input data was incorrect
 EX_UNAVAILABLE = 69  # sysexits.h: the daemon (--api) did not answer
+EX_CANTCREAT = 73  # sysexits.h: an output file cannot be created (the state path)
 EX_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
 EX_TERMINATED = 143  # 128 + SIGTERM
 # What a command cut short by each signal says, and its exit code.
@@ -46,7 +48,8 @@ CONFIG_OPTION = click.option(
     default=None,
     envvar="MLS_SYNC_CONFIG",
     show_envvar=True,
-    help="Configuration file.  [default: ./config.toml]",
+    help="Configuration file. Without it: $MLS_SYNC_CONFIG, else ./config.toml, else "
+    "/etc/mls-sync/config.toml.",
 )
 
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
@@ -112,6 +115,8 @@ def run(main: Callable[[], Awaitable[T]], cut_short: Callable[[], str] = lambda:
         fail(f"{said}{cut_short()}", code)
     except DaemonUnreachable as exc:
         fail(str(exc), EX_UNAVAILABLE)
+    except StatePathError as exc:
+        fail(str(exc), EX_CANTCREAT)
     except (SchemaError, Unavailable, SyncRefused) as exc:
         fail(str(exc))
     except ImportRefused as exc:

@@ -8,10 +8,11 @@ from pathlib import Path
 import click
 
 from daemon import eventloop, logs
-from daemon.cli.common import CONFIG_OPTION, fail, settings_from
+from daemon.cli.common import CONFIG_OPTION, EX_CANTCREAT, fail, settings_from
 from daemon.cli.wiring import opener
 from daemon.encryption import SecretKeyError
 from daemon.service.daemon import StartupError, run_daemon
+from daemon.state_dir import StatePathError
 from daemon.store.database import SchemaError
 
 
@@ -27,11 +28,14 @@ def run(config_path: Path | None) -> None:
     [daemon] shutdown_grace_seconds. Under systemd (Type=notify) it reports READY, RELOADING,
     STOPPING and watchdog pings. Logs are JSON lines on stdout unless on a terminal.
 
-    Exit codes: 0 after a clean stop, 78 for a bad configuration, 1 when it cannot start.
+    Exit codes: 0 after a clean stop, 78 for a bad configuration, 73 when its state path
+    cannot be created, 1 when it cannot start for another reason.
     """
     settings = settings_from(config_path, verbose=True)
     logs.configure(settings.logging.level, settings.logging.format, sys.stdout)
     try:
         eventloop.run(run_daemon, config_path, settings, opener())
+    except StatePathError as exc:
+        fail(str(exc), EX_CANTCREAT)
     except (StartupError, SchemaError, SecretKeyError) as exc:
         fail(str(exc))

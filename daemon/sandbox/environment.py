@@ -33,6 +33,7 @@ from daemon.sandbox.platforms_server import (
 )
 from daemon.serving import serving
 from daemon.specs import AccountSpec, ConnectionSpec, ListingSpec, PostSpec
+from daemon.state_dir import make_folder
 from daemon.store import accounts, connections, listings, posts
 from daemon.store.database import Database
 from daemon.timestamps import iso, parse_iso, utcnow
@@ -156,7 +157,7 @@ def connection_id(i: int) -> str:
 async def sandbox_running(settings: Settings) -> AsyncIterator[SandboxSession]:
     sandbox = settings.sandbox
     state_path = settings.database.path.parent / STATE_FILE
-    state_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_folder(state_path.parent, state_path)
     mls = SandboxMls(max_page_size=100)
     platforms = SandboxPlatforms()
     rng = random.Random(sandbox.seed)

@@ -19,6 +19,8 @@ from typing import Any
 import aiosqlite
 import anyio
 
+from daemon.state_dir import create_private_file
+
 
 class SchemaError(Exception):
     """The database cannot be used by this version of mls-sync."""
@@ -38,14 +40,6 @@ MIGRATIONS = _migrations()
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
-def _create_private(path: Path) -> None:
-    """Creates the file owner-only before SQLite does, so secrets are never world-readable.
-    (A quick local call at start; not worth a thread.)"""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if not path.exists():
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-
-
 def _read_only_uri(path: Path) -> str:
     # A URI, so that any character in the path is escaped and mode=ro can be given.
     return f"{Path(os.path.abspath(path)).as_uri()}?mode=ro"
@@ -59,8 +53,11 @@ class Database:
 
     @classmethod
     async def open(cls, path: Path, busy_timeout_ms: int = 5000) -> Database:
-        """Opens (creating if needed, owner-only) and migrates the database."""
-        _create_private(path)
+        """Opens (creating if needed, owner-only) and migrates the database; StatePathError
+        when its file or folder cannot be created."""
+        # Owner-only before SQLite creates it, so secrets are never world-readable. (A quick
+        # local call at start; not worth a thread.)
+        create_private_file(path)
         try:
             conn = await aiosqlite.connect(path, isolation_level=None)
         except sqlite3.Error as exc:

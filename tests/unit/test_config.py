@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
-from daemon.config import ConfigError, load_settings
+from daemon.config import ConfigError, Settings, find_config, load_settings
 from daemon.models import LocalStatus
+from tests.helpers import undocumented_keys
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -141,3 +144,65 @@ def test_a_bad_status_map_target_is_named_by_its_key_never_its_value(tmp_path: P
     with pytest.raises(ConfigError) as caught:
         _load(tmp_path, "[mls.status_map]\nClosed = 'hunter2-secret'\n")
     assert "'Closed'" in str(caught.value) and "hunter2" not in str(caught.value)
+
+
+HERE = Path("/srv/here")
+LOCAL = HERE / "config.toml"
+SYSTEM = Path("/etc/mls-sync/config.toml")
+
+
+@pytest.mark.parametrize(
+    ("given", "variable", "existing", "found"),
+    [
+        # --config wins over everything, even when the file is absent (the error names it).
+        (Path("mine.toml"), "env.toml", {LOCAL, SYSTEM}, HERE / "mine.toml"),
+        (Path("/abs/mine.toml"), None, set(), Path("/abs/mine.toml")),
+        # then MLS_SYNC_CONFIG, relative to the working directory, also when absent
+        (None, "env.toml", {LOCAL, SYSTEM}, HERE / "env.toml"),
+        (None, "/opt/env.toml", set(), Path("/opt/env.toml")),
+        # then ./config.toml, then /etc/mls-sync/config.toml, whichever exists first
+        (None, None, {LOCAL, SYSTEM}, LOCAL),
+        (None, "", {LOCAL, SYSTEM}, LOCAL),  # an empty variable counts as unset
+        (None, None, {SYSTEM}, SYSTEM),
+        (None, None, set(), None),
+    ],
+)
+def test_the_config_is_found_in_the_order_operators_expect(
+    given: Path | None, variable: str | None, existing: set[Path], found: Path | None
+) -> None:
+    environ = {} if variable is None else {"MLS_SYNC_CONFIG": variable}
+    assert find_config(given, environ, HERE, existing.__contains__) == found
+
+
+def test_without_a_config_file_the_error_names_every_place_looked_at(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    if SYSTEM.exists():
+        pytest.skip(f"{SYSTEM} exists on this machine")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, {})
+    assert str(caught.value) == (
+        f"no config file: MLS_SYNC_CONFIG is not set, and neither {tmp_path / 'config.toml'} "
+        f"nor {SYSTEM} exists; pass --config PATH, set MLS_SYNC_CONFIG, or copy the shipped "
+        "config.toml (systemd/config.toml for production) to one of them"
+    )
+
+
+def test_mls_sync_config_names_the_file_when_no_path_is_given(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere.toml").write_text("[sync]\ninterval_seconds = 60\n")
+    environ = {"MLS_SYNC_CONFIG": str(tmp_path / "elsewhere.toml")}
+    assert load_settings(None, environ).sync.interval_seconds == 60
+
+
+def test_the_shipped_config_shows_and_documents_every_section_and_key() -> None:
+    """A new setting fails here until config.toml shows it with a comment saying what it is."""
+    text = (REPO / "config.toml").read_text()
+    shown = tomllib.loads(text)
+    for section, field in Settings.model_fields.items():
+        assert section in shown, f"[{section}] is missing from config.toml"
+        model = field.annotation
+        assert isinstance(model, type) and issubclass(model, BaseModel)
+        missing = sorted(set(model.model_fields) - set(shown[section]))
+        assert not missing, f"[{section}] {', '.join(missing)} missing from config.toml"
+    assert undocumented_keys(text) == []
