@@ -16,9 +16,10 @@ from daemon.cli.common import (
     spec_or_fail,
 )
 from daemon.cli.render import echo_done, echo_json, echo_page, echo_view
-from daemon.cli.surface import exists, surface
+from daemon.cli.surface import call, exists, surface
 from daemon.enums import AccountState
 from daemon.ops.accounts import AccountTokens
+from daemon.ops.queries import AccountQuery
 from daemon.specs import PLATFORMS, AccountSpec
 
 
@@ -112,31 +113,12 @@ def add(
 @click.option("--user", "user_id", metavar="ID", help="Only this user's.")
 @list_options
 @JSON_OPTION
-def list_(
-    config_path: Path | None,
-    platform: str | None,
-    state: str | None,
-    user_id: str | None,
-    after: str | None,
-    limit: int,
-    as_json: bool,
-) -> None:
+def list_(config_path: Path | None, as_json: bool, **given: Any) -> None:
     """List accounts and their state (active, needs_reauth, disabled)."""
-    where = surface(config_path)
-
-    async def main() -> None:
-        async with where.open() as (ops, _):
-            page = await ops.accounts.list(
-                platform=platform,
-                state=AccountState(state) if state else None,
-                user_id=user_id,
-                after=after,
-                limit=limit,
-            )
-        columns = ["id", "user_id", "platform", "connected_via", "state", "last_error"]
-        echo_page(page, columns, as_json, "mls-sync accounts list")
-
-    run(main)
+    query = spec_or_fail(AccountQuery, given)
+    page = call(config_path, lambda ops: ops.accounts.list(query))
+    columns = ["id", "user_id", "platform", "connected_via", "state", "last_error"]
+    echo_page(page, columns, as_json, "mls-sync accounts list")
 
 
 @accounts.command("show")
@@ -145,13 +127,7 @@ def list_(
 @JSON_OPTION
 def show(config_path: Path | None, account_id: str, as_json: bool) -> None:
     """Show one account (its tokens are never shown)."""
-    where = surface(config_path)
-
-    async def main() -> None:
-        async with where.open() as (ops, _):
-            echo_view(await ops.accounts.get(account_id), as_json)
-
-    run(main)
+    echo_view(call(config_path, lambda ops: ops.accounts.get(account_id)), as_json)
 
 
 @accounts.command("remove")
@@ -160,10 +136,5 @@ def show(config_path: Path | None, account_id: str, as_json: bool) -> None:
 @JSON_OPTION
 def remove(config_path: Path | None, account_id: str, as_json: bool) -> None:
     """Remove an account and its tokens (refused while posts still refer to it)."""
-    where = surface(config_path)
-
-    async def main() -> dict[str, Any]:
-        async with where.open() as (ops, _):
-            return await ops.accounts.remove(account_id)
-
-    echo_done(run(main), as_json, f"account {account_id} removed")
+    removed = call(config_path, lambda ops: ops.accounts.remove(account_id))
+    echo_done(removed, as_json, f"account {account_id} removed")

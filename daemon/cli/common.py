@@ -18,7 +18,7 @@ from daemon.cli.remote import DaemonUnreachable
 from daemon.config import EX_CONFIG, ConfigError, Settings, load_settings
 from daemon.errors import Unavailable
 from daemon.ops.imports import ImportRefused
-from daemon.ops.pages import DEFAULT_LIMIT, MAX_LIMIT
+from daemon.ops.queries import DEFAULT_LIMIT, MAX_LIMIT
 from daemon.specs import SpecError, SpecT, parse_spec
 from daemon.state_dir import StatePathError
 from daemon.store.database import SchemaError

@@ -16,8 +16,9 @@ from daemon.cli.common import (
     spec_or_fail,
 )
 from daemon.cli.render import echo_done, echo_json, echo_page, echo_view
-from daemon.cli.surface import exists, surface
+from daemon.cli.surface import call, exists, surface
 from daemon.enums import AuthKind, ConnectionState, KeyFilter, QueryMode
+from daemon.ops.queries import ConnectionQuery
 from daemon.specs import ConnectionSpec
 
 
@@ -146,21 +147,12 @@ def add(
 )
 @list_options
 @JSON_OPTION
-def list_(
-    config_path: Path | None, state: str | None, after: str | None, limit: int, as_json: bool
-) -> None:
+def list_(config_path: Path | None, as_json: bool, **given: Any) -> None:
     """List connections with their state and last sync."""
-    where = surface(config_path)
-
-    async def main() -> None:
-        async with where.open() as (ops, _):
-            page = await ops.connections.list(
-                state=ConnectionState(state) if state else None, after=after, limit=limit
-            )
-        columns = ["id", "name", "mode", "state", "last_synced_at", "last_error"]
-        echo_page(page, columns, as_json, "mls-sync connections list")
-
-    run(main)
+    query = spec_or_fail(ConnectionQuery, given)
+    page = call(config_path, lambda ops: ops.connections.list(query))
+    columns = ["id", "name", "mode", "state", "last_synced_at", "last_error"]
+    echo_page(page, columns, as_json, "mls-sync connections list")
 
 
 @connections.command("show")
@@ -169,13 +161,7 @@ def list_(
 @JSON_OPTION
 def show(config_path: Path | None, connection_id: str, as_json: bool) -> None:
     """Show one connection (its credential is never shown)."""
-    where = surface(config_path)
-
-    async def main() -> None:
-        async with where.open() as (ops, _):
-            echo_view(await ops.connections.get(connection_id), as_json)
-
-    run(main)
+    echo_view(call(config_path, lambda ops: ops.connections.get(connection_id)), as_json)
 
 
 @connections.command("pause")
@@ -184,13 +170,8 @@ def show(config_path: Path | None, connection_id: str, as_json: bool) -> None:
 @JSON_OPTION
 def pause(config_path: Path | None, connection_id: str, as_json: bool) -> None:
     """Stop syncing a connection until it is resumed (selective sync)."""
-    where = surface(config_path)
-
-    async def main() -> dict[str, Any]:
-        async with where.open() as (ops, _):
-            return await ops.connections.pause(connection_id)
-
-    echo_done(run(main), as_json, f"connection {connection_id} paused")
+    paused = call(config_path, lambda ops: ops.connections.pause(connection_id))
+    echo_done(paused, as_json, f"connection {connection_id} paused")
 
 
 @connections.command("resume")
@@ -199,13 +180,8 @@ def pause(config_path: Path | None, connection_id: str, as_json: bool) -> None:
 @JSON_OPTION
 def resume(config_path: Path | None, connection_id: str, as_json: bool) -> None:
     """Sync a paused connection again from the next cycle."""
-    where = surface(config_path)
-
-    async def main() -> dict[str, Any]:
-        async with where.open() as (ops, _):
-            return await ops.connections.resume(connection_id)
-
-    echo_done(run(main), as_json, f"connection {connection_id} resumed")
+    resumed = call(config_path, lambda ops: ops.connections.resume(connection_id))
+    echo_done(resumed, as_json, f"connection {connection_id} resumed")
 
 
 @connections.command("remove")
@@ -227,15 +203,10 @@ def remove(
     config_path: Path | None, connection_id: str, with_listings: bool, force: bool, as_json: bool
 ) -> None:
     """Remove a connection and its stored credential."""
-    where = surface(config_path)
-
-    async def main() -> dict[str, Any]:
-        async with where.open() as (ops, _):
-            return await ops.connections.remove(
-                connection_id, with_listings=with_listings, force=force
-            )
-
-    removed = run(main)
+    removed = call(
+        config_path,
+        lambda ops: ops.connections.remove(connection_id, with_listings=with_listings, force=force),
+    )
     said = f" with {removed['listings_removed']} listing(s)" if removed["listings_removed"] else ""
     if removed["live_posts_removed"]:
         said += f" and {removed['live_posts_removed']} live post(s)"

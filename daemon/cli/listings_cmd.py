@@ -17,12 +17,23 @@ from daemon.cli.common import (
     spec_or_fail,
 )
 from daemon.cli.render import echo_done, echo_json, echo_page, echo_record, echo_table
-from daemon.cli.surface import surface
+from daemon.cli.surface import call, surface
 from daemon.models import LocalStatus
 from daemon.ops.imports import ImportFormat
+from daemon.ops.queries import ListingQuery, PageQuery
 from daemon.specs import ListingSpec
 
 STATUS_CHOICES = [s.value for s in LocalStatus]
+LIST_COLUMNS = [
+    "id",
+    "connection_id",
+    "listing_key",
+    "status",
+    "mls_standard_status",
+    "excluded",
+    "last_checked_at",
+    "last_error",
+]
 TRAIL_COLUMNS = [
     "changed_at",
     "event",
@@ -68,13 +79,7 @@ def add(
     given = {"connection_id": connection_id, "listing_key": listing_key, "status": status}
     fields = {k: v for k, v in given.items() if v is not None}
     spec_or_fail(ListingSpec, {**fields, "id": listing_id})  # before anything opens
-    where = surface(config_path)
-
-    async def main() -> tuple[dict[str, Any], bool]:
-        async with where.open() as (ops, _):
-            return await ops.listings.put(listing_id, fields)
-
-    view, created = run(main)
+    view, created = call(config_path, lambda ops: ops.listings.put(listing_id, fields))
     echo_done(view, as_json, f"listing {listing_id} {'tracked' if created else 're-pointed'}")
 
 
@@ -128,45 +133,16 @@ def import_(config_path: Path | None, file: Path, form: str | None, as_json: boo
 @click.option("--connection", "connection_id", metavar="ID", help="Only this connection's.")
 @click.option("--status", type=click.Choice([*STATUS_CHOICES, "unknown"]), help="Only this status.")
 @click.option("--excluded/--included", default=None, help="Only excluded, or only included ones.")
-@click.option("--key-contains", metavar="TEXT", help="Only those whose ListingKey contains TEXT.")
+@click.option(
+    "--key-contains", "q", metavar="TEXT", help="Only those whose ListingKey contains TEXT."
+)
 @list_options
 @JSON_OPTION
-def list_(
-    config_path: Path | None,
-    connection_id: str | None,
-    status: str | None,
-    excluded: bool | None,
-    key_contains: str | None,
-    after: str | None,
-    limit: int,
-    as_json: bool,
-) -> None:
+def list_(config_path: Path | None, as_json: bool, **given: Any) -> None:
     """List tracked listings with their local and MLS status, in id order."""
-    where = surface(config_path)
-
-    async def main() -> None:
-        async with where.open() as (ops, _):
-            page = await ops.listings.list(
-                connection_id=connection_id,
-                status=status,
-                excluded=excluded,
-                key_contains=key_contains,
-                after=after,
-                limit=limit,
-            )
-        columns = [
-            "id",
-            "connection_id",
-            "listing_key",
-            "status",
-            "mls_standard_status",
-            "excluded",
-            "last_checked_at",
-            "last_error",
-        ]
-        echo_page(page, columns, as_json, "mls-sync listings list")
-
-    run(main)
+    query = spec_or_fail(ListingQuery, given)
+    page = call(config_path, lambda ops: ops.listings.list(query))
+    echo_page(page, LIST_COLUMNS, as_json, "mls-sync listings list")
 
 
 @listings.command("show")
@@ -176,19 +152,13 @@ def list_(
 def show(config_path: Path | None, listing_id: str, as_json: bool) -> None:
     """Show a listing and its audit trail (every status change, with the MLS values; the
     first 100: `listings history ID` pages through all)."""
-    where = surface(config_path)
-
-    async def main() -> None:
-        async with where.open() as (ops, _):
-            view = await ops.listings.get(listing_id)
-        if as_json:
-            echo_json(view)
-            return
-        echo_record(view)
-        click.echo("")
-        echo_table(view["status_changes"], TRAIL_COLUMNS)
-
-    run(main)
+    view = call(config_path, lambda ops: ops.listings.get(listing_id))
+    if as_json:
+        echo_json(view)
+        return
+    echo_record(view)
+    click.echo("")
+    echo_table(view["status_changes"], TRAIL_COLUMNS)
 
 
 @listings.command("history")
@@ -196,29 +166,17 @@ def show(config_path: Path | None, listing_id: str, as_json: bool) -> None:
 @click.argument("listing_id", metavar="ID")
 @list_options
 @JSON_OPTION
-def history(
-    config_path: Path | None, listing_id: str, after: str | None, limit: int, as_json: bool
-) -> None:
+def history(config_path: Path | None, listing_id: str, as_json: bool, **given: Any) -> None:
     """A listing's whole audit trail, oldest first, a page at a time."""
-    where = surface(config_path)
-
-    async def main() -> None:
-        async with where.open() as (ops, _):
-            page = await ops.listings.history(listing_id, after=after, limit=limit)
-        echo_page(page, TRAIL_COLUMNS, as_json, f"mls-sync listings history {listing_id}")
-
-    run(main)
+    query = spec_or_fail(PageQuery, given)
+    page = call(config_path, lambda ops: ops.listings.history(listing_id, query))
+    echo_page(page, TRAIL_COLUMNS, as_json, f"mls-sync listings history {listing_id}")
 
 
 def _set_excluded(config_path: Path | None, listing_id: str, excluded: bool, as_json: bool) -> None:
-    where = surface(config_path)
-
-    async def main() -> dict[str, Any]:
-        async with where.open() as (ops, _):
-            return await ops.listings.set_excluded(listing_id, excluded)
-
+    done = call(config_path, lambda ops: ops.listings.set_excluded(listing_id, excluded))
     said = "excluded from" if excluded else "included in"
-    echo_done(run(main), as_json, f"listing {listing_id} {said} sync")
+    echo_done(done, as_json, f"listing {listing_id} {said} sync")
 
 
 @listings.command("exclude")
@@ -251,13 +209,7 @@ def include(config_path: Path | None, listing_id: str, as_json: bool) -> None:
 @JSON_OPTION
 def remove(config_path: Path | None, listing_id: str, force: bool, as_json: bool) -> None:
     """Stop tracking a listing (its audit trail is kept)."""
-    where = surface(config_path)
-
-    async def main() -> dict[str, Any]:
-        async with where.open() as (ops, _):
-            return await ops.listings.remove(listing_id, force=force)
-
-    removed = run(main)
+    removed = call(config_path, lambda ops: ops.listings.remove(listing_id, force=force))
     live = removed["live_posts_removed"]
     said = f" with {live} live post(s)" if live else ""
     echo_done(removed, as_json, f"listing {listing_id} removed{said}")

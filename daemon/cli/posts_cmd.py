@@ -9,8 +9,9 @@ import click
 
 from daemon.cli.common import CONFIG_OPTION, JSON_OPTION, list_options, run, spec_or_fail
 from daemon.cli.render import echo_done, echo_environment, echo_json, echo_page, echo_view
-from daemon.cli.surface import surface
+from daemon.cli.surface import call, surface
 from daemon.enums import PostStatus
+from daemon.ops.queries import PostQuery
 from daemon.specs import PLATFORMS, PostSpec
 
 
@@ -72,41 +73,24 @@ def add(
 @click.option("--status", type=click.Choice([s.value for s in PostStatus]))
 @list_options
 @JSON_OPTION
-def list_(
-    config_path: Path | None,
-    listing_id: str | None,
-    platform: str | None,
-    status: str | None,
-    after: str | None,
-    limit: int,
-    as_json: bool,
-) -> None:
+def list_(config_path: Path | None, as_json: bool, **given: Any) -> None:
     """List posts; `--status manual_required` is the list of posts to remove by hand."""
-    where = surface(config_path)
+    query = spec_or_fail(PostQuery, given)
+    page = call(config_path, lambda ops: ops.posts.list(query))
+    echo_page(page, LIST_COLUMNS, as_json, "mls-sync posts list")
 
-    async def main() -> None:
-        async with where.open() as (ops, _):
-            page = await ops.posts.list(
-                listing_id=listing_id,
-                platform=platform,
-                status=PostStatus(status) if status else None,
-                after=after,
-                limit=limit,
-            )
-        columns = [
-            "id",
-            "listing_id",
-            "platform",
-            "status",
-            "attempts",
-            "next_attempt_at",
-            "note",
-            "last_error",
-            "link",
-        ]
-        echo_page(page, columns, as_json, "mls-sync posts list")
 
-    run(main)
+LIST_COLUMNS = [
+    "id",
+    "listing_id",
+    "platform",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "note",
+    "last_error",
+    "link",
+]
 
 
 @posts.command("show")
@@ -115,13 +99,7 @@ def list_(
 @JSON_OPTION
 def show(config_path: Path | None, post_id: str, as_json: bool) -> None:
     """Show one post with its attempts, last error and next attempt time."""
-    where = surface(config_path)
-
-    async def main() -> None:
-        async with where.open() as (ops, _):
-            echo_view(await ops.posts.get(post_id), as_json)
-
-    run(main)
+    echo_view(call(config_path, lambda ops: ops.posts.get(post_id)), as_json)
 
 
 @posts.command("removed-by-hand")
@@ -131,13 +109,8 @@ def show(config_path: Path | None, post_id: str, as_json: bool) -> None:
 def removed_by_hand(config_path: Path | None, post_id: str, as_json: bool) -> None:
     """Say that a person took the post down on its platform (a manual_required post, once
     done): it is unpublished from now on."""
-    where = surface(config_path)
-
-    async def main() -> dict[str, Any]:
-        async with where.open() as (ops, _):
-            return await ops.posts.removed_by_hand(post_id)
-
-    echo_done(run(main), as_json, f"post {post_id} recorded as removed by hand")
+    done = call(config_path, lambda ops: ops.posts.removed_by_hand(post_id))
+    echo_done(done, as_json, f"post {post_id} recorded as removed by hand")
 
 
 @posts.command("forget")
@@ -151,13 +124,8 @@ def removed_by_hand(config_path: Path | None, post_id: str, as_json: bool) -> No
 @JSON_OPTION
 def forget(config_path: Path | None, post_id: str, force: bool, as_json: bool) -> None:
     """Drop a post's record (refused while it is live, unless --force)."""
-    where = surface(config_path)
-
-    async def main() -> dict[str, Any]:
-        async with where.open() as (ops, _):
-            return await ops.posts.forget(post_id, force=force)
-
-    echo_done(run(main), as_json, f"post {post_id} forgotten")
+    done = call(config_path, lambda ops: ops.posts.forget(post_id, force=force))
+    echo_done(done, as_json, f"post {post_id} forgotten")
 
 
 @click.command()

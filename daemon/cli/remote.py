@@ -12,7 +12,6 @@ from urllib.parse import quote
 
 import httpx
 
-from daemon.enums import AccountState, ConnectionState, PostStatus
 from daemon.errors import Conflict, NotFound, Unavailable
 from daemon.ops.accounts import AccountOps, AccountTokens
 from daemon.ops.connections import ConnectionOps
@@ -21,6 +20,15 @@ from daemon.ops.listings import ListingOps
 from daemon.ops.manager import Operations
 from daemon.ops.pages import Page
 from daemon.ops.posts import PostOps
+from daemon.ops.queries import (
+    AccountQuery,
+    ConnectionQuery,
+    ListingQuery,
+    PageQuery,
+    PostQuery,
+    RunErrorQuery,
+    RunQuery,
+)
 from daemon.ops.runs import RunOps
 from daemon.ops.sync import SyncOps
 from daemon.ops.views import View
@@ -68,8 +76,8 @@ class Api:
     async def view(self, method: str, path: str, **options: Any) -> View:
         return (await self.call(method, path, **options))[1]
 
-    async def page(self, path: str, params: dict[str, Any]) -> Page:
-        _, view = await self.call("GET", path, params=params)
+    async def page(self, path: str, query: PageQuery) -> Page:
+        _, view = await self.call("GET", path, params=query.params())
         return Page(view["items"], view["total"], view["next_after"])
 
 
@@ -107,12 +115,8 @@ class RemoteConnections(ConnectionOps):
     def __init__(self, api: Api) -> None:
         self.api = api
 
-    async def list(
-        self, *, state: ConnectionState | None = None, after: str | None = None, limit: int
-    ) -> Page:
-        return await self.api.page(
-            "/v1/mls-connections", {"state": state, "after": after, "limit": limit}
-        )
+    async def list(self, query: ConnectionQuery) -> Page:
+        return await self.api.page("/v1/mls-connections", query)
 
     async def get(self, connection_id: str) -> View:
         return await self.api.view("GET", f"/v1/mls-connections/{_id(connection_id)}")
@@ -143,32 +147,14 @@ class RemoteListings(ListingOps):
     def __init__(self, api: Api) -> None:
         self.api = api
 
-    async def list(
-        self,
-        *,
-        connection_id: str | None = None,
-        status: str | None = None,
-        excluded: bool | None = None,
-        key_contains: str | None = None,
-        after: str | None = None,
-        limit: int,
-    ) -> Page:
-        params = {
-            "connection_id": connection_id,
-            "status": status,
-            "excluded": excluded,
-            "q": key_contains,
-            "after": after,
-            "limit": limit,
-        }
-        return await self.api.page("/v1/listings", params)
+    async def list(self, query: ListingQuery) -> Page:
+        return await self.api.page("/v1/listings", query)
 
     async def get(self, listing_id: str) -> View:
         return await self.api.view("GET", f"/v1/listings/{_id(listing_id)}")
 
-    async def history(self, listing_id: str, *, after: str | None = None, limit: int) -> Page:
-        path = f"/v1/listings/{_id(listing_id)}/status-changes"
-        return await self.api.page(path, {"after": after, "limit": limit})
+    async def history(self, listing_id: str, query: PageQuery) -> Page:
+        return await self.api.page(f"/v1/listings/{_id(listing_id)}/status-changes", query)
 
     async def put(self, listing_id: str, fields: dict[str, Any]) -> tuple[View, bool]:
         status, view = await self.api.call("PUT", f"/v1/listings/{_id(listing_id)}", body=fields)
@@ -197,23 +183,8 @@ class RemoteAccounts(AccountOps):
     def __init__(self, api: Api) -> None:
         self.api = api
 
-    async def list(
-        self,
-        *,
-        platform: str | None = None,
-        state: AccountState | None = None,
-        user_id: str | None = None,
-        after: str | None = None,
-        limit: int,
-    ) -> Page:
-        params = {
-            "platform": platform,
-            "state": state,
-            "user_id": user_id,
-            "after": after,
-            "limit": limit,
-        }
-        return await self.api.page("/v1/platform-accounts", params)
+    async def list(self, query: AccountQuery) -> Page:
+        return await self.api.page("/v1/platform-accounts", query)
 
     async def get(self, account_id: str) -> View:
         return await self.api.view("GET", f"/v1/platform-accounts/{_id(account_id)}")
@@ -234,23 +205,8 @@ class RemotePosts(PostOps):
     def __init__(self, api: Api) -> None:
         self.api = api
 
-    async def list(
-        self,
-        *,
-        listing_id: str | None = None,
-        platform: str | None = None,
-        status: PostStatus | None = None,
-        after: str | None = None,
-        limit: int,
-    ) -> Page:
-        params = {
-            "listing_id": listing_id,
-            "platform": platform,
-            "status": status,
-            "after": after,
-            "limit": limit,
-        }
-        return await self.api.page("/v1/posts", params)
+    async def list(self, query: PostQuery) -> Page:
+        return await self.api.page("/v1/posts", query)
 
     async def get(self, post_id: str) -> View:
         return await self.api.view("GET", f"/v1/posts/{_id(post_id)}")
@@ -271,36 +227,14 @@ class RemoteRuns(RunOps):
     def __init__(self, api: Api) -> None:
         self.api = api
 
-    async def list(
-        self,
-        *,
-        outcome: str | None = None,
-        trigger: str | None = None,
-        after: str | None = None,
-        limit: int,
-    ) -> Page:
-        params = {"outcome": outcome, "trigger": trigger, "after": after, "limit": limit}
-        return await self.api.page("/v1/runs", params)
+    async def list(self, query: RunQuery) -> Page:
+        return await self.api.page("/v1/runs", query)
 
     async def get(self, run_id: int) -> View:
         return await self.api.view("GET", f"/v1/runs/{run_id}")
 
-    async def errors(
-        self,
-        run_id: int,
-        *,
-        severity: str | None = None,
-        connection_id: str | None = None,
-        after: str | None = None,
-        limit: int,
-    ) -> Page:
-        params = {
-            "severity": severity,
-            "connection_id": connection_id,
-            "after": after,
-            "limit": limit,
-        }
-        return await self.api.page(f"/v1/runs/{run_id}/errors", params)
+    async def errors(self, run_id: int, query: RunErrorQuery) -> Page:
+        return await self.api.page(f"/v1/runs/{run_id}/errors", query)
 
 
 class RemoteSync(SyncOps):

@@ -10,11 +10,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import click
 import httpx
 
-from daemon.cli.common import EX_USAGE, fail, settings_from
+from daemon.cli.common import EX_USAGE, fail, run, settings_from
 from daemon.cli.remote import RemoteOperations
 from daemon.cli.wiring import opener
 from daemon.composition import Environment, Progress, production
@@ -23,6 +24,8 @@ from daemon.credentials import API_TOKEN_ENV
 from daemon.errors import NotFound
 from daemon.ops.context import OpsContext
 from daemon.ops.manager import Operations
+
+T = TypeVar("T")
 
 API_URL_ENV = "MLS_SYNC_API_URL"
 API_TIMEOUT_SECONDS = 600.0  # a one-listing sync or an import of 100,000 rows answers in less
@@ -106,3 +109,17 @@ async def exists(get: Callable[[str], Awaitable[object]], record_id: str) -> boo
     except NotFound:
         return False
     return True
+
+
+def call(
+    config_path: Path | None, operation: Callable[[Operations], Awaitable[T]], verbose: bool = False
+) -> T:
+    """Runs one operation where the command's operations run (the surface), and exits
+    clearly if it is refused."""
+    where = surface(config_path, verbose)
+
+    async def main() -> T:
+        async with where.open() as (ops, _):
+            return await operation(ops)
+
+    return run(main)

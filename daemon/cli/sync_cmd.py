@@ -18,6 +18,7 @@ from daemon.cli.common import (
     list_options,
     progress_printer,
     run,
+    spec_or_fail,
 )
 from daemon.cli.render import (
     echo_environment,
@@ -25,8 +26,10 @@ from daemon.cli.render import (
     echo_page,
     echo_record,
 )
-from daemon.cli.surface import surface
+from daemon.cli.surface import call, surface
 from daemon.ops.manager import Operations
+from daemon.ops.pages import Page
+from daemon.ops.queries import RunErrorQuery, RunQuery
 
 RUN_COLUMNS = [
     "id",
@@ -166,31 +169,23 @@ def _print_report(r: dict[str, Any], seconds: float) -> None:
 @click.option("--outcome", help="Only runs that ended so (ok, partial, failed, interrupted).")
 @list_options
 @JSON_OPTION
-def history(
-    config_path: Path | None,
-    run_id: int | None,
-    outcome: str | None,
-    after: str | None,
-    limit: int,
-    as_json: bool,
-) -> None:
+def history(config_path: Path | None, run_id: int | None, as_json: bool, **given: Any) -> None:
     """Show the sync history: the last runs (newest first), or one run and its errors."""
-    where = surface(config_path)
+    if run_id is None:
+        query = spec_or_fail(RunQuery, given)
+        page = call(config_path, lambda ops: ops.runs.list(query))
+        echo_page(page, RUN_COLUMNS, as_json, "mls-sync history")
+        return
+    errors_query = spec_or_fail(RunErrorQuery, {k: given[k] for k in ("after", "limit")})
 
-    async def main() -> None:
-        async with where.open() as (ops, _):
-            if run_id is None:
-                page = await ops.runs.list(outcome=outcome, after=after, limit=limit)
-                echo_page(page, RUN_COLUMNS, as_json, "mls-sync history")
-                return
-            one = await ops.runs.get(run_id)
-            errors = await ops.runs.errors(run_id, after=after, limit=limit)
-        if as_json:
-            echo_json({**one, "problems": errors.items, "next_after": errors.next_after})
-            return
-        echo_record(one)
-        click.echo("")
-        columns = ["severity", "scope", "connection_id", "listing_id", "message"]
-        echo_page(errors, columns, False, f"mls-sync history --run {run_id}")
+    async def both(ops: Operations) -> tuple[dict[str, Any], Page]:
+        return await ops.runs.get(run_id), await ops.runs.errors(run_id, errors_query)
 
-    run(main)
+    one, errors = call(config_path, both)
+    if as_json:
+        echo_json({**one, "problems": errors.items, "next_after": errors.next_after})
+        return
+    echo_record(one)
+    click.echo("")
+    columns = ["severity", "scope", "connection_id", "listing_id", "message"]
+    echo_page(errors, columns, False, f"mls-sync history --run {run_id}")

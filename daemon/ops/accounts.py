@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from daemon.enums import AccountState
 from daemon.errors import Conflict, NotFound
 from daemon.ops import views
 from daemon.ops.context import OpsContext
 from daemon.ops.pages import Page, page_of
+from daemon.ops.queries import AccountQuery
 from daemon.ops.views import View
 from daemon.specs import AccountSpec, parse_spec
 from daemon.store import accounts as store
@@ -28,17 +28,9 @@ class AccountOps:
     def __init__(self, ctx: OpsContext) -> None:
         self.ctx = ctx
 
-    async def list(
-        self,
-        *,
-        platform: str | None = None,
-        state: AccountState | None = None,
-        user_id: str | None = None,
-        after: str | None = None,
-        limit: int,
-    ) -> Page:
+    async def list(self, query: AccountQuery) -> Page:
         slice_ = await store.page(
-            self.ctx.db, platform=platform, state=state, user_id=user_id, after=after, limit=limit
+            self.ctx.db, **query.filters(), after=query.after, limit=query.limit
         )
         return page_of(slice_, views.account)
 

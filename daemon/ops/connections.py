@@ -9,6 +9,7 @@ from daemon.errors import Conflict, NotFound
 from daemon.ops import views
 from daemon.ops.context import OpsContext
 from daemon.ops.pages import Page, page_of
+from daemon.ops.queries import ConnectionQuery
 from daemon.ops.views import View
 from daemon.specs import ConnectionSpec, parse_spec
 from daemon.store import connections as store
@@ -18,10 +19,10 @@ class ConnectionOps:
     def __init__(self, ctx: OpsContext) -> None:
         self.ctx = ctx
 
-    async def list(
-        self, *, state: ConnectionState | None = None, after: str | None = None, limit: int
-    ) -> Page:
-        slice_ = await store.page(self.ctx.db, state=state, after=after, limit=limit)
+    async def list(self, query: ConnectionQuery) -> Page:
+        slice_ = await store.page(
+            self.ctx.db, **query.filters(), after=query.after, limit=query.limit
+        )
         return page_of(slice_, views.connection)
 
     async def get(self, connection_id: str) -> View:

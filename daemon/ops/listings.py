@@ -10,6 +10,7 @@ from daemon.ops import views
 from daemon.ops.context import OpsContext
 from daemon.ops.imports import ImportFormat, check_rows, read_rows
 from daemon.ops.pages import Page, int_cursor, page_of
+from daemon.ops.queries import ListingQuery, PageQuery
 from daemon.ops.runs import report_view
 from daemon.ops.views import View
 from daemon.specs import ListingSpec, SpecError, parse_spec
@@ -24,24 +25,9 @@ class ListingOps:
     def __init__(self, ctx: OpsContext) -> None:
         self.ctx = ctx
 
-    async def list(
-        self,
-        *,
-        connection_id: str | None = None,
-        status: str | None = None,
-        excluded: bool | None = None,
-        key_contains: str | None = None,
-        after: str | None = None,
-        limit: int,
-    ) -> Page:
+    async def list(self, query: ListingQuery) -> Page:
         slice_ = await store.page(
-            self.ctx.db,
-            connection_id=connection_id,
-            status=status,
-            excluded=excluded,
-            key_contains=key_contains,
-            after=after,
-            limit=limit,
+            self.ctx.db, **query.filters(), after=query.after, limit=query.limit
         )
         return page_of(slice_, views.listing)
 
@@ -53,9 +39,10 @@ class ListingOps:
         trail = await store.history_page(self.ctx.db, listing_id, None, TRAIL_IN_VIEW)
         return {**views.listing(row), "status_changes": [asdict(c) for c in trail.rows]}
 
-    async def history(self, listing_id: str, *, after: str | None = None, limit: int) -> Page:
+    async def history(self, listing_id: str, query: PageQuery) -> Page:
         await self.get(listing_id)
-        slice_ = await store.history_page(self.ctx.db, listing_id, int_cursor(after), limit)
+        after = int_cursor(query.after)
+        slice_ = await store.history_page(self.ctx.db, listing_id, after, query.limit)
         return page_of(slice_, views.status_change)
 
     async def put(self, listing_id: str, fields: dict[str, Any]) -> tuple[View, bool]:

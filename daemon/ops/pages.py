@@ -16,9 +16,6 @@ from daemon.store.paging import Slice
 
 RowT = TypeVar("RowT")
 
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 1000
-
 
 @dataclass(frozen=True)
 class Page:

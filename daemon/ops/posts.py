@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from daemon.enums import PostStatus
 from daemon.errors import Conflict, NotFound
 from daemon.ops import views
 from daemon.ops.context import OpsContext
 from daemon.ops.pages import Page, page_of
+from daemon.ops.queries import PostQuery
 from daemon.ops.views import View
 from daemon.specs import PostSpec, SpecError, check_post_id, parse_spec
 from daemon.store import accounts, listings
@@ -19,22 +19,9 @@ class PostOps:
     def __init__(self, ctx: OpsContext) -> None:
         self.ctx = ctx
 
-    async def list(
-        self,
-        *,
-        listing_id: str | None = None,
-        platform: str | None = None,
-        status: PostStatus | None = None,
-        after: str | None = None,
-        limit: int,
-    ) -> Page:
+    async def list(self, query: PostQuery) -> Page:
         slice_ = await store.page(
-            self.ctx.db,
-            listing_id=listing_id,
-            platform=platform,
-            status=status,
-            after=after,
-            limit=limit,
+            self.ctx.db, **query.filters(), after=query.after, limit=query.limit
         )
         return page_of(slice_, views.post)
 

@@ -6,6 +6,7 @@ from daemon.errors import NotFound
 from daemon.ops import views
 from daemon.ops.context import OpsContext
 from daemon.ops.pages import Page, int_cursor, page_of
+from daemon.ops.queries import RunErrorQuery, RunQuery
 from daemon.ops.views import View
 from daemon.store import listings
 from daemon.store import runs as store
@@ -18,18 +19,10 @@ class RunOps:
     def __init__(self, ctx: OpsContext) -> None:
         self.ctx = ctx
 
-    async def list(
-        self,
-        *,
-        outcome: str | None = None,
-        trigger: str | None = None,
-        after: str | None = None,
-        limit: int,
-    ) -> Page:
+    async def list(self, query: RunQuery) -> Page:
         """Newest first."""
-        slice_ = await store.page(
-            self.ctx.db, outcome=outcome, trigger=trigger, after=int_cursor(after), limit=limit
-        )
+        after = int_cursor(query.after)
+        slice_ = await store.page(self.ctx.db, **query.filters(), after=after, limit=query.limit)
         return page_of(slice_, views.run)
 
     async def get(self, run_id: int) -> View:
@@ -44,23 +37,11 @@ class RunOps:
             "problems_total": first.total,
         }
 
-    async def errors(
-        self,
-        run_id: int,
-        *,
-        severity: str | None = None,
-        connection_id: str | None = None,
-        after: str | None = None,
-        limit: int,
-    ) -> Page:
+    async def errors(self, run_id: int, query: RunErrorQuery) -> Page:
         await self.get(run_id)
+        after = int_cursor(query.after)
         slice_ = await store.errors_page(
-            self.ctx.db,
-            run_id,
-            severity=severity,
-            connection_id=connection_id,
-            after=int_cursor(after),
-            limit=limit,
+            self.ctx.db, run_id, **query.filters(), after=after, limit=query.limit
         )
         return page_of(slice_, views.run_error)
 

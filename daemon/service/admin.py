@@ -9,26 +9,34 @@ never returned. Errors are problem details (daemon/service/problems.py).
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import SecretStr
 
-from daemon.enums import AccountState, ConnectionState, PostStatus
 from daemon.errors import Unavailable
-from daemon.models import LocalStatus
 from daemon.ops.accounts import AccountTokens
 from daemon.ops.context import OpsContext
 from daemon.ops.imports import ImportFormat
 from daemon.ops.manager import Operations
-from daemon.ops.pages import DEFAULT_LIMIT, MAX_LIMIT, Page
+from daemon.ops.pages import Page
+from daemon.ops.queries import (
+    AccountQuery,
+    ConnectionQuery,
+    ListingQuery,
+    PageQuery,
+    PostQuery,
+    RunErrorQuery,
+    RunQuery,
+)
 from daemon.ops.views import View
 from daemon.service.auth import Admin, Caller, Reader, Writer, service_state
 from daemon.service.problems import PROBLEM_RESPONSES, UnsupportedBody, problem_responses
 from daemon.service.state import ServiceState
 from daemon.specs import AccountFields, ConnectionFields, ListingFields, PostFields, SpecError
 
+QueryT = TypeVar("QueryT", bound=PageQuery)
 IMPORT_TYPES: dict[str, ImportFormat] = {
     "text/csv": "csv",
     "application/x-ndjson": "jsonl",
@@ -36,10 +44,9 @@ IMPORT_TYPES: dict[str, ImportFormat] = {
     "application/json-lines": "jsonl",
 }
 IMPORT_PATH = "/v1/listings/import"
-_STATUS_PATTERN = f"^({'|'.join([*LocalStatus, 'unknown'])})$"
 
-After = Annotated[str | None, Query(max_length=200, description="`next_after` of the page before")]
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+# A collection's filters and page, read from the query string (daemon/ops/queries.py).
+Q = Annotated[QueryT, Query()]
 Force = Annotated[bool, Query(description="also when live posts would be forgotten")]
 
 
@@ -129,15 +136,9 @@ def admin_routes(state: ServiceState) -> APIRouter:
 
     @router.get("/mls-connections", summary="List connections")
     async def list_connections(
-        request: Request,
-        response: Response,
-        ops: ReadOps,
-        state_: Annotated[ConnectionState | None, Query(alias="state")] = None,
-        after: After = None,
-        limit: Limit = DEFAULT_LIMIT,
+        request: Request, response: Response, ops: ReadOps, query: Q[ConnectionQuery]
     ) -> View:
-        page = await ops.connections.list(state=state_, after=after, limit=limit)
-        return paged(request, response, page)
+        return paged(request, response, await ops.connections.list(query))
 
     @router.put(
         "/mls-connections/{connection_id}",
@@ -180,27 +181,11 @@ def admin_routes(state: ServiceState) -> APIRouter:
 
     @router.get("/listings", summary="List tracked listings")
     async def list_listings(
-        request: Request,
-        response: Response,
-        ops: ReadOps,
-        connection_id: Annotated[str | None, Query(max_length=128)] = None,
-        status: Annotated[str | None, Query(pattern=_STATUS_PATTERN)] = None,
-        excluded: bool | None = None,
-        q: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
-        after: After = None,
-        limit: Limit = DEFAULT_LIMIT,
+        request: Request, response: Response, ops: ReadOps, query: Q[ListingQuery]
     ) -> View:
         """`q` finds listings whose ListingKey contains it; `status=unknown` those the MLS
         has not answered for yet."""
-        page = await ops.listings.list(
-            connection_id=connection_id,
-            status=status,
-            excluded=excluded,
-            key_contains=q,
-            after=after,
-            limit=limit,
-        )
-        return paged(request, response, page)
+        return paged(request, response, await ops.listings.list(query))
 
     @router.post(
         "/listings/import",
@@ -261,15 +246,9 @@ def admin_routes(state: ServiceState) -> APIRouter:
         responses=problem_responses(404, 422),
     )
     async def listing_history(
-        listing_id: str,
-        request: Request,
-        response: Response,
-        ops: ReadOps,
-        after: After = None,
-        limit: Limit = DEFAULT_LIMIT,
+        listing_id: str, request: Request, response: Response, ops: ReadOps, query: Q[PageQuery]
     ) -> View:
-        page = await ops.listings.history(listing_id, after=after, limit=limit)
-        return paged(request, response, page)
+        return paged(request, response, await ops.listings.history(listing_id, query))
 
     @router.delete(
         "/listings/{listing_id}",
@@ -292,19 +271,9 @@ def admin_routes(state: ServiceState) -> APIRouter:
 
     @router.get("/platform-accounts", summary="List platform accounts")
     async def list_accounts(
-        request: Request,
-        response: Response,
-        ops: ReadOps,
-        platform: Annotated[str | None, Query(max_length=32)] = None,
-        state_: Annotated[AccountState | None, Query(alias="state")] = None,
-        user_id: Annotated[str | None, Query(max_length=200)] = None,
-        after: After = None,
-        limit: Limit = DEFAULT_LIMIT,
+        request: Request, response: Response, ops: ReadOps, query: Q[AccountQuery]
     ) -> View:
-        page = await ops.accounts.list(
-            platform=platform, state=state_, user_id=user_id, after=after, limit=limit
-        )
-        return paged(request, response, page)
+        return paged(request, response, await ops.accounts.list(query))
 
     @router.put(
         "/platform-accounts/{account_id}",
@@ -338,19 +307,9 @@ def admin_routes(state: ServiceState) -> APIRouter:
 
     @router.get("/posts", summary="List posts")
     async def list_posts(
-        request: Request,
-        response: Response,
-        ops: ReadOps,
-        listing_id: Annotated[str | None, Query(max_length=128)] = None,
-        platform: Annotated[str | None, Query(max_length=32)] = None,
-        status: PostStatus | None = None,
-        after: After = None,
-        limit: Limit = DEFAULT_LIMIT,
+        request: Request, response: Response, ops: ReadOps, query: Q[PostQuery]
     ) -> View:
-        page = await ops.posts.list(
-            listing_id=listing_id, platform=platform, status=status, after=after, limit=limit
-        )
-        return paged(request, response, page)
+        return paged(request, response, await ops.posts.list(query))
 
     @router.put(
         "/posts/{post_id}", summary="Record a published post", responses=problem_responses(409, 422)
@@ -387,16 +346,9 @@ def admin_routes(state: ServiceState) -> APIRouter:
 
     @router.get("/runs", summary="The sync history, newest first")
     async def list_runs(
-        request: Request,
-        response: Response,
-        ops: ReadOps,
-        outcome: Annotated[str | None, Query(max_length=20)] = None,
-        trigger: Annotated[str | None, Query(max_length=20)] = None,
-        after: After = None,
-        limit: Limit = DEFAULT_LIMIT,
+        request: Request, response: Response, ops: ReadOps, query: Q[RunQuery]
     ) -> View:
-        page = await ops.runs.list(outcome=outcome, trigger=trigger, after=after, limit=limit)
-        return paged(request, response, page)
+        return paged(request, response, await ops.runs.list(query))
 
     @router.get("/runs/{run_id}", responses=problem_responses(404))
     async def get_run(run_id: int, ops: ReadOps) -> View:
@@ -405,19 +357,9 @@ def admin_routes(state: ServiceState) -> APIRouter:
 
     @router.get("/runs/{run_id}/errors", responses=problem_responses(404, 422))
     async def run_errors(
-        run_id: int,
-        request: Request,
-        response: Response,
-        ops: ReadOps,
-        severity: Annotated[str | None, Query(pattern="^(error|warning)$")] = None,
-        connection_id: Annotated[str | None, Query(max_length=128)] = None,
-        after: After = None,
-        limit: Limit = DEFAULT_LIMIT,
+        run_id: int, request: Request, response: Response, ops: ReadOps, query: Q[RunErrorQuery]
     ) -> View:
-        page = await ops.runs.errors(
-            run_id, severity=severity, connection_id=connection_id, after=after, limit=limit
-        )
-        return paged(request, response, page)
+        return paged(request, response, await ops.runs.errors(run_id, query))
 
     @router.get("/manual-actions", summary="What a person must do")
     async def manual_actions(ops: ReadOps) -> View:

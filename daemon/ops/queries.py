@@ -1,0 +1,78 @@
+"""What a caller may ask of a collection: its filters and a page (`after`, `limit`).
+
+Written once and validated once: the API takes each as its query parameters, the CLI builds
+them from its options, and the remote client sends them back as query parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from daemon.enums import AccountState, ConnectionState, PostStatus
+from daemon.models import LocalStatus
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+_STATUS = f"^({'|'.join([*LocalStatus, 'unknown'])})$"
+_ID = Field(default=None, max_length=128)
+
+
+class PageQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    after: str | None = Field(
+        default=None, max_length=200, description="`next_after` of the page before"
+    )
+    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+
+    def filters(self) -> dict[str, Any]:
+        """The filters alone, as the store's page functions take them."""
+        return self.model_dump(exclude={"after", "limit"})
+
+    def params(self) -> dict[str, Any]:
+        """As query parameters: what is set, by the names the API reads."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class ConnectionQuery(PageQuery):
+    state: ConnectionState | None = None
+
+
+class ListingQuery(PageQuery):
+    connection_id: str | None = _ID
+    status: str | None = Field(
+        default=None, pattern=_STATUS, description="`unknown`: no MLS answer yet"
+    )
+    excluded: bool | None = None
+    q: str | None = Field(
+        default=None, min_length=1, max_length=255, description="a part of the ListingKey"
+    )
+
+    def filters(self) -> dict[str, Any]:
+        out = super().filters()
+        out["key_contains"] = out.pop("q")
+        return out
+
+
+class AccountQuery(PageQuery):
+    platform: str | None = Field(default=None, max_length=32)
+    state: AccountState | None = None
+    user_id: str | None = Field(default=None, max_length=200)
+
+
+class PostQuery(PageQuery):
+    listing_id: str | None = _ID
+    platform: str | None = Field(default=None, max_length=32)
+    status: PostStatus | None = None
+
+
+class RunQuery(PageQuery):
+    outcome: str | None = Field(default=None, max_length=20)
+    trigger: str | None = Field(default=None, max_length=20)
+
+
+class RunErrorQuery(PageQuery):
+    severity: str | None = Field(default=None, pattern="^(error|warning)$")
+    connection_id: str | None = _ID
