@@ -8,6 +8,10 @@ is wrong and how to fix it, and never repeats a value given (it may be a secret)
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+T = TypeVar("T")
+
 
 class NotFound(LookupError):
     """No record has this id (HTTP 404)."""
@@ -20,3 +24,10 @@ class Conflict(ValueError):
 
 class Unavailable(Exception):
     """The operation cannot run here and now (HTTP 503): no key configured, shutting down."""
+
+
+def found(record: T | None, what: str) -> T:
+    """The record, or NotFound naming what was looked for ("listing 'L-1'")."""
+    if record is None:
+        raise NotFound(f"no {what}")
+    return record

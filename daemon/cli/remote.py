@@ -13,6 +13,7 @@ from urllib.parse import quote
 import httpx
 
 from daemon.errors import Conflict, NotFound, Unavailable
+from daemon.ops import queries
 from daemon.ops.accounts import AccountOps, AccountTokens
 from daemon.ops.connections import ConnectionOps
 from daemon.ops.imports import ImportFormat, ImportRefused, RowProblem
@@ -20,15 +21,6 @@ from daemon.ops.listings import ListingOps
 from daemon.ops.manager import Operations
 from daemon.ops.pages import Page
 from daemon.ops.posts import PostOps
-from daemon.ops.queries import (
-    AccountQuery,
-    ConnectionQuery,
-    ListingQuery,
-    PageQuery,
-    PostQuery,
-    RunErrorQuery,
-    RunQuery,
-)
 from daemon.ops.runs import RunOps
 from daemon.ops.sync import SyncOps
 from daemon.ops.views import View
@@ -76,7 +68,7 @@ class Api:
     async def view(self, method: str, path: str, **options: Any) -> View:
         return (await self.call(method, path, **options))[1]
 
-    async def page(self, path: str, query: PageQuery) -> Page:
+    async def page(self, path: str, query: queries.PageQuery) -> Page:
         _, view = await self.call("GET", path, params=query.params())
         return Page(view["items"], view["total"], view["next_after"])
 
@@ -115,7 +107,7 @@ class RemoteConnections(ConnectionOps):
     def __init__(self, api: Api) -> None:
         self.api = api
 
-    async def list(self, query: ConnectionQuery) -> Page:
+    async def list(self, query: queries.ConnectionQuery) -> Page:
         return await self.api.page("/v1/mls-connections", query)
 
     async def get(self, connection_id: str) -> View:
@@ -147,13 +139,13 @@ class RemoteListings(ListingOps):
     def __init__(self, api: Api) -> None:
         self.api = api
 
-    async def list(self, query: ListingQuery) -> Page:
+    async def list(self, query: queries.ListingQuery) -> Page:
         return await self.api.page("/v1/listings", query)
 
     async def get(self, listing_id: str) -> View:
         return await self.api.view("GET", f"/v1/listings/{_id(listing_id)}")
 
-    async def history(self, listing_id: str, query: PageQuery) -> Page:
+    async def history(self, listing_id: str, query: queries.PageQuery) -> Page:
         return await self.api.page(f"/v1/listings/{_id(listing_id)}/status-changes", query)
 
     async def put(self, listing_id: str, fields: dict[str, Any]) -> tuple[View, bool]:
@@ -183,7 +175,7 @@ class RemoteAccounts(AccountOps):
     def __init__(self, api: Api) -> None:
         self.api = api
 
-    async def list(self, query: AccountQuery) -> Page:
+    async def list(self, query: queries.AccountQuery) -> Page:
         return await self.api.page("/v1/platform-accounts", query)
 
     async def get(self, account_id: str) -> View:
@@ -205,7 +197,7 @@ class RemotePosts(PostOps):
     def __init__(self, api: Api) -> None:
         self.api = api
 
-    async def list(self, query: PostQuery) -> Page:
+    async def list(self, query: queries.PostQuery) -> Page:
         return await self.api.page("/v1/posts", query)
 
     async def get(self, post_id: str) -> View:
@@ -227,13 +219,13 @@ class RemoteRuns(RunOps):
     def __init__(self, api: Api) -> None:
         self.api = api
 
-    async def list(self, query: RunQuery) -> Page:
+    async def list(self, query: queries.RunQuery) -> Page:
         return await self.api.page("/v1/runs", query)
 
     async def get(self, run_id: int) -> View:
         return await self.api.view("GET", f"/v1/runs/{run_id}")
 
-    async def errors(self, run_id: int, query: RunErrorQuery) -> Page:
+    async def errors(self, run_id: int, query: queries.RunErrorQuery) -> Page:
         return await self.api.page(f"/v1/runs/{run_id}/errors", query)
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from daemon.errors import Conflict, NotFound
+from daemon.errors import Conflict, found
 from daemon.ops import views
 from daemon.ops.context import OpsContext
-from daemon.ops.pages import Page, page_of
+from daemon.ops.pages import Page, read_page
 from daemon.ops.queries import AccountQuery
 from daemon.ops.views import View
 from daemon.specs import AccountSpec, parse_spec
@@ -29,15 +29,10 @@ class AccountOps:
         self.ctx = ctx
 
     async def list(self, query: AccountQuery) -> Page:
-        slice_ = await store.page(
-            self.ctx.db, **query.filters(), after=query.after, limit=query.limit
-        )
-        return page_of(slice_, views.account)
+        return await read_page(self.ctx.db, store.ACCOUNTS, query, views.account)
 
     async def get(self, account_id: str) -> View:
-        row = await store.get(self.ctx.db, account_id)
-        if row is None:
-            raise NotFound(f"no platform account {account_id!r}")
+        row = found(await store.get(self.ctx.db, account_id), f"platform account {account_id!r}")
         return views.account(row)
 
     async def put(

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from daemon.enums import ConnectionState
-from daemon.errors import Conflict, NotFound
+from daemon.errors import Conflict, found
 from daemon.ops import views
 from daemon.ops.context import OpsContext
-from daemon.ops.pages import Page, page_of
+from daemon.ops.pages import Page, read_page
 from daemon.ops.queries import ConnectionQuery
 from daemon.ops.views import View
 from daemon.specs import ConnectionSpec, parse_spec
@@ -20,15 +20,12 @@ class ConnectionOps:
         self.ctx = ctx
 
     async def list(self, query: ConnectionQuery) -> Page:
-        slice_ = await store.page(
-            self.ctx.db, **query.filters(), after=query.after, limit=query.limit
-        )
-        return page_of(slice_, views.connection)
+        return await read_page(self.ctx.db, store.CONNECTIONS, query, views.connection)
 
     async def get(self, connection_id: str) -> View:
-        row = await store.get(self.ctx.db, connection_id)
-        if row is None:
-            raise NotFound(f"no MLS connection {connection_id!r}")
+        row = found(
+            await store.get(self.ctx.db, connection_id), f"MLS connection {connection_id!r}"
+        )
         return views.connection(row)
 
     async def put(

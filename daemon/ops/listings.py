@@ -5,17 +5,18 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from daemon.errors import NotFound
+from daemon.errors import NotFound, found
 from daemon.ops import views
 from daemon.ops.context import OpsContext
 from daemon.ops.imports import ImportFormat, check_rows, read_rows
-from daemon.ops.pages import Page, int_cursor, page_of
+from daemon.ops.pages import Page, read_page
 from daemon.ops.queries import ListingQuery, PageQuery
 from daemon.ops.runs import report_view
 from daemon.ops.views import View
 from daemon.specs import ListingSpec, SpecError, parse_spec
 from daemon.store import connections
 from daemon.store import listings as store
+from daemon.store.paging import read
 
 # The audit trail a listing's own view carries; longer ones are read page by page.
 TRAIL_IN_VIEW = 100
@@ -26,24 +27,21 @@ class ListingOps:
         self.ctx = ctx
 
     async def list(self, query: ListingQuery) -> Page:
-        slice_ = await store.page(
-            self.ctx.db, **query.filters(), after=query.after, limit=query.limit
-        )
-        return page_of(slice_, views.listing)
+        return await read_page(self.ctx.db, store.LISTINGS, query, views.listing)
 
     async def get(self, listing_id: str) -> View:
         """The listing with the start of its audit trail (`status_changes`)."""
-        row = await store.get(self.ctx.db, listing_id)
-        if row is None:
-            raise NotFound(f"no listing {listing_id!r}")
-        trail = await store.history_page(self.ctx.db, listing_id, None, TRAIL_IN_VIEW)
+        row = found(await store.get(self.ctx.db, listing_id), f"listing {listing_id!r}")
+        trail = await read(
+            self.ctx.db, store.STATUS_CHANGES, {"listing_id": listing_id}, None, TRAIL_IN_VIEW
+        )
         return {**views.listing(row), "status_changes": [asdict(c) for c in trail.rows]}
 
     async def history(self, listing_id: str, query: PageQuery) -> Page:
         await self.get(listing_id)
-        after = int_cursor(query.after)
-        slice_ = await store.history_page(self.ctx.db, listing_id, after, query.limit)
-        return page_of(slice_, views.status_change)
+        return await read_page(
+            self.ctx.db, store.STATUS_CHANGES, query, views.status_change, listing_id=listing_id
+        )
 
     async def put(self, listing_id: str, fields: dict[str, Any]) -> tuple[View, bool]:
         """Tracks a listing, or re-points an existing id; its status is the MLS's to decide."""

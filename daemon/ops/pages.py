@@ -10,9 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from daemon.ops.queries import PageQuery
 from daemon.ops.views import View
 from daemon.specs import SpecError
-from daemon.store.paging import Slice
+from daemon.store.database import Database
+from daemon.store.paging import Collection, Slice, read
 
 RowT = TypeVar("RowT")
 
@@ -31,6 +33,20 @@ def page_of(slice_: Slice[RowT], view: Callable[[RowT], View]) -> Page:
     items = [view(r) for r in slice_.rows]
     last: Any = items[-1]["id"] if items and slice_.more else None
     return Page(items, slice_.total, None if last is None else str(last))
+
+
+async def read_page(
+    db: Database,
+    collection: Collection[RowT],
+    query: PageQuery,
+    view: Callable[[RowT], View],
+    **fixed: Any,
+) -> Page:
+    """A page of `collection` as `query` asks (with `fixed` filters of the caller's own: the
+    listing of an audit trail, the run of its errors)."""
+    after = int_cursor(query.after) if collection.numbered else query.after
+    slice_ = await read(db, collection, {**query.filters(), **fixed}, after, query.limit)
+    return page_of(slice_, view)
 
 
 def int_cursor(after: str | None) -> int | None:

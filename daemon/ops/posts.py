@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from daemon.errors import Conflict, NotFound
+from daemon.errors import Conflict, found
 from daemon.ops import views
 from daemon.ops.context import OpsContext
-from daemon.ops.pages import Page, page_of
+from daemon.ops.pages import Page, read_page
 from daemon.ops.queries import PostQuery
 from daemon.ops.views import View
 from daemon.specs import PostSpec, SpecError, check_post_id, parse_spec
@@ -20,15 +20,10 @@ class PostOps:
         self.ctx = ctx
 
     async def list(self, query: PostQuery) -> Page:
-        slice_ = await store.page(
-            self.ctx.db, **query.filters(), after=query.after, limit=query.limit
-        )
-        return page_of(slice_, views.post)
+        return await read_page(self.ctx.db, store.POSTS, query, views.post)
 
     async def get(self, post_id: str) -> View:
-        row = await store.get(self.ctx.db, post_id)
-        if row is None:
-            raise NotFound(f"no post {post_id!r}")
+        row = found(await store.get(self.ctx.db, post_id), f"post {post_id!r}")
         return views.post(row)
 
     async def put(self, post_id: str, fields: dict[str, Any], *, values: bool) -> tuple[View, bool]:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from daemon.errors import NotFound
+from daemon.errors import found
 from daemon.ops import views
 from daemon.ops.context import OpsContext
-from daemon.ops.pages import Page, int_cursor, page_of
+from daemon.ops.pages import Page, read_page
 from daemon.ops.queries import RunErrorQuery, RunQuery
 from daemon.ops.views import View
 from daemon.store import listings
 from daemon.store import runs as store
+from daemon.store.paging import read
 from daemon.sync.engine import RunReport
 
 PROBLEMS_IN_VIEW = 50  # a run's view shows its first errors; all are read page by page
@@ -21,15 +22,17 @@ class RunOps:
 
     async def list(self, query: RunQuery) -> Page:
         """Newest first."""
-        after = int_cursor(query.after)
-        slice_ = await store.page(self.ctx.db, **query.filters(), after=after, limit=query.limit)
-        return page_of(slice_, views.run)
+        return await read_page(self.ctx.db, store.RUNS, query, views.run)
 
     async def get(self, run_id: int) -> View:
-        row = await store.get(self.ctx.db, run_id)
-        if row is None:
-            raise NotFound(f"no run {run_id}")
-        first = await store.errors_page(self.ctx.db, run_id, limit=PROBLEMS_IN_VIEW)
+        row = found(await store.get(self.ctx.db, run_id), f"run {run_id}")
+        first = await read(
+            self.ctx.db,
+            store.RUN_ERRORS,
+            RunErrorQuery(limit=PROBLEMS_IN_VIEW).filters() | {"run_id": run_id},
+            None,
+            PROBLEMS_IN_VIEW,
+        )
         return {
             **views.run(row),
             "changes": await listings.changes_by_kind(self.ctx.db, run_id),
@@ -39,11 +42,7 @@ class RunOps:
 
     async def errors(self, run_id: int, query: RunErrorQuery) -> Page:
         await self.get(run_id)
-        after = int_cursor(query.after)
-        slice_ = await store.errors_page(
-            self.ctx.db, run_id, **query.filters(), after=after, limit=query.limit
-        )
-        return page_of(slice_, views.run_error)
+        return await read_page(self.ctx.db, store.RUN_ERRORS, query, views.run_error, run_id=run_id)
 
 
 def report_view(report: RunReport) -> View:

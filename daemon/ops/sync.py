@@ -6,9 +6,11 @@ from daemon.enums import AccountState, ConnectionState, PostStatus
 from daemon.errors import Unavailable
 from daemon.ops import views
 from daemon.ops.context import OpsContext
+from daemon.ops.queries import AccountQuery, ConnectionQuery, PostQuery
 from daemon.ops.runs import report_view
 from daemon.ops.views import View
 from daemon.store import accounts, connections, posts
+from daemon.store.paging import read
 
 MANUAL_LIST_LIMIT = 10_000
 
@@ -38,16 +40,14 @@ class SyncOps:
     async def manual_actions(self) -> View:
         """Posts to remove by hand, and accounts and connections that need new credentials."""
         db = self.ctx.db
-        manual = await posts.page(db, status=PostStatus.MANUAL_REQUIRED, limit=MANUAL_LIST_LIMIT)
-        needs = ConnectionState.NEEDS_REAUTH
+        to_remove = PostQuery(status=PostStatus.MANUAL_REQUIRED).filters()
+        manual = await read(db, posts.POSTS, to_remove, None, MANUAL_LIST_LIMIT)
+        reauth = AccountQuery(state=AccountState.NEEDS_REAUTH).filters()
+        stuck_accounts = await read(db, accounts.ACCOUNTS, reauth, None, MANUAL_LIST_LIMIT)
+        stuck_query = ConnectionQuery(state=ConnectionState.NEEDS_REAUTH).filters()
+        stuck = await read(db, connections.CONNECTIONS, stuck_query, None, MANUAL_LIST_LIMIT)
         return {
             "posts_to_remove_by_hand": [views.post(p) for p in manual.rows],
-            "accounts_to_reauthenticate": [
-                views.account(a)
-                for a in (await accounts.page(db, state=AccountState.NEEDS_REAUTH, limit=1000)).rows
-            ],
-            "connections_to_reauthenticate": [
-                views.connection(c)
-                for c in (await connections.page(db, state=needs, limit=1000)).rows
-            ],
+            "accounts_to_reauthenticate": [views.account(a) for a in stuck_accounts.rows],
+            "connections_to_reauthenticate": [views.connection(c) for c in stuck.rows],
         }

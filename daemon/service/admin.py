@@ -16,27 +16,19 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import SecretStr
 
 from daemon.errors import Unavailable
+from daemon.ops import queries
 from daemon.ops.accounts import AccountTokens
 from daemon.ops.context import OpsContext
 from daemon.ops.imports import ImportFormat
 from daemon.ops.manager import Operations
 from daemon.ops.pages import Page
-from daemon.ops.queries import (
-    AccountQuery,
-    ConnectionQuery,
-    ListingQuery,
-    PageQuery,
-    PostQuery,
-    RunErrorQuery,
-    RunQuery,
-)
 from daemon.ops.views import View
 from daemon.service.auth import Admin, Caller, Reader, Writer, service_state
 from daemon.service.problems import PROBLEM_RESPONSES, UnsupportedBody, problem_responses
 from daemon.service.state import ServiceState
 from daemon.specs import AccountFields, ConnectionFields, ListingFields, PostFields, SpecError
 
-QueryT = TypeVar("QueryT", bound=PageQuery)
+QueryT = TypeVar("QueryT", bound=queries.PageQuery)
 IMPORT_TYPES: dict[str, ImportFormat] = {
     "text/csv": "csv",
     "application/x-ndjson": "jsonl",
@@ -136,7 +128,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
 
     @router.get("/mls-connections", summary="List connections")
     async def list_connections(
-        request: Request, response: Response, ops: ReadOps, query: Q[ConnectionQuery]
+        request: Request, response: Response, ops: ReadOps, query: Q[queries.ConnectionQuery]
     ) -> View:
         return paged(request, response, await ops.connections.list(query))
 
@@ -181,7 +173,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
 
     @router.get("/listings", summary="List tracked listings")
     async def list_listings(
-        request: Request, response: Response, ops: ReadOps, query: Q[ListingQuery]
+        request: Request, response: Response, ops: ReadOps, query: Q[queries.ListingQuery]
     ) -> View:
         """`q` finds listings whose ListingKey contains it; `status=unknown` those the MLS
         has not answered for yet."""
@@ -246,7 +238,11 @@ def admin_routes(state: ServiceState) -> APIRouter:
         responses=problem_responses(404, 422),
     )
     async def listing_history(
-        listing_id: str, request: Request, response: Response, ops: ReadOps, query: Q[PageQuery]
+        listing_id: str,
+        request: Request,
+        response: Response,
+        ops: ReadOps,
+        query: Q[queries.PageQuery],
     ) -> View:
         return paged(request, response, await ops.listings.history(listing_id, query))
 
@@ -271,7 +267,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
 
     @router.get("/platform-accounts", summary="List platform accounts")
     async def list_accounts(
-        request: Request, response: Response, ops: ReadOps, query: Q[AccountQuery]
+        request: Request, response: Response, ops: ReadOps, query: Q[queries.AccountQuery]
     ) -> View:
         return paged(request, response, await ops.accounts.list(query))
 
@@ -307,7 +303,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
 
     @router.get("/posts", summary="List posts")
     async def list_posts(
-        request: Request, response: Response, ops: ReadOps, query: Q[PostQuery]
+        request: Request, response: Response, ops: ReadOps, query: Q[queries.PostQuery]
     ) -> View:
         return paged(request, response, await ops.posts.list(query))
 
@@ -346,7 +342,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
 
     @router.get("/runs", summary="The sync history, newest first")
     async def list_runs(
-        request: Request, response: Response, ops: ReadOps, query: Q[RunQuery]
+        request: Request, response: Response, ops: ReadOps, query: Q[queries.RunQuery]
     ) -> View:
         return paged(request, response, await ops.runs.list(query))
 
@@ -357,7 +353,11 @@ def admin_routes(state: ServiceState) -> APIRouter:
 
     @router.get("/runs/{run_id}/errors", responses=problem_responses(404, 422))
     async def run_errors(
-        run_id: int, request: Request, response: Response, ops: ReadOps, query: Q[RunErrorQuery]
+        run_id: int,
+        request: Request,
+        response: Response,
+        ops: ReadOps,
+        query: Q[queries.RunErrorQuery],
     ) -> View:
         return paged(request, response, await ops.runs.errors(run_id, query))
 

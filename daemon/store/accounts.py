@@ -12,7 +12,7 @@ from daemon.enums import AccountState
 from daemon.errors import Conflict, NotFound
 from daemon.specs import AccountSpec
 from daemon.store.database import Database
-from daemon.store.paging import Slice, read_slice
+from daemon.store.paging import Collection
 from daemon.store.records import AccountRow, from_row
 
 INSERT = """
@@ -139,14 +139,4 @@ PAGE = f"SELECT * {_MATCHING} AND (:after IS NULL OR id > :after) ORDER BY id LI
 COUNT = f"SELECT count(*) {_MATCHING}"
 
 
-async def page(
-    db: Database,
-    *,
-    platform: str | None = None,
-    state: str | None = None,
-    user_id: str | None = None,
-    after: str | None = None,
-    limit: int,
-) -> Slice[AccountRow]:
-    params = {"platform": platform, "state": state, "user_id": user_id, "after": after}
-    return await read_slice(db, AccountRow, PAGE, COUNT, params, limit)
+ACCOUNTS = Collection(AccountRow, PAGE, COUNT)

@@ -11,7 +11,7 @@ import aiosqlite
 from daemon.errors import Conflict, NotFound
 from daemon.specs import ConnectionSpec
 from daemon.store.database import Database
-from daemon.store.paging import Slice, read_slice
+from daemon.store.paging import Collection
 from daemon.store.records import ConnectionRow, from_row
 
 _SPEC_COLUMNS = (
@@ -237,7 +237,4 @@ PAGE = f"SELECT * {_MATCHING} AND (:after IS NULL OR id > :after) ORDER BY id LI
 COUNT = f"SELECT count(*) {_MATCHING}"
 
 
-async def page(
-    db: Database, *, state: str | None = None, after: str | None = None, limit: int
-) -> Slice[ConnectionRow]:
-    return await read_slice(db, ConnectionRow, PAGE, COUNT, {"state": state, "after": after}, limit)
+CONNECTIONS = Collection(ConnectionRow, PAGE, COUNT)

@@ -11,7 +11,7 @@ from daemon.errors import Conflict, NotFound
 from daemon.models import LocalStatus
 from daemon.specs import ListingSpec
 from daemon.store.database import Database
-from daemon.store.paging import Slice, read_slice
+from daemon.store.paging import Collection
 from daemon.store.records import ListingRow, StatusChangeRow, TrackedListing, from_row
 from daemon.sync.batch_plan import BatchPlan
 from daemon.timestamps import iso
@@ -217,24 +217,7 @@ PAGE = f"SELECT * {_MATCHING} AND (:after IS NULL OR id > :after) ORDER BY id LI
 COUNT = f"SELECT count(*) {_MATCHING}"
 
 
-async def page(
-    db: Database,
-    *,
-    connection_id: str | None = None,
-    status: str | None = None,
-    excluded: bool | None = None,
-    key_contains: str | None = None,
-    after: str | None = None,
-    limit: int,
-) -> Slice[ListingRow]:
-    params = {
-        "connection_id": connection_id,
-        "status": status,
-        "excluded": None if excluded is None else int(excluded),
-        "key_contains": key_contains,
-        "after": after,
-    }
-    return await read_slice(db, ListingRow, PAGE, COUNT, params, limit)
+LISTINGS = Collection(ListingRow, PAGE, COUNT)
 
 
 HISTORY_PAGE = """
@@ -244,11 +227,7 @@ ORDER BY id LIMIT :limit
 HISTORY_COUNT = "SELECT count(*) FROM status_changes WHERE listing_id = :listing_id"
 
 
-async def history_page(
-    db: Database, listing_id: str, after: int | None, limit: int
-) -> Slice[StatusChangeRow]:
-    params = {"listing_id": listing_id, "after": after}
-    return await read_slice(db, StatusChangeRow, HISTORY_PAGE, HISTORY_COUNT, params, limit)
+STATUS_CHANGES = Collection(StatusChangeRow, HISTORY_PAGE, HISTORY_COUNT, numbered=True)
 
 
 DELETE_ONE = "DELETE FROM listings WHERE id = ?"

@@ -21,6 +21,31 @@ class Slice(Generic[RowT]):
     more: bool  # another slice follows this one
 
 
+@dataclass(frozen=True)
+class Collection(Generic[RowT]):
+    """A table read page by page: `select` takes the filters, `:after` and `:limit`; `count`
+    the filters only. Runs, their errors and audit trails are ordered by number."""
+
+    row_type: type[RowT]
+    select: str
+    count: str
+    numbered: bool = False
+
+
+async def read(
+    db: Database,
+    collection: Collection[RowT],
+    filters: Mapping[str, Any],
+    after: str | int | None,
+    limit: int,
+) -> Slice[RowT]:
+    """One slice; `filters` must name every parameter of the collection's SQL."""
+    params = {**filters, "after": after}
+    return await read_slice(
+        db, collection.row_type, collection.select, collection.count, params, limit
+    )
+
+
 async def read_slice(
     db: Database,
     row_type: type[RowT],

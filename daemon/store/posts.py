@@ -18,7 +18,7 @@ from daemon.errors import Conflict, NotFound
 from daemon.models import LocalStatus
 from daemon.specs import PostSpec
 from daemon.store.database import Database
-from daemon.store.paging import Slice, read_slice
+from daemon.store.paging import Collection
 from daemon.store.records import DuePost, PostRow, from_row
 
 _DUE_COLUMNS = """
@@ -268,17 +268,7 @@ PAGE = _MATCHING + "AND (:after IS NULL OR p.id > :after) ORDER BY p.id LIMIT :l
 COUNT = f"SELECT count(*) FROM ({_MATCHING})"
 
 
-async def page(
-    db: Database,
-    *,
-    listing_id: str | None = None,
-    status: str | None = None,
-    platform: str | None = None,
-    after: str | None = None,
-    limit: int,
-) -> Slice[PostRow]:
-    params = {"listing_id": listing_id, "status": status, "platform": platform, "after": after}
-    return await read_slice(db, PostRow, PAGE, COUNT, params, limit)
+POSTS = Collection(PostRow, PAGE, COUNT)
 
 
 DELETE = "DELETE FROM social_posts WHERE id = ?"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import aiosqlite
 
 from daemon.store.database import Database
-from daemon.store.paging import Slice, read_slice
+from daemon.store.paging import Collection
 from daemon.store.records import RunErrorRow, RunRow, from_row
 
 # The run_errors scopes (its CHECK, migrations/0001_initial.sql), and the outcomes of a run
@@ -208,16 +208,7 @@ PAGE = f"SELECT * {_MATCHING} AND (:after IS NULL OR id < :after) ORDER BY id DE
 COUNT = f"SELECT count(*) {_MATCHING}"
 
 
-async def page(
-    db: Database,
-    *,
-    outcome: str | None = None,
-    trigger: str | None = None,
-    after: int | None = None,
-    limit: int,
-) -> Slice[RunRow]:
-    params = {"outcome": outcome, "trigger": trigger, "after": after}
-    return await read_slice(db, RunRow, PAGE, COUNT, params, limit)
+RUNS = Collection(RunRow, PAGE, COUNT, numbered=True)
 
 
 _ERRORS_MATCHING = """
@@ -230,22 +221,7 @@ ERRORS_PAGE = (
 ERRORS_COUNT = f"SELECT count(*) {_ERRORS_MATCHING}"
 
 
-async def errors_page(
-    db: Database,
-    run_id: int,
-    *,
-    severity: str | None = None,
-    connection_id: str | None = None,
-    after: int | None = None,
-    limit: int,
-) -> Slice[RunErrorRow]:
-    params = {
-        "run_id": run_id,
-        "severity": severity,
-        "connection_id": connection_id,
-        "after": after,
-    }
-    return await read_slice(db, RunErrorRow, ERRORS_PAGE, ERRORS_COUNT, params, limit)
+RUN_ERRORS = Collection(RunErrorRow, ERRORS_PAGE, ERRORS_COUNT, numbered=True)
 
 
 async def tally(db: Database, run: RunRow) -> Tally:
