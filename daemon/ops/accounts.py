@@ -7,7 +7,7 @@ from typing import Any
 
 from daemon.errors import Conflict, found
 from daemon.ops import views
-from daemon.ops.context import OpsContext
+from daemon.ops.context import Topic
 from daemon.ops.pages import Page, read_page
 from daemon.ops.queries import AccountQuery
 from daemon.ops.views import View
@@ -24,10 +24,7 @@ class AccountTokens:
     client_secret: str | None = None
 
 
-class AccountOps:
-    def __init__(self, ctx: OpsContext) -> None:
-        self.ctx = ctx
-
+class AccountOps(Topic):
     async def list(self, query: AccountQuery) -> Page:
         return await read_page(self.ctx.db, store.ACCOUNTS, query, views.account)
 

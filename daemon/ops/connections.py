@@ -7,7 +7,7 @@ from typing import Any
 from daemon.enums import ConnectionState
 from daemon.errors import Conflict, found
 from daemon.ops import views
-from daemon.ops.context import OpsContext
+from daemon.ops.context import Topic
 from daemon.ops.pages import Page, read_page
 from daemon.ops.queries import ConnectionQuery
 from daemon.ops.views import View
@@ -15,10 +15,7 @@ from daemon.specs import ConnectionSpec, parse_spec
 from daemon.store import connections as store
 
 
-class ConnectionOps:
-    def __init__(self, ctx: OpsContext) -> None:
-        self.ctx = ctx
-
+class ConnectionOps(Topic):
     async def list(self, query: ConnectionQuery) -> Page:
         return await read_page(self.ctx.db, store.CONNECTIONS, query, views.connection)
 

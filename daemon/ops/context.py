@@ -49,3 +49,10 @@ class OpsContext:
         """One line per write: what, which record, who asked. Never a secret: callers pass
         only ids, counts and flags."""
         audit_log.info("audit", action=action, record=kind, id=record_id, actor=self.actor, **facts)
+
+
+class Topic:
+    """One topic's operations (connections, listings...), all on the same context."""
+
+    def __init__(self, ctx: OpsContext) -> None:
+        self.ctx = ctx

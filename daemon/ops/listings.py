@@ -7,7 +7,7 @@ from typing import Any
 
 from daemon.errors import NotFound, found
 from daemon.ops import views
-from daemon.ops.context import OpsContext
+from daemon.ops.context import Topic
 from daemon.ops.imports import ImportFormat, check_rows, read_rows
 from daemon.ops.pages import Page, read_page
 from daemon.ops.queries import ListingQuery, PageQuery
@@ -22,10 +22,7 @@ from daemon.store.paging import read
 TRAIL_IN_VIEW = 100
 
 
-class ListingOps:
-    def __init__(self, ctx: OpsContext) -> None:
-        self.ctx = ctx
-
+class ListingOps(Topic):
     async def list(self, query: ListingQuery) -> Page:
         return await read_page(self.ctx.db, store.LISTINGS, query, views.listing)
 

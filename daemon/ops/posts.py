@@ -6,7 +6,7 @@ from typing import Any
 
 from daemon.errors import Conflict, found
 from daemon.ops import views
-from daemon.ops.context import OpsContext
+from daemon.ops.context import Topic
 from daemon.ops.pages import Page, read_page
 from daemon.ops.queries import PostQuery
 from daemon.ops.views import View
@@ -15,10 +15,7 @@ from daemon.store import accounts, listings
 from daemon.store import posts as store
 
 
-class PostOps:
-    def __init__(self, ctx: OpsContext) -> None:
-        self.ctx = ctx
-
+class PostOps(Topic):
     async def list(self, query: PostQuery) -> Page:
         return await read_page(self.ctx.db, store.POSTS, query, views.post)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from daemon.errors import found
 from daemon.ops import views
-from daemon.ops.context import OpsContext
+from daemon.ops.context import Topic
 from daemon.ops.pages import Page, read_page
 from daemon.ops.queries import RunErrorQuery, RunQuery
 from daemon.ops.views import View
@@ -16,10 +16,7 @@ from daemon.sync.engine import RunReport
 PROBLEMS_IN_VIEW = 50  # a run's view shows its first errors; all are read page by page
 
 
-class RunOps:
-    def __init__(self, ctx: OpsContext) -> None:
-        self.ctx = ctx
-
+class RunOps(Topic):
     async def list(self, query: RunQuery) -> Page:
         """Newest first."""
         return await read_page(self.ctx.db, store.RUNS, query, views.run)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from daemon.enums import AccountState, ConnectionState, PostStatus
 from daemon.errors import Unavailable
 from daemon.ops import views
-from daemon.ops.context import OpsContext
+from daemon.ops.context import Topic
 from daemon.ops.queries import AccountQuery, ConnectionQuery, PostQuery
 from daemon.ops.runs import report_view
 from daemon.ops.views import View
@@ -15,10 +15,7 @@ from daemon.store.paging import read
 MANUAL_LIST_LIMIT = 10_000
 
 
-class SyncOps:
-    def __init__(self, ctx: OpsContext) -> None:
-        self.ctx = ctx
-
+class SyncOps(Topic):
     async def everything(self, trigger: str) -> View:
         """A full cycle. In the daemon it goes through the coordinator (coalesced with any
         other trigger; the cycle runs in the background) and the answer is the id of the run

@@ -21,7 +21,7 @@ import structlog
 
 from daemon.credentials import Secret
 from daemon.errors import Conflict, found
-from daemon.ops.context import OpsContext
+from daemon.ops.context import Topic
 from daemon.ops.views import View
 from daemon.scopes import Scope
 from daemon.specs import ID_PATTERN, SpecError
@@ -74,10 +74,7 @@ def view(row: ApiTokenRow) -> View:
     return asdict(row)
 
 
-class TokenOps:
-    def __init__(self, ctx: OpsContext) -> None:
-        self.ctx = ctx
-
+class TokenOps(Topic):
     async def create(self, name: str, scope: Scope) -> tuple[View, str]:
         """The new token's record and the token itself, which nothing can show again."""
         token = new_token()
