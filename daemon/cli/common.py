@@ -55,6 +55,20 @@ CONFIG_OPTION = click.option(
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
 
+def record_command(id_name: str) -> Callable[[FC], FC]:
+    """The options of a command on one record: --config, its ID, --json."""
+
+    def options(command: FC) -> FC:
+        return CONFIG_OPTION(click.argument(id_name, metavar="ID")(JSON_OPTION(command)))
+
+    return options
+
+
+def list_command(command: FC) -> FC:
+    """The options of a list command: --config, --after, --limit, --json."""
+    return CONFIG_OPTION(list_options(JSON_OPTION(command)))
+
+
 def list_options(command: FC) -> FC:
     """--limit and --after: a list is read a page at a time."""
     command = click.option(
