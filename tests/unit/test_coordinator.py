@@ -13,6 +13,8 @@ from daemon.service.coordinator import Coordinator
 from daemon.store.records import RunRow
 from daemon.sync.engine import RunReport
 
+NOW = "2026-11-30T00:00:00Z"
+
 
 @dataclass
 class Cycle:
@@ -55,22 +57,8 @@ class FakeEngine:
 
 
 def _run(run_id: int, trigger: str) -> RunRow:
-    return RunRow(
-        id=run_id,
-        trigger=trigger,
-        scope="all",
-        holder="test",
-        started_at="2026-11-30T00:00:00Z",
-        finished_at="2026-11-30T00:00:01Z",
-        outcome="ok",
-        connections=1,
-        listings_checked=0,
-        status_changes=0,
-        posts_unpublished=0,
-        errors=0,
-        warnings=0,
-        mls_requests=0,
-    )
+    """A finished `ok` run: id, trigger, scope, holder, start, end, outcome, then its counts."""
+    return RunRow(run_id, trigger, "all", "test", NOW, NOW, "ok", 1, 0, 0, 0, 0, 0, 0)
 
 
 @asynccontextmanager
@@ -81,6 +69,12 @@ async def running(engine: FakeEngine) -> AsyncIterator[Coordinator]:
         tg.start_soon(coordinator.run)
         yield coordinator
         tg.cancel_scope.cancel()
+
+
+async def first_cycle(coordinator: Coordinator, engine: FakeEngine, trigger: str) -> Cycle:
+    """Triggers the coordinator's first cycle; returns it once it has begun."""
+    assert coordinator.trigger(trigger) == "started"
+    return await engine.cycle(1)
 
 
 @pytest.fixture
@@ -106,8 +100,7 @@ async def test_triggers_during_a_cycle_fold_into_exactly_one_follow_up(
     engine: FakeEngine,
 ) -> None:
     async with running(engine) as coordinator:
-        coordinator.trigger("startup")
-        first = await engine.cycle(1)
+        first = await first_cycle(coordinator, engine, "startup")
         answers = [coordinator.trigger(source) for source in ("signal", "http", "schedule")]
         assert answers == ["queued", "queued", "queued"]
 
@@ -146,8 +139,7 @@ async def test_stop_lets_a_cycle_finish_within_the_grace_and_drops_the_follow_up
     engine: FakeEngine,
 ) -> None:
     async with running(engine) as coordinator:
-        coordinator.trigger("schedule")
-        cycle = await engine.cycle(1)
+        cycle = await first_cycle(coordinator, engine, "schedule")
         assert coordinator.trigger("signal") == "queued"
         stopped = anyio.Event()
 
@@ -169,8 +161,7 @@ async def test_stop_lets_a_cycle_finish_within_the_grace_and_drops_the_follow_up
 
 async def test_stop_cancels_a_cycle_that_outlasts_the_grace(engine: FakeEngine) -> None:
     async with running(engine) as coordinator:
-        coordinator.trigger("schedule")
-        cycle = await engine.cycle(1)
+        cycle = await first_cycle(coordinator, engine, "schedule")
         with anyio.fail_after(2):
             await coordinator.stop(grace=0.05)
         assert cycle.cancelled
@@ -183,8 +174,7 @@ async def test_a_crashed_cycle_leaves_the_coordinator_ready_for_the_next_trigger
     engine: FakeEngine,
 ) -> None:
     async with running(engine) as coordinator:
-        coordinator.trigger("schedule")
-        first = await engine.cycle(1)
+        first = await first_cycle(coordinator, engine, "schedule")
         first.crash = RuntimeError("a bug in the engine")
         first.finish.set()
         await anyio.wait_all_tasks_blocked()
@@ -198,8 +188,7 @@ async def test_a_crashed_cycle_leaves_the_coordinator_ready_for_the_next_trigger
 
 async def test_the_running_cycle_shows_each_connections_progress(engine: FakeEngine) -> None:
     async with running(engine) as coordinator:
-        coordinator.trigger("schedule")
-        cycle = await engine.cycle(1)
+        cycle = await first_cycle(coordinator, engine, "schedule")
         engine.on_progress("mls-1", 50, 100)
         engine.on_progress("mls-2", 20, 20)
         engine.on_progress("mls-1", 80, 100)
