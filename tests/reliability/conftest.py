@@ -1,12 +1,11 @@
-"""What the reliability tests share: a daemon config pointed at the sandbox platforms, and a
-sandbox MLS with a runtime for hypothesis examples."""
+"""What the reliability tests share beyond tests/conftest.py: a sandbox MLS with a runtime for
+hypothesis examples."""
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import anyio
 import anyio.from_thread
@@ -14,26 +13,9 @@ import pytest
 
 from daemon.encryption import generate_key
 from daemon.sandbox.mls_server import SandboxMls, build_mls_app
-from daemon.sandbox.platforms_server import SandboxPlatforms
 from daemon.serving import serving
 from daemon.sync.runtime import Runtime, open_runtime
-from tests.e2e.daemon_process import free_port, write_config
 from tests.helpers import STATIC_TOKEN, make_settings
-
-
-@dataclass(frozen=True)
-class DaemonConfig:
-    path: Path
-    port: int
-
-
-@pytest.fixture
-def daemon_config(tmp_path: Path, platforms: tuple[SandboxPlatforms, str]) -> DaemonConfig:
-    """config.toml for `mls-sync run` on a free port, sandbox off, platforms on loopback."""
-    path = tmp_path / "config.toml"
-    port = free_port()
-    write_config(path, port, platforms[1])
-    return DaemonConfig(path, port)
 
 
 @dataclass
