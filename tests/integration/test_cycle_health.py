@@ -4,13 +4,10 @@ it (daemon/store/cycle_health.py)."""
 from __future__ import annotations
 
 from daemon.sandbox.faults import Fault
-from daemon.sandbox.mls_server import SandboxMls
 from daemon.store import cycle_health
 from daemon.sync.runtime import Runtime
 from daemon.timestamps import parse_iso
-from tests.helpers import add_connection, add_incremental, track
-
-Mls = tuple[SandboxMls, str]
+from tests.helpers import Mls, add_connection, add_incremental, track
 
 
 async def test_a_failed_cycle_keeps_the_last_success_and_names_the_failing_connection(

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import httpx
 
-from daemon.sandbox.mls_server import SandboxMls
 from daemon.sync.runtime import Runtime
-from tests.helpers import STATIC_TOKEN, add_connection, status_of, track
+from tests.helpers import STATIC_TOKEN, Mls, add_connection, status_of, track
 
-Mls = tuple[SandboxMls, str]
 AUTH = {"Authorization": f"Bearer {STATIC_TOKEN}"}
 
 
