@@ -6,16 +6,19 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 import anyio.from_thread
 import pytest
 
 from daemon.encryption import generate_key
+from daemon.sandbox.faults import Fault
 from daemon.sandbox.mls_server import SandboxMls, build_mls_app
 from daemon.serving import serving
+from daemon.sync.engine import RunReport
 from daemon.sync.runtime import Runtime, open_runtime
-from tests.helpers import STATIC_TOKEN, make_settings
+from tests.helpers import STATIC_TOKEN, add_connection, make_settings, track
 
 
 @dataclass
@@ -25,6 +28,26 @@ class World:
     mls: SandboxMls
     url: str
     ids: Iterator[int]
+
+    async def add_connection(
+        self, letter: str, keys: list[str], status: str | None = None, **fields: Any
+    ) -> tuple[str, str]:
+        """A connection of the example's own (`{letter}{n}`), tracking `keys` as the listings
+        `{LETTER}{n}-{key}`; returns its id and that prefix."""
+        n = next(self.ids)
+        cid, prefix = f"{letter}{n}", f"{letter.upper()}{n}-"
+        await add_connection(self.rt, self.url, cid, **fields)
+        await track(self.rt, cid, keys, status=status, prefix=prefix)
+        return cid, prefix
+
+    async def sync_answered_by(self, cid: str, answer: Fault) -> RunReport:
+        """Syncs `cid` while the MLS answers with `answer`, which is gone afterwards."""
+        self.mls.faults.clear()
+        self.mls.faults.add(answer)
+        try:
+            return await self.rt.engine.sync_connection(cid)
+        finally:
+            self.mls.faults.clear()
 
 
 @pytest.fixture(scope="module")
