@@ -1,7 +1,8 @@
 """What a delete attempt can come to (docs/platforms.md, "The five outcomes").
 
 Adapters never raise for a platform's answer: they classify it into one of these, and the
-reconciler decides what each means for the post and the account.
+reconciler decides what each means for the post and the account (and, for a retry, when:
+`retry_delay`).
 """
 
 from __future__ import annotations
