@@ -14,7 +14,8 @@ from daemon.encryption import generate_key
 from daemon.sandbox.mls_server import SandboxMls, build_mls_app
 from daemon.sandbox.platforms_server import SandboxPlatforms, build_platforms_app
 from daemon.serving import serving
-from tests.helpers import STATIC_TOKEN, Live, make_settings, open_live
+from tests.e2e.daemon_process import DaemonConfig
+from tests.helpers import STATIC_TOKEN, Live, Mls, Platforms, make_settings, open_live
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-async def mls() -> AsyncIterator[tuple[SandboxMls, str]]:
+async def mls() -> AsyncIterator[Mls]:
     sandbox = SandboxMls(static_tokens={STATIC_TOKEN})
     sandbox.add_client("client-1", "client-secret-1")
     async with serving(build_mls_app(sandbox)) as url:
@@ -48,7 +49,7 @@ async def runtime(settings: Settings, secret_key: str) -> AsyncIterator[Runtime]
 
 
 @pytest.fixture
-async def platforms() -> AsyncIterator[tuple[SandboxPlatforms, str]]:
+async def platforms() -> AsyncIterator[Platforms]:
     state = SandboxPlatforms()
     async with serving(build_platforms_app(state)) as url:
         yield state, url
@@ -56,11 +57,14 @@ async def platforms() -> AsyncIterator[tuple[SandboxPlatforms, str]]:
 
 @pytest.fixture
 async def live(
-    tmp_path: Path,
-    secret_key: str,
-    mls: tuple[SandboxMls, str],
-    platforms: tuple[SandboxPlatforms, str],
+    tmp_path: Path, secret_key: str, mls: Mls, platforms: Platforms
 ) -> AsyncIterator[Live]:
     """The runtime with the sandbox MLS and the sandbox platforms, all over loopback HTTP."""
     async with open_live(tmp_path, secret_key, mls, platforms) as ready:
         yield ready
+
+
+@pytest.fixture
+def daemon_config(tmp_path: Path, secret_key: str, platforms: Platforms) -> DaemonConfig:
+    """config.toml for `mls-sync run` in tmp_path on a free port, platforms the sandbox's."""
+    return DaemonConfig.write(tmp_path, platforms[1], secret_key)

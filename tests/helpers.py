@@ -33,6 +33,11 @@ LOOPBACK_ONLY = {
 }
 
 
+# What the `mls` and `platforms` fixtures give: a sandbox server's state and its URL.
+Mls = tuple[SandboxMls, str]
+Platforms = tuple[SandboxPlatforms, str]
+
+
 @dataclass
 class Live:
     """A runtime wired to the sandbox MLS and the sandbox platforms."""
@@ -60,8 +65,8 @@ def make_settings(tmp_path: Path, **env: str) -> Settings:
 async def open_live(
     tmp_path: Path,
     secret_key: str,
-    mls: tuple[SandboxMls, str],
-    platforms: tuple[SandboxPlatforms, str],
+    mls: Mls,
+    platforms: Platforms,
     **env: str,
 ) -> AsyncIterator[Live]:
     """The runtime wired to the sandbox MLS and platforms (the `live` fixture), with `env`
@@ -90,6 +95,17 @@ async def add_connection(
 async def add_incremental(rt: Runtime, url: str, keys: list[str], **fields: Any) -> None:
     """An incremental connection `mls-1` without overlap, tracking `keys`."""
     await add_connection(rt, url, mode="incremental", overlap_seconds=0, **fields)
+    await track(rt, "mls-1", keys)
+
+
+async def add_sandbox_connection(
+    rt: Runtime, mls: Mls, keys: list[str], status: str = "Active", **fields: Any
+) -> None:
+    """Connection `mls-1` to the sandbox MLS, tracking `keys`, each `status` in the MLS."""
+    sandbox, url = mls
+    for key in keys:
+        sandbox.put(key, status)
+    await add_connection(rt, url, **fields)
     await track(rt, "mls-1", keys)
 
 

@@ -6,6 +6,7 @@ global concurrency bound, so the limiter's wait is never spent holding a slot.
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -21,7 +22,6 @@ from tenacity import (
     RetryCallState,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_exponential_jitter,
 )
 
 from daemon.enums import KeyFilter
@@ -102,6 +102,19 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
 
 
+def retry_wait(
+    policy: RetryPolicy, attempts: int, retry_after: float | None, jitter: float
+) -> float:
+    """Seconds before the next try after `attempts` failed ones: what the server asked
+    (Retry-After, capped before it gets here), else doubling from `backoff_initial` plus
+    `jitter`, at most `backoff_max`."""
+    if retry_after is not None:
+        return retry_after
+    # 2**60 times any initial delay is past any maximum; a larger power overflows a float.
+    backoff = policy.backoff_initial * 2.0 ** min(attempts - 1, 60) + jitter
+    return max(0.0, min(backoff, policy.backoff_max))
+
+
 class MlsClient:
     def __init__(
         self,
@@ -126,9 +139,6 @@ class MlsClient:
         self._origin = _origin(httpx.URL(endpoint.base_url))
         self._prefer = page_size_preference(endpoint.page_size)
         self._urls: dict[tuple[str, ...], httpx.URL] = {}
-        self._backoff = wait_exponential_jitter(
-            multiplier=policy.backoff_initial, max=policy.backoff_max, jitter=policy.backoff_initial
-        )
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -245,9 +255,9 @@ class MlsClient:
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, Retryable) and exc.retry_after is not None:
-            return exc.retry_after
-        return float(self._backoff(state))
+        asked = exc.retry_after if isinstance(exc, Retryable) else None
+        jitter = random.uniform(0, self.policy.backoff_initial)  # noqa: S311 - not a secret
+        return retry_wait(self.policy, state.attempt_number, asked, jitter)
 
     async def _get_authorized(self, url: httpx.URL) -> Page:
         """One 401 gets a fresh token and one more try; a second 401 stops the connection."""

@@ -51,7 +51,7 @@ class LinkedInAdapter:
 
     async def delete(self, post: PostTarget, account: AccountCredentials) -> Outcome:
         resp = await self._call("DELETE", post, account)
-        return _classify(resp) if isinstance(resp, httpx.Response) else resp
+        return classify(resp) if isinstance(resp, httpx.Response) else resp
 
     async def check(self, post: PostTarget, account: AccountCredentials) -> Outcome | None:
         """Before a second DELETE (the first one's answer was never recorded): None when the
@@ -66,7 +66,7 @@ class LinkedInAdapter:
                 "LinkedIn no longer has it (404): the DELETE sent before, whose answer was "
                 "never recorded, went through"
             )
-        return _classify(resp)
+        return classify(resp)
 
     async def _call(
         self, method: str, post: PostTarget, account: AccountCredentials
@@ -140,7 +140,9 @@ def _error_code(resp: httpx.Response) -> str | None:
     return code if isinstance(code, str) else None
 
 
-def _classify(resp: httpx.Response) -> Outcome:
+def classify(resp: httpx.Response) -> Outcome:
+    """A LinkedIn answer as an outcome, by its status alone (a 401 names its `code`). An
+    expired token is refreshed before an answer gets here."""
     status = resp.status_code
     if status == 204:
         return Deleted()

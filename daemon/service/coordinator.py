@@ -11,11 +11,12 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import anyio
 import structlog
 
-from daemon.sync.engine import RunReport, SyncEngine
+from daemon.sync.engine import RunReport
 
 log = structlog.get_logger("mls_sync.coordinator")
 
@@ -47,10 +48,22 @@ class Progress:
         self.connections_finished += int(done >= total)
 
 
+class CycleEngine(Protocol):
+    """What the coordinator asks of the sync engine (SyncEngine is the one that runs)."""
+
+    on_progress: Callable[[str, int, int], None]
+
+    async def sync_all(self, trigger: str, run_id: int | None = None) -> RunReport: ...
+
+    async def reserve_run(self, trigger: str) -> int: ...
+
+    async def abandon_run(self, run_id: int) -> None: ...
+
+
 class Coordinator:
     def __init__(
         self,
-        engine: SyncEngine,
+        engine: CycleEngine,
         on_report: Callable[[RunReport, float], Awaitable[None]] | None = None,
         before_cycle: Callable[[], Awaitable[None]] | None = None,
     ) -> None:

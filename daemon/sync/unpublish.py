@@ -33,7 +33,6 @@ from daemon.mls.client import make_limiter
 from daemon.platforms.facebook import FacebookAdapter
 from daemon.platforms.instagram import InstagramAdapter
 from daemon.platforms.linkedin import LinkedInAdapter
-from daemon.platforms.links import retry_delay
 from daemon.platforms.outcomes import (
     AccountCredentials,
     AlreadyGone,
@@ -44,6 +43,7 @@ from daemon.platforms.outcomes import (
     PlatformAdapter,
     PostTarget,
     RetryLater,
+    retry_delay,
 )
 from daemon.store import accounts, posts, runs
 from daemon.store.database import Database

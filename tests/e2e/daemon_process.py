@@ -1,7 +1,10 @@
-"""`mls-sync run` as a real subprocess, with a real systemd notify socket to listen on."""
+"""`mls-sync run` as a real subprocess, with a real systemd notify socket to listen on: its
+config, its database and the process, the set-up the e2e, reliability and integration tests
+that run the daemon share."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -10,7 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,11 @@ import anyio
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from daemon.composition import Runtime, open_runtime
+from daemon.config import Settings, load_settings
+
 API_TOKEN = "e2e-api-token-8c1d"
+DATABASE = "state/daemon.db"  # relative to the config's folder
 
 
 def free_port() -> int:
@@ -33,7 +40,7 @@ def write_config(
 ) -> None:
     path.write_text(f"""
 [database]
-path = "state/daemon.db"
+path = "{DATABASE}"
 [sync]
 interval_seconds = {interval}
 jitter_seconds = 0
@@ -52,6 +59,54 @@ shutdown_grace_seconds = {grace}
 [sandbox]
 enabled = false
 """)
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    """A config.toml for `mls-sync run` in a folder of its own (sandbox off, platforms on
+    loopback), the port it serves on and the key of its database: what a test seeds, starts
+    and reads back."""
+
+    path: Path
+    port: int
+    secret_key: str
+
+    @classmethod
+    def write(
+        cls,
+        folder: Path,
+        platforms_url: str,
+        secret_key: str,
+        interval: int = 900,
+        grace: float = 20.0,
+    ) -> DaemonConfig:
+        path = folder / "config.toml"
+        port = free_port()
+        write_config(path, port, platforms_url, interval=interval, grace=grace)
+        return cls(path, port, secret_key)
+
+    @property
+    def database(self) -> Path:
+        return self.path.parent / DATABASE
+
+    def settings(self) -> Settings:
+        return load_settings(self.path, {})
+
+    def runtime(self) -> AbstractAsyncContextManager[Runtime]:
+        """The runtime on the daemon's own settings and database, to seed it or read it."""
+        return open_runtime(self.settings(), {"MLS_SYNC_SECRET_KEY": self.secret_key})
+
+    def add(self, section: str, **values: float | str) -> None:
+        """Adds settings to a section: `add("platforms", retry_max_seconds=1)`."""
+        header = f"[{section}]\n"
+        text = self.path.read_text()
+        assert header in text, f"write_config writes no [{section}] section"
+        lines = "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
+        self.path.write_text(text.replace(header, header + lines, 1))
+
+    def start(self, api_token: str | None = API_TOKEN, watchdog_usec: int | None = None) -> Daemon:
+        """`mls-sync run` on this config."""
+        return Daemon.start(self.path, self.port, self.secret_key, api_token, watchdog_usec)
 
 
 @dataclass
@@ -223,9 +278,7 @@ NOWHERE = "http://127.0.0.1:9"
 def api_client(folder: Path, secret_key: str) -> Iterator[httpx.Client]:
     """`mls-sync run` (no cycles of its own, platforms nowhere) started in `folder`, and a
     client that holds its API token; the daemon must still be alive at the end."""
-    port = free_port()
-    write_config(folder / "config.toml", port, NOWHERE, interval=86_400)
-    daemon = Daemon.start(folder / "config.toml", port, secret_key)
+    daemon = DaemonConfig.write(folder, NOWHERE, secret_key, interval=86_400).start()
     try:
         anyio.run(daemon.wait_notify, "READY=1")
         headers = {"Authorization": f"Bearer {API_TOKEN}"}

@@ -18,38 +18,37 @@ import pytest
 from daemon.composition import open_runtime
 from daemon.config import load_settings
 from daemon.sandbox.faults import Fault
-from daemon.sandbox.mls_server import SandboxMls
-from daemon.sandbox.platforms_server import SandboxPlatforms
 from daemon.timestamps import parse_iso
-from tests.e2e.daemon_process import API_TOKEN, Daemon, Scrape, free_port, write_config
-from tests.helpers import add_account, add_connection, add_incremental, add_post, track
+from tests.e2e.daemon_process import API_TOKEN, NOWHERE, Daemon, DaemonConfig, Scrape
+from tests.helpers import (
+    Mls,
+    Platforms,
+    add_account,
+    add_connection,
+    add_incremental,
+    add_post,
+    add_sandbox_connection,
+    track,
+)
 
-Mls = tuple[SandboxMls, str]
-Platforms = tuple[SandboxPlatforms, str]
 StartDaemon = Callable[..., Daemon]
 
 
 @pytest.fixture
-async def prepared(tmp_path: Path, secret_key: str, mls: Mls, platforms: Platforms) -> Path:
+async def prepared(daemon_config: DaemonConfig, mls: Mls) -> Path:
     """A config file and a database holding one connection with two listings."""
-    sandbox, url = mls
-    sandbox.put("K1", "Active")
-    sandbox.put("K2", "Active")
-    config = tmp_path / "config.toml"
-    write_config(config, free_port(), platforms[1])
-    async with open_runtime(load_settings(config, {}), {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
-        await add_connection(rt, url)
-        await track(rt, "mls-1", ["K1", "K2"])
-    return config
+    async with daemon_config.runtime() as rt:
+        await add_sandbox_connection(rt, mls, ["K1", "K2"])
+    return daemon_config.path
 
 
 @pytest.fixture
-async def start(prepared: Path, secret_key: str) -> AsyncIterator[StartDaemon]:
+async def start(prepared: Path, daemon_config: DaemonConfig) -> AsyncIterator[StartDaemon]:
+    """Starts the daemon on the prepared config and database; stops each one at the end."""
     started: list[Daemon] = []
 
-    def launch(**kwargs: object) -> Daemon:
-        port = int(load_settings(prepared, {}).daemon.http_port)
-        daemon = Daemon.start(prepared, port, secret_key, **kwargs)  # type: ignore[arg-type]
+    def launch(api_token: str | None = API_TOKEN, watchdog_usec: int | None = None) -> Daemon:
+        daemon = daemon_config.start(api_token, watchdog_usec)
         started.append(daemon)
         return daemon
 
@@ -390,15 +389,13 @@ async def test_incremental_cycles_that_read_the_mls_while_facebook_is_down_are_s
     sandbox, url = mls
     sandbox.put("K1", "Closed")
     sandbox.put("K2", "Active")
-    config = tmp_path / "config.toml"
-    write_config(config, free_port(), "http://127.0.0.1:9")  # no platform answers there
-    retry_at_once = "[platforms]\nretry_initial_seconds = 0\n"  # the post is due every cycle
-    config.write_text(config.read_text().replace("[platforms]\n", retry_at_once))
-    async with open_runtime(load_settings(config, {}), {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+    config = DaemonConfig.write(tmp_path, NOWHERE, secret_key)  # no platform answers there
+    config.add("platforms", retry_initial_seconds=0)  # the post is due every cycle
+    async with config.runtime() as rt:
         await add_incremental(rt, url, ["K1", "K2"])
         await add_account(rt, "fb-page", "facebook", "fb-token")
         await add_post(rt, "p-1", "L-K1", "fb-page", "1093_4417")
-    daemon = Daemon.start(config, int(load_settings(config, {}).daemon.http_port), secret_key)
+    daemon = config.start()
     try:
         await daemon.wait_notify("READY=1")
         first = await daemon.wait_for_run(1)  # the full pass: K1 sold, its delete fails
@@ -522,14 +519,12 @@ async def test_the_watchdog_is_pinged_from_the_event_loop(start: StartDaemon) ->
     await daemon.wait_notify("WATCHDOG=1", after=first + 1)
 
 
-async def test_a_port_in_use_is_a_clear_error(
-    tmp_path: Path, prepared: Path, secret_key: str
-) -> None:
-    port = int(load_settings(prepared, {}).daemon.http_port)
+async def test_a_port_in_use_is_a_clear_error(prepared: Path, daemon_config: DaemonConfig) -> None:
+    port = daemon_config.port
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", port))
         squatter.listen(1)
-        daemon = Daemon.start(prepared, port, secret_key)
+        daemon = daemon_config.start()
         try:
             code, _ = await daemon.wait_exit(timeout=20)
         finally:
@@ -540,11 +535,9 @@ async def test_a_port_in_use_is_a_clear_error(
 
 
 async def test_readyz_fails_and_names_the_check_when_no_cycle_completes(
-    start: StartDaemon, prepared: Path, mls: Mls
+    start: StartDaemon, daemon_config: DaemonConfig, mls: Mls
 ) -> None:
-    prepared.write_text(
-        prepared.read_text().replace("[daemon]\n", "[daemon]\nstartup_grace_seconds = 0\n")
-    )
+    daemon_config.add("daemon", startup_grace_seconds=0)
     mls[0].faults.add(Fault("slow", seconds=30, times=5))  # the first cycle cannot finish
     daemon = start()
     await daemon.wait_notify("READY=1")

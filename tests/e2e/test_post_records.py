@@ -7,44 +7,34 @@ import signal
 import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import anyio
 import pytest
 
-from daemon.composition import open_runtime
-from daemon.config import load_settings
 from daemon.sandbox.faults import Fault
-from daemon.sandbox.mls_server import SandboxMls
-from daemon.sandbox.platforms_server import SandboxPlatforms
-from tests.e2e.daemon_process import Daemon, free_port, write_config
-from tests.helpers import add_account, add_connection, add_post, track
-
-Mls = tuple[SandboxMls, str]
-Platforms = tuple[SandboxPlatforms, str]
+from tests.e2e.daemon_process import Daemon, DaemonConfig
+from tests.helpers import (
+    Mls,
+    Platforms,
+    add_account,
+    add_post,
+    add_sandbox_connection,
+)
 
 
 @pytest.fixture
-async def prepared(tmp_path: Path, secret_key: str, mls: Mls, platforms: Platforms) -> Path:
+async def prepared(daemon_config: DaemonConfig, mls: Mls) -> DaemonConfig:
     """A config file and a database with one listing (L-K1, active) and a Facebook page."""
-    mls[0].put("K1", "Active")
-    config = tmp_path / "config.toml"
-    write_config(config, free_port(), platforms[1])
-    async with open_runtime(load_settings(config, {}), {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
-        await add_connection(rt, mls[1])
-        await track(rt, "mls-1", ["K1"])
+    async with daemon_config.runtime() as rt:
+        await add_sandbox_connection(rt, mls, ["K1"])
         await add_account(rt, "fb-page", "facebook", "fb-token")
-    return config
-
-
-def start(config: Path, secret_key: str) -> Daemon:
-    return Daemon.start(config, load_settings(config, {}).daemon.http_port, secret_key)
+    return daemon_config
 
 
 @pytest.fixture
-async def daemon(prepared: Path, secret_key: str) -> AsyncIterator[Daemon]:
+async def daemon(prepared: DaemonConfig) -> AsyncIterator[Daemon]:
     """The daemon, ready, its first cycle done."""
-    process = start(prepared, secret_key)
+    process = prepared.start()
     try:
         await process.wait_notify("READY=1")
         await process.wait_for_run(1)
@@ -162,13 +152,13 @@ async def test_a_live_post_recorded_for_another_platform_post_is_refused_and_sti
 
 
 async def test_a_post_deleted_just_before_a_sigkill_gets_no_second_delete(
-    prepared: Path, secret_key: str, mls: Mls, platforms: Platforms
+    prepared: DaemonConfig, mls: Mls, platforms: Platforms
 ) -> None:
     """Outcomes are written in batches, so a SIGKILL can land after a post was deleted and
     before that was written. The DELETE was recorded before it went out: after the restart
     the post is read, found gone, and not sent a second DELETE."""
     sandbox = platforms[0]
-    async with open_runtime(load_settings(prepared, {}), {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+    async with prepared.runtime() as rt:
         await add_account(rt, "li-member", "linkedin", "li-token")
         sandbox.publish("linkedin", "urn:li:share:1", "li-token")
         sandbox.publish("facebook", "1093_4417", "fb-token")
@@ -177,7 +167,7 @@ async def test_a_post_deleted_just_before_a_sigkill_gets_no_second_delete(
     mls[0].set_status("K1", "Closed")
     # Facebook answers late, so LinkedIn's outcome waits in the batch, not yet written.
     sandbox.inject("facebook", Fault("slow", seconds=1.0))
-    first = start(prepared, secret_key)
+    first = prepared.start()
     try:
         with anyio.fail_after(20):
             while not sandbox.successful_deletes["urn:li:share:1"]:
@@ -186,13 +176,13 @@ async def test_a_post_deleted_just_before_a_sigkill_gets_no_second_delete(
         assert (await first.wait_exit(timeout=10))[0] == -signal.SIGKILL
     finally:
         first.stop()
-    with sqlite3.connect(prepared.parent / "state" / "daemon.db") as db:
+    with sqlite3.connect(prepared.database) as db:
         row = db.execute("SELECT status, delete_sent_at FROM social_posts WHERE id = 'p-li'")
         status, sent_at = row.fetchone()
     assert status == "published" and sent_at is not None  # deleted, not yet written
     await anyio.sleep(1.5)  # Facebook finishes the delete it was holding
 
-    second = start(prepared, secret_key)
+    second = prepared.start()
     try:
         await second.wait_notify("READY=1")
         await second.wait_for_run(2)

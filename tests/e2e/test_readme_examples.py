@@ -16,9 +16,8 @@ from pathlib import Path
 import pytest
 from anyio import run_process
 
-from daemon.sandbox.mls_server import SandboxMls
-from daemon.sandbox.platforms_server import SandboxPlatforms
-from tests.e2e.daemon_process import API_TOKEN, Daemon, free_port, write_config
+from tests.e2e.daemon_process import API_TOKEN, DaemonConfig
+from tests.helpers import Mls, Platforms
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 VENDOR_TOKEN_URL = "https://api-trestle.corelogic.com/trestle/oidc/connect/token"
@@ -86,8 +85,8 @@ def test_commands_are_read_with_their_statuses() -> None:
 async def test_the_readme_curl_examples_run_as_written(
     tmp_path: Path,
     secret_key: str,
-    mls: tuple[SandboxMls, str],
-    platforms: tuple[SandboxPlatforms, str],
+    mls: Mls,
+    platforms: Platforms,
 ) -> None:
     curl = shutil.which("curl")
     if curl is None:
@@ -95,7 +94,7 @@ async def test_the_readme_curl_examples_run_as_written(
     sandbox, mls_url = mls
     sandbox.add_client("ID", "CLIENT_SECRET")
     sandbox.put("3yd-A1001", "Active")
-    port = free_port()
+    config = DaemonConfig.write(tmp_path, platforms[1], secret_key, interval=86_400)
     token_file = tmp_path / "api-token"
     token_file.write_text(API_TOKEN + "\n")
     readme = README.read_text()
@@ -103,14 +102,13 @@ async def test_the_readme_curl_examples_run_as_written(
         assert written in readme, f"the README no longer shows {written}: update this test"
     here = (
         readme.replace("/etc/mls-sync/api-token", str(token_file))
-        .replace("127.0.0.1:8787", f"127.0.0.1:{port}")
+        .replace("127.0.0.1:8787", f"127.0.0.1:{config.port}")
         .replace(VENDOR_TOKEN_URL, f"{mls_url}/oauth/token")
         .replace(VENDOR_BASE_URL, mls_url)
     )
     blocks = curl_blocks(here)
     assert len(blocks) == 2, "the unauthenticated examples and the /v1 examples"
-    write_config(tmp_path / "config.toml", port, platforms[1], interval=86_400)
-    daemon = Daemon.start(tmp_path / "config.toml", port, secret_key)
+    daemon = config.start()
     try:
         await daemon.wait_notify("READY=1")
         await daemon.wait_for_run(1)

@@ -15,9 +15,7 @@ from daemon.sandbox.mls_server import SandboxMls
 from daemon.store import connections, leases, listings, runs
 from daemon.sync.engine import SyncRefused
 from daemon.timestamps import iso, utcnow
-from tests.helpers import add_connection, make_settings, status_of, track
-
-Mls = tuple[SandboxMls, str]
+from tests.helpers import Mls, add_connection, make_settings, status_of, track
 
 
 async def _two_connections(rt: Runtime, sandbox: SandboxMls, url: str) -> None:

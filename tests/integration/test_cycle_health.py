@@ -6,12 +6,9 @@ from __future__ import annotations
 from daemon.composition import Runtime
 from daemon.enums import ConnectionState
 from daemon.sandbox.faults import Fault
-from daemon.sandbox.mls_server import SandboxMls
 from daemon.store import connections, cycle_health
 from daemon.timestamps import iso, parse_iso, utcnow
-from tests.helpers import add_connection, add_incremental, track
-
-Mls = tuple[SandboxMls, str]
+from tests.helpers import Mls, add_connection, add_incremental, track
 
 
 async def test_a_failed_cycle_keeps_the_last_success_and_names_the_failing_connection(

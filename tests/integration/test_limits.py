@@ -9,14 +9,18 @@ from pathlib import Path
 from daemon.composition import open_runtime
 from daemon.mls.client import MLS_RATE_MARGIN, make_limiter
 from daemon.sandbox.faults import Fault
-from daemon.sandbox.mls_server import SandboxMls
 from daemon.sandbox.standalone import SHARED_TOKEN, Feeds, feed_key
 from daemon.serving import serving
 from daemon.store import connections
 from daemon.timestamps import iso, utcnow
-from tests.helpers import STATIC_TOKEN, add_connection, add_oauth_connection, make_settings, track
-
-Mls = tuple[SandboxMls, str]
+from tests.helpers import (
+    STATIC_TOKEN,
+    Mls,
+    add_connection,
+    add_oauth_connection,
+    make_settings,
+    track,
+)
 
 
 def _most_in_any_window(times: list[float], window: float) -> int:

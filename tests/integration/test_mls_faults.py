@@ -11,9 +11,7 @@ from daemon.composition import Runtime
 from daemon.sandbox.faults import Fault
 from daemon.sandbox.mls_server import SandboxMls
 from daemon.store import connections, listings, runs
-from tests.helpers import add_connection, add_oauth_connection, status_of, track
-
-Mls = tuple[SandboxMls, str]
+from tests.helpers import Mls, add_connection, add_oauth_connection, status_of, track
 
 
 async def _three_listings(rt: Runtime, sandbox: SandboxMls, url: str, **fields: object) -> None:

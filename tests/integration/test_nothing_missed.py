@@ -18,11 +18,12 @@ from starlette.routing import Route
 
 from daemon.composition import Runtime, open_runtime
 from daemon.sandbox.faults import Fault
-from daemon.sandbox.mls_server import TOP_IS_TOTAL_PATH, SandboxMls
+from daemon.sandbox.mls_server import TOP_IS_TOTAL_PATH
 from daemon.serving import serving
 from daemon.store import connections, leases
 from daemon.timestamps import iso, parse_iso
 from tests.helpers import (
+    Mls,
     add_connection,
     add_incremental,
     add_oauth_connection,
@@ -31,7 +32,6 @@ from tests.helpers import (
     track,
 )
 
-Mls = tuple[SandboxMls, str]
 KEYS = [f"N{i:02d}" for i in range(30)]
 
 

@@ -8,12 +8,10 @@ import pytest
 
 from daemon.composition import Runtime
 from daemon.sandbox.faults import Fault
-from daemon.sandbox.mls_server import SandboxMls
 from daemon.store import connections, listings
 from daemon.timestamps import parse_iso
-from tests.helpers import add_connection, add_incremental, status_of, track
+from tests.helpers import Mls, add_connection, add_incremental, status_of, track
 
-Mls = tuple[SandboxMls, str]
 KEYS = [f"Q{i:02d}" for i in range(10)]
 
 

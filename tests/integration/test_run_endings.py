@@ -15,14 +15,19 @@ import pytest
 from daemon.composition import Runtime, open_runtime
 from daemon.config import load_settings
 from daemon.sandbox.faults import Fault
-from daemon.sandbox.mls_server import SandboxMls
-from daemon.sandbox.platforms_server import SandboxPlatforms
 from daemon.store import leases, runs
 from daemon.store.records import RunRow
-from tests.e2e.daemon_process import Daemon, free_port, write_config
-from tests.helpers import add_connection, cli_sync, make_settings, status_of, track, wait_until
-
-Mls = tuple[SandboxMls, str]
+from tests.e2e.daemon_process import Daemon, DaemonConfig
+from tests.helpers import (
+    Mls,
+    Platforms,
+    add_connection,
+    cli_sync,
+    make_settings,
+    status_of,
+    track,
+    wait_until,
+)
 
 
 async def _last_run(rt: Runtime) -> RunRow:
@@ -138,7 +143,7 @@ async def test_mls_sync_sync_cut_before_its_run_began_does_not_claim_a_run(
 
 
 async def test_sigterm_stops_the_daemon_with_its_run_interrupted_and_its_lease_freed(
-    tmp_path: Path, secret_key: str, mls: Mls, platforms: tuple[SandboxPlatforms, str]
+    tmp_path: Path, secret_key: str, mls: Mls, platforms: Platforms
 ) -> None:
     """SIGTERM during a cycle whose MLS answer outlasts the shutdown grace: the daemon exits
     0 with the cycle's run recorded `interrupted` and no lease left behind."""
@@ -157,7 +162,7 @@ async def test_a_signal_while_the_daemon_stops_does_not_cut_its_stop_short(
     tmp_path: Path,
     secret_key: str,
     mls: Mls,
-    platforms: tuple[SandboxPlatforms, str],
+    platforms: Platforms,
     second: signal.Signals,
 ) -> None:
     """SIGTERM mid-cycle, then (the instant STOPPING=1 arrives) SIGHUP, SIGUSR1, SIGINT or
@@ -259,14 +264,12 @@ async def _daemon_mid_cycle(
     once its first cycle's request is out."""
     sandbox, url = mls
     sandbox.put("A", "Closed")
-    config = tmp_path / "config.toml"
-    write_config(config, free_port(), platforms_url, grace=grace)
-    settings = load_settings(config, {})
-    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+    config = DaemonConfig.write(tmp_path, platforms_url, secret_key, grace=grace)
+    async with config.runtime() as rt:
         await add_connection(rt, url)
         await track(rt, "mls-1", ["A"], status="active")
     sandbox.faults.add(Fault("slow", seconds=30, times=2))
-    daemon = Daemon.start(config, settings.daemon.http_port, secret_key)
+    daemon = config.start()
     try:
         await daemon.wait_notify("READY=1")
         await wait_until(lambda: sandbox.in_flight == 1)

@@ -5,10 +5,8 @@ from __future__ import annotations
 import httpx
 
 from daemon.composition import Runtime
-from daemon.sandbox.mls_server import SandboxMls
-from tests.helpers import STATIC_TOKEN, add_connection, status_of, track
+from tests.helpers import STATIC_TOKEN, Mls, add_connection, status_of, track
 
-Mls = tuple[SandboxMls, str]
 AUTH = {"Authorization": f"Bearer {STATIC_TOKEN}"}
 
 

@@ -12,12 +12,9 @@ import pytest
 
 from daemon.composition import open_runtime
 from daemon.sandbox.faults import Fault
-from daemon.sandbox.mls_server import SandboxMls
 from daemon.store import leases, runs
 from daemon.store.records import RunRow
-from tests.helpers import add_connection, cli_sync, make_settings, status_of, track, wait_until
-
-Mls = tuple[SandboxMls, str]
+from tests.helpers import Mls, add_connection, cli_sync, make_settings, status_of, track, wait_until
 
 
 @dataclass

@@ -1,12 +1,12 @@
-"""What the reliability tests share: a daemon config pointed at the sandbox platforms, and a
-sandbox MLS with a runtime for hypothesis examples."""
+"""What the reliability tests share beyond tests/conftest.py: a sandbox MLS with a runtime for
+hypothesis examples."""
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.from_thread
@@ -14,26 +14,11 @@ import pytest
 
 from daemon.composition import Runtime, open_runtime
 from daemon.encryption import generate_key
+from daemon.sandbox.faults import Fault
 from daemon.sandbox.mls_server import SandboxMls, build_mls_app
-from daemon.sandbox.platforms_server import SandboxPlatforms
 from daemon.serving import serving
-from tests.e2e.daemon_process import free_port, write_config
-from tests.helpers import STATIC_TOKEN, make_settings
-
-
-@dataclass(frozen=True)
-class DaemonConfig:
-    path: Path
-    port: int
-
-
-@pytest.fixture
-def daemon_config(tmp_path: Path, platforms: tuple[SandboxPlatforms, str]) -> DaemonConfig:
-    """config.toml for `mls-sync run` on a free port, sandbox off, platforms on loopback."""
-    path = tmp_path / "config.toml"
-    port = free_port()
-    write_config(path, port, platforms[1])
-    return DaemonConfig(path, port)
+from daemon.sync.engine import RunReport
+from tests.helpers import STATIC_TOKEN, add_connection, make_settings, track
 
 
 @dataclass
@@ -43,6 +28,26 @@ class World:
     mls: SandboxMls
     url: str
     ids: Iterator[int]
+
+    async def add_connection(
+        self, letter: str, keys: list[str], status: str | None = None, **fields: Any
+    ) -> tuple[str, str]:
+        """A connection of the example's own (`{letter}{n}`), tracking `keys` as the listings
+        `{LETTER}{n}-{key}`; returns its id and that prefix."""
+        n = next(self.ids)
+        cid, prefix = f"{letter}{n}", f"{letter.upper()}{n}-"
+        await add_connection(self.rt, self.url, cid, **fields)
+        await track(self.rt, cid, keys, status=status, prefix=prefix)
+        return cid, prefix
+
+    async def sync_answered_by(self, cid: str, answer: Fault) -> RunReport:
+        """Syncs `cid` while the MLS answers with `answer`, which is gone afterwards."""
+        self.mls.faults.clear()
+        self.mls.faults.add(answer)
+        try:
+            return await self.rt.engine.sync_connection(cid)
+        finally:
+            self.mls.faults.clear()
 
 
 @pytest.fixture(scope="module")

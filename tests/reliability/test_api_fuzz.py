@@ -16,22 +16,17 @@ from pathlib import Path
 
 import anyio
 
-from daemon.config import load_settings
-from daemon.sandbox.platforms_server import SandboxPlatforms
-from tests.e2e.daemon_process import API_TOKEN, Daemon, free_port, write_config
+from tests.e2e.daemon_process import API_TOKEN, DaemonConfig
 
 EXAMPLES = os.environ.get("MLS_SYNC_FUZZ_EXAMPLES", "15")
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 
 
 async def test_no_generated_request_gets_a_server_error(
-    tmp_path: Path, secret_key: str, platforms: tuple[SandboxPlatforms, str]
+    tmp_path: Path, daemon_config: DaemonConfig
 ) -> None:
-    config = tmp_path / "config.toml"
-    port = free_port()
-    write_config(config, port, platforms[1])
-    assert load_settings(config, {}).sandbox.enabled is False
-    daemon = Daemon.start(config, port, secret_key)
+    assert daemon_config.settings().sandbox.enabled is False
+    daemon = daemon_config.start()
     try:
         await daemon.wait_notify("READY=1")
         result = await anyio.to_thread.run_sync(

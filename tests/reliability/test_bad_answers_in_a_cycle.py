@@ -24,7 +24,6 @@ from daemon.models import REMOVED_STATUS, Mapped, StatusMapping
 from daemon.sandbox.faults import Fault
 from daemon.store import listings
 from daemon.sync.engine import RunReport
-from tests.helpers import add_connection, track
 from tests.reliability.conftest import World
 
 EXAMPLES = int(os.environ.get("MLS_SYNC_BAD_ANSWERS", "60"))
@@ -165,14 +164,7 @@ async def _sync_answered_by(
     """Syncs a new connection of three listings (status `initial`) whose MLS answers every
     request of the run (retries, further pages) with `answer`; returns the report and the
     prefix of the listings' ids."""
-    n = next(world.ids)
-    cid, prefix = f"c{n}", f"L{n}-"
-    await add_connection(world.rt, world.url, cid, key_filter="in", batch_size=50)
-    await track(world.rt, cid, KEYS, status=initial, prefix=prefix)
+    cid, prefix = await world.add_connection("c", KEYS, initial, key_filter="in", batch_size=50)
     served = answer.replace(json.dumps(LOOP)[1:-1], f"{world.url}/Property?$skip=0")
-    world.mls.faults.clear()
-    world.mls.faults.add(Fault("status", status=200, body=served, times=100))
-    try:
-        return await world.rt.engine.sync_connection(cid), prefix
-    finally:
-        world.mls.faults.clear()
+    answered = Fault("status", status=200, body=served, times=100)
+    return await world.sync_answered_by(cid, answered), prefix

@@ -14,21 +14,21 @@ import os
 import random
 import signal
 import sqlite3
-from pathlib import Path
 from urllib.parse import unquote
 
 import anyio
 
-from daemon.composition import open_runtime
-from daemon.config import load_settings
 from daemon.models import StatusMapping
 from daemon.sandbox.demo import check_consistency
-from daemon.sandbox.mls_server import SandboxMls
-from daemon.sandbox.platforms_server import SandboxPlatforms
 from daemon.store import listings
-from tests.e2e.daemon_process import Daemon
-from tests.helpers import add_account, add_connection, add_post, track
-from tests.reliability.conftest import DaemonConfig
+from tests.e2e.daemon_process import DaemonConfig
+from tests.helpers import (
+    Mls,
+    Platforms,
+    add_account,
+    add_post,
+    add_sandbox_connection,
+)
 
 ROUNDS = int(os.environ.get("MLS_SYNC_CRASH_ROUNDS", "5"))
 LISTINGS = int(os.environ.get("MLS_SYNC_CRASH_LISTINGS", "300"))
@@ -37,22 +37,14 @@ PLATFORMS = {"facebook": "1000_{n}", "instagram": "17{n:06d}", "linkedin": "urn:
 
 
 async def test_sigkill_at_random_moments_loses_nothing_and_does_nothing_twice(
-    tmp_path: Path,
-    secret_key: str,
-    mls: tuple[SandboxMls, str],
-    platforms: tuple[SandboxPlatforms, str],
-    daemon_config: DaemonConfig,
+    mls: Mls, platforms: Platforms, daemon_config: DaemonConfig
 ) -> None:
-    sandbox, mls_url = mls
+    sandbox = mls[0]
     state = platforms[0]
     rng = random.Random(20261124)
     keys = [f"C{n:05d}" for n in range(LISTINGS)]
-    config, port = daemon_config.path, daemon_config.port
-    async with open_runtime(load_settings(config, {}), {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
-        await add_connection(rt, mls_url, rate_per_second=20.0, batch_size=25)
-        for key in keys:
-            sandbox.put(key, "Active")
-        await track(rt, "mls-1", keys)
+    async with daemon_config.runtime() as rt:
+        await add_sandbox_connection(rt, mls, keys, rate_per_second=20.0, batch_size=25)
         for platform in PLATFORMS:
             await add_account(
                 rt,
@@ -71,7 +63,7 @@ async def test_sigkill_at_random_moments_loses_nothing_and_does_nothing_twice(
     for _ in range(ROUNDS):
         for key in rng.sample(keys, max(1, LISTINGS // 20)):
             sandbox.set_status(key, rng.choice(STATUSES))
-        daemon = Daemon.start(config, port, secret_key)
+        daemon = daemon_config.start()
         try:
             await daemon.wait_notify("READY=1")
             await anyio.sleep(rng.uniform(0.0, 1.5))
@@ -80,11 +72,11 @@ async def test_sigkill_at_random_moments_loses_nothing_and_does_nothing_twice(
             assert code == -signal.SIGKILL
         finally:
             daemon.stop()
-        with sqlite3.connect(tmp_path / "state" / "daemon.db") as db:
+        with sqlite3.connect(daemon_config.database) as db:
             running = db.execute("SELECT count(*) FROM sync_runs WHERE outcome = 'running'")
             killed_mid_cycle += int(running.fetchone()[0] > 0)
 
-    recovery = Daemon.start(config, port, secret_key)
+    recovery = daemon_config.start()
     try:
         await recovery.wait_notify("READY=1")
         with anyio.fail_after(60):
@@ -103,8 +95,8 @@ async def test_sigkill_at_random_moments_loses_nothing_and_does_nothing_twice(
     finally:
         recovery.stop()
 
-    settings = load_settings(config, {})
-    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+    settings = daemon_config.settings()
+    async with daemon_config.runtime() as rt:
         consistency = await check_consistency(
             rt.db, sandbox, state, StatusMapping.build(), settings.sync.unpublish_on
         )
@@ -121,7 +113,7 @@ async def test_sigkill_at_random_moments_loses_nothing_and_does_nothing_twice(
                 or trail[0].from_status is not None
             ):
                 broken_trails.append(row.id)
-    with sqlite3.connect(tmp_path / "state" / "daemon.db") as db:
+    with sqlite3.connect(daemon_config.database) as db:
         integrity = db.execute("PRAGMA integrity_check").fetchone()[0]
         interrupted = db.execute(
             "SELECT count(*) FROM sync_runs WHERE outcome = 'interrupted'"

@@ -23,7 +23,6 @@ from daemon.sandbox.faults import Fault
 from daemon.store import connections, listings
 from daemon.sync.engine import RunReport
 from daemon.timestamps import iso, utcnow
-from tests.helpers import add_connection, track
 from tests.reliability.conftest import World
 
 EXAMPLES = int(os.environ.get("MLS_SYNC_BAD_RECORDS", "40"))
@@ -98,19 +97,12 @@ def _answer(spoiled: str, field: str, value: Any) -> str:
 async def _sync(world: World, mode: str, answer: str) -> tuple[RunReport, str]:
     """A new connection of the three listings whose MLS answers its first request with `answer`;
     in incremental mode its full pass is already done, so the cycle reads changes."""
-    n = next(world.ids)
-    cid, prefix = f"r{n}", f"R{n}-"
-    await add_connection(world.rt, world.url, cid, mode=mode)
-    await track(world.rt, cid, sorted(GOOD), prefix=prefix)
+    cid, prefix = await world.add_connection("r", sorted(GOOD), mode=mode)
     if mode == "incremental":
         start = iso(datetime(2026, 11, 1, tzinfo=UTC))
         async with world.rt.db.transaction() as conn:
             await connections.save_cursor(conn, cid, start, start)
         await connections.mark_reconciled(world.rt.db, cid, iso(utcnow()))
-    world.mls.faults.clear()
     # The first request only: what an incremental read asks next goes to the (empty) feed.
-    world.mls.faults.add(Fault("status", status=200, body=answer, times=1))
-    try:
-        return await world.rt.engine.sync_connection(cid), prefix
-    finally:
-        world.mls.faults.clear()
+    first_answer = Fault("status", status=200, body=answer, times=1)
+    return await world.sync_answered_by(cid, first_answer), prefix

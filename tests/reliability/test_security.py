@@ -9,13 +9,9 @@ from pathlib import Path
 
 import httpx
 
-from daemon.composition import open_runtime
 from daemon.config import load_settings
-from daemon.sandbox.mls_server import SandboxMls
-from daemon.sandbox.platforms_server import SandboxPlatforms
-from tests.e2e.daemon_process import API_TOKEN, Daemon
-from tests.helpers import add_connection, track
-from tests.reliability.conftest import DaemonConfig
+from tests.e2e.daemon_process import API_TOKEN, DaemonConfig
+from tests.helpers import Mls, add_connection, track
 
 SECRETS = {
     "mls": "mls-bearer-5ecret-aa11",
@@ -27,20 +23,15 @@ SECRETS = {
 
 
 async def test_no_route_without_the_token_and_no_secret_in_any_answer_log_or_file(
-    tmp_path: Path,
-    secret_key: str,
-    mls: tuple[SandboxMls, str],
-    platforms: tuple[SandboxPlatforms, str],
-    daemon_config: DaemonConfig,
+    mls: Mls, daemon_config: DaemonConfig
 ) -> None:
     sandbox, mls_url = mls
     sandbox.static_tokens.add(SECRETS["mls"])
     sandbox.put("K1", "Closed")
-    config, port = daemon_config.path, daemon_config.port
-    async with open_runtime(load_settings(config, {}), {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+    async with daemon_config.runtime() as rt:
         await add_connection(rt, mls_url, secret=SECRETS["mls"])
         await track(rt, "mls-1", ["K1"])
-    daemon = Daemon.start(config, port, secret_key)
+    daemon = daemon_config.start()
     try:
         await daemon.wait_notify("READY=1")
         await daemon.wait_for_run(1)
@@ -131,7 +122,7 @@ async def test_no_route_without_the_token_and_no_secret_in_any_answer_log_or_fil
     finally:
         daemon.stop()
 
-    state = tmp_path / "state"
+    state = daemon_config.database.parent
     texts = "\n".join(answers) + daemon.log()
     for name, secret in SECRETS.items():
         assert secret not in texts, name

@@ -15,20 +15,20 @@ import random
 import re
 import signal
 import sqlite3
-from pathlib import Path
 
 import anyio
 
-from daemon.composition import open_runtime
-from daemon.config import load_settings
 from daemon.models import StatusMapping
 from daemon.sandbox.demo import check_consistency
 from daemon.sandbox.faults import Fault, FaultRates
-from daemon.sandbox.mls_server import SandboxMls
-from daemon.sandbox.platforms_server import SandboxPlatforms
-from tests.e2e.daemon_process import Daemon
-from tests.helpers import add_account, add_connection, add_post, track
-from tests.reliability.conftest import DaemonConfig
+from tests.e2e.daemon_process import Daemon, DaemonConfig
+from tests.helpers import (
+    Mls,
+    Platforms,
+    add_account,
+    add_post,
+    add_sandbox_connection,
+)
 
 CYCLES = int(os.environ.get("MLS_SYNC_SOAK_CYCLES", "8"))
 LISTINGS = 300
@@ -49,33 +49,21 @@ def _most_in_a_second(times: list[float]) -> int:
 
 
 async def test_the_daemon_survives_a_fault_soak_and_converges_after_it(
-    tmp_path: Path,
-    secret_key: str,
-    mls: tuple[SandboxMls, str],
-    platforms: tuple[SandboxPlatforms, str],
-    daemon_config: DaemonConfig,
+    mls: Mls, platforms: Platforms, daemon_config: DaemonConfig
 ) -> None:
-    sandbox, mls_url = mls
+    sandbox = mls[0]
     state = platforms[0]
     rng = random.Random(7)
     keys = [f"W{n:05d}" for n in range(LISTINGS)]
-    config, port = daemon_config.path, daemon_config.port
-    config.write_text(
-        config.read_text().replace(
-            "[platforms]\n", "[platforms]\nretry_initial_seconds = 0.2\nretry_max_seconds = 1\n"
-        )
-    )
-    async with open_runtime(load_settings(config, {}), {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
-        await add_connection(rt, mls_url, rate_per_second=RATE, batch_size=50)
-        for key in keys:
-            sandbox.put(key, "Active")
-        await track(rt, "mls-1", keys)
+    daemon_config.add("platforms", retry_initial_seconds=0.2, retry_max_seconds=1)
+    async with daemon_config.runtime() as rt:
+        await add_sandbox_connection(rt, mls, keys, rate_per_second=RATE, batch_size=50)
         await add_account(rt, "fb", "facebook", "fb-token")
         for n, key in enumerate(keys[::3]):
             state.publish("facebook", f"1000_{n}", "fb-token")
             await add_post(rt, f"p-{key}", f"L-{key}", "fb", f"1000_{n}")
 
-    daemon = Daemon.start(config, port, secret_key)
+    daemon = daemon_config.start()
     try:
         await daemon.wait_notify("READY=1")
         last = int((await daemon.wait_for_run(1, timeout=60))["id"])
@@ -101,10 +89,10 @@ async def test_the_daemon_survives_a_fault_soak_and_converges_after_it(
         sandbox.weather, state.weather = FaultRates(), FaultRates()
         sandbox.faults.clear()
         clean_cycles = 0
-        settings = load_settings(config, {})
+        settings = daemon_config.settings()
         for clean_cycles in range(1, 4):  # noqa: B007 - kept for the report
             last = int((await _cycle(daemon, last))["id"])  # type: ignore[call-overload]
-            async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+            async with daemon_config.runtime() as rt:
                 consistency = await check_consistency(
                     rt.db, sandbox, state, StatusMapping.build(), settings.sync.unpublish_on
                 )
@@ -115,7 +103,7 @@ async def test_the_daemon_survives_a_fault_soak_and_converges_after_it(
     finally:
         daemon.stop()
 
-    with sqlite3.connect(tmp_path / "state" / "daemon.db") as db:
+    with sqlite3.connect(daemon_config.database) as db:
         runs = db.execute("SELECT id, outcome, errors FROM sync_runs ORDER BY id").fetchall()
         recorded = dict(
             db.execute(

@@ -82,10 +82,21 @@ def test_transitions(
     assert (decision.new_status, decision.event) == (new, event)
 
 
-def test_a_removed_listing_goes_off_market_with_a_removed_event() -> None:
-    decision = decide(S.ACTIVE, Removed("K", "gone"), DEFAULT)
-    assert (decision.new_status, decision.event) == (S.OFF_MARKET, AuditEvent.REMOVED)
-    assert decide(S.OFF_MARKET, Removed("K", "gone"), DEFAULT).changes is False
+@pytest.mark.parametrize(
+    ("current", "new", "event"),
+    [
+        (S.ACTIVE, S.OFF_MARKET, AuditEvent.REMOVED),
+        (S.PENDING, S.OFF_MARKET, AuditEvent.REMOVED),
+        (S.SOLD, S.OFF_MARKET, AuditEvent.REMOVED),
+        (S.OFF_MARKET, None, None),
+        (None, S.OFF_MARKET, AuditEvent.FIRST_SEEN),  # never seen before, already gone
+    ],
+)
+def test_a_listing_the_mls_no_longer_has_goes_off_market(
+    current: S | None, new: S | None, event: AuditEvent | None
+) -> None:
+    decision = decide(current, Removed("K", "gone"), DEFAULT)
+    assert (decision.new_status, decision.event) == (new, event)
 
 
 def test_configured_entries_override_the_default_table() -> None:
@@ -120,6 +131,14 @@ def test_a_mapping_to_an_unknown_local_status_is_refused_by_name() -> None:
 def test_publishable_and_due(status: S | None, publishable: bool, due: bool) -> None:
     assert is_publishable(status) is publishable
     assert makes_posts_due(status, [S.SOLD]) is due
+
+
+@pytest.mark.parametrize(
+    ("status", "due"),
+    [(S.SOLD, True), (S.OFF_MARKET, True), (S.PENDING, False), (S.ACTIVE, False), (None, False)],
+)
+def test_posts_come_down_for_every_configured_status(status: S | None, due: bool) -> None:
+    assert makes_posts_due(status, [S.SOLD, S.OFF_MARKET]) is due
 
 
 def test_a_batch_plan_has_one_change_per_changed_listing_and_keeps_failures_apart() -> None:

@@ -42,7 +42,11 @@ def test_by_key_url_selects_only_what_the_sync_needs() -> None:
         (120, KeyFilter.IN, 50, 100_000, [50, 50, 20]),
         (3, KeyFilter.EACH, 50, 100_000, [1, 1, 1]),
         (8, KeyFilter.IN, 50, 45, [2, 2, 2, 2]),
-        (1, KeyFilter.IN, 50, 5, [1]),
+        (1, KeyFilter.IN, 50, 5, [1]),  # one key too long is still asked: the server says
+        (5, KeyFilter.IN, 50, 60, [2, 3]),  # halves, until each fits
+        (7, KeyFilter.OR, 3, 100_000, [3, 3, 1]),
+        (2, KeyFilter.EACH, 50, 5, [1, 1]),
+        (0, KeyFilter.IN, 50, 100_000, []),
     ],
 )
 def test_key_batches_respect_size_and_url_length(
