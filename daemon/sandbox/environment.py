@@ -29,7 +29,7 @@ from daemon.sandbox.mls_server import TOP_IS_TOTAL_PATH, SandboxMls, build_mls_a
 from daemon.sandbox.platforms_server import (
     SandboxPlatforms,
     build_platforms_app,
-    platform_env,
+    sandbox_urls,
 )
 from daemon.serving import serving
 from daemon.specs import AccountSpec, ConnectionSpec, ListingSpec, PostSpec
@@ -93,10 +93,7 @@ class SandboxSession:
 
     def settings_for(self, settings: Settings) -> Settings:
         """The settings with the platform URLs pointing at the sandbox platforms."""
-        update = {
-            variable.removeprefix("MLS_SYNC_PLATFORMS__").lower(): url
-            for variable, url in platform_env(self.platforms_url).items()
-        }
+        update = sandbox_urls(self.platforms_url)
         return settings.model_copy(
             update={"platforms": settings.platforms.model_copy(update=update)}
         )

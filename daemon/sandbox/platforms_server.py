@@ -295,10 +295,15 @@ SANDBOX_PATHS = {
 }
 
 
+def sandbox_urls(base_url: str) -> dict[str, str]:
+    """Each registered platform's URL settings (`graph_url`...), pointing at these sandbox
+    platforms."""
+    names = {name for entry in REGISTRY.values() for name in entry.url_settings}
+    return {name: f"{base_url}{SANDBOX_PATHS[name]}" for name in sorted(names)}
+
+
 def platform_env(base_url: str) -> dict[str, str]:
     """MLS_SYNC_PLATFORMS__* settings that point mls-sync at these sandbox platforms."""
-    url_settings = {name for entry in REGISTRY.values() for name in entry.url_settings}
     return {
-        f"MLS_SYNC_PLATFORMS__{name.upper()}": f"{base_url}{SANDBOX_PATHS[name]}"
-        for name in sorted(url_settings)
+        f"MLS_SYNC_PLATFORMS__{name.upper()}": url for name, url in sandbox_urls(base_url).items()
     }
