@@ -298,8 +298,12 @@ SANDBOX_PATHS = {
 def sandbox_urls(base_url: str) -> dict[str, str]:
     """Each registered platform's URL settings (`graph_url`...), pointing at these sandbox
     platforms."""
-    names = {name for entry in REGISTRY.values() for name in entry.url_settings}
-    return {name: f"{base_url}{SANDBOX_PATHS[name]}" for name in sorted(names)}
+    names = sorted({name for entry in REGISTRY.values() for name in entry.url_settings})
+    if missing := [name for name in names if name not in SANDBOX_PATHS]:
+        raise LookupError(
+            f"the sandbox stands in for no {', '.join(missing)}: add to SANDBOX_PATHS"
+        )
+    return {name: f"{base_url}{SANDBOX_PATHS[name]}" for name in names}
 
 
 def platform_env(base_url: str) -> dict[str, str]:
