@@ -9,7 +9,7 @@ back an `Environment` the daemon and the commands drive through this module's pr
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -24,6 +24,7 @@ from daemon.credentials import (
     sandbox_secret_key,
 )
 from daemon.encryption import SecretBox
+from daemon.platforms.registry import PLATFORM_NAMES
 from daemon.store import vault
 from daemon.store.database import Database
 from daemon.sync.access import MlsAccess
@@ -104,11 +105,12 @@ async def open_runtime(
         box = await vault.unlock(db, secret_key_text(settings, environ))
         async with (
             ServerPools(lambda: http_client(settings)) as http,
-            platform_client(settings) as facebook,
-            platform_client(settings) as instagram,
-            platform_client(settings) as linkedin,
+            AsyncExitStack() as clients,
         ):
-            platform_http = {"facebook": facebook, "instagram": instagram, "linkedin": linkedin}
+            platform_http = {
+                name: await clients.enter_async_context(platform_client(settings))
+                for name in PLATFORM_NAMES
+            }
             access = MlsAccess(http, settings.mls, box)
             unpublisher = Unpublisher(db, settings, box, platform_http, utcnow)
             engine = SyncEngine(db, settings, access, unpublisher, on_progress=on_progress)

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from daemon.models import LocalStatus, StatusMapping
+from daemon.platforms.registry import REGISTRY, RegisteredPlatformSettings
 
 ENV_PREFIX = "MLS_SYNC_"
 ENV_SEPARATOR = "__"
@@ -93,19 +94,12 @@ class MlsSettings(_Section):
         return StatusMapping.build(self.status_map, self.mls_status_map)
 
 
-class PlatformSettings(_Section):
-    """Where the social platforms are and how hard we may call them. Versions are settings,
-    not code: Meta and LinkedIn retire old ones on a schedule."""
+class PlatformSettings(_Section, RegisteredPlatformSettings):
+    """How hard we may call the social platforms. Where each platform is, its API version and
+    its rate are that platform's own settings, declared with its adapter and joined by the
+    platform registry."""
 
-    graph_url: str = "https://graph.facebook.com"
-    graph_version: str = Field(default="v25.0", pattern=r"^v[0-9]+\.[0-9]+$")
-    linkedin_api_url: str = "https://api.linkedin.com"
-    linkedin_oauth_url: str = "https://www.linkedin.com"
-    linkedin_version: str = Field(default="202510", pattern=r"^[0-9]{6}$")
     timeout_seconds: float = Field(default=20.0, gt=0, le=600)
-    facebook_rate_per_second: float = Field(default=5.0, gt=0, le=1000)
-    instagram_rate_per_second: float = Field(default=5.0, gt=0, le=1000)
-    linkedin_rate_per_second: float = Field(default=2.0, gt=0, le=1000)
     max_concurrent_per_account: int = Field(default=2, ge=1, le=64)
     max_concurrent_requests: int = Field(
         default=16,
@@ -123,15 +117,8 @@ class PlatformSettings(_Section):
     )
     retry_max_seconds: float = Field(default=6 * 3600.0, ge=0, le=7 * 86_400)
 
-    @field_validator("graph_url", "linkedin_api_url", "linkedin_oauth_url")
-    @classmethod
-    def _http_url(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
-            raise ValueError("must be an http(s) URL, like https://graph.facebook.com")
-        return v.rstrip("/")
-
     def rate_for(self, platform: str) -> float:
-        rate: float = getattr(self, f"{platform}_rate_per_second")
+        rate: float = getattr(self, REGISTRY[platform].rate_setting)
         return rate
 
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from daemon.enums import AuthKind, KeyFilter, QueryMode
 from daemon.models import LocalStatus
+from daemon.platforms.registry import PLATFORM_NAMES, REGISTRY, Platform
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 Identifier = Annotated[str, Field(pattern=ID_PATTERN)]
@@ -118,21 +119,15 @@ def explain(errors: Sequence[Mapping[str, Any]], where: str = "", values: bool =
     return "\n".join(lines)
 
 
-PLATFORMS = ("facebook", "instagram", "linkedin")
-# Matched against the whole id (re.fullmatch: a `$` would also match before a final newline)
-# and in ASCII only (`\d` would take any script's digits): the id goes into a URL as it is.
-POST_ID_PATTERNS = {
-    "facebook": (r"[0-9]+_[0-9]+", "{page-id}_{post-id}, e.g. 1093_4417"),
-    "instagram": (r"[0-9]+", "the numeric media id, e.g. 17895695668004550"),
-    "linkedin": (r"urn:li:(share|ugcPost):[!-~]+", "a post URN, e.g. urn:li:share:7012"),
-}
+# The platform choices offered (the CLI's --platform): the registry's names.
+PLATFORMS = PLATFORM_NAMES
 
 
 class AccountFields(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     user_id: str = Field(min_length=1, max_length=200)
-    platform: Literal["facebook", "instagram", "linkedin"]
+    platform: Platform
     connected_via: Literal["facebook_login", "instagram_login"] | None = None
     client_id: str | None = Field(default=None, min_length=1, max_length=500)
     access_token_expires_at: str | None = None
@@ -140,11 +135,11 @@ class AccountFields(BaseModel):
 
     @model_validator(mode="after")
     def _instagram_says_how(self) -> AccountFields:
-        if self.platform == "instagram" and self.connected_via is None:
+        if self.platform == Platform.INSTAGRAM and self.connected_via is None:
             raise ValueError(
                 "an Instagram account needs connected_via: facebook_login or instagram_login"
             )
-        if self.platform != "instagram" and self.connected_via is not None:
+        if self.platform != Platform.INSTAGRAM and self.connected_via is not None:
             raise ValueError("connected_via is only for Instagram accounts")
         return self
 
@@ -175,6 +170,6 @@ class PostSpec(PostFields):
 def check_post_id(platform: str, platform_post_id: str) -> None:
     """The id must have the shape its platform uses; raises SpecError naming the rule (not
     the id given: the API's answers never repeat input)."""
-    pattern, example = POST_ID_PATTERNS[platform]
-    if not re.fullmatch(pattern, platform_post_id):
-        raise SpecError(f"platform_post_id: not a {platform} post id ({example})")
+    rule = REGISTRY[platform].post_id
+    if not rule.matches(platform_post_id):
+        raise SpecError(f"platform_post_id: not a {platform} post id ({rule.describe()})")

@@ -26,11 +26,7 @@ STATIC_TOKEN = "test-static-token-0123456789"
 
 # Nothing listens on port 9 of loopback: a test that forgets its sandbox platforms gets
 # connection errors, never a call to the real Graph API or LinkedIn.
-LOOPBACK_ONLY = {
-    "MLS_SYNC_PLATFORMS__GRAPH_URL": "http://127.0.0.1:9/graph",
-    "MLS_SYNC_PLATFORMS__LINKEDIN_API_URL": "http://127.0.0.1:9/linkedin",
-    "MLS_SYNC_PLATFORMS__LINKEDIN_OAUTH_URL": "http://127.0.0.1:9/linkedin",
-}
+LOOPBACK_ONLY = platform_env("http://127.0.0.1:9")
 
 
 # What the `mls` and `platforms` fixtures give: a sandbox server's state and its URL.

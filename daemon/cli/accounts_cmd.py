@@ -20,7 +20,8 @@ from daemon.cli.surface import call, exists, surface
 from daemon.enums import AccountState
 from daemon.ops.accounts import AccountTokens
 from daemon.ops.queries import AccountQuery
-from daemon.specs import PLATFORMS, AccountSpec
+from daemon.platforms.registry import PLATFORM_NAMES
+from daemon.specs import AccountSpec
 
 
 @click.group()
@@ -35,7 +36,7 @@ def accounts() -> None:
 @CONFIG_OPTION
 @click.option("--id", "id_", required=True, help="Your id for this account.")
 @click.option("--user", "user_id", required=True, help="Whose account it is (your user id).")
-@click.option("--platform", type=click.Choice(PLATFORMS), required=True)
+@click.option("--platform", type=click.Choice(PLATFORM_NAMES), required=True)
 @click.option(
     "--connected-via",
     type=click.Choice(["facebook_login", "instagram_login"]),
@@ -108,7 +109,7 @@ def add(
 
 @accounts.command("list")
 @CONFIG_OPTION
-@click.option("--platform", type=click.Choice(PLATFORMS), help="Only this platform's.")
+@click.option("--platform", type=click.Choice(PLATFORM_NAMES), help="Only this platform's.")
 @click.option("--state", type=click.Choice([s.value for s in AccountState]), help="Only these.")
 @click.option("--user", "user_id", metavar="ID", help="Only this user's.")
 @list_options

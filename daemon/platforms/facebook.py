@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from daemon.platforms import graph
 from daemon.platforms.outcomes import (
     AccountCredentials,
@@ -11,6 +13,10 @@ from daemon.platforms.outcomes import (
     PostTarget,
     RetryLater,
 )
+
+
+class FacebookSettings(graph.GraphSettings):
+    facebook_rate_per_second: float = Field(default=5.0, gt=0, le=1000)
 
 
 class FacebookAdapter(graph.GraphAdapter):

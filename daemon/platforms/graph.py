@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from pydantic import BaseModel, Field
 
 from daemon.platforms.outcomes import (
     AccountCredentials,
@@ -19,6 +20,7 @@ from daemon.platforms.outcomes import (
     RetryLater,
     no_pace,
 )
+from daemon.platforms.settings import ApiUrl
 
 THROTTLED = frozenset({4, 17, 32, 613, 80001, 80002, 341})
 TRANSIENT = frozenset({1, 2})
@@ -27,6 +29,14 @@ TEMPORARILY_BLOCKED = 368
 PERMISSION = frozenset({10, *range(200, 300)})
 MISSING_OBJECT = (100, 33)
 CAROUSEL_SLIDE_SUBCODE = 2207073
+
+
+class GraphSettings(BaseModel):
+    """Where Meta's Graph API is (for Facebook and Instagram). The version is a setting, not
+    code: Meta retires old ones on a schedule."""
+
+    graph_url: ApiUrl = "https://graph.facebook.com"
+    graph_version: str = Field(default="v25.0", pattern=r"^v[0-9]+\.[0-9]+$")
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@ Facebook Login (the Instagram Login API cannot delete)."""
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from daemon.platforms import graph
 from daemon.platforms.outcomes import (
     AccountCredentials,
@@ -14,6 +16,10 @@ from daemon.platforms.outcomes import (
 )
 
 INSTAGRAM_LOGIN = "instagram_login"
+
+
+class InstagramSettings(graph.GraphSettings):
+    instagram_rate_per_second: float = Field(default=5.0, gt=0, le=1000)
 
 
 class InstagramAdapter(graph.GraphAdapter):

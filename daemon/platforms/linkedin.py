@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
 import httpx
+from pydantic import BaseModel, Field
 
 from daemon.platforms.outcomes import (
     AccountCredentials,
@@ -21,6 +22,7 @@ from daemon.platforms.outcomes import (
     RetryLater,
     no_pace,
 )
+from daemon.platforms.settings import ApiUrl
 
 # Matched by name, not number. Only an expired token is worth a refresh; REVOKED_ACCESS_TOKEN
 # and any other 401 mean the member must log in again.
@@ -28,6 +30,16 @@ EXPIRED = "EXPIRED_ACCESS_TOKEN"
 
 # Called with (account id, new access token, its lifetime in seconds) to store it encrypted.
 TokenSaver = Callable[[str, str, float | None], Awaitable[None]]
+
+
+class LinkedInSettings(BaseModel):
+    """Where LinkedIn's APIs are. The version (the LinkedIn-Version header, YYYYMM) is a
+    setting, not code: LinkedIn sunsets versions about a year after release."""
+
+    linkedin_api_url: ApiUrl = "https://api.linkedin.com"
+    linkedin_oauth_url: ApiUrl = "https://www.linkedin.com"
+    linkedin_version: str = Field(default="202510", pattern=r"^[0-9]{6}$")
+    linkedin_rate_per_second: float = Field(default=2.0, gt=0, le=1000)
 
 
 class LinkedInAdapter:

@@ -17,6 +17,7 @@ from rich.table import Table
 from daemon import logs
 from daemon.cli.common import run
 from daemon.config import Settings, load_settings
+from daemon.platforms.registry import PLATFORM_NAMES
 from daemon.sandbox.demo import Consistency, DemoStats, check_consistency, inject_faults
 from daemon.sandbox.environment import runtime_for
 
@@ -152,7 +153,7 @@ def _summary(stats: DemoStats, consistency: Consistency, duration: float) -> Tab
     table.add_row("MLS requests", str(stats.mls_requests))
     for kind, n in sorted(stats.changes.items()):
         table.add_row(f"status changes: {kind}", str(n))
-    for platform in ("facebook", "instagram", "linkedin"):
+    for platform in PLATFORM_NAMES:
         table.add_row(f"posts taken down: {platform}", str(stats.unpublished[platform]))
     for kind, n in sorted(stats.faults.items()):
         table.add_row(f"fault injected: {kind}", str(n))

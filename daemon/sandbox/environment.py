@@ -23,13 +23,13 @@ from daemon.composition import Progress, Runtime, open_runtime
 from daemon.config import SandboxSettings, Settings
 from daemon.encryption import SecretBox
 from daemon.enums import KeyFilter
+from daemon.platforms.registry import PLATFORM_NAMES, REGISTRY, Platform
 from daemon.sandbox import market
 from daemon.sandbox.mls_server import TOP_IS_TOTAL_PATH, SandboxMls, build_mls_app
 from daemon.sandbox.platforms_server import (
-    Platform,
     SandboxPlatforms,
     build_platforms_app,
-    platform_env,
+    sandbox_urls,
 )
 from daemon.serving import serving
 from daemon.specs import AccountSpec, ConnectionSpec, ListingSpec, PostSpec
@@ -51,13 +51,10 @@ FLAVOURS: list[dict[str, Any]] = [
         "server_path": TOP_IS_TOTAL_PATH,
     },
 ]
-# Each sandbox agent has one account per platform. Tokens are made up per account and stored
-# encrypted like real ones.
-PLATFORMS: list[tuple[Platform, str | None]] = [
-    ("facebook", None),
-    ("instagram", "facebook_login"),
-    ("linkedin", None),
-]
+# Each sandbox agent has one account on each platform. Tokens are made up per account and
+# stored encrypted like real ones. Instagram's is connected through Facebook Login, the way
+# whose API can delete.
+CONNECTED_VIA: dict[str, str] = {Platform.INSTAGRAM: "facebook_login"}
 POSTED_SHARE = 0.4  # the share of sandbox listings that were advertised on social media
 
 
@@ -96,12 +93,7 @@ class SandboxSession:
 
     def settings_for(self, settings: Settings) -> Settings:
         """The settings with the platform URLs pointing at the sandbox platforms."""
-        base = platform_env(self.platforms_url)
-        update = {
-            "graph_url": base["MLS_SYNC_PLATFORMS__GRAPH_URL"],
-            "linkedin_api_url": base["MLS_SYNC_PLATFORMS__LINKEDIN_API_URL"],
-            "linkedin_oauth_url": base["MLS_SYNC_PLATFORMS__LINKEDIN_OAUTH_URL"],
-        }
+        update = sandbox_urls(self.platforms_url)
         return settings.model_copy(
             update={"platforms": settings.platforms.model_copy(update=update)}
         )
@@ -133,7 +125,7 @@ class SandboxSession:
                 db, [ListingSpec(id=f"L-{k}", connection_id=cid, listing_key=k) for k in keys], now
             )
         for agent in range(self.sandbox.agents):
-            for platform, via in PLATFORMS:
+            for platform in PLATFORM_NAMES:
                 account_id = _account(agent, platform)
                 token = _token(account_id)
                 self.platforms.tokens.setdefault(token, "ok")
@@ -142,7 +134,7 @@ class SandboxSession:
                         "id": account_id,
                         "user_id": f"sandbox-agent-{agent + 1}",
                         "platform": platform,
-                        "connected_via": via,
+                        "connected_via": CONNECTED_VIA.get(platform),
                     }
                 )
                 await accounts.upsert(db, spec_a, box.encrypt(token), None, None, now)
@@ -187,7 +179,7 @@ def _publish(platforms: SandboxPlatforms, keys: list[str], agents: int, rng: ran
     for n, key in enumerate(sorted(keys)):
         if rng.random() >= POSTED_SHARE:
             continue
-        for platform, _ in PLATFORMS:
+        for platform in PLATFORM_NAMES:
             account_id = _account(n % agents, platform)
             platforms.publish(platform, _post_id(platform, n), _token(account_id), listing_key=key)
 
@@ -200,12 +192,8 @@ def _token(account_id: str) -> str:
     return f"{account_id}-token"
 
 
-def _post_id(platform: Platform, n: int) -> str:
-    return {
-        "facebook": f"1000_{n}",
-        "instagram": f"{17_000_000 + n}",
-        "linkedin": f"urn:li:share:{n}",
-    }[platform]
+def _post_id(platform: str, n: int) -> str:
+    return REGISTRY[platform].post_id.numbered(n)
 
 
 async def _record_posts(db: Database, platforms: SandboxPlatforms, now: str) -> None:

@@ -22,15 +22,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from daemon.platforms.registry import PLATFORM_NAMES, REGISTRY
 from daemon.sandbox.faults import Fault, FaultQueue, FaultRates, fault_response
 
-Platform = Literal["facebook", "instagram", "linkedin"]
 PostKind = Literal["post", "story", "carousel_slide"]
 
 
 @dataclass
 class SandboxPost:
-    platform: Platform
+    platform: str  # a registered platform's name
     id: str
     owner_token: str
     kind: PostKind = "post"
@@ -57,7 +57,7 @@ class SandboxPlatforms:
     # How long LinkedIn's token endpoint takes to answer (a test holds the database meanwhile).
     linkedin_refresh_seconds: float = 0.0
     faults: dict[str, FaultQueue] = field(
-        default_factory=lambda: {p: FaultQueue() for p in ("facebook", "instagram", "linkedin")}
+        default_factory=lambda: {p: FaultQueue() for p in PLATFORM_NAMES}
     )
     calls: list[Call] = field(default_factory=list)
     weather: FaultRates = field(default_factory=FaultRates)
@@ -68,7 +68,7 @@ class SandboxPlatforms:
 
     def publish(
         self,
-        platform: Platform,
+        platform: str,
         post_id: str,
         token: str,
         kind: PostKind = "post",
@@ -83,7 +83,7 @@ class SandboxPlatforms:
         post = self.posts.get(post_id)
         return post is not None and not post.deleted
 
-    def inject(self, platform: Platform, fault: Fault) -> None:
+    def inject(self, platform: str, fault: Fault) -> None:
         self.faults[platform].add(fault)
 
     def calls_to(self, platform: str, method: str = "DELETE") -> list[Call]:
@@ -287,10 +287,27 @@ def build_platforms_app(state: SandboxPlatforms) -> Starlette:
     )
 
 
+# Where each setting that says where a platform's API is points here (the routes above).
+SANDBOX_PATHS = {
+    "graph_url": "/graph",
+    "linkedin_api_url": "/linkedin",
+    "linkedin_oauth_url": "/linkedin",
+}
+
+
+def sandbox_urls(base_url: str) -> dict[str, str]:
+    """Each registered platform's URL settings (`graph_url`...), pointing at these sandbox
+    platforms."""
+    names = sorted({name for entry in REGISTRY.values() for name in entry.url_settings})
+    if missing := [name for name in names if name not in SANDBOX_PATHS]:
+        raise LookupError(
+            f"the sandbox stands in for no {', '.join(missing)}: add to SANDBOX_PATHS"
+        )
+    return {name: f"{base_url}{SANDBOX_PATHS[name]}" for name in names}
+
+
 def platform_env(base_url: str) -> dict[str, str]:
     """MLS_SYNC_PLATFORMS__* settings that point mls-sync at these sandbox platforms."""
     return {
-        "MLS_SYNC_PLATFORMS__GRAPH_URL": f"{base_url}/graph",
-        "MLS_SYNC_PLATFORMS__LINKEDIN_API_URL": f"{base_url}/linkedin",
-        "MLS_SYNC_PLATFORMS__LINKEDIN_OAUTH_URL": f"{base_url}/linkedin",
+        f"MLS_SYNC_PLATFORMS__{name.upper()}": url for name, url in sandbox_urls(base_url).items()
     }

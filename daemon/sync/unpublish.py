@@ -30,9 +30,6 @@ from daemon.config import Settings
 from daemon.encryption import SecretBox, SecretKeyError
 from daemon.enums import AccountState
 from daemon.mls.client import make_limiter
-from daemon.platforms.facebook import FacebookAdapter
-from daemon.platforms.instagram import InstagramAdapter
-from daemon.platforms.linkedin import LinkedInAdapter
 from daemon.platforms.outcomes import (
     AccountCredentials,
     AlreadyGone,
@@ -45,6 +42,7 @@ from daemon.platforms.outcomes import (
     RetryLater,
     retry_delay,
 )
+from daemon.platforms.registry import REGISTRY, AdapterWiring
 from daemon.store import accounts, posts, runs
 from daemon.store.database import Database
 from daemon.store.group_commit import GroupWriter
@@ -152,25 +150,15 @@ class Unpublisher:
         self.unpublish_on = settings.sync.unpublish_on
         self.box = box
         self.clock = clock
-        p = self.settings
         # A call an adapter makes after the first (Graph's read of the page after 100/33,
         # LinkedIn's DELETE again after a token refresh) waits for a rate token too.
-        facebook, instagram, linkedin = (
-            partial(self._another_call, name) for name in ("facebook", "instagram", "linkedin")
-        )
         self.adapters: dict[str, PlatformAdapter] = {
-            "facebook": FacebookAdapter(http["facebook"], p.graph_url, p.graph_version, facebook),
-            "instagram": InstagramAdapter(
-                http["instagram"], p.graph_url, p.graph_version, instagram
-            ),
-            "linkedin": LinkedInAdapter(
-                http["linkedin"],
-                p.linkedin_api_url,
-                p.linkedin_oauth_url,
-                p.linkedin_version,
-                self._save_token,
-                linkedin,
-            ),
+            name: entry.adapter(
+                AdapterWiring(
+                    http[name], self.settings, partial(self._another_call, name), self._save_token
+                )
+            )
+            for name, entry in REGISTRY.items()
         }
         self._rates: dict[str, AsyncLimiter] = {}
         self._slots: dict[str, anyio.CapacityLimiter] = {}

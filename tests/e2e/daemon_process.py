@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from daemon.composition import Runtime, open_runtime
 from daemon.config import Settings, load_settings
+from daemon.sandbox.platforms_server import sandbox_urls
 
 API_TOKEN = "e2e-api-token-8c1d"
 DATABASE = "state/daemon.db"  # relative to the config's folder
@@ -38,6 +39,7 @@ def free_port() -> int:
 def write_config(
     path: Path, port: int, platforms_url: str, interval: int = 900, grace: float = 20.0
 ) -> None:
+    urls = "\n".join(f'{name} = "{url}"' for name, url in sandbox_urls(platforms_url).items())
     path.write_text(f"""
 [database]
 path = "{DATABASE}"
@@ -49,9 +51,7 @@ backoff_initial_seconds = 0.01
 backoff_max_seconds = 0.05
 timeout_seconds = 2
 [platforms]
-graph_url = "{platforms_url}/graph"
-linkedin_api_url = "{platforms_url}/linkedin"
-linkedin_oauth_url = "{platforms_url}/linkedin"
+{urls}
 timeout_seconds = 2
 [daemon]
 http_port = {port}

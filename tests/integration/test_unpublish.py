@@ -60,7 +60,7 @@ async def _listing_with_posts(live: Live, key: str = "K1") -> None:
         token = f"{account}-token"
         if await accounts.get(live.rt.db, account) is None:
             await add_account(live.rt, account, platform, token, connected_via=via)
-        live.platforms.publish(platform, post_id, token)  # type: ignore[arg-type]
+        live.platforms.publish(platform, post_id, token)
         await add_post(live.rt, f"{platform}-{key}", f"L-{key}", account, post_id)
     await live.rt.engine.sync_all()
 

@@ -56,7 +56,7 @@ async def test_sigkill_at_random_moments_loses_nothing_and_does_nothing_twice(
         for n, key in enumerate(keys[::3]):
             for platform, pattern in PLATFORMS.items():
                 post_id = pattern.format(n=n)
-                state.publish(platform, post_id, f"{platform}-token")  # type: ignore[arg-type]
+                state.publish(platform, post_id, f"{platform}-token")
                 await add_post(rt, f"{platform}-{key}", f"L-{key}", f"acct-{platform}", post_id)
 
     killed_mid_cycle = 0
