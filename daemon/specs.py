@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from daemon.enums import AuthKind, KeyFilter, QueryMode
 from daemon.models import LocalStatus
-from daemon.platforms.registry import PLATFORM_NAMES, REGISTRY, Platform
+from daemon.platforms.registry import REGISTRY, Platform
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 Identifier = Annotated[str, Field(pattern=ID_PATTERN)]
@@ -117,10 +117,6 @@ def explain(errors: Sequence[Mapping[str, Any]], where: str = "", values: bool =
         else:
             lines.append(f"{prefix}{field}: {msg}")
     return "\n".join(lines)
-
-
-# The platform choices offered (the CLI's --platform): the registry's names.
-PLATFORMS = PLATFORM_NAMES
 
 
 class AccountFields(BaseModel):

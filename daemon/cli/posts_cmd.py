@@ -12,7 +12,8 @@ from daemon.cli.render import echo_done, echo_environment, echo_json, echo_page,
 from daemon.cli.surface import call, surface
 from daemon.enums import PostStatus
 from daemon.ops.queries import PostQuery
-from daemon.specs import PLATFORMS, PostSpec
+from daemon.platforms.registry import PLATFORM_NAMES
+from daemon.specs import PostSpec
 
 
 @click.group()
@@ -69,7 +70,7 @@ def add(
 @posts.command("list")
 @CONFIG_OPTION
 @click.option("--listing", "listing_id", metavar="ID", help="Only this listing's posts.")
-@click.option("--platform", type=click.Choice(PLATFORMS), help="Only this platform's.")
+@click.option("--platform", type=click.Choice(PLATFORM_NAMES), help="Only this platform's.")
 @click.option("--status", type=click.Choice([s.value for s in PostStatus]))
 @list_options
 @JSON_OPTION

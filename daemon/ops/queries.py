@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from daemon.enums import AccountState, ConnectionState, PostStatus
 from daemon.models import LocalStatus
+from daemon.platforms.registry import Platform
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -57,14 +58,14 @@ class ListingQuery(PageQuery):
 
 
 class AccountQuery(PageQuery):
-    platform: str | None = Field(default=None, max_length=32)
+    platform: Platform | None = None
     state: AccountState | None = None
     user_id: str | None = Field(default=None, max_length=200)
 
 
 class PostQuery(PageQuery):
     listing_id: str | None = _ID
-    platform: str | None = Field(default=None, max_length=32)
+    platform: Platform | None = None
     status: PostStatus | None = None
 
 
