@@ -23,7 +23,9 @@ from daemon.ops.pages import Page
 from daemon.ops.posts import PostOps
 from daemon.ops.runs import RunOps
 from daemon.ops.sync import SyncOps
+from daemon.ops.tokens import TokenOps
 from daemon.ops.views import View
+from daemon.scopes import Scope
 from daemon.specs import SpecError
 
 IMPORT_TYPES: dict[ImportFormat, str] = {"csv": "text/csv", "jsonl": "application/x-ndjson"}
@@ -243,6 +245,21 @@ class RemoteSync(SyncOps):
         return await self.api.view("GET", "/v1/manual-actions")
 
 
+class RemoteTokens(TokenOps):
+    def __init__(self, api: Api) -> None:
+        self.api = api
+
+    async def create(self, name: str, scope: Scope) -> tuple[View, str]:
+        made = await self.api.view("POST", "/v1/tokens", body={"name": name, "scope": scope})
+        return made, str(made.pop("token"))
+
+    async def list(self) -> list[View]:
+        return list((await self.api.view("GET", "/v1/tokens"))["items"])
+
+    async def revoke(self, name: str) -> View:
+        return await self.api.view("DELETE", f"/v1/tokens/{_id(name)}")
+
+
 class RemoteOperations(Operations):
     def __init__(self, client: httpx.AsyncClient) -> None:
         api = Api(client)
@@ -252,3 +269,4 @@ class RemoteOperations(Operations):
         self.posts = RemotePosts(api)
         self.runs = RemoteRuns(api)
         self.sync = RemoteSync(api)
+        self.tokens = RemoteTokens(api)

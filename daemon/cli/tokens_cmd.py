@@ -6,12 +6,9 @@ from pathlib import Path
 
 import click
 
-from daemon.cli.common import CONFIG_OPTION, JSON_OPTION, run, settings_from
+from daemon.cli.common import CONFIG_OPTION, JSON_OPTION
 from daemon.cli.render import echo_json, echo_table
-from daemon.composition import open_runtime
-from daemon.ops.context import OpsContext
-from daemon.ops.tokens import TokenOps
-from daemon.ops.views import View
+from daemon.cli.surface import call
 from daemon.scopes import Scope
 
 NOT_AGAIN = "This token is shown only now: store it where its user will read it."
@@ -40,13 +37,7 @@ def tokens() -> None:
 def create(config_path: Path | None, name: str, scope: str, as_json: bool) -> None:
     """Create a token and print it, once, on stdout (the note about it goes to stderr, so
     `... | install -m 0600 /dev/stdin FILE` stores the token alone)."""
-    settings = settings_from(config_path)
-
-    async def main() -> tuple[View, str]:
-        async with open_runtime(settings) as rt:
-            return await TokenOps(OpsContext(rt.db, rt.box)).create(name, Scope(scope))
-
-    made, token = run(main)
+    made, token = call(config_path, lambda ops: ops.tokens.create(name, Scope(scope)))
     if as_json:
         echo_json({**made, "token": token})
     else:
@@ -59,13 +50,7 @@ def create(config_path: Path | None, name: str, scope: str, as_json: bool) -> No
 @JSON_OPTION
 def list_(config_path: Path | None, as_json: bool) -> None:
     """List the tokens: name, scope, when created, last used (to the minute) and revoked."""
-    settings = settings_from(config_path)
-
-    async def main() -> list[View]:
-        async with open_runtime(settings) as rt:
-            return await TokenOps(OpsContext(rt.db, rt.box)).list()
-
-    found = run(main)
+    found = call(config_path, lambda ops: ops.tokens.list())
     if as_json:
         echo_json(found)
     else:
@@ -77,11 +62,5 @@ def list_(config_path: Path | None, as_json: bool) -> None:
 @click.argument("name")
 def revoke(config_path: Path | None, name: str) -> None:
     """Revoke a token: from the next request on, the API refuses it. Its name stays taken."""
-    settings = settings_from(config_path)
-
-    async def main() -> View:
-        async with open_runtime(settings) as rt:
-            return await TokenOps(OpsContext(rt.db, rt.box)).revoke(name)
-
-    run(main)
+    call(config_path, lambda ops: ops.tokens.revoke(name))
     click.echo(f"token {name} revoked")

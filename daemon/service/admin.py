@@ -13,7 +13,7 @@ from typing import Annotated, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from daemon.errors import Unavailable
 from daemon.ops import queries
@@ -23,6 +23,7 @@ from daemon.ops.imports import ImportFormat
 from daemon.ops.manager import Operations
 from daemon.ops.pages import Page
 from daemon.ops.views import View
+from daemon.scopes import Scope
 from daemon.service.auth import Admin, Caller, Reader, Writer, service_state
 from daemon.service.problems import PROBLEM_RESPONSES, UnsupportedBody, problem_responses
 from daemon.service.state import ServiceState
@@ -44,6 +45,13 @@ Force = Annotated[bool, Query(description="also when live posts would be forgott
 
 class ConnectionBody(ConnectionFields):
     secret: SecretStr | None = None  # bearer token or client secret; write-only
+
+
+class TokenBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)
+    scope: Scope
 
 
 class AccountBody(AccountFields):
@@ -337,6 +345,28 @@ def admin_routes(state: ServiceState) -> APIRouter:
     )
     async def removed_by_hand(post_id: str, ops: WriteOps) -> View:
         return await ops.posts.removed_by_hand(post_id)
+
+    # -- API tokens ------------------------------------------------------------------------
+
+    @router.get("/tokens", summary="The API tokens (never the tokens themselves)")
+    async def list_tokens(ops: AdminOps) -> View:
+        return {"items": await ops.tokens.list()}
+
+    @router.post(
+        "/tokens",
+        status_code=201,
+        summary="Create a named token with a scope: the answer shows it, once",
+        responses=problem_responses(409, 422),
+    )
+    async def create_token(body: TokenBody, ops: AdminOps) -> View:
+        made, token = await ops.tokens.create(body.name, body.scope)
+        return {**made, "token": token}
+
+    @router.delete(
+        "/tokens/{name}", summary="Revoke a token", responses=problem_responses(404, 409)
+    )
+    async def revoke_token(name: str, ops: AdminOps) -> View:
+        return await ops.tokens.revoke(name)
 
     # -- history and what needs a person -------------------------------------------------------
 

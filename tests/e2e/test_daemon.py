@@ -256,7 +256,7 @@ async def test_sigterm_during_a_cycle_exits_0_within_the_grace_and_a_restart_los
     assert run["outcome"] == "ok"
     listing = (await again.call("GET", "/v1/listings/L-K1")).json()
     assert listing["status"] == "sold"
-    runs = (await again.call("GET", "/v1/runs")).json()
+    runs = (await again.call("GET", "/v1/runs")).json()["items"]
     assert runs[-1]["outcome"] == "interrupted"  # the killed cycle, marked on restart
 
 
