@@ -97,6 +97,9 @@ async def test_the_readme_curl_examples_run_as_written(
     config = DaemonConfig.write(tmp_path, platforms[1], secret_key, interval=86_400)
     token_file = tmp_path / "api-token"
     token_file.write_text(API_TOKEN + "\n")
+    (tmp_path / "listings.csv").write_text(  # what the import example sends
+        "id,connection_id,listing_key\nL-1002,trestle,3yd-A1002\nL-1003,trestle,3yd-A1003\n"
+    )
     readme = README.read_text()
     for written in ("/etc/mls-sync/api-token", "127.0.0.1:8787", VENDOR_TOKEN_URL, VENDOR_BASE_URL):
         assert written in readme, f"the README no longer shows {written}: update this test"
