@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
 from daemon.cli.common import (
     CONFIG_OPTION,
     JSON_OPTION,
-    list_options,
-    run,
+    choice_of,
+    record_command,
     secret_from,
     spec_or_fail,
 )
-from daemon.cli.render import echo_done, echo_json, echo_page, echo_view
-from daemon.cli.surface import call, exists, surface
+from daemon.cli.generic import list_command_for, show_command_for
+from daemon.cli.render import echo_done
+from daemon.cli.surface import call, echo_saved, given_or_asked
 from daemon.enums import AccountState
 from daemon.ops.accounts import AccountTokens
+from daemon.ops.manager import Operations
 from daemon.ops.queries import AccountQuery
+from daemon.ops.views import View
 from daemon.platforms.registry import PLATFORM_NAMES
 from daemon.specs import AccountSpec
+
+LIST_COLUMNS = ["id", "user_id", "platform", "connected_via", "state", "last_error"]
 
 
 @click.group()
@@ -84,57 +88,40 @@ def add(
     }
     fields = {k: v for k, v in given.items() if v is not None}
     spec_or_fail(AccountSpec, {**fields, "id": id_})  # before anything opens or is asked
-    where = surface(config_path)
 
-    async def main() -> tuple[dict[str, Any], bool]:
-        async with where.open() as (ops, _):
-            token = None
-            if token_env or token_file:
-                token = secret_from(token_env, token_file, "access token", required=True)
-            elif not await exists(ops.accounts.get, id_):
-                token = secret_from(None, None, "access token", required=True)
-            tokens = AccountTokens(
-                token,
-                secret_from(refresh_token_env, None, "refresh token", required=False),
-                secret_from(client_secret_env, None, "client secret", required=False),
-            )
-            return await ops.accounts.put(id_, fields, tokens)
+    async def put(ops: Operations) -> tuple[View, bool]:
+        tokens = AccountTokens(
+            await given_or_asked(ops.accounts.get, id_, token_env, token_file, "access token"),
+            secret_from(refresh_token_env, None, "refresh token", required=False),
+            secret_from(client_secret_env, None, "client secret", required=False),
+        )
+        return await ops.accounts.put(id_, fields, tokens)
 
-    view, created = run(main)
-    if as_json:
-        echo_json({**view, "created": created})
-    else:
-        click.echo(f"account {id_} {'added' if created else 'updated'}")
+    echo_saved("account", id_, call(config_path, put), as_json)
 
 
-@accounts.command("list")
-@CONFIG_OPTION
-@click.option("--platform", type=click.Choice(PLATFORM_NAMES), help="Only this platform's.")
-@click.option("--state", type=click.Choice([s.value for s in AccountState]), help="Only these.")
-@click.option("--user", "user_id", metavar="ID", help="Only this user's.")
-@list_options
-@JSON_OPTION
-def list_(config_path: Path | None, as_json: bool, **given: Any) -> None:
-    """List accounts and their state (active, needs_reauth, disabled)."""
-    query = spec_or_fail(AccountQuery, given)
-    page = call(config_path, lambda ops: ops.accounts.list(query))
-    columns = ["id", "user_id", "platform", "connected_via", "state", "last_error"]
-    echo_page(page, columns, as_json, "mls-sync accounts list")
+list_command_for(
+    accounts,
+    AccountQuery,
+    lambda ops, query: ops.accounts.list(query),
+    LIST_COLUMNS,
+    "List accounts and their state (active, needs_reauth, disabled).",
+    click.option("--platform", type=click.Choice(PLATFORM_NAMES), help="Only this platform's."),
+    click.option("--state", type=choice_of(AccountState), help="Only these."),
+    click.option("--user", "user_id", metavar="ID", help="Only this user's."),
+)
 
 
-@accounts.command("show")
-@CONFIG_OPTION
-@click.argument("account_id", metavar="ID")
-@JSON_OPTION
-def show(config_path: Path | None, account_id: str, as_json: bool) -> None:
-    """Show one account (its tokens are never shown)."""
-    echo_view(call(config_path, lambda ops: ops.accounts.get(account_id)), as_json)
+show_command_for(
+    accounts,
+    "account_id",
+    lambda ops, account_id: ops.accounts.get(account_id),
+    "Show one account (its tokens are never shown).",
+)
 
 
 @accounts.command("remove")
-@CONFIG_OPTION
-@click.argument("account_id", metavar="ID")
-@JSON_OPTION
+@record_command("account_id")
 def remove(config_path: Path | None, account_id: str, as_json: bool) -> None:
     """Remove an account and its tokens (refused while posts still refer to it)."""
     removed = call(config_path, lambda ops: ops.accounts.remove(account_id))

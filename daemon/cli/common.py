@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -62,6 +63,22 @@ def record_command(id_name: str) -> Callable[[FC], FC]:
         return CONFIG_OPTION(click.argument(id_name, metavar="ID")(JSON_OPTION(command)))
 
     return options
+
+
+def removal_command(id_name: str, force_help: str) -> Callable[[FC], FC]:
+    """A command that removes one record: --config, its ID, --force (with what it drops),
+    --json."""
+
+    def options(command: FC) -> FC:
+        force = click.option("--force", is_flag=True, help=force_help)
+        return record_command(id_name)(force(command))
+
+    return options
+
+
+def choice_of(values: type[StrEnum]) -> click.Choice[str]:
+    """The values of an enum, as a click choice."""
+    return click.Choice([v.value for v in values])
 
 
 def list_command(command: FC) -> FC:
@@ -165,18 +182,24 @@ def secret_from(env_name: str | None, file: Path | None, prompt: str, required: 
             fail(f"--secret-env {env_name}: that environment variable is empty or unset", EX_USAGE)
         return value
     if file:
-        try:
-            value = file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            fail(f"--secret-file {file}: {exc.strerror}", EX_USAGE)
-        if not value:
-            fail(f"--secret-file {file}: the file is empty", EX_USAGE)
-        return value
+        return secret_file(file, "--secret-file")
     if not required:
         return None
     if sys.stdin.isatty():
         return str(click.prompt(prompt, hide_input=True))
     fail(f"{prompt} is required: pass --secret-env NAME or --secret-file PATH", EX_USAGE)
+
+
+def secret_file(path: Path, option: str) -> str:
+    """A secret kept in a file (its surrounding whitespace dropped); exits 2 naming the
+    option when the file cannot be read or is empty."""
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        fail(f"{option} {path}: {exc.strerror}", EX_USAGE)
+    if not value:
+        fail(f"{option} {path}: the file is empty", EX_USAGE)
+    return value
 
 
 def spec_or_fail(model: type[SpecT], data: dict[str, object], where: str = "") -> SpecT:

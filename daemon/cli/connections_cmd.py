@@ -10,16 +10,20 @@ import click
 from daemon.cli.common import (
     CONFIG_OPTION,
     JSON_OPTION,
-    list_options,
-    run,
-    secret_from,
+    choice_of,
+    record_command,
     spec_or_fail,
 )
-from daemon.cli.render import echo_done, echo_json, echo_page, echo_view
-from daemon.cli.surface import call, exists, surface
+from daemon.cli.generic import list_command_for, show_command_for
+from daemon.cli.render import echo_done
+from daemon.cli.surface import call, echo_saved, given_or_asked
 from daemon.enums import AuthKind, ConnectionState, KeyFilter, QueryMode
+from daemon.ops.manager import Operations
 from daemon.ops.queries import ConnectionQuery
+from daemon.ops.views import View
 from daemon.specs import ConnectionSpec
+
+LIST_COLUMNS = ["id", "name", "mode", "state", "last_synced_at", "last_error"]
 
 
 @click.group()
@@ -41,7 +45,7 @@ def connections() -> None:
 @click.option(
     "--auth",
     "auth_kind",
-    type=click.Choice([a.value for a in AuthKind]),
+    type=choice_of(AuthKind),
     default=AuthKind.BEARER.value,
     show_default=True,
     help="A static bearer token, or OAuth2 client credentials.",
@@ -61,14 +65,14 @@ def connections() -> None:
 )
 @click.option(
     "--mode",
-    type=click.Choice([m.value for m in QueryMode]),
+    type=choice_of(QueryMode),
     default=QueryMode.BY_KEY.value,
     show_default=True,
     help="Ask for every tracked key, or for what changed since last time.",
 )
 @click.option(
     "--key-filter",
-    type=click.Choice([k.value for k in KeyFilter]),
+    type=choice_of(KeyFilter),
     default=KeyFilter.IN.value,
     show_default=True,
     help="How the server accepts a set of keys: `in`, an `or`-chain, "
@@ -122,52 +126,35 @@ def add(
     """
     given = {k: v for k, v in fields.items() if v is not None}
     spec_or_fail(ConnectionSpec, {**given, "id": id_})  # before anything opens or is asked
-    where = surface(config_path)
+    what = "bearer token / client secret"
 
-    async def main() -> tuple[dict[str, Any], bool]:
-        async with where.open() as (ops, _):
-            secret = None
-            if secret_env or secret_file:
-                secret = secret_from(secret_env, secret_file, "credential", required=True)
-            elif not await exists(ops.connections.get, id_):
-                secret = secret_from(None, None, "bearer token / client secret", required=True)
-            return await ops.connections.put(id_, given, secret)
+    async def put(ops: Operations) -> tuple[View, bool]:
+        secret = await given_or_asked(ops.connections.get, id_, secret_env, secret_file, what)
+        return await ops.connections.put(id_, given, secret)
 
-    view, created = run(main)
-    if as_json:
-        echo_json({**view, "created": created})
-    else:
-        click.echo(f"connection {id_} {'added' if created else 'updated'}")
+    echo_saved("connection", id_, call(config_path, put), as_json)
 
 
-@connections.command("list")
-@CONFIG_OPTION
-@click.option(
-    "--state", type=click.Choice([s.value for s in ConnectionState]), help="Only in this state."
+list_command_for(
+    connections,
+    ConnectionQuery,
+    lambda ops, query: ops.connections.list(query),
+    LIST_COLUMNS,
+    "List connections with their state and last sync.",
+    click.option("--state", type=choice_of(ConnectionState), help="Only in this state."),
 )
-@list_options
-@JSON_OPTION
-def list_(config_path: Path | None, as_json: bool, **given: Any) -> None:
-    """List connections with their state and last sync."""
-    query = spec_or_fail(ConnectionQuery, given)
-    page = call(config_path, lambda ops: ops.connections.list(query))
-    columns = ["id", "name", "mode", "state", "last_synced_at", "last_error"]
-    echo_page(page, columns, as_json, "mls-sync connections list")
 
 
-@connections.command("show")
-@CONFIG_OPTION
-@click.argument("connection_id", metavar="ID")
-@JSON_OPTION
-def show(config_path: Path | None, connection_id: str, as_json: bool) -> None:
-    """Show one connection (its credential is never shown)."""
-    echo_view(call(config_path, lambda ops: ops.connections.get(connection_id)), as_json)
+show_command_for(
+    connections,
+    "connection_id",
+    lambda ops, connection_id: ops.connections.get(connection_id),
+    "Show one connection (its credential is never shown).",
+)
 
 
 @connections.command("pause")
-@CONFIG_OPTION
-@click.argument("connection_id", metavar="ID")
-@JSON_OPTION
+@record_command("connection_id")
 def pause(config_path: Path | None, connection_id: str, as_json: bool) -> None:
     """Stop syncing a connection until it is resumed (selective sync)."""
     paused = call(config_path, lambda ops: ops.connections.pause(connection_id))
@@ -175,9 +162,7 @@ def pause(config_path: Path | None, connection_id: str, as_json: bool) -> None:
 
 
 @connections.command("resume")
-@CONFIG_OPTION
-@click.argument("connection_id", metavar="ID")
-@JSON_OPTION
+@record_command("connection_id")
 def resume(config_path: Path | None, connection_id: str, as_json: bool) -> None:
     """Sync a paused connection again from the next cycle."""
     resumed = call(config_path, lambda ops: ops.connections.resume(connection_id))

@@ -12,10 +12,13 @@ from daemon.cli.common import (
     EX_DATAERR,
     JSON_OPTION,
     fail,
-    list_options,
+    list_command,
+    record_command,
+    removal_command,
     run,
     spec_or_fail,
 )
+from daemon.cli.generic import list_command_for
 from daemon.cli.render import echo_done, echo_json, echo_page, echo_record, echo_table
 from daemon.cli.surface import call, surface
 from daemon.models import LocalStatus
@@ -128,27 +131,23 @@ def import_(config_path: Path | None, file: Path, form: str | None, as_json: boo
     )
 
 
-@listings.command("list")
-@CONFIG_OPTION
-@click.option("--connection", "connection_id", metavar="ID", help="Only this connection's.")
-@click.option("--status", type=click.Choice([*STATUS_CHOICES, "unknown"]), help="Only this status.")
-@click.option("--excluded/--included", default=None, help="Only excluded, or only included ones.")
-@click.option(
-    "--key-contains", "q", metavar="TEXT", help="Only those whose ListingKey contains TEXT."
+list_command_for(
+    listings,
+    ListingQuery,
+    lambda ops, query: ops.listings.list(query),
+    LIST_COLUMNS,
+    "List tracked listings with their local and MLS status, in id order.",
+    click.option("--connection", "connection_id", metavar="ID", help="Only this connection's."),
+    click.option(
+        "--status", type=click.Choice([*STATUS_CHOICES, "unknown"]), help="Only this status."
+    ),
+    click.option("--excluded/--included", default=None, help="Only excluded, or only included."),
+    click.option("--key-contains", "q", metavar="TEXT", help="Only ListingKeys containing TEXT."),
 )
-@list_options
-@JSON_OPTION
-def list_(config_path: Path | None, as_json: bool, **given: Any) -> None:
-    """List tracked listings with their local and MLS status, in id order."""
-    query = spec_or_fail(ListingQuery, given)
-    page = call(config_path, lambda ops: ops.listings.list(query))
-    echo_page(page, LIST_COLUMNS, as_json, "mls-sync listings list")
 
 
 @listings.command("show")
-@CONFIG_OPTION
-@click.argument("listing_id", metavar="ID")
-@JSON_OPTION
+@record_command("listing_id")
 def show(config_path: Path | None, listing_id: str, as_json: bool) -> None:
     """Show a listing and its audit trail (every status change, with the MLS values; the
     first 100: `listings history ID` pages through all)."""
@@ -162,10 +161,8 @@ def show(config_path: Path | None, listing_id: str, as_json: bool) -> None:
 
 
 @listings.command("history")
-@CONFIG_OPTION
+@list_command
 @click.argument("listing_id", metavar="ID")
-@list_options
-@JSON_OPTION
 def history(config_path: Path | None, listing_id: str, as_json: bool, **given: Any) -> None:
     """A listing's whole audit trail, oldest first, a page at a time."""
     query = spec_or_fail(PageQuery, given)
@@ -180,33 +177,25 @@ def _set_excluded(config_path: Path | None, listing_id: str, excluded: bool, as_
 
 
 @listings.command("exclude")
-@CONFIG_OPTION
-@click.argument("listing_id", metavar="ID")
-@JSON_OPTION
+@record_command("listing_id")
 def exclude(config_path: Path | None, listing_id: str, as_json: bool) -> None:
     """Leave a listing out of every sync until it is included again (selective sync)."""
     _set_excluded(config_path, listing_id, True, as_json)
 
 
 @listings.command("include")
-@CONFIG_OPTION
-@click.argument("listing_id", metavar="ID")
-@JSON_OPTION
+@record_command("listing_id")
 def include(config_path: Path | None, listing_id: str, as_json: bool) -> None:
     """Sync an excluded listing again from the next cycle."""
     _set_excluded(config_path, listing_id, False, as_json)
 
 
 @listings.command("remove")
-@CONFIG_OPTION
-@click.argument("listing_id", metavar="ID")
-@click.option(
-    "--force",
-    is_flag=True,
-    help="Also when posts of the listing are still live: their records are dropped, and "
+@removal_command(
+    "listing_id",
+    "Also when posts of the listing are still live: their records are dropped, and "
     "nothing takes them down any more.",
 )
-@JSON_OPTION
 def remove(config_path: Path | None, listing_id: str, force: bool, as_json: bool) -> None:
     """Stop tracking a listing (its audit trail is kept)."""
     removed = call(config_path, lambda ops: ops.listings.remove(listing_id, force=force))

@@ -7,13 +7,34 @@ from typing import Any
 
 import click
 
-from daemon.cli.common import CONFIG_OPTION, JSON_OPTION, list_options, run, spec_or_fail
-from daemon.cli.render import echo_done, echo_environment, echo_json, echo_page, echo_view
+from daemon.cli.common import (
+    CONFIG_OPTION,
+    JSON_OPTION,
+    choice_of,
+    record_command,
+    removal_command,
+    run,
+    spec_or_fail,
+)
+from daemon.cli.generic import list_command_for, show_command_for
+from daemon.cli.render import echo_done, echo_environment, echo_json
 from daemon.cli.surface import call, surface
 from daemon.enums import PostStatus
 from daemon.ops.queries import PostQuery
 from daemon.platforms.registry import PLATFORM_NAMES
 from daemon.specs import PostSpec
+
+LIST_COLUMNS = [
+    "id",
+    "listing_id",
+    "platform",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "note",
+    "last_error",
+    "link",
+]
 
 
 @click.group()
@@ -67,46 +88,28 @@ def add(
     echo_done(view, as_json, f"post {post_id} recorded as published")
 
 
-@posts.command("list")
-@CONFIG_OPTION
-@click.option("--listing", "listing_id", metavar="ID", help="Only this listing's posts.")
-@click.option("--platform", type=click.Choice(PLATFORM_NAMES), help="Only this platform's.")
-@click.option("--status", type=click.Choice([s.value for s in PostStatus]))
-@list_options
-@JSON_OPTION
-def list_(config_path: Path | None, as_json: bool, **given: Any) -> None:
-    """List posts; `--status manual_required` is the list of posts to remove by hand."""
-    query = spec_or_fail(PostQuery, given)
-    page = call(config_path, lambda ops: ops.posts.list(query))
-    echo_page(page, LIST_COLUMNS, as_json, "mls-sync posts list")
+list_command_for(
+    posts,
+    PostQuery,
+    lambda ops, query: ops.posts.list(query),
+    LIST_COLUMNS,
+    "List posts; `--status manual_required` is the list of posts to remove by hand.",
+    click.option("--listing", "listing_id", metavar="ID", help="Only this listing's posts."),
+    click.option("--platform", type=click.Choice(PLATFORM_NAMES), help="Only this platform's."),
+    click.option("--status", type=choice_of(PostStatus)),
+)
 
 
-LIST_COLUMNS = [
-    "id",
-    "listing_id",
-    "platform",
-    "status",
-    "attempts",
-    "next_attempt_at",
-    "note",
-    "last_error",
-    "link",
-]
-
-
-@posts.command("show")
-@CONFIG_OPTION
-@click.argument("post_id", metavar="ID")
-@JSON_OPTION
-def show(config_path: Path | None, post_id: str, as_json: bool) -> None:
-    """Show one post with its attempts, last error and next attempt time."""
-    echo_view(call(config_path, lambda ops: ops.posts.get(post_id)), as_json)
+show_command_for(
+    posts,
+    "post_id",
+    lambda ops, post_id: ops.posts.get(post_id),
+    "Show one post with its attempts, last error and next attempt time.",
+)
 
 
 @posts.command("removed-by-hand")
-@CONFIG_OPTION
-@click.argument("post_id", metavar="ID")
-@JSON_OPTION
+@record_command("post_id")
 def removed_by_hand(config_path: Path | None, post_id: str, as_json: bool) -> None:
     """Say that a person took the post down on its platform (a manual_required post, once
     done): it is unpublished from now on."""
@@ -115,14 +118,10 @@ def removed_by_hand(config_path: Path | None, post_id: str, as_json: bool) -> No
 
 
 @posts.command("forget")
-@CONFIG_OPTION
-@click.argument("post_id", metavar="ID")
-@click.option(
-    "--force",
-    is_flag=True,
-    help="Also when the post is live: nothing will take it down or list it for a person.",
+@removal_command(
+    "post_id",
+    "Also when the post is live: nothing will take it down or list it for a person.",
 )
-@JSON_OPTION
 def forget(config_path: Path | None, post_id: str, force: bool, as_json: bool) -> None:
     """Drop a post's record (refused while it is live, unless --force)."""
     done = call(config_path, lambda ops: ops.posts.forget(post_id, force=force))

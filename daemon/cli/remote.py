@@ -101,14 +101,18 @@ def _refusal(answer: httpx.Response) -> Exception:
     return Unavailable(f"the daemon answered {status}: {detail}")
 
 
+class Remote:
+    """A topic of operations that asks the daemon (the first base of each remote topic)."""
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+
+
 def _id(value: str) -> str:
     return quote(value, safe="")
 
 
-class RemoteConnections(ConnectionOps):
-    def __init__(self, api: Api) -> None:
-        self.api = api
-
+class RemoteConnections(Remote, ConnectionOps):
     async def list(self, query: queries.ConnectionQuery) -> Page:
         return await self.api.page("/v1/mls-connections", query)
 
@@ -137,10 +141,7 @@ class RemoteConnections(ConnectionOps):
         return await self.api.view("DELETE", path, params=params)
 
 
-class RemoteListings(ListingOps):
-    def __init__(self, api: Api) -> None:
-        self.api = api
-
+class RemoteListings(Remote, ListingOps):
     async def list(self, query: queries.ListingQuery) -> Page:
         return await self.api.page("/v1/listings", query)
 
@@ -173,10 +174,7 @@ class RemoteListings(ListingOps):
         return await self.api.view("POST", f"/v1/listings/{_id(listing_id)}/unpublish")
 
 
-class RemoteAccounts(AccountOps):
-    def __init__(self, api: Api) -> None:
-        self.api = api
-
+class RemoteAccounts(Remote, AccountOps):
     async def list(self, query: queries.AccountQuery) -> Page:
         return await self.api.page("/v1/platform-accounts", query)
 
@@ -195,10 +193,7 @@ class RemoteAccounts(AccountOps):
         return await self.api.view("DELETE", f"/v1/platform-accounts/{_id(account_id)}")
 
 
-class RemotePosts(PostOps):
-    def __init__(self, api: Api) -> None:
-        self.api = api
-
+class RemotePosts(Remote, PostOps):
     async def list(self, query: queries.PostQuery) -> Page:
         return await self.api.page("/v1/posts", query)
 
@@ -217,10 +212,7 @@ class RemotePosts(PostOps):
         return await self.api.view("POST", f"/v1/posts/{_id(post_id)}/removed-by-hand")
 
 
-class RemoteRuns(RunOps):
-    def __init__(self, api: Api) -> None:
-        self.api = api
-
+class RemoteRuns(Remote, RunOps):
     async def list(self, query: queries.RunQuery) -> Page:
         return await self.api.page("/v1/runs", query)
 
@@ -231,10 +223,7 @@ class RemoteRuns(RunOps):
         return await self.api.page(f"/v1/runs/{run_id}/errors", query)
 
 
-class RemoteSync(SyncOps):
-    def __init__(self, api: Api) -> None:
-        self.api = api
-
+class RemoteSync(Remote, SyncOps):
     async def everything(self, trigger: str) -> View:
         return await self.api.view("POST", "/v1/sync")
 
@@ -245,10 +234,7 @@ class RemoteSync(SyncOps):
         return await self.api.view("GET", "/v1/manual-actions")
 
 
-class RemoteTokens(TokenOps):
-    def __init__(self, api: Api) -> None:
-        self.api = api
-
+class RemoteTokens(Remote, TokenOps):
     async def create(self, name: str, scope: Scope) -> tuple[View, str]:
         made = await self.api.view("POST", "/v1/tokens", body={"name": name, "scope": scope})
         return made, str(made.pop("token"))
@@ -260,13 +246,15 @@ class RemoteTokens(TokenOps):
         return await self.api.view("DELETE", f"/v1/tokens/{_id(name)}")
 
 
-class RemoteOperations(Operations):
-    def __init__(self, client: httpx.AsyncClient) -> None:
-        api = Api(client)
-        self.connections = RemoteConnections(api)
-        self.listings = RemoteListings(api)
-        self.accounts = RemoteAccounts(api)
-        self.posts = RemotePosts(api)
-        self.runs = RemoteRuns(api)
-        self.sync = RemoteSync(api)
-        self.tokens = RemoteTokens(api)
+def remote_operations(client: httpx.AsyncClient) -> Operations:
+    """The operations of the daemon `client` talks to."""
+    api = Api(client)
+    return Operations(
+        RemoteConnections(api),
+        RemoteListings(api),
+        RemoteAccounts(api),
+        RemotePosts(api),
+        RemoteRuns(api),
+        RemoteSync(api),
+        RemoteTokens(api),
+    )

@@ -15,8 +15,9 @@ from typing import TypeVar
 import click
 import httpx
 
-from daemon.cli.common import EX_USAGE, fail, run, settings_from
-from daemon.cli.remote import RemoteOperations
+from daemon.cli.common import EX_USAGE, fail, run, secret_file, secret_from, settings_from
+from daemon.cli.remote import remote_operations
+from daemon.cli.render import echo_json
 from daemon.cli.wiring import opener
 from daemon.composition import Environment, Progress, production
 from daemon.config import Settings
@@ -24,6 +25,7 @@ from daemon.credentials import API_TOKEN_ENV
 from daemon.errors import NotFound
 from daemon.ops.context import OpsContext
 from daemon.ops.manager import Operations
+from daemon.ops.views import View
 
 T = TypeVar("T")
 
@@ -48,7 +50,10 @@ class Surface:
 
     @asynccontextmanager
     async def open(
-        self, engine: bool = False, on_progress: Progress = lambda cid, done, total: None
+        self,
+        engine: bool = False,
+        on_progress: Progress = lambda cid, done, total: None,
+        on_run_recorded: Callable[[int], None] = lambda run_id: None,
     ) -> AsyncIterator[tuple[Operations, Environment | None]]:
         """The operations. `engine`: the command syncs or unpublishes here, so a local one
         opens the runtime as the entry point wires it (inside the sandbox when enabled)."""
@@ -60,13 +65,14 @@ class Surface:
                 trust_env=False,
                 follow_redirects=False,
             ) as client:
-                yield RemoteOperations(client), None
+                yield remote_operations(client), None
             return
         assert self.settings is not None
         open_with = opener() if engine else production
         async with open_with(self.settings, on_progress) as (rt, environment):
+            rt.engine.on_run_recorded = on_run_recorded
             ctx = OpsContext(rt.db, rt.box, rt.engine, actor=f"cli:{_user()}")
-            yield Operations(ctx), environment
+            yield Operations.on(ctx), environment
 
 
 def surface(config_path: Path | None, verbose: bool = False) -> Surface:
@@ -82,13 +88,7 @@ def surface(config_path: Path | None, verbose: bool = False) -> Surface:
 
 def _token(token_file: Path | None) -> str:
     if token_file is not None:
-        try:
-            token = token_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            fail(f"--api-token-file {token_file}: {exc.strerror}", EX_USAGE)
-        if not token:
-            fail(f"--api-token-file {token_file}: the file is empty", EX_USAGE)
-        return token
+        return secret_file(token_file, "--api-token-file")
     token = os.environ.get(API_TOKEN_ENV, "").strip()
     if not token:
         fail(f"--api needs a token: set {API_TOKEN_ENV} or pass --api-token-file PATH", EX_USAGE)
@@ -100,6 +100,31 @@ def _user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return str(os.getuid())
+
+
+async def given_or_asked(
+    get: Callable[[str], Awaitable[object]],
+    record_id: str,
+    env_name: str | None,
+    file: Path | None,
+    what: str,
+) -> str | None:
+    """The secret given (--...-env NAME or --...-file PATH); else, for a record that does not
+    exist yet, asked for with a hidden prompt; else None: the stored one is kept."""
+    if env_name or file:
+        return secret_from(env_name, file, what, required=True)
+    if await exists(get, record_id):
+        return None
+    return secret_from(None, None, what, required=True)
+
+
+def echo_saved(kind: str, record_id: str, saved: tuple[View, bool], as_json: bool) -> None:
+    """What an add did: `account X added` (or `updated`), or the record as JSON."""
+    view, created = saved
+    if as_json:
+        echo_json({**view, "created": created})
+    else:
+        click.echo(f"{kind} {record_id} {'added' if created else 'updated'}")
 
 
 async def exists(get: Callable[[str], Awaitable[object]], record_id: str) -> bool:

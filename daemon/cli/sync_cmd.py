@@ -89,14 +89,14 @@ def sync(
 
     async def main() -> dict[str, Any]:
         progress = progress_printer(not quiet and not where.is_remote)
-        async with where.open(engine=True, on_progress=progress) as (ops, environment):
+        recorded = began.append
+        async with where.open(True, progress, lambda run_id: recorded(True)) as (ops, environment):
             echo_environment(environment)
             if environment is not None:
                 moves = environment.before_cycle()
                 click.echo(f"  the market moved {len(moves)} listing(s), for example:")
                 for move in moves[:5]:
                     click.echo(f"    {move}")
-            began.append(True)
             return await _one(ops, connection_id, listing_id)
 
     def cut_short() -> str:

@@ -1,8 +1,11 @@
 """`Operations`: the one object both surfaces call, as procrastinate's CLI, shell and admin
-all go through its JobManager. It holds nothing but the context; each topic is its own module
-with its own rules."""
+all go through its JobManager. It holds one object per topic, each its own module with its
+own rules; `Operations.on(ctx)` makes them run here, and the CLI's remote client makes the same
+topics ask a running daemon instead (daemon/cli/remote.py)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from daemon.ops.accounts import AccountOps
 from daemon.ops.connections import ConnectionOps
@@ -14,13 +17,25 @@ from daemon.ops.sync import SyncOps
 from daemon.ops.tokens import TokenOps
 
 
+@dataclass(frozen=True)
 class Operations:
-    def __init__(self, ctx: OpsContext) -> None:
-        self.ctx = ctx
-        self.connections = ConnectionOps(ctx)
-        self.listings = ListingOps(ctx)
-        self.accounts = AccountOps(ctx)
-        self.posts = PostOps(ctx)
-        self.runs = RunOps(ctx)
-        self.sync = SyncOps(ctx)
-        self.tokens = TokenOps(ctx)
+    connections: ConnectionOps
+    listings: ListingOps
+    accounts: AccountOps
+    posts: PostOps
+    runs: RunOps
+    sync: SyncOps
+    tokens: TokenOps
+
+    @classmethod
+    def on(cls, ctx: OpsContext) -> Operations:
+        """The operations run in this process, on `ctx`'s database."""
+        return cls(
+            ConnectionOps(ctx),
+            ListingOps(ctx),
+            AccountOps(ctx),
+            PostOps(ctx),
+            RunOps(ctx),
+            SyncOps(ctx),
+            TokenOps(ctx),
+        )

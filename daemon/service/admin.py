@@ -65,7 +65,7 @@ def _operations(request: Request, who: Caller) -> Operations:
     state = service_state(request)
     rt = state.runtime
     ctx = OpsContext(rt.db, rt.box, rt.engine, state.coordinator.request, f"token:{who.name}")
-    return Operations(ctx)
+    return Operations.on(ctx)
 
 
 def _read_ops(request: Request, who: Reader) -> Operations:

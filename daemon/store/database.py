@@ -59,7 +59,10 @@ class Database:
         # local call at start; not worth a thread.)
         create_private_file(path)
         try:
-            conn = await aiosqlite.connect(path, isolation_level=None)
+            # Shielded, as every close is: a cancel half-way through would leave aiosqlite's
+            # thread running after the event loop is gone (Ctrl-C or SIGTERM at start-up).
+            with anyio.CancelScope(shield=True):
+                conn = await aiosqlite.connect(path, isolation_level=None)
         except sqlite3.Error as exc:
             raise SchemaError(f"{path}: cannot open the database: {exc}") from None
         conn.row_factory = aiosqlite.Row
@@ -68,7 +71,7 @@ class Database:
             await db._configure(busy_timeout_ms)
             await db._migrate()
         except BaseException:
-            await conn.close()
+            await db.close()
             raise
         return db
 
@@ -77,8 +80,9 @@ class Database:
         """A second, read-only connection to a database `open` has prepared. In WAL mode it
         reads beside the writer instead of waiting for the writer's lock."""
         try:
-            conn = await aiosqlite.connect(_read_only_uri(path), uri=True, isolation_level=None)
-            await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            with anyio.CancelScope(shield=True):  # as in `open`
+                conn = await aiosqlite.connect(_read_only_uri(path), uri=True, isolation_level=None)
+                await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         except sqlite3.Error as exc:
             raise SchemaError(f"{path}: cannot open the database to read: {exc}") from None
         conn.row_factory = aiosqlite.Row

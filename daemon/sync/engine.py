@@ -69,6 +69,9 @@ class SyncEngine:
         self.unpublisher = unpublisher
         self.clock = clock
         self.on_progress = on_progress
+        # Told the id of each run this engine records, once its row exists (the CLI says on
+        # Ctrl-C whether a run was recorded, or nothing was synced).
+        self.on_run_recorded: Callable[[int], None] = lambda run_id: None
         self.mapping = settings.mls.status_mapping()
         self.hostname = socket.gethostname()
         self.holder = this_process()
@@ -142,6 +145,7 @@ class SyncEngine:
         await runs.interrupt(self.db, orphans, started)
         if reserved is None:
             run_id = await runs.start(self.db, trigger, scope, self.holder, started)
+            self.on_run_recorded(run_id)
         else:
             run_id = reserved
             await runs.begin_reserved(self.db, run_id, started)
@@ -235,6 +239,7 @@ class SyncEngine:
         run_id = await runs.start(
             self.db, trigger, f"unpublish:{listing_id}", self.holder, iso(self.clock())
         )
+        self.on_run_recorded(run_id)
         with structlog.contextvars.bound_contextvars(run_id=run_id):
             try:
                 results = await self.unpublisher.unpublish_listing(run_id, listing_id)

@@ -129,9 +129,9 @@ async def test_mls_sync_sync_cut_before_its_run_began_does_not_claim_a_run(
         MLS_SYNC_SANDBOX__LISTINGS="20000",
         PYTHONUNBUFFERED="1",
     ) as sync:
-        assert sync.stdout is not None
-        while "the market moved" not in sync.stdout.readline():  # the sandbox is being wired
-            assert sync.poll() is None
+        # The database exists: the sandbox's 20,000 listings are being wired into it.
+        await wait_until(lambda: settings.database.path.exists() or sync.poll() is not None)
+        assert sync.poll() is None
         sync.send_signal(signal.SIGTERM)
         await wait_until(lambda: sync.poll() is not None, timeout=30)
         _, err = sync.communicate()
