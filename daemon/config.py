@@ -336,5 +336,5 @@ def _allowed_keys(section: list[str]) -> list[str]:
 
 
 def describe(settings: Settings) -> dict[str, Any]:
-    """The effective settings as plain data (for `check-config` and, later, /status)."""
+    """The effective settings as plain data, for `check-config`."""
     return settings.model_dump(mode="json")

@@ -1,7 +1,7 @@
 """Statuses, the RESO -> local mapping and the transition rule. Pure: no I/O, no clock.
 
 Everything that decides what a listing's local status becomes lives here, so that it can be
-tested through tables and reused by the CLI, the cycle and (later) the HTTP API alike.
+tested through tables and reused by the cycle, the operations layer and every surface alike.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What a person (CLI, CSV, later the HTTP API) may give to define connections and listings.
+"""What a person (the CLI, an import file, the HTTP API) may give to define records.
 
 Validated here, once, so that every entry point refuses the same bad input with the same
 message and nothing half-valid reaches the store (invariant 7).
