@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from daemon.cli.common import CONFIG_OPTION, fail, run, settings_from
-from daemon.cli.render import echo_json
+from daemon.cli.common import CONFIG_OPTION, JSON_OPTION, fail, run, settings_from
+from daemon.cli.render import echo_done, echo_json
 from daemon.composition import open_runtime, secret_key_text
 from daemon.config import describe
 from daemon.credentials import (
@@ -45,19 +45,22 @@ def check_config(config_path: Path | None) -> None:
 
 
 @click.command("generate-key")
-def generate_key() -> None:
+@JSON_OPTION
+def generate_key(as_json: bool) -> None:
     """Print a new encryption key (Fernet) for MLS_SYNC_SECRET_KEY or
     $CREDENTIALS_DIRECTORY/secret-key.
 
     To rotate: put the new key first and the old one after it (comma-separated), run
     `mls-sync rotate-key`, then drop the old key.
     """
-    click.echo(new_fernet_key())
+    key = new_fernet_key()
+    echo_done({"key": key}, as_json, key)
 
 
 @click.command("rotate-key")
 @CONFIG_OPTION
-def rotate_key(config_path: Path | None) -> None:
+@JSON_OPTION
+def rotate_key(config_path: Path | None, as_json: bool) -> None:
     """Re-encrypt every stored secret with the first configured key.
 
     Give the keys as "NEW,OLD" in MLS_SYNC_SECRET_KEY (or one per line in the credential
@@ -72,4 +75,5 @@ def rotate_key(config_path: Path | None) -> None:
             return await vault.rotate(rt.db, rt.require_box())
 
     count = run(main)
-    click.echo(f"re-encrypted {count} secret(s) with the first key")
+    said = f"re-encrypted {count} secret(s) with the first key"
+    echo_done({"re_encrypted": count}, as_json, said)

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from daemon.cli.common import CONFIG_OPTION, JSON_OPTION
-from daemon.cli.render import echo_json, echo_table
+from daemon.cli.render import echo_done, echo_json, echo_table
 from daemon.cli.surface import call
 from daemon.scopes import Scope
 
@@ -60,7 +60,8 @@ def list_(config_path: Path | None, as_json: bool) -> None:
 @tokens.command("revoke")
 @CONFIG_OPTION
 @click.argument("name")
-def revoke(config_path: Path | None, name: str) -> None:
+@JSON_OPTION
+def revoke(config_path: Path | None, name: str, as_json: bool) -> None:
     """Revoke a token: from the next request on, the API refuses it. Its name stays taken."""
-    call(config_path, lambda ops: ops.tokens.revoke(name))
-    click.echo(f"token {name} revoked")
+    revoked = call(config_path, lambda ops: ops.tokens.revoke(name))
+    echo_done(revoked, as_json, f"token {name} revoked")
