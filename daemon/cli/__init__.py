@@ -26,7 +26,7 @@ from daemon.cli import (
     metavar="URL",
     envvar="MLS_SYNC_API_URL",
     show_envvar=True,
-    help="Manage the running daemon at URL (e.g. http://127.0.0.1:8080) over its /v1 API, "
+    help="Manage the running daemon at URL (e.g. http://127.0.0.1:8787) over its /v1 API, "
     "instead of this machine's database. The token: MLS_SYNC_API_TOKEN or --api-token-file.",
 )
 @click.option(
@@ -50,6 +50,7 @@ def cli(api_url: str | None, api_token_file: Path | None) -> None:
       mls-sync accounts --help       social accounts (Facebook, Instagram, LinkedIn)
       mls-sync posts --help          their posts; `posts list --status manual_required`
       mls-sync unpublish --listing ID   take one listing's posts down now
+      mls-sync tokens --help         the /v1 API's tokens (read, write, admin)
 
     Management commands work on this machine's database, or, with --api URL, on the running
     daemon over its /v1 API (same commands, same output).
