@@ -26,6 +26,16 @@ def redact_secrets(
     return event
 
 
+# The audit trail: written whatever the configured level (a one-off command logs only
+# warnings; its writes are still audited). Set up by `configure`.
+_audit: Any = structlog.get_logger("mls_sync.audit")
+
+
+def audit(**fields: Any) -> None:
+    """One audit line (`event: audit`) at info, whatever the level in effect."""
+    _audit.info("audit", **fields)
+
+
 def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
     stream = stream or sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
@@ -34,18 +44,25 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
         if use_json
         else structlog.dev.ConsoleRenderer(colors=stream.isatty())
     )
+    processors = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
+        structlog.processors.format_exc_info,
+        renderer,
+    ]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            redact_secrets,
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
+    )
+    global _audit
+    _audit = structlog.wrap_logger(
+        structlog.PrintLogger(stream),
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
     )

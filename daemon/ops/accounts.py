@@ -56,7 +56,7 @@ class AccountOps(Topic):
             "created" if created else "replaced",
             "platform_account",
             account_id,
-            new_tokens=[k for k, v in vars(tokens).items() if v is not None],
+            new_auth=[k.removesuffix("_token") for k, v in vars(tokens).items() if v],
         )
         return await self.get(account_id), created
 

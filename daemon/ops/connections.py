@@ -42,7 +42,7 @@ class ConnectionOps(Topic):
             "created" if created else "replaced",
             "mls_connection",
             connection_id,
-            new_secret=secret is not None,
+            new_auth=secret is not None,
         )
         return await self.get(connection_id), created
 

@@ -7,16 +7,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import structlog
-
+from daemon import logs
 from daemon.credentials import require_box
 from daemon.encryption import SecretBox
 from daemon.errors import Unavailable
 from daemon.store.database import Database
 from daemon.sync.engine import SyncEngine
 from daemon.timestamps import iso, utcnow
-
-audit_log = structlog.get_logger("mls_sync.audit")
 
 # Asks the running daemon's coordinator for a full cycle: "started", "queued" or "refused",
 # and the id of the run that will report it.
@@ -48,7 +45,7 @@ class OpsContext:
     def audit(self, action: str, kind: str, record_id: str | int, **facts: Any) -> None:
         """One line per write: what, which record, who asked. Never a secret: callers pass
         only ids, counts and flags."""
-        audit_log.info("audit", action=action, record=kind, id=record_id, actor=self.actor, **facts)
+        logs.audit(action=action, record=kind, id=record_id, actor=self.actor, **facts)
 
 
 class Topic:
