@@ -22,18 +22,19 @@ from daemon.enums import ConnectionState, QueryMode
 from daemon.errors import Conflict, NotFound
 from daemon.mls.errors import CircuitOpen, MlsError, NeedsReauth
 from daemon.models import LocalStatus
-from daemon.store import connections, leases, listings, posts, runs, sync_writes
+from daemon.store import connections, leases, listings, posts, runs
 from daemon.store.database import Database
 from daemon.store.group_commit import GroupWriter
 from daemon.store.posts import DueScope
 from daemon.store.records import ConnectionRow, ListingRow, RunErrorRow, RunRow, TrackedListing
 from daemon.store.runs import Counts, ErrorEntry
-from daemon.store.sync_writes import ConnectionDone, LeaseLost, SyncWriter
 from daemon.store.until_written import until_written
 from daemon.sync import lease_keeping
 from daemon.sync.access import MlsAccess
 from daemon.sync.connection import CLOCK_SKEW, ConnectionSync
 from daemon.sync.holders import is_dead, this_process
+from daemon.sync.sync_writer import SyncWriter, writer
+from daemon.sync.sync_writes import ConnectionDone, LeaseLost, lease_lost
 from daemon.sync.unpublish import PostResult, Unpublisher
 from daemon.timestamps import iso, parse_iso, utcnow
 
@@ -150,7 +151,7 @@ class SyncEngine:
             held: dict[str, str] = {}
             shared = _RunShared(
                 run_id,
-                sync_writes.writer(self.db, self.mapping, held, self.clock),
+                writer(self.db, self.mapping, held, self.clock),
                 leases.acquirer(self.db),
                 held,
             )
@@ -395,7 +396,7 @@ class SyncEngine:
                 error = f"internal error: {type(leaf).__name__}: {leaf}"
                 await self._record(run_id, ErrorEntry("connection", error, row.id))
         if scope.cancelled_caught:  # by _keep_leases
-            error = sync_writes.lease_lost(row.id)
+            error = lease_lost(row.id)
             await self._record(run_id, ErrorEntry("connection", error, row.id))
         return error
 
