@@ -299,11 +299,8 @@ class SyncEngine:
         self, shared: _RunShared, connection_id: str, holder: str, ttl: timedelta
     ) -> bool:
         now = self.clock()
-        until = iso(now + ttl)
-        wanted = leases.LeaseRequest(connection_id, holder, iso(now), until)
-        if await shared.lease_requests.submit(wanted) or await lease_keeping.take_from_dead(
-            self.db, connection_id, holder, until, self.hostname
-        ):
+        wanted = leases.LeaseRequest(connection_id, holder, iso(now), iso(now + ttl))
+        if await lease_keeping.take(self.db, wanted, shared.lease_requests.submit, self.hostname):
             shared.taken.append((connection_id, holder))
             return True
         return False
