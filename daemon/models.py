@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -176,6 +176,51 @@ class Decision:
     @property
     def changes(self) -> bool:
         return self.new_status is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """The listing was seen in the MLS; its raw values are kept for audit and display."""
+
+    listing_id: str
+    standard_status: str | None
+    mls_status: str | None
+    modified_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    listing_id: str
+    from_status: LocalStatus | None
+    to_status: LocalStatus
+    standard_status: str | None
+    mls_status: str | None
+    event: AuditEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    listing_id: str
+    message: str
+    warning: bool = False
+
+
+@dataclass
+class BatchPlan:
+    """What one MLS answer writes for a batch of listings: made by the sync
+    (`daemon/sync/batch_plan.py`), written by the store (`listings.apply_plans`)."""
+
+    checked: list[Checked] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for p in self.problems if not p.warning)
+
+    @property
+    def warnings(self) -> int:
+        return sum(1 for p in self.problems if p.warning)
 
 
 UNCHANGED = Decision()

@@ -15,12 +15,9 @@ import aiosqlite
 from daemon.store.database import Database
 from daemon.store.group_commit import GroupWriter
 
+# Free, or expired: the one statement that takes leases, for one or many. A lease whose holder
+# is dead but unexpired is taken over by TAKE_OVER, from that holder alone.
 ACQUIRE = """
-INSERT INTO sync_leases (connection_id, holder, expires_at) VALUES (:id, :holder, :until)
-ON CONFLICT (connection_id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-WHERE sync_leases.expires_at < :now
-"""
-ACQUIRE_MANY = """
 INSERT INTO sync_leases (connection_id, holder, expires_at)
 SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]')
 FROM json_each(:wanted) WHERE true
@@ -48,11 +45,6 @@ RELEASE = "DELETE FROM sync_leases WHERE connection_id = :id AND holder = :holde
 HOLDER = "SELECT holder, expires_at FROM sync_leases WHERE connection_id = ?"
 
 
-async def acquire(db: Database, connection_id: str, holder: str, now: str, until: str) -> bool:
-    params = {"id": connection_id, "holder": holder, "now": now, "until": until}
-    return await db.write_one(ACQUIRE, params) == 1
-
-
 @dataclass(frozen=True, slots=True)
 class LeaseRequest:
     connection_id: str
@@ -61,14 +53,20 @@ class LeaseRequest:
     until: str
 
 
+async def acquire(db: Database, wanted: LeaseRequest) -> bool:
+    """One lease, in a transaction of its own: whether it was won."""
+    async with db.transaction() as conn:
+        return (await acquire_many(conn, [wanted]))[0]
+
+
 async def acquire_many(conn: aiosqlite.Connection, wanted: Sequence[LeaseRequest]) -> list[bool]:
-    """`acquire` for several connections in one statement (for group commit): whether each
-    request won its lease. Expiry is judged at the earliest request's time."""
+    """Several leases in one statement, inside the caller's transaction (for group commit):
+    whether each request won its lease. Expiry is judged at the earliest request's time."""
     rows = [[w.connection_id, w.holder, w.until] for w in wanted]
     now = min(w.now for w in wanted)
     won = {
         (r[0], r[1])
-        for r in await conn.execute_fetchall(ACQUIRE_MANY, {"wanted": json.dumps(rows), "now": now})
+        for r in await conn.execute_fetchall(ACQUIRE, {"wanted": json.dumps(rows), "now": now})
     }
     return [(w.connection_id, w.holder) in won for w in wanted]
 

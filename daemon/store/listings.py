@@ -8,12 +8,11 @@ from collections.abc import Sequence
 import aiosqlite
 
 from daemon.errors import Conflict, NotFound
-from daemon.models import LocalStatus
+from daemon.models import BatchPlan, LocalStatus
 from daemon.specs import ListingSpec
 from daemon.store.database import Database
 from daemon.store.paging import Collection
 from daemon.store.records import ListingRow, StatusChangeRow, TrackedListing, from_row
-from daemon.sync.batch_plan import BatchPlan
 from daemon.timestamps import iso
 
 INSERT = """

@@ -1,65 +1,25 @@
 """From one MLS answer to the writes for one batch of listings. Pure: no I/O, no clock.
 
 The cycle reads the batch's current statuses, calls `plan_batch`, and writes the plan, all in
-one transaction: the new status and its audit row always commit together (invariant 1).
+one transaction: the new status and its audit row always commit together (invariant 1). The
+plan's types are in `daemon/models.py`, where the store, which writes them, reads them too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
 
 from daemon.models import (
-    AuditEvent,
+    BatchPlan,
+    Change,
+    Checked,
     LocalStatus,
     MlsRecord,
     Observation,
+    Problem,
     StatusMapping,
     decide,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Checked:
-    """The listing was seen in the MLS; its raw values are kept for audit and display."""
-
-    listing_id: str
-    standard_status: str | None
-    mls_status: str | None
-    modified_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    listing_id: str
-    from_status: LocalStatus | None
-    to_status: LocalStatus
-    standard_status: str | None
-    mls_status: str | None
-    event: AuditEvent
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    listing_id: str
-    message: str
-    warning: bool = False
-
-
-@dataclass
-class BatchPlan:
-    checked: list[Checked] = field(default_factory=list)
-    changes: list[Change] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
-
-    @property
-    def errors(self) -> int:
-        return sum(1 for p in self.problems if not p.warning)
-
-    @property
-    def warnings(self) -> int:
-        return sum(1 for p in self.problems if p.warning)
 
 
 def plan_batch(

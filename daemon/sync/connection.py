@@ -23,7 +23,8 @@ from daemon.store import leases, listings, runs
 from daemon.store.database import Database
 from daemon.store.records import ConnectionRow, TrackedListing
 from daemon.store.runs import Counts, ErrorEntry
-from daemon.store.sync_writes import BatchWrite, SyncWriter
+from daemon.sync.sync_writer import SyncWriter
+from daemon.sync.sync_writes import BatchWrite
 from daemon.timestamps import iso, parse_iso
 
 log = structlog.get_logger("mls_sync.sync")

@@ -22,18 +22,19 @@ from daemon.enums import ConnectionState, QueryMode
 from daemon.errors import Conflict, NotFound
 from daemon.mls.errors import CircuitOpen, MlsError, NeedsReauth
 from daemon.models import LocalStatus
-from daemon.store import connections, leases, listings, posts, runs, sync_writes
+from daemon.store import connections, leases, listings, posts, runs
 from daemon.store.database import Database
 from daemon.store.group_commit import GroupWriter
 from daemon.store.posts import DueScope
 from daemon.store.records import ConnectionRow, ListingRow, RunErrorRow, RunRow, TrackedListing
 from daemon.store.runs import Counts, ErrorEntry
-from daemon.store.sync_writes import ConnectionDone, LeaseLost, SyncWriter
 from daemon.store.until_written import until_written
 from daemon.sync import lease_keeping
 from daemon.sync.access import MlsAccess
 from daemon.sync.connection import CLOCK_SKEW, ConnectionSync
 from daemon.sync.holders import is_dead, this_process
+from daemon.sync.sync_writer import SyncWriter, writer
+from daemon.sync.sync_writes import ConnectionDone, LeaseLost, lease_lost
 from daemon.sync.unpublish import PostResult, Unpublisher
 from daemon.timestamps import iso, parse_iso, utcnow
 
@@ -154,7 +155,7 @@ class SyncEngine:
             held: dict[str, str] = {}
             shared = _RunShared(
                 run_id,
-                sync_writes.writer(self.db, self.mapping, held, self.clock),
+                writer(self.db, self.mapping, held, self.clock),
                 leases.acquirer(self.db),
                 held,
             )
@@ -303,11 +304,8 @@ class SyncEngine:
         self, shared: _RunShared, connection_id: str, holder: str, ttl: timedelta
     ) -> bool:
         now = self.clock()
-        until = iso(now + ttl)
-        wanted = leases.LeaseRequest(connection_id, holder, iso(now), until)
-        if await shared.lease_requests.submit(wanted) or await lease_keeping.take_from_dead(
-            self.db, connection_id, holder, until, self.hostname
-        ):
+        wanted = leases.LeaseRequest(connection_id, holder, iso(now), iso(now + ttl))
+        if await lease_keeping.take(self.db, wanted, shared.lease_requests.submit, self.hostname):
             shared.taken.append((connection_id, holder))
             return True
         return False
@@ -400,7 +398,7 @@ class SyncEngine:
                 error = f"internal error: {type(leaf).__name__}: {leaf}"
                 await self._record(run_id, ErrorEntry("connection", error, row.id))
         if scope.cancelled_caught:  # by _keep_leases
-            error = sync_writes.lease_lost(row.id)
+            error = lease_lost(row.id)
             await self._record(run_id, ErrorEntry("connection", error, row.id))
         return error
 

@@ -1,5 +1,5 @@
-"""Keeping leases while the work they guard runs: the rules the sync of connections and the
-unpublish reconciler share.
+"""Taking leases and keeping them while the work they guard runs: the rules the sync of
+connections and the unpublish reconciler share.
 
 A lease is renewed a third of the way to its expiry. A renewal that fails on a database error
 (another process holding the write lock, say) does not end the work: it is logged and tried
@@ -49,13 +49,22 @@ async def keep(
                 lost(lease_id)
 
 
-async def take_from_dead(
-    db: Database, lease_id: str, holder: str, until: str, hostname: str | None = None
+async def take(
+    db: Database,
+    wanted: leases.LeaseRequest,
+    acquire: Callable[[leases.LeaseRequest], Awaitable[bool]],
+    hostname: str | None = None,
 ) -> bool:
-    """A lease someone else holds: taken over at once if that holder is a process of this
-    host that no longer runs (it crashed), instead of waiting for its expiry."""
-    current = await leases.holder_of(db, lease_id)
+    """The one way a lease is taken, by the sync of a connection and by the unpublish pass:
+    free or expired, by `acquire` (alone, or in a group of requests); held by a process of
+    this host that no longer runs (it crashed), taken over at once instead of waiting for its
+    expiry. False while a live holder has it."""
+    return await acquire(wanted) or await _take_from_dead(db, wanted, hostname)
+
+
+async def _take_from_dead(db: Database, wanted: leases.LeaseRequest, hostname: str | None) -> bool:
+    current = await leases.holder_of(db, wanted.connection_id)
     if current is None or not is_dead(current[0], hostname):
         return False
-    log.warning("lease_taken_over", lease=lease_id, previous_holder=current[0])
-    return await leases.take_over(db, lease_id, current[0], holder, until)
+    log.warning("lease_taken_over", lease=wanted.connection_id, previous_holder=current[0])
+    return await leases.take_over(db, wanted.connection_id, current[0], wanted.holder, wanted.until)

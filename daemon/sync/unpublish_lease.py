@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
 import aiosqlite
 import structlog
@@ -51,9 +52,8 @@ class UnpublishLease:
     async def acquire(self) -> bool:
         started, now = time.monotonic(), self.clock()
         until = iso(now + timedelta(seconds=self.seconds))
-        won = await leases.acquire(
-            self.db, LEASE, self.holder, iso(now), until
-        ) or await lease_keeping.take_from_dead(self.db, LEASE, self.holder, until)
+        wanted = leases.LeaseRequest(LEASE, self.holder, iso(now), until)
+        won = await lease_keeping.take(self.db, wanted, partial(leases.acquire, self.db))
         if won:
             self.deadline = started + self.seconds
         return won

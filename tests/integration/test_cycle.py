@@ -97,9 +97,10 @@ async def test_a_connection_leased_by_another_process_is_skipped_not_synced_twic
     sandbox, url = mls
     await _two_connections(runtime, sandbox, url)
     now = utcnow()
-    taken = await leases.acquire(
-        runtime.db, "one", "other-host:4242:abcd", iso(now), iso(now + timedelta(minutes=5))
+    other = leases.LeaseRequest(
+        "one", "other-host:4242:abcd", iso(now), iso(now + timedelta(minutes=5))
     )
+    taken = await leases.acquire(runtime.db, other)
     assert taken
 
     report = await runtime.engine.sync_all()
@@ -117,7 +118,9 @@ async def test_an_expired_lease_of_a_crashed_holder_is_taken_over(
     sandbox, url = mls
     await _two_connections(runtime, sandbox, url)
     past = utcnow() - timedelta(minutes=30)
-    await leases.acquire(runtime.db, "one", "dead-host:1:abcd", iso(past), iso(past))
+    await leases.acquire(
+        runtime.db, leases.LeaseRequest("one", "dead-host:1:abcd", iso(past), iso(past))
+    )
 
     await runtime.engine.sync_all()
 
@@ -170,7 +173,8 @@ async def test_a_lease_left_by_a_dead_process_on_this_host_is_taken_over_at_once
     await _two_connections(runtime, sandbox, url)
     now = utcnow()
     dead = f"{runtime.engine.hostname}:999999999:abcd"
-    await leases.acquire(runtime.db, "one", dead, iso(now), iso(now + timedelta(minutes=10)))
+    held = leases.LeaseRequest("one", dead, iso(now), iso(now + timedelta(minutes=10)))
+    await leases.acquire(runtime.db, held)
 
     report = await runtime.engine.sync_all()
 

@@ -504,7 +504,8 @@ async def test_a_reconciler_that_lost_its_lease_writes_nothing_and_stops(
             while not live.platforms.calls_to("facebook"):
                 await anyio.sleep(0.02)
         # A successor that found the lease expired (its clock says an hour later).
-        assert await leases.acquire(live.rt.db, "~unpublish", "host:1:successor", later, later)
+        successor = leases.LeaseRequest(LEASE, "host:1:successor", later, later)
+        assert await leases.acquire(live.rt.db, successor)
 
     for platform in ("facebook", "instagram", "linkedin"):
         assert await _post_status(live, f"{platform}-K1") == "published"

@@ -1,0 +1,81 @@
+"""The sync's writer: its writes, many per transaction (see `group_commit`), fenced by lease.
+
+A group costs the same few statements as one write: the leases and the batches' statuses are
+read, `sync_writes.plan_group` decides what the group writes, and one statement per kind of
+write runs for all of it, inside the transaction that read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from functools import partial
+
+import aiosqlite
+
+from daemon.models import LocalStatus, StatusMapping
+from daemon.store import connections, leases, listings, runs
+from daemon.store.database import Database
+from daemon.store.group_commit import GroupWriter, Refused
+from daemon.sync.sync_writes import (
+    Applied,
+    BatchWrite,
+    SyncWrite,
+    lease_held,
+    listings_of,
+    plan_group,
+)
+from daemon.timestamps import iso
+
+SyncWriter = GroupWriter[SyncWrite, Applied | None]
+
+
+# Listings per transaction. A group is planned on the event loop in one go, between the HTTP
+# answers the loop also serves: under 200 polling clients, p99 of /status was 105 ms with
+# groups of 1,000 listings (230 ms with 500 batches of 50) and 88 ms with 250.
+LISTINGS_PER_GROUP = 250
+
+
+def writer(
+    db: Database,
+    mapping: StatusMapping,
+    holders: Mapping[str, str],
+    clock: Callable[[], datetime],
+) -> SyncWriter:
+    """`holders`: the lease holder of each connection the run syncs (connection id -> holder),
+    as the run holds them; a connection not in it holds no lease and writes nothing."""
+    write = partial(write_group, mapping=mapping, holders=holders, clock=clock)
+    return GroupWriter(db, write, LISTINGS_PER_GROUP, weight=_listings)
+
+
+def _listings(write: SyncWrite) -> int:
+    if isinstance(write, BatchWrite):
+        return max(1, len(write.observations) + len(write.failures))
+    return 1
+
+
+async def write_group(
+    conn: aiosqlite.Connection,
+    writes: Sequence[SyncWrite],
+    mapping: StatusMapping,
+    holders: Mapping[str, str],
+    clock: Callable[[], datetime],
+) -> list[Applied | Refused | None]:
+    """All of `writes` whose lease holds, inside the caller's transaction; one result per
+    write (None for a ConnectionDone, LeaseLost for a BatchWrite without its lease)."""
+    # Read after BEGIN IMMEDIATE: no lease can change hands until this transaction ends.
+    held = lease_held(writes, holders, await leases.valid_in(conn, iso(clock())))
+    ids = listings_of(writes, held)
+    current: dict[str, LocalStatus | None] = (
+        await listings.current_statuses(conn, ids) if ids else {}
+    )
+    group = plan_group(writes, held, current, mapping)
+    await listings.apply_plans(conn, group.plans)
+    await runs.record_many(conn, group.recorded)
+    await connections.save_cursors(conn, group.cursors)
+    await connections.mark_reconciled_in(conn, group.reconciled)
+    await connections.mark_synced(conn, group.synced)
+    for connection_id, state, error, at in group.new_states:
+        await connections.set_state_in(conn, connection_id, state, error, at)
+    await leases.release_in(conn, group.released)
+    return group.results

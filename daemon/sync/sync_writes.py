@@ -1,0 +1,196 @@
+"""What a sync writes, and what a group of its writes comes to. Pure: no I/O, no clock.
+
+Two kinds of write: an MLS answer for a batch of listings (planned against the statuses read
+in the same transaction, so the plan, the new statuses, their audit rows, the run's counts and
+the cursor commit together), and the end of one connection's part of a run (its counts, its
+last error, its lease released). `daemon/sync/sync_writer.py` commits many of them in one
+transaction: it reads the leases and the statuses, `plan_group` decides, the store writes.
+
+Every write is fenced: it lands only if its connection's lease is still held by the writer's
+holder and unexpired, checked in the transaction that writes it. A process frozen past its
+lease (a GC pause, a suspended VM) may come back with an MLS answer older than the one its
+successor wrote; that answer writes nothing, and the run records "lease lost".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from daemon.enums import ConnectionState
+from daemon.models import BatchPlan, LocalStatus, Observation, StatusMapping
+from daemon.store.group_commit import Refused
+from daemon.store.runs import Counts, ErrorEntry
+from daemon.sync.batch_plan import plan_batch
+
+
+@dataclass(frozen=True, slots=True)
+class BatchWrite:
+    """What the MLS said about some listings of one connection (listing ids, not keys)."""
+
+    run_id: int
+    connection_id: str
+    observations: Sequence[tuple[str, Observation]]
+    failures: Sequence[tuple[str, str]]
+    at: str
+    cursor: str | None = None  # incremental: moves with this page's data (invariant 5)
+    reconciled_at: str | None = None  # the end of a complete full pass: when it started
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionDone:
+    """A connection's part of a run is over: count it, note its error, free its lease."""
+
+    run_id: int
+    connection_id: str
+    at: str
+    requests: int
+    error: str | None
+    lease_holder: str
+    new_state: ConnectionState | None = None  # needs_reauth after two 401s: under the lease
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    plan: BatchPlan
+    counts: Counts
+
+
+class LeaseLost(Refused):
+    """This sync no longer holds its connection's lease: what it would write is dropped."""
+
+
+def lease_lost(connection_id: str) -> str:
+    return (
+        f"lease lost: the sync of {connection_id} was paused longer than [sync] lease_seconds "
+        "and another process may have taken it over; it wrote nothing more"
+    )
+
+
+SyncWrite = BatchWrite | ConnectionDone
+# A run's part of the runs table, as `runs.record_many` takes it: (run id, counts, errors, when).
+Recorded = tuple[int, Counts, Sequence[ErrorEntry], str]
+
+
+@dataclass(slots=True)
+class GroupPlan:
+    """What a group of writes comes to, in the forms the store's functions take; `results`
+    has one entry per write (None for a ConnectionDone, LeaseLost for a BatchWrite without
+    its lease)."""
+
+    results: list[Applied | Refused | None] = field(default_factory=list)
+    plans: list[tuple[BatchPlan, int, str]] = field(default_factory=list)  # plan, run id, when
+    recorded: list[Recorded] = field(default_factory=list)
+    cursors: list[tuple[str, str, str]] = field(default_factory=list)  # connection, cursor, when
+    reconciled: list[tuple[str, str]] = field(default_factory=list)  # connection, pass started
+    synced: list[tuple[str, str, str | None]] = field(default_factory=list)  # id, when, error
+    new_states: list[tuple[str, ConnectionState, str | None, str]] = field(default_factory=list)
+    released: list[tuple[str, str]] = field(default_factory=list)  # connection id, holder
+
+
+def lease_held(
+    writes: Sequence[SyncWrite], holders: Mapping[str, str], valid: Collection[tuple[str, str]]
+) -> list[bool]:
+    """For each write, whether its connection's lease is still its writer's: `valid` is every
+    unexpired (connection id, holder), read in the transaction that writes; `holders` the
+    run's (connection id -> holder). Decided once per group: `holders` may change while the
+    group is written (a lease lost meanwhile), and a page must never commit without its
+    cursor, nor the other way round."""
+    return [
+        (
+            w.connection_id,
+            w.lease_holder if isinstance(w, ConnectionDone) else holders.get(w.connection_id),
+        )
+        in valid
+        for w in writes
+    ]
+
+
+def listings_of(writes: Sequence[SyncWrite], held: Sequence[bool]) -> list[str]:
+    """The listing ids of the batches that will be written: whose statuses to read."""
+    batches = [w for w, ok in zip(writes, held, strict=True) if ok and isinstance(w, BatchWrite)]
+    return [i for b in batches for i, _ in b.observations] + [
+        i for b in batches for i, _ in b.failures
+    ]
+
+
+def plan_group(
+    writes: Sequence[SyncWrite],
+    held: Sequence[bool],
+    current: dict[str, LocalStatus | None],
+    mapping: StatusMapping,
+) -> GroupPlan:
+    """`held` from `lease_held`; `current`: the statuses of `listings_of` the writes, read in
+    the same transaction, updated in place as each batch plans (a later write in the group
+    plans from an earlier one)."""
+    group = GroupPlan()
+    for write, ok in zip(writes, held, strict=True):
+        if not ok:
+            group.results.append(_refuse(write, group.recorded))
+        elif isinstance(write, ConnectionDone):
+            _end_connection(write, group)
+            group.results.append(None)
+        else:
+            group.results.append(_plan_batch(write, current, mapping, group))
+    return group
+
+
+def _end_connection(done: ConnectionDone, group: GroupPlan) -> None:
+    group.recorded.append(_connection_counted(done))
+    group.synced.append((done.connection_id, done.at, done.error))
+    if done.new_state is not None:
+        group.new_states.append((done.connection_id, done.new_state, done.error, done.at))
+    group.released.append((done.connection_id, done.lease_holder))
+
+
+def _plan_batch(
+    write: BatchWrite,
+    current: dict[str, LocalStatus | None],
+    mapping: StatusMapping,
+    group: GroupPlan,
+) -> Applied:
+    plan = plan_batch(current, write.observations, write.failures, mapping)
+    for change in plan.changes:  # a later write in the group plans from this one
+        current[change.listing_id] = change.to_status
+    counts = Counts(
+        checked=len(plan.checked),
+        changes=len(plan.changes),
+        errors=plan.errors,
+        warnings=plan.warnings,
+    )
+    entries = [
+        ErrorEntry(
+            "listing",
+            p.message,
+            write.connection_id,
+            p.listing_id,
+            "warning" if p.warning else "error",
+        )
+        for p in plan.problems
+    ]
+    group.plans.append((plan, write.run_id, write.at))
+    group.recorded.append((write.run_id, counts, entries, write.at))
+    if write.cursor is not None:
+        group.cursors.append((write.connection_id, write.cursor, write.at))
+    if write.reconciled_at:
+        group.reconciled.append((write.connection_id, write.reconciled_at))
+    return Applied(plan, counts)
+
+
+def _refuse(write: SyncWrite, recorded: list[Recorded]) -> LeaseLost | None:
+    """A write whose lease is gone: only the run's own counts and the error are recorded."""
+    if isinstance(write, ConnectionDone):  # the connection's state is its new holder's now
+        recorded.append(_connection_counted(write))
+        return None
+    message = lease_lost(write.connection_id)
+    listings_dropped = len(write.observations) + len(write.failures)
+    entry = ErrorEntry(
+        "connection", f"{message} ({listings_dropped} listing(s) not written)", write.connection_id
+    )
+    recorded.append((write.run_id, Counts(errors=1), [entry], write.at))
+    return LeaseLost(message)
+
+
+def _connection_counted(done: ConnectionDone) -> Recorded:
+    """A connection's part of the run counts in the run, its lease held or not."""
+    return (done.run_id, Counts(connections=1, requests=done.requests), [], done.at)
