@@ -59,19 +59,18 @@ def cli(api_url: str | None, api_token_file: Path | None) -> None:
     """
 
 
-cli.add_command(run_cmd.run)
-cli.add_command(keys_cmd.check_config)
-cli.add_command(keys_cmd.generate_key)
-cli.add_command(keys_cmd.rotate_key)
-cli.add_command(sync_cmd.sync)
-cli.add_command(sync_cmd.history)
-cli.add_command(connections_cmd.connections)
-cli.add_command(listings_cmd.listings)
-cli.add_command(accounts_cmd.accounts)
-cli.add_command(posts_cmd.posts)
-cli.add_command(posts_cmd.unpublish)
-cli.add_command(tokens_cmd.tokens)
-
-
-def main() -> None:
-    cli(prog_name="mls-sync")
+for command in (
+    run_cmd.run,
+    keys_cmd.check_config,
+    keys_cmd.generate_key,
+    keys_cmd.rotate_key,
+    sync_cmd.sync,
+    sync_cmd.history,
+    connections_cmd.connections,
+    listings_cmd.listings,
+    accounts_cmd.accounts,
+    posts_cmd.posts,
+    posts_cmd.unpublish,
+    tokens_cmd.tokens,
+):
+    cli.add_command(command)

@@ -81,6 +81,15 @@ def choice_of(values: type[StrEnum]) -> click.Choice[str]:
     return click.Choice([v.value for v in values])
 
 
+def choice_option(
+    flag: str, values: type[StrEnum], default: StrEnum, explained: str
+) -> Callable[[FC], FC]:
+    """An option that takes one value of an enum, with its default shown."""
+    return click.option(
+        flag, type=choice_of(values), default=default.value, show_default=True, help=explained
+    )
+
+
 def list_command(command: FC) -> FC:
     """The options of a list command: --config, --after, --limit, --json."""
     return CONFIG_OPTION(list_options(JSON_OPTION(command)))

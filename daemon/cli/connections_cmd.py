@@ -11,6 +11,7 @@ from daemon.cli.common import (
     CONFIG_OPTION,
     JSON_OPTION,
     choice_of,
+    choice_option,
     record_command,
     spec_or_fail,
 )
@@ -63,20 +64,17 @@ def connections() -> None:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Read the bearer token / client secret from this file.",
 )
-@click.option(
+@choice_option(
     "--mode",
-    type=choice_of(QueryMode),
-    default=QueryMode.BY_KEY.value,
-    show_default=True,
-    help="Ask for every tracked key, or for what changed since last time.",
+    QueryMode,
+    QueryMode.BY_KEY,
+    "Ask for every tracked key, or for what changed since last time.",
 )
-@click.option(
+@choice_option(
     "--key-filter",
-    type=choice_of(KeyFilter),
-    default=KeyFilter.IN.value,
-    show_default=True,
-    help="How the server accepts a set of keys: `in`, an `or`-chain, "
-    "or one request per key (`each`).",
+    KeyFilter,
+    KeyFilter.IN,
+    "How the server accepts a set of keys: `in`, an `or`-chain, or one request per key (`each`).",
 )
 @click.option("--batch-size", type=int, default=50, show_default=True)
 @click.option("--page-size", type=int, default=200, show_default=True)
