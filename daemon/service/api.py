@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from daemon.service import problems
+from daemon.service.access_log import AccessLog
 from daemon.service.admin import IMPORT_PATH, admin_routes
 from daemon.service.auth import TokenCheck
 from daemon.service.health import Answer, health_routes, readyz_answer, status_answer
@@ -56,13 +57,15 @@ def build_app(state: ServiceState) -> FastAPI:
         larger={IMPORT_PATH: daemon.max_import_bytes},
     )
     app.add_middleware(AnnounceWrites, changed=state.board.changed)
-    app.add_middleware(  # added last, so outermost
+    app.add_middleware(
         PolledRoutes,
         answers={
             "/readyz": functools.partial(readyz_answer, state),
             "/status": functools.partial(status_answer, state),
         },
     )
+    if daemon.access_log:  # added last, so outermost
+        app.add_middleware(AccessLog)
     return app
 
 
