@@ -4,7 +4,8 @@ A route parses its path, query and body, calls `Operations`, and answers with th
 returns. PUT is an idempotent upsert with ids chosen by the caller (201 when created, 200 when
 updated). Collections are paged by cursor: `after` (the `next_after` of the page before) and
 `limit`, with a `next` link and a Link header. Secrets are accepted, stored encrypted and
-never returned. Errors are problem details (daemon/service/problems.py).
+never returned. Each route names the schema of its answer (daemon/service/schemas.py) and the
+problems it can answer with; errors are problem details (daemon/service/problems.py).
 """
 
 from __future__ import annotations
@@ -44,8 +45,6 @@ from daemon.service.problems import (
     declare_refusals,
     problem_responses,
 )
-from daemon.service.schemas import Page as PageOf
-from daemon.service.schemas import created
 from daemon.service.state import ServiceState
 from daemon.specs import SpecError
 
@@ -143,7 +142,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
     @router.get(
         "/mls-connections",
         summary="List connections",
-        response_model=PageOf[schemas.Connection],
+        response_model=schemas.Page[schemas.Connection],
     )
     async def list_connections(
         request: Request, response: Response, ops: ReadOps, query: Q[queries.ConnectionQuery]
@@ -154,7 +153,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
         "/mls-connections/{connection_id}",
         summary="Create or replace a connection",
         response_model=schemas.Connection,
-        responses={**created(schemas.Connection), **problem_responses(409)},
+        responses={**schemas.created(schemas.Connection), **problem_responses(409)},
     )
     async def put_connection(
         connection_id: ConnectionId, body: ConnectionBody, response: Response, ops: AdminOps
@@ -207,7 +206,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
     # -- listings --------------------------------------------------------------------------
 
     @router.get(
-        "/listings", summary="List tracked listings", response_model=PageOf[schemas.Listing]
+        "/listings", summary="List tracked listings", response_model=schemas.Page[schemas.Listing]
     )
     async def list_listings(
         request: Request, response: Response, ops: ReadOps, query: Q[queries.ListingQuery]
@@ -257,7 +256,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
         "/listings/{listing_id}",
         summary="Track a listing (its status is the MLS's)",
         response_model=schemas.ListingDetail,
-        responses=created(schemas.ListingDetail),
+        responses=schemas.created(schemas.ListingDetail),
     )
     async def put_listing(
         listing_id: ListingId, body: ListingBody, response: Response, ops: WriteOps
@@ -278,7 +277,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
     @router.get(
         "/listings/{listing_id}/status-changes",
         summary="A listing's audit trail, oldest first",
-        response_model=PageOf[schemas.StatusChange],
+        response_model=schemas.Page[schemas.StatusChange],
         responses=problem_responses(404),
     )
     async def listing_history(
@@ -321,7 +320,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
     @router.get(
         "/platform-accounts",
         summary="List platform accounts",
-        response_model=PageOf[schemas.Account],
+        response_model=schemas.Page[schemas.Account],
     )
     async def list_accounts(
         request: Request, response: Response, ops: ReadOps, query: Q[queries.AccountQuery]
@@ -332,7 +331,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
         "/platform-accounts/{account_id}",
         summary="Create or update an account and its tokens",
         response_model=schemas.Account,
-        responses={**created(schemas.Account), **problem_responses(409)},
+        responses={**schemas.created(schemas.Account), **problem_responses(409)},
     )
     async def put_account(
         account_id: AccountId, body: AccountBody, response: Response, ops: AdminOps
@@ -364,7 +363,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
         """409 while posts still refer to it."""
         return await ops.accounts.remove(account_id)
 
-    @router.get("/posts", summary="List posts", response_model=PageOf[schemas.Post])
+    @router.get("/posts", summary="List posts", response_model=schemas.Page[schemas.Post])
     async def list_posts(
         request: Request, response: Response, ops: ReadOps, query: Q[queries.PostQuery]
     ) -> View:
@@ -374,7 +373,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
         "/posts/{post_id}",
         summary="Record a published post",
         response_model=schemas.Post,
-        responses={**created(schemas.Post), **problem_responses(409)},
+        responses={**schemas.created(schemas.Post), **problem_responses(409)},
     )
     async def put_post(post_id: PostId, body: PostBody, response: Response, ops: WriteOps) -> View:
         """422 naming what is wrong, or 409 while the id is published for another platform
@@ -441,7 +440,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
     # -- history and what needs a person -------------------------------------------------------
 
     @router.get(
-        "/runs", summary="The sync history, newest first", response_model=PageOf[schemas.Run]
+        "/runs", summary="The sync history, newest first", response_model=schemas.Page[schemas.Run]
     )
     async def list_runs(
         request: Request, response: Response, ops: ReadOps, query: Q[queries.RunQuery]
@@ -457,7 +456,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
 
     @router.get(
         "/runs/{run_id}/errors",
-        response_model=PageOf[schemas.RunError],
+        response_model=schemas.Page[schemas.RunError],
         responses=problem_responses(404),
     )
     async def run_errors(

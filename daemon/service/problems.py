@@ -156,5 +156,5 @@ def install(
 
     @app.exception_handler(Exception)
     async def failed(request: Request, exc: Exception) -> JSONResponse:
-        # Starlette logs the exception and its traceback as it re-raises it after this answer.
+        # Starlette re-raises it after this answer: Uvicorn logs it, with its traceback.
         return problem(500, INTERNAL)
