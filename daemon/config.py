@@ -140,6 +140,11 @@ class DaemonSettings(_Section):
     max_body_bytes: int = Field(default=65_536, ge=1024, le=10_000_000)
     # A bulk import (POST /v1/listings/import) may be larger: 100,000 CSV rows fit in 8 MiB.
     max_import_bytes: int = Field(default=8_388_608, ge=1024, le=1_073_741_824)
+    access_log: bool = Field(
+        default=True,
+        description="one `http_request` line per request (method, route, status, duration) "
+        "at info; health and metrics routes at debug",
+    )
 
 
 class SandboxSettings(_Section):

@@ -4,7 +4,8 @@ A route parses its path, query and body, calls `Operations`, and answers with th
 returns. PUT is an idempotent upsert with ids chosen by the caller (201 when created, 200 when
 updated). Collections are paged by cursor: `after` (the `next_after` of the page before) and
 `limit`, with a `next` link and a Link header. Secrets are accepted, stored encrypted and
-never returned. Errors are problem details (daemon/service/problems.py).
+never returned. Each route names the schema of its answer (daemon/service/schemas.py) and the
+problems it can answer with; errors are problem details (daemon/service/problems.py).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Annotated, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import SecretStr
 
 from daemon.errors import Unavailable
 from daemon.ops import queries
@@ -23,11 +24,29 @@ from daemon.ops.imports import ImportFormat
 from daemon.ops.manager import Operations
 from daemon.ops.pages import Page
 from daemon.ops.views import View
-from daemon.scopes import Scope
+from daemon.service import schemas
 from daemon.service.auth import Admin, Caller, Reader, Writer, service_state
-from daemon.service.problems import PROBLEM_RESPONSES, UnsupportedBody, problem_responses
+from daemon.service.bodies import (
+    AccountBody,
+    AccountId,
+    ConnectionBody,
+    ConnectionId,
+    ListingBody,
+    ListingId,
+    PostBody,
+    PostId,
+    RunId,
+    TokenBody,
+    TokenName,
+)
+from daemon.service.problems import (
+    PROBLEM_RESPONSES,
+    UnsupportedBody,
+    declare_refusals,
+    problem_responses,
+)
 from daemon.service.state import ServiceState
-from daemon.specs import AccountFields, ConnectionFields, ListingFields, PostFields, SpecError
+from daemon.specs import SpecError
 
 QueryT = TypeVar("QueryT", bound=queries.PageQuery)
 IMPORT_TYPES: dict[str, ImportFormat] = {
@@ -41,23 +60,6 @@ IMPORT_PATH = "/v1/listings/import"
 # A collection's filters and page, read from the query string (daemon/ops/queries.py).
 Q = Annotated[QueryT, Query()]
 Force = Annotated[bool, Query(description="also when live posts would be forgotten")]
-
-
-class ConnectionBody(ConnectionFields):
-    secret: SecretStr | None = None  # bearer token or client secret; write-only
-
-
-class TokenBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, max_length=64)
-    scope: Scope
-
-
-class AccountBody(AccountFields):
-    access_token: SecretStr | None = None
-    refresh_token: SecretStr | None = None
-    client_secret: SecretStr | None = None
 
 
 def _operations(request: Request, who: Caller) -> Operations:
@@ -97,7 +99,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
         "/sync",
         status_code=202,
         summary="Run a full sync now (coalesced with any other trigger)",
-        responses=problem_responses(503),
+        response_model=schemas.SyncRequested,
     )
     async def sync_now(ops: WriteOps, response: Response) -> View:
         """The answer names the run that will report the cycle (`run_id`, and Location): a
@@ -111,30 +113,37 @@ def admin_routes(state: ServiceState) -> APIRouter:
     @router.post(
         "/mls-connections/{connection_id}/sync",
         summary="Sync one connection now, and answer with its run",
+        response_model=schemas.RunReport,
         responses=problem_responses(404, 409),
     )
-    async def sync_connection(connection_id: str, ops: WriteOps) -> View:
+    async def sync_connection(connection_id: ConnectionId, ops: WriteOps) -> View:
         return await ops.sync.connection(connection_id, "http")
 
     @router.post(
         "/listings/{listing_id}/sync",
         summary="Sync one listing now (the brief's manual sync)",
+        response_model=schemas.ListingSynced,
         responses=problem_responses(404, 409),
     )
-    async def sync_listing(listing_id: str, ops: WriteOps) -> View:
+    async def sync_listing(listing_id: ListingId, ops: WriteOps) -> View:
         return await ops.listings.sync(listing_id, "http")
 
     @router.post(
         "/listings/{listing_id}/unpublish",
         summary="Take every published post of one listing down now",
+        response_model=schemas.RunReport,
         responses=problem_responses(404),
     )
-    async def unpublish_listing(listing_id: str, ops: WriteOps) -> View:
+    async def unpublish_listing(listing_id: ListingId, ops: WriteOps) -> View:
         return await ops.listings.unpublish(listing_id, "http")
 
     # -- MLS connections -------------------------------------------------------------------
 
-    @router.get("/mls-connections", summary="List connections")
+    @router.get(
+        "/mls-connections",
+        summary="List connections",
+        response_model=schemas.Page[schemas.Connection],
+    )
     async def list_connections(
         request: Request, response: Response, ops: ReadOps, query: Q[queries.ConnectionQuery]
     ) -> View:
@@ -143,43 +152,62 @@ def admin_routes(state: ServiceState) -> APIRouter:
     @router.put(
         "/mls-connections/{connection_id}",
         summary="Create or replace a connection",
-        responses=problem_responses(409, 422),
+        response_model=schemas.Connection,
+        responses={**schemas.created(schemas.Connection), **problem_responses(409)},
     )
     async def put_connection(
-        connection_id: str, body: ConnectionBody, response: Response, ops: AdminOps
+        connection_id: ConnectionId, body: ConnectionBody, response: Response, ops: AdminOps
     ) -> View:
         fields = body.model_dump(exclude={"secret"}, exclude_unset=True)
         view, created = await ops.connections.put(connection_id, fields, _plain(body.secret))
         response.status_code = 201 if created else 200
         return view
 
-    @router.get("/mls-connections/{connection_id}", responses=problem_responses(404))
-    async def get_connection(connection_id: str, ops: ReadOps) -> View:
+    @router.get(
+        "/mls-connections/{connection_id}",
+        response_model=schemas.Connection,
+        responses=problem_responses(404),
+    )
+    async def get_connection(connection_id: ConnectionId, ops: ReadOps) -> View:
         return await ops.connections.get(connection_id)
 
     @router.delete(
         "/mls-connections/{connection_id}",
         summary="Remove a connection and its credential",
+        response_model=schemas.ConnectionRemoved,
         responses=problem_responses(404, 409),
     )
     async def delete_connection(
-        connection_id: str, ops: AdminOps, with_listings: bool = False, force: Force = False
+        connection_id: ConnectionId,
+        ops: AdminOps,
+        with_listings: bool = False,
+        force: Force = False,
     ) -> View:
         """409 while it tracks listings (unless with_listings), or while posts of its
         listings are still live (unless force)."""
         return await ops.connections.remove(connection_id, with_listings=with_listings, force=force)
 
-    @router.post("/mls-connections/{connection_id}/pause", responses=problem_responses(404))
-    async def pause(connection_id: str, ops: WriteOps) -> View:
+    @router.post(
+        "/mls-connections/{connection_id}/pause",
+        response_model=schemas.Connection,
+        responses=problem_responses(404),
+    )
+    async def pause(connection_id: ConnectionId, ops: WriteOps) -> View:
         return await ops.connections.pause(connection_id)
 
-    @router.post("/mls-connections/{connection_id}/resume", responses=problem_responses(404, 409))
-    async def resume(connection_id: str, ops: WriteOps) -> View:
+    @router.post(
+        "/mls-connections/{connection_id}/resume",
+        response_model=schemas.Connection,
+        responses=problem_responses(404, 409),
+    )
+    async def resume(connection_id: ConnectionId, ops: WriteOps) -> View:
         return await ops.connections.resume(connection_id)
 
     # -- listings --------------------------------------------------------------------------
 
-    @router.get("/listings", summary="List tracked listings")
+    @router.get(
+        "/listings", summary="List tracked listings", response_model=schemas.Page[schemas.Listing]
+    )
     async def list_listings(
         request: Request, response: Response, ops: ReadOps, query: Q[queries.ListingQuery]
     ) -> View:
@@ -190,6 +218,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
     @router.post(
         "/listings/import",
         summary="Track many listings: CSV (text/csv) or JSON lines (application/x-ndjson)",
+        response_model=schemas.Imported,
         responses=problem_responses(415, 422),
         openapi_extra={
             "requestBody": {
@@ -226,27 +255,33 @@ def admin_routes(state: ServiceState) -> APIRouter:
     @router.put(
         "/listings/{listing_id}",
         summary="Track a listing (its status is the MLS's)",
-        responses=problem_responses(422),
+        response_model=schemas.ListingDetail,
+        responses=schemas.created(schemas.ListingDetail),
     )
     async def put_listing(
-        listing_id: str, body: ListingFields, response: Response, ops: WriteOps
+        listing_id: ListingId, body: ListingBody, response: Response, ops: WriteOps
     ) -> View:
         view, created = await ops.listings.put(listing_id, body.model_dump(exclude_unset=True))
         response.status_code = 201 if created else 200
         return view
 
-    @router.get("/listings/{listing_id}", responses=problem_responses(404))
-    async def get_listing(listing_id: str, ops: ReadOps) -> View:
+    @router.get(
+        "/listings/{listing_id}",
+        response_model=schemas.ListingDetail,
+        responses=problem_responses(404),
+    )
+    async def get_listing(listing_id: ListingId, ops: ReadOps) -> View:
         """The listing with the first 100 rows of its audit trail (all: status-changes)."""
         return await ops.listings.get(listing_id)
 
     @router.get(
         "/listings/{listing_id}/status-changes",
         summary="A listing's audit trail, oldest first",
-        responses=problem_responses(404, 422),
+        response_model=schemas.Page[schemas.StatusChange],
+        responses=problem_responses(404),
     )
     async def listing_history(
-        listing_id: str,
+        listing_id: ListingId,
         request: Request,
         response: Response,
         ops: ReadOps,
@@ -257,23 +292,36 @@ def admin_routes(state: ServiceState) -> APIRouter:
     @router.delete(
         "/listings/{listing_id}",
         summary="Stop tracking a listing (its audit trail stays)",
+        response_model=schemas.ListingRemoved,
         responses=problem_responses(404, 409),
     )
-    async def delete_listing(listing_id: str, ops: WriteOps, force: Force = False) -> View:
+    async def delete_listing(listing_id: ListingId, ops: WriteOps, force: Force = False) -> View:
         """409 while posts of the listing are live, unless force."""
         return await ops.listings.remove(listing_id, force=force)
 
-    @router.post("/listings/{listing_id}/exclude", responses=problem_responses(404))
-    async def exclude(listing_id: str, ops: WriteOps) -> View:
+    @router.post(
+        "/listings/{listing_id}/exclude",
+        response_model=schemas.ListingDetail,
+        responses=problem_responses(404),
+    )
+    async def exclude(listing_id: ListingId, ops: WriteOps) -> View:
         return await ops.listings.set_excluded(listing_id, True)
 
-    @router.post("/listings/{listing_id}/include", responses=problem_responses(404))
-    async def include(listing_id: str, ops: WriteOps) -> View:
+    @router.post(
+        "/listings/{listing_id}/include",
+        response_model=schemas.ListingDetail,
+        responses=problem_responses(404),
+    )
+    async def include(listing_id: ListingId, ops: WriteOps) -> View:
         return await ops.listings.set_excluded(listing_id, False)
 
     # -- platform accounts and posts ---------------------------------------------------------
 
-    @router.get("/platform-accounts", summary="List platform accounts")
+    @router.get(
+        "/platform-accounts",
+        summary="List platform accounts",
+        response_model=schemas.Page[schemas.Account],
+    )
     async def list_accounts(
         request: Request, response: Response, ops: ReadOps, query: Q[queries.AccountQuery]
     ) -> View:
@@ -282,10 +330,11 @@ def admin_routes(state: ServiceState) -> APIRouter:
     @router.put(
         "/platform-accounts/{account_id}",
         summary="Create or update an account and its tokens",
-        responses=problem_responses(409, 422),
+        response_model=schemas.Account,
+        responses={**schemas.created(schemas.Account), **problem_responses(409)},
     )
     async def put_account(
-        account_id: str, body: AccountBody, response: Response, ops: AdminOps
+        account_id: AccountId, body: AccountBody, response: Response, ops: AdminOps
     ) -> View:
         secrets = {"access_token", "refresh_token", "client_secret"}
         tokens = AccountTokens(
@@ -296,29 +345,37 @@ def admin_routes(state: ServiceState) -> APIRouter:
         response.status_code = 201 if created else 200
         return view
 
-    @router.get("/platform-accounts/{account_id}", responses=problem_responses(404))
-    async def get_account(account_id: str, ops: ReadOps) -> View:
+    @router.get(
+        "/platform-accounts/{account_id}",
+        response_model=schemas.Account,
+        responses=problem_responses(404),
+    )
+    async def get_account(account_id: AccountId, ops: ReadOps) -> View:
         return await ops.accounts.get(account_id)
 
     @router.delete(
         "/platform-accounts/{account_id}",
         summary="Remove an account and its tokens",
+        response_model=schemas.AccountRemoved,
         responses=problem_responses(404, 409),
     )
-    async def delete_account(account_id: str, ops: AdminOps) -> View:
+    async def delete_account(account_id: AccountId, ops: AdminOps) -> View:
         """409 while posts still refer to it."""
         return await ops.accounts.remove(account_id)
 
-    @router.get("/posts", summary="List posts")
+    @router.get("/posts", summary="List posts", response_model=schemas.Page[schemas.Post])
     async def list_posts(
         request: Request, response: Response, ops: ReadOps, query: Q[queries.PostQuery]
     ) -> View:
         return paged(request, response, await ops.posts.list(query))
 
     @router.put(
-        "/posts/{post_id}", summary="Record a published post", responses=problem_responses(409, 422)
+        "/posts/{post_id}",
+        summary="Record a published post",
+        response_model=schemas.Post,
+        responses={**schemas.created(schemas.Post), **problem_responses(409)},
     )
-    async def put_post(post_id: str, body: PostFields, response: Response, ops: WriteOps) -> View:
+    async def put_post(post_id: PostId, body: PostBody, response: Response, ops: WriteOps) -> View:
         """422 naming what is wrong, or 409 while the id is published for another platform
         post."""
         view, created = await ops.posts.put(
@@ -327,28 +384,36 @@ def admin_routes(state: ServiceState) -> APIRouter:
         response.status_code = 201 if created else 200
         return view
 
-    @router.get("/posts/{post_id}", responses=problem_responses(404))
-    async def get_post(post_id: str, ops: ReadOps) -> View:
+    @router.get("/posts/{post_id}", response_model=schemas.Post, responses=problem_responses(404))
+    async def get_post(post_id: PostId, ops: ReadOps) -> View:
         return await ops.posts.get(post_id)
 
     @router.delete(
-        "/posts/{post_id}", summary="Forget a post's record", responses=problem_responses(404, 409)
+        "/posts/{post_id}",
+        summary="Forget a post's record",
+        response_model=schemas.PostForgotten,
+        responses=problem_responses(404, 409),
     )
-    async def delete_post(post_id: str, ops: WriteOps, force: Force = False) -> View:
+    async def delete_post(post_id: PostId, ops: WriteOps, force: Force = False) -> View:
         """409 while the post is live (published, or waiting for a person), unless force."""
         return await ops.posts.forget(post_id, force=force)
 
     @router.post(
         "/posts/{post_id}/removed-by-hand",
         summary="Say a person took the post down on its platform",
+        response_model=schemas.Post,
         responses=problem_responses(404, 409),
     )
-    async def removed_by_hand(post_id: str, ops: WriteOps) -> View:
+    async def removed_by_hand(post_id: PostId, ops: WriteOps) -> View:
         return await ops.posts.removed_by_hand(post_id)
 
     # -- API tokens ------------------------------------------------------------------------
 
-    @router.get("/tokens", summary="The API tokens (never the tokens themselves)")
+    @router.get(
+        "/tokens",
+        summary="The API tokens (never the tokens themselves)",
+        response_model=schemas.Tokens,
+    )
     async def list_tokens(ops: AdminOps) -> View:
         return {"items": await ops.tokens.list()}
 
@@ -356,34 +421,46 @@ def admin_routes(state: ServiceState) -> APIRouter:
         "/tokens",
         status_code=201,
         summary="Create a named token with a scope: the answer shows it, once",
-        responses=problem_responses(409, 422),
+        response_model=schemas.NewToken,
+        responses=problem_responses(409),
     )
     async def create_token(body: TokenBody, ops: AdminOps) -> View:
         made, token = await ops.tokens.create(body.name, body.scope)
         return {**made, "token": token}
 
     @router.delete(
-        "/tokens/{name}", summary="Revoke a token", responses=problem_responses(404, 409)
+        "/tokens/{name}",
+        summary="Revoke a token",
+        response_model=schemas.Token,
+        responses=problem_responses(404, 409),
     )
-    async def revoke_token(name: str, ops: AdminOps) -> View:
+    async def revoke_token(name: TokenName, ops: AdminOps) -> View:
         return await ops.tokens.revoke(name)
 
     # -- history and what needs a person -------------------------------------------------------
 
-    @router.get("/runs", summary="The sync history, newest first")
+    @router.get(
+        "/runs", summary="The sync history, newest first", response_model=schemas.Page[schemas.Run]
+    )
     async def list_runs(
         request: Request, response: Response, ops: ReadOps, query: Q[queries.RunQuery]
     ) -> View:
         return paged(request, response, await ops.runs.list(query))
 
-    @router.get("/runs/{run_id}", responses=problem_responses(404))
-    async def get_run(run_id: int, ops: ReadOps) -> View:
+    @router.get(
+        "/runs/{run_id}", response_model=schemas.RunDetail, responses=problem_responses(404)
+    )
+    async def get_run(run_id: RunId, ops: ReadOps) -> View:
         """The run, its changes by kind and its first 50 problems (all: /errors)."""
         return await ops.runs.get(run_id)
 
-    @router.get("/runs/{run_id}/errors", responses=problem_responses(404, 422))
+    @router.get(
+        "/runs/{run_id}/errors",
+        response_model=schemas.Page[schemas.RunError],
+        responses=problem_responses(404),
+    )
     async def run_errors(
-        run_id: int,
+        run_id: RunId,
         request: Request,
         response: Response,
         ops: ReadOps,
@@ -391,10 +468,13 @@ def admin_routes(state: ServiceState) -> APIRouter:
     ) -> View:
         return paged(request, response, await ops.runs.errors(run_id, query))
 
-    @router.get("/manual-actions", summary="What a person must do")
+    @router.get(
+        "/manual-actions", summary="What a person must do", response_model=schemas.ManualActions
+    )
     async def manual_actions(ops: ReadOps) -> View:
         return await ops.sync.manual_actions()
 
+    declare_refusals(router)
     return router
 
 

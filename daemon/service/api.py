@@ -1,10 +1,11 @@
 """The daemon's HTTP app: health and metrics without auth, the /v1 API with a bearer token.
 
-Errors are JSON with a `detail` that names what is wrong, and never repeats a value of the
-body or the query string (it may be a secret): 401 without a valid token, 404 for an unknown
-route or record, 409 for a request that conflicts with the current state, 413 for an
-oversized body, 415 for a body not sent as JSON, 422 for a body, parameter or id that does
-not validate.
+Errors are problem details (problems.py) with a `detail` that names what is wrong, and never
+repeats a value of the body or the query string (it may be a secret): 400 for a body that
+cannot be decoded, 401 without a valid token, 403 for a token without the scope, 404 for an
+unknown route or record, 405 for a method the route has not, 409 for a request that conflicts
+with the current state, 413 for an oversized body, 415 for a body not sent as JSON, 422 for a
+body, parameter or id that does not validate, 503 while the API is off or the daemon stops.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from daemon.service import problems
+from daemon.service.access_log import AccessLog
 from daemon.service.admin import IMPORT_PATH, admin_routes
 from daemon.service.auth import TokenCheck
 from daemon.service.health import Answer, health_routes, readyz_answer, status_answer
 from daemon.service.problems import PROBLEM_JSON, problem
-from daemon.service.refusals import document_refusals
 from daemon.service.state import ServiceState
 
 
@@ -48,7 +49,7 @@ def build_app(state: ServiceState) -> FastAPI:
         return None
 
     problems.install(app, token_first)
-    document_refusals(app)
+    problems.document_problems(app)
     daemon = state.settings.daemon
     app.add_middleware(
         BodyLimit,
@@ -56,13 +57,15 @@ def build_app(state: ServiceState) -> FastAPI:
         larger={IMPORT_PATH: daemon.max_import_bytes},
     )
     app.add_middleware(AnnounceWrites, changed=state.board.changed)
-    app.add_middleware(  # added last, so outermost
+    app.add_middleware(
         PolledRoutes,
         answers={
             "/readyz": functools.partial(readyz_answer, state),
             "/status": functools.partial(status_answer, state),
         },
     )
+    if daemon.access_log:  # added last, so outermost
+        app.add_middleware(AccessLog)
     return app
 
 

@@ -1,7 +1,10 @@
 """Every error the HTTP API answers is a problem detail (RFC 9457), one shape everywhere:
-`type`, `title`, `status`, `detail`, and `errors` where a body had several problems. The
-detail names what is wrong and how to fix it, and never repeats a value sent (it may be a
-secret)."""
+`type`, `title`, `status`, `detail`, and `errors` where a body had several problems, sent as
+application/problem+json. The detail names what is wrong and how to fix it, and never repeats
+a value sent (it may be a secret). The health routes keep their own formats (health.py).
+
+/openapi.json says the same: each route lists every problem it can answer with, each as
+problem+json of the `Problem` schema."""
 
 from __future__ import annotations
 
@@ -9,9 +12,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.dependencies.utils import get_flat_params
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
@@ -21,6 +26,10 @@ from daemon.service.refusals import refusal
 from daemon.specs import SpecError
 
 PROBLEM_JSON = "application/problem+json"
+PROBLEM_REF = "#/components/schemas/Problem"
+# FastAPI answers 400 to a body it cannot decode at all (not UTF-8, nested too deeply).
+UNREADABLE = "the body could not be read: send JSON, as UTF-8 text"
+INTERNAL = "the daemon failed to answer: the reason is in its log"
 
 
 class UnsupportedBody(SpecError):
@@ -51,20 +60,56 @@ def problem(
 
 
 def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the problems a route can answer with."""
+    """OpenAPI entries for the problems a route can answer with (the schema is added to the
+    document by `document_problems`)."""
     return {
         code: {
-            "model": Problem,
-            "content": {PROBLEM_JSON: {}},
             "description": HTTPStatus(code).phrase,
+            "content": {PROBLEM_JSON: {"schema": {"$ref": PROBLEM_REF}}},
         }
         for code in codes
     }
 
 
 # What any /v1 route can answer: no or a wrong token, a token without the scope, a body too
-# large, the API off (no token configured), parameters that do not validate.
-PROBLEM_RESPONSES = problem_responses(401, 403, 413, 422, 503)
+# large, the API off (no token configured). `declare_refusals` adds what its parameters and
+# body make possible.
+PROBLEM_RESPONSES = problem_responses(401, 403, 413, 503)
+
+
+def declare_refusals(router: APIRouter) -> None:
+    """Adds to each route of `router` the refusals its inputs make possible: 422 where it
+    reads a parameter or a JSON body, and 400 and 415 where it reads a JSON body."""
+    for route in router.routes:
+        if not isinstance(route, APIRoute):
+            continue
+        codes = [400, 415] if route.body_field is not None else []
+        if route.body_field is not None or get_flat_params(route.dependant):
+            codes.append(422)
+        route.responses = {**problem_responses(*codes), **route.responses}
+
+
+def document_problems(app: FastAPI) -> None:
+    """/openapi.json with the `Problem` schema every error answer refers to, without FastAPI's
+    own validation error schemas (its 422 repeats input; ours does not), and each route's
+    answers in the order of their codes."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            schemas = document["components"].setdefault("schemas", {})
+            for unused in ("ValidationError", "HTTPValidationError"):
+                schemas.pop(unused, None)
+            problem_schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(problem_schema.pop("$defs", {}))
+            schemas["Problem"] = problem_schema
+            for methods in document["paths"].values():
+                for operation in methods.values():
+                    operation["responses"] = dict(sorted(operation["responses"].items()))
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way
 
 
 def install(
@@ -82,6 +127,10 @@ def install(
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # only FastAPI's, for a body it could not decode
+            if (first := await unreadable_first(request)) is not None:
+                return first
+            return problem(400, UNREADABLE)
         return problem(exc.status_code, str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(ImportRefused)
@@ -104,3 +153,8 @@ def install(
     @app.exception_handler(Unavailable)
     async def unavailable(request: Request, exc: Unavailable) -> JSONResponse:
         return problem(503, str(exc))
+
+    @app.exception_handler(Exception)
+    async def failed(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette re-raises it after this answer: Uvicorn logs it, with its traceback.
+        return problem(500, INTERNAL)

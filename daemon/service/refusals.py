@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fastapi import FastAPI
-
 from daemon.specs import explain
 
 SEND_JSON = (
@@ -57,22 +55,3 @@ def _readable(error: Mapping[str, Any]) -> dict[str, Any]:
         msg = "has a field the record does not have (its fields are listed in /openapi.json)"
         return {"type": "unknown_field", "loc": field, "msg": msg}
     return {"type": error["type"], "loc": field, "msg": msg}
-
-
-def document_refusals(app: FastAPI) -> None:
-    """/openapi.json describes a 422 as it is answered: a `detail` string, no echoed input."""
-    generate = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schemas = generate()["components"]["schemas"]
-            schemas.pop("ValidationError", None)
-            schemas["HTTPValidationError"] = {
-                "title": "HTTPValidationError",
-                "type": "object",
-                "properties": {"detail": {"title": "Detail", "type": "string"}},
-                "required": ["detail"],
-            }
-        return app.openapi_schema or {}
-
-    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way

@@ -4,15 +4,21 @@ subprocess: the answer says what is wrong and how to fix it, never repeats what 
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from daemon.config import DaemonSettings
 from daemon.encryption import generate_key
-from tests.e2e.daemon_process import NOWHERE, api_client
+from daemon.service.problems import PROBLEM_JSON
+from tests.e2e.daemon_process import API_TOKEN, DATABASE, NOWHERE, api_client
 
 SECRET = "tok-5ecret-0f9e7d"  # stands for any secret a caller may put in a body
 JSON = {"Content-Type": "application/json"}
@@ -137,12 +143,67 @@ async def test_a_chunked_body_under_the_limit_is_read_whole(api: httpx.Client) -
     assert set(answer.json()["name"]) == {"n"} and len(answer.json()["name"]) > 80
 
 
-def test_the_openapi_document_describes_a_422_as_it_is_answered(api: httpx.Client) -> None:
-    schemas = api.get("/openapi.json").json()["components"]["schemas"]
-    assert schemas["HTTPValidationError"]["properties"] == {
-        "detail": {"title": "Detail", "type": "string"}
-    }
-    assert "ValidationError" not in schemas
+@dataclass(frozen=True)
+class Refused:
+    status: int
+    method: str
+    path: str
+    sent: dict[str, Any] = field(default_factory=dict)  # what else to send (httpx's arguments)
+    caller: str = "admin"  # or "reader" (a token with the read scope), or "nobody" (no token)
+
+
+REFUSED = {
+    "an unknown route": Refused(404, "GET", "/v1/nothing-here"),
+    "an unknown record": Refused(404, "GET", "/v1/listings/no-such-listing"),
+    "a method the route has not": Refused(405, "DELETE", "/v1/runs"),
+    "no token": Refused(401, "GET", "/v1/runs", caller="nobody"),
+    "a token without the scope": Refused(403, "PUT", "/v1/listings/L-x", caller="reader"),
+    "a new connection without its secret": Refused(
+        409, "PUT", "/v1/mls-connections/c-new", {"json": {"name": "C", "base_url": NOWHERE}}
+    ),
+    "a body over the limit": Refused(413, "PUT", "/v1/listings/L-x", {"content": b"x" * LIMIT * 2}),
+    "a body not sent as JSON": Refused(415, "PUT", "/v1/listings/L-x", {"data": {"k": "v"}}),
+    "a body that does not validate": Refused(422, "PUT", "/v1/listings/L-x", {"json": [1]}),
+    "a parameter that does not validate": Refused(422, "GET", "/v1/runs/one"),
+    "a body that is not UTF-8": Refused(
+        400, "PUT", "/v1/listings/L-x", {"content": b'{"\xff": 1}', "headers": JSON}
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def reader(api: httpx.Client) -> str:
+    """A token with the read scope."""
+    made = api.post("/v1/tokens", json={"name": "refusals-reader", "scope": "read"})
+    assert made.status_code == 201, made.text
+    return str(made.json()["token"])
+
+
+@pytest.mark.parametrize("what", list(REFUSED))
+def test_every_refusal_is_a_problem_detail_of_one_shape(
+    api: httpx.Client, reader: str, what: str
+) -> None:
+    """RFC 9457 problem details, as application/problem+json: type, title, status, and a
+    detail that says what is wrong."""
+    refused = REFUSED[what]
+    sent = dict(refused.sent)
+    token = {"admin": API_TOKEN, "reader": reader, "nobody": None}[refused.caller]
+    headers = {**sent.pop("headers", {}), **({"Authorization": f"Bearer {token}"} if token else {})}
+    answer = httpx.request(
+        refused.method, f"{api.base_url}{refused.path}", headers=headers, timeout=10, **sent
+    )
+    assert answer.status_code == refused.status, answer.text
+    assert answer.headers["content-type"] == PROBLEM_JSON
+    body = answer.json()
+    assert set(body) == {"type", "title", "status", "detail"}
+    assert body["type"] == "about:blank" and body["status"] == refused.status
+    assert body["title"] == HTTPStatus(refused.status).phrase
+    assert isinstance(body["detail"], str) and len(body["detail"]) > 8
+
+
+def test_a_405_says_which_methods_the_route_has(api: httpx.Client) -> None:
+    answer = api.delete("/v1/runs")
+    assert answer.status_code == 405 and answer.headers["allow"] == "GET"
 
 
 def _until(check: Callable[[], bool], timeout: float = 20) -> None:
@@ -192,7 +253,11 @@ def test_a_connection_whose_listings_have_live_posts_is_removed_only_when_forced
     assert api.get("/v1/posts/p-live").status_code == 404
 
 
-@pytest.mark.parametrize("body", [b'{"name": ', b"not json", b"[1]"], ids=["cut", "junk", "array"])
+@pytest.mark.parametrize(
+    "body",
+    [b'{"name": ', b"not json", b"[1]", b'{"\xff": 1}'],
+    ids=["cut", "junk", "array", "not-utf8"],
+)
 def test_a_bad_body_without_the_token_gets_401_not_a_word_about_the_body(
     api: httpx.Client, body: bytes
 ) -> None:
@@ -201,3 +266,17 @@ def test_a_bad_body_without_the_token_gets_401_not_a_word_about_the_body(
     )
     assert answer.status_code == 401, answer.text
     assert answer.headers["www-authenticate"] == "Bearer"
+
+
+def test_a_failure_nobody_foresaw_is_a_problem_detail_too_without_its_internals(
+    tmp_path: Path,
+) -> None:
+    """A table gone from under the running daemon: a 500 in the one shape, pointing at the
+    log, with no SQL or traceback in the answer."""
+    with api_client(tmp_path, generate_key()) as client:
+        with sqlite3.connect(tmp_path / DATABASE) as db:
+            db.execute("ALTER TABLE social_posts RENAME TO social_posts_gone")
+        answer = client.get("/v1/posts")
+    assert answer.status_code == 500
+    assert answer.headers["content-type"] == PROBLEM_JSON, answer.text
+    assert answer.json()["detail"] == "the daemon failed to answer: the reason is in its log"
