@@ -38,7 +38,7 @@ def assert_page(model: type[BaseModel], page: Page) -> None:
 async def _world(live: Live) -> Operations:
     """A connection to the sandbox MLS, a listing about to sell with a post on Facebook, and
     one whose MLS status means nothing to mls-sync (a warning each sync)."""
-    ops = Operations(OpsContext(live.rt.db, live.rt.box, live.rt.engine))
+    ops = Operations.on(OpsContext(live.rt.db, live.rt.box, live.rt.engine))
     live.mls.put("K1", "Active")
     live.mls.put("K2", "Not A Status")
     fields: dict[str, Any] = {"name": "M", "base_url": live.mls_url, "rate_per_second": 200.0}
