@@ -76,14 +76,12 @@ async def upsert(
 
 
 async def get(db: Database, account_id: str) -> AccountRow | None:
-    async with db.reading() as conn, conn.execute(GET, (account_id,)) as cur:
-        row = await cur.fetchone()
+    row = await db.fetch_one(GET, (account_id,))
     return from_row(AccountRow, row) if row else None
 
 
 async def list_all(db: Database) -> list[AccountRow]:
-    async with db.reading() as conn, conn.execute(LIST) as cur:
-        return [from_row(AccountRow, r) for r in await cur.fetchall()]
+    return [from_row(AccountRow, r) for r in await db.fetch_all(LIST)]
 
 
 async def for_ids(db: Database, ids: Sequence[str]) -> dict[str, AccountRow]:

@@ -29,20 +29,17 @@ async def create(db: Database, name: str, scope: str, sha256: str, now: str) -> 
 
 
 async def get(db: Database, name: str) -> ApiTokenRow | None:
-    async with db.reading() as conn, conn.execute(GET, (name,)) as cur:
-        row = await cur.fetchone()
+    row = await db.fetch_one(GET, (name,))
     return from_row(ApiTokenRow, row) if row else None
 
 
 async def list_all(db: Database) -> list[ApiTokenRow]:
-    async with db.reading() as conn, conn.execute(LIST) as cur:
-        return [from_row(ApiTokenRow, r) for r in await cur.fetchall()]
+    return [from_row(ApiTokenRow, r) for r in await db.fetch_all(LIST)]
 
 
 async def live_by_hash(db: Database, sha256: str) -> ApiTokenRow | None:
     """The token with this hash, unless it was revoked."""
-    async with db.reading() as conn, conn.execute(LIVE_BY_HASH, (sha256,)) as cur:
-        row = await cur.fetchone()
+    row = await db.fetch_one(LIVE_BY_HASH, (sha256,))
     return from_row(ApiTokenRow, row) if row else None
 
 

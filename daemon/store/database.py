@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -158,6 +158,16 @@ class Database:
         async with self.lock:
             cursor = await self.conn.execute(sql, params)
             return cursor.rowcount
+
+    async def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
+        """The first row of a read, or None."""
+        async with self.reading() as conn, conn.execute(sql, params) as cur:
+            row: aiosqlite.Row | None = await cur.fetchone()
+        return row
+
+    async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+        async with self.reading() as conn, conn.execute(sql, params) as cur:
+            return list(await cur.fetchall())
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[aiosqlite.Connection]:

@@ -89,8 +89,7 @@ async def add_many(db: Database, specs: Sequence[ListingSpec], now: str) -> int:
 
 
 async def get(db: Database, listing_id: str) -> ListingRow | None:
-    async with db.reading() as conn, conn.execute(GET, (listing_id,)) as cur:
-        row = await cur.fetchone()
+    row = await db.fetch_one(GET, (listing_id,))
     return from_row(ListingRow, row) if row else None
 
 

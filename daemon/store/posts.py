@@ -238,8 +238,7 @@ async def mark_delete_sent(
 
 
 async def get(db: Database, post_id: str) -> PostRow | None:
-    async with db.reading() as conn, conn.execute(GET, (post_id,)) as cur:
-        row = await cur.fetchone()
+    row = await db.fetch_one(GET, (post_id,))
     return from_row(PostRow, row) if row else None
 
 

@@ -171,8 +171,7 @@ async def end_in(
 
 
 async def get(db: Database, run_id: int) -> RunRow | None:
-    async with db.reading() as conn, conn.execute(GET, (run_id,)) as cur:
-        row = await cur.fetchone()
+    row = await db.fetch_one(GET, (run_id,))
     return from_row(RunRow, row) if row else None
 
 
