@@ -21,6 +21,8 @@ from daemon.sync.engine import RunReport
 log = structlog.get_logger("mls_sync.coordinator")
 
 RECENT_REPORTS = 20
+STOPPED_BEFORE_IT_BEGAN = "the daemon stopped before this cycle began"
+ENDED_BEFORE_ITS_RUN = "the cycle ended before it began its run (the daemon's log: cycle_crashed)"
 
 
 @dataclass
@@ -57,7 +59,7 @@ class CycleEngine(Protocol):
 
     async def reserve_run(self, trigger: str) -> int: ...
 
-    async def abandon_run(self, run_id: int) -> None: ...
+    async def abandon_run(self, run_id: int, reason: str) -> None: ...
 
 
 class Coordinator:
@@ -113,8 +115,11 @@ class Coordinator:
             await self._wake.wait()
             self._wake = anyio.Event()
             while self.pending is not None and not self.stopping:
-                source, self.pending = self.pending, None
-                run_id, self.pending_run = self.pending_run, None
+                # Taken with the run reserved for it: a reservation under way finishes first,
+                # so a cycle never starts while the run asked for it is being made.
+                async with self._reserving:
+                    source, self.pending = self.pending, None
+                    run_id, self.pending_run = self.pending_run, None
                 await self._cycle(source, run_id)
 
     async def _cycle(self, source: str, run_id: int | None = None) -> None:
@@ -139,6 +144,9 @@ class Coordinator:
             # let the next trigger try again.
             log.exception("cycle_crashed", source=source)
         finally:
+            if run_id is not None:  # a run asked for is never left `running`
+                with anyio.CancelScope(shield=True):
+                    await self._abandon(run_id, ENDED_BEFORE_ITS_RUN)
             self.running = None
             self._scope = None
             self._idle.set()
@@ -152,13 +160,19 @@ class Coordinator:
         async with self._reserving:
             reserved, self.pending_run = self.pending_run, None
         if reserved is not None:
-            await self.engine.abandon_run(reserved)
+            await self._abandon(reserved, STOPPED_BEFORE_IT_BEGAN)
         with anyio.move_on_after(grace):
             await self._idle.wait()
         if self._scope is not None:
             log.warning("cycle_cancelled_at_shutdown", grace_seconds=grace)
             self._scope.cancel()
             await self._idle.wait()
+
+    async def _abandon(self, run_id: int, reason: str) -> None:
+        try:
+            await self.engine.abandon_run(run_id, reason)
+        except Exception:  # the database, say; the next start marks it interrupted
+            log.exception("reserved_run_not_ended", run_id=run_id)
 
     def _progress(self, connection_id: str, done: int, total: int) -> None:
         if self.running is not None:

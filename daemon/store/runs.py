@@ -58,6 +58,7 @@ SELECT * FROM sync_runs WHERE outcome = 'running' AND scope = 'all' AND holder =
 ORDER BY id LIMIT 1
 """  # the oldest: a newer one is reserved for the cycle asked for next (POST /v1/sync)
 BEGIN_RESERVED = "UPDATE sync_runs SET started_at = :at WHERE id = :id"
+IS_RUNNING = "SELECT 1 FROM sync_runs WHERE id = ? AND outcome = 'running'"
 RUNNING = "SELECT id, holder FROM sync_runs WHERE outcome = 'running'"
 END = """
 UPDATE sync_runs SET outcome = :outcome, finished_at = :at
@@ -114,9 +115,7 @@ async def start(db: Database, trigger: str, scope: str, holder: str, at: str) ->
 
 async def begin_reserved(db: Database, run_id: int, at: str) -> None:
     """A reserved run begins: it is timed from now, not from when it was asked for."""
-    await db.write_one(
-        "UPDATE sync_runs SET started_at = :at WHERE id = :id", {"at": at, "id": run_id}
-    )
+    await db.write_one(BEGIN_RESERVED, {"at": at, "id": run_id})
 
 
 async def record(
@@ -168,6 +167,11 @@ async def end_in(
     if error is not None:
         await record(conn, run_id, Counts(errors=1), [error], at)
     await conn.execute(END, {"run_id": run_id, "outcome": outcome, "at": at})
+
+
+async def is_running(conn: aiosqlite.Connection, run_id: int) -> bool:
+    async with conn.execute(IS_RUNNING, (run_id,)) as cur:
+        return await cur.fetchone() is not None
 
 
 async def get(db: Database, run_id: int) -> RunRow | None:

@@ -98,11 +98,14 @@ class SyncEngine:
         it can follow it (POST /v1/sync answers with its id)."""
         return await runs.start(self.db, trigger, "all", self.holder, iso(self.clock()))
 
-    async def abandon_run(self, run_id: int) -> None:
-        """A reserved run that will never begin (the daemon is stopping)."""
-        error = ErrorEntry("run", "the daemon stopped before this cycle began")
+    async def abandon_run(self, run_id: int, reason: str) -> None:
+        """Ends a reserved run that is still `running` although no cycle runs it (the daemon
+        stopped before the cycle began, or the cycle ended before it began its run), with
+        `reason` as its error. A run that ended already is left as it is."""
+        error = ErrorEntry("run", reason)
         async with self.db.transaction() as conn:
-            await runs.end_in(conn, run_id, "interrupted", iso(self.clock()), error)
+            if await runs.is_running(conn, run_id):
+                await runs.end_in(conn, run_id, "interrupted", iso(self.clock()), error)
 
     async def sync_connection(self, connection_id: str, trigger: str = "manual") -> RunReport:
         row = await connections.get(self.db, connection_id)

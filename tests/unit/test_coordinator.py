@@ -35,13 +35,16 @@ class FakeEngine:
         self.cycles: list[Cycle] = []
         self.reserved: list[str] = []
         self.abandoned: list[int] = []
+        self.reserve_delay: anyio.Event | None = None  # holds reservations until set
         self._began = anyio.Event()
 
     async def reserve_run(self, trigger: str) -> int:
+        if self.reserve_delay is not None:
+            await self.reserve_delay.wait()
         self.reserved.append(trigger)
         return len(self.reserved)
 
-    async def abandon_run(self, run_id: int) -> None:
+    async def abandon_run(self, run_id: int, reason: str) -> None:
         self.abandoned.append(run_id)
 
     async def sync_all(self, trigger: str, run_id: int | None = None) -> RunReport:
@@ -237,3 +240,42 @@ async def test_a_run_reserved_for_a_cycle_that_never_begins_is_abandoned_at_stop
         assert engine.abandoned == [1]  # its follow-up never begins: its run says so
         assert [c.trigger for c in engine.cycles] == ["startup"]
         assert await coordinator.request("http") == ("refused", None)
+
+
+async def test_a_run_asked_for_is_ended_when_its_cycle_fails_before_beginning_it(
+    engine: FakeEngine,
+) -> None:
+    """A database error before the engine begins the reserved run: the run is not left
+    `running` (a follower of POST /v1/sync would wait for ever)."""
+    async with running(engine) as coordinator:
+        assert await coordinator.request("http") == ("started", 1)
+        cycle = await engine.cycle(1)
+        cycle.crash = RuntimeError("database is locked")
+        cycle.finish.set()
+        await anyio.wait_all_tasks_blocked()
+
+        assert engine.abandoned == [1]
+        assert coordinator.running is None
+
+
+async def test_a_cycle_never_starts_while_the_run_asked_for_it_is_being_made(
+    engine: FakeEngine,
+) -> None:
+    """A timer trigger pending while POST /v1/sync reserves its run: the cycle reports under
+    that run (not a newer one of its own), so run ids keep the order of the cycles."""
+    engine.reserve_delay = anyio.Event()
+    async with running(engine) as coordinator:
+        async with anyio.create_task_group() as tg:
+            answers: list[tuple[str, int | None]] = []
+
+            async def ask() -> None:
+                answers.append(await coordinator.request("http"))
+
+            tg.start_soon(ask)
+            await anyio.wait_all_tasks_blocked()  # the reservation is under way
+            assert coordinator.trigger("schedule") == "started"
+            await anyio.wait_all_tasks_blocked()
+            assert engine.cycles == []  # the loop waits for the reservation
+            engine.reserve_delay.set()
+        cycle = await engine.cycle(1)
+        assert cycle.run_id == 1 and answers == [("queued", 1)]
