@@ -43,3 +43,10 @@ class KeyFilter(StrEnum):
     IN = "in"  # OData 4.01 `ListingKey in (...)`
     OR = "or"  # an `or`-chain of `eq`
     EACH = "each"  # one request per key
+
+
+# A live post is still on its platform: its record is what takes it down (published) or tells a
+# person to (manual_required). A live post's record is never forgotten or re-pointed silently.
+LIVE_POST_STATUSES = frozenset({PostStatus.PUBLISHED, PostStatus.MANUAL_REQUIRED})
+# The same set in SQL: `status IN LIVE_POSTS_SQL`.
+LIVE_POSTS_SQL = "(" + ", ".join(sorted(f"'{s.value}'" for s in LIVE_POST_STATUSES)) + ")"

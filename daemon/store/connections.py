@@ -8,6 +8,7 @@ from typing import Any
 
 import aiosqlite
 
+from daemon.enums import LIVE_POSTS_SQL
 from daemon.errors import Conflict, NotFound
 from daemon.specs import ConnectionSpec
 from daemon.store.database import Database
@@ -59,9 +60,9 @@ UPDATE mls_connections SET state = :state, last_error = :error, updated_at = :no
 """
 COUNT_LISTINGS = "SELECT count(*) FROM listings WHERE connection_id = ?"
 # Live: still on its platform, to be taken down (published) or waiting for a person.
-COUNT_LIVE_POSTS = """
+COUNT_LIVE_POSTS = f"""
 SELECT count(*) FROM social_posts
-WHERE status != 'unpublished' AND listing_id IN (SELECT id FROM listings WHERE connection_id = ?)
+WHERE status IN {LIVE_POSTS_SQL} AND listing_id IN (SELECT id FROM listings WHERE connection_id = ?)
 """
 DELETE_POSTS_OF = """
 DELETE FROM social_posts WHERE listing_id IN (SELECT id FROM listings WHERE connection_id = ?)

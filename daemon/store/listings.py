@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import aiosqlite
 
+from daemon.enums import LIVE_POSTS_SQL
 from daemon.errors import Conflict, NotFound
 from daemon.models import BatchPlan, LocalStatus
 from daemon.specs import ListingSpec
@@ -230,9 +231,8 @@ STATUS_CHANGES = Collection(StatusChangeRow, HISTORY_PAGE, HISTORY_COUNT, number
 
 DELETE_ONE = "DELETE FROM listings WHERE id = ?"
 DELETE_POSTS = "DELETE FROM social_posts WHERE listing_id = ?"
-COUNT_LIVE_POSTS = """
-SELECT count(*) FROM social_posts
-WHERE listing_id = ? AND status IN ('published', 'manual_required')
+COUNT_LIVE_POSTS = f"""
+SELECT count(*) FROM social_posts WHERE listing_id = ? AND status IN {LIVE_POSTS_SQL}
 """
 
 

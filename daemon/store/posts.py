@@ -13,7 +13,7 @@ from typing import Literal
 
 import aiosqlite
 
-from daemon.enums import PostStatus
+from daemon.enums import LIVE_POST_STATUSES
 from daemon.errors import Conflict, NotFound
 from daemon.models import LocalStatus
 from daemon.specs import PostSpec
@@ -61,7 +61,7 @@ UPDATE social_posts SET status = 'published', published_at = coalesce(:published
     updated_at = :now
 WHERE id = :id AND status != 'published'
 """
-RECORDED = "SELECT status, platform_post_id, listing_id FROM social_posts WHERE id = ?"
+RECORDED = "SELECT id, status, platform_post_id, listing_id FROM social_posts WHERE id = ?"
 DONE = """
 UPDATE social_posts SET status = 'unpublished', unpublished_at = :now, note = :note,
     attempts = attempts + 1, last_error = NULL, next_attempt_at = NULL, delete_sent_at = NULL,
@@ -149,7 +149,7 @@ async def published_of_listing(db: Database, listing_id: str) -> list[DuePost]:
 
 
 class PostStillLive(Conflict):
-    """A published post's id recorded again for another platform post."""
+    """A live post's id recorded again for another platform post."""
 
 
 async def add(db: Database, spec: PostSpec, now: str) -> bool:
@@ -172,15 +172,17 @@ def _replaces_a_live_post(recorded: aiosqlite.Row, spec: PostSpec) -> str | None
     """Why `spec` may not replace the recorded post, or None. Names the recorded post (not
     the new id: an answer never repeats input)."""
     if (
-        recorded["status"] != PostStatus.PUBLISHED
+        recorded["status"] not in LIVE_POST_STATUSES
         or recorded["platform_post_id"] == spec.platform_post_id
     ):
         return None
     return (
         f"this post id is recorded for platform post {recorded['platform_post_id']}, which is "
-        "still live (published): record the new post under another id (the recorded one still "
-        "comes down when its listing sells), or take the recorded one down first "
-        f"(`mls-sync unpublish --listing {recorded['listing_id']}`)"
+        f"still live ({recorded['status']}): record the new post under another id (the "
+        "recorded one still comes down when its listing sells, or stays listed for a person), "
+        "or take the recorded one down first "
+        f"(`mls-sync unpublish --listing {recorded['listing_id']}`, or `mls-sync posts "
+        f"removed-by-hand {recorded['id']}` once a person did)"
     )
 
 
@@ -282,7 +284,7 @@ async def forget(db: Database, post_id: str, force: bool) -> PostRow:
         if row is None:
             raise NotFound(f"no post {post_id!r}")
         post = from_row(PostRow, row)
-        if post.status != PostStatus.UNPUBLISHED and not force:
+        if post.status in LIVE_POST_STATUSES and not force:
             raise Conflict(
                 f"post {post_id!r} is {post.status}: its record is what takes it down when its "
                 "listing sells (or lists it for a person); take it down first (unpublish), or "

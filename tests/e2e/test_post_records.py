@@ -196,3 +196,32 @@ async def test_a_post_deleted_just_before_a_sigkill_gets_no_second_delete(
     deletes = Counter(c.path for c in sandbox.calls if c.method == "DELETE")
     assert sorted(deletes.values()) == [1, 1], deletes
     assert sandbox.repeated_deletes == Counter()
+
+
+async def test_a_post_waiting_for_a_person_is_not_re_pointed_by_a_put(
+    prepared: DaemonConfig,
+) -> None:
+    """A manual_required post is still on its platform: a PUT of the same id with another
+    platform post id would drop it from the "needs a person" list without anyone removing it.
+    It is refused (409) until a person says it is gone."""
+    async with prepared.runtime() as rt:
+        await add_post(rt, "p-1", "L-K1", "fb-page", "1093_4417")
+        async with rt.db.transaction() as conn:
+            await conn.execute("UPDATE social_posts SET status = 'manual_required'")
+    daemon = prepared.start()
+    try:
+        await daemon.wait_notify("READY=1")
+        body = {"listing_id": "L-K1", "account_id": "fb-page", "platform_post_id": "1093_9999"}
+
+        refused = await daemon.call("PUT", "/v1/posts/p-1", json=body)
+
+        assert refused.status_code == 409, refused.text
+        assert "removed-by-hand" in refused.json()["detail"]
+        kept = (await daemon.call("GET", "/v1/manual-actions")).json()["posts_to_remove_by_hand"]
+        assert [(p["id"], p["platform_post_id"]) for p in kept] == [("p-1", "1093_4417")]
+        done = await daemon.call("POST", "/v1/posts/p-1/removed-by-hand")
+        assert done.status_code == 200, done.text
+        again = await daemon.call("PUT", "/v1/posts/p-1", json=body)
+        assert again.status_code == 200, again.text  # taken down: the id may be used again
+    finally:
+        daemon.stop()
