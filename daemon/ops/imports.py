@@ -83,13 +83,14 @@ def check_rows(
     rows: Iterable[tuple[int, Mapping[str, Any]]],
     known_connections: set[str],
     values: bool,
-) -> list[ListingSpec]:
-    """Every row as a spec, or ImportRefused naming each bad row: invalid fields, an id given
-    twice, an unknown connection. `values=False` keeps the values given out of the messages
-    (an API answer never repeats its body)."""
-    specs: list[ListingSpec] = []
+) -> list[tuple[int, ListingSpec]]:
+    """Every row as a spec with its line, or ImportRefused naming each bad row: invalid
+    fields, an id or a key given twice, an unknown connection. `values=False` keeps the values
+    given out of the messages (an API answer never repeats its body)."""
+    specs: list[tuple[int, ListingSpec]] = []
     problems: list[RowProblem] = []
     seen: dict[str, int] = {}
+    seen_keys: dict[tuple[str, str], int] = {}
     for line, fields in rows:
         where = f"line {line}"
         try:
@@ -108,10 +109,30 @@ def check_rows(
                 RowProblem(line, f"{where}: connection_id: no MLS connection has this id")
             )
             continue
+        key = (spec.connection_id, spec.listing_key)
+        if key in seen_keys:
+            message = f"{where}: listing_key: line {seen_keys[key]} tracks it on this connection"
+            problems.append(RowProblem(line, message))
+            continue
         seen[spec.id] = line
-        specs.append(spec)
+        seen_keys[key] = line
+        specs.append((line, spec))
     if problems:
         raise ImportRefused(problems)
     if not specs:
         raise ImportRefused([RowProblem(0, "no rows to import")])
     return specs
+
+
+def check_keys_free(
+    rows: list[tuple[int, ListingSpec]], tracked: Mapping[tuple[str, str], str]
+) -> None:
+    """ImportRefused naming each row whose key another listing already tracks on its
+    connection (`tracked`: (connection id, key) -> the listing id that tracks it)."""
+    problems = [
+        RowProblem(line, f"line {line}: listing_key: listing {owner!r} tracks it (this connection)")
+        for line, spec in rows
+        if (owner := tracked.get((spec.connection_id, spec.listing_key), spec.id)) != spec.id
+    ]
+    if problems:
+        raise ImportRefused(problems)

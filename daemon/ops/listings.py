@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import builtins
+from collections.abc import Sequence
 from typing import Any
 
-from daemon.errors import NotFound, found
+from daemon.errors import Conflict, NotFound, found
 from daemon.ops import views
 from daemon.ops.context import Topic
-from daemon.ops.imports import ImportFormat, check_rows, read_rows
+from daemon.ops.imports import ImportFormat, check_keys_free, check_rows, read_rows
 from daemon.ops.pages import Page, read_page
 from daemon.ops.queries import ListingQuery, PageQuery
 from daemon.ops.runs import report_view
@@ -32,7 +33,10 @@ class ListingOps(Topic):
         trail = await read(
             self.ctx.db, store.STATUS_CHANGES, {"listing_id": listing_id}, None, TRAIL_IN_VIEW
         )
-        return {**views.listing(row), "status_changes": [asdict(c) for c in trail.rows]}
+        return {
+            **views.listing(row),
+            "status_changes": [views.status_change(c) for c in trail.rows],
+        }
 
     async def history(self, listing_id: str, query: PageQuery) -> Page:
         await self.get(listing_id)
@@ -45,6 +49,12 @@ class ListingOps(Topic):
         spec = parse_spec(ListingSpec, {**fields, "id": listing_id}, values=False)
         if await connections.get(self.ctx.db, spec.connection_id) is None:
             raise SpecError("connection_id: no MLS connection has this id (add it first)")
+        owner = (await self._tracked([spec])).get((spec.connection_id, spec.listing_key))
+        if owner not in (None, listing_id):
+            raise Conflict(
+                f"listing_key: listing {owner!r} tracks this key on this connection already: "
+                "re-point that one, or remove it first"
+            )
         existed = await store.get(self.ctx.db, listing_id) is not None
         await store.add_many(self.ctx.db, [spec], self.ctx.now())
         self.ctx.audit("replaced" if existed else "created", "listing", listing_id)
@@ -54,10 +64,23 @@ class ListingOps(Topic):
         """Every row checked first (ImportRefused names each bad one), then all written in
         one transaction."""
         known = {c.id for c in await connections.list_all(self.ctx.db)}
-        specs = check_rows(read_rows(text, form), known, values)
+        rows = check_rows(read_rows(text, form), known, values)
+        check_keys_free(rows, await self._tracked([spec for _, spec in rows]))
+        specs = [spec for _, spec in rows]
         changed = await store.add_many(self.ctx.db, specs, self.ctx.now())
         self.ctx.audit("imported", "listing", "*", rows=len(specs), changed=changed)
         return {"rows": len(specs), "added_or_repointed": changed}
+
+    async def _tracked(self, specs: Sequence[ListingSpec]) -> dict[tuple[str, str], str]:
+        """Which listing tracks each of these keys now: (connection id, key) -> listing id."""
+        keys: dict[str, builtins.list[str]] = {}
+        for spec in specs:
+            keys.setdefault(spec.connection_id, []).append(spec.listing_key)
+        tracked: dict[tuple[str, str], str] = {}
+        for connection_id, of_connection in keys.items():
+            owners = await store.owners_of_keys(self.ctx.db, connection_id, of_connection)
+            tracked.update({(connection_id, key): owner for key, owner in owners.items()})
+        return tracked
 
     async def set_excluded(self, listing_id: str, excluded: bool) -> View:
         if not await store.set_excluded(self.ctx.db, listing_id, excluded, self.ctx.now()):

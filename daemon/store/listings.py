@@ -38,6 +38,10 @@ SELECT id, listing_key, status FROM listings
 WHERE connection_id = ? AND excluded = 0 ORDER BY listing_key
 """
 CURRENT = "SELECT id, status FROM listings WHERE id IN (SELECT value FROM json_each(?))"
+OWNERS_OF_KEYS = """
+SELECT id, listing_key FROM listings
+WHERE connection_id = ? AND listing_key IN (SELECT value FROM json_each(?))
+"""
 TRACKED_BY_KEYS = """
 SELECT id, listing_key FROM listings
 WHERE connection_id = ? AND excluded = 0
@@ -114,6 +118,13 @@ async def tracked(db: Database, connection_id: str) -> list[TrackedListing]:
     async with db.reading() as conn:
         rows = await conn.execute_fetchall(TRACKED, (connection_id,))  # one thread round trip
     return [TrackedListing(r[0], r[1], LocalStatus(r[2]) if r[2] else None) for r in rows]
+
+
+async def owners_of_keys(db: Database, connection_id: str, keys: Sequence[str]) -> dict[str, str]:
+    """The listings that track any of `keys` on the connection, excluded ones too (key ->
+    listing id): a key is tracked by one listing at most."""
+    rows = await db.fetch_all(OWNERS_OF_KEYS, (connection_id, json.dumps(list(keys))))
+    return {r[1]: r[0] for r in rows}
 
 
 async def ids_for_keys(db: Database, connection_id: str, keys: Sequence[str]) -> dict[str, str]:

@@ -580,3 +580,37 @@ def test_the_demo_ends_by_itself_with_a_summary_and_everything_in_step(tmp_path:
     assert cycles >= 3
     assert "posts taken down: facebook" in out
     assert not (tmp_path / "state").exists()  # the demo used its own scratch database
+
+
+def test_an_import_that_gives_a_key_twice_or_a_tracked_key_imports_nothing(tmp_path: Path) -> None:
+    """A connection's key is tracked by one listing: a file that gives it to two ids, or to a
+    new id while another listing tracks it, is refused line by line (exit 65), not a
+    traceback, and nothing is imported."""
+    (tmp_path / "config.toml").write_text("[sandbox]\nenabled = false\n")
+    env = {"MLS_SYNC_SECRET_KEY": generate_key(), "T": "tok"}
+    add = ["connections", "add", "--id", "m", "--name", "M", "--base-url", "http://127.0.0.1:9"]
+    assert mls_sync(*add, "--secret-env", "T", cwd=tmp_path, env=env).returncode == 0
+    assert (
+        mls_sync(
+            "listings", "add", "L-1", "--connection", "m", "--key", "K-1", cwd=tmp_path, env=env
+        ).returncode
+        == 0
+    )
+    csv = tmp_path / "listings.csv"
+    csv.write_text("id,connection_id,listing_key\nL-2,m,K-2\nL-3,m,K-2\nL-4,m,K-1\n")
+
+    result = mls_sync("listings", "import", str(csv), cwd=tmp_path, env=env)
+
+    assert result.returncode == 65, result.stderr
+    assert "line 3: listing_key: line 2 tracks it" in result.stderr
+    assert "Traceback" not in result.stderr
+    csv.write_text("id,connection_id,listing_key\nL-2,m,K-2\nL-4,m,K-1\n")
+    result = mls_sync("listings", "import", str(csv), cwd=tmp_path, env=env)
+    assert result.returncode == 65, result.stderr
+    assert "line 3: listing_key: listing 'L-1' tracks it" in result.stderr
+    listed = mls_sync("listings", "list", "--json", cwd=tmp_path, env=env)
+    assert [i["id"] for i in json.loads(listed.stdout)["items"]] == ["L-1"]
+    taken = mls_sync(
+        "listings", "add", "L-9", "--connection", "m", "--key", "K-1", cwd=tmp_path, env=env
+    )
+    assert taken.returncode == 2 and "listing 'L-1' tracks this key" in taken.stderr
