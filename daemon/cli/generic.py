@@ -30,11 +30,10 @@ def list_command_for(
     *filters: Option,
 ) -> None:
     """`<group> list [filters] [--after] [--limit] [--json]`."""
-    name = f"mls-sync {group.name} list"
 
     def list_(config_path: Path | None, as_json: bool, **given: Any) -> None:
         query = spec_or_fail(query_type, given)
-        echo_page(call(config_path, lambda ops: read(ops, query)), columns, as_json, name)
+        echo_page(call(config_path, lambda ops: read(ops, query)), columns, as_json)
 
     list_.__doc__ = doc
     command: Callable[..., Any] = list_command(list_)

@@ -167,7 +167,7 @@ def history(config_path: Path | None, listing_id: str, as_json: bool, **given: A
     """A listing's whole audit trail, oldest first, a page at a time."""
     query = spec_or_fail(PageQuery, given)
     page = call(config_path, lambda ops: ops.listings.history(listing_id, query))
-    echo_page(page, TRAIL_COLUMNS, as_json, f"mls-sync listings history {listing_id}")
+    echo_page(page, TRAIL_COLUMNS, as_json)
 
 
 def _set_excluded(config_path: Path | None, listing_id: str, excluded: bool, as_json: bool) -> None:

@@ -4,6 +4,7 @@ stderr when a list is cut."""
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -43,9 +44,9 @@ def echo_record(record: Mapping[str, Any]) -> None:
         click.echo(f"{key.ljust(width)}  {_cell(value)}")
 
 
-def echo_page(page: Page, columns: Sequence[str], as_json: bool, more_with: str) -> None:
+def echo_page(page: Page, columns: Sequence[str], as_json: bool) -> None:
     """A page of a list: a table (or the page as JSON), and on stderr how many there are in
-    all and how to see the next ones."""
+    all and the command that shows the next ones (this one, filters and all, moved on)."""
     if as_json:
         echo_json(page.view())
         return
@@ -53,9 +54,23 @@ def echo_page(page: Page, columns: Sequence[str], as_json: bool, more_with: str)
     if page.next_after is not None:
         click.echo(
             f"{len(page.items):,} of {page.total:,} shown; the next ones: "
-            f"{more_with} --after {page.next_after}",
+            f"{next_page_command(sys.argv[1:], page.next_after)}",
             err=True,
         )
+
+
+def next_page_command(args: Sequence[str], after: str) -> str:
+    """The command as it was given, with `--after` set to the next page's cursor."""
+    kept: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--after":
+            skip = True
+        elif not arg.startswith("--after="):
+            kept.append(arg)
+    return shlex.join(["mls-sync", *kept, "--after", after])
 
 
 def echo_done(view: Mapping[str, Any], as_json: bool, line: str) -> None:

@@ -174,7 +174,7 @@ def history(config_path: Path | None, run_id: int | None, as_json: bool, **given
     if run_id is None:
         query = spec_or_fail(RunQuery, given)
         page = call(config_path, lambda ops: ops.runs.list(query))
-        echo_page(page, RUN_COLUMNS, as_json, "mls-sync history")
+        echo_page(page, RUN_COLUMNS, as_json)
         return
     errors_query = spec_or_fail(RunErrorQuery, {k: given[k] for k in ("after", "limit")})
 
@@ -188,4 +188,4 @@ def history(config_path: Path | None, run_id: int | None, as_json: bool, **given
     echo_record(one)
     click.echo("")
     columns = ["severity", "scope", "connection_id", "listing_id", "message"]
-    echo_page(errors, columns, False, f"mls-sync history --run {run_id}")
+    echo_page(errors, columns, False)
