@@ -22,6 +22,12 @@ class Conflict(ValueError):
     first, or which flag allows it anyway."""
 
 
+# The problem `type` of a sync that cannot start (paused, excluded, busy), so a client (the CLI
+# over --api) tells it from other conflicts, as the local CLI does (exit 1, not 2). A tag URI:
+# it names the kind of problem and is never fetched.
+SYNC_REFUSED = "tag:mls-sync,2026:sync-refused"
+
+
 class Unavailable(Exception):
     """The operation cannot run here and now (HTTP 503): no key configured, shutting down."""
 

@@ -116,6 +116,17 @@ def fail(message: str, code: int = EX_FAILURE) -> NoReturn:
     sys.exit(code)
 
 
+def on_this_machine(command: str) -> None:
+    """Refuses --api (or MLS_SYNC_API_URL) for a command that works only on this machine's
+    config, database and key, rather than silently ignoring it."""
+    if click.get_current_context().find_root().params.get("api_url"):
+        fail(
+            f"{command} works on this machine's config and database, not over --api: run it "
+            "where the daemon runs, without --api (and with MLS_SYNC_API_URL unset)",
+            EX_USAGE,
+        )
+
+
 def settings_from(config_path: Path | None, verbose: bool = False) -> Settings:
     """Loads the settings or exits 78. A one-off command logs only warnings and errors unless
     `verbose`: its summary on stdout says what happened; the daemon logs at the configured level."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from daemon.cli.common import CONFIG_OPTION, JSON_OPTION, fail, run, settings_from
+from daemon.cli.common import CONFIG_OPTION, JSON_OPTION, fail, on_this_machine, run, settings_from
 from daemon.cli.render import echo_done, echo_json
 from daemon.composition import open_runtime, secret_key_text
 from daemon.config import describe
@@ -31,6 +31,7 @@ def check_config(config_path: Path | None) -> None:
     Exits 78 (EX_CONFIG) with one line per problem when the file or an MLS_SYNC_* environment
     variable is invalid; exits 0 and prints the effective settings (secrets masked) otherwise.
     """
+    on_this_machine("check-config")
     settings = settings_from(config_path)
     effective = describe(settings)
     key = read_secret(SECRET_KEY_ENV, SECRET_KEY_CREDENTIAL)
@@ -66,6 +67,7 @@ def rotate_key(config_path: Path | None, as_json: bool) -> None:
     Give the keys as "NEW,OLD" in MLS_SYNC_SECRET_KEY (or one per line in the credential
     file); afterwards the old key can be removed.
     """
+    on_this_machine("rotate-key")
     settings = settings_from(config_path)
     if secret_key_text(settings) is None:
         fail(f"no key configured: set {SECRET_KEY_ENV} to 'NEW_KEY,OLD_KEY'")

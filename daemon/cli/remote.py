@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import httpx
 
-from daemon.errors import Conflict, NotFound, Unavailable
+from daemon.errors import SYNC_REFUSED, Conflict, NotFound, Unavailable
 from daemon.ops import queries
 from daemon.ops.accounts import AccountOps, AccountTokens
 from daemon.ops.connections import ConnectionOps
@@ -27,6 +27,7 @@ from daemon.ops.tokens import TokenOps
 from daemon.ops.views import View
 from daemon.scopes import Scope
 from daemon.specs import SpecError
+from daemon.sync.engine import SyncRefused
 
 IMPORT_TYPES: dict[ImportFormat, str] = {"csv": "text/csv", "jsonl": "application/x-ndjson"}
 
@@ -91,7 +92,7 @@ def _refusal(answer: httpx.Response) -> Exception:
     if status == 404:
         return NotFound(detail)
     if status == 409:
-        return Conflict(detail)
+        return SyncRefused(detail) if body.get("type") == SYNC_REFUSED else Conflict(detail)
     if status == 422 and body.get("errors"):
         return ImportRefused([RowProblem(e["line"], e["message"]) for e in body["errors"]])
     if status in (415, 422):

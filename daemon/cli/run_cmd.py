@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from daemon import eventloop, logs
-from daemon.cli.common import CONFIG_OPTION, EX_CANTCREAT, fail, settings_from
+from daemon.cli.common import CONFIG_OPTION, EX_CANTCREAT, fail, on_this_machine, settings_from
 from daemon.cli.wiring import opener
 from daemon.encryption import SecretKeyError
 from daemon.service.daemon import StartupError, run_daemon
@@ -31,6 +31,7 @@ def run(config_path: Path | None) -> None:
     Exit codes: 0 after a clean stop, 78 for a bad configuration, 73 when its state path
     cannot be created, 1 when it cannot start for another reason.
     """
+    on_this_machine("run")
     settings = settings_from(config_path, verbose=True)
     logs.configure(settings.logging.level, settings.logging.format, sys.stdout)
     try:

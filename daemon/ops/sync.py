@@ -7,7 +7,7 @@ from daemon.errors import Unavailable
 from daemon.ops import views
 from daemon.ops.context import Topic
 from daemon.ops.queries import AccountQuery, ConnectionQuery, PostQuery
-from daemon.ops.runs import report_view
+from daemon.ops.runs import RunOps, report_view
 from daemon.ops.views import View
 from daemon.store import accounts, connections, posts
 from daemon.store.paging import read
@@ -27,7 +27,9 @@ class SyncOps(Topic):
             self.ctx.audit("sync_requested", "run", run_id, outcome=outcome)
             return {"outcome": outcome, "run_id": run_id}
         report = await self.ctx.require_engine().sync_all(trigger)
-        return report_view(report)
+        self.ctx.audit("synced", "run", report.run.id)
+        # The run as the daemon's answer leads to it (GET /v1/runs/ID): one shape either way.
+        return await RunOps(self.ctx).get(report.run.id)
 
     async def connection(self, connection_id: str, trigger: str) -> View:
         report = await self.ctx.require_engine().sync_connection(connection_id, trigger)

@@ -8,10 +8,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, SecretStr
 
 from daemon.scopes import Scope
-from daemon.specs import AccountFields, ConnectionFields, ListingFields, PostFields
+from daemon.specs import AccountFields, ConnectionFields, Identifier, ListingFields, PostFields
 
 ConnectionId = Annotated[str, Path(examples=["crmls"])]
 ListingId = Annotated[str, Path(examples=["L-1"])]
@@ -61,5 +61,5 @@ class TokenBody(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"name": "monitoring", "scope": "read"}]}
     )
 
-    name: str = Field(min_length=1, max_length=64)
+    name: Identifier  # the rule tokens.valid_name applies: the same from the CLI
     scope: Scope

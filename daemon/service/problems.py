@@ -20,10 +20,11 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from daemon.errors import Conflict, NotFound, Unavailable
+from daemon.errors import SYNC_REFUSED, Conflict, NotFound, Unavailable
 from daemon.ops.imports import ImportRefused
 from daemon.service.refusals import refusal
 from daemon.specs import SpecError
+from daemon.sync.engine import SyncRefused
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_REF = "#/components/schemas/Problem"
@@ -145,6 +146,10 @@ def install(
     @app.exception_handler(NotFound)
     async def missing(request: Request, exc: NotFound) -> JSONResponse:
         return problem(404, str(exc.args[0] if exc.args else exc))
+
+    @app.exception_handler(SyncRefused)
+    async def not_synced(request: Request, exc: SyncRefused) -> JSONResponse:
+        return problem(409, str(exc), type=SYNC_REFUSED)
 
     @app.exception_handler(Conflict)
     async def conflict(request: Request, exc: Conflict) -> JSONResponse:
