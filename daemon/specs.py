@@ -109,7 +109,12 @@ def explain(errors: Sequence[Mapping[str, Any]], where: str = "", values: bool =
         field = ".".join(str(p) for p in err["loc"]) or "input"
         msg = re.sub(r"^Value error, ", "", err["msg"])
         if err["type"] == "extra_forbidden":
-            lines.append(f"{prefix}{field}: unknown field")
+            # Its name is input too: shown only where values are.
+            lines.append(
+                f"{prefix}{field}: unknown field"
+                if values
+                else f"{prefix}a field this record does not have"
+            )
         elif err["type"] == "missing":
             lines.append(f"{prefix}{field}: required")
         elif values:

@@ -36,13 +36,16 @@ class ImportRefused(SpecError):
         self.problems = shown
 
 
-def read_rows(text: str, form: ImportFormat) -> Iterator[tuple[int, dict[str, Any]]]:
+def read_rows(
+    text: str, form: ImportFormat, values: bool = True
+) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, fields) for each row; raises ImportRefused for a file that cannot be read
-    as `form` at all (a header without the columns, a line that is not a JSON object)."""
-    return _csv_rows(text) if form == "csv" else _json_rows(text)
+    as `form` at all (a header without the columns, a line that is not a JSON object).
+    `values=False` leaves the names of unknown columns out (they are input too)."""
+    return _csv_rows(text, values) if form == "csv" else _json_rows(text)
 
 
-def _csv_rows(text: str) -> Iterator[tuple[int, dict[str, Any]]]:
+def _csv_rows(text: str, values: bool) -> Iterator[tuple[int, dict[str, Any]]]:
     reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
     header = reader.fieldnames or []
     missing = [c for c in COLUMNS if c not in header]
@@ -51,7 +54,9 @@ def _csv_rows(text: str) -> Iterator[tuple[int, dict[str, Any]]]:
         _refuse(1, f"the header lacks {', '.join(missing)} (expected {expected})")
     unknown = [c for c in header if c not in (*COLUMNS, *OPTIONAL_COLUMNS)]
     if unknown:
-        _refuse(1, f"unknown column(s) {', '.join(unknown)}")
+        named = f" {', '.join(unknown)}" if values else ""
+        expected = f"{','.join(COLUMNS)}[,{','.join(OPTIONAL_COLUMNS)}]"
+        _refuse(1, f"unknown column(s){named} (expected {expected})")
     try:
         for row in reader:
             fields = {k: v.strip() if isinstance(v, str) else v for k, v in row.items()}

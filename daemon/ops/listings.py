@@ -64,7 +64,7 @@ class ListingOps(Topic):
         """Every row checked first (ImportRefused names each bad one), then all written in
         one transaction."""
         known = {c.id for c in await connections.list_all(self.ctx.db)}
-        rows = check_rows(read_rows(text, form), known, values)
+        rows = check_rows(read_rows(text, form, values), known, values)
         check_keys_free(rows, await self._tracked([spec for _, spec in rows]))
         specs = [spec for _, spec in rows]
         changed = await store.add_many(self.ctx.db, specs, self.ctx.now())

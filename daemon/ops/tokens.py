@@ -83,7 +83,7 @@ class TokenOps(Topic):
         )
         if row is None:
             raise Conflict(
-                f"a token named {name!r} already exists (a revoked token keeps its name): "
+                "a token with this name exists already (a revoked token keeps its name): "
                 "choose another name"
             )
         self.ctx.audit("created", "api_token", name, scope=str(scope))

@@ -280,3 +280,40 @@ def test_a_failure_nobody_foresaw_is_a_problem_detail_too_without_its_internals(
     assert answer.status_code == 500
     assert answer.headers["content-type"] == PROBLEM_JSON, answer.text
     assert answer.json()["detail"] == "the daemon failed to answer: the reason is in its log"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        (
+            "application/x-ndjson",
+            f'{{"id": "L-1", "connection_id": "c", "listing_key": "K", "{SECRET}": 1}}\n',
+        ),
+        ("text/csv", f"id,connection_id,listing_key,{SECRET}\nL-1,c,K,x\n"),
+        ("text/csv", f"id,connection_id,listing_key\nL-1,{SECRET},K\n"),
+    ],
+    ids=["an unknown json key", "an unknown csv column", "an unknown connection"],
+)
+def test_a_refused_import_names_its_lines_but_never_repeats_them(
+    api: httpx.Client, content_type: str, body: str
+) -> None:
+    answer = api.post("/v1/listings/import", content=body, headers={"Content-Type": content_type})
+
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["errors"][0]["line"] >= 1
+    assert SECRET not in answer.text
+
+
+def test_a_token_name_taken_is_refused_without_repeating_it(api: httpx.Client) -> None:
+    name = f"n{SECRET}"
+    assert api.post("/v1/tokens", json={"name": name, "scope": "read"}).status_code == 201
+    again = api.post("/v1/tokens", json={"name": name, "scope": "read"})
+    assert again.status_code == 409
+    assert SECRET not in again.text and "exists already" in again.json()["detail"]
+
+
+def test_an_unknown_query_parameter_is_said_to_be_one(api: httpx.Client) -> None:
+    answer = api.get("/v1/listings", params={SECRET: "1"})
+    assert answer.status_code == 422
+    assert "query string" in answer.text and "body" not in answer.json()["detail"]
+    assert SECRET not in answer.text
