@@ -31,6 +31,8 @@ CHECKS = [
     "response_schema_conformance",
 ]
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 async def test_every_generated_request_gets_an_answer_the_openapi_document_describes(
     tmp_path: Path, daemon_config: DaemonConfig
@@ -62,7 +64,15 @@ async def test_every_generated_request_gets_an_answer_the_openapi_document_descr
                 text=True,
                 timeout=600,
                 cwd=tmp_path,
-                env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.reliability.fuzz_hooks"},
+                env={
+                    **os.environ,
+                    "SCHEMATHESIS_HOOKS": "tests.reliability.fuzz_hooks",
+                    # The hooks are imported by module name: from this repository, wherever
+                    # the run's working folder is.
+                    "PYTHONPATH": os.pathsep.join(
+                        p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p
+                    ),
+                },
                 check=False,
             )
         )
