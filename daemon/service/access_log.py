@@ -43,6 +43,10 @@ class AccessLog:
 
         try:
             await self.app(scope, receive, noting)
+        except Exception:
+            # Unhandled: Starlette's outermost middleware answers 500 after this one.
+            status = status or 500
+            raise
         finally:
             route = template(scope)
             at = log.debug if route in POLLED else log.info

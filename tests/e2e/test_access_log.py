@@ -6,6 +6,7 @@ many times a second, only at debug. `[daemon] access_log = false` turns it off."
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import anyio
 import httpx
 
 from daemon.encryption import generate_key
-from tests.e2e.daemon_process import API_TOKEN, NOWHERE, Daemon, DaemonConfig
+from tests.e2e.daemon_process import API_TOKEN, DATABASE, NOWHERE, Daemon, DaemonConfig
 
 MARKER = "mk-5ecret-77a1"  # stands for a secret sent in a query string or a body
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
@@ -122,3 +123,18 @@ def test_access_log_false_turns_it_off(tmp_path: Path) -> None:
         assert "audit" in daemon.log()  # the daemon logs the rest as before
     finally:
         daemon.stop()
+
+
+def test_a_request_that_fails_unforeseen_is_logged_as_its_500(tmp_path: Path) -> None:
+    """The answer a failure gets is made outside the access log: its line still says 500,
+    not that the client left."""
+    daemon = _start(tmp_path)
+    try:
+        with sqlite3.connect(tmp_path / DATABASE) as db:
+            db.execute("ALTER TABLE social_posts RENAME TO social_posts_gone")
+        with httpx.Client(base_url=daemon.url, headers=AUTH, timeout=10) as client:
+            assert client.get("/v1/posts").status_code == 500
+        lines = _lines(daemon, 1)
+    finally:
+        daemon.stop()
+    assert [(line["route"], line["status"]) for line in lines] == [("/v1/posts", 500)]
