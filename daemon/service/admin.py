@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Annotated, TypeVar
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import SecretStr
 
 from daemon.errors import Unavailable
@@ -24,6 +24,7 @@ from daemon.ops.imports import ImportFormat
 from daemon.ops.manager import Operations
 from daemon.ops.pages import Page
 from daemon.ops.views import View
+from daemon.scopes import Scope, allows, needs
 from daemon.service import schemas
 from daemon.service.auth import Admin, Caller, Reader, Writer, service_state
 from daemon.service.bodies import (
@@ -295,8 +296,11 @@ def admin_routes(state: ServiceState) -> APIRouter:
         response_model=schemas.ListingRemoved,
         responses=problem_responses(404, 409),
     )
-    async def delete_listing(listing_id: ListingId, ops: WriteOps, force: Force = False) -> View:
-        """409 while posts of the listing are live, unless force."""
+    async def delete_listing(
+        listing_id: ListingId, ops: WriteOps, who: Writer, force: Force = False
+    ) -> View:
+        """409 while posts of the listing are live, unless force (which needs `admin`)."""
+        _forcing_needs_admin(who, force)
         return await ops.listings.remove(listing_id, force=force)
 
     @router.post(
@@ -394,8 +398,12 @@ def admin_routes(state: ServiceState) -> APIRouter:
         response_model=schemas.PostForgotten,
         responses=problem_responses(404, 409),
     )
-    async def delete_post(post_id: PostId, ops: WriteOps, force: Force = False) -> View:
-        """409 while the post is live (published, or waiting for a person), unless force."""
+    async def delete_post(
+        post_id: PostId, ops: WriteOps, who: Writer, force: Force = False
+    ) -> View:
+        """409 while the post is live (published, or waiting for a person), unless force
+        (which needs `admin`)."""
+        _forcing_needs_admin(who, force)
         return await ops.posts.forget(post_id, force=force)
 
     @router.post(
@@ -476,6 +484,13 @@ def admin_routes(state: ServiceState) -> APIRouter:
 
     declare_refusals(router)
     return router
+
+
+def _forcing_needs_admin(who: Caller, force: bool) -> None:
+    """Forgetting a live post leaves it on its platform with nothing to take it down: with a
+    `write` token, only refusals; forcing is an `admin`'s."""
+    if force and not allows(who.scope, Scope.ADMIN):
+        raise HTTPException(403, needs(Scope.ADMIN))
 
 
 def paged(request: Request, response: Response, page: Page) -> View:

@@ -317,3 +317,17 @@ def test_an_unknown_query_parameter_is_said_to_be_one(api: httpx.Client) -> None
     assert answer.status_code == 422
     assert "query string" in answer.text and "body" not in answer.json()["detail"]
     assert SECRET not in answer.text
+
+
+def test_a_write_token_may_not_force_a_live_post_to_be_forgotten(api: httpx.Client) -> None:
+    """Forgetting a live post leaves it on its platform with nothing to take it down: a
+    `write` token is refused (403 naming `admin`) before anything is looked up."""
+    made = api.post("/v1/tokens", json={"name": "app-writer", "scope": "write"})
+    assert made.status_code == 201, made.text
+    writer = {"Authorization": f"Bearer {made.json()['token']}"}
+    for path in ("/v1/posts/p-1", "/v1/listings/L-1"):
+        forced = api.delete(path, params={"force": "true"}, headers=writer)
+        assert forced.status_code == 403, (path, forced.text)
+        assert "'admin'" in forced.json()["detail"]
+        plain = api.delete(path, headers=writer)
+        assert plain.status_code == 404, (path, plain.text)  # allowed: there is no such record
