@@ -49,6 +49,7 @@ def cli(api_url: str | None, api_token_file: Path | None) -> None:
       mls-sync listings --help       manage tracked listings
       mls-sync accounts --help       social accounts (Facebook, Instagram, LinkedIn)
       mls-sync posts --help          their posts; `posts list --status manual_required`
+      mls-sync manual-actions        what only a person can do, with links
       mls-sync unpublish --listing ID   take one listing's posts down now
       mls-sync tokens --help         the /v1 API's tokens (read, write, admin)
 
@@ -71,6 +72,7 @@ for command in (
     accounts_cmd.accounts,
     posts_cmd.posts,
     posts_cmd.unpublish,
+    posts_cmd.manual_actions,
     tokens_cmd.tokens,
 ):
     cli.add_command(command)

@@ -8,6 +8,7 @@ import click
 
 from daemon.cli.common import CONFIG_OPTION, JSON_OPTION, fail, on_this_machine, run, settings_from
 from daemon.cli.render import echo_done, echo_json
+from daemon.cli.surface import user
 from daemon.composition import open_runtime, secret_key_text
 from daemon.config import describe
 from daemon.credentials import (
@@ -18,7 +19,8 @@ from daemon.credentials import (
     read_secret,
 )
 from daemon.encryption import generate_key as new_fernet_key
-from daemon.store import vault
+from daemon.ops.context import OpsContext
+from daemon.ops.keys import KeyOps
 
 NO_CONFIGURED_TOKEN = "not set (the /v1 API takes only tokens made by `mls-sync tokens create`)"  # noqa: S105
 
@@ -72,10 +74,10 @@ def rotate_key(config_path: Path | None, as_json: bool) -> None:
     if secret_key_text(settings) is None:
         fail(f"no key configured: set {SECRET_KEY_ENV} to 'NEW_KEY,OLD_KEY'")
 
-    async def main() -> int:
+    async def main() -> dict[str, int]:
         async with open_runtime(settings) as rt:
-            return await vault.rotate(rt.db, rt.require_box())
+            return await KeyOps(OpsContext(rt.db, rt.box, actor=f"cli:{user()}")).rotate()
 
-    count = run(main)
-    said = f"re-encrypted {count} secret(s) with the first key"
-    echo_done({"re_encrypted": count}, as_json, said)
+    done = run(main)
+    said = f"re-encrypted {done['re_encrypted']} secret(s) with the first key"
+    echo_done(done, as_json, said)

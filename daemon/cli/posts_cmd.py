@@ -17,7 +17,7 @@ from daemon.cli.common import (
     spec_or_fail,
 )
 from daemon.cli.generic import list_command_for, show_command_for
-from daemon.cli.render import echo_done, echo_environment, echo_json
+from daemon.cli.render import echo_done, echo_environment, echo_json, echo_table
 from daemon.cli.surface import call, surface
 from daemon.enums import PostStatus
 from daemon.ops.queries import PostQuery
@@ -160,3 +160,29 @@ def unpublish(config_path: Path | None, listing_id: str, as_json: bool) -> None:
         f"{report['posts_already_gone']}, failed {report['posts_failed']}, need a person "
         f"{report['posts_manual']}"
     )
+
+
+@click.command("manual-actions")
+@CONFIG_OPTION
+@JSON_OPTION
+def manual_actions(config_path: Path | None, as_json: bool) -> None:
+    """What only a person can do: posts to remove by hand (with links; say so afterwards with
+    `posts removed-by-hand ID`), and accounts and connections that need new credentials
+    (`accounts add` / `connections add` with the same --id)."""
+    todo = call(config_path, lambda ops: ops.sync.manual_actions())
+    if as_json:
+        echo_json(todo)
+        return
+    sections = [
+        ("posts_to_remove_by_hand", ["id", "listing_id", "platform", "note", "link"]),
+        ("accounts_to_reauthenticate", ["id", "user_id", "platform", "last_error"]),
+        ("connections_to_reauthenticate", ["id", "name", "last_error"]),
+    ]
+    for key, columns in sections:
+        shown, total = len(todo[key]), todo["totals"][key]
+        click.echo(
+            f"{key.replace('_', ' ')}: {total:,}" + (f" ({shown:,} shown)" if shown < total else "")
+        )
+        if todo[key]:
+            echo_table(todo[key], columns)
+        click.echo("")

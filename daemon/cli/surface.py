@@ -71,7 +71,7 @@ class Surface:
         open_with = opener() if engine else production
         async with open_with(self.settings, on_progress) as (rt, environment):
             rt.engine.on_run_recorded = on_run_recorded
-            ctx = OpsContext(rt.db, rt.box, rt.engine, actor=f"cli:{_user()}")
+            ctx = OpsContext(rt.db, rt.box, rt.engine, actor=f"cli:{user()}")
             yield Operations.on(ctx), environment
 
 
@@ -95,7 +95,7 @@ def _token(token_file: Path | None) -> str:
     return token
 
 
-def _user() -> str:
+def user() -> str:
     try:
         return getpass.getuser()
     except (KeyError, OSError):

@@ -49,4 +49,10 @@ class SyncOps(Topic):
             "posts_to_remove_by_hand": [views.post(p) for p in manual.rows],
             "accounts_to_reauthenticate": [views.account(a) for a in stuck_accounts.rows],
             "connections_to_reauthenticate": [views.connection(c) for c in stuck.rows],
+            # Each list stops at MANUAL_LIST_LIMIT; the totals say whether it did.
+            "totals": {
+                "posts_to_remove_by_hand": manual.total,
+                "accounts_to_reauthenticate": stuck_accounts.total,
+                "connections_to_reauthenticate": stuck.total,
+            },
         }

@@ -217,10 +217,17 @@ class PostForgotten(Shape):
     was: PostStatus
 
 
+class ManualTotals(Shape):
+    posts_to_remove_by_hand: int
+    accounts_to_reauthenticate: int
+    connections_to_reauthenticate: int
+
+
 class ManualActions(Shape):
     posts_to_remove_by_hand: list[Post]
     accounts_to_reauthenticate: list[Account]
     connections_to_reauthenticate: list[Connection]
+    totals: ManualTotals = Field(description="how many in all: each list stops at 10,000")
 
 
 class Token(Shape):

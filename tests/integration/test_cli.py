@@ -614,3 +614,33 @@ def test_an_import_that_gives_a_key_twice_or_a_tracked_key_imports_nothing(tmp_p
         "listings", "add", "L-9", "--connection", "m", "--key", "K-1", cwd=tmp_path, env=env
     )
     assert taken.returncode == 2 and "listing 'L-1' tracks this key" in taken.stderr
+
+
+def test_manual_actions_lists_what_a_person_must_do_with_totals(sandbox_dir: Path) -> None:
+    """The posts to remove by hand (with links), and the accounts and connections that need
+    new credentials: each list with how many there are in all."""
+    database = sandbox_dir / "state" / "mls-sync.db"
+    assert mls_sync("sync", cwd=sandbox_dir).returncode == 0
+    with sqlite3.connect(database) as db:
+        db.execute(
+            "UPDATE social_posts SET status = 'manual_required' WHERE id IN "
+            "(SELECT id FROM social_posts ORDER BY id LIMIT 2)"
+        )
+        db.execute(
+            "UPDATE platform_accounts SET state = 'needs_reauth' WHERE id = "
+            "(SELECT min(id) FROM platform_accounts)"
+        )
+
+    table = mls_sync("manual-actions", cwd=sandbox_dir)
+    listed = json.loads(mls_sync("manual-actions", "--json", cwd=sandbox_dir).stdout)
+
+    assert table.returncode == 0, table.stderr
+    assert "posts to remove by hand: 2" in table.stdout
+    assert "accounts to reauthenticate: 1" in table.stdout
+    assert "connections to reauthenticate: 0" in table.stdout
+    assert listed["totals"] == {
+        "posts_to_remove_by_hand": 2,
+        "accounts_to_reauthenticate": 1,
+        "connections_to_reauthenticate": 0,
+    }
+    assert all(p["link"] for p in listed["posts_to_remove_by_hand"] if p["platform"] != "instagram")
