@@ -26,6 +26,14 @@ class PostStatus(StrEnum):
     MANUAL_REQUIRED = "manual_required"  # only a person can take it down
 
 
+class RunOutcome(StrEnum):
+    RUNNING = "running"  # (or reserved for a cycle asked for, not begun yet)
+    OK = "ok"
+    PARTIAL = "partial"  # errors recorded
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
 class QueryMode(StrEnum):
     BY_KEY = "by_key"  # ask for every tracked key each cycle
     INCREMENTAL = "incremental"  # ask for what changed since the cursor

@@ -34,7 +34,7 @@ API_TIMEOUT_SECONDS = 600.0  # a one-listing sync or an import of 100,000 rows a
 
 
 @dataclass(frozen=True)
-class Remote:
+class RemoteTarget:
     url: str
     token: str
 
@@ -42,7 +42,7 @@ class Remote:
 @dataclass(frozen=True)
 class Surface:
     settings: Settings | None = None  # local
-    remote: Remote | None = None
+    remote: RemoteTarget | None = None
 
     @property
     def is_remote(self) -> bool:
@@ -83,7 +83,7 @@ def surface(config_path: Path | None, verbose: bool = False) -> Surface:
     if not url:
         return Surface(settings=settings_from(config_path, verbose))
     token_file: Path | None = root.params.get("api_token_file")
-    return Surface(remote=Remote(url.rstrip("/"), _token(token_file)))
+    return Surface(remote=RemoteTarget(url.rstrip("/"), _token(token_file)))
 
 
 def _token(token_file: Path | None) -> str:

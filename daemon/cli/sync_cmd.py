@@ -14,6 +14,7 @@ from daemon.cli.common import (
     EX_PARTIAL,
     EX_USAGE,
     JSON_OPTION,
+    choice_of,
     fail,
     list_options,
     progress_printer,
@@ -27,6 +28,7 @@ from daemon.cli.render import (
     echo_record,
 )
 from daemon.cli.surface import call, surface
+from daemon.enums import RunOutcome
 from daemon.ops.manager import Operations
 from daemon.ops.pages import Page
 from daemon.ops.queries import RunErrorQuery, RunQuery
@@ -166,7 +168,7 @@ def _print_report(r: dict[str, Any], seconds: float) -> None:
 @click.command()
 @CONFIG_OPTION
 @click.option("--run", "run_id", type=int, metavar="ID", help="Show one run with its errors.")
-@click.option("--outcome", help="Only runs that ended so (ok, partial, failed, interrupted).")
+@click.option("--outcome", type=choice_of(RunOutcome), help="Only runs that ended so.")
 @list_options
 @JSON_OPTION
 def history(config_path: Path | None, run_id: int | None, as_json: bool, **given: Any) -> None:

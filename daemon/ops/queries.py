@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from daemon.enums import AccountState, ConnectionState, PostStatus
+from daemon.enums import AccountState, ConnectionState, PostStatus, RunOutcome
 from daemon.models import LocalStatus
 from daemon.platforms.registry import Platform
 
@@ -70,7 +70,7 @@ class PostQuery(PageQuery):
 
 
 class RunQuery(PageQuery):
-    outcome: str | None = Field(default=None, max_length=20)
+    outcome: RunOutcome | None = None
     trigger: str | None = Field(default=None, max_length=20)
 
 

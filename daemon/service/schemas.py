@@ -101,6 +101,7 @@ class Account(Shape):
     last_error: str | None
     created_at: str
     updated_at: str
+    access_token: SET
     refresh_token: SET | None
     client_secret: SET | None
 

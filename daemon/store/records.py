@@ -157,6 +157,7 @@ class AccountRow:
     def public(self) -> dict[str, Any]:
         """Everything but the tokens, for display."""
         out = {f.name: getattr(self, f.name) for f in fields(self) if "encrypted" not in f.name}
+        out["access_token"] = "<set>"  # noqa: S105 - a placeholder shown instead of it
         out["refresh_token"] = "<set>" if self.refresh_token_encrypted else None
         out["client_secret"] = "<set>" if self.client_secret_encrypted else None
         return out
