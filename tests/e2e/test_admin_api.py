@@ -437,6 +437,7 @@ async def test_an_unknown_column_or_field_is_refused_without_repeating_its_name(
 
     problem = assert_problem(answer, 422)
     assert [e["line"] for e in problem["errors"]] == [1]
+    assert problem["errors"][0]["message"].startswith("line 1: ")
     assert SECRET not in answer.text
     assert after == 0
 
