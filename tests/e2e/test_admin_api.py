@@ -178,6 +178,33 @@ async def test_filters_narrow_the_listings_and_their_total(
     assert {i["status"] for i in rest} == {"active"}
 
 
+async def test_runs_a_runs_errors_and_a_listings_audit_trail_page_by_cursor_too(
+    daemon_config: DaemonConfig, mls: Mls
+) -> None:
+    """Runs newest first; a run's errors and a listing's status changes oldest first; each
+    once, whatever the page size."""
+    sandbox = mls[0]
+    weird = [f"W{n}" for n in range(5)]
+    for key in weird:
+        sandbox.put(key, "Weird")  # a status no mapping knows: one error each
+    async with daemon_config.runtime() as rt:
+        await add_sandbox_connection(rt, mls, ["K1"])
+        await track(rt, "mls-1", weird)
+    async with running(daemon_config) as daemon:
+        for status in ("Closed", "Active", "Pending"):
+            sandbox.set_status("K1", status)
+            assert (await daemon.call("POST", "/v1/listings/L-K1/sync")).status_code == 200
+        runs = await read_all(daemon, "/v1/runs", limit=2)
+        errors = await read_all(daemon, "/v1/runs/1/errors", limit=2)
+        trail = await read_all(daemon, "/v1/listings/L-K1/status-changes", limit=1)
+        errors_total = (await daemon.call("GET", "/v1/runs/1/errors")).json()["total"]
+
+    assert [r["id"] for r in runs] == [4, 3, 2, 1]
+    assert sorted(e["listing_id"] for e in errors) == [f"L-{k}" for k in weird]
+    assert [e["id"] for e in errors] == sorted(e["id"] for e in errors) and errors_total == 5
+    assert [c["to_status"] for c in trail] == ["active", "sold", "active", "pending"]
+
+
 @pytest.mark.parametrize(
     ("path", "params", "named"),
     [
@@ -187,6 +214,7 @@ async def test_filters_narrow_the_listings_and_their_total(
         ("/v1/listings", {"limit": "0"}, "limit"),
         ("/v1/listings", {"status": "unknowable"}, "status"),
         ("/v1/posts", {"platform": "myspace"}, "platform"),
+        ("/v1/runs/abc", {}, "run_id"),
     ],
 )
 async def test_a_bad_cursor_limit_or_filter_is_a_422_problem_naming_the_parameter(
@@ -376,9 +404,13 @@ async def test_an_import_tracks_every_row(crmls: DaemonConfig, form: str) -> Non
             "POST", "/v1/listings/import", content=write(rows(500)), headers=headers
         )
         listed = await read_all(daemon, "/v1/listings", limit=1000)
+        again = await daemon.call(
+            "POST", "/v1/listings/import", content=write(rows(500)), headers=headers
+        )
 
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"rows": 500, "added_or_repointed": 500}
+    assert again.json() == {"rows": 500, "added_or_repointed": 0}  # the same file, twice
     assert [i["id"] for i in listed] == [r["id"] for r in rows(500)]
     assert {i["status"] for i in listed} == {None}  # the MLS says, at the next cycle
 
@@ -596,3 +628,16 @@ async def test_every_v1_error_is_a_problem_with_type_title_status_and_detail(
     for status, answer in refusals.items():
         assert_problem(answer, status)
     assert_problem(no_route, 404)
+
+
+async def test_with_no_token_configured_or_made_the_api_answers_503_as_a_problem(
+    daemon_config: DaemonConfig,
+) -> None:
+    daemon = daemon_config.start(api_token=None)
+    try:
+        await daemon.wait_notify("READY=1")
+        answer = await daemon.call("GET", "/v1/listings", token="anything")
+    finally:
+        daemon.stop()
+
+    assert "mls-sync tokens create" in assert_problem(answer, 503)["detail"]

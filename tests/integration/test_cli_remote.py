@@ -1,0 +1,213 @@
+"""`mls-sync --api URL` against the running daemon (a real subprocess, over real HTTP): the same
+output as the same command on the daemon's database, the same refusals with the same exit
+codes, and one clear line when the daemon cannot be reached or no token is given."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from tests.e2e.daemon_process import API_TOKEN, NOWHERE, Daemon, DaemonConfig, free_port
+from tests.helpers import Mls, add_connection, add_sandbox_connection, track
+from tests.integration.test_cli import mls_sync
+
+
+@pytest.fixture
+async def daemon(daemon_config: DaemonConfig, mls: Mls) -> AsyncIterator[Daemon]:
+    """The daemon with two connections (mls-2's MLS never answers), five listings (L-K3
+    excluded), and two finished runs: the first at start, the second after K1 sold."""
+    async with daemon_config.runtime() as rt:
+        await add_sandbox_connection(rt, mls, ["K1", "K2", "K3", "K4"])
+        await add_connection(rt, NOWHERE, "mls-2")
+        await track(rt, "mls-2", ["Q1"], prefix="M-")
+    process = daemon_config.start()
+    try:
+        await process.wait_notify("READY=1")
+        await process.wait_for_run(1)
+        assert (await process.call("POST", "/v1/listings/L-K3/exclude")).status_code == 200
+        mls[0].set_status("K1", "Closed")
+        asked = (await process.call("POST", "/v1/sync")).json()
+        with anyio.fail_after(20):
+            while (await process.call("GET", f"/v1/runs/{asked['run_id']}")).json()[
+                "outcome"
+            ] == "running":
+                await anyio.sleep(0.05)
+        yield process
+    finally:
+        process.stop()
+
+
+def local(config: DaemonConfig, *args: str) -> subprocess.CompletedProcess[str]:
+    """The command on the daemon's own config and database."""
+    env = {"MLS_SYNC_SECRET_KEY": config.secret_key}
+    return mls_sync(*args, cwd=config.path.parent, env=env)
+
+
+def remote(
+    url: str, *args: str, cwd: Path, token: str | None = API_TOKEN
+) -> subprocess.CompletedProcess[str]:
+    """The command over --api, from a folder with no config or database to fall back on."""
+    env = {"MLS_SYNC_API_TOKEN": token} if token else {}
+    return mls_sync("--api", url, *args, cwd=cwd, env=env)
+
+
+READS = [
+    ("connections", "list"),
+    ("connections", "list", "--json"),
+    ("connections", "show", "mls-1"),
+    ("connections", "show", "mls-2", "--json"),
+    ("listings", "list"),
+    ("listings", "list", "--json"),
+    ("listings", "list", "--limit", "2"),  # cut: the hint on stderr too
+    ("listings", "list", "--status", "sold", "--json"),
+    ("listings", "list", "--excluded", "--json"),
+    ("listings", "show", "L-K1"),
+    ("listings", "show", "L-K1", "--json"),
+    ("listings", "history", "L-K1", "--json"),
+    ("history",),
+    ("history", "--json"),
+    ("history", "--run", "2"),
+    ("history", "--run", "2", "--json"),
+    ("posts", "list", "--json"),
+    ("accounts", "list"),
+]
+
+
+async def test_every_read_prints_the_same_over_the_api_as_on_the_database(
+    daemon: Daemon, daemon_config: DaemonConfig, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """stdout, stderr and exit code, exactly, for tables and --json alike."""
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    differ = []
+    for command in READS:
+        here = local(daemon_config, *command)
+        there = remote(daemon.url, *command, cwd=elsewhere)
+        assert here.returncode == 0, (command, here.stderr)
+        said_here = (here.returncode, here.stdout, here.stderr)
+        if said_here != (there.returncode, there.stdout, there.stderr):
+            differ.append(f"{' '.join(command)}:\nlocal: {said_here}\n--api: {there}")
+    assert not differ, "\n\n".join(differ)
+    # What was compared holds what the fixture made, so equal outputs are not two empty ones.
+    listed = local(daemon_config, "listings", "list").stdout
+    assert all(f"L-K{n}" in listed for n in range(1, 5)) and "M-Q1" in listed
+    assert "sold" in local(daemon_config, "listings", "show", "L-K1").stdout
+    assert "mls-2" in local(daemon_config, "history", "--run", "2").stdout
+
+
+REFUSED = [
+    # a connection that still tracks listings: 409 over HTTP, exit 2 and its sentence here
+    ("connections", "remove", "mls-1"),
+    ("listings", "show", "L-NOPE"),
+    ("listings", "add", "L-9", "--connection", "mls-9", "--key", "K9"),
+    ("listings", "remove", "L-NOPE"),
+    ("tokens", "revoke", "nobody"),
+]
+
+
+async def test_a_refused_command_exits_the_same_with_the_same_message_over_the_api(
+    daemon: Daemon, daemon_config: DaemonConfig, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    differ = []
+    for command in REFUSED:
+        here = local(daemon_config, *command)
+        there = remote(daemon.url, *command, cwd=elsewhere)
+        said_here = (here.returncode, here.stdout, here.stderr)
+        if said_here != (there.returncode, there.stdout, there.stderr):
+            differ.append(f"{' '.join(command)}:\nlocal: {said_here}\n--api: {there}")
+    assert not differ, "\n\n".join(differ)
+    removed = remote(daemon.url, "connections", "remove", "mls-1", cwd=elsewhere)
+    assert removed.returncode == 2
+    assert "still tracks 4 listing(s)" in removed.stderr and "--with-listings" in removed.stderr
+    assert (await daemon.call("GET", "/v1/mls-connections/mls-1")).status_code == 200
+
+
+async def test_a_change_made_over_the_api_is_what_the_database_then_shows(
+    daemon: Daemon, daemon_config: DaemonConfig, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    added = remote(
+        daemon.url, "listings", "add", "L-K5", "--connection", "mls-1", "--key", "K5", cwd=elsewhere
+    )
+    excluded = remote(daemon.url, "listings", "exclude", "L-K5", cwd=elsewhere)
+    removed = remote(daemon.url, "listings", "remove", "L-K4", cwd=elsewhere)
+
+    assert added.stdout == "listing L-K5 tracked\n", added.stderr
+    assert excluded.stdout == "listing L-K5 excluded from sync\n"
+    assert removed.stdout == "listing L-K4 removed\n"
+    shown = local(daemon_config, "listings", "list", "--excluded", "--json")
+    assert '"id": "L-K5"' in shown.stdout and "L-K4" not in shown.stdout
+
+
+def test_a_daemon_that_does_not_answer_is_exit_69_with_one_line_naming_its_url(
+    tmp_path: Path,
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    done = remote(url, "listings", "list", cwd=tmp_path)
+    assert done.returncode == 69
+    assert len(done.stderr.splitlines()) == 1 and url in done.stderr, done.stderr
+    assert done.stdout == ""
+
+
+def test_api_without_a_token_is_exit_2_naming_where_to_put_it(tmp_path: Path) -> None:
+    done = remote(NOWHERE, "listings", "list", cwd=tmp_path, token=None)
+    assert done.returncode == 2
+    assert len(done.stderr.splitlines()) == 1 and "MLS_SYNC_API_TOKEN" in done.stderr
+    assert done.stdout == ""
+
+
+async def test_a_wrong_token_is_one_line_saying_the_daemon_refused_it(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    done = remote(daemon.url, "listings", "list", cwd=tmp_path, token="not-the-token")
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "mls-sync: the daemon refused the token (401): missing or wrong bearer token"
+    ]
+    assert "not-the-token" not in done.stderr
+
+
+async def test_sync_over_the_api_follows_the_daemons_cycle_and_strict_exits_3_when_partial(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    """mls-2's MLS never answers: the cycle the daemon runs is partial, as it would be here."""
+    done = await anyio.to_thread.run_sync(
+        lambda: remote(daemon.url, "sync", "--strict", cwd=tmp_path)
+    )
+    assert done.returncode == 3, done.stderr
+    assert re.match(r"run 3 \(\w+, all\): partial in ", done.stdout), done.stdout
+    assert "listings checked 3, status changes 0, errors 1" in done.stdout  # L-K3 is excluded
+    assert "error [connection] mls-2: cannot reach" in done.stdout
+    run = (await daemon.call("GET", "/v1/runs/3")).json()
+    assert run["outcome"] == "partial" and run["finished_at"]
+
+
+async def test_a_bad_import_over_the_api_exits_65_naming_each_bad_line_as_locally(
+    daemon: Daemon, daemon_config: DaemonConfig, tmp_path: Path
+) -> None:
+    """The same lines are named, with the same exit; over the API no value is repeated."""
+    secret = "sk_live_5ecret0f9e7d"
+    (tmp_path / "bad.csv").write_text(
+        "id,connection_id,listing_key\nL-A,mls-1,KA\n"
+        f"L-B,conn-{secret},KB\nL-A,mls-1,KC\nL-D,mls-1,KD\n"
+    )
+    here = local(daemon_config, "listings", "import", str(tmp_path / "bad.csv"))
+    there = remote(daemon.url, "listings", "import", "bad.csv", cwd=tmp_path)
+
+    for done in (here, there):
+        assert done.returncode == 65, done.stderr
+        said = done.stderr.splitlines()
+        assert said[0] == "mls-sync: nothing imported:"
+        assert [line.split(":")[0] for line in said[1:]] == ["line 3", "line 4"]
+    assert there.stderr.splitlines()[1:] == [
+        "line 3: connection_id: no MLS connection has this id",
+        "line 4: this id is already on line 2",
+    ]
+    assert secret not in there.stderr
+    listed = (await daemon.call("GET", "/v1/listings")).json()
+    assert listed["total"] == 5 and "L-A" not in {i["id"] for i in listed["items"]}
