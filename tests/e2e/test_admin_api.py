@@ -6,6 +6,8 @@ that names the run to follow, scoped tokens made with the CLI, and one error sha
 from __future__ import annotations
 
 import json
+import signal
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -561,6 +563,42 @@ async def test_syncs_asked_for_while_a_cycle_runs_share_one_follow_up_run(
     assert second["run_id"] == third["run_id"] != first["run_id"]
     assert ran["outcome"] == followed["outcome"] == "ok"
     assert [r["id"] for r in history["items"]] == [third["run_id"], first["run_id"], 1]
+
+
+async def test_a_sync_asked_for_before_a_shutdown_ends_interrupted_and_one_asked_during_it_is_503(
+    daemon_config: DaemonConfig, mls: Mls
+) -> None:
+    """Whoever follows a run the daemon will never begin sees it end, and a sync asked for
+    while the daemon stops is refused, not accepted and lost; the running cycle finishes."""
+    async with daemon_config.runtime() as rt:
+        await add_sandbox_connection(rt, mls, ["K1", "K2"])
+    daemon = daemon_config.start()
+    try:
+        await daemon.wait_notify("READY=1")
+        await daemon.wait_for_run(1)
+        mls[0].faults.add(Fault("slow", seconds=2.0))
+        running_run = (await daemon.call("POST", "/v1/sync")).json()["run_id"]
+        with anyio.fail_after(10):
+            while mls[0].faults.injected == 0:
+                await anyio.sleep(0.01)
+        pending_run = (await daemon.call("POST", "/v1/sync")).json()["run_id"]
+        daemon.send(signal.SIGTERM)
+        await daemon.wait_notify("STOPPING=1")
+        refused = await daemon.call("POST", "/v1/sync")
+        pending = await wait_for_end(daemon, f"/v1/runs/{pending_run}")
+        code, _ = await daemon.wait_exit(timeout=20)
+    finally:
+        daemon.stop()
+    with sqlite3.connect(daemon_config.database) as db:
+        query = "SELECT outcome FROM sync_runs WHERE id = ?"
+        (ran,) = db.execute(query, (running_run,)).fetchone()
+
+    assert "shutting down" in assert_problem(refused, 503)["detail"]
+    assert pending["outcome"] == "interrupted"
+    assert [p["message"] for p in pending["problems"]] == [
+        "the daemon stopped before this cycle began"
+    ]
+    assert ran == "ok" and code == 0
 
 
 # -- scoped tokens -------------------------------------------------------------------------------

@@ -13,18 +13,28 @@ import anyio
 import pytest
 
 from tests.e2e.daemon_process import API_TOKEN, NOWHERE, Daemon, DaemonConfig, free_port
-from tests.helpers import Mls, add_connection, add_sandbox_connection, track
+from tests.helpers import (
+    Mls,
+    add_account,
+    add_connection,
+    add_post,
+    add_sandbox_connection,
+    track,
+)
 from tests.integration.test_cli import mls_sync
 
 
 @pytest.fixture
 async def daemon(daemon_config: DaemonConfig, mls: Mls) -> AsyncIterator[Daemon]:
     """The daemon with two connections (mls-2's MLS never answers), five listings (L-K3
-    excluded), and two finished runs: the first at start, the second after K1 sold."""
+    excluded), a Facebook page with a published post of L-K2, and two finished runs: the
+    first at start, the second after K1 sold."""
     async with daemon_config.runtime() as rt:
         await add_sandbox_connection(rt, mls, ["K1", "K2", "K3", "K4"])
         await add_connection(rt, NOWHERE, "mls-2")
         await track(rt, "mls-2", ["Q1"], prefix="M-")
+        await add_account(rt, "fb-page", "facebook", "fb-token")
+        await add_post(rt, "p-1", "L-K2", "fb-page", "1093_4417")
     process = daemon_config.start()
     try:
         await process.wait_notify("READY=1")
@@ -73,8 +83,11 @@ READS = [
     ("history", "--json"),
     ("history", "--run", "2"),
     ("history", "--run", "2", "--json"),
+    ("posts", "list"),
     ("posts", "list", "--json"),
+    ("posts", "show", "p-1"),
     ("accounts", "list"),
+    ("accounts", "show", "fb-page", "--json"),
 ]
 
 
@@ -97,6 +110,7 @@ async def test_every_read_prints_the_same_over_the_api_as_on_the_database(
     assert all(f"L-K{n}" in listed for n in range(1, 5)) and "M-Q1" in listed
     assert "sold" in local(daemon_config, "listings", "show", "L-K1").stdout
     assert "mls-2" in local(daemon_config, "history", "--run", "2").stdout
+    assert "facebook.com" in local(daemon_config, "posts", "list").stdout
 
 
 REFUSED = [
@@ -106,6 +120,8 @@ REFUSED = [
     ("listings", "add", "L-9", "--connection", "mls-9", "--key", "K9"),
     ("listings", "remove", "L-NOPE"),
     ("tokens", "revoke", "nobody"),
+    ("posts", "forget", "p-1"),  # live
+    ("accounts", "remove", "fb-page"),  # a post refers to it
 ]
 
 
