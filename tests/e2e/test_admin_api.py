@@ -641,6 +641,48 @@ async def test_a_read_token_made_with_the_cli_reads_is_403_on_a_write_and_401_on
     assert admin.status_code == 200
 
 
+def audit_lines(daemon: Daemon) -> list[tuple[str, str, str, str]]:
+    """(action, record, id, actor) of each audit line the daemon logged."""
+    lines = [json.loads(line) for line in daemon.log().splitlines() if line.startswith("{")]
+    return [
+        (a["action"], a["record"], str(a["id"]), a["actor"])
+        for a in lines
+        if a.get("event") == "audit"
+    ]
+
+
+async def test_each_write_logs_one_audit_line_naming_the_token_and_no_secret(
+    daemon_config: DaemonConfig, mls: Mls
+) -> None:
+    """A refused write logs none; a secret given in a body appears nowhere in the log."""
+    admin = "token:(configured)"
+    async with running(daemon_config) as daemon:
+        made = await daemon.call("POST", "/v1/tokens", json={"name": "app", "scope": "write"})
+        app = made.json()["token"]
+        connection = {"name": "C", "base_url": mls[1], "secret": SECRET}
+        await daemon.call("PUT", "/v1/mls-connections/crmls", json=connection)
+        account = {"user_id": "agent-1", "platform": "facebook", "access_token": SECRET + "2"}
+        await daemon.call("PUT", "/v1/platform-accounts/fb", json=account)
+        listing = {"connection_id": "crmls", "listing_key": "K1"}
+        await daemon.call("PUT", "/v1/listings/L-1", json=listing, token=app)
+        await daemon.call("POST", "/v1/listings/L-1/exclude", token=app)
+        refused = await daemon.call("DELETE", "/v1/listings/L-NOPE", token=app)
+        await daemon.call("DELETE", "/v1/listings/L-1", token=app)
+        logged = audit_lines(daemon)
+        log = daemon.log()
+
+    assert refused.status_code == 404
+    assert logged == [
+        ("created", "api_token", "app", admin),
+        ("created", "mls_connection", "crmls", admin),
+        ("created", "platform_account", "fb", admin),
+        ("created", "listing", "L-1", "token:app"),
+        ("excluded", "listing", "L-1", "token:app"),
+        ("removed", "listing", "L-1", "token:app"),
+    ]
+    assert SECRET not in log and app not in log
+
+
 # -- one error shape -----------------------------------------------------------------------------
 
 
