@@ -418,6 +418,24 @@ async def test_an_import_tracks_every_row(crmls: DaemonConfig, form: str) -> Non
 
 
 @pytest.mark.parametrize("form", sorted(FORMS))
+async def test_an_import_saved_with_a_bom_and_crlf_line_ends_is_read_like_any_other(
+    crmls: DaemonConfig, form: str
+) -> None:
+    """What editors on Windows save (Excel's "CSV UTF-8", Notepad): the CLI reads such a file,
+    and so does the API."""
+    headers, write, _ = FORMS[form]
+    body = ("\ufeff" + write(rows(3)).replace("\n", "\r\n")).encode("utf-8")
+    async with running(crmls) as daemon:
+        answer = await daemon.call("POST", "/v1/listings/import", content=body, headers=headers)
+        listed = await read_all(daemon, "/v1/listings")
+
+    assert answer.status_code == 200, answer.text
+    assert [(i["id"], i["listing_key"]) for i in listed] == [
+        (r["id"], r["listing_key"]) for r in rows(3)
+    ]
+
+
+@pytest.mark.parametrize("form", sorted(FORMS))
 async def test_one_bad_row_among_many_imports_nothing_and_each_bad_line_is_named(
     crmls: DaemonConfig, form: str
 ) -> None:
