@@ -41,12 +41,14 @@ def read_rows(
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, fields) for each row; raises ImportRefused for a file that cannot be read
     as `form` at all (a header without the columns, a line that is not a JSON object).
-    `values=False` leaves the names of unknown columns out (they are input too)."""
+    `values=False` leaves the names of unknown columns out (they are input too). A byte order
+    mark (Excel's "CSV UTF-8", Notepad) is not part of the first row."""
+    text = text.removeprefix("\ufeff")
     return _csv_rows(text, values) if form == "csv" else _json_rows(text)
 
 
 def _csv_rows(text: str, values: bool) -> Iterator[tuple[int, dict[str, Any]]]:
-    reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     header = reader.fieldnames or []
     missing = [c for c in COLUMNS if c not in header]
     if missing:
