@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import anyio
@@ -66,6 +66,32 @@ def remote(
     return mls_sync("--api", url, *args, cwd=cwd, env=env)
 
 
+# What each command printed: locally, and over --api.
+Said = dict[
+    tuple[str, ...], tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]
+]
+
+
+def said_both_ways(
+    daemon: Daemon, config: DaemonConfig, commands: Sequence[tuple[str, ...]], elsewhere: Path
+) -> Said:
+    """Each command run locally and over --api."""
+    return {
+        command: (local(config, *command), remote(daemon.url, *command, cwd=elsewhere))
+        for command in commands
+    }
+
+
+def differing(said: Said) -> str:
+    """Each command whose exit code, stdout or stderr differ between the two, with both."""
+    return "\n\n".join(
+        f"{' '.join(command)}:\n  local: {here}\n  --api: {there}"
+        for command, (here, there) in said.items()
+        if (here.returncode, here.stdout, here.stderr)
+        != (there.returncode, there.stdout, there.stderr)
+    )
+
+
 READS = [
     ("connections", "list"),
     ("connections", "list", "--json"),
@@ -95,16 +121,9 @@ async def test_every_read_prints_the_same_over_the_api_as_on_the_database(
     daemon: Daemon, daemon_config: DaemonConfig, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """stdout, stderr and exit code, exactly, for tables and --json alike."""
-    elsewhere = tmp_path_factory.mktemp("elsewhere")
-    differ = []
-    for command in READS:
-        here = local(daemon_config, *command)
-        there = remote(daemon.url, *command, cwd=elsewhere)
-        assert here.returncode == 0, (command, here.stderr)
-        said_here = (here.returncode, here.stdout, here.stderr)
-        if said_here != (there.returncode, there.stdout, there.stderr):
-            differ.append(f"{' '.join(command)}:\nlocal: {said_here}\n--api: {there}")
-    assert not differ, "\n\n".join(differ)
+    said = said_both_ways(daemon, daemon_config, READS, tmp_path_factory.mktemp("elsewhere"))
+    assert not differing(said)
+    assert all(here.returncode == 0 for here, _ in said.values())
     # What was compared holds what the fixture made, so equal outputs are not two empty ones.
     listed = local(daemon_config, "listings", "list").stdout
     assert all(f"L-K{n}" in listed for n in range(1, 5)) and "M-Q1" in listed
@@ -122,6 +141,7 @@ REFUSED = [
     ("tokens", "revoke", "nobody"),
     ("posts", "forget", "p-1"),  # live
     ("accounts", "remove", "fb-page"),  # a post refers to it
+    ("sync", "--listing", "L-NOPE"),
 ]
 
 
@@ -129,18 +149,25 @@ async def test_a_refused_command_exits_the_same_with_the_same_message_over_the_a
     daemon: Daemon, daemon_config: DaemonConfig, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     elsewhere = tmp_path_factory.mktemp("elsewhere")
-    differ = []
-    for command in REFUSED:
-        here = local(daemon_config, *command)
-        there = remote(daemon.url, *command, cwd=elsewhere)
-        said_here = (here.returncode, here.stdout, here.stderr)
-        if said_here != (there.returncode, there.stdout, there.stderr):
-            differ.append(f"{' '.join(command)}:\nlocal: {said_here}\n--api: {there}")
-    assert not differ, "\n\n".join(differ)
+    said = said_both_ways(daemon, daemon_config, REFUSED, elsewhere)
+    assert not differing(said)
+    assert all(here.returncode != 0 for here, _ in said.values())
     removed = remote(daemon.url, "connections", "remove", "mls-1", cwd=elsewhere)
     assert removed.returncode == 2
     assert "still tracks 4 listing(s)" in removed.stderr and "--with-listings" in removed.stderr
     assert (await daemon.call("GET", "/v1/mls-connections/mls-1")).status_code == 200
+
+
+async def test_a_refused_sync_exits_1_over_the_api_as_it_does_locally(
+    daemon: Daemon, daemon_config: DaemonConfig, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """`sync` of an excluded listing or a paused connection cannot start: exit 1 here, with
+    the reason (a refused sync, not a usage error)."""
+    assert (await daemon.call("POST", "/v1/mls-connections/mls-2/pause")).status_code == 200
+    commands = [("sync", "--listing", "L-K3"), ("sync", "--connection", "mls-2")]
+    said = said_both_ways(daemon, daemon_config, commands, tmp_path_factory.mktemp("elsewhere"))
+    assert [here.returncode for here, _ in said.values()] == [1, 1]
+    assert not differing(said)
 
 
 async def test_a_change_made_over_the_api_is_what_the_database_then_shows(
