@@ -339,8 +339,9 @@ async def test_a_connection_goes_with_its_listings_only_when_asked_and_with_live
 async def test_a_post_removed_by_hand_is_unpublished_and_leaves_the_manual_actions(
     daemon_config: DaemonConfig, mls: Mls
 ) -> None:
-    """An Instagram Login account's post needs a person once its listing sells; when they
-    say they took it down, it is unpublished and no longer listed; saying it twice is 409."""
+    """An Instagram Login account's post needs a person once its listing sells (and is not
+    forgotten without force); when they say they took it down, it is unpublished and no
+    longer listed; saying it twice is 409."""
     async with daemon_config.runtime() as rt:
         await add_sandbox_connection(rt, mls, ["K1"])
         await add_account(rt, "ig-login", "instagram", "t", connected_via="instagram_login")
@@ -349,6 +350,7 @@ async def test_a_post_removed_by_hand_is_unpublished_and_leaves_the_manual_actio
         mls[0].set_status("K1", "Closed")
         await daemon.call("POST", "/v1/listings/L-K1/sync")
         waiting = (await daemon.call("GET", "/v1/manual-actions")).json()
+        not_forgotten = await daemon.call("DELETE", "/v1/posts/ig-1")
         done = await daemon.call("POST", "/v1/posts/ig-1/removed-by-hand")
         after = (await daemon.call("GET", "/v1/manual-actions")).json()
         again = await daemon.call("POST", "/v1/posts/ig-1/removed-by-hand")
@@ -356,6 +358,7 @@ async def test_a_post_removed_by_hand_is_unpublished_and_leaves_the_manual_actio
 
     assert [p["id"] for p in waiting["posts_to_remove_by_hand"]] == ["ig-1"]
     assert waiting["posts_to_remove_by_hand"][0]["status"] == "manual_required"
+    assert "is manual_required" in assert_problem(not_forgotten, 409)["detail"]
     assert done.status_code == 200, done.text
     assert done.json()["status"] == "unpublished" and done.json()["unpublished_at"]
     assert after["posts_to_remove_by_hand"] == []
