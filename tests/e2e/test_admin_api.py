@@ -217,6 +217,8 @@ async def test_runs_a_runs_errors_and_a_listings_audit_trail_page_by_cursor_too(
         ("/v1/listings", {"status": "unknowable"}, "status"),
         ("/v1/posts", {"platform": "myspace"}, "platform"),
         ("/v1/runs/abc", {}, "run_id"),
+        ("/v1/runs/99999999999999999999", {}, "run_id"),  # beyond SQLite's integers
+        ("/v1/runs/99999999999999999999/errors", {}, "run_id"),
     ],
 )
 async def test_a_bad_cursor_limit_or_filter_is_a_422_problem_naming_the_parameter(
