@@ -18,7 +18,8 @@ ListingId = Annotated[str, Path(examples=["L-1"])]
 AccountId = Annotated[str, Path(examples=["fb-page"])]
 PostId = Annotated[str, Path(examples=["fb-L-1"])]
 TokenName = Annotated[str, Path(examples=["monitoring"])]
-RunId = Annotated[int, Path(examples=[1])]
+# A run's number fits SQLite's integers: a larger one could not even be looked up (a 500).
+RunId = Annotated[int, Path(examples=[1], le=2**63 - 1)]
 
 
 def _example(**fields: str) -> ConfigDict:
