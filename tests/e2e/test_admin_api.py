@@ -471,6 +471,30 @@ async def test_one_bad_row_among_many_imports_nothing_and_each_bad_line_is_named
     assert before == after == 0
 
 
+async def test_a_csv_row_with_too_few_or_too_many_fields_is_named_plainly(
+    crmls: DaemonConfig,
+) -> None:
+    """A short row lacks a required column; a long one (a comma in a value that needed
+    quotes) says so; neither repeats a value."""
+    body = (
+        "id,connection_id,listing_key\n"
+        "L-1,crmls,K-1\n"
+        "L-2,crmls\n"
+        f"L-3,crmls,K-3,{SECRET}\n"
+        "L-4,crmls,K-4\n"
+    )
+    async with running(crmls) as daemon:
+        answer = await daemon.call("POST", "/v1/listings/import", content=body, headers=CSV)
+        after = await total_listings(daemon)
+
+    problem = assert_problem(answer, 422)
+    assert [e["message"] for e in problem["errors"]] == [
+        "line 3: listing_key: required",
+        "line 4: 4 fields, but the header names 3 (quote a value that holds a comma)",
+    ]
+    assert SECRET not in answer.text and after == 0
+
+
 @pytest.mark.parametrize(
     ("form", "body"),
     [
