@@ -20,6 +20,16 @@ MAX_PROBLEMS = 1000  # a report long enough to fix a file by, short enough to re
 
 
 @dataclass(frozen=True)
+class Unreadable:
+    """A row that cannot be read as a record's fields; `message` says why, without its values."""
+
+    message: str
+
+
+Row = tuple[int, dict[str, Any] | Unreadable]  # its line number, and its fields
+
+
+@dataclass(frozen=True)
 class RowProblem:
     line: int
     message: str  # names the field and the rule; with the value only where the caller allows
@@ -36,9 +46,7 @@ class ImportRefused(SpecError):
         self.problems = shown
 
 
-def read_rows(
-    text: str, form: ImportFormat, values: bool = True
-) -> Iterator[tuple[int, dict[str, Any]]]:
+def read_rows(text: str, form: ImportFormat, values: bool = True) -> Iterator[Row]:
     """(line number, fields) for each row; raises ImportRefused for a file that cannot be read
     as `form` at all (a header without the columns, a line that is not a JSON object).
     `values=False` leaves the names of unknown columns out (they are input too). A byte order
@@ -47,7 +55,7 @@ def read_rows(
     return _csv_rows(text, values) if form == "csv" else _json_rows(text)
 
 
-def _csv_rows(text: str, values: bool) -> Iterator[tuple[int, dict[str, Any]]]:
+def _csv_rows(text: str, values: bool) -> Iterator[Row]:
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = reader.fieldnames or []
     missing = [c for c in COLUMNS if c not in header]
@@ -61,7 +69,13 @@ def _csv_rows(text: str, values: bool) -> Iterator[tuple[int, dict[str, Any]]]:
         _refuse(1, f"unknown column(s){named} (expected {expected})")
     try:
         for row in reader:
-            fields = {k: v.strip() if isinstance(v, str) else v for k, v in row.items()}
+            extra = row.pop(None, None)  # DictReader keeps the fields beyond the header there
+            if extra is not None:
+                count = f"{len(header) + len(extra)} fields, but the header names {len(header)}"
+                yield reader.line_num, Unreadable(f"{count} (quote a value that holds a comma)")
+                continue
+            # A short row lacks its last columns (None): they are missing, not of a wrong type.
+            fields = {k: v.strip() for k, v in row.items() if v is not None}
             if not fields.get("status"):
                 fields.pop("status", None)
             yield reader.line_num, fields
@@ -69,7 +83,7 @@ def _csv_rows(text: str, values: bool) -> Iterator[tuple[int, dict[str, Any]]]:
         _refuse(reader.line_num, f"not readable as CSV ({exc})")
 
 
-def _json_rows(text: str) -> Iterator[tuple[int, dict[str, Any]]]:
+def _json_rows(text: str) -> Iterator[Row]:
     for line, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
             continue
@@ -87,7 +101,7 @@ def _refuse(line: int, message: str) -> Any:
 
 
 def check_rows(
-    rows: Iterable[tuple[int, Mapping[str, Any]]],
+    rows: Iterable[Row],
     known_connections: set[str],
     values: bool,
 ) -> list[tuple[int, ListingSpec]]:
@@ -100,6 +114,9 @@ def check_rows(
     seen_keys: dict[tuple[str, str], int] = {}
     for line, fields in rows:
         where = f"line {line}"
+        if isinstance(fields, Unreadable):
+            problems.append(RowProblem(line, f"{where}: {fields.message}"))
+            continue
         try:
             spec = parse_spec(ListingSpec, dict(fields), where=where, values=values)
         except SpecError as exc:
