@@ -254,3 +254,47 @@ async def test_a_bad_import_over_the_api_exits_65_naming_each_bad_line_as_locall
     assert secret not in there.stderr
     listed = (await daemon.call("GET", "/v1/listings")).json()
     assert listed["total"] == 5 and "L-A" not in {i["id"] for i in listed["items"]}
+
+
+async def test_the_daemon_is_found_from_the_environment_or_a_url_with_a_slash_and_a_token_file(
+    daemon: Daemon, daemon_config: DaemonConfig, tmp_path: Path
+) -> None:
+    """MLS_SYNC_API_URL stands for --api, --api-token-file for MLS_SYNC_API_TOKEN, and a
+    trailing slash changes nothing."""
+    token_file = tmp_path / "token"
+    token_file.write_text(API_TOKEN + "\n")
+    expected = local(daemon_config, "listings", "list", "--json").stdout
+    from_env = mls_sync(
+        "listings",
+        "list",
+        "--json",
+        cwd=tmp_path,
+        env={"MLS_SYNC_API_URL": daemon.url, "MLS_SYNC_API_TOKEN": API_TOKEN},
+    )
+    from_file = mls_sync(
+        "--api",
+        daemon.url + "/",
+        "--api-token-file",
+        str(token_file),
+        "listings",
+        "list",
+        "--json",
+        cwd=tmp_path,
+    )
+
+    assert from_env.returncode == 0 and from_env.stdout == expected, from_env.stderr
+    assert from_file.returncode == 0 and from_file.stdout == expected, from_file.stderr
+
+
+async def test_a_write_with_a_read_token_is_one_line_naming_the_scope_and_changes_nothing(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    made = await daemon.call("POST", "/v1/tokens", json={"name": "monitoring", "scope": "read"})
+    reader = made.json()["token"]
+
+    done = remote(daemon.url, "listings", "exclude", "L-K1", cwd=tmp_path, token=reader)
+
+    assert done.returncode == 1
+    assert len(done.stderr.splitlines()) == 1 and "'write'" in done.stderr, done.stderr
+    assert reader not in done.stderr
+    assert (await daemon.call("GET", "/v1/listings/L-K1")).json()["excluded"] is False
