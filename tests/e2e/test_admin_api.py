@@ -100,11 +100,12 @@ async def test_250_listings_read_100_at_a_time_come_each_once_in_id_order_with_t
     assert [item["id"] for item in seen] == [f"L-{k}" for k in keys]
 
 
-async def test_a_listing_added_between_pages_neither_repeats_nor_shifts_one(
+async def test_a_listing_added_or_removed_between_pages_neither_repeats_nor_shifts_one(
     daemon_config: DaemonConfig, mls: Mls
 ) -> None:
-    """Keyset paging: a listing that sorts before the cursor is not seen on later pages, and
-    none of the others moves onto a page already read or off the one it belongs on."""
+    """Keyset paging: a listing that sorts before the cursor is not seen on later pages, the
+    cursor's own listing may go, and none of the others moves onto a page already read or
+    off the one it belongs on."""
     keys = [f"K{n:03d}" for n in range(250)]
     async with daemon_config.runtime() as rt:
         await add_sandbox_connection(rt, mls, keys)
@@ -113,12 +114,14 @@ async def test_a_listing_added_between_pages_neither_repeats_nor_shifts_one(
         new = {"connection_id": "mls-1", "listing_key": "K000-b"}
         added = await daemon.call("PUT", "/v1/listings/L-K000-b", json=new)
         assert added.status_code == 201, added.text
+        removed = await daemon.call("DELETE", f"/v1/listings/{first['next_after']}")
+        assert removed.status_code == 200, removed.text
         second = (await daemon.call("GET", first["next"])).json()
         third = (await daemon.call("GET", second["next"])).json()
 
     assert [i["id"] for i in second["items"]] == [f"L-{k}" for k in keys[100:200]]
     assert [i["id"] for i in third["items"]] == [f"L-{k}" for k in keys[200:]]
-    assert second["total"] == 251 and third["next"] is None
+    assert second["total"] == 250 and third["next"] is None
 
 
 async def test_filters_narrow_the_listings_and_their_total(
