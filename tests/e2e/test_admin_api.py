@@ -760,6 +760,29 @@ async def test_every_v1_error_is_a_problem_with_type_title_status_and_detail(
     assert_problem(no_route, 404)
 
 
+async def test_a_write_while_another_process_holds_the_database_is_a_503_problem_to_retry(
+    daemon_config: DaemonConfig,
+) -> None:
+    """Another writer (a CLI command, the sqlite3 shell) keeps the write lock past the
+    daemon's busy timeout (5 s): the caller hears to try again, and then it works."""
+    token = {"name": "ci", "scope": "read"}
+    async with running(daemon_config) as daemon:
+        other = sqlite3.connect(daemon_config.database, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            busy = await daemon.call("POST", "/v1/tokens", json=token)
+            reads = await daemon.call("GET", "/v1/tokens")
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        again = await daemon.call("POST", "/v1/tokens", json=token)
+
+    assert "try again" in assert_problem(busy, 503)["detail"]
+    assert busy.headers["retry-after"] == "1"
+    assert reads.status_code == 200 and reads.json()["items"] == []  # readers are not held
+    assert again.status_code == 201, again.text
+
+
 async def test_with_no_token_configured_or_made_the_api_answers_503_as_a_problem(
     daemon_config: DaemonConfig,
 ) -> None:
