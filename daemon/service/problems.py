@@ -8,10 +8,12 @@ problem+json of the `Problem` schema."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 
+import structlog
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.dependencies.utils import get_flat_params
 from fastapi.exceptions import RequestValidationError
@@ -22,6 +24,7 @@ from starlette.exceptions import HTTPException
 
 from daemon.errors import SYNC_REFUSED, Conflict, NotFound, Unavailable
 from daemon.ops.imports import ImportRefused
+from daemon.service.access_log import template
 from daemon.service.refusals import refusal
 from daemon.specs import SpecError
 from daemon.sync.engine import SyncRefused
@@ -31,6 +34,15 @@ PROBLEM_REF = "#/components/schemas/Problem"
 # FastAPI answers 400 to a body it cannot decode at all (not UTF-8, nested too deeply).
 UNREADABLE = "the body could not be read: send JSON, as UTF-8 text"
 INTERNAL = "the daemon failed to answer: the reason is in its log"
+
+log = structlog.get_logger("mls_sync.api")
+
+# Another process kept the database's write lock past the busy timeout (a command on this
+# machine, the sqlite3 shell): the write was not made, and a moment later it can be.
+DATABASE_BUSY = (
+    "the database is busy with another writer (a command on this machine, or another "
+    "process): nothing was changed; try again in a moment"
+)
 
 
 class UnsupportedBody(SpecError):
@@ -159,7 +171,20 @@ def install(
     async def unavailable(request: Request, exc: Unavailable) -> JSONResponse:
         return problem(503, str(exc))
 
+    @app.exception_handler(sqlite3.OperationalError)
+    async def database_error(request: Request, exc: sqlite3.OperationalError) -> JSONResponse:
+        if not is_busy(exc):
+            raise exc  # a bug: answered by `failed` below, its traceback in the log
+        log.warning("database_busy", method=request.method, route=template(request.scope))
+        return problem(503, DATABASE_BUSY, headers={"Retry-After": "1"})
+
     @app.exception_handler(Exception)
     async def failed(request: Request, exc: Exception) -> JSONResponse:
         # Starlette re-raises it after this answer: Uvicorn logs it, with its traceback.
         return problem(500, INTERNAL)
+
+
+def is_busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether another connection held the lock (SQLITE_BUSY or SQLITE_LOCKED, extended or
+    not), rather than anything being wrong with the request or the database."""
+    return exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
