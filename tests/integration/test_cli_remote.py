@@ -83,12 +83,17 @@ def said_both_ways(
 
 
 def differing(said: Said) -> str:
-    """Each command whose exit code, stdout or stderr differ between the two, with both."""
+    """Each command whose exit code, stdout or stderr differ between the two, with both. A
+    cut list's hint repeats the command as given: over the API, with its --api URL."""
     return "\n\n".join(
         f"{' '.join(command)}:\n  local: {here}\n  --api: {there}"
         for command, (here, there) in said.items()
         if (here.returncode, here.stdout, here.stderr)
-        != (there.returncode, there.stdout, there.stderr)
+        != (
+            there.returncode,
+            there.stdout,
+            re.sub(r"mls-sync --api \S+ ", "mls-sync ", there.stderr),
+        )
     )
 
 
