@@ -91,7 +91,7 @@ def test_revoke_says_what_it_did_and_refuses_an_unknown_or_revoked_name(folder: 
         (("ci", "--scope", "root"), "'root' is not one of 'read', 'write', 'admin'"),
         (("ci",), "Missing option '--scope'"),
         (("c i", "--scope", "read"), "name: 1 to 128 letters, digits and"),
-        (("taken", "--scope", "read"), "a token named 'taken' already exists"),
+        (("taken", "--scope", "read"), "a token with this name exists already"),
     ],
 )
 def test_a_token_that_cannot_be_made_is_refused_with_exit_2_and_nothing_is_printed(
