@@ -51,9 +51,11 @@ def _readable(error: Mapping[str, Any]) -> dict[str, Any]:
         msg = "must be a JSON object of the record's fields"
     elif error["type"] == "extra_forbidden":
         # The name of an unknown field is input too: a secret pasted as a key is not repeated.
-        where = loc[0] if loc and loc[0] in _WHERE else "body"
-        field = (where if where != "query" else "query string",)
-        known = "parameters" if where == "query" else "fields"
-        msg = f"has a name the route does not take (its {known} are listed in /openapi.json)"
+        if loc[:1] == ("query",):
+            field = ("query string",)
+            msg = "has a parameter the route does not take (its parameters: /openapi.json)"
+        else:
+            field = ("body",)
+            msg = "has a field the record does not have (its fields are listed in /openapi.json)"
         return {"type": "unknown_field", "loc": field, "msg": msg}
     return {"type": error["type"], "loc": field, "msg": msg}
