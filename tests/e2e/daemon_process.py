@@ -4,6 +4,7 @@ that run the daemon share."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -30,10 +31,26 @@ API_TOKEN = "e2e-api-token-8c1d"
 DATABASE = "state/daemon.db"  # relative to the config's folder
 
 
+# Ports for the daemons the tests start, below the kernel's ephemeral range (32768 and up,
+# where every client socket takes its port: a port picked there and freed may be taken by a
+# client before the daemon binds it), a block of its own for each pytest-xdist worker.
+PORTS_PER_WORKER = 1000
+FIRST_PORT = 20_000
+_next_port = itertools.count()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    base = FIRST_PORT + PORTS_PER_WORKER * (int(worker) if worker.isdigit() else 0)
+    for _ in range(PORTS_PER_WORKER):
+        port = base + next(_next_port) % PORTS_PER_WORKER
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use: the next one
+            return port
+    raise RuntimeError(f"no free port in {base}-{base + PORTS_PER_WORKER - 1}")
 
 
 def write_config(

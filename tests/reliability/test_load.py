@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 
 from daemon.encryption import generate_key
 from daemon.timestamps import parse_iso
@@ -131,6 +132,7 @@ async def _rounds(daemon: Daemon, mls_url: str, work: Path) -> dict[str, Any]:
     }
 
 
+@pytest.mark.serial
 def test_200_polling_clients_get_fast_answers_while_a_cycle_runs_at_full_speed(
     tmp_path: Path,
 ) -> None:
