@@ -80,7 +80,7 @@ class SandboxSession:
         return self.sandbox.interval_seconds
 
     def describe(self) -> dict[str, str]:
-        return {"mls": self.mls_url, "platforms": self.platforms_url}
+        return {"MLS": self.mls_url, "platforms": self.platforms_url}
 
     def pin(self, settings: Settings) -> Settings:
         return self.settings_for(settings)

@@ -123,7 +123,7 @@ async def run_daemon(
 def _announce(sandbox: Environment) -> None:
     log.warning(
         "sandbox_mode",
-        **sandbox.describe(),
+        **{what.lower(): where for what, where in sandbox.describe().items()},
         note="SANDBOX MODE: no real MLS or social platform is contacted",
     )
 
