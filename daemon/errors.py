@@ -33,7 +33,8 @@ class Unavailable(Exception):
 
 
 def found(record: T | None, what: str) -> T:
-    """The record, or NotFound naming what was looked for ("listing 'L-1'")."""
+    """The record, or NotFound naming the kind looked for ("no listing has this id"). Not the
+    id: a message never repeats what was sent."""
     if record is None:
-        raise NotFound(f"no {what}")
+        raise NotFound(f"no {what} has this id")
     return record

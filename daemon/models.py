@@ -14,7 +14,7 @@ from enum import StrEnum
 
 
 class LocalStatus(StrEnum):
-    """The statuses a listing can have in mls-sync (the brief's five)."""
+    """The five statuses a listing can have in mls-sync."""
 
     COMING_SOON = "coming_soon"
     ACTIVE = "active"

@@ -134,12 +134,12 @@ def forget(config_path: Path | None, post_id: str, force: bool, as_json: bool) -
 @JSON_OPTION
 def unpublish(config_path: Path | None, listing_id: str, as_json: bool) -> None:
     """Take down every published post of one listing now, whatever its status, and print
-    what happened to each (the brief's unpublishListingPosts())."""
+    what happened to each."""
     where = surface(config_path)
 
     async def main() -> dict[str, Any]:
         async with where.open(engine=True) as (ops, environment):
-            echo_environment(environment)
+            echo_environment(environment, err=as_json)
             return await ops.listings.unpublish(listing_id, "manual")
 
     report = run(main)

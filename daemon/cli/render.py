@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import click
+import httpx
 from rich.console import Console
 from rich.table import Table
 
@@ -69,8 +70,15 @@ def next_page_command(args: Sequence[str], after: str) -> str:
         elif arg == "--after":
             skip = True
         elif not arg.startswith("--after="):
-            kept.append(arg)
+            kept.append(_without_password(arg))
     return shlex.join(["mls-sync", *kept, "--after", after])
+
+
+def _without_password(arg: str) -> str:
+    """An --api URL with `user:password@` in it is repeated without them."""
+    if "://" in arg and "@" in arg:
+        return str(httpx.URL(arg).copy_with(password=None))
+    return arg
 
 
 def echo_done(view: Mapping[str, Any], as_json: bool, line: str) -> None:
@@ -85,11 +93,12 @@ def echo_view(view: Mapping[str, Any], as_json: bool) -> None:
     (echo_json if as_json else echo_record)(view)
 
 
-def echo_environment(environment: Environment | None) -> None:
-    """Says where a command's MLS and platforms are when they are the sandbox's."""
+def echo_environment(environment: Environment | None, err: bool = False) -> None:
+    """Says where a command's MLS and platforms are when they are the sandbox's (on stderr
+    with --json: stdout holds the JSON alone)."""
     if environment is not None:
         where = ", ".join(f"sandbox {k} at {v}" for k, v in environment.describe().items())
-        click.echo(where)
+        click.echo(where, err=err)
 
 
 def _cell(value: Any) -> str:

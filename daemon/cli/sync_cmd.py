@@ -93,12 +93,11 @@ def sync(
         progress = progress_printer(not quiet and not where.is_remote)
         recorded = began.append
         async with where.open(True, progress, lambda run_id: recorded(True)) as (ops, environment):
-            echo_environment(environment)
+            echo_environment(environment, err=as_json)
             if environment is not None:
                 moves = environment.before_cycle()
-                click.echo(f"  the market moved {len(moves)} listing(s), for example:")
-                for move in moves[:5]:
-                    click.echo(f"    {move}")
+                said = [f"  the market moved {len(moves)} listing(s), for example:"]
+                click.echo("\n".join(said + [f"    {move}" for move in moves[:5]]), err=as_json)
             return await _one(ops, connection_id, listing_id)
 
     def cut_short() -> str:
@@ -113,6 +112,12 @@ def sync(
     if as_json:
         echo_json(report)
     else:
+        if listing_id:
+            listing = report["listing"]
+            click.echo(
+                f"listing {listing['id']} ({listing['listing_key']}): status {listing['status']}"
+                f" (MLS: {listing['mls_standard_status']})"
+            )
         _print_report(report, time.monotonic() - started)
     if strict and report["outcome"] != "ok":
         raise SystemExit(EX_PARTIAL if report["outcome"] == "partial" else 1)
@@ -122,13 +127,7 @@ async def _one(
     ops: Operations, connection_id: str | None, listing_id: str | None
 ) -> dict[str, Any]:
     if listing_id:
-        done = await ops.listings.sync(listing_id, "manual")
-        listing = done["listing"]
-        click.echo(
-            f"listing {listing['id']} ({listing['listing_key']}): status {listing['status']}"
-            f" (MLS: {listing['mls_standard_status']})"
-        )
-        return done
+        return await ops.listings.sync(listing_id, "manual")
     if connection_id:
         return await ops.sync.connection(connection_id, "manual")
     asked = await ops.sync.everything("manual")

@@ -29,7 +29,7 @@ class AccountOps(Topic):
         return await read_page(self.ctx.db, store.ACCOUNTS, query, views.account)
 
     async def get(self, account_id: str) -> View:
-        row = found(await store.get(self.ctx.db, account_id), f"platform account {account_id!r}")
+        row = found(await store.get(self.ctx.db, account_id), "platform account")
         return views.account(row)
 
     async def put(

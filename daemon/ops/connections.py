@@ -20,9 +20,7 @@ class ConnectionOps(Topic):
         return await read_page(self.ctx.db, store.CONNECTIONS, query, views.connection)
 
     async def get(self, connection_id: str) -> View:
-        row = found(
-            await store.get(self.ctx.db, connection_id), f"MLS connection {connection_id!r}"
-        )
+        row = found(await store.get(self.ctx.db, connection_id), "MLS connection")
         return views.connection(row)
 
     async def put(

@@ -29,7 +29,7 @@ class ListingOps(Topic):
 
     async def get(self, listing_id: str) -> View:
         """The listing with the start of its audit trail (`status_changes`)."""
-        row = found(await store.get(self.ctx.db, listing_id), f"listing {listing_id!r}")
+        row = found(await store.get(self.ctx.db, listing_id), "listing")
         trail = await read(
             self.ctx.db, store.STATUS_CHANGES, {"listing_id": listing_id}, None, TRAIL_IN_VIEW
         )
@@ -84,7 +84,7 @@ class ListingOps(Topic):
 
     async def set_excluded(self, listing_id: str, excluded: bool) -> View:
         if not await store.set_excluded(self.ctx.db, listing_id, excluded, self.ctx.now()):
-            raise NotFound(f"no listing {listing_id!r}")
+            raise NotFound("no listing has this id")
         self.ctx.audit("excluded" if excluded else "included", "listing", listing_id)
         return await self.get(listing_id)
 
@@ -95,14 +95,13 @@ class ListingOps(Topic):
         return {"removed": listing_id, "live_posts_removed": live}
 
     async def sync(self, listing_id: str, trigger: str) -> View:
-        """The brief's manual sync of one listing: ask the MLS now, apply, report."""
+        """The manual sync of one listing: ask the MLS now, apply, report."""
         report, _ = await self.ctx.require_engine().sync_listing(listing_id, trigger)
         self.ctx.audit("synced", "listing", listing_id, run=report.run.id)
         return {"listing": await self.get(listing_id), **report_view(report)}
 
     async def unpublish(self, listing_id: str, trigger: str) -> View:
-        """The brief's unpublishListingPosts(): every published post of the listing, now,
-        whatever its status."""
+        """Every published post of the listing taken down now, whatever its status."""
         report = await self.ctx.require_engine().unpublish_listing(listing_id, trigger)
         self.ctx.audit("unpublished", "listing", listing_id, run=report.run.id)
         return report_view(report)

@@ -20,7 +20,7 @@ class PostOps(Topic):
         return await read_page(self.ctx.db, store.POSTS, query, views.post)
 
     async def get(self, post_id: str) -> View:
-        row = found(await store.get(self.ctx.db, post_id), f"post {post_id!r}")
+        row = found(await store.get(self.ctx.db, post_id), "post")
         return views.post(row)
 
     async def put(self, post_id: str, fields: dict[str, Any], *, values: bool) -> tuple[View, bool]:

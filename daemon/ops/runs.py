@@ -22,7 +22,7 @@ class RunOps(Topic):
         return await read_page(self.ctx.db, store.RUNS, query, views.run)
 
     async def get(self, run_id: int) -> View:
-        row = found(await store.get(self.ctx.db, run_id), f"run {run_id}")
+        row = found(await store.get(self.ctx.db, run_id), "run")
         first = await read(
             self.ctx.db,
             store.RUN_ERRORS,

@@ -28,8 +28,11 @@ class SyncOps(Topic):
             return {"outcome": outcome, "run_id": run_id}
         report = await self.ctx.require_engine().sync_all(trigger)
         self.ctx.audit("synced", "run", report.run.id)
-        # The run as the daemon's answer leads to it (GET /v1/runs/ID): one shape either way.
-        return await RunOps(self.ctx).get(report.run.id)
+        # The run as the daemon's answer leads to it (GET /v1/runs/ID), and, known only to the
+        # process that ran it, what happened to each post it tried and how many are still due.
+        run = await RunOps(self.ctx).get(report.run.id)
+        posts_done = report_view(report)
+        return {**run, "posts": posts_done["posts"], "posts_due": posts_done["posts_due"]}
 
     async def connection(self, connection_id: str, trigger: str) -> View:
         report = await self.ctx.require_engine().sync_connection(connection_id, trigger)

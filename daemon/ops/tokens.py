@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from daemon.credentials import Secret
-from daemon.errors import Conflict, found
+from daemon.errors import Conflict, NotFound
 from daemon.ops.context import Topic
 from daemon.ops.views import View
 from daemon.scopes import Scope
@@ -94,9 +94,9 @@ class TokenOps(Topic):
 
     async def revoke(self, name: str) -> View:
         """Revokes at once: the next request with it is refused (nothing is cached)."""
-        row = found(
-            await store.get(self.ctx.db, name), f"token named {name!r} (see `mls-sync tokens list`)"
-        )
+        row = await store.get(self.ctx.db, name)
+        if row is None:
+            raise NotFound("no token has this name (see `mls-sync tokens list`)")
         now = self.ctx.now()
         if not await store.revoke(self.ctx.db, name, now):
             raise Conflict(f"token {name!r} was revoked already, at {row.revoked_at}")

@@ -122,7 +122,7 @@ def admin_routes(state: ServiceState) -> APIRouter:
 
     @router.post(
         "/listings/{listing_id}/sync",
-        summary="Sync one listing now (the brief's manual sync)",
+        summary="Sync one listing now (a manual sync)",
         response_model=schemas.ListingSynced,
         responses=problem_responses(404, 409),
     )

@@ -22,7 +22,7 @@ log = structlog.get_logger("mls_sync.coordinator")
 
 RECENT_REPORTS = 20
 STOPPED_BEFORE_IT_BEGAN = "the daemon stopped before this cycle began"
-ENDED_BEFORE_ITS_RUN = "the cycle ended before it began its run (the daemon's log: cycle_crashed)"
+ENDED_BEFORE_ITS_RUN = "the cycle did not end its run (the daemon's log says why: cycle_crashed)"
 
 
 @dataclass

@@ -125,7 +125,7 @@ async def remove(db: Database, account_id: str) -> None:
             raise Conflict(f"account {account_id!r} still has {row[0]} post(s) recorded")
         cur2 = await conn.execute(DELETE, (account_id,))
         if cur2.rowcount != 1:
-            raise NotFound(f"no account {account_id!r}")
+            raise NotFound("no platform account has this id")
 
 
 _MATCHING = """

@@ -170,7 +170,7 @@ async def remove(
         await conn.execute(DELETE_LEASE, (connection_id,))
         cur = await conn.execute(DELETE, (connection_id,))
         if cur.rowcount != 1:
-            raise NotFound(f"no connection {connection_id!r}")
+            raise NotFound("no MLS connection has this id")
     return Removed(count, live)
 
 

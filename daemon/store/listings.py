@@ -265,5 +265,5 @@ async def remove(db: Database, listing_id: str, force: bool) -> int:
         await conn.execute(DELETE_POSTS, (listing_id,))
         cur = await conn.execute(DELETE_ONE, (listing_id,))
         if cur.rowcount != 1:
-            raise NotFound(f"no listing {listing_id!r}")
+            raise NotFound("no listing has this id")
     return live

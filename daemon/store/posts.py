@@ -282,7 +282,7 @@ async def forget(db: Database, post_id: str, force: bool) -> PostRow:
         async with conn.execute(GET, (post_id,)) as cur:
             row = await cur.fetchone()
         if row is None:
-            raise NotFound(f"no post {post_id!r}")
+            raise NotFound("no post has this id")
         post = from_row(PostRow, row)
         if post.status in LIVE_POST_STATUSES and not force:
             raise Conflict(
@@ -308,5 +308,5 @@ async def mark_removed_by_hand(db: Database, post_id: str, note: str, now: str) 
     if await db.write_one(REMOVED_BY_HAND, params):
         return True
     if await get(db, post_id) is None:
-        raise NotFound(f"no post {post_id!r}")
+        raise NotFound("no post has this id")
     return False

@@ -1,4 +1,4 @@
-"""The sync cycle: `sync_all`, `sync_connection`, `sync_listing` (the brief's three actions).
+"""The sync cycle: `sync_all`, `sync_connection` and `sync_listing`.
 
 Each call is one run in the sync history. Connections run with bounded concurrency, each under
 a lease so that no connection is ever synced twice at once, also from another process.
@@ -110,17 +110,17 @@ class SyncEngine:
     async def sync_connection(self, connection_id: str, trigger: str = "manual") -> RunReport:
         row = await connections.get(self.db, connection_id)
         if row is None:
-            raise NotFound(f"no MLS connection {connection_id!r} (see `mls-sync connections list`)")
+            raise NotFound("no MLS connection has this id (see `mls-sync connections list`)")
         _refuse_unless_active(row)
         return await self._run(trigger, f"connection:{connection_id}", [row])
 
     async def sync_listing(
         self, listing_id: str, trigger: str = "manual"
     ) -> tuple[RunReport, ListingRow]:
-        """The brief's manual sync of one listing: ask the MLS now, apply, report."""
+        """The manual sync of one listing: ask the MLS now, apply, report."""
         listing = await listings.get(self.db, listing_id)
         if listing is None:
-            raise NotFound(f"no listing {listing_id!r} (see `mls-sync listings list`)")
+            raise NotFound("no listing has this id (see `mls-sync listings list`)")
         if listing.excluded:
             raise SyncRefused(
                 f"listing {listing_id!r} is excluded from sync; "
@@ -237,9 +237,9 @@ class SyncEngine:
             log.warning("run_failed", error=error.message)
 
     async def unpublish_listing(self, listing_id: str, trigger: str = "manual") -> RunReport:
-        """The brief's unpublishListingPosts(): every published post of the listing, now."""
+        """Every published post of the listing taken down now, whatever its status."""
         if await listings.get(self.db, listing_id) is None:
-            raise NotFound(f"no listing {listing_id!r} (see `mls-sync listings list`)")
+            raise NotFound("no listing has this id (see `mls-sync listings list`)")
         run_id = await runs.start(
             self.db, trigger, f"unpublish:{listing_id}", self.holder, iso(self.clock())
         )

@@ -185,8 +185,8 @@ class Unpublisher:
         return await self._take_down(run_id, due)
 
     async def unpublish_listing(self, run_id: int, listing_id: str) -> list[PostResult]:
-        """The brief's unpublishListingPosts(): every published post of one listing, now,
-        whatever the listing's status and whatever backoff a post is in."""
+        """Every published post of one listing taken down now, whatever the listing's status
+        and whatever backoff a post is in."""
         return await self._take_down(
             run_id, partial(posts.published_of_listing, self.db, listing_id)
         )

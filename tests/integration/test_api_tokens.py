@@ -284,7 +284,7 @@ async def test_a_bad_name_is_refused_saying_what_a_name_may_be(db: Database, nam
 
 
 async def test_revoking_an_unknown_or_revoked_token_says_which(db: Database) -> None:
-    with pytest.raises(NotFound, match="no token named 'ci'"):
+    with pytest.raises(NotFound, match="no token has this name"):
         await ops(db).revoke("ci")
     await ops(db).create("ci", Scope.READ)
     await ops(db).revoke("ci")

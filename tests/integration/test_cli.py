@@ -193,7 +193,7 @@ def test_a_csv_with_one_bad_row_imports_nothing(tmp_path: Path) -> None:
 def test_an_unknown_listing_is_a_clear_error_not_a_traceback(sandbox_dir: Path) -> None:
     result = mls_sync("sync", "--listing", "nope", cwd=sandbox_dir)
     assert result.returncode == 1
-    assert "no listing 'nope'" in result.stderr
+    assert "no listing has this id" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -644,3 +644,18 @@ def test_manual_actions_lists_what_a_person_must_do_with_totals(sandbox_dir: Pat
         "connections_to_reauthenticate": 0,
     }
     assert all(p["link"] for p in listed["posts_to_remove_by_hand"] if p["platform"] != "instagram")
+
+
+def test_json_output_is_json_alone_even_on_the_sandbox(sandbox_dir: Path) -> None:
+    """--json is for scripts: stdout holds the JSON alone; what the sandbox says about itself
+    (its addresses, the market's moves) goes to stderr."""
+    assert mls_sync("sync", cwd=sandbox_dir).returncode == 0
+    for args in (
+        ("sync", "--json"),
+        ("sync", "--listing", "L-SBX001-000000", "--json"),
+        ("unpublish", "--listing", "L-SBX001-000000", "--json"),
+    ):
+        result = mls_sync(*args, cwd=sandbox_dir)
+        assert result.returncode == 0, (args, result.stderr)
+        json.loads(result.stdout)  # nothing else on stdout
+        assert "sandbox MLS at" in result.stderr

@@ -85,9 +85,9 @@ async def test_sync_connection_syncs_only_that_connection(runtime: Runtime, mls:
 
 
 async def test_unknown_ids_are_refused_with_a_clear_message(runtime: Runtime) -> None:
-    with pytest.raises(NotFound, match="no MLS connection 'nope'"):
+    with pytest.raises(NotFound, match="no MLS connection has this id"):
         await runtime.engine.sync_connection("nope")
-    with pytest.raises(NotFound, match="no listing 'nope'"):
+    with pytest.raises(NotFound, match="no listing has this id"):
         await runtime.engine.sync_listing("nope")
 
 

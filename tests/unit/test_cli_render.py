@@ -23,6 +23,11 @@ from daemon.cli.render import next_page_command
         ),
         (["posts", "list", "--after=p-1"], "p-9", "mls-sync posts list --after p-9"),
         (
+            ["--api", "http://ops:pw@h:1", "runs"],
+            "9",
+            "mls-sync --api http://h:1 runs --after 9",
+        ),
+        (
             ["listings", "list", "--key-contains", "a b"],
             "x",
             "mls-sync listings list --key-contains 'a b' --after x",
