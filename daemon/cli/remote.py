@@ -7,7 +7,7 @@ the error the local operation would have raised, with the daemon's words.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import httpx
@@ -109,16 +109,24 @@ class Remote:
         self.api = api
 
 
+class RemoteRecords(Remote):
+    """A topic of records the daemon lists and reads at `path`."""
+
+    path: ClassVar[str]
+
+    async def list(self, query: queries.PageQuery) -> Page:
+        return await self.api.page(self.path, query)
+
+    async def get(self, record_id: str) -> View:
+        return await self.api.view("GET", f"{self.path}/{_id(record_id)}")
+
+
 def _id(value: str) -> str:
     return quote(value, safe="")
 
 
-class RemoteConnections(Remote, ConnectionOps):
-    async def list(self, query: queries.ConnectionQuery) -> Page:
-        return await self.api.page("/v1/mls-connections", query)
-
-    async def get(self, connection_id: str) -> View:
-        return await self.api.view("GET", f"/v1/mls-connections/{_id(connection_id)}")
+class RemoteConnections(RemoteRecords, ConnectionOps):
+    path = "/v1/mls-connections"
 
     async def put(
         self, connection_id: str, fields: dict[str, Any], secret: str | None
@@ -142,12 +150,8 @@ class RemoteConnections(Remote, ConnectionOps):
         return await self.api.view("DELETE", path, params=params)
 
 
-class RemoteListings(Remote, ListingOps):
-    async def list(self, query: queries.ListingQuery) -> Page:
-        return await self.api.page("/v1/listings", query)
-
-    async def get(self, listing_id: str) -> View:
-        return await self.api.view("GET", f"/v1/listings/{_id(listing_id)}")
+class RemoteListings(RemoteRecords, ListingOps):
+    path = "/v1/listings"
 
     async def history(self, listing_id: str, query: queries.PageQuery) -> Page:
         return await self.api.page(f"/v1/listings/{_id(listing_id)}/status-changes", query)
@@ -175,12 +179,8 @@ class RemoteListings(Remote, ListingOps):
         return await self.api.view("POST", f"/v1/listings/{_id(listing_id)}/unpublish")
 
 
-class RemoteAccounts(Remote, AccountOps):
-    async def list(self, query: queries.AccountQuery) -> Page:
-        return await self.api.page("/v1/platform-accounts", query)
-
-    async def get(self, account_id: str) -> View:
-        return await self.api.view("GET", f"/v1/platform-accounts/{_id(account_id)}")
+class RemoteAccounts(RemoteRecords, AccountOps):
+    path = "/v1/platform-accounts"
 
     async def put(
         self, account_id: str, fields: dict[str, Any], tokens: AccountTokens
@@ -194,12 +194,8 @@ class RemoteAccounts(Remote, AccountOps):
         return await self.api.view("DELETE", f"/v1/platform-accounts/{_id(account_id)}")
 
 
-class RemotePosts(Remote, PostOps):
-    async def list(self, query: queries.PostQuery) -> Page:
-        return await self.api.page("/v1/posts", query)
-
-    async def get(self, post_id: str) -> View:
-        return await self.api.view("GET", f"/v1/posts/{_id(post_id)}")
+class RemotePosts(RemoteRecords, PostOps):
+    path = "/v1/posts"
 
     async def put(self, post_id: str, fields: dict[str, Any], *, values: bool) -> tuple[View, bool]:
         status, view = await self.api.call("PUT", f"/v1/posts/{_id(post_id)}", body=fields)

@@ -5,11 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from daemon.errors import Conflict, found
+from daemon.errors import Conflict
 from daemon.ops import views
-from daemon.ops.context import Topic
-from daemon.ops.pages import Page, read_page
-from daemon.ops.queries import AccountQuery
+from daemon.ops.records import Kind, Records
 from daemon.ops.views import View
 from daemon.specs import AccountSpec, parse_spec
 from daemon.store import accounts as store
@@ -24,13 +22,8 @@ class AccountTokens:
     client_secret: str | None = None
 
 
-class AccountOps(Topic):
-    async def list(self, query: AccountQuery) -> Page:
-        return await read_page(self.ctx.db, store.ACCOUNTS, query, views.account)
-
-    async def get(self, account_id: str) -> View:
-        row = found(await store.get(self.ctx.db, account_id), "platform account")
-        return views.account(row)
+class AccountOps(Records):
+    kind = Kind("platform account", store.ACCOUNTS, store.get, views.account)
 
     async def put(
         self, account_id: str, fields: dict[str, Any], tokens: AccountTokens

@@ -5,23 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from daemon.enums import ConnectionState
-from daemon.errors import Conflict, found
+from daemon.errors import Conflict
 from daemon.ops import views
-from daemon.ops.context import Topic
-from daemon.ops.pages import Page, read_page
-from daemon.ops.queries import ConnectionQuery
+from daemon.ops.records import Kind, Records
 from daemon.ops.views import View
 from daemon.specs import ConnectionSpec, parse_spec
 from daemon.store import connections as store
 
 
-class ConnectionOps(Topic):
-    async def list(self, query: ConnectionQuery) -> Page:
-        return await read_page(self.ctx.db, store.CONNECTIONS, query, views.connection)
-
-    async def get(self, connection_id: str) -> View:
-        row = found(await store.get(self.ctx.db, connection_id), "MLS connection")
-        return views.connection(row)
+class ConnectionOps(Records):
+    kind = Kind("MLS connection", store.CONNECTIONS, store.get, views.connection)
 
     async def put(
         self, connection_id: str, fields: dict[str, Any], secret: str | None

@@ -8,10 +8,10 @@ from typing import Any
 
 from daemon.errors import Conflict, NotFound, found
 from daemon.ops import views
-from daemon.ops.context import Topic
 from daemon.ops.imports import ImportFormat, check_keys_free, check_rows, read_rows
 from daemon.ops.pages import Page, read_page
-from daemon.ops.queries import ListingQuery, PageQuery
+from daemon.ops.queries import PageQuery
+from daemon.ops.records import Kind, Records
 from daemon.ops.runs import report_view
 from daemon.ops.views import View
 from daemon.specs import ListingSpec, SpecError, parse_spec
@@ -23,9 +23,8 @@ from daemon.store.paging import read
 TRAIL_IN_VIEW = 100
 
 
-class ListingOps(Topic):
-    async def list(self, query: ListingQuery) -> Page:
-        return await read_page(self.ctx.db, store.LISTINGS, query, views.listing)
+class ListingOps(Records):
+    kind = Kind("listing", store.LISTINGS, store.get, views.listing)
 
     async def get(self, listing_id: str) -> View:
         """The listing with the start of its audit trail (`status_changes`)."""

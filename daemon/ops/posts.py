@@ -4,24 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from daemon.errors import Conflict, found
+from daemon.errors import Conflict
 from daemon.ops import views
-from daemon.ops.context import Topic
-from daemon.ops.pages import Page, read_page
-from daemon.ops.queries import PostQuery
+from daemon.ops.records import Kind, Records
 from daemon.ops.views import View
 from daemon.specs import PostSpec, SpecError, check_post_id, parse_spec
 from daemon.store import accounts, listings
 from daemon.store import posts as store
 
 
-class PostOps(Topic):
-    async def list(self, query: PostQuery) -> Page:
-        return await read_page(self.ctx.db, store.POSTS, query, views.post)
-
-    async def get(self, post_id: str) -> View:
-        row = found(await store.get(self.ctx.db, post_id), "post")
-        return views.post(row)
+class PostOps(Records):
+    kind = Kind("post", store.POSTS, store.get, views.post)
 
     async def put(self, post_id: str, fields: dict[str, Any], *, values: bool) -> tuple[View, bool]:
         """Records a published post. Refused (SpecError) when its listing or account is
