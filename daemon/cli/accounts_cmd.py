@@ -10,9 +10,9 @@ from daemon.cli.common import (
     CONFIG_OPTION,
     JSON_OPTION,
     choice_of,
+    fields_or_fail,
     record_command,
     secret_from,
-    spec_or_fail,
 )
 from daemon.cli.generic import list_command_for, show_command_for
 from daemon.cli.render import echo_done
@@ -86,8 +86,7 @@ def add(
         "connected_via": connected_via,
         "client_id": client_id,
     }
-    fields = {k: v for k, v in given.items() if v is not None}
-    spec_or_fail(AccountSpec, {**fields, "id": id_})  # before anything opens or is asked
+    fields = fields_or_fail(AccountSpec, id_, given)
 
     async def put(ops: Operations) -> tuple[View, bool]:
         tokens = AccountTokens(

@@ -13,6 +13,7 @@ from typing import Any, NoReturn, TypeVar
 
 import anyio
 import click
+from pydantic import BaseModel
 
 from daemon import eventloop, logs
 from daemon.cli.remote import DaemonUnreachable
@@ -220,6 +221,14 @@ def secret_file(path: Path, option: str) -> str:
     if not value:
         fail(f"{option} {path}: the file is empty", EX_USAGE)
     return value
+
+
+def fields_or_fail(model: type[BaseModel], record_id: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The options given (those left out dropped), checked as `model` with the record's id
+    before anything opens or is asked: a bad one exits 2 naming it."""
+    fields = {k: v for k, v in given.items() if v is not None}
+    spec_or_fail(model, {**fields, "id": record_id})
+    return fields
 
 
 def spec_or_fail(model: type[SpecT], data: dict[str, object], where: str = "") -> SpecT:

@@ -12,8 +12,8 @@ from daemon.cli.common import (
     JSON_OPTION,
     choice_of,
     choice_option,
+    fields_or_fail,
     record_command,
-    spec_or_fail,
 )
 from daemon.cli.generic import list_command_for, show_command_for
 from daemon.cli.render import echo_done
@@ -122,8 +122,7 @@ def add(
     The credential is required for a new connection; for an existing one it is kept unless a
     new one is given (which also re-activates a connection that needed re-authentication).
     """
-    given = {k: v for k, v in fields.items() if v is not None}
-    spec_or_fail(ConnectionSpec, {**given, "id": id_})  # before anything opens or is asked
+    given = fields_or_fail(ConnectionSpec, id_, fields)
     what = "bearer token / client secret"
 
     async def put(ops: Operations) -> tuple[View, bool]:

@@ -12,6 +12,7 @@ from daemon.cli.common import (
     EX_DATAERR,
     JSON_OPTION,
     fail,
+    fields_or_fail,
     list_command,
     record_command,
     removal_command,
@@ -80,8 +81,7 @@ def add(
 ) -> None:
     """Track a listing. An existing ID is re-pointed; its status is left to the MLS."""
     given = {"connection_id": connection_id, "listing_key": listing_key, "status": status}
-    fields = {k: v for k, v in given.items() if v is not None}
-    spec_or_fail(ListingSpec, {**fields, "id": listing_id})  # before anything opens
+    fields = fields_or_fail(ListingSpec, listing_id, given)
     view, created = call(config_path, lambda ops: ops.listings.put(listing_id, fields))
     echo_done(view, as_json, f"listing {listing_id} {'tracked' if created else 're-pointed'}")
 

@@ -11,10 +11,10 @@ from daemon.cli.common import (
     CONFIG_OPTION,
     JSON_OPTION,
     choice_of,
+    fields_or_fail,
     record_command,
     removal_command,
     run,
-    spec_or_fail,
 )
 from daemon.cli.generic import list_command_for, show_command_for
 from daemon.cli.render import echo_done, echo_environment, echo_json, echo_table
@@ -76,8 +76,7 @@ def add(
         "platform_post_id": platform_post_id,
         "permalink": permalink,
     }
-    fields = {k: v for k, v in given.items() if v is not None}
-    spec_or_fail(PostSpec, {**fields, "id": post_id})  # before anything opens
+    fields = fields_or_fail(PostSpec, post_id, given)
     where = surface(config_path)
 
     async def main() -> tuple[dict[str, Any], bool]:
