@@ -58,3 +58,19 @@ class KeyFilter(StrEnum):
 LIVE_POST_STATUSES = frozenset({PostStatus.PUBLISHED, PostStatus.MANUAL_REQUIRED})
 # The same set in SQL: `status IN LIVE_POSTS_SQL`.
 LIVE_POSTS_SQL = "(" + ", ".join(sorted(f"'{s.value}'" for s in LIVE_POST_STATUSES)) + ")"
+
+
+class EventType(StrEnum):
+    """What the event log reports (docs/events.md). Each committed change is one event, of
+    the most specific type that fits it: a sale is `listing.sold`, not also a status change."""
+
+    LISTING_STATUS_CHANGED = "listing.status_changed"  # any change no type below names
+    LISTING_SOLD = "listing.sold"
+    LISTING_RESTORED = "listing.restored"  # pending -> active (5.4)
+    LISTING_REMOVED = "listing.removed"  # gone from the MLS feed, or no longer tracked
+    POST_UNPUBLISHED = "post.unpublished"
+    POST_NEEDS_PERSON = "post.needs_person"
+    POST_RETRY_SCHEDULED = "post.retry_scheduled"  # a post's first failed delete only
+    CONNECTION_NEEDS_REAUTH = "connection.needs_reauth"
+    ACCOUNT_NEEDS_REAUTH = "account.needs_reauth"
+    RUN_FINISHED = "run.finished"

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from daemon.enums import EventType
+
 
 class LocalStatus(StrEnum):
     """The five statuses a listing can have in mls-sync."""
@@ -256,3 +258,14 @@ def _event_for(current: LocalStatus | None, target: LocalStatus, seen: Observati
 def makes_posts_due(status: LocalStatus | None, unpublish_on: Iterable[LocalStatus]) -> bool:
     """A listing in one of `unpublish_on` must have no published post (invariant 2)."""
     return status is not None and status in set(unpublish_on)
+
+
+def event_type_of(change: Change) -> EventType:
+    """The one event a status change is reported as: the most specific type that fits."""
+    if change.event == AuditEvent.REMOVED:
+        return EventType.LISTING_REMOVED
+    if change.event == AuditEvent.RESTORED:
+        return EventType.LISTING_RESTORED
+    if change.to_status == LocalStatus.SOLD:
+        return EventType.LISTING_SOLD
+    return EventType.LISTING_STATUS_CHANGED

@@ -61,7 +61,9 @@ class ConnectionOps(Records):
     async def remove(self, connection_id: str, *, with_listings: bool, force: bool) -> View:
         """Refused while it tracks listings (unless with_listings) or while posts of its
         listings are live (unless force): see store.connections.remove."""
-        removed = await store.remove(self.ctx.db, connection_id, with_listings, force)
+        removed = await store.remove(
+            self.ctx.db, connection_id, with_listings, self.ctx.actor, self.ctx.now(), force
+        )
         self.ctx.audit(
             "removed",
             "mls_connection",

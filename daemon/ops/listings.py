@@ -89,7 +89,7 @@ class ListingOps(Records):
 
     async def remove(self, listing_id: str, *, force: bool) -> View:
         """Refused while it has live posts, unless forced (store.listings.remove)."""
-        live = await store.remove(self.ctx.db, listing_id, force)
+        live = await store.remove(self.ctx.db, listing_id, force, self.ctx.actor, self.ctx.now())
         self.ctx.audit("removed", "listing", listing_id, live_posts=live)
         return {"removed": listing_id, "live_posts_removed": live}
 

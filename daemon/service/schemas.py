@@ -50,6 +50,7 @@ class Connection(Shape):
     last_synced_at: str | None
     created_at: str
     updated_at: str
+    user_id: str
     secret: SET
 
 
@@ -67,6 +68,7 @@ class Listing(Shape):
     excluded: bool
     created_at: str
     updated_at: str
+    user_id: str
     publishable: bool
 
 

@@ -11,6 +11,7 @@ import aiosqlite
 from daemon.enums import AccountState
 from daemon.errors import Conflict, NotFound
 from daemon.specs import AccountSpec
+from daemon.store import events
 from daemon.store.database import Database
 from daemon.store.paging import Collection
 from daemon.store.records import AccountRow, from_row
@@ -91,6 +92,8 @@ async def for_ids(db: Database, ids: Sequence[str]) -> dict[str, AccountRow]:
 
 async def set_state(db: Database, account_id: str, state: str, error: str | None, now: str) -> bool:
     async with db.transaction() as conn:
+        if state == AccountState.NEEDS_REAUTH:
+            await events.account_needs_reauth(conn, account_id, error, now)
         cur = await conn.execute(
             SET_STATE, {"id": account_id, "state": state, "error": error, "now": now}
         )
@@ -101,6 +104,7 @@ async def mark_needs_reauth(
     conn: aiosqlite.Connection, account_id: str, reason: str, now: str
 ) -> None:
     """Inside the transaction that records the failed post, so both are written or neither."""
+    await events.account_needs_reauth(conn, account_id, reason, now)
     await conn.execute(
         SET_STATE,
         {"id": account_id, "state": AccountState.NEEDS_REAUTH, "error": reason, "now": now},

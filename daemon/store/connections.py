@@ -8,9 +8,10 @@ from typing import Any
 
 import aiosqlite
 
-from daemon.enums import LIVE_POSTS_SQL
+from daemon.enums import LIVE_POSTS_SQL, ConnectionState
 from daemon.errors import Conflict, NotFound
 from daemon.specs import ConnectionSpec
+from daemon.store import events
 from daemon.store.database import Database
 from daemon.store.paging import Collection
 from daemon.store.records import ConnectionRow, from_row
@@ -128,7 +129,10 @@ async def set_state(
 async def set_state_in(
     conn: aiosqlite.Connection, connection_id: str, state: str, error: str | None, now: str
 ) -> bool:
-    """`set_state` inside the caller's transaction."""
+    """`set_state` inside the caller's transaction (with its event, when it comes to need
+    re-authentication)."""
+    if state == ConnectionState.NEEDS_REAUTH:
+        await events.connection_needs_reauth(conn, connection_id, error, now)
     cur = await conn.execute(
         SET_STATE, {"id": connection_id, "state": state, "error": error, "now": now}
     )
@@ -142,7 +146,7 @@ class Removed:
 
 
 async def remove(
-    db: Database, connection_id: str, with_listings: bool, force: bool = False
+    db: Database, connection_id: str, with_listings: bool, by: str, now: str, force: bool = False
 ) -> Removed:
     """Removes the connection; with its listings (and their posts) only when asked. The
     audit log keeps their history.
@@ -165,6 +169,7 @@ async def remove(
                 "take them down once their rows are gone; remove it anyway with --force "
                 "(or ?force=true over HTTP)"
             )
+        await events.listings_untracked(conn, by, now, connection_id=connection_id)
         await conn.execute(DELETE_POSTS_OF, (connection_id,))
         await conn.execute(DELETE_LISTINGS_OF, (connection_id,))
         await conn.execute(DELETE_LEASE, (connection_id,))

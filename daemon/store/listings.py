@@ -9,8 +9,9 @@ import aiosqlite
 
 from daemon.enums import LIVE_POSTS_SQL
 from daemon.errors import Conflict, NotFound
-from daemon.models import BatchPlan, LocalStatus
+from daemon.models import BatchPlan, LocalStatus, event_type_of
 from daemon.specs import ListingSpec
+from daemon.store import events
 from daemon.store.database import Database
 from daemon.store.paging import Collection
 from daemon.store.records import ListingRow, StatusChangeRow, TrackedListing, from_row
@@ -187,6 +188,17 @@ async def apply_plans(
     ):
         if rows:
             await conn.executemany(statement, rows)
+    # After the rows: each event shows its listing as the change left it.
+    await events.listings_changed(
+        conn,
+        [
+            events.ListingChanged(
+                event_type_of(c), c.listing_id, c.from_status, c.to_status, c.event, run_id, now
+            )
+            for plan, run_id, now in plans
+            for c in plan.changes
+        ],
+    )
 
 
 async def mark_not_checked(conn: aiosqlite.Connection, ids: Sequence[str], reason: str) -> None:
@@ -247,7 +259,7 @@ SELECT count(*) FROM social_posts WHERE listing_id = ? AND status IN {LIVE_POSTS
 """
 
 
-async def remove(db: Database, listing_id: str, force: bool) -> int:
+async def remove(db: Database, listing_id: str, force: bool, by: str, now: str) -> int:
     """Stops tracking a listing (its audit trail stays). Returns how many live posts went with
     it: a live post's row is what takes it down when the listing sells, so a listing with live
     posts is removed only when forced."""
@@ -262,6 +274,7 @@ async def remove(db: Database, listing_id: str, force: bool) -> int:
                 "once their rows are gone; take them down first (unpublish), or remove it "
                 "anyway with --force (?force=true over HTTP)"
             )
+        await events.listings_untracked(conn, by, now, listing_id=listing_id)
         await conn.execute(DELETE_POSTS, (listing_id,))
         cur = await conn.execute(DELETE_ONE, (listing_id,))
         if cur.rowcount != 1:

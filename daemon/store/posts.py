@@ -13,10 +13,11 @@ from typing import Literal
 
 import aiosqlite
 
-from daemon.enums import LIVE_POST_STATUSES
+from daemon.enums import LIVE_POST_STATUSES, EventType
 from daemon.errors import Conflict, NotFound
 from daemon.models import LocalStatus
 from daemon.specs import PostSpec
+from daemon.store import events
 from daemon.store.database import Database
 from daemon.store.paging import Collection
 from daemon.store.records import DuePost, PostRow, from_row
@@ -115,7 +116,7 @@ ORDER BY p.listing_id, p.id LIMIT :limit
 """
 )
 STILL_PUBLISHED = """
-SELECT id FROM social_posts
+SELECT id, attempts FROM social_posts
 WHERE +status = 'published' AND id IN (SELECT value FROM json_each(?))
 """  # `+status`: looked up by id, not by scanning every published post (as DELETE_SENT)
 COUNT_BY_STATUS = "SELECT status, count(*) FROM social_posts GROUP BY 1 ORDER BY 1"
@@ -202,9 +203,11 @@ async def record_attempts(
 ) -> set[str]:
     """Writes a batch of attempts in the caller's transaction (a few statements, whatever the
     batch's size). Every update is guarded on status = 'published', so a post is never taken
-    down twice; returns the ids that were still published, so each is counted once."""
+    down twice; returns the ids that were still published, so each is counted once (and
+    reported once in the event log: a failure only the first time)."""
     ids = json.dumps([a.post_id for a in attempts])
-    fresh = {r[0] for r in await conn.execute_fetchall(STILL_PUBLISHED, (ids,))}
+    tried_before = {r[0]: r[1] for r in await conn.execute_fetchall(STILL_PUBLISHED, (ids,))}
+    fresh = set(tried_before)
     statements = {"done": DONE, "failed": FAILED, "refused": REFUSED, "manual": MANUAL}
     by_result: dict[str, list[dict[str, str | None]]] = {result: [] for result in statements}
     for a in attempts:
@@ -217,7 +220,21 @@ async def record_attempts(
     for result, sql in statements.items():
         if by_result[result]:
             await conn.executemany(sql, by_result[result])
+    reported = [
+        (_EVENT_OF[a.result], a.post_id)
+        for a in attempts
+        if a.post_id in fresh and (a.result in ("done", "manual") or not tried_before[a.post_id])
+    ]
+    await events.posts_changed(conn, reported, now)
     return fresh
+
+
+_EVENT_OF = {
+    "done": EventType.POST_UNPUBLISHED,
+    "manual": EventType.POST_NEEDS_PERSON,
+    "failed": EventType.POST_RETRY_SCHEDULED,
+    "refused": EventType.POST_RETRY_SCHEDULED,
+}
 
 
 async def mark_delete_sent(
@@ -305,8 +322,11 @@ async def mark_removed_by_hand(db: Database, post_id: str, note: str, now: str) 
     """A person took the post down on the platform. False when it was not live (already
     unpublished); NotFound when there is no such post."""
     params = {"id": post_id, "note": note, "now": now}
-    if await db.write_one(REMOVED_BY_HAND, params):
-        return True
+    async with db.transaction() as conn:
+        cur = await conn.execute(REMOVED_BY_HAND, params)
+        if cur.rowcount:
+            await events.posts_changed(conn, [(EventType.POST_UNPUBLISHED, post_id)], now)
+            return True
     if await get(db, post_id) is None:
         raise NotFound("no post has this id")
     return False

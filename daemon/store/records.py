@@ -44,6 +44,7 @@ class ConnectionRow:
     last_synced_at: str | None
     created_at: str
     updated_at: str
+    user_id: str = "default"
 
     def public(self) -> dict[str, Any]:
         """Everything but the secret, for display."""
@@ -68,6 +69,7 @@ class ListingRow:
     excluded: int
     created_at: str
     updated_at: str
+    user_id: str = "default"
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,3 +194,29 @@ class PostRow:
     permalink: str | None = None
     note: str | None = None
     platform: str | None = None  # joined from the account where asked for
+
+
+@dataclass(frozen=True)
+class UserRow:
+    id: str
+    display_name: str
+    email: str | None
+    time_zone: str
+    notify_events: str  # a JSON list of event types
+    notify_mode: str
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class EventRow:
+    id: int
+    type: str
+    user_id: str | None
+    connection_id: str | None
+    listing_id: str | None
+    post_id: str | None
+    account_id: str | None
+    run_id: int | None
+    data: str  # JSON
+    created_at: str

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import aiosqlite
 
+from daemon.store import events
 from daemon.store.database import Database
 from daemon.store.paging import Collection
 from daemon.store.records import RunErrorRow, RunRow, from_row
@@ -154,6 +155,7 @@ async def record_now(
 async def finish(db: Database, run_id: int, at: str, failed: bool) -> RunRow:
     async with db.transaction() as conn:
         await conn.execute(FINISH, {"run_id": run_id, "at": at, "failed": int(failed)})
+        await events.runs_finished(conn, [run_id], at)
         async with conn.execute(GET, (run_id,)) as cur:
             row = await cur.fetchone()
     assert row is not None
@@ -166,7 +168,9 @@ async def end_in(
     """Ends a run cut short (`interrupted`, `failed`) with the error that cut it, if any."""
     if error is not None:
         await record(conn, run_id, Counts(errors=1), [error], at)
-    await conn.execute(END, {"run_id": run_id, "outcome": outcome, "at": at})
+    cur = await conn.execute(END, {"run_id": run_id, "outcome": outcome, "at": at})
+    if cur.rowcount:
+        await events.runs_finished(conn, [run_id], at)
 
 
 async def is_running(conn: aiosqlite.Connection, run_id: int) -> bool:
@@ -200,6 +204,7 @@ async def interrupt(db: Database, run_ids: Sequence[int], at: str) -> None:
     cycle redoes the rest, since every step is idempotent."""
     async with db.transaction() as conn:
         await conn.executemany(INTERRUPT, [{"run_id": i, "at": at} for i in run_ids])
+        await events.runs_finished(conn, run_ids, at)
 
 
 _MATCHING = """

@@ -1,0 +1,241 @@
+"""The event log: one row per committed change, written inside the change's own transaction.
+
+Every function that writes here takes the caller's open transaction (`conn`): an event exists
+if and only if its change committed (invariant 8). Each event's `data` is built in SQL from the
+rows as the change left them, in one statement for any number of events, and holds only what a
+receiver needs: ids, statuses, MLS values, links; never a secret. docs/events.md describes the
+types and their data.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiosqlite
+
+from daemon.enums import EventType
+from daemon.store.database import Database
+from daemon.store.records import EventRow, from_row
+
+# A listing as every listing and post event shows it (`l` is its row).
+_LISTING = """json_object('id', l.id, 'key', l.listing_key, 'connection_id', l.connection_id,
+    'user_id', l.user_id, 'status', l.status, 'mls_standard_status', l.mls_standard_status,
+    'mls_status', l.mls_status, 'mls_modified_at', l.mls_modified_at,
+    'url', '/v1/listings/' || l.id)"""
+# A post (`p`, its account `a`).
+_POST = """json_object('id', p.id, 'platform', a.platform, 'account_id', p.account_id,
+    'platform_post_id', p.platform_post_id, 'permalink', p.permalink, 'status', p.status,
+    'attempts', p.attempts, 'note', p.note, 'last_error', p.last_error,
+    'next_attempt_at', p.next_attempt_at, 'url', '/v1/posts/' || p.id)"""
+
+LISTING_CHANGED = f"""
+INSERT INTO events (type, user_id, connection_id, listing_id, run_id, data, created_at)
+SELECT :type, l.user_id, l.connection_id, l.id, :run_id,
+    json_object('listing', {_LISTING},
+        'change', json_object('from', :from_status, 'to', :to_status, 'reason', :reason),
+        'run_id', :run_id),
+    :now
+FROM listings l WHERE l.id = :id
+"""
+# Before the listings go: `by` says who stopped tracking them.
+LISTINGS_UNTRACKED = f"""
+INSERT INTO events (type, user_id, connection_id, listing_id, data, created_at)
+SELECT 'listing.removed', l.user_id, l.connection_id, l.id,
+    json_object('listing', {_LISTING},
+        'change', json_object('from', l.status, 'to', NULL, 'reason', 'untracked'),
+        'by', :by),
+    :now
+FROM listings l WHERE (l.id = :listing_id OR l.connection_id = :connection_id)
+ORDER BY l.id
+"""
+POST_CHANGED = f"""
+INSERT INTO events (type, user_id, connection_id, listing_id, post_id, account_id, data,
+    created_at)
+SELECT :type, l.user_id, l.connection_id, l.id, p.id, p.account_id,
+    json_object('post', {_POST}, 'listing', {_LISTING}),
+    :now
+FROM social_posts p JOIN listings l ON l.id = p.listing_id
+    JOIN platform_accounts a ON a.id = p.account_id
+WHERE p.id = :id
+"""
+# Only when the state changes: run before the update, on a row not yet in that state.
+CONNECTION_NEEDS_REAUTH = """
+INSERT INTO events (type, user_id, connection_id, data, created_at)
+SELECT 'connection.needs_reauth', c.user_id, c.id,
+    json_object('connection', json_object('id', c.id, 'name', c.name, 'base_url', c.base_url,
+        'url', '/v1/mls-connections/' || c.id),
+        'reason', :reason, 'what_to_do', :what_to_do),
+    :now
+FROM mls_connections c WHERE c.id = :id AND c.state != 'needs_reauth'
+"""
+ACCOUNT_NEEDS_REAUTH = """
+INSERT INTO events (type, user_id, account_id, data, created_at)
+SELECT 'account.needs_reauth', a.user_id, a.id,
+    json_object('account', json_object('id', a.id, 'platform', a.platform,
+        'user_id', a.user_id, 'url', '/v1/accounts/' || a.id),
+        'reason', :reason, 'what_to_do', :what_to_do),
+    :now
+FROM platform_accounts a WHERE a.id = :id AND a.state != 'needs_reauth'
+"""
+RUN_FINISHED = """
+INSERT INTO events (type, run_id, data, created_at)
+SELECT 'run.finished', r.id,
+    json_object('run', json_object('id', r.id, 'trigger', r.trigger, 'scope', r.scope,
+        'outcome', r.outcome, 'started_at', r.started_at, 'finished_at', r.finished_at,
+        'connections', r.connections, 'listings_checked', r.listings_checked,
+        'status_changes', r.status_changes, 'posts_unpublished', r.posts_unpublished,
+        'posts_failed', r.posts_failed, 'posts_manual', r.posts_manual, 'errors', r.errors,
+        'warnings', r.warnings, 'url', '/v1/runs/' || r.id)),
+    :now
+FROM sync_runs r WHERE r.id = :id AND r.outcome != 'running'
+"""
+
+CONNECTION_WHAT_TO_DO = (
+    "the MLS refused this connection's credentials: give it new ones "
+    "(PUT /v1/mls-connections/{id}, or `mls-sync connections add` with the same id); "
+    "it is synced again once they are saved"
+)
+ACCOUNT_WHAT_TO_DO = (
+    "the platform refused this account's token: sign in to the platform again and save the new "
+    "token (PUT /v1/accounts/{id}, or `mls-sync accounts add` with the same id); its posts are "
+    "taken down once it is saved"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ListingChanged:
+    """A status change as the sync wrote it (after the listing's row was updated)."""
+
+    type: EventType
+    listing_id: str
+    from_status: str | None
+    to_status: str
+    reason: str  # the audit row's event: changed, restored, removed, first_seen
+    run_id: int | None
+    at: str
+
+
+async def listings_changed(conn: aiosqlite.Connection, changes: Sequence[ListingChanged]) -> None:
+    if not changes:
+        return
+    await conn.executemany(
+        LISTING_CHANGED,
+        [
+            {
+                "type": c.type,
+                "id": c.listing_id,
+                "from_status": c.from_status,
+                "to_status": c.to_status,
+                "reason": c.reason,
+                "run_id": c.run_id,
+                "now": c.at,
+            }
+            for c in changes
+        ],
+    )
+
+
+async def listings_untracked(
+    conn: aiosqlite.Connection,
+    by: str,
+    at: str,
+    listing_id: str | None = None,
+    connection_id: str | None = None,
+) -> None:
+    """One `listing.removed` per listing about to be deleted: one listing, or a connection's."""
+    await conn.execute(
+        LISTINGS_UNTRACKED,
+        {"by": by, "now": at, "listing_id": listing_id, "connection_id": connection_id},
+    )
+
+
+async def posts_changed(
+    conn: aiosqlite.Connection, changes: Sequence[tuple[EventType, str]], at: str
+) -> None:
+    """(type, post id) for posts whose rows already say what happened."""
+    if changes:
+        await conn.executemany(
+            POST_CHANGED, [{"type": t, "id": post_id, "now": at} for t, post_id in changes]
+        )
+
+
+async def connection_needs_reauth(
+    conn: aiosqlite.Connection, connection_id: str, reason: str | None, at: str
+) -> None:
+    """Call before the connection's state is set: only a change of state is an event."""
+    what = CONNECTION_WHAT_TO_DO.replace("{id}", connection_id)
+    params = {"id": connection_id, "reason": reason, "what_to_do": what, "now": at}
+    await conn.execute(CONNECTION_NEEDS_REAUTH, params)
+
+
+async def account_needs_reauth(
+    conn: aiosqlite.Connection, account_id: str, reason: str | None, at: str
+) -> None:
+    """Call before the account's state is set: only a change of state is an event."""
+    what = ACCOUNT_WHAT_TO_DO.replace("{id}", account_id)
+    params = {"id": account_id, "reason": reason, "what_to_do": what, "now": at}
+    await conn.execute(ACCOUNT_NEEDS_REAUTH, params)
+
+
+async def runs_finished(conn: aiosqlite.Connection, run_ids: Sequence[int], at: str) -> None:
+    """After the runs' outcome is written."""
+    if run_ids:
+        await conn.executemany(RUN_FINISHED, [{"id": i, "now": at} for i in run_ids])
+
+
+# Reading -----------------------------------------------------------------------------------
+
+AFTER = """
+SELECT * FROM events
+WHERE id > :after
+  AND (:types IS NULL OR type IN (SELECT value FROM json_each(:types)))
+  AND (:user_id IS NULL OR user_id = :user_id)
+ORDER BY id LIMIT :limit
+"""
+LAST_ID = "SELECT coalesce(max(id), 0) FROM events"
+FIRST_ID = "SELECT min(id) FROM events"
+PRUNE = "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE created_at < ? LIMIT ?)"
+
+
+async def after(
+    db: Database,
+    after_id: int,
+    types: Sequence[str] | None,
+    user_id: str | None,
+    limit: int,
+) -> list[EventRow]:
+    """The events after `after_id`, oldest first, of `types` (None: all) and `user_id`."""
+    params = {
+        "after": after_id,
+        "types": json.dumps(list(types)) if types is not None else None,
+        "user_id": user_id,
+        "limit": limit,
+    }
+    async with db.reading() as conn:
+        rows = await conn.execute_fetchall(AFTER, params)
+    return [from_row(EventRow, r) for r in rows]
+
+
+async def last_id(db: Database) -> int:
+    row = await db.fetch_one(LAST_ID)
+    return int(row[0]) if row else 0
+
+
+async def first_id(db: Database) -> int | None:
+    """The oldest event still kept (older ones were pruned), or None when there is none."""
+    row = await db.fetch_one(FIRST_ID)
+    return int(row[0]) if row and row[0] is not None else None
+
+
+async def prune(db: Database, before: str, batch: int = 5000) -> int:
+    """Deletes events created before `before`, a batch per transaction (the writer is never
+    held up long); returns how many went."""
+    total = 0
+    while True:
+        async with db.transaction() as conn:
+            cur = await conn.execute(PRUNE, (before, batch))
+        total += cur.rowcount
+        if cur.rowcount < batch:
+            return total
