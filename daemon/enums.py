@@ -74,3 +74,13 @@ class EventType(StrEnum):
     CONNECTION_NEEDS_REAUTH = "connection.needs_reauth"
     ACCOUNT_NEEDS_REAUTH = "account.needs_reauth"
     RUN_FINISHED = "run.finished"
+    # An endpoint that kept failing (or answered 410) was disabled; never sent to itself.
+    WEBHOOK_ENDPOINT_DISABLED = "webhook.endpoint_disabled"
+
+
+class DeliveryState(StrEnum):
+    """A webhook delivery (one event to one endpoint)."""
+
+    PENDING = "pending"  # not delivered yet: tried again at next_attempt_at
+    DELIVERED = "delivered"  # a 2xx answer
+    FAILED = "failed"  # given up: the endpoint was disabled (410, or failing too long)

@@ -7,6 +7,7 @@ the error the local operation would have raised, with the daemon's words.
 
 from __future__ import annotations
 
+import builtins
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -25,6 +26,7 @@ from daemon.ops.runs import RunOps
 from daemon.ops.sync import SyncOps
 from daemon.ops.tokens import TokenOps
 from daemon.ops.views import View
+from daemon.ops.webhooks import EndpointSpec, WebhookOps
 from daemon.scopes import Scope
 from daemon.specs import SpecError
 from daemon.sync.engine import SyncRefused
@@ -243,6 +245,58 @@ class RemoteTokens(Remote, TokenOps):
         return await self.api.view("DELETE", f"/v1/tokens/{_id(name)}")
 
 
+class RemoteWebhooks(Remote, WebhookOps):
+    path = "/v1/webhooks"
+
+    async def create(self, spec: EndpointSpec) -> tuple[View, str]:
+        body = {
+            "url": spec.url,
+            "event_types": list(spec.event_types),
+            "user_id": spec.user_id,
+            "description": spec.description,
+            "after_event": spec.after_event,
+        }
+        return _with_secret(await self.api.view("POST", self.path, body=body))
+
+    async def list(self) -> list[View]:
+        return list((await self.api.view("GET", self.path))["items"])
+
+    async def get(self, endpoint_id: int) -> View:
+        return await self.api.view("GET", f"{self.path}/{endpoint_id}")
+
+    async def remove(self, endpoint_id: int) -> View:
+        return await self.api.view("DELETE", f"{self.path}/{endpoint_id}")
+
+    async def enable(self, endpoint_id: int) -> View:
+        return await self.api.view("POST", f"{self.path}/{endpoint_id}/enable")
+
+    async def disable(self, endpoint_id: int) -> View:
+        return await self.api.view("POST", f"{self.path}/{endpoint_id}/disable")
+
+    async def rotate_secret(self, endpoint_id: int) -> tuple[View, str]:
+        path = f"{self.path}/{endpoint_id}/rotate-secret"
+        return _with_secret(await self.api.view("POST", path))
+
+    async def deliveries(
+        self, endpoint_id: int, before: int | None = None, limit: int = 100
+    ) -> builtins.list[View]:
+        params = {"before": before, "limit": limit}
+        path = f"{self.path}/{endpoint_id}/deliveries"
+        return list((await self.api.view("GET", path, params=params))["items"])
+
+    async def attempts(self, delivery_id: int) -> View:
+        return await self.api.view("GET", f"/v1/webhook-deliveries/{delivery_id}")
+
+    async def replay(self, delivery_id: int) -> View:
+        return await self.api.view("POST", f"/v1/webhook-deliveries/{delivery_id}/replay")
+
+
+def _with_secret(made: View) -> tuple[View, str]:
+    """The endpoint as the local operation returns it, and the secret its answer showed."""
+    secret = str(made["secret"])
+    return {**made, "secret": "<set>"}, secret
+
+
 def remote_operations(client: httpx.AsyncClient) -> Operations:
     """The operations of the daemon `client` talks to."""
     api = Api(client)
@@ -254,4 +308,5 @@ def remote_operations(client: httpx.AsyncClient) -> Operations:
         RemoteRuns(api),
         RemoteSync(api),
         RemoteTokens(api),
+        RemoteWebhooks(api),
     )

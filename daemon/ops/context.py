@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from daemon import logs
+from daemon.config import WebhookSettings
 from daemon.credentials import require_box
 from daemon.encryption import SecretBox
 from daemon.errors import Unavailable
@@ -28,6 +29,8 @@ class OpsContext:
     trigger: Trigger | None = None  # set in the daemon: full cycles go through its coordinator
     actor: str = "cli"  # who asks, for the audit line: "cli", or "token:NAME"
     clock: Callable[[], datetime] = field(default=utcnow)
+    # As the daemon applies them (Settings.effective_webhooks): URL rules, timeouts, overlap.
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
     def now(self) -> str:
         return iso(self.clock())

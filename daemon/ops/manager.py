@@ -15,6 +15,7 @@ from daemon.ops.posts import PostOps
 from daemon.ops.runs import RunOps
 from daemon.ops.sync import SyncOps
 from daemon.ops.tokens import TokenOps
+from daemon.ops.webhooks import WebhookOps
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Operations:
     runs: RunOps
     sync: SyncOps
     tokens: TokenOps
+    webhooks: WebhookOps
 
     @classmethod
     def on(cls, ctx: OpsContext) -> Operations:
@@ -38,4 +40,5 @@ class Operations:
             RunOps(ctx),
             SyncOps(ctx),
             TokenOps(ctx),
+            WebhookOps(ctx),
         )

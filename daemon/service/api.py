@@ -24,6 +24,7 @@ from daemon.service.auth import TokenCheck
 from daemon.service.health import Answer, health_routes, readyz_answer, status_answer
 from daemon.service.problems import PROBLEM_JSON, problem
 from daemon.service.state import ServiceState
+from daemon.service.webhook_routes import webhook_routes
 
 
 def build_app(state: ServiceState) -> FastAPI:
@@ -37,6 +38,7 @@ def build_app(state: ServiceState) -> FastAPI:
     app.state.service = state
     app.include_router(health_routes(state))
     app.include_router(admin_routes(state))
+    app.include_router(webhook_routes())
 
     tokens = TokenCheck(state.runtime.db, state.api_token)
     app.state.tokens = tokens

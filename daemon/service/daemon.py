@@ -22,6 +22,7 @@ from daemon.composition import Environment, Opener
 from daemon.config import DEFAULT_CONFIG_PATH, ConfigError, Settings, load_settings
 from daemon.credentials import API_TOKEN_CREDENTIAL, API_TOKEN_ENV, read_secret
 from daemon.ops import tokens
+from daemon.outbound.worker import Deliveries
 from daemon.service.api import build_app
 from daemon.service.board import StatusBoard
 from daemon.service.coordinator import Coordinator
@@ -98,6 +99,7 @@ async def run_daemon(
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(coordinator.run)
                     tg.start_soon(state.board.run)
+                    tg.start_soon(_deliveries(state).run)
                     scheduler.start()
                     coordinator.trigger("startup")
                     tg.start_soon(notifier.watchdog_loop)
@@ -118,6 +120,13 @@ async def run_daemon(
             finally:
                 await server.__aexit__(None, None, None)
     log.info("daemon_stopped")
+
+
+def _deliveries(state: ServiceState) -> Deliveries:
+    """The webhook worker: its own tasks beside the coordinator's, so a slow receiver never
+    holds up a cycle. Cancelled with the rest when the daemon stops."""
+    rt = state.runtime
+    return Deliveries(rt.db, rt.box, rt.settings.effective_webhooks(), state.metrics)
 
 
 def _announce(sandbox: Environment) -> None:
