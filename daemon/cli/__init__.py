@@ -15,6 +15,7 @@ from daemon.cli import (
     run_cmd,
     sync_cmd,
     tokens_cmd,
+    webhooks_cmd,
 )
 
 
@@ -52,6 +53,7 @@ def cli(api_url: str | None, api_token_file: Path | None) -> None:
       mls-sync manual-actions        what only a person can do, with links
       mls-sync unpublish --listing ID   take one listing's posts down now
       mls-sync tokens --help         the /v1 API's tokens (read, write, admin)
+      mls-sync webhooks --help       signed webhooks to your app, in event order
 
     Management commands work on this machine's database, or, with --api URL, on the running
     daemon over its /v1 API (same commands, same output).
@@ -74,5 +76,6 @@ for command in (
     posts_cmd.unpublish,
     posts_cmd.manual_actions,
     tokens_cmd.tokens,
+    webhooks_cmd.webhooks,
 ):
     cli.add_command(command)

@@ -19,7 +19,7 @@ from daemon.errors import Conflict, found
 from daemon.ops.context import Topic
 from daemon.ops.event_view import event_body
 from daemon.ops.views import View
-from daemon.outbound import sender, signing
+from daemon.outbound import signing
 from daemon.outbound.selection import check_types
 from daemon.outbound.urls import check_url
 from daemon.outbound.worker import Deliveries, policy_of
@@ -202,8 +202,7 @@ class WebhookOps(Topic):
     ) -> View:
         settings = self.ctx.webhooks
         worker = Deliveries(self.ctx.db, self.ctx.box, settings, clock=self.ctx.clock)
-        async with sender.client(settings.timeout_seconds, 1) as http:
-            worker.http = http
+        async with worker.opened():
             sent = await worker.send(endpoint, event.id, event_body(event))
         attempt = store.Attempt(
             delivery_id, self.ctx.now(), sent.status_code, sent.latency_ms, sent.error, sent.excerpt

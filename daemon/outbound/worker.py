@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -108,13 +109,21 @@ class Deliveries:
         self.http: httpx.AsyncClient | None = None
         self.following: set[int] = set()
 
+    @asynccontextmanager
+    async def opened(self) -> AsyncIterator[Deliveries]:
+        """With its HTTP client open: `step` may be called (tests drive it with their clock)."""
+        async with sender.client(
+            self.settings.timeout_seconds, self.settings.max_in_flight
+        ) as http:
+            self.http = http
+            try:
+                yield self
+            finally:
+                self.http = None
+
     async def run(self) -> None:
         """Until cancelled (the daemon's stop): an attempt cut short is sent again later."""
-        async with (
-            sender.client(self.settings.timeout_seconds, self.settings.max_in_flight) as http,
-            anyio.create_task_group() as tg,
-        ):
-            self.http = http
+        async with self.opened(), anyio.create_task_group() as tg:
             while True:
                 for endpoint_id in await store.enabled_ids(self.db):
                     if endpoint_id not in self.following:
