@@ -253,7 +253,7 @@ class Deliveries:
             log.warning(
                 "webhook_delivery_failed",
                 endpoint=endpoint.id,
-                event=event_id,
+                event_id=event_id,
                 status=sent.status_code,
                 error=sent.error,
                 next_attempt_at=iso(d.next_attempt_at) if d.next_attempt_at else None,
