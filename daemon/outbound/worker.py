@@ -54,12 +54,20 @@ class DeliveryMetrics(Protocol):
 
 
 def polling_wake(db: Database) -> Wake:
-    """Until the daemon's in-process wake-up exists: the log's newest id, polled."""
+    """Until the daemon's in-process wake-up exists: the log's newest id, polled. One read
+    per poll period serves every endpoint waiting (not one read per endpoint)."""
+    newest = {"id": 0, "read_at": -POLL_EVERY}
+
+    async def newest_id() -> int:
+        if anyio.current_time() - newest["read_at"] >= POLL_EVERY:
+            newest["id"] = await events.last_id(db)
+            newest["read_at"] = anyio.current_time()
+        return int(newest["id"])
 
     async def wait(after_id: int, seconds: float) -> None:
         deadline = anyio.current_time() + seconds
         while anyio.current_time() < deadline:
-            if await events.last_id(db) > after_id:
+            if await newest_id() > after_id:
                 return
             await anyio.sleep(POLL_EVERY)
 

@@ -39,7 +39,7 @@ from daemon.timestamps import utcnow
 log = structlog.get_logger("mls_sync.daemon")
 
 # Changing these needs a restart; a reload says so instead of half-applying them.
-RESTART_ONLY = ("database", "daemon", "sandbox")
+RESTART_ONLY = ("database", "daemon", "sandbox", "webhooks")
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
 
 

@@ -99,7 +99,7 @@ def test_every_request_body_has_an_example_without_a_secret(document: dict[str, 
             for example in schema["examples"]:
                 for name in SECRET_FIELDS & set(example):
                     assert PLACEHOLDER.fullmatch(example[name]), (path, name)
-    assert bodies == 7  # four PUTs, a token, and the import's two forms
+    assert bodies == 8  # four PUTs, a token, a webhook endpoint, and the import's two forms
 
 
 def test_every_id_in_a_path_has_an_example(document: dict[str, Any]) -> None:
