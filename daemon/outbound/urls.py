@@ -16,6 +16,7 @@ MAX_URL_LENGTH = 2048
 # Hosts that are numbers in a form other than a.b.c.d (2130706433, 0x7f.1, 0177.0.0.1):
 # resolvers read them as addresses, and a check that did not would be walked around.
 _NUMERIC_HOST = re.compile(r"(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+))*\.?")
+_HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.?")
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -67,6 +68,10 @@ def _check_host(host: str, policy: UrlPolicy) -> bool:
     if address is None:
         if _NUMERIC_HOST.fullmatch(host):
             raise SpecError("url: the host is a number in an unusual form; write a.b.c.d")
+        if not _HOST_NAME.fullmatch(host) or len(host) > 253:
+            raise SpecError(
+                "url: the host is neither a DNS name (letters, digits, - and .) nor an address"
+            )
         if host in _LOOPBACK_NAMES:
             if not policy.allow_http_loopback:
                 raise SpecError(address_refusal("loopback"))

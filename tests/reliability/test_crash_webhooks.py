@@ -11,6 +11,7 @@ Short by default (5 rounds, 200 listings). The full run:
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import signal
@@ -89,7 +90,7 @@ async def test_sigkill_with_deliveries_in_flight_loses_none_and_keeps_their_orde
         committed = [r[0] for r in db.execute("SELECT id FROM events ORDER BY id")]
     arrived = [r.event["id"] for r in receiver.at("/hooks")]
     duplicates = len(arrived) - len(set(arrived))
-    backwards = [(a, b) for a, b in zip(arrived, arrived[1:], strict=False) if b < a]
+    backwards = [(a, b) for a, b in itertools.pairwise(arrived) if b < a]
     print(
         f"\nwebhook crash consistency: {ROUNDS} SIGKILLs ({killed_in_flight} with deliveries "
         f"outstanding), {len(committed)} events, {len(arrived)} requests, {duplicates} "

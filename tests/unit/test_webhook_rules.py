@@ -78,6 +78,8 @@ ALLOW_LOOPBACK = UrlPolicy(allow_http_loopback=True)
         ("http://[::1]:9000/hooks", ALLOW_LOOPBACK),
         ("http://localhost:9000/hooks", ALLOW_LOOPBACK),
         ("https://10.0.0.5/hooks", UrlPolicy(allow_private=True)),
+        ("https://xn--bcher-kva.example/hooks", UrlPolicy()),
+        ("https://API.Example.com./hooks", UrlPolicy()),
     ],
 )
 def test_good_urls_are_accepted(url: str, policy: UrlPolicy) -> None:
@@ -93,6 +95,8 @@ def test_good_urls_are_accepted(url: str, policy: UrlPolicy) -> None:
         "https://[fe80::1]/hooks",
         "https://0.0.0.0/hooks",
         "https://017700000001/hooks",
+        "https://[fe80::1%25eth0]/hooks",  # a zone id: not a name, and link-local
+        "https://exa_mple.com/hooks",
     ],
 )
 def test_bad_urls_are_refused_even_with_loopback_allowed(url: str) -> None:
