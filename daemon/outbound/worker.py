@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import random
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -220,7 +221,10 @@ class Deliveries:
         )
         next_at = iso(decision.next_attempt_at) if decision.next_attempt_at else None
         settled = store.Settlement(decision.state, next_at, decision.disable_reason)
-        await store.settle(self.db, endpoint.id, attempt, settled)
+        try:
+            await store.settle(self.db, endpoint.id, attempt, settled)
+        except sqlite3.IntegrityError:
+            return  # the endpoint was removed while its request was out: nothing to record
         self._report(endpoint, event.id, sent, decision)
 
     async def send(self, endpoint: WebhookEndpointRow, event_id: int, body: str) -> sender.Sent:

@@ -80,7 +80,8 @@ async def test_every_event_reaches_the_receiver_in_order_with_valid_signatures(
     first = await daemon.wait_for_run(1, timeout=60)
     await daemon.wait_for_run(first["id"] + 3, timeout=60)  # the market moves three times more
     expected = committed_events(daemon)
-    assert {"listing.sold", "post.unpublished", "run.finished"} <= {e["type"] for e in expected}
+    kinds = {e["type"] for e in expected}
+    assert "run.finished" in kinds and any(k.startswith("listing.") for k in kinds)
     with anyio.fail_after(60):
         while not {e["id"] for e in expected} <= {r.event["id"] for r in receiver.at("/hooks")}:
             await anyio.sleep(0.1)
@@ -104,6 +105,10 @@ async def test_every_event_reaches_the_receiver_in_order_with_valid_signatures(
     ]
     assert all(secret not in text for text in shown)
     assert await daemon.metric("mls_sync_webhook_deliveries_total", result="delivered")
+    lag = await daemon.metric(
+        "mls_sync_webhook_oldest_undelivered_seconds", endpoint=str(endpoint_id)
+    )
+    assert lag is not None and lag < 60
 
     daemon.send(signal.SIGTERM)
     code, _ = await daemon.wait_exit(30)

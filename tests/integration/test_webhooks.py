@@ -339,6 +339,28 @@ async def _slow_and_fast(live: Live, receiver: Receiver) -> None:
     assert receiver.unverified() == []
 
 
+async def test_an_endpoint_removed_while_its_request_is_out_ends_quietly(
+    rt: Runtime, receiver: Receiver
+) -> None:
+    """The answer that comes back after the endpoint was removed is dropped with it: no
+    error, and its worker ends."""
+    endpoint_id, _ = await add_endpoint(rt, receiver, "/hooks")
+    receiver.slow["/hooks"] = 1.0
+    await write_events(rt.db, 3)
+    worker = Deliveries(rt.db, rt.box, rt.settings.effective_webhooks())
+    with capture_logs() as logs:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker.run)
+            await receiver.wait_for("/hooks", 1)
+            await ops_of(rt).webhooks.remove(endpoint_id)
+            with anyio.fail_after(5):
+                while endpoint_id in worker.following:
+                    await anyio.sleep(0.05)
+            tg.cancel_scope.cancel()
+    assert [e for e in logs if e["log_level"] == "error"] == []
+    assert len(receiver.at("/hooks")) == 1
+
+
 BAD_URLS = [
     ("http://example.com/hooks", "https://"),
     ("https://user:pass@example.com/hooks", "user or password"),
