@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
+from daemon.credentials import require_box
 from daemon.errors import Conflict, found
 from daemon.ops.context import Topic
 from daemon.ops.event_view import event_body
@@ -103,31 +104,41 @@ class WebhookOps(Topic):
     async def create(self, spec: EndpointSpec) -> tuple[View, str]:
         """The endpoint and its secret, which nothing shows again. Nothing is stored when any
         field is refused."""
-        url = check_url(spec.url, policy_of(self.ctx.webhooks))
-        types = check_types(spec.event_types)
-        description = _description(spec.description)
-        if spec.user_id is not None and not re.fullmatch(ID_PATTERN, spec.user_id):
-            raise SpecError("user_id: a user's id (letters, digits and . _ : -)")
-        if spec.after_event is not None and spec.after_event < 0:
-            raise SpecError("after_event: an event id, 0 or more (0: every event kept)")
-        cursor = (
-            spec.after_event if spec.after_event is not None else await events.last_id(self.ctx.db)
-        )
+        url, types = await self._checked(spec)
+        cursor = spec.after_event
+        if cursor is None:
+            cursor = await events.last_id(self.ctx.db)
         secret = signing.new_secret()
-        encrypted = self.ctx.encrypt(secret)
-        assert encrypted is not None
+        encrypted = require_box(self.ctx.box).encrypt(secret)
         row = await store.create(
             self.ctx.db,
             url,
             json.dumps(types),
             spec.user_id,
-            description,
+            spec.description,
             encrypted,
             cursor,
             self.ctx.now(),
         )
         self.ctx.audit("created", "webhook_endpoint", row.id, event_types=types)
         return endpoint_view(row, self.ctx.now()), secret
+
+    async def _checked(self, spec: EndpointSpec) -> tuple[str, list[str]]:
+        """The URL as it will be called and the event types as stored; SpecError naming the
+        first field that is refused."""
+        url = check_url(spec.url, policy_of(self.ctx.webhooks))
+        types = check_types(spec.event_types)
+        text = spec.description
+        if text is not None and (len(text) > MAX_DESCRIPTION or not text.isprintable()):
+            raise SpecError(f"description: at most {MAX_DESCRIPTION} printable characters")
+        if spec.user_id is not None and not (
+            re.fullmatch(ID_PATTERN, spec.user_id)
+            and await store.user_exists(self.ctx.db, spec.user_id)
+        ):
+            raise SpecError("user_id: no user has this id")
+        if spec.after_event is not None and spec.after_event < 0:
+            raise SpecError("after_event: an event id, 0 or more (0: every event kept)")
+        return url, types
 
     async def list(self) -> list[View]:
         now = self.ctx.now()
@@ -161,8 +172,7 @@ class WebhookOps(Topic):
         """A new secret, shown once; the old one signs beside it until the overlap ends."""
         row = await self._endpoint(endpoint_id)
         secret = signing.new_secret()
-        encrypted = self.ctx.encrypt(secret)
-        assert encrypted is not None
+        encrypted = require_box(self.ctx.box).encrypt(secret)
         until = iso(self.ctx.clock() + timedelta(seconds=self.ctx.webhooks.secret_overlap_seconds))
         await store.rotate(
             self.ctx.db, endpoint_id, encrypted, row.secret_encrypted, until, self.ctx.now()
@@ -218,9 +228,3 @@ class WebhookOps(Topic):
 
     async def _endpoint(self, endpoint_id: int) -> WebhookEndpointRow:
         return found(await store.get(self.ctx.db, endpoint_id), ENDPOINT)
-
-
-def _description(text: str | None) -> str | None:
-    if text is not None and (len(text) > MAX_DESCRIPTION or not text.isprintable()):
-        raise SpecError(f"description: at most {MAX_DESCRIPTION} printable characters")
-    return text

@@ -60,14 +60,16 @@ def ops_of(rt: Runtime, clock: Clock | None = None) -> Operations:
     return Operations.on(ctx)
 
 
-async def write_events(db: Database, count: int, kind: str = "listing.sold") -> list[int]:
+async def write_events(
+    db: Database, count: int, kind: str = "listing.sold", user_id: str = "default"
+) -> list[int]:
     """`count` events, as the sync's writers leave them (one row each, JSON data)."""
     ids = []
     async with db.transaction() as conn:
         for n in range(count):
             cur = await conn.execute(
                 "INSERT INTO events (type, user_id, data, created_at) VALUES (?, ?, ?, ?)",
-                (kind, "default", json.dumps({"listing": {"id": f"L-{n}"}}), iso(utcnow())),
+                (kind, user_id, json.dumps({"listing": {"id": f"L-{n}"}}), iso(utcnow())),
             )
             assert cur.lastrowid is not None
             ids.append(cur.lastrowid)
@@ -128,6 +130,34 @@ async def test_events_arrive_in_order_with_valid_signatures(
     }
     states = {d.state for d in await store.deliveries(rt.db, endpoint_id, 2**62, 100)}
     assert states == {DeliveryState.DELIVERED}
+
+
+async def test_an_endpoint_gets_only_its_types_and_its_user(
+    rt: Runtime, receiver: Receiver
+) -> None:
+    """An endpoint for one user's sales gets those, in order, and nothing else; a user that
+    does not exist is refused."""
+    now = iso(utcnow())
+    await rt.db.write_one(
+        "INSERT INTO users (id, display_name, created_at, updated_at) VALUES "
+        "('agent-2', 'Agent 2', :now, :now)",
+        {"now": now},
+    )
+    with pytest.raises(SpecError, match="no user has this id"):
+        await ops_of(rt).webhooks.create(EndpointSpec(f"{receiver.url}/x", user_id="nobody"))
+    endpoint_id, _ = await add_endpoint(
+        rt, receiver, "/hooks", event_types=["listing.sold"], user_id="agent-2"
+    )
+    await write_events(rt.db, 2, user_id="default")
+    wanted = await write_events(rt.db, 2, user_id="agent-2")
+    await write_events(rt.db, 2, kind="run.finished", user_id="agent-2")
+    wanted += await write_events(rt.db, 1, user_id="agent-2")
+    clock = Clock(utcnow())
+    worker = Deliveries(rt.db, rt.box, rt.settings.effective_webhooks(), clock=clock)
+    async with worker.opened():
+        await drive(worker, endpoint_id, clock, steps=20)
+    assert [r.event["id"] for r in receiver.at("/hooks")] == wanted
+    assert receiver.at("/x") == []
 
 
 async def test_a_failed_delivery_is_tried_again_and_every_attempt_recorded(
