@@ -168,6 +168,12 @@ class LoggingSettings(_Section):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+class EventSettings(_Section):
+    """The event log (docs/events.md)."""
+
+    retention_days: int = Field(default=30, ge=1, le=3650)
+
+
 class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     sync: SyncSettings = SyncSettings()
@@ -176,6 +182,7 @@ class Settings(_Section):
     daemon: DaemonSettings = DaemonSettings()
     sandbox: SandboxSettings = SandboxSettings()
     logging: LoggingSettings = LoggingSettings()
+    events: EventSettings = EventSettings()
 
 
 def find_config(

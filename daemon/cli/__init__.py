@@ -9,6 +9,7 @@ import click
 from daemon.cli import (
     accounts_cmd,
     connections_cmd,
+    events_cmd,
     keys_cmd,
     listings_cmd,
     posts_cmd,
@@ -52,6 +53,7 @@ def cli(api_url: str | None, api_token_file: Path | None) -> None:
       mls-sync manual-actions        what only a person can do, with links
       mls-sync unpublish --listing ID   take one listing's posts down now
       mls-sync tokens --help         the /v1 API's tokens (read, write, admin)
+      mls-sync events follow         every change as it commits (JSON lines)
 
     Management commands work on this machine's database, or, with --api URL, on the running
     daemon over its /v1 API (same commands, same output).
@@ -74,5 +76,6 @@ for command in (
     posts_cmd.unpublish,
     posts_cmd.manual_actions,
     tokens_cmd.tokens,
+    events_cmd.events,
 ):
     cli.add_command(command)

@@ -12,10 +12,11 @@ from urllib.parse import quote
 
 import httpx
 
-from daemon.errors import SYNC_REFUSED, Conflict, NotFound, Unavailable
+from daemon.errors import SYNC_REFUSED, Conflict, Gone, NotFound, Unavailable
 from daemon.ops import queries
 from daemon.ops.accounts import AccountOps, AccountTokens
 from daemon.ops.connections import ConnectionOps
+from daemon.ops.events import EventOps, Waiter
 from daemon.ops.imports import ImportFormat, ImportRefused, RowProblem
 from daemon.ops.listings import ListingOps
 from daemon.ops.manager import Operations
@@ -91,6 +92,8 @@ def _refusal(answer: httpx.Response) -> Exception:
     status = answer.status_code
     if status == 404:
         return NotFound(detail)
+    if status == 410:
+        return Gone(detail)
     if status == 409:
         return SyncRefused(detail) if body.get("type") == SYNC_REFUSED else Conflict(detail)
     if status == 422 and body.get("errors"):
@@ -243,6 +246,12 @@ class RemoteTokens(Remote, TokenOps):
         return await self.api.view("DELETE", f"/v1/tokens/{_id(name)}")
 
 
+class RemoteEvents(Remote, EventOps):
+    async def feed(self, query: queries.EventQuery, wait_after: Waiter | None = None) -> View:
+        # A long poll is held for up to a minute: well within the client's timeout.
+        return await self.api.view("GET", "/v1/events", params=query.params())
+
+
 def remote_operations(client: httpx.AsyncClient) -> Operations:
     """The operations of the daemon `client` talks to."""
     api = Api(client)
@@ -254,4 +263,5 @@ def remote_operations(client: httpx.AsyncClient) -> Operations:
         RemoteRuns(api),
         RemoteSync(api),
         RemoteTokens(api),
+        RemoteEvents(api),
     )

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from daemon.ops.accounts import AccountOps
 from daemon.ops.connections import ConnectionOps
 from daemon.ops.context import OpsContext
+from daemon.ops.events import EventOps
 from daemon.ops.listings import ListingOps
 from daemon.ops.posts import PostOps
 from daemon.ops.runs import RunOps
@@ -26,6 +27,7 @@ class Operations:
     runs: RunOps
     sync: SyncOps
     tokens: TokenOps
+    events: EventOps
 
     @classmethod
     def on(cls, ctx: OpsContext) -> Operations:
@@ -38,4 +40,5 @@ class Operations:
             RunOps(ctx),
             SyncOps(ctx),
             TokenOps(ctx),
+            EventOps(ctx),
         )

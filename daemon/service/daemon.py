@@ -9,8 +9,10 @@ handlers: the HTTP server is a Uvicorn subclass that captures no signals (daemon
 from __future__ import annotations
 
 import signal
+import sqlite3
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from datetime import timedelta
 from importlib.metadata import version
 from pathlib import Path
 
@@ -26,14 +28,15 @@ from daemon.service.api import build_app
 from daemon.service.board import StatusBoard
 from daemon.service.coordinator import Coordinator
 from daemon.service.cycle_status import cycle_status
+from daemon.service.event_watch import EventWatch
 from daemon.service.metrics import Metrics
 from daemon.service.notify import Notifier
 from daemon.service.scheduler import Scheduler
 from daemon.service.state import ServiceState
 from daemon.serving import serving
-from daemon.store import cycle_health, database, listings, runs
+from daemon.store import cycle_health, database, events, listings, runs
 from daemon.sync.engine import RunReport
-from daemon.timestamps import utcnow
+from daemon.timestamps import iso, utcnow
 
 log = structlog.get_logger("mls_sync.daemon")
 
@@ -75,6 +78,7 @@ async def run_daemon(
             api_token=read_secret(API_TOKEN_ENV, API_TOKEN_CREDENTIAL, environ),
             sandbox=sandbox,
             version=version("mls-sync"),
+            event_watch=EventWatch(status_reader),
         )
         coordinator.on_report = lambda report, seconds: _after_cycle(
             state, notifier, report, seconds
@@ -98,6 +102,7 @@ async def run_daemon(
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(coordinator.run)
                     tg.start_soon(state.board.run)
+                    tg.start_soon(state.event_watch.run)
                     scheduler.start()
                     coordinator.trigger("startup")
                     tg.start_soon(notifier.watchdog_loop)
@@ -219,3 +224,16 @@ async def _after_cycle(
     )
     state.metrics.set_cycle_health(await cycle_health.latest(db), utcnow().timestamp())
     notifier.status(cycle_status(report.run))
+    await _prune_events(db, state.settings.events.retention_days)
+
+
+async def _prune_events(db: database.Database, retention_days: int) -> None:
+    """Events past [events] retention_days go; a busy database only puts it off a cycle."""
+    before = iso(utcnow() - timedelta(days=retention_days))
+    try:
+        pruned = await events.prune(db, before)
+    except sqlite3.Error as exc:
+        log.warning("events_not_pruned", error=str(exc), note="tried again after the next cycle")
+        return
+    if pruned:
+        log.info("events_pruned", events=pruned, before=before)
