@@ -169,6 +169,7 @@ async def _stop(state: ServiceState, notifier: Notifier, grace: float) -> None:
     notifier.stopping()
     log.info("daemon_stopping", grace_seconds=grace)
     state.scheduler.shutdown()
+    state.event_watch.stop()
     await state.coordinator.stop(grace)
 
 
