@@ -207,6 +207,12 @@ class LoggingSettings(_Section):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+class EventSettings(_Section):
+    """The event log (docs/events.md)."""
+
+    retention_days: int = Field(default=30, ge=1, le=3650)
+
+
 class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     sync: SyncSettings = SyncSettings()
@@ -215,6 +221,7 @@ class Settings(_Section):
     daemon: DaemonSettings = DaemonSettings()
     sandbox: SandboxSettings = SandboxSettings()
     logging: LoggingSettings = LoggingSettings()
+    events: EventSettings = EventSettings()
     webhooks: WebhookSettings = WebhookSettings()
 
     def effective_webhooks(self) -> WebhookSettings:

@@ -28,6 +28,11 @@ class Conflict(ValueError):
 SYNC_REFUSED = "tag:mls-sync,2026:sync-refused"
 
 
+class Gone(LookupError):
+    """What was asked for existed once and was deleted for good (HTTP 410): the message says
+    where to start again."""
+
+
 class Unavailable(Exception):
     """The operation cannot run here and now (HTTP 503): no key configured, shutting down."""
 

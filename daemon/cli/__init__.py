@@ -9,6 +9,7 @@ import click
 from daemon.cli import (
     accounts_cmd,
     connections_cmd,
+    events_cmd,
     keys_cmd,
     listings_cmd,
     posts_cmd,
@@ -54,6 +55,7 @@ def cli(api_url: str | None, api_token_file: Path | None) -> None:
       mls-sync unpublish --listing ID   take one listing's posts down now
       mls-sync tokens --help         the /v1 API's tokens (read, write, admin)
       mls-sync webhooks --help       signed webhooks to your app, in event order
+      mls-sync events follow         every change as it commits (JSON lines)
 
     Management commands work on this machine's database, or, with --api URL, on the running
     daemon over its /v1 API (same commands, same output).
@@ -77,5 +79,6 @@ for command in (
     posts_cmd.manual_actions,
     tokens_cmd.tokens,
     webhooks_cmd.webhooks,
+    events_cmd.events,
 ):
     cli.add_command(command)

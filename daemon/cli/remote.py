@@ -13,10 +13,11 @@ from urllib.parse import quote
 
 import httpx
 
-from daemon.errors import SYNC_REFUSED, Conflict, NotFound, Unavailable
+from daemon.errors import SYNC_REFUSED, Conflict, Gone, NotFound, Unavailable
 from daemon.ops import queries
 from daemon.ops.accounts import AccountOps, AccountTokens
 from daemon.ops.connections import ConnectionOps
+from daemon.ops.events import EventOps, Waiter
 from daemon.ops.imports import ImportFormat, ImportRefused, RowProblem
 from daemon.ops.listings import ListingOps
 from daemon.ops.manager import Operations
@@ -93,6 +94,8 @@ def _refusal(answer: httpx.Response) -> Exception:
     status = answer.status_code
     if status == 404:
         return NotFound(detail)
+    if status == 410:
+        return Gone(detail)
     if status == 409:
         return SyncRefused(detail) if body.get("type") == SYNC_REFUSED else Conflict(detail)
     if status == 422 and body.get("errors"):
@@ -297,6 +300,12 @@ def _with_secret(made: View) -> tuple[View, str]:
     return {**made, "secret": "<set>"}, secret
 
 
+class RemoteEvents(Remote, EventOps):
+    async def feed(self, query: queries.EventQuery, wait_after: Waiter | None = None) -> View:
+        # A long poll is held for up to a minute: well within the client's timeout.
+        return await self.api.view("GET", "/v1/events", params=query.params())
+
+
 def remote_operations(client: httpx.AsyncClient) -> Operations:
     """The operations of the daemon `client` talks to."""
     api = Api(client)
@@ -309,4 +318,5 @@ def remote_operations(client: httpx.AsyncClient) -> Operations:
         RemoteSync(api),
         RemoteTokens(api),
         RemoteWebhooks(api),
+        RemoteEvents(api),
     )

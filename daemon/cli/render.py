@@ -21,8 +21,9 @@ from daemon.ops.pages import Page
 _console = Console(width=None if sys.stdout.isatty() else 10_000, highlight=False)
 
 
-def echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
+def echo_json(data: Any, compact: bool = False) -> None:
+    """Indented; `compact`: one line (a stream of JSON lines)."""
+    click.echo(json.dumps(data, indent=None if compact else 2, default=str))
 
 
 def echo_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:

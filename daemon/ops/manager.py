@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from daemon.ops.accounts import AccountOps
 from daemon.ops.connections import ConnectionOps
 from daemon.ops.context import OpsContext
+from daemon.ops.events import EventOps
 from daemon.ops.listings import ListingOps
 from daemon.ops.posts import PostOps
 from daemon.ops.runs import RunOps
@@ -28,6 +29,7 @@ class Operations:
     sync: SyncOps
     tokens: TokenOps
     webhooks: WebhookOps
+    events: EventOps
 
     @classmethod
     def on(cls, ctx: OpsContext) -> Operations:
@@ -41,4 +43,5 @@ class Operations:
             SyncOps(ctx),
             TokenOps(ctx),
             WebhookOps(ctx),
+            EventOps(ctx),
         )

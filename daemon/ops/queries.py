@@ -77,3 +77,27 @@ class RunQuery(PageQuery):
 class RunErrorQuery(PageQuery):
     severity: str | None = Field(default=None, pattern="^(error|warning)$")
     connection_id: str | None = _ID
+
+
+class EventQuery(BaseModel):
+    """A read of the event log: the events after `after`, oldest first (docs/events.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    after: int = Field(default=0, ge=0, description="the `next_after` of the read before; 0: all")
+    types: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="comma-separated event types or families (`listing.*`); all when absent",
+    )
+    user: str | None = Field(default=None, max_length=128, description="one user's events")
+    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+    wait: float = Field(
+        default=0,
+        ge=0,
+        le=60,
+        description="seconds to wait for an event when there is none yet (long polling)",
+    )
+
+    def params(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_defaults=True)

@@ -4,6 +4,7 @@ CLI prints (tables and --json alike). No view holds a secret: a stored credentia
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from typing import Any
 
@@ -12,6 +13,7 @@ from daemon.platforms.links import post_link
 from daemon.store.records import (
     AccountRow,
     ConnectionRow,
+    EventRow,
     ListingRow,
     PostRow,
     RunErrorRow,
@@ -55,3 +57,18 @@ def run(row: RunRow) -> View:
 
 def run_error(row: RunErrorRow) -> View:
     return asdict(row)
+
+
+def event(row: EventRow) -> View:
+    """As the feed shows it and a webhook delivers it (the Standard Webhooks payload shape).
+    A post's link is made here, as everywhere a post is shown (daemon/platforms/links.py)."""
+    data = json.loads(row.data)
+    if isinstance(shown := data.get("post"), dict):
+        shown["link"] = post_link(shown["platform"], shown["platform_post_id"], shown["permalink"])
+    return {
+        "id": row.id,
+        "type": row.type,
+        "timestamp": row.created_at,
+        "user_id": row.user_id,
+        "data": data,
+    }

@@ -18,12 +18,11 @@ from datetime import timedelta
 from daemon.credentials import require_box
 from daemon.errors import Conflict, found
 from daemon.ops.context import Topic
-from daemon.ops.event_view import event_body
 from daemon.ops.views import View
 from daemon.outbound import signing
 from daemon.outbound.selection import check_types
 from daemon.outbound.urls import check_url
-from daemon.outbound.worker import Deliveries, policy_of
+from daemon.outbound.worker import Deliveries, event_body, policy_of
 from daemon.specs import ID_PATTERN, SpecError
 from daemon.store import events
 from daemon.store import webhooks as store

@@ -26,14 +26,14 @@ from daemon.config import WebhookSettings
 from daemon.credentials import require_box
 from daemon.encryption import SecretBox
 from daemon.enums import DeliveryState
-from daemon.ops.event_view import event_body
+from daemon.ops.views import event as event_view
 from daemon.outbound import retry, sender, signing
 from daemon.outbound.selection import wants
 from daemon.outbound.urls import UrlPolicy
 from daemon.store import events
 from daemon.store import webhooks as store
 from daemon.store.database import Database
-from daemon.store.records import WebhookDeliveryRow, WebhookEndpointRow
+from daemon.store.records import EventRow, WebhookDeliveryRow, WebhookEndpointRow
 from daemon.timestamps import iso, parse_iso, utcnow
 
 log = structlog.get_logger("mls_sync.webhooks")
@@ -44,8 +44,9 @@ RECHECK = 5.0  # an endpoint waiting to retry looks at its record this often (di
 SUPERVISE_EVERY = 1.0  # new and re-enabled endpoints start within this many seconds
 POLL_EVERY = 0.2
 
-# Returns once an event after the given id exists, or after `timeout` seconds.
-Wake = Callable[[int, float], Awaitable[None]]
+# Returns once an event after the given id exists, or after the given seconds; False when
+# waiting is over for good (the daemon stops): EventWatch.wait_after.
+Wake = Callable[[int, float], Awaitable[bool]]
 
 
 class DeliveryMetrics(Protocol):
@@ -65,14 +66,21 @@ def polling_wake(db: Database) -> Wake:
             newest["read_at"] = anyio.current_time()
         return int(newest["id"])
 
-    async def wait(after_id: int, seconds: float) -> None:
+    async def wait(after_id: int, seconds: float) -> bool:
         deadline = anyio.current_time() + seconds
         while anyio.current_time() < deadline:
             if await newest_id() > after_id:
-                return
+                return True
             await anyio.sleep(POLL_EVERY)
+        return True
 
     return wait
+
+
+def event_body(row: EventRow) -> str:
+    """The exact text a delivery sends and signs: the event as the feed shows it, compact
+    JSON, ASCII only."""
+    return json.dumps(event_view(row), separators=(",", ":"))
 
 
 def policy_of(settings: WebhookSettings) -> UrlPolicy:
@@ -159,7 +167,9 @@ class Deliveries:
         if endpoint is None:
             return
         if await store.pending(self.db, endpoint_id) is None:
-            await self.wake(endpoint.cursor, min(seconds, IDLE_WAIT))
+            seconds = min(seconds, IDLE_WAIT)
+            if not await self.wake(endpoint.cursor, seconds):
+                await anyio.sleep(seconds)  # the daemon stops: no more waking, no spinning
         else:
             await anyio.sleep(min(seconds, RECHECK))
 
@@ -182,7 +192,9 @@ class Deliveries:
 
     async def _take_next(self, endpoint: WebhookEndpointRow) -> float:
         patterns = json.loads(endpoint.event_types)
-        found = await events.after(self.db, endpoint.cursor, None, endpoint.user_id, READ_BATCH)
+        found = (
+            await events.after(self.db, endpoint.cursor, None, endpoint.user_id, READ_BATCH)
+        ).rows
         if not found:
             return IDLE_WAIT
         cursor = endpoint.cursor

@@ -9,8 +9,10 @@ handlers: the HTTP server is a Uvicorn subclass that captures no signals (daemon
 from __future__ import annotations
 
 import signal
+import sqlite3
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from datetime import timedelta
 from importlib.metadata import version
 from pathlib import Path
 
@@ -27,14 +29,15 @@ from daemon.service.api import build_app
 from daemon.service.board import StatusBoard
 from daemon.service.coordinator import Coordinator
 from daemon.service.cycle_status import cycle_status
+from daemon.service.event_watch import EventWatch
 from daemon.service.metrics import Metrics
 from daemon.service.notify import Notifier
 from daemon.service.scheduler import Scheduler
 from daemon.service.state import ServiceState
 from daemon.serving import serving
-from daemon.store import cycle_health, database, listings, runs
+from daemon.store import cycle_health, database, events, listings, runs
 from daemon.sync.engine import RunReport
-from daemon.timestamps import utcnow
+from daemon.timestamps import iso, utcnow
 
 log = structlog.get_logger("mls_sync.daemon")
 
@@ -76,6 +79,7 @@ async def run_daemon(
             api_token=read_secret(API_TOKEN_ENV, API_TOKEN_CREDENTIAL, environ),
             sandbox=sandbox,
             version=version("mls-sync"),
+            event_watch=EventWatch(status_reader),
         )
         coordinator.on_report = lambda report, seconds: _after_cycle(
             state, notifier, report, seconds
@@ -100,6 +104,7 @@ async def run_daemon(
                     tg.start_soon(coordinator.run)
                     tg.start_soon(state.board.run)
                     tg.start_soon(_deliveries(state).run)
+                    tg.start_soon(state.event_watch.run)
                     scheduler.start()
                     coordinator.trigger("startup")
                     tg.start_soon(notifier.watchdog_loop)
@@ -126,7 +131,13 @@ def _deliveries(state: ServiceState) -> Deliveries:
     """The webhook worker: its own tasks beside the coordinator's, so a slow receiver never
     holds up a cycle. Cancelled with the rest when the daemon stops."""
     rt = state.runtime
-    return Deliveries(rt.db, rt.box, rt.settings.effective_webhooks(), state.metrics)
+    return Deliveries(
+        rt.db,
+        rt.box,
+        rt.settings.effective_webhooks(),
+        state.metrics,
+        wake=state.event_watch.wait_after,
+    )
 
 
 def _announce(sandbox: Environment) -> None:
@@ -173,6 +184,7 @@ async def _stop(state: ServiceState, notifier: Notifier, grace: float) -> None:
     notifier.stopping()
     log.info("daemon_stopping", grace_seconds=grace)
     state.scheduler.shutdown()
+    state.event_watch.stop()
     await state.coordinator.stop(grace)
 
 
@@ -228,3 +240,16 @@ async def _after_cycle(
     )
     state.metrics.set_cycle_health(await cycle_health.latest(db), utcnow().timestamp())
     notifier.status(cycle_status(report.run))
+    await _prune_events(db, state.settings.events.retention_days)
+
+
+async def _prune_events(db: database.Database, retention_days: int) -> None:
+    """Events past [events] retention_days go; a busy database only puts it off a cycle."""
+    before = iso(utcnow() - timedelta(days=retention_days))
+    try:
+        pruned = await events.prune(db, before)
+    except sqlite3.Error as exc:
+        log.warning("events_not_pruned", error=str(exc), note="tried again after the next cycle")
+        return
+    if pruned:
+        log.info("events_pruned", events=pruned, before=before)

@@ -22,7 +22,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from daemon.errors import SYNC_REFUSED, Conflict, NotFound, Unavailable
+from daemon.errors import SYNC_REFUSED, Conflict, Gone, NotFound, Unavailable
 from daemon.ops.imports import ImportRefused
 from daemon.service.access_log import template
 from daemon.service.refusals import refusal
@@ -158,6 +158,10 @@ def install(
     @app.exception_handler(NotFound)
     async def missing(request: Request, exc: NotFound) -> JSONResponse:
         return problem(404, str(exc.args[0] if exc.args else exc))
+
+    @app.exception_handler(Gone)
+    async def gone(request: Request, exc: Gone) -> JSONResponse:
+        return problem(410, str(exc))
 
     @app.exception_handler(SyncRefused)
     async def not_synced(request: Request, exc: SyncRefused) -> JSONResponse:

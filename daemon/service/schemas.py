@@ -13,7 +13,15 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from daemon.enums import AccountState, AuthKind, ConnectionState, KeyFilter, PostStatus, QueryMode
+from daemon.enums import (
+    AccountState,
+    AuthKind,
+    ConnectionState,
+    EventType,
+    KeyFilter,
+    PostStatus,
+    QueryMode,
+)
 from daemon.models import AuditEvent, LocalStatus
 from daemon.platforms.registry import Platform
 from daemon.scopes import Scope
@@ -224,6 +232,19 @@ class ManualTotals(Shape):
     posts_to_remove_by_hand: int
     accounts_to_reauthenticate: int
     connections_to_reauthenticate: int
+
+
+class Event(Shape):
+    id: int = Field(description="only grows; send the last one you handled as `after`")
+    type: EventType
+    timestamp: str = Field(description="when its change committed")
+    user_id: str | None = Field(description="whose record it is about; null: the daemon's")
+    data: dict[str, Any] = Field(description="what changed, with links; docs/events.md")
+
+
+class EventFeed(Shape):
+    items: list[Event]
+    next_after: int = Field(description="pass as `after` in the next read")
 
 
 class ManualActions(Shape):

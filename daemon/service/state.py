@@ -10,6 +10,7 @@ from daemon.config import Settings
 from daemon.credentials import Secret
 from daemon.service.board import StatusBoard
 from daemon.service.coordinator import Coordinator
+from daemon.service.event_watch import EventWatch
 from daemon.service.metrics import Metrics
 from daemon.service.scheduler import Scheduler
 
@@ -25,6 +26,7 @@ class ServiceState:
     api_token: Secret | None
     sandbox: Environment | None  # the embedded sandbox around the runtime, if enabled
     version: str
+    event_watch: EventWatch
     started_monotonic: float = field(default_factory=time.monotonic)
     # Polled answers, reused briefly (service/health.py): path -> (when, snapshot, answer).
     recent_answers: dict[str, tuple[float, object, tuple[int, str, bytes]]] = field(

@@ -189,14 +189,21 @@ async def runs_finished(conn: aiosqlite.Connection, run_ids: Sequence[int], at: 
 
 AFTER = """
 SELECT * FROM events
-WHERE id > :after
+WHERE id > :after AND id <= :upto
   AND (:types IS NULL OR type IN (SELECT value FROM json_each(:types)))
   AND (:user_id IS NULL OR user_id = :user_id)
 ORDER BY id LIMIT :limit
 """
-LAST_ID = "SELECT coalesce(max(id), 0) FROM events"
+# The last id ever given, pruned or not: AUTOINCREMENT keeps it in sqlite_sequence.
+LAST_ID = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)"
 FIRST_ID = "SELECT min(id) FROM events"
 PRUNE = "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE created_at < ? LIMIT ?)"
+
+
+@dataclass(frozen=True)
+class Read:
+    rows: list[EventRow]
+    upto: int  # every event up to this id was committed when the rows were read
 
 
 async def after(
@@ -205,17 +212,24 @@ async def after(
     types: Sequence[str] | None,
     user_id: str | None,
     limit: int,
-) -> list[EventRow]:
-    """The events after `after_id`, oldest first, of `types` (None: all) and `user_id`."""
-    params = {
-        "after": after_id,
-        "types": json.dumps(list(types)) if types is not None else None,
-        "user_id": user_id,
-        "limit": limit,
-    }
+) -> Read:
+    """The events after `after_id`, oldest first, of `types` (None: all) and `user_id`.
+
+    Ids are given by the one writer in commit order, so once `upto` is the last id given, no
+    event at or below it can commit later: a reader that moves on to `upto` (when fewer than
+    `limit` rows came back) skips nothing, and never rereads the ones its filters passed over.
+    """
     async with db.reading() as conn:
+        upto = int(next(iter(await conn.execute_fetchall(LAST_ID)))[0])
+        params = {
+            "after": after_id,
+            "upto": upto,
+            "types": json.dumps(list(types)) if types is not None else None,
+            "user_id": user_id,
+            "limit": limit,
+        }
         rows = await conn.execute_fetchall(AFTER, params)
-    return [from_row(EventRow, r) for r in rows]
+    return Read([from_row(EventRow, r) for r in rows], upto)
 
 
 async def last_id(db: Database) -> int:

@@ -110,7 +110,7 @@ async def test_the_readme_curl_examples_run_as_written(
         .replace(VENDOR_BASE_URL, mls_url)
     )
     blocks = curl_blocks(here)
-    assert len(blocks) == 2, "the unauthenticated examples and the /v1 examples"
+    assert len(blocks) == 3, "the unauthenticated examples, the /v1 examples, the event feed"
     daemon = config.start()
     try:
         await daemon.wait_notify("READY=1")

@@ -12,7 +12,7 @@ import pytest
 
 from daemon.composition import open_runtime
 from daemon.sandbox.faults import Fault
-from daemon.store import leases, runs
+from daemon.store import events, leases, runs
 from daemon.store.records import RunRow
 from tests.helpers import Mls, add_connection, cli_sync, make_settings, status_of, track, wait_until
 
@@ -27,6 +27,7 @@ class Thawed:
     run: RunRow
     problems: list[str]
     status: str | None
+    events: list[tuple[str, int | None]]  # (type, run id) of every event about listing A
 
 
 async def _frozen_past_its_lease(
@@ -68,7 +69,10 @@ async def _frozen_past_its_lease(
         first_run = min(await runs.recent(rt.db, 10), key=lambda r: r.id)
         problems = [e.message for e in await runs.errors_of(rt.db, first_run.id)]
         assert await leases.holder_of(rt.db, "mls-1") is None, err
-        return Thawed(first.returncode, out, seconds, first_run, problems, await status_of(rt, "A"))
+        read = await events.after(rt.db, 0, None, None, 100)
+        about_a = [(e.type, e.run_id) for e in read.rows if e.listing_id == "L-A"]
+        status = await status_of(rt, "A")
+        return Thawed(first.returncode, out, seconds, first_run, problems, status, about_a)
 
 
 @pytest.mark.slow
@@ -83,6 +87,8 @@ async def test_a_sync_that_lost_its_lease_writes_nothing(
 
     assert first.status == "sold"
     assert (first.returncode, first.run.outcome, first.run.status_changes) == (0, "failed", 0)
+    # The one change that committed is the one event: the second process's sale.
+    assert first.events == [("listing.sold", first.run.id + 1)]
     assert any("lease lost" in p for p in first.problems), first.problems
     assert "lease lost" in first.out
 

@@ -126,6 +126,7 @@ async def test_events_arrive_in_order_with_valid_signatures(
         "id": ids[0],
         "type": "listing.sold",
         "timestamp": first["timestamp"],
+        "user_id": "default",
         "data": {"listing": {"id": "L-0"}},
     }
     states = {d.state for d in await store.deliveries(rt.db, endpoint_id, 2**62, 100)}
@@ -245,7 +246,7 @@ async def test_a_410_disables_the_endpoint_with_an_event_it_is_not_sent(
     assert endpoint is not None and not endpoint.enabled
     assert endpoint.disabled_reason is not None and "410" in endpoint.disabled_reason
     assert len(receiver.at("/hooks")) == 1
-    disabled = await events.after(rt.db, 0, [EventType.WEBHOOK_ENDPOINT_DISABLED], None, 10)
+    disabled = (await events.after(rt.db, 0, [EventType.WEBHOOK_ENDPOINT_DISABLED], None, 10)).rows
     assert [json.loads(e.data)["endpoint"]["id"] for e in disabled] == [endpoint_id]
     assert [e["log_level"] for e in logs if e["event"] == "webhook_endpoint_disabled"] == ["error"]
     # Enabled again: the second event is sent, the disabling event is not.
@@ -285,7 +286,7 @@ async def test_an_endpoint_failing_for_three_days_is_disabled_with_an_event(
     assert 4 <= waits[0] <= 6 and max(waits) <= 86_400 * 1.2  # seconds to hours
     assert waits[1] > waits[0] * 10
     assert len(receiver.at("/hooks")) == len(waits) + 1
-    disabled = await events.after(rt.db, 0, [EventType.WEBHOOK_ENDPOINT_DISABLED], None, 10)
+    disabled = (await events.after(rt.db, 0, [EventType.WEBHOOK_ENDPOINT_DISABLED], None, 10)).rows
     assert len(disabled) == 1
     assert "3 days" in json.loads(disabled[0].data)["reason"]
     delivery = (await store.deliveries(rt.db, endpoint_id, 2**62, 10))[0]

@@ -1,0 +1,71 @@
+"""The event log as a feed: the events after an id, long polled (docs/events.md).
+
+A reader keeps the `next_after` of each answer and sends it back: it sees every event its
+filters pass exactly once, in order, across restarts of either side. Events pruned before it
+read them are reported (Gone), never skipped in silence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import anyio
+
+from daemon import event_types
+from daemon.errors import Gone
+from daemon.ops import views
+from daemon.ops.context import Topic
+from daemon.ops.queries import EventQuery
+from daemon.ops.views import View
+from daemon.specs import SpecError
+from daemon.store import events as store
+
+# Waits until an event after the given id may exist, or the given seconds have passed; False
+# when the feed must answer now with what it has (the daemon stops).
+Waiter = Callable[[int, float], Awaitable[bool]]
+
+
+class EventOps(Topic):
+    async def feed(self, query: EventQuery, wait_after: Waiter | None = None) -> View:
+        """The events after `query.after`. With `query.wait`, an empty answer waits (through
+        `wait_after`, or by polling the database) until one arrives or the time is up."""
+        types = _types(query.types)
+        await self._refuse_pruned(query.after)
+        wait = wait_after or self._poll
+        deadline = anyio.current_time() + query.wait
+        after = query.after
+        while True:
+            read = await store.after(self.ctx.db, after, types, query.user, query.limit)
+            full = len(read.rows) == query.limit
+            after = read.rows[-1].id if full else max(after, read.upto)
+            left = deadline - anyio.current_time()
+            if read.rows or left <= 0 or not await wait(after, left):
+                return {"items": [views.event(r) for r in read.rows], "next_after": after}
+
+    async def _refuse_pruned(self, after: int) -> None:
+        # Ids have no gaps but pruned ones: the first kept (or the next to come, when every
+        # event was pruned) tells whether any after `after` is gone.
+        first = await store.first_id(self.ctx.db) or await store.last_id(self.ctx.db) + 1
+        if after < first - 1:
+            raise Gone(
+                "events after this id were pruned ([events] retention_days): the oldest kept "
+                f"is {first}; read the current state (GET /v1/listings, /v1/posts), then "
+                f"follow from after={first - 1}"
+            )
+
+    async def _poll(self, after: int, seconds: float) -> bool:
+        """Where no watcher runs (the CLI on this machine): look again shortly."""
+        await anyio.sleep(min(seconds, POLL_SECONDS))
+        return True
+
+
+POLL_SECONDS = 0.5
+
+
+def _types(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    try:
+        return sorted(event_types.expand(t.strip() for t in text.split(",")))
+    except event_types.UnknownEventType as exc:
+        raise SpecError(f"types: {exc}") from None

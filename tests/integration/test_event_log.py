@@ -1,0 +1,126 @@
+"""The event log holds one event for each change that committed, and none for one that did
+not: refusals, retries of a failure already reported, and states that did not change write
+nothing. Old events are pruned, and a reader behind the pruning is told, not skipped ahead."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import pytest
+
+from daemon.composition import Runtime
+from daemon.errors import Conflict, Gone
+from daemon.ops.context import OpsContext
+from daemon.ops.manager import Operations
+from daemon.ops.queries import EventQuery
+from daemon.sandbox.faults import Fault
+from daemon.store import events
+from daemon.timestamps import iso, utcnow
+from tests.helpers import Live, Mls, add_connection, track
+from tests.integration.test_unpublish import _listing_with_posts, _sell
+
+
+async def _types(rt: Runtime, **where: str) -> Counter[str]:
+    read = await events.after(rt.db, 0, None, None, 10_000)
+    return Counter(e.type for e in read.rows if all(getattr(e, k) == v for k, v in where.items()))
+
+
+def _at(when: datetime) -> Callable[[], datetime]:
+    return lambda: when
+
+
+def _ops(rt: Runtime) -> Operations:
+    return Operations.on(OpsContext(rt.db, rt.box, rt.engine, actor="cli:tester"))
+
+
+async def test_a_delete_that_keeps_failing_is_reported_once_then_once_when_it_comes_down(
+    live: Live,
+) -> None:
+    await _listing_with_posts(live)
+    live.platforms.inject("facebook", Fault("status", status=500, times=100))
+    await _sell(live)
+    later = utcnow()
+    for hours in (1, 2):  # two more failed tries
+        later += timedelta(hours=hours)
+        live.rt.engine.unpublisher.clock = _at(later)
+        await live.rt.engine.sync_all()
+    live.platforms.faults["facebook"].clear()
+    live.rt.engine.unpublisher.clock = _at(later + timedelta(days=1))
+    await live.rt.engine.sync_all()
+
+    about_the_post = await _types(live.rt, post_id="facebook-K1")
+    assert about_the_post == {"post.retry_scheduled": 1, "post.unpublished": 1}
+
+
+async def test_an_account_whose_token_is_refused_is_reported_once(live: Live) -> None:
+    await _listing_with_posts(live, "K1")
+    await _listing_with_posts(live, "K2")
+    live.platforms.tokens["fb-page-token"] = "revoked"
+    live.mls.set_status("K1", "Closed")
+    await live.rt.engine.sync_all()
+    live.mls.set_status("K2", "Closed")
+    await live.rt.engine.sync_all()
+
+    assert (await _types(live.rt, account_id="fb-page"))["account.needs_reauth"] == 1
+
+
+async def test_a_connection_whose_token_is_refused_is_reported_once(
+    runtime: Runtime, mls: Mls
+) -> None:
+    sandbox, url = mls
+    sandbox.put("A", "Active")
+    await add_connection(runtime, url, "locked-out", secret="a-token-the-mls-refuses")
+    await track(runtime, "locked-out", ["A"])
+    for _ in range(2):
+        await runtime.engine.sync_all()
+
+    reported = await _types(runtime, connection_id="locked-out")
+    assert reported == {"connection.needs_reauth": 1}
+    read = await events.after(runtime.db, 0, ["connection.needs_reauth"], None, 10)
+    assert "credentials" in read.rows[0].data and "a-token-the-mls-refuses" not in read.rows[0].data
+
+
+async def test_a_removal_refused_reports_nothing_and_one_that_commits_reports_each_listing(
+    live: Live,
+) -> None:
+    await _listing_with_posts(live, "K1")
+    await _listing_with_posts(live, "K2")
+    ops = _ops(live.rt)
+    before = await _types(live.rt)
+
+    with pytest.raises(Conflict):
+        await ops.listings.remove("L-K1", force=False)
+    assert await _types(live.rt) == before
+    await ops.listings.remove("L-K1", force=True)
+    await ops.connections.remove("mls-1", with_listings=True, force=True)
+
+    removed = await events.after(live.rt.db, 0, ["listing.removed"], None, 10)
+    assert [(e.listing_id, e.type) for e in removed.rows] == [
+        ("L-K1", "listing.removed"),
+        ("L-K2", "listing.removed"),
+    ]
+    assert all('"by":"cli:tester"' in e.data for e in removed.rows)
+
+
+async def test_pruned_events_are_gone_and_a_reader_behind_them_is_told_where_to_start(
+    live: Live,
+) -> None:
+    await _listing_with_posts(live, "K1")
+    ops = _ops(live.rt)
+    first = await ops.events.feed(EventQuery())
+    last = first["next_after"]
+    assert last > 0
+
+    assert await events.prune(live.rt.db, iso(utcnow() - timedelta(days=1))) == 0
+    assert await events.prune(live.rt.db, iso(utcnow() + timedelta(seconds=1)), batch=2) == last
+    with pytest.raises(Gone, match=f"after={last}"):
+        await ops.events.feed(EventQuery(after=0))
+    assert (await ops.events.feed(EventQuery(after=last)))["items"] == []
+
+    await _sell(live)  # new events carry on from the last id ever given
+    again = await ops.events.feed(EventQuery(after=last))
+    assert again["items"] and again["items"][0]["id"] == last + 1
+    with pytest.raises(Gone, match=f"oldest kept is {last + 1}"):
+        await ops.events.feed(EventQuery(after=last - 1))
