@@ -22,13 +22,14 @@ import anyio
 import httpx
 import structlog
 
+from daemon import event_types
 from daemon.config import WebhookSettings
 from daemon.credentials import require_box
 from daemon.encryption import SecretBox
 from daemon.enums import DeliveryState
 from daemon.ops.views import event as event_view
 from daemon.outbound import retry, sender, signing
-from daemon.outbound.selection import wants
+from daemon.outbound.selection import ALL, wants
 from daemon.outbound.urls import UrlPolicy
 from daemon.store import events
 from daemon.store import webhooks as store
@@ -191,20 +192,21 @@ class Deliveries:
         return 0.0
 
     async def _take_next(self, endpoint: WebhookEndpointRow) -> float:
+        """Takes the endpoint's next event (its delivery made, the cursor on it), or moves
+        the cursor past what it does not take, up to the end of the log as read: a waiting
+        endpoint then waits for new events, never for ones it will skip."""
         patterns = json.loads(endpoint.event_types)
-        found = (
-            await events.after(self.db, endpoint.cursor, None, endpoint.user_id, READ_BATCH)
-        ).rows
-        if not found:
-            return IDLE_WAIT
-        cursor = endpoint.cursor
-        for row in found:
-            cursor = row.id
+        types = None if ALL in patterns else sorted(event_types.expand(patterns))
+        read = await events.after(self.db, endpoint.cursor, types, endpoint.user_id, READ_BATCH)
+        for row in read.rows:
             if wants(patterns, endpoint.id, row.type, row.data):
-                await store.take(self.db, endpoint.id, endpoint.cursor, cursor, row.id, self._now())
+                await store.take(self.db, endpoint.id, endpoint.cursor, row.id, row.id, self._now())
                 return 0.0
-        await store.take(self.db, endpoint.id, endpoint.cursor, cursor, None, self._now())
-        return 0.0
+        full = len(read.rows) == READ_BATCH
+        cursor = read.rows[-1].id if full else max(endpoint.cursor, read.upto)
+        if cursor != endpoint.cursor:
+            await store.take(self.db, endpoint.id, endpoint.cursor, cursor, None, self._now())
+        return 0.0 if full else IDLE_WAIT
 
     async def _attempt(
         self, endpoint: WebhookEndpointRow, delivery: WebhookDeliveryRow, now: datetime

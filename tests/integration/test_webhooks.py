@@ -21,7 +21,7 @@ from daemon.enums import DeliveryState, EventType
 from daemon.ops.context import OpsContext
 from daemon.ops.manager import Operations
 from daemon.ops.webhooks import EndpointSpec
-from daemon.outbound.worker import Deliveries
+from daemon.outbound.worker import Deliveries, polling_wake
 from daemon.specs import SpecError
 from daemon.store import events
 from daemon.store import webhooks as store
@@ -159,6 +159,38 @@ async def test_an_endpoint_gets_only_its_types_and_its_user(
         await drive(worker, endpoint_id, clock, steps=20)
     assert [r.event["id"] for r in receiver.at("/hooks")] == wanted
     assert receiver.at("/x") == []
+
+
+async def test_an_endpoint_waits_quietly_when_only_other_users_events_come(
+    rt: Runtime, receiver: Receiver
+) -> None:
+    """Events of other users move the endpoint's cursor on: its worker then waits for the
+    next event instead of looking at the log again and again."""
+    await rt.db.write_one(
+        "INSERT INTO users (id, display_name, created_at, updated_at) VALUES "
+        "('agent-2', 'Agent 2', :now, :now)",
+        {"now": iso(utcnow())},
+    )
+    endpoint_id, _ = await add_endpoint(rt, receiver, "/hooks", user_id="agent-2")
+    await write_events(rt.db, 1, user_id="agent-2")
+    await write_events(rt.db, 3, user_id="default")
+    woken = 0
+    watch = polling_wake(rt.db)
+
+    async def counted(after_id: int, seconds: float) -> bool:
+        nonlocal woken
+        woken += 1
+        return await watch(after_id, seconds)
+
+    worker = Deliveries(rt.db, rt.box, rt.settings.effective_webhooks(), wake=counted)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(worker.run)
+        await receiver.wait_for("/hooks", 1)
+        await anyio.sleep(1.5)
+        tg.cancel_scope.cancel()
+    endpoint = await store.get(rt.db, endpoint_id)
+    assert endpoint is not None and endpoint.cursor == await events.last_id(rt.db)
+    assert woken <= 3
 
 
 async def test_a_failed_delivery_is_tried_again_and_every_attempt_recorded(
