@@ -23,7 +23,8 @@ from pydantic import (
     model_validator,
 )
 
-from daemon.enums import AuthKind, EventType, KeyFilter, NotifyMode, QueryMode
+from daemon import event_types
+from daemon.enums import AuthKind, KeyFilter, NotifyMode, QueryMode
 from daemon.models import LocalStatus
 from daemon.platforms.registry import REGISTRY, Platform
 
@@ -200,7 +201,6 @@ _EMAIL = re.compile(
     r"^(?![.])(?!.*[.][.])[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}(?<![.])"
     r"@(?=.{4,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?[.])+[A-Za-z]{2,63}$"
 )
-_EVENT_TYPES = tuple(e.value for e in EventType)
 
 
 @functools.cache
@@ -220,25 +220,6 @@ def _time_zone(value: str) -> str:
     return value
 
 
-def event_pattern_matches(pattern: str, event_type: str) -> bool:
-    """`listing.sold` matches itself; `listing.*` every type that starts with `listing.`."""
-    if pattern.endswith(".*"):
-        return event_type.startswith(pattern[:-1])
-    return event_type == pattern
-
-
-def _event_pattern(value: str) -> str:
-    if not any(event_pattern_matches(value, t) for t in _EVENT_TYPES):
-        raise ValueError(
-            "not an event type nor a wildcard matching one (like listing.*); the types: "
-            + ", ".join(_EVENT_TYPES)
-        )
-    return value
-
-
-EventPattern = Annotated[str, Field(max_length=100), AfterValidator(_event_pattern)]
-
-
 class UserFields(BaseModel):
     """A user: who owns connections, listings and accounts, and how they are notified."""
 
@@ -247,13 +228,20 @@ class UserFields(BaseModel):
     display_name: str = Field(min_length=1, max_length=200)
     email: Annotated[str, Field(max_length=254), AfterValidator(_email)] | None = None
     time_zone: Annotated[str, Field(max_length=64), AfterValidator(_time_zone)] = "UTC"
-    notify_events: list[EventPattern] = Field(default_factory=list, max_length=50)
+    # Types (`listing.sold`), families (`listing.*`) or `*`: the rule of every event filter.
+    notify_events: list[Annotated[str, Field(max_length=100)]] = Field(
+        default_factory=list, max_length=50
+    )
     notify_mode: NotifyMode = NotifyMode.IMMEDIATE
 
     @field_validator("notify_events")
     @classmethod
-    def _once_each(cls, v: list[str]) -> list[str]:
-        return list(dict.fromkeys(v))
+    def _event_types(cls, v: list[str]) -> list[str]:
+        try:
+            event_types.expand(v)
+        except event_types.UnknownEventType as exc:
+            raise ValueError(str(exc)) from None
+        return list(dict.fromkeys(v))  # each once, in the order given
 
 
 class UserSpec(UserFields):

@@ -58,7 +58,7 @@ def users() -> None:
     "notify_events",
     multiple=True,
     metavar="EVENT",
-    help="An event type to e-mail the user (repeat it), or a wildcard: listing.*. The types: "
+    help="An event type to e-mail the user (repeat it), a family (listing.*) or *. The types: "
     + ", ".join(e.value for e in EventType)
     + ".",
 )

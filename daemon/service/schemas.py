@@ -261,7 +261,7 @@ class User(Shape):
     email: str | None
     time_zone: str = Field(description="an IANA name: when a daily digest goes out")
     notify_events: list[str] = Field(
-        description="the event types e-mailed to the user; `listing.*` names every listing one"
+        description="the event types e-mailed to the user: a type, a family (`listing.*`) or `*`"
     )
     notify_mode: NotifyMode
     created_at: str

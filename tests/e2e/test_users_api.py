@@ -93,7 +93,9 @@ async def test_bad_user_input_is_refused_naming_the_field_and_changes_nothing(
         assert detail.startswith(field), detail
         assert str(BAD_FIELDS[field]) not in answer.text and "teleported" not in answer.text
     # The one bad event type is named by its place in the list.
-    assert assert_problem(refusals["notify_events"], 422)["detail"].startswith("notify_events.1")
+    assert assert_problem(refusals["notify_events"], 422)["detail"].startswith(
+        "notify_events: event type filter entry 2 names no event type"
+    )
     assert "IANA" in assert_problem(refusals["time_zone"], 422)["detail"]
     assert assert_problem(new_refused, 422)
     assert after == before

@@ -78,7 +78,7 @@ def test_bad_user_input_exits_2_naming_the_field_and_changes_nothing(tmp_path: P
     refused = {
         "email": mls_sync(*add, "--email", "a@@b", cwd=tmp_path, env=env),
         "time_zone": mls_sync(*add, "--time-zone", "Moon/Base", cwd=tmp_path, env=env),
-        "notify_events.0": mls_sync(*add, "--notify", "listing.flew", cwd=tmp_path, env=env),
+        "notify_events": mls_sync(*add, "--notify", "listing.flew", cwd=tmp_path, env=env),
     }
     unknown_mode = mls_sync(*add, "--notify-mode", "hourly", cwd=tmp_path, env=env)
 
