@@ -16,6 +16,7 @@ from daemon.cli import (
     run_cmd,
     sync_cmd,
     tokens_cmd,
+    users_cmd,
 )
 
 
@@ -46,6 +47,7 @@ def cli(api_url: str | None, api_token_file: Path | None) -> None:
       mls-sync check-config          is config.toml valid? what is in effect?
       mls-sync sync                  run one sync cycle now and print a summary
       mls-sync history               what the last cycles did
+      mls-sync users --help          who owns connections, listings and accounts
       mls-sync connections --help    manage MLS connections
       mls-sync listings --help       manage tracked listings
       mls-sync accounts --help       social accounts (Facebook, Instagram, LinkedIn)
@@ -77,5 +79,6 @@ for command in (
     posts_cmd.manual_actions,
     tokens_cmd.tokens,
     events_cmd.events,
+    users_cmd.users,
 ):
     cli.add_command(command)

@@ -16,6 +16,7 @@ from daemon.ops.posts import PostOps
 from daemon.ops.runs import RunOps
 from daemon.ops.sync import SyncOps
 from daemon.ops.tokens import TokenOps
+from daemon.ops.users import UserOps
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class Operations:
     sync: SyncOps
     tokens: TokenOps
     events: EventOps
+    users: UserOps
 
     @classmethod
     def on(cls, ctx: OpsContext) -> Operations:
@@ -41,4 +43,5 @@ class Operations:
             SyncOps(ctx),
             TokenOps(ctx),
             EventOps(ctx),
+            UserOps(ctx),
         )
