@@ -34,6 +34,13 @@ class RunOutcome(StrEnum):
     INTERRUPTED = "interrupted"
 
 
+class NotifyMode(StrEnum):
+    """How a user is e-mailed the events they chose."""
+
+    IMMEDIATE = "immediate"  # a message per event, as it comes
+    DAILY_DIGEST = "daily_digest"  # one message a day, in the user's time zone
+
+
 class QueryMode(StrEnum):
     BY_KEY = "by_key"  # ask for every tracked key each cycle
     INCREMENTAL = "incremental"  # ask for what changed since the cursor

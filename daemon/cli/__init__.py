@@ -16,6 +16,7 @@ from daemon.cli import (
     run_cmd,
     sync_cmd,
     tokens_cmd,
+    users_cmd,
     webhooks_cmd,
 )
 
@@ -47,6 +48,7 @@ def cli(api_url: str | None, api_token_file: Path | None) -> None:
       mls-sync check-config          is config.toml valid? what is in effect?
       mls-sync sync                  run one sync cycle now and print a summary
       mls-sync history               what the last cycles did
+      mls-sync users --help          who owns connections, listings and accounts
       mls-sync connections --help    manage MLS connections
       mls-sync listings --help       manage tracked listings
       mls-sync accounts --help       social accounts (Facebook, Instagram, LinkedIn)
@@ -80,5 +82,6 @@ for command in (
     tokens_cmd.tokens,
     webhooks_cmd.webhooks,
     events_cmd.events,
+    users_cmd.users,
 ):
     cli.add_command(command)

@@ -26,6 +26,7 @@ from daemon.ops.posts import PostOps
 from daemon.ops.runs import RunOps
 from daemon.ops.sync import SyncOps
 from daemon.ops.tokens import TokenOps
+from daemon.ops.users import UserOps
 from daemon.ops.views import View
 from daemon.ops.webhooks import EndpointSpec, WebhookOps
 from daemon.scopes import Scope
@@ -306,6 +307,20 @@ class RemoteEvents(Remote, EventOps):
         return await self.api.view("GET", "/v1/events", params=query.params())
 
 
+class RemoteUsers(RemoteRecords, UserOps):
+    path = "/v1/users"
+
+    async def put(self, user_id: str, fields: dict[str, Any]) -> tuple[View, bool]:
+        status, view = await self.api.call("PUT", f"/v1/users/{_id(user_id)}", body=fields)
+        return view, status == 201
+
+    async def remove(self, user_id: str) -> View:
+        return await self.api.view("DELETE", f"/v1/users/{_id(user_id)}")
+
+    async def sync(self, user_id: str, trigger: str) -> View:
+        return await self.api.view("POST", f"/v1/users/{_id(user_id)}/sync")
+
+
 def remote_operations(client: httpx.AsyncClient) -> Operations:
     """The operations of the daemon `client` talks to."""
     api = Api(client)
@@ -319,4 +334,5 @@ def remote_operations(client: httpx.AsyncClient) -> Operations:
         RemoteTokens(api),
         RemoteWebhooks(api),
         RemoteEvents(api),
+        RemoteUsers(api),
     )

@@ -16,6 +16,7 @@ from daemon.ops.posts import PostOps
 from daemon.ops.runs import RunOps
 from daemon.ops.sync import SyncOps
 from daemon.ops.tokens import TokenOps
+from daemon.ops.users import UserOps
 from daemon.ops.webhooks import WebhookOps
 
 
@@ -30,6 +31,7 @@ class Operations:
     tokens: TokenOps
     webhooks: WebhookOps
     events: EventOps
+    users: UserOps
 
     @classmethod
     def on(cls, ctx: OpsContext) -> Operations:
@@ -44,4 +46,5 @@ class Operations:
             TokenOps(ctx),
             WebhookOps(ctx),
             EventOps(ctx),
+            UserOps(ctx),
         )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import builtins
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,12 +17,13 @@ from datetime import timedelta
 from daemon.credentials import require_box
 from daemon.errors import Conflict, found
 from daemon.ops.context import Topic
+from daemon.ops.users import require_users
 from daemon.ops.views import View
 from daemon.outbound import signing
 from daemon.outbound.selection import check_types
 from daemon.outbound.urls import check_url
 from daemon.outbound.worker import Deliveries, event_body, policy_of
-from daemon.specs import ID_PATTERN, SpecError
+from daemon.specs import SpecError
 from daemon.store import events
 from daemon.store import webhooks as store
 from daemon.store.records import (
@@ -130,11 +130,7 @@ class WebhookOps(Topic):
         text = spec.description
         if text is not None and (len(text) > MAX_DESCRIPTION or not text.isprintable()):
             raise SpecError(f"description: at most {MAX_DESCRIPTION} printable characters")
-        if spec.user_id is not None and not (
-            re.fullmatch(ID_PATTERN, spec.user_id)
-            and await store.user_exists(self.ctx.db, spec.user_id)
-        ):
-            raise SpecError("user_id: no user has this id")
+        await require_users(self.ctx.db, [spec.user_id], "user_id")
         if spec.after_event is not None and spec.after_event < 0:
             raise SpecError("after_event: an event id, 0 or more (0: every event kept)")
         return url, types

@@ -22,7 +22,7 @@ from typing import Any
 from daemon.composition import Progress, Runtime, open_runtime
 from daemon.config import SandboxSettings, Settings
 from daemon.encryption import SecretBox
-from daemon.enums import KeyFilter
+from daemon.enums import EventType, KeyFilter
 from daemon.platforms.registry import PLATFORM_NAMES, REGISTRY, Platform
 from daemon.sandbox import market
 from daemon.sandbox.mls_server import TOP_IS_TOTAL_PATH, SandboxMls, build_mls_app
@@ -32,9 +32,9 @@ from daemon.sandbox.platforms_server import (
     sandbox_urls,
 )
 from daemon.serving import serving
-from daemon.specs import AccountSpec, ConnectionSpec, ListingSpec, PostSpec
+from daemon.specs import AccountSpec, ConnectionSpec, ListingSpec, PostSpec, UserSpec
 from daemon.state_dir import make_folder
-from daemon.store import accounts, connections, listings, posts
+from daemon.store import accounts, connections, listings, posts, users
 from daemon.store.database import Database
 from daemon.timestamps import iso, parse_iso, utcnow
 
@@ -56,6 +56,13 @@ FLAVOURS: list[dict[str, Any]] = [
 # whose API can delete.
 CONNECTED_VIA: dict[str, str] = {Platform.INSTAGRAM: "facebook_login"}
 POSTED_SHARE = 0.4  # the share of sandbox listings that were advertised on social media
+# What a sandbox agent is e-mailed: what a person must know or do.
+AGENT_NOTIFY_EVENTS = [
+    EventType.LISTING_SOLD,
+    EventType.POST_NEEDS_PERSON,
+    EventType.ACCOUNT_NEEDS_REAUTH,
+    EventType.CONNECTION_NEEDS_REAUTH,
+]
 
 
 @dataclass
@@ -102,6 +109,9 @@ class SandboxSession:
         """(Re)points the sandbox connections at this run's servers and records the sandbox
         listings, accounts and posts."""
         now = iso(utcnow())
+        for agent in range(self.sandbox.agents):
+            await users.upsert(db, _agent_user(agent), now)
+        owners = _owners(self.sandbox)
         for i, keys in enumerate(_keys(self.sandbox)):
             cid = connection_id(i)
             client_id, secret = f"{cid}-client", f"{cid}-secret"
@@ -121,9 +131,11 @@ class SandboxSession:
                 **flavour,
             )
             await connections.upsert(db, spec, box.encrypt(secret), now)
-            await listings.add_many(
-                db, [ListingSpec(id=f"L-{k}", connection_id=cid, listing_key=k) for k in keys], now
-            )
+            specs = [
+                ListingSpec(id=f"L-{k}", connection_id=cid, listing_key=k, user_id=owners[k])
+                for k in keys
+            ]
+            await listings.add_many(db, specs, now)
         for agent in range(self.sandbox.agents):
             for platform in PLATFORM_NAMES:
                 account_id = _account(agent, platform)
@@ -132,7 +144,7 @@ class SandboxSession:
                 spec_a = AccountSpec.model_validate(
                     {
                         "id": account_id,
-                        "user_id": f"sandbox-agent-{agent + 1}",
+                        "user_id": _agent_id(agent),
                         "platform": platform,
                         "connected_via": CONNECTED_VIA.get(platform),
                     }
@@ -174,13 +186,37 @@ def _keys(sandbox: SandboxSettings) -> list[list[str]]:
     return [[market.listing_key(c + 1, n) for n in range(per)] for c in range(sandbox.connections)]
 
 
+def _agent_id(agent: int) -> str:
+    return f"sandbox-agent-{agent + 1}"
+
+
+def _agent_user(agent: int) -> UserSpec:
+    return UserSpec(
+        id=_agent_id(agent),
+        display_name=f"Sandbox agent {agent + 1}",
+        email=f"agent{agent + 1}@sandbox.invalid",  # RFC 2606: never a real mailbox
+        notify_events=[str(e) for e in AGENT_NOTIFY_EVENTS],
+    )
+
+
+def _agent_of(n: int, agents: int) -> int:
+    """The agent of the n-th listing (in key order): whose accounts publish its posts."""
+    return n % agents
+
+
+def _owners(sandbox: SandboxSettings) -> dict[str, str]:
+    """Each listing's user: its agent, so a sold listing's user owns its posts' accounts."""
+    keys = sorted(k for ks in _keys(sandbox) for k in ks)
+    return {key: _agent_id(_agent_of(n, sandbox.agents)) for n, key in enumerate(keys)}
+
+
 def _publish(platforms: SandboxPlatforms, keys: list[str], agents: int, rng: random.Random) -> None:
     """Some listings were advertised by their agent: a post on each platform."""
     for n, key in enumerate(sorted(keys)):
         if rng.random() >= POSTED_SHARE:
             continue
         for platform in PLATFORM_NAMES:
-            account_id = _account(n % agents, platform)
+            account_id = _account(_agent_of(n, agents), platform)
             platforms.publish(platform, _post_id(platform, n), _token(account_id), listing_key=key)
 
 

@@ -73,6 +73,7 @@ def _operations(request: Request, who: Caller) -> Operations:
         rt.engine,
         state.coordinator.request,
         f"token:{who.name}",
+        user_trigger=state.user_syncs.request,
         webhooks=state.settings.effective_webhooks(),
     )
     return Operations.on(ctx)

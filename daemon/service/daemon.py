@@ -34,6 +34,7 @@ from daemon.service.metrics import Metrics
 from daemon.service.notify import Notifier
 from daemon.service.scheduler import Scheduler
 from daemon.service.state import ServiceState
+from daemon.service.user_syncs import UserSyncs
 from daemon.serving import serving
 from daemon.store import cycle_health, database, events, listings, runs
 from daemon.sync.engine import RunReport
@@ -80,6 +81,7 @@ async def run_daemon(
             sandbox=sandbox,
             version=version("mls-sync"),
             event_watch=EventWatch(status_reader),
+            user_syncs=UserSyncs(rt.engine),
         )
         coordinator.on_report = lambda report, seconds: _after_cycle(
             state, notifier, report, seconds
@@ -102,6 +104,7 @@ async def run_daemon(
             try:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(coordinator.run)
+                    tg.start_soon(state.user_syncs.run)
                     tg.start_soon(state.board.run)
                     tg.start_soon(_deliveries(state).run)
                     tg.start_soon(state.event_watch.run)
@@ -185,7 +188,9 @@ async def _stop(state: ServiceState, notifier: Notifier, grace: float) -> None:
     log.info("daemon_stopping", grace_seconds=grace)
     state.scheduler.shutdown()
     state.event_watch.stop()
-    await state.coordinator.stop(grace)
+    async with anyio.create_task_group() as tg:  # both within the one grace
+        tg.start_soon(state.coordinator.stop, grace)
+        tg.start_soon(state.user_syncs.stop, grace)
 
 
 def _reload(state: ServiceState, notifier: Notifier, config_path: Path | None) -> None:

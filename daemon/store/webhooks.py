@@ -94,7 +94,6 @@ WHERE id = :delivery_id
 """
 SUCCEEDED = "UPDATE webhook_endpoints SET failing_since = NULL WHERE id = :id"
 FAILED = "UPDATE webhook_endpoints SET failing_since = coalesce(failing_since, :at) WHERE id = :id"
-USER_EXISTS = "SELECT EXISTS (SELECT 1 FROM users WHERE id = ?)"
 ATTEMPTS = "SELECT * FROM webhook_attempts WHERE delivery_id = ? ORDER BY id"
 EVENT = "SELECT * FROM events WHERE id = ?"
 # Per enabled endpoint, when its oldest event not yet delivered was written: the pending
@@ -166,11 +165,6 @@ async def list_all(db: Database) -> list[WebhookEndpointRow]:
 
 async def enabled_ids(db: Database) -> list[int]:
     return [int(r[0]) for r in await db.fetch_all(ENABLED_IDS)]
-
-
-async def user_exists(db: Database, user_id: str) -> bool:
-    row = await db.fetch_one(USER_EXISTS, (user_id,))
-    return bool(row and row[0])
 
 
 async def remove(db: Database, endpoint_id: int) -> bool:
