@@ -6,9 +6,8 @@ The three operations that make the daemon call an MLS (`/v1/sync`, `/v1/listings
 `/v1/mls-connections/{id}/sync`) are left out: a generated connection may point anywhere, and
 nothing may leave 127.0.0.1. The webhook operations are left out too: an endpoint is called
 (and its host name resolved) once events reach it, and a replay calls it at once. Creating
-other records makes no outbound call. The examples in the
-document come first, so records exist and their answers are checked too. Short by default;
-more cases:
+other records makes no outbound call. The examples in the document come first, so records
+exist and their answers are checked too. Short by default; more cases:
     MLS_SYNC_FUZZ_EXAMPLES=200 .venv/bin/pytest tests/reliability/test_api_fuzz.py -s
 """
 
