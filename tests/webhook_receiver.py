@@ -56,6 +56,9 @@ class Receiver:
     script: dict[str, deque[Reply]] = field(default_factory=dict)  # path -> replies, in turn
     slow: dict[str, float] = field(default_factory=dict)  # path -> delay of every answer
     received: list[Received] = field(default_factory=list)
+    answering: dict[str, int] = field(default_factory=dict)  # path -> requests being answered
+    most_at_once: int = 0  # over all paths
+    most_at_once_per_path: int = 0
 
     def at(self, path: str) -> list[Received]:
         return [r for r in self.received if r.path == path]
@@ -76,8 +79,14 @@ class Receiver:
         queue = self.script.get(path)
         reply = queue.popleft() if queue else Reply()
         delay = max(reply.delay, self.slow.get(path, 0.0))
-        if delay:
-            await anyio.sleep(delay)
+        self.answering[path] = self.answering.get(path, 0) + 1
+        self.most_at_once = max(self.most_at_once, sum(self.answering.values()))
+        self.most_at_once_per_path = max(self.most_at_once_per_path, self.answering[path])
+        try:
+            if delay:
+                await anyio.sleep(delay)
+        finally:
+            self.answering[path] -= 1
         return Response(reply.body, reply.status, reply.headers)
 
     async def wait_for(self, path: str, count: int, timeout: float = 20) -> list[Received]:

@@ -402,6 +402,31 @@ async def _slow_and_fast(live: Live, receiver: Receiver) -> None:
     assert receiver.unverified() == []
 
 
+async def test_deliveries_in_flight_are_bounded_overall_and_one_per_endpoint(
+    tmp_path: Path, secret_key: str, receiver: Receiver
+) -> None:
+    """With [webhooks] max_in_flight = 2 and four slow endpoints, never more than two
+    requests are out at once, and never two to one endpoint."""
+    settings = make_settings(
+        tmp_path,
+        MLS_SYNC_WEBHOOKS__ALLOW_HTTP_LOOPBACK="true",
+        MLS_SYNC_WEBHOOKS__MAX_IN_FLIGHT="2",
+    )
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        for n in range(4):
+            await add_endpoint(rt, receiver, f"/slow-{n}")
+            receiver.slow[f"/slow-{n}"] = 0.2
+        await write_events(rt.db, 3)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(Deliveries(rt.db, rt.box, rt.settings.effective_webhooks()).run)
+            with anyio.fail_after(20):
+                while len(receiver.received) < 12:
+                    await anyio.sleep(0.05)
+            tg.cancel_scope.cancel()
+    assert receiver.most_at_once == 2
+    assert receiver.most_at_once_per_path == 1
+
+
 async def test_an_endpoint_removed_while_its_request_is_out_ends_quietly(
     rt: Runtime, receiver: Receiver
 ) -> None:
