@@ -115,8 +115,12 @@ class Deliveries:
         clock: Callable[[], datetime] = utcnow,
         wake: Wake | None = None,
         dice: Callable[[], float] = random.random,
+        reader: Database | None = None,
     ) -> None:
-        self.db = db
+        self.db = db  # its writes: taking an event, recording an attempt
+        # Its reads, on a read-only connection where one is given: beside the sync's writes
+        # rather than queued behind them, and never holding them up.
+        self.reads = reader or db
         self.box = box
         self.settings = settings
         self.metrics = metrics
@@ -143,7 +147,7 @@ class Deliveries:
         """Until cancelled (the daemon's stop): an attempt cut short is sent again later."""
         async with self.opened(), anyio.create_task_group() as tg:
             while True:
-                for endpoint_id in await store.enabled_ids(self.db):
+                for endpoint_id in await store.enabled_ids(self.reads):
                     if endpoint_id not in self.following:
                         self.following.add(endpoint_id)
                         tg.start_soon(self._follow, endpoint_id)
@@ -164,10 +168,10 @@ class Deliveries:
             self.following.discard(endpoint_id)
 
     async def _wait(self, endpoint_id: int, seconds: float) -> None:
-        endpoint = await store.get(self.db, endpoint_id)
+        endpoint = await store.get(self.reads, endpoint_id)
         if endpoint is None:
             return
-        if await store.pending(self.db, endpoint_id) is None:
+        if await store.pending(self.reads, endpoint_id) is None:
             seconds = min(seconds, IDLE_WAIT)
             if not await self.wake(endpoint.cursor, seconds):
                 await anyio.sleep(seconds)  # the daemon stops: no more waking, no spinning
@@ -178,10 +182,10 @@ class Deliveries:
         """Does what is due for one endpoint now: takes its next event, or tries its pending
         delivery. Returns how long to wait before the next step (0: go on at once), or None
         when the endpoint is disabled or gone."""
-        endpoint = await store.get(self.db, endpoint_id)
+        endpoint = await store.get(self.reads, endpoint_id)
         if endpoint is None or not endpoint.enabled:
             return None
-        delivery = await store.pending(self.db, endpoint_id)
+        delivery = await store.pending(self.reads, endpoint_id)
         if delivery is None:
             return await self._take_next(endpoint)
         now = self.clock()
@@ -197,7 +201,7 @@ class Deliveries:
         endpoint then waits for new events, never for ones it will skip."""
         patterns = json.loads(endpoint.event_types)
         types = None if ALL in patterns else sorted(event_types.expand(patterns))
-        read = await events.after(self.db, endpoint.cursor, types, endpoint.user_id, READ_BATCH)
+        read = await events.after(self.reads, endpoint.cursor, types, endpoint.user_id, READ_BATCH)
         for row in read.rows:
             if wants(patterns, endpoint.id, row.type, row.data):
                 await store.take(self.db, endpoint.id, endpoint.cursor, row.id, row.id, self._now())
@@ -211,7 +215,7 @@ class Deliveries:
     async def _attempt(
         self, endpoint: WebhookEndpointRow, delivery: WebhookDeliveryRow, now: datetime
     ) -> None:
-        event = await store.event(self.db, delivery.event_id)
+        event = await store.event(self.reads, delivery.event_id)
         if event is None:  # pruned before it could be delivered
             attempt = store.Attempt(delivery.id, iso(now), None, 0, "the event was pruned", None)
             await store.settle(
@@ -289,7 +293,7 @@ class Deliveries:
         if self.metrics is None:
             return
         now = self.clock()
-        oldest = await store.oldest_undelivered(self.db)
+        oldest = await store.oldest_undelivered(self.reads)
         self.metrics.set_oldest_undelivered(
             {
                 endpoint_id: (now - parse_iso(at)).total_seconds() if at else 0.0

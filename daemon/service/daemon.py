@@ -106,7 +106,7 @@ async def run_daemon(
                     tg.start_soon(coordinator.run)
                     tg.start_soon(state.user_syncs.run)
                     tg.start_soon(state.board.run)
-                    tg.start_soon(_deliveries(state).run)
+                    tg.start_soon(_deliveries(state, status_reader).run)
                     tg.start_soon(state.event_watch.run)
                     scheduler.start()
                     coordinator.trigger("startup")
@@ -130,7 +130,7 @@ async def run_daemon(
     log.info("daemon_stopped")
 
 
-def _deliveries(state: ServiceState) -> Deliveries:
+def _deliveries(state: ServiceState, reader: database.Database) -> Deliveries:
     """The webhook worker: its own tasks beside the coordinator's, so a slow receiver never
     holds up a cycle. Cancelled with the rest when the daemon stops."""
     rt = state.runtime
@@ -140,6 +140,7 @@ def _deliveries(state: ServiceState) -> Deliveries:
         rt.settings.effective_webhooks(),
         state.metrics,
         wake=state.event_watch.wait_after,
+        reader=reader,
     )
 
 

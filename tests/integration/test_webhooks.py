@@ -23,7 +23,7 @@ from daemon.ops.manager import Operations
 from daemon.ops.webhooks import EndpointSpec
 from daemon.outbound.worker import Deliveries, polling_wake
 from daemon.specs import SpecError
-from daemon.store import events
+from daemon.store import database, events
 from daemon.store import webhooks as store
 from daemon.store.database import Database
 from daemon.timestamps import iso, parse_iso, utcnow
@@ -114,8 +114,12 @@ async def test_events_arrive_in_order_with_valid_signatures(
     its signature valid for the library a receiver uses."""
     endpoint_id, _ = await add_endpoint(rt, receiver, "/hooks")
     ids = await write_events(rt.db, 30)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(Deliveries(rt.db, rt.box, rt.settings.effective_webhooks()).run)
+    async with (
+        database.reader(rt.db.path) as reader,  # reads beside the writer, as in the daemon
+        anyio.create_task_group() as tg,
+    ):
+        worker = Deliveries(rt.db, rt.box, rt.settings.effective_webhooks(), reader=reader)
+        tg.start_soon(worker.run)
         got = await receiver.wait_for("/hooks", 30)
         await wait_delivered(rt.db, endpoint_id, 30)
         tg.cancel_scope.cancel()
@@ -384,8 +388,9 @@ async def _slow_and_fast(live: Live, receiver: Receiver) -> None:
     await add_endpoint(rt, receiver, "/slow", after_event=0)
     await add_endpoint(rt, receiver, "/fast", after_event=0)
     written = await events.last_id(rt.db)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(Deliveries(rt.db, rt.box, rt.settings.effective_webhooks()).run)
+    async with database.reader(rt.db.path) as reader, anyio.create_task_group() as tg:
+        worker = Deliveries(rt.db, rt.box, rt.settings.effective_webhooks(), reader=reader)
+        tg.start_soon(worker.run)
         await receiver.wait_for("/slow", 1)  # the slow one is stuck on its first event
         for key in keys[:10]:
             live.mls.put(key, "Closed")
