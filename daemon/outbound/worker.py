@@ -57,7 +57,7 @@ class DeliveryMetrics(Protocol):
 
 
 def polling_wake(db: Database) -> Wake:
-    """Until the daemon's in-process wake-up exists: the log's newest id, polled. One read
+    """Where no EventWatch runs (outside the daemon): the log's newest id, polled. One read
     per poll period serves every endpoint waiting (not one read per endpoint)."""
     newest = {"id": 0, "read_at": -POLL_EVERY}
 
