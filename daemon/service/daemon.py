@@ -254,8 +254,16 @@ async def _prune_events(db: database.Database, retention_days: int) -> None:
     before = iso(utcnow() - timedelta(days=retention_days))
     try:
         pruned = await events.prune(db, before)
+        held = await events.held_for(db, before)
     except sqlite3.Error as exc:
         log.warning("events_not_pruned", error=str(exc), note="tried again after the next cycle")
         return
     if pruned:
         log.info("events_pruned", events=pruned, before=before)
+    if held:
+        log.warning(
+            "events_kept_for_webhooks",
+            endpoints=held,
+            note="older events are kept until these endpoints have them: enable a disabled "
+            "one, or remove it (mls-sync webhooks remove ID)",
+        )

@@ -197,7 +197,21 @@ ORDER BY id LIMIT :limit
 # The last id ever given, pruned or not: AUTOINCREMENT keeps it in sqlite_sequence.
 LAST_ID = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)"
 FIRST_ID = "SELECT min(id) FROM events"
-PRUNE = "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE created_at < ? LIMIT ?)"
+# Never an event a webhook endpoint still owes, enabled or not: past its cursor, or with a
+# delivery pending. A long-dead endpoint therefore holds the log until it is removed.
+PRUNE = """
+DELETE FROM events WHERE id IN (
+    SELECT id FROM events
+    WHERE created_at < :before
+      AND id <= (SELECT coalesce(min(cursor), 9223372036854775807) FROM webhook_endpoints)
+      AND id NOT IN (SELECT event_id FROM webhook_deliveries WHERE state = 'pending')
+    LIMIT :batch)
+"""
+HELD_FOR = """
+SELECT id FROM webhook_endpoints
+WHERE cursor < (SELECT coalesce(max(id), 0) FROM events WHERE created_at < ?)
+ORDER BY id
+"""
 
 
 @dataclass(frozen=True)
@@ -244,12 +258,17 @@ async def first_id(db: Database) -> int | None:
 
 
 async def prune(db: Database, before: str, batch: int = 5000) -> int:
-    """Deletes events created before `before`, a batch per transaction (the writer is never
-    held up long); returns how many went."""
+    """Deletes events created before `before` that no webhook endpoint still owes, a batch
+    per transaction (the writer is never held up long); returns how many went."""
     total = 0
     while True:
         async with db.transaction() as conn:
-            cur = await conn.execute(PRUNE, (before, batch))
+            cur = await conn.execute(PRUNE, {"before": before, "batch": batch})
         total += cur.rowcount
         if cur.rowcount < batch:
             return total
+
+
+async def held_for(db: Database, before: str) -> list[int]:
+    """The webhook endpoints that keep events older than `before` from being pruned."""
+    return [int(r[0]) for r in await db.fetch_all(HELD_FOR, (before,))]

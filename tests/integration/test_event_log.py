@@ -15,6 +15,7 @@ from daemon.errors import Conflict, Gone
 from daemon.ops.context import OpsContext
 from daemon.ops.manager import Operations
 from daemon.ops.queries import EventQuery
+from daemon.ops.webhooks import EndpointSpec
 from daemon.sandbox.faults import Fault
 from daemon.store import events
 from daemon.timestamps import iso, utcnow
@@ -124,3 +125,21 @@ async def test_pruned_events_are_gone_and_a_reader_behind_them_is_told_where_to_
     assert again["items"] and again["items"][0]["id"] == last + 1
     with pytest.raises(Gone, match=f"oldest kept is {last + 1}"):
         await ops.events.feed(EventQuery(after=last - 1))
+
+
+async def test_events_a_webhook_endpoint_has_not_delivered_are_kept_past_their_retention(
+    live: Live,
+) -> None:
+    """Retention frees disk, never an event still owed: an endpoint down (or disabled) for
+    longer than retention_days gets every event once it is back."""
+    await _listing_with_posts(live, "K1")
+    ops = _ops(live.rt)
+    made, _ = await ops.webhooks.create(EndpointSpec("https://hooks.example.com/in", after_event=0))
+    owed = (await ops.events.feed(EventQuery()))["next_after"]
+    await ops.webhooks.disable(made["id"])
+    future = iso(utcnow() + timedelta(days=1))
+
+    assert await events.prune(live.rt.db, future) == 0
+    assert len((await ops.events.feed(EventQuery(limit=1000)))["items"]) == owed
+    await ops.webhooks.remove(made["id"])
+    assert await events.prune(live.rt.db, future) == owed
