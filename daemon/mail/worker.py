@@ -48,16 +48,16 @@ class Watch(Protocol):
 class Hooks(Protocol):
     """What the worker reports (the daemon's metrics)."""
 
-    def mail_sent(self) -> None: ...
-    def mail_failed(self) -> None: ...
+    def mail_sent_one(self) -> None: ...
+    def mail_failed_one(self) -> None: ...
     def mail_waiting(self, count: int) -> None: ...
 
 
 class _NoHooks:
-    def mail_sent(self) -> None:
+    def mail_sent_one(self) -> None:
         pass
 
-    def mail_failed(self) -> None:
+    def mail_failed_one(self) -> None:
         pass
 
     def mail_waiting(self, count: int) -> None:
@@ -253,7 +253,7 @@ class MailWorker:
             # Marked right after the server's acceptance: only a crash in between resends it.
             with anyio.CancelScope(shield=True):
                 await mail.mark_sent(self._db, message.id, iso(self._clock()))
-            self._hooks.mail_sent()
+            self._hooks.mail_sent_one()
             log.info("mail_sent", message_id=message.id, user_id=message.user_id, kind=message.kind)
         finally:
             self._busy.discard(message.id)
@@ -267,7 +267,7 @@ class MailWorker:
         )
         if now >= give_up_at:
             await mail.mark_failed(self._db, message.id, attempts, error)
-            self._hooks.mail_failed()
+            self._hooks.mail_failed_one()
             log.error(
                 "mail_given_up",
                 message_id=message.id,

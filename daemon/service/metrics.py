@@ -142,6 +142,19 @@ class Metrics:
             "mls_sync_listings", "Tracked listings, by status", ["status"], registry=r
         )
         self.posts = Gauge("mls_sync_posts", "Social posts, by status", ["status"], registry=r)
+        self.mail_sent = Counter(
+            "mls_sync_mail_sent", "E-mail notifications the SMTP server accepted", registry=r
+        )
+        self.mail_failed = Counter(
+            "mls_sync_mail_failed",
+            "E-mail notifications given up after [email] give_up_after_hours",
+            registry=r,
+        )
+        self.mail_outbox = Gauge(
+            "mls_sync_mail_outbox_pending",
+            "E-mail notifications not sent yet (held for their run's end, or pending)",
+            registry=r,
+        )
         self._counted: dict[int, Tally] = {}  # run id -> what the counters hold of it
         self._ended_through = 0  # cycles up to this run id are counted in full
         self._connection_ids: set[str] = set()  # those with series
@@ -225,6 +238,16 @@ class Metrics:
         ):
             for label in {*known, *values}:
                 gauge.labels(label).set(values.get(label, 0))
+
+    # The mail worker's hooks (daemon/mail/worker.py).
+    def mail_sent_one(self) -> None:
+        self.mail_sent.inc()
+
+    def mail_failed_one(self) -> None:
+        self.mail_failed.inc()
+
+    def mail_waiting(self, count: int) -> None:
+        self.mail_outbox.set(count)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

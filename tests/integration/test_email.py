@@ -1,0 +1,190 @@
+"""E-mail notifications through a real SMTP server on loopback (aiosmtpd): a sale's message
+says what sold, which posts came down and which need the person; only notified users get mail;
+digests go out at their hour; a refused message is sent later; nothing is sent twice."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import anyio
+import pytest
+
+from daemon.mail.worker import MailWorker
+from daemon.sandbox.smtp_sink import SmtpSink, smtp_sink_running
+from daemon.service.event_watch import EventWatch
+from daemon.store import events
+from daemon.timestamps import utcnow
+from tests.e2e.daemon_process import free_port
+from tests.helpers import Live, wait_until
+from tests.integration.test_unpublish import _listing_with_posts, _sell, post_ids
+from tests.mail_helpers import PUBLIC_URL, email_settings, notify
+
+AGENT = "agent@example.test"
+
+
+@dataclass
+class Clock:
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def sink() -> Iterator[tuple[SmtpSink, int]]:
+    server = SmtpSink()
+    with smtp_sink_running(server, free_port()) as port:
+        yield server, port
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(utcnow())
+
+
+@asynccontextmanager
+async def running(live: Live, port: int, clock: Clock, **settings: object) -> AsyncIterator[None]:
+    """The mail worker (and the event watch that wakes it) for the test's body."""
+    watch = EventWatch(live.rt.db, 0.02)
+    config = email_settings(port, **settings)
+    worker = MailWorker(live.rt.db, config, None, watch, clock=clock, poll_seconds=0.05)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch.run)
+        tg.start_soon(worker.run)
+        yield
+        tg.cancel_scope.cancel()
+
+
+async def _event_ids(live: Live, *types: str) -> list[int]:
+    read = await events.after(live.rt.db, 0, types, None, 10_000)
+    return [e.id for e in read.rows]
+
+
+async def _settle() -> None:
+    await anyio.sleep(0.5)  # long enough for a second message, if one were coming
+
+
+async def test_a_sold_listing_sends_its_user_one_message_with_what_came_down_and_what_needs_them(
+    live: Live, sink: tuple[SmtpSink, int], clock: Clock
+) -> None:
+    server, port = sink
+    async with running(live, port, clock):
+        await notify(live.rt.db)
+        await _listing_with_posts(live)
+        live.platforms.posts[post_ids("K1")["facebook"]].kind = "story"  # only a person can
+        await _sell(live)
+
+        await wait_until(lambda: len(server.received) >= 1)
+        await _settle()
+        assert len(server.received) == 1
+        (got,) = server.received
+        assert got.recipients == [AGENT]
+        assert got.subject == "Sold: listing K1"
+        body = got.body
+        assert "Listing K1 sold (MLS status: Closed" in body
+        assert f"{PUBLIC_URL}/v1/listings/L-K1" in body
+        came_down, rest = body.split("Taken down:", 1)[1].split("Only you can take these down", 1)
+        assert post_ids("K1")["instagram"] in came_down and post_ids("K1")["linkedin"] in came_down
+        assert post_ids("K1")["facebook"] in rest
+        assert "https://www.facebook.com/" in rest, "the post's link, for the person to open"
+        sold_and_person = await _event_ids(live, "listing.sold", "post.needs_person")
+        assert sorted(got.event_ids) == sold_and_person, "one message reports both events"
+        assert "token" not in body
+
+
+async def test_a_user_who_did_not_ask_for_the_event_type_gets_nothing(
+    live: Live, sink: tuple[SmtpSink, int], clock: Clock
+) -> None:
+    server, port = sink
+    async with running(live, port, clock):
+        await notify(live.rt.db, events=["listing.restored"])
+        await _listing_with_posts(live)
+        await _sell(live)
+        assert await _event_ids(live, "listing.sold")
+        await _settle()
+        assert server.received == []
+
+
+async def test_a_digest_user_gets_one_digest_at_their_hour_with_the_days_items(
+    live: Live, sink: tuple[SmtpSink, int], clock: Clock
+) -> None:
+    server, port = sink
+    async with running(live, port, clock):
+        await notify(live.rt.db, mode="daily_digest", time_zone="America/New_York")
+        await _listing_with_posts(live)
+        live.platforms.posts[post_ids("K1")["facebook"]].kind = "story"
+        await _sell(live)
+        await _settle()
+        assert server.received == [], "nothing before the digest hour"
+
+        clock.now += timedelta(hours=25)  # past 08:00 in New York, whenever the test runs
+        await wait_until(lambda: len(server.received) >= 1)
+        clock.now += timedelta(hours=1)
+        await _settle()
+        assert len(server.received) == 1
+        (got,) = server.received
+        assert got.subject.startswith("Your mls-sync digest for ")
+        assert "Listing K1 sold" in got.body
+        assert "Only you can take down the facebook post" in got.body
+        assert sorted(got.event_ids) == await _event_ids(live, "listing.sold", "post.needs_person")
+
+
+async def test_a_message_the_server_refuses_is_sent_later_once_it_accepts(
+    live: Live, sink: tuple[SmtpSink, int], clock: Clock
+) -> None:
+    server, port = sink
+    async with running(live, port, clock):
+        server.refuse_next = 1  # 451: try again later
+        await notify(live.rt.db)
+        await _listing_with_posts(live)
+        await _sell(live)
+        await wait_until(lambda: server.refused == 1)
+        await _settle()
+        assert server.received == [], "not tried again before its time"
+
+        clock.now += timedelta(minutes=5)  # past the first retry's wait (30 s, jittered)
+        await wait_until(lambda: len(server.received) == 1)
+        await _settle()
+        assert len(server.received) == 1
+
+
+async def test_a_message_refused_until_give_up_time_is_marked_failed_and_not_sent(
+    live: Live, sink: tuple[SmtpSink, int], clock: Clock
+) -> None:
+    server, port = sink
+    server.refuse_next = 1000
+    await notify(live.rt.db)
+    await _listing_with_posts(live)
+    await _sell(live)
+    async with running(live, port, clock, give_up_after_hours=1):
+        await wait_until(lambda: server.refused >= 1)
+        clock.now += timedelta(hours=2)
+        await wait_until(lambda: server.refused >= 2)
+        await _settle()
+    row = await live.rt.db.fetch_one("SELECT status, attempts FROM mail_outbox")
+    assert row is not None and (row["status"], row["attempts"]) == ("failed", 2)
+    assert server.received == []
+
+
+async def test_many_sales_over_many_cycles_each_go_out_exactly_once(
+    live: Live, sink: tuple[SmtpSink, int], clock: Clock
+) -> None:
+    """Sends overlap (max_in_flight 3) while cycles commit: the server sees each message once."""
+    server, port = sink
+    await notify(live.rt.db)
+    keys = [f"K{n}" for n in range(1, 10)]
+    for key in keys:
+        await _listing_with_posts(live, key)
+    async with running(live, port, clock, max_in_flight=3):
+        for key in keys:
+            live.mls.set_status(key, "Closed")
+            await live.rt.engine.sync_all()
+        await wait_until(lambda: len(server.received) >= len(keys))
+        await _settle()
+    ids = Counter(str(r.message["Message-ID"]) for r in server.received)
+    assert len(ids) == len(keys) and set(ids.values()) == {1}
+    assert sorted(r.subject for r in server.received) == sorted(f"Sold: listing {k}" for k in keys)
