@@ -33,7 +33,14 @@ EX_CONFIG = 78  # sysexits.h: configuration error; systemd's RestartPreventExitS
 CONFIG_ENV = "MLS_SYNC_CONFIG"
 DEFAULT_CONFIG_PATH = Path("config.toml")  # in the working directory
 SYSTEM_CONFIG_PATH = Path("/etc/mls-sync/config.toml")
-SECRET_KEYS = frozenset({"secret_key", "api_token", "token", "password", "client_secret"})
+SECRET_KEYS = frozenset(
+    {"secret_key", "api_token", "token", "password", "smtp_password", "client_secret"}
+)
+# Where a secret put in the file belongs instead, when it is not MLS_SYNC_<KEY>.
+SECRET_HOMES = {
+    ("email", "password"): ("MLS_SYNC_SMTP_PASSWORD", "smtp-password"),
+    ("email", "smtp_password"): ("MLS_SYNC_SMTP_PASSWORD", "smtp-password"),
+}
 
 
 class ConfigError(Exception):
@@ -189,7 +196,7 @@ class EmailSettings(_Section):
         description="starttls (port 587), tls (implicit TLS, port 465), or none: plain text, "
         "allowed only to a loopback host",
     )
-    username: str | None = Field(default=None, max_length=320)
+    username: str = Field(default="", max_length=320, description="the SMTP login; empty: no login")
     from_address: str = Field(default="mls-sync@localhost", min_length=3, max_length=320)
     public_url: str = Field(
         default="http://127.0.0.1:8787",
@@ -327,9 +334,12 @@ def _refuse_secrets(raw: Mapping[str, Any], path: Path) -> None:
         if isinstance(body, Mapping):
             for key in body:
                 if key in SECRET_KEYS:
+                    env, credential = SECRET_HOMES.get(
+                        (section, key), (f"MLS_SYNC_{key.upper()}", "")
+                    )
                     raise ConfigError(
                         f"{path}: [{section}] {key}: secrets are not read from config.toml; "
-                        f"set MLS_SYNC_{key.upper()} or put it in $CREDENTIALS_DIRECTORY"
+                        f"set {env} or put it in $CREDENTIALS_DIRECTORY/{credential}"
                     )
 
 

@@ -43,7 +43,7 @@ async def send(settings: EmailSettings, password: str | None, message: EmailMess
         message,
         hostname=settings.smtp_host,
         port=settings.smtp_port,
-        username=settings.username if password else None,
+        username=(settings.username or None) if password else None,
         password=password if settings.username else None,
         use_tls=settings.security == "tls",
         start_tls=settings.security == "starttls",
