@@ -31,14 +31,23 @@ from daemon.sandbox.platforms_server import (
     build_platforms_app,
     sandbox_urls,
 )
+from daemon.sandbox.smtp_sink import SmtpSink, smtp_sink_running
 from daemon.serving import serving
 from daemon.specs import AccountSpec, ConnectionSpec, ListingSpec, PostSpec
 from daemon.state_dir import make_folder
-from daemon.store import accounts, connections, listings, posts
+from daemon.store import accounts, connections, listings, mail_recipients, posts
 from daemon.store.database import Database
 from daemon.timestamps import iso, parse_iso, utcnow
 
 STATE_FILE = "sandbox-mls.json"
+MAIL_FILE = "sandbox-mail.jsonl"  # what the sandbox's SMTP sink received, a line a message
+# What the sandbox agents are e-mailed about (docs/email.md).
+AGENT_NOTIFY_EVENTS = (
+    "listing.sold",
+    "post.needs_person",
+    "account.needs_reauth",
+    "connection.needs_reauth",
+)
 # One connection of each kind, so the demo exercises every query form.
 FLAVOURS: list[dict[str, Any]] = [
     {"mode": "by_key", "key_filter": KeyFilter.IN},
@@ -67,6 +76,8 @@ class SandboxSession:
     rng: random.Random
     state_path: Path
     sandbox: SandboxSettings
+    mail: SmtpSink
+    smtp_port: int
 
     def move_market(self, count: int) -> list[market.Move]:
         moves = market.move(self.mls, count, self.rng)
@@ -80,7 +91,11 @@ class SandboxSession:
         return self.sandbox.interval_seconds
 
     def describe(self) -> dict[str, str]:
-        return {"MLS": self.mls_url, "platforms": self.platforms_url}
+        return {
+            "MLS": self.mls_url,
+            "platforms": self.platforms_url,
+            "SMTP": f"smtp://127.0.0.1:{self.smtp_port}",
+        }
 
     def pin(self, settings: Settings) -> Settings:
         return self.settings_for(settings)
@@ -92,10 +107,21 @@ class SandboxSession:
         ]
 
     def settings_for(self, settings: Settings) -> Settings:
-        """The settings with the platform URLs pointing at the sandbox platforms."""
+        """The settings with the platform URLs pointing at the sandbox platforms, and e-mail
+        going to the sandbox's SMTP sink."""
         update = sandbox_urls(self.platforms_url)
+        email = settings.email.model_copy(
+            update={
+                "enabled": True,
+                "smtp_host": "127.0.0.1",
+                "smtp_port": self.smtp_port,
+                "security": "none",
+                "username": "",
+                "from_address": "mls-sync@sandbox.invalid",
+            }
+        )
         return settings.model_copy(
-            update={"platforms": settings.platforms.model_copy(update=update)}
+            update={"platforms": settings.platforms.model_copy(update=update), "email": email}
         )
 
     async def wire(self, db: Database, box: SecretBox) -> None:
@@ -139,6 +165,20 @@ class SandboxSession:
                 )
                 await accounts.upsert(db, spec_a, box.encrypt(token), None, None, now)
         await _record_posts(db, self.platforms, now)
+        await _recipients(db, self.sandbox, now)
+
+
+async def _recipients(db: Database, sandbox: SandboxSettings, now: str) -> None:
+    """Each sandbox agent is a user with an address the sink takes, told of sales and of what
+    needs them; sandbox connection i (and its listings) is agent i's (modulo the agents)."""
+    for agent in range(sandbox.agents):
+        user_id = f"sandbox-agent-{agent + 1}"
+        email = f"agent{agent + 1}@sandbox.invalid"
+        name = f"Sandbox agent {agent + 1}"
+        await mail_recipients.ensure(db, user_id, name, email, AGENT_NOTIFY_EVENTS, now)
+    for i in range(sandbox.connections):
+        owner = f"sandbox-agent-{i % sandbox.agents + 1}"
+        await mail_recipients.assign_connection(db, connection_id(i), owner)
 
 
 def connection_id(i: int) -> str:
@@ -159,14 +199,18 @@ async def sandbox_running(settings: Settings) -> AsyncIterator[SandboxSession]:
         _publish(platforms, keys, sandbox.agents, rng)
     # Each run continues the story differently, yet repeatably for the same saved market.
     rng.seed(f"{sandbox.seed}:{iso(mls.last_stamp)}")
+    sink = SmtpSink(log_path=state_path.parent / MAIL_FILE)
     async with (
         serving(build_mls_app(mls)) as mls_url,
         serving(build_platforms_app(platforms)) as platforms_url,
     ):
-        session = SandboxSession(mls, platforms, mls_url, platforms_url, rng, state_path, sandbox)
-        save(session, state_path)
-        yield session
-        save(session, state_path)
+        with smtp_sink_running(sink) as smtp_port:
+            session = SandboxSession(
+                mls, platforms, mls_url, platforms_url, rng, state_path, sandbox, sink, smtp_port
+            )
+            save(session, state_path)
+            yield session
+            save(session, state_path)
 
 
 def _keys(sandbox: SandboxSettings) -> list[list[str]]:

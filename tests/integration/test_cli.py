@@ -579,6 +579,11 @@ def test_the_demo_ends_by_itself_with_a_summary_and_everything_in_step(tmp_path:
     cycles = int(next(line for line in out.splitlines() if "│ cycles" in line).split("│")[2])
     assert cycles >= 3
     assert "posts taken down: facebook" in out
+    # The sandbox agents' e-mail, as the sandbox's SMTP sink received it.
+    mailed = int(
+        next(ln for ln in out.splitlines() if "e-mail notifications sent" in ln).split("│")[2]
+    )
+    assert mailed >= 1 and "e-mail: Sold: listing " in out
     assert not (tmp_path / "state").exists()  # the demo used its own scratch database
 
 
