@@ -8,6 +8,7 @@ can read what the sandbox sent.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -51,6 +52,9 @@ class SmtpSink:
     refuse_next: int = 0  # this many DATA commands are answered 451
     refused: int = 0
     log_path: Path | None = None
+    # Seconds between keeping a message and answering 250: the window in which a sender that
+    # dies has had its message accepted without knowing it.
+    answer_delay: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
@@ -68,6 +72,8 @@ class SmtpSink:
                 line = {"to": got.recipients, "subject": got.subject, "events": got.event_ids}
                 with self.log_path.open("a", encoding="utf-8") as f:
                     f.write(json.dumps(line) + "\n")
+        if self.answer_delay:
+            await asyncio.sleep(self.answer_delay)
         return "250 Message accepted for delivery"
 
     def by_recipient(self, address: str) -> list[Received]:
@@ -82,9 +88,12 @@ def free_loopback_port() -> int:
 
 
 @contextmanager
-def smtp_sink_running(sink: SmtpSink, port: int | None = None) -> Iterator[int]:
-    """Serves `sink` on 127.0.0.1; yields its port."""
-    controller = Controller(sink, hostname="127.0.0.1", port=port or free_loopback_port())
+def smtp_sink_running(sink: SmtpSink, port: int | None = None, **options: Any) -> Iterator[int]:
+    """Serves `sink` on 127.0.0.1; yields its port. `options` go to aiosmtpd's server (such as
+    `tls_context` and `require_starttls`)."""
+    controller = Controller(
+        sink, hostname="127.0.0.1", port=port or free_loopback_port(), **options
+    )
     controller.start()
     try:
         yield int(controller.port)

@@ -16,7 +16,15 @@ import pytest
 
 from daemon.sandbox.smtp_sink import SmtpSink, smtp_sink_running
 from tests.e2e.daemon_process import Daemon, DaemonConfig, free_port
-from tests.helpers import Mls, Platforms, add_account, add_connection, add_post, track
+from tests.helpers import (
+    Mls,
+    Platforms,
+    add_account,
+    add_connection,
+    add_post,
+    track,
+    wait_until,
+)
 from tests.mail_helpers import notify
 
 KEYS = [f"S{n}" for n in range(1, 9)]
@@ -176,3 +184,33 @@ async def test_sigkill_between_rounds_loses_no_mail_and_resends_only_unmarked_me
     print(f"\nmail after {ROUNDS} SIGKILLs: {len(by_message)} messages, {duplicates} resent")
     assert all(n <= 2 for n in resent.values()), "at most twice"
     assert duplicates <= ROUNDS, "a resend only where a kill fell between acceptance and mark"
+
+
+async def test_a_kill_between_the_servers_acceptance_and_the_mark_sends_that_message_once_more(
+    daemon_config: DaemonConfig, mls: Mls, platforms: Platforms, sink: tuple[SmtpSink, int]
+) -> None:
+    """The one window of a duplicate: the server kept the message, the daemon died before it
+    heard so. The restarted daemon sends it again, with the same Message-ID, once."""
+    server, port = sink
+    server.answer_delay = 3.0  # the 250 comes late: the kill lands in between
+    await _seed(daemon_config, mls, platforms, port)
+    mls[0].put(KEYS[0], "Closed")
+    daemon = daemon_config.start()
+    try:
+        await daemon.wait_notify("READY=1")
+        await wait_until(lambda: len(server.received) == 1)
+    finally:
+        daemon.stop()  # SIGKILL: the server has the message, the outbox does not say sent
+    server.answer_delay = 0
+    daemon = daemon_config.start()
+    try:
+        await daemon.wait_notify("READY=1")
+        await _drained(daemon_config, server, daemon)
+        await anyio.sleep(1.5)  # a third copy would come now
+        await _stop(daemon)
+    finally:
+        daemon.stop()
+
+    first, again = server.by_recipient(AGENT)
+    assert first.message["Message-ID"] == again.message["Message-ID"]
+    assert first.event_ids == again.event_ids == _notified_events(daemon_config)
