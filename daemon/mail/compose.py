@@ -23,6 +23,12 @@ class Message:
     subject: str
     body: str
 
+    def __post_init__(self) -> None:
+        # A subject is one header line: an MLS value with a line break or a control
+        # character in it must not end it (or fail the message).
+        line = "".join(c if c.isprintable() else " " for c in self.subject)
+        object.__setattr__(self, "subject", " ".join(line.split())[:200])
+
 
 @dataclass(frozen=True)
 class PostState:

@@ -39,6 +39,8 @@ log = structlog.get_logger("mls_sync.mail")
 
 BATCH = 500  # events per follower transaction
 POLL_SECONDS = 1.0  # how often due digests and retries are looked for when nothing moves
+RESTART_SECONDS = 5.0  # after an unexpected error in the worker
+MARK_RETRY_SECONDS = 1.0  # a database too busy to record a send is asked again this often
 
 
 class Watch(Protocol):
@@ -89,11 +91,18 @@ class MailWorker:
         self._busy: set[int] = set()
 
     async def run(self) -> None:
-        """Until cancelled."""
+        """Until cancelled. A bug in the mail never ends the daemon: it is logged and the
+        worker starts again (its state is all in the database)."""
         log.info("mail_worker_started", smtp=f"{self.settings.smtp_host}:{self.settings.smtp_port}")
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._follow_loop)
-            tg.start_soon(self._send_loop)
+        while True:
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._follow_loop)
+                    tg.start_soon(self._send_loop)
+            except Exception:
+                log.exception("mail_worker_crashed", note="started again in a few seconds")
+                self._busy.clear()
+                await anyio.sleep(RESTART_SECONDS)
 
     # -- following the event log ---------------------------------------------------------
 
@@ -237,27 +246,42 @@ class MailWorker:
 
     async def _send_one(self, message: mail.Outgoing) -> None:
         try:
-            built = smtp.build(
-                self.settings,
-                message.recipient,
-                message.subject,
-                message.body,
-                message.id,
-                message.event_ids,
-            )
+            try:
+                built = smtp.build(
+                    self.settings,
+                    message.recipient,
+                    message.subject,
+                    message.body,
+                    message.id,
+                    message.event_ids,
+                )
+            except ValueError as exc:  # an address or header the e-mail format cannot hold
+                error = f"cannot be built ({type(exc).__name__}): check the user's e-mail address"
+                await self._give_up(message, message.attempts, error)
+                return
             try:
                 await smtp.send(self.settings, self._password, built)
             except smtp.SEND_ERRORS as exc:
                 await self._failed(message, _describe(exc))
                 return
-            # Marked right after the server's acceptance: only a crash in between resends it.
-            with anyio.CancelScope(shield=True):
-                await mail.mark_sent(self._db, message.id, iso(self._clock()))
+            await self._mark_sent(message)
             self._hooks.mail_sent_one()
             log.info("mail_sent", message_id=message.id, user_id=message.user_id, kind=message.kind)
         finally:
             self._busy.discard(message.id)
             self._more.set()
+
+    async def _mark_sent(self, message: mail.Outgoing) -> None:
+        """Right after the server's acceptance: only a crash in between resends it. Until the
+        mark is written the message stays busy, so a busy database never sends it twice."""
+        with anyio.CancelScope(shield=True):
+            while True:
+                try:
+                    await mail.mark_sent(self._db, message.id, iso(self._clock()))
+                    return
+                except sqlite3.Error as exc:
+                    log.warning("mail_sent_not_recorded", message_id=message.id, error=str(exc))
+                    await anyio.sleep(MARK_RETRY_SECONDS)
 
     async def _failed(self, message: mail.Outgoing, error: str) -> None:
         attempts = message.attempts + 1
@@ -266,17 +290,7 @@ class MailWorker:
             hours=self.settings.give_up_after_hours
         )
         if now >= give_up_at:
-            await mail.mark_failed(self._db, message.id, attempts, error)
-            self._hooks.mail_failed_one()
-            log.error(
-                "mail_given_up",
-                message_id=message.id,
-                user_id=message.user_id,
-                kind=message.kind,
-                attempts=attempts,
-                error=error,
-                note="the message is marked failed and not tried again",
-            )
+            await self._give_up(message, attempts, error)
             return
         wait = retry_delay(attempts, self._rng.random())
         next_at = iso(min(now + timedelta(seconds=wait), give_up_at))
@@ -288,6 +302,19 @@ class MailWorker:
             attempts=attempts,
             next_attempt_at=next_at,
             error=error,
+        )
+
+    async def _give_up(self, message: mail.Outgoing, attempts: int, error: str) -> None:
+        await mail.mark_failed(self._db, message.id, attempts, error)
+        self._hooks.mail_failed_one()
+        log.error(
+            "mail_given_up",
+            message_id=message.id,
+            user_id=message.user_id,
+            kind=message.kind,
+            attempts=attempts,
+            error=error,
+            note="the message is marked failed and not tried again",
         )
 
 

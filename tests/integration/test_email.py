@@ -5,6 +5,7 @@ digests go out at their hour; a refused message is sent later; nothing is sent t
 from __future__ import annotations
 
 import ipaddress
+import sqlite3
 import ssl
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -26,7 +27,7 @@ from daemon.service.event_watch import EventWatch
 from daemon.store import events
 from daemon.timestamps import utcnow
 from tests.e2e.daemon_process import free_port
-from tests.helpers import Live, wait_until
+from tests.helpers import Live, Mls, Platforms, open_live, wait_until
 from tests.integration.test_unpublish import _listing_with_posts, _sell, post_ids
 from tests.mail_helpers import PUBLIC_URL, email_settings, notify
 
@@ -264,3 +265,32 @@ async def test_starttls_sends_over_an_encrypted_verified_connection(
             await _sell(live)
             await wait_until(lambda: len(server.received) >= 1)
     assert [r.subject for r in server.received] == ["Sold: listing K1"]
+
+
+async def test_a_database_too_busy_to_record_a_send_does_not_send_it_twice(
+    tmp_path: Path, secret_key: str, mls: Mls, platforms: Platforms, sink: tuple[SmtpSink, int]
+) -> None:
+    """Another process holds the write lock as the server accepts: the mark waits for it, and
+    the message, still pending in the database, is not sent again meanwhile."""
+    server, port = sink
+    clock = Clock(utcnow())
+    async with open_live(
+        tmp_path, secret_key, mls, platforms, MLS_SYNC_DATABASE__BUSY_TIMEOUT_MS="100"
+    ) as live:
+        await notify(live.rt.db)
+        await _listing_with_posts(live)
+        await _sell(live)
+        server.answer_delay = 0.5
+        other = sqlite3.connect(live.rt.db.path, isolation_level=None, timeout=0.1)
+        try:
+            async with running(live, port, clock):
+                await wait_until(lambda: len(server.received) == 1)  # kept, 250 not sent yet
+                other.execute("BEGIN IMMEDIATE")
+                await anyio.sleep(2.5)  # the 250 arrives; the mark cannot be written
+                other.execute("ROLLBACK")
+                await _settle()
+            row = await live.rt.db.fetch_one("SELECT status FROM mail_outbox")
+        finally:
+            other.close()
+    assert len(server.received) == 1
+    assert row is not None and row["status"] == "sent"

@@ -167,3 +167,9 @@ def test_bad_email_settings_are_refused_naming_the_key(
         load_settings(config, {})
     assert error in str(caught.value)
     assert "hunter2" not in str(caught.value)
+
+
+def test_a_listing_key_with_a_line_break_stays_on_the_subject_line() -> None:
+    """An MLS value is not ours: it cannot end the header it is put in."""
+    message = compose.sold({"listing": {**LISTING, "key": "K1\r\nBcc: x@evil.test"}}, [], BASE)
+    assert message.subject == "Sold: listing K1 Bcc: x@evil.test"
