@@ -3,8 +3,9 @@
 Two tasks of their own, so a slow or dead SMTP server never delays syncing or anything else:
 - the follower reads events after its cursor and, in ONE transaction with moving the cursor,
   writes what each means for each notified user (a message, a held sale, a digest item). So a
-  crash neither loses an event's mail nor writes it twice. It also releases a sale's message
-  once its run has ended (composed from the posts as they are then) and makes the digests
+  crash neither loses an event's mail nor writes it twice. Once it has caught up with the log
+  and a sale's run has ended, it composes the sale's message from the posts as they are then
+  (the post events it planned are the ones the message reports). It also makes the digests
   that are due.
 - the sender sends pending messages, at most [email] max_in_flight at once, and marks each
   sent right after the server accepted it. Only a crash between the two sends one again.
@@ -124,7 +125,7 @@ class MailWorker:
             self._cursor = await mail.cursor(conn)
         read = await events.after(self._db, self._cursor, None, None, BATCH)
         upto = read.rows[-1].id if len(read.rows) == BATCH else read.upto
-        if upto == self._cursor and not await mail.any_held(self._db):
+        if upto == self._cursor and not await mail.any_releasable(self._db):
             return False  # nothing to write: no transaction (the writer is the sync's too)
         now = iso(self._clock())
         async with self._db.transaction() as conn:
@@ -134,8 +135,10 @@ class MailWorker:
             for row in read.rows:
                 await self._plan(conn, row, to, now)
             await mail.move_cursor(conn, upto)
-            if upto >= await mail.last_event_id(conn):  # caught up: no event can still come
-                await self._release(conn, None, now)  # of a run that ended unreported
+            if upto >= await mail.last_event_id(conn):
+                # Caught up, under the write lock: every event committed is planned, so the
+                # posts as they are now are what those events say, no more and no less.
+                await self._release(conn, now)
         moved = upto != self._cursor
         self._cursor = upto
         self._more.set()
@@ -148,8 +151,6 @@ class MailWorker:
         recipients: dict[str, mail.Recipient],
         now: str,
     ) -> None:
-        if row.type == EventType.RUN_FINISHED and row.run_id is not None:
-            await self._release(conn, row.run_id, now)
         to = recipients.get(row.user_id or "")
         if to is None or not matches(to.notify_events, row.type):
             return
@@ -175,8 +176,9 @@ class MailWorker:
             message = compose.for_event(row.type, data, self.settings.public_url)
         await mail.enqueue(conn, to, row.type, [row.id], now, message.subject, message.body)
 
-    async def _release(self, conn: aiosqlite.Connection, run_id: int | None, now: str) -> None:
-        for message_id, listing_id, facts in await mail.releasable(conn, run_id):
+    async def _release(self, conn: aiosqlite.Connection, now: str) -> None:
+        """Composes the held sales whose run has ended, from their posts as they are now."""
+        for message_id, listing_id, facts in await mail.releasable(conn):
             message = await self._sold(conn, facts, listing_id)
             await mail.release(conn, message_id, message.subject, message.body, now)
 

@@ -34,10 +34,10 @@ JOIN_HELD = """
 UPDATE mail_outbox SET event_ids = json_insert(event_ids, '$[#]', :event_id)
 WHERE status = 'held' AND user_id = :user_id AND listing_id = :listing_id
 """
-# Held for a run that has ended, or is gone (or for none).
+# Held for a run that has ended, or is gone.
 RELEASABLE = """
 SELECT id, listing_id, facts FROM mail_outbox o
-WHERE o.status = 'held' AND (:run_id IS NULL OR o.run_id = :run_id)
+WHERE o.status = 'held'
   AND NOT EXISTS (SELECT 1 FROM sync_runs r WHERE r.id = o.run_id AND r.outcome = 'running')
 ORDER BY o.id
 """
@@ -78,7 +78,6 @@ UPDATE mail_outbox SET status = 'failed', attempts = :attempts, last_error = :er
 WHERE id = :id
 """
 TIME_ZONE = "SELECT time_zone FROM users WHERE id = ?"
-ANY_HELD = "SELECT 1 FROM mail_outbox WHERE status = 'held' LIMIT 1"
 ANY_DIGEST_DUE = "SELECT 1 FROM mail_digest_items WHERE message_id IS NULL AND due_at <= ? LIMIT 1"
 WAITING = "SELECT count(*) FROM mail_outbox WHERE status IN ('held', 'pending')"
 
@@ -194,11 +193,9 @@ async def join_held(
     return cur.rowcount > 0
 
 
-async def releasable(
-    conn: aiosqlite.Connection, run_id: int | None
-) -> list[tuple[int, str, dict[str, Any]]]:
-    """(id, listing id, facts) of held messages whose run has ended: of `run_id`, or any."""
-    rows = await conn.execute_fetchall(RELEASABLE, {"run_id": run_id})
+async def releasable(conn: aiosqlite.Connection) -> list[tuple[int, str, dict[str, Any]]]:
+    """(id, listing id, facts) of held messages whose run has ended."""
+    rows = await conn.execute_fetchall(RELEASABLE)
     return [(int(r["id"]), str(r["listing_id"]), json.loads(r["facts"])) for r in rows]
 
 
@@ -300,8 +297,8 @@ async def time_zone(conn: aiosqlite.Connection, user_id: str) -> str:
     return str(rows[0][0]) if rows else "UTC"
 
 
-async def any_held(db: Database) -> bool:
-    return await db.fetch_one(ANY_HELD) is not None
+async def any_releasable(db: Database) -> bool:
+    return await db.fetch_one(RELEASABLE + " LIMIT 1") is not None
 
 
 async def any_digest_due(db: Database, now: str) -> bool:

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from daemon.mail.worker import MailWorker
+from daemon.sandbox.faults import Fault
 from daemon.sandbox.smtp_sink import SmtpSink, smtp_sink_running
 from daemon.service.event_watch import EventWatch
 from daemon.store import events
@@ -294,3 +295,28 @@ async def test_a_database_too_busy_to_record_a_send_does_not_send_it_twice(
             other.close()
     assert len(server.received) == 1
     assert row is not None and row["status"] == "sent"
+
+
+async def test_a_worker_behind_the_log_reports_each_post_in_one_message_only(
+    live: Live, sink: tuple[SmtpSink, int], clock: Clock
+) -> None:
+    """The sale's run fails to take the Facebook post down; a later run finds only a person
+    can. A worker that reads both runs at once (it was down) writes one message: the sale
+    with that post as it is now, and the post's event reported in it, not again on its own."""
+    server, port = sink
+    await notify(live.rt.db)
+    await _listing_with_posts(live)
+    live.platforms.inject("facebook", Fault("status", status=500))
+    await _sell(live)
+    live.platforms.posts[post_ids("K1")["facebook"]].kind = "story"
+    live.rt.engine.unpublisher.clock = lambda: utcnow() + timedelta(days=1)
+    await live.rt.engine.sync_all()
+    assert len(await _event_ids(live, "post.needs_person")) == 1
+
+    async with running(live, port, clock):
+        await wait_until(lambda: len(server.received) >= 1)
+        await _settle()
+    (got,) = server.received
+    assert sorted(got.event_ids) == await _event_ids(live, "listing.sold", "post.needs_person")
+    assert "Only you can take these down" in got.body
+    assert "https://www.facebook.com/" in got.body
