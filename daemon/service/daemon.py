@@ -137,6 +137,13 @@ async def run_daemon(
 def _mail_worker(state: ServiceState, environ: Mapping[str, str] | None) -> MailWorker:
     """Its own task: a slow or dead SMTP server never holds up a cycle."""
     password = read_secret(SMTP_PASSWORD_ENV, SMTP_PASSWORD_CREDENTIAL, environ)
+    if state.runtime.settings.email.username and password is None:
+        log.warning(
+            "smtp_password_missing",
+            note=f"[email] username is set but no password: set {SMTP_PASSWORD_ENV} or "
+            f"provide $CREDENTIALS_DIRECTORY/{SMTP_PASSWORD_CREDENTIAL}; mail is sent "
+            "without logging in",
+        )
     return MailWorker(
         state.runtime.db,
         state.runtime.settings.email,

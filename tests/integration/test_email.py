@@ -16,6 +16,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from aiosmtpd.smtp import AuthResult, LoginPassword
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -320,3 +321,37 @@ async def test_a_worker_behind_the_log_reports_each_post_in_one_message_only(
     assert sorted(got.event_ids) == await _event_ids(live, "listing.sold", "post.needs_person")
     assert "Only you can take these down" in got.body
     assert "https://www.facebook.com/" in got.body
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")  # loopback only
+async def test_the_smtp_login_uses_the_password_given_as_a_secret_and_nothing_else_shows_it(
+    live: Live, clock: Clock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A server that wants a login gets it; the password is in no message and no log line."""
+    logins: list[tuple[bytes, bytes]] = []
+
+    def authenticator(
+        server: object, session: object, envelope: object, mechanism: str, data: LoginPassword
+    ) -> AuthResult:
+        logins.append((data.login, data.password))
+        return AuthResult(success=data.password == b"s3cret-smtp")
+
+    server = SmtpSink()
+    options = {"authenticator": authenticator, "auth_require_tls": False, "auth_required": True}
+    with smtp_sink_running(server, free_port(), **options) as port:
+        await notify(live.rt.db)
+        await _listing_with_posts(live)
+        watch = EventWatch(live.rt.db, 0.02)
+        config = email_settings(port, username="mls-sync")
+        worker = MailWorker(
+            live.rt.db, config, "s3cret-smtp", watch, clock=clock, poll_seconds=0.05
+        )
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch.run)
+            tg.start_soon(worker.run)
+            await _sell(live)
+            await wait_until(lambda: len(server.received) >= 1)
+            tg.cancel_scope.cancel()
+    assert logins == [(b"mls-sync", b"s3cret-smtp")]
+    assert "s3cret" not in server.received[0].message.as_string()
+    assert "s3cret" not in capsys.readouterr().out
