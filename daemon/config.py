@@ -170,6 +170,45 @@ class SandboxSettings(_Section):
     seed: int = 7
 
 
+class WebhookSettings(_Section):
+    """Signed outbound webhooks (docs/webhooks.md): how hard and how long we try."""
+
+    timeout_seconds: float = Field(
+        default=15.0, gt=0, le=120, description="one delivery's whole request, answer included"
+    )
+    max_in_flight: int = Field(
+        default=8, ge=1, le=256, description="deliveries sent at once over all endpoints"
+    )
+    retry_window_seconds: float = Field(
+        default=3 * 86_400.0,
+        ge=60,
+        le=30 * 86_400,
+        description="how long an endpoint keeps failing before it is disabled",
+    )
+    max_retry_after_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        le=86_400,
+        description="the longest Retry-After (of a 429 or 503) that is honoured as given",
+    )
+    secret_overlap_seconds: float = Field(
+        default=86_400.0,
+        ge=0,
+        le=30 * 86_400,
+        description="after a rotation, how long the previous secret still signs",
+    )
+    allow_http_loopback: bool = Field(
+        default=False,
+        description="accept http:// endpoints and addresses on 127.0.0.0/8 and ::1 (tests, "
+        "sandbox); always on in sandbox mode",
+    )
+    allow_private_addresses: bool = Field(
+        default=False,
+        description="accept endpoints on private and link-local addresses (an internal "
+        "receiver); off, an endpoint URL cannot reach the daemon's own network",
+    )
+
+
 class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -242,6 +281,13 @@ class Settings(_Section):
     logging: LoggingSettings = LoggingSettings()
     events: EventSettings = EventSettings()
     email: EmailSettings = EmailSettings()
+    webhooks: WebhookSettings = WebhookSettings()
+
+    def effective_webhooks(self) -> WebhookSettings:
+        """[webhooks] as the daemon applies it: sandbox mode allows its loopback receivers."""
+        if self.sandbox.enabled and not self.webhooks.allow_http_loopback:
+            return self.webhooks.model_copy(update={"allow_http_loopback": True})
+        return self.webhooks
 
 
 def find_config(

@@ -34,6 +34,13 @@ class RunOutcome(StrEnum):
     INTERRUPTED = "interrupted"
 
 
+class NotifyMode(StrEnum):
+    """How a user is e-mailed the events they chose."""
+
+    IMMEDIATE = "immediate"  # a message per event, as it comes
+    DAILY_DIGEST = "daily_digest"  # one message a day, in the user's time zone
+
+
 class QueryMode(StrEnum):
     BY_KEY = "by_key"  # ask for every tracked key each cycle
     INCREMENTAL = "incremental"  # ask for what changed since the cursor
@@ -74,3 +81,13 @@ class EventType(StrEnum):
     CONNECTION_NEEDS_REAUTH = "connection.needs_reauth"
     ACCOUNT_NEEDS_REAUTH = "account.needs_reauth"
     RUN_FINISHED = "run.finished"
+    # An endpoint that kept failing (or answered 410) was disabled; never sent to itself.
+    WEBHOOK_ENDPOINT_DISABLED = "webhook.endpoint_disabled"
+
+
+class DeliveryState(StrEnum):
+    """A webhook delivery (one event to one endpoint)."""
+
+    PENDING = "pending"  # not delivered yet: tried again at next_attempt_at
+    DELIVERED = "delivered"  # a 2xx answer
+    FAILED = "failed"  # given up: the endpoint was disabled (410, or failing too long)

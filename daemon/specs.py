@@ -6,14 +6,25 @@ message and nothing half-valid reaches the store (invariant 7).
 
 from __future__ import annotations
 
+import functools
 import re
+import zoneinfo
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from daemon.enums import AuthKind, KeyFilter, QueryMode
+from daemon import event_types
+from daemon.enums import AuthKind, KeyFilter, NotifyMode, QueryMode
 from daemon.models import LocalStatus
 from daemon.platforms.registry import REGISTRY, Platform
 
@@ -56,6 +67,9 @@ class ConnectionFields(BaseModel):
     overlap_seconds: int = Field(default=1200, ge=0, le=7 * 86_400)
     full_reconcile_seconds: int = Field(default=86_400, ge=60, le=30 * 86_400)
     select_mlg_can_view: bool = False
+    # Whose connection it is. Left out: 'default' for a new one, and a replaced one keeps its
+    # own (a new credential given without --user must not hand the connection to another).
+    user_id: Identifier | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -84,6 +98,9 @@ class ListingFields(BaseModel):
     connection_id: Identifier
     listing_key: str = Field(min_length=1, max_length=255, pattern=r"^\S(.*\S)?$")
     status: LocalStatus | None = None
+    # Whose listing it is; left out: its connection's user (a brokerage's connection serves
+    # several agents, each owning their listings).
+    user_id: Identifier | None = None
 
 
 class ListingSpec(ListingFields):
@@ -174,3 +191,58 @@ def check_post_id(platform: str, platform_post_id: str) -> None:
     rule = REGISTRY[platform].post_id
     if not rule.matches(platform_post_id):
         raise SpecError(f"platform_post_id: not a {platform} post id ({rule.describe()})")
+
+
+# An address as people write them: a local part, one @, and a domain of dot-separated labels
+# ending in a top-level name. Deliverability is the mail server's to judge; this keeps typos
+# (no @, spaces, two @) out. The reserved test domains (RFC 2606: .invalid, .example) pass:
+# the sandbox's users have them.
+_EMAIL = re.compile(
+    r"^(?![.])(?!.*[.][.])[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}(?<![.])"
+    r"@(?=.{4,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?[.])+[A-Za-z]{2,63}$"
+)
+
+
+@functools.cache
+def _time_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones()) | {"UTC"}
+
+
+def _email(value: str) -> str:
+    if not _EMAIL.match(value):
+        raise ValueError("not an e-mail address (like agent@example.com)")
+    return value
+
+
+def _time_zone(value: str) -> str:
+    if value not in _time_zones():
+        raise ValueError("not an IANA time zone name (like America/Los_Angeles, or UTC)")
+    return value
+
+
+class UserFields(BaseModel):
+    """A user: who owns connections, listings and accounts, and how they are notified."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    display_name: str = Field(min_length=1, max_length=200)
+    email: Annotated[str, Field(max_length=254), AfterValidator(_email)] | None = None
+    time_zone: Annotated[str, Field(max_length=64), AfterValidator(_time_zone)] = "UTC"
+    # Types (`listing.sold`), families (`listing.*`) or `*`: the rule of every event filter.
+    notify_events: list[Annotated[str, Field(max_length=100)]] = Field(
+        default_factory=list, max_length=50
+    )
+    notify_mode: NotifyMode = NotifyMode.IMMEDIATE
+
+    @field_validator("notify_events")
+    @classmethod
+    def _event_types(cls, v: list[str]) -> list[str]:
+        try:
+            event_types.expand(v)
+        except event_types.UnknownEventType as exc:
+            raise ValueError(str(exc)) from None
+        return list(dict.fromkeys(v))  # each once, in the order given
+
+
+class UserSpec(UserFields):
+    id: Identifier

@@ -16,6 +16,8 @@ from daemon.cli import (
     run_cmd,
     sync_cmd,
     tokens_cmd,
+    users_cmd,
+    webhooks_cmd,
 )
 
 
@@ -46,6 +48,7 @@ def cli(api_url: str | None, api_token_file: Path | None) -> None:
       mls-sync check-config          is config.toml valid? what is in effect?
       mls-sync sync                  run one sync cycle now and print a summary
       mls-sync history               what the last cycles did
+      mls-sync users --help          who owns connections, listings and accounts
       mls-sync connections --help    manage MLS connections
       mls-sync listings --help       manage tracked listings
       mls-sync accounts --help       social accounts (Facebook, Instagram, LinkedIn)
@@ -53,6 +56,7 @@ def cli(api_url: str | None, api_token_file: Path | None) -> None:
       mls-sync manual-actions        what only a person can do, with links
       mls-sync unpublish --listing ID   take one listing's posts down now
       mls-sync tokens --help         the /v1 API's tokens (read, write, admin)
+      mls-sync webhooks --help       signed webhooks to your app, in event order
       mls-sync events follow         every change as it commits (JSON lines)
 
     Management commands work on this machine's database, or, with --api URL, on the running
@@ -76,6 +80,8 @@ for command in (
     posts_cmd.unpublish,
     posts_cmd.manual_actions,
     tokens_cmd.tokens,
+    webhooks_cmd.webhooks,
     events_cmd.events,
+    users_cmd.users,
 ):
     cli.add_command(command)

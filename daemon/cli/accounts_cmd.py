@@ -14,7 +14,7 @@ from daemon.cli.common import (
     record_command,
     secret_from,
 )
-from daemon.cli.generic import list_command_for, show_command_for
+from daemon.cli.generic import USER_FILTER, list_command_for, show_command_for
 from daemon.cli.render import echo_done
 from daemon.cli.surface import call, echo_saved, given_or_asked
 from daemon.enums import AccountState
@@ -39,7 +39,13 @@ def accounts() -> None:
 @accounts.command("add")
 @CONFIG_OPTION
 @click.option("--id", "id_", required=True, help="Your id for this account.")
-@click.option("--user", "user_id", required=True, help="Whose account it is (your user id).")
+@click.option(
+    "--user",
+    "user_id",
+    required=True,
+    metavar="ID",
+    help="Whose account it is: a user (`mls-sync users add`), e.g. default.",
+)
 @click.option("--platform", type=click.Choice(PLATFORM_NAMES), required=True)
 @click.option(
     "--connected-via",
@@ -107,7 +113,7 @@ list_command_for(
     "List accounts and their state (active, needs_reauth, disabled).",
     click.option("--platform", type=click.Choice(PLATFORM_NAMES), help="Only this platform's."),
     click.option("--state", type=choice_of(AccountState), help="Only these."),
-    click.option("--user", "user_id", metavar="ID", help="Only this user's."),
+    USER_FILTER,
 )
 
 

@@ -15,7 +15,7 @@ from daemon.cli.common import (
     fields_or_fail,
     record_command,
 )
-from daemon.cli.generic import list_command_for, show_command_for
+from daemon.cli.generic import USER_FILTER, list_command_for, show_command_for
 from daemon.cli.render import echo_done
 from daemon.cli.surface import call, echo_saved, given_or_asked
 from daemon.enums import AuthKind, ConnectionState, KeyFilter, QueryMode
@@ -24,7 +24,7 @@ from daemon.ops.queries import ConnectionQuery
 from daemon.ops.views import View
 from daemon.specs import ConnectionSpec
 
-LIST_COLUMNS = ["id", "name", "mode", "state", "last_synced_at", "last_error"]
+LIST_COLUMNS = ["id", "name", "user_id", "mode", "state", "last_synced_at", "last_error"]
 
 
 @click.group()
@@ -39,6 +39,14 @@ def connections() -> None:
 @CONFIG_OPTION
 @click.option("--id", "id_", required=True, help="Your id for this connection, e.g. 'crmls'.")
 @click.option("--name", required=True, help="A name people recognise.")
+@click.option(
+    "--user",
+    "user_id",
+    metavar="ID",
+    help="Whose connection it is (a user: `mls-sync users add`). New connections without it "
+    "are the default user's; a replaced one keeps its user unless this is given. Its listings "
+    "are its user's unless they name their own.",
+)
 @click.option(
     "--base-url", required=True, help="The Web API root, e.g. https://api.mls.example/reso/odata"
 )
@@ -139,6 +147,7 @@ list_command_for(
     LIST_COLUMNS,
     "List connections with their state and last sync.",
     click.option("--state", type=choice_of(ConnectionState), help="Only in this state."),
+    USER_FILTER,
 )
 
 

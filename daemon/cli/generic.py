@@ -20,6 +20,9 @@ from daemon.ops.views import View
 QueryT = TypeVar("QueryT", bound=PageQuery)
 Option = Callable[[Callable[..., Any]], Callable[..., Any]]
 
+# The filter every list of owned records has (connections, listings, accounts, posts).
+USER_FILTER: Option = click.option("--user", metavar="ID", help="Only this user's.")
+
 
 def list_command_for(
     group: click.Group,

@@ -19,7 +19,7 @@ from daemon.cli.common import (
     run,
     spec_or_fail,
 )
-from daemon.cli.generic import list_command_for
+from daemon.cli.generic import USER_FILTER, list_command_for
 from daemon.cli.render import echo_done, echo_json, echo_page, echo_record, echo_table
 from daemon.cli.surface import call, surface
 from daemon.models import LocalStatus
@@ -70,6 +70,12 @@ def listings() -> None:
     type=click.Choice(STATUS_CHOICES),
     help="Its local status now, if known (the next sync makes it follow the MLS).",
 )
+@click.option(
+    "--user",
+    "user_id",
+    metavar="ID",
+    help="Whose listing it is (a user: `mls-sync users add`). Without it: its connection's user.",
+)
 @JSON_OPTION
 def add(
     config_path: Path | None,
@@ -77,10 +83,16 @@ def add(
     connection_id: str,
     listing_key: str,
     status: str | None,
+    user_id: str | None,
     as_json: bool,
 ) -> None:
     """Track a listing. An existing ID is re-pointed; its status is left to the MLS."""
-    given = {"connection_id": connection_id, "listing_key": listing_key, "status": status}
+    given = {
+        "connection_id": connection_id,
+        "listing_key": listing_key,
+        "status": status,
+        "user_id": user_id,
+    }
     fields = fields_or_fail(ListingSpec, listing_id, given)
     view, created = call(config_path, lambda ops: ops.listings.put(listing_id, fields))
     echo_done(view, as_json, f"listing {listing_id} {'tracked' if created else 're-pointed'}")
@@ -100,13 +112,14 @@ def import_(config_path: Path | None, file: Path, form: str | None, as_json: boo
     """Track many listings from a CSV file with a header row, or from JSON lines:
 
     \b
-      id,connection_id,listing_key[,status]
+      id,connection_id,listing_key[,status][,user_id]
       L-1001,crmls,3yd-CRMLS-A1001,active
     \b
       {"id": "L-1001", "connection_id": "crmls", "listing_key": "3yd-CRMLS-A1001"}
 
-    Every row is checked first; if any is bad, each problem is printed with its line number
-    and nothing is imported (exit 65).
+    A row without a user_id is its connection's user's listing. Every row is checked first;
+    if any is bad, each problem is printed with its line number and nothing is imported
+    (exit 65).
     """
     chosen: ImportFormat = (
         "jsonl" if (form or file.suffix.lstrip(".")) in ("jsonl", "ndjson") else "csv"
@@ -143,6 +156,7 @@ list_command_for(
     ),
     click.option("--excluded/--included", default=None, help="Only excluded, or only included."),
     click.option("--key-contains", "q", metavar="TEXT", help="Only ListingKeys containing TEXT."),
+    USER_FILTER,
 )
 
 

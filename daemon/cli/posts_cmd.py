@@ -96,6 +96,7 @@ list_command_for(
     click.option("--listing", "listing_id", metavar="ID", help="Only this listing's posts."),
     click.option("--platform", type=click.Choice(PLATFORM_NAMES), help="Only this platform's."),
     click.option("--status", type=choice_of(PostStatus)),
+    click.option("--user", metavar="ID", help="Only posts of this user's listings."),
 )
 
 

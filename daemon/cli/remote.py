@@ -7,6 +7,7 @@ the error the local operation would have raised, with the daemon's words.
 
 from __future__ import annotations
 
+import builtins
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -25,7 +26,9 @@ from daemon.ops.posts import PostOps
 from daemon.ops.runs import RunOps
 from daemon.ops.sync import SyncOps
 from daemon.ops.tokens import TokenOps
+from daemon.ops.users import UserOps
 from daemon.ops.views import View
+from daemon.ops.webhooks import EndpointSpec, WebhookOps
 from daemon.scopes import Scope
 from daemon.specs import SpecError
 from daemon.sync.engine import SyncRefused
@@ -246,10 +249,76 @@ class RemoteTokens(Remote, TokenOps):
         return await self.api.view("DELETE", f"/v1/tokens/{_id(name)}")
 
 
+class RemoteWebhooks(Remote, WebhookOps):
+    path = "/v1/webhooks"
+
+    async def create(self, spec: EndpointSpec) -> tuple[View, str]:
+        body = {
+            "url": spec.url,
+            "event_types": list(spec.event_types),
+            "user_id": spec.user_id,
+            "description": spec.description,
+            "after_event": spec.after_event,
+        }
+        return _with_secret(await self.api.view("POST", self.path, body=body))
+
+    async def list(self) -> list[View]:
+        return list((await self.api.view("GET", self.path))["items"])
+
+    async def get(self, endpoint_id: int) -> View:
+        return await self.api.view("GET", f"{self.path}/{endpoint_id}")
+
+    async def remove(self, endpoint_id: int) -> View:
+        return await self.api.view("DELETE", f"{self.path}/{endpoint_id}")
+
+    async def enable(self, endpoint_id: int) -> View:
+        return await self.api.view("POST", f"{self.path}/{endpoint_id}/enable")
+
+    async def disable(self, endpoint_id: int) -> View:
+        return await self.api.view("POST", f"{self.path}/{endpoint_id}/disable")
+
+    async def rotate_secret(self, endpoint_id: int) -> tuple[View, str]:
+        path = f"{self.path}/{endpoint_id}/rotate-secret"
+        return _with_secret(await self.api.view("POST", path))
+
+    async def deliveries(
+        self, endpoint_id: int, before: int | None = None, limit: int = 100
+    ) -> builtins.list[View]:
+        params = {"before": before, "limit": limit}
+        path = f"{self.path}/{endpoint_id}/deliveries"
+        return list((await self.api.view("GET", path, params=params))["items"])
+
+    async def attempts(self, delivery_id: int) -> View:
+        return await self.api.view("GET", f"/v1/webhook-deliveries/{delivery_id}")
+
+    async def replay(self, delivery_id: int) -> View:
+        return await self.api.view("POST", f"/v1/webhook-deliveries/{delivery_id}/replay")
+
+
+def _with_secret(made: View) -> tuple[View, str]:
+    """The endpoint as the local operation returns it, and the secret its answer showed."""
+    secret = str(made["secret"])
+    return {**made, "secret": "<set>"}, secret
+
+
 class RemoteEvents(Remote, EventOps):
     async def feed(self, query: queries.EventQuery, wait_after: Waiter | None = None) -> View:
         # A long poll is held for up to a minute: well within the client's timeout.
         return await self.api.view("GET", "/v1/events", params=query.params())
+
+
+class RemoteUsers(RemoteRecords, UserOps):
+    path = "/v1/users"
+
+    async def put(self, user_id: str, fields: dict[str, Any]) -> tuple[View, bool]:
+        status, view = await self.api.call("PUT", f"/v1/users/{_id(user_id)}", body=fields)
+        return view, status == 201
+
+    async def remove(self, user_id: str) -> View:
+        return await self.api.view("DELETE", f"/v1/users/{_id(user_id)}")
+
+    async def sync(self, user_id: str, trigger: str) -> View:
+        return await self.api.view("POST", f"/v1/users/{_id(user_id)}/sync")
 
 
 def remote_operations(client: httpx.AsyncClient) -> Operations:
@@ -263,5 +332,7 @@ def remote_operations(client: httpx.AsyncClient) -> Operations:
         RemoteRuns(api),
         RemoteSync(api),
         RemoteTokens(api),
+        RemoteWebhooks(api),
         RemoteEvents(api),
+        RemoteUsers(api),
     )

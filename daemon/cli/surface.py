@@ -71,7 +71,13 @@ class Surface:
         open_with = opener() if engine else production
         async with open_with(self.settings, on_progress) as (rt, environment):
             rt.engine.on_run_recorded = on_run_recorded
-            ctx = OpsContext(rt.db, rt.box, rt.engine, actor=f"cli:{user()}")
+            ctx = OpsContext(
+                rt.db,
+                rt.box,
+                rt.engine,
+                actor=f"cli:{user()}",
+                webhooks=self.settings.effective_webhooks(),
+            )
             yield Operations.on(ctx), environment
 
 

@@ -118,7 +118,7 @@ def sync(
                 f"listing {listing['id']} ({listing['listing_key']}): status {listing['status']}"
                 f" (MLS: {listing['mls_standard_status']})"
             )
-        _print_report(report, time.monotonic() - started)
+        print_report(report, time.monotonic() - started)
     if strict and report["outcome"] != "ok":
         raise SystemExit(EX_PARTIAL if report["outcome"] == "partial" else 1)
 
@@ -130,10 +130,14 @@ async def _one(
         return await ops.listings.sync(listing_id, "manual")
     if connection_id:
         return await ops.sync.connection(connection_id, "manual")
-    asked = await ops.sync.everything("manual")
+    return await followed(ops, await ops.sync.everything("manual"))
+
+
+async def followed(ops: Operations, asked: dict[str, Any]) -> dict[str, Any]:
+    """The run a sync asked for ends with: the run itself when it ran here; else (the daemon
+    runs it) its run, read until it has ended."""
     if "run_id" not in asked:
         return asked  # it ran here
-    # The daemon runs it: follow its run to the end.
     while True:
         run = await ops.runs.get(asked["run_id"])
         if run["outcome"] != "running":
@@ -141,7 +145,7 @@ async def _one(
         await anyio.sleep(FOLLOW_EVERY_SECONDS)
 
 
-def _print_report(r: dict[str, Any], seconds: float) -> None:
+def print_report(r: dict[str, Any], seconds: float) -> None:
     click.echo(f"run {r['id']} ({r['trigger']}, {r['scope']}): {r['outcome']} in {seconds:.1f} s")
     click.echo(
         f"  connections {r['connections']}, listings checked {r['listings_checked']}, "

@@ -79,8 +79,10 @@ def for_event(event_type: str, data: Data, base_url: str) -> Message:
         return sold(data, [], base_url)
     elif event_type.startswith("listing."):
         subject, lines = _listing(event_type, data, base_url)
-    else:
+    elif event_type == EventType.RUN_FINISHED:
         subject, lines = _run(data, base_url)
+    else:
+        subject, lines = _other(event_type, data, base_url)
     return Message(subject, "\n".join([*lines, _FOOT]))
 
 
@@ -93,7 +95,7 @@ def digest(day: str, items: Sequence[DigestItem], base_url: str) -> Message:
         of_type = [i for i in items if i.type == event_type]
         if not of_type:
             continue
-        lines += [f"== {_TITLES[event_type]} ({len(of_type)})", ""]
+        lines += [f"== {_TITLES.get(event_type, event_type)} ({len(of_type)})", ""]
         for item in of_type:
             if event_type == EventType.LISTING_SOLD:
                 body = _sold_lines(item.data, item.posts, base_url)
@@ -115,6 +117,7 @@ _TITLES = {
     EventType.LISTING_RESTORED: "Back on the market",
     EventType.LISTING_REMOVED: "No longer in the MLS feed",
     EventType.RUN_FINISHED: "Runs",
+    EventType.WEBHOOK_ENDPOINT_DISABLED: "Webhook endpoints disabled",
 }
 
 
@@ -211,3 +214,16 @@ def _run(data: Data, base_url: str) -> tuple[str, list[str]]:
     run = data.get("run") or {}
     subject = f"Run {run.get('id', '?')} ended: {run.get('outcome', '?')}"
     return subject, [f"{subject}.", _url(base_url, run.get("url"))]
+
+
+def _other(event_type: str, data: Data, base_url: str) -> tuple[str, list[str]]:
+    """A type with no wording of its own (a webhook endpoint disabled, ...): what it is
+    about, the reason and what to do when the event says them."""
+    record = next((v for v in data.values() if isinstance(v, Mapping)), {})
+    about = f"{event_type} ({record.get('id', '?')})"
+    lines = [f"mls-sync: {about}."]
+    if reason := data.get("reason"):
+        lines.append(f"Why: {reason}")
+    if what := data.get("what_to_do"):
+        lines.append(f"What to do: {what}")
+    return f"mls-sync: {about}", [*lines, _url(base_url, record.get("url"))]

@@ -45,7 +45,10 @@ MARK_RETRY_SECONDS = 1.0  # a database too busy to record a send is asked again 
 
 
 class Watch(Protocol):
-    async def wait_after(self, event_id: int, seconds: float) -> None: ...
+    async def wait_after(self, event_id: int, seconds: float) -> bool:
+        """Returns once an event after `event_id` exists or after `seconds`; False at once
+        when the daemon stops."""
+        ...
 
 
 class Hooks(Protocol):
@@ -116,8 +119,8 @@ class MailWorker:
             except sqlite3.Error as exc:  # busy: the next pass tries again
                 log.warning("mail_follow_delayed", error=str(exc))
                 moved = False
-            if not moved:
-                await self._watch.wait_after(self._cursor, self._poll)
+            if not moved and not await self._watch.wait_after(self._cursor, self._poll):
+                await anyio.sleep(self._poll)  # the daemon is stopping: no wake-ups now
 
     async def follow_once(self) -> bool:
         """One batch of events into the outbox; True when the cursor moved."""

@@ -8,6 +8,7 @@ from typing import Any
 from daemon.errors import Conflict
 from daemon.ops import views
 from daemon.ops.records import Kind, Records
+from daemon.ops.users import require_users
 from daemon.ops.views import View
 from daemon.specs import AccountSpec, parse_spec
 from daemon.store import accounts as store
@@ -31,6 +32,7 @@ class AccountOps(Records):
         """Creates or updates. A new account needs its access token; new tokens re-activate
         an account that needed re-authentication."""
         spec = parse_spec(AccountSpec, {**fields, "id": account_id}, values=False)
+        await require_users(self.ctx.db, [spec.user_id], "user_id")
         if tokens.access_token is None and await store.get(self.ctx.db, account_id) is None:
             raise Conflict(
                 f"account {account_id!r} is new: its access token is required "

@@ -8,6 +8,7 @@ from daemon.enums import ConnectionState
 from daemon.errors import Conflict
 from daemon.ops import views
 from daemon.ops.records import Kind, Records
+from daemon.ops.users import require_users
 from daemon.ops.views import View
 from daemon.specs import ConnectionSpec, parse_spec
 from daemon.store import connections as store
@@ -23,6 +24,7 @@ class ConnectionOps(Records):
         existing one keeps its own unless a new one is given, which also re-activates it
         after a refusal (needs_reauth). Returns the connection and whether it is new."""
         spec = parse_spec(ConnectionSpec, {**fields, "id": connection_id}, values=False)
+        await require_users(self.ctx.db, [spec.user_id], "user_id")
         if secret is None and await store.get(self.ctx.db, connection_id) is None:
             raise Conflict(
                 f"connection {connection_id!r} is new: its credential is required "

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from daemon import logs
+from daemon.config import WebhookSettings
 from daemon.credentials import require_box
 from daemon.encryption import SecretBox
 from daemon.errors import Unavailable
@@ -18,6 +19,8 @@ from daemon.timestamps import iso, utcnow
 # Asks the running daemon's coordinator for a full cycle: "started", "queued" or "refused",
 # and the id of the run that will report it.
 Trigger = Callable[[str], Awaitable[tuple[str, int | None]]]
+# The same for a sync of one user's connections: (user id, trigger).
+UserTrigger = Callable[[str, str], Awaitable[tuple[str, int | None]]]
 
 
 @dataclass
@@ -28,6 +31,9 @@ class OpsContext:
     trigger: Trigger | None = None  # set in the daemon: full cycles go through its coordinator
     actor: str = "cli"  # who asks, for the audit line: "cli", or "token:NAME"
     clock: Callable[[], datetime] = field(default=utcnow)
+    user_trigger: UserTrigger | None = None  # set in the daemon, as `trigger` is
+    # As the daemon applies them (Settings.effective_webhooks): URL rules, timeouts, overlap.
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
     def now(self) -> str:
         return iso(self.clock())

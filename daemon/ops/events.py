@@ -20,8 +20,9 @@ from daemon.ops.views import View
 from daemon.specs import SpecError
 from daemon.store import events as store
 
-# Waits until an event after the given id may exist, or the given seconds have passed.
-Waiter = Callable[[int, float], Awaitable[None]]
+# Waits until an event after the given id may exist, or the given seconds have passed; False
+# when the feed must answer now with what it has (the daemon stops).
+Waiter = Callable[[int, float], Awaitable[bool]]
 
 
 class EventOps(Topic):
@@ -38,9 +39,8 @@ class EventOps(Topic):
             full = len(read.rows) == query.limit
             after = read.rows[-1].id if full else max(after, read.upto)
             left = deadline - anyio.current_time()
-            if read.rows or left <= 0:
+            if read.rows or left <= 0 or not await wait(after, left):
                 return {"items": [views.event(r) for r in read.rows], "next_after": after}
-            await wait(after, left)
 
     async def _refuse_pruned(self, after: int) -> None:
         # Ids have no gaps but pruned ones: the first kept (or the next to come, when every
@@ -53,9 +53,10 @@ class EventOps(Topic):
                 f"follow from after={first - 1}"
             )
 
-    async def _poll(self, after: int, seconds: float) -> None:
+    async def _poll(self, after: int, seconds: float) -> bool:
         """Where no watcher runs (the CLI on this machine): look again shortly."""
         await anyio.sleep(min(seconds, POLL_SECONDS))
+        return True
 
 
 POLL_SECONDS = 0.5

@@ -15,7 +15,7 @@ from daemon.specs import ListingSpec, SpecError, parse_spec
 
 ImportFormat = Literal["csv", "jsonl"]
 COLUMNS = ("id", "connection_id", "listing_key")
-OPTIONAL_COLUMNS = ("status",)
+OPTIONAL_COLUMNS = ("status", "user_id")
 MAX_PROBLEMS = 1000  # a report long enough to fix a file by, short enough to read
 
 
@@ -76,8 +76,9 @@ def _csv_rows(text: str, values: bool) -> Iterator[Row]:
                 continue
             # A short row lacks its last columns (None): they are missing, not of a wrong type.
             fields = {k: v.strip() for k, v in row.items() if v is not None}
-            if not fields.get("status"):
-                fields.pop("status", None)
+            for optional in OPTIONAL_COLUMNS:  # an empty cell: not given
+                if not fields.get(optional):
+                    fields.pop(optional, None)
             yield reader.line_num, fields
     except csv.Error as exc:
         _refuse(reader.line_num, f"not readable as CSV ({exc})")

@@ -8,15 +8,25 @@ from typing import Any
 
 from daemon.errors import Conflict, NotFound, found
 from daemon.ops import views
-from daemon.ops.imports import ImportFormat, check_keys_free, check_rows, read_rows
+from daemon.ops.imports import (
+    ImportFormat,
+    ImportRefused,
+    RowProblem,
+    check_keys_free,
+    check_rows,
+    read_rows,
+)
 from daemon.ops.pages import Page, read_page
 from daemon.ops.queries import PageQuery
 from daemon.ops.records import Kind, Records
 from daemon.ops.runs import report_view
+from daemon.ops.users import HOW_TO_ADD, require_users
 from daemon.ops.views import View
 from daemon.specs import ListingSpec, SpecError, parse_spec
 from daemon.store import connections
 from daemon.store import listings as store
+from daemon.store import users as user_store
+from daemon.store.database import Database
 from daemon.store.paging import read
 
 # The audit trail a listing's own view carries; longer ones are read page by page.
@@ -48,6 +58,7 @@ class ListingOps(Records):
         spec = parse_spec(ListingSpec, {**fields, "id": listing_id}, values=False)
         if await connections.get(self.ctx.db, spec.connection_id) is None:
             raise SpecError("connection_id: no MLS connection has this id (add it first)")
+        await require_users(self.ctx.db, [spec.user_id], "user_id")
         owner = (await self._tracked([spec])).get((spec.connection_id, spec.listing_key))
         if owner not in (None, listing_id):
             raise Conflict(
@@ -64,6 +75,7 @@ class ListingOps(Records):
         one transaction."""
         known = {c.id for c in await connections.list_all(self.ctx.db)}
         rows = check_rows(read_rows(text, form, values), known, values)
+        await check_users(self.ctx.db, rows)
         check_keys_free(rows, await self._tracked([spec for _, spec in rows]))
         specs = [spec for _, spec in rows]
         changed = await store.add_many(self.ctx.db, specs, self.ctx.now())
@@ -104,3 +116,16 @@ class ListingOps(Records):
         report = await self.ctx.require_engine().unpublish_listing(listing_id, trigger)
         self.ctx.audit("unpublished", "listing", listing_id, run=report.run.id)
         return report_view(report)
+
+
+async def check_users(db: Database, rows: Sequence[tuple[int, ListingSpec]]) -> None:
+    """ImportRefused naming each row whose user_id is no user."""
+    named = {spec.user_id for _, spec in rows if spec.user_id is not None}
+    users = await user_store.existing(db, named) if named else set()
+    problems = [
+        RowProblem(line, f"line {line}: user_id: no user has this id; {HOW_TO_ADD}")
+        for line, spec in rows
+        if spec.user_id is not None and spec.user_id not in users
+    ]
+    if problems:
+        raise ImportRefused(problems)

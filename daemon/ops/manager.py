@@ -16,6 +16,8 @@ from daemon.ops.posts import PostOps
 from daemon.ops.runs import RunOps
 from daemon.ops.sync import SyncOps
 from daemon.ops.tokens import TokenOps
+from daemon.ops.users import UserOps
+from daemon.ops.webhooks import WebhookOps
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,9 @@ class Operations:
     runs: RunOps
     sync: SyncOps
     tokens: TokenOps
+    webhooks: WebhookOps
     events: EventOps
+    users: UserOps
 
     @classmethod
     def on(cls, ctx: OpsContext) -> Operations:
@@ -40,5 +44,7 @@ class Operations:
             RunOps(ctx),
             SyncOps(ctx),
             TokenOps(ctx),
+            WebhookOps(ctx),
             EventOps(ctx),
+            UserOps(ctx),
         )

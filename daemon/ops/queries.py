@@ -18,6 +18,7 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 _STATUS = f"^({'|'.join([*LocalStatus, 'unknown'])})$"
 _ID = Field(default=None, max_length=128)
+_USER = Field(default=None, max_length=128, description="only this user's (its id)")
 
 
 class PageQuery(BaseModel):
@@ -39,6 +40,7 @@ class PageQuery(BaseModel):
 
 class ConnectionQuery(PageQuery):
     state: ConnectionState | None = None
+    user: str | None = _USER
 
 
 class ListingQuery(PageQuery):
@@ -50,6 +52,7 @@ class ListingQuery(PageQuery):
     q: str | None = Field(
         default=None, min_length=1, max_length=255, description="a part of the ListingKey"
     )
+    user: str | None = _USER
 
     def filters(self) -> dict[str, Any]:
         out = super().filters()
@@ -60,13 +63,16 @@ class ListingQuery(PageQuery):
 class AccountQuery(PageQuery):
     platform: Platform | None = None
     state: AccountState | None = None
-    user_id: str | None = Field(default=None, max_length=200)
+    user: str | None = _USER
 
 
 class PostQuery(PageQuery):
     listing_id: str | None = _ID
     platform: Platform | None = None
     status: PostStatus | None = None
+    user: str | None = Field(
+        default=None, max_length=128, description="only posts of this user's listings"
+    )
 
 
 class RunQuery(PageQuery):

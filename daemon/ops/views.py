@@ -19,6 +19,7 @@ from daemon.store.records import (
     RunErrorRow,
     RunRow,
     StatusChangeRow,
+    UserRow,
 )
 
 View = dict[str, Any]
@@ -72,3 +73,9 @@ def event(row: EventRow) -> View:
         "user_id": row.user_id,
         "data": data,
     }
+
+
+def user(row: UserRow) -> View:
+    out = asdict(row)
+    out["notify_events"] = json.loads(row.notify_events)
+    return out

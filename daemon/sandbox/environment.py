@@ -22,7 +22,7 @@ from typing import Any
 from daemon.composition import Progress, Runtime, open_runtime
 from daemon.config import SandboxSettings, Settings
 from daemon.encryption import SecretBox
-from daemon.enums import KeyFilter
+from daemon.enums import EventType, KeyFilter
 from daemon.platforms.registry import PLATFORM_NAMES, REGISTRY, Platform
 from daemon.sandbox import market
 from daemon.sandbox.mls_server import TOP_IS_TOTAL_PATH, SandboxMls, build_mls_app
@@ -33,21 +33,14 @@ from daemon.sandbox.platforms_server import (
 )
 from daemon.sandbox.smtp_sink import SmtpSink, smtp_sink_running
 from daemon.serving import serving
-from daemon.specs import AccountSpec, ConnectionSpec, ListingSpec, PostSpec
+from daemon.specs import AccountSpec, ConnectionSpec, ListingSpec, PostSpec, UserSpec
 from daemon.state_dir import make_folder
-from daemon.store import accounts, connections, listings, mail_recipients, posts
+from daemon.store import accounts, connections, listings, posts, users
 from daemon.store.database import Database
 from daemon.timestamps import iso, parse_iso, utcnow
 
 STATE_FILE = "sandbox-mls.json"
 MAIL_FILE = "sandbox-mail.jsonl"  # what the sandbox's SMTP sink received, a line a message
-# What the sandbox agents are e-mailed about (docs/email.md).
-AGENT_NOTIFY_EVENTS = (
-    "listing.sold",
-    "post.needs_person",
-    "account.needs_reauth",
-    "connection.needs_reauth",
-)
 # One connection of each kind, so the demo exercises every query form.
 FLAVOURS: list[dict[str, Any]] = [
     {"mode": "by_key", "key_filter": KeyFilter.IN},
@@ -65,6 +58,13 @@ FLAVOURS: list[dict[str, Any]] = [
 # whose API can delete.
 CONNECTED_VIA: dict[str, str] = {Platform.INSTAGRAM: "facebook_login"}
 POSTED_SHARE = 0.4  # the share of sandbox listings that were advertised on social media
+# What a sandbox agent is e-mailed: what a person must know or do.
+AGENT_NOTIFY_EVENTS = [
+    EventType.LISTING_SOLD,
+    EventType.POST_NEEDS_PERSON,
+    EventType.ACCOUNT_NEEDS_REAUTH,
+    EventType.CONNECTION_NEEDS_REAUTH,
+]
 
 
 @dataclass
@@ -128,6 +128,9 @@ class SandboxSession:
         """(Re)points the sandbox connections at this run's servers and records the sandbox
         listings, accounts and posts."""
         now = iso(utcnow())
+        for agent in range(self.sandbox.agents):
+            await users.upsert(db, _agent_user(agent), now)
+        owners = _owners(self.sandbox)
         for i, keys in enumerate(_keys(self.sandbox)):
             cid = connection_id(i)
             client_id, secret = f"{cid}-client", f"{cid}-secret"
@@ -147,9 +150,11 @@ class SandboxSession:
                 **flavour,
             )
             await connections.upsert(db, spec, box.encrypt(secret), now)
-            await listings.add_many(
-                db, [ListingSpec(id=f"L-{k}", connection_id=cid, listing_key=k) for k in keys], now
-            )
+            specs = [
+                ListingSpec(id=f"L-{k}", connection_id=cid, listing_key=k, user_id=owners[k])
+                for k in keys
+            ]
+            await listings.add_many(db, specs, now)
         for agent in range(self.sandbox.agents):
             for platform in PLATFORM_NAMES:
                 account_id = _account(agent, platform)
@@ -158,27 +163,13 @@ class SandboxSession:
                 spec_a = AccountSpec.model_validate(
                     {
                         "id": account_id,
-                        "user_id": f"sandbox-agent-{agent + 1}",
+                        "user_id": _agent_id(agent),
                         "platform": platform,
                         "connected_via": CONNECTED_VIA.get(platform),
                     }
                 )
                 await accounts.upsert(db, spec_a, box.encrypt(token), None, None, now)
         await _record_posts(db, self.platforms, now)
-        await _recipients(db, self.sandbox, now)
-
-
-async def _recipients(db: Database, sandbox: SandboxSettings, now: str) -> None:
-    """Each sandbox agent is a user with an address the sink takes, told of sales and of what
-    needs them; sandbox connection i (and its listings) is agent i's (modulo the agents)."""
-    for agent in range(sandbox.agents):
-        user_id = f"sandbox-agent-{agent + 1}"
-        email = f"agent{agent + 1}@sandbox.invalid"
-        name = f"Sandbox agent {agent + 1}"
-        await mail_recipients.ensure(db, user_id, name, email, AGENT_NOTIFY_EVENTS, now)
-    for i in range(sandbox.connections):
-        owner = f"sandbox-agent-{i % sandbox.agents + 1}"
-        await mail_recipients.assign_connection(db, connection_id(i), owner)
 
 
 def connection_id(i: int) -> str:
@@ -218,13 +209,37 @@ def _keys(sandbox: SandboxSettings) -> list[list[str]]:
     return [[market.listing_key(c + 1, n) for n in range(per)] for c in range(sandbox.connections)]
 
 
+def _agent_id(agent: int) -> str:
+    return f"sandbox-agent-{agent + 1}"
+
+
+def _agent_user(agent: int) -> UserSpec:
+    return UserSpec(
+        id=_agent_id(agent),
+        display_name=f"Sandbox agent {agent + 1}",
+        email=f"agent{agent + 1}@sandbox.invalid",  # RFC 2606: never a real mailbox
+        notify_events=[str(e) for e in AGENT_NOTIFY_EVENTS],
+    )
+
+
+def _agent_of(n: int, agents: int) -> int:
+    """The agent of the n-th listing (in key order): whose accounts publish its posts."""
+    return n % agents
+
+
+def _owners(sandbox: SandboxSettings) -> dict[str, str]:
+    """Each listing's user: its agent, so a sold listing's user owns its posts' accounts."""
+    keys = sorted(k for ks in _keys(sandbox) for k in ks)
+    return {key: _agent_id(_agent_of(n, sandbox.agents)) for n, key in enumerate(keys)}
+
+
 def _publish(platforms: SandboxPlatforms, keys: list[str], agents: int, rng: random.Random) -> None:
     """Some listings were advertised by their agent: a post on each platform."""
     for n, key in enumerate(sorted(keys)):
         if rng.random() >= POSTED_SHARE:
             continue
         for platform in PLATFORM_NAMES:
-            account_id = _account(n % agents, platform)
+            account_id = _account(_agent_of(n, agents), platform)
             platforms.publish(platform, _post_id(platform, n), _token(account_id), listing_key=key)
 
 

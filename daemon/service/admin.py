@@ -67,7 +67,15 @@ def _operations(request: Request, who: Caller) -> Operations:
     """The operations, on behalf of the caller (named in the audit log)."""
     state = service_state(request)
     rt = state.runtime
-    ctx = OpsContext(rt.db, rt.box, rt.engine, state.coordinator.request, f"token:{who.name}")
+    ctx = OpsContext(
+        rt.db,
+        rt.box,
+        rt.engine,
+        state.coordinator.request,
+        f"token:{who.name}",
+        user_trigger=state.user_syncs.request,
+        webhooks=state.settings.effective_webhooks(),
+    )
     return Operations.on(ctx)
 
 

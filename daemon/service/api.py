@@ -25,6 +25,8 @@ from daemon.service.event_routes import event_routes
 from daemon.service.health import Answer, health_routes, readyz_answer, status_answer
 from daemon.service.problems import PROBLEM_JSON, problem
 from daemon.service.state import ServiceState
+from daemon.service.user_routes import user_routes
+from daemon.service.webhook_routes import webhook_routes
 
 
 def build_app(state: ServiceState) -> FastAPI:
@@ -38,7 +40,9 @@ def build_app(state: ServiceState) -> FastAPI:
     app.state.service = state
     app.include_router(health_routes(state))
     app.include_router(admin_routes(state))
+    app.include_router(webhook_routes())
     app.include_router(event_routes(state))
+    app.include_router(user_routes(state))
 
     tokens = TokenCheck(state.runtime.db, state.api_token)
     app.state.tokens = tokens

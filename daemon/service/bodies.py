@@ -11,12 +11,20 @@ from fastapi import Path
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from daemon.scopes import Scope
-from daemon.specs import AccountFields, ConnectionFields, Identifier, ListingFields, PostFields
+from daemon.specs import (
+    AccountFields,
+    ConnectionFields,
+    Identifier,
+    ListingFields,
+    PostFields,
+    UserFields,
+)
 
 ConnectionId = Annotated[str, Path(examples=["crmls"])]
 ListingId = Annotated[str, Path(examples=["L-1"])]
 AccountId = Annotated[str, Path(examples=["fb-page"])]
 PostId = Annotated[str, Path(examples=["fb-L-1"])]
+UserId = Annotated[str, Path(examples=["agent-1"])]
 TokenName = Annotated[str, Path(examples=["monitoring"])]
 # A run's number fits SQLite's integers: a larger one could not even be looked up (a 500).
 RunId = Annotated[int, Path(examples=[1], le=2**63 - 1)]
@@ -55,6 +63,22 @@ class AccountBody(AccountFields):
 
 class PostBody(PostFields):
     model_config = _example(listing_id="L-1", account_id="fb-page", platform_post_id="1093_441")
+
+
+class UserBody(UserFields):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "display_name": "Agent One",
+                    "email": "agent1@example.com",
+                    "time_zone": "America/Los_Angeles",
+                    "notify_events": ["listing.sold", "post.needs_person"],
+                    "notify_mode": "immediate",
+                }
+            ]
+        }
+    )
 
 
 class TokenBody(BaseModel):

@@ -31,6 +31,7 @@ from daemon.credentials import (
 )
 from daemon.mail.worker import MailWorker
 from daemon.ops import tokens
+from daemon.outbound.worker import Deliveries
 from daemon.service.api import build_app
 from daemon.service.board import StatusBoard
 from daemon.service.coordinator import Coordinator
@@ -40,6 +41,7 @@ from daemon.service.metrics import Metrics
 from daemon.service.notify import Notifier
 from daemon.service.scheduler import Scheduler
 from daemon.service.state import ServiceState
+from daemon.service.user_syncs import UserSyncs
 from daemon.serving import serving
 from daemon.store import cycle_health, database, events, listings, runs
 from daemon.sync.engine import RunReport
@@ -48,7 +50,8 @@ from daemon.timestamps import iso, utcnow
 log = structlog.get_logger("mls_sync.daemon")
 
 # Changing these needs a restart; a reload says so instead of half-applying them.
-RESTART_ONLY = ("database", "daemon", "sandbox", "email")
+
+RESTART_ONLY = ("database", "daemon", "sandbox", "webhooks", "email")
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
 
 
@@ -86,6 +89,7 @@ async def run_daemon(
             sandbox=sandbox,
             version=version("mls-sync"),
             event_watch=EventWatch(status_reader),
+            user_syncs=UserSyncs(rt.engine),
         )
         coordinator.on_report = lambda report, seconds: _after_cycle(
             state, notifier, report, seconds
@@ -108,7 +112,9 @@ async def run_daemon(
             try:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(coordinator.run)
+                    tg.start_soon(state.user_syncs.run)
                     tg.start_soon(state.board.run)
+                    tg.start_soon(_deliveries(state, status_reader).run)
                     tg.start_soon(state.event_watch.run)
                     if rt.settings.email.enabled:
                         tg.start_soon(_mail_worker(state, environ).run)
@@ -150,6 +156,20 @@ def _mail_worker(state: ServiceState, environ: Mapping[str, str] | None) -> Mail
         password.value if password else None,
         state.event_watch,
         hooks=state.metrics,
+    )
+
+
+def _deliveries(state: ServiceState, reader: database.Database) -> Deliveries:
+    """The webhook worker: its own tasks beside the coordinator's, so a slow receiver never
+    holds up a cycle. Cancelled with the rest when the daemon stops."""
+    rt = state.runtime
+    return Deliveries(
+        rt.db,
+        rt.box,
+        rt.settings.effective_webhooks(),
+        state.metrics,
+        wake=state.event_watch.wait_after,
+        reader=reader,
     )
 
 
@@ -197,7 +217,10 @@ async def _stop(state: ServiceState, notifier: Notifier, grace: float) -> None:
     notifier.stopping()
     log.info("daemon_stopping", grace_seconds=grace)
     state.scheduler.shutdown()
-    await state.coordinator.stop(grace)
+    state.event_watch.stop()
+    async with anyio.create_task_group() as tg:  # both within the one grace
+        tg.start_soon(state.coordinator.stop, grace)
+        tg.start_soon(state.user_syncs.stop, grace)
 
 
 def _reload(state: ServiceState, notifier: Notifier, config_path: Path | None) -> None:

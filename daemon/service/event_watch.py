@@ -24,6 +24,7 @@ class EventWatch:
         self._interval = interval
         self.latest = 0
         self._moved = anyio.Event()
+        self.stopped = False
 
     async def run(self) -> None:
         """Until cancelled."""
@@ -35,8 +36,16 @@ class EventWatch:
                 self._moved = anyio.Event()
             await anyio.sleep(self._interval)
 
-    async def wait_after(self, event_id: int, seconds: float) -> None:
-        """Returns once an event after `event_id` exists, or after `seconds`."""
+    async def wait_after(self, event_id: int, seconds: float) -> bool:
+        """Returns once an event after `event_id` exists or after `seconds`; at once, with
+        False, when the daemon stops (waiting is over for good)."""
         with anyio.move_on_after(seconds):
-            while self.latest <= event_id:
+            while self.latest <= event_id and not self.stopped:
                 await self._moved.wait()
+        return not self.stopped
+
+    def stop(self) -> None:
+        """The daemon stops: every waiter returns now, so a long poll gets its answer before
+        the HTTP server closes (instead of being cut off)."""
+        self.stopped = True
+        self._moved.set()

@@ -36,6 +36,7 @@ from daemon.store.cycle_health import CycleHealth
 from daemon.store.runs import Tally
 from daemon.sync.engine import RunReport
 
+WEBHOOK_RESULTS = ("delivered", "retry", "given_up")
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600)
 
 
@@ -155,6 +156,22 @@ class Metrics:
             "E-mail notifications not sent yet (held for their run's end, or pending)",
             registry=r,
         )
+        self.webhook_deliveries = Counter(
+            "mls_sync_webhook_deliveries",
+            "Webhook delivery attempts, by result: delivered (2xx), retry (failed, tried "
+            "again later), given_up (the endpoint was disabled)",
+            ["result"],
+            registry=r,
+        )
+        for result in WEBHOOK_RESULTS:
+            self.webhook_deliveries.labels(result)
+        self.webhook_oldest_undelivered = Gauge(
+            "mls_sync_webhook_oldest_undelivered_seconds",
+            "Per enabled endpoint, the age of its oldest event not yet delivered (0: none)",
+            ["endpoint"],
+            registry=r,
+        )
+        self._webhook_endpoints: set[str] = set()
         self._counted: dict[int, Tally] = {}  # run id -> what the counters hold of it
         self._ended_through = 0  # cycles up to this run id are counted in full
         self._connection_ids: set[str] = set()  # those with series
@@ -248,6 +265,18 @@ class Metrics:
 
     def mail_waiting(self, count: int) -> None:
         self.mail_outbox.set(count)
+
+    def delivery_result(self, result: str) -> None:
+        self.webhook_deliveries.labels(result).inc()
+
+    def set_oldest_undelivered(self, ages: dict[int, float]) -> None:
+        """A removed or disabled endpoint's series goes away."""
+        now = {str(k): v for k, v in ages.items()}
+        for gone in self._webhook_endpoints - now.keys():
+            self.webhook_oldest_undelivered.remove(gone)
+        for endpoint, age in now.items():
+            self.webhook_oldest_undelivered.labels(endpoint).set(age)
+        self._webhook_endpoints = set(now)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -19,6 +19,7 @@ from daemon.enums import (
     ConnectionState,
     EventType,
     KeyFilter,
+    NotifyMode,
     PostStatus,
     QueryMode,
 )
@@ -252,6 +253,31 @@ class ManualActions(Shape):
     accounts_to_reauthenticate: list[Account]
     connections_to_reauthenticate: list[Connection]
     totals: ManualTotals = Field(description="how many in all: each list stops at 10,000")
+
+
+class User(Shape):
+    id: str
+    display_name: str
+    email: str | None
+    time_zone: str = Field(description="an IANA name: when a daily digest goes out")
+    notify_events: list[str] = Field(
+        description="the event types e-mailed to the user: a type, a family (`listing.*`) or `*`"
+    )
+    notify_mode: NotifyMode
+    created_at: str
+    updated_at: str
+
+
+class UserRemoved(Shape):
+    removed: str
+
+
+class UserSyncRequested(Shape):
+    outcome: Literal["started", "queued"] = Field(
+        description="queued: a sync of this user runs or waits, and this one shares or "
+        "follows it (coalesced)"
+    )
+    run_id: int = Field(description="the run that will report the sync")
 
 
 class Token(Shape):

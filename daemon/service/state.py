@@ -13,6 +13,7 @@ from daemon.service.coordinator import Coordinator
 from daemon.service.event_watch import EventWatch
 from daemon.service.metrics import Metrics
 from daemon.service.scheduler import Scheduler
+from daemon.service.user_syncs import UserSyncs
 
 
 @dataclass
@@ -27,6 +28,7 @@ class ServiceState:
     sandbox: Environment | None  # the embedded sandbox around the runtime, if enabled
     version: str
     event_watch: EventWatch
+    user_syncs: UserSyncs
     started_monotonic: float = field(default_factory=time.monotonic)
     # Polled answers, reused briefly (service/health.py): path -> (when, snapshot, answer).
     recent_answers: dict[str, tuple[float, object, tuple[int, str, bytes]]] = field(

@@ -135,7 +135,7 @@ async def remove(db: Database, account_id: str) -> None:
 _MATCHING = """
 FROM platform_accounts
 WHERE (:platform IS NULL OR platform = :platform) AND (:state IS NULL OR state = :state)
-  AND (:user_id IS NULL OR user_id = :user_id)
+  AND (:user IS NULL OR user_id = :user)
 """
 PAGE = f"SELECT * {_MATCHING} AND (:after IS NULL OR id > :after) ORDER BY id LIMIT :limit"
 COUNT = f"SELECT count(*) {_MATCHING}"

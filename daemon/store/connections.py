@@ -36,14 +36,16 @@ _SPEC_COLUMNS = (
 
 INSERT = f"""
 INSERT INTO mls_connections
-    (id, {", ".join(_SPEC_COLUMNS)}, secret_encrypted, created_at, updated_at)
-VALUES (:id, {", ".join(":" + c for c in _SPEC_COLUMNS)}, :secret, :now, :now)
+    (id, {", ".join(_SPEC_COLUMNS)}, user_id, secret_encrypted, created_at, updated_at)
+VALUES (:id, {", ".join(":" + c for c in _SPEC_COLUMNS)}, coalesce(:user_id, 'default'),
+    :secret, :now, :now)
 """
 # SQLite checks NOT NULL on the proposed row before an upsert's conflict clause, so keeping the
 # stored secret takes an UPDATE of its own.
 UPDATE = f"""
 UPDATE mls_connections SET
     {", ".join(f"{c} = :{c}" for c in _SPEC_COLUMNS)},
+    user_id = coalesce(:user_id, user_id),  -- no user given: it stays whose it was
     secret_encrypted = coalesce(:secret, secret_encrypted),
     -- New credentials are the way out of needs_reauth; a paused connection stays paused.
     state = CASE WHEN state = 'needs_reauth' AND :secret IS NOT NULL THEN 'active' ELSE state END,
@@ -54,6 +56,9 @@ WHERE id = :id
 GET = "SELECT * FROM mls_connections WHERE id = ?"
 LIST = "SELECT * FROM mls_connections ORDER BY id"
 LIST_ACTIVE = "SELECT * FROM mls_connections WHERE state = 'active' ORDER BY id"
+LIST_ACTIVE_OF_USER = """
+SELECT * FROM mls_connections WHERE state = 'active' AND user_id = ? ORDER BY id
+"""
 SUMMARY_FIELDS = ("id", "name", "mode", "state", "last_synced_at", "last_error")
 SUMMARIES = f"SELECT {', '.join(SUMMARY_FIELDS)} FROM mls_connections ORDER BY id"
 SET_STATE = """
@@ -109,6 +114,12 @@ async def _get(conn: aiosqlite.Connection, connection_id: str) -> ConnectionRow 
 
 async def list_all(db: Database, active_only: bool = False) -> list[ConnectionRow]:
     async with db.reading() as conn, conn.execute(LIST_ACTIVE if active_only else LIST) as cur:
+        return [from_row(ConnectionRow, r) for r in await cur.fetchall()]
+
+
+async def active_of_user(db: Database, user_id: str) -> list[ConnectionRow]:
+    """The connections a sync of the user's connections takes (paused ones wait)."""
+    async with db.reading() as conn, conn.execute(LIST_ACTIVE_OF_USER, (user_id,)) as cur:
         return [from_row(ConnectionRow, r) for r in await cur.fetchall()]
 
 
@@ -238,7 +249,10 @@ async def count_by_state(db: Database) -> dict[str, int]:
         return {r[0]: int(r[1]) for r in await cur.fetchall()}
 
 
-_MATCHING = "FROM mls_connections WHERE (:state IS NULL OR state = :state)"
+_MATCHING = """
+FROM mls_connections
+WHERE (:state IS NULL OR state = :state) AND (:user IS NULL OR user_id = :user)
+"""
 PAGE = f"SELECT * {_MATCHING} AND (:after IS NULL OR id > :after) ORDER BY id LIMIT :limit"
 COUNT = f"SELECT count(*) {_MATCHING}"
 

@@ -17,14 +17,21 @@ from daemon.store.paging import Collection
 from daemon.store.records import ListingRow, StatusChangeRow, TrackedListing, from_row
 from daemon.timestamps import iso
 
+# A listing given no user is its connection's user's; re-pointed to another connection
+# without one, it follows its new connection; a user given is kept until another is given.
 INSERT = """
-INSERT INTO listings (id, connection_id, listing_key, status, created_at, updated_at)
-VALUES (:id, :connection_id, :listing_key, :status, :now, :now)
+INSERT INTO listings (id, connection_id, listing_key, status, user_id, created_at, updated_at)
+VALUES (:id, :connection_id, :listing_key, :status,
+    coalesce(:user_id, (SELECT user_id FROM mls_connections WHERE id = :connection_id)),
+    :now, :now)
 ON CONFLICT (id) DO UPDATE SET
     connection_id = excluded.connection_id,
     listing_key = excluded.listing_key,
+    user_id = CASE WHEN :user_id IS NOT NULL OR connection_id IS NOT excluded.connection_id
+                   THEN excluded.user_id ELSE user_id END,
     updated_at = excluded.updated_at
 WHERE connection_id IS NOT excluded.connection_id OR listing_key IS NOT excluded.listing_key
+   OR user_id IS NOT coalesce(:user_id, user_id)
 """
 GET = "SELECT * FROM listings WHERE id = ?"
 LIST = """
@@ -234,6 +241,7 @@ WHERE (:connection_id IS NULL OR connection_id = :connection_id)
   AND (:status IS NULL OR status = :status OR (:status = 'unknown' AND status IS NULL))
   AND (:excluded IS NULL OR excluded = :excluded)
   AND (:key_contains IS NULL OR instr(listing_key, :key_contains) > 0)
+  AND (:user IS NULL OR user_id = :user)
 """
 PAGE = f"SELECT * {_MATCHING} AND (:after IS NULL OR id > :after) ORDER BY id LIMIT :limit"
 COUNT = f"SELECT count(*) {_MATCHING}"

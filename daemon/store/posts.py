@@ -35,6 +35,8 @@ WHERE p.status = 'published'
   AND (p.next_attempt_at IS NULL OR p.next_attempt_at <= :now)
   AND (:listing_id IS NULL OR p.listing_id = :listing_id)
   AND (:connection_id IS NULL OR l.connection_id = :connection_id)
+  AND (:user_id IS NULL
+       OR l.connection_id IN (SELECT id FROM mls_connections WHERE user_id = :user_id))
 ORDER BY p.account_id, p.id
 """
 )
@@ -124,10 +126,12 @@ COUNT_BY_STATUS = "SELECT status, count(*) FROM social_posts GROUP BY 1 ORDER BY
 
 @dataclass(frozen=True)
 class DueScope:
-    """Which posts a run reconciles: all, one connection's listings, or one listing's."""
+    """Which posts a run reconciles: all, one connection's listings, one listing's, or those
+    of the listings of one user's connections."""
 
     connection_id: str | None = None
     listing_id: str | None = None
+    user_id: str | None = None
 
 
 async def due_for_unpublish(
@@ -139,6 +143,7 @@ async def due_for_unpublish(
         "now": now,
         "listing_id": scope.listing_id,
         "connection_id": scope.connection_id,
+        "user_id": scope.user_id,
     }
     async with db.reading() as conn, conn.execute(DUE, params) as cur:
         return [from_row(DuePost, r) for r in await cur.fetchall()]
@@ -280,6 +285,7 @@ _MATCHING = (
 WHERE (:listing_id IS NULL OR p.listing_id = :listing_id)
   AND (:status IS NULL OR p.status = :status)
   AND (:platform IS NULL OR a.platform = :platform)
+  AND (:user IS NULL OR p.listing_id IN (SELECT id FROM listings WHERE user_id = :user))
 """
 )
 PAGE = _MATCHING + "AND (:after IS NULL OR p.id > :after) ORDER BY p.id LIMIT :limit"

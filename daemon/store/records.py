@@ -220,3 +220,47 @@ class EventRow:
     run_id: int | None
     data: str  # JSON
     created_at: str
+
+
+@dataclass(frozen=True)
+class WebhookEndpointRow:
+    id: int
+    url: str
+    event_types: str  # a JSON list
+    user_id: str | None
+    description: str | None
+    enabled: int
+    disabled_reason: str | None
+    secret_encrypted: str
+    previous_secret_encrypted: str | None
+    previous_secret_until: str | None
+    cursor: int
+    failing_since: str | None
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class WebhookDeliveryRow:
+    id: int
+    endpoint_id: int
+    event_id: int
+    state: str
+    attempts: int
+    next_attempt_at: str | None
+    last_status: int | None
+    last_error: str | None
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class WebhookAttemptRow:
+    id: int
+    delivery_id: int
+    at: str
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+    response_excerpt: str | None
+    replay: int

@@ -1,4 +1,4 @@
-"""The sync cycle: `sync_all`, `sync_connection` and `sync_listing`.
+"""The sync cycle: `sync_all`, `sync_user`, `sync_connection` and `sync_listing`.
 
 Each call is one run in the sync history. Connections run with bounded concurrency, each under
 a lease so that no connection is ever synced twice at once, also from another process.
@@ -93,10 +93,19 @@ class SyncEngine:
         self.access.forget_others([t.id for t in targets])
         return await self._run(trigger, "all", targets, reserved=run_id)
 
-    async def reserve_run(self, trigger: str) -> int:
-        """The row a full cycle that has yet to begin will report under, so whoever asked for
-        it can follow it (POST /v1/sync answers with its id)."""
-        return await runs.start(self.db, trigger, "all", self.holder, iso(self.clock()))
+    async def sync_user(
+        self, user_id: str, trigger: str = "manual", run_id: int | None = None
+    ) -> RunReport:
+        """Every active connection of one user (paused ones and those that need
+        re-authentication wait). `run_id`: a run reserved by `reserve_run`, reported under."""
+        targets = await connections.active_of_user(self.db, user_id)
+        return await self._run(trigger, f"user:{user_id}", targets, reserved=run_id)
+
+    async def reserve_run(self, trigger: str, scope: str = "all") -> int:
+        """The row a run that has yet to begin will report under (a full cycle, or a user's
+        sync: `user:ID`), so whoever asked for it can follow it (POST /v1/sync answers with
+        its id)."""
+        return await runs.start(self.db, trigger, scope, self.holder, iso(self.clock()))
 
     async def abandon_run(self, run_id: int, reason: str) -> None:
         """Ends a reserved run that is still `running` although no cycle runs it (the daemon
@@ -470,6 +479,8 @@ def _due_scope(scope: str) -> DueScope:
         return DueScope(connection_id=ident)
     if kind == "listing":
         return DueScope(listing_id=ident)
+    if kind == "user":
+        return DueScope(user_id=ident)
     return DueScope()
 
 

@@ -711,7 +711,7 @@ async def test_each_write_logs_one_audit_line_naming_the_token_and_no_secret(
         app = made.json()["token"]
         connection = {"name": "C", "base_url": mls[1], "secret": SECRET}
         await daemon.call("PUT", "/v1/mls-connections/crmls", json=connection)
-        account = {"user_id": "agent-1", "platform": "facebook", "access_token": SECRET + "2"}
+        account = {"user_id": "default", "platform": "facebook", "access_token": SECRET + "2"}
         await daemon.call("PUT", "/v1/platform-accounts/fb", json=account)
         listing = {"connection_id": "crmls", "listing_key": "K1"}
         await daemon.call("PUT", "/v1/listings/L-1", json=listing, token=app)

@@ -222,7 +222,7 @@ def test_a_connection_whose_listings_have_live_posts_is_removed_only_when_forced
         "/v1/mls-connections/c-live": {"name": "C", "base_url": NOWHERE, "secret": "x"},
         "/v1/listings/L-sold": {"connection_id": "c-live", "listing_key": "K9", "status": "sold"},
         "/v1/platform-accounts/a-live": {
-            "user_id": "u",
+            "user_id": "default",
             "platform": "facebook",
             "access_token": "t",
         },

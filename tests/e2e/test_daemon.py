@@ -458,7 +458,7 @@ async def test_a_listing_and_a_post_recorded_through_the_api_come_down_when_sold
         ("/v1/listings/L-K9", {"connection_id": "mls-1", "listing_key": "K9"}),
         (
             "/v1/platform-accounts/li",
-            {"user_id": "agent", "platform": "linkedin", "access_token": "li-token"},
+            {"user_id": "default", "platform": "linkedin", "access_token": "li-token"},
         ),
         (
             "/v1/posts/p-9",

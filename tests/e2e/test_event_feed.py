@@ -14,6 +14,7 @@ from collections import Counter
 from typing import Any
 
 import anyio
+import httpx
 
 from tests.e2e.daemon_process import API_TOKEN, Daemon, DaemonConfig
 from tests.e2e.test_admin_api import assert_problem, read_all, running
@@ -193,3 +194,32 @@ async def test_the_cli_reads_the_feed_over_the_api_as_it_does_locally_and_follow
     sold = json.loads(line.decode().splitlines()[0])
     assert (sold["type"], sold["data"]["listing"]["id"]) == ("listing.sold", "L-A")
     assert code != 0  # cut short by Ctrl-C, as any command is
+
+
+async def test_a_long_poll_in_flight_is_answered_when_the_daemon_stops(
+    daemon_config: DaemonConfig, mls: Mls, platforms: Platforms
+) -> None:
+    """Not cut off: the reader gets its (empty) answer and where to go on from."""
+    await _seed(daemon_config, mls, platforms)
+    daemon = daemon_config.start()
+    try:
+        await daemon.wait_notify("READY=1")
+        await daemon.wait_for_run(1)
+        _, after = await follow(daemon)
+        answers: list[httpx.Response] = []
+
+        async def poll() -> None:
+            params = {"after": after, "wait": 60}
+            answers.append(await daemon.call("GET", "/v1/events", params=params))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(poll)
+            await anyio.sleep(0.5)
+            daemon.send(signal.SIGTERM)
+            code, _ = await daemon.wait_exit(timeout=30)
+    finally:
+        daemon.stop()
+
+    assert code == 0
+    assert answers[0].status_code == 200
+    assert answers[0].json() == {"items": [], "next_after": after}

@@ -71,7 +71,7 @@ def test_a_put_says_201_when_it_made_the_record_and_200_when_it_replaced_one(
     document: dict[str, Any],
 ) -> None:
     puts = [(path, op) for method, path, op in _v1(document) if method == "PUT"]
-    assert len(puts) == 4
+    assert len(puts) == 5
     for path, operation in puts:
         assert {"200", "201"} <= set(operation["responses"]), path
 
@@ -99,7 +99,7 @@ def test_every_request_body_has_an_example_without_a_secret(document: dict[str, 
             for example in schema["examples"]:
                 for name in SECRET_FIELDS & set(example):
                     assert PLACEHOLDER.fullmatch(example[name]), (path, name)
-    assert bodies == 7  # four PUTs, a token, and the import's two forms
+    assert bodies == 9  # five PUTs, a token, a webhook endpoint, and the import's two forms
 
 
 def test_every_id_in_a_path_has_an_example(document: dict[str, Any]) -> None:

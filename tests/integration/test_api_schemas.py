@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import anyio
 from pydantic import BaseModel
 
 from daemon.ops import queries
@@ -18,6 +19,7 @@ from daemon.ops.pages import Page
 from daemon.ops.views import View
 from daemon.scopes import Scope
 from daemon.service import schemas
+from daemon.service.user_syncs import UserSyncs
 from tests.helpers import STATIC_TOKEN, Live
 
 
@@ -45,6 +47,7 @@ async def _world(live: Live) -> Operations:
     await ops.connections.put("mls-1", fields, STATIC_TOKEN)
     for listing_id, key in (("L-1", "K1"), ("L-2", "K2")):
         await ops.listings.put(listing_id, {"connection_id": "mls-1", "listing_key": key})
+    await ops.users.put("agent-1", {"display_name": "A", "notify_events": ["listing.*"]})
     fb = {"user_id": "agent-1", "platform": "facebook"}
     tokens = AccountTokens(access_token="fb-token", client_secret="fb-client-secret")
     await ops.accounts.put("fb-page", fb, tokens)
@@ -68,12 +71,14 @@ async def test_each_record_answered_has_the_documented_shape(live: Live) -> None
     assert listing["status_changes"]
     assert_shape(schemas.ListingDetail, listing)
     assert_shape(schemas.Account, await ops.accounts.get("fb-page"))
+    assert_shape(schemas.User, await ops.users.get("agent-1"))
     assert_shape(schemas.Post, await ops.posts.get("fb-L-1"))
     run = await ops.runs.get(report["id"])
     assert run["problems"]
     assert_shape(schemas.RunDetail, run)
     assert_shape(schemas.ListingSynced, await ops.listings.sync("L-1", "test"))
     assert_shape(schemas.RunReport, await ops.listings.unpublish("L-1", "test"))
+    assert_shape(schemas.RunReport, await ops.users.sync("default", "test"))
 
 
 async def test_each_page_has_the_documented_shape(live: Live) -> None:
@@ -83,6 +88,7 @@ async def test_each_page_has_the_documented_shape(live: Live) -> None:
     assert_page(schemas.Listing, await ops.listings.list(queries.ListingQuery()))
     assert_page(schemas.StatusChange, await ops.listings.history("L-1", queries.PageQuery()))
     assert_page(schemas.Account, await ops.accounts.list(queries.AccountQuery()))
+    assert_page(schemas.User, await ops.users.list(queries.PageQuery()))
     assert_page(schemas.Post, await ops.posts.list(queries.PostQuery()))
     assert_page(schemas.Run, await ops.runs.list(queries.RunQuery()))
     assert_page(schemas.RunError, await ops.runs.errors(report["id"], queries.RunErrorQuery()))
@@ -104,5 +110,18 @@ async def test_each_other_answer_has_the_documented_shape(live: Live) -> None:
     assert_shape(schemas.PostForgotten, await ops.posts.forget("fb-L-1", force=True))
     assert_shape(schemas.ListingRemoved, await ops.listings.remove("L-3", force=False))
     assert_shape(schemas.AccountRemoved, await ops.accounts.remove("fb-page"))
+    assert_shape(schemas.UserRemoved, await ops.users.remove("agent-1"))
     removed = await ops.connections.remove("mls-1", with_listings=True, force=True)
     assert_shape(schemas.ConnectionRemoved, removed)
+
+
+async def test_a_user_sync_asked_of_the_daemon_has_the_documented_shape(live: Live) -> None:
+    """In the daemon a user's sync is asked for, not run: the answer names its run."""
+    await _world(live)
+    syncs = UserSyncs(live.rt.engine)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(syncs.run)
+        ctx = OpsContext(live.rt.db, live.rt.box, live.rt.engine, user_trigger=syncs.request)
+        asked = await Operations.on(ctx).users.sync("default", "test")
+        await syncs.stop(10)
+    assert_shape(schemas.UserSyncRequested, asked)

@@ -33,8 +33,13 @@ MARKER = "mk-5ecret-61d0"  # stands for a secret: no refusal may repeat it
 RECORDS = {
     "/v1/mls-connections/c1": {"name": "C", "base_url": f"{NOWHERE}/mls", "secret": "s3cret-1"},
     "/v1/listings/L1": {"connection_id": "c1", "listing_key": "K1"},
-    "/v1/platform-accounts/a1": {"user_id": "u", "platform": "facebook", "access_token": "t-1"},
+    "/v1/platform-accounts/a1": {
+        "user_id": "default",
+        "platform": "facebook",
+        "access_token": "t-1",
+    },
     "/v1/posts/p1": {"listing_id": "L1", "account_id": "a1", "platform_post_id": "1_2"},
+    "/v1/users/u1": {"display_name": "U", "email": "u@example.com", "time_zone": "UTC"},
 }
 
 

@@ -39,13 +39,13 @@ async def test_no_route_without_the_token_and_no_secret_in_any_answer_log_or_fil
             (
                 "PUT",
                 "/v1/platform-accounts/fb",
-                {"user_id": "u", "platform": "facebook", "access_token": SECRETS["fb"]},
+                {"user_id": "default", "platform": "facebook", "access_token": SECRETS["fb"]},
             ),
             (
                 "PUT",
                 "/v1/platform-accounts/li",
                 {
-                    "user_id": "u",
+                    "user_id": "default",
                     "platform": "linkedin",
                     "access_token": SECRETS["fb"],
                     "refresh_token": SECRETS["li_refresh"],

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from daemon.config import ConfigError, load_settings
+from daemon.enums import EventType
 from daemon.mail import compose
 from daemon.mail.timing import digest_due, retry_delay
 from daemon.store.events import ACCOUNT_WHAT_TO_DO
@@ -173,3 +174,15 @@ def test_a_listing_key_with_a_line_break_stays_on_the_subject_line() -> None:
     """An MLS value is not ours: it cannot end the header it is put in."""
     message = compose.sold({"listing": {**LISTING, "key": "K1\r\nBcc: x@evil.test"}}, [], BASE)
     assert message.subject == "Sold: listing K1 Bcc: x@evil.test"
+
+
+@pytest.mark.parametrize("event_type", [*EventType])
+def test_every_event_type_has_a_message_and_a_digest_heading(event_type: EventType) -> None:
+    """A type added to the log is mailed with what its event says, never a crash."""
+    data = {"endpoint": {"id": 7, "url": "/v1/webhooks/7"}, "reason": "410", "what_to_do": "x"}
+    message = compose.for_event(event_type, data, BASE)
+    assert message.subject and message.body
+    assert (
+        f"== {compose._TITLES[event_type]} (1)"
+        in compose.digest("2026-11-30", [compose.DigestItem(event_type, data)], BASE).body
+    )

@@ -1,0 +1,305 @@
+"""The delivery worker: one task per enabled endpoint follows the event log from the
+endpoint's cursor, and sends each event it takes, in order, until it is delivered or given up.
+
+Each endpoint's task is on its own: a slow or dead receiver holds up only its own events,
+never the sync, the unpublishing or another endpoint. The database is never held across a
+request: an event is taken (its delivery made, the cursor moved) in one short transaction,
+sent with nothing held, and its attempt recorded in another. A crash between sending and
+recording sends it again (at least once; the receiver sees the same `webhook-id`).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import anyio
+import httpx
+import structlog
+
+from daemon import event_types
+from daemon.config import WebhookSettings
+from daemon.credentials import require_box
+from daemon.encryption import SecretBox
+from daemon.enums import DeliveryState
+from daemon.ops.views import event as event_view
+from daemon.outbound import retry, sender, signing
+from daemon.outbound.selection import ALL, wants
+from daemon.outbound.urls import UrlPolicy
+from daemon.store import events
+from daemon.store import webhooks as store
+from daemon.store.database import Database
+from daemon.store.records import EventRow, WebhookDeliveryRow, WebhookEndpointRow
+from daemon.timestamps import iso, parse_iso, utcnow
+
+log = structlog.get_logger("mls_sync.webhooks")
+
+READ_BATCH = 200  # events read per look at the log
+IDLE_WAIT = 30.0  # seconds an idle endpoint waits for an event before it looks again
+RECHECK = 5.0  # an endpoint waiting to retry looks at its record this often (disabled? removed?)
+SUPERVISE_EVERY = 1.0  # new and re-enabled endpoints start within this many seconds
+POLL_EVERY = 0.2
+
+# Returns once an event after the given id exists, or after the given seconds; False when
+# waiting is over for good (the daemon stops): EventWatch.wait_after.
+Wake = Callable[[int, float], Awaitable[bool]]
+
+
+class DeliveryMetrics(Protocol):
+    def delivery_result(self, result: str) -> None: ...
+
+    def set_oldest_undelivered(self, ages: dict[int, float]) -> None: ...
+
+
+def polling_wake(db: Database) -> Wake:
+    """Where no EventWatch runs (outside the daemon): the log's newest id, polled. One read
+    per poll period serves every endpoint waiting (not one read per endpoint)."""
+    newest = {"id": 0, "read_at": -POLL_EVERY}
+
+    async def newest_id() -> int:
+        if anyio.current_time() - newest["read_at"] >= POLL_EVERY:
+            newest["id"] = await events.last_id(db)
+            newest["read_at"] = anyio.current_time()
+        return int(newest["id"])
+
+    async def wait(after_id: int, seconds: float) -> bool:
+        deadline = anyio.current_time() + seconds
+        while anyio.current_time() < deadline:
+            if await newest_id() > after_id:
+                return True
+            await anyio.sleep(POLL_EVERY)
+        return True
+
+    return wait
+
+
+def event_body(row: EventRow) -> str:
+    """The exact text a delivery sends and signs: the event as the feed shows it, compact
+    JSON, ASCII only."""
+    return json.dumps(event_view(row), separators=(",", ":"))
+
+
+def policy_of(settings: WebhookSettings) -> UrlPolicy:
+    return UrlPolicy(settings.allow_http_loopback, settings.allow_private_addresses)
+
+
+def retry_policy_of(settings: WebhookSettings) -> retry.RetryPolicy:
+    return retry.RetryPolicy(
+        timedelta(seconds=settings.retry_window_seconds),
+        timedelta(seconds=settings.max_retry_after_seconds),
+    )
+
+
+def signing_secrets(endpoint: WebhookEndpointRow, box: SecretBox | None, now: str) -> list[str]:
+    """The current secret, and the previous one while its overlap lasts."""
+    box = require_box(box)  # an endpoint is made only where a key is configured
+    found = [box.decrypt(endpoint.secret_encrypted)]
+    previous, until = endpoint.previous_secret_encrypted, endpoint.previous_secret_until
+    if previous is not None and until is not None and now < until:
+        found.append(box.decrypt(previous))
+    return found
+
+
+class Deliveries:
+    def __init__(
+        self,
+        db: Database,
+        box: SecretBox | None,
+        settings: WebhookSettings,
+        metrics: DeliveryMetrics | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        wake: Wake | None = None,
+        dice: Callable[[], float] = random.random,
+        reader: Database | None = None,
+    ) -> None:
+        self.db = db  # its writes: taking an event, recording an attempt
+        # Its reads, on a read-only connection where one is given: beside the sync's writes
+        # rather than queued behind them, and never holding them up.
+        self.reads = reader or db
+        self.box = box
+        self.settings = settings
+        self.metrics = metrics
+        self.clock = clock
+        self.wake = wake or polling_wake(db)
+        self.dice = dice
+        self.in_flight = anyio.Semaphore(settings.max_in_flight)
+        self.http: httpx.AsyncClient | None = None
+        self.following: set[int] = set()
+
+    @asynccontextmanager
+    async def opened(self) -> AsyncIterator[Deliveries]:
+        """With its HTTP client open: `step` may be called (tests drive it with their clock)."""
+        async with sender.client(
+            self.settings.timeout_seconds, self.settings.max_in_flight
+        ) as http:
+            self.http = http
+            try:
+                yield self
+            finally:
+                self.http = None
+
+    async def run(self) -> None:
+        """Until cancelled (the daemon's stop): an attempt cut short is sent again later."""
+        async with self.opened(), anyio.create_task_group() as tg:
+            while True:
+                for endpoint_id in await store.enabled_ids(self.reads):
+                    if endpoint_id not in self.following:
+                        self.following.add(endpoint_id)
+                        tg.start_soon(self._follow, endpoint_id)
+                await self._measure()
+                await anyio.sleep(SUPERVISE_EVERY)
+
+    async def _follow(self, endpoint_id: int) -> None:
+        try:
+            while (wait := await self.step(endpoint_id)) is not None:
+                if wait > 0:
+                    await self._wait(endpoint_id, wait)
+        except Exception:
+            # A bug or a database that went away: logged, and the endpoint is taken up again
+            # by the supervisor (its state is all in the database).
+            log.exception("webhook_worker_failed", endpoint=endpoint_id)
+            await anyio.sleep(RECHECK)
+        finally:
+            self.following.discard(endpoint_id)
+
+    async def _wait(self, endpoint_id: int, seconds: float) -> None:
+        endpoint = await store.get(self.reads, endpoint_id)
+        if endpoint is None:
+            return
+        if await store.pending(self.reads, endpoint_id) is None:
+            seconds = min(seconds, IDLE_WAIT)
+            if not await self.wake(endpoint.cursor, seconds):
+                await anyio.sleep(seconds)  # the daemon stops: no more waking, no spinning
+        else:
+            await anyio.sleep(min(seconds, RECHECK))
+
+    async def step(self, endpoint_id: int) -> float | None:
+        """Does what is due for one endpoint now: takes its next event, or tries its pending
+        delivery. Returns how long to wait before the next step (0: go on at once), or None
+        when the endpoint is disabled or gone."""
+        endpoint = await store.get(self.reads, endpoint_id)
+        if endpoint is None or not endpoint.enabled:
+            return None
+        delivery = await store.pending(self.reads, endpoint_id)
+        if delivery is None:
+            return await self._take_next(endpoint)
+        now = self.clock()
+        due = parse_iso(delivery.next_attempt_at) if delivery.next_attempt_at else now
+        if due > now:
+            return (due - now).total_seconds()
+        await self._attempt(endpoint, delivery, now)
+        return 0.0
+
+    async def _take_next(self, endpoint: WebhookEndpointRow) -> float:
+        """Takes the endpoint's next event (its delivery made, the cursor on it), or moves
+        the cursor past what it does not take, up to the end of the log as read: a waiting
+        endpoint then waits for new events, never for ones it will skip."""
+        patterns = json.loads(endpoint.event_types)
+        types = None if ALL in patterns else sorted(event_types.expand(patterns))
+        read = await events.after(self.reads, endpoint.cursor, types, endpoint.user_id, READ_BATCH)
+        for row in read.rows:
+            if wants(patterns, endpoint.id, row.type, row.data):
+                await store.take(self.db, endpoint.id, endpoint.cursor, row.id, row.id, self._now())
+                return 0.0
+        full = len(read.rows) == READ_BATCH
+        cursor = read.rows[-1].id if full else max(endpoint.cursor, read.upto)
+        if cursor != endpoint.cursor:
+            await store.take(self.db, endpoint.id, endpoint.cursor, cursor, None, self._now())
+        return 0.0 if full else IDLE_WAIT
+
+    async def _attempt(
+        self, endpoint: WebhookEndpointRow, delivery: WebhookDeliveryRow, now: datetime
+    ) -> None:
+        event = await store.event(self.reads, delivery.event_id)
+        if event is None:  # pruned before it could be delivered
+            attempt = store.Attempt(delivery.id, iso(now), None, 0, "the event was pruned", None)
+            await store.settle(
+                self.db, endpoint.id, attempt, store.Settlement(DeliveryState.FAILED)
+            )
+            return
+        body = event_body(event)
+        sent = await self.send(endpoint, event.id, body)
+        at = self.clock()
+        decision = retry.decide(
+            sent.status_code,
+            sent.retry_after,
+            delivery.attempts,
+            parse_iso(endpoint.failing_since) if endpoint.failing_since else None,
+            at,
+            retry_policy_of(self.settings),
+            self.dice(),
+        )
+        attempt = store.Attempt(
+            delivery.id, iso(at), sent.status_code, sent.latency_ms, sent.error, sent.excerpt
+        )
+        next_at = iso(decision.next_attempt_at) if decision.next_attempt_at else None
+        settled = store.Settlement(decision.state, next_at, decision.disable_reason)
+        try:
+            await store.settle(self.db, endpoint.id, attempt, settled)
+        except sqlite3.IntegrityError:
+            return  # the endpoint was removed while its request was out: nothing to record
+        self._report(endpoint, event.id, sent, decision)
+
+    async def send(self, endpoint: WebhookEndpointRow, event_id: int, body: str) -> sender.Sent:
+        """One signed request, under the bound of deliveries in flight."""
+        secrets = signing_secrets(endpoint, self.box, self._now())
+        headers = signing.headers(signing.message_id(event_id), self.clock(), body, secrets)
+        assert self.http is not None, "run() opens the client"
+        async with self.in_flight:
+            return await sender.send(
+                self.http,
+                endpoint.url,
+                body,
+                headers,
+                policy_of(self.settings),
+                self.settings.timeout_seconds,
+            )
+
+    def _report(
+        self, endpoint: WebhookEndpointRow, event_id: int, sent: sender.Sent, d: retry.Decision
+    ) -> None:
+        result = (
+            "delivered"
+            if d.state == DeliveryState.DELIVERED
+            else "given_up"
+            if d.state == DeliveryState.FAILED
+            else "retry"
+        )
+        if self.metrics is not None:
+            self.metrics.delivery_result(result)
+        if d.disable_reason is not None:
+            log.error(
+                "webhook_endpoint_disabled",
+                endpoint=endpoint.id,
+                reason=d.disable_reason,
+                note="enable it again once its receiver is fixed: mls-sync webhooks enable",
+            )
+        elif result == "retry":
+            log.warning(
+                "webhook_delivery_failed",
+                endpoint=endpoint.id,
+                event_id=event_id,
+                status=sent.status_code,
+                error=sent.error,
+                next_attempt_at=iso(d.next_attempt_at) if d.next_attempt_at else None,
+            )
+
+    async def _measure(self) -> None:
+        if self.metrics is None:
+            return
+        now = self.clock()
+        oldest = await store.oldest_undelivered(self.reads)
+        self.metrics.set_oldest_undelivered(
+            {
+                endpoint_id: (now - parse_iso(at)).total_seconds() if at else 0.0
+                for endpoint_id, at in oldest.items()
+            }
+        )
+
+    def _now(self) -> str:
+        return iso(self.clock())
