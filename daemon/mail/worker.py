@@ -11,6 +11,8 @@ Two tasks of their own, so a slow or dead SMTP server never delays syncing or an
   sent right after the server accepted it. Only a crash between the two sends one again.
   A failed send is tried again after growing, jittered waits until give_up_after_hours.
 The database lock is never held across network I/O: rows are read, then sent, then marked.
+Reads use the read-only connection when one is given; a transaction checks the cursor it
+read before it moves it.
 """
 
 from __future__ import annotations
@@ -81,8 +83,12 @@ class MailWorker:
         hooks: Hooks | None = None,
         rng: random.Random | None = None,
         poll_seconds: float = POLL_SECONDS,
+        reader: Database | None = None,
     ) -> None:
         self._db = db
+        # Reads go beside the writer (the daemon's read-only connection) rather than queue
+        # behind the sync's writes; only planning and recording take the writer.
+        self._reader = reader or db
         self.settings = settings
         self._password = password
         self._watch = watch
@@ -115,7 +121,7 @@ class MailWorker:
             try:
                 moved = await self.follow_once()
                 await self.make_digests()
-                self._hooks.mail_waiting(await mail.waiting(self._db))
+                self._hooks.mail_waiting(await mail.waiting(self._reader))
             except sqlite3.Error as exc:  # busy: the next pass tries again
                 log.warning("mail_follow_delayed", error=str(exc))
                 moved = False
@@ -124,11 +130,11 @@ class MailWorker:
 
     async def follow_once(self) -> bool:
         """One batch of events into the outbox; True when the cursor moved."""
-        async with self._db.reading() as conn:
+        async with self._reader.reading() as conn:
             self._cursor = await mail.cursor(conn)
-        read = await events.after(self._db, self._cursor, None, None, BATCH)
+        read = await events.after(self._reader, self._cursor, None, None, BATCH)
         upto = read.rows[-1].id if len(read.rows) == BATCH else read.upto
-        if upto == self._cursor and not await mail.any_releasable(self._db):
+        if upto == self._cursor and not await mail.any_releasable(self._reader):
             return False  # nothing to write: no transaction (the writer is the sync's too)
         now = iso(self._clock())
         async with self._db.transaction() as conn:
@@ -196,7 +202,7 @@ class MailWorker:
         """One digest per user whose items are due; returns how many were made."""
         now = self._clock()
         made = 0
-        if not await mail.any_digest_due(self._db, iso(now)):
+        if not await mail.any_digest_due(self._reader, iso(now)):
             return 0
         async with self._db.transaction() as conn:
             items = await mail.due_digest_items(conn, iso(now))
@@ -245,7 +251,7 @@ class MailWorker:
         free = self.settings.max_in_flight - len(self._busy)
         if free <= 0:
             return
-        for message in await mail.due(self._db, iso(self._clock()), self._busy, free):
+        for message in await mail.due(self._reader, iso(self._clock()), self._busy, free):
             self._busy.add(message.id)
             tg.start_soon(self._send_one, message)
 

@@ -117,7 +117,7 @@ async def run_daemon(
                     tg.start_soon(_deliveries(state, status_reader).run)
                     tg.start_soon(state.event_watch.run)
                     if rt.settings.email.enabled:
-                        tg.start_soon(_mail_worker(state, environ).run)
+                        tg.start_soon(_mail_worker(state, environ, status_reader).run)
                     scheduler.start()
                     coordinator.trigger("startup")
                     tg.start_soon(notifier.watchdog_loop)
@@ -140,7 +140,9 @@ async def run_daemon(
     log.info("daemon_stopped")
 
 
-def _mail_worker(state: ServiceState, environ: Mapping[str, str] | None) -> MailWorker:
+def _mail_worker(
+    state: ServiceState, environ: Mapping[str, str] | None, reader: database.Database
+) -> MailWorker:
     """Its own task: a slow or dead SMTP server never holds up a cycle."""
     password = read_secret(SMTP_PASSWORD_ENV, SMTP_PASSWORD_CREDENTIAL, environ)
     if state.runtime.settings.email.username and password is None:
@@ -156,6 +158,7 @@ def _mail_worker(state: ServiceState, environ: Mapping[str, str] | None) -> Mail
         password.value if password else None,
         state.event_watch,
         hooks=state.metrics,
+        reader=reader,
     )
 
 

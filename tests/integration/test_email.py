@@ -26,7 +26,7 @@ from daemon.mail.worker import MailWorker
 from daemon.sandbox.faults import Fault
 from daemon.sandbox.smtp_sink import SmtpSink, smtp_sink_running
 from daemon.service.event_watch import EventWatch
-from daemon.store import events
+from daemon.store import database, events
 from daemon.timestamps import utcnow
 from tests.e2e.daemon_process import free_port
 from tests.helpers import Live, Mls, Platforms, open_live, wait_until
@@ -61,8 +61,10 @@ async def running(live: Live, port: int, clock: Clock, **settings: object) -> As
     """The mail worker (and the event watch that wakes it) for the test's body."""
     watch = EventWatch(live.rt.db, 0.02)
     config = email_settings(port, **settings)
-    worker = MailWorker(live.rt.db, config, None, watch, clock=clock, poll_seconds=0.05)
-    async with anyio.create_task_group() as tg:
+    async with database.reader(live.rt.db.path) as reader, anyio.create_task_group() as tg:
+        worker = MailWorker(
+            live.rt.db, config, None, watch, clock=clock, poll_seconds=0.05, reader=reader
+        )
         tg.start_soon(watch.run)
         tg.start_soon(worker.run)
         yield
