@@ -33,7 +33,14 @@ EX_CONFIG = 78  # sysexits.h: configuration error; systemd's RestartPreventExitS
 CONFIG_ENV = "MLS_SYNC_CONFIG"
 DEFAULT_CONFIG_PATH = Path("config.toml")  # in the working directory
 SYSTEM_CONFIG_PATH = Path("/etc/mls-sync/config.toml")
-SECRET_KEYS = frozenset({"secret_key", "api_token", "token", "password", "client_secret"})
+SECRET_KEYS = frozenset(
+    {"secret_key", "api_token", "token", "password", "smtp_password", "client_secret"}
+)
+# Where a secret put in the file belongs instead, when it is not MLS_SYNC_<KEY>.
+SECRET_HOMES = {
+    ("email", "password"): ("MLS_SYNC_SMTP_PASSWORD", "smtp-password"),
+    ("email", "smtp_password"): ("MLS_SYNC_SMTP_PASSWORD", "smtp-password"),
+}
 
 
 class ConfigError(Exception):
@@ -213,6 +220,57 @@ class EventSettings(_Section):
     retention_days: int = Field(default=30, ge=1, le=3650)
 
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+class EmailSettings(_Section):
+    """E-mail notifications (docs/email.md). The SMTP password is a secret: it comes from
+    MLS_SYNC_SMTP_PASSWORD or $CREDENTIALS_DIRECTORY/smtp-password, never from here."""
+
+    enabled: bool = False
+    smtp_host: str = Field(default="127.0.0.1", min_length=1, max_length=253)
+    smtp_port: int = Field(default=587, ge=1, le=65_535)
+    security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls",
+        description="starttls (port 587), tls (implicit TLS, port 465), or none: plain text, "
+        "allowed only to a loopback host",
+    )
+    username: str = Field(default="", max_length=320, description="the SMTP login; empty: no login")
+    from_address: str = Field(default="mls-sync@localhost", min_length=3, max_length=320)
+    public_url: str = Field(
+        default="http://127.0.0.1:8787",
+        description="absolute base URL put before the /v1 paths of records in messages",
+    )
+    timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    max_in_flight: int = Field(default=4, ge=1, le=256)
+    digest_hour: int = Field(default=8, ge=0, le=23)
+    give_up_after_hours: float = Field(default=72.0, gt=0, le=24 * 30)
+
+    @field_validator("from_address")
+    @classmethod
+    def _an_address(cls, v: str) -> str:
+        if "@" not in v or any(c in v for c in "\r\n<>, "):
+            raise ValueError("must be one plain e-mail address, such as mls-sync@example.com")
+        return v
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute(cls, v: str) -> str:
+        if not v.startswith(("https://", "http://")) or any(c in v for c in "\r\n "):
+            raise ValueError("must be an absolute http(s) URL, such as https://app.example.com")
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _plain_text_only_to_loopback(self) -> EmailSettings:
+        if self.security == "none" and self.smtp_host not in LOOPBACK_HOSTS:
+            raise ValueError(
+                "security = 'none' sends the password and the messages in plain text: it is "
+                "allowed only to a loopback smtp_host (127.0.0.1, ::1, localhost); use "
+                "'starttls' or 'tls'"
+            )
+        return self
+
+
 class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     sync: SyncSettings = SyncSettings()
@@ -222,6 +280,7 @@ class Settings(_Section):
     sandbox: SandboxSettings = SandboxSettings()
     logging: LoggingSettings = LoggingSettings()
     events: EventSettings = EventSettings()
+    email: EmailSettings = EmailSettings()
     webhooks: WebhookSettings = WebhookSettings()
 
     def effective_webhooks(self) -> WebhookSettings:
@@ -321,9 +380,12 @@ def _refuse_secrets(raw: Mapping[str, Any], path: Path) -> None:
         if isinstance(body, Mapping):
             for key in body:
                 if key in SECRET_KEYS:
+                    env, credential = SECRET_HOMES.get(
+                        (section, key), (f"MLS_SYNC_{key.upper()}", "")
+                    )
                     raise ConfigError(
                         f"{path}: [{section}] {key}: secrets are not read from config.toml; "
-                        f"set MLS_SYNC_{key.upper()} or put it in $CREDENTIALS_DIRECTORY"
+                        f"set {env} or put it in $CREDENTIALS_DIRECTORY/{credential}"
                     )
 
 

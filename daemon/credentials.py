@@ -18,6 +18,8 @@ SECRET_KEY_ENV = "MLS_SYNC_SECRET_KEY"  # noqa: S105 - where to look, not a secr
 SECRET_KEY_CREDENTIAL = "secret-key"  # noqa: S105 - where to look, not a secret
 API_TOKEN_ENV = "MLS_SYNC_API_TOKEN"  # noqa: S105 - where to look, not a secret
 API_TOKEN_CREDENTIAL = "api-token"  # noqa: S105 - where to look, not a secret
+SMTP_PASSWORD_ENV = "MLS_SYNC_SMTP_PASSWORD"  # noqa: S105 - where to look, not a secret
+SMTP_PASSWORD_CREDENTIAL = "smtp-password"  # noqa: S105 - where to look, not a secret
 SANDBOX_KEY_FILE = "sandbox-secret-key"
 
 

@@ -29,6 +29,7 @@ class DemoStats:
     changes: Counter[str] = field(default_factory=Counter)
     unpublished: Counter[str] = field(default_factory=Counter)  # platform -> posts taken down
     faults: Counter[str] = field(default_factory=Counter)  # kind -> injected
+    mail_subjects: list[str] = field(default_factory=list)  # what the sandbox SMTP sink got
 
     def add(self, report: RunReport) -> None:
         self.cycles += 1

@@ -17,9 +17,15 @@ from rich.table import Table
 from daemon import logs
 from daemon.cli.common import run
 from daemon.config import Settings, load_settings
+from daemon.mail.worker import MailWorker
 from daemon.platforms.registry import PLATFORM_NAMES
 from daemon.sandbox.demo import Consistency, DemoStats, check_consistency, inject_faults
 from daemon.sandbox.environment import runtime_for
+from daemon.service.event_watch import EventWatch
+from daemon.store import mail
+from daemon.store.database import Database
+
+MAIL_SHOWN = 10  # subjects of the e-mail the sandbox agents got, in the summary
 
 
 @click.command()
@@ -95,8 +101,12 @@ async def _play(
 ) -> tuple[DemoStats, Consistency]:
     stats = DemoStats()
     rng = random.Random(seed)
-    async with runtime_for(settings) as (rt, sandbox):
+    async with runtime_for(settings) as (rt, sandbox), anyio.create_task_group() as tg:
         assert sandbox is not None  # the demo's own settings enable it
+        # E-mail to the sandbox agents, sent to the sandbox's SMTP sink as the daemon would.
+        watch = EventWatch(rt.db)
+        tg.start_soon(watch.run)
+        tg.start_soon(MailWorker(rt.db, rt.settings.email, None, watch, poll_seconds=0.2).run)
         started = time.monotonic()
         with Live(
             _table(stats, 0, duration),
@@ -122,7 +132,17 @@ async def _play(
         consistency = await check_consistency(
             rt.db, sandbox.mls, sandbox.platforms, rt.engine.mapping
         )
+        await _mail_sent(rt.db)
+        stats.mail_subjects = [r.subject for r in sandbox.mail.received]
+        tg.cancel_scope.cancel()
     return stats, consistency
+
+
+async def _mail_sent(db: Database) -> None:
+    """Waits (10 s at most) for the mail worker to send what the last cycle gave it."""
+    with anyio.move_on_after(10):
+        while await mail.waiting(db):  # noqa: ASYNC110 - the worker runs in another task
+            await anyio.sleep(0.1)
 
 
 def _table(stats: DemoStats, elapsed: float, duration: float) -> Table:
@@ -158,6 +178,11 @@ def _summary(stats: DemoStats, consistency: Consistency, duration: float) -> Tab
     for kind, n in sorted(stats.faults.items()):
         table.add_row(f"fault injected: {kind}", str(n))
     table.add_row("errors recorded in runs", str(stats.errors))
+    table.add_row("e-mail notifications sent", str(len(stats.mail_subjects)))
+    for subject in stats.mail_subjects[:MAIL_SHOWN]:
+        table.add_row(f"  e-mail: {subject}", "")
+    if len(stats.mail_subjects) > MAIL_SHOWN:
+        table.add_row("  e-mail: ... and more", str(len(stats.mail_subjects) - MAIL_SHOWN))
     in_step = getattr(consistency, "in_step", False)
     table.add_row("in step with the MLS at the end", "yes" if in_step else f"NO: {consistency}")
     return table

@@ -31,6 +31,7 @@ from daemon.sandbox.platforms_server import (
     build_platforms_app,
     sandbox_urls,
 )
+from daemon.sandbox.smtp_sink import SmtpSink, smtp_sink_running
 from daemon.serving import serving
 from daemon.specs import AccountSpec, ConnectionSpec, ListingSpec, PostSpec, UserSpec
 from daemon.state_dir import make_folder
@@ -39,6 +40,7 @@ from daemon.store.database import Database
 from daemon.timestamps import iso, parse_iso, utcnow
 
 STATE_FILE = "sandbox-mls.json"
+MAIL_FILE = "sandbox-mail.jsonl"  # what the sandbox's SMTP sink received, a line a message
 # One connection of each kind, so the demo exercises every query form.
 FLAVOURS: list[dict[str, Any]] = [
     {"mode": "by_key", "key_filter": KeyFilter.IN},
@@ -74,6 +76,8 @@ class SandboxSession:
     rng: random.Random
     state_path: Path
     sandbox: SandboxSettings
+    mail: SmtpSink
+    smtp_port: int
 
     def move_market(self, count: int) -> list[market.Move]:
         moves = market.move(self.mls, count, self.rng)
@@ -87,7 +91,11 @@ class SandboxSession:
         return self.sandbox.interval_seconds
 
     def describe(self) -> dict[str, str]:
-        return {"MLS": self.mls_url, "platforms": self.platforms_url}
+        return {
+            "MLS": self.mls_url,
+            "platforms": self.platforms_url,
+            "SMTP": f"smtp://127.0.0.1:{self.smtp_port}",
+        }
 
     def pin(self, settings: Settings) -> Settings:
         return self.settings_for(settings)
@@ -99,10 +107,21 @@ class SandboxSession:
         ]
 
     def settings_for(self, settings: Settings) -> Settings:
-        """The settings with the platform URLs pointing at the sandbox platforms."""
+        """The settings with the platform URLs pointing at the sandbox platforms, and e-mail
+        going to the sandbox's SMTP sink."""
         update = sandbox_urls(self.platforms_url)
+        email = settings.email.model_copy(
+            update={
+                "enabled": True,
+                "smtp_host": "127.0.0.1",
+                "smtp_port": self.smtp_port,
+                "security": "none",
+                "username": "",
+                "from_address": "mls-sync@sandbox.invalid",
+            }
+        )
         return settings.model_copy(
-            update={"platforms": settings.platforms.model_copy(update=update)}
+            update={"platforms": settings.platforms.model_copy(update=update), "email": email}
         )
 
     async def wire(self, db: Database, box: SecretBox) -> None:
@@ -171,14 +190,18 @@ async def sandbox_running(settings: Settings) -> AsyncIterator[SandboxSession]:
         _publish(platforms, keys, sandbox.agents, rng)
     # Each run continues the story differently, yet repeatably for the same saved market.
     rng.seed(f"{sandbox.seed}:{iso(mls.last_stamp)}")
+    sink = SmtpSink(log_path=state_path.parent / MAIL_FILE)
     async with (
         serving(build_mls_app(mls)) as mls_url,
         serving(build_platforms_app(platforms)) as platforms_url,
     ):
-        session = SandboxSession(mls, platforms, mls_url, platforms_url, rng, state_path, sandbox)
-        save(session, state_path)
-        yield session
-        save(session, state_path)
+        with smtp_sink_running(sink) as smtp_port:
+            session = SandboxSession(
+                mls, platforms, mls_url, platforms_url, rng, state_path, sandbox, sink, smtp_port
+            )
+            save(session, state_path)
+            yield session
+            save(session, state_path)
 
 
 def _keys(sandbox: SandboxSettings) -> list[list[str]]:

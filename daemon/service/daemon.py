@@ -22,7 +22,14 @@ import structlog
 from daemon import eventloop, gc_tuning, logs
 from daemon.composition import Environment, Opener
 from daemon.config import DEFAULT_CONFIG_PATH, ConfigError, Settings, load_settings
-from daemon.credentials import API_TOKEN_CREDENTIAL, API_TOKEN_ENV, read_secret
+from daemon.credentials import (
+    API_TOKEN_CREDENTIAL,
+    API_TOKEN_ENV,
+    SMTP_PASSWORD_CREDENTIAL,
+    SMTP_PASSWORD_ENV,
+    read_secret,
+)
+from daemon.mail.worker import MailWorker
 from daemon.ops import tokens
 from daemon.outbound.worker import Deliveries
 from daemon.service.api import build_app
@@ -43,7 +50,8 @@ from daemon.timestamps import iso, utcnow
 log = structlog.get_logger("mls_sync.daemon")
 
 # Changing these needs a restart; a reload says so instead of half-applying them.
-RESTART_ONLY = ("database", "daemon", "sandbox", "webhooks")
+
+RESTART_ONLY = ("database", "daemon", "sandbox", "webhooks", "email")
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
 
 
@@ -108,6 +116,8 @@ async def run_daemon(
                     tg.start_soon(state.board.run)
                     tg.start_soon(_deliveries(state, status_reader).run)
                     tg.start_soon(state.event_watch.run)
+                    if rt.settings.email.enabled:
+                        tg.start_soon(_mail_worker(state, environ, status_reader).run)
                     scheduler.start()
                     coordinator.trigger("startup")
                     tg.start_soon(notifier.watchdog_loop)
@@ -128,6 +138,28 @@ async def run_daemon(
             finally:
                 await server.__aexit__(None, None, None)
     log.info("daemon_stopped")
+
+
+def _mail_worker(
+    state: ServiceState, environ: Mapping[str, str] | None, reader: database.Database
+) -> MailWorker:
+    """Its own task: a slow or dead SMTP server never holds up a cycle."""
+    password = read_secret(SMTP_PASSWORD_ENV, SMTP_PASSWORD_CREDENTIAL, environ)
+    if state.runtime.settings.email.username and password is None:
+        log.warning(
+            "smtp_password_missing",
+            note=f"[email] username is set but no password: set {SMTP_PASSWORD_ENV} or "
+            f"provide $CREDENTIALS_DIRECTORY/{SMTP_PASSWORD_CREDENTIAL}; mail is sent "
+            "without logging in",
+        )
+    return MailWorker(
+        state.runtime.db,
+        state.runtime.settings.email,
+        password.value if password else None,
+        state.event_watch,
+        hooks=state.metrics,
+        reader=reader,
+    )
 
 
 def _deliveries(state: ServiceState, reader: database.Database) -> Deliveries:

@@ -143,6 +143,19 @@ class Metrics:
             "mls_sync_listings", "Tracked listings, by status", ["status"], registry=r
         )
         self.posts = Gauge("mls_sync_posts", "Social posts, by status", ["status"], registry=r)
+        self.mail_sent = Counter(
+            "mls_sync_mail_sent", "E-mail notifications the SMTP server accepted", registry=r
+        )
+        self.mail_failed = Counter(
+            "mls_sync_mail_failed",
+            "E-mail notifications given up after [email] give_up_after_hours",
+            registry=r,
+        )
+        self.mail_outbox = Gauge(
+            "mls_sync_mail_outbox_pending",
+            "E-mail notifications not sent yet (held for their run's end, or pending)",
+            registry=r,
+        )
         self.webhook_deliveries = Counter(
             "mls_sync_webhook_deliveries",
             "Webhook delivery attempts, by result: delivered (2xx), retry (failed, tried "
@@ -242,6 +255,16 @@ class Metrics:
         ):
             for label in {*known, *values}:
                 gauge.labels(label).set(values.get(label, 0))
+
+    # The mail worker's hooks (daemon/mail/worker.py).
+    def mail_sent_one(self) -> None:
+        self.mail_sent.inc()
+
+    def mail_failed_one(self) -> None:
+        self.mail_failed.inc()
+
+    def mail_waiting(self, count: int) -> None:
+        self.mail_outbox.set(count)
 
     def delivery_result(self, result: str) -> None:
         self.webhook_deliveries.labels(result).inc()

@@ -579,6 +579,15 @@ def test_the_demo_ends_by_itself_with_a_summary_and_everything_in_step(tmp_path:
     cycles = int(next(line for line in out.splitlines() if "│ cycles" in line).split("│")[2])
     assert cycles >= 3
     assert "posts taken down: facebook" in out
+    # The sandbox agents' e-mail, as the sandbox's SMTP sink received it: each sale mailed.
+    rows = {
+        ln.split("│")[1].strip(): ln.split("│")[2].strip()
+        for ln in out.splitlines()
+        if ln.count("│") == 3
+    }
+    sold = int(rows.get("status changes: sold", "0"))
+    assert int(rows["e-mail notifications sent"]) >= sold
+    assert ("e-mail: Sold: listing " in out) == (sold > 0)
     assert not (tmp_path / "state").exists()  # the demo used its own scratch database
 
 
