@@ -106,6 +106,7 @@ class MailWorker:
         log.info("mail_worker_started", smtp=f"{self.settings.smtp_host}:{self.settings.smtp_port}")
         while True:
             try:
+                await mail.start_cursor(self._db)
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._follow_loop)
                     tg.start_soon(self._send_loop)

@@ -278,14 +278,14 @@ async def _after_cycle(
     )
     state.metrics.set_cycle_health(await cycle_health.latest(db), utcnow().timestamp())
     notifier.status(cycle_status(report.run))
-    await _prune_events(db, state.settings.events.retention_days)
+    await _prune_events(db, state.settings.events.retention_days, state.settings.email.enabled)
 
 
-async def _prune_events(db: database.Database, retention_days: int) -> None:
+async def _prune_events(db: database.Database, retention_days: int, mail_on: bool) -> None:
     """Events past [events] retention_days go; a busy database only puts it off a cycle."""
     before = iso(utcnow() - timedelta(days=retention_days))
     try:
-        pruned = await events.prune(db, before)
+        pruned = await events.prune(db, before, mail_on)
         held = await events.held_for(db, before)
     except sqlite3.Error as exc:
         log.warning("events_not_pruned", error=str(exc), note="tried again after the next cycle")

@@ -198,13 +198,16 @@ ORDER BY id LIMIT :limit
 LAST_ID = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)"
 FIRST_ID = "SELECT min(id) FROM events"
 # Never an event a webhook endpoint still owes, enabled or not: past its cursor, or with a
-# delivery pending. A long-dead endpoint therefore holds the log until it is removed.
+# delivery pending (a long-dead endpoint therefore holds the log until it is removed); nor,
+# while mail is on, one the mail worker has not read.
 PRUNE = """
 DELETE FROM events WHERE id IN (
     SELECT id FROM events
     WHERE created_at < :before
       AND id <= (SELECT coalesce(min(cursor), 9223372036854775807) FROM webhook_endpoints)
       AND id NOT IN (SELECT event_id FROM webhook_deliveries WHERE state = 'pending')
+      AND (NOT :mail_on OR id <= coalesce(
+          (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'mail_cursor'), 0))
     LIMIT :batch)
 """
 HELD_FOR = """
@@ -257,13 +260,15 @@ async def first_id(db: Database) -> int | None:
     return int(row[0]) if row and row[0] is not None else None
 
 
-async def prune(db: Database, before: str, batch: int = 5000) -> int:
-    """Deletes events created before `before` that no webhook endpoint still owes, a batch
-    per transaction (the writer is never held up long); returns how many went."""
+async def prune(db: Database, before: str, mail_on: bool = False, batch: int = 5000) -> int:
+    """Deletes events created before `before` that no webhook endpoint still owes (nor the
+    mail worker, when `mail_on`), a batch per transaction (the writer is never held up
+    long); returns how many went."""
     total = 0
     while True:
         async with db.transaction() as conn:
-            cur = await conn.execute(PRUNE, {"before": before, "batch": batch})
+            params = {"before": before, "mail_on": mail_on, "batch": batch}
+            cur = await conn.execute(PRUNE, params)
         total += cur.rowcount
         if cur.rowcount < batch:
             return total

@@ -123,6 +123,20 @@ async def cursor(conn: aiosqlite.Connection) -> int:
     return int(row[0]) if row else 0
 
 
+# The first start: from the end of the log as it is. Events from before mail was turned on are
+# history, not news; nobody wants weeks of them at once.
+START_CURSOR = f"""
+INSERT OR IGNORE INTO meta (key, value)
+SELECT '{CURSOR_KEY}', coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)
+"""
+
+
+async def start_cursor(db: Database) -> None:
+    """Sets the cursor to the end of the log unless it was set before."""
+    async with db.transaction() as conn:
+        await conn.execute(START_CURSOR)
+
+
 async def move_cursor(conn: aiosqlite.Connection, event_id: int) -> None:
     await meta.put(conn, CURSOR_KEY, str(event_id))
 

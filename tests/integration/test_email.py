@@ -26,7 +26,7 @@ from daemon.mail.worker import MailWorker
 from daemon.sandbox.faults import Fault
 from daemon.sandbox.smtp_sink import SmtpSink, smtp_sink_running
 from daemon.service.event_watch import EventWatch
-from daemon.store import database, events
+from daemon.store import database, events, mail
 from daemon.timestamps import utcnow
 from tests.e2e.daemon_process import free_port
 from tests.helpers import Live, Mls, Platforms, open_live, wait_until
@@ -108,6 +108,24 @@ async def test_a_sold_listing_sends_its_user_one_message_with_what_came_down_and
         assert "token" not in body
 
 
+async def test_mail_turned_on_for_the_first_time_starts_from_now_not_from_old_events(
+    live: Live, sink: tuple[SmtpSink, int], clock: Clock
+) -> None:
+    """An install that ran without e-mail has weeks of events: none of them is mailed."""
+    server, port = sink
+    await notify(live.rt.db)
+    await _listing_with_posts(live, "K1")
+    await _listing_with_posts(live, "K2")
+    await _sell(live)  # K1 sold before mail was on
+    async with running(live, port, clock):
+        await _settle()
+        live.mls.set_status("K2", "Closed")
+        await live.rt.engine.sync_all()
+        await wait_until(lambda: len(server.received) >= 1)
+        await _settle()
+    assert [m.subject for m in server.received] == ["Sold: listing K2"]
+
+
 async def test_a_user_who_did_not_ask_for_the_event_type_gets_nothing(
     live: Live, sink: tuple[SmtpSink, int], clock: Clock
 ) -> None:
@@ -171,8 +189,8 @@ async def test_a_message_refused_until_give_up_time_is_marked_failed_and_not_sen
     server.refuse_next = 1000
     await notify(live.rt.db)
     await _listing_with_posts(live)
-    await _sell(live)
     async with running(live, port, clock, give_up_after_hours=1):
+        await _sell(live)
         await wait_until(lambda: server.refused >= 1)
         clock.now += timedelta(hours=2)
         await wait_until(lambda: server.refused >= 2)
@@ -282,6 +300,7 @@ async def test_a_database_too_busy_to_record_a_send_does_not_send_it_twice(
         tmp_path, secret_key, mls, platforms, MLS_SYNC_DATABASE__BUSY_TIMEOUT_MS="100"
     ) as live:
         await notify(live.rt.db)
+        await mail.start_cursor(live.rt.db)  # mail was on before: the sale is news
         await _listing_with_posts(live)
         await _sell(live)
         server.answer_delay = 0.5
@@ -308,6 +327,7 @@ async def test_a_worker_behind_the_log_reports_each_post_in_one_message_only(
     with that post as it is now, and the post's event reported in it, not again on its own."""
     server, port = sink
     await notify(live.rt.db)
+    await mail.start_cursor(live.rt.db)  # mail was on, then its worker was down
     await _listing_with_posts(live)
     live.platforms.inject("facebook", Fault("status", status=500))
     await _sell(live)

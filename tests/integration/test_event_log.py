@@ -17,7 +17,8 @@ from daemon.ops.manager import Operations
 from daemon.ops.queries import EventQuery
 from daemon.ops.webhooks import EndpointSpec
 from daemon.sandbox.faults import Fault
-from daemon.store import events
+from daemon.store import events, mail
+from daemon.store.database import Database
 from daemon.timestamps import iso, utcnow
 from tests.helpers import Live, Mls, add_connection, track
 from tests.integration.test_unpublish import _listing_with_posts, _sell
@@ -143,3 +144,20 @@ async def test_events_a_webhook_endpoint_has_not_delivered_are_kept_past_their_r
     assert len((await ops.events.feed(EventQuery(limit=1000)))["items"]) == owed
     await ops.webhooks.remove(made["id"])
     assert await events.prune(live.rt.db, future) == owed
+
+
+async def test_events_the_mail_worker_has_not_read_are_kept_while_mail_is_on(live: Live) -> None:
+    await _listing_with_posts(live, "K1")
+    await mail.start_cursor(live.rt.db)  # mail turned on: its worker starts at the end
+    read = await mail_cursor(live.rt.db)
+    await _listing_with_posts(live, "K2")  # news the worker has not read yet
+    future = iso(utcnow() + timedelta(days=1))
+
+    assert read > 0
+    assert await events.prune(live.rt.db, future, mail_on=True) == read
+    assert await events.prune(live.rt.db, future, mail_on=False) > 0
+
+
+async def mail_cursor(db: Database) -> int:
+    async with db.reading() as conn:
+        return await mail.cursor(conn)
