@@ -1,13 +1,10 @@
-"""When mail goes out: a digest's hour in its user's time zone, and the wait before a failed
-send is tried again. Pure."""
+"""When a digest goes out: its hour in its user's time zone. Pure. (A failed send waits as a
+failed webhook delivery does: daemon/outbound/retry.py.)"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-FIRST_RETRY_SECONDS = 30.0
-MAX_RETRY_SECONDS = 3600.0
 
 
 def zone(name: str) -> ZoneInfo:
@@ -32,11 +29,3 @@ def digest_due(event_at: datetime, time_zone: str, hour: int) -> datetime:
 def digest_day(due_at: datetime, time_zone: str) -> str:
     """The date a digest sent at `due_at` bears: its day in its user's zone."""
     return due_at.astimezone(zone(time_zone)).date().isoformat()
-
-
-def retry_delay(attempt: int, jitter: float) -> float:
-    """Seconds before send attempt `attempt` + 1, after `attempt` (1, 2, ...) failed: doubling
-    from 30 s up to an hour, each scaled by 0.5 to 1 (`jitter` in [0, 1)) so that many
-    messages refused together do not come back together."""
-    base: float = min(FIRST_RETRY_SECONDS * 2 ** min(max(attempt, 1) - 1, 20), MAX_RETRY_SECONDS)
-    return base * (0.5 + jitter / 2)

@@ -32,7 +32,8 @@ from daemon.config import EmailSettings
 from daemon.enums import EventType
 from daemon.event_types import matches
 from daemon.mail import compose, smtp
-from daemon.mail.timing import digest_day, digest_due, retry_delay
+from daemon.mail.timing import digest_day, digest_due
+from daemon.outbound import retry
 from daemon.store import events, mail
 from daemon.store.database import Database
 from daemon.store.records import EventRow
@@ -304,8 +305,9 @@ class MailWorker:
         if now >= give_up_at:
             await self._give_up(message, attempts, error)
             return
-        wait = retry_delay(attempts, self._rng.random())
-        next_at = iso(min(now + timedelta(seconds=wait), give_up_at))
+        # The webhooks' schedule: one rule for every message that leaves the daemon.
+        wait = retry.backoff(attempts, self._rng.random())
+        next_at = iso(min(now + wait, give_up_at))
         await mail.mark_retry(self._db, message.id, attempts, next_at, error)
         log.warning(
             "mail_send_failed",

@@ -11,7 +11,7 @@ import pytest
 from daemon.config import ConfigError, load_settings
 from daemon.enums import EventType
 from daemon.mail import compose
-from daemon.mail.timing import digest_due, retry_delay
+from daemon.mail.timing import digest_due
 from daemon.store.events import ACCOUNT_WHAT_TO_DO
 
 BASE = "https://app.example.test"
@@ -139,12 +139,6 @@ def test_a_digest_goes_out_at_the_next_digest_hour_in_the_users_zone(
 ) -> None:
     moment = datetime.fromisoformat(event_at)
     assert digest_due(moment, zone, hour) == datetime.fromisoformat(due).astimezone(UTC)
-
-
-def test_retry_waits_grow_from_seconds_to_an_hour_with_jitter() -> None:
-    assert [retry_delay(n, 0.0) for n in (1, 2, 3)] == [15.0, 30.0, 60.0]
-    assert [retry_delay(n, 0.999999) for n in (1, 2)] == pytest.approx([30.0, 60.0])
-    assert retry_delay(50, 0.999999) == pytest.approx(3600.0)
 
 
 @pytest.mark.parametrize(
