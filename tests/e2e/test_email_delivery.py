@@ -1,7 +1,10 @@
-"""E-mail notifications from the daemon as a subprocess to a real SMTP server on loopback:
-as the market moves, every sale and every post that needs its person, of a notified user,
-shows up in the mail exactly once; after SIGKILLs between rounds none is lost, and a message
-is only ever sent again (same Message-ID) where a kill fell between acceptance and mark."""
+"""The app and the people are told, end to end: the daemon as a subprocess, a webhook
+receiver on loopback that verifies every signature with the `standardwebhooks` library, and
+a real SMTP server on loopback. As the market moves, every committed change appears exactly
+once in /v1/events, at least once at the receiver and in order, and every sale and every post
+that needs its person, of a notified user, in the mail exactly once. After SIGKILLs between
+rounds no mail is lost, and a message is only ever sent again (same Message-ID) where a kill
+fell between acceptance and mark."""
 
 from __future__ import annotations
 
@@ -10,13 +13,15 @@ import random
 import signal
 import sqlite3
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import anyio
 import pytest
 
 from daemon.sandbox.smtp_sink import SmtpSink, smtp_sink_running
 from tests.e2e.daemon_process import Daemon, DaemonConfig, free_port
+from tests.e2e.test_event_feed import follow
+from tests.event_log_check import event_log_against_what_committed
 from tests.helpers import (
     Mls,
     Platforms,
@@ -27,10 +32,17 @@ from tests.helpers import (
     wait_until,
 )
 from tests.mail_helpers import notify
+from tests.webhook_receiver import Receiver, receiving
 
 KEYS = [f"S{n}" for n in range(1, 9)]
 NOTIFIED = ("listing.sold", "post.needs_person")
 AGENT = "agent@example.test"
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    async with receiving() as r:
+        yield r
 
 
 @pytest.fixture
@@ -76,6 +88,8 @@ smtp_port = {smtp_port}
 security = "none"
 from_address = "mls-sync@example.test"
 public_url = "https://app.example.test"
+[webhooks]
+allow_http_loopback = true
 """
     )
 
@@ -115,21 +129,35 @@ async def _drained(config: DaemonConfig, server: SmtpSink, daemon: Daemon) -> No
             await anyio.sleep(0.2)
 
 
-async def test_every_sale_and_post_needing_a_person_is_mailed_exactly_once(
-    daemon_config: DaemonConfig, mls: Mls, platforms: Platforms, sink: tuple[SmtpSink, int]
+async def test_every_change_is_in_the_feed_once_at_the_receiver_in_order_and_in_the_mail(
+    daemon_config: DaemonConfig,
+    mls: Mls,
+    platforms: Platforms,
+    sink: tuple[SmtpSink, int],
+    receiver: Receiver,
 ) -> None:
     server, port = sink
     await _seed(daemon_config, mls, platforms, port)
     daemon = daemon_config.start()
     try:
         await daemon.wait_notify("READY=1")
+        made = await daemon.call(
+            "POST", "/v1/webhooks", json={"url": f"{receiver.url}/app", "after_event": 0}
+        )
+        assert made.status_code == 201, made.text
+        receiver.secrets["/app"] = [made.json()["secret"]]
         await daemon.wait_for_run(1)
-        for round_, pair in enumerate((KEYS[0:3], KEYS[3:6], KEYS[6:8]), start=2):
-            for key in pair:
-                mls[0].put(key, "Closed")
+        moves = ((KEYS[0:3], "Closed"), (KEYS[3:6], "Pending"), (KEYS[3:6], "Active"))
+        for round_, (keys, status) in enumerate([*moves, (KEYS[3:8], "Closed")], start=2):
+            for key in keys:
+                mls[0].put(key, status)
             daemon.send(signal.SIGUSR1)
             await daemon.wait_for_run(round_)
         await _drained(daemon_config, server, daemon)
+        feed, _ = await follow(daemon, limit=7)
+        with anyio.fail_after(30):
+            while not {e["id"] for e in feed} <= {r.event["id"] for r in receiver.at("/app")}:
+                await anyio.sleep(0.1)
         assert await daemon.metric("mls_sync_mail_sent_total") == len(server.received)
         assert await daemon.metric("mls_sync_mail_failed_total") == 0
         with anyio.fail_after(10):  # the gauge follows the outbox at the worker's next pass
@@ -139,6 +167,21 @@ async def test_every_sale_and_post_needing_a_person_is_mailed_exactly_once(
     finally:
         daemon.stop()
 
+    # The feed: each committed change exactly once (the audit trail, the posts that came
+    # down, the runs that ended), ids only growing.
+    with sqlite3.connect(daemon_config.database) as db:
+        logged = event_log_against_what_committed(db)
+    assert (logged.missing, logged.extra) == (0, 0), logged
+    ids = [e["id"] for e in feed]
+    assert ids == sorted(set(ids)) and len(ids) == logged.events
+    assert {"listing.sold", "listing.restored", "post.needs_person"} <= {e["type"] for e in feed}
+    # The receiver: every event at least once, each signature valid, in order.
+    delivered = receiver.at("/app")
+    assert receiver.unverified() == []
+    first_arrivals = list(dict.fromkeys(r.event["id"] for r in delivered))
+    assert first_arrivals == ids, "every event, first seen in the feed's order"
+    assert all(r.event == feed[ids.index(r.event["id"])] for r in delivered)
+    # The mail.
     expected = _notified_events(daemon_config)
     assert len(expected) == len(KEYS) + len(KEYS) // 2, "8 sales, 4 stories"
     mine = server.by_recipient(AGENT)

@@ -14,8 +14,6 @@ import os
 import random
 import signal
 import sqlite3
-from collections import Counter
-from dataclasses import dataclass
 from urllib.parse import unquote
 
 import anyio
@@ -24,6 +22,7 @@ from daemon.models import StatusMapping
 from daemon.sandbox.demo import check_consistency
 from daemon.store import listings
 from tests.e2e.daemon_process import DaemonConfig
+from tests.event_log_check import event_log_against_what_committed
 from tests.helpers import (
     Mls,
     Platforms,
@@ -125,7 +124,7 @@ async def test_sigkill_at_random_moments_loses_nothing_and_does_nothing_twice(
         found_gone = db.execute(
             "SELECT count(*) FROM social_posts WHERE note LIKE '%whose answer was never recorded%'"
         ).fetchone()[0]
-        event_log = _event_log_against_what_committed(db)
+        event_log = event_log_against_what_committed(db)
     twice = [p for p, n in state.successful_deletes.items() if n > 1]
     # A DELETE of a post already gone: after a crash, a post whose DELETE went out is read
     # before another is sent, so only a kill inside the request itself could repeat one.
@@ -151,38 +150,6 @@ async def test_sigkill_at_random_moments_loses_nothing_and_does_nothing_twice(
     assert (event_log.missing, event_log.extra) == (0, 0), event_log
     assert integrity == "ok"
     assert killed_mid_cycle >= 1  # the test really did kill cycles in flight
-
-
-@dataclass(frozen=True)
-class EventLogCheck:
-    events: int
-    missing: int  # committed changes without their one event
-    extra: int  # events without a committed change, or a second event for one
-
-
-# (what, which record, which move) of every committed change, and of every event: the audit
-# trail's rows, the posts that came down, the runs that ended.
-_CHANGES = """
-SELECT 'listing', listing_id, coalesce(from_status, '') || '>' || to_status FROM status_changes
-UNION ALL SELECT 'post', id, 'unpublished' FROM social_posts WHERE status = 'unpublished'
-UNION ALL SELECT 'run', CAST(id AS TEXT), outcome FROM sync_runs WHERE outcome != 'running'
-"""
-_EVENTS = """
-SELECT 'listing', listing_id,
-    coalesce(json_extract(data, '$.change.from'), '') || '>' || json_extract(data, '$.change.to')
-FROM events WHERE type LIKE 'listing.%'
-UNION ALL SELECT 'post', post_id, 'unpublished' FROM events WHERE type = 'post.unpublished'
-UNION ALL SELECT 'run', CAST(run_id AS TEXT), json_extract(data, '$.run.outcome')
-FROM events WHERE type = 'run.finished'
-"""
-
-
-def _event_log_against_what_committed(db: sqlite3.Connection) -> EventLogCheck:
-    """Each committed change has exactly one event, and each event a committed change."""
-    changes = Counter(db.execute(_CHANGES).fetchall())
-    logged = Counter(db.execute(_EVENTS).fetchall())
-    total = db.execute("SELECT count(*) FROM events").fetchone()[0]
-    return EventLogCheck(total, sum((changes - logged).values()), sum((logged - changes).values()))
 
 
 def _post_of(path: str) -> str:
