@@ -56,6 +56,7 @@ class Sizes:
     b_rate: float = 20.0
     c_posts: int = 10_000
     c_rate: float = 300.0
+    d_events: int = 10_000  # listings moved per measured cycle of scenario D
     # Measured cycles per strategy (A) and runs of scenario C: the median is reported. One
     # cycle on these shared 2-core machines varies by about 10% from run to run.
     repeats: int = 3
@@ -70,6 +71,7 @@ SMOKE = Sizes(
     b_rate=50.0,
     c_posts=300,
     c_rate=200.0,
+    d_events=100,
     repeats=1,
 )
 
@@ -192,18 +194,23 @@ def prepare(
     anyio.run(_prepare, config, key, mls_url, feeds, per_feed, connection, shared, status)
 
 
-def cycle(config: Path, key: str, server: Sandbox, unpublish_only: bool = False) -> dict[str, Any]:
-    """One cycle in a process of its own; adds the sandbox's CPU during it."""
+def cycle(
+    config: Path, key: str, server: Sandbox, unpublish_only: bool = False, deliver: bool = False
+) -> dict[str, Any]:
+    """One cycle in a process of its own; adds the sandbox's CPU during it. `deliver`: with
+    the webhook worker beside it (tests/bench/deliveries.py)."""
     before = server.cpu_seconds()
-    figures = _cycle_process(config, key, unpublish_only)
+    figures = _cycle_process(config, key, unpublish_only, deliver)
     figures["sandbox_cpu_seconds"] = round(server.cpu_seconds() - before, 3)
     return figures
 
 
-def _cycle_process(config: Path, key: str, unpublish_only: bool) -> dict[str, Any]:
+def _cycle_process(config: Path, key: str, unpublish_only: bool, deliver: bool) -> dict[str, Any]:
     args = [sys.executable, "-m", "tests.bench.cycle", "--config", str(config)]
     if unpublish_only:
         args.append("--unpublish-only")
+    if deliver:
+        args.append("--deliver")
     env = {**os.environ, "MLS_SYNC_SECRET_KEY": key}  # a key may start with "-": not in argv
     profile = os.environ.get("MLS_SYNC_BENCH_PROFILE")  # a folder: py-spy stacks per cycle
     if profile:
@@ -413,7 +420,12 @@ def conditions(workload: float, steal: float | None) -> str:
 
 
 def render(
-    a: list[dict[str, Any]], b: dict[str, Any], c: dict[str, Any], command: str, where: str
+    a: list[dict[str, Any]],
+    b: dict[str, Any],
+    c: dict[str, Any],
+    d: dict[str, Any],
+    command: str,
+    where: str,
 ) -> str:
     lines = [
         "| strategy | listings | MLS requests | minimum | ratio | wall s: median (runs) "
@@ -445,9 +457,26 @@ def render(
         f"{c['loop_thread_cpu_seconds']} s), peak RSS {c['peak_rss_mb']} MB; sandbox CPU "
         f"{c['sandbox_cpu_seconds']} s.",
         "",
+        render_d(d),
+        "",
         f"{where}. Command: `{command}`.",
     ]
     return "\n".join(lines)
+
+
+def render_d(d: dict[str, Any]) -> str:
+    hooked, base = d["with"], d["without"]
+    return (
+        f"Scenario D (webhooks: {d['moved']:,} of {d['listings']:,} listings moved before a "
+        f"by_key cycle, each change an event delivered to a receiver that verifies every "
+        f"signature): {hooked['events']:,} events, lag from commit to arrival p50 "
+        f"{hooked['lag_p50_seconds']} s, p99 {hooked['lag_p99_seconds']} s, max "
+        f"{hooked['lag_max_seconds']} s; the last arrived {hooked['drain_seconds']} s after the "
+        f"cycle ended; cycle wall {_runs(hooked)} s with deliveries against {_runs(base)} s "
+        f"without (slowdown {d['slowdown']:.1%}); CPU {hooked['cpu_seconds']} s against "
+        f"{base['cpu_seconds']} s; duplicates {hooked['duplicates']}, out of order "
+        f"{hooked['out_of_order']}, signatures that did not verify {hooked['unverified']}."
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -456,7 +485,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--write-docs", type=Path, help="write the results table here")
     parser.add_argument(
         "--only",
-        choices=["a", "b", "c"],
+        choices=["a", "b", "c", "d"],
         help="run one scenario and print its figures as JSON (for checking a fix)",
     )
     parser.add_argument(
@@ -467,13 +496,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     args = parser.parse_args(argv)
     sizes = SMOKE if args.smoke else Sizes()
+    # Here, not at the top: scenario D's module builds on this one's helpers.
+    from tests.bench.deliveries import scenario_d
+
     if args.only:
         with tempfile.TemporaryDirectory(prefix="mls-sync-bench-") as work:
             if args.only == "a":
                 chosen = frozenset(args.strategy or STRATEGIES)
                 figures: Any = scenario_a(sizes, Path(work), chosen)
             else:
-                figures = {"b": scenario_b, "c": scenario_c}[args.only](sizes, Path(work))
+                scenario = {"b": scenario_b, "c": scenario_c, "d": scenario_d}[args.only]
+                figures = scenario(sizes, Path(work))
         print(json.dumps(figures, indent=1))
         return {args.only: figures}
     workload, steal = calibration.workload_seconds(), calibration.StealMeter()
@@ -481,8 +514,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         a = scenario_a(sizes, Path(work))
         b = scenario_b(sizes, Path(work))
         c = scenario_c(sizes, Path(work))
+        d = scenario_d(sizes, Path(work))
     command = ".venv/bin/python -m tests.bench" + (" --smoke" if args.smoke else "")
-    table = render(a, b, c, command, conditions(workload, steal.share()))
+    table = render(a, b, c, d, command, conditions(workload, steal.share()))
     print(table)
     if args.write_docs:
         args.write_docs.write_text(
@@ -491,7 +525,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             + table
             + "\n"
         )
-    return {"a": a, "b": b, "c": c}
+    return {"a": a, "b": b, "c": c, "d": d}
 
 
 if __name__ == "__main__":

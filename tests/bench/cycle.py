@@ -1,9 +1,11 @@
 """One daemon cycle in a process of its own, reporting its own cost as one JSON line.
 
-    python -m tests.bench.cycle --config PATH [--unpublish-only]
+    python -m tests.bench.cycle --config PATH [--unpublish-only | --deliver]
 
 CPU is this process's user+system time during the cycle; peak RSS is the process's high-water
-mark (ru_maxrss), start-up included, which is what a daemon pays.
+mark (ru_maxrss), start-up included, which is what a daemon pays. With --deliver, the webhook
+worker runs beside the cycle as in the daemon (woken by the event watch, reading on its own
+connection), and the process waits, after the cycle, until every event is delivered.
 """
 
 from __future__ import annotations
@@ -14,13 +16,20 @@ import os
 import resource
 import sys
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
+
 from daemon import eventloop, logs
-from daemon.composition import open_runtime
+from daemon.composition import Runtime, open_runtime
 from daemon.config import load_settings
-from daemon.store import runs
+from daemon.outbound.worker import Deliveries
+from daemon.service.event_watch import EventWatch
+from daemon.store import database, events, runs, webhooks
+from daemon.store.database import Database
 from daemon.store.posts import DueScope
 from daemon.timestamps import iso, utcnow
 
@@ -36,25 +45,70 @@ def _main_thread_cpu() -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def measure(config: Path, unpublish_only: bool, key: str) -> dict[str, Any]:
+async def measure(config: Path, unpublish_only: bool, deliver: bool, key: str) -> dict[str, Any]:
     settings = load_settings(config, {})
     # Logged as the daemon logs (JSON lines, to stderr, which the benchmark reads and drops),
     # so their cost is counted: a post taken down is one line at the shipped level.
     logs.configure(settings.logging.level, "json", sys.stderr)
     async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": key}) as rt:
-        cpu, loop_cpu, wall = _cpu(), _main_thread_cpu(), time.perf_counter()
-        if unpublish_only:
-            run_id = await runs.start(rt.db, "bench", "all", rt.engine.holder, iso(utcnow()))
-            results = await rt.engine.unpublisher.reconcile(run_id, DueScope())
-            seconds = time.perf_counter() - wall
-            run = await runs.finish(rt.db, run_id, iso(utcnow()), failed=False)
-            extra = {"posts": len(results)}
-        else:
-            report = await rt.engine.sync_all("bench")
-            seconds = time.perf_counter() - wall
-            run = report.run
-            extra = {}
-        cpu, loop_cpu = _cpu() - cpu, _main_thread_cpu() - loop_cpu
+        if deliver:
+            async with delivering(rt) as drained:
+                figures = await _measured(rt, unpublish_only)
+                started = time.perf_counter()
+                await drained()
+                figures["drain_seconds"] = round(time.perf_counter() - started, 3)
+                return figures
+        return await _measured(rt, unpublish_only)
+
+
+@asynccontextmanager
+async def delivering(rt: Runtime) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+    """The daemon's webhook worker and event watch, for as long as the block runs; yields a
+    wait until every endpoint has every event delivered."""
+    async with (
+        database.reader(rt.db.path) as reader,
+        anyio.create_task_group() as tg,
+    ):
+        watch = EventWatch(reader)
+        worker = Deliveries(
+            rt.db, rt.box, rt.settings.effective_webhooks(), wake=watch.wait_after, reader=reader
+        )
+        tg.start_soon(watch.run)
+        tg.start_soon(worker.run)
+
+        async def drained() -> None:
+            while not await _all_delivered(reader):
+                await anyio.sleep(0.02)
+
+        yield drained
+        tg.cancel_scope.cancel()
+
+
+async def _all_delivered(db: Database) -> bool:
+    last = await events.last_id(db)
+    for endpoint_id in await webhooks.enabled_ids(db):
+        endpoint = await webhooks.get(db, endpoint_id)
+        if endpoint is None or endpoint.cursor < last:
+            return False
+        if await webhooks.pending(db, endpoint_id) is not None:
+            return False
+    return True
+
+
+async def _measured(rt: Runtime, unpublish_only: bool) -> dict[str, Any]:
+    cpu, loop_cpu, wall = _cpu(), _main_thread_cpu(), time.perf_counter()
+    if unpublish_only:
+        run_id = await runs.start(rt.db, "bench", "all", rt.engine.holder, iso(utcnow()))
+        results = await rt.engine.unpublisher.reconcile(run_id, DueScope())
+        seconds = time.perf_counter() - wall
+        run = await runs.finish(rt.db, run_id, iso(utcnow()), failed=False)
+        extra = {"posts": len(results)}
+    else:
+        report = await rt.engine.sync_all("bench")
+        seconds = time.perf_counter() - wall
+        run = report.run
+        extra = {}
+    cpu, loop_cpu = _cpu() - cpu, _main_thread_cpu() - loop_cpu
     return {
         "wall_seconds": round(seconds, 3),
         "cpu_seconds": round(cpu, 3),
@@ -73,9 +127,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--unpublish-only", action="store_true")
+    parser.add_argument("--deliver", action="store_true")
     args = parser.parse_args()
     key = os.environ["MLS_SYNC_SECRET_KEY"]
-    print(json.dumps(eventloop.run(measure, args.config, args.unpublish_only, key)))
+    figures = eventloop.run(measure, args.config, args.unpublish_only, args.deliver, key)
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":

@@ -19,3 +19,6 @@ def test_the_benchmark_runs_and_its_figures_hold_together() -> None:
     assert b["wall_seconds"] <= 1.05 * b["floor_seconds"] + 1
     c = results["c"]
     assert c["successful_deletes"] == c["posts"] and c["posts_deleted_twice"] == 0
+    d = results["d"]["with"]
+    assert d["events"] == d["status_changes"] + 1  # each change, and the run's end
+    assert (d["out_of_order"], d["unverified"], d["errors"]) == (0, 0, 0)
