@@ -156,7 +156,7 @@ class Deliveries:
 
     async def _follow(self, endpoint_id: int) -> None:
         try:
-            while (wait := await self.step(endpoint_id)) is not None:
+            while (wait := await self._next(endpoint_id)) is not None:
                 if wait > 0:
                     await self._wait(endpoint_id, wait)
         except Exception:
@@ -177,6 +177,52 @@ class Deliveries:
                 await anyio.sleep(seconds)  # the daemon stops: no more waking, no spinning
         else:
             await anyio.sleep(min(seconds, RECHECK))
+
+    async def _next(self, endpoint_id: int) -> float | None:
+        """What `_follow` does next: streams the endpoint's events while they go through,
+        else the careful `step` (a delivery is pending: its retry)."""
+        endpoint = await store.get(self.reads, endpoint_id)
+        if endpoint is None or not endpoint.enabled:
+            return None
+        if await store.pending(self.reads, endpoint_id) is None:
+            return await self._stream(endpoint)
+        return await self.step(endpoint_id)
+
+    async def _stream(self, endpoint: WebhookEndpointRow) -> float | None:
+        """Sends the endpoint's next events one after the other, each recorded as delivered
+        (its attempt, the cursor on it) in one transaction as soon as it is answered 2xx:
+        the read of the log, the secrets and the endpoint serve the whole batch. The first
+        failure becomes a pending delivery with that attempt, and the retry rules take over
+        (`step`). As in `step`, a crash between a send and its record sends it again."""
+        patterns = json.loads(endpoint.event_types)
+        types = None if ALL in patterns else sorted(event_types.expand(patterns))
+        read = await events.after(self.reads, endpoint.cursor, types, endpoint.user_id, READ_BATCH)
+        secrets = signing_secrets(endpoint, self.box, self._now())
+        cursor = endpoint.cursor
+        for row in read.rows:
+            if not wants(patterns, endpoint.id, row.type, row.data):
+                continue  # passed over: the cursor moves past it with the next record
+            sent = await self.send(endpoint, row.id, event_body(row), secrets)
+            at = self.clock()
+            attempt = _attempt_of(0, sent, at)
+            try:
+                if sent.status_code is not None and 200 <= sent.status_code < 300:
+                    if not await store.delivered(self.db, endpoint.id, cursor, row.id, attempt):
+                        return 0.0  # disabled or moved on meanwhile: look again
+                    cursor = row.id
+                    self._report(endpoint, row.id, sent, retry.Decision(DeliveryState.DELIVERED))
+                    continue
+                delivery = await store.take(self.db, endpoint.id, cursor, row.id, row.id, iso(at))
+                if delivery is not None:
+                    await self._settle(endpoint, delivery, row.id, sent, at)
+            except sqlite3.IntegrityError:
+                return None  # the endpoint was removed while its request was out
+            return 0.0
+        full = len(read.rows) == READ_BATCH
+        end = read.rows[-1].id if full else max(cursor, read.upto)
+        if end != cursor:
+            await store.take(self.db, endpoint.id, cursor, end, None, self._now())
+        return 0.0 if full else IDLE_WAIT
 
     async def step(self, endpoint_id: int) -> float | None:
         """Does what is due for one endpoint now: takes its next event, or tries its pending
@@ -222,9 +268,21 @@ class Deliveries:
                 self.db, endpoint.id, attempt, store.Settlement(DeliveryState.FAILED)
             )
             return
-        body = event_body(event)
-        sent = await self.send(endpoint, event.id, body)
-        at = self.clock()
+        sent = await self.send(endpoint, event.id, event_body(event))
+        try:
+            await self._settle(endpoint, delivery, event.id, sent, self.clock())
+        except sqlite3.IntegrityError:
+            return  # the endpoint was removed while its request was out: nothing to record
+
+    async def _settle(
+        self,
+        endpoint: WebhookEndpointRow,
+        delivery: WebhookDeliveryRow,
+        event_id: int,
+        sent: sender.Sent,
+        at: datetime,
+    ) -> None:
+        """Records an attempt of the pending `delivery` and what the retry rules make of it."""
         decision = retry.decide(
             sent.status_code,
             sent.retry_after,
@@ -234,20 +292,21 @@ class Deliveries:
             retry_policy_of(self.settings),
             self.dice(),
         )
-        attempt = store.Attempt(
-            delivery.id, iso(at), sent.status_code, sent.latency_ms, sent.error, sent.excerpt
-        )
         next_at = iso(decision.next_attempt_at) if decision.next_attempt_at else None
         settled = store.Settlement(decision.state, next_at, decision.disable_reason)
-        try:
-            await store.settle(self.db, endpoint.id, attempt, settled)
-        except sqlite3.IntegrityError:
-            return  # the endpoint was removed while its request was out: nothing to record
-        self._report(endpoint, event.id, sent, decision)
+        await store.settle(self.db, endpoint.id, _attempt_of(delivery.id, sent, at), settled)
+        self._report(endpoint, event_id, sent, decision)
 
-    async def send(self, endpoint: WebhookEndpointRow, event_id: int, body: str) -> sender.Sent:
-        """One signed request, under the bound of deliveries in flight."""
-        secrets = signing_secrets(endpoint, self.box, self._now())
+    async def send(
+        self,
+        endpoint: WebhookEndpointRow,
+        event_id: int,
+        body: str,
+        secrets: list[str] | None = None,
+    ) -> sender.Sent:
+        """One signed request, under the bound of deliveries in flight (`secrets`: the
+        endpoint's, when the caller has them already)."""
+        secrets = secrets or signing_secrets(endpoint, self.box, self._now())
         headers = signing.headers(signing.message_id(event_id), self.clock(), body, secrets)
         assert self.http is not None, "run() opens the client"
         async with self.in_flight:
@@ -303,3 +362,9 @@ class Deliveries:
 
     def _now(self) -> str:
         return iso(self.clock())
+
+
+def _attempt_of(delivery_id: int, sent: sender.Sent, at: datetime) -> store.Attempt:
+    return store.Attempt(
+        delivery_id, iso(at), sent.status_code, sent.latency_ms, sent.error, sent.excerpt
+    )

@@ -70,6 +70,12 @@ ORDER BY id DESC LIMIT :limit
 MOVE_CURSOR = """
 UPDATE webhook_endpoints SET cursor = :to WHERE id = :id AND cursor = :from AND enabled = 1
 """
+DELIVERED = """
+INSERT INTO webhook_deliveries (endpoint_id, event_id, state, attempts, last_status,
+    created_at, updated_at)
+VALUES (:endpoint_id, :event_id, 'delivered', 1, :status_code, :at, :at)
+RETURNING id
+"""
 TAKE = """
 INSERT INTO webhook_deliveries (endpoint_id, event_id, state, next_attempt_at, created_at,
     updated_at)
@@ -243,6 +249,27 @@ async def take(
         async with conn.execute(TAKE, made) as cur:
             row = await cur.fetchone()
     return from_row(WebhookDeliveryRow, row) if row else None
+
+
+async def delivered(
+    db: Database, endpoint_id: int, cursor_was: int, event_id: int, attempt: Attempt
+) -> bool:
+    """An event delivered at its first attempt, recorded in one transaction: its delivery,
+    its attempt, the cursor on it. False (nothing written) if the cursor moved meanwhile or
+    the endpoint was disabled."""
+    async with db.transaction() as conn:
+        params = {"id": endpoint_id, "from": cursor_was, "to": event_id}
+        if (await conn.execute(MOVE_CURSOR, params)).rowcount != 1:
+            return False
+        made = {**_attempt_params(attempt), "endpoint_id": endpoint_id, "event_id": event_id}
+        async with conn.execute(DELIVERED, made) as cur:
+            row = await cur.fetchone()
+        assert row is not None
+        await conn.execute(
+            ATTEMPT, {**_attempt_params(attempt), "delivery_id": row[0], "replay": 0}
+        )
+        await conn.execute(SUCCEEDED, {"id": endpoint_id})
+    return True
 
 
 async def settle(db: Database, endpoint_id: int, attempt: Attempt, after: Settlement) -> None:

@@ -56,7 +56,7 @@ class Sizes:
     b_rate: float = 20.0
     c_posts: int = 10_000
     c_rate: float = 300.0
-    d_events: int = 10_000  # listings moved per measured cycle of scenario D
+    d_events: int = 15_000  # listings moved per cycle of scenario D: about 10,000 changes
     # Measured cycles per strategy (A) and runs of scenario C: the median is reported. One
     # cycle on these shared 2-core machines varies by about 10% from run to run.
     repeats: int = 3
