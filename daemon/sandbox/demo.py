@@ -30,6 +30,10 @@ class DemoStats:
     unpublished: Counter[str] = field(default_factory=Counter)  # platform -> posts taken down
     faults: Counter[str] = field(default_factory=Counter)  # kind -> injected
     mail_subjects: list[str] = field(default_factory=list)  # what the sandbox SMTP sink got
+    # What the sandbox's webhook sink got: events by type, and how many did not verify.
+    webhooks: Counter[str] = field(default_factory=Counter)
+    webhooks_unverified: int = 0
+    webhooks_in_order: bool = True
 
     def add(self, report: RunReport) -> None:
         self.cycles += 1

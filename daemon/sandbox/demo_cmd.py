@@ -18,11 +18,16 @@ from daemon import logs
 from daemon.cli.common import run
 from daemon.config import Settings, load_settings
 from daemon.mail.worker import MailWorker
+from daemon.ops.context import OpsContext
+from daemon.ops.manager import Operations
+from daemon.ops.webhooks import EndpointSpec
+from daemon.outbound.worker import Deliveries
 from daemon.platforms.registry import PLATFORM_NAMES
 from daemon.sandbox.demo import Consistency, DemoStats, check_consistency, inject_faults
 from daemon.sandbox.environment import runtime_for
+from daemon.sandbox.webhook_sink import Receiver, receiving
 from daemon.service.event_watch import EventWatch
-from daemon.store import mail
+from daemon.store import events, mail, webhooks
 from daemon.store.database import Database
 
 MAIL_SHOWN = 10  # subjects of the e-mail the sandbox agents got, in the summary
@@ -71,7 +76,7 @@ def demo(duration: float, interval: float, listings: int, seed: int, keep: Path 
         stats, consistency = run(play)
     console.print()
     console.print(_summary(stats, consistency, duration))
-    if not consistency.in_step:
+    if not consistency.in_step or stats.webhooks_unverified or not stats.webhooks_in_order:
         sys.exit(1)
 
 
@@ -101,12 +106,22 @@ async def _play(
 ) -> tuple[DemoStats, Consistency]:
     stats = DemoStats()
     rng = random.Random(seed)
-    async with runtime_for(settings) as (rt, sandbox), anyio.create_task_group() as tg:
+    async with (
+        runtime_for(settings) as (rt, sandbox),
+        receiving() as app,
+        anyio.create_task_group() as tg,
+    ):
         assert sandbox is not None  # the demo's own settings enable it
-        # E-mail to the sandbox agents, sent to the sandbox's SMTP sink as the daemon would.
+        # E-mail to the sandbox agents, sent to the sandbox's SMTP sink as the daemon would;
+        # every event signed and delivered to a stand-in app, as a webhook endpoint gets it.
         watch = EventWatch(rt.db)
         tg.start_soon(watch.run)
         tg.start_soon(MailWorker(rt.db, rt.settings.email, None, watch, poll_seconds=0.2).run)
+        hooks = rt.settings.effective_webhooks()
+        ops = Operations.on(OpsContext(rt.db, rt.box, webhooks=hooks, actor="demo"))
+        made, secret = await ops.webhooks.create(EndpointSpec(f"{app.url}{APP_PATH}"))
+        app.secrets[APP_PATH] = [secret]
+        tg.start_soon(Deliveries(rt.db, rt.box, hooks, wake=watch.wait_after).run)
         started = time.monotonic()
         with Live(
             _table(stats, 0, duration),
@@ -134,8 +149,31 @@ async def _play(
         )
         await _mail_sent(rt.db)
         stats.mail_subjects = [r.subject for r in sandbox.mail.received]
+        await _delivered(rt.db, int(made["id"]))
+        _count_deliveries(app, stats)
         tg.cancel_scope.cancel()
     return stats, consistency
+
+
+APP_PATH = "/mls-sync-events"
+
+
+async def _delivered(db: Database, endpoint_id: int) -> None:
+    """Waits (10 s at most) until the endpoint has every event of the log."""
+    with anyio.move_on_after(10):
+        while True:
+            endpoint = await webhooks.get(db, endpoint_id)
+            done = await webhooks.pending(db, endpoint_id) is None
+            if endpoint is None or (done and endpoint.cursor >= await events.last_id(db)):
+                return
+            await anyio.sleep(0.1)
+
+
+def _count_deliveries(app: Receiver, stats: DemoStats) -> None:
+    arrived = list(dict.fromkeys(r.event["id"] for r in app.at(APP_PATH)))
+    stats.webhooks.update({r.event["id"]: r.event["type"] for r in app.at(APP_PATH)}.values())
+    stats.webhooks_unverified = len(app.unverified())
+    stats.webhooks_in_order = arrived == sorted(arrived)
 
 
 async def _mail_sent(db: Database) -> None:
@@ -183,6 +221,12 @@ def _summary(stats: DemoStats, consistency: Consistency, duration: float) -> Tab
         table.add_row(f"  e-mail: {subject}", "")
     if len(stats.mail_subjects) > MAIL_SHOWN:
         table.add_row("  e-mail: ... and more", str(len(stats.mail_subjects) - MAIL_SHOWN))
+    table.add_row("webhook events delivered (signed)", str(sum(stats.webhooks.values())))
+    for kind, n in sorted(stats.webhooks.items()):
+        table.add_row(f"  webhook: {kind}", str(n))
+    verified = "yes" if not stats.webhooks_unverified else f"NO: {stats.webhooks_unverified} not"
+    table.add_row("  every signature verified", verified)
+    table.add_row("  in event order", "yes" if stats.webhooks_in_order else "NO")
     in_step = getattr(consistency, "in_step", False)
     table.add_row("in step with the MLS at the end", "yes" if in_step else f"NO: {consistency}")
     return table

@@ -19,6 +19,7 @@ import anyio
 import pytest
 
 from daemon.sandbox.smtp_sink import SmtpSink, smtp_sink_running
+from daemon.sandbox.webhook_sink import Receiver, receiving
 from tests.e2e.daemon_process import Daemon, DaemonConfig, free_port
 from tests.e2e.test_event_feed import follow
 from tests.event_log_check import event_log_against_what_committed
@@ -32,7 +33,6 @@ from tests.helpers import (
     wait_until,
 )
 from tests.mail_helpers import notify
-from tests.webhook_receiver import Receiver, receiving
 
 KEYS = [f"S{n}" for n in range(1, 9)]
 NOTIFIED = ("listing.sold", "post.needs_person")

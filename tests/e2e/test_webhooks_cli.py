@@ -11,12 +11,12 @@ from pathlib import Path
 
 import anyio
 
+from daemon.sandbox.webhook_sink import receiving
 from daemon.store import webhooks as store
 from daemon.timestamps import iso, utcnow
 from tests.e2e.daemon_process import API_TOKEN, DaemonConfig
 from tests.helpers import Platforms
 from tests.integration.test_cli import mls_sync
-from tests.webhook_receiver import receiving
 
 LOOPBACK_ALLOWED = "[webhooks]\nallow_http_loopback = true\n"
 

@@ -13,9 +13,9 @@ from typing import Any
 import anyio
 import pytest
 
+from daemon.sandbox.webhook_sink import Receiver, receiving
 from tests.e2e.daemon_process import Daemon, DaemonConfig
 from tests.helpers import Platforms
-from tests.webhook_receiver import Receiver, receiving
 
 SANDBOX_ON = """[sandbox]
 enabled = true

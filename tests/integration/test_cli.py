@@ -588,6 +588,10 @@ def test_the_demo_ends_by_itself_with_a_summary_and_everything_in_step(tmp_path:
     sold = int(rows.get("status changes: sold", "0"))
     assert int(rows["e-mail notifications sent"]) >= sold
     assert ("e-mail: Sold: listing " in out) == (sold > 0)
+    # Every event, signed, at the sandbox's stand-in app: each sale among them.
+    assert int(rows["webhook events delivered (signed)"]) >= cycles + sold
+    assert int(rows.get("webhook: listing.sold", "0")) >= sold  # (and any first seen sold)
+    assert rows["every signature verified"] == "yes" and rows["in event order"] == "yes"
     assert not (tmp_path / "state").exists()  # the demo used its own scratch database
 
 

@@ -22,13 +22,13 @@ from daemon.ops.context import OpsContext
 from daemon.ops.manager import Operations
 from daemon.ops.webhooks import EndpointSpec
 from daemon.outbound.worker import Deliveries, polling_wake
+from daemon.sandbox.webhook_sink import Receiver, Reply, receiving
 from daemon.specs import SpecError
 from daemon.store import database, events
 from daemon.store import webhooks as store
 from daemon.store.database import Database
 from daemon.timestamps import iso, parse_iso, utcnow
 from tests.helpers import Live, add_sandbox_connection, make_settings, open_live
-from tests.webhook_receiver import Receiver, Reply, receiving
 
 
 @dataclass
@@ -398,7 +398,7 @@ async def _slow_and_fast(live: Live, receiver: Receiver) -> None:
         await rt.engine.sync_all("test")
         cycle_seconds = time.monotonic() - started
         after_cycle = await events.last_id(rt.db)
-        fast = await receiver.wait_for("/fast", after_cycle, timeout=10)
+        fast = await receiver.wait_for("/fast", after_cycle, seconds=10)
         tg.cancel_scope.cancel()
     assert cycle_seconds < 5
     assert after_cycle > written

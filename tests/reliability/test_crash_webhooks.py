@@ -22,9 +22,9 @@ import anyio
 from daemon.ops.context import OpsContext
 from daemon.ops.manager import Operations
 from daemon.ops.webhooks import EndpointSpec
+from daemon.sandbox.webhook_sink import receiving
 from tests.e2e.daemon_process import DaemonConfig
 from tests.helpers import Mls, add_sandbox_connection
-from tests.webhook_receiver import receiving
 
 ROUNDS = int(os.environ.get("MLS_SYNC_CRASH_ROUNDS", "5"))
 LISTINGS = int(os.environ.get("MLS_SYNC_CRASH_LISTINGS", "200"))

@@ -1,6 +1,7 @@
-"""A webhook receiver for the tests: a real HTTP server on 127.0.0.1 (Starlette under the
-daemon's own Uvicorn wrapper) that checks every request it gets with the `standardwebhooks`
-library, as an app would, against each secret it was told, and answers as scripted."""
+"""The sandbox's stand-in for an app that takes webhooks: a real HTTP server on 127.0.0.1
+(Starlette under the daemon's own Uvicorn wrapper) that checks every request it gets with the
+`standardwebhooks` library, as an app would, against each secret it was told, and answers as
+scripted. `mls-sync demo` registers it as an endpoint; the tests script its answers."""
 
 from __future__ import annotations
 
@@ -89,9 +90,10 @@ class Receiver:
             self.answering[path] -= 1
         return Response(reply.body, reply.status, reply.headers)
 
-    async def wait_for(self, path: str, count: int, timeout: float = 20) -> list[Received]:
-        with anyio.fail_after(timeout):
-            while len(self.at(path)) < count:
+    async def wait_for(self, path: str, count: int, seconds: float = 20) -> list[Received]:
+        """Until `count` requests came to `path` (TimeoutError after `seconds`)."""
+        with anyio.fail_after(seconds):
+            while len(self.at(path)) < count:  # noqa: ASYNC110 - the server is another task
                 await anyio.sleep(0.02)
         return self.at(path)
 
