@@ -18,6 +18,7 @@ from daemon.enums import DeliveryState
 SCHEDULE = (5, 300, 1800, 7200, 18_000, 36_000, 50_400, 72_000, 86_400)
 JITTER = 0.2  # each delay is drawn from +-20% of its step
 SLOW_DOWN = frozenset({429, 503})
+LONGEST_RETRY_AFTER_SECONDS = 366 * 86_400
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,9 @@ def parse_retry_after(value: str | None, now: datetime) -> timedelta | None:
     if value is None:
         return None
     text = value.strip()
-    if text.isdigit():
-        return timedelta(seconds=int(text))
+    if text.isascii() and text.isdigit():  # isdigit alone takes "²", which int() refuses
+        # A receiver's number may be any size; past a year it is capped anyway.
+        return timedelta(seconds=min(int(text), LONGEST_RETRY_AFTER_SECONDS))
     try:
         when = parsedate_to_datetime(text)
     except (TypeError, ValueError):

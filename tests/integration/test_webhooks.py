@@ -248,6 +248,27 @@ async def test_retry_after_of_a_429_or_503_sets_the_next_attempt(
     assert len(receiver.at("/hooks")) == 1
 
 
+@pytest.mark.parametrize("retry_after", ["99999999999999", "\u00b2", "-5", "1e9"])
+async def test_a_retry_after_no_one_can_wait_for_is_recorded_and_capped_not_a_crash(
+    rt: Runtime, receiver: Receiver, retry_after: str
+) -> None:
+    """A receiver's header is input: one too large or not a number still leaves its attempt
+    recorded and the delivery due again within the longest wait honoured."""
+    clock = Clock(utcnow().replace(microsecond=0))
+    endpoint_id, _ = await add_endpoint(rt, receiver, "/hooks")
+    await write_events(rt.db, 1)
+    receiver.reply("/hooks", Reply(429, {"Retry-After": retry_after}))
+    settings = rt.settings.effective_webhooks()
+    worker = Deliveries(rt.db, rt.box, settings, clock=clock)
+    async with worker.opened():
+        await worker.step(endpoint_id)  # takes the event
+        await worker.step(endpoint_id)  # sends it: the 429
+    pending = await store.pending(rt.db, endpoint_id)
+    assert pending is not None and pending.attempts == 1 and pending.next_attempt_at
+    wait = parse_iso(pending.next_attempt_at) - clock.now
+    assert timedelta(0) < wait <= timedelta(seconds=settings.max_retry_after_seconds)
+
+
 async def test_a_redirect_is_not_followed_and_counts_as_a_failure(
     rt: Runtime, receiver: Receiver
 ) -> None:
