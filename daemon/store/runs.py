@@ -44,7 +44,7 @@ UPDATE sync_runs SET finished_at = :at,
         WHEN :failed THEN 'failed'
         WHEN errors > 0 THEN 'partial'
         ELSE 'ok' END
-WHERE id = :run_id
+WHERE id = :run_id AND outcome = 'running'
 """
 GET = "SELECT * FROM sync_runs WHERE id = ?"
 RECENT = "SELECT * FROM sync_runs ORDER BY id DESC LIMIT ?"
@@ -66,7 +66,8 @@ UPDATE sync_runs SET outcome = :outcome, finished_at = :at
 WHERE id = :run_id AND outcome = 'running'
 """
 INTERRUPT = """
-UPDATE sync_runs SET outcome = 'interrupted', finished_at = :at WHERE id = :run_id
+UPDATE sync_runs SET outcome = 'interrupted', finished_at = :at
+WHERE id = :run_id AND outcome = 'running'
 """
 
 
@@ -154,8 +155,9 @@ async def record_now(
 
 async def finish(db: Database, run_id: int, at: str, failed: bool) -> RunRow:
     async with db.transaction() as conn:
-        await conn.execute(FINISH, {"run_id": run_id, "at": at, "failed": int(failed)})
-        await events.runs_finished(conn, [run_id], at)
+        cur = await conn.execute(FINISH, {"run_id": run_id, "at": at, "failed": int(failed)})
+        if cur.rowcount:  # not if another process ended it meanwhile (and reported it)
+            await events.runs_finished(conn, [run_id], at)
         async with conn.execute(GET, (run_id,)) as cur:
             row = await cur.fetchone()
     assert row is not None
@@ -203,8 +205,12 @@ async def interrupt(db: Database, run_ids: Sequence[int], at: str) -> None:
     """Marks runs whose process died as interrupted. Their committed work stays; the next
     cycle redoes the rest, since every step is idempotent."""
     async with db.transaction() as conn:
-        await conn.executemany(INTERRUPT, [{"run_id": i, "at": at} for i in run_ids])
-        await events.runs_finished(conn, run_ids, at)
+        # One by one: only a run this call ended is reported (another process sweeping the
+        # same dead runs may have ended it first).
+        ended = [
+            i for i in run_ids if (await conn.execute(INTERRUPT, {"run_id": i, "at": at})).rowcount
+        ]
+        await events.runs_finished(conn, ended, at)
 
 
 _MATCHING = """

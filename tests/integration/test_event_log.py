@@ -17,7 +17,7 @@ from daemon.ops.manager import Operations
 from daemon.ops.queries import EventQuery
 from daemon.ops.webhooks import EndpointSpec
 from daemon.sandbox.faults import Fault
-from daemon.store import events, mail
+from daemon.store import events, mail, runs
 from daemon.store.database import Database
 from daemon.timestamps import iso, utcnow
 from tests.helpers import Live, Mls, add_connection, track
@@ -161,3 +161,11 @@ async def test_events_the_mail_worker_has_not_read_are_kept_while_mail_is_on(liv
 async def mail_cursor(db: Database) -> int:
     async with db.reading() as conn:
         return await mail.cursor(conn)
+
+
+async def test_a_run_ended_twice_by_two_sweeps_is_reported_finished_once(runtime: Runtime) -> None:
+    """Two processes starting together may both find a dead process's run and end it."""
+    orphan = await runs.start(runtime.db, "schedule", "all", "gone-host:1", iso(utcnow()))
+    for _ in range(2):
+        await runs.interrupt(runtime.db, [orphan], iso(utcnow()))
+    assert (await _types(runtime))["run.finished"] == 1
