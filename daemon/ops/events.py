@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 import anyio
 
 from daemon import event_types
-from daemon.errors import Gone
+from daemon.errors import Conflict, Gone
 from daemon.ops import views
 from daemon.ops.context import Topic
 from daemon.ops.queries import EventQuery
@@ -30,7 +30,7 @@ class EventOps(Topic):
         """The events after `query.after`. With `query.wait`, an empty answer waits (through
         `wait_after`, or by polling the database) until one arrives or the time is up."""
         types = _types(query.types)
-        await self._refuse_pruned(query.after)
+        await self._refuse_unknown(query.after)
         wait = wait_after or self._poll
         deadline = anyio.current_time() + query.wait
         after = query.after
@@ -42,10 +42,19 @@ class EventOps(Topic):
             if read.rows or left <= 0 or not await wait(after, left):
                 return {"items": [views.event(r) for r in read.rows], "next_after": after}
 
-    async def _refuse_pruned(self, after: int) -> None:
+    async def _refuse_unknown(self, after: int) -> None:
+        """Gone when events after `after` were pruned; Conflict when `after` is past the last
+        event ever given (a database restored from a backup, an id from elsewhere): the
+        reader would skip every event up to it."""
+        last = await store.last_id(self.ctx.db)
+        if after > last:
+            raise Conflict(
+                f"after is past the last event ({last}): read the current state (GET "
+                f"/v1/listings, /v1/posts), then follow from after={last}"
+            )
         # Ids have no gaps but pruned ones: the first kept (or the next to come, when every
         # event was pruned) tells whether any after `after` is gone.
-        first = await store.first_id(self.ctx.db) or await store.last_id(self.ctx.db) + 1
+        first = await store.first_id(self.ctx.db) or last + 1
         if after < first - 1:
             raise Gone(
                 "events after this id were pruned ([events] retention_days): the oldest kept "

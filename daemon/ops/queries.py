@@ -90,7 +90,9 @@ class EventQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    after: int = Field(default=0, ge=0, description="the `next_after` of the read before; 0: all")
+    after: int = Field(
+        default=0, ge=0, le=2**63 - 1, description="the `next_after` of the read before; 0: all"
+    )
     types: str | None = Field(
         default=None,
         max_length=2000,

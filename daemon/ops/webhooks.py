@@ -133,6 +133,11 @@ class WebhookOps(Topic):
         await require_users(self.ctx.db, [spec.user_id], "user_id")
         if spec.after_event is not None and spec.after_event < 0:
             raise SpecError("after_event: an event id, 0 or more (0: every event kept)")
+        last = await events.last_id(self.ctx.db)
+        if spec.after_event is not None and spec.after_event > last:
+            raise SpecError(
+                f"after_event: past the last event ({last}); leave it out to start from now"
+            )
         return url, types
 
     async def list(self) -> list[View]:

@@ -21,12 +21,13 @@ def event_routes(state: ServiceState) -> APIRouter:
         "/events",
         summary="The events after an id, oldest first; waits for one with `wait`",
         response_model=schemas.EventFeed,
-        responses=problem_responses(410, 422),
+        responses=problem_responses(409, 410, 422),
     )
     async def feed(ops: ReadOps, query: Annotated[queries.EventQuery, Query()]) -> View:
         """Send the answer's `next_after` as `after` next time: each event your filters pass
         comes exactly once, in order. With `wait` (seconds, up to 60), an empty answer is held
-        until an event arrives. 410 when events after `after` were pruned."""
+        until an event arrives. 410 when events after `after` were pruned; 409 when `after` is
+        past the last event."""
         return await ops.events.feed(query, state.event_watch.wait_after)
 
     declare_refusals(router)

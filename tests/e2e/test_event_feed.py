@@ -149,6 +149,9 @@ async def test_filters_narrow_the_feed_and_a_bad_one_is_refused_without_echo(
         bad = await daemon.call("GET", "/v1/events", params={"types": "listing.sold,sk_live_x"})
         for wait in ("61", "-1", "soon"):
             assert_problem(await daemon.call("GET", "/v1/events", params={"wait": wait}), 422)
+        huge = await daemon.call("GET", "/v1/events", params={"after": str(2**70)})
+        _, last = await follow(daemon)
+        ahead = await daemon.call("GET", "/v1/events", params={"after": last + 5})
 
     assert Counter(e["type"] for e in posts) == {"post.unpublished": 1, "run.finished": 2}
     assert {e["type"] for e in mine} == {
@@ -160,6 +163,9 @@ async def test_filters_narrow_the_feed_and_a_bad_one_is_refused_without_echo(
     assert nobody == []
     body = assert_problem(bad, 422)
     assert "entry 2" in body["detail"] and "sk_live_x" not in bad.text
+    assert_problem(huge, 422)
+    # Beyond the last event: a reader that kept it would skip what comes; it is told.
+    assert f"after={last}" in assert_problem(ahead, 409)["detail"]
 
 
 async def test_the_cli_reads_the_feed_over_the_api_as_it_does_locally_and_follows_it(

@@ -504,6 +504,19 @@ async def test_a_bad_endpoint_url_is_refused_naming_why_and_nothing_is_stored(
         assert await store.list_all(rt.db) == []
 
 
+async def test_an_endpoint_starting_past_the_last_event_is_refused(
+    tmp_path: Path, secret_key: str
+) -> None:
+    """It would wait, silently, for events that are not there yet and skip them all."""
+    async with open_runtime(make_settings(tmp_path), {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        last = await events.last_id(rt.db)
+        for after in (last + 1, 2**63 - 1):
+            spec = EndpointSpec("https://hooks.example.com/in", after_event=after)
+            with pytest.raises(SpecError, match="past the last event"):
+                await ops_of(rt).webhooks.create(spec)
+        assert await store.list_all(rt.db) == []
+
+
 async def test_loopback_is_refused_unless_allowed(tmp_path: Path, secret_key: str) -> None:
     """http://127.0.0.1 and https://[::1] need [webhooks] allow_http_loopback."""
     async with open_runtime(make_settings(tmp_path), {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
