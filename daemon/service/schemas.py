@@ -238,7 +238,7 @@ class ManualTotals(Shape):
 class Event(Shape):
     id: int = Field(description="only grows; send the last one you handled as `after`")
     type: EventType
-    timestamp: str = Field(description="when its change committed")
+    timestamp: str = Field(description="when its change was written; ids give the order")
     user_id: str | None = Field(description="whose record it is about; null: the daemon's")
     data: dict[str, Any] = Field(description="what changed, with links; docs/events.md")
 

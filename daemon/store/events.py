@@ -197,18 +197,25 @@ ORDER BY id LIMIT :limit
 # The last id ever given, pruned or not: AUTOINCREMENT keeps it in sqlite_sequence.
 LAST_ID = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)"
 FIRST_ID = "SELECT min(id) FROM events"
-# Never an event a webhook endpoint still owes, enabled or not: past its cursor, or with a
-# delivery pending (a long-dead endpoint therefore holds the log until it is removed); nor,
-# while mail is on, one the mail worker has not read.
+# Pruning takes the oldest ids only, never a hole, so that the first id kept tells a reader
+# whether it missed any (ops/events.py): up to the last id before the first event inside the
+# retention (an event's time is when its change was written, not quite in id order), and
+# never an event a webhook endpoint still owes, enabled or not (past its cursor, or with a
+# delivery pending: a long-dead endpoint holds the log until it is removed), nor, while mail
+# is on, one the mail worker has not read.
+PRUNE_UPTO = """
+SELECT min(
+    coalesce((SELECT min(id) FROM events WHERE created_at >= :before),
+             (SELECT coalesce(max(id), 0) FROM events) + 1) - 1,
+    (SELECT coalesce(min(cursor), 9223372036854775807) FROM webhook_endpoints),
+    (SELECT coalesce(min(event_id) - 1, 9223372036854775807)
+     FROM webhook_deliveries WHERE state = 'pending'),
+    CASE WHEN :mail_on
+         THEN coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'mail_cursor'), 0)
+         ELSE 9223372036854775807 END)
+"""
 PRUNE = """
-DELETE FROM events WHERE id IN (
-    SELECT id FROM events
-    WHERE created_at < :before
-      AND id <= (SELECT coalesce(min(cursor), 9223372036854775807) FROM webhook_endpoints)
-      AND id NOT IN (SELECT event_id FROM webhook_deliveries WHERE state = 'pending')
-      AND (NOT :mail_on OR id <= coalesce(
-          (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'mail_cursor'), 0))
-    LIMIT :batch)
+DELETE FROM events WHERE id IN (SELECT id FROM events WHERE id <= :upto ORDER BY id LIMIT :batch)
 """
 HELD_FOR = """
 SELECT id FROM webhook_endpoints
@@ -267,8 +274,9 @@ async def prune(db: Database, before: str, mail_on: bool = False, batch: int = 5
     total = 0
     while True:
         async with db.transaction() as conn:
-            params = {"before": before, "mail_on": mail_on, "batch": batch}
-            cur = await conn.execute(PRUNE, params)
+            found = await conn.execute_fetchall(PRUNE_UPTO, {"before": before, "mail_on": mail_on})
+            upto = int(next(iter(found))[0])
+            cur = await conn.execute(PRUNE, {"upto": upto, "batch": batch})
         total += cur.rowcount
         if cur.rowcount < batch:
             return total

@@ -169,3 +169,19 @@ async def test_a_run_ended_twice_by_two_sweeps_is_reported_finished_once(runtime
     for _ in range(2):
         await runs.interrupt(runtime.db, [orphan], iso(utcnow()))
     assert (await _types(runtime))["run.finished"] == 1
+
+
+async def test_pruning_takes_only_the_oldest_ids_even_when_times_disagree(runtime: Runtime) -> None:
+    """An event's time is when its change was written, and a later id may carry an earlier
+    time (a run's end, written with when it started): pruning by time alone would leave a
+    hole that a reader could skip without being told."""
+    older, newer = iso(utcnow() - timedelta(days=40)), iso(utcnow())
+    async with runtime.db.transaction() as conn:
+        for at in (newer, older, newer):
+            await conn.execute(
+                "INSERT INTO events (type, data, created_at) VALUES ('run.finished', '{}', ?)",
+                (at,),
+            )
+    await events.prune(runtime.db, iso(utcnow() - timedelta(days=30)))
+    kept = [e.id for e in (await events.after(runtime.db, 0, None, None, 10)).rows]
+    assert kept == [1, 2, 3]
