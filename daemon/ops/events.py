@@ -13,10 +13,10 @@ import anyio
 
 from daemon import event_types
 from daemon.errors import Conflict, Gone
-from daemon.ops import views
 from daemon.ops.context import Topic
 from daemon.ops.queries import EventQuery
 from daemon.ops.views import View
+from daemon.outbound.payload import event_view
 from daemon.specs import SpecError
 from daemon.store import events as store
 
@@ -40,7 +40,7 @@ class EventOps(Topic):
             after = read.rows[-1].id if full else max(after, read.upto)
             left = deadline - anyio.current_time()
             if read.rows or left <= 0 or not await wait(after, left):
-                return {"items": [views.event(r) for r in read.rows], "next_after": after}
+                return {"items": [event_view(r) for r in read.rows], "next_after": after}
 
     async def _refuse_unknown(self, after: int) -> None:
         """Gone when events after `after` were pruned; Conflict when `after` is past the last

@@ -13,7 +13,6 @@ from daemon.platforms.links import post_link
 from daemon.store.records import (
     AccountRow,
     ConnectionRow,
-    EventRow,
     ListingRow,
     PostRow,
     RunErrorRow,
@@ -58,21 +57,6 @@ def run(row: RunRow) -> View:
 
 def run_error(row: RunErrorRow) -> View:
     return asdict(row)
-
-
-def event(row: EventRow) -> View:
-    """As the feed shows it and a webhook delivers it (the Standard Webhooks payload shape).
-    A post's link is made here, as everywhere a post is shown (daemon/platforms/links.py)."""
-    data = json.loads(row.data)
-    if isinstance(shown := data.get("post"), dict):
-        shown["link"] = post_link(shown["platform"], shown["platform_post_id"], shown["permalink"])
-    return {
-        "id": row.id,
-        "type": row.type,
-        "timestamp": row.created_at,
-        "user_id": row.user_id,
-        "data": data,
-    }
 
 
 def user(row: UserRow) -> View:

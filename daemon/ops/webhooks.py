@@ -20,9 +20,10 @@ from daemon.ops.context import Topic
 from daemon.ops.users import require_users
 from daemon.ops.views import View
 from daemon.outbound import signing
+from daemon.outbound.payload import event_body
 from daemon.outbound.selection import check_types
 from daemon.outbound.urls import check_url
-from daemon.outbound.worker import Deliveries, event_body, policy_of
+from daemon.outbound.worker import Deliveries, policy_of
 from daemon.specs import SpecError
 from daemon.store import events
 from daemon.store import webhooks as store

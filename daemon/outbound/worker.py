@@ -27,14 +27,15 @@ from daemon.config import WebhookSettings
 from daemon.credentials import require_box
 from daemon.encryption import SecretBox
 from daemon.enums import DeliveryState
-from daemon.ops.views import event as event_view
 from daemon.outbound import retry, sender, signing
+from daemon.outbound.payload import event_body
 from daemon.outbound.selection import ALL, wants
 from daemon.outbound.urls import UrlPolicy
 from daemon.store import events
 from daemon.store import webhooks as store
 from daemon.store.database import Database
-from daemon.store.records import EventRow, WebhookDeliveryRow, WebhookEndpointRow
+from daemon.store.records import WebhookDeliveryRow, WebhookEndpointRow
+from daemon.store.until_written import until_written
 from daemon.timestamps import iso, parse_iso, utcnow
 
 log = structlog.get_logger("mls_sync.webhooks")
@@ -76,12 +77,6 @@ def polling_wake(db: Database) -> Wake:
         return True
 
     return wait
-
-
-def event_body(row: EventRow) -> str:
-    """The exact text a delivery sends and signs: the event as the feed shows it, compact
-    JSON, ASCII only."""
-    return json.dumps(event_view(row), separators=(",", ":"))
 
 
 def policy_of(settings: WebhookSettings) -> UrlPolicy:
@@ -147,11 +142,14 @@ class Deliveries:
         """Until cancelled (the daemon's stop): an attempt cut short is sent again later."""
         async with self.opened(), anyio.create_task_group() as tg:
             while True:
-                for endpoint_id in await store.enabled_ids(self.reads):
-                    if endpoint_id not in self.following:
-                        self.following.add(endpoint_id)
-                        tg.start_soon(self._follow, endpoint_id)
-                await self._measure()
+                try:
+                    for endpoint_id in await store.enabled_ids(self.reads):
+                        if endpoint_id not in self.following:
+                            self.following.add(endpoint_id)
+                            tg.start_soon(self._follow, endpoint_id)
+                    await self._measure()
+                except sqlite3.Error as exc:  # looked at again in a second: the daemon goes on
+                    log.warning("webhook_endpoints_not_read", error=str(exc))
                 await anyio.sleep(SUPERVISE_EVERY)
 
     async def _follow(self, endpoint_id: int) -> None:
@@ -207,7 +205,7 @@ class Deliveries:
             attempt = _attempt_of(0, sent, at)
             try:
                 if sent.status_code is not None and 200 <= sent.status_code < 300:
-                    if not await store.delivered(self.db, endpoint.id, cursor, row.id, attempt):
+                    if not await self._record_delivered(endpoint.id, cursor, row.id, attempt):
                         return 0.0  # disabled or moved on meanwhile: look again
                     cursor = row.id
                     self._report(endpoint, row.id, sent, retry.Decision(DeliveryState.DELIVERED))
@@ -223,6 +221,20 @@ class Deliveries:
         if end != cursor:
             await store.take(self.db, endpoint.id, cursor, end, None, self._now())
         return 0.0 if full else IDLE_WAIT
+
+    async def _record_delivered(
+        self, endpoint_id: int, cursor: int, event_id: int, attempt: store.Attempt
+    ) -> bool:
+        """The record of a 2xx, tried again while the database is busy (another process
+        holding the write lock) and not cut short by a stop: an event sent and not recorded
+        is sent again, which only a crash should cause."""
+        recorded = False
+
+        async def record() -> None:
+            nonlocal recorded
+            recorded = await store.delivered(self.db, endpoint_id, cursor, event_id, attempt)
+
+        return await until_written(record, f"webhook delivery of event {event_id}") and recorded
 
     async def step(self, endpoint_id: int) -> float | None:
         """Does what is due for one endpoint now: takes its next event, or tries its pending

@@ -9,13 +9,19 @@ processes (a CLI command on this machine), and they must wake the daemon's reade
 
 from __future__ import annotations
 
+import sqlite3
+
 import anyio
+import structlog
 
 from daemon.store import events
 from daemon.store.database import Database
 
 # How often the last id is read: the feed's and the deliveries' added lag is at most this.
 WATCH_SECONDS = 0.1
+FAILED_READ_SECONDS = 1.0  # after a failed read, so that a lasting error logs once a second
+
+log = structlog.get_logger("mls_sync.events")
 
 
 class EventWatch:
@@ -27,9 +33,15 @@ class EventWatch:
         self.stopped = False
 
     async def run(self) -> None:
-        """Until cancelled."""
+        """Until cancelled. A read that fails is tried again at the next look: the daemon
+        goes on (its waiters wait a little longer)."""
         while True:
-            latest = await events.last_id(self._db)
+            try:
+                latest = await events.last_id(self._db)
+            except sqlite3.Error as exc:
+                log.warning("event_watch_read_failed", error=str(exc))
+                await anyio.sleep(FAILED_READ_SECONDS)
+                continue
             if latest != self.latest:
                 self.latest = latest
                 self._moved.set()

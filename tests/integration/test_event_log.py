@@ -4,10 +4,13 @@ nothing. Old events are pruned, and a reader behind the pruning is told, not ski
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 
+import anyio
 import pytest
 
 from daemon.composition import Runtime
@@ -17,7 +20,8 @@ from daemon.ops.manager import Operations
 from daemon.ops.queries import EventQuery
 from daemon.ops.webhooks import EndpointSpec
 from daemon.sandbox.faults import Fault
-from daemon.store import events, mail, runs
+from daemon.service.event_watch import EventWatch
+from daemon.store import database, events, mail, runs
 from daemon.store.database import Database
 from daemon.timestamps import iso, utcnow
 from tests.helpers import Live, Mls, add_connection, track
@@ -185,3 +189,25 @@ async def test_pruning_takes_only_the_oldest_ids_even_when_times_disagree(runtim
     await events.prune(runtime.db, iso(utcnow() - timedelta(days=30)))
     kept = [e.id for e in (await events.after(runtime.db, 0, None, None, 10)).rows]
     assert kept == [1, 2, 3]
+
+
+async def test_the_event_watch_outlives_a_read_that_fails(tmp_path: Path) -> None:
+    """A failed read (here: the tables not there yet) is retried, not the end of the daemon."""
+    path = tmp_path / "later.db"
+    sqlite3.connect(path).close()
+    async with database.reader(path) as reader, anyio.create_task_group() as tg:
+        watch = EventWatch(reader, interval=0.01)
+        tg.start_soon(watch.run)
+        await anyio.sleep(0.1)  # reads fail meanwhile
+        db = await Database.open(path)
+        try:
+            async with db.transaction() as conn:
+                await conn.execute(
+                    "INSERT INTO events (type, data, created_at) VALUES ('run.finished', '{}', ?)",
+                    (iso(utcnow()),),
+                )
+            with anyio.fail_after(5):
+                assert await watch.wait_after(0, 5)
+        finally:
+            await db.close()
+        tg.cancel_scope.cancel()

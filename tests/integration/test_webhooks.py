@@ -5,6 +5,7 @@ beyond seconds is a clock the test moves, never a sleep."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -544,3 +545,47 @@ async def test_the_secret_is_shown_once_stored_encrypted_and_never_logged(
     assert secret not in repr(logs) and rotated not in repr(logs)
     raw = rt.db.path.read_bytes() + Path(f"{rt.db.path}-wal").read_bytes()
     assert secret.encode() not in raw and secret.removeprefix("whsec_").encode() not in raw
+
+
+async def test_the_worker_outlives_a_read_of_its_endpoints_that_fails(
+    tmp_path: Path, rt: Runtime
+) -> None:
+    """A failed read (here: the tables not there yet) is tried again; the daemon goes on."""
+    path = tmp_path / "later.db"
+    sqlite3.connect(path).close()
+    async with database.reader(path) as reader, anyio.create_task_group() as tg:
+        worker = Deliveries(reader, rt.box, rt.settings.effective_webhooks(), reader=reader)
+        tg.start_soon(worker.run)
+        await anyio.sleep(1.5)  # looks at its endpoints every second: both reads fail
+        tg.cancel_scope.cancel()
+
+
+async def test_a_database_too_busy_to_record_a_delivery_does_not_send_it_twice(
+    tmp_path: Path, secret_key: str, receiver: Receiver
+) -> None:
+    """Another process holds the write lock as the receiver answers 200: the record waits
+    for the lock, and the event is not sent again meanwhile."""
+    settings = make_settings(
+        tmp_path,
+        MLS_SYNC_WEBHOOKS__ALLOW_HTTP_LOOPBACK="true",
+        MLS_SYNC_DATABASE__BUSY_TIMEOUT_MS="100",
+    )
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        endpoint_id, _ = await add_endpoint(rt, receiver, "/hooks")
+        ids = await write_events(rt.db, 2)
+        receiver.slow["/hooks"] = 0.3
+        other = sqlite3.connect(rt.db.path, isolation_level=None, timeout=0.1)
+        try:
+            async with anyio.create_task_group() as tg:
+                worker = Deliveries(rt.db, rt.box, rt.settings.effective_webhooks())
+                tg.start_soon(worker.run)
+                await receiver.wait_for("/hooks", 1)  # its answer comes in 0.3 s
+                other.execute("BEGIN IMMEDIATE")
+                await anyio.sleep(1.5)  # the 200 arrives; the record cannot be written
+                other.execute("ROLLBACK")
+                await wait_delivered(rt.db, endpoint_id, 2)
+                await anyio.sleep(6)  # long enough for a second send, were one coming
+                tg.cancel_scope.cancel()
+        finally:
+            other.close()
+    assert [r.webhook_id for r in receiver.at("/hooks")] == [f"evt_{i}" for i in ids]
