@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 import anyio
 import httpx
 
-from daemon.outbound.urls import UrlPolicy, address_refusal, refused_address
+from daemon.outbound.urls import UrlPolicy, address_refusal, check_url, refused_address
+from daemon.specs import SpecError
 
 EXCERPT_CHARS = 256
 USER_AGENT = "mls-sync-webhooks/0.1"
@@ -90,12 +91,17 @@ async def _excerpt(answer: httpx.Response) -> str:
 
 
 async def _host_refusal(url: str, policy: UrlPolicy) -> str | None:
-    """A host name is resolved and each of its addresses checked as an address in the URL
-    would have been: a name must not lead where an address may not."""
+    """The URL is checked again under the rules in effect now (they may have changed since
+    the endpoint was made), and a host name is resolved and each of its addresses checked as
+    an address in the URL would have been: a name must not lead where an address may not."""
+    try:
+        check_url(url, policy)
+    except SpecError as exc:
+        return "refused: " + str(exc).removeprefix("url: ")
     host = urlsplit(url).hostname or ""
     try:
         ipaddress.ip_address(host)
-        return None  # checked when the endpoint was made
+        return None  # an address: checked just now
     except ValueError:
         pass
     try:

@@ -88,14 +88,9 @@ def refused_address(address: IpAddress, policy: UrlPolicy) -> str | None:
     address = _unmapped(address)
     if address.is_loopback:
         return None if policy.allow_http_loopback else "loopback"
-    if (
-        address.is_private
-        or address.is_link_local
-        or address.is_reserved
-        or address.is_multicast
-        or address.is_unspecified
-        or (isinstance(address, ipaddress.IPv6Address) and address.is_site_local)
-    ):
+    # Anything not on the public internet: private, link-local, reserved, multicast, and the
+    # shared address space (100.64.0.0/10, where a cloud may keep its metadata service).
+    if not address.is_global or address.is_multicast:
         return None if policy.allow_private else "private"
     return None
 
@@ -120,6 +115,15 @@ def _literal(host: str) -> IpAddress | None:
 
 
 def _unmapped(address: IpAddress) -> IpAddress:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
+    """The IPv4 address an IPv6 one carries (mapped, 6to4, NAT64) is the one reached."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+        if address.sixtofour is not None:
+            return address.sixtofour
+        if address in _NAT64:
+            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return address
+
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")

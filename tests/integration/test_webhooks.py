@@ -589,3 +589,20 @@ async def test_a_database_too_busy_to_record_a_delivery_does_not_send_it_twice(
         finally:
             other.close()
     assert [r.webhook_id for r in receiver.at("/hooks")] == [f"evt_{i}" for i in ids]
+
+
+async def test_an_endpoint_the_url_rules_no_longer_allow_is_not_called(
+    rt: Runtime, receiver: Receiver
+) -> None:
+    """Made while loopback was allowed (sandbox mode), then the rule changed: each delivery
+    checks the URL again, and the attempt says why it was not sent."""
+    endpoint_id, _ = await add_endpoint(rt, receiver, "/hooks")
+    await write_events(rt.db, 1)
+    stricter = rt.settings.effective_webhooks().model_copy(update={"allow_http_loopback": False})
+    worker = Deliveries(rt.db, rt.box, stricter, clock=Clock(utcnow()))
+    async with worker.opened():
+        await worker.step(endpoint_id)  # takes the event
+        await worker.step(endpoint_id)  # would send it
+    pending = await store.pending(rt.db, endpoint_id)
+    assert pending is not None and pending.last_error and "loopback" in pending.last_error
+    assert receiver.received == []

@@ -97,6 +97,9 @@ def test_good_urls_are_accepted(url: str, policy: UrlPolicy) -> None:
         "https://017700000001/hooks",
         "https://[fe80::1%25eth0]/hooks",  # a zone id: not a name, and link-local
         "https://exa_mple.com/hooks",
+        "https://100.100.100.200/latest/meta-data",  # shared address space: a cloud's metadata
+        "https://[2002:a00:5::1]/hooks",  # 6to4 around 10.0.0.5
+        "https://[64:ff9b::a00:5]/hooks",  # NAT64 around 10.0.0.5
     ],
 )
 def test_bad_urls_are_refused_even_with_loopback_allowed(url: str) -> None:
