@@ -37,6 +37,7 @@ from daemon.outbound import retry
 from daemon.store import events, mail
 from daemon.store.database import Database
 from daemon.store.records import EventRow
+from daemon.store.until_written import until_written
 from daemon.timestamps import iso, parse_iso, utcnow
 
 log = structlog.get_logger("mls_sync.mail")
@@ -44,7 +45,8 @@ log = structlog.get_logger("mls_sync.mail")
 BATCH = 500  # events per follower transaction
 POLL_SECONDS = 1.0  # how often due digests and retries are looked for when nothing moves
 RESTART_SECONDS = 5.0  # after an unexpected error in the worker
-MARK_RETRY_SECONDS = 1.0  # a database too busy to record a send is asked again this often
+# How long the record of a send (or of its failure) waits out a busy database.
+MARK_SECONDS = 10.0
 
 
 class Watch(Protocol):
@@ -272,12 +274,16 @@ class MailWorker:
                 error = f"cannot be built ({type(exc).__name__}): check the user's e-mail address"
                 await self._give_up(message, message.attempts, error)
                 return
-            try:
-                await smtp.send(self.settings, self._password, built)
-            except smtp.SEND_ERRORS as exc:
-                await self._failed(message, _describe(exc))
-                return
-            await self._mark_sent(message)
+            # A stop is not a crash: a send in flight finishes (within the SMTP timeout) and is
+            # marked, or the restarted daemon would send it again.
+            deadline = anyio.current_time() + self.settings.timeout_seconds + MARK_SECONDS
+            with anyio.CancelScope(shield=True, deadline=deadline):
+                try:
+                    await smtp.send(self.settings, self._password, built)
+                except smtp.SEND_ERRORS as exc:
+                    await self._failed(message, _describe(exc))
+                    return
+                await self._mark_sent(message)
             self._hooks.mail_sent_one()
             log.info("mail_sent", message_id=message.id, user_id=message.user_id, kind=message.kind)
         finally:
@@ -286,15 +292,14 @@ class MailWorker:
 
     async def _mark_sent(self, message: mail.Outgoing) -> None:
         """Right after the server's acceptance: only a crash in between resends it. Until the
-        mark is written the message stays busy, so a busy database never sends it twice."""
-        with anyio.CancelScope(shield=True):
-            while True:
-                try:
-                    await mail.mark_sent(self._db, message.id, iso(self._clock()))
-                    return
-                except sqlite3.Error as exc:
-                    log.warning("mail_sent_not_recorded", message_id=message.id, error=str(exc))
-                    await anyio.sleep(MARK_RETRY_SECONDS)
+        mark is written the message stays busy, so a busy database never sends it twice; a
+        database that stays unwritable is given up on after a while (logged: the message may
+        go again)."""
+
+        async def mark() -> None:
+            await mail.mark_sent(self._db, message.id, iso(self._clock()))
+
+        await until_written(mark, f"the send of mail message {message.id}", MARK_SECONDS)
 
     async def _failed(self, message: mail.Outgoing, error: str) -> None:
         attempts = message.attempts + 1
@@ -308,7 +313,12 @@ class MailWorker:
         # The webhooks' schedule: one rule for every message that leaves the daemon.
         wait = retry.backoff(attempts, self._rng.random())
         next_at = iso(min(now + wait, give_up_at))
-        await mail.mark_retry(self._db, message.id, attempts, next_at, error)
+
+        async def mark() -> None:
+            await mail.mark_retry(self._db, message.id, attempts, next_at, error)
+
+        # Not recorded (a database that stays busy): the message stays due and is tried again.
+        await until_written(mark, f"the failed send of mail message {message.id}", MARK_SECONDS)
         log.warning(
             "mail_send_failed",
             message_id=message.id,
@@ -319,7 +329,10 @@ class MailWorker:
         )
 
     async def _give_up(self, message: mail.Outgoing, attempts: int, error: str) -> None:
-        await mail.mark_failed(self._db, message.id, attempts, error)
+        async def mark() -> None:
+            await mail.mark_failed(self._db, message.id, attempts, error)
+
+        await until_written(mark, f"giving up mail message {message.id}", MARK_SECONDS)
         self._hooks.mail_failed_one()
         log.error(
             "mail_given_up",

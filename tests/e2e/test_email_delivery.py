@@ -270,3 +270,32 @@ async def test_a_kill_between_the_servers_acceptance_and_the_mark_sends_that_mes
     first, again = server.by_recipient(AGENT)
     assert first.message["Message-ID"] == again.message["Message-ID"]
     assert first.event_ids == again.event_ids == _notified_events(daemon_config)
+
+
+async def test_a_message_being_accepted_when_the_daemon_stops_is_not_sent_again(
+    daemon_config: DaemonConfig, mls: Mls, platforms: Platforms, sink: tuple[SmtpSink, int]
+) -> None:
+    """SIGTERM is not a crash: the send in flight finishes and is marked, so the restarted
+    daemon does not send it again."""
+    server, port = sink
+    server.answer_delay = 2.0  # the 250 comes late: SIGTERM lands in between
+    await _seed(daemon_config, mls, platforms, port)
+    mls[0].put(KEYS[0], "Closed")
+    daemon = daemon_config.start()
+    try:
+        await daemon.wait_notify("READY=1")
+        await wait_until(lambda: len(server.received) == 1)
+        await _stop(daemon)
+    finally:
+        daemon.stop()
+    server.answer_delay = 0
+    daemon = daemon_config.start()
+    try:
+        await daemon.wait_notify("READY=1")
+        await _drained(daemon_config, server, daemon)
+        await anyio.sleep(1.5)  # a second copy would come now
+        await _stop(daemon)
+    finally:
+        daemon.stop()
+
+    assert len(server.by_recipient(AGENT)) == 1
