@@ -43,7 +43,7 @@ from daemon.service.scheduler import Scheduler
 from daemon.service.state import ServiceState
 from daemon.service.user_syncs import UserSyncs
 from daemon.serving import serving
-from daemon.store import cycle_health, database, events, listings, runs
+from daemon.store import cycle_health, database, events, listings, mail, runs
 from daemon.sync.engine import RunReport
 from daemon.timestamps import iso, utcnow
 
@@ -118,6 +118,8 @@ async def run_daemon(
                     tg.start_soon(state.event_watch.run)
                     if rt.settings.email.enabled:
                         tg.start_soon(_mail_worker(state, environ, status_reader).run)
+                    else:  # off by choice: turned on again, mail starts from then
+                        await mail.forget_cursor(rt.db)
                     scheduler.start()
                     coordinator.trigger("startup")
                     tg.start_soon(notifier.watchdog_loop)

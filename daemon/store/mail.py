@@ -131,6 +131,15 @@ SELECT '{CURSOR_KEY}', coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'e
 """
 
 
+FORGET_CURSOR = f"DELETE FROM meta WHERE key = '{CURSOR_KEY}'"
+
+
+async def forget_cursor(db: Database) -> None:
+    """Mail is off: the next start begins at the end of the log (`start_cursor`)."""
+    async with db.transaction() as conn:
+        await conn.execute(FORGET_CURSOR)
+
+
 async def start_cursor(db: Database) -> None:
     """Sets the cursor to the end of the log unless it was set before."""
     async with db.transaction() as conn:

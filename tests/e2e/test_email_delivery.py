@@ -14,6 +14,7 @@ import signal
 import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from functools import partial
 
 import anyio
 import pytest
@@ -299,3 +300,36 @@ async def test_a_message_being_accepted_when_the_daemon_stops_is_not_sent_again(
         daemon.stop()
 
     assert len(server.by_recipient(AGENT)) == 1
+
+
+async def test_mail_turned_off_then_on_again_does_not_mail_what_happened_meanwhile(
+    daemon_config: DaemonConfig, mls: Mls, platforms: Platforms, sink: tuple[SmtpSink, int]
+) -> None:
+    """Off is a choice, not an outage: the sales while it was off are history."""
+    server, port = sink
+    await _seed(daemon_config, mls, platforms, port)
+    with_mail = daemon_config.path.read_text()
+    without_mail = with_mail.replace("[email]\nenabled = true", "[email]\nenabled = false")
+    for key, config in ((KEYS[0], with_mail), (KEYS[1], without_mail), (KEYS[2], with_mail)):
+        daemon_config.path.write_text(config)
+        mls[0].put(key, "Closed")  # the start-up cycle sells it
+        daemon = daemon_config.start()
+        try:
+            await daemon.wait_notify("READY=1")
+            await daemon.wait_for_run(1)
+            if config is with_mail:
+                await wait_until(partial(_mailed, server, f"Sold: listing {key}"))
+            await anyio.sleep(1)
+            await _stop(daemon)
+        finally:
+            daemon.stop()
+
+    assert sorted(_subjects(server)) == [f"Sold: listing {KEYS[0]}", f"Sold: listing {KEYS[2]}"]
+
+
+def _mailed(server: SmtpSink, subject: str) -> bool:
+    return subject in _subjects(server)
+
+
+def _subjects(server: SmtpSink) -> list[str]:
+    return [r.subject for r in server.by_recipient(AGENT)]
