@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from daemon.enums import AccountState, ConnectionState, PostStatus, RunOutcome
 from daemon.models import LocalStatus
@@ -63,7 +63,14 @@ class ListingQuery(PageQuery):
 class AccountQuery(PageQuery):
     platform: Platform | None = None
     state: AccountState | None = None
-    user: str | None = _USER
+    # `user_id`: its name before users had a filter of their own on every list; kept so that
+    # clients written then go on working.
+    user: str | None = Field(
+        default=None,
+        max_length=128,
+        description="only this user's (its id); `user_id` is the older name",
+        validation_alias=AliasChoices("user", "user_id"),
+    )
 
 
 class PostQuery(PageQuery):

@@ -191,12 +191,14 @@ async def test_lists_narrow_to_one_users_records(daemon_config: DaemonConfig, ml
         my_listings = await items(daemon, "/v1/listings", user="agent-1")
         their_accounts = await items(daemon, "/v1/platform-accounts", user="agent-2")
         my_accounts = await items(daemon, "/v1/platform-accounts", user="agent-1")
+        # The accounts' filter under its older name, as clients written before users use it.
+        by_old_name = await items(daemon, "/v1/platform-accounts", user_id="agent-2")
         their_posts = await items(daemon, "/v1/posts", user="agent-2")
         my_posts = await items(daemon, "/v1/posts", user="agent-1")
 
     assert mine == ["mine"]
     assert my_listings == ["L-K1", "L-K2"] and their_listings == ["L-K3", "L-K4"]
-    assert their_accounts == ["fb"] and my_accounts == []
+    assert their_accounts == ["fb"] and my_accounts == [] and by_old_name == ["fb"]
     assert their_posts == ["p4"] and my_posts == []
 
 
