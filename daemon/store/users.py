@@ -28,7 +28,8 @@ EXISTING = "SELECT id FROM users WHERE id IN (SELECT value FROM json_each(?))"
 OWNED = """
 SELECT (SELECT count(*) FROM mls_connections WHERE user_id = :id),
        (SELECT count(*) FROM listings WHERE user_id = :id),
-       (SELECT count(*) FROM platform_accounts WHERE user_id = :id)
+       (SELECT count(*) FROM platform_accounts WHERE user_id = :id),
+       (SELECT count(*) FROM webhook_endpoints WHERE user_id = :id)
 """
 DELETE = "DELETE FROM users WHERE id = ?"
 
@@ -60,9 +61,10 @@ class Owned:
     connections: int
     listings: int
     accounts: int
+    endpoints: int  # webhook endpoints that take only this user's events
 
     def __bool__(self) -> bool:
-        return bool(self.connections or self.listings or self.accounts)
+        return bool(self.connections or self.listings or self.accounts or self.endpoints)
 
 
 async def remove(db: Database, user_id: str) -> None:
@@ -75,13 +77,14 @@ async def remove(db: Database, user_id: str) -> None:
     async with db.transaction() as conn:
         async with conn.execute(OWNED, {"id": user_id}) as cur:
             row = await cur.fetchone()
-        owned = Owned(*row) if row else Owned(0, 0, 0)
+        owned = Owned(*row) if row else Owned(0, 0, 0, 0)
         if owned:
             raise Conflict(
                 f"this user still owns {owned.connections} MLS connection(s), "
-                f"{owned.listings} listing(s) and {owned.accounts} platform account(s): "
-                "give them to another user (add them again with --user) or remove them first "
-                "(list them with --user ID)"
+                f"{owned.listings} listing(s) and {owned.accounts} platform account(s), and "
+                f"{owned.endpoints} webhook endpoint(s) take only their events: give them to "
+                "another user (add them again with --user) or remove them first (list them "
+                "with --user ID; `mls-sync webhooks list`)"
             )
         cur2 = await conn.execute(DELETE, (user_id,))
         if cur2.rowcount != 1:

@@ -19,6 +19,7 @@ from structlog.testing import capture_logs
 
 from daemon.composition import Runtime, open_runtime
 from daemon.enums import DeliveryState, EventType
+from daemon.errors import Conflict
 from daemon.ops.context import OpsContext
 from daemon.ops.manager import Operations
 from daemon.ops.webhooks import EndpointSpec
@@ -606,3 +607,12 @@ async def test_an_endpoint_the_url_rules_no_longer_allow_is_not_called(
     pending = await store.pending(rt.db, endpoint_id)
     assert pending is not None and pending.last_error and "loopback" in pending.last_error
     assert receiver.received == []
+
+
+async def test_a_user_whose_events_an_endpoint_takes_is_not_removed(rt: Runtime) -> None:
+    """The endpoint would go on filtering on a user that is gone, and get nothing."""
+    ops = ops_of(rt)
+    await ops.users.put("agent-9", {"display_name": "Agent 9"})
+    await ops.webhooks.create(EndpointSpec("https://hooks.example.com/in", user_id="agent-9"))
+    with pytest.raises(Conflict, match="1 webhook endpoint"):
+        await ops.users.remove("agent-9")
