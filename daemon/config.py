@@ -385,7 +385,8 @@ def _refuse_secrets(raw: Mapping[str, Any], path: Path) -> None:
                     )
                     raise ConfigError(
                         f"{path}: [{section}] {key}: secrets are not read from config.toml; "
-                        f"set {env} or put it in $CREDENTIALS_DIRECTORY/{credential}"
+                        f"set {env} or put it in $CREDENTIALS_DIRECTORY"
+                        + (f"/{credential}" if credential else "")
                     )
 
 

@@ -44,8 +44,9 @@ def connections() -> None:
     "user_id",
     metavar="ID",
     help="Whose connection it is (a user: `mls-sync users add`). New connections without it "
-    "are the default user's; a replaced one keeps its user unless this is given. Its listings "
-    "are its user's unless they name their own.",
+    "are the default user's; a replaced one keeps its user unless this is given. Listings "
+    "added to it later are its user's unless they name their own; those it already tracks "
+    "keep theirs.",
 )
 @click.option(
     "--base-url", required=True, help="The Web API root, e.g. https://api.mls.example/reso/odata"
