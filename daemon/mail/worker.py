@@ -148,7 +148,7 @@ class MailWorker:
             for row in read.rows:
                 await self._plan(conn, row, to, now)
             await mail.move_cursor(conn, upto)
-            if upto >= await mail.last_event_id(conn):
+            if upto >= await events.last_id_in(conn):
                 # Caught up, under the write lock: every event committed is planned, so the
                 # posts as they are now are what those events say, no more and no less.
                 await self._release(conn, now)

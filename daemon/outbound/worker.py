@@ -15,6 +15,7 @@ import random
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -34,7 +35,7 @@ from daemon.outbound.urls import UrlPolicy
 from daemon.store import events
 from daemon.store import webhooks as store
 from daemon.store.database import Database
-from daemon.store.records import WebhookDeliveryRow, WebhookEndpointRow
+from daemon.store.records import EventRow, WebhookDeliveryRow, WebhookEndpointRow
 from daemon.store.until_written import until_written
 from daemon.timestamps import iso, parse_iso, utcnow
 
@@ -49,6 +50,16 @@ POLL_EVERY = 0.2
 # Returns once an event after the given id exists, or after the given seconds; False when
 # waiting is over for good (the daemon stops): EventWatch.wait_after.
 Wake = Callable[[int, float], Awaitable[bool]]
+
+
+@dataclass(frozen=True)
+class Next:
+    """An endpoint's next events as read: `rows` those it takes, in order; `upto` the last
+    id read (taken or not); `full`: the read stopped at its limit, more may follow."""
+
+    rows: list[EventRow]
+    upto: int
+    full: bool
 
 
 class DeliveryMetrics(Protocol):
@@ -192,14 +203,10 @@ class Deliveries:
         the read of the log, the secrets and the endpoint serve the whole batch. The first
         failure becomes a pending delivery with that attempt, and the retry rules take over
         (`step`). As in `step`, a crash between a send and its record sends it again."""
-        patterns = json.loads(endpoint.event_types)
-        types = None if ALL in patterns else sorted(event_types.expand(patterns))
-        read = await events.after(self.reads, endpoint.cursor, types, endpoint.user_id, READ_BATCH)
+        read = await self._its_next(endpoint)
         secrets = signing_secrets(endpoint, self.box, self._now())
         cursor = endpoint.cursor
         for row in read.rows:
-            if not wants(patterns, endpoint.id, row.type, row.data):
-                continue  # passed over: the cursor moves past it with the next record
             sent = await self.send(endpoint, row.id, event_body(row), secrets)
             at = self.clock()
             attempt = _attempt_of(0, sent, at)
@@ -216,11 +223,24 @@ class Deliveries:
             except sqlite3.IntegrityError:
                 return None  # the endpoint was removed while its request was out
             return 0.0
+        return await self._pass_over(endpoint.id, cursor, read)
+
+    async def _its_next(self, endpoint: WebhookEndpointRow) -> Next:
+        """The endpoint's next events: those it takes, and how far the log was read."""
+        patterns = json.loads(endpoint.event_types)
+        types = None if ALL in patterns else sorted(event_types.expand(patterns))
+        read = await events.after(self.reads, endpoint.cursor, types, endpoint.user_id, READ_BATCH)
         full = len(read.rows) == READ_BATCH
-        end = read.rows[-1].id if full else max(cursor, read.upto)
+        taken = [r for r in read.rows if wants(patterns, endpoint.id, r.type, r.data)]
+        return Next(taken, read.rows[-1].id if full else read.upto, full)
+
+    async def _pass_over(self, endpoint_id: int, cursor: int, read: Next) -> float:
+        """Moves the cursor past the events read and not taken, up to the end of the log as
+        read: a waiting endpoint then waits for new events, never for ones it will skip."""
+        end = max(cursor, read.upto)
         if end != cursor:
-            await store.take(self.db, endpoint.id, cursor, end, None, self._now())
-        return 0.0 if full else IDLE_WAIT
+            await store.take(self.db, endpoint_id, cursor, end, None, self._now())
+        return 0.0 if read.full else IDLE_WAIT
 
     async def _record_delivered(
         self, endpoint_id: int, cursor: int, event_id: int, attempt: store.Attempt
@@ -254,21 +274,14 @@ class Deliveries:
         return 0.0
 
     async def _take_next(self, endpoint: WebhookEndpointRow) -> float:
-        """Takes the endpoint's next event (its delivery made, the cursor on it), or moves
-        the cursor past what it does not take, up to the end of the log as read: a waiting
-        endpoint then waits for new events, never for ones it will skip."""
-        patterns = json.loads(endpoint.event_types)
-        types = None if ALL in patterns else sorted(event_types.expand(patterns))
-        read = await events.after(self.reads, endpoint.cursor, types, endpoint.user_id, READ_BATCH)
-        for row in read.rows:
-            if wants(patterns, endpoint.id, row.type, row.data):
-                await store.take(self.db, endpoint.id, endpoint.cursor, row.id, row.id, self._now())
-                return 0.0
-        full = len(read.rows) == READ_BATCH
-        cursor = read.rows[-1].id if full else max(endpoint.cursor, read.upto)
-        if cursor != endpoint.cursor:
-            await store.take(self.db, endpoint.id, endpoint.cursor, cursor, None, self._now())
-        return 0.0 if full else IDLE_WAIT
+        """Takes the endpoint's next event (its delivery made, the cursor on it), or passes
+        over what it does not take."""
+        read = await self._its_next(endpoint)
+        if read.rows:
+            row = read.rows[0]
+            await store.take(self.db, endpoint.id, endpoint.cursor, row.id, row.id, self._now())
+            return 0.0
+        return await self._pass_over(endpoint.id, endpoint.cursor, read)
 
     async def _attempt(
         self, endpoint: WebhookEndpointRow, delivery: WebhookDeliveryRow, now: datetime

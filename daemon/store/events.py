@@ -92,6 +92,24 @@ SELECT 'run.finished', r.id,
 FROM sync_runs r WHERE r.id = :id AND r.outcome != 'running'
 """
 
+# Only the endpoint's own events (`data` names its id): a receiver that is down hears of its
+# disabling through another endpoint, the event feed or the log, never through itself
+# (daemon/outbound/selection.py). Before the endpoint's row says disabled.
+ENDPOINT_DISABLED = """
+INSERT INTO events (type, user_id, data, created_at)
+SELECT 'webhook.endpoint_disabled', e.user_id,
+    json_object('endpoint', json_object('id', e.id, 'description', e.description,
+        'user_id', e.user_id, 'failing_since', e.failing_since,
+        'url', '/v1/webhooks/' || e.id),
+        'reason', :reason, 'what_to_do', :what_to_do),
+    :now
+FROM webhook_endpoints e WHERE e.id = :id AND e.enabled = 1
+"""
+
+ENDPOINT_WHAT_TO_DO = (
+    "fix the receiver, then enable the endpoint again (POST /v1/webhooks/{id}/enable, or "
+    "`mls-sync webhooks enable {id}`); the delivery it gave up on can be sent again with replay"
+)
 CONNECTION_WHAT_TO_DO = (
     "the MLS refused this connection's credentials: give it new ones "
     "(PUT /v1/mls-connections/{id}, or `mls-sync connections add` with the same id); "
@@ -179,6 +197,15 @@ async def account_needs_reauth(
     await conn.execute(ACCOUNT_NEEDS_REAUTH, params)
 
 
+async def endpoint_disabled(
+    conn: aiosqlite.Connection, endpoint_id: int, reason: str, at: str
+) -> None:
+    """Call before the endpoint's row is disabled: only a change of state is an event."""
+    what = ENDPOINT_WHAT_TO_DO.replace("{id}", str(endpoint_id))
+    params = {"id": endpoint_id, "reason": reason, "what_to_do": what, "now": at}
+    await conn.execute(ENDPOINT_DISABLED, params)
+
+
 async def runs_finished(conn: aiosqlite.Connection, run_ids: Sequence[int], at: str) -> None:
     """After the runs' outcome is written."""
     if run_ids:
@@ -258,6 +285,13 @@ async def after(
 
 async def last_id(db: Database) -> int:
     row = await db.fetch_one(LAST_ID)
+    return int(row[0]) if row else 0
+
+
+async def last_id_in(conn: aiosqlite.Connection) -> int:
+    """`last_id` inside the caller's transaction."""
+    async with conn.execute(LAST_ID) as cur:
+        row = await cur.fetchone()
     return int(row[0]) if row else 0
 
 

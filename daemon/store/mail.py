@@ -14,11 +14,10 @@ from typing import Any
 
 import aiosqlite
 
-from daemon.store import meta
+from daemon.store import events, meta
 from daemon.store.database import Database
 
 CURSOR_KEY = "mail_cursor"
-LAST_EVENT_ID = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)"
 CURSOR = "SELECT value FROM meta WHERE key = 'mail_cursor'"
 RECIPIENTS = """
 SELECT id, email, time_zone, notify_events, notify_mode FROM users
@@ -127,7 +126,7 @@ async def cursor(conn: aiosqlite.Connection) -> int:
 # history, not news; nobody wants weeks of them at once.
 START_CURSOR = f"""
 INSERT OR IGNORE INTO meta (key, value)
-SELECT '{CURSOR_KEY}', coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)
+SELECT '{CURSOR_KEY}', ({events.LAST_ID})
 """
 
 
@@ -148,12 +147,6 @@ async def start_cursor(db: Database) -> None:
 
 async def move_cursor(conn: aiosqlite.Connection, event_id: int) -> None:
     await meta.put(conn, CURSOR_KEY, str(event_id))
-
-
-async def last_event_id(conn: aiosqlite.Connection) -> int:
-    async with conn.execute(LAST_EVENT_ID) as cur:
-        row = await cur.fetchone()
-    return int(row[0]) if row else 0
 
 
 async def recipients(conn: aiosqlite.Connection) -> dict[str, Recipient]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from daemon.enums import DeliveryState, EventType
+from daemon.enums import DeliveryState
+from daemon.store import events
 from daemon.store.database import Database
 from daemon.store.records import (
     EventRow,
@@ -44,22 +45,6 @@ UPDATE webhook_endpoints SET secret_encrypted = :secret, previous_secret_encrypt
     previous_secret_until = :until, updated_at = :now
 WHERE id = :id
 """
-# Only the endpoint's own events, by the id its data names: a receiver that is down hears of
-# its disabling through another endpoint, the event feed or the log, never through itself.
-DISABLED_EVENT = """
-INSERT INTO events (type, user_id, data, created_at)
-SELECT :type, e.user_id,
-    json_object('endpoint', json_object('id', e.id, 'description', e.description,
-        'user_id', e.user_id, 'failing_since', e.failing_since,
-        'url', '/v1/webhooks/' || e.id),
-        'reason', :reason, 'what_to_do', :what_to_do),
-    :now
-FROM webhook_endpoints e WHERE e.id = :id AND e.enabled = 1
-"""
-WHAT_TO_DO = (
-    "fix the receiver, then enable the endpoint again (POST /v1/webhooks/{id}/enable, or "
-    "`mls-sync webhooks enable {id}`); the delivery it gave up on can be sent again with replay"
-)
 
 PENDING = "SELECT * FROM webhook_deliveries WHERE endpoint_id = ? AND state = 'pending'"
 DELIVERY = "SELECT * FROM webhook_deliveries WHERE id = ?"
@@ -289,15 +274,7 @@ async def settle(db: Database, endpoint_id: int, attempt: Attempt, after: Settle
         ok = after.state == DeliveryState.DELIVERED
         await conn.execute(SUCCEEDED if ok else FAILED, {"id": endpoint_id, "at": attempt.at})
         if after.disable_reason is not None:
-            what = WHAT_TO_DO.replace("{id}", str(endpoint_id))
-            event_params = {
-                "type": EventType.WEBHOOK_ENDPOINT_DISABLED,
-                "id": endpoint_id,
-                "reason": after.disable_reason,
-                "what_to_do": what,
-                "now": attempt.at,
-            }
-            await conn.execute(DISABLED_EVENT, event_params)
+            await events.endpoint_disabled(conn, endpoint_id, after.disable_reason, attempt.at)
             await conn.execute(
                 DISABLE, {"id": endpoint_id, "reason": after.disable_reason, "now": attempt.at}
             )
