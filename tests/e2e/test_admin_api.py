@@ -10,6 +10,7 @@ import signal
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -622,33 +623,9 @@ async def test_a_sync_asked_for_before_a_shutdown_ends_interrupted_and_one_asked
     while the daemon stops is refused, not accepted and lost; the running cycle finishes."""
     async with daemon_config.runtime() as rt:
         await add_sandbox_connection(rt, mls, ["K1", "K2"])
-    daemon = daemon_config.start()
-    try:
-        await daemon.wait_notify("READY=1")
-        await daemon.wait_for_run(1)
-        mls[0].faults.add(Fault("slow", seconds=2.0))
-        running_run = (await daemon.call("POST", "/v1/sync")).json()["run_id"]
-        with anyio.fail_after(10):
-            while mls[0].faults.injected == 0:
-                await anyio.sleep(0.01)
-        pending_run = (await daemon.call("POST", "/v1/sync")).json()["run_id"]
-        daemon.send(signal.SIGTERM)
-        await daemon.wait_notify("STOPPING=1")
-        refused = await daemon.call("POST", "/v1/sync")
-        pending = await wait_for_end(daemon, f"/v1/runs/{pending_run}")
-        code, _ = await daemon.wait_exit(timeout=20)
-    finally:
-        daemon.stop()
-    with sqlite3.connect(daemon_config.database) as db:
-        query = "SELECT outcome FROM sync_runs WHERE id = ?"
-        (ran,) = db.execute(query, (running_run,)).fetchone()
+    stopped = await stop_with_syncs_asked(daemon_config, mls, "/v1/sync", "/v1/sync")
 
-    assert "shutting down" in assert_problem(refused, 503)["detail"]
-    assert pending["outcome"] == "interrupted"
-    assert [p["message"] for p in pending["problems"]] == [
-        "the daemon stopped before this cycle began"
-    ]
-    assert ran == "ok" and code == 0
+    assert stopped.outcomes("the daemon stopped before this cycle began")
 
 
 # -- scoped tokens -------------------------------------------------------------------------------
@@ -794,3 +771,46 @@ async def test_with_no_token_configured_or_made_the_api_answers_503_as_a_problem
         daemon.stop()
 
     assert "mls-sync tokens create" in assert_problem(answer, 503)["detail"]
+
+
+@dataclass
+class StoppedWithSyncs:
+    refused: httpx.Response  # a sync asked for while the daemon stops
+    pending: dict[str, Any]  # the run of the sync asked for while another ran
+    ran: str  # the outcome of the one that was running
+    code: int  # the daemon's exit code
+
+    def outcomes(self, why_pending_ended: str) -> bool:
+        assert "shutting down" in assert_problem(self.refused, 503)["detail"]
+        assert self.pending["outcome"] == "interrupted"
+        assert [p["message"] for p in self.pending["problems"]] == [why_pending_ended]
+        assert self.ran == "ok" and self.code == 0
+        return True
+
+
+async def stop_with_syncs_asked(
+    config: DaemonConfig, mls: Mls, path: str, refused_path: str
+) -> StoppedWithSyncs:
+    """A sync asked for at `path` runs (slowly), a second waits behind it, SIGTERM comes, and
+    a third is asked for at `refused_path` while the daemon stops."""
+    daemon = config.start()
+    try:
+        await daemon.wait_notify("READY=1")
+        await daemon.wait_for_run(1)
+        mls[0].faults.add(Fault("slow", seconds=2.0))
+        running_run = (await daemon.call("POST", path)).json()["run_id"]
+        with anyio.fail_after(10):
+            while mls[0].faults.injected == 0:
+                await anyio.sleep(0.01)
+        pending_run = (await daemon.call("POST", path)).json()["run_id"]
+        daemon.send(signal.SIGTERM)
+        await daemon.wait_notify("STOPPING=1")
+        refused = await daemon.call("POST", refused_path)
+        pending = await wait_for_end(daemon, f"/v1/runs/{pending_run}")
+        code, _ = await daemon.wait_exit(timeout=20)
+    finally:
+        daemon.stop()
+    with sqlite3.connect(config.database) as db:
+        query = "SELECT outcome FROM sync_runs WHERE id = ?"
+        (ran,) = db.execute(query, (running_run,)).fetchone()
+    return StoppedWithSyncs(refused, pending, ran, code)

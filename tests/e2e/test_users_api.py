@@ -6,8 +6,6 @@ POST /v1/users/{id}/sync syncs exactly that user's connections, coalescing quick
 from __future__ import annotations
 
 import json
-import signal
-import sqlite3
 from typing import Any
 
 import anyio
@@ -16,7 +14,12 @@ from daemon.ops.context import OpsContext
 from daemon.ops.manager import Operations
 from daemon.sandbox.faults import Fault
 from tests.e2e.daemon_process import API_TOKEN, Daemon, DaemonConfig
-from tests.e2e.test_admin_api import assert_problem, running, wait_for_end
+from tests.e2e.test_admin_api import (
+    assert_problem,
+    running,
+    stop_with_syncs_asked,
+    wait_for_end,
+)
 from tests.e2e.test_cli_against_daemon import mls_sync as cli
 from tests.helpers import Mls, add_connection, track
 
@@ -322,30 +325,8 @@ async def test_a_user_sync_waiting_when_the_daemon_stops_ends_interrupted_and_th
     """Whoever follows a user's sync the daemon will never begin sees its run end, a sync
     asked for while the daemon stops is refused, and the running one finishes its run."""
     await seed_two_users(daemon_config, mls)
-    daemon = daemon_config.start()
-    try:
-        await daemon.wait_notify("READY=1")
-        await daemon.wait_for_run(1)
-        mls[0].faults.add(Fault("slow", seconds=2.0))
-        running_run = (await daemon.call("POST", "/v1/users/agent-1/sync")).json()["run_id"]
-        with anyio.fail_after(10):
-            while mls[0].faults.injected == 0:
-                await anyio.sleep(0.01)
-        pending_run = (await daemon.call("POST", "/v1/users/agent-1/sync")).json()["run_id"]
-        daemon.send(signal.SIGTERM)
-        await daemon.wait_notify("STOPPING=1")
-        refused = await daemon.call("POST", "/v1/users/agent-2/sync")
-        pending = await wait_for_end(daemon, f"/v1/runs/{pending_run}")
-        code, _ = await daemon.wait_exit(timeout=20)
-    finally:
-        daemon.stop()
-    with sqlite3.connect(daemon_config.database) as db:
-        query = "SELECT outcome FROM sync_runs WHERE id = ?"
-        (ran,) = db.execute(query, (running_run,)).fetchone()
+    stopped = await stop_with_syncs_asked(
+        daemon_config, mls, "/v1/users/agent-1/sync", "/v1/users/agent-2/sync"
+    )
 
-    assert "shutting down" in assert_problem(refused, 503)["detail"]
-    assert pending["outcome"] == "interrupted"
-    assert [p["message"] for p in pending["problems"]] == [
-        "the daemon stopped before this sync began"
-    ]
-    assert ran == "ok" and code == 0
+    assert stopped.outcomes("the daemon stopped before this sync began")
