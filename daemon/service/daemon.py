@@ -43,7 +43,7 @@ from daemon.service.scheduler import Scheduler
 from daemon.service.state import ServiceState
 from daemon.service.user_syncs import UserSyncs
 from daemon.serving import serving
-from daemon.store import cycle_health, database, events, listings, mail, runs
+from daemon.store import cycle_health, database, events, listings, mail, runs, webhooks
 from daemon.sync.engine import RunReport
 from daemon.timestamps import iso, utcnow
 
@@ -284,16 +284,19 @@ async def _after_cycle(
 
 
 async def _prune_events(db: database.Database, retention_days: int, mail_on: bool) -> None:
-    """Events past [events] retention_days go; a busy database only puts it off a cycle."""
+    """Events past [events] retention_days go, and with them the records of deliveries and
+    mail done with; a busy database only puts it off a cycle."""
     before = iso(utcnow() - timedelta(days=retention_days))
     try:
         pruned = await events.prune(db, before, mail_on)
+        deliveries = await webhooks.prune(db, before)
+        mailed = await mail.prune(db, before)
         held = await events.held_for(db, before)
     except sqlite3.Error as exc:
         log.warning("events_not_pruned", error=str(exc), note="tried again after the next cycle")
         return
-    if pruned:
-        log.info("events_pruned", events=pruned, before=before)
+    if pruned or deliveries or mailed:
+        log.info("events_pruned", events=pruned, deliveries=deliveries, mail=mailed, before=before)
     if held:
         log.warning(
             "events_kept_for_webhooks",

@@ -184,3 +184,17 @@ async def reader(path: Path, busy_timeout_ms: int = 5000) -> AsyncIterator[Datab
         yield db
     finally:
         await db.close()
+
+
+async def delete_in_batches(
+    db: Database, sql: str, params: dict[str, Any], batch: int = 5000
+) -> int:
+    """Runs a `DELETE ... LIMIT :batch` in a transaction of its own until it deletes fewer
+    than `batch` rows (the writer is never held up long); returns how many went."""
+    total = 0
+    while True:
+        async with db.transaction() as conn:
+            cur = await conn.execute(sql, {**params, "batch": batch})
+        total += cur.rowcount
+        if cur.rowcount < batch:
+            return total

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import aiosqlite
 
 from daemon.enums import EventType
-from daemon.store.database import Database
+from daemon.store.database import Database, delete_in_batches
 from daemon.store.records import EventRow, from_row
 
 # A listing as every listing and post event shows it (`l` is its row).
@@ -241,8 +241,9 @@ SELECT min(
          THEN coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'mail_cursor'), 0)
          ELSE 9223372036854775807 END)
 """
-PRUNE = """
-DELETE FROM events WHERE id IN (SELECT id FROM events WHERE id <= :upto ORDER BY id LIMIT :batch)
+PRUNE = f"""
+DELETE FROM events WHERE id IN (
+    SELECT id FROM events WHERE id <= ({PRUNE_UPTO}) ORDER BY id LIMIT :batch)
 """
 HELD_FOR = """
 SELECT id FROM webhook_endpoints
@@ -305,15 +306,7 @@ async def prune(db: Database, before: str, mail_on: bool = False, batch: int = 5
     """Deletes events created before `before` that no webhook endpoint still owes (nor the
     mail worker, when `mail_on`), a batch per transaction (the writer is never held up
     long); returns how many went."""
-    total = 0
-    while True:
-        async with db.transaction() as conn:
-            found = await conn.execute_fetchall(PRUNE_UPTO, {"before": before, "mail_on": mail_on})
-            upto = int(next(iter(found))[0])
-            cur = await conn.execute(PRUNE, {"upto": upto, "batch": batch})
-        total += cur.rowcount
-        if cur.rowcount < batch:
-            return total
+    return await delete_in_batches(db, PRUNE, {"before": before, "mail_on": mail_on}, batch)
 
 
 async def held_for(db: Database, before: str) -> list[int]:

@@ -15,7 +15,7 @@ from typing import Any
 import aiosqlite
 
 from daemon.store import events, meta
-from daemon.store.database import Database
+from daemon.store.database import Database, delete_in_batches
 
 CURSOR_KEY = "mail_cursor"
 CURSOR = "SELECT value FROM meta WHERE key = 'mail_cursor'"
@@ -319,3 +319,25 @@ async def any_releasable(db: Database) -> bool:
 
 async def any_digest_due(db: Database, now: str) -> bool:
     return await db.fetch_one(ANY_DIGEST_DUE, (now,)) is not None
+
+
+# Messages done with (sent or given up) before the retention, and the digest items a digest
+# already reported; what is held or pending stays whatever its age.
+PRUNE_OUTBOX = """
+DELETE FROM mail_outbox WHERE id IN (
+    SELECT id FROM mail_outbox
+    WHERE status IN ('sent', 'failed') AND coalesce(sent_at, created_at) < :before
+    LIMIT :batch)
+"""
+PRUNE_DIGEST_ITEMS = """
+DELETE FROM mail_digest_items WHERE id IN (
+    SELECT id FROM mail_digest_items
+    WHERE message_id IS NOT NULL AND due_at < :before LIMIT :batch)
+"""
+
+
+async def prune(db: Database, before: str, batch: int = 5000) -> int:
+    """Deletes what mail is done with from before `before`; returns how many rows went."""
+    params = {"before": before}
+    outbox = await delete_in_batches(db, PRUNE_OUTBOX, params, batch)
+    return outbox + await delete_in_batches(db, PRUNE_DIGEST_ITEMS, params, batch)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from daemon.enums import DeliveryState
 from daemon.store import events
-from daemon.store.database import Database
+from daemon.store.database import Database, delete_in_batches
 from daemon.store.records import (
     EventRow,
     WebhookAttemptRow,
@@ -301,3 +301,18 @@ def _attempt_params(attempt: Attempt) -> dict[str, object]:
         "error": attempt.error,
         "excerpt": attempt.excerpt,
     }
+
+
+# Deliveries done with (delivered or given up) before the retention, with their attempts (the
+# foreign key cascades); a pending one stays whatever its age.
+PRUNE = """
+DELETE FROM webhook_deliveries WHERE id IN (
+    SELECT id FROM webhook_deliveries WHERE state != 'pending' AND updated_at < :before
+    LIMIT :batch)
+"""
+
+
+async def prune(db: Database, before: str, batch: int = 5000) -> int:
+    """Deletes the records of deliveries done with before `before`, a batch per transaction;
+    returns how many went."""
+    return await delete_in_batches(db, PRUNE, {"before": before}, batch)

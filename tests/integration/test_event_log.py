@@ -21,7 +21,7 @@ from daemon.ops.queries import EventQuery
 from daemon.ops.webhooks import EndpointSpec
 from daemon.sandbox.faults import Fault
 from daemon.service.event_watch import EventWatch
-from daemon.store import database, events, mail, runs
+from daemon.store import database, events, mail, runs, webhooks
 from daemon.store.database import Database
 from daemon.timestamps import iso, utcnow
 from tests.helpers import Live, Mls, add_connection, track
@@ -211,3 +211,39 @@ async def test_the_event_watch_outlives_a_read_that_fails(tmp_path: Path) -> Non
         finally:
             await db.close()
         tg.cancel_scope.cancel()
+
+
+async def test_retention_also_frees_delivery_records_and_mail_done_with_but_not_what_waits(
+    live: Live,
+) -> None:
+    """What nothing needs any more goes with the events; what is still owed stays, however
+    old."""
+    await _listing_with_posts(live, "K1")
+    old, new = iso(utcnow() - timedelta(days=40)), iso(utcnow())
+    async with live.rt.db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO webhook_endpoints (url, event_types, secret_encrypted, cursor, "
+            "created_at, updated_at) VALUES ('https://hooks.example.com/in', '[]', 'x', 0, ?, ?)",
+            (old, old),
+        )
+        for event_id, state, at in ((1, "delivered", old), (2, "failed", old), (3, "pending", old)):
+            await conn.execute(
+                "INSERT INTO webhook_deliveries (endpoint_id, event_id, state, created_at, "
+                "updated_at) VALUES (1, ?, ?, ?, ?)",
+                (event_id, state, at, at),
+            )
+        for status, at in (("sent", old), ("failed", old), ("pending", old), ("sent", new)):
+            await conn.execute(
+                "INSERT INTO mail_outbox (user_id, recipient, kind, status, facts, event_ids, "
+                "next_attempt_at, created_at, sent_at) VALUES ('default', 'a@example.test', "
+                "'listing.sold', ?, '{}', '[]', ?, ?, ?)",
+                (status, at, at, at if status == "sent" else None),
+            )
+    before = iso(utcnow() - timedelta(days=30))
+
+    assert await webhooks.prune(live.rt.db, before) == 2
+    assert await mail.prune(live.rt.db, before) == 2
+    left = await live.rt.db.fetch_all("SELECT state FROM webhook_deliveries")
+    assert [r[0] for r in left] == ["pending"]
+    kept = await live.rt.db.fetch_all("SELECT status, sent_at FROM mail_outbox ORDER BY id")
+    assert [(r[0], r[1] == new) for r in kept] == [("pending", False), ("sent", True)]
