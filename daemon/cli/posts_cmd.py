@@ -167,8 +167,9 @@ def unpublish(config_path: Path | None, listing_id: str, as_json: bool) -> None:
 @JSON_OPTION
 def manual_actions(config_path: Path | None, as_json: bool) -> None:
     """What only a person can do: posts to remove by hand (with links; say so afterwards with
-    `posts removed-by-hand ID`), and accounts and connections that need new credentials
-    (`accounts add` / `connections add` with the same --id)."""
+    `posts removed-by-hand ID`), accounts and connections that need new credentials
+    (`accounts add` / `connections add` with the same --id), and webhook endpoints that were
+    disabled (fix the receiver, then `webhooks enable ID`)."""
     todo = call(config_path, lambda ops: ops.sync.manual_actions())
     if as_json:
         echo_json(todo)
@@ -177,6 +178,7 @@ def manual_actions(config_path: Path | None, as_json: bool) -> None:
         ("posts_to_remove_by_hand", ["id", "listing_id", "platform", "note", "link"]),
         ("accounts_to_reauthenticate", ["id", "user_id", "platform", "last_error"]),
         ("connections_to_reauthenticate", ["id", "name", "last_error"]),
+        ("webhook_endpoints_disabled", ["id", "url", "disabled_reason"]),
     ]
     for key, columns in sections:
         shown, total = len(todo[key]), todo["totals"][key]

@@ -9,7 +9,8 @@ from daemon.ops.context import Topic
 from daemon.ops.queries import AccountQuery, ConnectionQuery, PostQuery
 from daemon.ops.runs import RunOps, report_view
 from daemon.ops.views import View
-from daemon.store import accounts, connections, posts
+from daemon.ops.webhooks import endpoint_view
+from daemon.store import accounts, connections, posts, webhooks
 from daemon.store.paging import read
 
 MANUAL_LIST_LIMIT = 10_000
@@ -40,7 +41,8 @@ class SyncOps(Topic):
         return report_view(report)
 
     async def manual_actions(self) -> View:
-        """Posts to remove by hand, and accounts and connections that need new credentials."""
+        """Posts to remove by hand, accounts and connections that need new credentials, and
+        webhook endpoints that were disabled."""
         db = self.ctx.db
         to_remove = PostQuery(status=PostStatus.MANUAL_REQUIRED).filters()
         manual = await read(db, posts.POSTS, to_remove, None, MANUAL_LIST_LIMIT)
@@ -48,14 +50,18 @@ class SyncOps(Topic):
         stuck_accounts = await read(db, accounts.ACCOUNTS, reauth, None, MANUAL_LIST_LIMIT)
         stuck_query = ConnectionQuery(state=ConnectionState.NEEDS_REAUTH).filters()
         stuck = await read(db, connections.CONNECTIONS, stuck_query, None, MANUAL_LIST_LIMIT)
+        disabled = await webhooks.disabled(db, MANUAL_LIST_LIMIT)
+        now = self.ctx.now()
         return {
             "posts_to_remove_by_hand": [views.post(p) for p in manual.rows],
             "accounts_to_reauthenticate": [views.account(a) for a in stuck_accounts.rows],
             "connections_to_reauthenticate": [views.connection(c) for c in stuck.rows],
+            "webhook_endpoints_disabled": [endpoint_view(e, now) for e in disabled.rows],
             # Each list stops at MANUAL_LIST_LIMIT; the totals say whether it did.
             "totals": {
                 "posts_to_remove_by_hand": manual.total,
                 "accounts_to_reauthenticate": stuck_accounts.total,
                 "connections_to_reauthenticate": stuck.total,
+                "webhook_endpoints_disabled": disabled.total,
             },
         }

@@ -229,10 +229,29 @@ class PostForgotten(Shape):
     was: PostStatus
 
 
+class Endpoint(Shape):
+    id: int
+    url: str
+    event_types: list[str]
+    user_id: str | None
+    description: str | None
+    enabled: bool
+    disabled_reason: str | None
+    secret: str = Field(description='"<set>": the secret is shown only when made')
+    previous_secret_until: str | None = Field(
+        description="while a rotated secret still signs: until when"
+    )
+    cursor: int = Field(description="the last event id taken or skipped")
+    failing_since: str | None
+    created_at: str
+    updated_at: str
+
+
 class ManualTotals(Shape):
     posts_to_remove_by_hand: int
     accounts_to_reauthenticate: int
     connections_to_reauthenticate: int
+    webhook_endpoints_disabled: int
 
 
 class Event(Shape):
@@ -252,6 +271,9 @@ class ManualActions(Shape):
     posts_to_remove_by_hand: list[Post]
     accounts_to_reauthenticate: list[Account]
     connections_to_reauthenticate: list[Connection]
+    webhook_endpoints_disabled: list[Endpoint] = Field(
+        description="disabled after failing for days (or a 410): fix the receiver, enable it"
+    )
     totals: ManualTotals = Field(description="how many in all: each list stops at 10,000")
 
 

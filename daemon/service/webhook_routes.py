@@ -17,7 +17,7 @@ from daemon.ops.views import View
 from daemon.ops.webhooks import EndpointSpec
 from daemon.service.admin import AdminOps, ReadOps
 from daemon.service.problems import PROBLEM_RESPONSES, declare_refusals, problem_responses
-from daemon.service.schemas import Shape
+from daemon.service.schemas import Endpoint, Shape
 from daemon.specs import Identifier
 
 EndpointId = Annotated[int, Path(ge=1, le=2**63 - 1, examples=[1])]
@@ -48,24 +48,6 @@ class EndpointBody(BaseModel):
         le=2**63 - 1,
         description="deliver the events after this id (0: every event kept); default: from now",
     )
-
-
-class Endpoint(Shape):
-    id: int
-    url: str
-    event_types: list[str]
-    user_id: str | None
-    description: str | None
-    enabled: bool
-    disabled_reason: str | None
-    secret: str = Field(description='"<set>": the secret is shown only when made')
-    previous_secret_until: str | None = Field(
-        description="while a rotated secret still signs: until when"
-    )
-    cursor: int = Field(description="the last event id taken or skipped")
-    failing_since: str | None
-    created_at: str
-    updated_at: str
 
 
 class EndpointWithSecret(Endpoint):

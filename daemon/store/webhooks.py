@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from daemon.enums import DeliveryState
 from daemon.store import events
 from daemon.store.database import Database, delete_in_batches
+from daemon.store.paging import Slice, read_slice
 from daemon.store.records import (
     EventRow,
     WebhookAttemptRow,
@@ -316,3 +317,12 @@ async def prune(db: Database, before: str, batch: int = 5000) -> int:
     """Deletes the records of deliveries done with before `before`, a batch per transaction;
     returns how many went."""
     return await delete_in_batches(db, PRUNE, {"before": before}, batch)
+
+
+DISABLED = "SELECT * FROM webhook_endpoints WHERE enabled = 0 ORDER BY id LIMIT :limit"
+COUNT_DISABLED = "SELECT count(*) FROM webhook_endpoints WHERE enabled = 0"
+
+
+async def disabled(db: Database, limit: int) -> Slice[WebhookEndpointRow]:
+    """The disabled endpoints (at most `limit`), and how many there are."""
+    return await read_slice(db, WebhookEndpointRow, DISABLED, COUNT_DISABLED, {}, limit)

@@ -651,10 +651,12 @@ def test_manual_actions_lists_what_a_person_must_do_with_totals(sandbox_dir: Pat
     assert "posts to remove by hand: 2" in table.stdout
     assert "accounts to reauthenticate: 1" in table.stdout
     assert "connections to reauthenticate: 0" in table.stdout
+    assert "webhook endpoints disabled: 0" in table.stdout
     assert listed["totals"] == {
         "posts_to_remove_by_hand": 2,
         "accounts_to_reauthenticate": 1,
         "connections_to_reauthenticate": 0,
+        "webhook_endpoints_disabled": 0,
     }
     assert all(p["link"] for p in listed["posts_to_remove_by_hand"] if p["platform"] != "instagram")
 

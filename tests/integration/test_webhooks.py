@@ -308,6 +308,11 @@ async def test_a_410_disables_the_endpoint_with_an_event_it_is_not_sent(
     disabled = (await events.after(rt.db, 0, [EventType.WEBHOOK_ENDPOINT_DISABLED], None, 10)).rows
     assert [json.loads(e.data)["endpoint"]["id"] for e in disabled] == [endpoint_id]
     assert [e["log_level"] for e in logs if e["event"] == "webhook_endpoint_disabled"] == ["error"]
+    # What needs a person says so, with why.
+    todo = await ops_of(rt).sync.manual_actions()
+    assert [e["id"] for e in todo["webhook_endpoints_disabled"]] == [endpoint_id]
+    assert "410" in todo["webhook_endpoints_disabled"][0]["disabled_reason"]
+    assert todo["totals"]["webhook_endpoints_disabled"] == 1
     # Enabled again: the second event is sent, the disabling event is not.
     await ops_of(rt).webhooks.enable(endpoint_id)
     async with worker.opened():
