@@ -245,10 +245,17 @@ PRUNE = f"""
 DELETE FROM events WHERE id IN (
     SELECT id FROM events WHERE id <= ({PRUNE_UPTO}) ORDER BY id LIMIT :batch)
 """
+# After pruning, the oldest event left is past the retention only if something holds it: the
+# endpoints that have not taken it yet, or have it pending. (The oldest event is one lookup;
+# the newest event past the retention would be a scan of the whole log.)
 HELD_FOR = """
-SELECT id FROM webhook_endpoints
-WHERE cursor < (SELECT coalesce(max(id), 0) FROM events WHERE created_at < ?)
-ORDER BY id
+SELECT e.id FROM webhook_endpoints e,
+    (SELECT id, created_at FROM events ORDER BY id LIMIT 1) AS oldest
+WHERE oldest.created_at < :before
+  AND (e.cursor < oldest.id OR EXISTS (
+      SELECT 1 FROM webhook_deliveries d
+      WHERE d.endpoint_id = e.id AND d.state = 'pending' AND d.event_id = oldest.id))
+ORDER BY e.id
 """
 
 
@@ -311,4 +318,6 @@ async def prune(db: Database, before: str, mail_on: bool = False, batch: int = 5
 
 async def held_for(db: Database, before: str) -> list[int]:
     """The webhook endpoints that keep events older than `before` from being pruned."""
-    return [int(r[0]) for r in await db.fetch_all(HELD_FOR, (before,))]
+    async with db.reading() as conn:
+        rows = await conn.execute_fetchall(HELD_FOR, {"before": before})
+    return [int(r[0]) for r in rows]

@@ -146,8 +146,10 @@ async def test_events_a_webhook_endpoint_has_not_delivered_are_kept_past_their_r
 
     assert await events.prune(live.rt.db, future) == 0
     assert len((await ops.events.feed(EventQuery(limit=1000)))["items"]) == owed
+    assert await events.held_for(live.rt.db, future) == [made["id"]]  # what the log names
     await ops.webhooks.remove(made["id"])
     assert await events.prune(live.rt.db, future) == owed
+    assert await events.held_for(live.rt.db, future) == []
 
 
 async def test_events_the_mail_worker_has_not_read_are_kept_while_mail_is_on(live: Live) -> None:
