@@ -17,7 +17,7 @@ from daemon.errors import SYNC_REFUSED, Conflict, Gone, NotFound, Unavailable
 from daemon.ops import queries
 from daemon.ops.accounts import AccountOps, AccountTokens
 from daemon.ops.connections import ConnectionOps
-from daemon.ops.events import EventOps, Waiter
+from daemon.ops.events import EventOps
 from daemon.ops.imports import ImportFormat, ImportRefused, RowProblem
 from daemon.ops.listings import ListingOps
 from daemon.ops.manager import Operations
@@ -31,6 +31,7 @@ from daemon.ops.views import View
 from daemon.ops.webhooks import EndpointSpec, WebhookOps
 from daemon.scopes import Scope
 from daemon.specs import SpecError
+from daemon.store.events import Waiter
 from daemon.sync.engine import SyncRefused
 
 IMPORT_TYPES: dict[ImportFormat, str] = {"csv": "text/csv", "jsonl": "application/x-ndjson"}

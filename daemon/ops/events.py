@@ -7,8 +7,6 @@ read them are reported (Gone), never skipped in silence.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 import anyio
 
 from daemon import event_types
@@ -20,18 +18,14 @@ from daemon.outbound.payload import event_view
 from daemon.specs import SpecError
 from daemon.store import events as store
 
-# Waits until an event after the given id may exist, or the given seconds have passed; False
-# when the feed must answer now with what it has (the daemon stops).
-Waiter = Callable[[int, float], Awaitable[bool]]
-
 
 class EventOps(Topic):
-    async def feed(self, query: EventQuery, wait_after: Waiter | None = None) -> View:
+    async def feed(self, query: EventQuery, wait_after: store.Waiter | None = None) -> View:
         """The events after `query.after`. With `query.wait`, an empty answer waits (through
         `wait_after`, or by polling the database) until one arrives or the time is up."""
         types = _types(query.types)
         await self._refuse_unknown(query.after)
-        wait = wait_after or self._poll
+        wait = wait_after or store.polling_wake(self.ctx.db)
         deadline = anyio.current_time() + query.wait
         after = query.after
         while True:
@@ -61,14 +55,6 @@ class EventOps(Topic):
                 f"is {first}; read the current state (GET /v1/listings, /v1/posts), then "
                 f"follow from after={first - 1}"
             )
-
-    async def _poll(self, after: int, seconds: float) -> bool:
-        """Where no watcher runs (the CLI on this machine): look again shortly."""
-        await anyio.sleep(min(seconds, POLL_SECONDS))
-        return True
-
-
-POLL_SECONDS = 0.5
 
 
 def _types(text: str | None) -> list[str] | None:

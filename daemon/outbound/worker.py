@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import random
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -45,11 +45,6 @@ READ_BATCH = 200  # events read per look at the log
 IDLE_WAIT = 30.0  # seconds an idle endpoint waits for an event before it looks again
 RECHECK = 5.0  # an endpoint waiting to retry looks at its record this often (disabled? removed?)
 SUPERVISE_EVERY = 1.0  # new and re-enabled endpoints start within this many seconds
-POLL_EVERY = 0.2
-
-# Returns once an event after the given id exists, or after the given seconds; False when
-# waiting is over for good (the daemon stops): EventWatch.wait_after.
-Wake = Callable[[int, float], Awaitable[bool]]
 
 
 @dataclass(frozen=True)
@@ -66,28 +61,6 @@ class DeliveryMetrics(Protocol):
     def delivery_result(self, result: str) -> None: ...
 
     def set_oldest_undelivered(self, ages: dict[int, float]) -> None: ...
-
-
-def polling_wake(db: Database) -> Wake:
-    """Where no EventWatch runs (outside the daemon): the log's newest id, polled. One read
-    per poll period serves every endpoint waiting (not one read per endpoint)."""
-    newest = {"id": 0, "read_at": -POLL_EVERY}
-
-    async def newest_id() -> int:
-        if anyio.current_time() - newest["read_at"] >= POLL_EVERY:
-            newest["id"] = await events.last_id(db)
-            newest["read_at"] = anyio.current_time()
-        return int(newest["id"])
-
-    async def wait(after_id: int, seconds: float) -> bool:
-        deadline = anyio.current_time() + seconds
-        while anyio.current_time() < deadline:
-            if await newest_id() > after_id:
-                return True
-            await anyio.sleep(POLL_EVERY)
-        return True
-
-    return wait
 
 
 def policy_of(settings: WebhookSettings) -> UrlPolicy:
@@ -119,7 +92,7 @@ class Deliveries:
         settings: WebhookSettings,
         metrics: DeliveryMetrics | None = None,
         clock: Callable[[], datetime] = utcnow,
-        wake: Wake | None = None,
+        wake: events.Waiter | None = None,
         dice: Callable[[], float] = random.random,
         reader: Database | None = None,
     ) -> None:
@@ -131,7 +104,7 @@ class Deliveries:
         self.settings = settings
         self.metrics = metrics
         self.clock = clock
-        self.wake = wake or polling_wake(db)
+        self.wake = wake or events.polling_wake(db)
         self.dice = dice
         self.in_flight = anyio.Semaphore(settings.max_in_flight)
         self.http: httpx.AsyncClient | None = None

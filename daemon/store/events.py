@@ -10,10 +10,11 @@ types and their data.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import aiosqlite
+import anyio
 
 from daemon.enums import EventType
 from daemon.store.database import Database, delete_in_batches
@@ -321,3 +322,33 @@ async def held_for(db: Database, before: str) -> list[int]:
     async with db.reading() as conn:
         rows = await conn.execute_fetchall(HELD_FOR, {"before": before})
     return [int(r[0]) for r in rows]
+
+
+# Waits until an event after the given id may exist, or the given seconds have passed; False
+# when waiting is over for good (the daemon stops): the caller answers with what it has.
+# The daemon's is EventWatch.wait_after (daemon/service/event_watch.py).
+Waiter = Callable[[int, float], Awaitable[bool]]
+POLL_EVERY = 0.2
+
+
+def polling_wake(db: Database) -> Waiter:
+    """A wait for an event after a given id, or for some seconds (as the daemon's EventWatch
+    waits), where no watch runs: the CLI, tests. The last id is read every POLL_EVERY seconds
+    at most, however many wait on it."""
+    newest = {"id": 0, "read_at": -POLL_EVERY}
+
+    async def newest_id() -> int:
+        if anyio.current_time() - newest["read_at"] >= POLL_EVERY:
+            newest["id"] = await last_id(db)
+            newest["read_at"] = anyio.current_time()
+        return int(newest["id"])
+
+    async def wait(after_id: int, seconds: float) -> bool:
+        deadline = anyio.current_time() + seconds
+        while anyio.current_time() < deadline:
+            if await newest_id() > after_id:
+                return True
+            await anyio.sleep(POLL_EVERY)
+        return True
+
+    return wait

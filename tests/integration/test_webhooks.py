@@ -23,7 +23,7 @@ from daemon.errors import Conflict
 from daemon.ops.context import OpsContext
 from daemon.ops.manager import Operations
 from daemon.ops.webhooks import EndpointSpec
-from daemon.outbound.worker import Deliveries, polling_wake
+from daemon.outbound.worker import Deliveries
 from daemon.sandbox.webhook_sink import Receiver, Reply, receiving
 from daemon.specs import SpecError
 from daemon.store import database, events
@@ -181,7 +181,7 @@ async def test_an_endpoint_waits_quietly_when_only_other_users_events_come(
     await write_events(rt.db, 1, user_id="agent-2")
     await write_events(rt.db, 3, user_id="default")
     woken = 0
-    watch = polling_wake(rt.db)
+    watch = events.polling_wake(rt.db)
 
     async def counted(after_id: int, seconds: float) -> bool:
         nonlocal woken
