@@ -3,9 +3,11 @@ endpoint's cursor, and sends each event it takes, in order, until it is delivere
 
 Each endpoint's task is on its own: a slow or dead receiver holds up only its own events,
 never the sync, the unpublishing or another endpoint. The database is never held across a
-request: an event is taken (its delivery made, the cursor moved) in one short transaction,
-sent with nothing held, and its attempt recorded in another. A crash between sending and
-recording sends it again (at least once; the receiver sees the same `webhook-id`).
+request. While deliveries go through, the answers are recorded in batches beside the sending
+(daemon/outbound/recording.py); after a failure, an event is taken (its delivery made, the
+cursor moved) in one short transaction, sent with nothing held, and its attempt recorded in
+another. A crash between sending and recording sends it again (at least once; the receiver
+sees the same `webhook-id`).
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ from __future__ import annotations
 import json
 import random
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+import aiohttp
 import anyio
-import httpx
 import structlog
 
 from daemon import event_types
@@ -30,6 +32,7 @@ from daemon.encryption import SecretBox
 from daemon.enums import DeliveryState
 from daemon.outbound import retry, sender, signing
 from daemon.outbound.payload import event_body
+from daemon.outbound.recording import Recorder
 from daemon.outbound.selection import ALL, wants
 from daemon.outbound.urls import UrlPolicy
 from daemon.store import events
@@ -107,7 +110,7 @@ class Deliveries:
         self.wake = wake or events.polling_wake(db)
         self.dice = dice
         self.in_flight = anyio.Semaphore(settings.max_in_flight)
-        self.http: httpx.AsyncClient | None = None
+        self.http: aiohttp.ClientSession | None = None
         self.following: set[int] = set()
 
     @asynccontextmanager
@@ -171,32 +174,54 @@ class Deliveries:
         return await self.step(endpoint_id)
 
     async def _stream(self, endpoint: WebhookEndpointRow) -> float | None:
-        """Sends the endpoint's next events one after the other, each recorded as delivered
-        (its attempt, the cursor on it) in one transaction as soon as it is answered 2xx:
-        the read of the log, the secrets and the endpoint serve the whole batch. The first
-        failure becomes a pending delivery with that attempt, and the retry rules take over
-        (`step`). As in `step`, a crash between a send and its record sends it again."""
+        """Sends the endpoint's next events one after the other, while those answered 2xx
+        are recorded as delivered (their attempts, the cursor past them) beside the sending
+        (daemon/outbound/recording.py): the read of the log, the secrets and the endpoint
+        serve the whole batch. The first failure becomes a pending delivery with that
+        attempt, and the retry rules take over (`step`)."""
         read = await self._its_next(endpoint)
         secrets = signing_secrets(endpoint, self.box, self._now())
-        cursor = endpoint.cursor
-        for row in read.rows:
-            sent = await self.send(endpoint, row.id, event_body(row), secrets)
-            at = self.clock()
-            attempt = _attempt_of(0, sent, at)
+        # The URL checked (and its name resolved) once for the run of events read, not per
+        # event: the rules and the endpoint are the same for all of them.
+        refused = await sender.refusal(endpoint.url, policy_of(self.settings))
+        recorder = Recorder(
+            lambda cursor, batch: self._record_delivered(endpoint.id, cursor, batch),
+            endpoint.cursor,
+            lambda batch: self._count("delivered", len(batch)),
+        )
+        failed: tuple[EventRow, sender.Sent, datetime] | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(recorder.run)
             try:
-                if sent.status_code is not None and 200 <= sent.status_code < 300:
-                    if not await self._record_delivered(endpoint.id, cursor, row.id, attempt):
-                        return 0.0  # disabled or moved on meanwhile: look again
-                    cursor = row.id
-                    self._report(endpoint, row.id, sent, retry.Decision(DeliveryState.DELIVERED))
-                    continue
-                delivery = await store.take(self.db, endpoint.id, cursor, row.id, row.id, iso(at))
-                if delivery is not None:
-                    await self._settle(endpoint, delivery, row.id, sent, at)
-            except sqlite3.IntegrityError:
-                return None  # the endpoint was removed while its request was out
-            return 0.0
-        return await self._pass_over(endpoint.id, cursor, read)
+                for row in read.rows:
+                    if recorder.stopped:
+                        break
+                    sent = (
+                        sender.Sent(None, 0, refused, None)
+                        if refused is not None
+                        else await self.send(endpoint, row.id, event_body(row), secrets, True)
+                    )
+                    at = self.clock()
+                    if sent.status_code is None or not 200 <= sent.status_code < 300:
+                        failed = (row, sent, at)
+                        break
+                    await recorder.add(store.Answered(row.id, _attempt_of(0, sent, at)))
+            finally:
+                recorder.close()
+        if recorder.stopped:
+            return 0.0  # disabled or moved on meanwhile: look again
+        if failed is None:
+            return await self._pass_over(endpoint.id, recorder.cursor, read)
+        row, sent, at = failed
+        try:
+            delivery = await store.take(
+                self.db, endpoint.id, recorder.cursor, row.id, row.id, iso(at)
+            )
+            if delivery is not None:
+                await self._settle(endpoint, delivery, row.id, sent, at)
+        except sqlite3.IntegrityError:
+            return None  # the endpoint was removed while its request was out
+        return 0.0
 
     async def _its_next(self, endpoint: WebhookEndpointRow) -> Next:
         """The endpoint's next events: those it takes, and how far the log was read."""
@@ -216,18 +241,18 @@ class Deliveries:
         return 0.0 if read.full else IDLE_WAIT
 
     async def _record_delivered(
-        self, endpoint_id: int, cursor: int, event_id: int, attempt: store.Attempt
+        self, endpoint_id: int, cursor: int, answered: Sequence[store.Answered]
     ) -> bool:
-        """The record of a 2xx, tried again while the database is busy (another process
-        holding the write lock) and not cut short by a stop: an event sent and not recorded
-        is sent again, which only a crash should cause."""
+        """The record of 2xx answers, tried again while the database is busy (another
+        process holding the write lock) and not cut short by a stop."""
         recorded = False
 
         async def record() -> None:
             nonlocal recorded
-            recorded = await store.delivered(self.db, endpoint_id, cursor, event_id, attempt)
+            recorded = await store.delivered(self.db, endpoint_id, cursor, answered)
 
-        return await until_written(record, f"webhook delivery of event {event_id}") and recorded
+        what = f"webhook deliveries up to event {answered[-1].event_id}"
+        return await until_written(record, what) and recorded
 
     async def step(self, endpoint_id: int) -> float | None:
         """Does what is due for one endpoint now: takes its next event, or tries its pending
@@ -301,9 +326,10 @@ class Deliveries:
         event_id: int,
         body: str,
         secrets: list[str] | None = None,
+        checked: bool = False,
     ) -> sender.Sent:
         """One signed request, under the bound of deliveries in flight (`secrets`: the
-        endpoint's, when the caller has them already)."""
+        endpoint's, when the caller has them already; `checked`: its URL was just checked)."""
         secrets = secrets or signing_secrets(endpoint, self.box, self._now())
         headers = signing.headers(signing.message_id(event_id), self.clock(), body, secrets)
         assert self.http is not None, "run() opens the client"
@@ -315,6 +341,7 @@ class Deliveries:
                 headers,
                 policy_of(self.settings),
                 self.settings.timeout_seconds,
+                checked,
             )
 
     def _report(
@@ -327,8 +354,7 @@ class Deliveries:
             if d.state == DeliveryState.FAILED
             else "retry"
         )
-        if self.metrics is not None:
-            self.metrics.delivery_result(result)
+        self._count(result)
         if d.disable_reason is not None:
             log.error(
                 "webhook_endpoint_disabled",
@@ -345,6 +371,11 @@ class Deliveries:
                 error=sent.error,
                 next_attempt_at=iso(d.next_attempt_at) if d.next_attempt_at else None,
             )
+
+    def _count(self, result: str, times: int = 1) -> None:
+        if self.metrics is not None:
+            for _ in range(times):
+                self.metrics.delivery_result(result)
 
     async def _measure(self) -> None:
         if self.metrics is None:

@@ -87,8 +87,9 @@ class Feeds:
         await Response("not found", status_code=404)(scope, receive, send)
 
     def move(self, count: int, to: str) -> list[str]:
-        """Sets `count` random listings to `to`; returns their keys."""
-        everything = [(f, k) for f in self.feeds for k in f.records]
+        """Sets `count` random listings not already at `to` to it (each one a change the
+        daemon will see); returns their keys."""
+        everything = [(f, k) for f in self.feeds for k in f.records if f.status_of(k) != to]
         chosen = self.rng.sample(everything, min(count, len(everything)))
         for feed, key in chosen:
             feed.set_status(key, to)

@@ -20,7 +20,7 @@ import anyio
 import structlog
 
 from daemon import eventloop, gc_tuning, logs
-from daemon.composition import Environment, Opener
+from daemon.composition import Environment, Opener, secret_key_text
 from daemon.config import DEFAULT_CONFIG_PATH, ConfigError, Settings, load_settings
 from daemon.credentials import (
     API_TOKEN_CREDENTIAL,
@@ -31,11 +31,11 @@ from daemon.credentials import (
 )
 from daemon.mail.worker import MailWorker
 from daemon.ops import tokens
-from daemon.outbound.worker import Deliveries
 from daemon.service.api import build_app
 from daemon.service.board import StatusBoard
 from daemon.service.coordinator import Coordinator
 from daemon.service.cycle_status import cycle_status
+from daemon.service.delivery_process import DeliveryProcess, Job
 from daemon.service.event_watch import EventWatch
 from daemon.service.metrics import Metrics
 from daemon.service.notify import Notifier
@@ -114,7 +114,8 @@ async def run_daemon(
                     tg.start_soon(coordinator.run)
                     tg.start_soon(state.user_syncs.run)
                     tg.start_soon(state.board.run)
-                    tg.start_soon(_deliveries(state, status_reader).run)
+                    deliveries = _delivery_process(state, environ)
+                    tg.start_soon(deliveries.run)
                     tg.start_soon(state.event_watch.run)
                     if rt.settings.email.enabled:
                         tg.start_soon(_mail_worker(state, environ, status_reader).run)
@@ -135,6 +136,7 @@ async def run_daemon(
                     gc_tuning.settle()  # what start-up built lives as long as the process
                     await _signals(received, state, notifier, config_path)
                     tg.start_soon(_ignore_signals, received)
+                    deliveries.stop()  # nothing to drain: what it had not sent waits for us
                     await _stop(state, notifier, settings.daemon.shutdown_grace_seconds)
                     tg.cancel_scope.cancel()
             finally:
@@ -164,18 +166,18 @@ def _mail_worker(
     )
 
 
-def _deliveries(state: ServiceState, reader: database.Database) -> Deliveries:
-    """The webhook worker: its own tasks beside the coordinator's, so a slow receiver never
-    holds up a cycle. Cancelled with the rest when the daemon stops."""
-    rt = state.runtime
-    return Deliveries(
-        rt.db,
-        rt.box,
-        rt.settings.effective_webhooks(),
-        state.metrics,
-        wake=state.event_watch.wait_after,
-        reader=reader,
+def _delivery_process(state: ServiceState, environ: Mapping[str, str] | None) -> DeliveryProcess:
+    """The webhook worker, in a process of its own: a slow receiver never holds up a cycle,
+    nor do the deliveries' round trips take the cycle's event loop."""
+    settings = state.runtime.settings
+    job = Job(
+        database=settings.database.path,
+        busy_timeout_ms=settings.database.busy_timeout_ms,
+        webhooks=settings.effective_webhooks(),
+        logging=settings.logging,
+        secret_key=secret_key_text(settings, environ),
     )
+    return DeliveryProcess(job, state.metrics)
 
 
 def _announce(sandbox: Environment) -> None:

@@ -8,6 +8,7 @@ it is delivered or given up, so an endpoint sees its events in order.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from daemon.enums import DeliveryState
@@ -60,7 +61,14 @@ DELIVERED = """
 INSERT INTO webhook_deliveries (endpoint_id, event_id, state, attempts, last_status,
     created_at, updated_at)
 VALUES (:endpoint_id, :event_id, 'delivered', 1, :status_code, :at, :at)
-RETURNING id
+"""
+# The attempt of a delivery just made by DELIVERED, found by its (endpoint, event) key: a
+# batch of them is two statements, not two per event.
+DELIVERED_ATTEMPT = """
+INSERT INTO webhook_attempts (delivery_id, at, status_code, latency_ms, error,
+    response_excerpt, replay)
+SELECT id, :at, :status_code, :latency_ms, :error, :excerpt, 0
+FROM webhook_deliveries WHERE endpoint_id = :endpoint_id AND event_id = :event_id
 """
 TAKE = """
 INSERT INTO webhook_deliveries (endpoint_id, event_id, state, next_attempt_at, created_at,
@@ -110,6 +118,14 @@ class Attempt:
     latency_ms: int
     error: str | None
     excerpt: str | None
+
+
+@dataclass(frozen=True)
+class Answered:
+    """An event answered 2xx at its first attempt, not yet recorded."""
+
+    event_id: int
+    attempt: Attempt
 
 
 @dataclass(frozen=True)
@@ -238,22 +254,23 @@ async def take(
 
 
 async def delivered(
-    db: Database, endpoint_id: int, cursor_was: int, event_id: int, attempt: Attempt
+    db: Database, endpoint_id: int, cursor_was: int, answered: Sequence[Answered]
 ) -> bool:
-    """An event delivered at its first attempt, recorded in one transaction: its delivery,
-    its attempt, the cursor on it. False (nothing written) if the cursor moved meanwhile or
-    the endpoint was disabled."""
+    """Events delivered at their first attempt, in event order, recorded in one transaction:
+    their deliveries, their attempts, the cursor on the last. False (nothing written) if the
+    cursor moved meanwhile or the endpoint was disabled."""
+    if not answered:
+        return True
     async with db.transaction() as conn:
-        params = {"id": endpoint_id, "from": cursor_was, "to": event_id}
+        params = {"id": endpoint_id, "from": cursor_was, "to": answered[-1].event_id}
         if (await conn.execute(MOVE_CURSOR, params)).rowcount != 1:
             return False
-        made = {**_attempt_params(attempt), "endpoint_id": endpoint_id, "event_id": event_id}
-        async with conn.execute(DELIVERED, made) as cur:
-            row = await cur.fetchone()
-        assert row is not None
-        await conn.execute(
-            ATTEMPT, {**_attempt_params(attempt), "delivery_id": row[0], "replay": 0}
-        )
+        made = [
+            {**_attempt_params(a.attempt), "endpoint_id": endpoint_id, "event_id": a.event_id}
+            for a in answered
+        ]
+        await conn.executemany(DELIVERED, made)
+        await conn.executemany(DELIVERED_ATTEMPT, made)
         await conn.execute(SUCCEEDED, {"id": endpoint_id})
     return True
 

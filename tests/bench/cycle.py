@@ -4,8 +4,8 @@
 
 CPU is this process's user+system time during the cycle; peak RSS is the process's high-water
 mark (ru_maxrss), start-up included, which is what a daemon pays. With --deliver, the webhook
-worker runs beside the cycle as in the daemon (woken by the event watch, reading on its own
-connection), and the process waits, after the cycle, until every event is delivered.
+worker runs beside the cycle as in the daemon (in its process: its CPU is not counted here),
+and the process waits, after the cycle, until every event is delivered.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ import anyio
 from daemon import eventloop, logs
 from daemon.composition import Runtime, open_runtime
 from daemon.config import load_settings
-from daemon.outbound.worker import Deliveries
-from daemon.service.event_watch import EventWatch
+from daemon.service.delivery_process import DeliveryProcess, Job
 from daemon.store import database, events, runs, webhooks
 from daemon.store.database import Database
 from daemon.store.posts import DueScope
 from daemon.timestamps import iso, utcnow
+from tests.bench.bench import process_cpu_seconds
 
 
 def _cpu() -> float:
@@ -52,36 +52,57 @@ async def measure(config: Path, unpublish_only: bool, deliver: bool, key: str) -
     logs.configure(settings.logging.level, "json", sys.stderr)
     async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": key}) as rt:
         if deliver:
-            async with delivering(rt) as drained:
+            async with delivering(rt, key) as (drained, delivery_cpu):
+                cpu = await delivery_cpu()
                 figures = await _measured(rt, unpublish_only)
                 started = time.perf_counter()
                 await drained()
                 figures["drain_seconds"] = round(time.perf_counter() - started, 3)
+                figures["delivery_cpu_seconds"] = round(await delivery_cpu() - cpu, 3)
                 return figures
         return await _measured(rt, unpublish_only)
 
 
 @asynccontextmanager
-async def delivering(rt: Runtime) -> AsyncIterator[Callable[[], Awaitable[None]]]:
-    """The daemon's webhook worker and event watch, for as long as the block runs; yields a
-    wait until every endpoint has every event delivered."""
+async def delivering(
+    rt: Runtime, key: str
+) -> AsyncIterator[tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[float]]]]:
+    """The daemon's webhook worker, in its process, for as long as the block runs; yields a
+    wait until every endpoint has every event delivered, and the worker process's CPU."""
+    settings = rt.settings
+    job = Job(
+        database=settings.database.path,
+        busy_timeout_ms=settings.database.busy_timeout_ms,
+        webhooks=settings.effective_webhooks(),
+        logging=settings.logging,
+        secret_key=key,
+    )
+    process = DeliveryProcess(job, _NoMetrics())
     async with (
         database.reader(rt.db.path) as reader,
         anyio.create_task_group() as tg,
     ):
-        watch = EventWatch(reader)
-        worker = Deliveries(
-            rt.db, rt.box, rt.settings.effective_webhooks(), wake=watch.wait_after, reader=reader
-        )
-        tg.start_soon(watch.run)
-        tg.start_soon(worker.run)
+        tg.start_soon(process.run)
 
         async def drained() -> None:
             while not await _all_delivered(reader):
                 await anyio.sleep(0.02)
 
-        yield drained
-        tg.cancel_scope.cancel()
+        async def cpu() -> float:
+            while process.pid is None:
+                await anyio.sleep(0.01)
+            return process_cpu_seconds(process.pid)
+
+        yield drained, cpu
+        process.stop()
+
+
+class _NoMetrics:
+    def delivery_result(self, result: str) -> None:
+        pass
+
+    def set_oldest_undelivered(self, ages: dict[int, float]) -> None:
+        pass
 
 
 async def _all_delivered(db: Database) -> bool:

@@ -5,6 +5,7 @@ what the receiver got."""
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -118,3 +119,88 @@ async def test_every_event_reaches_the_receiver_in_order_with_valid_signatures(
     assert code == 0, daemon.log()
     assert secret not in daemon.log()
     assert secret.removeprefix("whsec_") not in daemon.log()
+
+
+# -- the deliveries' process (daemon/service/delivery_process.py), found in /proc and killed
+
+
+def _children(pid: int) -> list[int]:
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(p) for p in text.split()]
+
+
+async def _delivery_child(daemon: Daemon) -> int:
+    with anyio.fail_after(20):
+        while True:
+            for child in _children(daemon.proc.pid):
+                if b"delivery_child" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    return child
+            await anyio.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+async def _registered(daemon: Daemon, receiver: Receiver) -> None:
+    made = await daemon.call(
+        "POST", "/v1/webhooks", json={"url": f"{receiver.url}/hooks", "after_event": 0}
+    )
+    assert made.status_code == 201, made.text
+    receiver.secrets["/hooks"] = [made.json()["secret"]]
+
+
+async def test_a_killed_delivery_process_is_started_again_and_deliveries_go_on(
+    sandbox_daemon: Daemon, receiver: Receiver
+) -> None:
+    daemon = sandbox_daemon
+    await _registered(daemon, receiver)
+    first = await _delivery_child(daemon)
+    os.kill(first, signal.SIGKILL)
+    with anyio.fail_after(20):
+        while "webhook_process_exited" not in daemon.log():
+            await anyio.sleep(0.1)
+    second = await _delivery_child(daemon)
+    assert second != first
+
+    run = await daemon.wait_for_run(1, timeout=60)
+    await daemon.wait_for_run(run["id"] + 2, timeout=60)  # events made after the kill
+    expected = {e["id"] for e in await feed(daemon)}
+    with anyio.fail_after(60):
+        while not expected <= {r.event["id"] for r in receiver.at("/hooks")}:
+            await anyio.sleep(0.1)
+    assert receiver.unverified() == []
+    assert await daemon.metric("mls_sync_webhook_deliveries_total", result="delivered")
+
+
+async def test_the_delivery_process_ends_with_the_daemon_even_a_killed_one(
+    sandbox_daemon: Daemon, receiver: Receiver
+) -> None:
+    """Left running, it would deliver beside the next daemon's own."""
+    daemon = sandbox_daemon
+    await _registered(daemon, receiver)
+    child = await _delivery_child(daemon)
+    daemon.send(signal.SIGKILL)
+    await daemon.wait_exit(timeout=10)
+    with anyio.fail_after(10):
+        while _alive(child):
+            await anyio.sleep(0.05)
+
+
+async def test_sigterm_stops_the_daemon_and_its_delivery_process_cleanly(
+    sandbox_daemon: Daemon, receiver: Receiver
+) -> None:
+    """As systemd stops the unit: SIGTERM to every process of its group at once."""
+    daemon = sandbox_daemon
+    await _registered(daemon, receiver)
+    child = await _delivery_child(daemon)
+    daemon.send(signal.SIGTERM)
+    os.kill(child, signal.SIGTERM)
+    code, _ = await daemon.wait_exit(timeout=30)
+    assert code == 0, daemon.log()
+    assert not _alive(child)
+    assert "webhook_process_exited" not in daemon.log()

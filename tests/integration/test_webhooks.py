@@ -464,7 +464,9 @@ async def test_an_endpoint_removed_while_its_request_is_out_ends_quietly(
     rt: Runtime, receiver: Receiver
 ) -> None:
     """The answer that comes back after the endpoint was removed is dropped with it: no
-    error, and its worker ends."""
+    error, and its worker ends. Answers are recorded while the next event goes out
+    (daemon/outbound/recording.py), so the one request sent meanwhile may still reach the
+    receiver, and nothing after it."""
     endpoint_id, _ = await add_endpoint(rt, receiver, "/hooks")
     receiver.slow["/hooks"] = 1.0
     await write_events(rt.db, 3)
@@ -479,7 +481,8 @@ async def test_an_endpoint_removed_while_its_request_is_out_ends_quietly(
                     await anyio.sleep(0.05)
             tg.cancel_scope.cancel()
     assert [e for e in logs if e["log_level"] == "error"] == []
-    assert len(receiver.at("/hooks")) == 1
+    assert len(receiver.at("/hooks")) <= 2
+    assert await rt.db.fetch_all("SELECT * FROM webhook_deliveries") == []
 
 
 BAD_URLS = [

@@ -1,0 +1,159 @@
+"""The webhook deliveries' process, started by the daemon (daemon/service/delivery_process.py
+has the daemon's side and says why):
+
+    python -m daemon.service.delivery_child      # its job: one JSON line on stdin
+
+It delivers until its stdin closes (the daemon stops, or died) or it receives SIGTERM
+(systemd stopping the whole unit). Ctrl-C in a terminal is the daemon's to handle: SIGINT is
+ignored here, and the daemon closes the pipe when it stops. One process at a time delivers
+for a database: a child started while the one before it still finishes waits on a lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TextIO
+
+import anyio
+import structlog
+from pydantic import ValidationError
+
+from daemon import eventloop, logs
+from daemon.encryption import SecretBox
+from daemon.outbound.worker import Deliveries
+from daemon.service.delivery_process import Job, Report, lock_path
+from daemon.service.event_watch import EventWatch
+from daemon.state_dir import create_private_file
+from daemon.store import database
+from daemon.store.database import Database
+
+log = structlog.get_logger("mls_sync.webhooks")
+
+LOCK_RETRY_SECONDS = 0.2
+
+
+class PipedMetrics:
+    """The worker's metrics, sent to the daemon: counts since the last line, and the ages
+    the worker measures every second (which is when a line goes)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.results: Counter[str] = Counter()
+
+    def delivery_result(self, result: str) -> None:
+        self.results[result] += 1
+
+    def set_oldest_undelivered(self, ages: dict[int, float]) -> None:
+        self._send(Report(results=dict(self.results), oldest_undelivered=ages))
+
+    def flush(self) -> None:
+        if self.results:
+            self._send(Report(results=dict(self.results)))
+
+    def _send(self, report: Report) -> None:
+        try:
+            self.out.write(report.model_dump_json() + "\n")
+            self.out.flush()
+        except OSError:  # the daemon is gone: this process is about to stop too
+            pass
+        self.results.clear()
+
+
+async def deliver(job: Job, out: TextIO) -> None:
+    box = SecretBox(job.secret_key) if job.secret_key else None
+    metrics = PipedMetrics(out)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_stop_when_the_pipe_closes, tg.cancel_scope)
+        tg.start_soon(_stop_on_sigterm, tg.cancel_scope)
+        try:
+            async with _only_deliverer(lock_path(job.database)), _opened(job) as (db, reader):
+                watch = EventWatch(reader)
+                worker = Deliveries(
+                    db, box, job.webhooks, metrics, wake=watch.wait_after, reader=reader
+                )
+                async with anyio.create_task_group() as work:
+                    work.start_soon(watch.run)
+                    await worker.run()
+        finally:
+            metrics.flush()
+
+
+@asynccontextmanager
+async def _opened(job: Job) -> AsyncIterator[tuple[Database, Database]]:
+    """Its own connections: the writer (its records) and a reader (the log, the endpoints)."""
+    db = await Database.open(job.database, job.busy_timeout_ms)
+    try:
+        async with database.reader(job.database, job.busy_timeout_ms) as reader:
+            yield db, reader
+    finally:
+        await db.close()
+
+
+@asynccontextmanager
+async def _only_deliverer(path: Path) -> AsyncIterator[None]:
+    """An exclusive lock on `path` while the block runs; the system releases it when the
+    process ends, however it ends."""
+    create_private_file(path)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not told:
+                    log.info(
+                        "webhook_process_waiting",
+                        note="another process still delivers for this database",
+                    )
+                    told = True
+                await anyio.sleep(LOCK_RETRY_SECONDS)
+        yield
+    finally:
+        os.close(fd)
+
+
+async def _stop_when_the_pipe_closes(scope: anyio.CancelScope) -> None:
+    stdin = sys.stdin.fileno()
+    os.set_blocking(stdin, False)
+    while True:
+        await anyio.wait_readable(stdin)
+        try:
+            if not os.read(stdin, 4096):
+                break
+        except BlockingIOError:
+            continue
+    scope.cancel()
+
+
+async def _stop_on_sigterm(scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+        async for _ in signals:
+            log.info("webhook_process_stopping", signal="SIGTERM")
+            scope.cancel()
+            return
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        job = Job.model_validate_json(sys.stdin.buffer.readline())
+    except ValidationError:
+        sys.exit(
+            "mls-sync: this is the webhook deliveries' process, which `mls-sync run` starts "
+            "itself; it read no job on its stdin"
+        )
+    logs.configure(job.logging.level, job.logging.format)
+    eventloop.run(deliver, job, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""The webhook deliveries in a process of their own, a child of the daemon (docs/webhooks.md
+"Where deliveries run"): the sync's event loop never waits on a receiver's round trip, and
+the deliveries run on another core while a cycle takes one.
+
+The daemon writes the child's job (the database, the [webhooks] settings, the secret key, the
+log settings) as one JSON line on its stdin and keeps that pipe open: the child stops when the
+pipe closes, so it never outlives the daemon, even one killed with SIGKILL. The child writes
+what the daemon's metrics need as JSON lines on its stdout; its logs go to its stderr
+(under systemd, the journal, as the daemon's). A child that dies is started again, after a
+pause that grows while it keeps dying. This module is the daemon's side;
+daemon/service/delivery_child.py the child's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from subprocess import PIPE
+
+import anyio
+import structlog
+from anyio.abc import Process
+from anyio.streams.buffered import BufferedByteReceiveStream
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from daemon.config import LoggingSettings, WebhookSettings
+from daemon.outbound.worker import DeliveryMetrics
+
+log = structlog.get_logger("mls_sync.webhooks")
+
+COMMAND = (sys.executable, "-m", "daemon.service.delivery_child")
+# A child that has not stopped this long after its pipe closed is killed: longer than its
+# last record may take to be written (daemon/store/until_written.py), so a stop never cuts it.
+STOP_SECONDS = 15.0
+FIRST_PAUSE = 1.0  # before the first restart; doubled at each death that follows soon
+LONGEST_PAUSE = 60.0
+STABLE_SECONDS = 60.0  # a child that ran this long died on its own: the pause starts again
+LINE_BYTES = 1 << 20
+SYSTEMD_ONLY = frozenset(
+    {"CREDENTIALS_DIRECTORY", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"}
+)
+
+
+class Job(BaseModel):
+    """What the child needs, sent once on its stdin."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    database: Path
+    busy_timeout_ms: int
+    webhooks: WebhookSettings
+    logging: LoggingSettings
+    secret_key: str | None  # over the pipe: never in argv or the environment of the child
+
+
+class Report(BaseModel):
+    """One line from the child: deliveries by result since its last line, and the age of
+    each enabled endpoint's oldest undelivered event."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    results: dict[str, int] = {}
+    oldest_undelivered: dict[int, float] | None = None
+
+
+def lock_path(database: Path) -> Path:
+    """Held by the one process that delivers for this database (daemon/service/
+    delivery_child.py): a child started while an old one still finishes waits for it."""
+    return database.with_name(database.name + ".deliveries.lock")
+
+
+class DeliveryProcess:
+    def __init__(
+        self, job: Job, metrics: DeliveryMetrics, command: Sequence[str] = COMMAND
+    ) -> None:
+        self.job = job
+        self.metrics = metrics
+        self.command = list(command)
+        self.scope = anyio.CancelScope()
+        self.pid: int | None = None  # the child's, while it runs
+
+    def stop(self) -> None:
+        """The daemon stops: the child is told (its pipe closes) and is not started again."""
+        self.scope.cancel()
+
+    async def run(self) -> None:
+        pause = FIRST_PAUSE
+        with self.scope:
+            while True:
+                started = anyio.current_time()
+                try:
+                    code = await self._once()
+                except Exception as exc:  # cannot start it (no fd, no python): try again later
+                    log.error("webhook_process_not_started", error=type(exc).__name__)
+                    code = -1
+                if anyio.current_time() - started >= STABLE_SECONDS:
+                    pause = FIRST_PAUSE
+                if code in (0, -signal.SIGTERM):  # told to stop: by systemd, or a person
+                    log.info("webhook_process_stopped", restart_in_seconds=pause)
+                else:
+                    log.error(
+                        "webhook_process_exited",
+                        exit_code=code,
+                        restart_in_seconds=pause,
+                        note="webhook deliveries wait until it is started again; its last "
+                        "log lines say why it stopped",
+                    )
+                await anyio.sleep(pause)
+                pause = min(pause * 2, LONGEST_PAUSE)
+
+    async def _once(self) -> int:
+        process = await anyio.open_process(
+            self.command, stdin=PIPE, stdout=PIPE, stderr=None, env=_child_environment()
+        )
+        self.pid = process.pid
+        try:
+            assert process.stdin is not None and process.stdout is not None
+            await process.stdin.send(self.job.model_dump_json().encode() + b"\n")
+            if not await self._read_reports(BufferedByteReceiveStream(process.stdout)):
+                process.kill()
+            return await process.wait()
+        finally:
+            self.pid = None
+            with anyio.CancelScope(shield=True):
+                await _end(process)
+
+    async def _read_reports(self, lines: BufferedByteReceiveStream) -> bool:
+        """Until the child closes its stdout (it has ended): True; False when what it wrote
+        cannot be read as reports (it is then killed, and started again)."""
+        while True:
+            try:
+                line = await lines.receive_until(b"\n", LINE_BYTES)
+            except (anyio.IncompleteRead, anyio.EndOfStream):
+                return True
+            except anyio.DelimiterNotFound:
+                log.error("webhook_process_report_unreadable", note="a line too long")
+                return False
+            try:
+                report = Report.model_validate_json(line)
+            except ValidationError:
+                # Only the type of fault: the line is the child's, but logs never echo input.
+                log.warning("webhook_process_report_unreadable", note="not a report")
+                continue
+            self._apply(report)
+
+    def _apply(self, report: Report) -> None:
+        for result, times in report.results.items():
+            for _ in range(times):
+                self.metrics.delivery_result(result)
+        if report.oldest_undelivered is not None:
+            self.metrics.set_oldest_undelivered(report.oldest_undelivered)
+
+
+async def _end(process: Process) -> None:
+    """Closes the child's pipe (it stops on its own), and kills it if it has not stopped
+    within STOP_SECONDS."""
+    if process.stdin is not None:
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            await process.stdin.aclose()
+    with anyio.move_on_after(STOP_SECONDS) as waited:
+        await process.wait()
+    if waited.cancelled_caught:
+        log.warning("webhook_process_killed", note=f"it had not stopped within {STOP_SECONDS:g} s")
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+    await process.aclose()
+
+
+def _child_environment() -> dict[str, str]:
+    """The daemon's environment without its secrets and its systemd hand-offs: the child
+    gets the key in its job, and never notifies systemd itself."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("MLS_SYNC_") and name not in SYSTEMD_ONLY
+    }
