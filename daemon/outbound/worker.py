@@ -48,6 +48,7 @@ READ_BATCH = 200  # events read per look at the log
 IDLE_WAIT = 30.0  # seconds an idle endpoint waits for an event before it looks again
 RECHECK = 5.0  # an endpoint waiting to retry looks at its record this often (disabled? removed?)
 SUPERVISE_EVERY = 1.0  # new and re-enabled endpoints start within this many seconds
+URL_CHECKED_FOR = 5.0  # seconds a check of an endpoint's URL (and its name) serves a stream
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,8 @@ class Deliveries:
         read = await self._its_next(endpoint)
         secrets = signing_secrets(endpoint, self.box, self._now())
         # The URL checked (and its name resolved) once for the run of events read, not per
-        # event: the rules and the endpoint are the same for all of them.
+        # event (the rules and the endpoint are the same for all of them), and again after
+        # URL_CHECKED_FOR seconds.
         refused = await sender.refusal(endpoint.url, policy_of(self.settings))
         recorder = Recorder(
             lambda cursor, batch: self._record_delivered(endpoint.id, cursor, batch),
@@ -193,9 +195,13 @@ class Deliveries:
         async with anyio.create_task_group() as tg:
             tg.start_soon(recorder.run)
             try:
+                checked_at = anyio.current_time()
                 for row in read.rows:
                     if recorder.stopped:
                         break
+                    if anyio.current_time() - checked_at > URL_CHECKED_FOR:  # a slow receiver
+                        refused = await sender.refusal(endpoint.url, policy_of(self.settings))
+                        checked_at = anyio.current_time()
                     sent = (
                         sender.Sent(None, 0, refused, None)
                         if refused is not None
@@ -378,19 +384,20 @@ class Deliveries:
                 self.metrics.delivery_result(result)
 
     async def _measure(self) -> None:
-        if self.metrics is None:
-            return
-        now = self.clock()
-        oldest = await store.oldest_undelivered(self.reads)
-        self.metrics.set_oldest_undelivered(
-            {
-                endpoint_id: (now - parse_iso(at)).total_seconds() if at else 0.0
-                for endpoint_id, at in oldest.items()
-            }
-        )
+        if self.metrics is not None:
+            self.metrics.set_oldest_undelivered(await undelivered_ages(self.reads, self.clock()))
 
     def _now(self) -> str:
         return iso(self.clock())
+
+
+async def undelivered_ages(db: Database, now: datetime) -> dict[int, float]:
+    """Per enabled endpoint, the age in seconds of its oldest event not yet delivered."""
+    oldest = await store.oldest_undelivered(db)
+    return {
+        endpoint_id: (now - parse_iso(at)).total_seconds() if at else 0.0
+        for endpoint_id, at in oldest.items()
+    }
 
 
 def _attempt_of(delivery_id: int, sent: sender.Sent, at: datetime) -> store.Attempt:

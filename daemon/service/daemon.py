@@ -114,7 +114,7 @@ async def run_daemon(
                     tg.start_soon(coordinator.run)
                     tg.start_soon(state.user_syncs.run)
                     tg.start_soon(state.board.run)
-                    deliveries = _delivery_process(state, environ)
+                    deliveries = _delivery_process(state, environ, status_reader)
                     tg.start_soon(deliveries.run)
                     tg.start_soon(state.event_watch.run)
                     if rt.settings.email.enabled:
@@ -166,7 +166,9 @@ def _mail_worker(
     )
 
 
-def _delivery_process(state: ServiceState, environ: Mapping[str, str] | None) -> DeliveryProcess:
+def _delivery_process(
+    state: ServiceState, environ: Mapping[str, str] | None, reader: database.Database
+) -> DeliveryProcess:
     """The webhook worker, in a process of its own: a slow receiver never holds up a cycle,
     nor do the deliveries' round trips take the cycle's event loop."""
     settings = state.runtime.settings
@@ -177,7 +179,7 @@ def _delivery_process(state: ServiceState, environ: Mapping[str, str] | None) ->
         logging=settings.logging,
         secret_key=secret_key_text(settings, environ),
     )
-    return DeliveryProcess(job, state.metrics)
+    return DeliveryProcess(job, state.metrics, reader)
 
 
 def _announce(sandbox: Environment) -> None:

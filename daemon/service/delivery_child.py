@@ -40,8 +40,8 @@ LOCK_RETRY_SECONDS = 0.2
 
 
 class PipedMetrics:
-    """The worker's metrics, sent to the daemon: counts since the last line, and the ages
-    the worker measures every second (which is when a line goes)."""
+    """The worker's counts, sent to the daemon every second (when the worker measures; the
+    ages it measures are the daemon's to take, from its own reads)."""
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
@@ -51,15 +51,13 @@ class PipedMetrics:
         self.results[result] += 1
 
     def set_oldest_undelivered(self, ages: dict[int, float]) -> None:
-        self._send(Report(results=dict(self.results), oldest_undelivered=ages))
+        self.flush()
 
     def flush(self) -> None:
-        if self.results:
-            self._send(Report(results=dict(self.results)))
-
-    def _send(self, report: Report) -> None:
+        if not self.results:
+            return
         try:
-            self.out.write(report.model_dump_json() + "\n")
+            self.out.write(Report(results=dict(self.results)).model_dump_json() + "\n")
             self.out.flush()
         except OSError:  # the daemon is gone: this process is about to stop too
             pass
@@ -153,6 +151,10 @@ def main() -> None:
         )
     logs.configure(job.logging.level, job.logging.format)
     eventloop.run(deliver, job, sys.stdout)
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # the daemon died first: nothing to tell, no traceback at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 if __name__ == "__main__":

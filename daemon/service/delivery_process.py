@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +29,9 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from daemon.config import LoggingSettings, WebhookSettings
-from daemon.outbound.worker import DeliveryMetrics
+from daemon.outbound.worker import DeliveryMetrics, undelivered_ages
+from daemon.store.database import Database
+from daemon.timestamps import utcnow
 
 log = structlog.get_logger("mls_sync.webhooks")
 
@@ -40,6 +43,7 @@ FIRST_PAUSE = 1.0  # before the first restart; doubled at each death that follow
 LONGEST_PAUSE = 60.0
 STABLE_SECONDS = 60.0  # a child that ran this long died on its own: the pause starts again
 LINE_BYTES = 1 << 20
+MEASURE_EVERY = 1.0
 SYSTEMD_ONLY = frozenset(
     {"CREDENTIALS_DIRECTORY", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"}
 )
@@ -58,13 +62,11 @@ class Job(BaseModel):
 
 
 class Report(BaseModel):
-    """One line from the child: deliveries by result since its last line, and the age of
-    each enabled endpoint's oldest undelivered event."""
+    """One line from the child: deliveries by result since its last line."""
 
     model_config = ConfigDict(extra="forbid")
 
-    results: dict[str, int] = {}
-    oldest_undelivered: dict[int, float] | None = None
+    results: dict[str, int]
 
 
 def lock_path(database: Path) -> Path:
@@ -75,10 +77,15 @@ def lock_path(database: Path) -> Path:
 
 class DeliveryProcess:
     def __init__(
-        self, job: Job, metrics: DeliveryMetrics, command: Sequence[str] = COMMAND
+        self,
+        job: Job,
+        metrics: DeliveryMetrics,
+        reader: Database,
+        command: Sequence[str] = COMMAND,
     ) -> None:
         self.job = job
         self.metrics = metrics
+        self.reader = reader  # the daemon's own: the lag is measured here, child or not
         self.command = list(command)
         self.scope = anyio.CancelScope()
         self.pid: int | None = None  # the child's, while it runs
@@ -88,29 +95,44 @@ class DeliveryProcess:
         self.scope.cancel()
 
     async def run(self) -> None:
-        pause = FIRST_PAUSE
         with self.scope:
-            while True:
-                started = anyio.current_time()
-                try:
-                    code = await self._once()
-                except Exception as exc:  # cannot start it (no fd, no python): try again later
-                    log.error("webhook_process_not_started", error=type(exc).__name__)
-                    code = -1
-                if anyio.current_time() - started >= STABLE_SECONDS:
-                    pause = FIRST_PAUSE
-                if code in (0, -signal.SIGTERM):  # told to stop: by systemd, or a person
-                    log.info("webhook_process_stopped", restart_in_seconds=pause)
-                else:
-                    log.error(
-                        "webhook_process_exited",
-                        exit_code=code,
-                        restart_in_seconds=pause,
-                        note="webhook deliveries wait until it is started again; its last "
-                        "log lines say why it stopped",
-                    )
-                await anyio.sleep(pause)
-                pause = min(pause * 2, LONGEST_PAUSE)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._measure_lag)
+                await self._supervise()
+
+    async def _measure_lag(self) -> None:
+        """Every second, from the daemon's own reads: while the child is down, the ages keep
+        growing, which is what an alert on them should see."""
+        while True:
+            try:
+                self.metrics.set_oldest_undelivered(await undelivered_ages(self.reader, utcnow()))
+            except sqlite3.Error as exc:  # looked at again in a second
+                log.warning("webhook_lag_not_read", error=str(exc))
+            await anyio.sleep(MEASURE_EVERY)
+
+    async def _supervise(self) -> None:
+        pause = FIRST_PAUSE
+        while True:
+            started = anyio.current_time()
+            try:
+                code = await self._once()
+            except Exception as exc:  # cannot start it (no fd, no python): try again later
+                log.error("webhook_process_not_started", error=type(exc).__name__)
+                code = -1
+            if anyio.current_time() - started >= STABLE_SECONDS:
+                pause = FIRST_PAUSE
+            if code in (0, -signal.SIGTERM):  # told to stop: by systemd, or a person
+                log.info("webhook_process_stopped", restart_in_seconds=pause)
+            else:
+                log.error(
+                    "webhook_process_exited",
+                    exit_code=code,
+                    restart_in_seconds=pause,
+                    note="webhook deliveries wait until it is started again; its last "
+                    "log lines say why it stopped",
+                )
+            await anyio.sleep(pause)
+            pause = min(pause * 2, LONGEST_PAUSE)
 
     async def _once(self) -> int:
         process = await anyio.open_process(
@@ -151,8 +173,6 @@ class DeliveryProcess:
         for result, times in report.results.items():
             for _ in range(times):
                 self.metrics.delivery_result(result)
-        if report.oldest_undelivered is not None:
-            self.metrics.set_oldest_undelivered(report.oldest_undelivered)
 
 
 async def _end(process: Process) -> None:

@@ -77,11 +77,11 @@ async def delivering(
         logging=settings.logging,
         secret_key=key,
     )
-    process = DeliveryProcess(job, _NoMetrics())
     async with (
         database.reader(rt.db.path) as reader,
         anyio.create_task_group() as tg,
     ):
+        process = DeliveryProcess(job, _NoMetrics(), reader)
         tg.start_soon(process.run)
 
         async def drained() -> None:
