@@ -207,6 +207,13 @@ class WebhookSettings(_Section):
         description="accept endpoints on private and link-local addresses (an internal "
         "receiver); off, an endpoint URL cannot reach the daemon's own network",
     )
+    niceness: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="the delivery process's CPU niceness: above 0, a busy machine gives the "
+        "sync its CPU first and the deliveries what is left",
+    )
 
 
 class LoggingSettings(_Section):

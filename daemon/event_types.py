@@ -6,6 +6,7 @@ endpoint's event types, a user's e-mail notifications. Pure.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 from daemon.enums import EventType
@@ -37,10 +38,12 @@ def matches(patterns: Iterable[str], event_type: str) -> bool:
     return any(event_type in _matching(p) for p in patterns)
 
 
-def _matching(pattern: str) -> set[EventType]:
+@functools.lru_cache(maxsize=256)
+def _matching(pattern: str) -> frozenset[EventType]:
+    """Once per pattern: a webhook endpoint asks for every event it reads."""
     if pattern == "*":
-        return set(EventType)
+        return frozenset(EventType)
     if pattern.endswith(".*"):
         family = pattern[:-1]  # keeps the dot: `listing.`
-        return {t for t in EventType if t.startswith(family)}
-    return {t for t in EventType if t == pattern}
+        return frozenset(t for t in EventType if t.startswith(family))
+    return frozenset(t for t in EventType if t == pattern)

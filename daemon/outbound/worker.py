@@ -106,6 +106,7 @@ class Deliveries:
         self.reads = reader or db
         self.box = box
         self.settings = settings
+        self.policy = policy_of(settings)
         self.metrics = metrics
         self.clock = clock
         self.wake = wake or events.polling_wake(db)
@@ -185,7 +186,7 @@ class Deliveries:
         # The URL checked (and its name resolved) once for the run of events read, not per
         # event (the rules and the endpoint are the same for all of them), and again after
         # URL_CHECKED_FOR seconds.
-        refused = await sender.refusal(endpoint.url, policy_of(self.settings))
+        refused = await sender.refusal(endpoint.url, self.policy)
         recorder = Recorder(
             lambda cursor, batch: self._record_delivered(endpoint.id, cursor, batch),
             endpoint.cursor,
@@ -200,7 +201,7 @@ class Deliveries:
                     if recorder.stopped:
                         break
                     if anyio.current_time() - checked_at > URL_CHECKED_FOR:  # a slow receiver
-                        refused = await sender.refusal(endpoint.url, policy_of(self.settings))
+                        refused = await sender.refusal(endpoint.url, self.policy)
                         checked_at = anyio.current_time()
                     sent = (
                         sender.Sent(None, 0, refused, None)
@@ -345,7 +346,7 @@ class Deliveries:
                 endpoint.url,
                 body,
                 headers,
-                policy_of(self.settings),
+                self.policy,
                 self.settings.timeout_seconds,
                 checked,
             )

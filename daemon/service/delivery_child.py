@@ -150,6 +150,7 @@ def main() -> None:
             "itself; it read no job on its stdin"
         )
     logs.configure(job.logging.level, job.logging.format)
+    os.nice(job.webhooks.niceness)  # the sync first (docs/webhooks.md "Where deliveries run")
     eventloop.run(deliver, job, sys.stdout)
     try:
         sys.stdout.flush()

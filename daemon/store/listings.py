@@ -154,11 +154,13 @@ async def current_statuses(
 
 
 async def apply_plans(
-    conn: aiosqlite.Connection, plans: Sequence[tuple[BatchPlan, int, str]]
+    conn: aiosqlite.Connection, plans: Sequence[tuple[BatchPlan, int, str]], written_at: str
 ) -> None:
     """Writes batches' plans (each with its run id and time); call inside the transaction
     that read `current_statuses`. One statement per kind of write for all of them, and none
-    for an empty kind: each statement is a round trip to the database thread."""
+    for an empty kind: each statement is a round trip to the database thread. The events
+    carry `written_at`, this transaction's time: a batch may wait a while for its turn to be
+    written, and an event's time is when its change was written (docs/events.md)."""
     checked = [
         {
             "id": c.listing_id,
@@ -200,9 +202,15 @@ async def apply_plans(
         conn,
         [
             events.ListingChanged(
-                event_type_of(c), c.listing_id, c.from_status, c.to_status, c.event, run_id, now
+                event_type_of(c),
+                c.listing_id,
+                c.from_status,
+                c.to_status,
+                c.event,
+                run_id,
+                written_at,
             )
-            for plan, run_id, now in plans
+            for plan, run_id, _ in plans
             for c in plan.changes
         ],
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
@@ -13,9 +14,15 @@ RecordT = TypeVar("RecordT")
 
 
 def from_row(cls: type[RecordT], row: aiosqlite.Row) -> RecordT:
-    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    names = _field_names(cls)  # type: ignore[arg-type]
     # sqlite3.Row is not a dict: `in` would test its values, hence keys().
     return cls(**{k: row[k] for k in row.keys() if k in names})  # noqa: SIM118
+
+
+@functools.cache
+def _field_names(cls: type[Any]) -> frozenset[str]:
+    """Once per record type, not per row."""
+    return frozenset(f.name for f in fields(cls))
 
 
 @dataclass(frozen=True)

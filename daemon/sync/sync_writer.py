@@ -64,13 +64,14 @@ async def write_group(
     """All of `writes` whose lease holds, inside the caller's transaction; one result per
     write (None for a ConnectionDone, LeaseLost for a BatchWrite without its lease)."""
     # Read after BEGIN IMMEDIATE: no lease can change hands until this transaction ends.
-    held = lease_held(writes, holders, await leases.valid_in(conn, iso(clock())))
+    written_at = iso(clock())
+    held = lease_held(writes, holders, await leases.valid_in(conn, written_at))
     ids = listings_of(writes, held)
     current: dict[str, LocalStatus | None] = (
         await listings.current_statuses(conn, ids) if ids else {}
     )
     group = plan_group(writes, held, current, mapping)
-    await listings.apply_plans(conn, group.plans)
+    await listings.apply_plans(conn, group.plans, written_at)
     await runs.record_many(conn, group.recorded)
     await connections.save_cursors(conn, group.cursors)
     await connections.mark_reconciled_in(conn, group.reconciled)

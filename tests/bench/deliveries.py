@@ -11,6 +11,7 @@ arrived, and the cycle's slowdown (median wall time with deliveries over without
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -23,22 +24,38 @@ import anyio
 import httpx
 
 from daemon.composition import open_runtime
-from daemon.config import load_settings
+from daemon.config import WebhookSettings, load_settings
 from daemon.encryption import generate_key
 from daemon.ops.context import OpsContext
 from daemon.ops.manager import Operations
 from daemon.ops.webhooks import EndpointSpec
-from tests.bench.bench import REPO, Sizes, cycle, median_run, move, prepare, sandbox, write_config
+from tests.bench.bench import (
+    REPO,
+    Sizes,
+    cycle,
+    median_run,
+    move,
+    prepare,
+    process_cpu_seconds,
+    sandbox,
+    write_config,
+)
 
 
 @contextmanager
-def receiver() -> Iterator[str]:
+def receiver() -> Iterator[tuple[str, int]]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.bench.receiver"], stdout=subprocess.PIPE, cwd=REPO, text=True
+        [sys.executable, "-m", "tests.bench.receiver"],
+        stdout=subprocess.PIPE,
+        cwd=REPO,
+        text=True,
+        # As low in priority as the delivery process: an app's receiver runs on a machine of
+        # its own, where it takes no CPU from the cycle. (docs/benchmarks.md, scenario D.)
+        preexec_fn=lambda: os.nice(WebhookSettings().niceness),
     )
     try:
         assert proc.stdout is not None
-        yield str(json.loads(proc.stdout.readline())["url"])
+        yield str(json.loads(proc.stdout.readline())["url"]), proc.pid
     finally:
         proc.terminate()
         proc.wait(10)
@@ -60,21 +77,26 @@ async def _endpoint(config: Path, key: str, url: str | None) -> str | None:
 
 
 def scenario_d(sizes: Sizes, work: Path) -> dict[str, Any]:
-    with sandbox(sizes.feeds, sizes.per_feed) as server, receiver() as hooks:
+    with sandbox(sizes.feeds, sizes.per_feed) as server, receiver() as (hooks, receiver_pid):
         folder = Path(tempfile.mkdtemp(dir=work))
         key = generate_key()
         config = write_config(folder, server.platforms, webhooks={"allow_http_loopback": True})
         prepare(config, key, server.mls, sizes.feeds, sizes.per_feed, key_filter="in")
         cycle(config, key, server)  # every listing first seen
         without, delivering = [], []
-        for _ in range(sizes.repeats):
-            move(server.mls, sizes.d_events)
+        for n in range(sizes.d_repeats):
+            # Sold one round, back on the market the next: each round has its changes to make.
+            to = "Closed" if n % 2 == 0 else "Active"
+            move(server.mls, sizes.d_events, to)
             without.append(cycle(config, key, server))
             secret = anyio.run(_endpoint, config, key, f"{hooks}/hooks")
             httpx.post(f"{hooks}/secret", content=secret, timeout=10)
-            move(server.mls, sizes.d_events)
+            move(server.mls, sizes.d_events, to)
+            receiver_cpu = process_cpu_seconds(receiver_pid)
             result = cycle(config, key, server, deliver=True)
+            receiver_cpu = round(process_cpu_seconds(receiver_pid) - receiver_cpu, 3)
             received = httpx.get(f"{hooks}/stats", timeout=10).json()
+            received["receiver_cpu_seconds"] = receiver_cpu
             anyio.run(_endpoint, config, key, None)
             delivering.append({**result, **received})
     base, hooked = median_run(without), median_run(delivering)
