@@ -80,8 +80,8 @@ async def send(
 async def _excerpt(answer: aiohttp.ClientResponse) -> bytes:
     """The first characters of the answer; the rest is not even read."""
     taken = b""
-    while len(taken) < EXCERPT_CHARS * 4 and (chunk := await answer.content.read(1024)):
-        taken += chunk
+    while len(taken) < EXCERPT_CHARS * 4 and not answer.content.at_eof():
+        taken += await answer.content.read(EXCERPT_CHARS * 4 - len(taken))
     return taken
 
 
