@@ -150,20 +150,21 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-async def _registered(daemon: Daemon, receiver: Receiver) -> None:
-    made = await daemon.call(
+@pytest.fixture
+async def delivering(sandbox_daemon: Daemon, receiver: Receiver) -> tuple[Daemon, int]:
+    """The sandbox daemon with an endpoint at the receiver, and its delivery process's pid."""
+    made = await sandbox_daemon.call(
         "POST", "/v1/webhooks", json={"url": f"{receiver.url}/hooks", "after_event": 0}
     )
     assert made.status_code == 201, made.text
     receiver.secrets["/hooks"] = [made.json()["secret"]]
+    return sandbox_daemon, await _delivery_child(sandbox_daemon)
 
 
 async def test_a_killed_delivery_process_is_started_again_at_low_priority_and_delivers(
-    sandbox_daemon: Daemon, receiver: Receiver
+    delivering: tuple[Daemon, int], receiver: Receiver
 ) -> None:
-    daemon = sandbox_daemon
-    await _registered(daemon, receiver)
-    first = await _delivery_child(daemon)
+    daemon, first = delivering
     with anyio.fail_after(20):  # set once it has read its job
         while _niceness(first) != 10:  # the sync's CPU first ([webhooks] niceness)
             await anyio.sleep(0.05)
@@ -185,12 +186,10 @@ async def test_a_killed_delivery_process_is_started_again_at_low_priority_and_de
 
 
 async def test_the_delivery_process_ends_with_the_daemon_even_a_killed_one(
-    sandbox_daemon: Daemon, receiver: Receiver
+    delivering: tuple[Daemon, int],
 ) -> None:
     """Left running, it would deliver beside the next daemon's own."""
-    daemon = sandbox_daemon
-    await _registered(daemon, receiver)
-    child = await _delivery_child(daemon)
+    daemon, child = delivering
     daemon.send(signal.SIGKILL)
     await daemon.wait_exit(timeout=10)
     with anyio.fail_after(10):
@@ -199,12 +198,10 @@ async def test_the_delivery_process_ends_with_the_daemon_even_a_killed_one(
 
 
 async def test_sigterm_stops_the_daemon_and_its_delivery_process_cleanly(
-    sandbox_daemon: Daemon, receiver: Receiver
+    delivering: tuple[Daemon, int],
 ) -> None:
     """As systemd stops the unit: SIGTERM to every process of its group at once."""
-    daemon = sandbox_daemon
-    await _registered(daemon, receiver)
-    child = await _delivery_child(daemon)
+    daemon, child = delivering
     daemon.send(signal.SIGTERM)
     os.kill(child, signal.SIGTERM)
     code, _ = await daemon.wait_exit(timeout=30)
