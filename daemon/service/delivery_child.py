@@ -140,6 +140,14 @@ async def _stop_on_sigterm(scope: anyio.CancelScope) -> None:
             return
 
 
+def lower_priority(niceness: int) -> None:
+    """The sync first (docs/webhooks.md "Where deliveries run"): the niceness as given, or
+    the daemon's own if it runs nicer still. Before any thread starts: on Linux a niceness
+    is a thread's, and the threads made later take it from this one."""
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    os.setpriority(os.PRIO_PROCESS, 0, max(niceness, current))
+
+
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
@@ -150,7 +158,7 @@ def main() -> None:
             "itself; it read no job on its stdin"
         )
     logs.configure(job.logging.level, job.logging.format)
-    os.nice(job.webhooks.niceness)  # the sync first (docs/webhooks.md "Where deliveries run")
+    lower_priority(job.webhooks.niceness)
     eventloop.run(deliver, job, sys.stdout)
     try:
         sys.stdout.flush()

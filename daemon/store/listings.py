@@ -158,9 +158,11 @@ async def apply_plans(
 ) -> None:
     """Writes batches' plans (each with its run id and time); call inside the transaction
     that read `current_statuses`. One statement per kind of write for all of them, and none
-    for an empty kind: each statement is a round trip to the database thread. The events
-    carry `written_at`, this transaction's time: a batch may wait a while for its turn to be
-    written, and an event's time is when its change was written (docs/events.md)."""
+    for an empty kind: each statement is a round trip to the database thread. A status
+    change (the listing's, its audit row's, its event's) carries `written_at`, this
+    transaction's time: a batch may wait a while for its turn to be written, and a change's
+    time is when it was written (docs/events.md); when each listing was checked stays the
+    batch's own time."""
     checked = [
         {
             "id": c.listing_id,
@@ -181,9 +183,9 @@ async def apply_plans(
             "mls": c.mls_status,
             "event": c.event,
             "run_id": run_id,
-            "now": now,
+            "now": written_at,
         }
-        for plan, run_id, now in plans
+        for plan, run_id, _ in plans
         for c in plan.changes
     ]
     errors = [

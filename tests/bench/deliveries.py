@@ -11,7 +11,6 @@ arrived, and the cycle's slowdown (median wall time with deliveries over without
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from daemon.encryption import generate_key
 from daemon.ops.context import OpsContext
 from daemon.ops.manager import Operations
 from daemon.ops.webhooks import EndpointSpec
+from daemon.service.delivery_child import lower_priority
 from tests.bench.bench import (
     REPO,
     Sizes,
@@ -51,7 +51,7 @@ def receiver() -> Iterator[tuple[str, int]]:
         text=True,
         # As low in priority as the delivery process: an app's receiver runs on a machine of
         # its own, where it takes no CPU from the cycle. (docs/benchmarks.md, scenario D.)
-        preexec_fn=lambda: os.nice(WebhookSettings().niceness),
+        preexec_fn=lambda: lower_priority(WebhookSettings().niceness),
     )
     try:
         assert proc.stdout is not None
