@@ -134,7 +134,7 @@ async def run_daemon(
                     )
                     notifier.ready(f"serving {url}")
                     gc_tuning.settle()  # what start-up built lives as long as the process
-                    await _signals(received, state, notifier, config_path)
+                    await _signals(received, state, notifier, config_path, deliveries)
                     tg.start_soon(_ignore_signals, received)
                     deliveries.stop()  # nothing to drain: what it had not sent waits for us
                     await _stop(state, notifier, settings.daemon.shutdown_grace_seconds)
@@ -199,14 +199,21 @@ def _world_mover(sandbox: Environment) -> Callable[[], Awaitable[None]]:
 
 
 async def _signals(
-    received: AsyncIterator[int], state: ServiceState, notifier: Notifier, config_path: Path | None
+    received: AsyncIterator[int],
+    state: ServiceState,
+    notifier: Notifier,
+    config_path: Path | None,
+    deliveries: DeliveryProcess,
 ) -> None:
     """Returns on SIGTERM or SIGINT."""
     async for signum in received:
         if signum == signal.SIGUSR1:
             state.coordinator.trigger("signal")
         elif signum == signal.SIGHUP:
+            logging_was = state.settings.logging
             _reload(state, notifier, config_path)
+            if state.settings.logging != logging_was:  # the delivery process logs as we do
+                deliveries.renew(state.settings.logging)
         else:
             log.info("signal_received", signal=signal.Signals(signum).name)
             return

@@ -89,6 +89,14 @@ class DeliveryProcess:
         self.command = list(command)
         self.scope = anyio.CancelScope()
         self.pid: int | None = None  # the child's, while it runs
+        self._renewed = anyio.Event()  # set by `renew`; a new one for each child
+
+    def renew(self, logging: LoggingSettings) -> None:
+        """A reload changed the log settings: the child is told to stop (its pipe closes)
+        and started again at once with them. Nothing is lost: what it had not delivered
+        waits in the log, and the answers it had are recorded before it goes."""
+        self.job = self.job.model_copy(update={"logging": logging})
+        self._renewed.set()
 
     def stop(self) -> None:
         """The daemon stops: the child is told (its pipe closes) and is not started again."""
@@ -114,11 +122,15 @@ class DeliveryProcess:
         pause = FIRST_PAUSE
         while True:
             started = anyio.current_time()
+            self._renewed = anyio.Event()
             try:
                 code = await self._once()
             except Exception as exc:  # cannot start it (no fd, no python): try again later
                 log.error("webhook_process_not_started", error=type(exc).__name__)
                 code = -1
+            if self._renewed.is_set():
+                log.info("webhook_process_renewed", exit_code=code)
+                continue
             if anyio.current_time() - started >= STABLE_SECONDS:
                 pause = FIRST_PAUSE
             if code in (0, -signal.SIGTERM):  # told to stop: by systemd, or a person
@@ -142,13 +154,22 @@ class DeliveryProcess:
         try:
             assert process.stdin is not None and process.stdout is not None
             await process.stdin.send(self.job.model_dump_json().encode() + b"\n")
-            if not await self._read_reports(BufferedByteReceiveStream(process.stdout)):
-                process.kill()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._stop_when_renewed, process)
+                if not await self._read_reports(BufferedByteReceiveStream(process.stdout)):
+                    process.kill()
+                tg.cancel_scope.cancel()
             return await process.wait()
         finally:
             self.pid = None
             with anyio.CancelScope(shield=True):
                 await _end(process)
+
+    async def _stop_when_renewed(self, process: Process) -> None:
+        await self._renewed.wait()
+        if process.stdin is not None:
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                await process.stdin.aclose()
 
     async def _read_reports(self, lines: BufferedByteReceiveStream) -> bool:
         """Until the child closes its stdout (it has ended): True; False when what it wrote

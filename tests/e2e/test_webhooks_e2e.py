@@ -216,3 +216,19 @@ async def test_sigterm_stops_the_daemon_and_its_delivery_process_cleanly(
     assert code == 0, daemon.log()
     assert not _alive(child)
     assert "webhook_process_exited" not in daemon.log()
+
+
+async def test_a_reload_that_changes_the_log_level_starts_the_delivery_process_again_with_it(
+    delivering: tuple[Daemon, int],
+) -> None:
+    """The delivery process logs as the daemon does, reloads included."""
+    daemon, first = delivering
+    config = daemon.log_path.parent / "config.toml"
+    config.write_text(config.read_text() + '\n[logging]\nlevel = "debug"\n')
+    daemon.send(signal.SIGHUP)
+    with anyio.fail_after(20):
+        while "webhook_process_renewed" not in daemon.log():
+            await anyio.sleep(0.1)
+    second = await _delivery_child(daemon)
+    assert second != first and not _alive(first)
+    assert "webhook_process_exited" not in daemon.log()
