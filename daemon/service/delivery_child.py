@@ -144,8 +144,16 @@ def lower_priority(niceness: int) -> None:
     """The sync first (docs/webhooks.md "Where deliveries run"): the niceness as given, or
     the daemon's own if it runs nicer still. Before any thread starts: on Linux a niceness
     is a thread's, and the threads made later take it from this one."""
-    current = os.getpriority(os.PRIO_PROCESS, 0)
-    os.setpriority(os.PRIO_PROCESS, 0, max(niceness, current))
+    try:
+        current = os.getpriority(os.PRIO_PROCESS, 0)
+        os.setpriority(os.PRIO_PROCESS, 0, max(niceness, current))
+    except OSError:  # a system-call filter that forbids it (the shipped unit allows it)
+        log.warning(
+            "webhook_process_priority_unchanged",
+            niceness=niceness,
+            note="setpriority was refused: deliveries run at the daemon's priority; allow "
+            "it (SystemCallFilter=setpriority) or set [webhooks] niceness = 0",
+        )
 
 
 def main() -> None:
