@@ -23,8 +23,9 @@ MAX_UNRECORDED = 500  # events answered and not yet written, at most (the sender
 RECORD_EVERY = 0.1  # seconds between two writes while answers keep coming
 
 # (cursor before the batch, the batch) -> written? False: the cursor moved meanwhile or the
-# endpoint was disabled, and nothing was written.
-Write = Callable[[int, Sequence[Answered]], Awaitable[bool]]
+# endpoint was disabled, and nothing was written. None: not written yet (the database stayed
+# busy): the batch is kept and written later, never sent again for it.
+Write = Callable[[int, Sequence[Answered]], Awaitable[bool | None]]
 
 
 class Recorder:
@@ -92,7 +93,10 @@ class Recorder:
     async def _write_answered(self) -> None:
         batch, self._answered = self._answered, []
         self._room.set()
-        if await self._write(self.cursor, batch):
+        written = await self._write(self.cursor, batch)
+        if written is None:  # first again, ahead of what came meanwhile
+            self._answered = batch + self._answered
+        elif written:
             self.cursor = batch[-1].event_id
             self._on_written(batch)
         else:

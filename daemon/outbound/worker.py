@@ -249,9 +249,10 @@ class Deliveries:
 
     async def _record_delivered(
         self, endpoint_id: int, cursor: int, answered: Sequence[store.Answered]
-    ) -> bool:
+    ) -> bool | None:
         """The record of 2xx answers, tried again while the database is busy (another
-        process holding the write lock) and not cut short by a stop."""
+        process holding the write lock) and not cut short by a stop. None when the database
+        stayed busy: the recorder keeps them and tries again (daemon/outbound/recording.py)."""
         recorded = False
 
         async def record() -> None:
@@ -259,7 +260,7 @@ class Deliveries:
             recorded = await store.delivered(self.db, endpoint_id, cursor, answered)
 
         what = f"webhook deliveries up to event {answered[-1].event_id}"
-        return await until_written(record, what) and recorded
+        return recorded if await until_written(record, what) else None
 
     async def step(self, endpoint_id: int) -> float | None:
         """Does what is due for one endpoint now: takes its next event, or tries its pending

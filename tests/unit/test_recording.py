@@ -1,0 +1,53 @@
+"""The recorder of delivered webhooks (daemon/outbound/recording.py), with the database's
+answers played by a fake: a batch the database could not take yet is kept and written later,
+in order, and never reported as refused (which would send its events again)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import anyio
+
+from daemon.outbound.recording import Recorder
+from daemon.store.webhooks import Answered, Attempt
+
+
+def _answered(event_id: int) -> Answered:
+    return Answered(event_id, Attempt(0, "2026-11-30T00:00:00Z", 200, 1, None, "ok"))
+
+
+async def test_a_batch_the_database_could_not_take_yet_is_written_later_not_sent_again() -> None:
+    tries: list[tuple[int, list[int]]] = []
+    outcomes = [None, None, True, True]  # busy twice, then written
+
+    async def write(cursor: int, batch: Sequence[Answered]) -> bool | None:
+        tries.append((cursor, [a.event_id for a in batch]))
+        return outcomes.pop(0)
+
+    written: list[int] = []
+    recorder = Recorder(write, 10, lambda b: written.extend(a.event_id for a in b), every=0)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(recorder.run)
+        for event_id in (11, 12):
+            await recorder.add(_answered(event_id))
+        await anyio.sleep(0.01)
+        await recorder.add(_answered(13))
+        recorder.close()
+    assert not recorder.stopped
+    assert written == [11, 12, 13]
+    assert recorder.cursor == 13
+    assert all(cursor == 10 for cursor, _ in tries[:3])  # nothing moved until it was written
+    assert tries[0][1] == [11, 12]
+
+
+async def test_a_refused_batch_stops_the_sending() -> None:
+    async def write(cursor: int, batch: Sequence[Answered]) -> bool | None:
+        return False  # the endpoint was disabled, or its cursor moved
+
+    recorder = Recorder(write, 10, lambda b: None, every=0)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(recorder.run)
+        await recorder.add(_answered(11))
+        recorder.close()
+    assert recorder.stopped
+    assert recorder.cursor == 10
