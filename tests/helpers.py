@@ -9,6 +9,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -224,3 +225,13 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 30) -> None
     with anyio.fail_after(timeout):
         while not condition():
             await anyio.sleep(0.01)
+
+
+@dataclass
+class Clock:
+    """A clock a test sets by hand (`clock.now = ...`), for code that takes a clock."""
+
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now

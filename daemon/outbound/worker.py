@@ -13,6 +13,7 @@ sees the same `webhook-id`).
 from __future__ import annotations
 
 import json
+import math
 import random
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -62,9 +63,10 @@ class Next:
 
 
 class DeliveryMetrics(Protocol):
-    def delivery_result(self, result: str) -> None: ...
+    """What the worker counts; how far behind each endpoint is, the daemon measures from
+    its own reads (`undelivered_ages`)."""
 
-    def set_oldest_undelivered(self, ages: dict[int, float]) -> None: ...
+    def delivery_results(self, result: str, count: int) -> None: ...
 
 
 def policy_of(settings: WebhookSettings) -> UrlPolicy:
@@ -136,7 +138,6 @@ class Deliveries:
                         if endpoint_id not in self.following:
                             self.following.add(endpoint_id)
                             tg.start_soon(self._follow, endpoint_id)
-                    await self._measure()
                 except sqlite3.Error as exc:  # looked at again in a second: the daemon goes on
                     log.warning("webhook_endpoints_not_read", error=str(exc))
                 await anyio.sleep(SUPERVISE_EVERY)
@@ -183,10 +184,6 @@ class Deliveries:
         attempt, and the retry rules take over (`step`)."""
         read = await self._its_next(endpoint)
         secrets = signing_secrets(endpoint, self.box, self._now())
-        # The URL checked (and its name resolved) once for the run of events read, not per
-        # event (the rules and the endpoint are the same for all of them), and again after
-        # URL_CHECKED_FOR seconds.
-        refused = await sender.refusal(endpoint.url, self.policy)
         recorder = Recorder(
             lambda cursor, batch: self._record_delivered(endpoint.id, cursor, batch),
             endpoint.cursor,
@@ -196,11 +193,15 @@ class Deliveries:
         async with anyio.create_task_group() as tg:
             tg.start_soon(recorder.run)
             try:
-                checked_at = anyio.current_time()
+                # The URL checked (and its name resolved) once for the run of events read, not
+                # per event (the rules and the endpoint are the same for all of them), and
+                # again every URL_CHECKED_FOR seconds (a slow receiver).
+                refused: str | None = None
+                checked_at = -math.inf
                 for row in read.rows:
                     if recorder.stopped:
                         break
-                    if anyio.current_time() - checked_at > URL_CHECKED_FOR:  # a slow receiver
+                    if anyio.current_time() - checked_at > URL_CHECKED_FOR:
                         refused = await sender.refusal(endpoint.url, self.policy)
                         checked_at = anyio.current_time()
                     sent = (
@@ -368,7 +369,7 @@ class Deliveries:
             if d.state == DeliveryState.FAILED
             else "retry"
         )
-        self._count(result)
+        self._count(result, 1)
         if d.disable_reason is not None:
             log.error(
                 "webhook_endpoint_disabled",
@@ -386,14 +387,9 @@ class Deliveries:
                 next_attempt_at=iso(d.next_attempt_at) if d.next_attempt_at else None,
             )
 
-    def _count(self, result: str, times: int = 1) -> None:
+    def _count(self, result: str, count: int) -> None:
         if self.metrics is not None:
-            for _ in range(times):
-                self.metrics.delivery_result(result)
-
-    async def _measure(self) -> None:
-        if self.metrics is not None:
-            self.metrics.set_oldest_undelivered(await undelivered_ages(self.reads, self.clock()))
+            self.metrics.delivery_results(result, count)
 
     def _now(self) -> str:
         return iso(self.clock())

@@ -172,13 +172,7 @@ def _delivery_process(
     """The webhook worker, in a process of its own: a slow receiver never holds up a cycle,
     nor do the deliveries' round trips take the cycle's event loop."""
     settings = state.runtime.settings
-    job = Job(
-        database=settings.database.path,
-        busy_timeout_ms=settings.database.busy_timeout_ms,
-        webhooks=settings.effective_webhooks(),
-        logging=settings.logging,
-        secret_key=secret_key_text(settings, environ),
-    )
+    job = Job.of(settings, secret_key_text(settings, environ))
     return DeliveryProcess(job, state.metrics, reader)
 
 

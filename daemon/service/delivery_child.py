@@ -37,21 +37,23 @@ from daemon.store.database import Database
 log = structlog.get_logger("mls_sync.webhooks")
 
 LOCK_RETRY_SECONDS = 0.2
+REPORT_EVERY = 1.0
 
 
 class PipedMetrics:
-    """The worker's counts, sent to the daemon every second (when the worker measures; the
-    ages it measures are the daemon's to take, from its own reads)."""
+    """The worker's counts, sent to the daemon every REPORT_EVERY seconds."""
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
         self.results: Counter[str] = Counter()
 
-    def delivery_result(self, result: str) -> None:
-        self.results[result] += 1
+    def delivery_results(self, result: str, count: int) -> None:
+        self.results[result] += count
 
-    def set_oldest_undelivered(self, ages: dict[int, float]) -> None:
-        self.flush()
+    async def run(self) -> None:
+        while True:
+            await anyio.sleep(REPORT_EVERY)
+            self.flush()
 
     def flush(self) -> None:
         if not self.results:
@@ -78,6 +80,7 @@ async def deliver(job: Job, out: TextIO) -> None:
                 )
                 async with anyio.create_task_group() as work:
                     work.start_soon(watch.run)
+                    work.start_soon(metrics.run)
                     await worker.run()
         finally:
             metrics.flush()

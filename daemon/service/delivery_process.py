@@ -21,6 +21,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from subprocess import PIPE
+from typing import Protocol
 
 import anyio
 import structlog
@@ -28,7 +29,7 @@ from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from daemon.config import LoggingSettings, WebhookSettings
+from daemon.config import LoggingSettings, Settings, WebhookSettings
 from daemon.outbound.worker import DeliveryMetrics, undelivered_ages
 from daemon.store.database import Database
 from daemon.timestamps import utcnow
@@ -60,6 +61,17 @@ class Job(BaseModel):
     logging: LoggingSettings
     secret_key: str | None  # over the pipe: never in argv or the environment of the child
 
+    @classmethod
+    def of(cls, settings: Settings, secret_key: str | None) -> Job:
+        """The job for the daemon's settings (webhooks as the daemon applies them)."""
+        return cls(
+            database=settings.database.path,
+            busy_timeout_ms=settings.database.busy_timeout_ms,
+            webhooks=settings.effective_webhooks(),
+            logging=settings.logging,
+            secret_key=secret_key,
+        )
+
 
 class Report(BaseModel):
     """One line from the child: deliveries by result since its last line."""
@@ -75,11 +87,15 @@ def lock_path(database: Path) -> Path:
     return database.with_name(database.name + ".deliveries.lock")
 
 
+class ProcessMetrics(DeliveryMetrics, Protocol):
+    def set_oldest_undelivered(self, ages: dict[int, float]) -> None: ...
+
+
 class DeliveryProcess:
     def __init__(
         self,
         job: Job,
-        metrics: DeliveryMetrics,
+        metrics: ProcessMetrics,
         reader: Database,
         command: Sequence[str] = COMMAND,
     ) -> None:
@@ -167,9 +183,7 @@ class DeliveryProcess:
 
     async def _stop_when_renewed(self, process: Process) -> None:
         await self._renewed.wait()
-        if process.stdin is not None:
-            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-                await process.stdin.aclose()
+        await _close_pipe(process)
 
     async def _read_reports(self, lines: BufferedByteReceiveStream) -> bool:
         """Until the child closes its stdout (it has ended): True; False when what it wrote
@@ -191,17 +205,14 @@ class DeliveryProcess:
             self._apply(report)
 
     def _apply(self, report: Report) -> None:
-        for result, times in report.results.items():
-            for _ in range(times):
-                self.metrics.delivery_result(result)
+        for result, count in report.results.items():
+            self.metrics.delivery_results(result, count)
 
 
 async def _end(process: Process) -> None:
     """Closes the child's pipe (it stops on its own), and kills it if it has not stopped
     within STOP_SECONDS."""
-    if process.stdin is not None:
-        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-            await process.stdin.aclose()
+    await _close_pipe(process)
     with anyio.move_on_after(STOP_SECONDS) as waited:
         await process.wait()
     if waited.cancelled_caught:
@@ -209,6 +220,13 @@ async def _end(process: Process) -> None:
         with contextlib.suppress(ProcessLookupError):
             process.kill()
     await process.aclose()
+
+
+async def _close_pipe(process: Process) -> None:
+    """The child's stdin: closed, it stops on its own."""
+    if process.stdin is not None:
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            await process.stdin.aclose()
 
 
 def _child_environment() -> dict[str, str]:

@@ -266,8 +266,8 @@ class Metrics:
     def mail_waiting(self, count: int) -> None:
         self.mail_outbox.set(count)
 
-    def delivery_result(self, result: str) -> None:
-        self.webhook_deliveries.labels(result).inc()
+    def delivery_results(self, result: str, count: int) -> None:
+        self.webhook_deliveries.labels(result).inc(count)
 
     def set_oldest_undelivered(self, ages: dict[int, float]) -> None:
         """A removed or disabled endpoint's series goes away."""

@@ -99,7 +99,12 @@ class Sandbox:
 
 def process_cpu_seconds(pid: int) -> float:
     """A process's user+system CPU so far (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return cpu_seconds_in(Path(f"/proc/{pid}/stat"))
+
+
+def cpu_seconds_in(stat: Path) -> float:
+    """User+system CPU so far from a /proc `stat` file (a process's or a thread's)."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 

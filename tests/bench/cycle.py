@@ -31,7 +31,7 @@ from daemon.store import database, events, runs, webhooks
 from daemon.store.database import Database
 from daemon.store.posts import DueScope
 from daemon.timestamps import iso, utcnow
-from tests.bench.bench import process_cpu_seconds
+from tests.bench.bench import cpu_seconds_in, process_cpu_seconds
 
 
 def _cpu() -> float:
@@ -41,8 +41,7 @@ def _cpu() -> float:
 
 def _main_thread_cpu() -> float:
     """The event loop's thread alone (the rest is SQLite's threads and the interpreter's)."""
-    fields = Path(f"/proc/self/task/{os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return cpu_seconds_in(Path(f"/proc/self/task/{os.getpid()}/stat"))
 
 
 async def measure(config: Path, unpublish_only: bool, deliver: bool, key: str) -> dict[str, Any]:
@@ -70,13 +69,7 @@ async def delivering(
     """The daemon's webhook worker, in its process, for as long as the block runs; yields a
     wait until every endpoint has every event delivered, and the worker process's CPU."""
     settings = rt.settings
-    job = Job(
-        database=settings.database.path,
-        busy_timeout_ms=settings.database.busy_timeout_ms,
-        webhooks=settings.effective_webhooks(),
-        logging=settings.logging,
-        secret_key=key,
-    )
+    job = Job.of(settings, key)
     async with (
         database.reader(rt.db.path) as reader,
         anyio.create_task_group() as tg,
@@ -98,7 +91,7 @@ async def delivering(
 
 
 class _NoMetrics:
-    def delivery_result(self, result: str) -> None:
+    def delivery_results(self, result: str, count: int) -> None:
         pass
 
     def set_oldest_undelivered(self, ages: dict[int, float]) -> None:

@@ -10,7 +10,6 @@ import ssl
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -29,19 +28,11 @@ from daemon.service.event_watch import EventWatch
 from daemon.store import database, events, mail
 from daemon.timestamps import utcnow
 from tests.e2e.daemon_process import free_port
-from tests.helpers import Live, Mls, Platforms, open_live, wait_until
+from tests.helpers import Clock, Live, Mls, Platforms, open_live, wait_until
 from tests.integration.test_unpublish import _listing_with_posts, _sell, post_ids
 from tests.mail_helpers import PUBLIC_URL, email_settings, notify
 
 AGENT = "agent@example.test"
-
-
-@dataclass
-class Clock:
-    now: datetime
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture

@@ -8,8 +8,7 @@ import json
 import sqlite3
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from email.utils import format_datetime
 from pathlib import Path
 
@@ -30,15 +29,7 @@ from daemon.store import database, events
 from daemon.store import webhooks as store
 from daemon.store.database import Database
 from daemon.timestamps import iso, parse_iso, utcnow
-from tests.helpers import Live, add_sandbox_connection, make_settings, open_live
-
-
-@dataclass
-class Clock:
-    now: datetime
-
-    def __call__(self) -> datetime:
-        return self.now
+from tests.helpers import Clock, Live, add_sandbox_connection, make_settings, open_live
 
 
 @pytest.fixture
