@@ -55,15 +55,23 @@ class PipedMetrics:
             await anyio.sleep(REPORT_EVERY)
             self.flush()
 
+    def started(self) -> None:
+        """Told once, when the worker starts: the daemon logs it (and a benchmark waits for
+        it: a daemon's deliveries are running long before its cycles)."""
+        self._send(Report(results={}, started=True))
+
     def flush(self) -> None:
         if not self.results:
             return
+        self._send(Report(results=dict(self.results)))
+        self.results.clear()
+
+    def _send(self, report: Report) -> None:
         try:
-            self.out.write(Report(results=dict(self.results)).model_dump_json() + "\n")
+            self.out.write(report.model_dump_json() + "\n")
             self.out.flush()
         except OSError:  # the daemon is gone: this process is about to stop too
             pass
-        self.results.clear()
 
 
 async def deliver(job: Job, out: TextIO) -> None:
@@ -81,6 +89,7 @@ async def deliver(job: Job, out: TextIO) -> None:
                 async with anyio.create_task_group() as work:
                     work.start_soon(watch.run)
                     work.start_soon(metrics.run)
+                    metrics.started()
                     await worker.run()
         finally:
             metrics.flush()

@@ -74,11 +74,13 @@ class Job(BaseModel):
 
 
 class Report(BaseModel):
-    """One line from the child: deliveries by result since its last line."""
+    """One line from the child: deliveries by result since its last line. Its first line
+    says it has started: it holds the deliverer's lock and follows the endpoints."""
 
     model_config = ConfigDict(extra="forbid")
 
     results: dict[str, int]
+    started: bool = False
 
 
 def lock_path(database: Path) -> Path:
@@ -105,6 +107,7 @@ class DeliveryProcess:
         self.command = list(command)
         self.scope = anyio.CancelScope()
         self.pid: int | None = None  # the child's, while it runs
+        self.started = anyio.Event()  # set once the child delivers; a new one for each child
         self._renewed = anyio.Event()  # set by `renew`; a new one for each child
 
     def renew(self, logging: LoggingSettings) -> None:
@@ -178,6 +181,7 @@ class DeliveryProcess:
             return await process.wait()
         finally:
             self.pid = None
+            self.started = anyio.Event()  # for the next child
             with anyio.CancelScope(shield=True):
                 await _end(process)
 
@@ -205,6 +209,9 @@ class DeliveryProcess:
             self._apply(report)
 
     def _apply(self, report: Report) -> None:
+        if report.started and not self.started.is_set():
+            log.info("webhook_process_started", pid=self.pid)
+            self.started.set()
         for result, count in report.results.items():
             self.metrics.delivery_results(result, count)
 

@@ -182,6 +182,9 @@ async def test_a_killed_delivery_process_is_started_again_at_low_priority_and_de
     second = await _delivery_child(daemon)
     assert second != first
     await _lowered(second, daemon)
+    with anyio.fail_after(20):  # the new child says so once it delivers
+        while "webhook_process_started" not in daemon.log().split("webhook_process_exited")[-1]:
+            await anyio.sleep(0.1)
 
     run = await daemon.wait_for_run(1, timeout=60)
     await daemon.wait_for_run(run["id"] + 2, timeout=60)  # events made after the kill
