@@ -5,7 +5,8 @@ transaction per RECORD_EVERY seconds.
 Writing each event's record before sending the next would put a transaction in every round
 trip, and take SQLite's one write lock hundreds of times a second from the sync, whose waits
 for it then cost far more than the writes (docs/benchmarks.md, scenario D). Batching keeps
-the order (a batch moves the cursor past its last event, and batches are written in order)
+the order (a batch moves the cursor past its last event, or past the events after it that
+are not for the endpoint, and batches are written in order)
 and costs one thing: a crash loses the record of what was answered and not yet written, and
 those events are sent again, in order, before the ones after them (at least once, each with
 its same `webhook-id`). `MAX_UNRECORDED` bounds how many that can be.
@@ -22,15 +23,18 @@ from daemon.store.webhooks import Answered
 MAX_UNRECORDED = 500  # events answered and not yet written, at most (the sender waits)
 RECORD_EVERY = 0.1  # seconds between two writes while answers keep coming
 
-# (cursor before the batch, the batch) -> written? False: the cursor moved meanwhile or the
-# endpoint was disabled, and nothing was written. None: not written yet (the database stayed
-# busy): the batch is kept and written later, never sent again for it.
-Write = Callable[[int, Sequence[Answered]], Awaitable[bool | None]]
+# (cursor before the batch, the batch, the cursor after it) -> written? False: the cursor
+# moved meanwhile or the endpoint was disabled, and nothing was written. None: not written
+# yet (the database stayed busy): the batch is kept and written later, never sent again for
+# it. The cursor after may be past the batch's last event: events passed over (not for the
+# endpoint) after it.
+Write = Callable[[int, Sequence[Answered], int], Awaitable[bool | None]]
 
 
 class Recorder:
-    """Runs (`run`) beside the sender, which `add`s each answer in event order and `close`s
-    when it sends no more; `run` returns once everything added is written."""
+    """Runs (`run`) beside the sender, which `add`s each answer in event order, tells how
+    far it `passed_over` events that are not for the endpoint, and `close`s when it sends
+    no more; `run` returns once everything added is written."""
 
     def __init__(
         self,
@@ -45,6 +49,7 @@ class Recorder:
         self._on_written = on_written
         self._every = every
         self._answered: list[Answered] = []
+        self._upto = cursor  # where the next write leaves the cursor
         self._closing = False
         self._more = anyio.Event()
         self._room = anyio.Event()
@@ -56,7 +61,15 @@ class Recorder:
             self._room = anyio.Event()
             await self._room.wait()
         self._answered.append(answered)
+        self._upto = answered.event_id
         self._more.set()
+
+    def passed_over(self, upto: int) -> None:
+        """Every event up to `upto` was answered (and added) or is not for the endpoint: the
+        cursor may move past them, with the next write."""
+        if upto > self._upto:
+            self._upto = upto
+            self._more.set()
 
     def close(self) -> None:
         self._closing = True
@@ -68,7 +81,7 @@ class Recorder:
         an event answered and not recorded is sent again, which only a crash should cause."""
         try:
             while not self.stopped:
-                if self._answered:
+                if self._unwritten():
                     await self._write_answered()
                     await self._pause()
                 elif self._closing:
@@ -78,8 +91,11 @@ class Recorder:
                     await self._more.wait()
         finally:
             with anyio.CancelScope(shield=True):
-                if self._answered and not self.stopped:
+                if self._unwritten() and not self.stopped:
                     await self._write_answered()
+
+    def _unwritten(self) -> bool:
+        return bool(self._answered) or self._upto > self.cursor
 
     async def _pause(self) -> None:
         """The write lock left to the sync for `every` seconds, unless there is no time to
@@ -91,14 +107,15 @@ class Recorder:
             await self._urgent.wait()
 
     async def _write_answered(self) -> None:
-        batch, self._answered = self._answered, []
+        batch, upto, self._answered = self._answered, self._upto, []
         self._room.set()
-        written = await self._write(self.cursor, batch)
+        written = await self._write(self.cursor, batch, upto)
         if written is None:  # first again, ahead of what came meanwhile
             self._answered = batch + self._answered
         elif written:
-            self.cursor = batch[-1].event_id
-            self._on_written(batch)
+            self.cursor = upto
+            if batch:
+                self._on_written(batch)
         else:
             self.stopped = True
             self._room.set()

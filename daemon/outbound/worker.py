@@ -50,6 +50,7 @@ IDLE_WAIT = 30.0  # seconds an idle endpoint waits for an event before it looks 
 RECHECK = 5.0  # an endpoint waiting to retry looks at its record this often (disabled? removed?)
 SUPERVISE_EVERY = 1.0  # new and re-enabled endpoints start within this many seconds
 URL_CHECKED_FOR = 5.0  # seconds a check of an endpoint's URL (and its name) serves a stream
+STREAM_WAIT = 1.0  # seconds a stream that caught up with the log waits for more before it ends
 
 
 @dataclass(frozen=True)
@@ -177,49 +178,42 @@ class Deliveries:
         return await self.step(endpoint_id)
 
     async def _stream(self, endpoint: WebhookEndpointRow) -> float | None:
-        """Sends the endpoint's next events one after the other, while those answered 2xx
-        are recorded as delivered (their attempts, the cursor past them) beside the sending
-        (daemon/outbound/recording.py): the read of the log, the secrets and the endpoint
-        serve the whole batch. The first failure becomes a pending delivery with that
-        attempt, and the retry rules take over (`step`)."""
-        read = await self._its_next(endpoint)
-        secrets = signing_secrets(endpoint, self.box, self._now())
+        """Sends the endpoint's events one after the other for as long as they go through
+        and keep coming, while those answered 2xx are recorded as delivered (their attempts,
+        the cursor past them) beside the sending (daemon/outbound/recording.py).
+
+        The log is read from the last event sent, not from the recorded cursor: the sending
+        never waits for a record, which may be waiting for the sync's write lock. Caught up,
+        the stream waits a moment for more before it ends. It ends at the first failure,
+        which becomes a pending delivery with that attempt (the retry rules take over:
+        `step`), and when the endpoint changed (disabled, rotated, removed)."""
         recorder = Recorder(
-            lambda cursor, batch: self._record_delivered(endpoint.id, cursor, batch),
+            lambda cursor, batch, upto: self._record_delivered(endpoint.id, cursor, batch, upto),
             endpoint.cursor,
             lambda batch: self._count("delivered", len(batch)),
         )
+        position, more = endpoint.cursor, False  # the last event sent or passed over
         failed: tuple[EventRow, sender.Sent, datetime] | None = None
+        url = _UrlCheck(endpoint.url, self.policy)
         async with anyio.create_task_group() as tg:
             tg.start_soon(recorder.run)
             try:
-                # The URL checked (and its name resolved) once for the run of events read, not
-                # per event (the rules and the endpoint are the same for all of them), and
-                # again every URL_CHECKED_FOR seconds (a slow receiver).
-                refused: str | None = None
-                checked_at = -math.inf
-                for row in read.rows:
-                    if recorder.stopped:
+                while True:
+                    read = await self._its_next(endpoint, position)
+                    failed = await self._send_run(endpoint, read.rows, url, recorder)
+                    if failed is not None or recorder.stopped:
                         break
-                    if anyio.current_time() - checked_at > URL_CHECKED_FOR:
-                        refused = await sender.refusal(endpoint.url, self.policy)
-                        checked_at = anyio.current_time()
-                    sent = (
-                        sender.Sent(None, 0, refused, None)
-                        if refused is not None
-                        else await self.send(endpoint, row.id, event_body(row), secrets, True)
-                    )
-                    at = self.clock()
-                    if sent.status_code is None or not 200 <= sent.status_code < 300:
-                        failed = (row, sent, at)
+                    position = read.upto
+                    recorder.passed_over(position)
+                    more = read.full or await self._more_after(position)
+                    if not more or not await self._unchanged(endpoint):
                         break
-                    await recorder.add(store.Answered(row.id, _attempt_of(0, sent, at)))
             finally:
                 recorder.close()
         if recorder.stopped:
             return 0.0  # disabled or moved on meanwhile: look again
         if failed is None:
-            return await self._pass_over(endpoint.id, recorder.cursor, read)
+            return 0.0 if more else IDLE_WAIT
         row, sent, at = failed
         try:
             delivery = await store.take(
@@ -231,25 +225,65 @@ class Deliveries:
             return None  # the endpoint was removed while its request was out
         return 0.0
 
-    async def _its_next(self, endpoint: WebhookEndpointRow) -> Next:
-        """The endpoint's next events: those it takes, and how far the log was read."""
+    async def _send_run(
+        self,
+        endpoint: WebhookEndpointRow,
+        rows: Sequence[EventRow],
+        url: _UrlCheck,
+        recorder: Recorder,
+    ) -> tuple[EventRow, sender.Sent, datetime] | None:
+        """Sends `rows` in order, each answer 2xx handed to the recorder; the first that is
+        not, with its answer (the rows after it are not sent)."""
+        # The secrets as of now: the previous one stops signing when its overlap ends, even
+        # in the middle of a long stream.
+        secrets = signing_secrets(endpoint, self.box, self._now())
+        for row in rows:
+            if recorder.stopped:
+                return None
+            refused = await url.refusal()
+            sent = (
+                sender.Sent(None, 0, refused, None)
+                if refused is not None
+                else await self.send(endpoint, row.id, event_body(row), secrets, True)
+            )
+            at = self.clock()
+            if sent.status_code is None or not 200 <= sent.status_code < 300:
+                return row, sent, at
+            await recorder.add(store.Answered(row.id, _attempt_of(0, sent, at)))
+        return None
+
+    async def _more_after(self, position: int) -> bool:
+        """Whether events after `position` came within STREAM_WAIT seconds."""
+        return await self.wake(position, STREAM_WAIT) and (
+            await events.last_id(self.reads) > position
+        )
+
+    async def _unchanged(self, endpoint: WebhookEndpointRow) -> bool:
+        """Whether the endpoint is still enabled and as the stream read it (only enabling,
+        disabling and rotating change it: each moves `updated_at`)."""
+        now = await store.get(self.reads, endpoint.id)
+        return now is not None and bool(now.enabled) and now.updated_at == endpoint.updated_at
+
+    async def _its_next(self, endpoint: WebhookEndpointRow, after: int) -> Next:
+        """The endpoint's next events after `after`: those it takes, and how far the log
+        was read."""
         patterns = json.loads(endpoint.event_types)
         types = None if ALL in patterns else sorted(event_types.expand(patterns))
-        read = await events.after(self.reads, endpoint.cursor, types, endpoint.user_id, READ_BATCH)
+        read = await events.after(self.reads, after, types, endpoint.user_id, READ_BATCH)
         full = len(read.rows) == READ_BATCH
         taken = [r for r in read.rows if wants(patterns, endpoint.id, r.type, r.data)]
         return Next(taken, read.rows[-1].id if full else read.upto, full)
 
-    async def _pass_over(self, endpoint_id: int, cursor: int, read: Next) -> float:
-        """Moves the cursor past the events read and not taken, up to the end of the log as
-        read: a waiting endpoint then waits for new events, never for ones it will skip."""
-        end = max(cursor, read.upto)
+    async def _pass_over(self, endpoint_id: int, cursor: int, upto: int) -> None:
+        """Moves the cursor past the events read and not taken, up to `upto` (the end of the
+        log as read): a waiting endpoint then waits for new events, never for ones it will
+        skip."""
+        end = max(cursor, upto)
         if end != cursor:
             await store.take(self.db, endpoint_id, cursor, end, None, self._now())
-        return 0.0 if read.full else IDLE_WAIT
 
     async def _record_delivered(
-        self, endpoint_id: int, cursor: int, answered: Sequence[store.Answered]
+        self, endpoint_id: int, cursor: int, answered: Sequence[store.Answered], upto: int
     ) -> bool | None:
         """The record of 2xx answers, tried again while the database is busy (another
         process holding the write lock) and not cut short by a stop. None when the database
@@ -258,9 +292,9 @@ class Deliveries:
 
         async def record() -> None:
             nonlocal recorded
-            recorded = await store.delivered(self.db, endpoint_id, cursor, answered)
+            recorded = await store.delivered(self.db, endpoint_id, cursor, answered, upto)
 
-        what = f"webhook deliveries up to event {answered[-1].event_id}"
+        what = f"webhook deliveries up to event {upto}"
         return recorded if await until_written(record, what) else None
 
     async def step(self, endpoint_id: int) -> float | None:
@@ -283,12 +317,13 @@ class Deliveries:
     async def _take_next(self, endpoint: WebhookEndpointRow) -> float:
         """Takes the endpoint's next event (its delivery made, the cursor on it), or passes
         over what it does not take."""
-        read = await self._its_next(endpoint)
+        read = await self._its_next(endpoint, endpoint.cursor)
         if read.rows:
             row = read.rows[0]
             await store.take(self.db, endpoint.id, endpoint.cursor, row.id, row.id, self._now())
             return 0.0
-        return await self._pass_over(endpoint.id, endpoint.cursor, read)
+        await self._pass_over(endpoint.id, endpoint.cursor, read.upto)
+        return 0.0 if read.full else IDLE_WAIT
 
     async def _attempt(
         self, endpoint: WebhookEndpointRow, delivery: WebhookDeliveryRow, now: datetime
@@ -402,6 +437,24 @@ async def undelivered_ages(db: Database, now: datetime) -> dict[int, float]:
         endpoint_id: (now - parse_iso(at)).total_seconds() if at else 0.0
         for endpoint_id, at in oldest.items()
     }
+
+
+class _UrlCheck:
+    """An endpoint's URL checked (and its name resolved) once for many deliveries, not per
+    event: the rules and the URL are the same for all of them. Checked again after
+    URL_CHECKED_FOR seconds (a slow receiver, a long stream)."""
+
+    def __init__(self, url: str, policy: UrlPolicy) -> None:
+        self.url = url
+        self.policy = policy
+        self._refused: str | None = None
+        self._checked_at = -math.inf
+
+    async def refusal(self) -> str | None:
+        if anyio.current_time() - self._checked_at > URL_CHECKED_FOR:
+            self._refused = await sender.refusal(self.url, self.policy)
+            self._checked_at = anyio.current_time()
+        return self._refused
 
 
 def _attempt_of(delivery_id: int, sent: sender.Sent, at: datetime) -> store.Attempt:

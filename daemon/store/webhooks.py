@@ -254,17 +254,18 @@ async def take(
 
 
 async def delivered(
-    db: Database, endpoint_id: int, cursor_was: int, answered: Sequence[Answered]
+    db: Database, endpoint_id: int, cursor_was: int, answered: Sequence[Answered], upto: int
 ) -> bool:
     """Events delivered at their first attempt, in event order, recorded in one transaction:
-    their deliveries, their attempts, the cursor on the last. False (nothing written) if the
-    cursor moved meanwhile or the endpoint was disabled."""
-    if not answered:
-        return True
+    their deliveries, their attempts, the cursor on `upto` (their last, or past it: events
+    after it that are not for the endpoint). False (nothing written) if the cursor moved
+    meanwhile or the endpoint was disabled."""
     async with db.transaction() as conn:
-        params = {"id": endpoint_id, "from": cursor_was, "to": answered[-1].event_id}
+        params = {"id": endpoint_id, "from": cursor_was, "to": upto}
         if (await conn.execute(MOVE_CURSOR, params)).rowcount != 1:
             return False
+        if not answered:
+            return True
         made = [
             {**_attempt_params(a.attempt), "endpoint_id": endpoint_id, "event_id": a.event_id}
             for a in answered

@@ -22,7 +22,8 @@ from daemon.errors import Conflict
 from daemon.ops.context import OpsContext
 from daemon.ops.manager import Operations
 from daemon.ops.webhooks import EndpointSpec
-from daemon.outbound.worker import Deliveries
+from daemon.outbound.recording import MAX_UNRECORDED
+from daemon.outbound.worker import READ_BATCH, Deliveries
 from daemon.sandbox.webhook_sink import Receiver, Reply, receiving
 from daemon.specs import SpecError
 from daemon.store import database, events
@@ -188,6 +189,32 @@ async def test_an_endpoint_waits_quietly_when_only_other_users_events_come(
     endpoint = await store.get(rt.db, endpoint_id)
     assert endpoint is not None and endpoint.cursor == await events.last_id(rt.db)
     assert woken <= 3
+
+
+async def test_events_an_endpoint_does_not_take_move_its_cursor_on_while_they_keep_coming(
+    rt: Runtime, receiver: Receiver
+) -> None:
+    """During a cycle the log grows without a pause. An endpoint for one user's events,
+    while other users' keep coming, has its cursor moved past them as they come, not only
+    once the log stops growing: its lag (mls_sync_webhook_oldest_undelivered_seconds, read
+    from the cursor) stays that of its own events."""
+    await rt.db.write_one(
+        "INSERT INTO users (id, display_name, created_at, updated_at) VALUES "
+        "('agent-2', 'Agent 2', :now, :now)",
+        {"now": iso(utcnow())},
+    )
+    endpoint_id, _ = await add_endpoint(rt, receiver, "/hooks", user_id="agent-2")
+    await write_events(rt.db, 1, user_id="agent-2")
+    worker = Deliveries(rt.db, rt.box, rt.settings.effective_webhooks())
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(worker.run)
+        await receiver.wait_for("/hooks", 1)
+        for _ in range(30):  # 3 s of other users' events, a few every 0.1 s
+            [written] = await write_events(rt.db, 1, user_id="default")
+            await anyio.sleep(0.1)
+        endpoint = await store.get(rt.db, endpoint_id)
+        tg.cancel_scope.cancel()
+    assert endpoint is not None and endpoint.cursor >= written - 10
 
 
 async def test_a_failed_delivery_is_tried_again_and_every_attempt_recorded(
@@ -589,6 +616,45 @@ async def test_a_database_too_busy_to_record_a_delivery_does_not_send_it_twice(
         finally:
             other.close()
     assert [r.webhook_id for r in receiver.at("/hooks")] == [f"evt_{i}" for i in ids]
+
+
+async def test_deliveries_go_on_past_a_read_of_the_log_while_the_sync_holds_the_write_lock(
+    tmp_path: Path, secret_key: str, receiver: Receiver
+) -> None:
+    """The sync's group commits hold SQLite's one write lock again and again during a cycle.
+    The sending never waits for the records of what was answered: it goes on through the
+    next read of the log (READ_BATCH events each) while those wait for the lock, up to
+    MAX_UNRECORDED events answered and not yet written."""
+    settings = make_settings(
+        tmp_path,
+        MLS_SYNC_WEBHOOKS__ALLOW_HTTP_LOOPBACK="true",
+        MLS_SYNC_DATABASE__BUSY_TIMEOUT_MS="100",
+    )
+    count = READ_BATCH * 2  # under MAX_UNRECORDED: all of them may wait for their record
+    assert count < MAX_UNRECORDED
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        endpoint_id, _ = await add_endpoint(rt, receiver, "/hooks")
+        ids = await write_events(rt.db, count)
+        other = sqlite3.connect(rt.db.path, isolation_level=None, timeout=0.1)
+        try:
+            async with (
+                database.reader(rt.db.path, 100) as reader,
+                anyio.create_task_group() as tg,
+            ):
+                other.execute("BEGIN IMMEDIATE")  # the sync, writing
+                worker = Deliveries(rt.db, rt.box, rt.settings.effective_webhooks(), reader=reader)
+                tg.start_soon(worker.run)
+                try:
+                    got = await receiver.wait_for("/hooks", count, seconds=10)
+                    assert await store.deliveries(rt.db, endpoint_id, 2**62, 10) == []
+                finally:  # else the worker's last record, written as it stops, waits forever
+                    other.execute("ROLLBACK")
+                await wait_delivered(rt.db, endpoint_id, count)
+                tg.cancel_scope.cancel()
+        finally:
+            other.close()
+    assert [r.webhook_id for r in got] == [f"evt_{i}" for i in ids]
+    assert receiver.unverified() == []
 
 
 async def test_an_endpoint_the_url_rules_no_longer_allow_is_not_called(

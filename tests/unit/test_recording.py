@@ -20,7 +20,7 @@ async def test_a_batch_the_database_could_not_take_yet_is_written_later_not_sent
     tries: list[tuple[int, list[int]]] = []
     outcomes = [None, None, True, True]  # busy twice, then written
 
-    async def write(cursor: int, batch: Sequence[Answered]) -> bool | None:
+    async def write(cursor: int, batch: Sequence[Answered], upto: int) -> bool | None:
         tries.append((cursor, [a.event_id for a in batch]))
         return outcomes.pop(0)
 
@@ -41,7 +41,7 @@ async def test_a_batch_the_database_could_not_take_yet_is_written_later_not_sent
 
 
 async def test_a_refused_batch_stops_the_sending() -> None:
-    async def write(cursor: int, batch: Sequence[Answered]) -> bool | None:
+    async def write(cursor: int, batch: Sequence[Answered], upto: int) -> bool | None:
         return False  # the endpoint was disabled, or its cursor moved
 
     recorder = Recorder(write, 10, lambda b: None, every=0)
@@ -51,3 +51,28 @@ async def test_a_refused_batch_stops_the_sending() -> None:
         recorder.close()
     assert recorder.stopped
     assert recorder.cursor == 10
+
+
+async def test_events_passed_over_move_the_cursor_past_them_behind_the_answers() -> None:
+    """Events not for the endpoint, after the last answered, move the cursor with the next
+    write; passed over alone, they are written too (the endpoint's lag is read from it)."""
+    tries: list[tuple[int, list[int], int]] = []
+
+    async def write(cursor: int, batch: Sequence[Answered], upto: int) -> bool | None:
+        tries.append((cursor, [a.event_id for a in batch], upto))
+        return True
+
+    written: list[int] = []
+    recorder = Recorder(write, 10, lambda b: written.extend(a.event_id for a in b), every=0)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(recorder.run)
+        await recorder.add(_answered(11))
+        recorder.passed_over(15)
+        await anyio.sleep(0.01)
+        recorder.passed_over(20)
+        await anyio.sleep(0.01)
+        recorder.passed_over(18)  # behind: changes nothing
+        recorder.close()
+    assert tries == [(10, [11], 15), (15, [], 20)]
+    assert written == [11]
+    assert recorder.cursor == 20
