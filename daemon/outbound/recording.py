@@ -20,7 +20,7 @@ import anyio
 
 from daemon.store.webhooks import Answered
 
-MAX_UNRECORDED = 500  # events answered and not yet written, at most (the sender waits)
+MAX_UNRECORDED = 500  # answers not yet written (a batch being written included), at most
 RECORD_EVERY = 0.1  # seconds between two writes while answers keep coming
 
 # (cursor before the batch, the batch, the cursor after it) -> written? False: the cursor
@@ -49,14 +49,22 @@ class Recorder:
         self._on_written = on_written
         self._every = every
         self._answered: list[Answered] = []
+        self._writing = 0  # answers in the write under way
         self._upto = cursor  # where the next write leaves the cursor
         self._closing = False
         self._more = anyio.Event()
         self._room = anyio.Event()
         self._urgent = anyio.Event()  # closing, or full: write without waiting out `every`
 
+    @property
+    def unwritten(self) -> int:
+        """Answers added and not written yet, the batch being written included."""
+        return len(self._answered) + self._writing
+
     async def add(self, answered: Answered) -> None:
-        while len(self._answered) >= MAX_UNRECORDED and not self.stopped:
+        # The sender waits while the bound is reached: a write the database cannot take yet
+        # keeps its batch, and what came meanwhile must not pile up behind it.
+        while self.unwritten >= MAX_UNRECORDED and not self.stopped:
             self._urgent.set()
             self._room = anyio.Event()
             await self._room.wait()
@@ -100,7 +108,7 @@ class Recorder:
     async def _pause(self) -> None:
         """The write lock left to the sync for `every` seconds, unless there is no time to
         wait (closing, or full)."""
-        if self._closing or len(self._answered) >= MAX_UNRECORDED:
+        if self._closing or self.unwritten >= MAX_UNRECORDED:
             return
         self._urgent = anyio.Event()
         with anyio.move_on_after(self._every):
@@ -108,8 +116,12 @@ class Recorder:
 
     async def _write_answered(self) -> None:
         batch, upto, self._answered = self._answered, self._upto, []
-        self._room.set()
-        written = await self._write(self.cursor, batch, upto)
+        self._writing = len(batch)
+        try:
+            written = await self._write(self.cursor, batch, upto)
+        finally:
+            self._writing = 0
+            self._room.set()
         if written is None:  # first again, ahead of what came meanwhile
             self._answered = batch + self._answered
         elif written:

@@ -16,7 +16,7 @@ import json
 import math
 import random
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -194,14 +194,16 @@ class Deliveries:
         )
         position, more = endpoint.cursor, False  # the last event sent or passed over
         failed: tuple[EventRow, sender.Sent, datetime] | None = None
-        url = _UrlCheck(endpoint.url, self.policy)
+        looks = _Looks(endpoint.url, self.policy, lambda: self._unchanged(endpoint))
         async with anyio.create_task_group() as tg:
             tg.start_soon(recorder.run)
             try:
                 while True:
                     read = await self._its_next(endpoint, position)
-                    failed = await self._send_run(endpoint, read.rows, url, recorder)
-                    if failed is not None or recorder.stopped:
+                    failed = await self._send_run(endpoint, read.rows, looks, recorder)
+                    if looks.changed:
+                        more = True  # its rows not all sent: the endpoint is read again
+                    if failed is not None or recorder.stopped or looks.changed:
                         break
                     position = read.upto
                     recorder.passed_over(position)
@@ -215,12 +217,13 @@ class Deliveries:
         if failed is None:
             return 0.0 if more else IDLE_WAIT
         row, sent, at = failed
+        now = await store.get(self.reads, endpoint.id)  # its failing streak as it is now
+        if now is None:
+            return None  # removed while its request was out
         try:
-            delivery = await store.take(
-                self.db, endpoint.id, recorder.cursor, row.id, row.id, iso(at)
-            )
+            delivery = await store.take(self.db, now.id, recorder.cursor, row.id, row.id, iso(at))
             if delivery is not None:
-                await self._settle(endpoint, delivery, row.id, sent, at)
+                await self._settle(now, delivery, row.id, sent, at)
         except sqlite3.IntegrityError:
             return None  # the endpoint was removed while its request was out
         return 0.0
@@ -229,18 +232,22 @@ class Deliveries:
         self,
         endpoint: WebhookEndpointRow,
         rows: Sequence[EventRow],
-        url: _UrlCheck,
+        looks: _Looks,
         recorder: Recorder,
     ) -> tuple[EventRow, sender.Sent, datetime] | None:
         """Sends `rows` in order, each answer 2xx handed to the recorder; the first that is
-        not, with its answer (the rows after it are not sent)."""
+        not, with its answer (the rows after it are not sent). It stops early, returning
+        None, when a write is refused (`recorder.stopped`) or the endpoint changed
+        (`looks.changed`)."""
+        if not rows:
+            return None
         # The secrets as of now: the previous one stops signing when its overlap ends, even
         # in the middle of a long stream.
         secrets = signing_secrets(endpoint, self.box, self._now())
         for row in rows:
-            if recorder.stopped:
+            refused = await looks.refusal()
+            if recorder.stopped or looks.changed:
                 return None
-            refused = await url.refusal()
             sent = (
                 sender.Sent(None, 0, refused, None)
                 if refused is not None
@@ -253,7 +260,8 @@ class Deliveries:
         return None
 
     async def _more_after(self, position: int) -> bool:
-        """Whether events after `position` came within STREAM_WAIT seconds."""
+        """Whether events after `position` came within STREAM_WAIT seconds (read after the
+        wait: a waiter returns True when its time is up too)."""
         return await self.wake(position, STREAM_WAIT) and (
             await events.last_id(self.reads) > position
         )
@@ -439,21 +447,28 @@ async def undelivered_ages(db: Database, now: datetime) -> dict[int, float]:
     }
 
 
-class _UrlCheck:
-    """An endpoint's URL checked (and its name resolved) once for many deliveries, not per
-    event: the rules and the URL are the same for all of them. Checked again after
-    URL_CHECKED_FOR seconds (a slow receiver, a long stream)."""
+class _Looks:
+    """What a stream looks at again every URL_CHECKED_FOR seconds (a slow receiver, a long
+    stream), not per event: whether the rules still allow the endpoint's URL (its name
+    resolved again), and whether the endpoint is as the stream read it (not disabled,
+    rotated or removed: the stream then ends, and the endpoint is read again)."""
 
-    def __init__(self, url: str, policy: UrlPolicy) -> None:
+    def __init__(
+        self, url: str, policy: UrlPolicy, unchanged: Callable[[], Awaitable[bool]]
+    ) -> None:
         self.url = url
         self.policy = policy
+        self.changed = False
+        self._unchanged = unchanged
         self._refused: str | None = None
-        self._checked_at = -math.inf
+        self._looked_at = -math.inf
 
     async def refusal(self) -> str | None:
-        if anyio.current_time() - self._checked_at > URL_CHECKED_FOR:
+        """Why the URL may not be called now, or None; looks again when it is time."""
+        if anyio.current_time() - self._looked_at > URL_CHECKED_FOR:
             self._refused = await sender.refusal(self.url, self.policy)
-            self._checked_at = anyio.current_time()
+            self.changed = not await self._unchanged()
+            self._looked_at = anyio.current_time()
         return self._refused
 
 

@@ -75,7 +75,7 @@ class Job(BaseModel):
 
 class Report(BaseModel):
     """One line from the child: deliveries by result since its last line. Its first line
-    says it has started: it holds the deliverer's lock and follows the endpoints."""
+    says it has started: it holds the deliverer's lock and has opened the database."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -107,7 +107,7 @@ class DeliveryProcess:
         self.command = list(command)
         self.scope = anyio.CancelScope()
         self.pid: int | None = None  # the child's, while it runs
-        self.started = anyio.Event()  # set once the child delivers; a new one for each child
+        self.started = anyio.Event()  # set once a child has started; a new one for the next
         self._renewed = anyio.Event()  # set by `renew`; a new one for each child
 
     def renew(self, logging: LoggingSettings) -> None:
@@ -181,7 +181,8 @@ class DeliveryProcess:
             return await process.wait()
         finally:
             self.pid = None
-            self.started = anyio.Event()  # for the next child
+            if self.started.is_set():  # one the next child sets (an unset one still serves)
+                self.started = anyio.Event()
             with anyio.CancelScope(shield=True):
                 await _end(process)
 

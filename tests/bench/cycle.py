@@ -81,11 +81,17 @@ async def delivering(
             while not await _all_delivered(reader):
                 await anyio.sleep(0.02)
 
+        measured: list[int] = []
+
         async def cpu() -> float:
             # Once it delivers: a daemon's delivery process has started (its imports, its
             # connections) long before a cycle, so that is not counted in the cycle's figures.
-            await process.started.wait()
+            with anyio.fail_after(60):
+                await process.started.wait()
             assert process.pid is not None
+            measured.append(process.pid)
+            if len(set(measured)) > 1:
+                raise RuntimeError("the delivery process was restarted: its CPU is not known")
             return process_cpu_seconds(process.pid)
 
         yield drained, cpu

@@ -23,7 +23,7 @@ from daemon.ops.context import OpsContext
 from daemon.ops.manager import Operations
 from daemon.ops.webhooks import EndpointSpec
 from daemon.outbound.recording import MAX_UNRECORDED
-from daemon.outbound.worker import READ_BATCH, Deliveries
+from daemon.outbound.worker import READ_BATCH, URL_CHECKED_FOR, Deliveries
 from daemon.sandbox.webhook_sink import Receiver, Reply, receiving
 from daemon.specs import SpecError
 from daemon.store import database, events
@@ -655,6 +655,28 @@ async def test_deliveries_go_on_past_a_read_of_the_log_while_the_sync_holds_the_
             other.close()
     assert [r.webhook_id for r in got] == [f"evt_{i}" for i in ids]
     assert receiver.unverified() == []
+
+
+async def test_a_secret_rotated_while_a_slow_receiver_takes_its_events_signs_within_seconds(
+    rt: Runtime, receiver: Receiver
+) -> None:
+    """A stream looks at its endpoint again every URL_CHECKED_FOR seconds, not only between
+    reads of the log: a read of 200 events to a receiver that takes 50 ms each lasts 10 s,
+    and a receiver given the new secret at a rotation must see it used within seconds."""
+    endpoint_id, old = await add_endpoint(rt, receiver, "/hooks")
+    await write_events(rt.db, READ_BATCH)
+    receiver.slow["/hooks"] = 0.05
+    worker = Deliveries(rt.db, rt.box, rt.settings.effective_webhooks())
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(worker.run)
+        await receiver.wait_for("/hooks", 1)
+        _, new = await ops_of(rt).webhooks.rotate_secret(endpoint_id)
+        rotated = time.monotonic()
+        receiver.secrets["/hooks"] = [old, new]
+        await anyio.sleep(URL_CHECKED_FOR + 2)
+        tg.cancel_scope.cancel()
+    later = [r for r in receiver.at("/hooks") if r.at > rotated + URL_CHECKED_FOR + 1]
+    assert later and all(r.verified == (True, True) for r in later)
 
 
 async def test_an_endpoint_the_url_rules_no_longer_allow_is_not_called(

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import anyio
 
-from daemon.outbound.recording import Recorder
+from daemon.outbound.recording import MAX_UNRECORDED, Recorder
 from daemon.store.webhooks import Answered, Attempt
 
 
@@ -76,3 +76,25 @@ async def test_events_passed_over_move_the_cursor_past_them_behind_the_answers()
     assert tries == [(10, [11], 15), (15, [], 20)]
     assert written == [11]
     assert recorder.cursor == 20
+
+
+async def test_answers_not_yet_written_stay_bounded_while_the_database_stays_busy() -> None:
+    """A write the database could not take yet keeps its batch; the sender meanwhile waits
+    once MAX_UNRECORDED answers, those of the batch being written included, are unwritten."""
+    most = 0
+    waiting = [True] * 3  # busy three times, then it takes what it is given
+
+    async def write(cursor: int, batch: Sequence[Answered], upto: int) -> bool | None:
+        nonlocal most
+        most = max(most, recorder.unwritten)
+        await anyio.sleep(0.01)
+        return None if waiting and waiting.pop() else True
+
+    recorder = Recorder(write, 0, lambda b: None, every=0)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(recorder.run)
+        for event_id in range(1, 3 * MAX_UNRECORDED):
+            await recorder.add(_answered(event_id))
+        recorder.close()
+    assert recorder.cursor == 3 * MAX_UNRECORDED - 1
+    assert most <= MAX_UNRECORDED
