@@ -70,6 +70,15 @@ async def write_events(
     return ids
 
 
+async def add_agent_2(rt: Runtime) -> None:
+    """A second user, `agent-2`, beside the default one."""
+    await rt.db.write_one(
+        "INSERT INTO users (id, display_name, created_at, updated_at) VALUES "
+        "('agent-2', 'Agent 2', :now, :now)",
+        {"now": iso(utcnow())},
+    )
+
+
 async def add_endpoint(
     rt: Runtime, receiver: Receiver, path: str, clock: Clock | None = None, **fields: object
 ) -> tuple[int, str]:
@@ -136,12 +145,7 @@ async def test_an_endpoint_gets_only_its_types_and_its_user(
 ) -> None:
     """An endpoint for one user's sales gets those, in order, and nothing else; a user that
     does not exist is refused."""
-    now = iso(utcnow())
-    await rt.db.write_one(
-        "INSERT INTO users (id, display_name, created_at, updated_at) VALUES "
-        "('agent-2', 'Agent 2', :now, :now)",
-        {"now": now},
-    )
+    await add_agent_2(rt)
     with pytest.raises(SpecError, match="no user has this id"):
         await ops_of(rt).webhooks.create(EndpointSpec(f"{receiver.url}/x", user_id="nobody"))
     endpoint_id, _ = await add_endpoint(
@@ -164,11 +168,7 @@ async def test_an_endpoint_waits_quietly_when_only_other_users_events_come(
 ) -> None:
     """Events of other users move the endpoint's cursor on: its worker then waits for the
     next event instead of looking at the log again and again."""
-    await rt.db.write_one(
-        "INSERT INTO users (id, display_name, created_at, updated_at) VALUES "
-        "('agent-2', 'Agent 2', :now, :now)",
-        {"now": iso(utcnow())},
-    )
+    await add_agent_2(rt)
     endpoint_id, _ = await add_endpoint(rt, receiver, "/hooks", user_id="agent-2")
     await write_events(rt.db, 1, user_id="agent-2")
     await write_events(rt.db, 3, user_id="default")
@@ -198,11 +198,7 @@ async def test_events_an_endpoint_does_not_take_move_its_cursor_on_while_they_ke
     while other users' keep coming, has its cursor moved past them as they come, not only
     once the log stops growing: its lag (mls_sync_webhook_oldest_undelivered_seconds, read
     from the cursor) stays that of its own events."""
-    await rt.db.write_one(
-        "INSERT INTO users (id, display_name, created_at, updated_at) VALUES "
-        "('agent-2', 'Agent 2', :now, :now)",
-        {"now": iso(utcnow())},
-    )
+    await add_agent_2(rt)
     endpoint_id, _ = await add_endpoint(rt, receiver, "/hooks", user_id="agent-2")
     await write_events(rt.db, 1, user_id="agent-2")
     worker = Deliveries(rt.db, rt.box, rt.settings.effective_webhooks())
