@@ -36,6 +36,13 @@ class EventOps(Topic):
             if read.rows or left <= 0 or not await wait(after, left):
                 return {"items": [event_view(r) for r in read.rows], "next_after": after}
 
+    async def recent(self, limit: int) -> list[View]:
+        """The last `limit` events, newest first (ids have no gaps but pruned ones)."""
+        last = await store.last_id(self.ctx.db)
+        first = await store.first_id(self.ctx.db) or last + 1
+        read = await store.after(self.ctx.db, max(first - 1, last - limit), None, None, limit)
+        return [event_view(r) for r in reversed(read.rows)]
+
     async def _refuse_unknown(self, after: int) -> None:
         """Gone when events after `after` were pruned; Conflict when `after` is past the last
         event ever given (a database restored from a backup, an id from elsewhere): the

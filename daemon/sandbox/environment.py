@@ -188,6 +188,7 @@ async def sandbox_running(settings: Settings) -> AsyncIterator[SandboxSession]:
         keys = [k for ks in _keys(sandbox) for k in ks]
         market.seed(mls, keys, rng)
         _publish(platforms, keys, sandbox.agents, rng)
+        _sold_with_a_story(mls, platforms)
     # Each run continues the story differently, yet repeatably for the same saved market.
     rng.seed(f"{sandbox.seed}:{iso(mls.last_stamp)}")
     sink = SmtpSink(log_path=state_path.parent / MAIL_FILE)
@@ -243,6 +244,20 @@ def _publish(platforms: SandboxPlatforms, keys: list[str], agents: int, rng: ran
             platforms.publish(platform, _post_id(platform, n), _token(account_id), listing_key=key)
 
 
+def _sold_with_a_story(mls: SandboxMls, platforms: SandboxPlatforms) -> None:
+    """One advertised listing sold before the daemon first looked, and its agent had also
+    put it in a Facebook story, which no API deletes: the first cycle takes its other posts
+    down and leaves the story to a person (`mls-sync manual-actions`, the status page)."""
+    posted = sorted({p.listing_key for p in platforms.posts.values() if p.listing_key})
+    if not posted:
+        return
+    key = posted[0]
+    mls.set_status(key, "Closed")
+    for post in platforms.posts.values():
+        if post.listing_key == key and post.platform == Platform.FACEBOOK:
+            post.kind = "story"
+
+
 def _account(agent: int, platform: str) -> str:
     return f"sandbox-agent{agent + 1}-{platform}"
 
@@ -288,6 +303,7 @@ def save(session: SandboxSession, path: Path) -> None:
                 "account": p.owner_token.removesuffix("-token"),
                 "deleted": p.deleted,
                 "listing_key": p.listing_key,
+                "kind": p.kind,
             }
             for p in session.platforms.posts.values()
         ],
@@ -309,7 +325,11 @@ def load(mls: SandboxMls, platforms: SandboxPlatforms, path: Path) -> bool:
         mls.records[rec["ListingKey"]] = rec
     for raw in doc.get("posts", []):
         post = platforms.publish(
-            raw["platform"], raw["id"], _token(raw["account"]), listing_key=raw.get("listing_key")
+            raw["platform"],
+            raw["id"],
+            _token(raw["account"]),
+            kind=raw.get("kind", "post"),
+            listing_key=raw.get("listing_key"),
         )
         post.deleted = raw["deleted"]
     return bool(mls.records)

@@ -25,6 +25,7 @@ from daemon.service.event_routes import event_routes
 from daemon.service.health import Answer, health_routes, readyz_answer, status_answer
 from daemon.service.problems import PROBLEM_JSON, problem
 from daemon.service.state import ServiceState
+from daemon.service.ui_routes import mount_ui
 from daemon.service.user_routes import user_routes
 from daemon.service.webhook_routes import webhook_routes
 
@@ -43,6 +44,7 @@ def build_app(state: ServiceState) -> FastAPI:
     app.include_router(webhook_routes())
     app.include_router(event_routes(state))
     app.include_router(user_routes(state))
+    mount_ui(app, state)
 
     tokens = TokenCheck(state.runtime.db, state.api_token)
     app.state.tokens = tokens

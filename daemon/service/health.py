@@ -178,12 +178,12 @@ def _live_status(state: ServiceState) -> dict[str, Any]:
         "interval_seconds": state.scheduler.interval,
         "next_run": iso(next_run) if next_run else None,
         "shutting_down": state.shutting_down,
-        "running": None if running is None else _progress(running),
+        "running": None if running is None else progress(running),
         "follow_up_queued": coordinator.pending is not None,
     }
 
 
-def _progress(running: Progress) -> dict[str, Any]:
+def progress(running: Progress) -> dict[str, Any]:
     """Totals, not one entry per connection: a thousand connections would make every answer
     long and costly while a cycle runs."""
     return {

@@ -75,6 +75,10 @@ HISTORY = "SELECT * FROM status_changes WHERE listing_id = ? ORDER BY id"
 COUNT_BY_STATUS = """
 SELECT coalesce(status, 'unknown') AS status, count(*) AS n FROM listings GROUP BY 1 ORDER BY 1
 """
+COUNT_BY_CONNECTION_AND_STATUS = """
+SELECT connection_id, coalesce(status, 'unknown'), count(*) FROM listings
+WHERE connection_id IN (SELECT value FROM json_each(:ids)) GROUP BY 1, 2
+"""
 CHANGES_BY_KIND = """
 SELECT CASE WHEN event = 'changed' THEN to_status ELSE event END AS kind, count(*)
 FROM status_changes WHERE run_id = ? GROUP BY 1 ORDER BY 2 DESC, 1
@@ -231,6 +235,19 @@ async def history(db: Database, listing_id: str) -> list[StatusChangeRow]:
 async def count_by_status(db: Database) -> dict[str, int]:
     async with db.reading() as conn, conn.execute(COUNT_BY_STATUS) as cur:
         return {r[0]: int(r[1]) for r in await cur.fetchall()}
+
+
+async def count_by_status_in(
+    db: Database, connection_ids: Sequence[str]
+) -> dict[str, dict[str, int]]:
+    """Per connection of `connection_ids` (a page of them: the index on connection_id
+    serves it), its listings by status; `unknown` before the MLS first answered."""
+    found: dict[str, dict[str, int]] = {c: {} for c in connection_ids}
+    params = {"ids": json.dumps(list(connection_ids))}
+    async with db.reading() as conn, conn.execute(COUNT_BY_CONNECTION_AND_STATUS, params) as cur:
+        for connection_id, status, count in await cur.fetchall():
+            found[str(connection_id)][str(status)] = int(count)
+    return found
 
 
 async def changes_by_kind(db: Database, run_id: int) -> dict[str, int]:

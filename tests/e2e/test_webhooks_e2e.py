@@ -15,33 +15,7 @@ import anyio
 import pytest
 
 from daemon.sandbox.webhook_sink import Receiver, receiving
-from tests.e2e.daemon_process import Daemon, DaemonConfig
-from tests.helpers import Platforms
-
-SANDBOX_ON = """[sandbox]
-enabled = true
-interval_seconds = 1
-agents = 2
-connections = 2
-listings = 60
-moves_per_cycle = 8
-"""
-
-
-@pytest.fixture
-async def sandbox_daemon(
-    tmp_path: Path, secret_key: str, platforms: Platforms
-) -> AsyncIterator[Daemon]:
-    """`mls-sync run` with the embedded sandbox, a cycle every second."""
-    config = DaemonConfig.write(tmp_path, platforms[1], secret_key)
-    text = config.path.read_text()
-    config.path.write_text(text.replace("[sandbox]\nenabled = false\n", SANDBOX_ON))
-    daemon = config.start()
-    try:
-        await daemon.wait_notify("READY=1", timeout=60)
-        yield daemon
-    finally:
-        daemon.stop()
+from tests.e2e.daemon_process import Daemon
 
 
 @pytest.fixture
