@@ -437,6 +437,7 @@ def render(
     b: dict[str, Any],
     c: dict[str, Any],
     d: dict[str, Any],
+    e: dict[str, Any],
     command: str,
     where: str,
 ) -> str:
@@ -471,6 +472,11 @@ def render(
         f"{c['sandbox_cpu_seconds']} s.",
         "",
         render_d(d),
+        "",
+        f"Scenario E (the status page's overview, /ui, of {e['connections']:,} connections "
+        f"and {e['listings']:,} listings, from `mls-sync run`, {e['requests']} requests one "
+        f"at a time): p50 {e['p50_ms']} ms, p95 {e['p95_ms']} ms, max {e['max_ms']} ms "
+        f"(target < 200 ms); {e['page_kb']} KB a page.",
         "",
         f"{where}. Command: `{command}`.",
     ]
@@ -510,7 +516,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--write-docs", type=Path, help="write the results table here")
     parser.add_argument(
         "--only",
-        choices=["a", "b", "c", "d"],
+        choices=["a", "b", "c", "d", "e"],
         help="run one scenario and print its figures as JSON (for checking a fix)",
     )
     parser.add_argument(
@@ -521,8 +527,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     args = parser.parse_args(argv)
     sizes = SMOKE if args.smoke else Sizes()
-    # Here, not at the top: scenario D's module builds on this one's helpers.
+    # Here, not at the top: scenarios D's and E's modules build on this one's helpers.
     from tests.bench.deliveries import scenario_d
+    from tests.bench.status_page import scenario_e
 
     if args.only:
         with tempfile.TemporaryDirectory(prefix="mls-sync-bench-") as work:
@@ -530,7 +537,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 chosen = frozenset(args.strategy or STRATEGIES)
                 figures: Any = scenario_a(sizes, Path(work), chosen)
             else:
-                scenario = {"b": scenario_b, "c": scenario_c, "d": scenario_d}[args.only]
+                scenario = {"b": scenario_b, "c": scenario_c, "d": scenario_d, "e": scenario_e}[
+                    args.only
+                ]
                 figures = scenario(sizes, Path(work))
         print(json.dumps(figures, indent=1))
         return {args.only: figures}
@@ -540,8 +549,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         b = scenario_b(sizes, Path(work))
         c = scenario_c(sizes, Path(work))
         d = scenario_d(sizes, Path(work))
+        e = scenario_e(sizes, Path(work))
     command = ".venv/bin/python -m tests.bench" + (" --smoke" if args.smoke else "")
-    table = render(a, b, c, d, command, conditions(workload, steal.share()))
+    table = render(a, b, c, d, e, command, conditions(workload, steal.share()))
     print(table)
     if args.write_docs:
         args.write_docs.write_text(
@@ -550,7 +560,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             + table
             + "\n"
         )
-    return {"a": a, "b": b, "c": c, "d": d}
+    return {"a": a, "b": b, "c": c, "d": d, "e": e}
 
 
 if __name__ == "__main__":

@@ -22,3 +22,5 @@ def test_the_benchmark_runs_and_its_figures_hold_together() -> None:
     d = results["d"]["with"]
     assert d["events"] == d["status_changes"] + 1  # each change, and the run's end
     assert (d["out_of_order"], d["unverified"], d["errors"]) == (0, 0, 0)
+    e = results["e"]
+    assert e["listings"] == e["connections"] * 50 and e["page_kb"] > 0

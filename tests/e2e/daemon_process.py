@@ -193,6 +193,9 @@ class Daemon:
                 self._check_alive()
 
     def _check_alive(self) -> None:
+        # Read what the daemon sent meanwhile: as under systemd, which always reads, the
+        # socket must not fill up (the daemon's next notification would wait for room).
+        self.drain()
         if self.proc.poll() is not None:
             raise AssertionError(f"the daemon exited {self.proc.returncode}:\n{self.log()}")
 

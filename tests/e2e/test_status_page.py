@@ -145,7 +145,7 @@ async def test_a_sold_listing_page_shows_its_audit_trail_and_its_taken_down_post
 @pytest.fixture
 async def exposed(tmp_path: Path, secret_key: str, platforms: Platforms) -> AsyncIterator[Daemon]:
     """The sandbox daemon on an address other machines can reach."""
-    config = sandbox_config(tmp_path, secret_key, platforms)
+    config = sandbox_config(tmp_path, secret_key, platforms[1])
     config.add("daemon", http_host="0.0.0.0")  # noqa: S104 - what the test is about
     daemon = config.start()
     try:

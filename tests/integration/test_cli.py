@@ -299,7 +299,7 @@ def test_accounts_posts_and_unpublish_from_the_cli(sandbox_dir: Path) -> None:
             "add",
             "my-post",
             "--listing",
-            "L-SBX001-000000",
+            "L-SBX001-000003",
             "--account",
             "my-page",
             "--platform-id",
@@ -314,7 +314,7 @@ def test_accounts_posts_and_unpublish_from_the_cli(sandbox_dir: Path) -> None:
         "add",
         "p2",
         "--listing",
-        "L-SBX001-000000",
+        "L-SBX001-000003",
         "--account",
         "my-page",
         "--platform-id",
@@ -322,7 +322,7 @@ def test_accounts_posts_and_unpublish_from_the_cli(sandbox_dir: Path) -> None:
         cwd=sandbox_dir,
     )
     assert bad_id.returncode == 2 and "not a facebook post id" in bad_id.stderr
-    other = ("posts", "add", "my-post", "--listing", "L-SBX001-000000", "--account", "my-page")
+    other = ("posts", "add", "my-post", "--listing", "L-SBX001-000003", "--account", "my-page")
     replaced = mls_sync(*other, "--platform-id", "1000_888888", cwd=sandbox_dir)
     assert replaced.returncode == 2 and "1000_999999, which is still live" in replaced.stderr
     unknown = mls_sync(*other[:-1], "nobody", "--platform-id", "1000_888888", cwd=sandbox_dir)
@@ -332,7 +332,7 @@ def test_accounts_posts_and_unpublish_from_the_cli(sandbox_dir: Path) -> None:
     accounts = mls_sync("accounts", "list", cwd=sandbox_dir)
     assert "my-page" in accounts.stdout and "sandbox-agent1-linkedin" in accounts.stdout
 
-    result = mls_sync("unpublish", "--listing", "L-SBX001-000000", cwd=sandbox_dir)
+    result = mls_sync("unpublish", "--listing", "L-SBX001-000003", cwd=sandbox_dir)
 
     assert result.returncode == 0, result.stderr
     # The sandbox Facebook has no post 1000_999999 (100/33), but the token can still read
@@ -341,7 +341,7 @@ def test_accounts_posts_and_unpublish_from_the_cli(sandbox_dir: Path) -> None:
     assert "AlreadyGone" in lines["my-post"]
     assert sum("Deleted" in line for line in lines.values()) == 3
     assert "unpublished 3, already gone 1" in result.stdout
-    after = mls_sync("posts", "list", "--listing", "L-SBX001-000000", "--json", cwd=sandbox_dir)
+    after = mls_sync("posts", "list", "--listing", "L-SBX001-000003", "--json", cwd=sandbox_dir)
     assert {p["status"] for p in json.loads(after.stdout)["items"]} == {"unpublished"}
 
 
@@ -353,16 +353,16 @@ def test_unpublish_says_which_posts_wait_for_an_account_to_log_in_again(
     assert mls_sync("sync", cwd=sandbox_dir).returncode == 0
     env = {"FB_TOKEN": "a-token-facebook-no-longer-accepts"}
     account = ("--id", "my-page", "--user", "sandbox-agent-1", "--platform", "facebook")
-    post = ("my-post", "--listing", "L-SBX001-000000", "--account", "my-page")
+    post = ("my-post", "--listing", "L-SBX001-000003", "--account", "my-page")
     for args in (
         ("accounts", "add", *account, "--token-env", "FB_TOKEN"),
         ("posts", "add", *post, "--platform-id", "1000_999999"),
     ):
         assert mls_sync(*args, cwd=sandbox_dir, env=env).returncode == 0
-    first = mls_sync("unpublish", "--listing", "L-SBX001-000000", cwd=sandbox_dir)
+    first = mls_sync("unpublish", "--listing", "L-SBX001-000003", cwd=sandbox_dir)
     assert first.returncode == 0 and "AuthFailed" in first.stdout  # Graph 190: needs_reauth
 
-    again = mls_sync("unpublish", "--listing", "L-SBX001-000000", cwd=sandbox_dir)
+    again = mls_sync("unpublish", "--listing", "L-SBX001-000003", cwd=sandbox_dir)
 
     assert again.returncode == 0, again.stderr
     assert "no published post" not in again.stdout
@@ -417,14 +417,14 @@ def test_unpublish_while_another_process_takes_posts_down_lists_each_post_as_wai
     database = sandbox_dir / "state" / "mls-sync.db"
 
     with another_process_taking_posts_down(database):
-        result = mls_sync("unpublish", "--listing", "L-SBX001-000000", cwd=sandbox_dir)
+        result = mls_sync("unpublish", "--listing", "L-SBX001-000003", cwd=sandbox_dir)
 
     assert result.returncode == 0, result.stderr
     assert "no published post" not in result.stdout
     waiting = [line for line in result.stdout.splitlines() if "Waiting" in line]
     assert len(waiting) == 3, result.stdout
     assert all("another process is taking posts down" in line for line in waiting)
-    after = mls_sync("posts", "list", "--listing", "L-SBX001-000000", "--json", cwd=sandbox_dir)
+    after = mls_sync("posts", "list", "--listing", "L-SBX001-000003", "--json", cwd=sandbox_dir)
     assert {p["status"] for p in json.loads(after.stdout)["items"]} == {"published"}
 
 
@@ -667,8 +667,8 @@ def test_json_output_is_json_alone_even_on_the_sandbox(sandbox_dir: Path) -> Non
     assert mls_sync("sync", cwd=sandbox_dir).returncode == 0
     for args in (
         ("sync", "--json"),
-        ("sync", "--listing", "L-SBX001-000000", "--json"),
-        ("unpublish", "--listing", "L-SBX001-000000", "--json"),
+        ("sync", "--listing", "L-SBX001-000003", "--json"),
+        ("unpublish", "--listing", "L-SBX001-000003", "--json"),
     ):
         result = mls_sync(*args, cwd=sandbox_dir)
         assert result.returncode == 0, (args, result.stderr)
