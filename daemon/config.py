@@ -137,6 +137,12 @@ class DaemonSettings(_Section):
         description="address the health/status/metrics/API server binds; loopback by default",
     )
     http_port: int = Field(default=8787, ge=0, le=65_535)
+    ui_login: Literal["auto", "always"] = Field(
+        default="auto",
+        description="the status page (/ui) asks for an API token: `auto` when http_host is "
+        "not a loopback address; `always` also on loopback (behind a reverse proxy on this "
+        "machine, which would otherwise open it to whoever reaches the proxy)",
+    )
     shutdown_grace_seconds: float = Field(default=20.0, ge=0, le=600)
     startup_grace_seconds: float = Field(
         default=300.0,

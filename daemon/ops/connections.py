@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from daemon.enums import ConnectionState
@@ -13,8 +12,7 @@ from daemon.ops.users import require_users
 from daemon.ops.views import View
 from daemon.specs import ConnectionSpec, parse_spec
 from daemon.store import connections as store
-from daemon.store import cycle_health, listings
-from daemon.timestamps import iso
+from daemon.store import listings
 
 
 class ConnectionOps(Records):
@@ -45,14 +43,6 @@ class ConnectionOps(Records):
     async def listings_by_status(self, connection_ids: list[str]) -> dict[str, dict[str, int]]:
         """Per connection (a page of them), its listings by status."""
         return await listings.count_by_status_in(self.ctx.db, connection_ids)
-
-    async def last_read(self) -> dict[str, str | None]:
-        """Per connection, when the last cycle that read its MLS without an error ended."""
-        health = await cycle_health.latest(self.ctx.db)
-        return {
-            connection_id: iso(datetime.fromtimestamp(at, UTC)) if at is not None else None
-            for connection_id, at in health.connection_last_read_at.items()
-        }
 
     async def pause(self, connection_id: str) -> View:
         await self.get(connection_id)

@@ -191,6 +191,12 @@ class WebhookOps(Topic):
         rows = await store.deliveries(self.ctx.db, endpoint_id, before or 2**63 - 1, limit)
         return [delivery_view(r) for r in rows]
 
+    async def recent(self, endpoint_id: int, limit: int) -> builtins.list[View]:
+        """The endpoint's last `limit` deliveries, newest first, each with its attempts."""
+        deliveries = await self.deliveries(endpoint_id, limit=limit)
+        attempts = await store.attempts_of(self.ctx.db, [d["id"] for d in deliveries])
+        return [{**d, "items": [attempt_view(a) for a in attempts[d["id"]]]} for d in deliveries]
+
     async def attempts(self, delivery_id: int) -> View:
         delivery = found(await store.delivery(self.ctx.db, delivery_id), "webhook delivery")
         rows = await store.attempts(self.ctx.db, delivery_id)

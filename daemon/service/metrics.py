@@ -45,6 +45,7 @@ class Metrics:
         # The *_created series double every counter for no use here.
         disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
         self.registry = CollectorRegistry()
+        self.cycle_health: CycleHealth | None = None  # as of the last set_cycle_health
         r = self.registry
         # process_*, python_info and python_gc_*, as the default registry (not served) has them.
         ProcessCollector(registry=r)
@@ -215,6 +216,7 @@ class Metrics:
         """The gauges the alerts read, from the run history: at start and after each cycle.
         Before any cycle read the MLS, "last success" is when the first one started (or now,
         with none yet): a new install is not failing before its first cycle could end."""
+        self.cycle_health = health  # the status page shows the same "last success"
         self.last_cycle.set(health.last_ended_at or 0)
         self.last_success.set(health.last_read_the_mls_at or health.first_started_at or now)
         self.connection_failing.clear()  # a removed connection's series goes away

@@ -9,6 +9,7 @@ loopback address the page is open as /status is; on any other it asks for an API
 from __future__ import annotations
 
 import urllib.parse
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from pydantic import ValidationError
 from starlette.staticfiles import StaticFiles
 
 from daemon.enums import AccountState, ConnectionState, PostStatus
-from daemon.errors import Gone, NotFound
+from daemon.errors import Conflict, Gone, NotFound, Unavailable
 from daemon.ops.context import OpsContext
 from daemon.ops.manager import Operations
 from daemon.ops.queries import (
@@ -33,7 +34,7 @@ from daemon.service.auth import TokenCheck
 from daemon.service.health import progress
 from daemon.service.state import ServiceState
 from daemon.specs import SpecError
-from daemon.timestamps import utcnow
+from daemon.timestamps import iso, utcnow
 from daemon.ui import access, chart
 from daemon.ui.render import duration_seconds, render
 
@@ -69,7 +70,8 @@ def mount_ui(app: FastAPI, state: ServiceState) -> None:
 def ui_routes(state: ServiceState) -> APIRouter:
     router = APIRouter(prefix="/ui", include_in_schema=False)
     sessions = access.Sessions()
-    open_page = access.is_loopback(state.settings.daemon.http_host)
+    daemon = state.settings.daemon
+    open_page = daemon.ui_login == "auto" and access.is_loopback(daemon.http_host)
 
     async def allowed(request: Request) -> bool:
         if open_page:
@@ -91,6 +93,10 @@ def ui_routes(state: ServiceState) -> APIRouter:
             context = await build(_operations(state))
         except (NotFound, Gone) as exc:
             return _error(404, str(exc), open_page)
+        except Conflict as exc:
+            return _error(409, str(exc), open_page)
+        except Unavailable as exc:  # the database busy or going away
+            return _error(503, str(exc), open_page)
         except SpecError as exc:
             return _error(422, str(exc), open_page)
         except ValidationError as exc:  # a query parameter; named, its value not repeated
@@ -146,7 +152,7 @@ def ui_routes(state: ServiceState) -> APIRouter:
             connections = await ops.connections.list(
                 ConnectionQuery(state=ConnectionState.NEEDS_REAUTH, limit=PAGE)
             )
-            endpoints = [e for e in await ops.webhooks.list() if not e["enabled"]]
+            endpoints = [_endpoint_shown(e) for e in await ops.webhooks.list() if not e["enabled"]]
             return {
                 "posts": posts,
                 "accounts": accounts,
@@ -159,22 +165,22 @@ def ui_routes(state: ServiceState) -> APIRouter:
     @router.get("/events")
     async def events(request: Request) -> Response:
         async def build(ops: Operations) -> dict[str, Any]:
-            endpoints = []
-            for endpoint in await ops.webhooks.list():
-                deliveries = await ops.webhooks.deliveries(endpoint["id"], limit=DELIVERIES)
-                attempts = [await ops.webhooks.attempts(d["id"]) for d in deliveries]
-                endpoints.append({**endpoint, "deliveries": attempts})
+            endpoints = [
+                {**_endpoint_shown(e), "deliveries": await ops.webhooks.recent(e["id"], DELIVERIES)}
+                for e in await ops.webhooks.list()
+            ]
             return {"events": await ops.events.recent(RECENT_EVENTS), "endpoints": endpoints}
 
         return await page(request, "events.html", build)
 
     @router.get("/login")
     async def login_form(request: Request) -> Response:
-        return _html(render("login.html", failed=False, next=_next(request), **_chrome(True)))
+        form = render("login.html", failed=False, next=_next(request), **_chrome(True, False))
+        return _html(form)
 
     @router.post("/login")
     async def login(request: Request) -> Response:
-        if not _same_origin(request):
+        if not _same_site(request):
             return _error(403, "a login must come from this page's own form", open_page)
         form = urllib.parse.parse_qs((await request.body()).decode("utf-8", "replace"))
         token = (form.get("token") or [""])[0]
@@ -184,7 +190,7 @@ def ui_routes(state: ServiceState) -> APIRouter:
             await check.caller(token, Scope.READ)
         except HTTPException:
             # The token is never shown back, not even in the form.
-            body = render("login.html", failed=True, next=target, **_chrome(True))
+            body = render("login.html", failed=True, next=target, **_chrome(True, False))
             return _html(body, status=401)
         answer = RedirectResponse(target, status_code=303)
         answer.set_cookie(
@@ -200,8 +206,9 @@ def ui_routes(state: ServiceState) -> APIRouter:
 
     @router.post("/logout")
     async def logout(request: Request) -> Response:
-        if _same_origin(request):
-            sessions.close(request.cookies.get(access.COOKIE))
+        if not _same_site(request):
+            return _error(403, "a logout must come from this page's own button", open_page)
+        sessions.close(request.cookies.get(access.COOKIE))
         answer = RedirectResponse("/ui/login", status_code=303)
         answer.delete_cookie(access.COOKIE, path="/ui")
         return answer
@@ -219,7 +226,13 @@ async def _overview(ops: Operations, state: ServiceState, after: str | None) -> 
     connections = await ops.connections.list(ConnectionQuery(after=after, limit=PAGE))
     ids = [c["id"] for c in connections.items]
     counts = await ops.connections.listings_by_status(ids)
-    last_read = await ops.connections.last_read()
+    # As the alerts read it (mls_sync_connection_last_success_timestamp_seconds), measured
+    # after each cycle: no query of the run history per page.
+    health = state.metrics.cycle_health
+    last_read = {
+        c: iso(datetime.fromtimestamp(at, UTC)) if at else None
+        for c, at in (health.connection_last_read_at if health else {}).items()
+    }
     now = utcnow()
     runs = [
         {**r, "duration_seconds": duration_seconds(r["started_at"], r["finished_at"], now)}
@@ -246,9 +259,10 @@ async def _overview(ops: Operations, state: ServiceState, after: str | None) -> 
 NAV = (("/ui", "Overview"), ("/ui/needs-person", "Needs a person"), ("/ui/events", "Events"))
 
 
-def _chrome(open_page: bool) -> dict[str, Any]:
-    """What every page's frame shows: the links, and a way out where one logged in."""
-    return {"nav": NAV, "can_log_out": not open_page}
+def _chrome(open_page: bool, refresh: bool = True) -> dict[str, Any]:
+    """What every page's frame shows: the links, a way out where one logged in, and the
+    auto-refresh box where there is something to refresh (not on a form or an error)."""
+    return {"nav": NAV, "can_log_out": not open_page, "refresh": refresh}
 
 
 def _html(body: str, status: int = 200) -> HTMLResponse:
@@ -256,12 +270,13 @@ def _html(body: str, status: int = 200) -> HTMLResponse:
 
 
 def _error(status: int, message: str, open_page: bool) -> HTMLResponse:
-    body = render("error.html", status=status, message=message, **_chrome(open_page))
+    body = render("error.html", status=status, message=message, **_chrome(open_page, False))
     return _html(body, status)
 
 
 def _to_login(request: Request) -> RedirectResponse:
-    target = urllib.parse.quote(_local(request.url.path), safe="/")
+    asked = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    target = urllib.parse.quote(_local(asked), safe="")
     return RedirectResponse(f"/ui/login?next={target}", status_code=303)
 
 
@@ -274,10 +289,25 @@ def _local(path: str) -> str:
     return path if path.startswith("/ui") and not path.startswith("//") else "/ui"
 
 
-def _same_origin(request: Request) -> bool:
-    """A form post from this page: the browser's Origin names this host (SameSite=Strict
-    keeps the cookie from other sites; this keeps their forms out too)."""
-    origin = request.headers.get("origin")
-    if origin is None:
-        return True  # not a browser's cross-site post (browsers send Origin with those)
-    return urllib.parse.urlsplit(origin).netloc == request.headers.get("host")
+def _same_site(request: Request) -> bool:
+    """A form post from this page, not another site's: the browser says where a request
+    comes from (Sec-Fetch-Site), whatever a reverse proxy makes of the Host. SameSite=Strict
+    keeps the cookie from other sites; this keeps their forms out too."""
+    return request.headers.get("sec-fetch-site", "same-origin") in ("same-origin", "none")
+
+
+def _endpoint_shown(endpoint: dict[str, Any]) -> dict[str, Any]:
+    """An endpoint as the page shows it: where it delivers, not its URL, whose path or query
+    may hold a token of the receiver's (the API shows it to admin tokens only)."""
+    return {
+        "id": endpoint["id"],
+        "origin": _origin(str(endpoint["url"])),
+        "enabled": endpoint["enabled"],
+        "disabled_reason": endpoint.get("disabled_reason"),
+        "cursor": endpoint["cursor"],
+    }
+
+
+def _origin(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")

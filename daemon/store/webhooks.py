@@ -8,6 +8,7 @@ it is delivered or given up, so an endpoint sees its events in order.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -95,6 +96,10 @@ WHERE id = :delivery_id
 SUCCEEDED = "UPDATE webhook_endpoints SET failing_since = NULL WHERE id = :id"
 FAILED = "UPDATE webhook_endpoints SET failing_since = coalesce(failing_since, :at) WHERE id = :id"
 ATTEMPTS = "SELECT * FROM webhook_attempts WHERE delivery_id = ? ORDER BY id"
+ATTEMPTS_OF = """
+SELECT * FROM webhook_attempts WHERE delivery_id IN (SELECT value FROM json_each(?))
+ORDER BY delivery_id, id
+"""
 EVENT = "SELECT * FROM events WHERE id = ?"
 # Per enabled endpoint, when its oldest event not yet delivered was written: the pending
 # delivery's, else the first event past its cursor (which may not be for it: an upper bound).
@@ -229,6 +234,17 @@ async def deliveries(
 
 async def attempts(db: Database, delivery_id: int) -> list[WebhookAttemptRow]:
     return [from_row(WebhookAttemptRow, r) for r in await db.fetch_all(ATTEMPTS, (delivery_id,))]
+
+
+async def attempts_of(
+    db: Database, delivery_ids: Sequence[int]
+) -> dict[int, list[WebhookAttemptRow]]:
+    """The attempts of several deliveries at once (a page of them), in order."""
+    found: dict[int, list[WebhookAttemptRow]] = {d: [] for d in delivery_ids}
+    for r in await db.fetch_all(ATTEMPTS_OF, (json.dumps(list(delivery_ids)),)):
+        row = from_row(WebhookAttemptRow, r)
+        found[row.delivery_id].append(row)
+    return found
 
 
 async def event(db: Database, event_id: int) -> EventRow | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from functools import cache
 from typing import Any
+from urllib.parse import urlsplit
 
 import jinja2
 
@@ -25,6 +26,8 @@ def environment() -> jinja2.Environment:
     env.filters["when"] = when
     env.filters["seconds"] = seconds
     env.filters["number"] = number
+    env.filters["link"] = link
+    env.filters["shown_url"] = shown_url
     return env
 
 
@@ -47,6 +50,21 @@ def seconds(value: float | None) -> str:
 
 def number(value: float) -> str:
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
+
+
+def link(url: str | None) -> str | None:
+    """A link the page may put in an href: http(s) only (a post's permalink is checked when
+    it is stored; this keeps a `javascript:` one out all the same)."""
+    if url and urlsplit(url).scheme in ("http", "https"):
+        return url
+    return None
+
+
+def shown_url(url: str) -> str:
+    """A URL without what may be a secret in it: no user or password, no query."""
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}{parts.path}"
 
 
 def duration_seconds(started_at: str, finished_at: str | None, now: datetime) -> float:

@@ -39,7 +39,7 @@ FLAGS = (
 
 
 @contextmanager
-def browser() -> Iterator[webdriver.Chrome]:
+def browser(javascript: bool = True) -> Iterator[webdriver.Chrome]:
     for path in (CHROMIUM, CHROMEDRIVER):
         if not Path(path).exists():
             raise RuntimeError(
@@ -52,6 +52,10 @@ def browser() -> Iterator[webdriver.Chrome]:
     for flag in FLAGS:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={profile}")
+    if not javascript:
+        options.add_experimental_option(
+            "prefs", {"profile.managed_default_content_settings.javascript": 2}
+        )
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
     try:

@@ -7,6 +7,8 @@ to a person."""
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -86,6 +88,67 @@ async def test_every_page_loads_with_its_assets_and_no_console_error(
         assert API_TOKEN not in source and "-facebook-token" not in source, path
     # The one script ran: it shows the auto-refresh box, which stays hidden without it.
     assert chromium.find_element(By.ID, "auto-refresh").is_displayed()
+
+
+def contrast(foreground: str, background: str) -> float:
+    """WCAG 2's contrast ratio of two `rgba(r, g, b, a)` colours as the browser reports them."""
+
+    def luminance(css: str) -> float:
+        red, green, blue = (int(v) / 255 for v in css[css.index("(") + 1 :].split(",")[:3])
+
+        def channel(c: float) -> float:
+            return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+        return 0.2126 * channel(red) + 0.7152 * channel(green) + 0.0722 * channel(blue)
+
+    light, dark = sorted((luminance(foreground), luminance(background)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+async def test_text_has_at_least_4_5_to_1_contrast_on_every_page(
+    sandbox: Daemon, chromium: webdriver.Chrome
+) -> None:
+    """Every link, badge, error, note and header cell, against the page or the table head."""
+    backgrounds = {"paper": "rgba(255, 255, 255, 1)", "band": "rgba(243, 245, 248, 1)"}
+    checked = 0
+    for path in PAGES:
+        await open_page(chromium, sandbox, path)
+        for element in chromium.find_elements(
+            By.CSS_SELECTOR, "a, .badge, .error-text, small, th, footer, .legend, h1, h2"
+        ):
+            if not element.is_displayed() or not element.text:
+                continue
+            color = element.value_of_css_property("color")
+            for name, background in backgrounds.items():
+                ratio = contrast(color, background)
+                assert ratio >= 4.5, (path, element.text, color, name, round(ratio, 2))
+            checked += 1
+    assert checked > 20
+
+
+async def test_the_pages_read_on_a_phone_without_sideways_scrolling(
+    sandbox: Daemon, chromium: webdriver.Chrome
+) -> None:
+    """Wide tables scroll in their own box; the page itself fits the screen."""
+    chromium.set_window_size(390, 844)
+    for path in PAGES:
+        await open_page(chromium, sandbox, path)
+        overflow = chromium.execute_script(
+            "return document.documentElement.scrollWidth - window.innerWidth"
+        )
+        assert overflow <= 0, (path, overflow)
+
+
+async def test_the_pages_read_without_javascript(sandbox: Daemon) -> None:
+    """Everything is in the HTML; only the auto-refresh needs the script, and without it its
+    box does not show."""
+    with browser(javascript=False) as driver:
+        for path in PAGES:
+            await open_page(driver, sandbox, path)
+            assert driver.find_element(By.TAG_NAME, "h1").text, path
+            assert not driver.find_element(By.ID, "auto-refresh").is_displayed()
+        await open_page(driver, sandbox, "/ui")
+        assert len(texts(driver, "#connections tbody th a")) == 2
 
 
 async def test_the_overview_names_every_sandbox_connection_and_draws_one_mark_per_run(
@@ -185,3 +248,63 @@ async def test_on_an_address_others_reach_the_page_asks_for_a_token_once_and_kee
     with anyio.fail_after(5):  # without a session, the page gives nothing away
         answer = await exposed.get("/ui/needs-person")
     assert answer.status_code == 303 and answer.headers["location"].startswith("/ui/login")
+
+
+async def test_pages_answer_with_a_strict_policy_and_errors_that_repeat_nothing(
+    sandbox: Daemon,
+) -> None:
+    page = await sandbox.get("/ui")
+    assert page.status_code == 200
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'none'" in policy and "script-src 'self'" in policy
+    assert page.headers["x-content-type-options"] == "nosniff"
+
+    missing = await sandbox.get("/ui/listings/L-NOT-THERE-%3Cb%3E")
+    assert missing.status_code == 404 and "NOT-THERE" not in missing.text
+    bad = await sandbox.get("/ui/connections/sandbox-1?status=%3Cscript%3Ex")
+    assert bad.status_code == 422 and "not a valid value: status" in bad.text
+    assert "<script>x" not in bad.text and "&lt;script&gt;x" not in bad.text
+
+
+async def test_a_connections_listings_are_paged_and_filtered_by_status(sandbox: Daemon) -> None:
+    listings = await sandbox.call("GET", "/v1/listings?connection_id=sandbox-1&limit=1000")
+    every = {item["id"] for item in listings.json()["items"]}
+    seen: set[str] = set()
+    path: str | None = "/ui/connections/sandbox-1"
+    while path is not None:
+        page = await sandbox.get(path)
+        assert page.status_code == 200
+        seen |= set(re.findall(r'href="/ui/listings/([^"]+)"', page.text))
+        found = re.search(r'<a rel="next" href="([^"]+)"', page.text)
+        path = html.unescape(found.group(1)) if found else None
+    assert seen == every and len(every) > 25
+    sold = await sandbox.get("/ui/connections/sandbox-1?status=sold")
+    assert 'aria-current="page">sold' in sold.text
+
+
+async def test_a_webhook_endpoint_shows_where_it_delivers_never_its_url(sandbox: Daemon) -> None:
+    """A receiver's URL may carry its own token; the page shows its scheme and host only."""
+    made = await sandbox.call(
+        "POST", "/v1/webhooks", json={"url": "http://127.0.0.1:9/hooks?token=receiver-s3cret"}
+    )
+    assert made.status_code == 201, made.text
+    page = await sandbox.get("/ui/events")
+    assert "at http://127.0.0.1:9 " in page.text
+    assert "receiver-s3cret" not in page.text and "/hooks" not in page.text
+
+
+async def test_a_login_never_sends_the_browser_elsewhere_nor_takes_another_sites_form(
+    exposed: Daemon,
+) -> None:
+    asked = await exposed.get("/ui/connections/sandbox-1?status=sold")
+    assert asked.status_code == 303
+    assert asked.headers["location"] == (
+        "/ui/login?next=%2Fui%2Fconnections%2Fsandbox-1%3Fstatus%3Dsold"
+    )
+    form = {"token": API_TOKEN, "next": "https://elsewhere.example/ui"}
+    answer = await exposed.call("POST", "/ui/login", token=None, data=form)
+    assert answer.status_code == 303 and answer.headers["location"] == "/ui"
+    cross = await exposed.call(
+        "POST", "/ui/login", token=None, data=form, headers={"Sec-Fetch-Site": "cross-site"}
+    )
+    assert cross.status_code == 403 and "set-cookie" not in cross.headers
