@@ -139,6 +139,16 @@ async def test_the_pages_read_on_a_phone_without_sideways_scrolling(
         assert overflow <= 0, (path, overflow)
 
 
+async def test_a_printed_page_leaves_out_the_navigation_and_keeps_the_figures(
+    sandbox: Daemon, chromium: webdriver.Chrome
+) -> None:
+    await open_page(chromium, sandbox, "/ui")
+    chromium.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})
+    assert not chromium.find_element(By.TAG_NAME, "header").is_displayed()
+    assert chromium.find_element(By.ID, "connections").is_displayed()
+    assert chromium.find_element(By.ID, "chart-duration").is_displayed()
+
+
 async def test_the_pages_read_without_javascript(sandbox: Daemon) -> None:
     """Everything is in the HTML; only the auto-refresh needs the script, and without it its
     box does not show."""
