@@ -307,6 +307,9 @@ def save(session: SandboxSession, path: Path) -> None:
             }
             for p in session.platforms.posts.values()
         ],
+        # The change log goes on from where it was: a consumer's sequence stays valid.
+        "entity_events": session.mls.entity_events,
+        "next_sequence": session.mls.next_sequence,
     }
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc), encoding="utf-8")
@@ -323,6 +326,8 @@ def load(mls: SandboxMls, platforms: SandboxPlatforms, path: Path) -> bool:
             rec["ModificationTimestamp"] = parse_iso(rec["ModificationTimestamp"])
             mls.last_stamp = max(mls.last_stamp, rec["ModificationTimestamp"])
         mls.records[rec["ListingKey"]] = rec
+    mls.entity_events = list(doc.get("entity_events", []))
+    mls.next_sequence = int(doc.get("next_sequence", mls.next_sequence))
     for raw in doc.get("posts", []):
         post = platforms.publish(
             raw["platform"],

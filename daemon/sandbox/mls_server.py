@@ -38,6 +38,9 @@ DEFAULT_MAX_PAGE_SIZE = 1000
 TOP_IS_TOTAL_PATH = "top-is-total"
 TOP_IS_TOTAL_DEFAULT_PAGE = 10
 TOP_IS_TOTAL_MAX_PAGE = 200
+ENTITY_EVENT = "EntityEvent"  # RESO's change log (docs/mls-reso.md "EntityEvent")
+# The first sequence a consumer sees can be any number: not 1, so that no code assumes it.
+FIRST_SEQUENCE = 1001
 
 
 @dataclass
@@ -68,7 +71,12 @@ class SandboxMls:
     last_stamp: datetime = field(default_factory=lambda: datetime(2000, 1, 1, tzinfo=UTC))
     # Paging re-asks the same query with a new $skip: keep its sorted result until data changes.
     version: int = 0
-    _results: dict[tuple[str, str], tuple[int, list[dict[str, Any]]]] = field(default_factory=dict)
+    _results: dict[tuple[str, str, str], tuple[int, list[dict[str, Any]]]] = field(
+        default_factory=dict
+    )
+    # The EntityEvent log: one event per change of a listing, in sequence order.
+    entity_events: list[dict[str, Any]] = field(default_factory=list)
+    next_sequence: int = FIRST_SEQUENCE
 
     # -- data --------------------------------------------------------------------------------
 
@@ -92,7 +100,7 @@ class SandboxMls:
         record["MlsStatus"] = mls_status if mls_status is not None else standard_status
         record["ModificationTimestamp"] = modified or self.stamp()
         record.update(raw)
-        self.version += 1
+        self._changed(key)
         return record
 
     def set_status(self, key: str, standard_status: Any, mls_status: Any = None) -> None:
@@ -104,11 +112,38 @@ class SandboxMls:
         """MLS Grid's way of removing a record: MlgCanView=false (and a new timestamp)."""
         self.records[key]["MlgCanView"] = False
         self.records[key]["ModificationTimestamp"] = self.stamp()
-        self.version += 1
+        self._changed(key)
 
     def delete(self, key: str) -> None:
         self.records.pop(key, None)
+        self._changed(key)
+
+    def _changed(self, key: str) -> None:
+        """Every change of a listing is an EntityEvent naming it (no status: the record read
+        is the truth), and makes cached query results stale."""
+        self.entity_events.append(
+            {
+                "EntityEventSequence": self.next_sequence,
+                "ResourceName": "Property",
+                "ResourceRecordKey": key,
+            }
+        )
+        self.next_sequence += 1
         self.version += 1
+
+    def compact(self) -> int:
+        """Drops every event of a key but its last, as a producer may: the sequence then has
+        gaps, which a consumer must take as normal. Returns how many were dropped."""
+        last = {e["ResourceRecordKey"]: e["EntityEventSequence"] for e in self.entity_events}
+        kept = [
+            e
+            for e in self.entity_events
+            if last[e["ResourceRecordKey"]] == e["EntityEventSequence"]
+        ]
+        dropped = len(self.entity_events) - len(kept)
+        self.entity_events = kept
+        self.version += 1
+        return dropped
 
     def status_of(self, key: str) -> Any:
         return self.records[key].get("StandardStatus")
@@ -142,13 +177,17 @@ class SandboxMls:
     # -- queries -----------------------------------------------------------------------------
 
     def query(
-        self, params: Mapping[str, str], prefer: str | None, top_is_total: bool = False
+        self,
+        params: Mapping[str, str],
+        prefer: str | None,
+        top_is_total: bool = False,
+        resource: str = "Property",
     ) -> tuple[list[dict[str, Any]], int]:
         """Returns (the page of records, the offset after it or -1 when it was the last).
 
         By default `$top` is a page size, as most RESO servers read it; with `top_is_total`
         it caps the whole result and only the Prefer header sets the page size."""
-        rows = self._matching(params.get("$filter", ""), params.get("$orderby", ""))
+        rows = self._matching(params.get("$filter", ""), params.get("$orderby", ""), resource)
         skip = _int(params.get("$skip"), 0, "$skip")
         top = params.get("$top")
         preferred = _preferred_page_size(prefer)
@@ -168,29 +207,31 @@ class SandboxMls:
         select = params.get("$select")
         fields = [f.strip() for f in select.split(",")] if select else None
         out = [_project(r, fields) for r in page]
-        for record in out:
+        for record in out if resource != ENTITY_EVENT else []:
             if self.weather.garble():  # a record as a broken feed sends it: a wrong type
                 record["StandardStatus"] = 404
                 self.garbled += 1
         return out, after
 
-    def _matching(self, text: str, order: str) -> list[dict[str, Any]]:
-        cached = self._results.get((text, order))
+    def _matching(self, text: str, order: str, resource: str) -> list[dict[str, Any]]:
+        cached = self._results.get((resource, text, order))
         if cached is not None and cached[0] == self.version:
             return cached[1]
-        rows: Iterable[dict[str, Any]] = self.records.values()
+        events = resource == ENTITY_EVENT
+        rows: Iterable[dict[str, Any]] = self.entity_events if events else self.records.values()
         if text:
             compiled = compile_filter(text)
-            if compiled.keys is not None:
+            if compiled.keys is not None and not events:
                 rows = [self.records[k] for k in compiled.keys if k in self.records]
             rows = [r for r in rows if compiled.matches(r)]
-        result = sorted(rows, key=_field_sort_key("ListingKey"))  # a stable order for paging
+        # A stable order for paging: the log's own, or by key.
+        result = list(rows) if events else sorted(rows, key=_field_sort_key("ListingKey"))
         for part in reversed([p.strip() for p in order.split(",") if p.strip()]):
             name, _, direction = part.partition(" ")
             result.sort(key=_field_sort_key(name), reverse=direction.strip() == "desc")
         if len(self._results) > 256:
             self._results.clear()
-        self._results[(text, order)] = (self.version, result)
+        self._results[(resource, text, order)] = (self.version, result)
         return result
 
 
@@ -258,7 +299,10 @@ def build_mls_app(mls: SandboxMls, resource: str = "Property", prefix: str = "")
     async def data_top_is_total(request: Request) -> Response:
         return await serve(request, top_is_total=True)
 
-    async def serve(request: Request, top_is_total: bool) -> Response:
+    async def entity_events(request: Request) -> Response:
+        return await serve(request, top_is_total=False, collection=ENTITY_EVENT)
+
+    async def serve(request: Request, top_is_total: bool, collection: str = resource) -> Response:
         auth = request.headers.get("authorization", "")
         credential = mls.credential_of(auth.removeprefix("Bearer ").strip())
         if credential is None:
@@ -269,11 +313,11 @@ def build_mls_app(mls: SandboxMls, resource: str = "Property", prefix: str = "")
         mls.in_flight += 1
         mls.max_in_flight = max(mls.max_in_flight, mls.in_flight)
         try:
-            return await answer(request, top_is_total)
+            return await answer(request, top_is_total, collection)
         finally:
             mls.in_flight -= 1
 
-    async def answer(request: Request, top_is_total: bool) -> Response:
+    async def answer(request: Request, top_is_total: bool, collection: str) -> Response:
         if fault := (
             mls.faults.take(request.query_params.get("$filter", "")) or mls.weather.roll()
         ):
@@ -286,10 +330,10 @@ def build_mls_app(mls: SandboxMls, resource: str = "Property", prefix: str = "")
         if mls.max_filter_length and len(params.get("$filter", "")) > mls.max_filter_length:
             return _odata_error(413, "the filter is too long")
         try:
-            page, after = mls.query(params, request.headers.get("prefer"), top_is_total)
+            page, after = mls.query(params, request.headers.get("prefer"), top_is_total, collection)
         except FilterError as exc:
             return _odata_error(400, str(exc))
-        body: dict[str, Any] = {"@odata.context": f"$metadata#{resource}", "value": page}
+        body: dict[str, Any] = {"@odata.context": f"$metadata#{collection}", "value": page}
         if after >= 0:
             link = request.url.include_query_params(**{"$skip": after})
             if mls.next_link_base:
@@ -345,6 +389,7 @@ def build_mls_app(mls: SandboxMls, resource: str = "Property", prefix: str = "")
             Route(f"{prefix}/oauth/token", token, methods=["POST"]),
             Route(f"{prefix}/{resource}", data, methods=["GET"]),
             Route(f"{prefix}/{TOP_IS_TOTAL_PATH}/{resource}", data_top_is_total, methods=["GET"]),
+            Route(f"{prefix}/{ENTITY_EVENT}", entity_events, methods=["GET"]),
             Route(
                 f"{prefix}/admin/listings/{{key}}", admin_listing, methods=["PUT", "POST", "DELETE"]
             ),

@@ -674,3 +674,17 @@ def test_json_output_is_json_alone_even_on_the_sandbox(sandbox_dir: Path) -> Non
         assert result.returncode == 0, (args, result.stderr)
         json.loads(result.stdout)  # nothing else on stdout
         assert "sandbox MLS at" in result.stderr
+
+
+def test_the_sandbox_change_log_goes_on_across_runs(sandbox_dir: Path) -> None:
+    """A consumer keeps the last EntityEventSequence it read: a new run of the sandbox must
+    number its changes after the old ones, never again from the start."""
+    state = sandbox_dir / "state" / "sandbox-mls.json"
+    assert mls_sync("sync", cwd=sandbox_dir).returncode == 0
+    first = json.loads(state.read_text())
+    assert mls_sync("sync", cwd=sandbox_dir).returncode == 0
+    second = json.loads(state.read_text())
+    old = [e["EntityEventSequence"] for e in first["entity_events"]]
+    new = [e["EntityEventSequence"] for e in second["entity_events"]]
+    assert new[: len(old)] == old and len(new) > len(old)  # the second run moved the market
+    assert new == sorted(set(new)) and new[-1] < second["next_sequence"]
