@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import NoReturn
+from typing import NoReturn, Protocol, TypeVar
 
 import anyio
 import httpx
@@ -26,6 +26,7 @@ from tenacity import (
 
 from daemon.enums import KeyFilter
 from daemon.mls.auth import TokenSource
+from daemon.mls.entity_events import EventPage, parse_event_page
 from daemon.mls.errors import (
     CircuitOpen,
     ConnectionStopped,
@@ -43,12 +44,21 @@ from daemon.mls.query import (
     by_key_url,
     changes_after_url,
     changes_url,
+    entity_events_url,
     page_size_preference,
 )
 from daemon.mls.transport import answer_summary, transport_cause
 from daemon.models import MlsRecord
 
 MAX_PAGES = 10_000  # a nextLink chain longer than this is a server bug, not data
+
+
+class _Paged(Protocol):
+    @property
+    def next_link(self) -> str | None: ...
+
+
+P = TypeVar("P", bound=_Paged)
 
 
 @dataclass(frozen=True)
@@ -161,7 +171,7 @@ class MlsClient:
         """Current status of `keys`. Keys the server leaves out count as removed; a 413/414
         splits the batch in two and asks again."""
         try:
-            pages = [page async for page in self.pages(self.by_key_url(keys))]
+            pages = [page async for page in self.pages(self.by_key_url(keys), parse_page)]
         except RequestTooLong:
             if len(keys) == 1:
                 raise MlsError(
@@ -187,7 +197,7 @@ class MlsClient:
         for _ in range(MAX_PAGES):
             read = 0
             last: tuple[datetime, str] | None = None
-            async for page in self.pages(url):
+            async for page in self.pages(url, parse_page):
                 read += page.size
                 if page.last_position is not None:
                     last = max(last, page.last_position) if last else page.last_position
@@ -204,7 +214,30 @@ class MlsClient:
             url = changes_after_url(e.base_url, e.resource, after, e.page_size, e.select)
         raise CursorStuck(f"more than {MAX_PAGES} queries to read the changes; giving up")
 
-    async def pages(self, first: httpx.URL) -> AsyncIterator[Page]:
+    async def entity_events(self, after: int) -> AsyncIterator[EventPage]:
+        """Pages of the change log's events after sequence `after`, in sequence order. As in
+        `changes`, an answer that ends after exactly `$top` events may have been cut by a
+        server that reads `$top` as the total: it goes on after the last sequence read until
+        an answer comes back short."""
+        e = self.endpoint
+        last = after
+        for _ in range(MAX_PAGES):
+            read = 0
+            url = entity_events_url(e.base_url, last, e.page_size)
+            async for page in self.pages(url, parse_event_page):
+                read += page.size
+                if page.first_sequence is not None and page.first_sequence <= last:
+                    raise MlsError(
+                        f"the change log went back from sequence {last} to "
+                        f"{page.first_sequence}: its pages are not in sequence order"
+                    )
+                last = page.last_sequence or last
+                yield page
+            if read != e.page_size:
+                return
+        raise CursorStuck(f"more than {MAX_PAGES} queries to read the change log; giving up")
+
+    async def pages(self, first: httpx.URL, parse: Callable[[bytes], P]) -> AsyncIterator[P]:
         """Follows @odata.nextLink as an opaque URL, but only on the configured server."""
         url: httpx.URL | None = first
         seen: set[str] = set()
@@ -212,7 +245,7 @@ class MlsClient:
             if len(seen) >= MAX_PAGES:
                 raise MlsError(f"more than {MAX_PAGES} pages for one query; giving up")
             seen.add(str(url))
-            page = await self.get_page(url)
+            page = await self.get_page(url, parse)
             yield page
             url = self._next_url(page.next_link, seen)
 
@@ -231,7 +264,7 @@ class MlsClient:
 
     # -- one request, retried ----------------------------------------------------------------
 
-    async def get_page(self, url: httpx.URL) -> Page:
+    async def get_page(self, url: httpx.URL, parse: Callable[[bytes], P]) -> P:
         if self.stopped is not None:
             raise self.stopped
         retrying = AsyncRetrying(
@@ -244,7 +277,7 @@ class MlsClient:
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._get_authorized(url)
+                    return await self._get_authorized(url, parse)
         except TokenUnavailable as exc:
             self.stopped = TokenEndpointDown(f"cannot get an access token: {exc}")
             raise self.stopped from None
@@ -259,7 +292,7 @@ class MlsClient:
         jitter = random.uniform(0, self.policy.backoff_initial)  # noqa: S311 - not a secret
         return retry_wait(self.policy, state.attempt_number, asked, jitter)
 
-    async def _get_authorized(self, url: httpx.URL) -> Page:
+    async def _get_authorized(self, url: httpx.URL, parse: Callable[[bytes], P]) -> P:
         """One 401 gets a fresh token and one more try; a second 401 stops the connection."""
         resp = await self._send(url)
         if resp.status_code == 401:
@@ -270,7 +303,7 @@ class MlsClient:
                     f"{self.endpoint.base_url} answered 401 twice: the credentials are no "
                     "longer accepted. Update the connection's credentials, then resume it."
                 )
-        return self._read(resp)
+        return self._read(resp, parse)
 
     @asynccontextmanager
     async def _slot(self) -> AsyncIterator[None]:
@@ -318,14 +351,14 @@ class MlsClient:
         )
         return self.stopped
 
-    def _read(self, resp: httpx.Response) -> Page:
+    def _read(self, resp: httpx.Response, parse: Callable[[bytes], P]) -> P:
         status = resp.status_code
         if status == 429:
             self._throttled(resp)
         self.consecutive_429s = 0
         if status == 200:
             try:
-                return parse_page(resp.content)
+                return parse(resp.content)
             except BadPayload as exc:
                 # A truncated or garbled body is usually transient: worth the retries.
                 raise Retryable(str(exc)) from None

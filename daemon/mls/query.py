@@ -118,3 +118,16 @@ def split_to_fit(
     middle = len(keys) // 2
     yield from split_to_fit(keys[:middle], url_length, max_url_length)
     yield from split_to_fit(keys[middle:], url_length, max_url_length)
+
+
+def entity_events_url(base_url: str, after: int, page_size: int) -> httpx.URL:
+    """The change log's events after sequence `after`, in sequence order (docs/mls-reso.md
+    "The change log")."""
+    return httpx.URL(
+        f"{base_url.rstrip('/')}/EntityEvent",
+        params={
+            "$filter": f"EntityEventSequence gt {after}",
+            "$orderby": "EntityEventSequence",
+            "$top": str(page_size),
+        },
+    )

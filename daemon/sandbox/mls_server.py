@@ -302,6 +302,9 @@ def build_mls_app(mls: SandboxMls, resource: str = "Property", prefix: str = "")
     async def entity_events(request: Request) -> Response:
         return await serve(request, top_is_total=False, collection=ENTITY_EVENT)
 
+    async def entity_events_top_is_total(request: Request) -> Response:
+        return await serve(request, top_is_total=True, collection=ENTITY_EVENT)
+
     async def serve(request: Request, top_is_total: bool, collection: str = resource) -> Response:
         auth = request.headers.get("authorization", "")
         credential = mls.credential_of(auth.removeprefix("Bearer ").strip())
@@ -390,6 +393,11 @@ def build_mls_app(mls: SandboxMls, resource: str = "Property", prefix: str = "")
             Route(f"{prefix}/{resource}", data, methods=["GET"]),
             Route(f"{prefix}/{TOP_IS_TOTAL_PATH}/{resource}", data_top_is_total, methods=["GET"]),
             Route(f"{prefix}/{ENTITY_EVENT}", entity_events, methods=["GET"]),
+            Route(
+                f"{prefix}/{TOP_IS_TOTAL_PATH}/{ENTITY_EVENT}",
+                entity_events_top_is_total,
+                methods=["GET"],
+            ),
             Route(
                 f"{prefix}/admin/listings/{{key}}", admin_listing, methods=["PUT", "POST", "DELETE"]
             ),

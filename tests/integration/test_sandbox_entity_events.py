@@ -8,8 +8,10 @@ from typing import Any
 
 import httpx
 
-from daemon.sandbox.mls_server import FIRST_SEQUENCE
-from tests.helpers import STATIC_TOKEN, Mls
+from daemon.composition import Runtime
+from daemon.sandbox.mls_server import FIRST_SEQUENCE, TOP_IS_TOTAL_PATH
+from daemon.store import connections
+from tests.helpers import STATIC_TOKEN, Mls, add_connection
 
 AUTH = {"Authorization": f"Bearer {STATIC_TOKEN}"}
 
@@ -63,3 +65,65 @@ async def test_a_compacted_log_keeps_each_keys_last_event_and_has_gaps(mls: Mls)
         ("K1", FIRST_SEQUENCE + 2),
         ("K2", FIRST_SEQUENCE + 3),
     ]
+
+
+async def _client_events(runtime: Runtime, url: str, after: int, **fields: Any) -> list[Any]:
+    """What the daemon's MLS client reads of the change log after `after`, page by page."""
+    await add_connection(runtime, url, **fields)
+    row = await connections.get(runtime.db, "mls-1")
+    assert row is not None
+    client = runtime.engine.access.client_for(row, lambda: None)
+    return [page async for page in client.entity_events(after)]
+
+
+async def test_the_mls_client_reads_the_change_log_in_pages_and_across_gaps(
+    runtime: Runtime, mls: Mls
+) -> None:
+    sandbox, url = mls
+    for n in range(7):
+        sandbox.put(f"K{n}", "Active")
+    sandbox.put("K1", "Closed")
+    sandbox.compact()  # K1's first event is gone: a gap
+    pages = await _client_events(runtime, url, 0, page_size=3)
+    events = [e for p in pages for e in p.events]
+    assert [e.key for e in events] == ["K0", "K2", "K3", "K4", "K5", "K6", "K1"]
+    assert FIRST_SEQUENCE + 1 not in [e.sequence for e in events]
+    assert [p.size for p in pages] == [3, 3, 1]
+    after = events[3].sequence
+    rest = await _client_events_again(runtime, after)
+    assert [e.key for p in rest for e in p.events] == ["K5", "K6", "K1"]
+
+
+async def _client_events_again(runtime: Runtime, after: int) -> list[Any]:
+    row = await connections.get(runtime.db, "mls-1")
+    assert row is not None
+    client = runtime.engine.access.client_for(row, lambda: None)
+    return [page async for page in client.entity_events(after)]
+
+
+async def test_a_server_that_reads_top_as_a_total_is_read_on_after_the_last_sequence(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """Such a server (docs/mls-paging.md) ends its answer after exactly $top events without
+    a nextLink: the client asks again after the last sequence, until an answer is short."""
+    sandbox, url = mls
+    for n in range(5):
+        sandbox.put(f"K{n}", "Active")
+    pages = await _client_events(runtime, f"{url}/{TOP_IS_TOTAL_PATH}", 0, page_size=2)
+    assert [e.key for p in pages for e in p.events] == [f"K{n}" for n in range(5)]
+    assert all(p.next_link is None for p in pages)
+
+
+async def test_an_event_whose_key_cannot_be_read_is_kept_as_an_error_of_its_page(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """It may name a tracked listing: the run that meets it must record it, not say ok."""
+    sandbox, url = mls
+    sandbox.put("K0", "Active")
+    sandbox.entity_events.append(
+        {"EntityEventSequence": sandbox.next_sequence, "ResourceName": "Property"}
+    )
+    pages = await _client_events(runtime, url, 0)
+    assert [e.key for e in pages[0].events] == ["K0"]
+    assert [sequence for sequence, _ in pages[0].errors] == [FIRST_SEQUENCE + 1]
+    assert "ResourceRecordKey" in pages[0].errors[0][1]

@@ -1,0 +1,109 @@
+"""Reading RESO's change log, the EntityEvent resource (docs/mls-reso.md "The change log").
+
+An answer is a page of events in sequence order. Nothing is trusted: an event whose sequence
+cannot be read makes the page unusable (where to go on from would be a guess, and a change
+could be skipped); an event whose sequence reads but whose resource or key does not is kept
+as an error of that event, so the run that meets it records it rather than says `ok`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+
+from daemon.mls.payload import BadPayload
+
+RESOURCE = "EntityEvent"
+LISTINGS = "Property"  # the ResourceName of the events mls-sync acts on
+MAX_SEQUENCE = 2**63 - 1
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # ResourceRecordUrl, a producer's extras
+
+    EntityEventSequence: StrictInt = Field(ge=1, le=MAX_SEQUENCE)
+    ResourceName: StrictStr = Field(min_length=1, max_length=255)
+    ResourceRecordKey: StrictStr = Field(min_length=1, max_length=255)
+
+
+class _Sequence(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    EntityEventSequence: StrictInt = Field(ge=1, le=MAX_SEQUENCE)
+
+
+@dataclass(frozen=True, slots=True)
+class EntityEvent:
+    sequence: int
+    resource: str
+    key: str
+
+
+@dataclass(slots=True)
+class EventPage:
+    events: list[EntityEvent] = field(default_factory=list)
+    # (sequence, what is wrong) of events whose sequence reads but not the rest.
+    errors: list[tuple[int, str]] = field(default_factory=list)
+    next_link: str | None = None
+    size: int = 0  # events in the answer
+    first_sequence: int | None = None
+    last_sequence: int | None = None  # the greatest sequence of the page
+
+    def listing_keys(self) -> list[str]:
+        """The listings the page's events name, each once, in order."""
+        return list(dict.fromkeys(e.key for e in self.events if e.resource == LISTINGS))
+
+
+def parse_event_page(body: bytes) -> EventPage:
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadPayload(f"the answer is not JSON ({exc})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("value"), list):
+        raise BadPayload("the answer has no `value` list (is this the EntityEvent resource?)")
+    next_link = doc.get("@odata.nextLink")
+    if next_link is not None and not isinstance(next_link, str):
+        raise BadPayload("@odata.nextLink is not a string")
+    page = EventPage(next_link=next_link or None, size=len(doc["value"]))
+    previous = 0
+    for raw in doc["value"]:
+        sequence = _sequence_of(raw)
+        if sequence <= previous:
+            raise BadPayload(
+                f"EntityEventSequence {sequence} follows {previous}: the events are not in "
+                "sequence order"
+            )
+        previous = sequence
+        try:
+            event = _Event.model_validate(raw)
+        except ValidationError as exc:
+            page.errors.append((sequence, _describe(exc)))
+        else:
+            page.events.append(
+                EntityEvent(event.EntityEventSequence, event.ResourceName, event.ResourceRecordKey)
+            )
+    if page.size:
+        page.first_sequence = _sequence_of(doc["value"][0])
+        page.last_sequence = previous
+    return page
+
+
+def _sequence_of(raw: Any) -> int:
+    try:
+        return _Sequence.model_validate(raw).EntityEventSequence
+    except ValidationError:
+        raise BadPayload(
+            "an event has no readable EntityEventSequence (a positive whole number): where "
+            "to go on from is unknown"
+        ) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    """The fields at fault and why, never their values (a key is the server's data)."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'event'}: {err['msg'].lower()}"
+        for err in exc.errors(include_url=False)[:3]
+    )
