@@ -44,6 +44,7 @@ class NotifyMode(StrEnum):
 class QueryMode(StrEnum):
     BY_KEY = "by_key"  # ask for every tracked key each cycle
     INCREMENTAL = "incremental"  # ask for what changed since the cursor
+    EVENTS = "events"  # read RESO's change log (EntityEvent), then the listings it names
 
 
 class AuthKind(StrEnum):

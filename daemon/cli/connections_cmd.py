@@ -77,7 +77,8 @@ def connections() -> None:
     "--mode",
     QueryMode,
     QueryMode.BY_KEY,
-    "Ask for every tracked key, or for what changed since last time.",
+    "Ask for every tracked key, for what changed since last time (by ModificationTimestamp), "
+    "or read the server's change log (EntityEvent) and then the listings it names.",
 )
 @choice_option(
     "--key-filter",

@@ -45,6 +45,7 @@ from daemon.mls.query import (
     changes_after_url,
     changes_url,
     entity_events_url,
+    last_event_url,
     page_size_preference,
 )
 from daemon.mls.transport import answer_summary, transport_cause
@@ -236,6 +237,11 @@ class MlsClient:
             if read != e.page_size:
                 return
         raise CursorStuck(f"more than {MAX_PAGES} queries to read the change log; giving up")
+
+    async def last_sequence(self) -> int:
+        """The change log's last sequence now (0 for an empty log)."""
+        page = await self.get_page(last_event_url(self.endpoint.base_url), parse_event_page)
+        return page.last_sequence or 0
 
     async def pages(self, first: httpx.URL, parse: Callable[[bytes], P]) -> AsyncIterator[P]:
         """Follows @odata.nextLink as an opaque URL, but only on the configured server."""

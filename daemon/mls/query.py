@@ -131,3 +131,11 @@ def entity_events_url(base_url: str, after: int, page_size: int) -> httpx.URL:
             "$top": str(page_size),
         },
     )
+
+
+def last_event_url(base_url: str) -> httpx.URL:
+    """The change log's last event: where a reader starts after a full pass."""
+    return httpx.URL(
+        f"{base_url.rstrip('/')}/EntityEvent",
+        params={"$orderby": "EntityEventSequence desc", "$top": "1"},
+    )

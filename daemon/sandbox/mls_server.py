@@ -260,6 +260,8 @@ def _field_sort_key(name: str) -> Callable[[dict[str, Any]], tuple[int, str]]:
 def _sort_key(value: Any) -> tuple[int, str]:
     if isinstance(value, datetime):
         return (1, iso(value))
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return (2, f"{value:020d}")  # numbers in number order (a sequence passes 9999)
     return (0 if value is None else 2, str(value))
 
 

@@ -121,14 +121,26 @@ class Database:
         for version, name, sql in MIGRATIONS:
             if version <= current:
                 continue
-            # One transaction per migration: a crash leaves the previous version intact.
-            script = f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {version};\nCOMMIT;"
+            # One transaction per migration: a crash leaves the previous version intact. With
+            # foreign keys off while it runs, as SQLite's procedure for rebuilding a table
+            # asks (a dropped parent table would count its children as violations for good),
+            # and every key checked before it commits.
+            await self.conn.execute("PRAGMA foreign_keys = OFF")
             try:
-                await self.conn.executescript(script)
+                await self.conn.executescript(f"BEGIN IMMEDIATE;\n{sql}")
+                broken = list(await self.conn.execute_fetchall("PRAGMA foreign_key_check"))
+                if broken:
+                    raise sqlite3.IntegrityError(
+                        f"it leaves {len(broken)} row(s) whose foreign key finds no row"
+                    )
+                await self.conn.execute(f"PRAGMA user_version = {version}")
+                await self.conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 if self.conn.in_transaction:
                     await self.conn.execute("ROLLBACK")
                 raise SchemaError(f"{self.path}: migration {name} failed: {exc}") from None
+            finally:
+                await self.conn.execute("PRAGMA foreign_keys = ON")
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:

@@ -15,6 +15,7 @@ import structlog
 
 from daemon.enums import KeyFilter
 from daemon.mls.client import BatchAnswer, MlsClient
+from daemon.mls.entity_events import EventPage
 from daemon.mls.errors import ConnectionStopped, MlsError
 from daemon.mls.payload import Page
 from daemon.mls.query import key_batches
@@ -63,16 +64,7 @@ class ConnectionSync:
         """Asks for every tracked key, in batches, and applies each answer as it comes."""
         id_by_key = {t.listing_key: t.id for t in tracked}
         keys = list(id_by_key)
-        form = KeyFilter(self.row.key_filter)
-        batches = list(
-            key_batches(
-                keys,
-                form,
-                self.row.batch_size,
-                self.client.url_length,
-                self.max_url_length,
-            )
-        )
+        batches = self._batches(keys)
         self._total = len(keys)
         send, receive = anyio.create_memory_object_stream[list[str]](len(batches) or 1)
         for batch in batches:
@@ -166,11 +158,11 @@ class ConnectionSync:
                 standard_status=change.standard_status,
             )
 
-    async def full_pass_done(self, cursor: datetime, started: datetime) -> None:
-        """Incremental mode's full pass got an answer for every batch: changes are read from
-        `cursor` on, and the next full pass is due a period after `started`. Fenced by the
-        lease like every other write of the sync."""
-        await self._apply([], [], cursor=iso(cursor), reconciled_at=iso(started))
+    async def full_pass_done(self, cursor: str, started: datetime) -> None:
+        """The full pass of incremental or events mode got an answer for every batch: changes
+        are read from `cursor` (a timestamp, a sequence) on, and the next full pass is due a
+        period after `started`. Fenced by the lease like every other write of the sync."""
+        await self._apply([], [], cursor=cursor, reconciled_at=iso(started))
 
     def _note_error(self, message: str) -> None:
         if self.first_error is None:
@@ -182,6 +174,83 @@ class ConnectionSync:
             return None
         first = f"; first: {self.first_error}" if self.first_error else ""
         return f"{self.counts.errors} error(s) in run {self.run_id}{first}"
+
+    # -- events (docs/mls-reso.md "The change log") -----------------------------------------
+
+    async def entity_events(self) -> None:
+        """The change log's events after the saved sequence, page by page. An event says only
+        that a record changed: the tracked listings a page names are read by key (the read
+        is the truth; a key the server no longer returns is removed), and applied with the
+        page's last sequence as the cursor, in one commit (invariant 5). A page whose reads
+        did not all succeed stops the reading there: the sequence stays before it, and the
+        next sync reads it again."""
+        assert self.row.cursor is not None
+        try:
+            async for page in self.client.entity_events(int(self.row.cursor)):
+                if not await self._apply_event_page(page):
+                    return
+        except ConnectionStopped as exc:
+            self.stopped = exc
+        except MlsError as exc:
+            await self._record(ErrorEntry("batch", f"change log read stopped: {exc}", self.row.id))
+
+    async def _apply_event_page(self, page: EventPage) -> bool:
+        if page.errors:
+            # An event that names no readable key could be any listing's: every tracked
+            # listing is read, so that nothing it stood for is missed.
+            await self._record(
+                *(
+                    ErrorEntry(
+                        "batch",
+                        f"EntityEvent {sequence} cannot be read ({why}): every tracked "
+                        "listing was read in its place",
+                        self.row.id,
+                        severity="warning",
+                    )
+                    for sequence, why in page.errors
+                )
+            )
+            id_by_key = {t.listing_key: t.id for t in await listings.tracked(self.db, self.row.id)}
+        else:
+            id_by_key = await listings.ids_for_keys(self.db, self.row.id, page.listing_keys())
+        observations: list[tuple[str, Observation]] = []
+        failures: list[tuple[str, str]] = []
+        for keys in self._batches(list(id_by_key)):
+            try:
+                answer = await self.client.fetch_batch(keys)
+            except ConnectionStopped:
+                raise
+            except MlsError as exc:
+                await self._record(
+                    ErrorEntry(
+                        "batch",
+                        f"{len(keys)} listing(s) named by the change log up to sequence "
+                        f"{page.last_sequence} not read: {exc}; read again at the next sync",
+                        self.row.id,
+                    )
+                )
+                self.failed_batches += 1
+                return False
+            observations += [(id_by_key[k], rec) for k, rec in answer.records.items()]
+            observations += [(id_by_key[k], Removed(k, why)) for k, why in answer.removed.items()]
+            failures += [(id_by_key[k], why) for k, why in answer.errors.items()]
+        cursor = str(page.last_sequence) if page.last_sequence is not None else None
+        await self._apply(observations, failures, cursor=cursor)
+        return True
+
+    def _batches(self, keys: list[str]) -> list[list[str]]:
+        """`keys` in batches of the connection's size, each short enough for its URL."""
+        if not keys:
+            return []
+        return list(
+            key_batches(
+                keys,
+                KeyFilter(self.row.key_filter),
+                self.row.batch_size,
+                self.client.url_length,
+                self.max_url_length,
+            )
+        )
 
     # -- incremental -------------------------------------------------------------------------
 

@@ -421,24 +421,34 @@ class SyncEngine:
             status = LocalStatus(only_listing.status) if only_listing.status else None
             await work.by_key([TrackedListing(only_listing.id, only_listing.listing_key, status)])
             return
-        if row.mode == QueryMode.INCREMENTAL and row.cursor and not self._reconcile_due(row):
+        reading = row.cursor is not None and not self._reconcile_due(row)
+        if row.mode == QueryMode.INCREMENTAL and reading:
             await work.incremental()
             return
+        if row.mode == QueryMode.EVENTS and reading:
+            await work.entity_events()
+            return
         started = self.clock()
+        # The change log's end before the full pass: what changes from then on, the next
+        # sync reads from the log.
+        mark = await work.client.last_sequence() if row.mode == QueryMode.EVENTS else None
         await work.by_key(await listings.tracked(self.db, row.id))
-        if row.mode != QueryMode.INCREMENTAL:
+        if row.mode == QueryMode.BY_KEY:
             return
         if work.stopped is not None or work.failed_batches:
             # Some listings were not asked: the pass is not done, and the next cycle runs it
             # again rather than trusting a cursor that skipped them.
             log.warning("full_reconcile_incomplete", failed_batches=work.failed_batches)
             return
+        if mark is not None:
+            await work.full_pass_done(str(mark), started)
+            return
         # A full reconcile: afterwards, changes are read from when it started. A cursor that
         # a future-dated record once pushed ahead is pulled back here.
         cursor = started
         if row.cursor and parse_iso(row.cursor) <= started + CLOCK_SKEW:
             cursor = max(parse_iso(row.cursor), started)
-        await work.full_pass_done(cursor, started)
+        await work.full_pass_done(iso(cursor), started)
 
     def _reconcile_due(self, row: ConnectionRow) -> bool:
         if row.last_full_reconcile_at is None:

@@ -16,7 +16,7 @@ from daemon.config import Settings
 from daemon.encryption import SecretKeyError, generate_key
 from daemon.sandbox.mls_server import SandboxMls
 from daemon.store import accounts, connections, vault
-from daemon.store.database import SCHEMA_VERSION, Database, SchemaError
+from daemon.store.database import MIGRATIONS, SCHEMA_VERSION, Database, SchemaError
 from daemon.timestamps import iso, utcnow
 from tests.helpers import STATIC_TOKEN, add_account, add_connection, status_of, track
 
@@ -168,4 +168,42 @@ async def test_a_transaction_cancelled_while_waiting_for_the_write_lock_leaves_n
             assert not db.conn.in_transaction
     finally:
         other.close()
+        await db.close()
+
+
+async def test_a_database_of_the_last_version_keeps_every_row_when_connections_are_rebuilt(
+    tmp_path: Path,
+) -> None:
+    """Migration 9 rebuilds mls_connections (a new mode in its CHECK) under the listings that
+    refer to it: every row and every reference stays, and foreign keys are on again after."""
+    path = tmp_path / "x.db"
+    now = iso(utcnow())
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        for version, _, sql in MIGRATIONS:
+            if version < 9:
+                conn.executescript(f"BEGIN;\n{sql}\nPRAGMA user_version = {version};\nCOMMIT;")
+        conn.execute(
+            "INSERT INTO mls_connections (id, name, base_url, auth_kind, secret_encrypted, "
+            "created_at, updated_at) VALUES ('c1', 'C1', 'https://mls.invalid', 'bearer', 'x', "
+            "?, ?)",
+            (now, now),
+        )
+        conn.execute(
+            "INSERT INTO listings (id, connection_id, listing_key, created_at, updated_at) "
+            "VALUES ('L-1', 'c1', '1', ?, ?)",
+            (now, now),
+        )
+    db = await Database.open(path)
+    try:
+        assert await db.schema_version() == SCHEMA_VERSION >= 9
+        assert [tuple(r) for r in await db.fetch_all("SELECT id FROM mls_connections")] == [("c1",)]
+        assert [tuple(r) for r in await db.fetch_all("SELECT connection_id FROM listings")] == [
+            ("c1",)
+        ]
+        assert await db.fetch_all("PRAGMA foreign_key_check") == []
+        assert [tuple(r) for r in await db.fetch_all("PRAGMA foreign_keys")] == [(1,)]
+        await db.write_one("UPDATE mls_connections SET mode = 'events' WHERE id = 'c1'", {})
+        with pytest.raises(sqlite3.IntegrityError):  # the listing still needs its connection
+            await db.write_one("DELETE FROM mls_connections WHERE id = 'c1'", {})
+    finally:
         await db.close()

@@ -1,0 +1,143 @@
+"""Events mode: a connection that reads RESO's change log (EntityEvent) and then only the
+listings its events name, against the sandbox MLS over real HTTP (docs/mls-reso.md "The
+change log")."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from daemon.composition import Runtime
+from daemon.sandbox.faults import Fault
+from daemon.store import connections, listings
+from tests.helpers import Mls, add_connection, status_of, track
+
+KEYS = [f"E{i:02d}" for i in range(10)]
+
+
+async def _events_connection(runtime: Runtime, mls: Mls, **fields: Any) -> None:
+    sandbox, url = mls
+    for key in KEYS:
+        sandbox.put(key, "Active")
+    sandbox.put("UNTRACKED", "Active")
+    await add_connection(runtime, url, mode="events", **fields)
+    await track(runtime, "mls-1", KEYS)
+
+
+async def _sequence(runtime: Runtime) -> int:
+    row = await connections.get(runtime.db, "mls-1")
+    assert row is not None and row.cursor is not None
+    return int(row.cursor)
+
+
+async def test_a_sale_is_found_from_the_change_log_reading_only_the_listing_it_names(
+    runtime: Runtime, mls: Mls
+) -> None:
+    sandbox, _ = mls
+    await _events_connection(runtime, mls)
+    first = await runtime.engine.sync_all()  # the full pass, and where the log stands
+    assert first.run.listings_checked == 10
+    assert await _sequence(runtime) == sandbox.next_sequence - 1
+    sandbox.set_status("E03", "Closed")
+    sandbox.set_status("UNTRACKED", "Closed")
+    asked_before = len(sandbox.filters)
+
+    second = await runtime.engine.sync_all()
+
+    asked = sandbox.filters[asked_before:]
+    assert asked[0].startswith("EntityEventSequence gt ")
+    assert asked[1:] == ["ListingKey in ('E03')"] or asked[1:] == ["ListingKey eq 'E03'"]
+    assert (second.run.listings_checked, second.run.status_changes, second.run.errors) == (1, 1, 0)
+    assert await status_of(runtime, "E03") == "sold"
+    assert [c.event for c in await listings.history(runtime.db, "L-E03")][-1] == "changed"
+    assert await _sequence(runtime) == sandbox.next_sequence - 1
+
+
+async def test_a_read_that_finds_nothing_costs_one_request(runtime: Runtime, mls: Mls) -> None:
+    await _events_connection(runtime, mls)
+    await runtime.engine.sync_all()
+    quiet = await runtime.engine.sync_all()
+    assert (quiet.run.mls_requests, quiet.run.errors, quiet.run.outcome) == (1, 0, "ok")
+
+
+async def test_a_compacted_log_loses_no_change_and_a_listing_gone_from_the_feed_is_removed(
+    runtime: Runtime, mls: Mls
+) -> None:
+    sandbox, _ = mls
+    await _events_connection(runtime, mls)
+    await runtime.engine.sync_all()
+    for status in ("Pending", "Closed"):
+        sandbox.set_status("E01", status)
+    sandbox.set_status("E02", "Pending")
+    sandbox.delete("E04")  # no longer visible to this consumer: its read returns nothing
+    assert sandbox.compact() > 0  # E01's first event is gone: a gap in the sequence
+
+    await runtime.engine.sync_all()
+
+    assert await status_of(runtime, "E01") == "sold"
+    assert await status_of(runtime, "E02") == "pending"
+    assert await status_of(runtime, "E04") == "off_market"
+    assert [c.event for c in await listings.history(runtime.db, "L-E04")][-1] == "removed"
+
+
+async def test_a_failed_read_of_the_named_listings_keeps_the_sequence_and_the_next_sync_applies_it(
+    runtime: Runtime, mls: Mls
+) -> None:
+    sandbox, _ = mls
+    await _events_connection(runtime, mls)
+    await runtime.engine.sync_all()
+    before = await _sequence(runtime)
+    sandbox.set_status("E05", "Closed")
+    # The log answers; every try of the listing's read fails.
+    sandbox.faults.add(Fault("status", status=500, after=1, times=100))
+
+    broken = await runtime.engine.sync_all()
+
+    assert broken.run.errors == 1 and broken.run.outcome != "ok"
+    assert await status_of(runtime, "E05") == "active"
+    assert await _sequence(runtime) == before  # not past the change it could not read
+    sandbox.faults.clear()
+    await runtime.engine.sync_all()
+    assert await status_of(runtime, "E05") == "sold"
+
+
+async def test_an_event_without_a_readable_key_has_every_tracked_listing_read(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """It could stand for any listing: reading them all misses nothing, so it is a warning."""
+    sandbox, _ = mls
+    await _events_connection(runtime, mls)
+    await runtime.engine.sync_all()
+    sandbox.records["E07"]["StandardStatus"] = "Closed"  # changed without an event of its own
+    sandbox.entity_events.append(
+        {"EntityEventSequence": sandbox.next_sequence, "ResourceName": "Property"}
+    )
+    sandbox.next_sequence += 1
+    sandbox.version += 1
+
+    report = await runtime.engine.sync_all()
+
+    assert (report.run.listings_checked, report.run.errors, report.run.warnings) == (10, 0, 1)
+    assert await status_of(runtime, "E07") == "sold"
+    assert await _sequence(runtime) == sandbox.next_sequence - 1
+
+
+async def test_the_full_pass_runs_when_it_is_due_and_the_log_is_read_on_from_before_it(
+    runtime: Runtime, mls: Mls
+) -> None:
+    sandbox, _ = mls
+    await _events_connection(runtime, mls, full_reconcile_seconds=60)
+    await runtime.engine.sync_all()
+    # A change the log never showed (the producer lost it): only a full pass finds it.
+    sandbox.records["E08"]["StandardStatus"] = "Closed"
+    sandbox.version += 1
+    await runtime.engine.sync_all()
+    assert await status_of(runtime, "E08") == "active"
+
+    later = datetime.now(UTC) + timedelta(minutes=2)
+    runtime.engine.clock = lambda: later
+    full = await runtime.engine.sync_all()
+
+    assert full.run.listings_checked == 10
+    assert await status_of(runtime, "E08") == "sold"
+    assert await _sequence(runtime) == sandbox.next_sequence - 1
