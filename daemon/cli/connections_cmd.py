@@ -110,7 +110,7 @@ def connections() -> None:
     type=int,
     default=86_400,
     show_default=True,
-    help="Incremental mode: seconds between full by-key passes.",
+    help="Incremental and events modes: seconds between full by-key passes.",
 )
 @click.option(
     "--mlg-can-view",
