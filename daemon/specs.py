@@ -47,6 +47,9 @@ def _url(value: str, what: str) -> str:
     return value.rstrip("/")
 
 
+EVENTS_RESOURCE = "Property"  # RESO's ResourceName of listings (docs/mls-reso.md)
+
+
 class ConnectionFields(BaseModel):
     """A connection's definition; the id comes from where it is given (CLI, URL path)."""
 
@@ -85,6 +88,17 @@ class ConnectionFields(BaseModel):
     def _oauth_needs_endpoint(self) -> ConnectionFields:
         if self.auth_kind is AuthKind.OAUTH2 and not (self.token_url and self.client_id):
             raise ValueError("auth_kind 'oauth2' needs token_url and client_id")
+        return self
+
+    @model_validator(mode="after")
+    def _events_name_property(self) -> ConnectionFields:
+        # The change log names listings by RESO's ResourceName, Property: a connection whose
+        # resource is called otherwise would find none of its listings' events in it.
+        if self.mode is QueryMode.EVENTS and self.resource != EVENTS_RESOURCE:
+            raise ValueError(
+                f"mode 'events' reads the change log's {EVENTS_RESOURCE} events: resource "
+                f"must be {EVENTS_RESOURCE} (or use mode by_key or incremental)"
+            )
         return self
 
 

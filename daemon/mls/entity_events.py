@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 from daemon.mls.payload import BadPayload
 
 RESOURCE = "EntityEvent"
-LISTINGS = "Property"  # the ResourceName of the events mls-sync acts on
 MAX_SEQUENCE = 2**63 - 1
 
 
@@ -35,6 +34,12 @@ class _Sequence(BaseModel):
     EntityEventSequence: StrictInt = Field(ge=1, le=MAX_SEQUENCE)
 
 
+class _Resource(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    ResourceName: StrictStr
+
+
 @dataclass(frozen=True, slots=True)
 class EntityEvent:
     sequence: int
@@ -45,16 +50,27 @@ class EntityEvent:
 @dataclass(slots=True)
 class EventPage:
     events: list[EntityEvent] = field(default_factory=list)
-    # (sequence, what is wrong) of events whose sequence reads but not the rest.
-    errors: list[tuple[int, str]] = field(default_factory=list)
+    # Events whose sequence reads but not the rest: (sequence, their ResourceName when that
+    # reads, what is wrong).
+    errors: list[tuple[int, str | None, str]] = field(default_factory=list)
     next_link: str | None = None
     size: int = 0  # events in the answer
     first_sequence: int | None = None
     last_sequence: int | None = None  # the greatest sequence of the page
 
-    def listing_keys(self) -> list[str]:
-        """The listings the page's events name, each once, in order."""
-        return list(dict.fromkeys(e.key for e in self.events if e.resource == LISTINGS))
+    def first_event_of(self, resource: str) -> dict[str, int]:
+        """Each record of `resource` the page's events name (the connection's listings:
+        `Property` as a rule), with the first sequence that names it, in order."""
+        found: dict[str, int] = {}
+        for e in self.events:
+            if e.resource == resource:
+                found.setdefault(e.key, e.sequence)
+        return found
+
+    def unreadable(self, resource: str) -> list[tuple[int, str]]:
+        """(sequence, what is wrong) of the events that may be of `resource`: their
+        resource is that one, or cannot be read either."""
+        return [(seq, why) for seq, name, why in self.errors if name in (None, resource)]
 
 
 def parse_event_page(body: bytes) -> EventPage:
@@ -80,7 +96,7 @@ def parse_event_page(body: bytes) -> EventPage:
         try:
             event = _Event.model_validate(raw)
         except ValidationError as exc:
-            page.errors.append((sequence, _describe(exc)))
+            page.errors.append((sequence, _resource_of(raw), _describe(exc)))
         else:
             page.events.append(
                 EntityEvent(event.EntityEventSequence, event.ResourceName, event.ResourceRecordKey)
@@ -99,6 +115,13 @@ def _sequence_of(raw: Any) -> int:
             "an event has no readable EntityEventSequence (a positive whole number): where "
             "to go on from is unknown"
         ) from None
+
+
+def _resource_of(raw: Any) -> str | None:
+    try:
+        return _Resource.model_validate(raw).ResourceName
+    except ValidationError:
+        return None
 
 
 def _describe(exc: ValidationError) -> str:

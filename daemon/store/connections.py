@@ -50,6 +50,10 @@ UPDATE mls_connections SET
     -- New credentials are the way out of needs_reauth; a paused connection stays paused.
     state = CASE WHEN state = 'needs_reauth' AND :secret IS NOT NULL THEN 'active' ELSE state END,
     last_error = CASE WHEN :secret IS NOT NULL THEN NULL ELSE last_error END,
+    -- Another mode reads another kind of cursor (a timestamp, a sequence): it starts over
+    -- with a full pass. (SET expressions see the row as it was.)
+    cursor = CASE WHEN mode = :mode THEN cursor END,
+    last_full_reconcile_at = CASE WHEN mode = :mode THEN last_full_reconcile_at END,
     updated_at = :now
 WHERE id = :id
 """

@@ -130,8 +130,10 @@ class Database:
                 await self.conn.executescript(f"BEGIN IMMEDIATE;\n{sql}")
                 broken = list(await self.conn.execute_fetchall("PRAGMA foreign_key_check"))
                 if broken:
+                    tables = ", ".join(sorted({str(row[0]) for row in broken}))
                     raise sqlite3.IntegrityError(
-                        f"it leaves {len(broken)} row(s) whose foreign key finds no row"
+                        f"it leaves {len(broken)} row(s) of {tables} whose foreign key finds "
+                        "no row (PRAGMA foreign_key_check lists them)"
                     )
                 await self.conn.execute(f"PRAGMA user_version = {version}")
                 await self.conn.execute("COMMIT")

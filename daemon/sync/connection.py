@@ -34,6 +34,8 @@ log = structlog.get_logger("mls_sync.sync")
 # paces them, this only keeps enough requests ready that the limiter is the only wait.
 PARALLEL_BATCHES = 4
 
+MAX_HELD = 2**63 - 1  # above any sequence: `min` with it is the other value
+
 # How far past our own clock an MLS timestamp may lie and still move the cursor: servers'
 # clocks run a little ahead of ours, but a record dated next year must not carry the cursor
 # (and with it change detection) into the future (invariant 5).
@@ -94,12 +96,7 @@ class ConnectionSync:
                 await self._apply_answer(answer, id_by_key)
 
     async def _apply_answer(self, answer: BatchAnswer, id_by_key: dict[str, str]) -> None:
-        observations: list[tuple[str, Observation]] = [
-            (id_by_key[k], rec) for k, rec in answer.records.items()
-        ]
-        observations += [(id_by_key[k], Removed(k, why)) for k, why in answer.removed.items()]
-        failures = [(id_by_key[k], why) for k, why in answer.errors.items()]
-        await self._apply(observations, failures)
+        await self._apply(*_observations(answer, id_by_key))
         self._done += len(answer.records) + len(answer.removed) + len(answer.errors)
         self.on_progress(self.row.id, self._done, self._total)
 
@@ -181,21 +178,28 @@ class ConnectionSync:
         """The change log's events after the saved sequence, page by page. An event says only
         that a record changed: the tracked listings a page names are read by key (the read
         is the truth; a key the server no longer returns is removed), and applied with the
-        page's last sequence as the cursor, in one commit (invariant 5). A page whose reads
-        did not all succeed stops the reading there: the sequence stays before it, and the
-        next sync reads it again."""
+        page's last sequence as the cursor, in one commit (invariant 5).
+
+        A request that fails stops the reading there: the sequence stays before the page,
+        and the next sync reads it again. A listing whose record came back unreadable holds
+        the sequence before the first event that named it, for this sync and the next ones,
+        until it reads; the pages after it are applied all the same."""
         assert self.row.cursor is not None
+        held: int | None = None  # the sequence kept back by a listing not read yet
         try:
             async for page in self.client.entity_events(int(self.row.cursor)):
-                if not await self._apply_event_page(page):
+                read, held = await self._apply_event_page(page, held)
+                if not read:
                     return
         except ConnectionStopped as exc:
             self.stopped = exc
         except MlsError as exc:
             await self._record(ErrorEntry("batch", f"change log read stopped: {exc}", self.row.id))
 
-    async def _apply_event_page(self, page: EventPage) -> bool:
-        if page.errors:
+    async def _apply_event_page(self, page: EventPage, held: int | None) -> tuple[bool, int | None]:
+        """(every request went through, the sequence now held back, if any)."""
+        named = page.first_event_of(self.row.resource)
+        if unreadable := page.unreadable(self.row.resource):
             # An event that names no readable key could be any listing's: every tracked
             # listing is read, so that nothing it stood for is missed.
             await self._record(
@@ -207,14 +211,18 @@ class ConnectionSync:
                         self.row.id,
                         severity="warning",
                     )
-                    for sequence, why in page.errors
+                    for sequence, why in unreadable
                 )
             )
-            id_by_key = {t.listing_key: t.id for t in await listings.tracked(self.db, self.row.id)}
+            tracked = await listings.tracked(self.db, self.row.id)
+            id_by_key = {t.listing_key: t.id for t in tracked}
+            first = {key: named.get(key, unreadable[0][0]) for key in id_by_key}
         else:
-            id_by_key = await listings.ids_for_keys(self.db, self.row.id, page.listing_keys())
+            id_by_key = await listings.ids_for_keys(self.db, self.row.id, list(named))
+            first = named
         observations: list[tuple[str, Observation]] = []
         failures: list[tuple[str, str]] = []
+        unread: list[str] = []
         for keys in self._batches(list(id_by_key)):
             try:
                 answer = await self.client.fetch_batch(keys)
@@ -230,13 +238,16 @@ class ConnectionSync:
                     )
                 )
                 self.failed_batches += 1
-                return False
-            observations += [(id_by_key[k], rec) for k, rec in answer.records.items()]
-            observations += [(id_by_key[k], Removed(k, why)) for k, why in answer.removed.items()]
-            failures += [(id_by_key[k], why) for k, why in answer.errors.items()]
-        cursor = str(page.last_sequence) if page.last_sequence is not None else None
-        await self._apply(observations, failures, cursor=cursor)
-        return True
+                return False, held
+            found, failed = _observations(answer, id_by_key)
+            observations += found
+            failures += failed
+            unread += list(answer.errors)
+        if unread:
+            held = min([held or MAX_HELD, *(first[k] - 1 for k in unread)])
+        cursor = held if held is not None else page.last_sequence
+        await self._apply(observations, failures, cursor=None if cursor is None else str(cursor))
+        return True, held
 
     def _batches(self, keys: list[str]) -> list[list[str]]:
         """`keys` in batches of the connection's size, each short enough for its URL."""
@@ -348,6 +359,19 @@ def _future_dated(
         id_by_key.get(key),
         severity="warning",
     )
+
+
+def _observations(
+    answer: BatchAnswer, id_by_key: dict[str, str]
+) -> tuple[list[tuple[str, Observation]], list[tuple[str, str]]]:
+    """A by-key answer as what the writer applies: records and removals, and the listings
+    whose record could not be read (with why)."""
+    observations: list[tuple[str, Observation]] = [
+        (id_by_key[k], rec) for k, rec in answer.records.items()
+    ]
+    observations += [(id_by_key[k], Removed(k, why)) for k, why in answer.removed.items()]
+    failures = [(id_by_key[k], why) for k, why in answer.errors.items()]
+    return observations, failures
 
 
 def _is_new(rec: MlsRecord, latest_seen: dict[str, datetime | None]) -> bool:

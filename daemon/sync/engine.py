@@ -20,7 +20,7 @@ import structlog
 from daemon.config import Settings
 from daemon.enums import ConnectionState, QueryMode
 from daemon.errors import Conflict, NotFound
-from daemon.mls.errors import CircuitOpen, MlsError, NeedsReauth
+from daemon.mls.errors import CircuitOpen, ConnectionStopped, MlsError, NeedsReauth
 from daemon.models import LocalStatus
 from daemon.store import connections, leases, listings, posts, runs
 from daemon.store.database import Database
@@ -431,7 +431,13 @@ class SyncEngine:
         started = self.clock()
         # The change log's end before the full pass: what changes from then on, the next
         # sync reads from the log.
-        mark = await work.client.last_sequence() if row.mode == QueryMode.EVENTS else None
+        mark: int | None = None
+        if row.mode == QueryMode.EVENTS:
+            try:
+                mark = await work.client.last_sequence()
+            except ConnectionStopped as exc:  # refused credentials: needs_reauth, as always
+                work.stopped = exc
+                return
         await work.by_key(await listings.tracked(self.db, row.id))
         if row.mode == QueryMode.BY_KEY:
             return

@@ -7,8 +7,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+from pydantic import ValidationError
+
 from daemon.composition import Runtime
 from daemon.sandbox.faults import Fault
+from daemon.specs import ConnectionSpec
 from daemon.store import connections, listings
 from tests.helpers import Mls, add_connection, status_of, track
 
@@ -141,3 +145,76 @@ async def test_the_full_pass_runs_when_it_is_due_and_the_log_is_read_on_from_bef
     assert full.run.listings_checked == 10
     assert await status_of(runtime, "E08") == "sold"
     assert await _sequence(runtime) == sandbox.next_sequence - 1
+
+
+async def test_a_listing_whose_record_comes_back_unreadable_holds_the_sequence_until_it_reads(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """The events after it are applied all the same; the sequence stays before the event
+    that named it, so the next syncs read it again (a recorded error each time) until the
+    record reads."""
+    sandbox, _ = mls
+    await _events_connection(runtime, mls)
+    await runtime.engine.sync_all()
+    before = await _sequence(runtime)
+    sandbox.put("E01", 404)  # a StandardStatus a broken feed sends: not a string
+    sandbox.set_status("E02", "Closed")
+
+    broken = await runtime.engine.sync_all()
+
+    assert broken.run.errors == 1 and broken.run.outcome != "ok"
+    assert await status_of(runtime, "E02") == "sold"
+    assert await _sequence(runtime) == before  # before E01's event
+    again = await runtime.engine.sync_all()
+    assert again.run.errors == 1
+    sandbox.set_status("E01", "Closed")
+    fixed = await runtime.engine.sync_all()
+    assert (fixed.run.errors, await status_of(runtime, "E01")) == (0, "sold")
+    assert await _sequence(runtime) == sandbox.next_sequence - 1
+
+
+async def test_a_connection_switched_from_incremental_to_events_starts_with_a_full_pass(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """Each mode keeps its own kind of cursor (a timestamp, a sequence): a mode change
+    forgets it, and the connection starts over as a new one in its mode would."""
+    sandbox, url = mls
+    for key in KEYS:
+        sandbox.put(key, "Active")
+    await add_connection(runtime, url, mode="incremental")
+    await track(runtime, "mls-1", KEYS)
+    await runtime.engine.sync_all()
+    await add_connection(runtime, url, mode="events")
+    sandbox.set_status("E06", "Closed")
+
+    switched = await runtime.engine.sync_all()
+
+    assert (switched.run.errors, switched.run.listings_checked) == (0, 10)
+    assert await status_of(runtime, "E06") == "sold"
+    assert await _sequence(runtime) == sandbox.next_sequence - 1
+    await add_connection(runtime, url, mode="incremental")
+    back = await runtime.engine.sync_all()
+    assert (back.run.errors, back.run.listings_checked) == (0, 10)
+
+
+async def test_refused_credentials_on_the_first_read_of_the_log_mark_the_connection(
+    runtime: Runtime, mls: Mls
+) -> None:
+    await _events_connection(runtime, mls, secret="a-token-the-server-does-not-know")
+    report = await runtime.engine.sync_all()
+    row = await connections.get(runtime.db, "mls-1")
+    assert row is not None and row.state == "needs_reauth"
+    assert report.run.errors >= 1
+
+
+def test_events_mode_needs_the_property_resource() -> None:
+    with pytest.raises(ValidationError, match="resource must be Property"):
+        ConnectionSpec.model_validate(
+            {
+                "id": "c1",
+                "name": "C1",
+                "base_url": "https://mls.example.com",
+                "mode": "events",
+                "resource": "Listing",
+            }
+        )

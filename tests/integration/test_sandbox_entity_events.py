@@ -125,5 +125,5 @@ async def test_an_event_whose_key_cannot_be_read_is_kept_as_an_error_of_its_page
     )
     pages = await _client_events(runtime, url, 0)
     assert [e.key for e in pages[0].events] == ["K0"]
-    assert [sequence for sequence, _ in pages[0].errors] == [FIRST_SEQUENCE + 1]
-    assert "ResourceRecordKey" in pages[0].errors[0][1]
+    assert [sequence for sequence, _ in pages[0].unreadable("Property")] == [FIRST_SEQUENCE + 1]
+    assert "ResourceRecordKey" in pages[0].errors[0][2]

@@ -24,7 +24,8 @@ def test_a_page_gives_its_events_their_listings_once_and_where_it_ends() -> None
         _body(_event(5), _event(9, "K2"), _event(12, "M1", "Member"), _event(13))
     )
     assert [e.sequence for e in page.events] == [5, 9, 12, 13]
-    assert page.listing_keys() == ["K1", "K2"]  # Member events are not listings
+    assert page.first_event_of("Property") == {"K1": 5, "K2": 9}  # Member events are not
+    assert page.first_event_of("Member") == {"M1": 12}
     assert (page.first_sequence, page.last_sequence, page.size) == (5, 13, 4)
 
 
@@ -50,8 +51,12 @@ def test_a_page_without_a_sure_order_is_refused_whole(bad: bytes) -> None:
 
 
 def test_an_event_with_a_sequence_but_no_readable_key_is_an_error_of_its_own() -> None:
-    page = parse_event_page(_body(_event(5), _event(6, key=""), _event(7, key=42)))
+    page = parse_event_page(
+        _body(_event(5), _event(6, key=""), _event(7, key=42), _event(8, "x" * 300, "Media"))
+    )
     assert [e.sequence for e in page.events] == [5]
-    assert [sequence for sequence, _ in page.errors] == [6, 7]
-    assert all("ResourceRecordKey" in why and "42" not in why for _, why in page.errors)
-    assert page.last_sequence == 7
+    assert [sequence for sequence, _, _ in page.errors] == [6, 7, 8]
+    assert all("ResourceRecordKey" in why and "42" not in why for _, _, why in page.errors)
+    assert page.last_sequence == 8
+    # Whose it may be: a Media event's bad key is not a listing's concern.
+    assert [sequence for sequence, _ in page.unreadable("Property")] == [6, 7]

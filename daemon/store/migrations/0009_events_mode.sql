@@ -32,7 +32,18 @@ CREATE TABLE mls_connections_new (
     updated_at             TEXT NOT NULL,
     user_id                TEXT NOT NULL DEFAULT 'default'
 );
-INSERT INTO mls_connections_new SELECT * FROM mls_connections;
+INSERT INTO mls_connections_new (
+    id, name, base_url, resource, auth_kind, token_url, client_id, scope, secret_encrypted,
+    mode, key_filter, batch_size, page_size, rate_per_second, overlap_seconds,
+    full_reconcile_seconds, select_mlg_can_view, state, last_error, cursor,
+    last_full_reconcile_at, last_synced_at, created_at, updated_at, user_id
+)
+SELECT
+    id, name, base_url, resource, auth_kind, token_url, client_id, scope, secret_encrypted,
+    mode, key_filter, batch_size, page_size, rate_per_second, overlap_seconds,
+    full_reconcile_seconds, select_mlg_can_view, state, last_error, cursor,
+    last_full_reconcile_at, last_synced_at, created_at, updated_at, user_id
+FROM mls_connections;
 DROP TABLE mls_connections;
 ALTER TABLE mls_connections_new RENAME TO mls_connections;
 CREATE INDEX mls_connections_by_user ON mls_connections (user_id, id);
