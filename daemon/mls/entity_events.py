@@ -8,13 +8,12 @@ as an error of that event, so the run that meets it records it rather than says 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
-from daemon.mls.payload import BadPayload
+from daemon.mls.payload import BadPayload, odata_page
 
 RESOURCE = "EntityEvent"
 MAX_SEQUENCE = 2**63 - 1
@@ -74,18 +73,10 @@ class EventPage:
 
 
 def parse_event_page(body: bytes) -> EventPage:
-    try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadPayload(f"the answer is not JSON ({exc})") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("value"), list):
-        raise BadPayload("the answer has no `value` list (is this the EntityEvent resource?)")
-    next_link = doc.get("@odata.nextLink")
-    if next_link is not None and not isinstance(next_link, str):
-        raise BadPayload("@odata.nextLink is not a string")
-    page = EventPage(next_link=next_link or None, size=len(doc["value"]))
+    values, next_link = odata_page(body)
+    page = EventPage(next_link=next_link, size=len(values))
     previous = 0
-    for raw in doc["value"]:
+    for raw in values:
         sequence = _sequence_of(raw)
         if sequence <= previous:
             raise BadPayload(
@@ -102,7 +93,7 @@ def parse_event_page(body: bytes) -> EventPage:
                 EntityEvent(event.EntityEventSequence, event.ResourceName, event.ResourceRecordKey)
             )
     if page.size:
-        page.first_sequence = _sequence_of(doc["value"][0])
+        page.first_sequence = _sequence_of(values[0])
         page.last_sequence = previous
     return page
 

@@ -71,7 +71,9 @@ def parse_page(body: bytes) -> Page:
     return page
 
 
-def _parse_page_by_record(body: bytes) -> Page:
+def odata_page(body: bytes) -> tuple[list[Any], str | None]:
+    """An OData answer's `value` list and its nextLink (None when absent or empty), or
+    BadPayload naming what is wrong with it."""
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -80,9 +82,14 @@ def _parse_page_by_record(body: bytes) -> Page:
         raise BadPayload("the answer has no `value` list (is this a RESO Web API resource?)")
     next_link = doc.get("@odata.nextLink")
     if next_link is not None and not isinstance(next_link, str):
-        raise BadPayload(f"@odata.nextLink is not a string: {next_link!r:.80}")
-    page = Page(next_link=next_link or None, size=len(doc["value"]))
-    for raw in doc["value"]:
+        raise BadPayload("@odata.nextLink is not a string")
+    return doc["value"], next_link or None
+
+
+def _parse_page_by_record(body: bytes) -> Page:
+    values, next_link = odata_page(body)
+    page = Page(next_link=next_link, size=len(values))
+    for raw in values:
         _read_record(raw, page)
     return page
 

@@ -68,12 +68,10 @@ async def test_a_compacted_log_keeps_each_keys_last_event_and_has_gaps(mls: Mls)
 
 
 async def _client_events(runtime: Runtime, url: str, after: int, **fields: Any) -> list[Any]:
-    """What the daemon's MLS client reads of the change log after `after`, page by page."""
+    """What the daemon's MLS client reads of the change log after `after`, page by page,
+    for connection mls-1 (added with `fields`)."""
     await add_connection(runtime, url, **fields)
-    row = await connections.get(runtime.db, "mls-1")
-    assert row is not None
-    client = runtime.engine.access.client_for(row, lambda: None)
-    return [page async for page in client.entity_events(after)]
+    return await _client_events_again(runtime, after)
 
 
 async def test_the_mls_client_reads_the_change_log_in_pages_and_across_gaps(
@@ -95,6 +93,7 @@ async def test_the_mls_client_reads_the_change_log_in_pages_and_across_gaps(
 
 
 async def _client_events_again(runtime: Runtime, after: int) -> list[Any]:
+    """The same, for connection mls-1 as it is."""
     row = await connections.get(runtime.db, "mls-1")
     assert row is not None
     client = runtime.engine.access.client_for(row, lambda: None)
