@@ -25,7 +25,15 @@ from tests.e2e.conftest import sandbox_config
 from tests.e2e.daemon_process import API_TOKEN, Daemon
 from tests.helpers import Platforms
 
-PAGES = ("/ui", "/ui/needs-person", "/ui/events")
+# Every page: the three of the navigation, a connection's, and a listing's (one every
+# sandbox has).
+PAGES = (
+    "/ui",
+    "/ui/needs-person",
+    "/ui/events",
+    "/ui/connections/sandbox-1",
+    "/ui/listings/L-SBX001-000000",
+)
 
 
 @pytest.fixture
