@@ -8,6 +8,7 @@ as an error of that event, so the run that meets it records it rather than says 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,15 +76,16 @@ class EventPage:
 def parse_event_page(body: bytes) -> EventPage:
     values, next_link = odata_page(body)
     page = EventPage(next_link=next_link, size=len(values))
-    previous = 0
-    for raw in values:
-        sequence = _sequence_of(raw)
-        if sequence <= previous:
+    sequences = [_sequence_of(raw) for raw in values]
+    for before, after in itertools.pairwise(sequences):
+        if after <= before:
             raise BadPayload(
-                f"EntityEventSequence {sequence} follows {previous}: the events are not in "
+                f"EntityEventSequence {after} follows {before}: the events are not in "
                 "sequence order"
             )
-        previous = sequence
+    if sequences:
+        page.first_sequence, page.last_sequence = sequences[0], sequences[-1]
+    for sequence, raw in zip(sequences, values, strict=True):
         try:
             event = _Event.model_validate(raw)
         except ValidationError as exc:
@@ -92,9 +94,6 @@ def parse_event_page(body: bytes) -> EventPage:
             page.events.append(
                 EntityEvent(event.EntityEventSequence, event.ResourceName, event.ResourceRecordKey)
             )
-    if page.size:
-        page.first_sequence = _sequence_of(values[0])
-        page.last_sequence = previous
     return page
 
 

@@ -34,8 +34,6 @@ log = structlog.get_logger("mls_sync.sync")
 # paces them, this only keeps enough requests ready that the limiter is the only wait.
 PARALLEL_BATCHES = 4
 
-MAX_HELD = 2**63 - 1  # above any sequence: `min` with it is the other value
-
 # How far past our own clock an MLS timestamp may lie and still move the cursor: servers'
 # clocks run a little ahead of ours, but a record dated next year must not carry the cursor
 # (and with it change detection) into the future (invariant 5).
@@ -244,7 +242,10 @@ class ConnectionSync:
             failures += failed
             unread += list(answer.errors)
         if unread:
-            held = min([held or MAX_HELD, *(first[k] - 1 for k in unread)])
+            # Never past an unread listing's event, nor past what an earlier page held
+            # (which may be 0: a number to compare, not a flag).
+            kept = [first[k] - 1 for k in unread] + ([] if held is None else [held])
+            held = min(kept)
         cursor = held if held is not None else page.last_sequence
         await self._apply(observations, failures, cursor=None if cursor is None else str(cursor))
         return True, held
