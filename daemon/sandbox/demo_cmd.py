@@ -177,9 +177,11 @@ def _count_deliveries(app: Receiver, stats: DemoStats) -> None:
 
 
 async def _mail_sent(db: Database) -> None:
-    """Waits (10 s at most) for the mail worker to send what the last cycle gave it."""
+    """Waits (10 s at most) for the mail worker to send what the last cycle gave it: to have
+    read the whole log (on a busy machine it may not have looked at the last events yet, and
+    then nothing waits in the outbox) and sent everything."""
     with anyio.move_on_after(10):
-        while await mail.waiting(db):  # noqa: ASYNC110 - the worker runs in another task
+        while not await mail.caught_up(db):  # noqa: ASYNC110 - the worker runs in another task
             await anyio.sleep(0.1)
 
 

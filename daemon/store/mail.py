@@ -308,6 +308,14 @@ async def waiting(db: Database) -> int:
     return int(row[0]) if row else 0
 
 
+async def caught_up(db: Database) -> bool:
+    """The worker has read the whole event log into messages and sent every one of them."""
+    async with db.reading() as conn:
+        read_to = await cursor(conn)
+        last = await events.last_id_in(conn)
+    return read_to >= last and await waiting(db) == 0
+
+
 async def time_zone(conn: aiosqlite.Connection, user_id: str) -> str:
     rows = list(await conn.execute_fetchall(TIME_ZONE, (user_id,)))
     return str(rows[0][0]) if rows else "UTC"
