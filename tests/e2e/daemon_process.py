@@ -11,11 +11,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -126,13 +127,68 @@ class DaemonConfig:
         return Daemon.start(self.path, self.port, self.secret_key, api_token, watchdog_usec)
 
 
+class NotifyListener:
+    """The notify socket, read all the time by a thread of its own, as systemd reads it.
+
+    A socket read only when a test asks would fill up while the test waits on something else
+    (a browser loading a page): the kernel queues a few datagrams only, and the daemon's next
+    notification then waits for room, its event loop with it."""
+
+    def __init__(self) -> None:
+        self.name = f"mls-sync-e2e-{uuid.uuid4().hex}"
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.socket.bind("\0" + self.name)  # an abstract socket, as systemd may hand out
+        self.socket.settimeout(0.1)  # how soon the thread sees that it was closed
+        self.received: list[str] = []
+        self._trigger: tuple[str, int, Callable[[], None]] | None = None
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._read, name=self.name, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._closed.is_set():
+            try:
+                message = self.socket.recv(4096).decode()
+            except TimeoutError:
+                continue
+            except OSError:
+                return  # closed
+            with self._lock:
+                self.received.append(message)
+                trigger = self._trigger
+                if trigger and text_at(self.received, trigger[0], trigger[1]) is not None:
+                    self._trigger = None
+                    trigger[2]()
+
+    def messages(self) -> list[str]:
+        with self._lock:
+            return list(self.received)
+
+    def on_message(self, text: str, action: Callable[[], None]) -> None:
+        """Runs `action` in the reading thread as soon as a message containing `text`
+        arrives: no polling delay between the notification and the action."""
+        with self._lock:
+            after = len(self.received)
+            self._trigger = (text, after, action)
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join(5)
+        self.socket.close()
+
+
+def text_at(messages: list[str], text: str, after: int) -> int | None:
+    """The index of the first message at or after `after` that contains `text`."""
+    return next((i for i, m in enumerate(messages) if i >= after and text in m), None)
+
+
 @dataclass
 class Daemon:
     proc: subprocess.Popen[bytes]
     url: str
-    notify: socket.socket
+    notify: NotifyListener
     log_path: Path
-    received: list[str] = field(default_factory=list)
 
     @classmethod
     def start(
@@ -143,12 +199,9 @@ class Daemon:
         api_token: str | None = API_TOKEN,
         watchdog_usec: int | None = None,
     ) -> Daemon:
-        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        name = f"mls-sync-e2e-{uuid.uuid4().hex}"
-        notify.bind("\0" + name)  # an abstract socket, as systemd may hand out
-        notify.setblocking(False)
+        notify = NotifyListener()
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLS_SYNC_")}
-        env.update({"MLS_SYNC_SECRET_KEY": secret_key, "NOTIFY_SOCKET": "@" + name})
+        env.update({"MLS_SYNC_SECRET_KEY": secret_key, "NOTIFY_SOCKET": "@" + notify.name})
         if api_token:
             env["MLS_SYNC_API_TOKEN"] = api_token
         if watchdog_usec:
@@ -164,38 +217,34 @@ class Daemon:
             )
         return cls(proc, f"http://127.0.0.1:{port}", notify, log_path)
 
-    def drain(self) -> list[str]:
-        while True:
-            try:
-                self.received.append(self.notify.recv(4096).decode())
-            except BlockingIOError:
-                return self.received
+    @property
+    def received(self) -> list[str]:
+        """Every notification so far, in the order sent."""
+        return self.notify.messages()
 
     async def wait_notify(self, text: str, after: int = 0, timeout: float = 20) -> int:
         """Waits for a datagram containing `text` (at index >= after); returns its index."""
         with anyio.fail_after(timeout):
-            while True:
-                for i, message in enumerate(self.drain()):
-                    if i >= after and text in message:
-                        return i
+            while (index := text_at(self.received, text, after)) is None:
                 self._check_alive()
                 await anyio.sleep(0.05)
+            return index
 
     async def signal_on_notify(self, text: str, sig: signal.Signals, timeout: float = 20) -> None:
         """Sends `sig` the instant a datagram containing `text` arrives (no polling delay)."""
+        sent = threading.Event()
+
+        def send() -> None:
+            self.send(sig)
+            sent.set()
+
+        self.notify.on_message(text, send)
         with anyio.fail_after(timeout):
-            while True:
-                await anyio.wait_readable(self.notify)
-                before = len(self.received)
-                if any(text in message for message in self.drain()[before:]):
-                    self.send(sig)
-                    return
+            while not sent.is_set():
                 self._check_alive()
+                await anyio.sleep(0.01)
 
     def _check_alive(self) -> None:
-        # Read what the daemon sent meanwhile: as under systemd, which always reads, the
-        # socket must not fill up (the daemon's next notification would wait for room).
-        self.drain()
         if self.proc.poll() is not None:
             raise AssertionError(f"the daemon exited {self.proc.returncode}:\n{self.log()}")
 

@@ -248,7 +248,7 @@ async def test_sigterm_during_a_cycle_exits_0_within_the_grace_and_a_restart_los
     code, seconds = await daemon.wait_exit(timeout=10)
 
     assert code == 0 and seconds < 1.5 + 2
-    assert any("STOPPING=1" in m for m in daemon.drain())
+    assert any("STOPPING=1" in m for m in daemon.received)
     sandbox.faults.clear()
     again = start()
     await again.wait_notify("READY=1")
@@ -517,6 +517,17 @@ async def test_the_watchdog_is_pinged_from_the_event_loop(start: StartDaemon) ->
     daemon = start(watchdog_usec=400_000)  # ping every 0.2 s
     first = await daemon.wait_notify("WATCHDOG=1")
     await daemon.wait_notify("WATCHDOG=1", after=first + 1)
+
+
+async def test_the_daemon_answers_while_the_test_awaits_something_else(start: StartDaemon) -> None:
+    """The harness reads the notify socket all the time, as systemd does: a test that awaits a
+    browser for a while must not leave the daemon blocked on a full socket."""
+    daemon = start(watchdog_usec=100_000)  # a ping every 50 ms: the kernel queues 10 or so
+    await daemon.wait_notify("READY=1")
+    time.sleep(2)  # noqa: ASYNC251 - on purpose: nothing of the test runs meanwhile
+    with anyio.fail_after(5):
+        assert (await daemon.get("/healthz")).status_code == 200
+    assert sum("WATCHDOG=1" in m for m in daemon.received) >= 20
 
 
 async def test_a_port_in_use_is_a_clear_error(prepared: Path, daemon_config: DaemonConfig) -> None:

@@ -123,7 +123,6 @@ async def _drained(config: DaemonConfig, server: SmtpSink, daemon: Daemon) -> No
     """Until every notified event is in the mail and nothing waits in the outbox."""
     with anyio.fail_after(30):
         while True:
-            daemon.drain()
             mailed = {i for r in server.by_recipient(AGENT) for i in r.event_ids}
             if set(_notified_events(config)) <= mailed and _outbox_waiting(config) == 0:
                 return

@@ -16,8 +16,10 @@ from typing import Any
 import anyio
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.e2e.browser import browser, call
@@ -53,15 +55,27 @@ async def open_page(driver: webdriver.Chrome, daemon: Daemon, path: str) -> None
     await call(driver.get, daemon.url + path)
 
 
-async def heading_becomes(driver: webdriver.Chrome, text: str) -> None:
-    """Waits for the page (after a click, a form post and its redirect) to be the one whose
-    heading is `text`."""
+async def click_through(driver: webdriver.Chrome, element: WebElement, heading: str) -> None:
+    """Clicks `element` (a link, a form's button) and waits for the page it leads to (after a
+    form post, its redirect) to be loaded, with `heading` as its heading.
+
+    Waiting for the heading alone is not enough: a login refused leads back to a page with the
+    same heading, which the page still shown would satisfy. So it waits first for the document
+    the click replaces to go, then reads the heading of the new one in one script: an element
+    found first and read after could belong to a document replaced in between, which chromium
+    reports as a bare WebDriverException, not as a stale element."""
+    old_document = driver.find_element(By.TAG_NAME, "html")
+    await call(element.click)
+    await call(WebDriverWait(driver, 10).until, staleness_of(old_document))
 
     def shown(d: webdriver.Chrome) -> bool:
         try:
-            return bool(d.find_element(By.TAG_NAME, "h1").text == text)
-        except (NoSuchElementException, StaleElementReferenceException):
+            found = d.execute_script(
+                "const h = document.querySelector('h1'); return h ? h.textContent.trim() : null"
+            )
+        except WebDriverException:  # mid-navigation: the next poll reads the new document
             return False
+        return bool(found == heading)
 
     await call(WebDriverWait(driver, 10).until, shown)
 
@@ -205,8 +219,7 @@ async def test_a_sold_listing_page_shows_its_audit_trail_and_its_taken_down_post
     await open_page(chromium, sandbox, "/ui/needs-person")
     listing_link = chromium.find_element(By.CSS_SELECTOR, "#manual-posts tbody td a")
     listing_id = listing_link.text
-    await call(listing_link.click)
-    await heading_becomes(chromium, f"Listing {listing_id.removeprefix('L-')}")
+    await click_through(chromium, listing_link, f"Listing {listing_id.removeprefix('L-')}")
     assert "sold" in chromium.find_element(By.ID, "listing-now").text
     trail = (await sandbox.call("GET", f"/v1/listings/{listing_id}")).json()["status_changes"]
     rows = chromium.find_elements(By.CSS_SELECTOR, "#trail tbody tr")
@@ -243,14 +256,16 @@ async def test_on_an_address_others_reach_the_page_asks_for_a_token_once_and_kee
     assert chromium.find_element(By.TAG_NAME, "h1").text == "Log in"
 
     chromium.find_element(By.ID, "token").send_keys("not-the-token")
-    await call(chromium.find_element(By.CSS_SELECTOR, "form button").click)
-    await heading_becomes(chromium, "Log in")
+    await click_through(chromium, chromium.find_element(By.CSS_SELECTOR, "form button"), "Log in")
     assert "not accepted" in chromium.find_element(By.CSS_SELECTOR, "[role=alert]").text
     assert chromium.find_element(By.ID, "token").get_attribute("value") == ""
 
     chromium.find_element(By.ID, "token").send_keys(API_TOKEN)
-    await call(chromium.find_element(By.CSS_SELECTOR, "form button").click)
-    await heading_becomes(chromium, "Events and webhook deliveries")
+    await click_through(
+        chromium,
+        chromium.find_element(By.CSS_SELECTOR, "form button"),
+        "Events and webhook deliveries",
+    )
     assert API_TOKEN not in chromium.current_url
     [cookie] = chromium.get_cookies()
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
@@ -259,8 +274,9 @@ async def test_on_an_address_others_reach_the_page_asks_for_a_token_once_and_kee
 
     await open_page(chromium, exposed, "/ui")  # no second login
     assert chromium.find_element(By.TAG_NAME, "h1").text == "Overview"
-    await call(chromium.find_element(By.CSS_SELECTOR, ".logout button").click)
-    await heading_becomes(chromium, "Log in")
+    await click_through(
+        chromium, chromium.find_element(By.CSS_SELECTOR, ".logout button"), "Log in"
+    )
     await open_page(chromium, exposed, "/ui")
     assert chromium.find_element(By.TAG_NAME, "h1").text == "Log in"
     with anyio.fail_after(5):  # without a session, the page gives nothing away
