@@ -160,6 +160,27 @@ class DaemonSettings(_Section):
     )
 
 
+class PushSettings(_Section):
+    """RESO push (RCP-28): the MLS POSTs change-log events to the daemon (docs/mls-reso.md
+    "Push")."""
+
+    http_host: str = Field(
+        default="",
+        description="an address of its own for push alone (the MLS must reach it; the API "
+        "stays on [daemon] http_host); empty: push is received on [daemon]'s address",
+    )
+    http_port: int = Field(default=8788, ge=0, le=65_535)
+    queue_limit: int = Field(
+        default=10_000,
+        ge=1,
+        le=10_000_000,
+        description="pushed events a connection may have waiting; past it a push is answered "
+        "429 with Retry-After, and the MLS sends it again later",
+    )
+    retry_after_seconds: int = Field(default=10, ge=1, le=3600)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=100_000_000)
+
+
 class SandboxSettings(_Section):
     enabled: bool = False
     interval_seconds: int = Field(
@@ -295,6 +316,7 @@ class Settings(_Section):
     events: EventSettings = EventSettings()
     email: EmailSettings = EmailSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    push: PushSettings = PushSettings()
 
     def effective_webhooks(self) -> WebhookSettings:
         """[webhooks] as the daemon applies it: sandbox mode allows its loopback receivers."""

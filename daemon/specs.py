@@ -69,6 +69,9 @@ class ConnectionFields(BaseModel):
     rate_per_second: float = Field(default=2.0, gt=0, le=1000)
     overlap_seconds: int = Field(default=1200, ge=0, le=7 * 86_400)
     full_reconcile_seconds: int = Field(default=86_400, ge=60, le=30 * 86_400)
+    # Events mode: how often the change log is read between cycles (an empty read is one
+    # request).
+    poll_seconds: int = Field(default=60, ge=1, le=86_400)
     select_mlg_can_view: bool = False
     # Whose connection it is. Left out: 'default' for a new one, and a replaced one keeps its
     # own (a new credential given without --user must not hand the connection to another).

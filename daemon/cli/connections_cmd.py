@@ -1,4 +1,4 @@
-"""connections add|list|show|pause|resume|remove."""
+"""connections add|list|show|pause|resume|remove|push-token."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from daemon.cli.common import (
     record_command,
 )
 from daemon.cli.generic import USER_FILTER, list_command_for, show_command_for
-from daemon.cli.render import echo_done
+from daemon.cli.render import echo_done, echo_json
 from daemon.cli.surface import call, echo_saved, given_or_asked
 from daemon.enums import AuthKind, ConnectionState, KeyFilter, QueryMode
 from daemon.ops.manager import Operations
@@ -113,6 +113,14 @@ def connections() -> None:
     help="Incremental and events modes: seconds between full by-key passes.",
 )
 @click.option(
+    "--poll",
+    "poll_seconds",
+    type=int,
+    default=60,
+    show_default=True,
+    help="Events mode: seconds between reads of the change log, apart from the cycle.",
+)
+@click.option(
     "--mlg-can-view",
     "select_mlg_can_view",
     is_flag=True,
@@ -204,3 +212,30 @@ def remove(
     if removed["live_posts_removed"]:
         said += f" and {removed['live_posts_removed']} live post(s)"
     echo_done(removed, as_json, f"connection {connection_id} removed{said}")
+
+
+@connections.command("push-token")
+@CONFIG_OPTION
+@click.argument("connection_id", metavar="ID")
+@click.option("--off", is_flag=True, help="Turn push off instead: the MLS's pushes are refused.")
+@JSON_OPTION
+def push_token(config_path: Path | None, connection_id: str, off: bool, as_json: bool) -> None:
+    """Print a new push token for an events-mode connection, once (docs/mls-reso.md "Push").
+
+    The MLS sends it as the bearer token of its pushes, POSTed to
+    /v1/mls-connections/ID/entity-events. A token made before stops working at once. Only
+    its hash is stored: it cannot be shown again, only replaced."""
+    if off:
+        turned = call(config_path, lambda ops: ops.connections.turn_push_off(connection_id))
+        echo_done(turned, as_json, f"push turned off for connection {connection_id}")
+        return
+    made, token = call(config_path, lambda ops: ops.connections.make_push_token(connection_id))
+    if as_json:
+        echo_json({**made, "push_token": token})
+    else:
+        click.echo(token)
+    click.echo(
+        f"push token of connection {connection_id} made. It is shown only now: give it to the "
+        f"MLS, which POSTs its events to /v1/mls-connections/{connection_id}/entity-events.",
+        err=True,
+    )

@@ -151,6 +151,15 @@ class RemoteConnections(RemoteRecords, ConnectionOps):
         path = f"/v1/mls-connections/{_id(connection_id)}/resume"
         return await self.api.view("POST", path)
 
+    async def make_push_token(self, connection_id: str) -> tuple[View, str]:
+        path = f"/v1/mls-connections/{_id(connection_id)}/push-token"
+        made = await self.api.view("POST", path)
+        return made, str(made.pop("push_token"))
+
+    async def turn_push_off(self, connection_id: str) -> View:
+        path = f"/v1/mls-connections/{_id(connection_id)}/push-token"
+        return await self.api.view("DELETE", path)
+
     async def remove(self, connection_id: str, *, with_listings: bool, force: bool) -> View:
         params = {"with_listings": with_listings, "force": force}
         path = f"/v1/mls-connections/{_id(connection_id)}"

@@ -238,6 +238,13 @@ class MlsClient:
                 return
         raise CursorStuck(f"more than {MAX_PAGES} queries to read the change log; giving up")
 
+    async def has_events_after(self, after: int) -> bool:
+        """Whether the change log has an event after sequence `after`: one request for one
+        event, the whole cost of a poll that finds nothing."""
+        url = entity_events_url(self.endpoint.base_url, after, 1)
+        page = await self.get_page(url, parse_event_page)
+        return page.size > 0
+
     async def last_sequence(self) -> int:
         """The change log's last sequence now (0 for an empty log)."""
         page = await self.get_page(last_event_url(self.endpoint.base_url), parse_event_page)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from daemon.enums import ConnectionState
+from daemon.enums import ConnectionState, QueryMode
 from daemon.errors import Conflict
-from daemon.ops import views
+from daemon.ops import push, views
 from daemon.ops.records import Kind, Records
 from daemon.ops.users import require_users
 from daemon.ops.views import View
@@ -63,6 +63,27 @@ class ConnectionOps(Records):
             self.ctx.db, connection_id, ConnectionState.ACTIVE, None, self.ctx.now()
         )
         self.ctx.audit("resumed", "mls_connection", connection_id)
+        return await self.get(connection_id)
+
+    async def make_push_token(self, connection_id: str) -> tuple[View, str]:
+        """A new push token (docs/mls-reso.md "Push"), returned once: the MLS sends it with
+        its pushes. One made before stops working at once."""
+        if (await self.get(connection_id))["mode"] != QueryMode.EVENTS:
+            raise Conflict(
+                f"connection {connection_id!r} is not in mode 'events': push is for that mode, "
+                "whose poll of the change log catches what a push missed; change its mode first"
+            )
+        token = push.new_push_token()
+        sha256 = push.push_token_sha256(token)
+        await store.set_push_token(self.ctx.db, connection_id, sha256, self.ctx.now())
+        self.ctx.audit("push_token_made", "mls_connection", connection_id)
+        return await self.get(connection_id), token
+
+    async def turn_push_off(self, connection_id: str) -> View:
+        """No push token: the MLS's pushes are refused (401) from now on."""
+        await self.get(connection_id)
+        await store.set_push_token(self.ctx.db, connection_id, None, self.ctx.now())
+        self.ctx.audit("push_turned_off", "mls_connection", connection_id)
         return await self.get(connection_id)
 
     async def remove(self, connection_id: str, *, with_listings: bool, force: bool) -> View:

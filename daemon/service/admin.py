@@ -197,6 +197,26 @@ def admin_routes(state: ServiceState) -> APIRouter:
         return await ops.connections.remove(connection_id, with_listings=with_listings, force=force)
 
     @router.post(
+        "/mls-connections/{connection_id}/push-token",
+        summary="A new push token for the MLS's pushes, shown once (one made before stops)",
+        response_model=schemas.ConnectionWithPushToken,
+        responses=problem_responses(404, 409),
+    )
+    async def make_push_token(connection_id: ConnectionId, ops: AdminOps) -> View:
+        """409 unless the connection is in mode `events`."""
+        view, token = await ops.connections.make_push_token(connection_id)
+        return {**view, "push_token": token}
+
+    @router.delete(
+        "/mls-connections/{connection_id}/push-token",
+        summary="Turn push off: the MLS's pushes are refused from now on",
+        response_model=schemas.Connection,
+        responses=problem_responses(404),
+    )
+    async def turn_push_off(connection_id: ConnectionId, ops: AdminOps) -> View:
+        return await ops.connections.turn_push_off(connection_id)
+
+    @router.post(
         "/mls-connections/{connection_id}/pause",
         response_model=schemas.Connection,
         responses=problem_responses(404),

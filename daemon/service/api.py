@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from daemon.config import Settings
 from daemon.service import problems
 from daemon.service.access_log import AccessLog
 from daemon.service.admin import IMPORT_PATH, admin_routes
@@ -24,6 +25,7 @@ from daemon.service.auth import TokenCheck
 from daemon.service.event_routes import event_routes
 from daemon.service.health import Answer, health_routes, readyz_answer, status_answer
 from daemon.service.problems import PROBLEM_JSON, problem
+from daemon.service.push_routes import is_push_path, push_routes
 from daemon.service.state import ServiceState
 from daemon.service.ui_routes import mount_ui
 from daemon.service.user_routes import user_routes
@@ -44,6 +46,7 @@ def build_app(state: ServiceState) -> FastAPI:
     app.include_router(webhook_routes())
     app.include_router(event_routes(state))
     app.include_router(user_routes(state))
+    app.include_router(push_routes(state))
     mount_ui(app, state)
 
     tokens = TokenCheck(state.runtime.db, state.api_token)
@@ -59,11 +62,7 @@ def build_app(state: ServiceState) -> FastAPI:
     problems.install(app, token_first)
     problems.document_problems(app)
     daemon = state.settings.daemon
-    app.add_middleware(
-        BodyLimit,
-        limit=daemon.max_body_bytes,
-        larger={IMPORT_PATH: daemon.max_import_bytes},
-    )
+    app.add_middleware(BodyLimit, limit_for=body_limits(state.settings))
     app.add_middleware(AnnounceWrites, changed=state.board.changed)
     app.add_middleware(
         PolledRoutes,
@@ -75,6 +74,37 @@ def build_app(state: ServiceState) -> FastAPI:
     if daemon.access_log:  # added last, so outermost
         app.add_middleware(AccessLog)
     return app
+
+
+def build_push_app(state: ServiceState) -> FastAPI:
+    """The app on [push]'s own address: the push route alone, for the MLS to reach, while
+    the API, the status page and the metrics stay on [daemon]'s (loopback) address."""
+    app = FastAPI(title="mls-sync push", version=state.version, docs_url=None, redoc_url=None)
+    app.state.service = state
+    app.include_router(push_routes(state))
+
+    async def nothing_first(request: Request) -> JSONResponse | None:
+        return None
+
+    problems.install(app, nothing_first)
+    app.add_middleware(BodyLimit, limit_for=body_limits(state.settings))
+    if state.settings.daemon.access_log:
+        app.add_middleware(AccessLog)
+    return app
+
+
+def body_limits(settings: Settings) -> Callable[[str], int]:
+    """Each path's largest body: a bulk import's and a push's are larger than the rest."""
+    daemon, push_limit = settings.daemon, settings.push.max_body_bytes
+
+    def limit_for(path: str) -> int:
+        if path == IMPORT_PATH:
+            return daemon.max_import_bytes
+        if is_push_path(path):
+            return push_limit
+        return daemon.max_body_bytes
+
+    return limit_for
 
 
 class PolledRoutes:
@@ -129,16 +159,15 @@ class BodyLimit:
     found while the app reads its body would surface as the app's own parse error, as FastAPI
     turns any failure of reading a body into 400."""
 
-    def __init__(self, app: ASGIApp, limit: int, larger: dict[str, int] | None = None) -> None:
+    def __init__(self, app: ASGIApp, limit_for: Callable[[str], int]) -> None:
         self.app = app
-        self.limit = limit
-        self.larger = larger or {}  # path -> its own limit (bulk imports)
+        self.limit_for = limit_for  # path -> its limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.larger.get(scope["path"], self.limit)
+        limit = self.limit_for(scope["path"])
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _too_large(send, limit)

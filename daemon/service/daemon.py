@@ -12,12 +12,14 @@ import signal
 import sqlite3
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from importlib.metadata import version
 from pathlib import Path
 
 import anyio
 import structlog
+from fastapi import FastAPI
 
 from daemon import eventloop, gc_tuning, logs
 from daemon.composition import Environment, Opener, secret_key_text
@@ -31,14 +33,16 @@ from daemon.credentials import (
 )
 from daemon.mail.worker import MailWorker
 from daemon.ops import tokens
-from daemon.service.api import build_app
+from daemon.service.api import build_app, build_push_app
 from daemon.service.board import StatusBoard
+from daemon.service.change_log_polls import ChangeLogPolls
 from daemon.service.coordinator import Coordinator
 from daemon.service.cycle_status import cycle_status
 from daemon.service.delivery_process import DeliveryProcess, Job
 from daemon.service.event_watch import EventWatch
 from daemon.service.metrics import Metrics
 from daemon.service.notify import Notifier
+from daemon.service.push_routes import PUSH_PATH
 from daemon.service.scheduler import Scheduler
 from daemon.service.state import ServiceState
 from daemon.service.user_syncs import UserSyncs
@@ -51,7 +55,7 @@ log = structlog.get_logger("mls_sync.daemon")
 
 # Changing these needs a restart; a reload says so instead of half-applying them.
 
-RESTART_ONLY = ("database", "daemon", "sandbox", "webhooks", "email")
+RESTART_ONLY = ("database", "daemon", "sandbox", "webhooks", "email", "push")
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
 
 
@@ -90,6 +94,7 @@ async def run_daemon(
             version=version("mls-sync"),
             event_watch=EventWatch(status_reader),
             user_syncs=UserSyncs(rt.engine),
+            change_log_polls=ChangeLogPolls(rt.db, rt.engine, on_poll=metrics.change_log_polled),
         )
         coordinator.on_report = lambda report, seconds: _after_cycle(
             state, notifier, report, seconds
@@ -97,14 +102,17 @@ async def run_daemon(
         if sandbox is not None:
             coordinator.before_cycle = _world_mover(sandbox)
         host, port = settings.daemon.http_host, settings.daemon.http_port
-        try:
-            server = serving(build_app(state), host, port)
-            url = await server.__aenter__()
-        except OSError as exc:
-            raise StartupError(
-                f"cannot listen on {host}:{port}: {exc.strerror}; set [daemon] http_port "
-                "(or MLS_SYNC_DAEMON__HTTP_PORT) to a free port"
-            ) from None
+        server, url = await _listen(build_app(state), host, port, "daemon")
+        push_host = settings.push.http_host
+        if push_host:
+            try:
+                push_server, push_url = await _listen(
+                    build_push_app(state), push_host, settings.push.http_port, "push"
+                )
+            except StartupError:
+                await server.__aexit__(None, None, None)
+                raise
+            log.info("push_listening", url=push_url, path=PUSH_PATH)
         # Handlers first: systemd may send SIGHUP or SIGUSR1 the moment it reads READY=1,
         # and their default action ends the process. They stay until the server has closed:
         # a signal while stopping must not cut the stop short (the run left `running`).
@@ -113,6 +121,7 @@ async def run_daemon(
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(coordinator.run)
                     tg.start_soon(state.user_syncs.run)
+                    tg.start_soon(state.change_log_polls.run)
                     tg.start_soon(state.board.run)
                     deliveries = _delivery_process(state, environ, status_reader)
                     tg.start_soon(deliveries.run)
@@ -140,8 +149,25 @@ async def run_daemon(
                     await _stop(state, notifier, settings.daemon.shutdown_grace_seconds)
                     tg.cancel_scope.cancel()
             finally:
+                if push_host:
+                    await push_server.__aexit__(None, None, None)
                 await server.__aexit__(None, None, None)
     log.info("daemon_stopped")
+
+
+async def _listen(
+    app: FastAPI, host: str, port: int, section: str
+) -> tuple[AbstractAsyncContextManager[str], str]:
+    """The app served on host:port: its server (to leave at the end) and its URL."""
+    server = serving(app, host, port)
+    try:
+        url = await server.__aenter__()
+    except OSError as exc:
+        raise StartupError(
+            f"cannot listen on {host}:{port}: {exc.strerror}; set [{section}] http_port "
+            f"(or MLS_SYNC_{section.upper()}__HTTP_PORT) to a free port"
+        ) from None
+    return server, url
 
 
 def _mail_worker(
@@ -231,6 +257,7 @@ async def _stop(state: ServiceState, notifier: Notifier, grace: float) -> None:
     async with anyio.create_task_group() as tg:  # both within the one grace
         tg.start_soon(state.coordinator.stop, grace)
         tg.start_soon(state.user_syncs.stop, grace)
+        tg.start_soon(state.change_log_polls.stop, grace)
 
 
 def _reload(state: ServiceState, notifier: Notifier, config_path: Path | None) -> None:

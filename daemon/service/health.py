@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -16,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from daemon.service.board import BoardUnavailable
+from daemon.service.change_log_polls import ChangeLogPolls
 from daemon.service.coordinator import Progress
 from daemon.service.state import ServiceState
 from daemon.timestamps import iso
@@ -180,7 +182,24 @@ def _live_status(state: ServiceState) -> dict[str, Any]:
         "shutting_down": state.shutting_down,
         "running": None if running is None else progress(running),
         "follow_up_queued": coordinator.pending is not None,
+        "change_log_polls": change_log_polls(state.change_log_polls),
     }
+
+
+def change_log_polls(polls: ChangeLogPolls) -> dict[str, dict[str, Any]]:
+    """Each events-mode connection's last read of its change log between cycles, and when the
+    next one is due."""
+    out: dict[str, dict[str, Any]] = {}
+    for connection_id in sorted(polls.next_due):
+        last = polls.last.get(connection_id)
+        next_in = polls.next_poll_in(connection_id)
+        out[connection_id] = {
+            "last_at": None if last is None else iso(datetime.fromtimestamp(last.at, UTC)),
+            "last_outcome": None if last is None else last.outcome,
+            "last_run_id": None if last is None else last.run_id,
+            "next_in_seconds": None if next_in is None else round(next_in, 1),
+        }
+    return out
 
 
 def progress(running: Progress) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from daemon.platforms.outcomes import AlreadyGone, AuthFailed, Deleted, NeedsPer
 from daemon.store import runs
 from daemon.store.cycle_health import CycleHealth
 from daemon.store.runs import Tally
-from daemon.sync.engine import RunReport
+from daemon.sync.engine import PollOutcome, RunReport
 
 WEBHOOK_RESULTS = ("delivered", "retry", "given_up")
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600)
@@ -144,6 +144,13 @@ class Metrics:
             "mls_sync_listings", "Tracked listings, by status", ["status"], registry=r
         )
         self.posts = Gauge("mls_sync_posts", "Social posts, by status", ["status"], registry=r)
+        self.change_log_polls = Counter(
+            "mls_sync_change_log_polls",
+            "Reads of events-mode connections' change logs between cycles, by outcome (quiet: "
+            "nothing new; synced: a run applied what was new)",
+            ["outcome"],
+            registry=r,
+        )
         self.mail_sent = Counter(
             "mls_sync_mail_sent", "E-mail notifications the SMTP server accepted", registry=r
         )
@@ -259,6 +266,9 @@ class Metrics:
                 gauge.labels(label).set(values.get(label, 0))
 
     # The mail worker's hooks (daemon/mail/worker.py).
+    def change_log_polled(self, result: PollOutcome) -> None:
+        self.change_log_polls.labels(result.outcome).inc()
+
     def mail_sent_one(self) -> None:
         self.mail_sent.inc()
 

@@ -60,7 +60,16 @@ class Connection(Shape):
     created_at: str
     updated_at: str
     user_id: str
+    poll_seconds: int = Field(description="events mode: seconds between reads of the change log")
     secret: SET
+    push: bool = Field(description="whether the MLS may push events (it has a push token)")
+
+
+class ConnectionWithPushToken(Connection):
+    push_token: str = Field(
+        description="mlspush_...: the bearer token of the MLS's pushes; shown in this answer "
+        "only, never again"
+    )
 
 
 class Listing(Shape):

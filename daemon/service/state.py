@@ -9,6 +9,7 @@ from daemon.composition import Environment, Runtime
 from daemon.config import Settings
 from daemon.credentials import Secret
 from daemon.service.board import StatusBoard
+from daemon.service.change_log_polls import ChangeLogPolls
 from daemon.service.coordinator import Coordinator
 from daemon.service.event_watch import EventWatch
 from daemon.service.metrics import Metrics
@@ -29,6 +30,7 @@ class ServiceState:
     version: str
     event_watch: EventWatch
     user_syncs: UserSyncs
+    change_log_polls: ChangeLogPolls
     started_monotonic: float = field(default_factory=time.monotonic)
     # Polled answers, reused briefly (service/health.py): path -> (when, snapshot, answer).
     recent_answers: dict[str, tuple[float, object, tuple[int, str, bytes]]] = field(

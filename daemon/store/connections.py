@@ -31,6 +31,7 @@ _SPEC_COLUMNS = (
     "rate_per_second",
     "overlap_seconds",
     "full_reconcile_seconds",
+    "poll_seconds",
     "select_mlg_can_view",
 )
 
@@ -60,6 +61,12 @@ WHERE id = :id
 GET = "SELECT * FROM mls_connections WHERE id = ?"
 LIST = "SELECT * FROM mls_connections ORDER BY id"
 LIST_ACTIVE = "SELECT * FROM mls_connections WHERE state = 'active' ORDER BY id"
+SET_PUSH_HASH = """
+UPDATE mls_connections SET push_token_sha256 = :sha256, updated_at = :now WHERE id = :id
+"""
+LIST_ACTIVE_IN_MODE = """
+SELECT * FROM mls_connections WHERE state = 'active' AND mode = ? ORDER BY id
+"""
 LIST_ACTIVE_OF_USER = """
 SELECT * FROM mls_connections WHERE state = 'active' AND user_id = ? ORDER BY id
 """
@@ -118,6 +125,20 @@ async def _get(conn: aiosqlite.Connection, connection_id: str) -> ConnectionRow 
 
 async def list_all(db: Database, active_only: bool = False) -> list[ConnectionRow]:
     async with db.reading() as conn, conn.execute(LIST_ACTIVE if active_only else LIST) as cur:
+        return [from_row(ConnectionRow, r) for r in await cur.fetchall()]
+
+
+async def set_push_token(db: Database, connection_id: str, sha256: str | None, now: str) -> bool:
+    """Sets (or with None, removes) the hash of the connection's push token; False when no
+    connection has this id."""
+    params = {"id": connection_id, "sha256": sha256, "now": now}
+    return await db.write_one(SET_PUSH_HASH, params) == 1
+
+
+async def active_in_mode(db: Database, mode: str) -> list[ConnectionRow]:
+    """The active connections that read the MLS in `mode` (events: those polled between
+    cycles)."""
+    async with db.reading() as conn, conn.execute(LIST_ACTIVE_IN_MODE, (mode,)) as cur:
         return [from_row(ConnectionRow, r) for r in await cur.fetchall()]
 
 

@@ -52,12 +52,15 @@ class ConnectionRow:
     created_at: str
     updated_at: str
     user_id: str = "default"
+    poll_seconds: int = 60
+    push_token_sha256: str | None = None  # RESO push: the hash of its token; None: off
 
     def public(self) -> dict[str, Any]:
-        """Everything but the secret, for display."""
+        """Everything but the secret and the push token's hash, for display."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out.pop("secret_encrypted")
         out["secret"] = "<set>"  # noqa: S105 - a placeholder shown instead of it
+        out["push"] = out.pop("push_token_sha256") is not None
         return out
 
 

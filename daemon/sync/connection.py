@@ -20,7 +20,7 @@ from daemon.mls.errors import ConnectionStopped, MlsError
 from daemon.mls.payload import Page
 from daemon.mls.query import key_batches
 from daemon.models import MlsRecord, Observation, Removed
-from daemon.store import leases, listings, runs
+from daemon.store import leases, listings, pushed_events, runs
 from daemon.store.database import Database
 from daemon.store.records import ConnectionRow, TrackedListing
 from daemon.store.runs import Counts, ErrorEntry
@@ -128,13 +128,14 @@ class ConnectionSync:
         failures: Sequence[tuple[str, str]],
         cursor: str | None = None,
         reconciled_at: str | None = None,
+        pushed_done: Sequence[int] = (),
     ) -> None:
-        """Statuses, audit rows and run counts (+ the cursor in incremental mode, so it never
-        runs ahead of the data) commit together, with other batches' (group commit), fenced
-        by the lease."""
+        """Statuses, audit rows and run counts (+ the cursor in incremental and events modes,
+        so it never runs ahead of the data; + the pushed events read, which leave their
+        queue) commit together, with other batches' (group commit), fenced by the lease."""
         at = iso(self.clock())
         write = BatchWrite(
-            self.run_id, self.row.id, observations, failures, at, cursor, reconciled_at
+            self.run_id, self.row.id, observations, failures, at, cursor, reconciled_at, pushed_done
         )
         applied = await self.writer.submit(write)
         assert applied is not None  # a BatchWrite's result
@@ -249,6 +250,36 @@ class ConnectionSync:
         cursor = held if held is not None else page.last_sequence
         await self._apply(observations, failures, cursor=None if cursor is None else str(cursor))
         return True, held
+
+    # -- pushed events (docs/mls-reso.md "Push") ---------------------------------------------
+
+    async def pushed_events(self, limit: int) -> None:
+        """The oldest `limit` events the MLS pushed. The listings they name are read by key
+        (the read is the truth, as for polled events: several events of one listing come to
+        one read), and each event leaves the queue with the write that applies its listing's
+        read. A listing whose read failed, or came back unreadable, keeps its events queued
+        for the next apply; events of listings not tracked leave the queue at once."""
+        queued = await pushed_events.take(self.db, self.row.id, limit)
+        queue_ids: dict[str, list[int]] = {}
+        for queue_id, key in queued:
+            queue_ids.setdefault(key, []).append(queue_id)
+        id_by_key = await listings.ids_for_keys(self.db, self.row.id, list(queue_ids))
+        if untracked := [i for k, ids in queue_ids.items() if k not in id_by_key for i in ids]:
+            await self._apply([], [], pushed_done=untracked)
+        self._total = len(id_by_key)
+        for keys in self._batches(list(id_by_key)):
+            try:
+                answer = await self.client.fetch_batch(keys)
+            except ConnectionStopped as exc:
+                self.stopped = exc
+                return
+            except MlsError as exc:
+                await self._batch_failed(keys, id_by_key, str(exc))
+                continue
+            read = [i for k in keys if k not in answer.errors for i in queue_ids[k]]
+            await self._apply(*_observations(answer, id_by_key), pushed_done=read)
+            self._done += len(keys)
+            self.on_progress(self.row.id, self._done, self._total)
 
     def _batches(self, keys: list[str]) -> list[list[str]]:
         """`keys` in batches of the connection's size, each short enough for its URL."""

@@ -22,7 +22,7 @@ from daemon.enums import ConnectionState, QueryMode
 from daemon.errors import Conflict, NotFound
 from daemon.mls.errors import CircuitOpen, ConnectionStopped, MlsError, NeedsReauth
 from daemon.models import LocalStatus
-from daemon.store import connections, leases, listings, posts, runs
+from daemon.store import connections, leases, listings, posts, pushed_events, runs
 from daemon.store.database import Database
 from daemon.store.group_commit import GroupWriter
 from daemon.store.posts import DueScope
@@ -39,6 +39,10 @@ from daemon.sync.unpublish import PostResult, Unpublisher
 from daemon.timestamps import iso, parse_iso, utcnow
 
 log = structlog.get_logger("mls_sync.sync")
+
+# Pushed events one run applies at most; more waiting are the next run's (the queue is read
+# in order, so none waits forever).
+PUSHED_PER_RUN = 10_000
 
 
 class SyncRefused(Conflict):
@@ -123,6 +127,50 @@ class SyncEngine:
         _refuse_unless_active(row)
         return await self._run(trigger, f"connection:{connection_id}", [row])
 
+    async def poll_change_log(self, row: ConnectionRow) -> PollOutcome:
+        """Between cycles, an events-mode connection: the events the MLS pushed, if any wait,
+        are applied (a run); otherwise one request asks the change log whether it has
+        anything after the saved sequence, and only then does a sync of the connection (a
+        run) read and apply it. A connection another sync holds is left alone (`busy`: ask
+        again soon); a full pass that is due is left to the cycle; a failed check is logged,
+        and the next cycle's sync records the failure in its run."""
+        current = await leases.holder_of(self.db, row.id)
+        if current is not None and parse_iso(current[1]) > self.clock():
+            return PollOutcome("busy")
+        if await pushed_events.waiting(self.db, row.id):
+            try:
+                report = await self.apply_pushed(row.id)
+            except SyncRefused:  # paused or re-authentication asked for since it was listed
+                return PollOutcome("left_to_cycle")
+            more = await pushed_events.waiting(self.db, row.id) > 0
+            return PollOutcome("pushed", report, more_pushed=more)
+        if row.cursor is None or self._reconcile_due(row):
+            return PollOutcome("left_to_cycle")
+        client = self.access.client_for(row, lambda: None)
+        try:
+            found = await client.has_events_after(int(row.cursor))
+        except ConnectionStopped:
+            found = True  # refused credentials: a sync records it and marks needs_reauth
+        except MlsError as exc:
+            log.warning("change_log_poll_failed", connection_id=row.id, error=str(exc))
+            return PollOutcome("failed")
+        if not found:
+            return PollOutcome("quiet")
+        try:
+            report = await self.sync_connection(row.id, "poll")
+        except SyncRefused:  # paused or re-authentication asked for since it was listed
+            return PollOutcome("left_to_cycle")
+        return PollOutcome("synced", report)
+
+    async def apply_pushed(self, connection_id: str) -> RunReport:
+        """A run that applies the events the MLS pushed to the connection (the oldest
+        PUSHED_PER_RUN of them): the listings they name are read and applied."""
+        row = await connections.get(self.db, connection_id)
+        if row is None:
+            raise NotFound("no MLS connection has this id (see `mls-sync connections list`)")
+        _refuse_unless_active(row)
+        return await self._run("push", f"connection:{connection_id}", [row], pushed=True)
+
     async def sync_listing(
         self, listing_id: str, trigger: str = "manual"
     ) -> tuple[RunReport, ListingRow]:
@@ -152,6 +200,7 @@ class SyncEngine:
         targets: list[ConnectionRow],
         only_listing: ListingRow | None = None,
         reserved: int | None = None,
+        pushed: bool = False,
     ) -> RunReport:
         started = iso(self.clock())
         orphans = [i for i, holder in await runs.running(self.db) if is_dead(holder, self.hostname)]
@@ -170,6 +219,7 @@ class SyncEngine:
                 writer(self.db, self.mapping, held, self.clock),
                 leases.acquirer(self.db),
                 held,
+                pushed=pushed,
             )
             try:
                 failed = await self._sync_targets(shared, targets, only_listing)
@@ -396,7 +446,10 @@ class SyncEngine:
         with anyio.CancelScope() as scope:
             shared.stop_work[row.id] = scope
             try:
-                await self._dispatch(work, row, only_listing)
+                if shared.pushed:
+                    await work.pushed_events(PUSHED_PER_RUN)
+                else:
+                    await self._dispatch(work, row, only_listing)
             except MlsError as exc:
                 error = str(exc)
                 await self._record(run_id, ErrorEntry("connection", error, row.id))
@@ -476,6 +529,18 @@ class SyncEngine:
         await runs.record_now(self.db, run_id, counts, [entry], iso(self.clock()))
 
 
+@dataclass(frozen=True)
+class PollOutcome:
+    """What a poll of a change log came to: `quiet` (nothing new: one request), `synced`
+    (`report` is the run that applied what was new), `pushed` (`report` applied pushed
+    events; `more_pushed`: more wait), `busy` (another sync holds the connection),
+    `left_to_cycle` (a full pass is due, or no longer active) or `failed`."""
+
+    outcome: str
+    report: RunReport | None = None
+    more_pushed: bool = False
+
+
 @dataclass
 class _RunShared:
     """What the connections of one run share: the writers that commit their writes in
@@ -487,6 +552,7 @@ class _RunShared:
     held: dict[str, str] = field(default_factory=dict)  # connection id -> lease holder
     stop_work: dict[str, anyio.CancelScope] = field(default_factory=dict)  # on a lost lease
     taken: list[tuple[str, str]] = field(default_factory=list)  # every lease, freed at the end
+    pushed: bool = False  # the run applies the events the MLS pushed, not a sync
 
 
 def _due_scope(scope: str) -> DueScope:

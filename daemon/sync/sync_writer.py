@@ -14,7 +14,7 @@ from functools import partial
 import aiosqlite
 
 from daemon.models import LocalStatus, StatusMapping
-from daemon.store import connections, leases, listings, runs
+from daemon.store import connections, leases, listings, pushed_events, runs
 from daemon.store.database import Database
 from daemon.store.group_commit import GroupWriter, Refused
 from daemon.sync.sync_writes import (
@@ -79,4 +79,5 @@ async def write_group(
     for connection_id, state, error, at in group.new_states:
         await connections.set_state_in(conn, connection_id, state, error, at)
     await leases.release_in(conn, group.released)
+    await pushed_events.remove_in(conn, group.pushed_done)
     return group.results

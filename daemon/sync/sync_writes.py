@@ -35,6 +35,7 @@ class BatchWrite:
     at: str
     cursor: str | None = None  # incremental: moves with this page's data (invariant 5)
     reconciled_at: str | None = None  # the end of a complete full pass: when it started
+    pushed_done: Sequence[int] = ()  # queued pushed events whose listings this write reads
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +87,7 @@ class GroupPlan:
     synced: list[tuple[str, str, str | None]] = field(default_factory=list)  # id, when, error
     new_states: list[tuple[str, ConnectionState, str | None, str]] = field(default_factory=list)
     released: list[tuple[str, str]] = field(default_factory=list)  # connection id, holder
+    pushed_done: list[int] = field(default_factory=list)  # queued pushed events, applied
 
 
 def lease_held(
@@ -174,6 +176,7 @@ def _plan_batch(
         group.cursors.append((write.connection_id, write.cursor, write.at))
     if write.reconciled_at:
         group.reconciled.append((write.connection_id, write.reconciled_at))
+    group.pushed_done += write.pushed_done
     return Applied(plan, counts)
 
 

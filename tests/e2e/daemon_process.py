@@ -76,6 +76,7 @@ http_port = {port}
 shutdown_grace_seconds = {grace}
 [sandbox]
 enabled = false
+[push]
 """)
 
 

@@ -13,7 +13,9 @@ from pydantic import ValidationError
 from daemon.composition import Runtime
 from daemon.sandbox.faults import Fault
 from daemon.specs import ConnectionSpec
-from daemon.store import connections, listings
+from daemon.store import connections, leases, listings, runs
+from daemon.store.records import ConnectionRow
+from daemon.timestamps import iso
 from tests.helpers import Mls, add_connection, status_of, track
 
 KEYS = [f"E{i:02d}" for i in range(10)]
@@ -205,6 +207,62 @@ async def test_refused_credentials_on_the_first_read_of_the_log_mark_the_connect
     row = await connections.get(runtime.db, "mls-1")
     assert row is not None and row.state == "needs_reauth"
     assert report.run.errors >= 1
+
+
+async def _row(runtime: Runtime) -> ConnectionRow:
+    row = await connections.get(runtime.db, "mls-1")
+    assert row is not None
+    return row
+
+
+async def test_a_poll_that_finds_nothing_is_one_request_and_leaves_no_run(
+    runtime: Runtime, mls: Mls
+) -> None:
+    sandbox, _ = mls
+    await _events_connection(runtime, mls)
+    await runtime.engine.sync_all()
+    asked_before = len(sandbox.filters)
+
+    result = await runtime.engine.poll_change_log(await _row(runtime))
+
+    assert (result.outcome, result.report) == ("quiet", None)
+    assert len(sandbox.filters) == asked_before + 1
+    assert [r.id for r in await runs.recent(runtime.db, 10)] == [1]
+
+
+async def test_a_poll_that_finds_a_sale_syncs_the_connection_in_a_run_of_its_own(
+    runtime: Runtime, mls: Mls
+) -> None:
+    sandbox, _ = mls
+    await _events_connection(runtime, mls)
+    await runtime.engine.sync_all()
+    sandbox.set_status("E09", "Closed")
+
+    result = await runtime.engine.poll_change_log(await _row(runtime))
+
+    assert result.outcome == "synced" and result.report is not None
+    run = result.report.run
+    assert (run.trigger, run.scope, run.status_changes) == ("poll", "connection:mls-1", 1)
+    assert await status_of(runtime, "E09") == "sold"
+
+
+async def test_a_poll_leaves_the_full_pass_and_a_connection_another_sync_holds_to_the_cycle(
+    runtime: Runtime, mls: Mls
+) -> None:
+    sandbox, _ = mls
+    await _events_connection(runtime, mls)
+    before_its_first_pass = await runtime.engine.poll_change_log(await _row(runtime))
+    assert before_its_first_pass.outcome == "left_to_cycle"
+    await runtime.engine.sync_all()
+    now = datetime.now(UTC)
+    until = iso(now + timedelta(minutes=1))
+    wanted = leases.LeaseRequest("mls-1", "another-process", iso(now), until)
+    assert await leases.acquire(runtime.db, wanted)
+    asked_before = len(sandbox.filters)
+
+    held = await runtime.engine.poll_change_log(await _row(runtime))
+
+    assert held.outcome == "busy" and len(sandbox.filters) == asked_before
 
 
 def test_events_mode_needs_the_property_resource() -> None:

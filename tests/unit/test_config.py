@@ -44,7 +44,7 @@ def test_an_empty_file_gives_the_defaults(tmp_path: Path) -> None:
             [
                 "[synk]",
                 "unknown key",
-                "allowed here: daemon, database, email, events, logging, mls, platforms, "
+                "allowed here: daemon, database, email, events, logging, mls, platforms, push, "
                 "sandbox, sync",
             ],
         ),

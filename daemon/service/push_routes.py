@@ -1,0 +1,78 @@
+"""POST /v1/mls-connections/{id}/entity-events: the MLS pushes change-log events (RESO RCP-28,
+docs/mls-reso.md "Push"). Served beside the API, and alone on [push]'s address when it is set
+(api.py `build_push_app`).
+
+The route has no API-token requirement: the MLS presents the connection's push token, which
+only this route accepts. The events are queued durably before the answer (a crash after it
+loses nothing) and applied by the connection's poller at once (change_log_polls.py).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException, Request
+from pydantic import Field
+
+from daemon.ops import push
+from daemon.ops.views import View
+from daemon.service.auth import Credentials
+from daemon.service.bodies import ConnectionId
+from daemon.service.problems import problem_responses
+from daemon.service.schemas import Shape
+from daemon.service.state import ServiceState
+
+PUSH_PATH = "/v1/mls-connections/{connection_id}/entity-events"
+PUSH_REFUSED = "missing or wrong push token (see `mls-sync connections push-token ID`)"
+QUEUE_FULL = "too many pushed events wait to be applied for this connection; send again later"
+
+
+def is_push_path(path: str) -> bool:
+    prefix, _, rest = path.partition("/v1/mls-connections/")
+    connection_id, _, tail = rest.partition("/")
+    return prefix == "" and bool(connection_id) and tail == "entity-events"
+
+
+class PushAccepted(Shape):
+    queued: int = Field(description="events of listings (ResourceName Property), queued")
+    ignored: int = Field(description="events of other resources: nothing to apply")
+
+
+def push_routes(state: ServiceState) -> APIRouter:
+    router = APIRouter()
+
+    @router.post(
+        PUSH_PATH,
+        summary="Receive EntityEvents the MLS pushes (RESO RCP-28), with the push token",
+        response_model=PushAccepted,
+        responses=problem_responses(400, 401, 413, 422, 429),
+    )
+    async def receive_push(
+        connection_id: ConnectionId,
+        request: Request,
+        credentials: Credentials,
+        source: Annotated[
+            str | None,
+            Header(alias="EntityEventSource", description="the feed's label, recorded"),
+        ] = None,
+    ) -> View:
+        """One EntityEvent, or a batch in `value`. 429 with Retry-After while the
+        connection's queue is full ([push] queue_limit)."""
+        db = state.runtime.db
+        presented = credentials.credentials if credentials else None
+        if not await push.authorized(db, connection_id, presented):
+            raise HTTPException(401, PUSH_REFUSED, headers={"WWW-Authenticate": "Bearer"})
+        try:
+            events = push.parse_push(await request.body())
+        except push.UnreadablePush:
+            raise HTTPException(400) from None  # answered as any undecodable body
+        settings = state.settings.push
+        received = await push.receive(db, connection_id, events, source, settings.queue_limit)
+        if received.outcome == "full":
+            retry = str(settings.retry_after_seconds)
+            raise HTTPException(429, QUEUE_FULL, headers={"Retry-After": retry})
+        if received.queued:
+            state.change_log_polls.pushed(connection_id)
+        return {"queued": received.queued, "ignored": received.ignored}
+
+    return router

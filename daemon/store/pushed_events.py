@@ -1,0 +1,67 @@
+"""Events the MLS pushed (RESO RCP-28), queued between the answer to the MLS and their
+application (docs/mls-reso.md "Push"). An event leaves the queue in the transaction that
+applies what its listing's read said (`remove_in`, from the sync's writer): a crash in
+between loses nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiosqlite
+
+from daemon.store.database import Database
+
+INSERT = """
+INSERT INTO pushed_events (connection_id, sequence, record_key, source, received_at)
+VALUES (?, ?, ?, ?, ?)
+"""
+COUNT = "SELECT count(*) FROM pushed_events WHERE connection_id = ?"
+TAKE = """
+SELECT id, record_key FROM pushed_events WHERE connection_id = ? ORDER BY id LIMIT ?
+"""
+DELETE = "DELETE FROM pushed_events WHERE id = ?"
+
+
+@dataclass(frozen=True, slots=True)
+class PushedEvent:
+    sequence: int
+    record_key: str
+
+
+async def queue(
+    db: Database,
+    connection_id: str,
+    pushed: Sequence[PushedEvent],
+    source: str | None,
+    now: str,
+    limit: int,
+) -> bool:
+    """Queues `pushed` unless the connection's queue already holds `limit` events or more
+    (then nothing is queued: False). Checked and written in one transaction."""
+    async with db.transaction() as conn:
+        async with conn.execute(COUNT, (connection_id,)) as cur:
+            row = await cur.fetchone()
+        if row is not None and row[0] >= limit:
+            return False
+        await conn.executemany(
+            INSERT, [(connection_id, e.sequence, e.record_key, source, now) for e in pushed]
+        )
+    return True
+
+
+async def waiting(db: Database, connection_id: str) -> int:
+    row = await db.fetch_one(COUNT, (connection_id,))
+    return int(row[0]) if row else 0
+
+
+async def take(db: Database, connection_id: str, limit: int) -> list[tuple[int, str]]:
+    """The oldest `limit` queued events of the connection, as (queue id, listing key); they
+    stay queued until `remove_in` (they are read, not taken away)."""
+    rows = await db.fetch_all(TAKE, (connection_id, limit))
+    return [(int(r[0]), str(r[1])) for r in rows]
+
+
+async def remove_in(conn: aiosqlite.Connection, ids: Sequence[int]) -> None:
+    if ids:
+        await conn.executemany(DELETE, [(i,) for i in ids])

@@ -1,0 +1,237 @@
+"""RESO push (RCP-28): the MLS POSTs change-log events to `mls-sync run`, which queues them
+durably, answers, and applies them in seconds (docs/mls-reso.md "Push"). The daemon runs as a
+subprocess; the MLS is the sandbox's, on loopback.
+
+A change the tests push is made in the sandbox MLS without an event in its own change log:
+only the push can tell the daemon about it (the log's poll is an hour away), so what the test
+sees is the push's doing."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from daemon.sandbox.mls_server import SandboxMls
+from tests.e2e.daemon_process import Daemon, DaemonConfig
+from tests.helpers import Mls, Platforms, add_account, add_post, add_sandbox_connection
+
+KEYS = ["K1", "K2", "K3"]
+CONTEXT = "urn:reso:metadata:2.0:resource:entityevent"
+PUSH = "/v1/mls-connections/mls-1/entity-events"
+
+
+@pytest.fixture
+async def prepared(daemon_config: DaemonConfig, mls: Mls, platforms: Platforms) -> DaemonConfig:
+    """An events-mode connection whose change log is read once an hour, tracking K1-K3; K1
+    advertised in a Facebook post."""
+    platforms[0].publish("facebook", "1093_4417", "fb-token")
+    async with daemon_config.runtime() as rt:
+        await add_sandbox_connection(rt, mls, KEYS, mode="events", poll_seconds=3600)
+        await add_account(rt, "fb-page", "facebook", "fb-token")
+        await add_post(rt, "p-1", "L-K1", "fb-page", "1093_4417")
+    return daemon_config
+
+
+@pytest.fixture
+async def daemon(prepared: DaemonConfig) -> AsyncIterator[Daemon]:
+    started = prepared.start()
+    try:
+        await started.wait_notify("READY=1")
+        await started.wait_for_run(1)  # the cycle at start: the full pass
+        yield started
+    finally:
+        started.stop()
+
+
+async def _push_token(daemon: Daemon) -> str:
+    made = await daemon.call("POST", "/v1/mls-connections/mls-1/push-token")
+    assert made.status_code == 200, made.text
+    return str(made.json()["push_token"])
+
+
+def _change_unlogged(sandbox: SandboxMls, key: str, status: str) -> int:
+    """Changes the listing in the MLS with no event in its change log; returns the sequence
+    a push of the change carries."""
+    sandbox.records[key]["StandardStatus"] = status
+    sandbox.records[key]["MlsStatus"] = status
+    sandbox.version += 1
+    sequence = sandbox.next_sequence
+    sandbox.next_sequence += 1
+    return sequence
+
+
+def _event(sequence: int, key: str, resource: str = "Property") -> dict[str, Any]:
+    return {
+        "EntityEventSequence": sequence,
+        "ResourceName": resource,
+        "ResourceRecordKey": key,
+    }
+
+
+async def _push(daemon: Daemon, token: str | None, body: Any, **headers: str) -> httpx.Response:
+    return await daemon.call("POST", PUSH, token=token, json=body, headers=headers)
+
+
+async def _status(daemon: Daemon, key: str) -> str:
+    return str((await daemon.call("GET", f"/v1/listings/L-{key}")).json()["status"])
+
+
+async def _until_status(daemon: Daemon, key: str, wanted: str, seconds: float = 10) -> None:
+    with anyio.fail_after(seconds):
+        while await _status(daemon, key) != wanted:
+            await anyio.sleep(0.05)
+
+
+def _queued(config: DaemonConfig) -> int:
+    with sqlite3.connect(config.database) as db:
+        return int(db.execute("SELECT count(*) FROM pushed_events").fetchone()[0])
+
+
+async def test_a_pushed_sale_is_applied_and_the_listings_post_comes_down_in_seconds(
+    daemon: Daemon, mls: Mls, platforms: Platforms
+) -> None:
+    token = await _push_token(daemon)
+    sequence = _change_unlogged(mls[0], "K1", "Closed")
+
+    answer = await _push(
+        daemon, token, {"@reso.context": CONTEXT, "value": [_event(sequence, "K1")]}
+    )
+
+    assert answer.status_code == 200 and answer.json() == {"queued": 1, "ignored": 0}
+    await _until_status(daemon, "K1", "sold", seconds=5)
+    with anyio.fail_after(5):
+        while platforms[0].exists("1093_4417"):
+            await anyio.sleep(0.05)
+    runs = (await daemon.call("GET", "/v1/runs")).json()["items"]
+    assert (runs[0]["trigger"], runs[0]["scope"]) == ("push", "connection:mls-1")
+
+
+async def test_one_event_without_a_batch_and_events_of_other_resources_are_accepted(
+    daemon: Daemon, mls: Mls
+) -> None:
+    token = await _push_token(daemon)
+    sequence = _change_unlogged(mls[0], "K2", "Pending")
+
+    member = await _push(daemon, token, {"@reso.context": CONTEXT, **_event(7, "M1", "Member")})
+    single = await _push(daemon, token, {"@reso.context": CONTEXT, **_event(sequence, "K2")})
+
+    assert member.json() == {"queued": 0, "ignored": 1}
+    assert single.json() == {"queued": 1, "ignored": 0}
+    await _until_status(daemon, "K2", "pending")
+
+
+async def test_duplicated_and_out_of_order_pushes_change_a_listing_once(
+    daemon: Daemon, prepared: DaemonConfig, mls: Mls
+) -> None:
+    token = await _push_token(daemon)
+    sandbox = mls[0]
+    first = _change_unlogged(sandbox, "K3", "Pending")
+    second = _change_unlogged(sandbox, "K3", "Closed")
+
+    for sequence in (second, first, second):  # late, early, again
+        answer = await _push(daemon, token, {"value": [_event(sequence, "K3")]})
+        assert answer.status_code == 200
+
+    await _until_status(daemon, "K3", "sold")
+    with anyio.fail_after(5):
+        while _queued(prepared) > 0:
+            await anyio.sleep(0.05)
+    changes = (await daemon.call("GET", "/v1/listings/L-K3")).json()["status_changes"]
+    assert [c["event"] for c in changes] == ["first_seen", "changed"]
+
+
+async def test_a_push_without_the_connections_token_is_refused_and_queues_nothing(
+    daemon: Daemon, prepared: DaemonConfig
+) -> None:
+    await _push_token(daemon)
+    body = {"value": [_event(5000, "K1")]}
+    answers = [
+        await _push(daemon, None, body),
+        await _push(daemon, "mlspush_not-the-token", body),
+        await daemon.call("POST", "/v1/mls-connections/other/entity-events", json=body),
+    ]
+    assert [a.status_code for a in answers] == [401, 401, 401]
+    assert len({a.json()["detail"] for a in answers}) == 1  # an unknown connection says no more
+    assert answers[0].headers["WWW-Authenticate"] == "Bearer"
+    # The API's own token is not a push token either.
+    assert (await daemon.call("POST", PUSH, json=body)).status_code == 401
+    assert _queued(prepared) == 0
+
+
+async def test_bad_push_bodies_are_refused_whole_without_repeating_them_and_queue_nothing(
+    daemon: Daemon, prepared: DaemonConfig
+) -> None:
+    token = await _push_token(daemon)
+    not_json = await daemon.call(
+        "POST", PUSH, token=token, content=b"{not json", headers={"content-type": "text/plain"}
+    )
+    secret_key = "SECRET-LOOKING-KEY-9f2"
+    half_bad = {"value": [_event(5001, "K1"), {"EntityEventSequence": "12", "X": secret_key}]}
+    bad = await _push(daemon, token, half_bad)
+    empty = await _push(daemon, token, {"value": []})
+    negative = await _push(daemon, token, _event(-3, "K1"))
+
+    assert not_json.status_code == 400
+    assert (bad.status_code, empty.status_code, negative.status_code) == (422, 422, 422)
+    assert "value.1.EntityEventSequence" in bad.json()["detail"]
+    assert "value.1.ResourceRecordKey" in bad.json()["detail"]
+    assert secret_key not in bad.text and "12" not in bad.json()["detail"]
+    assert _queued(prepared) == 0
+
+
+async def test_a_full_queue_answers_429_with_retry_after_and_queues_nothing_more(
+    prepared: DaemonConfig, mls: Mls
+) -> None:
+    prepared.add("push", queue_limit=2, retry_after_seconds=7)
+    daemon = prepared.start()
+    try:
+        await daemon.wait_notify("READY=1")
+        await daemon.wait_for_run(1)
+        token = await _push_token(daemon)
+        assert (await daemon.call("POST", "/v1/mls-connections/mls-1/pause")).status_code == 200
+
+        kept = await _push(daemon, token, {"value": [_event(6001, "K1"), _event(6002, "K2")]})
+        refused = await _push(daemon, token, {"value": [_event(6003, "K3")]})
+
+        assert kept.status_code == 200
+        assert (refused.status_code, refused.headers["Retry-After"]) == (429, "7")
+        assert _queued(prepared) == 2
+    finally:
+        daemon.stop()
+
+
+async def test_pushed_events_queued_before_a_crash_are_applied_after_the_restart(
+    prepared: DaemonConfig, mls: Mls
+) -> None:
+    """Paused, the connection queues what is pushed without applying it; the daemon is killed
+    (SIGKILL: nothing runs on the way out) and started again, and once the connection is
+    resumed the queued event is applied."""
+    daemon = prepared.start()
+    try:
+        await daemon.wait_notify("READY=1")
+        await daemon.wait_for_run(1)
+        token = await _push_token(daemon)
+        await daemon.call("POST", "/v1/mls-connections/mls-1/pause")
+        sequence = _change_unlogged(mls[0], "K2", "Closed")
+        assert (await _push(daemon, token, {"value": [_event(sequence, "K2")]})).status_code == 200
+        daemon.send(signal.SIGKILL)
+        await daemon.wait_exit(10)
+    finally:
+        daemon.stop()
+    assert _queued(prepared) == 1
+
+    again = prepared.start()
+    try:
+        await again.wait_notify("READY=1")
+        assert await _status(again, "K2") == "active"
+        await again.call("POST", "/v1/mls-connections/mls-1/resume")
+        await _until_status(again, "K2", "sold")
+        assert _queued(prepared) == 0
+    finally:
+        again.stop()
