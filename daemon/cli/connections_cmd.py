@@ -126,12 +126,20 @@ def connections() -> None:
     is_flag=True,
     help="Ask for MlgCanView (MLS Grid) and treat false as removed.",
 )
+@click.option(
+    "--no-metadata-check",
+    "skip_metadata_check",
+    is_flag=True,
+    help="Mode events: store the connection without first asking its server's $metadata "
+    "whether it keeps a change log (EntityEvent).",
+)
 @JSON_OPTION
 def add(
     config_path: Path | None,
     id_: str,
     secret_env: str | None,
     secret_file: Path | None,
+    skip_metadata_check: bool,
     as_json: bool,
     **fields: Any,
 ) -> None:
@@ -139,13 +147,16 @@ def add(
 
     The credential is required for a new connection; for an existing one it is kept unless a
     new one is given (which also re-activates a connection that needed re-authentication).
+
+    With --mode events, the server's $metadata is asked first: a server that declares no
+    EntityEvent resource keeps no change log, and the connection is refused (nothing stored).
     """
     given = fields_or_fail(ConnectionSpec, id_, fields)
     what = "bearer token / client secret"
 
     async def put(ops: Operations) -> tuple[View, bool]:
         secret = await given_or_asked(ops.connections.get, id_, secret_env, secret_file, what)
-        return await ops.connections.put(id_, given, secret)
+        return await ops.connections.put(id_, given, secret, not skip_metadata_check)
 
     echo_saved("connection", id_, call(config_path, put), as_json)
 

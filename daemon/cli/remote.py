@@ -136,11 +136,18 @@ class RemoteConnections(RemoteRecords, ConnectionOps):
     path = "/v1/mls-connections"
 
     async def put(
-        self, connection_id: str, fields: dict[str, Any], secret: str | None
+        self,
+        connection_id: str,
+        fields: dict[str, Any],
+        secret: str | None,
+        check_metadata: bool = True,
     ) -> tuple[View, bool]:
         body = {**fields, **({"secret": secret} if secret is not None else {})}
         status, view = await self.api.call(
-            "PUT", f"/v1/mls-connections/{_id(connection_id)}", body=body
+            "PUT",
+            f"/v1/mls-connections/{_id(connection_id)}",
+            params={"check_metadata": None if check_metadata else False},
+            body=body,
         )
         return view, status == 201
 

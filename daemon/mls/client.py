@@ -39,6 +39,7 @@ from daemon.mls.errors import (
     TokenEndpointDown,
     TokenUnavailable,
 )
+from daemon.mls.metadata import parse_metadata
 from daemon.mls.payload import BadPayload, Page, parse_page
 from daemon.mls.query import (
     by_key_url,
@@ -46,6 +47,7 @@ from daemon.mls.query import (
     changes_url,
     entity_events_url,
     last_event_url,
+    metadata_url,
     page_size_preference,
 )
 from daemon.mls.transport import answer_summary, transport_cause
@@ -245,6 +247,13 @@ class MlsClient:
         page = await self.get_page(url, parse_event_page)
         return page.size > 0
 
+    async def resources(self) -> frozenset[str]:
+        """The resources the server's `$metadata` declares (CSDL, asked for as XML: what
+        RESO servers serve)."""
+        url = metadata_url(self.endpoint.base_url)
+        metadata = await self.get_page(url, parse_metadata, accept="application/xml")
+        return metadata.resources
+
     async def last_sequence(self) -> int:
         """The change log's last sequence now (0 for an empty log)."""
         page = await self.get_page(last_event_url(self.endpoint.base_url), parse_event_page)
@@ -277,7 +286,9 @@ class MlsClient:
 
     # -- one request, retried ----------------------------------------------------------------
 
-    async def get_page(self, url: httpx.URL, parse: Callable[[bytes], P]) -> P:
+    async def get_page(
+        self, url: httpx.URL, parse: Callable[[bytes], P], accept: str = "application/json"
+    ) -> P:
         if self.stopped is not None:
             raise self.stopped
         retrying = AsyncRetrying(
@@ -290,7 +301,7 @@ class MlsClient:
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._get_authorized(url, parse)
+                    return await self._get_authorized(url, parse, accept)
         except TokenUnavailable as exc:
             self.stopped = TokenEndpointDown(f"cannot get an access token: {exc}")
             raise self.stopped from None
@@ -305,12 +316,12 @@ class MlsClient:
         jitter = random.uniform(0, self.policy.backoff_initial)  # noqa: S311 - not a secret
         return retry_wait(self.policy, state.attempt_number, asked, jitter)
 
-    async def _get_authorized(self, url: httpx.URL, parse: Callable[[bytes], P]) -> P:
+    async def _get_authorized(self, url: httpx.URL, parse: Callable[[bytes], P], accept: str) -> P:
         """One 401 gets a fresh token and one more try; a second 401 stops the connection."""
-        resp = await self._send(url)
+        resp = await self._send(url, accept)
         if resp.status_code == 401:
             self.tokens.invalidate()
-            resp = await self._send(url)
+            resp = await self._send(url, accept)
             if resp.status_code == 401:
                 raise NeedsReauth(
                     f"{self.endpoint.base_url} answered 401 twice: the credentials are no "
@@ -328,7 +339,7 @@ class MlsClient:
         async with self.rate, self.concurrency:
             yield
 
-    async def _send(self, url: httpx.URL) -> httpx.Response:
+    async def _send(self, url: httpx.URL, accept: str) -> httpx.Response:
         if self.stopped is not None:
             raise self.stopped
         token = await self.tokens.token(self.http, self._slot)  # a fetch takes its own slot
@@ -341,7 +352,7 @@ class MlsClient:
                     url,
                     headers={
                         "Authorization": f"Bearer {token}",
-                        "Accept": "application/json",
+                        "Accept": accept,
                         "Prefer": self._prefer,
                     },
                 )

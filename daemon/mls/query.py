@@ -120,11 +120,14 @@ def split_to_fit(
     yield from split_to_fit(keys[middle:], url_length, max_url_length)
 
 
+ENTITY_EVENT = "EntityEvent"  # RESO's change log resource (docs/mls-reso.md "The change log")
+
+
 def entity_events_url(base_url: str, after: int, page_size: int) -> httpx.URL:
     """The change log's events after sequence `after`, in sequence order (docs/mls-reso.md
     "The change log")."""
     return httpx.URL(
-        f"{base_url.rstrip('/')}/EntityEvent",
+        f"{base_url.rstrip('/')}/{ENTITY_EVENT}",
         params={
             "$filter": f"EntityEventSequence gt {after}",
             "$orderby": "EntityEventSequence",
@@ -133,9 +136,14 @@ def entity_events_url(base_url: str, after: int, page_size: int) -> httpx.URL:
     )
 
 
+def metadata_url(base_url: str) -> httpx.URL:
+    """The server's `$metadata`: the resources it serves."""
+    return httpx.URL(f"{base_url.rstrip('/')}/$metadata")
+
+
 def last_event_url(base_url: str) -> httpx.URL:
     """The change log's last event: where a reader starts after a full pass."""
     return httpx.URL(
-        f"{base_url.rstrip('/')}/EntityEvent",
+        f"{base_url.rstrip('/')}/{ENTITY_EVENT}",
         params={"$orderby": "EntityEventSequence desc", "$top": "1"},
     )

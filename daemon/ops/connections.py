@@ -6,6 +6,8 @@ from typing import Any
 
 from daemon.enums import ConnectionState, QueryMode
 from daemon.errors import Conflict
+from daemon.mls.errors import MlsError
+from daemon.mls.query import ENTITY_EVENT
 from daemon.ops import push, views
 from daemon.ops.records import Kind, Records
 from daemon.ops.users import require_users
@@ -13,25 +15,41 @@ from daemon.ops.views import View
 from daemon.specs import ConnectionSpec, parse_spec
 from daemon.store import connections as store
 from daemon.store import listings
+from daemon.store.records import ConnectionRow
 
 
 class ConnectionOps(Records):
     kind = Kind("MLS connection", store.CONNECTIONS, store.get, views.connection)
 
     async def put(
-        self, connection_id: str, fields: dict[str, Any], secret: str | None
+        self,
+        connection_id: str,
+        fields: dict[str, Any],
+        secret: str | None,
+        check_metadata: bool = True,
     ) -> tuple[View, bool]:
         """Creates or replaces the definition. A new connection needs its credential; an
         existing one keeps its own unless a new one is given, which also re-activates it
-        after a refusal (needs_reauth). Returns the connection and whether it is new."""
+        after a refusal (needs_reauth). A connection that comes to mode events (new, another
+        mode before, or another server) is refused unless its server's $metadata declares
+        the EntityEvent resource (`check_metadata` off skips the question). Returns the
+        connection and whether it is new."""
         spec = parse_spec(ConnectionSpec, {**fields, "id": connection_id}, values=False)
         await require_users(self.ctx.db, [spec.user_id], "user_id")
-        if secret is None and await store.get(self.ctx.db, connection_id) is None:
+        existing = await store.get(self.ctx.db, connection_id)
+        if secret is None and existing is None:
             raise Conflict(
                 f"connection {connection_id!r} is new: its credential is required "
                 "(--secret-env NAME or --secret-file PATH; `secret` over HTTP)"
             )
-        created = await store.upsert(self.ctx.db, spec, self.ctx.encrypt(secret), self.ctx.now())
+        encrypted = self.ctx.encrypt(secret)
+        comes_to_events = spec.mode is QueryMode.EVENTS and (
+            existing is None or existing.mode != spec.mode or existing.base_url != spec.base_url
+        )
+        if comes_to_events and check_metadata and self.ctx.engine is not None:
+            stored = encrypted or (existing.secret_encrypted if existing else "")
+            await self._require_change_log(store.candidate(spec, stored, self.ctx.now()))
+        created = await store.upsert(self.ctx.db, spec, encrypted, self.ctx.now())
         self.ctx.audit(
             "created" if created else "replaced",
             "mls_connection",
@@ -39,6 +57,26 @@ class ConnectionOps(Records):
             new_auth=secret is not None,
         )
         return await self.get(connection_id), created
+
+    async def _require_change_log(self, row: ConnectionRow) -> None:
+        """Mode events reads the server's change log: refused (nothing stored) unless its
+        $metadata declares the EntityEvent resource."""
+        assert self.ctx.engine is not None
+        client = self.ctx.engine.access.client_for(row, lambda: None)
+        try:
+            resources = await client.resources()
+        except MlsError as exc:
+            raise Conflict(
+                f"mode events: cannot read {row.base_url}/$metadata to see whether the server "
+                f"keeps a change log ({exc}); fix the connection, or add it without the check "
+                "(--no-metadata-check; check_metadata=false over HTTP)"
+            ) from None
+        if ENTITY_EVENT not in resources:
+            raise Conflict(
+                f"mode events: the $metadata of {row.base_url} declares no {ENTITY_EVENT} "
+                "resource, so the server keeps no change log to read; use mode by_key (or "
+                "incremental)"
+            )
 
     async def listings_by_status(self, connection_ids: list[str]) -> dict[str, dict[str, int]]:
         """Per connection (a page of them), its listings by status."""

@@ -77,6 +77,9 @@ class SandboxMls:
     # The EntityEvent log: one event per change of a listing, in sequence order.
     entity_events: list[dict[str, Any]] = field(default_factory=list)
     next_sequence: int = FIRST_SEQUENCE
+    # Whether $metadata declares the EntityEvent resource: off, the server is one with no
+    # change log, whose connections cannot use mode events.
+    declares_entity_event: bool = True
 
     # -- data --------------------------------------------------------------------------------
 
@@ -307,6 +310,13 @@ def build_mls_app(mls: SandboxMls, resource: str = "Property", prefix: str = "")
     async def entity_events_top_is_total(request: Request) -> Response:
         return await serve(request, top_is_total=True, collection=ENTITY_EVENT)
 
+    async def metadata(request: Request) -> Response:
+        auth = request.headers.get("authorization", "")
+        if mls.credential_of(auth.removeprefix("Bearer ").strip()) is None:
+            return _odata_error(401, "invalid or expired token", **{"WWW-Authenticate": "Bearer"})
+        served = [resource] + ([ENTITY_EVENT] if mls.declares_entity_event else [])
+        return Response(csdl_document(served), media_type="application/xml")
+
     async def serve(request: Request, top_is_total: bool, collection: str = resource) -> Response:
         auth = request.headers.get("authorization", "")
         credential = mls.credential_of(auth.removeprefix("Bearer ").strip())
@@ -395,6 +405,7 @@ def build_mls_app(mls: SandboxMls, resource: str = "Property", prefix: str = "")
             Route(f"{prefix}/{resource}", data, methods=["GET"]),
             Route(f"{prefix}/{TOP_IS_TOTAL_PATH}/{resource}", data_top_is_total, methods=["GET"]),
             Route(f"{prefix}/{ENTITY_EVENT}", entity_events, methods=["GET"]),
+            Route(f"{prefix}/$metadata", metadata, methods=["GET"]),
             Route(
                 f"{prefix}/{TOP_IS_TOTAL_PATH}/{ENTITY_EVENT}",
                 entity_events_top_is_total,
@@ -406,6 +417,21 @@ def build_mls_app(mls: SandboxMls, resource: str = "Property", prefix: str = "")
             Route(f"{prefix}/admin/faults", admin_faults, methods=["POST", "DELETE"]),
             Route(f"{prefix}/admin/stats", admin_stats, methods=["GET"]),
         ]
+    )
+
+
+def csdl_document(resources: list[str]) -> str:
+    """A minimal CSDL document declaring `resources` (their fields are left out: nothing
+    here reads them)."""
+    types = "".join(f'<EntityType Name="{r}"/>' for r in resources)
+    sets = "".join(f'<EntitySet Name="{r}" EntityType="org.reso.metadata.{r}"/>' for r in resources)
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<edmx:Edmx xmlns:edmx="http://docs.oasis-open.org/odata/ns/edmx" Version="4.0">'
+        '<edmx:DataServices><Schema xmlns="http://docs.oasis-open.org/odata/ns/edm" '
+        f'Namespace="org.reso.metadata">{types}'
+        f'<EntityContainer Name="Default">{sets}</EntityContainer>'
+        "</Schema></edmx:DataServices></edmx:Edmx>"
     )
 
 

@@ -165,10 +165,22 @@ def admin_routes(state: ServiceState) -> APIRouter:
         responses={**schemas.created(schemas.Connection), **problem_responses(409)},
     )
     async def put_connection(
-        connection_id: ConnectionId, body: ConnectionBody, response: Response, ops: AdminOps
+        connection_id: ConnectionId,
+        body: ConnectionBody,
+        response: Response,
+        ops: AdminOps,
+        check_metadata: Annotated[
+            bool,
+            Query(
+                description="mode events: refuse (409) unless the server's $metadata declares "
+                "the EntityEvent resource"
+            ),
+        ] = True,
     ) -> View:
+        """409 when a connection in mode `events` has a server with no change log."""
         fields = body.model_dump(exclude={"secret"}, exclude_unset=True)
-        view, created = await ops.connections.put(connection_id, fields, _plain(body.secret))
+        secret = _plain(body.secret)
+        view, created = await ops.connections.put(connection_id, fields, secret, check_metadata)
         response.status_code = 201 if created else 200
         return view
 

@@ -128,6 +128,24 @@ async def list_all(db: Database, active_only: bool = False) -> list[ConnectionRo
         return [from_row(ConnectionRow, r) for r in await cur.fetchall()]
 
 
+def candidate(spec: ConnectionSpec, secret_encrypted: str, now: str) -> ConnectionRow:
+    """The row `spec` would be, before it is stored: to ask its server something first."""
+    given = {c: getattr(spec, c) for c in _SPEC_COLUMNS}
+    return ConnectionRow(
+        id=spec.id,
+        secret_encrypted=secret_encrypted,
+        state=ConnectionState.ACTIVE,
+        last_error=None,
+        cursor=None,
+        last_full_reconcile_at=None,
+        last_synced_at=None,
+        created_at=now,
+        updated_at=now,
+        user_id=spec.user_id or "default",
+        **given,
+    )
+
+
 async def set_push_token(db: Database, connection_id: str, sha256: str | None, now: str) -> bool:
     """Sets (or with None, removes) the hash of the connection's push token; False when no
     connection has this id."""

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from daemon.sandbox.mls_server import SandboxMls
-from tests.e2e.daemon_process import Daemon, DaemonConfig
+from tests.e2e.daemon_process import API_TOKEN, Daemon, DaemonConfig, free_port
 from tests.helpers import Mls, Platforms, add_account, add_post, add_sandbox_connection
 
 KEYS = ["K1", "K2", "K3"]
@@ -196,12 +196,21 @@ async def test_a_full_queue_answers_429_with_retry_after_and_queues_nothing_more
         token = await _push_token(daemon)
         assert (await daemon.call("POST", "/v1/mls-connections/mls-1/pause")).status_code == 200
 
-        kept = await _push(daemon, token, {"value": [_event(6001, "K1"), _event(6002, "K2")]})
+        kept = await _push(
+            daemon,
+            token,
+            {"value": [_event(6001, "K1"), _event(6002, "K2")]},
+            EntityEventSource="feed-a",
+        )
         refused = await _push(daemon, token, {"value": [_event(6003, "K3")]})
 
         assert kept.status_code == 200
         assert (refused.status_code, refused.headers["Retry-After"]) == (429, "7")
         assert _queued(prepared) == 2
+        with sqlite3.connect(prepared.database) as db:
+            assert db.execute("SELECT DISTINCT source FROM pushed_events").fetchall() == [
+                ("feed-a",)
+            ]
     finally:
         daemon.stop()
 
@@ -235,3 +244,30 @@ async def test_pushed_events_queued_before_a_crash_are_applied_after_the_restart
         assert _queued(prepared) == 0
     finally:
         again.stop()
+
+
+async def test_push_may_listen_on_an_address_of_its_own_that_serves_nothing_else(
+    prepared: DaemonConfig, mls: Mls
+) -> None:
+    push_port = free_port()
+    prepared.add("push", http_host="127.0.0.1", http_port=push_port)
+    daemon = prepared.start()
+    try:
+        await daemon.wait_notify("READY=1")
+        await daemon.wait_for_run(1)
+        token = await _push_token(daemon)
+        sequence = _change_unlogged(mls[0], "K1", "Closed")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{push_port}") as push_only:
+            pushed = await push_only.post(
+                PUSH,
+                json={"value": [_event(sequence, "K1")]},
+                headers={"Authorization": f"Bearer {token}", "EntityEventSource": "crmls-feed"},
+            )
+            assert pushed.status_code == 200
+            admin = {"Authorization": f"Bearer {API_TOKEN}"}
+            for path in ("/status", "/metrics", "/ui", "/v1/listings", "/v1/runs"):
+                assert (await push_only.get(path, headers=admin)).status_code == 404, path
+        await _until_status(daemon, "K1", "sold")
+        assert f"127.0.0.1:{push_port}" in daemon.log()  # push_listening names its address
+    finally:
+        daemon.stop()
