@@ -142,6 +142,10 @@ class Environment(Protocol):
         """Moves its world a little before a cycle; one line for people per change."""
         ...
 
+    async def feed_pushes(self, daemon_url: str) -> None:
+        """Pushes its MLS's changes to the daemon serving at `daemon_url`, until cancelled."""
+        ...
+
 
 Opener = Callable[
     [Settings, Progress], AbstractAsyncContextManager[tuple[Runtime, Environment | None]]

@@ -191,7 +191,7 @@ class SandboxSettings(_Section):
         "interval, so a newcomer sees the market move",
     )
     agents: int = Field(default=3, ge=1, le=100)
-    connections: int = Field(default=3, ge=1, le=1000)
+    connections: int = Field(default=4, ge=1, le=1000)
     listings: int = Field(default=300, ge=1, le=1_000_000)
     moves_per_cycle: int = Field(default=12, ge=0, le=100_000)
     seed: int = 7

@@ -14,15 +14,18 @@ import os
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import anyio
 
 from daemon.composition import Progress, Runtime, open_runtime
 from daemon.config import SandboxSettings, Settings
 from daemon.encryption import SecretBox
 from daemon.enums import EventType, KeyFilter
+from daemon.ops import push
 from daemon.platforms.registry import PLATFORM_NAMES, REGISTRY, Platform
 from daemon.sandbox import market
 from daemon.sandbox.mls_server import TOP_IS_TOTAL_PATH, SandboxMls, build_mls_app
@@ -31,6 +34,7 @@ from daemon.sandbox.platforms_server import (
     build_platforms_app,
     sandbox_urls,
 )
+from daemon.sandbox.pusher import SandboxPusher
 from daemon.sandbox.smtp_sink import SmtpSink, smtp_sink_running
 from daemon.serving import serving
 from daemon.specs import AccountSpec, ConnectionSpec, ListingSpec, PostSpec, UserSpec
@@ -52,7 +56,11 @@ FLAVOURS: list[dict[str, Any]] = [
         "overlap_seconds": 60,
         "server_path": TOP_IS_TOTAL_PATH,
     },
+    # The change log (docs/mls-reso.md), read every 10 s between cycles, and pushed to the
+    # daemon (`mls-sync run`) by the sandbox MLS, faults and all (daemon/sandbox/pusher.py).
+    {"mode": "events", "key_filter": KeyFilter.IN, "poll_seconds": 10, "push": True},
 ]
+PUSH_EVERY_SECONDS = 5.0  # the pusher's tick: it moves one of its listings and pushes
 # Each sandbox agent has one account on each platform. Tokens are made up per account and
 # stored encrypted like real ones. Instagram's is connected through Facebook Login, the way
 # whose API can delete.
@@ -78,6 +86,8 @@ class SandboxSession:
     sandbox: SandboxSettings
     mail: SmtpSink
     smtp_port: int
+    # Connections the sandbox MLS pushes to: id -> (push token, the listings it tracks).
+    pushed_to: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
 
     def move_market(self, count: int) -> list[market.Move]:
         moves = market.move(self.mls, count, self.rng)
@@ -105,6 +115,15 @@ class SandboxSession:
             f"{m.key}: {m.before} -> {m.after}"
             for m in self.move_market(self.sandbox.moves_per_cycle)
         ]
+
+    async def feed_pushes(self, daemon_url: str) -> None:
+        """Runs the sandbox MLS's push feed to the daemon at `daemon_url`, for each
+        connection that takes push; until cancelled."""
+        async with anyio.create_task_group() as tg:
+            for cid, (token, keys) in self.pushed_to.items():
+                url = f"{daemon_url}/v1/mls-connections/{cid}/entity-events"
+                pusher = SandboxPusher(self.mls, url, token, keys, self.rng)
+                tg.start_soon(pusher.run, PUSH_EVERY_SECONDS)
 
     def settings_for(self, settings: Settings) -> Settings:
         """The settings with the platform URLs pointing at the sandbox platforms, and e-mail
@@ -137,6 +156,7 @@ class SandboxSession:
             self.mls.add_client(client_id, secret)
             flavour = dict(FLAVOURS[i % len(FLAVOURS)])
             path = flavour.pop("server_path", "")
+            pushes = flavour.pop("push", False)
             spec = ConnectionSpec(
                 id=cid,
                 name=f"Sandbox MLS #{i + 1}",
@@ -155,6 +175,10 @@ class SandboxSession:
                 for k in keys
             ]
             await listings.add_many(db, specs, now)
+            if pushes:
+                token = push.new_push_token()  # a new one each run: only its hash is stored
+                await connections.set_push_token(db, cid, push.push_token_sha256(token), now)
+                self.pushed_to[cid] = (token, keys)
         for agent in range(self.sandbox.agents):
             for platform in PLATFORM_NAMES:
                 account_id = _account(agent, platform)
@@ -184,11 +208,13 @@ async def sandbox_running(settings: Settings) -> AsyncIterator[SandboxSession]:
     mls = SandboxMls(max_page_size=100)
     platforms = SandboxPlatforms()
     rng = random.Random(sandbox.seed)
+    keys = [k for ks in _keys(sandbox) for k in ks]
     if not load(mls, platforms, state_path):
-        keys = [k for ks in _keys(sandbox) for k in ks]
         market.seed(mls, keys, rng)
         _publish(platforms, keys, sandbox.agents, rng)
         _sold_with_a_story(mls, platforms)
+    else:  # a market saved with fewer connections: the new ones' listings join it
+        market.seed(mls, [k for k in keys if k not in mls.records], rng)
     # Each run continues the story differently, yet repeatably for the same saved market.
     rng.seed(f"{sandbox.seed}:{iso(mls.last_stamp)}")
     sink = SmtpSink(log_path=state_path.parent / MAIL_FILE)

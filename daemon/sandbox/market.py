@@ -45,11 +45,17 @@ class Move:
     after: str
 
 
-def move(mls: SandboxMls, count: int, rng: random.Random) -> list[Move]:
-    """Advances `count` listings one step; now and then one leaves the feed."""
+def move(
+    mls: SandboxMls, count: int, rng: random.Random, among: list[str] | None = None
+) -> list[Move]:
+    """Advances `count` listings one step (of `among`, or of all); now and then one leaves
+    the feed."""
+    records = (
+        mls.records if among is None else {k: mls.records[k] for k in among if k in mls.records}
+    )
     movable = sorted(
         k
-        for k, r in mls.records.items()
+        for k, r in records.items()
         if r.get("MlgCanView") and str(r.get("StandardStatus")) in NEXT
     )
     moves = []

@@ -133,6 +133,8 @@ async def run_daemon(
                     scheduler.start()
                     coordinator.trigger("startup")
                     tg.start_soon(notifier.watchdog_loop)
+                    if sandbox is not None:  # its MLS pushes to our push route
+                        tg.start_soon(sandbox.feed_pushes, push_url if push_host else url)
                     log.info(
                         "daemon_ready",
                         url=url,

@@ -14,8 +14,8 @@ SANDBOX_ON = """[sandbox]
 enabled = true
 interval_seconds = 1
 agents = 2
-connections = 2
-listings = 60
+connections = 4
+listings = 120
 moves_per_cycle = 8
 """
 

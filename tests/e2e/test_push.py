@@ -271,3 +271,21 @@ async def test_push_may_listen_on_an_address_of_its_own_that_serves_nothing_else
         assert f"127.0.0.1:{push_port}" in daemon.log()  # push_listening names its address
     finally:
         daemon.stop()
+
+
+async def test_the_sandbox_mls_pushes_to_its_events_connection_in_mls_sync_run(
+    sandbox_daemon: Daemon,
+) -> None:
+    """The shipped sandbox: its events-mode connection gets the sandbox MLS's pushes (with
+    their faults), each applied in a run of its own."""
+    with anyio.fail_after(40):
+        while True:
+            items = (await sandbox_daemon.call("GET", "/v1/runs?limit=100")).json()["items"]
+            pushed = [r for r in items if r["trigger"] == "push"]
+            if pushed and pushed[0]["finished_at"]:
+                break
+            await anyio.sleep(0.5)
+    assert pushed[0]["scope"] == "connection:sandbox-4"
+    connection = (await sandbox_daemon.call("GET", "/v1/mls-connections/sandbox-4")).json()
+    assert (connection["mode"], connection["push"]) == ("events", True)
+    assert "sandbox-4" in (await sandbox_daemon.get("/status")).json()["change_log_polls"]

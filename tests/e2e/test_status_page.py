@@ -180,14 +180,14 @@ async def test_the_pages_read_without_javascript(sandbox: Daemon) -> None:
             assert driver.find_element(By.TAG_NAME, "h1").text, path
             assert not driver.find_element(By.ID, "auto-refresh").is_displayed()
         await open_page(driver, sandbox, "/ui")
-        assert len(texts(driver, "#connections tbody th a")) == 2
+        assert len(texts(driver, "#connections tbody th a")) == 4
 
 
 async def test_the_overview_names_every_sandbox_connection_and_draws_one_mark_per_run(
     sandbox: Daemon, chromium: webdriver.Chrome
 ) -> None:
     connections = (await sandbox.call("GET", "/v1/mls-connections")).json()["items"]
-    assert len(connections) == 2
+    assert len(connections) == 4
     await open_page(chromium, sandbox, "/ui")
     names = texts(chromium, "#connections tbody th a")
     assert sorted(names) == sorted(c["name"] for c in connections)
