@@ -67,15 +67,15 @@ class ConnectionOps(Records):
             resources = await client.resources()
         except MlsError as exc:
             raise Conflict(
-                f"mode events: cannot read {row.base_url}/$metadata to see whether the server "
-                f"keeps a change log ({exc}); fix the connection, or add it without the check "
-                "(--no-metadata-check; check_metadata=false over HTTP)"
+                f"mode events: cannot read the $metadata of connection {row.id!r}'s server to "
+                f"see whether it keeps a change log ({exc}); fix the connection, or add it "
+                "without the check (--no-metadata-check; check_metadata=false over HTTP)"
             ) from None
         if ENTITY_EVENT not in resources:
             raise Conflict(
-                f"mode events: the $metadata of {row.base_url} declares no {ENTITY_EVENT} "
-                "resource, so the server keeps no change log to read; use mode by_key (or "
-                "incremental)"
+                f"mode events: the $metadata of connection {row.id!r}'s server declares no "
+                f"{ENTITY_EVENT} resource, so it keeps no change log to read; use mode by_key "
+                "(or incremental)"
             )
 
     async def listings_by_status(self, connection_ids: list[str]) -> dict[str, dict[str, int]]:

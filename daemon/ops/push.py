@@ -18,10 +18,11 @@ import hmac
 import json
 import secrets
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
+from daemon.enums import QueryMode
 from daemon.specs import EVENTS_RESOURCE, SpecError, explain
 from daemon.store import connections, pushed_events
 from daemon.store.database import Database
@@ -96,6 +97,8 @@ async def authorized(db: Database, connection_id: str, presented: str | None) ->
     row = await connections.get(db, connection_id)
     if row is None or row.push_token_sha256 is None or not presented:
         return False
+    if row.mode != QueryMode.EVENTS:  # its token was cleared when it left the mode
+        return False
     return hmac.compare_digest(push_token_sha256(presented), row.push_token_sha256)
 
 
@@ -120,7 +123,3 @@ async def receive(
     if not await pushed_events.queue(db, connection_id, mine, source, iso(utcnow()), queue_limit):
         return Received("full")
     return Received("queued", len(mine), ignored)
-
-
-def describe(received: Received) -> dict[str, Any]:
-    return {"queued": received.queued, "ignored": received.ignored}

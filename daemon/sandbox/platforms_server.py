@@ -36,6 +36,7 @@ class SandboxPost:
     kind: PostKind = "post"
     deleted: bool = False
     listing_key: str | None = None  # the sandbox's own bookkeeping: which listing it advertises
+    deleted_at: float | None = None  # time.monotonic() of its deletion: for latency figures
 
 
 @dataclass
@@ -202,7 +203,7 @@ def build_platforms_app(state: SandboxPlatforms) -> Starlette:
             return JSONResponse({"success": False})
         if post.kind == "carousel_slide":
             return graph_json(graph_error(-1, 2207073, message="Media Type Not Supported"))
-        post.deleted = True
+        post.deleted, post.deleted_at = True, time.monotonic()
         state.successful_deletes[object_id] += 1
         if post.platform == "instagram":
             return JSONResponse({"success": True, "deleted_id": object_id})
@@ -236,7 +237,7 @@ def build_platforms_app(state: SandboxPlatforms) -> Starlette:
             return graph_json(linkedin_error(403, "ACCESS_DENIED"), 403)
         if request.method == "GET":
             return JSONResponse({"id": urn, "lifecycleState": "PUBLISHED"})
-        post.deleted = True
+        post.deleted, post.deleted_at = True, time.monotonic()
         state.successful_deletes[urn] += 1
         return Response(status_code=204)
 

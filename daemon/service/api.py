@@ -25,7 +25,7 @@ from daemon.service.auth import TokenCheck
 from daemon.service.event_routes import event_routes
 from daemon.service.health import Answer, health_routes, readyz_answer, status_answer
 from daemon.service.problems import PROBLEM_JSON, problem
-from daemon.service.push_routes import is_push_path, push_routes
+from daemon.service.push_routes import PushTokenFirst, is_push_path, push_routes
 from daemon.service.state import ServiceState
 from daemon.service.ui_routes import mount_ui
 from daemon.service.user_routes import user_routes
@@ -63,6 +63,7 @@ def build_app(state: ServiceState) -> FastAPI:
     problems.document_problems(app)
     daemon = state.settings.daemon
     app.add_middleware(BodyLimit, limit_for=body_limits(state.settings))
+    app.add_middleware(PushTokenFirst, db=state.runtime.db)
     app.add_middleware(AnnounceWrites, changed=state.board.changed)
     app.add_middleware(
         PolledRoutes,
@@ -79,7 +80,13 @@ def build_app(state: ServiceState) -> FastAPI:
 def build_push_app(state: ServiceState) -> FastAPI:
     """The app on [push]'s own address: the push route alone, for the MLS to reach, while
     the API, the status page and the metrics stay on [daemon]'s (loopback) address."""
-    app = FastAPI(title="mls-sync push", version=state.version, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="mls-sync push",
+        version=state.version,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,  # nothing but the push route is served there
+    )
     app.state.service = state
     app.include_router(push_routes(state))
 
@@ -88,6 +95,7 @@ def build_push_app(state: ServiceState) -> FastAPI:
 
     problems.install(app, nothing_first)
     app.add_middleware(BodyLimit, limit_for=body_limits(state.settings))
+    app.add_middleware(PushTokenFirst, db=state.runtime.db)
     if state.settings.daemon.access_log:
         app.add_middleware(AccessLog)
     return app

@@ -1,17 +1,23 @@
-"""Events-mode connections read their MLS change log between cycles, each on its own
-interval (`poll_seconds`), so that a sale shows in a minute rather than at the next cycle
-(docs/mls-reso.md "The change log").
+"""Events-mode connections between cycles (docs/mls-reso.md "Between cycles", "Push"): each
+one's change log is read every `poll_seconds`, and the events the MLS pushed are applied as
+soon as they are queued, so that a sale shows in seconds or a minute rather than at the next
+cycle.
 
-A poll that finds nothing is one request and leaves no run in the history; one that finds
-events is a sync of its connection, a run like any other (trigger `poll`). The 15-minute cycle
-still syncs every connection, so a poll that fails, or a daemon that stopped polling, delays
-a change but never loses it.
+A read of the log that finds nothing is one request and leaves no run in the history; one
+that finds events is a sync of its connection, a run like any other (trigger `poll`).
+Applying pushed events is a run of its own (trigger `push`). The two are kept apart: pushes
+never put off the log's reads (which catch a push lost on the way), and pushed events that
+cannot be applied are tried again at the connection's next read of the log, not at once.
+A connection a sync holds (the cycle's, say) is asked again at the next tick; a cycle that
+comes to a connection one of these runs holds waits for it (daemon/sync/engine.py). The
+15-minute cycle still syncs every connection, so a failed read, or a daemon that stopped
+polling, delays a change but never loses it.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -29,19 +35,27 @@ log = structlog.get_logger("mls_sync.change_log_polls")
 # How often the list of events-mode connections is read: a connection added, paused or given
 # another interval is taken into account within this time.
 TICK_SECONDS = 1.0
+MIN_WAIT_SECONDS = 0.01  # between two looks, however overdue a read is
 
 
 class PollingEngine(Protocol):
     async def poll_change_log(self, row: ConnectionRow) -> PollOutcome: ...
 
+    async def apply_pushes(self, row: ConnectionRow) -> PollOutcome: ...
+
 
 @dataclass
 class LastPoll:
-    """A connection's last poll, for /status: when it ended (Unix time) and how."""
+    """A connection's last read of its log or apply of pushes, for /status: when it ended
+    (Unix time) and how."""
 
     at: float
     outcome: str
     run_id: int | None = None
+
+
+async def _nothing(result: PollOutcome) -> None:
+    return None
 
 
 class ChangeLogPolls:
@@ -49,24 +63,24 @@ class ChangeLogPolls:
         self,
         db: Database,
         engine: PollingEngine,
-        on_poll: Callable[[PollOutcome], None] = lambda result: None,
+        on_poll: Callable[[PollOutcome], Awaitable[None]] = _nothing,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.db = db
         self.engine = engine
-        self.on_poll = on_poll  # each poll's outcome: for the metrics, and /status
+        self.on_poll = on_poll  # each outcome: for the metrics
         self.clock = clock
-        self.next_due: dict[str, float] = {}  # connection id -> monotonic time
+        self.next_due: dict[str, float] = {}  # connection id -> monotonic time of its read
         self.last: dict[str, LastPoll] = {}
         self.polling: set[str] = set()
-        self.wanted: set[str] = set()  # pushed to: polled now, not when due
-        self._wake = anyio.Event()
+        self.wanted: set[str] = set()  # pushed to (or first seen): its queue is looked at now
         self.stopping = False
+        self._wake = anyio.Event()
         self._idle = anyio.Event()
         self._idle.set()
 
     async def run(self) -> None:
-        """Starts each connection's poll when it is due; returns once stopped."""
+        """Starts each connection's work when it is due; returns once stopped."""
         async with anyio.create_task_group() as tg:
             while not self.stopping:
                 try:
@@ -74,11 +88,12 @@ class ChangeLogPolls:
                 except Exception:  # the database, say: the next tick tries again
                     log.exception("change_log_polls_not_listed")
                     rows = []
-                self._start_due(tg, rows)
-                with anyio.move_on_after(TICK_SECONDS):
+                if not self.stopping:
+                    self._start_due(tg, rows)
+                with anyio.move_on_after(self._until_next()):
                     await self._wake.wait()
                 self._wake = anyio.Event()
-            # The polls under way (syncs) end in the task group: `stop` gave them the grace.
+            # The work under way (runs) ends in the task group: `stop` gave it the grace.
 
     def _start_due(self, tg: anyio.abc.TaskGroup, rows: list[ConnectionRow]) -> None:
         now = self.clock()
@@ -87,34 +102,54 @@ class ChangeLogPolls:
             del self.next_due[gone]
         for row in rows:
             if row.id not in self.next_due:
-                # First seen (at start, added, resumed): polled at once, so that pushed events
-                # queued meanwhile (before a crash, while it was paused) wait no longer. While
-                # the cycle at start holds the connection, the poll is `busy` and asks again.
-                self.next_due[row.id] = now
-            due = self.next_due[row.id]
-            if (now >= due or row.id in self.wanted) and row.id not in self.polling:
+                # First seen (at start, added, resumed): its read is due a whole interval
+                # on (the cycle reads it first), but pushed events queued meanwhile (before a
+                # crash, while it was paused) are looked at now.
+                self.next_due[row.id] = now + row.poll_seconds
+                self.wanted.add(row.id)
+            read_log = now >= self.next_due[row.id]
+            if (read_log or row.id in self.wanted) and row.id not in self.polling:
                 self.wanted.discard(row.id)
                 self.polling.add(row.id)
                 self._idle = anyio.Event()
-                tg.start_soon(self._poll, row)
+                tg.start_soon(self._work, row, read_log)
 
-    async def _poll(self, row: ConnectionRow) -> None:
+    async def _work(self, row: ConnectionRow, read_log: bool) -> None:
+        """Applies what was pushed, if anything waits; then reads the log, when due."""
         try:
             with structlog.contextvars.bound_contextvars(connection_id=row.id):
-                result = await self.engine.poll_change_log(row)
-            run_id = result.report.run.id if result.report else None
-            self.last[row.id] = LastPoll(time.time(), result.outcome, run_id)
-            if result.outcome == "busy" or result.more_pushed:
-                self.wanted.add(row.id)  # pushed events may wait: asked again at the next tick
-            self.on_poll(result)
+                pushed = await self.engine.apply_pushes(row)
+                if pushed.outcome != "none":
+                    await self._note(row.id, pushed)
+                if pushed.outcome == "busy" or pushed.more_pushed:
+                    self.wanted.add(row.id)  # asked again at the next tick
+                if read_log:
+                    read = await self.engine.poll_change_log(row)
+                    await self._note(row.id, read)
+                    # A busy one is asked again a tick on.
+                    wait = TICK_SECONDS if read.outcome == "busy" else row.poll_seconds
+                    self.next_due[row.id] = self.clock() + wait
         except Exception:  # a bug: logged, and the connection is polled again next interval
             log.exception("change_log_poll_crashed", connection_id=row.id)
             self.last[row.id] = LastPoll(time.time(), "crashed")
-        finally:
             self.next_due[row.id] = self.clock() + row.poll_seconds
+        finally:
             self.polling.discard(row.id)
             if not self.polling:
                 self._idle.set()
+
+    def _until_next(self) -> float:
+        """Until the next read of a log is due (of a connection not at work now), a tick at
+        most: a read starts on time."""
+        due = [at for cid, at in self.next_due.items() if cid not in self.polling]
+        if not due:
+            return TICK_SECONDS
+        return min(TICK_SECONDS, max(MIN_WAIT_SECONDS, min(due) - self.clock()))
+
+    async def _note(self, connection_id: str, result: PollOutcome) -> None:
+        run_id = result.report.run.id if result.report else None
+        self.last[connection_id] = LastPoll(time.time(), result.outcome, run_id)
+        await self.on_poll(result)
 
     def pushed(self, connection_id: str) -> None:
         """The MLS pushed events to the connection (queued): apply them now."""
@@ -122,12 +157,13 @@ class ChangeLogPolls:
         self._wake.set()
 
     def next_poll_in(self, connection_id: str) -> float | None:
-        """Seconds until the connection's next poll (0 when one is under way or overdue)."""
+        """Seconds until the connection's next read of its log (0 when overdue)."""
         due = self.next_due.get(connection_id)
         return None if due is None else max(0.0, due - self.clock())
 
     async def stop(self, grace: float) -> None:
-        """Starts no new poll; lets the running ones (syncs) finish within `grace`."""
+        """Starts nothing new; lets the runs under way finish within `grace`."""
         self.stopping = True
+        self._wake.set()
         with anyio.move_on_after(grace):
             await self._idle.wait()

@@ -48,7 +48,7 @@ from daemon.service.state import ServiceState
 from daemon.service.user_syncs import UserSyncs
 from daemon.serving import serving
 from daemon.store import cycle_health, database, events, listings, mail, runs, webhooks
-from daemon.sync.engine import RunReport
+from daemon.sync.engine import PollOutcome, RunReport
 from daemon.timestamps import iso, utcnow
 
 log = structlog.get_logger("mls_sync.daemon")
@@ -94,8 +94,9 @@ async def run_daemon(
             version=version("mls-sync"),
             event_watch=EventWatch(status_reader),
             user_syncs=UserSyncs(rt.engine),
-            change_log_polls=ChangeLogPolls(rt.db, rt.engine, on_poll=metrics.change_log_polled),
+            change_log_polls=ChangeLogPolls(rt.db, rt.engine),
         )
+        state.change_log_polls.on_poll = lambda result: _after_poll(state, result)
         coordinator.on_report = lambda report, seconds: _after_cycle(
             state, notifier, report, seconds
         )
@@ -315,6 +316,18 @@ async def _after_cycle(
     state.metrics.set_cycle_health(await cycle_health.latest(db), utcnow().timestamp())
     notifier.status(cycle_status(report.run))
     await _prune_events(db, state.settings.events.retention_days, state.settings.email.enabled)
+
+
+async def _after_poll(state: ServiceState, result: PollOutcome) -> None:
+    """A read of a change log or an apply of pushed events between cycles: counted, and a
+    run it made shows in the metrics and the next /status as a cycle's would."""
+    state.metrics.change_log_polled(result)
+    if result.report is None:
+        return
+    state.board.changed()
+    db, run = state.runtime.db, result.report.run
+    transitions = await listings.transitions(db, run.id)
+    state.metrics.record_other_run(result.report, transitions, await runs.tally(db, run))
 
 
 async def _prune_events(db: database.Database, retention_days: int, mail_on: bool) -> None:

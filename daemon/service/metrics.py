@@ -204,6 +204,18 @@ class Metrics:
         self._counted = {i: t for i, t in self._counted.items() if i > self._ended_through}
         self.cycles.labels(run.outcome).inc()
         self.duration.observe(seconds)
+        self._count_outcomes(report, transitions)
+
+    def record_other_run(
+        self, report: RunReport, transitions: dict[tuple[str, str], int], tally: Tally
+    ) -> None:
+        """A run that is no cycle ended (a read of a change log between cycles, an apply of
+        pushed events): what it did counts as a cycle's does (scrapes follow cycles only, so
+        none of it was counted yet); it is no cycle in `mls_sync_cycles`."""
+        self._add(tally_increase(tally, None))
+        self._count_outcomes(report, transitions)
+
+    def _count_outcomes(self, report: RunReport, transitions: dict[tuple[str, str], int]) -> None:
         for (old, new), n in transitions.items():
             self.status_changes.labels(old, new).inc(n)
         for result in report.posts:
@@ -240,6 +252,9 @@ class Metrics:
     def _count(self, tally: Tally) -> None:
         added = tally_increase(tally, self._counted.get(tally.run_id))
         self._counted[tally.run_id] = tally_sum(self._counted.get(tally.run_id), added)
+        self._add(added)
+
+    def _add(self, added: Tally) -> None:
         self.listings_checked.inc(added.checked)
         self.mls_requests.inc(added.requests)
         for (scope, connection_id), n in added.errors.items():

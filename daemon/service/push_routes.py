@@ -11,19 +11,29 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import Field
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from daemon.ops import push
 from daemon.ops.views import View
-from daemon.service.auth import Credentials
 from daemon.service.bodies import ConnectionId
-from daemon.service.problems import problem_responses
+from daemon.service.problems import problem, problem_responses
 from daemon.service.schemas import Shape
 from daemon.service.state import ServiceState
+from daemon.store.database import Database
 
 PUSH_PATH = "/v1/mls-connections/{connection_id}/entity-events"
 PUSH_REFUSED = "missing or wrong push token (see `mls-sync connections push-token ID`)"
+# The push route's own scheme in the OpenAPI document: its token is no API token.
+PUSH_BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="push_token",
+    description="The connection's push token (`mls-sync connections push-token ID`), which "
+    "only this route accepts; an API token is refused here.",
+)
+PushCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(PUSH_BEARER)]
 QUEUE_FULL = "too many pushed events wait to be applied for this connection; send again later"
 
 
@@ -31,6 +41,30 @@ def is_push_path(path: str) -> bool:
     prefix, _, rest = path.partition("/v1/mls-connections/")
     connection_id, _, tail = rest.partition("/")
     return prefix == "" and bool(connection_id) and tail == "entity-events"
+
+
+class PushTokenFirst:
+    """Refuses a push without the connection's token before its body is read: on an address
+    the MLS (and so anyone) reaches, a caller without the token must not get the daemon to
+    take in a body of [push] max_body_bytes. The route checks the token again."""
+
+    def __init__(self, app: ASGIApp, db: Database) -> None:
+        self.app = app
+        self.db = db
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not is_push_path(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        connection_id = scope["path"].split("/")[3]
+        headers = dict(scope.get("headers", []))
+        scheme, _, presented = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+        token = presented.strip() if scheme.lower() == "bearer" else None
+        if await push.authorized(self.db, connection_id, token):
+            await self.app(scope, receive, send)
+            return
+        refused = problem(401, PUSH_REFUSED, headers={"WWW-Authenticate": "Bearer"})
+        await refused(scope, receive, send)
 
 
 class PushAccepted(Shape):
@@ -50,7 +84,7 @@ def push_routes(state: ServiceState) -> APIRouter:
     async def receive_push(
         connection_id: ConnectionId,
         request: Request,
-        credentials: Credentials,
+        credentials: PushCredentials,
         source: Annotated[
             str | None,
             Header(alias="EntityEventSource", description="the feed's label, recorded"),

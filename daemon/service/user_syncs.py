@@ -3,8 +3,9 @@
 Coalesced per user as the coordinator coalesces full cycles: a request that arrives while a
 sync of the same user waits to begin shares its run; one that arrives while it runs asks for
 exactly one follow-up. Different users' syncs run side by side, and beside the full cycle:
-each connection's lease keeps any one connection to one sync at a time (a connection busy in
-another run is skipped with a warning, as in any run).
+each connection's lease keeps any one connection to one sync at a time (a run waits for a
+connection another sync of this process holds; one another process holds is skipped with a
+warning).
 """
 
 from __future__ import annotations

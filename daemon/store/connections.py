@@ -8,7 +8,7 @@ from typing import Any
 
 import aiosqlite
 
-from daemon.enums import LIVE_POSTS_SQL, ConnectionState
+from daemon.enums import LIVE_POSTS_SQL, ConnectionState, QueryMode
 from daemon.errors import Conflict, NotFound
 from daemon.specs import ConnectionSpec
 from daemon.store import events
@@ -55,12 +55,15 @@ UPDATE mls_connections SET
     -- with a full pass. (SET expressions see the row as it was.)
     cursor = CASE WHEN mode = :mode THEN cursor END,
     last_full_reconcile_at = CASE WHEN mode = :mode THEN last_full_reconcile_at END,
+    -- Push is for mode events: another mode ends it (its queue goes too: upsert).
+    push_token_sha256 = CASE WHEN :mode = 'events' THEN push_token_sha256 END,
     updated_at = :now
 WHERE id = :id
 """
 GET = "SELECT * FROM mls_connections WHERE id = ?"
 LIST = "SELECT * FROM mls_connections ORDER BY id"
 LIST_ACTIVE = "SELECT * FROM mls_connections WHERE state = 'active' ORDER BY id"
+FORGET_PUSHED = "DELETE FROM pushed_events WHERE connection_id = ?"
 SET_PUSH_HASH = """
 UPDATE mls_connections SET push_token_sha256 = :sha256, updated_at = :now WHERE id = :id
 """
@@ -109,6 +112,8 @@ async def upsert(db: Database, spec: ConnectionSpec, secret: str | None, now: st
     async with db.transaction() as conn:
         existed = await _get(conn, spec.id) is not None
         await conn.execute(UPDATE if existed else INSERT, params)
+        if existed and spec.mode != QueryMode.EVENTS:  # push ended: what it queued goes
+            await conn.execute(FORGET_PUSHED, (spec.id,))
     return not existed
 
 

@@ -18,15 +18,23 @@ VALUES (?, ?, ?, ?, ?)
 """
 COUNT = "SELECT count(*) FROM pushed_events WHERE connection_id = ?"
 TAKE = """
-SELECT id, record_key FROM pushed_events WHERE connection_id = ? ORDER BY id LIMIT ?
+SELECT id, record_key, attempts FROM pushed_events WHERE connection_id = ? ORDER BY id LIMIT ?
 """
 DELETE = "DELETE FROM pushed_events WHERE id = ?"
+TRIED = "UPDATE pushed_events SET attempts = attempts + 1 WHERE id = ?"
 
 
 @dataclass(frozen=True, slots=True)
 class PushedEvent:
     sequence: int
     record_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    id: int
+    record_key: str
+    attempts: int  # applies so far that could not read its listing
 
 
 async def queue(
@@ -55,13 +63,21 @@ async def waiting(db: Database, connection_id: str) -> int:
     return int(row[0]) if row else 0
 
 
-async def take(db: Database, connection_id: str, limit: int) -> list[tuple[int, str]]:
-    """The oldest `limit` queued events of the connection, as (queue id, listing key); they
-    stay queued until `remove_in` (they are read, not taken away)."""
+async def take(db: Database, connection_id: str, limit: int) -> list[Queued]:
+    """The oldest `limit` queued events of the connection; they stay queued until
+    `remove_in` (they are read, not taken away)."""
     rows = await db.fetch_all(TAKE, (connection_id, limit))
-    return [(int(r[0]), str(r[1])) for r in rows]
+    return [Queued(int(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+
+async def tried(db: Database, ids: Sequence[int]) -> None:
+    """One more apply of these events could not read their listings."""
+    if ids:
+        async with db.transaction() as conn:
+            await conn.executemany(TRIED, [(i,) for i in ids])
 
 
 async def remove_in(conn: aiosqlite.Connection, ids: Sequence[int]) -> None:
+    """Inside the transaction that applies what the events' listings' reads said."""
     if ids:
         await conn.executemany(DELETE, [(i,) for i in ids])

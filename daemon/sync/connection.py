@@ -39,6 +39,10 @@ PARALLEL_BATCHES = 4
 # (and with it change detection) into the future (invariant 5).
 CLOCK_SKEW = timedelta(seconds=60)
 
+# Applies of a pushed event whose listing's read fails before the event is given up (with a
+# recorded error): an MLS that keeps failing one record must not keep a queue full for ever.
+PUSH_ATTEMPTS = 5
+
 
 @dataclass
 class ConnectionSync:
@@ -258,14 +262,30 @@ class ConnectionSync:
         (the read is the truth, as for polled events: several events of one listing come to
         one read), and each event leaves the queue with the write that applies its listing's
         read. A listing whose read failed, or came back unreadable, keeps its events queued
-        for the next apply; events of listings not tracked leave the queue at once."""
+        for the next apply, PUSH_ATTEMPTS times at most: then they are given up with a
+        recorded error (the change log's poll and the full pass read that listing anyway).
+        Events of listings not tracked leave the queue at once."""
         queued = await pushed_events.take(self.db, self.row.id, limit)
+        given_up = [q for q in queued if q.attempts >= PUSH_ATTEMPTS]
         queue_ids: dict[str, list[int]] = {}
-        for queue_id, key in queued:
-            queue_ids.setdefault(key, []).append(queue_id)
+        for q in queued:
+            if q.attempts < PUSH_ATTEMPTS:
+                queue_ids.setdefault(q.record_key, []).append(q.id)
         id_by_key = await listings.ids_for_keys(self.db, self.row.id, list(queue_ids))
-        if untracked := [i for k, ids in queue_ids.items() if k not in id_by_key for i in ids]:
-            await self._apply([], [], pushed_done=untracked)
+        done = [i for k, ids in queue_ids.items() if k not in id_by_key for i in ids]
+        if given_up:
+            of = len({q.record_key for q in given_up})
+            await self._record(
+                ErrorEntry(
+                    "batch",
+                    f"{len(given_up)} pushed event(s) of {of} listing(s) given up after "
+                    f"{PUSH_ATTEMPTS} applies that could not read them; the change log's "
+                    "poll and the full pass read those listings instead",
+                    self.row.id,
+                )
+            )
+        if done or given_up:
+            await self._apply([], [], pushed_done=done + [q.id for q in given_up])
         self._total = len(id_by_key)
         for keys in self._batches(list(id_by_key)):
             try:
@@ -275,9 +295,11 @@ class ConnectionSync:
                 return
             except MlsError as exc:
                 await self._batch_failed(keys, id_by_key, str(exc))
+                await pushed_events.tried(self.db, [i for k in keys for i in queue_ids[k]])
                 continue
             read = [i for k in keys if k not in answer.errors for i in queue_ids[k]]
             await self._apply(*_observations(answer, id_by_key), pushed_done=read)
+            await pushed_events.tried(self.db, [i for k in answer.errors for i in queue_ids[k]])
             self._done += len(keys)
             self.on_progress(self.row.id, self._done, self._total)
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import socket
 import sqlite3
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import anyio
@@ -43,6 +43,8 @@ log = structlog.get_logger("mls_sync.sync")
 # Pushed events one run applies at most; more waiting are the next run's (the queue is read
 # in order, so none waits forever).
 PUSHED_PER_RUN = 10_000
+# How often a run asks again for a lease another sync of this process holds.
+OWN_LEASE_POLL_SECONDS = 0.1
 
 
 class SyncRefused(Conflict):
@@ -128,48 +130,66 @@ class SyncEngine:
         return await self._run(trigger, f"connection:{connection_id}", [row])
 
     async def poll_change_log(self, row: ConnectionRow) -> PollOutcome:
-        """Between cycles, an events-mode connection: the events the MLS pushed, if any wait,
-        are applied (a run); otherwise one request asks the change log whether it has
-        anything after the saved sequence, and only then does a sync of the connection (a
-        run) read and apply it. A connection another sync holds is left alone (`busy`: ask
-        again soon); a full pass that is due is left to the cycle; a failed check is logged,
-        and the next cycle's sync records the failure in its run."""
-        current = await leases.holder_of(self.db, row.id)
-        if current is not None and parse_iso(current[1]) > self.clock():
+        """Between cycles, an events-mode connection's change log: one request asks whether
+        it has anything after the saved sequence, and only then does a sync of the connection
+        (a run) read and apply it. A connection another sync holds is `busy` (asked again
+        soon); a full pass that is due is left to the cycle; a failed check is logged, and
+        the next cycle's sync records the failure in its run."""
+        if await self._held_elsewhere(row.id):
             return PollOutcome("busy")
-        if await pushed_events.waiting(self.db, row.id):
-            try:
-                report = await self.apply_pushed(row.id)
-            except SyncRefused:  # paused or re-authentication asked for since it was listed
-                return PollOutcome("left_to_cycle")
-            more = await pushed_events.waiting(self.db, row.id) > 0
-            return PollOutcome("pushed", report, more_pushed=more)
         if row.cursor is None or self._reconcile_due(row):
             return PollOutcome("left_to_cycle")
         client = self.access.client_for(row, lambda: None)
         try:
             found = await client.has_events_after(int(row.cursor))
-        except ConnectionStopped:
+        except NeedsReauth:
             found = True  # refused credentials: a sync records it and marks needs_reauth
-        except MlsError as exc:
+        except MlsError as exc:  # the server down, throttling, unreachable: the cycle records
             log.warning("change_log_poll_failed", connection_id=row.id, error=str(exc))
             return PollOutcome("failed")
         if not found:
             return PollOutcome("quiet")
-        try:
-            report = await self.sync_connection(row.id, "poll")
-        except SyncRefused:  # paused or re-authentication asked for since it was listed
-            return PollOutcome("left_to_cycle")
-        return PollOutcome("synced", report)
+        return await self._run_between_cycles(row.id, "poll", "synced", self.sync_connection)
 
-    async def apply_pushed(self, connection_id: str) -> RunReport:
+    async def apply_pushes(self, row: ConnectionRow) -> PollOutcome:
+        """The events the MLS pushed to the connection, if any wait: applied in a run
+        (`pushed`; `more_pushed` when the run took some and more wait), or `none`."""
+        waiting = await pushed_events.waiting(self.db, row.id)
+        if not waiting:
+            return PollOutcome("none")
+        if await self._held_elsewhere(row.id):
+            return PollOutcome("busy")
+        result = await self._run_between_cycles(row.id, "push", "pushed", self.apply_pushed)
+        left = await pushed_events.waiting(self.db, row.id)
+        return replace(result, more_pushed=0 < left < waiting)
+
+    async def _held_elsewhere(self, connection_id: str) -> bool:
+        current = await leases.holder_of(self.db, connection_id)
+        return current is not None and parse_iso(current[1]) > self.clock()
+
+    async def _run_between_cycles(
+        self,
+        connection_id: str,
+        trigger: str,
+        outcome: str,
+        run: Callable[[str, str], Awaitable[RunReport]],
+    ) -> PollOutcome:
+        try:
+            report = await run(connection_id, trigger)
+        except (SyncRefused, NotFound):  # paused, re-authentication or removed meanwhile
+            return PollOutcome("left_to_cycle")
+        return PollOutcome(outcome, report)
+
+    async def apply_pushed(self, connection_id: str, trigger: str = "push") -> RunReport:
         """A run that applies the events the MLS pushed to the connection (the oldest
         PUSHED_PER_RUN of them): the listings they name are read and applied."""
         row = await connections.get(self.db, connection_id)
         if row is None:
             raise NotFound("no MLS connection has this id (see `mls-sync connections list`)")
         _refuse_unless_active(row)
-        return await self._run("push", f"connection:{connection_id}", [row], pushed=True)
+        # Scope `push:ID`, not `connection:ID`: applying pushed events reads no change log,
+        # so it must not count as the connection's last read of its MLS (cycle_health.py).
+        return await self._run(trigger, f"push:{connection_id}", [row], pushed=True)
 
     async def sync_listing(
         self, listing_id: str, trigger: str = "manual"
@@ -335,7 +355,9 @@ class SyncEngine:
         failed. Every failure is recorded in the run, none escapes to the other connections."""
         holder = f"{self.holder}:{uuid.uuid4().hex[:8]}"
         lease_ttl = timedelta(seconds=self.settings.sync.lease_seconds)
-        if not await self._take_lease(shared, row.id, holder, lease_ttl):
+        if not await self._take_lease(shared, row.id, holder, lease_ttl) and not (
+            await self._after_our_own(shared, row.id, holder, lease_ttl)
+        ):
             current = await leases.holder_of(self.db, row.id)
             who = f"{current[0]} until {current[1]}" if current else "another process"
             await self._record(
@@ -370,6 +392,25 @@ class SyncEngine:
         if await lease_keeping.take(self.db, wanted, shared.lease_requests.submit, self.hostname):
             shared.taken.append((connection_id, holder))
             return True
+        return False
+
+    async def _after_our_own(
+        self, shared: _RunShared, connection_id: str, holder: str, ttl: timedelta
+    ) -> bool:
+        """Takes the lease once another sync of this process (a poll of the change log, an
+        apply of pushed events, a user's sync) has let it go: such a sync is short, and a
+        run that skipped the connection for it would not have read what it was asked to.
+        False when the lease is another process's, or ours for longer than a lease lasts."""
+        ours = f"{self.holder}:"
+        with anyio.move_on_after(ttl.total_seconds()):
+            while True:
+                current = await leases.holder_of(self.db, connection_id)
+                theirs = current is not None and not current[0].startswith(ours)
+                if theirs and current is not None and parse_iso(current[1]) > self.clock():
+                    return False  # another process's, alive
+                if await self._take_lease(shared, connection_id, holder, ttl):
+                    return True
+                await anyio.sleep(OWN_LEASE_POLL_SECONDS)
         return False
 
     async def _keep_leases(self, shared: _RunShared) -> None:
@@ -428,7 +469,16 @@ class SyncEngine:
         last_error = error or work.error_summary()
         reauth = ConnectionState.NEEDS_REAUTH if isinstance(work.stopped, NeedsReauth) else None
         await shared.writes.submit(
-            ConnectionDone(run_id, row.id, iso(self.clock()), requests, last_error, holder, reauth)
+            ConnectionDone(
+                run_id,
+                row.id,
+                iso(self.clock()),
+                requests,
+                last_error,
+                holder,
+                reauth,
+                marks_synced=not shared.pushed,
+            )
         )
         return error is None or work.counts.checked > 0
 
@@ -532,9 +582,10 @@ class SyncEngine:
 @dataclass(frozen=True)
 class PollOutcome:
     """What a poll of a change log came to: `quiet` (nothing new: one request), `synced`
-    (`report` is the run that applied what was new), `pushed` (`report` applied pushed
-    events; `more_pushed`: more wait), `busy` (another sync holds the connection),
-    `left_to_cycle` (a full pass is due, or no longer active) or `failed`."""
+    (`report` is the run that applied what was new), `busy` (another sync holds the
+    connection), `left_to_cycle` (a full pass is due, or no longer active) or `failed`; or
+    what an apply of pushed events came to: `none` (none wait), `pushed` (`report` applied
+    them; `more_pushed`: it took some and more wait), `busy` or `left_to_cycle`."""
 
     outcome: str
     report: RunReport | None = None
@@ -557,7 +608,7 @@ class _RunShared:
 
 def _due_scope(scope: str) -> DueScope:
     kind, _, ident = scope.partition(":")
-    if kind == "connection":
+    if kind in ("connection", "push"):
         return DueScope(connection_id=ident)
     if kind == "listing":
         return DueScope(listing_id=ident)

@@ -49,6 +49,9 @@ class ConnectionDone:
     error: str | None
     lease_holder: str
     new_state: ConnectionState | None = None  # needs_reauth after two 401s: under the lease
+    # Whether it says the connection was synced (its last sync and last error): not for a run
+    # that applied pushed events, which is no read of the change log.
+    marks_synced: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +142,8 @@ def plan_group(
 
 def _end_connection(done: ConnectionDone, group: GroupPlan) -> None:
     group.recorded.append(_connection_counted(done))
-    group.synced.append((done.connection_id, done.at, done.error))
+    if done.marks_synced:
+        group.synced.append((done.connection_id, done.at, done.error))
     if done.new_state is not None:
         group.new_states.append((done.connection_id, done.new_state, done.error, done.at))
     group.released.append((done.connection_id, done.lease_holder))

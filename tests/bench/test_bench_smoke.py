@@ -24,3 +24,11 @@ def test_the_benchmark_runs_and_its_figures_hold_together() -> None:
     assert (d["out_of_order"], d["unverified"], d["errors"]) == (0, 0, 0)
     e = results["e"]
     assert e["listings"] == e["connections"] * 50 and e["page_kb"] > 0
+    f = results["f"]
+    for way in ("pushed", "polled", "cycled"):
+        row = f[way]
+        # (the commit is seen by asking every 10 ms: up to that late)
+        assert row["sales"] >= 1 and 0 < row["commit"]["p50"] <= row["delete"]["p50"] + 0.05
+    # A polled sale waits for its read: never longer than the interval, and a little more.
+    assert f["polled"]["commit"]["max"] <= f["polled"]["interval_seconds"] + 5
+    assert f["cycled"]["commit"]["max"] <= f["cycled"]["interval_seconds"] + 5

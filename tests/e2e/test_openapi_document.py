@@ -38,10 +38,18 @@ def _v1(document: dict[str, Any]) -> list[Operation]:
     ]
 
 
+PUSH = ("POST", "/v1/mls-connections/{connection_id}/entity-events")
+
+
 def test_every_v1_route_asks_for_the_bearer_token(document: dict[str, Any]) -> None:
+    """Every route but the MLS's push, which asks for the connection's push token."""
     scheme = document["components"]["securitySchemes"]["bearer"]
     assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
     for method, path, operation in _v1(document):
+        if (method, path) == PUSH:
+            assert operation["security"] == [{"push_token": []}]
+            assert {"401", "413", "429"} <= set(operation["responses"])
+            continue
         assert operation["security"] == [{"bearer": []}], (method, path)
         assert {"401", "403", "503"} <= set(operation["responses"]), (method, path)
 

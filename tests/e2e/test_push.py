@@ -109,7 +109,7 @@ async def test_a_pushed_sale_is_applied_and_the_listings_post_comes_down_in_seco
         while platforms[0].exists("1093_4417"):
             await anyio.sleep(0.05)
     runs = (await daemon.call("GET", "/v1/runs")).json()["items"]
-    assert (runs[0]["trigger"], runs[0]["scope"]) == ("push", "connection:mls-1")
+    assert (runs[0]["trigger"], runs[0]["scope"]) == ("push", "push:mls-1")
 
 
 async def test_one_event_without_a_batch_and_events_of_other_resources_are_accepted(
@@ -134,14 +134,13 @@ async def test_duplicated_and_out_of_order_pushes_change_a_listing_once(
     first = _change_unlogged(sandbox, "K3", "Pending")
     second = _change_unlogged(sandbox, "K3", "Closed")
 
-    for sequence in (second, first, second):  # late, early, again
+    for sequence in (second, first, second):  # the later one, the earlier one late, again
         answer = await _push(daemon, token, {"value": [_event(sequence, "K3")]})
         assert answer.status_code == 200
-
-    await _until_status(daemon, "K3", "sold")
-    with anyio.fail_after(5):
-        while _queued(prepared) > 0:
-            await anyio.sleep(0.05)
+        await _until_status(daemon, "K3", "sold")
+        with anyio.fail_after(5):  # each applied before the next is pushed
+            while _queued(prepared) > 0:
+                await anyio.sleep(0.05)
     changes = (await daemon.call("GET", "/v1/listings/L-K3")).json()["status_changes"]
     assert [c["event"] for c in changes] == ["first_seen", "changed"]
 
@@ -265,8 +264,14 @@ async def test_push_may_listen_on_an_address_of_its_own_that_serves_nothing_else
             )
             assert pushed.status_code == 200
             admin = {"Authorization": f"Bearer {API_TOKEN}"}
-            for path in ("/status", "/metrics", "/ui", "/v1/listings", "/v1/runs"):
+            for path in ("/status", "/metrics", "/ui", "/v1/listings", "/v1/runs", "/openapi.json"):
                 assert (await push_only.get(path, headers=admin)).status_code == 404, path
+            big = b'{"value": [' + b" " * 2_000_000 + b"]}"
+            with_token = {"Authorization": f"Bearer {token}"}
+            assert (await push_only.post(PUSH, content=big, headers=with_token)).status_code == 413
+            # Without the token, refused before the body is read.
+            refused = await push_only.post(PUSH, content=big)
+            assert refused.status_code == 401
         await _until_status(daemon, "K1", "sold")
         assert f"127.0.0.1:{push_port}" in daemon.log()  # push_listening names its address
     finally:
@@ -285,7 +290,7 @@ async def test_the_sandbox_mls_pushes_to_its_events_connection_in_mls_sync_run(
             if pushed and pushed[0]["finished_at"]:
                 break
             await anyio.sleep(0.5)
-    assert pushed[0]["scope"] == "connection:sandbox-4"
+    assert pushed[0]["scope"] == "push:sandbox-4" and pushed[0]["outcome"] == "ok"
     connection = (await sandbox_daemon.call("GET", "/v1/mls-connections/sandbox-4")).json()
     assert (connection["mode"], connection["push"]) == ("events", True)
     assert "sandbox-4" in (await sandbox_daemon.get("/status")).json()["change_log_polls"]

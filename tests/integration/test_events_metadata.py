@@ -58,7 +58,7 @@ async def test_a_server_that_keeps_a_change_log_takes_an_events_connection(
     folder = _folder(tmp_path)
     added = await _add(folder, mls[1])
     assert added.returncode == 0, added.stderr
-    assert "ev" in await _listed(folder)
+    assert "Ev" in await _listed(folder)  # its name, in the list
 
 
 async def test_a_server_without_a_change_log_is_refused_for_events_mode_and_nothing_is_stored(
@@ -85,7 +85,7 @@ async def test_a_server_whose_metadata_cannot_be_read_is_refused_unless_told_not
     refused = await _add(folder, DEAD)
 
     assert refused.returncode != 0
-    assert "cannot read http://127.0.0.1:9/odata/$metadata" in refused.stderr
+    assert "cannot read the $metadata of connection 'ev'" in refused.stderr
     assert "--no-metadata-check" in refused.stderr
     assert STATIC_TOKEN not in refused.stderr
     unchecked = await _add(folder, DEAD, "--no-metadata-check")

@@ -14,6 +14,9 @@ CREATE TABLE pushed_events (
     sequence      INTEGER NOT NULL,  -- EntityEventSequence, as the MLS numbered it
     record_key    TEXT NOT NULL,  -- ResourceRecordKey: the ListingKey
     source        TEXT,  -- the EntityEventSource header, when the MLS sends one
-    received_at   TEXT NOT NULL
+    received_at   TEXT NOT NULL,
+    -- Applies that could not read its listing: after a few the event is given up (with a
+    -- recorded error), and the change log's poll and the full pass cover its listing.
+    attempts      INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX pushed_events_by_connection ON pushed_events (connection_id, id);

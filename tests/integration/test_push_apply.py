@@ -1,0 +1,149 @@
+"""Applying the events an MLS pushed (docs/mls-reso.md "Push"), on the engine, against the
+sandbox MLS over real HTTP: what stays queued, what is given up, and what a push run does
+not claim."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import anyio
+
+from daemon.composition import Runtime
+from daemon.ops import push
+from daemon.sandbox.faults import Fault
+from daemon.store import connections, leases, pushed_events, runs
+from daemon.store.pushed_events import PushedEvent
+from daemon.store.records import ConnectionRow
+from daemon.sync.connection import PUSH_ATTEMPTS
+from daemon.timestamps import iso
+from tests.helpers import Mls, add_connection, status_of, track
+
+KEYS = ["P1", "P2", "P3"]
+LIMIT = 1000
+
+
+async def _prepared(runtime: Runtime, mls: Mls) -> ConnectionRow:
+    sandbox, url = mls
+    for key in KEYS:
+        sandbox.put(key, "Active")
+    await add_connection(runtime, url, mode="events")
+    await track(runtime, "mls-1", KEYS)
+    await runtime.engine.sync_all()  # the full pass
+    row = await connections.get(runtime.db, "mls-1")
+    assert row is not None
+    return row
+
+
+async def _queue(runtime: Runtime, *keys: str) -> None:
+    events = [PushedEvent(5000 + i, k) for i, k in enumerate(keys)]
+    assert await pushed_events.queue(runtime.db, "mls-1", events, None, "2026-01-01", LIMIT)
+
+
+async def test_a_pushed_event_whose_read_fails_stays_queued_and_is_given_up_with_an_error(
+    runtime: Runtime, mls: Mls
+) -> None:
+    sandbox, _ = mls
+    row = await _prepared(runtime, mls)
+    sandbox.set_status("P1", "Closed")
+    await _queue(runtime, "P1")
+    sandbox.faults.add(Fault("status", status=500, times=1000, matching="P1"))
+
+    for attempt in range(1, PUSH_ATTEMPTS + 1):
+        failed = await runtime.engine.apply_pushes(row)
+        assert failed.outcome == "pushed" and failed.report is not None
+        assert failed.report.run.errors == 1
+        assert not failed.more_pushed  # no progress: not tried again at once
+        assert await pushed_events.waiting(runtime.db, "mls-1") == 1, attempt
+
+    given_up = await runtime.engine.apply_pushes(row)
+
+    assert given_up.report is not None and given_up.report.run.errors == 1
+    errors = await runs.errors_of(runtime.db, given_up.report.run.id)
+    assert "given up after 5 applies" in errors[0].message
+    assert await pushed_events.waiting(runtime.db, "mls-1") == 0
+    assert await status_of(runtime, "P1") == "active"  # the next read of the log finds it
+    sandbox.faults.clear()
+    await runtime.engine.sync_all()
+    assert await status_of(runtime, "P1") == "sold"
+
+
+async def test_a_push_run_is_no_read_of_the_change_log_for_the_connections_health(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """It claims neither the connection's last sync nor a clean last error: a log that
+    cannot be read must show while pushes come in."""
+    sandbox, _ = mls
+    row = await _prepared(runtime, mls)
+    await connections.set_state(runtime.db, "mls-1", "active", "the log failed", "2026-01-02")
+    before = await connections.get(runtime.db, "mls-1")
+    assert before is not None
+    sandbox.set_status("P2", "Closed")
+    await _queue(runtime, "P2")
+
+    applied = await runtime.engine.apply_pushes(row)
+
+    assert applied.report is not None
+    assert (applied.report.run.trigger, applied.report.run.scope) == ("push", "push:mls-1")
+    assert await status_of(runtime, "P2") == "sold"
+    after = await connections.get(runtime.db, "mls-1")
+    assert after is not None
+    assert (after.last_synced_at, after.last_error) == (before.last_synced_at, "the log failed")
+
+
+async def test_leaving_events_mode_ends_push_and_drops_what_it_queued(
+    runtime: Runtime, mls: Mls
+) -> None:
+    _, url = mls
+    await _prepared(runtime, mls)
+    token = push.new_push_token()
+    await connections.set_push_token(
+        runtime.db, "mls-1", push.push_token_sha256(token), "2026-01-01"
+    )
+    await _queue(runtime, "P1", "P2")
+    assert await push.authorized(runtime.db, "mls-1", token)
+
+    await add_connection(runtime, url, mode="by_key")
+
+    assert not await push.authorized(runtime.db, "mls-1", token)
+    assert await pushed_events.waiting(runtime.db, "mls-1") == 0
+    row = await connections.get(runtime.db, "mls-1")
+    assert row is not None and row.push_token_sha256 is None
+
+
+async def test_a_cycle_waits_for_a_poll_of_this_process_instead_of_skipping_the_connection(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """A poll or a push run holds the connection's lease for a moment: the cycle that starts
+    meanwhile syncs the connection once it is free, rather than skip it and say ok."""
+    await _prepared(runtime, mls)
+    now = datetime.now(UTC)
+    poll = leases.LeaseRequest(
+        "mls-1", f"{runtime.engine.holder}:poll", iso(now), iso(now + timedelta(minutes=1))
+    )
+    assert await leases.acquire(runtime.db, poll)
+
+    async def poll_ends() -> None:
+        await anyio.sleep(0.3)
+        await leases.release(runtime.db, "mls-1", poll.holder)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(poll_ends)
+        cycle = await runtime.engine.sync_all()
+
+    assert (cycle.run.outcome, cycle.run.warnings, cycle.run.connections) == ("ok", 0, 1)
+
+
+async def test_a_cycle_still_skips_a_connection_another_process_holds(
+    runtime: Runtime, mls: Mls
+) -> None:
+    await _prepared(runtime, mls)
+    now = datetime.now(UTC)
+    other = leases.LeaseRequest(
+        "mls-1", "elsewhere:4242:x", iso(now), iso(now + timedelta(minutes=1))
+    )
+    assert await leases.acquire(runtime.db, other)
+    with anyio.fail_after(10):
+        cycle = await runtime.engine.sync_all()
+    assert cycle.run.warnings == 1
+    errors = await runs.errors_of(runtime.db, cycle.run.id)
+    assert "already being synced by elsewhere:4242:x" in errors[0].message
