@@ -41,7 +41,7 @@ MIN_WAIT_SECONDS = 0.01  # between two looks, however overdue a read is
 class PollingEngine(Protocol):
     async def poll_change_log(self, row: ConnectionRow) -> PollOutcome: ...
 
-    async def apply_pushes(self, row: ConnectionRow) -> PollOutcome: ...
+    async def apply_pushes(self, row: ConnectionRow, retry_failed: bool) -> PollOutcome: ...
 
 
 @dataclass
@@ -85,11 +85,11 @@ class ChangeLogPolls:
             while not self.stopping:
                 try:
                     rows = await connections.active_in_mode(self.db, QueryMode.EVENTS)
-                except Exception:  # the database, say: the next tick tries again
-                    log.exception("change_log_polls_not_listed")
-                    rows = []
-                if not self.stopping:
-                    self._start_due(tg, rows)
+                except Exception:  # the database, say: the next tick tries again, with
+                    log.exception("change_log_polls_not_listed")  # every schedule kept
+                else:
+                    if not self.stopping:
+                        self._start_due(tg, rows)
                 with anyio.move_on_after(self._until_next()):
                     await self._wake.wait()
                 self._wake = anyio.Event()
@@ -100,6 +100,8 @@ class ChangeLogPolls:
         listed = {row.id for row in rows}
         for gone in set(self.next_due) - listed:  # removed, paused, another mode
             del self.next_due[gone]
+            self.last.pop(gone, None)
+            self.wanted.discard(gone)
         for row in rows:
             if row.id not in self.next_due:
                 # First seen (at start, added, resumed): its read is due a whole interval
@@ -115,28 +117,43 @@ class ChangeLogPolls:
                 tg.start_soon(self._work, row, read_log)
 
     async def _work(self, row: ConnectionRow, read_log: bool) -> None:
-        """Applies what was pushed, if anything waits; then reads the log, when due."""
+        """Applies what was pushed, if anything waits; then reads the log, when due. Each
+        on its own: a failure of one never keeps the other from running."""
         try:
             with structlog.contextvars.bound_contextvars(connection_id=row.id):
-                pushed = await self.engine.apply_pushes(row)
-                if pushed.outcome != "none":
-                    await self._note(row.id, pushed)
-                if pushed.outcome == "busy" or pushed.more_pushed:
-                    self.wanted.add(row.id)  # asked again at the next tick
+                await self._apply_pushes(row, read_log)
                 if read_log:
-                    read = await self.engine.poll_change_log(row)
-                    await self._note(row.id, read)
-                    # A busy one is asked again a tick on.
-                    wait = TICK_SECONDS if read.outcome == "busy" else row.poll_seconds
-                    self.next_due[row.id] = self.clock() + wait
-        except Exception:  # a bug: logged, and the connection is polled again next interval
-            log.exception("change_log_poll_crashed", connection_id=row.id)
-            self.last[row.id] = LastPoll(time.time(), "crashed")
-            self.next_due[row.id] = self.clock() + row.poll_seconds
+                    await self._read_log(row)
         finally:
             self.polling.discard(row.id)
             if not self.polling:
                 self._idle.set()
+
+    async def _apply_pushes(self, row: ConnectionRow, read_log: bool) -> None:
+        """Events whose listing could not be read before are tried again only with a read
+        of the log (once an interval), not with every push."""
+        try:
+            pushed = await self.engine.apply_pushes(row, retry_failed=read_log)
+            if pushed.outcome == "busy" or pushed.more_pushed:
+                self.wanted.add(row.id)  # asked again at the next tick
+            if pushed.outcome != "none":
+                await self._note(row.id, pushed)
+        except Exception:  # a bug: logged; the next push or read of the log tries again
+            log.exception("pushed_events_apply_crashed", connection_id=row.id)
+            self.last[row.id] = LastPoll(time.time(), "crashed")
+
+    async def _read_log(self, row: ConnectionRow) -> None:
+        wait: float = row.poll_seconds
+        try:
+            read = await self.engine.poll_change_log(row)
+            if read.outcome == "busy":
+                wait = TICK_SECONDS  # asked again a tick on
+            await self._note(row.id, read)
+        except Exception:  # a bug: logged, and the log is read again next interval
+            log.exception("change_log_poll_crashed", connection_id=row.id)
+            self.last[row.id] = LastPoll(time.time(), "crashed")
+        finally:
+            self.next_due[row.id] = self.clock() + wait
 
     def _until_next(self) -> float:
         """Until the next read of a log is due (of a connection not at work now), a tick at

@@ -17,8 +17,13 @@ INSERT INTO pushed_events (connection_id, sequence, record_key, source, received
 VALUES (?, ?, ?, ?, ?)
 """
 COUNT = "SELECT count(*) FROM pushed_events WHERE connection_id = ?"
+COUNT_UNTRIED = "SELECT count(*) FROM pushed_events WHERE connection_id = ? AND attempts = 0"
 TAKE = """
 SELECT id, record_key, attempts FROM pushed_events WHERE connection_id = ? ORDER BY id LIMIT ?
+"""
+TAKE_UNTRIED = """
+SELECT id, record_key, attempts FROM pushed_events
+WHERE connection_id = ? AND attempts = 0 ORDER BY id LIMIT ?
 """
 DELETE = "DELETE FROM pushed_events WHERE id = ?"
 TRIED = "UPDATE pushed_events SET attempts = attempts + 1 WHERE id = ?"
@@ -58,15 +63,18 @@ async def queue(
     return True
 
 
-async def waiting(db: Database, connection_id: str) -> int:
-    row = await db.fetch_one(COUNT, (connection_id,))
+async def waiting(db: Database, connection_id: str, tried_too: bool = True) -> int:
+    """Events waiting; with `tried_too` off, those never tried only."""
+    row = await db.fetch_one(COUNT if tried_too else COUNT_UNTRIED, (connection_id,))
     return int(row[0]) if row else 0
 
 
-async def take(db: Database, connection_id: str, limit: int) -> list[Queued]:
-    """The oldest `limit` queued events of the connection; they stay queued until
-    `remove_in` (they are read, not taken away)."""
-    rows = await db.fetch_all(TAKE, (connection_id, limit))
+async def take(
+    db: Database, connection_id: str, limit: int, tried_too: bool = True
+) -> list[Queued]:
+    """The oldest `limit` queued events of the connection (with `tried_too` off, of those
+    never tried); they stay queued until `remove_in` (they are read, not taken away)."""
+    rows = await db.fetch_all(TAKE if tried_too else TAKE_UNTRIED, (connection_id, limit))
     return [Queued(int(r[0]), str(r[1]), int(r[2])) for r in rows]
 
 

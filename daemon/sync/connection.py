@@ -257,15 +257,16 @@ class ConnectionSync:
 
     # -- pushed events (docs/mls-reso.md "Push") ---------------------------------------------
 
-    async def pushed_events(self, limit: int) -> None:
+    async def pushed_events(self, limit: int, retry_failed: bool = True) -> None:
         """The oldest `limit` events the MLS pushed. The listings they name are read by key
         (the read is the truth, as for polled events: several events of one listing come to
         one read), and each event leaves the queue with the write that applies its listing's
         read. A listing whose read failed, or came back unreadable, keeps its events queued
-        for the next apply, PUSH_ATTEMPTS times at most: then they are given up with a
+        for a later apply (with `retry_failed`: the daemon asks for one with each read of the
+        log), PUSH_ATTEMPTS times at most: then they are given up with a
         recorded error (the change log's poll and the full pass read that listing anyway).
         Events of listings not tracked leave the queue at once."""
-        queued = await pushed_events.take(self.db, self.row.id, limit)
+        queued = await pushed_events.take(self.db, self.row.id, limit, retry_failed)
         given_up = [q for q in queued if q.attempts >= PUSH_ATTEMPTS]
         queue_ids: dict[str, list[int]] = {}
         for q in queued:

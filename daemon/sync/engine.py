@@ -43,8 +43,6 @@ log = structlog.get_logger("mls_sync.sync")
 # Pushed events one run applies at most; more waiting are the next run's (the queue is read
 # in order, so none waits forever).
 PUSHED_PER_RUN = 10_000
-# How often a run asks again for a lease another sync of this process holds.
-OWN_LEASE_POLL_SECONDS = 0.1
 
 
 class SyncRefused(Conflict):
@@ -82,6 +80,8 @@ class SyncEngine:
         self.mapping = settings.mls.status_mapping()
         self.hostname = socket.gethostname()
         self.holder = this_process()
+        # Connections a read of the change log or an apply of pushed events runs on now.
+        self._between_cycles: dict[str, anyio.Event] = {}
 
     def apply_settings(self, settings: Settings) -> None:
         """A reload (SIGHUP): limits, mapping and platform settings take effect from the next
@@ -151,16 +151,22 @@ class SyncEngine:
             return PollOutcome("quiet")
         return await self._run_between_cycles(row.id, "poll", "synced", self.sync_connection)
 
-    async def apply_pushes(self, row: ConnectionRow) -> PollOutcome:
+    async def apply_pushes(self, row: ConnectionRow, retry_failed: bool = True) -> PollOutcome:
         """The events the MLS pushed to the connection, if any wait: applied in a run
-        (`pushed`; `more_pushed` when the run took some and more wait), or `none`."""
-        waiting = await pushed_events.waiting(self.db, row.id)
+        (`pushed`; `more_pushed` when the run took some and more wait), or `none`.
+        `retry_failed` off leaves the events whose listing could not be read before for a
+        later apply: those are tried once an interval, not with every push."""
+        waiting = await pushed_events.waiting(self.db, row.id, retry_failed)
         if not waiting:
             return PollOutcome("none")
         if await self._held_elsewhere(row.id):
             return PollOutcome("busy")
-        result = await self._run_between_cycles(row.id, "push", "pushed", self.apply_pushed)
-        left = await pushed_events.waiting(self.db, row.id)
+
+        async def apply(connection_id: str, trigger: str) -> RunReport:
+            return await self.apply_pushed(connection_id, trigger, retry_failed)
+
+        result = await self._run_between_cycles(row.id, "push", "pushed", apply)
+        left = await pushed_events.waiting(self.db, row.id, retry_failed)
         return replace(result, more_pushed=0 < left < waiting)
 
     async def _held_elsewhere(self, connection_id: str) -> bool:
@@ -174,22 +180,32 @@ class SyncEngine:
         outcome: str,
         run: Callable[[str, str], Awaitable[RunReport]],
     ) -> PollOutcome:
+        """The run, known while it lasts to a cycle that comes to its connection, which waits
+        for it rather than skip the connection."""
+        self._between_cycles[connection_id] = ended = anyio.Event()
         try:
             report = await run(connection_id, trigger)
         except (SyncRefused, NotFound):  # paused, re-authentication or removed meanwhile
             return PollOutcome("left_to_cycle")
+        finally:
+            del self._between_cycles[connection_id]
+            ended.set()
         return PollOutcome(outcome, report)
 
-    async def apply_pushed(self, connection_id: str, trigger: str = "push") -> RunReport:
+    async def apply_pushed(
+        self, connection_id: str, trigger: str = "push", retry_failed: bool = True
+    ) -> RunReport:
         """A run that applies the events the MLS pushed to the connection (the oldest
-        PUSHED_PER_RUN of them): the listings they name are read and applied."""
+        PUSHED_PER_RUN of them; with `retry_failed` off, of those never tried): the listings
+        they name are read and applied."""
         row = await connections.get(self.db, connection_id)
         if row is None:
             raise NotFound("no MLS connection has this id (see `mls-sync connections list`)")
         _refuse_unless_active(row)
         # Scope `push:ID`, not `connection:ID`: applying pushed events reads no change log,
         # so it must not count as the connection's last read of its MLS (cycle_health.py).
-        return await self._run(trigger, f"push:{connection_id}", [row], pushed=True)
+        pushed = PushedPart(retry_failed)
+        return await self._run(trigger, f"push:{connection_id}", [row], pushed=pushed)
 
     async def sync_listing(
         self, listing_id: str, trigger: str = "manual"
@@ -220,7 +236,7 @@ class SyncEngine:
         targets: list[ConnectionRow],
         only_listing: ListingRow | None = None,
         reserved: int | None = None,
-        pushed: bool = False,
+        pushed: PushedPart | None = None,
     ) -> RunReport:
         started = iso(self.clock())
         orphans = [i for i, holder in await runs.running(self.db) if is_dead(holder, self.hostname)]
@@ -356,7 +372,7 @@ class SyncEngine:
         holder = f"{self.holder}:{uuid.uuid4().hex[:8]}"
         lease_ttl = timedelta(seconds=self.settings.sync.lease_seconds)
         if not await self._take_lease(shared, row.id, holder, lease_ttl) and not (
-            await self._after_our_own(shared, row.id, holder, lease_ttl)
+            await self._after_between_cycles(shared, row.id, holder, lease_ttl)
         ):
             current = await leases.holder_of(self.db, row.id)
             who = f"{current[0]} until {current[1]}" if current else "another process"
@@ -394,24 +410,19 @@ class SyncEngine:
             return True
         return False
 
-    async def _after_our_own(
+    async def _after_between_cycles(
         self, shared: _RunShared, connection_id: str, holder: str, ttl: timedelta
     ) -> bool:
-        """Takes the lease once another sync of this process (a poll of the change log, an
-        apply of pushed events, a user's sync) has let it go: such a sync is short, and a
-        run that skipped the connection for it would not have read what it was asked to.
-        False when the lease is another process's, or ours for longer than a lease lasts."""
-        ours = f"{self.holder}:"
+        """Takes the lease once a read of the change log or an apply of pushed events of
+        this process (short runs) has let it go: a run that skipped the connection for one
+        would not have read what it was asked to. False when no such run holds it (another
+        sync does: skipped, as always), or when the lease could not be taken after it."""
+        ended = self._between_cycles.get(connection_id)
+        if ended is None:
+            return False
         with anyio.move_on_after(ttl.total_seconds()):
-            while True:
-                current = await leases.holder_of(self.db, connection_id)
-                theirs = current is not None and not current[0].startswith(ours)
-                if theirs and current is not None and parse_iso(current[1]) > self.clock():
-                    return False  # another process's, alive
-                if await self._take_lease(shared, connection_id, holder, ttl):
-                    return True
-                await anyio.sleep(OWN_LEASE_POLL_SECONDS)
-        return False
+            await ended.wait()
+        return await self._take_lease(shared, connection_id, holder, ttl)
 
     async def _keep_leases(self, shared: _RunShared) -> None:
         """Renews every lease the run holds: one task and one transaction for all of them,
@@ -477,7 +488,7 @@ class SyncEngine:
                 last_error,
                 holder,
                 reauth,
-                marks_synced=not shared.pushed,
+                marks_synced=shared.pushed is None,
             )
         )
         return error is None or work.counts.checked > 0
@@ -496,8 +507,8 @@ class SyncEngine:
         with anyio.CancelScope() as scope:
             shared.stop_work[row.id] = scope
             try:
-                if shared.pushed:
-                    await work.pushed_events(PUSHED_PER_RUN)
+                if shared.pushed is not None:
+                    await work.pushed_events(PUSHED_PER_RUN, shared.pushed.retry_failed)
                 else:
                     await self._dispatch(work, row, only_listing)
             except MlsError as exc:
@@ -592,6 +603,14 @@ class PollOutcome:
     more_pushed: bool = False
 
 
+@dataclass(frozen=True)
+class PushedPart:
+    """A run that applies pushed events: whether it tries again those whose listing could
+    not be read before."""
+
+    retry_failed: bool
+
+
 @dataclass
 class _RunShared:
     """What the connections of one run share: the writers that commit their writes in
@@ -603,7 +622,7 @@ class _RunShared:
     held: dict[str, str] = field(default_factory=dict)  # connection id -> lease holder
     stop_work: dict[str, anyio.CancelScope] = field(default_factory=dict)  # on a lost lease
     taken: list[tuple[str, str]] = field(default_factory=list)  # every lease, freed at the end
-    pushed: bool = False  # the run applies the events the MLS pushed, not a sync
+    pushed: PushedPart | None = None  # the run applies pushed events, not a sync
 
 
 def _due_scope(scope: str) -> DueScope:

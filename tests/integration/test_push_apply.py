@@ -110,27 +110,45 @@ async def test_leaving_events_mode_ends_push_and_drops_what_it_queued(
     assert row is not None and row.push_token_sha256 is None
 
 
-async def test_a_cycle_waits_for_a_poll_of_this_process_instead_of_skipping_the_connection(
+async def test_a_cycle_waits_for_a_poll_between_cycles_instead_of_skipping_the_connection(
     runtime: Runtime, mls: Mls
 ) -> None:
-    """A poll or a push run holds the connection's lease for a moment: the cycle that starts
-    meanwhile syncs the connection once it is free, rather than skip it and say ok."""
-    await _prepared(runtime, mls)
-    now = datetime.now(UTC)
-    poll = leases.LeaseRequest(
-        "mls-1", f"{runtime.engine.holder}:poll", iso(now), iso(now + timedelta(minutes=1))
-    )
-    assert await leases.acquire(runtime.db, poll)
+    """A read of the change log holds the connection's lease for a moment: the cycle that
+    starts meanwhile syncs the connection once it is free, rather than skip it and say ok."""
+    sandbox, _ = mls
+    row = await _prepared(runtime, mls)
+    sandbox.set_status("P3", "Closed")
+    # The poll's first request (is there anything?) passes; its read of the log is slow.
+    sandbox.faults.add(Fault("slow", seconds=0.5, after=1))
+    polled: list[str] = []
 
-    async def poll_ends() -> None:
-        await anyio.sleep(0.3)
-        await leases.release(runtime.db, "mls-1", poll.holder)
+    async def poll() -> None:
+        polled.append((await runtime.engine.poll_change_log(row)).outcome)
 
     async with anyio.create_task_group() as tg:
-        tg.start_soon(poll_ends)
+        tg.start_soon(poll)
+        with anyio.fail_after(5):
+            while await leases.holder_of(runtime.db, "mls-1") is None:
+                await anyio.sleep(0.01)
         cycle = await runtime.engine.sync_all()
 
+    assert polled == ["synced"]
     assert (cycle.run.outcome, cycle.run.warnings, cycle.run.connections) == ("ok", 0, 1)
+
+
+async def test_a_cycle_skips_a_connection_a_longer_sync_of_this_process_holds(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """A user's sync or a full pass may take minutes: the cycle does not wait for it."""
+    await _prepared(runtime, mls)
+    now = datetime.now(UTC)
+    user_sync = leases.LeaseRequest(
+        "mls-1", f"{runtime.engine.holder}:user", iso(now), iso(now + timedelta(minutes=1))
+    )
+    assert await leases.acquire(runtime.db, user_sync)
+    with anyio.fail_after(10):
+        cycle = await runtime.engine.sync_all()
+    assert cycle.run.warnings == 1
 
 
 async def test_a_cycle_still_skips_a_connection_another_process_holds(
@@ -147,3 +165,24 @@ async def test_a_cycle_still_skips_a_connection_another_process_holds(
     assert cycle.run.warnings == 1
     errors = await runs.errors_of(runtime.db, cycle.run.id)
     assert "already being synced by elsewhere:4242:x" in errors[0].message
+
+
+async def test_an_event_that_failed_waits_for_the_next_read_of_the_log_not_the_next_push(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """Pushes that keep coming apply their own events only: one whose listing's read failed
+    is tried again with the connection's next read of the log, once an interval."""
+    sandbox, _ = mls
+    row = await _prepared(runtime, mls)
+    await _queue(runtime, "P1")
+    sandbox.faults.add(Fault("status", status=500, times=1000, matching="P1"))
+    await runtime.engine.apply_pushes(row)  # P1 fails once
+    sandbox.set_status("P2", "Closed")
+    await _queue(runtime, "P2")
+
+    between = await runtime.engine.apply_pushes(row, retry_failed=False)
+
+    assert between.report is not None and between.report.run.errors == 0
+    assert await status_of(runtime, "P2") == "sold"
+    [p1] = await pushed_events.take(runtime.db, "mls-1", LIMIT)
+    assert (p1.record_key, p1.attempts) == ("P1", 1)  # not tried again meanwhile
