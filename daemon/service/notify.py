@@ -17,6 +17,10 @@ import structlog
 
 log = structlog.get_logger("mls_sync.systemd")
 
+# How long a notification that must arrive (READY, RELOADING, STOPPING) may wait for room in
+# systemd's queue. The send runs on the event loop: a stuck systemd must not stop it.
+SEND_TIMEOUT_SECONDS = 2.0
+
 
 class Notifier:
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
@@ -31,14 +35,23 @@ class Notifier:
     def enabled(self) -> bool:
         return self.address is not None
 
-    def send(self, *fields: str) -> None:
+    def send(self, *fields: str, droppable: bool = False) -> None:
+        """One datagram. `droppable` (a status line, a watchdog ping): sent only if systemd's
+        queue has room now, since the next one follows soon; else it waits for room a little
+        (SEND_TIMEOUT_SECONDS)."""
         if self.address is None:
             return
         message = "\n".join(fields).encode("utf-8")
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                if droppable:
+                    sock.setblocking(False)
+                else:
+                    sock.settimeout(SEND_TIMEOUT_SECONDS)
                 sock.connect(self.address)
                 sock.sendall(message)
+        except BlockingIOError:  # systemd has not read the ones before: a later one goes
+            log.debug("notify_dropped", message=fields[0].partition("=")[0])
         except OSError as exc:
             log.warning("notify_failed", error=str(exc))
 
@@ -54,7 +67,7 @@ class Notifier:
         self.send("STOPPING=1")
 
     def status(self, text: str) -> None:
-        self.send(f"STATUS={text}")
+        self.send(f"STATUS={text}", droppable=True)
 
     async def watchdog_loop(self) -> None:
         """WATCHDOG=1 at half the interval, from the event loop itself: a stuck loop stops
@@ -63,7 +76,7 @@ class Notifier:
             return
         period = self.watchdog_usec / 2_000_000
         while True:
-            self.send("WATCHDOG=1")
+            self.send("WATCHDOG=1", droppable=True)
             await anyio.sleep(period)
 
 

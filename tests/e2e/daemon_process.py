@@ -123,9 +123,16 @@ class DaemonConfig:
         lines = "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
         self.path.write_text(text.replace(header, header + lines, 1))
 
-    def start(self, api_token: str | None = API_TOKEN, watchdog_usec: int | None = None) -> Daemon:
+    def start(
+        self,
+        api_token: str | None = API_TOKEN,
+        watchdog_usec: int | None = None,
+        read_notifications: bool = True,
+    ) -> Daemon:
         """`mls-sync run` on this config."""
-        return Daemon.start(self.path, self.port, self.secret_key, api_token, watchdog_usec)
+        return Daemon.start(
+            self.path, self.port, self.secret_key, api_token, watchdog_usec, read_notifications
+        )
 
 
 class NotifyListener:
@@ -135,7 +142,7 @@ class NotifyListener:
     (a browser loading a page): the kernel queues a few datagrams only, and the daemon's next
     notification then waits for room, its event loop with it."""
 
-    def __init__(self) -> None:
+    def __init__(self, reading: bool = True) -> None:
         self.name = f"mls-sync-e2e-{uuid.uuid4().hex}"
         self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.socket.bind("\0" + self.name)  # an abstract socket, as systemd may hand out
@@ -145,7 +152,8 @@ class NotifyListener:
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._read, name=self.name, daemon=True)
-        self._thread.start()
+        if reading:  # not reading: a systemd that is stuck, for the test of that
+            self._thread.start()
 
     def _read(self) -> None:
         while not self._closed.is_set():
@@ -175,7 +183,8 @@ class NotifyListener:
 
     def close(self) -> None:
         self._closed.set()
-        self._thread.join(5)
+        if self._thread.is_alive():
+            self._thread.join(5)
         self.socket.close()
 
 
@@ -199,8 +208,9 @@ class Daemon:
         secret_key: str,
         api_token: str | None = API_TOKEN,
         watchdog_usec: int | None = None,
+        read_notifications: bool = True,
     ) -> Daemon:
-        notify = NotifyListener()
+        notify = NotifyListener(read_notifications)
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLS_SYNC_")}
         env.update({"MLS_SYNC_SECRET_KEY": secret_key, "NOTIFY_SOCKET": "@" + notify.name})
         if api_token:

@@ -530,6 +530,30 @@ async def test_the_daemon_answers_while_the_test_awaits_something_else(start: St
     assert sum("WATCHDOG=1" in m for m in daemon.received) >= 20
 
 
+async def test_the_daemon_answers_while_systemd_reads_none_of_its_notifications(
+    prepared: Path, daemon_config: DaemonConfig
+) -> None:
+    """A stuck systemd (its notify socket full) may lose the daemon's watchdog pings and
+    status lines, never stop its event loop."""
+    daemon = daemon_config.start(watchdog_usec=100_000, read_notifications=False)
+    try:
+        with anyio.fail_after(30):
+            while True:
+                try:
+                    if (await daemon.get("/livez")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass  # not listening yet
+                await anyio.sleep(0.1)
+        await anyio.sleep(2)  # 40 pings and a cycle's status lines, none read
+        with anyio.fail_after(5):
+            assert (await daemon.get("/livez")).status_code == 200
+            await daemon.wait_for_run(1)
+        assert daemon.proc.poll() is None
+    finally:
+        daemon.stop()
+
+
 async def test_a_port_in_use_is_a_clear_error(prepared: Path, daemon_config: DaemonConfig) -> None:
     port = daemon_config.port
     with socket.socket() as squatter:
