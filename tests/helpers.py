@@ -235,3 +235,13 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
+
+
+def most_in_any_window(times: list[float], window: float) -> int:
+    """The most of `times` (seconds) that fall in one sliding window of `window` seconds:
+    what a server's rate limit counts."""
+    ordered = sorted(times)
+    return max(
+        (sum(1 for t in ordered[i:] if t - start < window) for i, start in enumerate(ordered)),
+        default=0,
+    )

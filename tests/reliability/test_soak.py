@@ -17,6 +17,7 @@ import signal
 import sqlite3
 
 import anyio
+import pytest
 
 from daemon.models import StatusMapping
 from daemon.sandbox.demo import check_consistency
@@ -28,6 +29,7 @@ from tests.helpers import (
     add_account,
     add_post,
     add_sandbox_connection,
+    most_in_any_window,
 )
 
 CYCLES = int(os.environ.get("MLS_SYNC_SOAK_CYCLES", "8"))
@@ -43,11 +45,14 @@ async def _cycle(daemon: Daemon, after: int) -> dict[str, object]:
     return await daemon.wait_for_run(after + 1, timeout=120)
 
 
-def _most_in_a_second(times: list[float]) -> int:
-    times = sorted(times)
-    return max((sum(1 for t in times[i:] if t - s < 1.0) for i, s in enumerate(times)), default=0)
+# The MLS counts requests over a sliding second, as a strict server does.
+RATE_WINDOW_SECONDS = 1.0
 
 
+# Alone, after the parallel run: the sandbox MLS notes a request's arrival when its handler
+# runs on this test's event loop, and other tests' load on the two cores delays that note by
+# tens of milliseconds, as much as the pace's margin under the rate (docs/reliability.md).
+@pytest.mark.serial
 async def test_the_daemon_survives_a_fault_soak_and_converges_after_it(
     mls: Mls, platforms: Platforms, daemon_config: DaemonConfig
 ) -> None:
@@ -115,8 +120,8 @@ async def test_the_daemon_survives_a_fault_soak_and_converges_after_it(
     )
     per_credential = {}
     for credential in {c for _, c in sandbox.request_times}:
-        per_credential[credential] = _most_in_a_second(
-            [t for t, c in sandbox.request_times if c == credential]
+        per_credential[credential] = most_in_any_window(
+            [t for t, c in sandbox.request_times if c == credential], RATE_WINDOW_SECONDS
         )
     print(
         f"\nfault soak: {CYCLES} cycles in {soak_seconds:.0f} s, "
@@ -138,5 +143,5 @@ async def test_the_daemon_survives_a_fault_soak_and_converges_after_it(
     for run_id, _, errors in runs:
         assert errors == recorded.get(run_id, 0), (run_id, errors)  # every error is in the run
     assert errors_total > 0
-    assert max(per_credential.values()) <= RATE  # in any sliding second, as the server saw
+    assert max(per_credential.values()) <= RATE  # in any sliding window, as the server saw
     assert all(n == 1 for n in state.successful_deletes.values())
