@@ -111,6 +111,15 @@ class SandboxMls:
             raise KeyError(f"the sandbox MLS has no listing {key!r}")
         self.put(key, standard_status, mls_status)
 
+    def change_unlogged(self, key: str, standard_status: str) -> int:
+        """Changes a listing's status with no event in the change log (a producer that lost
+        it, or one that only pushes it); returns the sequence an event of it would carry."""
+        self.records[key]["StandardStatus"] = self.records[key]["MlsStatus"] = standard_status
+        self.version += 1
+        sequence = self.next_sequence
+        self.next_sequence += 1
+        return sequence
+
     def hide(self, key: str) -> None:
         """MLS Grid's way of removing a record: MlgCanView=false (and a new timestamp)."""
         self.records[key]["MlgCanView"] = False

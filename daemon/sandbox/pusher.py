@@ -20,12 +20,12 @@ import anyio
 import httpx
 import structlog
 
+from daemon.ops.push import CONTEXT
 from daemon.sandbox import market
 from daemon.sandbox.mls_server import SandboxMls
 
 log = structlog.get_logger("mls_sync.sandbox.pusher")
 
-CONTEXT = "urn:reso:metadata:2.0:resource:entityevent"
 BATCH = 500  # events per push at most
 
 

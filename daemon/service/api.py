@@ -25,7 +25,7 @@ from daemon.service.auth import TokenCheck
 from daemon.service.event_routes import event_routes
 from daemon.service.health import Answer, health_routes, readyz_answer, status_answer
 from daemon.service.problems import PROBLEM_JSON, problem
-from daemon.service.push_routes import PushTokenFirst, is_push_path, push_routes
+from daemon.service.push_routes import PushTokenFirst, push_routes, pushed_connection
 from daemon.service.state import ServiceState
 from daemon.service.ui_routes import mount_ui
 from daemon.service.user_routes import user_routes
@@ -108,7 +108,7 @@ def body_limits(settings: Settings) -> Callable[[str], int]:
     def limit_for(path: str) -> int:
         if path == IMPORT_PATH:
             return daemon.max_import_bytes
-        if is_push_path(path):
+        if pushed_connection(path) is not None:
             return push_limit
         return daemon.max_body_bytes
 

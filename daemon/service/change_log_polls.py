@@ -81,15 +81,19 @@ class ChangeLogPolls:
 
     async def run(self) -> None:
         """Starts each connection's work when it is due; returns once stopped."""
+        rows: list[ConnectionRow] | None = None
+        listed_at = 0.0
         async with anyio.create_task_group() as tg:
             while not self.stopping:
-                try:
-                    rows = await connections.active_in_mode(self.db, QueryMode.EVENTS)
-                except Exception:  # the database, say: the next tick tries again, with
-                    log.exception("change_log_polls_not_listed")  # every schedule kept
-                else:
-                    if not self.stopping:
-                        self._start_due(tg, rows)
+                # Listed once a tick, not at each wake (a push, a read coming due).
+                if rows is None or self.clock() - listed_at >= TICK_SECONDS:
+                    try:
+                        rows = await connections.active_in_mode(self.db, QueryMode.EVENTS)
+                        listed_at = self.clock()
+                    except Exception:  # the database, say: the next tick tries again,
+                        log.exception("change_log_polls_not_listed")  # schedules kept
+                if rows is not None and not self.stopping:
+                    self._start_due(tg, rows)
                 with anyio.move_on_after(self._until_next()):
                     await self._wake.wait()
                 self._wake = anyio.Event()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from pydantic import Field
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -33,34 +33,42 @@ PUSH_BEARER = HTTPBearer(
     description="The connection's push token (`mls-sync connections push-token ID`), which "
     "only this route accepts; an API token is refused here.",
 )
-PushCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(PUSH_BEARER)]
 QUEUE_FULL = "too many pushed events wait to be applied for this connection; send again later"
 
 
-def is_push_path(path: str) -> bool:
+# Where PushTokenFirst leaves the connection whose token it accepted, for the route.
+AUTHORIZED = "push_authorized_for"
+
+
+def pushed_connection(path: str) -> str | None:
+    """The connection a push to `path` is for; None when `path` is no push route."""
     prefix, _, rest = path.partition("/v1/mls-connections/")
     connection_id, _, tail = rest.partition("/")
-    return prefix == "" and bool(connection_id) and tail == "entity-events"
+    if prefix or not connection_id or tail != "entity-events":
+        return None
+    return connection_id
 
 
 class PushTokenFirst:
-    """Refuses a push without the connection's token before its body is read: on an address
-    the MLS (and so anyone) reaches, a caller without the token must not get the daemon to
-    take in a body of [push] max_body_bytes. The route checks the token again."""
+    """Checks a push's token before its body is read: on an address the MLS (and so anyone)
+    reaches, a caller without the token must not get the daemon to take in a body of [push]
+    max_body_bytes. It is the one check of the token: the route serves only what it
+    accepted (AUTHORIZED in the request's state)."""
 
     def __init__(self, app: ASGIApp, db: Database) -> None:
         self.app = app
         self.db = db
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not is_push_path(scope["path"]):
+        connection_id = pushed_connection(scope["path"]) if scope["type"] == "http" else None
+        if connection_id is None:
             await self.app(scope, receive, send)
             return
-        connection_id = scope["path"].split("/")[3]
         headers = dict(scope.get("headers", []))
         scheme, _, presented = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
         token = presented.strip() if scheme.lower() == "bearer" else None
         if await push.authorized(self.db, connection_id, token):
+            scope.setdefault("state", {})[AUTHORIZED] = connection_id
             await self.app(scope, receive, send)
             return
         refused = problem(401, PUSH_REFUSED, headers={"WWW-Authenticate": "Bearer"})
@@ -80,11 +88,11 @@ def push_routes(state: ServiceState) -> APIRouter:
         summary="Receive EntityEvents the MLS pushes (RESO RCP-28), with the push token",
         response_model=PushAccepted,
         responses=problem_responses(400, 401, 413, 422, 429),
+        dependencies=[Depends(PUSH_BEARER)],  # the scheme, in the OpenAPI document
     )
     async def receive_push(
         connection_id: ConnectionId,
         request: Request,
-        credentials: PushCredentials,
         source: Annotated[
             str | None,
             Header(alias="EntityEventSource", description="the feed's label, recorded"),
@@ -93,8 +101,7 @@ def push_routes(state: ServiceState) -> APIRouter:
         """One EntityEvent, or a batch in `value`. 429 with Retry-After while the
         connection's queue is full ([push] queue_limit)."""
         db = state.runtime.db
-        presented = credentials.credentials if credentials else None
-        if not await push.authorized(db, connection_id, presented):
+        if getattr(request.state, AUTHORIZED, None) != connection_id:  # PushTokenFirst's
             raise HTTPException(401, PUSH_REFUSED, headers={"WWW-Authenticate": "Bearer"})
         try:
             events = push.parse_push(await request.body())

@@ -137,6 +137,10 @@ class SyncEngine:
         the next cycle's sync records the failure in its run."""
         if await self._held_elsewhere(row.id):
             return PollOutcome("busy")
+        current = await connections.get(self.db, row.id)  # its cursor as the last run left it
+        if current is None or current.state != ConnectionState.ACTIVE:
+            return PollOutcome("left_to_cycle")
+        row = current
         if row.cursor is None or self._reconcile_due(row):
             return PollOutcome("left_to_cycle")
         client = self.access.client_for(row, lambda: None)

@@ -17,7 +17,6 @@ import anyio
 import httpx
 import pytest
 
-from daemon.sandbox.mls_server import SandboxMls
 from tests.e2e.daemon_process import API_TOKEN, Daemon, DaemonConfig, free_port
 from tests.helpers import Mls, Platforms, add_account, add_post, add_sandbox_connection
 
@@ -55,17 +54,6 @@ async def _push_token(daemon: Daemon) -> str:
     return str(made.json()["push_token"])
 
 
-def _change_unlogged(sandbox: SandboxMls, key: str, status: str) -> int:
-    """Changes the listing in the MLS with no event in its change log; returns the sequence
-    a push of the change carries."""
-    sandbox.records[key]["StandardStatus"] = status
-    sandbox.records[key]["MlsStatus"] = status
-    sandbox.version += 1
-    sequence = sandbox.next_sequence
-    sandbox.next_sequence += 1
-    return sequence
-
-
 def _event(sequence: int, key: str, resource: str = "Property") -> dict[str, Any]:
     return {
         "EntityEventSequence": sequence,
@@ -97,7 +85,7 @@ async def test_a_pushed_sale_is_applied_and_the_listings_post_comes_down_in_seco
     daemon: Daemon, mls: Mls, platforms: Platforms
 ) -> None:
     token = await _push_token(daemon)
-    sequence = _change_unlogged(mls[0], "K1", "Closed")
+    sequence = mls[0].change_unlogged("K1", "Closed")
 
     answer = await _push(
         daemon, token, {"@reso.context": CONTEXT, "value": [_event(sequence, "K1")]}
@@ -116,7 +104,7 @@ async def test_one_event_without_a_batch_and_events_of_other_resources_are_accep
     daemon: Daemon, mls: Mls
 ) -> None:
     token = await _push_token(daemon)
-    sequence = _change_unlogged(mls[0], "K2", "Pending")
+    sequence = mls[0].change_unlogged("K2", "Pending")
 
     member = await _push(daemon, token, {"@reso.context": CONTEXT, **_event(7, "M1", "Member")})
     single = await _push(daemon, token, {"@reso.context": CONTEXT, **_event(sequence, "K2")})
@@ -131,8 +119,8 @@ async def test_duplicated_and_out_of_order_pushes_change_a_listing_once(
 ) -> None:
     token = await _push_token(daemon)
     sandbox = mls[0]
-    first = _change_unlogged(sandbox, "K3", "Pending")
-    second = _change_unlogged(sandbox, "K3", "Closed")
+    first = sandbox.change_unlogged("K3", "Pending")
+    second = sandbox.change_unlogged("K3", "Closed")
 
     for sequence in (second, first, second):  # the later one, the earlier one late, again
         answer = await _push(daemon, token, {"value": [_event(sequence, "K3")]})
@@ -226,7 +214,7 @@ async def test_pushed_events_queued_before_a_crash_are_applied_after_the_restart
         await daemon.wait_for_run(1)
         token = await _push_token(daemon)
         await daemon.call("POST", "/v1/mls-connections/mls-1/pause")
-        sequence = _change_unlogged(mls[0], "K2", "Closed")
+        sequence = mls[0].change_unlogged("K2", "Closed")
         assert (await _push(daemon, token, {"value": [_event(sequence, "K2")]})).status_code == 200
         daemon.send(signal.SIGKILL)
         await daemon.wait_exit(10)
@@ -255,7 +243,7 @@ async def test_push_may_listen_on_an_address_of_its_own_that_serves_nothing_else
         await daemon.wait_notify("READY=1")
         await daemon.wait_for_run(1)
         token = await _push_token(daemon)
-        sequence = _change_unlogged(mls[0], "K1", "Closed")
+        sequence = mls[0].change_unlogged("K1", "Closed")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{push_port}") as push_only:
             pushed = await push_only.post(
                 PUSH,
