@@ -181,6 +181,34 @@ class PushSettings(_Section):
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=100_000_000)
 
 
+class CheckIntervalSettings(_Section):
+    """Smart intervals for by_key connections (docs/mls-reso.md "Check tiers"): a scheduled
+    cycle asks the MLS only for the listings whose tier's interval has passed since their
+    last check. A sync someone asks for (SIGUSR1, POST /v1/sync, `mls-sync sync`) asks for
+    every listing."""
+
+    enabled: bool = True
+    recent_window_seconds: int = Field(
+        default=86_400,
+        ge=0,
+        le=30 * 86_400,
+        description="a listing whose status changed less than this long ago is `recent`",
+    )
+    # A live status is never asked less often than every 15 minutes: the brief's detection
+    # time (requirement 5.1).
+    recent_seconds: int = Field(default=300, ge=10, le=900)
+    pending_seconds: int = Field(
+        default=300, ge=10, le=900, description="listings pending or coming_soon"
+    )
+    active_seconds: int = Field(default=900, ge=10, le=900)
+    closed_seconds: int = Field(
+        default=86_400, ge=10, le=30 * 86_400, description="listings sold or off_market"
+    )
+
+    def fastest_seconds(self) -> int:
+        return min(self.recent_seconds, self.pending_seconds, self.active_seconds)
+
+
 class SandboxSettings(_Section):
     enabled: bool = False
     interval_seconds: int = Field(
@@ -317,6 +345,16 @@ class Settings(_Section):
     email: EmailSettings = EmailSettings()
     webhooks: WebhookSettings = WebhookSettings()
     push: PushSettings = PushSettings()
+    check_intervals: CheckIntervalSettings = CheckIntervalSettings()
+
+    def cycle_seconds(self, sandbox_interval: int | None = None) -> int:
+        """How often the scheduled cycle runs: [sync]'s interval (the running sandbox's, in
+        sandbox mode), or sooner when a check tier is due sooner (a tier means what it
+        says)."""
+        interval = sandbox_interval or self.sync.interval_seconds
+        if self.check_intervals.enabled:
+            return min(interval, self.check_intervals.fastest_seconds())
+        return interval
 
     def effective_webhooks(self) -> WebhookSettings:
         """[webhooks] as the daemon applies it: sandbox mode allows its loopback receivers."""

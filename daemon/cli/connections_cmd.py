@@ -15,8 +15,8 @@ from daemon.cli.common import (
     fields_or_fail,
     record_command,
 )
-from daemon.cli.generic import USER_FILTER, list_command_for, show_command_for
-from daemon.cli.render import echo_done, echo_json
+from daemon.cli.generic import USER_FILTER, list_command_for
+from daemon.cli.render import echo_done, echo_json, echo_record, echo_table
 from daemon.cli.surface import call, echo_saved, given_or_asked
 from daemon.enums import AuthKind, ConnectionState, KeyFilter, QueryMode
 from daemon.ops.manager import Operations
@@ -24,6 +24,7 @@ from daemon.ops.queries import ConnectionQuery
 from daemon.ops.views import View
 from daemon.specs import ConnectionSpec
 
+TIER_COLUMNS = ["tier", "listings", "every_seconds", "next_due"]
 LIST_COLUMNS = ["id", "name", "user_id", "mode", "state", "last_synced_at", "last_error"]
 
 
@@ -172,12 +173,23 @@ list_command_for(
 )
 
 
-show_command_for(
-    connections,
-    "connection_id",
-    lambda ops, connection_id: ops.connections.get(connection_id),
-    "Show one connection (its credential is never shown).",
-)
+@connections.command("show")
+@record_command("connection_id")
+def show(config_path: Path | None, connection_id: str, as_json: bool) -> None:
+    """Show one connection (its credential is never shown) and, for a by_key connection,
+    its listings in each check tier: how often the scheduled cycle asks for them and when
+    each tier is next due (docs/mls-reso.md "Check tiers")."""
+    view = call(config_path, lambda ops: ops.connections.detail(connection_id))
+    if as_json:
+        echo_json(view)
+        return
+    echo_record(view)
+    if view["check_tiers"] is not None:
+        click.echo("")
+        echo_table(
+            [{"tier": name, **tier} for name, tier in view["check_tiers"].items()],
+            TIER_COLUMNS,
+        )
 
 
 @connections.command("pause")

@@ -151,6 +151,9 @@ class RemoteConnections(RemoteRecords, ConnectionOps):
         )
         return view, status == 201
 
+    async def detail(self, connection_id: str) -> View:
+        return await self.get(connection_id)  # the API's answer is the detail
+
     async def pause(self, connection_id: str) -> View:
         return await self.api.view("POST", f"/v1/mls-connections/{_id(connection_id)}/pause")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from daemon.enums import ConnectionState, QueryMode
@@ -16,6 +17,7 @@ from daemon.specs import ConnectionSpec, parse_spec
 from daemon.store import connections as store
 from daemon.store import listings
 from daemon.store.records import ConnectionRow
+from daemon.sync import check_tiers
 
 
 class ConnectionOps(Records):
@@ -77,6 +79,21 @@ class ConnectionOps(Records):
                 f"{ENTITY_EVENT} resource, so it keeps no change log to read; use mode by_key "
                 "(or incremental)"
             )
+
+    async def detail(self, connection_id: str) -> View:
+        """The connection, and for by_key ones its listings by check tier (docs/mls-reso.md
+        "Check tiers")."""
+        out = await self.get(connection_id)
+        tiers = None
+        settings = self.ctx.check_intervals
+        if out["mode"] == QueryMode.BY_KEY and settings.enabled:
+            now = self.ctx.clock()
+            since = check_tiers.recent_from(now, settings)
+            groups = await listings.tier_groups(self.ctx.db, since, connection_id)
+            summary = check_tiers.summarize(groups, now, settings)
+            tiers = {name: asdict(tier) for name, tier in summary.items()}
+        out["check_tiers"] = tiers
+        return out
 
     async def listings_by_status(self, connection_ids: list[str]) -> dict[str, dict[str, int]]:
         """Per connection (a page of them), its listings by status."""

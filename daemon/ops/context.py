@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from daemon import logs
-from daemon.config import WebhookSettings
+from daemon.config import CheckIntervalSettings, WebhookSettings
 from daemon.credentials import require_box
 from daemon.encryption import SecretBox
 from daemon.errors import Unavailable
@@ -34,6 +34,8 @@ class OpsContext:
     user_trigger: UserTrigger | None = None  # set in the daemon, as `trigger` is
     # As the daemon applies them (Settings.effective_webhooks): URL rules, timeouts, overlap.
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    # As the scheduled cycle applies them: what a connection's check tiers are shown as.
+    check_intervals: CheckIntervalSettings = field(default_factory=CheckIntervalSettings)
 
     def now(self) -> str:
         return iso(self.clock())

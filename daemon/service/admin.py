@@ -75,6 +75,7 @@ def _operations(request: Request, who: Caller) -> Operations:
         f"token:{who.name}",
         user_trigger=state.user_syncs.request,
         webhooks=state.settings.effective_webhooks(),
+        check_intervals=state.settings.check_intervals,
     )
     return Operations.on(ctx)
 
@@ -186,11 +187,11 @@ def admin_routes(state: ServiceState) -> APIRouter:
 
     @router.get(
         "/mls-connections/{connection_id}",
-        response_model=schemas.Connection,
+        response_model=schemas.ConnectionDetail,
         responses=problem_responses(404),
     )
     async def get_connection(connection_id: ConnectionId, ops: ReadOps) -> View:
-        return await ops.connections.get(connection_id)
+        return await ops.connections.detail(connection_id)
 
     @router.delete(
         "/mls-connections/{connection_id}",

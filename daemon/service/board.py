@@ -21,8 +21,10 @@ from typing import Any
 import anyio
 import structlog
 
+from daemon.config import CheckIntervalSettings
 from daemon.store import connections, listings, posts, runs
 from daemon.store.database import Database
+from daemon.sync import check_tiers
 from daemon.sync.holders import this_process
 from daemon.timestamps import iso, utcnow
 
@@ -46,9 +48,16 @@ class Snapshot:
 
 
 class StatusBoard:
-    def __init__(self, reader: Database, max_age: float = 1.0) -> None:
+    def __init__(
+        self,
+        reader: Database,
+        max_age: float = 1.0,
+        check_intervals: CheckIntervalSettings | None = None,
+    ) -> None:
         self.reader = reader
         self.max_age = max_age
+        # As the scheduled cycle applies them (a reload replaces them); None: tiers are off.
+        self.check_intervals = check_intervals
         self._snapshot: Snapshot | None = None
         self._taken = 0.0
         self._stale = True
@@ -101,7 +110,7 @@ class StatusBoard:
             self._change = anyio.Event()
             self._stale = False  # a change announced from here on needs the next refresh
             try:
-                self._snapshot = await _read(self.reader)
+                self._snapshot = await _read(self.reader, self.check_intervals)
                 self._taken = time.monotonic()
                 self.error = None
             except Exception as exc:  # the routes answer 503; the next ask tries again
@@ -111,7 +120,7 @@ class StatusBoard:
             self._refreshed = anyio.Event()
 
 
-async def _read(db: Database) -> Snapshot:
+async def _read(db: Database, check_intervals: CheckIntervalSettings | None) -> Snapshot:
     rows = await connections.summaries(db)
     by_state: dict[str, int] = {}
     for row in rows:
@@ -125,8 +134,21 @@ async def _read(db: Database) -> Snapshot:
         "connections": rows,
         "listings_by_status": listing_counts,
         "posts_by_status": post_counts,
+        "check_tiers": await _check_tiers(db, check_intervals),
     }
     cycle = await runs.running_cycle(db, this_process())
     return Snapshot(
         taken_at, by_state, listing_counts, post_counts, cycle, json.dumps(part).encode()
     )
+
+
+async def _check_tiers(
+    db: Database, settings: CheckIntervalSettings | None
+) -> dict[str, dict[str, Any]] | None:
+    """The listings of every by_key connection by check tier (docs/mls-reso.md "Check
+    tiers"); None when tiers are off."""
+    if settings is None or not settings.enabled:
+        return None
+    now = utcnow()
+    groups = await listings.tier_groups(db, check_tiers.recent_from(now, settings))
+    return {k: asdict(v) for k, v in check_tiers.summarize(groups, now, settings).items()}

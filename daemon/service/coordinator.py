@@ -16,6 +16,7 @@ from typing import Protocol
 import anyio
 import structlog
 
+from daemon.sync.check_tiers import SCHEDULED_TRIGGERS
 from daemon.sync.engine import RunReport
 
 log = structlog.get_logger("mls_sync.coordinator")
@@ -92,7 +93,9 @@ class Coordinator:
         if self.stopping:
             return "refused"
         outcome = "queued" if self.running is not None or self.pending is not None else "started"
-        if self.pending is None:
+        if self.pending is None or self.pending in SCHEDULED_TRIGGERS:
+            # A cycle someone asked for asks every listing; the clock's asks only the due
+            # ones (docs/mls-reso.md "Check tiers"): the folded cycle does what was asked.
             self.pending = source
         self._wake.set()
         log.info("sync_triggered", source=source, outcome=outcome)

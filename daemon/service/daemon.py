@@ -80,7 +80,7 @@ async def run_daemon(
         metrics = Metrics(version("mls-sync"))
         metrics.set_cycle_health(await cycle_health.latest(rt.db), utcnow().timestamp())
         coordinator = Coordinator(rt.engine)
-        interval = sandbox.interval_seconds if sandbox else settings.sync.interval_seconds
+        interval = settings.cycle_seconds(sandbox.interval_seconds if sandbox else None)
         scheduler = Scheduler(coordinator, interval, settings.sync.jitter_seconds)
         state = ServiceState(
             settings=rt.settings,
@@ -88,7 +88,7 @@ async def run_daemon(
             coordinator=coordinator,
             scheduler=scheduler,
             metrics=metrics,
-            board=StatusBoard(status_reader),
+            board=StatusBoard(status_reader, check_intervals=settings.check_intervals),
             api_token=read_secret(API_TOKEN_ENV, API_TOKEN_CREDENTIAL, environ),
             sandbox=sandbox,
             version=version("mls-sync"),
@@ -140,7 +140,7 @@ async def run_daemon(
                         "daemon_ready",
                         url=url,
                         sandbox=state.sandbox is not None,
-                        interval_seconds=settings.sync.interval_seconds,
+                        interval_seconds=interval,
                         api="on" if await tokens.api_is_on(rt.db, state.api_token) else "off",
                         event_loop=eventloop.name(),
                     )
@@ -288,8 +288,9 @@ def _reload(state: ServiceState, notifier: Notifier, config_path: Path | None) -
         effective = state.sandbox.pin(effective)
     state.settings = effective
     state.runtime.engine.apply_settings(effective)
+    state.board.check_intervals = effective.check_intervals
     # In sandbox mode the scheduler keeps the sandbox's own (restart-only) interval.
-    interval = state.sandbox.interval_seconds if state.sandbox else effective.sync.interval_seconds
+    interval = effective.cycle_seconds(state.sandbox.interval_seconds if state.sandbox else None)
     state.scheduler.reschedule(interval, effective.sync.jitter_seconds)
     state.recent_answers.clear()  # the next /status shows the new settings
     logs.configure(effective.logging.level, effective.logging.format, sys.stdout)

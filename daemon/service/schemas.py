@@ -65,6 +65,21 @@ class Connection(Shape):
     push: bool = Field(description="whether the MLS may push events (it has a push token)")
 
 
+class CheckTier(Shape):
+    listings: int
+    every_seconds: int = Field(description="how often its listings are asked; 0: every cycle")
+    next_due: str | None = Field(description="when its first listing is next due")
+
+
+class ConnectionDetail(Connection):
+    check_tiers: dict[str, CheckTier] | None = Field(
+        description="by_key connections: its listings in each check tier (unchecked, recent, "
+        "pending, active, closed), how often each is asked by the scheduled cycle, and when "
+        'each is next due (docs/mls-reso.md "Check tiers"); null in other modes or with '
+        "[check_intervals] off"
+    )
+
+
 class ConnectionWithPushToken(Connection):
     push_token: str = Field(
         description="mlspush_...: the bearer token of the MLS's pushes; shown in this answer "

@@ -14,7 +14,13 @@ from daemon.specs import ListingSpec
 from daemon.store import events
 from daemon.store.database import Database
 from daemon.store.paging import Collection
-from daemon.store.records import ListingRow, StatusChangeRow, TrackedListing, from_row
+from daemon.store.records import (
+    ListingRow,
+    StatusChangeRow,
+    TierGroup,
+    TrackedListing,
+    from_row,
+)
 from daemon.timestamps import iso
 
 # A listing given no user is its connection's user's; re-pointed to another connection
@@ -42,8 +48,8 @@ ORDER BY connection_id, id LIMIT :limit
 """
 SET_EXCLUDED = "UPDATE listings SET excluded = :excluded, updated_at = :now WHERE id = :id"
 TRACKED = """
-SELECT id, listing_key, status FROM listings
-WHERE connection_id = ? AND excluded = 0 ORDER BY listing_key
+SELECT id, listing_key, status, status_changed_at, last_checked_at, last_error IS NOT NULL
+FROM listings WHERE connection_id = ? AND excluded = 0 ORDER BY listing_key
 """
 CURRENT = "SELECT id, status FROM listings WHERE id IN (SELECT value FROM json_each(?))"
 OWNERS_OF_KEYS = """
@@ -78,6 +84,14 @@ SELECT coalesce(status, 'unknown') AS status, count(*) AS n FROM listings GROUP 
 COUNT_BY_CONNECTION_AND_STATUS = """
 SELECT connection_id, coalesce(status, 'unknown'), count(*) FROM listings
 WHERE connection_id IN (SELECT value FROM json_each(:ids)) GROUP BY 1, 2
+"""
+TIER_GROUPS = """
+SELECT l.status, coalesce(l.status_changed_at >= :since, 0),
+    l.last_checked_at IS NULL OR l.last_error IS NOT NULL, count(*), min(l.last_checked_at)
+FROM listings AS l JOIN mls_connections AS c ON c.id = l.connection_id
+WHERE l.excluded = 0 AND c.mode = 'by_key'
+  AND (:connection_id IS NULL OR l.connection_id = :connection_id)
+GROUP BY 1, 2, 3
 """
 CHANGES_BY_KIND = """
 SELECT CASE WHEN event = 'changed' THEN to_status ELSE event END AS kind, count(*)
@@ -129,7 +143,10 @@ async def set_excluded(db: Database, listing_id: str, excluded: bool, now: str) 
 async def tracked(db: Database, connection_id: str) -> list[TrackedListing]:
     async with db.reading() as conn:
         rows = await conn.execute_fetchall(TRACKED, (connection_id,))  # one thread round trip
-    return [TrackedListing(r[0], r[1], LocalStatus(r[2]) if r[2] else None) for r in rows]
+    return [
+        TrackedListing(r[0], r[1], LocalStatus(r[2]) if r[2] else None, r[3], r[4], bool(r[5]))
+        for r in rows
+    ]
 
 
 async def owners_of_keys(db: Database, connection_id: str, keys: Sequence[str]) -> dict[str, str]:
@@ -248,6 +265,20 @@ async def count_by_status_in(
         for connection_id, status, count in await cur.fetchall():
             found[str(connection_id)][str(status)] = int(count)
     return found
+
+
+async def tier_groups(
+    db: Database, recent_since: str, connection_id: str | None = None
+) -> list[TierGroup]:
+    """The tracked listings of by_key connections (of one, if given), counted by what their
+    check tier is made of (daemon/sync/check_tiers.py): one pass over the table."""
+    params = {"since": recent_since, "connection_id": connection_id}
+    async with db.reading() as conn:
+        rows = await conn.execute_fetchall(TIER_GROUPS, params)
+    return [
+        TierGroup(LocalStatus(r[0]) if r[0] else None, bool(r[1]), bool(r[2]), int(r[3]), r[4])
+        for r in rows
+    ]
 
 
 async def changes_by_kind(db: Database, run_id: int) -> dict[str, int]:

@@ -84,11 +84,28 @@ class ListingRow:
 
 @dataclass(frozen=True, slots=True)
 class TrackedListing:
-    """The little the sync needs per listing, loaded once per connection per cycle."""
+    """The little the sync needs per listing, loaded once per connection per cycle: its
+    key, its status, and what its check tier is made of (daemon/sync/check_tiers.py)."""
 
     id: str
     listing_key: str
     status: LocalStatus | None
+    status_changed_at: str | None = None
+    last_checked_at: str | None = None
+    failed: bool = False  # its last check found no usable answer
+
+
+@dataclass(frozen=True)
+class TierGroup:
+    """Listings that share what a check tier is made of (daemon/sync/check_tiers.py), as
+    the store counts them: their status, whether it changed recently, whether they are
+    unchecked, how many, and the oldest last check among them."""
+
+    status: LocalStatus | None
+    recent: bool
+    unchecked: bool
+    listings: int
+    oldest_check: str | None
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from daemon.store.posts import DueScope
 from daemon.store.records import ConnectionRow, ListingRow, RunErrorRow, RunRow, TrackedListing
 from daemon.store.runs import Counts, ErrorEntry
 from daemon.store.until_written import until_written
-from daemon.sync import lease_keeping
+from daemon.sync import check_tiers, lease_keeping
 from daemon.sync.access import MlsAccess
 from daemon.sync.connection import CLOCK_SKEW, ConnectionSync
 from daemon.sync.holders import is_dead, this_process
@@ -260,6 +260,8 @@ class SyncEngine:
                 leases.acquirer(self.db),
                 held,
                 pushed=pushed,
+                due_only=trigger in check_tiers.SCHEDULED_TRIGGERS
+                and self.settings.check_intervals.enabled,
             )
             try:
                 failed = await self._sync_targets(shared, targets, only_listing)
@@ -514,7 +516,7 @@ class SyncEngine:
                 if shared.pushed is not None:
                     await work.pushed_events(PUSHED_PER_RUN, shared.pushed.retry_failed)
                 else:
-                    await self._dispatch(work, row, only_listing)
+                    await self._dispatch(work, row, only_listing, shared.due_only)
             except MlsError as exc:
                 error = str(exc)
                 await self._record(run_id, ErrorEntry("connection", error, row.id))
@@ -533,7 +535,11 @@ class SyncEngine:
         return error
 
     async def _dispatch(
-        self, work: ConnectionSync, row: ConnectionRow, only_listing: ListingRow | None
+        self,
+        work: ConnectionSync,
+        row: ConnectionRow,
+        only_listing: ListingRow | None,
+        due_only: bool,
     ) -> None:
         if only_listing is not None:
             status = LocalStatus(only_listing.status) if only_listing.status else None
@@ -556,9 +562,11 @@ class SyncEngine:
             except ConnectionStopped as exc:  # refused credentials: needs_reauth, as always
                 work.stopped = exc
                 return
-        await work.by_key(await listings.tracked(self.db, row.id))
+        tracked = await listings.tracked(self.db, row.id)
         if row.mode == QueryMode.BY_KEY:
+            await self._by_key(work, row, tracked, due_only)
             return
+        await work.by_key(tracked)
         if work.stopped is not None or work.failed_batches:
             # Some listings were not asked: the pass is not done, and the next cycle runs it
             # again rather than trusting a cursor that skipped them.
@@ -573,6 +581,27 @@ class SyncEngine:
         if row.cursor and parse_iso(row.cursor) <= started + CLOCK_SKEW:
             cursor = max(parse_iso(row.cursor), started)
         await work.full_pass_done(iso(cursor), started)
+
+    async def _by_key(
+        self,
+        work: ConnectionSync,
+        row: ConnectionRow,
+        tracked: list[TrackedListing],
+        due_only: bool,
+    ) -> None:
+        """Every tracked listing, or in a scheduled cycle, those whose check tier is due
+        (docs/mls-reso.md "Check tiers")."""
+        if not due_only:
+            await work.by_key(tracked)
+            return
+        choice = check_tiers.choose(
+            tracked,
+            self.clock(),
+            self.settings.check_intervals,
+            timedelta(seconds=self.settings.cycle_seconds()),
+        )
+        log.info("check_tiers_due", connection_id=row.id, tracked=len(tracked), due=len(choice.due))
+        await work.by_key(choice.due, fill_from=choice.upcoming)
 
     def _reconcile_due(self, row: ConnectionRow) -> bool:
         if row.last_full_reconcile_at is None:
@@ -627,6 +656,7 @@ class _RunShared:
     stop_work: dict[str, anyio.CancelScope] = field(default_factory=dict)  # on a lost lease
     taken: list[tuple[str, str]] = field(default_factory=list)  # every lease, freed at the end
     pushed: PushedPart | None = None  # the run applies pushed events, not a sync
+    due_only: bool = False  # by_key connections ask only for their due listings
 
 
 def _due_scope(scope: str) -> DueScope:

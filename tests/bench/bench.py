@@ -155,6 +155,9 @@ def write_config(folder: Path, platforms_url: str, **sections: dict[str, Any]) -
             "linkedin_oauth_url": f"{platforms_url}/linkedin",
         },
         "logging": {"level": "info"},  # as shipped
+        # Each scheduled cycle asks for every listing: the figures are of whole cycles (the
+        # tiers have their own request-cost scenario).
+        "check_intervals": {"enabled": False},
     }
     for name, values in sections.items():
         body[name] = {**body.get(name, {}), **values}

@@ -55,8 +55,15 @@ def free_port() -> int:
 
 
 def write_config(
-    path: Path, port: int, platforms_url: str, interval: int = 900, grace: float = 20.0
+    path: Path,
+    port: int,
+    platforms_url: str,
+    interval: int = 900,
+    grace: float = 20.0,
+    check_tiers: bool = False,
 ) -> None:
+    """Check tiers are off unless asked for: most tests count on each cycle asking for every
+    listing, and those of the tiers turn them on (tests/e2e/test_check_tiers.py)."""
     urls = "\n".join(f'{name} = "{url}"' for name, url in sandbox_urls(platforms_url).items())
     path.write_text(f"""
 [database]
@@ -77,6 +84,8 @@ shutdown_grace_seconds = {grace}
 [sandbox]
 enabled = false
 [push]
+[check_intervals]
+enabled = {str(check_tiers).lower()}
 """)
 
 
@@ -98,10 +107,11 @@ class DaemonConfig:
         secret_key: str,
         interval: int = 900,
         grace: float = 20.0,
+        check_tiers: bool = False,
     ) -> DaemonConfig:
         path = folder / "config.toml"
         port = free_port()
-        write_config(path, port, platforms_url, interval=interval, grace=grace)
+        write_config(path, port, platforms_url, interval, grace, check_tiers)
         return cls(path, port, secret_key)
 
     @property

@@ -126,6 +126,24 @@ async def test_triggers_during_a_cycle_fold_into_exactly_one_follow_up(
         assert coordinator.running is None and coordinator.pending is None
 
 
+async def test_a_sync_asked_for_while_the_clocks_cycle_waits_takes_its_place_and_asks_all(
+    engine: FakeEngine,
+) -> None:
+    """The clock's cycle asks only the due listings (docs/mls-reso.md "Check tiers"); folded
+    into it, SIGUSR1 would ask for less than it promises."""
+    async with running(engine) as coordinator:
+        first = await first_cycle(coordinator, engine, "startup")
+        answers = [coordinator.trigger(source) for source in ("schedule", "signal", "schedule")]
+        assert answers == ["queued", "queued", "queued"]
+
+        first.finish.set()
+        follow_up = await engine.cycle(2)
+        assert follow_up.trigger == "signal"
+        follow_up.finish.set()
+        await anyio.wait_all_tasks_blocked()
+        assert [c.trigger for c in engine.cycles] == ["startup", "signal"]
+
+
 async def test_triggers_before_the_loop_picks_up_the_first_fold_into_one_cycle(
     engine: FakeEngine,
 ) -> None:

@@ -1,0 +1,171 @@
+"""Check tiers on the engine, against the sandbox MLS over real HTTP (docs/mls-reso.md "Check
+tiers"): a scheduled cycle asks a by_key connection only for its due listings, a sync someone
+asks for asks for all of them, and what the tiers hold is shown per connection."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from daemon.composition import Runtime
+from daemon.config import CheckIntervalSettings
+from daemon.ops.context import OpsContext
+from daemon.ops.manager import Operations
+from daemon.sandbox.faults import Fault
+from daemon.store import listings
+from daemon.timestamps import iso
+from tests.helpers import Mls, add_connection, status_of, track
+
+T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+MINUTE = timedelta(minutes=1)
+# The shipped tiers, but "recent" for half an hour only: the scenario's first sync makes every
+# listing recent (its first status), and it should not take a day to leave that tier.
+TIERS = CheckIntervalSettings(recent_window_seconds=1800)
+STATUSES = {"A1": "Active", "A2": "Active", "P1": "Pending", "S1": "Closed", "S2": "Closed"}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def _prepared(runtime: Runtime, mls: Mls, batch_size: int = 1) -> Clock:
+    """Five listings, all answered once at T0 by a sync someone asked for; the engine on a
+    clock the test moves. One key per request unless told: each request is one listing."""
+    sandbox, url = mls
+    for key, status in STATUSES.items():
+        sandbox.put(key, status)
+    await add_connection(runtime, url, batch_size=batch_size)
+    await track(runtime, "mls-1", list(STATUSES))
+    runtime.engine.apply_settings(runtime.settings.model_copy(update={"check_intervals": TIERS}))
+    clock = Clock()
+    runtime.engine.clock = clock
+    report = await runtime.engine.sync_all("manual")
+    assert report.run.listings_checked == 5
+    return clock
+
+
+async def _asked_at(runtime: Runtime, when: datetime) -> set[str]:
+    rows = await listings.list_some(runtime.db, "mls-1", None, 100)
+    return {r.listing_key for r in rows if r.last_checked_at == iso(when)}
+
+
+def _requests(mls: Mls) -> Callable[[], int]:
+    return lambda: sum(mls[0].requests.values())
+
+
+async def test_a_scheduled_cycle_asks_only_for_the_listings_whose_tier_is_due(
+    runtime: Runtime, mls: Mls
+) -> None:
+    sandbox = mls[0]
+    clock = await _prepared(runtime, mls)
+    requests = _requests(mls)
+
+    # An hour on, nothing is recent: live listings are due, sold ones are not (a day).
+    sandbox.set_status("S1", "Active")  # back on the market: found within a day
+    clock.now = T1 = T0 + 60 * MINUTE
+    before = requests()
+    await runtime.engine.sync_all("schedule")
+    assert await _asked_at(runtime, T1) == {"A1", "A2", "P1"}
+    assert requests() - before == 3
+    assert await status_of(runtime, "S1") == "sold"
+
+    # Six minutes later only the pending listing is due (5 minutes); active ones wait.
+    sandbox.set_status("A1", "Closed")
+    clock.now = T2 = T1 + 6 * MINUTE
+    await runtime.engine.sync_all("schedule")
+    assert await _asked_at(runtime, T2) == {"P1"}
+    assert await status_of(runtime, "A1") == "active"
+
+    # Fifteen minutes after their last check the active ones are asked: the sale is found.
+    # (The pending one too: due before the next cycle, five minutes on, it is asked now.)
+    clock.now = T3 = T1 + 15 * MINUTE
+    await runtime.engine.sync_all("schedule")
+    assert await _asked_at(runtime, T3) == {"A1", "A2", "P1"}
+    assert await status_of(runtime, "A1") == "sold"
+
+    # A1 changed just now: it is recent, asked every 5 minutes however it is sold.
+    clock.now = T4 = T3 + 6 * MINUTE
+    await runtime.engine.sync_all("schedule")
+    assert await _asked_at(runtime, T4) == {"A1", "P1"}
+
+    # A day after their last check, the sold listings are asked: S1 is active again. (A1,
+    # sold since T3 and asked at T4, waits for its own day.)
+    clock.now = T5 = T0 + timedelta(hours=24, minutes=1)
+    await runtime.engine.sync_all("schedule")
+    assert await _asked_at(runtime, T5) == {"A2", "P1", "S1", "S2"}
+    assert await status_of(runtime, "S1") == "active"
+
+
+async def test_a_sync_someone_asks_for_asks_for_every_listing(runtime: Runtime, mls: Mls) -> None:
+    sandbox = mls[0]
+    clock = await _prepared(runtime, mls)
+    sandbox.set_status("S1", "Active")
+
+    clock.now = T1 = T0 + 60 * MINUTE
+    report = await runtime.engine.sync_all("signal")
+
+    assert report.run.listings_checked == 5
+    assert await _asked_at(runtime, T1) == set(STATUSES)
+    assert await status_of(runtime, "S1") == "active"
+
+
+async def test_room_left_in_a_request_is_filled_with_the_listings_due_soonest(
+    runtime: Runtime, mls: Mls
+) -> None:
+    clock = await _prepared(runtime, mls, batch_size=50)
+    requests = _requests(mls)
+
+    clock.now = T1 = T0 + 60 * MINUTE
+    before = requests()
+    report = await runtime.engine.sync_all("schedule")
+
+    # Three were due; the sold two rode in the same request, for nothing.
+    assert requests() - before == 1
+    assert report.run.listings_checked == 5
+    assert await _asked_at(runtime, T1) == set(STATUSES)
+
+
+async def test_a_listing_whose_check_failed_is_asked_again_at_the_next_scheduled_cycle(
+    runtime: Runtime, mls: Mls
+) -> None:
+    sandbox = mls[0]
+    clock = await _prepared(runtime, mls)
+    sandbox.faults.add(Fault("status", status=500, times=1000, matching="S1"))
+    await runtime.engine.sync_all("manual")  # S1's check fails: it is unchecked
+    sandbox.faults.clear()
+    sandbox.set_status("S1", "Active")
+
+    clock.now = T1 = T0 + 6 * MINUTE
+    await runtime.engine.sync_all("schedule")
+
+    assert "S1" in await _asked_at(runtime, T1)
+    assert await status_of(runtime, "S1") == "active"
+
+
+async def test_a_connection_shows_its_listings_in_each_tier_and_when_each_is_next_due(
+    runtime: Runtime, mls: Mls
+) -> None:
+    clock = await _prepared(runtime, mls)
+    clock.now = T1 = T0 + 60 * MINUTE
+    await runtime.engine.sync_all("schedule")
+    ops = Operations.on(
+        OpsContext(runtime.db, runtime.box, check_intervals=TIERS, clock=lambda: T1)
+    )
+
+    tiers = (await ops.connections.detail("mls-1"))["check_tiers"]
+
+    assert {name: tier["listings"] for name, tier in tiers.items()} == {
+        "unchecked": 0,
+        "recent": 0,
+        "pending": 1,
+        "active": 2,
+        "closed": 2,
+    }
+    assert tiers["pending"]["next_due"] == iso(T1 + 5 * MINUTE)
+    assert tiers["active"]["next_due"] == iso(T1 + 15 * MINUTE)
+    assert tiers["closed"]["next_due"] == iso(T0 + timedelta(hours=24))
+    assert tiers["closed"]["every_seconds"] == 86_400
