@@ -10,7 +10,9 @@ text without parsing a row's worth of dates per listing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import heapq
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -78,11 +80,11 @@ def listing_tier(listing: TrackedListing, recent_since: str) -> Tier:
 @dataclass(frozen=True)
 class Choice:
     """What a scheduled cycle asks for on one connection: the due listings, and the others
-    by when they fall due, soonest first (to fill a request the due ones leave part empty:
-    asking early never weakens a tier's promise)."""
+    by when they fall due, soonest first (read lazily: only as many as fill the room the due
+    ones leave in their requests; asking early never weakens a tier's promise)."""
 
     due: list[TrackedListing]
-    upcoming: list[TrackedListing]
+    upcoming: Iterator[TrackedListing]
 
 
 def choose(
@@ -91,26 +93,53 @@ def choose(
     settings: CheckIntervalSettings,
     horizon: timedelta = timedelta(0),
 ) -> Choice:
-    """`horizon`: the time to the next scheduled cycle. A listing that falls due before
-    then is asked now: left to that cycle, it would be asked up to a cycle late (checked a
-    second after a cycle began, it is not quite due when the next one begins)."""
+    """`horizon`: the time to the next scheduled cycle. A listing that falls due by then is
+    asked now: left to that cycle, it would be asked up to a cycle late (checked a second
+    after a cycle began, it is not quite due when the next one begins).
+
+    Each tier's last checks are compared with one time, the tier's own (text against text):
+    a connection may hold many listings, and a cycle must not parse a date for each."""
     since = recent_from(now, settings)
-    until = iso(now + horizon)
+    latest_due = {tier: iso(now + horizon - every(tier, settings)) for tier in TIER_ORDER}
     due: list[TrackedListing] = []
-    later: list[tuple[str, TrackedListing]] = []
+    later: dict[Tier, list[TrackedListing]] = {tier: [] for tier in TIER_ORDER}
     for listing in tracked:
         tier = listing_tier(listing, since)
-        if tier is Tier.UNCHECKED:
-            due.append(listing)
-            continue
-        assert listing.last_checked_at is not None  # else unchecked
-        next_at = iso(parse_iso(listing.last_checked_at) + every(tier, settings))
-        if next_at < until or next_at <= iso(now):
+        if tier is Tier.UNCHECKED or str(listing.last_checked_at) <= latest_due[tier]:
             due.append(listing)
         else:
-            later.append((next_at, listing))
-    later.sort(key=lambda pair: pair[0])
-    return Choice(due, [listing for _, listing in later])
+            later[tier].append(listing)
+
+    def next_check(listing: TrackedListing) -> datetime:
+        tier = listing_tier(listing, since)
+        return parse_iso(str(listing.last_checked_at)) + every(tier, settings)
+
+    for waiting in later.values():
+        waiting.sort(key=lambda listing: str(listing.last_checked_at))
+    return Choice(due, heapq.merge(*later.values(), key=next_check))
+
+
+def filled_batches(
+    due_keys: list[str],
+    upcoming: Iterable[TrackedListing],
+    batch_size: int,
+    split: Callable[[list[str]], list[list[str]]],
+) -> tuple[list[list[str]], list[TrackedListing]]:
+    """The requests for `due_keys` (`split` makes them, as the connection batches keys), with
+    as many of `upcoming` added as fit in the same number of requests (the URL length may
+    allow fewer than the batch size); and the listings added."""
+    batches = split(due_keys)
+    if not batches:
+        return batches, []
+    asked = set(due_keys)
+    room = len(batches) * batch_size - len(due_keys)
+    extra = [t for t in itertools.islice(upcoming, room) if t.listing_key not in asked]
+    while extra:
+        filled = split(due_keys + [t.listing_key for t in extra])
+        if len(filled) <= len(batches):
+            return filled, extra
+        extra = extra[: len(extra) // 2]
+    return batches, []
 
 
 @dataclass

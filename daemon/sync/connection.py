@@ -6,7 +6,7 @@ request its batch; only a 401 pair or a tripped circuit breaker stops the connec
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -24,6 +24,7 @@ from daemon.store import leases, listings, pushed_events, runs
 from daemon.store.database import Database
 from daemon.store.records import ConnectionRow, TrackedListing
 from daemon.store.runs import Counts, ErrorEntry
+from daemon.sync.check_tiers import filled_batches
 from daemon.sync.sync_writer import SyncWriter
 from daemon.sync.sync_writes import BatchWrite
 from daemon.timestamps import iso, parse_iso
@@ -65,15 +66,16 @@ class ConnectionSync:
     # -- by key ------------------------------------------------------------------------------
 
     async def by_key(
-        self, tracked: Sequence[TrackedListing], fill_from: Sequence[TrackedListing] = ()
+        self, tracked: Sequence[TrackedListing], fill_from: Iterable[TrackedListing] = ()
     ) -> None:
         """Asks for every key of `tracked`, in batches, and applies each answer as it comes.
         Room left in the requests is filled from `fill_from`, in its order: keys asked
-        early, for no extra request."""
+        early, for no extra request (daemon/sync/check_tiers.py)."""
         id_by_key = {t.listing_key: t.id for t in tracked}
-        batches = self._batches(list(id_by_key))
-        if batches and fill_from:
-            batches = self._filled(batches, id_by_key, fill_from)
+        batches, extra = filled_batches(
+            list(id_by_key), fill_from, self.row.batch_size, self._batches
+        )
+        id_by_key.update((t.listing_key, t.id) for t in extra)
         self._total = len(id_by_key)
         send, receive = anyio.create_memory_object_stream[list[str]](len(batches) or 1)
         for batch in batches:
@@ -82,26 +84,6 @@ class ConnectionSync:
         async with anyio.create_task_group() as tg, receive:
             for _ in range(min(PARALLEL_BATCHES, len(batches))):
                 tg.start_soon(self._batch_worker, receive.clone(), id_by_key, tg.cancel_scope)
-
-    def _filled(
-        self,
-        batches: list[list[str]],
-        id_by_key: dict[str, str],
-        fill_from: Sequence[TrackedListing],
-    ) -> list[list[str]]:
-        """`batches` with as many keys of `fill_from` added as fit in the same number of
-        requests (the URL length may allow fewer than the batch size); adds them to
-        `id_by_key`."""
-        asked = list(id_by_key)
-        room = len(batches) * self.row.batch_size - len(asked)
-        extra = [t for t in fill_from[:room] if t.listing_key not in id_by_key]
-        while extra:
-            filled = self._batches(asked + [t.listing_key for t in extra])
-            if len(filled) <= len(batches):
-                id_by_key.update((t.listing_key, t.id) for t in extra)
-                return filled
-            extra = extra[: len(extra) // 2]
-        return batches
 
     async def _batch_worker(
         self,

@@ -68,6 +68,10 @@ class Sizes:
     f_cycled: int = 6
     f_poll_seconds: int = 10
     f_cycle_seconds: int = 20
+    # Scenario G: a simulated day of check tiers against uniform 15-minute cycles.
+    g_listings: int = 100_000
+    g_per_connection: int = 100
+    g_changes: int = 1500
 
 
 SMOKE = Sizes(
@@ -87,6 +91,8 @@ SMOKE = Sizes(
     f_cycled=1,
     f_poll_seconds=2,
     f_cycle_seconds=10,  # the shortest [sync] interval_seconds allowed
+    g_listings=2000,
+    g_changes=40,
 )
 
 
@@ -544,6 +550,25 @@ def render_f(f: dict[str, Any]) -> str:
     )
 
 
+def render_g(g: dict[str, Any]) -> str:
+    uniform, same, shipped = g["uniform"], g["tiers_same_guarantee"], g["tiers_shipped"]
+
+    def found(row: dict[str, Any]) -> str:
+        worst = row["found_max_seconds"]
+        return ", ".join(f"{status} {seconds} s" for status, seconds in worst.items())
+
+    return (
+        f"Scenario G (check tiers, a simulated day: {g['listings']:,} listings on connections "
+        f"of {g['per_connection']}, 60% sold or off_market, {g['changes']:,} status changes): "
+        f"MLS requests in the day, uniform 15-minute cycles {uniform['requests']:,}; tiers with "
+        f"every live status at 15 minutes {same['requests']:,} ({same['fewer_requests']}x "
+        f"fewer); the shipped tiers (pending, coming_soon and recent at 5 minutes) "
+        f"{shipped['requests']:,} ({shipped['fewer_requests']}x). Longest wait from a change "
+        f"to the check that found it, by the status it left: uniform {found(uniform)}; tiers "
+        f"at 15 minutes {found(same)}; shipped tiers {found(shipped)}."
+    )
+
+
 def _spread(walls: list[float]) -> float:
     return max(walls) / min(walls) - 1
 
@@ -554,7 +579,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--write-docs", type=Path, help="write the results table here")
     parser.add_argument(
         "--only",
-        choices=["a", "b", "c", "d", "e", "f"],
+        choices=["a", "b", "c", "d", "e", "f", "g"],
         help="run one scenario and print its figures as JSON (for checking a fix)",
     )
     parser.add_argument(
@@ -568,6 +593,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # Here, not at the top: scenarios D's and E's modules build on this one's helpers.
     from tests.bench.deliveries import scenario_d
     from tests.bench.detection import scenario_f
+    from tests.bench.request_cost import scenario_g
     from tests.bench.status_page import scenario_e
 
     if args.only:
@@ -582,6 +608,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     "d": scenario_d,
                     "e": scenario_e,
                     "f": scenario_f,
+                    "g": scenario_g,
                 }[args.only]
                 figures = scenario(sizes, Path(work))
         print(json.dumps(figures, indent=1))
@@ -594,8 +621,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         d = scenario_d(sizes, Path(work))
         e = scenario_e(sizes, Path(work))
         f = scenario_f(sizes, Path(work))
+        g = scenario_g(sizes)
     command = ".venv/bin/python -m tests.bench" + (" --smoke" if args.smoke else "")
     table = render(a, b, c, d, e, f, command, conditions(workload, steal.share()))
+    table += "\n\n" + render_g(g)
     print(table)
     if args.write_docs:
         args.write_docs.write_text(
@@ -604,7 +633,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             + table
             + "\n"
         )
-    return {"a": a, "b": b, "c": c, "d": d, "e": e, "f": f}
+    return {"a": a, "b": b, "c": c, "d": d, "e": e, "f": f, "g": g}
 
 
 if __name__ == "__main__":

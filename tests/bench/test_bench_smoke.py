@@ -32,3 +32,10 @@ def test_the_benchmark_runs_and_its_figures_hold_together() -> None:
     # A polled sale waits for its read: never longer than the interval, and a little more.
     assert f["polled"]["commit"]["max"] <= f["polled"]["interval_seconds"] + 5
     assert f["cycled"]["commit"]["max"] <= f["cycled"]["interval_seconds"] + 5
+    g = results["g"]
+    # Live listings keep the 15-minute promise with tiers, for fewer requests; a closed one
+    # waits longer (its tier).
+    for tiers in ("tiers_same_guarantee", "tiers_shipped"):
+        found = g[tiers]["found_max_seconds"]
+        assert all(found.get(status, 0) <= 900 for status in ("active", "pending", "coming_soon"))
+    assert g["tiers_same_guarantee"]["requests"] < g["uniform"]["requests"]
