@@ -184,7 +184,7 @@ def show(config_path: Path | None, connection_id: str, as_json: bool) -> None:
         echo_json(view)
         return
     echo_record(view)
-    if view["check_tiers"] is not None:
+    if view.get("check_tiers") is not None:  # (a daemon of an older version has none)
         click.echo("")
         echo_table(
             [{"tier": name, **tier} for name, tier in view["check_tiers"].items()],

@@ -31,6 +31,9 @@ from daemon.timestamps import iso, utcnow
 log = structlog.get_logger("mls_sync.status")
 
 LAST_RUNS = 5
+# The check tiers are summed over every listing; they move with cycles, minutes apart, so
+# /status (polled every second by some) sums them at most this often, and after a change.
+TIERS_MAX_AGE = 60.0
 
 
 class BoardUnavailable(Exception):
@@ -58,6 +61,7 @@ class StatusBoard:
         self.max_age = max_age
         # As the scheduled cycle applies them (a reload replaces them); None: tiers are off.
         self.check_intervals = check_intervals
+        self._tiers: tuple[float, dict[str, dict[str, Any]] | None] | None = None
         self._snapshot: Snapshot | None = None
         self._taken = 0.0
         self._stale = True
@@ -83,6 +87,7 @@ class StatusBoard:
     def changed(self) -> None:
         """Something a caller will look for next was written: the next answer is fresh."""
         self._stale = True
+        self._tiers = None  # a cycle's checks moved them
         self._asked.set()
         self._change.set()
 
@@ -98,6 +103,11 @@ class StatusBoard:
                 self._pinged = time.monotonic()
             return self._ping_ms
 
+    async def _check_tiers(self) -> dict[str, dict[str, Any]] | None:
+        if self._tiers is None or time.monotonic() - self._tiers[0] >= TIERS_MAX_AGE:
+            self._tiers = time.monotonic(), await _check_tiers(self.reader, self.check_intervals)
+        return self._tiers[1]
+
     async def run(self) -> None:
         """Refreshes when asked to, never more often than every `max_age` seconds unless a
         change was announced."""
@@ -110,7 +120,7 @@ class StatusBoard:
             self._change = anyio.Event()
             self._stale = False  # a change announced from here on needs the next refresh
             try:
-                self._snapshot = await _read(self.reader, self.check_intervals)
+                self._snapshot = await _read(self.reader, await self._check_tiers())
                 self._taken = time.monotonic()
                 self.error = None
             except Exception as exc:  # the routes answer 503; the next ask tries again
@@ -120,7 +130,7 @@ class StatusBoard:
             self._refreshed = anyio.Event()
 
 
-async def _read(db: Database, check_intervals: CheckIntervalSettings | None) -> Snapshot:
+async def _read(db: Database, tiers: dict[str, dict[str, Any]] | None) -> Snapshot:
     rows = await connections.summaries(db)
     by_state: dict[str, int] = {}
     for row in rows:
@@ -134,7 +144,7 @@ async def _read(db: Database, check_intervals: CheckIntervalSettings | None) -> 
         "connections": rows,
         "listings_by_status": listing_counts,
         "posts_by_status": post_counts,
-        "check_tiers": await _check_tiers(db, check_intervals),
+        "check_tiers": tiers,
     }
     cycle = await runs.running_cycle(db, this_process())
     return Snapshot(

@@ -88,7 +88,7 @@ async def run_daemon(
             coordinator=coordinator,
             scheduler=scheduler,
             metrics=metrics,
-            board=StatusBoard(status_reader, check_intervals=settings.check_intervals),
+            board=StatusBoard(status_reader, check_intervals=rt.settings.check_intervals),
             api_token=read_secret(API_TOKEN_ENV, API_TOKEN_CREDENTIAL, environ),
             sandbox=sandbox,
             version=version("mls-sync"),
@@ -288,7 +288,7 @@ def _reload(state: ServiceState, notifier: Notifier, config_path: Path | None) -
         effective = state.sandbox.pin(effective)
     state.settings = effective
     state.runtime.engine.apply_settings(effective)
-    state.board.check_intervals = effective.check_intervals
+    state.board.check_intervals = effective.check_intervals  # shown from the next summing
     # In sandbox mode the scheduler keeps the sandbox's own (restart-only) interval.
     interval = effective.cycle_seconds(state.sandbox.interval_seconds if state.sandbox else None)
     state.scheduler.reschedule(interval, effective.sync.jitter_seconds)

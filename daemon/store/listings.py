@@ -35,6 +35,10 @@ ON CONFLICT (id) DO UPDATE SET
     listing_key = excluded.listing_key,
     user_id = CASE WHEN :user_id IS NOT NULL OR connection_id IS NOT excluded.connection_id
                    THEN excluded.user_id ELSE user_id END,
+    -- Another record now: unchecked until its MLS answers (docs/mls-reso.md "Check tiers").
+    last_checked_at = CASE WHEN connection_id IS NOT excluded.connection_id
+                             OR listing_key IS NOT excluded.listing_key
+                           THEN NULL ELSE last_checked_at END,
     updated_at = excluded.updated_at
 WHERE connection_id IS NOT excluded.connection_id OR listing_key IS NOT excluded.listing_key
    OR user_id IS NOT coalesce(:user_id, user_id)
@@ -85,14 +89,16 @@ COUNT_BY_CONNECTION_AND_STATUS = """
 SELECT connection_id, coalesce(status, 'unknown'), count(*) FROM listings
 WHERE connection_id IN (SELECT value FROM json_each(:ids)) GROUP BY 1, 2
 """
-TIER_GROUPS = """
+_TIER_GROUPS = """
 SELECT l.status, coalesce(l.status_changed_at >= :since, 0),
     l.last_checked_at IS NULL OR l.last_error IS NOT NULL, count(*), min(l.last_checked_at)
 FROM listings AS l JOIN mls_connections AS c ON c.id = l.connection_id
-WHERE l.excluded = 0 AND c.mode = 'by_key'
-  AND (:connection_id IS NULL OR l.connection_id = :connection_id)
+WHERE l.excluded = 0 AND c.mode = 'by_key' AND c.state = 'active' {}
 GROUP BY 1, 2, 3
 """
+TIER_GROUPS = _TIER_GROUPS.format("")
+# One connection's: by the (connection_id, listing_key) index, not a scan of every listing.
+TIER_GROUPS_OF_ONE = _TIER_GROUPS.format("AND l.connection_id = :connection_id")
 CHANGES_BY_KIND = """
 SELECT CASE WHEN event = 'changed' THEN to_status ELSE event END AS kind, count(*)
 FROM status_changes WHERE run_id = ? GROUP BY 1 ORDER BY 2 DESC, 1
@@ -270,11 +276,12 @@ async def count_by_status_in(
 async def tier_groups(
     db: Database, recent_since: str, connection_id: str | None = None
 ) -> list[TierGroup]:
-    """The tracked listings of by_key connections (of one, if given), counted by what their
-    check tier is made of (daemon/sync/check_tiers.py): one pass over the table."""
+    """The tracked listings of active by_key connections (of one, if given), counted by what
+    their check tier is made of (daemon/sync/check_tiers.py)."""
     params = {"since": recent_since, "connection_id": connection_id}
+    query = TIER_GROUPS if connection_id is None else TIER_GROUPS_OF_ONE
     async with db.reading() as conn:
-        rows = await conn.execute_fetchall(TIER_GROUPS, params)
+        rows = await conn.execute_fetchall(query, params)
     return [
         TierGroup(LocalStatus(r[0]) if r[0] else None, bool(r[1]), bool(r[2]), int(r[3]), r[4])
         for r in rows

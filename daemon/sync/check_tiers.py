@@ -86,6 +86,12 @@ class Choice:
     due: list[TrackedListing]
     upcoming: Iterator[TrackedListing]
 
+    def first_asked(self) -> list[TrackedListing]:
+        """The due listings; with none due, the soonest all the same: a cycle that sent no
+        request would count as a read of the MLS, and a refused credential or a server
+        down would go unseen until a listing fell due."""
+        return self.due or list(itertools.islice(self.upcoming, 1))
+
 
 def choose(
     tracked: Iterable[TrackedListing],

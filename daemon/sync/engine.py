@@ -601,7 +601,7 @@ class SyncEngine:
             timedelta(seconds=self.settings.cycle_seconds()),
         )
         log.info("check_tiers_due", connection_id=row.id, tracked=len(tracked), due=len(choice.due))
-        await work.by_key(choice.due, fill_from=choice.upcoming)
+        await work.by_key(choice.first_asked(), fill_from=choice.upcoming)
 
     def _reconcile_due(self, row: ConnectionRow) -> bool:
         if row.last_full_reconcile_at is None:

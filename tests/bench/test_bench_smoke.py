@@ -35,7 +35,8 @@ def test_the_benchmark_runs_and_its_figures_hold_together() -> None:
     g = results["g"]
     # Live listings keep the 15-minute promise with tiers, for fewer requests; a closed one
     # waits longer (its tier).
-    for tiers in ("tiers_same_guarantee", "tiers_shipped"):
+    # (up to 900 s from a cycle to the next, and an answer up to 30 s into its cycle)
+    for tiers in ("uniform", "tiers_shipped", "tiers_5_minutes"):
         found = g[tiers]["found_max_seconds"]
-        assert all(found.get(status, 0) <= 900 for status in ("active", "pending", "coming_soon"))
-    assert g["tiers_same_guarantee"]["requests"] < g["uniform"]["requests"]
+        assert all(found.get(status, 0) <= 930 for status in ("active", "pending", "coming_soon"))
+    assert g["tiers_shipped"]["requests"] < g["uniform"]["requests"]

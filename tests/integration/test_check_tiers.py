@@ -12,15 +12,17 @@ from daemon.config import CheckIntervalSettings
 from daemon.ops.context import OpsContext
 from daemon.ops.manager import Operations
 from daemon.sandbox.faults import Fault
+from daemon.specs import ListingSpec
 from daemon.store import listings
 from daemon.timestamps import iso
 from tests.helpers import Mls, add_connection, status_of, track
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
-# The shipped tiers, but "recent" for half an hour only: the scenario's first sync makes every
-# listing recent (its first status), and it should not take a day to leave that tier.
-TIERS = CheckIntervalSettings(recent_window_seconds=1800)
+# Recent and pending every 5 minutes, active 15, closed a day; "recent" for half an hour only:
+# the scenario's first sync makes every listing recent (its first status), and it should not
+# take a day to leave that tier.
+TIERS = CheckIntervalSettings(recent_window_seconds=1800, recent_seconds=300, pending_seconds=300)
 STATUSES = {"A1": "Active", "A2": "Active", "P1": "Pending", "S1": "Closed", "S2": "Closed"}
 
 
@@ -138,12 +140,51 @@ async def test_a_listing_whose_check_failed_is_asked_again_at_the_next_scheduled
     await runtime.engine.sync_all("manual")  # S1's check fails: it is unchecked
     sandbox.faults.clear()
     sandbox.set_status("S1", "Active")
+    sandbox.set_status("S2", "Active")
 
-    clock.now = T1 = T0 + 6 * MINUTE
+    # An hour on (nothing is recent): S1's failed check makes it due, S2's day is not over.
+    clock.now = T1 = T0 + 60 * MINUTE
     await runtime.engine.sync_all("schedule")
 
-    assert "S1" in await _asked_at(runtime, T1)
+    assert await _asked_at(runtime, T1) == {"A1", "A2", "P1", "S1"}
     assert await status_of(runtime, "S1") == "active"
+    assert await status_of(runtime, "S2") == "sold"
+
+
+async def test_a_listing_pointed_at_another_record_is_asked_at_the_next_scheduled_cycle(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """Its check times were the old record's: the new one is unchecked until it answers."""
+    sandbox = mls[0]
+    clock = await _prepared(runtime, mls)
+    sandbox.put("X9", "Active")
+    await listings.add_many(
+        runtime.db, [ListingSpec(id="L-S1", connection_id="mls-1", listing_key="X9")], iso(T0)
+    )
+
+    clock.now = T1 = T0 + 60 * MINUTE
+    await runtime.engine.sync_all("schedule")
+
+    assert "X9" in await _asked_at(runtime, T1)
+    assert await status_of(runtime, "S1") == "active"  # L-S1, now X9's
+
+
+async def test_a_connection_with_no_listing_due_still_sends_a_request(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """A cycle that sent nothing would count as a read of the MLS: a refused credential
+    would go unseen until a listing fell due."""
+    clock = await _prepared(runtime, mls)
+    requests = _requests(mls)
+    clock.now = T0 + 60 * MINUTE
+    await runtime.engine.sync_all("schedule")
+
+    clock.now = T0 + 62 * MINUTE  # nothing is due for three more minutes
+    before = requests()
+    report = await runtime.engine.sync_all("schedule")
+
+    assert requests() - before == 1
+    assert report.run.listings_checked == 1
 
 
 async def test_a_connection_shows_its_listings_in_each_tier_and_when_each_is_next_due(

@@ -14,7 +14,8 @@ from daemon.sync.check_tiers import Tier, choose, summarize, tier_of
 from daemon.timestamps import iso
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
-TIERS = CheckIntervalSettings()  # recent window 24 h; 5 min, 5 min, 15 min, 24 h
+# Recent window 24 h; recent and pending every 5 minutes, active 15, closed 24 h.
+TIERS = CheckIntervalSettings(recent_seconds=300, pending_seconds=300)
 
 
 def _listing(
@@ -94,7 +95,7 @@ def test_with_tiers_of_its_own_a_live_listing_is_asked_as_often_as_configured() 
     tracked = [_listing("A", LocalStatus.ACTIVE, timedelta(seconds=61))]
 
     assert [t.listing_key for t in choose(tracked, NOW, tiers).due] == ["A"]
-    assert choose(tracked, NOW, CheckIntervalSettings()).due == []
+    assert choose(tracked, NOW, TIERS).due == []
 
 
 def test_a_live_tier_slower_than_15_minutes_is_refused() -> None:
