@@ -189,8 +189,9 @@ def scenario_g(sizes: Any, work: Any = None) -> dict[str, Any]:
                 before: round(sum(waits) / len(waits))
                 for before, waits in sorted(outcome.found.items())
             },
-            # Changes after the day's last cycle, found by the next day's first.
-            "after_last_cycle": len(market.changes) - sum(len(w) for w in outcome.found.values()),
+            # Changes no check had found when the day ended (after its last cycle, or a closed
+            # listing whose day had not come).
+            "unfound_at_day_end": len(market.changes) - sum(len(w) for w in outcome.found.values()),
         }
     base = figures["uniform"]["requests"]
     for name in ("tiers_shipped", "tiers_5_minutes"):
