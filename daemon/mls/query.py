@@ -94,6 +94,11 @@ def page_size_preference(page_size: int) -> str:
     return f"odata.maxpagesize={page_size}"
 
 
+def keys_per_request(form: KeyFilter, batch_size: int) -> int:
+    """The most keys one request asks for (before its URL's length splits it)."""
+    return 1 if form is KeyFilter.EACH else batch_size
+
+
 def key_batches(
     keys: Sequence[str],
     form: KeyFilter,
@@ -104,7 +109,7 @@ def key_batches(
     """Batches of at most `batch_size` keys (one per key for EACH), each split further until
     its URL fits in `max_url_length`. A single key whose URL is too long is still yielded: the
     server decides (413/414 is then that listing's error)."""
-    size = 1 if form is KeyFilter.EACH else batch_size
+    size = keys_per_request(form, batch_size)
     for start in range(0, len(keys), size):
         yield from split_to_fit(list(keys[start : start + size]), url_length, max_url_length)
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
+from daemon.config import CheckIntervalSettings
 from daemon.enums import ConnectionState, QueryMode
 from daemon.errors import Conflict
 from daemon.mls.errors import MlsError
@@ -16,6 +18,7 @@ from daemon.ops.views import View
 from daemon.specs import ConnectionSpec, parse_spec
 from daemon.store import connections as store
 from daemon.store import listings
+from daemon.store.database import Database
 from daemon.store.records import ConnectionRow
 from daemon.sync import check_tiers
 
@@ -84,15 +87,11 @@ class ConnectionOps(Records):
         """The connection, and for by_key ones its listings by check tier (docs/mls-reso.md
         "Check tiers")."""
         out = await self.get(connection_id)
-        tiers = None
-        settings = self.ctx.check_intervals
-        if out["mode"] == QueryMode.BY_KEY and settings.enabled:
-            now = self.ctx.clock()
-            since = check_tiers.recent_from(now, settings)
-            groups = await listings.tier_groups(self.ctx.db, since, connection_id)
-            summary = check_tiers.summarize(groups, now, settings)
-            tiers = {name: asdict(tier) for name, tier in summary.items()}
-        out["check_tiers"] = tiers
+        out["check_tiers"] = None
+        if out["mode"] == QueryMode.BY_KEY:
+            out["check_tiers"] = await tiers_shown(
+                self.ctx.db, self.ctx.check_intervals, self.ctx.clock(), connection_id
+            )
         return out
 
     async def listings_by_status(self, connection_ids: list[str]) -> dict[str, dict[str, int]]:
@@ -159,3 +158,16 @@ class ConnectionOps(Records):
             "listings_removed": removed.listings,
             "live_posts_removed": removed.live_posts,
         }
+
+
+async def tiers_shown(
+    db: Database, settings: CheckIntervalSettings, now: datetime, connection_id: str | None = None
+) -> dict[str, dict[str, Any]] | None:
+    """The listings of the active by_key connections (of one, if given) by check tier: how
+    many, how often asked, when next due (docs/mls-reso.md "Check tiers"); None with the
+    tiers off. For a connection's detail, and for /status."""
+    if not settings.enabled:
+        return None
+    groups = await listings.tier_groups(db, check_tiers.recent_from(now, settings), connection_id)
+    summary = check_tiers.summarize(groups, now, settings)
+    return {name: asdict(tier) for name, tier in summary.items()}

@@ -22,9 +22,9 @@ import anyio
 import structlog
 
 from daemon.config import CheckIntervalSettings
+from daemon.ops.connections import tiers_shown
 from daemon.store import connections, listings, posts, runs
 from daemon.store.database import Database
-from daemon.sync import check_tiers
 from daemon.sync.holders import this_process
 from daemon.timestamps import iso, utcnow
 
@@ -105,7 +105,9 @@ class StatusBoard:
 
     async def _check_tiers(self) -> dict[str, dict[str, Any]] | None:
         if self._tiers is None or time.monotonic() - self._tiers[0] >= TIERS_MAX_AGE:
-            self._tiers = time.monotonic(), await _check_tiers(self.reader, self.check_intervals)
+            settings = self.check_intervals
+            shown = None if settings is None else await tiers_shown(self.reader, settings, utcnow())
+            self._tiers = time.monotonic(), shown
         return self._tiers[1]
 
     async def run(self) -> None:
@@ -150,15 +152,3 @@ async def _read(db: Database, tiers: dict[str, dict[str, Any]] | None) -> Snapsh
     return Snapshot(
         taken_at, by_state, listing_counts, post_counts, cycle, json.dumps(part).encode()
     )
-
-
-async def _check_tiers(
-    db: Database, settings: CheckIntervalSettings | None
-) -> dict[str, dict[str, Any]] | None:
-    """The listings of every by_key connection by check tier (docs/mls-reso.md "Check
-    tiers"); None when tiers are off."""
-    if settings is None or not settings.enabled:
-        return None
-    now = utcnow()
-    groups = await listings.tier_groups(db, check_tiers.recent_from(now, settings))
-    return {k: asdict(v) for k, v in check_tiers.summarize(groups, now, settings).items()}

@@ -116,29 +116,37 @@ def choose(
         else:
             later[tier].append(listing)
 
-    def next_check(listing: TrackedListing) -> datetime:
-        tier = listing_tier(listing, since)
-        return parse_iso(str(listing.last_checked_at)) + every(tier, settings)
-
-    for waiting in later.values():
+    def by_next_check(tier: Tier, waiting: list[TrackedListing]) -> Iterator[Waiting]:
+        """A tier's listings by when they fall due: in the order of their last checks."""
         waiting.sort(key=lambda listing: str(listing.last_checked_at))
-    return Choice(due, heapq.merge(*later.values(), key=next_check))
+        step = every(tier, settings)
+        return ((parse_iso(str(t.last_checked_at)) + step, t) for t in waiting)
+
+    merged = heapq.merge(*(by_next_check(*tier) for tier in later.items()), key=_due_at)
+    return Choice(due, (listing for _, listing in merged))
+
+
+Waiting = tuple[datetime, TrackedListing]  # a listing not due yet, and when it falls due
+
+
+def _due_at(waiting: Waiting) -> datetime:
+    return waiting[0]
 
 
 def filled_batches(
     due_keys: list[str],
     upcoming: Iterable[TrackedListing],
-    batch_size: int,
+    per_request: int,
     split: Callable[[list[str]], list[list[str]]],
 ) -> tuple[list[list[str]], list[TrackedListing]]:
     """The requests for `due_keys` (`split` makes them, as the connection batches keys), with
-    as many of `upcoming` added as fit in the same number of requests (the URL length may
-    allow fewer than the batch size); and the listings added."""
+    as many of `upcoming` added as fit in the same number of requests of at most
+    `per_request` keys (the URL length may allow fewer); and the listings added."""
     batches = split(due_keys)
     if not batches:
         return batches, []
     asked = set(due_keys)
-    room = len(batches) * batch_size - len(due_keys)
+    room = len(batches) * per_request - len(due_keys)
     extra = [t for t in itertools.islice(upcoming, room) if t.listing_key not in asked]
     while extra:
         filled = split(due_keys + [t.listing_key for t in extra])

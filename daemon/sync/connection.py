@@ -18,7 +18,7 @@ from daemon.mls.client import BatchAnswer, MlsClient
 from daemon.mls.entity_events import EventPage
 from daemon.mls.errors import ConnectionStopped, MlsError
 from daemon.mls.payload import Page
-from daemon.mls.query import key_batches
+from daemon.mls.query import key_batches, keys_per_request
 from daemon.models import MlsRecord, Observation, Removed
 from daemon.store import leases, listings, pushed_events, runs
 from daemon.store.database import Database
@@ -72,9 +72,8 @@ class ConnectionSync:
         Room left in the requests is filled from `fill_from`, in its order: keys asked
         early, for no extra request (daemon/sync/check_tiers.py)."""
         id_by_key = {t.listing_key: t.id for t in tracked}
-        batches, extra = filled_batches(
-            list(id_by_key), fill_from, self.row.batch_size, self._batches
-        )
+        per_request = keys_per_request(KeyFilter(self.row.key_filter), self.row.batch_size)
+        batches, extra = filled_batches(list(id_by_key), fill_from, per_request, self._batches)
         id_by_key.update((t.listing_key, t.id) for t in extra)
         self._total = len(id_by_key)
         send, receive = anyio.create_memory_object_stream[list[str]](len(batches) or 1)

@@ -15,6 +15,7 @@ from daemon.store import connections, leases, pushed_events, runs
 from daemon.store.pushed_events import PushedEvent
 from daemon.store.records import ConnectionRow
 from daemon.sync.connection import PUSH_ATTEMPTS
+from daemon.sync.engine import RunReport
 from daemon.timestamps import iso
 from tests.helpers import Mls, add_connection, status_of, track
 
@@ -136,18 +137,21 @@ async def test_a_cycle_waits_for_a_poll_between_cycles_instead_of_skipping_the_c
     assert (cycle.run.outcome, cycle.run.warnings, cycle.run.connections) == ("ok", 0, 1)
 
 
+async def _cycle_while_held(runtime: Runtime, holder: str) -> RunReport:
+    """A cycle while `holder` holds mls-1's lease for a minute more."""
+    now = datetime.now(UTC)
+    held = leases.LeaseRequest("mls-1", holder, iso(now), iso(now + timedelta(minutes=1)))
+    assert await leases.acquire(runtime.db, held)
+    with anyio.fail_after(10):
+        return await runtime.engine.sync_all()
+
+
 async def test_a_cycle_skips_a_connection_a_longer_sync_of_this_process_holds(
     runtime: Runtime, mls: Mls
 ) -> None:
     """A user's sync or a full pass may take minutes: the cycle does not wait for it."""
     await _prepared(runtime, mls)
-    now = datetime.now(UTC)
-    user_sync = leases.LeaseRequest(
-        "mls-1", f"{runtime.engine.holder}:user", iso(now), iso(now + timedelta(minutes=1))
-    )
-    assert await leases.acquire(runtime.db, user_sync)
-    with anyio.fail_after(10):
-        cycle = await runtime.engine.sync_all()
+    cycle = await _cycle_while_held(runtime, f"{runtime.engine.holder}:user")
     assert cycle.run.warnings == 1
 
 
@@ -155,13 +159,7 @@ async def test_a_cycle_still_skips_a_connection_another_process_holds(
     runtime: Runtime, mls: Mls
 ) -> None:
     await _prepared(runtime, mls)
-    now = datetime.now(UTC)
-    other = leases.LeaseRequest(
-        "mls-1", "elsewhere:4242:x", iso(now), iso(now + timedelta(minutes=1))
-    )
-    assert await leases.acquire(runtime.db, other)
-    with anyio.fail_after(10):
-        cycle = await runtime.engine.sync_all()
+    cycle = await _cycle_while_held(runtime, "elsewhere:4242:x")
     assert cycle.run.warnings == 1
     errors = await runs.errors_of(runtime.db, cycle.run.id)
     assert "already being synced by elsewhere:4242:x" in errors[0].message

@@ -3,6 +3,7 @@ scheduled cycle asks for, and how a connection's tiers are summed up."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from daemon.config import CheckIntervalSettings
 from daemon.models import LocalStatus
 from daemon.store.records import TierGroup, TrackedListing
-from daemon.sync.check_tiers import Tier, choose, summarize, tier_of
+from daemon.sync.check_tiers import Tier, choose, filled_batches, summarize, tier_of
 from daemon.timestamps import iso
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -124,3 +125,32 @@ def test_the_summary_counts_each_tier_and_says_when_it_is_next_due() -> None:
     assert (summary["recent"].listings, summary["recent"].every_seconds) == (2, 300)
     assert (summary["unchecked"].listings, summary["unchecked"].next_due) == (1, iso(NOW))
     assert (summary["pending"].listings, summary["pending"].next_due) == (0, None)
+
+
+def _split(per_request: int) -> Callable[[list[str]], list[list[str]]]:
+    return lambda keys: [keys[i : i + per_request] for i in range(0, len(keys), per_request)]
+
+
+def test_a_request_with_room_is_filled_with_the_soonest_due_and_no_request_is_added() -> None:
+    due = ["D1", "D2", "D3"]
+    soon = [_listing(f"U{n}", LocalStatus.SOLD, timedelta(hours=1)) for n in range(9)]
+
+    batches, added = filled_batches(due, iter(soon), 5, _split(5))
+
+    assert batches == [["D1", "D2", "D3", "U0", "U1"]]
+    assert [t.listing_key for t in added] == ["U0", "U1"]
+
+
+def test_one_key_a_request_leaves_no_room_to_fill() -> None:
+    soon = [_listing("U0", LocalStatus.SOLD, timedelta(hours=1))]
+
+    assert filled_batches(["D1", "D2"], iter(soon), 1, _split(1)) == ([["D1"], ["D2"]], [])
+
+
+def test_keys_that_would_need_another_request_are_left_out() -> None:
+    """A URL that holds fewer keys than the batch size: the fill shrinks until it fits."""
+    soon = [_listing(f"U{n}", LocalStatus.SOLD, timedelta(hours=1)) for n in range(9)]
+
+    batches, added = filled_batches(["D1"], iter(soon), 5, _split(3))
+
+    assert batches == [["D1", "U0", "U1"]] and [t.listing_key for t in added] == ["U0", "U1"]
