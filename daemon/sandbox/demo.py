@@ -22,6 +22,16 @@ from daemon.sync.engine import RunReport
 
 
 @dataclass
+class PushedSale:
+    """The demo's sale pushed by the MLS, timed from the change in the MLS."""
+
+    listing_id: str
+    sold_seconds: float | None  # until the listing was sold in mls-sync (None: not in time)
+    posts: int  # its live posts before the sale
+    down_seconds: float | None  # until the last of them was taken down (None: not all were)
+
+
+@dataclass
 class DemoStats:
     cycles: int = 0
     listings_checked: int = 0
@@ -35,6 +45,7 @@ class DemoStats:
     webhooks: Counter[str] = field(default_factory=Counter)
     webhooks_unverified: int = 0
     webhooks_in_order: bool = True
+    pushed_sale: PushedSale | None = None
 
     def add(self, report: RunReport) -> None:
         self.cycles += 1

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import anyio
 import click
+import httpx
+from anyio.abc import TaskStatus
+from fastapi import FastAPI
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -20,14 +23,26 @@ from daemon.config import Settings, load_settings
 from daemon.mail.worker import MailWorker
 from daemon.ops.context import OpsContext
 from daemon.ops.manager import Operations
+from daemon.ops.push import CONTEXT
 from daemon.ops.webhooks import EndpointSpec
 from daemon.outbound.worker import Deliveries
 from daemon.platforms.registry import PLATFORM_NAMES
-from daemon.sandbox.demo import Consistency, DemoStats, check_consistency, inject_faults
-from daemon.sandbox.environment import runtime_for
+from daemon.sandbox.demo import (
+    Consistency,
+    DemoStats,
+    PushedSale,
+    check_consistency,
+    inject_faults,
+)
+from daemon.sandbox.environment import SandboxSession, runtime_for
+from daemon.sandbox.platforms_server import SandboxPost
 from daemon.sandbox.webhook_sink import Receiver, receiving
+from daemon.service.api import build_push_app
+from daemon.service.change_log_polls import ChangeLogPolls
 from daemon.service.event_watch import EventWatch
-from daemon.store import events, mail, webhooks
+from daemon.service.push_routes import PushInbox
+from daemon.serving import serving
+from daemon.store import events, listings, mail, webhooks
 from daemon.store.database import Database
 
 MAIL_SHOWN = 10  # subjects of the e-mail the sandbox agents got, in the summary
@@ -60,9 +75,14 @@ def demo(duration: float, interval: float, listings: int, seed: int, keep: Path 
     contract, sell, come back, leave the feed), sandbox Facebook, Instagram and LinkedIn whose
     posts come down when a listing sells, and faults thrown at both (429s, 5xx, garbage).
 
+    Last, the sandbox MLS sells a listing and pushes the event to mls-sync's push route
+    (RESO push, as an MLS that pushes would): the summary times it from the change in the
+    MLS to the listing sold and its posts taken down, in seconds rather than a cycle.
+
     Runs on its own database (your config.toml and state are not touched), shows a live table,
     ends by itself, and checks at the end that every listing follows the MLS and no sold
-    listing still has a post. Exit 0 when it all ended in step, 1 otherwise.
+    listing still has a post. Exit 0 when it all ended in step and the pushed sale's posts
+    came down, 1 otherwise.
     """
     logs.configure("error", "console")
     console = Console()
@@ -76,7 +96,14 @@ def demo(duration: float, interval: float, listings: int, seed: int, keep: Path 
         stats, consistency = run(play)
     console.print()
     console.print(_summary(stats, consistency, duration))
-    if not consistency.in_step or stats.webhooks_unverified or not stats.webhooks_in_order:
+    sale = stats.pushed_sale
+    pushed_late = sale is None or sale.sold_seconds is None or sale.down_seconds is None
+    if (
+        not consistency.in_step
+        or stats.webhooks_unverified
+        or not stats.webhooks_in_order
+        or pushed_late
+    ):
         sys.exit(1)
 
 
@@ -112,6 +139,12 @@ async def _play(
         anyio.create_task_group() as tg,
     ):
         assert sandbox is not None  # the demo's own settings enable it
+        # The events-mode connection's change log read between cycles, and its pushes
+        # received on the daemon's own push route and applied at once, as `mls-sync run` does.
+        polls = ChangeLogPolls(rt.db, rt.engine)
+        tg.start_soon(polls.run)
+        inbox = PushInbox(rt.db, lambda: rt.settings.push, polls.pushed)
+        push_url = await tg.start(_serve_push, build_push_app(inbox, rt.settings, "demo"))
         # E-mail to the sandbox agents, sent to the sandbox's SMTP sink as the daemon would;
         # every event signed and delivered to a stand-in app, as a webhook endpoint gets it.
         watch = EventWatch(rt.db)
@@ -144,6 +177,8 @@ async def _play(
             await anyio.sleep(settings.platforms.retry_max_seconds)
             stats.add(await rt.engine.sync_all("demo"))
             live.update(_table(stats, time.monotonic() - started, duration))
+            console.print("a sale the MLS pushes: from the MLS to the posts taken down ...")
+            stats.pushed_sale = await _pushed_sale(rt.db, sandbox, push_url)
         consistency = await check_consistency(
             rt.db, sandbox.mls, sandbox.platforms, rt.engine.mapping
         )
@@ -156,6 +191,50 @@ async def _play(
 
 
 APP_PATH = "/mls-sync-events"
+PUSH_PATIENCE_SECONDS = 30
+
+
+async def _serve_push(app: FastAPI, *, task_status: TaskStatus[str]) -> None:
+    async with serving(app) as url:
+        task_status.started(url)
+        await anyio.sleep_forever()
+
+
+async def _pushed_sale(db: Database, sandbox: SandboxSession, push_url: str) -> PushedSale | None:
+    """Sells an active listing of the connection the sandbox MLS pushes for, one whose posts
+    are live, and POSTs the event to the push route at once, as the MLS would; times the
+    sale in mls-sync and its posts' takedown. None when no such listing is left."""
+    for connection_id, (token, keys) in sandbox.pushed_to.items():
+        live = {k: _live_posts(sandbox, k) for k in keys if sandbox.mls.status_of(k) == "Active"}
+        key = next((k for k, found in live.items() if found), None)
+        if key is None:
+            continue
+        listing_id = (await listings.ids_for_keys(db, connection_id, [key]))[key]
+        started = time.monotonic()
+        sandbox.mls.set_status(key, "Closed")
+        async with httpx.AsyncClient(timeout=10, trust_env=False) as client:
+            answer = await client.post(
+                f"{push_url}/v1/mls-connections/{connection_id}/entity-events",
+                json={"@reso.context": CONTEXT, "value": [sandbox.mls.entity_events[-1]]},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            answer.raise_for_status()
+        sold = down = None
+        with anyio.move_on_after(PUSH_PATIENCE_SECONDS):
+            # The poller applies it, in another task: asked for every 5 ms, as a user would.
+            while (row := await listings.get(db, listing_id)) is None or row.status != "sold":  # noqa: ASYNC110
+                await anyio.sleep(0.005)
+            sold = time.monotonic() - started
+        with anyio.move_on_after(PUSH_PATIENCE_SECONDS):
+            while any(p.deleted_at is None for p in live[key]):  # noqa: ASYNC110 - another task
+                await anyio.sleep(0.005)
+            down = max(float(p.deleted_at or 0) for p in live[key]) - started
+        return PushedSale(listing_id, sold, len(live[key]), down)
+    return None
+
+
+def _live_posts(sandbox: SandboxSession, key: str) -> list[SandboxPost]:
+    return [p for p in sandbox.platforms.posts.values() if p.listing_key == key and not p.deleted]
 
 
 async def _delivered(db: Database, endpoint_id: int) -> None:
@@ -235,4 +314,10 @@ def _summary(stats: DemoStats, consistency: Consistency, duration: float) -> Tab
         # A count: the posts are listed by `mls-sync manual-actions` (a long id here would
         # widen the value column and wrap every label).
         table.add_row("  posts left to a person (no API deletes them)", str(len(left)))
+    if (sale := stats.pushed_sale) is not None:
+        table.add_row(f"a sale the MLS pushed: {sale.listing_id}", "")
+        sold = "NOT within 30 s" if sale.sold_seconds is None else f"{sale.sold_seconds:.2f} s"
+        table.add_row("  sold in mls-sync after", sold)
+        down = "NOT all" if sale.down_seconds is None else f"{sale.down_seconds:.2f} s"
+        table.add_row(f"  its {sale.posts} post(s) taken down after", down)
     return table

@@ -25,7 +25,12 @@ from daemon.service.auth import TokenCheck
 from daemon.service.event_routes import event_routes
 from daemon.service.health import Answer, health_routes, readyz_answer, status_answer
 from daemon.service.problems import PROBLEM_JSON, problem
-from daemon.service.push_routes import PushTokenFirst, push_routes, pushed_connection
+from daemon.service.push_routes import (
+    PushInbox,
+    PushTokenFirst,
+    push_routes,
+    pushed_connection,
+)
 from daemon.service.state import ServiceState
 from daemon.service.ui_routes import mount_ui
 from daemon.service.user_routes import user_routes
@@ -46,7 +51,7 @@ def build_app(state: ServiceState) -> FastAPI:
     app.include_router(webhook_routes())
     app.include_router(event_routes(state))
     app.include_router(user_routes(state))
-    app.include_router(push_routes(state))
+    app.include_router(push_routes(PushInbox.of(state)))
     mount_ui(app, state)
 
     tokens = TokenCheck(state.runtime.db, state.api_token)
@@ -77,26 +82,25 @@ def build_app(state: ServiceState) -> FastAPI:
     return app
 
 
-def build_push_app(state: ServiceState) -> FastAPI:
+def build_push_app(inbox: PushInbox, settings: Settings, version: str) -> FastAPI:
     """The app on [push]'s own address: the push route alone, for the MLS to reach, while
     the API, the status page and the metrics stay on [daemon]'s (loopback) address."""
     app = FastAPI(
         title="mls-sync push",
-        version=state.version,
+        version=version,
         docs_url=None,
         redoc_url=None,
         openapi_url=None,  # nothing but the push route is served there
     )
-    app.state.service = state
-    app.include_router(push_routes(state))
+    app.include_router(push_routes(inbox))
 
     async def nothing_first(request: Request) -> JSONResponse | None:
         return None
 
     problems.install(app, nothing_first)
-    app.add_middleware(BodyLimit, limit_for=body_limits(state.settings))
-    app.add_middleware(PushTokenFirst, db=state.runtime.db)
-    if state.settings.daemon.access_log:
+    app.add_middleware(BodyLimit, limit_for=body_limits(settings))
+    app.add_middleware(PushTokenFirst, db=inbox.db)
+    if settings.daemon.access_log:
         app.add_middleware(AccessLog)
     return app
 

@@ -42,7 +42,7 @@ from daemon.service.delivery_process import DeliveryProcess, Job
 from daemon.service.event_watch import EventWatch
 from daemon.service.metrics import Metrics
 from daemon.service.notify import Notifier
-from daemon.service.push_routes import PUSH_PATH
+from daemon.service.push_routes import PUSH_PATH, PushInbox
 from daemon.service.scheduler import Scheduler
 from daemon.service.state import ServiceState
 from daemon.service.user_syncs import UserSyncs
@@ -108,7 +108,10 @@ async def run_daemon(
         if push_host:
             try:
                 push_server, push_url = await _listen(
-                    build_push_app(state), push_host, settings.push.http_port, "push"
+                    build_push_app(PushInbox.of(state), state.settings, state.version),
+                    push_host,
+                    settings.push.http_port,
+                    "push",
                 )
             except StartupError:
                 await server.__aexit__(None, None, None)

@@ -9,6 +9,8 @@ loses nothing) and applied by the connection's poller at once (change_log_polls.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request
@@ -16,6 +18,7 @@ from fastapi.security import HTTPBearer
 from pydantic import Field
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from daemon.config import PushSettings
 from daemon.ops import push
 from daemon.ops.views import View
 from daemon.service.bodies import ConnectionId
@@ -80,7 +83,22 @@ class PushAccepted(Shape):
     ignored: int = Field(description="events of other resources: nothing to apply")
 
 
-def push_routes(state: ServiceState) -> APIRouter:
+@dataclass(frozen=True)
+class PushInbox:
+    """What the push route needs: the database its events are queued in, [push] as it is
+    now (a reload may change it), and who applies a connection's queue when it has new
+    events (the daemon's poller). The demo serves the route with one of its own."""
+
+    db: Database
+    settings: Callable[[], PushSettings]
+    pushed: Callable[[str], None]
+
+    @classmethod
+    def of(cls, state: ServiceState) -> PushInbox:
+        return cls(state.runtime.db, lambda: state.settings.push, state.change_log_polls.pushed)
+
+
+def push_routes(inbox: PushInbox) -> APIRouter:
     router = APIRouter()
 
     @router.post(
@@ -100,20 +118,19 @@ def push_routes(state: ServiceState) -> APIRouter:
     ) -> View:
         """One EntityEvent, or a batch in `value`. 429 with Retry-After while the
         connection's queue is full ([push] queue_limit)."""
-        db = state.runtime.db
         if getattr(request.state, AUTHORIZED, None) != connection_id:  # PushTokenFirst's
             raise HTTPException(401, PUSH_REFUSED, headers={"WWW-Authenticate": "Bearer"})
         try:
             events = push.parse_push(await request.body())
         except push.UnreadablePush:
             raise HTTPException(400) from None  # answered as any undecodable body
-        settings = state.settings.push
-        received = await push.receive(db, connection_id, events, source, settings.queue_limit)
+        settings = inbox.settings()
+        received = await push.receive(inbox.db, connection_id, events, source, settings.queue_limit)
         if received.outcome == "full":
             retry = str(settings.retry_after_seconds)
             raise HTTPException(429, QUEUE_FULL, headers={"Retry-After": retry})
         if received.queued:
-            state.change_log_polls.pushed(connection_id)
+            inbox.pushed(connection_id)
         return {"queued": received.queued, "ignored": received.ignored}
 
     return router

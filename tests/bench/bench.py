@@ -72,6 +72,10 @@ class Sizes:
     g_listings: int = 100_000
     g_per_connection: int = 100
     g_changes: int = 1500
+    # Scenario H (`--only h`, about 17 minutes): sales a way, the log's poll, the cycle.
+    h_changes: int = 1000
+    h_poll_seconds: int = 60
+    h_cycle_seconds: int = 900
 
 
 SMOKE = Sizes(
@@ -93,6 +97,9 @@ SMOKE = Sizes(
     f_cycle_seconds=10,  # the shortest [sync] interval_seconds allowed
     g_listings=2000,
     g_changes=40,
+    h_changes=20,
+    h_poll_seconds=5,
+    h_cycle_seconds=30,
 )
 
 
@@ -579,7 +586,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--write-docs", type=Path, help="write the results table here")
     parser.add_argument(
         "--only",
-        choices=["a", "b", "c", "d", "e", "f", "g"],
+        choices=["a", "b", "c", "d", "e", "f", "g", "h"],
         help="run one scenario and print its figures as JSON (for checking a fix)",
     )
     parser.add_argument(
@@ -593,6 +600,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # Here, not at the top: scenarios D's and E's modules build on this one's helpers.
     from tests.bench.deliveries import scenario_d
     from tests.bench.detection import scenario_f
+    from tests.bench.detection_at_scale import scenario_h
     from tests.bench.request_cost import scenario_g
     from tests.bench.status_page import scenario_e
 
@@ -609,6 +617,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     "e": scenario_e,
                     "f": scenario_f,
                     "g": scenario_g,
+                    "h": scenario_h,
                 }[args.only]
                 figures = scenario(sizes, Path(work))
         print(json.dumps(figures, indent=1))

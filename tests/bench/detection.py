@@ -70,7 +70,7 @@ async def _scenario_f(plan: Sizes, folder: Path) -> dict[str, Any]:
 
         # First with no cycle to speak of (push and the log's poll alone find the sales),
         # then with the short cycle, for the by_key connection.
-        await _seed(config_with(3600), key, servers, urls, platforms, plan)
+        await _seed(config_with(3600), key, servers, urls, platforms, plan.f_poll_seconds)
         rng = random.Random(7)
         async with _running(folder / "config.toml", port, key) as daemon:
             made = await daemon.call("POST", "/v1/mls-connections/pushed/push-token")
@@ -124,19 +124,25 @@ async def _seed(
     servers: dict[str, SandboxMls],
     urls: dict[str, str],
     platforms: SandboxPlatforms,
-    plan: Sizes,
+    poll_seconds: int,
+    listings: int = LISTINGS,
+    rate: float | None = None,
 ) -> None:
+    """`listings` advertised listings a connection, all active; `rate`: the connections'
+    requests a second (the tests' own when None)."""
     settings = load_settings(config, {})
     async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": key}) as rt:
         await add_account(rt, "fb", "facebook", FB_TOKEN)
         for cid, (mode, poll) in CONNECTIONS.items():
-            keys = [f"{cid}-{n:04d}" for n in range(LISTINGS)]
+            keys = [f"{cid}-{n:04d}" for n in range(listings)]
             for k in keys:
                 servers[cid].put(k, "Active")
                 platforms.publish("facebook", f"{cid}_{k}", FB_TOKEN, listing_key=k)
             fields: dict[str, Any] = {"mode": mode}
+            if rate is not None:
+                fields["rate_per_second"] = rate
             if mode == "events":
-                fields["poll_seconds"] = poll or plan.f_poll_seconds
+                fields["poll_seconds"] = poll or poll_seconds
             await add_connection(rt, urls[cid], cid, **fields)
             await track(rt, cid, keys)
             for k in keys:

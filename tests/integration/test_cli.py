@@ -598,6 +598,10 @@ def test_the_demo_ends_by_itself_with_a_summary_and_everything_in_step(tmp_path:
     assert int(rows["webhook events delivered (signed)"]) >= cycles + sold
     assert int(rows.get("webhook: listing.sold", "0")) >= sold  # (and any first seen sold)
     assert rows["every signature verified"] == "yes" and rows["in event order"] == "yes"
+    # A sale the MLS pushed, over the push route: sold and its posts down in seconds.
+    assert any(k.startswith("a sale the MLS pushed: L-") for k in rows)
+    for waited in ("  sold in mls-sync after", next(k for k in rows if "taken down after" in k)):
+        assert float(rows[waited.strip()].removesuffix(" s")) < 3
     assert not (tmp_path / "state").exists()  # the demo used its own scratch database
 
 
