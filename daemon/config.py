@@ -349,14 +349,33 @@ class Settings(_Section):
     push: PushSettings = PushSettings()
     check_intervals: CheckIntervalSettings = CheckIntervalSettings()
 
-    def cycle_seconds(self, sandbox_interval: int | None = None) -> int:
-        """How often the scheduled cycle runs: [sync]'s interval (the running sandbox's, in
-        sandbox mode), or sooner when a check tier is due sooner (a tier means what it
-        says)."""
-        interval = sandbox_interval or self.sync.interval_seconds
-        if self.check_intervals.enabled:
-            return min(interval, self.check_intervals.fastest_seconds())
-        return interval
+    def cycle_seconds(self) -> int:
+        """How often the scheduled cycle runs: [sync]'s interval ([sandbox]'s in sandbox
+        mode), or sooner when a check tier is due sooner (a tier means what it says)."""
+        interval = self.sandbox.interval_seconds if self.sandbox.enabled else None
+        interval = interval or self.sync.interval_seconds
+        tiers = self.effective_check_intervals()
+        return min(interval, tiers.fastest_seconds()) if tiers.enabled else interval
+
+    def effective_check_intervals(self) -> CheckIntervalSettings:
+        """[check_intervals] as the daemon applies it. In sandbox mode, on the sandbox's
+        compressed clock: a live listing is asked at every cycle (its 15 minutes), a closed
+        one as much less often as the tiers say, scaled the same way, so that `connections
+        show` and /status show tiers at work."""
+        tiers = self.check_intervals
+        if not self.sandbox.enabled:
+            return tiers
+        cycle = self.sandbox.interval_seconds
+        scale = cycle / SyncSettings().interval_seconds
+        return tiers.model_copy(
+            update={
+                "recent_seconds": cycle,
+                "pending_seconds": cycle,
+                "active_seconds": cycle,
+                "closed_seconds": max(cycle, round(tiers.closed_seconds * scale)),
+                "recent_window_seconds": round(tiers.recent_window_seconds * scale),
+            }
+        )
 
     def effective_webhooks(self) -> WebhookSettings:
         """[webhooks] as the daemon applies it: sandbox mode allows its loopback receivers."""

@@ -77,7 +77,7 @@ class Surface:
                 rt.engine,
                 actor=f"cli:{user()}",
                 webhooks=self.settings.effective_webhooks(),
-                check_intervals=rt.settings.check_intervals,
+                check_intervals=self.settings.effective_check_intervals(),
             )
             yield Operations.on(ctx), environment
 

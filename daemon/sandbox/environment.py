@@ -22,7 +22,7 @@ from typing import Any
 import anyio
 
 from daemon.composition import Progress, Runtime, open_runtime
-from daemon.config import CheckIntervalSettings, SandboxSettings, Settings, SyncSettings
+from daemon.config import SandboxSettings, Settings
 from daemon.encryption import SecretBox
 from daemon.enums import EventType, KeyFilter
 from daemon.ops import push
@@ -143,23 +143,6 @@ class SandboxSession:
             update={
                 "platforms": settings.platforms.model_copy(update=update),
                 "email": email,
-                "check_intervals": self._check_intervals(settings.check_intervals),
-            }
-        )
-
-    def _check_intervals(self, tiers: CheckIntervalSettings) -> CheckIntervalSettings:
-        """The tiers on the sandbox's compressed clock: a live listing is asked at every
-        cycle (its 15 minutes), a closed one as much less often as the tiers say, scaled
-        the same way, so `connections show` and /status show tiers at work."""
-        cycle = self.sandbox.interval_seconds
-        scale = cycle / SyncSettings().interval_seconds
-        return tiers.model_copy(
-            update={
-                "recent_seconds": cycle,
-                "pending_seconds": cycle,
-                "active_seconds": cycle,
-                "closed_seconds": max(cycle, round(tiers.closed_seconds * scale)),
-                "recent_window_seconds": round(tiers.recent_window_seconds * scale),
             }
         )
 

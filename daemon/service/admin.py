@@ -75,7 +75,7 @@ def _operations(request: Request, who: Caller) -> Operations:
         f"token:{who.name}",
         user_trigger=state.user_syncs.request,
         webhooks=state.settings.effective_webhooks(),
-        check_intervals=state.settings.check_intervals,
+        check_intervals=state.settings.effective_check_intervals(),
     )
     return Operations.on(ctx)
 

@@ -80,7 +80,7 @@ async def run_daemon(
         metrics = Metrics(version("mls-sync"))
         metrics.set_cycle_health(await cycle_health.latest(rt.db), utcnow().timestamp())
         coordinator = Coordinator(rt.engine)
-        interval = settings.cycle_seconds(sandbox.interval_seconds if sandbox else None)
+        interval = settings.cycle_seconds()
         scheduler = Scheduler(coordinator, interval, settings.sync.jitter_seconds)
         state = ServiceState(
             settings=rt.settings,
@@ -88,7 +88,9 @@ async def run_daemon(
             coordinator=coordinator,
             scheduler=scheduler,
             metrics=metrics,
-            board=StatusBoard(status_reader, check_intervals=rt.settings.check_intervals),
+            board=StatusBoard(
+                status_reader, check_intervals=rt.settings.effective_check_intervals()
+            ),
             api_token=read_secret(API_TOKEN_ENV, API_TOKEN_CREDENTIAL, environ),
             sandbox=sandbox,
             version=version("mls-sync"),
@@ -291,9 +293,10 @@ def _reload(state: ServiceState, notifier: Notifier, config_path: Path | None) -
         effective = state.sandbox.pin(effective)
     state.settings = effective
     state.runtime.engine.apply_settings(effective)
-    state.board.check_intervals = effective.check_intervals  # shown from the next summing
+    # Shown from the next summing.
+    state.board.check_intervals = effective.effective_check_intervals()
     # In sandbox mode the scheduler keeps the sandbox's own (restart-only) interval.
-    interval = effective.cycle_seconds(state.sandbox.interval_seconds if state.sandbox else None)
+    interval = effective.cycle_seconds()
     state.scheduler.reschedule(interval, effective.sync.jitter_seconds)
     state.recent_answers.clear()  # the next /status shows the new settings
     logs.configure(effective.logging.level, effective.logging.format, sys.stdout)

@@ -261,7 +261,7 @@ class SyncEngine:
                 held,
                 pushed=pushed,
                 due_only=trigger in check_tiers.SCHEDULED_TRIGGERS
-                and self.settings.check_intervals.enabled,
+                and self.settings.effective_check_intervals().enabled,
             )
             try:
                 failed = await self._sync_targets(shared, targets, only_listing)
@@ -597,7 +597,7 @@ class SyncEngine:
         choice = check_tiers.choose(
             tracked,
             self.clock(),
-            self.settings.check_intervals,
+            self.settings.effective_check_intervals(),
             timedelta(seconds=self.settings.cycle_seconds()),
         )
         log.info("check_tiers_due", connection_id=row.id, tracked=len(tracked), due=len(choice.due))
