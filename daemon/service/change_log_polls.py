@@ -74,6 +74,8 @@ class ChangeLogPolls:
         self.last: dict[str, LastPoll] = {}
         self.polling: set[str] = set()
         self.wanted: set[str] = set()  # pushed to (or first seen): its queue is looked at now
+        # Pushed to while at work: looked at again as soon as that work ends, not a tick on.
+        self.pushed_during: set[str] = set()
         self.stopping = False
         self._wake = anyio.Event()
         self._idle = anyio.Event()
@@ -130,6 +132,9 @@ class ChangeLogPolls:
                     await self._read_log(row)
         finally:
             self.polling.discard(row.id)
+            if row.id in self.pushed_during:
+                self.pushed_during.discard(row.id)
+                self._wake.set()
             if not self.polling:
                 self._idle.set()
 
@@ -173,8 +178,11 @@ class ChangeLogPolls:
         await self.on_poll(result)
 
     def pushed(self, connection_id: str) -> None:
-        """The MLS pushed events to the connection (queued): apply them now."""
+        """The MLS pushed events to the connection (queued): apply them now, or as soon as
+        the connection's work under way ends."""
         self.wanted.add(connection_id)
+        if connection_id in self.polling:
+            self.pushed_during.add(connection_id)
         self._wake.set()
 
     def next_poll_in(self, connection_id: str) -> float | None:

@@ -4,6 +4,7 @@ not claim."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import anyio
@@ -11,11 +12,12 @@ import anyio
 from daemon.composition import Runtime
 from daemon.ops import push
 from daemon.sandbox.faults import Fault
+from daemon.service.change_log_polls import ChangeLogPolls
 from daemon.store import connections, leases, pushed_events, runs
 from daemon.store.pushed_events import PushedEvent
 from daemon.store.records import ConnectionRow
 from daemon.sync.connection import PUSH_ATTEMPTS
-from daemon.sync.engine import RunReport
+from daemon.sync.engine import PollOutcome, RunReport
 from daemon.timestamps import iso
 from tests.helpers import Mls, add_connection, status_of, track
 
@@ -184,3 +186,45 @@ async def test_an_event_that_failed_waits_for_the_next_read_of_the_log_not_the_n
     assert await status_of(runtime, "P2") == "sold"
     [p1] = await pushed_events.take(runtime.db, "mls-1", LIMIT)
     assert (p1.record_key, p1.attempts) == ("P1", 1)  # not tried again meanwhile
+
+
+class HeldPushes:
+    """An engine whose first apply of pushed events lasts until the test releases it."""
+
+    def __init__(self) -> None:
+        self.applies: list[float] = []
+        self.release = anyio.Event()
+
+    async def poll_change_log(self, row: ConnectionRow) -> PollOutcome:
+        return PollOutcome("quiet")
+
+    async def apply_pushes(self, row: ConnectionRow, retry_failed: bool) -> PollOutcome:
+        self.applies.append(time.monotonic())
+        if len(self.applies) == 1:
+            await self.release.wait()
+        return PollOutcome("none")
+
+
+async def test_a_push_that_arrives_while_the_last_one_is_applied_is_applied_right_after_it(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """Not a tick later: pushes that come about once a second would each wait up to one."""
+    await add_connection(runtime, mls[1], mode="events", poll_seconds=3600)
+    engine = HeldPushes()
+    polls = ChangeLogPolls(runtime.db, engine)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(polls.run)
+        with anyio.fail_after(5):
+            while not engine.applies:
+                await anyio.sleep(0.01)
+        polls.pushed("mls-1")  # while the first apply is still under way
+        await anyio.sleep(0.05)
+        released = time.monotonic()
+        engine.release.set()
+        with anyio.fail_after(5):
+            while len(engine.applies) < 2:
+                await anyio.sleep(0.01)
+        await polls.stop(1)
+        tg.cancel_scope.cancel()
+
+    assert engine.applies[1] - released < 0.3
