@@ -65,8 +65,13 @@ async def serving(app: Any, host: str = LOOPBACK, port: int = 0) -> AsyncIterato
         yield f"http://{shown}:{bound_port}"
     finally:
         server.should_exit = True
-        await task
-        sock.close()
+        try:
+            # Shielded: a caller cancelled (a task group ending) still has the server
+            # finish its graceful second and the socket closed.
+            with anyio.CancelScope(shield=True):
+                await task
+        finally:
+            sock.close()
 
 
 class _Server(uvicorn.Server):

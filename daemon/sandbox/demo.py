@@ -47,8 +47,9 @@ class DemoStats:
     webhooks_in_order: bool = True
     pushed_sale: PushedSale | None = None
 
-    def add(self, report: RunReport) -> None:
-        self.cycles += 1
+    def add(self, report: RunReport, cycle: bool = True) -> None:
+        """A run's counts; `cycle` False for a run between cycles (a push, a poll)."""
+        self.cycles += cycle
         self.listings_checked += report.run.listings_checked
         self.mls_requests += report.run.mls_requests
         self.errors += report.run.errors

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -89,8 +89,8 @@ class SandboxSession:
     # Connections the sandbox MLS pushes to: id -> (push token, the listings it tracks).
     pushed_to: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
 
-    def move_market(self, count: int) -> list[market.Move]:
-        moves = market.move(self.mls, count, self.rng)
+    def move_market(self, count: int, sparing: Collection[str] = ()) -> list[market.Move]:
+        moves = market.move(self.mls, count, self.rng, sparing=sparing)
         save(self, self.state_path)
         return moves
 

@@ -6,6 +6,7 @@ Deterministic for a given seed, so a demo or a test run can be repeated exactly.
 from __future__ import annotations
 
 import random
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from daemon.sandbox.mls_server import SandboxMls
@@ -46,17 +47,21 @@ class Move:
 
 
 def move(
-    mls: SandboxMls, count: int, rng: random.Random, among: list[str] | None = None
+    mls: SandboxMls,
+    count: int,
+    rng: random.Random,
+    among: list[str] | None = None,
+    sparing: Collection[str] = (),
 ) -> list[Move]:
-    """Advances `count` listings one step (of `among`, or of all); now and then one leaves
-    the feed."""
+    """Advances `count` listings one step (of `among`, or of all, but never those of
+    `sparing`); now and then one leaves the feed."""
     records = (
         mls.records if among is None else {k: mls.records[k] for k in among if k in mls.records}
     )
     movable = sorted(
         k
         for k, r in records.items()
-        if r.get("MlgCanView") and str(r.get("StandardStatus")) in NEXT
+        if r.get("MlgCanView") and str(r.get("StandardStatus")) in NEXT and k not in sparing
     )
     moves = []
     for key in rng.sample(movable, min(count, len(movable))):
