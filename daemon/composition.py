@@ -125,11 +125,6 @@ Progress = Callable[[str, int, int], None]  # connection id, listings done, list
 class Environment(Protocol):
     """What surrounds the runtime outside production (the sandbox's servers and market)."""
 
-    @property
-    def interval_seconds(self) -> int:
-        """The cycle interval it wants, in place of [sync] interval_seconds."""
-        ...
-
     def describe(self) -> dict[str, str]:
         """Its addresses, for the log and for people."""
         ...

@@ -352,8 +352,9 @@ class Settings(_Section):
     def cycle_seconds(self) -> int:
         """How often the scheduled cycle runs: [sync]'s interval ([sandbox]'s in sandbox
         mode), or sooner when a check tier is due sooner (a tier means what it says)."""
-        interval = self.sandbox.interval_seconds if self.sandbox.enabled else None
-        interval = interval or self.sync.interval_seconds
+        interval = (
+            self.sandbox.interval_seconds if self.sandbox.enabled else self.sync.interval_seconds
+        )
         tiers = self.effective_check_intervals()
         return min(interval, tiers.fastest_seconds()) if tiers.enabled else interval
 

@@ -96,10 +96,6 @@ class SandboxSession:
 
     # -- the composition root's Environment ----------------------------------------------
 
-    @property
-    def interval_seconds(self) -> int:
-        return self.sandbox.interval_seconds
-
     def describe(self) -> dict[str, str]:
         return {
             "MLS": self.mls_url,

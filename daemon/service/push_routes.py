@@ -85,9 +85,9 @@ class PushAccepted(Shape):
 
 @dataclass(frozen=True)
 class PushInbox:
-    """What the push route needs: the database its events are queued in, [push] as it is
-    now (a reload may change it), and who applies a connection's queue when it has new
-    events (the daemon's poller). The demo serves the route with one of its own."""
+    """What the push route needs: the database its events are queued in, [push] as the
+    daemon applies it, and who applies a connection's queue when it has new events (the
+    daemon's poller). The demo serves the route with one of its own."""
 
     db: Database
     settings: Callable[[], PushSettings]

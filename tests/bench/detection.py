@@ -16,7 +16,6 @@ p95 under 2 s to the commit and under 3 s to the DELETE.
 from __future__ import annotations
 
 import random
-import statistics
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -175,7 +174,7 @@ async def _sales(
                 while post.deleted_at is None:
                     await anyio.sleep(0.005)
             deletes.append(post.deleted_at - started)
-    return {"sales": count, "commit": _spread(commits), "delete": _spread(deletes)}
+    return {"sales": count, "commit": percentiles(commits), "delete": percentiles(deletes)}
 
 
 async def _push(client: httpx.AsyncClient, cid: str, token: str, event: dict[str, Any]) -> None:
@@ -197,11 +196,13 @@ async def _until_sold(client: httpx.AsyncClient, key: str) -> float:
             await anyio.sleep(0.01)
 
 
-def _spread(seconds: list[float]) -> dict[str, float]:
+def percentiles(seconds: list[float]) -> dict[str, float | None]:
+    """p50, p95, p99 and the longest, in seconds (None each when there are none)."""
+    if not seconds:
+        return {"p50": None, "p95": None, "p99": None, "max": None}
     ordered = sorted(seconds)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return {
-        "p50": round(statistics.median(ordered), 3),
-        "p95": round(p95, 3),
-        "max": round(ordered[-1], 3),
-    }
+
+    def at(share: float) -> float:
+        return round(ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))], 3)
+
+    return {"p50": at(0.5), "p95": at(0.95), "p99": at(0.99), "max": round(ordered[-1], 3)}

@@ -40,3 +40,16 @@ def test_the_benchmark_runs_and_its_figures_hold_together() -> None:
         found = g[tiers]["found_max_seconds"]
         assert all(found.get(status, 0) <= 930 for status in ("active", "pending", "coming_soon"))
     assert g["tiers_shipped"]["requests"] < g["uniform"]["requests"]
+
+
+def test_scenario_h_finds_every_sale_each_way_within_its_interval() -> None:
+    """Scenario H at tiny sizes (its full run is `--only h`, about 17 minutes)."""
+    h = main(["--only", "h", "--smoke"])["h"]
+    for way in ("pushed", "polled", "cycled"):
+        row = h[way]
+        assert row["sales"] == row["committed"] == row["deleted"] > 0
+        assert 0 < row["commit"]["p50"] <= row["commit"]["p99"] <= row["commit"]["max"]
+    # A polled sale waits for its read, then for the connection's 2 requests a second.
+    assert h["polled"]["commit"]["max"] <= h["polled"]["interval_seconds"] + 5
+    assert h["cycled"]["commit"]["max"] <= h["cycled"]["interval_seconds"] + 10
+    assert h["pushed"]["commit"]["p95"] < 2

@@ -207,3 +207,23 @@ def test_the_shipped_config_shows_and_documents_every_section_and_key() -> None:
         missing = sorted(set(model.model_fields) - set(shown[section]))
         assert not missing, f"[{section}] {', '.join(missing)} missing from config.toml"
     assert undocumented_keys(text) == []
+
+
+def test_the_cycle_runs_as_often_as_the_fastest_check_tier_when_that_is_sooner() -> None:
+    shipped = Settings()
+    assert shipped.cycle_seconds() == 900
+    faster = Settings.model_validate({"check_intervals": {"pending_seconds": 300}})
+    assert faster.cycle_seconds() == 300
+    off = Settings.model_validate({"check_intervals": {"enabled": False, "pending_seconds": 60}})
+    assert off.cycle_seconds() == 900
+
+
+def test_the_sandbox_compresses_the_tiers_onto_its_own_cycle() -> None:
+    sandbox = Settings.model_validate({"sandbox": {"enabled": True, "interval_seconds": 30}})
+    tiers = sandbox.effective_check_intervals()
+
+    assert (tiers.recent_seconds, tiers.pending_seconds, tiers.active_seconds) == (30, 30, 30)
+    assert tiers.closed_seconds == 2880  # its day, at 30 s for 15 minutes
+    assert sandbox.cycle_seconds() == 30
+    production = Settings()
+    assert production.effective_check_intervals() == production.check_intervals
