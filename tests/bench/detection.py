@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,18 @@ def scenario_f(sizes: Sizes, work: Path) -> dict[str, Any]:
     return anyio.run(_scenario_f, sizes, Path(tempfile.mkdtemp(dir=work)))
 
 
-async def _scenario_f(plan: Sizes, folder: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Market:
+    """The benchmark's MLS, one sandbox server per connection, and its social platform."""
+
+    servers: dict[str, SandboxMls]
+    urls: dict[str, str]
+    platforms: SandboxPlatforms
+    platforms_url: str
+
+
+@asynccontextmanager
+async def market() -> AsyncIterator[Market]:
     servers = {cid: SandboxMls(static_tokens={STATIC_TOKEN}) for cid in CONNECTIONS}
     platforms = SandboxPlatforms()
     async with (
@@ -56,12 +68,17 @@ async def _scenario_f(plan: Sizes, folder: Path) -> dict[str, Any]:
         serving(build_platforms_app(platforms)) as platforms_url,
     ):
         urls = {"pushed": pushed_url, "polled": polled_url, "cycled": cycled_url}
+        yield Market(servers, urls, platforms, platforms_url)
+
+
+async def _scenario_f(plan: Sizes, folder: Path) -> dict[str, Any]:
+    async with market() as mls:
         key, port = generate_key(), free_port()
 
         def config_with(interval: int) -> Path:
             return write_config(
                 folder,
-                platforms_url,
+                mls.platforms_url,
                 sync={"interval_seconds": interval, "jitter_seconds": 0},
                 daemon={"http_port": port},
                 sandbox={"enabled": False},
@@ -69,18 +86,25 @@ async def _scenario_f(plan: Sizes, folder: Path) -> dict[str, Any]:
 
         # First with no cycle to speak of (push and the log's poll alone find the sales),
         # then with the short cycle, for the by_key connection.
-        await _seed(config_with(3600), key, servers, urls, platforms, plan.f_poll_seconds)
+        await _seed(config_with(3600), key, mls, plan.f_poll_seconds)
         rng = random.Random(7)
         async with _running(folder / "config.toml", port, key) as daemon:
             made = await daemon.call("POST", "/v1/mls-connections/pushed/push-token")
             token = str(made.json()["push_token"])
             pushed = await _sales(
-                daemon, servers["pushed"], platforms, "pushed", plan.f_pushed, rng, 0.5, token
+                daemon,
+                mls.servers["pushed"],
+                mls.platforms,
+                "pushed",
+                plan.f_pushed,
+                rng,
+                0.5,
+                token,
             )
             polled = await _sales(
                 daemon,
-                servers["polled"],
-                platforms,
+                mls.servers["polled"],
+                mls.platforms,
                 "polled",
                 plan.f_polled,
                 rng,
@@ -91,8 +115,8 @@ async def _scenario_f(plan: Sizes, folder: Path) -> dict[str, Any]:
         async with _running(config_with(plan.f_cycle_seconds), port, key, last_run) as daemon:
             cycled = await _sales(
                 daemon,
-                servers["cycled"],
-                platforms,
+                mls.servers["cycled"],
+                mls.platforms,
                 "cycled",
                 plan.f_cycled,
                 rng,
@@ -120,9 +144,7 @@ async def _running(config: Path, port: int, key: str, after_run: int = 0) -> Asy
 async def _seed(
     config: Path,
     key: str,
-    servers: dict[str, SandboxMls],
-    urls: dict[str, str],
-    platforms: SandboxPlatforms,
+    mls: Market,
     poll_seconds: int,
     listings: int = LISTINGS,
     rate: float | None = None,
@@ -135,14 +157,14 @@ async def _seed(
         for cid, (mode, poll) in CONNECTIONS.items():
             keys = [f"{cid}-{n:04d}" for n in range(listings)]
             for k in keys:
-                servers[cid].put(k, "Active")
-                platforms.publish("facebook", f"{cid}_{k}", FB_TOKEN, listing_key=k)
+                mls.servers[cid].put(k, "Active")
+                mls.platforms.publish("facebook", f"{cid}_{k}", FB_TOKEN, listing_key=k)
             fields: dict[str, Any] = {"mode": mode}
             if rate is not None:
                 fields["rate_per_second"] = rate
             if mode == "events":
                 fields["poll_seconds"] = poll or poll_seconds
-            await add_connection(rt, urls[cid], cid, **fields)
+            await add_connection(rt, mls.urls[cid], cid, **fields)
             await track(rt, cid, keys)
             for k in keys:
                 await add_post(rt, f"p-{cid}-{k}", f"L-{k}", "fb", f"{cid}_{k}")

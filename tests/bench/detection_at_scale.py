@@ -26,14 +26,12 @@ import anyio
 import httpx
 
 from daemon.encryption import generate_key
-from daemon.sandbox.mls_server import SandboxMls, build_mls_app
-from daemon.sandbox.platforms_server import SandboxPlatforms, build_platforms_app
-from daemon.serving import serving
+from daemon.sandbox.mls_server import SandboxMls
+from daemon.sandbox.platforms_server import SandboxPlatforms
 from daemon.timestamps import parse_iso
 from tests.bench.bench import Sizes, write_config
-from tests.bench.detection import CONNECTIONS, _push, _running, _seed, percentiles
+from tests.bench.detection import CONNECTIONS, _push, _running, _seed, market, percentiles
 from tests.e2e.daemon_process import free_port
-from tests.helpers import STATIC_TOKEN
 
 MLS_RATE = 2.0  # requests a second, per connection: the shipped default
 FB_RATE = 200.0
@@ -54,34 +52,26 @@ def scenario_h(sizes: Sizes, work: Path) -> dict[str, Any]:
 
 
 async def _scenario_h(plan: Sizes, folder: Path, key: str) -> dict[str, Any]:
-    servers = {cid: SandboxMls(static_tokens={STATIC_TOKEN}) for cid in CONNECTIONS}
-    platforms = SandboxPlatforms()
-    async with (
-        serving(build_mls_app(servers["pushed"])) as pushed_url,
-        serving(build_mls_app(servers["polled"])) as polled_url,
-        serving(build_mls_app(servers["cycled"])) as cycled_url,
-        serving(build_platforms_app(platforms)) as platforms_url,
-    ):
-        urls = {"pushed": pushed_url, "polled": polled_url, "cycled": cycled_url}
+    async with market() as mls:
         port = free_port()
         config = write_config(
             folder,
-            platforms_url,
+            mls.platforms_url,
             sync={"interval_seconds": plan.h_cycle_seconds, "jitter_seconds": 0},
             daemon={"http_port": port},
             sandbox={"enabled": False},
             platforms={"facebook_rate_per_second": FB_RATE},
         )
         listings = plan.h_changes + plan.h_changes // 10
-        await _seed(config, key, servers, urls, platforms, plan.h_poll_seconds, listings, MLS_RATE)
+        await _seed(config, key, mls, plan.h_poll_seconds, listings, MLS_RATE)
         async with _running(config, port, key) as daemon:
             made = await daemon.call("POST", "/v1/mls-connections/pushed/push-token")
             token = str(made.json()["push_token"])
             status = (await daemon.get("/status")).json()
             window = (parse_iso(status["next_run"]).timestamp() - time.time()) - 5
-            sales = await _sell(servers, plan.h_changes, window, daemon.url, token)
+            sales = await _sell(mls.servers, plan.h_changes, window, daemon.url, token)
             # (the sales took the window: the cycle that finds the last of them is next)
-            await _settle(platforms, sales, plan.h_cycle_seconds + SETTLE_SECONDS)
+            await _settle(mls.platforms, sales, plan.h_cycle_seconds + SETTLE_SECONDS)
     committed = _committed(folder / "bench.db")
     figures: dict[str, Any] = {"window_seconds": round(window)}
     for way in CONNECTIONS:
@@ -90,7 +80,7 @@ async def _scenario_h(plan: Sizes, folder: Path, key: str) -> dict[str, Any]:
         deletes = [
             deleted - s.mono
             for s in mine
-            if (deleted := platforms.posts[f"{way}_{s.key}"].deleted_at) is not None
+            if (deleted := mls.platforms.posts[f"{way}_{s.key}"].deleted_at) is not None
         ]
         figures[way] = {
             "sales": len(mine),
