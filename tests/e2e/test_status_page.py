@@ -19,7 +19,6 @@ from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.e2e.browser import browser, call
@@ -66,7 +65,17 @@ async def click_through(driver: webdriver.Chrome, element: WebElement, heading: 
     reports as a bare WebDriverException, not as a stale element."""
     old_document = driver.find_element(By.TAG_NAME, "html")
     await call(element.click)
-    await call(WebDriverWait(driver, 10).until, staleness_of(old_document))
+
+    def replaced(_: webdriver.Chrome) -> bool:
+        # selenium's staleness_of knows only StaleElementReferenceException; chromium may
+        # answer that the node "does not belong to the document", which means the same.
+        try:
+            old_document.is_enabled()
+        except WebDriverException:  # stale, or no longer in the document
+            return True
+        return False
+
+    await call(WebDriverWait(driver, 10).until, replaced)
 
     def shown(d: webdriver.Chrome) -> bool:
         try:
