@@ -76,6 +76,8 @@ class Sizes:
     h_changes: int = 1000
     h_poll_seconds: int = 60
     h_cycle_seconds: int = 900
+    # Scenario I (`--only i`): the listings tracked at each size of the growth curve.
+    i_listings: tuple[int, ...] = (10_000, 100_000, 1_000_000)
 
 
 SMOKE = Sizes(
@@ -100,6 +102,7 @@ SMOKE = Sizes(
     h_changes=20,
     h_poll_seconds=5,
     h_cycle_seconds=30,
+    i_listings=(1000, 2000),
 )
 
 
@@ -286,35 +289,42 @@ def scenario_a(
     for name, feeds, connection in plans:
         if name.split(" ")[0].rstrip(",") not in strategies:
             continue
-        listings_n = feeds * sizes.per_feed
-        with sandbox(feeds, sizes.per_feed) as server:
-            folder = Path(tempfile.mkdtemp(dir=work))
-            key = generate_key()
-            config = write_config(folder, server.platforms)
-            prepare(config, key, server.mls, feeds, sizes.per_feed, **connection)
-            cycle(config, key, server)  # the first cycle: every listing first seen (and a cursor)
-            runs = []
-            for _ in range(sizes.repeats):
-                moved = move(server.mls, listings_n // 100)
-                result = cycle(config, key, server)
-                per_feed_changes = Counter(k.split("-")[0] for k in moved)
-                if "mode" in connection:
-                    minimum = sum(math.ceil(c / 200) for c in per_feed_changes.values()) + feeds
-                elif connection["key_filter"] == "each":
-                    minimum = listings_n
-                else:
-                    minimum = feeds * math.ceil(sizes.per_feed / 50)
-                runs.append(
-                    {
-                        "minimum_requests": minimum,
-                        "ratio_to_minimum": round(result["mls_requests"] / minimum, 3),
-                        **result,
-                    }
-                )
-        rows.append(
-            {"strategy": name, "listings": listings_n, "connections": feeds, **median_run(runs)}
-        )
+        rows.append({"strategy": name, **strategy_cycles(feeds, sizes, work, connection)})
     return rows
+
+
+def strategy_cycles(
+    feeds: int, sizes: Sizes, work: Path, connection: dict[str, Any]
+) -> dict[str, Any]:
+    """`feeds` connections of `sizes.per_feed` listings fetched as `connection` says: a first
+    cycle, then `sizes.repeats` measured ones, each after 1% of the listings moved; the run of
+    median wall time, with the minimum requests it could have taken."""
+    listings_n = feeds * sizes.per_feed
+    with sandbox(feeds, sizes.per_feed) as server:
+        folder = Path(tempfile.mkdtemp(dir=work))
+        key = generate_key()
+        config = write_config(folder, server.platforms)
+        prepare(config, key, server.mls, feeds, sizes.per_feed, **connection)
+        cycle(config, key, server)  # the first cycle: every listing first seen (and a cursor)
+        runs = []
+        for _ in range(sizes.repeats):
+            moved = move(server.mls, listings_n // 100)
+            result = cycle(config, key, server)
+            per_feed_changes = Counter(k.split("-")[0] for k in moved)
+            if "mode" in connection:
+                minimum = sum(math.ceil(c / 200) for c in per_feed_changes.values()) + feeds
+            elif connection["key_filter"] == "each":
+                minimum = listings_n
+            else:
+                minimum = feeds * math.ceil(sizes.per_feed / 50)
+            runs.append(
+                {
+                    "minimum_requests": minimum,
+                    "ratio_to_minimum": round(result["mls_requests"] / minimum, 3),
+                    **result,
+                }
+            )
+    return {"listings": listings_n, "connections": feeds, **median_run(runs)}
 
 
 def scenario_b(sizes: Sizes, work: Path) -> dict[str, Any]:
@@ -586,7 +596,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--write-docs", type=Path, help="write the results table here")
     parser.add_argument(
         "--only",
-        choices=["a", "b", "c", "d", "e", "f", "g", "h"],
+        choices=["a", "b", "c", "d", "e", "f", "g", "h", "i"],
         help="run one scenario and print its figures as JSON (for checking a fix)",
     )
     parser.add_argument(
@@ -601,6 +611,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from tests.bench.deliveries import scenario_d
     from tests.bench.detection import scenario_f
     from tests.bench.detection_at_scale import scenario_h
+    from tests.bench.growth import render_i, scenario_i
     from tests.bench.request_cost import scenario_g
     from tests.bench.status_page import scenario_e
 
@@ -618,9 +629,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     "f": scenario_f,
                     "g": scenario_g,
                     "h": scenario_h,
+                    "i": scenario_i,
                 }[args.only]
                 figures = scenario(sizes, Path(work))
         print(json.dumps(figures, indent=1))
+        if args.only == "i":
+            print(render_i(figures))
         return {args.only: figures}
     workload, steal = calibration.workload_seconds(), calibration.StealMeter()
     with tempfile.TemporaryDirectory(prefix="mls-sync-bench-") as work:
