@@ -15,6 +15,7 @@ from typing import Protocol
 
 import httpx
 
+from daemon.aiohttp_transport import AiohttpTransport
 from daemon.config import Settings
 from daemon.credentials import (
     SECRET_KEY_CREDENTIAL,
@@ -67,12 +68,13 @@ def http_client(settings: Settings) -> httpx.AsyncClient:
     """For one MLS server. As large as the global request bound, so a request never waits
     inside the pool (whose queue costs O(queue x connections) per event)."""
     mls = settings.mls
+    bound = mls.max_concurrent_requests
     return CookielessClient(
         timeout=httpx.Timeout(mls.timeout_seconds),
         limits=httpx.Limits(
-            max_connections=mls.max_concurrent_requests,
-            max_keepalive_connections=min(mls.max_concurrent_requests, MLS_KEEP_IDLE),
+            max_connections=bound, max_keepalive_connections=min(bound, MLS_KEEP_IDLE)
         ),
+        transport=engine_transport(settings, bound),
         follow_redirects=False,  # a redirect must not carry our bearer token elsewhere
         trust_env=False,  # proxies from the environment must not reroute MLS traffic
         headers={"User-Agent": USER_AGENT},
@@ -88,10 +90,19 @@ def platform_client(settings: Settings) -> httpx.AsyncClient:
     return CookielessClient(
         timeout=httpx.Timeout(settings.platforms.timeout_seconds),
         limits=httpx.Limits(max_connections=bound, max_keepalive_connections=min(bound, KEEP_IDLE)),
+        transport=engine_transport(settings, bound),
         follow_redirects=False,
         trust_env=False,
         headers={"User-Agent": USER_AGENT},
     )
+
+
+def engine_transport(settings: Settings, bound: int) -> httpx.AsyncBaseTransport | None:
+    """The engine [http] names, its pool as large as `bound`; None: httpx's own (httpcore),
+    which the client builds from its `limits`."""
+    if settings.http.engine == "aiohttp":
+        return AiohttpTransport(max_connections=bound)
+    return None
 
 
 @asynccontextmanager

@@ -101,6 +101,14 @@ class MlsSettings(_Section):
         return StatusMapping.build(self.status_map, self.mls_status_map)
 
 
+class HttpSettings(_Section):
+    """The engine under the daemon's HTTP client to MLS servers and platforms. httpx is the
+    API either way; aiohttp's engine costs a fraction of httpcore's CPU per request
+    (docs/benchmarks.md "The HTTP engine"). httpcore, httpx's own, stays as a fallback."""
+
+    engine: Literal["aiohttp", "httpcore"] = "aiohttp"
+
+
 class PlatformSettings(_Section, RegisteredPlatformSettings):
     """How hard we may call the social platforms. Where each platform is, its API version and
     its rate are that platform's own settings, declared with its adapter and joined by the
@@ -340,6 +348,7 @@ class Settings(_Section):
     sync: SyncSettings = SyncSettings()
     mls: MlsSettings = MlsSettings()
     platforms: PlatformSettings = PlatformSettings()
+    http: HttpSettings = HttpSettings()
     daemon: DaemonSettings = DaemonSettings()
     sandbox: SandboxSettings = SandboxSettings()
     logging: LoggingSettings = LoggingSettings()

@@ -238,18 +238,28 @@ def prepare(
 
 
 def cycle(
-    config: Path, key: str, server: Sandbox, unpublish_only: bool = False, deliver: bool = False
+    config: Path,
+    key: str,
+    server: Sandbox,
+    unpublish_only: bool = False,
+    deliver: bool = False,
+    engine: str | None = None,
 ) -> dict[str, Any]:
     """One cycle in a process of its own; adds the sandbox's CPU during it. `deliver`: with
-    the webhook worker beside it (tests/bench/deliveries.py)."""
+    the webhook worker beside it (tests/bench/deliveries.py). `engine`: the HTTP engine under
+    httpx (tests/bench/cycle.py's --engine)."""
     before = server.cpu_seconds()
-    figures = _cycle_process(config, key, unpublish_only, deliver)
+    figures = _cycle_process(config, key, unpublish_only, deliver, engine)
     figures["sandbox_cpu_seconds"] = round(server.cpu_seconds() - before, 3)
     return figures
 
 
-def _cycle_process(config: Path, key: str, unpublish_only: bool, deliver: bool) -> dict[str, Any]:
+def _cycle_process(
+    config: Path, key: str, unpublish_only: bool, deliver: bool, engine: str | None
+) -> dict[str, Any]:
     args = [sys.executable, "-m", "tests.bench.cycle", "--config", str(config)]
+    if engine:
+        args += ["--engine", engine]
     if unpublish_only:
         args.append("--unpublish-only")
     if deliver:
@@ -294,11 +304,16 @@ def scenario_a(
 
 
 def strategy_cycles(
-    feeds: int, sizes: Sizes, work: Path, connection: dict[str, Any]
+    feeds: int,
+    sizes: Sizes,
+    work: Path,
+    connection: dict[str, Any],
+    engine: str | None = None,
 ) -> dict[str, Any]:
     """`feeds` connections of `sizes.per_feed` listings fetched as `connection` says: a first
     cycle, then `sizes.repeats` measured ones, each after 1% of the listings moved; the run of
-    median wall time, with the minimum requests it could have taken."""
+    median wall time, with the minimum requests it could have taken. `engine`: the HTTP
+    engine (tests/bench/engines.py), else the shipped one."""
     listings_n = feeds * sizes.per_feed
     with sandbox(feeds, sizes.per_feed) as server:
         folder = Path(tempfile.mkdtemp(dir=work))
@@ -309,7 +324,7 @@ def strategy_cycles(
         runs = []
         for _ in range(sizes.repeats):
             moved = move(server.mls, listings_n // 100)
-            result = cycle(config, key, server)
+            result = cycle(config, key, server, engine=engine)
             per_feed_changes = Counter(k.split("-")[0] for k in moved)
             if "mode" in connection:
                 minimum = sum(math.ceil(c / 200) for c in per_feed_changes.values()) + feeds
@@ -596,7 +611,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--write-docs", type=Path, help="write the results table here")
     parser.add_argument(
         "--only",
-        choices=["a", "b", "c", "d", "e", "f", "g", "h", "i"],
+        choices=["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"],
         help="run one scenario and print its figures as JSON (for checking a fix)",
     )
     parser.add_argument(
@@ -611,6 +626,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from tests.bench.deliveries import scenario_d
     from tests.bench.detection import scenario_f
     from tests.bench.detection_at_scale import scenario_h
+    from tests.bench.engines import render_j, scenario_j
     from tests.bench.growth import render_i, scenario_i
     from tests.bench.request_cost import scenario_g
     from tests.bench.status_page import scenario_e
@@ -630,11 +646,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     "g": scenario_g,
                     "h": scenario_h,
                     "i": scenario_i,
+                    "j": scenario_j,
                 }[args.only]
                 figures = scenario(sizes, Path(work))
         print(json.dumps(figures, indent=1))
-        if args.only == "i":
-            print(render_i(figures))
+        if args.only in ("i", "j"):
+            print({"i": render_i, "j": render_j}[args.only](figures))
         return {args.only: figures}
     workload, steal = calibration.workload_seconds(), calibration.StealMeter()
     with tempfile.TemporaryDirectory(prefix="mls-sync-bench-") as work:

@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 
-from daemon import eventloop, logs
+from daemon import composition, eventloop, logs
 from daemon.composition import Runtime, open_runtime
-from daemon.config import load_settings
+from daemon.config import Settings, load_settings
 from daemon.service.delivery_process import DeliveryProcess, Job
 from daemon.store import database, events, runs, webhooks
 from daemon.store.database import Database
@@ -39,6 +40,25 @@ from tests.bench.bench import cpu_seconds_in, process_cpu_seconds
 def _cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+# A candidate engine that is not shipped: the httpx-aiohttp package's transport, measured
+# beside the shipped ones (docs/benchmarks.md "The HTTP engine").
+ENGINES = ("aiohttp", "httpcore")
+HTTPX_AIOHTTP = "httpx-aiohttp"
+
+
+def httpx_aiohttp_transport(settings: Settings, bound: int) -> httpx.AsyncBaseTransport:
+    """The package's transport, with the shipped engine's pool size and no cookie jar."""
+    import aiohttp
+    from httpx_aiohttp import AiohttpTransport
+
+    def session() -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=bound), cookie_jar=aiohttp.DummyCookieJar()
+        )
+
+    return AiohttpTransport(client=session)
 
 
 def peak_rss_kb() -> int:
@@ -54,8 +74,10 @@ def _main_thread_cpu() -> float:
     return cpu_seconds_in(Path(f"/proc/self/task/{os.getpid()}/stat"))
 
 
-async def measure(config: Path, unpublish_only: bool, deliver: bool, key: str) -> dict[str, Any]:
-    settings = load_settings(config, {})
+async def measure(
+    config: Path, unpublish_only: bool, deliver: bool, key: str, overrides: dict[str, str]
+) -> dict[str, Any]:
+    settings = load_settings(config, overrides)
     # Logged as the daemon logs (JSON lines, to stderr, which the benchmark reads and drops),
     # so their cost is counted: a post taken down is one line at the shipped level.
     logs.configure(settings.logging.level, "json", sys.stderr)
@@ -160,9 +182,15 @@ def main() -> None:
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--unpublish-only", action="store_true")
     parser.add_argument("--deliver", action="store_true")
+    parser.add_argument("--engine", choices=[*ENGINES, HTTPX_AIOHTTP])
     args = parser.parse_args()
     key = os.environ["MLS_SYNC_SECRET_KEY"]
-    figures = eventloop.run(measure, args.config, args.unpublish_only, args.deliver, key)
+    overrides: dict[str, str] = {}
+    if args.engine == HTTPX_AIOHTTP:
+        composition.engine_transport = httpx_aiohttp_transport
+    elif args.engine:
+        overrides["MLS_SYNC_HTTP__ENGINE"] = args.engine
+    figures = eventloop.run(measure, args.config, args.unpublish_only, args.deliver, key, overrides)
     print(json.dumps(figures))
 
 

@@ -53,3 +53,29 @@ def test_scenario_h_finds_every_sale_each_way_within_its_interval() -> None:
     assert h["polled"]["commit"]["max"] <= h["polled"]["interval_seconds"] + 5
     assert h["cycled"]["commit"]["max"] <= h["cycled"]["interval_seconds"] + 10
     assert h["pushed"]["commit"]["p95"] < 2
+
+
+def test_scenario_i_measures_each_size_and_fetch_and_compares_them_with_linear() -> None:
+    """Scenario I at tiny sizes (its full run, to 1,000,000 listings, is `--only i`)."""
+    rows = main(["--only", "i", "--smoke"])["i"]
+    assert [(r["fetch"], r["listings"]) for r in rows] == [
+        ("by_key", 1000),
+        ("incremental", 1000),
+        ("by_key", 2000),
+        ("incremental", 2000),
+    ]
+    for r in rows:
+        assert r["errors"] == 0 and r["listings_checked"] > 0 and r["peak_rss_mb"] > 0
+        assert r["cpu_growth_over_linear"] > 0
+    assert rows[0]["cpu_growth_over_linear"] == rows[1]["cpu_growth_over_linear"] == 1.0
+
+
+def test_scenario_j_runs_the_same_cycle_on_each_http_engine() -> None:
+    rows = main(["--only", "j", "--smoke"])["j"]
+    assert [r["engine"] for r in rows] == ["httpcore", "httpx-aiohttp", "aiohttp"]
+    for r in rows:  # the same requests and changes, whatever the engine
+        assert (r["mls_requests"], r["status_changes"], r["errors"]) == (
+            rows[0]["mls_requests"],
+            r["listings"] // 100,
+            0,
+        )

@@ -44,11 +44,12 @@ def server_url() -> Iterator[str]:
     server.server_close()
 
 
+@pytest.mark.parametrize("engine", ["aiohttp", "httpcore"])
 @pytest.mark.parametrize("make", [http_client, platform_client])
 async def test_a_cookie_set_for_one_credential_never_reaches_the_next(
-    server_url: str, make: Callable[[Settings], httpx.AsyncClient], tmp_path: Path
+    server_url: str, make: Callable[[Settings], httpx.AsyncClient], engine: str, tmp_path: Path
 ) -> None:
-    async with make(make_settings(tmp_path)) as client:
+    async with make(make_settings(tmp_path, MLS_SYNC_HTTP__ENGINE=engine)) as client:
         first = await client.get(f"{server_url}/feed", headers={"Authorization": "Bearer A"})
         await client.get(f"{server_url}/feed", headers={"Authorization": "Bearer B"})
 

@@ -1,0 +1,110 @@
+"""httpx's API on aiohttp's engine: an `httpx.AsyncBaseTransport` that sends each request with
+an aiohttp session.
+
+The daemon speaks httpx everywhere (its requests, answers, errors and timeouts); only the
+engine underneath changes. aiohttp parses HTTP in C and keeps its pool per host, where
+httpcore's pure-Python parser and pool scan were most of a cycle's CPU (docs/benchmarks.md
+"The HTTP engine"). aiohttp's errors come back as httpx's, each with aiohttp's error as its
+cause, so the words an operator reads (daemon/mls/transport.py) are the same on both engines.
+
+Kept as httpx's own pool was: no cookies (daemon/sync/cookieless.py says why), no
+redirects followed, no proxy from the environment; the URL is sent exactly as httpx built it.
+"""
+
+from __future__ import annotations
+
+import functools
+import ssl
+
+import aiohttp
+import httpx
+import yarl
+
+_HTTP_11 = {"http_version": b"HTTP/1.1"}
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """One aiohttp session (and pool) per transport, opened at the first request (it needs the
+    running event loop) and closed with the client."""
+
+    def __init__(self, max_connections: int, verify: ssl.SSLContext | None = None) -> None:
+        self._max_connections = max_connections
+        self._ssl = verify if verify is not None else _verifying_context()
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=self._ssl),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=False,
+                auto_decompress=False,  # httpx decodes, as it does on its own engine
+                skip_auto_headers=("User-Agent", "Accept-Encoding"),  # httpx's are sent
+            )
+        return self._session
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        session = self._open()
+        timeouts = request.extensions.get("timeout", {})
+        body = await request.aread()
+        try:
+            async with session.request(
+                request.method,
+                yarl.URL(str(request.url), encoded=True),
+                headers=[
+                    (name, value)
+                    for name, value in request.headers.multi_items()
+                    if name.lower() != "transfer-encoding"  # the body is sent whole
+                ],
+                data=body or None,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(
+                    total=None,
+                    connect=timeouts.get("pool"),
+                    sock_connect=timeouts.get("connect"),
+                    sock_read=timeouts.get("read"),
+                ),
+            ) as answer:
+                content = await answer.read()
+        except aiohttp.ClientError as exc:
+            raise _as_httpx(exc, request) from exc
+        except TimeoutError as exc:  # a timeout aiohttp did not wrap
+            raise httpx.ReadTimeout("timed out", request=request) from exc
+        extensions = dict(_HTTP_11)
+        if answer.reason:
+            extensions["reason_phrase"] = answer.reason.encode("ascii", "replace")
+        return httpx.Response(
+            answer.status,
+            headers=answer.raw_headers,
+            content=content,
+            request=request,
+            extensions=extensions,
+        )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+@functools.cache
+def _verifying_context() -> ssl.SSLContext:
+    """httpx's default: certificates verified against certifi's roots. Loading those roots
+    costs milliseconds, and every transport would load them again: one context serves all."""
+    return httpx.create_ssl_context()
+
+
+def _as_httpx(exc: aiohttp.ClientError, request: httpx.Request) -> httpx.TransportError:
+    """The httpx error that httpx's own engine raises for the same failure."""
+    message = str(exc) or type(exc).__name__
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return httpx.ConnectTimeout(message, request=request)
+    if isinstance(exc, aiohttp.ServerTimeoutError):
+        return httpx.ReadTimeout(message, request=request)
+    if isinstance(exc, aiohttp.ClientConnectorError):  # refused, DNS, TLS: the cause says which
+        return httpx.ConnectError(message, request=request)
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientResponseError):
+        return httpx.RemoteProtocolError(message, request=request)
+    if isinstance(exc, aiohttp.InvalidURL):
+        return httpx.UnsupportedProtocol(message, request=request)
+    return httpx.ReadError(message, request=request)  # a payload cut short, a reset socket
