@@ -37,7 +37,11 @@ class MlsAccess:
         self.box = box
         self.concurrency = anyio.CapacityLimiter(settings.max_concurrent_requests)
         self._rates: dict[str, tuple[float, AsyncLimiter]] = {}  # credential -> rate, limiter
-        self._rate_of: dict[str, tuple[str, float]] = {}  # connection -> (credential, rate)
+        self._credential_of: dict[str, str] = {}  # connection -> credential
+        # credential -> {connection -> its rate}: the lowest is found among the connections
+        # of that credential alone (a scan of every connection, per connection, was a sixth
+        # of a cycle's CPU at 10,000 connections: docs/benchmarks.md "Scenario I").
+        self._rates_of: dict[str, dict[str, float]] = {}
         self._tokens: dict[tuple[str, str], tuple[TokenSource, str]] = {}
 
     def apply(self, settings: MlsSettings) -> None:
@@ -84,8 +88,11 @@ class MlsAccess:
         share its limit (the classic cause of endless 429s). Its rate is the lowest that the
         connections using the credential have now: a rate changed (raised or lowered) takes
         effect from the connection's next sync, without a restart."""
-        self._rate_of[connection_id] = (credential, rate_per_second)
-        rate = min(r for c, r in self._rate_of.values() if c == credential)
+        self._forget(connection_id)
+        self._credential_of[connection_id] = credential
+        sharing = self._rates_of.setdefault(credential, {})
+        sharing[connection_id] = rate_per_second
+        rate = min(sharing.values())
         known = self._rates.get(credential)
         if known is None:
             known = (rate, make_mls_limiter(rate))
@@ -98,8 +105,16 @@ class MlsAccess:
     def forget_others(self, connection_ids: Collection[str]) -> None:
         """Connections no longer synced (removed, paused) stop holding their credential's
         rate down."""
-        for gone in self._rate_of.keys() - set(connection_ids):
-            del self._rate_of[gone]
+        for gone in self._credential_of.keys() - set(connection_ids):
+            self._forget(gone)
+
+    def _forget(self, connection_id: str) -> None:
+        credential = self._credential_of.pop(connection_id, None)
+        if credential is not None:
+            sharing = self._rates_of[credential]
+            del sharing[connection_id]
+            if not sharing:
+                del self._rates_of[credential]
 
     def _prepared(self, row: ConnectionRow) -> tuple[TokenSource, str]:
         """The connection's token source and credential id, from one decryption of its

@@ -126,6 +126,34 @@ async def test_a_rate_lowered_on_one_of_two_connections_sharing_a_token_holds_in
     assert most_in_any_window([t for t, _ in sandbox.request_times], 1.0) <= 4
 
 
+async def test_a_paused_connection_no_longer_holds_down_the_rate_of_the_token_it_shares(
+    tmp_path: Path, secret_key: str, mls: Mls
+) -> None:
+    """Two feeds of one token, one at 2/s and one at 20/s: the token goes at 2/s. Once the
+    slow one is paused, the next run of the other goes at its own 20/s."""
+    sandbox, url = mls
+    keys = [f"Q{i}" for i in range(6)]
+    for key in keys:
+        sandbox.put(key, "Active")
+    settings = make_settings(tmp_path)
+    spans = []
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        await add_connection(rt, url, "slow", key_filter="each", rate_per_second=2.0)
+        await add_connection(rt, url, "fast", key_filter="each", rate_per_second=20.0)
+        await track(rt, "slow", keys[:1], prefix="slow-")
+        await track(rt, "fast", keys[1:], prefix="fast-")
+        for _ in range(2):
+            sandbox.request_times.clear()
+            await rt.engine.sync_all()
+            times = [t for t, _ in sandbox.request_times]
+            spans.append(max(times) - min(times))
+            await connections.set_state(rt.db, "slow", "paused", None, iso(utcnow()))
+
+    shared, alone = spans
+    assert shared >= 5 / 2  # 6 requests at 2/s
+    assert alone < 4 / 20 + 0.3  # 5 requests at 20/s
+
+
 async def test_the_global_bound_caps_requests_in_flight(
     tmp_path: Path, secret_key: str, mls: Mls
 ) -> None:
