@@ -2,9 +2,8 @@
 an aiohttp session.
 
 The daemon speaks httpx everywhere (its requests, answers, errors and timeouts); only the
-engine underneath changes. aiohttp parses HTTP in C and keeps its pool per host, where
-httpcore's pure-Python parser and pool scan were most of a cycle's CPU (docs/benchmarks.md
-"The HTTP engine"). aiohttp's errors come back as httpx's, each with aiohttp's error as its
+engine underneath changes. aiohttp parses HTTP in C, where httpcore's parser and pool are
+pure Python: less CPU per MLS request (docs/benchmarks.md "The HTTP engine"). aiohttp's errors come back as httpx's, each with aiohttp's error as its
 cause, so the words an operator reads (daemon/mls/transport.py) are the same on both engines.
 
 Kept as httpx's own pool was: no cookies (daemon/sync/cookieless.py says why), no

@@ -74,7 +74,7 @@ def http_client(settings: Settings) -> httpx.AsyncClient:
         limits=httpx.Limits(
             max_connections=bound, max_keepalive_connections=min(bound, MLS_KEEP_IDLE)
         ),
-        transport=engine_transport(settings, bound),
+        transport=mls_transport(settings, bound),
         follow_redirects=False,  # a redirect must not carry our bearer token elsewhere
         trust_env=False,  # proxies from the environment must not reroute MLS traffic
         headers={"User-Agent": USER_AGENT},
@@ -90,17 +90,18 @@ def platform_client(settings: Settings) -> httpx.AsyncClient:
     return CookielessClient(
         timeout=httpx.Timeout(settings.platforms.timeout_seconds),
         limits=httpx.Limits(max_connections=bound, max_keepalive_connections=min(bound, KEEP_IDLE)),
-        transport=engine_transport(settings, bound),
         follow_redirects=False,
         trust_env=False,
         headers={"User-Agent": USER_AGENT},
     )
 
 
-def engine_transport(settings: Settings, bound: int) -> httpx.AsyncBaseTransport | None:
-    """The engine [http] names, its pool as large as `bound`; None: httpx's own (httpcore),
-    which the client builds from its `limits`."""
-    if settings.http.engine == "aiohttp":
+def mls_transport(settings: Settings, bound: int) -> httpx.AsyncBaseTransport | None:
+    """The engine `[mls] http_engine` names, its pool as large as `bound`; None: httpx's own
+    (httpcore), which the client builds from its `limits`. The platforms' clients stay on
+    httpcore: taking down posts at the platforms' rates cost more CPU on aiohttp
+    (docs/benchmarks.md "The HTTP engine")."""
+    if settings.mls.http_engine == "aiohttp":
         return AiohttpTransport(max_connections=bound)
     return None
 

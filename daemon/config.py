@@ -89,6 +89,9 @@ class MlsSettings(_Section):
     max_retry_after_seconds: float = Field(default=120.0, ge=0, le=3600)
     breaker_after_429s: int = Field(default=3, ge=1, le=100)
     max_url_length: int = Field(default=2000, ge=256, le=65_536)
+    # The engine under httpx for MLS requests: aiohttp's costs less CPU per request than
+    # httpcore, httpx's own, which stays as a fallback (docs/benchmarks.md "The HTTP engine").
+    http_engine: Literal["aiohttp", "httpcore"] = "aiohttp"
     status_map: dict[str, str] = Field(default_factory=dict)
     mls_status_map: dict[str, str] = Field(default_factory=dict)
 
@@ -99,14 +102,6 @@ class MlsSettings(_Section):
 
     def status_mapping(self) -> StatusMapping:
         return StatusMapping.build(self.status_map, self.mls_status_map)
-
-
-class HttpSettings(_Section):
-    """The engine under the daemon's HTTP client to MLS servers and platforms. httpx is the
-    API either way; aiohttp's engine costs a fraction of httpcore's CPU per request
-    (docs/benchmarks.md "The HTTP engine"). httpcore, httpx's own, stays as a fallback."""
-
-    engine: Literal["aiohttp", "httpcore"] = "aiohttp"
 
 
 class PlatformSettings(_Section, RegisteredPlatformSettings):
@@ -348,7 +343,6 @@ class Settings(_Section):
     sync: SyncSettings = SyncSettings()
     mls: MlsSettings = MlsSettings()
     platforms: PlatformSettings = PlatformSettings()
-    http: HttpSettings = HttpSettings()
     daemon: DaemonSettings = DaemonSettings()
     sandbox: SandboxSettings = SandboxSettings()
     logging: LoggingSettings = LoggingSettings()

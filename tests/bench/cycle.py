@@ -187,9 +187,9 @@ def main() -> None:
     key = os.environ["MLS_SYNC_SECRET_KEY"]
     overrides: dict[str, str] = {}
     if args.engine == HTTPX_AIOHTTP:
-        composition.engine_transport = httpx_aiohttp_transport
+        composition.mls_transport = httpx_aiohttp_transport
     elif args.engine:
-        overrides["MLS_SYNC_HTTP__ENGINE"] = args.engine
+        overrides["MLS_SYNC_MLS__HTTP_ENGINE"] = args.engine
     figures = eventloop.run(measure, args.config, args.unpublish_only, args.deliver, key, overrides)
     print(json.dumps(figures))
 

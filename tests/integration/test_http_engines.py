@@ -1,6 +1,7 @@
-"""Both HTTP engines ([http] engine) behave the same where a user can tell: statuses applied,
-faults retried, failures named in the same words, redirects never followed. The rest of the
-suite runs on the default engine (aiohttp); these keep the fallback (httpcore) honest."""
+"""Both engines under the MLS client (`[mls] http_engine`) behave the same where a user can
+tell: statuses applied, faults retried, failures named in the same words, redirects never
+followed. The rest of the suite runs on the default engine (aiohttp); these keep the fallback
+(httpcore) honest."""
 
 from __future__ import annotations
 
@@ -23,9 +24,9 @@ async def on_engine(
 ) -> AsyncIterator[Runtime]:
     # A short timeout, so that the answers held longer time out in a fraction of a second.
     settings = make_settings(
-        tmp_path, MLS_SYNC_HTTP__ENGINE=request.param, MLS_SYNC_MLS__TIMEOUT_SECONDS="0.4"
+        tmp_path, MLS_SYNC_MLS__HTTP_ENGINE=request.param, MLS_SYNC_MLS__TIMEOUT_SECONDS="0.4"
     )
-    assert settings.http.engine == request.param
+    assert settings.mls.http_engine == request.param
     async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
         yield rt
 

@@ -44,8 +44,8 @@ def test_an_empty_file_gives_the_defaults(tmp_path: Path) -> None:
             [
                 "[synk]",
                 "unknown key",
-                "allowed here: check_intervals, daemon, database, email, events, http, logging, "
-                "mls, platforms, push, sandbox, sync",
+                "allowed here: check_intervals, daemon, database, email, events, logging, mls, "
+                "platforms, push, sandbox, sync",
             ],
         ),
         ("[sync]\ninterval_seconds = 'often'\n", ["[sync] interval_seconds: ", "integer"]),
