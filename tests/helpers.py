@@ -4,6 +4,7 @@ the same store functions the CLI uses."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -71,6 +72,13 @@ async def open_live(
     settings = make_settings(tmp_path, **platform_env(platforms[1]), **env)
     async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
         yield Live(rt, mls[0], mls[1], platforms[0])
+
+
+def closed_port_url() -> str:
+    """An address on loopback where nothing listens: a port that was free a moment ago."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
 
 
 async def add_connection(

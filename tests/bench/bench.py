@@ -124,6 +124,12 @@ class Sandbox:
         return process_cpu_seconds(self.pid)
 
 
+def cpu_over_sandbox(row: dict[str, Any]) -> float:
+    """A cycle's CPU over the sandbox server's CPU for the same requests, in the same run: a
+    ratio, so it compares across machines of different speeds."""
+    return round(float(row["cpu_seconds"]) / max(float(row["sandbox_cpu_seconds"]), 0.001), 2)
+
+
 def process_cpu_seconds(pid: int) -> float:
     """A process's user+system CPU so far (Linux)."""
     return cpu_seconds_in(Path(f"/proc/{pid}/stat"))

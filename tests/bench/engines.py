@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.bench.bench import Sizes, strategy_cycles
+from tests.bench.bench import Sizes, cpu_over_sandbox, strategy_cycles
 from tests.bench.cycle import ENGINES, HTTPX_AIOHTTP
 
 BY_KEY = {"key_filter": "in", "batch_size": 50}
@@ -27,9 +27,7 @@ def scenario_j(sizes: Sizes, work: Path) -> list[dict[str, Any]]:
             {
                 "engine": engine,
                 **row,
-                "cpu_over_sandbox": round(
-                    row["cpu_seconds"] / max(row["sandbox_cpu_seconds"], 0.001), 2
-                ),
+                "cpu_over_sandbox": cpu_over_sandbox(row),
                 "cpu_ms_per_request": round(row["cpu_seconds"] / row["mls_requests"] * 1000, 3),
             }
         )

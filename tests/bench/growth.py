@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tests.bench.bench import Sizes, strategy_cycles
+from tests.bench.bench import Sizes, cpu_over_sandbox, strategy_cycles
 
 FETCHES = {
     "by_key": {"key_filter": "in", "batch_size": 50},
@@ -54,9 +54,7 @@ def with_growth(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             {
                 **row,
                 "cpu_ms_per_1000_listings": round(row["cpu_seconds"] / row["listings"] * 1e6, 1),
-                "cpu_over_sandbox": round(
-                    row["cpu_seconds"] / max(row["sandbox_cpu_seconds"], 0.001), 2
-                ),
+                "cpu_over_sandbox": cpu_over_sandbox(row),
                 "cpu_growth_over_linear": round(
                     row["cpu_seconds"] / max(base["cpu_seconds"], 0.001) / scale, 2
                 ),

@@ -5,7 +5,6 @@ followed. The rest of the suite runs on the default engine (aiohttp); these keep
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 
 from daemon.composition import Runtime, open_runtime
 from daemon.sandbox.faults import Fault
-from tests.helpers import Mls, add_connection, make_settings, status_of, track
+from tests.helpers import Mls, add_connection, closed_port_url, make_settings, status_of, track
 
 ENGINES = ["aiohttp", "httpcore"]
 
@@ -51,9 +50,7 @@ async def test_a_sale_is_applied_after_a_503_and_a_slow_answer_are_retried(
 async def test_a_server_that_refuses_connections_is_named_as_such(
     on_engine: Runtime, mls: Mls
 ) -> None:
-    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
-        probe.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    dead = closed_port_url()
     await add_connection(on_engine, dead)
     await track(on_engine, "mls-1", ["A"])
 

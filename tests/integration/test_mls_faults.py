@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 
 import anyio
@@ -11,7 +10,14 @@ from daemon.composition import Runtime
 from daemon.sandbox.faults import Fault
 from daemon.sandbox.mls_server import SandboxMls
 from daemon.store import connections, listings, runs
-from tests.helpers import Mls, add_connection, add_oauth_connection, status_of, track
+from tests.helpers import (
+    Mls,
+    add_connection,
+    add_oauth_connection,
+    closed_port_url,
+    status_of,
+    track,
+)
 
 
 async def _three_listings(rt: Runtime, sandbox: SandboxMls, url: str, **fields: object) -> None:
@@ -348,9 +354,7 @@ async def test_a_server_that_cannot_be_reached_is_retried_then_recorded(
     runtime: Runtime, mls: Mls
 ) -> None:
     """One batch's attempts, then the connection stops for the cycle and says why."""
-    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
-        probe.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    dead = closed_port_url()
     await add_connection(runtime, dead)
     await track(runtime, "mls-1", ["A"])
 

@@ -5,7 +5,6 @@ dated in the future or out of range, and servers that cannot be reached."""
 from __future__ import annotations
 
 import json
-import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from tests.helpers import (
     add_connection,
     add_incremental,
     add_oauth_connection,
+    closed_port_url,
     make_settings,
     status_of,
     track,
@@ -180,9 +180,7 @@ async def test_an_unreachable_server_costs_one_error_not_one_per_batch(
     another connection of the same run carries on."""
     sandbox, url = mls
     sandbox.put("OK1", "Closed")
-    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
-        probe.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    dead = closed_port_url()
     await add_connection(runtime, dead, batch_size=5)
     await track(runtime, "mls-1", [f"D{i:03d}" for i in range(100)])
     await add_connection(runtime, url, connection_id="mls-2")
