@@ -3,8 +3,9 @@ an aiohttp session.
 
 The daemon speaks httpx everywhere (its requests, answers, errors and timeouts); only the
 engine underneath changes. aiohttp parses HTTP in C, where httpcore's parser and pool are
-pure Python: less CPU per MLS request (docs/benchmarks.md "The HTTP engine"). aiohttp's errors come back as httpx's, each with aiohttp's error as its
-cause, so the words an operator reads (daemon/mls/transport.py) are the same on both engines.
+pure Python: less CPU per MLS request (docs/benchmarks.md "The HTTP engine"). aiohttp's
+errors come back as httpx's, each with aiohttp's error as its cause, so the words an
+operator reads (daemon/mls/transport.py) are the same on both engines.
 
 Kept as httpx's own pool was: no cookies (daemon/sync/cookieless.py says why), no
 redirects followed, no proxy from the environment; the URL is sent exactly as httpx built it.
