@@ -21,6 +21,7 @@ import httpx
 import yarl
 
 _HTTP_11 = {"http_version": b"HTTP/1.1"}
+KEEP_IDLE_SECONDS = 5.0
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -35,7 +36,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=self._ssl),
+                connector=aiohttp.TCPConnector(
+                    limit=self._max_connections,
+                    ssl=self._ssl,
+                    # httpx's own idle time: the longer a connection idles, the likelier the
+                    # server has closed it, and aiohttp then sends the request again itself.
+                    keepalive_timeout=KEEP_IDLE_SECONDS,
+                ),
                 cookie_jar=aiohttp.DummyCookieJar(),
                 trust_env=False,
                 auto_decompress=False,  # httpx decodes, as it does on its own engine
@@ -67,7 +74,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             ) as answer:
                 content = await answer.read()
         except aiohttp.ClientError as exc:
-            raise _as_httpx(exc, request) from exc
+            raise as_httpx_error(exc, request) from exc
         except TimeoutError as exc:  # a timeout aiohttp did not wrap
             raise httpx.ReadTimeout("timed out", request=request) from exc
         extensions = dict(_HTTP_11)
@@ -89,22 +96,26 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
 @functools.cache
 def _verifying_context() -> ssl.SSLContext:
-    """httpx's default: certificates verified against certifi's roots. Loading those roots
-    costs milliseconds, and every transport would load them again: one context serves all."""
-    return httpx.create_ssl_context()
+    """As httpx's own engine verifies for these clients: certifi's roots, and no
+    SSL_CERT_FILE from the environment (the clients ignore the environment). Loading the
+    roots costs milliseconds, and every transport would load them again: one context
+    serves all."""
+    return httpx.create_ssl_context(trust_env=False)
 
 
-def _as_httpx(exc: aiohttp.ClientError, request: httpx.Request) -> httpx.TransportError:
-    """The httpx error that httpx's own engine raises for the same failure."""
-    message = str(exc) or type(exc).__name__
+def as_httpx_error(exc: aiohttp.ClientError, request: httpx.Request) -> httpx.TransportError:
+    """The httpx error that httpx's own engine raises for the same failure. Its message names
+    the failure only: aiohttp's own messages carry the URL and, for a failed connection,
+    "ssl:default", which would read as a TLS error (daemon/mls/transport.py)."""
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return httpx.ConnectTimeout(message, request=request)
+        return httpx.ConnectTimeout("timed out connecting", request=request)
     if isinstance(exc, aiohttp.ServerTimeoutError):
-        return httpx.ReadTimeout(message, request=request)
+        return httpx.ReadTimeout("timed out waiting for the answer", request=request)
     if isinstance(exc, aiohttp.ClientConnectorError):  # refused, DNS, TLS: the cause says which
-        return httpx.ConnectError(message, request=request)
+        cause = exc.os_error
+        return httpx.ConnectError(str(cause) or type(cause).__name__, request=request)
     if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientResponseError):
-        return httpx.RemoteProtocolError(message, request=request)
+        return httpx.RemoteProtocolError("the server broke off the answer", request=request)
     if isinstance(exc, aiohttp.InvalidURL):
-        return httpx.UnsupportedProtocol(message, request=request)
-    return httpx.ReadError(message, request=request)  # a payload cut short, a reset socket
+        return httpx.UnsupportedProtocol("not an http or https URL", request=request)
+    return httpx.ReadError(type(exc).__name__, request=request)  # a payload cut short, a reset

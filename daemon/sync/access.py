@@ -39,8 +39,8 @@ class MlsAccess:
         self._rates: dict[str, tuple[float, AsyncLimiter]] = {}  # credential -> rate, limiter
         self._credential_of: dict[str, str] = {}  # connection -> credential
         # credential -> {connection -> its rate}: the lowest is found among the connections
-        # of that credential alone (a scan of every connection, per connection, was a sixth
-        # of a cycle's CPU at 10,000 connections: docs/benchmarks.md "Scenario I").
+        # of that credential alone, not by scanning every connection for each one, which
+        # grew with the square of the connections (docs/benchmarks.md "Scenario I").
         self._rates_of: dict[str, dict[str, float]] = {}
         self._tokens: dict[tuple[str, str], tuple[TokenSource, str]] = {}
 

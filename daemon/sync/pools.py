@@ -14,8 +14,9 @@ class ServerPools:
     system call or two apiece): profiled, with one pool of 64 connections shared by all
     servers, that scan was up to half of an incremental cycle's CPU. A pool per server holds
     only that server's connections and keeps at most MLS_KEEP_IDLE of them idle (see
-    runtime.http_client), while each server still gets its own keep-alive connections (no
-    TLS handshake per request)."""
+    composition.http_client), while each server still gets its own keep-alive connections
+    (no TLS handshake per request). On the aiohttp engine, which has no such scan, a pool
+    keeps up to its size idle, for a few seconds."""
 
     def __init__(self, make: Callable[[], httpx.AsyncClient]) -> None:
         self._make = make

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from daemon.aiohttp_transport import AiohttpTransport
 from daemon.composition import Runtime, open_runtime
 from daemon.sandbox.faults import Fault
 from tests.helpers import Mls, add_connection, closed_port_url, make_settings, status_of, track
@@ -27,6 +28,9 @@ async def on_engine(
     )
     assert settings.mls.http_engine == request.param
     async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        client = rt.http.for_url("http://127.0.0.1:1")
+        in_use = isinstance(client._transport, AiohttpTransport)  # the engine really used
+        assert in_use == (request.param == "aiohttp")
         yield rt
 
 

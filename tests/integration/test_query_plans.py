@@ -25,9 +25,9 @@ GROWING = (
     "mail_outbox",
     "pushed_events",
 )
-# A plan line reading a whole table (not `SEARCH ... USING INDEX`, not a covering index scan
-# of a few rows).
-WHOLE_TABLE = re.compile(r"^SCAN (\w+)(?! USING (?:COVERING )?INDEX)")
+# A plan line reading a whole table (not `SEARCH ... USING INDEX`). The `\b` keeps the name
+# whole: without it the match could back off to a shorter name before " USING INDEX".
+WHOLE_TABLE = re.compile(r"^SCAN (\w+)\b(?! USING (?:COVERING )?INDEX)")
 
 
 async def _statements_of_cycles(live: Live) -> list[str]:
