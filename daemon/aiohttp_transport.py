@@ -20,7 +20,6 @@ import aiohttp
 import httpx
 import yarl
 
-_HTTP_11 = {"http_version": b"HTTP/1.1"}
 KEEP_IDLE_SECONDS = 5.0
 
 
@@ -28,9 +27,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     """One aiohttp session (and pool) per transport, opened at the first request (it needs the
     running event loop) and closed with the client."""
 
-    def __init__(self, max_connections: int, verify: ssl.SSLContext | None = None) -> None:
+    def __init__(self, max_connections: int) -> None:
         self._max_connections = max_connections
-        self._ssl = verify if verify is not None else _verifying_context()
+        self._ssl = _verifying_context()
         self._session: aiohttp.ClientSession | None = None
 
     def _open(self) -> aiohttp.ClientSession:
@@ -77,7 +76,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             raise as_httpx_error(exc, request) from exc
         except TimeoutError as exc:  # a timeout aiohttp did not wrap
             raise httpx.ReadTimeout("timed out", request=request) from exc
-        extensions = dict(_HTTP_11)
+        extensions = {"http_version": b"HTTP/1.1"}
         if answer.reason:
             extensions["reason_phrase"] = answer.reason.encode("ascii", "replace")
         return httpx.Response(

@@ -477,7 +477,14 @@ def machine() -> str:
     )
 
 
-def _runs(r: dict[str, Any]) -> str:
+def markdown_table(columns: list[str], rows: list[list[Any]]) -> list[str]:
+    """The lines of a Markdown table: a header of `columns`, then one line per row."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+
+
+def walls_shown(r: dict[str, Any]) -> str:
+    """The median run's wall time, with every run's beside it."""
     return f"{r['wall_seconds']} ({', '.join(str(w) for w in r['wall_runs'])})"
 
 
@@ -500,18 +507,38 @@ def render(
     command: str,
     where: str,
 ) -> str:
-    lines = [
-        "| strategy | listings | MLS requests | minimum | ratio | wall s: median (runs) "
-        "| daemon CPU s | of it, event loop | peak RSS MB | sandbox CPU s | changes applied |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+    columns = [
+        "strategy",
+        "listings",
+        "MLS requests",
+        "minimum",
+        "ratio",
+        "wall s: median (runs)",
+        "daemon CPU s",
+        "of it, event loop",
+        "peak RSS MB",
+        "sandbox CPU s",
+        "changes applied",
     ]
-    for r in a:
-        lines.append(
-            f"| {r['strategy']} | {r['listings']:,} | {r['mls_requests']:,} "
-            f"| {r['minimum_requests']:,} | {r['ratio_to_minimum']} | {_runs(r)} "
-            f"| {r['cpu_seconds']} | {r['loop_thread_cpu_seconds']} | {r['peak_rss_mb']} "
-            f"| {r['sandbox_cpu_seconds']} | {r['status_changes']:,} |"
-        )
+    lines = markdown_table(
+        columns,
+        [
+            [
+                r["strategy"],
+                f"{r['listings']:,}",
+                f"{r['mls_requests']:,}",
+                f"{r['minimum_requests']:,}",
+                r["ratio_to_minimum"],
+                walls_shown(r),
+                r["cpu_seconds"],
+                r["loop_thread_cpu_seconds"],
+                r["peak_rss_mb"],
+                r["sandbox_cpu_seconds"],
+                f"{r['status_changes']:,}",
+            ]
+            for r in a
+        ],
+    )
     lines += [
         "",
         f"Scenario B (one credential shared by {b['connections']} connections, "
@@ -523,7 +550,7 @@ def render(
         f"CPU {b['cpu_seconds']} s.",
         "",
         f"Scenario C ({c['posts']:,} posts, {c['rate_per_platform']:g} deletes/s per platform): "
-        f"{c['successful_deletes']:,} deleted in {_runs(c)} s against a floor of "
+        f"{c['successful_deletes']:,} deleted in {walls_shown(c)} s against a floor of "
         f"{c['floor_seconds']} s (wall/floor {c['wall_over_floor']}, target <= "
         f"{round(1.05 * c['floor_seconds'] + 1, 2)} s); posts deleted twice: "
         f"{c['posts_deleted_twice']}; CPU {c['cpu_seconds']} s (event loop "
@@ -557,8 +584,8 @@ def render_d(d: dict[str, Any]) -> str:
         f"the 1 s target). In the round of median wall time: p50 {hooked['lag_p50_seconds']} "
         f"s, p99 {hooked['lag_p99_seconds']} s, max {hooked['lag_max_seconds']} s; the last "
         f"event arrived {hooked['drain_seconds']} s after the cycle ended. Cycle wall "
-        f"{_runs(hooked)} s with deliveries against {_runs(base)} s without (slowdown of the "
-        f"medians {d['slowdown']:.1%}; the rounds without deliveries alone span "
+        f"{walls_shown(hooked)} s with deliveries against {walls_shown(base)} s without "
+        f"(slowdown of the medians {d['slowdown']:.1%}; the rounds without deliveries alone span "
         f"{_spread(base['wall_runs']):.0%}); cycle CPU {hooked['cpu_seconds']} s against "
         f"{base['cpu_seconds']} s, the delivery process's {hooked['delivery_cpu_seconds']} s "
         f"and the receiver's {hooked['receiver_cpu_seconds']} s (their processes, on the same "

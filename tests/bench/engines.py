@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.bench.bench import Sizes, cpu_over_sandbox, strategy_cycles
+from tests.bench.bench import Sizes, cpu_over_sandbox, markdown_table, strategy_cycles, walls_shown
 from tests.bench.cycle import ENGINES, HTTPX_AIOHTTP
 
 BY_KEY = {"key_filter": "in", "batch_size": 50}
@@ -35,17 +35,26 @@ def scenario_j(sizes: Sizes, work: Path) -> list[dict[str, Any]]:
 
 
 def render_j(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "| engine | requests | wall s: median (runs) | daemon CPU s | of it, event loop "
-        "| CPU ms per request | sandbox CPU s | daemon CPU / sandbox CPU | errors |",
-        "|---|---|---|---|---|---|---|---|---|",
+    columns = [
+        "engine",
+        "requests",
+        "wall s: median (runs)",
+        "daemon CPU s",
+        "of it, event loop",
+        "CPU ms per request",
+        "sandbox CPU s",
+        "daemon CPU / sandbox CPU",
+        "errors",
     ]
-    for r in rows:
-        walls = ", ".join(str(w) for w in r["wall_runs"])
-        lines.append(
-            f"| {r['engine']} | {r['mls_requests']:,} | {r['wall_seconds']} ({walls}) "
-            f"| {r['cpu_seconds']} | {r['loop_thread_cpu_seconds']} "
-            f"| {r['cpu_ms_per_request']} | {r['sandbox_cpu_seconds']} "
-            f"| {r['cpu_over_sandbox']} | {r['errors']} |"
-        )
-    return "\n".join(lines)
+    keys = [
+        "cpu_seconds",
+        "loop_thread_cpu_seconds",
+        "cpu_ms_per_request",
+        "sandbox_cpu_seconds",
+        "cpu_over_sandbox",
+        "errors",
+    ]
+    table = [
+        [r["engine"], f"{r['mls_requests']:,}", walls_shown(r), *[r[k] for k in keys]] for r in rows
+    ]
+    return "\n".join(markdown_table(columns, table))

@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tests.bench.bench import Sizes, cpu_over_sandbox, strategy_cycles
+from tests.bench.bench import Sizes, cpu_over_sandbox, markdown_table, strategy_cycles
 
 FETCHES = {
     "by_key": {"key_filter": "in", "batch_size": 50},
@@ -64,16 +64,29 @@ def with_growth(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def render_i(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "| fetch | listings | MLS requests | wall s | daemon CPU s | CPU ms per 1,000 listings "
-        "| growth over linear | peak RSS MB | sandbox CPU s | daemon CPU / sandbox CPU |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+    columns = [
+        "fetch",
+        "listings",
+        "MLS requests",
+        "wall s",
+        "daemon CPU s",
+        "CPU ms per 1,000 listings",
+        "growth over linear",
+        "peak RSS MB",
+        "sandbox CPU s",
+        "daemon CPU / sandbox CPU",
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['fetch']} | {r['listings']:,} | {r['mls_requests']:,} | {r['wall_seconds']} "
-            f"| {r['cpu_seconds']} | {r['cpu_ms_per_1000_listings']} "
-            f"| {r['cpu_growth_over_linear']} | {r['peak_rss_mb']} "
-            f"| {r['sandbox_cpu_seconds']} | {r['cpu_over_sandbox']} |"
-        )
-    return "\n".join(lines)
+    keys = [
+        "wall_seconds",
+        "cpu_seconds",
+        "cpu_ms_per_1000_listings",
+        "cpu_growth_over_linear",
+        "peak_rss_mb",
+        "sandbox_cpu_seconds",
+        "cpu_over_sandbox",
+    ]
+    table = [
+        [r["fetch"], f"{r['listings']:,}", f"{r['mls_requests']:,}", *[r[k] for k in keys]]
+        for r in rows
+    ]
+    return "\n".join(markdown_table(columns, table))
