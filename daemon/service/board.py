@@ -62,6 +62,8 @@ class StatusBoard:
         # As the scheduled cycle applies them (a reload replaces them); None: tiers are off.
         self.check_intervals = check_intervals
         self._tiers: tuple[float, dict[str, dict[str, Any]] | None] | None = None
+        # Counts `changed()`: a tier summary begun before a change is not kept after it.
+        self._changes = 0
         self._snapshot: Snapshot | None = None
         self._taken = 0.0
         self._stale = True
@@ -88,6 +90,7 @@ class StatusBoard:
         """Something a caller will look for next was written: the next answer is fresh."""
         self._stale = True
         self._tiers = None  # a cycle's checks moved them
+        self._changes += 1
         self._asked.set()
         self._change.set()
 
@@ -106,7 +109,10 @@ class StatusBoard:
     async def _check_tiers(self) -> dict[str, dict[str, Any]] | None:
         if self._tiers is None or time.monotonic() - self._tiers[0] >= TIERS_MAX_AGE:
             settings = self.check_intervals
+            changes = self._changes
             shown = None if settings is None else await tiers_shown(self.reader, settings, utcnow())
+            if changes != self._changes:  # read in part before a change: shown once, not kept
+                return shown
             self._tiers = time.monotonic(), shown
         return self._tiers[1]
 

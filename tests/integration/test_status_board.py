@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
+from typing import Any
 
 import anyio
+import pytest
 
 from daemon.composition import Runtime
+from daemon.config import CheckIntervalSettings
+from daemon.ops.connections import tiers_shown
 from daemon.service.board import StatusBoard
 from daemon.store import database
+from daemon.timestamps import iso, utcnow
 from tests.helpers import add_connection, track
 
 
@@ -83,3 +89,41 @@ async def test_status_is_read_again_at_most_once_per_max_age(runtime: Runtime) -
         tg.cancel_scope.cancel()
 
     assert 2 <= len(taken) <= 5
+
+
+# What a cycle writes for a listing it found active, unchanged for days.
+CHECKED_ACTIVE = """
+UPDATE listings SET status = 'active', status_changed_at = :long_ago, last_checked_at = :now
+"""
+
+
+async def test_a_tier_summary_read_while_a_cycle_ends_is_not_kept_after_it(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cycle announces its end while /status is summing the tiers: that sum, taken before
+    the cycle's last writes, must not be what /status shows for the next minute."""
+    await add_connection(runtime, "http://127.0.0.1:9")
+    await track(runtime, "mls-1", ["A1"])  # unchecked until a cycle answers for it
+    async with (
+        database.reader(runtime.db.path) as reader,
+        anyio.create_task_group() as tg,
+    ):
+        board = StatusBoard(reader, max_age=60, check_intervals=CheckIntervalSettings())
+        summed = tiers_shown
+
+        async def cycle_ends_meanwhile(*args: Any, **kwargs: Any) -> Any:
+            shown = await summed(*args, **kwargs)  # before the cycle's writes
+            checked = {"now": iso(utcnow()), "long_ago": iso(utcnow() - timedelta(days=2))}
+            await runtime.db.write_one(CHECKED_ACTIVE, checked)
+            board.changed()  # the cycle's end, announced while the sum is on its way
+            monkeypatch.setattr(f"{StatusBoard.__module__}.tiers_shown", summed)
+            return shown
+
+        monkeypatch.setattr(f"{StatusBoard.__module__}.tiers_shown", cycle_ends_meanwhile)
+        tg.start_soon(board.run)
+        await board.current()
+        after = json.loads((await board.current()).body)
+        tg.cancel_scope.cancel()
+
+    tiers = after["check_tiers"]
+    assert (tiers["unchecked"]["listings"], tiers["active"]["listings"]) == (0, 1)
