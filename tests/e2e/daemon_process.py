@@ -251,8 +251,16 @@ class Daemon:
                 await anyio.sleep(0.05)
             return index
 
-    async def signal_on_notify(self, text: str, sig: signal.Signals, timeout: float = 20) -> None:
-        """Sends `sig` the instant a datagram containing `text` arrives (no polling delay)."""
+    async def signal_on_notify(
+        self,
+        text: str,
+        sig: signal.Signals,
+        timeout: float = 20,
+        first: signal.Signals | None = None,
+    ) -> None:
+        """Sends `sig` the instant a datagram containing `text` arrives (no polling delay).
+        `first`: a signal sent once the wait is armed, for a datagram it causes (sent
+        before arming, the datagram could arrive, and be missed, before the wait began)."""
         sent = threading.Event()
 
         def send() -> None:
@@ -260,6 +268,8 @@ class Daemon:
             sent.set()
 
         self.notify.on_message(text, send)
+        if first is not None:
+            self.send(first)
         with anyio.fail_after(timeout):
             while not sent.is_set():
                 self._check_alive()

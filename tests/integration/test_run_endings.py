@@ -169,8 +169,7 @@ async def test_a_signal_while_the_daemon_stops_does_not_cut_its_stop_short(
     SIGTERM again: the daemon still stops as a clean stop does, exit 0, its run
     `interrupted` and its lease freed."""
     async with _daemon_mid_cycle(tmp_path, secret_key, mls, platforms[1], grace=1.0) as daemon:
-        daemon.send(signal.SIGTERM)
-        await daemon.signal_on_notify("STOPPING=1", second)
+        await daemon.signal_on_notify("STOPPING=1", second, first=signal.SIGTERM)
         code, _ = await daemon.wait_exit(timeout=10)
 
     assert code == 0, daemon.log()
