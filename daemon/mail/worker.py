@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import json
 import random
-import sqlite3
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Protocol
 
-import aiosqlite
 import anyio
 import structlog
 
@@ -36,7 +34,9 @@ from daemon.mail.timing import digest_day, digest_due
 from daemon.outbound import retry
 from daemon.store import events, mail
 from daemon.store.database import Database
+from daemon.store.errors import StoreError
 from daemon.store.records import EventRow
+from daemon.store.session import Session
 from daemon.store.until_written import until_written
 from daemon.timestamps import iso, parse_iso, utcnow
 
@@ -126,7 +126,7 @@ class MailWorker:
                 moved = await self.follow_once()
                 await self.make_digests()
                 self._hooks.mail_waiting(await mail.waiting(self._reader))
-            except sqlite3.Error as exc:  # busy: the next pass tries again
+            except StoreError as exc:  # busy: the next pass tries again
                 log.warning("mail_follow_delayed", error=str(exc))
                 moved = False
             if not moved and not await self._watch.wait_after(self._cursor, self._poll):
@@ -159,7 +159,7 @@ class MailWorker:
 
     async def _plan(
         self,
-        conn: aiosqlite.Connection,
+        conn: Session,
         row: EventRow,
         recipients: dict[str, mail.Recipient],
         now: str,
@@ -189,14 +189,14 @@ class MailWorker:
             message = compose.for_event(row.type, data, self.settings.public_url)
         await mail.enqueue(conn, to, row.type, [row.id], now, message.subject, message.body)
 
-    async def _release(self, conn: aiosqlite.Connection, now: str) -> None:
+    async def _release(self, conn: Session, now: str) -> None:
         """Composes the held sales whose run has ended, from their posts as they are now."""
         for message_id, listing_id, facts in await mail.releasable(conn):
             message = await self._sold(conn, facts, listing_id)
             await mail.release(conn, message_id, message.subject, message.body, now)
 
     async def _sold(
-        self, conn: aiosqlite.Connection, data: compose.Data, listing_id: str | None
+        self, conn: Session, data: compose.Data, listing_id: str | None
     ) -> compose.Message:
         posts = await mail.posts_of_listing(conn, listing_id) if listing_id else []
         states = [compose.post_state(p) for p in posts]
@@ -218,9 +218,7 @@ class MailWorker:
             self._more.set()
         return made
 
-    async def _digest(
-        self, conn: aiosqlite.Connection, items: list[mail.DigestItemRow], now: datetime
-    ) -> None:
+    async def _digest(self, conn: Session, items: list[mail.DigestItemRow], now: datetime) -> None:
         parts = []
         for item in items:
             posts: list[compose.PostState] = []
@@ -246,7 +244,7 @@ class MailWorker:
                 self._more = anyio.Event()
                 try:
                     await self.start_due(tg)
-                except sqlite3.Error as exc:
+                except StoreError as exc:
                     log.warning("mail_send_delayed", error=str(exc))
                 with anyio.move_on_after(self._poll):
                     await self._more.wait()

@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import re
 import secrets
-import sqlite3
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 
@@ -27,6 +26,7 @@ from daemon.scopes import Scope
 from daemon.specs import ID_PATTERN, SpecError
 from daemon.store import api_tokens as store
 from daemon.store.database import Database
+from daemon.store.errors import StoreError
 from daemon.store.records import ApiTokenRow
 from daemon.timestamps import iso, utcnow
 
@@ -130,7 +130,7 @@ async def _note_use(db: Database, row: ApiTokenRow) -> None:
         return
     try:
         await store.touch(db, row.id, iso(now))
-    except sqlite3.OperationalError as exc:
+    except StoreError as exc:
         # When a token was last used is a hint for people: never a reason to refuse a request.
         # (`caller`, not `token_name`: the log redacts any field named like a secret.)
         log.warning("token_use_not_recorded", caller=row.name, error=str(exc))

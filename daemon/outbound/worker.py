@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from daemon.outbound.urls import UrlPolicy
 from daemon.store import events
 from daemon.store import webhooks as store
 from daemon.store.database import Database
+from daemon.store.errors import IntegrityViolation, StoreError
 from daemon.store.records import EventRow, WebhookDeliveryRow, WebhookEndpointRow
 from daemon.store.until_written import until_written
 from daemon.timestamps import iso, parse_iso, utcnow
@@ -139,7 +139,7 @@ class Deliveries:
                         if endpoint_id not in self.following:
                             self.following.add(endpoint_id)
                             tg.start_soon(self._follow, endpoint_id)
-                except sqlite3.Error as exc:  # looked at again in a second: the daemon goes on
+                except StoreError as exc:  # looked at again in a second: the daemon goes on
                     log.warning("webhook_endpoints_not_read", error=str(exc))
                 await anyio.sleep(SUPERVISE_EVERY)
 
@@ -224,7 +224,7 @@ class Deliveries:
             delivery = await store.take(self.db, now.id, recorder.cursor, row.id, row.id, iso(at))
             if delivery is not None:
                 await self._settle(now, delivery, row.id, sent, at)
-        except sqlite3.IntegrityError:
+        except IntegrityViolation:
             return None  # the endpoint was removed while its request was out
         return 0.0
 
@@ -346,7 +346,7 @@ class Deliveries:
         sent = await self.send(endpoint, event.id, event_body(event))
         try:
             await self._settle(endpoint, delivery, event.id, sent, self.clock())
-        except sqlite3.IntegrityError:
+        except IntegrityViolation:
             return  # the endpoint was removed while its request was out: nothing to record
 
     async def _settle(

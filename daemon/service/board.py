@@ -101,7 +101,7 @@ class StatusBoard:
             if self._ping_ms is None or time.monotonic() - self._pinged >= self.max_age:
                 started = time.perf_counter()
                 async with self.reader.reading() as conn:
-                    await conn.execute_fetchall("SELECT 1")
+                    await conn.fetch_all("SELECT 1")
                 self._ping_ms = (time.perf_counter() - started) * 1000
                 self._pinged = time.monotonic()
             return self._ping_ms

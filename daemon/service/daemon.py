@@ -9,7 +9,6 @@ handlers: the HTTP server is a Uvicorn subclass that captures no signals (daemon
 from __future__ import annotations
 
 import signal
-import sqlite3
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -48,6 +47,7 @@ from daemon.service.state import ServiceState
 from daemon.service.user_syncs import UserSyncs
 from daemon.serving import serving
 from daemon.store import cycle_health, database, events, listings, mail, runs, webhooks
+from daemon.store.errors import StoreError
 from daemon.sync.engine import PollOutcome, RunReport
 from daemon.timestamps import iso, utcnow
 
@@ -346,7 +346,7 @@ async def _prune_events(db: database.Database, retention_days: int, mail_on: boo
         deliveries = await webhooks.prune(db, before)
         mailed = await mail.prune(db, before)
         held = await events.held_for(db, before)
-    except sqlite3.Error as exc:
+    except StoreError as exc:
         log.warning("events_not_pruned", error=str(exc), note="tried again after the next cycle")
         return
     if pruned or deliveries or mailed:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from daemon.config import LoggingSettings, Settings, WebhookSettings
 from daemon.outbound.worker import DeliveryMetrics, undelivered_ages
 from daemon.store.database import Database
+from daemon.store.errors import StoreError
 from daemon.timestamps import utcnow
 
 log = structlog.get_logger("mls_sync.webhooks")
@@ -133,7 +133,7 @@ class DeliveryProcess:
         while True:
             try:
                 self.metrics.set_oldest_undelivered(await undelivered_ages(self.reader, utcnow()))
-            except sqlite3.Error as exc:  # looked at again in a second
+            except StoreError as exc:  # looked at again in a second
                 log.warning("webhook_lag_not_read", error=str(exc))
             await anyio.sleep(MEASURE_EVERY)
 

@@ -9,13 +9,12 @@ processes (a CLI command on this machine), and they must wake the daemon's reade
 
 from __future__ import annotations
 
-import sqlite3
-
 import anyio
 import structlog
 
 from daemon.store import events
 from daemon.store.database import Database
+from daemon.store.errors import StoreError
 
 # How often the last id is read: the feed's and the deliveries' added lag is at most this.
 WATCH_SECONDS = 0.1
@@ -38,7 +37,7 @@ class EventWatch:
         while True:
             try:
                 latest = await events.last_id(self._db)
-            except sqlite3.Error as exc:
+            except StoreError as exc:
                 log.warning("event_watch_read_failed", error=str(exc))
                 await anyio.sleep(FAILED_READ_SECONDS)
                 continue

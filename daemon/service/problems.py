@@ -8,7 +8,6 @@ problem+json of the `Problem` schema."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
 from typing import Any
@@ -27,6 +26,7 @@ from daemon.ops.imports import ImportRefused
 from daemon.service.access_log import template
 from daemon.service.refusals import refusal
 from daemon.specs import SpecError
+from daemon.store.errors import DatabaseBusy
 from daemon.sync.engine import SyncRefused
 
 PROBLEM_JSON = "application/problem+json"
@@ -175,10 +175,8 @@ def install(
     async def unavailable(request: Request, exc: Unavailable) -> JSONResponse:
         return problem(503, str(exc))
 
-    @app.exception_handler(sqlite3.OperationalError)
-    async def database_error(request: Request, exc: sqlite3.OperationalError) -> JSONResponse:
-        if not is_busy(exc):
-            raise exc  # a bug: answered by `failed` below, its traceback in the log
+    @app.exception_handler(DatabaseBusy)
+    async def database_busy(request: Request, exc: DatabaseBusy) -> JSONResponse:
         log.warning("database_busy", method=request.method, route=template(request.scope))
         return problem(503, DATABASE_BUSY, headers={"Retry-After": "1"})
 
@@ -186,9 +184,3 @@ def install(
     async def failed(request: Request, exc: Exception) -> JSONResponse:
         # Starlette re-raises it after this answer: Uvicorn logs it, with its traceback.
         return problem(500, INTERNAL)
-
-
-def is_busy(exc: sqlite3.OperationalError) -> bool:
-    """Whether another connection held the lock (SQLITE_BUSY or SQLITE_LOCKED, extended or
-    not), rather than anything being wrong with the request or the database."""
-    return exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)

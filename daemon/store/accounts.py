@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-import aiosqlite
-
 from daemon.enums import AccountState
 from daemon.errors import Conflict, NotFound
 from daemon.specs import AccountSpec
@@ -15,6 +13,7 @@ from daemon.store import events
 from daemon.store.database import Database
 from daemon.store.paging import Collection
 from daemon.store.records import AccountRow, from_row
+from daemon.store.session import Session
 
 INSERT = """
 INSERT INTO platform_accounts (id, user_id, platform, connected_via, access_token_encrypted,
@@ -70,8 +69,7 @@ async def upsert(
         "now": now,
     }
     async with db.transaction() as conn:
-        async with conn.execute(GET, (spec.id,)) as cur:
-            existed = await cur.fetchone() is not None
+        existed = await conn.fetch_one(GET, (spec.id,)) is not None
         await conn.execute(UPDATE if existed else INSERT, params)
     return not existed
 
@@ -86,23 +84,23 @@ async def list_all(db: Database) -> list[AccountRow]:
 
 
 async def for_ids(db: Database, ids: Sequence[str]) -> dict[str, AccountRow]:
-    async with db.reading() as conn, conn.execute(FOR_IDS, (json.dumps(list(ids)),)) as cur:
-        return {r["id"]: from_row(AccountRow, r) for r in await cur.fetchall()}
+    return {
+        r["id"]: from_row(AccountRow, r)
+        for r in await db.fetch_all(FOR_IDS, (json.dumps(list(ids)),))
+    }
 
 
 async def set_state(db: Database, account_id: str, state: str, error: str | None, now: str) -> bool:
     async with db.transaction() as conn:
         if state == AccountState.NEEDS_REAUTH:
             await events.account_needs_reauth(conn, account_id, error, now)
-        cur = await conn.execute(
+        changed = await conn.execute(
             SET_STATE, {"id": account_id, "state": state, "error": error, "now": now}
         )
-        return cur.rowcount == 1
+        return changed == 1
 
 
-async def mark_needs_reauth(
-    conn: aiosqlite.Connection, account_id: str, reason: str, now: str
-) -> None:
+async def mark_needs_reauth(conn: Session, account_id: str, reason: str, now: str) -> None:
     """Inside the transaction that records the failed post, so both are written or neither."""
     await events.account_needs_reauth(conn, account_id, reason, now)
     await conn.execute(
@@ -123,12 +121,10 @@ async def save_access_token(
 
 async def remove(db: Database, account_id: str) -> None:
     async with db.transaction() as conn:
-        async with conn.execute(COUNT_POSTS, (account_id,)) as cur:
-            row = await cur.fetchone()
+        row = await conn.fetch_one(COUNT_POSTS, (account_id,))
         if row and row[0]:
             raise Conflict(f"account {account_id!r} still has {row[0]} post(s) recorded")
-        cur2 = await conn.execute(DELETE, (account_id,))
-        if cur2.rowcount != 1:
+        if await conn.execute(DELETE, (account_id,)) != 1:
             raise NotFound("no platform account has this id")
 
 

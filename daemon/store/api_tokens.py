@@ -23,8 +23,8 @@ TOUCH = "UPDATE api_tokens SET last_used_at = :now WHERE id = :id"
 async def create(db: Database, name: str, scope: str, sha256: str, now: str) -> ApiTokenRow | None:
     """The new token's row, or None when the name is taken (a revoked token keeps its name)."""
     params = {"name": name, "scope": scope, "sha256": sha256, "now": now}
-    async with db.transaction() as conn, conn.execute(INSERT, params) as cur:
-        rows = list(await cur.fetchall())
+    async with db.transaction() as conn:
+        rows = list(await conn.fetch_all(INSERT, params))
     return from_row(ApiTokenRow, rows[0]) if rows else None
 
 
@@ -44,8 +44,7 @@ async def live_by_hash(db: Database, sha256: str) -> ApiTokenRow | None:
 
 
 async def any_live(db: Database) -> bool:
-    async with db.reading() as conn, conn.execute(ANY_LIVE) as cur:
-        row = await cur.fetchone()
+    row = await db.fetch_one(ANY_LIVE)
     return bool(row and row[0])
 
 

@@ -6,8 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
 from daemon.enums import LIVE_POSTS_SQL, ConnectionState, QueryMode
 from daemon.errors import Conflict, NotFound
 from daemon.specs import ConnectionSpec
@@ -15,6 +13,7 @@ from daemon.store import events
 from daemon.store.database import Database
 from daemon.store.paging import Collection
 from daemon.store.records import ConnectionRow, from_row
+from daemon.store.session import Session
 
 _SPEC_COLUMNS = (
     "name",
@@ -122,15 +121,15 @@ async def get(db: Database, connection_id: str) -> ConnectionRow | None:
         return await _get(conn, connection_id)
 
 
-async def _get(conn: aiosqlite.Connection, connection_id: str) -> ConnectionRow | None:
-    async with conn.execute(GET, (connection_id,)) as cur:
-        row = await cur.fetchone()
+async def _get(conn: Session, connection_id: str) -> ConnectionRow | None:
+    row = await conn.fetch_one(GET, (connection_id,))
     return from_row(ConnectionRow, row) if row else None
 
 
 async def list_all(db: Database, active_only: bool = False) -> list[ConnectionRow]:
-    async with db.reading() as conn, conn.execute(LIST_ACTIVE if active_only else LIST) as cur:
-        return [from_row(ConnectionRow, r) for r in await cur.fetchall()]
+    return [
+        from_row(ConnectionRow, r) for r in await db.fetch_all(LIST_ACTIVE if active_only else LIST)
+    ]
 
 
 def candidate(spec: ConnectionSpec, secret_encrypted: str, now: str) -> ConnectionRow:
@@ -161,20 +160,18 @@ async def set_push_token(db: Database, connection_id: str, sha256: str | None, n
 async def active_in_mode(db: Database, mode: str) -> list[ConnectionRow]:
     """The active connections that read the MLS in `mode` (events: those polled between
     cycles)."""
-    async with db.reading() as conn, conn.execute(LIST_ACTIVE_IN_MODE, (mode,)) as cur:
-        return [from_row(ConnectionRow, r) for r in await cur.fetchall()]
+    return [from_row(ConnectionRow, r) for r in await db.fetch_all(LIST_ACTIVE_IN_MODE, (mode,))]
 
 
 async def active_of_user(db: Database, user_id: str) -> list[ConnectionRow]:
     """The connections a sync of the user's connections takes (paused ones wait)."""
-    async with db.reading() as conn, conn.execute(LIST_ACTIVE_OF_USER, (user_id,)) as cur:
-        return [from_row(ConnectionRow, r) for r in await cur.fetchall()]
+    return [from_row(ConnectionRow, r) for r in await db.fetch_all(LIST_ACTIVE_OF_USER, (user_id,))]
 
 
 async def summaries(db: Database) -> list[dict[str, Any]]:
     """What /status shows of every connection: no secrets, no settings, one query."""
     async with db.reading() as conn:
-        rows = await conn.execute_fetchall(SUMMARIES)
+        rows = await conn.fetch_all(SUMMARIES)
     return [dict(zip(SUMMARY_FIELDS, r, strict=True)) for r in rows]
 
 
@@ -186,16 +183,16 @@ async def set_state(
 
 
 async def set_state_in(
-    conn: aiosqlite.Connection, connection_id: str, state: str, error: str | None, now: str
+    conn: Session, connection_id: str, state: str, error: str | None, now: str
 ) -> bool:
     """`set_state` inside the caller's transaction (with its event, when it comes to need
     re-authentication)."""
     if state == ConnectionState.NEEDS_REAUTH:
         await events.connection_needs_reauth(conn, connection_id, error, now)
-    cur = await conn.execute(
+    changed = await conn.execute(
         SET_STATE, {"id": connection_id, "state": state, "error": error, "now": now}
     )
-    return cur.rowcount == 1
+    return changed == 1
 
 
 @dataclass(frozen=True)
@@ -232,29 +229,25 @@ async def remove(
         await conn.execute(DELETE_POSTS_OF, (connection_id,))
         await conn.execute(DELETE_LISTINGS_OF, (connection_id,))
         await conn.execute(DELETE_LEASE, (connection_id,))
-        cur = await conn.execute(DELETE, (connection_id,))
-        if cur.rowcount != 1:
+        if await conn.execute(DELETE, (connection_id,)) != 1:
             raise NotFound("no MLS connection has this id")
     return Removed(count, live)
 
 
-async def _count(conn: aiosqlite.Connection, query: str, connection_id: str) -> int:
-    async with conn.execute(query, (connection_id,)) as cur:
-        row = await cur.fetchone()
+async def _count(conn: Session, query: str, connection_id: str) -> int:
+    row = await conn.fetch_one(query, (connection_id,))
     return int(row[0]) if row else 0
 
 
-async def save_cursor(
-    conn: aiosqlite.Connection, connection_id: str, cursor: str, now: str
-) -> None:
+async def save_cursor(conn: Session, connection_id: str, cursor: str, now: str) -> None:
     """Called inside the transaction that applies the page, so both commit together."""
     await save_cursors(conn, [(connection_id, cursor, now)])
 
 
-async def save_cursors(conn: aiosqlite.Connection, cursors: Sequence[tuple[str, str, str]]) -> None:
+async def save_cursors(conn: Session, cursors: Sequence[tuple[str, str, str]]) -> None:
     """(connection id, cursor, now) for each; `save_cursor` for several pages at once."""
     if cursors:
-        await conn.executemany(
+        await conn.execute_many(
             SAVE_CURSOR, [{"id": i, "cursor": c, "now": now} for i, c, now in cursors]
         )
 
@@ -264,37 +257,31 @@ async def mark_reconciled(db: Database, connection_id: str, at: str) -> None:
         await mark_reconciled_in(conn, [(connection_id, at)])
 
 
-async def mark_reconciled_in(
-    conn: aiosqlite.Connection, reconciled: Sequence[tuple[str, str]]
-) -> None:
+async def mark_reconciled_in(conn: Session, reconciled: Sequence[tuple[str, str]]) -> None:
     """(connection id, when its full pass started) for each, inside the caller's transaction."""
     if reconciled:
-        await conn.executemany(MARK_RECONCILED, [{"id": i, "at": at} for i, at in reconciled])
+        await conn.execute_many(MARK_RECONCILED, [{"id": i, "at": at} for i, at in reconciled])
 
 
-async def mark_synced(
-    conn: aiosqlite.Connection, synced: Sequence[tuple[str, str, str | None]]
-) -> None:
+async def mark_synced(conn: Session, synced: Sequence[tuple[str, str, str | None]]) -> None:
     """(connection id, when, its error or None) for each; inside the transaction that
     records the connections' part of the run."""
     if synced:
-        await conn.executemany(
+        await conn.execute_many(
             MARK_SYNCED, [{"id": i, "at": at, "error": error} for i, at, error in synced]
         )
 
 
-async def all_secrets(conn: aiosqlite.Connection) -> list[tuple[str, str]]:
-    async with conn.execute(ALL_SECRETS) as cur:
-        return [(r[0], r[1]) for r in await cur.fetchall()]
+async def all_secrets(conn: Session) -> list[tuple[str, str]]:
+    return [(r[0], r[1]) for r in await conn.fetch_all(ALL_SECRETS)]
 
 
-async def set_secret(conn: aiosqlite.Connection, connection_id: str, secret: str) -> None:
+async def set_secret(conn: Session, connection_id: str, secret: str) -> None:
     await conn.execute(SET_SECRET, (secret, connection_id))
 
 
 async def count_by_state(db: Database) -> dict[str, int]:
-    async with db.reading() as conn, conn.execute(COUNT_BY_STATE) as cur:
-        return {r[0]: int(r[1]) for r in await cur.fetchall()}
+    return {r[0]: int(r[1]) for r in await db.fetch_all(COUNT_BY_STATE)}
 
 
 _MATCHING = """

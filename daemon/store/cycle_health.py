@@ -69,18 +69,13 @@ class CycleHealth:
 
 async def latest(db: Database) -> CycleHealth:
     async with db.reading() as conn:
-        async with conn.execute(LAST_ENDED) as cur:
-            ended = await cur.fetchone()
-        async with conn.execute(LAST_READ_THE_MLS) as cur:
-            read = await cur.fetchone()
-        async with conn.execute(FIRST_STARTED) as cur:
-            first = await cur.fetchone()
+        ended = await conn.fetch_one(LAST_ENDED)
+        read = await conn.fetch_one(LAST_READ_THE_MLS)
+        first = await conn.fetch_one(FIRST_STARTED)
         failing: set[str] = set()
         if ended is not None:
-            async with conn.execute(FAILING_IN_RUN, (ended[0],)) as cur:
-                failing = {str(r[0]) for r in await cur.fetchall()}
-        async with conn.execute(LAST_READ_BY_CONNECTION) as cur:
-            last_read = {str(r[0]): r[1] for r in await cur.fetchall()}
+            failing = {str(r[0]) for r in await conn.fetch_all(FAILING_IN_RUN, (ended[0],))}
+        last_read = {str(r[0]): r[1] for r in await conn.fetch_all(LAST_READ_BY_CONNECTION)}
     return CycleHealth(
         last_ended_at=_unix(ended[1]) if ended else None,
         last_read_the_mls_at=_unix(read[0]) if read else None,

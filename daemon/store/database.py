@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -20,6 +20,8 @@ import aiosqlite
 import anyio
 
 from daemon.state_dir import create_private_file
+from daemon.store.errors import from_sqlite
+from daemon.store.session import Params, Row, Session, SqliteSession
 
 
 class SchemaError(Exception):
@@ -50,6 +52,7 @@ class Database:
         self.conn = conn
         self.path = path
         self.lock = asyncio.Lock()
+        self._session = SqliteSession(conn)
 
     @classmethod
     async def open(cls, path: Path, busy_timeout_ms: int = 5000) -> Database:
@@ -145,49 +148,53 @@ class Database:
                 await self.conn.execute("PRAGMA foreign_keys = ON")
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(self) -> AsyncIterator[Session]:
         """BEGIN IMMEDIATE ... COMMIT under the lock; rolls back on any exception."""
         async with self.lock:
             # Shielded (busy_timeout bounds it): a cancel here would abandon the await while
             # the database thread still runs the BEGIN, leaving the shared connection inside a
             # transaction. Once it has begun, a cancel lands in the body and rolls back.
             with anyio.CancelScope(shield=True):
-                await self.conn.execute("BEGIN IMMEDIATE")
+                await self._control("BEGIN IMMEDIATE")
             try:
-                yield self.conn
+                yield self._session
             except BaseException:
                 # Shielded: under anyio a cancelled scope would cancel this await too, and
                 # leave the transaction open for the next user of the connection.
                 with anyio.CancelScope(shield=True):
-                    await self.conn.execute("ROLLBACK")
+                    await self._control("ROLLBACK")
                 raise
             else:
                 with anyio.CancelScope(shield=True):
-                    await self.conn.execute("COMMIT")
+                    await self._control("COMMIT")
 
-    async def write_one(self, sql: str, params: dict[str, Any]) -> int:
+    async def _control(self, statement: str) -> None:
+        try:
+            await self.conn.execute(statement)
+        except sqlite3.Error as exc:
+            raise from_sqlite(exc) from exc
+
+    async def write_one(self, sql: str, params: Params) -> int:
         """One statement, atomic on its own (SQLite wraps it in a transaction of its own):
         one round trip to the database thread instead of a transaction's three. Returns
         the number of rows it changed."""
         async with self.lock:
-            cursor = await self.conn.execute(sql, params)
-            return cursor.rowcount
+            return await self._session.execute(sql, params)
 
-    async def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
+    async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
         """The first row of a read, or None."""
-        async with self.reading() as conn, conn.execute(sql, params) as cur:
-            row: aiosqlite.Row | None = await cur.fetchone()
-        return row
+        async with self.reading() as session:
+            return await session.fetch_one(sql, params)
 
-    async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-        async with self.reading() as conn, conn.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
+        async with self.reading() as session:
+            return await session.fetch_all(sql, params)
 
     @asynccontextmanager
-    async def reading(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def reading(self) -> AsyncIterator[Session]:
         """Reads under the lock, so they never see another coroutine's open transaction."""
         async with self.lock:
-            yield self.conn
+            yield self._session
 
 
 @asynccontextmanager
@@ -207,8 +214,8 @@ async def delete_in_batches(
     than `batch` rows (the writer is never held up long); returns how many went."""
     total = 0
     while True:
-        async with db.transaction() as conn:
-            cur = await conn.execute(sql, {**params, "batch": batch})
-        total += cur.rowcount
-        if cur.rowcount < batch:
+        async with db.transaction() as session:
+            deleted = await session.execute(sql, {**params, "batch": batch})
+        total += deleted
+        if deleted < batch:
             return total

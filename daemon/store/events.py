@@ -13,12 +13,12 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-import aiosqlite
 import anyio
 
 from daemon.enums import EventType
 from daemon.store.database import Database, delete_in_batches
 from daemon.store.records import EventRow, from_row
+from daemon.store.session import Session
 
 # A listing as every listing and post event shows it (`l` is its row).
 _LISTING = """json_object('id', l.id, 'key', l.listing_key, 'connection_id', l.connection_id,
@@ -136,10 +136,10 @@ class ListingChanged:
     at: str
 
 
-async def listings_changed(conn: aiosqlite.Connection, changes: Sequence[ListingChanged]) -> None:
+async def listings_changed(conn: Session, changes: Sequence[ListingChanged]) -> None:
     if not changes:
         return
-    await conn.executemany(
+    await conn.execute_many(
         LISTING_CHANGED,
         [
             {
@@ -157,7 +157,7 @@ async def listings_changed(conn: aiosqlite.Connection, changes: Sequence[Listing
 
 
 async def listings_untracked(
-    conn: aiosqlite.Connection,
+    conn: Session,
     by: str,
     at: str,
     listing_id: str | None = None,
@@ -170,18 +170,16 @@ async def listings_untracked(
     )
 
 
-async def posts_changed(
-    conn: aiosqlite.Connection, changes: Sequence[tuple[EventType, str]], at: str
-) -> None:
+async def posts_changed(conn: Session, changes: Sequence[tuple[EventType, str]], at: str) -> None:
     """(type, post id) for posts whose rows already say what happened."""
     if changes:
-        await conn.executemany(
+        await conn.execute_many(
             POST_CHANGED, [{"type": t, "id": post_id, "now": at} for t, post_id in changes]
         )
 
 
 async def connection_needs_reauth(
-    conn: aiosqlite.Connection, connection_id: str, reason: str | None, at: str
+    conn: Session, connection_id: str, reason: str | None, at: str
 ) -> None:
     """Call before the connection's state is set: only a change of state is an event."""
     what = CONNECTION_WHAT_TO_DO.replace("{id}", connection_id)
@@ -189,28 +187,24 @@ async def connection_needs_reauth(
     await conn.execute(CONNECTION_NEEDS_REAUTH, params)
 
 
-async def account_needs_reauth(
-    conn: aiosqlite.Connection, account_id: str, reason: str | None, at: str
-) -> None:
+async def account_needs_reauth(conn: Session, account_id: str, reason: str | None, at: str) -> None:
     """Call before the account's state is set: only a change of state is an event."""
     what = ACCOUNT_WHAT_TO_DO.replace("{id}", account_id)
     params = {"id": account_id, "reason": reason, "what_to_do": what, "now": at}
     await conn.execute(ACCOUNT_NEEDS_REAUTH, params)
 
 
-async def endpoint_disabled(
-    conn: aiosqlite.Connection, endpoint_id: int, reason: str, at: str
-) -> None:
+async def endpoint_disabled(conn: Session, endpoint_id: int, reason: str, at: str) -> None:
     """Call before the endpoint's row is disabled: only a change of state is an event."""
     what = ENDPOINT_WHAT_TO_DO.replace("{id}", str(endpoint_id))
     params = {"id": endpoint_id, "reason": reason, "what_to_do": what, "now": at}
     await conn.execute(ENDPOINT_DISABLED, params)
 
 
-async def runs_finished(conn: aiosqlite.Connection, run_ids: Sequence[int], at: str) -> None:
+async def runs_finished(conn: Session, run_ids: Sequence[int], at: str) -> None:
     """After the runs' outcome is written."""
     if run_ids:
-        await conn.executemany(RUN_FINISHED, [{"id": i, "now": at} for i in run_ids])
+        await conn.execute_many(RUN_FINISHED, [{"id": i, "now": at} for i in run_ids])
 
 
 # Reading -----------------------------------------------------------------------------------
@@ -280,7 +274,7 @@ async def after(
     `limit` rows came back) skips nothing, and never rereads the ones its filters passed over.
     """
     async with db.reading() as conn:
-        upto = int(next(iter(await conn.execute_fetchall(LAST_ID)))[0])
+        upto = int(next(iter(await conn.fetch_all(LAST_ID)))[0])
         params = {
             "after": after_id,
             "upto": upto,
@@ -288,7 +282,7 @@ async def after(
             "user_id": user_id,
             "limit": limit,
         }
-        rows = await conn.execute_fetchall(AFTER, params)
+        rows = await conn.fetch_all(AFTER, params)
     return Read([from_row(EventRow, r) for r in rows], upto)
 
 
@@ -297,10 +291,9 @@ async def last_id(db: Database) -> int:
     return int(row[0]) if row else 0
 
 
-async def last_id_in(conn: aiosqlite.Connection) -> int:
+async def last_id_in(conn: Session) -> int:
     """`last_id` inside the caller's transaction."""
-    async with conn.execute(LAST_ID) as cur:
-        row = await cur.fetchone()
+    row = await conn.fetch_one(LAST_ID)
     return int(row[0]) if row else 0
 
 
@@ -320,7 +313,7 @@ async def prune(db: Database, before: str, mail_on: bool = False, batch: int = 5
 async def held_for(db: Database, before: str) -> list[int]:
     """The webhook endpoints that keep events older than `before` from being pruned."""
     async with db.reading() as conn:
-        rows = await conn.execute_fetchall(HELD_FOR, {"before": before})
+        rows = await conn.fetch_all(HELD_FOR, {"before": before})
     return [int(r[0]) for r in rows]
 
 

@@ -20,10 +20,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Generic, TypeVar
 
-import aiosqlite
 import anyio
 
 from daemon.store.database import Database
+from daemon.store.session import Session
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -56,9 +56,7 @@ class GroupWriter(Generic[Item, Result]):
     def __init__(
         self,
         db: Database,
-        write: Callable[
-            [aiosqlite.Connection, Sequence[Item]], Awaitable[Sequence[Result | Refused]]
-        ],
+        write: Callable[[Session, Sequence[Item]], Awaitable[Sequence[Result | Refused]]],
         max_group: int = MAX_GROUP,
         weight: Callable[[Item], int] = lambda item: 1,
     ) -> None:

@@ -10,10 +10,9 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import aiosqlite
-
 from daemon.store.database import Database
 from daemon.store.group_commit import GroupWriter
+from daemon.store.session import Session
 
 # Free, or expired: the one statement that takes leases, for one or many. A lease whose holder
 # is dead but unexpired is taken over by TAKE_OVER, from that holder alone.
@@ -59,14 +58,14 @@ async def acquire(db: Database, wanted: LeaseRequest) -> bool:
         return (await acquire_many(conn, [wanted]))[0]
 
 
-async def acquire_many(conn: aiosqlite.Connection, wanted: Sequence[LeaseRequest]) -> list[bool]:
+async def acquire_many(conn: Session, wanted: Sequence[LeaseRequest]) -> list[bool]:
     """Several leases in one statement, inside the caller's transaction (for group commit):
     whether each request won its lease. Expiry is judged at the earliest request's time."""
     rows = [[w.connection_id, w.holder, w.until] for w in wanted]
     now = min(w.now for w in wanted)
     won = {
         (r[0], r[1])
-        for r in await conn.execute_fetchall(ACQUIRE, {"wanted": json.dumps(rows), "now": now})
+        for r in await conn.fetch_all(ACQUIRE, {"wanted": json.dumps(rows), "now": now})
     }
     return [(w.connection_id, w.holder) in won for w in wanted]
 
@@ -83,16 +82,16 @@ async def renew_many(db: Database, holders: Mapping[str, str], now: str, until: 
     async with db.transaction() as conn:
         for cid, holder in holders.items():
             params = {"id": cid, "holder": holder, "now": now, "until": until}
-            if (await conn.execute(RENEW_HELD, params)).rowcount == 1:
+            if await conn.execute(RENEW_HELD, params) == 1:
                 renewed.add(cid)
     return renewed
 
 
-async def valid_in(conn: aiosqlite.Connection, now: str) -> set[tuple[str, str]]:
+async def valid_in(conn: Session, now: str) -> set[tuple[str, str]]:
     """(connection id, holder) of every unexpired lease, read inside the transaction that
     writes under them: the fence. While it runs, the transaction holds SQLite's write lock,
     so no other process can take a lease over before it commits."""
-    return {(str(r[0]), str(r[1])) for r in await conn.execute_fetchall(VALID, {"now": now})}
+    return {(str(r[0]), str(r[1])) for r in await conn.fetch_all(VALID, {"now": now})}
 
 
 async def renew_held(db: Database, lease_id: str, holder: str, now: str, until: str) -> bool:
@@ -101,11 +100,11 @@ async def renew_held(db: Database, lease_id: str, holder: str, now: str, until: 
     return await db.write_one(RENEW_HELD, params) == 1
 
 
-async def still_held(conn: aiosqlite.Connection, lease_id: str, holder: str, now: str) -> bool:
+async def still_held(conn: Session, lease_id: str, holder: str, now: str) -> bool:
     """Inside the transaction of a write the lease guards (fencing): whether `holder` still
     holds it, unexpired. If not, the caller writes nothing."""
     params = {"id": lease_id, "holder": holder, "now": now}
-    return bool(await conn.execute_fetchall(STILL_HELD, params))
+    return bool(await conn.fetch_all(STILL_HELD, params))
 
 
 async def take_over(
@@ -120,14 +119,13 @@ async def release(db: Database, connection_id: str, holder: str) -> None:
     await db.write_one(RELEASE, {"id": connection_id, "holder": holder})
 
 
-async def release_in(conn: aiosqlite.Connection, held: Sequence[tuple[str, str]]) -> None:
+async def release_in(conn: Session, held: Sequence[tuple[str, str]]) -> None:
     """(connection id, holder) for each; inside a transaction that records the end of the
     work the leases guarded."""
     if held:
-        await conn.executemany(RELEASE, [{"id": i, "holder": h} for i, h in held])
+        await conn.execute_many(RELEASE, [{"id": i, "holder": h} for i, h in held])
 
 
 async def holder_of(db: Database, connection_id: str) -> tuple[str, str] | None:
-    async with db.reading() as conn, conn.execute(HOLDER, (connection_id,)) as cur:
-        row = await cur.fetchone()
+    row = await db.fetch_one(HOLDER, (connection_id,))
     return (row[0], row[1]) if row else None

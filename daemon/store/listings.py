@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-import aiosqlite
-
 from daemon.enums import LIVE_POSTS_SQL
 from daemon.errors import Conflict, NotFound
 from daemon.models import BatchPlan, LocalStatus, event_type_of
@@ -21,6 +19,7 @@ from daemon.store.records import (
     TrackedListing,
     from_row,
 )
+from daemon.store.session import Session
 from daemon.timestamps import iso
 
 # A listing given no user is its connection's user's; re-pointed to another connection
@@ -116,13 +115,9 @@ async def add_many(db: Database, specs: Sequence[ListingSpec], now: str) -> int:
     rows = [{**s.model_dump(mode="json"), "now": now} for s in specs]
     async with db.transaction() as conn:
         for cid in sorted({s.connection_id for s in specs}):
-            async with conn.execute(CONNECTION_EXISTS, (cid,)) as cur:
-                if await cur.fetchone() is None:
-                    raise NotFound(
-                        f"no MLS connection {cid!r}; add it with `mls-sync connections add`"
-                    )
-        cur = await conn.executemany(INSERT, rows)
-        return cur.rowcount
+            if await conn.fetch_one(CONNECTION_EXISTS, (cid,)) is None:
+                raise NotFound(f"no MLS connection {cid!r}; add it with `mls-sync connections add`")
+        return await conn.execute_many(INSERT, rows)
 
 
 async def get(db: Database, listing_id: str) -> ListingRow | None:
@@ -134,21 +129,20 @@ async def list_some(
     db: Database, connection_id: str | None, status: str | None, limit: int
 ) -> list[ListingRow]:
     params = {"connection_id": connection_id, "status": status, "limit": limit}
-    async with db.reading() as conn, conn.execute(LIST, params) as cur:
-        return [from_row(ListingRow, r) for r in await cur.fetchall()]
+    return [from_row(ListingRow, r) for r in await db.fetch_all(LIST, params)]
 
 
 async def set_excluded(db: Database, listing_id: str, excluded: bool, now: str) -> bool:
     async with db.transaction() as conn:
-        cur = await conn.execute(
+        changed = await conn.execute(
             SET_EXCLUDED, {"id": listing_id, "excluded": int(excluded), "now": now}
         )
-        return cur.rowcount == 1
+        return changed == 1
 
 
 async def tracked(db: Database, connection_id: str) -> list[TrackedListing]:
     async with db.reading() as conn:
-        rows = await conn.execute_fetchall(TRACKED, (connection_id,))  # one thread round trip
+        rows = await conn.fetch_all(TRACKED, (connection_id,))  # one thread round trip
     return [
         TrackedListing(r[0], r[1], LocalStatus(r[2]) if r[2] else None, r[3], r[4], bool(r[5]))
         for r in rows
@@ -168,20 +162,18 @@ async def ids_for_keys(db: Database, connection_id: str, keys: Sequence[str]) ->
     if not keys:
         return {}
     async with db.reading() as conn:
-        rows = await conn.execute_fetchall(TRACKED_BY_KEYS, (connection_id, json.dumps(list(keys))))
+        rows = await conn.fetch_all(TRACKED_BY_KEYS, (connection_id, json.dumps(list(keys))))
     return {r[1]: r[0] for r in rows}
 
 
-async def current_statuses(
-    conn: aiosqlite.Connection, ids: Sequence[str]
-) -> dict[str, LocalStatus | None]:
+async def current_statuses(conn: Session, ids: Sequence[str]) -> dict[str, LocalStatus | None]:
     """One query for the whole batch (json_each binds any number of ids as one parameter)."""
-    rows = await conn.execute_fetchall(CURRENT, (json.dumps(list(ids)),))
+    rows = await conn.fetch_all(CURRENT, (json.dumps(list(ids)),))
     return {r[0]: LocalStatus(r[1]) if r[1] else None for r in rows}
 
 
 async def apply_plans(
-    conn: aiosqlite.Connection, plans: Sequence[tuple[BatchPlan, int, str]], written_at: str
+    conn: Session, plans: Sequence[tuple[BatchPlan, int, str]], written_at: str
 ) -> None:
     """Writes batches' plans (each with its run id and time); call inside the transaction
     that read `current_statuses`. One statement per kind of write for all of them, and none
@@ -225,7 +217,7 @@ async def apply_plans(
         (SET_ERROR, errors),
     ):
         if rows:
-            await conn.executemany(statement, rows)
+            await conn.execute_many(statement, rows)
     # After the rows: each event shows its listing as the change left it.
     await events.listings_changed(
         conn,
@@ -245,19 +237,19 @@ async def apply_plans(
     )
 
 
-async def mark_not_checked(conn: aiosqlite.Connection, ids: Sequence[str], reason: str) -> None:
+async def mark_not_checked(conn: Session, ids: Sequence[str], reason: str) -> None:
     """A batch that failed: its listings keep their status and show why they were not checked."""
-    await conn.executemany(SET_ERROR, [{"id": i, "message": f"not checked: {reason}"} for i in ids])
+    await conn.execute_many(
+        SET_ERROR, [{"id": i, "message": f"not checked: {reason}"} for i in ids]
+    )
 
 
 async def history(db: Database, listing_id: str) -> list[StatusChangeRow]:
-    async with db.reading() as conn, conn.execute(HISTORY, (listing_id,)) as cur:
-        return [from_row(StatusChangeRow, r) for r in await cur.fetchall()]
+    return [from_row(StatusChangeRow, r) for r in await db.fetch_all(HISTORY, (listing_id,))]
 
 
 async def count_by_status(db: Database) -> dict[str, int]:
-    async with db.reading() as conn, conn.execute(COUNT_BY_STATUS) as cur:
-        return {r[0]: int(r[1]) for r in await cur.fetchall()}
+    return {r[0]: int(r[1]) for r in await db.fetch_all(COUNT_BY_STATUS)}
 
 
 async def count_by_status_in(
@@ -267,9 +259,8 @@ async def count_by_status_in(
     serves it), its listings by status; `unknown` before the MLS first answered."""
     found: dict[str, dict[str, int]] = {c: {} for c in connection_ids}
     params = {"ids": json.dumps(list(connection_ids))}
-    async with db.reading() as conn, conn.execute(COUNT_BY_CONNECTION_AND_STATUS, params) as cur:
-        for connection_id, status, count in await cur.fetchall():
-            found[str(connection_id)][str(status)] = int(count)
+    for connection_id, status, count in await db.fetch_all(COUNT_BY_CONNECTION_AND_STATUS, params):
+        found[str(connection_id)][str(status)] = int(count)
     return found
 
 
@@ -281,7 +272,7 @@ async def tier_groups(
     params = {"since": recent_since, "connection_id": connection_id}
     query = TIER_GROUPS if connection_id is None else TIER_GROUPS_OF_ONE
     async with db.reading() as conn:
-        rows = await conn.execute_fetchall(query, params)
+        rows = await conn.fetch_all(query, params)
     return [
         TierGroup(LocalStatus(r[0]) if r[0] else None, bool(r[1]), bool(r[2]), int(r[3]), r[4])
         for r in rows
@@ -291,13 +282,11 @@ async def tier_groups(
 async def changes_by_kind(db: Database, run_id: int) -> dict[str, int]:
     """A run's changes: `sold`, `pending`... for ordinary ones; `restored`, `removed` and
     `first_seen` by their event."""
-    async with db.reading() as conn, conn.execute(CHANGES_BY_KIND, (run_id,)) as cur:
-        return {r[0]: int(r[1]) for r in await cur.fetchall()}
+    return {r[0]: int(r[1]) for r in await db.fetch_all(CHANGES_BY_KIND, (run_id,))}
 
 
 async def transitions(db: Database, run_id: int) -> dict[tuple[str, str], int]:
-    async with db.reading() as conn, conn.execute(TRANSITIONS, (run_id,)) as cur:
-        return {(r[0], r[1]): int(r[2]) for r in await cur.fetchall()}
+    return {(r[0], r[1]): int(r[2]) for r in await db.fetch_all(TRANSITIONS, (run_id,))}
 
 
 _MATCHING = """
@@ -337,8 +326,7 @@ async def remove(db: Database, listing_id: str, force: bool, by: str, now: str) 
     it: a live post's row is what takes it down when the listing sells, so a listing with live
     posts is removed only when forced."""
     async with db.transaction() as conn:
-        async with conn.execute(COUNT_LIVE_POSTS, (listing_id,)) as cur:
-            row = await cur.fetchone()
+        row = await conn.fetch_one(COUNT_LIVE_POSTS, (listing_id,))
         live = int(row[0]) if row else 0
         if live and not force:
             raise Conflict(
@@ -349,7 +337,6 @@ async def remove(db: Database, listing_id: str, force: bool, by: str, now: str) 
             )
         await events.listings_untracked(conn, by, now, listing_id=listing_id)
         await conn.execute(DELETE_POSTS, (listing_id,))
-        cur = await conn.execute(DELETE_ONE, (listing_id,))
-        if cur.rowcount != 1:
+        if await conn.execute(DELETE_ONE, (listing_id,)) != 1:
             raise NotFound("no listing has this id")
     return live

@@ -12,10 +12,9 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
 from daemon.store import events, meta
 from daemon.store.database import Database, delete_in_batches
+from daemon.store.session import Session
 
 CURSOR_KEY = "mail_cursor"
 CURSOR = "SELECT value FROM meta WHERE key = 'mail_cursor'"
@@ -116,9 +115,8 @@ class DigestItemRow:
     due_at: str
 
 
-async def cursor(conn: aiosqlite.Connection) -> int:
-    async with conn.execute(CURSOR) as cur:
-        row = await cur.fetchone()
+async def cursor(conn: Session) -> int:
+    row = await conn.fetch_one(CURSOR)
     return int(row[0]) if row else 0
 
 
@@ -145,15 +143,15 @@ async def start_cursor(db: Database) -> None:
         await conn.execute(START_CURSOR)
 
 
-async def move_cursor(conn: aiosqlite.Connection, event_id: int) -> None:
+async def move_cursor(conn: Session, event_id: int) -> None:
     await meta.put(conn, CURSOR_KEY, str(event_id))
 
 
-async def recipients(conn: aiosqlite.Connection) -> dict[str, Recipient]:
+async def recipients(conn: Session) -> dict[str, Recipient]:
     """Users with an address and at least one event type to be sent. A notify_events that is
     not a JSON list of strings sends nothing (the users surface validates it)."""
     found = {}
-    for row in await conn.execute_fetchall(RECIPIENTS):
+    for row in await conn.fetch_all(RECIPIENTS):
         try:
             chosen = json.loads(row["notify_events"])
         except ValueError:
@@ -170,7 +168,7 @@ async def recipients(conn: aiosqlite.Connection) -> dict[str, Recipient]:
 
 
 async def enqueue(
-    conn: aiosqlite.Connection,
+    conn: Session,
     to: Recipient,
     kind: str,
     event_ids: Sequence[int],
@@ -200,34 +198,29 @@ async def enqueue(
     )
 
 
-async def join_held(
-    conn: aiosqlite.Connection, user_id: str, listing_id: str, event_id: int
-) -> bool:
+async def join_held(conn: Session, user_id: str, listing_id: str, event_id: int) -> bool:
     """Adds a post event to its listing's held sale message, if there is one."""
     params = {"user_id": user_id, "listing_id": listing_id, "event_id": event_id}
-    cur = await conn.execute(JOIN_HELD, params)
-    return cur.rowcount > 0
+    return await conn.execute(JOIN_HELD, params) > 0
 
 
-async def releasable(conn: aiosqlite.Connection) -> list[tuple[int, str, dict[str, Any]]]:
+async def releasable(conn: Session) -> list[tuple[int, str, dict[str, Any]]]:
     """(id, listing id, facts) of held messages whose run has ended."""
-    rows = await conn.execute_fetchall(RELEASABLE)
+    rows = await conn.fetch_all(RELEASABLE)
     return [(int(r["id"]), str(r["listing_id"]), json.loads(r["facts"])) for r in rows]
 
 
-async def release(
-    conn: aiosqlite.Connection, message_id: int, subject: str, body: str, now: str
-) -> None:
+async def release(conn: Session, message_id: int, subject: str, body: str, now: str) -> None:
     params = {"id": message_id, "subject": subject, "body": body, "now": now}
     await conn.execute(RELEASE, params)
 
 
-async def posts_of_listing(conn: aiosqlite.Connection, listing_id: str) -> list[dict[str, Any]]:
-    return [dict(r) for r in await conn.execute_fetchall(POSTS_OF_LISTING, (listing_id,))]
+async def posts_of_listing(conn: Session, listing_id: str) -> list[dict[str, Any]]:
+    return [dict(r) for r in await conn.fetch_all(POSTS_OF_LISTING, (listing_id,))]
 
 
 async def add_digest_item(
-    conn: aiosqlite.Connection, to: Recipient, event_id: int, type_: str, data: str, due_at: str
+    conn: Session, to: Recipient, event_id: int, type_: str, data: str, due_at: str
 ) -> None:
     params = {
         "user_id": to.user_id,
@@ -240,7 +233,7 @@ async def add_digest_item(
     await conn.execute(ADD_DIGEST_ITEM, params)
 
 
-async def due_digest_items(conn: aiosqlite.Connection, now: str) -> list[DigestItemRow]:
+async def due_digest_items(conn: Session, now: str) -> list[DigestItemRow]:
     return [
         DigestItemRow(
             int(r["id"]),
@@ -251,26 +244,24 @@ async def due_digest_items(conn: aiosqlite.Connection, now: str) -> list[DigestI
             json.loads(r["data"]),
             r["due_at"],
         )
-        for r in await conn.execute_fetchall(DUE_DIGEST_ITEMS, (now,))
+        for r in await conn.fetch_all(DUE_DIGEST_ITEMS, (now,))
     ]
 
 
-async def last_inserted_id(conn: aiosqlite.Connection) -> int:
-    row = next(iter(await conn.execute_fetchall("SELECT last_insert_rowid()")))
+async def last_inserted_id(conn: Session) -> int:
+    row = next(iter(await conn.fetch_all("SELECT last_insert_rowid()")))
     return int(row[0])
 
 
-async def mark_digested(
-    conn: aiosqlite.Connection, item_ids: Sequence[int], message_id: int
-) -> None:
-    await conn.executemany(DIGESTED, [(message_id, i) for i in item_ids])
+async def mark_digested(conn: Session, item_ids: Sequence[int], message_id: int) -> None:
+    await conn.execute_many(DIGESTED, [(message_id, i) for i in item_ids])
 
 
 async def due(db: Database, now: str, busy: Collection[int], limit: int) -> list[Outgoing]:
     """Pending messages whose time has come, but for those being sent (`busy`)."""
     params = {"now": now, "busy": json.dumps(sorted(busy)), "limit": limit}
     async with db.reading() as conn:
-        rows = await conn.execute_fetchall(DUE, params)
+        rows = await conn.fetch_all(DUE, params)
     return [
         Outgoing(
             int(r["id"]),
@@ -316,8 +307,8 @@ async def caught_up(db: Database) -> bool:
     return read_to >= last and await waiting(db) == 0
 
 
-async def time_zone(conn: aiosqlite.Connection, user_id: str) -> str:
-    rows = list(await conn.execute_fetchall(TIME_ZONE, (user_id,)))
+async def time_zone(conn: Session, user_id: str) -> str:
+    rows = list(await conn.fetch_all(TIME_ZONE, (user_id,)))
     return str(rows[0][0]) if rows else "UTC"
 
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import aiosqlite
-
 from daemon.store.database import Database
+from daemon.store.session import Session
 
 GET = "SELECT value FROM meta WHERE key = ?"
 PUT = """
@@ -16,10 +15,9 @@ KEY_CHECK = "key_check"
 
 
 async def get(db: Database, key: str) -> str | None:
-    async with db.reading() as conn, conn.execute(GET, (key,)) as cur:
-        row = await cur.fetchone()
+    row = await db.fetch_one(GET, (key,))
     return str(row[0]) if row else None
 
 
-async def put(conn: aiosqlite.Connection, key: str, value: str) -> None:
+async def put(conn: Session, key: str, value: str) -> None:
     await conn.execute(PUT, (key, value))

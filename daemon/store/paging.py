@@ -57,7 +57,7 @@ async def read_slice(
     """`select` takes the filters, `:after` and `:limit`; `count` the filters only. One row
     more than asked for says whether another slice follows."""
     async with db.reading() as conn:
-        rows = list(await conn.execute_fetchall(select, {**params, "limit": limit + 1}))
-        counted = await conn.execute_fetchall(count, params)
+        rows = list(await conn.fetch_all(select, {**params, "limit": limit + 1}))
+        counted = await conn.fetch_all(count, params)
     total = int(next(iter(counted))[0])
     return Slice([from_row(row_type, r) for r in rows[:limit]], total, len(rows) > limit)

@@ -11,8 +11,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import aiosqlite
-
 from daemon.enums import LIVE_POST_STATUSES, EventType
 from daemon.errors import Conflict, NotFound
 from daemon.models import LocalStatus
@@ -21,6 +19,7 @@ from daemon.store import events
 from daemon.store.database import Database
 from daemon.store.paging import Collection
 from daemon.store.records import DuePost, PostRow, from_row
+from daemon.store.session import Row, Session
 
 _DUE_COLUMNS = """
 SELECT p.id, p.listing_id, p.account_id, p.platform_post_id, l.status AS listing_status,
@@ -145,13 +144,11 @@ async def due_for_unpublish(
         "connection_id": scope.connection_id,
         "user_id": scope.user_id,
     }
-    async with db.reading() as conn, conn.execute(DUE, params) as cur:
-        return [from_row(DuePost, r) for r in await cur.fetchall()]
+    return [from_row(DuePost, r) for r in await db.fetch_all(DUE, params)]
 
 
 async def published_of_listing(db: Database, listing_id: str) -> list[DuePost]:
-    async with db.reading() as conn, conn.execute(PUBLISHED_OF_LISTING, (listing_id,)) as cur:
-        return [from_row(DuePost, r) for r in await cur.fetchall()]
+    return [from_row(DuePost, r) for r in await db.fetch_all(PUBLISHED_OF_LISTING, (listing_id,))]
 
 
 class PostStillLive(Conflict):
@@ -165,8 +162,7 @@ async def add(db: Database, spec: PostSpec, now: str) -> bool:
     its record is what takes the live one down (PostStillLive)."""
     params = {**spec.model_dump(mode="json"), "now": now}
     async with db.transaction() as conn:
-        async with conn.execute(RECORDED, (spec.id,)) as cur:
-            recorded = await cur.fetchone()
+        recorded = await conn.fetch_one(RECORDED, (spec.id,))
         if recorded is not None and (refusal := _replaces_a_live_post(recorded, spec)):
             raise PostStillLive(refusal)
         await conn.execute(REPUBLISH, params)
@@ -174,7 +170,7 @@ async def add(db: Database, spec: PostSpec, now: str) -> bool:
     return recorded is None
 
 
-def _replaces_a_live_post(recorded: aiosqlite.Row, spec: PostSpec) -> str | None:
+def _replaces_a_live_post(recorded: Row, spec: PostSpec) -> str | None:
     """Why `spec` may not replace the recorded post, or None. Names the recorded post (not
     the new id: an answer never repeats input)."""
     if (
@@ -203,15 +199,13 @@ class Attempt:
     next_attempt_at: str | None = None  # failed, refused only
 
 
-async def record_attempts(
-    conn: aiosqlite.Connection, attempts: Sequence[Attempt], now: str
-) -> set[str]:
+async def record_attempts(conn: Session, attempts: Sequence[Attempt], now: str) -> set[str]:
     """Writes a batch of attempts in the caller's transaction (a few statements, whatever the
     batch's size). Every update is guarded on status = 'published', so a post is never taken
     down twice; returns the ids that were still published, so each is counted once (and
     reported once in the event log: a failure only the first time)."""
     ids = json.dumps([a.post_id for a in attempts])
-    tried_before = {r[0]: r[1] for r in await conn.execute_fetchall(STILL_PUBLISHED, (ids,))}
+    tried_before = {r[0]: r[1] for r in await conn.fetch_all(STILL_PUBLISHED, (ids,))}
     fresh = set(tried_before)
     statements = {"done": DONE, "failed": FAILED, "refused": REFUSED, "manual": MANUAL}
     by_result: dict[str, list[dict[str, str | None]]] = {result: [] for result in statements}
@@ -224,7 +218,7 @@ async def record_attempts(
         by_result[a.result].append(row)
     for result, sql in statements.items():
         if by_result[result]:
-            await conn.executemany(sql, by_result[result])
+            await conn.execute_many(sql, by_result[result])
     reported = [
         (_EVENT_OF[a.result], a.post_id)
         for a in attempts
@@ -242,9 +236,7 @@ _EVENT_OF = {
 }
 
 
-async def mark_delete_sent(
-    conn: aiosqlite.Connection, copies: Sequence[DuePost], now: str
-) -> set[str]:
+async def mark_delete_sent(conn: Session, copies: Sequence[DuePost], now: str) -> set[str]:
     """In the caller's transaction, before the DELETEs go out: what a restart must check.
     Returns the ids marked: the posts still as their copies show them (only those may get a
     DELETE without a read)."""
@@ -257,8 +249,7 @@ async def mark_delete_sent(
         ),
         "now": now,
     }
-    async with conn.execute(DELETE_SENT, params) as cur:
-        return {r[0] for r in await cur.fetchall()}
+    return {r[0] for r in await conn.fetch_all(DELETE_SENT, params)}
 
 
 async def get(db: Database, post_id: str) -> PostRow | None:
@@ -270,13 +261,11 @@ async def list_some(
     db: Database, listing_id: str | None, status: str | None, limit: int
 ) -> list[PostRow]:
     params = {"listing_id": listing_id, "status": status, "limit": limit}
-    async with db.reading() as conn, conn.execute(LIST, params) as cur:
-        return [from_row(PostRow, r) for r in await cur.fetchall()]
+    return [from_row(PostRow, r) for r in await db.fetch_all(LIST, params)]
 
 
 async def count_by_status(db: Database) -> dict[str, int]:
-    async with db.reading() as conn, conn.execute(COUNT_BY_STATUS) as cur:
-        return {r[0]: int(r[1]) for r in await cur.fetchall()}
+    return {r[0]: int(r[1]) for r in await db.fetch_all(COUNT_BY_STATUS)}
 
 
 _MATCHING = (
@@ -302,8 +291,7 @@ async def forget(db: Database, post_id: str, force: bool) -> PostRow:
     """Drops a post's record. A live post of a listing that is sold (or off the market) is what
     takes it down or tells a person to: it is never forgotten silently, only when forced."""
     async with db.transaction() as conn:
-        async with conn.execute(GET, (post_id,)) as cur:
-            row = await cur.fetchone()
+        row = await conn.fetch_one(GET, (post_id,))
         if row is None:
             raise NotFound("no post has this id")
         post = from_row(PostRow, row)
@@ -329,8 +317,7 @@ async def mark_removed_by_hand(db: Database, post_id: str, note: str, now: str) 
     unpublished); NotFound when there is no such post."""
     params = {"id": post_id, "note": note, "now": now}
     async with db.transaction() as conn:
-        cur = await conn.execute(REMOVED_BY_HAND, params)
-        if cur.rowcount:
+        if await conn.execute(REMOVED_BY_HAND, params):
             await events.posts_changed(conn, [(EventType.POST_UNPUBLISHED, post_id)], now)
             return True
     if await get(db, post_id) is None:

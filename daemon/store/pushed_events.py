@@ -8,9 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import aiosqlite
-
 from daemon.store.database import Database
+from daemon.store.session import Session
 
 INSERT = """
 INSERT INTO pushed_events (connection_id, sequence, record_key, source, received_at)
@@ -53,11 +52,10 @@ async def queue(
     """Queues `pushed` unless the connection's queue already holds `limit` events or more
     (then nothing is queued: False). Checked and written in one transaction."""
     async with db.transaction() as conn:
-        async with conn.execute(COUNT, (connection_id,)) as cur:
-            row = await cur.fetchone()
+        row = await conn.fetch_one(COUNT, (connection_id,))
         if row is not None and row[0] >= limit:
             return False
-        await conn.executemany(
+        await conn.execute_many(
             INSERT, [(connection_id, e.sequence, e.record_key, source, now) for e in pushed]
         )
     return True
@@ -82,10 +80,10 @@ async def tried(db: Database, ids: Sequence[int]) -> None:
     """One more apply of these events could not read their listings."""
     if ids:
         async with db.transaction() as conn:
-            await conn.executemany(TRIED, [(i,) for i in ids])
+            await conn.execute_many(TRIED, [(i,) for i in ids])
 
 
-async def remove_in(conn: aiosqlite.Connection, ids: Sequence[int]) -> None:
+async def remove_in(conn: Session, ids: Sequence[int]) -> None:
     """Inside the transaction that applies what the events' listings' reads said."""
     if ids:
-        await conn.executemany(DELETE, [(i,) for i in ids])
+        await conn.execute_many(DELETE, [(i,) for i in ids])

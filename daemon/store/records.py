@@ -6,14 +6,13 @@ import functools
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
-import aiosqlite
-
 from daemon.models import LocalStatus
+from daemon.store.session import Row
 
 RecordT = TypeVar("RecordT")
 
 
-def from_row(cls: type[RecordT], row: aiosqlite.Row) -> RecordT:
+def from_row(cls: type[RecordT], row: Row) -> RecordT:
     names = _field_names(cls)  # type: ignore[arg-type]
     # sqlite3.Row is not a dict: `in` would test its values, hence keys().
     return cls(**{k: row[k] for k in row.keys() if k in names})  # noqa: SIM118

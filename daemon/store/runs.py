@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import aiosqlite
-
 from daemon.store import events
 from daemon.store.database import Database
 from daemon.store.paging import Collection
 from daemon.store.records import RunErrorRow, RunRow, from_row
+from daemon.store.session import Session
 
 # The run_errors scopes (its CHECK, migrations/0001_initial.sql), and the outcomes of a run
 # that got to its end (a run cut short is `interrupted`, or `failed` with a 'run' error).
@@ -109,8 +108,8 @@ class ErrorEntry:
 
 
 async def start(db: Database, trigger: str, scope: str, holder: str, at: str) -> int:
-    async with db.transaction() as conn, conn.execute(START, (trigger, scope, holder, at)) as cur:
-        row = await cur.fetchone()
+    async with db.transaction() as conn:
+        row = await conn.fetch_one(START, (trigger, scope, holder, at))
     assert row is not None
     return int(row[0])
 
@@ -121,7 +120,7 @@ async def begin_reserved(db: Database, run_id: int, at: str) -> None:
 
 
 async def record(
-    conn: aiosqlite.Connection, run_id: int, counts: Counts, errors: Sequence[ErrorEntry], at: str
+    conn: Session, run_id: int, counts: Counts, errors: Sequence[ErrorEntry], at: str
 ) -> None:
     """Adds to a run's counts and errors; call inside the transaction that did the work, so
     the history never disagrees with the data."""
@@ -129,7 +128,7 @@ async def record(
 
 
 async def record_many(
-    conn: aiosqlite.Connection, parts: Sequence[tuple[int, Counts, Sequence[ErrorEntry], str]]
+    conn: Session, parts: Sequence[tuple[int, Counts, Sequence[ErrorEntry], str]]
 ) -> None:
     """`record` for several pieces of work at once: one update per run, one insert of all
     the errors."""
@@ -138,12 +137,12 @@ async def record_many(
         per_run.setdefault(run_id, Counts()).add(counts)
     updates = [{"run_id": r, **vars(c)} for r, c in per_run.items() if any(vars(c).values())]
     if updates:
-        await conn.executemany(ADD_COUNTS, updates)
+        await conn.execute_many(ADD_COUNTS, updates)
     errors = [
         {"run_id": run_id, "at": at, **vars(e)} for run_id, _, entries, at in parts for e in entries
     ]
     if errors:
-        await conn.executemany(ADD_ERROR, errors)
+        await conn.execute_many(ADD_ERROR, errors)
 
 
 async def record_now(
@@ -155,29 +154,26 @@ async def record_now(
 
 async def finish(db: Database, run_id: int, at: str, failed: bool) -> RunRow:
     async with db.transaction() as conn:
-        cur = await conn.execute(FINISH, {"run_id": run_id, "at": at, "failed": int(failed)})
-        if cur.rowcount:  # not if another process ended it meanwhile (and reported it)
+        ended = await conn.execute(FINISH, {"run_id": run_id, "at": at, "failed": int(failed)})
+        if ended:  # not if another process ended it meanwhile (and reported it)
             await events.runs_finished(conn, [run_id], at)
-        async with conn.execute(GET, (run_id,)) as cur:
-            row = await cur.fetchone()
+        row = await conn.fetch_one(GET, (run_id,))
     assert row is not None
     return from_row(RunRow, row)
 
 
 async def end_in(
-    conn: aiosqlite.Connection, run_id: int, outcome: str, at: str, error: ErrorEntry | None
+    conn: Session, run_id: int, outcome: str, at: str, error: ErrorEntry | None
 ) -> None:
     """Ends a run cut short (`interrupted`, `failed`) with the error that cut it, if any."""
     if error is not None:
         await record(conn, run_id, Counts(errors=1), [error], at)
-    cur = await conn.execute(END, {"run_id": run_id, "outcome": outcome, "at": at})
-    if cur.rowcount:
+    if await conn.execute(END, {"run_id": run_id, "outcome": outcome, "at": at}):
         await events.runs_finished(conn, [run_id], at)
 
 
-async def is_running(conn: aiosqlite.Connection, run_id: int) -> bool:
-    async with conn.execute(IS_RUNNING, (run_id,)) as cur:
-        return await cur.fetchone() is not None
+async def is_running(conn: Session, run_id: int) -> bool:
+    return await conn.fetch_one(IS_RUNNING, (run_id,)) is not None
 
 
 async def get(db: Database, run_id: int) -> RunRow | None:
@@ -186,19 +182,16 @@ async def get(db: Database, run_id: int) -> RunRow | None:
 
 
 async def recent(db: Database, limit: int) -> list[RunRow]:
-    async with db.reading() as conn, conn.execute(RECENT, (limit,)) as cur:
-        return [from_row(RunRow, r) for r in await cur.fetchall()]
+    return [from_row(RunRow, r) for r in await db.fetch_all(RECENT, (limit,))]
 
 
 async def errors_of(db: Database, run_id: int, limit: int = 1000) -> list[RunErrorRow]:
-    async with db.reading() as conn, conn.execute(ERRORS_OF, (run_id, limit)) as cur:
-        return [from_row(RunErrorRow, r) for r in await cur.fetchall()]
+    return [from_row(RunErrorRow, r) for r in await db.fetch_all(ERRORS_OF, (run_id, limit))]
 
 
 async def running(db: Database) -> list[tuple[int, str]]:
     """(run id, holder) of every run not finished."""
-    async with db.reading() as conn, conn.execute(RUNNING) as cur:
-        return [(int(r[0]), str(r[1])) for r in await cur.fetchall()]
+    return [(int(r[0]), str(r[1])) for r in await db.fetch_all(RUNNING)]
 
 
 async def interrupt(db: Database, run_ids: Sequence[int], at: str) -> None:
@@ -207,9 +200,7 @@ async def interrupt(db: Database, run_ids: Sequence[int], at: str) -> None:
     async with db.transaction() as conn:
         # One by one: only a run this call ended is reported (another process sweeping the
         # same dead runs may have ended it first).
-        ended = [
-            i for i in run_ids if (await conn.execute(INTERRUPT, {"run_id": i, "at": at})).rowcount
-        ]
+        ended = [i for i in run_ids if await conn.execute(INTERRUPT, {"run_id": i, "at": at})]
         await events.runs_finished(conn, ended, at)
 
 
@@ -247,12 +238,13 @@ async def tally(db: Database, run: RunRow) -> Tally:
 async def running_cycle(db: Database, holder: str) -> Tally | None:
     """The tally of the cycle `holder` is running, or None when it runs none."""
     async with db.reading() as conn:
-        async with conn.execute(RUNNING_CYCLE, (holder,)) as cur:
-            row = await cur.fetchone()
+        row = await conn.fetch_one(RUNNING_CYCLE, (holder,))
         return None if row is None else await _tally_in(conn, from_row(RunRow, row))
 
 
-async def _tally_in(conn: aiosqlite.Connection, run: RunRow) -> Tally:
-    async with conn.execute(ERRORS_BY_SCOPE_AND_CONNECTION, (run.id,)) as cur:
-        errors = {(r[0], r[1]): int(r[2]) for r in await cur.fetchall()}
+async def _tally_in(conn: Session, run: RunRow) -> Tally:
+    errors = {
+        (r[0], r[1]): int(r[2])
+        for r in await conn.fetch_all(ERRORS_BY_SCOPE_AND_CONNECTION, (run.id,))
+    }
     return Tally(run.id, run.listings_checked, run.mls_requests, errors)

@@ -5,11 +5,12 @@ cut short by a cancel. Given up with a log line after that: the error must not r
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Awaitable, Callable
 
 import anyio
 import structlog
+
+from daemon.store.errors import StoreError
 
 log = structlog.get_logger("mls_sync.store")
 
@@ -20,7 +21,7 @@ PAUSE = 0.25
 async def until_written(
     write: Callable[[], Awaitable[None]], what: str, seconds: float = SECONDS
 ) -> bool:
-    """Runs `write` until it raises no sqlite3.Error, for up to `seconds`, shielded from
+    """Runs `write` until it raises no StoreError, for up to `seconds`, shielded from
     cancellation. True when it went through."""
     deadline = anyio.current_time() + seconds
     with anyio.CancelScope(shield=True):
@@ -28,7 +29,7 @@ async def until_written(
             try:
                 await write()
                 return True
-            except sqlite3.Error as exc:
+            except StoreError as exc:
                 if anyio.current_time() >= deadline:
                     log.error("write_given_up", what=what, error=str(exc))
                     return False

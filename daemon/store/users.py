@@ -39,8 +39,7 @@ async def upsert(db: Database, spec: UserSpec, now: str) -> bool:
     params = spec.model_dump(mode="json")
     params.update(notify_events=json.dumps(params["notify_events"]), now=now)
     async with db.transaction() as conn:
-        async with conn.execute(GET, (spec.id,)) as cur:
-            existed = await cur.fetchone() is not None
+        existed = await conn.fetch_one(GET, (spec.id,)) is not None
         await conn.execute(UPSERT, params)
     return not existed
 
@@ -75,8 +74,7 @@ async def remove(db: Database, user_id: str) -> None:
             "change its name or e-mail with `mls-sync users add --id default ...` instead"
         )
     async with db.transaction() as conn:
-        async with conn.execute(OWNED, {"id": user_id}) as cur:
-            row = await cur.fetchone()
+        row = await conn.fetch_one(OWNED, {"id": user_id})
         owned = Owned(*row) if row else Owned(0, 0, 0, 0)
         if owned:
             raise Conflict(
@@ -86,8 +84,7 @@ async def remove(db: Database, user_id: str) -> None:
                 "another user (add them again with --user) or remove them first (list them "
                 "with --user ID; `mls-sync webhooks list`)"
             )
-        cur2 = await conn.execute(DELETE, (user_id,))
-        if cur2.rowcount != 1:
+        if await conn.execute(DELETE, (user_id,)) != 1:
             raise NotFound("no user has this id")
 
 

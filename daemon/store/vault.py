@@ -46,11 +46,10 @@ async def rotate(db: Database, box: SecretBox) -> int:
     count = 0
     async with db.transaction() as conn:
         for table, column in SECRET_COLUMNS:
-            async with conn.execute(
+            rows = await conn.fetch_all(
                 f"SELECT id, {column} FROM {table} WHERE {column} IS NOT NULL"
-            ) as cur:
-                rows = list(await cur.fetchall())
-            await conn.executemany(
+            )
+            await conn.execute_many(
                 f"UPDATE {table} SET {column} = ? WHERE id = ?",
                 [(box.rotate(r[1]), r[0]) for r in rows],
             )

@@ -161,8 +161,8 @@ async def create(
         "cursor": cursor,
         "now": now,
     }
-    async with db.transaction() as conn, conn.execute(CREATE, params) as cur:
-        row = await cur.fetchone()
+    async with db.transaction() as conn:
+        row = await conn.fetch_one(CREATE, params)
     assert row is not None  # RETURNING of an INSERT that cannot conflict
     return from_row(WebhookEndpointRow, row)
 
@@ -228,7 +228,7 @@ async def deliveries(
     """An endpoint's deliveries with ids below `before`, newest first."""
     params = {"endpoint_id": endpoint_id, "before": before, "limit": limit}
     async with db.reading() as conn:
-        rows = await conn.execute_fetchall(DELIVERIES, params)
+        rows = await conn.fetch_all(DELIVERIES, params)
     return [from_row(WebhookDeliveryRow, r) for r in rows]
 
 
@@ -261,11 +261,10 @@ async def take(
     async with db.transaction() as conn:
         params = {"id": endpoint_id, "from": cursor_was, "to": cursor}
         moved = await conn.execute(MOVE_CURSOR, params)
-        if moved.rowcount != 1 or event_id is None:
+        if moved != 1 or event_id is None:
             return None
         made = {"endpoint_id": endpoint_id, "event_id": event_id, "now": now}
-        async with conn.execute(TAKE, made) as cur:
-            row = await cur.fetchone()
+        row = await conn.fetch_one(TAKE, made)
     return from_row(WebhookDeliveryRow, row) if row else None
 
 
@@ -278,7 +277,7 @@ async def delivered(
     meanwhile or the endpoint was disabled."""
     async with db.transaction() as conn:
         params = {"id": endpoint_id, "from": cursor_was, "to": upto}
-        if (await conn.execute(MOVE_CURSOR, params)).rowcount != 1:
+        if await conn.execute(MOVE_CURSOR, params) != 1:
             return False
         if not answered:
             return True
@@ -286,8 +285,8 @@ async def delivered(
             {**_attempt_params(a.attempt), "endpoint_id": endpoint_id, "event_id": a.event_id}
             for a in answered
         ]
-        await conn.executemany(DELIVERED, made)
-        await conn.executemany(DELIVERED_ATTEMPT, made)
+        await conn.execute_many(DELIVERED, made)
+        await conn.execute_many(DELIVERED_ATTEMPT, made)
         await conn.execute(SUCCEEDED, {"id": endpoint_id})
     return True
 

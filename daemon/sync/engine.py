@@ -7,7 +7,6 @@ a lease so that no connection is ever synced twice at once, also from another pr
 from __future__ import annotations
 
 import socket
-import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import suppress
@@ -24,6 +23,7 @@ from daemon.mls.errors import CircuitOpen, ConnectionStopped, MlsError, NeedsRea
 from daemon.models import LocalStatus
 from daemon.store import connections, leases, listings, posts, pushed_events, runs
 from daemon.store.database import Database
+from daemon.store.errors import StoreError
 from daemon.store.group_commit import GroupWriter
 from daemon.store.posts import DueScope
 from daemon.store.records import ConnectionRow, ListingRow, RunErrorRow, RunRow, TrackedListing
@@ -403,7 +403,7 @@ class SyncEngine:
                 shared.held.pop(row.id, None)
                 shared.stop_work.pop(row.id, None)
                 if not done:  # a crash or a cancel on the way: release it anyway
-                    with anyio.CancelScope(shield=True), suppress(sqlite3.Error):
+                    with anyio.CancelScope(shield=True), suppress(StoreError):
                         await leases.release(self.db, row.id, holder)  # or at the run's end
 
     async def _take_lease(
@@ -671,7 +671,7 @@ def _due_scope(scope: str) -> DueScope:
 
 
 def _describe(error: BaseException) -> str:
-    if isinstance(error, sqlite3.Error):
+    if isinstance(error, StoreError):
         return f"database error: {error}"
     return f"internal error: {type(error).__name__}: {error}"
 

@@ -10,7 +10,6 @@ process was paused past its expiry, or another took it over): its work stops at 
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
 
 import anyio
@@ -18,6 +17,7 @@ import structlog
 
 from daemon.store import leases
 from daemon.store.database import Database
+from daemon.store.errors import StoreError
 from daemon.sync.holders import is_dead
 
 log = structlog.get_logger("mls_sync.leases")
@@ -40,7 +40,7 @@ async def keep(
             continue
         try:
             renewed = await renew(asked)
-        except sqlite3.Error as exc:
+        except StoreError as exc:
             log.warning("lease_renewal_failed", leases=sorted(asked), error=str(exc))
             continue
         for lease_id, holder in asked.items():

@@ -11,12 +11,11 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import partial
 
-import aiosqlite
-
 from daemon.models import LocalStatus, StatusMapping
 from daemon.store import connections, leases, listings, pushed_events, runs
 from daemon.store.database import Database
 from daemon.store.group_commit import GroupWriter, Refused
+from daemon.store.session import Session
 from daemon.sync.sync_writes import (
     Applied,
     BatchWrite,
@@ -55,7 +54,7 @@ def _listings(write: SyncWrite) -> int:
 
 
 async def write_group(
-    conn: aiosqlite.Connection,
+    conn: Session,
     writes: Sequence[SyncWrite],
     mapping: StatusMapping,
     holders: Mapping[str, str],

@@ -8,7 +8,6 @@ post is never deleted by two processes at once.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 import traceback
 from collections import Counter
@@ -20,7 +19,6 @@ from functools import partial
 from pathlib import Path
 from typing import Literal
 
-import aiosqlite
 import anyio
 import httpx
 import structlog
@@ -45,10 +43,12 @@ from daemon.platforms.outcomes import (
 from daemon.platforms.registry import REGISTRY, AdapterWiring
 from daemon.store import accounts, posts, runs
 from daemon.store.database import Database
+from daemon.store.errors import StoreError
 from daemon.store.group_commit import GroupWriter
 from daemon.store.posts import DueScope
 from daemon.store.records import AccountRow, DuePost
 from daemon.store.runs import Counts, ErrorEntry
+from daemon.store.session import Session
 from daemon.store.until_written import until_written
 from daemon.sync.unpublish_lease import LEASE_SECONDS, UnpublishLease
 from daemon.timestamps import iso
@@ -332,7 +332,7 @@ class Unpublisher:
             await self._rate(platform).acquire()
             try:  # recorded after the rate wait, so the mark is never older than needed
                 sending = await work.sending.submit(post)
-            except sqlite3.Error as exc:  # busy with another process, say: no call, try later
+            except StoreError as exc:  # busy with another process, say: no call, try later
                 return RetryLater(f"could not record the DELETE before sending it: {exc}")
             if sending == "lease lost":
                 return None  # no call (the pass is stopping)
@@ -419,7 +419,7 @@ class Unpublisher:
 
         async def last() -> None:
             if not await self._flush(work):  # it logged the error and kept the outcomes
-                raise sqlite3.OperationalError("the outcomes are not written yet")
+                raise StoreError("the outcomes are not written yet")
 
         what = f"the outcomes of {len(work.pending)} post(s)"
         if not await until_written(last, what, LAST_WRITE_SECONDS):
@@ -435,7 +435,7 @@ class Unpublisher:
             return True
         try:
             await self._write(work, batch)
-        except sqlite3.Error as exc:
+        except StoreError as exc:
             work.pending[:0] = batch
             work.next_write_at = time.monotonic() + FLUSH_SECONDS
             log.warning("outcomes_not_written_yet", posts=len(batch), error=str(exc))
@@ -489,7 +489,7 @@ class Unpublisher:
             await accounts.save_access_token(
                 self.db, account_id, self.box.encrypt(token), expires, iso(now)
             )
-        except sqlite3.Error as exc:
+        except StoreError as exc:
             log.warning("refreshed_token_not_saved", account_id=account_id, error=str(exc))
             return
         log.info("token_refreshed", account_id=account_id)
@@ -582,7 +582,7 @@ def _write_due(work: _Pass) -> bool:
 async def _mark_sending(
     lease: UnpublishLease,
     clock: Callable[[], datetime],
-    conn: aiosqlite.Connection,
+    conn: Session,
     copies: Sequence[DuePost],
 ) -> list[Sending]:
     """For the group writer: the DELETEs about to go out, committed before they do. None

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 
-import aiosqlite
 import structlog
 
 from daemon.store import leases
 from daemon.store.database import Database
+from daemon.store.session import Session
 from daemon.sync import lease_keeping
 from daemon.sync.holders import this_process
 from daemon.timestamps import iso
@@ -85,7 +85,7 @@ class UnpublishLease:
             self._lose()
         return not self.lost
 
-    async def held_in(self, conn: aiosqlite.Connection) -> bool:
+    async def held_in(self, conn: Session) -> bool:
         """In the transaction of a write: whether it may go ahead."""
         if not self.lost and not await leases.still_held(
             conn, LEASE, self.holder, iso(self.clock())

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
-import aiosqlite
 import anyio
 import pytest
 
 from daemon.store import leases
 from daemon.store.database import Database
+from daemon.store.errors import IntegrityViolation, StoreError
 from daemon.store.group_commit import GroupWriter, Refused
 from daemon.store.leases import LeaseRequest
+from daemon.store.session import Session
 
 
-async def _insert(conn: aiosqlite.Connection, values: Sequence[int]) -> list[int]:
-    await conn.executemany("INSERT INTO scratch (v) VALUES (?)", [(v,) for v in values])
+async def _insert(conn: Session, values: Sequence[int]) -> list[int]:
+    await conn.execute_many("INSERT INTO scratch (v) VALUES (?)", [(v,) for v in values])
     return [v * 10 for v in values]
 
 
@@ -31,7 +31,7 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
 
 async def _stored(db: Database) -> list[int]:
     async with db.reading() as conn:
-        rows = await conn.execute_fetchall("SELECT v FROM scratch ORDER BY v")
+        rows = await conn.fetch_all("SELECT v FROM scratch ORDER BY v")
     return [r[0] for r in rows]
 
 
@@ -41,7 +41,7 @@ async def _submit_all(writer: GroupWriter[int, int], values: Sequence[int]) -> d
     async def one(value: int) -> None:
         try:
             results[value] = await writer.submit(value)
-        except sqlite3.Error as exc:
+        except StoreError as exc:
             results[value] = exc
 
     async with writer.running(), anyio.create_task_group() as tg:
@@ -65,12 +65,12 @@ async def test_a_failing_write_fails_only_its_submitter(db: Database) -> None:
 
     results = await _submit_all(writer, [1, 2, -3, 4, 5])
 
-    assert isinstance(results.pop(-3), sqlite3.IntegrityError)
+    assert isinstance(results.pop(-3), IntegrityViolation)
     assert results == {1: 10, 2: 20, 4: 40, 5: 50}
     assert await _stored(db) == [1, 2, 4, 5]
 
 
-async def _insert_even(conn: aiosqlite.Connection, values: Sequence[int]) -> list[int | Refused]:
+async def _insert_even(conn: Session, values: Sequence[int]) -> list[int | Refused]:
     """Refuses odd values (as a sync refuses a write whose lease is lost), inserts the rest."""
     await _insert(conn, [v for v in values if v % 2 == 0])
     return [v * 10 if v % 2 == 0 else Refused(f"odd: {v}") for v in values]

@@ -3,7 +3,6 @@ migrations' CHECK lists it) and a sold listing loses its post on it, against the
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from daemon.sandbox.environment import CONNECTED_VIA
 from daemon.specs import AccountSpec
 from daemon.store import accounts, posts
 from daemon.store.database import Database
+from daemon.store.errors import IntegrityViolation
 from daemon.timestamps import iso, utcnow
 from tests.helpers import Live, add_account, add_connection, add_post, track
 
@@ -58,7 +58,7 @@ async def test_the_database_refuses_an_account_on_a_platform_not_registered(
         "now": iso(utcnow()),
     }
     try:
-        with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        with pytest.raises(IntegrityViolation, match="CHECK"):
             await db.write_one(accounts.INSERT, params)
     finally:
         await db.close()

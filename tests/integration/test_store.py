@@ -17,6 +17,7 @@ from daemon.encryption import SecretKeyError, generate_key
 from daemon.sandbox.mls_server import SandboxMls
 from daemon.store import accounts, connections, vault
 from daemon.store.database import MIGRATIONS, SCHEMA_VERSION, Database, SchemaError
+from daemon.store.errors import IntegrityViolation
 from daemon.timestamps import iso, utcnow
 from tests.helpers import STATIC_TOKEN, add_account, add_connection, status_of, track
 
@@ -29,10 +30,9 @@ async def test_the_database_runs_in_wal_with_foreign_keys_and_a_busy_timeout(
         async with db.reading() as conn:
             values = {}
             for pragma in ("journal_mode", "foreign_keys", "busy_timeout", "user_version"):
-                async with conn.execute(f"PRAGMA {pragma}") as cur:
-                    row = await cur.fetchone()
-                    assert row is not None
-                    values[pragma] = row[0]
+                row = await conn.fetch_one(f"PRAGMA {pragma}")
+                assert row is not None
+                values[pragma] = row[0]
     finally:
         await db.close()
     assert values == {
@@ -203,7 +203,7 @@ async def test_a_database_of_the_last_version_keeps_every_row_when_connections_a
         assert await db.fetch_all("PRAGMA foreign_key_check") == []
         assert [tuple(r) for r in await db.fetch_all("PRAGMA foreign_keys")] == [(1,)]
         await db.write_one("UPDATE mls_connections SET mode = 'events' WHERE id = 'c1'", {})
-        with pytest.raises(sqlite3.IntegrityError):  # the listing still needs its connection
+        with pytest.raises(IntegrityViolation):  # the listing still needs its connection
             await db.write_one("DELETE FROM mls_connections WHERE id = 'c1'", {})
     finally:
         await db.close()

@@ -529,7 +529,7 @@ async def _write_locked(path: Path) -> AsyncIterator[None]:
 
 async def _marked_sending(live: Live) -> int:
     async with live.rt.db.reading() as conn:
-        rows = await conn.execute_fetchall(
+        rows = await conn.fetch_all(
             "SELECT count(*) FROM social_posts WHERE delete_sent_at IS NOT NULL"
         )
     return int(next(iter(rows))[0])
@@ -750,7 +750,7 @@ async def test_a_throttled_delete_is_sent_again_without_a_read_first(live: Live)
     await _sell(live)
 
     async with live.rt.db.reading() as conn:
-        marked = await conn.execute_fetchall(
+        marked = await conn.fetch_all(
             "SELECT id FROM social_posts WHERE status = 'published' AND delete_sent_at IS NOT NULL"
         )
     assert [r[0] for r in marked] == ["instagram-K1"]

@@ -61,12 +61,13 @@ async def write_events(
     ids = []
     async with db.transaction() as conn:
         for n in range(count):
-            cur = await conn.execute(
-                "INSERT INTO events (type, user_id, data, created_at) VALUES (?, ?, ?, ?)",
+            row = await conn.fetch_one(
+                "INSERT INTO events (type, user_id, data, created_at) VALUES (?, ?, ?, ?) "
+                "RETURNING id",
                 (kind, user_id, json.dumps({"listing": {"id": f"L-{n}"}}), iso(utcnow())),
             )
-            assert cur.lastrowid is not None
-            ids.append(cur.lastrowid)
+            assert row is not None
+            ids.append(int(row[0]))
     return ids
 
 

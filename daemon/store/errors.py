@@ -1,0 +1,37 @@
+"""The store's own errors: what callers outside the store catch, whatever the database.
+
+Each driver's errors are translated in one place (`from_sqlite` here), so the daemon's
+retries, its 503 with Retry-After and its "try again next pass" are written against these
+and not against one driver (docs/postgresql.md, step 1).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+
+class StoreError(Exception):
+    """A database call failed: the statement, the transaction or the connection."""
+
+
+class DatabaseBusy(StoreError):
+    """Another writer held a lock for longer than the store waits: nothing is wrong with the
+    request or the data, and the same call may go through in a moment."""
+
+
+class IntegrityViolation(StoreError):
+    """A constraint refused the write (a key already taken, a row another one points at)."""
+
+
+_BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def from_sqlite(exc: sqlite3.Error) -> StoreError:
+    """The store's error for a sqlite3 one, its message kept (SQLite's messages name
+    tables and columns, never the values bound to a statement)."""
+    if isinstance(exc, sqlite3.IntegrityError):
+        return IntegrityViolation(str(exc))
+    # Extended codes (SQLITE_BUSY_SNAPSHOT, ...) keep the primary code in the low byte.
+    if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _BUSY_CODES:
+        return DatabaseBusy(str(exc))
+    return StoreError(str(exc))

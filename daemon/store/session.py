@@ -1,0 +1,81 @@
+"""The store's view of a database connection: the four calls every store module makes.
+
+Store modules are written against `Session` and `Row`, never against a driver, so that the
+same module runs on SQLite or PostgreSQL (docs/postgresql.md, step 2). Every error comes out
+as the store's own (daemon/store/errors.py).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
+
+import aiosqlite
+
+from daemon.store.errors import from_sqlite
+
+Params = Mapping[str, Any] | Sequence[Any]
+
+
+class Row(Protocol):
+    """One row of a read, by column name or by position."""
+
+    def __getitem__(self, key: int | str, /) -> Any: ...
+    def __iter__(self) -> Iterator[Any]: ...
+    def __len__(self) -> int: ...
+    def keys(self) -> list[str]: ...
+
+
+class Session(Protocol):
+    """One connection, inside a transaction or reading, for one task at a time."""
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """Runs one statement; the number of rows it changed."""
+        ...
+
+    async def execute_many(self, sql: str, rows: Iterable[Params]) -> int:
+        """Runs one statement for each set of parameters; the rows changed in all."""
+        ...
+
+    async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
+        """The first row of a read, or None. Meant for reads of one row: every row the
+        statement yields is read."""
+        ...
+
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]: ...
+
+
+class SqliteSession:
+    """`Session` on one aiosqlite connection. Each call is one round trip to aiosqlite's
+    thread: a statement is run to its end at once, so no read stays open behind a cursor."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        try:
+            cursor = await self._conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise from_sqlite(exc) from exc
+        return cursor.rowcount
+
+    async def execute_many(self, sql: str, rows: Iterable[Params]) -> int:
+        try:
+            cursor = await self._conn.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise from_sqlite(exc) from exc
+        return cursor.rowcount
+
+    async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
+        rows = await self.fetch_all(sql, params)
+        return rows[0] if rows else None
+
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
+        try:
+            rows = await self._conn.execute_fetchall(sql, params)
+        except sqlite3.Error as exc:
+            raise from_sqlite(exc) from exc
+        return list(rows)
