@@ -18,6 +18,8 @@ import httpx
 from daemon.aiohttp_transport import AiohttpTransport
 from daemon.config import Settings
 from daemon.credentials import (
+    DATABASE_PASSWORD_CREDENTIAL,
+    DATABASE_PASSWORD_ENV,
     SECRET_KEY_CREDENTIAL,
     SECRET_KEY_ENV,
     read_secret,
@@ -27,7 +29,7 @@ from daemon.credentials import (
 from daemon.encryption import SecretBox
 from daemon.platforms.registry import PLATFORM_NAMES
 from daemon.store import vault
-from daemon.store.database import Database
+from daemon.store.database import Database, open_database
 from daemon.sync.access import MlsAccess
 from daemon.sync.cookieless import CookielessClient
 from daemon.sync.engine import SyncEngine
@@ -56,6 +58,24 @@ def secret_key_text(settings: Settings, environ: Mapping[str, str] | None = None
     if secret is None and settings.sandbox.enabled:
         secret = sandbox_secret_key(settings.database.path.parent)
     return secret.value if secret else None
+
+
+def database_password(settings: Settings, environ: Mapping[str, str] | None = None) -> str | None:
+    """PostgreSQL's password, from the environment or a systemd credential (never the file)."""
+    if not settings.database.url:
+        return None
+    secret = read_secret(DATABASE_PASSWORD_ENV, DATABASE_PASSWORD_CREDENTIAL, environ)
+    return secret.value if secret else None
+
+
+async def open_database_of(
+    settings: Settings, environ: Mapping[str, str] | None = None
+) -> Database:
+    """The database `[database]` names: PostgreSQL at `url`, else the SQLite file at `path`."""
+    db = settings.database
+    return await open_database(
+        db.path, db.url or None, db.busy_timeout_ms, database_password(settings, environ)
+    )
 
 
 # Idle connections a pool keeps (see ServerPools and platform_client): each costs a little on
@@ -112,7 +132,7 @@ async def open_runtime(
     environ: Mapping[str, str] | None = None,
     on_progress: Callable[[str, int, int], None] = lambda cid, done, total: None,
 ) -> AsyncIterator[Runtime]:
-    db = await Database.open(settings.database.path, settings.database.busy_timeout_ms)
+    db = await open_database_of(settings, environ)
     try:
         box = await vault.unlock(db, secret_key_text(settings, environ))
         async with (

@@ -38,6 +38,7 @@ SECRET_KEYS = frozenset(
 )
 # Where a secret put in the file belongs instead, when it is not MLS_SYNC_<KEY>.
 SECRET_HOMES = {
+    ("database", "password"): ("MLS_SYNC_DATABASE_PASSWORD", "database-password"),
     ("email", "password"): ("MLS_SYNC_SMTP_PASSWORD", "smtp-password"),
     ("email", "smtp_password"): ("MLS_SYNC_SMTP_PASSWORD", "smtp-password"),
 }
@@ -56,6 +57,9 @@ class DatabaseSettings(_Section):
         default=Path("state/mls-sync.db"),
         description="SQLite file; a relative path is taken from the config file's folder",
     )
+    # PostgreSQL instead of the SQLite file (docs/postgresql.md). Its password never comes
+    # from here: MLS_SYNC_DATABASE_PASSWORD, or $CREDENTIALS_DIRECTORY/database-password.
+    url: str = Field(default="", max_length=2000, description="empty: the SQLite file at path")
     busy_timeout_ms: int = Field(default=5000, ge=100, le=600_000)
 
     @field_validator("path")
@@ -63,6 +67,35 @@ class DatabaseSettings(_Section):
     def _no_nul(cls, v: Path) -> Path:
         if "\0" in str(v):  # no file system takes one; resolving the path would raise
             raise ValueError("must not contain a NUL character")
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _a_postgresql_url_without_password(cls, v: str) -> str:
+        if not v:
+            return v
+        # Messages never quote the URL: a mistaken one may hold a password.
+        if not v.startswith(("postgresql://", "postgres://")):
+            raise ValueError(
+                "must be a PostgreSQL URL, postgresql://USER@HOST:PORT/DATABASE (leave it out "
+                "to use the SQLite file at [database] path)"
+            )
+        # Here, not at the top: psycopg takes a tenth of a second to import, and only a
+        # PostgreSQL user needs it.
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            parts = conninfo_to_dict(v)
+        except psycopg.ProgrammingError:
+            raise ValueError(
+                "is not a URL PostgreSQL can read: postgresql://USER@HOST:PORT/DATABASE"
+            ) from None
+        if parts.get("password"):
+            raise ValueError(
+                "must not hold the password: set MLS_SYNC_DATABASE_PASSWORD, or put it in "
+                "$CREDENTIALS_DIRECTORY/database-password (systemd LoadCredential=)"
+            )
         return v
 
 

@@ -1,9 +1,11 @@
-"""Shared fixtures: real parts only. A real SQLite file in a temp dir, the sandbox MLS served
-over real HTTP on 127.0.0.1, and the same runtime the CLI uses."""
+"""Shared fixtures: real parts only. A real SQLite file in a temp dir (or, for the modules
+marked `both_databases`, a database on a private PostgreSQL server too), the sandbox MLS
+served over real HTTP on 127.0.0.1, and the same runtime the CLI uses."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,8 +16,49 @@ from daemon.encryption import generate_key
 from daemon.sandbox.mls_server import SandboxMls, build_mls_app
 from daemon.sandbox.platforms_server import SandboxPlatforms, build_platforms_app
 from daemon.serving import serving
+from tests import helpers
 from tests.e2e.daemon_process import DaemonConfig
 from tests.helpers import STATIC_TOKEN, Live, Mls, Platforms, make_settings, open_live
+from tests.postgres_server import PostgresServer
+
+DATABASES = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """The tests of a module marked `both_databases` run once on each database, but those
+    marked `sqlite_only` (about the SQLite file itself)."""
+    on_both = metafunc.definition.get_closest_marker("both_databases")
+    if on_both and not metafunc.definition.get_closest_marker("sqlite_only"):
+        metafunc.parametrize("database", DATABASES, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One server per test process, started when a test first asks for PostgreSQL. Its
+    password reaches libpq as PGPASSWORD, for the tests' runtimes and the daemons they start;
+    MLS_SYNC_DATABASE_PASSWORD has tests of its own."""
+    server = PostgresServer.start()
+    os.environ["PGPASSWORD"] = server.password
+    try:
+        yield server
+    finally:
+        os.environ.pop("PGPASSWORD", None)
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def database(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Which database the test's settings name: SQLite, or a new PostgreSQL database."""
+    which: str = getattr(request, "param", "sqlite")
+    if which == "sqlite":
+        yield which
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    helpers.postgresql_url = server.new_database()
+    try:
+        yield which
+    finally:
+        helpers.postgresql_url = None
 
 
 @pytest.fixture

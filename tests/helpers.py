@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import psycopg
 
 from daemon.composition import Runtime, open_runtime
 from daemon.config import Settings, load_settings
@@ -22,6 +24,9 @@ from daemon.sandbox.mls_server import SandboxMls
 from daemon.sandbox.platforms_server import SandboxPlatforms, platform_env
 from daemon.specs import AccountSpec, ConnectionSpec, ListingSpec, PostSpec
 from daemon.store import accounts, connections, listings, posts
+from daemon.store.database import Database
+from daemon.store.postgres import WRITE_LOCK
+from daemon.store.sqlite import SqliteDatabase
 from daemon.timestamps import iso, utcnow
 
 STATIC_TOKEN = "test-static-token-0123456789"
@@ -46,10 +51,27 @@ class Live:
     platforms: SandboxPlatforms
 
 
+# The PostgreSQL database of the running test, when it runs on PostgreSQL (the `database`
+# fixture in tests/conftest.py sets it); None: the SQLite file.
+postgresql_url: str | None = None
+
+
+def database_env() -> dict[str, str]:
+    """For a subprocess of the CLI or the daemon: the test's database, when it is PostgreSQL,
+    with the password where production keeps it (MLS_SYNC_DATABASE_PASSWORD)."""
+    if postgresql_url is None:
+        return {}
+    return {
+        "MLS_SYNC_DATABASE__URL": postgresql_url,
+        "MLS_SYNC_DATABASE_PASSWORD": os.environ["PGPASSWORD"],
+    }
+
+
 def make_settings(tmp_path: Path, **env: str) -> Settings:
     config = tmp_path / "config.toml"
     config.write_text("[database]\npath = 'state/test.db'\n")
     defaults = {
+        **({"MLS_SYNC_DATABASE__URL": postgresql_url} if postgresql_url else {}),
         **LOOPBACK_ONLY,
         "MLS_SYNC_MLS__BACKOFF_INITIAL_SECONDS": "0.01",
         "MLS_SYNC_MLS__BACKOFF_MAX_SECONDS": "0.05",
@@ -196,8 +218,10 @@ def cli_sync(
 ) -> Iterator[subprocess.Popen[str]]:
     """`mls-sync sync ARGS` as a subprocess, on `tmp_path/config.toml` as `make_settings`
     wrote it (killed if left running). Poll it: the sandbox servers answer from the test's loop."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("MLS_SYNC_")}
-    full_env.update({**LOOPBACK_ONLY, "MLS_SYNC_SECRET_KEY": secret_key, **env})
+    full_env = {
+        k: v for k, v in os.environ.items() if not k.startswith("MLS_SYNC_") and k != "PGPASSWORD"
+    }
+    full_env.update({**LOOPBACK_ONLY, **database_env(), "MLS_SYNC_SECRET_KEY": secret_key, **env})
     proc = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
         [sys.executable, "-m", "daemon.cli", "sync", "-q", "--config", "config.toml", *args],
         cwd=tmp_path,
@@ -253,3 +277,80 @@ def most_in_any_window(times: list[float], window: float) -> int:
         (sum(1 for t in ordered[i:] if t - start < window) for i, start in enumerate(ordered)),
         default=0,
     )
+
+
+def on_sqlite(db: Database) -> SqliteDatabase:
+    """`db` as the SQLite database it is, for a test that reads its file, locks it from
+    another process or traces its statements: such a test is about SQLite alone."""
+    assert isinstance(db, SqliteDatabase), "a test of the SQLite file ran on another database"
+    return db
+
+
+@asynccontextmanager
+async def sqlite_reader(path: Path) -> AsyncIterator[SqliteDatabase]:
+    """A read-only connection to the SQLite file at `path`, closed on the way out."""
+    db = await SqliteDatabase.open_reader(path)
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+class OtherWriter:
+    """Another process's write transaction (a backup, a CLI command) on the database
+    `settings` name: while held, the daemon's writes wait for it, and fail once the busy
+    timeout passes."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._where = settings.database
+        self._sqlite: sqlite3.Connection | None = None
+        self._postgresql: psycopg.Connection[Any] | None = None
+
+    async def hold(self) -> None:
+        if not self._where.url:
+            self._sqlite = sqlite3.connect(
+                self._where.path, isolation_level=None, check_same_thread=False
+            )
+            await anyio.to_thread.run_sync(self._sqlite.execute, "BEGIN IMMEDIATE")
+        else:  # PostgreSQL: the lock every write transaction of the store takes first
+            self._postgresql = psycopg.connect(self._where.url, autocommit=True)
+            await anyio.to_thread.run_sync(
+                self._postgresql.execute, f"SELECT pg_advisory_lock({WRITE_LOCK})"
+            )
+
+    def release(self) -> None:
+        if self._sqlite is not None:
+            self._sqlite.execute("ROLLBACK")
+            self._sqlite.close()
+            self._sqlite = None
+        if self._postgresql is not None:
+            self._postgresql.close()  # its session's lock goes with it
+            self._postgresql = None
+
+
+@asynccontextmanager
+async def write_locked(settings: Settings) -> AsyncIterator[None]:
+    """`OtherWriter` held for as long as the block runs."""
+    other = OtherWriter(settings)
+    await other.hold()
+    try:
+        yield
+    finally:
+        other.release()
+
+
+async def everything_stored(db: Database) -> bytes:
+    """Every byte the database keeps, to look for a secret stored in the clear: the SQLite
+    file and its write-ahead log, or the text of every row of every PostgreSQL table."""
+    if isinstance(db, SqliteDatabase):
+        wal = Path(f"{db.path}-wal")
+        return db.path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+    tables = await db.fetch_all(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+    )
+    rows = [
+        row
+        for (table,) in tables
+        for row in await db.fetch_all(f'SELECT CAST(t AS text) FROM "{table}" AS t')
+    ]
+    return "\n".join(str(r[0]) for r in rows).encode()

@@ -233,8 +233,8 @@ class MailWorker:
         message = compose.digest(day, parts, self.settings.public_url)
         to = mail.Recipient(last.user_id, last.recipient, time_zone, (), True)
         ids = [i.event_id for i in items]
-        await mail.enqueue(conn, to, "digest", ids, iso(now), message.subject, message.body)
-        await mail.mark_digested(conn, [i.id for i in items], await mail.last_inserted_id(conn))
+        made = await mail.enqueue(conn, to, "digest", ids, iso(now), message.subject, message.body)
+        await mail.mark_digested(conn, [i.id for i in items], made)
 
     # -- sending -------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ import structlog
 from fastapi import FastAPI
 
 from daemon import eventloop, gc_tuning, logs
-from daemon.composition import Environment, Opener, secret_key_text
+from daemon.composition import Environment, Opener, database_password, secret_key_text
 from daemon.config import DEFAULT_CONFIG_PATH, ConfigError, Settings, load_settings
 from daemon.credentials import (
     API_TOKEN_CREDENTIAL,
@@ -73,7 +73,7 @@ async def run_daemon(
     notifier = Notifier(environ)
     async with (
         opener(settings, lambda cid, done, total: None) as (rt, sandbox),
-        database.reader(rt.db.path, settings.database.busy_timeout_ms) as status_reader,
+        rt.db.reader() as status_reader,
     ):
         if sandbox is not None:
             _announce(sandbox)
@@ -206,7 +206,7 @@ def _delivery_process(
     """The webhook worker, in a process of its own: a slow receiver never holds up a cycle,
     nor do the deliveries' round trips take the cycle's event loop."""
     settings = state.runtime.settings
-    job = Job.of(settings, secret_key_text(settings, environ))
+    job = Job.of(settings, secret_key_text(settings, environ), database_password(settings, environ))
     return DeliveryProcess(job, state.metrics, reader)
 
 

@@ -31,8 +31,7 @@ from daemon.outbound.worker import Deliveries
 from daemon.service.delivery_process import Job, Report, lock_path
 from daemon.service.event_watch import EventWatch
 from daemon.state_dir import create_private_file
-from daemon.store import database
-from daemon.store.database import Database
+from daemon.store.database import Database, open_database
 
 log = structlog.get_logger("mls_sync.webhooks")
 
@@ -98,9 +97,11 @@ async def deliver(job: Job, out: TextIO) -> None:
 @asynccontextmanager
 async def _opened(job: Job) -> AsyncIterator[tuple[Database, Database]]:
     """Its own connections: the writer (its records) and a reader (the log, the endpoints)."""
-    db = await Database.open(job.database, job.busy_timeout_ms)
+    db = await open_database(
+        job.database, job.database_url, job.busy_timeout_ms, job.database_password
+    )
     try:
-        async with database.reader(job.database, job.busy_timeout_ms) as reader:
+        async with db.reader() as reader:
             yield db, reader
     finally:
         await db.close()

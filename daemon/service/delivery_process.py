@@ -56,16 +56,22 @@ class Job(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     database: Path
+    database_url: str | None = None  # PostgreSQL instead of the file at `database`
+    database_password: str | None = None  # over the pipe, as the secret key
     busy_timeout_ms: int
     webhooks: WebhookSettings
     logging: LoggingSettings
     secret_key: str | None  # over the pipe: never in argv or the environment of the child
 
     @classmethod
-    def of(cls, settings: Settings, secret_key: str | None) -> Job:
+    def of(
+        cls, settings: Settings, secret_key: str | None, database_password: str | None = None
+    ) -> Job:
         """The job for the daemon's settings (webhooks as the daemon applies them)."""
         return cls(
             database=settings.database.path,
+            database_url=settings.database.url or None,
+            database_password=database_password,
             busy_timeout_ms=settings.database.busy_timeout_ms,
             webhooks=settings.effective_webhooks(),
             logging=settings.logging,

@@ -11,6 +11,7 @@ from daemon.errors import Conflict, NotFound
 from daemon.specs import AccountSpec
 from daemon.store import events
 from daemon.store.database import Database
+from daemon.store.dialect import both, json_values
 from daemon.store.paging import Collection
 from daemon.store.records import AccountRow, from_row
 from daemon.store.session import Session
@@ -39,7 +40,7 @@ WHERE id = :id
 """
 GET = "SELECT * FROM platform_accounts WHERE id = ?"
 LIST = "SELECT * FROM platform_accounts ORDER BY id"
-FOR_IDS = "SELECT * FROM platform_accounts WHERE id IN (SELECT value FROM json_each(?))"
+FOR_IDS = both("SELECT * FROM platform_accounts WHERE id IN ({ids})", ids=json_values("?"))
 SET_STATE = """
 UPDATE platform_accounts SET state = :state, last_error = :error, updated_at = :now WHERE id = :id
 """
@@ -130,10 +131,13 @@ async def remove(db: Database, account_id: str) -> None:
 
 _MATCHING = """
 FROM platform_accounts
-WHERE (:platform IS NULL OR platform = :platform) AND (:state IS NULL OR state = :state)
-  AND (:user IS NULL OR user_id = :user)
+WHERE (CAST(:platform AS TEXT) IS NULL OR platform = :platform)
+  AND (CAST(:state AS TEXT) IS NULL OR state = :state)
+  AND (CAST(:user AS TEXT) IS NULL OR user_id = :user)
 """
-PAGE = f"SELECT * {_MATCHING} AND (:after IS NULL OR id > :after) ORDER BY id LIMIT :limit"
+PAGE = f"""
+SELECT * {_MATCHING} AND (CAST(:after AS TEXT) IS NULL OR id > :after) ORDER BY id LIMIT :limit
+"""
 COUNT = f"SELECT count(*) {_MATCHING}"
 
 

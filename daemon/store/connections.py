@@ -286,9 +286,12 @@ async def count_by_state(db: Database) -> dict[str, int]:
 
 _MATCHING = """
 FROM mls_connections
-WHERE (:state IS NULL OR state = :state) AND (:user IS NULL OR user_id = :user)
+WHERE (CAST(:state AS TEXT) IS NULL OR state = :state)
+  AND (CAST(:user AS TEXT) IS NULL OR user_id = :user)
 """
-PAGE = f"SELECT * {_MATCHING} AND (:after IS NULL OR id > :after) ORDER BY id LIMIT :limit"
+PAGE = f"""
+SELECT * {_MATCHING} AND (CAST(:after AS TEXT) IS NULL OR id > :after) ORDER BY id LIMIT :limit
+"""
 COUNT = f"SELECT count(*) {_MATCHING}"
 
 

@@ -1,35 +1,33 @@
-"""Opening the SQLite file: pragmas, schema migrations, and one lock for every statement.
+"""The database the store runs on: SQLite (the default) or PostgreSQL, behind one interface.
 
-aiosqlite runs one sqlite3 connection on one thread. Several coroutines share it, so a
-transaction must not interleave with another coroutine's statements: every use goes through
-`Database.lock`, and transactions are short (never held across a network call).
+A `Database` hands out `Session`s (daemon/store/session.py): one inside a write transaction,
+or one to read. Transactions are short: never held across a network call. Which database
+it is shows only in `dialect` and in the statements that differ (daemon/store/dialect.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from abc import ABC, abstractmethod
+from contextlib import AbstractAsyncContextManager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
-import aiosqlite
-import anyio
+from daemon.store.dialect import Statement
+from daemon.store.session import Params, Row, Session
 
-from daemon.state_dir import create_private_file
-from daemon.store.errors import from_sqlite
-from daemon.store.session import Params, Row, Session, SqliteSession
+Dialect = Literal["sqlite", "postgresql"]
 
 
 class SchemaError(Exception):
     """The database cannot be used by this version of mls-sync."""
 
 
-def _migrations() -> list[tuple[int, str, str]]:
-    folder = resources.files("daemon.store") / "migrations"
+def migrations(dialect: Dialect) -> list[tuple[int, str, str]]:
+    """(version, file name, SQL) of each migration for `dialect`, oldest first. Both
+    databases number their migrations alike: PostgreSQL's first is a baseline equal to
+    SQLite's schema at that version."""
+    folder = resources.files("daemon.store") / "migrations" / dialect
     found = []
     for item in folder.iterdir():
         if item.name.endswith(".sql"):
@@ -38,177 +36,63 @@ def _migrations() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-MIGRATIONS = _migrations()
+MIGRATIONS = migrations("sqlite")
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
-def _read_only_uri(path: Path) -> str:
-    # A URI, so that any character in the path is escaped and mode=ro can be given.
-    return f"{Path(os.path.abspath(path)).as_uri()}?mode=ro"
+class Database(ABC):
+    dialect: ClassVar[Dialect]
 
+    @abstractmethod
+    def transaction(self) -> AbstractAsyncContextManager[Session]:
+        """A write transaction: commits when the block ends, rolls back on any exception.
+        Write transactions run one at a time, as SQLite's own write lock has them."""
 
-class Database:
-    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
-        self.conn = conn
-        self.path = path
-        self.lock = asyncio.Lock()
-        self._session = SqliteSession(conn)
+    @abstractmethod
+    def reading(self) -> AbstractAsyncContextManager[Session]:
+        """Reads that see no other task's open transaction."""
 
-    @classmethod
-    async def open(cls, path: Path, busy_timeout_ms: int = 5000) -> Database:
-        """Opens (creating if needed, owner-only) and migrates the database; StatePathError
-        when its file or folder cannot be created."""
-        # Owner-only before SQLite creates it, so secrets are never world-readable. (A quick
-        # local call at start; not worth a thread.)
-        create_private_file(path)
-        try:
-            # Shielded, as every close is: a cancel half-way through would leave aiosqlite's
-            # thread running after the event loop is gone (Ctrl-C or SIGTERM at start-up).
-            with anyio.CancelScope(shield=True):
-                conn = await aiosqlite.connect(path, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise SchemaError(f"{path}: cannot open the database: {exc}") from None
-        conn.row_factory = aiosqlite.Row
-        db = cls(conn, path)
-        try:
-            await db._configure(busy_timeout_ms)
-            await db._migrate()
-        except BaseException:
-            await db.close()
-            raise
-        return db
+    @abstractmethod
+    def reader(self) -> AbstractAsyncContextManager[Database]:
+        """A handle for reads beside the writer (the status board, the event watch), for as
+        long as the block runs."""
 
-    @classmethod
-    async def open_reader(cls, path: Path, busy_timeout_ms: int = 5000) -> Database:
-        """A second, read-only connection to a database `open` has prepared. In WAL mode it
-        reads beside the writer instead of waiting for the writer's lock."""
-        try:
-            with anyio.CancelScope(shield=True):  # as in `open`
-                conn = await aiosqlite.connect(_read_only_uri(path), uri=True, isolation_level=None)
-                await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        except sqlite3.Error as exc:
-            raise SchemaError(f"{path}: cannot open the database to read: {exc}") from None
-        conn.row_factory = aiosqlite.Row
-        return cls(conn, path)
+    @abstractmethod
+    async def write_one(self, sql: Statement, params: Params) -> int:
+        """One statement, atomic on its own; the number of rows it changed."""
 
-    async def close(self) -> None:
-        # Finishes even in a cancelled scope (a command cut by Ctrl-C or SIGTERM closes on
-        # the way out): else aiosqlite's thread outlives the event loop.
-        with anyio.CancelScope(shield=True):
-            await self.conn.close()
+    @abstractmethod
+    async def schema_version(self) -> int: ...
 
-    async def _configure(self, busy_timeout_ms: int) -> None:
-        try:
-            await self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            await self.conn.execute("PRAGMA journal_mode = WAL")
-            # WAL + NORMAL: a commit survives a process crash; only an OS crash may lose the
-            # last transactions, and never corrupts the file.
-            await self.conn.execute("PRAGMA synchronous = NORMAL")
-            await self.conn.execute("PRAGMA foreign_keys = ON")
-        except sqlite3.DatabaseError as exc:
-            raise SchemaError(f"{self.path}: not a usable SQLite database: {exc}") from None
+    @abstractmethod
+    async def close(self) -> None: ...
 
-    async def schema_version(self) -> int:
-        async with self.conn.execute("PRAGMA user_version") as cur:
-            row = await cur.fetchone()
-        return int(row[0]) if row else 0
-
-    async def _migrate(self) -> None:
-        current = await self.schema_version()
-        if current > SCHEMA_VERSION:
-            raise SchemaError(
-                f"{self.path}: the database has schema version {current}, newer than this "
-                f"mls-sync understands ({SCHEMA_VERSION}). Upgrade mls-sync, or point "
-                "[database] path at another file."
-            )
-        for version, name, sql in MIGRATIONS:
-            if version <= current:
-                continue
-            # One transaction per migration: a crash leaves the previous version intact. With
-            # foreign keys off while it runs, as SQLite's procedure for rebuilding a table
-            # asks (a dropped parent table would count its children as violations for good),
-            # and every key checked before it commits.
-            await self.conn.execute("PRAGMA foreign_keys = OFF")
-            try:
-                await self.conn.executescript(f"BEGIN IMMEDIATE;\n{sql}")
-                broken = list(await self.conn.execute_fetchall("PRAGMA foreign_key_check"))
-                if broken:
-                    tables = ", ".join(sorted({str(row[0]) for row in broken}))
-                    raise sqlite3.IntegrityError(
-                        f"it leaves {len(broken)} row(s) of {tables} whose foreign key finds "
-                        "no row (PRAGMA foreign_key_check lists them)"
-                    )
-                await self.conn.execute(f"PRAGMA user_version = {version}")
-                await self.conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if self.conn.in_transaction:
-                    await self.conn.execute("ROLLBACK")
-                raise SchemaError(f"{self.path}: migration {name} failed: {exc}") from None
-            finally:
-                await self.conn.execute("PRAGMA foreign_keys = ON")
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Session]:
-        """BEGIN IMMEDIATE ... COMMIT under the lock; rolls back on any exception."""
-        async with self.lock:
-            # Shielded (busy_timeout bounds it): a cancel here would abandon the await while
-            # the database thread still runs the BEGIN, leaving the shared connection inside a
-            # transaction. Once it has begun, a cancel lands in the body and rolls back.
-            with anyio.CancelScope(shield=True):
-                await self._control("BEGIN IMMEDIATE")
-            try:
-                yield self._session
-            except BaseException:
-                # Shielded: under anyio a cancelled scope would cancel this await too, and
-                # leave the transaction open for the next user of the connection.
-                with anyio.CancelScope(shield=True):
-                    await self._control("ROLLBACK")
-                raise
-            else:
-                with anyio.CancelScope(shield=True):
-                    await self._control("COMMIT")
-
-    async def _control(self, statement: str) -> None:
-        try:
-            await self.conn.execute(statement)
-        except sqlite3.Error as exc:
-            raise from_sqlite(exc) from exc
-
-    async def write_one(self, sql: str, params: Params) -> int:
-        """One statement, atomic on its own (SQLite wraps it in a transaction of its own):
-        one round trip to the database thread instead of a transaction's three. Returns
-        the number of rows it changed."""
-        async with self.lock:
-            return await self._session.execute(sql, params)
-
-    async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
+    async def fetch_one(self, sql: Statement, params: Params = ()) -> Row | None:
         """The first row of a read, or None."""
         async with self.reading() as session:
             return await session.fetch_one(sql, params)
 
-    async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
+    async def fetch_all(self, sql: Statement, params: Params = ()) -> list[Row]:
         async with self.reading() as session:
             return await session.fetch_all(sql, params)
 
-    @asynccontextmanager
-    async def reading(self) -> AsyncIterator[Session]:
-        """Reads under the lock, so they never see another coroutine's open transaction."""
-        async with self.lock:
-            yield self._session
 
+async def open_database(
+    path: Path, url: str | None, busy_timeout_ms: int = 5000, password: str | None = None
+) -> Database:
+    """PostgreSQL at `url` (with `password`) when one is given, else the SQLite file at
+    `path`; migrated. SchemaError when it cannot be used."""
+    if url is not None:
+        from daemon.store.postgres import PostgresDatabase  # only its users load psycopg
 
-@asynccontextmanager
-async def reader(path: Path, busy_timeout_ms: int = 5000) -> AsyncIterator[Database]:
-    """`Database.open_reader`, closed on the way out."""
-    db = await Database.open_reader(path, busy_timeout_ms)
-    try:
-        yield db
-    finally:
-        await db.close()
+        return await PostgresDatabase.open(url, busy_timeout_ms, password)
+    from daemon.store.sqlite import SqliteDatabase
+
+    return await SqliteDatabase.open(path, busy_timeout_ms)
 
 
 async def delete_in_batches(
-    db: Database, sql: str, params: dict[str, Any], batch: int = 5000
+    db: Database, sql: Statement, params: dict[str, Any], batch: int = 5000
 ) -> int:
     """Runs a `DELETE ... LIMIT :batch` in a transaction of its own until it deletes fewer
     than `batch` rows (the writer is never held up long); returns how many went."""

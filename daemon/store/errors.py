@@ -18,6 +18,13 @@ class DatabaseBusy(StoreError):
     """Another writer held a lock for longer than the store waits: nothing is wrong with the
     request or the data, and the same call may go through in a moment."""
 
+    def __init__(self, driver_message: str) -> None:
+        # One wording on either database, so that logs and alerts need not know which.
+        super().__init__(
+            f"database is locked: another writer held it past [database] busy_timeout_ms "
+            f"({driver_message})"
+        )
+
 
 class IntegrityViolation(StoreError):
     """A constraint refused the write (a key already taken, a row another one points at)."""

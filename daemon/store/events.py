@@ -17,6 +17,7 @@ import anyio
 
 from daemon.enums import EventType
 from daemon.store.database import Database, delete_in_batches
+from daemon.store.dialect import LEAST, Sql, both, json_objects, json_values
 from daemon.store.records import EventRow, from_row
 from daemon.store.session import Session
 
@@ -31,27 +32,33 @@ _POST = """json_object('id', p.id, 'platform', a.platform, 'account_id', p.accou
     'attempts', p.attempts, 'note', p.note, 'last_error', p.last_error,
     'next_attempt_at', p.next_attempt_at, 'url', '/v1/posts/' || p.id)"""
 
-LISTING_CHANGED = f"""
+LISTING_CHANGED = json_objects(
+    f"""
 INSERT INTO events (type, user_id, connection_id, listing_id, run_id, data, created_at)
 SELECT :type, l.user_id, l.connection_id, l.id, :run_id,
     json_object('listing', {_LISTING},
-        'change', json_object('from', :from_status, 'to', :to_status, 'reason', :reason),
-        'run_id', :run_id),
+        'change', json_object('from', CAST(:from_status AS TEXT), 'to', CAST(:to_status AS TEXT),
+            'reason', CAST(:reason AS TEXT)),
+        'run_id', CAST(:run_id AS BIGINT)),
     :now
 FROM listings l WHERE l.id = :id
 """
+)
 # Before the listings go: `by` says who stopped tracking them.
-LISTINGS_UNTRACKED = f"""
+LISTINGS_UNTRACKED = json_objects(
+    f"""
 INSERT INTO events (type, user_id, connection_id, listing_id, data, created_at)
 SELECT 'listing.removed', l.user_id, l.connection_id, l.id,
     json_object('listing', {_LISTING},
         'change', json_object('from', l.status, 'to', NULL, 'reason', 'untracked'),
-        'by', :by),
+        'by', CAST(:by AS TEXT)),
     :now
 FROM listings l WHERE (l.id = :listing_id OR l.connection_id = :connection_id)
 ORDER BY l.id
 """
-POST_CHANGED = f"""
+)
+POST_CHANGED = json_objects(
+    f"""
 INSERT INTO events (type, user_id, connection_id, listing_id, post_id, account_id, data,
     created_at)
 SELECT :type, l.user_id, l.connection_id, l.id, p.id, p.account_id,
@@ -61,26 +68,32 @@ FROM social_posts p JOIN listings l ON l.id = p.listing_id
     JOIN platform_accounts a ON a.id = p.account_id
 WHERE p.id = :id
 """
+)
 # Only when the state changes: run before the update, on a row not yet in that state.
-CONNECTION_NEEDS_REAUTH = """
+CONNECTION_NEEDS_REAUTH = json_objects(
+    """
 INSERT INTO events (type, user_id, connection_id, data, created_at)
 SELECT 'connection.needs_reauth', c.user_id, c.id,
     json_object('connection', json_object('id', c.id, 'name', c.name, 'base_url', c.base_url,
         'url', '/v1/mls-connections/' || c.id),
-        'reason', :reason, 'what_to_do', :what_to_do),
+        'reason', CAST(:reason AS TEXT), 'what_to_do', CAST(:what_to_do AS TEXT)),
     :now
 FROM mls_connections c WHERE c.id = :id AND c.state != 'needs_reauth'
 """
-ACCOUNT_NEEDS_REAUTH = """
+)
+ACCOUNT_NEEDS_REAUTH = json_objects(
+    """
 INSERT INTO events (type, user_id, account_id, data, created_at)
 SELECT 'account.needs_reauth', a.user_id, a.id,
     json_object('account', json_object('id', a.id, 'platform', a.platform,
         'user_id', a.user_id, 'url', '/v1/accounts/' || a.id),
-        'reason', :reason, 'what_to_do', :what_to_do),
+        'reason', CAST(:reason AS TEXT), 'what_to_do', CAST(:what_to_do AS TEXT)),
     :now
 FROM platform_accounts a WHERE a.id = :id AND a.state != 'needs_reauth'
 """
-RUN_FINISHED = """
+)
+RUN_FINISHED = json_objects(
+    """
 INSERT INTO events (type, run_id, data, created_at)
 SELECT 'run.finished', r.id,
     json_object('run', json_object('id', r.id, 'trigger', r.trigger, 'scope', r.scope,
@@ -92,20 +105,23 @@ SELECT 'run.finished', r.id,
     :now
 FROM sync_runs r WHERE r.id = :id AND r.outcome != 'running'
 """
+)
 
 # Only the endpoint's own events (`data` names its id): a receiver that is down hears of its
 # disabling through another endpoint, the event feed or the log, never through itself
 # (daemon/outbound/selection.py). Before the endpoint's row says disabled.
-ENDPOINT_DISABLED = """
+ENDPOINT_DISABLED = json_objects(
+    """
 INSERT INTO events (type, user_id, data, created_at)
 SELECT 'webhook.endpoint_disabled', e.user_id,
     json_object('endpoint', json_object('id', e.id, 'description', e.description,
         'user_id', e.user_id, 'failing_since', e.failing_since,
         'url', '/v1/webhooks/' || e.id),
-        'reason', :reason, 'what_to_do', :what_to_do),
+        'reason', CAST(:reason AS TEXT), 'what_to_do', CAST(:what_to_do AS TEXT)),
     :now
 FROM webhook_endpoints e WHERE e.id = :id AND e.enabled = 1
 """
+)
 
 ENDPOINT_WHAT_TO_DO = (
     "fix the receiver, then enable the endpoint again (POST /v1/webhooks/{id}/enable, or "
@@ -209,37 +225,53 @@ async def runs_finished(conn: Session, run_ids: Sequence[int], at: str) -> None:
 
 # Reading -----------------------------------------------------------------------------------
 
-AFTER = """
+AFTER = both(
+    """
 SELECT * FROM events
 WHERE id > :after AND id <= :upto
-  AND (:types IS NULL OR type IN (SELECT value FROM json_each(:types)))
-  AND (:user_id IS NULL OR user_id = :user_id)
+  AND (CAST(:types AS TEXT) IS NULL OR type IN ({types}))
+  AND (CAST(:user_id AS TEXT) IS NULL OR user_id = :user_id)
 ORDER BY id LIMIT :limit
-"""
-# The last id ever given, pruned or not: AUTOINCREMENT keeps it in sqlite_sequence.
-LAST_ID = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)"
+""",
+    types=json_values(":types"),
+)
+# The last id given, pruned or not. SQLite's AUTOINCREMENT keeps it in sqlite_sequence. On
+# PostgreSQL it is the newest event kept (pruning always keeps it: PRUNE_UPTO), not the
+# sequence's value: that moves before its event commits, and a reader moving past an id not
+# yet committed would skip that event for good.
+LAST_ID = Sql(
+    "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)",
+    "SELECT coalesce(max(id), 0) FROM events",
+)
 FIRST_ID = "SELECT min(id) FROM events"
 # Pruning takes the oldest ids only, never a hole, so that the first id kept tells a reader
 # whether it missed any (ops/events.py): up to the last id before the first event inside the
 # retention (an event's time is when its change was written, not quite in id order), and
 # never an event a webhook endpoint still owes, enabled or not (past its cursor, or with a
 # delivery pending: a long-dead endpoint holds the log until it is removed), nor, while mail
-# is on, one the mail worker has not read.
-PRUNE_UPTO = """
-SELECT min(
+# is on, one the mail worker has not read. The newest event always stays: on PostgreSQL it is
+# what tells the last id given (LAST_ID).
+PRUNE_UPTO = both(
+    """
+SELECT {least}(
     coalesce((SELECT min(id) FROM events WHERE created_at >= :before),
-             (SELECT coalesce(max(id), 0) FROM events) + 1) - 1,
+             (SELECT coalesce(max(id), 0) FROM events)) - 1,
     (SELECT coalesce(min(cursor), 9223372036854775807) FROM webhook_endpoints),
     (SELECT coalesce(min(event_id) - 1, 9223372036854775807)
      FROM webhook_deliveries WHERE state = 'pending'),
     CASE WHEN :mail_on
-         THEN coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'mail_cursor'), 0)
+         THEN coalesce((SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'mail_cursor'), 0)
          ELSE 9223372036854775807 END)
-"""
-PRUNE = f"""
+""",
+    least=LEAST,
+)
+PRUNE = both(
+    """
 DELETE FROM events WHERE id IN (
-    SELECT id FROM events WHERE id <= ({PRUNE_UPTO}) ORDER BY id LIMIT :batch)
-"""
+    SELECT id FROM events WHERE id <= ({upto}) ORDER BY id LIMIT :batch)
+""",
+    upto=PRUNE_UPTO,
+)
 # After pruning, the oldest event left is past the retention only if something holds it: the
 # endpoints that have not taken it yet, or have it pending. (The oldest event is one lookup;
 # the newest event past the retention would be a scan of the whole log.)

@@ -11,19 +11,27 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from daemon.store.database import Database
+from daemon.store.dialect import Sql, both
 from daemon.store.group_commit import GroupWriter
 from daemon.store.session import Session
 
 # Free, or expired: the one statement that takes leases, for one or many. A lease whose holder
 # is dead but unexpired is taken over by TAKE_OVER, from that holder alone.
-ACQUIRE = """
+ACQUIRE = both(
+    """
 INSERT INTO sync_leases (connection_id, holder, expires_at)
-SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]')
-FROM json_each(:wanted) WHERE true
+{wanted} WHERE true
 ON CONFLICT (connection_id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
 WHERE sync_leases.expires_at < :now
 RETURNING connection_id, holder
-"""
+""",
+    wanted=Sql(
+        """SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),
+    json_extract(value, '$[2]') FROM json_each(:wanted)""",
+        """SELECT value ->> 0, value ->> 1, value ->> 2
+    FROM json_array_elements(CAST(:wanted AS json)) AS value""",
+    ),
+)
 TAKE_OVER = """
 UPDATE sync_leases SET holder = :holder, expires_at = :until
 WHERE connection_id = :id AND holder = :previous

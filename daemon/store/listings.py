@@ -11,6 +11,7 @@ from daemon.models import BatchPlan, LocalStatus, event_type_of
 from daemon.specs import ListingSpec
 from daemon.store import events
 from daemon.store.database import Database
+from daemon.store.dialect import Sql, both, json_values
 from daemon.store.paging import Collection
 from daemon.store.records import (
     ListingRow,
@@ -32,21 +33,24 @@ VALUES (:id, :connection_id, :listing_key, :status,
 ON CONFLICT (id) DO UPDATE SET
     connection_id = excluded.connection_id,
     listing_key = excluded.listing_key,
-    user_id = CASE WHEN :user_id IS NOT NULL OR connection_id IS NOT excluded.connection_id
-                   THEN excluded.user_id ELSE user_id END,
+    user_id = CASE WHEN CAST(:user_id AS TEXT) IS NOT NULL
+                        OR listings.connection_id IS DISTINCT FROM excluded.connection_id
+                   THEN excluded.user_id ELSE listings.user_id END,
     -- Another record now: unchecked until its MLS answers (docs/mls-reso.md "Check tiers").
-    last_checked_at = CASE WHEN connection_id IS NOT excluded.connection_id
-                             OR listing_key IS NOT excluded.listing_key
-                           THEN NULL ELSE last_checked_at END,
+    last_checked_at = CASE WHEN listings.connection_id IS DISTINCT FROM excluded.connection_id
+                             OR listings.listing_key IS DISTINCT FROM excluded.listing_key
+                           THEN NULL ELSE listings.last_checked_at END,
     updated_at = excluded.updated_at
-WHERE connection_id IS NOT excluded.connection_id OR listing_key IS NOT excluded.listing_key
-   OR user_id IS NOT coalesce(:user_id, user_id)
+WHERE listings.connection_id IS DISTINCT FROM excluded.connection_id
+   OR listings.listing_key IS DISTINCT FROM excluded.listing_key
+   OR listings.user_id IS DISTINCT FROM coalesce(:user_id, listings.user_id)
 """
 GET = "SELECT * FROM listings WHERE id = ?"
 LIST = """
 SELECT * FROM listings
-WHERE (:connection_id IS NULL OR connection_id = :connection_id)
-  AND (:status IS NULL OR status = :status OR (:status = 'unknown' AND status IS NULL))
+WHERE (CAST(:connection_id AS TEXT) IS NULL OR connection_id = :connection_id)
+  AND (CAST(:status AS TEXT) IS NULL OR status = :status
+       OR (:status = 'unknown' AND status IS NULL))
 ORDER BY connection_id, id LIMIT :limit
 """
 SET_EXCLUDED = "UPDATE listings SET excluded = :excluded, updated_at = :now WHERE id = :id"
@@ -54,16 +58,18 @@ TRACKED = """
 SELECT id, listing_key, status, status_changed_at, last_checked_at, last_error IS NOT NULL
 FROM listings WHERE connection_id = ? AND excluded = 0 ORDER BY listing_key
 """
-CURRENT = "SELECT id, status FROM listings WHERE id IN (SELECT value FROM json_each(?))"
-OWNERS_OF_KEYS = """
+CURRENT = both("SELECT id, status FROM listings WHERE id IN ({ids})", ids=json_values("?"))
+OWNERS_OF_KEYS = both(
+    "SELECT id, listing_key FROM listings WHERE connection_id = ? AND listing_key IN ({keys})",
+    keys=json_values("?"),
+)
+TRACKED_BY_KEYS = both(
+    """
 SELECT id, listing_key FROM listings
-WHERE connection_id = ? AND listing_key IN (SELECT value FROM json_each(?))
-"""
-TRACKED_BY_KEYS = """
-SELECT id, listing_key FROM listings
-WHERE connection_id = ? AND excluded = 0
-  AND listing_key IN (SELECT value FROM json_each(?))
-"""
+WHERE connection_id = ? AND excluded = 0 AND listing_key IN ({keys})
+""",
+    keys=json_values("?"),
+)
 MARK_CHECKED = """
 UPDATE listings SET last_checked_at = :now, mls_standard_status = :standard,
     mls_status = :mls, mls_modified_at = :modified, last_error = NULL
@@ -84,12 +90,15 @@ HISTORY = "SELECT * FROM status_changes WHERE listing_id = ? ORDER BY id"
 COUNT_BY_STATUS = """
 SELECT coalesce(status, 'unknown') AS status, count(*) AS n FROM listings GROUP BY 1 ORDER BY 1
 """
-COUNT_BY_CONNECTION_AND_STATUS = """
+COUNT_BY_CONNECTION_AND_STATUS = both(
+    """
 SELECT connection_id, coalesce(status, 'unknown'), count(*) FROM listings
-WHERE connection_id IN (SELECT value FROM json_each(:ids)) GROUP BY 1, 2
-"""
+WHERE connection_id IN ({ids}) GROUP BY 1, 2
+""",
+    ids=json_values(":ids"),
+)
 _TIER_GROUPS = """
-SELECT l.status, coalesce(l.status_changed_at >= :since, 0),
+SELECT l.status, CASE WHEN l.status_changed_at >= :since THEN 1 ELSE 0 END,
     l.last_checked_at IS NULL OR l.last_error IS NOT NULL, count(*), min(l.last_checked_at)
 FROM listings AS l JOIN mls_connections AS c ON c.id = l.connection_id
 WHERE l.excluded = 0 AND c.mode = 'by_key' AND c.state = 'active' {}
@@ -289,23 +298,33 @@ async def transitions(db: Database, run_id: int) -> dict[tuple[str, str], int]:
     return {(r[0], r[1]): int(r[2]) for r in await db.fetch_all(TRANSITIONS, (run_id,))}
 
 
-_MATCHING = """
+_MATCHING = both(
+    """
 FROM listings
-WHERE (:connection_id IS NULL OR connection_id = :connection_id)
-  AND (:status IS NULL OR status = :status OR (:status = 'unknown' AND status IS NULL))
-  AND (:excluded IS NULL OR excluded = :excluded)
-  AND (:key_contains IS NULL OR instr(listing_key, :key_contains) > 0)
-  AND (:user IS NULL OR user_id = :user)
-"""
-PAGE = f"SELECT * {_MATCHING} AND (:after IS NULL OR id > :after) ORDER BY id LIMIT :limit"
-COUNT = f"SELECT count(*) {_MATCHING}"
+WHERE (CAST(:connection_id AS TEXT) IS NULL OR connection_id = :connection_id)
+  AND (CAST(:status AS TEXT) IS NULL OR status = :status
+       OR (:status = 'unknown' AND status IS NULL))
+  AND (CAST(:excluded AS BIGINT) IS NULL OR excluded = :excluded)
+  AND (CAST(:key_contains AS TEXT) IS NULL OR {position}(listing_key, :key_contains) > 0)
+  AND (CAST(:user AS TEXT) IS NULL OR user_id = :user)
+""",
+    position=Sql("instr", "strpos"),
+)
+PAGE = both(
+    """
+SELECT * {matching} AND (CAST(:after AS TEXT) IS NULL OR id > :after) ORDER BY id LIMIT :limit
+""",
+    matching=_MATCHING,
+)
+COUNT = both("SELECT count(*) {matching}", matching=_MATCHING)
 
 
 LISTINGS = Collection(ListingRow, PAGE, COUNT)
 
 
 HISTORY_PAGE = """
-SELECT * FROM status_changes WHERE listing_id = :listing_id AND (:after IS NULL OR id > :after)
+SELECT * FROM status_changes
+WHERE listing_id = :listing_id AND (CAST(:after AS BIGINT) IS NULL OR id > :after)
 ORDER BY id LIMIT :limit
 """
 HISTORY_COUNT = "SELECT count(*) FROM status_changes WHERE listing_id = :listing_id"

@@ -14,6 +14,7 @@ from typing import Any
 
 from daemon.store import events, meta
 from daemon.store.database import Database, delete_in_batches
+from daemon.store.dialect import Sql, both, json_values
 from daemon.store.session import Session
 
 CURSOR_KEY = "mail_cursor"
@@ -27,11 +28,18 @@ INSERT INTO mail_outbox (user_id, recipient, kind, status, run_id, listing_id, f
     subject, body, next_attempt_at, created_at)
 VALUES (:user_id, :recipient, :kind, :status, :run_id, :listing_id, :facts, :event_ids,
     :subject, :body, :now, :now)
+RETURNING id
 """
-JOIN_HELD = """
-UPDATE mail_outbox SET event_ids = json_insert(event_ids, '$[#]', :event_id)
+JOIN_HELD = both(
+    """
+UPDATE mail_outbox SET event_ids = {appended}
 WHERE status = 'held' AND user_id = :user_id AND listing_id = :listing_id
-"""
+""",
+    appended=Sql(
+        "json_insert(event_ids, '$[#]', :event_id)",
+        "CAST(CAST(event_ids AS jsonb) || to_jsonb(CAST(:event_id AS bigint)) AS text)",
+    ),
+)
 # Held for a run that has ended, or is gone.
 RELEASABLE = """
 SELECT id, listing_id, facts FROM mail_outbox o
@@ -50,21 +58,24 @@ FROM social_posts p JOIN platform_accounts a ON a.id = p.account_id
 WHERE p.listing_id = ? ORDER BY p.id
 """
 ADD_DIGEST_ITEM = """
-INSERT OR IGNORE INTO mail_digest_items (user_id, recipient, event_id, type, data, due_at)
+INSERT INTO mail_digest_items (user_id, recipient, event_id, type, data, due_at)
 VALUES (:user_id, :recipient, :event_id, :type, :data, :due_at)
+ON CONFLICT DO NOTHING
 """
 DUE_DIGEST_ITEMS = """
 SELECT id, user_id, recipient, event_id, type, data, due_at FROM mail_digest_items
 WHERE message_id IS NULL AND due_at <= ? ORDER BY user_id, event_id
 """
 DIGESTED = "UPDATE mail_digest_items SET message_id = ? WHERE id = ?"
-DUE = """
+DUE = both(
+    """
 SELECT id, user_id, recipient, kind, event_ids, subject, body, attempts, created_at
 FROM mail_outbox
-WHERE status = 'pending' AND next_attempt_at <= :now
-  AND id NOT IN (SELECT value FROM json_each(:busy))
+WHERE status = 'pending' AND next_attempt_at <= :now AND id NOT IN ({busy})
 ORDER BY next_attempt_at, id LIMIT :limit
-"""
+""",
+    busy=json_values(":busy", as_type="bigint"),
+)
 SENT = "UPDATE mail_outbox SET status = 'sent', sent_at = :now WHERE id = :id"
 RETRY = """
 UPDATE mail_outbox SET attempts = :attempts, next_attempt_at = :next_at, last_error = :error
@@ -122,10 +133,13 @@ async def cursor(conn: Session) -> int:
 
 # The first start: from the end of the log as it is. Events from before mail was turned on are
 # history, not news; nobody wants weeks of them at once.
-START_CURSOR = f"""
-INSERT OR IGNORE INTO meta (key, value)
-SELECT '{CURSOR_KEY}', ({events.LAST_ID})
-"""
+START_CURSOR = both(
+    f"""
+INSERT INTO meta (key, value) SELECT '{CURSOR_KEY}', CAST(({{last_id}}) AS TEXT) WHERE true
+ON CONFLICT DO NOTHING
+""",
+    last_id=events.LAST_ID,
+)
 
 
 FORGET_CURSOR = f"DELETE FROM meta WHERE key = '{CURSOR_KEY}'"
@@ -176,11 +190,11 @@ async def enqueue(
     subject: str | None = None,
     body: str | None = None,
     held: tuple[int | None, str, dict[str, Any]] | None = None,
-) -> None:
+) -> int:
     """A message ready to send (subject and body), or `held`: (run id, listing id, facts) of a
-    sale composed once its run has ended."""
+    sale composed once its run has ended. Its id."""
     run_id, listing_id, facts = held if held else (None, None, {})
-    await conn.execute(
+    row = await conn.fetch_one(
         INSERT,
         {
             "user_id": to.user_id,
@@ -196,6 +210,8 @@ async def enqueue(
             "now": now,
         },
     )
+    assert row is not None  # RETURNING gives the row it inserted
+    return int(row[0])
 
 
 async def join_held(conn: Session, user_id: str, listing_id: str, event_id: int) -> bool:
@@ -246,11 +262,6 @@ async def due_digest_items(conn: Session, now: str) -> list[DigestItemRow]:
         )
         for r in await conn.fetch_all(DUE_DIGEST_ITEMS, (now,))
     ]
-
-
-async def last_inserted_id(conn: Session) -> int:
-    row = next(iter(await conn.fetch_all("SELECT last_insert_rowid()")))
-    return int(row[0])
 
 
 async def mark_digested(conn: Session, item_ids: Sequence[int], message_id: int) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from daemon.store.database import Database
+from daemon.store.dialect import Statement
 from daemon.store.records import from_row
 
 RowT = TypeVar("RowT")
@@ -27,8 +28,8 @@ class Collection(Generic[RowT]):
     the filters only. Runs, their errors and audit trails are ordered by number."""
 
     row_type: type[RowT]
-    select: str
-    count: str
+    select: Statement
+    count: Statement
     numbered: bool = False
 
 
@@ -49,8 +50,8 @@ async def read(
 async def read_slice(
     db: Database,
     row_type: type[RowT],
-    select: str,
-    count: str,
+    select: Statement,
+    count: Statement,
     params: Mapping[str, Any],
     limit: int,
 ) -> Slice[RowT]:

@@ -17,6 +17,7 @@ from daemon.models import LocalStatus
 from daemon.specs import PostSpec
 from daemon.store import events
 from daemon.store.database import Database
+from daemon.store.dialect import Sql, both, json_values, unindexed
 from daemon.store.paging import Collection
 from daemon.store.records import DuePost, PostRow, from_row
 from daemon.store.session import Row, Session
@@ -26,18 +27,19 @@ SELECT p.id, p.listing_id, p.account_id, p.platform_post_id, l.status AS listing
     p.attempts, p.delete_sent_at
 FROM social_posts p JOIN listings l ON l.id = p.listing_id
 """
-DUE = (
+DUE = both(
     _DUE_COLUMNS
     + """
 WHERE p.status = 'published'
-  AND l.status IN (SELECT value FROM json_each(:statuses))
+  AND l.status IN ({statuses})
   AND (p.next_attempt_at IS NULL OR p.next_attempt_at <= :now)
-  AND (:listing_id IS NULL OR p.listing_id = :listing_id)
-  AND (:connection_id IS NULL OR l.connection_id = :connection_id)
-  AND (:user_id IS NULL
+  AND (CAST(:listing_id AS TEXT) IS NULL OR p.listing_id = :listing_id)
+  AND (CAST(:connection_id AS TEXT) IS NULL OR l.connection_id = :connection_id)
+  AND (CAST(:user_id AS TEXT) IS NULL
        OR l.connection_id IN (SELECT id FROM mls_connections WHERE user_id = :user_id))
 ORDER BY p.account_id, p.id
-"""
+""",
+    statuses=json_values(":statuses"),
 )
 # `mls-sync unpublish --listing`: every published post of the listing, whatever its status.
 PUBLISHED_OF_LISTING = (
@@ -91,16 +93,25 @@ WHERE id = :id AND status = 'published'
 # Only for a post still as the pass's copy of it shows it: published, with the same platform id
 # and the same mark. Another process may have sent a DELETE (or taken the post down) since the
 # copy was read; a DELETE from the copy would then be a second one with no read first.
-DELETE_SENT = """
+DELETE_SENT = both(
+    """
 UPDATE social_posts AS p SET delete_sent_at = :now
-FROM (SELECT json_extract(value, '$.id') AS copy_id,
+FROM ({copies}) AS c
+WHERE p.id = c.copy_id AND {status} = 'published' AND p.platform_post_id = c.platform_post_id
+  AND p.delete_sent_at IS NOT DISTINCT FROM c.seen
+RETURNING id
+""",
+    copies=Sql(
+        """SELECT json_extract(value, '$.id') AS copy_id,
         json_extract(value, '$.platform_post_id') AS platform_post_id,
         json_extract(value, '$.seen') AS seen
-    FROM json_each(:copies)) AS c
-WHERE p.id = c.copy_id AND +p.status = 'published' AND p.platform_post_id = c.platform_post_id
-  AND p.delete_sent_at IS c.seen
-RETURNING id
-"""
+    FROM json_each(:copies)""",
+        """SELECT value ->> 'id' AS copy_id, value ->> 'platform_post_id' AS platform_post_id,
+        value ->> 'seen' AS seen
+    FROM json_array_elements(CAST(:copies AS json)) AS value""",
+    ),
+    status=unindexed("p.status"),
+)
 # `+p.status`: keeps SQLite from driving the update by the status index (every published post,
 # each joined to the whole batch): it looks each copy up by its id instead. With the index, a
 # 10,000-post pass spent 18 s of CPU in this statement (docs/benchmarks.md, scenario C).
@@ -111,15 +122,16 @@ GET = _WITH_PLATFORM + "WHERE p.id = ?"
 LIST = (
     _WITH_PLATFORM
     + """
-WHERE (:listing_id IS NULL OR p.listing_id = :listing_id)
-  AND (:status IS NULL OR p.status = :status)
+WHERE (CAST(:listing_id AS TEXT) IS NULL OR p.listing_id = :listing_id)
+  AND (CAST(:status AS TEXT) IS NULL OR p.status = :status)
 ORDER BY p.listing_id, p.id LIMIT :limit
 """
 )
-STILL_PUBLISHED = """
-SELECT id, attempts FROM social_posts
-WHERE +status = 'published' AND id IN (SELECT value FROM json_each(?))
-"""  # `+status`: looked up by id, not by scanning every published post (as DELETE_SENT)
+STILL_PUBLISHED = both(
+    "SELECT id, attempts FROM social_posts WHERE {status} = 'published' AND id IN ({ids})",
+    status=unindexed("status"),
+    ids=json_values("?"),
+)  # `+status`: looked up by id, not by scanning every published post (as DELETE_SENT)
 COUNT_BY_STATUS = "SELECT status, count(*) FROM social_posts GROUP BY 1 ORDER BY 1"
 
 
@@ -271,14 +283,15 @@ async def count_by_status(db: Database) -> dict[str, int]:
 _MATCHING = (
     _WITH_PLATFORM
     + """
-WHERE (:listing_id IS NULL OR p.listing_id = :listing_id)
-  AND (:status IS NULL OR p.status = :status)
-  AND (:platform IS NULL OR a.platform = :platform)
-  AND (:user IS NULL OR p.listing_id IN (SELECT id FROM listings WHERE user_id = :user))
+WHERE (CAST(:listing_id AS TEXT) IS NULL OR p.listing_id = :listing_id)
+  AND (CAST(:status AS TEXT) IS NULL OR p.status = :status)
+  AND (CAST(:platform AS TEXT) IS NULL OR a.platform = :platform)
+  AND (CAST(:user AS TEXT) IS NULL
+       OR p.listing_id IN (SELECT id FROM listings WHERE user_id = :user))
 """
 )
-PAGE = _MATCHING + "AND (:after IS NULL OR p.id > :after) ORDER BY p.id LIMIT :limit"
-COUNT = f"SELECT count(*) FROM ({_MATCHING})"
+PAGE = _MATCHING + "AND (CAST(:after AS TEXT) IS NULL OR p.id > :after) ORDER BY p.id LIMIT :limit"
+COUNT = f"SELECT count(*) FROM ({_MATCHING}) AS matching"
 
 
 POSTS = Collection(PostRow, PAGE, COUNT)

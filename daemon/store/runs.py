@@ -40,7 +40,7 @@ VALUES (:run_id, :scope, :severity, :connection_id, :listing_id, :message, :at)
 FINISH = """
 UPDATE sync_runs SET finished_at = :at,
     outcome = CASE
-        WHEN :failed THEN 'failed'
+        WHEN :failed = 1 THEN 'failed'
         WHEN errors > 0 THEN 'partial'
         ELSE 'ok' END
 WHERE id = :run_id AND outcome = 'running'
@@ -205,11 +205,14 @@ async def interrupt(db: Database, run_ids: Sequence[int], at: str) -> None:
 
 
 _MATCHING = """
-FROM sync_runs WHERE (:outcome IS NULL OR outcome = :outcome)
-  AND (:trigger IS NULL OR trigger = :trigger)
+FROM sync_runs WHERE (CAST(:outcome AS TEXT) IS NULL OR outcome = :outcome)
+  AND (CAST(:trigger AS TEXT) IS NULL OR trigger = :trigger)
 """
 # Newest first: a cursor is the oldest id of the slice before.
-PAGE = f"SELECT * {_MATCHING} AND (:after IS NULL OR id < :after) ORDER BY id DESC LIMIT :limit"
+PAGE = f"""
+SELECT * {_MATCHING} AND (CAST(:after AS BIGINT) IS NULL OR id < :after)
+ORDER BY id DESC LIMIT :limit
+"""
 COUNT = f"SELECT count(*) {_MATCHING}"
 
 
@@ -217,12 +220,13 @@ RUNS = Collection(RunRow, PAGE, COUNT, numbered=True)
 
 
 _ERRORS_MATCHING = """
-FROM run_errors WHERE run_id = :run_id AND (:severity IS NULL OR severity = :severity)
-  AND (:connection_id IS NULL OR connection_id = :connection_id)
+FROM run_errors WHERE run_id = :run_id AND (CAST(:severity AS TEXT) IS NULL OR severity = :severity)
+  AND (CAST(:connection_id AS TEXT) IS NULL OR connection_id = :connection_id)
 """
-ERRORS_PAGE = (
-    f"SELECT * {_ERRORS_MATCHING} AND (:after IS NULL OR id > :after) ORDER BY id LIMIT :limit"
-)
+ERRORS_PAGE = f"""
+SELECT * {_ERRORS_MATCHING} AND (CAST(:after AS BIGINT) IS NULL OR id > :after)
+ORDER BY id LIMIT :limit
+"""
 ERRORS_COUNT = f"SELECT count(*) {_ERRORS_MATCHING}"
 
 

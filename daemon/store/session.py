@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import aiosqlite
 
+from daemon.store.dialect import Statement, sqlite_text
 from daemon.store.errors import from_sqlite
 
 Params = Mapping[str, Any] | Sequence[Any]
@@ -30,20 +31,20 @@ class Row(Protocol):
 class Session(Protocol):
     """One connection, inside a transaction or reading, for one task at a time."""
 
-    async def execute(self, sql: str, params: Params = ()) -> int:
+    async def execute(self, sql: Statement, params: Params = ()) -> int:
         """Runs one statement; the number of rows it changed."""
         ...
 
-    async def execute_many(self, sql: str, rows: Iterable[Params]) -> int:
+    async def execute_many(self, sql: Statement, rows: Iterable[Params]) -> int:
         """Runs one statement for each set of parameters; the rows changed in all."""
         ...
 
-    async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
+    async def fetch_one(self, sql: Statement, params: Params = ()) -> Row | None:
         """The first row of a read, or None. Meant for reads of one row: every row the
         statement yields is read."""
         ...
 
-    async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]: ...
+    async def fetch_all(self, sql: Statement, params: Params = ()) -> list[Row]: ...
 
 
 class SqliteSession:
@@ -55,27 +56,27 @@ class SqliteSession:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
 
-    async def execute(self, sql: str, params: Params = ()) -> int:
+    async def execute(self, sql: Statement, params: Params = ()) -> int:
         try:
-            cursor = await self._conn.execute(sql, params)
+            cursor = await self._conn.execute(sqlite_text(sql), params)
         except sqlite3.Error as exc:
             raise from_sqlite(exc) from exc
         return cursor.rowcount
 
-    async def execute_many(self, sql: str, rows: Iterable[Params]) -> int:
+    async def execute_many(self, sql: Statement, rows: Iterable[Params]) -> int:
         try:
-            cursor = await self._conn.executemany(sql, rows)
+            cursor = await self._conn.executemany(sqlite_text(sql), rows)
         except sqlite3.Error as exc:
             raise from_sqlite(exc) from exc
         return cursor.rowcount
 
-    async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
+    async def fetch_one(self, sql: Statement, params: Params = ()) -> Row | None:
         rows = await self.fetch_all(sql, params)
         return rows[0] if rows else None
 
-    async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
+    async def fetch_all(self, sql: Statement, params: Params = ()) -> list[Row]:
         try:
-            rows = await self._conn.execute_fetchall(sql, params)
+            rows = await self._conn.execute_fetchall(sqlite_text(sql), params)
         except sqlite3.Error as exc:
             raise from_sqlite(exc) from exc
         return list(rows)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from daemon.errors import Conflict, NotFound
 from daemon.specs import UserSpec
 from daemon.store.database import Database
+from daemon.store.dialect import both, json_values
 from daemon.store.paging import Collection
 from daemon.store.records import UserRow, from_row
 
@@ -24,7 +25,7 @@ ON CONFLICT (id) DO UPDATE SET display_name = excluded.display_name, email = exc
     notify_mode = excluded.notify_mode, updated_at = excluded.updated_at
 """
 GET = "SELECT * FROM users WHERE id = ?"
-EXISTING = "SELECT id FROM users WHERE id IN (SELECT value FROM json_each(?))"
+EXISTING = both("SELECT id FROM users WHERE id IN ({ids})", ids=json_values("?"))
 OWNED = """
 SELECT (SELECT count(*) FROM mls_connections WHERE user_id = :id),
        (SELECT count(*) FROM listings WHERE user_id = :id),
@@ -89,7 +90,9 @@ async def remove(db: Database, user_id: str) -> None:
 
 
 _MATCHING = "FROM users WHERE 1 = 1"
-PAGE = f"SELECT * {_MATCHING} AND (:after IS NULL OR id > :after) ORDER BY id LIMIT :limit"
+PAGE = f"""
+SELECT * {_MATCHING} AND (CAST(:after AS TEXT) IS NULL OR id > :after) ORDER BY id LIMIT :limit
+"""
 COUNT = f"SELECT count(*) {_MATCHING}"
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from daemon.enums import DeliveryState
 from daemon.store import events
 from daemon.store.database import Database, delete_in_batches
+from daemon.store.dialect import both, json_values
 from daemon.store.paging import Slice, read_slice
 from daemon.store.records import (
     EventRow,
@@ -96,10 +97,10 @@ WHERE id = :delivery_id
 SUCCEEDED = "UPDATE webhook_endpoints SET failing_since = NULL WHERE id = :id"
 FAILED = "UPDATE webhook_endpoints SET failing_since = coalesce(failing_since, :at) WHERE id = :id"
 ATTEMPTS = "SELECT * FROM webhook_attempts WHERE delivery_id = ? ORDER BY id"
-ATTEMPTS_OF = """
-SELECT * FROM webhook_attempts WHERE delivery_id IN (SELECT value FROM json_each(?))
-ORDER BY delivery_id, id
-"""
+ATTEMPTS_OF = both(
+    "SELECT * FROM webhook_attempts WHERE delivery_id IN ({ids}) ORDER BY delivery_id, id",
+    ids=json_values("?", as_type="bigint"),
+)
 EVENT = "SELECT * FROM events WHERE id = ?"
 # Per enabled endpoint, when its oldest event not yet delivered was written: the pending
 # delivery's, else the first event past its cursor (which may not be for it: an upper bound).

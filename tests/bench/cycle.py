@@ -30,7 +30,7 @@ from daemon import composition, eventloop, logs
 from daemon.composition import Runtime, open_runtime
 from daemon.config import Settings, load_settings
 from daemon.service.delivery_process import DeliveryProcess, Job
-from daemon.store import database, events, runs, webhooks
+from daemon.store import events, runs, webhooks
 from daemon.store.database import Database
 from daemon.store.posts import DueScope
 from daemon.timestamps import iso, utcnow
@@ -103,7 +103,7 @@ async def delivering(
     settings = rt.settings
     job = Job.of(settings, key)
     async with (
-        database.reader(rt.db.path) as reader,
+        rt.db.reader() as reader,
         anyio.create_task_group() as tg,
     ):
         process = DeliveryProcess(job, _NoMetrics(), reader)

@@ -26,14 +26,16 @@ from daemon.scopes import Scope
 from daemon.service.auth import API_OFF, WRONG_TOKEN, Reader, TokenCheck, Writer, require
 from daemon.serving import serving
 from daemon.specs import SpecError
-from daemon.store.database import Database, reader
+from daemon.store.database import Database
+from daemon.store.sqlite import SqliteDatabase
+from tests.helpers import on_sqlite, sqlite_reader
 
 CONFIGURED = Secret("configured-token-5ecret", "test")
 
 
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    opened = await Database.open(tmp_path / "state" / "mls-sync.db")
+    opened = await SqliteDatabase.open(tmp_path / "state" / "mls-sync.db")
     try:
         yield opened
     finally:
@@ -148,7 +150,7 @@ async def test_a_revoked_token_is_refused_from_the_next_request_on(
     _, other = await ops(db).create("app", Scope.WRITE)
     assert (await call(api, Scope.WRITE, token)).status_code == 200
 
-    elsewhere = await Database.open(db.path)
+    elsewhere = await SqliteDatabase.open(on_sqlite(db).path)
     try:
         revoked = await ops(elsewhere).revoke("ci")
     finally:
@@ -236,7 +238,7 @@ async def test_the_openapi_document_names_the_bearer_scheme_on_each_route(
 
 async def test_the_database_holds_no_token_only_its_hash(tmp_path: Path) -> None:
     path = tmp_path / "tokens.db"
-    db = await Database.open(path)
+    db = await SqliteDatabase.open(path)
     try:
         made = [(await ops(db).create(f"t{i}", Scope.READ))[1] for i in range(3)]
         await ops(db).revoke("t0")
@@ -305,7 +307,10 @@ async def test_a_tokens_last_use_is_recorded_but_not_on_every_request(db: Databa
 
 
 async def test_the_database_refuses_a_scope_it_does_not_know(db: Database) -> None:
-    with closing(sqlite3.connect(db.path)) as conn, pytest.raises(sqlite3.IntegrityError):
+    with (
+        closing(sqlite3.connect(on_sqlite(db).path)) as conn,
+        pytest.raises(sqlite3.IntegrityError),
+    ):
         conn.execute(
             "INSERT INTO api_tokens (name, scope, token_sha256, created_at) "
             "VALUES ('x', 'root', 'h', '2026-01-01T00:00:00.000000Z')"
@@ -332,7 +337,7 @@ async def test_a_token_is_accepted_even_where_its_use_cannot_be_written(db: Data
     through a read-only connection to the file."""
     _, token = await ops(db).create("ci", Scope.READ)
     with capture_logs() as logged:
-        async with reader(db.path) as read_only:
+        async with sqlite_reader(on_sqlite(db).path) as read_only:
             caller = await tokens.authenticate(read_only, None, token)
     assert caller == Caller("ci", Scope.READ)
     assert [line["event"] for line in logged] == ["token_use_not_recorded"]

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from daemon.composition import Runtime
 from daemon.config import CheckIntervalSettings
 from daemon.ops.context import OpsContext
@@ -16,6 +18,8 @@ from daemon.specs import ListingSpec
 from daemon.store import listings
 from daemon.timestamps import iso
 from tests.helpers import Mls, add_connection, status_of, track
+
+pytestmark = pytest.mark.both_databases
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)

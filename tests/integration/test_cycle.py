@@ -17,6 +17,8 @@ from daemon.sync.engine import SyncRefused
 from daemon.timestamps import iso, utcnow
 from tests.helpers import Mls, add_connection, make_settings, status_of, track
 
+pytestmark = pytest.mark.both_databases
+
 
 async def _two_connections(rt: Runtime, sandbox: SandboxMls, url: str) -> None:
     sandbox.put("A", "Closed")

@@ -3,12 +3,16 @@ it (daemon/store/cycle_health.py)."""
 
 from __future__ import annotations
 
+import pytest
+
 from daemon.composition import Runtime
 from daemon.enums import ConnectionState
 from daemon.sandbox.faults import Fault
 from daemon.store import connections, cycle_health
 from daemon.timestamps import iso, parse_iso, utcnow
 from tests.helpers import Mls, add_connection, add_incremental, track
+
+pytestmark = pytest.mark.both_databases
 
 
 async def test_a_failed_cycle_keeps_the_last_success_and_names_the_failing_connection(

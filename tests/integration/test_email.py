@@ -5,7 +5,6 @@ digests go out at their hour; a refused message is sent later; nothing is sent t
 from __future__ import annotations
 
 import ipaddress
-import sqlite3
 import ssl
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -25,12 +24,22 @@ from daemon.mail.worker import MailWorker
 from daemon.sandbox.faults import Fault
 from daemon.sandbox.smtp_sink import SmtpSink, smtp_sink_running
 from daemon.service.event_watch import EventWatch
-from daemon.store import database, events, mail
+from daemon.store import events, mail
 from daemon.timestamps import utcnow
 from tests.e2e.daemon_process import free_port
-from tests.helpers import Clock, Live, Mls, Platforms, open_live, wait_until
+from tests.helpers import (
+    Clock,
+    Live,
+    Mls,
+    Platforms,
+    open_live,
+    wait_until,
+    write_locked,
+)
 from tests.integration.test_unpublish import _listing_with_posts, _sell, post_ids
 from tests.mail_helpers import PUBLIC_URL, email_settings, notify
+
+pytestmark = pytest.mark.both_databases
 
 AGENT = "agent@example.test"
 
@@ -52,7 +61,7 @@ async def running(live: Live, port: int, clock: Clock, **settings: object) -> As
     """The mail worker (and the event watch that wakes it) for the test's body."""
     watch = EventWatch(live.rt.db, 0.02)
     config = email_settings(port, **settings)
-    async with database.reader(live.rt.db.path) as reader, anyio.create_task_group() as tg:
+    async with live.rt.db.reader() as reader, anyio.create_task_group() as tg:
         worker = MailWorker(
             live.rt.db, config, None, watch, clock=clock, poll_seconds=0.05, reader=reader
         )
@@ -308,17 +317,12 @@ async def test_a_database_too_busy_to_record_a_send_does_not_send_it_twice(
         await _listing_with_posts(live)
         await _sell(live)
         server.answer_delay = 0.5
-        other = sqlite3.connect(live.rt.db.path, isolation_level=None, timeout=0.1)
-        try:
-            async with running(live, port, clock):
-                await wait_until(lambda: len(server.received) == 1)  # kept, 250 not sent yet
-                other.execute("BEGIN IMMEDIATE")
+        async with running(live, port, clock):
+            await wait_until(lambda: len(server.received) == 1)  # kept, 250 not sent yet
+            async with write_locked(live.rt.settings):
                 await anyio.sleep(2.5)  # the 250 arrives; the mark cannot be written
-                other.execute("ROLLBACK")
-                await _settle()
-            row = await live.rt.db.fetch_one("SELECT status FROM mail_outbox")
-        finally:
-            other.close()
+            await _settle()
+        row = await live.rt.db.fetch_one("SELECT status FROM mail_outbox")
     assert len(server.received) == 1
     assert row is not None and row["status"] == "sent"
 

@@ -18,6 +18,8 @@ from daemon.store.records import ConnectionRow
 from daemon.timestamps import iso
 from tests.helpers import Mls, add_connection, status_of, track
 
+pytestmark = pytest.mark.both_databases
+
 KEYS = [f"E{i:02d}" for i in range(10)]
 
 

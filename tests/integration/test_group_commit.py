@@ -14,6 +14,7 @@ from daemon.store.errors import IntegrityViolation, StoreError
 from daemon.store.group_commit import GroupWriter, Refused
 from daemon.store.leases import LeaseRequest
 from daemon.store.session import Session
+from daemon.store.sqlite import SqliteDatabase
 
 
 async def _insert(conn: Session, values: Sequence[int]) -> list[int]:
@@ -23,7 +24,7 @@ async def _insert(conn: Session, values: Sequence[int]) -> list[int]:
 
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(tmp_path / "group.db")
+    database = await SqliteDatabase.open(tmp_path / "group.db")
     await database.conn.execute("CREATE TABLE scratch (v INTEGER NOT NULL CHECK (v >= 0))")
     yield database
     await database.close()

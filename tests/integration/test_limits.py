@@ -6,6 +6,8 @@ import bisect
 import time
 from pathlib import Path
 
+import pytest
+
 from daemon.composition import open_runtime
 from daemon.mls.client import MLS_RATE_MARGIN, make_limiter
 from daemon.sandbox.faults import Fault
@@ -22,6 +24,8 @@ from tests.helpers import (
     most_in_any_window,
     track,
 )
+
+pytestmark = pytest.mark.both_databases
 
 
 async def test_requests_never_exceed_the_credentials_rate(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import anyio
+import pytest
 
 from daemon.composition import Runtime
 from daemon.sandbox.faults import Fault
@@ -18,6 +19,8 @@ from tests.helpers import (
     status_of,
     track,
 )
+
+pytestmark = pytest.mark.both_databases
 
 
 async def _three_listings(rt: Runtime, sandbox: SandboxMls, url: str, **fields: object) -> None:

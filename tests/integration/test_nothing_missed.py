@@ -10,6 +10,7 @@ from pathlib import Path
 
 import anyio
 import anyio.abc
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -31,6 +32,8 @@ from tests.helpers import (
     status_of,
     track,
 )
+
+pytestmark = pytest.mark.both_databases
 
 KEYS = [f"N{i:02d}" for i in range(30)]
 

@@ -11,8 +11,8 @@ from daemon.platforms.registry import PLATFORM_NAMES, REGISTRY
 from daemon.sandbox.environment import CONNECTED_VIA
 from daemon.specs import AccountSpec
 from daemon.store import accounts, posts
-from daemon.store.database import Database
 from daemon.store.errors import IntegrityViolation
+from daemon.store.sqlite import SqliteDatabase
 from daemon.timestamps import iso, utcnow
 from tests.helpers import Live, add_account, add_connection, add_post, track
 
@@ -22,7 +22,7 @@ async def test_the_database_keeps_an_account_on_every_registered_platform(
     tmp_path: Path, name: str
 ) -> None:
     """A platform added to the registry needs a migration that lets its name in."""
-    db = await Database.open(tmp_path / "x.db")
+    db = await SqliteDatabase.open(tmp_path / "x.db")
     try:
         spec = AccountSpec.model_validate(
             {
@@ -43,7 +43,7 @@ async def test_the_database_refuses_an_account_on_a_platform_not_registered(
     tmp_path: Path,
 ) -> None:
     """The CHECK constraint is what keeps the stored names and the registry's in step."""
-    db = await Database.open(tmp_path / "x.db")
+    db = await SqliteDatabase.open(tmp_path / "x.db")
     params = {
         "id": "a1",
         "user_id": "u1",

@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import anyio
+import pytest
 
 from daemon.composition import Runtime
 from daemon.ops import push
@@ -20,6 +21,8 @@ from daemon.sync.connection import PUSH_ATTEMPTS
 from daemon.sync.engine import PollOutcome, RunReport
 from daemon.timestamps import iso
 from tests.helpers import Mls, add_connection, status_of, track
+
+pytestmark = pytest.mark.both_databases
 
 KEYS = ["P1", "P2", "P3"]
 LIMIT = 1000

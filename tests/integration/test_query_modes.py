@@ -12,6 +12,8 @@ from daemon.store import connections, listings
 from daemon.timestamps import parse_iso
 from tests.helpers import Mls, add_connection, add_incremental, status_of, track
 
+pytestmark = pytest.mark.both_databases
+
 KEYS = [f"Q{i:02d}" for i in range(10)]
 
 

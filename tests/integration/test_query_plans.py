@@ -10,7 +10,7 @@ import sqlite3
 
 from daemon.store import connections
 from daemon.timestamps import iso, utcnow
-from tests.helpers import Live, add_account, add_connection, add_post, track
+from tests.helpers import Live, add_account, add_connection, add_post, on_sqlite, track
 
 # Tables whose rows grow with the listings tracked, their history or their posts.
 GROWING = (
@@ -46,11 +46,11 @@ async def _statements_of_cycles(live: Live) -> list[str]:
         await add_post(rt, f"p{n}", f"L-{key}", "fb-1", post_id)
     await rt.engine.sync_all()  # first seen: statuses set, a cursor for incremental
     seen: list[str] = []
-    await rt.db.conn.set_trace_callback(seen.append)
+    await on_sqlite(rt.db).conn.set_trace_callback(seen.append)
     for key in keys[:5] + keys[60:65]:
         mls.set_status(key, "Closed")
     report = await rt.engine.sync_all()
-    await rt.db.conn.set_trace_callback(lambda _statement: None)
+    await on_sqlite(rt.db).conn.set_trace_callback(lambda _statement: None)
     assert report.run.status_changes == 10 and report.run.posts_unpublished == 5
     assert (await connections.get(rt.db, "incr")) is not None
     return seen
@@ -65,7 +65,7 @@ async def test_no_statement_of_a_cycle_reads_a_whole_growing_table(live: Live) -
     kinds = ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH")
     wanted = sorted({s.strip() for s in statements if s.lstrip().upper().startswith(kinds)})
     assert len(wanted) > 10  # the trace really caught the cycle's statements
-    conn = sqlite3.connect(live.rt.db.path)
+    conn = sqlite3.connect(on_sqlite(live.rt.db).path)
     try:
         scans = {}
         for statement in wanted:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from daemon.composition import Runtime
 from daemon.sandbox.mls_server import SandboxMls
 from daemon.store import listings
 from tests.helpers import add_connection, status_of, track
+
+pytestmark = pytest.mark.both_databases
 
 
 async def test_5_1_a_status_change_in_the_mls_is_detected_by_the_next_cycle(

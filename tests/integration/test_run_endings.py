@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import signal
-import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,6 +19,7 @@ from daemon.store.records import RunRow
 from tests.e2e.daemon_process import Daemon, DaemonConfig
 from tests.helpers import (
     Mls,
+    OtherWriter,
     Platforms,
     add_connection,
     cli_sync,
@@ -27,7 +27,10 @@ from tests.helpers import (
     status_of,
     track,
     wait_until,
+    write_locked,
 )
+
+pytestmark = pytest.mark.both_databases
 
 
 async def _last_run(rt: Runtime) -> RunRow:
@@ -97,14 +100,13 @@ async def test_a_second_signal_does_not_stop_mls_sync_sync_from_recording_its_ru
         MLS_SYNC_DATABASE__BUSY_TIMEOUT_MS="100",
     ) as sync:
         await wait_until(lambda: sandbox.in_flight == 1)
-        other = sqlite3.connect(settings.database.path, isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")  # a backup, a CLI command, ... holds the lock
+        other = OtherWriter(settings)
+        await other.hold()  # a backup, a CLI command, ... holds the lock
         sync.send_signal(sig)
         await anyio.sleep(0.5)
         sync.send_signal(sig)
         await anyio.sleep(0.5)
-        other.execute("ROLLBACK")
-        other.close()
+        other.release()
         await wait_until(lambda: sync.poll() is not None, timeout=20)
         _, err = sync.communicate()
 
@@ -116,6 +118,7 @@ async def test_a_second_signal_does_not_stop_mls_sync_sync_from_recording_its_ru
         assert await leases.holder_of(rt.db, "mls-1") is None
 
 
+@pytest.mark.sqlite_only  # the sandbox's store is the SQLite file
 async def test_mls_sync_sync_cut_before_its_run_began_does_not_claim_a_run(
     tmp_path: Path, secret_key: str
 ) -> None:
@@ -201,12 +204,11 @@ async def test_a_database_error_inside_a_run_ends_it_failed_and_frees_its_lease(
         async with anyio.create_task_group() as tg:
             tg.start_soon(cycle)
             await wait_until(lambda: sandbox.in_flight == 1)
-            other = sqlite3.connect(settings.database.path, isolation_level=None)
-            other.execute("BEGIN IMMEDIATE")  # a backup, a CLI command, ... holds the lock
+            other = OtherWriter(rt.settings)
+            await other.hold()  # a backup, a CLI command, ... holds the lock
             await wait_until(lambda: sandbox.in_flight == 0)
             await anyio.sleep(1.5)  # every write the run tries meanwhile fails
-            other.execute("ROLLBACK")
-            other.close()
+            other.release()
 
         assert stopped_by, "the run should have stopped on the database error"
         run = await _last_run(rt)
@@ -244,11 +246,8 @@ async def test_a_database_lock_during_a_lease_renewal_does_not_end_the_run(
             tg.start_soon(cycle)
             await wait_until(lambda: sandbox.in_flight == 1)
             await anyio.sleep(9)
-            other = sqlite3.connect(settings.database.path, isolation_level=None)
-            other.execute("BEGIN IMMEDIATE")
-            await anyio.sleep(2)  # the renewal due at 10 s fails meanwhile
-            other.execute("ROLLBACK")
-            other.close()
+            async with write_locked(rt.settings):
+                await anyio.sleep(2)  # the renewal due at 10 s fails meanwhile
 
         [report] = reports
         assert (report.run.outcome, report.run.errors) == ("ok", 0)

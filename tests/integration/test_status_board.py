@@ -15,15 +15,16 @@ from daemon.composition import Runtime
 from daemon.config import CheckIntervalSettings
 from daemon.ops.connections import tiers_shown
 from daemon.service.board import StatusBoard
-from daemon.store import database
 from daemon.timestamps import iso, utcnow
 from tests.helpers import add_connection, track
+
+pytestmark = pytest.mark.both_databases
 
 
 async def test_status_answers_while_the_writer_holds_a_long_transaction(runtime: Runtime) -> None:
     await add_connection(runtime, "http://127.0.0.1:9")
     async with (
-        database.reader(runtime.db.path) as reader,
+        runtime.db.reader() as reader,
         anyio.create_task_group() as tg,
     ):
         board = StatusBoard(reader)
@@ -56,7 +57,7 @@ async def test_a_change_announced_shows_in_the_next_answer_not_a_second_later(
 ) -> None:
     await add_connection(runtime, "http://127.0.0.1:9")
     async with (
-        database.reader(runtime.db.path) as reader,
+        runtime.db.reader() as reader,
         anyio.create_task_group() as tg,
     ):
         board = StatusBoard(reader, max_age=60)  # only an announced change refreshes it now
@@ -76,7 +77,7 @@ async def test_a_change_announced_shows_in_the_next_answer_not_a_second_later(
 
 async def test_status_is_read_again_at_most_once_per_max_age(runtime: Runtime) -> None:
     async with (
-        database.reader(runtime.db.path) as reader,
+        runtime.db.reader() as reader,
         anyio.create_task_group() as tg,
     ):
         board = StatusBoard(reader, max_age=0.3)
@@ -105,7 +106,7 @@ async def test_a_tier_summary_read_while_a_cycle_ends_is_not_kept_after_it(
     await add_connection(runtime, "http://127.0.0.1:9")
     await track(runtime, "mls-1", ["A1"])  # unchecked until a cycle answers for it
     async with (
-        database.reader(runtime.db.path) as reader,
+        runtime.db.reader() as reader,
         anyio.create_task_group() as tg,
     ):
         board = StatusBoard(reader, max_age=60, check_intervals=CheckIntervalSettings())

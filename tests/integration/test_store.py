@@ -16,8 +16,9 @@ from daemon.config import Settings
 from daemon.encryption import SecretKeyError, generate_key
 from daemon.sandbox.mls_server import SandboxMls
 from daemon.store import accounts, connections, vault
-from daemon.store.database import MIGRATIONS, SCHEMA_VERSION, Database, SchemaError
+from daemon.store.database import MIGRATIONS, SCHEMA_VERSION, SchemaError
 from daemon.store.errors import IntegrityViolation
+from daemon.store.sqlite import SqliteDatabase
 from daemon.timestamps import iso, utcnow
 from tests.helpers import STATIC_TOKEN, add_account, add_connection, status_of, track
 
@@ -25,7 +26,7 @@ from tests.helpers import STATIC_TOKEN, add_account, add_connection, status_of, 
 async def test_the_database_runs_in_wal_with_foreign_keys_and_a_busy_timeout(
     tmp_path: Path,
 ) -> None:
-    db = await Database.open(tmp_path / "x.db", busy_timeout_ms=4321)
+    db = await SqliteDatabase.open(tmp_path / "x.db", busy_timeout_ms=4321)
     try:
         async with db.reading() as conn:
             values = {}
@@ -45,7 +46,7 @@ async def test_the_database_runs_in_wal_with_foreign_keys_and_a_busy_timeout(
 
 async def test_the_database_file_is_owner_only(tmp_path: Path) -> None:
     path = tmp_path / "state" / "x.db"
-    db = await Database.open(path)
+    db = await SqliteDatabase.open(path)
     await db.close()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
@@ -53,7 +54,7 @@ async def test_the_database_file_is_owner_only(tmp_path: Path) -> None:
 
 async def test_opening_twice_does_not_migrate_twice(tmp_path: Path) -> None:
     for _ in range(2):
-        db = await Database.open(tmp_path / "x.db")
+        db = await SqliteDatabase.open(tmp_path / "x.db")
         assert await db.schema_version() == SCHEMA_VERSION
         await db.close()
 
@@ -63,14 +64,14 @@ async def test_a_database_newer_than_the_code_is_refused(tmp_path: Path) -> None
     async with aiosqlite.connect(path) as conn:
         await conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(SchemaError, match="newer than this mls-sync understands"):
-        await Database.open(path)
+        await SqliteDatabase.open(path)
 
 
 async def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "x.db"
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(SchemaError, match="not a usable SQLite database"):
-        await Database.open(path)
+        await SqliteDatabase.open(path)
 
 
 async def test_credentials_are_not_stored_in_plain_text(
@@ -152,7 +153,7 @@ async def test_a_transaction_cancelled_while_waiting_for_the_write_lock_leaves_n
     lease, Ctrl-C). Once the lock is free, the next write still works: the abandoned BEGIN did
     not leave the shared connection inside a transaction."""
     path = tmp_path / "x.db"
-    db = await Database.open(path, busy_timeout_ms=2000)
+    db = await SqliteDatabase.open(path, busy_timeout_ms=2000)
     other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
         other.execute("BEGIN IMMEDIATE")
@@ -193,7 +194,7 @@ async def test_a_database_of_the_last_version_keeps_every_row_when_connections_a
             "VALUES ('L-1', 'c1', '1', ?, ?)",
             (now, now),
         )
-    db = await Database.open(path)
+    db = await SqliteDatabase.open(path)
     try:
         assert await db.schema_version() == SCHEMA_VERSION >= 9
         assert [tuple(r) for r in await db.fetch_all("SELECT id FROM mls_connections")] == [("c1",)]

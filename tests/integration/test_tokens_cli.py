@@ -10,7 +10,7 @@ import pytest
 from daemon.ops import tokens
 from daemon.ops.tokens import Caller
 from daemon.scopes import Scope
-from daemon.store.database import Database
+from daemon.store.sqlite import SqliteDatabase
 from tests.integration.test_cli import mls_sync
 
 
@@ -33,7 +33,7 @@ async def test_a_created_token_is_printed_once_alone_on_stdout_and_works_with_it
     token = created.stdout.strip()
     assert created.stdout == token + "\n" and token.startswith("mls_")
     assert "shown only now" in created.stderr and token not in created.stderr
-    db = await Database.open(folder / "state" / "mls-sync.db")
+    db = await SqliteDatabase.open(folder / "state" / "mls-sync.db")
     try:
         assert await tokens.authenticate(db, None, token) == Caller("monitoring", Scope.READ)
     finally:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,11 +27,15 @@ from tests.helpers import (
     add_account,
     add_connection,
     add_post,
+    everything_stored,
     make_settings,
     open_live,
     status_of,
     track,
+    write_locked,
 )
+
+pytestmark = pytest.mark.both_databases
 
 
 def post_ids(key: str) -> dict[str, str]:
@@ -276,7 +278,7 @@ async def test_an_expired_linkedin_token_is_refreshed_stored_and_used_from_then_
     assert stored is not None
     new_token = live.rt.require_box().decrypt(stored.access_token_encrypted)
     assert new_token != "li-member-token" and live.platforms.tokens[new_token] == "ok"
-    assert new_token.encode() not in live.rt.db.path.read_bytes()
+    assert new_token.encode() not in await everything_stored(live.rt.db)
 
     live.mls.set_status("K2", "Closed")
     await live.rt.engine.sync_all()
@@ -515,18 +517,6 @@ async def test_a_reconciler_that_lost_its_lease_writes_nothing_and_stops(
     assert runs_[0].posts_unpublished == 0
 
 
-@asynccontextmanager
-async def _write_locked(path: Path) -> AsyncIterator[None]:
-    """Another process holding the database's write lock (a long transaction, say)."""
-    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    try:
-        await anyio.to_thread.run_sync(other.execute, "BEGIN IMMEDIATE")
-        yield
-        other.execute("ROLLBACK")
-    finally:
-        other.close()
-
-
 async def _marked_sending(live: Live) -> int:
     async with live.rt.db.reading() as conn:
         rows = await conn.fetch_all(
@@ -561,7 +551,7 @@ async def test_a_delete_held_past_the_end_of_its_lease_is_never_sent(
                 with anyio.fail_after(10):  # one DELETE out, two queued behind it
                     while not live.platforms.calls or await _marked_sending(live) < 3:
                         await anyio.sleep(0.02)
-                async with _write_locked(rt.db.path):  # no renewal gets through from now on
+                async with write_locked(rt.settings):  # no renewal gets through from now on
                     with anyio.fail_after(10):
                         while len(live.platforms.calls) < 2 and not any(
                             e["event"] == "lease_lost" for e in logs
@@ -612,7 +602,7 @@ async def test_a_database_lock_during_a_lease_renewal_does_not_stop_the_deletes(
                 with anyio.fail_after(10):  # the three DELETEs out, Facebook's still unanswered
                     while len(live.platforms.calls) < 3 or await _marked_sending(live) < 3:
                         await anyio.sleep(0.02)
-                async with _write_locked(rt.db.path):
+                async with write_locked(rt.settings):
                     with anyio.fail_after(10):  # a renewal tried while it is held
                         while not reports and not any(
                             e["event"] == "lease_renewal_failed" for e in logs
@@ -659,7 +649,7 @@ async def test_outcomes_whose_write_meets_a_database_lock_are_written_later_and_
                 with anyio.fail_after(10):  # every DELETE out; the quick ones answered
                     while len(live.platforms.successful_deletes) < 4:
                         await anyio.sleep(0.02)
-                async with _write_locked(rt.db.path):
+                async with write_locked(rt.settings):
                     with anyio.fail_after(10):  # Facebook answers: its batch meets the lock
                         while not reports and not any(
                             e["event"] == "outcomes_not_written_yet" for e in logs
@@ -877,7 +867,7 @@ async def test_a_delete_again_after_a_token_refresh_is_not_sent_once_the_lease_r
                 with anyio.fail_after(10):
                     while not any(e["event"] == "token_refreshed" for e in logs):
                         await anyio.sleep(0.02)
-                async with _write_locked(rt.db.path):  # no renewal gets through from now on
+                async with write_locked(rt.settings):  # no renewal gets through from now on
                     with anyio.fail_after(10):
                         while len(live.platforms.calls_to("linkedin", "DELETE")) < 2 and not any(
                             e["event"] == "lease_lost" for e in logs
@@ -916,7 +906,7 @@ async def test_a_refreshed_linkedin_token_that_cannot_be_saved_is_still_used_for
                 with anyio.fail_after(10):
                     while not live.platforms.calls_to("linkedin", "POST"):
                         await anyio.sleep(0.02)
-                async with _write_locked(rt.db.path):
+                async with write_locked(rt.settings):
                     with anyio.fail_after(10):  # the DELETE again, or the post given up
                         while len(live.platforms.calls_to("linkedin")) < 2 and not any(
                             e["event"] == "post_failed_unexpectedly" for e in logs
@@ -986,7 +976,7 @@ async def test_a_database_lock_as_the_pass_ends_does_not_leave_the_unpublish_lea
                 with anyio.fail_after(10):  # the three DELETEs out, Facebook's unanswered
                     while len(live.platforms.calls) < 3 or await _marked_sending(live) < 3:
                         await anyio.sleep(0.02)
-                async with _write_locked(rt.db.path):
+                async with write_locked(rt.settings):
                     with anyio.fail_after(10):  # the pass ends: its lease meets the lock
                         while not any(
                             e["event"] in ("unpublish_crashed", "write_not_done_yet") for e in logs

@@ -26,11 +26,23 @@ from daemon.outbound.recording import MAX_UNRECORDED
 from daemon.outbound.worker import READ_BATCH, URL_CHECKED_FOR, Deliveries
 from daemon.sandbox.webhook_sink import Receiver, Reply, receiving
 from daemon.specs import SpecError
-from daemon.store import database, events
+from daemon.store import events
 from daemon.store import webhooks as store
 from daemon.store.database import Database
 from daemon.timestamps import iso, parse_iso, utcnow
-from tests.helpers import Clock, Live, add_sandbox_connection, make_settings, open_live
+from tests.helpers import (
+    Clock,
+    Live,
+    OtherWriter,
+    add_sandbox_connection,
+    everything_stored,
+    make_settings,
+    open_live,
+    sqlite_reader,
+    write_locked,
+)
+
+pytestmark = pytest.mark.both_databases
 
 
 @pytest.fixture
@@ -119,7 +131,7 @@ async def test_events_arrive_in_order_with_valid_signatures(
     endpoint_id, _ = await add_endpoint(rt, receiver, "/hooks")
     ids = await write_events(rt.db, 30)
     async with (
-        database.reader(rt.db.path) as reader,  # reads beside the writer, as in the daemon
+        rt.db.reader() as reader,  # reads beside the writer, as in the daemon
         anyio.create_task_group() as tg,
     ):
         worker = Deliveries(rt.db, rt.box, rt.settings.effective_webhooks(), reader=reader)
@@ -431,7 +443,7 @@ async def _slow_and_fast(live: Live, receiver: Receiver) -> None:
     await add_endpoint(rt, receiver, "/slow", after_event=0)
     await add_endpoint(rt, receiver, "/fast", after_event=0)
     written = await events.last_id(rt.db)
-    async with database.reader(rt.db.path) as reader, anyio.create_task_group() as tg:
+    async with rt.db.reader() as reader, anyio.create_task_group() as tg:
         worker = Deliveries(rt.db, rt.box, rt.settings.effective_webhooks(), reader=reader)
         tg.start_soon(worker.run)
         await receiver.wait_for("/slow", 1)  # the slow one is stuck on its first event
@@ -567,17 +579,18 @@ async def test_the_secret_is_shown_once_stored_encrypted_and_never_logged(
         assert view["secret"] == "<set>"
         assert secret not in json.dumps(view) and rotated not in json.dumps(view)
     assert secret not in repr(logs) and rotated not in repr(logs)
-    raw = rt.db.path.read_bytes() + Path(f"{rt.db.path}-wal").read_bytes()
+    raw = await everything_stored(rt.db)
     assert secret.encode() not in raw and secret.removeprefix("whsec_").encode() not in raw
 
 
+@pytest.mark.sqlite_only  # a file of its own, tables not there yet
 async def test_the_worker_outlives_a_read_of_its_endpoints_that_fails(
     tmp_path: Path, rt: Runtime
 ) -> None:
     """A failed read (here: the tables not there yet) is tried again; the daemon goes on."""
     path = tmp_path / "later.db"
     sqlite3.connect(path).close()
-    async with database.reader(path) as reader, anyio.create_task_group() as tg:
+    async with sqlite_reader(path) as reader, anyio.create_task_group() as tg:
         worker = Deliveries(reader, rt.box, rt.settings.effective_webhooks(), reader=reader)
         tg.start_soon(worker.run)
         await anyio.sleep(1.5)  # looks at its endpoints every second: both reads fail
@@ -598,20 +611,15 @@ async def test_a_database_too_busy_to_record_a_delivery_does_not_send_it_twice(
         endpoint_id, _ = await add_endpoint(rt, receiver, "/hooks")
         ids = await write_events(rt.db, 2)
         receiver.slow["/hooks"] = 0.3
-        other = sqlite3.connect(rt.db.path, isolation_level=None, timeout=0.1)
-        try:
-            async with anyio.create_task_group() as tg:
-                worker = Deliveries(rt.db, rt.box, rt.settings.effective_webhooks())
-                tg.start_soon(worker.run)
-                await receiver.wait_for("/hooks", 1)  # its answer comes in 0.3 s
-                other.execute("BEGIN IMMEDIATE")
+        async with anyio.create_task_group() as tg:
+            worker = Deliveries(rt.db, rt.box, rt.settings.effective_webhooks())
+            tg.start_soon(worker.run)
+            await receiver.wait_for("/hooks", 1)  # its answer comes in 0.3 s
+            async with write_locked(rt.settings):
                 await anyio.sleep(1.5)  # the 200 arrives; the record cannot be written
-                other.execute("ROLLBACK")
-                await wait_delivered(rt.db, endpoint_id, 2)
-                await anyio.sleep(6)  # long enough for a second send, were one coming
-                tg.cancel_scope.cancel()
-        finally:
-            other.close()
+            await wait_delivered(rt.db, endpoint_id, 2)
+            await anyio.sleep(6)  # long enough for a second send, were one coming
+            tg.cancel_scope.cancel()
     assert [r.webhook_id for r in receiver.at("/hooks")] == [f"evt_{i}" for i in ids]
 
 
@@ -632,24 +640,18 @@ async def test_deliveries_go_on_past_a_read_of_the_log_while_the_sync_holds_the_
     async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
         endpoint_id, _ = await add_endpoint(rt, receiver, "/hooks")
         ids = await write_events(rt.db, count)
-        other = sqlite3.connect(rt.db.path, isolation_level=None, timeout=0.1)
-        try:
-            async with (
-                database.reader(rt.db.path, 100) as reader,
-                anyio.create_task_group() as tg,
-            ):
-                other.execute("BEGIN IMMEDIATE")  # the sync, writing
-                worker = Deliveries(rt.db, rt.box, rt.settings.effective_webhooks(), reader=reader)
-                tg.start_soon(worker.run)
-                try:
-                    got = await receiver.wait_for("/hooks", count, seconds=10)
-                    assert await store.deliveries(rt.db, endpoint_id, 2**62, 10) == []
-                finally:  # else the worker's last record, written as it stops, waits forever
-                    other.execute("ROLLBACK")
-                await wait_delivered(rt.db, endpoint_id, count)
-                tg.cancel_scope.cancel()
-        finally:
-            other.close()
+        other = OtherWriter(rt.settings)
+        async with rt.db.reader() as reader, anyio.create_task_group() as tg:
+            await other.hold()  # the sync, writing
+            worker = Deliveries(rt.db, rt.box, rt.settings.effective_webhooks(), reader=reader)
+            tg.start_soon(worker.run)
+            try:
+                got = await receiver.wait_for("/hooks", count, seconds=10)
+                assert await store.deliveries(rt.db, endpoint_id, 2**62, 10) == []
+            finally:  # else the worker's last record, written as it stops, waits forever
+                other.release()
+            await wait_delivered(rt.db, endpoint_id, count)
+            tg.cancel_scope.cancel()
     assert [r.webhook_id for r in got] == [f"evt_{i}" for i in ids]
     assert receiver.unverified() == []
 

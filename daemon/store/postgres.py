@@ -1,0 +1,310 @@
+"""The store on PostgreSQL: a psycopg 3 pool behind the store's `Database` and `Session`.
+
+It keeps the guarantees the store was written against on SQLite (docs/postgresql.md):
+
+- **One writer at a time.** Every write transaction first takes one transaction-scoped
+  advisory lock, as SQLite's `BEGIN IMMEDIATE` takes its write lock. So event ids are issued
+  in commit order (readers that move past an id never skip a later commit), and a fence
+  read inside a transaction cannot be overtaken by another process before it commits.
+- **Reads see committed data only**, and a `reading()` block one snapshot (repeatable read).
+- **A lock wait is bounded** by `busy_timeout_ms` (`lock_timeout`), and ends as the store's
+  `DatabaseBusy`, as SQLite's busy timeout does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from typing import Any
+
+import anyio
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.rows import RowMaker
+from psycopg.types.numeric import NumericLoader
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from daemon.store.database import Database, SchemaError, migrations
+from daemon.store.dialect import Statement, postgresql_text
+from daemon.store.errors import DatabaseBusy, IntegrityViolation, StoreError
+from daemon.store.session import Params, Row, Session
+
+MIGRATIONS = migrations("postgresql")
+# The advisory lock keys (any two numbers of our own; the lock is per database): the one
+# writer, and the one migrator.
+WRITE_LOCK = 0x6D6C_7377  # "mlsw"
+MIGRATE_LOCK = 0x6D6C_736D  # "mlsm"
+POOL_SIZE = 8
+CONNECT_SECONDS = 10.0
+VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS mls_sync_schema (
+    one     integer PRIMARY KEY CHECK (one = 1),
+    version integer NOT NULL
+)
+"""
+
+# Busy: another session held a lock past lock_timeout, or a transaction lost a race that
+# the same call wins when tried again.
+_BUSY = (pg_errors.LockNotAvailable, pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
+
+
+def from_psycopg(exc: psycopg.Error) -> StoreError:
+    """The store's error for a psycopg one. Only the primary message is kept: PostgreSQL's
+    DETAIL can quote the values of a row (`Key (id)=(...) already exists`)."""
+    primary = exc.diag.message_primary or type(exc).__name__
+    message = f"{primary} (SQLSTATE {exc.sqlstate})" if exc.sqlstate else primary
+    if isinstance(exc, psycopg.IntegrityError):
+        return IntegrityViolation(message)
+    if isinstance(exc, _BUSY):
+        return DatabaseBusy(message)
+    return StoreError(message)
+
+
+class PgRow:
+    """A row by column name or position, as sqlite3.Row reads (the `Row` protocol)."""
+
+    __slots__ = ("_index", "_values")
+
+    def __init__(self, values: Sequence[Any], index: dict[str, int]) -> None:
+        self._values = values
+        self._index = index
+
+    def __getitem__(self, key: int | str, /) -> Any:
+        return self._values[key if isinstance(key, int) else self._index[key]]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __eq__(self, other: object) -> bool:
+        return tuple(self._values) == (tuple(other) if isinstance(other, PgRow) else other)
+
+    __hash__ = None  # type: ignore[assignment]  # as a list: rows are compared, not hashed
+
+    def keys(self) -> list[str]:
+        return list(self._index)
+
+    def __repr__(self) -> str:
+        return f"PgRow({dict(zip(self._index, self._values, strict=True))!r})"
+
+
+def _pg_rows(cursor: psycopg.AsyncCursor[Any]) -> RowMaker[PgRow]:
+    index = {column.name: i for i, column in enumerate(cursor.description or ())}
+    return lambda values: PgRow(values, index)
+
+
+class _WholeNumbers(NumericLoader):
+    """`numeric` as an int when it is whole (what `sum` of integers gives on PostgreSQL,
+    where SQLite gives an integer), else a float; never a Decimal the callers do not expect."""
+
+    def load(self, data: Any) -> Any:
+        value = super().load(data)
+        if isinstance(value, Decimal):
+            return int(value) if value == value.to_integral_value() else float(value)
+        return value
+
+
+class PgSession:
+    """`Session` on one pooled psycopg connection."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: psycopg.AsyncConnection[PgRow]) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: Statement, params: Params = ()) -> int:
+        try:
+            cursor = await self._conn.execute(postgresql_text(sql), params)
+        except psycopg.Error as exc:
+            raise from_psycopg(exc) from exc
+        return max(cursor.rowcount, 0)
+
+    async def execute_many(self, sql: Statement, rows: Iterable[Params]) -> int:
+        try:
+            async with self._conn.cursor() as cursor:
+                await cursor.executemany(postgresql_text(sql), list(rows))
+                return max(cursor.rowcount, 0)
+        except psycopg.Error as exc:
+            raise from_psycopg(exc) from exc
+
+    async def fetch_one(self, sql: Statement, params: Params = ()) -> Row | None:
+        rows = await self.fetch_all(sql, params)
+        return rows[0] if rows else None
+
+    async def fetch_all(self, sql: Statement, params: Params = ()) -> list[Row]:
+        try:
+            cursor = await self._conn.execute(postgresql_text(sql), params)
+            return list(await cursor.fetchall())
+        except psycopg.Error as exc:
+            raise from_psycopg(exc) from exc
+
+
+CHECK_WHAT = (
+    "check [database] url (host, port, database, user) and the password "
+    "(MLS_SYNC_DATABASE_PASSWORD, or the systemd credential database-password)"
+)
+
+
+async def _first_connection(url: str, kwargs: dict[str, Any]) -> None:
+    """One connection before the pool's: its failure is said at once, with the server's
+    reason (the pool would only retry, quietly, until its timeout)."""
+    try:
+        conn = await psycopg.AsyncConnection.connect(
+            url, connect_timeout=int(CONNECT_SECONDS), **kwargs
+        )
+    except psycopg.Error as exc:
+        # libpq's reason names the host, the port and the user, never the password.
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise SchemaError(f"cannot connect to PostgreSQL: {reason}; {CHECK_WHAT}") from None
+    await conn.close()
+
+
+class PostgresDatabase(Database):
+    dialect = "postgresql"
+
+    def __init__(self, pool: AsyncConnectionPool[psycopg.AsyncConnection[PgRow]]) -> None:
+        self._pool = pool
+        # One write transaction of this process at a time waits for the database's write
+        # lock; the others wait here, holding no pooled connection.
+        self._write_turn = asyncio.Lock()
+
+    @classmethod
+    async def open(
+        cls, url: str, busy_timeout_ms: int = 5000, password: str | None = None
+    ) -> PostgresDatabase:
+        """Connects (a pool), and migrates the schema; SchemaError when it cannot."""
+
+        async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
+            conn.adapters.register_loader("numeric", _WholeNumbers)
+            await conn.execute(f"SET lock_timeout = {int(busy_timeout_ms)}")
+
+        kwargs: dict[str, Any] = {"autocommit": True, "row_factory": _pg_rows}
+        if password is not None:
+            kwargs["password"] = password
+        await _first_connection(url, kwargs)
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[PgRow]] = AsyncConnectionPool(
+            url,
+            kwargs=kwargs,
+            min_size=1,
+            max_size=POOL_SIZE,
+            open=False,
+            configure=configure,
+            name="mls-sync",
+        )
+        try:
+            await pool.open(wait=True, timeout=CONNECT_SECONDS)
+        except PoolTimeout:
+            await pool.close()
+            raise SchemaError(
+                f"cannot connect to PostgreSQL within {CONNECT_SECONDS:.0f} s: {CHECK_WHAT}"
+            ) from None
+        db = cls(pool)
+        try:
+            await db._migrate()
+        except BaseException:
+            await db.close()
+            raise
+        return db
+
+    async def close(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await self._pool.close()
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[PgRow]]:
+        conn = await self._pool.getconn()
+        try:
+            yield conn
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._pool.putconn(conn)
+
+    @asynccontextmanager
+    async def _begun(
+        self, conn: psycopg.AsyncConnection[PgRow], begin: str
+    ) -> AsyncIterator[PgSession]:
+        """`begin` ... COMMIT, rolled back on any exception. The ends are shielded: a cancel
+        must not leave the pooled connection inside a transaction."""
+        try:
+            with anyio.CancelScope(shield=True):
+                await conn.execute(begin)
+            try:
+                yield PgSession(conn)
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await conn.execute("ROLLBACK")
+                raise
+            with anyio.CancelScope(shield=True):
+                await conn.execute("COMMIT")
+        except psycopg.Error as exc:
+            raise from_psycopg(exc) from exc
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Session]:
+        async with self._write_turn, self._connection() as conn, self._begun(conn, "BEGIN") as s:
+            await s.execute(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
+            yield s
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[Session]:
+        begin = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+        async with self._connection() as conn, self._begun(conn, begin) as session:
+            yield session
+
+    @asynccontextmanager
+    async def reader(self) -> AsyncIterator[Database]:
+        """The pool itself: its reads already run beside the writer."""
+        yield self
+
+    async def write_one(self, sql: Statement, params: Params) -> int:
+        async with self.transaction() as session:
+            return await session.execute(sql, params)
+
+    async def fetch_one(self, sql: Statement, params: Params = ()) -> Row | None:
+        async with self._connection() as conn:  # one statement: its own snapshot
+            return await PgSession(conn).fetch_one(sql, params)
+
+    async def fetch_all(self, sql: Statement, params: Params = ()) -> list[Row]:
+        async with self._connection() as conn:
+            return await PgSession(conn).fetch_all(sql, params)
+
+    async def schema_version(self) -> int:
+        async with self._connection() as conn:
+            row = await PgSession(conn).fetch_one("SELECT version FROM mls_sync_schema")
+        return int(row[0]) if row else 0
+
+    async def _migrate(self) -> None:
+        """Each migration in a transaction of its own (PostgreSQL's DDL is transactional),
+        one process at a time: daemons started together do not race."""
+        newest = MIGRATIONS[-1][0]
+        async with self._connection() as conn:
+            try:
+                await conn.execute(VERSION_TABLE)
+            except psycopg.Error as exc:
+                raise SchemaError(f"cannot prepare the schema: {from_psycopg(exc)}") from None
+            for version, name, sql in MIGRATIONS:
+                try:
+                    async with self._begun(conn, "BEGIN") as session:
+                        await session.execute(f"SELECT pg_advisory_xact_lock({MIGRATE_LOCK})")
+                        row = await session.fetch_one("SELECT version FROM mls_sync_schema")
+                        current = int(row[0]) if row else 0
+                        if current > newest:
+                            raise SchemaError(
+                                f"the database has schema version {current}, newer than this "
+                                f"mls-sync understands ({newest}). Upgrade mls-sync, or point "
+                                "[database] url at another database."
+                            )
+                        if version <= current:
+                            continue
+                        await conn.execute(sql.encode())  # several statements, no parameters
+                        await session.execute(
+                            "INSERT INTO mls_sync_schema (one, version) VALUES (1, ?) "
+                            "ON CONFLICT (one) DO UPDATE SET version = excluded.version",
+                            (version,),
+                        )
+                except StoreError as exc:
+                    raise SchemaError(f"migration {name} failed: {exc}") from None
