@@ -1,20 +1,26 @@
-"""Every statement of the store is one PostgreSQL accepts: parsed and planned by a real
-server (PREPARE), its parameters' types inferred as they will be when it runs. The store's
-tests on both databases run them; this finds a statement no test reaches yet."""
+"""The store's schema and statements on a real PostgreSQL server: the same tables and
+columns as SQLite's, and every statement of the store one PostgreSQL accepts (parsed and
+planned with PREPARE, its parameters' types inferred as they will be when it runs). The
+store's tests on both databases run them; this finds a statement no test reaches yet."""
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
 import re
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
+from contextlib import closing
+from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.rows import TupleRow
 
 import daemon.store
 from daemon.store.dialect import Sql, postgresql_text
 from daemon.store.postgres import PostgresDatabase
+from daemon.store.sqlite import SqliteDatabase
 from tests.postgres_server import PostgresServer
 
 _KINDS = ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH")
@@ -64,7 +70,7 @@ def server() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture
-async def conn(server: PostgresServer) -> AsyncIterator[psycopg.AsyncConnection[object]]:
+async def conn(server: PostgresServer) -> AsyncIterator[psycopg.AsyncConnection[TupleRow]]:
     url = server.new_database()
     db = await PostgresDatabase.open(url, password=server.password)  # migrated
     await db.close()
@@ -79,7 +85,7 @@ def test_the_store_has_statements_to_check() -> None:
 
 
 async def test_postgresql_accepts_every_statement_of_the_store(
-    conn: psycopg.AsyncConnection[object],
+    conn: psycopg.AsyncConnection[TupleRow],
 ) -> None:
     refused = {}
     for n, (name, text) in enumerate(STATEMENTS):
@@ -88,3 +94,38 @@ async def test_postgresql_accepts_every_statement_of_the_store(
         except psycopg.Error as exc:
             refused[name] = exc.diag.message_primary
     assert refused == {}, "\n".join(f"{k}: {v}" for k, v in sorted(refused.items()))
+
+
+def _sqlite_columns(path: Path) -> dict[str, list[str]]:
+    with closing(sqlite3.connect(path)) as conn:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' "
+                "AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            )
+        ]
+        return {t: sorted(r[1] for r in conn.execute(f'PRAGMA table_info("{t}")')) for t in tables}
+
+
+async def _postgresql_columns(conn: psycopg.AsyncConnection[TupleRow]) -> dict[str, list[str]]:
+    cursor = await conn.execute(
+        "SELECT table_name, column_name FROM information_schema.columns "
+        "WHERE table_schema = 'public' AND table_name <> 'mls_sync_schema'"
+    )
+    found: dict[str, list[str]] = {}
+    for table, column in await cursor.fetchall():
+        found.setdefault(str(table), []).append(str(column))
+    return {t: sorted(c) for t, c in sorted(found.items())}
+
+
+async def test_both_databases_have_the_same_tables_and_columns_at_the_same_version(
+    tmp_path: Path, conn: psycopg.AsyncConnection[TupleRow]
+) -> None:
+    """A migration added for one database and not the other fails here."""
+    sqlite_db = await SqliteDatabase.open(tmp_path / "x.db")
+    sqlite_version = await sqlite_db.schema_version()
+    await sqlite_db.close()
+    cursor = await conn.execute("SELECT version FROM mls_sync_schema")
+    assert await cursor.fetchall() == [(sqlite_version,)]
+    assert await _postgresql_columns(conn) == _sqlite_columns(tmp_path / "x.db")
