@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +78,7 @@ class Sizes:
     h_cycle_seconds: int = 900
     # Scenario I (`--only i`): the listings tracked at each size of the growth curve.
     i_listings: tuple[int, ...] = (10_000, 100_000, 1_000_000)
+    # Scenario K (`--only k`): scenario A's by_key and incremental on PostgreSQL beside SQLite.
 
 
 SMOKE = Sizes(
@@ -135,10 +136,14 @@ def process_cpu_seconds(pid: int) -> float:
     return cpu_seconds_in(Path(f"/proc/{pid}/stat"))
 
 
-def cpu_seconds_in(stat: Path) -> float:
-    """User+system CPU so far from a /proc `stat` file (a process's or a thread's)."""
+def cpu_seconds_in(stat: Path, reaped_children: bool = False) -> float:
+    """User+system CPU so far from a /proc `stat` file (a process's or a thread's); with
+    `reaped_children`, the CPU of its children that ended too (a server's finished workers)."""
     fields = stat.read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped_children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
@@ -250,13 +255,18 @@ def cycle(
     unpublish_only: bool = False,
     deliver: bool = False,
     engine: str | None = None,
+    database_cpu: Callable[[], float] | None = None,
 ) -> dict[str, Any]:
     """One cycle in a process of its own; adds the sandbox's CPU during it. `deliver`: with
     the webhook worker beside it (tests/bench/deliveries.py). `engine`: the HTTP engine under
-    httpx (tests/bench/cycle.py's --engine)."""
+    httpx (tests/bench/cycle.py's --engine). `database_cpu`: a database server's CPU so far
+    (tests/bench/postgresql.py), added as the CPU it spent during the cycle."""
     before = server.cpu_seconds()
+    database_before = database_cpu() if database_cpu else 0.0
     figures = _cycle_process(config, key, unpublish_only, deliver, engine)
     figures["sandbox_cpu_seconds"] = round(server.cpu_seconds() - before, 3)
+    if database_cpu:
+        figures["database_cpu_seconds"] = round(database_cpu() - database_before, 3)
     return figures
 
 
@@ -315,22 +325,25 @@ def strategy_cycles(
     work: Path,
     connection: dict[str, Any],
     engine: str | None = None,
+    database: tuple[str, Callable[[], float]] | None = None,
 ) -> dict[str, Any]:
     """`feeds` connections of `sizes.per_feed` listings fetched as `connection` says: a first
     cycle, then `sizes.repeats` measured ones, each after 1% of the listings moved; the run of
     median wall time, with the minimum requests it could have taken. `engine`: the HTTP
-    engine (tests/bench/engines.py), else the shipped one."""
+    engine (tests/bench/engines.py), else the shipped one. `database`: a PostgreSQL URL
+    and its server's CPU meter, else the SQLite file."""
     listings_n = feeds * sizes.per_feed
+    url, database_cpu = database if database else ("", None)
     with sandbox(feeds, sizes.per_feed) as server:
         folder = Path(tempfile.mkdtemp(dir=work))
         key = generate_key()
-        config = write_config(folder, server.platforms)
+        config = write_config(folder, server.platforms, database={"url": url})
         prepare(config, key, server.mls, feeds, sizes.per_feed, **connection)
         cycle(config, key, server)  # the first cycle: every listing first seen (and a cursor)
         runs = []
         for _ in range(sizes.repeats):
             moved = move(server.mls, listings_n // 100)
-            result = cycle(config, key, server, engine=engine)
+            result = cycle(config, key, server, engine=engine, database_cpu=database_cpu)
             per_feed_changes = Counter(k.split("-")[0] for k in moved)
             if "mode" in connection:
                 minimum = sum(math.ceil(c / 200) for c in per_feed_changes.values()) + feeds
@@ -644,7 +657,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--write-docs", type=Path, help="write the results table here")
     parser.add_argument(
         "--only",
-        choices=["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"],
+        choices=["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"],
         help="run one scenario and print its figures as JSON (for checking a fix)",
     )
     parser.add_argument(
@@ -661,6 +674,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from tests.bench.detection_at_scale import scenario_h
     from tests.bench.engines import render_j, scenario_j
     from tests.bench.growth import render_i, scenario_i
+    from tests.bench.postgresql import render_k, scenario_k
     from tests.bench.request_cost import scenario_g
     from tests.bench.status_page import scenario_e
 
@@ -680,11 +694,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     "h": scenario_h,
                     "i": scenario_i,
                     "j": scenario_j,
+                    "k": scenario_k,
                 }[args.only]
                 figures = scenario(sizes, Path(work))
         print(json.dumps(figures, indent=1))
-        if args.only in ("i", "j"):
-            print({"i": render_i, "j": render_j}[args.only](figures))
+        if args.only in ("i", "j", "k"):
+            print({"i": render_i, "j": render_j, "k": render_k}[args.only](figures))
         return {args.only: figures}
     workload, steal = calibration.workload_seconds(), calibration.StealMeter()
     with tempfile.TemporaryDirectory(prefix="mls-sync-bench-") as work:

@@ -79,3 +79,20 @@ def test_scenario_j_runs_the_same_cycle_on_each_http_engine() -> None:
             r["listings"] // 100,
             0,
         )
+
+
+def test_scenario_k_runs_the_same_cycles_on_sqlite_and_on_postgresql() -> None:
+    rows = main(["--only", "k", "--smoke"])["k"]
+    assert [(r["fetch"], r["database"]) for r in rows] == [
+        ("by_key", "sqlite"),
+        ("by_key", "postgresql"),
+        ("incremental", "sqlite"),
+        ("incremental", "postgresql"),
+    ]
+    for sqlite, postgresql in (rows[:2], rows[2:]):  # the same work, whichever database
+        assert (postgresql["status_changes"], postgresql["errors"]) == (
+            sqlite["status_changes"],
+            0,
+        )
+        assert postgresql["mls_requests"] == sqlite["mls_requests"]
+        assert postgresql["database_cpu_seconds"] > 0 and "database_cpu_seconds" not in sqlite

@@ -1,0 +1,75 @@
+"""Scenario K: scenario A's cycles on PostgreSQL beside SQLite, same machine, same run
+(issue 16; docs/postgresql.md).
+
+A private PostgreSQL server on loopback (tests/postgres_server.py: fsync off, as a test
+server, so the figures are of the store's work, not of a disk). On SQLite the database's
+work is inside the daemon's process; on PostgreSQL much of it is in the server's, so its
+CPU is shown beside the daemon's: the server's postmaster and every backend it reaped.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from tests.bench.bench import Sizes, cpu_seconds_in, markdown_table, strategy_cycles, walls_shown
+from tests.postgres_server import PostgresServer
+
+FETCHES = {
+    "by_key": {"key_filter": "in", "batch_size": 50},
+    "incremental": {"mode": "incremental", "overlap_seconds": 0},
+}
+
+
+def scenario_k(sizes: Sizes, work: Path) -> list[dict[str, Any]]:
+    server = PostgresServer.start()
+    os.environ["PGPASSWORD"] = server.password  # for the cycle processes' libpq
+    try:
+        postmaster = int((server.folder / "data" / "postmaster.pid").read_text().split()[0])
+        stat = Path(f"/proc/{postmaster}/stat")
+        rows = []
+        for fetch, connection in FETCHES.items():
+            for database in ("sqlite", "postgresql"):
+                on = (server.new_database(), lambda: cpu_seconds_in(stat, True))
+                row = strategy_cycles(
+                    sizes.feeds,
+                    sizes,
+                    work,
+                    connection,
+                    database=on if database == "postgresql" else None,
+                )
+                rows.append({"fetch": fetch, "database": database, **row})
+        return rows
+    finally:
+        os.environ.pop("PGPASSWORD", None)
+        server.stop()
+
+
+def render_k(rows: list[dict[str, Any]]) -> str:
+    columns = [
+        "fetch",
+        "database",
+        "listings",
+        "wall s: median (runs)",
+        "daemon CPU s",
+        "database server CPU s",
+        "daemon + server CPU s",
+        "peak RSS MB",
+        "errors",
+    ]
+    table = [
+        [
+            r["fetch"],
+            r["database"],
+            f"{r['listings']:,}",
+            walls_shown(r),
+            r["cpu_seconds"],
+            r.get("database_cpu_seconds", "(in the daemon)"),
+            round(r["cpu_seconds"] + r.get("database_cpu_seconds", 0.0), 3),
+            r["peak_rss_mb"],
+            r["errors"],
+        ]
+        for r in rows
+    ]
+    return "\n".join(markdown_table(columns, table))
