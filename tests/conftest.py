@@ -26,9 +26,11 @@ DATABASES = ("sqlite", "postgresql")
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """The tests of a module marked `both_databases` run once on each database, but those
-    marked `sqlite_only` (about the SQLite file itself)."""
-    on_both = metafunc.definition.get_closest_marker("both_databases")
-    if on_both and not metafunc.definition.get_closest_marker("sqlite_only"):
+    marked `sqlite_only` (about the SQLite file itself); `postgresql_only`: on PostgreSQL."""
+    marked = metafunc.definition.get_closest_marker
+    if marked("postgresql_only"):
+        metafunc.parametrize("database", ["postgresql"], indirect=True)
+    elif marked("both_databases") and not marked("sqlite_only"):
         metafunc.parametrize("database", DATABASES, indirect=True)
 
 

@@ -75,6 +75,10 @@ class _NoHooks:
         pass
 
 
+def _waiting() -> None:
+    log.info("mail_worker_waiting", note="another process sends the mail for this database")
+
+
 class MailWorker:
     def __init__(
         self,
@@ -109,8 +113,9 @@ class MailWorker:
         log.info("mail_worker_started", smtp=f"{self.settings.smtp_host}:{self.settings.smtp_port}")
         while True:
             try:
-                await mail.start_cursor(self._db)
-                async with anyio.create_task_group() as tg:
+                # One mail worker per database: a message is composed and sent once.
+                async with self._db.alone("mail", _waiting), anyio.create_task_group() as tg:
+                    await mail.start_cursor(self._db)
                     tg.start_soon(self._follow_loop)
                     tg.start_soon(self._send_loop)
             except Exception:

@@ -11,14 +11,12 @@ for a database: a child started while the one before it still finishes waits on 
 
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import TextIO
 
 import anyio
@@ -28,14 +26,15 @@ from pydantic import ValidationError
 from daemon import eventloop, logs
 from daemon.encryption import SecretBox
 from daemon.outbound.worker import Deliveries
-from daemon.service.delivery_process import Job, Report, lock_path
+from daemon.service.delivery_process import Job, Report
 from daemon.service.event_watch import EventWatch
-from daemon.state_dir import create_private_file
 from daemon.store.database import Database, open_database
 
 log = structlog.get_logger("mls_sync.webhooks")
 
-LOCK_RETRY_SECONDS = 0.2
+# The one process that delivers for a database (Database.alone): a child started while an
+# old one still finishes waits for it; on PostgreSQL, so does every other daemon's.
+DELIVERIES = "deliveries"
 REPORT_EVERY = 1.0
 
 
@@ -80,7 +79,7 @@ async def deliver(job: Job, out: TextIO) -> None:
         tg.start_soon(_stop_when_the_pipe_closes, tg.cancel_scope)
         tg.start_soon(_stop_on_sigterm, tg.cancel_scope)
         try:
-            async with _only_deliverer(lock_path(job.database)), _opened(job) as (db, reader):
+            async with _opened(job) as (db, reader), db.alone(DELIVERIES, _waiting):
                 watch = EventWatch(reader)
                 worker = Deliveries(
                     db, box, job.webhooks, metrics, wake=watch.wait_after, reader=reader
@@ -107,29 +106,8 @@ async def _opened(job: Job) -> AsyncIterator[tuple[Database, Database]]:
         await db.close()
 
 
-@asynccontextmanager
-async def _only_deliverer(path: Path) -> AsyncIterator[None]:
-    """An exclusive lock on `path` while the block runs; the system releases it when the
-    process ends, however it ends."""
-    create_private_file(path)
-    fd = os.open(path, os.O_RDWR)
-    try:
-        told = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if not told:
-                    log.info(
-                        "webhook_process_waiting",
-                        note="another process still delivers for this database",
-                    )
-                    told = True
-                await anyio.sleep(LOCK_RETRY_SECONDS)
-        yield
-    finally:
-        os.close(fd)
+def _waiting() -> None:
+    log.info("webhook_process_waiting", note="another process still delivers for this database")
 
 
 async def _stop_when_the_pipe_closes(scope: anyio.CancelScope) -> None:

@@ -89,12 +89,6 @@ class Report(BaseModel):
     started: bool = False
 
 
-def lock_path(database: Path) -> Path:
-    """Held by the one process that delivers for this database (daemon/service/
-    delivery_child.py): a child started while an old one still finishes waits for it."""
-    return database.with_name(database.name + ".deliveries.lock")
-
-
 class ProcessMetrics(DeliveryMetrics, Protocol):
     def set_oldest_undelivered(self, ages: dict[int, float]) -> None: ...
 

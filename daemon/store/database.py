@@ -8,6 +8,7 @@ it is shows only in `dialect` and in the statements that differ (daemon/store/di
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from importlib import resources
 from pathlib import Path
@@ -56,6 +57,13 @@ class Database(ABC):
     def reader(self) -> AbstractAsyncContextManager[Database]:
         """A handle for reads beside the writer (the status board, the event watch), for as
         long as the block runs."""
+
+    @abstractmethod
+    def alone(self, task: str, waiting: Callable[[], None]) -> AbstractAsyncContextManager[None]:
+        """Runs the block while no other process does `task` on this database (the webhook
+        deliveries, the mail): waits its turn first, calling `waiting` once if it must. The
+        turn ends with the block, or with the process however it ends. StoreError when the
+        turn is lost while the block runs (the block is cancelled first)."""
 
     @abstractmethod
     async def write_one(self, sql: Statement, params: Params) -> int:

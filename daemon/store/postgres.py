@@ -14,7 +14,8 @@ It keeps the guarantees the store was written against on SQLite (docs/postgresql
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+import zlib
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
@@ -163,11 +164,52 @@ async def _first_connection(url: str, kwargs: dict[str, Any]) -> None:
     await conn.close()
 
 
+# `alone`: the advisory locks' first key (the second is the task's); a pair of 32-bit keys
+# never meets the single 64-bit key of the write lock.
+TASK_LOCKS = 0x6D6C_7374  # "mlst"
+TURN_RETRY_SECONDS = 1.0
+TURN_CHECK_SECONDS = 5.0
+
+
+async def _took(conn: psycopg.AsyncConnection[Any], key: int) -> bool:
+    try:
+        cursor = await conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (TASK_LOCKS, _int4(key)))
+        row = await cursor.fetchone()
+    except psycopg.Error as exc:
+        raise from_psycopg(exc) from exc
+    return bool(row and row[0])
+
+
+def _int4(value: int) -> int:
+    """A crc32 (unsigned) as the signed 32-bit key PostgreSQL takes."""
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+async def _watch_turn(
+    conn: psycopg.AsyncConnection[Any], block: anyio.CancelScope, lost: list[StoreError]
+) -> None:
+    while True:
+        await anyio.sleep(TURN_CHECK_SECONDS)
+        try:
+            await conn.execute("SELECT 1")
+        except psycopg.Error as exc:
+            lost.append(StoreError(f"lost the database connection that held this task: {exc}"))
+            block.cancel()
+            return
+
+
 class PostgresDatabase(Database):
     dialect = "postgresql"
 
-    def __init__(self, pool: AsyncConnectionPool[psycopg.AsyncConnection[PgRow]]) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[PgRow]],
+        url: str,
+        connect_kwargs: dict[str, Any],
+    ) -> None:
         self._pool = pool
+        self._url = url
+        self._connect_kwargs = connect_kwargs
         # One write transaction of this process at a time waits for the database's write
         # lock; the others wait here, holding no pooled connection.
         self._write_turn = asyncio.Lock()
@@ -202,7 +244,7 @@ class PostgresDatabase(Database):
             raise SchemaError(
                 f"cannot connect to PostgreSQL within {CONNECT_SECONDS:.0f} s: {CHECK_WHAT}"
             ) from None
-        db = cls(pool)
+        db = cls(pool, url, kwargs)
         try:
             await db._migrate()
         except BaseException:
@@ -254,6 +296,35 @@ class PostgresDatabase(Database):
         begin = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
         async with self._connection() as conn, self._begun(conn, begin) as session:
             yield session
+
+    @asynccontextmanager
+    async def alone(self, task: str, waiting: Callable[[], None]) -> AsyncIterator[None]:
+        """A session-level advisory lock, on a connection of its own (not the pool's): the
+        server frees it when that connection ends, so a daemon that dies, or loses the
+        database, gives the task up to another. The connection is checked every few
+        seconds while the block runs; lost, the block is cancelled and StoreError raised."""
+        key = zlib.crc32(task.encode())
+        try:
+            conn = await psycopg.AsyncConnection.connect(self._url, **self._connect_kwargs)
+        except psycopg.Error as exc:
+            raise from_psycopg(exc) from exc
+        try:
+            told = False
+            while not await _took(conn, key):
+                if not told:
+                    waiting()
+                    told = True
+                await anyio.sleep(TURN_RETRY_SECONDS)
+            lost: list[StoreError] = []
+            async with anyio.create_task_group() as watch:
+                watch.start_soon(_watch_turn, conn, watch.cancel_scope, lost)
+                yield
+                watch.cancel_scope.cancel()
+            if lost:
+                raise lost[0]
+        finally:
+            with anyio.CancelScope(shield=True):
+                await conn.close()
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[Database]:

@@ -8,9 +8,10 @@ transaction must not interleave with another coroutine's statements: every use g
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -27,6 +28,11 @@ from daemon.store.session import Params, Session, SqliteSession
 def _read_only_uri(path: Path) -> str:
     # A URI, so that any character in the path is escaped and mode=ro can be given.
     return f"{Path(os.path.abspath(path)).as_uri()}?mode=ro"
+
+
+# How often a process waiting for its turn at a task (`alone`) asks again: a restarted
+# webhook process waits for the old one's last records, no longer.
+TURN_RETRY_SECONDS = 0.2
 
 
 class SqliteDatabase(Database):
@@ -171,6 +177,28 @@ class SqliteDatabase(Database):
         """Reads under the lock, so they never see another coroutine's open transaction."""
         async with self.lock:
             yield self._session
+
+    @asynccontextmanager
+    async def alone(self, task: str, waiting: Callable[[], None]) -> AsyncIterator[None]:
+        """An exclusive `flock` on `<database file>.<task>.lock`: the system frees it when the
+        process ends, however it ends. One host only, as the file is."""
+        path = self.path.with_name(f"{self.path.name}.{task}.lock")
+        create_private_file(path)
+        fd = os.open(path, os.O_RDWR)
+        try:
+            told = False
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if not told:
+                        waiting()
+                        told = True
+                    await anyio.sleep(TURN_RETRY_SECONDS)
+            yield
+        finally:
+            os.close(fd)
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[Database]:
