@@ -36,6 +36,18 @@ def audit(**fields: Any) -> None:
     _audit.info("audit", **fields)
 
 
+# Libraries that log through the standard library: their lines are passed on as ours (JSON
+# for journald, like every other line), not printed raw by Python's last-resort handler.
+LIBRARY_LOGGERS = ("psycopg",)  # the PostgreSQL pool: a connection lost, retried
+
+
+class _AsOurs(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        structlog.get_logger(record.name).log(
+            record.levelno, "library_said", library=record.name, message=record.getMessage()
+        )
+
+
 def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
     stream = stream or sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
@@ -60,6 +72,10 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
+    for name in LIBRARY_LOGGERS:
+        library = logging.getLogger(name)
+        library.handlers = [_AsOurs(logging.WARNING)]
+        library.propagate = False
     global _audit
     _audit = structlog.wrap_logger(
         structlog.PrintLogger(stream),

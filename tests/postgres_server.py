@@ -81,16 +81,27 @@ class PostgresServer:
             str(self.bindir / "initdb"), "-D", str(data), "-U", "postgres", "-E", "UTF8",
             "--locale=C", "--no-sync", "--auth-local=trust", "--auth-host=scram-sha-256",
         )  # fmt: skip
+        self.resume()
+        self.admin(f"CREATE ROLE {ROLE} LOGIN CREATEDB PASSWORD '{self.password}'")
+
+    def resume(self) -> None:
+        """Starts the server (again, after `pause`), on the same port, with its data."""
         # Speed over durability: a test server's data dies with it anyway.
         options = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.folder} -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
         )
         self._run(
-            str(self.bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l",
+            str(self.bindir / "pg_ctl"), "-D", str(self.folder / "data"), "-o", options, "-l",
             str(self.folder / "server.log"), "-w", "start",
         )  # fmt: skip
-        self.admin(f"CREATE ROLE {ROLE} LOGIN CREATEDB PASSWORD '{self.password}'")
+
+    def pause(self) -> None:
+        """Stops the server, its data kept: the database is unreachable until `resume`."""
+        self._run(
+            str(self.bindir / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "fast", "-w",
+            "stop",
+        )  # fmt: skip
 
     def admin(self, sql: str, database: str = "postgres") -> None:
         """One statement as the superuser, over the local socket."""

@@ -27,6 +27,7 @@ import structlog
 from daemon.enums import QueryMode
 from daemon.store import connections
 from daemon.store.database import Database
+from daemon.store.errors import StoreError
 from daemon.store.records import ConnectionRow
 from daemon.sync.engine import PollOutcome
 
@@ -92,8 +93,10 @@ class ChangeLogPolls:
                     try:
                         rows = await connections.active_in_mode(self.db, QueryMode.EVENTS)
                         listed_at = self.clock()
-                    except Exception:  # the database, say: the next tick tries again,
-                        log.exception("change_log_polls_not_listed")  # schedules kept
+                    except StoreError as exc:  # the next tick tries again, schedules kept
+                        log.warning("change_log_polls_not_listed", error=str(exc))
+                    except Exception:  # a bug: logged whole; the next tick tries again
+                        log.exception("change_log_polls_not_listed")
                 if rows is not None and not self.stopping:
                     self._start_due(tg, rows)
                 with anyio.move_on_after(self._until_next()):

@@ -28,7 +28,8 @@ from daemon.encryption import SecretBox
 from daemon.outbound.worker import Deliveries
 from daemon.service.delivery_process import Job, Report
 from daemon.service.event_watch import EventWatch
-from daemon.store.database import Database, open_database
+from daemon.store.database import Database, SchemaError, open_database
+from daemon.store.errors import StoreError
 
 log = structlog.get_logger("mls_sync.webhooks")
 
@@ -72,9 +73,12 @@ class PipedMetrics:
             pass
 
 
-async def deliver(job: Job, out: TextIO) -> None:
+async def deliver(job: Job, out: TextIO) -> int:
+    """Until stopped (0), or until the database cannot be used (1: the daemon starts the
+    process again, after a pause)."""
     box = SecretBox(job.secret_key) if job.secret_key else None
     metrics = PipedMetrics(out)
+    code = 0
     async with anyio.create_task_group() as tg:
         tg.start_soon(_stop_when_the_pipe_closes, tg.cancel_scope)
         tg.start_soon(_stop_on_sigterm, tg.cancel_scope)
@@ -89,8 +93,13 @@ async def deliver(job: Job, out: TextIO) -> None:
                     work.start_soon(metrics.run)
                     metrics.started()
                     await worker.run()
+        except (SchemaError, StoreError) as exc:  # the database went away: one line, no trace
+            log.error("webhook_process_lost_its_database", error=str(exc))
+            code = 1
+            tg.cancel_scope.cancel()
         finally:
             metrics.flush()
+    return code
 
 
 @asynccontextmanager
@@ -158,11 +167,12 @@ def main() -> None:
         )
     logs.configure(job.logging.level, job.logging.format)
     lower_priority(job.webhooks.niceness)
-    eventloop.run(deliver, job, sys.stdout)
+    code = eventloop.run(deliver, job, sys.stdout)
     try:
         sys.stdout.flush()
     except BrokenPipeError:  # the daemon died first: nothing to tell, no traceback at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -144,7 +144,7 @@ async def _readiness(state: ServiceState) -> tuple[dict[str, list[dict[str, Any]
     except Exception:  # any failure to answer is "not ready", with the reason in the logs
         db_ok = False
     check(
-        "sqlite:responseTime",
+        f"{state.runtime.db.dialect}:responseTime",
         db_ok,
         observedValue=round((time.perf_counter() - started) * 1000, 2),
         observedUnit="ms",

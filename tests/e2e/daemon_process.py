@@ -138,10 +138,17 @@ class DaemonConfig:
         api_token: str | None = API_TOKEN,
         watchdog_usec: int | None = None,
         read_notifications: bool = True,
+        env: dict[str, str] | None = None,
     ) -> Daemon:
-        """`mls-sync run` on this config."""
+        """`mls-sync run` on this config; `env`: more of its environment."""
         return Daemon.start(
-            self.path, self.port, self.secret_key, api_token, watchdog_usec, read_notifications
+            self.path,
+            self.port,
+            self.secret_key,
+            api_token,
+            watchdog_usec,
+            read_notifications,
+            env,
         )
 
 
@@ -219,10 +226,12 @@ class Daemon:
         api_token: str | None = API_TOKEN,
         watchdog_usec: int | None = None,
         read_notifications: bool = True,
+        more_env: dict[str, str] | None = None,
     ) -> Daemon:
         notify = NotifyListener(read_notifications)
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLS_SYNC_")}
         env.update({"MLS_SYNC_SECRET_KEY": secret_key, "NOTIFY_SOCKET": "@" + notify.name})
+        env.update(more_env or {})
         if api_token:
             env["MLS_SYNC_API_TOKEN"] = api_token
         if watchdog_usec:
