@@ -139,13 +139,13 @@ class StatusBoard:
 
 
 async def _read(db: Database, tiers: dict[str, dict[str, Any]] | None) -> Snapshot:
-    rows = await connections.summaries(db)
+    taken_at = iso(utcnow())
+    rows = await connections.summaries(db, taken_at)
     by_state: dict[str, int] = {}
     for row in rows:
         by_state[row["state"]] = by_state.get(row["state"], 0) + 1
     listing_counts = await listings.count_by_status(db)
     post_counts = await posts.count_by_status(db)
-    taken_at = iso(utcnow())
     part: dict[str, Any] = {
         "as_of": taken_at,
         "last_runs": [asdict(r) for r in await runs.recent(db, LAST_RUNS)],

@@ -58,6 +58,8 @@ class CycleEngine(Protocol):
 
     async def sync_all(self, trigger: str, run_id: int | None = None) -> RunReport: ...
 
+    async def anything_due(self, trigger: str) -> bool: ...
+
     async def reserve_run(self, trigger: str) -> int: ...
 
     async def abandon_run(self, run_id: int, reason: str) -> None: ...
@@ -132,6 +134,10 @@ class Coordinator:
         try:
             with anyio.CancelScope() as scope:
                 self._scope = scope
+                if run_id is None and not await self.engine.anything_due(source):
+                    # Other daemons on the database synced every connection in this slot.
+                    log.info("cycle_not_needed", source=source)
+                    return
                 if self.before_cycle is not None:
                     await self.before_cycle()
                 report = await self.engine.sync_all(source, run_id)

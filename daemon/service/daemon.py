@@ -48,6 +48,7 @@ from daemon.service.user_syncs import UserSyncs
 from daemon.serving import serving
 from daemon.store import cycle_health, database, events, listings, mail, runs, webhooks
 from daemon.store.errors import StoreError
+from daemon.sync.cycle_slots import catch_up_seconds
 from daemon.sync.engine import PollOutcome, RunReport
 from daemon.timestamps import iso, utcnow
 
@@ -81,7 +82,12 @@ async def run_daemon(
         metrics.set_cycle_health(await cycle_health.latest(rt.db), utcnow().timestamp())
         coordinator = Coordinator(rt.engine)
         interval = settings.cycle_seconds()
-        scheduler = Scheduler(coordinator, interval, settings.sync.jitter_seconds)
+        scheduler = Scheduler(
+            coordinator,
+            interval,
+            settings.sync.jitter_seconds,
+            catch_up_seconds(interval, settings.sync.lease_seconds),
+        )
         state = ServiceState(
             settings=rt.settings,
             runtime=rt,
@@ -297,7 +303,11 @@ def _reload(state: ServiceState, notifier: Notifier, config_path: Path | None) -
     state.board.check_intervals = effective.effective_check_intervals()
     # In sandbox mode the scheduler keeps the sandbox's own (restart-only) interval.
     interval = effective.cycle_seconds()
-    state.scheduler.reschedule(interval, effective.sync.jitter_seconds)
+    state.scheduler.reschedule(
+        interval,
+        effective.sync.jitter_seconds,
+        catch_up_seconds(interval, effective.sync.lease_seconds),
+    )
     state.recent_answers.clear()  # the next /status shows the new settings
     logs.configure(effective.logging.level, effective.logging.format, sys.stdout)
     log.info("reloaded", interval_seconds=interval, level=effective.logging.level)

@@ -1,47 +1,71 @@
 """APScheduler 3.11 as the clock: it says "it is time", the coordinator decides what runs.
 
-The job is a coroutine so that AsyncIOScheduler runs it on the event loop (a plain function
-would run in a worker thread, where touching the coordinator would be a race).
+The jobs are coroutines so that AsyncIOScheduler runs them on the event loop (a plain
+function would run in a worker thread, where touching the coordinator would be a race).
+
+Two jobs (daemon/sync/cycle_slots.py says why):
+- **The cycle**, once per slot: slots are counted from the Unix epoch, so every daemon that
+  shares the database fires in the same slot, within the jitter after its start.
+- **The catch-up**, several times a slot: a cycle of what no process has synced in this
+  slot (a connection whose daemon died, one added or resumed meanwhile). It asks the
+  database first, and starts nothing when nothing is due.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
+import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from daemon.service.coordinator import Coordinator
+from daemon.store.errors import StoreError
+from daemon.sync.cycle_slots import EPOCH
 
 JOB_ID = "sync"
+CATCH_UP_ID = "catch_up"
+
+log = structlog.get_logger("mls_sync.scheduler")
 
 
 class Scheduler:
-    def __init__(self, coordinator: Coordinator, interval: int, jitter: int) -> None:
+    def __init__(self, coordinator: Coordinator, interval: int, jitter: int, catch_up: int) -> None:
         self.coordinator = coordinator
         self.interval = interval
         self.jitter = jitter
+        self.catch_up = catch_up
         self.scheduler = AsyncIOScheduler(timezone=UTC)
 
     def start(self) -> None:
         """Must be called inside the running event loop (3.11 takes get_running_loop())."""
+        # The first cycle runs at start (triggered directly); the clock takes over at the
+        # next slot. 3.x defaults to one second of grace, which a busy loop can miss: allow a
+        # whole interval, and fold missed runs into one (the coordinator coalesces anyway).
         self.scheduler.add_job(
             self._tick,
             self._trigger(),
             id=JOB_ID,
-            # The first cycle runs at start (triggered directly); the clock takes over after.
-            next_run_time=datetime.now(UTC) + timedelta(seconds=self.interval),
-            # 3.x defaults to one second of grace, which a busy loop can miss: allow a whole
-            # interval, and fold missed runs into one (the coordinator coalesces anyway).
             misfire_grace_time=self.interval,
+            coalesce=True,
+            max_instances=1,
+        )
+        self.scheduler.add_job(
+            self._catch_up,
+            IntervalTrigger(seconds=self.catch_up, timezone=UTC),
+            id=CATCH_UP_ID,
+            misfire_grace_time=self.catch_up,
             coalesce=True,
             max_instances=1,
         )
         self.scheduler.start()
 
-    def reschedule(self, interval: int, jitter: int) -> None:
-        self.interval, self.jitter = interval, jitter
+    def reschedule(self, interval: int, jitter: int, catch_up: int) -> None:
+        self.interval, self.jitter, self.catch_up = interval, jitter, catch_up
         self.scheduler.reschedule_job(JOB_ID, trigger=self._trigger())
+        self.scheduler.reschedule_job(
+            CATCH_UP_ID, trigger=IntervalTrigger(seconds=catch_up, timezone=UTC)
+        )
 
     def next_run(self) -> datetime | None:
         job = self.scheduler.get_job(JOB_ID)
@@ -57,7 +81,24 @@ class Scheduler:
             self.scheduler.shutdown(wait=False)
 
     def _trigger(self) -> IntervalTrigger:
-        return IntervalTrigger(seconds=self.interval, jitter=self.jitter or None, timezone=UTC)
+        # From the epoch: the slots' starts. The jitter stays inside the slot's first half,
+        # so that a fire never lands in the next slot (where it would find nothing due).
+        jitter = min(self.jitter, self.interval // 2)
+        return IntervalTrigger(
+            seconds=self.interval, start_date=EPOCH, jitter=jitter or None, timezone=UTC
+        )
 
     async def _tick(self) -> None:
         self.coordinator.trigger("schedule")
+
+    async def _catch_up(self) -> None:
+        coordinator = self.coordinator
+        if coordinator.running is not None or coordinator.pending is not None:
+            return  # a cycle under way, or about to be, takes what is due
+        try:
+            due = await coordinator.engine.anything_due("catch_up")
+        except StoreError as exc:  # the next look tries again
+            log.warning("catch_up_not_checked", error=str(exc))
+            return
+        if due:
+            coordinator.trigger("catch_up")

@@ -72,8 +72,22 @@ SELECT * FROM mls_connections WHERE state = 'active' AND mode = ? ORDER BY id
 LIST_ACTIVE_OF_USER = """
 SELECT * FROM mls_connections WHERE state = 'active' AND user_id = ? ORDER BY id
 """
-SUMMARY_FIELDS = ("id", "name", "mode", "state", "last_synced_at", "last_error")
-SUMMARIES = f"SELECT {', '.join(SUMMARY_FIELDS)} FROM mls_connections ORDER BY id"
+SUMMARY_FIELDS = (
+    "id",
+    "name",
+    "mode",
+    "state",
+    "last_synced_at",
+    "last_error",
+    "held_by",  # the process syncing it now (host:pid:nonce), or None
+    "held_until",  # when that lease runs out unless renewed
+)
+# With the lease, when one is held: with several daemons on one database, which one syncs it.
+SUMMARIES = """
+SELECT c.id, c.name, c.mode, c.state, c.last_synced_at, c.last_error, l.holder, l.expires_at
+FROM mls_connections c LEFT JOIN sync_leases l ON l.connection_id = c.id AND l.expires_at >= ?
+ORDER BY c.id
+"""
 SET_STATE = """
 UPDATE mls_connections SET state = :state, last_error = :error, updated_at = :now WHERE id = :id
 """
@@ -168,10 +182,10 @@ async def active_of_user(db: Database, user_id: str) -> list[ConnectionRow]:
     return [from_row(ConnectionRow, r) for r in await db.fetch_all(LIST_ACTIVE_OF_USER, (user_id,))]
 
 
-async def summaries(db: Database) -> list[dict[str, Any]]:
+async def summaries(db: Database, now: str) -> list[dict[str, Any]]:
     """What /status shows of every connection: no secrets, no settings, one query."""
     async with db.reading() as conn:
-        rows = await conn.fetch_all(SUMMARIES)
+        rows = await conn.fetch_all(SUMMARIES, (now,))
     return [dict(zip(SUMMARY_FIELDS, r, strict=True)) for r in rows]
 
 

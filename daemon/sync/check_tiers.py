@@ -24,7 +24,7 @@ from daemon.timestamps import iso, parse_iso
 
 # The triggers whose cycles ask only for the due listings: the clock's. A sync a person or a
 # program asks for asks for every listing.
-SCHEDULED_TRIGGERS = frozenset({"schedule", "startup"})
+SCHEDULED_TRIGGERS = frozenset({"schedule", "startup", "catch_up"})
 
 
 class Tier(StrEnum):

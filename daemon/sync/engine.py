@@ -32,6 +32,7 @@ from daemon.store.until_written import until_written
 from daemon.sync import check_tiers, lease_keeping
 from daemon.sync.access import MlsAccess
 from daemon.sync.connection import CLOCK_SKEW, ConnectionSync
+from daemon.sync.cycle_slots import SHARED_TRIGGERS, slot_start, synced_in_slot
 from daemon.sync.holders import is_dead, this_process
 from daemon.sync.sync_writer import SyncWriter, writer
 from daemon.sync.sync_writes import ConnectionDone, LeaseLost, lease_lost
@@ -94,10 +95,28 @@ class SyncEngine:
     # -- the three entry points ------------------------------------------------------------
 
     async def sync_all(self, trigger: str = "manual", run_id: int | None = None) -> RunReport:
-        """Every active connection. `run_id`: a run reserved by `reserve_run`, reported under."""
-        targets = await connections.list_all(self.db, active_only=True)
-        self.access.forget_others([t.id for t in targets])
-        return await self._run(trigger, "all", targets, reserved=run_id)
+        """Every active connection; for the clock's cycles, those no process has synced in
+        this slot (daemon/sync/cycle_slots.py). `run_id`: a run reserved by `reserve_run`,
+        reported under."""
+        every = await connections.list_all(self.db, active_only=True)
+        self.access.forget_others([t.id for t in every])
+        slot = self._slot(trigger)
+        targets = [t for t in every if slot is None or not synced_in_slot(t.last_synced_at, slot)]
+        return await self._run(trigger, "all", targets, reserved=run_id, slot=slot)
+
+    async def anything_due(self, trigger: str) -> bool:
+        """Whether a cycle of `trigger` would sync any connection: one of the clock's finds
+        nothing when other daemons synced every connection in this slot already."""
+        slot = self._slot(trigger)
+        if slot is None:
+            return True
+        rows = await connections.list_all(self.db, active_only=True)
+        return any(not synced_in_slot(r.last_synced_at, slot) for r in rows)
+
+    def _slot(self, trigger: str) -> datetime | None:
+        if trigger not in SHARED_TRIGGERS:
+            return None
+        return slot_start(self.clock(), self.settings.cycle_seconds())
 
     async def sync_user(
         self, user_id: str, trigger: str = "manual", run_id: int | None = None
@@ -241,6 +260,7 @@ class SyncEngine:
         only_listing: ListingRow | None = None,
         reserved: int | None = None,
         pushed: PushedPart | None = None,
+        slot: datetime | None = None,
     ) -> RunReport:
         started = iso(self.clock())
         orphans = [i for i, holder in await runs.running(self.db) if is_dead(holder, self.hostname)]
@@ -262,6 +282,7 @@ class SyncEngine:
                 pushed=pushed,
                 due_only=trigger in check_tiers.SCHEDULED_TRIGGERS
                 and self.settings.effective_check_intervals().enabled,
+                slot=slot,
             )
             try:
                 failed = await self._sync_targets(shared, targets, only_listing)
@@ -380,6 +401,9 @@ class SyncEngine:
         if not await self._take_lease(shared, row.id, holder, lease_ttl) and not (
             await self._after_between_cycles(shared, row.id, holder, lease_ttl)
         ):
+            if shared.slot is not None:  # another daemon syncs it in this slot: its part
+                log.info("connection_synced_elsewhere", connection_id=row.id)
+                return True
             current = await leases.holder_of(self.db, row.id)
             who = f"{current[0]} until {current[1]}" if current else "another process"
             await self._record(
@@ -391,6 +415,11 @@ class SyncEngine:
                     severity="warning",
                 ),
             )
+            return True
+        if shared.slot is not None and await self._synced_meanwhile(row.id, shared.slot):
+            # Another daemon finished it between this cycle's start and its lease here.
+            await leases.release(self.db, row.id, holder)
+            log.info("connection_synced_elsewhere", connection_id=row.id)
             return True
         done = False  # ConnectionDone committed: it released the lease
         shared.held[row.id] = holder
@@ -405,6 +434,10 @@ class SyncEngine:
                 if not done:  # a crash or a cancel on the way: release it anyway
                     with anyio.CancelScope(shield=True), suppress(StoreError):
                         await leases.release(self.db, row.id, holder)  # or at the run's end
+
+    async def _synced_meanwhile(self, connection_id: str, slot: datetime) -> bool:
+        current = await connections.get(self.db, connection_id)
+        return current is not None and synced_in_slot(current.last_synced_at, slot)
 
     async def _take_lease(
         self, shared: _RunShared, connection_id: str, holder: str, ttl: timedelta
@@ -657,6 +690,7 @@ class _RunShared:
     taken: list[tuple[str, str]] = field(default_factory=list)  # every lease, freed at the end
     pushed: PushedPart | None = None  # the run applies pushed events, not a sync
     due_only: bool = False  # by_key connections ask only for their due listings
+    slot: datetime | None = None  # a clock's cycle: syncs what nobody has in this slot
 
 
 def _due_scope(scope: str) -> DueScope:

@@ -14,9 +14,10 @@ import pytest
 from daemon.composition import Runtime
 from daemon.config import CheckIntervalSettings
 from daemon.ops.connections import tiers_shown
+from daemon.sandbox.faults import Fault
 from daemon.service.board import StatusBoard
 from daemon.timestamps import iso, utcnow
-from tests.helpers import add_connection, track
+from tests.helpers import Mls, add_connection, track, wait_until
 
 pytestmark = pytest.mark.both_databases
 
@@ -128,3 +129,36 @@ async def test_a_tier_summary_read_while_a_cycle_ends_is_not_kept_after_it(
 
     tiers = after["check_tiers"]
     assert (tiers["unchecked"]["listings"], tiers["active"]["listings"]) == (0, 1)
+
+
+async def test_status_names_the_process_syncing_each_connection_while_it_does(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """With several daemons on one database, which one syncs what (issue 16)."""
+    sandbox, url = mls
+    sandbox.put("K", "Active")
+    await add_connection(runtime, url)
+    await track(runtime, "mls-1", ["K"])
+    sandbox.faults.add(Fault("slow", seconds=2))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(runtime.engine.sync_all, "signal")
+        await wait_until(lambda: sandbox.in_flight == 1)
+        [during] = await _connections_shown(runtime)
+        tg.cancel_scope.cancel()
+    assert during["held_by"].startswith(f"{runtime.engine.holder}:")  # host:pid:nonce
+    assert during["held_until"] > iso(utcnow())
+
+    after = await runtime.engine.sync_all("signal")
+    assert after.run.errors == 0
+    [done] = await _connections_shown(runtime)
+    assert (done["held_by"], done["held_until"]) == (None, None)
+
+
+async def _connections_shown(runtime: Runtime) -> list[dict[str, Any]]:
+    """The connections as /status shows them now."""
+    async with runtime.db.reader() as reader, anyio.create_task_group() as tg:
+        board = StatusBoard(reader)
+        tg.start_soon(board.run)
+        shown: list[dict[str, Any]] = json.loads((await board.current()).body)["connections"]
+        tg.cancel_scope.cancel()
+    return shown

@@ -36,6 +36,7 @@ class FakeEngine:
         self.reserved: list[str] = []
         self.abandoned: list[int] = []
         self.reserve_delay: anyio.Event | None = None  # holds reservations until set
+        self.nothing_due = False  # as when other daemons synced every connection in the slot
         self._began = anyio.Event()
 
     async def reserve_run(self, trigger: str) -> int:
@@ -46,6 +47,9 @@ class FakeEngine:
 
     async def abandon_run(self, run_id: int, reason: str) -> None:
         self.abandoned.append(run_id)
+
+    async def anything_due(self, trigger: str) -> bool:
+        return not self.nothing_due
 
     async def sync_all(self, trigger: str, run_id: int | None = None) -> RunReport:
         cycle = Cycle(trigger, run_id)
@@ -297,3 +301,21 @@ async def test_a_cycle_never_starts_while_the_run_asked_for_it_is_being_made(
             engine.reserve_delay.set()
         cycle = await engine.cycle(1)
         assert cycle.run_id == 1 and answers == [("queued", 1)]
+
+
+async def test_a_clock_cycle_with_nothing_due_records_no_run_and_the_next_trigger_runs(
+    engine: FakeEngine,
+) -> None:
+    """Other daemons on the database synced every connection in this slot: no cycle, no
+    run; the coordinator is ready for what comes next."""
+    engine.nothing_due = True
+    async with running(engine) as coordinator:
+        assert coordinator.trigger("catch_up") == "started"
+        await anyio.wait_all_tasks_blocked()
+        assert engine.cycles == [] and coordinator.running is None and coordinator.cycles == 0
+
+        engine.nothing_due = False
+        assert coordinator.trigger("catch_up") == "started"
+        (await engine.cycle(1)).finish.set()
+        await anyio.wait_all_tasks_blocked()
+        assert coordinator.cycles == 1

@@ -1,0 +1,40 @@
+"""One cycle per interval for each connection, however many daemons share the database
+(docs/postgresql.md "Several daemons"). Pure: the caller gives the time.
+
+Time is cut into slots of the cycle interval, counted from the Unix epoch, so that every
+daemon cuts it alike. The clock's cycle of a slot, and its catch-ups, sync only the
+connections no process has synced since the slot began: the first daemon to reach a
+connection takes it, the others leave it. A connection whose daemon died is left unsynced in
+its slot, and the next catch-up of any daemon takes it. A cycle a person or a program asks
+for syncs every connection, as always.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from daemon.timestamps import iso
+
+# The triggers whose cycles share a slot's work: the clock's, and its catch-ups. The startup
+# cycle syncs everything, as a restart always has.
+SHARED_TRIGGERS = frozenset({"schedule", "catch_up"})
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def slot_start(now: datetime, interval_seconds: int) -> datetime:
+    """The start of the slot `now` is in."""
+    elapsed = int((now - EPOCH).total_seconds())
+    return EPOCH + timedelta(seconds=elapsed - elapsed % interval_seconds)
+
+
+def synced_in_slot(last_synced_at: str | None, slot: datetime) -> bool:
+    """Whether a connection was synced since `slot` began (ISO text compares as time)."""
+    return last_synced_at is not None and last_synced_at >= iso(slot)
+
+
+def catch_up_seconds(interval_seconds: int, lease_seconds: int) -> int:
+    """How often a daemon looks for connections left unsynced in the slot: a tenth of the
+    shorter of the interval and the lease, and no more often than every 5 seconds. A
+    connection whose daemon died is free once its lease is (at once when that daemon was
+    on this host); it is synced by the next look after that."""
+    return max(5, min(interval_seconds, lease_seconds) // 10)

@@ -1,0 +1,93 @@
+"""Several daemons on one database run one cycle per slot for each connection
+(daemon/sync/cycle_slots.py): two runtimes on the same database stand for two daemons, each
+with its own engine, leases and HTTP clients, on a clock the test moves."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from daemon.composition import Runtime, open_runtime
+from tests.helpers import Mls, add_connection, status_of, track
+
+pytestmark = pytest.mark.both_databases
+
+SLOT_START = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)  # a multiple of 900 s since the epoch
+
+
+@pytest.fixture
+async def other(runtime: Runtime, secret_key: str) -> AsyncIterator[Runtime]:
+    """A second daemon's runtime on the same database."""
+    async with open_runtime(runtime.settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        yield rt
+
+
+def _at(*runtimes: Runtime, moment: datetime) -> None:
+    for rt in runtimes:
+        rt.engine.clock = lambda: moment
+
+
+async def _two_connections(runtime: Runtime, mls: Mls) -> None:
+    sandbox, url = mls
+    sandbox.put("A", "Active")
+    sandbox.put("B", "Active")
+    await add_connection(runtime, url, "one")
+    await add_connection(runtime, url, "two")
+    await track(runtime, "one", ["A"])
+    await track(runtime, "two", ["B"])
+
+
+async def test_a_clock_cycle_leaves_the_connections_another_daemon_synced_in_this_slot(
+    runtime: Runtime, other: Runtime, mls: Mls
+) -> None:
+    await _two_connections(runtime, mls)
+    _at(runtime, other, moment=SLOT_START + timedelta(seconds=5))
+    first = await runtime.engine.sync_all("schedule")
+    assert first.run.connections == 2 and first.run.listings_checked == 2
+
+    _at(runtime, other, moment=SLOT_START + timedelta(seconds=20))
+    assert not await other.engine.anything_due("schedule")  # its cycle is not even started
+    late = await other.engine.sync_all("schedule")
+    assert late.run.connections == 0 and late.run.mls_requests == 0
+
+    asked = await other.engine.sync_all("signal")  # a person asked: every connection
+    assert asked.run.listings_checked == 2
+
+
+async def test_the_next_slot_is_synced_again_by_whichever_daemon_comes_first(
+    runtime: Runtime, other: Runtime, mls: Mls
+) -> None:
+    await _two_connections(runtime, mls)
+    _at(runtime, other, moment=SLOT_START + timedelta(seconds=5))
+    await runtime.engine.sync_all("schedule")
+    mls[0].put("A", "Closed")
+
+    _at(runtime, other, moment=SLOT_START + timedelta(seconds=900 + 3))
+    assert await other.engine.anything_due("schedule")
+    report = await other.engine.sync_all("schedule")
+    assert report.run.listings_checked == 2
+    assert await status_of(runtime, "A") == "sold"
+
+    _at(runtime, other, moment=SLOT_START + timedelta(seconds=900 + 9))
+    assert not await runtime.engine.anything_due("schedule")
+
+
+async def test_a_connection_left_unsynced_in_the_slot_is_taken_by_the_next_catch_up(
+    runtime: Runtime, other: Runtime, mls: Mls
+) -> None:
+    """A daemon died in its cycle before it synced connection `two`: another daemon's
+    catch-up syncs that one, and only that one."""
+    await _two_connections(runtime, mls)
+    _at(runtime, other, moment=SLOT_START + timedelta(seconds=5))
+    await runtime.engine.sync_all("schedule")
+    await runtime.db.write_one(  # as if its daemon had died before syncing it
+        "UPDATE mls_connections SET last_synced_at = NULL WHERE id = 'two'", {}
+    )
+
+    _at(runtime, other, moment=SLOT_START + timedelta(seconds=95))
+    assert await other.engine.anything_due("catch_up")
+    caught = await other.engine.sync_all("catch_up")
+    assert (caught.run.connections, caught.run.listings_checked) == (1, 1)
+    assert not await other.engine.anything_due("catch_up")
