@@ -39,13 +39,12 @@ def postgres_server() -> Iterator[PostgresServer]:
     """One server per test process, started when a test first asks for PostgreSQL. Its
     password reaches libpq as PGPASSWORD, for the tests' runtimes and the daemons they start;
     MLS_SYNC_DATABASE_PASSWORD has tests of its own."""
-    server = PostgresServer.start()
-    os.environ["PGPASSWORD"] = server.password
-    try:
-        yield server
-    finally:
-        os.environ.pop("PGPASSWORD", None)
-        server.stop()
+    with PostgresServer.running() as server:
+        os.environ["PGPASSWORD"] = server.password
+        try:
+            yield server
+        finally:
+            os.environ.pop("PGPASSWORD", None)
 
 
 @pytest.fixture(autouse=True)

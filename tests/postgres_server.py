@@ -16,6 +16,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +55,16 @@ class PostgresServer:
     port: int
     password: str
     _as_user: list[str]
+
+    @classmethod
+    @contextmanager
+    def running(cls) -> Iterator[PostgresServer]:
+        """A server for the length of the block, gone after it."""
+        server = cls.start()
+        try:
+            yield server
+        finally:
+            server.stop()
 
     @classmethod
     def start(cls) -> PostgresServer:

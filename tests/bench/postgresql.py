@@ -23,7 +23,11 @@ FETCHES = {
 
 
 def scenario_k(sizes: Sizes, work: Path) -> list[dict[str, Any]]:
-    server = PostgresServer.start()
+    with PostgresServer.running() as server:
+        return _on_both(sizes, work, server)
+
+
+def _on_both(sizes: Sizes, work: Path, server: PostgresServer) -> list[dict[str, Any]]:
     os.environ["PGPASSWORD"] = server.password  # for the cycle processes' libpq
     try:
         postmaster = int((server.folder / "data" / "postmaster.pid").read_text().split()[0])
@@ -43,7 +47,6 @@ def scenario_k(sizes: Sizes, work: Path) -> list[dict[str, Any]]:
         return rows
     finally:
         os.environ.pop("PGPASSWORD", None)
-        server.stop()
 
 
 def render_k(rows: list[dict[str, Any]]) -> str:

@@ -18,11 +18,8 @@ from tests.postgres_server import PostgresServer
 @pytest.fixture
 def server() -> Iterator[PostgresServer]:
     """A server of this test's own: it is stopped and started again."""
-    server = PostgresServer.start()
-    try:
+    with PostgresServer.running() as server:
         yield server
-    finally:
-        server.stop()
 
 
 async def test_readyz_fails_while_postgresql_is_down_and_passes_once_it_is_back(

@@ -60,22 +60,13 @@ def _numbered(text: str) -> str:
 STATEMENTS = sorted(_statements())
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[PostgresServer]:
-    server = PostgresServer.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture
-async def conn(server: PostgresServer) -> AsyncIterator[psycopg.AsyncConnection[TupleRow]]:
-    url = server.new_database()
-    db = await PostgresDatabase.open(url, password=server.password)  # migrated
+async def conn(postgres_server: PostgresServer) -> AsyncIterator[psycopg.AsyncConnection[TupleRow]]:
+    url = postgres_server.new_database()
+    db = await PostgresDatabase.open(url, password=postgres_server.password)  # migrated
     await db.close()
     async with await psycopg.AsyncConnection.connect(
-        url, password=server.password, autocommit=True
+        url, password=postgres_server.password, autocommit=True
     ) as conn:
         yield conn
 
