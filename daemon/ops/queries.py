@@ -57,6 +57,8 @@ class ListingQuery(PageQuery):
     def filters(self) -> dict[str, Any]:
         out = super().filters()
         out["key_contains"] = out.pop("q")
+        if out["excluded"] is not None:  # the column's 0 or 1: PostgreSQL has no bool = bigint
+            out["excluded"] = int(out["excluded"])
         return out
 
 

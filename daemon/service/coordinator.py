@@ -17,6 +17,7 @@ import anyio
 import structlog
 
 from daemon.sync.check_tiers import SCHEDULED_TRIGGERS
+from daemon.sync.cycle_slots import SHARED_TRIGGERS
 from daemon.sync.engine import RunReport
 
 log = structlog.get_logger("mls_sync.coordinator")
@@ -60,6 +61,8 @@ class CycleEngine(Protocol):
 
     async def anything_due(self, trigger: str) -> bool: ...
 
+    slot_offset: int
+
     async def reserve_run(self, trigger: str) -> int: ...
 
     async def abandon_run(self, run_id: int, reason: str) -> None: ...
@@ -95,7 +98,10 @@ class Coordinator:
         if self.stopping:
             return "refused"
         outcome = "queued" if self.running is not None or self.pending is not None else "started"
-        if self.pending is None or self.pending in SCHEDULED_TRIGGERS:
+        # A clock's trigger (its cycle, a catch-up) never takes the place of another one.
+        if self.pending is None or (
+            self.pending in SCHEDULED_TRIGGERS and source not in SHARED_TRIGGERS
+        ):
             # A cycle someone asked for asks every listing; the clock's asks only the due
             # ones (docs/mls-reso.md "Check tiers"): the folded cycle does what was asked.
             self.pending = source
@@ -134,10 +140,6 @@ class Coordinator:
         try:
             with anyio.CancelScope() as scope:
                 self._scope = scope
-                if run_id is None and not await self.engine.anything_due(source):
-                    # Other daemons on the database synced every connection in this slot.
-                    log.info("cycle_not_needed", source=source)
-                    return
                 if self.before_cycle is not None:
                     await self.before_cycle()
                 report = await self.engine.sync_all(source, run_id)

@@ -8,6 +8,7 @@ handlers: the HTTP server is a Uvicorn subclass that captures no signals (daemon
 
 from __future__ import annotations
 
+import secrets
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -46,9 +47,9 @@ from daemon.service.scheduler import Scheduler
 from daemon.service.state import ServiceState
 from daemon.service.user_syncs import UserSyncs
 from daemon.serving import serving
-from daemon.store import cycle_health, database, events, listings, mail, runs, webhooks
+from daemon.store import cycle_health, database, events, listings, mail, meta, runs, webhooks
 from daemon.store.errors import StoreError
-from daemon.sync.cycle_slots import catch_up_seconds
+from daemon.sync.cycle_slots import OFFSET_RANGE_SECONDS, catch_up_seconds
 from daemon.sync.engine import PollOutcome, RunReport
 from daemon.timestamps import iso, utcnow
 
@@ -80,6 +81,7 @@ async def run_daemon(
             _announce(sandbox)
         metrics = Metrics(version("mls-sync"))
         metrics.set_cycle_health(await cycle_health.latest(rt.db), utcnow().timestamp())
+        rt.engine.slot_offset = await _slot_offset(rt.db)
         coordinator = Coordinator(rt.engine)
         interval = settings.cycle_seconds()
         scheduler = Scheduler(
@@ -345,6 +347,13 @@ async def _after_poll(state: ServiceState, result: PollOutcome) -> None:
     db, run = state.runtime.db, result.report.run
     transitions = await listings.transitions(db, run.id)
     state.metrics.record_other_run(result.report, transitions, await runs.tally(db, run))
+
+
+async def _slot_offset(db: database.Database) -> int:
+    """The database's own offset of the cycle slots (daemon/sync/cycle_slots.py): the first
+    daemon to start on it picks one at random, every other reads it back."""
+    proposed = str(secrets.randbelow(OFFSET_RANGE_SECONDS))
+    return int(await meta.first_value(db, meta.SLOT_OFFSET, proposed))
 
 
 async def _prune_events(db: database.Database, retention_days: int, mail_on: bool) -> None:

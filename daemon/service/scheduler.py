@@ -13,15 +13,17 @@ Two jobs (daemon/sync/cycle_slots.py says why):
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime
 
+import anyio
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from daemon.service.coordinator import Coordinator
 from daemon.store.errors import StoreError
-from daemon.sync.cycle_slots import EPOCH
+from daemon.sync.cycle_slots import first_slot
 
 JOB_ID = "sync"
 CATCH_UP_ID = "catch_up"
@@ -81,14 +83,15 @@ class Scheduler:
             self.scheduler.shutdown(wait=False)
 
     def _trigger(self) -> IntervalTrigger:
-        # From the epoch: the slots' starts. The jitter stays inside the slot's first half,
-        # so that a fire never lands in the next slot (where it would find nothing due).
-        jitter = min(self.jitter, self.interval // 2)
-        return IntervalTrigger(
-            seconds=self.interval, start_date=EPOCH, jitter=jitter or None, timezone=UTC
-        )
+        # At the slots' starts exactly. The jitter is the tick's own wait, not the trigger's:
+        # APScheduler 3 counts each next fire from the last one, jitter included, which
+        # would carry the fires away from the slots.
+        start = first_slot(self.interval, self.coordinator.engine.slot_offset)
+        return IntervalTrigger(seconds=self.interval, start_date=start, timezone=UTC)
 
     async def _tick(self) -> None:
+        # Within the slot's first half, so that the fire never lands in the next slot.
+        await anyio.sleep(random.uniform(0, min(self.jitter, self.interval // 2)))  # noqa: S311 - spreading, not secrecy
         self.coordinator.trigger("schedule")
 
     async def _catch_up(self) -> None:

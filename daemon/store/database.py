@@ -8,11 +8,13 @@ it is shows only in `dialect` and in the statements that differ (daemon/store/di
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar, Literal
+
+import anyio
 
 from daemon.store.dialect import Statement
 from daemon.store.session import Params, Row, Session
@@ -22,6 +24,27 @@ Dialect = Literal["sqlite", "postgresql"]
 
 class SchemaError(Exception):
     """The database cannot be used by this version of mls-sync."""
+
+
+def newer_schema(current: int, newest: int, elsewhere: str) -> SchemaError:
+    """A database migrated by a newer mls-sync; `elsewhere`: how to point at another one."""
+    return SchemaError(
+        f"the database has schema version {current}, newer than this mls-sync understands "
+        f"({newest}). Upgrade mls-sync, or point {elsewhere}."
+    )
+
+
+async def wait_for_turn(
+    take: Callable[[], Awaitable[bool]], waiting: Callable[[], None], retry_seconds: float
+) -> None:
+    """Tries `take` until it returns True, calling `waiting` once if it must wait
+    (`Database.alone`)."""
+    told = False
+    while not await take():
+        if not told:
+            waiting()
+            told = True
+        await anyio.sleep(retry_seconds)
 
 
 def migrations(dialect: Dialect) -> list[tuple[int, str, str]]:

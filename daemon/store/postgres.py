@@ -16,18 +16,25 @@ from __future__ import annotations
 import asyncio
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from decimal import Decimal
 from typing import Any
 
 import anyio
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg import pq
 from psycopg.rows import RowMaker
 from psycopg.types.numeric import NumericLoader
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from daemon.store.database import Database, SchemaError, migrations
+from daemon.store.database import (
+    Database,
+    SchemaError,
+    migrations,
+    newer_schema,
+    wait_for_turn,
+)
 from daemon.store.dialect import Statement, postgresql_text
 from daemon.store.errors import DatabaseBusy, IntegrityViolation, StoreError
 from daemon.store.session import Params, Row, Session
@@ -46,6 +53,8 @@ CREATE TABLE IF NOT EXISTS mls_sync_schema (
 )
 """
 
+# A transaction begun and not ended on a connection (in it, or failed in it).
+_OPEN = (pq.TransactionStatus.INTRANS, pq.TransactionStatus.INERROR)
 # Busy: another session held a lock past lock_timeout, or a transaction lost a race that
 # the same call wins when tried again.
 _BUSY = (pg_errors.LockNotAvailable, pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
@@ -54,13 +63,21 @@ _BUSY = (pg_errors.LockNotAvailable, pg_errors.SerializationFailure, pg_errors.D
 def from_psycopg(exc: psycopg.Error) -> StoreError:
     """The store's error for a psycopg one. Only the primary message is kept: PostgreSQL's
     DETAIL can quote the values of a row (`Key (id)=(...) already exists`)."""
-    primary = exc.diag.message_primary or type(exc).__name__
+    primary = exc.diag.message_primary or _client_side(exc)
     message = f"{primary} (SQLSTATE {exc.sqlstate})" if exc.sqlstate else primary
     if isinstance(exc, psycopg.IntegrityError):
         return IntegrityViolation(message)
     if isinstance(exc, _BUSY):
         return DatabaseBusy(message)
     return StoreError(message)
+
+
+def _client_side(exc: psycopg.Error) -> str:
+    """An error no server sent (a refused connection, the pool's wait running out): libpq's
+    or the pool's own words, which name hosts and ports, never values."""
+    if exc.sqlstate is None:
+        return " ".join(str(exc).split()) or type(exc).__name__
+    return type(exc).__name__
 
 
 class PgRow:
@@ -191,8 +208,9 @@ async def _watch_turn(
     while True:
         await anyio.sleep(TURN_CHECK_SECONDS)
         try:
-            await conn.execute("SELECT 1")
-        except psycopg.Error as exc:
+            with anyio.fail_after(CONNECT_SECONDS):  # a server gone silent, not just closed
+                await conn.execute("SELECT 1")
+        except (psycopg.Error, TimeoutError) as exc:
             lost.append(StoreError(f"lost the database connection that held this task: {exc}"))
             block.cancel()
             return
@@ -258,7 +276,10 @@ class PostgresDatabase(Database):
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[PgRow]]:
-        conn = await self._pool.getconn()
+        try:  # the pool's own failures too (no server within its timeout), as the store's
+            conn = await self._pool.getconn()
+        except psycopg.Error as exc:
+            raise from_psycopg(exc) from exc
         try:
             yield conn
         finally:
@@ -277,8 +298,12 @@ class PostgresDatabase(Database):
             try:
                 yield PgSession(conn)
             except BaseException:
-                with anyio.CancelScope(shield=True):
-                    await conn.execute("ROLLBACK")
+                # Only a transaction still open is rolled back, and a failure to do so never
+                # takes the place of what is leaving (a cancel, above all): the pool drops a
+                # connection left broken.
+                if conn.info.transaction_status in _OPEN:
+                    with anyio.CancelScope(shield=True), suppress(psycopg.Error):
+                        await conn.execute("ROLLBACK")
                 raise
             with anyio.CancelScope(shield=True):
                 await conn.execute("COMMIT")
@@ -305,16 +330,13 @@ class PostgresDatabase(Database):
         seconds while the block runs; lost, the block is cancelled and StoreError raised."""
         key = zlib.crc32(task.encode())
         try:
-            conn = await psycopg.AsyncConnection.connect(self._url, **self._connect_kwargs)
+            conn = await psycopg.AsyncConnection.connect(
+                self._url, connect_timeout=int(CONNECT_SECONDS), **self._connect_kwargs
+            )
         except psycopg.Error as exc:
             raise from_psycopg(exc) from exc
         try:
-            told = False
-            while not await _took(conn, key):
-                if not told:
-                    waiting()
-                    told = True
-                await anyio.sleep(TURN_RETRY_SECONDS)
+            await wait_for_turn(lambda: _took(conn, key), waiting, TURN_RETRY_SECONDS)
             lost: list[StoreError] = []
             async with anyio.create_task_group() as watch:
                 watch.start_soon(_watch_turn, conn, watch.cancel_scope, lost)
@@ -353,10 +375,12 @@ class PostgresDatabase(Database):
         one process at a time: daemons started together do not race."""
         newest = MIGRATIONS[-1][0]
         async with self._connection() as conn:
-            try:
-                await conn.execute(VERSION_TABLE)
-            except psycopg.Error as exc:
-                raise SchemaError(f"cannot prepare the schema: {from_psycopg(exc)}") from None
+            try:  # under the migrators' lock: two first starts would both create the table
+                async with self._begun(conn, "BEGIN") as session:
+                    await session.execute(f"SELECT pg_advisory_xact_lock({MIGRATE_LOCK})")
+                    await session.execute(VERSION_TABLE)
+            except StoreError as exc:
+                raise SchemaError(f"cannot prepare the schema: {exc}") from None
             for version, name, sql in MIGRATIONS:
                 try:
                     async with self._begun(conn, "BEGIN") as session:
@@ -364,10 +388,8 @@ class PostgresDatabase(Database):
                         row = await session.fetch_one("SELECT version FROM mls_sync_schema")
                         current = int(row[0]) if row else 0
                         if current > newest:
-                            raise SchemaError(
-                                f"the database has schema version {current}, newer than this "
-                                f"mls-sync understands ({newest}). Upgrade mls-sync, or point "
-                                "[database] url at another database."
+                            raise newer_schema(
+                                current, newest, "[database] url at another database"
                             )
                         if version <= current:
                             continue

@@ -19,7 +19,14 @@ import aiosqlite
 import anyio
 
 from daemon.state_dir import create_private_file
-from daemon.store.database import MIGRATIONS, SCHEMA_VERSION, Database, SchemaError
+from daemon.store.database import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    Database,
+    SchemaError,
+    newer_schema,
+    wait_for_turn,
+)
 from daemon.store.dialect import Statement
 from daemon.store.errors import from_sqlite
 from daemon.store.session import Params, Session, SqliteSession
@@ -107,11 +114,8 @@ class SqliteDatabase(Database):
     async def _migrate(self) -> None:
         current = await self.schema_version()
         if current > SCHEMA_VERSION:
-            raise SchemaError(
-                f"{self.path}: the database has schema version {current}, newer than this "
-                f"mls-sync understands ({SCHEMA_VERSION}). Upgrade mls-sync, or point "
-                "[database] path at another file."
-            )
+            error = newer_schema(current, SCHEMA_VERSION, "[database] path at another file")
+            raise SchemaError(f"{self.path}: {error}")
         for version, name, sql in MIGRATIONS:
             if version <= current:
                 continue
@@ -186,16 +190,15 @@ class SqliteDatabase(Database):
         create_private_file(path)
         fd = os.open(path, os.O_RDWR)
         try:
-            told = False
-            while True:
+
+            async def take() -> bool:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
                 except BlockingIOError:
-                    if not told:
-                        waiting()
-                        told = True
-                    await anyio.sleep(TURN_RETRY_SECONDS)
+                    return False
+                return True
+
+            await wait_for_turn(take, waiting, TURN_RETRY_SECONDS)
             yield
         finally:
             os.close(fd)

@@ -1,8 +1,10 @@
 """One cycle per interval for each connection, however many daemons share the database
 (docs/postgresql.md "Several daemons"). Pure: the caller gives the time.
 
-Time is cut into slots of the cycle interval, counted from the Unix epoch, so that every
-daemon cuts it alike. The clock's cycle of a slot, and its catch-ups, sync only the
+Time is cut into slots of the cycle interval, counted from the Unix epoch plus an offset of
+the database's own (chosen at random once, kept in its `meta` table), so that every daemon
+on one database cuts it alike, and installations apart from each other do not all ask their
+MLS servers at the same minutes. The clock's cycle of a slot, and its catch-ups, sync only the
 connections no process has synced since the slot began: the first daemon to reach a
 connection takes it, the others leave it. A connection whose daemon died is left unsynced in
 its slot, and the next catch-up of any daemon takes it. A cycle a person or a program asks
@@ -21,10 +23,19 @@ SHARED_TRIGGERS = frozenset({"schedule", "catch_up"})
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def slot_start(now: datetime, interval_seconds: int) -> datetime:
+# The range of the database's offset: any second of a day (taken modulo the interval).
+OFFSET_RANGE_SECONDS = 86_400
+
+
+def slot_start(now: datetime, interval_seconds: int, offset_seconds: int = 0) -> datetime:
     """The start of the slot `now` is in."""
-    elapsed = int((now - EPOCH).total_seconds())
-    return EPOCH + timedelta(seconds=elapsed - elapsed % interval_seconds)
+    elapsed = int((now - EPOCH).total_seconds()) - offset_seconds
+    return EPOCH + timedelta(seconds=offset_seconds + elapsed - elapsed % interval_seconds)
+
+
+def first_slot(interval_seconds: int, offset_seconds: int) -> datetime:
+    """A slot's start, from which every later one is a whole number of intervals on."""
+    return EPOCH + timedelta(seconds=offset_seconds % interval_seconds)
 
 
 def synced_in_slot(last_synced_at: str | None, slot: datetime) -> bool:

@@ -81,6 +81,9 @@ class SyncEngine:
         self.mapping = settings.mls.status_mapping()
         self.hostname = socket.gethostname()
         self.holder = this_process()
+        # The database's slot offset (daemon/sync/cycle_slots.py); the daemon reads it at
+        # start, before its first clock's cycle.
+        self.slot_offset = 0
         # Connections a read of the change log or an apply of pushed events runs on now.
         self._between_cycles: dict[str, anyio.Event] = {}
 
@@ -106,17 +109,21 @@ class SyncEngine:
 
     async def anything_due(self, trigger: str) -> bool:
         """Whether a cycle of `trigger` would sync any connection: one of the clock's finds
-        nothing when other daemons synced every connection in this slot already."""
+        nothing when every connection was synced in this slot already, or is being synced
+        by another live process now (a catch-up then starts no run)."""
         slot = self._slot(trigger)
         if slot is None:
             return True
         rows = await connections.list_all(self.db, active_only=True)
-        return any(not synced_in_slot(r.last_synced_at, slot) for r in rows)
+        async with self.db.reading() as conn:
+            leased = await leases.valid_in(conn, iso(self.clock()))
+        busy = {cid for cid, holder in leased if not is_dead(holder, self.hostname)}
+        return any(not synced_in_slot(r.last_synced_at, slot) and r.id not in busy for r in rows)
 
     def _slot(self, trigger: str) -> datetime | None:
         if trigger not in SHARED_TRIGGERS:
             return None
-        return slot_start(self.clock(), self.settings.cycle_seconds())
+        return slot_start(self.clock(), self.settings.cycle_seconds(), self.slot_offset)
 
     async def sync_user(
         self, user_id: str, trigger: str = "manual", run_id: int | None = None

@@ -113,10 +113,23 @@ async def _postgresql_columns(conn: psycopg.AsyncConnection[TupleRow]) -> dict[s
 async def test_both_databases_have_the_same_tables_and_columns_at_the_same_version(
     tmp_path: Path, conn: psycopg.AsyncConnection[TupleRow]
 ) -> None:
-    """A migration added for one database and not the other fails here."""
+    """A migration added for one database and not the other fails here: its tables, its
+    columns, or the rows it makes."""
     sqlite_db = await SqliteDatabase.open(tmp_path / "x.db")
     sqlite_version = await sqlite_db.schema_version()
     await sqlite_db.close()
     cursor = await conn.execute("SELECT version FROM mls_sync_schema")
     assert await cursor.fetchall() == [(sqlite_version,)]
     assert await _postgresql_columns(conn) == _sqlite_columns(tmp_path / "x.db")
+    # And the same rows in a new database: the default user, and nothing else.
+    seeded = "SELECT id, display_name, email, time_zone, notify_events, notify_mode FROM users"
+    with closing(sqlite3.connect(tmp_path / "x.db")) as sqlite_conn:
+        sqlite_users = sqlite_conn.execute(seeded).fetchall()
+        sqlite_rows = {
+            t: sqlite_conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]
+            for t in _sqlite_columns(tmp_path / "x.db")
+        }
+    assert await (await conn.execute(seeded)).fetchall() == sqlite_users
+    for table, count in sqlite_rows.items():
+        cursor = await conn.execute(f'SELECT count(*) FROM "{table}"'.encode())
+        assert await cursor.fetchall() == [(count,)], table

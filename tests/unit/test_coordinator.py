@@ -32,11 +32,11 @@ class FakeEngine:
 
     def __init__(self) -> None:
         self.on_progress: Callable[[str, int, int], None] = lambda cid, done, total: None
+        self.slot_offset = 0
         self.cycles: list[Cycle] = []
         self.reserved: list[str] = []
         self.abandoned: list[int] = []
         self.reserve_delay: anyio.Event | None = None  # holds reservations until set
-        self.nothing_due = False  # as when other daemons synced every connection in the slot
         self._began = anyio.Event()
 
     async def reserve_run(self, trigger: str) -> int:
@@ -49,7 +49,7 @@ class FakeEngine:
         self.abandoned.append(run_id)
 
     async def anything_due(self, trigger: str) -> bool:
-        return not self.nothing_due
+        return True
 
     async def sync_all(self, trigger: str, run_id: int | None = None) -> RunReport:
         cycle = Cycle(trigger, run_id)
@@ -303,19 +303,17 @@ async def test_a_cycle_never_starts_while_the_run_asked_for_it_is_being_made(
         assert cycle.run_id == 1 and answers == [("queued", 1)]
 
 
-async def test_a_clock_cycle_with_nothing_due_records_no_run_and_the_next_trigger_runs(
+async def test_a_clock_trigger_never_takes_the_place_of_a_waiting_startup_cycle(
     engine: FakeEngine,
 ) -> None:
-    """Other daemons on the database synced every connection in this slot: no cycle, no
-    run; the coordinator is ready for what comes next."""
-    engine.nothing_due = True
+    """The startup cycle syncs every connection; the clock's (and its catch-ups) only what
+    no daemon synced in the slot: folded together, the startup's stays."""
     async with running(engine) as coordinator:
-        assert coordinator.trigger("catch_up") == "started"
-        await anyio.wait_all_tasks_blocked()
-        assert engine.cycles == [] and coordinator.running is None and coordinator.cycles == 0
-
-        engine.nothing_due = False
-        assert coordinator.trigger("catch_up") == "started"
-        (await engine.cycle(1)).finish.set()
-        await anyio.wait_all_tasks_blocked()
-        assert coordinator.cycles == 1
+        first = await first_cycle(coordinator, engine, "signal")
+        assert coordinator.trigger("startup") == "queued"
+        assert coordinator.trigger("schedule") == "queued"
+        assert coordinator.trigger("catch_up") == "queued"
+        first.finish.set()
+        follow_up = await engine.cycle(2)
+        assert follow_up.trigger == "startup"
+        follow_up.finish.set()

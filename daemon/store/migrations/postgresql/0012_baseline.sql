@@ -309,3 +309,9 @@ CREATE INDEX pushed_events_by_connection ON pushed_events (connection_id, id);
 CREATE INDEX status_changes_by_run ON status_changes (run_id);
 
 CREATE INDEX sync_runs_running ON sync_runs (id) WHERE outcome = 'running';
+
+-- The user every record belongs to until others are added (SQLite's migration 0005 made it).
+INSERT INTO users (id, display_name, created_at, updated_at)
+VALUES ('default', 'Default user',
+        to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'));
