@@ -4,11 +4,13 @@ The jobs are coroutines so that AsyncIOScheduler runs them on the event loop (a 
 function would run in a worker thread, where touching the coordinator would be a race).
 
 Two jobs (daemon/sync/cycle_slots.py says why):
-- **The cycle**, once per slot: slots are counted from the Unix epoch, so every daemon that
-  shares the database fires in the same slot, within the jitter after its start.
+- **The cycle**, once per slot: slots are counted from the Unix epoch plus the database's own
+  offset, so every daemon that shares the database fires in the same slot; each waits a
+  random part of the jitter first.
 - **The catch-up**, several times a slot: a cycle of what no process has synced in this
   slot (a connection whose daemon died, one added or resumed meanwhile). It asks the
-  database first, and starts nothing when nothing is due.
+  database first, and starts nothing when nothing is due, nor while the slot's own cycles
+  may still be waiting out their jitter.
 """
 
 from __future__ import annotations
@@ -103,5 +105,6 @@ class Scheduler:
         except StoreError as exc:  # the next look tries again
             log.warning("catch_up_not_checked", error=str(exc))
             return
-        if due:
+        # Asked again: a cycle may have begun while the database was read.
+        if due and coordinator.running is None and coordinator.pending is None:
             coordinator.trigger("catch_up")

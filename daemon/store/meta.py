@@ -27,7 +27,11 @@ async def put(conn: Session, key: str, value: str) -> None:
 
 
 async def first_value(db: Database, key: str, proposed: str) -> str:
-    """The value of `key`, `proposed` when it had none: whoever writes first wins."""
+    """The value of `key`, `proposed` when it had none: whoever writes first wins. Read
+    first: a start that finds it writes nothing (no wait for another daemon's writes)."""
+    value = await get(db, key)
+    if value is not None:
+        return value
     await db.write_one(PUT_FIRST, (key, proposed))
     value = await get(db, key)
     assert value is not None  # written just above, and never deleted

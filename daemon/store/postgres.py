@@ -216,6 +216,13 @@ async def _watch_turn(
             return
 
 
+async def _wait_for_migrators(session: Session) -> None:
+    """The migrators' lock, waited for as long as another daemon's migration takes (not the
+    busy timeout: a start must not fail behind a long migration)."""
+    await session.execute("SET LOCAL lock_timeout = 0")
+    await session.execute(f"SELECT pg_advisory_xact_lock({MIGRATE_LOCK})")
+
+
 class PostgresDatabase(Database):
     dialect = "postgresql"
 
@@ -377,14 +384,14 @@ class PostgresDatabase(Database):
         async with self._connection() as conn:
             try:  # under the migrators' lock: two first starts would both create the table
                 async with self._begun(conn, "BEGIN") as session:
-                    await session.execute(f"SELECT pg_advisory_xact_lock({MIGRATE_LOCK})")
+                    await _wait_for_migrators(session)
                     await session.execute(VERSION_TABLE)
             except StoreError as exc:
                 raise SchemaError(f"cannot prepare the schema: {exc}") from None
             for version, name, sql in MIGRATIONS:
                 try:
                     async with self._begun(conn, "BEGIN") as session:
-                        await session.execute(f"SELECT pg_advisory_xact_lock({MIGRATE_LOCK})")
+                        await _wait_for_migrators(session)
                         row = await session.fetch_one("SELECT version FROM mls_sync_schema")
                         current = int(row[0]) if row else 0
                         if current > newest:

@@ -114,11 +114,17 @@ class SyncEngine:
         slot = self._slot(trigger)
         if slot is None:
             return True
+        if trigger == "catch_up" and self.clock() < slot + timedelta(seconds=self._settle()):
+            return False  # the slot's own cycles, each daemon's after its jitter, come first
         rows = await connections.list_all(self.db, active_only=True)
         async with self.db.reading() as conn:
             leased = await leases.valid_in(conn, iso(self.clock()))
         busy = {cid for cid, holder in leased if not is_dead(holder, self.hostname)}
         return any(not synced_in_slot(r.last_synced_at, slot) and r.id not in busy for r in rows)
+
+    def _settle(self) -> int:
+        """How long into a slot the clock's cycles may begin (the scheduler's jitter wait)."""
+        return min(self.settings.sync.jitter_seconds, self.settings.cycle_seconds() // 2)
 
     def _slot(self, trigger: str) -> datetime | None:
         if trigger not in SHARED_TRIGGERS:

@@ -86,6 +86,9 @@ async def test_a_connection_left_unsynced_in_the_slot_is_taken_by_the_next_catch
         "UPDATE mls_connections SET last_synced_at = NULL WHERE id = 'two'", {}
     )
 
+    _at(runtime, other, moment=SLOT_START + timedelta(seconds=20))
+    # Not yet: the slot's own cycles may still be waiting out their jitter (30 s).
+    assert not await other.engine.anything_due("catch_up")
     _at(runtime, other, moment=SLOT_START + timedelta(seconds=95))
     assert await other.engine.anything_due("catch_up")
     caught = await other.engine.sync_all("catch_up")
