@@ -28,7 +28,10 @@ def scenario_k(sizes: Sizes, work: Path) -> list[dict[str, Any]]:
 
 
 def _on_both(sizes: Sizes, work: Path, server: PostgresServer) -> list[dict[str, Any]]:
-    os.environ["PGPASSWORD"] = server.password  # for the cycle processes' libpq
+    # For libpq, in this process and the cycle processes. Put back as it was after: the
+    # smoke test runs in a test process whose own server's password it holds.
+    previous = os.environ.get("PGPASSWORD")
+    os.environ["PGPASSWORD"] = server.password
     try:
         postmaster = int((server.folder / "data" / "postmaster.pid").read_text().split()[0])
         stat = Path(f"/proc/{postmaster}/stat")
@@ -46,7 +49,10 @@ def _on_both(sizes: Sizes, work: Path, server: PostgresServer) -> list[dict[str,
                 rows.append({"fetch": fetch, "database": database, **row})
         return rows
     finally:
-        os.environ.pop("PGPASSWORD", None)
+        if previous is None:
+            os.environ.pop("PGPASSWORD", None)
+        else:
+            os.environ["PGPASSWORD"] = previous
 
 
 def render_k(rows: list[dict[str, Any]]) -> str:
