@@ -16,25 +16,36 @@ from daemon.store.group_commit import GroupWriter
 from daemon.store.session import Session
 
 # Free, or expired: the one statement that takes leases, for one or many. A lease whose holder
-# is dead but unexpired is taken over by TAKE_OVER, from that holder alone.
+# is dead but unexpired is taken over by TAKE_OVER, from that holder alone. A request that
+# names a time (its 4th value) is refused when its connection was synced since then: another
+# daemon did the slot's work (daemon/sync/cycle_slots.py), judged under the write lock.
+_NOT_SYNCED_SINCE = """NOT EXISTS (SELECT 1 FROM mls_connections c
+    WHERE c.id = {id} AND c.last_synced_at >= {since})"""
 ACQUIRE = both(
     """
 INSERT INTO sync_leases (connection_id, holder, expires_at)
-{wanted} WHERE true
+{wanted}
 ON CONFLICT (connection_id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
 WHERE sync_leases.expires_at < :now
 RETURNING connection_id, holder
 """,
     wanted=Sql(
         """SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),
-    json_extract(value, '$[2]') FROM json_each(:wanted)""",
+    json_extract(value, '$[2]') FROM json_each(:wanted)
+WHERE """
+        + _NOT_SYNCED_SINCE.format(
+            id="json_extract(value, '$[0]')", since="json_extract(value, '$[3]')"
+        ),
         """SELECT value ->> 0, value ->> 1, value ->> 2
-    FROM json_array_elements(CAST(:wanted AS json)) AS value""",
+    FROM json_array_elements(CAST(:wanted AS json)) AS value
+WHERE """
+        + _NOT_SYNCED_SINCE.format(id="value ->> 0", since="value ->> 3"),
     ),
 )
-TAKE_OVER = """
+TAKE_OVER = f"""
 UPDATE sync_leases SET holder = :holder, expires_at = :until
 WHERE connection_id = :id AND holder = :previous
+  AND {_NOT_SYNCED_SINCE.format(id=":id", since="CAST(:since AS TEXT)")}
 """
 # A lease is its holder's until it expires. One that expired is lost, even if nobody has
 # taken it yet: another process may have taken it and released it meanwhile, and writes of its
@@ -58,6 +69,7 @@ class LeaseRequest:
     holder: str
     now: str
     until: str
+    unless_synced_since: str | None = None  # refused if the connection was synced since
 
 
 async def acquire(db: Database, wanted: LeaseRequest) -> bool:
@@ -69,7 +81,7 @@ async def acquire(db: Database, wanted: LeaseRequest) -> bool:
 async def acquire_many(conn: Session, wanted: Sequence[LeaseRequest]) -> list[bool]:
     """Several leases in one statement, inside the caller's transaction (for group commit):
     whether each request won its lease. Expiry is judged at the earliest request's time."""
-    rows = [[w.connection_id, w.holder, w.until] for w in wanted]
+    rows = [[w.connection_id, w.holder, w.until, w.unless_synced_since] for w in wanted]
     now = min(w.now for w in wanted)
     won = {
         (r[0], r[1])
@@ -116,10 +128,22 @@ async def still_held(conn: Session, lease_id: str, holder: str, now: str) -> boo
 
 
 async def take_over(
-    db: Database, connection_id: str, previous: str, holder: str, until: str
+    db: Database,
+    connection_id: str,
+    previous: str,
+    holder: str,
+    until: str,
+    unless_synced_since: str | None = None,
 ) -> bool:
-    """Takes a lease from a holder known to be dead; fails if someone else got there first."""
-    params = {"id": connection_id, "previous": previous, "holder": holder, "until": until}
+    """Takes a lease from a holder known to be dead; fails if someone else got there first
+    (or, given `unless_synced_since`, if the connection was synced since)."""
+    params = {
+        "id": connection_id,
+        "previous": previous,
+        "holder": holder,
+        "until": until,
+        "since": unless_synced_since,
+    }
     return await db.write_one(TAKE_OVER, params) == 1
 
 

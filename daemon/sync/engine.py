@@ -414,7 +414,8 @@ class SyncEngine:
         if not await self._take_lease(shared, row.id, holder, lease_ttl) and not (
             await self._after_between_cycles(shared, row.id, holder, lease_ttl)
         ):
-            if shared.slot is not None:  # another daemon syncs it in this slot: its part
+            # A clock's cycle: another daemon syncs it in this slot, or synced it already.
+            if shared.slot is not None:
                 log.info("connection_synced_elsewhere", connection_id=row.id)
                 return True
             current = await leases.holder_of(self.db, row.id)
@@ -428,11 +429,6 @@ class SyncEngine:
                     severity="warning",
                 ),
             )
-            return True
-        if shared.slot is not None and await self._synced_meanwhile(row.id, shared.slot):
-            # Another daemon finished it between this cycle's start and its lease here.
-            await leases.release(self.db, row.id, holder)
-            log.info("connection_synced_elsewhere", connection_id=row.id)
             return True
         done = False  # ConnectionDone committed: it released the lease
         shared.held[row.id] = holder
@@ -448,15 +444,13 @@ class SyncEngine:
                     with anyio.CancelScope(shield=True), suppress(StoreError):
                         await leases.release(self.db, row.id, holder)  # or at the run's end
 
-    async def _synced_meanwhile(self, connection_id: str, slot: datetime) -> bool:
-        current = await connections.get(self.db, connection_id)
-        return current is not None and synced_in_slot(current.last_synced_at, slot)
-
     async def _take_lease(
         self, shared: _RunShared, connection_id: str, holder: str, ttl: timedelta
     ) -> bool:
         now = self.clock()
-        wanted = leases.LeaseRequest(connection_id, holder, iso(now), iso(now + ttl))
+        # In a clock's cycle, not if another daemon synced it since this cycle's list was read.
+        since = iso(shared.slot) if shared.slot is not None else None
+        wanted = leases.LeaseRequest(connection_id, holder, iso(now), iso(now + ttl), since)
         if await lease_keeping.take(self.db, wanted, shared.lease_requests.submit, self.hostname):
             shared.taken.append((connection_id, holder))
             return True

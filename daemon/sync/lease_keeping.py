@@ -67,4 +67,11 @@ async def _take_from_dead(db: Database, wanted: leases.LeaseRequest, hostname: s
     if current is None or not is_dead(current[0], hostname):
         return False
     log.warning("lease_taken_over", lease=wanted.connection_id, previous_holder=current[0])
-    return await leases.take_over(db, wanted.connection_id, current[0], wanted.holder, wanted.until)
+    return await leases.take_over(
+        db,
+        wanted.connection_id,
+        current[0],
+        wanted.holder,
+        wanted.until,
+        wanted.unless_synced_since,
+    )

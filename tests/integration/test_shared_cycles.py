@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from daemon.composition import Runtime, open_runtime
+from daemon.store import leases
+from daemon.timestamps import iso
 from tests.helpers import Mls, add_connection, status_of, track
 
 pytestmark = pytest.mark.both_databases
@@ -94,3 +96,20 @@ async def test_a_connection_left_unsynced_in_the_slot_is_taken_by_the_next_catch
     caught = await other.engine.sync_all("catch_up")
     assert (caught.run.connections, caught.run.listings_checked) == (1, 1)
     assert not await other.engine.anything_due("catch_up")
+
+
+async def test_a_lease_for_a_slot_is_refused_once_the_connection_was_synced_in_it(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """Another daemon read the connections before this one synced them, and reaches one
+    after: its lease is refused, in the same statement that would take it."""
+    await _two_connections(runtime, mls)
+    _at(runtime, moment=SLOT_START + timedelta(seconds=5))
+    await runtime.engine.sync_all("schedule")
+    now = SLOT_START + timedelta(seconds=10)
+    later = iso(now + timedelta(seconds=60))
+
+    for_the_slot = leases.LeaseRequest("one", "elsewhere:1", iso(now), later, iso(SLOT_START))
+    assert not await leases.acquire(runtime.db, for_the_slot)
+    asked_for = leases.LeaseRequest("one", "elsewhere:1", iso(now), later)
+    assert await leases.acquire(runtime.db, asked_for)  # a cycle someone asked for takes it
