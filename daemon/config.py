@@ -108,8 +108,9 @@ class SyncSettings(_Section):
         default=600,
         ge=30,
         le=86_400,
-        description="how long a connection's sync lease lasts before another process may "
-        "take it over (renewed while the sync runs)",
+        description="how long a lease (a connection's sync, the unpublish pass) lasts before "
+        "another process may take it over (renewed while the work runs): how long a daemon "
+        "that died holds its work back from the others",
     )
 
 

@@ -37,6 +37,7 @@ from daemon.sync.holders import is_dead, this_process
 from daemon.sync.sync_writer import SyncWriter, writer
 from daemon.sync.sync_writes import ConnectionDone, LeaseLost, lease_lost
 from daemon.sync.unpublish import PostResult, Unpublisher
+from daemon.sync.unpublish_lease import LEASE as UNPUBLISH_LEASE
 from daemon.timestamps import iso, parse_iso, utcnow
 
 log = structlog.get_logger("mls_sync.sync")
@@ -108,9 +109,9 @@ class SyncEngine:
         return await self._run(trigger, "all", targets, reserved=run_id, slot=slot)
 
     async def anything_due(self, trigger: str) -> bool:
-        """Whether a cycle of `trigger` would sync any connection: one of the clock's finds
-        nothing when every connection was synced in this slot already, or is being synced
-        by another live process now (a catch-up then starts no run)."""
+        """Whether a cycle of `trigger` has work: a connection no process synced in this
+        slot and no live process syncs now, or posts the unpublish pass of a process that
+        died left due. When it has none, a catch-up starts no run."""
         slot = self._slot(trigger)
         if slot is None:
             return True
@@ -120,7 +121,23 @@ class SyncEngine:
         async with self.db.reading() as conn:
             leased = await leases.valid_in(conn, iso(self.clock()))
         busy = {cid for cid, holder in leased if not is_dead(holder, self.hostname)}
-        return any(not synced_in_slot(r.last_synced_at, slot) and r.id not in busy for r in rows)
+        if any(not synced_in_slot(r.last_synced_at, slot) and r.id not in busy for r in rows):
+            return True
+        return await self._unpublish_left_unfinished()
+
+    async def _unpublish_left_unfinished(self) -> bool:
+        """Whether a process died in the middle of an unpublish pass with posts still due:
+        a pass that ends frees its lease, so a lease left behind, expired or held by a
+        process gone, is a pass nobody will finish (the clock's cycles of the slot were
+        refused it while it was held)."""
+        left = await leases.holder_of(self.db, UNPUBLISH_LEASE)
+        if left is None:
+            return False
+        holder, until = left
+        if parse_iso(until) >= self.clock() and not is_dead(holder, self.hostname):
+            return False  # a pass runs now
+        now = iso(self.clock())
+        return bool(await posts.due_for_unpublish(self.db, self.settings.sync.unpublish_on, now))
 
     def _settle(self) -> int:
         """How long into a slot the clock's cycles may begin (the scheduler's jitter wait)."""
@@ -536,6 +553,15 @@ class SyncEngine:
                 reauth,
                 marks_synced=shared.pushed is None,
             )
+        )
+        # One line per connection, once its sync is committed: which process synced which
+        # connection, and when (journald's view when several daemons share a database).
+        log.info(
+            "connection_synced",
+            checked=work.counts.checked,
+            changes=work.counts.changes,
+            errors=work.counts.errors,
+            requests=requests,
         )
         return error is None or work.counts.checked > 0
 

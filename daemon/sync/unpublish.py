@@ -50,7 +50,7 @@ from daemon.store.records import AccountRow, DuePost
 from daemon.store.runs import Counts, ErrorEntry
 from daemon.store.session import Session
 from daemon.store.until_written import until_written
-from daemon.sync.unpublish_lease import LEASE_SECONDS, UnpublishLease
+from daemon.sync.unpublish_lease import UnpublishLease
 from daemon.timestamps import iso
 
 log = structlog.get_logger("mls_sync.unpublish")
@@ -148,6 +148,9 @@ class Unpublisher:
         self.db = db
         self.settings = settings.platforms
         self.unpublish_on = settings.sync.unpublish_on
+        # The unpublish pass's lease lasts as a connection's does: a daemon that dies while
+        # taking posts down holds the pass back no longer than it would hold a connection.
+        self.lease_seconds: float = settings.sync.lease_seconds
         self.box = box
         self.clock = clock
         # A call an adapter makes after the first (Graph's read of the page after 100/33,
@@ -171,6 +174,7 @@ class Unpublisher:
         """New limits apply to the next pass (limiters are made again on first use)."""
         self.settings = settings.platforms
         self.unpublish_on = settings.sync.unpublish_on
+        self.lease_seconds = settings.sync.lease_seconds
         self._rates.clear()
         self._slots.clear()
         self._in_flight.total_tokens = settings.platforms.max_concurrent_requests
@@ -202,7 +206,7 @@ class Unpublisher:
         first_look = await read_due()
         if not first_look:
             return []
-        lease = UnpublishLease(self.db, self.clock, LEASE_SECONDS)
+        lease = UnpublishLease(self.db, self.clock, self.lease_seconds)
         if not await lease.acquire():
             rows = await accounts.for_ids(self.db, sorted({p.account_id for p in first_look}))
             await self._record(

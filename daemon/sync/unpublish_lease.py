@@ -30,7 +30,6 @@ log = structlog.get_logger("mls_sync.unpublish")
 
 # The lease's row in sync_leases (not a connection id).
 LEASE = "~unpublish"
-LEASE_SECONDS = 600
 
 
 def _new_holder() -> str:

@@ -6,13 +6,25 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from daemon.composition import Runtime, open_runtime
+from daemon.sandbox.platforms_server import platform_env
 from daemon.store import leases
+from daemon.sync.unpublish_lease import LEASE as UNPUBLISH_LEASE
 from daemon.timestamps import iso
-from tests.helpers import Mls, add_connection, status_of, track
+from tests.helpers import (
+    Mls,
+    Platforms,
+    add_account,
+    add_connection,
+    add_post,
+    make_settings,
+    status_of,
+    track,
+)
 
 pytestmark = pytest.mark.both_databases
 
@@ -113,3 +125,38 @@ async def test_a_lease_for_a_slot_is_refused_once_the_connection_was_synced_in_i
     assert not await leases.acquire(runtime.db, for_the_slot)
     asked_for = leases.LeaseRequest("one", "elsewhere:1", iso(now), later)
     assert await leases.acquire(runtime.db, asked_for)  # a cycle someone asked for takes it
+
+
+async def test_posts_a_dead_daemons_unpublish_pass_left_are_taken_down_by_the_next_catch_up(
+    tmp_path: Path, secret_key: str, mls: Mls, platforms: Platforms
+) -> None:
+    """A daemon on another VM synced a sale and died in its unpublish pass: every connection
+    was synced in the slot, so only the pass is left. While its lease runs, nothing starts;
+    once it expires, the next catch-up of another daemon takes the post down."""
+    state, platforms_url = platforms
+    settings = make_settings(tmp_path, **platform_env(platforms_url))
+    env = {"MLS_SYNC_SECRET_KEY": secret_key}
+    async with open_runtime(settings, env) as first, open_runtime(settings, env) as second:
+        await _two_connections(first, mls)
+        await add_account(first, "acct-fb", "facebook", "fb-token")
+        state.publish("facebook", "1000_1", "fb-token")
+        await add_post(first, "fb-A", "L-A", "acct-fb", "1000_1")
+        _at(first, second, moment=SLOT_START + timedelta(seconds=5))
+        await first.engine.sync_all("schedule")
+        # What the daemon that died left: A sold, its pass's lease held by it until +60 s.
+        mls[0].put("A", "Closed")
+        await first.db.write_one("UPDATE listings SET status = 'sold' WHERE id = 'L-A'", {})
+        dead_until = iso(SLOT_START + timedelta(seconds=60))
+        await first.db.write_one(
+            "INSERT INTO sync_leases (connection_id, holder, expires_at) VALUES (:id, :h, :t)",
+            {"id": UNPUBLISH_LEASE, "h": "another-vm:4242:0a1b2c3d", "t": dead_until},
+        )
+
+        _at(first, second, moment=SLOT_START + timedelta(seconds=50))
+        assert not await second.engine.anything_due("catch_up")  # its lease still runs
+        _at(first, second, moment=SLOT_START + timedelta(seconds=95))
+        assert await second.engine.anything_due("catch_up")
+        caught = await second.engine.sync_all("catch_up")
+        assert (caught.run.connections, caught.run.posts_unpublished) == (0, 1)
+        assert not state.exists("1000_1")
+        assert not await second.engine.anything_due("catch_up")

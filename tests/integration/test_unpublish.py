@@ -454,16 +454,15 @@ async def test_a_pass_longer_than_its_lease_keeps_it_and_no_post_gets_two_delete
     secret_key: str,
     mls: tuple[SandboxMls, str],
     platforms: tuple[SandboxPlatforms, str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The lease is renewed while the pass runs: a second reconciler that starts after the
     lease's first term is refused, instead of sending a second DELETE for the same posts."""
-    monkeypatch.setattr(unpublish, "LEASE_SECONDS", 1.0)  # 600 s in production
     keys = ("K1", "K2", "K3")
     async with open_live(
         tmp_path, secret_key, mls, platforms, MLS_SYNC_PLATFORMS__TIMEOUT_SECONDS="20"
     ) as live:
         rt = live.rt
+        rt.engine.unpublisher.lease_seconds = 1.0  # shorter than [sync]'s least
         for key in keys:
             await _listing_with_posts(live, key)
         for key in keys:
@@ -490,13 +489,13 @@ async def test_a_pass_longer_than_its_lease_keeps_it_and_no_post_gets_two_delete
 
 
 async def test_a_reconciler_that_lost_its_lease_writes_nothing_and_stops(
-    live: Live, monkeypatch: pytest.MonkeyPatch
+    live: Live,
 ) -> None:
     """Another process takes the lease over while this one's deletes are out (as after a long
     pause): what this one learns afterwards is not written, and it says why."""
     await _listing_with_posts(live)
     live.mls.set_status("K1", "Closed")
-    monkeypatch.setattr(unpublish, "LEASE_SECONDS", 0.6)  # 600 s in production
+    live.rt.engine.unpublisher.lease_seconds = 0.6  # shorter than [sync]'s least
     live.platforms.inject("facebook", Fault("slow", seconds=1.0))
     later = iso(utcnow() + timedelta(hours=1))
 
@@ -530,16 +529,15 @@ async def test_a_delete_held_past_the_end_of_its_lease_is_never_sent(
     secret_key: str,
     mls: tuple[SandboxMls, str],
     platforms: tuple[SandboxPlatforms, str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Deletes queued for the one request slot while the lease runs out unrenewed (another
     process holds the database) are not sent when the slot frees: a successor may hold the
     lease by then and delete the same posts. The next pass takes them down, once each."""
-    monkeypatch.setattr(unpublish, "LEASE_SECONDS", 0.6)  # 600 s in production
     async with open_live(
         tmp_path, secret_key, mls, platforms, MLS_SYNC_PLATFORMS__MAX_CONCURRENT_REQUESTS="1"
     ) as live:
         rt = live.rt
+        rt.engine.unpublisher.lease_seconds = 0.6  # shorter than [sync]'s least
         await _listing_with_posts(live)
         live.mls.set_status("K1", "Closed")
         for platform in ("facebook", "instagram", "linkedin"):  # the first DELETE out is slow
@@ -573,12 +571,10 @@ async def test_a_database_lock_during_a_lease_renewal_does_not_stop_the_deletes(
     secret_key: str,
     mls: tuple[SandboxMls, str],
     platforms: tuple[SandboxPlatforms, str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Another process holds the database while the lease is due for renewal: the renewal
     is tried again at the next tick (as the sync's leases are), and the pass goes on; the
     DELETE out meanwhile is answered and recorded, and the run has no error."""
-    monkeypatch.setattr(unpublish, "LEASE_SECONDS", 1.5)  # 600 s in production
     async with open_live(
         tmp_path,
         secret_key,
@@ -588,6 +584,7 @@ async def test_a_database_lock_during_a_lease_renewal_does_not_stop_the_deletes(
         MLS_SYNC_PLATFORMS__TIMEOUT_SECONDS="10",
     ) as live:
         rt = live.rt
+        rt.engine.unpublisher.lease_seconds = 1.5  # shorter than [sync]'s least
         await _listing_with_posts(live)
         live.mls.set_status("K1", "Closed")
         live.platforms.inject("facebook", Fault("slow", seconds=2.5))
@@ -842,12 +839,10 @@ async def test_a_delete_again_after_a_token_refresh_is_not_sent_once_the_lease_r
     secret_key: str,
     mls: tuple[SandboxMls, str],
     platforms: tuple[SandboxPlatforms, str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """LinkedIn's token expired: refreshed, then the DELETE waits for LinkedIn's rate before
     it goes again; the lease runs out meanwhile (another process holds the database, no
     renewal gets through). That DELETE is not sent; the next pass reads, then deletes once."""
-    monkeypatch.setattr(unpublish, "LEASE_SECONDS", 0.6)  # 600 s in production
     async with open_live(
         tmp_path,
         secret_key,
@@ -857,6 +852,7 @@ async def test_a_delete_again_after_a_token_refresh_is_not_sent_once_the_lease_r
         MLS_SYNC_PLATFORMS__LINKEDIN_RATE_PER_SECOND="0.4",
     ) as live:  # 2.5 s to the DELETE again
         rt = live.rt
+        rt.engine.unpublisher.lease_seconds = 0.6  # shorter than [sync]'s least
         await _listing_with_posts(live)
         await _expired_linkedin_token(live)
         live.mls.set_status("K1", "Closed")
