@@ -96,9 +96,10 @@ class Metrics:
         )
         self.last_success = Gauge(
             "mls_sync_last_success_timestamp_seconds",
-            "Unix time the last cycle ended that read the MLS (ok, or partial with a connection "
-            "it could read: errors of single listings or posts count in mls_sync_errors_total, "
-            "not here); before any did, when the first cycle started. Read from the run history",
+            "Unix time the last cycle ended that read the MLS (one that synced a connection it "
+            "could read: errors of single listings or posts count in mls_sync_errors_total, "
+            "not here); before any did, when the first cycle started. Read from the database: "
+            "every daemon on it reports the same",
             registry=r,
         )
         self.last_cycle = Gauge(
@@ -119,8 +120,9 @@ class Metrics:
         )
         self.connection_failing = Gauge(
             "mls_sync_connection_failing",
-            "1 when the last cycle could not read the MLS for this connection (a connection or "
-            "batch error: unreachable, refused, credentials); 0 otherwise",
+            "1 when the last sync of this active connection could not read its MLS (a "
+            "connection or batch error: unreachable, refused, throttled), by whichever daemon; "
+            "0 otherwise",
             ["connection"],
             registry=r,
         )
@@ -132,8 +134,8 @@ class Metrics:
         )
         self.connection_last_success = Gauge(
             "mls_sync_connection_last_success_timestamp_seconds",
-            "Unix time a run (a cycle, or a sync of this connection) last ended that read its "
-            "MLS without a connection or batch error; 0 if none has. Read from the run history",
+            "Unix time a sync of this connection last ended that read its MLS without a "
+            "connection or batch error; 0 if none has. Read from the database",
             ["connection"],
             registry=r,
         )

@@ -107,8 +107,20 @@ SAVE_CURSOR = "UPDATE mls_connections SET cursor = :cursor, updated_at = :now WH
 MARK_RECONCILED = """
 UPDATE mls_connections SET last_full_reconcile_at = :at, updated_at = :at WHERE id = :id
 """
-MARK_SYNCED = """
-UPDATE mls_connections SET last_synced_at = :at, last_error = :error, updated_at = :at
+# An error of the run_errors row `e` that means its connection's MLS was not read (it could
+# not be reached, or a batch failed), as opposed to one bad listing or post.
+MLS_NOT_READ = """
+e.severity = 'error' AND e.scope IN ('connection', 'batch') AND e.connection_id IS NOT NULL
+"""
+# The end of a connection's sync, in the transaction that records it: by then every error of
+# the sync is in the run, so whether it read the MLS is known here, from the row itself
+# (several daemons' runs cannot say which of them synced which connection).
+MARK_SYNCED = f"""
+UPDATE mls_connections SET last_synced_at = :at, last_error = :error, updated_at = :at,
+    last_read_at = CASE WHEN EXISTS (
+        SELECT 1 FROM run_errors AS e
+        WHERE e.run_id = :run_id AND e.connection_id = :id AND {MLS_NOT_READ}
+    ) THEN last_read_at ELSE :at END
 WHERE id = :id
 """
 COUNT_BY_STATE = "SELECT state, count(*) FROM mls_connections GROUP BY 1"
@@ -277,12 +289,13 @@ async def mark_reconciled_in(conn: Session, reconciled: Sequence[tuple[str, str]
         await conn.execute_many(MARK_RECONCILED, [{"id": i, "at": at} for i, at in reconciled])
 
 
-async def mark_synced(conn: Session, synced: Sequence[tuple[str, str, str | None]]) -> None:
-    """(connection id, when, its error or None) for each; inside the transaction that
-    records the connections' part of the run."""
+async def mark_synced(conn: Session, synced: Sequence[tuple[int, str, str, str | None]]) -> None:
+    """(run id, connection id, when, its error or None) for each; inside the transaction
+    that records the connections' part of the run."""
     if synced:
         await conn.execute_many(
-            MARK_SYNCED, [{"id": i, "at": at, "error": error} for i, at, error in synced]
+            MARK_SYNCED,
+            [{"run_id": r, "id": i, "at": at, "error": error} for r, i, at, error in synced],
         )
 
 

@@ -1,19 +1,22 @@
-"""How the sync cycles have been going, as the alerting metrics need it, read from the run
-history: so that a restart starts from what happened, not from zero.
+"""How the sync has been going, as the alerting metrics need it, read from the database: so
+that a restart starts from what happened, not from zero, and every daemon sharing a database
+reports the same.
 
-A cycle is a run of every connection (scope 'all'), from the daemon or `mls-sync sync`. A
-connection is failing in a cycle when the MLS could not be read for it (a connection or a
-batch error), not when one of its records or posts is bad. A cycle "read the MLS" when it
-ended ok, or partial with at least one connection it synced not failing: errors of single
-listings or posts are counted apart (the error rate), and an incremental connection that
-found no change read its MLS though it checked no listing. A cycle whose every connection
-failed read nothing.
+A cycle is a run of every connection (scope 'all'), from a daemon or `mls-sync sync`. A sync
+of a connection read its MLS unless it recorded a connection or batch error for it (it could
+not be reached, or a batch failed); one bad record or post does not count. A cycle "read the
+MLS" when it synced at least one connection that read it: errors of single listings or posts
+are counted apart (the error rate), an incremental connection that found no change read its
+MLS though it checked no listing, and a cycle that synced no connection (another daemon had
+synced them all) read nothing. Per connection, its own row says when its MLS was last read,
+and whether its last sync failed to read it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from daemon.store.connections import MLS_NOT_READ
 from daemon.store.database import Database
 from daemon.timestamps import parse_iso
 
@@ -21,40 +24,29 @@ LAST_ENDED = """
 SELECT id, finished_at FROM sync_runs
 WHERE scope = 'all' AND outcome IN ('ok', 'partial', 'failed') ORDER BY id DESC LIMIT 1
 """
-# An error of this run_errors row (alias e) that means its connection's MLS was not read.
-FAILING_ERROR = """
-e.severity = 'error' AND e.scope IN ('connection', 'batch') AND e.connection_id IS NOT NULL
-"""
-FAILING_IN_RUN = (
-    f"SELECT DISTINCT e.connection_id FROM run_errors AS e WHERE e.run_id = ? AND {FAILING_ERROR}"
-)
+# A cycle that synced no connection read nothing: with several daemons on one database, each
+# records a run per slot, and those that found every connection synced by another are `ok`.
 # `connections` counts the connections the run synced (a connection whose secret cannot be
 # decrypted is not among them, yet fails: such a cycle errs towards "not read").
 LAST_READ_THE_MLS = f"""
 SELECT r.finished_at FROM sync_runs AS r
-WHERE r.scope = 'all' AND (r.outcome = 'ok' OR (r.outcome = 'partial' AND r.connections > (
+WHERE r.scope = 'all' AND r.outcome IN ('ok', 'partial') AND r.connections > (
     SELECT count(DISTINCT e.connection_id) FROM run_errors AS e
-    WHERE e.run_id = r.id AND {FAILING_ERROR}
-)))
+    WHERE e.run_id = r.id AND {MLS_NOT_READ}
+)
 ORDER BY r.id DESC LIMIT 1
 """
-# Per connection: the end of the last run of it (a cycle, or a sync of that connection) that
-# read its MLS without a connection or batch error. A run synced the connection if it started
-# after the connection was added and no later than the connection's last sync ended: a paused
-# connection, or one waiting for credentials, is not synced, and its time stands still.
-LAST_READ_BY_CONNECTION = f"""
-SELECT c.id, (
-    SELECT r.finished_at FROM sync_runs AS r
-    WHERE r.scope IN ('all', 'connection:' || c.id)
-        AND r.outcome IN ('ok', 'partial', 'failed')
-        AND r.started_at >= c.created_at AND r.started_at <= c.last_synced_at
-        AND NOT EXISTS (
-            SELECT 1 FROM run_errors AS e
-            WHERE e.run_id = r.id AND e.connection_id = c.id AND {FAILING_ERROR}
-        )
-    ORDER BY r.id DESC LIMIT 1
-) FROM mls_connections AS c ORDER BY c.id
+# Per connection, from its own row: the end of its last sync that read its MLS, and whether
+# its last sync did not. Only an active connection is synced: a paused one, or one waiting
+# for credentials, is not failing (its alert is the state's).
+BY_CONNECTION = """
+SELECT id, last_read_at,
+    state = 'active' AND last_synced_at IS NOT NULL
+        AND (last_read_at IS NULL OR last_read_at < last_synced_at)
+FROM mls_connections ORDER BY id
 """
+# Connections paused by a person are not to be read; one waiting for credentials is.
+TO_BE_READ = "SELECT 1 FROM mls_connections WHERE state != 'paused' LIMIT 1"
 FIRST_STARTED = "SELECT started_at FROM sync_runs WHERE scope = 'all' ORDER BY id LIMIT 1"
 
 
@@ -63,7 +55,7 @@ class CycleHealth:
     last_ended_at: float | None  # Unix time; None before the first cycle
     last_read_the_mls_at: float | None
     first_started_at: float | None
-    connection_failing: dict[str, bool]  # every connection: failing in the last cycle?
+    connection_failing: dict[str, bool]  # every connection: did its last sync fail to read?
     connection_last_read_at: dict[str, float | None]  # every connection: its MLS last read
 
 
@@ -72,16 +64,17 @@ async def latest(db: Database) -> CycleHealth:
         ended = await conn.fetch_one(LAST_ENDED)
         read = await conn.fetch_one(LAST_READ_THE_MLS)
         first = await conn.fetch_one(FIRST_STARTED)
-        failing: set[str] = set()
-        if ended is not None:
-            failing = {str(r[0]) for r in await conn.fetch_all(FAILING_IN_RUN, (ended[0],))}
-        last_read = {str(r[0]): r[1] for r in await conn.fetch_all(LAST_READ_BY_CONNECTION)}
+        rows = await conn.fetch_all(BY_CONNECTION)
+        to_be_read = await conn.fetch_one(TO_BE_READ)
+    read_at = read[0] if read else None
+    if to_be_read is None and ended is not None:
+        read_at = ended[1]  # nothing to read: every cycle that ended did all there was
     return CycleHealth(
         last_ended_at=_unix(ended[1]) if ended else None,
-        last_read_the_mls_at=_unix(read[0]) if read else None,
+        last_read_the_mls_at=_unix(read_at) if read_at else None,
         first_started_at=_unix(first[0]) if first else None,
-        connection_failing={i: i in failing for i in last_read},
-        connection_last_read_at={i: _unix(at) if at else None for i, at in last_read.items()},
+        connection_failing={str(r[0]): bool(r[2]) for r in rows},
+        connection_last_read_at={str(r[0]): _unix(r[1]) if r[1] else None for r in rows},
     )
 
 

@@ -87,7 +87,8 @@ class GroupPlan:
     recorded: list[Recorded] = field(default_factory=list)
     cursors: list[tuple[str, str, str]] = field(default_factory=list)  # connection, cursor, when
     reconciled: list[tuple[str, str]] = field(default_factory=list)  # connection, pass started
-    synced: list[tuple[str, str, str | None]] = field(default_factory=list)  # id, when, error
+    # run, connection, when, error
+    synced: list[tuple[int, str, str, str | None]] = field(default_factory=list)
     new_states: list[tuple[str, ConnectionState, str | None, str]] = field(default_factory=list)
     released: list[tuple[str, str]] = field(default_factory=list)  # connection id, holder
     pushed_done: list[int] = field(default_factory=list)  # queued pushed events, applied
@@ -143,7 +144,7 @@ def plan_group(
 def _end_connection(done: ConnectionDone, group: GroupPlan) -> None:
     group.recorded.append(_connection_counted(done))
     if done.marks_synced:
-        group.synced.append((done.connection_id, done.at, done.error))
+        group.synced.append((done.run_id, done.connection_id, done.at, done.error))
     if done.new_state is not None:
         group.new_states.append((done.connection_id, done.new_state, done.error, done.at))
     group.released.append((done.connection_id, done.lease_holder))

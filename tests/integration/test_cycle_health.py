@@ -9,6 +9,7 @@ from daemon.composition import Runtime
 from daemon.enums import ConnectionState
 from daemon.sandbox.faults import Fault
 from daemon.store import connections, cycle_health
+from daemon.store.records import RunRow
 from daemon.timestamps import iso, parse_iso, utcnow
 from tests.helpers import Mls, add_connection, add_incremental, track
 
@@ -36,16 +37,16 @@ async def test_a_failed_cycle_keeps_the_last_success_and_names_the_failing_conne
     after_failed = await cycle_health.latest(runtime.db)
 
     assert (partial.outcome, failed.outcome) == ("partial", "failed")
-    assert after_partial.connection_failing == {"good": False, "locked-out": True}
+    # Refused twice, locked-out waits for credentials from its sync on: its alert reads
+    # mls_sync_connections{state="needs_reauth"}, not this one.
+    assert after_partial.connection_failing == {"good": False, "locked-out": False}
     assert after_failed.last_read_the_mls_at == _unix(partial.finished_at)
     assert after_failed.last_ended_at == _unix(failed.finished_at)
-    # A connection waiting for credentials is not synced, so not failing in a cycle: its
-    # alert reads mls_sync_connections{state="needs_reauth"}.
-    assert after_failed.connection_failing == {"good": True, "locked-out": False}
-    assert after_failed.connection_last_read_at == {
-        "good": _unix(partial.finished_at),
-        "locked-out": None,  # refused from the start, then waiting for credentials
-    }
+    # Refused twice in its turn, good waits for credentials too.
+    assert after_failed.connection_failing == {"good": False, "locked-out": False}
+    read_at = after_failed.connection_last_read_at
+    assert read_at["locked-out"] is None  # refused from the start
+    assert _during(partial, read_at["good"])
 
 
 async def test_a_cycle_reads_the_mls_while_one_connection_is_read_even_with_no_change(
@@ -77,12 +78,17 @@ async def test_a_cycle_reads_the_mls_while_one_connection_is_read_even_with_no_c
     assert after_both_failed.connection_failing == {"mls-1": True, "mls-2": True}
 
 
+def _during(run: RunRow, at: float | None) -> bool:
+    """Whether `at` (a connection's sync's end) falls within the run."""
+    return at is not None and _unix(run.started_at) <= at <= _unix(run.finished_at)
+
+
 def _unix(text: str | None) -> float:
     assert text is not None
     return parse_iso(text).timestamp()
 
 
-async def test_each_connection_keeps_the_end_of_the_last_run_that_read_its_mls(
+async def test_each_connection_keeps_the_end_of_its_last_sync_that_read_its_mls(
     runtime: Runtime, mls: Mls
 ) -> None:
     """Per connection: a failing batch, a pause or a wait for credentials leave the time of
@@ -105,12 +111,12 @@ async def test_each_connection_keeps_the_end_of_the_last_run_that_read_its_mls(
     after_alone = await cycle_health.latest(runtime.db)
 
     assert before_any.connection_last_read_at == {"paused": None, "steady": None}
+    first = after_failure.connection_last_read_at
+    assert _during(both_read, first["paused"]) and _during(both_read, first["steady"])
     assert steady_failed.outcome == "partial"
-    assert after_failure.connection_last_read_at == {
-        "paused": _unix(both_read.finished_at),  # not synced since: its time stands still
-        "steady": _unix(both_read.finished_at),  # its batch failed: not read
-    }
-    assert after_alone.connection_last_read_at == {
-        "paused": _unix(both_read.finished_at),
-        "steady": _unix(steady_alone.finished_at),
-    }
+    assert after_failure.connection_failing == {"paused": False, "steady": True}
+    # paused: not synced since, its time stands still; steady: its batch failed, not read.
+    assert after_failure.connection_last_read_at == first
+    assert after_alone.connection_last_read_at["paused"] == first["paused"]
+    assert _during(steady_alone, after_alone.connection_last_read_at["steady"])
+    assert after_alone.connection_failing == {"paused": False, "steady": False}

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from daemon.composition import Runtime, open_runtime
+from daemon.sandbox.faults import Fault
 from daemon.sandbox.platforms_server import platform_env
-from daemon.store import leases
+from daemon.store import cycle_health, leases
 from daemon.sync.unpublish_lease import LEASE as UNPUBLISH_LEASE
-from daemon.timestamps import iso
+from daemon.timestamps import iso, parse_iso
 from tests.helpers import (
     Mls,
     Platforms,
@@ -160,3 +161,29 @@ async def test_posts_a_dead_daemons_unpublish_pass_left_are_taken_down_by_the_ne
         assert (caught.run.connections, caught.run.posts_unpublished) == (0, 1)
         assert not state.exists("1000_1")
         assert not await second.engine.anything_due("catch_up")
+
+
+async def test_another_daemons_empty_cycle_does_not_hide_a_connection_that_fails(
+    runtime: Runtime, other: Runtime, mls: Mls
+) -> None:
+    """One daemon's clock cycle syncs the connection and its MLS fails; the other daemon's
+    cycle of the same slot finds it synced, syncs nothing and ends `ok`. The alerting gauges
+    still say that the MLS was last read a slot ago, and that the connection fails."""
+    sandbox, url = mls
+    sandbox.put("A", "Active")
+    await add_connection(runtime, url, "one")
+    await track(runtime, "one", ["A"])
+    _at(runtime, other, moment=SLOT_START + timedelta(seconds=5))
+    read = (await runtime.engine.sync_all("schedule")).run
+    assert read.outcome == "ok"
+
+    sandbox.faults.add(Fault("status", status=503, times=1000))
+    _at(runtime, other, moment=SLOT_START + timedelta(seconds=905))
+    failed = (await runtime.engine.sync_all("schedule")).run
+    _at(runtime, other, moment=SLOT_START + timedelta(seconds=906))
+    empty = (await other.engine.sync_all("schedule")).run
+
+    assert failed.outcome != "ok" and (empty.outcome, empty.connections) == ("ok", 0)
+    health = await cycle_health.latest(other.db)
+    assert health.last_read_the_mls_at == parse_iso(str(read.finished_at)).timestamp()
+    assert health.connection_failing == {"one": True}
