@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,8 +139,10 @@ class DaemonConfig:
         watchdog_usec: int | None = None,
         read_notifications: bool = True,
         env: dict[str, str] | None = None,
+        prefix: Sequence[str] = (),
     ) -> Daemon:
-        """`mls-sync run` on this config; `env`: more of its environment."""
+        """`mls-sync run` on this config; `env`: more of its environment; `prefix`: a
+        command it runs under (which must exec it, so that its pid is the daemon's)."""
         return Daemon.start(
             self.path,
             self.port,
@@ -149,6 +151,7 @@ class DaemonConfig:
             watchdog_usec,
             read_notifications,
             env,
+            prefix,
         )
 
 
@@ -227,6 +230,7 @@ class Daemon:
         watchdog_usec: int | None = None,
         read_notifications: bool = True,
         more_env: dict[str, str] | None = None,
+        prefix: Sequence[str] = (),
     ) -> Daemon:
         notify = NotifyListener(read_notifications)
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLS_SYNC_")}
@@ -239,7 +243,7 @@ class Daemon:
         log_path = config.parent / f"daemon-{uuid.uuid4().hex[:6]}.log"
         with log_path.open("wb") as log:
             proc = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
-                [sys.executable, "-m", "daemon.cli", "run", "--config", str(config)],
+                [*prefix, sys.executable, "-m", "daemon.cli", "run", "--config", str(config)],
                 cwd=config.parent,
                 env=env,
                 stdout=log,
