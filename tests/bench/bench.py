@@ -270,10 +270,55 @@ def cycle(
     return figures
 
 
+# The slot of the clock's cycles that several daemons share (the shortest interval allowed).
+SHARED_SLOT_SECONDS = 10
+
+
+def cycles_together(
+    config: Path,
+    key: str,
+    server: Sandbox,
+    daemons: int,
+    database_cpu: Callable[[], float] | None = None,
+) -> dict[str, Any]:
+    """The clock's cycle of one slot, run by `daemons` processes on one database at once,
+    which share its connections: the longest wall time, every process's CPU and requests."""
+    before = server.cpu_seconds()
+    database_before = database_cpu() if database_cpu else 0.0
+    args = [*_cycle_args(config), "--at-next-slot", str(SHARED_SLOT_SECONDS)]
+    env = {**os.environ, "MLS_SYNC_SECRET_KEY": key}
+    processes = [
+        subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, text=True, env=env)  # noqa: S603
+        for _ in range(daemons)
+    ]
+    each = []
+    for process in processes:
+        out, _ = process.communicate()
+        if process.returncode != 0:
+            raise RuntimeError(f"a cycle process exited {process.returncode}")
+        each.append(json.loads([line for line in out.splitlines() if line.startswith("{")][-1]))
+    summed = ("mls_requests", "listings_checked", "status_changes", "posts_unpublished", "errors")
+    figures: dict[str, Any] = {
+        "wall_seconds": max(e["wall_seconds"] for e in each),
+        "cpu_seconds": round(sum(e["cpu_seconds"] for e in each), 3),
+        "peak_rss_mb": max(e["peak_rss_mb"] for e in each),
+        **{name: sum(e[name] for e in each) for name in summed},
+        "checked_by_each": [e["listings_checked"] for e in each],
+        "sandbox_cpu_seconds": round(server.cpu_seconds() - before, 3),
+    }
+    if database_cpu:
+        figures["database_cpu_seconds"] = round(database_cpu() - database_before, 3)
+    return figures
+
+
+def _cycle_args(config: Path) -> list[str]:
+    return [sys.executable, "-m", "tests.bench.cycle", "--config", str(config)]
+
+
 def _cycle_process(
     config: Path, key: str, unpublish_only: bool, deliver: bool, engine: str | None
 ) -> dict[str, Any]:
-    args = [sys.executable, "-m", "tests.bench.cycle", "--config", str(config)]
+    args = _cycle_args(config)
     if engine:
         args += ["--engine", engine]
     if unpublish_only:
@@ -326,24 +371,32 @@ def strategy_cycles(
     connection: dict[str, Any],
     engine: str | None = None,
     database: tuple[str, Callable[[], float]] | None = None,
+    daemons: int = 1,
 ) -> dict[str, Any]:
     """`feeds` connections of `sizes.per_feed` listings fetched as `connection` says: a first
     cycle, then `sizes.repeats` measured ones, each after 1% of the listings moved; the run of
     median wall time, with the minimum requests it could have taken. `engine`: the HTTP
     engine (tests/bench/engines.py), else the shipped one. `database`: a PostgreSQL URL
-    and its server's CPU meter, else the SQLite file."""
+    and its server's CPU meter, else the SQLite file. `daemons`: more than one, each
+    measured cycle is the clock's, run by that many processes at once, which share it."""
     listings_n = feeds * sizes.per_feed
     url, database_cpu = database if database else ("", None)
     with sandbox(feeds, sizes.per_feed) as server:
         folder = Path(tempfile.mkdtemp(dir=work))
         key = generate_key()
-        config = write_config(folder, server.platforms, database={"url": url})
+        shared = {"interval_seconds": SHARED_SLOT_SECONDS, "jitter_seconds": 0}
+        config = write_config(
+            folder, server.platforms, database={"url": url}, sync=shared if daemons > 1 else {}
+        )
         prepare(config, key, server.mls, feeds, sizes.per_feed, **connection)
         cycle(config, key, server)  # the first cycle: every listing first seen (and a cursor)
         runs = []
         for _ in range(sizes.repeats):
             moved = move(server.mls, listings_n // 100)
-            result = cycle(config, key, server, engine=engine, database_cpu=database_cpu)
+            if daemons > 1:
+                result = cycles_together(config, key, server, daemons, database_cpu)
+            else:
+                result = cycle(config, key, server, engine=engine, database_cpu=database_cpu)
             per_feed_changes = Counter(k.split("-")[0] for k in moved)
             if "mode" in connection:
                 minimum = sum(math.ceil(c / 200) for c in per_feed_changes.values()) + feeds

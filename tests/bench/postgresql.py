@@ -1,5 +1,5 @@
-"""Scenario K: scenario A's cycles on PostgreSQL beside SQLite, same machine, same run
-(issue 16; docs/postgresql.md).
+"""Scenario K: scenario A's cycles on PostgreSQL beside SQLite, same machine, same run, and
+on PostgreSQL with two daemons sharing each cycle (issue 16; docs/postgresql.md).
 
 A private PostgreSQL server on loopback (tests/postgres_server.py: fsync off, as a test
 server, so the figures are of the store's work, not of a disk). On SQLite the database's
@@ -47,6 +47,10 @@ def _on_both(sizes: Sizes, work: Path, server: PostgresServer) -> list[dict[str,
                     database=on if database == "postgresql" else None,
                 )
                 rows.append({"fetch": fetch, "database": database, **row})
+            # Two daemons on one database, sharing the clock's cycle of each slot.
+            on = (server.new_database(), lambda: cpu_seconds_in(stat, True))
+            row = strategy_cycles(sizes.feeds, sizes, work, connection, database=on, daemons=2)
+            rows.append({"fetch": fetch, "database": "postgresql, 2 daemons", **row})
         return rows
     finally:
         if previous is None:
@@ -65,6 +69,7 @@ def render_k(rows: list[dict[str, Any]]) -> str:
         "database server CPU s",
         "daemon + server CPU s",
         "peak RSS MB",
+        "listings each daemon checked",
         "errors",
     ]
     table = [
@@ -77,6 +82,7 @@ def render_k(rows: list[dict[str, Any]]) -> str:
             r.get("database_cpu_seconds", "(in the daemon)"),
             round(r["cpu_seconds"] + r.get("database_cpu_seconds", 0.0), 3),
             r["peak_rss_mb"],
+            " + ".join(f"{n:,}" for n in r.get("checked_by_each", [r["listings_checked"]])),
             r["errors"],
         ]
         for r in rows

@@ -81,15 +81,21 @@ def test_scenario_j_runs_the_same_cycle_on_each_http_engine() -> None:
         )
 
 
-def test_scenario_k_runs_the_same_cycles_on_sqlite_and_on_postgresql() -> None:
+def test_scenario_k_runs_the_same_cycles_on_sqlite_on_postgresql_and_on_two_daemons() -> None:
     rows = main(["--only", "k", "--smoke"])["k"]
     assert [(r["fetch"], r["database"]) for r in rows] == [
         ("by_key", "sqlite"),
         ("by_key", "postgresql"),
+        ("by_key", "postgresql, 2 daemons"),
         ("incremental", "sqlite"),
         ("incremental", "postgresql"),
+        ("incremental", "postgresql, 2 daemons"),
     ]
-    for sqlite, postgresql in (rows[:2], rows[2:]):  # the same work, whichever database
+    for sqlite, postgresql, two in (rows[:3], rows[3:]):  # the same work, however it is run
+        # Two daemons share the slot's cycle: each listing checked once, by one of them.
+        assert len(two["checked_by_each"]) == 2
+        assert two["listings_checked"] == sqlite["listings_checked"]
+        assert (two["mls_requests"], two["errors"]) == (sqlite["mls_requests"], 0)
         assert (postgresql["status_changes"], postgresql["errors"]) == (
             sqlite["status_changes"],
             0,
