@@ -35,7 +35,6 @@ from daemon.sync.cookieless import CookielessClient
 from daemon.sync.engine import SyncEngine
 from daemon.sync.pools import ServerPools
 from daemon.sync.unpublish import Unpublisher
-from daemon.timestamps import utcnow
 
 USER_AGENT = "mls-sync/0.1 (+RESO Web API client)"
 
@@ -144,8 +143,11 @@ async def open_runtime(
                 for name in PLATFORM_NAMES
             }
             access = MlsAccess(http, settings.mls, box)
-            unpublisher = Unpublisher(db, settings, box, platform_http, utcnow)
-            engine = SyncEngine(db, settings, access, unpublisher, on_progress=on_progress)
+            # Lease times by the database's clock (several daemons on several machines).
+            unpublisher = Unpublisher(db, settings, box, platform_http, db.clock)
+            engine = SyncEngine(
+                db, settings, access, unpublisher, clock=db.clock, on_progress=on_progress
+            )
             yield Runtime(settings, db, box, http, engine, platform_http)
     finally:
         await db.close()

@@ -49,6 +49,7 @@ from daemon.service.user_syncs import UserSyncs
 from daemon.serving import serving
 from daemon.store import cycle_health, database, events, listings, mail, meta, runs, webhooks
 from daemon.store.errors import StoreError
+from daemon.sync import process_lease
 from daemon.sync.cycle_slots import OFFSET_RANGE_SECONDS, catch_up_seconds
 from daemon.sync.engine import PollOutcome, RunReport
 from daemon.timestamps import iso, utcnow
@@ -134,6 +135,13 @@ async def run_daemon(
             try:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(coordinator.run)
+                    tg.start_soon(
+                        process_lease.keep,
+                        rt.db,
+                        rt.engine.holder,
+                        settings.sync.lease_seconds,
+                        lambda: rt.engine.clock(),
+                    )
                     tg.start_soon(state.user_syncs.run)
                     tg.start_soon(state.change_log_polls.run)
                     tg.start_soon(state.board.run)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -18,6 +19,7 @@ import anyio
 
 from daemon.store.dialect import Statement
 from daemon.store.session import Params, Row, Session
+from daemon.timestamps import utcnow
 
 Dialect = Literal["sqlite", "postgresql"]
 
@@ -66,6 +68,18 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 class Database(ABC):
     dialect: ClassVar[Dialect]
+    # How far the database's clock is ahead of this machine's. Lease times are read from
+    # `clock()`: daemons on machines whose clocks differ then agree on when a lease expires
+    # (docs/postgresql.md "Several daemons"). SQLite is on this machine: none.
+    clock_offset: timedelta = timedelta(0)
+
+    def clock(self) -> datetime:
+        """Now, by the database's clock."""
+        return utcnow() + self.clock_offset
+
+    @abstractmethod
+    async def measure_clock(self) -> None:
+        """Reads the database's clock again, into `clock_offset`."""
 
     @abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[Session]:

@@ -60,6 +60,13 @@ SELECT 1 FROM sync_leases WHERE connection_id = :id AND holder = :holder AND {UN
 """
 VALID = f"SELECT connection_id, holder FROM sync_leases WHERE {UNEXPIRED}"
 RELEASE = "DELETE FROM sync_leases WHERE connection_id = :id AND holder = :holder"
+# A lease of the holder's own (a process's proof that it lives): taken or renewed, whatever
+# its state, since nobody else ever holds it.
+PUT_OWN = """
+INSERT INTO sync_leases (connection_id, holder, expires_at) VALUES (:id, :holder, :until)
+ON CONFLICT (connection_id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+"""
+FORGET_EXPIRED = "DELETE FROM sync_leases WHERE connection_id LIKE :prefix AND expires_at < :now"
 HOLDER = "SELECT holder, expires_at FROM sync_leases WHERE connection_id = ?"
 
 
@@ -145,6 +152,16 @@ async def take_over(
         "since": unless_synced_since,
     }
     return await db.write_one(TAKE_OVER, params) == 1
+
+
+async def put_own(db: Database, lease_id: str, holder: str, until: str) -> None:
+    """Takes or renews a lease only `holder` ever holds."""
+    await db.write_one(PUT_OWN, {"id": lease_id, "holder": holder, "until": until})
+
+
+async def forget_expired(db: Database, prefix: str, now: str) -> None:
+    """Deletes the expired leases whose id begins with `prefix` (left by dead processes)."""
+    await db.write_one(FORGET_EXPIRED, {"prefix": prefix + "%", "now": now})
 
 
 async def release(db: Database, connection_id: str, holder: str) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 
 import anyio
 import psycopg
+import structlog
 from psycopg import errors as pg_errors
 from psycopg import pq
 from psycopg.rows import RowMaker
@@ -38,6 +39,9 @@ from daemon.store.database import (
 from daemon.store.dialect import Statement, postgresql_text
 from daemon.store.errors import DatabaseBusy, IntegrityViolation, StoreError
 from daemon.store.session import Params, Row, Session
+from daemon.timestamps import utcnow
+
+log = structlog.get_logger("mls_sync.store")
 
 MIGRATIONS = migrations("postgresql")
 # The advisory lock keys (any two numbers of our own; the lock is per database): the one
@@ -46,6 +50,9 @@ WRITE_LOCK = 0x6D6C_7377  # "mlsw"
 MIGRATE_LOCK = 0x6D6C_736D  # "mlsm"
 POOL_SIZE = 8
 CONNECT_SECONDS = 10.0
+# A difference of this machine's clock from the server's worth a warning: leases go by the
+# server's, but the logs and what the daemon shows go by this machine's too.
+CLOCK_WARNING_SECONDS = 1.0
 VERSION_TABLE = """
 CREATE TABLE IF NOT EXISTS mls_sync_schema (
     one     integer PRIMARY KEY CHECK (one = 1),
@@ -272,6 +279,7 @@ class PostgresDatabase(Database):
         db = cls(pool, url, kwargs)
         try:
             await db._migrate()
+            await db.measure_clock()
         except BaseException:
             await db.close()
             raise
@@ -280,6 +288,23 @@ class PostgresDatabase(Database):
     async def close(self) -> None:
         with anyio.CancelScope(shield=True):
             await self._pool.close()
+
+    async def measure_clock(self) -> None:
+        """The server's clock against this machine's, the round trip's middle taken as the
+        moment the server read it."""
+        before = utcnow()
+        row = await self.fetch_one("SELECT clock_timestamp()")
+        after = utcnow()
+        assert row is not None
+        offset = row[0] - (before + (after - before) / 2)
+        self.clock_offset = offset
+        if abs(offset.total_seconds()) > CLOCK_WARNING_SECONDS:
+            log.warning(
+                "clock_differs_from_database",
+                seconds=round(offset.total_seconds(), 3),
+                hint="leases go by the database server's clock; keep this machine's clock in "
+                "step (chrony, systemd-timesyncd) for its logs and times to agree",
+            )
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[PgRow]]:

@@ -59,7 +59,7 @@ ORDER BY id LIMIT 1
 """  # the oldest: a newer one is reserved for the cycle asked for next (POST /v1/sync)
 BEGIN_RESERVED = "UPDATE sync_runs SET started_at = :at WHERE id = :id"
 IS_RUNNING = "SELECT 1 FROM sync_runs WHERE id = ? AND outcome = 'running'"
-RUNNING = "SELECT id, holder FROM sync_runs WHERE outcome = 'running'"
+RUNNING = "SELECT id, holder, started_at FROM sync_runs WHERE outcome = 'running'"
 END = """
 UPDATE sync_runs SET outcome = :outcome, finished_at = :at
 WHERE id = :run_id AND outcome = 'running'
@@ -189,9 +189,9 @@ async def errors_of(db: Database, run_id: int, limit: int = 1000) -> list[RunErr
     return [from_row(RunErrorRow, r) for r in await db.fetch_all(ERRORS_OF, (run_id, limit))]
 
 
-async def running(db: Database) -> list[tuple[int, str]]:
-    """(run id, holder) of every run not finished."""
-    return [(int(r[0]), str(r[1])) for r in await db.fetch_all(RUNNING)]
+async def running(db: Database) -> list[tuple[int, str, str]]:
+    """(run id, holder, when it started) of every run not finished."""
+    return [(int(r[0]), str(r[1]), str(r[2])) for r in await db.fetch_all(RUNNING)]
 
 
 async def interrupt(db: Database, run_ids: Sequence[int], at: str) -> None:

@@ -89,6 +89,9 @@ class SqliteDatabase(Database):
         conn.row_factory = aiosqlite.Row
         return cls(conn, path, busy_timeout_ms)
 
+    async def measure_clock(self) -> None:
+        """The file is on this machine: its clock is this machine's."""
+
     async def close(self) -> None:
         # Finishes even in a cancelled scope (a command cut by Ctrl-C or SIGTERM closes on
         # the way out): else aiosqlite's thread outlives the event loop.

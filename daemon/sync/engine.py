@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 
 import anyio
 import structlog
@@ -29,7 +30,7 @@ from daemon.store.posts import DueScope
 from daemon.store.records import ConnectionRow, ListingRow, RunErrorRow, RunRow, TrackedListing
 from daemon.store.runs import Counts, ErrorEntry
 from daemon.store.until_written import until_written
-from daemon.sync import check_tiers, lease_keeping
+from daemon.sync import check_tiers, lease_keeping, process_lease
 from daemon.sync.access import MlsAccess
 from daemon.sync.connection import CLOCK_SKEW, ConnectionSync
 from daemon.sync.cycle_slots import SHARED_TRIGGERS, slot_start, synced_in_slot
@@ -293,8 +294,7 @@ class SyncEngine:
         slot: datetime | None = None,
     ) -> RunReport:
         started = iso(self.clock())
-        orphans = [i for i, holder in await runs.running(self.db) if is_dead(holder, self.hostname)]
-        await runs.interrupt(self.db, orphans, started)
+        await self._interrupt_orphans(started)
         if reserved is None:
             run_id = await runs.start(self.db, trigger, scope, self.holder, started)
             self.on_run_recorded(run_id)
@@ -340,6 +340,25 @@ class SyncEngine:
             len(due),
             await listings.changes_by_kind(self.db, run_id),
         )
+
+    async def _interrupt_orphans(self, now: str) -> None:
+        """Ends the runs left `running` by processes that died (daemon/sync/process_lease.py
+        says how one on another host is known)."""
+        running = await runs.running(self.db)
+        if not running:
+            return
+        async with self.db.reading() as conn:
+            leased = await leases.valid_in(conn, now)
+        orphans = process_lease.orphaned_runs(
+            running,
+            leased,
+            parse_iso(now),
+            self.settings.sync.lease_seconds,
+            self.hostname,
+            partial(is_dead, hostname=self.hostname),
+        )
+        if orphans:
+            await runs.interrupt(self.db, orphans, now)
 
     async def _sync_targets(
         self, shared: _RunShared, targets: list[ConnectionRow], only_listing: ListingRow | None

@@ -13,7 +13,7 @@ import pytest
 from daemon.composition import Runtime, open_runtime
 from daemon.sandbox.faults import Fault
 from daemon.sandbox.platforms_server import platform_env
-from daemon.store import cycle_health, leases
+from daemon.store import cycle_health, leases, runs
 from daemon.sync.unpublish_lease import LEASE as UNPUBLISH_LEASE
 from daemon.timestamps import iso, parse_iso
 from tests.helpers import (
@@ -187,3 +187,23 @@ async def test_another_daemons_empty_cycle_does_not_hide_a_connection_that_fails
     health = await cycle_health.latest(other.db)
     assert health.last_read_the_mls_at == parse_iso(str(read.finished_at)).timestamp()
     assert health.connection_failing == {"one": True}
+
+
+async def test_a_run_a_daemon_on_another_vm_left_running_is_ended_once_it_holds_no_lease(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """Two daemons on other VMs each left a run `running`: one died (no lease left), one
+    lives (it keeps its process lease). The next run here ends the dead one's as
+    `interrupted`, and leaves the live one's."""
+    await _two_connections(runtime, mls)
+    began = iso(SLOT_START)
+    dead = await runs.start(runtime.db, "schedule", "all", "vm-dead:4242", began)
+    live = await runs.start(runtime.db, "schedule", "all", "vm-live:4343", began)
+    until = iso(SLOT_START + timedelta(seconds=700))
+    await leases.put_own(runtime.db, "~process:vm-live:4343", "vm-live:4343", until)
+
+    _at(runtime, moment=SLOT_START + timedelta(seconds=650))  # a lease time (600 s) later
+    await runtime.engine.sync_all("manual")
+
+    ended = {r.id: r.outcome for r in await runs.recent(runtime.db, 10)}
+    assert (ended[dead], ended[live]) == ("interrupted", "running")

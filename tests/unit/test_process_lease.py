@@ -1,0 +1,32 @@
+"""Which runs left `running` have no process behind them (daemon/sync/process_lease.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from daemon.sync.process_lease import orphaned_runs
+from daemon.timestamps import iso
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+LONG_AGO = iso(NOW - timedelta(seconds=120))
+JUST_NOW = iso(NOW - timedelta(seconds=5))
+LEASE = 60
+
+
+def _orphans(running: list[tuple[int, str, str]], leased: set[tuple[str, str]]) -> list[int]:
+    return orphaned_runs(running, leased, NOW, LEASE, "here", lambda h: h == "here:13")
+
+
+def test_a_run_of_a_dead_process_on_this_host_is_orphaned_at_once() -> None:
+    assert _orphans([(1, "here:13", JUST_NOW), (2, "here:14", LONG_AGO)], set()) == [1]
+
+
+def test_a_run_on_another_host_lives_while_its_process_holds_any_lease() -> None:
+    leased = {("~process:vm-b:7", "vm-b:7"), ("mls-1", "vm-c:8:0a1b2c3d")}
+    running = [(1, "vm-b:7", LONG_AGO), (2, "vm-c:8", LONG_AGO), (3, "vm-d:9", LONG_AGO)]
+    assert _orphans(running, leased) == [3]
+
+
+def test_a_run_on_another_host_without_a_lease_gets_a_lease_time_before_it_is_orphaned() -> None:
+    # A run of the CLI between two connections holds no lease for a moment.
+    assert _orphans([(1, "vm-b:7", JUST_NOW)], set()) == []
