@@ -450,9 +450,11 @@ class SyncEngine:
         if not await self._take_lease(shared, row.id, holder, lease_ttl) and not (
             await self._after_between_cycles(shared, row.id, holder, lease_ttl)
         ):
-            # A clock's cycle: another daemon syncs it in this slot, or synced it already.
+            # A clock's cycle: another daemon syncs it in this slot, or synced it already (its
+            # journal has the connection_synced line). At debug: with many connections and
+            # several daemons, every slot would log one line per connection per daemon.
             if shared.slot is not None:
-                log.info("connection_synced_elsewhere", connection_id=row.id)
+                log.debug("connection_synced_elsewhere", connection_id=row.id)
                 return True
             current = await leases.holder_of(self.db, row.id)
             who = f"{current[0]} until {current[1]}" if current else "another process"

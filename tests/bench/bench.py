@@ -23,7 +23,7 @@ import sys
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -287,16 +287,24 @@ def cycles_together(
     database_before = database_cpu() if database_cpu else 0.0
     args = [*_cycle_args(config), "--at-next-slot", str(SHARED_SLOT_SECONDS)]
     env = {**os.environ, "MLS_SYNC_SECRET_KEY": key}
-    processes = [
-        subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, text=True, env=env)  # noqa: S603
-        for _ in range(daemons)
-    ]
     each = []
-    for process in processes:
-        out, _ = process.communicate()
-        if process.returncode != 0:
-            raise RuntimeError(f"a cycle process exited {process.returncode}")
-        each.append(json.loads([line for line in out.splitlines() if line.startswith("{")][-1]))
+    with ExitStack() as stack:
+        # Their logs to files: a pipe read only after another process ends would fill, and
+        # stall the process writing to it mid-cycle.
+        logs = [stack.enter_context(tempfile.TemporaryFile()) for _ in range(daemons)]
+        processes = [
+            subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+                args, cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True, env=env
+            )
+            for log in logs
+        ]
+        for process, log in zip(processes, logs, strict=True):
+            out, _ = process.communicate()
+            if process.returncode != 0:
+                log.seek(0)
+                last = "\n".join(log.read().decode(errors="replace").splitlines()[-20:])
+                raise RuntimeError(f"a cycle process exited {process.returncode}:\n{last}")
+            each.append(json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1]))
     summed = ("mls_requests", "listings_checked", "status_changes", "posts_unpublished", "errors")
     figures: dict[str, Any] = {
         "wall_seconds": max(e["wall_seconds"] for e in each),
