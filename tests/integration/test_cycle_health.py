@@ -26,9 +26,9 @@ async def test_a_failed_cycle_keeps_the_last_success_and_names_the_failing_conne
     await add_connection(runtime, url, "locked-out", secret="a-token-the-mls-refuses")
     await track(runtime, "good", ["A"])
     await track(runtime, "locked-out", ["B"])
-    await runtime.engine.sync_connection("good")  # not a cycle: it does not count
-
-    assert (await cycle_health.latest(runtime.db)).last_read_the_mls_at is None
+    alone = (await runtime.engine.sync_connection("good")).run  # a read of the MLS too
+    assert (await cycle_health.latest(runtime.db)).last_read_the_mls_at is not None
+    assert _during(alone, (await cycle_health.latest(runtime.db)).last_read_the_mls_at)
 
     partial = (await runtime.engine.sync_all()).run  # locked-out: 401, now needs_reauth
     after_partial = await cycle_health.latest(runtime.db)

@@ -207,3 +207,21 @@ async def test_a_run_a_daemon_on_another_vm_left_running_is_ended_once_it_holds_
 
     ended = {r.id: r.outcome for r in await runs.recent(runtime.db, 10)}
     assert (ended[dead], ended[live]) == ("interrupted", "running")
+
+
+async def test_a_read_between_cycles_counts_as_reading_the_mls_when_the_clock_finds_nothing(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """A change-log poll (a sync of one connection) early in the slot read the MLS; the
+    clock's cycle of that slot then has nothing to sync. The MLS was read: the alert that
+    says no cycle read it must not count from before."""
+    await _two_connections(runtime, mls)
+    _at(runtime, moment=SLOT_START + timedelta(seconds=2))
+    await runtime.engine.sync_connection("one")
+    await runtime.engine.sync_connection("two")
+    _at(runtime, moment=SLOT_START + timedelta(seconds=5))
+    empty = (await runtime.engine.sync_all("schedule")).run
+
+    assert (empty.outcome, empty.connections) == ("ok", 0)
+    health = await cycle_health.latest(runtime.db)
+    assert health.last_read_the_mls_at == (SLOT_START + timedelta(seconds=2)).timestamp()
