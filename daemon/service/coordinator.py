@@ -11,6 +11,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 import anyio
@@ -62,6 +63,8 @@ class CycleEngine(Protocol):
     async def anything_due(self, trigger: str) -> bool: ...
 
     slot_offset: int
+    # Now by the database's clock, which the slots go by (daemon/store/database.py).
+    clock: Callable[[], datetime]
 
     async def reserve_run(self, trigger: str) -> int: ...
 

@@ -26,6 +26,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from daemon.service.coordinator import Coordinator
 from daemon.store.errors import StoreError
 from daemon.sync.cycle_slots import first_slot
+from daemon.timestamps import utcnow
 
 JOB_ID = "sync"
 CATCH_UP_ID = "catch_up"
@@ -88,7 +89,11 @@ class Scheduler:
         # At the slots' starts exactly. The jitter is the tick's own wait, not the trigger's:
         # APScheduler 3 counts each next fire from the last one, jitter included, which
         # would carry the fires away from the slots.
-        start = first_slot(self.interval, self.coordinator.engine.slot_offset)
+        # The slots are the database's (its clock: daemon/store/database.py), the trigger
+        # this machine's: shifted by how far the two clocks differ.
+        engine = self.coordinator.engine
+        ahead = engine.clock() - utcnow()
+        start = first_slot(self.interval, engine.slot_offset) - ahead
         return IntervalTrigger(seconds=self.interval, start_date=start, timezone=UTC)
 
     async def _tick(self) -> None:

@@ -576,14 +576,17 @@ class SyncEngine:
             )
         )
         # One line per connection, once its sync is committed: which process synced which
-        # connection, and when (journald's view when several daemons share a database).
-        log.info(
-            "connection_synced",
-            checked=work.counts.checked,
-            changes=work.counts.changes,
-            errors=work.counts.errors,
-            requests=requests,
-        )
+        # connection, and when (journald's view when several daemons share a database). Not
+        # for an apply of pushed events (no sync of the connection), nor once the lease was
+        # lost (what the sync would have recorded was refused).
+        if shared.pushed is None and shared.held.get(row.id) == holder:
+            log.info(
+                "connection_synced",
+                checked=work.counts.checked,
+                changes=work.counts.changes,
+                errors=work.counts.errors,
+                requests=requests,
+            )
         return error is None or work.counts.checked > 0
 
     async def _work(

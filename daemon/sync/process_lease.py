@@ -26,20 +26,27 @@ from daemon.timestamps import iso, parse_iso
 log = structlog.get_logger("mls_sync.leases")
 
 PREFIX = "~process:"
+RETRY_SECONDS = 2.0
 
 
 async def keep(db: Database, holder: str, seconds: float, clock: Callable[[], datetime]) -> None:
     """Until cancelled: this process's lease, renewed; freed on the way out. A renewal that
-    fails (the database away) is logged and tried again at the next tick."""
-    await leases.forget_expired(db, PREFIX, iso(clock()))  # those of processes long gone
+    fails (the database away or busy) is logged and tried again within seconds, well before
+    the lease runs out."""
+    forgotten = False
     try:
         while True:
             try:
+                if not forgotten:  # the leases of processes long gone
+                    await leases.forget_expired(db, PREFIX, iso(clock()))
+                    forgotten = True
                 await db.measure_clock()  # the server's may have been set since
                 until = iso(clock() + timedelta(seconds=seconds))
                 await leases.put_own(db, PREFIX + holder, holder, until)
             except StoreError as exc:
                 log.warning("process_lease_renewal_failed", error=str(exc))
+                await anyio.sleep(RETRY_SECONDS)
+                continue
             await anyio.sleep(seconds / RENEWALS_PER_TERM)
     finally:
         with anyio.CancelScope(shield=True), suppress(StoreError):

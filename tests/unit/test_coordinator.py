@@ -12,6 +12,7 @@ import pytest
 from daemon.service.coordinator import Coordinator
 from daemon.store.records import RunRow
 from daemon.sync.engine import RunReport
+from daemon.timestamps import utcnow
 
 NOW = "2026-11-30T00:00:00Z"
 
@@ -33,6 +34,7 @@ class FakeEngine:
     def __init__(self) -> None:
         self.on_progress: Callable[[str, int, int], None] = lambda cid, done, total: None
         self.slot_offset = 0
+        self.clock = utcnow
         self.cycles: list[Cycle] = []
         self.reserved: list[str] = []
         self.abandoned: list[int] = []
