@@ -37,7 +37,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The modules marked `slow` first: under xdist's `--dist loadfile` files are handed out
     in this order, and a long one handed out last would be the parallel run's tail."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)  # stable: each module stays whole
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """One daemon cycle in a process of its own, reporting its own cost as one JSON line.
 
-    python -m tests.bench.cycle --config PATH [--unpublish-only | --deliver | --at-next-slot N]
+    python -m tests.bench.cycle --config PATH [--unpublish-only | --deliver | --at UNIX_TIME]
 
 CPU is this process's user+system time during the cycle; peak RSS is the process's high-water
 mark (VmHWM), start-up included, which is what a daemon pays. Not ru_maxrss: Linux carries
@@ -80,7 +80,7 @@ async def measure(
     deliver: bool,
     key: str,
     overrides: dict[str, str],
-    slot: int | None = None,
+    at: float | None = None,
 ) -> dict[str, Any]:
     settings = load_settings(config, overrides)
     # Logged as the daemon logs (JSON lines, to stderr, which the benchmark reads and drops),
@@ -96,7 +96,7 @@ async def measure(
                 figures["drain_seconds"] = round(time.perf_counter() - started, 3)
                 figures["delivery_cpu_seconds"] = round(await delivery_cpu() - cpu, 3)
                 return figures
-        return await _measured(rt, unpublish_only, slot)
+        return await _measured(rt, unpublish_only, at)
 
 
 @asynccontextmanager
@@ -154,9 +154,9 @@ async def _all_delivered(db: Database) -> bool:
     return True
 
 
-async def _measured(rt: Runtime, unpublish_only: bool, slot: int | None = None) -> dict[str, Any]:
-    if slot is not None:  # as the clock's cycle of several daemons: all begin at the slot
-        await anyio.sleep(slot - time.time() % slot)
+async def _measured(rt: Runtime, unpublish_only: bool, at: float | None = None) -> dict[str, Any]:
+    if at is not None:  # as the clock's cycle of several daemons: all begin at the slot
+        await anyio.sleep(max(0.0, at - time.time()))
     cpu, loop_cpu, wall = _cpu(), _main_thread_cpu(), time.perf_counter()
     if unpublish_only:
         run_id = await runs.start(rt.db, "bench", "all", rt.engine.holder, iso(utcnow()))
@@ -165,7 +165,7 @@ async def _measured(rt: Runtime, unpublish_only: bool, slot: int | None = None) 
         run = await runs.finish(rt.db, run_id, iso(utcnow()), failed=False)
         extra = {"posts": len(results)}
     else:
-        report = await rt.engine.sync_all("bench" if slot is None else "schedule")
+        report = await rt.engine.sync_all("bench" if at is None else "schedule")
         seconds = time.perf_counter() - wall
         run = report.run
         extra = {}
@@ -191,10 +191,10 @@ def main() -> None:
     parser.add_argument("--deliver", action="store_true")
     parser.add_argument("--engine", choices=[*ENGINES, HTTPX_AIOHTTP])
     parser.add_argument(
-        "--at-next-slot",
-        type=int,
-        metavar="SECONDS",
-        help="wait for the next slot of SECONDS (the config's [sync] interval_seconds), then "
+        "--at",
+        type=float,
+        metavar="UNIX_TIME",
+        help="wait until then (a slot's start of the config's [sync] interval_seconds), then "
         "run the clock's cycle: the connections no process synced in the slot",
     )
     args = parser.parse_args()
@@ -205,7 +205,7 @@ def main() -> None:
     elif args.engine:
         overrides["MLS_SYNC_MLS__HTTP_ENGINE"] = args.engine
     figures = eventloop.run(
-        measure, args.config, args.unpublish_only, args.deliver, key, overrides, args.at_next_slot
+        measure, args.config, args.unpublish_only, args.deliver, key, overrides, args.at
     )
     print(json.dumps(figures))
 

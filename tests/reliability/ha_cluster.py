@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import random
 import signal
 import statistics
@@ -86,7 +87,10 @@ class Cluster:
 def _on_a_host_of_its_own(name: str) -> tuple[str, ...]:
     """A command prefix: the daemon in a UTS namespace of its own, under host name `name`
     (its holder names read `name:pid`, which no other daemon can look up)."""
-    return ("unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', name)
+    # As root, a UTS namespace alone; otherwise inside a user namespace of its own, where
+    # the daemon may set its host name (Debian allows unprivileged user namespaces).
+    own = ("--uts",) if os.geteuid() == 0 else ("--user", "--map-root-user", "--uts")
+    return ("unshare", *own, "sh", "-c", 'hostname "$0" && exec "$@"', name)
 
 
 @dataclass
