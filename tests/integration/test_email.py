@@ -24,7 +24,7 @@ from daemon.mail.worker import MailWorker
 from daemon.sandbox.faults import Fault
 from daemon.sandbox.smtp_sink import SmtpSink, smtp_sink_running
 from daemon.service.event_watch import EventWatch
-from daemon.store import events, mail
+from daemon.store import events, mail, meta
 from daemon.timestamps import utcnow
 from tests.e2e.daemon_process import free_port
 from tests.helpers import (
@@ -67,6 +67,12 @@ async def running(live: Live, port: int, clock: Clock, **settings: object) -> As
         )
         tg.start_soon(watch.run)
         tg.start_soon(worker.run)
+        # Ready once it has its turn and its first cursor, at the end of the log as it was:
+        # a sale committed before that is history to it (seen on PostgreSQL under load, where
+        # its turn takes a connection of its own).
+        with anyio.fail_after(30):
+            while await meta.get(live.rt.db, mail.CURSOR_KEY) is None:
+                await anyio.sleep(0.01)
         yield
         tg.cancel_scope.cancel()
 
