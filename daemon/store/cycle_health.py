@@ -45,11 +45,11 @@ SELECT id, last_read_at,
         AND (last_read_at IS NULL OR last_read_at < last_synced_at)
 FROM mls_connections ORDER BY id
 """
-# Connections paused by a person are not to be read; one waiting for credentials is.
-TO_BE_READ = "SELECT 1 FROM mls_connections WHERE state != 'paused' LIMIT 1"
-# Reads between cycles count too: a change-log poll, a sync asked for one connection. Such a
-# sync early in a slot leaves the clock's cycle nothing to sync there.
-LAST_READ_BY_ANY_SYNC = "SELECT max(last_read_at) FROM mls_connections WHERE state != 'paused'"
+# The connections to be read (not those paused by a person; those waiting for credentials
+# are), and their last read by any sync: reads between cycles count too (a change-log poll, a
+# sync asked for one connection), since such a sync early in a slot leaves the clock's cycle
+# nothing to sync there.
+TO_BE_READ = "SELECT count(*), max(last_read_at) FROM mls_connections WHERE state != 'paused'"
 FIRST_STARTED = "SELECT started_at FROM sync_runs WHERE scope = 'all' ORDER BY id LIMIT 1"
 
 
@@ -69,10 +69,9 @@ async def latest(db: Database) -> CycleHealth:
         first = await conn.fetch_one(FIRST_STARTED)
         rows = await conn.fetch_all(BY_CONNECTION)
         to_be_read = await conn.fetch_one(TO_BE_READ)
-        by_any_sync = await conn.fetch_one(LAST_READ_BY_ANY_SYNC)
-    reads = (read[0] if read else None, by_any_sync[0] if by_any_sync else None)
-    read_at = max((t for t in reads if t), default=None)
-    if to_be_read is None and ended is not None:
+    assert to_be_read is not None  # an aggregate: always one row
+    read_at = max((t for t in (read[0] if read else None, to_be_read[1]) if t), default=None)
+    if to_be_read[0] == 0 and ended is not None:
         read_at = ended[1]  # nothing to read: every cycle that ended did all there was
     return CycleHealth(
         last_ended_at=_unix(ended[1]) if ended else None,
