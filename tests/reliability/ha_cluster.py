@@ -144,8 +144,7 @@ async def run_rounds(
                     sandbox.set_status(key, rng.choice(STATUSES))
                 next_slot = slot_start(utcnow(), INTERVAL, offset) + timedelta(seconds=INTERVAL)
                 await anyio.sleep((next_slot - utcnow()).total_seconds())
-                victim = await _a_daemon_syncing(rt, cluster)
-                await anyio.sleep(rng.uniform(0.0, 0.5))
+                victim = await _a_daemon_syncing(rt, cluster, rng)
                 cluster.daemons[victim].send(signal.SIGKILL)
                 killed_at = time.monotonic()
                 await cluster.daemons[victim].wait_exit(timeout=10)
@@ -229,14 +228,17 @@ async def _seed(config: DaemonConfig, mls: Mls, platforms: Platforms) -> list[st
     return keys
 
 
-async def _a_daemon_syncing(rt: Runtime, cluster: Cluster) -> int:
-    """The daemon that holds a connection's lease in the slot's cycle (its index)."""
+async def _a_daemon_syncing(rt: Runtime, cluster: Cluster, rng: random.Random) -> int:
+    """A daemon that holds a connection's lease in the slot's cycle (its index), still
+    holding it a random moment (up to 0.5 s) after it was seen: a moment in its sync."""
     with anyio.fail_after(INTERVAL):
         while True:
             for holder in await _holders(rt):
-                host_pid = holder.split(":")
-                victim = cluster.by_pid(int(host_pid[1]))
-                if victim is not None and cluster.daemons[victim].proc.poll() is None:
+                victim = cluster.by_pid(int(holder.split(":")[1]))
+                if victim is None or cluster.daemons[victim].proc.poll() is not None:
+                    continue
+                await anyio.sleep(rng.uniform(0.0, 0.5))
+                if await _left_a_lease(rt, cluster.daemons[victim].proc.pid):
                     return victim
             await anyio.sleep(0.01)
 
