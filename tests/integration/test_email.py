@@ -56,6 +56,15 @@ def clock() -> Clock:
     return Clock(utcnow())
 
 
+async def _until_worker_has_its_cursor(live: Live) -> None:
+    """Ready once the worker has its turn and its first cursor, at the end of the log as it
+    was: a sale committed before that is history to it (seen on PostgreSQL under load, where
+    its turn takes a connection of its own)."""
+    with anyio.fail_after(30):
+        while await meta.get(live.rt.db, mail.CURSOR_KEY) is None:
+            await anyio.sleep(0.01)
+
+
 @asynccontextmanager
 async def running(live: Live, port: int, clock: Clock, **settings: object) -> AsyncIterator[None]:
     """The mail worker (and the event watch that wakes it) for the test's body."""
@@ -67,12 +76,7 @@ async def running(live: Live, port: int, clock: Clock, **settings: object) -> As
         )
         tg.start_soon(watch.run)
         tg.start_soon(worker.run)
-        # Ready once it has its turn and its first cursor, at the end of the log as it was:
-        # a sale committed before that is history to it (seen on PostgreSQL under load, where
-        # its turn takes a connection of its own).
-        with anyio.fail_after(30):
-            while await meta.get(live.rt.db, mail.CURSOR_KEY) is None:
-                await anyio.sleep(0.01)
+        await _until_worker_has_its_cursor(live)
         yield
         tg.cancel_scope.cancel()
 
@@ -385,6 +389,7 @@ async def test_the_smtp_login_uses_the_password_given_as_a_secret_and_nothing_el
         async with anyio.create_task_group() as tg:
             tg.start_soon(watch.run)
             tg.start_soon(worker.run)
+            await _until_worker_has_its_cursor(live)
             await _sell(live)
             await wait_until(lambda: len(server.received) >= 1)
             tg.cancel_scope.cancel()
