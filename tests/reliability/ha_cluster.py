@@ -188,7 +188,9 @@ async def run_rounds(
     assert twice == [] and repeats == 0, state.repeated_deletes
     assert broken == []
     assert duplicates == {}, duplicates
-    assert clock_syncs.total() >= rounds * CONNECTIONS  # the logs were read
+    # The logs were read: every connection's clock syncs are in them. (Their number is not a
+    # fixed multiple of the rounds: how many slots a round spans depends on the machine.)
+    assert len({connection for connection, _slot in clock_syncs}) == CONNECTIONS
     assert figures.mid_cycle == figures.kills  # each kill left work behind for the others
 
 
@@ -318,7 +320,7 @@ async def _broken_trails(rt: Runtime) -> list[str]:
     return broken
 
 
-def _clock_syncs(lines: Sequence[dict[str, object]], offset: int) -> Counter[str]:
+def _clock_syncs(lines: Sequence[dict[str, object]], offset: int) -> Counter[tuple[str, str]]:
     """How many times the clock's cycles synced each connection in each slot, from the
     daemons' logs: each run's trigger and start (`run_started`), each connection's sync
     (`connection_synced`)."""
@@ -327,11 +329,11 @@ def _clock_syncs(lines: Sequence[dict[str, object]], offset: int) -> Counter[str
         for line in lines
         if line.get("event") == "run_started"
     }
-    synced: Counter[str] = Counter()
+    synced: Counter[tuple[str, str]] = Counter()
     for line in lines:
         if line.get("event") != "connection_synced" or line.get("run_id") not in started:
             continue
         trigger, at = started[line["run_id"]]
         if trigger in SHARED_TRIGGERS:
-            synced[f"{line['connection_id']} in {iso(slot_start(at, INTERVAL, offset))}"] += 1
+            synced[str(line["connection_id"]), iso(slot_start(at, INTERVAL, offset))] += 1
     return synced
