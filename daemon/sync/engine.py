@@ -433,10 +433,7 @@ class SyncEngine:
             log.exception("unpublish_crashed")
             leaf = _innermost(exc)
             await self._record(
-                run_id,
-                ErrorEntry(
-                    "run", f"unpublishing stopped: internal error: {type(leaf).__name__}: {leaf}"
-                ),
+                run_id, ErrorEntry("run", f"unpublishing stopped: {_describe(leaf)}")
             )
             return []
 
@@ -615,6 +612,10 @@ class SyncEngine:
                 if isinstance(leaf, LeaseLost):  # recorded with the write it refused
                     log.error("lease_lost", connection_id=row.id)
                     return str(leaf)
+                if isinstance(leaf, StoreError):
+                    # The database's, not this connection's: every other connection's writes
+                    # meet it too. The run stops, and says so (_cut_short).
+                    raise
                 # A bug must not take the other connections down; logged with its traceback.
                 log.exception("connection_sync_crashed")
                 error = f"internal error: {type(leaf).__name__}: {leaf}"
