@@ -67,6 +67,7 @@ INSERT INTO sync_leases (connection_id, holder, expires_at) VALUES (:id, :holder
 ON CONFLICT (connection_id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
 """
 FORGET_EXPIRED = "DELETE FROM sync_leases WHERE connection_id LIKE :prefix AND expires_at < :now"
+WITH_PREFIX = "SELECT connection_id, expires_at FROM sync_leases WHERE connection_id LIKE :prefix"
 HOLDER = "SELECT holder, expires_at FROM sync_leases WHERE connection_id = ?"
 
 
@@ -162,6 +163,12 @@ async def put_own(db: Database, lease_id: str, holder: str, until: str) -> None:
 async def forget_expired(db: Database, prefix: str, now: str) -> None:
     """Deletes the expired leases whose id begins with `prefix` (left by dead processes)."""
     await db.write_one(FORGET_EXPIRED, {"prefix": prefix + "%", "now": now})
+
+
+async def with_prefix(conn: Session, prefix: str) -> list[tuple[str, str]]:
+    """(lease id, expires at) of every lease, expired or not, whose id begins with `prefix`."""
+    rows = await conn.fetch_all(WITH_PREFIX, {"prefix": prefix + "%"})
+    return [(row[0], row[1]) for row in rows]
 
 
 async def release(db: Database, connection_id: str, holder: str) -> None:

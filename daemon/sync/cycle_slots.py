@@ -46,6 +46,7 @@ def synced_in_slot(last_synced_at: str | None, slot: datetime) -> bool:
 def catch_up_seconds(interval_seconds: int, lease_seconds: int) -> int:
     """How often a daemon looks for connections left unsynced in the slot: a tenth of the
     shorter of the interval and the lease, and no more often than every 5 seconds. A
-    connection whose daemon died is free once its lease is (at once when that daemon was
-    on this host); it is synced by the next look after that."""
+    connection whose daemon died is free once that daemon is known gone: at once on this
+    host, when its process lease runs out on another (daemon/sync/process_lease.py); it is
+    synced by the next look after that."""
     return max(5, min(interval_seconds, lease_seconds) // 10)

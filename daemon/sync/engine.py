@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from functools import partial
 
 import anyio
 import structlog
@@ -34,7 +33,7 @@ from daemon.sync import check_tiers, lease_keeping, process_lease
 from daemon.sync.access import MlsAccess
 from daemon.sync.connection import CLOCK_SKEW, ConnectionSync
 from daemon.sync.cycle_slots import SHARED_TRIGGERS, slot_start, synced_in_slot
-from daemon.sync.holders import is_dead, this_process
+from daemon.sync.holders import is_gone, this_process
 from daemon.sync.sync_writer import SyncWriter, writer
 from daemon.sync.sync_writes import ConnectionDone, LeaseLost, lease_lost
 from daemon.sync.unpublish import PostResult, Unpublisher
@@ -119,9 +118,11 @@ class SyncEngine:
         if trigger == "catch_up" and self.clock() < slot + timedelta(seconds=self._settle()):
             return False  # the slot's own cycles, each daemon's after its jitter, come first
         rows = await connections.list_all(self.db, active_only=True)
+        now = self.clock()
         async with self.db.reading() as conn:
-            leased = await leases.valid_in(conn, iso(self.clock()))
-        busy = {cid for cid, holder in leased if not is_dead(holder, self.hostname)}
+            leased = await leases.valid_in(conn, iso(now))
+            lapsed = await process_lease.lapsed_processes(conn, now)
+        busy = {cid for cid, holder in leased if not is_gone(holder, self.hostname, lapsed)}
         if any(not synced_in_slot(r.last_synced_at, slot) and r.id not in busy for r in rows):
             return True
         return await self._unpublish_left_unfinished()
@@ -135,10 +136,13 @@ class SyncEngine:
         if left is None:
             return False
         holder, until = left
-        if parse_iso(until) >= self.clock() and not is_dead(holder, self.hostname):
-            return False  # a pass runs now
-        now = iso(self.clock())
-        return bool(await posts.due_for_unpublish(self.db, self.settings.sync.unpublish_on, now))
+        now = self.clock()
+        if parse_iso(until) >= now:
+            lapsed = await process_lease.lapsed_process(self.db, holder, self.hostname, now)
+            if not is_gone(holder, self.hostname, lapsed):
+                return False  # a pass runs now
+        due = await posts.due_for_unpublish(self.db, self.settings.sync.unpublish_on, iso(now))
+        return bool(due)
 
     def _settle(self) -> int:
         """How long into a slot the clock's cycles may begin (the scheduler's jitter wait)."""
@@ -349,13 +353,9 @@ class SyncEngine:
             return
         async with self.db.reading() as conn:
             leased = await leases.valid_in(conn, now)
+            lapsed = await process_lease.lapsed_processes(conn, parse_iso(now))
         orphans = process_lease.orphaned_runs(
-            running,
-            leased,
-            parse_iso(now),
-            self.settings.sync.lease_seconds,
-            self.hostname,
-            partial(is_dead, hostname=self.hostname),
+            running, leased, lapsed, parse_iso(now), self.settings.sync.lease_seconds, self.hostname
         )
         if orphans:
             await runs.interrupt(self.db, orphans, now)

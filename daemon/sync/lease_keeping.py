@@ -18,7 +18,9 @@ import structlog
 from daemon.store import leases
 from daemon.store.database import Database
 from daemon.store.errors import StoreError
-from daemon.sync.holders import is_dead
+from daemon.sync import process_lease
+from daemon.sync.holders import is_gone
+from daemon.timestamps import parse_iso
 
 log = structlog.get_logger("mls_sync.leases")
 
@@ -56,15 +58,18 @@ async def take(
     hostname: str | None = None,
 ) -> bool:
     """The one way a lease is taken, by the sync of a connection and by the unpublish pass:
-    free or expired, by `acquire` (alone, or in a group of requests); held by a process of
-    this host that no longer runs (it crashed), taken over at once instead of waiting for its
-    expiry. False while a live holder has it."""
+    free or expired, by `acquire` (alone, or in a group of requests); held by a process that
+    no longer runs (holders.is_gone), taken over at once instead of waiting for its expiry.
+    False while a live holder has it."""
     return await acquire(wanted) or await _take_from_dead(db, wanted, hostname)
 
 
 async def _take_from_dead(db: Database, wanted: leases.LeaseRequest, hostname: str | None) -> bool:
     current = await leases.holder_of(db, wanted.connection_id)
-    if current is None or not is_dead(current[0], hostname):
+    if current is None:
+        return False
+    lapsed = await process_lease.lapsed_process(db, current[0], hostname, parse_iso(wanted.now))
+    if not is_gone(current[0], hostname, lapsed):
         return False
     log.warning("lease_taken_over", lease=wanted.connection_id, previous_holder=current[0])
     return await leases.take_over(

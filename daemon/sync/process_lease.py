@@ -1,11 +1,16 @@
-"""A daemon's own lease, kept for as long as it lives: how daemons on other hosts tell that a
-run it left `running` has no process behind it any more.
+"""A daemon's own lease, kept for as long as it lives: how daemons on other hosts tell that it
+died.
 
 On one host a dead process is known at once (daemon/sync/holders.py asks the kernel). Across
-hosts nothing can be asked: a run's holder on another VM is taken for dead once it holds no
-unexpired lease at all (this one, renewed a third of the way to its expiry, or one of a
-connection or of the unpublish pass) and its run began more than a lease time ago
-(`orphaned_runs`). Its connections need no such rule: their own leases expire.
+hosts nothing can be asked: a daemon keeps a lease of its own instead, far shorter than a
+connection's and renewed a third of the way to its expiry. Once it has run out (and is still
+there: a daemon that stops frees it), the process is taken for gone: the leases it holds are
+taken over and its runs ended, without waiting for their longer expiry. A daemon paused past
+its term is taken for gone too; the fence keeps its late writes out, as for any lease lost.
+
+A run's holder that never kept such a lease (a run of the CLI), or whose lease was forgotten,
+is taken for gone once it holds no unexpired lease at all and its run began more than a
+connection's lease time ago (`orphaned_runs`).
 """
 
 from __future__ import annotations
@@ -20,65 +25,95 @@ import structlog
 from daemon.store import leases
 from daemon.store.database import Database
 from daemon.store.errors import StoreError
-from daemon.sync.lease_keeping import RENEWALS_PER_TERM
+from daemon.store.session import Session
+from daemon.sync.holders import is_gone, on_this_host, process_of
 from daemon.timestamps import iso, parse_iso
 
 log = structlog.get_logger("mls_sync.leases")
 
 PREFIX = "~process:"
 RETRY_SECONDS = 2.0
+RENEWALS_PER_TERM = 3
+# Long enough that a busy database or a slow tick does not make a live daemon look gone;
+# short enough that another host takes over well within a connection's lease.
+LONGEST_TERM_SECONDS = 15.0
 
 
-async def keep(db: Database, holder: str, seconds: float, clock: Callable[[], datetime]) -> None:
-    """Until cancelled: this process's lease, renewed; freed on the way out. A renewal that
-    fails (the database away or busy) is logged and tried again within seconds, well before
-    the lease runs out."""
+def term_seconds(lease_seconds: float) -> float:
+    """How long a process's lease lasts: at most half a connection's lease."""
+    return min(LONGEST_TERM_SECONDS, lease_seconds / 2)
+
+
+async def keep(
+    db: Database, holder: str, lease_seconds: float, clock: Callable[[], datetime]
+) -> None:
+    """Until cancelled: this process's lease, renewed (for `term_seconds(lease_seconds)`);
+    freed on the way out. A renewal that fails (the database away or busy) is logged and
+    tried again within seconds, well before the lease runs out."""
+    term = term_seconds(lease_seconds)
     forgotten = False
     try:
         while True:
             try:
-                if not forgotten:  # the leases of processes long gone
-                    await leases.forget_expired(db, PREFIX, iso(clock()))
+                if not forgotten:
+                    # The leases of processes long gone: kept a connection's lease time
+                    # after they ran out, since until then they say a process died.
+                    long_ago = clock() - timedelta(seconds=lease_seconds)
+                    await leases.forget_expired(db, PREFIX, iso(long_ago))
                     forgotten = True
                 await db.measure_clock()  # the server's may have been set since
-                until = iso(clock() + timedelta(seconds=seconds))
+                until = iso(clock() + timedelta(seconds=term))
                 await leases.put_own(db, PREFIX + holder, holder, until)
             except StoreError as exc:
                 log.warning("process_lease_renewal_failed", error=str(exc))
                 await anyio.sleep(RETRY_SECONDS)
                 continue
-            await anyio.sleep(seconds / RENEWALS_PER_TERM)
+            await anyio.sleep(term / RENEWALS_PER_TERM)
     finally:
         with anyio.CancelScope(shield=True), suppress(StoreError):
             await leases.release(db, PREFIX + holder, holder)
 
 
+async def lapsed_processes(conn: Session, now: datetime) -> frozenset[str]:
+    """`host:pid` of each process whose lease ran out."""
+    rows = await leases.with_prefix(conn, PREFIX)
+    return frozenset(id.removeprefix(PREFIX) for id, until in rows if _ran_out(until, now))
+
+
+async def lapsed_process(
+    db: Database, holder: str, hostname: str | None, now: datetime
+) -> frozenset[str]:
+    """`lapsed_processes` for the one process of `holder`: read only for another host's."""
+    if on_this_host(holder, hostname):
+        return frozenset()  # the kernel's word (holders.is_dead) is the one that counts here
+    left = await leases.holder_of(db, PREFIX + process_of(holder))
+    ran_out = left is not None and _ran_out(left[1], now)
+    return frozenset({process_of(holder)}) if ran_out else frozenset()
+
+
+def _ran_out(until: str, now: datetime) -> bool:
+    return parse_iso(until) < now
+
+
 def orphaned_runs(
     running: Sequence[tuple[int, str, str]],
     leased: set[tuple[str, str]],
+    lapsed: frozenset[str],
     now: datetime,
     lease_seconds: float,
     hostname: str,
-    dead_here: Callable[[str], bool],
 ) -> list[int]:
-    """The runs (id, holder, started) whose process is gone: on this host, as `dead_here`
-    (the kernel) says; on another, one that holds no unexpired lease in `leased` and began
-    more than a lease time ago (a run of the CLI keeps no lease of its own between its
-    connections). Pure: the caller reads the runs, the leases and the clock."""
-    alive = {_process_of(holder) for _, holder in leased}
+    """The runs (id, holder, started) whose process is gone: as holders.is_gone says (the
+    kernel here, `lapsed` elsewhere); or on another host, one that holds no unexpired lease
+    in `leased` and began more than a lease time ago. Pure: the caller reads the runs, the
+    leases and the clock."""
+    alive = {process_of(holder) for _, holder in leased}
     cutoff = now - timedelta(seconds=lease_seconds)
-    return [
-        run_id
-        for run_id, holder, started in running
-        if dead_here(holder)
-        or (
-            holder.partition(":")[0] != hostname
-            and holder not in alive
-            and parse_iso(started) < cutoff
-        )
-    ]
 
+    def orphaned(holder: str, started: str) -> bool:
+        if is_gone(holder, hostname, lapsed):
+            return True
+        elsewhere = not on_this_host(holder, hostname)
+        return elsewhere and holder not in alive and parse_iso(started) < cutoff
 
-def _process_of(holder: str) -> str:
-    """`host:pid` of a lease's holder (`host:pid`, or `host:pid:nonce`)."""
-    return ":".join(holder.split(":")[:2])
+    return [run_id for run_id, holder, started in running if orphaned(holder, started)]

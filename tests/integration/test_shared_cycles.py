@@ -225,3 +225,32 @@ async def test_a_read_between_cycles_counts_as_reading_the_mls_when_the_clock_fi
     assert (empty.outcome, empty.connections) == ("ok", 0)
     health = await cycle_health.latest(runtime.db)
     assert health.last_read_the_mls_at == (SLOT_START + timedelta(seconds=2)).timestamp()
+
+
+async def test_what_a_dead_daemon_on_another_vm_held_is_taken_once_its_process_lease_runs_out(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """A daemon on another VM died in its clock cycle, holding connection `one` (its lease
+    runs for 10 minutes more) and its run. Its own process lease, far shorter, ran out: the
+    next catch-up here syncs `one` and ends its run at once. Connection `two`, held by a daemon
+    whose process lease is renewed, is left to it."""
+    await _two_connections(runtime, mls)
+    began = iso(SLOT_START + timedelta(seconds=3))
+    dead = await runs.start(runtime.db, "schedule", "all", "vm-dead:4242", began)
+    live = await runs.start(runtime.db, "schedule", "all", "vm-live:4343", began)
+    held_until = iso(SLOT_START + timedelta(seconds=600))
+    for connection_id, holder in (("one", "vm-dead:4242"), ("two", "vm-live:4343")):
+        held = leases.LeaseRequest(connection_id, holder, began, held_until)
+        assert await leases.acquire(runtime.db, held)
+    ran_out, renewed = iso(SLOT_START + timedelta(seconds=20)), held_until
+    await leases.put_own(runtime.db, "~process:vm-dead:4242", "vm-dead:4242", ran_out)
+    await leases.put_own(runtime.db, "~process:vm-live:4343", "vm-live:4343", renewed)
+
+    _at(runtime, moment=SLOT_START + timedelta(seconds=95))
+    assert await runtime.engine.anything_due("catch_up")
+    caught = (await runtime.engine.sync_all("catch_up")).run
+
+    assert (caught.connections, caught.listings_checked) == (1, 1)
+    assert await leases.holder_of(runtime.db, "two") == ("vm-live:4343", held_until)
+    ended = {r.id: r.outcome for r in await runs.recent(runtime.db, 10)}
+    assert (ended[dead], ended[live]) == ("interrupted", "running")

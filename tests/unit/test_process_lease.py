@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 from daemon.sync.process_lease import orphaned_runs
@@ -11,14 +14,37 @@ NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 LONG_AGO = iso(NOW - timedelta(seconds=120))
 JUST_NOW = iso(NOW - timedelta(seconds=5))
 LEASE = 60
+LIVING = f"here:{os.getpid()}"
 
 
-def _orphans(running: list[tuple[int, str, str]], leased: set[tuple[str, str]]) -> list[int]:
-    return orphaned_runs(running, leased, NOW, LEASE, "here", lambda h: h == "here:13")
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", ""])
+    child.wait()
+    return child.pid
+
+
+def _orphans(
+    running: list[tuple[int, str, str]],
+    leased: set[tuple[str, str]],
+    lapsed: frozenset[str] = frozenset(),
+) -> list[int]:
+    return orphaned_runs(running, leased, lapsed, NOW, LEASE, "here")
 
 
 def test_a_run_of_a_dead_process_on_this_host_is_orphaned_at_once() -> None:
-    assert _orphans([(1, "here:13", JUST_NOW), (2, "here:14", LONG_AGO)], set()) == [1]
+    assert _orphans([(1, f"here:{_dead_pid()}", JUST_NOW), (2, LIVING, LONG_AGO)], set()) == [1]
+
+
+def test_a_run_on_another_host_whose_process_lease_ran_out_is_orphaned_at_once() -> None:
+    # Its connection's lease has not expired yet: the process's own, shorter lease says.
+    leased = {("mls-1", "vm-b:7:0a1b2c3d")}
+    running = [(1, "vm-b:7", JUST_NOW), (2, "vm-c:8", JUST_NOW)]
+    assert _orphans(running, leased, lapsed=frozenset({"vm-b:7"})) == [1]
+
+
+def test_a_lapsed_process_lease_on_this_host_does_not_outweigh_the_kernel() -> None:
+    # A daemon here that was paused past its term, and lives: the kernel knows better.
+    assert _orphans([(1, LIVING, LONG_AGO)], set(), lapsed=frozenset({LIVING})) == []
 
 
 def test_a_run_on_another_host_lives_while_its_process_holds_any_lease() -> None:
