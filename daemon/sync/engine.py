@@ -612,13 +612,11 @@ class SyncEngine:
                 if isinstance(leaf, LeaseLost):  # recorded with the write it refused
                     log.error("lease_lost", connection_id=row.id)
                     return str(leaf)
-                if isinstance(leaf, StoreError):
-                    # The database's, not this connection's: every other connection's writes
-                    # meet it too. The run stops, and says so (_cut_short).
-                    raise
-                # A bug must not take the other connections down; logged with its traceback.
-                log.exception("connection_sync_crashed")
-                error = f"internal error: {type(leaf).__name__}: {leaf}"
+                if isinstance(leaf, StoreError):  # a lock held too long, a bad value: no bug
+                    log.warning("connection_sync_database_error", error=str(leaf))
+                else:  # a bug must not take the other connections down
+                    log.exception("connection_sync_crashed")
+                error = _describe(leaf)
                 await self._record(run_id, ErrorEntry("connection", error, row.id))
         if scope.cancelled_caught:  # by _keep_leases
             error = lease_lost(row.id)

@@ -184,8 +184,10 @@ async def test_a_database_error_inside_a_run_ends_it_failed_and_frees_its_lease(
     tmp_path: Path, secret_key: str, mls: Mls
 ) -> None:
     """Another process holds the database's write lock past the busy timeout just as a run
-    writes an MLS answer: the run cannot write, and stops; once the lock is gone its row
-    says `failed`, naming the database error, and its lease is free for the next run."""
+    writes an MLS answer: the run cannot write; once the lock is gone its row says `failed`,
+    naming the database error, and its lease is free for the next run. (Whether the error
+    met a write of the connection's or of the run's depends on the timing: the first is
+    recorded as the connection's, the second stops the run.)"""
     sandbox, url = mls
     sandbox.put("A", "Closed")
     settings = make_settings(tmp_path, MLS_SYNC_DATABASE__BUSY_TIMEOUT_MS="100")
@@ -210,7 +212,6 @@ async def test_a_database_error_inside_a_run_ends_it_failed_and_frees_its_lease(
             await anyio.sleep(1.5)  # every write the run tries meanwhile fails
             other.release()
 
-        assert stopped_by, "the run should have stopped on the database error"
         run = await _last_run(rt)
         problems = [e.message for e in await runs.errors_of(rt.db, run.id)]
         assert run.outcome == "failed"
