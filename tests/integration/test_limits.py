@@ -221,5 +221,6 @@ async def test_a_fast_limiter_catches_up_late_wake_ups_yet_never_exceeds_its_rat
     most = max(bisect.bisect_left(times, t + 1.0) - i for i, t in enumerate(times))
 
     assert most <= 300
-    # With room for one call only, each of the 36 stalls would be lost: 0.29 s more.
-    assert elapsed < 899 / 298 + 0.1
+    # With room for one call only, each of the 36 stalls would be lost: 0.29 s more. (The
+    # margin is for a loaded machine: a fresh-clone run of the suite once took 3.12 s.)
+    assert elapsed < 899 / 298 + 0.2
