@@ -110,7 +110,8 @@ class SyncSettings(_Section):
         le=86_400,
         description="how long a lease (a connection's sync, the unpublish pass) lasts before "
         "another process may take it over (renewed while the work runs): how long a daemon "
-        "that died holds its work back from the others",
+        "that died on another VM holds its unpublish pass back from the others (its "
+        "connections are taken once its process lease runs out, within 15 s)",
     )
 
 

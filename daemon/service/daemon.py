@@ -134,14 +134,12 @@ async def run_daemon(
         with anyio.open_signal_receiver(*HANDLED_SIGNALS) as received:
             try:
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(coordinator.run)
-                    tg.start_soon(
-                        process_lease.keep,
-                        rt.db,
-                        rt.engine.holder,
-                        settings.sync.lease_seconds,
-                        lambda: rt.engine.clock(),
+                    own = process_lease.ProcessLease(
+                        rt.db, rt.engine.holder, settings.sync.lease_seconds, rt.engine.clock
                     )
+                    rt.engine.judges_lapsed = own.judges_others
+                    await tg.start(own.keep)  # before any other lease of this process
+                    tg.start_soon(coordinator.run)
                     tg.start_soon(state.user_syncs.run)
                     tg.start_soon(state.change_log_polls.run)
                     tg.start_soon(state.board.run)

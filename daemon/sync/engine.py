@@ -28,12 +28,13 @@ from daemon.store.group_commit import GroupWriter
 from daemon.store.posts import DueScope
 from daemon.store.records import ConnectionRow, ListingRow, RunErrorRow, RunRow, TrackedListing
 from daemon.store.runs import Counts, ErrorEntry
+from daemon.store.session import Session
 from daemon.store.until_written import until_written
 from daemon.sync import check_tiers, lease_keeping, process_lease
 from daemon.sync.access import MlsAccess
 from daemon.sync.connection import CLOCK_SKEW, ConnectionSync
 from daemon.sync.cycle_slots import SHARED_TRIGGERS, slot_start, synced_in_slot
-from daemon.sync.holders import is_gone, this_process
+from daemon.sync.holders import is_dead, is_gone, this_process
 from daemon.sync.sync_writer import SyncWriter, writer
 from daemon.sync.sync_writes import ConnectionDone, LeaseLost, lease_lost
 from daemon.sync.unpublish import PostResult, Unpublisher
@@ -85,6 +86,9 @@ class SyncEngine:
         # The database's slot offset (daemon/sync/cycle_slots.py); the daemon reads it at
         # start, before its first clock's cycle.
         self.slot_offset = 0
+        # Whether another host's process whose own lease ran out is taken for gone: only in
+        # a daemon that keeps its own (daemon/sync/process_lease.py) and may judge now.
+        self.judges_lapsed: Callable[[], bool] = lambda: False
         # Connections a read of the change log or an apply of pushed events runs on now.
         self._between_cycles: dict[str, anyio.Event] = {}
 
@@ -121,7 +125,7 @@ class SyncEngine:
         now = self.clock()
         async with self.db.reading() as conn:
             leased = await leases.valid_in(conn, iso(now))
-            lapsed = await process_lease.lapsed_processes(conn, now)
+            lapsed = await self._lapsed_processes(conn, now)
         busy = {cid for cid, holder in leased if not is_gone(holder, self.hostname, lapsed)}
         if any(not synced_in_slot(r.last_synced_at, slot) and r.id not in busy for r in rows):
             return True
@@ -137,10 +141,11 @@ class SyncEngine:
             return False
         holder, until = left
         now = self.clock()
-        if parse_iso(until) >= now:
-            lapsed = await process_lease.lapsed_process(self.db, holder, self.hostname, now)
-            if not is_gone(holder, self.hostname, lapsed):
-                return False  # a pass runs now
+        # Not taken from another host's process before it expires, whatever its process
+        # lease says: the pass checks its own lease's time before each DELETE
+        # (daemon/sync/unpublish_lease.py), and a live one must not meet a second pass.
+        if parse_iso(until) >= now and not is_dead(holder, self.hostname):
+            return False  # a pass runs now
         due = await posts.due_for_unpublish(self.db, self.settings.sync.unpublish_on, iso(now))
         return bool(due)
 
@@ -353,12 +358,17 @@ class SyncEngine:
             return
         async with self.db.reading() as conn:
             leased = await leases.valid_in(conn, now)
-            lapsed = await process_lease.lapsed_processes(conn, parse_iso(now))
+            lapsed = await self._lapsed_processes(conn, parse_iso(now))
         orphans = process_lease.orphaned_runs(
             running, leased, lapsed, parse_iso(now), self.settings.sync.lease_seconds, self.hostname
         )
         if orphans:
             await runs.interrupt(self.db, orphans, now)
+
+    async def _lapsed_processes(self, conn: Session, now: datetime) -> frozenset[str]:
+        if not self.judges_lapsed():
+            return frozenset()
+        return await process_lease.lapsed_processes(conn, now)
 
     async def _sync_targets(
         self, shared: _RunShared, targets: list[ConnectionRow], only_listing: ListingRow | None
@@ -486,7 +496,10 @@ class SyncEngine:
         # In a clock's cycle, not if another daemon synced it since this cycle's list was read.
         since = iso(shared.slot) if shared.slot is not None else None
         wanted = leases.LeaseRequest(connection_id, holder, iso(now), iso(now + ttl), since)
-        if await lease_keeping.take(self.db, wanted, shared.lease_requests.submit, self.hostname):
+        taken = lease_keeping.take(
+            self.db, wanted, shared.lease_requests.submit, self.hostname, self.judges_lapsed()
+        )
+        if await taken:
             shared.taken.append((connection_id, holder))
             return True
         return False
@@ -537,9 +550,8 @@ class SyncEngine:
         except Exception as exc:  # a secret that no longer decrypts, say
             unprepared = f"cannot prepare: {exc}"
             await self._record(run_id, ErrorEntry("connection", unprepared, row.id))
-            await shared.writes.submit(
-                ConnectionDone(run_id, row.id, iso(self.clock()), requests, unprepared, holder)
-            )
+            done = ConnectionDone(run_id, row.id, iso(self.clock()), requests, unprepared, holder)
+            await _end_connection(shared, done)
             return False
         work = ConnectionSync(
             db=self.db,
@@ -560,23 +572,22 @@ class SyncEngine:
         # lease, in one transaction.
         last_error = error or work.error_summary()
         reauth = ConnectionState.NEEDS_REAUTH if isinstance(work.stopped, NeedsReauth) else None
-        await shared.writes.submit(
-            ConnectionDone(
-                run_id,
-                row.id,
-                iso(self.clock()),
-                requests,
-                last_error,
-                holder,
-                reauth,
-                marks_synced=shared.pushed is None,
-            )
+        done = ConnectionDone(
+            run_id,
+            row.id,
+            iso(self.clock()),
+            requests,
+            last_error,
+            holder,
+            reauth,
+            marks_synced=shared.pushed is None,
         )
+        committed = await _end_connection(shared, done)
         # One line per connection, once its sync is committed: which process synced which
         # connection, and when (journald's view when several daemons share a database). Not
         # for an apply of pushed events (no sync of the connection), nor once the lease was
         # lost (what the sync would have recorded was refused).
-        if shared.pushed is None and shared.held.get(row.id) == holder:
+        if shared.pushed is None and committed:
             log.info(
                 "connection_synced",
                 checked=work.counts.checked,
@@ -747,6 +758,16 @@ class _RunShared:
     pushed: PushedPart | None = None  # the run applies pushed events, not a sync
     due_only: bool = False  # by_key connections ask only for their due listings
     slot: datetime | None = None  # a clock's cycle: syncs what nobody has in this slot
+
+
+async def _end_connection(shared: _RunShared, done: ConnectionDone) -> bool:
+    """The end of a connection's sync written; False when its lease was no longer held (the
+    connection's state is its new holder's: only the run's counts were written)."""
+    try:
+        await shared.writes.submit(done)
+    except LeaseLost:
+        return False
+    return True
 
 
 def _due_scope(scope: str) -> DueScope:

@@ -4,9 +4,11 @@ died.
 On one host a dead process is known at once (daemon/sync/holders.py asks the kernel). Across
 hosts nothing can be asked: a daemon keeps a lease of its own instead, far shorter than a
 connection's and renewed a third of the way to its expiry. Once it has run out (and is still
-there: a daemon that stops frees it), the process is taken for gone: the leases it holds are
-taken over and its runs ended, without waiting for their longer expiry. A daemon paused past
-its term is taken for gone too; the fence keeps its late writes out, as for any lease lost.
+there: a daemon that stops frees it), the process is taken for gone: its connections' leases
+are taken over and its runs ended, without waiting for their longer expiry. A daemon paused
+past its term is taken for gone too; the fence keeps its late writes out, as for any lease
+lost. Not its unpublish pass's lease: the platforms' DELETEs cannot be fenced, so that one is
+taken only once it expires (daemon/sync/lease_keeping.py).
 
 A run's holder that never kept such a lease (a run of the CLI), or whose lease was forgotten,
 is taken for gone once it holds no unexpired lease at all and its run began more than a
@@ -15,12 +17,15 @@ connection's lease time ago (`orphaned_runs`).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import anyio
 import structlog
+from anyio.abc import TaskStatus
 
 from daemon.store import leases
 from daemon.store.database import Database
@@ -44,34 +49,65 @@ def term_seconds(lease_seconds: float) -> float:
     return min(LONGEST_TERM_SECONDS, lease_seconds / 2)
 
 
-async def keep(
-    db: Database, holder: str, lease_seconds: float, clock: Callable[[], datetime]
-) -> None:
-    """Until cancelled: this process's lease, renewed (for `term_seconds(lease_seconds)`);
-    freed on the way out. A renewal that fails (the database away or busy) is logged and
-    tried again within seconds, well before the lease runs out."""
-    term = term_seconds(lease_seconds)
-    forgotten = False
-    try:
-        while True:
-            try:
-                if not forgotten:
-                    # The leases of processes long gone: kept a connection's lease time
-                    # after they ran out, since until then they say a process died.
-                    long_ago = clock() - timedelta(seconds=lease_seconds)
-                    await leases.forget_expired(db, PREFIX, iso(long_ago))
-                    forgotten = True
-                await db.measure_clock()  # the server's may have been set since
-                until = iso(clock() + timedelta(seconds=term))
-                await leases.put_own(db, PREFIX + holder, holder, until)
-            except StoreError as exc:
-                log.warning("process_lease_renewal_failed", error=str(exc))
-                await anyio.sleep(RETRY_SECONDS)
-                continue
-            await anyio.sleep(term / RENEWALS_PER_TERM)
-    finally:
-        with anyio.CancelScope(shield=True), suppress(StoreError):
-            await leases.release(db, PREFIX + holder, holder)
+@dataclass
+class ProcessLease:
+    """This daemon's own lease, renewed for as long as it lives, and whether it may judge
+    other processes gone by theirs. It may once its own renewals have gone through, unbroken,
+    for a whole term: after the database was away, every daemon's lease ran out at once, and
+    the first one back must not take the others for dead before they are back too."""
+
+    db: Database
+    holder: str
+    lease_seconds: float
+    clock: Callable[[], datetime]
+    steady_since: float | None = None  # time.monotonic() when the unbroken renewals began
+    renewed_at: float = 0.0  # time.monotonic() when the last renewal that went through began
+
+    @property
+    def term(self) -> float:
+        return term_seconds(self.lease_seconds)
+
+    def judges_others(self) -> bool:
+        now = time.monotonic()
+        if self.steady_since is None or now - self.renewed_at >= self.term:
+            return False  # its own lease is not known to run now
+        return now - self.steady_since >= self.term
+
+    async def keep(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Until cancelled: the lease, renewed a third of the way to its expiry; freed on the
+        way out. Reports started once the first renewal was tried: the daemon takes no other
+        lease before, so none of its can look like those of a dead process with its pid. A
+        renewal that fails (the database away or busy) is logged and tried again within
+        seconds, well before the lease runs out."""
+        forgotten = False
+        try:
+            while True:
+                began = time.monotonic()
+                try:
+                    await self.db.measure_clock()  # the server's may have been set since
+                    until = iso(self.clock() + timedelta(seconds=self.term))
+                    await leases.put_own(self.db, PREFIX + self.holder, self.holder, until)
+                    if not forgotten:
+                        # The leases of processes long gone: kept a connection's lease time
+                        # after they ran out, since until then they say a process died.
+                        long_ago = self.clock() - timedelta(seconds=self.lease_seconds)
+                        await leases.forget_expired(self.db, PREFIX, iso(long_ago))
+                        forgotten = True
+                except StoreError as exc:
+                    self.steady_since = None
+                    log.warning("process_lease_renewal_failed", error=str(exc))
+                    pause = RETRY_SECONDS
+                else:
+                    if self.steady_since is None:
+                        self.steady_since = began
+                    self.renewed_at = began
+                    pause = self.term / RENEWALS_PER_TERM
+                task_status.started()
+                task_status = anyio.TASK_STATUS_IGNORED
+                await anyio.sleep(pause)
+        finally:
+            with anyio.CancelScope(shield=True), suppress(StoreError):
+                await leases.release(self.db, PREFIX + self.holder, self.holder)
 
 
 async def lapsed_processes(conn: Session, now: datetime) -> frozenset[str]:

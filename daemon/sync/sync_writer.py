@@ -61,7 +61,7 @@ async def write_group(
     clock: Callable[[], datetime],
 ) -> list[Applied | Refused | None]:
     """All of `writes` whose lease holds, inside the caller's transaction; one result per
-    write (None for a ConnectionDone, LeaseLost for a BatchWrite without its lease)."""
+    write (None for a ConnectionDone, LeaseLost for a write without its lease)."""
     # Read after BEGIN IMMEDIATE: no lease can change hands until this transaction ends.
     written_at = iso(clock())
     held = lease_held(writes, holders, await leases.valid_in(conn, written_at))

@@ -66,8 +66,8 @@ class LeaseLost(Refused):
 
 def lease_lost(connection_id: str) -> str:
     return (
-        f"lease lost: the sync of {connection_id} was paused longer than [sync] lease_seconds "
-        "and another process may have taken it over; it wrote nothing more"
+        f"lease lost: the sync of {connection_id} was paused past its lease (or its process "
+        "lease) and another process may have taken it over; it wrote nothing more"
     )
 
 
@@ -79,8 +79,8 @@ Recorded = tuple[int, Counts, Sequence[ErrorEntry], str]
 @dataclass(slots=True)
 class GroupPlan:
     """What a group of writes comes to, in the forms the store's functions take; `results`
-    has one entry per write (None for a ConnectionDone, LeaseLost for a BatchWrite without
-    its lease)."""
+    has one entry per write (None for a ConnectionDone, LeaseLost for a write without its
+    lease)."""
 
     results: list[Applied | Refused | None] = field(default_factory=list)
     plans: list[tuple[BatchPlan, int, str]] = field(default_factory=list)  # plan, run id, when
@@ -187,10 +187,10 @@ def _plan_batch(
 
 def _refuse(write: SyncWrite, recorded: list[Recorded]) -> LeaseLost | None:
     """A write whose lease is gone: only the run's own counts and the error are recorded."""
+    message = lease_lost(write.connection_id)
     if isinstance(write, ConnectionDone):  # the connection's state is its new holder's now
         recorded.append(_connection_counted(write))
-        return None
-    message = lease_lost(write.connection_id)
+        return LeaseLost(message)  # recorded with the batch it refused, if any
     listings_dropped = len(write.observations) + len(write.failures)
     entry = ErrorEntry(
         "connection", f"{message} ({listings_dropped} listing(s) not written)", write.connection_id

@@ -132,8 +132,10 @@ async def test_posts_a_dead_daemons_unpublish_pass_left_are_taken_down_by_the_ne
     tmp_path: Path, secret_key: str, mls: Mls, platforms: Platforms
 ) -> None:
     """A daemon on another VM synced a sale and died in its unpublish pass: every connection
-    was synced in the slot, so only the pass is left. While its lease runs, nothing starts;
-    once it expires, the next catch-up of another daemon takes the post down."""
+    was synced in the slot, so only the pass is left. While its lease runs, nothing starts,
+    even once its process lease ran out (a live pass, paused, would send DELETEs until its
+    own lease's time); once it expires, the next catch-up of another daemon takes the post
+    down."""
     state, platforms_url = platforms
     settings = make_settings(tmp_path, **platform_env(platforms_url))
     env = {"MLS_SYNC_SECRET_KEY": secret_key}
@@ -152,6 +154,9 @@ async def test_posts_a_dead_daemons_unpublish_pass_left_are_taken_down_by_the_ne
             "INSERT INTO sync_leases (connection_id, holder, expires_at) VALUES (:id, :h, :t)",
             {"id": UNPUBLISH_LEASE, "h": "another-vm:4242:0a1b2c3d", "t": dead_until},
         )
+        ran_out = iso(SLOT_START + timedelta(seconds=20))
+        await leases.put_own(first.db, "~process:another-vm:4242", "another-vm:4242", ran_out)
+        second.engine.judges_lapsed = lambda: True
 
         _at(first, second, moment=SLOT_START + timedelta(seconds=50))
         assert not await second.engine.anything_due("catch_up")  # its lease still runs
@@ -247,6 +252,10 @@ async def test_what_a_dead_daemon_on_another_vm_held_is_taken_once_its_process_l
     await leases.put_own(runtime.db, "~process:vm-live:4343", "vm-live:4343", renewed)
 
     _at(runtime, moment=SLOT_START + timedelta(seconds=95))
+    # Not while this daemon's own process lease has not been renewed for a term (it is just
+    # back from a database outage, say, after which every process lease ran out).
+    assert not await runtime.engine.anything_due("catch_up")
+    runtime.engine.judges_lapsed = lambda: True
     assert await runtime.engine.anything_due("catch_up")
     caught = (await runtime.engine.sync_all("catch_up")).run
 
