@@ -137,7 +137,7 @@ async def run_daemon(
                     own = process_lease.ProcessLease(
                         rt.db, rt.engine.holder, settings.sync.lease_seconds, rt.engine.clock
                     )
-                    rt.engine.judges_lapsed = own.judges_others
+                    rt.engine.witness = own.witness
                     await tg.start(own.keep)  # before any other lease of this process
                     tg.start_soon(coordinator.run)
                     tg.start_soon(state.user_syncs.run)

@@ -87,8 +87,8 @@ class SyncEngine:
         # start, before its first clock's cycle.
         self.slot_offset = 0
         # Whether another host's process whose own lease ran out is taken for gone: only in
-        # a daemon that keeps its own (daemon/sync/process_lease.py) and may judge now.
-        self.judges_lapsed: Callable[[], bool] = lambda: False
+        # a daemon that keeps its own and has watched it (daemon/sync/process_lease.py).
+        self.witness: Callable[[], process_lease.Witness | None] = lambda: None
         # Connections a read of the change log or an apply of pushed events runs on now.
         self._between_cycles: dict[str, anyio.Event] = {}
 
@@ -366,9 +366,10 @@ class SyncEngine:
             await runs.interrupt(self.db, orphans, now)
 
     async def _lapsed_processes(self, conn: Session, now: datetime) -> frozenset[str]:
-        if not self.judges_lapsed():
+        witness = self.witness()
+        if witness is None:
             return frozenset()
-        return await process_lease.lapsed_processes(conn, now)
+        return await process_lease.lapsed_processes(conn, now, witness)
 
     async def _sync_targets(
         self, shared: _RunShared, targets: list[ConnectionRow], only_listing: ListingRow | None
@@ -497,7 +498,7 @@ class SyncEngine:
         since = iso(shared.slot) if shared.slot is not None else None
         wanted = leases.LeaseRequest(connection_id, holder, iso(now), iso(now + ttl), since)
         taken = lease_keeping.take(
-            self.db, wanted, shared.lease_requests.submit, self.hostname, self.judges_lapsed()
+            self.db, wanted, shared.lease_requests.submit, self.hostname, self.witness()
         )
         if await taken:
             shared.taken.append((connection_id, holder))
@@ -766,6 +767,7 @@ async def _end_connection(shared: _RunShared, done: ConnectionDone) -> bool:
     try:
         await shared.writes.submit(done)
     except LeaseLost:
+        log.error("lease_lost", connection_id=done.connection_id)
         return False
     return True
 

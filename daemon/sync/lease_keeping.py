@@ -56,27 +56,30 @@ async def take(
     wanted: leases.LeaseRequest,
     acquire: Callable[[leases.LeaseRequest], Awaitable[bool]],
     hostname: str | None = None,
-    judges_lapsed: bool = False,
+    witness: process_lease.Witness | None = None,
 ) -> bool:
     """The one way a lease is taken, by the sync of a connection and by the unpublish pass:
     free or expired, by `acquire` (alone, or in a group of requests); held by a process that
     no longer runs, taken over at once instead of waiting for its expiry: on this host as
-    the kernel says; on another, given `judges_lapsed`, when its process lease ran out
+    the kernel says; on another, given a `witness`, when it saw its process lease run out
     (daemon/sync/process_lease.py; only for leases whose work is fenced write by write).
     False while a live holder has it."""
-    return await acquire(wanted) or await _take_from_dead(db, wanted, hostname, judges_lapsed)
+    return await acquire(wanted) or await _take_from_dead(db, wanted, hostname, witness)
 
 
 async def _take_from_dead(
-    db: Database, wanted: leases.LeaseRequest, hostname: str | None, judges_lapsed: bool
+    db: Database,
+    wanted: leases.LeaseRequest,
+    hostname: str | None,
+    witness: process_lease.Witness | None,
 ) -> bool:
     current = await leases.holder_of(db, wanted.connection_id)
     if current is None:
         return False
     lapsed: frozenset[str] = frozenset()
-    if judges_lapsed:
+    if witness is not None:
         now = parse_iso(wanted.now)
-        lapsed = await process_lease.lapsed_process(db, current[0], hostname, now)
+        lapsed = await process_lease.lapsed_process(db, current[0], hostname, now, witness)
     if not is_gone(current[0], hostname, lapsed):
         return False
     log.warning("lease_taken_over", lease=wanted.connection_id, previous_holder=current[0])

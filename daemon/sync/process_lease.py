@@ -50,35 +50,50 @@ def term_seconds(lease_seconds: float) -> float:
 
 
 @dataclass
+class Witness:
+    """What lets a daemon take another's process lease that ran out as its death: the lease
+    was renewed while this daemon's own renewals went through, unbroken (`since`, by the
+    database's clock), and then not for a term. After the database was away, every daemon's
+    lease ran out at once: their last renewals came before this daemon's unbroken run began,
+    so none is taken for dead; those that died meanwhile are left to their connection leases'
+    expiry."""
+
+    since: datetime
+    term: float
+
+    def saw_die(self, until: str, now: datetime) -> bool:
+        expires = parse_iso(until)
+        return expires < now and expires - timedelta(seconds=self.term) >= self.since
+
+
+@dataclass
 class ProcessLease:
-    """This daemon's own lease, renewed for as long as it lives, and whether it may judge
-    other processes gone by theirs. It may once its own renewals have gone through, unbroken,
-    for a whole term: after the database was away, every daemon's lease ran out at once, and
-    the first one back must not take the others for dead before they are back too."""
+    """This daemon's own lease, renewed for as long as it lives, and the `Witness` it is of
+    the others' while its renewals go through."""
 
     db: Database
     holder: str
     lease_seconds: float
     clock: Callable[[], datetime]
-    steady_since: float | None = None  # time.monotonic() when the unbroken renewals began
+    steady_from: datetime | None = None  # the database's time when the unbroken run began
     renewed_at: float = 0.0  # time.monotonic() when the last renewal that went through began
 
     @property
     def term(self) -> float:
         return term_seconds(self.lease_seconds)
 
-    def judges_others(self) -> bool:
-        now = time.monotonic()
-        if self.steady_since is None or now - self.renewed_at >= self.term:
-            return False  # its own lease is not known to run now
-        return now - self.steady_since >= self.term
+    def witness(self) -> Witness | None:
+        """None while this daemon's own lease is not known to run (a renewal failed, or took
+        a term): it has not watched the others meanwhile."""
+        if self.steady_from is None or time.monotonic() - self.renewed_at >= self.term:
+            return None
+        return Witness(self.steady_from, self.term)
 
     async def keep(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Until cancelled: the lease, renewed a third of the way to its expiry; freed on the
-        way out. Reports started once the first renewal was tried: the daemon takes no other
-        lease before, so none of its can look like those of a dead process with its pid. A
-        renewal that fails (the database away or busy) is logged and tried again within
-        seconds, well before the lease runs out."""
+        way out. Reports started once the first renewal was tried: the daemon starts its
+        cycles after that. A renewal that fails (the database away or busy) is logged and
+        tried again within seconds, well before the lease runs out."""
         forgotten = False
         try:
             while True:
@@ -94,41 +109,40 @@ class ProcessLease:
                         await leases.forget_expired(self.db, PREFIX, iso(long_ago))
                         forgotten = True
                 except StoreError as exc:
-                    self.steady_since = None
+                    self.steady_from = None
                     log.warning("process_lease_renewal_failed", error=str(exc))
                     pause = RETRY_SECONDS
                 else:
-                    if self.steady_since is None:
-                        self.steady_since = began
+                    # A renewal that went through a term after the last one broke the run as
+                    # surely as one that failed.
+                    if self.steady_from is None or time.monotonic() - self.renewed_at >= self.term:
+                        self.steady_from = self.clock()
                     self.renewed_at = began
                     pause = self.term / RENEWALS_PER_TERM
                 task_status.started()
                 task_status = anyio.TASK_STATUS_IGNORED
                 await anyio.sleep(pause)
         finally:
-            with anyio.CancelScope(shield=True), suppress(StoreError):
+            # Bounded: a server that does not answer must not hold the daemon's stop.
+            with anyio.move_on_after(5, shield=True), suppress(StoreError):
                 await leases.release(self.db, PREFIX + self.holder, self.holder)
 
 
-async def lapsed_processes(conn: Session, now: datetime) -> frozenset[str]:
-    """`host:pid` of each process whose lease ran out."""
+async def lapsed_processes(conn: Session, now: datetime, witness: Witness) -> frozenset[str]:
+    """`host:pid` of each process `witness` saw die."""
     rows = await leases.with_prefix(conn, PREFIX)
-    return frozenset(id.removeprefix(PREFIX) for id, until in rows if _ran_out(until, now))
+    return frozenset(id.removeprefix(PREFIX) for id, until in rows if witness.saw_die(until, now))
 
 
 async def lapsed_process(
-    db: Database, holder: str, hostname: str | None, now: datetime
+    db: Database, holder: str, hostname: str | None, now: datetime, witness: Witness
 ) -> frozenset[str]:
     """`lapsed_processes` for the one process of `holder`: read only for another host's."""
     if on_this_host(holder, hostname):
         return frozenset()  # the kernel's word (holders.is_dead) is the one that counts here
     left = await leases.holder_of(db, PREFIX + process_of(holder))
-    ran_out = left is not None and _ran_out(left[1], now)
+    ran_out = left is not None and witness.saw_die(left[1], now)
     return frozenset({process_of(holder)}) if ran_out else frozenset()
-
-
-def _ran_out(until: str, now: datetime) -> bool:
-    return parse_iso(until) < now
 
 
 def orphaned_runs(

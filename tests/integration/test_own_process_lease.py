@@ -13,22 +13,22 @@ from daemon.composition import Runtime
 from daemon.store import leases
 from daemon.sync.process_lease import PREFIX, ProcessLease
 from daemon.timestamps import iso, parse_iso
-from tests.helpers import wait_until
 
 pytestmark = pytest.mark.both_databases
 
 
-async def test_a_daemon_judges_other_processes_only_after_its_own_lease_held_a_term(
+async def test_a_daemon_keeps_its_process_lease_and_witnesses_from_its_first_renewal(
     runtime: Runtime,
 ) -> None:
-    own = ProcessLease(runtime.db, "vm-a:101", 2, runtime.engine.clock)  # a term of 1 s
+    started = runtime.engine.clock()
+    own = ProcessLease(runtime.db, "vm-a:101", 600, runtime.engine.clock)
     async with anyio.create_task_group() as tg:
         await tg.start(own.keep)
         held = await leases.holder_of(runtime.db, PREFIX + "vm-a:101")
         assert held is not None and held[0] == "vm-a:101"
         assert parse_iso(held[1]) > runtime.engine.clock()
-        assert not own.judges_others()  # just started (or just back from an outage)
-        await wait_until(own.judges_others, timeout=5)
+        witness = own.witness()
+        assert witness is not None and witness.since >= started
         tg.cancel_scope.cancel()
     assert await leases.holder_of(runtime.db, PREFIX + "vm-a:101") is None  # freed on stop
 

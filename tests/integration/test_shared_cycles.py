@@ -14,6 +14,7 @@ from daemon.composition import Runtime, open_runtime
 from daemon.sandbox.faults import Fault
 from daemon.sandbox.platforms_server import platform_env
 from daemon.store import cycle_health, leases, runs
+from daemon.sync.process_lease import Witness
 from daemon.sync.unpublish_lease import LEASE as UNPUBLISH_LEASE
 from daemon.timestamps import iso, parse_iso
 from tests.helpers import (
@@ -40,8 +41,10 @@ async def other(runtime: Runtime, secret_key: str) -> AsyncIterator[Runtime]:
 
 
 def _at(*runtimes: Runtime, moment: datetime) -> None:
+    """The daemons' clock (the engine's and the unpublish pass's, as in the daemon)."""
     for rt in runtimes:
         rt.engine.clock = lambda: moment
+        rt.engine.unpublisher.clock = lambda: moment
 
 
 async def _two_connections(runtime: Runtime, mls: Mls) -> None:
@@ -156,10 +159,12 @@ async def test_posts_a_dead_daemons_unpublish_pass_left_are_taken_down_by_the_ne
         )
         ran_out = iso(SLOT_START + timedelta(seconds=20))
         await leases.put_own(first.db, "~process:another-vm:4242", "another-vm:4242", ran_out)
-        second.engine.judges_lapsed = lambda: True
+        second.engine.witness = lambda: Witness(SLOT_START, 15)  # it saw that process die
 
         _at(first, second, moment=SLOT_START + timedelta(seconds=50))
         assert not await second.engine.anything_due("catch_up")  # its lease still runs
+        early = await second.engine.sync_all("signal")  # a cycle someone asked for: no pass
+        assert early.run.posts_unpublished == 0 and state.exists("1000_1")
         _at(first, second, moment=SLOT_START + timedelta(seconds=95))
         assert await second.engine.anything_due("catch_up")
         caught = await second.engine.sync_all("catch_up")
@@ -252,10 +257,12 @@ async def test_what_a_dead_daemon_on_another_vm_held_is_taken_once_its_process_l
     await leases.put_own(runtime.db, "~process:vm-live:4343", "vm-live:4343", renewed)
 
     _at(runtime, moment=SLOT_START + timedelta(seconds=95))
-    # Not while this daemon's own process lease has not been renewed for a term (it is just
-    # back from a database outage, say, after which every process lease ran out).
+    # Not by a daemon that did not see it renew (its own renewals broke meanwhile: back
+    # from a database outage, say, after which every process lease ran out at once).
     assert not await runtime.engine.anything_due("catch_up")
-    runtime.engine.judges_lapsed = lambda: True
+    runtime.engine.witness = lambda: Witness(SLOT_START + timedelta(seconds=10), 15)
+    assert not await runtime.engine.anything_due("catch_up")
+    runtime.engine.witness = lambda: Witness(SLOT_START, 15)  # it renewed (at +5) since
     assert await runtime.engine.anything_due("catch_up")
     caught = (await runtime.engine.sync_all("catch_up")).run
 

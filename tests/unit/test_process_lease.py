@@ -7,7 +7,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
-from daemon.sync.process_lease import orphaned_runs
+from daemon.sync.process_lease import Witness, orphaned_runs
 from daemon.timestamps import iso
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -56,3 +56,14 @@ def test_a_run_on_another_host_lives_while_its_process_holds_any_lease() -> None
 def test_a_run_on_another_host_without_a_lease_gets_a_lease_time_before_it_is_orphaned() -> None:
     # A run of the CLI between two connections holds no lease for a moment.
     assert _orphans([(1, "vm-b:7", JUST_NOW)], set()) == []
+
+
+def test_a_witness_sees_a_process_die_only_if_it_saw_it_renew() -> None:
+    """A process lease that ran out says its process died only to a daemon whose own
+    renewals went through since that lease's last renewal: after an outage, every lease
+    ran out at once, the first daemon back saw none of them renewed, and takes none."""
+    ran_out = iso(NOW - timedelta(seconds=3))  # renewed 18 s ago, for 15 s
+    assert Witness(NOW - timedelta(seconds=60), 15).saw_die(ran_out, NOW)
+    assert not Witness(NOW - timedelta(seconds=10), 15).saw_die(ran_out, NOW)  # back since
+    still_runs = iso(NOW + timedelta(seconds=5))
+    assert not Witness(NOW - timedelta(seconds=60), 15).saw_die(still_runs, NOW)
