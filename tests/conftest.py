@@ -13,12 +13,12 @@ import pytest
 from daemon.composition import Runtime, open_runtime
 from daemon.config import Settings
 from daemon.encryption import generate_key
-from daemon.sandbox.mls_server import SandboxMls, build_mls_app
+from daemon.sandbox.mls_server import build_mls_app
 from daemon.sandbox.platforms_server import SandboxPlatforms, build_platforms_app
 from daemon.serving import serving
 from tests import helpers
 from tests.e2e.daemon_process import DaemonConfig
-from tests.helpers import STATIC_TOKEN, Live, Mls, Platforms, make_settings, open_live
+from tests.helpers import Live, Mls, Platforms, make_settings, open_live, sandbox_mls
 from tests.postgres_server import PostgresServer
 
 DATABASES = ("sqlite", "postgresql")
@@ -87,8 +87,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 async def mls() -> AsyncIterator[Mls]:
-    sandbox = SandboxMls(static_tokens={STATIC_TOKEN})
-    sandbox.add_client("client-1", "client-secret-1")
+    sandbox = sandbox_mls()
     async with serving(build_mls_app(sandbox)) as url:
         yield sandbox, url
 

@@ -8,6 +8,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from daemon.composition import Runtime, open_runtime
 from daemon.config import Settings, load_settings
 from daemon.sandbox.mls_server import SandboxMls
 from daemon.sandbox.platforms_server import SandboxPlatforms, platform_env
+from daemon.serving import serving
 from daemon.specs import AccountSpec, ConnectionSpec, ListingSpec, PostSpec
 from daemon.store import accounts, connections, listings, posts
 from daemon.store.database import Database
@@ -354,3 +356,36 @@ async def everything_stored(db: Database) -> bytes:
         for row in await db.fetch_all(f'SELECT CAST(t AS text) FROM "{table}" AS t')
     ]
     return "\n".join(str(r[0]) for r in rows).encode()
+
+
+def sandbox_mls() -> SandboxMls:
+    """The tests' sandbox MLS: one static token and one OAuth client."""
+    sandbox = SandboxMls(static_tokens={STATIC_TOKEN})
+    sandbox.add_client("client-1", "client-secret-1")
+    return sandbox
+
+
+@contextmanager
+def serving_in_a_thread(app: Any) -> Iterator[str]:
+    """The app served by a thread with an event loop of its own, for as long as the block
+    runs: what it records of a request (its time) is when it came, not when the test's
+    event loop, busy with the daemon's engine, got round to it."""
+    listening, stop = threading.Event(), threading.Event()
+    urls: list[str] = []
+
+    async def serve() -> None:
+        async with serving(app) as url:
+            urls.append(url)
+            listening.set()
+            while not stop.is_set():
+                await anyio.sleep(0.02)
+
+    thread = threading.Thread(target=anyio.run, args=(serve,), name="served", daemon=True)
+    thread.start()
+    if not listening.wait(30):
+        raise RuntimeError("the server in its thread did not start listening within 30 s")
+    try:
+        yield urls[0]
+    finally:
+        stop.set()
+        thread.join(30)
