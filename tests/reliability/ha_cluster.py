@@ -148,7 +148,7 @@ async def run_rounds(
                     sandbox.set_status(key, rng.choice(STATUSES))
                 next_slot = slot_start(utcnow(), INTERVAL, offset) + timedelta(seconds=INTERVAL)
                 await anyio.sleep((next_slot - utcnow()).total_seconds())
-                victim = await _a_daemon_syncing(rt, cluster, rng)
+                victim, next_slot = await _a_daemon_syncing(rt, cluster, rng, offset)
                 cluster.daemons[victim].send(signal.SIGKILL)
                 killed_at = time.monotonic()
                 await cluster.daemons[victim].wait_exit(timeout=10)
@@ -234,19 +234,26 @@ async def _seed(config: DaemonConfig, mls: Mls, platforms: Platforms) -> list[st
     return keys
 
 
-async def _a_daemon_syncing(rt: Runtime, cluster: Cluster, rng: random.Random) -> int:
-    """A daemon that holds a connection's lease in the slot's cycle (its index), still
-    holding it a random moment (up to 0.5 s) after it was seen: a moment in its sync."""
-    with anyio.fail_after(INTERVAL):
-        while True:
-            for holder in await _holders(rt):
-                victim = cluster.by_pid(int(holder.split(":")[1]))
-                if victim is None or cluster.daemons[victim].proc.poll() is not None:
-                    continue
-                await anyio.sleep(rng.uniform(0.0, 0.5))
-                if await _left_a_lease(rt, cluster.daemons[victim].proc.pid):
-                    return victim
-            await anyio.sleep(0.01)
+async def _a_daemon_syncing(
+    rt: Runtime, cluster: Cluster, rng: random.Random, offset: int
+) -> tuple[int, datetime]:
+    """A daemon that holds a connection's lease in a slot's cycle (its index, and the slot),
+    still holding it a random moment (up to 0.5 s) after it was seen: a moment in its sync.
+    In the next slot if none was seen in this one (on a loaded machine, a slot's syncs may
+    all end between the test's looks); three slots at most."""
+    for _ in range(3):
+        slot = slot_start(utcnow(), INTERVAL, offset)
+        with anyio.move_on_after((slot + timedelta(seconds=INTERVAL) - utcnow()).total_seconds()):
+            while True:
+                for holder in await _holders(rt):
+                    victim = cluster.by_pid(int(holder.split(":")[1]))
+                    if victim is None or cluster.daemons[victim].proc.poll() is not None:
+                        continue
+                    await anyio.sleep(rng.uniform(0.0, 0.5))
+                    if await _left_a_lease(rt, cluster.daemons[victim].proc.pid):
+                        return victim, slot
+                await anyio.sleep(0.01)
+    raise AssertionError("no daemon was seen syncing in three slots")
 
 
 async def _holders(rt: Runtime, pid: int | None = None) -> list[str]:
