@@ -21,7 +21,7 @@ import psycopg
 
 from daemon.composition import Runtime, open_runtime
 from daemon.config import Settings, load_settings
-from daemon.sandbox.mls_server import SandboxMls
+from daemon.sandbox.mls_server import SandboxMls, build_mls_app
 from daemon.sandbox.platforms_server import SandboxPlatforms, platform_env
 from daemon.serving import serving
 from daemon.specs import AccountSpec, ConnectionSpec, ListingSpec, PostSpec
@@ -363,6 +363,15 @@ def sandbox_mls() -> SandboxMls:
     sandbox = SandboxMls(static_tokens={STATIC_TOKEN})
     sandbox.add_client("client-1", "client-secret-1")
     return sandbox
+
+
+@contextmanager
+def sandbox_mls_in_a_thread() -> Iterator[Mls]:
+    """The tests' sandbox MLS served from a thread of its own (see `serving_in_a_thread`):
+    for the tests that count when requests arrive, as a credential's rate limit does."""
+    sandbox = sandbox_mls()
+    with serving_in_a_thread(build_mls_app(sandbox)) as url:
+        yield sandbox, url
 
 
 @contextmanager

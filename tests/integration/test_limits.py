@@ -12,7 +12,6 @@ import pytest
 from daemon.composition import open_runtime
 from daemon.mls.client import MLS_RATE_MARGIN, make_limiter
 from daemon.sandbox.faults import Fault
-from daemon.sandbox.mls_server import build_mls_app
 from daemon.sandbox.standalone import SHARED_TOKEN, Feeds, feed_key
 from daemon.serving import serving
 from daemon.store import connections
@@ -24,8 +23,7 @@ from tests.helpers import (
     add_oauth_connection,
     make_settings,
     most_in_any_window,
-    sandbox_mls,
-    serving_in_a_thread,
+    sandbox_mls_in_a_thread,
     track,
 )
 
@@ -37,9 +35,8 @@ def mls() -> Iterator[Mls]:
     """The sandbox MLS in a thread of its own, so the times it records are the requests'
     arrivals (in the test's own loop, a busy machine once bunched two of them into one
     second: 11 seen against 10 sent)."""
-    sandbox = sandbox_mls()
-    with serving_in_a_thread(build_mls_app(sandbox)) as url:
-        yield sandbox, url
+    with sandbox_mls_in_a_thread() as served:
+        yield served
 
 
 async def test_requests_never_exceed_the_credentials_rate(
