@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from daemon.enums import KeyFilter
 from daemon.mls.client import _answer_for, parse_retry_after
@@ -34,6 +36,21 @@ def test_by_key_url_selects_only_what_the_sync_needs() -> None:
     url = by_key_url("https://mls.example/odata/", "Property", ["a"], KeyFilter.IN)
     assert url.params["$select"] == "ListingKey,StandardStatus,MlsStatus,ModificationTimestamp"
     assert str(url).startswith("https://mls.example/odata/Property?")
+
+
+@given(st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=5))
+def test_any_keys_reach_the_server_as_they_were_asked_for(keys: list[str]) -> None:
+    """Whatever a key holds (a space, `+`, `&`, `#`, `%`, a quote, any letter), the server
+    decodes the very filter that was built, in either form."""
+    for form in (KeyFilter.IN, KeyFilter.EACH):
+        url = by_key_url("https://mls.example/odata", "Property", keys, form)
+        assert url.params["$filter"] == keys_filter(keys, form)
+        assert url.params["$top"] == str(len(keys))
+
+
+def test_a_filter_reads_as_odata_writes_it_in_the_url() -> None:
+    url = by_key_url("https://mls.example/odata", "Property", ["A 1", "B+2"], KeyFilter.IN)
+    assert "$filter=ListingKey%20in%20('A%201','B%2B2')" in str(url)
 
 
 @pytest.mark.parametrize(
