@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import NamedTuple
 
 from daemon.enums import EventType
 
@@ -23,6 +24,14 @@ class LocalStatus(StrEnum):
     PENDING = "pending"
     SOLD = "sold"
     OFF_MARKET = "off_market"
+
+
+# A stored status as read back (NULL: not known yet). An index rather than LocalStatus(...):
+# it is read for every listing a cycle checks, and the enum's call costs several times more.
+STATUS_OF: Mapping[str | None, LocalStatus | None] = {
+    None: None,
+    **{status.value: status for status in LocalStatus},
+}
 
 
 class AuditEvent(StrEnum):
@@ -71,9 +80,10 @@ def is_publishable(status: LocalStatus | None) -> bool:
     return status in PUBLISHABLE_STATUSES
 
 
-@dataclass(frozen=True, slots=True)
-class MlsRecord:
-    """What the MLS said about one listing (only the fields we select)."""
+class MlsRecord(NamedTuple):
+    """What the MLS said about one listing (only the fields we select). A named tuple, as
+    the other records made once per listing a cycle checks are (`Checked`,
+    `TrackedListing`): immutable like a frozen dataclass, at half its cost to make."""
 
     listing_key: str
     standard_status: str | None
@@ -180,8 +190,7 @@ class Decision:
         return self.new_status is not None
 
 
-@dataclass(frozen=True, slots=True)
-class Checked:
+class Checked(NamedTuple):
     """The listing was seen in the MLS; its raw values are kept for audit and display."""
 
     listing_id: str

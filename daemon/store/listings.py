@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from daemon.enums import LIVE_POSTS_SQL
 from daemon.errors import Conflict, NotFound
-from daemon.models import BatchPlan, LocalStatus, event_type_of
+from daemon.models import STATUS_OF, BatchPlan, LocalStatus, event_type_of
 from daemon.specs import ListingSpec
 from daemon.store import events
 from daemon.store.database import Database
@@ -70,10 +70,12 @@ WHERE connection_id = ? AND excluded = 0 AND listing_key IN ({keys})
 """,
     keys=json_values("?"),
 )
+# Its parameters by position: it is run once for every listing a cycle checks, and a tuple
+# costs less to make, and to bind, than a dict of names.
 MARK_CHECKED = """
-UPDATE listings SET last_checked_at = :now, mls_standard_status = :standard,
-    mls_status = :mls, mls_modified_at = :modified, last_error = NULL
-WHERE id = :id
+UPDATE listings SET last_checked_at = ?, mls_standard_status = ?, mls_status = ?,
+    mls_modified_at = ?, last_error = NULL
+WHERE id = ?
 """
 SET_STATUS = """
 UPDATE listings SET status = :to_status, status_changed_at = :now, updated_at = :now
@@ -152,10 +154,7 @@ async def set_excluded(db: Database, listing_id: str, excluded: bool, now: str) 
 async def tracked(db: Database, connection_id: str) -> list[TrackedListing]:
     async with db.reading() as conn:
         rows = await conn.fetch_all(TRACKED, (connection_id,))  # one thread round trip
-    return [
-        TrackedListing(r[0], r[1], LocalStatus(r[2]) if r[2] else None, r[3], r[4], bool(r[5]))
-        for r in rows
-    ]
+    return [TrackedListing(r[0], r[1], STATUS_OF[r[2]], r[3], r[4], bool(r[5])) for r in rows]
 
 
 async def owners_of_keys(db: Database, connection_id: str, keys: Sequence[str]) -> dict[str, str]:
@@ -178,7 +177,7 @@ async def ids_for_keys(db: Database, connection_id: str, keys: Sequence[str]) ->
 async def current_statuses(conn: Session, ids: Sequence[str]) -> dict[str, LocalStatus | None]:
     """One query for the whole batch (json_each binds any number of ids as one parameter)."""
     rows = await conn.fetch_all(CURRENT, (json.dumps(list(ids)),))
-    return {r[0]: LocalStatus(r[1]) if r[1] else None for r in rows}
+    return {r[0]: STATUS_OF[r[1]] for r in rows}
 
 
 async def apply_plans(
@@ -192,13 +191,13 @@ async def apply_plans(
     time is when it was written (docs/events.md); when each listing was checked stays the
     batch's own time."""
     checked = [
-        {
-            "id": c.listing_id,
-            "now": now,
-            "standard": c.standard_status,
-            "mls": c.mls_status,
-            "modified": iso(c.modified_at) if c.modified_at else None,
-        }
+        (
+            now,
+            c.standard_status,
+            c.mls_status,
+            iso(c.modified_at) if c.modified_at else None,
+            c.listing_id,
+        )
         for plan, _, now in plans
         for c in plan.checked
     ]

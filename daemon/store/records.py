@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, fields
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from daemon.models import LocalStatus
 from daemon.store.session import Row
@@ -81,10 +81,10 @@ class ListingRow:
     user_id: str = "default"
 
 
-@dataclass(frozen=True, slots=True)
-class TrackedListing:
+class TrackedListing(NamedTuple):
     """The little the sync needs per listing, loaded once per connection per cycle: its
-    key, its status, and what its check tier is made of (daemon/sync/check_tiers.py)."""
+    key, its status, and what its check tier is made of (daemon/sync/check_tiers.py). A
+    named tuple: one is made per tracked listing per cycle (see `MlsRecord`)."""
 
     id: str
     listing_key: str

@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -150,11 +150,11 @@ def simulate(market: Market, tiers: CheckIntervalSettings | None) -> Outcome:
                 if truth[key] != row.status:
                     second, before = changed_at.pop(key)
                     out.found.setdefault(before.value, []).append(tick + lag - second)
-                    rows[key] = replace(
-                        row, status=truth[key], status_changed_at=stamp, last_checked_at=stamp
+                    rows[key] = row._replace(
+                        status=truth[key], status_changed_at=stamp, last_checked_at=stamp
                     )
                 else:
-                    rows[key] = replace(row, last_checked_at=stamp)
+                    rows[key] = row._replace(last_checked_at=stamp)
     out.wall_seconds = round(time.perf_counter() - started, 1)
     return out
 
