@@ -17,9 +17,18 @@ def iso(moment: datetime) -> str:
         raise ValueError(f"naive datetime {moment!r}: times must carry a zone")
     if moment.tzinfo is not UTC:
         moment = moment.astimezone(UTC)
-    # isoformat, not strftime: the same fixed-width text at a third of the cost (it is written
-    # for every listing a cycle checks). In UTC it ends "+00:00": six characters to swap.
-    return moment.isoformat(timespec="microseconds")[:-6] + "Z"
+    # Formatted field by field: the same fixed-width text as isoformat(timespec=
+    # "microseconds") with its "+00:00" swapped for "Z", at half the cost, and strftime costs
+    # more still. It is written for every listing a cycle checks.
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031 - the fastest form here
+        moment.year,
+        moment.month,
+        moment.day,
+        moment.hour,
+        moment.minute,
+        moment.second,
+        moment.microsecond,
+    )
 
 
 def parse_iso(text: str) -> datetime:
