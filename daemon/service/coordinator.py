@@ -17,6 +17,7 @@ from typing import Protocol
 import anyio
 import structlog
 
+from daemon.store.errors import store_error_in
 from daemon.sync.check_tiers import SCHEDULED_TRIGGERS
 from daemon.sync.cycle_slots import SHARED_TRIGGERS
 from daemon.sync.engine import RunReport
@@ -153,10 +154,15 @@ class Coordinator:
                     await self.on_report(report, time.monotonic() - started)
             if scope.cancelled_caught:
                 log.warning("cycle_cancelled", source=source)
-        except Exception:
-            # The engine records its own failures; this is a bug. Keep the daemon alive and
-            # let the next trigger try again.
-            log.exception("cycle_crashed", source=source)
+        except Exception as exc:
+            if (database := store_error_in(exc)) is not None:
+                # The database went away under the run (PostgreSQL stopped, say): the engine
+                # ended the run as far as it could; no bug, so no traceback.
+                log.warning("cycle_database_error", source=source, error=str(database))
+            else:
+                # The engine records its own failures; this is a bug. Keep the daemon alive
+                # and let the next trigger try again.
+                log.exception("cycle_crashed", source=source)
         finally:
             if run_id is not None:  # a run asked for is never left `running`
                 with anyio.CancelScope(shield=True):

@@ -20,13 +20,14 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
+from starlette.types import Scope
 
 from daemon.errors import SYNC_REFUSED, Conflict, Gone, NotFound, Unavailable
 from daemon.ops.imports import ImportRefused
 from daemon.service.access_log import template
 from daemon.service.refusals import refusal
 from daemon.specs import SpecError
-from daemon.store.errors import DatabaseBusy
+from daemon.store.errors import DatabaseBusy, DatabaseUnavailable, StoreError
 from daemon.sync.engine import SyncRefused
 
 PROBLEM_JSON = "application/problem+json"
@@ -43,6 +44,34 @@ DATABASE_BUSY = (
     "the database is busy with another writer (a command on this machine, or another "
     "process): nothing was changed; try again in a moment"
 )
+
+
+# The database server cannot be reached (PostgreSQL stopped or restarting): the request was
+# not served, and once the server is back it can be.
+DATABASE_UNAVAILABLE = (
+    "the database cannot be reached: nothing was changed; send again in a moment "
+    "(/readyz says when it is back)"
+)
+# Retry-After for each: a lock is usually let go within a second, a server takes longer.
+BUSY_RETRY_SECONDS = 1
+UNAVAILABLE_RETRY_SECONDS = 5
+
+
+def database_problem(exc: StoreError, scope: Scope) -> JSONResponse | None:
+    """503 with Retry-After for a database error that is no fault of the request (busy, or
+    unreachable), logged as a warning; None for any other, which is the daemon's own."""
+    if isinstance(exc, DatabaseBusy):
+        name, detail, retry = "database_busy", DATABASE_BUSY, BUSY_RETRY_SECONDS
+    elif isinstance(exc, DatabaseUnavailable):
+        name, detail, retry = (
+            "database_unavailable",
+            DATABASE_UNAVAILABLE,
+            UNAVAILABLE_RETRY_SECONDS,
+        )
+    else:
+        return None
+    log.warning(name, method=scope.get("method"), route=template(scope), error=str(exc))
+    return problem(503, detail, headers={"Retry-After": str(retry)})
 
 
 class UnsupportedBody(SpecError):
@@ -176,9 +205,11 @@ def install(
         return problem(503, str(exc))
 
     @app.exception_handler(DatabaseBusy)
-    async def database_busy(request: Request, exc: DatabaseBusy) -> JSONResponse:
-        log.warning("database_busy", method=request.method, route=template(request.scope))
-        return problem(503, DATABASE_BUSY, headers={"Retry-After": "1"})
+    @app.exception_handler(DatabaseUnavailable)
+    async def database_not_now(request: Request, exc: StoreError) -> JSONResponse:
+        answer = database_problem(exc, request.scope)
+        assert answer is not None  # both kinds have one
+        return answer
 
     @app.exception_handler(Exception)
     async def failed(request: Request, exc: Exception) -> JSONResponse:

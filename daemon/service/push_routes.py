@@ -22,10 +22,11 @@ from daemon.config import PushSettings
 from daemon.ops import push
 from daemon.ops.views import View
 from daemon.service.bodies import ConnectionId
-from daemon.service.problems import problem, problem_responses
+from daemon.service.problems import database_problem, problem, problem_responses
 from daemon.service.schemas import Shape
 from daemon.service.state import ServiceState
 from daemon.store.database import Database
+from daemon.store.errors import StoreError
 
 PUSH_PATH = "/v1/mls-connections/{connection_id}/entity-events"
 PUSH_REFUSED = "missing or wrong push token (see `mls-sync connections push-token ID`)"
@@ -70,7 +71,15 @@ class PushTokenFirst:
         headers = dict(scope.get("headers", []))
         scheme, _, presented = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
         token = presented.strip() if scheme.lower() == "bearer" else None
-        if await push.authorized(self.db, connection_id, token):
+        try:
+            accepted = await push.authorized(self.db, connection_id, token)
+        except StoreError as exc:  # outside the app: its handlers do not see this one
+            answer = database_problem(exc, scope)
+            if answer is None:
+                raise
+            await answer(scope, receive, send)
+            return
+        if accepted:
             scope.setdefault("state", {})[AUTHORIZED] = connection_id
             await self.app(scope, receive, send)
             return

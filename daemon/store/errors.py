@@ -26,8 +26,30 @@ class DatabaseBusy(StoreError):
         )
 
 
+class DatabaseUnavailable(StoreError):
+    """The database server cannot be reached (stopped, restarting, the network down, no
+    connection free within the wait): nothing is wrong with the request or the data, and
+    the same call may go through once the server is back."""
+
+
 class IntegrityViolation(StoreError):
     """A constraint refused the write (a key already taken, a row another one points at)."""
+
+
+def store_error_in(exc: BaseException) -> StoreError | None:
+    """The store's error `exc` is, or the first of (nested) exception groups that hold
+    nothing else (a task group's way of raising one); None when anything else is in it."""
+    if isinstance(exc, StoreError):
+        return exc
+    if not isinstance(exc, BaseExceptionGroup):
+        return None
+    matched, rest = exc.split(StoreError)
+    if rest is not None or matched is None:
+        return None
+    leaf: BaseException = matched
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    return leaf if isinstance(leaf, StoreError) else None
 
 
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)

@@ -37,7 +37,7 @@ from daemon.store.database import (
     wait_for_turn,
 )
 from daemon.store.dialect import Statement, postgresql_text
-from daemon.store.errors import DatabaseBusy, IntegrityViolation, StoreError
+from daemon.store.errors import DatabaseBusy, DatabaseUnavailable, IntegrityViolation, StoreError
 from daemon.store.session import Params, Row, Session
 from daemon.timestamps import utcnow
 
@@ -77,7 +77,24 @@ def from_psycopg(exc: psycopg.Error) -> StoreError:
         return IntegrityViolation(message)
     if isinstance(exc, _BUSY):
         return DatabaseBusy(message)
+    if _unreachable(exc):
+        return DatabaseUnavailable(message)
     return StoreError(message)
+
+
+# SQLSTATE class 08 (connection exceptions), and a server shutting down or starting up.
+_GONE_CLASS = "08"
+_SHUTTING_DOWN = ("57P01", "57P02", "57P03")
+
+
+def _unreachable(exc: psycopg.Error) -> bool:
+    """Whether the server could not be reached or went away: no server sent the error (a
+    refused or broken connection, the pool's wait for a connection running out), or the
+    server said it is shutting down or not yet up."""
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate
+    return state is None or state.startswith(_GONE_CLASS) or state in _SHUTTING_DOWN
 
 
 def _client_side(exc: psycopg.Error) -> str:
@@ -315,7 +332,10 @@ class PostgresDatabase(Database):
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[PgRow]]:
         try:  # the pool's own failures too (no server within its timeout), as the store's
-            conn = await self._pool.getconn()
+            # Bounded like a first connection: while the server is down the pool has no
+            # connection to give, and its own default wait (30 s) would hold an API caller
+            # past its own timeout, where an answer to send again later helps it.
+            conn = await self._pool.getconn(timeout=CONNECT_SECONDS)
         except psycopg.Error as exc:
             raise from_psycopg(exc) from exc
         try:

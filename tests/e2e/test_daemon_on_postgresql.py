@@ -9,9 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 
+from daemon.composition import open_runtime
 from tests.e2e.daemon_process import Daemon, DaemonConfig
+from tests.helpers import Mls, add_sandbox_connection
 from tests.postgres_server import PostgresServer
 
 
@@ -45,6 +48,47 @@ async def test_readyz_fails_while_postgresql_is_down_and_passes_once_it_is_back(
     assert "Traceback" not in daemon.log()
     # Every line for journald, the pool's own warnings too, is one JSON object.
     assert all(line.startswith("{") for line in daemon.log().splitlines()), daemon.log()
+
+
+async def test_a_push_or_an_api_call_while_postgresql_is_down_is_a_503_to_send_again(
+    daemon_config: DaemonConfig, server: PostgresServer, mls: Mls
+) -> None:
+    """The MLS's push and the API's callers are told to send again later (503 with
+    Retry-After), as for a database too busy: nothing is wrong with what they sent. Before,
+    the push got 500, which a sender reads as its own request's fault."""
+    daemon_config.add("database", url=server.new_database())
+    env = {"MLS_SYNC_DATABASE_PASSWORD": server.password}
+    seeding = {"MLS_SYNC_SECRET_KEY": daemon_config.secret_key, **env}
+    async with open_runtime(daemon_config.settings(), seeding) as rt:
+        await add_sandbox_connection(rt, mls, ["K1"], mode="events", poll_seconds=3600)
+    daemon = daemon_config.start(env=env)
+    try:
+        await daemon.wait_notify("READY=1")
+        made = await daemon.call("POST", "/v1/mls-connections/mls-1/push-token")
+        token = str(made.json()["push_token"])
+
+        server.pause()
+        answers = [await _push(daemon, token), await daemon.call("GET", "/v1/listings")]
+        for answer in answers:
+            assert answer.status_code == 503, answer.text
+            assert answer.headers["Retry-After"].isdigit()
+            assert answer.headers["content-type"] == "application/problem+json"
+            assert "database" in answer.json()["detail"]
+
+        server.resume()
+        with anyio.fail_after(30):  # a pooled connection that died may fail once more
+            while (await _push(daemon, token)).status_code != 200:
+                await anyio.sleep(0.2)
+    finally:
+        daemon.stop()
+    assert "Traceback" not in daemon.log()
+
+
+async def _push(daemon: Daemon, token: str) -> httpx.Response:
+    event = {"EntityEventSequence": 1, "ResourceName": "Property", "ResourceRecordKey": "K1"}
+    return await daemon.call(
+        "POST", "/v1/mls-connections/mls-1/entity-events", token=token, json=event
+    )
 
 
 async def _wait_for_readyz(daemon: Daemon, code: int) -> dict[str, Any]:
