@@ -11,7 +11,6 @@ from daemon import eventloop, logs
 from daemon.cli.common import CONFIG_OPTION, EX_CANTCREAT, fail, on_this_machine, settings_from
 from daemon.cli.wiring import opener
 from daemon.encryption import SecretKeyError
-from daemon.service.daemon import StartupError, run_daemon
 from daemon.state_dir import StatePathError
 from daemon.store.database import SchemaError
 
@@ -31,6 +30,10 @@ def run(config_path: Path | None) -> None:
     Exit codes: 0 after a clean stop, 78 for a bad configuration, 73 when its state path
     cannot be created, 1 when it cannot start for another reason.
     """
+    # Here, not at the top: the daemon's service (the HTTP API, the scheduler, the workers)
+    # is what `run` alone needs, and every other command would load it at start for nothing.
+    from daemon.service.daemon import StartupError, run_daemon
+
     on_this_machine("run")
     settings = settings_from(config_path, verbose=True)
     logs.configure(settings.logging.level, settings.logging.format, sys.stdout)

@@ -1,6 +1,6 @@
 """The demo's bookkeeping: what happened over its cycles, and whether it all ended in step.
 
-Kept apart from the display (sandbox/demo_cmd.py) so the check that matters, "every listing
+Kept apart from the display (sandbox/demo_play.py) so the check that matters, "every listing
 follows the MLS and no sold listing still has a post", is plain code a test can call.
 """
 
