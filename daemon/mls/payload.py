@@ -106,35 +106,27 @@ def _read_record(raw: Any, page: Page) -> None:
 
 
 def _add(rec: _Record, page: Page) -> None:
+    # Run for every record a cycle reads: each attribute is read once, and the record is
+    # made by position.
+    key = rec.ListingKey
     modified = rec.ModificationTimestamp
     if modified is not None:
         if modified.tzinfo is None:
-            page.errors.append(
-                RecordError(rec.ListingKey, "ModificationTimestamp has no time zone")
-            )
+            page.errors.append(RecordError(key, "ModificationTimestamp has no time zone"))
             return
         try:
             # In UTC from here on: the store, the cursor and the comparisons all use UTC.
             modified = modified.astimezone(UTC)
         except OverflowError:
-            page.errors.append(
-                RecordError(rec.ListingKey, "ModificationTimestamp is out of range in UTC")
-            )
+            page.errors.append(RecordError(key, "ModificationTimestamp is out of range in UTC"))
             return
-        position = (modified, rec.ListingKey)
-        if page.last_position is None or position > page.last_position:
-            page.last_position = position
+        last = page.last_position
+        if last is None or modified > last[0] or (modified == last[0] and key > last[1]):
+            page.last_position = (modified, key)
     if rec.MlgCanView is False:
-        page.hidden.append(rec.ListingKey)
+        page.hidden.append(key)
         return
-    page.records.append(
-        MlsRecord(
-            listing_key=rec.ListingKey,
-            standard_status=rec.StandardStatus,
-            mls_status=rec.MlsStatus,
-            modification_timestamp=modified,
-        )
-    )
+    page.records.append(MlsRecord(key, rec.StandardStatus, rec.MlsStatus, modified))
 
 
 def _describe(exc: ValidationError) -> str:
