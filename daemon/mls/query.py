@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from urllib.parse import quote as percent_encode
-from urllib.parse import urlencode
+from urllib.parse import quote_plus, urlencode
 
 import httpx
 
@@ -41,8 +40,9 @@ def odata_timestamp(moment: datetime) -> str:
 
 
 # Left as they are in a query string (RFC 3986 allows them there; OData's own examples
-# write them so): what a filter is made of. Anything else is percent-encoded, a space as %20
-# and a `+` as %2B (a `+` left bare reads as a space to a form decoder).
+# write them so): what a filter is made of. Anything else is percent-encoded, a `+` as %2B;
+# a space is a `+`, as httpx's own encoding wrote it (%20 would make an `or` filter of 50
+# keys 200 characters longer, and split batches that fit before).
 QUERY_SAFE = "$,'():"
 
 
@@ -53,7 +53,7 @@ def resource_url(base_url: str, path: str, params: Mapping[str, str] | None = No
     of a by_key cycle's CPU (docs/benchmarks.md)."""
     url = f"{base_url.rstrip('/')}/{path}"
     if params:
-        url += "?" + urlencode(params, safe=QUERY_SAFE, quote_via=percent_encode)
+        url += "?" + urlencode(params, safe=QUERY_SAFE, quote_via=quote_plus)
     return httpx.URL(url)
 
 
