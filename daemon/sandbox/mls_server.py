@@ -226,8 +226,12 @@ class SandboxMls:
         return out, after
 
     def _matching(self, text: str, order: str, resource: str) -> list[dict[str, Any]]:
+        # The version read first: a test serving this MLS from a thread of its own changes
+        # records from another, and a result made while they changed is cached under the
+        # version it started from, so the next query makes it again.
+        version = self.version
         cached = self._results.get((resource, text, order))
-        if cached is not None and cached[0] == self.version:
+        if cached is not None and cached[0] == version:
             return cached[1]
         events = resource == ENTITY_EVENT
         rows: Iterable[dict[str, Any]] = self.entity_events if events else self.records.values()
@@ -243,7 +247,7 @@ class SandboxMls:
             result.sort(key=_field_sort_key(name), reverse=direction.strip() == "desc")
         if len(self._results) > 256:
             self._results.clear()
-        self._results[(resource, text, order)] = (self.version, result)
+        self._results[(resource, text, order)] = (version, result)
         return result
 
 
