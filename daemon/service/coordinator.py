@@ -17,7 +17,7 @@ from typing import Protocol
 import anyio
 import structlog
 
-from daemon.store.errors import store_error_in
+from daemon.store.errors import DatabaseBusy, DatabaseUnavailable, store_error_in
 from daemon.sync.check_tiers import SCHEDULED_TRIGGERS
 from daemon.sync.cycle_slots import SHARED_TRIGGERS
 from daemon.sync.engine import RunReport
@@ -26,7 +26,10 @@ log = structlog.get_logger("mls_sync.coordinator")
 
 RECENT_REPORTS = 20
 STOPPED_BEFORE_IT_BEGAN = "the daemon stopped before this cycle began"
-ENDED_BEFORE_ITS_RUN = "the cycle did not end its run (the daemon's log says why: cycle_crashed)"
+ENDED_BEFORE_ITS_RUN = (
+    "the cycle did not end its run (the daemon's log says why: cycle_crashed, or "
+    "cycle_database_error)"
+)
 
 
 @dataclass
@@ -155,9 +158,11 @@ class Coordinator:
             if scope.cancelled_caught:
                 log.warning("cycle_cancelled", source=source)
         except Exception as exc:
-            if (database := store_error_in(exc)) is not None:
-                # The database went away under the run (PostgreSQL stopped, say): the engine
-                # ended the run as far as it could; no bug, so no traceback.
+            database = store_error_in(exc)
+            if isinstance(database, DatabaseUnavailable | DatabaseBusy):
+                # The database went away under the run (PostgreSQL stopped, say), or stayed
+                # locked past the busy timeout: the engine ended the run as far as it could.
+                # No bug, so no traceback; any other database error is one.
                 log.warning("cycle_database_error", source=source, error=str(database))
             else:
                 # The engine records its own failures; this is a bug. Keep the daemon alive

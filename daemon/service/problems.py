@@ -46,20 +46,23 @@ DATABASE_BUSY = (
 )
 
 
-# The database server cannot be reached (PostgreSQL stopped or restarting): the request was
-# not served, and once the server is back it can be.
+# The database server cannot be reached (PostgreSQL stopped or restarting), or none of the
+# pool's connections came free in time: the request was not served, and soon it can be.
 DATABASE_UNAVAILABLE = (
-    "the database cannot be reached: nothing was changed; send again in a moment "
-    "(/readyz says when it is back)"
+    "the database cannot be reached, or had no connection free in time: nothing was "
+    "changed; send again in a moment (/readyz says whether it is reachable)"
 )
 # Retry-After for each: a lock is usually let go within a second, a server takes longer.
 BUSY_RETRY_SECONDS = 1
 UNAVAILABLE_RETRY_SECONDS = 5
 
 
-def database_problem(exc: StoreError, scope: Scope) -> JSONResponse | None:
+def database_problem(
+    exc: StoreError, scope: Scope, route: str | None = None
+) -> JSONResponse | None:
     """503 with Retry-After for a database error that is no fault of the request (busy, or
-    unreachable), logged as a warning; None for any other, which is the daemon's own."""
+    unreachable), logged as a warning; None for any other, which is the daemon's own.
+    `route`: the route's template, where the request was not routed yet (a middleware)."""
     if isinstance(exc, DatabaseBusy):
         name, detail, retry = "database_busy", DATABASE_BUSY, BUSY_RETRY_SECONDS
     elif isinstance(exc, DatabaseUnavailable):
@@ -70,7 +73,8 @@ def database_problem(exc: StoreError, scope: Scope) -> JSONResponse | None:
         )
     else:
         return None
-    log.warning(name, method=scope.get("method"), route=template(scope), error=str(exc))
+    route = route or template(scope)
+    log.warning(name, method=scope.get("method"), route=route, error=str(exc))
     return problem(503, detail, headers={"Retry-After": str(retry)})
 
 

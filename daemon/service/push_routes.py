@@ -74,7 +74,7 @@ class PushTokenFirst:
         try:
             accepted = await push.authorized(self.db, connection_id, token)
         except StoreError as exc:  # outside the app: its handlers do not see this one
-            answer = database_problem(exc, scope)
+            answer = database_problem(exc, scope, PUSH_PATH)
             if answer is None:
                 raise
             await answer(scope, receive, send)
@@ -114,7 +114,7 @@ def push_routes(inbox: PushInbox) -> APIRouter:
         PUSH_PATH,
         summary="Receive EntityEvents the MLS pushes (RESO RCP-28), with the push token",
         response_model=PushAccepted,
-        responses=problem_responses(400, 401, 413, 422, 429),
+        responses=problem_responses(400, 401, 413, 422, 429, 503),
         dependencies=[Depends(PUSH_BEARER)],  # the scheme, in the OpenAPI document
     )
     async def receive_push(
@@ -126,7 +126,8 @@ def push_routes(inbox: PushInbox) -> APIRouter:
         ] = None,
     ) -> View:
         """One EntityEvent, or a batch in `value`. 429 with Retry-After while the
-        connection's queue is full ([push] queue_limit)."""
+        connection's queue is full ([push] queue_limit); 503 with Retry-After while the
+        daemon's database is busy or cannot be reached."""
         if getattr(request.state, AUTHORIZED, None) != connection_id:  # PushTokenFirst's
             raise HTTPException(401, PUSH_REFUSED, headers={"WWW-Authenticate": "Bearer"})
         try:

@@ -281,10 +281,7 @@ async def tier_groups(
     query = TIER_GROUPS if connection_id is None else TIER_GROUPS_OF_ONE
     async with db.reading() as conn:
         rows = await conn.fetch_all(query, params)
-    return [
-        TierGroup(LocalStatus(r[0]) if r[0] else None, bool(r[1]), bool(r[2]), int(r[3]), r[4])
-        for r in rows
-    ]
+    return [TierGroup(STATUS_OF[r[0]], bool(r[1]), bool(r[2]), int(r[3]), r[4]) for r in rows]
 
 
 async def changes_by_kind(db: Database, run_id: int) -> dict[str, int]:

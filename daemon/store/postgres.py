@@ -82,19 +82,24 @@ def from_psycopg(exc: psycopg.Error) -> StoreError:
     return StoreError(message)
 
 
-# SQLSTATE class 08 (connection exceptions), and a server shutting down or starting up.
+# SQLSTATE class 08 (connection exceptions) but a protocol violation (08P01: a bug of the
+# client's, not the server's absence), and a server shutting down or starting up.
 _GONE_CLASS = "08"
+_NOT_GONE = "08P01"
 _SHUTTING_DOWN = ("57P01", "57P02", "57P03")
 
 
 def _unreachable(exc: psycopg.Error) -> bool:
-    """Whether the server could not be reached or went away: no server sent the error (a
-    refused or broken connection, the pool's wait for a connection running out), or the
-    server said it is shutting down or not yet up."""
+    """Whether the server could not be reached, went away or had no connection to give: no
+    server sent the error (a refused or broken connection, the pool's wait for a connection
+    running out), or the server said it is shutting down or not yet up."""
     if not isinstance(exc, psycopg.OperationalError):
         return False
     state = exc.sqlstate
-    return state is None or state.startswith(_GONE_CLASS) or state in _SHUTTING_DOWN
+    if state is None:
+        return True
+    gone = state.startswith(_GONE_CLASS) and state != _NOT_GONE
+    return gone or state in _SHUTTING_DOWN
 
 
 def _client_side(exc: psycopg.Error) -> str:
@@ -256,13 +261,17 @@ class PostgresDatabase(Database):
         pool: AsyncConnectionPool[psycopg.AsyncConnection[PgRow]],
         url: str,
         connect_kwargs: dict[str, Any],
+        busy_timeout_ms: int = 5000,
     ) -> None:
         self._pool = pool
         self._url = url
         self._connect_kwargs = connect_kwargs
         # One write transaction of this process at a time waits for the database's write
-        # lock; the others wait here, holding no pooled connection.
+        # lock; the others wait here, holding no pooled connection, for as long as a lock
+        # is waited for: while the server is away, each writer ahead of them may wait up to
+        # CONNECT_SECONDS for a connection, one after the other.
         self._write_turn = asyncio.Lock()
+        self._busy_timeout_ms = busy_timeout_ms
 
     @classmethod
     async def open(
@@ -294,7 +303,7 @@ class PostgresDatabase(Database):
             raise SchemaError(
                 f"cannot connect to PostgreSQL within {CONNECT_SECONDS:.0f} s: {CHECK_WHAT}"
             ) from None
-        db = cls(pool, url, kwargs)
+        db = cls(pool, url, kwargs, busy_timeout_ms)
         try:
             await db._migrate()
             await db.measure_clock()
@@ -369,8 +378,27 @@ class PostgresDatabase(Database):
             raise from_psycopg(exc) from exc
 
     @asynccontextmanager
+    async def _turn_to_write(self) -> AsyncIterator[None]:
+        try:
+            with anyio.fail_after(self._busy_timeout_ms / 1000):
+                await self._write_turn.acquire()
+        except TimeoutError:
+            raise DatabaseBusy(
+                "this process's own writes ahead of this one took longer; "
+                "the database may be unreachable"
+            ) from None
+        try:
+            yield
+        finally:
+            self._write_turn.release()
+
+    @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Session]:
-        async with self._write_turn, self._connection() as conn, self._begun(conn, "BEGIN") as s:
+        async with (
+            self._turn_to_write(),
+            self._connection() as conn,
+            self._begun(conn, "BEGIN") as s,
+        ):
             await s.execute(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
             yield s
 

@@ -4,6 +4,7 @@ back."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,12 @@ import httpx
 import pytest
 
 from daemon.composition import open_runtime
+from daemon.service.push_routes import PUSH_PATH
 from tests.e2e.daemon_process import Daemon, DaemonConfig
 from tests.helpers import Mls, add_sandbox_connection
 from tests.postgres_server import PostgresServer
+
+PUSH = PUSH_PATH.format(connection_id="mls-1")
 
 
 @pytest.fixture
@@ -71,9 +75,9 @@ async def test_a_push_or_an_api_call_while_postgresql_is_down_is_a_503_to_send_a
         answers = [await _push(daemon, token), await daemon.call("GET", "/v1/listings")]
         for answer in answers:
             assert answer.status_code == 503, answer.text
-            assert answer.headers["Retry-After"].isdigit()
+            assert answer.headers["Retry-After"] == "5"  # a server's return, not a lock's
             assert answer.headers["content-type"] == "application/problem+json"
-            assert "database" in answer.json()["detail"]
+            assert "cannot be reached" in answer.json()["detail"]
 
         server.resume()
         with anyio.fail_after(30):  # a pooled connection that died may fail once more
@@ -82,13 +86,14 @@ async def test_a_push_or_an_api_call_while_postgresql_is_down_is_a_503_to_send_a
     finally:
         daemon.stop()
     assert "Traceback" not in daemon.log()
+    said = [json.loads(line) for line in daemon.log().splitlines() if line.startswith("{")]
+    unavailable = [line for line in said if line["event"] == "database_unavailable"]
+    assert [line["route"] for line in unavailable] == [PUSH_PATH, "/v1/listings"]
 
 
 async def _push(daemon: Daemon, token: str) -> httpx.Response:
     event = {"EntityEventSequence": 1, "ResourceName": "Property", "ResourceRecordKey": "K1"}
-    return await daemon.call(
-        "POST", "/v1/mls-connections/mls-1/entity-events", token=token, json=event
-    )
+    return await daemon.call("POST", PUSH, token=token, json=event)
 
 
 async def _wait_for_readyz(daemon: Daemon, code: int) -> dict[str, Any]:

@@ -1,0 +1,51 @@
+"""Which database errors are the caller's to send again (busy, unreachable) and which are the
+daemon's own: what the API answers 503 with Retry-After, and what a cycle logs without a
+traceback."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from psycopg import errors as pg_errors
+from psycopg_pool import PoolTimeout
+
+from daemon.store.errors import (
+    DatabaseBusy,
+    DatabaseUnavailable,
+    IntegrityViolation,
+    StoreError,
+    store_error_in,
+)
+from daemon.store.postgres import from_psycopg
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (pg_errors.AdminShutdown("terminating connection"), DatabaseUnavailable),
+        (pg_errors.CannotConnectNow("the database system is starting up"), DatabaseUnavailable),
+        (pg_errors.ConnectionFailure("connection failure"), DatabaseUnavailable),
+        (
+            psycopg.OperationalError("server closed the connection unexpectedly"),
+            DatabaseUnavailable,
+        ),
+        (PoolTimeout("couldn't get a connection after 10.00 sec"), DatabaseUnavailable),
+        (pg_errors.LockNotAvailable("could not obtain lock"), DatabaseBusy),
+        (pg_errors.SerializationFailure("could not serialize access"), DatabaseBusy),
+        (pg_errors.ProtocolViolation("bind message supplies 2 parameters"), StoreError),
+        (pg_errors.UndefinedColumn("column does not exist"), StoreError),
+        (pg_errors.UniqueViolation("duplicate key value"), IntegrityViolation),
+    ],
+)
+def test_only_an_unreachable_server_is_said_to_be_unreachable(
+    error: psycopg.Error, kind: type[StoreError]
+) -> None:
+    assert type(from_psycopg(error)) is kind
+
+
+def test_a_database_error_is_found_inside_task_groups_only_when_nothing_else_is_there() -> None:
+    gone = DatabaseUnavailable("couldn't get a connection after 10.00 sec")
+    assert store_error_in(gone) is gone
+    assert store_error_in(ExceptionGroup("run", [ExceptionGroup("connection", [gone])])) is gone
+    assert store_error_in(ExceptionGroup("run", [gone, ValueError("a bug")])) is None
+    assert store_error_in(ValueError("a bug")) is None
