@@ -33,7 +33,7 @@ from daemon.sandbox.demo import check_consistency
 from daemon.store import listings, meta
 from daemon.sync import process_lease
 from daemon.sync.cycle_slots import SHARED_TRIGGERS, catch_up_seconds, slot_start
-from daemon.timestamps import iso, utcnow
+from daemon.timestamps import iso, parse_iso, utcnow
 from tests import helpers
 from tests.e2e.daemon_process import Daemon, DaemonConfig
 from tests.helpers import Mls, Platforms, add_account, add_connection, add_post, track
@@ -138,11 +138,13 @@ async def run_rounds(
             cluster.start(n)
         for daemon in cluster.daemons:
             await daemon.wait_notify("READY=1", timeout=60)
+        last_start = utcnow()
         async with configs[0].runtime() as rt:
             offset = int(await meta.get(rt.db, meta.SLOT_OFFSET) or 0)
             await _until_in_step(rt, mls, platforms, limit=60)
             assert len(await _live_processes(rt)) == DAEMONS  # each keeps its process lease
             for n in range(rounds + apart):
+                await _until_each_renewed_since(rt, last_start)
                 await _until_no_lease_held(rt)
                 for key in rng.sample(keys, len(keys) // 20):
                     sandbox.set_status(key, rng.choice(STATUSES))
@@ -161,6 +163,7 @@ async def run_rounds(
                 figures.seconds_to_in_step.append(time.monotonic() - killed_at)
                 if n < rounds:
                     await cluster.start(victim).wait_notify("READY=1", timeout=60)
+                    last_start = utcnow()
                 else:  # a VM that does not come back: the others end the run it left
                     await _until_runs_ended(rt, cluster.daemons[victim].proc.pid)
                     figures.runs_ended_after = time.monotonic() - killed_at
@@ -268,6 +271,27 @@ async def _holders(rt: Runtime, pid: int | None = None) -> list[str]:
 
 async def _left_a_lease(rt: Runtime, pid: int) -> bool:
     return bool(await _holders(rt, pid))
+
+
+async def _until_each_renewed_since(rt: Runtime, since: datetime) -> None:
+    """Until every daemon's process lease was renewed at or after `since`, the last start. A
+    daemon takes another's lapsed lease for its death only if it saw it renewed while its
+    own renewals went on (daemon/sync/process_lease.py `Witness`): a kill in the first
+    seconds after a start, before the victim renewed once more, is left to its connection
+    leases' expiry, which the round's limit rightly does not wait for (a fresh-clone run
+    killed a daemon 4 s after all three started, and timed out)."""
+    term = timedelta(seconds=process_lease.term_seconds(LEASE))
+    with anyio.fail_after(3 * term.total_seconds()):
+        while True:
+            rows = await rt.db.fetch_all(
+                "SELECT expires_at FROM sync_leases "
+                "WHERE connection_id LIKE '~process:%' AND expires_at >= ?",
+                (iso(utcnow()),),
+            )
+            renewed = [parse_iso(str(r[0])) - term for r in rows]
+            if len(renewed) == DAEMONS and all(at >= since for at in renewed):
+                return
+            await anyio.sleep(0.2)
 
 
 async def _live_processes(rt: Runtime) -> list[str]:
