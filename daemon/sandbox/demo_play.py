@@ -108,8 +108,6 @@ async def _play(
         receiving() as app,
         anyio.create_task_group() as tg,
     ):
-        assert sandbox is not None  # the demo's own settings enable it
-
         # The events-mode connection's change log read between cycles, and its pushes
         # received on the daemon's own push route and applied at once, as `mls-sync run` does.
         async def between_cycles(outcome: PollOutcome) -> None:

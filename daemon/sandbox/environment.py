@@ -368,14 +368,11 @@ def load(mls: SandboxMls, platforms: SandboxPlatforms, path: Path) -> bool:
 @asynccontextmanager
 async def runtime_for(
     settings: Settings, on_progress: Progress = lambda cid, done, total: None
-) -> AsyncIterator[tuple[Runtime, SandboxSession | None]]:
-    """An `Opener` (daemon/composition.py) for a config that may enable the sandbox: with
-    [sandbox] enabled, the sandbox servers start first and every URL points at them, so nothing
-    started from a sandbox config can reach a real MLS or social platform."""
-    if not settings.sandbox.enabled:
-        async with open_runtime(settings, on_progress=on_progress) as rt:
-            yield rt, None
-        return
+) -> AsyncIterator[tuple[Runtime, SandboxSession]]:
+    """The sandbox's `Opener` (daemon/composition.py), for a config with [sandbox] enabled
+    (daemon/main.py chooses it then): the sandbox servers start first and every URL points
+    at them, so nothing started from a sandbox config can reach a real MLS or social
+    platform."""
     async with (
         sandbox_running(settings) as sandbox,
         open_runtime(sandbox.settings_for(settings), on_progress=on_progress) as rt,
