@@ -9,16 +9,23 @@ operator reads (daemon/mls/transport.py) are the same on both engines.
 
 Kept as httpx's own pool was: no cookies (daemon/sync/cookieless.py says why), no
 redirects followed, no proxy from the environment; the URL is sent exactly as httpx built it.
+A request's `trace` extension is awaited when its connection is ready and its headers are
+about to be written, under httpcore's name for that step, as httpcore awaits it: an MLS
+credential's pace spaces that moment (daemon/pace.py).
 """
 
 from __future__ import annotations
 
 import functools
 import ssl
+from types import SimpleNamespace
+from typing import Any
 
 import aiohttp
 import httpx
 import yarl
+
+from daemon.pace import HEADERS_GOING_OUT
 
 KEEP_IDLE_SECONDS = 5.0
 
@@ -46,6 +53,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 trust_env=False,
                 auto_decompress=False,  # httpx decodes, as it does on its own engine
                 skip_auto_headers=("User-Agent", "Accept-Encoding"),  # httpx's are sent
+                trace_configs=[_going_out_trace()],
             )
         return self._session
 
@@ -64,6 +72,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 ],
                 data=body or None,
                 allow_redirects=False,
+                trace_request_ctx={"trace": request.extensions.get("trace")},
                 timeout=aiohttp.ClientTimeout(
                     total=None,
                     connect=timeouts.get("pool"),
@@ -91,6 +100,25 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _going_out_trace() -> aiohttp.TraceConfig:
+    """aiohttp's last step before it writes a request is taking a connection, a new one or an
+    idle one: the request's httpx `trace` is awaited there. A request aiohttp sends again
+    itself (its idle connection had been closed) takes a connection again, and is spaced
+    again: the server counts it again."""
+    config = aiohttp.TraceConfig()
+    config.on_connection_create_end.append(_connection_ready)
+    config.on_connection_reuseconn.append(_connection_ready)
+    return config
+
+
+async def _connection_ready(
+    session: aiohttp.ClientSession, context: SimpleNamespace, params: Any
+) -> None:
+    trace = context.trace_request_ctx["trace"]
+    if trace is not None:
+        await trace(HEADERS_GOING_OUT, {})
 
 
 @functools.cache

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio
 import httpx
@@ -24,8 +24,12 @@ REFRESH_MARGIN_SECONDS = 60.0
 DEFAULT_TOKEN_LIFETIME_SECONDS = 3600.0
 
 
-# Entered around each request to the server: the credential's rate token, a global slot.
-Slot = Callable[[], AbstractAsyncContextManager[None]]
+# A request's httpx extensions: its `trace`, which spaces the moment it goes out
+# (daemon/pace.py).
+Extensions = dict[str, Any]
+# Entered around each request to the server: the credential's turn, a global slot; it gives
+# the extensions to send the request with.
+Slot = Callable[[], AbstractAsyncContextManager[Extensions]]
 
 
 class TokenSource(Protocol):
@@ -64,17 +68,17 @@ class ClientCredentials:
     async def token(self, client: httpx.AsyncClient, slot: Slot) -> str:
         async with self._lock:
             if self._token is None or anyio.current_time() >= self._expires_at:
-                async with slot():
-                    await self._fetch(client)
+                async with slot() as extensions:
+                    await self._fetch(client, extensions)
             assert self._token is not None
             return self._token
 
     def invalidate(self) -> None:
         self._token = None
 
-    async def _fetch(self, client: httpx.AsyncClient) -> None:
+    async def _fetch(self, client: httpx.AsyncClient, extensions: Extensions) -> None:
         try:
-            resp = await client.post(self._url, data=self._form)
+            resp = await client.post(self._url, data=self._form, extensions=extensions)
         except httpx.TransportError as exc:
             raise TokenUnavailable(f"token endpoint {self._url}: {transport_cause(exc)}") from None
         if resp.status_code in (400, 401, 403):

@@ -1,7 +1,8 @@
 """Talking to one RESO server: every request is bounded, retried and classified here.
 
-Order per request (docs/runtime.md): this credential's rate token first, then a slot of the
-global concurrency bound, so the limiter's wait is never spent holding a slot.
+Order per request (docs/runtime.md): this credential's turn first, then a slot of the global
+concurrency bound, so the wait for a turn is never spent holding a slot; and the moment the
+request goes out, on an open connection, is spaced from the credential's last (daemon/pace.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import NoReturn, Protocol, TypeVar
 
 import anyio
 import httpx
-from aiolimiter import AsyncLimiter
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -25,7 +25,7 @@ from tenacity import (
 )
 
 from daemon.enums import KeyFilter
-from daemon.mls.auth import TokenSource
+from daemon.mls.auth import Extensions, TokenSource
 from daemon.mls.entity_events import EventPage, parse_event_page
 from daemon.mls.errors import (
     CircuitOpen,
@@ -52,6 +52,7 @@ from daemon.mls.query import (
 )
 from daemon.mls.transport import answer_summary, transport_cause
 from daemon.models import MlsRecord
+from daemon.pace import CredentialPace
 
 MAX_PAGES = 10_000  # a nextLink chain longer than this is a server bug, not data
 
@@ -134,7 +135,7 @@ class MlsClient:
         http: httpx.AsyncClient,
         endpoint: Endpoint,
         tokens: TokenSource,
-        rate: AsyncLimiter,
+        rate: CredentialPace,
         concurrency: anyio.CapacityLimiter,
         policy: RetryPolicy,
         on_request: Callable[[], None] = lambda: None,
@@ -152,6 +153,7 @@ class MlsClient:
         self._origin = _origin(httpx.URL(endpoint.base_url))
         self._prefer = page_size_preference(endpoint.page_size)
         self._urls: dict[tuple[str, ...], httpx.URL] = {}
+        self._extensions: Extensions = {"trace": rate.trace}
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -330,20 +332,21 @@ class MlsClient:
         return self._read(resp, parse)
 
     @asynccontextmanager
-    async def _slot(self) -> AsyncIterator[None]:
+    async def _slot(self) -> AsyncIterator[Extensions]:
         """What every request to the server waits for, token requests too (a vendor counts
-        them against the same limit). The credential's rate first, then a slot of the global
+        them against the same limit). The credential's turn first, then a slot of the global
         bound: a slot is held only while a request is really out, never while it waits for
         its credential's turn (with 16 slots and 2 requests/s per credential, slots held
-        waiting made a 100,000-listing cycle take 32 s instead of 9)."""
+        waiting made a 100,000-listing cycle take 32 s instead of 9). Gives the request's
+        httpx extensions, which space the moment it goes out."""
         async with self.rate, self.concurrency:
-            yield
+            yield self._extensions
 
     async def _send(self, url: httpx.URL, accept: str) -> httpx.Response:
         if self.stopped is not None:
             raise self.stopped
         token = await self.tokens.token(self.http, self._slot)  # a fetch takes its own slot
-        async with self._slot():
+        async with self._slot() as extensions:
             if self.stopped is not None:  # the breaker opened while this one waited
                 raise self.stopped
             self.on_request()
@@ -355,6 +358,7 @@ class MlsClient:
                         "Accept": accept,
                         "Prefer": self._prefer,
                     },
+                    extensions=extensions,
                 )
             except httpx.TransportError as exc:
                 raise self._unanswered(transport_cause(exc)) from None
@@ -448,45 +452,3 @@ def _answer_for(keys: Sequence[str], pages: list[Page]) -> BatchAnswer:
         else:
             answer.removed[key] = "not in the MLS answer (removed from the feed)"
     return answer
-
-
-# An MLS credential's requests leave this much under its configured rate. On their way (and by
-# the server's clock) requests move by some milliseconds: at exactly 5 requests/s, one that
-# arrives 20 ms late shares a one-second window with the next five, and a server counting
-# over a sliding second sees 6 (the fault soak measured exactly that). 5% under absorbs 50 ms
-# of such variation in every second; a vendor like MLS Grid suspends a token over its limit,
-# which costs far more than the 5%.
-MLS_RATE_MARGIN = 0.05
-
-
-def make_mls_limiter(rate_per_second: float) -> AsyncLimiter:
-    """The limiter of one MLS credential whose limit is `rate_per_second`."""
-    return make_limiter(rate_per_second * (1 - MLS_RATE_MARGIN))
-
-
-def make_limiter(rate_per_second: float) -> AsyncLimiter:
-    """At most `rate_per_second` calls in any one-second window, without the burst of a whole
-    second that AsyncLimiter(rate, 1) would allow.
-
-    The bucket holds 10 ms worth of calls (one below 200/s), and drains that much slower than
-    the rate, so the window bound holds. Why any bucket at all: a busy event loop wakes a
-    waiter a little late, and with room for one call only, each late wake-up is lost for
-    good; at 300 deletes/s on a loaded loop that added 20% to the floor (benchmark scenario C).
-    """
-    return AsyncLimiter(*_bucket(rate_per_second))
-
-
-def retune_mls_limiter(limiter: AsyncLimiter, rate_per_second: float) -> None:
-    """Gives an MLS credential's limiter a new rate, in place: every client already holding it
-    (other connections of the credential, requests waiting their turn) goes at the new pace
-    from its next call, and no second limiter ever runs beside it."""
-    burst, period = _bucket(rate_per_second * (1 - MLS_RATE_MARGIN))
-    limiter.max_rate, limiter.time_period = burst, period
-    # aiolimiter derives its drip rate once, in __init__; it has no setter for a new rate.
-    limiter._rate_per_sec = burst / period
-
-
-def _bucket(rate_per_second: float) -> tuple[int, float]:
-    """(calls the bucket holds, the period they drain in) for `make_limiter`."""
-    burst = max(1, int(rate_per_second // 100))
-    return burst, burst / (rate_per_second - (burst - 1))

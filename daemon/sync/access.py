@@ -1,5 +1,5 @@
 """What all connections share while the process lives: the HTTP client, the global request
-bound, one rate limiter per credential, and cached OAuth tokens.
+bound, one pace per credential (daemon/pace.py), and cached OAuth tokens.
 
 Created inside the running event loop (aiolimiter binds to the loop it first runs on), once per
 process, so that limits and tokens carry over from one cycle to the next.
@@ -12,20 +12,14 @@ from collections.abc import Callable, Collection
 
 import anyio
 import httpx
-from aiolimiter import AsyncLimiter
 
 from daemon.config import MlsSettings
 from daemon.encryption import SecretBox, SecretKeyError
 from daemon.enums import AuthKind, KeyFilter
 from daemon.mls.auth import ClientCredentials, StaticToken, TokenSource
-from daemon.mls.client import (
-    Endpoint,
-    MlsClient,
-    RetryPolicy,
-    make_mls_limiter,
-    retune_mls_limiter,
-)
+from daemon.mls.client import Endpoint, MlsClient, RetryPolicy
 from daemon.mls.query import SELECT, SELECT_WITH_MLG
+from daemon.pace import CredentialPace
 from daemon.store.records import ConnectionRow
 from daemon.sync.pools import ServerPools
 
@@ -36,7 +30,7 @@ class MlsAccess:
         self.settings = settings
         self.box = box
         self.concurrency = anyio.CapacityLimiter(settings.max_concurrent_requests)
-        self._rates: dict[str, tuple[float, AsyncLimiter]] = {}  # credential -> rate, limiter
+        self._rates: dict[str, tuple[float, CredentialPace]] = {}  # credential -> rate, pace
         self._credential_of: dict[str, str] = {}  # connection -> credential
         # credential -> {connection -> its rate}: the lowest is found among the connections
         # of that credential alone, not by scanning every connection for each one, which
@@ -72,7 +66,7 @@ class MlsAccess:
             http=self.http.for_url(row.base_url),
             endpoint=endpoint,
             tokens=tokens,
-            rate=self._limiter(row.id, credential, row.rate_per_second),
+            rate=self._pace(row.id, credential, row.rate_per_second),
             concurrency=self.concurrency,
             policy=self.policy(),
             on_request=on_request,
@@ -83,8 +77,8 @@ class MlsAccess:
             raise SecretKeyError("no secret key is configured, so credentials cannot be read")
         return self.box.decrypt(token)
 
-    def _limiter(self, connection_id: str, credential: str, rate_per_second: float) -> AsyncLimiter:
-        """One limiter per credential, not per connection: two connections sharing a token
+    def _pace(self, connection_id: str, credential: str, rate_per_second: float) -> CredentialPace:
+        """One pace per credential, not per connection: two connections sharing a token
         share its limit (the classic cause of endless 429s). Its rate is the lowest that the
         connections using the credential have now: a rate changed (raised or lowered) takes
         effect from the connection's next sync, without a restart."""
@@ -95,9 +89,9 @@ class MlsAccess:
         rate = min(sharing.values())
         known = self._rates.get(credential)
         if known is None:
-            known = (rate, make_mls_limiter(rate))
+            known = (rate, CredentialPace(rate))
         elif known[0] != rate:
-            retune_mls_limiter(known[1], rate)
+            known[1].retune(rate)
             known = (rate, known[1])
         self._rates[credential] = known
         return known[1]

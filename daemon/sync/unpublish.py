@@ -27,7 +27,7 @@ from aiolimiter import AsyncLimiter
 from daemon.config import Settings
 from daemon.encryption import SecretBox, SecretKeyError
 from daemon.enums import AccountState
-from daemon.mls.client import make_limiter
+from daemon.pace import make_limiter
 from daemon.platforms.outcomes import (
     AccountCredentials,
     AlreadyGone,

@@ -35,7 +35,7 @@ import httpx
 from daemon.composition import open_runtime
 from daemon.config import load_settings
 from daemon.encryption import generate_key
-from daemon.mls.client import MLS_RATE_MARGIN
+from daemon.pace import MLS_RATE_MARGIN
 from daemon.sandbox.standalone import SHARED_TOKEN, feed_key, feed_token
 from daemon.specs import AccountSpec, ConnectionSpec, ListingSpec, PostSpec
 from daemon.store import accounts, connections, listings, posts

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from daemon.composition import open_runtime
-from daemon.mls.client import MLS_RATE_MARGIN, make_limiter
+from daemon.pace import MLS_RATE_MARGIN, make_limiter
 from daemon.sandbox.faults import Fault
 from daemon.sandbox.standalone import SHARED_TOKEN, Feeds, feed_key
 from daemon.serving import serving
