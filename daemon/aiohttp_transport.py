@@ -9,7 +9,7 @@ operator reads (daemon/mls/transport.py) are the same on both engines.
 
 Kept as httpx's own pool was: no cookies (daemon/sync/cookieless.py says why), no
 redirects followed, no proxy from the environment; the URL is sent exactly as httpx built it.
-A request's `trace` extension is awaited when its connection is ready and its headers are
+A request's `trace` extension is awaited when its connection is open and its headers are
 about to be written, under httpcore's name for that step, as httpcore awaits it: an MLS
 credential's pace spaces that moment (daemon/pace.py).
 """
@@ -103,17 +103,17 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
 
 def _going_out_trace() -> aiohttp.TraceConfig:
-    """aiohttp's last step before it writes a request is taking a connection, a new one or an
-    idle one: the request's httpx `trace` is awaited there. A request aiohttp sends again
-    itself (its idle connection had been closed) takes a connection again, and is spaced
-    again: the server counts it again."""
+    """aiohttp awaits its "request headers sent" signal just before it writes a request's
+    headers, once its connection is open, as httpcore awaits `send_request_headers.started`:
+    the request's httpx `trace` is awaited there. A request aiohttp sends again itself (its
+    idle connection had been closed) is written again, and spaced again: the server counts
+    it again. No aiohttp timeout covers the wait, and a failure in it closes the connection."""
     config = aiohttp.TraceConfig()
-    config.on_connection_create_end.append(_connection_ready)
-    config.on_connection_reuseconn.append(_connection_ready)
+    config.on_request_headers_sent.append(_headers_going_out)
     return config
 
 
-async def _connection_ready(
+async def _headers_going_out(
     session: aiohttp.ClientSession, context: SimpleNamespace, params: Any
 ) -> None:
     trace = context.trace_request_ctx["trace"]

@@ -24,12 +24,13 @@ from typing import Any
 import anyio
 from aiolimiter import AsyncLimiter
 
-# An MLS credential's requests leave this much under its configured rate. On their way
-# requests still move by some milliseconds after they went out (the network, the server's own
-# loop): at exactly 5 requests/s, one that arrives 20 ms late shares a one-second window with
-# the next five, and a server counting over a sliding second sees 6. 5% under absorbs 50 ms of
-# such variation in every second; a vendor like MLS Grid suspends a token over its limit,
-# which costs far more than the 5% (docs/reliability.md "Fault soak").
+# An MLS credential's requests leave this much under its configured rate. Requests still move
+# by some milliseconds around the moment they go out (a busy event loop wakes them late, the
+# network and the server's own loop delay them): at exactly 5 requests/s, one that arrives
+# 20 ms late shares a one-second window with the next five, and a server counting over a
+# sliding second sees 6. 5% under absorbs 50 ms of such variation in every second; a vendor
+# like MLS Grid suspends a token over its limit, which costs far more than the 5%
+# (docs/reliability.md "Fault soak").
 MLS_RATE_MARGIN = 0.05
 
 # The trace events that mean "this request's headers are being written now": httpcore's names;
@@ -58,14 +59,14 @@ def _bucket(rate_per_second: float) -> tuple[int, float]:
 
 class CredentialPace:
     """The pace of one MLS credential, shared by every connection that uses it. `async with`
-    takes a turn; `trace` is the request's httpx `trace` extension, which spaces the moment
-    it goes out."""
+    takes a turn; `trace` is a request's httpx `trace` extension, which spaces the moment it
+    goes out."""
 
     def __init__(self, rate_per_second: float) -> None:
-        paced = rate_per_second * (1 - MLS_RATE_MARGIN)
-        self.turns = make_limiter(paced)
-        self._gap = 1 / paced
+        self.turns = AsyncLimiter(1, 1.0)  # its rate is set by `retune`, just below
+        self._gap = 1.0
         self._next_out = 0.0  # the earliest time (anyio's clock) the next request may go out
+        self.retune(rate_per_second)
 
     def retune(self, rate_per_second: float) -> None:
         """A new rate, in place: every client already holding this pace (other connections
@@ -80,6 +81,12 @@ class CredentialPace:
 
     async def __aenter__(self) -> None:
         await self.turns.acquire()
+        # Once a request went out late, the next turns come too soon for the spacing at the
+        # way out: they wait here, before a slot of the global bound, not there, holding one.
+        # Only the lateness of this request's own way out is left to wait for there.
+        lag = self._next_out - anyio.current_time()
+        if lag > 0:
+            await anyio.sleep(lag)
 
     async def __aexit__(
         self,
@@ -90,12 +97,15 @@ class CredentialPace:
         return None
 
     async def trace(self, event: str, info: Mapping[str, Any]) -> None:
+        """Called by the engine at every step of the request (httpcore's trace events);
+        waits at the one where its headers are about to be written."""
         if event in GOING_OUT:
             await self._going_out()
 
     async def _going_out(self) -> None:
         # A time is reserved before the wait, so requests going out together are spaced in
-        # the order they came, and a waiter woken late does not delay the ones after it.
+        # the order they came, and a waiter woken late does not delay the ones after it (it
+        # leaves less than a gap before the next: the margin covers that lateness too).
         now = anyio.current_time()
         at = max(now, self._next_out)
         self._next_out = at + self._gap

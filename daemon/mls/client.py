@@ -135,7 +135,7 @@ class MlsClient:
         http: httpx.AsyncClient,
         endpoint: Endpoint,
         tokens: TokenSource,
-        rate: CredentialPace,
+        pace: CredentialPace,
         concurrency: anyio.CapacityLimiter,
         policy: RetryPolicy,
         on_request: Callable[[], None] = lambda: None,
@@ -143,7 +143,7 @@ class MlsClient:
         self.http = http
         self.endpoint = endpoint
         self.tokens = tokens
-        self.rate = rate
+        self.pace = pace
         self.concurrency = concurrency
         self.policy = policy
         self.on_request = on_request
@@ -153,7 +153,7 @@ class MlsClient:
         self._origin = _origin(httpx.URL(endpoint.base_url))
         self._prefer = page_size_preference(endpoint.page_size)
         self._urls: dict[tuple[str, ...], httpx.URL] = {}
-        self._extensions: Extensions = {"trace": rate.trace}
+        self._extensions: Extensions = {"trace": pace.trace}
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -339,7 +339,7 @@ class MlsClient:
         its credential's turn (with 16 slots and 2 requests/s per credential, slots held
         waiting made a 100,000-listing cycle take 32 s instead of 9). Gives the request's
         httpx extensions, which space the moment it goes out."""
-        async with self.rate, self.concurrency:
+        async with self.pace, self.concurrency:
             yield self._extensions
 
     async def _send(self, url: httpx.URL, accept: str) -> httpx.Response:

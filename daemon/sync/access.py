@@ -66,7 +66,7 @@ class MlsAccess:
             http=self.http.for_url(row.base_url),
             endpoint=endpoint,
             tokens=tokens,
-            rate=self._pace(row.id, credential, row.rate_per_second),
+            pace=self._pace(row.id, credential, row.rate_per_second),
             concurrency=self.concurrency,
             policy=self.policy(),
             on_request=on_request,

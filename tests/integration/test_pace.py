@@ -14,7 +14,7 @@ from daemon.aiohttp_transport import AiohttpTransport
 from daemon.enums import KeyFilter
 from daemon.mls.auth import StaticToken
 from daemon.mls.client import Endpoint, MlsClient, RetryPolicy
-from daemon.pace import CredentialPace
+from daemon.pace import MLS_RATE_MARGIN, CredentialPace
 from tests.helpers import STATIC_TOKEN, Mls, most_in_any_window, sandbox_mls_in_a_thread
 
 RATE = 5.0
@@ -48,12 +48,16 @@ def mls() -> Iterator[Mls]:
         yield served
 
 
+# Alone, after the parallel run: it counts arrivals within 50 ms of the limit, and other tests'
+# load on the two cores wakes requests later than that (docs/reliability.md "Fault soak").
+@pytest.mark.serial
 @pytest.mark.parametrize("engine", ["aiohttp", "httpcore"])
 async def test_a_request_that_leaves_late_does_not_crowd_the_next_ones_into_its_second(
     mls: Mls, engine: Literal["aiohttp", "httpcore"]
 ) -> None:
     """Twelve requests of one credential limited to 5/s, the first one 150 ms late on its
-    way out: the server never sees more than 5 in a sliding second."""
+    way out: the server never sees more than 5 in a sliding second, and the requests are not
+    slowed down for it beyond the credential's pace."""
     sandbox, url = mls
     keys = [f"L{n:02d}" for n in range(12)]
     for key in keys:
@@ -66,7 +70,7 @@ async def test_a_request_that_leaves_late_does_not_crowd_the_next_ones_into_its_
             http=http,
             endpoint=Endpoint("mls-1", url, key_filter=KeyFilter.EACH),
             tokens=StaticToken(STATIC_TOKEN),
-            rate=CredentialPace(RATE),
+            pace=CredentialPace(RATE),
             concurrency=anyio.CapacityLimiter(16),
             policy=RetryPolicy(),
         )
@@ -83,3 +87,4 @@ async def test_a_request_that_leaves_late_does_not_crowd_the_next_ones_into_its_
     times = [t for t, _ in sandbox.request_times]
     assert len(times) == len(keys)
     assert most_in_any_window(times, 1.0) <= RATE
+    assert max(times) - min(times) <= (len(keys) - 1) / (RATE * (1 - MLS_RATE_MARGIN)) + 0.3
