@@ -13,6 +13,7 @@ import glob
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -40,6 +41,14 @@ def _bindir() -> Path:
 
 def _major(path: str) -> int:
     return int(Path(path).parent.parent.name)
+
+
+def _parent_of(stat: Path) -> int | None:
+    """The parent pid in a /proc/<pid>/stat, None for a process gone meanwhile."""
+    try:
+        return int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _free_port() -> int:
@@ -114,6 +123,26 @@ class PostgresServer:
             str(self.bindir / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "fast", "-w",
             "stop",
         )  # fmt: skip
+
+    def freeze(self) -> None:
+        """The server stops answering without closing a connection, as a frozen VM or a cut
+        network does: every one of its processes is stopped (SIGSTOP) until `thaw`."""
+        for pid in self._processes():
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in self._processes():
+            os.kill(pid, signal.SIGCONT)
+
+    def _processes(self) -> list[int]:
+        """The postmaster (the first line of its pid file) and its children."""
+        postmaster = int((self.folder / "data" / "postmaster.pid").read_text().split()[0])
+        children = [
+            int(stat.parent.name)
+            for stat in Path("/proc").glob("[0-9]*/stat")
+            if _parent_of(stat) == postmaster
+        ]
+        return [postmaster, *children]
 
     def admin(self, sql: str, database: str = "postgres") -> None:
         """One statement as the superuser, over the local socket."""

@@ -50,6 +50,9 @@ WRITE_LOCK = 0x6D6C_7377  # "mlsw"
 MIGRATE_LOCK = 0x6D6C_736D  # "mlsm"
 POOL_SIZE = 8
 CONNECT_SECONDS = 10.0
+# A BEGIN, COMMIT or ROLLBACK takes milliseconds; one that waits this long has a server that
+# stopped answering without closing the connection (a frozen VM, a cut network).
+END_SECONDS = 5.0
 # A difference of this machine's clock from the server's worth a warning: leases go by the
 # server's, but the logs and what the daemon shows go by this machine's too.
 CLOCK_WARNING_SECONDS = 1.0
@@ -246,6 +249,24 @@ async def _watch_turn(
             return
 
 
+async def _end(conn: psycopg.AsyncConnection[Any], statement: str) -> None:
+    """A transaction's BEGIN, COMMIT or ROLLBACK. Shielded: a cancel must not leave the pooled
+    connection inside a transaction. Yet bounded: a server that stopped answering without
+    closing the connection would hold it for ever, and with it the daemon's stop (until
+    systemd's SIGKILL). Past END_SECONDS psycopg, cancelled, closes the connection (the
+    pool drops it), and the caller learns the database is unavailable: whether a COMMIT so
+    cut short landed is unknown, as when a connection breaks during one, and the work is
+    done again from what the database holds."""
+    try:
+        with anyio.fail_after(END_SECONDS, shield=True):
+            await conn.execute(statement)
+    except TimeoutError:
+        raise DatabaseUnavailable(
+            f"the database did not answer a {statement.split()[0]} within {END_SECONDS:.0f} s; "
+            "its connection was closed"
+        ) from None
+
+
 async def _wait_for_migrators(session: Session) -> None:
     """The migrators' lock, waited for as long as another daemon's migration takes (not the
     busy timeout: a start must not fail behind a long migration)."""
@@ -357,11 +378,9 @@ class PostgresDatabase(Database):
     async def _begun(
         self, conn: psycopg.AsyncConnection[PgRow], begin: str
     ) -> AsyncIterator[PgSession]:
-        """`begin` ... COMMIT, rolled back on any exception. The ends are shielded: a cancel
-        must not leave the pooled connection inside a transaction."""
+        """`begin` ... COMMIT, rolled back on any exception (see `_end`)."""
         try:
-            with anyio.CancelScope(shield=True):
-                await conn.execute(begin)
+            await _end(conn, begin)
             try:
                 yield PgSession(conn)
             except BaseException:
@@ -369,11 +388,10 @@ class PostgresDatabase(Database):
                 # takes the place of what is leaving (a cancel, above all): the pool drops a
                 # connection left broken.
                 if conn.info.transaction_status in _OPEN:
-                    with anyio.CancelScope(shield=True), suppress(psycopg.Error):
-                        await conn.execute("ROLLBACK")
+                    with suppress(psycopg.Error, DatabaseUnavailable):
+                        await _end(conn, "ROLLBACK")
                 raise
-            with anyio.CancelScope(shield=True):
-                await conn.execute("COMMIT")
+            await _end(conn, "COMMIT")
         except psycopg.Error as exc:
             raise from_psycopg(exc) from exc
 

@@ -5,7 +5,9 @@ back."""
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import pytest
 from daemon.composition import open_runtime
 from daemon.service.push_routes import PUSH_PATH
 from tests.e2e.daemon_process import Daemon, DaemonConfig
-from tests.helpers import Mls, add_sandbox_connection
+from tests.helpers import Mls, Platforms, add_sandbox_connection
 from tests.postgres_server import PostgresServer
 
 PUSH = PUSH_PATH.format(connection_id="mls-1")
@@ -103,3 +105,44 @@ async def _wait_for_readyz(daemon: Daemon, code: int) -> dict[str, Any]:
             if answer.status_code == code:
                 return dict(answer.json())
             await anyio.sleep(0.2)
+
+
+async def test_the_daemon_stops_promptly_while_postgresql_is_frozen(
+    tmp_path: Path, secret_key: str, platforms: Platforms, server: PostgresServer, mls: Mls
+) -> None:
+    """A database server that stops answering without closing its connections (a frozen VM,
+    a cut network) must not hold the daemon's stop until systemd's SIGKILL: the ends of the
+    transactions under way wait for it a bounded time, then their connections are dropped."""
+    daemon_config = DaemonConfig.write(tmp_path, platforms[1], secret_key, grace=1)
+    daemon_config.add("database", url=server.new_database())
+    env = {"MLS_SYNC_DATABASE_PASSWORD": server.password}
+    seeding = {"MLS_SYNC_SECRET_KEY": daemon_config.secret_key, **env}
+    async with open_runtime(daemon_config.settings(), seeding) as rt:
+        await add_sandbox_connection(rt, mls, [f"K{n}" for n in range(20)])
+    daemon = daemon_config.start(env=env)
+    try:
+        await daemon.wait_notify("READY=1")
+        await daemon.wait_for_run(1, timeout=30)
+        server.freeze()
+        try:
+            async with anyio.create_task_group() as calls:
+                # Transactions under way on the frozen server: a sync, and the API's reads.
+                calls.start_soon(_call_ignoring_timeouts, daemon, "POST", "/v1/sync")
+                calls.start_soon(_call_ignoring_timeouts, daemon, "GET", "/v1/listings")
+                await anyio.sleep(2)
+                daemon.send(signal.SIGTERM)
+                code, seconds = await daemon.wait_exit(timeout=60)
+                calls.cancel_scope.cancel()
+        finally:
+            server.thaw()
+    finally:
+        daemon.stop()
+    print(f"\nstopped in {seconds:.1f} s with PostgreSQL frozen, exit code {code}")
+    assert seconds < 20, daemon.log()
+    assert code == 0, daemon.log()
+    assert "Traceback" not in daemon.log()
+
+
+async def _call_ignoring_timeouts(daemon: Daemon, method: str, path: str) -> None:
+    with suppress(httpx.HTTPError):
+        await daemon.call(method, path)
