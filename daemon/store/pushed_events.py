@@ -76,11 +76,10 @@ async def take(
     return [Queued(int(r[0]), str(r[1]), int(r[2])) for r in rows]
 
 
-async def tried(db: Database, ids: Sequence[int]) -> None:
-    """One more apply of these events could not read their listings."""
-    if ids:
-        async with db.transaction() as conn:
-            await conn.execute_many(TRIED, [(i,) for i in ids])
+async def tried(conn: Session, ids: Sequence[int]) -> None:
+    """One more apply of these events could not read their listings; in the transaction that
+    checks the applying sync still holds its lease."""
+    await conn.execute_many(TRIED, [(i,) for i in ids])
 
 
 async def remove_in(conn: Session, ids: Sequence[int]) -> None:

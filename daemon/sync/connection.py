@@ -302,13 +302,24 @@ class ConnectionSync:
                 return
             except MlsError as exc:
                 await self._batch_failed(keys, id_by_key, str(exc))
-                await pushed_events.tried(self.db, [i for k in keys for i in queue_ids[k]])
+                await self._tried([i for k in keys for i in queue_ids[k]])
                 continue
             read = [i for k in keys if k not in answer.errors for i in queue_ids[k]]
             await self._apply(*_observations(answer, id_by_key), pushed_done=read)
-            await pushed_events.tried(self.db, [i for k in answer.errors for i in queue_ids[k]])
+            await self._tried([i for k in answer.errors for i in queue_ids[k]])
             self._done += len(keys)
             self.on_progress(self.row.id, self._done, self._total)
+
+    async def _tried(self, event_ids: list[int]) -> None:
+        """Pushed events whose listings' reads failed: one more failed apply each, counted
+        only under this sync's lease, as every write is fenced. A sync that lost it (paused
+        past it, the connection taken over) leaves the count to the new holder, whose own
+        reads give the events their PUSH_ATTEMPTS."""
+        if not event_ids:
+            return
+        async with self.db.transaction() as conn:
+            if await leases.still_held(conn, self.row.id, self.lease_holder, iso(self.clock())):
+                await pushed_events.tried(conn, event_ids)
 
     def _batches(self, keys: list[str]) -> list[list[str]]:
         """`keys` in batches of the connection's size, each short enough for its URL."""

@@ -231,3 +231,33 @@ async def test_a_push_that_arrives_while_the_last_one_is_applied_is_applied_righ
         tg.cancel_scope.cancel()
 
     assert engine.applies[1] - released < 0.3
+
+
+async def test_a_sync_that_lost_its_lease_does_not_count_its_failed_read_against_the_events(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """A process paused past its lease, the connection taken over meanwhile, comes back to a
+    read that failed: the events' count of failed applies is their new holder's to keep, so
+    they are never given up sooner than PUSH_ATTEMPTS of its own reads."""
+    sandbox, _ = mls
+    row = await _prepared(runtime, mls)
+    await _queue(runtime, "P1")
+    sandbox.faults.add(Fault("slow", seconds=2.5, matching="P1"))  # past the client's 2 s
+    sandbox.faults.add(Fault("status", status=500, times=1000, matching="P1"))
+    asked = sum(sandbox.requests.values())
+
+    async def take_over() -> None:
+        while sum(sandbox.requests.values()) == asked:  # the read of P1 is under way
+            await anyio.sleep(0.01)
+        until = iso(datetime.now(UTC) + timedelta(minutes=5))
+        await leases.put_own(runtime.db, "mls-1", "other-host:4242:abcd", until)
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(take_over)
+        failed = await runtime.engine.apply_pushes(row)
+
+    assert failed.report is not None
+    errors = await runs.errors_of(runtime.db, failed.report.run.id)
+    assert any("not checked" in e.message for e in errors), errors
+    [queued] = await pushed_events.take(runtime.db, "mls-1", LIMIT)
+    assert queued.attempts == 0
