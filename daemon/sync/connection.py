@@ -120,8 +120,8 @@ class ConnectionSync:
             self.row.id,
         )
         counts = Counts(errors=1)
-        now = iso(self.clock())
         async with self.db.transaction() as conn:
+            now = iso(self.clock())  # once the write's turn came: the fence judges then
             # Fenced: a process that lost its lease leaves the listings to their new syncer.
             if await leases.still_held(conn, self.row.id, self.lease_holder, now):
                 await listings.mark_not_checked(conn, [id_by_key[k] for k in keys], message)
