@@ -116,12 +116,21 @@ class Unmappable:
     ignored: bool = False
 
 
+MAPPINGS_REMEMBERED = 1024
+
+
 @dataclass(frozen=True)
 class StatusMapping:
     """StandardStatus (and optionally MlsStatus, which wins when it matches) -> local status."""
 
     standard: Mapping[str, LocalStatus | None]
     mls_status: Mapping[str, LocalStatus]
+    # What each pair of values seen maps to: a cycle sees a handful of distinct pairs over
+    # all its listings, and folding both values for each listing (a regular expression each)
+    # was a share of the planning. Bounded, since the values are the server's to choose.
+    _seen: dict[tuple[str | None, str | None], Mapped | Unmappable] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def build(
@@ -142,6 +151,15 @@ class StatusMapping:
         )
 
     def map(self, standard_status: str | None, mls_status: str | None) -> Mapped | Unmappable:
+        pair = (standard_status, mls_status)
+        mapped = self._seen.get(pair)
+        if mapped is None:
+            mapped = self._map(standard_status, mls_status)
+            if len(self._seen) < MAPPINGS_REMEMBERED:
+                self._seen[pair] = mapped
+        return mapped
+
+    def _map(self, standard_status: str | None, mls_status: str | None) -> Mapped | Unmappable:
         if mls_status and (override := self.mls_status.get(status_token(mls_status))):
             return Mapped(override)
         if standard_status is None or not standard_status.strip():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from daemon.models import (
     AuditEvent,
@@ -158,3 +160,23 @@ def test_a_batch_plan_has_one_change_per_changed_listing_and_keeps_failures_apar
     ]
     assert [c.listing_id for c in plan.checked] == ["a", "b", "c"]
     assert [(p.listing_id, p.warning) for p in plan.problems] == [("c", False), ("d", False)]
+
+
+_VALUES = st.one_of(
+    st.none(),
+    st.sampled_from(["Active", "active under contract", "Closed", "Weird", " ", "Pending"]),
+    st.text(max_size=12),
+)
+
+
+@given(st.lists(st.tuples(_VALUES, _VALUES), max_size=40))
+def test_a_mapping_answers_each_pair_of_values_as_it_did_the_first_time(
+    pairs: list[tuple[str | None, str | None]],
+) -> None:
+    """One mapping serves a whole cycle and remembers what it answered: every answer is the
+    one a new mapping gives, whatever came before, an MlsStatus override included."""
+    shared = StatusMapping.build(mls_status={"Contingent": "pending"})
+    for standard, mls in pairs:
+        fresh = StatusMapping.build(mls_status={"Contingent": "pending"})
+        assert shared.map(standard, mls) == fresh.map(standard, mls)
+        assert shared.map(standard, "Contingent") == fresh.map(standard, "Contingent")
