@@ -18,7 +18,7 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,14 +125,21 @@ class PostgresServer:
         )  # fmt: skip
 
     def freeze(self) -> None:
-        """The server stops answering without closing a connection, as a frozen VM or a cut
-        network does: every one of its processes is stopped (SIGSTOP) until `thaw`."""
-        for pid in self._processes():
-            os.kill(pid, signal.SIGSTOP)
+        """The server stops answering without closing a connection, as a frozen VM or a
+        stopped process does: every one of its processes is stopped (SIGSTOP) until `thaw`.
+        The postmaster first, then its children, until a look finds none left running: a
+        child it forked meanwhile is found by the next look."""
+        frozen: list[int] = []
+        while unfrozen := [pid for pid in self._processes() if pid not in frozen]:
+            for pid in unfrozen:  # the postmaster first
+                with suppress(ProcessLookupError):  # a backend that just ended
+                    os.kill(pid, signal.SIGSTOP)
+            frozen += unfrozen
 
     def thaw(self) -> None:
         for pid in self._processes():
-            os.kill(pid, signal.SIGCONT)
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
     def _processes(self) -> list[int]:
         """The postmaster (the first line of its pid file) and its children."""

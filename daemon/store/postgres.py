@@ -25,6 +25,7 @@ import psycopg
 import structlog
 from psycopg import errors as pg_errors
 from psycopg import pq
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import RowMaker
 from psycopg.types.numeric import NumericLoader
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -50,9 +51,10 @@ WRITE_LOCK = 0x6D6C_7377  # "mlsw"
 MIGRATE_LOCK = 0x6D6C_736D  # "mlsm"
 POOL_SIZE = 8
 CONNECT_SECONDS = 10.0
-# A BEGIN, COMMIT or ROLLBACK takes milliseconds; one that waits this long has a server that
-# stopped answering without closing the connection (a frozen VM, a cut network).
-END_SECONDS = 5.0
+# A BEGIN or ROLLBACK takes milliseconds, a COMMIT a little longer (longer still when it waits
+# for a synchronous standby); one that waits this long has a server that stopped answering
+# without closing the connection (a frozen VM or process, a cut network).
+END_SECONDS = 10.0
 # A difference of this machine's clock from the server's worth a warning: leases go by the
 # server's, but the logs and what the daemon shows go by this machine's too.
 CLOCK_WARNING_SECONDS = 1.0
@@ -200,13 +202,30 @@ CHECK_WHAT = (
 )
 
 
+def dead_peer_options(url: str) -> dict[str, Any]:
+    """libpq's options for a server that goes away without a word (a VM gone, a network cut:
+    no reset ever comes): a connection attempt gives up after CONNECT_SECONDS (the pool's
+    own would wait libpq's default, over two minutes); data the server's machine does not
+    acknowledge for as long ends the connection (`tcp_user_timeout`), during any statement;
+    and an idle connection is probed (TCP keepalives) so a dead one is found before it is
+    used. What the URL sets itself is left as it is."""
+    given = conninfo_to_dict(url)
+    wanted = {
+        "connect_timeout": int(CONNECT_SECONDS),
+        "tcp_user_timeout": int(CONNECT_SECONDS * 1000),
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+    }
+    return {name: value for name, value in wanted.items() if name not in given}
+
+
 async def _first_connection(url: str, kwargs: dict[str, Any]) -> None:
     """One connection before the pool's: its failure is said at once, with the server's
     reason (the pool would only retry, quietly, until its timeout)."""
     try:
-        conn = await psycopg.AsyncConnection.connect(
-            url, connect_timeout=int(CONNECT_SECONDS), **kwargs
-        )
+        conn = await psycopg.AsyncConnection.connect(url, **kwargs)
     except psycopg.Error as exc:
         # libpq's reason names the host, the port and the user, never the password.
         reason = " ".join(str(exc).split()) or type(exc).__name__
@@ -253,8 +272,9 @@ async def _end(conn: psycopg.AsyncConnection[Any], statement: str) -> None:
     """A transaction's BEGIN, COMMIT or ROLLBACK. Shielded: a cancel must not leave the pooled
     connection inside a transaction. Yet bounded: a server that stopped answering without
     closing the connection would hold it for ever, and with it the daemon's stop (until
-    systemd's SIGKILL). Past END_SECONDS psycopg, cancelled, closes the connection (the
-    pool drops it), and the caller learns the database is unavailable: whether a COMMIT so
+    systemd's SIGKILL). Past END_SECONDS the statement is cancelled, its connection closed
+    (by psycopg, or by the pool, which drops a connection returned mid-statement), and the
+    caller learns the database is unavailable: whether a COMMIT so
     cut short landed is unknown, as when a connection breaks during one, and the work is
     done again from what the database holds."""
     try:
@@ -304,7 +324,11 @@ class PostgresDatabase(Database):
             conn.adapters.register_loader("numeric", _WholeNumbers)
             await conn.execute(f"SET lock_timeout = {int(busy_timeout_ms)}")
 
-        kwargs: dict[str, Any] = {"autocommit": True, "row_factory": _pg_rows}
+        kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "row_factory": _pg_rows,
+            **dead_peer_options(url),
+        }
         if password is not None:
             kwargs["password"] = password
         await _first_connection(url, kwargs)
@@ -434,9 +458,7 @@ class PostgresDatabase(Database):
         seconds while the block runs; lost, the block is cancelled and StoreError raised."""
         key = zlib.crc32(task.encode())
         try:
-            conn = await psycopg.AsyncConnection.connect(
-                self._url, connect_timeout=int(CONNECT_SECONDS), **self._connect_kwargs
-            )
+            conn = await psycopg.AsyncConnection.connect(self._url, **self._connect_kwargs)
         except psycopg.Error as exc:
             raise from_psycopg(exc) from exc
         try:

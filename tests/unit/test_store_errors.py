@@ -16,7 +16,7 @@ from daemon.store.errors import (
     StoreError,
     store_error_in,
 )
-from daemon.store.postgres import from_psycopg
+from daemon.store.postgres import dead_peer_options, from_psycopg
 
 
 @pytest.mark.parametrize(
@@ -49,3 +49,17 @@ def test_a_database_error_is_found_inside_task_groups_only_when_nothing_else_is_
     assert store_error_in(ExceptionGroup("run", [ExceptionGroup("connection", [gone])])) is gone
     assert store_error_in(ExceptionGroup("run", [gone, ValueError("a bug")])) is None
     assert store_error_in(ValueError("a bug")) is None
+
+
+def test_a_connection_gives_up_on_a_silent_server_unless_the_url_says_otherwise() -> None:
+    """Every connection carries libpq's options for a server gone without a word (a connect
+    timeout, tcp_user_timeout, keepalives); one the operator put in the URL is theirs."""
+    options = dead_peer_options("postgresql://mls_sync@db.internal/mls?keepalives_idle=60")
+    assert options == {
+        "connect_timeout": 10,
+        "tcp_user_timeout": 10_000,
+        "keepalives": 1,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+    }
+    assert "connect_timeout" not in dead_peer_options("host=db connect_timeout=3")
