@@ -27,7 +27,7 @@ import structlog
 from daemon.enums import QueryMode
 from daemon.store import connections
 from daemon.store.database import Database
-from daemon.store.errors import StoreError
+from daemon.store.errors import StoreError, outage_in
 from daemon.store.records import ConnectionRow
 from daemon.sync.engine import PollOutcome
 
@@ -150,8 +150,11 @@ class ChangeLogPolls:
                 self.wanted.add(row.id)  # asked again at the next tick
             if pushed.outcome != "none":
                 await self._note(row.id, pushed)
-        except Exception:  # a bug: logged; the next push or read of the log tries again
-            log.exception("pushed_events_apply_crashed", connection_id=row.id)
+        except Exception as exc:  # the next push or read of the log tries again
+            if outage := outage_in(exc):
+                log.warning("pushed_events_database_error", connection_id=row.id, error=str(outage))
+            else:  # a bug: logged whole
+                log.exception("pushed_events_apply_crashed", connection_id=row.id)
             self.last[row.id] = LastPoll(time.time(), "crashed")
 
     async def _read_log(self, row: ConnectionRow) -> None:
@@ -161,8 +164,13 @@ class ChangeLogPolls:
             if read.outcome == "busy":
                 wait = TICK_SECONDS  # asked again a tick on
             await self._note(row.id, read)
-        except Exception:  # a bug: logged, and the log is read again next interval
-            log.exception("change_log_poll_crashed", connection_id=row.id)
+        except Exception as exc:  # the log is read again next interval
+            if outage := outage_in(exc):
+                log.warning(
+                    "change_log_poll_database_error", connection_id=row.id, error=str(outage)
+                )
+            else:  # a bug: logged whole
+                log.exception("change_log_poll_crashed", connection_id=row.id)
             self.last[row.id] = LastPoll(time.time(), "crashed")
         finally:
             self.next_due[row.id] = self.clock() + wait

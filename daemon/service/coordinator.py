@@ -17,7 +17,7 @@ from typing import Protocol
 import anyio
 import structlog
 
-from daemon.store.errors import DatabaseBusy, DatabaseUnavailable, store_error_in
+from daemon.store.errors import outage_in
 from daemon.sync.check_tiers import SCHEDULED_TRIGGERS
 from daemon.sync.cycle_slots import SHARED_TRIGGERS
 from daemon.sync.engine import RunReport
@@ -158,12 +158,10 @@ class Coordinator:
             if scope.cancelled_caught:
                 log.warning("cycle_cancelled", source=source)
         except Exception as exc:
-            database = store_error_in(exc)
-            if isinstance(database, DatabaseUnavailable | DatabaseBusy):
-                # The database went away under the run (PostgreSQL stopped, say), or stayed
-                # locked past the busy timeout: the engine ended the run as far as it could.
-                # No bug, so no traceback; any other database error is one.
-                log.warning("cycle_database_error", source=source, error=str(database))
+            if outage := outage_in(exc):
+                # The engine ended the run as far as it could; any other database error is
+                # a bug.
+                log.warning("cycle_database_error", source=source, error=str(outage))
             else:
                 # The engine records its own failures; this is a bug. Keep the daemon alive
                 # and let the next trigger try again.

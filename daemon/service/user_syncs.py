@@ -16,6 +16,7 @@ from typing import Protocol
 import anyio
 import structlog
 
+from daemon.store.errors import outage_in
 from daemon.sync.engine import RunReport
 
 log = structlog.get_logger("mls_sync.user_syncs")
@@ -90,8 +91,11 @@ class UserSyncs:
     async def _one(self, user_id: str, source: str, run_id: int) -> None:
         try:
             await self.engine.sync_user(user_id, source, run_id)
-        except Exception:  # the engine records its own failures; this is a bug
-            log.exception("user_sync_crashed", user_id=user_id, run_id=run_id)
+        except Exception as exc:  # the engine records its own failures
+            if outage := outage_in(exc):
+                log.warning("user_sync_database_error", user_id=user_id, error=str(outage))
+            else:  # a bug
+                log.exception("user_sync_crashed", user_id=user_id, run_id=run_id)
         finally:  # a run asked for is never left `running`
             with anyio.CancelScope(shield=True):
                 await self._abandon(run_id, ENDED_BEFORE_ITS_RUN)

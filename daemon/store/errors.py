@@ -64,3 +64,11 @@ def from_sqlite(exc: sqlite3.Error) -> StoreError:
     if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _BUSY_CODES:
         return DatabaseBusy(str(exc))
     return StoreError(str(exc))
+
+
+def outage_in(exc: BaseException) -> StoreError | None:
+    """The database away or locked past the busy timeout, when that is all `exc` comes to:
+    no bug, so the work it cut short is logged as a warning with the driver's reason, not
+    as a crash with a traceback (which reads as a bug, and alerts as one)."""
+    database = store_error_in(exc)
+    return database if isinstance(database, DatabaseUnavailable | DatabaseBusy) else None

@@ -23,7 +23,7 @@ from daemon.mls.errors import CircuitOpen, ConnectionStopped, MlsError, NeedsRea
 from daemon.models import LocalStatus
 from daemon.store import connections, leases, listings, posts, pushed_events, runs
 from daemon.store.database import Database
-from daemon.store.errors import StoreError
+from daemon.store.errors import StoreError, outage_in
 from daemon.store.group_commit import GroupWriter
 from daemon.store.posts import DueScope
 from daemon.store.records import ConnectionRow, ListingRow, RunErrorRow, RunRow, TrackedListing
@@ -441,7 +441,10 @@ class SyncEngine:
         try:
             return await self.unpublisher.reconcile(run_id, _due_scope(scope))
         except Exception as exc:
-            log.exception("unpublish_crashed")
+            if outage := outage_in(exc):
+                log.warning("unpublish_database_error", error=str(outage))
+            else:
+                log.exception("unpublish_crashed")
             leaf = _innermost(exc)
             await self._record(
                 run_id, ErrorEntry("run", f"unpublishing stopped: {_describe(leaf)}")

@@ -70,6 +70,7 @@ async def test_a_push_or_an_api_call_while_postgresql_is_down_is_a_503_to_send_a
     daemon = daemon_config.start(env=env)
     try:
         await daemon.wait_notify("READY=1")
+        await daemon.wait_for_run(1, timeout=30)  # the outage is the calls', not the run's
         made = await daemon.call("POST", "/v1/mls-connections/mls-1/push-token")
         token = str(made.json()["push_token"])
 
