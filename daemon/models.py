@@ -125,11 +125,12 @@ class StatusMapping:
 
     standard: Mapping[str, LocalStatus | None]
     mls_status: Mapping[str, LocalStatus]
-    # What each pair of values seen maps to: a cycle sees a handful of distinct pairs over
-    # all its listings, and folding both values for each listing (a regular expression each)
-    # was a share of the planning. Bounded, since the values are the server's to choose.
+    # What each pair of values seen maps to, for as long as the mapping is in use (until a
+    # reload): a cycle sees a handful of distinct pairs over all its listings, and folding
+    # both values for each listing (a regular expression each) was a share of the planning.
+    # Bounded, since the values are the server's to choose.
     _seen: dict[tuple[str | None, str | None], Mapped | Unmappable] = field(
-        default_factory=dict, compare=False, repr=False
+        default_factory=dict, init=False, compare=False, repr=False
     )
 
     @classmethod

@@ -34,7 +34,7 @@ from daemon.mail.timing import digest_day, digest_due
 from daemon.outbound import retry
 from daemon.store import events, mail
 from daemon.store.database import Database
-from daemon.store.errors import StoreError
+from daemon.store.errors import StoreError, outage_in
 from daemon.store.records import EventRow
 from daemon.store.session import Session
 from daemon.store.until_written import until_written
@@ -118,8 +118,15 @@ class MailWorker:
                     await mail.start_cursor(self._db)
                     tg.start_soon(self._follow_loop)
                     tg.start_soon(self._send_loop)
-            except Exception:
-                log.exception("mail_worker_crashed", note="started again in a few seconds")
+            except Exception as exc:
+                if outage := outage_in(exc):  # no bug: said in one line, each restart
+                    log.warning(
+                        "mail_worker_database_error",
+                        error=str(outage),
+                        note="started again in a few seconds",
+                    )
+                else:
+                    log.exception("mail_worker_crashed", note="started again in a few seconds")
                 self._busy.clear()
                 await anyio.sleep(RESTART_SECONDS)
 

@@ -38,7 +38,7 @@ from daemon.outbound.urls import UrlPolicy
 from daemon.store import events
 from daemon.store import webhooks as store
 from daemon.store.database import Database
-from daemon.store.errors import IntegrityViolation, StoreError
+from daemon.store.errors import IntegrityViolation, StoreError, outage_in
 from daemon.store.records import EventRow, WebhookDeliveryRow, WebhookEndpointRow
 from daemon.store.until_written import until_written
 from daemon.timestamps import iso, parse_iso, utcnow
@@ -148,10 +148,15 @@ class Deliveries:
             while (wait := await self._next(endpoint_id)) is not None:
                 if wait > 0:
                     await self._wait(endpoint_id, wait)
-        except Exception:
-            # A bug or a database that went away: logged, and the endpoint is taken up again
-            # by the supervisor (its state is all in the database).
-            log.exception("webhook_worker_failed", endpoint=endpoint_id)
+        except Exception as exc:
+            # Logged, and the endpoint is taken up again by the supervisor (its state is all
+            # in the database); a database away or locked is no bug, so no traceback.
+            if outage := outage_in(exc):
+                log.warning(
+                    "webhook_worker_database_error", endpoint=endpoint_id, error=str(outage)
+                )
+            else:
+                log.exception("webhook_worker_failed", endpoint=endpoint_id)
             await anyio.sleep(RECHECK)
         finally:
             self.following.discard(endpoint_id)

@@ -55,6 +55,16 @@ class LastPoll:
     run_id: int | None = None
 
 
+def _failed(exc: Exception, what: str, connection_id: str) -> str:
+    """Logs a read of the log or an apply of pushes that raised, and gives the outcome /status
+    shows: the database away or locked is a warning, anything else a bug, logged whole."""
+    if outage := outage_in(exc):
+        log.warning(f"{what}_database_error", connection_id=connection_id, error=str(outage))
+        return "database_error"
+    log.exception(f"{what}_crashed", connection_id=connection_id)
+    return "crashed"
+
+
 async def _nothing(result: PollOutcome) -> None:
     return None
 
@@ -151,11 +161,7 @@ class ChangeLogPolls:
             if pushed.outcome != "none":
                 await self._note(row.id, pushed)
         except Exception as exc:  # the next push or read of the log tries again
-            if outage := outage_in(exc):
-                log.warning("pushed_events_database_error", connection_id=row.id, error=str(outage))
-            else:  # a bug: logged whole
-                log.exception("pushed_events_apply_crashed", connection_id=row.id)
-            self.last[row.id] = LastPoll(time.time(), "crashed")
+            self.last[row.id] = LastPoll(time.time(), _failed(exc, "pushed_events_apply", row.id))
 
     async def _read_log(self, row: ConnectionRow) -> None:
         wait: float = row.poll_seconds
@@ -165,13 +171,7 @@ class ChangeLogPolls:
                 wait = TICK_SECONDS  # asked again a tick on
             await self._note(row.id, read)
         except Exception as exc:  # the log is read again next interval
-            if outage := outage_in(exc):
-                log.warning(
-                    "change_log_poll_database_error", connection_id=row.id, error=str(outage)
-                )
-            else:  # a bug: logged whole
-                log.exception("change_log_poll_crashed", connection_id=row.id)
-            self.last[row.id] = LastPoll(time.time(), "crashed")
+            self.last[row.id] = LastPoll(time.time(), _failed(exc, "change_log_poll", row.id))
         finally:
             self.next_due[row.id] = self.clock() + wait
 

@@ -194,8 +194,11 @@ class Coordinator:
     async def _abandon(self, run_id: int, reason: str) -> None:
         try:
             await self.engine.abandon_run(run_id, reason)
-        except Exception:  # the database, say; the next start marks it interrupted
-            log.exception("reserved_run_not_ended", run_id=run_id)
+        except Exception as exc:  # the next start marks it interrupted
+            if outage := outage_in(exc):  # the outage the run met, most likely
+                log.warning("reserved_run_not_ended", run_id=run_id, error=str(outage))
+            else:
+                log.exception("reserved_run_not_ended", run_id=run_id)
 
     def _progress(self, connection_id: str, done: int, total: int) -> None:
         if self.running is not None:

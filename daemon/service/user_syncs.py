@@ -22,7 +22,10 @@ from daemon.sync.engine import RunReport
 log = structlog.get_logger("mls_sync.user_syncs")
 
 STOPPED_BEFORE_IT_BEGAN = "the daemon stopped before this sync began"
-ENDED_BEFORE_ITS_RUN = "the sync did not end its run (the daemon's log says why: user_sync_crashed)"
+ENDED_BEFORE_ITS_RUN = (
+    "the sync did not end its run (the daemon's log says why: user_sync_crashed, or "
+    "user_sync_database_error)"
+)
 
 
 class UserSyncEngine(Protocol):
@@ -93,7 +96,9 @@ class UserSyncs:
             await self.engine.sync_user(user_id, source, run_id)
         except Exception as exc:  # the engine records its own failures
             if outage := outage_in(exc):
-                log.warning("user_sync_database_error", user_id=user_id, error=str(outage))
+                log.warning(
+                    "user_sync_database_error", user_id=user_id, run_id=run_id, error=str(outage)
+                )
             else:  # a bug
                 log.exception("user_sync_crashed", user_id=user_id, run_id=run_id)
         finally:  # a run asked for is never left `running`
@@ -115,5 +120,8 @@ class UserSyncs:
     async def _abandon(self, run_id: int, reason: str) -> None:
         try:
             await self.engine.abandon_run(run_id, reason)
-        except Exception:  # the database, say; the next start marks it interrupted
-            log.exception("reserved_run_not_ended", run_id=run_id)
+        except Exception as exc:  # the next start marks it interrupted
+            if outage := outage_in(exc):  # the outage the run met, most likely
+                log.warning("reserved_run_not_ended", run_id=run_id, error=str(outage))
+            else:
+                log.exception("reserved_run_not_ended", run_id=run_id)

@@ -263,7 +263,9 @@ async def _watch_turn(
             with anyio.fail_after(CONNECT_SECONDS):  # a server gone silent, not just closed
                 await conn.execute("SELECT 1")
         except (psycopg.Error, TimeoutError) as exc:
-            lost.append(StoreError(f"lost the database connection that held this task: {exc}"))
+            lost.append(
+                DatabaseUnavailable(f"lost the database connection that held this task: {exc}")
+            )
             block.cancel()
             return
 
