@@ -14,6 +14,7 @@ from daemon.store.errors import (
     DatabaseUnavailable,
     IntegrityViolation,
     StoreError,
+    outage_in,
     store_error_in,
 )
 from daemon.store.postgres import dead_peer_options, from_psycopg
@@ -63,3 +64,14 @@ def test_a_connection_gives_up_on_a_silent_server_unless_the_url_says_otherwise(
         "keepalives_count": 3,
     }
     assert "connect_timeout" not in dead_peer_options("host=db connect_timeout=3")
+
+
+def test_only_the_database_away_or_locked_is_logged_as_an_outage_not_as_a_bug() -> None:
+    away = DatabaseUnavailable("the server is gone")
+    locked = DatabaseBusy("held by another writer")
+    assert outage_in(away) is away
+    assert outage_in(locked) is locked
+    assert outage_in(ExceptionGroup("a task group", [ExceptionGroup("nested", [away])])) is away
+    assert outage_in(IntegrityViolation("a key already taken")) is None  # a bug of ours
+    assert outage_in(ExceptionGroup("both", [away, ValueError("a bug")])) is None
+    assert outage_in(ValueError("a bug")) is None
