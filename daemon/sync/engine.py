@@ -10,6 +10,7 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import suppress
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -46,6 +47,12 @@ log = structlog.get_logger("mls_sync.sync")
 # Pushed events one run applies at most; more waiting are the next run's (the queue is read
 # in order, so none waits forever).
 PUSHED_PER_RUN = 10_000
+
+# The connection whose run between cycles (a read of its change log, an apply of its pushed
+# events) the current task belongs to. Such a run that finds the connection's lease taken
+# must not wait for a run between cycles to end: that run is itself, and it waited for its
+# own end, a whole lease time.
+_BETWEEN_CYCLES_OF: ContextVar[str | None] = ContextVar("between_cycles_of", default=None)
 
 
 class SyncRefused(Conflict):
@@ -246,11 +253,13 @@ class SyncEngine:
         """The run, known while it lasts to a cycle that comes to its connection, which waits
         for it rather than skip the connection."""
         self._between_cycles[connection_id] = ended = anyio.Event()
+        itself = _BETWEEN_CYCLES_OF.set(connection_id)
         try:
             report = await run(connection_id, trigger)
         except (SyncRefused, NotFound):  # paused, re-authentication or removed meanwhile
             return PollOutcome("left_to_cycle")
         finally:
+            _BETWEEN_CYCLES_OF.reset(itself)
             del self._between_cycles[connection_id]
             ended.set()
         return PollOutcome(outcome, report)
@@ -514,9 +523,10 @@ class SyncEngine:
         """Takes the lease once a read of the change log or an apply of pushed events of
         this process (short runs) has let it go: a run that skipped the connection for one
         would not have read what it was asked to. False when no such run holds it (another
-        sync does: skipped, as always), or when the lease could not be taken after it."""
+        sync does: skipped, as always), when this run is that run (a cycle took the lease
+        between its look and its take), or when the lease could not be taken after it."""
         ended = self._between_cycles.get(connection_id)
-        if ended is None:
+        if ended is None or _BETWEEN_CYCLES_OF.get() == connection_id:  # none, or this one
             return False
         with anyio.move_on_after(ttl.total_seconds()):
             await ended.wait()

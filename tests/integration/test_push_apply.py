@@ -261,3 +261,29 @@ async def test_a_sync_that_lost_its_lease_does_not_count_its_failed_read_against
     assert any("not checked" in e.message for e in errors), errors
     [queued] = await pushed_events.take(runtime.db, "mls-1", LIMIT)
     assert queued.attempts == 0
+
+
+async def test_an_apply_of_pushes_that_a_cycle_beats_to_the_lease_does_not_wait_for_itself(
+    runtime: Runtime, mls: Mls, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cycle of this process takes the connection's lease between the apply's look at it
+    and the apply's own take (a race a loaded machine made in an end-to-end run): the apply
+    is over at once, its events still queued for the next one. Before, it waited for the end
+    of the run between cycles holding the connection, which was itself: a whole lease time,
+    every push behind it waiting too."""
+    row = await _prepared(runtime, mls)
+    await _queue(runtime, "P1")
+    cycle = f"{runtime.engine.holder}:cycle"
+    now = datetime.now(UTC)
+    held = leases.LeaseRequest("mls-1", cycle, iso(now), iso(now + timedelta(minutes=5)))
+
+    async def taken_after_the_look(connection_id: str) -> bool:
+        assert await leases.acquire(runtime.db, held)  # the cycle, just after the look
+        return False
+
+    monkeypatch.setattr(runtime.engine, "_held_elsewhere", taken_after_the_look)
+    with anyio.fail_after(10):
+        applied = await runtime.engine.apply_pushes(row)
+
+    assert applied.report is not None and applied.report.run.warnings == 1
+    assert await pushed_events.waiting(runtime.db, "mls-1") == 1
