@@ -29,12 +29,13 @@ import structlog
 from daemon.config import EmailSettings
 from daemon.enums import EventType
 from daemon.event_types import matches
+from daemon.failures import log_failure
 from daemon.mail import compose, smtp
 from daemon.mail.timing import digest_day, digest_due
 from daemon.outbound import retry
 from daemon.store import events, mail
 from daemon.store.database import Database
-from daemon.store.errors import StoreError, outage_in
+from daemon.store.errors import StoreError
 from daemon.store.records import EventRow
 from daemon.store.session import Session
 from daemon.store.until_written import until_written
@@ -119,14 +120,13 @@ class MailWorker:
                     tg.start_soon(self._follow_loop)
                     tg.start_soon(self._send_loop)
             except Exception as exc:
-                if outage := outage_in(exc):  # no bug: said in one line, each restart
-                    log.warning(
-                        "mail_worker_database_error",
-                        error=str(outage),
-                        note="started again in a few seconds",
-                    )
-                else:
-                    log.exception("mail_worker_crashed", note="started again in a few seconds")
+                log_failure(
+                    log,
+                    exc,
+                    "mail_worker_crashed",
+                    "mail_worker_database_error",
+                    note="started again in a few seconds",
+                )
                 self._busy.clear()
                 await anyio.sleep(RESTART_SECONDS)
 

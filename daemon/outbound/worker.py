@@ -30,6 +30,7 @@ from daemon.config import WebhookSettings
 from daemon.credentials import require_box
 from daemon.encryption import SecretBox
 from daemon.enums import DeliveryState
+from daemon.failures import log_failure
 from daemon.outbound import retry, sender, signing
 from daemon.outbound.payload import event_body
 from daemon.outbound.recording import Recorder
@@ -38,7 +39,7 @@ from daemon.outbound.urls import UrlPolicy
 from daemon.store import events
 from daemon.store import webhooks as store
 from daemon.store.database import Database
-from daemon.store.errors import IntegrityViolation, StoreError, outage_in
+from daemon.store.errors import IntegrityViolation, StoreError
 from daemon.store.records import EventRow, WebhookDeliveryRow, WebhookEndpointRow
 from daemon.store.until_written import until_written
 from daemon.timestamps import iso, parse_iso, utcnow
@@ -150,13 +151,14 @@ class Deliveries:
                     await self._wait(endpoint_id, wait)
         except Exception as exc:
             # Logged, and the endpoint is taken up again by the supervisor (its state is all
-            # in the database); a database away or locked is no bug, so no traceback.
-            if outage := outage_in(exc):
-                log.warning(
-                    "webhook_worker_database_error", endpoint=endpoint_id, error=str(outage)
-                )
-            else:
-                log.exception("webhook_worker_failed", endpoint=endpoint_id)
+            # in the database).
+            log_failure(
+                log,
+                exc,
+                "webhook_worker_failed",
+                "webhook_worker_database_error",
+                endpoint=endpoint_id,
+            )
             await anyio.sleep(RECHECK)
         finally:
             self.following.discard(endpoint_id)

@@ -25,9 +25,10 @@ import anyio
 import structlog
 
 from daemon.enums import QueryMode
+from daemon.failures import log_failure
 from daemon.store import connections
 from daemon.store.database import Database
-from daemon.store.errors import StoreError, outage_in
+from daemon.store.errors import StoreError
 from daemon.store.records import ConnectionRow
 from daemon.sync.engine import PollOutcome
 
@@ -57,12 +58,13 @@ class LastPoll:
 
 def _failed(exc: Exception, what: str, connection_id: str) -> str:
     """Logs a read of the log or an apply of pushes that raised, and gives the outcome /status
-    shows: the database away or locked is a warning, anything else a bug, logged whole."""
-    if outage := outage_in(exc):
-        log.warning(f"{what}_database_error", connection_id=connection_id, error=str(outage))
-        return "database_error"
-    log.exception(f"{what}_crashed", connection_id=connection_id)
-    return "crashed"
+    shows for it."""
+    crashed, outage = f"{what}_crashed", f"{what}_database_error"
+    return (
+        "database_error"
+        if log_failure(log, exc, crashed, outage, connection_id=connection_id)
+        else "crashed"
+    )
 
 
 async def _nothing(result: PollOutcome) -> None:

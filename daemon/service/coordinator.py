@@ -17,7 +17,7 @@ from typing import Protocol
 import anyio
 import structlog
 
-from daemon.store.errors import outage_in
+from daemon.failures import log_failure
 from daemon.sync.check_tiers import SCHEDULED_TRIGGERS
 from daemon.sync.cycle_slots import SHARED_TRIGGERS
 from daemon.sync.engine import RunReport
@@ -158,14 +158,9 @@ class Coordinator:
             if scope.cancelled_caught:
                 log.warning("cycle_cancelled", source=source)
         except Exception as exc:
-            if outage := outage_in(exc):
-                # The engine ended the run as far as it could; any other database error is
-                # a bug.
-                log.warning("cycle_database_error", source=source, error=str(outage))
-            else:
-                # The engine records its own failures; this is a bug. Keep the daemon alive
-                # and let the next trigger try again.
-                log.exception("cycle_crashed", source=source)
+            # The engine records its own failures and ended the run as far as it could: keep
+            # the daemon alive and let the next trigger try again.
+            log_failure(log, exc, "cycle_crashed", "cycle_database_error", source=source)
         finally:
             if run_id is not None:  # a run asked for is never left `running`
                 with anyio.CancelScope(shield=True):
@@ -194,11 +189,8 @@ class Coordinator:
     async def _abandon(self, run_id: int, reason: str) -> None:
         try:
             await self.engine.abandon_run(run_id, reason)
-        except Exception as exc:  # the next start marks it interrupted
-            if outage := outage_in(exc):  # the outage the run met, most likely
-                log.warning("reserved_run_not_ended", run_id=run_id, error=str(outage))
-            else:
-                log.exception("reserved_run_not_ended", run_id=run_id)
+        except Exception as exc:  # the outage the run met, say; the next start ends it
+            log_failure(log, exc, "reserved_run_not_ended", "reserved_run_not_ended", run_id=run_id)
 
     def _progress(self, connection_id: str, done: int, total: int) -> None:
         if self.running is not None:

@@ -16,7 +16,7 @@ from typing import Protocol
 import anyio
 import structlog
 
-from daemon.store.errors import outage_in
+from daemon.failures import log_failure
 from daemon.sync.engine import RunReport
 
 log = structlog.get_logger("mls_sync.user_syncs")
@@ -95,12 +95,14 @@ class UserSyncs:
         try:
             await self.engine.sync_user(user_id, source, run_id)
         except Exception as exc:  # the engine records its own failures
-            if outage := outage_in(exc):
-                log.warning(
-                    "user_sync_database_error", user_id=user_id, run_id=run_id, error=str(outage)
-                )
-            else:  # a bug
-                log.exception("user_sync_crashed", user_id=user_id, run_id=run_id)
+            log_failure(
+                log,
+                exc,
+                "user_sync_crashed",
+                "user_sync_database_error",
+                user_id=user_id,
+                run_id=run_id,
+            )
         finally:  # a run asked for is never left `running`
             with anyio.CancelScope(shield=True):
                 await self._abandon(run_id, ENDED_BEFORE_ITS_RUN)
@@ -120,8 +122,5 @@ class UserSyncs:
     async def _abandon(self, run_id: int, reason: str) -> None:
         try:
             await self.engine.abandon_run(run_id, reason)
-        except Exception as exc:  # the next start marks it interrupted
-            if outage := outage_in(exc):  # the outage the run met, most likely
-                log.warning("reserved_run_not_ended", run_id=run_id, error=str(outage))
-            else:
-                log.exception("reserved_run_not_ended", run_id=run_id)
+        except Exception as exc:  # the outage the run met, say; the next start ends it
+            log_failure(log, exc, "reserved_run_not_ended", "reserved_run_not_ended", run_id=run_id)

@@ -276,9 +276,9 @@ async def _end(conn: psycopg.AsyncConnection[Any], statement: str) -> None:
     closing the connection would hold it for ever, and with it the daemon's stop (until
     systemd's SIGKILL). Past END_SECONDS the statement is cancelled, its connection closed
     (by psycopg, or by the pool, which drops a connection returned mid-statement), and the
-    caller learns the database is unavailable: whether a COMMIT so
-    cut short landed is unknown, as when a connection breaks during one, and the work is
-    done again from what the database holds."""
+    caller learns the database is unavailable: whether a COMMIT so cut short landed is
+    unknown, as when a connection breaks during one, and the work is done again from what
+    the database holds."""
     try:
         with anyio.fail_after(END_SECONDS, shield=True):
             await conn.execute(statement)

@@ -79,7 +79,8 @@ async def take(
 async def tried(conn: Session, ids: Sequence[int]) -> None:
     """One more apply of these events could not read their listings; in the transaction that
     checks the applying sync still holds its lease."""
-    await conn.execute_many(TRIED, [(i,) for i in ids])
+    if ids:
+        await conn.execute_many(TRIED, [(i,) for i in ids])
 
 
 async def remove_in(conn: Session, ids: Sequence[int]) -> None:

@@ -109,10 +109,15 @@ class ConnectionSync:
         self.on_progress(self.row.id, self._done, self._total)
 
     async def _batch_failed(
-        self, keys: Sequence[str], id_by_key: dict[str, str], message: str
+        self,
+        keys: Sequence[str],
+        id_by_key: dict[str, str],
+        message: str,
+        pushed_tried: Sequence[int] = (),
     ) -> None:
         """The request failed after its retries: one batch error (not one per listing), and
-        each listing keeps its status and shows the reason."""
+        each listing keeps its status and shows the reason; the pushed events that asked for
+        these listings count one more failed apply (see `_tried`)."""
         first, last = keys[0], keys[-1]
         entry = ErrorEntry(
             "batch",
@@ -125,6 +130,7 @@ class ConnectionSync:
             # Fenced: a process that lost its lease leaves the listings to their new syncer.
             if await leases.still_held(conn, self.row.id, self.lease_holder, now):
                 await listings.mark_not_checked(conn, [id_by_key[k] for k in keys], message)
+                await pushed_events.tried(conn, pushed_tried)
             await runs.record(conn, self.run_id, counts, [entry], now)
         self.counts.add(counts)
         self.failed_batches += 1
@@ -301,8 +307,8 @@ class ConnectionSync:
                 self.stopped = exc
                 return
             except MlsError as exc:
-                await self._batch_failed(keys, id_by_key, str(exc))
-                await self._tried([i for k in keys for i in queue_ids[k]])
+                tried = [i for k in keys for i in queue_ids[k]]
+                await self._batch_failed(keys, id_by_key, str(exc), tried)
                 continue
             read = [i for k in keys if k not in answer.errors for i in queue_ids[k]]
             await self._apply(*_observations(answer, id_by_key), pushed_done=read)

@@ -20,11 +20,12 @@ import structlog
 from daemon.config import Settings
 from daemon.enums import ConnectionState, QueryMode
 from daemon.errors import Conflict, NotFound
+from daemon.failures import log_failure
 from daemon.mls.errors import CircuitOpen, ConnectionStopped, MlsError, NeedsReauth
 from daemon.models import LocalStatus
 from daemon.store import connections, leases, listings, posts, pushed_events, runs
 from daemon.store.database import Database
-from daemon.store.errors import StoreError, outage_in
+from daemon.store.errors import StoreError
 from daemon.store.group_commit import GroupWriter
 from daemon.store.posts import DueScope
 from daemon.store.records import ConnectionRow, ListingRow, RunErrorRow, RunRow, TrackedListing
@@ -450,10 +451,7 @@ class SyncEngine:
         try:
             return await self.unpublisher.reconcile(run_id, _due_scope(scope))
         except Exception as exc:
-            if outage := outage_in(exc):
-                log.warning("unpublish_database_error", error=str(outage))
-            else:
-                log.exception("unpublish_crashed")
+            log_failure(log, exc, "unpublish_crashed", "unpublish_database_error")
             leaf = _innermost(exc)
             await self._record(
                 run_id, ErrorEntry("run", f"unpublishing stopped: {_describe(leaf)}")
