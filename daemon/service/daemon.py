@@ -47,7 +47,7 @@ from daemon.service.scheduler import Scheduler
 from daemon.service.state import ServiceState
 from daemon.service.user_syncs import UserSyncs
 from daemon.serving import serving
-from daemon.store import cycle_health, database, events, listings, mail, meta, runs, webhooks
+from daemon.store import cycle_health, database, listings, mail, meta, retention, runs
 from daemon.store.errors import StoreError
 from daemon.sync import process_lease
 from daemon.sync.cycle_slots import OFFSET_RANGE_SECONDS, catch_up_seconds
@@ -367,19 +367,22 @@ async def _prune_events(db: database.Database, retention_days: int, mail_on: boo
     mail done with; a busy database only puts it off a cycle."""
     before = iso(utcnow() - timedelta(days=retention_days))
     try:
-        pruned = await events.prune(db, before, mail_on)
-        deliveries = await webhooks.prune(db, before)
-        mailed = await mail.prune(db, before)
-        held = await events.held_for(db, before)
+        pruned = await retention.prune(db, before, mail_on)
     except StoreError as exc:
         log.warning("events_not_pruned", error=str(exc), note="tried again after the next cycle")
         return
-    if pruned or deliveries or mailed:
-        log.info("events_pruned", events=pruned, deliveries=deliveries, mail=mailed, before=before)
-    if held:
+    if pruned.events or pruned.deliveries or pruned.mail:
+        log.info(
+            "events_pruned",
+            events=pruned.events,
+            deliveries=pruned.deliveries,
+            mail=pruned.mail,
+            before=before,
+        )
+    if pruned.held_for:
         log.warning(
             "events_kept_for_webhooks",
-            endpoints=held,
+            endpoints=pruned.held_for,
             note="older events are kept until these endpoints have them: enable a disabled "
             "one, or remove it (mls-sync webhooks remove ID)",
         )

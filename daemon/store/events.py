@@ -277,7 +277,7 @@ DELETE FROM events WHERE id IN (
 # the newest event past the retention would be a scan of the whole log.)
 HELD_FOR = """
 SELECT e.id FROM webhook_endpoints e,
-    (SELECT id, created_at FROM events ORDER BY id LIMIT 1) AS oldest
+    (SELECT id, created_at FROM events WHERE id = (SELECT min(id) FROM events)) AS oldest
 WHERE oldest.created_at < :before
   AND (e.cursor < oldest.id OR EXISTS (
       SELECT 1 FROM webhook_deliveries d

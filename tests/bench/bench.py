@@ -79,6 +79,8 @@ class Sizes:
     h_cycle_seconds: int = 900
     # Scenario I (`--only i`): the listings tracked at each size of the growth curve.
     i_listings: tuple[int, ...] = (10_000, 100_000, 1_000_000)
+    # Scenario L (`--only l`): the records of webhook deliveries in the history at each size.
+    l_history: tuple[int, ...] = (10_000, 100_000, 1_000_000)
     # Scenario K (`--only k`): scenario A's by_key and incremental on PostgreSQL beside SQLite.
 
 
@@ -105,6 +107,7 @@ SMOKE = Sizes(
     h_poll_seconds=5,
     h_cycle_seconds=30,
     i_listings=(1000, 2000),
+    l_history=(1000, 2000),
 )
 
 
@@ -724,7 +727,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--write-docs", type=Path, help="write the results table here")
     parser.add_argument(
         "--only",
-        choices=["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"],
+        choices=["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l"],
         help="run one scenario and print its figures as JSON (for checking a fix)",
     )
     parser.add_argument(
@@ -742,6 +745,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from tests.bench.engines import render_j, scenario_j
     from tests.bench.growth import render_i, scenario_i
     from tests.bench.postgresql import render_k, scenario_k
+    from tests.bench.pruning import render_l, scenario_l
     from tests.bench.request_cost import scenario_g
     from tests.bench.status_page import scenario_e
 
@@ -762,11 +766,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     "i": scenario_i,
                     "j": scenario_j,
                     "k": scenario_k,
+                    "l": scenario_l,
                 }[args.only]
                 figures = scenario(sizes, Path(work))
         print(json.dumps(figures, indent=1))
-        if args.only in ("i", "j", "k"):
-            print({"i": render_i, "j": render_j, "k": render_k}[args.only](figures))
+        if args.only in ("i", "j", "k", "l"):
+            renders = {"i": render_i, "j": render_j, "k": render_k, "l": render_l}
+            print(renders[args.only](figures))
         return {args.only: figures}
     workload, steal = calibration.workload_seconds(), calibration.StealMeter()
     with tempfile.TemporaryDirectory(prefix="mls-sync-bench-") as work:

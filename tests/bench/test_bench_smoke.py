@@ -102,3 +102,10 @@ def test_scenario_k_runs_the_same_cycles_on_sqlite_on_postgresql_and_on_two_daem
         )
         assert postgresql["mls_requests"] == sqlite["mls_requests"]
         assert postgresql["database_cpu_seconds"] > 0 and "database_cpu_seconds" not in sqlite
+
+
+def test_scenario_l_prunes_a_grown_history_that_is_all_within_its_retention() -> None:
+    rows = main(["--only", "l", "--smoke"])["l"]
+    assert [r["deliveries"] for r in rows] == [1000, 2000]
+    for r in rows:  # nothing is old enough to go, however long the history
+        assert r["deleted"] == 0 and r["prune_ms"] > 0

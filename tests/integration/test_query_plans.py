@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import sqlite3
 
-from daemon.store import connections
+from daemon.store import connections, retention
 from daemon.timestamps import iso, utcnow
 from tests.helpers import Live, add_account, add_connection, add_post, on_sqlite, track
 
@@ -23,11 +23,21 @@ GROWING = (
     "webhook_deliveries",
     "webhook_attempts",
     "mail_outbox",
+    "mail_digest_items",
     "pushed_events",
 )
 # A plan line reading a whole table (not `SEARCH ... USING INDEX`). The `\b` keeps the name
 # whole: without it the match could back off to a shorter name before " USING INDEX".
 WHOLE_TABLE = re.compile(r"^SCAN (\w+)\b(?! USING (?:COVERING )?INDEX)")
+# A plan line that reads a table, and the table (or the alias the statement gave it).
+READS = re.compile(r"^(?:SCAN|SEARCH) (\w+)\b")
+# A read of a table by its ids, or through an index: which index, and what it is searched by.
+# A bare `SEARCH table` is SQLite's min() or max() of the ids: the first row in id order that
+# the statement's condition lets through.
+BY_ID = re.compile(r"^SEARCH \w+(?: USING INTEGER PRIMARY KEY \(rowid[=<>]\?\))?$")
+BY_INDEX = re.compile(r"^SEARCH \w+ USING (?:COVERING )?INDEX (\w+)(?: \((.*)\))?$")
+# `FROM table alias`, `JOIN table AS alias`: SQLite's plan names a table by its alias.
+ALIAS = re.compile(r"\b(?:FROM|JOIN)\s+(\w+)\s+(?:AS\s+)?(\w+)", re.IGNORECASE)
 
 
 async def _statements_of_cycles(live: Live) -> list[str]:
@@ -60,6 +70,40 @@ def _plan(conn: sqlite3.Connection, statement: str) -> list[str]:
     return [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {statement}")]
 
 
+def _bounded(conn: sqlite3.Connection, line: str) -> bool:
+    """Whether a plan line reads a part of its table that does not grow with its history:
+    rows by their ids (or the first in id order), a range of an index up to a bound, one row
+    by a unique index's whole key, or a unique partial index (one row per key, of the rows it
+    covers: pending deliveries)."""
+    if BY_ID.match(line):
+        return True
+    found = BY_INDEX.match(line)
+    if found is None:
+        return False
+    index, searched = found.group(1), found.group(2) or ""
+    if "<?" in searched or ">?" in searched:
+        return True
+    (table,) = conn.execute(
+        "SELECT tbl_name FROM sqlite_master WHERE name = ?", (index,)
+    ).fetchone()
+    unique, partial = next(
+        (bool(row[2]), bool(row[4]))
+        for row in conn.execute(f"PRAGMA index_list({table})")
+        if row[1] == index
+    )
+    columns = len(conn.execute(f"PRAGMA index_info({index})").fetchall())
+    return unique and (partial or searched.count("=?") == columns)
+
+
+def _table_read(line: str, statement: str) -> str | None:
+    """The table a plan line reads, its alias resolved; None for a line that reads none."""
+    found = READS.match(line)
+    if found is None:
+        return None
+    aliases = {alias: table for table, alias in ALIAS.findall(statement)}
+    return aliases.get(found.group(1), found.group(1))
+
+
 async def test_no_statement_of_a_cycle_reads_a_whole_growing_table(live: Live) -> None:
     statements = await _statements_of_cycles(live)
     kinds = ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH")
@@ -70,9 +114,32 @@ async def test_no_statement_of_a_cycle_reads_a_whole_growing_table(live: Live) -
         scans = {}
         for statement in wanted:
             for line in _plan(conn, statement):
-                found = WHOLE_TABLE.match(line)
-                if found and found.group(1) in GROWING:
+                if WHOLE_TABLE.match(line) and _table_read(line, statement) in GROWING:
                     scans[statement[:160]] = line
     finally:
         conn.close()
     assert scans == {}, f"whole-table reads at {iso(utcnow())}: {scans}"
+
+
+async def test_pruning_after_a_cycle_reads_only_what_is_past_the_retention(live: Live) -> None:
+    """The prune that follows every cycle finds the rows it deletes by the time it prunes by:
+    a read of a whole history table there costs more with each day the daemon has run, though
+    nothing may be old enough to go."""
+    seen: list[str] = []
+    await on_sqlite(live.rt.db).conn.set_trace_callback(seen.append)
+    await retention.prune(live.rt.db, iso(utcnow()), mail_on=True)
+    await on_sqlite(live.rt.db).conn.set_trace_callback(lambda _statement: None)
+    wanted = sorted(
+        {s.strip() for s in seen if s.lstrip().upper().startswith(("SELECT", "DELETE"))}
+    )
+    assert sum(s.upper().startswith("DELETE") for s in wanted) == 4  # events, deliveries, mail x2
+    conn = sqlite3.connect(on_sqlite(live.rt.db).path)
+    try:
+        reads = {}
+        for statement in wanted:
+            for line in _plan(conn, statement):
+                if _table_read(line, statement) in GROWING and not _bounded(conn, line):
+                    reads[statement[:160]] = line
+    finally:
+        conn.close()
+    assert reads == {}, f"reads beyond the retention's bound: {reads}"
