@@ -7,11 +7,11 @@ processes cannot both win, and a holder that crashed stops blocking once its lea
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from daemon.store.database import Database
-from daemon.store.dialect import Sql, both
+from daemon.store.dialect import Sql, both, json_values
 from daemon.store.group_commit import GroupWriter
 from daemon.store.session import Session
 
@@ -59,6 +59,11 @@ STILL_HELD = f"""
 SELECT 1 FROM sync_leases WHERE connection_id = :id AND holder = :holder AND {UNEXPIRED}
 """
 VALID = f"SELECT connection_id, holder FROM sync_leases WHERE {UNEXPIRED}"
+VALID_OF = both(
+    "SELECT connection_id, holder FROM sync_leases\n"
+    f"WHERE connection_id IN ({{ids}}) AND {UNEXPIRED}",
+    ids=json_values(":ids"),
+)
 RELEASE = "DELETE FROM sync_leases WHERE connection_id = :id AND holder = :holder"
 # A lease of the holder's own (a process's proof that it lives): taken or renewed, whatever
 # its state, since nobody else ever holds it.
@@ -120,6 +125,15 @@ async def valid_in(conn: Session, now: str) -> set[tuple[str, str]]:
     writes under them: the fence. While it runs, the transaction holds SQLite's write lock,
     so no other process can take a lease over before it commits."""
     return {(str(r[0]), str(r[1])) for r in await conn.fetch_all(VALID, {"now": now})}
+
+
+async def valid_of(
+    conn: Session, now: str, connection_ids: Collection[str]
+) -> set[tuple[str, str]]:
+    """`valid_in`, of these connections alone: a group of writes names a few connections,
+    and every lease there is would be a read that grows with the connections synced at once."""
+    params = {"now": now, "ids": json.dumps(sorted(connection_ids))}
+    return {(str(r[0]), str(r[1])) for r in await conn.fetch_all(VALID_OF, params)}
 
 
 async def renew_held(db: Database, lease_id: str, holder: str, now: str, until: str) -> bool:

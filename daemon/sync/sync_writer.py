@@ -64,7 +64,8 @@ async def write_group(
     write (None for a ConnectionDone, LeaseLost for a write without its lease)."""
     # Read after BEGIN IMMEDIATE: no lease can change hands until this transaction ends.
     written_at = iso(clock())
-    held = lease_held(writes, holders, await leases.valid_in(conn, written_at))
+    written = {w.connection_id for w in writes}
+    held = lease_held(writes, holders, await leases.valid_of(conn, written_at, written))
     ids = listings_of(writes, held)
     current: dict[str, LocalStatus | None] = (
         await listings.current_statuses(conn, ids) if ids else {}
