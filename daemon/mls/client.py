@@ -204,6 +204,13 @@ class MlsClient:
             last: tuple[datetime, str] | None = None
             async for page in self.pages(url, parse_page):
                 read += page.size
+                if _out_of_order(page, last):
+                    raise CursorStuck(
+                        "the server does not return changes in ModificationTimestamp order "
+                        "(it ignores $orderby): an answer cut short could hide older changes, "
+                        "so changes cannot be read from it; use mode by_key or events for "
+                        "this connection"
+                    )
                 if page.last_position is not None:
                     last = max(last, page.last_position) if last else page.last_position
                 yield page
@@ -423,31 +430,53 @@ def _origin(url: httpx.URL) -> str:
     return f"{url.scheme}://{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
 
 
+def _out_of_order(page: Page, before: tuple[datetime, str] | None) -> bool:
+    """Whether `page` breaks oldest-first order, within itself or after the pages `before`
+    it (the greatest position they held)."""
+    if page.out_of_order:
+        return True
+    first = page.first_modified
+    return before is not None and first is not None and first < before[0]
+
+
 def _answer_for(keys: Sequence[str], pages: list[Page]) -> BatchAnswer:
     wanted = set(keys)
     answer = BatchAnswer()
     unattributed: list[str] = []
+    unasked: list[str] = []
     for page in pages:
         for rec in page.records:
             if rec.listing_key in wanted:
                 answer.records[rec.listing_key] = rec
+            else:
+                unasked.append(rec.listing_key)
         for key in page.hidden:
             if key in wanted:
                 answer.removed[key] = "MlgCanView is false (removed from the feed)"
                 answer.records.pop(key, None)
+            else:
+                unasked.append(key)
         for err in page.errors:
             if err.listing_key is None:
                 unattributed.append(err.message)
             elif err.listing_key in wanted:
                 answer.errors[err.listing_key] = err.message
                 answer.records.pop(err.listing_key, None)
+            else:
+                unasked.append(err.listing_key)
     for key in keys:
         if key in answer.records or key in answer.removed or key in answer.errors:
             continue
+        # A record we could not read, or one under a key we did not ask for (a server that
+        # matches keys without regard to case, say), may have been this one's: not removed.
         if unattributed:
-            # A record we could not read may have been this one: do not call it removed.
             answer.errors[key] = (
                 f"not confirmed: the answer held an unreadable record ({unattributed[0]})"
+            )
+        elif unasked:
+            answer.errors[key] = (
+                f"not confirmed: the answer held ListingKey {unasked[0]!r}, which was not asked "
+                f"for, and none for {key!r}; the tracked key must be the server's exactly"
             )
         else:
             answer.removed[key] = "not in the MLS answer (removed from the feed)"

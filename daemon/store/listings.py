@@ -54,9 +54,22 @@ WHERE (CAST(:connection_id AS TEXT) IS NULL OR connection_id = :connection_id)
 ORDER BY connection_id, id LIMIT :limit
 """
 SET_EXCLUDED = "UPDATE listings SET excluded = :excluded, updated_at = :now WHERE id = :id"
-TRACKED = """
-SELECT id, listing_key, status, status_changed_at, last_checked_at, last_error IS NOT NULL
+_TRACKED_COLUMNS = (
+    "id, listing_key, status, status_changed_at, last_checked_at, last_error IS NOT NULL"
+)
+TRACKED = f"""
+SELECT {_TRACKED_COLUMNS}
 FROM listings WHERE connection_id = ? AND excluded = 0 ORDER BY listing_key
+"""
+# The listings of a connection not confirmed by a read of their own: never checked since they
+# were tracked (or moved to another key), or last checked without a usable answer. A read of
+# changes never returns a record that has not changed, so an incremental or events
+# connection reads these by key every cycle (docs/mls-reso.md "Query modes"). Through their
+# own index, which holds them alone: the rest of the connection's listings are not read.
+UNCONFIRMED = f"""
+SELECT {_TRACKED_COLUMNS}
+FROM listings WHERE connection_id = ? AND excluded = 0
+    AND (last_checked_at IS NULL OR last_error IS NOT NULL)
 """
 CURRENT = both("SELECT id, status FROM listings WHERE id IN ({ids})", ids=json_values("?"))
 OWNERS_OF_KEYS = both(
@@ -152,8 +165,17 @@ async def set_excluded(db: Database, listing_id: str, excluded: bool, now: str) 
 
 
 async def tracked(db: Database, connection_id: str) -> list[TrackedListing]:
+    return await _tracked_by(db, TRACKED, connection_id)
+
+
+async def unconfirmed(db: Database, connection_id: str) -> list[TrackedListing]:
+    """The connection's tracked listings that no read has confirmed (see UNCONFIRMED)."""
+    return sorted(await _tracked_by(db, UNCONFIRMED, connection_id), key=lambda t: t.listing_key)
+
+
+async def _tracked_by(db: Database, query: str, connection_id: str) -> list[TrackedListing]:
     async with db.reading() as conn:
-        rows = await conn.fetch_all(TRACKED, (connection_id,))  # one thread round trip
+        rows = await conn.fetch_all(query, (connection_id,))  # one thread round trip
     return [TrackedListing(r[0], r[1], STATUS_OF[r[2]], r[3], r[4], bool(r[5])) for r in rows]
 
 

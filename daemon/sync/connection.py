@@ -59,6 +59,9 @@ class ConnectionSync:
     counts: Counts = field(default_factory=Counts)
     stopped: ConnectionStopped | None = None
     failed_batches: int = 0  # requests that failed after their retries: keys not checked
+    # The listings this sync has asked about, read or not: a listing it could not confirm is
+    # not asked again in the same sync (its error is recorded once).
+    asked: set[str] = field(default_factory=set)
     first_error: str | None = None
     _done: int = 0
     _total: int = 0
@@ -125,6 +128,7 @@ class ConnectionSync:
             self.row.id,
         )
         counts = Counts(errors=1)
+        self.asked.update(id_by_key[k] for k in keys)
         async with self.db.transaction() as conn:
             now = iso(self.clock())  # once the write's turn came: the fence judges then
             # Fenced: a process that lost its lease leaves the listings to their new syncer.
@@ -149,6 +153,8 @@ class ConnectionSync:
         """Statuses, audit rows and run counts (+ the cursor in incremental and events modes,
         so it never runs ahead of the data; + the pushed events read, which leave their
         queue) commit together, with other batches' (group commit), fenced by the lease."""
+        self.asked.update(listing_id for listing_id, _ in observations)
+        self.asked.update(listing_id for listing_id, _ in failures)
         at = iso(self.clock())
         write = BatchWrite(
             self.run_id, self.row.id, observations, failures, at, cursor, reconciled_at, pushed_done
@@ -386,6 +392,8 @@ class ConnectionSync:
         cursor: datetime,
         limits: _CursorLimits,
     ) -> datetime:
+        if unreadable := [e.message for e in page.errors if e.listing_key is None]:
+            await self._read_in_place_of(f"a changed record cannot be read ({unreadable[0]})")
         observations: list[tuple[str, Observation]] = []
         ahead: list[ErrorEntry] = []
         for rec in page.records:
@@ -408,6 +416,28 @@ class ConnectionSync:
             await self._record(*ahead)
         await self._apply(observations, failures, cursor=iso(cursor))
         return cursor
+
+    async def _read_in_place_of(self, why: str) -> None:
+        """A changed record without a readable key could be any tracked listing's change:
+        every tracked listing is read by key in its place (as in events mode), before the
+        cursor moves past it; if any could not be read, it does not."""
+        await self._record(
+            ErrorEntry(
+                "batch",
+                f"{why}: every tracked listing was read in its place",
+                self.row.id,
+                severity="warning",
+            )
+        )
+        failed = self.failed_batches
+        await self.by_key(await listings.tracked(self.db, self.row.id))
+        if self.stopped is not None:
+            raise self.stopped
+        if self.failed_batches > failed:
+            raise MlsError(
+                "not every tracked listing could be read in place of a changed record that "
+                "cannot be read; the change cursor stays before it"
+            )
 
 
 @dataclass(frozen=True)

@@ -660,9 +660,11 @@ class SyncEngine:
         reading = row.cursor is not None and not self._reconcile_due(row)
         if row.mode == QueryMode.INCREMENTAL and reading:
             await work.incremental()
+            await self._read_unconfirmed(work, row)
             return
         if row.mode == QueryMode.EVENTS and reading:
             await work.entity_events()
+            await self._read_unconfirmed(work, row)
             return
         started = self.clock()
         # The change log's end before the full pass: what changes from then on, the next
@@ -693,6 +695,18 @@ class SyncEngine:
         if row.cursor and parse_iso(row.cursor) <= started + CLOCK_SKEW:
             cursor = max(parse_iso(row.cursor), started)
         await work.full_pass_done(iso(cursor), started)
+
+    async def _read_unconfirmed(self, work: ConnectionSync, row: ConnectionRow) -> None:
+        """After a read of changes, the listings no read has confirmed, by key: one tracked
+        (or moved to another key) since the full pass, or whose last check failed. Their
+        records may not have changed for years, so no read of changes returns them, and
+        without this they would wait for the next full pass (a day, by default). Those the
+        read of changes already asked about are not asked again."""
+        if work.stopped is not None:
+            return
+        unconfirmed = await listings.unconfirmed(self.db, row.id)
+        if left := [t for t in unconfirmed if t.id not in work.asked]:
+            await work.by_key(left)
 
     async def _by_key(
         self,

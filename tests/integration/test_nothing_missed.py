@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode
 
 import anyio
 import anyio.abc
@@ -15,13 +16,15 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from daemon.composition import Runtime, open_runtime
 from daemon.sandbox.faults import Fault
-from daemon.sandbox.mls_server import TOP_IS_TOTAL_PATH
+from daemon.sandbox.mls_server import TOP_IS_TOTAL_PATH, build_mls_app
 from daemon.serving import serving
-from daemon.store import connections, leases
-from daemon.timestamps import iso, parse_iso
+from daemon.specs import ListingSpec
+from daemon.store import connections, leases, listings
+from daemon.timestamps import iso, parse_iso, utcnow
 from tests.helpers import (
     Mls,
     add_connection,
@@ -29,6 +32,7 @@ from tests.helpers import (
     add_oauth_connection,
     closed_port_url,
     make_settings,
+    sandbox_mls,
     status_of,
     track,
 )
@@ -323,3 +327,134 @@ async def test_a_connection_that_cannot_be_prepared_fails_every_cycle_and_frees_
     assert await leases.holder_of(runtime.db, "mls-1") is None
     row = await connections.get(runtime.db, "mls-1")
     assert row is not None and row.last_error is not None and "cannot prepare" in row.last_error
+
+
+async def test_a_listing_tracked_after_the_full_pass_is_read_by_the_next_incremental_cycle(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """A listing added to an incremental connection, or moved to another key, after its full
+    pass: its record has not changed since the cursor, so no read of the changes returns it.
+    The next cycle reads it by key, not the next full pass a day later."""
+    sandbox, url = mls
+    long_ago = datetime(2001, 1, 1, tzinfo=UTC)
+    sandbox.put("N00", "Active")
+    for key in ("N01", "N02"):
+        sandbox.put(key, "Closed", modified=long_ago)
+    await add_incremental(runtime, url, ["N00"])
+    await runtime.engine.sync_all()  # the full pass: the cursor is set
+    await track(runtime, "mls-1", ["N02"], status="active")  # added, said to be active
+    await listings.add_many(  # L-N00 now stands for N01
+        runtime.db,
+        [ListingSpec(id="L-N00", connection_id="mls-1", listing_key="N01")],
+        iso(utcnow()),
+    )
+
+    report = await runtime.engine.sync_all()
+
+    assert (report.run.outcome, report.run.listings_checked) == ("ok", 2)
+    assert [await status_of(runtime, k) for k in ("N00", "N02")] == ["sold", "sold"]
+
+
+async def test_a_listing_whose_check_failed_is_read_again_by_the_next_incremental_cycle(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """The full pass could not read one record: that run says so, and the cycles after it
+    read that listing by key until it reads, instead of saying `ok` without it."""
+    sandbox, url = mls
+    for key in KEYS[:3]:
+        sandbox.put(key, "Active")
+    sandbox.put("N03", "Closed", ModificationTimestamp="yesterday")  # unreadable
+    await add_incremental(runtime, url, KEYS[:4])
+
+    first = await runtime.engine.sync_all()
+    second = await runtime.engine.sync_all()
+
+    assert (first.run.outcome, second.run.outcome) == ("partial", "partial")
+    sandbox.put("N03", "Closed", modified=datetime(2001, 1, 1, tzinfo=UTC))  # mended, long ago
+    third = await runtime.engine.sync_all()
+    assert (third.run.outcome, await status_of(runtime, "N03")) == ("ok", "sold")
+
+
+async def test_a_changed_record_whose_key_cannot_be_read_has_every_listing_read_in_its_place(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """An incremental answer holds a record whose ListingKey is a number: it could be any
+    tracked listing's change, so every tracked listing is read by key, as in events mode."""
+    sandbox, url = mls
+    for key in ("7", "8"):
+        sandbox.put(key, "Active")
+    await add_incremental(runtime, url, ["7", "8"])
+    await runtime.engine.sync_all()
+    sandbox.set_status("7", "Closed")
+    record = {"ListingKey": 7, "StandardStatus": "Closed", "ModificationTimestamp": iso(utcnow())}
+    changes = json.dumps({"value": [record]})
+    sandbox.faults.add(Fault("status", status=200, body=changes, matching="ModificationTimestamp"))
+
+    report = await runtime.engine.sync_all()
+
+    assert await status_of(runtime, "7") == "sold"
+    assert (report.run.outcome, report.run.errors, report.run.warnings) == ("ok", 0, 1)
+    [warning] = report.errors
+    assert "every tracked listing was read" in warning.message
+
+
+async def test_a_by_key_answer_under_another_key_removes_nothing(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """A server that matches keys without regard to case answers `abc1` with the record of
+    `ABC1`: the listing is not confirmed (an error naming both keys), not removed."""
+    sandbox, url = mls
+    sandbox.put("abc1", "Active")
+    await add_connection(runtime, url)
+    await track(runtime, "mls-1", ["abc1"])
+    await runtime.engine.sync_all()
+    record = {
+        "ListingKey": "ABC1",
+        "StandardStatus": "Active",
+        "ModificationTimestamp": iso(utcnow()),
+    }
+    sandbox.faults.add(
+        Fault("status", status=200, body=json.dumps({"value": [record]}), matching="'abc1'")
+    )
+
+    report = await runtime.engine.sync_all()
+
+    assert await status_of(runtime, "abc1") == "active"
+    assert (report.run.outcome, report.changes) == ("partial", {})
+    [error] = report.errors
+    assert "'ABC1'" in error.message and "not asked for" in error.message
+
+
+def _without_orderby(app: ASGIApp) -> ASGIApp:
+    """The sandbox MLS as a server that ignores `$orderby`: it answers in key order."""
+
+    async def serve(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            query = parse_qsl(scope["query_string"].decode(), keep_blank_values=True)
+            kept = urlencode([(k, v) for k, v in query if k != "$orderby"])
+            scope = {**scope, "query_string": kept.encode()}
+        await app(scope, receive, send)
+
+    return serve
+
+
+async def test_a_server_that_ignores_the_order_asked_for_is_a_recorded_error(
+    runtime: Runtime,
+) -> None:
+    """A server that reads `$top` as the total and ignores `$orderby`: the newest changes
+    come first and the continuation after them finds nothing, so older ones would be lost.
+    The run says the changes cannot be read in order, every cycle, instead of `ok`."""
+    sandbox = sandbox_mls()
+    async with serving(_without_orderby(build_mls_app(sandbox))) as url:
+        for key in KEYS[:15]:
+            sandbox.put(key, "Active")
+        await add_incremental(runtime, f"{url}/{TOP_IS_TOTAL_PATH}", KEYS[:15], page_size=5)
+        await runtime.engine.sync_all()
+        for key in reversed(KEYS[3:15]):  # the newest change has the lowest key
+            sandbox.set_status(key, "Closed")
+
+        reports = [await runtime.engine.sync_all() for _ in range(2)]
+
+    for report in reports:
+        assert report.run.outcome != "ok"
+        assert any("ModificationTimestamp order" in e.message for e in report.errors)
