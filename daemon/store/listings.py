@@ -71,6 +71,12 @@ SELECT {_TRACKED_COLUMNS}
 FROM listings WHERE connection_id = ? AND excluded = 0
     AND (last_checked_at IS NULL OR last_error IS NOT NULL)
 """
+# The connections that have any (see UNCONFIRMED): asked once per run, so that a connection
+# with none, the usual case, costs no read of its own.
+WITH_UNCONFIRMED = """
+SELECT DISTINCT connection_id FROM listings
+WHERE (last_checked_at IS NULL OR last_error IS NOT NULL) AND excluded = 0
+"""
 CURRENT = both("SELECT id, status FROM listings WHERE id IN ({ids})", ids=json_values("?"))
 OWNERS_OF_KEYS = both(
     "SELECT id, listing_key FROM listings WHERE connection_id = ? AND listing_key IN ({keys})",
@@ -171,6 +177,10 @@ async def tracked(db: Database, connection_id: str) -> list[TrackedListing]:
 async def unconfirmed(db: Database, connection_id: str) -> list[TrackedListing]:
     """The connection's tracked listings that no read has confirmed (see UNCONFIRMED)."""
     return sorted(await _tracked_by(db, UNCONFIRMED, connection_id), key=lambda t: t.listing_key)
+
+
+async def connections_with_unconfirmed(db: Database) -> set[str]:
+    return {str(r[0]) for r in await db.fetch_all(WITH_UNCONFIRMED)}
 
 
 async def _tracked_by(db: Database, query: str, connection_id: str) -> list[TrackedListing]:

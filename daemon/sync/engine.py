@@ -332,6 +332,7 @@ class SyncEngine:
                 due_only=trigger in check_tiers.SCHEDULED_TRIGGERS
                 and self.settings.effective_check_intervals().enabled,
                 slot=slot,
+                unconfirmed_in=await self._unconfirmed_in(targets, pushed),
             )
             try:
                 failed = await self._sync_targets(shared, targets, only_listing)
@@ -626,7 +627,7 @@ class SyncEngine:
                 if shared.pushed is not None:
                     await work.pushed_events(PUSHED_PER_RUN, shared.pushed.retry_failed)
                 else:
-                    await self._dispatch(work, row, only_listing, shared.due_only)
+                    await self._dispatch(work, row, only_listing, shared)
             except MlsError as exc:
                 error = str(exc)
                 await self._record(run_id, ErrorEntry("connection", error, row.id))
@@ -651,7 +652,7 @@ class SyncEngine:
         work: ConnectionSync,
         row: ConnectionRow,
         only_listing: ListingRow | None,
-        due_only: bool,
+        shared: _RunShared,
     ) -> None:
         if only_listing is not None:
             status = LocalStatus(only_listing.status) if only_listing.status else None
@@ -660,11 +661,11 @@ class SyncEngine:
         reading = row.cursor is not None and not self._reconcile_due(row)
         if row.mode == QueryMode.INCREMENTAL and reading:
             await work.incremental()
-            await self._read_unconfirmed(work, row)
+            await self._read_unconfirmed(work, row, shared.unconfirmed_in)
             return
         if row.mode == QueryMode.EVENTS and reading:
             await work.entity_events()
-            await self._read_unconfirmed(work, row)
+            await self._read_unconfirmed(work, row, shared.unconfirmed_in)
             return
         started = self.clock()
         # The change log's end before the full pass: what changes from then on, the next
@@ -678,7 +679,7 @@ class SyncEngine:
                 return
         tracked = await listings.tracked(self.db, row.id)
         if row.mode == QueryMode.BY_KEY:
-            await self._by_key(work, row, tracked, due_only)
+            await self._by_key(work, row, tracked, shared.due_only)
             return
         await work.by_key(tracked)
         if work.stopped is not None or work.failed_batches:
@@ -696,13 +697,22 @@ class SyncEngine:
             cursor = max(parse_iso(row.cursor), started)
         await work.full_pass_done(iso(cursor), started)
 
-    async def _read_unconfirmed(self, work: ConnectionSync, row: ConnectionRow) -> None:
+    async def _unconfirmed_in(
+        self, targets: Sequence[ConnectionRow], pushed: PushedPart | None
+    ) -> frozenset[str]:
+        if pushed is not None or all(t.mode == QueryMode.BY_KEY for t in targets):
+            return frozenset()  # nothing of this run reads changes
+        return frozenset(await listings.connections_with_unconfirmed(self.db))
+
+    async def _read_unconfirmed(
+        self, work: ConnectionSync, row: ConnectionRow, unconfirmed_in: frozenset[str]
+    ) -> None:
         """After a read of changes, the listings no read has confirmed, by key: one tracked
         (or moved to another key) since the full pass, or whose last check failed. Their
         records may not have changed for years, so no read of changes returns them, and
         without this they would wait for the next full pass (a day, by default). Those the
         read of changes already asked about are not asked again."""
-        if work.stopped is not None:
+        if work.stopped is not None or row.id not in unconfirmed_in:
             return
         unconfirmed = await listings.unconfirmed(self.db, row.id)
         if left := [t for t in unconfirmed if t.id not in work.asked]:
@@ -784,6 +794,9 @@ class _RunShared:
     pushed: PushedPart | None = None  # the run applies pushed events, not a sync
     due_only: bool = False  # by_key connections ask only for their due listings
     slot: datetime | None = None  # a clock's cycle: syncs what nobody has in this slot
+    # The connections with listings no read has confirmed, as the run started: those a read
+    # of changes must also read by key (see ConnectionSync's _read_unconfirmed).
+    unconfirmed_in: frozenset[str] = frozenset()
 
 
 async def _end_connection(shared: _RunShared, done: ConnectionDone) -> bool:
