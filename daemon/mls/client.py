@@ -191,19 +191,20 @@ class MlsClient:
     async def changes(self, since: datetime) -> AsyncIterator[Page]:
         """Pages of records modified at or after `since`, oldest first.
 
-        A query whose nextLink chain ends after exactly `$top` records may have been cut there
-        by a server that reads `$top` as the total (docs/mls-paging.md): it goes on by keyset
-        after the last record read, until a query comes back short. (Going on after every
-        answer would cost one more request per connection and cycle: twice the minimum of an
-        incremental cycle.)"""
+        A query whose last page (with no nextLink after it) holds `$top` records or more may
+        have been cut there: by a server that reads `$top` as the total, or one that ignores
+        it and stops at a size of its own (docs/mls-paging.md). It goes on by keyset after the
+        last record read, until a query comes back short. (Going on after every answer would
+        cost one more request per connection and cycle: twice the minimum of an incremental
+        cycle.)"""
         e = self.endpoint
         url = changes_url(e.base_url, e.resource, since, e.page_size, e.select)
         after: tuple[datetime, str] | None = None
         for _ in range(MAX_PAGES):
-            read = 0
+            tail = 0  # the records of the query's last page
             last: tuple[datetime, str] | None = None
             async for page in self.pages(url, parse_page):
-                read += page.size
+                tail = page.size
                 if _out_of_order(page, last):
                     raise CursorStuck(
                         "the server does not return changes in ModificationTimestamp order "
@@ -214,11 +215,11 @@ class MlsClient:
                 if page.last_position is not None:
                     last = max(last, page.last_position) if last else page.last_position
                 yield page
-            if read != e.page_size:
+            if tail < e.page_size:
                 return
             if last is None or (after is not None and last <= after):
                 raise CursorStuck(
-                    f"a full page of {read} records ended the answer, but its records give no "
+                    f"a full page of {tail} records ended the answer, but its records give no "
                     "later (ModificationTimestamp, ListingKey) to go on from; changes after "
                     "it cannot be read"
                 )
@@ -228,16 +229,15 @@ class MlsClient:
 
     async def entity_events(self, after: int) -> AsyncIterator[EventPage]:
         """Pages of the change log's events after sequence `after`, in sequence order. As in
-        `changes`, an answer that ends after exactly `$top` events may have been cut by a
-        server that reads `$top` as the total: it goes on after the last sequence read until
-        an answer comes back short."""
+        `changes`, an answer whose last page holds `$top` events or more may have been cut:
+        it goes on after the last sequence read until an answer comes back short."""
         e = self.endpoint
         last = after
         for _ in range(MAX_PAGES):
-            read = 0
+            tail = 0  # the events of the query's last page
             url = entity_events_url(e.base_url, last, e.page_size)
             async for page in self.pages(url, parse_event_page):
-                read += page.size
+                tail = page.size
                 if page.first_sequence is not None and page.first_sequence <= last:
                     raise MlsError(
                         f"the change log went back from sequence {last} to "
@@ -245,7 +245,7 @@ class MlsClient:
                     )
                 last = page.last_sequence or last
                 yield page
-            if read != e.page_size:
+            if tail < e.page_size:
                 return
         raise CursorStuck(f"more than {MAX_PAGES} queries to read the change log; giving up")
 

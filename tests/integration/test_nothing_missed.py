@@ -458,3 +458,38 @@ async def test_a_server_that_ignores_the_order_asked_for_is_a_recorded_error(
     for report in reports:
         assert report.run.outcome != "ok"
         assert any("ModificationTimestamp order" in e.message for e in report.errors)
+
+
+def _with_top_of_its_own(app: ASGIApp, top: int) -> ASGIApp:
+    """A server that ignores the `$top` and page size asked for, and stops every answer at
+    `top` records of its own, with no nextLink."""
+
+    async def serve(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            query = parse_qsl(scope["query_string"].decode(), keep_blank_values=True)
+            kept = urlencode([(k, str(top) if k == "$top" else v) for k, v in query])
+            headers = [(k, v) for k, v in scope["headers"] if k != b"prefer"]
+            scope = {**scope, "query_string": kept.encode(), "headers": headers}
+        await app(scope, receive, send)
+
+    return serve
+
+
+async def test_an_answer_longer_than_asked_is_read_on_after_its_last_record(
+    runtime: Runtime,
+) -> None:
+    """Pages of 5 asked, 8 records answered and no nextLink: the answer may have been cut at
+    the server's own size, so the read goes on after its last record, as after a full page."""
+    sandbox = sandbox_mls()
+    async with serving(_with_top_of_its_own(build_mls_app(sandbox), 8)) as url:
+        for key in KEYS[:15]:
+            sandbox.put(key, "Active")
+        await add_incremental(runtime, f"{url}/{TOP_IS_TOTAL_PATH}", KEYS[:15], page_size=5)
+        await runtime.engine.sync_all()
+        for key in KEYS[3:15]:
+            sandbox.set_status(key, "Closed")
+
+        report = await runtime.engine.sync_all()
+
+    assert (report.run.outcome, report.run.status_changes) == ("ok", 12)
+    assert {await status_of(runtime, k) for k in KEYS[3:15]} == {"sold"}
