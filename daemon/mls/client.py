@@ -33,6 +33,7 @@ from daemon.mls.errors import (
     CursorStuck,
     MlsError,
     NeedsReauth,
+    OutOfOrder,
     RequestTooLong,
     Retryable,
     ServerUnreachable,
@@ -200,18 +201,17 @@ class MlsClient:
         e = self.endpoint
         url = changes_url(e.base_url, e.resource, since, e.page_size, e.select)
         after: tuple[datetime, str] | None = None
+        first_page = True
         for _ in range(MAX_PAGES):
             tail = 0  # the records of the query's last page
             last: tuple[datetime, str] | None = None
             async for page in self.pages(url, parse_page):
                 tail = page.size
+                if first_page and _more_to_come(page, e.page_size):
+                    await self._check_order(since)  # before anything of it is applied
+                first_page = False
                 if _out_of_order(page, last):
-                    raise CursorStuck(
-                        "the server does not return changes in ModificationTimestamp order "
-                        "(it ignores $orderby): an answer cut short could hide older changes, "
-                        "so changes cannot be read from it; use mode by_key or events for "
-                        "this connection"
-                    )
+                    raise OutOfOrder(NOT_IN_ORDER)
                 if page.last_position is not None:
                     last = max(last, page.last_position) if last else page.last_position
                 yield page
@@ -226,6 +226,21 @@ class MlsClient:
             after = last
             url = changes_after_url(e.base_url, e.resource, after, e.page_size, e.select)
         raise CursorStuck(f"more than {MAX_PAGES} queries to read the changes; giving up")
+
+    async def _check_order(self, since: datetime) -> None:
+        """Whether the server keeps the order a read of changes asks for, asked once the
+        answer spans more than a page (the only case where it matters): the first and the
+        last of the same changes, one record each. A server that ignores `$orderby` gives
+        the same record both ways; two records at least match, since a page was full."""
+        e = self.endpoint
+        first = await self.get_page(
+            changes_url(e.base_url, e.resource, since, 1, e.select), parse_page
+        )
+        last = await self.get_page(
+            changes_url(e.base_url, e.resource, since, 1, e.select, newest_first=True), parse_page
+        )
+        if first.last_position and last.last_position and first.last_position >= last.last_position:
+            raise OutOfOrder(NOT_IN_ORDER)
 
     async def entity_events(self, after: int) -> AsyncIterator[EventPage]:
         """Pages of the change log's events after sequence `after`, in sequence order. As in
@@ -428,6 +443,18 @@ class MlsClient:
 
 def _origin(url: httpx.URL) -> str:
     return f"{url.scheme}://{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
+
+
+NOT_IN_ORDER = (
+    "the server does not return changes in the order asked for ($orderby "
+    "ModificationTimestamp,ListingKey): an answer cut short could hide older changes, so "
+    "changes cannot be read from it; use mode by_key or events for this connection"
+)
+
+
+def _more_to_come(page: Page, page_size: int) -> bool:
+    """Whether the answer goes on after this page: a nextLink, or a full page."""
+    return page.next_link is not None or page.size >= page_size
 
 
 def _out_of_order(page: Page, before: tuple[datetime, str] | None) -> bool:

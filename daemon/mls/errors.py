@@ -23,6 +23,11 @@ class CursorStuck(MlsError):
     """The changes after some point cannot be read: the cursor cannot move past it."""
 
 
+class OutOfOrder(CursorStuck):
+    """The server does not keep the order asked for: a read of changes cut short by it
+    would lose some. Nothing read from that query moves the cursor."""
+
+
 class RequestTooLong(MlsError):
     """413/414: the server wants fewer keys per request."""
 

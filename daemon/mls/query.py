@@ -64,15 +64,22 @@ def by_key_url(
     return resource_url(base_url, resource, params)
 
 
+OLDEST_FIRST = "ModificationTimestamp,ListingKey"
+
+
 def changes_url(
-    base_url: str, resource: str, since: datetime, page_size: int, select: str = SELECT
+    base_url: str,
+    resource: str,
+    since: datetime,
+    page_size: int,
+    select: str = SELECT,
+    newest_first: bool = False,
 ) -> httpx.URL:
-    """Records changed at or after `since`, oldest first. `ge` rather than `gt`: records that
-    share the cursor's timestamp are asked for again (and applied idempotently) instead of lost.
-    """
-    return _changes(
-        base_url, resource, f"ModificationTimestamp ge {odata_timestamp(since)}", page_size, select
-    )
+    """Records changed at or after `since`, oldest first (or newest first: the check that
+    the server keeps the order asked). `ge` rather than `gt`: records that share the cursor's
+    timestamp are asked for again (and applied idempotently) instead of lost."""
+    condition = f"ModificationTimestamp ge {odata_timestamp(since)}"
+    return _changes(base_url, resource, condition, page_size, select, newest_first)
 
 
 def changes_after_url(
@@ -93,14 +100,15 @@ def changes_after_url(
 
 
 def _changes(
-    base_url: str, resource: str, condition: str, page_size: int, select: str
+    base_url: str,
+    resource: str,
+    condition: str,
+    page_size: int,
+    select: str,
+    newest_first: bool = False,
 ) -> httpx.URL:
-    params = {
-        "$filter": condition,
-        "$select": select,
-        "$orderby": "ModificationTimestamp,ListingKey",
-        "$top": str(page_size),
-    }
+    order = "ModificationTimestamp desc,ListingKey desc" if newest_first else OLDEST_FIRST
+    params = {"$filter": condition, "$select": select, "$orderby": order, "$top": str(page_size)}
     return resource_url(base_url, resource, params)
 
 

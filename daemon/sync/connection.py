@@ -16,7 +16,7 @@ import structlog
 from daemon.enums import KeyFilter
 from daemon.mls.client import BatchAnswer, MlsClient
 from daemon.mls.entity_events import EventPage
-from daemon.mls.errors import ConnectionStopped, MlsError
+from daemon.mls.errors import ConnectionStopped, MlsError, OutOfOrder
 from daemon.mls.payload import Page
 from daemon.mls.query import key_batches, keys_per_request
 from daemon.models import MlsRecord, Observation, Removed
@@ -368,7 +368,10 @@ class ConnectionSync:
         except ConnectionStopped as exc:
             self.stopped = exc
         except MlsError as exc:
-            # The cursor stays at the last committed page: next cycle resumes from there.
+            # The cursor stays at the last committed page: next cycle resumes from there. Not
+            # after pages out of order: what they held says nothing of what came before it.
+            if isinstance(exc, OutOfOrder):
+                await self._apply([], [], cursor=self.row.cursor)
             await self._record(
                 ErrorEntry("batch", f"incremental query stopped: {exc}", self.row.id)
             )
