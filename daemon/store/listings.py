@@ -40,6 +40,9 @@ ON CONFLICT (id) DO UPDATE SET
     last_checked_at = CASE WHEN listings.connection_id IS DISTINCT FROM excluded.connection_id
                              OR listings.listing_key IS DISTINCT FROM excluded.listing_key
                            THEN NULL ELSE listings.last_checked_at END,
+    needs_read = CASE WHEN listings.connection_id IS DISTINCT FROM excluded.connection_id
+                        OR listings.listing_key IS DISTINCT FROM excluded.listing_key
+                      THEN 1 ELSE listings.needs_read END,
     updated_at = excluded.updated_at
 WHERE listings.connection_id IS DISTINCT FROM excluded.connection_id
    OR listings.listing_key IS DISTINCT FROM excluded.listing_key
@@ -53,7 +56,14 @@ WHERE (CAST(:connection_id AS TEXT) IS NULL OR connection_id = :connection_id)
        OR (:status = 'unknown' AND status IS NULL))
 ORDER BY connection_id, id LIMIT :limit
 """
-SET_EXCLUDED = "UPDATE listings SET excluded = :excluded, updated_at = :now WHERE id = :id"
+# Included again (excluded from 1 to 0): what changed while it was excluded was not applied,
+# and its change may be older than any cursor, so it waits for a read of its own (see
+# UNCONFIRMED).
+SET_EXCLUDED = """
+UPDATE listings SET excluded = :excluded, updated_at = :now,
+    needs_read = CASE WHEN excluded > :excluded THEN 1 ELSE needs_read END
+WHERE id = :id
+"""
 _TRACKED_COLUMNS = (
     "id, listing_key, status, status_changed_at, last_checked_at, last_error IS NOT NULL"
 )
@@ -61,21 +71,20 @@ TRACKED = f"""
 SELECT {_TRACKED_COLUMNS}
 FROM listings WHERE connection_id = ? AND excluded = 0 ORDER BY listing_key
 """
-# The listings of a connection not confirmed by a read of their own: never checked since they
-# were tracked (or moved to another key), or last checked without a usable answer. A read of
-# changes never returns a record that has not changed, so an incremental or events
-# connection reads these by key every cycle (docs/mls-reso.md "Query modes"). Through their
-# own index, which holds them alone: the rest of the connection's listings are not read.
+# The listings of a connection that wait for a read of their own (needs_read, migration 0015):
+# never checked since they were tracked (or moved to another key, or included again), or last
+# checked without a usable answer. A read of changes never returns a record that has not
+# changed, so an incremental or events connection reads these by key every cycle
+# (docs/mls-reso.md "Incremental reading"). Through their own index, which holds them alone:
+# the rest of the connection's listings are not read.
 UNCONFIRMED = f"""
 SELECT {_TRACKED_COLUMNS}
-FROM listings WHERE connection_id = ? AND excluded = 0
-    AND (last_checked_at IS NULL OR last_error IS NOT NULL)
+FROM listings WHERE connection_id = ? AND excluded = 0 AND needs_read = 1
 """
 # The connections that have any (see UNCONFIRMED): asked once per run, so that a connection
 # with none, the usual case, costs no read of its own.
 WITH_UNCONFIRMED = """
-SELECT DISTINCT connection_id FROM listings
-WHERE (last_checked_at IS NULL OR last_error IS NOT NULL) AND excluded = 0
+SELECT DISTINCT connection_id FROM listings WHERE needs_read = 1 AND excluded = 0
 """
 CURRENT = both("SELECT id, status FROM listings WHERE id IN ({ids})", ids=json_values("?"))
 OWNERS_OF_KEYS = both(
@@ -93,7 +102,7 @@ WHERE connection_id = ? AND excluded = 0 AND listing_key IN ({keys})
 # costs less to make, and to bind, than a dict of names.
 MARK_CHECKED = """
 UPDATE listings SET last_checked_at = ?, mls_standard_status = ?, mls_status = ?,
-    mls_modified_at = ?, last_error = NULL
+    mls_modified_at = ?, last_error = NULL, needs_read = 0
 WHERE id = ?
 """
 SET_STATUS = """
@@ -106,7 +115,7 @@ INSERT INTO status_changes (listing_id, connection_id, from_status, to_status,
 SELECT :id, connection_id, :from_status, :to_status, :standard, :mls, :event, :run_id, :now
 FROM listings WHERE id = :id
 """
-SET_ERROR = "UPDATE listings SET last_error = :message WHERE id = :id"
+SET_ERROR = "UPDATE listings SET last_error = :message, needs_read = 1 WHERE id = :id"
 HISTORY = "SELECT * FROM status_changes WHERE listing_id = ? ORDER BY id"
 COUNT_BY_STATUS = """
 SELECT coalesce(status, 'unknown') AS status, count(*) AS n FROM listings GROUP BY 1 ORDER BY 1
@@ -247,8 +256,12 @@ async def apply_plans(
         for plan, run_id, _ in plans
         for c in plan.changes
     ]
+    # A warning (an ignored status) is no error of the listing's: its answer was read.
     errors = [
-        {"id": p.listing_id, "message": p.message} for plan, _, _ in plans for p in plan.problems
+        {"id": p.listing_id, "message": p.message}
+        for plan, _, _ in plans
+        for p in plan.problems
+        if not p.warning
     ]
     for statement, rows in (
         (MARK_CHECKED, checked),

@@ -3,7 +3,7 @@ and with them the records of webhook deliveries and mail done with before then.
 
 Each prune finds its rows through an index on the time it prunes by (migration 0014): it runs
 after every cycle, and a read of a whole history table there costs more with every day the
-daemon runs, though nothing is old enough to go (docs/benchmarks.md "Scenario I").
+daemon runs, though nothing is old enough to go (docs/benchmarks.md "Scenario L").
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 import anyio
 import structlog
 
-from daemon.enums import KeyFilter
+from daemon.enums import KeyFilter, QueryMode
 from daemon.mls.client import BatchAnswer, MlsClient
 from daemon.mls.entity_events import EventPage
 from daemon.mls.errors import ConnectionStopped, MlsError, OutOfOrder
@@ -153,8 +153,9 @@ class ConnectionSync:
         """Statuses, audit rows and run counts (+ the cursor in incremental and events modes,
         so it never runs ahead of the data; + the pushed events read, which leave their
         queue) commit together, with other batches' (group commit), fenced by the lease."""
-        self.asked.update(listing_id for listing_id, _ in observations)
-        self.asked.update(listing_id for listing_id, _ in failures)
+        if self.row.mode != QueryMode.BY_KEY:  # only a read of changes reads by key after
+            self.asked.update(listing_id for listing_id, _ in observations)
+            self.asked.update(listing_id for listing_id, _ in failures)
         at = iso(self.clock())
         write = BatchWrite(
             self.run_id, self.row.id, observations, failures, at, cursor, reconciled_at, pushed_done
@@ -395,8 +396,10 @@ class ConnectionSync:
         cursor: datetime,
         limits: _CursorLimits,
     ) -> datetime:
+        read_in_place = False
         if unreadable := [e.message for e in page.errors if e.listing_key is None]:
             await self._read_in_place_of(f"a changed record cannot be read ({unreadable[0]})")
+            read_in_place = True
         observations: list[tuple[str, Observation]] = []
         ahead: list[ErrorEntry] = []
         for rec in page.records:
@@ -417,6 +420,8 @@ class ConnectionSync:
         ]
         if ahead:
             await self._record(*ahead)
+        if read_in_place:  # read by key just now: newer than the page, which moves the cursor
+            observations, failures = [], []
         await self._apply(observations, failures, cursor=iso(cursor))
         return cursor
 

@@ -379,20 +379,23 @@ async def test_a_changed_record_whose_key_cannot_be_read_has_every_listing_read_
     runtime: Runtime, mls: Mls
 ) -> None:
     """An incremental answer holds a record whose ListingKey is a number: it could be any
-    tracked listing's change, so every tracked listing is read by key, as in events mode."""
+    tracked listing's change, so every tracked listing is read by key, as in events mode. The
+    page's own records are older than that read, and do not undo it."""
     sandbox, url = mls
     for key in ("7", "8"):
         sandbox.put(key, "Active")
     await add_incremental(runtime, url, ["7", "8"])
     await runtime.engine.sync_all()
+    stale = {"ListingKey": "8", "StandardStatus": "Pending", "ModificationTimestamp": iso(utcnow())}
     sandbox.set_status("7", "Closed")
+    sandbox.set_status("8", "Closed")  # after the record of 8 in the answer below
     record = {"ListingKey": 7, "StandardStatus": "Closed", "ModificationTimestamp": iso(utcnow())}
-    changes = json.dumps({"value": [record]})
+    changes = json.dumps({"value": [stale, record]})
     sandbox.faults.add(Fault("status", status=200, body=changes, matching="ModificationTimestamp"))
 
     report = await runtime.engine.sync_all()
 
-    assert await status_of(runtime, "7") == "sold"
+    assert [await status_of(runtime, k) for k in ("7", "8")] == ["sold", "sold"]
     assert (report.run.outcome, report.run.errors, report.run.warnings) == ("ok", 0, 1)
     [warning] = report.errors
     assert "every tracked listing was read" in warning.message
@@ -541,3 +544,41 @@ async def test_a_server_that_ignores_the_order_is_caught_though_its_first_page_l
 
     assert report.run.outcome != "ok" and report.run.status_changes == 0
     assert any("the order asked for" in e.message for e in report.errors)
+
+
+async def test_a_listing_included_again_is_read_by_the_next_incremental_cycle(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """Excluded, a listing is not applied from the changes; sold meanwhile and included again,
+    its change is older than the cursor: the next cycle reads it by key."""
+    sandbox, url = mls
+    for key in ("N00", "N01"):
+        sandbox.put(key, "Active")
+    await add_incremental(runtime, url, ["N00", "N01"])
+    await runtime.engine.sync_all()
+    await listings.set_excluded(runtime.db, "L-N00", True, iso(utcnow()))
+    sandbox.set_status("N00", "Closed")
+    sandbox.set_status("N01", "Pending")  # a later change: the cursor moves past N00's
+    await runtime.engine.sync_all()  # reads both changes; N00's listing is excluded
+    await listings.set_excluded(runtime.db, "L-N00", False, iso(utcnow()))
+
+    report = await runtime.engine.sync_all()
+
+    assert (report.run.outcome, await status_of(runtime, "N00")) == ("ok", "sold")
+
+
+async def test_an_ignored_status_is_not_asked_again_every_incremental_cycle(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """`Incomplete` is ignored with a warning: the listing's answer was read, so it is not
+    one to read again by key at every cycle (a request and a warning each time)."""
+    sandbox, url = mls
+    sandbox.put("N00", "Incomplete")
+    sandbox.put("N01", "Active")
+    await add_incremental(runtime, url, ["N00", "N01"])
+    first = await runtime.engine.sync_all()
+
+    later = await runtime.engine.sync_all()
+
+    assert (first.run.warnings, later.run.warnings) == (1, 0)
+    assert (later.run.outcome, later.run.mls_requests) == ("ok", 1)  # the changes, nothing else

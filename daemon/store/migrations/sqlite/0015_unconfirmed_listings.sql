@@ -1,7 +1,12 @@
--- The listings no read has confirmed: never checked since they were tracked (or moved to
--- another key), or last checked without a usable answer. An incremental or events
--- connection reads them by key every cycle, since a read of changes never returns a record
--- that has not changed (daemon/store/listings.py UNCONFIRMED). The index holds them alone,
--- so finding them costs nothing when there are none.
-CREATE INDEX listings_unconfirmed ON listings (connection_id)
-    WHERE last_checked_at IS NULL OR last_error IS NOT NULL;
+-- Whether a listing waits for a read of its own: never checked since it was tracked (or
+-- moved to another key, or included again), or last checked without a usable answer. A read
+-- of changes never returns a record that has not changed, so an incremental or events
+-- connection reads these by key every cycle (daemon/store/listings.py UNCONFIRMED). A flag
+-- of its own, set and cleared with the check: an index over the time of each check would make
+-- every check on PostgreSQL write every index of the row anew (no HOT update), where the flag
+-- changes only when a listing starts or stops waiting.
+ALTER TABLE listings ADD COLUMN needs_read INTEGER NOT NULL DEFAULT 1;
+UPDATE listings SET needs_read = CASE
+    WHEN last_checked_at IS NULL OR last_error IS NOT NULL THEN 1 ELSE 0 END;
+-- It holds the waiting listings alone, so finding them costs nothing when there are none.
+CREATE INDEX listings_unconfirmed ON listings (connection_id) WHERE needs_read = 1;
