@@ -192,10 +192,11 @@ class MlsClient:
     async def changes(self, since: datetime) -> AsyncIterator[Page]:
         """Pages of records modified at or after `since`, oldest first.
 
-        A query whose last page (with no nextLink after it) holds `$top` records or more may
-        have been cut there: by a server that reads `$top` as the total, or one that ignores
-        it and stops at a size of its own (docs/mls-paging.md). It goes on by keyset after the
-        last record read, until a query comes back short. (Going on after every answer would
+        A query that read `$top` records in all, or whose last page (with no nextLink after
+        it) holds `$top` records or more, may have been cut there: by a server that reads
+        `$top` as the total, or one that ignores it and stops at a size of its own
+        (docs/mls-paging.md). It goes on by keyset after the last record read, until a query
+        comes back short. (Going on after every answer would
         cost one more request per connection and cycle: twice the minimum of an incremental
         cycle.)"""
         e = self.endpoint
@@ -203,11 +204,11 @@ class MlsClient:
         after: tuple[datetime, str] | None = None
         first_page = True
         for _ in range(MAX_PAGES):
-            tail = 0  # the records of the query's last page
+            read = tail = 0  # the records of the query, and of its last page
             last: tuple[datetime, str] | None = None
             async for page in self.pages(url, parse_page):
-                tail = page.size
-                if first_page and _more_to_come(page, e.page_size):
+                read, tail = read + page.size, page.size
+                if first_page and _more_to_come(page, e.page_size) and page.size > 1:
                     await self._check_order(since)  # before anything of it is applied
                 first_page = False
                 if _out_of_order(page, last):
@@ -215,7 +216,7 @@ class MlsClient:
                 if page.last_position is not None:
                     last = max(last, page.last_position) if last else page.last_position
                 yield page
-            if tail < e.page_size:
+            if read != e.page_size and tail < e.page_size:
                 return
             if last is None or (after is not None and last <= after):
                 raise CursorStuck(
@@ -229,30 +230,39 @@ class MlsClient:
 
     async def _check_order(self, since: datetime) -> None:
         """Whether the server keeps the order a read of changes asks for, asked once the
-        answer spans more than a page (the only case where it matters): the first and the
-        last of the same changes, one record each. A server that ignores `$orderby` gives
-        the same record both ways; two records at least match, since a page was full."""
+        answer spans more than a page (the only case where it matters) and its first page
+        held two records at least: the oldest and the newest of the same changes, one record
+        each (a server that ignores `$top` too sends more: its first record counts), judged
+        by `ignores_order`."""
         e = self.endpoint
-        first = await self.get_page(
-            changes_url(e.base_url, e.resource, since, 1, e.select), parse_page
-        )
-        last = await self.get_page(
-            changes_url(e.base_url, e.resource, since, 1, e.select, newest_first=True), parse_page
-        )
-        if first.last_position and last.last_position and first.last_position >= last.last_position:
+        urls = [
+            changes_url(e.base_url, e.resource, since, 1, e.select, newest_first=newest)
+            for newest in (False, True)
+        ]
+        try:
+            oldest, newest = [(await self.get_page(url, parse_page)).first_position for url in urls]
+        except ConnectionStopped:
+            raise
+        except MlsError as exc:
+            raise MlsError(
+                "could not check that the server keeps the order asked for (the first and the "
+                f"last change, $orderby ModificationTimestamp asc and desc, $top=1): {exc}"
+            ) from None
+        if ignores_order(oldest, newest):
             raise OutOfOrder(NOT_IN_ORDER)
 
     async def entity_events(self, after: int) -> AsyncIterator[EventPage]:
         """Pages of the change log's events after sequence `after`, in sequence order. As in
-        `changes`, an answer whose last page holds `$top` events or more may have been cut:
-        it goes on after the last sequence read until an answer comes back short."""
+        `changes`, an answer of `$top` events in all, or whose last page holds `$top` events
+        or more, may have been cut: it goes on after the last sequence read until an answer
+        comes back short."""
         e = self.endpoint
         last = after
         for _ in range(MAX_PAGES):
-            tail = 0  # the events of the query's last page
+            read = tail = 0  # the events of the query, and of its last page
             url = entity_events_url(e.base_url, last, e.page_size)
             async for page in self.pages(url, parse_event_page):
-                tail = page.size
+                read, tail = read + page.size, page.size
                 if page.first_sequence is not None and page.first_sequence <= last:
                     raise MlsError(
                         f"the change log went back from sequence {last} to "
@@ -260,7 +270,7 @@ class MlsClient:
                     )
                 last = page.last_sequence or last
                 yield page
-            if tail < e.page_size:
+            if read != e.page_size and tail < e.page_size:
                 return
         raise CursorStuck(f"more than {MAX_PAGES} queries to read the change log; giving up")
 
@@ -452,6 +462,20 @@ NOT_IN_ORDER = (
 )
 
 
+Position = tuple[datetime, str]  # (ModificationTimestamp, ListingKey) of a record
+
+
+def ignores_order(oldest: Position | None, newest: Position | None) -> bool:
+    """From the first record of the answers to "the oldest change" and "the newest change"
+    (two changes at least): whether the server ignored the order asked for. The same record
+    both ways, or a later one as the oldest. Keys are not compared otherwise (a server
+    collates them its own way), and a record changed between the two requests is no longer
+    the same record (its timestamp moved on)."""
+    if oldest is None or newest is None:
+        return False  # no timestamp to judge by
+    return oldest == newest or oldest[0] > newest[0]
+
+
 def _more_to_come(page: Page, page_size: int) -> bool:
     """Whether the answer goes on after this page: a nextLink, or a full page."""
     return page.next_link is not None or page.size >= page_size
@@ -462,8 +486,8 @@ def _out_of_order(page: Page, before: tuple[datetime, str] | None) -> bool:
     it (the greatest position they held)."""
     if page.out_of_order:
         return True
-    first = page.first_modified
-    return before is not None and first is not None and first < before[0]
+    first = page.first_position
+    return before is not None and first is not None and first[0] < before[0]
 
 
 def _answer_for(keys: Sequence[str], pages: list[Page]) -> BatchAnswer:

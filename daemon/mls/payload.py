@@ -47,10 +47,11 @@ class Page:
     # The greatest (ModificationTimestamp, ListingKey) among the readable records: where a
     # keyset continuation goes on from (docs/mls-paging.md).
     last_position: tuple[datetime, str] | None = None
-    # The first readable record's ModificationTimestamp, and whether a later record came
-    # with an earlier one: a read of changes asks for them oldest first, and a server that
-    # ignores that cannot be paged through without losing some (docs/mls-paging.md).
-    first_modified: datetime | None = None
+    # The first readable record's (ModificationTimestamp, ListingKey), and whether a later
+    # record came with an earlier timestamp: a read of changes asks for them oldest first, and
+    # a server that ignores that cannot be paged through without losing some
+    # (docs/mls-paging.md).
+    first_position: tuple[datetime, str] | None = None
     out_of_order: bool = False
 
 
@@ -127,7 +128,7 @@ def _add(rec: _Record, page: Page) -> None:
             return
         last = page.last_position
         if last is None:
-            page.first_modified = modified
+            page.first_position = (modified, key)
         elif modified < last[0]:
             page.out_of_order = True
         if last is None or modified > last[0] or (modified == last[0] and key > last[1]):

@@ -480,24 +480,46 @@ def _with_top_of_its_own(app: ASGIApp, top: int) -> ASGIApp:
     return serve
 
 
+@pytest.mark.parametrize("changes", [6, 12])
 async def test_an_answer_longer_than_asked_is_read_on_after_its_last_record(
-    runtime: Runtime,
+    runtime: Runtime, changes: int
 ) -> None:
-    """Pages of 5 asked, 8 records answered and no nextLink: the answer may have been cut at
-    the server's own size, so the read goes on after its last record, as after a full page."""
+    """Pages of 5 asked, up to 8 records answered and no nextLink: the answer may have been
+    cut at the server's own size, so the read goes on after its last record, as after a full
+    page. The check of the server's order, which gets up to 8 records for one, holds."""
     sandbox = sandbox_mls()
+    changed = KEYS[3 : 3 + changes]
     async with serving(_with_top_of_its_own(build_mls_app(sandbox), 8)) as url:
         for key in KEYS[:15]:
             sandbox.put(key, "Active")
         await add_incremental(runtime, f"{url}/{TOP_IS_TOTAL_PATH}", KEYS[:15], page_size=5)
         await runtime.engine.sync_all()
-        for key in KEYS[3:15]:
+        for key in changed:
             sandbox.set_status(key, "Closed")
 
         report = await runtime.engine.sync_all()
 
-    assert (report.run.outcome, report.run.status_changes) == ("ok", 12)
-    assert {await status_of(runtime, k) for k in KEYS[3:15]} == {"sold"}
+    assert (report.run.outcome, report.run.status_changes) == ("ok", changes)
+    assert {await status_of(runtime, k) for k in changed} == {"sold"}
+
+
+async def test_a_server_whose_top_is_the_total_in_pages_smaller_than_asked_is_read_through(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """`$top` of 250 is the whole answer's cap, in pages of 200 (the server's largest) linked
+    by nextLink: 250 records in all may have been cut, though the last page holds 50."""
+    sandbox, url = mls
+    keys = [f"K{n:03d}" for n in range(300)]
+    for key in keys:
+        sandbox.put(key, "Active")
+    await add_incremental(runtime, f"{url}/{TOP_IS_TOTAL_PATH}", keys, page_size=250)
+    await runtime.engine.sync_all()
+    for key in keys:
+        sandbox.set_status(key, "Closed")
+
+    report = await runtime.engine.sync_all()
+
+    assert (report.run.outcome, report.run.status_changes) == ("ok", 300)
 
 
 async def test_pages_out_of_order_leave_the_cursor_where_the_read_began(runtime: Runtime) -> None:

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from daemon.enums import KeyFilter
-from daemon.mls.client import _answer_for, parse_retry_after
+from daemon.mls.client import _answer_for, ignores_order, parse_retry_after
 from daemon.mls.payload import BadPayload, parse_page
 from daemon.mls.query import SELECT, by_key_url, key_batches, keys_filter, quote
 
@@ -150,3 +150,24 @@ def test_keys_left_out_are_removed_unless_an_unreadable_record_could_be_them() -
     answer = _answer_for(["a", "b"], [murky])
     assert answer.removed == {}
     assert "not confirmed" in answer.errors["b"]
+
+
+T1, T2 = datetime(2026, 12, 1, 10, tzinfo=UTC), datetime(2026, 12, 1, 11, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("oldest", "newest", "ignored"),
+    [
+        ((T1, "A"), (T2, "B"), False),  # kept
+        ((T1, "999"), (T1, "1000"), False),  # one timestamp: keys as the server collates them
+        ((T1, "b"), (T1, "A"), False),
+        ((T1, "A"), (T2, "A"), False),  # changed between the two requests
+        ((T1, "A"), (T1, "A"), True),  # the same record both ways
+        ((T2, "B"), (T1, "A"), True),  # the newer one given as the oldest
+        (None, (T1, "A"), False),  # no timestamp: nothing to judge by
+    ],
+)
+def test_a_server_ignores_the_order_when_the_oldest_and_newest_say_so(
+    oldest: tuple[datetime, str] | None, newest: tuple[datetime, str] | None, ignored: bool
+) -> None:
+    assert ignores_order(oldest, newest) is ignored

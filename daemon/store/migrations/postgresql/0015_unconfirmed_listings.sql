@@ -5,8 +5,10 @@
 -- of its own, set and cleared with the check: an index over the time of each check would make
 -- every check on PostgreSQL write every index of the row anew (no HOT update), where the flag
 -- changes only when a listing starts or stops waiting.
-ALTER TABLE listings ADD COLUMN needs_read bigint NOT NULL DEFAULT 1;
-UPDATE listings SET needs_read = CASE
-    WHEN last_checked_at IS NULL OR last_error IS NOT NULL THEN 1 ELSE 0 END;
+-- Added as 0 (no rewrite of the table), then set on the few rows that wait: an UPDATE of
+-- every row would leave a dead copy of each behind.
+ALTER TABLE listings ADD COLUMN needs_read bigint NOT NULL DEFAULT 0;
+UPDATE listings SET needs_read = 1 WHERE last_checked_at IS NULL OR last_error IS NOT NULL;
+ALTER TABLE listings ALTER COLUMN needs_read SET DEFAULT 1;
 -- It holds the waiting listings alone, so finding them costs nothing when there are none.
 CREATE INDEX listings_unconfirmed ON listings (connection_id) WHERE needs_read = 1;

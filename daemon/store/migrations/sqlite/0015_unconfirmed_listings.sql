@@ -6,7 +6,6 @@
 -- every check on PostgreSQL write every index of the row anew (no HOT update), where the flag
 -- changes only when a listing starts or stops waiting.
 ALTER TABLE listings ADD COLUMN needs_read INTEGER NOT NULL DEFAULT 1;
-UPDATE listings SET needs_read = CASE
-    WHEN last_checked_at IS NULL OR last_error IS NOT NULL THEN 1 ELSE 0 END;
+UPDATE listings SET needs_read = 0 WHERE last_checked_at IS NOT NULL AND last_error IS NULL;
 -- It holds the waiting listings alone, so finding them costs nothing when there are none.
 CREATE INDEX listings_unconfirmed ON listings (connection_id) WHERE needs_read = 1;
