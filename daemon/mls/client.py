@@ -202,15 +202,19 @@ class MlsClient:
         e = self.endpoint
         url = changes_url(e.base_url, e.resource, since, e.page_size, e.select)
         after: tuple[datetime, str] | None = None
-        first_page = True
-        for _ in range(MAX_PAGES):
+        order_checked, records = False, 0
+        for query in range(MAX_PAGES):
             read = tail = 0  # the records of the query, and of its last page
             last: tuple[datetime, str] | None = None
             async for page in self.pages(url, parse_page):
                 read, tail = read + page.size, page.size
-                if first_page and _more_to_come(page, e.page_size) and page.size > 1:
-                    await self._check_order(since)  # before anything of it is applied
-                first_page = False
+                records += page.size
+                going_on = query > 0 or _more_to_come(page, e.page_size)
+                if not order_checked and going_on and records >= 2:
+                    # Before this page is applied: as a rule the first one (pages of one
+                    # record: the second, and a disorder found then puts the cursor back).
+                    await self._check_order(since)
+                    order_checked = True
                 if _out_of_order(page, last):
                     raise OutOfOrder(NOT_IN_ORDER)
                 if page.last_position is not None:
@@ -220,9 +224,9 @@ class MlsClient:
                 return
             if last is None or (after is not None and last <= after):
                 raise CursorStuck(
-                    f"a full page of {tail} records ended the answer, but its records give no "
-                    "later (ModificationTimestamp, ListingKey) to go on from; changes after "
-                    "it cannot be read"
+                    f"an answer of {read} records may have been cut (page size "
+                    f"{e.page_size}), but its records give no later (ModificationTimestamp, "
+                    "ListingKey) to go on from; changes after it cannot be read"
                 )
             after = last
             url = changes_after_url(e.base_url, e.resource, after, e.page_size, e.select)
@@ -230,10 +234,10 @@ class MlsClient:
 
     async def _check_order(self, since: datetime) -> None:
         """Whether the server keeps the order a read of changes asks for, asked once the
-        answer spans more than a page (the only case where it matters) and its first page
-        held two records at least: the oldest and the newest of the same changes, one record
-        each (a server that ignores `$top` too sends more: its first record counts), judged
-        by `ignores_order`."""
+        answer spans more than a page (the only case where it matters) and two records at
+        least were read: the oldest and the newest of the same changes, one record each (a
+        server that ignores `$top` too sends more: its first record counts), judged by
+        `ignores_order`."""
         e = self.endpoint
         urls = [
             changes_url(e.base_url, e.resource, since, 1, e.select, newest_first=newest)

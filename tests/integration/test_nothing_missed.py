@@ -289,6 +289,8 @@ async def test_a_continuation_that_cannot_move_forward_is_a_recorded_error(
     sandbox, url = mls
     await add_incremental(runtime, url, KEYS[:5], page_size=5)
     start = "2026-11-01T00:00:00.000000Z"
+    for key in KEYS[:5]:  # a full page of changes, in order, all at the cursor's time
+        sandbox.put(key, "Closed", modified=parse_iso(start))
     async with runtime.db.transaction() as conn:
         await connections.save_cursor(conn, "mls-1", start, start)
     await connections.mark_reconciled(runtime.db, "mls-1", iso(datetime.now(UTC)))
@@ -296,13 +298,15 @@ async def test_a_continuation_that_cannot_move_forward_is_a_recorded_error(
         {"ListingKey": k, "StandardStatus": "Closed", "ModificationTimestamp": start}
         for k in KEYS[:5]
     ]
-    sandbox.faults.add(Fault("status", status=200, body=json.dumps({"value": page}), times=100))
+    body = json.dumps({"value": page})
+    continuation = "ModificationTimestamp gt"  # the query after the first full page
+    sandbox.faults.add(Fault("status", status=200, body=body, times=100, matching=continuation))
 
     report = await runtime.engine.sync_all()
 
     assert report.run.outcome != "ok"
     [error] = report.errors
-    assert "cannot be read" in error.message
+    assert "give no later (ModificationTimestamp, ListingKey)" in error.message
 
 
 async def test_a_connection_that_cannot_be_prepared_fails_every_cycle_and_frees_its_lease(
@@ -604,3 +608,25 @@ async def test_an_ignored_status_is_not_asked_again_every_incremental_cycle(
 
     assert (first.run.warnings, later.run.warnings) == (1, 0)
     assert (later.run.outcome, later.run.mls_requests) == ("ok", 1)  # the changes, nothing else
+
+
+async def test_pages_of_one_record_are_checked_for_order_too(runtime: Runtime) -> None:
+    """Pages of one record from a server that reads `$top` as the total and ignores
+    `$orderby`: changes to N00, N02, N01 in that order come back as N00, then N01, and the
+    read after N01 would skip N02. The order is checked once two records were read."""
+    sandbox = sandbox_mls()
+    async with serving(_without_orderby(build_mls_app(sandbox))) as url:
+        for key in KEYS[:3]:
+            sandbox.put(key, "Active")
+        await add_incremental(runtime, f"{url}/{TOP_IS_TOTAL_PATH}", KEYS[:3], page_size=1)
+        await runtime.engine.sync_all()
+        started = (await connections.get(runtime.db, "mls-1")).cursor  # type: ignore[union-attr]
+        for key in ("N00", "N02", "N01"):
+            sandbox.set_status(key, "Closed")
+
+        report = await runtime.engine.sync_all()
+
+        row = await connections.get(runtime.db, "mls-1")
+    assert report.run.outcome != "ok"
+    assert any("the order asked for" in e.message for e in report.errors)
+    assert row is not None and row.cursor == started
