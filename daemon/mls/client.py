@@ -207,15 +207,17 @@ class MlsClient:
             read = tail = 0  # the records of the query, and of its last page
             last: tuple[datetime, str] | None = None
             async for page in self.pages(url, parse_page):
+                # Order matters only in an answer of more than one page: a single one is
+                # read whole, in whatever order (and one bad timestamp fails its record alone).
+                going_on = query > 0 or read > 0 or _more_to_come(page, e.page_size)
                 read, tail = read + page.size, page.size
                 records += page.size
-                going_on = query > 0 or _more_to_come(page, e.page_size)
                 if not order_checked and going_on and records >= 2:
                     # Before this page is applied: as a rule the first one (pages of one
                     # record: the second, and a disorder found then puts the cursor back).
                     await self._check_order(since)
                     order_checked = True
-                if _out_of_order(page, last):
+                if going_on and _out_of_order(page, last):
                     raise OutOfOrder(NOT_IN_ORDER)
                 if page.last_position is not None:
                     last = max(last, page.last_position) if last else page.last_position
