@@ -25,7 +25,7 @@ from daemon.sandbox.mls_server import SandboxMls, build_mls_app
 from daemon.sandbox.platforms_server import SandboxPlatforms, platform_env
 from daemon.serving import serving
 from daemon.specs import AccountSpec, ConnectionSpec, ListingSpec, PostSpec
-from daemon.store import accounts, connections, listings, posts
+from daemon.store import accounts, connections, listings, meta, posts
 from daemon.store.database import Database
 from daemon.store.postgres import WRITE_LOCK
 from daemon.store.sqlite import SqliteDatabase
@@ -398,3 +398,13 @@ def serving_in_a_thread(app: Any) -> Iterator[str]:
     finally:
         stop.set()
         thread.join(30)
+
+
+async def clock_cycles_half_a_slot_away(db: Database, interval_seconds: int) -> None:
+    """Sets a new database's slot offset (daemon/sync/cycle_slots.py) so that the clock's
+    next cycle comes half an interval from now: a daemon test that expects no cycle after
+    its first one does not meet one by the chance of a random offset (with 900 s slots,
+    about one run in 300 of a few seconds' test)."""
+    now = int(utcnow().timestamp())
+    offset = (now + interval_seconds // 2) % interval_seconds
+    assert int(await meta.first_value(db, meta.SLOT_OFFSET, str(offset))) == offset
