@@ -5,7 +5,10 @@ dated in the future or out of range, and servers that cannot be reached."""
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 
@@ -20,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from daemon.composition import Runtime, open_runtime
 from daemon.sandbox.faults import Fault
-from daemon.sandbox.mls_server import TOP_IS_TOTAL_PATH, build_mls_app
+from daemon.sandbox.mls_server import TOP_IS_TOTAL_PATH, SandboxMls, build_mls_app
 from daemon.serving import serving
 from daemon.specs import ListingSpec
 from daemon.store import connections, leases, listings
@@ -432,6 +435,26 @@ async def test_a_by_key_answer_under_another_key_removes_nothing(
     assert "'ABC1'" in error.message and "not asked for" in error.message
 
 
+@asynccontextmanager
+async def _synced_once(
+    runtime: Runtime,
+    server: Callable[[ASGIApp], ASGIApp],
+    tracked: int,
+    page_size: int,
+    path: str = TOP_IS_TOTAL_PATH,
+) -> AsyncIterator[SandboxMls]:
+    """An incremental connection tracking the first `tracked` KEYS, all Active, on the
+    sandbox MLS served as `server` makes it (under `path`), after its first cycle."""
+    sandbox = sandbox_mls()
+    async with serving(server(build_mls_app(sandbox))) as url:
+        for key in KEYS[:tracked]:
+            sandbox.put(key, "Active")
+        base = f"{url}/{path}" if path else url
+        await add_incremental(runtime, base, KEYS[:tracked], page_size=page_size)
+        await runtime.engine.sync_all()
+        yield sandbox
+
+
 def _without_orderby(app: ASGIApp, but_for_one: bool = False) -> ASGIApp:
     """The sandbox MLS as a server that ignores `$orderby`: it answers in key order
     (`but_for_one`: except in answers of one record, as if it sorted only those)."""
@@ -453,12 +476,7 @@ async def test_a_server_that_ignores_the_order_asked_for_is_a_recorded_error(
     """A server that reads `$top` as the total and ignores `$orderby`: the newest changes
     come first and the continuation after them finds nothing, so older ones would be lost.
     The run says the changes cannot be read in order, every cycle, instead of `ok`."""
-    sandbox = sandbox_mls()
-    async with serving(_without_orderby(build_mls_app(sandbox))) as url:
-        for key in KEYS[:15]:
-            sandbox.put(key, "Active")
-        await add_incremental(runtime, f"{url}/{TOP_IS_TOTAL_PATH}", KEYS[:15], page_size=5)
-        await runtime.engine.sync_all()
+    async with _synced_once(runtime, _without_orderby, 15, 5) as sandbox:
         for key in reversed(KEYS[3:15]):  # the newest change has the lowest key
             sandbox.set_status(key, "Closed")
 
@@ -491,13 +509,8 @@ async def test_an_answer_longer_than_asked_is_read_on_after_its_last_record(
     """Pages of 5 asked, up to 8 records answered and no nextLink: the answer may have been
     cut at the server's own size, so the read goes on after its last record, as after a full
     page. The check of the server's order, which gets up to 8 records for one, holds."""
-    sandbox = sandbox_mls()
     changed = KEYS[3 : 3 + changes]
-    async with serving(_with_top_of_its_own(build_mls_app(sandbox), 8)) as url:
-        for key in KEYS[:15]:
-            sandbox.put(key, "Active")
-        await add_incremental(runtime, f"{url}/{TOP_IS_TOTAL_PATH}", KEYS[:15], page_size=5)
-        await runtime.engine.sync_all()
+    async with _synced_once(runtime, lambda app: _with_top_of_its_own(app, 8), 15, 5) as sandbox:
         for key in changed:
             sandbox.set_status(key, "Closed")
 
@@ -531,12 +544,8 @@ async def test_pages_out_of_order_leave_the_cursor_where_the_read_began(runtime:
     ones: the first was applied and moved the cursor before the second showed the disorder.
     The cursor goes back to where the read began, so the older changes are not skipped:
     every cycle says it cannot read them, none says `ok`."""
-    sandbox = sandbox_mls()
-    async with serving(_without_orderby(build_mls_app(sandbox), but_for_one=True)) as url:
-        for key in KEYS[:10]:
-            sandbox.put(key, "Active")
-        await add_incremental(runtime, url, KEYS[:10], page_size=5)
-        await runtime.engine.sync_all()
+    ordered_for_one = partial(_without_orderby, but_for_one=True)
+    async with _synced_once(runtime, ordered_for_one, 10, 5, path="") as sandbox:
         started = (await connections.get(runtime.db, "mls-1")).cursor  # type: ignore[union-attr]
         for key in KEYS[5:10] + KEYS[:5]:  # N05..N09 first (older), then N00..N04
             sandbox.set_status(key, "Closed")
@@ -557,12 +566,7 @@ async def test_a_server_that_ignores_the_order_is_caught_though_its_first_page_l
     `$orderby` ignored: the first page (N00, N01) happens to be in order, and the read after
     it would skip N02. Before applying a page of an answer that goes on, the daemon asks for
     the first and the last change (one record each), which such a server gives alike."""
-    sandbox = sandbox_mls()
-    async with serving(_without_orderby(build_mls_app(sandbox))) as url:
-        for key in KEYS[:4]:
-            sandbox.put(key, "Active")
-        await add_incremental(runtime, f"{url}/{TOP_IS_TOTAL_PATH}", KEYS[:4], page_size=2)
-        await runtime.engine.sync_all()
+    async with _synced_once(runtime, _without_orderby, 4, 2) as sandbox:
         for key in ("N00", "N02", "N01", "N03"):
             sandbox.set_status(key, "Closed")
 
@@ -614,12 +618,7 @@ async def test_pages_of_one_record_are_checked_for_order_too(runtime: Runtime) -
     """Pages of one record from a server that reads `$top` as the total and ignores
     `$orderby`: changes to N00, N02, N01 in that order come back as N00, then N01, and the
     read after N01 would skip N02. The order is checked once two records were read."""
-    sandbox = sandbox_mls()
-    async with serving(_without_orderby(build_mls_app(sandbox))) as url:
-        for key in KEYS[:3]:
-            sandbox.put(key, "Active")
-        await add_incremental(runtime, f"{url}/{TOP_IS_TOTAL_PATH}", KEYS[:3], page_size=1)
-        await runtime.engine.sync_all()
+    async with _synced_once(runtime, _without_orderby, 3, 1) as sandbox:
         started = (await connections.get(runtime.db, "mls-1")).cursor  # type: ignore[union-attr]
         for key in ("N00", "N02", "N01"):
             sandbox.set_status(key, "Closed")
