@@ -403,8 +403,8 @@ def serving_in_a_thread(app: Any) -> Iterator[str]:
 async def clock_cycles_half_a_slot_away(db: Database, interval_seconds: int) -> None:
     """Sets a new database's slot offset (daemon/sync/cycle_slots.py) so that the clock's
     next cycle comes half an interval from now: a daemon test that expects no cycle after
-    its first one does not meet one by the chance of a random offset (with 900 s slots,
-    about one run in 300 of a few seconds' test)."""
+    its first one does not meet one by the chance of a random offset (with 900 s slots, a
+    test of a few seconds met one about once in 300 runs, one of 40 s once in 20)."""
     now = int(utcnow().timestamp())
     offset = (now + interval_seconds // 2) % interval_seconds
     assert int(await meta.first_value(db, meta.SLOT_OFFSET, str(offset))) == offset

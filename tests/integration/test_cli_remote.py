@@ -19,6 +19,7 @@ from tests.helpers import (
     add_connection,
     add_post,
     add_sandbox_connection,
+    clock_cycles_half_a_slot_away,
     track,
 )
 from tests.integration.test_cli import mls_sync
@@ -35,6 +36,8 @@ async def daemon(daemon_config: DaemonConfig, mls: Mls) -> AsyncIterator[Daemon]
         await track(rt, "mls-2", ["Q1"], prefix="M-")
         await add_account(rt, "fb-page", "facebook", "fb-token")
         await add_post(rt, "p-1", "L-K2", "fb-page", "1093_4417")
+        # Reads made locally and over the API are compared: no clock cycle between them.
+        await clock_cycles_half_a_slot_away(rt.db, rt.settings.sync.interval_seconds)
     process = daemon_config.start()
     try:
         await process.wait_notify("READY=1")
