@@ -128,7 +128,7 @@ class ConnectionSync:
             self.row.id,
         )
         counts = Counts(errors=1)
-        self.asked.update(id_by_key[k] for k in keys)
+        self._note_asked(id_by_key[k] for k in keys)
         async with self.db.transaction() as conn:
             now = iso(self.clock())  # once the write's turn came: the fence judges then
             # Fenced: a process that lost its lease leaves the listings to their new syncer.
@@ -153,9 +153,8 @@ class ConnectionSync:
         """Statuses, audit rows and run counts (+ the cursor in incremental and events modes,
         so it never runs ahead of the data; + the pushed events read, which leave their
         queue) commit together, with other batches' (group commit), fenced by the lease."""
-        if self.row.mode != QueryMode.BY_KEY:  # only a read of changes reads by key after
-            self.asked.update(listing_id for listing_id, _ in observations)
-            self.asked.update(listing_id for listing_id, _ in failures)
+        self._note_asked(listing_id for listing_id, _ in observations)
+        self._note_asked(listing_id for listing_id, _ in failures)
         at = iso(self.clock())
         write = BatchWrite(
             self.run_id, self.row.id, observations, failures, at, cursor, reconciled_at, pushed_done
@@ -182,6 +181,10 @@ class ConnectionSync:
         are read from `cursor` (a timestamp, a sequence) on, and the next full pass is due a
         period after `started`. Fenced by the lease like every other write of the sync."""
         await self._apply([], [], cursor=cursor, reconciled_at=iso(started))
+
+    def _note_asked(self, listing_ids: Iterable[str]) -> None:
+        if self.row.mode != QueryMode.BY_KEY:  # only a read of changes reads by key after
+            self.asked.update(listing_ids)
 
     def _note_error(self, message: str) -> None:
         if self.first_error is None:

@@ -708,7 +708,8 @@ class SyncEngine:
         self, work: ConnectionSync, row: ConnectionRow, unconfirmed_in: frozenset[str]
     ) -> None:
         """After a read of changes, the listings no read has confirmed, by key: one tracked
-        (or moved to another key) since the full pass, or whose last check failed. Their
+        (moved to another key, included again) since the full pass, or whose last check
+        failed. Their
         records may not have changed for years, so no read of changes returns them, and
         without this they would wait for the next full pass (a day, by default). Those the
         read of changes already asked about are not asked again."""
