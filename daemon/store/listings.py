@@ -7,13 +7,14 @@ from collections.abc import Sequence
 
 from daemon.enums import LIVE_POSTS_SQL
 from daemon.errors import Conflict, NotFound
-from daemon.models import STATUS_OF, BatchPlan, LocalStatus, event_type_of
+from daemon.models import STATUS_OF, BatchPlan, event_type_of
 from daemon.specs import ListingSpec
 from daemon.store import events
 from daemon.store.database import Database
 from daemon.store.dialect import Sql, both, json_values
 from daemon.store.paging import Collection
 from daemon.store.records import (
+    CurrentListing,
     ListingRow,
     StatusChangeRow,
     TierGroup,
@@ -86,7 +87,10 @@ FROM listings WHERE connection_id = ? AND excluded = 0 AND needs_read = 1
 WITH_UNCONFIRMED = """
 SELECT DISTINCT connection_id FROM listings WHERE needs_read = 1 AND excluded = 0
 """
-CURRENT = both("SELECT id, status FROM listings WHERE id IN ({ids})", ids=json_values("?"))
+CURRENT = both(
+    "SELECT id, status, connection_id, listing_key FROM listings WHERE id IN ({ids})",
+    ids=json_values("?"),
+)
 OWNERS_OF_KEYS = both(
     "SELECT id, listing_key FROM listings WHERE connection_id = ? AND listing_key IN ({keys})",
     keys=json_values("?"),
@@ -215,17 +219,18 @@ async def ids_for_keys(db: Database, connection_id: str, keys: Sequence[str]) ->
     return {r[1]: r[0] for r in rows}
 
 
-async def current_statuses(conn: Session, ids: Sequence[str]) -> dict[str, LocalStatus | None]:
-    """One query for the whole batch (json_each binds any number of ids as one parameter)."""
+async def current(conn: Session, ids: Sequence[str]) -> dict[str, CurrentListing]:
+    """One query for the whole batch (json_each binds any number of ids as one parameter);
+    a listing deleted since is left out."""
     rows = await conn.fetch_all(CURRENT, (json.dumps(list(ids)),))
-    return {r[0]: STATUS_OF[r[1]] for r in rows}
+    return {r[0]: CurrentListing(STATUS_OF[r[1]], r[2], r[3]) for r in rows}
 
 
 async def apply_plans(
     conn: Session, plans: Sequence[tuple[BatchPlan, int, str]], written_at: str
 ) -> None:
     """Writes batches' plans (each with its run id and time); call inside the transaction
-    that read `current_statuses`. One statement per kind of write for all of them, and none
+    that read `current`. One statement per kind of write for all of them, and none
     for an empty kind: each statement is a round trip to the database thread. A status
     change (the listing's, its audit row's, its event's) carries `written_at`, this
     transaction's time: a batch may wait a while for its turn to be written, and a change's

@@ -81,6 +81,15 @@ class ListingRow:
     user_id: str = "default"
 
 
+class CurrentListing(NamedTuple):
+    """A listing as a sync's write finds it, in the transaction that writes: its status, and
+    the record it tracks now (an answer about another record is not about it)."""
+
+    status: LocalStatus | None
+    connection_id: str
+    listing_key: str
+
+
 class TrackedListing(NamedTuple):
     """The little the sync needs per listing, loaded once per connection per cycle: its
     key, its status, and what its check tier is made of (daemon/sync/check_tiers.py). A

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import partial
 
-from daemon.models import LocalStatus, StatusMapping
+from daemon.models import StatusMapping
 from daemon.store import connections, leases, listings, pushed_events, runs
 from daemon.store.database import Database
 from daemon.store.group_commit import GroupWriter, Refused
@@ -67,9 +67,7 @@ async def write_group(
     written = {w.connection_id for w in writes}
     held = lease_held(writes, holders, await leases.valid_of(conn, written_at, written))
     ids = listings_of(writes, held)
-    current: dict[str, LocalStatus | None] = (
-        await listings.current_statuses(conn, ids) if ids else {}
-    )
+    current = await listings.current(conn, ids) if ids else {}
     group = plan_group(writes, held, current, mapping)
     await listings.apply_plans(conn, group.plans, written_at)
     await runs.record_many(conn, group.recorded)

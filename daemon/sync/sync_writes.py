@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from daemon.enums import ConnectionState
 from daemon.models import BatchPlan, LocalStatus, Observation, StatusMapping
 from daemon.store.group_commit import Refused
+from daemon.store.records import CurrentListing
 from daemon.store.runs import Counts, ErrorEntry
 from daemon.sync.batch_plan import plan_batch
 
@@ -123,13 +124,14 @@ def listings_of(writes: Sequence[SyncWrite], held: Sequence[bool]) -> list[str]:
 def plan_group(
     writes: Sequence[SyncWrite],
     held: Sequence[bool],
-    current: dict[str, LocalStatus | None],
+    current: Mapping[str, CurrentListing],
     mapping: StatusMapping,
 ) -> GroupPlan:
-    """`held` from `lease_held`; `current`: the statuses of `listings_of` the writes, read in
-    the same transaction, updated in place as each batch plans (a later write in the group
-    plans from an earlier one)."""
+    """`held` from `lease_held`; `current`: `listings_of` the writes as the transaction that
+    writes them reads them."""
     group = GroupPlan()
+    # Updated as each batch plans: a later write in the group plans from an earlier one.
+    statuses = {listing_id: c.status for listing_id, c in current.items()}
     for write, ok in zip(writes, held, strict=True):
         if not ok:
             group.results.append(_refuse(write, group.recorded))
@@ -137,8 +139,27 @@ def plan_group(
             _end_connection(write, group)
             group.results.append(None)
         else:
-            group.results.append(_plan_batch(write, current, mapping, group))
+            group.results.append(_plan_batch(write, current, statuses, mapping, group))
     return group
+
+
+def still_tracked(
+    write: BatchWrite, current: Mapping[str, CurrentListing]
+) -> list[tuple[str, Observation]]:
+    """The write's observations of records its listings still track. A listing moved to
+    another key (or connection) while the MLS answered for its old one is not what that
+    answer is about: the answer would set its status from another listing's (a sale taking
+    the wrong posts down) and count as its check. It waits, as the move left it, for a read
+    of its new key (docs/mls-reso.md, "Removed listings")."""
+    kept = []
+    for listing_id, seen in write.observations:
+        now = current.get(listing_id)
+        if now is not None and (now.connection_id, now.listing_key) == (
+            write.connection_id,
+            seen.listing_key,
+        ):
+            kept.append((listing_id, seen))
+    return kept
 
 
 def _end_connection(done: ConnectionDone, group: GroupPlan) -> None:
@@ -152,13 +173,14 @@ def _end_connection(done: ConnectionDone, group: GroupPlan) -> None:
 
 def _plan_batch(
     write: BatchWrite,
-    current: dict[str, LocalStatus | None],
+    current: Mapping[str, CurrentListing],
+    statuses: dict[str, LocalStatus | None],
     mapping: StatusMapping,
     group: GroupPlan,
 ) -> Applied:
-    plan = plan_batch(current, write.observations, write.failures, mapping)
-    for change in plan.changes:  # a later write in the group plans from this one
-        current[change.listing_id] = change.to_status
+    plan = plan_batch(statuses, still_tracked(write, current), write.failures, mapping)
+    for change in plan.changes:
+        statuses[change.listing_id] = change.to_status
     counts = Counts(
         checked=len(plan.checked),
         changes=len(plan.changes),

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, unquote, urlencode
 
 import anyio
 import anyio.abc
@@ -629,3 +629,49 @@ async def test_pages_of_one_record_are_checked_for_order_too(runtime: Runtime) -
     assert report.run.outcome != "ok"
     assert any("the order asked for" in e.message for e in report.errors)
     assert row is not None and row.cursor == started
+
+
+def _moving_mid_read(app: ASGIApp, runtime: Runtime, moves: dict[str, str]) -> ASGIApp:
+    """The sandbox MLS, where a request that asks for the key of a listing in `moves` (listing
+    id -> its new key) first moves that listing to its new key, as an operator's `listings
+    add` might while the MLS is still answering for the old one."""
+
+    async def serve(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            asked = scope["query_string"].decode()
+            for listing_id, key in list(moves.items()):
+                if f"'{listing_id.removeprefix('L-')}'" in unquote(asked):
+                    del moves[listing_id]
+                    spec = ListingSpec(id=listing_id, connection_id="mls-1", listing_key=key)
+                    await listings.add_many(runtime.db, [spec], iso(utcnow()))
+        await app(scope, receive, send)
+
+    return serve
+
+
+async def test_a_listing_moved_to_another_key_while_its_old_key_is_read_keeps_its_status(
+    runtime: Runtime,
+) -> None:
+    """L-K1 is moved from K1 (sold in the MLS) to K2 (active) while the MLS answers for K1:
+    that answer is no longer about L-K1, and must neither sell it (taking its posts down)
+    nor count as its check. The next cycle reads K2."""
+    sandbox = sandbox_mls()
+    sandbox.put("K1", "Closed")
+    sandbox.put("K2", "Active")
+    async with serving(_moving_mid_read(build_mls_app(sandbox), runtime, {"L-K1": "K2"})) as url:
+        await add_connection(runtime, url)
+        await track(runtime, "mls-1", ["K1"], status="active")
+
+        moved = await runtime.engine.sync_all()
+
+        assert await status_of(runtime, "K1") == "active"
+        assert moved.run.listings_checked == 0
+        row = await listings.get(runtime.db, "L-K1")
+        assert row is not None and row.listing_key == "K2" and row.last_checked_at is None
+
+        after = await runtime.engine.sync_all()
+
+        assert (after.run.outcome, after.run.listings_checked) == ("ok", 1)
+        assert await status_of(runtime, "K1") == "active"
+        row = await listings.get(runtime.db, "L-K1")
+        assert row is not None and row.mls_standard_status == "Active"
