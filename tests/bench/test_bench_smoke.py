@@ -3,7 +3,11 @@ together (the full run, with the targets, is `python -m tests.bench`)."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.bench.bench import main
+
+pytestmark = pytest.mark.slow
 
 
 def test_the_benchmark_runs_and_its_figures_hold_together() -> None:

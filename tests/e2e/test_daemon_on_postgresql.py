@@ -21,6 +21,8 @@ from tests.e2e.daemon_process import Daemon, DaemonConfig
 from tests.helpers import Mls, Platforms, add_sandbox_connection
 from tests.postgres_server import PostgresServer
 
+pytestmark = pytest.mark.slow
+
 PUSH = PUSH_PATH.format(connection_id="mls-1")
 
 

@@ -35,6 +35,8 @@ from tests.helpers import (
 )
 from tests.mail_helpers import notify
 
+pytestmark = pytest.mark.slow
+
 KEYS = [f"S{n}" for n in range(1, 9)]
 NOTIFIED = ("listing.sold", "post.needs_person")
 AGENT = "agent@example.test"

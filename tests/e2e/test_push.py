@@ -20,6 +20,8 @@ import pytest
 from tests.e2e.daemon_process import API_TOKEN, Daemon, DaemonConfig, free_port
 from tests.helpers import Mls, Platforms, add_account, add_post, add_sandbox_connection
 
+pytestmark = pytest.mark.slow
+
 KEYS = ["K1", "K2", "K3"]
 CONTEXT = "urn:reso:metadata:2.0:resource:entityevent"
 PUSH = "/v1/mls-connections/mls-1/entity-events"

@@ -26,6 +26,8 @@ from tests.e2e.conftest import sandbox_config
 from tests.e2e.daemon_process import API_TOKEN, Daemon
 from tests.helpers import Platforms
 
+pytestmark = pytest.mark.slow
+
 # Every page: the three of the navigation, a connection's, and a listing's (one every
 # sandbox has).
 PAGES = (

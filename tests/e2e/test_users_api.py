@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import anyio
+import pytest
 
 from daemon.ops.context import OpsContext
 from daemon.ops.manager import Operations
@@ -22,6 +23,8 @@ from tests.e2e.test_admin_api import (
 )
 from tests.e2e.test_cli_against_daemon import mls_sync as cli
 from tests.helpers import Mls, add_connection, track
+
+pytestmark = pytest.mark.slow
 
 AGENT = {
     "display_name": "Agent One",

@@ -16,6 +16,8 @@ import pytest
 
 from daemon.encryption import SecretBox, generate_key
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 
 

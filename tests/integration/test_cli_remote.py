@@ -24,6 +24,8 @@ from tests.helpers import (
 )
 from tests.integration.test_cli import mls_sync
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 async def daemon(daemon_config: DaemonConfig, mls: Mls) -> AsyncIterator[Daemon]:

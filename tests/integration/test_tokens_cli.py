@@ -13,6 +13,8 @@ from daemon.scopes import Scope
 from daemon.store.sqlite import SqliteDatabase
 from tests.integration.test_cli import mls_sync
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:

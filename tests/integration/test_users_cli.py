@@ -9,6 +9,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from daemon.composition import open_runtime
 from daemon.encryption import generate_key
 from daemon.ops.context import OpsContext
@@ -17,6 +19,8 @@ from daemon.ops.queries import AccountQuery, ConnectionQuery, ListingQuery, Page
 from daemon.store.database import MIGRATIONS
 from tests.helpers import make_settings
 from tests.integration.test_cli import mls_sync, sandbox_dir  # noqa: F401 - a fixture
+
+pytestmark = pytest.mark.slow
 
 NOW = "2026-01-01T00:00:00.000Z"
 
