@@ -31,6 +31,8 @@ from tests.helpers import (
 )
 from tests.integration.test_cli import mls_sync
 
+pytestmark = pytest.mark.slow
+
 PROBLEM_JSON = "application/problem+json"
 SECRET = "sk_live_5ecret0f9e7d"  # stands for a secret pasted into a body by mistake
 CSV = {"Content-Type": "text/csv"}

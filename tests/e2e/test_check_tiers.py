@@ -17,6 +17,8 @@ from tests.e2e.daemon_process import Daemon, DaemonConfig
 from tests.e2e.test_admin_api import cli
 from tests.helpers import Mls, add_connection, track
 
+pytestmark = pytest.mark.slow
+
 STATUSES = {"A1": "Active", "A2": "Active", "S1": "Closed", "S2": "Closed"}
 
 

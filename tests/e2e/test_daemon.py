@@ -31,6 +31,8 @@ from tests.helpers import (
     track,
 )
 
+pytestmark = pytest.mark.slow
+
 StartDaemon = Callable[..., Daemon]
 
 

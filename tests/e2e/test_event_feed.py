@@ -15,11 +15,14 @@ from typing import Any
 
 import anyio
 import httpx
+import pytest
 
 from tests.e2e.daemon_process import API_TOKEN, Daemon, DaemonConfig
 from tests.e2e.test_admin_api import assert_problem, read_all, running
 from tests.e2e.test_cli_against_daemon import mls_sync
 from tests.helpers import Mls, Platforms, add_account, add_connection, add_post, track
+
+pytestmark = pytest.mark.slow
 
 
 async def _seed(config: DaemonConfig, mls: Mls, platforms: Platforms) -> None:

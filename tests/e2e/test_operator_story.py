@@ -15,10 +15,13 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
 from anyio import run_process
 
 from tests.e2e.daemon_process import API_TOKEN, DaemonConfig
 from tests.helpers import Mls, Platforms
+
+pytestmark = pytest.mark.slow
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 VENDOR_TOKEN_URL = "https://api-trestle.corelogic.com/trestle/oidc/connect/token"

@@ -21,6 +21,8 @@ from tests.helpers import (
     add_sandbox_connection,
 )
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 async def prepared(daemon_config: DaemonConfig, mls: Mls) -> DaemonConfig:

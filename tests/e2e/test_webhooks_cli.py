@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import anyio
+import pytest
 
 from daemon.sandbox.webhook_sink import receiving
 from daemon.store import webhooks as store
@@ -17,6 +18,8 @@ from daemon.timestamps import iso, utcnow
 from tests.e2e.daemon_process import API_TOKEN, DaemonConfig
 from tests.helpers import Platforms
 from tests.integration.test_cli import mls_sync
+
+pytestmark = pytest.mark.slow
 
 LOOPBACK_ALLOWED = "[webhooks]\nallow_http_loopback = true\n"
 

@@ -18,6 +18,8 @@ from daemon.sandbox.webhook_sink import Receiver, receiving
 from daemon.service.delivery_child import REPORT_EVERY
 from tests.e2e.daemon_process import Daemon
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:

@@ -39,7 +39,7 @@ from tests.helpers import (
 from tests.integration.test_unpublish import _listing_with_posts, _sell, post_ids
 from tests.mail_helpers import PUBLIC_URL, email_settings, notify
 
-pytestmark = pytest.mark.both_databases
+pytestmark = [pytest.mark.both_databases, pytest.mark.slow]
 
 AGENT = "agent@example.test"
 

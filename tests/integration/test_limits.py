@@ -27,7 +27,7 @@ from tests.helpers import (
     track,
 )
 
-pytestmark = pytest.mark.both_databases
+pytestmark = [pytest.mark.both_databases, pytest.mark.slow]
 
 # A test that counts the server's arrivals in a sliding second, its requests paced 5% under
 # the limit: about 50 ms to spare, which other tests' load on the same cores can take from

@@ -20,8 +20,11 @@ import sys
 from pathlib import Path
 
 import anyio
+import pytest
 
 from tests.e2e.daemon_process import API_TOKEN, DaemonConfig
+
+pytestmark = pytest.mark.slow
 
 EXAMPLES = os.environ.get("MLS_SYNC_FUZZ_EXAMPLES", "15")
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")

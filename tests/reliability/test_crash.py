@@ -17,6 +17,7 @@ import sqlite3
 from urllib.parse import unquote
 
 import anyio
+import pytest
 
 from daemon.models import StatusMapping
 from daemon.sandbox.demo import check_consistency
@@ -30,6 +31,8 @@ from tests.helpers import (
     add_post,
     add_sandbox_connection,
 )
+
+pytestmark = pytest.mark.slow
 
 ROUNDS = int(os.environ.get("MLS_SYNC_CRASH_ROUNDS", "5"))
 LISTINGS = int(os.environ.get("MLS_SYNC_CRASH_LISTINGS", "300"))

@@ -18,6 +18,7 @@ import signal
 import sqlite3
 
 import anyio
+import pytest
 
 from daemon.ops.context import OpsContext
 from daemon.ops.manager import Operations
@@ -25,6 +26,8 @@ from daemon.ops.webhooks import EndpointSpec
 from daemon.sandbox.webhook_sink import receiving
 from tests.e2e.daemon_process import DaemonConfig
 from tests.helpers import Mls, add_sandbox_connection
+
+pytestmark = pytest.mark.slow
 
 ROUNDS = int(os.environ.get("MLS_SYNC_CRASH_ROUNDS", "5"))
 LISTINGS = int(os.environ.get("MLS_SYNC_CRASH_LISTINGS", "200"))
