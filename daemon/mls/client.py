@@ -192,54 +192,52 @@ class MlsClient:
     async def changes(self, since: datetime) -> AsyncIterator[Page]:
         """Pages of records modified at or after `since`, oldest first.
 
-        A query that read `$top` records in all, or whose last page (with no nextLink after
-        it) holds `$top` records or more, may have been cut there: by a server that reads
-        `$top` as the total, or one that ignores it and stops at a size of its own
-        (docs/mls-paging.md). It goes on by keyset after the last record read, until a query
-        comes back short. (Going on after every answer would
-        cost one more request per connection and cycle: twice the minimum of an incremental
-        cycle.)"""
+        Each page is a query of its own, after the last record of the page before it
+        (keyset), never the server's nextLink: a nextLink that goes on by offset (`$skip`)
+        skips a record whenever one read before it changes meanwhile and moves to the end
+        (docs/mls-paging.md). A nextLink, or a page of `$top` records or more (a server may
+        read `$top` as the total, or ignore it and stop at a size of its own), says there may
+        be more; a page with neither is the last."""
         e = self.endpoint
         url = changes_url(e.base_url, e.resource, since, e.page_size, e.select)
-        after: tuple[datetime, str] | None = None
+        after: Position | None = None
+        first_read: Position | None = None
         order_checked, records = False, 0
         for query in range(MAX_PAGES):
-            read = tail = 0  # the records of the query, and of its last page
-            last: tuple[datetime, str] | None = None
-            async for page in self.pages(url, parse_page):
-                # Order matters only in an answer of more than one page: a single one is
-                # read whole, in whatever order (and one bad timestamp fails its record alone).
-                going_on = query > 0 or read > 0 or _more_to_come(page, e.page_size)
-                read, tail = read + page.size, page.size
-                records += page.size
-                if not order_checked and going_on and records >= 2:
+            page = await self.get_page(url, parse_page)
+            more = _more_to_come(page, e.page_size)
+            records += page.size
+            first_read = first_read or page.first_position
+            # Order matters only in an answer of more than one page: a single one is read
+            # whole, in whatever order (and one bad timestamp fails its record alone).
+            if query > 0 or more:
+                if not order_checked and records >= 2:
                     # Before this page is applied: as a rule the first one (pages of one
                     # record: the second, and a disorder found then puts the cursor back).
-                    await self._check_order(since)
+                    await self._check_order(since, first_read)
                     order_checked = True
-                if going_on and _out_of_order(page, last):
+                if _out_of_order(page, after):
                     raise OutOfOrder(NOT_IN_ORDER)
-                if page.last_position is not None:
-                    last = max(last, page.last_position) if last else page.last_position
-                yield page
-            if read != e.page_size and tail < e.page_size:
+            yield page
+            if not more:
                 return
+            last = page.last_position
             if last is None or (after is not None and last <= after):
                 raise CursorStuck(
-                    f"an answer of {read} records may have been cut (page size "
+                    f"a page of {page.size} records may not be the last (page size "
                     f"{e.page_size}), but its records give no later (ModificationTimestamp, "
                     "ListingKey) to go on from; changes after it cannot be read"
                 )
             after = last
             url = changes_after_url(e.base_url, e.resource, after, e.page_size, e.select)
-        raise CursorStuck(f"more than {MAX_PAGES} queries to read the changes; giving up")
+        raise CursorStuck(f"more than {MAX_PAGES} pages of changes; giving up")
 
-    async def _check_order(self, since: datetime) -> None:
+    async def _check_order(self, since: datetime, first_read: Position | None) -> None:
         """Whether the server keeps the order a read of changes asks for, asked once the
         answer spans more than a page (the only case where it matters) and two records at
         least were read: the oldest and the newest of the same changes, one record each (a
-        server that ignores `$top` too sends more: its first record counts), judged by
-        `ignores_order`."""
+        server that ignores `$top` too sends more: its first record counts), judged with
+        the first record read (`first_read`) by `ignores_order`."""
         e = self.endpoint
         urls = [
             changes_url(e.base_url, e.resource, since, 1, e.select, newest_first=newest)
@@ -254,31 +252,36 @@ class MlsClient:
                 "could not check that the server keeps the order asked for (the first and the "
                 f"last change, $orderby ModificationTimestamp asc and desc, $top=1): {exc}"
             ) from None
-        if ignores_order(oldest, newest):
+        if ignores_order(oldest, newest, first_read):
             raise OutOfOrder(NOT_IN_ORDER)
 
     async def entity_events(self, after: int) -> AsyncIterator[EventPage]:
         """Pages of the change log's events after sequence `after`, in sequence order. As in
-        `changes`, an answer of `$top` events in all, or whose last page holds `$top` events
-        or more, may have been cut: it goes on after the last sequence read until an answer
-        comes back short."""
+        `changes`, each page is a query of its own, after the last sequence read, never the
+        server's nextLink: a producer compacting its log while it is read shifts any offset,
+        and an offset past a dropped event skips one that was not dropped."""
         e = self.endpoint
         last = after
         for _ in range(MAX_PAGES):
-            read = tail = 0  # the events of the query, and of its last page
-            url = entity_events_url(e.base_url, last, e.page_size)
-            async for page in self.pages(url, parse_event_page):
-                read, tail = read + page.size, page.size
-                if page.first_sequence is not None and page.first_sequence <= last:
-                    raise MlsError(
-                        f"the change log went back from sequence {last} to "
-                        f"{page.first_sequence}: its pages are not in sequence order"
-                    )
-                last = page.last_sequence or last
-                yield page
-            if read != e.page_size and tail < e.page_size:
+            page = await self.get_page(
+                entity_events_url(e.base_url, last, e.page_size), parse_event_page
+            )
+            if page.first_sequence is not None and page.first_sequence <= last:
+                raise MlsError(
+                    f"the change log went back from sequence {last} to "
+                    f"{page.first_sequence}: its pages are not in sequence order"
+                )
+            yield page
+            if page.next_link is None and page.size < e.page_size:
                 return
-        raise CursorStuck(f"more than {MAX_PAGES} queries to read the change log; giving up")
+            if page.last_sequence is None:
+                raise CursorStuck(
+                    f"a page of {page.size} events may not be the last (page size "
+                    f"{e.page_size}), but no sequence in it reads; the change log after it "
+                    "cannot be read"
+                )
+            last = page.last_sequence
+        raise CursorStuck(f"more than {MAX_PAGES} pages of the change log; giving up")
 
     async def has_events_after(self, after: int) -> bool:
         """Whether the change log has an event after sequence `after`: one request for one
@@ -471,15 +474,20 @@ NOT_IN_ORDER = (
 Position = tuple[datetime, str]  # (ModificationTimestamp, ListingKey) of a record
 
 
-def ignores_order(oldest: Position | None, newest: Position | None) -> bool:
+def ignores_order(
+    oldest: Position | None, newest: Position | None, first_read: Position | None = None
+) -> bool:
     """From the first record of the answers to "the oldest change" and "the newest change"
-    (two changes at least): whether the server ignored the order asked for. The same record
-    both ways, or a later one as the oldest. Keys are not compared otherwise (a server
-    collates them its own way), and a record changed between the two requests is no longer
-    the same record (its timestamp moved on)."""
+    (two changes at least), and the first record of the read's first page: whether the
+    server ignored the order asked for. The same record both ways, or a later one as the
+    oldest; or an oldest change older than the first one read, which the first page should
+    have begun with (a record changed since that page only moves later). Keys are not
+    compared otherwise (a server collates them its own way), and a record changed between
+    the two requests is no longer the same record (its timestamp moved on)."""
     if oldest is None or newest is None:
         return False  # no timestamp to judge by
-    return oldest == newest or oldest[0] > newest[0]
+    skipped = first_read is not None and oldest[0] < first_read[0]
+    return oldest == newest or oldest[0] > newest[0] or skipped
 
 
 def _more_to_come(page: Page, page_size: int) -> bool:

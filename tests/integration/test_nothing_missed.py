@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlencode
+from urllib.parse import parse_qsl, unquote, unquote_plus, urlencode
 
 import anyio
 import anyio.abc
@@ -675,3 +675,73 @@ async def test_a_listing_moved_to_another_key_while_its_old_key_is_read_keeps_it
         assert await status_of(runtime, "K1") == "active"
         row = await listings.get(runtime.db, "L-K1")
         assert row is not None and row.mls_standard_status == "Active"
+
+
+def _changing_before_the_second_page(
+    app: ASGIApp, matching: str, change: Callable[[], object]
+) -> ASGIApp:
+    """The sandbox MLS, whose nextLinks go on by `$skip` (by offset, as many servers'
+    do), where `change` happens once, just before the first page that such a link asks for
+    in a query `matching`: the MLS changing while a reader pages through it."""
+    changed: list[bool] = []
+
+    async def serve(scope: Scope, receive: Receive, send: Send) -> None:
+        query = unquote_plus(scope["query_string"].decode()) if scope["type"] == "http" else ""
+        if "$skip" in query and matching in query and not changed:
+            changed.append(True)
+            change()
+        await app(scope, receive, send)
+
+    return serve
+
+
+async def test_a_record_changed_between_two_pages_of_changes_hides_no_other(
+    runtime: Runtime,
+) -> None:
+    """B, C and D change (D is sold); while the reader is between the first page (B, C) and
+    the second, B changes again and moves to the end of the changes: an offset of 2 now
+    starts after D, so a reader that follows the server's nextLink never sees the sale."""
+    sandbox = sandbox_mls()
+    long_ago = datetime(2001, 1, 1, tzinfo=UTC)
+    for key in "ABCDE":
+        sandbox.put(key, "Active", modified=long_ago)
+    app = _changing_before_the_second_page(
+        build_mls_app(sandbox),
+        "ModificationTimestamp ge",
+        lambda: sandbox.set_status("B", "Active"),
+    )
+    async with serving(app) as url:
+        await add_incremental(runtime, url, list("ABCDE"), page_size=2)
+        await runtime.engine.sync_all()  # the full pass: the cursor is set
+        for key, status in (("B", "Pending"), ("C", "Pending"), ("D", "Closed")):
+            sandbox.set_status(key, status)
+
+        report = await runtime.engine.sync_all()
+
+        assert await status_of(runtime, "D") == "sold"
+        assert report.run.outcome == "ok"
+
+
+async def test_an_event_compacted_away_while_the_log_is_paged_hides_no_other(
+    runtime: Runtime,
+) -> None:
+    """Events for A, B, C (the sale) and A again: while the reader is between the first page
+    (A, B) and the second, the producer compacts A's first event away. An offset of 2 now
+    starts after C's event, so a reader that follows the server's nextLink never sees it."""
+    sandbox = sandbox_mls()
+    for key in "ABCD":
+        sandbox.put(key, "Active")
+    app = _changing_before_the_second_page(
+        build_mls_app(sandbox), "EntityEventSequence gt", sandbox.compact
+    )
+    async with serving(app) as url:
+        await add_connection(runtime, url, mode="events", page_size=2)
+        await track(runtime, "mls-1", list("ABCD"))
+        await runtime.engine.sync_all()  # the full pass: the log is read from its end
+        for key, status in (("A", "Pending"), ("B", "Pending"), ("C", "Closed"), ("A", "Closed")):
+            sandbox.set_status(key, status)
+
+        report = await runtime.engine.sync_all()
+
+        assert await status_of(runtime, "C") == "sold"
+        assert report.run.outcome == "ok"

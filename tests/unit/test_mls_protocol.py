@@ -155,19 +155,29 @@ def test_keys_left_out_are_removed_unless_an_unreadable_record_could_be_them() -
 T1, T2 = datetime(2026, 12, 1, 10, tzinfo=UTC), datetime(2026, 12, 1, 11, tzinfo=UTC)
 
 
+T0 = datetime(2026, 12, 1, 9, tzinfo=UTC)
+
+
 @pytest.mark.parametrize(
-    ("oldest", "newest", "ignored"),
+    ("oldest", "newest", "first_read", "ignored"),
     [
-        ((T1, "A"), (T2, "B"), False),  # kept
-        ((T1, "999"), (T1, "1000"), False),  # one timestamp: keys as the server collates them
-        ((T1, "b"), (T1, "A"), False),
-        ((T1, "A"), (T2, "A"), False),  # changed between the two requests
-        ((T1, "A"), (T1, "A"), True),  # the same record both ways
-        ((T2, "B"), (T1, "A"), True),  # the newer one given as the oldest
-        (None, (T1, "A"), False),  # no timestamp: nothing to judge by
+        ((T1, "A"), (T2, "B"), None, False),  # kept
+        ((T1, "999"), (T1, "1000"), None, False),  # one timestamp: keys as the server collates
+        ((T1, "b"), (T1, "A"), None, False),
+        ((T1, "A"), (T2, "A"), None, False),  # changed between the two requests
+        ((T1, "A"), (T1, "A"), None, True),  # the same record both ways
+        ((T2, "B"), (T1, "A"), None, True),  # the newer one given as the oldest
+        (None, (T1, "A"), None, False),  # no timestamp: nothing to judge by
+        ((T1, "A"), (T2, "B"), (T1, "A"), False),  # the first page began with the oldest
+        ((T1, "A"), (T2, "B"), (T1, "B"), False),  # a tie: keys are not compared
+        ((T1, "B"), (T2, "C"), (T0, "A"), False),  # the first one read changed since
+        ((T0, "A"), (T2, "B"), (T1, "C"), True),  # the first page left an older one out
     ],
 )
-def test_a_server_ignores_the_order_when_the_oldest_and_newest_say_so(
-    oldest: tuple[datetime, str] | None, newest: tuple[datetime, str] | None, ignored: bool
+def test_a_server_ignores_the_order_when_the_oldest_newest_and_first_read_say_so(
+    oldest: tuple[datetime, str] | None,
+    newest: tuple[datetime, str] | None,
+    first_read: tuple[datetime, str] | None,
+    ignored: bool,
 ) -> None:
-    assert ignores_order(oldest, newest) is ignored
+    assert ignores_order(oldest, newest, first_read) is ignored
