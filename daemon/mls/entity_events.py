@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
+from daemon.foreign_text import NO_CONTROL_CHARACTERS
 from daemon.mls.payload import BadPayload, odata_page
 
 RESOURCE = "EntityEvent"
@@ -25,7 +26,9 @@ class _Event(BaseModel):
 
     EntityEventSequence: StrictInt = Field(ge=1, le=MAX_SEQUENCE)
     ResourceName: StrictStr = Field(min_length=1, max_length=255)
-    ResourceRecordKey: StrictStr = Field(min_length=1, max_length=255)
+    ResourceRecordKey: StrictStr = Field(
+        min_length=1, max_length=255, pattern=NO_CONTROL_CHARACTERS
+    )
 
 
 class _Sequence(BaseModel):

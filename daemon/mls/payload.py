@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
+from daemon.foreign_text import NO_CONTROL_CHARACTERS
 from daemon.models import MlsRecord
 
 
@@ -23,9 +24,11 @@ class _Record(BaseModel):
     # Servers add fields freely (and MLS Grid adds Mlg*): ignore what we did not ask for.
     model_config = ConfigDict(extra="ignore")
 
-    ListingKey: StrictStr = Field(min_length=1, max_length=255)
-    StandardStatus: StrictStr | None = Field(default=None, max_length=255)
-    MlsStatus: StrictStr | None = Field(default=None, max_length=255)
+    ListingKey: StrictStr = Field(min_length=1, max_length=255, pattern=NO_CONTROL_CHARACTERS)
+    StandardStatus: StrictStr | None = Field(
+        default=None, max_length=255, pattern=NO_CONTROL_CHARACTERS
+    )
+    MlsStatus: StrictStr | None = Field(default=None, max_length=255, pattern=NO_CONTROL_CHARACTERS)
     ModificationTimestamp: datetime | None = None
     MlgCanView: StrictBool | None = None
 

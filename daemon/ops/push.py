@@ -23,6 +23,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from daemon.enums import QueryMode
+from daemon.foreign_text import NO_CONTROL_CHARACTERS
+from daemon.mls.entity_events import MAX_SEQUENCE
 from daemon.specs import EVENTS_RESOURCE, SpecError, explain
 from daemon.store import connections, pushed_events
 from daemon.store.database import Database
@@ -45,9 +47,11 @@ class _Event(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    EntityEventSequence: Annotated[StrictInt, Field(gt=0)]
+    EntityEventSequence: Annotated[StrictInt, Field(gt=0, le=MAX_SEQUENCE)]
     ResourceName: Annotated[StrictStr, Field(min_length=1, max_length=64)]
-    ResourceRecordKey: Annotated[StrictStr, Field(min_length=1, max_length=255)]
+    ResourceRecordKey: Annotated[
+        StrictStr, Field(min_length=1, max_length=255, pattern=NO_CONTROL_CHARACTERS)
+    ]
 
 
 class _Batch(BaseModel):

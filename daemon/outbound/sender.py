@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import anyio
 
+from daemon.foreign_text import storable
 from daemon.outbound.urls import UrlPolicy, address_refusal, check_url, refused_address
 from daemon.specs import SpecError
 
@@ -73,7 +74,7 @@ async def send(
         # The class only: aiohttp's messages may quote the URL.
         return Sent(None, _ms(started), f"no answer: {type(exc).__name__}", None)
     status = answer.status
-    excerpt = taken.decode("utf-8", errors="replace")[:EXCERPT_CHARS]
+    excerpt = storable(taken.decode("utf-8", errors="replace"), EXCERPT_CHARS)
     return Sent(status, _ms(started), _error(status), excerpt, answer.headers.get("Retry-After"))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from daemon.foreign_text import storable
 from daemon.platforms import graph
 from daemon.platforms.outcomes import (
     AccountCredentials,
@@ -32,7 +33,7 @@ class FacebookAdapter(graph.GraphAdapter):
             if body is not None and body.get("success") is True:
                 return Deleted()
             # Seen for Stories, which the API cannot delete: check the body, not the status.
-            return NeedsPerson(f"Facebook answered 200 without success: {resp.text[:200]}")
+            return NeedsPerson(f"Facebook answered 200 without success: {storable(resp.text, 200)}")
         error = graph.read_error(resp)
         if (error.code, error.subcode) == graph.MISSING_OBJECT:
             return await self._gone_or_forbidden(

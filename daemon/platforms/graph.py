@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, Field
 
+from daemon.foreign_text import storable
 from daemon.platforms.outcomes import (
     AccountCredentials,
     AlreadyGone,
@@ -60,13 +61,13 @@ def read_error(resp: httpx.Response) -> GraphError:
     err = body.get("error") if isinstance(body, dict) else None
     if not isinstance(err, dict):
         return GraphError(
-            resp.status_code, None, None, resp.text[:200] or resp.reason_phrase, False
+            resp.status_code, None, None, storable(resp.text, 200) or resp.reason_phrase, False
         )
     return GraphError(
         status=resp.status_code,
         code=_int(err.get("code")),
         subcode=_int(err.get("error_subcode")),
-        message=str(err.get("message", ""))[:300],
+        message=storable(str(err.get("message", "")), 300),
         transient=err.get("is_transient") is True,
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from daemon.foreign_text import storable
 from daemon.platforms import graph
 from daemon.platforms.outcomes import (
     AccountCredentials,
@@ -45,7 +46,9 @@ class InstagramAdapter(graph.GraphAdapter):
             body = graph.success_body(resp) or {}
             if body.get("success") is True and str(body.get("deleted_id")) == media_id:
                 return Deleted()
-            return NeedsPerson(f"Instagram did not confirm deleting {media_id}: {resp.text[:200]}")
+            return NeedsPerson(
+                f"Instagram did not confirm deleting {media_id}: {storable(resp.text, 200)}"
+            )
         error = graph.read_error(resp)
         if error.subcode == graph.CAROUSEL_SLIDE_SUBCODE:
             return NeedsPerson(

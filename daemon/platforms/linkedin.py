@@ -10,6 +10,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, Field
 
+from daemon.foreign_text import storable
 from daemon.platforms.outcomes import (
     AccountCredentials,
     AlreadyGone,
@@ -164,9 +165,11 @@ def classify(resp: httpx.Response) -> Outcome:
         code = _error_code(resp) or "401"
         return AuthFailed(f"LinkedIn refused the token ({code}): the account must log in again")
     if status == 403:
-        return NeedsPerson(f"LinkedIn refused the delete (403, permission): {resp.text[:200]}")
+        return NeedsPerson(
+            f"LinkedIn refused the delete (403, permission): {storable(resp.text, 200)}"
+        )
     if status == 429:
         return RetryLater("LinkedIn answered HTTP 429 (throttled)", refused=True)
     if status >= 500:
         return RetryLater(f"LinkedIn answered HTTP {status}")
-    return NeedsPerson(f"LinkedIn answered HTTP {status}: {resp.text[:200]}")
+    return NeedsPerson(f"LinkedIn answered HTTP {status}: {storable(resp.text, 200)}")

@@ -165,9 +165,16 @@ async def test_bad_push_bodies_are_refused_whole_without_repeating_them_and_queu
     bad = await _push(daemon, token, half_bad)
     empty = await _push(daemon, token, {"value": []})
     negative = await _push(daemon, token, _event(-3, "K1"))
+    # Past a signed 64-bit number (no database column holds it), and a key with a NUL in it
+    # (which PostgreSQL refuses in text): each named, not a server error.
+    too_large = await _push(daemon, token, {"value": [_event(2**63, "K1"), _event(5002, "K2")]})
+    nul_key = await _push(daemon, token, _event(5003, "K\x00"))
 
     assert not_json.status_code == 400
     assert (bad.status_code, empty.status_code, negative.status_code) == (422, 422, 422)
+    assert (too_large.status_code, nul_key.status_code) == (422, 422)
+    assert "value.0.EntityEventSequence" in too_large.json()["detail"]
+    assert "ResourceRecordKey" in nul_key.json()["detail"]
     assert "value.1.EntityEventSequence" in bad.json()["detail"]
     assert "value.1.ResourceRecordKey" in bad.json()["detail"]
     assert secret_key not in bad.text and "12" not in bad.json()["detail"]

@@ -745,3 +745,26 @@ async def test_an_event_compacted_away_while_the_log_is_paged_hides_no_other(
 
         assert await status_of(runtime, "C") == "sold"
         assert report.run.outcome == "ok"
+
+
+async def test_a_status_with_a_nul_in_it_fails_only_its_own_listing(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """One record's StandardStatus holds a NUL (`\\u0000`, valid JSON), which PostgreSQL
+    refuses in text: that listing alone is in error, and the sale beside it in the same
+    answer is applied."""
+    sandbox, url = mls
+    sandbox.put("K1", "Active")
+    sandbox.put("K2", "Active")
+    await add_connection(runtime, url)
+    await track(runtime, "mls-1", ["K1", "K2"])
+    await runtime.engine.sync_all()
+    sandbox.put("K1", "Clo\x00sed")
+    sandbox.set_status("K2", "Closed")
+
+    report = await runtime.engine.sync_all()
+
+    assert [await status_of(runtime, k) for k in ("K1", "K2")] == ["active", "sold"]
+    assert (report.run.outcome, report.run.errors) == ("partial", 1)
+    [error] = report.errors
+    assert error.listing_id == "L-K1" and "StandardStatus" in error.message

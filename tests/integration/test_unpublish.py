@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
@@ -1004,3 +1005,34 @@ async def test_a_database_lock_as_the_pass_ends_does_not_leave_the_unpublish_lea
         assert not any("another process" in e.message for e in second.errors), second.errors
         for platform in ("facebook", "instagram", "linkedin"):
             assert await _post_status(live, f"{platform}-K1") == "unpublished"
+
+
+@pytest.mark.parametrize(
+    "garbled", ["a NUL \x00 in it", "a lone surrogate \ud800 in it"], ids=["nul", "surrogate"]
+)
+async def test_a_platform_error_text_that_cannot_be_stored_fails_only_its_own_post(
+    live: Live, garbled: str
+) -> None:
+    """Facebook's error message holds a character no database takes as it is (PostgreSQL
+    refuses NUL in text; a lone surrogate is no UTF-8 at all): that post alone waits, with its
+    error stored fit to read, and every other post of the sold listings comes down."""
+    keys = ("K1", "K2", "K3")
+    for key in keys:
+        await _listing_with_posts(live, key)
+    error = {"error": {"code": 2, "message": garbled, "is_transient": True}}
+    live.platforms.inject(
+        "facebook", Fault("status", status=500, body=json.dumps(error), times=100)
+    )
+    for key in keys:
+        live.mls.set_status(key, "Closed")
+
+    report = await live.rt.engine.sync_all()
+
+    others = [f"{p}-{k}" for k in keys for p in ("instagram", "linkedin")]
+    assert [await _post_status(live, p) for p in others] == ["unpublished"] * len(others)
+    assert report.run.posts_unpublished == len(others)
+    row = await posts.get(live.rt.db, "facebook-K1")
+    assert row is not None and row.status == "published" and row.next_attempt_at is not None
+    assert "a NUL   in it" in (row.last_error or "") or "surrogate ? in it" in (
+        row.last_error or ""
+    )
