@@ -99,18 +99,24 @@ UPDATE social_posts AS p SET delete_sent_at = :now
 FROM ({copies}) AS c
 WHERE p.id = c.copy_id AND {status} = 'published' AND p.platform_post_id = c.platform_post_id
   AND p.delete_sent_at IS NOT DISTINCT FROM c.seen
+  AND p.listing_id = c.listing_id AND p.account_id = c.account_id
+  AND (CAST(:statuses AS TEXT) IS NULL OR EXISTS (
+    SELECT 1 FROM listings AS l WHERE l.id = p.listing_id AND l.status IN ({statuses})))
 RETURNING id
 """,
     copies=Sql(
         """SELECT json_extract(value, '$.id') AS copy_id,
         json_extract(value, '$.platform_post_id') AS platform_post_id,
-        json_extract(value, '$.seen') AS seen
+        json_extract(value, '$.seen') AS seen, json_extract(value, '$.listing_id') AS listing_id,
+        json_extract(value, '$.account_id') AS account_id
     FROM json_each(:copies)""",
         """SELECT value ->> 'id' AS copy_id, value ->> 'platform_post_id' AS platform_post_id,
-        value ->> 'seen' AS seen
+        value ->> 'seen' AS seen, value ->> 'listing_id' AS listing_id,
+        value ->> 'account_id' AS account_id
     FROM json_array_elements(CAST(:copies AS json)) AS value""",
     ),
     status=unindexed("p.status"),
+    statuses=json_values(":statuses"),
 )
 # `+p.status`: keeps SQLite from driving the update by the status index (every published post,
 # each joined to the whole batch): it looks each copy up by its id instead. With the index, a
@@ -248,18 +254,33 @@ _EVENT_OF = {
 }
 
 
-async def mark_delete_sent(conn: Session, copies: Sequence[DuePost], now: str) -> set[str]:
+async def mark_delete_sent(
+    conn: Session,
+    copies: Sequence[DuePost],
+    now: str,
+    listing_statuses: Iterable[LocalStatus] | None,
+) -> set[str]:
     """In the caller's transaction, before the DELETEs go out: what a restart must check.
     Returns the ids marked: the posts still as their copies show them (only those may get a
-    DELETE without a read)."""
+    DELETE without a read), of listings whose status is one of `listing_statuses` (None:
+    any)."""
     params = {
         "copies": json.dumps(
             [
-                {"id": c.id, "platform_post_id": c.platform_post_id, "seen": c.delete_sent_at}
+                {
+                    "id": c.id,
+                    "platform_post_id": c.platform_post_id,
+                    "seen": c.delete_sent_at,
+                    "listing_id": c.listing_id,
+                    "account_id": c.account_id,
+                }
                 for c in copies
             ]
         ),
         "now": now,
+        "statuses": None
+        if listing_statuses is None
+        else json.dumps([str(s) for s in listing_statuses]),
     }
     return {r[0] for r in await conn.fetch_all(DELETE_SENT, params)}
 

@@ -27,6 +27,7 @@ from aiolimiter import AsyncLimiter
 from daemon.config import Settings
 from daemon.encryption import SecretBox, SecretKeyError
 from daemon.enums import AccountState
+from daemon.models import LocalStatus
 from daemon.pace import make_limiter
 from daemon.platforms.outcomes import (
     AccountCredentials,
@@ -186,23 +187,28 @@ class Unpublisher:
             now = iso(self.clock())
             return await posts.due_for_unpublish(self.db, self.unpublish_on, now, scope)
 
-        return await self._take_down(run_id, due)
+        return await self._take_down(run_id, due, self.unpublish_on)
 
     async def unpublish_listing(self, run_id: int, listing_id: str) -> list[PostResult]:
         """Every published post of one listing taken down now, whatever the listing's status
         and whatever backoff a post is in."""
         return await self._take_down(
-            run_id, partial(posts.published_of_listing, self.db, listing_id)
+            run_id, partial(posts.published_of_listing, self.db, listing_id), None
         )
 
     # -- one pass ----------------------------------------------------------------------------
 
     async def _take_down(
-        self, run_id: int, read_due: Callable[[], Awaitable[list[DuePost]]]
+        self,
+        run_id: int,
+        read_due: Callable[[], Awaitable[list[DuePost]]],
+        listing_statuses: Sequence[LocalStatus] | None,
     ) -> list[PostResult]:
         """A result for each due post, none left out: no result means no post. The posts
         are read again once the lease is held: another process may have sent their DELETEs
-        (or taken them down) since the first look, which only spares a lease when none is due."""
+        (or taken them down) since the first look, which only spares a lease when none is due.
+        `listing_statuses`: a post's DELETE goes out only while its listing's status is one of
+        them, as the transaction that marks it sent reads it (None: whatever the status)."""
         first_look = await read_due()
         if not first_look:
             return []
@@ -219,7 +225,8 @@ class Unpublisher:
                 ),
             )
             return _waiting(first_look, rows, ANOTHER_PROCESS)
-        work = _Pass(run_id, lease, GroupWriter(self.db, partial(_mark_sending, lease, self.clock)))
+        mark = partial(_mark_sending, lease, self.clock, listing_statuses)
+        work = _Pass(run_id, lease, GroupWriter(self.db, mark))
         try:
             due = await read_due()
             rows = await accounts.for_ids(self.db, sorted({p.account_id for p in due}))
@@ -586,14 +593,17 @@ def _write_due(work: _Pass) -> bool:
 async def _mark_sending(
     lease: UnpublishLease,
     clock: Callable[[], datetime],
+    listing_statuses: Sequence[LocalStatus] | None,
     conn: Session,
     copies: Sequence[DuePost],
 ) -> list[Sending]:
     """For the group writer: the DELETEs about to go out, committed before they do. None
-    when the lease was lost; none for a post no longer as its copy shows it (changed)."""
+    when the lease was lost; none for a post no longer as its copy shows it, or whose
+    listing's status is no longer one of `listing_statuses` (changed: a listing back on the
+    market while the pass waited to send keeps its posts; a DELETE cannot be taken back)."""
     if not await lease.held_in(conn):
         return ["lease lost"] * len(copies)
-    marked = await posts.mark_delete_sent(conn, copies, iso(clock()))
+    marked = await posts.mark_delete_sent(conn, copies, iso(clock()), listing_statuses)
     return ["send" if c.id in marked else "changed" for c in copies]
 
 
@@ -602,8 +612,9 @@ ANOTHER_PROCESS = (
     "lease); try again once it is done"
 )
 CHANGED = (
-    "not tried: another process changed the post (sent its DELETE, took it down or recorded "
-    "it again) since this pass read it; the next pass checks it"
+    "not tried: the post or its listing changed since this pass read it (another process "
+    "sent its DELETE, took it down or recorded it again, or the listing is no longer in a "
+    "status that takes posts down); the next pass checks it"
 )
 CUT_OFF = (
     "not finished: the pass stopped before this post's outcome was known (its lease was "

@@ -684,7 +684,7 @@ async def _sent_before(live: Live, post_id: str) -> None:
     assert row is not None
     copy = DuePost(row.id, row.listing_id, row.account_id, row.platform_post_id, None, 0)
     async with live.rt.db.transaction() as conn:
-        assert await posts.mark_delete_sent(conn, [copy], iso(utcnow())) == {post_id}
+        assert await posts.mark_delete_sent(conn, [copy], iso(utcnow()), None) == {post_id}
 
 
 def _platform_calls(live: Live, platform: str) -> list[tuple[str, float]]:
@@ -1036,3 +1036,35 @@ async def test_a_platform_error_text_that_cannot_be_stored_fails_only_its_own_po
     assert "a NUL   in it" in (row.last_error or "") or "surrogate ? in it" in (
         row.last_error or ""
     )
+
+
+async def test_a_listing_back_on_the_market_during_a_pass_keeps_its_posts(
+    tmp_path: Path,
+    secret_key: str,
+    mls: tuple[SandboxMls, str],
+    platforms: tuple[SandboxPlatforms, str],
+) -> None:
+    """K1 and K2 sold; while K1's Facebook DELETE is out (one call at a time per account),
+    the MLS puts K2 back on the market and a sync applies it. The pass read K2 as sold at
+    its start, but a DELETE that cannot be taken back goes out only for a listing still
+    sold when it is sent."""
+    async with open_live(
+        tmp_path, secret_key, mls, platforms, MLS_SYNC_PLATFORMS__MAX_CONCURRENT_PER_ACCOUNT="1"
+    ) as live:
+        for key in ("K1", "K2"):
+            await _listing_with_posts(live, key)
+        live.mls.set_status("K1", "Closed")
+        live.mls.set_status("K2", "Closed")
+        live.platforms.inject("facebook", Fault("slow", seconds=1.5))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(live.rt.engine.sync_all)
+            with anyio.fail_after(10):
+                while not live.platforms.calls_to("facebook"):
+                    await anyio.sleep(0.02)
+            live.mls.set_status("K2", "Active")
+            await live.rt.engine.sync_connection("mls-1")
+
+        assert await status_of(live.rt, "K2") == "active"
+        assert await _post_status(live, "facebook-K2") == "published"
+        assert live.platforms.exists(post_ids("K2")["facebook"])
+        assert not live.platforms.exists(post_ids("K1")["facebook"])
