@@ -107,7 +107,7 @@ def _regain_access_seconds(headers: httpx.Headers) -> float | None:
             for entries in usage.values()
             for entry in entries
         )
-    except (ValueError, TypeError, AttributeError):
+    except (ValueError, TypeError, AttributeError, OverflowError):  # overflow: a huge integer
         return None
     return minutes * 60 if minutes > 0 else None
 

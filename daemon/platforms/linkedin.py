@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -135,12 +136,23 @@ class LinkedInAdapter:
                 f"the access token expired and the refresh was refused "
                 f"(HTTP {resp.status_code}): the account must log in again"
             )
-        lifetime = body.get("expires_in")
         account.access_token = token
-        await self.save_token(
-            account.id, token, float(lifetime) if isinstance(lifetime, int | float) else None
-        )
+        await self.save_token(account.id, token, _lifetime(body.get("expires_in")))
         return None
+
+
+# Longer than any token LinkedIn gives (access tokens 60 days, refresh tokens a year).
+MAX_TOKEN_LIFETIME_SECONDS = 366 * 86_400
+
+
+def _lifetime(expires_in: Any) -> float | None:
+    """A new token's `expires_in` as seconds, when it is a number of them a token may live;
+    anything else (text, a negative, a figure past any date, which would overflow the date
+    arithmetic) is no expiry to keep. Compared before it is made a float: a huge whole
+    number does not fit one."""
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
+        return None
+    return float(expires_in) if 0 < expires_in <= MAX_TOKEN_LIFETIME_SECONDS else None
 
 
 def _error_code(resp: httpx.Response) -> str | None:

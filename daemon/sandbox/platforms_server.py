@@ -57,6 +57,8 @@ class SandboxPlatforms:
     linkedin_refresh: dict[str, str] = field(default_factory=dict)  # refresh token -> client id
     # How long LinkedIn's token endpoint takes to answer (a test holds the database meanwhile).
     linkedin_refresh_seconds: float = 0.0
+    # The `expires_in` of the tokens it gives (60 days, as LinkedIn's): a test sends others.
+    linkedin_token_lifetime: Any = 5_184_000
     faults: dict[str, FaultQueue] = field(
         default_factory=lambda: {p: FaultQueue() for p in PLATFORM_NAMES}
     )
@@ -258,7 +260,7 @@ def build_platforms_app(state: SandboxPlatforms) -> Starlette:
         for post in state.posts.values():
             if post.platform == "linkedin" and state.tokens.get(post.owner_token) == "expired":
                 post.owner_token = token
-        return JSONResponse({"access_token": token, "expires_in": 5_184_000})
+        return JSONResponse({"access_token": token, "expires_in": state.linkedin_token_lifetime})
 
     async def admin_publish(request: Request) -> Response:
         """Bulk set-up for benchmarks: [{"platform", "id", "token"}, ...]."""

@@ -772,13 +772,15 @@ async def test_a_throttled_delete_is_sent_again_without_a_read_first(live: Live)
         assert await _post_status(live, f"{platform}-K1") == "unpublished"
 
 
+@pytest.mark.parametrize("minutes", ["1e300", "9" * 400], ids=["1e300", "400 digits"])
 async def test_an_absurd_wait_asked_by_the_platform_is_capped_and_the_post_retried(
-    live: Live,
+    live: Live, minutes: str
 ) -> None:
-    """Graph's X-Business-Use-Case-Usage asking for 1e300 minutes (or garbled to Infinity):
-    the post stays published and is tried again within a day, like any throttled post."""
+    """Graph's X-Business-Use-Case-Usage asking for 1e300 minutes (or garbled to Infinity),
+    or a whole number too large for a float: the post stays published and is tried again
+    within a day, like any throttled post."""
     await _listing_with_posts(live)
-    usage = '{"1093": [{"estimated_time_to_regain_access": 1e300}]}'
+    usage = json.dumps({"1093": [{"estimated_time_to_regain_access": 0}]}).replace("0", minutes)
     live.platforms.inject("facebook", graph_fault(32, headers={"X-Business-Use-Case-Usage": usage}))
 
     await _sell(live)
@@ -1068,3 +1070,21 @@ async def test_a_listing_back_on_the_market_during_a_pass_keeps_its_posts(
         assert await _post_status(live, "facebook-K2") == "published"
         assert live.platforms.exists(post_ids("K2")["facebook"])
         assert not live.platforms.exists(post_ids("K1")["facebook"])
+
+
+@pytest.mark.parametrize("lifetime", [10**400, -60, "soon"], ids=["400 digits", "negative", "text"])
+async def test_a_refreshed_linkedin_token_with_a_senseless_lifetime_is_used_all_the_same(
+    live: Live, lifetime: object
+) -> None:
+    """LinkedIn's token endpoint gives a new token whose `expires_in` is no number of
+    seconds a token may live: the token is stored, with no expiry, and the post comes down
+    (not left to a person over an overflow)."""
+    await _listing_with_posts(live)
+    await _expired_linkedin_token(live)
+    live.platforms.linkedin_token_lifetime = lifetime
+
+    await _sell(live)
+
+    assert await _post_status(live, "linkedin-K1") == "unpublished"
+    account = await accounts.get(live.rt.db, "li-member")
+    assert account is not None and account.access_token_expires_at is None
