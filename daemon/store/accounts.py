@@ -25,7 +25,7 @@ VALUES (:id, :user_id, :platform, :connected_via, :access_token, :access_token_e
 """
 # New tokens are the way out of needs_reauth; a disabled account stays disabled.
 UPDATE = """
-UPDATE platform_accounts SET user_id = :user_id, platform = :platform,
+UPDATE platform_accounts SET user_id = :user_id,
     connected_via = :connected_via, client_id = :client_id,
     access_token_encrypted = coalesce(:access_token, access_token_encrypted),
     access_token_expires_at = :access_token_expires_at,
@@ -70,9 +70,16 @@ async def upsert(
         "now": now,
     }
     async with db.transaction() as conn:
-        existed = await conn.fetch_one(GET, (spec.id,)) is not None
-        await conn.execute(UPDATE if existed else INSERT, params)
-    return not existed
+        existing = await conn.fetch_one(GET, (spec.id,))
+        if existing is not None and existing["platform"] != spec.platform:
+            # Its posts' ids are that platform's: another platform's adapter would send
+            # their DELETEs where a 404 reads as "already gone" while they stay up.
+            raise Conflict(
+                f"account {spec.id!r} is a {existing['platform']} account, and stays one: "
+                "its posts' ids are that platform's. Add the other account under another id"
+            )
+        await conn.execute(UPDATE if existing is not None else INSERT, params)
+    return existing is None
 
 
 async def get(db: Database, account_id: str) -> AccountRow | None:

@@ -700,3 +700,25 @@ def test_the_sandbox_change_log_goes_on_across_runs(sandbox_dir: Path) -> None:
     new = [e["EntityEventSequence"] for e in second["entity_events"]]
     assert new[: len(old)] == old and len(new) > len(old)  # the second run moved the market
     assert new == sorted(set(new)) and new[-1] < second["next_sequence"]
+
+
+def test_an_account_cannot_move_to_another_platform(sandbox_dir: Path) -> None:
+    """`accounts add` again for a Facebook page's id, as LinkedIn: its posts' ids are
+    Facebook's, and LinkedIn would answer their DELETEs 404, read as "already gone" while the
+    posts stay up. Refused, exit 2, naming the platform, and nothing changes."""
+    assert mls_sync("sync", cwd=sandbox_dir).returncode == 0  # the sandbox's users
+    env = {"FB_TOKEN": "sandbox-agent1-facebook-token", "LI_TOKEN": "a-linkedin-token"}
+    account = ("accounts", "add", "--id", "my-page", "--user", "sandbox-agent-1")
+    added = mls_sync(
+        *account, "--platform", "facebook", "--token-env", "FB_TOKEN", cwd=sandbox_dir, env=env
+    )
+    assert added.returncode == 0, added.stderr
+
+    moved = mls_sync(
+        *account, "--platform", "linkedin", "--token-env", "LI_TOKEN", cwd=sandbox_dir, env=env
+    )
+
+    assert moved.returncode == 2, moved.stderr
+    assert "facebook" in moved.stderr and "my-page" in moved.stderr
+    shown = mls_sync("accounts", "show", "my-page", "--json", cwd=sandbox_dir)
+    assert json.loads(shown.stdout)["platform"] == "facebook"
