@@ -11,13 +11,22 @@ enters.
 
 from __future__ import annotations
 
-# C0 controls and DEL, tab and newline among them: a stored message is one line.
-_CONTROLS = {code: " " for code in (*range(0x20), 0x7F)}
+import re
+
+# C0 and C1 controls and DEL (tab and newline among them), and the Unicode line and paragraph
+# separators: a stored message is one line.
+_CONTROLS = {code: " " for code in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)}
 
 # For a value another system sends that is stored as it is and never holds one (a listing
 # key, a status): its pydantic `pattern`, so that such a value is refused by name, alone,
 # instead of failing the write of everything beside it.
 NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]*$"
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def has_control_characters(text: str) -> bool:
+    """Whether `text` fails NO_CONTROL_CHARACTERS."""
+    return _CONTROL_CHARACTER.search(text) is not None
 
 
 def storable(text: str, limit: int) -> str:

@@ -222,14 +222,18 @@ class MlsClient:
             if not more:
                 return
             last = page.last_position
-            if last is None or (after is not None and last <= after):
+            if last is not None and _moves_on(last, after):
+                after = last
+                url = changes_after_url(e.base_url, e.resource, after, e.page_size, e.select)
+            elif (link := self._next_url(page.next_link, set())) is not None:
+                url = link  # nothing to go on after (an empty page, or it ended where the
+                # last one did): the server's own way on
+            else:
                 raise CursorStuck(
                     f"a page of {page.size} records may not be the last (page size "
                     f"{e.page_size}), but its records give no later (ModificationTimestamp, "
                     "ListingKey) to go on from; changes after it cannot be read"
                 )
-            after = last
-            url = changes_after_url(e.base_url, e.resource, after, e.page_size, e.select)
         raise CursorStuck(f"more than {MAX_PAGES} pages of changes; giving up")
 
     async def _check_order(self, since: datetime, first_read: Position | None) -> None:
@@ -262,10 +266,9 @@ class MlsClient:
         and an offset past a dropped event skips one that was not dropped."""
         e = self.endpoint
         last = after
+        url = entity_events_url(e.base_url, last, e.page_size)
         for _ in range(MAX_PAGES):
-            page = await self.get_page(
-                entity_events_url(e.base_url, last, e.page_size), parse_event_page
-            )
+            page = await self.get_page(url, parse_event_page)
             if page.first_sequence is not None and page.first_sequence <= last:
                 raise MlsError(
                     f"the change log went back from sequence {last} to "
@@ -274,13 +277,17 @@ class MlsClient:
             yield page
             if page.next_link is None and page.size < e.page_size:
                 return
-            if page.last_sequence is None:
+            if page.last_sequence is not None:
+                last = page.last_sequence
+                url = entity_events_url(e.base_url, last, e.page_size)
+            elif (link := self._next_url(page.next_link, set())) is not None:
+                url = link  # no event to go on after (an empty page): the server's own way on
+            else:
                 raise CursorStuck(
                     f"a page of {page.size} events may not be the last (page size "
                     f"{e.page_size}), but no sequence in it reads; the change log after it "
                     "cannot be read"
                 )
-            last = page.last_sequence
         raise CursorStuck(f"more than {MAX_PAGES} pages of the change log; giving up")
 
     async def has_events_after(self, after: int) -> bool:
@@ -495,9 +502,16 @@ def _more_to_come(page: Page, page_size: int) -> bool:
     return page.next_link is not None or page.size >= page_size
 
 
+def _moves_on(last: Position, after: Position | None) -> bool:
+    """Whether a page whose last record is at `last` lets a keyset read go on after the one
+    before it (`after`): a later timestamp, or another key at the same one. Keys are not
+    compared: the server orders them its own way, as numbers or without regard to case."""
+    return after is None or last[0] > after[0] or (last[0] == after[0] and last[1] != after[1])
+
+
 def _out_of_order(page: Page, before: tuple[datetime, str] | None) -> bool:
-    """Whether `page` breaks oldest-first order, within itself or after the pages `before`
-    it (the greatest position they held)."""
+    """Whether `page` breaks oldest-first order, within itself or after the page `before`
+    it (the last position it held)."""
     if page.out_of_order:
         return True
     first = page.first_position

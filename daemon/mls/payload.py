@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
-from daemon.foreign_text import NO_CONTROL_CHARACTERS
+from daemon.foreign_text import NO_CONTROL_CHARACTERS, has_control_characters
 from daemon.models import MlsRecord
 
 
@@ -47,8 +47,10 @@ class Page:
     errors: list[RecordError] = field(default_factory=list)
     next_link: str | None = None
     size: int = 0  # records in the answer, readable or not
-    # The greatest (ModificationTimestamp, ListingKey) among the readable records: where a
-    # keyset continuation goes on from (docs/mls-paging.md).
+    # The (ModificationTimestamp, ListingKey) of the last readable record in the order the
+    # server sent them, not the greatest by Python's order: where a keyset continuation goes
+    # on from, after the server's own last key among records that share a timestamp (it may
+    # collate keys as numbers, or without regard to case: docs/mls-paging.md).
     last_position: tuple[datetime, str] | None = None
     # The first readable record's (ModificationTimestamp, ListingKey), and whether a later
     # record came with an earlier timestamp: a read of changes asks for them oldest first, and
@@ -108,7 +110,9 @@ def _read_record(raw: Any, page: Page) -> None:
         rec = _Record.model_validate(raw)
     except ValidationError as exc:
         key = raw.get("ListingKey") if isinstance(raw, dict) else None
-        key = key if isinstance(key, str) and key else None
+        # A key that is no text, or holds a control character, cannot be read: it names no
+        # tracked listing, and is never looked up (PostgreSQL refuses a NUL in a query).
+        key = key if isinstance(key, str) and key and not has_control_characters(key) else None
         page.errors.append(RecordError(key, _describe(exc)))
         return
     _add(rec, page)
@@ -134,7 +138,7 @@ def _add(rec: _Record, page: Page) -> None:
             page.first_position = (modified, key)
         elif modified < last[0]:
             page.out_of_order = True
-        if last is None or modified > last[0] or (modified == last[0] and key > last[1]):
+        if last is None or modified >= last[0]:
             page.last_position = (modified, key)
     if rec.MlgCanView is False:
         page.hidden.append(key)

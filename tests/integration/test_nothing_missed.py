@@ -5,6 +5,7 @@ dated in the future or out of range, and servers that cannot be reached."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -382,12 +383,14 @@ async def test_a_listing_whose_check_failed_is_read_again_by_the_next_incrementa
     assert (third.run.outcome, await status_of(runtime, "N03")) == ("ok", "sold")
 
 
+@pytest.mark.parametrize("unreadable", [7, "7\x00"], ids=["a number", "with a NUL"])
 async def test_a_changed_record_whose_key_cannot_be_read_has_every_listing_read_in_its_place(
-    runtime: Runtime, mls: Mls
+    runtime: Runtime, mls: Mls, unreadable: object
 ) -> None:
-    """An incremental answer holds a record whose ListingKey is a number: it could be any
-    tracked listing's change, so every tracked listing is read by key, as in events mode. The
-    page's own records are older than that read, and do not undo it."""
+    """An incremental answer holds a record whose ListingKey is a number, or text with a NUL
+    in it (which PostgreSQL refuses in a query): it could be any tracked listing's change, so
+    every tracked listing is read by key, as in events mode. The page's own records are older
+    than that read, and do not undo it."""
     sandbox, url = mls
     for key in ("7", "8"):
         sandbox.put(key, "Active")
@@ -396,7 +399,11 @@ async def test_a_changed_record_whose_key_cannot_be_read_has_every_listing_read_
     stale = {"ListingKey": "8", "StandardStatus": "Pending", "ModificationTimestamp": iso(utcnow())}
     sandbox.set_status("7", "Closed")
     sandbox.set_status("8", "Closed")  # after the record of 8 in the answer below
-    record = {"ListingKey": 7, "StandardStatus": "Closed", "ModificationTimestamp": iso(utcnow())}
+    record = {
+        "ListingKey": unreadable,
+        "StandardStatus": "Closed",
+        "ModificationTimestamp": iso(utcnow()),
+    }
     changes = json.dumps({"value": [stale, record]})
     sandbox.faults.add(Fault("status", status=200, body=changes, matching="ModificationTimestamp"))
 
@@ -768,3 +775,48 @@ async def test_a_status_with_a_nul_in_it_fails_only_its_own_listing(
     assert (report.run.outcome, report.run.errors) == ("partial", 1)
     [error] = report.errors
     assert error.listing_id == "L-K1" and "StandardStatus" in error.message
+
+
+def _numbered_listings_server(statuses: dict[str, str], stamp: str) -> Starlette:
+    """An MLS whose ListingKeys are numbers it orders and compares as numbers (9 before
+    10), all changed at one moment (`stamp`, a bulk update): it reads the queries of a
+    read of changes (`ListingKey gt 'K'` after that moment, `$top`, `$orderby ... desc`)
+    and of a by-key batch (`ListingKey in (...)`), as far as these tests send them."""
+
+    def records(request: Request) -> Response:
+        query = request.query_params
+        text = query.get("$filter", "")
+        keys = sorted(statuses, key=int)
+        if " in (" in text:
+            keys = [k for k in keys if f"'{k}'" in text]
+        elif (after := re.search(r"ListingKey gt '(\d+)'", text)) is not None:
+            keys = [k for k in keys if int(k) > int(after.group(1))]
+        if "desc" in query.get("$orderby", ""):
+            keys.reverse()
+        value = [
+            {"ListingKey": k, "StandardStatus": statuses[k], "ModificationTimestamp": stamp}
+            for k in keys[: int(query.get("$top", "100"))]
+        ]
+        return Response(json.dumps({"value": value}), media_type="application/json")
+
+    return Starlette(routes=[Route("/Property", records)])
+
+
+async def test_keys_a_server_orders_as_numbers_are_read_on_past_a_page_of_equal_times(
+    runtime: Runtime,
+) -> None:
+    """A bulk update gives 9, 10, 11 and 12 one timestamp, and the server orders them as
+    numbers: the read goes on after 10, the last key of its first page in the server's order
+    (not "9", the greatest as text, after which the server sends 10 again)."""
+    keys = ["9", "10", "11", "12"]
+    statuses = dict.fromkeys(keys, "Active")
+    stamp = iso(utcnow() + timedelta(seconds=30))
+    async with serving(_numbered_listings_server(statuses, stamp)) as url:
+        await add_incremental(runtime, url, keys, page_size=2)
+        await runtime.engine.sync_all()  # the full pass: the cursor is set before `stamp`
+        statuses.update(dict.fromkeys(keys, "Closed"))
+
+        report = await runtime.engine.sync_all()
+
+    assert report.run.outcome == "ok", [e.message for e in report.errors]
+    assert [await status_of(runtime, k) for k in keys] == ["sold"] * 4
