@@ -8,7 +8,7 @@ request goes out, on an open connection, is spaced from the credential's last (d
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -203,6 +203,11 @@ class MlsClient:
         after: Position | None = None
         first_read: Position | None = None
         order_checked, records = False, 0
+        # Keys gone on after at `after`'s timestamp, and nextLinks followed: a read never
+        # goes back to where it was (docs/mls-paging.md).
+        passed: set[str] = set()
+        followed: set[str] = set()
+        by_link = False  # following nextLinks through records that share after's timestamp
         for query in range(MAX_PAGES):
             page = await self.get_page(url, parse_page)
             more = _more_to_come(page, e.page_size)
@@ -222,12 +227,18 @@ class MlsClient:
             if not more:
                 return
             last = page.last_position
-            if last is not None and _moves_on(last, after):
-                after = last
+            within = by_link and last is not None and after is not None and last[0] == after[0]
+            if last is not None and not within and _moves_on(last, after, passed):
+                passed = passed if after is not None and last[0] == after[0] else set()
+                passed.add(last[1])
+                after, by_link = last, False
                 url = changes_after_url(e.base_url, e.resource, after, e.page_size, e.select)
-            elif (link := self._next_url(page.next_link, set())) is not None:
-                url = link  # nothing to go on after (an empty page, or it ended where the
-                # last one did): the server's own way on
+            elif (link := self._next_url(page.next_link, followed)) is not None:
+                # The keyset cannot go on (an empty page, or one that ends where a page
+                # before did: a server whose times are finer than ours sends the records of
+                # after's moment again): the server's own way on, through that moment.
+                followed.add(str(link))
+                url, by_link = link, True
             else:
                 raise CursorStuck(
                     f"a page of {page.size} records may not be the last (page size "
@@ -267,6 +278,7 @@ class MlsClient:
         e = self.endpoint
         last = after
         url = entity_events_url(e.base_url, last, e.page_size)
+        followed: set[str] = set()  # nextLinks: one seen again is a loop
         for _ in range(MAX_PAGES):
             page = await self.get_page(url, parse_event_page)
             if page.first_sequence is not None and page.first_sequence <= last:
@@ -280,7 +292,8 @@ class MlsClient:
             if page.last_sequence is not None:
                 last = page.last_sequence
                 url = entity_events_url(e.base_url, last, e.page_size)
-            elif (link := self._next_url(page.next_link, set())) is not None:
+            elif (link := self._next_url(page.next_link, followed)) is not None:
+                followed.add(str(link))
                 url = link  # no event to go on after (an empty page): the server's own way on
             else:
                 raise CursorStuck(
@@ -502,11 +515,14 @@ def _more_to_come(page: Page, page_size: int) -> bool:
     return page.next_link is not None or page.size >= page_size
 
 
-def _moves_on(last: Position, after: Position | None) -> bool:
+def _moves_on(last: Position, after: Position | None, passed: Collection[str]) -> bool:
     """Whether a page whose last record is at `last` lets a keyset read go on after the one
-    before it (`after`): a later timestamp, or another key at the same one. Keys are not
-    compared: the server orders them its own way, as numbers or without regard to case."""
-    return after is None or last[0] > after[0] or (last[0] == after[0] and last[1] != after[1])
+    before it (`after`): a later timestamp, or at the same one a key the read has not gone on
+    after yet (`passed`). Keys are not compared: the server orders them its own way, as
+    numbers or without regard to case."""
+    if after is None or last[0] > after[0]:
+        return True
+    return last[0] == after[0] and last[1] not in passed
 
 
 def _out_of_order(page: Page, before: tuple[datetime, str] | None) -> bool:

@@ -777,27 +777,40 @@ async def test_a_status_with_a_nul_in_it_fails_only_its_own_listing(
     assert error.listing_id == "L-K1" and "StandardStatus" in error.message
 
 
-def _numbered_listings_server(statuses: dict[str, str], stamp: str) -> Starlette:
+def _numbered_listings_server(
+    statuses: dict[str, str], stamp: str, finer_times: bool = False, asked: list[str] | None = None
+) -> Starlette:
     """An MLS whose ListingKeys are numbers it orders and compares as numbers (9 before
     10), all changed at one moment (`stamp`, a bulk update): it reads the queries of a
-    read of changes (`ListingKey gt 'K'` after that moment, `$top`, `$orderby ... desc`)
-    and of a by-key batch (`ListingKey in (...)`), as far as these tests send them."""
+    read of changes (`ListingKey gt 'K'` after that moment, `$top`, `$skip`, `$orderby ...
+    desc`) and of a by-key batch (`ListingKey in (...)`), as far as these tests send them, and
+    sends a nextLink by `$skip` when more is left. `finer_times`: its clock is finer than a
+    microsecond (as SQL Server's), so the moment sent back, cut to microseconds, matches no
+    record exactly and `gt` matches them all: `ListingKey gt 'K'` changes nothing. `asked`
+    collects every query's `$top` and `$filter`."""
 
     def records(request: Request) -> Response:
         query = request.query_params
         text = query.get("$filter", "")
+        if asked is not None:
+            asked.append(f"{query.get('$top')} {text}")
         keys = sorted(statuses, key=int)
         if " in (" in text:
             keys = [k for k in keys if f"'{k}'" in text]
-        elif (after := re.search(r"ListingKey gt '(\d+)'", text)) is not None:
+        elif (after := re.search(r"ListingKey gt '(\d+)'", text)) is not None and not finer_times:
             keys = [k for k in keys if int(k) > int(after.group(1))]
         if "desc" in query.get("$orderby", ""):
             keys.reverse()
-        value = [
-            {"ListingKey": k, "StandardStatus": statuses[k], "ModificationTimestamp": stamp}
-            for k in keys[: int(query.get("$top", "100"))]
-        ]
-        return Response(json.dumps({"value": value}), media_type="application/json")
+        skip, top = int(query.get("$skip", "0")), int(query.get("$top", "100"))
+        page: dict[str, object] = {
+            "value": [
+                {"ListingKey": k, "StandardStatus": statuses[k], "ModificationTimestamp": stamp}
+                for k in keys[skip : skip + top]
+            ]
+        }
+        if skip + top < len(keys):
+            page["@odata.nextLink"] = str(request.url.include_query_params(**{"$skip": skip + top}))
+        return Response(json.dumps(page), media_type="application/json")
 
     return Starlette(routes=[Route("/Property", records)])
 
@@ -820,3 +833,52 @@ async def test_keys_a_server_orders_as_numbers_are_read_on_past_a_page_of_equal_
 
     assert report.run.outcome == "ok", [e.message for e in report.errors]
     assert [await status_of(runtime, k) for k in keys] == ["sold"] * 4
+
+
+async def test_a_bulk_update_on_a_server_with_finer_times_is_read_through_once(
+    runtime: Runtime,
+) -> None:
+    """Seven keys share one moment on a server whose times are finer than a microsecond: a
+    query after the last key of a page (the moment cut short) sends the whole group again.
+    The read follows the server's nextLinks through the group instead, in as many requests
+    as it has pages, then goes on after it."""
+    keys = [str(n) for n in range(1, 8)]
+    statuses = dict.fromkeys(keys, "Active")
+    stamp = iso(utcnow() + timedelta(seconds=30))
+    asked: list[str] = []
+    server = _numbered_listings_server(statuses, stamp, finer_times=True, asked=asked)
+    async with serving(server) as url:
+        await add_incremental(runtime, url, keys, page_size=2)
+        await runtime.engine.sync_all()
+        statuses.update(dict.fromkeys(keys, "Closed"))
+        asked.clear()
+
+        report = await runtime.engine.sync_all()
+
+    assert report.run.outcome == "ok", [e.message for e in report.errors]
+    assert [await status_of(runtime, k) for k in keys] == ["sold"] * len(keys)
+    pages = [q for q in asked if "ModificationTimestamp" in q and not q.startswith("1 ")]
+    assert len(pages) <= 6, pages  # 4 pages of the group, and what the keyset asks again
+
+
+async def test_an_empty_page_whose_next_link_points_back_is_a_recorded_error(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """A read of changes gets an empty page whose nextLink names that same page: it stops at
+    the second visit with an error naming the loop, not after ten thousand requests."""
+    sandbox, url = mls
+    sandbox.put("N00", "Active")
+    await add_incremental(runtime, url, ["N00"])
+    await runtime.engine.sync_all()
+    loop = f"{url}/Property?$filter=ModificationTimestamp%20ge%202001-01-01T00:00:00Z"
+    body = json.dumps({"value": [], "@odata.nextLink": loop})
+    sandbox.faults.add(
+        Fault("status", status=200, body=body, matching="ModificationTimestamp", times=50)
+    )
+    before = sum(sandbox.requests.values())
+
+    report = await runtime.engine.sync_all()
+
+    assert report.run.outcome != "ok"
+    assert any("a page already read" in e.message for e in report.errors)
+    assert sum(sandbox.requests.values()) - before < 10
