@@ -207,7 +207,9 @@ class MlsClient:
         # goes back to where it was (docs/mls-paging.md).
         passed: set[str] = set()
         followed: set[str] = set()
-        by_link = False  # following nextLinks through records that share after's timestamp
+        # Where the keyset could not go on, the read follows the server's nextLinks to its
+        # end, as it did before it went on by keyset.
+        by_link = False
         for query in range(MAX_PAGES):
             page = await self.get_page(url, parse_page)
             more = _more_to_come(page, e.page_size)
@@ -227,24 +229,27 @@ class MlsClient:
             if not more:
                 return
             last = page.last_position
-            within = by_link and last is not None and after is not None and last[0] == after[0]
-            if last is not None and not within and _moves_on(last, after, passed):
+            if by_link:
+                after = last or after  # for the order check of the next page
+                if (link := self._next_url(page.next_link, followed)) is None:
+                    return  # the server's answer ends here; the next cycle reads on from the cursor
+            elif last is not None and _moves_on(last, after, passed):
                 passed = passed if after is not None and last[0] == after[0] else set()
                 passed.add(last[1])
-                after, by_link = last, False
+                after = last
                 url = changes_after_url(e.base_url, e.resource, after, e.page_size, e.select)
-            elif (link := self._next_url(page.next_link, followed)) is not None:
-                # The keyset cannot go on (an empty page, or one that ends where a page
-                # before did: a server whose times are finer than ours sends the records of
-                # after's moment again): the server's own way on, through that moment.
-                followed.add(str(link))
-                url, by_link = link, True
-            else:
+                continue
+            elif (link := self._next_url(page.next_link, followed)) is None:
                 raise CursorStuck(
                     f"a page of {page.size} records may not be the last (page size "
                     f"{e.page_size}), but its records give no later (ModificationTimestamp, "
                     "ListingKey) to go on from; changes after it cannot be read"
                 )
+            # The keyset cannot go on (an empty page, or one that ends where a page before
+            # did: a server whose times are finer than ours sends the records of after's
+            # moment again): the server's own way on.
+            followed.add(str(link))
+            url, by_link = link, True
         raise CursorStuck(f"more than {MAX_PAGES} pages of changes; giving up")
 
     async def _check_order(self, since: datetime, first_read: Position | None) -> None:
