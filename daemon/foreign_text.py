@@ -20,8 +20,9 @@ _CONTROLS = {code: " " for code in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x
 # For a value another system sends that is stored as it is and never holds one (a listing
 # key, a status): its pydantic `pattern`, so that such a value is refused by name, alone,
 # instead of failing the write of everything beside it.
-NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]*$"
-_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
+_C0_AND_DEL = r"\x00-\x1f\x7f"
+NO_CONTROL_CHARACTERS = rf"^[^{_C0_AND_DEL}]*$"
+_CONTROL_CHARACTER = re.compile(rf"[{_C0_AND_DEL}]")
 
 
 def has_control_characters(text: str) -> bool:

@@ -248,7 +248,6 @@ class MlsClient:
             # The keyset cannot go on (an empty page, or one that ends where a page before
             # did: a server whose times are finer than ours sends the records of after's
             # moment again): the server's own way on.
-            followed.add(str(link))
             url, by_link = link, True
         raise CursorStuck(f"more than {MAX_PAGES} pages of changes; giving up")
 
@@ -298,7 +297,6 @@ class MlsClient:
                 last = page.last_sequence
                 url = entity_events_url(e.base_url, last, e.page_size)
             elif (link := self._next_url(page.next_link, followed)) is not None:
-                followed.add(str(link))
                 url = link  # no event to go on after (an empty page): the server's own way on
             else:
                 raise CursorStuck(
@@ -330,16 +328,17 @@ class MlsClient:
     async def pages(self, first: httpx.URL, parse: Callable[[bytes], P]) -> AsyncIterator[P]:
         """Follows @odata.nextLink as an opaque URL, but only on the configured server."""
         url: httpx.URL | None = first
-        seen: set[str] = set()
+        seen = {str(first)}  # and each page's nextLink, as `_next_url` follows it
         while url is not None:
-            if len(seen) >= MAX_PAGES:
+            if len(seen) > MAX_PAGES:
                 raise MlsError(f"more than {MAX_PAGES} pages for one query; giving up")
-            seen.add(str(url))
             page = await self.get_page(url, parse)
             yield page
             url = self._next_url(page.next_link, seen)
 
     def _next_url(self, link: str | None, seen: set[str]) -> httpx.URL | None:
+        """The page `link` names, on the connection's server and not in `seen` (the pages
+        already read, to which it is added), or None without a link."""
         if link is None:
             return None
         url = httpx.URL(self.endpoint.base_url).join(link)
@@ -350,6 +349,7 @@ class MlsClient:
             )
         if str(url) in seen:
             raise MlsError("@odata.nextLink points back to a page already read (a loop)")
+        seen.add(str(url))
         return url
 
     # -- one request, retried ----------------------------------------------------------------
@@ -530,7 +530,7 @@ def _moves_on(last: Position, after: Position | None, passed: Collection[str]) -
     return last[0] == after[0] and last[1] not in passed
 
 
-def _out_of_order(page: Page, before: tuple[datetime, str] | None) -> bool:
+def _out_of_order(page: Page, before: Position | None) -> bool:
     """Whether `page` breaks oldest-first order, within itself or after the page `before`
     it (the last position it held)."""
     if page.out_of_order:

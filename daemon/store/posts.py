@@ -156,13 +156,18 @@ async def due_for_unpublish(
 ) -> list[DuePost]:
     scope = scope or DueScope()
     params = {
-        "statuses": json.dumps([str(s) for s in unpublish_on]),
+        "statuses": _as_json(unpublish_on),
         "now": now,
         "listing_id": scope.listing_id,
         "connection_id": scope.connection_id,
         "user_id": scope.user_id,
     }
     return [from_row(DuePost, r) for r in await db.fetch_all(DUE, params)]
+
+
+def _as_json(statuses: Iterable[LocalStatus]) -> str:
+    """Statuses as the JSON list the statements bind as one parameter."""
+    return json.dumps([str(s) for s in statuses])
 
 
 async def published_of_listing(db: Database, listing_id: str) -> list[DuePost]:
@@ -278,9 +283,7 @@ async def mark_delete_sent(
             ]
         ),
         "now": now,
-        "statuses": None
-        if listing_statuses is None
-        else json.dumps([str(s) for s in listing_statuses]),
+        "statuses": None if listing_statuses is None else _as_json(listing_statuses),
     }
     return {r[0] for r in await conn.fetch_all(DELETE_SENT, params)}
 

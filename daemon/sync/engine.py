@@ -709,10 +709,9 @@ class SyncEngine:
     ) -> None:
         """After a read of changes, the listings no read has confirmed, by key: one tracked
         (moved to another key, included again) since the full pass, or whose last check
-        failed. Their
-        records may not have changed for years, so no read of changes returns them, and
-        without this they would wait for the next full pass (a day, by default). Those the
-        read of changes already asked about are not asked again."""
+        failed. Their records may not have changed for years, so no read of changes returns
+        them, and without this they would wait for the next full pass (a day, by default).
+        Those the read of changes already asked about are not asked again."""
         if work.stopped is not None or row.id not in unconfirmed_in:
             return
         unconfirmed = await listings.unconfirmed(self.db, row.id)
