@@ -20,7 +20,9 @@ import httpx
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
+    retry_base,
     retry_if_exception_type,
+    retry_if_not_exception_type,
     stop_after_attempt,
 )
 
@@ -34,12 +36,15 @@ from daemon.mls.errors import (
     MlsError,
     NeedsReauth,
     OutOfOrder,
+    QueryFailed,
     RequestTooLong,
     Retryable,
+    ServerError,
     ServerUnreachable,
     TokenEndpointDown,
     TokenUnavailable,
 )
+from daemon.mls.isolation import IsolationBudget
 from daemon.mls.metadata import parse_metadata
 from daemon.mls.payload import BadPayload, Page, parse_page
 from daemon.mls.query import (
@@ -155,6 +160,8 @@ class MlsClient:
         self._prefer = page_size_preference(endpoint.page_size)
         self._urls: dict[tuple[str, ...], httpx.URL] = {}
         self._extensions: Extensions = {"trace": pace.trace}
+        self.isolation = IsolationBudget()
+        self._isolating = anyio.Lock()
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -175,19 +182,65 @@ class MlsClient:
 
     async def fetch_batch(self, keys: Sequence[str]) -> BatchAnswer:
         """Current status of `keys`. Keys the server leaves out count as removed; a 413/414
-        splits the batch in two and asks again."""
+        splits the batch in two and asks again; a batch the server fails with an error of its
+        own is asked again in halves, so that one key it fails on fails alone (`_isolate`)."""
         try:
-            pages = [page async for page in self.pages(self.by_key_url(keys), parse_page)]
+            return await self._fetch(keys)
+        except QueryFailed:
+            if len(keys) == 1:
+                raise
+            # One batch split at a time: the budget judges each split with what the one
+            # before it found (a server failing every query stops the splitting).
+            async with self._isolating:
+                if not self.isolation.split():
+                    raise
+                answer, answered = await self._isolate(keys)
+            if not answered:
+                raise  # no part answered: the batch fails whole, as it would have
+            return answer
+
+    async def _fetch(self, keys: Sequence[str], retry_server_errors: bool = True) -> BatchAnswer:
+        url = self.by_key_url(keys)
+        try:
+            pages = [page async for page in self.pages(url, parse_page, retry_server_errors)]
         except RequestTooLong:
             if len(keys) == 1:
                 raise MlsError(
                     f"the server refuses a one-key query for {keys[0]!r} as too long"
                 ) from None
             middle = len(keys) // 2
-            answer = await self.fetch_batch(keys[:middle])
-            answer.merge(await self.fetch_batch(keys[middle:]))
+            answer = await self._fetch(keys[:middle], retry_server_errors)
+            answer.merge(await self._fetch(keys[middle:], retry_server_errors))
             return answer
         return _answer_for(keys, pages)
+
+    async def _isolate(self, keys: Sequence[str]) -> tuple[BatchAnswer, bool]:
+        """`keys`, whose query failed, asked again in halves: a half answered is the answer
+        for its keys; a half that fails is halved again while the sync's budget allows
+        (daemon/mls/isolation.py), down to the key the server fails on alone, which gets the
+        error. A half's 5xx is not tried again: the batch's own tries showed it is no
+        passing fault, and a half failed by one is only split further. Gives the answer, and
+        whether any part of `keys` was answered (when none was, the server may be failing
+        every query)."""
+        answer, answered = BatchAnswer(), False
+        middle = len(keys) // 2
+        for half in (keys[:middle], keys[middle:]):
+            try:
+                answer.merge(await self._fetch(half, retry_server_errors=False))
+                answered = True
+                continue
+            except QueryFailed as exc:
+                failure = exc
+            self.isolation.failed()
+            if len(half) == 1:
+                answer.errors[half[0]] = f"the server fails a query of this key alone: {failure}"
+            elif self.isolation.split():
+                part, found = await self._isolate(half)
+                answer.merge(part)
+                answered = answered or found
+            else:
+                answer.errors.update(dict.fromkeys(half, _unsplit(len(half), failure)))
+        return answer, answered
 
     async def changes(self, since: datetime) -> AsyncIterator[Page]:
         """Pages of records modified at or after `since`, oldest first.
@@ -325,14 +378,16 @@ class MlsClient:
         page = await self.get_page(last_event_url(self.endpoint.base_url), parse_event_page)
         return page.last_sequence or 0
 
-    async def pages(self, first: httpx.URL, parse: Callable[[bytes], P]) -> AsyncIterator[P]:
+    async def pages(
+        self, first: httpx.URL, parse: Callable[[bytes], P], retry_server_errors: bool = True
+    ) -> AsyncIterator[P]:
         """Follows @odata.nextLink as an opaque URL, but only on the configured server."""
         url: httpx.URL | None = first
         seen = {str(first)}  # and each page's nextLink, as `_next_url` follows it
         while url is not None:
             if len(seen) > MAX_PAGES:
                 raise MlsError(f"more than {MAX_PAGES} pages for one query; giving up")
-            page = await self.get_page(url, parse)
+            page = await self.get_page(url, parse, retry_server_errors=retry_server_errors)
             yield page
             url = self._next_url(page.next_link, seen)
 
@@ -355,14 +410,23 @@ class MlsClient:
     # -- one request, retried ----------------------------------------------------------------
 
     async def get_page(
-        self, url: httpx.URL, parse: Callable[[bytes], P], accept: str = "application/json"
+        self,
+        url: httpx.URL,
+        parse: Callable[[bytes], P],
+        accept: str = "application/json",
+        retry_server_errors: bool = True,
     ) -> P:
+        """One page, tried again on a `Retryable` failure (a `ServerError` only with
+        `retry_server_errors`), up to the policy's attempts."""
         if self.stopped is not None:
             raise self.stopped
+        retry: retry_base = retry_if_exception_type(Retryable)
+        if not retry_server_errors:
+            retry &= retry_if_not_exception_type(ServerError)
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.policy.max_attempts),
             wait=self._wait,
-            retry=retry_if_exception_type(Retryable),
+            retry=retry,
             reraise=True,
             sleep=anyio.sleep,
         )
@@ -452,17 +516,19 @@ class MlsClient:
         self.consecutive_429s = 0
         if status == 200:
             try:
-                return parse(resp.content)
+                page = parse(resp.content)
             except BadPayload as exc:
                 # A truncated or garbled body is usually transient: worth the retries.
-                raise Retryable(str(exc)) from None
+                raise ServerError(str(exc)) from None
+            self.isolation.answered()
+            return page
         if status in (413, 414):
             raise RequestTooLong(f"HTTP {status}: the query is too long for this server")
         if status == 503:
             raise Retryable("HTTP 503", self._retry_after(resp))
         if status >= 500:
-            raise Retryable(f"HTTP {status} from the MLS server")
-        raise MlsError(f"the MLS server answered {answer_summary(resp)}")
+            raise ServerError(f"HTTP {status} from the MLS server")
+        raise QueryFailed(f"the MLS server answered {answer_summary(resp)}")
 
     def _throttled(self, resp: httpx.Response) -> NoReturn:
         self.consecutive_429s += 1
@@ -537,6 +603,13 @@ def _out_of_order(page: Page, before: Position | None) -> bool:
         return True
     first = page.first_position
     return before is not None and first is not None and first[0] < before[0]
+
+
+def _unsplit(keys: int, failure: QueryFailed) -> str:
+    return (
+        f"not checked: the server failed a query of {keys} keys ({failure}), and this sync "
+        "has spent its queries for finding the key that makes it fail"
+    )
 
 
 def _answer_for(keys: Sequence[str], pages: list[Page]) -> BatchAnswer:

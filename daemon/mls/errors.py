@@ -15,6 +15,18 @@ class Retryable(MlsError):
         self.retry_after = retry_after
 
 
+class QueryFailed(MlsError):
+    """The server failed this query with an error of its own, no limit, no credential and no
+    outage: what the query asked may be the cause (one key of a batch, say), so a batch that
+    fails so is asked again in halves to find it (docs/reliability.md "One key the server
+    fails on")."""
+
+
+class ServerError(Retryable, QueryFailed):
+    """A 5xx other than 503, or a body that cannot be read: worth the retries, and after
+    them the query's own failure."""
+
+
 class TokenUnavailable(Retryable):
     """The OAuth token endpoint failed (network, 5xx): retried like any request."""
 

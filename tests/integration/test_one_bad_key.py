@@ -1,0 +1,181 @@
+"""One key the MLS server cannot answer for fails alone (docs/reliability.md "One bad value
+from another system"): a by-key query of several keys that the server answers with an error
+of its own is asked again in halves, down to the key that fails, so the listings beside it
+are checked; and a server that fails every query is not asked much more than before. Against
+the sandbox MLS over real HTTP, its faults matching a key in the query."""
+
+from __future__ import annotations
+
+import pytest
+
+from daemon.composition import Runtime
+from daemon.mls.isolation import MAX_QUERIES
+from daemon.sandbox.faults import Fault
+from daemon.store import posts, runs
+from tests.helpers import (
+    Live,
+    Mls,
+    add_account,
+    add_connection,
+    add_post,
+    add_sandbox_connection,
+    status_of,
+    track,
+)
+
+pytestmark = pytest.mark.both_databases
+
+KEYS = [f"B{i:02d}" for i in range(20)]
+BAD = "B03"
+
+
+def _refuse(mls: Mls, key: str, status: int) -> None:
+    """Every query naming `key` fails with `status`, however often it is asked."""
+    mls[0].faults.add(Fault("status", status=status, times=10_000, matching=f"'{key}'"))
+
+
+@pytest.mark.parametrize("status", [400, 500])
+async def test_a_sale_in_a_batch_with_a_key_the_server_fails_on_is_applied(
+    runtime: Runtime, mls: Mls, status: int
+) -> None:
+    """A 400 (refused) or a 500 (after its retries) for every query naming B03: the other
+    19 listings of its batch are checked, B07's sale among them; B03 keeps its status and
+    an error that says the server fails a query of it alone."""
+    sandbox, _ = mls
+    await add_sandbox_connection(runtime, mls, KEYS, batch_size=20)
+    await runtime.engine.sync_all()
+    sandbox.set_status("B07", "Closed")
+    sandbox.set_status(BAD, "Closed")
+    _refuse(mls, BAD, status)
+
+    report = await runtime.engine.sync_all()
+
+    assert await status_of(runtime, "B07") == "sold"
+    assert await status_of(runtime, BAD) == "active"
+    assert (report.run.outcome, report.run.errors, report.run.listings_checked) == (
+        "partial",
+        1,
+        19,
+    )
+    [error] = await runs.errors_of(runtime.db, report.run.id)
+    assert error.listing_id == "L-B03" and "alone" in error.message, error.message
+    # The batch's tries, then halving 20 keys down to one: two queries a level, five
+    # levels at most, each tried once.
+    tries = 1 if status == 400 else runtime.settings.mls.max_attempts
+    assert report.run.mls_requests <= tries + 2 * 5
+
+
+async def test_two_keys_the_server_fails_on_fail_alone_in_one_batch(
+    runtime: Runtime, mls: Mls
+) -> None:
+    sandbox, _ = mls
+    await add_sandbox_connection(runtime, mls, KEYS, batch_size=20)
+    await runtime.engine.sync_all()
+    for key in ("B02", "B05", "B16"):
+        sandbox.set_status(key, "Closed")
+    _refuse(mls, "B02", 400)
+    _refuse(mls, "B16", 400)
+
+    report = await runtime.engine.sync_all()
+
+    assert await status_of(runtime, "B05") == "sold"
+    assert [await status_of(runtime, k) for k in ("B02", "B16")] == ["active", "active"]
+    assert (report.run.errors, report.run.listings_checked) == (2, 18)
+
+
+async def test_a_server_that_refuses_every_query_is_asked_six_more_times_in_a_sync(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """The halves of the first failed batch fail too, six queries with no answer between:
+    the cause is not one key, so the splitting stops there and no other batch of the sync
+    is split (a server-wide 400 does not multiply the requests). Each batch fails with one
+    error, as before."""
+    await add_sandbox_connection(runtime, mls, KEYS, batch_size=5)
+    mls[0].faults.add(Fault("status", status=400, times=10_000))
+
+    report = await runtime.engine.sync_all()
+
+    assert report.run.mls_requests == 4 + 6
+    assert (report.run.errors, report.run.listings_checked) == (4, 0)
+    assert {await status_of(runtime, k) for k in KEYS} == {None}
+
+
+async def test_an_overloaded_server_is_not_asked_again_in_halves(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """A 503 says the server is busy, whatever was asked: the batch fails after its retries,
+    as it always did."""
+    await add_sandbox_connection(runtime, mls, KEYS, batch_size=20)
+    attempts = runtime.settings.mls.max_attempts
+    _refuse(mls, BAD, 503)
+
+    report = await runtime.engine.sync_all()
+
+    assert report.run.mls_requests == attempts
+    assert (report.run.errors, report.run.listings_checked) == (1, 0)
+
+
+async def test_a_sale_named_by_the_change_log_beside_a_key_the_server_fails_on_is_applied(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """Events mode reads the listings a page of the log names in one batch: the bad key's
+    event is held (read again next sync) and the sale beside it is applied."""
+    sandbox, url = mls
+    for key in KEYS:
+        sandbox.put(key, "Active")
+    await add_connection(runtime, url, mode="events")
+    await track(runtime, "mls-1", KEYS)
+    await runtime.engine.sync_all()  # the full pass
+    sandbox.set_status(BAD, "Closed")
+    sandbox.set_status("B07", "Closed")
+    _refuse(mls, BAD, 400)
+
+    report = await runtime.engine.sync_all()
+
+    assert await status_of(runtime, "B07") == "sold"
+    assert report.run.errors == 1
+    sandbox.faults.clear()
+    await runtime.engine.sync_all()
+    assert await status_of(runtime, BAD) == "sold"
+
+
+async def test_a_sold_listing_beside_a_key_the_server_refuses_loses_its_facebook_post(
+    live: Live,
+) -> None:
+    live.mls.put("B07", "Active")
+    live.mls.put(BAD, "Active")
+    await add_connection(live.rt, live.mls_url)
+    await track(live.rt, "mls-1", [BAD, "B07"])
+    await add_account(live.rt, "fb-page", "facebook", "fb-token")
+    live.platforms.publish("facebook", "1093_447", "fb-token")
+    await add_post(live.rt, "facebook-B07", "L-B07", "fb-page", "1093_447")
+    await live.rt.engine.sync_all()
+    live.mls.set_status("B07", "Closed")
+    live.mls.faults.add(Fault("status", status=400, times=10_000, matching=f"'{BAD}'"))
+
+    await live.rt.engine.sync_all()
+
+    row = await posts.get(live.rt.db, "facebook-B07")
+    assert row is not None and row.status == "unpublished"
+    assert not live.platforms.exists("1093_447")
+
+
+async def test_many_keys_the_server_fails_on_cost_a_bounded_number_of_queries(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """One bad key in each of ten batches: the first few are found, within the sync's budget
+    for splitting; the batches after it fail whole, each with one error, as before."""
+    keys = [f"M{i:03d}" for i in range(200)]
+    await add_sandbox_connection(runtime, mls, keys, batch_size=20)
+    for bad in keys[5::20]:
+        _refuse(mls, bad, 400)
+
+    report = await runtime.engine.sync_all()
+
+    assert report.run.mls_requests <= 10 + MAX_QUERIES
+    errors = await runs.errors_of(runtime.db, report.run.id)
+    alone = [e.listing_id for e in errors if e.scope == "listing"]
+    whole = [e for e in errors if e.scope == "batch"]
+    assert len(alone) >= 2 and set(alone) <= {f"L-{k}" for k in keys[5::20]}
+    assert len(alone) + len(whole) == 10
+    assert report.run.listings_checked == 19 * len(alone)
