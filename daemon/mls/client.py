@@ -199,7 +199,14 @@ class MlsClient:
                 raise  # no part answered: the batch fails whole, as it would have
             return answer
 
-    async def _fetch(self, keys: Sequence[str], retry_server_errors: bool = True) -> BatchAnswer:
+    async def _fetch(
+        self, keys: Sequence[str], retry_server_errors: bool = True, again: bool = False
+    ) -> BatchAnswer:
+        """One query for `keys` (two, or more, if the server finds it too long). A key in
+        none of the pages of an answer of several is asked again before it counts as
+        removed: the server's nextLink may go on by offset, and a record that left the
+        feed between two pages shifts the offset past one that did not (`again`: this is
+        that second asking; docs/mls-paging.md)."""
         url = self.by_key_url(keys)
         try:
             pages = [page async for page in self.pages(url, parse_page, retry_server_errors)]
@@ -209,10 +216,15 @@ class MlsClient:
                     f"the server refuses a one-key query for {keys[0]!r} as too long"
                 ) from None
             middle = len(keys) // 2
-            answer = await self._fetch(keys[:middle], retry_server_errors)
-            answer.merge(await self._fetch(keys[middle:], retry_server_errors))
+            answer = await self._fetch(keys[:middle], retry_server_errors, again)
+            answer.merge(await self._fetch(keys[middle:], retry_server_errors, again))
             return answer
-        return _answer_for(keys, pages)
+        answer, absent = _answer_for(keys, pages)
+        if absent and again:
+            answer.errors.update(dict.fromkeys(absent, NOT_CONFIRMED_ABSENT))
+        elif absent:
+            answer.merge(await self._fetch(absent, retry_server_errors, again=True))
+        return answer
 
     async def _isolate(self, keys: Sequence[str]) -> tuple[BatchAnswer, bool]:
         """`keys`, whose query failed, asked again in halves: a half answered is the answer
@@ -612,8 +624,20 @@ def _unsplit(keys: int, failure: QueryFailed) -> str:
     )
 
 
-def _answer_for(keys: Sequence[str], pages: list[Page]) -> BatchAnswer:
+NOT_IN_THE_ANSWER = "not in the MLS answer (removed from the feed)"
+NOT_CONFIRMED_ABSENT = (
+    "not confirmed: in none of the pages of an answer of several pages, twice (an answer "
+    "read by offset may skip a record); ask for fewer keys per request than the page size"
+)
+
+
+def _answer_for(keys: Sequence[str], pages: list[Page]) -> tuple[BatchAnswer, list[str]]:
+    """The answer for `keys` from the pages of their query. A key in none of them, with
+    nothing unreadable or unasked in the answer that could have been its, is removed when
+    the answer is one page, and given back to be asked again when it is several (an offset
+    may have skipped its record)."""
     wanted = set(keys)
+    absent: list[str] = []
     answer = BatchAnswer()
     unattributed: list[str] = []
     unasked: list[str] = []
@@ -651,6 +675,8 @@ def _answer_for(keys: Sequence[str], pages: list[Page]) -> BatchAnswer:
                 f"not confirmed: the answer held ListingKey {unasked[0]!r}, which was not asked "
                 f"for, and none for {key!r}; the tracked key must be the server's exactly"
             )
+        elif len(pages) == 1:
+            answer.removed[key] = NOT_IN_THE_ANSWER
         else:
-            answer.removed[key] = "not in the MLS answer (removed from the feed)"
-    return answer
+            absent.append(key)
+    return answer, absent

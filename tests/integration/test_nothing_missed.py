@@ -755,6 +755,47 @@ async def test_an_event_compacted_away_while_the_log_is_paged_hides_no_other(
         assert report.run.outcome == "ok"
 
 
+async def test_a_listing_gone_from_the_feed_between_two_pages_of_a_batch_removes_no_other(
+    runtime: Runtime,
+) -> None:
+    """A batch of five keys answered in pages of two: while the reader is between the first
+    page (A, B) and the second, A leaves the feed. An offset of 2 now starts at D, so C is in
+    no page: read as "not in the answer", the active C would be taken off the market."""
+    sandbox = sandbox_mls()
+    for key in "ABCDE":
+        sandbox.put(key, "Active")
+    app = _changing_before_the_second_page(
+        build_mls_app(sandbox), "ListingKey", lambda: sandbox.delete("A")
+    )
+    async with serving(app) as url:
+        await add_connection(runtime, url, batch_size=5, page_size=2)
+        await track(runtime, "mls-1", list("ABCDE"))
+
+        report = await runtime.engine.sync_all()
+
+        assert [await status_of(runtime, k) for k in "BCDE"] == ["active"] * 4
+        assert report.run.outcome == "ok"
+        await runtime.engine.sync_all()
+        assert await status_of(runtime, "A") == "off_market"
+
+
+async def test_a_key_in_none_of_several_pages_is_removed_once_asked_again(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """Z left the feed: the batch's three pages leave it out, and so does one more query for
+    Z alone, a single page: Z is removed, at the cost of that one query."""
+    sandbox, url = mls
+    for key in "ABCDE":
+        sandbox.put(key, "Active")
+    await add_connection(runtime, url, batch_size=6, page_size=2)
+    await track(runtime, "mls-1", [*"ABCDE", "Z"])
+
+    report = await runtime.engine.sync_all()
+
+    assert await status_of(runtime, "Z") == "off_market"
+    assert (report.run.outcome, report.run.mls_requests) == ("ok", 3 + 1)
+
+
 async def test_a_status_with_a_nul_in_it_fails_only_its_own_listing(
     runtime: Runtime, mls: Mls
 ) -> None:

@@ -143,13 +143,21 @@ def test_an_unusable_page_is_refused_whole(body: bytes, fragment: str) -> None:
 
 def test_keys_left_out_are_removed_unless_an_unreadable_record_could_be_them() -> None:
     clean = parse_page(b'{"value": [{"ListingKey": "a", "StandardStatus": "Active"}]}')
-    answer = _answer_for(["a", "b"], [clean])
-    assert list(answer.records) == ["a"] and list(answer.removed) == ["b"]
+    answer, absent = _answer_for(["a", "b"], [clean])
+    assert list(answer.records) == ["a"] and list(answer.removed) == ["b"] and absent == []
 
     murky = parse_page(b'{"value": [{"ListingKey": "a", "StandardStatus": "Active"}, {"x": 1}]}')
-    answer = _answer_for(["a", "b"], [murky])
-    assert answer.removed == {}
+    answer, absent = _answer_for(["a", "b"], [murky])
+    assert answer.removed == {} and absent == []
     assert "not confirmed" in answer.errors["b"]
+
+
+def test_a_key_left_out_of_an_answer_of_several_pages_is_given_back_not_removed() -> None:
+    """An answer read by offset may have skipped its record: it is asked again."""
+    first = parse_page(b'{"value": [{"ListingKey": "a", "StandardStatus": "Active"}]}')
+    second = parse_page(b'{"value": [{"ListingKey": "c", "StandardStatus": "Active"}]}')
+    answer, absent = _answer_for(["a", "b", "c"], [first, second])
+    assert list(answer.records) == ["a", "c"] and answer.removed == {} and absent == ["b"]
 
 
 T1, T2 = datetime(2026, 12, 1, 10, tzinfo=UTC), datetime(2026, 12, 1, 11, tzinfo=UTC)
