@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from functools import partial
 from typing import NoReturn, Protocol, TypeVar
 
 import anyio
@@ -46,7 +47,7 @@ from daemon.mls.errors import (
 )
 from daemon.mls.isolation import IsolationBudget
 from daemon.mls.metadata import parse_metadata
-from daemon.mls.payload import BadPayload, Page, parse_page
+from daemon.mls.payload import BadPayload, Page, parse_changes_page, parse_page
 from daemon.mls.query import (
     by_key_url,
     changes_after_url,
@@ -265,6 +266,7 @@ class MlsClient:
         be more; a page with neither is the last."""
         e = self.endpoint
         url = changes_url(e.base_url, e.resource, since, e.page_size, e.select)
+        parse = partial(parse_changes_page, page_size=e.page_size)
         after: Position | None = None
         first_read: Position | None = None
         order_checked, records = False, 0
@@ -276,7 +278,7 @@ class MlsClient:
         # end, as it did before it went on by keyset.
         by_link = False
         for query in range(MAX_PAGES):
-            page = await self.get_page(url, parse_page)
+            page = await self.get_page(url, parse)
             more = _more_to_come(page, e.page_size)
             records += page.size
             first_read = first_read or page.first_position
@@ -302,7 +304,9 @@ class MlsClient:
                 passed = passed if after is not None and last[0] == after[0] else set()
                 passed.add(last[1])
                 after = last
-                url = changes_after_url(e.base_url, e.resource, after, e.page_size, e.select)
+                url = changes_after_url(
+                    e.base_url, e.resource, after, e.page_size, e.select, page.last_moment
+                )
                 continue
             elif (link := self._next_url(page.next_link, followed)) is None:
                 raise CursorStuck(

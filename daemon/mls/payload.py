@@ -6,6 +6,7 @@ Nothing here trusts the server: every field is checked for type, and the problem
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -58,6 +59,8 @@ class Page:
     # (docs/mls-paging.md).
     first_position: tuple[datetime, str] | None = None
     out_of_order: bool = False
+    # last_position's timestamp as the server wrote it (`parse_changes_page`).
+    last_moment: str | None = None
 
 
 class _CleanPage(BaseModel):
@@ -80,6 +83,40 @@ def parse_page(body: bytes) -> Page:
     for rec in clean.value:
         _add(rec, page)
     return page
+
+
+def parse_changes_page(body: bytes, page_size: int) -> Page:
+    """A page of a read of changes. When the read goes on after it (a nextLink, or a full
+    page), its last record's timestamp is kept as the server wrote it (`last_moment`): sent
+    back as it is in the keyset query, it matches that record exactly on a server whose times
+    are finer than a microsecond, where the moment cut to ours does not (docs/mls-paging.md)."""
+    page = parse_page(body)
+    if page.last_position is not None and (page.next_link or page.size >= page_size):
+        page.last_moment = _server_moment(body, page.last_position)
+    return page
+
+
+# An ISO 8601 timestamp as RESO servers write ModificationTimestamp (Edm.DateTimeOffset): only
+# text of this form is ever sent back in a filter.
+_MOMENT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})")
+
+
+def _server_moment(body: bytes, position: tuple[datetime, str]) -> str | None:
+    """The text of the timestamp of the last record under `position`'s key, when it is a
+    plain timestamp that reads as `position`'s moment; None otherwise."""
+    values, _ = odata_page(body)
+    moment, key = position
+    for raw in reversed(values):
+        if isinstance(raw, dict) and raw.get("ListingKey") == key:
+            text = raw.get("ModificationTimestamp")
+            if not isinstance(text, str) or _MOMENT.fullmatch(text) is None:
+                return None
+            try:
+                read = datetime.fromisoformat(text).astimezone(UTC)
+            except (ValueError, OverflowError):
+                return None
+            return text if read == moment else None
+    return None
 
 
 def odata_page(body: bytes) -> tuple[list[Any], str | None]:

@@ -88,10 +88,12 @@ def changes_after_url(
     after: tuple[datetime, str],
     page_size: int,
     select: str = SELECT,
+    moment_text: str | None = None,
 ) -> httpx.URL:
-    """Keyset continuation: the records after (timestamp, key) in the same order, for servers
-    whose `$top` caps the whole result (docs/mls-paging.md)."""
-    moment, key = odata_timestamp(after[0]), quote(after[1])
+    """Keyset continuation: the records after (timestamp, key) in the same order
+    (docs/mls-paging.md). `moment_text`: the timestamp as the server wrote it, sent instead
+    of ours (which is cut to microseconds)."""
+    moment, key = moment_text or odata_timestamp(after[0]), quote(after[1])
     keyset = (
         f"ModificationTimestamp gt {moment} or "
         f"(ModificationTimestamp eq {moment} and ListingKey gt {key})"

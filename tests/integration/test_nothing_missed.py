@@ -826,10 +826,10 @@ def _numbered_listings_server(
     10), all changed at one moment (`stamp`, a bulk update): it reads the queries of a
     read of changes (`ListingKey gt 'K'` after that moment, `$top`, `$skip`, `$orderby ...
     desc`) and of a by-key batch (`ListingKey in (...)`), as far as these tests send them, and
-    sends a nextLink by `$skip` when more is left. `finer_times`: its clock is finer than a
-    microsecond (as SQL Server's), so the moment sent back, cut to microseconds, matches no
-    record exactly and `gt` matches them all: `ListingKey gt 'K'` changes nothing. `asked`
-    collects every query's `$top` and `$filter`."""
+    sends a nextLink by `$skip` when more is left. `finer_times`: its clock is finer than the
+    times it writes (cut short, as a server that writes milliseconds), so the moment sent
+    back matches no record exactly and `gt` matches them all: `ListingKey gt 'K'` changes
+    nothing. `asked` collects every query's `$top` and `$filter`."""
 
     def records(request: Request) -> Response:
         query = request.query_params
@@ -882,7 +882,7 @@ async def test_a_bulk_update_on_a_server_with_finer_times_is_read_through_once(
     runtime: Runtime, group: int
 ) -> None:
     """Seven (or eight: the last page full) keys share one moment on a server whose times are
-    finer than a microsecond: a query after the last key of a page (the moment cut short)
+    finer than those it writes: a query after the last key of a page (the moment cut short)
     sends the whole group again. The read follows the server's nextLinks from there to the
     end of its answer, in as many requests as it has pages."""
     keys = [str(n) for n in range(1, group + 1)]
@@ -925,3 +925,92 @@ async def test_an_empty_page_whose_next_link_points_back_is_a_recorded_error(
     assert report.run.outcome != "ok"
     assert any("a page already read" in e.message for e in report.errors)
     assert sum(sandbox.requests.values()) - before < 10
+
+
+def _ticks(moment: str) -> tuple[datetime, int]:
+    """A timestamp with up to seven fractional digits, as a server with SQL Server's clock
+    compares it: whole seconds, and the fraction in tenths of a microsecond."""
+    whole, _, fraction = moment.removesuffix("Z").partition(".")
+    return datetime.fromisoformat(whole), int(fraction.ljust(7, "0"))
+
+
+def _finer_clock_server(
+    stamps: dict[str, str],
+    statuses: dict[str, str],
+    change: Callable[[], object],
+    pages_served: list[int],
+) -> Starlette:
+    """An MLS whose timestamps have seven fractional digits, which it sends as they are and
+    compares in full (SQL Server's `datetime2`): a moment sent back cut to microseconds is
+    earlier than the records that have it. It reads the filters a read of changes sends
+    (`ge`, and the keyset's `gt M or (eq M and ListingKey gt 'K')`), orders by moment then
+    key as a number, and pages on by `$skip` nextLinks. `change` happens once, before the
+    third page of changes is answered (counted in `pages_served`, which the test clears):
+    the MLS changing while a reader pages through it."""
+
+    def records(request: Request) -> Response:
+        query = request.query_params
+        text, top = query.get("$filter", ""), int(query.get("$top", "100"))
+        if "ModificationTimestamp" in text and top > 1:
+            pages_served.append(top)
+            if len(pages_served) == 3:
+                change()
+        keys = sorted(statuses, key=lambda k: (_ticks(stamps[k]), int(k)))
+        if " in (" in text:
+            keys = [k for k in keys if f"'{k}'" in text]
+        elif (since := re.search(r"ModificationTimestamp ge (\S+)", text)) is not None:
+            keys = [k for k in keys if _ticks(stamps[k]) >= _ticks(since.group(1))]
+        elif (keyset := re.search(r"gt (\S+) or .* ListingKey gt '(\d+)'", text)) is not None:
+            moment, after = _ticks(keyset.group(1)), int(keyset.group(2))
+            keys = [
+                k
+                for k in keys
+                if _ticks(stamps[k]) > moment or (_ticks(stamps[k]) == moment and int(k) > after)
+            ]
+        if "desc" in query.get("$orderby", ""):
+            keys.reverse()
+        skip = int(query.get("$skip", "0"))
+        page: dict[str, object] = {
+            "value": [
+                {"ListingKey": k, "StandardStatus": statuses[k], "ModificationTimestamp": stamps[k]}
+                for k in keys[skip : skip + top]
+            ]
+        }
+        if skip + top < len(keys):
+            page["@odata.nextLink"] = str(request.url.include_query_params(**{"$skip": skip + top}))
+        return Response(json.dumps(page), media_type="application/json")
+
+    return Starlette(routes=[Route("/Property", records)])
+
+
+async def test_a_record_changed_between_two_pages_on_a_server_with_finer_times_hides_no_other(
+    runtime: Runtime,
+) -> None:
+    """A bulk update sells 1..6 at one moment of a server with seven-digit times; while the
+    reader is between pages, 1 changes again and moves to the end. A keyset query that sends
+    the moment back cut to microseconds gets the group again, so a reader that falls back to
+    the server's offset nextLinks skips 3. Sent back as the server wrote it, the moment
+    matches, and every page goes on after the one before."""
+    keys = [str(n) for n in range(1, 7)]
+    long_ago = "2001-01-01T00:00:00.0000000Z"
+    stamps, statuses = dict.fromkeys(keys, long_ago), dict.fromkeys(keys, "Active")
+    moment = utcnow() + timedelta(seconds=30)
+    bulk = f"{moment:%Y-%m-%dT%H:%M:%S}.1234567Z"
+    later = f"{moment + timedelta(seconds=1):%Y-%m-%dT%H:%M:%S}.7654321Z"
+    pages_served: list[int] = []
+
+    def relisted() -> None:
+        stamps["1"], statuses["1"] = later, "Pending"
+
+    async with serving(_finer_clock_server(stamps, statuses, relisted, pages_served)) as url:
+        await add_incremental(runtime, url, keys, page_size=2)
+        await runtime.engine.sync_all()  # the full pass: the cursor is set before `bulk`
+        stamps.update(dict.fromkeys(keys, bulk))
+        statuses.update(dict.fromkeys(keys, "Closed"))
+        pages_served.clear()
+
+        report = await runtime.engine.sync_all()
+
+    assert report.run.outcome == "ok", [e.message for e in report.errors]
+    found = [await status_of(runtime, k) for k in keys]
+    assert found == ["pending"] + ["sold"] * 5, (found, pages_served)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import httpx
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 
 from daemon.enums import KeyFilter
 from daemon.mls.client import _answer_for, ignores_order, parse_retry_after
-from daemon.mls.payload import BadPayload, parse_page
+from daemon.mls.payload import BadPayload, parse_changes_page, parse_page
 from daemon.mls.query import SELECT, by_key_url, key_batches, keys_filter, quote
 
 
@@ -189,3 +190,24 @@ def test_a_server_ignores_the_order_when_the_oldest_newest_and_first_read_say_so
     ignored: bool,
 ) -> None:
     assert ignores_order(oldest, newest, first_read) is ignored
+
+
+@pytest.mark.parametrize(
+    ("written", "kept"),
+    [
+        ("2026-12-01T10:00:00.1234567Z", True),  # seven digits, as SQL Server writes them
+        ("2026-12-01T12:00:00.1234567+02:00", True),
+        ("2026-12-01T10:00:00Z", True),
+        ("2026-12-01T10:00:00.1234567Z or true", False),  # never sent back into a filter
+        ("2026-12-01 10:00:00Z", False),
+    ],
+)
+def test_a_page_of_changes_keeps_its_last_timestamp_as_the_server_wrote_it_if_it_is_plain(
+    written: str, kept: bool
+) -> None:
+    record = {"ListingKey": "K2", "StandardStatus": "Active", "ModificationTimestamp": written}
+    first = {**record, "ListingKey": "K1", "ModificationTimestamp": "2026-12-01T09:00:00Z"}
+    body = json.dumps({"value": [first, record]}).encode()
+    page = parse_changes_page(body, page_size=2)
+    assert (page.last_moment == written) is kept
+    assert parse_changes_page(body, page_size=3).last_moment is None  # the read ends here
