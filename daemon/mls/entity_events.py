@@ -66,14 +66,25 @@ class EventPage:
         `Property` as a rule), with the first sequence that names it, in order."""
         found: dict[str, int] = {}
         for e in self.events:
-            if e.resource == resource:
+            if names_resource(e.resource, resource):
                 found.setdefault(e.key, e.sequence)
         return found
 
     def unreadable(self, resource: str) -> list[tuple[int, str]]:
         """(sequence, what is wrong) of the events that may be of `resource`: their
         resource is that one, or cannot be read either."""
-        return [(seq, why) for seq, name, why in self.errors if name in (None, resource)]
+        return [
+            (seq, why)
+            for seq, name, why in self.errors
+            if name is None or names_resource(name, resource)
+        ]
+
+
+def names_resource(name: str, resource: str) -> bool:
+    """Whether an event's ResourceName is `resource`, whatever its case: no two RESO
+    resources differ by case alone, and ignoring a producer's `property` would miss every
+    change it tells of while the read says ok."""
+    return name.casefold() == resource.casefold()
 
 
 def parse_event_page(body: bytes) -> EventPage:

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 
 from daemon.enums import QueryMode
 from daemon.foreign_text import NO_CONTROL_CHARACTERS
-from daemon.mls.entity_events import MAX_SEQUENCE
+from daemon.mls.entity_events import MAX_SEQUENCE, names_resource
 from daemon.specs import EVENTS_RESOURCE, SpecError, explain
 from daemon.store import connections, pushed_events
 from daemon.store.database import Database
@@ -118,7 +118,7 @@ async def receive(
     mine = [
         PushedEvent(e.EntityEventSequence, e.ResourceRecordKey)
         for e in events
-        if e.ResourceName == EVENTS_RESOURCE
+        if names_resource(e.ResourceName, EVENTS_RESOURCE)
     ]
     ignored = len(events) - len(mine)
     if not mine:

@@ -116,6 +116,22 @@ async def test_one_event_without_a_batch_and_events_of_other_resources_are_accep
     await _until_status(daemon, "K2", "pending")
 
 
+async def test_a_pushed_event_naming_property_in_another_case_is_applied(
+    daemon: Daemon, mls: Mls
+) -> None:
+    """`property` is no other resource than `Property` (no two RESO resources differ by case
+    alone): ignoring it would miss the sale while the push said 200."""
+    token = await _push_token(daemon)
+    sequence = mls[0].change_unlogged("K3", "Closed")
+
+    answer = await _push(
+        daemon, token, {"@reso.context": CONTEXT, **_event(sequence, "K3", "property")}
+    )
+
+    assert answer.json() == {"queued": 1, "ignored": 0}
+    await _until_status(daemon, "K3", "sold")
+
+
 async def test_duplicated_and_out_of_order_pushes_change_a_listing_once(
     daemon: Daemon, prepared: DaemonConfig, mls: Mls
 ) -> None:

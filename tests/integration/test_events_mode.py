@@ -130,6 +130,31 @@ async def test_an_event_without_a_readable_key_has_every_tracked_listing_read(
     assert await _sequence(runtime) == sandbox.next_sequence - 1
 
 
+async def test_an_event_naming_property_in_another_case_is_applied(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """A producer that writes `property`: its events are the listings', not another
+    resource's to skip while the run says ok."""
+    sandbox, _ = mls
+    await _events_connection(runtime, mls)
+    await runtime.engine.sync_all()
+    sandbox.records["E07"]["StandardStatus"] = "Closed"  # changed without an event of its own
+    sandbox.entity_events.append(
+        {
+            "EntityEventSequence": sandbox.next_sequence,
+            "ResourceName": "PROPERTY",
+            "ResourceRecordKey": "E07",
+        }
+    )
+    sandbox.next_sequence += 1
+    sandbox.version += 1
+
+    report = await runtime.engine.sync_all()
+
+    assert (report.run.listings_checked, report.run.errors) == (1, 0)
+    assert await status_of(runtime, "E07") == "sold"
+
+
 async def test_the_full_pass_runs_when_it_is_due_and_the_log_is_read_on_from_before_it(
     runtime: Runtime, mls: Mls
 ) -> None:
