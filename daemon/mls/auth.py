@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import anyio
 import httpx
 
+from daemon import foreign_json
 from daemon.mls.errors import NeedsReauth, TokenUnavailable
 from daemon.mls.transport import answer_summary, transport_cause
 
@@ -90,7 +91,7 @@ class ClientCredentials:
             # A 404 or a 5xx HTML page: the URL or the server is wrong, not the credentials.
             raise TokenUnavailable(f"token endpoint {self._url}: {answer_summary(resp)}")
         try:
-            body = resp.json()
+            body = foreign_json.loads(resp.content)
             token = body["access_token"]
             lifetime = float(body.get("expires_in", DEFAULT_TOKEN_LIFETIME_SECONDS))
         except (ValueError, KeyError, TypeError):

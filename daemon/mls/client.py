@@ -187,7 +187,7 @@ class MlsClient:
         own is asked again in halves, so that one key it fails on fails alone (`_isolate`)."""
         try:
             return await self._fetch(keys)
-        except QueryFailed:
+        except QueryFailed as failure:
             if len(keys) == 1:
                 raise
             # One batch split at a time: the budget judges each split with what the one
@@ -195,7 +195,7 @@ class MlsClient:
             async with self._isolating:
                 if not self.isolation.split():
                     raise
-                answer, answered = await self._isolate(keys)
+                answer, answered = await self._isolate(keys, failure)
             if not answered:
                 raise  # no part answered: the batch fails whole, as it would have
             return answer
@@ -206,49 +206,61 @@ class MlsClient:
         """One query for `keys` (two, or more, if the server finds it too long). A key in
         none of the pages of an answer of several is asked again before it counts as
         removed: the server's nextLink may go on by offset, and a record that left the
-        feed between two pages shifts the offset past one that did not (`again`: this is
-        that second asking; docs/mls-paging.md)."""
+        feed between two pages shifts the offset past one that did not. Such keys are asked
+        again together; if that answer too has several pages (`again`), each alone: an
+        answer for one key has no other record to shift it (docs/mls-paging.md)."""
         url = self.by_key_url(keys)
         try:
             pages = [page async for page in self.pages(url, parse_page, retry_server_errors)]
         except RequestTooLong:
-            if len(keys) == 1:
-                raise MlsError(
-                    f"the server refuses a one-key query for {keys[0]!r} as too long"
-                ) from None
+            if len(keys) == 1:  # that key's alone: the rest of its batch is answered
+                return BatchAnswer(
+                    errors={keys[0]: "the server refuses a query of this key as too long"}
+                )
             middle = len(keys) // 2
             answer = await self._fetch(keys[:middle], retry_server_errors, again)
             answer.merge(await self._fetch(keys[middle:], retry_server_errors, again))
             return answer
         answer, absent = _answer_for(keys, pages)
         if absent and again:
-            answer.errors.update(dict.fromkeys(absent, NOT_CONFIRMED_ABSENT))
+            for key in absent:
+                answer.merge(await self._fetch([key], retry_server_errors))
         elif absent:
             answer.merge(await self._fetch(absent, retry_server_errors, again=True))
         return answer
 
-    async def _isolate(self, keys: Sequence[str]) -> tuple[BatchAnswer, bool]:
-        """`keys`, whose query failed, asked again in halves: a half answered is the answer
-        for its keys; a half that fails is halved again while the sync's budget allows
-        (daemon/mls/isolation.py), down to the key the server fails on alone, which gets the
-        error. A half's 5xx is not tried again: the batch's own tries showed it is no
-        passing fault, and a half failed by one is only split further. Gives the answer, and
+    async def _isolate(self, keys: Sequence[str], failure: QueryFailed) -> tuple[BatchAnswer, bool]:
+        """`keys`, whose query failed with `failure`, asked again in halves: a half answered
+        is the answer for its keys; a half that fails is halved again while the sync's
+        budget allows (daemon/mls/isolation.py), down to the key the server fails on alone,
+        which gets the error. A half's 5xx is not tried again: the batch's own tries showed
+        it is no passing fault, and a half failed by one is only split further. A half that
+        fails otherwise (the server busy, throttled, out of reach) is not split: its keys
+        get that error, and what the other half answered is kept. Gives the answer, and
         whether any part of `keys` was answered (when none was, the server may be failing
         every query)."""
         answer, answered = BatchAnswer(), False
         middle = len(keys) // 2
         for half in (keys[:middle], keys[middle:]):
+            if self.isolation.given_up():
+                answer.errors.update(dict.fromkeys(half, _unsplit(len(half), failure)))
+                continue
             try:
                 answer.merge(await self._fetch(half, retry_server_errors=False))
                 answered = True
                 continue
             except QueryFailed as exc:
                 failure = exc
+            except ConnectionStopped:
+                raise
+            except MlsError as exc:
+                answer.errors.update(dict.fromkeys(half, f"not checked: {exc}"))
+                continue
             self.isolation.failed()
             if len(half) == 1:
                 answer.errors[half[0]] = f"the server fails a query of this key alone: {failure}"
             elif self.isolation.split():
-                part, found = await self._isolate(half)
+                part, found = await self._isolate(half, failure)
                 answer.merge(part)
                 answered = answered or found
             else:
@@ -624,22 +636,19 @@ def _out_of_order(page: Page, before: Position | None) -> bool:
 def _unsplit(keys: int, failure: QueryFailed) -> str:
     return (
         f"not checked: the server failed a query of {keys} keys ({failure}), and this sync "
-        "has spent its queries for finding the key that makes it fail"
+        "asks no more to find the key that makes it fail (daemon/mls/isolation.py)"
     )
 
 
 NOT_IN_THE_ANSWER = "not in the MLS answer (removed from the feed)"
-NOT_CONFIRMED_ABSENT = (
-    "not confirmed: in none of the pages of an answer of several pages, twice (an answer "
-    "read by offset may skip a record); ask for fewer keys per request than the page size"
-)
+TOO_LONG_ALONE = "the server refuses a query of this key alone as too long"
 
 
 def _answer_for(keys: Sequence[str], pages: list[Page]) -> tuple[BatchAnswer, list[str]]:
     """The answer for `keys` from the pages of their query. A key in none of them, with
     nothing unreadable or unasked in the answer that could have been its, is removed when
-    the answer is one page, and given back to be asked again when it is several (an offset
-    may have skipped its record)."""
+    the answer is one page, or the query asked for that key alone; otherwise it is given
+    back to be asked again (an offset may have skipped its record)."""
     wanted = set(keys)
     absent: list[str] = []
     answer = BatchAnswer()
@@ -679,7 +688,7 @@ def _answer_for(keys: Sequence[str], pages: list[Page]) -> tuple[BatchAnswer, li
                 f"not confirmed: the answer held ListingKey {unasked[0]!r}, which was not asked "
                 f"for, and none for {key!r}; the tracked key must be the server's exactly"
             )
-        elif len(pages) == 1:
+        elif len(pages) == 1 or len(keys) == 1:
             answer.removed[key] = NOT_IN_THE_ANSWER
         else:
             absent.append(key)

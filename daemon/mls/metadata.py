@@ -7,7 +7,6 @@ refuses entity expansion and external references.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 from xml.etree.ElementTree import ParseError
@@ -15,6 +14,7 @@ from xml.etree.ElementTree import ParseError
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
+from daemon import foreign_json
 from daemon.mls.errors import MlsError
 
 # What a resource is declared as: an entity set of the container, or its entity type (some
@@ -51,8 +51,8 @@ def _resources(body: bytes) -> frozenset[str]:
 
 def _from_json(body: bytes) -> frozenset[str]:
     try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        document = foreign_json.loads(body)
+    except ValueError:
         raise MlsError("$metadata is not readable CSDL (neither XML nor JSON)") from None
     names: set[str] = set()
     for schema in _objects(document):

@@ -5,7 +5,6 @@ Nothing here trusts the server: every field is checked for type, and the problem
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -13,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
+from daemon import foreign_json
 from daemon.foreign_text import NO_CONTROL_CHARACTERS, has_control_characters
 from daemon.models import MlsRecord
 
@@ -123,8 +123,8 @@ def odata_page(body: bytes) -> tuple[list[Any], str | None]:
     """An OData answer's `value` list and its nextLink (None when absent or empty), or
     BadPayload naming what is wrong with it."""
     try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        doc = foreign_json.loads(body)
+    except ValueError as exc:
         raise BadPayload(f"the answer is not JSON ({exc})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("value"), list):
         raise BadPayload("the answer has no `value` list (is this a RESO Web API resource?)")

@@ -3,11 +3,12 @@ operator can act on. Pure: exceptions and responses in, short text out."""
 
 from __future__ import annotations
 
-import json
 import socket
 import ssl
 
 import httpx
+
+from daemon import foreign_json
 
 # An error body's message is quoted up to this length; longer ones are cut.
 MAX_QUOTED = 200
@@ -57,8 +58,8 @@ def answer_summary(resp: httpx.Response) -> str:
 
 def _json_message(body: bytes) -> str | None:
     try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        doc = foreign_json.loads(body)
+    except ValueError:
         return None
     if not isinstance(doc, dict):
         return None

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from daemon import foreign_json
 from daemon.specs import ListingSpec, SpecError, parse_spec
 
 ImportFormat = Literal["csv", "jsonl"]
@@ -89,7 +89,7 @@ def _json_rows(text: str) -> Iterator[Row]:
         if not raw.strip():
             continue
         try:
-            fields = json.loads(raw)
+            fields = foreign_json.loads(raw)
         except ValueError:
             _refuse(line, "not a JSON object")
         if not isinstance(fields, dict):

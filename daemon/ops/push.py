@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import secrets
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
+from daemon import foreign_json
 from daemon.enums import QueryMode
 from daemon.foreign_text import NO_CONTROL_CHARACTERS
 from daemon.mls.entity_events import MAX_SEQUENCE, names_resource
@@ -65,9 +65,9 @@ def parse_push(body: bytes) -> list[_Event]:
     that is refused whole: UnreadablePush when it is not JSON, SpecError (naming the fields,
     never their values) when it is not events."""
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise UnreadablePush("the body is not JSON") from None
+        data = foreign_json.loads(body)
+    except ValueError:
+        raise UnreadablePush("the body cannot be read as JSON (or is nested too deep)") from None
     if not isinstance(data, dict):
         raise SpecError("the body must be a JSON object: one EntityEvent, or a batch in `value`")
     try:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from pydantic import BaseModel, Field
 
+from daemon import foreign_json
 from daemon.foreign_text import storable
 from daemon.platforms.outcomes import (
     AccountCredentials,
@@ -55,8 +55,8 @@ class GraphError:
 
 def read_error(resp: httpx.Response) -> GraphError:
     try:
-        body: Any = resp.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        body: Any = foreign_json.loads(resp.content)
+    except ValueError:
         body = None
     err = body.get("error") if isinstance(body, dict) else None
     if not isinstance(err, dict):
@@ -101,7 +101,7 @@ def _regain_access_seconds(headers: httpx.Headers) -> float | None:
     if not raw:
         return None
     try:
-        usage = json.loads(raw)
+        usage = foreign_json.loads(raw)
         minutes = max(
             float(entry.get("estimated_time_to_regain_access", 0))
             for entries in usage.values()
@@ -114,8 +114,8 @@ def _regain_access_seconds(headers: httpx.Headers) -> float | None:
 
 def success_body(resp: httpx.Response) -> dict[str, Any] | None:
     try:
-        body = resp.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = foreign_json.loads(resp.content)
+    except ValueError:
         return None
     return body if isinstance(body, dict) else None
 

@@ -3,7 +3,6 @@ DELETE), with one token refresh on expiry."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
@@ -11,6 +10,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, Field
 
+from daemon import foreign_json
 from daemon.foreign_text import storable
 from daemon.platforms.outcomes import (
     AccountCredentials,
@@ -127,9 +127,9 @@ class LinkedInAdapter:
         if resp.status_code >= 500:
             return RetryLater(f"LinkedIn token refresh: HTTP {resp.status_code}")
         try:
-            body = resp.json()
+            body = foreign_json.loads(resp.content)
             token = body["access_token"] if resp.status_code == 200 else None
-        except (json.JSONDecodeError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError):
             token = None
         if not isinstance(token, str) or not token:
             return AuthFailed(
@@ -158,8 +158,8 @@ def _lifetime(expires_in: Any) -> float | None:
 def _error_code(resp: httpx.Response) -> str | None:
     """LinkedIn's `code` string (EXPIRED_ACCESS_TOKEN...): matched by name, not number."""
     try:
-        body = resp.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = foreign_json.loads(resp.content)
+    except ValueError:
         return None
     code = body.get("code") if isinstance(body, dict) else None
     return code if isinstance(code, str) else None

@@ -206,23 +206,23 @@ class ConnectionSync:
         page's last sequence as the cursor, in one commit (invariant 5).
 
         A request that fails stops the reading there: the sequence stays before the page,
-        and the next sync reads it again. A listing whose record came back unreadable holds
-        the sequence before the first event that named it, for this sync and the next ones,
-        until it reads; the pages after it are applied all the same."""
+        and the next sync reads it again. A listing whose record came back unreadable, or
+        that the server fails on alone, does not hold the sequence: its error, in the same
+        commit, makes it wait for a read of its own, which each sync makes until it reads
+        (`needs_read`; the engine's `_read_unconfirmed`). Holding the sequence instead made
+        each sync read every event since, again, a cost that grew with the log."""
         assert self.row.cursor is not None
-        held: int | None = None  # the sequence kept back by a listing not read yet
         try:
             async for page in self.client.entity_events(int(self.row.cursor)):
-                read, held = await self._apply_event_page(page, held)
-                if not read:
+                if not await self._apply_event_page(page):
                     return
         except ConnectionStopped as exc:
             self.stopped = exc
         except MlsError as exc:
             await self._record(ErrorEntry("batch", f"change log read stopped: {exc}", self.row.id))
 
-    async def _apply_event_page(self, page: EventPage, held: int | None) -> tuple[bool, int | None]:
-        """(every request went through, the sequence now held back, if any)."""
+    async def _apply_event_page(self, page: EventPage) -> bool:
+        """Whether every request went through."""
         named = page.first_event_of(self.row.resource)
         if unreadable := page.unreadable(self.row.resource):
             # An event that names no readable key could be any listing's: every tracked
@@ -241,13 +241,10 @@ class ConnectionSync:
             )
             tracked = await listings.tracked(self.db, self.row.id)
             id_by_key = {t.listing_key: t.id for t in tracked}
-            first = {key: named.get(key, unreadable[0][0]) for key in id_by_key}
         else:
             id_by_key = await listings.ids_for_keys(self.db, self.row.id, list(named))
-            first = named
         observations: list[tuple[str, Observation]] = []
         failures: list[tuple[str, str]] = []
-        unread: list[str] = []
         for keys in self._batches(list(id_by_key)):
             try:
                 answer = await self.client.fetch_batch(keys)
@@ -263,19 +260,13 @@ class ConnectionSync:
                     )
                 )
                 self.failed_batches += 1
-                return False, held
+                return False
             found, failed = _observations(answer, id_by_key)
             observations += found
             failures += failed
-            unread += list(answer.errors)
-        if unread:
-            # Never past an unread listing's event, nor past what an earlier page held
-            # (which may be 0: a number to compare, not a flag).
-            kept = [first[k] - 1 for k in unread] + ([] if held is None else [held])
-            held = min(kept)
-        cursor = held if held is not None else page.last_sequence
+        cursor = page.last_sequence
         await self._apply(observations, failures, cursor=None if cursor is None else str(cursor))
-        return True, held
+        return True
 
     # -- pushed events (docs/mls-reso.md "Push") ---------------------------------------------
 
@@ -431,7 +422,8 @@ class ConnectionSync:
     async def _read_in_place_of(self, why: str) -> None:
         """A changed record without a readable key could be any tracked listing's change:
         every tracked listing is read by key in its place (as in events mode), before the
-        cursor moves past it; if any could not be read, it does not."""
+        cursor moves past it; if a batch of them could not be read, it does not. A listing
+        that failed alone has its error, and waits for a read of its own (`needs_read`)."""
         await self._record(
             ErrorEntry(
                 "batch",

@@ -185,8 +185,16 @@ async def test_bad_push_bodies_are_refused_whole_without_repeating_them_and_queu
     # (which PostgreSQL refuses in text): each named, not a server error.
     too_large = await _push(daemon, token, {"value": [_event(2**63, "K1"), _event(5002, "K2")]})
     nul_key = await _push(daemon, token, _event(5003, "K\x00"))
+    # Valid JSON nested past what a parser reads.
+    deep = await daemon.call(
+        "POST",
+        PUSH,
+        token=token,
+        content=b"[" * 100_000 + b"]" * 100_000,
+        headers={"content-type": "application/json"},
+    )
 
-    assert not_json.status_code == 400
+    assert (not_json.status_code, deep.status_code) == (400, 400)
     assert (bad.status_code, empty.status_code, negative.status_code) == (422, 422, 422)
     assert (too_large.status_code, nul_key.status_code) == (422, 422)
     assert "value.0.EntityEventSequence" in too_large.json()["detail"]

@@ -176,16 +176,15 @@ async def test_the_full_pass_runs_when_it_is_due_and_the_log_is_read_on_from_bef
     assert await _sequence(runtime) == sandbox.next_sequence - 1
 
 
-async def test_a_listing_whose_record_comes_back_unreadable_holds_the_sequence_until_it_reads(
+async def test_a_listing_whose_record_comes_back_unreadable_is_read_at_each_sync_until_it_reads(
     runtime: Runtime, mls: Mls
 ) -> None:
-    """The events after it are applied all the same; the sequence stays before the event
-    that named it, so the next syncs read it again (a recorded error each time) until the
-    record reads."""
+    """The events after it are applied all the same, and the sequence moves on: the listing
+    waits for a read of its own (`needs_read`, in the same commit), which each sync makes
+    (a recorded error each time) until the record reads."""
     sandbox, _ = mls
     await _events_connection(runtime, mls)
     await runtime.engine.sync_all()
-    before = await _sequence(runtime)
     sandbox.put("E01", 404)  # a StandardStatus a broken feed sends: not a string
     sandbox.set_status("E02", "Closed")
 
@@ -193,13 +192,39 @@ async def test_a_listing_whose_record_comes_back_unreadable_holds_the_sequence_u
 
     assert broken.run.errors == 1 and broken.run.outcome != "ok"
     assert await status_of(runtime, "E02") == "sold"
-    assert await _sequence(runtime) == before  # before E01's event
+    assert await _sequence(runtime) == sandbox.next_sequence - 1
     again = await runtime.engine.sync_all()
-    assert again.run.errors == 1
-    sandbox.set_status("E01", "Closed")
+    assert (again.run.errors, again.run.listings_checked) == (1, 0)
+    sandbox.change_unlogged("E01", "Closed")  # mended, without an event of its own
     fixed = await runtime.engine.sync_all()
     assert (fixed.run.errors, await status_of(runtime, "E01")) == (0, "sold")
-    assert await _sequence(runtime) == sandbox.next_sequence - 1
+
+
+async def test_a_key_the_server_always_fails_on_costs_each_poll_the_same_as_the_log_grows(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """Every query naming F03 fails; the log grows by five other listings' changes a round.
+    Each sync reads the new events and F03 alone, not every listing named since F03's event
+    again (which grew by a batch a round)."""
+    sandbox, url = mls
+    keys = [f"F{i:02d}" for i in range(30)]
+    for key in keys:
+        sandbox.put(key, "Active")
+    await add_connection(runtime, url, mode="events", batch_size=5)
+    await track(runtime, "mls-1", keys)
+    await runtime.engine.sync_all()
+    sandbox.faults.add(Fault("status", status=400, times=10_000, matching="'F03'"))
+    sandbox.set_status("F03", "Closed")
+    costs = []
+    for changed in (keys[5:10], keys[10:15], keys[15:20], keys[20:25]):
+        for key in changed:
+            sandbox.set_status(key, "Pending")
+        report = await runtime.engine.sync_all()
+        assert report.run.errors == 1
+        assert {await status_of(runtime, k) for k in changed} == {"pending"}
+        costs.append(report.run.mls_requests)
+
+    assert costs[-1] <= costs[1], costs
 
 
 async def test_a_connection_switched_from_incremental_to_events_starts_with_a_full_pass(

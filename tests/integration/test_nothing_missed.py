@@ -1014,3 +1014,49 @@ async def test_a_record_changed_between_two_pages_on_a_server_with_finer_times_h
     assert report.run.outcome == "ok", [e.message for e in report.errors]
     found = [await status_of(runtime, k) for k in keys]
     assert found == ["pending"] + ["sold"] * 5, (found, pages_served)
+
+
+def _trailing_empty_page_server(statuses: dict[str, str]) -> Starlette:
+    """An MLS that answers a by-key batch in pages of `$top` (as `Prefer` asks) and ends
+    every answer with one more page, empty, by a `$skip` nextLink."""
+
+    def records(request: Request) -> Response:
+        query = request.query_params
+        asked = re.findall(r"'([^']*)'", query.get("$filter", ""))
+        found = [k for k in asked if k in statuses]
+        size = int(request.headers.get("prefer", "=10").rsplit("=", 1)[1])
+        skip = int(query.get("$skip", "0"))
+        page: dict[str, object] = {
+            "value": [
+                {"ListingKey": k, "StandardStatus": statuses[k]} for k in found[skip : skip + size]
+            ]
+        }
+        if skip < len(found) or skip == 0:  # the empty page is the one at or past the end
+            page["@odata.nextLink"] = str(
+                request.url.include_query_params(**{"$skip": skip + size})
+            )
+        return Response(json.dumps(page), media_type="application/json")
+
+    return Starlette(routes=[Route("/Property", records)])
+
+
+async def test_listings_gone_from_a_server_that_ends_each_answer_with_an_empty_page_are_removed(
+    runtime: Runtime,
+) -> None:
+    """Every answer has two pages at least, so Y and Z, in none, are asked again together,
+    and that answer has two pages too: each is then asked alone, and an answer for one key
+    settles it."""
+    statuses = {"A": "Active", "B": "Pending"}
+    async with serving(_trailing_empty_page_server(statuses)) as url:
+        await add_connection(runtime, url, batch_size=4, page_size=2)
+        await track(runtime, "mls-1", ["A", "B", "Y", "Z"])
+
+        report = await runtime.engine.sync_all()
+
+    assert [await status_of(runtime, k) for k in "ABYZ"] == [
+        "active",
+        "pending",
+        "off_market",
+        "off_market",
+    ]
+    assert (report.run.outcome, report.run.mls_requests) == ("ok", 2 + 2 + 2 + 2)

@@ -1,5 +1,5 @@
-"""One key the MLS server cannot answer for fails alone (docs/reliability.md "One bad value
-from another system"): a by-key query of several keys that the server answers with an error
+"""One key the MLS server cannot answer for fails alone (docs/reliability.md "One key the
+server fails on"): a by-key query of several keys that the server answers with an error
 of its own is asked again in halves, down to the key that fails, so the listings beside it
 are checked; and a server that fails every query is not asked much more than before. Against
 the sandbox MLS over real HTTP, its faults matching a key in the query."""
@@ -90,14 +90,15 @@ async def test_a_server_that_refuses_every_query_is_asked_six_more_times_in_a_sy
     the cause is not one key, so the splitting stops there and no other batch of the sync
     is split (a server-wide 400 does not multiply the requests). Each batch fails with one
     error, as before."""
-    await add_sandbox_connection(runtime, mls, KEYS, batch_size=5)
+    keys = [f"S{i:03d}" for i in range(200)]
+    await add_sandbox_connection(runtime, mls, keys, batch_size=50)
     mls[0].faults.add(Fault("status", status=400, times=10_000))
 
     report = await runtime.engine.sync_all()
 
     assert report.run.mls_requests == 4 + 6
     assert (report.run.errors, report.run.listings_checked) == (4, 0)
-    assert {await status_of(runtime, k) for k in KEYS} == {None}
+    assert {await status_of(runtime, k) for k in keys} == {None}
 
 
 async def test_an_overloaded_server_is_not_asked_again_in_halves(
@@ -163,19 +164,66 @@ async def test_a_sold_listing_beside_a_key_the_server_refuses_loses_its_facebook
 async def test_many_keys_the_server_fails_on_cost_a_bounded_number_of_queries(
     runtime: Runtime, mls: Mls
 ) -> None:
-    """One bad key in each of ten batches: the first few are found, within the sync's budget
-    for splitting; the batches after it fail whole, each with one error, as before."""
+    """One bad key in each of ten batches of 20, two in the first: the first few are found,
+    within the sync's budget for splitting. It runs out in the middle of a batch, whose
+    halves not split any more fail with an error that says so; the batches after it fail
+    whole, each with one error, as before."""
     keys = [f"M{i:03d}" for i in range(200)]
+    bad = {*keys[5::20], keys[15]}
     await add_sandbox_connection(runtime, mls, keys, batch_size=20)
-    for bad in keys[5::20]:
-        _refuse(mls, bad, 400)
+    for key in bad:
+        _refuse(mls, key, 400)
 
     report = await runtime.engine.sync_all()
 
     assert report.run.mls_requests <= 10 + MAX_QUERIES
     errors = await runs.errors_of(runtime.db, report.run.id)
-    alone = [e.listing_id for e in errors if e.scope == "listing"]
+    alone = {e.listing_id for e in errors if "alone" in e.message}
+    unsplit = [e for e in errors if e.scope == "listing" and "asks no more" in e.message]
     whole = [e for e in errors if e.scope == "batch"]
-    assert len(alone) >= 2 and set(alone) <= {f"L-{k}" for k in keys[5::20]}
-    assert len(alone) + len(whole) == 10
-    assert report.run.listings_checked == 19 * len(alone)
+    assert len(alone) >= 2 and alone <= {f"L-{k}" for k in bad}
+    assert unsplit and len(alone) + len(unsplit) + len(whole) == report.run.errors
+    assert report.run.listings_checked + len(alone) + len(unsplit) + 20 * len(whole) == 200
+
+
+async def test_an_answer_nested_too_deep_to_read_fails_only_the_key_it_comes_for(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """Every answer to a query naming B03 holds a value nested 5,000 arrays deep, past what
+    a JSON parser reads: the sale beside B03 is applied, and the cycle goes on."""
+    sandbox, _ = mls
+    await add_sandbox_connection(runtime, mls, KEYS, batch_size=20)
+    await runtime.engine.sync_all()
+    sandbox.set_status("B07", "Closed")
+    deep = "[" * 5000 + "]" * 5000
+    body = (
+        f'{{"value": [{{"ListingKey": "B03", "StandardStatus": "Active", "MlsStatus": {deep}}}]}}'
+    )
+    sandbox.faults.add(Fault("status", status=200, body=body, times=10_000, matching=f"'{BAD}'"))
+
+    report = await runtime.engine.sync_all()
+
+    assert await status_of(runtime, "B07") == "sold"
+    assert (report.run.errors, report.run.listings_checked) == (1, 19)
+
+
+async def test_a_busy_half_does_not_lose_what_the_other_half_answered(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """While B03's batch is split, every query naming B15 gets a 503 (the server busy): B15's
+    half is not checked and not split further, and B07's sale in the other half is
+    applied."""
+    sandbox, _ = mls
+    await add_sandbox_connection(runtime, mls, KEYS, batch_size=20)
+    await runtime.engine.sync_all()
+    sandbox.set_status("B07", "Closed")
+    _refuse(mls, BAD, 400)
+    _refuse(mls, "B15", 503)
+
+    report = await runtime.engine.sync_all()
+
+    assert await status_of(runtime, "B07") == "sold"
+    errors = await runs.errors_of(runtime.db, report.run.id)
+    busy = {e.listing_id for e in errors if "503" in e.message}
+    assert busy == {f"L-{k}" for k in KEYS[10:]}
+    assert report.run.listings_checked == 9
