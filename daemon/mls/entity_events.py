@@ -61,14 +61,12 @@ class EventPage:
     first_sequence: int | None = None
     last_sequence: int | None = None  # the greatest sequence of the page
 
-    def first_event_of(self, resource: str) -> dict[str, int]:
+    def keys_of(self, resource: str) -> list[str]:
         """Each record of `resource` the page's events name (the connection's listings:
-        `Property` as a rule), with the first sequence that names it, in order."""
-        found: dict[str, int] = {}
-        for e in self.events:
-            if names_resource(e.resource, resource):
-                found.setdefault(e.key, e.sequence)
-        return found
+        `Property` as a rule), once, in the order of their first event."""
+        return list(
+            dict.fromkeys(e.key for e in self.events if names_resource(e.resource, resource))
+        )
 
     def unreadable(self, resource: str) -> list[tuple[int, str]]:
         """(sequence, what is wrong) of the events that may be of `resource`: their

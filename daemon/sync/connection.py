@@ -223,7 +223,7 @@ class ConnectionSync:
 
     async def _apply_event_page(self, page: EventPage) -> bool:
         """Whether every request went through."""
-        named = page.first_event_of(self.row.resource)
+        named = page.keys_of(self.row.resource)
         if unreadable := page.unreadable(self.row.resource):
             # An event that names no readable key could be any listing's: every tracked
             # listing is read, so that nothing it stood for is missed.
@@ -242,7 +242,7 @@ class ConnectionSync:
             tracked = await listings.tracked(self.db, self.row.id)
             id_by_key = {t.listing_key: t.id for t in tracked}
         else:
-            id_by_key = await listings.ids_for_keys(self.db, self.row.id, list(named))
+            id_by_key = await listings.ids_for_keys(self.db, self.row.id, named)
         observations: list[tuple[str, Observation]] = []
         failures: list[tuple[str, str]] = []
         for keys in self._batches(list(id_by_key)):

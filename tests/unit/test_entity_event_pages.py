@@ -24,8 +24,8 @@ def test_a_page_gives_its_events_their_listings_once_and_where_it_ends() -> None
         _body(_event(5), _event(9, "K2"), _event(12, "M1", "Member"), _event(13))
     )
     assert [e.sequence for e in page.events] == [5, 9, 12, 13]
-    assert page.first_event_of("Property") == {"K1": 5, "K2": 9}  # Member events are not
-    assert page.first_event_of("Member") == {"M1": 12}
+    assert page.keys_of("Property") == ["K1", "K2"]  # Member events are not
+    assert page.keys_of("Member") == ["M1"]
     assert (page.first_sequence, page.last_sequence, page.size) == (5, 13, 4)
 
 
