@@ -116,7 +116,8 @@ e.severity = 'error' AND e.scope IN ('connection', 'batch') AND e.connection_id 
 # the sync is in the run, so whether it read the MLS is known here, from the row itself
 # (several daemons' runs cannot say which of them synced which connection).
 MARK_SYNCED = f"""
-UPDATE mls_connections SET last_synced_at = :at, last_error = :error, updated_at = :at,
+UPDATE mls_connections SET last_synced_at = :at, last_sync_started_at = :started,
+    last_error = :error, updated_at = :at,
     last_read_at = CASE WHEN EXISTS (
         SELECT 1 FROM run_errors AS e
         WHERE e.run_id = :run_id AND e.connection_id = :id AND {MLS_NOT_READ}
@@ -289,13 +290,18 @@ async def mark_reconciled_in(conn: Session, reconciled: Sequence[tuple[str, str]
         await conn.execute_many(MARK_RECONCILED, [{"id": i, "at": at} for i, at in reconciled])
 
 
-async def mark_synced(conn: Session, synced: Sequence[tuple[int, str, str, str | None]]) -> None:
-    """(run id, connection id, when, its error or None) for each; inside the transaction
-    that records the connections' part of the run."""
+async def mark_synced(
+    conn: Session, synced: Sequence[tuple[int, str, str, str, str | None]]
+) -> None:
+    """(run id, connection id, when it ended, when it began, its error or None) for each;
+    inside the transaction that records the connections' part of the run."""
     if synced:
         await conn.execute_many(
             MARK_SYNCED,
-            [{"run_id": r, "id": i, "at": at, "error": error} for r, i, at, error in synced],
+            [
+                {"run_id": r, "id": i, "at": at, "started": started, "error": error}
+                for r, i, at, started, error in synced
+            ],
         )
 
 

@@ -17,10 +17,12 @@ from daemon.store.session import Session
 
 # Free, or expired: the one statement that takes leases, for one or many. A lease whose holder
 # is dead but unexpired is taken over by TAKE_OVER, from that holder alone. A request that
-# names a time (its 4th value) is refused when its connection was synced since then: another
-# daemon did the slot's work (daemon/sync/cycle_slots.py), judged under the write lock.
+# names a slot (its 4th and 5th values) is refused when a sync of its connection began in that
+# slot: another daemon did the slot's work (daemon/sync/cycle_slots.py), judged under the
+# write lock.
 _NOT_SYNCED_SINCE = """NOT EXISTS (SELECT 1 FROM mls_connections c
-    WHERE c.id = {id} AND c.last_synced_at >= {since})"""
+    WHERE c.id = {id} AND c.last_sync_started_at >= {since}
+        AND c.last_sync_started_at < {until})"""
 ACQUIRE = both(
     """
 INSERT INTO sync_leases (connection_id, holder, expires_at)
@@ -34,18 +36,24 @@ RETURNING connection_id, holder
     json_extract(value, '$[2]') FROM json_each(:wanted)
 WHERE """
         + _NOT_SYNCED_SINCE.format(
-            id="json_extract(value, '$[0]')", since="json_extract(value, '$[3]')"
+            id="json_extract(value, '$[0]')",
+            since="json_extract(value, '$[3]')",
+            until="json_extract(value, '$[4]')",
         ),
         """SELECT value ->> 0, value ->> 1, value ->> 2
     FROM json_array_elements(CAST(:wanted AS json)) AS value
 WHERE """
-        + _NOT_SYNCED_SINCE.format(id="value ->> 0", since="value ->> 3"),
+        + _NOT_SYNCED_SINCE.format(id="value ->> 0", since="value ->> 3", until="value ->> 4"),
     ),
 )
 TAKE_OVER = f"""
 UPDATE sync_leases SET holder = :holder, expires_at = :until
 WHERE connection_id = :id AND holder = :previous
-  AND {_NOT_SYNCED_SINCE.format(id=":id", since="CAST(:since AS TEXT)")}
+  AND {
+    _NOT_SYNCED_SINCE.format(
+        id=":id", since="CAST(:since AS TEXT)", until="CAST(:slot_end AS TEXT)"
+    )
+}
 """
 # A lease is its holder's until it expires. One that expired is lost, even if nobody has
 # taken it yet: another process may have taken it and released it meanwhile, and writes of its
@@ -82,7 +90,8 @@ class LeaseRequest:
     holder: str
     now: str
     until: str
-    unless_synced_since: str | None = None  # refused if the connection was synced since
+    # A slot (its start and end): refused if a sync of the connection began in it.
+    unless_synced_in: tuple[str, str] | None = None
 
 
 async def acquire(db: Database, wanted: LeaseRequest) -> bool:
@@ -94,7 +103,9 @@ async def acquire(db: Database, wanted: LeaseRequest) -> bool:
 async def acquire_many(conn: Session, wanted: Sequence[LeaseRequest]) -> list[bool]:
     """Several leases in one statement, inside the caller's transaction (for group commit):
     whether each request won its lease. Expiry is judged at the earliest request's time."""
-    rows = [[w.connection_id, w.holder, w.until, w.unless_synced_since] for w in wanted]
+    rows = [
+        [w.connection_id, w.holder, w.until, *(w.unless_synced_in or (None, None))] for w in wanted
+    ]
     now = min(w.now for w in wanted)
     won = {
         (r[0], r[1])
@@ -155,16 +166,18 @@ async def take_over(
     previous: str,
     holder: str,
     until: str,
-    unless_synced_since: str | None = None,
+    unless_synced_in: tuple[str, str] | None = None,
 ) -> bool:
     """Takes a lease from a holder known to be dead; fails if someone else got there first
-    (or, given `unless_synced_since`, if the connection was synced since)."""
+    (or, given `unless_synced_in`, if a sync of the connection began in that slot)."""
+    since, slot_end = unless_synced_in or (None, None)
     params = {
         "id": connection_id,
         "previous": previous,
         "holder": holder,
         "until": until,
-        "since": unless_synced_since,
+        "since": since,
+        "slot_end": slot_end,
     }
     return await db.write_one(TAKE_OVER, params) == 1
 

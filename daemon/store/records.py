@@ -53,6 +53,8 @@ class ConnectionRow:
     user_id: str = "default"
     poll_seconds: int = 60
     push_token_sha256: str | None = None  # RESO push: the hash of its token; None: off
+    # When its last complete sync began: which slot's work it did (daemon/sync/cycle_slots.py).
+    last_sync_started_at: str | None = None
 
     def public(self) -> dict[str, Any]:
         """Everything but the secret and the push token's hash, for display."""
@@ -60,6 +62,7 @@ class ConnectionRow:
         out.pop("secret_encrypted")
         out["secret"] = "<set>"  # noqa: S105 - a placeholder shown instead of it
         out["push"] = out.pop("push_token_sha256") is not None
+        out.pop("last_sync_started_at")  # the scheduler's, not shown
         return out
 
 

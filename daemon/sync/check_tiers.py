@@ -93,6 +93,11 @@ class Choice:
         return self.due or list(itertools.islice(self.upcoming, 1))
 
 
+# How far ahead of the clock a listing's last check may be dated and still count: a few
+# seconds between the database's clock and this process's, no more.
+CHECKED_AHEAD = timedelta(seconds=60)
+
+
 def choose(
     tracked: Iterable[TrackedListing],
     now: datetime,
@@ -107,11 +112,16 @@ def choose(
     a connection may hold many listings, and a cycle must not parse a date for each."""
     since = recent_from(now, settings)
     latest_due = {tier: iso(now + horizon - every(tier, settings)) for tier in TIER_ORDER}
+    # A check dated ahead of the clock was made while the clock ran fast (it has since been
+    # set back): not a check to wait from, or the listing would wait as long as the clock was
+    # ahead.
+    ahead = iso(now + CHECKED_AHEAD)
     due: list[TrackedListing] = []
     later: dict[Tier, list[TrackedListing]] = {tier: [] for tier in TIER_ORDER}
     for listing in tracked:
         tier = listing_tier(listing, since)
-        if tier is Tier.UNCHECKED or str(listing.last_checked_at) <= latest_due[tier]:
+        checked = str(listing.last_checked_at)
+        if tier is Tier.UNCHECKED or checked <= latest_due[tier] or checked > ahead:
             due.append(listing)
         else:
             later[tier].append(listing)

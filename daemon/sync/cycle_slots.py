@@ -9,6 +9,12 @@ connections no process has synced since the slot began: the first daemon to reac
 connection takes it, the others leave it. A connection whose daemon died is left unsynced in
 its slot, and the next catch-up of any daemon takes it. A cycle a person or a program asks
 for syncs every connection, as always.
+
+A slot's work is done by a sync of the whole connection that began in the slot: one that
+began in the slot before and ended in this one read its first listings before this slot, and
+they are due again in it; a sync of one listing is no sync of its connection; and a sync
+"begun" after the slot's end (its time left there by a clock since set back) is not this
+slot's either.
 """
 
 from __future__ import annotations
@@ -38,9 +44,15 @@ def first_slot(interval_seconds: int, offset_seconds: int) -> datetime:
     return EPOCH + timedelta(seconds=offset_seconds % interval_seconds)
 
 
-def synced_in_slot(last_synced_at: str | None, slot: datetime) -> bool:
-    """Whether a connection was synced since `slot` began (ISO text compares as time)."""
-    return last_synced_at is not None and last_synced_at >= iso(slot)
+def slot_bounds(slot: datetime, interval_seconds: int) -> tuple[str, str]:
+    """The slot beginning at `slot`, from its start to the next one's, as ISO text."""
+    return iso(slot), iso(slot + timedelta(seconds=interval_seconds))
+
+
+def synced_in_slot(last_sync_started_at: str | None, bounds: tuple[str, str]) -> bool:
+    """Whether a sync of the connection began within `bounds` (ISO text compares as time)."""
+    start, end = bounds
+    return last_sync_started_at is not None and start <= last_sync_started_at < end
 
 
 def catch_up_seconds(interval_seconds: int, lease_seconds: int) -> int:

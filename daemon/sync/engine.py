@@ -35,7 +35,7 @@ from daemon.store.until_written import until_written
 from daemon.sync import check_tiers, lease_keeping, process_lease
 from daemon.sync.access import MlsAccess
 from daemon.sync.connection import CLOCK_SKEW, ConnectionSync
-from daemon.sync.cycle_slots import SHARED_TRIGGERS, slot_start, synced_in_slot
+from daemon.sync.cycle_slots import SHARED_TRIGGERS, slot_bounds, slot_start, synced_in_slot
 from daemon.sync.holders import is_dead, is_gone, this_process
 from daemon.sync.sync_writer import SyncWriter, writer
 from daemon.sync.sync_writes import ConnectionDone, LeaseLost, lease_lost
@@ -117,7 +117,10 @@ class SyncEngine:
         every = await connections.list_all(self.db, active_only=True)
         self.access.forget_others([t.id for t in every])
         slot = self._slot(trigger)
-        targets = [t for t in every if slot is None or not synced_in_slot(t.last_synced_at, slot)]
+        bounds = self._slot_bounds(slot)
+        targets = [
+            t for t in every if bounds is None or not synced_in_slot(t.last_sync_started_at, bounds)
+        ]
         return await self._run(trigger, "all", targets, reserved=run_id, slot=slot)
 
     async def anything_due(self, trigger: str) -> bool:
@@ -135,7 +138,10 @@ class SyncEngine:
             leased = await leases.valid_in(conn, iso(now))
             lapsed = await self._lapsed_processes(conn, now)
         busy = {cid for cid, holder in leased if not is_gone(holder, self.hostname, lapsed)}
-        if any(not synced_in_slot(r.last_synced_at, slot) and r.id not in busy for r in rows):
+        bounds = slot_bounds(slot, self.settings.cycle_seconds())
+        if any(
+            not synced_in_slot(r.last_sync_started_at, bounds) and r.id not in busy for r in rows
+        ):
             return True
         return await self._unpublish_left_unfinished()
 
@@ -165,6 +171,9 @@ class SyncEngine:
         if trigger not in SHARED_TRIGGERS:
             return None
         return slot_start(self.clock(), self.settings.cycle_seconds(), self.slot_offset)
+
+    def _slot_bounds(self, slot: datetime | None) -> tuple[str, str] | None:
+        return None if slot is None else slot_bounds(slot, self.settings.cycle_seconds())
 
     async def sync_user(
         self, user_id: str, trigger: str = "manual", run_id: int | None = None
@@ -505,9 +514,11 @@ class SyncEngine:
         self, shared: _RunShared, connection_id: str, holder: str, ttl: timedelta
     ) -> bool:
         now = self.clock()
-        # In a clock's cycle, not if another daemon synced it since this cycle's list was read.
-        since = iso(shared.slot) if shared.slot is not None else None
-        wanted = leases.LeaseRequest(connection_id, holder, iso(now), iso(now + ttl), since)
+        # In a clock's cycle, not if another daemon synced it in the slot since this cycle's
+        # list was read.
+        wanted = leases.LeaseRequest(
+            connection_id, holder, iso(now), iso(now + ttl), self._slot_bounds(shared.slot)
+        )
         taken = lease_keeping.take(
             self.db, wanted, shared.lease_requests.submit, self.hostname, self.witness()
         )
@@ -553,6 +564,7 @@ class SyncEngine:
     ) -> bool:
         run_id = shared.run_id
         requests = 0
+        started = iso(self.clock())
 
         def count_request() -> None:
             nonlocal requests
@@ -593,7 +605,9 @@ class SyncEngine:
             last_error,
             holder,
             reauth,
-            marks_synced=shared.pushed is None,
+            # A sync of the connection: not an apply of pushed events, nor of one listing.
+            marks_synced=shared.pushed is None and only_listing is None,
+            started=started,
         )
         committed = await _end_connection(shared, done)
         # One line per connection, once its sync is committed: which process synced which

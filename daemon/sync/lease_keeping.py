@@ -89,5 +89,5 @@ async def _take_from_dead(
         current[0],
         wanted.holder,
         wanted.until,
-        wanted.unless_synced_since,
+        wanted.unless_synced_in,
     )

@@ -53,6 +53,7 @@ class ConnectionDone:
     # Whether it says the connection was synced (its last sync and last error): not for a run
     # that applied pushed events, which is no read of the change log.
     marks_synced: bool = True
+    started: str | None = None  # when the sync began (its lease taken): None, at its end
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +90,7 @@ class GroupPlan:
     cursors: list[tuple[str, str, str]] = field(default_factory=list)  # connection, cursor, when
     reconciled: list[tuple[str, str]] = field(default_factory=list)  # connection, pass started
     # run, connection, when, error
-    synced: list[tuple[int, str, str, str | None]] = field(default_factory=list)
+    synced: list[tuple[int, str, str, str, str | None]] = field(default_factory=list)
     new_states: list[tuple[str, ConnectionState, str | None, str]] = field(default_factory=list)
     released: list[tuple[str, str]] = field(default_factory=list)  # connection id, holder
     pushed_done: list[int] = field(default_factory=list)  # queued pushed events, applied
@@ -165,7 +166,8 @@ def still_tracked(
 def _end_connection(done: ConnectionDone, group: GroupPlan) -> None:
     group.recorded.append(_connection_counted(done))
     if done.marks_synced:
-        group.synced.append((done.run_id, done.connection_id, done.at, done.error))
+        started = done.started or done.at
+        group.synced.append((done.run_id, done.connection_id, done.at, started, done.error))
     if done.new_state is not None:
         group.new_states.append((done.connection_id, done.new_state, done.error, done.at))
     group.released.append((done.connection_id, done.lease_holder))

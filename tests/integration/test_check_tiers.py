@@ -216,3 +216,78 @@ async def test_a_connection_shows_its_listings_in_each_tier_and_when_each_is_nex
     assert tiers["active"]["next_due"] == iso(T1 + 15 * MINUTE)
     assert tiers["closed"]["next_due"] == iso(T0 + timedelta(hours=24))
     assert tiers["closed"]["every_seconds"] == 86_400
+
+
+SECOND = timedelta(seconds=1)
+ACTIVE = ["A1", "A2", "A3"]
+
+
+async def _three_active(runtime: Runtime, mls: Mls, checked_at: datetime) -> Clock:
+    """Three active listings, one key a request, answered at `checked_at` by a sync someone
+    asked for; the default tiers (every 15 minutes for a live status), and leases longer
+    than the test's clock moves."""
+    sandbox, url = mls
+    for key in ACTIVE:
+        sandbox.put(key, "Active")
+    await add_connection(runtime, url, batch_size=1)
+    await track(runtime, "mls-1", ACTIVE)
+    sync = runtime.settings.sync.model_copy(update={"lease_seconds": 3600})
+    runtime.engine.apply_settings(runtime.settings.model_copy(update={"sync": sync}))
+    clock = Clock()
+    clock.now = checked_at
+    runtime.engine.clock = clock
+    await runtime.engine.sync_all("manual")
+    return clock
+
+
+async def test_a_sync_of_one_listing_does_not_count_as_its_connections_sync_in_the_slot(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """Someone syncs A1 alone at 12:15:05, before the 12:15 slot's clock cycle begins: that
+    cycle still asks for A2 (checked at 12:00:20, due), whose sale is found."""
+    clock = await _three_active(runtime, mls, T0 + 20 * SECOND)
+    mls[0].set_status("A2", "Closed")
+    clock.now = T0 + 15 * MINUTE + 5 * SECOND
+    await runtime.engine.sync_listing("L-A1", "manual")
+
+    clock.now = T0 + 15 * MINUTE + 25 * SECOND
+    await runtime.engine.sync_all("schedule")
+
+    assert await status_of(runtime, "A2") == "sold"
+
+
+async def test_a_sync_that_ends_in_the_next_slot_does_not_count_as_that_slots_sync(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """A sync begins at 12:05 and takes 12 minutes (a rate-limited server, say): A1 is asked
+    at its start. The 12:15 slot's cycle, run once it ends, must ask A1 again (due at
+    12:20), not take the sync that began in the slot before for this slot's."""
+    clock = await _three_active(runtime, mls, T0 - 10 * MINUTE)
+    clock.now = T0 + 5 * MINUTE
+
+    def slow(*_: object) -> None:
+        clock.now += 4 * MINUTE
+
+    runtime.engine.on_progress = slow
+    await runtime.engine.sync_all("startup")  # A1 at 12:05, A2 at 12:09, A3 at 12:13
+    runtime.engine.on_progress = lambda *_: None
+    mls[0].set_status("A1", "Closed")
+
+    clock.now = T0 + 17 * MINUTE + 5 * SECOND
+    await runtime.engine.sync_all("schedule")
+
+    assert await status_of(runtime, "A1") == "sold"
+
+
+async def test_check_times_left_in_the_future_by_a_clock_set_back_do_not_put_checks_off(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """The listings were checked while the clock ran three hours fast; once it is set right,
+    a scheduled cycle asks for them all, not only for the one due soonest."""
+    clock = await _three_active(runtime, mls, T0 + 3 * 60 * MINUTE)
+    mls[0].set_status("A2", "Closed")
+
+    clock.now = T0 + 15 * MINUTE + 25 * SECOND
+    await runtime.engine.sync_all("schedule")
+
+    assert await status_of(runtime, "A2") == "sold"

@@ -14,6 +14,7 @@ from daemon.composition import Runtime, open_runtime
 from daemon.sandbox.faults import Fault
 from daemon.sandbox.platforms_server import platform_env
 from daemon.store import cycle_health, leases, runs
+from daemon.sync.cycle_slots import slot_bounds
 from daemon.sync.process_lease import Witness
 from daemon.sync.unpublish_lease import LEASE as UNPUBLISH_LEASE
 from daemon.timestamps import iso, parse_iso
@@ -101,7 +102,9 @@ async def test_a_connection_left_unsynced_in_the_slot_is_taken_by_the_next_catch
     _at(runtime, other, moment=SLOT_START + timedelta(seconds=5))
     await runtime.engine.sync_all("schedule")
     await runtime.db.write_one(  # as if its daemon had died before syncing it
-        "UPDATE mls_connections SET last_synced_at = NULL WHERE id = 'two'", {}
+        "UPDATE mls_connections SET last_synced_at = NULL, last_sync_started_at = NULL"
+        " WHERE id = 'two'",
+        {},
     )
 
     _at(runtime, other, moment=SLOT_START + timedelta(seconds=20))
@@ -125,7 +128,8 @@ async def test_a_lease_for_a_slot_is_refused_once_the_connection_was_synced_in_i
     now = SLOT_START + timedelta(seconds=10)
     later = iso(now + timedelta(seconds=60))
 
-    for_the_slot = leases.LeaseRequest("one", "elsewhere:1", iso(now), later, iso(SLOT_START))
+    slot = slot_bounds(SLOT_START, runtime.settings.cycle_seconds())
+    for_the_slot = leases.LeaseRequest("one", "elsewhere:1", iso(now), later, slot)
     assert not await leases.acquire(runtime.db, for_the_slot)
     asked_for = leases.LeaseRequest("one", "elsewhere:1", iso(now), later)
     assert await leases.acquire(runtime.db, asked_for)  # a cycle someone asked for takes it

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from daemon.sync.cycle_slots import catch_up_seconds, first_slot, slot_start, synced_in_slot
+from daemon.sync.cycle_slots import (
+    catch_up_seconds,
+    first_slot,
+    slot_bounds,
+    slot_start,
+    synced_in_slot,
+)
 from daemon.timestamps import iso
 
 NOON = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)  # a whole number of 900 s since the epoch
@@ -25,10 +31,16 @@ def test_the_clocks_first_slot_is_one_of_the_slots() -> None:
         assert slot_start(later, 900, offset) == later
 
 
-def test_a_connection_counts_as_synced_in_the_slot_from_its_first_microsecond() -> None:
-    assert synced_in_slot(iso(NOON), NOON)
-    assert not synced_in_slot(iso(NOON - timedelta(microseconds=1)), NOON)
-    assert not synced_in_slot(None, NOON)
+def test_a_sync_counts_for_the_slot_it_began_in_from_its_first_microsecond_to_its_last() -> None:
+    slot = slot_bounds(NOON, 900)
+    assert synced_in_slot(iso(NOON), slot)
+    assert synced_in_slot(iso(NOON + timedelta(seconds=900, microseconds=-1)), slot)
+    assert not synced_in_slot(iso(NOON - timedelta(microseconds=1)), slot)
+    assert not synced_in_slot(None, slot)
+
+
+def test_a_sync_begun_after_the_slot_by_a_clock_since_set_back_is_not_the_slots() -> None:
+    assert not synced_in_slot(iso(NOON + timedelta(hours=3)), slot_bounds(NOON, 900))
 
 
 def test_the_catch_up_looks_ten_times_within_the_shorter_of_the_slot_and_the_lease() -> None:
