@@ -240,6 +240,41 @@ TURN_RETRY_SECONDS = 1.0
 TURN_CHECK_SECONDS = 5.0
 
 
+# A session the server ends when its client has gone quiet while holding a lock: a daemon
+# frozen (a VM paused, a process stopped) still answers TCP for its connections, so nothing
+# else would end them, and every other daemon would wait for its write lock or its task
+# (docs/postgresql.md "A daemon that freezes"). In a transaction, the daemon never leaves a
+# gap of more than a fraction of a second between statements; a task's connection says
+# `SELECT 1` every TURN_CHECK_SECONDS.
+IDLE_IN_TRANSACTION_SECONDS = 10
+TASK_IDLE_SECONDS = 4 * TURN_CHECK_SECONDS
+# The server's own probes of a client machine that is gone without a word, in the same
+# measure as libpq's of the server (dead_peer_options): a dead VM frees its locks in about
+# 25 seconds, not the two hours of the kernel's defaults.
+SERVER_PROBES = {
+    "tcp_keepalives_idle": 10,
+    "tcp_keepalives_interval": 5,
+    "tcp_keepalives_count": 3,
+    "tcp_user_timeout": int(CONNECT_SECONDS * 1000),
+}
+
+
+async def _end_when_frozen(conn: psycopg.AsyncConnection[Any], idle_in_transaction: bool) -> None:
+    """Asks the server to end this session if its client goes quiet while it holds a lock:
+    in a transaction (the pool's connections), or at all (a task's own connection; from
+    PostgreSQL 14, which has `idle_session_timeout`)."""
+    settings: dict[str, int] = dict(SERVER_PROBES)
+    if idle_in_transaction:
+        settings["idle_in_transaction_session_timeout"] = IDLE_IN_TRANSACTION_SECONDS * 1000
+    elif conn.info.server_version >= 140000:
+        settings["idle_session_timeout"] = int(TASK_IDLE_SECONDS * 1000)
+    try:
+        for name, value in settings.items():
+            await conn.execute(f"SET {name} = {int(value)}")
+    except psycopg.Error as exc:
+        raise from_psycopg(exc) from exc
+
+
 async def _took(conn: psycopg.AsyncConnection[Any], key: int) -> bool:
     try:
         cursor = await conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (TASK_LOCKS, _int4(key)))
@@ -325,6 +360,7 @@ class PostgresDatabase(Database):
         async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
             conn.adapters.register_loader("numeric", _WholeNumbers)
             await conn.execute(f"SET lock_timeout = {int(busy_timeout_ms)}")
+            await _end_when_frozen(conn, idle_in_transaction=True)
 
         kwargs: dict[str, Any] = {
             "autocommit": True,
@@ -464,6 +500,7 @@ class PostgresDatabase(Database):
         except psycopg.Error as exc:
             raise from_psycopg(exc) from exc
         try:
+            await _end_when_frozen(conn, idle_in_transaction=False)
             await wait_for_turn(lambda: _took(conn, key), waiting, TURN_RETRY_SECONDS)
             lost: list[StoreError] = []
             async with anyio.create_task_group() as watch:
