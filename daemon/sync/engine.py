@@ -18,12 +18,12 @@ import anyio
 import structlog
 
 from daemon.config import Settings
-from daemon.enums import ConnectionState, QueryMode
+from daemon.enums import AccountState, ConnectionState, QueryMode
 from daemon.errors import Conflict, NotFound
 from daemon.failures import log_failure
 from daemon.mls.errors import CircuitOpen, ConnectionStopped, MlsError, NeedsReauth
 from daemon.models import LocalStatus
-from daemon.store import connections, leases, listings, posts, pushed_events, runs
+from daemon.store import accounts, connections, leases, listings, posts, pushed_events, runs
 from daemon.store.database import Database
 from daemon.store.errors import StoreError
 from daemon.store.group_commit import GroupWriter
@@ -146,22 +146,26 @@ class SyncEngine:
         return await self._unpublish_left_unfinished()
 
     async def _unpublish_left_unfinished(self) -> bool:
-        """Whether a process died in the middle of an unpublish pass with posts still due:
-        a pass that ends frees its lease, so a lease left behind, expired or held by a
-        process gone, is a pass nobody will finish (the clock's cycles of the slot were
-        refused it while it was held)."""
+        """Whether posts are due that no unpublish pass takes down: with no lease held, posts
+        due of active accounts (a pass that ran while another daemon applied their sales
+        read its posts before them, and that daemon's own pass was refused the lease); or a
+        lease left behind, expired or held by a process gone, with posts still due (a
+        process died in its pass). Posts of accounts that are not active wait for a person,
+        not for a catch-up."""
         left = await leases.holder_of(self.db, UNPUBLISH_LEASE)
-        if left is None:
-            return False
-        holder, until = left
         now = self.clock()
-        # Not taken from another host's process before it expires, whatever its process
-        # lease says: the pass checks its own lease's time before each DELETE
-        # (daemon/sync/unpublish_lease.py), and a live one must not meet a second pass.
-        if parse_iso(until) >= now and not is_dead(holder, self.hostname):
-            return False  # a pass runs now
+        if left is not None:
+            holder, until = left
+            # Not taken from another host's process before it expires, whatever its process
+            # lease says: the pass checks its own lease's time before each DELETE
+            # (daemon/sync/unpublish_lease.py), and a live one must not meet a second pass.
+            if parse_iso(until) >= now and not is_dead(holder, self.hostname):
+                return False  # a pass runs now
         due = await posts.due_for_unpublish(self.db, self.settings.sync.unpublish_on, iso(now))
-        return bool(due)
+        if left is not None or not due:
+            return bool(due)
+        active = await accounts.for_ids(self.db, sorted({p.account_id for p in due}))
+        return any(row.state == AccountState.ACTIVE for row in active.values())
 
     def _settle(self) -> int:
         """How long into a slot the clock's cycles may begin (the scheduler's jitter wait)."""

@@ -31,7 +31,8 @@ from tests.helpers import (
 
 pytestmark = pytest.mark.both_databases
 
-SLOT_START = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)  # a multiple of 900 s since the epoch
+SLOT_START = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+HOUR = timedelta(hours=1)  # a multiple of 900 s since the epoch
 
 
 @pytest.fixture
@@ -175,6 +176,44 @@ async def test_posts_a_dead_daemons_unpublish_pass_left_are_taken_down_by_the_ne
         assert (caught.run.connections, caught.run.posts_unpublished) == (0, 1)
         assert not state.exists("1000_1")
         assert not await second.engine.anything_due("catch_up")
+
+
+async def test_a_sale_synced_while_another_daemons_pass_runs_is_taken_down_by_the_next_catch_up(
+    tmp_path: Path, secret_key: str, mls: Mls, platforms: Platforms
+) -> None:
+    """A daemon on another VM is in its unpublish pass (it holds the lease) when this one's
+    cycle applies a sale: this pass is refused the lease, and that pass read its posts before
+    the sale. Once that pass ends, the next catch-up takes the post down, not the next slot
+    (a quarter of an hour later)."""
+    state, platforms_url = platforms
+    settings = make_settings(tmp_path, **platform_env(platforms_url))
+    env = {"MLS_SYNC_SECRET_KEY": secret_key}
+    async with open_runtime(settings, env) as first:
+        await _two_connections(first, mls)
+        await add_account(first, "acct-fb", "facebook", "fb-token")
+        state.publish("facebook", "1000_1", "fb-token")
+        await add_post(first, "fb-A", "L-A", "acct-fb", "1000_1")
+        _at(first, moment=SLOT_START + timedelta(seconds=5))
+        await first.engine.sync_all("manual")
+        live_pass = "another-vm:4242:0a1b2c3d"
+        await first.db.write_one(
+            "INSERT INTO sync_leases (connection_id, holder, expires_at) VALUES (:id, :h, :t)",
+            {"id": UNPUBLISH_LEASE, "h": live_pass, "t": iso(SLOT_START + HOUR)},
+        )
+        await leases.put_own(
+            first.db, "~process:another-vm:4242", "another-vm:4242", iso(SLOT_START + HOUR)
+        )
+        mls[0].set_status("A", "Closed")
+        _at(first, moment=SLOT_START + timedelta(seconds=910))
+        synced = await first.engine.sync_all("schedule")
+        assert synced.run.status_changes == 1 and state.exists("1000_1")
+        await leases.release(first.db, UNPUBLISH_LEASE, live_pass)  # that pass ends
+
+        _at(first, moment=SLOT_START + timedelta(seconds=1000))
+        assert await first.engine.anything_due("catch_up")
+        caught = await first.engine.sync_all("catch_up")
+        assert caught.run.posts_unpublished == 1 and not state.exists("1000_1")
+        assert not await first.engine.anything_due("catch_up")
 
 
 async def test_another_daemons_empty_cycle_does_not_hide_a_connection_that_fails(
