@@ -214,9 +214,7 @@ class MlsClient:
             pages = [page async for page in self.pages(url, parse_page, retry_server_errors)]
         except RequestTooLong:
             if len(keys) == 1:  # that key's alone: the rest of its batch is answered
-                return BatchAnswer(
-                    errors={keys[0]: "the server refuses a query of this key as too long"}
-                )
+                return BatchAnswer(errors={keys[0]: TOO_LONG_ALONE})
             middle = len(keys) // 2
             answer = await self._fetch(keys[:middle], retry_server_errors, again)
             answer.merge(await self._fetch(keys[middle:], retry_server_errors, again))

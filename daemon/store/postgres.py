@@ -255,8 +255,8 @@ SERVER_PROBES = {
     "tcp_keepalives_idle": 10,
     "tcp_keepalives_interval": 5,
     "tcp_keepalives_count": 3,
-    "tcp_user_timeout": int(CONNECT_SECONDS * 1000),
 }
+USER_TIMEOUT_MS = int(CONNECT_SECONDS * 1000)  # `tcp_user_timeout`: PostgreSQL 12 and later
 
 
 async def _end_when_frozen(conn: psycopg.AsyncConnection[Any], idle_in_transaction: bool) -> None:
@@ -264,6 +264,8 @@ async def _end_when_frozen(conn: psycopg.AsyncConnection[Any], idle_in_transacti
     in a transaction (the pool's connections), or at all (a task's own connection; from
     PostgreSQL 14, which has `idle_session_timeout`)."""
     settings: dict[str, int] = dict(SERVER_PROBES)
+    if conn.info.server_version >= 120000:
+        settings["tcp_user_timeout"] = USER_TIMEOUT_MS
     if idle_in_transaction:
         settings["idle_in_transaction_session_timeout"] = IDLE_IN_TRANSACTION_SECONDS * 1000
     elif conn.info.server_version >= 140000:

@@ -94,6 +94,9 @@ class SyncEngine:
         # The database's slot offset (daemon/sync/cycle_slots.py); the daemon reads it at
         # start, before its first clock's cycle.
         self.slot_offset = 0
+        # The due posts of active accounts at the last look for unpublish work left
+        # (`_unpublish_left_unfinished`): only those fallen due since make a catch-up.
+        self._due_when_looked: frozenset[str] = frozenset()
         # Whether another host's process whose own lease ran out is taken for gone: only in
         # a daemon that keeps its own and has watched it (daemon/sync/process_lease.py).
         self.witness: Callable[[], process_lease.Witness | None] = lambda: None
@@ -147,11 +150,13 @@ class SyncEngine:
 
     async def _unpublish_left_unfinished(self) -> bool:
         """Whether posts are due that no unpublish pass takes down: with no lease held, posts
-        due of active accounts (a pass that ran while another daemon applied their sales
-        read its posts before them, and that daemon's own pass was refused the lease); or a
-        lease left behind, expired or held by a process gone, with posts still due (a
-        process died in its pass). Posts of accounts that are not active wait for a person,
-        not for a catch-up."""
+        of active accounts that have fallen due since the last look (a pass that ran while
+        another daemon applied their sales read its posts before them, and that daemon's own
+        pass was refused the lease); or a lease left behind, expired or held by a process
+        gone, with posts still due (a process died in its pass). Posts a pass could not
+        take down and left due (an account's token that cannot be decrypted) start no
+        second catch-up: once is enough, or every minute would make a run. Posts of accounts
+        that are not active wait for a person, not for a catch-up."""
         left = await leases.holder_of(self.db, UNPUBLISH_LEASE)
         now = self.clock()
         if left is not None:
@@ -163,9 +168,14 @@ class SyncEngine:
                 return False  # a pass runs now
         due = await posts.due_for_unpublish(self.db, self.settings.sync.unpublish_on, iso(now))
         if left is not None or not due:
+            self._due_when_looked = frozenset()
             return bool(due)
         active = await accounts.for_ids(self.db, sorted({p.account_id for p in due}))
-        return any(row.state == AccountState.ACTIVE for row in active.values())
+        looked = self._due_when_looked
+        self._due_when_looked = frozenset(
+            p.id for p in due if active[p.account_id].state == AccountState.ACTIVE
+        )
+        return bool(self._due_when_looked - looked)
 
     def _settle(self) -> int:
         """How long into a slot the clock's cycles may begin (the scheduler's jitter wait)."""

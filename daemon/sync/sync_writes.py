@@ -89,7 +89,7 @@ class GroupPlan:
     recorded: list[Recorded] = field(default_factory=list)
     cursors: list[tuple[str, str, str]] = field(default_factory=list)  # connection, cursor, when
     reconciled: list[tuple[str, str]] = field(default_factory=list)  # connection, pass started
-    # run, connection, when, error
+    # run, connection, when it ended, when it began, error
     synced: list[tuple[int, str, str, str, str | None]] = field(default_factory=list)
     new_states: list[tuple[str, ConnectionState, str | None, str]] = field(default_factory=list)
     released: list[tuple[str, str]] = field(default_factory=list)  # connection id, holder

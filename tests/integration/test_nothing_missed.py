@@ -819,6 +819,16 @@ async def test_a_status_with_a_nul_in_it_fails_only_its_own_listing(
     assert error.listing_id == "L-K1" and "StandardStatus" in error.message
 
 
+def _by_offset(request: Request, records: list[dict[str, str]], top: int) -> Response:
+    """The page of `records` the request's `$skip` names, `top` of them, with a nextLink by
+    `$skip` when more are left: paging as many servers page."""
+    skip = int(request.query_params.get("$skip", "0"))
+    page: dict[str, object] = {"value": records[skip : skip + top]}
+    if skip + top < len(records):
+        page["@odata.nextLink"] = str(request.url.include_query_params(**{"$skip": skip + top}))
+    return Response(json.dumps(page), media_type="application/json")
+
+
 def _numbered_listings_server(
     statuses: dict[str, str], stamp: str, finer_times: bool = False, asked: list[str] | None = None
 ) -> Starlette:
@@ -843,16 +853,11 @@ def _numbered_listings_server(
             keys = [k for k in keys if int(k) > int(after.group(1))]
         if "desc" in query.get("$orderby", ""):
             keys.reverse()
-        skip, top = int(query.get("$skip", "0")), int(query.get("$top", "100"))
-        page: dict[str, object] = {
-            "value": [
-                {"ListingKey": k, "StandardStatus": statuses[k], "ModificationTimestamp": stamp}
-                for k in keys[skip : skip + top]
-            ]
-        }
-        if skip + top < len(keys):
-            page["@odata.nextLink"] = str(request.url.include_query_params(**{"$skip": skip + top}))
-        return Response(json.dumps(page), media_type="application/json")
+        records = [
+            {"ListingKey": k, "StandardStatus": statuses[k], "ModificationTimestamp": stamp}
+            for k in keys
+        ]
+        return _by_offset(request, records, int(query.get("$top", "100")))
 
     return Starlette(routes=[Route("/Property", records)])
 
@@ -969,16 +974,11 @@ def _finer_clock_server(
             ]
         if "desc" in query.get("$orderby", ""):
             keys.reverse()
-        skip = int(query.get("$skip", "0"))
-        page: dict[str, object] = {
-            "value": [
-                {"ListingKey": k, "StandardStatus": statuses[k], "ModificationTimestamp": stamps[k]}
-                for k in keys[skip : skip + top]
-            ]
-        }
-        if skip + top < len(keys):
-            page["@odata.nextLink"] = str(request.url.include_query_params(**{"$skip": skip + top}))
-        return Response(json.dumps(page), media_type="application/json")
+        records = [
+            {"ListingKey": k, "StandardStatus": statuses[k], "ModificationTimestamp": stamps[k]}
+            for k in keys
+        ]
+        return _by_offset(request, records, top)
 
     return Starlette(routes=[Route("/Property", records)])
 

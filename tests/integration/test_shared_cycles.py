@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
 from daemon.composition import Runtime, open_runtime
 from daemon.sandbox.faults import Fault
@@ -214,6 +215,36 @@ async def test_a_sale_synced_while_another_daemons_pass_runs_is_taken_down_by_th
         caught = await first.engine.sync_all("catch_up")
         assert caught.run.posts_unpublished == 1 and not state.exists("1000_1")
         assert not await first.engine.anything_due("catch_up")
+
+
+async def test_a_post_a_pass_cannot_take_down_makes_one_catch_up_not_one_a_minute(
+    runtime: Runtime, mls: Mls, platforms: Platforms
+) -> None:
+    """A sold listing's post whose account's token no configured key decrypts: the pass
+    records the error and leaves the post due. One catch-up tries it; the next looks find
+    nothing new, and start no run (a run a minute would flood the history and the alerts)."""
+    await _two_connections(runtime, mls)
+    await add_account(runtime, "acct-fb", "facebook", "fb-token")
+    await add_post(runtime, "fb-A", "L-A", "acct-fb", "1000_1")
+    other_key = Fernet(Fernet.generate_key())
+    unreadable = other_key.encrypt(b"fb-token").decode("ascii")
+    await runtime.db.write_one(
+        "UPDATE platform_accounts SET access_token_encrypted = :t WHERE id = 'acct-fb'",
+        {"t": unreadable},
+    )
+    mls[0].set_status("A", "Closed")
+    _at(runtime, moment=SLOT_START + timedelta(seconds=5))
+    cycle = await runtime.engine.sync_all("schedule")
+    assert cycle.run.status_changes >= 1 and cycle.run.errors >= 1  # sold; the token failed
+
+    _at(runtime, moment=SLOT_START + timedelta(seconds=95))
+    assert await runtime.engine.anything_due("catch_up")
+    caught = await runtime.engine.sync_all("catch_up")
+    assert (caught.run.connections, caught.run.posts_unpublished) == (0, 0)
+    assert caught.run.errors >= 1
+    for later in (155, 215, 275):
+        _at(runtime, moment=SLOT_START + timedelta(seconds=later))
+        assert not await runtime.engine.anything_due("catch_up")
 
 
 async def test_another_daemons_empty_cycle_does_not_hide_a_connection_that_fails(
