@@ -27,7 +27,7 @@ import anyio
 import structlog
 from anyio.abc import TaskStatus
 
-from daemon.store import leases
+from daemon.store import leases, runs
 from daemon.store.database import Database
 from daemon.store.errors import StoreError
 from daemon.store.session import Session
@@ -107,6 +107,7 @@ class ProcessLease:
                         # after they ran out, since until then they say a process died.
                         long_ago = self.clock() - timedelta(seconds=self.lease_seconds)
                         await leases.forget_expired(self.db, PREFIX, iso(long_ago))
+                        await end_what_an_earlier_self_left(self.db, self.holder, self.clock())
                         forgotten = True
                 except StoreError as exc:
                     self.steady_from = None
@@ -126,6 +127,23 @@ class ProcessLease:
             # Bounded: a server that does not answer must not hold the daemon's stop.
             with anyio.move_on_after(5, shield=True), suppress(StoreError):
                 await leases.release(self.db, PREFIX + self.holder, self.holder)
+
+
+async def end_what_an_earlier_self_left(db: Database, holder: str, now: datetime) -> None:
+    """A daemon started under the host and pid of the one before it (a container's pid 1, a
+    VM booted the same way) would take that one's runs and leases for its own, since the
+    kernel says their pid lives: its runs would stay `running` for as long as it lives, its
+    leases wait out their time. At its start this process has begun nothing, so whatever
+    `holder` (`host:pid`) holds is an earlier process's: its runs end `interrupted`, its
+    leases (`host:pid:nonce`) are freed."""
+    left = [run_id for run_id, of, _ in await runs.running(db) if of == holder]
+    if left:
+        await runs.interrupt(db, left, iso(now))
+    async with db.transaction() as conn:
+        held = await leases.valid_in(conn, iso(now))
+        await leases.release_in(
+            conn, [(i, h) for i, h in held if h != holder and process_of(h) == holder]
+        )
 
 
 async def lapsed_processes(conn: Session, now: datetime, witness: Witness) -> frozenset[str]:

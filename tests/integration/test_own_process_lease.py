@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from daemon.composition import Runtime
-from daemon.store import leases
+from daemon.store import leases, runs
 from daemon.sync.process_lease import PREFIX, ProcessLease
 from daemon.timestamps import iso, parse_iso
 
@@ -51,3 +51,29 @@ async def test_a_process_lease_left_by_a_dead_daemon_is_kept_a_lease_time_as_evi
 
 def _before(moment: datetime, seconds: float) -> str:
     return iso(moment - timedelta(seconds=seconds))
+
+
+async def test_a_daemon_restarted_under_its_last_pid_ends_what_that_one_left(
+    runtime: Runtime,
+) -> None:
+    """A daemon restarted with the host and pid of the one before (a container's pid 1, a
+    VM booted the same way) would take that one's run and leases for its own: the run would
+    stay `running` for as long as it lives, the leases wait out their time. Taking its
+    process lease at start, it ends them; another process's are left."""
+    now = runtime.engine.clock()
+    earlier = await runs.start(runtime.db, "schedule", "all", "vm-a:101", iso(now))
+    other = await runs.start(runtime.db, "schedule", "all", "vm-a:102", iso(now))
+    later = iso(now + timedelta(seconds=600))
+    for holder, connection in (("vm-a:101:0a1b2c3d", "one"), ("vm-a:102:0a1b2c3d", "two")):
+        taken = leases.LeaseRequest(connection, holder, iso(now), later)
+        assert await leases.acquire(runtime.db, taken)
+
+    own = ProcessLease(runtime.db, "vm-a:101", 600, runtime.engine.clock)
+    async with anyio.create_task_group() as tg:
+        await tg.start(own.keep)
+        tg.cancel_scope.cancel()
+
+    outcomes = [await runs.get(runtime.db, run_id) for run_id in (earlier, other)]
+    assert [r.outcome if r else None for r in outcomes] == ["interrupted", "running"]
+    assert await leases.holder_of(runtime.db, "one") is None
+    assert await leases.holder_of(runtime.db, "two") is not None
