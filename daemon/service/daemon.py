@@ -14,6 +14,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
+from functools import partial
 from importlib.metadata import version
 from pathlib import Path
 
@@ -49,6 +50,7 @@ from daemon.service.user_syncs import UserSyncs
 from daemon.serving import serving
 from daemon.store import cycle_health, database, listings, mail, meta, retention, runs
 from daemon.store.errors import StoreError
+from daemon.store.until_written import until_written
 from daemon.sync import process_lease
 from daemon.sync.cycle_slots import OFFSET_RANGE_SECONDS, catch_up_seconds
 from daemon.sync.engine import PollOutcome, RunReport
@@ -83,6 +85,15 @@ async def run_daemon(
         metrics = Metrics(version("mls-sync"))
         metrics.set_cycle_health(await cycle_health.latest(rt.db), utcnow().timestamp())
         rt.engine.slot_offset = await _slot_offset(rt.db)
+        await until_written(
+            partial(
+                process_lease.end_what_an_earlier_self_left,
+                rt.db,
+                rt.engine.holder,
+                rt.engine.clock,
+            ),
+            "end what an earlier process of this host and pid left",
+        )
         coordinator = Coordinator(rt.engine)
         interval = settings.cycle_seconds()
         scheduler = Scheduler(

@@ -173,7 +173,9 @@ class SyncEngine:
         active = await accounts.for_ids(self.db, sorted({p.account_id for p in due}))
         looked = self._due_when_looked
         self._due_when_looked = frozenset(
-            p.id for p in due if active[p.account_id].state == AccountState.ACTIVE
+            p.id
+            for p in due
+            if (account := active.get(p.account_id)) and account.state == AccountState.ACTIVE
         )
         return bool(self._due_when_looked - looked)
 

@@ -107,7 +107,6 @@ class ProcessLease:
                         # after they ran out, since until then they say a process died.
                         long_ago = self.clock() - timedelta(seconds=self.lease_seconds)
                         await leases.forget_expired(self.db, PREFIX, iso(long_ago))
-                        await end_what_an_earlier_self_left(self.db, self.holder, self.clock())
                         forgotten = True
                 except StoreError as exc:
                     self.steady_from = None
@@ -129,21 +128,44 @@ class ProcessLease:
                 await leases.release(self.db, PREFIX + self.holder, self.holder)
 
 
-async def end_what_an_earlier_self_left(db: Database, holder: str, now: datetime) -> None:
-    """A daemon started under the host and pid of the one before it (a container's pid 1, a
-    VM booted the same way) would take that one's runs and leases for its own, since the
-    kernel says their pid lives: its runs would stay `running` for as long as it lives, its
-    leases wait out their time. At its start this process has begun nothing, so whatever
-    `holder` (`host:pid`) holds is an earlier process's: its runs end `interrupted`, its
-    leases (`host:pid:nonce`) are freed."""
-    left = [run_id for run_id, of, _ in await runs.running(db) if of == holder]
-    if left:
-        await runs.interrupt(db, left, iso(now))
+async def end_what_an_earlier_self_left(
+    db: Database, holder: str, clock: Callable[[], datetime]
+) -> None:
+    """At a daemon's start, before it serves or syncs anything: what a process of its own
+    identity (`holder`, `host:pid`) left. A daemon started under the host and pid of the one
+    before it (a container's pid 1, a VM booted the same way) would take that one's runs
+    and leases for its own, since the kernel says their pid lives: its runs would stay
+    `running` for as long as it lives, its leases wait out their time. This process has
+    begun nothing yet, so those are an earlier process's: its runs end `interrupted`, its
+    leases (`host:pid:nonce`) are freed.
+
+    Unless a live process has the same identity (replicas that share a host name, each
+    pid 1): its own process lease, renewed within a term, says so. A lease of this identity
+    still running is waited out, and read again: renewed meanwhile, it is a live twin's,
+    whose work is left alone, with a warning (each daemon needs a host and pid of its
+    own)."""
+    own = PREFIX + holder
+    left = await leases.holder_of(db, own)
+    if left is not None and parse_iso(left[1]) >= clock():
+        await anyio.sleep((parse_iso(left[1]) - clock()).total_seconds() + RETRY_SECONDS)
+        again = await leases.holder_of(db, own)
+        if again is not None and again[1] != left[1]:
+            log.warning(
+                "process_identity_shared",
+                holder=holder,
+                hint="another live daemon has this host name and pid: give each its own",
+            )
+            return
+    now = iso(clock())
+    ended = [run_id for run_id, of, _ in await runs.running(db) if of == holder]
+    if ended:
+        await runs.interrupt(db, ended, now)
     async with db.transaction() as conn:
-        held = await leases.valid_in(conn, iso(now))
-        await leases.release_in(
-            conn, [(i, h) for i, h in held if h != holder and process_of(h) == holder]
-        )
+        held = await leases.valid_in(conn, now)
+        earlier = [(i, h) for i, h in held if h != holder and process_of(h) == holder]
+        await leases.release_in(conn, earlier)
+    if ended or earlier:
+        log.info("earlier_process_ended", holder=holder, runs=len(ended), leases=len(earlier))
 
 
 async def lapsed_processes(conn: Session, now: datetime, witness: Witness) -> frozenset[str]:

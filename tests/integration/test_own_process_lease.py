@@ -11,7 +11,7 @@ import pytest
 
 from daemon.composition import Runtime
 from daemon.store import leases, runs
-from daemon.sync.process_lease import PREFIX, ProcessLease
+from daemon.sync.process_lease import PREFIX, ProcessLease, end_what_an_earlier_self_left
 from daemon.timestamps import iso, parse_iso
 
 pytestmark = pytest.mark.both_databases
@@ -53,27 +53,51 @@ def _before(moment: datetime, seconds: float) -> str:
     return iso(moment - timedelta(seconds=seconds))
 
 
+async def _left_by(runtime: Runtime, holder: str) -> tuple[int, int]:
+    """A run `running` and a connection lease held under `holder`, and the same of another
+    process of the host ("vm-a:102"): the ids of the two runs."""
+    now = runtime.engine.clock()
+    mine = await runs.start(runtime.db, "schedule", "all", holder, iso(now))
+    other = await runs.start(runtime.db, "schedule", "all", "vm-a:102", iso(now))
+    later = iso(now + timedelta(seconds=600))
+    for lease_holder, connection in ((f"{holder}:0a1b2c3d", "one"), ("vm-a:102:0a1b2c3d", "two")):
+        assert await leases.acquire(
+            runtime.db, leases.LeaseRequest(connection, lease_holder, iso(now), later)
+        )
+    return mine, other
+
+
+async def _outcomes(runtime: Runtime, *run_ids: int) -> list[str | None]:
+    return [r.outcome if r else None for r in [await runs.get(runtime.db, i) for i in run_ids]]
+
+
 async def test_a_daemon_restarted_under_its_last_pid_ends_what_that_one_left(
     runtime: Runtime,
 ) -> None:
     """A daemon restarted with the host and pid of the one before (a container's pid 1, a
     VM booted the same way) would take that one's run and leases for its own: the run would
-    stay `running` for as long as it lives, the leases wait out their time. Taking its
-    process lease at start, it ends them; another process's are left."""
-    now = runtime.engine.clock()
-    earlier = await runs.start(runtime.db, "schedule", "all", "vm-a:101", iso(now))
-    other = await runs.start(runtime.db, "schedule", "all", "vm-a:102", iso(now))
-    later = iso(now + timedelta(seconds=600))
-    for holder, connection in (("vm-a:101:0a1b2c3d", "one"), ("vm-a:102:0a1b2c3d", "two")):
-        taken = leases.LeaseRequest(connection, holder, iso(now), later)
-        assert await leases.acquire(runtime.db, taken)
+    stay `running` for as long as it lives, the leases wait out their time. At its start,
+    once that one's process lease has run out, it ends them; another process's are left."""
+    earlier, other = await _left_by(runtime, "vm-a:101")
+    soon = iso(runtime.engine.clock() + timedelta(seconds=1))
+    await leases.put_own(runtime.db, PREFIX + "vm-a:101", "vm-a:101", soon)  # its last renewal
 
-    own = ProcessLease(runtime.db, "vm-a:101", 600, runtime.engine.clock)
-    async with anyio.create_task_group() as tg:
-        await tg.start(own.keep)
-        tg.cancel_scope.cancel()
+    await end_what_an_earlier_self_left(runtime.db, "vm-a:101", runtime.engine.clock)
 
-    outcomes = [await runs.get(runtime.db, run_id) for run_id in (earlier, other)]
-    assert [r.outcome if r else None for r in outcomes] == ["interrupted", "running"]
+    assert await _outcomes(runtime, earlier, other) == ["interrupted", "running"]
     assert await leases.holder_of(runtime.db, "one") is None
     assert await leases.holder_of(runtime.db, "two") is not None
+
+
+async def test_a_live_daemon_of_the_same_host_and_pid_keeps_its_work(runtime: Runtime) -> None:
+    """Two replicas that share a host name, each pid 1: the one starting finds the other's
+    process lease renewed while it waits, and leaves its run and leases alone."""
+    live, _ = await _left_by(runtime, "vm-a:1")
+    twin = ProcessLease(runtime.db, "vm-a:1", 3, runtime.engine.clock)  # renewed each second
+    async with anyio.create_task_group() as tg:
+        await tg.start(twin.keep)
+        await end_what_an_earlier_self_left(runtime.db, "vm-a:1", runtime.engine.clock)
+        tg.cancel_scope.cancel()
+
+    assert await _outcomes(runtime, live) == ["running"]
+    assert await leases.holder_of(runtime.db, "one") is not None
