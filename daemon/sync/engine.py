@@ -94,9 +94,6 @@ class SyncEngine:
         # The database's slot offset (daemon/sync/cycle_slots.py); the daemon reads it at
         # start, before its first clock's cycle.
         self.slot_offset = 0
-        # The due posts of active accounts at the last look for unpublish work left
-        # (`_unpublish_left_unfinished`): only those fallen due since make a catch-up.
-        self._due_when_looked: frozenset[str] = frozenset()
         # Whether another host's process whose own lease ran out is taken for gone: only in
         # a daemon that keeps its own and has watched it (daemon/sync/process_lease.py).
         self.witness: Callable[[], process_lease.Witness | None] = lambda: None
@@ -150,13 +147,14 @@ class SyncEngine:
 
     async def _unpublish_left_unfinished(self) -> bool:
         """Whether posts are due that no unpublish pass takes down: with no lease held, posts
-        of active accounts that have fallen due since the last look (a pass that ran while
-        another daemon applied their sales read its posts before them, and that daemon's own
-        pass was refused the lease); or a lease left behind, expired or held by a process
-        gone, with posts still due (a process died in its pass). Posts a pass could not
-        take down and left due (an account's token that cannot be decrypted) start no
-        second catch-up: once is enough, or every minute would make a run. Posts of accounts
-        that are not active wait for a person, not for a catch-up."""
+        of active accounts that no pass of this process has read since they fell due (a pass
+        that ran while another daemon applied their sales read its posts before them, and
+        that daemon's own pass was refused the lease); or a lease left behind, expired or
+        held by a process gone, with posts still due (a process died in its pass). Posts a
+        pass read and left due (an account's token that cannot be decrypted) start no
+        second catch-up: once is enough, or every minute would make a run. A look itself
+        marks nothing: a catch-up that failed before its pass is started again. Posts of
+        accounts that are not active wait for a person, not for a catch-up."""
         left = await leases.holder_of(self.db, UNPUBLISH_LEASE)
         now = self.clock()
         if left is not None:
@@ -167,17 +165,17 @@ class SyncEngine:
             if parse_iso(until) >= now and not is_dead(holder, self.hostname):
                 return False  # a pass runs now
         due = await posts.due_for_unpublish(self.db, self.settings.sync.unpublish_on, iso(now))
+        read = self.unpublisher.read_when_due
+        read.intersection_update(p.id for p in due)  # fallen due again since: unread
         if left is not None or not due:
-            self._due_when_looked = frozenset()
             return bool(due)
         active = await accounts.for_ids(self.db, sorted({p.account_id for p in due}))
-        looked = self._due_when_looked
-        self._due_when_looked = frozenset(
-            p.id
+        return any(
+            p.id not in read
+            and (account := active.get(p.account_id)) is not None
+            and account.state == AccountState.ACTIVE
             for p in due
-            if (account := active.get(p.account_id)) and account.state == AccountState.ACTIVE
         )
-        return bool(self._due_when_looked - looked)
 
     def _settle(self) -> int:
         """How long into a slot the clock's cycles may begin (the scheduler's jitter wait)."""

@@ -170,6 +170,9 @@ class Unpublisher:
         # request ever waits inside the pool (profiled: a queue there made 10,000 deletes
         # quadratic, 241 s of CPU instead of 11).
         self._in_flight = anyio.CapacityLimiter(settings.platforms.max_concurrent_requests)
+        # The due posts this process's passes have read (the engine's look for unpublish
+        # work left counts only the others: daemon/sync/engine.py `_unpublish_left_unfinished`).
+        self.read_when_due: set[str] = set()
 
     def apply(self, settings: Settings) -> None:
         """New limits apply to the next pass (limiters are made again on first use)."""
@@ -229,6 +232,7 @@ class Unpublisher:
         work = _Pass(run_id, lease, GroupWriter(self.db, mark))
         try:
             due = await read_due()
+            self.read_when_due.update(p.id for p in due)
             rows = await accounts.for_ids(self.db, sorted({p.account_id for p in due}))
             await self._under_lease(work, rows, due)
             unfinished = {p.id for p in due} - {r.post_id for r in work.results}
