@@ -165,16 +165,16 @@ class SyncEngine:
             if parse_iso(until) >= now and not is_dead(holder, self.hostname):
                 return False  # a pass runs now
         due = await posts.due_for_unpublish(self.db, self.settings.sync.unpublish_on, iso(now))
-        read = self.unpublisher.read_when_due
-        read.intersection_update(p.id for p in due)  # fallen due again since: unread
-        if left is not None or not due:
+        unread = self.unpublisher.unread(due)
+        if left is not None:
             return bool(due)
-        active = await accounts.for_ids(self.db, sorted({p.account_id for p in due}))
+        if not unread:
+            return False
+        active = await accounts.for_ids(self.db, sorted({p.account_id for p in unread}))
         return any(
-            p.id not in read
-            and (account := active.get(p.account_id)) is not None
+            (account := active.get(p.account_id)) is not None
             and account.state == AccountState.ACTIVE
-            for p in due
+            for p in unread
         )
 
     def _settle(self) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -170,9 +170,16 @@ class Unpublisher:
         # request ever waits inside the pool (profiled: a queue there made 10,000 deletes
         # quadratic, 241 s of CPU instead of 11).
         self._in_flight = anyio.CapacityLimiter(settings.platforms.max_concurrent_requests)
-        # The due posts this process's passes have read (the engine's look for unpublish
-        # work left counts only the others: daemon/sync/engine.py `_unpublish_left_unfinished`).
-        self.read_when_due: set[str] = set()
+        # The due posts this process's passes have read, until they are no longer due.
+        self._read_when_due: set[str] = set()
+
+    def unread(self, due: Iterable[DuePost]) -> list[DuePost]:
+        """Of the posts due now, those no pass of this process has read since they fell due
+        (daemon/sync/engine.py `_unpublish_left_unfinished`). A post no longer due is
+        forgotten: due again later, it is unread again."""
+        due = list(due)
+        self._read_when_due.intersection_update(p.id for p in due)
+        return [p for p in due if p.id not in self._read_when_due]
 
     def apply(self, settings: Settings) -> None:
         """New limits apply to the next pass (limiters are made again on first use)."""
@@ -232,7 +239,7 @@ class Unpublisher:
         work = _Pass(run_id, lease, GroupWriter(self.db, mark))
         try:
             due = await read_due()
-            self.read_when_due.update(p.id for p in due)
+            self._read_when_due.update(p.id for p in due)
             rows = await accounts.for_ids(self.db, sorted({p.account_id for p in due}))
             await self._under_lease(work, rows, due)
             unfinished = {p.id for p in due} - {r.post_id for r in work.results}
