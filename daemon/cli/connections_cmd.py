@@ -103,7 +103,8 @@ def connections() -> None:
     type=int,
     default=1200,
     show_default=True,
-    help="Incremental mode: seconds re-read before the cursor.",
+    help="Incremental mode: seconds re-read before the cursor. Events mode: seconds a "
+    "listing an event named is read again at each sync (a server's reads may lag its log).",
 )
 @click.option(
     "--full-reconcile",

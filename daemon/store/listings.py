@@ -76,16 +76,23 @@ FROM listings WHERE connection_id = ? AND excluded = 0 ORDER BY listing_key
 # never checked since they were tracked (or moved to another key, or included again), or last
 # checked without a usable answer. A read of changes never returns a record that has not
 # changed, so an incremental or events connection reads these by key every cycle
-# (docs/mls-reso.md "Incremental reading"). Through their own index, which holds them alone:
-# the rest of the connection's listings are not read.
+# (docs/mls-reso.md "Incremental reading"). And those an event named that are read again for
+# the connection's overlap (read_again_until, migration 0017; docs/mls-reso.md "The change
+# log"); once more after it, which clears it (MARK_CHECKED). Each through its own index, which
+# holds them alone: the rest of the connection's listings are not read.
 UNCONFIRMED = f"""
 SELECT {_TRACKED_COLUMNS}
 FROM listings WHERE connection_id = ? AND excluded = 0 AND needs_read = 1
+UNION
+SELECT {_TRACKED_COLUMNS}
+FROM listings WHERE connection_id = ? AND excluded = 0 AND read_again_until IS NOT NULL
 """
 # The connections that have any (see UNCONFIRMED): asked once per run, so that a connection
 # with none, the usual case, costs no read of its own.
 WITH_UNCONFIRMED = """
-SELECT DISTINCT connection_id FROM listings WHERE needs_read = 1 AND excluded = 0
+SELECT connection_id FROM listings WHERE needs_read = 1 AND excluded = 0
+UNION
+SELECT connection_id FROM listings WHERE read_again_until IS NOT NULL AND excluded = 0
 """
 CURRENT = both(
     "SELECT id, status, connection_id, listing_key FROM listings WHERE id IN ({ids})",
@@ -103,12 +110,15 @@ WHERE connection_id = ? AND excluded = 0 AND listing_key IN ({keys})
     keys=json_values("?"),
 )
 # Its parameters by position: it is run once for every listing a cycle checks, and a tuple
-# costs less to make, and to bind, than a dict of names.
+# costs less to make, and to bind, than a dict of names. A check at or after a listing's
+# read_again_until clears it (see UNCONFIRMED); the check time is given twice.
 MARK_CHECKED = """
 UPDATE listings SET last_checked_at = ?, mls_standard_status = ?, mls_status = ?,
-    mls_modified_at = ?, last_error = NULL, needs_read = 0
+    mls_modified_at = ?, last_error = NULL, needs_read = 0,
+    read_again_until = CASE WHEN read_again_until > ? THEN read_again_until END
 WHERE id = ?
 """
+READ_AGAIN_UNTIL = "UPDATE listings SET read_again_until = ? WHERE id = ?"
 SET_STATUS = """
 UPDATE listings SET status = :to_status, status_changed_at = :now, updated_at = :now
 WHERE id = :id
@@ -184,21 +194,23 @@ async def set_excluded(db: Database, listing_id: str, excluded: bool, now: str) 
 
 
 async def tracked(db: Database, connection_id: str) -> list[TrackedListing]:
-    return await _tracked_by(db, TRACKED, connection_id)
+    return await _tracked_by(db, TRACKED, (connection_id,))
 
 
 async def unconfirmed(db: Database, connection_id: str) -> list[TrackedListing]:
-    """The connection's tracked listings that no read has confirmed (see UNCONFIRMED)."""
-    return sorted(await _tracked_by(db, UNCONFIRMED, connection_id), key=lambda t: t.listing_key)
+    """The connection's tracked listings that wait for a read of their own: no read has
+    confirmed them, or an event named them within the overlap (see UNCONFIRMED)."""
+    found = await _tracked_by(db, UNCONFIRMED, (connection_id, connection_id))
+    return sorted(found, key=lambda t: t.listing_key)
 
 
 async def connections_with_unconfirmed(db: Database) -> set[str]:
     return {str(r[0]) for r in await db.fetch_all(WITH_UNCONFIRMED)}
 
 
-async def _tracked_by(db: Database, query: str, connection_id: str) -> list[TrackedListing]:
+async def _tracked_by(db: Database, query: str, params: tuple[str, ...]) -> list[TrackedListing]:
     async with db.reading() as conn:
-        rows = await conn.fetch_all(query, (connection_id,))  # one thread round trip
+        rows = await conn.fetch_all(query, params)  # one thread round trip
     return [TrackedListing(r[0], r[1], STATUS_OF[r[2]], r[3], r[4], bool(r[5])) for r in rows]
 
 
@@ -242,6 +254,7 @@ async def apply_plans(
             c.standard_status,
             c.mls_status,
             iso(c.modified_at) if c.modified_at else None,
+            now,
             c.listing_id,
         )
         for plan, _, now in plans
@@ -293,6 +306,14 @@ async def apply_plans(
             for c in plan.changes
         ],
     )
+
+
+async def read_again_until(conn: Session, rows: Sequence[tuple[str, str]]) -> None:
+    """(until, listing id): each listing is read again at each sync of its connection until
+    then (see UNCONFIRMED). Call after `apply_plans`, whose check of the same listing clears
+    an earlier time that has passed."""
+    if rows:
+        await conn.execute_many(READ_AGAIN_UNTIL, rows)
 
 
 async def mark_not_checked(conn: Session, ids: Sequence[str], reason: str) -> None:

@@ -149,15 +149,32 @@ class ConnectionSync:
         cursor: str | None = None,
         reconciled_at: str | None = None,
         pushed_done: Sequence[int] = (),
+        named_by_events: bool = False,
     ) -> None:
         """Statuses, audit rows and run counts (+ the cursor in incremental and events modes,
         so it never runs ahead of the data; + the pushed events read, which leave their
-        queue) commit together, with other batches' (group commit), fenced by the lease."""
+        queue) commit together, with other batches' (group commit), fenced by the lease.
+        `named_by_events`: reads that events asked for, whose listings are read again at
+        each sync for the connection's overlap: a server's reads may lag its change log (a
+        cache, a replica), and no later event names a record that caught up with its
+        change (docs/mls-reso.md "The change log")."""
         self._note_asked(listing_id for listing_id, _ in observations)
         self._note_asked(listing_id for listing_id, _ in failures)
-        at = iso(self.clock())
+        now = self.clock()
+        at = iso(now)
+        again = None
+        if named_by_events and self.row.overlap_seconds > 0:
+            again = iso(now + timedelta(seconds=self.row.overlap_seconds))
         write = BatchWrite(
-            self.run_id, self.row.id, observations, failures, at, cursor, reconciled_at, pushed_done
+            self.run_id,
+            self.row.id,
+            observations,
+            failures,
+            at,
+            cursor,
+            reconciled_at,
+            pushed_done,
+            again,
         )
         applied = await self.writer.submit(write)
         assert applied is not None  # a BatchWrite's result
@@ -265,7 +282,14 @@ class ConnectionSync:
             observations += found
             failures += failed
         cursor = page.last_sequence
-        await self._apply(observations, failures, cursor=None if cursor is None else str(cursor))
+        await self._apply(
+            observations,
+            failures,
+            cursor=None if cursor is None else str(cursor),
+            # Not when an unreadable event had every tracked listing read: all of them read
+            # again at each sync for the overlap would be a full pass each time.
+            named_by_events=not unreadable,
+        )
         return True
 
     # -- pushed events (docs/mls-reso.md "Push") ---------------------------------------------
@@ -312,7 +336,9 @@ class ConnectionSync:
                 await self._batch_failed(keys, id_by_key, str(exc), tried)
                 continue
             read = [i for k in keys if k not in answer.errors for i in queue_ids[k]]
-            await self._apply(*_observations(answer, id_by_key), pushed_done=read)
+            await self._apply(
+                *_observations(answer, id_by_key), pushed_done=read, named_by_events=True
+            )
             await self._tried([i for k in answer.errors for i in queue_ids[k]])
             self._done += len(keys)
             self.on_progress(self.row.id, self._done, self._total)

@@ -37,6 +37,9 @@ class BatchWrite:
     cursor: str | None = None  # incremental: moves with this page's data (invariant 5)
     reconciled_at: str | None = None  # the end of a complete full pass: when it started
     pushed_done: Sequence[int] = ()  # queued pushed events whose listings this write reads
+    # Events named these listings: each sync of the connection reads them again until then
+    # (a server's reads may lag its change log: docs/mls-reso.md "The change log").
+    read_again_until: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +97,7 @@ class GroupPlan:
     new_states: list[tuple[str, ConnectionState, str | None, str]] = field(default_factory=list)
     released: list[tuple[str, str]] = field(default_factory=list)  # connection id, holder
     pushed_done: list[int] = field(default_factory=list)  # queued pushed events, applied
+    read_again: list[tuple[str, str]] = field(default_factory=list)  # until, listing id
 
 
 def lease_held(
@@ -206,6 +210,8 @@ def _plan_batch(
     if write.reconciled_at:
         group.reconciled.append((write.connection_id, write.reconciled_at))
     group.pushed_done += write.pushed_done
+    if write.read_again_until is not None:
+        group.read_again += [(write.read_again_until, c.listing_id) for c in plan.checked]
     return Applied(plan, counts)
 
 

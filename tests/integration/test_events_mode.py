@@ -183,7 +183,8 @@ async def test_a_listing_whose_record_comes_back_unreadable_is_read_at_each_sync
     waits for a read of its own (`needs_read`, in the same commit), which each sync makes
     (a recorded error each time) until the record reads."""
     sandbox, _ = mls
-    await _events_connection(runtime, mls)
+    # No overlap: E02, which its event named, is not read again (that has a test of its own).
+    await _events_connection(runtime, mls, overlap_seconds=0)
     await runtime.engine.sync_all()
     sandbox.put("E01", 404)  # a StandardStatus a broken feed sends: not a string
     sandbox.set_status("E02", "Closed")
@@ -200,6 +201,35 @@ async def test_a_listing_whose_record_comes_back_unreadable_is_read_at_each_sync
     assert (fixed.run.errors, await status_of(runtime, "E01")) == (0, "sold")
 
 
+async def test_a_sale_a_servers_read_cache_hid_when_its_event_was_read_is_found_at_the_next_sync(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """A server's reads may lag its change log (a cache, a replica): E04's event is read, and
+    E04's record still reads active. A listing an event named is read again at each sync of
+    its connection for the connection's overlap, as a read of changes reads the overlap
+    again (docs/mls-reso.md "The change log"); once the overlap has passed, it is not."""
+    sandbox, _ = mls
+    await _events_connection(runtime, mls, overlap_seconds=600)
+    await runtime.engine.sync_all()
+    sandbox.put("E04", "Active")  # E04's event, read while the cache still had the old record
+    stale = await runtime.engine.sync_all()
+    assert (stale.run.listings_checked, stale.run.outcome) == (1, "ok")
+    assert await status_of(runtime, "E04") == "active"
+    sandbox.change_unlogged("E04", "Closed")  # the cache catches up: no event of its own
+
+    caught_up = await runtime.engine.sync_all()
+
+    assert (caught_up.run.status_changes, caught_up.run.errors) == (1, 0)
+    assert await status_of(runtime, "E04") == "sold"
+    # Past the overlap (but before the full pass): read once more, then no more.
+    later = datetime.now(UTC) + timedelta(seconds=601)
+    runtime.engine.clock = lambda: later
+    last = await runtime.engine.sync_all()
+    assert last.run.listings_checked == 1
+    quiet = await runtime.engine.sync_all()
+    assert (quiet.run.mls_requests, quiet.run.listings_checked) == (1, 0)
+
+
 async def test_a_key_the_server_always_fails_on_costs_each_poll_the_same_as_the_log_grows(
     runtime: Runtime, mls: Mls
 ) -> None:
@@ -210,7 +240,9 @@ async def test_a_key_the_server_always_fails_on_costs_each_poll_the_same_as_the_
     keys = [f"F{i:02d}" for i in range(30)]
     for key in keys:
         sandbox.put(key, "Active")
-    await add_connection(runtime, url, mode="events", batch_size=5)
+    # No overlap: the listings each round's events named are not read again in the rounds
+    # after (what that costs is bounded by the overlap, not by the log).
+    await add_connection(runtime, url, mode="events", batch_size=5, overlap_seconds=0)
     await track(runtime, "mls-1", keys)
     await runtime.engine.sync_all()
     sandbox.faults.add(Fault("status", status=400, times=10_000, matching="'F03'"))

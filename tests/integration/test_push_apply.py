@@ -287,3 +287,23 @@ async def test_an_apply_of_pushes_that_a_cycle_beats_to_the_lease_does_not_wait_
 
     assert applied.report is not None and applied.report.run.warnings == 1
     assert await pushed_events.waiting(runtime.db, "mls-1") == 1
+
+
+async def test_a_pushed_sale_the_servers_read_cache_hid_is_found_at_the_next_read_of_the_log(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """A push comes the moment the MLS logs the change, when a server's reads may not show
+    it yet (a cache, a replica): P2's read still says active. The next sync of the connection,
+    within its overlap, reads P2 again, with no event of its own (docs/mls-reso.md "The
+    change log")."""
+    sandbox, _ = mls
+    row = await _prepared(runtime, mls)
+    await _queue(runtime, "P2")  # pushed; the record the server reads out is still the old one
+    applied = await runtime.engine.apply_pushes(row)
+    assert applied.report is not None and applied.report.run.listings_checked == 1
+    assert await status_of(runtime, "P2") == "active"
+    sandbox.change_unlogged("P2", "Closed")  # the server's reads catch up
+
+    await runtime.engine.sync_all()
+
+    assert await status_of(runtime, "P2") == "sold"

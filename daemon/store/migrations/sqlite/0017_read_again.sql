@@ -1,0 +1,8 @@
+-- Until when a listing an event named is read again at each sync of its connection: a
+-- server's reads may lag its change log (a cache, a replica), so the read an event caused can
+-- still show the record from before the change, which no later event names again. It is the
+-- event's read plus the connection's overlap_seconds (docs/mls-reso.md "The change log"), and
+-- is cleared by the first check after it (daemon/store/listings.py MARK_CHECKED).
+ALTER TABLE listings ADD COLUMN read_again_until TEXT;
+-- It holds those listings alone: none in by_key and incremental mode, a few in events mode.
+CREATE INDEX listings_read_again ON listings (connection_id) WHERE read_again_until IS NOT NULL;
