@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from daemon.enums import LIVE_POSTS_SQL
 from daemon.errors import Conflict, NotFound
@@ -76,13 +76,17 @@ FROM listings WHERE connection_id = ? AND excluded = 0 ORDER BY listing_key
 # never checked since they were tracked (or moved to another key, or included again), or last
 # checked without a usable answer. A read of changes never returns a record that has not
 # changed, so an incremental or events connection reads these by key every cycle
-# (docs/mls-reso.md "Incremental reading"). And those an event named that are read again for
-# the connection's overlap (read_again_until, migration 0017; docs/mls-reso.md "The change
-# log"); once more after it, which clears it (MARK_CHECKED). Each through its own index, which
-# holds them alone: the rest of the connection's listings are not read.
+# (docs/mls-reso.md "Incremental reading"). Through their own index, which holds them alone:
+# the rest of the connection's listings are not read.
 UNCONFIRMED = f"""
 SELECT {_TRACKED_COLUMNS}
 FROM listings WHERE connection_id = ? AND excluded = 0 AND needs_read = 1
+"""
+# The same, and those an event named, which a cycle reads again for the connection's overlap
+# (read_again_until, migration 0017; docs/mls-reso.md "The change log"), and once more after
+# it, which clears it (MARK_CHECKED). Each part through the index that holds its listings.
+UNCONFIRMED_OR_READ_AGAIN = f"""
+{UNCONFIRMED}
 UNION
 SELECT {_TRACKED_COLUMNS}
 FROM listings WHERE connection_id = ? AND excluded = 0 AND read_again_until IS NOT NULL
@@ -90,7 +94,10 @@ FROM listings WHERE connection_id = ? AND excluded = 0 AND read_again_until IS N
 # The connections that have any (see UNCONFIRMED): asked once per run, so that a connection
 # with none, the usual case, costs no read of its own.
 WITH_UNCONFIRMED = """
-SELECT connection_id FROM listings WHERE needs_read = 1 AND excluded = 0
+SELECT DISTINCT connection_id FROM listings WHERE needs_read = 1 AND excluded = 0
+"""
+WITH_UNCONFIRMED_OR_READ_AGAIN = f"""
+{WITH_UNCONFIRMED}
 UNION
 SELECT connection_id FROM listings WHERE read_again_until IS NOT NULL AND excluded = 0
 """
@@ -110,15 +117,16 @@ WHERE connection_id = ? AND excluded = 0 AND listing_key IN ({keys})
     keys=json_values("?"),
 )
 # Its parameters by position: it is run once for every listing a cycle checks, and a tuple
-# costs less to make, and to bind, than a dict of names. A check at or after a listing's
-# read_again_until clears it (see UNCONFIRMED); the check time is given twice.
+# costs less to make, and to bind, than a dict of names. The fifth: until when an event's
+# read is read again (see UNCONFIRMED_OR_READ_AGAIN), or NULL, and then a check at or after
+# a time set before clears it (the check time is given again, sixth). In the same statement,
+# not a second one: on PostgreSQL each UPDATE of a row leaves a version of it behind.
 MARK_CHECKED = """
 UPDATE listings SET last_checked_at = ?, mls_standard_status = ?, mls_status = ?,
     mls_modified_at = ?, last_error = NULL, needs_read = 0,
-    read_again_until = CASE WHEN read_again_until > ? THEN read_again_until END
+    read_again_until = coalesce(?, CASE WHEN read_again_until > ? THEN read_again_until END)
 WHERE id = ?
 """
-READ_AGAIN_UNTIL = "UPDATE listings SET read_again_until = ? WHERE id = ?"
 SET_STATUS = """
 UPDATE listings SET status = :to_status, status_changed_at = :now, updated_at = :now
 WHERE id = :id
@@ -197,15 +205,21 @@ async def tracked(db: Database, connection_id: str) -> list[TrackedListing]:
     return await _tracked_by(db, TRACKED, (connection_id,))
 
 
-async def unconfirmed(db: Database, connection_id: str) -> list[TrackedListing]:
-    """The connection's tracked listings that wait for a read of their own: no read has
-    confirmed them, or an event named them within the overlap (see UNCONFIRMED)."""
-    found = await _tracked_by(db, UNCONFIRMED, (connection_id, connection_id))
+async def unconfirmed(
+    db: Database, connection_id: str, read_again: bool = False
+) -> list[TrackedListing]:
+    """The connection's tracked listings that no read has confirmed (see UNCONFIRMED); with
+    `read_again`, and those an event named that are read again (UNCONFIRMED_OR_READ_AGAIN)."""
+    if read_again:
+        found = await _tracked_by(db, UNCONFIRMED_OR_READ_AGAIN, (connection_id, connection_id))
+    else:
+        found = await _tracked_by(db, UNCONFIRMED, (connection_id,))
     return sorted(found, key=lambda t: t.listing_key)
 
 
-async def connections_with_unconfirmed(db: Database) -> set[str]:
-    return {str(r[0]) for r in await db.fetch_all(WITH_UNCONFIRMED)}
+async def connections_with_unconfirmed(db: Database, read_again: bool = False) -> set[str]:
+    query = WITH_UNCONFIRMED_OR_READ_AGAIN if read_again else WITH_UNCONFIRMED
+    return {str(r[0]) for r in await db.fetch_all(query)}
 
 
 async def _tracked_by(db: Database, query: str, params: tuple[str, ...]) -> list[TrackedListing]:
@@ -238,9 +252,12 @@ async def current(conn: Session, ids: Sequence[str]) -> dict[str, CurrentListing
     return {r[0]: CurrentListing(STATUS_OF[r[1]], r[2], r[3]) for r in rows}
 
 
-async def apply_plans(
-    conn: Session, plans: Sequence[tuple[BatchPlan, int, str]], written_at: str
-) -> None:
+# A batch's plan as `apply_plans` writes it: with its run id, its time, and for the listings
+# an event named, until when each is read again (see UNCONFIRMED_OR_READ_AGAIN), or None.
+PlanWrite = tuple[BatchPlan, int, str, Mapping[str, str] | None]
+
+
+async def apply_plans(conn: Session, plans: Sequence[PlanWrite], written_at: str) -> None:
     """Writes batches' plans (each with its run id and time); call inside the transaction
     that read `current`. One statement per kind of write for all of them, and none
     for an empty kind: each statement is a round trip to the database thread. A status
@@ -254,10 +271,11 @@ async def apply_plans(
             c.standard_status,
             c.mls_status,
             iso(c.modified_at) if c.modified_at else None,
+            again.get(c.listing_id) if again else None,
             now,
             c.listing_id,
         )
-        for plan, _, now in plans
+        for plan, _, now, again in plans
         for c in plan.checked
     ]
     changes = [
@@ -271,13 +289,13 @@ async def apply_plans(
             "run_id": run_id,
             "now": written_at,
         }
-        for plan, run_id, _ in plans
+        for plan, run_id, _, _ in plans
         for c in plan.changes
     ]
     # A warning (an ignored status) is no error of the listing's: its answer was read.
     errors = [
         {"id": p.listing_id, "message": p.message}
-        for plan, _, _ in plans
+        for plan, _, _, _ in plans
         for p in plan.problems
         if not p.warning
     ]
@@ -302,18 +320,10 @@ async def apply_plans(
                 run_id,
                 written_at,
             )
-            for plan, run_id, _ in plans
+            for plan, run_id, _, _ in plans
             for c in plan.changes
         ],
     )
-
-
-async def read_again_until(conn: Session, rows: Sequence[tuple[str, str]]) -> None:
-    """(until, listing id): each listing is read again at each sync of its connection until
-    then (see UNCONFIRMED). Call after `apply_plans`, whose check of the same listing clears
-    an earlier time that has passed."""
-    if rows:
-        await conn.execute_many(READ_AGAIN_UNTIL, rows)
 
 
 async def mark_not_checked(conn: Session, ids: Sequence[str], reason: str) -> None:

@@ -6,7 +6,7 @@ request its batch; only a 401 pair or a tripped circuit breaker stops the connec
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -149,22 +149,23 @@ class ConnectionSync:
         cursor: str | None = None,
         reconciled_at: str | None = None,
         pushed_done: Sequence[int] = (),
-        named_by_events: bool = False,
+        named_by_events: Collection[str] = (),
     ) -> None:
         """Statuses, audit rows and run counts (+ the cursor in incremental and events modes,
         so it never runs ahead of the data; + the pushed events read, which leave their
         queue) commit together, with other batches' (group commit), fenced by the lease.
-        `named_by_events`: reads that events asked for, whose listings are read again at
-        each sync for the connection's overlap: a server's reads may lag its change log (a
-        cache, a replica), and no later event names a record that caught up with its
-        change (docs/mls-reso.md "The change log")."""
+        `named_by_events`: the listings events named, which the connection's cycles read
+        again for its overlap: a server's reads may lag its change log (a cache, a replica),
+        and no later event names a record that caught up with its change (docs/mls-reso.md
+        "The change log")."""
         self._note_asked(listing_id for listing_id, _ in observations)
         self._note_asked(listing_id for listing_id, _ in failures)
         now = self.clock()
         at = iso(now)
         again = None
         if named_by_events and self.row.overlap_seconds > 0:
-            again = iso(now + timedelta(seconds=self.row.overlap_seconds))
+            until = iso(now + timedelta(seconds=self.row.overlap_seconds))
+            again = dict.fromkeys(named_by_events, until)
         write = BatchWrite(
             self.run_id,
             self.row.id,
@@ -286,9 +287,9 @@ class ConnectionSync:
             observations,
             failures,
             cursor=None if cursor is None else str(cursor),
-            # Not when an unreadable event had every tracked listing read: all of them read
-            # again at each sync for the overlap would be a full pass each time.
-            named_by_events=not unreadable,
+            # Those the readable events named: when an unreadable one had every tracked
+            # listing read, all of them read again would be a full pass each cycle.
+            named_by_events=[id_by_key[k] for k in named if k in id_by_key],
         )
         return True
 
@@ -337,7 +338,9 @@ class ConnectionSync:
                 continue
             read = [i for k in keys if k not in answer.errors for i in queue_ids[k]]
             await self._apply(
-                *_observations(answer, id_by_key), pushed_done=read, named_by_events=True
+                *_observations(answer, id_by_key),
+                pushed_done=read,
+                named_by_events=[id_by_key[k] for k in keys],
             )
             await self._tried([i for k in answer.errors for i in queue_ids[k]])
             self._done += len(keys)

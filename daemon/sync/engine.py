@@ -49,6 +49,8 @@ log = structlog.get_logger("mls_sync.sync")
 # in order, so none waits forever).
 PUSHED_PER_RUN = 10_000
 
+POLL = "poll"  # the trigger of a run that a read of the change log between cycles started
+
 # The connection whose run between cycles (a read of its change log, an apply of its pushed
 # events) the current task belongs to. Such a run that finds the connection's lease taken
 # must not wait for a run between cycles to end: that run is itself, and it waited for its
@@ -243,7 +245,7 @@ class SyncEngine:
             return PollOutcome("failed")
         if not found:
             return PollOutcome("quiet")
-        return await self._run_between_cycles(row.id, "poll", "synced", self.sync_connection)
+        return await self._run_between_cycles(row.id, POLL, "synced", self.sync_connection)
 
     async def apply_pushes(self, row: ConnectionRow, retry_failed: bool = True) -> PollOutcome:
         """The events the MLS pushed to the connection, if any wait: applied in a run
@@ -355,7 +357,8 @@ class SyncEngine:
                 due_only=trigger in check_tiers.SCHEDULED_TRIGGERS
                 and self.settings.effective_check_intervals().enabled,
                 slot=slot,
-                unconfirmed_in=await self._unconfirmed_in(targets, pushed),
+                read_again=trigger != POLL,
+                unconfirmed_in=await self._unconfirmed_in(targets, pushed, trigger != POLL),
             )
             try:
                 failed = await self._sync_targets(shared, targets, only_listing)
@@ -689,11 +692,11 @@ class SyncEngine:
         reading = row.cursor is not None and not self._reconcile_due(row)
         if row.mode == QueryMode.INCREMENTAL and reading:
             await work.incremental()
-            await self._read_unconfirmed(work, row, shared.unconfirmed_in)
+            await self._read_unconfirmed(work, row, shared)
             return
         if row.mode == QueryMode.EVENTS and reading:
             await work.entity_events()
-            await self._read_unconfirmed(work, row, shared.unconfirmed_in)
+            await self._read_unconfirmed(work, row, shared)
             return
         started = self.clock()
         # The change log's end before the full pass: what changes from then on, the next
@@ -726,23 +729,26 @@ class SyncEngine:
         await work.full_pass_done(iso(cursor), started)
 
     async def _unconfirmed_in(
-        self, targets: Sequence[ConnectionRow], pushed: PushedPart | None
+        self, targets: Sequence[ConnectionRow], pushed: PushedPart | None, read_again: bool
     ) -> frozenset[str]:
         if pushed is not None or all(t.mode == QueryMode.BY_KEY for t in targets):
             return frozenset()  # nothing of this run reads changes
-        return frozenset(await listings.connections_with_unconfirmed(self.db))
+        return frozenset(await listings.connections_with_unconfirmed(self.db, read_again))
 
     async def _read_unconfirmed(
-        self, work: ConnectionSync, row: ConnectionRow, unconfirmed_in: frozenset[str]
+        self, work: ConnectionSync, row: ConnectionRow, shared: _RunShared
     ) -> None:
         """After a read of changes, the listings no read has confirmed, by key: one tracked
         (moved to another key, included again) since the full pass, or whose last check
         failed. Their records may not have changed for years, so no read of changes returns
         them, and without this they would wait for the next full pass (a day, by default).
-        Those the read of changes already asked about are not asked again."""
-        if work.stopped is not None or row.id not in unconfirmed_in:
+        Except in a poll's sync, also those events named within the connection's overlap
+        (docs/mls-reso.md "The change log"): a cycle, every interval, reads them again; a
+        poll, every minute, would read a busy log's whole overlap each time. Those the read
+        of changes already asked about are not asked again."""
+        if work.stopped is not None or row.id not in shared.unconfirmed_in:
             return
-        unconfirmed = await listings.unconfirmed(self.db, row.id)
+        unconfirmed = await listings.unconfirmed(self.db, row.id, shared.read_again)
         if left := [t for t in unconfirmed if t.id not in work.asked]:
             await work.by_key(left)
 
@@ -822,8 +828,11 @@ class _RunShared:
     pushed: PushedPart | None = None  # the run applies pushed events, not a sync
     due_only: bool = False  # by_key connections ask only for their due listings
     slot: datetime | None = None  # a clock's cycle: syncs what nobody has in this slot
-    # The connections with listings no read has confirmed, as the run started: those a read
-    # of changes must also read by key (see ConnectionSync's _read_unconfirmed).
+    # Whether the listings events named within the overlap are read again: not in a poll's
+    # run (see the engine's _read_unconfirmed).
+    read_again: bool = True
+    # The connections with listings no read has confirmed (or read again), as the run
+    # started: those a read of changes must also read by key (the engine's _read_unconfirmed).
     unconfirmed_in: frozenset[str] = frozenset()
 
 

@@ -70,7 +70,6 @@ async def write_group(
     current = await listings.current(conn, ids) if ids else {}
     group = plan_group(writes, held, current, mapping)
     await listings.apply_plans(conn, group.plans, written_at)
-    await listings.read_again_until(conn, group.read_again)
     await runs.record_many(conn, group.recorded)
     await connections.save_cursors(conn, group.cursors)
     await connections.mark_reconciled_in(conn, group.reconciled)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from daemon.enums import ConnectionState
 from daemon.models import BatchPlan, LocalStatus, Observation, StatusMapping
 from daemon.store.group_commit import Refused
+from daemon.store.listings import PlanWrite
 from daemon.store.records import CurrentListing
 from daemon.store.runs import Counts, ErrorEntry
 from daemon.sync.batch_plan import plan_batch
@@ -37,9 +38,10 @@ class BatchWrite:
     cursor: str | None = None  # incremental: moves with this page's data (invariant 5)
     reconciled_at: str | None = None  # the end of a complete full pass: when it started
     pushed_done: Sequence[int] = ()  # queued pushed events whose listings this write reads
-    # Events named these listings: each sync of the connection reads them again until then
-    # (a server's reads may lag its change log: docs/mls-reso.md "The change log").
-    read_again_until: str | None = None
+    # Listings events named (listing ids), each read again by the connection's cycles until
+    # the time beside it: a server's reads may lag its change log (docs/mls-reso.md "The
+    # change log").
+    read_again: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +90,7 @@ class GroupPlan:
     lease)."""
 
     results: list[Applied | Refused | None] = field(default_factory=list)
-    plans: list[tuple[BatchPlan, int, str]] = field(default_factory=list)  # plan, run id, when
+    plans: list[PlanWrite] = field(default_factory=list)
     recorded: list[Recorded] = field(default_factory=list)
     cursors: list[tuple[str, str, str]] = field(default_factory=list)  # connection, cursor, when
     reconciled: list[tuple[str, str]] = field(default_factory=list)  # connection, pass started
@@ -97,7 +99,6 @@ class GroupPlan:
     new_states: list[tuple[str, ConnectionState, str | None, str]] = field(default_factory=list)
     released: list[tuple[str, str]] = field(default_factory=list)  # connection id, holder
     pushed_done: list[int] = field(default_factory=list)  # queued pushed events, applied
-    read_again: list[tuple[str, str]] = field(default_factory=list)  # until, listing id
 
 
 def lease_held(
@@ -203,15 +204,13 @@ def _plan_batch(
         )
         for p in plan.problems
     ]
-    group.plans.append((plan, write.run_id, write.at))
+    group.plans.append((plan, write.run_id, write.at, write.read_again))
     group.recorded.append((write.run_id, counts, entries, write.at))
     if write.cursor is not None:
         group.cursors.append((write.connection_id, write.cursor, write.at))
     if write.reconciled_at:
         group.reconciled.append((write.connection_id, write.reconciled_at))
     group.pushed_done += write.pushed_done
-    if write.read_again_until is not None:
-        group.read_again += [(write.read_again_until, c.listing_id) for c in plan.checked]
     return Applied(plan, counts)
 
 
