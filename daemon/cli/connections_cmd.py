@@ -104,7 +104,7 @@ def connections() -> None:
     default=1200,
     show_default=True,
     help="Incremental mode: seconds re-read before the cursor. Events mode: seconds a "
-    "listing an event named is read again at each sync (a server's reads may lag its log).",
+    "listing an event named is read again by the cycles (a server's reads may lag its log).",
 )
 @click.option(
     "--full-reconcile",

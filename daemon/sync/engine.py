@@ -191,6 +191,17 @@ class SyncEngine:
     def _slot_bounds(self, slot: datetime | None) -> tuple[str, str] | None:
         return None if slot is None else slot_bounds(slot, self.settings.cycle_seconds())
 
+    def _reads_again(self, trigger: str, targets: Sequence[ConnectionRow]) -> bool:
+        """Whether the run reads again the listings events named within the overlap (see
+        `_read_unconfirmed`): every run but a poll's, and a poll's too when it is its
+        connection's first sync in the clock's slot, since the clock's cycle then leaves the
+        connection to it (daemon/sync/cycle_slots.py)."""
+        if trigger != POLL:
+            return True
+        interval = self.settings.cycle_seconds()
+        bounds = slot_bounds(slot_start(self.clock(), interval, self.slot_offset), interval)
+        return any(not synced_in_slot(t.last_sync_started_at, bounds) for t in targets)
+
     async def sync_user(
         self, user_id: str, trigger: str = "manual", run_id: int | None = None
     ) -> RunReport:
@@ -348,6 +359,7 @@ class SyncEngine:
         with structlog.contextvars.bound_contextvars(run_id=run_id):
             log.info("run_started", trigger=trigger, scope=scope, connections=len(targets))
             held: dict[str, str] = {}
+            read_again = self._reads_again(trigger, targets)
             shared = _RunShared(
                 run_id,
                 writer(self.db, self.mapping, held, self.clock),
@@ -357,8 +369,8 @@ class SyncEngine:
                 due_only=trigger in check_tiers.SCHEDULED_TRIGGERS
                 and self.settings.effective_check_intervals().enabled,
                 slot=slot,
-                read_again=trigger != POLL,
-                unconfirmed_in=await self._unconfirmed_in(targets, pushed, trigger != POLL),
+                read_again=read_again,
+                unconfirmed_in=await self._unconfirmed_in(targets, pushed, read_again),
             )
             try:
                 failed = await self._sync_targets(shared, targets, only_listing)
@@ -742,10 +754,10 @@ class SyncEngine:
         (moved to another key, included again) since the full pass, or whose last check
         failed. Their records may not have changed for years, so no read of changes returns
         them, and without this they would wait for the next full pass (a day, by default).
-        Except in a poll's sync, also those events named within the connection's overlap
-        (docs/mls-reso.md "The change log"): a cycle, every interval, reads them again; a
-        poll, every minute, would read a busy log's whole overlap each time. Those the read
-        of changes already asked about are not asked again."""
+        Once a slot (`_reads_again`), also those events named within the connection's overlap
+        (docs/mls-reso.md "The change log"): a poll, every minute, would read a busy log's
+        whole overlap each time. Those the read of changes already asked about are not asked
+        again."""
         if work.stopped is not None or row.id not in shared.unconfirmed_in:
             return
         unconfirmed = await listings.unconfirmed(self.db, row.id, shared.read_again)

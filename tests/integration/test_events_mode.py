@@ -4,6 +4,7 @@ change log")."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -201,13 +202,13 @@ async def test_a_listing_whose_record_comes_back_unreadable_is_read_at_each_sync
     assert (fixed.run.errors, await status_of(runtime, "E01")) == (0, "sold")
 
 
-async def test_a_sale_a_servers_read_cache_hid_when_its_event_was_read_is_found_at_the_next_sync(
+async def test_a_sale_a_servers_read_cache_hid_when_its_event_was_read_is_found_at_the_next_cycle(
     runtime: Runtime, mls: Mls
 ) -> None:
     """A server's reads may lag its change log (a cache, a replica): E04's event is read, and
-    E04's record still reads active. A listing an event named is read again at each sync of
-    its connection for the connection's overlap, as a read of changes reads the overlap
-    again (docs/mls-reso.md "The change log"); once the overlap has passed, it is not."""
+    E04's record still reads active. A listing an event named is read again by the
+    connection's cycles for its overlap, as a read of changes reads the overlap again
+    (docs/mls-reso.md "The change log"); once the overlap has passed, it is not."""
     sandbox, _ = mls
     await _events_connection(runtime, mls, overlap_seconds=600)
     await runtime.engine.sync_all()
@@ -260,6 +261,14 @@ async def test_a_sale_behind_a_lagging_read_next_to_an_unreadable_event_is_read_
     )
 
 
+def _mid_slot(runtime: Runtime) -> int:
+    """Places the clock's slots (daemon/sync/cycle_slots.py) so that now is half an interval
+    from the next one; gives the interval."""
+    interval = runtime.settings.cycle_seconds()
+    runtime.engine.slot_offset = (int(time.time()) + interval // 2) % interval
+    return interval
+
+
 async def test_a_polls_sync_leaves_the_listings_to_read_again_to_the_cycle(
     runtime: Runtime, mls: Mls
 ) -> None:
@@ -267,6 +276,7 @@ async def test_a_polls_sync_leaves_the_listings_to_read_again_to_the_cycle(
     not the listings earlier events named: on a busy log that would be the whole overlap's
     listings every minute. The cycle reads them again."""
     sandbox, _ = mls
+    _mid_slot(runtime)  # the poll comes in the slot of the syncs before it
     await _events_connection(runtime, mls, overlap_seconds=600)
     await runtime.engine.sync_all()
     sandbox.put("E02", "Active")  # read while the server's reads still have the old record
@@ -285,6 +295,31 @@ async def test_a_polls_sync_leaves_the_listings_to_read_again_to_the_cycle(
     assert await status_of(runtime, "E02") == "active"
     await runtime.engine.sync_all()
     assert await status_of(runtime, "E02") == "sold"
+
+
+async def test_a_polls_sync_that_is_its_connections_first_in_the_slot_reads_again(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """A poll's sync is the connection's sync in its slot: the clock's cycle of that slot
+    then leaves the connection alone. So the first poll's sync of a slot reads again what
+    events named within the overlap, which the cycle would have."""
+    sandbox, _ = mls
+    interval = _mid_slot(runtime)
+    await _events_connection(runtime, mls, overlap_seconds=2 * interval)
+    await runtime.engine.sync_all()
+    sandbox.put("E02", "Active")  # read while the server's reads still have the old record
+    await runtime.engine.sync_all()
+    sandbox.change_unlogged("E02", "Closed")
+    sandbox.set_status("E03", "Pending")
+    next_slot = datetime.now(UTC) + timedelta(seconds=interval)
+    runtime.engine.clock = lambda: next_slot
+
+    polled = await runtime.engine.poll_change_log(await _row(runtime))
+
+    assert polled.outcome == "synced"
+    assert await status_of(runtime, "E02") == "sold"
+    cycle = await runtime.engine.sync_all("schedule")
+    assert cycle.run.listings_checked == 0  # the poll's sync was the connection's in the slot
 
 
 async def test_a_key_the_server_always_fails_on_costs_each_poll_the_same_as_the_log_grows(

@@ -289,12 +289,12 @@ async def test_an_apply_of_pushes_that_a_cycle_beats_to_the_lease_does_not_wait_
     assert await pushed_events.waiting(runtime.db, "mls-1") == 1
 
 
-async def test_a_pushed_sale_the_servers_read_cache_hid_is_found_at_the_next_read_of_the_log(
+async def test_a_pushed_sale_the_servers_read_cache_hid_is_found_at_the_next_cycle(
     runtime: Runtime, mls: Mls
 ) -> None:
     """A push comes the moment the MLS logs the change, when a server's reads may not show
-    it yet (a cache, a replica): P2's read still says active. The next sync of the connection,
-    within its overlap, reads P2 again, with no event of its own (docs/mls-reso.md "The
+    it yet (a cache, a replica): P2's read still says active. The next cycle, within the
+    connection's overlap, reads P2 again, with no event of its own (docs/mls-reso.md "The
     change log")."""
     sandbox, _ = mls
     row = await _prepared(runtime, mls)

@@ -1,4 +1,4 @@
--- Until when a listing an event named is read again at each sync of its connection: a
+-- Until when a listing an event named is read again, once a slot of the clock's cycles: a
 -- server's reads may lag its change log (a cache, a replica), so the read an event caused can
 -- still show the record from before the change, which no later event names again. It is the
 -- event's read plus the connection's overlap_seconds (docs/mls-reso.md "The change log"), and
