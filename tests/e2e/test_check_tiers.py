@@ -66,7 +66,6 @@ async def test_the_scheduled_cycle_asks_only_for_due_listings_and_sigusr1_for_al
     assert (await tiers_daemon.get("/status")).json()["interval_seconds"] == 10
     sandbox.set_status("A1", "Closed")  # found by the next scheduled cycle
     sandbox.set_status("S1", "Active")  # not asked for an hour
-    asked_before = sum(sandbox.requests.values())
 
     # The first of the clock's cycles once the live tier is due again (on a loaded machine
     # the cycle at start may end late enough that the next slot's finds nothing due yet, and
@@ -77,8 +76,9 @@ async def test_the_scheduled_cycle_asks_only_for_due_listings_and_sigusr1_for_al
         scheduled = await tiers_daemon.wait_for_run(scheduled["id"] + 1, timeout=30)
 
     assert scheduled["trigger"] in SCHEDULED_TRIGGERS
-    assert scheduled["listings_checked"] == 2
-    assert sum(sandbox.requests.values()) - asked_before == 2
+    # Its own count of requests: on a loaded machine it may have begun before this test
+    # looked at the sandbox's.
+    assert (scheduled["listings_checked"], scheduled["mls_requests"]) == (2, 2)
     assert await _status(tiers_daemon, "A1") == "sold"
     assert await _status(tiers_daemon, "S1") == "sold"
 
