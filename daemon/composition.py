@@ -15,7 +15,6 @@ from typing import Protocol
 
 import httpx
 
-from daemon.aiohttp_transport import AiohttpTransport
 from daemon.config import Settings
 from daemon.credentials import (
     DATABASE_PASSWORD_CREDENTIAL,
@@ -121,6 +120,10 @@ def mls_transport(settings: Settings, bound: int) -> httpx.AsyncBaseTransport | 
     httpcore: taking down posts at the platforms' rates cost more CPU on aiohttp
     (docs/benchmarks.md "The HTTP engine")."""
     if settings.mls.http_engine == "aiohttp":
+        # Imported at the first MLS client: aiohttp is about a sixth of a command's start-up
+        # (its imports), and most commands ask no MLS anything.
+        from daemon.aiohttp_transport import AiohttpTransport
+
         return AiohttpTransport(max_connections=bound)
     return None
 

@@ -7,14 +7,19 @@ import ipaddress
 import socket
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import aiohttp
 import anyio
 
 from daemon.foreign_text import storable
 from daemon.outbound.urls import UrlPolicy, address_refusal, check_url, refused_address
 from daemon.specs import SpecError
+
+if TYPE_CHECKING:
+    # Imported where a session is made (`client`): aiohttp is about a sixth of a command's
+    # start-up, and the commands that manage endpoints send nothing.
+    import aiohttp
 
 EXCERPT_CHARS = 256
 USER_AGENT = "mls-sync-webhooks/0.1"
@@ -34,6 +39,8 @@ def client(timeout_seconds: float, max_in_flight: int) -> aiohttp.ClientSession:
     the environment (proxies) reroutes a delivery, and no receiver's cookie is kept. aiohttp,
     not httpx: a delivery's round trip is most of the worker's CPU, and aiohttp's costs a
     fraction of httpx's (docs/benchmarks.md, scenario D)."""
+    import aiohttp
+
     return aiohttp.ClientSession(
         # No DNS cache of its own: a name resolves as `refusal` just checked it, not as it
         # did up to 10 s before.
@@ -57,6 +64,8 @@ async def send(
 ) -> Sent:
     """`checked`: the caller has just checked the URL (`refusal`) for a run of deliveries.
     The client's timeout bounds the whole exchange, not each read."""
+    import aiohttp  # loaded already: the session was made with it (`client`)
+
     started = time.monotonic()
     if not checked and (refused := await refusal(url, policy)) is not None:
         return Sent(None, 0, refused, None)

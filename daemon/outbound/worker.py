@@ -19,9 +19,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import aiohttp
 import anyio
 import structlog
 
@@ -43,6 +42,9 @@ from daemon.store.errors import IntegrityViolation, StoreError
 from daemon.store.records import EventRow, WebhookDeliveryRow, WebhookEndpointRow
 from daemon.store.until_written import until_written
 from daemon.timestamps import iso, parse_iso, utcnow
+
+if TYPE_CHECKING:
+    import aiohttp  # made by sender.client: imported there, when a session is made
 
 log = structlog.get_logger("mls_sync.webhooks")
 

@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 from tests.e2e.daemon_process import Daemon, DaemonConfig
-from tests.helpers import Mls, add_sandbox_connection
+from tests.helpers import Mls, add_sandbox_connection, clock_cycles_half_a_slot_away
 
 
 @pytest.fixture
@@ -21,6 +21,8 @@ async def events_daemon(daemon_config: DaemonConfig, mls: Mls) -> AsyncIterator[
     second, tracking K1 and K2."""
     async with daemon_config.runtime() as rt:
         await add_sandbox_connection(rt, mls, ["K1", "K2"], mode="events", poll_seconds=1)
+        # Its runs are the polls': no clock cycle comes while the test looks at them.
+        await clock_cycles_half_a_slot_away(rt.db, rt.settings.sync.interval_seconds)
     daemon = daemon_config.start()
     try:
         await daemon.wait_notify("READY=1")
