@@ -53,7 +53,9 @@ EVENTS_RESOURCE = "Property"  # RESO's ResourceName of listings (docs/mls-reso.m
 class ConnectionFields(BaseModel):
     """A connection's definition; the id comes from where it is given (CLI, URL path)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Built at the first validation, not at import (defer_build), as every model read only
+    # by some commands: a command pays only for the models it uses.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     name: str = Field(min_length=1, max_length=200)
     base_url: str
@@ -110,7 +112,7 @@ class ConnectionSpec(ConnectionFields):
 
 
 class ListingFields(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     connection_id: Identifier
     listing_key: str = Field(min_length=1, max_length=255, pattern=r"^\S(.*\S)?$")
@@ -159,7 +161,7 @@ def explain(errors: Sequence[Mapping[str, Any]], where: str = "", values: bool =
 
 
 class AccountFields(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     user_id: str = Field(min_length=1, max_length=200)
     platform: Platform
@@ -184,7 +186,7 @@ class AccountSpec(AccountFields):
 
 
 class PostFields(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     listing_id: Identifier
     account_id: Identifier
@@ -240,7 +242,7 @@ def _time_zone(value: str) -> str:
 class UserFields(BaseModel):
     """A user: who owns connections, listings and accounts, and how they are notified."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     display_name: str = Field(min_length=1, max_length=200)
     email: Annotated[str, Field(max_length=254), AfterValidator(_email)] | None = None

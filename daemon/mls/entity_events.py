@@ -22,7 +22,8 @@ MAX_SEQUENCE = 2**63 - 1
 
 
 class _Event(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # ResourceRecordUrl, a producer's extras
+    # ResourceRecordUrl, a producer's extras: ignored. Built when first used (as in specs.py).
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     EntityEventSequence: StrictInt = Field(ge=1, le=MAX_SEQUENCE)
     ResourceName: StrictStr = Field(min_length=1, max_length=255)
@@ -32,13 +33,13 @@ class _Event(BaseModel):
 
 
 class _Sequence(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     EntityEventSequence: StrictInt = Field(ge=1, le=MAX_SEQUENCE)
 
 
 class _Resource(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     ResourceName: StrictStr
 

@@ -23,7 +23,7 @@ class BadPayload(Exception):
 
 class _Record(BaseModel):
     # Servers add fields freely (and MLS Grid adds Mlg*): ignore what we did not ask for.
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     ListingKey: StrictStr = Field(min_length=1, max_length=255, pattern=NO_CONTROL_CHARACTERS)
     StandardStatus: StrictStr | None = Field(
@@ -68,7 +68,7 @@ class _CleanPage(BaseModel):
     pydantic's JSON parser (a quarter of the cost of json.loads plus a validation per record).
     Anything else is read again record by record, so that a bad record fails only itself."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     value: list[_Record]
     next_link: StrictStr | None = Field(default=None, alias="@odata.nextLink")
