@@ -44,6 +44,10 @@ ON CONFLICT (id) DO UPDATE SET
     needs_read = CASE WHEN listings.connection_id IS DISTINCT FROM excluded.connection_id
                         OR listings.listing_key IS DISTINCT FROM excluded.listing_key
                       THEN 1 ELSE listings.needs_read END,
+    -- An event's read again was of the old record (docs/mls-reso.md "The change log").
+    read_again_until = CASE WHEN listings.connection_id IS DISTINCT FROM excluded.connection_id
+                              OR listings.listing_key IS DISTINCT FROM excluded.listing_key
+                            THEN NULL ELSE listings.read_again_until END,
     updated_at = excluded.updated_at
 WHERE listings.connection_id IS DISTINCT FROM excluded.connection_id
    OR listings.listing_key IS DISTINCT FROM excluded.listing_key

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from daemon.composition import Runtime
 from daemon.sandbox.faults import Fault
-from daemon.specs import ConnectionSpec
+from daemon.specs import ConnectionSpec, ListingSpec
 from daemon.store import connections, leases, listings, runs
 from daemon.store.records import ConnectionRow
 from daemon.timestamps import iso
@@ -320,6 +320,27 @@ async def test_a_polls_sync_that_is_its_connections_first_in_the_slot_reads_agai
     assert await status_of(runtime, "E02") == "sold"
     cycle = await runtime.engine.sync_all("schedule")
     assert cycle.run.listings_checked == 0  # the poll's sync was the connection's in the slot
+
+
+async def test_a_listing_moved_to_another_key_is_not_read_again_for_its_old_keys_event(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """What the event was about is the old key's record: once moved, the listing waits for a
+    read of its new key, and nothing more."""
+    sandbox, _ = mls
+    await _events_connection(runtime, mls, overlap_seconds=600)
+    sandbox.put("NEWKEY", "Active")
+    await runtime.engine.sync_all()
+    sandbox.put("E04", "Active")
+    await runtime.engine.sync_all()  # E04's event: L-E04 is to be read again
+    spec = ListingSpec(id="L-E04", connection_id="mls-1", listing_key="NEWKEY")
+    await listings.add_many(runtime.db, [spec], iso(datetime.now(UTC)))
+    moved = await runtime.engine.sync_all()
+    assert moved.run.listings_checked == 1  # its new key, read once
+
+    after = await runtime.engine.sync_all()
+
+    assert (after.run.mls_requests, after.run.listings_checked) == (1, 0)
 
 
 async def test_a_key_the_server_always_fails_on_costs_each_poll_the_same_as_the_log_grows(
