@@ -3,6 +3,7 @@ the same store functions the CLI uses."""
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import sqlite3
@@ -385,6 +386,24 @@ def sandbox_mls_in_a_thread() -> Iterator[Mls]:
     sandbox = sandbox_mls()
     with serving_in_a_thread(build_mls_app(sandbox)) as url:
         yield sandbox, url
+
+
+@contextmanager
+def stamping_promptly() -> Iterator[None]:
+    """For a test whose sandbox, in a thread of the test's process, stamps arrivals while
+    the test's own thread runs the engine: the interpreter hands its lock between threads
+    every half millisecond instead of every 5, and collects no garbage, either of which held
+    a stamp back while the engine ran (a fresh-clone run counted 5 arrivals in 0.94 s from a
+    client paced at 3.8 a second). The client's pacing is its own clock's, untouched."""
+    interval, collecting = sys.getswitchinterval(), gc.isenabled()
+    sys.setswitchinterval(0.0005)
+    gc.disable()
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(interval)
+        if collecting:
+            gc.enable()
 
 
 @contextmanager

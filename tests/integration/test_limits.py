@@ -24,6 +24,7 @@ from tests.helpers import (
     make_settings,
     most_in_any_second,
     sandbox_mls_in_a_thread,
+    stamping_promptly,
     track,
 )
 
@@ -40,7 +41,7 @@ def mls() -> Iterator[Mls]:
     """The sandbox MLS in a thread of its own, so the times it records are the requests'
     arrivals (in the test's own loop, a busy machine once bunched two of them into one
     second: 11 seen against 10 sent)."""
-    with sandbox_mls_in_a_thread() as served:
+    with sandbox_mls_in_a_thread() as served, stamping_promptly():
         yield served
 
 

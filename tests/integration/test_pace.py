@@ -15,7 +15,13 @@ from daemon.enums import KeyFilter
 from daemon.mls.auth import StaticToken
 from daemon.mls.client import Endpoint, MlsClient, RetryPolicy
 from daemon.pace import MLS_RATE_MARGIN, CredentialPace
-from tests.helpers import STATIC_TOKEN, Mls, most_in_any_second, sandbox_mls_in_a_thread
+from tests.helpers import (
+    STATIC_TOKEN,
+    Mls,
+    most_in_any_second,
+    sandbox_mls_in_a_thread,
+    stamping_promptly,
+)
 
 RATE = 5.0
 # About what a TLS handshake with a server across a continent takes; the daemon paces 5%
@@ -44,7 +50,7 @@ class SlowFirstConnection(httpx.AsyncBaseTransport):
 @pytest.fixture
 def mls() -> Iterator[Mls]:
     """Served from a thread of its own: the times it notes are the requests' arrivals."""
-    with sandbox_mls_in_a_thread() as served:
+    with sandbox_mls_in_a_thread() as served, stamping_promptly():
         yield served
 
 
