@@ -24,9 +24,13 @@ from daemon.store.records import (
 from daemon.store.session import Session
 from daemon.timestamps import iso
 
+# Re-pointed to another record (another connection, or another key): written once, used by
+# each part of INSERT that a move changes.
+_MOVED = """listings.connection_id IS DISTINCT FROM excluded.connection_id
+   OR listings.listing_key IS DISTINCT FROM excluded.listing_key"""
 # A listing given no user is its connection's user's; re-pointed to another connection
 # without one, it follows its new connection; a user given is kept until another is given.
-INSERT = """
+INSERT = f"""
 INSERT INTO listings (id, connection_id, listing_key, status, user_id, created_at, updated_at)
 VALUES (:id, :connection_id, :listing_key, :status,
     coalesce(:user_id, (SELECT user_id FROM mls_connections WHERE id = :connection_id)),
@@ -38,19 +42,12 @@ ON CONFLICT (id) DO UPDATE SET
                         OR listings.connection_id IS DISTINCT FROM excluded.connection_id
                    THEN excluded.user_id ELSE listings.user_id END,
     -- Another record now: unchecked until its MLS answers (docs/mls-reso.md "Check tiers").
-    last_checked_at = CASE WHEN listings.connection_id IS DISTINCT FROM excluded.connection_id
-                             OR listings.listing_key IS DISTINCT FROM excluded.listing_key
-                           THEN NULL ELSE listings.last_checked_at END,
-    needs_read = CASE WHEN listings.connection_id IS DISTINCT FROM excluded.connection_id
-                        OR listings.listing_key IS DISTINCT FROM excluded.listing_key
-                      THEN 1 ELSE listings.needs_read END,
+    last_checked_at = CASE WHEN {_MOVED} THEN NULL ELSE listings.last_checked_at END,
+    needs_read = CASE WHEN {_MOVED} THEN 1 ELSE listings.needs_read END,
     -- An event's read again was of the old record (docs/mls-reso.md "The change log").
-    read_again_until = CASE WHEN listings.connection_id IS DISTINCT FROM excluded.connection_id
-                              OR listings.listing_key IS DISTINCT FROM excluded.listing_key
-                            THEN NULL ELSE listings.read_again_until END,
+    read_again_until = CASE WHEN {_MOVED} THEN NULL ELSE listings.read_again_until END,
     updated_at = excluded.updated_at
-WHERE listings.connection_id IS DISTINCT FROM excluded.connection_id
-   OR listings.listing_key IS DISTINCT FROM excluded.listing_key
+WHERE {_MOVED}
    OR listings.user_id IS DISTINCT FROM coalesce(:user_id, listings.user_id)
 """
 GET = "SELECT * FROM listings WHERE id = ?"

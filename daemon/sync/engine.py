@@ -184,8 +184,10 @@ class SyncEngine:
         return min(self.settings.sync.jitter_seconds, self.settings.cycle_seconds() // 2)
 
     def _slot(self, trigger: str) -> datetime | None:
-        if trigger not in SHARED_TRIGGERS:
-            return None
+        return self._current_slot() if trigger in SHARED_TRIGGERS else None
+
+    def _current_slot(self) -> datetime:
+        """The start of the clock's slot now is in (daemon/sync/cycle_slots.py)."""
         return slot_start(self.clock(), self.settings.cycle_seconds(), self.slot_offset)
 
     def _slot_bounds(self, slot: datetime | None) -> tuple[str, str] | None:
@@ -198,8 +200,7 @@ class SyncEngine:
         connection to it (daemon/sync/cycle_slots.py)."""
         if trigger != POLL:
             return True
-        interval = self.settings.cycle_seconds()
-        bounds = slot_bounds(slot_start(self.clock(), interval, self.slot_offset), interval)
+        bounds = slot_bounds(self._current_slot(), self.settings.cycle_seconds())
         return any(not synced_in_slot(t.last_sync_started_at, bounds) for t in targets)
 
     async def sync_user(
