@@ -1,6 +1,7 @@
 """The webhook deliveries in a process of their own, a child of the daemon (docs/webhooks.md
 "Where deliveries run"): the sync's event loop never waits on a receiver's round trip, and
-the deliveries run on another core while a cycle takes one.
+the deliveries run on another core while a cycle takes one. It is started once an enabled
+endpoint exists, seen by the lag's measure of every second.
 
 The daemon writes the child's job (the database, the [webhooks] settings, the secret key, the
 log settings) as one JSON line on its stdin and keeps that pipe open: the child stops when the
@@ -109,6 +110,7 @@ class DeliveryProcess:
         self.pid: int | None = None  # the child's, while it runs
         self.started = anyio.Event()  # set once a child has started; a new one for the next
         self._renewed = anyio.Event()  # set by `renew`; a new one for each child
+        self._wanted = anyio.Event()  # set once an enabled endpoint is seen
 
     def renew(self, logging: LoggingSettings) -> None:
         """A reload changed the log settings: the child is told to stop (its pipe closes)
@@ -125,14 +127,21 @@ class DeliveryProcess:
         with self.scope:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._measure_lag)
+                # With no endpoint there is nothing to deliver: no process, its imports and
+                # its memory, until one is added (then it stays, as endpoints come and go).
+                await self._wanted.wait()
                 await self._supervise()
 
     async def _measure_lag(self) -> None:
         """Every second, from the daemon's own reads: while the child is down, the ages keep
-        growing, which is what an alert on them should see."""
+        growing, which is what an alert on them should see. The first enabled endpoint it
+        sees starts the child."""
         while True:
             try:
-                self.metrics.set_oldest_undelivered(await undelivered_ages(self.reader, utcnow()))
+                ages = await undelivered_ages(self.reader, utcnow())
+                self.metrics.set_oldest_undelivered(ages)
+                if ages:
+                    self._wanted.set()
             except StoreError as exc:  # looked at again in a second
                 log.warning("webhook_lag_not_read", error=str(exc))
             await anyio.sleep(MEASURE_EVERY)

@@ -85,7 +85,9 @@ async def test_every_event_reaches_the_receiver_in_order_with_valid_signatures(
         (await daemon.call("GET", f"/v1/webhooks/{endpoint_id}/deliveries")).text,
     ]
     assert all(secret not in text for text in shown)
-    assert await daemon.metric("mls_sync_webhook_deliveries_total", result="delivered")
+    with anyio.fail_after(10 * REPORT_EVERY):  # the child's counts come every REPORT_EVERY
+        while not await daemon.metric("mls_sync_webhook_deliveries_total", result="delivered"):
+            await anyio.sleep(0.1)
     lag = await daemon.metric(
         "mls_sync_webhook_oldest_undelivered_seconds", endpoint=str(endpoint_id)
     )
@@ -145,6 +147,21 @@ async def delivering(sandbox_daemon: Daemon, receiver: Receiver) -> tuple[Daemon
     assert made.status_code == 201, made.text
     receiver.secrets["/hooks"] = [made.json()["secret"]]
     return sandbox_daemon, await _delivery_child(sandbox_daemon)
+
+
+async def test_no_delivery_process_runs_until_an_endpoint_is_added(
+    sandbox_daemon: Daemon, receiver: Receiver
+) -> None:
+    """Nothing to deliver, no second process (its imports, its memory)."""
+    await sandbox_daemon.wait_for_run(1, timeout=60)
+    assert _children(sandbox_daemon.proc.pid) == []
+    assert "webhook_process_started" not in sandbox_daemon.log()
+    made = await sandbox_daemon.call("POST", "/v1/webhooks", json={"url": f"{receiver.url}/h"})
+    assert made.status_code == 201, made.text
+    await _delivery_child(sandbox_daemon)
+    with anyio.fail_after(20):
+        while "webhook_process_started" not in sandbox_daemon.log():
+            await anyio.sleep(0.1)
 
 
 async def test_a_killed_delivery_process_is_started_again_at_low_priority_and_delivers(
