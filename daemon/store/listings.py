@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from daemon.enums import LIVE_POSTS_SQL
 from daemon.errors import Conflict, NotFound
@@ -258,6 +258,23 @@ async def current(conn: Session, ids: Sequence[str]) -> dict[str, CurrentListing
 PlanWrite = tuple[BatchPlan, int, str, Mapping[str, str] | None]
 
 
+def _last_errors(plans: Iterable[BatchPlan]) -> dict[str, str | None]:
+    """Each listing's error as the last of `plans` to read it left it (None: answered). Two
+    reads of one listing may share a transaction (a group commit): a failed read followed by
+    an answered one leaves no error, though SET_ERROR runs after every MARK_CHECKED. In a
+    plan, its problems come after its checks (an answer with a status that cannot be
+    mapped is both). A warning (an ignored status) is no error of the listing's: its answer
+    was read."""
+    last: dict[str, str | None] = {}
+    for plan in plans:
+        for c in plan.checked:
+            last[c.listing_id] = None
+        for p in plan.problems:
+            if not p.warning:
+                last[p.listing_id] = p.message
+    return last
+
+
 async def apply_plans(conn: Session, plans: Sequence[PlanWrite], written_at: str) -> None:
     """Writes batches' plans (each with its run id and time); call inside the transaction
     that read `current`. One statement per kind of write for all of them, and none
@@ -293,12 +310,10 @@ async def apply_plans(conn: Session, plans: Sequence[PlanWrite], written_at: str
         for plan, run_id, _, _ in plans
         for c in plan.changes
     ]
-    # A warning (an ignored status) is no error of the listing's: its answer was read.
     errors = [
-        {"id": p.listing_id, "message": p.message}
-        for plan, _, _, _ in plans
-        for p in plan.problems
-        if not p.warning
+        {"id": listing_id, "message": message}
+        for listing_id, message in _last_errors(plan for plan, _, _, _ in plans).items()
+        if message is not None
     ]
     for statement, rows in (
         (MARK_CHECKED, checked),
