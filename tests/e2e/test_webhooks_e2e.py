@@ -154,7 +154,8 @@ async def test_no_delivery_process_runs_until_an_endpoint_is_added(
 ) -> None:
     """Nothing to deliver, no second process (its imports, its memory)."""
     await sandbox_daemon.wait_for_run(1, timeout=60)
-    assert _children(sandbox_daemon.proc.pid) == []
+    children = [Path(f"/proc/{c}/cmdline").read_bytes() for c in _children(sandbox_daemon.proc.pid)]
+    assert not any(b"delivery_child" in c for c in children)
     assert "webhook_process_started" not in sandbox_daemon.log()
     made = await sandbox_daemon.call("POST", "/v1/webhooks", json={"url": f"{receiver.url}/h"})
     assert made.status_code == 201, made.text
