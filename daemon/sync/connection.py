@@ -26,7 +26,7 @@ from daemon.store.records import ConnectionRow, TrackedListing
 from daemon.store.runs import Counts, ErrorEntry
 from daemon.sync.check_tiers import filled_batches
 from daemon.sync.sync_writer import SyncWriter
-from daemon.sync.sync_writes import BatchWrite
+from daemon.sync.sync_writes import BatchWrite, Failure
 from daemon.timestamps import iso, parse_iso
 
 log = structlog.get_logger("mls_sync.sync")
@@ -145,7 +145,7 @@ class ConnectionSync:
     async def _apply(
         self,
         observations: Sequence[tuple[str, Observation]],
-        failures: Sequence[tuple[str, str]],
+        failures: Sequence[Failure],
         cursor: str | None = None,
         reconciled_at: str | None = None,
         pushed_done: Sequence[int] = (),
@@ -159,7 +159,7 @@ class ConnectionSync:
         and no later event names a record that caught up with its change (docs/mls-reso.md
         "The change log")."""
         self._note_asked(listing_id for listing_id, _ in observations)
-        self._note_asked(listing_id for listing_id, _ in failures)
+        self._note_asked(listing_id for listing_id, _, _ in failures)
         now = self.clock()
         at = iso(now)
         again = None
@@ -262,7 +262,7 @@ class ConnectionSync:
         else:
             id_by_key = await listings.ids_for_keys(self.db, self.row.id, named)
         observations: list[tuple[str, Observation]] = []
-        failures: list[tuple[str, str]] = []
+        failures: list[Failure] = []
         for keys in self._batches(list(id_by_key)):
             try:
                 answer = await self.client.fetch_batch(keys)
@@ -437,7 +437,7 @@ class ConnectionSync:
             if key in id_by_key:
                 observations.append((id_by_key[key], Removed(key, "MlgCanView is false")))
         failures = [
-            (id_by_key[e.listing_key], e.message)
+            (id_by_key[e.listing_key], e.listing_key, e.message)
             for e in page.errors
             if e.listing_key is not None and e.listing_key in id_by_key
         ]
@@ -503,14 +503,14 @@ def _future_dated(
 
 def _observations(
     answer: BatchAnswer, id_by_key: dict[str, str]
-) -> tuple[list[tuple[str, Observation]], list[tuple[str, str]]]:
+) -> tuple[list[tuple[str, Observation]], list[Failure]]:
     """A by-key answer as what the writer applies: records and removals, and the listings
     whose record could not be read (with why)."""
     observations: list[tuple[str, Observation]] = [
         (id_by_key[k], rec) for k, rec in answer.records.items()
     ]
     observations += [(id_by_key[k], Removed(k, why)) for k, why in answer.removed.items()]
-    failures = [(id_by_key[k], why) for k, why in answer.errors.items()]
+    failures = [(id_by_key[k], k, why) for k, why in answer.errors.items()]
     return observations, failures
 
 

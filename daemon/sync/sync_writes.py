@@ -25,6 +25,9 @@ from daemon.store.records import CurrentListing
 from daemon.store.runs import Counts, ErrorEntry
 from daemon.sync.batch_plan import plan_batch
 
+# A listing whose record could not be read: (listing id, the key asked, why).
+Failure = tuple[str, str, str]
+
 
 @dataclass(frozen=True, slots=True)
 class BatchWrite:
@@ -33,7 +36,7 @@ class BatchWrite:
     run_id: int
     connection_id: str
     observations: Sequence[tuple[str, Observation]]
-    failures: Sequence[tuple[str, str]]
+    failures: Sequence[Failure]
     at: str
     cursor: str | None = None  # incremental: moves with this page's data (invariant 5)
     reconciled_at: str | None = None  # the end of a complete full pass: when it started
@@ -123,7 +126,7 @@ def listings_of(writes: Sequence[SyncWrite], held: Sequence[bool]) -> list[str]:
     """The listing ids of the batches that will be written: whose statuses to read."""
     batches = [w for w, ok in zip(writes, held, strict=True) if ok and isinstance(w, BatchWrite)]
     return [i for b in batches for i, _ in b.observations] + [
-        i for b in batches for i, _ in b.failures
+        i for b in batches for i, _, _ in b.failures
     ]
 
 
@@ -151,21 +154,25 @@ def plan_group(
 
 def still_tracked(
     write: BatchWrite, current: Mapping[str, CurrentListing]
-) -> list[tuple[str, Observation]]:
-    """The write's observations of records its listings still track. A listing moved to
-    another key (or connection) while the MLS answered for its old one is not what that
-    answer is about: the answer would set its status from another listing's (a sale taking
-    the wrong posts down) and count as its check. It waits, as the move left it, for a read
-    of its new key (docs/mls-reso.md, "Removed listings")."""
-    kept = []
-    for listing_id, seen in write.observations:
+) -> tuple[list[tuple[str, Observation]], list[tuple[str, str]]]:
+    """The write's observations of records its listings still track, and its failures to
+    read them (listing id, why). A listing moved to another key (or connection) while the
+    MLS answered for its old one is not what that answer is about: the answer would set its
+    status from another listing's (a sale taking the wrong posts down) and count as its
+    check, and a record of the old key that could not be read would be its error. It
+    waits, as the move left it, for a read of its new key (docs/mls-reso.md, "Removed
+    listings")."""
+
+    def tracks(listing_id: str, key: str) -> bool:
         now = current.get(listing_id)
-        if now is not None and (now.connection_id, now.listing_key) == (
+        return now is not None and (now.connection_id, now.listing_key) == (
             write.connection_id,
-            seen.listing_key,
-        ):
-            kept.append((listing_id, seen))
-    return kept
+            key,
+        )
+
+    observations = [(i, seen) for i, seen in write.observations if tracks(i, seen.listing_key)]
+    failures = [(i, why) for i, key, why in write.failures if tracks(i, key)]
+    return observations, failures
 
 
 def _end_connection(done: ConnectionDone, group: GroupPlan) -> None:
@@ -185,7 +192,8 @@ def _plan_batch(
     mapping: StatusMapping,
     group: GroupPlan,
 ) -> Applied:
-    plan = plan_batch(statuses, still_tracked(write, current), write.failures, mapping)
+    observations, failures = still_tracked(write, current)
+    plan = plan_batch(statuses, observations, failures, mapping)
     for change in plan.changes:
         statuses[change.listing_id] = change.to_status
     counts = Counts(

@@ -685,6 +685,30 @@ async def test_a_listing_moved_to_another_key_while_its_old_key_is_read_keeps_it
         assert row is not None and row.mls_standard_status == "Active"
 
 
+async def test_a_listing_moved_to_another_key_while_its_old_keys_record_is_unreadable_gets_no_error(
+    runtime: Runtime,
+) -> None:
+    """L-K1 is moved from K1 to K2 while the MLS answers for K1 with a record that cannot be
+    read: that error is K1's, no longer L-K1's, as its answer would be. L-K1 waits for a read
+    of K2 with no error, and the run has none."""
+    sandbox = sandbox_mls()
+    sandbox.put("K1", "Closed", ModificationTimestamp="not a time")
+    sandbox.put("K2", "Active")
+    async with serving(_moving_mid_read(build_mls_app(sandbox), runtime, {"L-K1": "K2"})) as url:
+        await add_connection(runtime, url)
+        await track(runtime, "mls-1", ["K1"], status="active")
+
+        moved = await runtime.engine.sync_all()
+
+        row = await listings.get(runtime.db, "L-K1")
+        assert row is not None and row.listing_key == "K2"
+        assert (row.last_error, moved.run.errors, moved.run.outcome) == (None, 0, "ok")
+
+        after = await runtime.engine.sync_all()
+
+        assert (after.run.outcome, after.run.listings_checked) == ("ok", 1)
+
+
 def _changing_before_the_second_page(
     app: ASGIApp, matching: str, change: Callable[[], object]
 ) -> ASGIApp:
