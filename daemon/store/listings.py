@@ -139,6 +139,10 @@ SELECT :id, connection_id, :from_status, :to_status, :standard, :mls, :event, :r
 FROM listings WHERE id = :id
 """
 SET_ERROR = "UPDATE listings SET last_error = :message, needs_read = 1 WHERE id = :id"
+SET_ERROR_IF_STILL_TRACKED = """
+UPDATE listings SET last_error = :message, needs_read = 1
+WHERE id = :id AND connection_id = :connection_id AND listing_key = :key
+"""
 HISTORY = "SELECT * FROM status_changes WHERE listing_id = ? ORDER BY id"
 COUNT_BY_STATUS = """
 SELECT coalesce(status, 'unknown') AS status, count(*) AS n FROM listings GROUP BY 1 ORDER BY 1
@@ -342,10 +346,20 @@ async def apply_plans(conn: Session, plans: Sequence[PlanWrite], written_at: str
     )
 
 
-async def mark_not_checked(conn: Session, ids: Sequence[str], reason: str) -> None:
-    """A batch that failed: its listings keep their status and show why they were not checked."""
+async def mark_not_checked(
+    conn: Session, connection_id: str, asked: Mapping[str, str], reason: str
+) -> None:
+    """A batch that failed: its listings keep their status and show why they were not
+    checked. `asked`: listing id -> the key asked; a listing moved to another key (or
+    connection) since is left alone, as an answer for its old key would be (`still_tracked`
+    in daemon/sync/sync_writes.py)."""
+    message = f"not checked: {reason}"
     await conn.execute_many(
-        SET_ERROR, [{"id": i, "message": f"not checked: {reason}"} for i in ids]
+        SET_ERROR_IF_STILL_TRACKED,
+        [
+            {"id": i, "connection_id": connection_id, "key": key, "message": message}
+            for i, key in asked.items()
+        ],
     )
 
 

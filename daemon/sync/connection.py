@@ -133,7 +133,8 @@ class ConnectionSync:
             now = iso(self.clock())  # once the write's turn came: the fence judges then
             # Fenced: a process that lost its lease leaves the listings to their new syncer.
             if await leases.still_held(conn, self.row.id, self.lease_holder, now):
-                await listings.mark_not_checked(conn, [id_by_key[k] for k in keys], message)
+                asked = {id_by_key[k]: k for k in keys}
+                await listings.mark_not_checked(conn, self.row.id, asked, message)
                 await pushed_events.tried(conn, pushed_tried)
             await runs.record(conn, self.run_id, counts, [entry], now)
         self.counts.add(counts)
@@ -437,7 +438,7 @@ class ConnectionSync:
             if key in id_by_key:
                 observations.append((id_by_key[key], Removed(key, "MlgCanView is false")))
         failures = [
-            (id_by_key[e.listing_key], e.listing_key, e.message)
+            Failure(id_by_key[e.listing_key], e.listing_key, e.message)
             for e in page.errors
             if e.listing_key is not None and e.listing_key in id_by_key
         ]
@@ -510,7 +511,7 @@ def _observations(
         (id_by_key[k], rec) for k, rec in answer.records.items()
     ]
     observations += [(id_by_key[k], Removed(k, why)) for k, why in answer.removed.items()]
-    failures = [(id_by_key[k], k, why) for k, why in answer.errors.items()]
+    failures = [Failure(id_by_key[k], k, why) for k, why in answer.errors.items()]
     return observations, failures
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from daemon.enums import ConnectionState
 from daemon.models import BatchPlan, LocalStatus, Observation, StatusMapping
@@ -25,8 +26,13 @@ from daemon.store.records import CurrentListing
 from daemon.store.runs import Counts, ErrorEntry
 from daemon.sync.batch_plan import plan_batch
 
-# A listing whose record could not be read: (listing id, the key asked, why).
-Failure = tuple[str, str, str]
+
+class Failure(NamedTuple):
+    """A listing whose record could not be read, under the key asked."""
+
+    listing_id: str
+    listing_key: str
+    why: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -709,6 +709,30 @@ async def test_a_listing_moved_to_another_key_while_its_old_keys_record_is_unrea
         assert (after.run.outcome, after.run.listings_checked) == ("ok", 1)
 
 
+async def test_a_listing_moved_to_another_key_while_its_old_keys_request_fails_gets_no_error(
+    runtime: Runtime,
+) -> None:
+    """The same, with the whole request for K1 refused (400): the batch's error is the run's,
+    K1's "not checked" is not L-K1's."""
+    sandbox = sandbox_mls()
+    sandbox.put("K1", "Closed")
+    sandbox.put("K2", "Active")
+    sandbox.faults.add(Fault("status", status=400, times=10_000, matching="'K1'"))
+    async with serving(_moving_mid_read(build_mls_app(sandbox), runtime, {"L-K1": "K2"})) as url:
+        await add_connection(runtime, url)
+        await track(runtime, "mls-1", ["K1"], status="active")
+
+        moved = await runtime.engine.sync_all()
+
+        row = await listings.get(runtime.db, "L-K1")
+        assert row is not None and row.listing_key == "K2"
+        assert (row.last_error, moved.run.outcome) == (None, "partial")
+
+        after = await runtime.engine.sync_all()
+
+        assert (after.run.outcome, after.run.listings_checked) == ("ok", 1)
+
+
 def _changing_before_the_second_page(
     app: ASGIApp, matching: str, change: Callable[[], object]
 ) -> ASGIApp:
