@@ -118,14 +118,17 @@ WHERE connection_id = ? AND excluded = 0 AND listing_key IN ({keys})
     keys=json_values("?"),
 )
 # Its parameters by position: it is run once for every listing a cycle checks, and a tuple
-# costs less to make, and to bind, than a dict of names. The fifth: until when an event's
-# read is read again (see UNCONFIRMED_OR_READ_AGAIN), or NULL, and then a check at or after
-# a time set before clears it (the check time is given again, sixth). In the same statement,
-# not a second one: on PostgreSQL each UPDATE of a row leaves a version of it behind.
+# costs less to make, and to bind, than a dict of names. The fifth and seventh: until when
+# an event's read is read again (see UNCONFIRMED_OR_READ_AGAIN), or NULL. A later time set
+# before is kept (daemons' clocks differ by seconds: the one behind would cut the window
+# short); with NULL, a check at or after the time set before clears it (the check time, the
+# sixth). In the same statement, not a second one: on PostgreSQL each UPDATE of a row leaves
+# a version of it behind.
 MARK_CHECKED = """
 UPDATE listings SET last_checked_at = ?, mls_standard_status = ?, mls_status = ?,
     mls_modified_at = ?, last_error = NULL, needs_read = 0,
-    read_again_until = coalesce(?, CASE WHEN read_again_until > ? THEN read_again_until END)
+    read_again_until = CASE WHEN read_again_until > coalesce(?, ?) THEN read_again_until
+        ELSE ? END
 WHERE id = ?
 """
 SET_STATUS = """
@@ -293,8 +296,9 @@ async def apply_plans(conn: Session, plans: Sequence[PlanWrite], written_at: str
             c.standard_status,
             c.mls_status,
             iso(c.modified_at) if c.modified_at else None,
-            again.get(c.listing_id) if again else None,
+            (until := again.get(c.listing_id) if again else None),  # fifth and seventh
             now,
+            until,
             c.listing_id,
         )
         for plan, _, now, again in plans

@@ -1,5 +1,6 @@
-"""Batches' plans written in one transaction (a group commit, daemon/sync/sync_writer.py):
-a listing two of them read ends as the later read left it, error or not."""
+"""Batches' plans as the store writes them, several in one transaction (a group commit,
+daemon/sync/sync_writer.py): a listing two of them read ends as the later read left it, error
+or not; and a listing's read-again time, which daemons with clocks apart may each set."""
 
 from __future__ import annotations
 
@@ -53,3 +54,34 @@ async def test_an_answer_followed_by_a_failed_read_in_the_same_write_keeps_the_e
     runtime: Runtime,
 ) -> None:
     assert await _written_in_one_transaction(runtime, ["answered", "failed"]) == (FAILED, 1)
+
+
+async def _read_again_until(rt: Runtime, times: list[str]) -> str | None:
+    """L-A's read-again time after events' reads that set `times`, one write each, in order
+    (as daemons whose clocks differ write them)."""
+    await add_connection(rt, closed_port_url())
+    await track(rt, "mls-1", ["A"], status="active")
+    now = iso(utcnow())
+    run_id = await runs.start(rt.db, "bench", "all", "test:1", now)
+    seen = MlsRecord("A", "Active", "Active")
+    plan = plan_batch(
+        {"L-A": LocalStatus.ACTIVE}, [("L-A", seen)], [], rt.settings.mls.status_mapping()
+    )
+    for until in times:
+        async with rt.db.transaction() as conn:
+            await listings.apply_plans(conn, [(plan, run_id, now, {"L-A": until})], now)
+    row = await rt.db.fetch_one("SELECT read_again_until FROM listings WHERE id = 'L-A'")
+    assert row is not None
+    return None if row[0] is None else str(row[0])
+
+
+async def test_an_earlier_read_again_time_does_not_shorten_a_later_one(runtime: Runtime) -> None:
+    """A daemon whose clock is behind names the listing second: its time, a few seconds
+    earlier, does not cut the other's window short."""
+    later, earlier = "2099-01-01T00:20:05.000000Z", "2099-01-01T00:20:00.000000Z"
+    assert await _read_again_until(runtime, [later, earlier]) == later
+
+
+async def test_a_later_read_again_time_extends_an_earlier_one(runtime: Runtime) -> None:
+    later, earlier = "2099-01-01T00:40:00.000000Z", "2099-01-01T00:20:00.000000Z"
+    assert await _read_again_until(runtime, [earlier, later]) == later
