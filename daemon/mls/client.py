@@ -146,6 +146,7 @@ class MlsClient:
         concurrency: anyio.CapacityLimiter,
         policy: RetryPolicy,
         on_request: Callable[[], None] = lambda: None,
+        fails_alone: set[str] | None = None,
     ) -> None:
         self.http = http
         self.endpoint = endpoint
@@ -163,6 +164,11 @@ class MlsClient:
         self._extensions: Extensions = {"trace": pace.trace}
         self.isolation = IsolationBudget()
         self._isolating = anyio.Lock()
+        # The keys a query of their own failed (`_isolate`), kept from one sync of the
+        # connection to the next by whoever makes its clients (daemon/sync/access.py): each
+        # is asked alone, first, so that its batch is not split down to it again, within a
+        # budget a few such keys used up (docs/reliability.md "One key the server fails on").
+        self.fails_alone: set[str] = set() if fails_alone is None else fails_alone
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -185,6 +191,8 @@ class MlsClient:
         """Current status of `keys`. Keys the server leaves out count as removed; a 413/414
         splits the batch in two and asks again; a batch the server fails with an error of its
         own is asked again in halves, so that one key it fails on fails alone (`_isolate`)."""
+        if len(keys) == 1 and keys[0] in self.fails_alone:
+            return await self._ask_alone_again(keys[0])
         try:
             return await self._fetch(keys)
         except QueryFailed as failure:
@@ -227,6 +235,17 @@ class MlsClient:
             answer.merge(await self._fetch(absent, retry_server_errors, again=True))
         return answer
 
+    async def _ask_alone_again(self, key: str) -> BatchAnswer:
+        """A key whose query of its own failed in an earlier sync: its error again, with no
+        second try of a server's fault (as a half's), or its answer, and then it goes back
+        into batches (the server answers for it now)."""
+        try:
+            answer = await self._fetch([key], retry_server_errors=False)
+        except QueryFailed as failure:
+            return BatchAnswer(errors={key: _fails_alone(failure)})
+        self.fails_alone.discard(key)
+        return answer
+
     async def _isolate(self, keys: Sequence[str], failure: QueryFailed) -> tuple[BatchAnswer, bool]:
         """`keys`, whose query failed with `failure`, asked again in halves: a half answered
         is the answer for its keys; a half that fails is halved again while the sync's
@@ -256,7 +275,8 @@ class MlsClient:
                 continue
             self.isolation.failed()
             if len(half) == 1:
-                answer.errors[half[0]] = f"the server fails a query of this key alone: {failure}"
+                answer.errors[half[0]] = _fails_alone(failure)
+                self.fails_alone.add(half[0])
             elif self.isolation.split():
                 part, found = await self._isolate(half, failure)
                 answer.merge(part)
@@ -636,6 +656,10 @@ def _unsplit(keys: int, failure: QueryFailed) -> str:
         f"not checked: the server failed a query of {keys} keys ({failure}), and this sync "
         "asks no more to find the key that makes it fail (daemon/mls/isolation.py)"
     )
+
+
+def _fails_alone(failure: QueryFailed) -> str:
+    return f"the server fails a query of this key alone: {failure}"
 
 
 NOT_IN_THE_ANSWER = "not in the MLS answer (removed from the feed)"

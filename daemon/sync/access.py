@@ -37,6 +37,7 @@ class MlsAccess:
         # grew with the square of the connections (docs/benchmarks.md "Scenario I").
         self._rates_of: dict[str, dict[str, float]] = {}
         self._tokens: dict[tuple[str, str], tuple[TokenSource, str]] = {}
+        self._fails_alone: dict[str, set[str]] = {}  # connection -> `MlsClient.fails_alone`
 
     def apply(self, settings: MlsSettings) -> None:
         self.settings = settings
@@ -70,6 +71,7 @@ class MlsAccess:
             concurrency=self.concurrency,
             policy=self.policy(),
             on_request=on_request,
+            fails_alone=self._fails_alone.setdefault(row.id, set()),
         )
 
     def _decrypt(self, token: str) -> str:
@@ -98,9 +100,11 @@ class MlsAccess:
 
     def forget_others(self, connection_ids: Collection[str]) -> None:
         """Connections no longer synced (removed, paused) stop holding their credential's
-        rate down."""
+        rate down, and their keys known to fail alone are forgotten."""
         for gone in self._credential_of.keys() - set(connection_ids):
             self._forget(gone)
+        for gone in self._fails_alone.keys() - set(connection_ids):
+            del self._fails_alone[gone]
 
     def _forget(self, connection_id: str) -> None:
         credential = self._credential_of.pop(connection_id, None)

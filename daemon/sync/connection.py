@@ -359,12 +359,16 @@ class ConnectionSync:
                 await pushed_events.tried(conn, event_ids)
 
     def _batches(self, keys: list[str]) -> list[list[str]]:
-        """`keys` in batches of the connection's size, each short enough for its URL."""
+        """`keys` in batches of the connection's size, each short enough for its URL; first,
+        each key a query of its own failed in an earlier sync, alone (`MlsClient.fails_alone`)."""
         if not keys:
             return []
-        return list(
+        failing = self.client.fails_alone
+        alone = [[k] for k in keys if k in failing] if failing else []
+        rest = [k for k in keys if k not in failing] if alone else keys
+        return alone + list(
             key_batches(
-                keys,
+                rest,
                 KeyFilter(self.row.key_filter),
                 self.row.batch_size,
                 self.client.url_length,

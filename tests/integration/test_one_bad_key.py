@@ -224,3 +224,52 @@ async def test_a_busy_half_does_not_lose_what_the_other_half_answered(
     busy = {e.listing_id for e in errors if "503" in e.message}
     assert busy == {f"L-{k}" for k in KEYS[10:]}
     assert report.run.listings_checked == 9
+
+
+async def test_keys_the_server_fails_on_are_asked_alone_at_the_next_syncs_so_all_are_found(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """The same eleven bad keys, sync after sync: each key found failing alone is asked alone
+    from then on, for no share of the splitting's budget, so the next syncs find the others.
+    Before, each sync found the same first few and the batches after them failed whole, for
+    good: M199's sale was never applied."""
+    sandbox, _ = mls
+    keys = [f"M{i:03d}" for i in range(200)]
+    bad = {*keys[5::20], keys[15]}
+    await add_sandbox_connection(runtime, mls, keys, batch_size=20)
+    for key in bad:
+        _refuse(mls, key, 400)
+    sandbox.set_status("M199", "Closed")
+
+    for _ in range(8):
+        report = await runtime.engine.sync_all()
+        if report.run.listings_checked == 200 - len(bad):
+            break
+
+    assert await status_of(runtime, "M199") == "sold"
+    errors = await runs.errors_of(runtime.db, report.run.id)
+    assert {e.listing_id for e in errors if "alone" in e.message} == {f"L-{k}" for k in bad}
+    assert report.run.errors == len(bad)
+    steady = await runtime.engine.sync_all()
+    # Each bad key alone, and the other 189 listings in batches of 20.
+    assert (steady.run.mls_requests, steady.run.listings_checked) == (len(bad) + 10, 189)
+
+
+async def test_a_key_asked_alone_that_the_server_answers_again_goes_back_into_batches(
+    runtime: Runtime, mls: Mls
+) -> None:
+    sandbox, _ = mls
+    await add_sandbox_connection(runtime, mls, KEYS, batch_size=20)
+    _refuse(mls, BAD, 400)
+    await runtime.engine.sync_all()
+    alone = await runtime.engine.sync_all()
+    assert alone.run.mls_requests == 2  # B03 alone, then the other 19
+    sandbox.faults.clear()
+    sandbox.set_status(BAD, "Closed")
+
+    answered = await runtime.engine.sync_all()
+    again = await runtime.engine.sync_all()
+
+    assert await status_of(runtime, BAD) == "sold"
+    assert (answered.run.outcome, answered.run.mls_requests) == ("ok", 2)
+    assert (again.run.outcome, again.run.mls_requests) == ("ok", 1)
