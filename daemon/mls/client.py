@@ -203,9 +203,13 @@ class MlsClient:
             async with self._isolating:
                 if not self.isolation.split():
                     raise
-                answer, answered = await self._isolate(keys, failure)
+                alone: list[str] = []
+                answer, answered = await self._isolate(keys, failure, alone)
             if not answered:
                 raise  # no part answered: the batch fails whole, as it would have
+            # Only now: with no part answered, the server may be failing every query, and
+            # a key whose half failed last says nothing of that key.
+            self.fails_alone.update(alone)
             return answer
 
     async def _fetch(
@@ -246,7 +250,9 @@ class MlsClient:
         self.fails_alone.discard(key)
         return answer
 
-    async def _isolate(self, keys: Sequence[str], failure: QueryFailed) -> tuple[BatchAnswer, bool]:
+    async def _isolate(
+        self, keys: Sequence[str], failure: QueryFailed, alone: list[str]
+    ) -> tuple[BatchAnswer, bool]:
         """`keys`, whose query failed with `failure`, asked again in halves: a half answered
         is the answer for its keys; a half that fails is halved again while the sync's
         budget allows (daemon/mls/isolation.py), down to the key the server fails on alone,
@@ -255,7 +261,7 @@ class MlsClient:
         fails otherwise (the server busy, throttled, out of reach) is not split: its keys
         get that error, and what the other half answered is kept. Gives the answer, and
         whether any part of `keys` was answered (when none was, the server may be failing
-        every query)."""
+        every query); adds the keys that failed alone to `alone`."""
         answer, answered = BatchAnswer(), False
         middle = len(keys) // 2
         for half in (keys[:middle], keys[middle:]):
@@ -276,9 +282,9 @@ class MlsClient:
             self.isolation.failed()
             if len(half) == 1:
                 answer.errors[half[0]] = _fails_alone(failure)
-                self.fails_alone.add(half[0])
+                alone.append(half[0])
             elif self.isolation.split():
-                part, found = await self._isolate(half, failure)
+                part, found = await self._isolate(half, failure, alone)
                 answer.merge(part)
                 answered = answered or found
             else:

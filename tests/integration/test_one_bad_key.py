@@ -94,10 +94,13 @@ async def test_a_server_that_refuses_every_query_is_asked_six_more_times_in_a_sy
     await add_sandbox_connection(runtime, mls, keys, batch_size=50)
     mls[0].faults.add(Fault("status", status=400, times=10_000))
 
-    report = await runtime.engine.sync_all()
+    # Sync after sync: the last key of the halves that failed is no key that fails alone
+    # (a review found each sync remembering one more of them, asked alone at every sync).
+    for _ in range(3):
+        report = await runtime.engine.sync_all()
 
-    assert report.run.mls_requests == 4 + 6
-    assert (report.run.errors, report.run.listings_checked) == (4, 0)
+        assert report.run.mls_requests == 4 + 6
+        assert (report.run.errors, report.run.listings_checked) == (4, 0)
     assert {await status_of(runtime, k) for k in keys} == {None}
 
 
