@@ -233,6 +233,9 @@ class Problem:
     listing_id: str
     message: str
     warning: bool = False
+    # A by-key query of the listing's key alone failed (the server fails on that key): its
+    # later syncs ask it alone, first (docs/reliability.md "One key the server fails on").
+    alone: bool = False
 
 
 @dataclass

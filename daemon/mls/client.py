@@ -100,11 +100,14 @@ class BatchAnswer:
     records: dict[str, MlsRecord] = field(default_factory=dict)
     removed: dict[str, str] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    # Of `errors`, the keys a query of their own failed (`MlsClient.fails_alone`).
+    alone: set[str] = field(default_factory=set)
 
     def merge(self, other: BatchAnswer) -> None:
         self.records.update(other.records)
         self.removed.update(other.removed)
         self.errors.update(other.errors)
+        self.alone |= other.alone
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -164,10 +167,12 @@ class MlsClient:
         self._extensions: Extensions = {"trace": pace.trace}
         self.isolation = IsolationBudget()
         self._isolating = anyio.Lock()
-        # The keys a query of their own failed (`_isolate`), kept from one sync of the
-        # connection to the next by whoever makes its clients (daemon/sync/access.py): each
-        # is asked alone, first, so that its batch is not split down to it again, within a
-        # budget a few such keys used up (docs/reliability.md "One key the server fails on").
+        # The keys a query of their own failed (`_isolate`): each is asked alone, first, so
+        # that its batch is not split down to it again, within a budget a few such keys used
+        # up (docs/reliability.md "One key the server fails on"). Given by the sync, as the
+        # store knew them when its run began: each key found is written there with its
+        # listing's error (`BatchAnswer.alone`), so that a daemon restarted, or another one
+        # taking the connection over, knows them from its first sync.
         self.fails_alone: set[str] = set() if fails_alone is None else fails_alone
 
     # -- queries -----------------------------------------------------------------------------
@@ -246,7 +251,7 @@ class MlsClient:
         try:
             answer = await self._fetch([key], retry_server_errors=False)
         except QueryFailed as failure:
-            return BatchAnswer(errors={key: _fails_alone(failure)})
+            return BatchAnswer(errors={key: _fails_alone(failure)}, alone={key})
         self.fails_alone.discard(key)
         return answer
 
@@ -282,6 +287,7 @@ class MlsClient:
             self.isolation.failed()
             if len(half) == 1:
                 answer.errors[half[0]] = _fails_alone(failure)
+                answer.alone.add(half[0])
                 alone.append(half[0])
             elif self.isolation.split():
                 part, found = await self._isolate(half, failure, alone)

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from daemon.enums import LIVE_POSTS_SQL
 from daemon.errors import Conflict, NotFound
-from daemon.models import STATUS_OF, BatchPlan, event_type_of
+from daemon.models import STATUS_OF, BatchPlan, Problem, event_type_of
 from daemon.specs import ListingSpec
 from daemon.store import events
 from daemon.store.database import Database
@@ -46,6 +46,8 @@ ON CONFLICT (id) DO UPDATE SET
     needs_read = CASE WHEN {_MOVED} THEN 1 ELSE listings.needs_read END,
     -- An event's read again was of the old record (docs/mls-reso.md "The change log").
     read_again_until = CASE WHEN {_MOVED} THEN NULL ELSE listings.read_again_until END,
+    -- The old key's failing alone says nothing of the new one's (see FAILING_ALONE).
+    fails_alone = CASE WHEN {_MOVED} THEN 0 ELSE listings.fails_alone END,
     updated_at = excluded.updated_at
 WHERE {_MOVED}
    OR listings.user_id IS DISTINCT FROM coalesce(:user_id, listings.user_id)
@@ -126,7 +128,7 @@ WHERE connection_id = ? AND excluded = 0 AND listing_key IN ({keys})
 # a version of it behind.
 MARK_CHECKED = """
 UPDATE listings SET last_checked_at = ?, mls_standard_status = ?, mls_status = ?,
-    mls_modified_at = ?, last_error = NULL, needs_read = 0,
+    mls_modified_at = ?, last_error = NULL, needs_read = 0, fails_alone = 0,
     read_again_until = CASE WHEN read_again_until > coalesce(?, ?) THEN read_again_until
         ELSE ? END
 WHERE id = ?
@@ -141,7 +143,16 @@ INSERT INTO status_changes (listing_id, connection_id, from_status, to_status,
 SELECT :id, connection_id, :from_status, :to_status, :standard, :mls, :event, :run_id, :now
 FROM listings WHERE id = :id
 """
-SET_ERROR = "UPDATE listings SET last_error = :message, needs_read = 1 WHERE id = :id"
+# `alone`: the error is a by-key query of the listing's key alone failing (see
+# FAILING_ALONE); any other error of a listing's read came with an answer for its key.
+SET_ERROR = """
+UPDATE listings SET last_error = :message, needs_read = 1, fails_alone = :alone WHERE id = :id
+"""
+# The keys the server fails a query of alone, of every connection (migration 0018): each
+# sync asks its connection's alone, first (docs/reliability.md "One key the server fails
+# on"). Read once per run, through the index that holds them alone: none, the usual case,
+# costs one empty read.
+FAILING_ALONE = "SELECT connection_id, listing_key FROM listings WHERE fails_alone = 1"
 SET_ERROR_IF_STILL_TRACKED = """
 UPDATE listings SET last_error = :message, needs_read = 1
 WHERE id = :id AND connection_id = :connection_id AND listing_key = :key
@@ -225,6 +236,14 @@ async def unconfirmed(
     return sorted(found, key=lambda t: t.listing_key)
 
 
+async def failing_alone(db: Database) -> dict[str, frozenset[str]]:
+    """The keys the server fails a query of alone (see FAILING_ALONE), by connection."""
+    found: dict[str, set[str]] = {}
+    for connection_id, key in await db.fetch_all(FAILING_ALONE):
+        found.setdefault(str(connection_id), set()).add(str(key))
+    return {c: frozenset(keys) for c, keys in found.items()}
+
+
 async def connections_with_unconfirmed(db: Database, read_again: bool = False) -> set[str]:
     query = WITH_UNCONFIRMED_OR_READ_AGAIN if read_again else WITH_UNCONFIRMED
     return {str(r[0]) for r in await db.fetch_all(query)}
@@ -265,7 +284,7 @@ async def current(conn: Session, ids: Sequence[str]) -> dict[str, CurrentListing
 PlanWrite = tuple[BatchPlan, int, str, Mapping[str, str] | None]
 
 
-def _last_errors(plans: Iterable[BatchPlan]) -> dict[str, str]:
+def _last_errors(plans: Iterable[BatchPlan]) -> dict[str, Problem]:
     """Each listing's error, where the last of `plans` to read it left one. Two reads of one
     listing may share a transaction (a group commit): a failed read followed by an answered
     one leaves no error, though SET_ERROR runs after every MARK_CHECKED. In a plan, its
@@ -273,14 +292,14 @@ def _last_errors(plans: Iterable[BatchPlan]) -> dict[str, str]:
     A warning (an ignored status) is no error of the listing's: its answer was read. The
     checks are looked at only once an error is pending: none, the usual case, costs
     nothing per listing."""
-    errors: dict[str, str] = {}
+    errors: dict[str, Problem] = {}
     for plan in plans:
         if errors:
             for c in plan.checked:
                 errors.pop(c.listing_id, None)
         for p in plan.problems:
             if not p.warning:
-                errors[p.listing_id] = p.message
+                errors[p.listing_id] = p
     return errors
 
 
@@ -321,8 +340,8 @@ async def apply_plans(conn: Session, plans: Sequence[PlanWrite], written_at: str
         for c in plan.changes
     ]
     errors = [
-        {"id": listing_id, "message": message}
-        for listing_id, message in _last_errors(plan for plan, _, _, _ in plans).items()
+        {"id": listing_id, "message": p.message, "alone": int(p.alone)}
+        for listing_id, p in _last_errors(plan for plan, _, _, _ in plans).items()
     ]
     for statement, rows in (
         (MARK_CHECKED, checked),

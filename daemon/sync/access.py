@@ -37,7 +37,6 @@ class MlsAccess:
         # grew with the square of the connections (docs/benchmarks.md "Scenario I").
         self._rates_of: dict[str, dict[str, float]] = {}
         self._tokens: dict[tuple[str, str], tuple[TokenSource, str]] = {}
-        self._fails_alone: dict[str, set[str]] = {}  # connection -> `MlsClient.fails_alone`
 
     def apply(self, settings: MlsSettings) -> None:
         self.settings = settings
@@ -53,7 +52,14 @@ class MlsAccess:
             breaker_after_429s=s.breaker_after_429s,
         )
 
-    def client_for(self, row: ConnectionRow, on_request: Callable[[], None]) -> MlsClient:
+    def client_for(
+        self,
+        row: ConnectionRow,
+        on_request: Callable[[], None],
+        fails_alone: Collection[str] = (),
+    ) -> MlsClient:
+        """`fails_alone`: the connection's keys a query of their own failed, as the store
+        knows them (`MlsClient.fails_alone`)."""
         endpoint = Endpoint(
             connection_id=row.id,
             base_url=row.base_url,
@@ -71,7 +77,7 @@ class MlsAccess:
             concurrency=self.concurrency,
             policy=self.policy(),
             on_request=on_request,
-            fails_alone=self._fails_alone.setdefault(row.id, set()),
+            fails_alone=set(fails_alone),
         )
 
     def _decrypt(self, token: str) -> str:
@@ -100,11 +106,9 @@ class MlsAccess:
 
     def forget_others(self, connection_ids: Collection[str]) -> None:
         """Connections no longer synced (removed, paused) stop holding their credential's
-        rate down, and their keys known to fail alone are forgotten."""
+        rate down."""
         for gone in self._credential_of.keys() - set(connection_ids):
             self._forget(gone)
-        for gone in self._fails_alone.keys() - set(connection_ids):
-            del self._fails_alone[gone]
 
     def _forget(self, connection_id: str) -> None:
         credential = self._credential_of.pop(connection_id, None)

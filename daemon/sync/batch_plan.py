@@ -7,7 +7,7 @@ plan's types are in `daemon/models.py`, where the store, which writes them, read
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 from daemon.models import (
     BatchPlan,
@@ -27,10 +27,11 @@ def plan_batch(
     observations: Iterable[tuple[str, Observation]],
     failures: Iterable[tuple[str, str]],
     mapping: StatusMapping,
+    alone: Collection[str] = (),
 ) -> BatchPlan:
     """`current`: listing id -> its status now (listings that vanished are left out).
     `observations`: (listing id, what the MLS said). `failures`: (listing id, why nothing
-    usable came back for it)."""
+    usable came back for it); `alone`: those of them whose key a query of its own failed."""
     plan = BatchPlan()
     for listing_id, seen in observations:
         if listing_id not in current:
@@ -60,5 +61,5 @@ def plan_batch(
             )
     for listing_id, message in failures:
         if listing_id in current:
-            plan.problems.append(Problem(listing_id, message))
+            plan.problems.append(Problem(listing_id, message, alone=listing_id in alone))
     return plan

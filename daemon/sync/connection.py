@@ -160,7 +160,7 @@ class ConnectionSync:
         and no later event names a record that caught up with its change (docs/mls-reso.md
         "The change log")."""
         self._note_asked(listing_id for listing_id, _ in observations)
-        self._note_asked(listing_id for listing_id, _, _ in failures)
+        self._note_asked(f.listing_id for f in failures)
         now = self.clock()
         at = iso(now)
         again = None
@@ -515,7 +515,8 @@ def _observations(
         (id_by_key[k], rec) for k, rec in answer.records.items()
     ]
     observations += [(id_by_key[k], Removed(k, why)) for k, why in answer.removed.items()]
-    failures = [Failure(id_by_key[k], k, why) for k, why in answer.errors.items()]
+    alone = answer.alone
+    failures = [Failure(id_by_key[k], k, why, k in alone) for k, why in answer.errors.items()]
     return observations, failures
 
 

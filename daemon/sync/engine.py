@@ -372,6 +372,7 @@ class SyncEngine:
                 slot=slot,
                 read_again=read_again,
                 unconfirmed_in=await self._unconfirmed_in(targets, pushed, read_again),
+                failing_alone=await listings.failing_alone(self.db),
             )
             try:
                 failed = await self._sync_targets(shared, targets, only_listing)
@@ -601,7 +602,9 @@ class SyncEngine:
             requests += 1
 
         try:
-            client = self.access.client_for(row, count_request)
+            client = self.access.client_for(
+                row, count_request, shared.failing_alone.get(row.id, ())
+            )
         except Exception as exc:  # a secret that no longer decrypts, say
             unprepared = f"cannot prepare: {exc}"
             await self._record(run_id, ErrorEntry("connection", unprepared, row.id))
@@ -847,6 +850,9 @@ class _RunShared:
     # The connections with listings no read has confirmed (or read again), as the run
     # started: those a read of changes must also read by key (the engine's _read_unconfirmed).
     unconfirmed_in: frozenset[str] = frozenset()
+    # Each connection's keys a query of their own failed, as the run started: its sync asks
+    # them alone, first (`MlsClient.fails_alone`).
+    failing_alone: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 async def _end_connection(shared: _RunShared, done: ConnectionDone) -> bool:

@@ -33,6 +33,7 @@ class Failure(NamedTuple):
     listing_id: str
     listing_key: str
     why: str
+    alone: bool = False  # a query of the key alone failed (`Problem.alone`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +133,7 @@ def listings_of(writes: Sequence[SyncWrite], held: Sequence[bool]) -> list[str]:
     """The listing ids of the batches that will be written: whose statuses to read."""
     batches = [w for w, ok in zip(writes, held, strict=True) if ok and isinstance(w, BatchWrite)]
     return [i for b in batches for i, _ in b.observations] + [
-        i for b in batches for i, _, _ in b.failures
+        f.listing_id for b in batches for f in b.failures
     ]
 
 
@@ -177,7 +178,9 @@ def still_tracked(
         )
 
     observations = [(i, seen) for i, seen in write.observations if tracks(i, seen.listing_key)]
-    failures = [(i, why) for i, key, why in write.failures if tracks(i, key)]
+    failures = [
+        (f.listing_id, f.why) for f in write.failures if tracks(f.listing_id, f.listing_key)
+    ]
     return observations, failures
 
 
@@ -199,7 +202,8 @@ def _plan_batch(
     group: GroupPlan,
 ) -> Applied:
     observations, failures = still_tracked(write, current)
-    plan = plan_batch(statuses, observations, failures, mapping)
+    alone = [f.listing_id for f in write.failures if f.alone]
+    plan = plan_batch(statuses, observations, failures, mapping, alone)
     for change in plan.changes:
         statuses[change.listing_id] = change.to_status
     counts = Counts(

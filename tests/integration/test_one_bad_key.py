@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.composition import Runtime
+from daemon.composition import Runtime, open_runtime
+from daemon.config import Settings
 from daemon.mls.isolation import MAX_QUERIES
 from daemon.sandbox.faults import Fault
-from daemon.store import posts, runs
+from daemon.specs import ListingSpec
+from daemon.store import listings, posts, runs
+from daemon.timestamps import iso, utcnow
 from tests.helpers import (
     Live,
     Mls,
@@ -256,6 +259,63 @@ async def test_keys_the_server_fails_on_are_asked_alone_at_the_next_syncs_so_all
     steady = await runtime.engine.sync_all()
     # Each bad key alone, and the other 189 listings in batches of 20.
     assert (steady.run.mls_requests, steady.run.listings_checked) == (len(bad) + 10, 189)
+
+
+async def _until_all_found(runtime: Runtime, keys: list[str], bad: set[str]) -> None:
+    for _ in range(8):
+        report = await runtime.engine.sync_all()
+        if report.run.listings_checked == len(keys) - len(bad):
+            return
+    raise AssertionError("the keys the server fails on were not all found in 8 syncs")
+
+
+async def test_a_restarted_daemon_asks_the_keys_found_failing_alone_alone_from_its_first_sync(
+    runtime: Runtime, mls: Mls, settings: Settings, secret_key: str
+) -> None:
+    """The eleven bad keys, found by one daemon's syncs; then another daemon's runtime on
+    the same database (as after a restart, or another VM's daemon taking the connection
+    over) syncs: it asks each bad key alone from its first sync, and M199's sale, in the
+    last batch, is applied at once. Before, the keys lived in the first daemon's memory: the
+    second's first sync split batches down to the same first few keys again, the batches
+    after them failed whole, and M199 stayed `active`."""
+    sandbox, _ = mls
+    keys = [f"M{i:03d}" for i in range(200)]
+    bad = {*keys[5::20], keys[15]}
+    await add_sandbox_connection(runtime, mls, keys, batch_size=20)
+    for key in bad:
+        _refuse(mls, key, 400)
+    await _until_all_found(runtime, keys, bad)
+    sandbox.set_status("M199", "Closed")
+
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as restarted:
+        report = await restarted.engine.sync_all()
+
+    assert await status_of(runtime, "M199") == "sold"
+    # Each bad key alone, and the other 189 listings in batches of 20.
+    assert (report.run.mls_requests, report.run.listings_checked) == (len(bad) + 10, 189)
+    assert report.run.errors == len(bad)
+
+
+async def test_a_listing_moved_to_another_key_is_asked_in_batches_again(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """B03 fails alone, so it is asked alone; its listing is then re-pointed to the record
+    B20, which the server answers: the old key's failing says nothing of the new one, which
+    is asked in the batch with the others."""
+    sandbox, _ = mls
+    await add_sandbox_connection(runtime, mls, KEYS, batch_size=20)
+    _refuse(mls, BAD, 400)
+    await runtime.engine.sync_all()
+    alone = await runtime.engine.sync_all()
+    assert alone.run.mls_requests == 2  # B03 alone, then the other 19
+    sandbox.put("B20", "Closed")
+    spec = ListingSpec(id="L-B03", connection_id="mls-1", listing_key="B20")
+    await listings.add_many(runtime.db, [spec], iso(utcnow()))
+
+    moved = await runtime.engine.sync_all()
+
+    assert await status_of(runtime, "B03") == "sold"
+    assert (moved.run.outcome, moved.run.mls_requests) == ("ok", 1)
 
 
 async def test_a_key_asked_alone_that_the_server_answers_again_goes_back_into_batches(
