@@ -44,6 +44,7 @@ from tests.bench import calibration
 
 REPO = Path(__file__).resolve().parents[2]
 PLATFORMS = ("facebook", "instagram", "linkedin")
+MLS_IN_FLIGHT = 8  # the benchmark's daemon's [mls] max_concurrent_requests
 STRATEGIES = ("naive", "by_key", "incremental")
 
 
@@ -179,7 +180,7 @@ def write_config(folder: Path, platforms_url: str, **sections: dict[str, Any]) -
     body: dict[str, dict[str, Any]] = {
         "database": {"path": "bench.db"},
         "sync": {"max_concurrent_connections": 200},
-        "mls": {"max_concurrent_requests": 8, "backoff_initial_seconds": 0.05},
+        "mls": {"max_concurrent_requests": MLS_IN_FLIGHT, "backoff_initial_seconds": 0.05},
         "platforms": {
             "graph_url": f"{platforms_url}/graph",
             "linkedin_api_url": f"{platforms_url}/linkedin",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.bench.bench import main
+from tests.bench.engines import FLOORS
 
 pytestmark = pytest.mark.slow
 
@@ -76,13 +77,18 @@ def test_scenario_i_measures_each_size_and_fetch_and_compares_them_with_linear()
 
 def test_scenario_j_runs_the_same_cycle_on_each_http_engine() -> None:
     rows = main(["--only", "j", "--smoke"])["j"]
-    assert [r["engine"] for r in rows] == ["httpcore", "httpx-aiohttp", "aiohttp"]
-    for r in rows:  # the same requests and changes, whatever the engine
+    cycles, floors = rows[:3], rows[3:]
+    assert [r["engine"] for r in cycles] == ["httpcore", "httpx-aiohttp", "aiohttp"]
+    for r in cycles:  # the same requests and changes, whatever the engine
         assert (r["mls_requests"], r["status_changes"], r["errors"]) == (
             rows[0]["mls_requests"],
             r["listings"] // 100,
             0,
         )
+    # The floor: the same requests alone, then with every answer's records read.
+    assert [r["engine"] for r in floors] == [name for name, _ in FLOORS]
+    assert [r["mls_requests"] for r in floors] == [rows[0]["mls_requests"]] * 2
+    assert [r["records_read"] for r in floors] == [0, rows[0]["listings"]]
 
 
 def test_scenario_k_runs_the_same_cycles_on_sqlite_on_postgresql_and_on_two_daemons() -> None:
