@@ -169,10 +169,11 @@ class MlsClient:
         self._isolating = anyio.Lock()
         # The keys a query of their own failed (`_isolate`): each is asked alone, first, so
         # that its batch is not split down to it again, within a budget a few such keys used
-        # up (docs/reliability.md "One key the server fails on"). Given by the sync, as the
-        # store knew them when its run began: each key found is written there with its
-        # listing's error (`BatchAnswer.alone`), so that a daemon restarted, or another one
-        # taking the connection over, knows them from its first sync.
+        # up (docs/reliability.md "One key the server fails on"). Kept per connection by
+        # whoever makes its clients (daemon/sync/access.py), with those the store knew when
+        # the sync's run began: each key found is written there with its listing's error
+        # (`BatchAnswer.alone`), so that a daemon restarted, or another one taking the
+        # connection over, knows them from its first sync.
         self.fails_alone: set[str] = set() if fails_alone is None else fails_alone
 
     # -- queries -----------------------------------------------------------------------------

@@ -143,15 +143,20 @@ INSERT INTO status_changes (listing_id, connection_id, from_status, to_status,
 SELECT :id, connection_id, :from_status, :to_status, :standard, :mls, :event, :run_id, :now
 FROM listings WHERE id = :id
 """
-# `alone`: the error is a by-key query of the listing's key alone failing (see
-# FAILING_ALONE); any other error of a listing's read came with an answer for its key.
+# `alone` (1 or 0): the error is a by-key query of the listing's key alone failing, which
+# marks the key (see FAILING_ALONE). Any other error leaves the mark as it was: it says
+# nothing of whether a query of the key alone is answered (a half not asked once the
+# splitting's budget ran out, the server busy, an unreadable record of a read of changes).
 SET_ERROR = """
-UPDATE listings SET last_error = :message, needs_read = 1, fails_alone = :alone WHERE id = :id
+UPDATE listings SET last_error = :message, needs_read = 1,
+    fails_alone = CASE WHEN :alone = 1 THEN 1 ELSE fails_alone END
+WHERE id = :id
 """
 # The keys the server fails a query of alone, of every connection (migration 0018): each
 # sync asks its connection's alone, first (docs/reliability.md "One key the server fails
 # on"). Read once per run, through the index that holds them alone: none, the usual case,
-# costs one empty read.
+# costs one empty read. A read of the record clears the mark (MARK_CHECKED), and so does a
+# move to another key (INSERT).
 FAILING_ALONE = "SELECT connection_id, listing_key FROM listings WHERE fails_alone = 1"
 SET_ERROR_IF_STILL_TRACKED = """
 UPDATE listings SET last_error = :message, needs_read = 1

@@ -37,6 +37,10 @@ class MlsAccess:
         # grew with the square of the connections (docs/benchmarks.md "Scenario I").
         self._rates_of: dict[str, dict[str, float]] = {}
         self._tokens: dict[tuple[str, str], tuple[TokenSource, str]] = {}
+        # connection -> `MlsClient.fails_alone`: what this process found, kept from one of
+        # the connection's syncs to the next even when no write recorded it (an events page
+        # that failed after its first batches is written whole or not at all).
+        self._fails_alone: dict[str, set[str]] = {}
 
     def apply(self, settings: MlsSettings) -> None:
         self.settings = settings
@@ -59,7 +63,8 @@ class MlsAccess:
         fails_alone: Collection[str] = (),
     ) -> MlsClient:
         """`fails_alone`: the connection's keys a query of their own failed, as the store
-        knows them (`MlsClient.fails_alone`)."""
+        knows them (found by any daemon: `MlsClient.fails_alone`), added to those this
+        process found."""
         endpoint = Endpoint(
             connection_id=row.id,
             base_url=row.base_url,
@@ -77,8 +82,13 @@ class MlsAccess:
             concurrency=self.concurrency,
             policy=self.policy(),
             on_request=on_request,
-            fails_alone=set(fails_alone),
+            fails_alone=self._fails_alone_of(row.id, fails_alone),
         )
+
+    def _fails_alone_of(self, connection_id: str, stored: Collection[str]) -> set[str]:
+        found = self._fails_alone.setdefault(connection_id, set())
+        found.update(stored)
+        return found
 
     def _decrypt(self, token: str) -> str:
         if self.box is None:
@@ -106,9 +116,11 @@ class MlsAccess:
 
     def forget_others(self, connection_ids: Collection[str]) -> None:
         """Connections no longer synced (removed, paused) stop holding their credential's
-        rate down."""
+        rate down, and the keys this process found failing alone on them are forgotten."""
         for gone in self._credential_of.keys() - set(connection_ids):
             self._forget(gone)
+        for gone in self._fails_alone.keys() - set(connection_ids):
+            del self._fails_alone[gone]
 
     def _forget(self, connection_id: str) -> None:
         credential = self._credential_of.pop(connection_id, None)

@@ -372,9 +372,9 @@ class SyncEngine:
                 slot=slot,
                 read_again=read_again,
                 unconfirmed_in=await self._unconfirmed_in(targets, pushed, read_again),
-                failing_alone=await listings.failing_alone(self.db),
             )
             try:
+                shared.failing_alone = await listings.failing_alone(self.db)
                 failed = await self._sync_targets(shared, targets, only_listing)
                 results = await self._reconcile_posts(run_id, scope)
                 run = await runs.finish(self.db, run_id, iso(self.clock()), failed)
@@ -850,8 +850,8 @@ class _RunShared:
     # The connections with listings no read has confirmed (or read again), as the run
     # started: those a read of changes must also read by key (the engine's _read_unconfirmed).
     unconfirmed_in: frozenset[str] = frozenset()
-    # Each connection's keys a query of their own failed, as the run started: its sync asks
-    # them alone, first (`MlsClient.fails_alone`).
+    # Each connection's keys a query of their own failed, as the store knew them when the
+    # run started: its sync asks them alone, first (`MlsClient.fails_alone`).
     failing_alone: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 

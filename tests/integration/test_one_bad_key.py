@@ -268,6 +268,35 @@ async def test_keys_the_server_fails_on_are_asked_alone_at_the_next_syncs_so_all
     assert (steady.run.mls_requests, steady.run.listings_checked) == (len(bad) + 10, 189)
 
 
+async def test_events_mode_finds_more_keys_the_server_fails_on_than_one_sync_can_and_moves_on(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """A page of the change log names 200 changed listings, eleven of them keys the server
+    fails on, more than one sync's splitting can find: the page is written whole or not at
+    all, so until every key is found each sync fails it. Each key found is asked alone at
+    the next sync, so the syncs find them all and M199's sale is applied. The first version
+    of the stored marks kept only what a write recorded: each sync found the same first
+    keys again and the log never moved on."""
+    sandbox, _ = mls
+    keys = [f"M{i:03d}" for i in range(200)]
+    bad = {*keys[5::20], keys[15]}
+    await add_sandbox_connection(runtime, mls, keys, mode="events", batch_size=20)
+    await runtime.engine.sync_all()  # the full pass, before the server fails on any key
+    for key in keys:
+        sandbox.set_status(key, "Pending")
+    sandbox.set_status("M199", "Closed")
+    for key in bad:
+        _refuse(mls, key, 400)
+
+    for _ in range(8):
+        await runtime.engine.sync_all()
+        if await status_of(runtime, "M199") == "sold":
+            break
+
+    assert await status_of(runtime, "M199") == "sold"
+    assert await status_of(runtime, "M100") == "pending"
+
+
 async def test_a_restarted_daemon_asks_the_keys_found_failing_alone_alone_from_its_first_sync(
     runtime: Runtime, mls: Mls, settings: Settings, secret_key: str
 ) -> None:

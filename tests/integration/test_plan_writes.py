@@ -85,3 +85,43 @@ async def test_an_earlier_read_again_time_does_not_shorten_a_later_one(runtime: 
 async def test_a_later_read_again_time_extends_an_earlier_one(runtime: Runtime) -> None:
     later, earlier = "2099-01-01T00:40:00.000000Z", "2099-01-01T00:20:00.000000Z"
     assert await _read_again_until(runtime, [earlier, later]) == later
+
+
+async def _failing_alone_after(rt: Runtime, reads: list[str]) -> bool:
+    """Whether L-A's key is marked as one the server fails a query of alone, after `reads`
+    ("failed alone", "failed" otherwise, or "answered"), each a batch's plan written in a
+    transaction of its own, in order."""
+    await add_connection(rt, closed_port_url())
+    await track(rt, "mls-1", ["A"], status="active")
+    now = iso(utcnow())
+    run_id = await runs.start(rt.db, "bench", "all", "test:1", now)
+    mapping = rt.settings.mls.status_mapping()
+    for read in reads:
+        if read == "answered":
+            seen = MlsRecord("A", "Active", "Active")
+            plan = plan_batch({"L-A": LocalStatus.ACTIVE}, [("L-A", seen)], [], mapping)
+        else:
+            alone = ["L-A"] if read == "failed alone" else []
+            plan = plan_batch({"L-A": LocalStatus.ACTIVE}, [], [("L-A", FAILED)], mapping, alone)
+        async with rt.db.transaction() as conn:
+            await listings.apply_plans(conn, [(plan, run_id, now, None)], now)
+    row = await rt.db.fetch_one("SELECT fails_alone FROM listings WHERE id = 'L-A'")
+    assert row is not None
+    return bool(row[0])
+
+
+@pytest.mark.parametrize(
+    ("reads", "marked"),
+    [
+        (["failed alone"], True),
+        # Not asked alone since (the splitting's budget spent, the server busy): no answer
+        # for the key, which stays marked. The first version cleared the mark here.
+        (["failed alone", "failed"], True),
+        (["failed alone", "answered"], False),
+        (["failed"], False),
+    ],
+)
+async def test_a_key_the_server_fails_alone_stays_marked_until_its_record_is_read(
+    runtime: Runtime, reads: list[str], marked: bool
+) -> None:
+    assert await _failing_alone_after(runtime, reads) is marked
