@@ -31,6 +31,17 @@ pytestmark = pytest.mark.both_databases
 
 KEYS = [f"B{i:02d}" for i in range(20)]
 BAD = "B03"
+MANY = [f"M{i:03d}" for i in range(200)]
+ELEVEN_BAD = {*MANY[5::20], MANY[15]}
+
+
+async def _many_keys_eleven_bad(runtime: Runtime, mls: Mls) -> tuple[list[str], set[str]]:
+    """200 keys in batches of 20; the server fails every query naming one key in each batch,
+    two in the first (eleven in all): more than one sync's budget for splitting finds."""
+    await add_sandbox_connection(runtime, mls, MANY, batch_size=20)
+    for key in ELEVEN_BAD:
+        _refuse(mls, key, 400)
+    return MANY, ELEVEN_BAD
 
 
 def _refuse(mls: Mls, key: str, status: int) -> None:
@@ -172,11 +183,7 @@ async def test_many_keys_the_server_fails_on_cost_a_bounded_number_of_queries(
     within the sync's budget for splitting. It runs out in the middle of a batch, whose
     halves not split any more fail with an error that says so; the batches after it fail
     whole, each with one error, as before."""
-    keys = [f"M{i:03d}" for i in range(200)]
-    bad = {*keys[5::20], keys[15]}
-    await add_sandbox_connection(runtime, mls, keys, batch_size=20)
-    for key in bad:
-        _refuse(mls, key, 400)
+    _, bad = await _many_keys_eleven_bad(runtime, mls)
 
     report = await runtime.engine.sync_all()
 
@@ -250,11 +257,7 @@ async def test_keys_the_server_fails_on_are_asked_alone_at_the_next_syncs_so_all
     Before, each sync found the same first few and the batches after them failed whole, for
     good: M199's sale was never applied."""
     sandbox, _ = mls
-    keys = [f"M{i:03d}" for i in range(200)]
-    bad = {*keys[5::20], keys[15]}
-    await add_sandbox_connection(runtime, mls, keys, batch_size=20)
-    for key in bad:
-        _refuse(mls, key, 400)
+    keys, bad = await _many_keys_eleven_bad(runtime, mls)
     sandbox.set_status("M199", "Closed")
 
     report = await _until_all_found(runtime, keys, bad)
@@ -278,8 +281,7 @@ async def test_events_mode_finds_more_keys_the_server_fails_on_than_one_sync_can
     of the stored marks kept only what a write recorded: each sync found the same first
     keys again and the log never moved on."""
     sandbox, _ = mls
-    keys = [f"M{i:03d}" for i in range(200)]
-    bad = {*keys[5::20], keys[15]}
+    keys, bad = MANY, ELEVEN_BAD
     await add_sandbox_connection(runtime, mls, keys, mode="events", batch_size=20)
     await runtime.engine.sync_all()  # the full pass, before the server fails on any key
     for key in keys:
@@ -307,11 +309,7 @@ async def test_a_restarted_daemon_asks_the_keys_found_failing_alone_alone_from_i
     second's first sync split batches down to the same first few keys again, the batches
     after them failed whole, and M199 stayed `active`."""
     sandbox, _ = mls
-    keys = [f"M{i:03d}" for i in range(200)]
-    bad = {*keys[5::20], keys[15]}
-    await add_sandbox_connection(runtime, mls, keys, batch_size=20)
-    for key in bad:
-        _refuse(mls, key, 400)
+    keys, bad = await _many_keys_eleven_bad(runtime, mls)
     found = await _until_all_found(runtime, keys, bad)
     assert found.run.listings_checked == len(keys) - len(bad)
     sandbox.set_status("M199", "Closed")
@@ -325,6 +323,16 @@ async def test_a_restarted_daemon_asks_the_keys_found_failing_alone_alone_from_i
     assert report.run.errors == len(bad)
 
 
+async def _asked_alone(runtime: Runtime, mls: Mls) -> None:
+    """KEYS in one batch of 20, the server failing every query naming B03: the first sync
+    finds it, and the next asks it alone."""
+    await add_sandbox_connection(runtime, mls, KEYS, batch_size=20)
+    _refuse(mls, BAD, 400)
+    await runtime.engine.sync_all()
+    alone = await runtime.engine.sync_all()
+    assert alone.run.mls_requests == 2  # B03 alone, then the other 19
+
+
 async def test_a_listing_moved_to_another_key_is_asked_in_batches_again(
     runtime: Runtime, mls: Mls
 ) -> None:
@@ -332,11 +340,7 @@ async def test_a_listing_moved_to_another_key_is_asked_in_batches_again(
     B20, which the server answers: the old key's failing says nothing of the new one, which
     is asked in the batch with the others."""
     sandbox, _ = mls
-    await add_sandbox_connection(runtime, mls, KEYS, batch_size=20)
-    _refuse(mls, BAD, 400)
-    await runtime.engine.sync_all()
-    alone = await runtime.engine.sync_all()
-    assert alone.run.mls_requests == 2  # B03 alone, then the other 19
+    await _asked_alone(runtime, mls)
     sandbox.put("B20", "Closed")
     spec = ListingSpec(id="L-B03", connection_id="mls-1", listing_key="B20")
     await listings.add_many(runtime.db, [spec], iso(utcnow()))
@@ -351,11 +355,7 @@ async def test_a_key_asked_alone_that_the_server_answers_again_goes_back_into_ba
     runtime: Runtime, mls: Mls
 ) -> None:
     sandbox, _ = mls
-    await add_sandbox_connection(runtime, mls, KEYS, batch_size=20)
-    _refuse(mls, BAD, 400)
-    await runtime.engine.sync_all()
-    alone = await runtime.engine.sync_all()
-    assert alone.run.mls_requests == 2  # B03 alone, then the other 19
+    await _asked_alone(runtime, mls)
     sandbox.faults.clear()
     sandbox.set_status(BAD, "Closed")
 
