@@ -252,9 +252,16 @@ class MlsClient:
         try:
             answer = await self._fetch([key], retry_server_errors=False)
         except QueryFailed as failure:
-            return BatchAnswer(errors={key: _fails_alone(failure)}, alone={key})
+            return self.failed_alone(key, failure)
         self.fails_alone.discard(key)
         return answer
+
+    def failed_alone(self, key: str, failure: QueryFailed) -> BatchAnswer:
+        """The answer for `key`, whose query of its own failed with `failure` while the
+        server answers other queries of the sync: that error, and the key remembered as
+        one to ask alone (`fails_alone`)."""
+        self.fails_alone.add(key)
+        return BatchAnswer(errors={key: _fails_alone(failure)}, alone={key})
 
     async def _isolate(
         self, keys: Sequence[str], failure: QueryFailed, alone: list[str]

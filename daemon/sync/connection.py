@@ -16,7 +16,7 @@ import structlog
 from daemon.enums import KeyFilter, QueryMode
 from daemon.mls.client import BatchAnswer, MlsClient
 from daemon.mls.entity_events import EventPage
-from daemon.mls.errors import ConnectionStopped, MlsError, OutOfOrder
+from daemon.mls.errors import ConnectionStopped, MlsError, OutOfOrder, QueryFailed
 from daemon.mls.payload import Page
 from daemon.mls.query import key_batches, keys_per_request
 from daemon.models import MlsRecord, Observation, Removed
@@ -269,17 +269,18 @@ class ConnectionSync:
                 answer = await self.client.fetch_batch(keys)
             except ConnectionStopped:
                 raise
+            except QueryFailed as exc:
+                if len(keys) > 1 or not (observations or failures):
+                    return await self._event_batch_failed(keys, page, exc)
+                # A batch of one key left over (a page's last), which the server fails
+                # while it answered the page's other batches: the key fails alone, as a
+                # half of a split batch does, and waits for a read of its own (its error)
+                # instead of holding the log. The page stayed the same at every sync, and
+                # so did its batches: it held the log until the day's full pass. The first
+                # query of a page is no such proof: the server may be failing every one.
+                answer = self.client.failed_alone(keys[0], exc)
             except MlsError as exc:
-                await self._record(
-                    ErrorEntry(
-                        "batch",
-                        f"{len(keys)} listing(s) named by the change log up to sequence "
-                        f"{page.last_sequence} not read: {exc}; read again at the next sync",
-                        self.row.id,
-                    )
-                )
-                self.failed_batches += 1
-                return False
+                return await self._event_batch_failed(keys, page, exc)
             found, failed = _observations(answer, id_by_key)
             observations += found
             failures += failed
@@ -293,6 +294,22 @@ class ConnectionSync:
             named_by_events=[id_by_key[k] for k in named if k in id_by_key],
         )
         return True
+
+    async def _event_batch_failed(
+        self, keys: Sequence[str], page: EventPage, exc: MlsError
+    ) -> bool:
+        """A batch of a page of the log that was not read: the page is read again at the
+        next sync (its sequence stays before it). False, for `_apply_event_page`."""
+        await self._record(
+            ErrorEntry(
+                "batch",
+                f"{len(keys)} listing(s) named by the change log up to sequence "
+                f"{page.last_sequence} not read: {exc}; read again at the next sync",
+                self.row.id,
+            )
+        )
+        self.failed_batches += 1
+        return False
 
     # -- pushed events (docs/mls-reso.md "Push") ---------------------------------------------
 

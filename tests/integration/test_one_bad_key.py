@@ -271,6 +271,33 @@ async def test_keys_the_server_fails_on_are_asked_alone_at_the_next_syncs_so_all
     assert (steady.run.mls_requests, steady.run.listings_checked) == (len(bad) + 10, 189)
 
 
+async def test_a_key_the_server_fails_on_alone_in_the_last_batch_of_a_page_does_not_hold_the_log(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """A page of the change log names 21 changed listings, read in batches of 20: the last
+    batch is B20 alone, whose query the server fails. Its listing gets the error and the
+    page is written, so B07's sale is applied and the log goes on. Before, a batch of one
+    key that failed was a batch that failed: the same page, in the same batches, was read
+    again at every sync, and B07's sale waited for the day's full pass."""
+    sandbox, _ = mls
+    keys = [*KEYS, "B20"]
+    await add_sandbox_connection(runtime, mls, keys, mode="events", batch_size=20)
+    await runtime.engine.sync_all()  # the full pass
+    _refuse(mls, "B20", 400)
+    for key in keys:
+        sandbox.set_status(key, "Closed" if key == "B07" else "Pending")
+
+    report = await runtime.engine.sync_all()
+
+    assert await status_of(runtime, "B07") == "sold"
+    assert await status_of(runtime, "B20") == "active"
+    [error] = await runs.errors_of(runtime.db, report.run.id)
+    assert error.listing_id == "L-B20" and "alone" in error.message, error.message
+    sandbox.faults.clear()
+    await runtime.engine.sync_all()  # read by key, as a listing with an error is
+    assert await status_of(runtime, "B20") == "pending"
+
+
 async def test_events_mode_finds_more_keys_the_server_fails_on_than_one_sync_can_and_moves_on(
     runtime: Runtime, mls: Mls
 ) -> None:
