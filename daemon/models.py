@@ -233,9 +233,11 @@ class Problem:
     listing_id: str
     message: str
     warning: bool = False
-    # A by-key query of the listing's key alone failed (the server fails on that key): its
-    # later syncs ask it alone, first (docs/reliability.md "One key the server fails on").
-    alone: bool = False
+    # True: a by-key query of the listing's key alone failed (the server fails on that
+    # key), and its later syncs ask it alone, first (docs/reliability.md "One key the
+    # server fails on"). False: a key known so whose query of its own was answered. None:
+    # the error says neither (a half not asked, the server busy), and the mark stays.
+    alone: bool | None = None
 
 
 @dataclass

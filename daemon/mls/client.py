@@ -102,12 +102,16 @@ class BatchAnswer:
     errors: dict[str, str] = field(default_factory=dict)
     # Of `errors`, the keys a query of their own failed (`MlsClient.fails_alone`).
     alone: set[str] = field(default_factory=set)
+    # Keys known to fail alone whose query of their own the server answered, even with a
+    # record that cannot be read: they fail alone no more.
+    answered_alone: set[str] = field(default_factory=set)
 
     def merge(self, other: BatchAnswer) -> None:
         self.records.update(other.records)
         self.removed.update(other.removed)
         self.errors.update(other.errors)
         self.alone |= other.alone
+        self.answered_alone |= other.answered_alone
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -254,6 +258,7 @@ class MlsClient:
         except QueryFailed as failure:
             return self.failed_alone(key, failure)
         self.fails_alone.discard(key)
+        answer.answered_alone.add(key)
         return answer
 
     def failed_alone(self, key: str, failure: QueryFailed) -> BatchAnswer:

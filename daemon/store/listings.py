@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 
 from daemon.enums import LIVE_POSTS_SQL
 from daemon.errors import Conflict, NotFound
@@ -143,13 +144,14 @@ INSERT INTO status_changes (listing_id, connection_id, from_status, to_status,
 SELECT :id, connection_id, :from_status, :to_status, :standard, :mls, :event, :run_id, :now
 FROM listings WHERE id = :id
 """
-# `alone` (1 or 0): the error is a by-key query of the listing's key alone failing, which
-# marks the key (see FAILING_ALONE). Any other error leaves the mark as it was: it says
-# nothing of whether a query of the key alone is answered (a half not asked once the
-# splitting's budget ran out, the server busy, an unreadable record of a read of changes).
+# `alone`: 1, the error is a by-key query of the listing's key alone failing, which marks
+# the key (see FAILING_ALONE); 0, a query of the marked key alone was answered, though its
+# record could not be read, which clears the mark; NULL, the error says neither (a half not
+# asked once the splitting's budget ran out, the server busy, an unreadable record of a read
+# of changes), and the mark stays as it was.
 SET_ERROR = """
 UPDATE listings SET last_error = :message, needs_read = 1,
-    fails_alone = CASE WHEN :alone = 1 THEN 1 ELSE fails_alone END
+    fails_alone = coalesce(CAST(:alone AS BIGINT), fails_alone)
 WHERE id = :id
 """
 # The keys the server fails a query of alone, of every connection (migration 0018): each
@@ -304,6 +306,9 @@ def _last_errors(plans: Iterable[BatchPlan]) -> dict[str, Problem]:
                 errors.pop(c.listing_id, None)
         for p in plan.problems:
             if not p.warning:
+                earlier = errors.get(p.listing_id)
+                if p.alone is None and earlier is not None:  # a mark it says nothing of
+                    p = replace(p, alone=earlier.alone)
                 errors[p.listing_id] = p
     return errors
 
@@ -345,7 +350,7 @@ async def apply_plans(conn: Session, plans: Sequence[PlanWrite], written_at: str
         for c in plan.changes
     ]
     errors = [
-        {"id": listing_id, "message": p.message, "alone": int(p.alone)}
+        {"id": listing_id, "message": p.message, "alone": None if p.alone is None else int(p.alone)}
         for listing_id, p in _last_errors(plan for plan, _, _, _ in plans).items()
     ]
     for statement, rows in (

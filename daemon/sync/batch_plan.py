@@ -7,7 +7,7 @@ plan's types are in `daemon/models.py`, where the store, which writes them, read
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from daemon.models import (
     BatchPlan,
@@ -27,11 +27,12 @@ def plan_batch(
     observations: Iterable[tuple[str, Observation]],
     failures: Iterable[tuple[str, str]],
     mapping: StatusMapping,
-    alone: Collection[str] = (),
+    alone: Mapping[str, bool] | None = None,
 ) -> BatchPlan:
     """`current`: listing id -> its status now (listings that vanished are left out).
     `observations`: (listing id, what the MLS said). `failures`: (listing id, why nothing
-    usable came back for it); `alone`: those of them whose key a query of its own failed."""
+    usable came back for it); `alone`: of them, whether a query of the key alone failed
+    (`Problem.alone`), where the failure says."""
     plan = BatchPlan()
     for listing_id, seen in observations:
         if listing_id not in current:
@@ -61,5 +62,7 @@ def plan_batch(
             )
     for listing_id, message in failures:
         if listing_id in current:
-            plan.problems.append(Problem(listing_id, message, alone=listing_id in alone))
+            plan.problems.append(
+                Problem(listing_id, message, alone=alone.get(listing_id) if alone else None)
+            )
     return plan

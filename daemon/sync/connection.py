@@ -532,9 +532,17 @@ def _observations(
         (id_by_key[k], rec) for k, rec in answer.records.items()
     ]
     observations += [(id_by_key[k], Removed(k, why)) for k, why in answer.removed.items()]
-    alone = answer.alone
-    failures = [Failure(id_by_key[k], k, why, k in alone) for k, why in answer.errors.items()]
+    failures = [
+        Failure(id_by_key[k], k, why, _alone(answer, k)) for k, why in answer.errors.items()
+    ]
     return observations, failures
+
+
+def _alone(answer: BatchAnswer, key: str) -> bool | None:
+    """What `key`'s error says of its failing alone (`Failure.alone`)."""
+    if key in answer.alone:
+        return True
+    return False if key in answer.answered_alone else None
 
 
 def _is_new(rec: MlsRecord, latest_seen: dict[str, datetime | None]) -> bool:

@@ -371,9 +371,10 @@ class SyncEngine:
                 and self.settings.effective_check_intervals().enabled,
                 slot=slot,
                 read_again=read_again,
-                unconfirmed_in=await self._unconfirmed_in(targets, pushed, read_again),
             )
             try:
+                # Read inside: a database error here ends the run as any other does.
+                shared.unconfirmed_in = await self._unconfirmed_in(targets, pushed, read_again)
                 shared.failing_alone = await listings.failing_alone(self.db)
                 failed = await self._sync_targets(shared, targets, only_listing)
                 results = await self._reconcile_posts(run_id, scope)

@@ -33,7 +33,10 @@ class Failure(NamedTuple):
     listing_id: str
     listing_key: str
     why: str
-    alone: bool = False  # a query of the key alone failed (`Problem.alone`)
+    # Whether a query of the key alone failed: True, or False for a key known to fail
+    # alone whose query of its own was answered; None when the failure says neither
+    # (`Problem.alone`).
+    alone: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +205,7 @@ def _plan_batch(
     group: GroupPlan,
 ) -> Applied:
     observations, failures = still_tracked(write, current)
-    alone = [f.listing_id for f in write.failures if f.alone]
+    alone = {f.listing_id: f.alone for f in write.failures if f.alone is not None}
     plan = plan_batch(statuses, observations, failures, mapping, alone)
     for change in plan.changes:
         statuses[change.listing_id] = change.to_status

@@ -392,3 +392,24 @@ async def test_a_key_asked_alone_that_the_server_answers_again_goes_back_into_ba
     assert await status_of(runtime, BAD) == "sold"
     assert (answered.run.outcome, answered.run.mls_requests) == ("ok", 2)
     assert (again.run.outcome, again.run.mls_requests) == ("ok", 1)
+
+
+async def test_a_key_asked_alone_answered_with_a_record_that_cannot_be_read_goes_back_into_batches(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """The server answers B03's query of its own again, but with a record that cannot be
+    read: B03 keeps its error, and no longer fails alone, so the next sync asks it in the
+    batch (its record still unreadable, read again at each sync by its error). The first
+    version of the stored mark kept it, and B03 was asked alone at every sync."""
+    sandbox, _ = mls
+    await _asked_alone(runtime, mls)
+    sandbox.faults.clear()
+    body = '{"value": [{"ListingKey": "B03", "StandardStatus": 7}]}'
+    sandbox.faults.add(Fault("status", status=200, body=body, times=1, matching=f"'{BAD}'"))
+
+    unreadable = await runtime.engine.sync_all()
+    batched = await runtime.engine.sync_all()
+
+    [error] = await runs.errors_of(runtime.db, unreadable.run.id)
+    assert error.listing_id == "L-B03" and "malformed" in error.message, error.message
+    assert (unreadable.run.mls_requests, batched.run.mls_requests) == (2, 1)
