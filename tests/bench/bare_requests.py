@@ -1,104 +1,122 @@
-"""Scenario J's floor: the by_key cycle's requests alone, with nothing of the daemon around them.
+"""Scenario J's floor: the by_key cycle's requests with nothing of the sync around them.
 
-    python -m tests.bench.bare_requests --mls URL --feeds N --per-feed M --in-flight K [--read]
+    python -m tests.bench.bare_requests --config PATH --through httpx|client
 
-The same 2,000 queries as scenario A's by_key cycle (each connection's keys in batches of 50,
-each URL built by `daemon/mls/query.py`), sent through the daemon's own MLS client (httpx on
-the shipped engine, `composition.http_client`) with its headers and as many in flight as its
-request bound; with --read, each answer is also read as the daemon reads it
-(`daemon/mls/payload.py` `parse_page`). Nothing is planned or written. What the cycle costs
-beyond this is the daemon's own work, not the HTTP client's (docs/benchmarks.md "The HTTP
-engine"). Prints this process's CPU during the requests as one JSON line.
+Against the database the benchmark prepared (its connections, their tracked keys and their
+encrypted tokens), opened as the daemon opens it, each connection's tracked keys are asked in
+the batches the daemon makes (`daemon/mls/query.py` `key_batches`), as many in flight as its
+request bound, through either:
+- `httpx`: the daemon's HTTP client for the server alone (`ServerPools`, httpx on the shipped
+  engine), one GET per batch with the headers the daemon sends, the body read, nothing
+  parsed: what the HTTP client costs;
+- `client`: the daemon's MLS client (`MlsAccess.client_for`, `MlsClient.fetch_batch`): its
+  pace, request bound, retries, tokens, URL checks, and each page read and checked as a
+  sync reads it. Nothing is planned or written.
+What a cycle costs beyond the second is its sync's own work: reading the store, planning and
+writing each listing (docs/benchmarks.md "The HTTP engine"). The key MLS_SYNC_SECRET_KEY is
+taken from the environment, as tests/bench/cycle.py takes it. Prints this process's CPU during
+the requests (not while the database is opened and read) as one JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
+import sys
 import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 
-from daemon import composition, eventloop
-from daemon.config import Settings
+from daemon import eventloop, logs
+from daemon.composition import open_runtime
+from daemon.config import load_settings
 from daemon.enums import KeyFilter
-from daemon.mls.payload import parse_page
-from daemon.mls.query import SELECT, by_key_url, page_size_preference
-from daemon.sandbox.standalone import feed_key, feed_token
+from daemon.mls.client import MlsClient
+from daemon.mls.query import SELECT, by_key_url, key_batches, page_size_preference
+from daemon.store import connections, listings
+from tests.bench.bench import own_cpu_seconds
 
-BATCH = 50  # scenario A's batch_size
-
-
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+Ask = Callable[[], Awaitable[None]]
 
 
-async def send_all(
-    mls_url: str, feeds: int, per_feed: int, in_flight: int, read: bool
-) -> dict[str, Any]:
-    settings = Settings.model_validate({"mls": {"max_concurrent_requests": in_flight}})
-    queries = [
-        (n, [feed_key(n, i) for i in range(start, min(start + BATCH, per_feed))])
-        for n in range(feeds)
-        for start in range(0, per_feed, BATCH)
-    ]
-    prefer = page_size_preference(BATCH)
-    records = 0
-    async with composition.http_client(settings) as client:
-
-        async def ask(feed: int, keys: list[str]) -> None:
-            nonlocal records
-            url = by_key_url(f"{mls_url}/feed/{feed}", "Property", keys, KeyFilter.IN, SELECT)
+async def send_all(config: Path, key: str, through: str) -> dict[str, Any]:
+    settings = load_settings(config, {})
+    logs.configure(settings.logging.level, "json", sys.stderr)
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": key}) as rt:
+        access, box = rt.engine.access, rt.require_box()
+        asks: list[Ask] = []
+        for row in await connections.list_all(rt.db, active_only=True):
+            keys = [t.listing_key for t in await listings.tracked(rt.db, row.id)]
+            form = KeyFilter(row.key_filter)
+            client = access.client_for(row, lambda: None)
+            batches = key_batches(
+                keys, form, row.batch_size, client.url_length, settings.mls.max_url_length
+            )
+            if through == "client":
+                asks += [_fetch(client, batch) for batch in batches]
+                continue
+            http = access.http.for_url(row.base_url)
             headers = {
-                "Authorization": f"Bearer {feed_token(feed)}",
+                "Authorization": f"Bearer {box.decrypt(row.secret_encrypted)}",
                 "Accept": "application/json",
-                "Prefer": prefer,
+                "Prefer": page_size_preference(row.page_size),
             }
-            answer = await client.get(url, headers=headers)
-            answer.raise_for_status()
-            if read:
-                records += len(parse_page(answer.content).records)
+            urls = [by_key_url(row.base_url, row.resource, b, form, SELECT) for b in batches]
+            asks += [_get(http, url, headers) for url in urls]
+        cpu, wall = own_cpu_seconds(), time.perf_counter()
+        await _in_flight(asks, settings.mls.max_concurrent_requests)
+        cpu, wall = own_cpu_seconds() - cpu, time.perf_counter() - wall
+    return {"mls_requests": len(asks), "cpu_seconds": round(cpu, 3), "wall_seconds": round(wall, 3)}
 
-        await ask(*queries[0])  # the pool's first connection, as a cycle's would be open
-        records = 0
-        send, receive = anyio.create_memory_object_stream[tuple[int, list[str]]](len(queries))
-        for query in queries:
-            send.send_nowait(query)
-        send.close()
 
-        async def worker(stream: anyio.abc.ObjectReceiveStream[tuple[int, list[str]]]) -> None:
-            async with stream:
-                async for feed, keys in stream:
-                    await ask(feed, keys)
+def _fetch(client: MlsClient, batch: list[str]) -> Ask:
+    async def ask() -> None:
+        answer = await client.fetch_batch(batch)
+        if answer.errors:
+            raise RuntimeError(
+                f"{len(answer.errors)} key(s) not read: the floor is not the cycle's"
+            )
 
-        cpu, wall = _cpu(), time.perf_counter()
-        async with anyio.create_task_group() as tg, receive:
-            for _ in range(in_flight):
-                tg.start_soon(worker, receive.clone())
-        cpu, wall = _cpu() - cpu, time.perf_counter() - wall
-    return {
-        "mls_requests": len(queries),
-        "records_read": records,
-        "cpu_seconds": round(cpu, 3),
-        "wall_seconds": round(wall, 3),
-    }
+    return ask
+
+
+def _get(http: httpx.AsyncClient, url: httpx.URL, headers: dict[str, str]) -> Ask:
+    async def ask() -> None:
+        answer = await http.get(url, headers=headers)
+        answer.raise_for_status()
+
+    return ask
+
+
+async def _in_flight(asks: list[Ask], bound: int) -> None:
+    """Every ask, `bound` at a time (the daemon's MLS client bounds itself too)."""
+    send, receive = anyio.create_memory_object_stream[Ask](len(asks))
+    for ask in asks:
+        send.send_nowait(ask)
+    send.close()
+
+    async def worker(stream: anyio.abc.ObjectReceiveStream[Ask]) -> None:
+        async with stream:
+            async for ask in stream:
+                await ask()
+
+    async with anyio.create_task_group() as tg, receive:
+        for _ in range(bound):
+            tg.start_soon(worker, receive.clone())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--mls", required=True, help="the sandbox MLS's URL")
-    parser.add_argument("--feeds", type=int, required=True)
-    parser.add_argument("--per-feed", type=int, required=True)
-    parser.add_argument("--in-flight", type=int, required=True)
-    parser.add_argument("--read", action="store_true", help="read each answer's records too")
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--through", choices=["httpx", "client"], required=True)
     args = parser.parse_args()
-    figures = eventloop.run(
-        send_all, args.mls, args.feeds, args.per_feed, args.in_flight, args.read
-    )
-    print(json.dumps(figures))
+    key = os.environ["MLS_SYNC_SECRET_KEY"]
+    print(json.dumps(eventloop.run(send_all, args.config, key, args.through)))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -44,7 +45,6 @@ from tests.bench import calibration
 
 REPO = Path(__file__).resolve().parents[2]
 PLATFORMS = ("facebook", "instagram", "linkedin")
-MLS_IN_FLIGHT = 8  # the benchmark's daemon's [mls] max_concurrent_requests
 STRATEGIES = ("naive", "by_key", "incremental")
 
 
@@ -180,7 +180,7 @@ def write_config(folder: Path, platforms_url: str, **sections: dict[str, Any]) -
     body: dict[str, dict[str, Any]] = {
         "database": {"path": "bench.db"},
         "sync": {"max_concurrent_connections": 200},
-        "mls": {"max_concurrent_requests": MLS_IN_FLIGHT, "backoff_initial_seconds": 0.05},
+        "mls": {"max_concurrent_requests": 8, "backoff_initial_seconds": 0.05},
         "platforms": {
             "graph_url": f"{platforms_url}/graph",
             "linkedin_api_url": f"{platforms_url}/linkedin",
@@ -343,6 +343,12 @@ def _cycle_process(
         args.append("--unpublish-only")
     if deliver:
         args.append("--deliver")
+    return measured_process(args, config, key)
+
+
+def measured_process(args: list[str], config: Path, key: str) -> dict[str, Any]:
+    """A measuring module of tests/bench run in a process of its own on `config`'s database,
+    with the secret key `key`: the figures it printed, as one JSON line."""
     env = {**os.environ, "MLS_SYNC_SECRET_KEY": key}  # a key may start with "-": not in argv
     profile = os.environ.get("MLS_SYNC_BENCH_PROFILE")  # a folder: py-spy stacks per cycle
     if profile:
@@ -351,6 +357,12 @@ def _cycle_process(
     out = subprocess.run(args, cwd=REPO, capture_output=True, text=True, check=True, env=env)  # noqa: S603
     figures = [line for line in out.stdout.splitlines() if line.startswith("{")]
     return dict(json.loads(figures[-1]))  # py-spy, when profiling, prints after it
+
+
+def own_cpu_seconds() -> float:
+    """This process's user+system CPU so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def move(mls_url: str, count: int, to: str = "Closed") -> list[str]:

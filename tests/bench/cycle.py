@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -34,13 +33,7 @@ from daemon.store import events, runs, webhooks
 from daemon.store.database import Database
 from daemon.store.posts import DueScope
 from daemon.timestamps import iso, utcnow
-from tests.bench.bench import cpu_seconds_in, process_cpu_seconds
-
-
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
+from tests.bench.bench import cpu_seconds_in, own_cpu_seconds, process_cpu_seconds
 
 # A candidate engine that is not shipped: the httpx-aiohttp package's transport, measured
 # beside the shipped ones (docs/benchmarks.md "The HTTP engine").
@@ -157,7 +150,7 @@ async def _all_delivered(db: Database) -> bool:
 async def _measured(rt: Runtime, unpublish_only: bool, at: float | None = None) -> dict[str, Any]:
     if at is not None:  # as the clock's cycle of several daemons: all begin at the slot
         await anyio.sleep(max(0.0, at - time.time()))
-    cpu, loop_cpu, wall = _cpu(), _main_thread_cpu(), time.perf_counter()
+    cpu, loop_cpu, wall = own_cpu_seconds(), _main_thread_cpu(), time.perf_counter()
     if unpublish_only:
         run_id = await runs.start(rt.db, "bench", "all", rt.engine.holder, iso(utcnow()))
         results = await rt.engine.unpublisher.reconcile(run_id, DueScope())
@@ -169,7 +162,7 @@ async def _measured(rt: Runtime, unpublish_only: bool, at: float | None = None) 
         seconds = time.perf_counter() - wall
         run = report.run
         extra = {}
-    cpu, loop_cpu = _cpu() - cpu, _main_thread_cpu() - loop_cpu
+    cpu, loop_cpu = own_cpu_seconds() - cpu, _main_thread_cpu() - loop_cpu
     return {
         "wall_seconds": round(seconds, 3),
         "cpu_seconds": round(cpu, 3),

@@ -7,40 +7,42 @@ shipped aiohttp transport (daemon/aiohttp_transport.py). The figure that matters
 daemon's CPU over the sandbox server's CPU for the same requests, in the same run: a ratio,
 so it holds on slow and fast machines alike. Target: <= 1.5.
 
-Then the floor: the same requests with nothing of the daemon around them, on the shipped
-engine (tests/bench/bare_requests.py), alone and with each answer read as the daemon reads
-it. What a cycle costs beyond that is the daemon's own work (its plans, its writes, its
-reads of the store), which no engine changes.
+Then the floor: the same requests with nothing of the sync around them, on the shipped
+engine (tests/bench/bare_requests.py): through the daemon's HTTP client alone, and through
+its MLS client (pace, bounds, retries, each page read). What a cycle costs beyond that is
+the sync's own work (reading the store, planning and writing each listing), which no engine
+changes.
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
+from daemon.encryption import generate_key
 from tests.bench.bench import (
-    MLS_IN_FLIGHT,
-    REPO,
     Sizes,
     cpu_over_sandbox,
     markdown_table,
+    measured_process,
     median_run,
     move,
+    prepare,
     sandbox,
     strategy_cycles,
     walls_shown,
+    write_config,
 )
 from tests.bench.cycle import ENGINES, HTTPX_AIOHTTP
 
-BY_KEY = {"key_filter": "in", "batch_size": 50}
+BY_KEY: dict[str, Any] = {"key_filter": "in", "batch_size": 50}
 
 
-# Scenario J's floor (tests/bench/bare_requests.py): the cycle's requests alone, on the shipped
-# engine, as many in flight as the benchmark's daemon sends.
-FLOORS = (("aiohttp: the requests alone", False), ("aiohttp: the requests, answers read", True))
+# Scenario J's floor (tests/bench/bare_requests.py): the cycle's requests with nothing of
+# the sync around them, on the shipped engine, through what of the daemon each row says.
+FLOORS = (("aiohttp: the requests alone", "httpx"), ("aiohttp: the MLS client's", "client"))
 
 
 def scenario_j(sizes: Sizes, work: Path) -> list[dict[str, Any]]:
@@ -48,8 +50,8 @@ def scenario_j(sizes: Sizes, work: Path) -> list[dict[str, Any]]:
     for engine in ("httpcore", HTTPX_AIOHTTP, *[e for e in ENGINES if e != "httpcore"]):
         row = strategy_cycles(sizes.feeds, sizes, work, BY_KEY, engine=engine)
         rows.append(_row(engine, row))
-    for name, read in FLOORS:
-        rows.append(_row(name, bare_requests(sizes, read)))
+    for name, through in FLOORS:
+        rows.append(_row(name, requests_alone(sizes, work, through)))
     return rows
 
 
@@ -62,36 +64,26 @@ def _row(engine: str, row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def bare_requests(sizes: Sizes, read: bool) -> dict[str, Any]:
-    """The by_key cycle's requests with nothing of the daemon around them, `sizes.repeats`
-    times in a process of their own each, against one sandbox; the run of median wall time,
-    with the sandbox's CPU during it. 1% of the listings move before each, as before each
-    measured cycle: the sandbox keeps each query's result until a listing changes, and the
-    same queries again would cost it only their HTTP."""
+def requests_alone(sizes: Sizes, work: Path, through: str) -> dict[str, Any]:
+    """Scenario A's by_key requests, `through` the daemon's HTTP client or its MLS client
+    (tests/bench/bare_requests.py), against a database prepared as for the cycles: a first
+    run unmeasured, as the first cycle is, then `sizes.repeats` measured ones, each after 1%
+    of the listings moved (the sandbox keeps each query's result until a listing changes:
+    the same queries again would cost it only their HTTP). The run of median wall time, with
+    the sandbox's CPU during it."""
     runs = []
     with sandbox(sizes.feeds, sizes.per_feed) as server:
-        for _ in range(sizes.repeats):
+        config = write_config(Path(tempfile.mkdtemp(dir=work)), server.platforms)
+        key = generate_key()
+        prepare(config, key, server.mls, sizes.feeds, sizes.per_feed, **BY_KEY)
+        args = [sys.executable, "-m", "tests.bench.bare_requests", "--config", str(config)]
+        for n in range(sizes.repeats + 1):
             move(server.mls, sizes.feeds * sizes.per_feed // 100)
-            args = [
-                sys.executable,
-                "-m",
-                "tests.bench.bare_requests",
-                "--mls",
-                server.mls,
-                "--feeds",
-                str(sizes.feeds),
-                "--per-feed",
-                str(sizes.per_feed),
-                "--in-flight",
-                str(MLS_IN_FLIGHT),
-            ]
-            if read:
-                args.append("--read")
             before = server.cpu_seconds()
-            out = subprocess.run(args, cwd=REPO, capture_output=True, text=True, check=True)  # noqa: S603
-            figures = json.loads(out.stdout.splitlines()[-1])
+            figures = measured_process([*args, "--through", through], config, key)
             figures["sandbox_cpu_seconds"] = round(server.cpu_seconds() - before, 3)
-            runs.append(figures)
+            if n:
+                runs.append(figures)
     return median_run(runs)
 
 
