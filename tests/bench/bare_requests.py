@@ -21,6 +21,7 @@ the requests (not while the database is opened and read) as one JSON line.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -49,7 +50,7 @@ async def send_all(config: Path, key: str, through: str) -> dict[str, Any]:
     logs.configure(settings.logging.level, "json", sys.stderr)
     async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": key}) as rt:
         access, box = rt.engine.access, rt.require_box()
-        asks: list[Ask] = []
+        each: list[list[Ask]] = []  # per connection
         for row in await connections.list_all(rt.db, active_only=True):
             keys = [t.listing_key for t in await listings.tracked(rt.db, row.id)]
             form = KeyFilter(row.key_filter)
@@ -58,7 +59,7 @@ async def send_all(config: Path, key: str, through: str) -> dict[str, Any]:
                 keys, form, row.batch_size, client.url_length, settings.mls.max_url_length
             )
             if through == "client":
-                asks += [_fetch(client, batch) for batch in batches]
+                each.append([_fetch(client, batch) for batch in batches])
                 continue
             http = access.http.for_url(row.base_url)
             headers = {
@@ -67,7 +68,10 @@ async def send_all(config: Path, key: str, through: str) -> dict[str, Any]:
                 "Prefer": page_size_preference(row.page_size),
             }
             urls = [by_key_url(row.base_url, row.resource, b, form, SELECT) for b in batches]
-            asks += [_get(http, url, headers) for url in urls]
+            each.append([_get(http, url, headers) for url in urls])
+        # Each connection's first batch, then each one's second...: as the cycle syncs many
+        # connections at once, so that no request waits for its credential's pace.
+        asks = [ask for turn in itertools.zip_longest(*each) for ask in turn if ask is not None]
         cpu, wall = own_cpu_seconds(), time.perf_counter()
         await _in_flight(asks, settings.mls.max_concurrent_requests)
         cpu, wall = own_cpu_seconds() - cpu, time.perf_counter() - wall
