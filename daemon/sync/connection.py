@@ -270,14 +270,16 @@ class ConnectionSync:
             except ConnectionStopped:
                 raise
             except QueryFailed as exc:
-                if len(keys) > 1 or not (observations or failures):
+                if len(keys) > 1 or not observations:
                     return await self._event_batch_failed(keys, page, exc)
                 # A batch of one key left over (a page's last), which the server fails
-                # while it answered the page's other batches: the key fails alone, as a
-                # half of a split batch does, and waits for a read of its own (its error)
-                # instead of holding the log. The page stayed the same at every sync, and
-                # so did its batches: it held the log until the day's full pass. The first
-                # query of a page is no such proof: the server may be failing every one.
+                # while it answered the page's other batches with records: the key fails
+                # alone, as a half of a split batch does, and waits for a read of its own
+                # (its error) instead of holding the log. The page stayed the same at every
+                # sync, and so did its batches: it held the log until the day's full pass.
+                # Without a record answered (the page's first query, or only keys known to
+                # fail alone before it) there is no such proof: the server may be failing
+                # every query.
                 answer = self.client.failed_alone(keys[0], exc)
             except MlsError as exc:
                 return await self._event_batch_failed(keys, page, exc)
