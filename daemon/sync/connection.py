@@ -270,16 +270,14 @@ class ConnectionSync:
             except ConnectionStopped:
                 raise
             except QueryFailed as exc:
-                if len(keys) > 1 or not observations:
+                if len(keys) > 1 or not (observations or await self._answers_another(keys)):
                     return await self._event_batch_failed(keys, page, exc)
-                # A batch of one key left over (a page's last), which the server fails
-                # while it answered the page's other batches with records: the key fails
-                # alone, as a half of a split batch does, and waits for a read of its own
-                # (its error) instead of holding the log. The page stayed the same at every
-                # sync, and so did its batches: it held the log until the day's full pass.
-                # Without a record answered (the page's first query, or only keys known to
-                # fail alone before it) there is no such proof: the server may be failing
-                # every query.
+                # A batch of one key (a page's last, or the one tracked listing a page
+                # names), which the server fails while it answers other queries: the key
+                # fails alone, as a half of a split batch does, and waits for a read of its
+                # own (its error) instead of holding the log. A full page stays the same at
+                # every sync, and so do its batches: it held the log until the day's full
+                # pass.
                 answer = self.client.failed_alone(keys[0], exc)
             except MlsError as exc:
                 return await self._event_batch_failed(keys, page, exc)
@@ -295,6 +293,27 @@ class ConnectionSync:
             # listing read, all of them read again would be a full pass each cycle.
             named_by_events=[id_by_key[k] for k in named if k in id_by_key],
         )
+        return True
+
+    async def _answers_another(self, keys: Sequence[str]) -> bool:
+        """Whether the server answers a query of one other tracked key of the connection,
+        not one known to fail alone: one request, the proof, when no other query of a page
+        was answered with a record, that the server fails `keys` and not every query."""
+        failing = self.client.fails_alone
+        others = (
+            t.listing_key
+            for t in await listings.tracked(self.db, self.row.id)
+            if t.listing_key not in keys and t.listing_key not in failing
+        )
+        other = next(others, None)
+        if other is None:
+            return False
+        try:
+            await self.client.fetch_batch([other])
+        except ConnectionStopped:
+            raise
+        except MlsError:
+            return False
         return True
 
     async def _event_batch_failed(

@@ -7,8 +7,8 @@ encrypted tokens), opened as the daemon opens it, each connection's tracked keys
 the batches the daemon makes (`daemon/mls/query.py` `key_batches`), as many in flight as its
 request bound, through either:
 - `httpx`: the daemon's HTTP client for the server alone (`ServerPools`, httpx on the shipped
-  engine), one GET per batch with the headers the daemon sends, the body read, nothing
-  parsed: what the HTTP client costs;
+  engine), one GET per batch with the URL and headers the daemon sends, the body read,
+  nothing parsed: what the HTTP client costs;
 - `client`: the daemon's MLS client (`MlsAccess.client_for`, `MlsClient.fetch_batch`): its
   pace, request bound, retries, tokens, URL checks, and each page read and checked as a
   sync reads it. Nothing is planned or written.
@@ -40,6 +40,7 @@ from daemon.enums import KeyFilter
 from daemon.mls.client import MlsClient
 from daemon.mls.query import SELECT, by_key_url, key_batches, page_size_preference
 from daemon.store import connections, listings
+from daemon.store.records import ConnectionRow
 from tests.bench.bench import own_cpu_seconds
 
 Ask = Callable[[], Awaitable[None]]
@@ -54,11 +55,16 @@ async def send_all(config: Path, key: str, through: str) -> dict[str, Any]:
         for row in await connections.list_all(rt.db, active_only=True):
             keys = [t.listing_key for t in await listings.tracked(rt.db, row.id)]
             form = KeyFilter(row.key_filter)
-            client = access.client_for(row, lambda: None)
-            batches = key_batches(
-                keys, form, row.batch_size, client.url_length, settings.mls.max_url_length
+            # The batches as the daemon makes them, by a client of their own: the one that
+            # asks builds each URL again, in the measured time, once, as a sync's does.
+            splitter = access.client_for(row, lambda: None)
+            batches = list(
+                key_batches(
+                    keys, form, row.batch_size, splitter.url_length, settings.mls.max_url_length
+                )
             )
             if through == "client":
+                client = access.client_for(row, lambda: None)
                 each.append([_fetch(client, batch) for batch in batches])
                 continue
             http = access.http.for_url(row.base_url)
@@ -67,8 +73,7 @@ async def send_all(config: Path, key: str, through: str) -> dict[str, Any]:
                 "Accept": "application/json",
                 "Prefer": page_size_preference(row.page_size),
             }
-            urls = [by_key_url(row.base_url, row.resource, b, form, SELECT) for b in batches]
-            each.append([_get(http, url, headers) for url in urls])
+            each.append([_get(http, row, batch, headers) for batch in batches])
         # Each connection's first batch, then each one's second...: as the cycle syncs many
         # connections at once, so that no request waits for its credential's pace.
         asks = [ask for turn in itertools.zip_longest(*each) for ask in turn if ask is not None]
@@ -89,8 +94,12 @@ def _fetch(client: MlsClient, batch: list[str]) -> Ask:
     return ask
 
 
-def _get(http: httpx.AsyncClient, url: httpx.URL, headers: dict[str, str]) -> Ask:
+def _get(
+    http: httpx.AsyncClient, row: ConnectionRow, batch: list[str], headers: dict[str, str]
+) -> Ask:
     async def ask() -> None:
+        form = KeyFilter(row.key_filter)
+        url = by_key_url(row.base_url, row.resource, batch, form, SELECT)
         answer = await http.get(url, headers=headers)
         answer.raise_for_status()
 

@@ -291,11 +291,38 @@ async def test_a_key_the_server_fails_on_alone_in_the_last_batch_of_a_page_does_
 
     assert await status_of(runtime, "B07") == "sold"
     assert await status_of(runtime, "B20") == "active"
+    # The page, then its two batches, B20 alone the second: no split found it.
+    assert report.run.mls_requests == 3
     [error] = await runs.errors_of(runtime.db, report.run.id)
     assert error.listing_id == "L-B20" and "alone" in error.message, error.message
     sandbox.faults.clear()
     await runtime.engine.sync_all()  # read by key, as a listing with an error is
     assert await status_of(runtime, "B20") == "pending"
+
+
+async def test_a_full_page_of_the_log_naming_one_tracked_key_the_server_fails_on_does_not_hold_it(
+    runtime: Runtime, mls: Mls
+) -> None:
+    """Pages of three events: the first names two listings nobody tracks and B03, whose
+    query the server fails. The server answers a query of another tracked key (B00), so
+    B03 fails alone, its listing gets the error, and the log goes on: B07's sale, in the
+    next page, is applied. Before, the page was read again at every sync, the same page
+    with the same one query, and B07's sale waited for the day's full pass."""
+    sandbox, _ = mls
+    await add_sandbox_connection(runtime, mls, KEYS, mode="events", page_size=3)
+    await runtime.engine.sync_all()  # the full pass
+    _refuse(mls, BAD, 400)
+    sandbox.put("U1", "Active")  # changes of listings this connection does not track
+    sandbox.put("U2", "Active")
+    sandbox.set_status(BAD, "Closed")
+    sandbox.set_status("B07", "Closed")
+
+    report = await runtime.engine.sync_all()
+
+    assert await status_of(runtime, "B07") == "sold"
+    assert await status_of(runtime, BAD) == "active"
+    [error] = await runs.errors_of(runtime.db, report.run.id)
+    assert error.listing_id == "L-B03" and "alone" in error.message, error.message
 
 
 async def test_events_mode_finds_more_keys_the_server_fails_on_than_one_sync_can_and_moves_on(
