@@ -19,9 +19,17 @@ pytestmark = pytest.mark.both_databases
 FAILED = "HTTP 500 from the MLS server"
 
 
-async def _written_in_one_transaction(rt: Runtime, reads: list[str]) -> tuple[str | None, int]:
-    """Listing L-A's error and need of a read after `reads` ("failed" or "answered"), each a
-    batch's plan, written in order in one transaction."""
+# What a failed read of L-A says of its key's failing alone (`Problem.alone`).
+ALONE = {"failed alone": True, "answered alone, unreadable": False, "failed": None}
+
+
+async def _after_reads(
+    rt: Runtime, reads: list[str], together: bool = True
+) -> tuple[str | None, int, bool]:
+    """Listing L-A's error, need of a read, and whether its key is marked as one the server
+    fails a query of alone, after `reads` (one of ALONE's, or "answered"), each a batch's
+    plan, written in order: in one transaction (a group commit) if `together`, else each in
+    its own."""
     await add_connection(rt, closed_port_url())
     await track(rt, "mls-1", ["A"], status="active")
     now = iso(utcnow())
@@ -29,17 +37,20 @@ async def _written_in_one_transaction(rt: Runtime, reads: list[str]) -> tuple[st
     mapping = rt.settings.mls.status_mapping()
     plans: list[PlanWrite] = []
     for read in reads:
-        if read == "failed":
-            plan = plan_batch({"L-A": LocalStatus.ACTIVE}, [], [("L-A", FAILED)], mapping)
-        else:
+        if read == "answered":
             seen = MlsRecord("A", "Active", "Active")
             plan = plan_batch({"L-A": LocalStatus.ACTIVE}, [("L-A", seen)], [], mapping)
+        else:
+            alone = {"L-A": said} if (said := ALONE[read]) is not None else None
+            plan = plan_batch({"L-A": LocalStatus.ACTIVE}, [], [("L-A", FAILED)], mapping, alone)
         plans.append((plan, run_id, now, None))
-    async with rt.db.transaction() as conn:
-        await listings.apply_plans(conn, plans, now)
-    row = await rt.db.fetch_one("SELECT last_error, needs_read FROM listings WHERE id = 'L-A'")
+    for group in [plans] if together else [[p] for p in plans]:
+        async with rt.db.transaction() as conn:
+            await listings.apply_plans(conn, group, now)
+    query = "SELECT last_error, needs_read, fails_alone FROM listings WHERE id = 'L-A'"
+    row = await rt.db.fetch_one(query)
     assert row is not None
-    return row[0], int(row[1])
+    return row[0], int(row[1]), bool(row[2])
 
 
 async def test_a_failed_read_followed_by_an_answer_in_the_same_write_leaves_no_error(
@@ -47,13 +58,13 @@ async def test_a_failed_read_followed_by_an_answer_in_the_same_write_leaves_no_e
 ) -> None:
     """Before: the error stayed on the listing (and it was read again) though its last read
     was answered."""
-    assert await _written_in_one_transaction(runtime, ["failed", "answered"]) == (None, 0)
+    assert (await _after_reads(runtime, ["failed", "answered"]))[:2] == (None, 0)
 
 
 async def test_an_answer_followed_by_a_failed_read_in_the_same_write_keeps_the_error(
     runtime: Runtime,
 ) -> None:
-    assert await _written_in_one_transaction(runtime, ["answered", "failed"]) == (FAILED, 1)
+    assert (await _after_reads(runtime, ["answered", "failed"]))[:2] == (FAILED, 1)
 
 
 async def _read_again_until(rt: Runtime, times: list[str]) -> str | None:
@@ -87,36 +98,6 @@ async def test_a_later_read_again_time_extends_an_earlier_one(runtime: Runtime) 
     assert await _read_again_until(runtime, [earlier, later]) == later
 
 
-# What each read of L-A says of its key's failing alone (`Problem.alone`).
-ALONE = {"failed alone": True, "answered alone, unreadable": False, "failed": None}
-
-
-async def _failing_alone_after(rt: Runtime, reads: list[str], together: bool) -> bool:
-    """Whether L-A's key is marked as one the server fails a query of alone, after `reads`
-    (one of ALONE's, or "answered"), each a batch's plan, written in order: in one
-    transaction (a group commit) if `together`, else each in its own."""
-    await add_connection(rt, closed_port_url())
-    await track(rt, "mls-1", ["A"], status="active")
-    now = iso(utcnow())
-    run_id = await runs.start(rt.db, "bench", "all", "test:1", now)
-    mapping = rt.settings.mls.status_mapping()
-    plans: list[PlanWrite] = []
-    for read in reads:
-        if read == "answered":
-            seen = MlsRecord("A", "Active", "Active")
-            plan = plan_batch({"L-A": LocalStatus.ACTIVE}, [("L-A", seen)], [], mapping)
-        else:
-            alone = {"L-A": said} if (said := ALONE[read]) is not None else None
-            plan = plan_batch({"L-A": LocalStatus.ACTIVE}, [], [("L-A", FAILED)], mapping, alone)
-        plans.append((plan, run_id, now, None))
-    for group in [plans] if together else [[p] for p in plans]:
-        async with rt.db.transaction() as conn:
-            await listings.apply_plans(conn, group, now)
-    row = await rt.db.fetch_one("SELECT fails_alone FROM listings WHERE id = 'L-A'")
-    assert row is not None
-    return bool(row[0])
-
-
 @pytest.mark.parametrize("together", [False, True], ids=["one write each", "one write"])
 @pytest.mark.parametrize(
     ("reads", "marked"),
@@ -136,4 +117,4 @@ async def _failing_alone_after(rt: Runtime, reads: list[str], together: bool) ->
 async def test_a_key_the_server_fails_alone_stays_marked_until_a_query_of_it_is_answered(
     runtime: Runtime, reads: list[str], marked: bool, together: bool
 ) -> None:
-    assert await _failing_alone_after(runtime, reads, together) is marked
+    assert (await _after_reads(runtime, reads, together))[2] is marked
