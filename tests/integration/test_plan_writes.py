@@ -1,6 +1,7 @@
 """Batches' plans as the store writes them, several in one transaction (a group commit,
 daemon/sync/sync_writer.py): a listing two of them read ends as the later read left it, error
-or not; and a listing's read-again time, which daemons with clocks apart may each set."""
+or not; a listing's read-again time, which daemons with clocks apart may each set; and the
+mark of a key the server fails a query of alone, which only a failing alone sets."""
 
 from __future__ import annotations
 
