@@ -29,10 +29,12 @@ from daemon.timestamps import iso
 SyncWriter = GroupWriter[SyncWrite, Applied | None]
 
 
-# Listings per transaction. A group is planned on the event loop in one go, between the HTTP
-# answers the loop also serves: under 200 polling clients, p99 of /status was 105 ms with
-# groups of 1,000 listings (230 ms with 500 batches of 50) and 88 ms with 250.
-LISTINGS_PER_GROUP = 250
+# Listings per transaction. Each group costs its round trips to the database thread and a
+# COMMIT, whatever its size, so larger groups spend less of a cycle's CPU on them; but a group
+# is planned on the event loop in one go, between the HTTP answers the loop also serves, so it
+# must stay short enough for /status and /readyz to answer in time under load (figures in
+# docs/reliability.md "Load" and docs/benchmarks.md).
+LISTINGS_PER_GROUP = 1000
 
 
 def writer(
@@ -69,7 +71,8 @@ async def write_group(
     ids = listings_of(writes, held)
     current = await listings.current(conn, ids) if ids else {}
     group = plan_group(writes, held, current, mapping)
-    await listings.apply_plans(conn, group.plans, written_at)
+    settled = {listing_id for listing_id, c in current.items() if c.settled}
+    await listings.apply_plans(conn, group.plans, written_at, settled)
     await runs.record_many(conn, group.recorded)
     await connections.save_cursors(conn, group.cursors)
     await connections.mark_reconciled_in(conn, group.reconciled)
