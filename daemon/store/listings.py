@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import replace
 
 from daemon.enums import LIVE_POSTS_SQL
@@ -105,8 +105,14 @@ WITH_UNCONFIRMED_OR_READ_AGAIN = f"""
 UNION
 SELECT connection_id FROM listings WHERE read_again_until IS NOT NULL AND excluded = 0
 """
+# Its fifth column: whether the listing is settled (`CurrentListing.settled`), as
+# MARK_CHECKED_SETTLED needs it.
 CURRENT = both(
-    "SELECT id, status, connection_id, listing_key FROM listings WHERE id IN ({ids})",
+    """
+SELECT id, status, connection_id, listing_key,
+    needs_read = 0 AND fails_alone = 0 AND last_error IS NULL AND read_again_until IS NULL
+FROM listings WHERE id IN ({ids})
+""",
     ids=json_values("?"),
 )
 OWNERS_OF_KEYS = both(
@@ -132,6 +138,17 @@ UPDATE listings SET last_checked_at = ?, mls_standard_status = ?, mls_status = ?
     mls_modified_at = ?, last_error = NULL, needs_read = 0, fails_alone = 0,
     read_again_until = CASE WHEN read_again_until > coalesce(?, ?) THEN read_again_until
         ELSE ? END
+WHERE id = ?
+"""
+# The same check of a settled listing (`CurrentListing.settled`, read in the transaction that
+# writes it), with the event's read again NULL: MARK_CHECKED would leave every other column
+# as it is, so it is not named. A column named in an UPDATE's SET has each index on it (or
+# whose WHERE reads it) written again, even to the same value: this is the statement run for
+# nearly every listing a cycle checks, and the partial indexes on those columns
+# (migrations 0015, 0017, 0018) made it the dearer by a third (docs/benchmarks.md).
+MARK_CHECKED_SETTLED = """
+UPDATE listings SET last_checked_at = ?, mls_standard_status = ?, mls_status = ?,
+    mls_modified_at = ?
 WHERE id = ?
 """
 SET_STATUS = """
@@ -283,7 +300,7 @@ async def current(conn: Session, ids: Sequence[str]) -> dict[str, CurrentListing
     """One query for the whole batch (json_each binds any number of ids as one parameter);
     a listing deleted since is left out."""
     rows = await conn.fetch_all(CURRENT, (json.dumps(list(ids)),))
-    return {r[0]: CurrentListing(STATUS_OF[r[1]], r[2], r[3]) for r in rows}
+    return {r[0]: CurrentListing(STATUS_OF[r[1]], r[2], r[3], bool(r[4])) for r in rows}
 
 
 # A batch's plan as `apply_plans` writes it: with its run id, its time, and for the listings
@@ -313,28 +330,43 @@ def _last_errors(plans: Iterable[BatchPlan]) -> dict[str, Problem]:
     return errors
 
 
-async def apply_plans(conn: Session, plans: Sequence[PlanWrite], written_at: str) -> None:
+def _checks(
+    plans: Sequence[PlanWrite], settled: Set[str]
+) -> tuple[list[tuple[str | None, ...]], list[tuple[str | None, ...]]]:
+    """The checks' rows: for MARK_CHECKED, and for MARK_CHECKED_SETTLED those of settled
+    listings no event named in the group. A listing is written by one of the two statements
+    only, so its checks in the group land in their order."""
+    named = {i for _, _, _, again in plans if again for i in again}
+    full: list[tuple[str | None, ...]] = []
+    settled_rows: list[tuple[str | None, ...]] = []
+    for plan, _, now, again in plans:
+        for c in plan.checked:
+            modified = iso(c.modified_at) if c.modified_at else None
+            if c.listing_id in settled and c.listing_id not in named:
+                settled_rows.append((now, c.standard_status, c.mls_status, modified, c.listing_id))
+                continue
+            until = again.get(c.listing_id) if again else None  # fifth and seventh
+            full.append(
+                (now, c.standard_status, c.mls_status, modified, until, now, until, c.listing_id)
+            )
+    return full, settled_rows
+
+
+async def apply_plans(
+    conn: Session,
+    plans: Sequence[PlanWrite],
+    written_at: str,
+    settled: Set[str] = frozenset(),
+) -> None:
     """Writes batches' plans (each with its run id and time); call inside the transaction
     that read `current`. One statement per kind of write for all of them, and none
     for an empty kind: each statement is a round trip to the database thread. A status
     change (the listing's, its audit row's, its event's) carries `written_at`, this
     transaction's time: a batch may wait a while for its turn to be written, and a change's
     time is when it was written (docs/events.md); when each listing was checked stays the
-    batch's own time."""
-    checked = [
-        (
-            now,
-            c.standard_status,
-            c.mls_status,
-            iso(c.modified_at) if c.modified_at else None,
-            (until := again.get(c.listing_id) if again else None),  # fifth and seventh
-            now,
-            until,
-            c.listing_id,
-        )
-        for plan, _, now, again in plans
-        for c in plan.checked
-    ]
+    batch's own time. `settled`: the listings `current` found settled
+    (`CurrentListing.settled`), checked with MARK_CHECKED_SETTLED."""
+    checked, checked_settled = _checks(plans, settled)
     changes = [
         {
             "id": c.listing_id,
@@ -355,6 +387,7 @@ async def apply_plans(conn: Session, plans: Sequence[PlanWrite], written_at: str
     ]
     for statement, rows in (
         (MARK_CHECKED, checked),
+        (MARK_CHECKED_SETTLED, checked_settled),
         (SET_STATUS, changes),
         (AUDIT, changes),
         (SET_ERROR, errors),

@@ -91,6 +91,9 @@ class CurrentListing(NamedTuple):
     status: LocalStatus | None
     connection_id: str
     listing_key: str
+    # Nothing a check of it clears: no error, no need of a read of its own, no mark of
+    # failing alone, no read again pending (daemon/store/listings.py MARK_CHECKED_SETTLED).
+    settled: bool = False
 
 
 class TrackedListing(NamedTuple):

@@ -5,13 +5,18 @@ mark of a key the server fails a query of alone, which only a failing alone sets
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
 import pytest
 
 from daemon.composition import Runtime
 from daemon.models import LocalStatus, MlsRecord
-from daemon.store import listings, runs
+from daemon.store import leases, listings, runs
 from daemon.store.listings import PlanWrite
 from daemon.sync.batch_plan import plan_batch
+from daemon.sync.sync_writer import write_group
+from daemon.sync.sync_writes import BatchWrite
 from daemon.timestamps import iso, utcnow
 from tests.helpers import add_connection, closed_port_url, track
 
@@ -119,3 +124,62 @@ async def test_a_key_the_server_fails_alone_stays_marked_until_a_query_of_it_is_
     runtime: Runtime, reads: list[str], marked: bool, together: bool
 ) -> None:
     assert (await _after_reads(runtime, reads, together))[2] is marked
+
+
+# What a listing's row may hold that a check of it clears (each makes it not settled,
+# `CurrentListing.settled`), as SQL that sets it.
+UNSETTLED = {
+    "an error": "last_error = 'HTTP 500 from the MLS server', needs_read = 1",
+    "a need of a read": "needs_read = 1",
+    "a mark of failing alone": "fails_alone = 1",
+    "a read again due": "read_again_until = '2000-01-01T00:00:00.000000Z'",
+}
+
+
+async def _checked_through_the_writer(
+    rt: Runtime, unsettled: str | None, read_again: dict[str, str] | None = None
+) -> tuple[Any, ...]:
+    """L-A's row after one answer for it, written as a sync writes it (its lease held):
+    `unsettled`, one of UNSETTLED's, set on the row first; `read_again`, the write's."""
+    await add_connection(rt, closed_port_url())
+    await track(rt, "mls-1", ["A"], status="active")
+    # As a check left it (a listing just tracked needs a read), then what `unsettled` says.
+    settings = ["needs_read = 0", *([UNSETTLED[unsettled]] if unsettled else [])]
+    async with rt.db.transaction() as conn:
+        for setting in settings:
+            await conn.execute(f"UPDATE listings SET {setting} WHERE id = 'L-A'")
+    now = iso(utcnow())
+    until = iso(utcnow() + timedelta(minutes=5))
+    await leases.acquire(rt.db, leases.LeaseRequest("mls-1", "test:1", now, until))
+    run_id = await runs.start(rt.db, "bench", "all", "test:1", now)
+    seen = MlsRecord("A", "Closed", "Sold", datetime(2026, 1, 2, tzinfo=UTC))
+    write = BatchWrite(run_id, "mls-1", [("L-A", seen)], [], now, read_again=read_again)
+    async with rt.db.transaction() as conn:
+        await write_group(
+            conn, [write], rt.settings.mls.status_mapping(), {"mls-1": "test:1"}, utcnow
+        )
+    row = await rt.db.fetch_one(
+        "SELECT status, mls_standard_status, mls_status, mls_modified_at, last_checked_at, "
+        "last_error, needs_read, fails_alone, read_again_until FROM listings WHERE id = 'L-A'"
+    )
+    assert row is not None
+    return tuple(row)
+
+
+@pytest.mark.parametrize("unsettled", [None, *UNSETTLED])
+async def test_a_listing_read_is_left_as_read_whatever_its_row_held_before(
+    runtime: Runtime, unsettled: str | None
+) -> None:
+    """A check of a settled listing names only what it changes; each of the others has what
+    the check clears cleared."""
+    row = await _checked_through_the_writer(runtime, unsettled)
+    status, standard, mls, modified, checked_at, error, needs_read, alone, again = row
+    assert (status, standard, mls) == ("sold", "Closed", "Sold")
+    assert modified == "2026-01-02T00:00:00.000000Z" and checked_at is not None
+    assert (error, int(needs_read), int(alone), again) == (None, 0, 0, None)
+
+
+async def test_a_settled_listing_an_event_named_is_read_again(runtime: Runtime) -> None:
+    until = "2099-01-01T00:20:00.000000Z"
+    row = await _checked_through_the_writer(runtime, None, {"L-A": until})
+    assert row[-1] == until
