@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from functools import partial
+from functools import lru_cache, partial
 from typing import NoReturn, Protocol, TypeVar
 
 import anyio
@@ -165,7 +165,7 @@ class MlsClient:
         self.consecutive_429s = 0
         self.unanswered = 0  # attempts in a row that got no answer (connect error, timeout)
         self.stopped: MlsError | None = None
-        self._origin = _origin(httpx.URL(endpoint.base_url))
+        self._origin = _origin_of(endpoint.base_url)
         self._prefer = page_size_preference(endpoint.page_size)
         self._urls: dict[tuple[str, ...], httpx.URL] = {}
         self._extensions: Extensions = {"trace": pace.trace}
@@ -620,6 +620,13 @@ class MlsClient:
                 "trying again next cycle"
             )
         return delay
+
+
+@lru_cache(maxsize=4096)
+def _origin_of(base_url: str) -> str:
+    """A connection's server, kept: a client is made per connection per run, and parsing
+    its URL again each time was a measurable share of a by_key cycle (docs/benchmarks.md)."""
+    return _origin(httpx.URL(base_url))
 
 
 def _origin(url: httpx.URL) -> str:

@@ -84,8 +84,11 @@ class ConnectionSync:
             send.send_nowait(batch)
         send.close()
         async with anyio.create_task_group() as tg, receive:
-            for _ in range(min(PARALLEL_BATCHES, len(batches))):
+            # One worker is this task: a task made costs more than most of what a connection
+            # of two batches does on the loop.
+            for _ in range(min(PARALLEL_BATCHES, len(batches)) - 1):
                 tg.start_soon(self._batch_worker, receive.clone(), id_by_key, tg.cancel_scope)
+            await self._batch_worker(receive.clone(), id_by_key, tg.cancel_scope)
 
     async def _batch_worker(
         self,
