@@ -8,9 +8,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, NotRequired
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
+from pydantic import ConfigDict, Field, StrictBool, StrictStr, TypeAdapter, ValidationError
+from typing_extensions import TypedDict  # pydantic reads fields from no other before 3.12
 
 from daemon import foreign_json
 from daemon.foreign_text import NO_CONTROL_CHARACTERS, has_control_characters
@@ -21,17 +22,24 @@ class BadPayload(Exception):
     """The answer as a whole is unusable (not JSON, no `value` list, a bad nextLink)."""
 
 
-class _Record(BaseModel):
-    # Servers add fields freely (and MLS Grid adds Mlg*): ignore what we did not ask for.
-    model_config = ConfigDict(extra="ignore", defer_build=True)
+# What a record's text fields may hold: a key is never empty.
+_Key = Annotated[StrictStr, Field(min_length=1, max_length=255, pattern=NO_CONTROL_CHARACTERS)]
+_Text = Annotated[StrictStr | None, Field(max_length=255, pattern=NO_CONTROL_CHARACTERS)]
 
-    ListingKey: StrictStr = Field(min_length=1, max_length=255, pattern=NO_CONTROL_CHARACTERS)
-    StandardStatus: StrictStr | None = Field(
-        default=None, max_length=255, pattern=NO_CONTROL_CHARACTERS
-    )
-    MlsStatus: StrictStr | None = Field(default=None, max_length=255, pattern=NO_CONTROL_CHARACTERS)
-    ModificationTimestamp: datetime | None = None
-    MlgCanView: StrictBool | None = None
+
+class _Record(TypedDict):
+    """A record as read: a dictionary, not a model, since one is made for each of the
+    100,000 records a cycle reads, and a model costs about half again as much to make
+    (docs/benchmarks.md). A field left out is absent (read with `.get`)."""
+
+    # Servers add fields freely (and MLS Grid adds Mlg*): ignore what we did not ask for.
+    __pydantic_config__ = ConfigDict(extra="ignore")  # type: ignore[misc]
+
+    ListingKey: _Key
+    StandardStatus: NotRequired[_Text]
+    MlsStatus: NotRequired[_Text]
+    ModificationTimestamp: NotRequired[datetime | None]
+    MlgCanView: NotRequired[StrictBool | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,24 +71,29 @@ class Page:
     last_moment: str | None = None
 
 
-class _CleanPage(BaseModel):
+class _CleanPage(TypedDict):
     """A page in which every record is well formed: the usual case, read in one pass of
     pydantic's JSON parser (a quarter of the cost of json.loads plus a validation per record).
     Anything else is read again record by record, so that a bad record fails only itself."""
 
-    model_config = ConfigDict(extra="ignore", defer_build=True)
+    __pydantic_config__ = ConfigDict(extra="ignore")  # type: ignore[misc]
 
     value: list[_Record]
-    next_link: StrictStr | None = Field(default=None, alias="@odata.nextLink")
+    next_link: NotRequired[Annotated[StrictStr | None, Field(alias="@odata.nextLink")]]
+
+
+_CLEAN_PAGE = TypeAdapter(_CleanPage)
+_RECORD = TypeAdapter(_Record)
 
 
 def parse_page(body: bytes) -> Page:
     try:
-        clean = _CleanPage.model_validate_json(body)
+        clean = _CLEAN_PAGE.validate_json(body)
     except ValidationError:
         return _parse_page_by_record(body)
-    page = Page(next_link=clean.next_link or None, size=len(clean.value))
-    for rec in clean.value:
+    records = clean["value"]
+    page = Page(next_link=clean.get("next_link") or None, size=len(records))
+    for rec in records:
         _add(rec, page)
     return page
 
@@ -144,7 +157,7 @@ def _parse_page_by_record(body: bytes) -> Page:
 
 def _read_record(raw: Any, page: Page) -> None:
     try:
-        rec = _Record.model_validate(raw)
+        rec = _RECORD.validate_python(raw)
     except ValidationError as exc:
         key = raw.get("ListingKey") if isinstance(raw, dict) else None
         # A key that is no text, or holds a control character, cannot be read: it names no
@@ -158,8 +171,8 @@ def _read_record(raw: Any, page: Page) -> None:
 def _add(rec: _Record, page: Page) -> None:
     # Run for every record a cycle reads: each attribute is read once, and the record is
     # made by position.
-    key = rec.ListingKey
-    modified = rec.ModificationTimestamp
+    key = rec["ListingKey"]
+    modified = rec.get("ModificationTimestamp")
     if modified is not None:
         if modified.tzinfo is None:
             page.errors.append(RecordError(key, "ModificationTimestamp has no time zone"))
@@ -177,10 +190,10 @@ def _add(rec: _Record, page: Page) -> None:
             page.out_of_order = True
         if last is None or modified >= last[0]:
             page.last_position = (modified, key)
-    if rec.MlgCanView is False:
+    if rec.get("MlgCanView") is False:
         page.hidden.append(key)
         return
-    page.records.append(MlsRecord(key, rec.StandardStatus, rec.MlsStatus, modified))
+    page.records.append(MlsRecord(key, rec.get("StandardStatus"), rec.get("MlsStatus"), modified))
 
 
 def _describe(exc: ValidationError) -> str:
