@@ -10,8 +10,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, NotRequired
 
-from pydantic import ConfigDict, Field, StrictBool, StrictStr, TypeAdapter, ValidationError
-from typing_extensions import TypedDict  # pydantic reads fields from no other before 3.12
+from pydantic import (
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+    with_config,
+)
+from typing_extensions import TypedDict  # pydantic refuses typing's before Python 3.12
 
 from daemon import foreign_json
 from daemon.foreign_text import NO_CONTROL_CHARACTERS, has_control_characters
@@ -27,13 +35,13 @@ _Key = Annotated[StrictStr, Field(min_length=1, max_length=255, pattern=NO_CONTR
 _Text = Annotated[StrictStr | None, Field(max_length=255, pattern=NO_CONTROL_CHARACTERS)]
 
 
+# Servers add fields freely (and MLS Grid adds Mlg*): ignore what we did not ask for.
+@with_config(ConfigDict(extra="ignore"))
 class _Record(TypedDict):
-    """A record as read: a dictionary, not a model, since one is made for each of the
-    100,000 records a cycle reads, and a model costs about half again as much to make
-    (docs/benchmarks.md). A field left out is absent (read with `.get`)."""
-
-    # Servers add fields freely (and MLS Grid adds Mlg*): ignore what we did not ask for.
-    __pydantic_config__ = ConfigDict(extra="ignore")  # type: ignore[misc]
+    """A record as read: a dictionary, not a model, since one is made for each record a
+    cycle reads, and a model costs more to validate and is one more object for the garbage
+    collector to walk (docs/benchmarks.md "The HTTP engine"). A field left out is absent
+    (read with `.get`)."""
 
     ListingKey: _Key
     StandardStatus: NotRequired[_Text]
@@ -71,12 +79,11 @@ class Page:
     last_moment: str | None = None
 
 
+@with_config(ConfigDict(extra="ignore"))
 class _CleanPage(TypedDict):
     """A page in which every record is well formed: the usual case, read in one pass of
     pydantic's JSON parser (a quarter of the cost of json.loads plus a validation per record).
     Anything else is read again record by record, so that a bad record fails only itself."""
-
-    __pydantic_config__ = ConfigDict(extra="ignore")  # type: ignore[misc]
 
     value: list[_Record]
     next_link: NotRequired[Annotated[StrictStr | None, Field(alias="@odata.nextLink")]]

@@ -132,7 +132,8 @@ WHERE connection_id = ? AND excluded = 0 AND listing_key IN ({keys})
 # before is kept (daemons' clocks differ by seconds: the one behind would cut the window
 # short); with NULL, a check at or after the time set before clears it (the check time, the
 # sixth). In the same statement, not a second one: on PostgreSQL each UPDATE of a row leaves
-# a version of it behind.
+# a version of it behind. What it clears is what CURRENT's fifth column says a settled
+# listing has none of (see MARK_CHECKED_SETTLED): a column cleared here is one more there.
 MARK_CHECKED = """
 UPDATE listings SET last_checked_at = ?, mls_standard_status = ?, mls_status = ?,
     mls_modified_at = ?, last_error = NULL, needs_read = 0, fails_alone = 0,
@@ -142,10 +143,10 @@ WHERE id = ?
 """
 # The same check of a settled listing (`CurrentListing.settled`, read in the transaction that
 # writes it), with the event's read again NULL: MARK_CHECKED would leave every other column
-# as it is, so it is not named. A column named in an UPDATE's SET has each index on it (or
-# whose WHERE reads it) written again, even to the same value: this is the statement run for
-# nearly every listing a cycle checks, and the partial indexes on those columns
-# (migrations 0015, 0017, 0018) made it the dearer by a third (docs/benchmarks.md).
+# as it is, so it is not named. SQLite writes again each index on a column an UPDATE's SET
+# names (or whose WHERE reads one), even to the same value: this is the statement run for
+# nearly every listing a cycle checks, and the partial indexes on those columns (migrations
+# 0015, 0017, 0018) made it measurably dearer (docs/benchmarks.md "The HTTP engine").
 MARK_CHECKED_SETTLED = """
 UPDATE listings SET last_checked_at = ?, mls_standard_status = ?, mls_status = ?,
     mls_modified_at = ?

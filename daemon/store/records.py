@@ -93,7 +93,7 @@ class CurrentListing(NamedTuple):
     listing_key: str
     # Nothing a check of it clears: no error, no need of a read of its own, no mark of
     # failing alone, no read again pending (daemon/store/listings.py MARK_CHECKED_SETTLED).
-    settled: bool = False
+    settled: bool
 
 
 class TrackedListing(NamedTuple):

@@ -30,11 +30,12 @@ SyncWriter = GroupWriter[SyncWrite, Applied | None]
 
 
 # Listings per transaction. Each group costs its round trips to the database thread and a
-# COMMIT, whatever its size, so larger groups spend less of a cycle's CPU on them; but a group
-# is planned on the event loop in one go, between the HTTP answers the loop also serves, so it
-# must stay short enough for /status and /readyz to answer in time under load (figures in
-# docs/reliability.md "Load" and docs/benchmarks.md).
-LISTINGS_PER_GROUP = 1000
+# COMMIT whatever its size, so larger groups spend less of a cycle's CPU; but a group is
+# planned on the event loop in one go, between the HTTP answers the loop also serves, and
+# larger groups made /status and /readyz answer measurably slower under load (groups of 500
+# and 1,000 were tried again after the garbage collector was tuned: docs/reliability.md
+# "Load").
+LISTINGS_PER_GROUP = 250
 
 
 def writer(

@@ -16,7 +16,7 @@ from daemon.store import leases, listings, runs
 from daemon.store.listings import PlanWrite
 from daemon.sync.batch_plan import plan_batch
 from daemon.sync.sync_writer import write_group
-from daemon.sync.sync_writes import BatchWrite
+from daemon.sync.sync_writes import BatchWrite, Failure
 from daemon.timestamps import iso, utcnow
 from tests.helpers import add_connection, closed_port_url, track
 
@@ -127,20 +127,27 @@ async def test_a_key_the_server_fails_alone_stays_marked_until_a_query_of_it_is_
 
 
 # What a listing's row may hold that a check of it clears (each makes it not settled,
-# `CurrentListing.settled`), as SQL that sets it.
+# `CurrentListing.settled`), as SQL that sets it: each alone, so that each part of the
+# settled test is tested.
 UNSETTLED = {
-    "an error": "last_error = 'HTTP 500 from the MLS server', needs_read = 1",
+    "an error": "last_error = 'HTTP 500 from the MLS server'",
     "a need of a read": "needs_read = 1",
     "a mark of failing alone": "fails_alone = 1",
     "a read again due": "read_again_until = '2000-01-01T00:00:00.000000Z'",
 }
+# A read-again time already past, and one to come.
+PAST, TO_COME = "2000-01-01T00:00:00.000000Z", "2099-01-01T00:20:00.000000Z"
+
+# A write of L-A's read: "answered" (with the events' read-again times it sets) or "failed".
+Read = tuple[str, dict[str, str] | None]
 
 
-async def _checked_through_the_writer(
-    rt: Runtime, unsettled: str | None, read_again: dict[str, str] | None = None
-) -> tuple[Any, ...]:
-    """L-A's row after one answer for it, written as a sync writes it (its lease held):
-    `unsettled`, one of UNSETTLED's, set on the row first; `read_again`, the write's."""
+async def _through_the_writer(
+    rt: Runtime, unsettled: str | None, reads: list[Read]
+) -> tuple[bool, tuple[Any, ...]]:
+    """Whether the write transaction found L-A settled, and L-A's row after `reads`, each a
+    batch's write, all written in one group as a sync writes them (its lease held):
+    `unsettled`, one of UNSETTLED's, set on the row first."""
     await add_connection(rt, closed_port_url())
     await track(rt, "mls-1", ["A"], status="active")
     # As a check left it (a listing just tracked needs a read), then what `unsettled` says.
@@ -148,22 +155,28 @@ async def _checked_through_the_writer(
     async with rt.db.transaction() as conn:
         for setting in settings:
             await conn.execute(f"UPDATE listings SET {setting} WHERE id = 'L-A'")
+        settled = (await listings.current(conn, ["L-A"]))["L-A"].settled
     now = iso(utcnow())
     until = iso(utcnow() + timedelta(minutes=5))
     await leases.acquire(rt.db, leases.LeaseRequest("mls-1", "test:1", now, until))
     run_id = await runs.start(rt.db, "bench", "all", "test:1", now)
     seen = MlsRecord("A", "Closed", "Sold", datetime(2026, 1, 2, tzinfo=UTC))
-    write = BatchWrite(run_id, "mls-1", [("L-A", seen)], [], now, read_again=read_again)
+    writes = [
+        BatchWrite(run_id, "mls-1", [("L-A", seen)], [], now, read_again=again)
+        if read == "answered"
+        else BatchWrite(run_id, "mls-1", [], [Failure("L-A", "A", FAILED)], now)
+        for read, again in reads
+    ]
     async with rt.db.transaction() as conn:
         await write_group(
-            conn, [write], rt.settings.mls.status_mapping(), {"mls-1": "test:1"}, utcnow
+            conn, writes, rt.settings.mls.status_mapping(), {"mls-1": "test:1"}, utcnow
         )
     row = await rt.db.fetch_one(
         "SELECT status, mls_standard_status, mls_status, mls_modified_at, last_checked_at, "
         "last_error, needs_read, fails_alone, read_again_until FROM listings WHERE id = 'L-A'"
     )
     assert row is not None
-    return tuple(row)
+    return settled, tuple(row)
 
 
 @pytest.mark.parametrize("unsettled", [None, *UNSETTLED])
@@ -172,14 +185,30 @@ async def test_a_listing_read_is_left_as_read_whatever_its_row_held_before(
 ) -> None:
     """A check of a settled listing names only what it changes; each of the others has what
     the check clears cleared."""
-    row = await _checked_through_the_writer(runtime, unsettled)
+    settled, row = await _through_the_writer(runtime, unsettled, [("answered", None)])
+    assert settled is (unsettled is None)
     status, standard, mls, modified, checked_at, error, needs_read, alone, again = row
     assert (status, standard, mls) == ("sold", "Closed", "Sold")
     assert modified == "2026-01-02T00:00:00.000000Z" and checked_at is not None
     assert (error, int(needs_read), int(alone), again) == (None, 0, 0, None)
 
 
-async def test_a_settled_listing_an_event_named_is_read_again(runtime: Runtime) -> None:
-    until = "2099-01-01T00:20:00.000000Z"
-    row = await _checked_through_the_writer(runtime, None, {"L-A": until})
-    assert row[-1] == until
+@pytest.mark.parametrize(
+    ("reads", "error", "again"),
+    [
+        ([("answered", {"L-A": TO_COME})], None, TO_COME),
+        # In one group: a later read that failed leaves its error, an earlier one does not.
+        ([("failed", None), ("answered", None)], None, None),
+        ([("answered", None), ("failed", None)], FAILED, None),
+        # An event's read of a time past, then a read of the listing's own: the later read
+        # clears the time, as it would in a write of its own.
+        ([("answered", {"L-A": PAST}), ("answered", None)], None, None),
+    ],
+    ids=["an event's read", "failed, then answered", "answered, then failed", "event, then own"],
+)
+async def test_a_settled_listing_read_twice_in_one_group_ends_as_the_later_read_left_it(
+    runtime: Runtime, reads: list[Read], error: str | None, again: str | None
+) -> None:
+    settled, row = await _through_the_writer(runtime, None, reads)
+    assert settled
+    assert (row[5], row[8]) == (error, again)
