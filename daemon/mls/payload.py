@@ -176,7 +176,7 @@ def _read_record(raw: Any, page: Page) -> None:
 
 
 def _add(rec: _Record, page: Page) -> None:
-    # Run for every record a cycle reads: each attribute is read once, and the record is
+    # Run for every record a cycle reads: each field is read once, and the record is
     # made by position.
     key = rec["ListingKey"]
     modified = rec.get("ModificationTimestamp")
