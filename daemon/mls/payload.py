@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from typing import Annotated, Any, NotRequired
 
 from pydantic import (
@@ -89,13 +90,21 @@ class _CleanPage(TypedDict):
     next_link: NotRequired[Annotated[StrictStr | None, Field(alias="@odata.nextLink")]]
 
 
-_CLEAN_PAGE = TypeAdapter(_CleanPage)
-_RECORD = TypeAdapter(_Record)
+# Built at first use, not at import: every CLI command imports this module, and most never
+# read an MLS page.
+@cache
+def _clean_page() -> TypeAdapter[_CleanPage]:
+    return TypeAdapter(_CleanPage)
+
+
+@cache
+def _record() -> TypeAdapter[_Record]:
+    return TypeAdapter(_Record)
 
 
 def parse_page(body: bytes) -> Page:
     try:
-        clean = _CLEAN_PAGE.validate_json(body)
+        clean = _clean_page().validate_json(body)
     except ValidationError:
         return _parse_page_by_record(body)
     records = clean["value"]
@@ -164,7 +173,7 @@ def _parse_page_by_record(body: bytes) -> Page:
 
 def _read_record(raw: Any, page: Page) -> None:
     try:
-        rec = _RECORD.validate_python(raw)
+        rec = _record().validate_python(raw)
     except ValidationError as exc:
         key = raw.get("ListingKey") if isinstance(raw, dict) else None
         # A key that is no text, or holds a control character, cannot be read: it names no
