@@ -256,8 +256,10 @@ class Daemon:
         """Every notification so far, in the order sent."""
         return self.notify.messages()
 
-    async def wait_notify(self, text: str, after: int = 0, timeout: float = 20) -> int:
-        """Waits for a datagram containing `text` (at index >= after); returns its index."""
+    async def wait_notify(self, text: str, after: int = 0, timeout: float = 60) -> int:
+        """Waits for a datagram containing `text` (at index >= after); returns its index. The
+        timeout only ends a wait that would fail: a daemon starting on a slow machine, with
+        the suite's other processes beside it, was seen taking over 20 s to be ready."""
         with anyio.fail_after(timeout):
             while (index := text_at(self.received, text, after)) is None:
                 self._check_alive()
@@ -322,7 +324,7 @@ class Daemon:
                 method, path, headers={**_auth(token), **(headers or {})}, **kwargs
             )
 
-    async def wait_for_run(self, minimum_id: int, timeout: float = 20) -> dict[str, Any]:
+    async def wait_for_run(self, minimum_id: int, timeout: float = 60) -> dict[str, Any]:
         """Waits until a finished run with id >= minimum_id shows in /status."""
         with anyio.fail_after(timeout):
             while True:
