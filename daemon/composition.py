@@ -26,6 +26,7 @@ from daemon.credentials import (
     sandbox_secret_key,
 )
 from daemon.encryption import SecretBox
+from daemon.mls import payload
 from daemon.platforms.registry import PLATFORM_NAMES
 from daemon.store import vault
 from daemon.store.database import Database, open_database
@@ -126,6 +127,18 @@ def mls_transport(settings: Settings, bound: int) -> httpx.AsyncBaseTransport | 
 
         return AiohttpTransport(max_connections=bound)
     return None
+
+
+def prepare_mls_reading(settings: Settings) -> None:
+    """Builds what reading an MLS takes and is otherwise built at its first use (the HTTP
+    engine `[mls] http_engine` names, with its TLS roots; the validators of MLS pages),
+    because most CLI commands read no MLS. A daemon calls it at start: it pays for them
+    once, before it says it is ready, and not inside its first cycle."""
+    payload.prepare()
+    if settings.mls.http_engine == "aiohttp":
+        from daemon.aiohttp_transport import prepare
+
+        prepare()
 
 
 @asynccontextmanager

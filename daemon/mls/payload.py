@@ -102,6 +102,12 @@ def _record() -> TypeAdapter[_Record]:
     return TypeAdapter(_Record)
 
 
+def prepare() -> None:
+    """The validators built now, not at the first page (`composition.prepare_mls_reading`)."""
+    _clean_page()
+    _record()
+
+
 def parse_page(body: bytes) -> Page:
     try:
         clean = _clean_page().validate_json(body)

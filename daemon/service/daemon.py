@@ -23,7 +23,13 @@ import structlog
 from fastapi import FastAPI
 
 from daemon import eventloop, gc_tuning, logs
-from daemon.composition import Environment, Opener, database_password, secret_key_text
+from daemon.composition import (
+    Environment,
+    Opener,
+    database_password,
+    prepare_mls_reading,
+    secret_key_text,
+)
 from daemon.config import DEFAULT_CONFIG_PATH, ConfigError, Settings, load_settings
 from daemon.credentials import (
     API_TOKEN_CREDENTIAL,
@@ -82,6 +88,7 @@ async def run_daemon(
     ):
         if sandbox is not None:
             _announce(sandbox)
+        prepare_mls_reading(rt.settings)
         metrics = Metrics(version("mls-sync"))
         metrics.set_cycle_health(await cycle_health.latest(rt.db), utcnow().timestamp())
         rt.engine.slot_offset = await _slot_offset(rt.db)

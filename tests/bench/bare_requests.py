@@ -33,7 +33,7 @@ from typing import Any
 import anyio
 import httpx
 
-from daemon import eventloop, logs
+from daemon import composition, eventloop, logs
 from daemon.composition import open_runtime
 from daemon.config import load_settings
 from daemon.enums import KeyFilter
@@ -50,6 +50,8 @@ async def send_all(config: Path, key: str, through: str) -> dict[str, Any]:
     settings = load_settings(config, {})
     logs.configure(settings.logging.level, "json", sys.stderr)
     async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": key}) as rt:
+        # As a daemon does at start: a cycle measured is one of a running daemon's.
+        composition.prepare_mls_reading(settings)
         access, box = rt.engine.access, rt.require_box()
         each: list[list[Ask]] = []  # per connection
         for row in await connections.list_all(rt.db, active_only=True):
