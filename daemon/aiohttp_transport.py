@@ -121,11 +121,6 @@ async def _headers_going_out(
         await trace(HEADERS_GOING_OUT, {})
 
 
-def prepare() -> None:
-    """Everything a first transport would build, built now (`composition.prepare_mls_engine`)."""
-    _verifying_context()
-
-
 @functools.cache
 def _verifying_context() -> ssl.SSLContext:
     """As httpx's own engine verifies for these clients: certifi's roots, and no

@@ -103,7 +103,7 @@ def _record() -> TypeAdapter[_Record]:
 
 
 def prepare() -> None:
-    """The validators built now, not at the first page (`composition.prepare_mls_reading`)."""
+    """The validators of pages of records built now (`composition.prepare_mls_reading`)."""
     _clean_page()
     _record()
 

@@ -88,7 +88,15 @@ async def run_daemon(
     ):
         if sandbox is not None:
             _announce(sandbox)
-        prepare_mls_reading(rt.settings)
+        try:
+            prepare_mls_reading(rt.settings)
+        except (ImportError, OSError) as exc:
+            raise StartupError(
+                f"cannot load the MLS HTTP engine {rt.settings.mls.http_engine!r} "
+                f'({type(exc).__name__}); set [mls] http_engine = "httpcore" '
+                "(or MLS_SYNC_MLS__HTTP_ENGINE=httpcore) to use httpx's own engine, or "
+                "reinstall mls-sync with its dependencies"
+            ) from None
         metrics = Metrics(version("mls-sync"))
         metrics.set_cycle_health(await cycle_health.latest(rt.db), utcnow().timestamp())
         rt.engine.slot_offset = await _slot_offset(rt.db)

@@ -50,7 +50,8 @@ async def send_all(config: Path, key: str, through: str) -> dict[str, Any]:
     settings = load_settings(config, {})
     logs.configure(settings.logging.level, "json", sys.stderr)
     async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": key}) as rt:
-        # As a daemon does at start: a cycle measured is one of a running daemon's.
+        # Before measuring, as a daemon does at start: the pages' validators, for
+        # `--through client` (the engine is loaded with the clients, below, before it too).
         composition.prepare_mls_reading(settings)
         access, box = rt.engine.access, rt.require_box()
         each: list[list[Ask]] = []  # per connection

@@ -80,7 +80,8 @@ async def measure(
     # so their cost is counted: a post taken down is one line at the shipped level.
     logs.configure(settings.logging.level, "json", sys.stderr)
     async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": key}) as rt:
-        # As a daemon does at start: a cycle measured is one of a running daemon's.
+        # Before measuring, as a daemon does at start (the rest of what a first cycle in
+        # a process pays, each credential's decryption and each server's client, is measured).
         composition.prepare_mls_reading(settings)
         if deliver:
             async with delivering(rt, key) as (drained, delivery_cpu):

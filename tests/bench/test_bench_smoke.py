@@ -21,10 +21,9 @@ def test_the_benchmark_runs_and_its_figures_hold_together() -> None:
         assert row["status_changes"] == row["listings"] // 100  # the 1% that moved
     b = results["b"]
     assert b["wall_over_floor"] >= 1.0  # the shared credential's limit really holds
-    # ... and no more than it: the slack is the cycle's own work, which took 2 s on a slow
-    # shared machine with the suite's other processes beside it (the full benchmark
-    # reports the figure itself).
-    assert b["wall_seconds"] <= 1.05 * b["floor_seconds"] + 5
+    # ... and no more than it, but for the cycle's own work: on a slow shared machine, with
+    # the suite's other processes beside it, that work outlasts the smoke's short floor.
+    assert b["wall_seconds"] <= 1.05 * b["floor_seconds"] + b["cpu_seconds"] + 1
     c = results["c"]
     assert c["successful_deletes"] == c["posts"] and c["posts_deleted_twice"] == 0
     d = results["d"]["with"]

@@ -258,8 +258,8 @@ class Daemon:
 
     async def wait_notify(self, text: str, after: int = 0, timeout: float = 60) -> int:
         """Waits for a datagram containing `text` (at index >= after); returns its index. The
-        timeout only ends a wait that would fail: a daemon starting on a slow machine, with
-        the suite's other processes beside it, was seen taking over 20 s to be ready."""
+        timeout only ends a wait that would fail, so it is long enough for a daemon starting
+        on a slow machine with the suite's other processes beside it."""
         with anyio.fail_after(timeout):
             while (index := text_at(self.received, text, after)) is None:
                 self._check_alive()
@@ -270,7 +270,7 @@ class Daemon:
         self,
         text: str,
         sig: signal.Signals,
-        timeout: float = 20,
+        timeout: float = 60,
         first: signal.Signals | None = None,
     ) -> None:
         """Sends `sig` the instant a datagram containing `text` arrives (no polling delay).

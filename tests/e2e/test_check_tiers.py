@@ -65,16 +65,18 @@ async def test_the_scheduled_cycle_asks_only_for_due_listings_and_sigusr1_for_al
 ) -> None:
     sandbox = mls[0]
     assert (await tiers_daemon.get("/status")).json()["interval_seconds"] == 10
-    changed = datetime.now(UTC)
     sandbox.set_status("A1", "Closed")  # found by the next scheduled cycle
     sandbox.set_status("S1", "Active")  # not asked for an hour
+    changed = datetime.now(UTC)
 
-    # The first of the clock's cycles that began after the change with the live tier due
-    # (on a loaded machine the cycle at start may end late enough that the next slot's
-    # finds nothing due yet, and the slot's work may fall to its catch-up; on a slow one a
-    # slot's cycle may have begun, and asked, before the change).
+    # The first of the clock's cycles that asked for the live tier after the change (on a
+    # loaded machine the cycle at start may end late enough that the next slot's finds
+    # nothing due yet, and the slot's work may fall to its catch-up; on a slow one a slot's
+    # cycle may have begun, and asked for A1, before the change: it changed nothing).
     scheduled = await tiers_daemon.wait_for_run(2, timeout=30)
-    while scheduled["listings_checked"] == 0 or parse_iso(scheduled["started_at"]) < changed:
+    while scheduled["listings_checked"] == 0 or (
+        parse_iso(scheduled["started_at"]) < changed and scheduled["status_changes"] == 0
+    ):
         assert scheduled["trigger"] in SCHEDULED_TRIGGERS
         scheduled = await tiers_daemon.wait_for_run(scheduled["id"] + 1, timeout=30)
 

@@ -577,6 +577,25 @@ async def test_a_port_in_use_is_a_clear_error(prepared: Path, daemon_config: Dae
     assert "Traceback" not in daemon.log()
 
 
+async def test_an_mls_engine_that_cannot_be_loaded_stops_the_start_naming_the_setting(
+    prepared: Path, daemon_config: DaemonConfig, tmp_path: Path
+) -> None:
+    """The engine is loaded at start, not at the first MLS request: a broken installation
+    is found before the daemon says it is ready, not in its first cycle."""
+    shadow = tmp_path / "shadow" / "aiohttp"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text('raise ImportError("a broken installation")\n')
+    daemon = daemon_config.start(env={"PYTHONPATH": str(shadow.parent)})
+    try:
+        code, _ = await daemon.wait_exit(timeout=60)
+    finally:
+        daemon.stop()
+    assert code == 1
+    assert "cannot load the MLS HTTP engine 'aiohttp'" in daemon.log()
+    assert "http_engine" in daemon.log() and "Traceback" not in daemon.log()
+    assert not any("READY=1" in message for message in daemon.received)
+
+
 async def test_readyz_fails_and_names_the_check_when_no_cycle_completes(
     start: StartDaemon, daemon_config: DaemonConfig, mls: Mls
 ) -> None:
