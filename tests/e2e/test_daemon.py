@@ -569,7 +569,7 @@ async def test_a_port_in_use_is_a_clear_error(prepared: Path, daemon_config: Dae
         squatter.listen(1)
         daemon = daemon_config.start()
         try:
-            code, _ = await daemon.wait_exit(timeout=20)
+            code, _ = await daemon.wait_exit(timeout=60)  # its whole start, then the error
         finally:
             daemon.stop()
     assert code == 1
