@@ -135,6 +135,21 @@ class _Pass:
     unwritten: int = 0  # outcomes not written: the lease was lost
     # After a write that failed (a database lock, say), the next try waits until then.
     next_write_at: float = 0.0
+    # Each post's task while it runs, and the posts whose DELETE is out (`stop_waiting`).
+    tasks: dict[str, anyio.CancelScope] = field(default_factory=dict)
+    on_the_wire: set[str] = field(default_factory=set)
+    stopped: bool = False
+
+    def stop_waiting(self) -> None:
+        """The lease is lost: every post still waiting (for a slot, a rate token, its mark,
+        its read) stops, and no DELETE goes out from now on (`still_running`). A DELETE
+        already out is let finish: stopping it would not unsend it, only lose its answer,
+        and the platform could carry it out after the next pass read the post as still
+        there and deleted it again."""
+        self.stopped = True
+        for post_id, scope in self.tasks.items():
+            if post_id not in self.on_the_wire:
+                scope.cancel()
 
 
 class Unpublisher:
@@ -258,7 +273,7 @@ class Unpublisher:
         """The pass, with its lease renewed while it runs; losing the lease stops it."""
         ready = await self._ready_accounts(work, rows, due)
         async with anyio.create_task_group() as keeper, work.sending.running():
-            keeper.start_soon(work.lease.keep, keeper.cancel_scope.cancel)
+            keeper.start_soon(work.lease.keep, work.stop_waiting)
             try:
                 async with anyio.create_task_group() as tg:
                     for post in due:
@@ -325,14 +340,21 @@ class Unpublisher:
         )
 
     async def _one(self, work: _Pass, post: DuePost, platform: str) -> None:
-        try:
-            outcome = await self._attempt(work, post, platform)
-            if outcome is None:
-                return
-            settled = self._settle(post, platform, outcome)
-        except Exception as exc:  # a bug or a malformed record: this post's outcome only
-            settled = _Settled(post, platform, _unexpected(post, exc), None, None)
-        await self._note(work, settled)
+        with anyio.CancelScope() as scope:  # cancelled by `stop_waiting` unless on the wire
+            work.tasks[post.id] = scope
+            if work.stopped:
+                scope.cancel()
+            try:
+                outcome = await self._attempt(work, post, platform)
+                if outcome is None:
+                    return
+                settled = self._settle(post, platform, outcome)
+            except Exception as exc:  # a bug or a malformed record: this post's outcome only
+                settled = _Settled(post, platform, _unexpected(post, exc), None, None)
+            finally:
+                del work.tasks[post.id]
+        if not scope.cancelled_caught:
+            await self._note(work, settled)
 
     async def _attempt(self, work: _Pass, post: DuePost, platform: str) -> Outcome | None:
         """One delete call; None when the post is skipped (its account failed auth)."""
@@ -394,6 +416,7 @@ class Unpublisher:
             await self._another_call(platform)  # the DELETE is a second call
         if not work.lease.still_running():  # the last moment: after every wait, before sending
             return None
+        work.on_the_wire.add(post.id)  # from here, a lost lease no longer stops this post
         return await adapter.delete(target, creds)
 
     def _settle(self, post: DuePost, platform: str, outcome: Outcome) -> _Settled:

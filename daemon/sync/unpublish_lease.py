@@ -5,7 +5,8 @@ Taken before a pass, renewed a third of the way to its expiry while the pass run
 inside the transaction of every write the pass makes (fencing), and right before every DELETE
 (by the monotonic clock: a term since the last renewal that ran out). A reconciler paused past
 its lease (a GC pause, a frozen VM, a suspended process) has lost it, even if nobody took it
-yet: it sends and writes nothing more, and its pass stops; the next pass finds what it left.
+yet: it sends and writes nothing more, and its pass stops (a DELETE already out is let
+finish: `_Pass.stop_waiting`); the next pass finds what it left.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
@@ -531,6 +532,37 @@ async def test_a_reconciler_that_lost_its_lease_writes_nothing_and_stops(
     problems = await runs.errors_of(live.rt.db, runs_[0].id)
     assert any("lease expired or was taken over" in e.message for e in problems)
     assert runs_[0].posts_unpublished == 0
+
+
+async def test_a_delete_out_when_the_lease_is_lost_is_not_sent_again_by_the_next_pass(
+    live: Live,
+) -> None:
+    """The lease is lost while a DELETE is out: the pass sends nothing more, but it waits for
+    that DELETE's answer instead of dropping it. Dropped, the platform still carried it out,
+    after the next pass had read the post as still there and deleted it a second time."""
+    await _listing_with_posts(live)
+    live.mls.set_status("K1", "Closed")
+    live.rt.engine.unpublisher.lease_seconds = 0.6  # shorter than [sync]'s least
+    slow = 2.0
+    live.platforms.inject("facebook", Fault("slow", seconds=slow))
+    later = iso(utcnow() + timedelta(hours=1))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(live.rt.engine.sync_all)
+        with anyio.fail_after(10):
+            while not live.platforms.calls_to("facebook"):
+                await anyio.sleep(0.02)
+        answered_by = time.monotonic() + slow
+        # Another process takes the lease over (as after a long pause), then is done.
+        successor = leases.LeaseRequest(LEASE, "host:1:successor", later, later)
+        assert await leases.acquire(live.rt.db, successor)
+    await leases.release(live.rt.db, LEASE, "host:1:successor")
+
+    await live.rt.engine.sync_all()  # the next pass
+    await anyio.sleep(max(0.0, answered_by - time.monotonic()) + 0.2)  # the slow one is done
+    assert await _post_status(live, "facebook-K1") == "unpublished"
+    assert live.platforms.successful_deletes[post_ids("K1")["facebook"]] == 1
+    assert not live.platforms.repeated_deletes
 
 
 async def _marked_sending(live: Live) -> int:
