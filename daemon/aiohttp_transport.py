@@ -16,8 +16,6 @@ credential's pace spaces that moment (daemon/pace.py).
 
 from __future__ import annotations
 
-import functools
-import ssl
 from types import SimpleNamespace
 from typing import Any
 
@@ -26,6 +24,7 @@ import httpx
 import yarl
 
 from daemon.pace import HEADERS_GOING_OUT
+from daemon.tls import verifying_context
 
 KEEP_IDLE_SECONDS = 5.0
 
@@ -36,7 +35,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, max_connections: int) -> None:
         self._max_connections = max_connections
-        self._ssl = _verifying_context()
+        self._ssl = verifying_context()  # as httpx verifies for the other clients
         self._session: aiohttp.ClientSession | None = None
 
     def _open(self) -> aiohttp.ClientSession:
@@ -119,15 +118,6 @@ async def _headers_going_out(
     trace = context.trace_request_ctx["trace"]
     if trace is not None:
         await trace(HEADERS_GOING_OUT, {})
-
-
-@functools.cache
-def _verifying_context() -> ssl.SSLContext:
-    """As httpx's own engine verifies for these clients: certifi's roots, and no
-    SSL_CERT_FILE from the environment (the clients ignore the environment). Loading the
-    roots costs milliseconds, and every transport would load them again: one context
-    serves all."""
-    return httpx.create_ssl_context(trust_env=False)
 
 
 def as_httpx_error(exc: aiohttp.ClientError, request: httpx.Request) -> httpx.TransportError:

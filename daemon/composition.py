@@ -35,6 +35,7 @@ from daemon.sync.cookieless import CookielessClient
 from daemon.sync.engine import SyncEngine
 from daemon.sync.pools import ServerPools
 from daemon.sync.unpublish import Unpublisher
+from daemon.tls import verifying_context
 
 USER_AGENT = "mls-sync/0.1 (+RESO Web API client)"
 
@@ -94,6 +95,7 @@ def http_client(settings: Settings) -> httpx.AsyncClient:
             max_connections=bound, max_keepalive_connections=min(bound, MLS_KEEP_IDLE)
         ),
         transport=mls_transport(settings, bound),
+        verify=verifying_context(),
         follow_redirects=False,  # a redirect must not carry our bearer token elsewhere
         trust_env=False,  # proxies from the environment must not reroute MLS traffic
         headers={"User-Agent": USER_AGENT},
@@ -109,6 +111,7 @@ def platform_client(settings: Settings) -> httpx.AsyncClient:
     return CookielessClient(
         timeout=httpx.Timeout(settings.platforms.timeout_seconds),
         limits=httpx.Limits(max_connections=bound, max_keepalive_connections=min(bound, KEEP_IDLE)),
+        verify=verifying_context(),
         follow_redirects=False,
         trust_env=False,
         headers={"User-Agent": USER_AGENT},

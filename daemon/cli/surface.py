@@ -26,6 +26,7 @@ from daemon.errors import NotFound
 from daemon.ops.context import OpsContext
 from daemon.ops.manager import Operations
 from daemon.ops.views import View
+from daemon.tls import verifying_context
 
 T = TypeVar("T")
 
@@ -62,6 +63,7 @@ class Surface:
                 base_url=self.remote.url,
                 headers={"Authorization": f"Bearer {self.remote.token}"},
                 timeout=API_TIMEOUT_SECONDS,
+                verify=verifying_context(),
                 trust_env=False,
                 follow_redirects=False,
             ) as client:

@@ -4,21 +4,16 @@ digests go out at their hour; a refused message is sent later; nothing is sent t
 
 from __future__ import annotations
 
-import ipaddress
 import ssl
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import anyio
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from daemon.mail.worker import MailWorker
 from daemon.sandbox.faults import Fault
@@ -26,6 +21,7 @@ from daemon.sandbox.smtp_sink import SmtpSink, smtp_sink_running
 from daemon.service.event_watch import EventWatch
 from daemon.store import events, mail, meta
 from daemon.timestamps import utcnow
+from tests.certificates import loopback_certificate
 from tests.e2e.daemon_process import free_port
 from tests.helpers import (
     Clock,
@@ -261,44 +257,12 @@ async def test_an_account_whose_token_is_refused_tells_its_user_to_sign_in_again
     assert "fb-page-token" not in got.body
 
 
-def _loopback_certificate(folder: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1, and its key."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=1))
-        .not_valid_after(now + timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "smtp.pem", folder / "smtp.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 async def test_starttls_sends_over_an_encrypted_verified_connection(
     live: Live, tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The server requires STARTTLS; the daemon verifies its certificate (trusted here through
     SSL_CERT_FILE, as an operator's CA bundle would be)."""
-    cert, key = _loopback_certificate(tmp_path)
+    cert, key = loopback_certificate(tmp_path)
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
