@@ -27,11 +27,16 @@ YOUNG_GENERATION = 10_000  # CPython's default is 700
 OLDER_GENERATIONS = (10, 10)  # the default ratios
 
 
+def set_thresholds() -> None:
+    """The thresholds alone: daemon/launch.py sets them before the imports."""
+    gc.set_threshold(YOUNG_GENERATION, *OLDER_GENERATIONS)
+
+
 def tune() -> None:
     """Called once per process before its event loop starts. Freezes what the imports built
     without collecting first: a collection here costs about 20 ms, on every CLI command, and
     finds next to nothing."""
-    gc.set_threshold(YOUNG_GENERATION, *OLDER_GENERATIONS)
+    set_thresholds()
     gc.freeze()
 
 

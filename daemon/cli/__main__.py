@@ -1,5 +1,5 @@
 """`python -m daemon.cli` is `mls-sync`."""
 
-from daemon.main import main
+from daemon.launch import main
 
 main()
