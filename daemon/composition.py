@@ -134,14 +134,15 @@ def mls_transport(settings: Settings, bound: int) -> httpx.AsyncBaseTransport | 
 
 def prepare_mls_reading(settings: Settings) -> None:
     """Builds now what reading an MLS takes and is otherwise built at its first use (see
-    `mls_transport`, and `daemon/mls/payload.py`): the validators of pages of records and,
-    on the aiohttp engine, its code and its TLS context. A daemon calls it at start: it
-    pays for them once, before it says it is ready, and not inside its first cycle. (On
-    httpcore, httpx builds a context for each client it makes.) Raises ImportError or
-    OSError (ssl.SSLError is one) when the engine cannot be loaded."""
+    `mls_transport`, and `daemon/mls/payload.py`): the validators of pages of records, the
+    TLS context every client shares (`daemon/tls.py`) and, on the aiohttp engine, its code.
+    A daemon calls it at start: it pays for them once, before it says it is ready, and not
+    inside its first cycle. Raises ImportError or OSError (ssl.SSLError is one) when the
+    engine cannot be loaded."""
     payload.prepare()
+    verifying_context()
     # A transport opens nothing until its first request: this one is dropped unused, and
-    # what it built (the engine's import, the shared context) stays.
+    # what it built (the engine's import) stays.
     mls_transport(settings, 1)
 
 

@@ -1,10 +1,10 @@
-"""Where every `mls-sync` process starts (the console script, `python -m daemon.cli`): the
+"""Where every `mls-sync` process starts (the console script, `python -m daemon`): the
 collector is tuned before the imports, not after them.
 
-The imports build some hundred thousand objects (modules, classes, validators, the API's
-routes); with CPython's default young generation of 700 they set off hundreds of collections
-that find next to nothing, a tenth of a command's start-up. The daemon's thresholds
-(daemon/gc_tuning.py) apply from the first import instead.
+The imports build a great many objects (modules, classes, validators, the API's routes); with
+CPython's default young generation they set off many collections that find next to nothing
+(docs/benchmarks.md "The test suite's CPU"). The daemon's thresholds (daemon/gc_tuning.py)
+apply from the first import instead.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""The entry point (`mls-sync`, `python -m daemon.cli`): the one place that wires the sandbox
-in. A config with [sandbox] enabled opens the runtime inside the embedded sandbox; otherwise
-the production runtime opens alone. No production module imports daemon/sandbox/."""
+"""The entry point (`mls-sync`, `python -m daemon`, by way of daemon/launch.py): the one place
+that wires the sandbox in. A config with [sandbox] enabled opens the runtime inside the
+embedded sandbox; otherwise the production runtime opens alone. No production module imports
+daemon/sandbox/."""
 
 from __future__ import annotations
 

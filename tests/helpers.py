@@ -226,7 +226,7 @@ def cli_sync(
     }
     full_env.update({**LOOPBACK_ONLY, **database_env(), "MLS_SYNC_SECRET_KEY": secret_key, **env})
     proc = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
-        [sys.executable, "-m", "daemon.cli", "sync", "-q", "--config", "config.toml", *args],
+        [sys.executable, "-m", "daemon", "sync", "-q", "--config", "config.toml", *args],
         cwd=tmp_path,
         env=full_env,
         stdout=subprocess.PIPE,

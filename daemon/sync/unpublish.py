@@ -138,15 +138,13 @@ class _Pass:
     # Each post's task while it runs, and the posts whose DELETE is out (`stop_waiting`).
     tasks: dict[str, anyio.CancelScope] = field(default_factory=dict)
     on_the_wire: set[str] = field(default_factory=set)
-    stopped: bool = False
 
     def stop_waiting(self) -> None:
         """The lease is lost: every post still waiting (for a slot, a rate token, its mark,
         its read) stops, and no DELETE goes out from now on (`still_running`). A DELETE
         already out is let finish: stopping it would not unsend it, only lose its answer,
-        and the platform could carry it out after the next pass read the post as still
-        there and deleted it again."""
-        self.stopped = True
+        and the platform could carry it out after this process's next pass read the post
+        as still there and deleted it again."""
         for post_id, scope in self.tasks.items():
             if post_id not in self.on_the_wire:
                 scope.cancel()
@@ -342,7 +340,7 @@ class Unpublisher:
     async def _one(self, work: _Pass, post: DuePost, platform: str) -> None:
         with anyio.CancelScope() as scope:  # cancelled by `stop_waiting` unless on the wire
             work.tasks[post.id] = scope
-            if work.stopped:
+            if work.lease.lost:
                 scope.cancel()
             try:
                 outcome = await self._attempt(work, post, platform)
@@ -353,8 +351,15 @@ class Unpublisher:
                 settled = _Settled(post, platform, _unexpected(post, exc), None, None)
             finally:
                 del work.tasks[post.id]
-        if not scope.cancelled_caught:
-            await self._note(work, settled)
+        if scope.cancelled_caught:
+            return
+        if work.lease.lost:  # its answer came after the lease was lost: fenced out, unwritten
+            work.unwritten += 1
+            work.results.append(
+                PostResult(post.id, post.listing_id, post.account_id, platform, None, LATE)
+            )
+            return
+        await self._note(work, settled)
 
     async def _attempt(self, work: _Pass, post: DuePost, platform: str) -> Outcome | None:
         """One delete call; None when the post is skipped (its account failed auth)."""
@@ -544,13 +549,15 @@ class Unpublisher:
         its own rate token, waited for with the slot let go, as for the first. Then the
         lease, as before the first: the wait may have outlasted it (LinkedIn's DELETE again
         after a token refresh must not go out then)."""
+        lease = _pass_lease.get()
+        if lease is not None and lease.lost:  # no wait for a call that will not go out
+            raise _LeaseRanOut
         self._in_flight.release()
         try:
             await self._rate(platform).acquire()
         finally:
             with anyio.CancelScope(shield=True):  # the caller's `async with` releases it
                 await self._in_flight.acquire()
-        lease = _pass_lease.get()
         if lease is not None and not lease.still_running():
             raise _LeaseRanOut
 
@@ -653,6 +660,9 @@ CHANGED = (
 CUT_OFF = (
     "not finished: the pass stopped before this post's outcome was known (its lease was "
     "lost); the next pass checks it"
+)
+LATE = (
+    "not recorded: its DELETE was answered after the pass lost its lease; the next pass checks it"
 )
 
 

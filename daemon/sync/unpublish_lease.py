@@ -46,7 +46,7 @@ class UnpublishLease:
     lost: bool = False
     # time.monotonic() at which the term since the last renewal (or the taking) runs out.
     deadline: float = 0.0
-    # Stops the pass the lease guards; set by `keep`.
+    # Stops what the pass the lease guards still waits for; set by `keep`.
     stop_pass: Callable[[], None] = field(default=lambda: None)
 
     async def acquire(self) -> bool:
@@ -60,7 +60,7 @@ class UnpublishLease:
 
     async def keep(self, stop_pass: Callable[[], None]) -> None:
         """Renews the lease until cancelled (lease_keeping has the rules); if it was lost,
-        stops the pass at once."""
+        stops what the pass still waits for at once (`stop_pass`)."""
         self.stop_pass = stop_pass
         await lease_keeping.keep(self.seconds, self._held, self._renew, lambda _: self._lose())
 

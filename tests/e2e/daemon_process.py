@@ -243,7 +243,7 @@ class Daemon:
         log_path = config.parent / f"daemon-{uuid.uuid4().hex[:6]}.log"
         with log_path.open("wb") as log:
             proc = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
-                [*prefix, sys.executable, "-m", "daemon.cli", "run", "--config", str(config)],
+                [*prefix, sys.executable, "-m", "daemon", "run", "--config", str(config)],
                 cwd=config.parent,
                 env=env,
                 stdout=log,

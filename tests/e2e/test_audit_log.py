@@ -56,7 +56,7 @@ def test_a_cli_write_prints_its_audit_line_on_stderr(tmp_path: Path) -> None:
     }
     command = ["connections", "add", "--id", "m", "--name", "M", "--base-url", "http://127.0.0.1:9"]
     added = subprocess.run(  # noqa: S603 - the CLI under test
-        [sys.executable, "-m", "daemon.cli", *command, "--secret-env", "T"],
+        [sys.executable, "-m", "daemon", *command, "--secret-env", "T"],
         cwd=tmp_path,
         env=env,
         capture_output=True,

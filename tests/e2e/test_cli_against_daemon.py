@@ -13,7 +13,7 @@ from tests.helpers import Mls, Platforms, add_sandbox_connection
 
 def mls_sync(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603 - the CLI under test
-        [sys.executable, "-m", "daemon.cli", *args],
+        [sys.executable, "-m", "daemon", *args],
         cwd=cwd,
         env={**os.environ, **env},
         capture_output=True,

@@ -181,7 +181,7 @@ async def test_the_cli_reads_the_feed_over_the_api_as_it_does_locally_and_follow
         remote = mls_sync(cwd, "--api", daemon.url, "events", "list", "--json", **api)
         key = {"MLS_SYNC_SECRET_KEY": daemon_config.secret_key}
         local = mls_sync(cwd, "events", "list", "--json", **key)
-        command = [sys.executable, "-m", "daemon.cli", "--api", daemon.url, "events", "follow"]
+        command = [sys.executable, "-m", "daemon", "--api", daemon.url, "events", "follow"]
         async with await anyio.open_process(
             [*command, "--type", "listing.sold"], env={**os.environ, **api}
         ) as follower:

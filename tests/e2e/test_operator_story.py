@@ -74,7 +74,7 @@ async def test_the_readme_operator_story_runs_against_the_daemon(
         .replace(VENDOR_BASE_URL, mls_url)
         .replace("--scope api", "--scope api --rate 200 --batch-size 200")
     )
-    wrapper = f'mls-sync() {{ {sys.executable} -m daemon.cli "$@"; }}\n'
+    wrapper = f'mls-sync() {{ {sys.executable} -m daemon "$@"; }}\n'
     daemon = config.start()
     try:
         await daemon.wait_notify("READY=1")

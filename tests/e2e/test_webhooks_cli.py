@@ -136,7 +136,7 @@ async def test_over_the_api_the_commands_answer_as_locally_and_a_replay_is_an_at
 
 def test_the_commands_are_listed_in_help(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "daemon.cli", "webhooks", "--help"],
+        [sys.executable, "-m", "daemon", "webhooks", "--help"],
         capture_output=True,
         text=True,
         check=False,

@@ -36,7 +36,7 @@ def mls_sync(
     )
     full_env.update(env or {})
     return subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
-        [sys.executable, "-m", "daemon.cli", *args],
+        [sys.executable, "-m", "daemon", *args],
         cwd=cwd,
         env=full_env,
         input=stdin,

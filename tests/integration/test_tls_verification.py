@@ -12,13 +12,13 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
-from anyio.abc import ByteStream
+from anyio.abc import ByteStream, SocketAttribute
 from anyio.streams.tls import TLSListener
 
 from daemon.composition import http_client, platform_client
 from daemon.mls.transport import transport_cause
+from daemon.tls import verifying_context
 from tests.certificates import loopback_certificate
-from tests.e2e.daemon_process import free_port
 from tests.helpers import make_settings
 
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
@@ -37,8 +37,8 @@ async def untrusted_https(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
             await stream.receive()
             await stream.send(ANSWER)
 
-    port = free_port()
-    tcp = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=port)
+    tcp = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = tcp.extra(SocketAttribute.local_port)  # noqa: S610 - anyio's typed attributes, no SQL
     async with anyio.create_task_group() as tg:  # a refused handshake is logged, not raised
         tg.start_soon(TLSListener(tcp, context).serve, answer)
         yield f"https://127.0.0.1:{port}/", cert
@@ -74,3 +74,20 @@ async def test_a_platform_with_an_untrusted_certificate_is_refused(tmp_path: Pat
                 with pytest.raises(httpx.ConnectError) as refused:
                     await client.delete(url)
             assert transport_cause(refused.value).startswith("TLS error")
+
+
+async def test_a_certificate_named_in_ssl_cert_file_is_still_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The clients ignore the environment, as before they shared a context: a CA bundle an
+    environment variable names does not make a server trusted."""
+    settings = make_settings(tmp_path)
+    async with untrusted_https(tmp_path) as (url, cert):
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        verifying_context.cache_clear()  # built again, with that variable set
+        try:
+            async with platform_client(settings) as client:
+                with pytest.raises(httpx.ConnectError):
+                    await client.delete(url)
+        finally:
+            verifying_context.cache_clear()  # not left built with the variable set
