@@ -506,25 +506,37 @@ async def test_a_pass_longer_than_its_lease_keeps_it_and_no_post_gets_two_delete
                 assert await _post_status(live, f"{platform}-{key}") == "unpublished"
 
 
-async def test_a_reconciler_that_lost_its_lease_writes_nothing_and_stops(
-    live: Live,
-) -> None:
-    """Another process takes the lease over while this one's deletes are out (as after a long
-    pause): what this one learns afterwards is not written, and it says why."""
+SUCCESSOR = "host:1:successor"
+
+
+async def _pass_whose_lease_is_taken_over_while_facebook_holds_its_delete(
+    live: Live, slow: float
+) -> float:
+    """K1 sold with a post on each platform, Facebook holding its DELETE `slow` seconds, and
+    a pass run until it ends: once that DELETE is out, a successor that found the lease
+    expired (its clock says an hour later) takes it. When Facebook's answer is due
+    (time.monotonic())."""
     await _listing_with_posts(live)
     live.mls.set_status("K1", "Closed")
     live.rt.engine.unpublisher.lease_seconds = 0.6  # shorter than [sync]'s least
-    live.platforms.inject("facebook", Fault("slow", seconds=1.0))
+    live.platforms.inject("facebook", Fault("slow", seconds=slow))
     later = iso(utcnow() + timedelta(hours=1))
-
     async with anyio.create_task_group() as tg:
         tg.start_soon(live.rt.engine.sync_all)
         with anyio.fail_after(10):
             while not live.platforms.calls_to("facebook"):
                 await anyio.sleep(0.02)
-        # A successor that found the lease expired (its clock says an hour later).
-        successor = leases.LeaseRequest(LEASE, "host:1:successor", later, later)
-        assert await leases.acquire(live.rt.db, successor)
+        answered_by = time.monotonic() + slow
+        assert await leases.acquire(live.rt.db, leases.LeaseRequest(LEASE, SUCCESSOR, later, later))
+    return answered_by
+
+
+async def test_a_reconciler_that_lost_its_lease_writes_nothing_and_stops(
+    live: Live,
+) -> None:
+    """Another process takes the lease over while this one's deletes are out (as after a long
+    pause): what this one learns afterwards is not written, and it says why."""
+    await _pass_whose_lease_is_taken_over_while_facebook_holds_its_delete(live, 1.0)
 
     for platform in ("facebook", "instagram", "linkedin"):
         assert await _post_status(live, f"{platform}-K1") == "published"
@@ -540,23 +552,9 @@ async def test_a_delete_out_when_the_lease_is_lost_is_not_sent_again_by_the_next
     """The lease is lost while a DELETE is out: the pass sends nothing more, but it waits for
     that DELETE's answer instead of dropping it. Dropped, the platform still carried it out,
     after the next pass had read the post as still there and deleted it a second time."""
-    await _listing_with_posts(live)
-    live.mls.set_status("K1", "Closed")
-    live.rt.engine.unpublisher.lease_seconds = 0.6  # shorter than [sync]'s least
     slow = 2.0
-    live.platforms.inject("facebook", Fault("slow", seconds=slow))
-    later = iso(utcnow() + timedelta(hours=1))
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(live.rt.engine.sync_all)
-        with anyio.fail_after(10):
-            while not live.platforms.calls_to("facebook"):
-                await anyio.sleep(0.02)
-        answered_by = time.monotonic() + slow
-        # Another process takes the lease over (as after a long pause), then is done.
-        successor = leases.LeaseRequest(LEASE, "host:1:successor", later, later)
-        assert await leases.acquire(live.rt.db, successor)
-    await leases.release(live.rt.db, LEASE, "host:1:successor")
+    answered_by = await _pass_whose_lease_is_taken_over_while_facebook_holds_its_delete(live, slow)
+    await leases.release(live.rt.db, LEASE, SUCCESSOR)  # the successor is done
     cut = (await runs.recent(live.rt.db, 1))[0]
     problems = [e.message for e in await runs.errors_of(live.rt.db, cut.id)]
     # Facebook's answer came after the loss; the others' waited in their batch: none written.
