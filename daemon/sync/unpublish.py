@@ -70,8 +70,15 @@ _pass_lease: ContextVar[UnpublishLease | None] = ContextVar("unpublish_pass_leas
 
 
 class _LeaseRanOut(Exception):
-    """Raised by `_another_call` out of an adapter: the lease ran out during the wait, so
-    the call must not go out; the post gets no outcome (the next pass checks it)."""
+    """Raised by `_another_call` out of an adapter: the lease ran out (before or during the
+    wait), so the call must not go out; the post gets no outcome (the next pass checks it)."""
+
+
+def _unless_lease_ran_out() -> None:
+    """Inside a pass's call (`_pass_lease` set): raises _LeaseRanOut once its lease ran out."""
+    lease = _pass_lease.get()
+    if lease is not None and not lease.still_running():
+        raise _LeaseRanOut
 
 
 # What recording a DELETE before sending it came to: send it; the post is no longer as the
@@ -549,17 +556,14 @@ class Unpublisher:
         its own rate token, waited for with the slot let go, as for the first. Then the
         lease, as before the first: the wait may have outlasted it (LinkedIn's DELETE again
         after a token refresh must not go out then)."""
-        lease = _pass_lease.get()
-        if lease is not None and lease.lost:  # no wait for a call that will not go out
-            raise _LeaseRanOut
+        _unless_lease_ran_out()  # no wait for a call that will not go out
         self._in_flight.release()
         try:
             await self._rate(platform).acquire()
         finally:
             with anyio.CancelScope(shield=True):  # the caller's `async with` releases it
                 await self._in_flight.acquire()
-        if lease is not None and not lease.still_running():
-            raise _LeaseRanOut
+        _unless_lease_ran_out()
 
     def _rate(self, platform: str) -> AsyncLimiter:
         if platform not in self._rates:
