@@ -31,6 +31,30 @@ def iso(moment: datetime) -> str:
     )
 
 
+def is_iso_of(text: str, moment: datetime) -> bool:
+    """Whether `text` is `iso(moment)`, found by reading `text` back, at a fraction of the cost
+    of writing `moment` (a check compares the timestamp it stored last with the one it read):
+    the shape first, since `fromisoformat` also reads other forms of the same moment."""
+    if (
+        len(text) != _ISO_LENGTH
+        or text[26] != "Z"
+        or text[10] != "T"
+        or text[4] != "-"
+        or text[7] != "-"
+        or text[13] != ":"
+        or text[16] != ":"
+        or text[19] != "."
+    ):
+        return False
+    try:
+        return datetime.fromisoformat(text) == moment
+    except ValueError:  # a digit that is not one
+        return False
+
+
+_ISO_LENGTH = len("2026-01-01T00:00:00.000000Z")
+
+
 def parse_iso(text: str) -> datetime:
     """Reads ISO-8601 with Z or an offset (what both the store and RESO servers write)."""
     moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence, Set
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
 
 from daemon.enums import LIVE_POSTS_SQL
 from daemon.errors import Conflict, NotFound
@@ -23,7 +24,7 @@ from daemon.store.records import (
     from_row,
 )
 from daemon.store.session import Session
-from daemon.timestamps import iso
+from daemon.timestamps import is_iso_of, iso
 
 # Re-pointed to another record (another connection, or another key): written once, used by
 # each part of INSERT that a move changes.
@@ -106,11 +107,12 @@ UNION
 SELECT connection_id FROM listings WHERE read_again_until IS NOT NULL AND excluded = 0
 """
 # Its fifth column: whether the listing is settled (`CurrentListing.settled`), as
-# MARK_CHECKED_SETTLED needs it.
+# MARK_CHECKED_SETTLED needs it; its sixth, the ModificationTimestamp its last check stored.
 CURRENT = both(
     """
 SELECT id, status, connection_id, listing_key,
-    needs_read = 0 AND fails_alone = 0 AND last_error IS NULL AND read_again_until IS NULL
+    needs_read = 0 AND fails_alone = 0 AND last_error IS NULL AND read_again_until IS NULL,
+    mls_modified_at
 FROM listings WHERE id IN ({ids})
 """,
     ids=json_values("?"),
@@ -301,7 +303,7 @@ async def current(conn: Session, ids: Sequence[str]) -> dict[str, CurrentListing
     """One query for the whole batch (json_each binds any number of ids as one parameter);
     a listing deleted since is left out."""
     rows = await conn.fetch_all(CURRENT, (json.dumps(list(ids)),))
-    return {r[0]: CurrentListing(STATUS_OF[r[1]], r[2], r[3], bool(r[4])) for r in rows}
+    return {r[0]: CurrentListing(STATUS_OF[r[1]], r[2], r[3], bool(r[4]), r[5]) for r in rows}
 
 
 # A batch's plan as `apply_plans` writes it: with its run id, its time, and for the listings
@@ -332,7 +334,7 @@ def _last_errors(plans: Iterable[BatchPlan]) -> dict[str, Problem]:
 
 
 def _checks(
-    plans: Sequence[PlanWrite], settled: Set[str]
+    plans: Sequence[PlanWrite], current: Mapping[str, CurrentListing]
 ) -> tuple[list[tuple[str | None, ...]], list[tuple[str | None, ...]]]:
     """The checks' rows: for MARK_CHECKED, and for MARK_CHECKED_SETTLED those of settled
     listings no event named in the group. A listing is written by one of the two statements
@@ -342,8 +344,9 @@ def _checks(
     settled_rows: list[tuple[str | None, ...]] = []
     for plan, _, now, again in plans:
         for c in plan.checked:
-            modified = iso(c.modified_at) if c.modified_at else None
-            if c.listing_id in settled and c.listing_id not in named:
+            found = current.get(c.listing_id)
+            modified = _as_stored(c.modified_at, found.modified_text if found else None)
+            if found is not None and found.settled and c.listing_id not in named:
                 settled_rows.append((now, c.standard_status, c.mls_status, modified, c.listing_id))
                 continue
             until = again.get(c.listing_id) if again else None  # fifth and seventh
@@ -353,11 +356,23 @@ def _checks(
     return full, settled_rows
 
 
+def _as_stored(moment: datetime | None, stored: str | None) -> str | None:
+    """`moment` as the store writes it: `stored` (the listing's last check's) when it is that
+    text already. A record's timestamp rarely changes from one check to the next, and
+    formatting it anew was a measurable share of a cycle's CPU (docs/benchmarks.md "The
+    HTTP engine")."""
+    if moment is None:
+        return None
+    if stored is not None and is_iso_of(stored, moment):
+        return stored
+    return iso(moment)
+
+
 async def apply_plans(
     conn: Session,
     plans: Sequence[PlanWrite],
     written_at: str,
-    settled: Set[str] = frozenset(),
+    current: Mapping[str, CurrentListing] | None = None,
 ) -> None:
     """Writes batches' plans (each with its run id and time); call inside the transaction
     that read `current`. One statement per kind of write for all of them, and none
@@ -365,9 +380,10 @@ async def apply_plans(
     change (the listing's, its audit row's, its event's) carries `written_at`, this
     transaction's time: a batch may wait a while for its turn to be written, and a change's
     time is when it was written (docs/events.md); when each listing was checked stays the
-    batch's own time. `settled`: the listings `current` found settled
-    (`CurrentListing.settled`), checked with MARK_CHECKED_SETTLED."""
-    checked, checked_settled = _checks(plans, settled)
+    batch's own time. `current`: the plans' listings as that transaction read them
+    (`listings.current`); those it found settled (`CurrentListing.settled`) are checked with
+    MARK_CHECKED_SETTLED."""
+    checked, checked_settled = _checks(plans, current or {})
     changes = [
         {
             "id": c.listing_id,

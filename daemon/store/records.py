@@ -94,6 +94,9 @@ class CurrentListing(NamedTuple):
     # Nothing a check of it clears: no error, no need of a read of its own, no mark of
     # failing alone, no read again pending (daemon/store/listings.py MARK_CHECKED_SETTLED).
     settled: bool
+    # The record's ModificationTimestamp as its last check stored it (`timestamps.iso`), or
+    # None: a check that reads the same moment writes this text again (`listings.apply_plans`).
+    modified_text: str | None = None
 
 
 class TrackedListing(NamedTuple):

@@ -72,8 +72,7 @@ async def write_group(
     ids = listings_of(writes, held)
     current = await listings.current(conn, ids) if ids else {}
     group = plan_group(writes, held, current, mapping)
-    settled = {listing_id for listing_id, c in current.items() if c.settled}
-    await listings.apply_plans(conn, group.plans, written_at, settled)
+    await listings.apply_plans(conn, group.plans, written_at, current)
     await runs.record_many(conn, group.recorded)
     await connections.save_cursors(conn, group.cursors)
     await connections.mark_reconciled_in(conn, group.reconciled)

@@ -353,7 +353,11 @@ def measured_process(args: list[str], config: Path, key: str) -> dict[str, Any]:
     profile = os.environ.get("MLS_SYNC_BENCH_PROFILE")  # a folder: py-spy stacks per cycle
     if profile:
         out_file = Path(profile) / f"{config.parent.name}-{len(list(Path(profile).iterdir()))}.txt"
-        args = ["py-spy", "record", "-r", "250", "-f", "raw", "-o", str(out_file), "--", *args]
+        # More of py-spy's options, e.g. "--gil": only samples holding the interpreter, so a
+        # thread waiting on a queue is not counted as busy.
+        options = os.environ.get("MLS_SYNC_BENCH_PYSPY", "").split()
+        spy = ["py-spy", "record", *options, "-r", "250", "-f", "raw", "-o", str(out_file), "--"]
+        args = spy + args
     out = subprocess.run(args, cwd=REPO, capture_output=True, text=True, check=True, env=env)  # noqa: S603
     figures = [line for line in out.stdout.splitlines() if line.startswith("{")]
     return dict(json.loads(figures[-1]))  # py-spy, when profiling, prints after it

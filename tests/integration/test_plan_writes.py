@@ -143,15 +143,18 @@ Read = tuple[str, dict[str, str] | None]
 
 
 async def _through_the_writer(
-    rt: Runtime, unsettled: str | None, reads: list[Read]
+    rt: Runtime, unsettled: str | None, reads: list[Read], modified_before: str | None = None
 ) -> tuple[bool, tuple[Any, ...]]:
     """Whether the write transaction found L-A settled, and L-A's row after `reads`, each a
     batch's write, all written in one group as a sync writes them (its lease held):
-    `unsettled`, one of UNSETTLED's, set on the row first."""
+    `unsettled`, one of UNSETTLED's, set on the row first, and `modified_before` as the
+    ModificationTimestamp a check before stored."""
     await add_connection(rt, closed_port_url())
     await track(rt, "mls-1", ["A"], status="active")
     # As a check left it (a listing just tracked needs a read), then what `unsettled` says.
     settings = ["needs_read = 0", *([UNSETTLED[unsettled]] if unsettled else [])]
+    if modified_before is not None:
+        settings.append(f"mls_modified_at = '{modified_before}'")
     async with rt.db.transaction() as conn:
         for setting in settings:
             await conn.execute(f"UPDATE listings SET {setting} WHERE id = 'L-A'")
@@ -191,6 +194,27 @@ async def test_a_listing_read_is_left_as_read_whatever_its_row_held_before(
     assert (status, standard, mls) == ("sold", "Closed", "Sold")
     assert modified == "2026-01-02T00:00:00.000000Z" and checked_at is not None
     assert (error, int(needs_read), int(alone), again) == (None, 0, 0, None)
+
+
+@pytest.mark.parametrize("unsettled", [None, "an error"])
+@pytest.mark.parametrize(
+    "before",
+    [
+        None,
+        "2026-01-02T00:00:00.000000Z",  # the record's timestamp, as the store writes it
+        "2026-01-01T23:59:59.999999Z",  # a microsecond earlier
+        "2026-01-02T00:00:00+00:00",  # the record's timestamp in another form
+        "2026-01-02T01:00:00.000000+01:00",  # and in another zone
+    ],
+)
+async def test_a_check_stores_the_records_timestamp_in_the_stores_form_whatever_was_there(
+    runtime: Runtime, unsettled: str | None, before: str | None
+) -> None:
+    """A check that reads the moment its last check stored keeps that text (it is not
+    written anew); any other text is replaced by the store's form of the moment read
+    (fixed width, so that text order stays time order)."""
+    _, row = await _through_the_writer(runtime, unsettled, [("answered", None)], before)
+    assert row[3] == "2026-01-02T00:00:00.000000Z"
 
 
 @pytest.mark.parametrize(
