@@ -12,6 +12,7 @@ from collections.abc import Callable, Collection
 
 import anyio
 import httpx
+import structlog
 
 from daemon.config import MlsSettings
 from daemon.encryption import SecretBox, SecretKeyError
@@ -23,6 +24,8 @@ from daemon.pace import CredentialPace
 from daemon.store.records import ConnectionRow
 from daemon.sync.pools import ServerPools
 
+log = structlog.get_logger("mls_sync.sync")
+
 
 class MlsAccess:
     def __init__(self, http: ServerPools, settings: MlsSettings, box: SecretBox | None) -> None:
@@ -30,6 +33,9 @@ class MlsAccess:
         self.settings = settings
         self.box = box
         self.concurrency = anyio.CapacityLimiter(settings.max_concurrent_requests)
+        # What the HTTP clients were made with: their pools have this many connections, and
+        # their engine is this one, until a restart.
+        self._built = settings
         self._rates: dict[str, tuple[float, CredentialPace]] = {}  # credential -> rate, pace
         self._credential_of: dict[str, str] = {}  # connection -> credential
         # credential -> {connection -> its rate}: the lowest is found among the connections
@@ -43,8 +49,24 @@ class MlsAccess:
         self._fails_alone: dict[str, set[str]] = {}
 
     def apply(self, settings: MlsSettings) -> None:
+        """A reload: the retry policy, the URL length and the timeout from the next request;
+        the request bound too, up to the pools' size (a request over it would wait inside a
+        pool). A larger bound and another engine need a restart, and the log says so."""
         self.settings = settings
-        self.concurrency.total_tokens = settings.max_concurrent_requests
+        pools = self._built.max_concurrent_requests
+        self.concurrency.total_tokens = min(settings.max_concurrent_requests, pools)
+        self.http.retime(settings.timeout_seconds)
+        for key, restart in (
+            ("max_concurrent_requests", settings.max_concurrent_requests > pools),
+            ("http_engine", settings.http_engine != self._built.http_engine),
+        ):
+            if restart:
+                log.warning(
+                    "reload_needs_restart",
+                    section="mls",
+                    key=key,
+                    note=f"[mls] {key} as set takes effect at the next start",
+                )
 
     def policy(self) -> RetryPolicy:
         s = self.settings

@@ -22,6 +22,14 @@ class ServerPools:
         self._make = make
         self._clients: dict[tuple[str, str, int | None], httpx.AsyncClient] = {}
         self._by_url: dict[str, httpx.AsyncClient] = {}  # each connection asks every run
+        self._timeout: httpx.Timeout | None = None  # a reload's, over the one made with
+
+    def retime(self, seconds: float) -> None:
+        """A reload's `[mls] timeout_seconds`: the clients made already, and those made from
+        now on, wait that long from their next request (a request out keeps its own)."""
+        self._timeout = httpx.Timeout(seconds)
+        for client in self._clients.values():
+            client.timeout = self._timeout
 
     def for_url(self, url: str) -> httpx.AsyncClient:
         client = self._by_url.get(url)
@@ -30,6 +38,8 @@ class ServerPools:
             origin = (parsed.scheme, parsed.host, parsed.port)
             if origin not in self._clients:
                 self._clients[origin] = self._make()
+                if self._timeout is not None:
+                    self._clients[origin].timeout = self._timeout
             client = self._by_url[url] = self._clients[origin]
         return client
 

@@ -174,22 +174,15 @@ class Unpublisher:
         self.lease_seconds: float = settings.sync.lease_seconds
         self.box = box
         self.clock = clock
-        # A call an adapter makes after the first (Graph's read of the page after 100/33,
-        # LinkedIn's DELETE again after a token refresh) waits for a rate token too.
-        self.adapters: dict[str, PlatformAdapter] = {
-            name: entry.adapter(
-                AdapterWiring(
-                    http[name], self.settings, partial(self._another_call, name), self._save_token
-                )
-            )
-            for name, entry in REGISTRY.items()
-        }
+        self._http = http
+        self.adapters = self._adapters()
         self._rates: dict[str, AsyncLimiter] = {}
         self._slots: dict[str, anyio.CapacityLimiter] = {}
         # Every delete takes one of these, and the HTTP pool has as many connections, so no
         # request ever waits inside the pool (profiled: a queue there made 10,000 deletes
         # quadratic, 241 s of CPU instead of 11).
         self._in_flight = anyio.CapacityLimiter(settings.platforms.max_concurrent_requests)
+        self._pool_size = settings.platforms.max_concurrent_requests  # the clients' own
         # The due posts this process's passes have read, until they are no longer due.
         self._read_when_due: set[str] = set()
 
@@ -201,14 +194,44 @@ class Unpublisher:
         self._read_when_due.intersection_update(p.id for p in due)
         return [p for p in due if p.id not in self._read_when_due]
 
+    def _adapters(self) -> dict[str, PlatformAdapter]:
+        """Each platform's adapter, on the settings in effect (its API's address and version).
+        A call an adapter makes after the first (Graph's read of the page after 100/33,
+        LinkedIn's DELETE again after a token refresh) waits for a rate token too."""
+        return {
+            name: entry.adapter(
+                AdapterWiring(
+                    self._http[name],
+                    self.settings,
+                    partial(self._another_call, name),
+                    self._save_token,
+                )
+            )
+            for name, entry in REGISTRY.items()
+        }
+
     def apply(self, settings: Settings) -> None:
-        """New limits apply to the next pass (limiters are made again on first use)."""
+        """New limits, addresses, API versions and timeouts apply to the next pass (limiters
+        are made again on first use); the bound on calls in flight only up to the clients'
+        pool size (see `_in_flight`): a larger one needs a restart, and the log says so."""
         self.settings = settings.platforms
         self.unpublish_on = settings.sync.unpublish_on
         self.lease_seconds = settings.sync.lease_seconds
         self._rates.clear()
         self._slots.clear()
-        self._in_flight.total_tokens = settings.platforms.max_concurrent_requests
+        wanted = settings.platforms.max_concurrent_requests
+        self._in_flight.total_tokens = min(wanted, self._pool_size)
+        if wanted > self._pool_size:
+            log.warning(
+                "reload_needs_restart",
+                section="platforms",
+                key="max_concurrent_requests",
+                note="[platforms] max_concurrent_requests as set takes effect at the next start",
+            )
+        timeout = httpx.Timeout(settings.platforms.timeout_seconds)
+        for client in self._http.values():
+            client.timeout = timeout
+        self.adapters = self._adapters()
 
     async def reconcile(self, run_id: int, scope: DueScope) -> list[PostResult]:
         """Takes down every due post in `scope`; returns what happened to each."""

@@ -3,6 +3,7 @@ against the sandbox MLS and platforms served by the test on loopback."""
 
 from __future__ import annotations
 
+import json
 import platform
 import signal
 import socket
@@ -160,6 +161,99 @@ async def test_sighup_applies_a_new_interval_and_keeps_the_old_one_on_a_broken_f
     assert "reload_refused" in daemon.log() and "interval_seconds" in daemon.log()
     assert "soon" not in daemon.log()
     assert (await daemon.get("/livez")).status_code == 200
+
+
+async def test_sighup_applies_a_longer_mls_timeout_to_the_next_sync(
+    start: StartDaemon, prepared: Path, mls: Mls
+) -> None:
+    """An MLS that answers in 4 s, after a reload from a 2 s timeout to 10 s: the next sync
+    waits for it. Before: the clients made at start kept their 2 s, every try timed out,
+    and the reload had said nothing of it."""
+    daemon = start()
+    await daemon.wait_notify("READY=1")
+    await daemon.wait_for_run(1)
+    text = prepared.read_text()
+    assert text.count("timeout_seconds = 2") == 2  # [mls] first, then [platforms]
+    prepared.write_text(text.replace("timeout_seconds = 2", "timeout_seconds = 10", 1))
+    daemon.send(signal.SIGHUP)
+    reloading = await daemon.wait_notify("RELOADING=1")
+    await daemon.wait_notify("READY=1", after=reloading)
+    mls[0].faults.add(Fault("slow", seconds=4, times=10))  # every try answered after 4 s
+
+    daemon.send(signal.SIGUSR1)
+
+    run = await daemon.wait_for_run(2)
+    assert (run["errors"], run["listings_checked"]) == (0, 2)
+
+
+async def test_sighup_applies_a_longer_platform_timeout_to_the_next_delete(
+    start: StartDaemon, prepared: Path, mls: Mls, platforms: Platforms
+) -> None:
+    """LinkedIn answering a DELETE in 4 s, after a reload from a 2 s timeout to 10 s: the
+    sold listing's post comes down. Before: the platforms' clients kept their 2 s."""
+    daemon = start()
+    await daemon.wait_notify("READY=1")
+    await daemon.wait_for_run(1)
+    text = prepared.read_text()
+    at = text.rindex("timeout_seconds = 2")  # [platforms]' own, after [mls]'
+    prepared.write_text(
+        text[:at] + "timeout_seconds = 10" + text[at + len("timeout_seconds = 2") :]
+    )
+    daemon.send(signal.SIGHUP)
+    reloading = await daemon.wait_notify("RELOADING=1")
+    await daemon.wait_notify("READY=1", after=reloading)
+    platforms[0].publish("linkedin", "urn:li:share:7", "li-token")
+    for path, body in [
+        (
+            "/v1/platform-accounts/li",
+            {"user_id": "default", "platform": "linkedin", "access_token": "li-token"},
+        ),
+        (
+            "/v1/posts/p-7",
+            {"listing_id": "L-K1", "account_id": "li", "platform_post_id": "urn:li:share:7"},
+        ),
+    ]:
+        assert (await daemon.call("PUT", path, json=body)).status_code == 201
+    platforms[0].inject("linkedin", Fault("slow", seconds=4, times=10))
+    mls[0].set_status("K1", "Closed")
+
+    result = await daemon.call("POST", "/v1/listings/L-K1/sync")
+
+    assert [p["outcome"] for p in result.json()["posts"]] == ["Deleted"]
+    assert not platforms[0].exists("urn:li:share:7")
+
+
+async def test_a_reload_says_which_settings_wait_for_a_restart(
+    start: StartDaemon, prepared: Path
+) -> None:
+    """The HTTP clients' engine and pool sizes are made at start: a reload that asks for
+    another engine or larger bounds says so, naming each key, and the rest applies."""
+    daemon = start()
+    await daemon.wait_notify("READY=1")
+    text = prepared.read_text()
+    more = {
+        "[mls]": '[mls]\nhttp_engine = "httpcore"\nmax_concurrent_requests = 64',
+        "[platforms]": "[platforms]\nmax_concurrent_requests = 64",
+        "interval_seconds = 900": "interval_seconds = 120",
+    }
+    for old, new in more.items():
+        text = text.replace(old, new, 1)
+    prepared.write_text(text)
+    daemon.send(signal.SIGHUP)
+    reloading = await daemon.wait_notify("RELOADING=1")
+    await daemon.wait_notify("READY=1", after=reloading)
+
+    waiting = [
+        (line["section"], line["key"])
+        for line in map(json.loads, filter(None, daemon.log().splitlines()))
+        if line.get("event") == "reload_needs_restart"
+    ]
+    assert sorted(waiting) == [
+        ("mls", "http_engine"),
+        ("mls", "max_concurrent_requests"),
+        ("platforms", "max_concurrent_requests"),
+    ]
+    assert (await daemon.get("/status")).json()["interval_seconds"] == 120
 
 
 async def test_sighup_with_a_file_that_is_not_utf8_keeps_the_old_settings_and_the_daemon(
