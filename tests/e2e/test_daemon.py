@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import signal
 import socket
 import time
@@ -30,6 +31,7 @@ from tests.helpers import (
     add_post,
     add_sandbox_connection,
     clock_cycles_half_a_slot_away,
+    closed_port_url,
     track,
 )
 
@@ -202,6 +204,42 @@ async def test_sighup_applies_a_longer_platform_timeout_to_the_next_delete(
     daemon.send(signal.SIGHUP)
     reloading = await daemon.wait_notify("RELOADING=1")
     await daemon.wait_notify("READY=1", after=reloading)
+    await _linkedin_post_of_k1(daemon, platforms)
+    platforms[0].inject("linkedin", Fault("slow", seconds=4, times=10))
+    mls[0].set_status("K1", "Closed")
+
+    result = await daemon.call("POST", "/v1/listings/L-K1/sync")
+
+    assert [p["outcome"] for p in result.json()["posts"]] == ["Deleted"]
+    assert not platforms[0].exists("urn:li:share:7")
+
+
+async def test_sighup_applies_a_new_platform_address_to_the_next_delete(
+    start: StartDaemon, prepared: Path, mls: Mls, platforms: Platforms
+) -> None:
+    """Started with LinkedIn's API at a closed port, then reloaded with its address: the sold
+    listing's post comes down. Before: the adapters made at start kept the closed port."""
+    text = prepared.read_text()
+    prepared.write_text(
+        re.sub(r'linkedin_api_url = "[^"]*"', f'linkedin_api_url = "{closed_port_url()}"', text)
+    )
+    daemon = start()
+    await daemon.wait_notify("READY=1")
+    await daemon.wait_for_run(1)
+    prepared.write_text(text)
+    daemon.send(signal.SIGHUP)
+    reloading = await daemon.wait_notify("RELOADING=1")
+    await daemon.wait_notify("READY=1", after=reloading)
+    await _linkedin_post_of_k1(daemon, platforms)
+    mls[0].set_status("K1", "Closed")
+
+    result = await daemon.call("POST", "/v1/listings/L-K1/sync")
+
+    assert [p["outcome"] for p in result.json()["posts"]] == ["Deleted"]
+
+
+async def _linkedin_post_of_k1(daemon: Daemon, platforms: Platforms) -> None:
+    """A LinkedIn post of listing L-K1, published, and recorded through the API."""
     platforms[0].publish("linkedin", "urn:li:share:7", "li-token")
     for path, body in [
         (
@@ -214,13 +252,6 @@ async def test_sighup_applies_a_longer_platform_timeout_to_the_next_delete(
         ),
     ]:
         assert (await daemon.call("PUT", path, json=body)).status_code == 201
-    platforms[0].inject("linkedin", Fault("slow", seconds=4, times=10))
-    mls[0].set_status("K1", "Closed")
-
-    result = await daemon.call("POST", "/v1/listings/L-K1/sync")
-
-    assert [p["outcome"] for p in result.json()["posts"]] == ["Deleted"]
-    assert not platforms[0].exists("urn:li:share:7")
 
 
 async def test_a_reload_says_which_settings_wait_for_a_restart(
