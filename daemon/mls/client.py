@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from functools import lru_cache, partial
+from functools import cache, partial
 from typing import NoReturn, Protocol, TypeVar
 
 import anyio
@@ -622,10 +622,12 @@ class MlsClient:
         return delay
 
 
-@lru_cache(maxsize=4096)
+@cache
 def _origin_of(base_url: str) -> str:
     """A connection's server, kept: a client is made per connection per run, and parsing
-    its URL again each time was a measurable share of a by_key cycle (docs/benchmarks.md)."""
+    its URL again each time was a measurable share of a by_key cycle (docs/benchmarks.md).
+    One entry per base URL the process has synced, however many: a bound below the number
+    of connections kept none, since each cycle goes through all of them in turn."""
     return _origin(httpx.URL(base_url))
 
 
