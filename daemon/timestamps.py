@@ -31,10 +31,14 @@ def iso(moment: datetime) -> str:
     )
 
 
+_ISO_LENGTH = len("2026-01-01T00:00:00.000000Z")
+
+
 def is_iso_of(text: str, moment: datetime) -> bool:
     """Whether `text` is `iso(moment)`, found by reading `text` back, at a fraction of the cost
     of writing `moment` (a check compares the timestamp it stored last with the one it read):
-    the shape first, since `fromisoformat` also reads other forms of the same moment."""
+    the shape first, since `fromisoformat` also reads other forms of the same moment (and
+    newer Pythons read an hour of 24 as the next day's midnight)."""
     if (
         len(text) != _ISO_LENGTH
         or text[26] != "Z"
@@ -44,15 +48,13 @@ def is_iso_of(text: str, moment: datetime) -> bool:
         or text[13] != ":"
         or text[16] != ":"
         or text[19] != "."
+        or text[11:13] == "24"
     ):
         return False
     try:
         return datetime.fromisoformat(text) == moment
     except ValueError:  # a digit that is not one
         return False
-
-
-_ISO_LENGTH = len("2026-01-01T00:00:00.000000Z")
 
 
 def parse_iso(text: str) -> datetime:

@@ -12,7 +12,6 @@ from collections.abc import Callable, Collection
 
 import anyio
 import httpx
-import structlog
 
 from daemon.config import MlsSettings
 from daemon.encryption import SecretBox, SecretKeyError
@@ -22,9 +21,7 @@ from daemon.mls.client import Endpoint, MlsClient, RetryPolicy
 from daemon.mls.query import SELECT, SELECT_WITH_MLG
 from daemon.pace import CredentialPace
 from daemon.store.records import ConnectionRow
-from daemon.sync.pools import ServerPools
-
-log = structlog.get_logger("mls_sync.sync")
+from daemon.sync.pools import ServerPools, needs_restart, within_pools
 
 
 class MlsAccess:
@@ -50,23 +47,15 @@ class MlsAccess:
 
     def apply(self, settings: MlsSettings) -> None:
         """A reload: the retry policy, the URL length and the timeout from the next request;
-        the request bound too, up to the pools' size (a request over it would wait inside a
-        pool). A larger bound and another engine need a restart, and the log says so."""
+        the request bound too, up to the pools' size (`pools.within_pools`). Another engine
+        needs a restart, and the log says so."""
         self.settings = settings
-        pools = self._built.max_concurrent_requests
-        self.concurrency.total_tokens = min(settings.max_concurrent_requests, pools)
+        self.concurrency.total_tokens = within_pools(
+            "mls", settings.max_concurrent_requests, self._built.max_concurrent_requests
+        )
         self.http.retime(settings.timeout_seconds)
-        for key, restart in (
-            ("max_concurrent_requests", settings.max_concurrent_requests > pools),
-            ("http_engine", settings.http_engine != self._built.http_engine),
-        ):
-            if restart:
-                log.warning(
-                    "reload_needs_restart",
-                    section="mls",
-                    key=key,
-                    note=f"[mls] {key} as set takes effect at the next start",
-                )
+        if settings.http_engine != self._built.http_engine:
+            needs_restart("mls", "http_engine")
 
     def policy(self) -> RetryPolicy:
         s = self.settings

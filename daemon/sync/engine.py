@@ -103,8 +103,10 @@ class SyncEngine:
         self._between_cycles: dict[str, anyio.Event] = {}
 
     def apply_settings(self, settings: Settings) -> None:
-        """A reload (SIGHUP): limits, mapping and platform settings take effect from the next
-        request; what needs a restart (database, HTTP address) is the caller's to warn about."""
+        """A reload (SIGHUP): limits, timeouts, mapping and platform settings take effect from
+        the next request. What the HTTP clients were made with at start (the MLS engine, the
+        pools' size) is warned about by `MlsAccess.apply` and `Unpublisher.apply`; the
+        sections that need a restart (database, HTTP address) by the caller."""
         self.settings = settings
         self.mapping = settings.mls.status_mapping()
         self.access.apply(settings.mls)

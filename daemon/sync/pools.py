@@ -1,10 +1,33 @@
-"""HTTP clients for the MLS servers: one per server."""
+"""HTTP clients for the MLS servers: one per server; and what a reload may change of the
+clients made at start."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import httpx
+import structlog
+
+log = structlog.get_logger("mls_sync.sync")
+
+
+def needs_restart(section: str, key: str) -> None:
+    """Says that a reload's `[section] key` takes effect at the next start only."""
+    log.warning(
+        "reload_needs_restart",
+        section=section,
+        key=key,
+        note=f"[{section}] {key} as set takes effect at the next start",
+    )
+
+
+def within_pools(section: str, wanted: int, pools: int) -> int:
+    """A reload's bound on requests in flight, `wanted`, held to `pools`: the size the
+    clients' connection pools were made with at start. A request over it would wait inside a
+    pool, whose queue costs O(queue x connections); a larger bound waits for a restart."""
+    if wanted > pools:
+        needs_restart(section, "max_concurrent_requests")
+    return min(wanted, pools)
 
 
 class ServerPools:

@@ -51,6 +51,7 @@ from daemon.store.records import AccountRow, DuePost
 from daemon.store.runs import Counts, ErrorEntry
 from daemon.store.session import Session
 from daemon.store.until_written import until_written
+from daemon.sync.pools import within_pools
 from daemon.sync.unpublish_lease import UnpublishLease
 from daemon.timestamps import iso
 
@@ -211,23 +212,17 @@ class Unpublisher:
         }
 
     def apply(self, settings: Settings) -> None:
-        """New limits, addresses, API versions and timeouts apply to the next pass (limiters
-        are made again on first use); the bound on calls in flight only up to the clients'
-        pool size (see `_in_flight`): a larger one needs a restart, and the log says so."""
+        """A reload: new limits, addresses, API versions and timeouts, from the next call
+        (limiters are made again on first use); the bound on calls in flight only up to the
+        clients' pool size (see `_in_flight`, `pools.within_pools`)."""
         self.settings = settings.platforms
         self.unpublish_on = settings.sync.unpublish_on
         self.lease_seconds = settings.sync.lease_seconds
         self._rates.clear()
         self._slots.clear()
-        wanted = settings.platforms.max_concurrent_requests
-        self._in_flight.total_tokens = min(wanted, self._pool_size)
-        if wanted > self._pool_size:
-            log.warning(
-                "reload_needs_restart",
-                section="platforms",
-                key="max_concurrent_requests",
-                note="[platforms] max_concurrent_requests as set takes effect at the next start",
-            )
+        self._in_flight.total_tokens = within_pools(
+            "platforms", settings.platforms.max_concurrent_requests, self._pool_size
+        )
         timeout = httpx.Timeout(settings.platforms.timeout_seconds)
         for client in self._http.values():
             client.timeout = timeout

@@ -19,6 +19,7 @@ import math
 import os
 import platform
 import resource
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -355,7 +356,7 @@ def measured_process(args: list[str], config: Path, key: str) -> dict[str, Any]:
         out_file = Path(profile) / f"{config.parent.name}-{len(list(Path(profile).iterdir()))}.txt"
         # More of py-spy's options, e.g. "--gil": only samples holding the interpreter, so a
         # thread waiting on a queue is not counted as busy.
-        options = os.environ.get("MLS_SYNC_BENCH_PYSPY", "").split()
+        options = shlex.split(os.environ.get("MLS_SYNC_BENCH_PYSPY", ""))
         spy = ["py-spy", "record", *options, "-r", "250", "-f", "raw", "-o", str(out_file), "--"]
         args = spy + args
     out = subprocess.run(args, cwd=REPO, capture_output=True, text=True, check=True, env=env)  # noqa: S603

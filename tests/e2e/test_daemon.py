@@ -220,9 +220,11 @@ async def test_sighup_applies_a_new_platform_address_to_the_next_delete(
     """Started with LinkedIn's API at a closed port, then reloaded with its address: the sold
     listing's post comes down. Before: the adapters made at start kept the closed port."""
     text = prepared.read_text()
-    prepared.write_text(
-        re.sub(r'linkedin_api_url = "[^"]*"', f'linkedin_api_url = "{closed_port_url()}"', text)
+    closed, replaced = re.subn(
+        r'linkedin_api_url = "[^"]*"', f'linkedin_api_url = "{closed_port_url()}"', text
     )
+    assert replaced == 1
+    prepared.write_text(closed)
     daemon = start()
     await daemon.wait_notify("READY=1")
     await daemon.wait_for_run(1)
@@ -276,8 +278,10 @@ async def test_a_reload_says_which_settings_wait_for_a_restart(
 
     waiting = [
         (line["section"], line["key"])
-        for line in map(json.loads, filter(None, daemon.log().splitlines()))
-        if line.get("event") == "reload_needs_restart"
+        for line in map(
+            json.loads, filter(lambda ln: ln.startswith("{"), daemon.log().splitlines())
+        )
+        if line.get("event") == "reload_needs_restart" and "key" in line
     ]
     assert sorted(waiting) == [
         ("mls", "http_engine"),

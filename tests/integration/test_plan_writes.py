@@ -210,9 +210,9 @@ async def test_a_listing_read_is_left_as_read_whatever_its_row_held_before(
 async def test_a_check_stores_the_records_timestamp_in_the_stores_form_whatever_was_there(
     runtime: Runtime, unsettled: str | None, before: str | None
 ) -> None:
-    """A check that reads the moment its last check stored keeps that text (it is not
-    written anew); any other text is replaced by the store's form of the moment read
-    (fixed width, so that text order stays time order)."""
+    """Whatever text the last check stored, the row ends with the store's form of the moment
+    read (fixed width, so that text order stays time order): the stored text is kept only
+    when it is that form already, never when it says the same moment another way."""
     _, row = await _through_the_writer(runtime, unsettled, [("answered", None)], before)
     assert row[3] == "2026-01-02T00:00:00.000000Z"
 
