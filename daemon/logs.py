@@ -6,6 +6,7 @@ holds one, whatever code logged it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import MutableMapping
@@ -21,9 +22,17 @@ def redact_secrets(
     _logger: Any, _method: str, event: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     for key in list(event):
-        if any(marker in key.lower() for marker in SECRET_FIELD_MARKERS):
+        if _names_a_secret(key):
             event[key] = REDACTED
     return event
+
+
+# Kept per field name: the daemon logs the same few dozen names over and over, and looking for
+# each marker in each name was half of what a log line cost (docs/benchmarks.md).
+@functools.lru_cache(maxsize=1024)
+def _names_a_secret(key: str) -> bool:
+    lowered = key.lower()
+    return any(marker in lowered for marker in SECRET_FIELD_MARKERS)
 
 
 # The audit trail: written whatever the configured level (a one-off command logs only
