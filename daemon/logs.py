@@ -28,7 +28,7 @@ def redact_secrets(
 
 
 # Kept per field name: the daemon logs the same few dozen names over and over, and looking for
-# each marker in each name was half of what a log line cost (docs/benchmarks.md).
+# each marker in each name was about a quarter of what a log line cost (docs/benchmarks.md).
 @functools.lru_cache(maxsize=1024)
 def _names_a_secret(key: str) -> bool:
     lowered = key.lower()

@@ -1,5 +1,5 @@
 """HTTP clients for the MLS servers: one per server; and what a reload may change of the
-clients made at start."""
+HTTP clients made at start, the MLS servers' and the platforms' alike."""
 
 from __future__ import annotations
 
