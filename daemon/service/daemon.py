@@ -60,6 +60,7 @@ from daemon.store.until_written import until_written
 from daemon.sync import process_lease
 from daemon.sync.cycle_slots import OFFSET_RANGE_SECONDS, catch_up_seconds
 from daemon.sync.engine import PollOutcome, RunReport
+from daemon.sync.pools import needs_restart
 from daemon.timestamps import iso, utcnow
 
 log = structlog.get_logger("mls_sync.daemon")
@@ -323,11 +324,7 @@ def _reload(state: ServiceState, notifier: Notifier, config_path: Path | None) -
     old = state.settings
     for section in RESTART_ONLY:
         if getattr(new, section) != getattr(old, section):
-            log.warning(
-                "reload_needs_restart",
-                section=section,
-                note=f"changes to [{section}] take effect at the next start",
-            )
+            needs_restart(section)
     effective = new.model_copy(update={s: getattr(old, s) for s in RESTART_ONLY})
     if state.sandbox is not None:  # keep the sandbox platforms' URLs
         effective = state.sandbox.pin(effective)

@@ -96,7 +96,7 @@ class CurrentListing(NamedTuple):
     settled: bool
     # The record's ModificationTimestamp as its last check stored it (`timestamps.iso`), or
     # None: a check that reads the same moment writes this text again (`listings.apply_plans`).
-    modified_text: str | None = None
+    modified_text: str | None
 
 
 class TrackedListing(NamedTuple):

@@ -11,8 +11,16 @@ import structlog
 log = structlog.get_logger("mls_sync.sync")
 
 
-def needs_restart(section: str, key: str) -> None:
-    """Says that a reload's `[section] key` takes effect at the next start only."""
+def needs_restart(section: str, key: str | None = None) -> None:
+    """Says that a reload's `[section] key` (or, without a key, its changes to the section)
+    take effect at the next start only."""
+    if key is None:
+        log.warning(
+            "reload_needs_restart",
+            section=section,
+            note=f"changes to [{section}] take effect at the next start",
+        )
+        return
     log.warning(
         "reload_needs_restart",
         section=section,
