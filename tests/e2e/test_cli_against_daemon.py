@@ -4,23 +4,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
+from tests import cli_forkserver
 from tests.e2e.daemon_process import API_TOKEN, DaemonConfig
 from tests.helpers import Mls, Platforms, add_sandbox_connection
 
 
 def mls_sync(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - the CLI under test
-        [sys.executable, "-m", "daemon", *args],
-        cwd=cwd,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    return cli_forkserver.run(list(args), cwd=cwd, env={**os.environ, **env})
 
 
 async def test_a_sync_refused_exits_1_over_the_api_as_it_does_locally(

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from daemon.encryption import SecretBox, generate_key
+from tests import cli_forkserver
 
 pytestmark = pytest.mark.slow
 
@@ -35,16 +36,7 @@ def mls_sync(
         }
     )
     full_env.update(env or {})
-    return subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
-        [sys.executable, "-m", "daemon", *args],
-        cwd=cwd,
-        env=full_env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return cli_forkserver.run(list(args), cwd=cwd, env=full_env, stdin=stdin)
 
 
 @pytest.fixture
