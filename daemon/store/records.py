@@ -97,6 +97,10 @@ class CurrentListing(NamedTuple):
     # The record's ModificationTimestamp as its last check stored it (`timestamps.iso`), or
     # None: a check that reads the same moment writes this text again (`listings.apply_plans`).
     modified_text: str | None
+    # The record's statuses as its last check stored them: a check that finds the record as
+    # it was writes only its time (daemon/store/listings.py MARK_CHECKED_UNCHANGED).
+    mls_standard_status: str | None
+    mls_status: str | None
 
 
 class TrackedListing(NamedTuple):

@@ -236,3 +236,58 @@ async def test_a_settled_listing_read_twice_in_one_group_ends_as_the_later_read_
     settled, row = await _through_the_writer(runtime, None, reads)
     assert settled
     assert (row[5], row[8]) == (error, again)
+
+
+STORED = MlsRecord("A", "Active", "Active", datetime(2026, 1, 1, tzinfo=UTC))  # as last stored
+SOLD = MlsRecord("A", "Closed", "Sold", datetime(2026, 1, 2, tzinfo=UTC))
+
+
+async def _settled_listing_read(rt: Runtime, records: list[MlsRecord]) -> tuple[Any, ...]:
+    """L-A, settled, its last check having stored STORED (a day old), read once per record
+    of `records`, each a batch's write, all in one group: its row after."""
+    await add_connection(rt, closed_port_url())
+    await track(rt, "mls-1", ["A"], status="active")
+    async with rt.db.transaction() as conn:
+        await conn.execute(
+            "UPDATE listings SET needs_read = 0, mls_standard_status = 'Active', "
+            "mls_status = 'Active', mls_modified_at = '2026-01-01T00:00:00.000000Z', "
+            "last_checked_at = '2000-01-01T00:00:00.000000Z' WHERE id = 'L-A'"
+        )
+    now = iso(utcnow())
+    until = iso(utcnow() + timedelta(minutes=5))
+    await leases.acquire(rt.db, leases.LeaseRequest("mls-1", "test:1", now, until))
+    run_id = await runs.start(rt.db, "bench", "all", "test:1", now)
+    writes = [BatchWrite(run_id, "mls-1", [("L-A", r)], [], now) for r in records]
+    async with rt.db.transaction() as conn:
+        await write_group(
+            conn, writes, rt.settings.mls.status_mapping(), {"mls-1": "test:1"}, utcnow
+        )
+    row = await rt.db.fetch_one(
+        "SELECT status, mls_standard_status, mls_status, mls_modified_at, last_checked_at "
+        "FROM listings WHERE id = 'L-A'"
+    )
+    assert row is not None
+    *record, checked_at = row
+    return (*record, checked_at == now)
+
+
+async def test_a_check_that_finds_the_record_as_stored_moves_only_the_check_time(
+    runtime: Runtime,
+) -> None:
+    row = await _settled_listing_read(runtime, [STORED])
+    assert row == ("active", "Active", "Active", "2026-01-01T00:00:00.000000Z", True)
+
+
+@pytest.mark.parametrize(
+    ("reads", "expected"),
+    [
+        ([SOLD, STORED], ("active", "Active", "Active", "2026-01-01T00:00:00.000000Z", True)),
+        ([STORED, SOLD], ("sold", "Closed", "Sold", "2026-01-02T00:00:00.000000Z", True)),
+    ],
+    ids=["changed, then as stored", "as stored, then changed"],
+)
+async def test_a_listing_read_as_stored_and_changed_in_one_group_ends_as_the_later_read_left_it(
+    runtime: Runtime, reads: list[MlsRecord], expected: tuple[Any, ...]
+) -> None:
+    """The status too: the later read's record is what the listing's status follows."""
+    assert await _settled_listing_read(runtime, reads) == expected
