@@ -143,6 +143,10 @@ def retry_wait(
     return max(0.0, min(backoff, policy.backoff_max))
 
 
+def _worth_again(failed: Retryable, retry_server_errors: bool) -> bool:
+    return retry_server_errors or not isinstance(failed, ServerError)
+
+
 class MlsClient:
     def __init__(
         self,
@@ -488,36 +492,56 @@ class MlsClient:
         retry_server_errors: bool = True,
     ) -> P:
         """One page, tried again on a `Retryable` failure (a `ServerError` only with
-        `retry_server_errors`), up to the policy's attempts."""
+        `retry_server_errors`), up to the policy's attempts. The first attempt is made
+        without tenacity: nearly every page is answered at once, and a retrying object made
+        for each page was a measurable share of a cycle's CPU (docs/benchmarks.md "The HTTP
+        engine"); the attempts after a failure are tenacity's."""
         if self.stopped is not None:
             raise self.stopped
-        retry: retry_base = retry_if_exception_type(Retryable)
-        if not retry_server_errors:
-            retry &= retry_if_not_exception_type(ServerError)
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.policy.max_attempts),
-            wait=self._wait,
-            retry=retry,
-            reraise=True,
-            sleep=anyio.sleep,
-        )
         try:
-            async for attempt in retrying:
-                with attempt:
-                    return await self._get_authorized(url, parse, accept)
+            try:
+                return await self._get_authorized(url, parse, accept)
+            except Retryable as failed:
+                if not _worth_again(failed, retry_server_errors) or self.policy.max_attempts < 2:
+                    raise
+                await anyio.sleep(self._backoff(failed, 1))
+                return await self._again(url, parse, accept, retry_server_errors)
         except TokenUnavailable as exc:
             self.stopped = TokenEndpointDown(f"cannot get an access token: {exc}")
             raise self.stopped from None
         except ConnectionStopped as exc:
             self.stopped = exc
             raise
+
+    async def _again(
+        self, url: httpx.URL, parse: Callable[[bytes], P], accept: str, retry_server_errors: bool
+    ) -> P:
+        """The page's attempts after its first failed: tenacity's attempt 1 is the second."""
+        retry: retry_base = retry_if_exception_type(Retryable)
+        if not retry_server_errors:
+            retry &= retry_if_not_exception_type(ServerError)
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.policy.max_attempts - 1),
+            wait=self._wait,
+            retry=retry,
+            reraise=True,
+            sleep=anyio.sleep,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._get_authorized(url, parse, accept)
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     def _wait(self, state: RetryCallState) -> float:
+        """The wait after tenacity's attempt N, which is the page's attempt N + 1."""
         exc = state.outcome.exception() if state.outcome else None
-        asked = exc.retry_after if isinstance(exc, Retryable) else None
+        return self._backoff(exc, state.attempt_number + 1)
+
+    def _backoff(self, failed: BaseException | None, attempt: int) -> float:
+        """The wait after the page's `attempt` failed with `failed`."""
+        asked = failed.retry_after if isinstance(failed, Retryable) else None
         jitter = random.uniform(0, self.policy.backoff_initial)  # noqa: S311 - not a secret
-        return retry_wait(self.policy, state.attempt_number, asked, jitter)
+        return retry_wait(self.policy, attempt, asked, jitter)
 
     async def _get_authorized(self, url: httpx.URL, parse: Callable[[bytes], P], accept: str) -> P:
         """One 401 gets a fresh token and one more try; a second 401 stops the connection."""

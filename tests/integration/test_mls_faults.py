@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import anyio
 import pytest
 
-from daemon.composition import Runtime
+from daemon.composition import Runtime, open_runtime
 from daemon.sandbox.faults import Fault
 from daemon.sandbox.mls_server import SandboxMls
 from daemon.store import connections, listings, runs
@@ -16,6 +17,7 @@ from tests.helpers import (
     add_connection,
     add_oauth_connection,
     closed_port_url,
+    make_settings,
     status_of,
     track,
 )
@@ -58,6 +60,31 @@ async def test_429_without_retry_after_backs_off_and_succeeds(runtime: Runtime, 
 
     assert report.run.errors == 0 and report.run.mls_requests == 3
     assert await _statuses(runtime) == ["active", "pending", "sold"]
+
+
+async def test_the_waits_between_a_pages_attempts_double_from_the_first(
+    tmp_path: Path, secret_key: str, mls: Mls
+) -> None:
+    """Four 503s without Retry-After, then an answer: the waits after attempts 1-4 are
+    0.1, 0.2, 0.4 and 0.8 s, each plus up to 0.1 s of jitter: at least 1.5 s in all. Waits
+    numbered one attempt short (0.1, 0.1, 0.2, 0.4) come to at most 1.2 s."""
+    sandbox, url = mls
+    settings = make_settings(
+        tmp_path,
+        MLS_SYNC_MLS__MAX_ATTEMPTS="5",
+        MLS_SYNC_MLS__BACKOFF_INITIAL_SECONDS="0.1",
+        MLS_SYNC_MLS__BACKOFF_MAX_SECONDS="5",
+    )
+    async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
+        await _three_listings(rt, sandbox, url)
+        sandbox.faults.add(Fault("status", status=503, times=4))
+        started = time.monotonic()
+        report = await rt.engine.sync_all()
+        took = time.monotonic() - started
+        assert await _statuses(rt) == ["active", "pending", "sold"]
+
+    assert report.run.errors == 0 and report.run.mls_requests == 5
+    assert took >= 1.5
 
 
 async def test_repeated_429s_open_the_circuit_and_leave_that_server_alone(
