@@ -5,6 +5,7 @@ mark of a key the server fails a query of alone, which only a failing alone sets
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -159,27 +160,42 @@ async def _through_the_writer(
         for setting in settings:
             await conn.execute(f"UPDATE listings SET {setting} WHERE id = 'L-A'")
         settled = (await listings.current(conn, ["L-A"]))["L-A"].settled
+    seen = MlsRecord("A", "Closed", "Sold", datetime(2026, 1, 2, tzinfo=UTC))
+    _, row = await _in_one_group(
+        rt,
+        lambda run_id, now: [
+            BatchWrite(run_id, "mls-1", [("L-A", seen)], [], now, read_again=again)
+            if read == "answered"
+            else BatchWrite(run_id, "mls-1", [], [Failure("L-A", "A", FAILED)], now)
+            for read, again in reads
+        ],
+    )
+    return settled, row
+
+
+async def _in_one_group(
+    rt: Runtime, writes_of: Callable[[int, str], list[BatchWrite]]
+) -> tuple[str, tuple[Any, ...]]:
+    """The batches' writes `writes_of(run id, time)` makes, written in one group as a sync
+    writes them (its lease held): their time, and L-A's row after."""
     now = iso(utcnow())
     until = iso(utcnow() + timedelta(minutes=5))
     await leases.acquire(rt.db, leases.LeaseRequest("mls-1", "test:1", now, until))
     run_id = await runs.start(rt.db, "bench", "all", "test:1", now)
-    seen = MlsRecord("A", "Closed", "Sold", datetime(2026, 1, 2, tzinfo=UTC))
-    writes = [
-        BatchWrite(run_id, "mls-1", [("L-A", seen)], [], now, read_again=again)
-        if read == "answered"
-        else BatchWrite(run_id, "mls-1", [], [Failure("L-A", "A", FAILED)], now)
-        for read, again in reads
-    ]
     async with rt.db.transaction() as conn:
         await write_group(
-            conn, writes, rt.settings.mls.status_mapping(), {"mls-1": "test:1"}, utcnow
+            conn,
+            writes_of(run_id, now),
+            rt.settings.mls.status_mapping(),
+            {"mls-1": "test:1"},
+            utcnow,
         )
     row = await rt.db.fetch_one(
         "SELECT status, mls_standard_status, mls_status, mls_modified_at, last_checked_at, "
         "last_error, needs_read, fails_alone, read_again_until FROM listings WHERE id = 'L-A'"
     )
     assert row is not None
-    return settled, tuple(row)
+    return now, tuple(row)
 
 
 @pytest.mark.parametrize("unsettled", [None, *UNSETTLED])
@@ -253,22 +269,11 @@ async def _settled_listing_read(rt: Runtime, records: list[MlsRecord]) -> tuple[
             "mls_status = 'Active', mls_modified_at = '2026-01-01T00:00:00.000000Z', "
             "last_checked_at = '2000-01-01T00:00:00.000000Z' WHERE id = 'L-A'"
         )
-    now = iso(utcnow())
-    until = iso(utcnow() + timedelta(minutes=5))
-    await leases.acquire(rt.db, leases.LeaseRequest("mls-1", "test:1", now, until))
-    run_id = await runs.start(rt.db, "bench", "all", "test:1", now)
-    writes = [BatchWrite(run_id, "mls-1", [("L-A", r)], [], now) for r in records]
-    async with rt.db.transaction() as conn:
-        await write_group(
-            conn, writes, rt.settings.mls.status_mapping(), {"mls-1": "test:1"}, utcnow
-        )
-    row = await rt.db.fetch_one(
-        "SELECT status, mls_standard_status, mls_status, mls_modified_at, last_checked_at "
-        "FROM listings WHERE id = 'L-A'"
+    now, row = await _in_one_group(
+        rt,
+        lambda run_id, now: [BatchWrite(run_id, "mls-1", [("L-A", r)], [], now) for r in records],
     )
-    assert row is not None
-    *record, checked_at = row
-    return (*record, checked_at == now)
+    return (*row[:4], row[4] == now)
 
 
 async def test_a_check_that_finds_the_record_as_stored_moves_only_the_check_time(
