@@ -1,16 +1,19 @@
 """`mls-sync ARGS` as a real process that skips the interpreter's start: a fork server.
 
-A CLI process spends most of its CPU importing (docs/benchmarks.md "The test suite's CPU"), and
-the suite starts hundreds of them. This module's server, one per test process, imports what
-every command imports once, then forks a child per command. The child is a process of its own:
-its argv, working directory, environment and stdio pipes are the command's, it runs the
-console script's own entry point (daemon.launch.main), and its exit code or signal is
-reported as `subprocess.run` reports them. What it does not exercise is the interpreter's
-start and the imports themselves; the tests that start the CLI or the daemon with `subprocess`
-(tests/helpers.py `cli_sync`, tests/e2e/daemon_process.py and others) still do.
+A CLI process or a daemon spends most of its start importing (docs/benchmarks.md "The test
+suite's CPU"), and the suite starts hundreds of them. This module's server, one per test
+process, imports the CLI and the sandbox once, then forks a child per command. The child is a
+process of its own: its argv, working directory, environment and stdio are the command's, it
+runs the console script's entry point (daemon.launch.main) and ends as an interpreter ends
+(atexit, its threads joined), and its exit code or signal is reported as `subprocess`
+reports them. What it does not exercise is the interpreter's start and the imports; the
+tests that start the CLI or the daemon with `subprocess` (tests/helpers.py `cli_sync`, the
+operator story, the daemons under another program) still do, and so does any command whose
+environment sets what an interpreter reads only at its start (`PYTHON*`).
 
 The server is single-threaded and forks only between commands, never while a loop or a thread
-runs, so a child starts from a process that has done nothing but import.
+runs, so a child starts from a process that has done nothing but import. Its children share
+its hash seed: the order of a set of strings is the same in every one.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import contextlib
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,16 +54,7 @@ def run(
     in_r, in_w = os.pipe()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
-    conn = _server().connect()
-    try:
-        socket.send_fds(conn, [b"\0"], [in_r, out_w, err_w])
-        request = {"args": args, "cwd": str(cwd), "env": env}
-        conn.sendall(json.dumps(request).encode() + b"\n")
-    finally:
-        for fd in (in_r, out_w, err_w):
-            os.close(fd)
-    replies = conn.makefile("rb")
-    pid = int(replies.readline())
+    child = start(args, cwd=cwd, env=env, stdio=(in_r, out_w, err_w))
     out: list[bytes] = []
     err: list[bytes] = []
     readers = [
@@ -70,20 +66,131 @@ def run(
     with contextlib.suppress(BrokenPipeError), os.fdopen(in_w, "wb") as given:
         if stdin:
             given.write(stdin.encode())
-    conn.settimeout(timeout)
     try:
-        status = int(replies.readline())
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        raise subprocess.TimeoutExpired(["mls-sync", *args], timeout) from None
-    finally:
-        conn.close()
+        status = child.wait(timeout)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+        raise
     for reader in readers:
-        reader.join(timeout=30)
-    return subprocess.CompletedProcess(
-        ["mls-sync", *args], status, b"".join(out).decode(), b"".join(err).decode()
-    )
+        reader.join()  # the pipes' ends are all closed once the child has ended
+    return subprocess.CompletedProcess(child.args, status, _text(out), _text(err))
+
+
+def _text(chunks: list[bytes]) -> str:
+    """As `text=True` reads it: universal newlines."""
+    return b"".join(chunks).decode().replace("\r\n", "\n").replace("\r", "\n")
+
+
+def start(
+    args: list[str], *, cwd: Path, env: dict[str, str], stdio: tuple[int, int, int]
+) -> Forked | subprocess.Popen[bytes]:
+    """`mls-sync ARGS` started in `cwd` with exactly `env`, on the file descriptors `stdio`
+    (its stdin, stdout and stderr, closed here once the child has them): the running
+    process. A fresh interpreter when `env` sets what an interpreter reads only at its start
+    differently from the server's (a PYTHONPATH that shadows a package, say)."""
+    if _at_start(env) != _at_start(_SERVERS_ENVIRONMENT):
+        try:
+            return subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
+                [sys.executable, "-m", "daemon", *args],
+                cwd=cwd,
+                env=env,
+                stdin=stdio[0],
+                stdout=stdio[1],
+                stderr=stdio[2],
+            )
+        finally:
+            for fd in set(stdio):
+                os.close(fd)
+    conn = _server().connect()
+    try:
+        socket.send_fds(conn, [b"\0"], list(stdio))
+        request = {"args": args, "cwd": str(cwd), "env": env}
+        conn.sendall(json.dumps(request).encode() + b"\n")
+    finally:
+        for fd in set(stdio):
+            os.close(fd)
+    return Forked(["mls-sync", *args], conn)
+
+
+def _at_start(env: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k.startswith("PYTHON")}
+
+
+_SERVERS_ENVIRONMENT = dict(os.environ)  # what a server started from this process inherits
+
+
+class Forked:
+    """A child of the fork server, read as a `subprocess.Popen` is: its pid, `poll`, `wait`,
+    signals. Its exit status arrives on the connection that started it, once the server has
+    reaped it, so a process that has ended is never left a zombie that looks alive."""
+
+    def __init__(self, args: list[str], conn: socket.socket) -> None:
+        self.args = args
+        self._conn = conn
+        self._read = b""
+        self.pid = 0
+        self.pid = int(self._line(timeout=START_TIMEOUT_SECONDS) or b"")
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            line = self._line(timeout=0)
+            if line is not None:
+                self._ended(int(line))
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            try:
+                line = self._line(timeout)
+            except TimeoutError:
+                raise subprocess.TimeoutExpired(self.args, timeout or 0) from None
+            self._ended(int(line or b""))
+        assert self.returncode is not None
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:  # an ended child's pid may be another process's by now
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def _gone(self) -> RuntimeError:
+        """The server ended before it said how its child ended: the child is killed (no
+        one would reap it) and the next command starts a new server."""
+        global _running
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        log = _running.log if _running else "its log"
+        _running = None
+        return RuntimeError(f"the CLI fork server went away: see {log}")
+
+    def _ended(self, code: int) -> None:
+        self.returncode = code
+        self._conn.close()
+
+    def _line(self, timeout: float | None) -> bytes | None:
+        """The next line the server sent; with `timeout` 0, None when no whole line is there
+        yet. A server gone before it sent the line is an error."""
+        self._conn.settimeout(timeout)
+        while b"\n" not in self._read:
+            try:
+                chunk = self._conn.recv(64)
+            except (BlockingIOError, TimeoutError):
+                if timeout == 0:
+                    return None
+                raise
+            if not chunk:
+                raise self._gone()
+            self._read += chunk
+        line, self._read = self._read.split(b"\n", 1)
+        return line
 
 
 def _drain(fd: int, into: list[bytes]) -> None:
@@ -98,29 +205,38 @@ class _Server:
     def __init__(self) -> None:
         self._dir = Path(tempfile.mkdtemp(prefix="mls-sync-forkserver-"))
         self.path = self._dir / "socket"
-        log = (self._dir / "server.log").open("wb")
-        self._process = subprocess.Popen(  # noqa: S603 - this module, as a script
-            [sys.executable, "-m", "tests.cli_forkserver", str(self.path)],
-            stdin=subprocess.PIPE,  # its end of input: the server ends with this process
-            stdout=log,
-            stderr=log,
-        )
+        self.log = self._dir / "server.log"
+        with self.log.open("wb") as log:
+            self._process = subprocess.Popen(  # noqa: S603 - this module, as a script
+                [sys.executable, "-m", "tests.cli_forkserver", str(self.path)],
+                cwd=Path(__file__).resolve().parents[1],  # where `tests` is a package
+                stdin=subprocess.PIPE,  # its end of input: the server ends with this process
+                stdout=log,
+                stderr=log,
+            )
         atexit.register(self.stop)
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while not self.path.exists():
             if self._process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the CLI fork server did not start: {self._dir}/server.log")
+                raise RuntimeError(f"the CLI fork server did not start: see {self.log}")
             time.sleep(0.02)
 
     def connect(self) -> socket.socket:
+        global _running
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        conn.connect(str(self.path))
+        try:
+            conn.connect(str(self.path))
+        except OSError:
+            conn.close()
+            _running = None  # the next command starts a new one
+            raise RuntimeError(f"the CLI fork server went away: see {self.log}") from None
         return conn
 
     def stop(self) -> None:
         if self._process.poll() is None:
             self._process.kill()
             self._process.wait()
+        shutil.rmtree(self._dir, ignore_errors=True)
 
 
 _running: _Server | None = None
@@ -163,7 +279,8 @@ def serve(path: str) -> None:
             os.read(wake_r, 4096)
         if listener in ready:
             conn, _ = listener.accept()
-            pid = _start(conn, closed_in_child=(listener, wake_r, wake_w, parent))
+            others = tuple(waiting.values())
+            pid = _start(conn, closed_in_child=(listener, wake_r, wake_w, parent, *others))
             waiting[pid] = conn
         _report_ended(waiting)
 
@@ -179,7 +296,8 @@ def _start(conn: socket.socket, closed_in_child: tuple[Any, ...]) -> int:
             else:
                 os.close(thing)
         conn.close()
-        _child(fds, request)  # never returns
+        _child(fds, request)
+        raise SystemExit(0)  # the command returned: the interpreter ends, as after a script
     for fd in fds:
         os.close(fd)
     conn.sendall(f"{pid}\n".encode())
@@ -211,34 +329,11 @@ def _child(fds: list[int], request: dict[str, Any]) -> None:
     os.environ.update(request["env"])
     random.seed()  # not the server's sequence, shared by every child
     sys.argv = ["mls-sync", *request["args"]]
-    code = 1
-    try:
-        from daemon.launch import main
+    from daemon.launch import main
 
-        main()
-        code = 0
-    except SystemExit as stop:
-        code = _exit_code(stop.code)
-    except BaseException:
-        import traceback
-
-        traceback.print_exc()
-    finally:
-        with contextlib.suppress(Exception):
-            sys.stdout.flush()
-        with contextlib.suppress(Exception):
-            sys.stderr.flush()
-        os._exit(code)
-
-
-def _exit_code(code: object) -> int:
-    """What the interpreter does with SystemExit's argument."""
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code & 0xFF
-    print(code, file=sys.stderr)
-    return 1
+    # Whatever it raises ends this process as it ends a fresh one: SystemExit's code, or a
+    # traceback and 1; then atexit, and a wait for the threads left running.
+    main()
 
 
 if __name__ == "__main__":

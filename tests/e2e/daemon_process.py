@@ -27,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from daemon.composition import Runtime, open_runtime
 from daemon.config import Settings, load_settings
 from daemon.sandbox.platforms_server import sandbox_urls
+from tests import cli_forkserver
 
 API_TOKEN = "e2e-api-token-8c1d"
 DATABASE = "state/daemon.db"  # relative to the config's folder
@@ -215,7 +216,10 @@ def text_at(messages: list[str], text: str, after: int) -> int | None:
 
 @dataclass
 class Daemon:
-    proc: subprocess.Popen[bytes]
+    """`mls-sync run` in a process of its own: started by the CLI fork server
+    (tests/cli_forkserver.py), or, under a `prefix` program, as a fresh interpreter."""
+
+    proc: subprocess.Popen[bytes] | cli_forkserver.Forked
     url: str
     notify: NotifyListener
     log_path: Path
@@ -241,14 +245,22 @@ class Daemon:
         if watchdog_usec:
             env["WATCHDOG_USEC"] = str(watchdog_usec)
         log_path = config.parent / f"daemon-{uuid.uuid4().hex[:6]}.log"
+        proc: cli_forkserver.Forked | subprocess.Popen[bytes]
         with log_path.open("wb") as log:
-            proc = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
-                [*prefix, sys.executable, "-m", "daemon", "run", "--config", str(config)],
-                cwd=config.parent,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+            if prefix:  # another program runs it: a fresh interpreter
+                proc = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
+                    [*prefix, sys.executable, "-m", "daemon", "run", "--config", str(config)],
+                    cwd=config.parent,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            else:
+                logged = log.fileno()
+                stdio = (os.open(os.devnull, os.O_RDONLY), os.dup(logged), os.dup(logged))
+                proc = cli_forkserver.start(
+                    ["run", "--config", str(config)], cwd=config.parent, env=env, stdio=stdio
+                )
         return cls(proc, f"http://127.0.0.1:{port}", notify, log_path)
 
     @property
@@ -303,9 +315,9 @@ class Daemon:
     async def wait_exit(self, timeout: float) -> tuple[int, float]:
         started = time.monotonic()
         with anyio.fail_after(timeout):
-            while self.proc.poll() is None:
+            while (code := self.proc.poll()) is None:
                 await anyio.sleep(0.05)
-        return self.proc.returncode, time.monotonic() - started
+        return code, time.monotonic() - started
 
     async def get(self, path: str, token: str | None = None) -> httpx.Response:
         async with httpx.AsyncClient(base_url=self.url, timeout=10) as client:

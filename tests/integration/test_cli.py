@@ -1,4 +1,5 @@
-"""The command line as a person uses it: a real subprocess, real files, real exit codes."""
+"""The command line as a person uses it: a process of its own (forked from one that has
+imported the CLI: tests/cli_forkserver.py), real files, real exit codes."""
 
 from __future__ import annotations
 
