@@ -18,14 +18,7 @@ from typing import NoReturn, Protocol, TypeVar
 
 import anyio
 import httpx
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_base,
-    retry_if_exception_type,
-    retry_if_not_exception_type,
-    stop_after_attempt,
-)
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from daemon.enums import KeyFilter
 from daemon.mls.auth import Extensions, TokenSource
@@ -143,8 +136,11 @@ def retry_wait(
     return max(0.0, min(backoff, policy.backoff_max))
 
 
-def _worth_again(failed: Retryable, retry_server_errors: bool) -> bool:
-    return retry_server_errors or not isinstance(failed, ServerError)
+def _worth_again(failed: BaseException, retry_server_errors: bool) -> bool:
+    """Whether a page's failed attempt is followed by another (while attempts are left)."""
+    return isinstance(failed, Retryable) and (
+        retry_server_errors or not isinstance(failed, ServerError)
+    )
 
 
 class MlsClient:
@@ -501,11 +497,14 @@ class MlsClient:
         try:
             try:
                 return await self._get_authorized(url, parse, accept)
-            except Retryable as failed:
-                if not _worth_again(failed, retry_server_errors) or self.policy.max_attempts < 2:
+            except Retryable as exc:
+                if not _worth_again(exc, retry_server_errors) or self.policy.max_attempts < 2:
                     raise
-                await anyio.sleep(self._backoff(failed, 1))
-                return await self._again(url, parse, accept, retry_server_errors)
+                failed = exc
+            # The attempts after the first, outside its `except`: an error of theirs does not
+            # carry the first one as its context.
+            await anyio.sleep(self._backoff(failed, 1))
+            return await self._again(url, parse, accept, retry_server_errors)
         except TokenUnavailable as exc:
             self.stopped = TokenEndpointDown(f"cannot get an access token: {exc}")
             raise self.stopped from None
@@ -517,13 +516,10 @@ class MlsClient:
         self, url: httpx.URL, parse: Callable[[bytes], P], accept: str, retry_server_errors: bool
     ) -> P:
         """The page's attempts after its first failed: tenacity's attempt 1 is the second."""
-        retry: retry_base = retry_if_exception_type(Retryable)
-        if not retry_server_errors:
-            retry &= retry_if_not_exception_type(ServerError)
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.policy.max_attempts - 1),
             wait=self._wait,
-            retry=retry,
+            retry=retry_if_exception(lambda exc: _worth_again(exc, retry_server_errors)),
             reraise=True,
             sleep=anyio.sleep,
         )

@@ -420,7 +420,7 @@ async def apply_plans(
     time is when it was written (docs/events.md); when each listing was checked stays the
     batch's own time. `current`: the plans' listings as that transaction read them
     (`listings.current`); those it found settled (`CurrentListing.settled`) are checked with
-    MARK_CHECKED_SETTLED."""
+    MARK_CHECKED_SETTLED, or MARK_CHECKED_UNCHANGED when the record read is the one stored."""
     checks = _checks(plans, current or {})
     changes = [
         {

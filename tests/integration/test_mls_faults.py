@@ -66,13 +66,14 @@ async def test_the_waits_between_a_pages_attempts_double_from_the_first(
     tmp_path: Path, secret_key: str, mls: Mls
 ) -> None:
     """Four 503s without Retry-After, then an answer: the waits after attempts 1-4 are
-    0.1, 0.2, 0.4 and 0.8 s, each plus up to 0.1 s of jitter: at least 1.5 s in all. Waits
-    numbered one attempt short (0.1, 0.1, 0.2, 0.4) come to at most 1.2 s."""
+    0.25, 0.5, 1 and 2 s, each plus up to 0.25 s of jitter: at least 3.75 s in all. Waits
+    numbered one attempt short (0.25, 0.25, 0.5, 1) come to at most 3 s, which leaves the
+    five requests and the sync 0.75 s."""
     sandbox, url = mls
     settings = make_settings(
         tmp_path,
         MLS_SYNC_MLS__MAX_ATTEMPTS="5",
-        MLS_SYNC_MLS__BACKOFF_INITIAL_SECONDS="0.1",
+        MLS_SYNC_MLS__BACKOFF_INITIAL_SECONDS="0.25",
         MLS_SYNC_MLS__BACKOFF_MAX_SECONDS="5",
     )
     async with open_runtime(settings, {"MLS_SYNC_SECRET_KEY": secret_key}) as rt:
@@ -84,7 +85,7 @@ async def test_the_waits_between_a_pages_attempts_double_from_the_first(
         assert await _statuses(rt) == ["active", "pending", "sold"]
 
     assert report.run.errors == 0 and report.run.mls_requests == 5
-    assert took >= 1.5
+    assert took >= 3.75
 
 
 async def test_repeated_429s_open_the_circuit_and_leave_that_server_alone(

@@ -269,6 +269,7 @@ async def _settled_listing_read(rt: Runtime, records: list[MlsRecord]) -> tuple[
             "mls_status = 'Active', mls_modified_at = '2026-01-01T00:00:00.000000Z', "
             "last_checked_at = '2000-01-01T00:00:00.000000Z' WHERE id = 'L-A'"
         )
+        assert (await listings.current(conn, ["L-A"]))["L-A"].settled
     now, row = await _in_one_group(
         rt,
         lambda run_id, now: [BatchWrite(run_id, "mls-1", [("L-A", r)], [], now) for r in records],
