@@ -102,15 +102,16 @@ def start(
         finally:
             for fd in set(stdio):
                 os.close(fd)
-    conn = _server().connect()
     try:
+        server = _server()
+        conn = server.connect()
         socket.send_fds(conn, [b"\0"], list(stdio))
         request = {"args": args, "cwd": str(cwd), "env": env}
         conn.sendall(json.dumps(request).encode() + b"\n")
     finally:
         for fd in set(stdio):
             os.close(fd)
-    return Forked(["mls-sync", *args], conn)
+    return Forked(["mls-sync", *args], conn, server)
 
 
 def _at_start(env: Mapping[str, str]) -> dict[str, str]:
@@ -122,31 +123,42 @@ _SERVERS_ENVIRONMENT = dict(os.environ)  # what a server started from this proce
 
 class Forked:
     """A child of the fork server, read as a `subprocess.Popen` is: its pid, `poll`, `wait`,
-    signals. Its exit status arrives on the connection that started it, once the server has
-    reaped it, so a process that has ended is never left a zombie that looks alive."""
+    signals, from any thread. Its exit status arrives on the connection that started it, once
+    the server has reaped it, so a process that has ended is never left a zombie that looks
+    alive."""
 
-    def __init__(self, args: list[str], conn: socket.socket) -> None:
+    def __init__(self, args: list[str], conn: socket.socket, server: _Server) -> None:
         self.args = args
-        self._conn = conn
-        self._read = b""
-        self.pid = 0
-        self.pid = int(self._line(timeout=START_TIMEOUT_SECONDS) or b"")
         self.returncode: int | None = None
+        self._conn = conn
+        self._server = server
+        self._read = b""
+        self._lock = threading.Lock()  # one reader of the connection at a time
+        self.pid = 0  # none yet: `_gone` kills no process group
+        line = self._line(timeout=START_TIMEOUT_SECONDS)
+        assert line is not None
+        self.pid = int(line)
 
     def poll(self) -> int | None:
-        if self.returncode is None:
-            line = self._line(timeout=0)
-            if line is not None:
-                self._ended(int(line))
+        # As Popen.poll: a thread that finds another one reading says "still running".
+        if self.returncode is None and self._lock.acquire(blocking=False):
+            try:
+                if self.returncode is None and (line := self._line(timeout=0)) is not None:
+                    self._ended(int(line))
+            finally:
+                self._lock.release()
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        if self.returncode is None:
-            try:
-                line = self._line(timeout)
-            except TimeoutError:
-                raise subprocess.TimeoutExpired(self.args, timeout or 0) from None
-            self._ended(int(line or b""))
+        with self._lock:
+            if self.returncode is None:
+                try:
+                    line = self._line(timeout)
+                except TimeoutError:
+                    line = None
+                if line is None:  # the time ran out (with a timeout of 0: no line yet)
+                    raise subprocess.TimeoutExpired(self.args, timeout or 0)
+                self._ended(int(line))
         assert self.returncode is not None
         return self.returncode
 
@@ -162,14 +174,18 @@ class Forked:
         self.send_signal(signal.SIGTERM)
 
     def _gone(self) -> RuntimeError:
-        """The server ended before it said how its child ended: the child is killed (no
-        one would reap it) and the next command starts a new server."""
+        """The server ended before it said how its child ended: the child is killed (no one
+        would reap it), counted as ended, and the next command starts a new server."""
         global _running
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
-        log = _running.log if _running else "its log"
-        _running = None
-        return RuntimeError(f"the CLI fork server went away: see {log}")
+        if self.pid > 0:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            self._ended(-signal.SIGKILL)
+        else:
+            self._conn.close()
+        if _running is self._server:
+            _running = None
+        return RuntimeError(f"the CLI fork server went away: see {self._server.log}")
 
     def _ended(self, code: int) -> None:
         self.returncode = code
@@ -177,7 +193,8 @@ class Forked:
 
     def _line(self, timeout: float | None) -> bytes | None:
         """The next line the server sent; with `timeout` 0, None when no whole line is there
-        yet. A server gone before it sent the line is an error."""
+        yet. A server gone before it sent the line is an error. Called with `_lock` held, or
+        before anyone else has the object."""
         self._conn.settimeout(timeout)
         while b"\n" not in self._read:
             try:
@@ -281,14 +298,24 @@ def serve(path: str) -> None:
             conn, _ = listener.accept()
             others = tuple(waiting.values())
             pid = _start(conn, closed_in_child=(listener, wake_r, wake_w, parent, *others))
-            waiting[pid] = conn
+            if pid is not None:
+                waiting[pid] = conn
         _report_ended(waiting)
 
 
-def _start(conn: socket.socket, closed_in_child: tuple[Any, ...]) -> int:
-    _, fds, _, _ = socket.recv_fds(conn, 1, 3)
-    request = json.loads(conn.makefile("rb").readline())
-    pid = os.fork()
+def _start(conn: socket.socket, closed_in_child: tuple[Any, ...]) -> int | None:
+    """Forks the child a request asks for; its pid, or None for a request that cannot be
+    served (its client finds the connection closed). Never ends the server."""
+    fds: list[int] = []
+    try:
+        _, fds, _, _ = socket.recv_fds(conn, 1, 3)
+        request = json.loads(conn.makefile("rb").readline())
+        pid = os.fork()
+    except (OSError, ValueError):
+        for fd in fds:
+            os.close(fd)
+        conn.close()
+        return None
     if pid == 0:
         for thing in closed_in_child:
             if isinstance(thing, socket.socket):
@@ -300,8 +327,11 @@ def _start(conn: socket.socket, closed_in_child: tuple[Any, ...]) -> int:
         raise SystemExit(0)  # the command returned: the interpreter ends, as after a script
     for fd in fds:
         os.close(fd)
-    conn.sendall(f"{pid}\n".encode())
-    return pid
+    try:
+        conn.sendall(f"{pid}\n".encode())
+    except OSError:  # its client gave up: no one would wait for the child
+        os.kill(pid, signal.SIGKILL)
+    return pid  # reaped, and reported if anyone still asks, by `_report_ended`
 
 
 def _report_ended(waiting: dict[int, socket.socket]) -> None:

@@ -14,13 +14,14 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.ports import POSTGRESQL, free_port
 
 ROLE = "mls_sync"
 INSTALL_HINT = (
@@ -51,12 +52,6 @@ def _parent_of(stat: Path) -> int | None:
         return None
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @dataclass
 class PostgresServer:
     folder: Path
@@ -85,7 +80,7 @@ class PostgresServer:
         if os.geteuid() == 0:
             shutil.chown(folder, "postgres", "postgres")
             as_user = ["runuser", "-u", "postgres", "--"]
-        server = cls(folder, bindir, _free_port(), secrets.token_urlsafe(16), as_user)
+        server = cls(folder, bindir, free_port(POSTGRESQL), secrets.token_urlsafe(16), as_user)
         try:
             server._init()
         except BaseException:

@@ -500,10 +500,10 @@ class MlsClient:
             except Retryable as exc:
                 if not _worth_again(exc, retry_server_errors) or self.policy.max_attempts < 2:
                     raise
-                failed = exc
+                wait = self._backoff(exc, 1)
             # The attempts after the first, outside its `except`: an error of theirs does not
-            # carry the first one as its context.
-            await anyio.sleep(self._backoff(failed, 1))
+            # carry the first one as its context, nor is the first kept alive meanwhile.
+            await anyio.sleep(wait)
             return await self._again(url, parse, accept, retry_server_errors)
         except TokenUnavailable as exc:
             self.stopped = TokenEndpointDown(f"cannot get an access token: {exc}")

@@ -34,8 +34,9 @@ from daemon.sandbox.mls_server import SandboxMls, build_mls_app
 from daemon.sandbox.platforms_server import SandboxPlatforms, build_platforms_app
 from daemon.serving import serving
 from tests.bench.bench import Sizes, write_config
-from tests.e2e.daemon_process import API_TOKEN, Daemon, free_port
+from tests.e2e.daemon_process import API_TOKEN, Daemon
 from tests.helpers import STATIC_TOKEN, add_account, add_connection, add_post, track
+from tests.ports import free_port
 
 LISTINGS = 100  # per connection
 FB_TOKEN = "fb-bench-token"

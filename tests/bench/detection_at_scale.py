@@ -31,7 +31,7 @@ from daemon.sandbox.platforms_server import SandboxPlatforms
 from daemon.timestamps import parse_iso
 from tests.bench.bench import Sizes, write_config
 from tests.bench.detection import CONNECTIONS, _push, _running, _seed, market, percentiles
-from tests.e2e.daemon_process import free_port
+from tests.ports import free_port
 
 MLS_RATE = 2.0  # requests a second, per connection: the shipped default
 FB_RATE = 200.0

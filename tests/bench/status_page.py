@@ -17,7 +17,8 @@ import httpx
 
 from daemon.encryption import generate_key
 from tests.bench.bench import Sizes, cycle, move, prepare, sandbox, write_config
-from tests.e2e.daemon_process import Daemon, free_port
+from tests.e2e.daemon_process import Daemon
+from tests.ports import free_port
 
 REQUESTS = 30
 

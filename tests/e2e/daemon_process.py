@@ -4,7 +4,6 @@ that run the daemon share."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import signal
@@ -28,31 +27,10 @@ from daemon.composition import Runtime, open_runtime
 from daemon.config import Settings, load_settings
 from daemon.sandbox.platforms_server import sandbox_urls
 from tests import cli_forkserver
+from tests.ports import free_port
 
 API_TOKEN = "e2e-api-token-8c1d"
 DATABASE = "state/daemon.db"  # relative to the config's folder
-
-
-# Ports for the daemons the tests start, below the kernel's ephemeral range (32768 and up,
-# where every client socket takes its port: a port picked there and freed may be taken by a
-# client before the daemon binds it), a block of its own for each pytest-xdist worker.
-PORTS_PER_WORKER = 1000
-FIRST_PORT = 20_000
-_next_port = itertools.count()
-
-
-def free_port() -> int:
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
-    base = FIRST_PORT + PORTS_PER_WORKER * (int(worker) if worker.isdigit() else 0)
-    for _ in range(PORTS_PER_WORKER):
-        port = base + next(_next_port) % PORTS_PER_WORKER
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue  # in use: the next one
-            return port
-    raise RuntimeError(f"no free port in {base}-{base + PORTS_PER_WORKER - 1}")
 
 
 def write_config(

@@ -17,8 +17,9 @@ import anyio
 import httpx
 import pytest
 
-from tests.e2e.daemon_process import API_TOKEN, Daemon, DaemonConfig, free_port
+from tests.e2e.daemon_process import API_TOKEN, Daemon, DaemonConfig
 from tests.helpers import Mls, Platforms, add_account, add_post, add_sandbox_connection
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 

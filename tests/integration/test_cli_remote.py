@@ -13,7 +13,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from tests.e2e.daemon_process import API_TOKEN, NOWHERE, Daemon, DaemonConfig, free_port
+from tests.e2e.daemon_process import API_TOKEN, NOWHERE, Daemon, DaemonConfig
 from tests.helpers import (
     Mls,
     add_account,
@@ -24,6 +24,7 @@ from tests.helpers import (
     track,
 )
 from tests.integration.test_cli import mls_sync
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 

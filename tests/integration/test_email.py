@@ -22,7 +22,6 @@ from daemon.service.event_watch import EventWatch
 from daemon.store import events, mail, meta
 from daemon.timestamps import utcnow
 from tests.certificates import loopback_certificate
-from tests.e2e.daemon_process import free_port
 from tests.helpers import (
     Clock,
     Live,
@@ -34,6 +33,7 @@ from tests.helpers import (
 )
 from tests.integration.test_unpublish import _listing_with_posts, _sell, post_ids
 from tests.mail_helpers import PUBLIC_URL, email_settings, notify
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.both_databases, pytest.mark.slow]
 

@@ -29,7 +29,8 @@ import pytest
 from daemon.encryption import generate_key
 from daemon.timestamps import parse_iso
 from tests.bench.bench import REPO, move, prepare, sandbox, write_config
-from tests.e2e.daemon_process import Daemon, free_port
+from tests.e2e.daemon_process import Daemon
+from tests.ports import free_port
 
 LISTINGS = int(os.environ.get("MLS_SYNC_LOAD_LISTINGS", "2000"))
 ROUNDS = int(os.environ.get("MLS_SYNC_LOAD_ROUNDS", "1"))
