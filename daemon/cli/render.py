@@ -3,6 +3,7 @@ stderr when a list is cut."""
 
 from __future__ import annotations
 
+import functools
 import json
 import shlex
 import sys
@@ -17,8 +18,14 @@ from rich.table import Table
 from daemon.composition import Environment
 from daemon.ops.pages import Page
 
-# Off a terminal, rich would fold tables into 80 columns; a pipe or a file gets whole lines.
-_console = Console(width=None if sys.stdout.isatty() else 10_000, highlight=False)
+
+@functools.cache
+def _console() -> Console:
+    """Made at the first table, not at import: what it reads of the process (whether stdout
+    is a terminal, NO_COLOR, COLUMNS) is the command's, whatever imported this module first.
+    Off a terminal, rich would fold tables into 80 columns; a pipe or a file gets whole
+    lines."""
+    return Console(width=None if sys.stdout.isatty() else 10_000, highlight=False)
 
 
 def echo_json(data: Any, compact: bool = False) -> None:
@@ -35,7 +42,7 @@ def echo_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Non
         table.add_column(column.upper(), overflow="fold", no_wrap=not sys.stdout.isatty())
     for row in rows:
         table.add_row(*(_cell(row.get(c)) for c in columns))
-    _console.print(table)
+    _console().print(table)
 
 
 def echo_record(record: Mapping[str, Any]) -> None:
