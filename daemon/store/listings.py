@@ -157,8 +157,8 @@ WHERE id = ?
 """
 # The same check of a settled listing whose record the check found as its last check stored
 # it (nearly every listing of a cycle): only its time changes, so one statement writes the
-# time of any number of them. Run once per statement rather than once per listing, this
-# halves what the checks cost SQLite's thread (docs/benchmarks.md "The HTTP engine").
+# time of any number of them, where a statement per listing was a measurable share of SQLite's
+# thread in a cycle (docs/benchmarks.md "The HTTP engine").
 MARK_CHECKED_UNCHANGED = both(
     "UPDATE listings SET last_checked_at = ? WHERE id IN ({ids})", ids=json_values("?")
 )
@@ -351,7 +351,7 @@ class _CheckRows(NamedTuple):
 
 
 def _checks(
-    plans: Sequence[PlanWrite], current: Mapping[str, CurrentListing], by_time: bool = True
+    plans: Sequence[PlanWrite], current: Mapping[str, CurrentListing], batch_unchanged: bool = True
 ) -> _CheckRows:
     """The checks' rows: for MARK_CHECKED; for MARK_CHECKED_SETTLED those of settled
     listings no event named in the group; and of those, the ones whose record is as stored,
@@ -366,15 +366,15 @@ def _checks(
     for plan, _, now, again in plans:
         for c in plan.checked:
             listing_id = c.listing_id
-            if by_time:
+            if batch_unchanged:
                 if listing_id in seen:
-                    return _checks(plans, current, by_time=False)
+                    return _checks(plans, current, batch_unchanged=False)
                 seen.add(listing_id)
             found = current.get(listing_id)
             modified = _as_stored(c.modified_at, found.modified_text if found else None)
             if found is not None and found.settled and listing_id not in named:
                 if (
-                    by_time
+                    batch_unchanged
                     and modified == found.modified_text
                     and c.standard_status == found.mls_standard_status
                     and c.mls_status == found.mls_status
