@@ -101,6 +101,8 @@ class CurrentListing(NamedTuple):
     # it was writes only its time (daemon/store/listings.py MARK_CHECKED_UNCHANGED).
     mls_standard_status: str | None
     mls_status: str | None
+    # Where the transaction that read it finds its row again (`listings.ROW`).
+    row: int | str
 
 
 class TrackedListing(NamedTuple):
