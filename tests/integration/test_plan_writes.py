@@ -284,6 +284,41 @@ async def test_a_check_that_finds_the_record_as_stored_moves_only_the_check_time
     assert row == ("active", "Active", "Active", "2026-01-01T00:00:00.000000Z", True)
 
 
+async def test_in_a_group_of_listings_each_check_lands_on_its_own_row(runtime: Runtime) -> None:
+    """Six settled listings, all stored as STORED: in one group, three read as stored, two
+    read sold, one not read. Each row ends as its own read left it, and only the rows read
+    get the check's time (the unchanged ones are found by the rows the group read)."""
+    keys = ["A", "B", "C", "D", "E", "F"]
+    await add_connection(runtime, closed_port_url())
+    await track(runtime, "mls-1", keys, status="active")
+    async with runtime.db.transaction() as conn:
+        await conn.execute(
+            "UPDATE listings SET needs_read = 0, mls_standard_status = 'Active', "
+            "mls_status = 'Active', mls_modified_at = '2026-01-01T00:00:00.000000Z', "
+            "last_checked_at = '2000-01-01T00:00:00.000000Z'"
+        )
+    reads = {"B": STORED, "C": SOLD, "D": STORED, "E": SOLD, "F": STORED}
+    now, _ = await _in_one_group(
+        runtime,
+        lambda run_id, now: [
+            BatchWrite(run_id, "mls-1", [(f"L-{k}", r._replace(listing_key=k))], [], now)
+            for k, r in reads.items()
+        ],
+    )
+    rows = await runtime.db.fetch_all(
+        "SELECT listing_key, status, mls_status, last_checked_at FROM listings ORDER BY id"
+    )
+    sold, active = ("sold", "Sold", now), ("active", "Active", now)
+    assert {r[0]: tuple(r)[1:] for r in rows} == {
+        "A": ("active", "Active", "2000-01-01T00:00:00.000000Z"),
+        "B": active,
+        "C": sold,
+        "D": active,
+        "E": sold,
+        "F": active,
+    }
+
+
 @pytest.mark.parametrize(
     ("reads", "expected"),
     [
