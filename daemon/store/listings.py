@@ -107,9 +107,13 @@ WITH_UNCONFIRMED_OR_READ_AGAIN = f"""
 UNION
 SELECT connection_id FROM listings WHERE read_again_until IS NOT NULL AND excluded = 0
 """
-# How a transaction finds again a listing's row it has read (`CurrentListing.row`): on SQLite
-# its rowid, one B-tree search, where the TEXT id takes two (its index, then the table); a
-# rowid can change only in a VACUUM, never inside a transaction. On PostgreSQL, the id.
+# How a sync's write finds again a listing's row that CURRENT read in its transaction
+# (`CurrentListing.row`): on SQLite its rowid, one B-tree search, where the TEXT id takes two
+# (its index, then the table); on PostgreSQL, the id. A rowid stays its row's while the row
+# is not deleted and inserted again (nor the table rebuilt, nor vacuumed): between that read
+# and MARK_CHECKED_UNCHANGED, `apply_plans` runs only UPDATEs by id, and nothing deletes a
+# listing inside that transaction. A statement added there that deletes or inserts listings
+# would have to find its rows by id.
 ROW = Sql("rowid", "id")
 # Its fifth column: whether the listing is settled (`CurrentListing.settled`), as
 # MARK_CHECKED_SETTLED needs it; the next three, the record as its last check stored it.
@@ -164,7 +168,7 @@ WHERE id = ?
 # it (nearly every listing of a cycle): only its time changes, so one statement writes the
 # time of any number of them, where a statement per listing was a measurable share of SQLite's
 # thread in a cycle (docs/benchmarks.md "The HTTP engine"). Its rows as CURRENT read them in
-# the same transaction (`ROW`): on SQLite that halves the statement's cost.
+# the same transaction (`ROW`), cheaper to find on SQLite than by id (the same section).
 MARK_CHECKED_UNCHANGED = both(
     "UPDATE listings SET last_checked_at = ? WHERE {row} IN ({rows})",
     row=ROW,
