@@ -36,8 +36,27 @@ from pathlib import Path
 from typing import Any
 
 # What the server imports before it forks: every command imports daemon.main; the sandbox's
-# servers are imported by the commands that run on the sandbox.
-PRELOADED = ("daemon.main", "daemon.sandbox.environment")
+# servers are imported by the commands that run on the sandbox; `run` (most of the children
+# are daemons) and `sync` import the service, the MLS engine and the store's driver, and
+# once running, what uvicorn picks for its loop and protocols, httpcore behind httpx, and
+# the pydantic v1 module FastAPI looks in when it builds its routes. Imported in each child
+# instead, these made up two thirds of a daemon's CPU up to READY (docs/benchmarks.md
+# "The test suite's CPU").
+PRELOADED = (
+    "daemon.main",
+    "daemon.sandbox.environment",
+    "daemon.launch",
+    "daemon.service.daemon",
+    "daemon.aiohttp_transport",
+    "daemon.store.sqlite",
+    "uvloop",
+    "uvicorn.protocols.http.httptools_impl",
+    "uvicorn.protocols.websockets.auto",
+    "uvicorn.lifespan.on",
+    "apscheduler.executors.asyncio",
+    "httpcore",
+    "pydantic.v1",
+)
 START_TIMEOUT_SECONDS = 60.0
 
 
