@@ -67,13 +67,15 @@ def run(
     env: dict[str, str],
     stdin: str | None = None,
     timeout: float = 120.0,
+    module: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """`mls-sync ARGS` in `cwd` with exactly `env`, `stdin` as its input: what
-    `subprocess.run(..., capture_output=True, text=True)` would return."""
+    `subprocess.run(..., capture_output=True, text=True)` would return. `module`: `python -m
+    MODULE ARGS` instead (see `start`)."""
     in_r, in_w = os.pipe()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
-    child = start(args, cwd=cwd, env=env, stdio=(in_r, out_w, err_w))
+    child = start(args, cwd=cwd, env=env, stdio=(in_r, out_w, err_w), module=module)
     out: list[bytes] = []
     err: list[bytes] = []
     readers = [
@@ -102,16 +104,23 @@ def _text(chunks: list[bytes]) -> str:
 
 
 def start(
-    args: list[str], *, cwd: Path, env: dict[str, str], stdio: tuple[int, int, int]
+    args: list[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    stdio: tuple[int, int, int],
+    module: str | None = None,
 ) -> Forked | subprocess.Popen[bytes]:
     """`mls-sync ARGS` started in `cwd` with exactly `env`, on the file descriptors `stdio`
     (its stdin, stdout and stderr, closed here once the child has them): the running
     process. A fresh interpreter when `env` sets what an interpreter reads only at its start
-    differently from the server's (a PYTHONPATH that shadows a package, say)."""
+    differently from the server's (a PYTHONPATH that shadows a package, say). `module`: the
+    child runs `python -m MODULE ARGS` instead, a module of this project (the benchmark's
+    smoke run starts its measured cycles and its sandbox servers so: tests/bench/launch.py)."""
     if _at_start(env) != _at_start(_SERVERS_ENVIRONMENT):
         try:
-            return subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
-                [sys.executable, "-m", "daemon", *args],
+            return subprocess.Popen(  # noqa: S603 - our own modules, fixed arguments
+                [sys.executable, "-m", module or "daemon", *args],
                 cwd=cwd,
                 env=env,
                 stdin=stdio[0],
@@ -125,12 +134,12 @@ def start(
         server = _server()
         conn = server.connect()
         socket.send_fds(conn, [b"\0"], list(stdio))
-        request = {"args": args, "cwd": str(cwd), "env": env}
+        request = {"args": args, "cwd": str(cwd), "env": env, "module": module}
         conn.sendall(json.dumps(request).encode() + b"\n")
     finally:
         for fd in set(stdio):
             os.close(fd)
-    return Forked(["mls-sync", *args], conn, server)
+    return Forked([module or "mls-sync", *args], conn, server)
 
 
 def _at_start(env: Mapping[str, str]) -> dict[str, str]:
@@ -377,6 +386,12 @@ def _child(fds: list[int], request: dict[str, Any]) -> None:
     os.environ.clear()
     os.environ.update(request["env"])
     random.seed()  # not the server's sequence, shared by every child
+    if request.get("module"):
+        import runpy
+
+        sys.argv = [request["module"], *request["args"]]  # runpy sets argv[0] to its path
+        runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
+        return
     sys.argv = ["mls-sync", *request["args"]]
     from daemon.launch import main
 

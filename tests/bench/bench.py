@@ -20,7 +20,6 @@ import os
 import platform
 import resource
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,9 +41,8 @@ from daemon.sandbox.standalone import SHARED_TOKEN, feed_key, feed_token
 from daemon.specs import AccountSpec, ConnectionSpec, ListingSpec, PostSpec
 from daemon.store import accounts, connections, listings, posts
 from daemon.timestamps import iso, utcnow
-from tests.bench import calibration
+from tests.bench import calibration, launch
 
-REPO = Path(__file__).resolve().parents[2]
 PLATFORMS = ("facebook", "instagram", "linkedin")
 STRATEGIES = ("naive", "by_key", "incremental")
 
@@ -154,27 +152,23 @@ def cpu_seconds_in(stat: Path, reaped_children: bool = False) -> float:
 
 @contextmanager
 def sandbox(feeds: int, per_feed: int) -> Iterator[Sandbox]:
-    proc = subprocess.Popen(  # noqa: S603 - our own module
-        [
-            sys.executable,
-            "-m",
-            "daemon.sandbox.standalone",
-            "--feeds",
-            str(feeds),
-            "--listings-per-feed",
-            str(per_feed),
-        ],
-        stdout=subprocess.PIPE,
-        cwd=REPO,
-        text=True,
+    out_r, out_w = os.pipe()
+    args = ["--feeds", str(feeds), "--listings-per-feed", str(per_feed)]
+    # Its stderr is the benchmark's, as before.
+    proc = launch.started(
+        "daemon.sandbox.standalone",
+        args,
+        dict(os.environ),
+        (launch.devnull(), out_w, os.dup(sys.stderr.fileno())),
     )
-    try:
-        assert proc.stdout is not None
-        urls = json.loads(proc.stdout.readline())
-        yield Sandbox(urls["mls"], urls["platforms"], proc.pid)
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    # Open until the server ends: it may write more after its first line.
+    with os.fdopen(out_r) as out:
+        try:
+            urls = json.loads(out.readline())
+            yield Sandbox(urls["mls"], urls["platforms"], proc.pid)
+        finally:
+            proc.terminate()
+            proc.wait(10)
 
 
 def write_config(folder: Path, platforms_url: str, **sections: dict[str, Any]) -> Path:
@@ -300,22 +294,24 @@ def cycles_together(
     env = {**os.environ, "MLS_SYNC_SECRET_KEY": key}
     each = []
     with ExitStack() as stack:
-        # Their logs to files: a pipe read only after another process ends would fill, and
-        # stall the process writing to it mid-cycle.
+        # Their output and logs to files: a pipe read only after another process ends would
+        # fill, and stall the process writing to it mid-cycle.
+        outs = [stack.enter_context(tempfile.TemporaryFile()) for _ in range(daemons)]
         logs = [stack.enter_context(tempfile.TemporaryFile()) for _ in range(daemons)]
         processes = [
-            subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
-                args, cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True, env=env
+            launch.started(
+                CYCLE, args, env, (launch.devnull(), os.dup(out.fileno()), os.dup(log.fileno()))
             )
-            for log in logs
+            for out, log in zip(outs, logs, strict=True)
         ]
-        for process, log in zip(processes, logs, strict=True):
-            out, _ = process.communicate()
-            if process.returncode != 0:
+        for process, out, log in zip(processes, outs, logs, strict=True):
+            if process.wait() != 0:
                 log.seek(0)
                 last = "\n".join(log.read().decode(errors="replace").splitlines()[-20:])
                 raise RuntimeError(f"a cycle process exited {process.returncode}:\n{last}")
-            each.append(json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1]))
+            out.seek(0)
+            lines = out.read().decode().splitlines()
+            each.append(json.loads([ln for ln in lines if ln.startswith("{")][-1]))
     summed = ("mls_requests", "listings_checked", "status_changes", "posts_unpublished", "errors")
     figures: dict[str, Any] = {
         "wall_seconds": max(e["wall_seconds"] for e in each),
@@ -330,8 +326,11 @@ def cycles_together(
     return figures
 
 
+CYCLE = "tests.bench.cycle"
+
+
 def _cycle_args(config: Path) -> list[str]:
-    return [sys.executable, "-m", "tests.bench.cycle", "--config", str(config)]
+    return ["--config", str(config)]
 
 
 def _cycle_process(
@@ -344,12 +343,13 @@ def _cycle_process(
         args.append("--unpublish-only")
     if deliver:
         args.append("--deliver")
-    return measured_process(args, config, key)
+    return measured_process(CYCLE, args, config, key)
 
 
-def measured_process(args: list[str], config: Path, key: str) -> dict[str, Any]:
+def measured_process(module: str, args: list[str], config: Path, key: str) -> dict[str, Any]:
     """A measuring module of tests/bench run in a process of its own on `config`'s database,
-    with the secret key `key`: the figures it printed, as one JSON line."""
+    with the secret key `key` (tests/bench/launch.py): the figures it printed, as one JSON
+    line."""
     env = {**os.environ, "MLS_SYNC_SECRET_KEY": key}  # a key may start with "-": not in argv
     profile = os.environ.get("MLS_SYNC_BENCH_PROFILE")  # a folder: py-spy stacks per cycle
     if profile:
@@ -358,8 +358,9 @@ def measured_process(args: list[str], config: Path, key: str) -> dict[str, Any]:
         # thread waiting on a queue is not counted as busy.
         options = shlex.split(os.environ.get("MLS_SYNC_BENCH_PYSPY", ""))
         spy = ["py-spy", "record", *options, "-r", "250", "-f", "raw", "-o", str(out_file), "--"]
-        args = spy + args
-    out = subprocess.run(args, cwd=REPO, capture_output=True, text=True, check=True, env=env)  # noqa: S603
+    else:
+        spy = []
+    out = launch.finished(module, args, env, prefix=spy)
     figures = [line for line in out.stdout.splitlines() if line.startswith("{")]
     return dict(json.loads(figures[-1]))  # py-spy, when profiling, prints after it
 
@@ -756,6 +757,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     args = parser.parse_args(argv)
     sizes = SMOKE if args.smoke else Sizes()
+    launch.Launcher.forked = args.smoke
     # Here, not at the top: scenarios D's and E's modules build on this one's helpers.
     from tests.bench.deliveries import scenario_d
     from tests.bench.detection import scenario_f

@@ -30,7 +30,6 @@ from daemon.ops.manager import Operations
 from daemon.ops.webhooks import EndpointSpec
 from daemon.service.delivery_child import lower_priority
 from tests.bench.bench import (
-    REPO,
     Sizes,
     cycle,
     median_run,
@@ -40,6 +39,7 @@ from tests.bench.bench import (
     sandbox,
     write_config,
 )
+from tests.bench.launch import REPO
 
 
 @contextmanager

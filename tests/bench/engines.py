@@ -16,7 +16,6 @@ changes.
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -76,11 +75,11 @@ def requests_alone(sizes: Sizes, work: Path, through: str) -> dict[str, Any]:
         config = write_config(Path(tempfile.mkdtemp(dir=work)), server.platforms)
         key = generate_key()
         prepare(config, key, server.mls, sizes.feeds, sizes.per_feed, **BY_KEY)
-        args = [sys.executable, "-m", "tests.bench.bare_requests", "--config", str(config)]
+        args = ["--config", str(config), "--through", through]
         for n in range(sizes.repeats + 1):
             move(server.mls, sizes.feeds * sizes.per_feed // 100)
             before = server.cpu_seconds()
-            figures = measured_process([*args, "--through", through], config, key)
+            figures = measured_process("tests.bench.bare_requests", args, config, key)
             figures["sandbox_cpu_seconds"] = round(server.cpu_seconds() - before, 3)
             if n:
                 runs.append(figures)
