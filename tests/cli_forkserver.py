@@ -2,14 +2,16 @@
 
 A CLI process or a daemon spends most of its start importing (docs/benchmarks.md "The test
 suite's CPU"), and the suite starts hundreds of them. This module's server, one per test
-process, imports the CLI and the sandbox once, then forks a child per command. The child is a
-process of its own: its argv, working directory, environment and stdio are the command's, it
-runs the console script's entry point (daemon.launch.main) and ends as an interpreter ends
-(atexit, its threads joined), and its exit code or signal is reported as `subprocess`
-reports them. What it does not exercise is the interpreter's start and the imports; the
-tests that start the CLI or the daemon with `subprocess` (tests/helpers.py `cli_sync`, the
-operator story, the daemons under another program) still do, and so does any command whose
-environment sets what an interpreter reads only at its start (`PYTHON*`).
+process, imports the CLI, the sandbox and what a daemon imports once it runs (PRELOADED),
+then forks a child per command. The child is a process of its own: its argv, working
+directory, environment and stdio are the command's, it runs the console script's entry point
+(daemon.launch.main), or with `module` another module of this project as `python -m` would,
+and ends as an interpreter ends (atexit, its threads joined), and its exit code or signal is
+reported as `subprocess` reports them. What it does not exercise is the interpreter's start
+and the imports; the tests that start the CLI or the daemon with `subprocess`
+(tests/helpers.py `cli_sync`, the operator story, the daemons under another program) still
+do, and so does any command whose environment sets what an interpreter reads only at its
+start (`PYTHON*`).
 
 The server is single-threaded and forks only between commands, never while a loop or a thread
 runs, so a child starts from a process that has done nothing but import. Its children share
@@ -38,10 +40,10 @@ from typing import Any
 # What the server imports before it forks: every command imports daemon.main; the sandbox's
 # servers are imported by the commands that run on the sandbox; `run` (most of the children
 # are daemons) and `sync` import the service, the MLS engine and the store's driver, and
-# once running, what uvicorn picks for its loop and protocols, httpcore behind httpx, and
-# the pydantic v1 module FastAPI looks in when it builds its routes. Imported in each child
-# instead, these made up two thirds of a daemon's CPU up to READY (docs/benchmarks.md
-# "The test suite's CPU").
+# once running, uvloop (through anyio), uvicorn's protocols and its lifespan (off, as
+# daemon/serving.py sets it), httpcore behind httpx, and the pydantic v1 module FastAPI
+# looks in when it builds its routes. Imported in each child instead, they were most of a
+# daemon's CPU up to READY (docs/benchmarks.md "The test suite's CPU").
 PRELOADED = (
     "daemon.main",
     "daemon.sandbox.environment",
@@ -52,7 +54,7 @@ PRELOADED = (
     "uvloop",
     "uvicorn.protocols.http.httptools_impl",
     "uvicorn.protocols.websockets.auto",
-    "uvicorn.lifespan.on",
+    "uvicorn.lifespan.off",
     "apscheduler.executors.asyncio",
     "httpcore",
     "pydantic.v1",
@@ -66,16 +68,17 @@ def run(
     cwd: Path,
     env: dict[str, str],
     stdin: str | None = None,
-    timeout: float = 120.0,
+    timeout: float | None = 120.0,
     module: str | None = None,
+    fresh: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """`mls-sync ARGS` in `cwd` with exactly `env`, `stdin` as its input: what
-    `subprocess.run(..., capture_output=True, text=True)` would return. `module`: `python -m
-    MODULE ARGS` instead (see `start`)."""
+    `subprocess.run(..., capture_output=True, text=True)` would return. `module` and `fresh`:
+    as `start` takes them."""
     in_r, in_w = os.pipe()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
-    child = start(args, cwd=cwd, env=env, stdio=(in_r, out_w, err_w), module=module)
+    child = start(args, cwd=cwd, env=env, stdio=(in_r, out_w, err_w), module=module, fresh=fresh)
     out: list[bytes] = []
     err: list[bytes] = []
     readers = [
@@ -110,14 +113,15 @@ def start(
     env: dict[str, str],
     stdio: tuple[int, int, int],
     module: str | None = None,
+    fresh: bool = False,
 ) -> Forked | subprocess.Popen[bytes]:
     """`mls-sync ARGS` started in `cwd` with exactly `env`, on the file descriptors `stdio`
     (its stdin, stdout and stderr, closed here once the child has them): the running
     process. A fresh interpreter when `env` sets what an interpreter reads only at its start
-    differently from the server's (a PYTHONPATH that shadows a package, say). `module`: the
-    child runs `python -m MODULE ARGS` instead, a module of this project (the benchmark's
-    smoke run starts its measured cycles and its sandbox servers so: tests/bench/launch.py)."""
-    if _at_start(env) != _at_start(_SERVERS_ENVIRONMENT):
+    differently from the server's (a PYTHONPATH that shadows a package, say), or when asked
+    (`fresh`). `module`: the child runs `python -m MODULE ARGS` instead, a module of this
+    project (the benchmark starts its measured processes so: tests/bench/launch.py)."""
+    if fresh or _at_start(env) != _at_start(_SERVERS_ENVIRONMENT):
         try:
             return subprocess.Popen(  # noqa: S603 - our own modules, fixed arguments
                 [sys.executable, "-m", module or "daemon", *args],

@@ -154,15 +154,11 @@ def cpu_seconds_in(stat: Path, reaped_children: bool = False) -> float:
 def sandbox(feeds: int, per_feed: int) -> Iterator[Sandbox]:
     out_r, out_w = os.pipe()
     args = ["--feeds", str(feeds), "--listings-per-feed", str(per_feed)]
-    # Its stderr is the benchmark's, as before.
-    proc = launch.started(
-        "daemon.sandbox.standalone",
-        args,
-        dict(os.environ),
-        (launch.devnull(), out_w, os.dup(sys.stderr.fileno())),
-    )
     # Open until the server ends: it may write more after its first line.
     with os.fdopen(out_r) as out:
+        # Its stderr is the benchmark's.
+        stdio = (launch.devnull(), out_w, os.dup(2))
+        proc = launch.started("daemon.sandbox.standalone", args, dict(os.environ), stdio)
         try:
             urls = json.loads(out.readline())
             yield Sandbox(urls["mls"], urls["platforms"], proc.pid)
@@ -756,8 +752,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="with --only a: run this fetch strategy (repeat for several; default all)",
     )
     args = parser.parse_args(argv)
+    with launch.forking(args.smoke):
+        return _scenarios(args)
+
+
+def _scenarios(args: argparse.Namespace) -> dict[str, Any]:
     sizes = SMOKE if args.smoke else Sizes()
-    launch.Launcher.forked = args.smoke
     # Here, not at the top: scenarios D's and E's modules build on this one's helpers.
     from tests.bench.deliveries import scenario_d
     from tests.bench.detection import scenario_f

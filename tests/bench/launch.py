@@ -1,11 +1,14 @@
-"""How the benchmark starts its measured cycles and its sandbox servers.
+"""How the benchmark starts its measured processes: its cycles, its sandbox servers, and the
+floors' bare requests.
 
 A full run starts each as a fresh interpreter, as a daemon starts. The smoke run (`--smoke`,
 which the test suite runs) asks the tests' fork server (tests/cli_forkserver.py) instead: its
 children skip the interpreter's start and the imports, which were most of a smoke cycle's CPU
 and, over the suite, a measurable share of its time (docs/benchmarks.md "The test suite's
-CPU"). What a process measures is its own either way: a cycle's CPU is counted from the
-cycle's start, a server's from the moment the benchmark first reads it.
+CPU"). The CPU figures are the process's own either way: a cycle's is counted from the
+cycle's start, a server's from the moment the benchmark first reads it. Peak RSS is not: a
+forked child's high-water mark starts at the fork server's resident size, so a smoke run's
+peak RSS says nothing of a daemon's.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests import cli_forkserver
@@ -24,9 +28,19 @@ Process = subprocess.Popen[bytes] | cli_forkserver.Forked
 
 
 class Launcher:
-    """Fresh interpreters, or (`forked`) the fork server's children."""
+    """Fresh interpreters, or (`forked`) the fork server's children: see `forking`."""
 
     forked = False
+
+
+@contextmanager
+def forking(forked: bool) -> Iterator[None]:
+    """Within the block, processes start as `forked` says; after it, as before."""
+    before, Launcher.forked = Launcher.forked, forked
+    try:
+        yield
+    finally:
+        Launcher.forked = before
 
 
 def started(
@@ -34,20 +48,9 @@ def started(
 ) -> Process:
     """`python -m MODULE ARGS` in the repository with exactly `env`, on the file descriptors
     `stdio` (its stdin, stdout and stderr, closed here once the child has them)."""
-    if Launcher.forked:
-        return cli_forkserver.start(args, cwd=REPO, env=env, stdio=stdio, module=module)
-    try:
-        return subprocess.Popen(  # noqa: S603 - our own modules, fixed arguments
-            [sys.executable, "-m", module, *args],
-            cwd=REPO,
-            env=env,
-            stdin=stdio[0],
-            stdout=stdio[1],
-            stderr=stdio[2],
-        )
-    finally:
-        for fd in set(stdio):
-            os.close(fd)
+    return cli_forkserver.start(
+        args, cwd=REPO, env=env, stdio=stdio, module=module, fresh=not Launcher.forked
+    )
 
 
 def finished(
@@ -56,16 +59,18 @@ def finished(
     """`python -m MODULE ARGS` run to its end, its output captured; `prefix`: a program it
     runs under (a profiler), which takes a fresh interpreter. An exit other than 0 raises
     `CalledProcessError`, with what it wrote to stderr."""
-    if Launcher.forked and not prefix:
-        # As long as a full-size cycle may take: the smoke's take seconds.
-        done = cli_forkserver.run(args, cwd=REPO, env=env, module=module, timeout=3600)
-    else:
+    if prefix:
         done = subprocess.run(  # noqa: S603 - our own modules, fixed arguments
             [*prefix, sys.executable, "-m", module, *args],
             cwd=REPO,
             capture_output=True,
             text=True,
             env=env,
+        )
+    else:
+        # No time limit, as subprocess.run has none: a full-size cycle takes minutes.
+        done = cli_forkserver.run(
+            args, cwd=REPO, env=env, module=module, fresh=not Launcher.forked, timeout=None
         )
     done.check_returncode()
     return done

@@ -314,13 +314,20 @@ class Daemon:
                 method, path, headers={**_auth(token), **(headers or {})}, **kwargs
             )
 
-    async def wait_for_run(self, minimum_id: int, timeout: float = 60) -> dict[str, Any]:
-        """Waits until a finished run with id >= minimum_id shows in /status."""
+    async def wait_for_run(
+        self, minimum_id: int, timeout: float = 60, trigger: str | None = None
+    ) -> dict[str, Any]:
+        """Waits until a finished run with id >= minimum_id (and `trigger`, when given) shows
+        in /status."""
         with anyio.fail_after(timeout):
             while True:
                 status = (await self._get_from_live_daemon("/status")).json()
                 done = [
-                    r for r in status["last_runs"] if r["id"] >= minimum_id and r["finished_at"]
+                    r
+                    for r in status["last_runs"]
+                    if r["id"] >= minimum_id
+                    and r["finished_at"]
+                    and trigger in (None, r["trigger"])
                 ]
                 if done:
                     return dict(done[0])
