@@ -33,7 +33,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,14 +71,16 @@ def run(
     timeout: float | None = 120.0,
     module: str | None = None,
     fresh: bool = False,
+    prefix: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[str]:
     """`mls-sync ARGS` in `cwd` with exactly `env`, `stdin` as its input: what
-    `subprocess.run(..., capture_output=True, text=True)` would return. `module` and `fresh`:
-    as `start` takes them."""
+    `subprocess.run(..., capture_output=True, text=True)` would return. `module`, `fresh` and
+    `prefix`: as `start` takes them."""
     in_r, in_w = os.pipe()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
-    child = start(args, cwd=cwd, env=env, stdio=(in_r, out_w, err_w), module=module, fresh=fresh)
+    stdio = (in_r, out_w, err_w)
+    child = start(args, cwd=cwd, env=env, stdio=stdio, module=module, fresh=fresh, prefix=prefix)
     out: list[bytes] = []
     err: list[bytes] = []
     readers = [
@@ -114,17 +116,19 @@ def start(
     stdio: tuple[int, int, int],
     module: str | None = None,
     fresh: bool = False,
+    prefix: Sequence[str] = (),
 ) -> Forked | subprocess.Popen[bytes]:
     """`mls-sync ARGS` started in `cwd` with exactly `env`, on the file descriptors `stdio`
     (its stdin, stdout and stderr, closed here once the child has them): the running
     process. A fresh interpreter when `env` sets what an interpreter reads only at its start
-    differently from the server's (a PYTHONPATH that shadows a package, say), or when asked
-    (`fresh`). `module`: the child runs `python -m MODULE ARGS` instead, a module of this
+    differently from the server's (a PYTHONPATH that shadows a package, say), when asked
+    (`fresh`), and under a `prefix` program (which must exec it, if its pid is to be the
+    child's). `module`: the child runs `python -m MODULE ARGS` instead, a module of this
     project (the benchmark starts its measured processes so: tests/bench/launch.py)."""
-    if fresh or _at_start(env) != _at_start(_SERVERS_ENVIRONMENT):
+    if prefix or fresh or _at_start(env) != _at_start(_SERVERS_ENVIRONMENT):
         try:
             return subprocess.Popen(  # noqa: S603 - our own modules, fixed arguments
-                [sys.executable, "-m", module or "daemon", *args],
+                [*prefix, sys.executable, "-m", module or "daemon", *args],
                 cwd=cwd,
                 env=env,
                 stdin=stdio[0],

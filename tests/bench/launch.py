@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -59,19 +58,16 @@ def finished(
     """`python -m MODULE ARGS` run to its end, its output captured; `prefix`: a program it
     runs under (a profiler), which takes a fresh interpreter. An exit other than 0 raises
     `CalledProcessError`, with what it wrote to stderr."""
-    if prefix:
-        done = subprocess.run(  # noqa: S603 - our own modules, fixed arguments
-            [*prefix, sys.executable, "-m", module, *args],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            env=env,
-        )
-    else:
-        # No time limit, as subprocess.run has none: a full-size cycle takes minutes.
-        done = cli_forkserver.run(
-            args, cwd=REPO, env=env, module=module, fresh=not Launcher.forked, timeout=None
-        )
+    # No time limit, as subprocess.run has none: a full-size cycle takes minutes.
+    done = cli_forkserver.run(
+        args,
+        cwd=REPO,
+        env=env,
+        module=module,
+        fresh=not Launcher.forked,
+        prefix=prefix,
+        timeout=None,
+    )
     done.check_returncode()
     return done
 

@@ -9,7 +9,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -223,22 +222,16 @@ class Daemon:
         if watchdog_usec:
             env["WATCHDOG_USEC"] = str(watchdog_usec)
         log_path = config.parent / f"daemon-{uuid.uuid4().hex[:6]}.log"
-        proc: cli_forkserver.Forked | subprocess.Popen[bytes]
         with log_path.open("wb") as log:
-            if prefix:  # another program runs it: a fresh interpreter
-                proc = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
-                    [*prefix, sys.executable, "-m", "daemon", "run", "--config", str(config)],
-                    cwd=config.parent,
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            else:
-                logged = log.fileno()
-                stdio = (os.open(os.devnull, os.O_RDONLY), os.dup(logged), os.dup(logged))
-                proc = cli_forkserver.start(
-                    ["run", "--config", str(config)], cwd=config.parent, env=env, stdio=stdio
-                )
+            logged = log.fileno()
+            stdio = (os.open(os.devnull, os.O_RDONLY), os.dup(logged), os.dup(logged))
+            proc = cli_forkserver.start(
+                ["run", "--config", str(config)],
+                cwd=config.parent,
+                env=env,
+                stdio=stdio,
+                prefix=prefix,
+            )
         return cls(proc, f"http://127.0.0.1:{port}", notify, log_path)
 
     @property
