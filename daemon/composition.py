@@ -27,6 +27,7 @@ from daemon.credentials import (
 )
 from daemon.encryption import SecretBox
 from daemon.mls import payload
+from daemon.mls.engine_client import EngineClient
 from daemon.platforms.registry import PLATFORM_NAMES
 from daemon.store import vault
 from daemon.store.database import Database, open_database
@@ -84,18 +85,13 @@ MLS_KEEP_IDLE = 16
 KEEP_IDLE = 4
 
 
-def http_client(settings: Settings) -> httpx.AsyncClient:
+def http_client(settings: Settings) -> EngineClient:
     """For one MLS server. As large as the global request bound, so a request never waits
     inside the pool (whose queue costs O(queue x connections) per event)."""
     mls = settings.mls
-    bound = mls.max_concurrent_requests
-    return CookielessClient(
+    return EngineClient(
         timeout=httpx.Timeout(mls.timeout_seconds),
-        limits=httpx.Limits(
-            max_connections=bound, max_keepalive_connections=min(bound, MLS_KEEP_IDLE)
-        ),
-        transport=mls_transport(settings, bound),
-        verify=verifying_context(),
+        transport=mls_transport(settings, mls.max_concurrent_requests),
         follow_redirects=False,  # a redirect must not carry our bearer token elsewhere
         trust_env=False,  # proxies from the environment must not reroute MLS traffic
         headers={"User-Agent": USER_AGENT},
@@ -118,18 +114,24 @@ def platform_client(settings: Settings) -> httpx.AsyncClient:
     )
 
 
-def mls_transport(settings: Settings, bound: int) -> httpx.AsyncBaseTransport | None:
-    """The engine `[mls] http_engine` names, its pool as large as `bound`; None: httpx's own
-    (httpcore), which the client builds from its `limits`. The platforms' clients stay on
-    httpcore: taking down posts at the platforms' rates cost more CPU on aiohttp
-    (docs/benchmarks.md "The HTTP engine")."""
+def mls_transport(settings: Settings, bound: int) -> httpx.AsyncBaseTransport:
+    """The engine `[mls] http_engine` names, its pool as large as `bound`: aiohttp's, or
+    httpx's own (httpcore), keeping at most MLS_KEEP_IDLE connections idle. The platforms'
+    clients stay on httpcore: taking down posts at the platforms' rates cost more CPU on
+    aiohttp (docs/benchmarks.md "The HTTP engine")."""
     if settings.mls.http_engine == "aiohttp":
         # Imported at the first MLS client: aiohttp is about a sixth of a command's start-up
         # (its imports), and most commands ask no MLS anything.
         from daemon.aiohttp_transport import AiohttpTransport
 
         return AiohttpTransport(max_connections=bound)
-    return None
+    return httpx.AsyncHTTPTransport(
+        verify=verifying_context(),
+        limits=httpx.Limits(
+            max_connections=bound, max_keepalive_connections=min(bound, MLS_KEEP_IDLE)
+        ),
+        trust_env=False,
+    )
 
 
 def prepare_mls_reading(settings: Settings) -> None:

@@ -22,6 +22,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from daemon.enums import KeyFilter
 from daemon.mls.auth import Extensions, TokenSource
+from daemon.mls.engine_client import EngineClient
 from daemon.mls.entity_events import EventPage, parse_event_page
 from daemon.mls.errors import (
     CircuitOpen,
@@ -146,7 +147,7 @@ def _worth_again(failed: BaseException, retry_server_errors: bool) -> bool:
 class MlsClient:
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: EngineClient,
         endpoint: Endpoint,
         tokens: TokenSource,
         pace: CredentialPace,
@@ -572,7 +573,7 @@ class MlsClient:
                 raise self.stopped
             self.on_request()
             try:
-                resp = await self.http.get(
+                resp = await self.http.get_now(
                     url,
                     headers={
                         "Authorization": f"Bearer {token}",

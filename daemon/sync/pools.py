@@ -8,6 +8,8 @@ from collections.abc import Callable
 import httpx
 import structlog
 
+from daemon.mls.engine_client import EngineClient
+
 log = structlog.get_logger("mls_sync.sync")
 
 
@@ -49,10 +51,10 @@ class ServerPools:
     (no TLS handshake per request). On the aiohttp engine, which has no such scan, a pool
     keeps up to its size idle, for a few seconds."""
 
-    def __init__(self, make: Callable[[], httpx.AsyncClient]) -> None:
+    def __init__(self, make: Callable[[], EngineClient]) -> None:
         self._make = make
-        self._clients: dict[tuple[str, str, int | None], httpx.AsyncClient] = {}
-        self._by_url: dict[str, httpx.AsyncClient] = {}  # each connection asks every run
+        self._clients: dict[tuple[str, str, int | None], EngineClient] = {}
+        self._by_url: dict[str, EngineClient] = {}  # each connection asks every run
         self._timeout: httpx.Timeout | None = None  # a reload's, over the one made with
 
     def retime(self, seconds: float) -> None:
@@ -62,7 +64,7 @@ class ServerPools:
         for client in self._clients.values():
             client.timeout = self._timeout
 
-    def for_url(self, url: str) -> httpx.AsyncClient:
+    def for_url(self, url: str) -> EngineClient:
         client = self._by_url.get(url)
         if client is None:
             parsed = httpx.URL(url)

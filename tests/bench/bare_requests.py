@@ -31,13 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 
 from daemon import composition, eventloop, logs
 from daemon.composition import open_runtime
 from daemon.config import load_settings
 from daemon.enums import KeyFilter
 from daemon.mls.client import MlsClient
+from daemon.mls.engine_client import EngineClient
 from daemon.mls.query import SELECT, by_key_url, key_batches, page_size_preference
 from daemon.store import connections, listings
 from daemon.store.records import ConnectionRow
@@ -97,13 +97,11 @@ def _fetch(client: MlsClient, batch: list[str]) -> Ask:
     return ask
 
 
-def _get(
-    http: httpx.AsyncClient, row: ConnectionRow, batch: list[str], headers: dict[str, str]
-) -> Ask:
+def _get(http: EngineClient, row: ConnectionRow, batch: list[str], headers: dict[str, str]) -> Ask:
     async def ask() -> None:
         form = KeyFilter(row.key_filter)
         url = by_key_url(row.base_url, row.resource, batch, form, SELECT)
-        answer = await http.get(url, headers=headers)
+        answer = await http.get_now(url, headers, {})
         answer.raise_for_status()
 
     return ask

@@ -14,6 +14,7 @@ from daemon.aiohttp_transport import AiohttpTransport
 from daemon.enums import KeyFilter
 from daemon.mls.auth import StaticToken
 from daemon.mls.client import Endpoint, MlsClient, RetryPolicy
+from daemon.mls.engine_client import EngineClient
 from daemon.pace import MLS_RATE_MARGIN, CredentialPace
 from tests.helpers import (
     STATIC_TOKEN,
@@ -69,7 +70,7 @@ async def test_a_request_that_leaves_late_does_not_crowd_the_next_ones_into_its_
     for key in keys:
         sandbox.put(key, "Active")
     transport = AiohttpTransport(max_connections=16) if engine == "aiohttp" else None
-    async with httpx.AsyncClient(
+    async with EngineClient(
         transport=SlowFirstConnection(transport or httpx.AsyncHTTPTransport()), timeout=10
     ) as http:
         client = MlsClient(

@@ -1,0 +1,65 @@
+"""An MLS server's HTTP client, which hands each page's GET straight to its engine.
+
+A by_key cycle sends one GET per batch of keys, thousands a cycle. Through `AsyncClient.get`
+each one also goes through the layers of httpx's client that serve features these clients
+never use: the client's headers and cookies merged into a new set, an auth flow, a redirect
+loop, event hooks, a cookie jar. Those layers cost about as much CPU per request as reading
+the answer does (docs/benchmarks.md "The HTTP engine"). `get_now` builds the same request
+(the client's headers, the timeout, the extensions) and gives it to the engine the client was
+made with (`[mls] http_engine`), as `AsyncClient.send` would; what comes back is httpx's
+response, read whole, and a failure is httpx's error, with its request. Everything else
+(tokens, metadata, platforms) goes through the client as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from daemon.sync.cookieless import CookielessClient
+
+
+class EngineClient(CookielessClient):
+    """A client made with an explicit engine (`transport`), which `get_now` sends to. Such a
+    client must not follow redirects, nor have auth or event hooks: `get_now` would skip
+    them, so they are refused here."""
+
+    def __init__(self, *, transport: httpx.AsyncBaseTransport, **options: Any) -> None:
+        for unsupported in ("auth", "event_hooks", "mounts", "proxy"):
+            if options.get(unsupported):
+                raise ValueError(f"an EngineClient cannot have {unsupported}")
+        if options.get("follow_redirects"):
+            raise ValueError("an EngineClient never follows redirects")
+        super().__init__(transport=transport, **options)
+        self.engine = transport
+
+    async def get_now(
+        self, url: httpx.URL, headers: Mapping[str, str], extensions: Mapping[str, Any]
+    ) -> httpx.Response:
+        """What `self.get(url, headers=headers, extensions=extensions)` answers, read whole,
+        without the client's layers (see the module's docstring). `headers` replace the
+        client's own of the same names."""
+        if self.is_closed:
+            raise RuntimeError("the MLS server's client is closed")
+        named = {name.lower() for name in headers}
+        own = [(k, v) for k, v in self.headers.multi_items() if k.lower() not in named]
+        request = httpx.Request(
+            "GET",
+            url,
+            headers=[*own, *headers.items()],
+            extensions={**extensions, "timeout": self.timeout.as_dict()},
+        )
+        try:
+            response = await self.engine.handle_async_request(request)
+        except httpx.RequestError as exc:
+            exc.request = request  # as the client's own sending names it
+            raise
+        response.request = request
+        try:
+            await response.aread()
+        except BaseException:
+            await response.aclose()
+            raise
+        return response
