@@ -80,6 +80,16 @@ def is_publishable(status: LocalStatus | None) -> bool:
     return status in PUBLISHABLE_STATUSES
 
 
+# How the records made once per listing a cycle checks are made where that happens
+# (`MlsRecord`, `Checked`, `TrackedListing`, `CurrentListing`): tuple's own constructor, given
+# the values in their fields' order. A named tuple's generated `__new__` is a Python function,
+# one more frame per record, and these are made hundreds of thousands of times a cycle
+# (docs/benchmarks.md "The HTTP engine"). Nothing checks the number or the types of the
+# values: each caller lists them in the order its class declares them, and its tests read
+# them back by name.
+new_record = tuple.__new__
+
+
 class MlsRecord(NamedTuple):
     """What the MLS said about one listing (only the fields we select). A named tuple, as
     the other records made once per listing a cycle checks are (`Checked`,

@@ -24,7 +24,7 @@ from typing_extensions import TypedDict  # pydantic refuses typing's before Pyth
 
 from daemon import foreign_json
 from daemon.foreign_text import NO_CONTROL_CHARACTERS, has_control_characters
-from daemon.models import MlsRecord
+from daemon.models import MlsRecord, new_record
 
 
 class BadPayload(Exception):
@@ -215,7 +215,8 @@ def _add(rec: _Record, page: Page) -> None:
     if rec.get("MlgCanView") is False:
         page.hidden.append(key)
         return
-    page.records.append(MlsRecord(key, rec.get("StandardStatus"), rec.get("MlsStatus"), modified))
+    record = (key, rec.get("StandardStatus"), rec.get("MlsStatus"), modified)
+    page.records.append(new_record(MlsRecord, record))
 
 
 def _describe(exc: ValidationError) -> str:

@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 from daemon.enums import LIVE_POSTS_SQL
 from daemon.errors import Conflict, NotFound
-from daemon.models import STATUS_OF, BatchPlan, Problem, event_type_of
+from daemon.models import STATUS_OF, BatchPlan, Problem, event_type_of, new_record
 from daemon.specs import ListingSpec
 from daemon.store import events
 from daemon.store.database import Database
@@ -299,7 +299,10 @@ async def connections_with_unconfirmed(db: Database, read_again: bool = False) -
 async def _tracked_by(db: Database, query: str, params: tuple[str, ...]) -> list[TrackedListing]:
     async with db.reading() as conn:
         rows = await conn.fetch_all(query, params)  # one thread round trip
-    return [TrackedListing(r[0], r[1], STATUS_OF[r[2]], r[3], r[4], bool(r[5])) for r in rows]
+    return [
+        new_record(TrackedListing, (r[0], r[1], STATUS_OF[r[2]], r[3], r[4], bool(r[5])))
+        for r in rows
+    ]
 
 
 async def owners_of_keys(db: Database, connection_id: str, keys: Sequence[str]) -> dict[str, str]:
@@ -324,7 +327,9 @@ async def current(conn: Session, ids: Sequence[str]) -> dict[str, CurrentListing
     a listing deleted since is left out."""
     rows = await conn.fetch_all(CURRENT, (json.dumps(list(ids)),))
     return {
-        r[0]: CurrentListing(STATUS_OF[r[1]], r[2], r[3], bool(r[4]), r[5], r[6], r[7], r[8])
+        r[0]: new_record(
+            CurrentListing, (STATUS_OF[r[1]], r[2], r[3], bool(r[4]), r[5], r[6], r[7], r[8])
+        )
         for r in rows
     }
 

@@ -19,6 +19,7 @@ from daemon.models import (
     Problem,
     StatusMapping,
     decide,
+    new_record,
 )
 
 
@@ -39,11 +40,13 @@ def plan_batch(
             continue  # removed locally while we were asking: nothing to update
         decision = decide(current[listing_id], seen, mapping)
         if isinstance(seen, MlsRecord):
-            plan.checked.append(
-                Checked(
-                    listing_id, seen.standard_status, seen.mls_status, seen.modification_timestamp
-                )
+            checked = (
+                listing_id,
+                seen.standard_status,
+                seen.mls_status,
+                seen.modification_timestamp,
             )
+            plan.checked.append(new_record(Checked, checked))
         else:
             plan.checked.append(Checked(listing_id, None, None, None))
         if decision.error is not None:
