@@ -258,6 +258,9 @@ class BatchPlan:
     checked: list[Checked] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    # Checked too, and found as their last check left them (`sync_writes.split_unchanged`):
+    # their rows in the store (`CurrentListing.row`), whose check time alone is written.
+    unchanged: list[int | str] = field(default_factory=list)
 
     @property
     def errors(self) -> int:

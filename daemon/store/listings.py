@@ -367,47 +367,32 @@ class _CheckRows(NamedTuple):
     unchanged: list[tuple[str, str]]  # MARK_CHECKED_UNCHANGED's: a time, a JSON list of rows
 
 
-def _checks(
-    plans: Sequence[PlanWrite], current: Mapping[str, CurrentListing], batch_unchanged: bool = True
-) -> _CheckRows:
+def _checks(plans: Sequence[PlanWrite], current: Mapping[str, CurrentListing]) -> _CheckRows:
     """The checks' rows: for MARK_CHECKED; for MARK_CHECKED_SETTLED those of settled
-    listings no event named in the group; and of those, the ones whose record is as stored,
-    by the check's time, for MARK_CHECKED_UNCHANGED. A listing is written by one of the
-    statements only, so its checks in the group land in their order: a listing checked
-    twice in the group (rare) makes the group's checks go without MARK_CHECKED_UNCHANGED."""
+    listings no event named in the group; for MARK_CHECKED_UNCHANGED the rows each plan
+    found unchanged (`BatchPlan.unchanged`), by the check's time. A plan has such rows only
+    in a group that reads each of its listings once (`sync_writes.plan_group`): a listing's
+    checks land in their order, whichever statement writes them."""
     named = {i for _, _, _, again in plans if again for i in again}
     full: list[tuple[str | None, ...]] = []
     settled_rows: list[tuple[str | None, ...]] = []
     unchanged: dict[str, list[int | str]] = {}
-    seen: set[str] = set()
     for plan, _, now, again in plans:
+        if plan.unchanged:
+            unchanged.setdefault(now, []).extend(plan.unchanged)
         for c in plan.checked:
             listing_id = c.listing_id
-            if batch_unchanged:
-                if listing_id in seen:
-                    return _checks(plans, current, batch_unchanged=False)
-                seen.add(listing_id)
             found = current.get(listing_id)
             modified = _as_stored(c.modified_at, found.modified_text if found else None)
             if found is not None and found.settled and listing_id not in named:
-                if (
-                    batch_unchanged
-                    and modified == found.modified_text
-                    and c.standard_status == found.mls_standard_status
-                    and c.mls_status == found.mls_status
-                ):
-                    unchanged.setdefault(now, []).append(found.row)
-                else:
-                    settled_rows.append(
-                        (now, c.standard_status, c.mls_status, modified, listing_id)
-                    )
+                settled_rows.append((now, c.standard_status, c.mls_status, modified, listing_id))
                 continue
             until = again.get(listing_id) if again else None  # fifth and seventh
             full.append(
                 (now, c.standard_status, c.mls_status, modified, until, now, until, listing_id)
             )
     return _CheckRows(
-        full, settled_rows, [(now, json.dumps(ids)) for now, ids in unchanged.items()]
+        full, settled_rows, [(now, json.dumps(rows)) for now, rows in unchanged.items()]
     )
 
 
@@ -437,7 +422,8 @@ async def apply_plans(
     time is when it was written (docs/events.md); when each listing was checked stays the
     batch's own time. `current`: the plans' listings as that transaction read them
     (`listings.current`); those it found settled (`CurrentListing.settled`) are checked with
-    MARK_CHECKED_SETTLED, or MARK_CHECKED_UNCHANGED when the record read is the one stored."""
+    MARK_CHECKED_SETTLED, and the rows a plan found unchanged (`BatchPlan.unchanged`) with
+    MARK_CHECKED_UNCHANGED."""
     checks = _checks(plans, current or {})
     changes = [
         {

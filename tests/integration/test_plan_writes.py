@@ -256,13 +256,20 @@ async def test_a_settled_listing_read_twice_in_one_group_ends_as_the_later_read_
 
 STORED = MlsRecord("A", "Active", "Active", datetime(2026, 1, 1, tzinfo=UTC))  # as last stored
 SOLD = MlsRecord("A", "Closed", "Sold", datetime(2026, 1, 2, tzinfo=UTC))
+LATER = STORED._replace(modification_timestamp=datetime(2026, 1, 3, tzinfo=UTC))  # same statuses
 
 
-async def _settled_listing_read(rt: Runtime, records: list[MlsRecord]) -> tuple[Any, ...]:
-    """L-A, settled, its last check having stored STORED (a day old), read once per record
-    of `records`, each a batch's write, all in one group: its row after."""
+async def _settled_listing_read(
+    rt: Runtime,
+    records: list[MlsRecord],
+    status: str = "active",
+    read_again: dict[str, str] | None = None,
+) -> tuple[Any, ...]:
+    """L-A, settled, at `status`, its last check having stored STORED (a day old), read once
+    per record of `records`, each a batch's write (with `read_again`), all in one group: its
+    row after (the check's time: whether it is the group's)."""
     await add_connection(rt, closed_port_url())
-    await track(rt, "mls-1", ["A"], status="active")
+    await track(rt, "mls-1", ["A"], status=status)
     async with rt.db.transaction() as conn:
         await conn.execute(
             "UPDATE listings SET needs_read = 0, mls_standard_status = 'Active', "
@@ -272,16 +279,52 @@ async def _settled_listing_read(rt: Runtime, records: list[MlsRecord]) -> tuple[
         assert (await listings.current(conn, ["L-A"]))["L-A"].settled
     now, row = await _in_one_group(
         rt,
-        lambda run_id, now: [BatchWrite(run_id, "mls-1", [("L-A", r)], [], now) for r in records],
+        lambda run_id, now: [
+            BatchWrite(run_id, "mls-1", [("L-A", r)], [], now, read_again=read_again)
+            for r in records
+        ],
     )
-    return (*row[:4], row[4] == now)
+    return (*row[:4], row[4] == now, row[8])
 
 
 async def test_a_check_that_finds_the_record_as_stored_moves_only_the_check_time(
     runtime: Runtime,
 ) -> None:
     row = await _settled_listing_read(runtime, [STORED])
-    assert row == ("active", "Active", "Active", "2026-01-01T00:00:00.000000Z", True)
+    assert row == ("active", "Active", "Active", "2026-01-01T00:00:00.000000Z", True, None)
+
+
+async def test_a_record_as_stored_still_moves_a_listing_whose_status_is_not_its_own(
+    runtime: Runtime,
+) -> None:
+    """The MLS wins even when its record has not changed since the last check: a listing set
+    to another status meanwhile goes back to the record's, with its audit row."""
+    row = await _settled_listing_read(runtime, [STORED], status="pending")
+    assert row == ("active", "Active", "Active", "2026-01-01T00:00:00.000000Z", True, None)
+    changes = await runtime.db.fetch_all("SELECT from_status, to_status FROM status_changes")
+    assert [tuple(c) for c in changes][-1] == ("pending", "active")
+
+
+async def test_a_record_modified_since_with_the_same_statuses_stores_its_new_timestamp(
+    runtime: Runtime,
+) -> None:
+    row = await _settled_listing_read(runtime, [LATER])
+    assert row == ("active", "Active", "Active", "2026-01-03T00:00:00.000000Z", True, None)
+
+
+async def test_a_record_as_stored_that_an_event_named_keeps_the_events_read_again_time(
+    runtime: Runtime,
+) -> None:
+    row = await _settled_listing_read(runtime, [STORED], read_again={"L-A": TO_COME})
+    assert row[4:] == (True, TO_COME)
+
+
+async def test_a_record_as_stored_under_a_key_the_listing_no_longer_tracks_is_no_check(
+    runtime: Runtime,
+) -> None:
+    """An answer for the key the listing tracked before it moved says nothing of it."""
+    row = await _settled_listing_read(runtime, [STORED._replace(listing_key="B")])
+    assert row == ("active", "Active", "Active", "2026-01-01T00:00:00.000000Z", False, None)
 
 
 async def test_in_a_group_of_listings_each_check_lands_on_its_own_row(runtime: Runtime) -> None:
@@ -322,13 +365,18 @@ async def test_in_a_group_of_listings_each_check_lands_on_its_own_row(runtime: R
 @pytest.mark.parametrize(
     ("reads", "expected"),
     [
-        ([SOLD, STORED], ("active", "Active", "Active", "2026-01-01T00:00:00.000000Z", True)),
-        ([STORED, SOLD], ("sold", "Closed", "Sold", "2026-01-02T00:00:00.000000Z", True)),
+        ([SOLD, STORED], ("active", "Active", "Active", "2026-01-01T00:00:00.000000Z", True, None)),
+        ([STORED, SOLD], ("sold", "Closed", "Sold", "2026-01-02T00:00:00.000000Z", True, None)),
+        (
+            [LATER, STORED],
+            ("active", "Active", "Active", "2026-01-01T00:00:00.000000Z", True, None),
+        ),
     ],
-    ids=["changed, then as stored", "as stored, then changed"],
+    ids=["changed, then as stored", "as stored, then changed", "modified, then as stored"],
 )
 async def test_a_listing_read_as_stored_and_changed_in_one_group_ends_as_the_later_read_left_it(
     runtime: Runtime, reads: list[MlsRecord], expected: tuple[Any, ...]
 ) -> None:
-    """The status too: the later read's record is what the listing's status follows."""
+    """The status too: the later read's record is what the listing's status follows, and
+    its timestamp is the one stored."""
     assert await _settled_listing_read(runtime, reads) == expected
