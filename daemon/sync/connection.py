@@ -6,7 +6,7 @@ request its batch; only a 401 pair or a tripped circuit breaker stops the connec
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -79,35 +79,31 @@ class ConnectionSync:
         batches, extra = filled_batches(list(id_by_key), fill_from, per_request, self._batches)
         id_by_key.update((t.listing_key, t.id) for t in extra)
         self._total = len(id_by_key)
-        send, receive = anyio.create_memory_object_stream[list[str]](len(batches) or 1)
-        for batch in batches:
-            send.send_nowait(batch)
-        send.close()
-        async with anyio.create_task_group() as tg, receive:
+        # The workers share one iterator of the batches: each takes the next one when it is
+        # free. No stream is needed on one event loop, where taking the next batch is one
+        # step that no other task interrupts.
+        queue = iter(batches)
+        async with anyio.create_task_group() as tg:
             # One worker is this task: a task made costs more than most of what a connection
             # of two batches does on the loop.
             for _ in range(min(PARALLEL_BATCHES, len(batches)) - 1):
-                tg.start_soon(self._batch_worker, receive.clone(), id_by_key, tg.cancel_scope)
-            await self._batch_worker(receive.clone(), id_by_key, tg.cancel_scope)
+                tg.start_soon(self._batch_worker, queue, id_by_key, tg.cancel_scope)
+            await self._batch_worker(queue, id_by_key, tg.cancel_scope)
 
     async def _batch_worker(
-        self,
-        batches: anyio.abc.ObjectReceiveStream[list[str]],
-        id_by_key: dict[str, str],
-        group: anyio.CancelScope,
+        self, batches: Iterator[list[str]], id_by_key: dict[str, str], group: anyio.CancelScope
     ) -> None:
-        async with batches:
-            async for keys in batches:
-                try:
-                    answer = await self.client.fetch_batch(keys)
-                except ConnectionStopped as exc:
-                    self.stopped = exc
-                    group.cancel()
-                    return
-                except MlsError as exc:
-                    await self._batch_failed(keys, id_by_key, str(exc))
-                    continue
-                await self._apply_answer(answer, id_by_key)
+        for keys in batches:
+            try:
+                answer = await self.client.fetch_batch(keys)
+            except ConnectionStopped as exc:
+                self.stopped = exc
+                group.cancel()
+                return
+            except MlsError as exc:
+                await self._batch_failed(keys, id_by_key, str(exc))
+                continue
+            await self._apply_answer(answer, id_by_key)
 
     async def _apply_answer(self, answer: BatchAnswer, id_by_key: dict[str, str]) -> None:
         await self._apply(*_observations(answer, id_by_key))
