@@ -10,8 +10,10 @@ that runs it (docs/postgresql.md says which constructs differ and why).
 from __future__ import annotations
 
 import functools
+import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,3 +89,29 @@ def unindexed(column: str) -> Sql:
     """`column`, with SQLite told not to drive the statement by its index (`+column`): where
     its planner would otherwise pick a worse index. PostgreSQL plans by its statistics."""
     return Sql(f"+{column}", column)
+
+
+def json_rows(columns: str, source: str, **fragments: Sql) -> Sql:
+    """`SELECT columns source` (a FROM clause and what follows it) as one row holding one
+    JSON list of the rows, each a list of `columns`' values, in no particular order; read
+    it with `rows_of_json`. `{name}` fragments as `both` takes them. For reads of many rows
+    on the sync's path: SQLite's module lets go of the interpreter's lock at each row it
+    steps through, and takes it back to build the row, which costs both threads dearly
+    while the event loop is busy; one row is one step (docs/benchmarks.md "The HTTP
+    engine")."""
+    return both(
+        "SELECT {aggregate}(" + f"{{array}}({columns})) {source}",
+        aggregate=Sql("json_group_array", "json_agg"),
+        array=Sql("json_array", "json_build_array"),
+        **fragments,
+    )
+
+
+def rows_of_json(value: Any) -> list[list[Any]]:
+    """The rows a `json_rows` statement read: SQLite hands back its text, psycopg the list it
+    read from it already, or None for no rows."""
+    if value is None:
+        return []
+    rows = json.loads(value) if isinstance(value, str) else value
+    assert isinstance(rows, list)
+    return rows

@@ -6,7 +6,8 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import NamedTuple
+from operator import itemgetter
+from typing import Any, NamedTuple
 
 from daemon.enums import LIVE_POSTS_SQL
 from daemon.errors import Conflict, NotFound
@@ -14,7 +15,7 @@ from daemon.models import STATUS_OF, BatchPlan, Problem, event_type_of, new_reco
 from daemon.specs import ListingSpec
 from daemon.store import events
 from daemon.store.database import Database
-from daemon.store.dialect import Sql, both, json_values
+from daemon.store.dialect import Sql, both, json_rows, json_values, rows_of_json
 from daemon.store.paging import Collection
 from daemon.store.records import (
     CurrentListing,
@@ -24,7 +25,7 @@ from daemon.store.records import (
     TrackedListing,
     from_row,
 )
-from daemon.store.session import Session
+from daemon.store.session import Row, Session
 from daemon.timestamps import is_iso_of, iso
 
 # Re-pointed to another record (another connection, or another key): written once, used by
@@ -74,10 +75,8 @@ WHERE id = :id
 _TRACKED_COLUMNS = (
     "id, listing_key, status, status_changed_at, last_checked_at, last_error IS NOT NULL"
 )
-TRACKED = f"""
-SELECT {_TRACKED_COLUMNS}
-FROM listings WHERE connection_id = ? AND excluded = 0 ORDER BY listing_key
-"""
+# As one JSON list (`json_rows`), sorted by key once read.
+TRACKED = json_rows(_TRACKED_COLUMNS, "FROM listings WHERE connection_id = ? AND excluded = 0")
 # The listings of a connection that wait for a read of their own (needs_read, migration 0015):
 # never checked since they were tracked (or moved to another key, or included again), or last
 # checked without a usable answer. A read of changes never returns a record that has not
@@ -117,15 +116,14 @@ SELECT connection_id FROM listings WHERE read_again_until IS NOT NULL AND exclud
 ROW = Sql("rowid", "id")
 # Its fifth column: whether the listing is settled (`CurrentListing.settled`), as
 # MARK_CHECKED_SETTLED needs it; the next three, the record as its last check stored it.
-CURRENT = both(
-    """
-SELECT id, status, connection_id, listing_key,
+# As one JSON list (`json_rows`).
+CURRENT = json_rows(
+    """id, status, connection_id, listing_key,
     needs_read = 0 AND fails_alone = 0 AND last_error IS NULL AND read_again_until IS NULL,
-    mls_modified_at, mls_standard_status, mls_status, {row}
-FROM listings WHERE id IN ({ids})
-""",
-    ids=json_values("?"),
+    mls_modified_at, mls_standard_status, mls_status, {row}""",
+    "FROM listings WHERE id IN ({ids})",
     row=ROW,
+    ids=json_values("?"),
 )
 OWNERS_OF_KEYS = both(
     "SELECT id, listing_key FROM listings WHERE connection_id = ? AND listing_key IN ({keys})",
@@ -268,7 +266,11 @@ async def set_excluded(db: Database, listing_id: str, excluded: bool, now: str) 
 
 
 async def tracked(db: Database, connection_id: str) -> list[TrackedListing]:
-    return await _tracked_by(db, TRACKED, (connection_id,))
+    async with db.reading() as conn:
+        found = await conn.fetch_one(TRACKED, (connection_id,))  # one thread round trip
+    rows = rows_of_json(found[0] if found else None)
+    rows.sort(key=itemgetter(1))  # by key
+    return _tracked_of(rows)
 
 
 async def unconfirmed(
@@ -298,7 +300,11 @@ async def connections_with_unconfirmed(db: Database, read_again: bool = False) -
 
 async def _tracked_by(db: Database, query: str, params: tuple[str, ...]) -> list[TrackedListing]:
     async with db.reading() as conn:
-        rows = await conn.fetch_all(query, params)  # one thread round trip
+        return _tracked_of(await conn.fetch_all(query, params))  # one thread round trip
+
+
+def _tracked_of(rows: Sequence[Row] | Sequence[list[Any]]) -> list[TrackedListing]:
+    """`_TRACKED_COLUMNS`' rows as the sync takes them."""
     return [
         new_record(TrackedListing, (r[0], r[1], STATUS_OF[r[2]], r[3], r[4], bool(r[5])))
         for r in rows
@@ -325,7 +331,8 @@ async def ids_for_keys(db: Database, connection_id: str, keys: Sequence[str]) ->
 async def current(conn: Session, ids: Sequence[str]) -> dict[str, CurrentListing]:
     """One query for the whole batch (json_each binds any number of ids as one parameter);
     a listing deleted since is left out."""
-    rows = await conn.fetch_all(CURRENT, (json.dumps(list(ids)),))
+    found = await conn.fetch_one(CURRENT, (json.dumps(list(ids)),))
+    rows = rows_of_json(found[0] if found else None)
     return {
         r[0]: new_record(
             CurrentListing, (STATUS_OF[r[1]], r[2], r[3], bool(r[4]), r[5], r[6], r[7], r[8])
