@@ -1,0 +1,92 @@
+"""The MLS server's client sends each page's GET straight to its engine
+(`daemon/mls/engine_client.py`): the request a server receives is the one `AsyncClient.get`
+would have sent, on both engines, and the features `get_now` skips cannot be asked of it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from daemon.composition import USER_AGENT, http_client
+from daemon.mls.engine_client import EngineClient
+from daemon.serving import serving
+from tests.helpers import closed_port_url, make_settings
+
+ENGINES = ["aiohttp", "httpcore"]
+
+
+def _echo_app(seen: list[list[tuple[str, str]]]) -> Starlette:
+    async def echo(request: Request) -> Response:
+        seen.append([(k.decode(), v.decode()) for k, v in request.headers.raw])
+        return JSONResponse({"value": [], "query": str(request.url.query)})
+
+    return Starlette(routes=[Route("/{path:path}", echo)])
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_a_page_request_carries_the_clients_headers_with_the_mls_clients_own(
+    tmp_path: Path, engine: str
+) -> None:
+    """The client's User-Agent, the token, and the MLS client's Accept and Prefer in place of
+    the client's own, each once; the URL's query as built; the answer read whole."""
+    seen: list[list[tuple[str, str]]] = []
+    settings = make_settings(tmp_path, MLS_SYNC_MLS__HTTP_ENGINE=engine)
+    async with serving(_echo_app(seen)) as url, http_client(settings) as client:
+        page = httpx.URL(f"{url}/Property?$filter=ListingKey+eq+'A'&$top=1")
+        headers = {"Authorization": "Bearer t0k", "Accept": "application/json", "Prefer": "p=1"}
+        answer = await client.get_now(page, headers, {})
+
+    assert answer.status_code == 200
+    assert answer.json()["query"] == "$filter=ListingKey+eq+'A'&$top=1"
+    assert answer.request.url == page
+    [received] = seen
+    names = [name.lower() for name, _ in received]
+    assert len(names) == len(set(names))  # no header twice
+    got = {name.lower(): value for name, value in received}
+    assert got["user-agent"] == USER_AGENT
+    assert (got["authorization"], got["accept"], got["prefer"]) == (
+        "Bearer t0k",
+        "application/json",
+        "p=1",
+    )
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_a_page_request_that_finds_no_server_fails_as_httpx_fails_naming_its_request(
+    tmp_path: Path, engine: str
+) -> None:
+    settings = make_settings(tmp_path, MLS_SYNC_MLS__HTTP_ENGINE=engine)
+    page = httpx.URL(f"{closed_port_url()}/Property")
+    async with http_client(settings) as client:
+        with pytest.raises(httpx.ConnectError) as failure:
+            await client.get_now(page, {}, {})
+    assert failure.value.request.url == page
+
+
+async def test_a_closed_client_sends_nothing(tmp_path: Path) -> None:
+    client = http_client(make_settings(tmp_path))
+    await client.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        await client.get_now(httpx.URL("http://127.0.0.1:9/"), {}, {})
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        {"follow_redirects": True},
+        {"auth": ("user", "password")},
+        {"event_hooks": {"request": [print]}},
+    ],
+    ids=["redirects", "auth", "hooks"],
+)
+def test_a_client_cannot_be_given_what_its_page_requests_would_skip(
+    option: dict[str, object],
+) -> None:
+    with pytest.raises(ValueError, match="EngineClient"):
+        EngineClient(transport=httpx.AsyncHTTPTransport(), **option)
