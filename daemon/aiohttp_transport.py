@@ -7,7 +7,7 @@ pure Python: less CPU per MLS request (docs/benchmarks.md "The HTTP engine"). ai
 errors come back as httpx's, each with aiohttp's error as its cause, so the words an
 operator reads (daemon/mls/transport.py) are the same on both engines.
 
-Kept as httpx's own pool was: no cookies (daemon/sync/cookieless.py says why), no
+Kept as httpx's own pool was: no cookies (daemon/cookieless.py says why), no
 redirects followed, no proxy from the environment; the URL is sent exactly as httpx built it.
 A request's `trace` extension is awaited when its connection is open and its headers are
 about to be written, under httpcore's name for that step, as httpcore awaits it: an MLS

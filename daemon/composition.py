@@ -16,6 +16,7 @@ from typing import Protocol
 import httpx
 
 from daemon.config import Settings
+from daemon.cookieless import CookielessClient
 from daemon.credentials import (
     DATABASE_PASSWORD_CREDENTIAL,
     DATABASE_PASSWORD_ENV,
@@ -32,7 +33,6 @@ from daemon.platforms.registry import PLATFORM_NAMES
 from daemon.store import vault
 from daemon.store.database import Database, open_database
 from daemon.sync.access import MlsAccess
-from daemon.sync.cookieless import CookielessClient
 from daemon.sync.engine import SyncEngine
 from daemon.sync.pools import ServerPools
 from daemon.sync.unpublish import Unpublisher

@@ -82,7 +82,15 @@ class ConnectionFields(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _base_url(cls, v: str) -> str:
-        return _url(v, "base_url")
+        url = _url(v, "base_url")
+        if httpx.URL(url).userinfo:
+            # It would be written in the store and in logs as part of the URL, and each MLS
+            # request carries the connection's own credential (daemon/mls/engine_client.py).
+            raise ValueError(
+                "base_url must not hold a user name or password; give the credential as the "
+                "connection's secret"
+            )
+        return url
 
     @field_validator("token_url")
     @classmethod

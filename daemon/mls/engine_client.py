@@ -1,14 +1,18 @@
-"""An MLS server's HTTP client, which hands each page's GET straight to its engine.
+"""An MLS server's HTTP client, which hands each of its GETs straight to its engine.
 
-A by_key cycle sends one GET per batch of keys, thousands a cycle. Through `AsyncClient.get`
-each one also goes through the layers of httpx's client that serve features these clients
-never use: the client's headers and cookies merged into a new set, an auth flow, a redirect
-loop, event hooks, a cookie jar. Those layers cost about as much CPU per request as reading
-the answer does (docs/benchmarks.md "The HTTP engine"). `get_now` builds the same request
-(the client's headers, the timeout, the extensions) and gives it to the engine the client was
-made with (`[mls] http_engine`), as `AsyncClient.send` would; what comes back is httpx's
-response, read whole, and a failure is httpx's error, with its request. Everything else
-(tokens, metadata, platforms) goes through the client as before.
+A by_key cycle sends one GET per batch of keys. Through `AsyncClient.get` each one also goes
+through the layers of httpx's client that serve features these clients never use: the
+client's headers and cookies merged into a new set, an auth flow, a redirect loop, event
+hooks, a cookie jar. Those layers cost about as much CPU per request as reading the answer
+does (docs/benchmarks.md "The HTTP engine"). `get_now` builds the same request (the client's
+headers, its timeout, the extensions) and gives it to the engine the client was made with
+(`[mls] http_engine`), as `AsyncClient.send` would; what comes back is httpx's response,
+read whole, and a failure is httpx's error, naming its request. Every read of the server
+goes this way (pages, change logs, `$metadata`); token requests and the platforms' clients
+go through httpx's client.
+
+A redirect comes back as the answer, whatever its Location says: httpx's client, which
+does not follow one either, still read the Location, and failed on one it could not parse.
 """
 
 from __future__ import annotations
@@ -18,16 +22,17 @@ from typing import Any
 
 import httpx
 
-from daemon.sync.cookieless import CookielessClient
+from daemon.cookieless import CookielessClient
 
 
 class EngineClient(CookielessClient):
-    """A client made with an explicit engine (`transport`), which `get_now` sends to. Such a
-    client must not follow redirects, nor have auth or event hooks: `get_now` would skip
-    them, so they are refused here."""
+    """A client made with an explicit engine (`transport`), which `get_now` sends to. What
+    `get_now` would skip (following redirects, auth, event hooks, mounts, a proxy, default
+    query parameters, a base URL) is refused when the client is made, and must not be set
+    on it afterwards."""
 
     def __init__(self, *, transport: httpx.AsyncBaseTransport, **options: Any) -> None:
-        for unsupported in ("auth", "event_hooks", "mounts", "proxy"):
+        for unsupported in ("auth", "event_hooks", "mounts", "proxy", "params", "base_url"):
             if options.get(unsupported):
                 raise ValueError(f"an EngineClient cannot have {unsupported}")
         if options.get("follow_redirects"):
@@ -40,7 +45,9 @@ class EngineClient(CookielessClient):
     ) -> httpx.Response:
         """What `self.get(url, headers=headers, extensions=extensions)` answers, read whole,
         without the client's layers (see the module's docstring). `headers` replace the
-        client's own of the same names."""
+        client's own of the same names; a timeout in `extensions` replaces the client's. The
+        URL's own user name and password are not sent (a connection's base URL holds none:
+        `specs.ConnectionSpec`)."""
         if self.is_closed:
             raise RuntimeError("the MLS server's client is closed")
         named = {name.lower() for name in headers}
@@ -49,7 +56,7 @@ class EngineClient(CookielessClient):
             "GET",
             url,
             headers=[*own, *headers.items()],
-            extensions={**extensions, "timeout": self.timeout.as_dict()},
+            extensions={"timeout": self.timeout.as_dict(), **extensions},
         )
         try:
             response = await self.engine.handle_async_request(request)

@@ -55,6 +55,15 @@ def test_a_refused_body_is_named_in_the_answer_but_never_repeated(
     assert api.get("/v1/mls-connections/c-422").status_code == 404
 
 
+def test_a_base_url_holding_a_password_is_refused_without_repeating_it(api: httpx.Client) -> None:
+    body = {"name": "C", "base_url": f"http://agent:{SECRET}@127.0.0.1:9/odata", "secret": "x"}
+    answer = api.put("/v1/mls-connections/c-userinfo", json=body)
+    assert answer.status_code == 422
+    assert "base_url must not hold a user name or password" in answer.json()["detail"]
+    assert SECRET not in answer.text
+    assert api.get("/v1/mls-connections/c-userinfo").status_code == 404
+
+
 def test_a_422_names_each_bad_field_and_what_it_must_be(api: httpx.Client) -> None:
     body = {"name": 5, "batch_size": 0, "secret": SECRET}
     answer = api.put("/v1/mls-connections/c-fields", json=body)

@@ -34,13 +34,15 @@ async def test_a_page_request_carries_the_clients_headers_with_the_mls_clients_o
     tmp_path: Path, engine: str
 ) -> None:
     """The client's User-Agent, the token, and the MLS client's Accept and Prefer in place of
-    the client's own, each once; the URL's query as built; the answer read whole."""
+    the client's own, each once: the headers `AsyncClient.get` would send; the URL's query
+    as built; the answer read whole."""
     seen: list[list[tuple[str, str]]] = []
     settings = make_settings(tmp_path, MLS_SYNC_MLS__HTTP_ENGINE=engine)
     async with serving(_echo_app(seen)) as url, http_client(settings) as client:
         page = httpx.URL(f"{url}/Property?$filter=ListingKey+eq+'A'&$top=1")
         headers = {"Authorization": "Bearer t0k", "Accept": "application/json", "Prefer": "p=1"}
         answer = await client.get_now(page, headers, {})
+        as_get_sends = client.build_request("GET", page, headers=headers).headers
 
     assert answer.status_code == 200
     assert answer.json()["query"] == "$filter=ListingKey+eq+'A'&$top=1"
@@ -49,6 +51,7 @@ async def test_a_page_request_carries_the_clients_headers_with_the_mls_clients_o
     names = [name.lower() for name, _ in received]
     assert len(names) == len(set(names))  # no header twice
     got = {name.lower(): value for name, value in received}
+    assert got == dict(as_get_sends.multi_items())
     assert got["user-agent"] == USER_AGENT
     assert (got["authorization"], got["accept"], got["prefer"]) == (
         "Bearer t0k",
@@ -82,8 +85,12 @@ async def test_a_closed_client_sends_nothing(tmp_path: Path) -> None:
         {"follow_redirects": True},
         {"auth": ("user", "password")},
         {"event_hooks": {"request": [print]}},
+        {"mounts": {"http://": httpx.AsyncHTTPTransport()}},
+        {"proxy": "http://127.0.0.1:9"},
+        {"params": {"a": "1"}},
+        {"base_url": "http://127.0.0.1:9"},
     ],
-    ids=["redirects", "auth", "hooks"],
+    ids=["redirects", "auth", "hooks", "mounts", "proxy", "params", "base URL"],
 )
 def test_a_client_cannot_be_given_what_its_page_requests_would_skip(
     option: dict[str, object],
