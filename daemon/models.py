@@ -7,10 +7,11 @@ tested through tables and reused by the cycle, the operations layer and every su
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import partial
 from typing import NamedTuple
 
 from daemon.enums import EventType
@@ -80,16 +81,6 @@ def is_publishable(status: LocalStatus | None) -> bool:
     return status in PUBLISHABLE_STATUSES
 
 
-# How the records made once per listing a cycle checks are made where that happens
-# (`MlsRecord`, `Checked`, `TrackedListing`, `CurrentListing`): tuple's own constructor, given
-# the values in their fields' order. A named tuple's generated `__new__` is a Python function,
-# one more frame per record, and these are made hundreds of thousands of times a cycle
-# (docs/benchmarks.md "The HTTP engine"). Nothing checks the number or the types of the
-# values: each caller lists them in the order its class declares them, and its tests read
-# them back by name.
-new_record = tuple.__new__
-
-
 class MlsRecord(NamedTuple):
     """What the MLS said about one listing (only the fields we select). A named tuple, as
     the other records made once per listing a cycle checks are (`Checked`,
@@ -99,6 +90,17 @@ class MlsRecord(NamedTuple):
     standard_status: str | None
     mls_status: str | None
     modification_timestamp: datetime | None = None
+
+
+# How the records made once per listing a cycle checks are made where that happens: tuple's
+# own constructor, bound to the class, given the values in their fields' order. A named
+# tuple's generated `__new__` is a Python function, one more frame per record
+# (docs/benchmarks.md "The HTTP engine"). Each is typed as its fields are, so that a caller
+# is checked as the class would check it. The same for `Checked` below, and for the store's
+# `TrackedListing` and `CurrentListing` (daemon/store/records.py).
+mls_record_of: Callable[[tuple[str, str | None, str | None, datetime | None]], MlsRecord] = partial(
+    tuple.__new__, MlsRecord
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +230,11 @@ class Checked(NamedTuple):
     modified_at: datetime | None
 
 
+checked_of: Callable[[tuple[str, str | None, str | None, datetime | None]], Checked] = partial(
+    tuple.__new__, Checked
+)  # see `mls_record_of`
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     listing_id: str
@@ -253,7 +260,9 @@ class Problem:
 @dataclass
 class BatchPlan:
     """What one MLS answer writes for a batch of listings: made by the sync
-    (`daemon/sync/batch_plan.py`), written by the store (`listings.apply_plans`)."""
+    (`daemon/sync/batch_plan.py`), written by the store (`listings.apply_plans`). The
+    listings checked are in `checked`, or, found as their last check left them, in
+    `unchanged`: rows the transaction that plans them read, valid in it only."""
 
     checked: list[Checked] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)

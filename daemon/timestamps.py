@@ -57,6 +57,13 @@ def is_iso_of(text: str, moment: datetime) -> bool:
         return False
 
 
+def is_stored_form(text: str | None, moment: datetime | None) -> bool:
+    """Whether `text`, a moment as the store holds it, or None, is `moment`'s, or None too."""
+    if text is None or moment is None:
+        return text is None and moment is None
+    return is_iso_of(text, moment)
+
+
 def parse_iso(text: str) -> datetime:
     """Reads ISO-8601 with Z or an offset (what both the store and RESO servers write)."""
     moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))

@@ -24,7 +24,7 @@ from typing_extensions import TypedDict  # pydantic refuses typing's before Pyth
 
 from daemon import foreign_json
 from daemon.foreign_text import NO_CONTROL_CHARACTERS, has_control_characters
-from daemon.models import MlsRecord, new_record
+from daemon.models import MlsRecord, mls_record_of
 
 
 class BadPayload(Exception):
@@ -216,7 +216,7 @@ def _add(rec: _Record, page: Page) -> None:
         page.hidden.append(key)
         return
     record = (key, rec.get("StandardStatus"), rec.get("MlsStatus"), modified)
-    page.records.append(new_record(MlsRecord, record))
+    page.records.append(mls_record_of(record))
 
 
 def _describe(exc: ValidationError) -> str:

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 from daemon.enums import LIVE_POSTS_SQL
 from daemon.errors import Conflict, NotFound
-from daemon.models import STATUS_OF, BatchPlan, Problem, event_type_of, new_record
+from daemon.models import STATUS_OF, BatchPlan, Problem, event_type_of
 from daemon.specs import ListingSpec
 from daemon.store import events
 from daemon.store.database import Database
@@ -23,10 +23,13 @@ from daemon.store.records import (
     StatusChangeRow,
     TierGroup,
     TrackedListing,
+    checks_quietly,
+    current_listing_of,
     from_row,
+    tracked_listing_of,
 )
 from daemon.store.session import Row, Session
-from daemon.timestamps import is_iso_of, iso
+from daemon.timestamps import is_stored_form, iso
 
 # Re-pointed to another record (another connection, or another key): written once, used by
 # each part of INSERT that a move changes.
@@ -305,10 +308,7 @@ async def _tracked_by(db: Database, query: str, params: tuple[str, ...]) -> list
 
 def _tracked_of(rows: Sequence[Row] | Sequence[list[Any]]) -> list[TrackedListing]:
     """`_TRACKED_COLUMNS`' rows as the sync takes them."""
-    return [
-        new_record(TrackedListing, (r[0], r[1], STATUS_OF[r[2]], r[3], r[4], bool(r[5])))
-        for r in rows
-    ]
+    return [tracked_listing_of((r[0], r[1], STATUS_OF[r[2]], r[3], r[4], bool(r[5]))) for r in rows]
 
 
 async def owners_of_keys(db: Database, connection_id: str, keys: Sequence[str]) -> dict[str, str]:
@@ -334,9 +334,7 @@ async def current(conn: Session, ids: Sequence[str]) -> dict[str, CurrentListing
     found = await conn.fetch_one(CURRENT, (json.dumps(list(ids)),))
     rows = rows_of_json(found[0] if found else None)
     return {
-        r[0]: new_record(
-            CurrentListing, (STATUS_OF[r[1]], r[2], r[3], bool(r[4]), r[5], r[6], r[7], r[8])
-        )
+        r[0]: current_listing_of((STATUS_OF[r[1]], r[2], r[3], bool(r[4]), r[5], r[6], r[7], r[8]))
         for r in rows
     }
 
@@ -353,7 +351,9 @@ def _last_errors(plans: Iterable[BatchPlan]) -> dict[str, Problem]:
     problems come after its checks (an answer with a status that cannot be mapped is both).
     A warning (an ignored status) is no error of the listing's: its answer was read. The
     checks are looked at only once an error is pending: none, the usual case, costs
-    nothing per listing."""
+    nothing per listing. A listing found unchanged (`BatchPlan.unchanged`) is in no plan's
+    checks: it is settled (no error), and its group reads it once, failed reads included
+    (`sync_writes.plan_group`)."""
     errors: dict[str, Problem] = {}
     for plan in plans:
         if errors:
@@ -391,7 +391,7 @@ def _checks(plans: Sequence[PlanWrite], current: Mapping[str, CurrentListing]) -
             listing_id = c.listing_id
             found = current.get(listing_id)
             modified = _as_stored(c.modified_at, found.modified_text if found else None)
-            if found is not None and found.settled and listing_id not in named:
+            if checks_quietly(found, listing_id, named):
                 settled_rows.append((now, c.standard_status, c.mls_status, modified, listing_id))
                 continue
             until = again.get(listing_id) if again else None  # fifth and seventh
@@ -408,11 +408,9 @@ def _as_stored(moment: datetime | None, stored: str | None) -> str | None:
     text already. A record's timestamp rarely changes from one check to the next, and
     formatting it anew was a measurable share of a cycle's CPU (docs/benchmarks.md "The
     HTTP engine")."""
-    if moment is None:
-        return None
-    if stored is not None and is_iso_of(stored, moment):
+    if is_stored_form(stored, moment):
         return stored
-    return iso(moment)
+    return None if moment is None else iso(moment)
 
 
 async def apply_plans(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, fields
-from typing import Any, NamedTuple, TypeVar
+from functools import partial
+from typing import Any, NamedTuple, TypeGuard, TypeVar
 
 from daemon.models import LocalStatus
 from daemon.store.session import Row
@@ -105,6 +107,21 @@ class CurrentListing(NamedTuple):
     row: int | str
 
 
+def checks_quietly(
+    found: CurrentListing | None, listing_id: str, named: Collection[str]
+) -> TypeGuard[CurrentListing]:
+    """Whether a check of the listing found so has nothing to clear: it is settled, and no
+    event of the check's group named it (`named`: the event's read again is written with the
+    check, by MARK_CHECKED)."""
+    return found is not None and found.settled and listing_id not in named
+
+
+current_listing_of: Callable[
+    [tuple[LocalStatus | None, str, str, bool, str | None, str | None, str | None, int | str]],
+    CurrentListing,
+] = partial(tuple.__new__, CurrentListing)  # see `models.mls_record_of`
+
+
 class TrackedListing(NamedTuple):
     """The little the sync needs per listing, loaded once per connection per cycle: its
     key, its status, and what its check tier is made of (daemon/sync/check_tiers.py). A
@@ -116,6 +133,11 @@ class TrackedListing(NamedTuple):
     status_changed_at: str | None = None
     last_checked_at: str | None = None
     failed: bool = False  # its last check found no usable answer
+
+
+tracked_listing_of: Callable[
+    [tuple[str, str, LocalStatus | None, str | None, str | None, bool]], TrackedListing
+] = partial(tuple.__new__, TrackedListing)  # see `models.mls_record_of`
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from daemon.models import (
     Observation,
     Problem,
     StatusMapping,
+    checked_of,
     decide,
-    new_record,
 )
 
 
@@ -46,7 +46,7 @@ def plan_batch(
                 seen.mls_status,
                 seen.modification_timestamp,
             )
-            plan.checked.append(new_record(Checked, checked))
+            plan.checked.append(checked_of(checked))
         else:
             plan.checked.append(Checked(listing_id, None, None, None))
         if decision.error is not None:

@@ -81,14 +81,14 @@ class ConnectionSync:
         self._total = len(id_by_key)
         # The workers share one iterator of the batches: each takes the next one when it is
         # free. No stream is needed on one event loop, where taking the next batch is one
-        # step that no other task interrupts.
-        queue = iter(batches)
+        # step that no other task interrupts. A cancelled worker stops at its next request.
+        next_batches = iter(batches)
         async with anyio.create_task_group() as tg:
             # One worker is this task: a task made costs more than most of what a connection
             # of two batches does on the loop.
             for _ in range(min(PARALLEL_BATCHES, len(batches)) - 1):
-                tg.start_soon(self._batch_worker, queue, id_by_key, tg.cancel_scope)
-            await self._batch_worker(queue, id_by_key, tg.cancel_scope)
+                tg.start_soon(self._batch_worker, next_batches, id_by_key, tg.cancel_scope)
+            await self._batch_worker(next_batches, id_by_key, tg.cancel_scope)
 
     async def _batch_worker(
         self, batches: Iterator[list[str]], id_by_key: dict[str, str], group: anyio.CancelScope

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import NamedTuple
 
 from daemon.enums import ConnectionState
@@ -31,10 +30,10 @@ from daemon.models import (
 )
 from daemon.store.group_commit import Refused
 from daemon.store.listings import PlanWrite
-from daemon.store.records import CurrentListing
+from daemon.store.records import CurrentListing, checks_quietly
 from daemon.store.runs import Counts, ErrorEntry
 from daemon.sync.batch_plan import plan_batch
-from daemon.timestamps import is_iso_of
+from daemon.timestamps import is_stored_form
 
 
 class Failure(NamedTuple):
@@ -208,14 +207,12 @@ def split_unchanged(
     for listing_id, seen in write.observations:
         now = current.get(listing_id)
         if (
-            now is not None
-            and now.settled
+            checks_quietly(now, listing_id, named)
             and isinstance(seen, MlsRecord)
             and _tracks(now, connection_id, seen.listing_key)
-            and listing_id not in named
             and seen.standard_status == now.mls_standard_status
             and seen.mls_status == now.mls_status
-            and _stored_moment(now.modified_text, seen.modification_timestamp)
+            and is_stored_form(now.modified_text, seen.modification_timestamp)
         ):
             status = statuses[listing_id]
             three = (status, seen.standard_status, seen.mls_status)
@@ -227,13 +224,6 @@ def split_unchanged(
                 continue
         rest.append((listing_id, seen))
     return rows, rest
-
-
-def _stored_moment(text: str | None, moment: datetime | None) -> bool:
-    """Whether `text`, a ModificationTimestamp as a check stored it, is `moment`'s."""
-    if moment is None or text is None:
-        return moment is None and text is None
-    return is_iso_of(text, moment)
 
 
 def _tracks(now: CurrentListing | None, connection_id: str, key: str) -> bool:

@@ -312,6 +312,41 @@ async def test_a_record_modified_since_with_the_same_statuses_stores_its_new_tim
     assert row == ("active", "Active", "Active", "2026-01-03T00:00:00.000000Z", True, None)
 
 
+async def test_a_failed_read_then_a_read_as_stored_in_one_group_leaves_no_error(
+    runtime: Runtime,
+) -> None:
+    """The later read was answered, as its record was last stored: the earlier read's
+    error does not stay."""
+    await add_connection(runtime, closed_port_url())
+    await track(runtime, "mls-1", ["A"], status="active")
+    async with runtime.db.transaction() as conn:
+        await conn.execute(
+            "UPDATE listings SET needs_read = 0, mls_standard_status = 'Active', "
+            "mls_status = 'Active', mls_modified_at = '2026-01-01T00:00:00.000000Z' "
+            "WHERE id = 'L-A'"
+        )
+    _, row = await _in_one_group(
+        runtime,
+        lambda run_id, now: [
+            BatchWrite(run_id, "mls-1", [], [Failure("L-A", "A", FAILED)], now),
+            BatchWrite(run_id, "mls-1", [("L-A", STORED)], [], now),
+        ],
+    )
+    assert (row[5], int(row[6])) == (None, 0)
+
+
+async def test_tracked_listings_come_in_key_order_and_none_for_a_connection_without_any(
+    runtime: Runtime,
+) -> None:
+    await add_connection(runtime, closed_port_url())
+    keys = ["b-2", "A-1", "a-1", "B-10", "B-9"]
+    await track(runtime, "mls-1", keys, status="active")
+    found = await listings.tracked(runtime.db, "mls-1")
+    assert [t.listing_key for t in found] == sorted(keys)
+    assert all(t.id == f"L-{t.listing_key}" and t.status == "active" for t in found)
+    assert await listings.tracked(runtime.db, "mls-none") == []
+
+
 async def test_a_record_as_stored_that_an_event_named_keeps_the_events_read_again_time(
     runtime: Runtime,
 ) -> None:
