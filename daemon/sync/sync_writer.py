@@ -71,7 +71,7 @@ async def write_group(
     held = lease_held(writes, holders, await leases.valid_of(conn, written_at, written))
     ids = listings_of(writes, held)
     current = await listings.current(conn, ids) if ids else {}
-    group = plan_group(writes, held, current, mapping)
+    group = plan_group(writes, held, ids, current, mapping)
     await listings.apply_plans(conn, group.plans, written_at, current)
     await runs.record_many(conn, group.recorded)
     await connections.save_cursors(conn, group.cursors)

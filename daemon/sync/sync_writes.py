@@ -152,17 +152,17 @@ def listings_of(writes: Sequence[SyncWrite], held: Sequence[bool]) -> list[str]:
 def plan_group(
     writes: Sequence[SyncWrite],
     held: Sequence[bool],
+    ids: Sequence[str],
     current: Mapping[str, CurrentListing],
     mapping: StatusMapping,
 ) -> GroupPlan:
-    """`held` from `lease_held`; `current`: `listings_of` the writes as the transaction that
-    writes them reads them."""
+    """`held` from `lease_held`; `ids`: `listings_of` the writes; `current`: those listings
+    as the transaction that writes them reads them."""
     group = GroupPlan()
     # Updated as each batch plans: a later write in the group plans from an earlier one.
     statuses = {listing_id: c.status for listing_id, c in current.items()}
     # A listing read twice in the group is planned in full each time: its checks must land
     # in their order, and a check found unchanged is written apart from the others.
-    ids = listings_of(writes, held)
     apart = len(set(ids)) == len(ids)
     # An event's read again is written with its listing's check (MARK_CHECKED).
     named = {i for w in writes if isinstance(w, BatchWrite) and w.read_again for i in w.read_again}
