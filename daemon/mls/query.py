@@ -13,6 +13,7 @@ from urllib.parse import quote_plus, urlencode
 import httpx
 
 from daemon.enums import KeyFilter
+from daemon.mls.encoded_url import resource_url_of, with_query
 from daemon.timestamps import iso
 
 SELECT = "ListingKey,StandardStatus,MlsStatus,ModificationTimestamp"
@@ -50,11 +51,15 @@ def resource_url(base_url: str, path: str, params: Mapping[str, str] | None = No
     """`path` under the server's base URL, with `params` as its query. The query is encoded
     here in one pass of the standard library's quoting: httpx's own `params=` encodes it,
     then parses the URL it made again, twice the cost on a 50-key filter, a measurable share
-    of a by_key cycle's CPU (docs/benchmarks.md)."""
-    url = f"{base_url.rstrip('/')}/{path}"
-    if params:
-        url += "?" + urlencode(params, safe=QUERY_SAFE, quote_via=quote_plus)
-    return httpx.URL(url)
+    of a by_key cycle's CPU (docs/benchmarks.md). The URL without it is parsed once
+    (daemon/mls/encoded_url.py)."""
+    resource = resource_url_of(f"{base_url.rstrip('/')}/{path}")
+    return with_query(resource, encode_query(params)) if params else resource
+
+
+def encode_query(params: Mapping[str, str]) -> str:
+    """`params` as a query, each character one httpx keeps as it is (see QUERY_SAFE)."""
+    return urlencode(params, safe=QUERY_SAFE, quote_via=quote_plus)
 
 
 def by_key_url(
