@@ -47,6 +47,7 @@ async def test_a_page_request_carries_the_clients_headers_with_the_mls_clients_o
     assert answer.status_code == 200
     assert answer.json()["query"] == "$filter=ListingKey+eq+'A'&$top=1"
     assert answer.request.url == page
+    assert answer.request.headers.multi_items() == as_get_sends.multi_items()  # in order
     [received] = seen
     names = [name.lower() for name, _ in received]
     assert len(names) == len(set(names))  # no header twice
@@ -58,6 +59,30 @@ async def test_a_page_request_carries_the_clients_headers_with_the_mls_clients_o
         "application/json",
         "p=1",
     )
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_each_request_carries_the_headers_given_with_it_and_the_clients_as_set_now(
+    tmp_path: Path, engine: str
+) -> None:
+    """The headers of a request are made once per server and set of headers
+    (`EngineClient._headers_for`): a renewed token, another server and the client's headers
+    set anew each reach the server."""
+    seen: list[list[tuple[str, str]]] = []
+    settings = make_settings(tmp_path, MLS_SYNC_MLS__HTTP_ENGINE=engine)
+    async with serving(_echo_app(seen)) as url, http_client(settings) as client:
+        other_host = url.replace("127.0.0.1", "localhost")
+        for base, token in [(url, "one"), (url, "one"), (url, "two"), (other_host, "two")]:
+            await client.get_now(httpx.URL(f"{base}/Property"), {"Authorization": token}, {})
+        client.headers = {"User-Agent": "another/1"}
+        await client.get_now(httpx.URL(f"{url}/Property"), {"Authorization": "two"}, {})
+
+    got = [{name.lower(): value for name, value in received} for received in seen]
+    assert [g["authorization"] for g in got] == ["one", "one", "two", "two", "two"]
+    assert [g["host"] for g in got] == [
+        httpx.URL(b).netloc.decode() for b in [url, url, url, other_host, url]
+    ]
+    assert [g["user-agent"] for g in got] == [USER_AGENT] * 4 + ["another/1"]
 
 
 @pytest.mark.parametrize("engine", ENGINES)
