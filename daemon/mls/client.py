@@ -22,6 +22,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from daemon.enums import KeyFilter
 from daemon.mls.auth import Extensions, TokenSource
+from daemon.mls.encoded_url import url_of
 from daemon.mls.engine_client import EngineClient
 from daemon.mls.entity_events import EventPage, parse_event_page
 from daemon.mls.errors import (
@@ -649,7 +650,7 @@ def _origin_of(base_url: str) -> str:
     its URL again each time was a measurable share of a by_key cycle (docs/benchmarks.md).
     One entry per base URL the process has synced, however many: a bound below the number
     of connections kept none, since each cycle goes through all of them in turn."""
-    return _origin(httpx.URL(base_url))
+    return _origin(url_of(base_url))
 
 
 def _origin(url: httpx.URL) -> str:

@@ -21,9 +21,12 @@ import httpx
 
 
 @cache
-def resource_url_of(text: str) -> httpx.URL:
-    """A resource's URL, parsed once: one entry per server and resource the process has
-    asked (a connection's client is made anew each run, as `client._origin_of` says)."""
+def url_of(text: str) -> httpx.URL:
+    """A URL the daemon makes again and again from the same text (a connection's base URL,
+    a resource's URL), parsed once per process: one entry per server, and per resource, the
+    process has asked. A connection's client and its batches are made anew each run, and
+    a fresh parse of each was a measurable share of a cycle (docs/benchmarks.md "The
+    request's URL")."""
     return httpx.URL(text)
 
 

@@ -13,7 +13,7 @@ from urllib.parse import quote_plus, urlencode
 import httpx
 
 from daemon.enums import KeyFilter
-from daemon.mls.encoded_url import resource_url_of, with_query
+from daemon.mls.encoded_url import url_of, with_query
 from daemon.timestamps import iso
 
 SELECT = "ListingKey,StandardStatus,MlsStatus,ModificationTimestamp"
@@ -53,7 +53,7 @@ def resource_url(base_url: str, path: str, params: Mapping[str, str] | None = No
     then parses the URL it made again, twice the cost on a 50-key filter, a measurable share
     of a by_key cycle's CPU (docs/benchmarks.md). The URL without it is parsed once
     (daemon/mls/encoded_url.py)."""
-    resource = resource_url_of(f"{base_url.rstrip('/')}/{path}")
+    resource = url_of(f"{base_url.rstrip('/')}/{path}")
     return with_query(resource, encode_query(params)) if params else resource
 
 

@@ -11,13 +11,13 @@ import hashlib
 from collections.abc import Callable, Collection
 
 import anyio
-import httpx
 
 from daemon.config import MlsSettings
 from daemon.encryption import SecretBox, SecretKeyError
 from daemon.enums import AuthKind, KeyFilter
 from daemon.mls.auth import ClientCredentials, StaticToken, TokenSource
 from daemon.mls.client import Endpoint, MlsClient, RetryPolicy
+from daemon.mls.encoded_url import url_of
 from daemon.mls.query import SELECT, SELECT_WITH_MLG
 from daemon.pace import CredentialPace
 from daemon.store.records import ConnectionRow
@@ -162,6 +162,6 @@ def _credential_id(row: ConnectionRow, secret: str) -> str:
     feeds) and same client id or bearer token = same credential, and so one limit. Only a
     hash is kept in memory; it never leaves the process."""
     who = row.client_id if row.auth_kind == AuthKind.OAUTH2 else secret
-    server = httpx.URL(row.token_url or row.base_url)
+    server = url_of(row.token_url or row.base_url)
     text = f"{server.scheme}://{server.host}:{server.port}|{who}"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import httpx
 import structlog
 
+from daemon.mls.encoded_url import url_of
 from daemon.mls.engine_client import EngineClient
 
 log = structlog.get_logger("mls_sync.sync")
@@ -67,7 +68,7 @@ class ServerPools:
     def for_url(self, url: str) -> EngineClient:
         client = self._by_url.get(url)
         if client is None:
-            parsed = httpx.URL(url)
+            parsed = url_of(url)
             origin = (parsed.scheme, parsed.host, parsed.port)
             if origin not in self._clients:
                 self._clients[origin] = self._make()

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from daemon.enums import KeyFilter
-from daemon.mls.encoded_url import resource_url_of, with_query
+from daemon.mls.encoded_url import url_of, with_query
 from daemon.mls.query import QUERY_SAFE, SELECT, by_key_url, changes_url, keys_filter
 
 BASE_URLS = [
@@ -65,7 +65,7 @@ def test_the_query_is_put_in_place_without_parsing_the_url_again(
 ) -> None:
     """On the httpx the daemon ships with, the fast way is the one taken: an httpx that
     made its URLs otherwise would still be right (the whole text parsed), but slower."""
-    resource = resource_url_of("https://mls.example/odata/Property")
+    resource = url_of("https://mls.example/odata/Property")
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("the URL was parsed again")
