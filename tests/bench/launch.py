@@ -17,11 +17,9 @@ import os
 import subprocess
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 
 from tests import cli_forkserver
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.paths import REPO
 
 Process = subprocess.Popen[bytes] | cli_forkserver.Forked
 

@@ -18,8 +18,9 @@ from anyio import run_process
 
 from tests.e2e.daemon_process import API_TOKEN, DaemonConfig
 from tests.helpers import Mls, Platforms
+from tests.paths import REPO
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = REPO / "README.md"
 VENDOR_TOKEN_URL = "https://api-trestle.corelogic.com/trestle/oidc/connect/token"
 VENDOR_BASE_URL = "https://api-trestle.corelogic.com/trestle/odata"
 STATUS_MARK = "@@status "

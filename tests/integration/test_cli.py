@@ -17,10 +17,9 @@ import pytest
 
 from daemon.encryption import SecretBox, generate_key
 from tests import cli_forkserver
+from tests.paths import REPO
 
 pytestmark = pytest.mark.slow
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def mls_sync(

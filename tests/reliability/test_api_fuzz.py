@@ -23,6 +23,7 @@ import anyio
 import pytest
 
 from tests.e2e.daemon_process import API_TOKEN, DaemonConfig
+from tests.paths import REPO
 
 pytestmark = pytest.mark.slow
 
@@ -34,8 +35,6 @@ CHECKS = [
     "content_type_conformance",
     "response_schema_conformance",
 ]
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 async def test_every_generated_request_gets_an_answer_the_openapi_document_describes(

@@ -12,6 +12,7 @@ import httpx
 from daemon.config import load_settings
 from tests.e2e.daemon_process import API_TOKEN, DaemonConfig
 from tests.helpers import Mls, add_connection, track
+from tests.paths import REPO
 
 SECRETS = {
     "mls": "mls-bearer-5ecret-aa11",
@@ -152,5 +153,5 @@ def test_the_http_server_binds_loopback_by_default(tmp_path: Path) -> None:
     empty = tmp_path / "config.toml"
     empty.write_text("")
     assert load_settings(empty, {}).daemon.http_host == "127.0.0.1"
-    shipped = Path(__file__).resolve().parents[2] / "config.toml"
+    shipped = REPO / "config.toml"
     assert load_settings(shipped, {}).daemon.http_host == "127.0.0.1"

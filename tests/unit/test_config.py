@@ -12,8 +12,7 @@ from pydantic import BaseModel
 from daemon.config import ConfigError, Settings, find_config, load_settings
 from daemon.models import LocalStatus
 from tests.helpers import undocumented_keys
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.paths import REPO
 
 
 def _load(tmp_path: Path, text: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]

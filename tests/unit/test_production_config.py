@@ -8,8 +8,9 @@ from pathlib import Path
 
 from daemon.config import SYSTEM_CONFIG_PATH, Settings, load_settings
 from tests.helpers import undocumented_keys
+from tests.paths import REPO
 
-SYSTEMD = Path(__file__).resolve().parents[2] / "systemd"
+SYSTEMD = REPO / "systemd"
 EXAMPLE = SYSTEMD / "config.toml"
 
 
