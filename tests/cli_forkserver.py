@@ -37,6 +37,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from tests.paths import REPO
+
 # What the server imports before it forks: every command imports daemon.main; the sandbox's
 # servers are imported by the commands that run on the sandbox; `run` (most of the children
 # are daemons) and `sync` import the service, the MLS engine and the store's driver, and
@@ -262,7 +264,7 @@ class _Server:
         with self.log.open("wb") as log:
             self._process = subprocess.Popen(  # noqa: S603 - this module, as a script
                 [sys.executable, "-m", "tests.cli_forkserver", str(self.path)],
-                cwd=Path(__file__).resolve().parents[1],  # where `tests` is a package
+                cwd=REPO,  # where `tests` is a package
                 stdin=subprocess.PIPE,  # its end of input: the server ends with this process
                 stdout=log,
                 stderr=log,

@@ -40,7 +40,7 @@ class EngineClient(CookielessClient):
         super().__init__(transport=transport, **options)
         self.engine = transport
         self._made: dict[tuple[bytes, tuple[tuple[str, str], ...]], httpx.Headers] = {}
-        self._made_with = self.headers
+        self._made_from: tuple[tuple[bytes, bytes], ...] = ()
 
     async def get_now(
         self, url: httpx.URL, headers: Mapping[str, str], extensions: Mapping[str, Any]
@@ -61,6 +61,7 @@ class EngineClient(CookielessClient):
             stream=_NO_BODY,
             extensions={"timeout": self.timeout.as_dict(), **extensions},
         )
+        request.read()  # its empty body, as httpx's own requests have theirs read
         try:
             response = await self.engine.handle_async_request(request)
         except httpx.RequestError as exc:
@@ -75,27 +76,37 @@ class EngineClient(CookielessClient):
         return response
 
     def _headers_for(self, url: httpx.URL, headers: Mapping[str, str]) -> httpx.Headers:
-        """The request's headers as `build_request` makes them for a GET: the Host, the
-        client's own headers but those `headers` names, then `headers`. Made once per
-        server and set of `headers`, which a connection sends alike on each of its requests
-        (making them anew, in httpx's Python, was about a fifth of what a request cost:
-        docs/benchmarks.md "The request's headers"). Made again for client headers set
-        anew."""
-        if self.headers is not self._made_with:
+        """The request's headers as `build_request` makes them for a GET: the Host (unless
+        one is given), the client's own headers but those `headers` names, then `headers`.
+        Made once per server and set of `headers`, which a connection sends alike on each
+        of its requests (making them anew, in httpx's Python, was a measurable share of a
+        request's CPU: docs/benchmarks.md "The request's headers"), and made again once
+        the client's own headers change."""
+        own = tuple(self.headers.raw)
+        if own != self._made_from:
             self._made.clear()
-            self._made_with = self.headers
+            self._made_from = own
         key = (url.netloc, tuple(headers.items()))
         made = self._made.get(key)
         if made is None:
-            if len(self._made) >= _KEPT_HEADERS:  # tokens renewed: the old ones' go
-                self._made.clear()
             named = {name.lower() for name in headers}
-            own = [(k, v) for k, v in self.headers.multi_items() if k.lower() not in named]
-            made = httpx.Headers([("Host", url.netloc.decode("ascii")), *own, *headers.items()])
+            kept = [(k, v) for k, v in own if k.decode("latin-1").lower() not in named]
+            host = (
+                []
+                if "host" in named or any(k.lower() == b"host" for k, _ in own)
+                else [(b"Host", url.netloc)]
+            )
+            # ASCII, as httpx encodes a header given as text (and refuses one that is not).
+            given = [(k.encode("ascii"), v.encode("ascii")) for k, v in headers.items()]
+            made = httpx.Headers([*host, *kept, *given])
+            if len(self._made) >= _KEPT_HEADERS:  # the oldest goes: a token renewed, say
+                del self._made[next(iter(self._made))]
             self._made[key] = made
         return made
 
 
-# Sets of headers kept per client: one per token and server it sends to.
-_KEPT_HEADERS = 64
+# Sets of headers kept per client, one per server and token (and the MLS client's Accept
+# and Prefer) it sends with: room for many connections of one server syncing at once, where
+# past this many each would make its headers anew on each request, as before.
+_KEPT_HEADERS = 256
 _NO_BODY = httpx.ByteStream(b"")

@@ -39,7 +39,7 @@ from tests.bench.bench import (
     sandbox,
     write_config,
 )
-from tests.bench.launch import REPO
+from tests.paths import REPO
 
 
 @contextmanager

@@ -47,7 +47,7 @@ async def test_a_page_request_carries_the_clients_headers_with_the_mls_clients_o
     assert answer.status_code == 200
     assert answer.json()["query"] == "$filter=ListingKey+eq+'A'&$top=1"
     assert answer.request.url == page
-    assert answer.request.headers.multi_items() == as_get_sends.multi_items()  # in order
+    assert answer.request.headers.raw == as_get_sends.raw  # in order, as written
     [received] = seen
     names = [name.lower() for name, _ in received]
     assert len(names) == len(set(names))  # no header twice
@@ -66,23 +66,44 @@ async def test_each_request_carries_the_headers_given_with_it_and_the_clients_as
     tmp_path: Path, engine: str
 ) -> None:
     """The headers of a request are made once per server and set of headers
-    (`EngineClient._headers_for`): a renewed token, another server and the client's headers
-    set anew each reach the server."""
+    (`EngineClient._headers_for`): a renewed token, another server, and the client's headers
+    set anew or changed in place each reach the server; a Host given is the one sent."""
     seen: list[list[tuple[str, str]]] = []
     settings = make_settings(tmp_path, MLS_SYNC_MLS__HTTP_ENGINE=engine)
-    async with serving(_echo_app(seen)) as url, http_client(settings) as client:
-        other_host = url.replace("127.0.0.1", "localhost")
-        for base, token in [(url, "one"), (url, "one"), (url, "two"), (other_host, "two")]:
+    async with (
+        serving(_echo_app(seen)) as url,
+        serving(_echo_app(seen)) as other_server,  # another port: another Host
+        http_client(settings) as client,
+    ):
+        for base, token in [(url, "one"), (url, "one"), (url, "two"), (other_server, "two")]:
             await client.get_now(httpx.URL(f"{base}/Property"), {"Authorization": token}, {})
         client.headers = {"User-Agent": "another/1"}
         await client.get_now(httpx.URL(f"{url}/Property"), {"Authorization": "two"}, {})
+        client.headers["User-Agent"] = "third/1"
+        await client.get_now(httpx.URL(f"{url}/Property"), {"Authorization": "two"}, {})
+        await client.get_now(httpx.URL(f"{url}/Property"), {"Host": "mls.example"}, {})
 
     got = [{name.lower(): value for name, value in received} for received in seen]
-    assert [g["authorization"] for g in got] == ["one", "one", "two", "two", "two"]
-    assert [g["host"] for g in got] == [
-        httpx.URL(b).netloc.decode() for b in [url, url, url, other_host, url]
-    ]
-    assert [g["user-agent"] for g in got] == [USER_AGENT] * 4 + ["another/1"]
+    hosts = [url, url, url, other_server, url, url]
+    assert [g["host"] for g in got[:6]] == [httpx.URL(b).netloc.decode() for b in hosts]
+    assert [g.get("authorization") for g in got] == ["one", "one"] + ["two"] * 4 + [None]
+    assert [g["user-agent"] for g in got] == [USER_AGENT] * 4 + ["another/1"] + ["third/1"] * 2
+    assert [v for name, v in seen[-1] if name.lower() == "host"] == ["mls.example"]
+
+
+async def test_a_client_sending_for_many_tokens_still_sends_each_its_own(tmp_path: Path) -> None:
+    """More tokens than a client keeps headers for (tokens renewed over months, many
+    connections on one server): each request still carries its own, and what is kept stays
+    bounded."""
+    seen: list[list[tuple[str, str]]] = []
+    async with serving(_echo_app(seen)) as url, http_client(make_settings(tmp_path)) as client:
+        tokens = [f"token-{n}" for n in range(300)]
+        for token in tokens:
+            await client.get_now(httpx.URL(f"{url}/Property"), {"Authorization": token}, {})
+        kept = len(client._made)
+
+    assert [dict(received)["authorization"] for received in seen] == tokens
+    assert kept <= 256
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -29,8 +29,8 @@ import pytest
 from daemon.encryption import generate_key
 from daemon.timestamps import parse_iso
 from tests.bench.bench import move, prepare, sandbox, write_config
-from tests.bench.launch import REPO
 from tests.e2e.daemon_process import Daemon
+from tests.paths import REPO
 from tests.ports import free_port
 
 LISTINGS = int(os.environ.get("MLS_SYNC_LOAD_LISTINGS", "2000"))

@@ -13,7 +13,15 @@ from hypothesis import strategies as st
 
 from daemon.enums import KeyFilter
 from daemon.mls.encoded_url import url_of, with_query
-from daemon.mls.query import QUERY_SAFE, SELECT, by_key_url, changes_url, keys_filter
+from daemon.mls.query import (
+    OLDEST_FIRST,
+    QUERY_SAFE,
+    SELECT,
+    by_key_url,
+    changes_url,
+    keys_filter,
+    odata_timestamp,
+)
 
 BASE_URLS = [
     "https://mls.example/odata",
@@ -45,19 +53,35 @@ def test_a_by_key_url_is_the_one_httpx_makes_of_its_text(
 ) -> None:
     made = by_key_url(base_url, resource, keys, form)
     expected = httpx_parse_of(base_url, resource, keys, form)
+    assert str(made) == str(expected)  # and so its length, which a batch's split is decided on
+    assert made == expected
+    assert made._uri_reference == expected._uri_reference  # every part, as httpx holds it
+
+
+@given(query=st.text(alphabet=st.characters(blacklist_categories=["Cc", "Cs"]), max_size=40))
+def test_any_query_put_in_place_is_the_one_httpx_makes_of_the_whole_text(query: str) -> None:
+    """A query with characters httpx would quote (a space, `#`, a lone `%`, `é`) is parsed
+    whole; one it keeps as it is, put in place: the same URL either way."""
+    resource = url_of("https://mls.example/odata/Property")
+    made = with_query(resource, query)
+    expected = httpx.URL(f"{resource}?{query}")
     assert str(made) == str(expected)
-    assert made.raw_path == expected.raw_path
-    assert (made.scheme, made.host, made.port) == (expected.scheme, expected.host, expected.port)
-    assert made.params == expected.params
-    assert len(str(made)) == len(str(expected))  # what a batch's split is decided on
+    assert made._uri_reference == expected._uri_reference
 
 
 def test_a_changes_url_is_the_one_httpx_makes_of_its_text() -> None:
-    made = changes_url(
-        "https://mls.example/odata", "Property", datetime(2026, 1, 2, tzinfo=UTC), 200
-    )
-    assert str(made) == str(httpx.URL(str(made)))
-    assert made.params["$filter"].startswith("ModificationTimestamp ge 2026-01-02T00:00:00")
+    since = datetime(2026, 1, 2, tzinfo=UTC)
+    made = changes_url("https://mls.example/odata/", "Property", since, 200)
+    params = {
+        "$filter": f"ModificationTimestamp ge {odata_timestamp(since)}",
+        "$select": SELECT,
+        "$orderby": OLDEST_FIRST,
+        "$top": "200",
+    }
+    query = urlencode(params, safe=QUERY_SAFE, quote_via=quote_plus)
+    expected = httpx.URL(f"https://mls.example/odata/Property?{query}")
+    assert str(made) == str(expected)
+    assert made._uri_reference == expected._uri_reference
 
 
 def test_the_query_is_put_in_place_without_parsing_the_url_again(
@@ -73,3 +97,9 @@ def test_the_query_is_put_in_place_without_parsing_the_url_again(
     monkeypatch.setattr(httpx.URL, "__init__", refuse)
     url = with_query(resource, "$top=1")
     assert str(url) == "https://mls.example/odata/Property?$top=1"
+
+
+def test_a_query_past_httpxs_limit_is_refused_as_httpx_refuses_it() -> None:
+    resource = url_of("https://mls.example/odata/Property")
+    with pytest.raises(httpx.InvalidURL):
+        with_query(resource, "$filter=" + "a" * 70_000)
