@@ -13,7 +13,7 @@ from daemon.store import events
 from daemon.store.database import Database
 from daemon.store.paging import Collection
 from daemon.store.records import ConnectionRow, from_row
-from daemon.store.session import Session
+from daemon.store.session import Session, Writes
 
 _SPEC_COLUMNS = (
     "name",
@@ -271,7 +271,7 @@ async def save_cursor(conn: Session, connection_id: str, cursor: str, now: str) 
     await save_cursors(conn, [(connection_id, cursor, now)])
 
 
-async def save_cursors(conn: Session, cursors: Sequence[tuple[str, str, str]]) -> None:
+async def save_cursors(conn: Writes, cursors: Sequence[tuple[str, str, str]]) -> None:
     """(connection id, cursor, now) for each; `save_cursor` for several pages at once."""
     if cursors:
         await conn.execute_many(
@@ -284,14 +284,14 @@ async def mark_reconciled(db: Database, connection_id: str, at: str) -> None:
         await mark_reconciled_in(conn, [(connection_id, at)])
 
 
-async def mark_reconciled_in(conn: Session, reconciled: Sequence[tuple[str, str]]) -> None:
+async def mark_reconciled_in(conn: Writes, reconciled: Sequence[tuple[str, str]]) -> None:
     """(connection id, when its full pass started) for each, inside the caller's transaction."""
     if reconciled:
         await conn.execute_many(MARK_RECONCILED, [{"id": i, "at": at} for i, at in reconciled])
 
 
 async def mark_synced(
-    conn: Session, synced: Sequence[tuple[int, str, str, str, str | None]]
+    conn: Writes, synced: Sequence[tuple[int, str, str, str, str | None]]
 ) -> None:
     """(run id, connection id, when it ended, when it began, its error or None) for each;
     inside the transaction that records the connections' part of the run."""

@@ -19,7 +19,7 @@ from daemon.enums import EventType
 from daemon.store.database import Database, delete_in_batches
 from daemon.store.dialect import LEAST, Sql, both, json_objects, json_values
 from daemon.store.records import EventRow, from_row
-from daemon.store.session import Session
+from daemon.store.session import Session, Writes
 
 # A listing as every listing and post event shows it (`l` is its row).
 _LISTING = """json_object('id', l.id, 'key', l.listing_key, 'connection_id', l.connection_id,
@@ -152,7 +152,7 @@ class ListingChanged:
     at: str
 
 
-async def listings_changed(conn: Session, changes: Sequence[ListingChanged]) -> None:
+async def listings_changed(conn: Writes, changes: Sequence[ListingChanged]) -> None:
     if not changes:
         return
     await conn.execute_many(

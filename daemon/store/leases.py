@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from daemon.store.database import Database
 from daemon.store.dialect import Sql, both, json_values
 from daemon.store.group_commit import GroupWriter
-from daemon.store.session import Session
+from daemon.store.session import Session, Writes
 
 # Free, or expired: the one statement that takes leases, for one or many. A lease whose holder
 # is dead but unexpired is taken over by TAKE_OVER, from that holder alone. A request that
@@ -202,7 +202,7 @@ async def release(db: Database, connection_id: str, holder: str) -> None:
     await db.write_one(RELEASE, {"id": connection_id, "holder": holder})
 
 
-async def release_in(conn: Session, held: Sequence[tuple[str, str]]) -> None:
+async def release_in(conn: Writes, held: Sequence[tuple[str, str]]) -> None:
     """(connection id, holder) for each; inside a transaction that records the end of the
     work the leases guarded."""
     if held:

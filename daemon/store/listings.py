@@ -28,7 +28,7 @@ from daemon.store.records import (
     from_row,
     tracked_listing_of,
 )
-from daemon.store.session import Row, Session
+from daemon.store.session import Row, Session, Writes
 from daemon.timestamps import is_stored_form, iso
 
 # Re-pointed to another record (another connection, or another key): written once, used by
@@ -414,7 +414,7 @@ def _as_stored(moment: datetime | None, stored: str | None) -> str | None:
 
 
 async def apply_plans(
-    conn: Session,
+    conn: Writes,
     plans: Sequence[PlanWrite],
     written_at: str,
     current: Mapping[str, CurrentListing] | None = None,

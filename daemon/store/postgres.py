@@ -39,7 +39,7 @@ from daemon.store.database import (
 )
 from daemon.store.dialect import Statement, postgresql_text
 from daemon.store.errors import DatabaseBusy, DatabaseUnavailable, IntegrityViolation, StoreError
-from daemon.store.session import Params, Row, Session
+from daemon.store.session import Params, Row, Session, Step
 from daemon.timestamps import utcnow
 
 log = structlog.get_logger("mls_sync.store")
@@ -194,6 +194,10 @@ class PgSession:
             return list(await cursor.fetchall())
         except psycopg.Error as exc:
             raise from_psycopg(exc) from exc
+
+    async def execute_batch(self, steps: Sequence[Step]) -> None:
+        for sql, rows in steps:  # each a round trip to the server, as before
+            await self.execute_many(sql, rows)
 
 
 CHECK_WHAT = (

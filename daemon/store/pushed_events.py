@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from daemon.store.database import Database
-from daemon.store.session import Session
+from daemon.store.session import Session, Writes
 
 INSERT = """
 INSERT INTO pushed_events (connection_id, sequence, record_key, source, received_at)
@@ -83,7 +83,7 @@ async def tried(conn: Session, ids: Sequence[int]) -> None:
         await conn.execute_many(TRIED, [(i,) for i in ids])
 
 
-async def remove_in(conn: Session, ids: Sequence[int]) -> None:
+async def remove_in(conn: Writes, ids: Sequence[int]) -> None:
     """Inside the transaction that applies what the events' listings' reads said."""
     if ids:
         await conn.execute_many(DELETE, [(i,) for i in ids])

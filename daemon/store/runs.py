@@ -9,7 +9,7 @@ from daemon.store import events
 from daemon.store.database import Database
 from daemon.store.paging import Collection
 from daemon.store.records import RunErrorRow, RunRow, from_row
-from daemon.store.session import Session
+from daemon.store.session import Session, Writes
 
 # The run_errors scopes (its CHECK, migrations/0001_initial.sql), and the outcomes of a run
 # that got to its end (a run cut short is `interrupted`, or `failed` with a 'run' error).
@@ -128,7 +128,7 @@ async def record(
 
 
 async def record_many(
-    conn: Session, parts: Sequence[tuple[int, Counts, Sequence[ErrorEntry], str]]
+    conn: Writes, parts: Sequence[tuple[int, Counts, Sequence[ErrorEntry], str]]
 ) -> None:
     """`record` for several pieces of work at once: one update per run, one insert of all
     the errors."""

@@ -46,6 +46,39 @@ class Session(Protocol):
 
     async def fetch_all(self, sql: Statement, params: Params = ()) -> list[Row]: ...
 
+    async def execute_batch(self, steps: Sequence[Step]) -> None:
+        """Runs each statement for each of its sets of parameters, in order, as `execute_many`
+        would one after the other; on SQLite in one trip to its thread (`WriteBatch`)."""
+        ...
+
+
+# A statement and the sets of parameters it runs with.
+Step = tuple[Statement, Sequence[Params]]
+
+
+class Writes(Protocol):
+    """What a function that only writes needs of a session. It does not read what its
+    statements changed, so they may be held and run later, together (`WriteBatch`)."""
+
+    async def execute_many(self, sql: Statement, rows: Iterable[Params]) -> object: ...
+
+
+class WriteBatch:
+    """Writes held (`Writes`), to run in one go with `Session.execute_batch`: on SQLite each
+    statement is a trip to aiosqlite's thread and back, a hand-off of the interpreter's lock
+    and two wake-ups, and the group of writes of a sync paid one per statement
+    (docs/benchmarks.md "A group's writes in one trip")."""
+
+    __slots__ = ("steps",)
+
+    def __init__(self) -> None:
+        self.steps: list[Step] = []
+
+    async def execute_many(self, sql: Statement, rows: Iterable[Params]) -> None:
+        held = list(rows)
+        if held:
+            self.steps.append((sql, held))
+
 
 class SqliteSession:
     """`Session` on one aiosqlite connection. Each call is one round trip to aiosqlite's
@@ -80,3 +113,25 @@ class SqliteSession:
         except sqlite3.Error as exc:
             raise from_sqlite(exc) from exc
         return list(rows)
+
+    async def execute_batch(self, steps: Sequence[Step]) -> None:
+        texts = [(sqlite_text(sql), rows) for sql, rows in steps]
+        # aiosqlite runs a function of ours on its thread only through its own `_execute`,
+        # with its sqlite3 connection as `_conn`: where either is missing (another aiosqlite),
+        # each statement makes its own trip, as `execute_many` does.
+        run_there = getattr(self._conn, "_execute", None)
+        try:
+            if run_there is None or not hasattr(type(self._conn), "_conn"):
+                for text, rows in texts:
+                    await self._conn.executemany(text, rows)
+            else:
+                await run_there(_run_steps, self._conn, texts)
+        except sqlite3.Error as exc:
+            raise from_sqlite(exc) from exc
+
+
+def _run_steps(conn: aiosqlite.Connection, steps: Sequence[tuple[str, Sequence[Params]]]) -> None:
+    """On aiosqlite's thread: its sqlite3 connection runs each statement, in order."""
+    raw: sqlite3.Connection = conn._conn
+    for text, rows in steps:
+        raw.executemany(text, rows)
