@@ -421,7 +421,7 @@ async def apply_plans(
 ) -> None:
     """Writes batches' plans (each with its run id and time); call inside the transaction
     that read `current`. One statement per kind of write for all of them, and none
-    for an empty kind: each statement is a round trip to the database thread. A status
+    for an empty kind (the sync's writer holds them all for one trip: `WriteBatch`). A status
     change (the listing's, its audit row's, its event's) carries `written_at`, this
     transaction's time: a batch may wait a while for its turn to be written, and a change's
     time is when it was written (docs/events.md); when each listing was checked stays the

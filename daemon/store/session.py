@@ -1,4 +1,4 @@
-"""The store's view of a database connection: the four calls every store module makes.
+"""The store's view of a database connection: the calls every store module makes.
 
 Store modules are written against `Session` and `Row`, never against a driver, so that the
 same module runs on SQLite or PostgreSQL (docs/postgresql.md, step 2). Every error comes out
@@ -80,6 +80,14 @@ class WriteBatch:
             self.steps.append((sql, held))
 
 
+# Whether this aiosqlite runs a function of ours on its thread, as `execute_batch` needs: only
+# through its own `_execute`, with its sqlite3 connection as `_conn`, neither part of its
+# API (which is why pyproject.toml holds aiosqlite to the releases tried). Where not, each
+# statement of a batch makes its own trip: slower, the same writes; the store says so once,
+# when it opens (daemon/store/sqlite.py).
+ONE_TRIP = hasattr(aiosqlite.Connection, "_execute") and hasattr(aiosqlite.Connection, "_conn")
+
+
 class SqliteSession:
     """`Session` on one aiosqlite connection. Each call is one round trip to aiosqlite's
     thread: a statement is run to its end at once, so no read stays open behind a cursor."""
@@ -115,17 +123,15 @@ class SqliteSession:
         return list(rows)
 
     async def execute_batch(self, steps: Sequence[Step]) -> None:
+        if not steps:
+            return
         texts = [(sqlite_text(sql), rows) for sql, rows in steps]
-        # aiosqlite runs a function of ours on its thread only through its own `_execute`,
-        # with its sqlite3 connection as `_conn`: where either is missing (another aiosqlite),
-        # each statement makes its own trip, as `execute_many` does.
-        run_there = getattr(self._conn, "_execute", None)
         try:
-            if run_there is None or not hasattr(type(self._conn), "_conn"):
+            if ONE_TRIP:
+                await self._conn._execute(_run_steps, self._conn, texts)  # type: ignore[no-untyped-call]
+            else:
                 for text, rows in texts:
                     await self._conn.executemany(text, rows)
-            else:
-                await run_there(_run_steps, self._conn, texts)
         except sqlite3.Error as exc:
             raise from_sqlite(exc) from exc
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import aiosqlite
 import anyio
+import structlog
 
 from daemon.state_dir import create_private_file
 from daemon.store.database import (
@@ -29,7 +30,9 @@ from daemon.store.database import (
 )
 from daemon.store.dialect import Statement
 from daemon.store.errors import from_sqlite
-from daemon.store.session import Params, Session, SqliteSession
+from daemon.store.session import ONE_TRIP, Params, Session, SqliteSession
+
+log = structlog.get_logger("mls_sync.store")
 
 
 def _read_only_uri(path: Path) -> str:
@@ -67,6 +70,13 @@ class SqliteDatabase(Database):
         except sqlite3.Error as exc:
             raise SchemaError(f"{path}: cannot open the database: {exc}") from None
         conn.row_factory = aiosqlite.Row
+        if not ONE_TRIP:
+            log.warning(
+                "sqlite_batches_slower",
+                note="this aiosqlite runs no function of ours on its thread: each write of a "
+                "group makes its own trip (slower, the same writes); install the aiosqlite "
+                "pyproject.toml asks for",
+            )
         db = cls(conn, path, busy_timeout_ms)
         try:
             await db._configure(busy_timeout_ms)

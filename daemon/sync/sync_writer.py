@@ -85,7 +85,7 @@ async def write_group(
     await leases.release_in(batch, group.released)
     await pushed_events.remove_in(batch, group.pushed_done)
     await conn.execute_batch(batch.steps)
-    # Rare (a connection found to need re-authentication), and it reads what it changed.
+    # Rare (a connection found to need re-authentication): run as before, after the batch.
     for connection_id, state, error, at in group.new_states:
         await connections.set_state_in(conn, connection_id, state, error, at)
     return group.results

@@ -14,7 +14,7 @@ from daemon.store.database import Database
 from daemon.store.errors import IntegrityViolation, StoreError
 from daemon.store.group_commit import GroupWriter, Refused
 from daemon.store.leases import LeaseRequest
-from daemon.store.session import Session, WriteBatch
+from daemon.store.session import ONE_TRIP, Session, WriteBatch
 from daemon.store.sqlite import SqliteDatabase
 
 
@@ -144,7 +144,7 @@ async def _held(steps: Sequence[tuple[str, list[tuple[int, ...]]]]) -> WriteBatc
 
 
 async def test_writes_held_in_a_batch_run_in_their_order_and_commit_with_the_transaction(
-    db: Database,
+    db: Database, tmp_path: Path
 ) -> None:
     batch = await _held(
         [
@@ -158,7 +158,13 @@ async def test_writes_held_in_a_batch_run_in_their_order_and_commit_with_the_tra
     async with db.transaction() as conn:
         await conn.execute_batch(batch.steps)
 
-    assert await _stored(db) == [2, 3, 11]
+    other = await SqliteDatabase.open_reader(tmp_path / "group.db")  # committed: seen apart
+    try:
+        async with other.reading() as conn:
+            rows = await conn.fetch_all("SELECT v FROM scratch ORDER BY v")
+    finally:
+        await other.close()
+    assert [r[0] for r in rows] == [2, 3, 11]
 
 
 async def test_a_batch_with_a_refused_write_fails_with_the_stores_error_and_writes_nothing(
@@ -180,17 +186,28 @@ async def test_a_batch_with_a_refused_write_fails_with_the_stores_error_and_writ
 async def test_a_batch_is_one_trip_to_sqlites_thread(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On the aiosqlite the daemon ships with, a batch is run by a function of its own on
-    aiosqlite's thread, not a trip per statement: with aiosqlite's own `executemany` out of
-    use, it still runs. (Another aiosqlite would make a trip per statement: slower, the same
-    writes.)"""
+    """On the aiosqlite the daemon ships with (`ONE_TRIP`), a batch of several statements
+    is one call to aiosqlite's thread. (Another aiosqlite would make a trip per statement:
+    slower, the same writes.)"""
+    assert ONE_TRIP
+    batch = await _held(
+        [
+            ("INSERT INTO scratch (v) VALUES (?)", [(7,), (8,)]),
+            ("UPDATE scratch SET v = v + 1 WHERE v = ?", [(8,)]),
+            ("INSERT INTO scratch (v) VALUES (?)", [(1,)]),
+        ]
+    )
+    trips: list[object] = []
+    to_thread = aiosqlite.Connection._execute
 
-    async def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("a statement of the batch made a trip of its own")
+    async def counted(self: aiosqlite.Connection, fn: object, *args: object) -> object:
+        trips.append(fn)
+        return await to_thread(self, fn, *args)  # type: ignore[no-untyped-call]
 
-    monkeypatch.setattr(aiosqlite.Connection, "executemany", refuse)
-    batch = await _held([("INSERT INTO scratch (v) VALUES (?)", [(7,), (8,)])])
     async with db.transaction() as conn:
+        monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
         await conn.execute_batch(batch.steps)
+        monkeypatch.undo()
 
-    assert await _stored(db) == [7, 8]
+    assert len(trips) == 1
+    assert await _stored(db) == [1, 7, 9]
