@@ -80,11 +80,11 @@ class WriteBatch:
             self.steps.append((sql, held))
 
 
-# Whether this aiosqlite runs a function of ours on its thread, as `execute_batch` needs: only
-# through its own `_execute`, with its sqlite3 connection as `_conn`, neither part of its
-# API (which is why pyproject.toml holds aiosqlite to the releases tried). Where not, each
-# statement of a batch makes its own trip: slower, the same writes; the store says so once,
-# when it opens (daemon/store/sqlite.py).
+# Whether this aiosqlite runs a function of ours on its thread, as `execute_batch` needs:
+# only through its own `_execute`, with its sqlite3 connection as `_conn`, neither part of
+# its API (so pyproject.toml holds aiosqlite below its next minor release). Where not, each
+# statement of a batch makes its own trip: slower, the same writes; the store says so when
+# it opens (daemon/store/sqlite.py).
 ONE_TRIP = hasattr(aiosqlite.Connection, "_execute") and hasattr(aiosqlite.Connection, "_conn")
 
 
