@@ -7,13 +7,14 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from daemon.enums import KeyFilter
 from daemon.mls.client import _answer_for, ignores_order, parse_retry_after
 from daemon.mls.payload import BadPayload, parse_changes_page, parse_page
 from daemon.mls.query import SELECT, by_key_url, key_batches, keys_filter, quote
+from daemon.sandbox.odata_filter import compile_filter
 
 
 @pytest.mark.parametrize(
@@ -24,10 +25,34 @@ from daemon.mls.query import SELECT, by_key_url, key_batches, keys_filter, quote
         (["a", "b"], KeyFilter.OR, "ListingKey eq 'a' or ListingKey eq 'b'"),
         (["a"], KeyFilter.EACH, "ListingKey eq 'a'"),
         (["O'Neil"], KeyFilter.OR, "ListingKey eq 'O''Neil'"),
+        (["O'Neil", "b"], KeyFilter.IN, "ListingKey in ('O''Neil','b')"),
+        (["a", "'b'"], KeyFilter.OR, "ListingKey eq 'a' or ListingKey eq '''b'''"),
     ],
 )
 def test_key_filters(keys: list[str], form: KeyFilter, expected: str) -> None:
     assert keys_filter(keys, form) == expected
+
+
+@given(
+    st.lists(
+        st.text(
+            # Quotes, commas and spaces often: what the separators between keys are made of.
+            st.sampled_from("a',( )") | st.characters(blacklist_categories=("Cc", "Cs")),
+            min_size=1,
+            max_size=12,
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+@example(["a','b", "c"])  # keys that hold the separators themselves
+@example(["a' or ListingKey eq 'b", "c"])
+def test_an_odata_parser_reads_back_the_keys_a_filter_asks_for(keys: list[str]) -> None:
+    """A quote in a key, or text in it that looks like what separates two keys, never
+    makes a filter ask for other keys than its batch's (the sandbox's parser is
+    odata-query's grammar)."""
+    for form in (KeyFilter.IN, KeyFilter.OR):
+        assert compile_filter(keys_filter(keys, form)).keys == frozenset(keys)
 
 
 def test_quote_doubles_single_quotes() -> None:
