@@ -128,6 +128,9 @@ class Sandbox:
         sandbox, not the daemon, is what the cycle waits for."""
         return process_cpu_seconds(self.pid)
 
+    def kernel_seconds(self) -> float:
+        return process_kernel_seconds(self.pid)
+
 
 def cpu_over_sandbox(row: dict[str, Any]) -> float:
     """A cycle's CPU over the sandbox server's CPU for the same requests, in the same run: a
@@ -140,14 +143,27 @@ def process_cpu_seconds(pid: int) -> float:
     return cpu_seconds_in(Path(f"/proc/{pid}/stat"))
 
 
+def process_kernel_seconds(pid: int) -> float:
+    """The system part of a process's CPU so far (Linux): the kernel's work for it, which
+    does not get faster with the processor's Python as user time does (docs/benchmarks.md,
+    "the day's sixth session")."""
+    return _stat_ticks(Path(f"/proc/{pid}/stat"))[1] / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds_in(stat: Path, reaped_children: bool = False) -> float:
     """User+system CPU so far from a /proc `stat` file (a process's or a thread's); with
     `reaped_children`, the CPU of its children that ended too (a server's finished workers)."""
-    fields = stat.read_text().rsplit(")", 1)[1].split()
-    ticks = int(fields[11]) + int(fields[12])
+    user, system, children_user, children_system = _stat_ticks(stat)
+    ticks = user + system
     if reaped_children:
-        ticks += int(fields[13]) + int(fields[14])
+        ticks += children_user + children_system
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _stat_ticks(stat: Path) -> tuple[int, int, int, int]:
+    """utime, stime, cutime, cstime of a /proc `stat` file, in clock ticks."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]), int(fields[12]), int(fields[13]), int(fields[14])
 
 
 @contextmanager
@@ -257,10 +273,11 @@ def cycle(
     the webhook worker beside it (tests/bench/deliveries.py). `engine`: the HTTP engine under
     httpx (tests/bench/cycle.py's --engine). `database_cpu`: a database server's CPU so far
     (tests/bench/postgresql.py), added as the CPU it spent during the cycle."""
-    before = server.cpu_seconds()
+    before, kernel_before = server.cpu_seconds(), server.kernel_seconds()
     database_before = database_cpu() if database_cpu else 0.0
     figures = _cycle_process(config, key, unpublish_only, deliver, engine)
     figures["sandbox_cpu_seconds"] = round(server.cpu_seconds() - before, 3)
+    figures["sandbox_kernel_seconds"] = round(server.kernel_seconds() - kernel_before, 3)
     if database_cpu:
         figures["database_cpu_seconds"] = round(database_cpu() - database_before, 3)
     return figures
@@ -365,6 +382,11 @@ def own_cpu_seconds() -> float:
     """This process's user+system CPU so far."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def own_kernel_seconds() -> float:
+    """The system part of this process's CPU so far (see `process_kernel_seconds`)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_stime
 
 
 def move(mls_url: str, count: int, to: str = "Closed") -> list[str]:

@@ -2,12 +2,13 @@
 
     python -m tests.bench.cycle --config PATH [--unpublish-only | --deliver | --at UNIX_TIME]
 
-CPU is this process's user+system time during the cycle; peak RSS is the process's high-water
-mark (VmHWM), start-up included, which is what a daemon pays. Not ru_maxrss: Linux carries
-that across exec, so it would report the benchmark's own process, which forked this one, when
-that process is the larger (it is, once it has prepared a million listings). With --deliver,
-the webhook worker runs beside the cycle as in the daemon (in its process: its CPU is not
-counted here), and the process waits, after the cycle, until every event is delivered.
+CPU is this process's user+system time during the cycle, and the system time apart (the
+kernel's part); peak RSS is the process's high-water mark (VmHWM), start-up included, which
+is what a daemon pays. Not ru_maxrss: Linux carries that across exec, so it would report the
+benchmark's own process, which forked this one, when that process is the larger (it is,
+once it has prepared a million listings). With --deliver, the webhook worker runs beside
+the cycle as in the daemon (in its process: its CPU is not counted here), and the process
+waits, after the cycle, until every event is delivered.
 """
 
 from __future__ import annotations
@@ -33,7 +34,12 @@ from daemon.store import events, runs, webhooks
 from daemon.store.database import Database
 from daemon.store.posts import DueScope
 from daemon.timestamps import iso, utcnow
-from tests.bench.bench import cpu_seconds_in, own_cpu_seconds, process_cpu_seconds
+from tests.bench.bench import (
+    cpu_seconds_in,
+    own_cpu_seconds,
+    own_kernel_seconds,
+    process_cpu_seconds,
+)
 
 # A candidate engine that is not shipped: the httpx-aiohttp package's transport, measured
 # beside the shipped ones (docs/benchmarks.md "The HTTP engine").
@@ -154,6 +160,7 @@ async def _measured(rt: Runtime, unpublish_only: bool, at: float | None = None) 
     if at is not None:  # as the clock's cycle of several daemons: all begin at the slot
         await anyio.sleep(max(0.0, at - time.time()))
     cpu, loop_cpu, wall = own_cpu_seconds(), _main_thread_cpu(), time.perf_counter()
+    kernel = own_kernel_seconds()
     if unpublish_only:
         run_id = await runs.start(rt.db, "bench", "all", rt.engine.holder, iso(utcnow()))
         results = await rt.engine.unpublisher.reconcile(run_id, DueScope())
@@ -166,10 +173,12 @@ async def _measured(rt: Runtime, unpublish_only: bool, at: float | None = None) 
         run = report.run
         extra = {}
     cpu, loop_cpu = own_cpu_seconds() - cpu, _main_thread_cpu() - loop_cpu
+    kernel = own_kernel_seconds() - kernel
     return {
         "wall_seconds": round(seconds, 3),
         "cpu_seconds": round(cpu, 3),
         "loop_thread_cpu_seconds": round(loop_cpu, 3),
+        "kernel_seconds": round(kernel, 3),
         "peak_rss_mb": round(peak_rss_kb() / 1024, 1),
         "mls_requests": run.mls_requests,
         "listings_checked": run.listings_checked,

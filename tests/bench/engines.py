@@ -78,9 +78,11 @@ def requests_alone(sizes: Sizes, work: Path, through: str) -> dict[str, Any]:
         args = ["--config", str(config), "--through", through]
         for n in range(sizes.repeats + 1):
             move(server.mls, sizes.feeds * sizes.per_feed // 100)
-            before = server.cpu_seconds()
+            before, kernel_before = server.cpu_seconds(), server.kernel_seconds()
             figures = measured_process("tests.bench.bare_requests", args, config, key)
             figures["sandbox_cpu_seconds"] = round(server.cpu_seconds() - before, 3)
+            kernel = server.kernel_seconds() - kernel_before
+            figures["sandbox_kernel_seconds"] = round(kernel, 3)
             if n:
                 runs.append(figures)
     return median_run(runs)
@@ -93,16 +95,20 @@ def render_j(rows: list[dict[str, Any]]) -> str:
         "wall s: median (runs)",
         "daemon CPU s",
         "of it, event loop",
+        "of it, kernel",
         "CPU ms per request",
         "sandbox CPU s",
+        "of it, kernel",
         "daemon CPU / sandbox CPU",
         "errors",
     ]
     keys = [
         "cpu_seconds",
         "loop_thread_cpu_seconds",
+        "kernel_seconds",
         "cpu_ms_per_request",
         "sandbox_cpu_seconds",
+        "sandbox_kernel_seconds",
         "cpu_over_sandbox",
         "errors",
     ]

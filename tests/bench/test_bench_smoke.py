@@ -90,6 +90,9 @@ def test_scenario_j_runs_the_same_cycle_on_each_http_engine() -> None:
     # The floor: the same requests, through the HTTP client alone, then the MLS client.
     assert [r["engine"] for r in floors] == [name for name, _ in FLOORS]
     assert [r["mls_requests"] for r in floors] == [rows[0]["mls_requests"]] * 2
+    for r in rows:  # the kernel's part of each side's CPU, within it
+        assert 0 <= r["kernel_seconds"] <= r["cpu_seconds"]
+        assert 0 <= r["sandbox_kernel_seconds"] <= r["sandbox_cpu_seconds"]
 
 
 def test_scenario_k_runs_the_same_cycles_on_sqlite_on_postgresql_and_on_two_daemons() -> None:
