@@ -185,8 +185,8 @@ class MlsClient:
     # -- queries -----------------------------------------------------------------------------
 
     def by_key_url(self, keys: Sequence[str]) -> httpx.URL:
-        """Built once per batch: the length check makes it, the request reuses it (quoting 50
-        keys is a measurable share of a cycle's CPU)."""
+        """Built once per batch: the length check makes it, the request reuses it (building a
+        50-key URL is a measurable share of a cycle's CPU)."""
         cache_key = tuple(keys)
         url = self._urls.pop(cache_key, None)
         if url is None:
