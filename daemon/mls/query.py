@@ -24,7 +24,12 @@ SELECT_WITH_MLG = SELECT + ",MlgCanView"
 
 def quote(value: str) -> str:
     """An OData string literal: single quotes, inner quotes doubled."""
-    return "'" + value.replace("'", "''") + "'"
+    return "'" + _inner(value) + "'"
+
+
+def _inner(value: str) -> str:
+    """`value` as it reads between an OData literal's quotes: its own quotes doubled."""
+    return value.replace("'", "''")
 
 
 def keys_filter(keys: Sequence[str], form: KeyFilter) -> str:
@@ -34,7 +39,7 @@ def keys_filter(keys: Sequence[str], form: KeyFilter) -> str:
     # a batch's filter is made for each of its requests, and quoting its keys one by one
     # cost about as much as the rest of its URL (docs/benchmarks.md "The request's URL").
     if "'" in "".join(keys):  # a quote to double (a rare key)
-        keys = [k.replace("'", "''") for k in keys]
+        keys = [_inner(k) for k in keys]
     if form is KeyFilter.IN and len(keys) > 1:
         return "ListingKey in ('" + "','".join(keys) + "')"
     return "ListingKey eq '" + "' or ListingKey eq '".join(keys) + "'"

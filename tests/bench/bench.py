@@ -128,8 +128,21 @@ class Sandbox:
         sandbox, not the daemon, is what the cycle waits for."""
         return process_cpu_seconds(self.pid)
 
-    def kernel_seconds(self) -> float:
-        return process_kernel_seconds(self.pid)
+    def usage(self) -> tuple[float, float]:
+        """Its CPU so far and, of it, the kernel's part (system time), read together."""
+        user, system, _, _ = _stat_ticks(Path(f"/proc/{self.pid}/stat"))
+        tick = os.sysconf("SC_CLK_TCK")
+        return (user + system) / tick, system / tick
+
+    def spent_since(self, before: tuple[float, float]) -> dict[str, float]:
+        """What it has spent since `usage` gave `before`, as a run's figures show it. The
+        kernel's part is apart because a faster processor does not shrink it as it does
+        the Python (docs/benchmarks.md, "the day's sixth session")."""
+        cpu, kernel = self.usage()
+        return {
+            "sandbox_cpu_seconds": round(cpu - before[0], 3),
+            "sandbox_kernel_seconds": round(kernel - before[1], 3),
+        }
 
 
 def cpu_over_sandbox(row: dict[str, Any]) -> float:
@@ -141,13 +154,6 @@ def cpu_over_sandbox(row: dict[str, Any]) -> float:
 def process_cpu_seconds(pid: int) -> float:
     """A process's user+system CPU so far (Linux)."""
     return cpu_seconds_in(Path(f"/proc/{pid}/stat"))
-
-
-def process_kernel_seconds(pid: int) -> float:
-    """The system part of a process's CPU so far (Linux): the kernel's work for it, which
-    does not get faster with the processor's Python as user time does (docs/benchmarks.md,
-    "the day's sixth session")."""
-    return _stat_ticks(Path(f"/proc/{pid}/stat"))[1] / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds_in(stat: Path, reaped_children: bool = False) -> float:
@@ -273,11 +279,10 @@ def cycle(
     the webhook worker beside it (tests/bench/deliveries.py). `engine`: the HTTP engine under
     httpx (tests/bench/cycle.py's --engine). `database_cpu`: a database server's CPU so far
     (tests/bench/postgresql.py), added as the CPU it spent during the cycle."""
-    before, kernel_before = server.cpu_seconds(), server.kernel_seconds()
+    before = server.usage()
     database_before = database_cpu() if database_cpu else 0.0
     figures = _cycle_process(config, key, unpublish_only, deliver, engine)
-    figures["sandbox_cpu_seconds"] = round(server.cpu_seconds() - before, 3)
-    figures["sandbox_kernel_seconds"] = round(server.kernel_seconds() - kernel_before, 3)
+    figures.update(server.spent_since(before))
     if database_cpu:
         figures["database_cpu_seconds"] = round(database_cpu() - database_before, 3)
     return figures
@@ -385,7 +390,7 @@ def own_cpu_seconds() -> float:
 
 
 def own_kernel_seconds() -> float:
-    """The system part of this process's CPU so far (see `process_kernel_seconds`)."""
+    """The system part of this process's CPU so far (see `Sandbox.spent_since`)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_stime
 
 

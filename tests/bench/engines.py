@@ -78,11 +78,9 @@ def requests_alone(sizes: Sizes, work: Path, through: str) -> dict[str, Any]:
         args = ["--config", str(config), "--through", through]
         for n in range(sizes.repeats + 1):
             move(server.mls, sizes.feeds * sizes.per_feed // 100)
-            before, kernel_before = server.cpu_seconds(), server.kernel_seconds()
+            before = server.usage()
             figures = measured_process("tests.bench.bare_requests", args, config, key)
-            figures["sandbox_cpu_seconds"] = round(server.cpu_seconds() - before, 3)
-            kernel = server.kernel_seconds() - kernel_before
-            figures["sandbox_kernel_seconds"] = round(kernel, 3)
+            figures.update(server.spent_since(before))
             if n:
                 runs.append(figures)
     return median_run(runs)
