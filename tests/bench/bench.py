@@ -20,6 +20,7 @@ import os
 import platform
 import resource
 import shlex
+import statistics
 import sys
 import tempfile
 import time
@@ -63,6 +64,9 @@ class Sizes:
     repeats: int = 3
     # Scenario D's slowdown is the difference of two such figures, a few percent: more rounds.
     d_repeats: int = 7
+    # Scenario J's rows: a ratio of two processes' CPU, each run's moved by its own
+    # processor's slow spells: the median of more of them.
+    j_repeats: int = 5
     # Scenario F: sales timed each way, and the polled ways' intervals (seconds).
     f_pushed: int = 30
     f_polled: int = 8
@@ -96,6 +100,7 @@ SMOKE = Sizes(
     d_events=100,
     repeats=1,
     d_repeats=1,
+    j_repeats=2,
     f_pushed=3,
     f_polled=1,
     f_cycled=1,
@@ -112,9 +117,13 @@ SMOKE = Sizes(
 
 
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The run with the median wall time, with every run's wall time beside it."""
+    """The run with the median wall time, with every run's wall time beside it, and where
+    the runs measured the sandbox server, every run's CPU over the server's (`cpu_ratio`)."""
     ordered = sorted(runs, key=lambda r: float(r["wall_seconds"]))
-    return {**ordered[len(ordered) // 2], "wall_runs": [r["wall_seconds"] for r in runs]}
+    row = {**ordered[len(ordered) // 2], "wall_runs": [r["wall_seconds"] for r in runs]}
+    if all("sandbox_cpu_seconds" in r for r in runs):
+        row["ratio_runs"] = [cpu_ratio(r) for r in runs]
+    return row
 
 
 @dataclass(frozen=True)
@@ -134,6 +143,16 @@ class Sandbox:
         tick = os.sysconf("SC_CLK_TCK")
         return (user + system) / tick, system / tick
 
+    def pin(self, cpu: int) -> None:
+        """Runs it on processor `cpu` alone from now on, every thread of it."""
+        for thread in Path(f"/proc/{self.pid}/task").iterdir():
+            os.sched_setaffinity(int(thread.name), {cpu})
+
+    def cpus(self) -> list[int]:
+        """The processors its threads may run on, all of them together."""
+        threads = Path(f"/proc/{self.pid}/task").iterdir()
+        return sorted({c for t in threads for c in os.sched_getaffinity(int(t.name))})
+
     def spent_since(self, before: tuple[float, float]) -> dict[str, float]:
         """What it has spent since `usage` gave `before`, as a run's figures show it. The
         kernel's part is apart because a faster processor does not shrink it as it does
@@ -145,10 +164,19 @@ class Sandbox:
         }
 
 
-def cpu_over_sandbox(row: dict[str, Any]) -> float:
+def cpu_ratio(run: dict[str, Any]) -> float:
     """A cycle's CPU over the sandbox server's CPU for the same requests, in the same run: a
     ratio, so it compares across machines of different speeds."""
-    return round(float(row["cpu_seconds"]) / max(float(row["sandbox_cpu_seconds"]), 0.001), 2)
+    return round(float(run["cpu_seconds"]) / max(float(run["sandbox_cpu_seconds"]), 0.001), 2)
+
+
+def cpu_over_sandbox(row: dict[str, Any]) -> float:
+    """A row's `cpu_ratio`: the median of its runs' when it has several. Not the ratio of
+    the run of median wall time: each processor of these machines runs a fixed loop
+    slower for seconds at a time, each on its own, so one run's ratio moves with the
+    processors the two sides ran on (docs/benchmarks.md "The ratio's noise")."""
+    ratios = row.get("ratio_runs")
+    return float(statistics.median(ratios)) if ratios else cpu_ratio(row)
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -274,14 +302,16 @@ def cycle(
     deliver: bool = False,
     engine: str | None = None,
     database_cpu: Callable[[], float] | None = None,
+    cpu: int | None = None,
 ) -> dict[str, Any]:
     """One cycle in a process of its own; adds the sandbox's CPU during it. `deliver`: with
     the webhook worker beside it (tests/bench/deliveries.py). `engine`: the HTTP engine under
     httpx (tests/bench/cycle.py's --engine). `database_cpu`: a database server's CPU so far
-    (tests/bench/postgresql.py), added as the CPU it spent during the cycle."""
+    (tests/bench/postgresql.py), added as the CPU it spent during the cycle. `cpu`: the
+    process runs on that processor alone."""
     before = server.usage()
     database_before = database_cpu() if database_cpu else 0.0
-    figures = _cycle_process(config, key, unpublish_only, deliver, engine)
+    figures = _cycle_process(config, key, unpublish_only, deliver, engine, cpu)
     figures.update(server.spent_since(before))
     if database_cpu:
         figures["database_cpu_seconds"] = round(database_cpu() - database_before, 3)
@@ -308,7 +338,7 @@ def cycles_together(
     start = (time.time() // SHARED_SLOT_SECONDS + 1) * SHARED_SLOT_SECONDS
     if start - time.time() < START_UP_SECONDS:
         start += SHARED_SLOT_SECONDS
-    args = [*_cycle_args(config), "--at", str(start)]
+    args = [*cycle_args(config), "--at", str(start)]
     env = {**os.environ, "MLS_SYNC_SECRET_KEY": key}
     each = []
     with ExitStack() as stack:
@@ -347,27 +377,40 @@ def cycles_together(
 CYCLE = "tests.bench.cycle"
 
 
-def _cycle_args(config: Path) -> list[str]:
+def cycle_args(config: Path) -> list[str]:
     return ["--config", str(config)]
 
 
 def _cycle_process(
-    config: Path, key: str, unpublish_only: bool, deliver: bool, engine: str | None
+    config: Path,
+    key: str,
+    unpublish_only: bool,
+    deliver: bool,
+    engine: str | None,
+    cpu: int | None = None,
 ) -> dict[str, Any]:
-    args = _cycle_args(config)
+    args = cycle_args(config)
     if engine:
         args += ["--engine", engine]
     if unpublish_only:
         args.append("--unpublish-only")
     if deliver:
         args.append("--deliver")
-    return measured_process(CYCLE, args, config, key)
+    return measured_process(CYCLE, args, config, key, cpu=cpu)
 
 
-def measured_process(module: str, args: list[str], config: Path, key: str) -> dict[str, Any]:
+def measured_process(
+    module: str,
+    args: list[str],
+    config: Path,
+    key: str,
+    tree: Path | None = None,
+    cpu: int | None = None,
+) -> dict[str, Any]:
     """A measuring module of tests/bench run in a process of its own on `config`'s database,
     with the secret key `key` (tests/bench/launch.py): the figures it printed, as one JSON
-    line."""
+    line. `tree`: the checkout whose code it runs (`launch.finished`); `cpu`: the one
+    processor it runs on (through `taskset`, which any version of the module runs under)."""
     env = {**os.environ, "MLS_SYNC_SECRET_KEY": key}  # a key may start with "-": not in argv
     profile = os.environ.get("MLS_SYNC_BENCH_PROFILE")  # a folder: py-spy stacks per cycle
     if profile:
@@ -378,7 +421,8 @@ def measured_process(module: str, args: list[str], config: Path, key: str) -> di
         spy = ["py-spy", "record", *options, "-r", "250", "-f", "raw", "-o", str(out_file), "--"]
     else:
         spy = []
-    out = launch.finished(module, args, env, prefix=spy)
+    pinned = [] if cpu is None else ["taskset", "--cpu-list", str(cpu)]
+    out = launch.finished(module, args, env, prefix=[*spy, *pinned], tree=tree)
     figures = [line for line in out.stdout.splitlines() if line.startswith("{")]
     return dict(json.loads(figures[-1]))  # py-spy, when profiling, prints after it
 
@@ -431,13 +475,17 @@ def strategy_cycles(
     engine: str | None = None,
     database: tuple[str, Callable[[], float]] | None = None,
     daemons: int = 1,
+    one_cpu: bool = False,
 ) -> dict[str, Any]:
     """`feeds` connections of `sizes.per_feed` listings fetched as `connection` says: a first
     cycle, then `sizes.repeats` measured ones, each after 1% of the listings moved; the run of
     median wall time, with the minimum requests it could have taken. `engine`: the HTTP
     engine (tests/bench/engines.py), else the shipped one. `database`: a PostgreSQL URL
     and its server's CPU meter, else the SQLite file. `daemons`: more than one, each
-    measured cycle is the clock's, run by that many processes at once, which share it."""
+    measured cycle is the clock's, run by that many processes at once, which share it.
+    `one_cpu`: the measured cycles and the sandbox server run on one processor, the same
+    one, which takes the two processors' separate slow spells out of their ratio
+    (docs/benchmarks.md "The ratio's noise")."""
     listings_n = feeds * sizes.per_feed
     url, database_cpu = database if database else ("", None)
     with sandbox(feeds, sizes.per_feed) as server:
@@ -449,13 +497,19 @@ def strategy_cycles(
         )
         prepare(config, key, server.mls, feeds, sizes.per_feed, **connection)
         cycle(config, key, server)  # the first cycle: every listing first seen (and a cursor)
+        cpu = min(os.sched_getaffinity(0)) if one_cpu else None
+        if cpu is not None:
+            server.pin(cpu)
         runs = []
         for _ in range(sizes.repeats):
             moved = move(server.mls, listings_n // 100)
             if daemons > 1:
                 result = cycles_together(config, key, server, daemons, database_cpu)
             else:
-                result = cycle(config, key, server, engine=engine, database_cpu=database_cpu)
+                result = cycle(
+                    config, key, server, engine=engine, database_cpu=database_cpu, cpu=cpu
+                )
+                result["sandbox_cpus"] = server.cpus()
             per_feed_changes = Counter(k.split("-")[0] for k in moved)
             if "mode" in connection:
                 minimum = sum(math.ceil(c / 200) for c in per_feed_changes.values()) + feeds

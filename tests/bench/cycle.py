@@ -1,6 +1,7 @@
 """One daemon cycle in a process of its own, reporting its own cost as one JSON line.
 
     python -m tests.bench.cycle --config PATH [--unpublish-only | --deliver | --at UNIX_TIME]
+        [--engine NAME]
 
 CPU is this process's user+system time during the cycle, and the system time apart (the
 kernel's part); peak RSS is the process's high-water mark (VmHWM), start-up included, which
@@ -180,6 +181,7 @@ async def _measured(rt: Runtime, unpublish_only: bool, at: float | None = None) 
         "loop_thread_cpu_seconds": round(loop_cpu, 3),
         "kernel_seconds": round(kernel, 3),
         "peak_rss_mb": round(peak_rss_kb() / 1024, 1),
+        "cpus": sorted(os.sched_getaffinity(0)),  # the processors it could run on
         "mls_requests": run.mls_requests,
         "listings_checked": run.listings_checked,
         "status_changes": run.status_changes,

@@ -17,6 +17,7 @@ import os
 import subprocess
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 from tests import cli_forkserver
 from tests.paths import REPO
@@ -51,18 +52,25 @@ def started(
 
 
 def finished(
-    module: str, args: list[str], env: dict[str, str], prefix: Sequence[str] = ()
+    module: str,
+    args: list[str],
+    env: dict[str, str],
+    prefix: Sequence[str] = (),
+    tree: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """`python -m MODULE ARGS` run to its end, its output captured; `prefix`: a program it
-    runs under (a profiler), which takes a fresh interpreter. An exit other than 0 raises
-    `CalledProcessError`, with what it wrote to stderr."""
+    runs under (a profiler), which takes a fresh interpreter. `tree`: another checkout of
+    the repository whose code it runs (in a fresh interpreter), else this one. An exit other
+    than 0 raises `CalledProcessError`, with what it wrote to stderr."""
+    if tree is not None:
+        env = {**env, "PYTHONPATH": str(tree)}
     # No time limit, as subprocess.run has none: a full-size cycle takes minutes.
     done = cli_forkserver.run(
         args,
-        cwd=REPO,
+        cwd=tree or REPO,
         env=env,
         module=module,
-        fresh=not Launcher.forked,
+        fresh=tree is not None or not Launcher.forked,
         prefix=prefix,
         timeout=None,
     )

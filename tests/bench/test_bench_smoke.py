@@ -3,10 +3,17 @@ together (the full run, with the targets, is `python -m tests.bench`)."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import statistics
+from pathlib import Path
+
 import pytest
 
-from tests.bench.bench import main
-from tests.bench.engines import FLOORS
+from tests.bench import versions
+from tests.bench.bench import SMOKE, main
+from tests.bench.engines import FLOORS, ONE_CPU
+from tests.paths import REPO
 
 pytestmark = pytest.mark.slow
 
@@ -79,8 +86,8 @@ def test_scenario_i_measures_each_size_and_fetch_and_compares_them_with_linear()
 
 def test_scenario_j_runs_the_same_cycle_on_each_http_engine() -> None:
     rows = main(["--only", "j", "--smoke"])["j"]
-    cycles, floors = rows[:3], rows[3:]
-    assert [r["engine"] for r in cycles] == ["httpcore", "httpx-aiohttp", "aiohttp"]
+    cycles, floors = rows[:4], rows[4:]
+    assert [r["engine"] for r in cycles] == ["httpcore", "httpx-aiohttp", "aiohttp", ONE_CPU]
     for r in cycles:  # the same requests and changes, whatever the engine
         assert (r["mls_requests"], r["status_changes"], r["errors"]) == (
             rows[0]["mls_requests"],
@@ -93,6 +100,13 @@ def test_scenario_j_runs_the_same_cycle_on_each_http_engine() -> None:
     for r in rows:  # the kernel's part of each side's CPU, within it
         assert 0 <= r["kernel_seconds"] <= r["cpu_seconds"]
         assert 0 <= r["sandbox_kernel_seconds"] <= r["sandbox_cpu_seconds"]
+        # The ratio shown is the median of every measured run's, not one run's.
+        assert len(r["ratio_runs"]) == SMOKE.j_repeats
+        assert r["cpu_over_sandbox"] == statistics.median(r["ratio_runs"])
+    # One CPU: the cycle and the sandbox server both ran on one processor, the same one;
+    # on two, each could run on any.
+    assert len(cycles[3]["cpus"]) == 1 and cycles[3]["sandbox_cpus"] == cycles[3]["cpus"]
+    assert cycles[2]["cpus"] == cycles[2]["sandbox_cpus"] == sorted(os.sched_getaffinity(0))
 
 
 def test_scenario_k_runs_the_same_cycles_on_sqlite_on_postgresql_and_on_two_daemons() -> None:
@@ -123,3 +137,31 @@ def test_scenario_l_prunes_a_grown_history_that_is_all_within_its_retention() ->
     assert [r["deliveries"] for r in rows] == [1000, 2000]
     for r in rows:  # nothing is old enough to go, however long the history
         assert r["deleted"] == 0 and r["prune_ms"] > 0
+
+
+def test_two_versions_take_turns_on_one_processor_with_the_sandbox(tmp_path: Path) -> None:
+    # The second version: this code, copied, its cycle marking the figures it prints.
+    copy = tmp_path / "copy"
+    for part in ("daemon", "tests"):
+        shutil.copytree(REPO / part, copy / part, ignore=shutil.ignore_patterns("__pycache__"))
+    measuring = copy / "tests" / "bench" / "cycle.py"
+    marked = measuring.read_text().replace('"cpus": ', '"version": "copy", "cpus": ')
+    measuring.write_text(marked)
+    rows = versions.main(["--rounds", "2", "--feeds", "2", str(REPO), str(copy)])
+    assert [r["tree"] for r in rows] == [str(REPO), str(copy)]
+    assert [r.get("version") for r in rows] == [None, "copy"]  # each ran its own code
+    for r in rows:
+        assert len(r["ratio_runs"]) == 2 and r["errors"] == 0
+        assert len(r["cpus"]) == 1 and r["sandbox_cpus"] == r["cpus"]
+
+
+def test_versions_refuses_a_checkout_named_twice_or_not_a_checkout(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for argv, why in (
+        ([str(REPO), str(REPO)], "a checkout is named twice"),
+        ([str(REPO), str(tmp_path)], "is not a checkout of this repository"),
+    ):
+        with pytest.raises(SystemExit) as refused:
+            versions.main(argv)
+        assert refused.value.code == 2 and why in capsys.readouterr().err
