@@ -14,6 +14,7 @@ taken down across the three platforms with per-platform limits, against its floo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -116,12 +117,12 @@ SMOKE = Sizes(
 )
 
 
-def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The run with the median wall time, with every run's wall time beside it, and where
-    the runs measured the sandbox server, every run's CPU over the server's (`cpu_ratio`)."""
+def median_run(runs: list[dict[str, Any]], ratios: bool = False) -> dict[str, Any]:
+    """The run with the median wall time, with every run's wall time beside it; `ratios`:
+    and every run's CPU over the sandbox server's for the same requests (`cpu_ratio`)."""
     ordered = sorted(runs, key=lambda r: float(r["wall_seconds"]))
     row = {**ordered[len(ordered) // 2], "wall_runs": [r["wall_seconds"] for r in runs]}
-    if all("sandbox_cpu_seconds" in r for r in runs):
+    if ratios:
         row["ratio_runs"] = [cpu_ratio(r) for r in runs]
     return row
 
@@ -144,14 +145,22 @@ class Sandbox:
         return (user + system) / tick, system / tick
 
     def pin(self, cpu: int) -> None:
-        """Runs it on processor `cpu` alone from now on, every thread of it."""
-        for thread in Path(f"/proc/{self.pid}/task").iterdir():
-            os.sched_setaffinity(int(thread.name), {cpu})
+        """Runs it on processor `cpu` alone from now on, every thread of it (a thread it
+        starts later takes its starter's)."""
+        for thread in self._threads():
+            with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+                os.sched_setaffinity(thread, {cpu})
 
     def cpus(self) -> list[int]:
         """The processors its threads may run on, all of them together."""
-        threads = Path(f"/proc/{self.pid}/task").iterdir()
-        return sorted({c for t in threads for c in os.sched_getaffinity(int(t.name))})
+        found: set[int] = set()
+        for thread in self._threads():
+            with contextlib.suppress(ProcessLookupError):
+                found |= os.sched_getaffinity(thread)
+        return sorted(found)
+
+    def _threads(self) -> list[int]:
+        return [int(t.name) for t in Path(f"/proc/{self.pid}/task").iterdir()]
 
     def spent_since(self, before: tuple[float, float]) -> dict[str, float]:
         """What it has spent since `usage` gave `before`, as a run's figures show it. The
@@ -167,7 +176,7 @@ class Sandbox:
 def cpu_ratio(run: dict[str, Any]) -> float:
     """A cycle's CPU over the sandbox server's CPU for the same requests, in the same run: a
     ratio, so it compares across machines of different speeds."""
-    return round(float(run["cpu_seconds"]) / max(float(run["sandbox_cpu_seconds"]), 0.001), 2)
+    return round(float(run["cpu_seconds"]) / max(float(run["sandbox_cpu_seconds"]), 0.001), 3)
 
 
 def cpu_over_sandbox(row: dict[str, Any]) -> float:
@@ -176,7 +185,7 @@ def cpu_over_sandbox(row: dict[str, Any]) -> float:
     slower for seconds at a time, each on its own, so one run's ratio moves with the
     processors the two sides ran on (docs/benchmarks.md "The ratio's noise")."""
     ratios = row.get("ratio_runs")
-    return float(statistics.median(ratios)) if ratios else cpu_ratio(row)
+    return round(statistics.median(ratios), 3) if ratios else cpu_ratio(row)
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -303,15 +312,17 @@ def cycle(
     engine: str | None = None,
     database_cpu: Callable[[], float] | None = None,
     cpu: int | None = None,
+    tree: Path | None = None,
 ) -> dict[str, Any]:
     """One cycle in a process of its own; adds the sandbox's CPU during it. `deliver`: with
     the webhook worker beside it (tests/bench/deliveries.py). `engine`: the HTTP engine under
     httpx (tests/bench/cycle.py's --engine). `database_cpu`: a database server's CPU so far
     (tests/bench/postgresql.py), added as the CPU it spent during the cycle. `cpu`: the
-    process runs on that processor alone."""
+    process runs on that processor alone. `tree`: the checkout whose code it runs
+    (`launch.finished`), else this one."""
     before = server.usage()
     database_before = database_cpu() if database_cpu else 0.0
-    figures = _cycle_process(config, key, unpublish_only, deliver, engine, cpu)
+    figures = _cycle_process(config, key, unpublish_only, deliver, engine, cpu, tree)
     figures.update(server.spent_since(before))
     if database_cpu:
         figures["database_cpu_seconds"] = round(database_cpu() - database_before, 3)
@@ -388,6 +399,7 @@ def _cycle_process(
     deliver: bool,
     engine: str | None,
     cpu: int | None = None,
+    tree: Path | None = None,
 ) -> dict[str, Any]:
     args = cycle_args(config)
     if engine:
@@ -396,7 +408,7 @@ def _cycle_process(
         args.append("--unpublish-only")
     if deliver:
         args.append("--deliver")
-    return measured_process(CYCLE, args, config, key, cpu=cpu)
+    return measured_process(CYCLE, args, config, key, tree, cpu)
 
 
 def measured_process(
@@ -486,20 +498,17 @@ def strategy_cycles(
     `one_cpu`: the measured cycles and the sandbox server run on one processor, the same
     one, which takes the two processors' separate slow spells out of their ratio
     (docs/benchmarks.md "The ratio's noise")."""
+    if one_cpu and daemons > 1:
+        raise ValueError("several daemons' cycles are not run on one processor")
     listings_n = feeds * sizes.per_feed
     url, database_cpu = database if database else ("", None)
-    with sandbox(feeds, sizes.per_feed) as server:
-        folder = Path(tempfile.mkdtemp(dir=work))
-        key = generate_key()
-        shared = {"interval_seconds": SHARED_SLOT_SECONDS, "jitter_seconds": 0}
-        config = write_config(
-            folder, server.platforms, database={"url": url}, sync=shared if daemons > 1 else {}
-        )
-        prepare(config, key, server.mls, feeds, sizes.per_feed, **connection)
-        cycle(config, key, server)  # the first cycle: every listing first seen (and a cursor)
-        cpu = min(os.sched_getaffinity(0)) if one_cpu else None
-        if cpu is not None:
-            server.pin(cpu)
+    shared: dict[str, Any] = {"interval_seconds": SHARED_SLOT_SECONDS, "jitter_seconds": 0}
+    sections: dict[str, dict[str, Any]] = {
+        "database": {"url": url},
+        "sync": shared if daemons > 1 else {},
+    }
+    with prepared(feeds, sizes.per_feed, work, connection, **sections) as (server, config, key):
+        cpu = pinned_to_one(server) if one_cpu else None
         runs = []
         for _ in range(sizes.repeats):
             moved = move(server.mls, listings_n // 100)
@@ -524,7 +533,32 @@ def strategy_cycles(
                     **result,
                 }
             )
-    return {"listings": listings_n, "connections": feeds, **median_run(runs)}
+    return {"listings": listings_n, "connections": feeds, **median_run(runs, ratios=True)}
+
+
+@contextmanager
+def prepared(
+    feeds: int, per_feed: int, work: Path, connection: dict[str, Any], **sections: dict[str, Any]
+) -> Iterator[tuple[Sandbox, Path, str]]:
+    """A sandbox server of `feeds` feeds of `per_feed` listings, and a database in a new
+    folder of `work` (its config written with `sections` over the defaults) tracking them
+    all, each connection fetched as `connection` says, after a first cycle: every listing
+    first seen (and a cursor). Yields the server, the config's path and the secret key."""
+    with sandbox(feeds, per_feed) as server:
+        key = generate_key()
+        config = write_config(Path(tempfile.mkdtemp(dir=work)), server.platforms, **sections)
+        prepare(config, key, server.mls, feeds, per_feed, **connection)
+        cycle(config, key, server)
+        yield server, config, key
+
+
+def pinned_to_one(server: Sandbox) -> int:
+    """Pins the sandbox server to the first processor this process may run on, and returns
+    it: for cycles measured on it too, which takes the two processors' separate slow
+    spells out of their ratio (docs/benchmarks.md "The ratio's noise")."""
+    cpu = min(os.sched_getaffinity(0))
+    server.pin(cpu)
+    return cpu
 
 
 def scenario_b(sizes: Sizes, work: Path) -> dict[str, Any]:
@@ -665,6 +699,12 @@ def markdown_table(columns: list[str], rows: list[list[Any]]) -> list[str]:
 def walls_shown(r: dict[str, Any]) -> str:
     """The median run's wall time, with every run's beside it."""
     return f"{r['wall_seconds']} ({', '.join(str(w) for w in r['wall_runs'])})"
+
+
+def ratios_shown(r: dict[str, Any]) -> str:
+    """The median of the runs' CPU over the sandbox's (`cpu_over_sandbox`), and their range."""
+    ratios = r["ratio_runs"]
+    return f"{cpu_over_sandbox(r)} ({min(ratios)}-{max(ratios)})"
 
 
 def conditions(workload: float, steal: float | None) -> str:

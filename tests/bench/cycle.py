@@ -27,6 +27,7 @@ from typing import Any
 import anyio
 import httpx
 
+import daemon
 from daemon import composition, eventloop, logs
 from daemon.composition import Runtime, open_runtime
 from daemon.config import Settings, load_settings
@@ -182,6 +183,7 @@ async def _measured(rt: Runtime, unpublish_only: bool, at: float | None = None) 
         "kernel_seconds": round(kernel, 3),
         "peak_rss_mb": round(peak_rss_kb() / 1024, 1),
         "cpus": sorted(os.sched_getaffinity(0)),  # the processors it could run on
+        "checkout": str(Path(daemon.__file__).resolve().parents[1]),  # whose code ran
         "mls_requests": run.mls_requests,
         "listings_checked": run.listings_checked,
         "status_changes": run.status_changes,

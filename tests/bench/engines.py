@@ -32,6 +32,7 @@ from tests.bench.bench import (
     median_run,
     move,
     prepare,
+    ratios_shown,
     sandbox,
     strategy_cycles,
     walls_shown,
@@ -48,9 +49,8 @@ FLOORS = (("aiohttp: the requests alone", "httpx"), ("aiohttp: the MLS client's"
 
 
 # The shipped engine's cycles again, with the cycle and the sandbox server on one processor:
-# their ratio is then steady to a few percent from run to run, where on two processors it
-# moves by a fifth (docs/benchmarks.md "The ratio's noise"). The row to compare two versions
-# of the daemon by.
+# their ratio is then steady from run to run, where on two processors each side's slow spells
+# move it (docs/benchmarks.md "The ratio's noise").
 ONE_CPU = "aiohttp, one CPU"
 
 
@@ -96,7 +96,7 @@ def requests_alone(sizes: Sizes, work: Path, through: str) -> dict[str, Any]:
             figures.update(server.spent_since(before))
             if n:
                 runs.append(figures)
-    return median_run(runs)
+    return median_run(runs, ratios=True)
 
 
 def render_j(rows: list[dict[str, Any]]) -> str:
@@ -127,7 +127,7 @@ def render_j(rows: list[dict[str, Any]]) -> str:
             f"{r['mls_requests']:,}",
             walls_shown(r),
             *[r.get(k, "-") for k in keys],
-            f"{r['cpu_over_sandbox']} ({min(r['ratio_runs'])}-{max(r['ratio_runs'])})",
+            ratios_shown(r),
             r.get("errors", "-"),
         ]
         for r in rows

@@ -4,11 +4,10 @@ against one sandbox server and one database, every cycle and the server on one p
     git worktree add /tmp/before <revision>
     python -m tests.bench.versions /tmp/before .
 
-On these shared machines one cycle's CPU moves by a fifth from run to run, and so does its
-ratio to the server's when the two run on different processors; on one processor, the
-ratio is steady to a few percent (docs/benchmarks.md "The ratio's noise"). Taking turns,
-first one version and then the other, with the order swapped each round, a change of a few
-percent shows in the medians.
+On these shared machines one cycle's CPU, and its ratio to the server's when the two run on
+different processors, moves with each processor's slow spells; on one processor the ratio
+is steady (docs/benchmarks.md "The ratio's noise"). Taking turns, first one version and then
+the other, with the order swapped each round, a change of a few percent shows in the medians.
 
 Each version is a checkout of this repository, run with this one's interpreter and
 packages; the database is prepared by this checkout's code, so the versions must read the
@@ -18,7 +17,7 @@ same schema (no migration between them).
 from __future__ import annotations
 
 import argparse
-import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -26,21 +25,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from daemon.encryption import generate_key
 from tests.bench.bench import (
-    CYCLE,
     Sizes,
-    cpu_over_sandbox,
     cpu_ratio,
     cycle,
-    cycle_args,
     markdown_table,
-    measured_process,
     median_run,
     move,
-    prepare,
-    sandbox,
-    write_config,
+    pinned_to_one,
+    prepared,
+    ratios_shown,
 )
 from tests.bench.engines import BY_KEY
 
@@ -50,19 +44,15 @@ def compare(trees: Sequence[Path], rounds: int, sizes: Sizes, work: Path) -> lis
     last one's reversed), each after 1% of the listings moved: a row per tree, the run of
     median wall time with every run's ratio (`median_run`) and CPU, and the errors of all."""
     runs: dict[Path, list[dict[str, Any]]] = {tree: [] for tree in trees}
-    with sandbox(sizes.feeds, sizes.per_feed) as server:
-        key = generate_key()
-        config = write_config(Path(tempfile.mkdtemp(dir=work)), server.platforms)
-        prepare(config, key, server.mls, sizes.feeds, sizes.per_feed, **BY_KEY)
-        cycle(config, key, server)  # the first cycle: every listing first seen
-        cpu = min(os.sched_getaffinity(0))
-        server.pin(cpu)
+    with prepared(sizes.feeds, sizes.per_feed, work, BY_KEY) as (server, config, key):
+        cpu = pinned_to_one(server)
         for n in range(rounds):
             for tree in trees if n % 2 == 0 else reversed(trees):
                 move(server.mls, sizes.feeds * sizes.per_feed // 100)
-                before = server.usage()
-                figures = measured_process(CYCLE, cycle_args(config), config, key, tree, cpu)
-                figures.update(server.spent_since(before), sandbox_cpus=server.cpus())
+                figures = cycle(config, key, server, cpu=cpu, tree=tree)
+                if figures.get("checkout", str(tree)) != str(tree):  # older ones do not say
+                    raise RuntimeError(f"the cycle of {tree} ran the code of another checkout")
+                figures["sandbox_cpus"] = server.cpus()
                 runs[tree].append(figures)
                 print(
                     f"round {n + 1}/{rounds} {tree}: daemon {figures['cpu_seconds']} s, "
@@ -73,7 +63,7 @@ def compare(trees: Sequence[Path], rounds: int, sizes: Sizes, work: Path) -> lis
     return [
         {
             "tree": str(tree),
-            **median_run(runs[tree]),
+            **median_run(runs[tree], ratios=True),
             "cpu_runs": [r["cpu_seconds"] for r in runs[tree]],
             "sandbox_cpu_runs": [r["sandbox_cpu_seconds"] for r in runs[tree]],
             "errors": sum(r["errors"] for r in runs[tree]),
@@ -91,19 +81,17 @@ def render(rows: list[dict[str, Any]]) -> str:
         "daemon CPU / sandbox CPU: median (range)",
         "errors",
     ]
-    table = []
-    for r in rows:
-        ratios = r["ratio_runs"]
-        table.append(
-            [
-                r["tree"],
-                len(ratios),
-                statistics.median(r["cpu_runs"]),
-                statistics.median(r["sandbox_cpu_runs"]),
-                f"{cpu_over_sandbox(r)} ({min(ratios)}-{max(ratios)})",
-                r["errors"],
-            ]
-        )
+    table = [
+        [
+            r["tree"],
+            len(r["ratio_runs"]),
+            round(statistics.median(r["cpu_runs"]), 3),
+            round(statistics.median(r["sandbox_cpu_runs"]), 3),
+            ratios_shown(r),
+            r["errors"],
+        ]
+        for r in rows
+    ]
     return "\n".join(markdown_table(columns, table))
 
 
@@ -121,7 +109,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         prog="python -m tests.bench.versions",
         description=__doc__.split("\n\n")[0],
         epilog="Example: git worktree add /tmp/before HEAD~1, then "
-        "python -m tests.bench.versions /tmp/before . (about 20 s a cycle at full size).",
+        "python -m tests.bench.versions /tmp/before .",
     )
     parser.add_argument("trees", nargs="+", type=_checkout, metavar="CHECKOUT")
     parser.add_argument(
@@ -138,6 +126,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         parser.error("--rounds and --feeds must be at least 1")
     if len(set(args.trees)) < len(args.trees):
         parser.error("a checkout is named twice: for the same code twice, add a second one")
+    if shutil.which("taskset") is None:
+        parser.error("taskset (util-linux) is needed to run the cycles on one processor")
     with tempfile.TemporaryDirectory() as work:
         rows = compare(args.trees, args.rounds, Sizes(feeds=args.feeds), Path(work))
     print(render(rows))
