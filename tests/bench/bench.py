@@ -133,13 +133,10 @@ class Sandbox:
     platforms: str
     pid: int
 
-    def cpu_seconds(self) -> float:
-        """The sandbox process's CPU so far: if it nears the wall time of a cycle, the
-        sandbox, not the daemon, is what the cycle waits for."""
-        return process_cpu_seconds(self.pid)
-
     def usage(self) -> tuple[float, float]:
-        """Its CPU so far and, of it, the kernel's part (system time), read together."""
+        """Its CPU so far and, of it, the kernel's part (system time), read together. If its
+        CPU nears the wall time of a cycle, the sandbox, not the daemon, is what the cycle
+        waits for."""
         user, system, _, _ = _stat_ticks(Path(f"/proc/{self.pid}/stat"))
         tick = os.sysconf("SC_CLK_TCK")
         return (user + system) / tick, system / tick
@@ -343,7 +340,7 @@ def cycles_together(
 ) -> dict[str, Any]:
     """The clock's cycle of one slot, run by `daemons` processes on one database at once,
     which share its connections: the longest wall time, every process's CPU and requests."""
-    before = server.cpu_seconds()
+    before = server.usage()
     database_before = database_cpu() if database_cpu else 0.0
     # One start for all, the first slot far enough ahead for every process to be up by then.
     start = (time.time() // SHARED_SLOT_SECONDS + 1) * SHARED_SLOT_SECONDS
@@ -378,7 +375,7 @@ def cycles_together(
         "peak_rss_mb": max(e["peak_rss_mb"] for e in each),
         **{name: sum(e[name] for e in each) for name in summed},
         "checked_by_each": [e["listings_checked"] for e in each],
-        "sandbox_cpu_seconds": round(server.cpu_seconds() - before, 3),
+        **server.spent_since(before),
     }
     if database_cpu:
         figures["database_cpu_seconds"] = round(database_cpu() - database_before, 3)
@@ -507,7 +504,7 @@ def strategy_cycles(
         "database": {"url": url},
         "sync": shared if daemons > 1 else {},
     }
-    with prepared(feeds, sizes.per_feed, work, connection, **sections) as (server, config, key):
+    with prepared(feeds, sizes.per_feed, work, connection, sections) as (server, config, key):
         cpu = pinned_to_one(server) if one_cpu else None
         runs = []
         for _ in range(sizes.repeats):
@@ -538,17 +535,25 @@ def strategy_cycles(
 
 @contextmanager
 def prepared(
-    feeds: int, per_feed: int, work: Path, connection: dict[str, Any], **sections: dict[str, Any]
+    feeds: int,
+    per_feed: int,
+    work: Path,
+    connection: dict[str, Any],
+    sections: dict[str, dict[str, Any]] | None = None,
+    first_cycle: bool = True,
 ) -> Iterator[tuple[Sandbox, Path, str]]:
     """A sandbox server of `feeds` feeds of `per_feed` listings, and a database in a new
     folder of `work` (its config written with `sections` over the defaults) tracking them
-    all, each connection fetched as `connection` says, after a first cycle: every listing
-    first seen (and a cursor). Yields the server, the config's path and the secret key."""
+    all, each connection fetched as `connection` says; with `first_cycle`, after a first
+    cycle: every listing first seen (and a cursor). Yields the server, the config's path
+    and the secret key."""
     with sandbox(feeds, per_feed) as server:
         key = generate_key()
-        config = write_config(Path(tempfile.mkdtemp(dir=work)), server.platforms, **sections)
+        folder = Path(tempfile.mkdtemp(dir=work))
+        config = write_config(folder, server.platforms, **(sections or {}))
         prepare(config, key, server.mls, feeds, per_feed, **connection)
-        cycle(config, key, server)
+        if first_cycle:
+            cycle(config, key, server)
         yield server, config, key
 
 

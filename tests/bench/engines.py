@@ -18,12 +18,10 @@ changes.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from daemon.encryption import generate_key
 from tests.bench.bench import (
     Sizes,
     cpu_over_sandbox,
@@ -31,12 +29,10 @@ from tests.bench.bench import (
     measured_process,
     median_run,
     move,
-    prepare,
+    prepared,
     ratios_shown,
-    sandbox,
     strategy_cycles,
     walls_shown,
-    write_config,
 )
 from tests.bench.cycle import ENGINES, HTTPX_AIOHTTP
 
@@ -84,10 +80,12 @@ def requests_alone(sizes: Sizes, work: Path, through: str) -> dict[str, Any]:
     the same queries again would cost it only their HTTP). The run of median wall time, with
     the sandbox's CPU during it."""
     runs = []
-    with sandbox(sizes.feeds, sizes.per_feed) as server:
-        config = write_config(Path(tempfile.mkdtemp(dir=work)), server.platforms)
-        key = generate_key()
-        prepare(config, key, server.mls, sizes.feeds, sizes.per_feed, **BY_KEY)
+    # Its own first run stands for the first cycle.
+    with prepared(sizes.feeds, sizes.per_feed, work, BY_KEY, first_cycle=False) as (
+        server,
+        config,
+        key,
+    ):
         args = ["--config", str(config), "--through", through]
         for n in range(sizes.repeats + 1):
             move(server.mls, sizes.feeds * sizes.per_feed // 100)
