@@ -30,7 +30,7 @@ from daemon.store.database import (
 )
 from daemon.store.dialect import Statement
 from daemon.store.errors import from_sqlite
-from daemon.store.session import ONE_TRIP, Params, Session, SqliteSession
+from daemon.store.session import ONE_TRIP, Params, Session, SqliteSession, SqliteTransaction
 
 log = structlog.get_logger("mls_sync.store")
 
@@ -157,7 +157,37 @@ class SqliteDatabase(Database):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Session]:
-        """BEGIN IMMEDIATE ... COMMIT under the lock; rolls back on any exception."""
+        """BEGIN IMMEDIATE ... COMMIT under the lock; rolls back on any exception. The BEGIN
+        goes to the database thread with the first statement, and the COMMIT with the held
+        writes (`SqliteTransaction`), where this aiosqlite allows it."""
+        if not ONE_TRIP:
+            async with self._transaction_in_own_trips() as session:
+                yield session
+            return
+        async with self.lock:
+            session = SqliteTransaction(self.conn, "BEGIN IMMEDIATE")
+            try:
+                yield session
+            except BaseException:
+                # Shielded: under anyio a cancelled scope would cancel this await too, and
+                # leave the transaction open for the next user of the connection. It also
+                # rolls back a BEGIN a cancelled statement left running on the thread.
+                with anyio.CancelScope(shield=True):
+                    await session.rollback()
+                raise
+            # Shielded, as the COMMIT was: once the body is done its work must land or be
+            # undone, not be left open by a cancel; busy_timeout bounds the wait.
+            with anyio.CancelScope(shield=True):
+                try:
+                    await session.commit()
+                except BaseException:
+                    await session.rollback()
+                    raise
+
+    @asynccontextmanager
+    async def _transaction_in_own_trips(self) -> AsyncIterator[Session]:
+        """`transaction` on an aiosqlite that runs no function of ours: BEGIN and COMMIT each
+        a trip of their own."""
         async with self.lock:
             # Shielded (busy_timeout bounds it): a cancel here would abandon the await while
             # the database thread still runs the BEGIN, leaving the shared connection inside a
@@ -167,8 +197,6 @@ class SqliteDatabase(Database):
             try:
                 yield self._session
             except BaseException:
-                # Shielded: under anyio a cancelled scope would cancel this await too, and
-                # leave the transaction open for the next user of the connection.
                 with anyio.CancelScope(shield=True):
                     await self._control("ROLLBACK")
                 raise

@@ -183,12 +183,13 @@ async def test_a_batch_with_a_refused_write_fails_with_the_stores_error_and_writ
     assert await _stored(db) == []
 
 
-async def test_a_batch_is_one_trip_to_sqlites_thread(
+async def test_a_read_and_a_batch_are_two_trips_to_sqlites_thread_begin_and_commit_included(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On the aiosqlite the daemon ships with (`ONE_TRIP`), a batch of several statements
-    is one call to aiosqlite's thread. (Another aiosqlite would make a trip per statement:
-    slower, the same writes.)"""
+    """On the aiosqlite the daemon ships with (`ONE_TRIP`), a transaction that reads and
+    then writes a batch of several statements, as a group of a sync's writes does, makes
+    two calls to aiosqlite's thread: the BEGIN with the read, the batch with the COMMIT.
+    (Another aiosqlite would make a trip for each: slower, the same writes.)"""
     assert ONE_TRIP
     batch = await _held(
         [
@@ -204,10 +205,12 @@ async def test_a_batch_is_one_trip_to_sqlites_thread(
         trips.append(fn)
         return await to_thread(self, fn, *args)  # type: ignore[no-untyped-call]
 
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
     async with db.transaction() as conn:
-        monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+        before = await conn.fetch_all("SELECT v FROM scratch")
         await conn.execute_batch(batch.steps)
-        monkeypatch.undo()
+    monkeypatch.undo()
 
-    assert len(trips) == 1
+    assert before == []
+    assert len(trips) == 2
     assert await _stored(db) == [1, 7, 9]
