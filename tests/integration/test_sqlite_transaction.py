@@ -96,8 +96,9 @@ async def test_a_begin_that_fails_fails_every_statement_after_it_and_writes_noth
     as busy, and so does any statement after it, even when the first error was caught. A
     statement run outside the transaction would commit on its own."""
     writer_elsewhere.execute("BEGIN IMMEDIATE")
-    failed = []
-    with pytest.raises(DatabaseBusy):
+    failed: list[DatabaseBusy] = []
+
+    async def write_on_after_the_first_error() -> None:
         async with db.transaction() as conn:
             try:
                 await conn.execute(INSERT, (1,))
@@ -105,6 +106,9 @@ async def test_a_begin_that_fails_fails_every_statement_after_it_and_writes_noth
                 failed.append(exc)
             writer_elsewhere.execute("ROLLBACK")  # the lock is free for the next statement
             await conn.execute(INSERT, (2,))
+
+    with pytest.raises(DatabaseBusy):
+        await write_on_after_the_first_error()
     assert len(failed) == 1
     assert await _stored(db) == []
     assert not db.conn.in_transaction
@@ -113,10 +117,14 @@ async def test_a_begin_that_fails_fails_every_statement_after_it_and_writes_noth
 async def test_a_held_write_refused_at_commit_undoes_the_whole_transaction(
     db: SqliteDatabase,
 ) -> None:
-    with pytest.raises(IntegrityViolation):
+
+    async def write_with_a_refused_one_held() -> None:
         async with db.transaction() as conn:
             await conn.execute(INSERT, (1,))
             await conn.execute_batch(_batch(2, -1).steps)  # the CHECK refuses -1 at COMMIT
+
+    with pytest.raises(IntegrityViolation):
+        await write_with_a_refused_one_held()
     assert not db.conn.in_transaction
     async with db.transaction() as conn:  # the connection is free for the next one
         await conn.execute(INSERT, (3,))
