@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from daemon.store.database import Database
 from daemon.store.dialect import Sql, both, json_values
 from daemon.store.group_commit import GroupWriter
-from daemon.store.session import Session, Writes
+from daemon.store.session import Read, Row, Session, Writes
 
 # Free, or expired: the one statement that takes leases, for one or many. A lease whose holder
 # is dead but unexpired is taken over by TAKE_OVER, from that holder alone. A request that
@@ -138,13 +138,17 @@ async def valid_in(conn: Session, now: str) -> set[tuple[str, str]]:
     return {(str(r[0]), str(r[1])) for r in await conn.fetch_all(VALID, {"now": now})}
 
 
-async def valid_of(
-    conn: Session, now: str, connection_ids: Collection[str]
-) -> set[tuple[str, str]]:
-    """`valid_in`, of these connections alone: a group of writes names a few connections,
-    and every lease there is would be a read that grows with the connections synced at once."""
-    params = {"now": now, "ids": json.dumps(sorted(connection_ids))}
-    return {(str(r[0]), str(r[1])) for r in await conn.fetch_all(VALID_OF, params)}
+def valid_of_read(now: str, connection_ids: Collection[str]) -> Read:
+    """`valid_in`'s read, of these connections alone: a group of writes names a few
+    connections, and every lease there is would be a read that grows with the connections
+    synced at once. Run inside the transaction that writes, with its other reads in one trip
+    (`Session.fetch_each`)."""
+    return VALID_OF, {"now": now, "ids": json.dumps(sorted(connection_ids))}
+
+
+def valid_of_rows(rows: Sequence[Row]) -> set[tuple[str, str]]:
+    """What `valid_of_read`'s rows say: (connection id, holder) of each unexpired lease."""
+    return {(str(r[0]), str(r[1])) for r in rows}
 
 
 async def renew_held(db: Database, lease_id: str, holder: str, now: str, until: str) -> bool:

@@ -28,7 +28,7 @@ from daemon.store.records import (
     from_row,
     tracked_listing_of,
 )
-from daemon.store.session import Row, Session, Writes
+from daemon.store.session import Read, Row, Session, Writes
 from daemon.timestamps import is_stored_form, iso
 
 # Re-pointed to another record (another connection, or another key): written once, used by
@@ -331,8 +331,17 @@ async def ids_for_keys(db: Database, connection_id: str, keys: Sequence[str]) ->
 async def current(conn: Session, ids: Sequence[str]) -> dict[str, CurrentListing]:
     """One query for the whole batch (json_each binds any number of ids as one parameter);
     a listing deleted since is left out."""
-    found = await conn.fetch_one(CURRENT, (json.dumps(list(ids)),))
-    rows = rows_of_json(found[0] if found else None)
+    return current_of(await conn.fetch_all(*current_read(ids)))
+
+
+def current_read(ids: Sequence[str]) -> Read:
+    """`current`'s read, to run with others in one trip (`Session.fetch_each`)."""
+    return CURRENT, (json.dumps(list(ids)),)
+
+
+def current_of(found: Sequence[Row]) -> dict[str, CurrentListing]:
+    """What `current_read`'s rows say: each listing found, by id."""
+    rows = rows_of_json(found[0][0] if found else None)
     return {
         r[0]: current_listing_of((STATUS_OF[r[1]], r[2], r[3], bool(r[4]), r[5], r[6], r[7], r[8]))
         for r in rows

@@ -39,7 +39,7 @@ from daemon.store.database import (
 )
 from daemon.store.dialect import Statement, postgresql_text
 from daemon.store.errors import DatabaseBusy, DatabaseUnavailable, IntegrityViolation, StoreError
-from daemon.store.session import Params, Row, Session, Step
+from daemon.store.session import Params, Read, Row, Session, Step
 from daemon.timestamps import utcnow
 
 log = structlog.get_logger("mls_sync.store")
@@ -194,6 +194,9 @@ class PgSession:
             return list(await cursor.fetchall())
         except psycopg.Error as exc:
             raise from_psycopg(exc) from exc
+
+    async def fetch_each(self, reads: Sequence[Read]) -> list[list[Row]]:
+        return [await self.fetch_all(sql, params) for sql, params in reads]  # a trip each
 
     async def execute_batch(self, steps: Sequence[Step]) -> None:
         for sql, rows in steps:  # each a round trip to the server, as before

@@ -46,6 +46,11 @@ class Session(Protocol):
 
     async def fetch_all(self, sql: Statement, params: Params = ()) -> list[Row]: ...
 
+    async def fetch_each(self, reads: Sequence[Read]) -> list[list[Row]]:
+        """Each read's rows, the reads run in order; on SQLite in one trip to its thread
+        (docs/benchmarks.md "A transaction's ends in its statements' trips")."""
+        ...
+
     async def execute_batch(self, steps: Sequence[Step]) -> None:
         """Runs each statement for each of its sets of parameters, in order, as `execute_many`
         would one after the other; on SQLite in one trip to its thread (`WriteBatch`)."""
@@ -54,6 +59,8 @@ class Session(Protocol):
 
 # A statement and the sets of parameters it runs with.
 Step = tuple[Statement, Sequence[Params]]
+# A read: a statement and its parameters.
+Read = tuple[Statement, Params]
 
 
 class Writes(Protocol):
@@ -122,6 +129,18 @@ class SqliteSession:
             raise from_sqlite(exc) from exc
         return list(rows)
 
+    async def fetch_each(self, reads: Sequence[Read]) -> list[list[Row]]:
+        if not ONE_TRIP:
+            return [await self.fetch_all(sql, params) for sql, params in reads]
+        texts = [(sqlite_text(sql), params) for sql, params in reads]
+        try:
+            found: list[list[Row]] = await self._conn._execute(  # type: ignore[no-untyped-call]
+                _on_thread, self._conn, None, [], _fetched_each, (texts,)
+            )
+        except sqlite3.Error as exc:
+            raise from_sqlite(exc) from exc
+        return found
+
     async def execute_batch(self, steps: Sequence[Step]) -> None:
         if not steps:
             return
@@ -178,6 +197,9 @@ class SqliteTransaction(SqliteSession):
     async def fetch_all(self, sql: Statement, params: Params = ()) -> list[Row]:
         return await self._trip(_fetched, sqlite_text(sql), params)
 
+    async def fetch_each(self, reads: Sequence[Read]) -> list[list[Row]]:
+        return await self._trip(_fetched_each, [(sqlite_text(sql), p) for sql, p in reads])
+
     async def execute_batch(self, steps: Sequence[Step]) -> None:
         if self._broken is not None:
             raise from_sqlite(self._broken) from self._broken
@@ -212,7 +234,7 @@ class SqliteTransaction(SqliteSession):
         self._begin, self._held = None, []
         try:
             result: Returned = await self._conn._execute(  # type: ignore[no-untyped-call]
-                _in_transaction, self._conn, begin, held, last, args
+                _on_thread, self._conn, begin, held, last, args
             )
         except NotBegun as exc:
             cause = exc.__cause__
@@ -224,7 +246,7 @@ class SqliteTransaction(SqliteSession):
         return result
 
 
-def _in_transaction(
+def _on_thread(
     conn: aiosqlite.Connection,
     begin: str | None,
     held: Held,
@@ -253,6 +275,10 @@ def _changed_by_each(raw: sqlite3.Connection, text: str, rows: Iterable[Params])
 
 def _fetched(raw: sqlite3.Connection, text: str, params: Params) -> list[Row]:
     return raw.execute(text, params).fetchall()
+
+
+def _fetched_each(raw: sqlite3.Connection, reads: Sequence[tuple[str, Params]]) -> list[list[Row]]:
+    return [raw.execute(text, params).fetchall() for text, params in reads]
 
 
 def _committed(raw: sqlite3.Connection) -> None:

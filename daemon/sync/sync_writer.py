@@ -69,9 +69,16 @@ async def write_group(
     # Read after BEGIN IMMEDIATE: no lease can change hands until this transaction ends.
     written_at = iso(clock())
     written = {w.connection_id for w in writes}
-    held = lease_held(writes, holders, await leases.valid_of(conn, written_at, written))
+    # The leases and the listings in one trip: those of every write, though a write whose
+    # lease is lost (rare) writes none of its own.
+    every = listings_of(writes, [True] * len(writes))
+    reads = [leases.valid_of_read(written_at, written)]
+    if every:
+        reads.append(listings.current_read(every))
+    found = await conn.fetch_each(reads)
+    held = lease_held(writes, holders, leases.valid_of_rows(found[0]))
     ids = listings_of(writes, held)
-    current = await listings.current(conn, ids) if ids else {}
+    current = listings.current_of(found[1]) if every else {}
     group = plan_group(writes, held, ids, current, mapping)
     # What the group writes, held and run together (`WriteBatch`): on SQLite one trip to its
     # thread for all of it, where each statement was one (docs/benchmarks.md "A group's
