@@ -51,7 +51,8 @@ class _Entry(Generic[Item, Result]):
 
 class GroupWriter(Generic[Item, Result]):
     """`write(conn, items)` runs inside one transaction and returns one result per item.
-    A group holds at most `max_group` of `weight` (one item alone may weigh more)."""
+    A group holds at most `max_group` of `weight` (one item alone may weigh more). With
+    `reads`, `write` only reads, and runs in one `Database.reading` instead (`group_reader`)."""
 
     def __init__(
         self,
@@ -59,8 +60,10 @@ class GroupWriter(Generic[Item, Result]):
         write: Callable[[Session, Sequence[Item]], Awaitable[Sequence[Result | Refused]]],
         max_group: int = MAX_GROUP,
         weight: Callable[[Item], int] = lambda item: 1,
+        reads: bool = False,
     ) -> None:
         self._db = db
+        self._within = db.reading if reads else db.transaction
         self._write = write
         self._max_group = max_group
         self._weight = weight
@@ -115,7 +118,7 @@ class GroupWriter(Generic[Item, Result]):
 
     async def _commit(self, group: list[_Entry[Item, Result]]) -> None:
         try:
-            async with self._db.transaction() as conn:
+            async with self._within() as conn:
                 results = await self._write(conn, [e.item for e in group])
         except Exception as exc:
             if len(group) > 1:
@@ -132,3 +135,12 @@ class GroupWriter(Generic[Item, Result]):
             else:
                 entry.result = result
             entry.done.set()
+
+
+def group_reader(
+    db: Database, read: Callable[[Session, Sequence[Item]], Awaitable[Sequence[Result]]]
+) -> GroupWriter[Item, Result]:
+    """The reads many tasks ask for while the last group's ran, in one go: `read(conn,
+    items)` gives one result per item, in one `Database.reading` (on SQLite, with
+    `Session.fetch_each`, one trip to its thread for all of them)."""
+    return GroupWriter(db, read, reads=True)

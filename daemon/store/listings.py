@@ -16,6 +16,7 @@ from daemon.specs import ListingSpec
 from daemon.store import events
 from daemon.store.database import Database
 from daemon.store.dialect import Sql, both, json_rows, json_values, rows_of_json
+from daemon.store.group_commit import GroupWriter, group_reader
 from daemon.store.paging import Collection
 from daemon.store.records import (
     CurrentListing,
@@ -270,10 +271,29 @@ async def set_excluded(db: Database, listing_id: str, excluded: bool, now: str) 
 
 async def tracked(db: Database, connection_id: str) -> list[TrackedListing]:
     async with db.reading() as conn:
-        found = await conn.fetch_one(TRACKED, (connection_id,))  # one thread round trip
-    rows = rows_of_json(found[0] if found else None)
+        return (await tracked_of_each(conn, [connection_id]))[0]
+
+
+async def tracked_of_each(
+    conn: Session, connection_ids: Sequence[str]
+) -> list[list[TrackedListing]]:
+    """`tracked` of each connection, in one call (`Session.fetch_each`): what a run's
+    connections starting together ask for (`tracked_reader`)."""
+    found = await conn.fetch_each([(TRACKED, (c,)) for c in connection_ids])
+    return [_tracked_by_key(f) for f in found]
+
+
+def _tracked_by_key(found: Sequence[Row]) -> list[TrackedListing]:
+    rows = rows_of_json(found[0][0] if found else None)
     rows.sort(key=itemgetter(1))  # by key
     return _tracked_of(rows)
+
+
+def tracked_reader(db: Database) -> GroupWriter[str, list[TrackedListing]]:
+    """`tracked` for many connections' syncs, the reads asked for together in one go: a
+    run's connections start in numbers, and each read alone was a trip to SQLite's thread
+    (docs/benchmarks.md "A transaction's ends in its statements' trips")."""
+    return group_reader(db, tracked_of_each)
 
 
 async def unconfirmed(

@@ -367,6 +367,7 @@ class SyncEngine:
                 run_id,
                 writer(self.db, self.mapping, held, self.clock),
                 leases.acquirer(self.db),
+                listings.tracked_reader(self.db),
                 held,
                 pushed=pushed,
                 due_only=trigger in check_tiers.SCHEDULED_TRIGGERS
@@ -440,6 +441,7 @@ class SyncEngine:
         async with (
             shared.writes.running(),
             shared.lease_requests.running(),
+            shared.tracked_reads.running(),
             anyio.create_task_group() as keeper,
         ):
             keeper.start_soon(self._keep_leases, shared)
@@ -727,7 +729,7 @@ class SyncEngine:
             except ConnectionStopped as exc:  # refused credentials: needs_reauth, as always
                 work.stopped = exc
                 return
-        tracked = await listings.tracked(self.db, row.id)
+        tracked = await shared.tracked_reads.submit(row.id)
         if row.mode == QueryMode.BY_KEY:
             await self._by_key(work, row, tracked, shared.due_only)
             return
@@ -841,6 +843,7 @@ class _RunShared:
     run_id: int
     writes: SyncWriter
     lease_requests: GroupWriter[leases.LeaseRequest, bool]
+    tracked_reads: GroupWriter[str, list[TrackedListing]]  # connection id -> its listings
     held: dict[str, str] = field(default_factory=dict)  # connection id -> lease holder
     stop_work: dict[str, anyio.CancelScope] = field(default_factory=dict)  # on a lost lease
     taken: list[tuple[str, str]] = field(default_factory=list)  # every lease, freed at the end

@@ -5,9 +5,11 @@ it wrote, held writes included; on SQLite in one trip to its thread."""
 from __future__ import annotations
 
 import aiosqlite
+import anyio
 import pytest
 
 from daemon.composition import Runtime
+from daemon.store import listings
 from daemon.store.session import WriteBatch
 from daemon.store.sqlite import SqliteDatabase
 from tests.helpers import add_connection, closed_port_url, track
@@ -43,13 +45,8 @@ async def test_reads_together_in_a_transaction_see_its_held_writes(runtime: Runt
     assert (error[0], keys[0]) == ("x", "A")
 
 
-@pytest.mark.sqlite_only  # a trip to aiosqlite's thread is SQLite's
-async def test_reads_together_are_one_trip_to_sqlites_thread(
-    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    await add_connection(runtime, closed_port_url())
-    await track(runtime, "mls-1", ["A", "B"])
-    assert isinstance(runtime.db, SqliteDatabase)
+def _counted_trips(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The functions sent to aiosqlite's thread from now on, one per trip."""
     trips: list[object] = []
     to_thread = aiosqlite.Connection._execute
 
@@ -58,8 +55,62 @@ async def test_reads_together_are_one_trip_to_sqlites_thread(
         return await to_thread(self, fn, *args)  # type: ignore[no-untyped-call]
 
     monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    return trips
+
+
+@pytest.mark.sqlite_only  # a trip to aiosqlite's thread is SQLite's
+async def test_reads_together_are_one_trip_to_sqlites_thread(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await add_connection(runtime, closed_port_url())
+    await track(runtime, "mls-1", ["A", "B"])
+    assert isinstance(runtime.db, SqliteDatabase)
+    trips = _counted_trips(monkeypatch)
     async with runtime.db.reading() as conn:
         found = await conn.fetch_each([(KEYS, ("mls-1",)), (ERROR, ("B",))])
     monkeypatch.undo()
     assert len(trips) == 1
     assert [len(rows) for rows in found] == [2, 1]
+
+
+async def _tracked_together(runtime: Runtime, ids: list[str]) -> dict[str, list[str]]:
+    """`listings.tracked` of `ids`, asked for by a task each at once, as a run's connections
+    starting together do: each connection's keys, by connection."""
+    keys: dict[str, list[str]] = {}
+    reader = listings.tracked_reader(runtime.db)
+
+    async def ask(connection_id: str) -> None:
+        keys[connection_id] = [t.listing_key for t in await reader.submit(connection_id)]
+
+    async with reader.running(), anyio.create_task_group() as tg:
+        for connection_id in ids:
+            tg.start_soon(ask, connection_id)
+    return keys
+
+
+async def test_connections_asking_together_each_get_their_own_tracked_listings(
+    runtime: Runtime,
+) -> None:
+    for n, keys in enumerate((["B", "A"], ["C"], [])):
+        await add_connection(runtime, closed_port_url(), connection_id=f"mls-{n}")
+        if keys:
+            await track(runtime, f"mls-{n}", keys)
+    assert await _tracked_together(runtime, ["mls-0", "mls-1", "mls-2"]) == {
+        "mls-0": ["A", "B"],
+        "mls-1": ["C"],
+        "mls-2": [],
+    }
+
+
+@pytest.mark.sqlite_only
+async def test_connections_asking_together_for_their_tracked_listings_make_one_trip(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(3):
+        await add_connection(runtime, closed_port_url(), connection_id=f"mls-{n}")
+        await track(runtime, f"mls-{n}", [f"K{n}"])
+    trips = _counted_trips(monkeypatch)
+    found = await _tracked_together(runtime, ["mls-0", "mls-1", "mls-2"])
+    monkeypatch.undo()
+    assert len(trips) == 1
+    assert found == {"mls-0": ["K0"], "mls-1": ["K1"], "mls-2": ["K2"]}
