@@ -17,8 +17,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import anyio
 import psycopg
+import pytest
 
 from daemon.composition import Runtime, open_runtime
 from daemon.config import Settings, load_settings
@@ -440,3 +442,17 @@ async def clock_cycles_half_a_slot_away(db: Database, interval_seconds: int) -> 
     now = int(utcnow().timestamp())
     offset = (now + interval_seconds // 2) % interval_seconds
     assert int(await meta.first_value(db, meta.SLOT_OFFSET, str(offset))) == offset
+
+
+def counted_trips(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The functions sent to aiosqlite's thread from now on (until `monkeypatch.undo()`),
+    one per trip."""
+    trips: list[object] = []
+    to_thread = aiosqlite.Connection._execute
+
+    async def counted(self: aiosqlite.Connection, fn: object, *args: object) -> object:
+        trips.append(fn)
+        return await to_thread(self, fn, *args)  # type: ignore[no-untyped-call]
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    return trips

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,6 +106,11 @@ def json_rows(columns: str, source: str, **fragments: Sql) -> Sql:
         array=Sql("json_array", "json_build_array"),
         **fragments,
     )
+
+
+def rows_read(found: Sequence[Any]) -> list[list[Any]]:
+    """The rows a `json_rows` statement read, from the rows `Session.fetch_all` gave."""
+    return rows_of_json(found[0][0] if found else None)
 
 
 def rows_of_json(value: Any) -> list[list[Any]]:

@@ -73,7 +73,7 @@ class GroupWriter(Generic[Item, Result]):
         self.transactions = 0  # committed groups, for tests and the benchmark's curiosity
 
     async def submit(self, item: Item) -> Result:
-        """Returns once `item` is committed (or raises what its own write raised)."""
+        """Returns once `item` is committed, or read (or raises what its own write raised)."""
         if not self._running:
             raise RuntimeError("GroupWriter.submit outside `GroupWriter.running()`")
         entry: _Entry[Item, Result] = _Entry(item)
@@ -138,9 +138,12 @@ class GroupWriter(Generic[Item, Result]):
 
 
 def group_reader(
-    db: Database, read: Callable[[Session, Sequence[Item]], Awaitable[Sequence[Result]]]
+    db: Database,
+    read: Callable[[Session, Sequence[Item]], Awaitable[Sequence[Result]]],
+    max_group: int = MAX_GROUP,
 ) -> GroupWriter[Item, Result]:
     """The reads many tasks ask for while the last group's ran, in one go: `read(conn,
-    items)` gives one result per item, in one `Database.reading` (on SQLite, with
-    `Session.fetch_each`, one trip to its thread for all of them)."""
-    return GroupWriter(db, read, reads=True)
+    items)` gives one result per item, in one `Database.reading` (with `Session.fetch_each`,
+    one trip for all of them). An item whose read fails gets the error alone, as a write
+    does."""
+    return GroupWriter(db, read, max_group, reads=True)

@@ -15,7 +15,7 @@ from daemon.models import STATUS_OF, BatchPlan, Problem, event_type_of
 from daemon.specs import ListingSpec
 from daemon.store import events
 from daemon.store.database import Database
-from daemon.store.dialect import Sql, both, json_rows, json_values, rows_of_json
+from daemon.store.dialect import Sql, both, json_rows, json_values, rows_read
 from daemon.store.group_commit import GroupWriter, group_reader
 from daemon.store.paging import Collection
 from daemon.store.records import (
@@ -284,16 +284,22 @@ async def tracked_of_each(
 
 
 def _tracked_by_key(found: Sequence[Row]) -> list[TrackedListing]:
-    rows = rows_of_json(found[0][0] if found else None)
+    rows = rows_read(found)
     rows.sort(key=itemgetter(1))  # by key
     return _tracked_of(rows)
+
+
+# Connections whose tracked listings one trip reads at most: a trip holds the store's lock
+# while it runs, and the other users of the database wait for it (as a group of writes is
+# kept small, daemon/sync/sync_writer.py).
+TRACKED_PER_TRIP = 32
 
 
 def tracked_reader(db: Database) -> GroupWriter[str, list[TrackedListing]]:
     """`tracked` for many connections' syncs, the reads asked for together in one go: a
     run's connections start in numbers, and each read alone was a trip to SQLite's thread
     (docs/benchmarks.md "A transaction's ends in its statements' trips")."""
-    return group_reader(db, tracked_of_each)
+    return group_reader(db, tracked_of_each, TRACKED_PER_TRIP)
 
 
 async def unconfirmed(
@@ -361,7 +367,7 @@ def current_read(ids: Sequence[str]) -> Read:
 
 def current_of(found: Sequence[Row]) -> dict[str, CurrentListing]:
     """What `current_read`'s rows say: each listing found, by id."""
-    rows = rows_of_json(found[0][0] if found else None)
+    rows = rows_read(found)
     return {
         r[0]: current_listing_of((STATUS_OF[r[1]], r[2], r[3], bool(r[4]), r[5], r[6], r[7], r[8]))
         for r in rows

@@ -196,7 +196,14 @@ class PgSession:
             raise from_psycopg(exc) from exc
 
     async def fetch_each(self, reads: Sequence[Read]) -> list[list[Row]]:
-        return [await self.fetch_all(sql, params) for sql, params in reads]  # a trip each
+        # In psycopg's pipeline mode: the reads go to the server together, one round trip
+        # for all of them, as one trip to its thread on SQLite.
+        try:
+            async with self._conn.pipeline():
+                cursors = [await self._conn.execute(postgresql_text(q), p) for q, p in reads]
+            return [list(await cursor.fetchall()) for cursor in cursors]
+        except psycopg.Error as exc:
+            raise from_psycopg(exc) from exc
 
     async def execute_batch(self, steps: Sequence[Step]) -> None:
         for sql, rows in steps:  # each a round trip to the server, as before

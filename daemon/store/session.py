@@ -47,8 +47,9 @@ class Session(Protocol):
     async def fetch_all(self, sql: Statement, params: Params = ()) -> list[Row]: ...
 
     async def fetch_each(self, reads: Sequence[Read]) -> list[list[Row]]:
-        """Each read's rows, the reads run in order; on SQLite in one trip to its thread
-        (docs/benchmarks.md "A transaction's ends in its statements' trips")."""
+        """Each read's rows, the reads run in order; on SQLite in one trip to its thread, on
+        PostgreSQL in one round trip (docs/benchmarks.md "A transaction's ends in its
+        statements' trips")."""
         ...
 
     async def execute_batch(self, steps: Sequence[Step]) -> None:
@@ -147,19 +148,12 @@ class SqliteSession:
         texts = [(sqlite_text(sql), rows) for sql, rows in steps]
         try:
             if ONE_TRIP:
-                await self._conn._execute(_run_steps, self._conn, texts)  # type: ignore[no-untyped-call]
+                await self._conn._execute(_on_thread, self._conn, None, texts, _nothing, ())  # type: ignore[no-untyped-call]
             else:
                 for text, rows in texts:
                     await self._conn.executemany(text, rows)
         except sqlite3.Error as exc:
             raise from_sqlite(exc) from exc
-
-
-def _run_steps(conn: aiosqlite.Connection, steps: Sequence[tuple[str, Sequence[Params]]]) -> None:
-    """On aiosqlite's thread: its sqlite3 connection runs each statement, in order."""
-    raw: sqlite3.Connection = conn._conn
-    for text, rows in steps:
-        raw.executemany(text, rows)
 
 
 Held = list[tuple[str, Sequence[Params]]]  # statements' texts, each with its parameters' sets
@@ -173,9 +167,9 @@ class NotBegun(Exception):
 class SqliteTransaction(SqliteSession):
     """`Session` inside one transaction, in as few trips to aiosqlite's thread as its work
     allows: its BEGIN goes with its first statement, and the writes `execute_batch` is given
-    are held until the next statement or the COMMIT, and go with it. A transaction of a read
-    and a batch of writes is two trips where it was four; one that runs nothing, none
-    (docs/benchmarks.md "A transaction's ends in its statements' trips"). Only where
+    are held until the next statement or the COMMIT, and go with it; a transaction that runs
+    nothing makes no trip (docs/benchmarks.md "A transaction's ends in its statements'
+    trips"). Only where
     aiosqlite runs a function of ours on its thread (`ONE_TRIP`)."""
 
     __slots__ = ("_begin", "_broken", "_held")
@@ -279,6 +273,10 @@ def _fetched(raw: sqlite3.Connection, text: str, params: Params) -> list[Row]:
 
 def _fetched_each(raw: sqlite3.Connection, reads: Sequence[tuple[str, Params]]) -> list[list[Row]]:
     return [raw.execute(text, params).fetchall() for text, params in reads]
+
+
+def _nothing(raw: sqlite3.Connection) -> None:
+    """What runs after a batch of held writes alone."""
 
 
 def _committed(raw: sqlite3.Connection) -> None:

@@ -212,7 +212,7 @@ class SqliteDatabase(Database):
 
     async def write_one(self, sql: Statement, params: Params) -> int:
         """One statement, atomic on its own (SQLite wraps it in a transaction of its own):
-        one round trip to the database thread instead of a transaction's three. Returns
+        one round trip to the database thread instead of a transaction's two. Returns
         the number of rows it changed."""
         async with self.lock:
             return await self._session.execute(sql, params)

@@ -129,7 +129,10 @@ class ConnectionSync:
         counts = Counts(errors=1)
         self._note_asked(id_by_key[k] for k in keys)
         async with self.db.transaction() as conn:
-            now = iso(self.clock())  # once the write's turn came: the fence judges then
+            # In the write's turn in this process. SQLite's lock comes with the first
+            # statement, after at most the busy timeout if another process holds it: a
+            # lease taken over meanwhile has another holder, which the fence sees.
+            now = iso(self.clock())
             # Fenced: a process that lost its lease leaves the listings to their new syncer.
             if await leases.still_held(conn, self.row.id, self.lease_holder, now):
                 asked = {id_by_key[k]: k for k in keys}

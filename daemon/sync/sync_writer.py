@@ -66,7 +66,10 @@ async def write_group(
 ) -> list[Applied | Refused | None]:
     """All of `writes` whose lease holds, inside the caller's transaction; one result per
     write (None for a ConnectionDone, LeaseLost for a write without its lease)."""
-    # Read after BEGIN IMMEDIATE: no lease can change hands until this transaction ends.
+    # Read with BEGIN IMMEDIATE, in its trip: no lease can change hands until this transaction
+    # ends. The time is taken just before, in this process's turn; should another process
+    # hold SQLite's lock, it is older by that wait (the busy timeout at most), and a lease
+    # taken over during it has another holder, which `lease_held` sees.
     written_at = iso(clock())
     written = {w.connection_id for w in writes}
     # The leases and the listings in one trip: those of every write, though a write whose

@@ -5,17 +5,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
-import aiosqlite
 import anyio
 import pytest
 
 from daemon.store import leases
 from daemon.store.database import Database
 from daemon.store.errors import IntegrityViolation, StoreError
-from daemon.store.group_commit import GroupWriter, Refused
+from daemon.store.group_commit import GroupWriter, Refused, group_reader
 from daemon.store.leases import LeaseRequest
 from daemon.store.session import ONE_TRIP, Session, WriteBatch
 from daemon.store.sqlite import SqliteDatabase
+from tests.helpers import counted_trips
 
 
 async def _insert(conn: Session, values: Sequence[int]) -> list[int]:
@@ -198,14 +198,7 @@ async def test_a_read_and_a_batch_are_two_trips_to_sqlites_thread_begin_and_comm
             ("INSERT INTO scratch (v) VALUES (?)", [(1,)]),
         ]
     )
-    trips: list[object] = []
-    to_thread = aiosqlite.Connection._execute
-
-    async def counted(self: aiosqlite.Connection, fn: object, *args: object) -> object:
-        trips.append(fn)
-        return await to_thread(self, fn, *args)  # type: ignore[no-untyped-call]
-
-    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    trips = counted_trips(monkeypatch)
     async with db.transaction() as conn:
         before = await conn.fetch_all("SELECT v FROM scratch")
         await conn.execute_batch(batch.steps)
@@ -214,3 +207,17 @@ async def test_a_read_and_a_batch_are_two_trips_to_sqlites_thread_begin_and_comm
     assert before == []
     assert len(trips) == 2
     assert await _stored(db) == [1, 7, 9]
+
+
+async def test_a_read_that_fails_in_a_group_of_reads_fails_only_its_own_asker(
+    db: Database,
+) -> None:
+    async def read(conn: Session, values: Sequence[int]) -> list[int]:
+        found = await conn.fetch_each([("SELECT ? * 10", (v,)) for v in values])
+        if -1 in values:
+            raise StoreError("no such value")
+        return [rows[0][0] for rows in found]
+
+    results = await _submit_all(group_reader(db, read), [1, -1, 2])
+    assert (results[1], results[2]) == (10, 20)
+    assert isinstance(results[-1], StoreError)

@@ -4,7 +4,6 @@ it wrote, held writes included; on SQLite in one trip to its thread."""
 
 from __future__ import annotations
 
-import aiosqlite
 import anyio
 import pytest
 
@@ -12,7 +11,7 @@ from daemon.composition import Runtime
 from daemon.store import listings
 from daemon.store.session import WriteBatch
 from daemon.store.sqlite import SqliteDatabase
-from tests.helpers import add_connection, closed_port_url, track
+from tests.helpers import add_connection, closed_port_url, counted_trips, track
 
 pytestmark = pytest.mark.both_databases
 
@@ -45,19 +44,6 @@ async def test_reads_together_in_a_transaction_see_its_held_writes(runtime: Runt
     assert (error[0], keys[0]) == ("x", "A")
 
 
-def _counted_trips(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    """The functions sent to aiosqlite's thread from now on, one per trip."""
-    trips: list[object] = []
-    to_thread = aiosqlite.Connection._execute
-
-    async def counted(self: aiosqlite.Connection, fn: object, *args: object) -> object:
-        trips.append(fn)
-        return await to_thread(self, fn, *args)  # type: ignore[no-untyped-call]
-
-    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
-    return trips
-
-
 @pytest.mark.sqlite_only  # a trip to aiosqlite's thread is SQLite's
 async def test_reads_together_are_one_trip_to_sqlites_thread(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
@@ -65,7 +51,7 @@ async def test_reads_together_are_one_trip_to_sqlites_thread(
     await add_connection(runtime, closed_port_url())
     await track(runtime, "mls-1", ["A", "B"])
     assert isinstance(runtime.db, SqliteDatabase)
-    trips = _counted_trips(monkeypatch)
+    trips = counted_trips(monkeypatch)
     async with runtime.db.reading() as conn:
         found = await conn.fetch_each([(KEYS, ("mls-1",)), (ERROR, ("B",))])
     monkeypatch.undo()
@@ -109,7 +95,7 @@ async def test_connections_asking_together_for_their_tracked_listings_make_one_t
     for n in range(3):
         await add_connection(runtime, closed_port_url(), connection_id=f"mls-{n}")
         await track(runtime, f"mls-{n}", [f"K{n}"])
-    trips = _counted_trips(monkeypatch)
+    trips = counted_trips(monkeypatch)
     found = await _tracked_together(runtime, ["mls-0", "mls-1", "mls-2"])
     monkeypatch.undo()
     assert len(trips) == 1

@@ -9,13 +9,14 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import aiosqlite
 import anyio
 import pytest
 
+from daemon.store import sqlite
 from daemon.store.errors import DatabaseBusy, IntegrityViolation
 from daemon.store.session import WriteBatch
 from daemon.store.sqlite import SqliteDatabase
+from tests.helpers import counted_trips
 
 INSERT = "INSERT INTO scratch (v) VALUES (?)"
 
@@ -31,7 +32,7 @@ async def db(tmp_path: Path) -> AsyncIterator[SqliteDatabase]:
 @pytest.fixture
 def writer_elsewhere(db: SqliteDatabase) -> Iterator[sqlite3.Connection]:
     """Another connection to the file, as another process would hold it."""
-    other = sqlite3.connect(db.path, isolation_level=None, check_same_thread=False)
+    other = sqlite3.connect(db.path, timeout=0, isolation_level=None, check_same_thread=False)
     yield other
     other.close()
 
@@ -71,17 +72,10 @@ async def test_the_transaction_holds_the_write_lock_from_its_first_statement(
     assert await _stored(db) == [2]
 
 
-async def test_a_transaction_that_runs_nothing_goes_to_the_thread_not_once(
+async def test_a_transaction_that_runs_nothing_makes_no_trip_to_the_thread(
     db: SqliteDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    trips: list[object] = []
-    to_thread = aiosqlite.Connection._execute
-
-    async def counted(self: aiosqlite.Connection, fn: object, *args: object) -> object:
-        trips.append(fn)
-        return await to_thread(self, fn, *args)  # type: ignore[no-untyped-call]
-
-    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    trips = counted_trips(monkeypatch)
     async with db.transaction():
         pass
     monkeypatch.undo()
@@ -132,17 +126,48 @@ async def test_a_held_write_refused_at_commit_undoes_the_whole_transaction(
 
 
 async def test_a_statement_cancelled_on_the_thread_has_its_transaction_rolled_back(
-    db: SqliteDatabase, writer_elsewhere: sqlite3.Connection
+    tmp_path: Path,
 ) -> None:
     """A write waits on the thread for another process's lock (its BEGIN goes with it) and is
     cancelled; the lock comes free, so the BEGIN and the write run after all, on the thread,
-    after the cancel. They are rolled back, not left open for the next user."""
-    writer_elsewhere.execute("BEGIN IMMEDIATE")
-    # Free while the write still waits for it, after the cancel, before the busy timeout.
-    threading.Timer(0.1, writer_elsewhere.execute, ["ROLLBACK"]).start()
-    with anyio.move_on_after(0.02) as waited:
+    after the cancel. They are rolled back, not left open for the next user: the way out
+    waits for them."""
+    db = await SqliteDatabase.open(tmp_path / "x.db", busy_timeout_ms=10_000)
+    other = sqlite3.connect(db.path, timeout=0, isolation_level=None, check_same_thread=False)
+    try:
+        await db.conn.execute("CREATE TABLE scratch (v INTEGER NOT NULL)")
+        other.execute("BEGIN IMMEDIATE")
+        # Free while the write still waits for it, after the cancel, before the busy timeout.
+        threading.Timer(0.5, other.execute, ["ROLLBACK"]).start()
+        started = anyio.current_time()
+        with anyio.move_on_after(0.05) as waited:
+            async with db.transaction() as conn:
+                await conn.execute(INSERT, (1,))
+        assert waited.cancelled_caught
+        assert anyio.current_time() - started >= 0.5  # the rollback came behind the write
+        assert not db.conn.in_transaction
+        assert await _stored(db) == []
+    finally:
+        other.close()
+        await db.close()
+
+
+async def test_without_aiosqlites_private_method_a_transaction_still_commits_or_rolls_back(
+    db: SqliteDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An aiosqlite that runs no function of ours: BEGIN and COMMIT make trips of their own,
+    and a transaction still commits whole or not at all."""
+    monkeypatch.setattr(sqlite, "ONE_TRIP", False)
+    async with db.transaction() as conn:
+        await conn.execute(INSERT, (1,))
+        await conn.execute_batch(_batch(2).steps)
+
+    async def write_with_a_refused_one() -> None:
         async with db.transaction() as conn:
-            await conn.execute(INSERT, (1,))
-    assert waited.cancelled_caught
+            await conn.execute(INSERT, (3,))
+            await conn.execute(INSERT, (-1,))
+
+    with pytest.raises(IntegrityViolation):
+        await write_with_a_refused_one()
     assert not db.conn.in_transaction
-    assert await _stored(db) == []
+    assert await _stored(db) == [1, 2]
