@@ -295,11 +295,12 @@ def _tracked_by_key(found: Sequence[Row]) -> list[TrackedListing]:
 TRACKED_PER_TRIP = 32
 
 
-def tracked_reader(db: Database) -> GroupWriter[str, list[TrackedListing]]:
-    """`tracked` for many connections' syncs, the reads asked for together in one go: a
-    run's connections start in numbers, and each read alone was a trip to SQLite's thread
-    (docs/benchmarks.md "A transaction's ends in its statements' trips")."""
-    return group_reader(db, tracked_of_each, TRACKED_PER_TRIP)
+def tracked_reader(db: Database) -> GroupWriter[str, list[TrackedListing]] | None:
+    """`tracked` for many connections' syncs, the reads asked for together in one go, where
+    that costs less (`Database.groups_reads`): a run's connections start in numbers, and each
+    read alone was a trip to SQLite's thread (docs/benchmarks.md "A transaction's ends in its
+    statements' trips"). None elsewhere: each sync reads its own."""
+    return group_reader(db, tracked_of_each, TRACKED_PER_TRIP) if db.groups_reads else None
 
 
 async def unconfirmed(

@@ -47,6 +47,7 @@ TURN_RETRY_SECONDS = 0.2
 
 class SqliteDatabase(Database):
     dialect = "sqlite"
+    groups_reads = True
 
     def __init__(self, conn: aiosqlite.Connection, path: Path, busy_timeout_ms: int) -> None:
         self.conn = conn

@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import suppress
+from contextlib import nullcontext, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -441,7 +441,7 @@ class SyncEngine:
         async with (
             shared.writes.running(),
             shared.lease_requests.running(),
-            shared.tracked_reads.running(),
+            shared.tracked_reads.running() if shared.tracked_reads else nullcontext(),
             anyio.create_task_group() as keeper,
         ):
             keeper.start_soon(self._keep_leases, shared)
@@ -729,7 +729,10 @@ class SyncEngine:
             except ConnectionStopped as exc:  # refused credentials: needs_reauth, as always
                 work.stopped = exc
                 return
-        tracked = await shared.tracked_reads.submit(row.id)
+        if shared.tracked_reads is None:
+            tracked = await listings.tracked(self.db, row.id)
+        else:
+            tracked = await shared.tracked_reads.submit(row.id)
         if row.mode == QueryMode.BY_KEY:
             await self._by_key(work, row, tracked, shared.due_only)
             return
@@ -843,7 +846,8 @@ class _RunShared:
     run_id: int
     writes: SyncWriter
     lease_requests: GroupWriter[leases.LeaseRequest, bool]
-    tracked_reads: GroupWriter[str, list[TrackedListing]]  # connection id -> its listings
+    # Connection id -> its tracked listings, read together where that costs less, else None.
+    tracked_reads: GroupWriter[str, list[TrackedListing]] | None
     held: dict[str, str] = field(default_factory=dict)  # connection id -> lease holder
     stop_work: dict[str, anyio.CancelScope] = field(default_factory=dict)  # on a lost lease
     taken: list[tuple[str, str]] = field(default_factory=list)  # every lease, freed at the end
