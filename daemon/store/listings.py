@@ -271,7 +271,7 @@ async def set_excluded(db: Database, listing_id: str, excluded: bool, now: str) 
 
 async def tracked(db: Database, connection_id: str) -> list[TrackedListing]:
     async with db.reading() as conn:
-        return (await tracked_of_each(conn, [connection_id]))[0]
+        return _tracked_by_key(await conn.fetch_all(TRACKED, (connection_id,)))
 
 
 async def tracked_of_each(

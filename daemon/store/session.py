@@ -169,8 +169,8 @@ class SqliteTransaction(SqliteSession):
     allows: its BEGIN goes with its first statement, and the writes `execute_batch` is given
     are held until the next statement or the COMMIT, and go with it; a transaction that runs
     nothing makes no trip (docs/benchmarks.md "A transaction's ends in its statements'
-    trips"). Only where
-    aiosqlite runs a function of ours on its thread (`ONE_TRIP`)."""
+    trips"). A held write that fails does so at that next trip, the statement's or the
+    COMMIT's. Only where aiosqlite runs a function of ours on its thread (`ONE_TRIP`)."""
 
     __slots__ = ("_begin", "_broken", "_held")
 
