@@ -136,7 +136,7 @@ class SqliteSession:
         texts = [(sqlite_text(sql), params) for sql, params in reads]
         try:
             found: list[list[Row]] = await self._conn._execute(  # type: ignore[no-untyped-call]
-                _on_thread, self._conn, None, [], _fetched_each, (texts,)
+                on_thread, self._conn, None, [], fetched_each, (texts,)
             )
         except sqlite3.Error as exc:
             raise from_sqlite(exc) from exc
@@ -148,7 +148,7 @@ class SqliteSession:
         texts = [(sqlite_text(sql), rows) for sql, rows in steps]
         try:
             if ONE_TRIP:
-                await self._conn._execute(_on_thread, self._conn, None, texts, _nothing, ())  # type: ignore[no-untyped-call]
+                await self._conn._execute(on_thread, self._conn, None, texts, nothing, ())  # type: ignore[no-untyped-call]
             else:
                 for text, rows in texts:
                     await self._conn.executemany(text, rows)
@@ -156,6 +156,8 @@ class SqliteSession:
             raise from_sqlite(exc) from exc
 
 
+# What runs on aiosqlite's thread, in one trip: `on_thread` with one of the functions below
+# as its last step (here and in daemon/store/sqlite_transaction.py).
 Held = list[tuple[str, Sequence[Params]]]  # statements' texts, each with its parameters' sets
 Returned = TypeVar("Returned")
 
@@ -164,83 +166,7 @@ class NotBegun(Exception):
     """A transaction's BEGIN failed on aiosqlite's thread (the sqlite3 error is its cause)."""
 
 
-class SqliteTransaction(SqliteSession):
-    """`Session` inside one transaction, in as few trips to aiosqlite's thread as its work
-    allows: its BEGIN goes with its first statement, and the writes `execute_batch` is given
-    are held until the next statement or the COMMIT, and go with it; a transaction that runs
-    nothing makes no trip (docs/benchmarks.md "A transaction's ends in its statements'
-    trips"). A held write that fails does so at that next trip, the statement's or the
-    COMMIT's. Only where aiosqlite runs a function of ours on its thread (`ONE_TRIP`)."""
-
-    __slots__ = ("_begin", "_broken", "_held")
-
-    def __init__(self, conn: aiosqlite.Connection, begin: str) -> None:
-        super().__init__(conn)
-        self._begin: str | None = begin  # until it has gone to the thread
-        self._held: Held = []
-        # The BEGIN's failure: every later call fails with it too, so that a caller that
-        # caught the first cannot go on outside a transaction (each statement its own).
-        self._broken: sqlite3.Error | None = None
-
-    async def execute(self, sql: Statement, params: Params = ()) -> int:
-        return await self._trip(_changed, sqlite_text(sql), params)
-
-    async def execute_many(self, sql: Statement, rows: Iterable[Params]) -> int:
-        return await self._trip(_changed_by_each, sqlite_text(sql), rows)
-
-    async def fetch_all(self, sql: Statement, params: Params = ()) -> list[Row]:
-        return await self._trip(_fetched, sqlite_text(sql), params)
-
-    async def fetch_each(self, reads: Sequence[Read]) -> list[list[Row]]:
-        return await self._trip(_fetched_each, [(sqlite_text(sql), p) for sql, p in reads])
-
-    async def execute_batch(self, steps: Sequence[Step]) -> None:
-        if self._broken is not None:
-            raise from_sqlite(self._broken) from self._broken
-        self._held += [(sqlite_text(sql), rows) for sql, rows in steps]
-
-    async def commit(self) -> None:
-        """What is held, and COMMIT, in one trip; none when nothing ever went to the thread
-        (SQLite never began the transaction)."""
-        if self._begin is not None and not self._held:
-            self._begin = None
-            return
-        await self._trip(_committed)
-
-    async def rollback(self) -> None:
-        """Drops what is held, and rolls back what went to the thread, if it began: its
-        BEGIN may have failed, or a cancelled call may still be running on the thread (this
-        trip waits behind it)."""
-        self._held = []
-        if self._begin is not None:  # nothing went to the thread
-            self._begin = None
-            return
-        try:
-            await self._conn._execute(_rolled_back, self._conn)  # type: ignore[no-untyped-call]
-        except sqlite3.Error as exc:
-            raise from_sqlite(exc) from exc
-
-    async def _trip(self, last: Callable[..., Returned], *args: Any) -> Returned:
-        """One trip: the BEGIN if it has not gone yet, the held writes, then `last`."""
-        if self._broken is not None:
-            raise from_sqlite(self._broken) from self._broken
-        begin, held = self._begin, self._held
-        self._begin, self._held = None, []
-        try:
-            result: Returned = await self._conn._execute(  # type: ignore[no-untyped-call]
-                _on_thread, self._conn, begin, held, last, args
-            )
-        except NotBegun as exc:
-            cause = exc.__cause__
-            assert isinstance(cause, sqlite3.Error)
-            self._broken = cause
-            raise from_sqlite(cause) from cause
-        except sqlite3.Error as exc:
-            raise from_sqlite(exc) from exc
-        return result
-
-
-def _on_thread(
+def on_thread(
     conn: aiosqlite.Connection,
     begin: str | None,
     held: Held,
@@ -259,31 +185,31 @@ def _on_thread(
     return last(raw, *args)
 
 
-def _changed(raw: sqlite3.Connection, text: str, params: Params) -> int:
+def changed(raw: sqlite3.Connection, text: str, params: Params) -> int:
     return raw.execute(text, params).rowcount
 
 
-def _changed_by_each(raw: sqlite3.Connection, text: str, rows: Iterable[Params]) -> int:
+def changed_by_each(raw: sqlite3.Connection, text: str, rows: Iterable[Params]) -> int:
     return raw.executemany(text, rows).rowcount
 
 
-def _fetched(raw: sqlite3.Connection, text: str, params: Params) -> list[Row]:
+def fetched(raw: sqlite3.Connection, text: str, params: Params) -> list[Row]:
     return raw.execute(text, params).fetchall()
 
 
-def _fetched_each(raw: sqlite3.Connection, reads: Sequence[tuple[str, Params]]) -> list[list[Row]]:
+def fetched_each(raw: sqlite3.Connection, reads: Sequence[tuple[str, Params]]) -> list[list[Row]]:
     return [raw.execute(text, params).fetchall() for text, params in reads]
 
 
-def _nothing(raw: sqlite3.Connection) -> None:
+def nothing(raw: sqlite3.Connection) -> None:
     """What runs after a batch of held writes alone."""
 
 
-def _committed(raw: sqlite3.Connection) -> None:
+def committed(raw: sqlite3.Connection) -> None:
     raw.execute("COMMIT")
 
 
-def _rolled_back(conn: aiosqlite.Connection) -> None:
+def rolled_back(conn: aiosqlite.Connection) -> None:
     raw: sqlite3.Connection = conn._conn
     if raw.in_transaction:
         raw.execute("ROLLBACK")

@@ -30,7 +30,8 @@ from daemon.store.database import (
 )
 from daemon.store.dialect import Statement
 from daemon.store.errors import from_sqlite
-from daemon.store.session import ONE_TRIP, Params, Session, SqliteSession, SqliteTransaction
+from daemon.store.session import ONE_TRIP, Params, Session, SqliteSession
+from daemon.store.sqlite_transaction import SqliteTransaction
 
 log = structlog.get_logger("mls_sync.store")
 
