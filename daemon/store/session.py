@@ -134,26 +134,32 @@ class SqliteSession:
         if not ONE_TRIP:
             return [await self.fetch_all(sql, params) for sql, params in reads]
         texts = [(sqlite_text(sql), params) for sql, params in reads]
-        try:
-            found: list[list[Row]] = await self._conn._execute(  # type: ignore[no-untyped-call]
-                on_thread, self._conn, None, [], fetched_each, (texts,)
-            )
-        except sqlite3.Error as exc:
-            raise from_sqlite(exc) from exc
-        return found
+        return await self._on_thread(None, [], fetched_each, texts)
 
     async def execute_batch(self, steps: Sequence[Step]) -> None:
         if not steps:
             return
         texts = [(sqlite_text(sql), rows) for sql, rows in steps]
+        if ONE_TRIP:
+            await self._on_thread(None, texts, nothing)
+            return
         try:
-            if ONE_TRIP:
-                await self._conn._execute(on_thread, self._conn, None, texts, nothing, ())  # type: ignore[no-untyped-call]
-            else:
-                for text, rows in texts:
-                    await self._conn.executemany(text, rows)
+            for text, rows in texts:
+                await self._conn.executemany(text, rows)
         except sqlite3.Error as exc:
             raise from_sqlite(exc) from exc
+
+    async def _on_thread(
+        self, begin: str | None, held: Held, last: Callable[..., Returned], *args: Any
+    ) -> Returned:
+        """One trip to aiosqlite's thread (`on_thread`), its sqlite3 errors as the store's."""
+        try:
+            result: Returned = await self._conn._execute(  # type: ignore[no-untyped-call]
+                on_thread, self._conn, begin, held, last, args
+            )
+        except sqlite3.Error as exc:
+            raise from_sqlite(exc) from exc
+        return result
 
 
 # What runs on aiosqlite's thread, in one trip: `on_thread` with one of the functions below
@@ -209,7 +215,6 @@ def committed(raw: sqlite3.Connection) -> None:
     raw.execute("COMMIT")
 
 
-def rolled_back(conn: aiosqlite.Connection) -> None:
-    raw: sqlite3.Connection = conn._conn
+def rolled_back(raw: sqlite3.Connection) -> None:
     if raw.in_transaction:
         raw.execute("ROLLBACK")

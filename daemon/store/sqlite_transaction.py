@@ -25,7 +25,6 @@ from daemon.store.session import (
     committed,
     fetched,
     fetched_each,
-    on_thread,
     rolled_back,
 )
 
@@ -81,10 +80,7 @@ class SqliteTransaction(SqliteSession):
         if self._begin is not None:  # nothing went to the thread
             self._begin = None
             return
-        try:
-            await self._conn._execute(rolled_back, self._conn)  # type: ignore[no-untyped-call]
-        except sqlite3.Error as exc:
-            raise from_sqlite(exc) from exc
+        await self._on_thread(None, [], rolled_back)
 
     async def _trip(self, last: Callable[..., Returned], *args: Any) -> Returned:
         """One trip: the BEGIN if it has not gone yet, the held writes, then `last`."""
@@ -93,14 +89,9 @@ class SqliteTransaction(SqliteSession):
         begin, held = self._begin, self._held
         self._begin, self._held = None, []
         try:
-            result: Returned = await self._conn._execute(  # type: ignore[no-untyped-call]
-                on_thread, self._conn, begin, held, last, args
-            )
+            return await self._on_thread(begin, held, last, *args)
         except NotBegun as exc:
             cause = exc.__cause__
             assert isinstance(cause, sqlite3.Error)
             self._broken = cause
             raise from_sqlite(cause) from cause
-        except sqlite3.Error as exc:
-            raise from_sqlite(exc) from exc
-        return result

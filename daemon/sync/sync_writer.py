@@ -80,7 +80,7 @@ async def write_group(
         reads.append(listings.current_read(every))
     found = await conn.fetch_each(reads)
     held = lease_held(writes, holders, leases.valid_of_rows(found[0]))
-    ids = listings_of(writes, held)
+    ids = every if all(held) else listings_of(writes, held)
     current = listings.current_of(found[1]) if every else {}
     group = plan_group(writes, held, ids, current, mapping)
     # What the group writes, held and run together (`WriteBatch`): on SQLite one trip to its
